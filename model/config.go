@@ -1,0 +1,311 @@
+// Package model loads Hugging Face decoder-only causal language models of the
+// Llama family (llama, mistral, qwen2, qwen3) and runs them: a forward pass
+// over padded batches, a backward pass for training, and generation with a
+// key/value cache.
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+)
+
+// Config is the architecture read from config.json.
+type Config struct {
+	ModelType     string
+	Vocab         int
+	Hidden        int
+	Intermediate  int
+	Layers        int
+	Heads         int
+	KVHeads       int
+	HeadDim       int
+	RMSNormEps    float64
+	MaxPositions  int
+	TieEmbeddings bool
+	AttnBias      bool // biases on q, k, v (qwen2 always; llama/qwen3 with attention_bias)
+	AttnOutBias   bool // bias on o_proj (llama with attention_bias)
+	MLPBias       bool
+	QKNorm        bool // qwen3: RMSNorm over each head of q and k before RoPE
+	Rope          Rope
+	BOS           []int
+	EOS           []int
+	Pad           int // -1 when absent
+	Act           string
+}
+
+// Rope describes rotary position embeddings.
+type Rope struct {
+	Theta          float64
+	Type           string // default, linear, dynamic, llama3, yarn
+	Factor         float64
+	LowFreqFactor  float64
+	HighFreqFactor float64
+	OriginalMaxPos int
+	BetaFast       float64
+	BetaSlow       float64
+	Mscale         float64
+	MscaleAllDim   float64
+	AttnFactor     float64 // yarn attention_factor when given
+	Truncate       bool
+	PartialFactor  float64
+}
+
+// rawConfig mirrors the config.json keys we read. Pointers tell absent from zero.
+type rawConfig struct {
+	ModelType     string          `json:"model_type"`
+	Vocab         *int            `json:"vocab_size"`
+	Hidden        *int            `json:"hidden_size"`
+	Intermediate  *int            `json:"intermediate_size"`
+	Layers        *int            `json:"num_hidden_layers"`
+	Heads         *int            `json:"num_attention_heads"`
+	KVHeads       *int            `json:"num_key_value_heads"`
+	HeadDim       *int            `json:"head_dim"`
+	RMSNormEps    *float64        `json:"rms_norm_eps"`
+	MaxPositions  int             `json:"max_position_embeddings"`
+	Tie           *bool           `json:"tie_word_embeddings"`
+	AttnBias      *bool           `json:"attention_bias"`
+	MLPBias       bool            `json:"mlp_bias"`
+	RopeTheta     *float64        `json:"rope_theta"`
+	RopeScaling   json.RawMessage `json:"rope_scaling"`
+	RopeParams    json.RawMessage `json:"rope_parameters"`
+	PartialRotary *float64        `json:"partial_rotary_factor"`
+	BOS           json.RawMessage `json:"bos_token_id"`
+	EOS           json.RawMessage `json:"eos_token_id"`
+	Pad           json.RawMessage `json:"pad_token_id"`
+	Act           string          `json:"hidden_act"`
+}
+
+type rawRope struct {
+	Theta          *float64 `json:"rope_theta"`
+	Type           string   `json:"rope_type"`
+	LegacyType     string   `json:"type"`
+	Factor         *float64 `json:"factor"`
+	LowFreqFactor  *float64 `json:"low_freq_factor"`
+	HighFreqFactor *float64 `json:"high_freq_factor"`
+	OriginalMaxPos *int     `json:"original_max_position_embeddings"`
+	BetaFast       *float64 `json:"beta_fast"`
+	BetaSlow       *float64 `json:"beta_slow"`
+	Mscale         *float64 `json:"mscale"`
+	MscaleAllDim   *float64 `json:"mscale_all_dim"`
+	AttnFactor     *float64 `json:"attention_factor"`
+	Truncate       *bool    `json:"truncate"`
+	Partial        *float64 `json:"partial_rotary_factor"`
+}
+
+// LoadConfig reads dir/config.json.
+func LoadConfig(dir string) (*Config, error) {
+	path := filepath.Join(dir, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(path, b)
+}
+
+// ParseConfig parses config.json content; path is used in error messages.
+func ParseConfig(path string, b []byte) (*Config, error) {
+	var r rawConfig
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c := &Config{ModelType: r.ModelType, MaxPositions: r.MaxPositions, MLPBias: r.MLPBias, Act: r.Act, Pad: -1}
+	switch r.ModelType {
+	case "llama", "mistral", "qwen2", "qwen3":
+	case "":
+		return nil, fmt.Errorf("%s: model_type is missing", path)
+	default:
+		return nil, fmt.Errorf("%s: model_type %q is not supported (supported: llama, mistral, qwen2, qwen3)", path, r.ModelType)
+	}
+	req := func(key string, p *int) (int, error) {
+		if p == nil {
+			return 0, fmt.Errorf("%s: %s is missing", path, key)
+		}
+		if *p <= 0 {
+			return 0, fmt.Errorf("%s: %s must be positive, got %d", path, key, *p)
+		}
+		return *p, nil
+	}
+	var errs [6]error
+	c.Vocab, errs[0] = req("vocab_size", r.Vocab)
+	c.Hidden, errs[1] = req("hidden_size", r.Hidden)
+	c.Intermediate, errs[2] = req("intermediate_size", r.Intermediate)
+	c.Layers, errs[3] = req("num_hidden_layers", r.Layers)
+	c.Heads, errs[4] = req("num_attention_heads", r.Heads)
+	c.KVHeads = c.Heads
+	if r.KVHeads != nil {
+		c.KVHeads, errs[5] = req("num_key_value_heads", r.KVHeads)
+	}
+	for _, e := range errs {
+		if e != nil {
+			return nil, e
+		}
+	}
+	if c.Heads%c.KVHeads != 0 {
+		return nil, fmt.Errorf("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path, c.Heads, c.KVHeads)
+	}
+	if r.HeadDim != nil && *r.HeadDim > 0 {
+		c.HeadDim = *r.HeadDim
+	} else {
+		if c.Hidden%c.Heads != 0 {
+			return nil, fmt.Errorf("%s: hidden_size %d is not a multiple of num_attention_heads %d and head_dim is absent", path, c.Hidden, c.Heads)
+		}
+		c.HeadDim = c.Hidden / c.Heads
+	}
+	if c.HeadDim%2 != 0 {
+		return nil, fmt.Errorf("%s: head_dim %d must be even for rotary embeddings", path, c.HeadDim)
+	}
+	c.RMSNormEps = 1e-6
+	if r.RMSNormEps != nil {
+		c.RMSNormEps = *r.RMSNormEps
+	}
+	if r.Tie != nil {
+		c.TieEmbeddings = *r.Tie
+	}
+	if c.Act == "" {
+		c.Act = "silu"
+	}
+	if c.Act != "silu" && c.Act != "swish" {
+		return nil, fmt.Errorf("%s: hidden_act %q is not supported (silu)", path, c.Act)
+	}
+	switch r.ModelType {
+	case "qwen2":
+		c.AttnBias = true
+	case "qwen3":
+		c.QKNorm = true
+		c.AttnBias = r.AttnBias != nil && *r.AttnBias
+	default:
+		c.AttnBias = r.AttnBias != nil && *r.AttnBias
+		c.AttnOutBias = c.AttnBias
+	}
+	var err error
+	if c.BOS, err = tokenIDs(r.BOS); err != nil {
+		return nil, fmt.Errorf("%s: bos_token_id: %w", path, err)
+	}
+	if c.EOS, err = tokenIDs(r.EOS); err != nil {
+		return nil, fmt.Errorf("%s: eos_token_id: %w", path, err)
+	}
+	if pad, err := tokenIDs(r.Pad); err != nil {
+		return nil, fmt.Errorf("%s: pad_token_id: %w", path, err)
+	} else if len(pad) > 0 {
+		c.Pad = pad[0]
+	}
+	if err := c.parseRope(path, &r); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func tokenIDs(raw json.RawMessage) ([]int, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one int
+	if json.Unmarshal(raw, &one) == nil {
+		return []int{one}, nil
+	}
+	var many []int
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, fmt.Errorf("want an integer or a list of integers, got %s", raw)
+	}
+	return many, nil
+}
+
+func (c *Config) parseRope(path string, r *rawConfig) error {
+	var rr rawRope
+	key := "rope_parameters"
+	src := r.RopeParams
+	if len(src) == 0 || string(src) == "null" {
+		key, src = "rope_scaling", r.RopeScaling
+	}
+	if len(src) > 0 && string(src) != "null" {
+		if err := json.Unmarshal(src, &rr); err != nil {
+			return fmt.Errorf("%s: %s: %w", path, key, err)
+		}
+	}
+	ro := Rope{Type: rr.Type, Factor: 1, PartialFactor: 1, BetaFast: 32, BetaSlow: 1, Truncate: true, OriginalMaxPos: c.MaxPositions}
+	if ro.Type == "" {
+		ro.Type = rr.LegacyType
+	}
+	if ro.Type == "" {
+		ro.Type = "default"
+	}
+	switch {
+	case rr.Theta != nil:
+		ro.Theta = *rr.Theta
+	case r.RopeTheta != nil:
+		ro.Theta = *r.RopeTheta
+	default:
+		ro.Theta = 10000
+	}
+	set := func(dst *float64, p *float64) {
+		if p != nil {
+			*dst = *p
+		}
+	}
+	set(&ro.Factor, rr.Factor)
+	set(&ro.LowFreqFactor, rr.LowFreqFactor)
+	set(&ro.HighFreqFactor, rr.HighFreqFactor)
+	set(&ro.BetaFast, rr.BetaFast)
+	set(&ro.BetaSlow, rr.BetaSlow)
+	set(&ro.Mscale, rr.Mscale)
+	set(&ro.MscaleAllDim, rr.MscaleAllDim)
+	set(&ro.AttnFactor, rr.AttnFactor)
+	set(&ro.PartialFactor, r.PartialRotary)
+	set(&ro.PartialFactor, rr.Partial)
+	if rr.Truncate != nil {
+		ro.Truncate = *rr.Truncate
+	}
+	if rr.OriginalMaxPos != nil {
+		ro.OriginalMaxPos = *rr.OriginalMaxPos
+	}
+	need := func(name string, p any) error {
+		switch v := p.(type) {
+		case *float64:
+			if v == nil {
+				return fmt.Errorf("%s: %s: rope_type %q needs %s", path, key, ro.Type, name)
+			}
+		case *int:
+			if v == nil {
+				return fmt.Errorf("%s: %s: rope_type %q needs %s", path, key, ro.Type, name)
+			}
+		}
+		return nil
+	}
+	switch ro.Type {
+	case "default":
+	case "linear", "dynamic":
+		if err := need("factor", rr.Factor); err != nil {
+			return err
+		}
+	case "llama3":
+		for _, e := range []error{need("factor", rr.Factor), need("low_freq_factor", rr.LowFreqFactor),
+			need("high_freq_factor", rr.HighFreqFactor), need("original_max_position_embeddings", rr.OriginalMaxPos)} {
+			if e != nil {
+				return e
+			}
+		}
+	case "yarn":
+		if err := need("factor", rr.Factor); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%s: %s: rope_type %q is not supported (default, linear, dynamic, llama3, yarn)", path, key, ro.Type)
+	}
+	if ro.Theta <= 0 || math.IsNaN(ro.Theta) {
+		return fmt.Errorf("%s: rope_theta must be positive, got %v", path, ro.Theta)
+	}
+	if ro.Factor <= 0 {
+		return fmt.Errorf("%s: %s: factor must be positive, got %v", path, key, ro.Factor)
+	}
+	c.Rope = ro
+	return nil
+}
+
+// QDim is the width of the query projection's output.
+func (c *Config) QDim() int { return c.Heads * c.HeadDim }
+
+// KVDim is the width of the key and value projections' outputs.
+func (c *Config) KVDim() int { return c.KVHeads * c.HeadDim }

@@ -1,0 +1,135 @@
+package nn
+
+import "gotune/compute/cpu"
+
+// Linear is y = x·Wᵀ + b with W stored [Out, In] as Hugging Face stores it.
+// The weight lives in one of three forms: float32 (W.Data), bfloat16 (WBF16,
+// computed in float32) or a quantized matrix (Q). An Adapter (LoRA, DoRA,
+// IA3…) wraps the base computation when set.
+type Linear struct {
+	Name    string // module path, e.g. "model.layers.0.self_attn.q_proj"
+	In, Out int
+	W       *Param
+	WBF16   []uint16
+	Q       QuantWeight
+	B       *Param
+	Adapter Adapter
+}
+
+// QuantWeight is a frozen weight kept quantized in memory and multiplied
+// without ever being expanded in full (QLoRA).
+type QuantWeight interface {
+	MatMul(y, x []float32, n int)
+	MatMulInputGrad(dx, dy []float32, n int, accumulate bool)
+	Dequantize(dst []float32)
+}
+
+// Adapter modifies a linear layer. Forward must produce the adapted output
+// (usually by calling l.BaseForward and adding to it) and keep what its
+// Backward needs; Backward accumulates into dx (may be nil when the input
+// needs no gradient) and into its own parameters' gradients, and calls
+// l.BaseBackward for the frozen path.
+type Adapter interface {
+	Forward(l *Linear, y, x []float32, n int)
+	Backward(l *Linear, dx, dy, x []float32, n int)
+	Params() []*Param
+}
+
+// Forward computes y (overwritten) for n rows of x.
+func (l *Linear) Forward(y, x []float32, n int) {
+	if l.Adapter != nil {
+		l.Adapter.Forward(l, y, x, n)
+		return
+	}
+	l.BaseForward(y, x, n)
+}
+
+// Backward accumulates dx (+=, skipped when nil) and the gradients of any
+// trainable parameter, from dy and the forward input x.
+func (l *Linear) Backward(dx, dy, x []float32, n int) {
+	if l.Adapter != nil {
+		l.Adapter.Backward(l, dx, dy, x, n)
+		return
+	}
+	l.BaseBackward(dx, dy, x, n)
+}
+
+// BaseForward is the unadapted y = x·Wᵀ + b.
+func (l *Linear) BaseForward(y, x []float32, n int) {
+	l.MatMul(y, x, n)
+	if l.B != nil {
+		AddBias(y, l.B.Data, n)
+	}
+}
+
+// MatMul computes y = x·Wᵀ without the bias.
+func (l *Linear) MatMul(y, x []float32, n int) {
+	switch {
+	case l.Q != nil:
+		l.Q.MatMul(y, x, n)
+	case l.WBF16 != nil:
+		cpu.SgemmBF16B(false, true, n, l.Out, l.In, 1, x, l.In, l.WBF16, l.In, 0, y, l.Out)
+	default:
+		cpu.Sgemm(false, true, n, l.Out, l.In, 1, x, l.In, l.W.Data, l.In, 0, y, l.Out)
+	}
+}
+
+// InputGrad accumulates dx += dy·W.
+func (l *Linear) InputGrad(dx, dy []float32, n int) {
+	switch {
+	case l.Q != nil:
+		l.Q.MatMulInputGrad(dx, dy, n, true)
+	case l.WBF16 != nil:
+		cpu.SgemmBF16B(false, false, n, l.In, l.Out, 1, dy, l.Out, l.WBF16, l.In, 1, dx, l.In)
+	default:
+		cpu.Sgemm(false, false, n, l.In, l.Out, 1, dy, l.Out, l.W.Data, l.In, 1, dx, l.In)
+	}
+}
+
+// BaseBackward is the backward pass of BaseForward.
+func (l *Linear) BaseBackward(dx, dy, x []float32, n int) {
+	if dx != nil {
+		l.InputGrad(dx, dy, n)
+	}
+	if l.W != nil && l.W.Grad != nil {
+		cpu.Sgemm(true, false, l.Out, l.In, n, 1, dy, l.Out, x, l.In, 1, l.W.Grad, l.In)
+	}
+	if l.B != nil && l.B.Grad != nil {
+		BiasBackward(l.B.Grad, dy, n)
+	}
+}
+
+// DenseWeight returns the weight as float32 [Out·In], expanding bf16 or
+// quantized storage into a new slice (for merging and export, not training).
+func (l *Linear) DenseWeight() []float32 {
+	switch {
+	case l.Q != nil:
+		w := make([]float32, l.Out*l.In)
+		l.Q.Dequantize(w)
+		return w
+	case l.WBF16 != nil:
+		w := make([]float32, l.Out*l.In)
+		cpu.BF16ToF32(w, l.WBF16)
+		return w
+	}
+	return l.W.Data
+}
+
+// Buf is a reusable float32 buffer that grows on demand, so steady-state
+// training steps allocate nothing.
+type Buf struct{ b []float32 }
+
+// Get returns a slice of length n; contents are unspecified.
+func (b *Buf) Get(n int) []float32 {
+	if cap(b.b) < n {
+		b.b = make([]float32, n)
+	}
+	return b.b[:n]
+}
+
+// Zero returns a zeroed slice of length n.
+func (b *Buf) Zero(n int) []float32 {
+	s := b.Get(n)
+	clear(s)
+	return s
+}

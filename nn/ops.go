@@ -1,0 +1,178 @@
+package nn
+
+import (
+	"math"
+	"sync"
+
+	"gotune/compute/cpu"
+)
+
+// Row-parallel helpers: every op below works on n rows of a fixed width and
+// splits the rows across cores. minRows keeps tiny inputs on one goroutine.
+func rows(n, width int, fn func(lo, hi int)) {
+	cpu.Parallel(n, 1+4096/(width+1), fn)
+}
+
+// RMSNorm computes y = x / sqrt(mean(x²) + eps) · w for n rows of width d and
+// saves 1/rms per row in rstd for the backward pass.
+func RMSNorm(y, rstd, x, w []float32, n, d int, eps float64) {
+	rows(n, d, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			xr := x[i*d : (i+1)*d]
+			var ss float32
+			for _, v := range xr {
+				ss += v * v
+			}
+			r := float32(1 / math.Sqrt(float64(ss/float32(d))+eps))
+			rstd[i] = r
+			yr := y[i*d : (i+1)*d]
+			for j, v := range xr {
+				yr[j] = w[j] * (v * r)
+			}
+		}
+	})
+}
+
+// RMSNormBackward accumulates dx (+=) and, when dw is non-nil, dw (+=), given
+// dy and the saved rstd. dx may not alias dy.
+func RMSNormBackward(dx, dw, dy, x, w, rstd []float32, n, d int) {
+	var parts [][]float32
+	if dw != nil {
+		parts = make([][]float32, 0, cpu.Threads())
+	}
+	var mu sync.Mutex
+	rows(n, d, func(lo, hi int) {
+		var pdw []float32
+		if dw != nil {
+			pdw = make([]float32, d)
+		}
+		for i := lo; i < hi; i++ {
+			xr, gr, dxr := x[i*d:(i+1)*d], dy[i*d:(i+1)*d], dx[i*d:(i+1)*d]
+			r := rstd[i]
+			var dot float32
+			for j := range xr {
+				dot += gr[j] * w[j] * xr[j]
+			}
+			c := dot * r * r / float32(d)
+			for j := range xr {
+				dxr[j] += r * (gr[j]*w[j] - xr[j]*c)
+			}
+			if pdw != nil {
+				for j := range xr {
+					pdw[j] += gr[j] * xr[j] * r
+				}
+			}
+		}
+		if pdw != nil {
+			mu.Lock()
+			parts = append(parts, pdw)
+			mu.Unlock()
+		}
+	})
+	for _, p := range parts {
+		for j, v := range p {
+			dw[j] += v
+		}
+	}
+}
+
+// Rope rotates the first rot dimensions of each head in place:
+// x' = x·cos + rotate_half(x)·sin, with cos/sin rows chosen by pos. x holds
+// n rows of heads×hd.
+func Rope(x []float32, n, heads, hd int, pos []int32, cos, sin []float32, rot int) {
+	half := rot / 2
+	rows(n, heads*hd, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			p := int(pos[i])
+			c, s := cos[p*hd:p*hd+hd], sin[p*hd:p*hd+hd]
+			for h := 0; h < heads; h++ {
+				v := x[(i*heads+h)*hd : (i*heads+h+1)*hd]
+				for j := 0; j < half; j++ {
+					a, b := v[j], v[j+half]
+					v[j] = a*c[j] - b*s[j]
+					v[j+half] = b*c[j+half] + a*s[j+half]
+				}
+			}
+		}
+	})
+}
+
+// RopeBackward turns the gradient of rotated values into the gradient of the
+// values before rotation, in place (the transpose of Rope).
+func RopeBackward(g []float32, n, heads, hd int, pos []int32, cos, sin []float32, rot int) {
+	half := rot / 2
+	rows(n, heads*hd, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			p := int(pos[i])
+			c, s := cos[p*hd:p*hd+hd], sin[p*hd:p*hd+hd]
+			for h := 0; h < heads; h++ {
+				v := g[(i*heads+h)*hd : (i*heads+h+1)*hd]
+				for j := 0; j < half; j++ {
+					a, b := v[j], v[j+half]
+					v[j] = a*c[j] + b*s[j+half]
+					v[j+half] = b*c[j+half] - a*s[j]
+				}
+			}
+		}
+	})
+}
+
+// SwiGLU computes a = silu(g)·u elementwise.
+func SwiGLU(a, g, u []float32) {
+	rows(len(a), 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			x := g[i]
+			a[i] = x / (1 + float32(math.Exp(float64(-x)))) * u[i]
+		}
+	})
+}
+
+// SwiGLUBackward writes dg and du (overwrite) from da.
+func SwiGLUBackward(dg, du, da, g, u []float32) {
+	rows(len(da), 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			x := g[i]
+			sg := 1 / (1 + float32(math.Exp(float64(-x))))
+			silu := x * sg
+			du[i] = da[i] * silu
+			dg[i] = da[i] * u[i] * sg * (1 + x*(1-sg))
+		}
+	})
+}
+
+// AddBias adds b to each of n rows.
+func AddBias(y, b []float32, n int) {
+	d := len(b)
+	rows(n, d, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			yr := y[i*d : (i+1)*d]
+			for j, v := range b {
+				yr[j] += v
+			}
+		}
+	})
+}
+
+// BiasBackward accumulates the column sums of dy (n rows) into db.
+func BiasBackward(db, dy []float32, n int) {
+	d := len(db)
+	acc := make([]float64, d)
+	for i := 0; i < n; i++ {
+		for j, v := range dy[i*d : (i+1)*d] {
+			acc[j] += float64(v)
+		}
+	}
+	for j := range db {
+		db[j] += float32(acc[j])
+	}
+}
+
+// Add computes dst += src.
+func Add(dst, src []float32) {
+	rows(len(dst), 1, func(lo, hi int) {
+		d, s := dst[lo:hi], src[lo:hi]
+		for i, v := range s {
+			d[i] += v
+		}
+	})
+}
