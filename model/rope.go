@@ -93,7 +93,7 @@ func (c *Config) yarn(dim int, base float64) ([]float64, float64) {
 // RopeTable holds cos and sin for positions [0, n), head_dim wide, laid out as
 // transformers does: the half-dim frequencies repeated twice.
 type RopeTable struct {
-	Dim      int
+	Dim, Rot int
 	Cos, Sin []float32
 }
 
@@ -102,7 +102,7 @@ func (c *Config) NewRopeTable(n int) *RopeTable {
 	inv, scale := c.invFreq(n)
 	dim := c.HeadDim
 	rot := 2 * len(inv)
-	t := &RopeTable{Dim: dim, Cos: make([]float32, n*dim), Sin: make([]float32, n*dim)}
+	t := &RopeTable{Dim: dim, Rot: rot, Cos: make([]float32, n*dim), Sin: make([]float32, n*dim)}
 	for p := 0; p < n; p++ {
 		cs, sn := t.Cos[p*dim:(p+1)*dim], t.Sin[p*dim:(p+1)*dim]
 		for i, f := range inv {

@@ -20,7 +20,7 @@ type Attention struct {
 	KeyMask        []int32 // [B·Tk], nil: every key is valid
 	QSeg, KSeg     []int32 // [B·Tq], [B·Tk], nil: no packing
 	Scale          float32
-	scratch        []float32
+	Scratch        []float32 // reusable backward buffer
 }
 
 func (a *Attention) allowed(b, t, j int) bool {
@@ -95,10 +95,10 @@ func (a *Attention) Backward(dq, dk, dv, dout, q, k, v, out, lse []float32) {
 	// sharing a key/value head never race; the slabs are summed afterwards.
 	slab := a.Tk * hd
 	need := 2 * a.B * a.Heads * slab
-	if cap(a.scratch) < need {
-		a.scratch = make([]float32, need)
+	if cap(a.Scratch) < need {
+		a.Scratch = make([]float32, need)
 	}
-	dks, dvs := a.scratch[:need/2], a.scratch[need/2:need]
+	dks, dvs := a.Scratch[:need/2], a.Scratch[need/2:need]
 	clear(dks)
 	clear(dvs)
 	cpu.Parallel(a.B*a.Heads, 1, func(lo, hi int) {

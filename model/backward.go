@@ -1,0 +1,222 @@
+package model
+
+import (
+	"math"
+
+	"gotune/compute/cpu"
+	"gotune/nn"
+)
+
+// Loss runs the forward pass and returns the summed cross-entropy of the
+// trained tokens and their count (the mean is sum/count).
+func (w *Workspace) Loss(b *Batch) (sum float64, count int) {
+	w.forward(b)
+	return w.head(0, false)
+}
+
+// Step runs forward and backward for one micro-batch. Gradients of every
+// trainable parameter accumulate (+=) the gradient of scale·(summed token
+// loss): pass 1/(trained tokens of the whole accumulated batch) so that k
+// micro-batches equal one batch of k. It returns the summed loss and the
+// number of trained tokens.
+func (w *Workspace) Step(b *Batch, scale float32) (sum float64, count int) {
+	w.forward(b)
+	sum, count = w.head(scale, true)
+	w.backward()
+	return sum, count
+}
+
+// Logits runs the forward pass and returns logits [B·T, Vocab] (T including
+// any virtual tokens). The slice is reused by the next call.
+func (w *Workspace) Logits(b *Batch) []float32 {
+	w.forward(b)
+	c := w.m.Cfg
+	w.logits = grow(w.logits, w.N*c.Vocab)
+	cpu.Sgemm(false, true, w.N, c.Vocab, c.Hidden, 1, w.xf, c.Hidden, w.m.Head.Data, c.Hidden, 0, w.logits, c.Vocab)
+	return w.logits
+}
+
+// headChunk bounds the rows whose logits exist at once: the full [N, Vocab]
+// matrix of a 150k vocabulary would dwarf everything else.
+const headChunk = 128
+
+// head computes the language-model head and the shifted cross-entropy over
+// the rows that have a target, chunk by chunk. With backward it writes the
+// gradient of scale·loss into dxf and accumulates the head's weight gradient.
+func (w *Workspace) head(scale float32, backward bool) (float64, int) {
+	c := w.m.Cfg
+	h, V := c.Hidden, c.Vocab
+	// Row i predicts labels[i+1] within the same sequence.
+	var rowsIdx []int
+	var targets []int32
+	for r := 0; r < w.B; r++ {
+		for t := 0; t+1 < w.T; t++ {
+			if y := w.labels[r*w.T+t+1]; y != IgnoreIndex {
+				rowsIdx = append(rowsIdx, r*w.T+t)
+				targets = append(targets, y)
+			}
+		}
+	}
+	if backward {
+		w.dxf = grow(w.dxf, w.N*h)
+		clear(w.dxf)
+	}
+	chunk := min(headChunk, max(len(rowsIdx), 1))
+	w.logits = grow(w.logits, chunk*V)
+	xs := make([]float32, chunk*h)
+	dxs := make([]float32, chunk*h)
+	losses := make([]float64, chunk)
+	head := w.m.Head
+	var total float64
+	for c0 := 0; c0 < len(rowsIdx); c0 += chunk {
+		rws := rowsIdx[c0:min(c0+chunk, len(rowsIdx))]
+		tg := targets[c0 : c0+len(rws)]
+		m := len(rws)
+		for i, r := range rws {
+			copy(xs[i*h:(i+1)*h], w.xf[r*h:(r+1)*h])
+		}
+		lg := w.logits[:m*V]
+		cpu.Sgemm(false, true, m, V, h, 1, xs[:m*h], h, head.Data, h, 0, lg, V)
+		cpu.Parallel(m, 1, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				row := lg[i*V : (i+1)*V]
+				mx := row[0]
+				for _, v := range row {
+					mx = max(mx, v)
+				}
+				var s float64
+				for _, v := range row {
+					s += math.Exp(float64(v - mx))
+				}
+				lse := float64(mx) + math.Log(s)
+				losses[i] = lse - float64(row[tg[i]])
+				if backward {
+					for j, v := range row {
+						row[j] = float32(math.Exp(float64(v)-lse)) * scale
+					}
+					row[tg[i]] -= scale
+				}
+			}
+		})
+		for i := 0; i < m; i++ {
+			total += losses[i]
+		}
+		if !backward {
+			continue
+		}
+		cpu.Sgemm(false, false, m, h, V, 1, lg, V, head.Data, h, 0, dxs[:m*h], h)
+		for i, r := range rws {
+			copy(w.dxf[r*h:(r+1)*h], dxs[i*h:(i+1)*h])
+		}
+		if head.Grad != nil {
+			cpu.Sgemm(true, false, V, h, m, 1, lg, V, xs[:m*h], h, 1, head.Grad, h)
+		}
+	}
+	return total, len(rowsIdx)
+}
+
+func zero(s []float32, n int) []float32 {
+	s = grow(s, n)
+	clear(s)
+	return s
+}
+
+// backward propagates dxf through the final norm, every block and the
+// embeddings.
+func (w *Workspace) backward() {
+	m, c := w.m, w.m.Cfg
+	n, h := w.N, c.Hidden
+	w.dres = zero(w.dres, n*h)
+	L := len(m.Layers)
+	nn.RMSNormBackward(w.dres, m.Norm.Grad, w.dxf, w.stream[L], m.Norm.Data, w.rstdf, n, h)
+	for i := L - 1; i >= 0; i-- {
+		if w.Checkpoint {
+			w.forwardLayer(m.Layers[i])
+		}
+		w.backwardLayer(m.Layers[i])
+	}
+	if m.Embed.Grad != nil {
+		g := m.Embed.Grad
+		for i, id := range w.ids {
+			if i%w.T < w.P {
+				continue
+			}
+			addTo(g[int(id)*h:(int(id)+1)*h], w.dres[i*h:(i+1)*h])
+		}
+	}
+	if w.P > 0 {
+		d := grow(w.dvirt, w.B*w.P*h)
+		w.dvirt = d
+		for r := 0; r < w.B; r++ {
+			copy(d[r*w.P*h:(r+1)*w.P*h], w.dres[r*w.T*h:(r*w.T+w.P)*h])
+		}
+		m.Input.AccumulateGrad(d, w.B)
+	}
+}
+
+func addTo(dst, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] += v
+	}
+}
+
+// backwardLayer turns dres from the gradient of the block's output into the
+// gradient of its input, accumulating parameter gradients on the way.
+func (w *Workspace) backwardLayer(l *Layer) {
+	m, c := w.m, w.m.Cfg
+	a := w.actsFor(l.Index)
+	n, h, qd, kd, hd, inter := w.N, c.Hidden, c.QDim(), c.KVDim(), c.HeadDim, c.Intermediate
+	x := w.stream[l.Index]
+	rope := m.Rope(int(maxPos(w.pos)) + 1)
+
+	// MLP: out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = norm(xmid).
+	w.da = zero(w.da, n*inter)
+	l.Down.Backward(w.da, w.dres, a.a, n)
+	w.dg, w.du = grow(w.dg, n*inter), grow(w.du, n*inter)
+	nn.SwiGLUBackward(w.dg, w.du, w.da, a.g, a.u)
+	w.dxn = zero(w.dxn, n*h)
+	l.Gate.Backward(w.dxn, w.dg, a.xn2, n)
+	l.Up.Backward(w.dxn, w.du, a.xn2, n)
+	nn.RMSNormBackward(w.dres, l.PostNorm.Grad, w.dxn, a.xmid, l.PostNorm.Data, a.rstd2, n, h)
+
+	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
+	w.datt = zero(w.datt, n*qd)
+	l.O.Backward(w.datt, w.dres, a.att, n)
+	w.dq = grow(w.dq, n*qd)
+	tk := a.attn.Tk
+	w.dk, w.dv = zero(w.dk, w.B*tk*kd), zero(w.dv, w.B*tk*kd)
+	k, v := a.kr, a.v
+	if l.Prefix != nil {
+		k, v = a.kAll, a.vAll
+	}
+	a.attn.Backward(w.dq, w.dk, w.dv, w.datt, a.qr, k, v, a.att, a.lse)
+	dk, dv := w.dk, w.dv
+	if l.Prefix != nil {
+		pl := l.Prefix.Len()
+		dkp, dvp := make([]float32, w.B*pl*kd), make([]float32, w.B*pl*kd)
+		dk, dv = make([]float32, n*kd), make([]float32, n*kd)
+		for r := 0; r < w.B; r++ {
+			base := r * tk * kd
+			copy(dkp[r*pl*kd:(r+1)*pl*kd], w.dk[base:base+pl*kd])
+			copy(dvp[r*pl*kd:(r+1)*pl*kd], w.dv[base:base+pl*kd])
+			copy(dk[r*w.T*kd:(r+1)*w.T*kd], w.dk[base+pl*kd:base+tk*kd])
+			copy(dv[r*w.T*kd:(r+1)*w.T*kd], w.dv[base+pl*kd:base+tk*kd])
+		}
+		l.Prefix.AccumulateGrad(l.Index, dkp, dvp, w.B)
+	}
+	nn.RopeBackward(w.dq, n, c.Heads, hd, w.pos, rope.Cos, rope.Sin, rope.Rot)
+	nn.RopeBackward(dk, n, c.KVHeads, hd, w.pos, rope.Cos, rope.Sin, rope.Rot)
+	dq := w.dq
+	if c.QKNorm {
+		w.dqn, w.dkn = zero(w.dqn, n*qd), zero(w.dkn, n*kd)
+		nn.RMSNormBackward(w.dqn, l.QNorm.Grad, w.dq, a.q, l.QNorm.Data, a.rstdq, n*c.Heads, hd)
+		nn.RMSNormBackward(w.dkn, l.KNorm.Grad, dk, a.k, l.KNorm.Data, a.rstdk, n*c.KVHeads, hd)
+		dq, dk = w.dqn, w.dkn
+	}
+	w.dxn = zero(w.dxn, n*h)
+	l.Q.Backward(w.dxn, dq, a.xn1, n)
+	l.K.Backward(w.dxn, dk[:n*kd], a.xn1, n)
+	l.V.Backward(w.dxn, dv[:n*kd], a.xn1, n)
+	nn.RMSNormBackward(w.dres, l.InNorm.Grad, w.dxn, x, l.InNorm.Data, a.rstd1, n, h)
+}

@@ -1,0 +1,272 @@
+package model
+
+import (
+	"math"
+
+	"gotune/nn"
+)
+
+// InputHook prepends virtual tokens to every sequence (prompt tuning,
+// P-tuning): their embeddings come from the hook, take positions 0…P-1, are
+// attended to like real tokens and are never trained on.
+type InputHook interface {
+	Virtual() int
+	// Embed writes [B, P, Hidden] embeddings.
+	Embed(dst []float32, batch int)
+	// AccumulateGrad receives their gradient, [B, P, Hidden].
+	AccumulateGrad(d []float32, batch int)
+}
+
+// layerActs holds what one block's backward pass needs.
+type layerActs struct {
+	xn1, rstd1   []float32
+	q, k, v      []float32 // projection outputs
+	qr, kr       []float32 // after q/k norm and rotation
+	rstdq, rstdk []float32
+	kAll, vAll   []float32 // with a KV prefix: prefix rows then the sequence's
+	att, lse     []float32
+	xmid         []float32
+	xn2, rstd2   []float32
+	g, u, a      []float32
+	attn         nn.Attention
+	tk           int
+}
+
+// Workspace holds every buffer of a forward and backward pass for one batch
+// shape, so repeated steps allocate nothing. It belongs to one goroutine.
+type Workspace struct {
+	m *Model
+	// Checkpoint keeps only each block's input and recomputes the block's
+	// forward pass during backward: far less memory for about a third more
+	// compute.
+	Checkpoint bool
+
+	B, T, P, N int // P virtual tokens, T = P + the batch's length
+	ids        []int32
+	labels     []int32
+	mask       []int32
+	pos        []int32
+	seg        []int32
+	stream     [][]float32 // residual stream: input of each layer, then the last output
+	acts       []*layerActs
+	xf, rstdf  []float32
+	dxf        []float32
+
+	// backward scratch
+	dres, dxn, datt, dq, dk, dv, dqn, dkn, da, dg, du []float32
+	logits                                            []float32
+	dvirt                                             []float32
+}
+
+// NewWorkspace prepares buffers for a model.
+func (m *Model) NewWorkspace() *Workspace { return &Workspace{m: m} }
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
+
+func growI(s []int32, n int) []int32 {
+	if cap(s) < n {
+		return make([]int32, n)
+	}
+	return s[:n]
+}
+
+// prepare lays out ids, masks and positions with the virtual tokens of the
+// input hook in front, and sizes every buffer.
+func (w *Workspace) prepare(b *Batch) {
+	m, c := w.m, w.m.Cfg
+	hook := m.Input
+	p := 0
+	if hook != nil {
+		p = hook.Virtual()
+	}
+	w.B, w.P, w.T = b.B, p, p+b.T
+	w.N = w.B * w.T
+	n := w.N
+	w.ids, w.labels, w.mask, w.pos = growI(w.ids, n), growI(w.labels, n), growI(w.mask, n), growI(w.pos, n)
+	w.seg = nil
+	if b.Seg != nil {
+		w.seg = growI(w.seg, n)
+	}
+	prefix := 0
+	if len(m.Layers) > 0 && m.Layers[0].Prefix != nil {
+		prefix = m.Layers[0].Prefix.Len()
+	}
+	for r := 0; r < b.B; r++ {
+		for t := 0; t < w.T; t++ {
+			i := r*w.T + t
+			if t < p {
+				w.ids[i], w.labels[i], w.mask[i], w.pos[i] = 0, IgnoreIndex, 1, int32(prefix+t)
+				if w.seg != nil {
+					w.seg[i] = b.Seg[r*b.T]
+				}
+				continue
+			}
+			j := r*b.T + t - p
+			w.ids[i] = b.IDs[j]
+			w.labels[i] = IgnoreIndex
+			if b.Labels != nil {
+				w.labels[i] = b.Labels[j]
+			}
+			w.mask[i] = 1
+			if b.Mask != nil {
+				w.mask[i] = b.Mask[j]
+			}
+			if b.Pos != nil {
+				w.pos[i] = b.Pos[j] + int32(p+prefix)
+			} else {
+				w.pos[i] = int32(prefix + t)
+			}
+			if w.seg != nil {
+				w.seg[i] = b.Seg[j]
+			}
+		}
+	}
+	h, qd, kd, inter := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	if len(w.stream) != len(m.Layers)+1 {
+		w.stream = make([][]float32, len(m.Layers)+1)
+	}
+	for i := range w.stream {
+		w.stream[i] = grow(w.stream[i], n*h)
+	}
+	nActs := len(m.Layers)
+	if w.Checkpoint {
+		nActs = 1
+	}
+	if len(w.acts) != nActs {
+		w.acts = make([]*layerActs, nActs)
+		for i := range w.acts {
+			w.acts[i] = &layerActs{}
+		}
+	}
+	tk := w.T + prefix
+	for _, a := range w.acts {
+		a.tk = tk
+		a.xn1, a.rstd1 = grow(a.xn1, n*h), grow(a.rstd1, n)
+		a.q, a.k, a.v = grow(a.q, n*qd), grow(a.k, n*kd), grow(a.v, n*kd)
+		a.qr, a.kr = grow(a.qr, n*qd), grow(a.kr, n*kd)
+		if c.QKNorm {
+			a.rstdq, a.rstdk = grow(a.rstdq, n*c.Heads), grow(a.rstdk, n*c.KVHeads)
+		}
+		if prefix > 0 {
+			a.kAll, a.vAll = grow(a.kAll, w.B*tk*kd), grow(a.vAll, w.B*tk*kd)
+		}
+		a.att, a.lse = grow(a.att, n*qd), grow(a.lse, w.B*c.Heads*w.T)
+		a.xmid = grow(a.xmid, n*h)
+		a.xn2, a.rstd2 = grow(a.xn2, n*h), grow(a.rstd2, n)
+		a.g, a.u, a.a = grow(a.g, n*inter), grow(a.u, n*inter), grow(a.a, n*inter)
+	}
+	w.xf, w.rstdf = grow(w.xf, n*h), grow(w.rstdf, n)
+}
+
+func (w *Workspace) actsFor(layer int) *layerActs {
+	if w.Checkpoint {
+		return w.acts[0]
+	}
+	return w.acts[layer]
+}
+
+// embed fills the first residual stream from token ids and virtual tokens.
+func (w *Workspace) embed() {
+	hook := w.m.Input
+	h := w.m.Cfg.Hidden
+	x := w.stream[0]
+	for i, id := range w.ids {
+		copy(x[i*h:(i+1)*h], w.m.Embed.Data[int(id)*h:(int(id)+1)*h])
+	}
+	if w.P > 0 {
+		virt := grow(w.dvirt, w.B*w.P*h)
+		w.dvirt = virt
+		hook.Embed(virt, w.B)
+		for r := 0; r < w.B; r++ {
+			copy(x[r*w.T*h:(r*w.T+w.P)*h], virt[r*w.P*h:(r+1)*w.P*h])
+		}
+	}
+}
+
+// forwardLayer runs block l from stream[l] into stream[l+1].
+func (w *Workspace) forwardLayer(l *Layer) {
+	m, c := w.m, w.m.Cfg
+	a := w.actsFor(l.Index)
+	n, h, kd, hd := w.N, c.Hidden, c.KVDim(), c.HeadDim
+	x, out := w.stream[l.Index], w.stream[l.Index+1]
+	rope := m.Rope(int(maxPos(w.pos)) + 1)
+
+	nn.RMSNorm(a.xn1, a.rstd1, x, l.InNorm.Data, n, h, c.RMSNormEps)
+	l.Q.Forward(a.q, a.xn1, n)
+	l.K.Forward(a.k, a.xn1, n)
+	l.V.Forward(a.v, a.xn1, n)
+	if c.QKNorm {
+		nn.RMSNorm(a.qr, a.rstdq, a.q, l.QNorm.Data, n*c.Heads, hd, c.RMSNormEps)
+		nn.RMSNorm(a.kr, a.rstdk, a.k, l.KNorm.Data, n*c.KVHeads, hd, c.RMSNormEps)
+	} else {
+		copy(a.qr, a.q)
+		copy(a.kr, a.k)
+	}
+	nn.Rope(a.qr, n, c.Heads, hd, w.pos, rope.Cos, rope.Sin, rope.Rot)
+	nn.Rope(a.kr, n, c.KVHeads, hd, w.pos, rope.Cos, rope.Sin, rope.Rot)
+
+	k, v := a.kr, a.v
+	a.attn = nn.Attention{B: w.B, Tq: w.T, Tk: w.T, Heads: c.Heads, KVHeads: c.KVHeads, HD: hd,
+		KeyMask: w.mask, QSeg: w.seg, KSeg: w.seg, Scale: float32(1 / math.Sqrt(float64(hd))), Scratch: a.attn.Scratch}
+	if l.Prefix != nil {
+		pl := l.Prefix.Len()
+		pk, pv := l.Prefix.KV(l.Index)
+		for r := 0; r < w.B; r++ {
+			base := r * a.tk * kd
+			copy(a.kAll[base:base+pl*kd], pk)
+			copy(a.vAll[base:base+pl*kd], pv)
+			copy(a.kAll[base+pl*kd:base+a.tk*kd], a.kr[r*w.T*kd:(r+1)*w.T*kd])
+			copy(a.vAll[base+pl*kd:base+a.tk*kd], a.v[r*w.T*kd:(r+1)*w.T*kd])
+		}
+		k, v = a.kAll, a.vAll
+		a.attn.Tk, a.attn.Offset = a.tk, pl
+		a.attn.KeyMask = prefixMask(w.mask, w.B, w.T, pl)
+	}
+	a.attn.Forward(a.att, a.lse, a.qr, k, v)
+	l.O.Forward(out, a.att, n) // o_proj output, added to the residual below
+	for i := range a.xmid {
+		a.xmid[i] = x[i] + out[i]
+	}
+	nn.RMSNorm(a.xn2, a.rstd2, a.xmid, l.PostNorm.Data, n, h, c.RMSNormEps)
+	l.Gate.Forward(a.g, a.xn2, n)
+	l.Up.Forward(a.u, a.xn2, n)
+	nn.SwiGLU(a.a, a.g, a.u)
+	l.Down.Forward(out, a.a, n)
+	nn.Add(out, a.xmid)
+}
+
+func prefixMask(mask []int32, b, t, p int) []int32 {
+	out := make([]int32, b*(t+p))
+	for r := 0; r < b; r++ {
+		for j := 0; j < p; j++ {
+			out[r*(t+p)+j] = 1
+		}
+		copy(out[r*(t+p)+p:(r+1)*(t+p)], mask[r*t:(r+1)*t])
+	}
+	return out
+}
+
+func maxPos(pos []int32) int32 {
+	var mx int32
+	for _, p := range pos {
+		mx = max(mx, p)
+	}
+	return mx
+}
+
+// forward runs the embedding and every block, leaving the final normed
+// hidden states in xf.
+func (w *Workspace) forward(b *Batch) {
+	w.prepare(b)
+	w.embed()
+	for _, l := range w.m.Layers {
+		w.forwardLayer(l)
+	}
+	c := w.m.Cfg
+	nn.RMSNorm(w.xf, w.rstdf, w.stream[len(w.m.Layers)], w.m.Norm.Data, w.N, c.Hidden, c.RMSNormEps)
+}

@@ -1,0 +1,156 @@
+package model
+
+import (
+	"fmt"
+
+	"gotune/nn"
+)
+
+// Model is a decoder-only transformer of the Llama family.
+type Model struct {
+	Cfg    *Config
+	Dir    string
+	Embed  *nn.Param // [Vocab, Hidden]
+	Layers []*Layer
+	Norm   *nn.Param // [Hidden]
+	Head   *nn.Param // [Vocab, Hidden]; the same Param as Embed when tied
+	// Input, when set, prepends virtual tokens (prompt tuning, P-tuning).
+	Input InputHook
+
+	ropes map[int]*RopeTable
+}
+
+// Layer is one transformer block.
+type Layer struct {
+	Index            int
+	InNorm, PostNorm *nn.Param
+	QNorm, KNorm     *nn.Param // qwen3 only
+	Q, K, V, O       *nn.Linear
+	Gate, Up, Down   *nn.Linear
+	// Prefix, when set, supplies extra keys and values that every query of
+	// this layer attends to before the sequence's own (prefix tuning).
+	Prefix KVPrefix
+}
+
+// KVPrefix supplies n prefix keys/values per layer, shared by every sequence
+// of a batch, and takes their gradients.
+type KVPrefix interface {
+	Len() int
+	// KV returns keys and values, each [Len, KVHeads·HeadDim], not rotated.
+	KV(layer int) (k, v []float32)
+	// AccumulateGrad receives the gradients of keys and values, each
+	// [B, Len, KVHeads·HeadDim] flattened.
+	AccumulateGrad(layer int, dk, dv []float32, batch int)
+}
+
+func linear(name string, in, out int, bias bool) *nn.Linear {
+	l := &nn.Linear{Name: name, In: in, Out: out, W: nn.NewParam(name+".weight", out, in)}
+	if bias {
+		l.B = nn.NewParam(name+".bias", out)
+	}
+	return l
+}
+
+// New allocates a model with zero weights.
+func New(cfg *Config) *Model {
+	h := cfg.Hidden
+	m := &Model{Cfg: cfg, Embed: nn.NewParam("model.embed_tokens.weight", cfg.Vocab, h), Norm: nn.NewParam("model.norm.weight", h)}
+	if cfg.TieEmbeddings {
+		m.Head = m.Embed
+	} else {
+		m.Head = nn.NewParam("lm_head.weight", cfg.Vocab, h)
+	}
+	for i := 0; i < cfg.Layers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		l := &Layer{
+			Index:    i,
+			InNorm:   nn.NewParam(p+"input_layernorm.weight", h),
+			PostNorm: nn.NewParam(p+"post_attention_layernorm.weight", h),
+			Q:        linear(p+"self_attn.q_proj", h, cfg.QDim(), cfg.AttnBias),
+			K:        linear(p+"self_attn.k_proj", h, cfg.KVDim(), cfg.AttnBias),
+			V:        linear(p+"self_attn.v_proj", h, cfg.KVDim(), cfg.AttnBias),
+			O:        linear(p+"self_attn.o_proj", cfg.QDim(), h, cfg.AttnOutBias),
+			Gate:     linear(p+"mlp.gate_proj", h, cfg.Intermediate, cfg.MLPBias),
+			Up:       linear(p+"mlp.up_proj", h, cfg.Intermediate, cfg.MLPBias),
+			Down:     linear(p+"mlp.down_proj", cfg.Intermediate, h, cfg.MLPBias),
+		}
+		if cfg.QKNorm {
+			l.QNorm = nn.NewParam(p+"self_attn.q_norm.weight", cfg.HeadDim)
+			l.KNorm = nn.NewParam(p+"self_attn.k_norm.weight", cfg.HeadDim)
+		}
+		m.Layers = append(m.Layers, l)
+	}
+	return m
+}
+
+// Linears lists the seven projections of every layer, in order.
+func (l *Layer) Linears() []*nn.Linear {
+	return []*nn.Linear{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down}
+}
+
+// Linears lists every projection of the model.
+func (m *Model) Linears() []*nn.Linear {
+	var out []*nn.Linear
+	for _, l := range m.Layers {
+		out = append(out, l.Linears()...)
+	}
+	return out
+}
+
+// Params lists every base-model parameter once, in Hugging Face order
+// (embeddings, layers, final norm, untied head). Weights held in bf16 or
+// quantized form are not listed.
+func (m *Model) Params() []*nn.Param {
+	ps := []*nn.Param{m.Embed}
+	for _, l := range m.Layers {
+		ps = append(ps, l.InNorm)
+		for _, lin := range l.Linears()[:4] {
+			ps = appendLinear(ps, lin)
+		}
+		if l.QNorm != nil {
+			ps = append(ps, l.QNorm, l.KNorm)
+		}
+		ps = append(ps, l.PostNorm)
+		for _, lin := range l.Linears()[4:] {
+			ps = appendLinear(ps, lin)
+		}
+	}
+	ps = append(ps, m.Norm)
+	if m.Head != m.Embed {
+		ps = append(ps, m.Head)
+	}
+	return ps
+}
+
+func appendLinear(ps []*nn.Param, l *nn.Linear) []*nn.Param {
+	if l.W != nil {
+		ps = append(ps, l.W)
+	}
+	if l.B != nil {
+		ps = append(ps, l.B)
+	}
+	return ps
+}
+
+// Rope returns cos/sin tables covering positions [0, n).
+func (m *Model) Rope(n int) *RopeTable {
+	if m.ropes == nil {
+		m.ropes = map[int]*RopeTable{}
+	}
+	// Dynamic NTK scaling depends on the sequence length; the others don't,
+	// so one growing table serves every length.
+	key := 0
+	if m.Cfg.Rope.Type == "dynamic" && n > m.Cfg.MaxPositions {
+		key = n
+	}
+	t := m.ropes[key]
+	if t == nil || len(t.Cos) < n*t.Dim {
+		size := max(n, 256)
+		if key != 0 {
+			size = n
+		}
+		t = m.Cfg.NewRopeTable(size)
+		m.ropes[key] = t
+	}
+	return t
+}

@@ -1,0 +1,227 @@
+// Package parity compares gotune with reference outputs produced by the
+// Python stack (transformers, PEFT, torch). Given a folder laid out like
+// shared/testdata/reference/<model> (model/ and ref/), it computes every
+// quantity it knows and reports one checks.Result per comparison.
+package parity
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"gotune/checks"
+	"gotune/model"
+	"gotune/safetensors"
+)
+
+// Tolerance for float32 computations against float64 references.
+const Tolerance = 1e-4
+
+// Ref is a reference folder: the model and its recorded outputs.
+type Ref struct {
+	Dir   string
+	Model *model.Model
+	Batch *model.Batch
+	Meta  Meta
+}
+
+// Meta is ref/meta.json.
+type Meta struct {
+	Loss     float64 `json:"loss"`
+	Generate struct {
+		PromptIDs []int     `json:"prompt_ids"`
+		NewIDs    []int     `json:"new_ids"`
+		Margins   []float64 `json:"top1_top2_margins"`
+	} `json:"generate"`
+}
+
+// Open loads dir/model and dir/ref/batch.safetensors.
+func Open(dir string) (*Ref, error) {
+	m, err := model.Load(filepath.Join(dir, "model"), model.LoadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	r := &Ref{Dir: dir, Model: m}
+	if r.Batch, err = ReadBatch(filepath.Join(dir, "ref", "batch.safetensors")); err != nil {
+		return nil, err
+	}
+	if err := readJSON(filepath.Join(dir, "ref", "meta.json"), &r.Meta); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadBatch reads input_ids, attention_mask and labels ([B, T] int64).
+func ReadBatch(path string) (*model.Batch, error) {
+	s, err := safetensors.OpenOne(path)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	info, ok := s.Info("input_ids")
+	if !ok || len(info.Shape) != 2 {
+		return nil, fmt.Errorf("%s: input_ids [B, T] missing", path)
+	}
+	b := &model.Batch{B: info.Shape[0], T: info.Shape[1]}
+	get := func(name string) ([]int32, error) {
+		if !s.Has(name) {
+			return nil, nil
+		}
+		v, err := s.Int64s(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", path, name, err)
+		}
+		if len(v) != b.B*b.T {
+			return nil, fmt.Errorf("%s: %s has %d values, want %d", path, name, len(v), b.B*b.T)
+		}
+		out := make([]int32, len(v))
+		for i, x := range v {
+			out[i] = int32(x)
+		}
+		return out, nil
+	}
+	if b.IDs, err = get("input_ids"); err != nil {
+		return nil, err
+	}
+	if b.Mask, err = get("attention_mask"); err != nil {
+		return nil, err
+	}
+	if b.Labels, err = get("labels"); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Forward checks logits of the padded batch, the loss, and the logits of the
+// second sequence run alone without padding.
+func (r *Ref) Forward() ([]checks.Result, error) {
+	ref, err := safetensors.OpenOne(filepath.Join(r.Dir, "ref", "forward.safetensors"))
+	if err != nil {
+		return nil, err
+	}
+	defer ref.Close()
+	want, err := ref.Float64s("logits")
+	if err != nil {
+		return nil, err
+	}
+	wantLoss, err := ref.Float64s("loss")
+	if err != nil {
+		return nil, err
+	}
+	ws := r.Model.NewWorkspace()
+	got := ws.Logits(r.Batch)
+	out := []checks.Result{checks.New("forward.logits", "rel_err", checks.RelErr(got, want), Tolerance)}
+	sum, n := ws.Loss(r.Batch)
+	loss := sum / float64(n)
+	out = append(out, checks.New("forward.loss", "rel_err", math.Abs(loss-wantLoss[0])/math.Abs(wantLoss[0]), Tolerance))
+
+	if path := filepath.Join(r.Dir, "ref", "forward_seq1_unpadded.safetensors"); exists(path) {
+		one, err := safetensors.OpenOne(path)
+		if err != nil {
+			return nil, err
+		}
+		defer one.Close()
+		want1, err := one.Float64s("logits")
+		if err != nil {
+			return nil, err
+		}
+		seq := r.unpadded(r.Batch.B - 1)
+		got1 := ws.Logits(seq)
+		out = append(out, checks.New("forward.logits_unpadded", "rel_err", checks.RelErr(got1, want1), Tolerance))
+	}
+	return out, nil
+}
+
+// unpadded returns row i of the batch without its padding.
+func (r *Ref) unpadded(i int) *model.Batch {
+	b := r.Batch
+	T := 0
+	for t := 0; t < b.T; t++ {
+		if b.Mask == nil || b.Mask[i*b.T+t] != 0 {
+			T = t + 1
+		}
+	}
+	return &model.Batch{B: 1, T: T, IDs: b.IDs[i*b.T : i*b.T+T], Labels: b.Labels[i*b.T : i*b.T+T]}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// GradsFull checks the gradient of the loss for every base parameter.
+func (r *Ref) GradsFull() ([]checks.Result, error) {
+	ref, err := safetensors.OpenOne(filepath.Join(r.Dir, "ref", "grads_full.safetensors"))
+	if err != nil {
+		return nil, err
+	}
+	defer ref.Close()
+	m := r.Model
+	for _, p := range m.Params() {
+		p.SetTrainable(true)
+	}
+	defer func() {
+		for _, p := range m.Params() {
+			p.SetTrainable(false)
+		}
+	}()
+	ws := m.NewWorkspace()
+	count := r.Batch.TrainedTokens()
+	ws.Step(r.Batch, float32(1/float64(count)))
+	got := map[string][]float32{}
+	for _, p := range m.Params() {
+		got[p.Name] = p.Grad
+	}
+	return compareGrads("grads_full", ref, got)
+}
+
+// compareGrads compares every tensor of a reference gradient file with ours:
+// one result for the whole set (norm of all differences over norm of all
+// reference values) and the worst single tensor in Detail.
+func compareGrads(check string, ref *safetensors.Set, got map[string][]float32) ([]checks.Result, error) {
+	names := append([]string(nil), ref.Names()...)
+	sort.Strings(names)
+	var num, den, worst float64
+	worstName := ""
+	for _, name := range names {
+		want, err := ref.Float64s(name)
+		if err != nil {
+			return nil, err
+		}
+		g, ok := got[name]
+		if !ok {
+			return []checks.Result{{Check: check, Metric: "rel_err", Value: math.Inf(1), Limit: Tolerance, Detail: "no gradient for " + name}}, nil
+		}
+		if len(g) != len(want) {
+			return []checks.Result{{Check: check, Metric: "rel_err", Value: math.Inf(1), Limit: Tolerance, Detail: fmt.Sprintf("%s: %d values, reference has %d", name, len(g), len(want))}}, nil
+		}
+		var n, d float64
+		for i := range want {
+			e := float64(g[i]) - want[i]
+			n += e * e
+			d += want[i] * want[i]
+		}
+		num += n
+		den += d
+		if rel := math.Sqrt(n / math.Max(d, 1e-300)); rel > worst && d > 1e-20 {
+			worst, worstName = rel, name
+		}
+	}
+	res := checks.New(check, "rel_err", math.Sqrt(num/den), Tolerance)
+	res.Detail = fmt.Sprintf("%d tensors; worst %s at %.3g", len(names), worstName, worst)
+	return []checks.Result{res}, nil
+}
