@@ -225,3 +225,33 @@ func compareGrads(check string, ref *safetensors.Set, got map[string][]float32) 
 	res.Detail = fmt.Sprintf("%d tensors; worst %s at %.3g", len(names), worstName, worst)
 	return []checks.Result{res}, nil
 }
+
+// Generate checks greedy decoding from meta.json's prompt: the ids must be
+// identical.
+func (r *Ref) Generate() ([]checks.Result, error) {
+	g := r.Meta.Generate
+	if len(g.PromptIDs) == 0 {
+		return nil, nil
+	}
+	prompt := make([]int32, len(g.PromptIDs))
+	for i, id := range g.PromptIDs {
+		prompt[i] = int32(id)
+	}
+	got, err := r.Model.Greedy(prompt, len(g.NewIDs), nil)
+	if err != nil {
+		return nil, err
+	}
+	mism := 0
+	detail := ""
+	for i, id := range g.NewIDs {
+		if i >= len(got) || int(got[i]) != id {
+			mism++
+			if detail == "" {
+				detail = fmt.Sprintf("first difference at step %d: got %v, want %d", i, got, id)
+			}
+		}
+	}
+	res := checks.New("generate.greedy_ids", "mismatches", float64(mism), 0)
+	res.Detail = detail
+	return []checks.Result{res}, nil
+}

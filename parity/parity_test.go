@@ -26,6 +26,11 @@ func TestReferenceModels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			gen, err := r.Generate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			res = append(res, gen...)
 			g, err := r.GradsFull()
 			if err != nil {
 				t.Fatal(err)

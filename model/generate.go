@@ -1,0 +1,181 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"gotune/compute/cpu"
+	"gotune/nn"
+)
+
+// Session runs one sequence incrementally with a key/value cache: each Feed
+// processes only the new tokens, attending to everything cached before them.
+type Session struct {
+	m      *Model
+	max    int
+	Len    int         // positions filled (prefix and virtual tokens included)
+	k, v   [][]float32 // per layer [max, KVDim], rotated keys
+	prefix int
+	buf    sessionBufs
+}
+
+type sessionBufs struct {
+	x, xn, q, k, v, att, mid, g, u, a, rstd, rstdq, rstdk, lse, logits []float32
+	pos                                                             []int32
+	attn                                                            nn.Attention
+}
+
+// NewSession allocates a cache for up to maxLen positions, filling it with
+// the KV prefix and virtual tokens of any attached prompt method.
+func (m *Model) NewSession(maxLen int) *Session {
+	c := m.Cfg
+	s := &Session{m: m, max: maxLen}
+	for range m.Layers {
+		s.k = append(s.k, make([]float32, maxLen*c.KVDim()))
+		s.v = append(s.v, make([]float32, maxLen*c.KVDim()))
+	}
+	s.Reset()
+	return s
+}
+
+// Reset empties the cache (keeping any prefix).
+func (s *Session) Reset() {
+	s.Len = 0
+	if len(s.m.Layers) > 0 && s.m.Layers[0].Prefix != nil {
+		kd := s.m.Cfg.KVDim()
+		for i, l := range s.m.Layers {
+			pk, pv := l.Prefix.KV(i)
+			copy(s.k[i], pk)
+			copy(s.v[i], pv)
+			s.Len = len(pk) / kd
+		}
+	}
+	s.prefix = s.Len
+	if s.m.Input != nil {
+		p := s.m.Input.Virtual()
+		virt := make([]float32, p*s.m.Cfg.Hidden)
+		s.m.Input.Embed(virt, 1)
+		s.feed(nil, virt, p)
+	}
+}
+
+// Feed appends tokens and returns the logits after the last one ([Vocab],
+// reused by the next call).
+func (s *Session) Feed(ids []int32) ([]float32, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("feed: no tokens")
+	}
+	if s.Len+len(ids) > s.max {
+		return nil, fmt.Errorf("feed: %d cached + %d new tokens exceed the session's %d positions", s.Len, len(ids), s.max)
+	}
+	for _, id := range ids {
+		if id < 0 || int(id) >= s.m.Cfg.Vocab {
+			return nil, fmt.Errorf("feed: token id %d outside the vocabulary [0, %d)", id, s.m.Cfg.Vocab)
+		}
+	}
+	return s.feed(ids, nil, len(ids)), nil
+}
+
+// feed runs n new positions, from ids or, when ids is nil, from embeddings.
+func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
+	m, c := s.m, s.m.Cfg
+	h, qd, kd, hd, inter := c.Hidden, c.QDim(), c.KVDim(), c.HeadDim, c.Intermediate
+	b := &s.buf
+	b.x, b.xn, b.mid = grow(b.x, n*h), grow(b.xn, n*h), grow(b.mid, n*h)
+	b.q, b.k, b.v, b.att = grow(b.q, n*qd), grow(b.k, n*kd), grow(b.v, n*kd), grow(b.att, n*qd)
+	b.g, b.u, b.a = grow(b.g, n*inter), grow(b.u, n*inter), grow(b.a, n*inter)
+	b.rstd, b.lse = grow(b.rstd, n*max(c.Heads, 1)), grow(b.lse, n*c.Heads)
+	b.rstdq, b.rstdk = grow(b.rstdq, n*c.Heads), grow(b.rstdk, n*c.KVHeads)
+	b.pos = growI(b.pos, n)
+	if ids != nil {
+		for i, id := range ids {
+			copy(b.x[i*h:(i+1)*h], m.Embed.Data[int(id)*h:(int(id)+1)*h])
+		}
+	} else {
+		copy(b.x, emb)
+	}
+	for i := range b.pos {
+		b.pos[i] = int32(s.Len + i)
+	}
+	rope := m.Rope(s.Len + n)
+	tk := s.Len + n
+	for li, l := range m.Layers {
+		nn.RMSNorm(b.xn, b.rstd, b.x, l.InNorm.Data, n, h, c.RMSNormEps)
+		l.Q.Forward(b.q, b.xn, n)
+		l.K.Forward(b.k, b.xn, n)
+		l.V.Forward(b.v, b.xn, n)
+		if c.QKNorm {
+			nn.RMSNorm(b.q, b.rstdq, b.q, l.QNorm.Data, n*c.Heads, hd, c.RMSNormEps)
+			nn.RMSNorm(b.k, b.rstdk, b.k, l.KNorm.Data, n*c.KVHeads, hd, c.RMSNormEps)
+		}
+		nn.Rope(b.q, n, c.Heads, hd, b.pos, rope.Cos, rope.Sin, rope.Rot)
+		nn.Rope(b.k, n, c.KVHeads, hd, b.pos, rope.Cos, rope.Sin, rope.Rot)
+		copy(s.k[li][s.Len*kd:tk*kd], b.k)
+		copy(s.v[li][s.Len*kd:tk*kd], b.v)
+		b.attn = nn.Attention{B: 1, Tq: n, Tk: tk, Heads: c.Heads, KVHeads: c.KVHeads, HD: hd, Offset: s.Len,
+			Scale: float32(1 / math.Sqrt(float64(hd)))}
+		b.attn.Forward(b.att, b.lse, b.q, s.k[li][:tk*kd], s.v[li][:tk*kd])
+		l.O.Forward(b.mid, b.att, n)
+		nn.Add(b.mid, b.x)
+		nn.RMSNorm(b.xn, b.rstd, b.mid, l.PostNorm.Data, n, h, c.RMSNormEps)
+		l.Gate.Forward(b.g, b.xn, n)
+		l.Up.Forward(b.u, b.xn, n)
+		nn.SwiGLU(b.a, b.g, b.u)
+		l.Down.Forward(b.x, b.a, n)
+		nn.Add(b.x, b.mid)
+	}
+	s.Len = tk
+	last := b.x[(n-1)*h : n*h]
+	nn.RMSNorm(b.xn[:h], b.rstd[:1], last, m.Norm.Data, 1, h, c.RMSNormEps)
+	b.logits = grow(b.logits, c.Vocab)
+	cpu.Sgemm(false, true, 1, c.Vocab, h, 1, b.xn[:h], h, m.Head.Data, h, 0, b.logits, c.Vocab)
+	return b.logits
+}
+
+// Argmax returns the index of the largest value (the first on ties).
+func Argmax(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// Greedy decodes n tokens after prompt, always taking the most likely one.
+// stop, when non-nil, ends generation early on any of its ids.
+func (m *Model) Greedy(prompt []int32, n int, stop func(int32) bool) ([]int32, error) {
+	s := m.NewSession(len(prompt) + n + m.extraPositions())
+	logits, err := s.Feed(prompt)
+	if err != nil {
+		return nil, err
+	}
+	var out []int32
+	for len(out) < n {
+		next := int32(Argmax(logits))
+		out = append(out, next)
+		if stop != nil && stop(next) {
+			break
+		}
+		if len(out) == n {
+			break
+		}
+		if logits, err = s.Feed([]int32{next}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// extraPositions counts cache positions taken by prefixes and virtual tokens.
+func (m *Model) extraPositions() int {
+	n := 0
+	if len(m.Layers) > 0 && m.Layers[0].Prefix != nil {
+		n += m.Layers[0].Prefix.Len()
+	}
+	if m.Input != nil {
+		n += m.Input.Virtual()
+	}
+	return n
+}
