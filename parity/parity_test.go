@@ -3,6 +3,7 @@ package parity
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -15,32 +16,50 @@ func refDir(t *testing.T, name string) string {
 	return dir
 }
 
+// pending lists the PEFT methods whose support has not landed yet: their
+// folders may report "not supported yet" and nothing else.
+var pending = map[string]bool{"prompt_tuning": true, "p_tuning": true, "prefix_tuning": true, "prefix_tuning_projection": true, "ia3": true}
+
 func TestReferenceModels(t *testing.T) {
 	for _, name := range []string{"qwen3", "llama", "qwen2"} {
 		t.Run(name, func(t *testing.T) {
-			r, err := Open(refDir(t, name))
+			res, err := RunModel(refDir(t, name))
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := r.Forward()
-			if err != nil {
-				t.Fatal(err)
-			}
-			gen, err := r.Generate()
-			if err != nil {
-				t.Fatal(err)
-			}
-			res = append(res, gen...)
-			g, err := r.GradsFull()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, x := range append(res, g...) {
+			seen := map[string]bool{}
+			defer func() {
+				for _, want := range []string{"forward", "generate", "grads_full", "full_ft", "lora", "lora_rslora", "dora"} {
+					if !seen[want] {
+						t.Errorf("no %s check ran", want)
+					}
+				}
+			}()
+			for _, x := range res {
 				t.Logf("%s %s=%.3g %s", x.Check, x.Metric, x.Value, x.Detail)
+				seen[strings.SplitN(x.Check, ".", 2)[0]] = true
+				if !x.Pass && pending[x.Check] && strings.Contains(x.Detail, "not supported yet") {
+					continue
+				}
 				if !x.Pass {
 					t.Errorf("%s: %s %.3g > %.3g %s", x.Check, x.Metric, x.Value, x.Limit, x.Detail)
 				}
 			}
 		})
+	}
+}
+
+func TestSchedules(t *testing.T) {
+	res, err := Schedules(filepath.Join(refDir(t, ""), "schedules.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 {
+		t.Fatalf("%d schedules checked, want 2", len(res))
+	}
+	for _, x := range res {
+		if !x.Pass {
+			t.Errorf("%s: %.3g", x.Check, x.Value)
+		}
 	}
 }

@@ -1,0 +1,97 @@
+package parity
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"gotune/checks"
+	"gotune/optim"
+)
+
+// RunModel runs every check a reference model folder supports.
+func RunModel(dir string) ([]checks.Result, error) {
+	r, err := Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []checks.Result
+	steps := []struct {
+		need string
+		run  func() ([]checks.Result, error)
+	}{
+		{"forward.safetensors", r.Forward},
+		{"meta.json", r.Generate},
+		{"grads_full.safetensors", r.GradsFull},
+		{"full_ft.json", r.FullFT},
+	}
+	for _, s := range steps {
+		if !exists(filepath.Join(dir, "ref", s.need)) {
+			continue
+		}
+		res, err := s.run()
+		if err != nil {
+			return out, err
+		}
+		out = append(out, res...)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "ref"))
+	var methods []string
+	for _, e := range entries {
+		if e.IsDir() && exists(filepath.Join(dir, "ref", e.Name(), "adapter_init", "adapter_config.json")) {
+			methods = append(methods, e.Name())
+		}
+	}
+	sort.Strings(methods)
+	for _, m := range methods {
+		res, err := r.Method(m)
+		if err != nil {
+			out = append(out, checks.Result{Check: m, Metric: "error", Value: 1, Detail: err.Error()})
+			continue
+		}
+		out = append(out, res...)
+	}
+	return out, nil
+}
+
+// Schedules checks learning-rate schedules against schedules.json: for each
+// schedule kind, base_lr, warmup, total and the rate at every step.
+func Schedules(path string) ([]checks.Result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var file map[string]struct {
+		BaseLR float64   `json:"base_lr"`
+		Warmup int       `json:"warmup"`
+		Total  int       `json:"total"`
+		LR     []float64 `json:"lr_per_step"`
+	}
+	if err := json.Unmarshal(b, &file); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	kinds := make([]string, 0, len(file))
+	for k := range file {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	var out []checks.Result
+	for _, k := range kinds {
+		s := file[k]
+		sched, err := optim.NewSchedule(k, s.BaseLR, s.Warmup, s.Total)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", path, k, err)
+		}
+		var worst float64
+		for step, want := range s.LR {
+			worst = math.Max(worst, math.Abs(sched.LR(step)-want)/s.BaseLR)
+		}
+		res := checks.New("schedule."+k, "max_err_over_base_lr", worst, 1e-12)
+		res.Detail = fmt.Sprintf("%d steps", len(s.LR))
+		out = append(out, res)
+	}
+	return out, nil
+}

@@ -1,0 +1,293 @@
+package peft
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gotune/model"
+	"gotune/nn"
+	"gotune/safetensors"
+)
+
+// PEFT stores parameters under the wrapped model's module tree: this prefix,
+// then the base model's module name. In memory each carries the adapter name
+// ("default"); saved files drop it.
+const (
+	namePrefix  = "base_model.model."
+	adapterName = "default"
+)
+
+// LoRAConfig is a LoRA adapter's configuration (PEFT's LoraConfig fields).
+type LoRAConfig struct {
+	R       int
+	Alpha   float64
+	Dropout float64
+	// Targets are module names or name suffixes ("q_proj"); "all" or
+	// "all-linear" selects every projection of every layer. TargetRegex,
+	// when set, must fully match a module name instead.
+	Targets     []string
+	TargetRegex string
+	RSLoRA      bool
+	DoRA        bool
+	// RankPattern and AlphaPattern override R and Alpha for modules whose
+	// name ends with a matching pattern (PEFT's rank_pattern/alpha_pattern).
+	RankPattern  map[string]int
+	AlphaPattern map[string]float64
+	// Layers restricts adapters to these layer indices (layers_to_transform).
+	Layers []int
+	// Init is "default" (A Kaiming-uniform, B zero, as PEFT), "gaussian"
+	// (A normal with std 1/r) or "zero" (both zero, for loading).
+	Init      string
+	BaseModel string
+}
+
+// LoRASet is a LoRA adapter attached to every targeted layer of a model.
+type LoRASet struct {
+	Config  LoRAConfig
+	Modules []*LoRA
+	layers  map[string]*nn.Linear
+}
+
+var allProjections = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+func (c *LoRAConfig) targets(name string) (bool, error) {
+	if c.Layers != nil {
+		var idx int
+		if _, err := fmt.Sscanf(name, "model.layers.%d.", &idx); err == nil {
+			found := false
+			for _, l := range c.Layers {
+				found = found || l == idx
+			}
+			if !found {
+				return false, nil
+			}
+		}
+	}
+	if c.TargetRegex != "" {
+		re, err := regexp.Compile("^(?:" + c.TargetRegex + ")$")
+		if err != nil {
+			return false, fmt.Errorf("target_modules regex %q: %w", c.TargetRegex, err)
+		}
+		return re.MatchString(name), nil
+	}
+	for _, t := range c.Targets {
+		if t == "all" || t == "all-linear" {
+			return true, nil
+		}
+		if name == t || strings.HasSuffix(name, "."+t) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// patternFor finds the rank/alpha pattern key matching a module as PEFT
+// does: the key must match a dotted suffix of the name.
+func patternFor[V any](pat map[string]V, name string) (V, bool) {
+	var zero V
+	keys := make([]string, 0, len(pat))
+	for k := range pat {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if re, err := regexp.Compile(`^(?:.*\.)?(?:` + k + `)$`); err == nil && re.MatchString(name) {
+			return pat[k], true
+		}
+	}
+	return zero, false
+}
+
+// AttachLoRA wraps the targeted linear layers of m with fresh LoRA adapters.
+func AttachLoRA(m *model.Model, cfg LoRAConfig, seed uint64) (*LoRASet, error) {
+	if cfg.R <= 0 {
+		return nil, fmt.Errorf("lora: rank must be positive, got %d", cfg.R)
+	}
+	if cfg.Dropout < 0 || cfg.Dropout >= 1 {
+		return nil, fmt.Errorf("lora: dropout must be in [0, 1), got %v", cfg.Dropout)
+	}
+	if len(cfg.Targets) == 0 && cfg.TargetRegex == "" {
+		cfg.Targets = []string{"all"}
+	}
+	set := &LoRASet{Config: cfg, layers: map[string]*nn.Linear{}}
+	rng := rand.New(rand.NewPCG(seed, 0x6c6f7261))
+	for _, lin := range m.Linears() {
+		ok, err := cfg.targets(lin.Name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		if lin.Adapter != nil {
+			return nil, fmt.Errorf("lora: %s already has an adapter", lin.Name)
+		}
+		r := cfg.R
+		if v, ok := patternFor(cfg.RankPattern, lin.Name); ok {
+			r = v
+		}
+		alpha := cfg.Alpha
+		if v, ok := patternFor(cfg.AlphaPattern, lin.Name); ok {
+			alpha = v
+		}
+		scale := alpha / float64(r)
+		if cfg.RSLoRA {
+			scale = alpha / math.Sqrt(float64(r))
+		}
+		pre := namePrefix + lin.Name
+		l := &LoRA{
+			Module:  lin.Name,
+			A:       nn.NewParam(pre+".lora_A."+adapterName+".weight", r, lin.In),
+			B:       nn.NewParam(pre+".lora_B."+adapterName+".weight", lin.Out, r),
+			Scale:   float32(scale),
+			Dropout: float32(cfg.Dropout),
+			Seed:    rng.Uint64(),
+			r:       r,
+		}
+		switch cfg.Init {
+		case "", "default", "true":
+			bound := 1 / math.Sqrt(float64(lin.In))
+			for i := range l.A.Data {
+				l.A.Data[i] = float32((rng.Float64()*2 - 1) * bound)
+			}
+		case "gaussian":
+			for i := range l.A.Data {
+				l.A.Data[i] = float32(rng.NormFloat64() / float64(r))
+			}
+		case "zero":
+		default:
+			return nil, fmt.Errorf("lora: unknown init %q (default, gaussian)", cfg.Init)
+		}
+		if cfg.DoRA {
+			l.Magnitude = nn.NewParam(pre+".lora_magnitude_vector."+adapterName+".weight", lin.Out)
+			w := lin.DenseWeight()
+			for o := range l.Magnitude.Data {
+				var ss float64
+				for _, v := range w[o*lin.In : (o+1)*lin.In] {
+					ss += float64(v) * float64(v)
+				}
+				l.Magnitude.Data[o] = float32(math.Sqrt(ss))
+			}
+		}
+		for _, p := range l.Params() {
+			p.SetTrainable(true)
+		}
+		lin.Adapter = l
+		set.Modules = append(set.Modules, l)
+		set.layers[lin.Name] = lin
+	}
+	if len(set.Modules) == 0 {
+		return nil, fmt.Errorf("lora: target_modules %v matched no layer (layer names look like %q)", cfg.Targets, m.Linears()[0].Name)
+	}
+	return set, nil
+}
+
+// Params lists the trainable parameters.
+func (s *LoRASet) Params() []*nn.Param {
+	var ps []*nn.Param
+	for _, l := range s.Modules {
+		ps = append(ps, l.Params()...)
+	}
+	return ps
+}
+
+// SetStep selects the dropout masks of the next forward pass.
+func (s *LoRASet) SetStep(step uint64) {
+	for _, l := range s.Modules {
+		l.Step = step
+	}
+}
+
+// Detach removes the adapters from the model.
+func (s *LoRASet) Detach() {
+	for name, lin := range s.layers {
+		if lin.Adapter != nil {
+			lin.Adapter = nil
+		}
+		delete(s.layers, name)
+	}
+}
+
+// Merge folds every adapter into its layer's weight and detaches it. The
+// layers must hold float32 weights.
+func (s *LoRASet) Merge() error {
+	for _, l := range s.Modules {
+		lin := s.layers[l.Module]
+		if lin.W == nil {
+			return fmt.Errorf("merge: %s is not stored in float32; load the base in f32 to merge", l.Module)
+		}
+		l.Merge(lin)
+	}
+	s.Detach()
+	return nil
+}
+
+// Save writes adapter_config.json and adapter_model.safetensors into dir.
+func (s *LoRASet) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var ts []safetensors.Tensor
+	for _, p := range s.Params() {
+		ts = append(ts, safetensors.F32Tensor(SavedName(p.Name), p.Shape, p.Data))
+	}
+	if err := safetensors.Write(filepath.Join(dir, "adapter_model.safetensors"), ts, map[string]string{"format": "pt"}); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(dir, "adapter_config.json"), s.Config.peftJSON())
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return safetensors.WriteAtomic(path, func(w *bufio.Writer) error {
+		_, err := w.Write(append(b, '\n'))
+		return err
+	})
+}
+
+// peftJSON renders the configuration with PEFT's field names and defaults.
+func (c LoRAConfig) peftJSON() map[string]any {
+	var targets any = c.Targets
+	if c.TargetRegex != "" {
+		targets = c.TargetRegex
+	} else if len(c.Targets) == 1 && (c.Targets[0] == "all" || c.Targets[0] == "all-linear") {
+		targets = allProjections
+	}
+	rp, ap := map[string]any{}, map[string]any{}
+	for k, v := range c.RankPattern {
+		rp[k] = v
+	}
+	for k, v := range c.AlphaPattern {
+		ap[k] = v
+	}
+	init := any(true)
+	if c.Init == "gaussian" {
+		init = "gaussian"
+	}
+	return map[string]any{
+		"alpha_pattern": ap, "auto_mapping": nil, "base_model_name_or_path": c.BaseModel, "bias": "none",
+		"fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": init, "layer_replication": nil,
+		"layers_pattern": nil, "layers_to_transform": nilIfEmpty(c.Layers), "loftq_config": map[string]any{}, "lora_alpha": c.Alpha,
+		"lora_bias": false, "lora_dropout": c.Dropout, "megatron_config": nil, "megatron_core": "megatron.core",
+		"modules_to_save": nil, "peft_type": "LORA", "r": c.R, "rank_pattern": rp, "revision": nil,
+		"target_modules": targets, "task_type": "CAUSAL_LM", "use_dora": c.DoRA, "use_rslora": c.RSLoRA,
+	}
+}
+
+func nilIfEmpty(v []int) any {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}

@@ -1,0 +1,156 @@
+package peft
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gotune/model"
+	"gotune/nn"
+	"gotune/safetensors"
+)
+
+// peftConfig holds the adapter_config.json fields gotune reads.
+type peftConfig struct {
+	PeftType          string             `json:"peft_type"`
+	R                 int                `json:"r"`
+	Alpha             float64            `json:"lora_alpha"`
+	Dropout           float64            `json:"lora_dropout"`
+	Targets           json.RawMessage    `json:"target_modules"`
+	RSLoRA            bool               `json:"use_rslora"`
+	DoRA              bool               `json:"use_dora"`
+	RankPattern       map[string]int     `json:"rank_pattern"`
+	AlphaPattern      map[string]float64 `json:"alpha_pattern"`
+	FanInFanOut       bool               `json:"fan_in_fan_out"`
+	Bias              string             `json:"bias"`
+	ModulesToSave     []string           `json:"modules_to_save"`
+	LayersToTransform json.RawMessage    `json:"layers_to_transform"`
+	BaseModel         string             `json:"base_model_name_or_path"`
+}
+
+// ReadConfig reads an adapter folder's adapter_config.json.
+func readConfig(dir string) (*peftConfig, string, error) {
+	path := filepath.Join(dir, "adapter_config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, path, err
+	}
+	var c peftConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, path, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, path, nil
+}
+
+// PeftType returns the peft_type of an adapter folder ("LORA", "IA3", …).
+func PeftType(dir string) (string, error) {
+	c, path, err := readConfig(dir)
+	if err != nil {
+		return "", err
+	}
+	if c.PeftType == "" {
+		return "", fmt.Errorf("%s: peft_type is missing", path)
+	}
+	return c.PeftType, nil
+}
+
+// LoadLoRA attaches the LoRA adapter saved in dir (PEFT layout) to m.
+func LoadLoRA(m *model.Model, dir string) (*LoRASet, error) {
+	pc, path, err := readConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	if pc.PeftType != "LORA" {
+		return nil, fmt.Errorf("%s: peft_type %q, want LORA", path, pc.PeftType)
+	}
+	if pc.FanInFanOut {
+		return nil, fmt.Errorf("%s: fan_in_fan_out=true is for GPT-2 style Conv1D layers, which Llama-family models do not have", path)
+	}
+	if pc.Bias != "" && pc.Bias != "none" {
+		return nil, fmt.Errorf("%s: bias=%q is not supported (none)", path, pc.Bias)
+	}
+	if len(pc.ModulesToSave) > 0 {
+		return nil, fmt.Errorf("%s: modules_to_save %v is not supported yet", path, pc.ModulesToSave)
+	}
+	cfg := LoRAConfig{R: pc.R, Alpha: pc.Alpha, Dropout: pc.Dropout, RSLoRA: pc.RSLoRA, DoRA: pc.DoRA,
+		RankPattern: pc.RankPattern, AlphaPattern: pc.AlphaPattern, Init: "zero", BaseModel: pc.BaseModel}
+	if err := json.Unmarshal(pc.Targets, &cfg.Targets); err != nil {
+		if err := json.Unmarshal(pc.Targets, &cfg.TargetRegex); err != nil {
+			return nil, fmt.Errorf("%s: target_modules must be a list of names or a regex string, got %s", path, pc.Targets)
+		}
+	}
+	if len(pc.LayersToTransform) > 0 && string(pc.LayersToTransform) != "null" {
+		var one int
+		if json.Unmarshal(pc.LayersToTransform, &one) == nil {
+			cfg.Layers = []int{one}
+		} else if err := json.Unmarshal(pc.LayersToTransform, &cfg.Layers); err != nil {
+			return nil, fmt.Errorf("%s: layers_to_transform: %w", path, err)
+		}
+	}
+	set, err := AttachLoRA(m, cfg, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := set.loadWeights(dir); err != nil {
+		set.Detach()
+		return nil, err
+	}
+	return set, nil
+}
+
+func (s *LoRASet) loadWeights(dir string) error {
+	path := filepath.Join(dir, "adapter_model.safetensors")
+	st, err := safetensors.OpenOne(path)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return loadParams(st, path, s.Params())
+}
+
+// loadParams fills params from a PEFT file, accepting keys with or without
+// the adapter name, and reports tensors that belong to no parameter.
+func loadParams(st *safetensors.Set, path string, params []*nn.Param) error {
+	used := map[string]bool{}
+	for _, p := range params {
+		key := SavedName(p.Name)
+		if !st.Has(key) {
+			key = p.Name
+		}
+		b, info, err := st.Bytes(key)
+		if err != nil {
+			return fmt.Errorf("%s: missing tensor %q", path, SavedName(p.Name))
+		}
+		if !sameShape(info.Shape, p.Shape) {
+			return fmt.Errorf("%s: tensor %q has shape %v, the model and adapter_config.json imply %v", path, key, info.Shape, p.Shape)
+		}
+		if err := safetensors.DecodeFloat32s(p.Data, b, info); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		used[key] = true
+	}
+	var extra []string
+	for _, n := range st.Names() {
+		if !used[n] {
+			extra = append(extra, n)
+		}
+	}
+	if len(extra) > 0 {
+		return fmt.Errorf("%s: tensors %s match no adapted layer of this model (is it the right base model?)", path, strings.Join(extra[:min(3, len(extra))], ", "))
+	}
+	return nil
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,211 @@
+// Package peft attaches parameter-efficient fine-tuning methods to a model
+// and saves and loads them in Hugging Face PEFT's layout, so adapters trained
+// here load in PEFT and vLLM and PEFT's adapters load here.
+package peft
+
+import (
+	"math"
+
+	"gotune/compute/cpu"
+	"gotune/nn"
+)
+
+// LoRA adds a low-rank update s·B·A to a linear layer: y = W·x + s·B·(A·x).
+// With DoRA the layer's output is rescaled per output row by
+// m / ‖W + s·B·A‖, the norm treated as a constant in the backward pass as
+// the DoRA paper (§4.3) and PEFT do.
+type LoRA struct {
+	Module    string    // e.g. "model.layers.0.self_attn.q_proj"
+	A         *nn.Param // [r, in]
+	B         *nn.Param // [out, r]
+	Magnitude *nn.Param // [out], DoRA only
+	Scale     float32
+	Dropout   float32
+	// Seed and Step select the dropout mask: the same pair gives the same
+	// mask, so a recomputed forward (gradient checkpointing) matches.
+	Seed, Step uint64
+
+	r     int
+	h     nn.Buf // A·x, saved for backward
+	xd    nn.Buf // dropped-out input
+	u     nn.Buf // DoRA: W·x + s·B·A·x, before rescaling
+	dh    nn.Buf
+	du    nn.Buf
+	dxd   nn.Buf
+	norm  []float32
+	scale []float32 // DoRA: m / ‖W + s·B·A‖
+}
+
+func (l *LoRA) input(x []float32, n, in int) []float32 {
+	if l.Dropout <= 0 {
+		return x
+	}
+	xd := l.xd.Get(n * in)
+	keep := 1 / (1 - l.Dropout)
+	for i, v := range x[:n*in] {
+		if l.kept(i) {
+			xd[i] = v * keep
+		} else {
+			xd[i] = 0
+		}
+	}
+	return xd
+}
+
+// kept decides element i of the dropout mask from (Seed, Step, i) alone, so
+// the backward pass rebuilds the mask instead of storing it.
+func (l *LoRA) kept(i int) bool {
+	thresh := uint64(float64(l.Dropout) * (1 << 53))
+	return splitmix(l.Seed^l.Step*0x9e3779b97f4a7c15^uint64(i))>>11 >= thresh
+}
+
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// Forward implements nn.Adapter.
+func (l *LoRA) Forward(lin *nn.Linear, y, x []float32, n int) {
+	in, out, r := lin.In, lin.Out, l.A.Shape[0]
+	l.r = r
+	xd := l.input(x, n, in)
+	h := l.h.Get(n * r)
+	cpu.Sgemm(false, true, n, r, in, 1, xd, in, l.A.Data, in, 0, h, r)
+	if l.Magnitude == nil {
+		lin.BaseForward(y, x, n)
+		cpu.Sgemm(false, true, n, out, r, l.Scale, h, r, l.B.Data, r, 1, y, out)
+		return
+	}
+	l.doraScale(lin)
+	u := l.u.Get(n * out)
+	lin.MatMul(u, x, n)
+	cpu.Sgemm(false, true, n, out, r, l.Scale, h, r, l.B.Data, r, 1, u, out)
+	for i := 0; i < n; i++ {
+		ur, yr := u[i*out:(i+1)*out], y[i*out:(i+1)*out]
+		for o, v := range ur {
+			yr[o] = v * l.scale[o]
+		}
+	}
+	if lin.B != nil {
+		nn.AddBias(y, lin.B.Data, n)
+	}
+}
+
+// doraScale computes m / ‖W + s·B·A‖ for every output row.
+func (l *LoRA) doraScale(lin *nn.Linear) {
+	in, out, r := lin.In, lin.Out, l.r
+	if len(l.norm) != out {
+		l.norm, l.scale = make([]float32, out), make([]float32, out)
+	}
+	w := lin.DenseWeight()
+	cpu.Parallel(out, 16, func(lo, hi int) {
+		row := make([]float32, in)
+		for o := lo; o < hi; o++ {
+			copy(row, w[o*in:(o+1)*in])
+			for k := 0; k < r; k++ {
+				cpu.Axpy(l.Scale*l.B.Data[o*r+k], l.A.Data[k*in:(k+1)*in], row)
+			}
+			var ss float64
+			for _, v := range row {
+				ss += float64(v) * float64(v)
+			}
+			l.norm[o] = float32(math.Sqrt(ss))
+			l.scale[o] = l.Magnitude.Data[o] / l.norm[o]
+		}
+	})
+}
+
+// Backward implements nn.Adapter.
+func (l *LoRA) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
+	in, out, r := lin.In, lin.Out, l.r
+	h := l.h.Get(n * r)
+	xd := x
+	if l.Dropout > 0 {
+		xd = l.xd.Get(n * in)
+	}
+	g := dy // gradient reaching W·x and the low-rank path
+	if l.Magnitude != nil {
+		u := l.u.Get(n * out)
+		du := l.du.Get(n * out)
+		dm := l.Magnitude.Grad
+		acc := make([]float64, out)
+		for i := 0; i < n; i++ {
+			ur, dr, gr := u[i*out:(i+1)*out], du[i*out:(i+1)*out], dy[i*out:(i+1)*out]
+			for o := range ur {
+				acc[o] += float64(gr[o]) * float64(ur[o])
+				dr[o] = gr[o] * l.scale[o]
+			}
+		}
+		if dm != nil {
+			for o := range acc {
+				dm[o] += float32(acc[o] / float64(l.norm[o]))
+			}
+		}
+		if lin.B != nil && lin.B.Grad != nil {
+			nn.BiasBackward(lin.B.Grad, dy, n)
+		}
+		if dx != nil {
+			lin.InputGrad(dx, du, n)
+		}
+		if lin.W != nil && lin.W.Grad != nil {
+			cpu.Sgemm(true, false, out, in, n, 1, du, out, x, in, 1, lin.W.Grad, in)
+		}
+		g = du
+	} else {
+		lin.BaseBackward(dx, dy, x, n)
+	}
+	if l.B.Grad != nil {
+		cpu.Sgemm(true, false, out, r, n, l.Scale, g, out, h, r, 1, l.B.Grad, r)
+	}
+	dh := l.dh.Get(n * r)
+	cpu.Sgemm(false, false, n, r, out, l.Scale, g, out, l.B.Data, r, 0, dh, r)
+	if l.A.Grad != nil {
+		cpu.Sgemm(true, false, r, in, n, 1, dh, r, xd, in, 1, l.A.Grad, in)
+	}
+	if dx == nil {
+		return
+	}
+	if l.Dropout <= 0 {
+		cpu.Sgemm(false, false, n, in, r, 1, dh, r, l.A.Data, in, 1, dx, in)
+		return
+	}
+	dxd := l.dxd.Get(n * in)
+	cpu.Sgemm(false, false, n, in, r, 1, dh, r, l.A.Data, in, 0, dxd, in)
+	keep := 1 / (1 - l.Dropout)
+	for i, v := range dxd {
+		if l.kept(i) {
+			dx[i] += v * keep
+		}
+	}
+}
+
+// Params implements nn.Adapter.
+func (l *LoRA) Params() []*nn.Param {
+	ps := []*nn.Param{l.A, l.B}
+	if l.Magnitude != nil {
+		ps = append(ps, l.Magnitude)
+	}
+	return ps
+}
+
+// Merge folds the adapter into the layer's float32 weight.
+func (l *LoRA) Merge(lin *nn.Linear) {
+	in, r := lin.In, l.A.Shape[0]
+	l.r = r
+	if l.Magnitude != nil {
+		l.doraScale(lin)
+	}
+	w := lin.W.Data
+	for o := 0; o < lin.Out; o++ {
+		row := w[o*in : (o+1)*in]
+		for k := 0; k < r; k++ {
+			cpu.Axpy(l.Scale*l.B.Data[o*r+k], l.A.Data[k*in:(k+1)*in], row)
+		}
+		// DoRA rescales W·x only; the bias stays as it was.
+		if l.Magnitude != nil {
+			cpu.Scale(l.scale[o], row)
+		}
+	}
+}

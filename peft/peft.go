@@ -1,0 +1,44 @@
+package peft
+
+import (
+	"fmt"
+	"strings"
+
+	"gotune/model"
+	"gotune/nn"
+)
+
+// Method is a PEFT method attached to a model.
+type Method interface {
+	// Type is PEFT's peft_type ("LORA", "IA3", "PROMPT_TUNING", …).
+	Type() string
+	// Params lists the trainable parameters, named as in PEFT's module tree.
+	Params() []*nn.Param
+	// Save writes the adapter folder in PEFT's layout.
+	Save(dir string) error
+	// Detach removes the method from the model.
+	Detach()
+}
+
+// Type implements Method.
+func (s *LoRASet) Type() string { return "LORA" }
+
+// Load attaches the adapter saved in dir, whatever its method.
+func Load(m *model.Model, dir string) (Method, error) {
+	t, err := PeftType(dir)
+	if err != nil {
+		return nil, err
+	}
+	switch t {
+	case "LORA":
+		return LoadLoRA(m, dir)
+	}
+	return nil, fmt.Errorf("%s: peft_type %q is not supported yet", dir, t)
+}
+
+// SavedName turns an in-memory parameter name into the key PEFT saves.
+func SavedName(name string) string {
+	n := strings.Replace(name, "."+adapterName+".weight", ".weight", 1)
+	n = strings.Replace(n, "."+adapterName+".", ".", 1)
+	return strings.Replace(n, "lora_magnitude_vector.weight", "lora_magnitude_vector", 1)
+}
