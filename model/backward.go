@@ -154,6 +154,18 @@ func (w *Workspace) backward() {
 	}
 }
 
+// hookGrad returns the gradient reaching a sub-layer's own output: dres
+// itself, or a copy passed back through the sub-layer's hook.
+func (w *Workspace) hookGrad(hook SublayerHook, size int) []float32 {
+	if hook == nil {
+		return w.dres
+	}
+	w.dhook = grow(w.dhook, size)
+	copy(w.dhook, w.dres)
+	hook.Backward(w.dhook, w.N)
+	return w.dhook
+}
+
 func addTo(dst, src []float32) {
 	dst = dst[:len(src)]
 	for i, v := range src {
@@ -172,7 +184,7 @@ func (w *Workspace) backwardLayer(l *Layer) {
 
 	// MLP: out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = norm(xmid).
 	w.da = zero(w.da, n*inter)
-	l.Down.Backward(w.da, w.dres, a.a, n)
+	l.Down.Backward(w.da, w.hookGrad(l.MLPOut, n*h), a.a, n)
 	w.dg, w.du = grow(w.dg, n*inter), grow(w.du, n*inter)
 	nn.SwiGLUBackward(w.dg, w.du, w.da, a.g, a.u)
 	w.dxn = zero(w.dxn, n*h)
@@ -182,7 +194,7 @@ func (w *Workspace) backwardLayer(l *Layer) {
 
 	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
 	w.datt = zero(w.datt, n*qd)
-	l.O.Backward(w.datt, w.dres, a.att, n)
+	l.O.Backward(w.datt, w.hookGrad(l.AttnOut, n*h), a.att, n)
 	w.dq = grow(w.dq, n*qd)
 	tk := a.attn.Tk
 	w.dk, w.dv = zero(w.dk, w.B*tk*kd), zero(w.dv, w.B*tk*kd)

@@ -56,6 +56,7 @@ type Workspace struct {
 	dres, dxn, datt, dq, dk, dv, dqn, dkn, da, dg, du []float32
 	logits                                            []float32
 	dvirt                                             []float32
+	dhook                                             []float32
 }
 
 // NewWorkspace prepares buffers for a model.
@@ -229,6 +230,9 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	}
 	a.attn.Forward(a.att, a.lse, a.qr, k, v)
 	l.O.Forward(out, a.att, n) // o_proj output, added to the residual below
+	if l.AttnOut != nil {
+		l.AttnOut.Forward(out, n)
+	}
 	for i := range a.xmid {
 		a.xmid[i] = x[i] + out[i]
 	}
@@ -237,6 +241,9 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	l.Up.Forward(a.u, a.xn2, n)
 	nn.SwiGLU(a.a, a.g, a.u)
 	l.Down.Forward(out, a.a, n)
+	if l.MLPOut != nil {
+		l.MLPOut.Forward(out, n)
+	}
 	nn.Add(out, a.xmid)
 }
 

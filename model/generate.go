@@ -21,8 +21,8 @@ type Session struct {
 
 type sessionBufs struct {
 	x, xn, q, k, v, att, mid, g, u, a, rstd, rstdq, rstdk, lse, logits []float32
-	pos                                                             []int32
-	attn                                                            nn.Attention
+	pos                                                                []int32
+	attn                                                               nn.Attention
 }
 
 // NewSession allocates a cache for up to maxLen positions, filling it with
@@ -116,12 +116,18 @@ func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
 			Scale: float32(1 / math.Sqrt(float64(hd)))}
 		b.attn.Forward(b.att, b.lse, b.q, s.k[li][:tk*kd], s.v[li][:tk*kd])
 		l.O.Forward(b.mid, b.att, n)
+		if l.AttnOut != nil {
+			l.AttnOut.Forward(b.mid, n)
+		}
 		nn.Add(b.mid, b.x)
 		nn.RMSNorm(b.xn, b.rstd, b.mid, l.PostNorm.Data, n, h, c.RMSNormEps)
 		l.Gate.Forward(b.g, b.xn, n)
 		l.Up.Forward(b.u, b.xn, n)
 		nn.SwiGLU(b.a, b.g, b.u)
 		l.Down.Forward(b.x, b.a, n)
+		if l.MLPOut != nil {
+			l.MLPOut.Forward(b.x, n)
+		}
 		nn.Add(b.x, b.mid)
 	}
 	s.Len = tk

@@ -30,6 +30,17 @@ type Layer struct {
 	// Prefix, when set, supplies extra keys and values that every query of
 	// this layer attends to before the sequence's own (prefix tuning).
 	Prefix KVPrefix
+	// AttnOut and MLPOut, when set, transform the attention and MLP outputs
+	// before they join the residual stream (bottleneck adapters).
+	AttnOut, MLPOut SublayerHook
+}
+
+// SublayerHook transforms a sub-layer's output [n, Hidden] in place and, in
+// the backward pass, turns the gradient of its output into the gradient of
+// its input, in place, accumulating its own parameters' gradients.
+type SublayerHook interface {
+	Forward(y []float32, n int)
+	Backward(dy []float32, n int)
 }
 
 // KVPrefix supplies n prefix keys/values per layer, shared by every sequence

@@ -1,0 +1,226 @@
+package infer
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"gotune/chat"
+	"gotune/model"
+	"gotune/peft"
+	"gotune/tokenizer"
+)
+
+// GenerationConfig holds the generation_config.json fields we honour.
+type GenerationConfig struct {
+	EOS               []int
+	DoSample          bool
+	Temperature       float64
+	TopK              int
+	TopP              float64
+	RepetitionPenalty float64
+}
+
+// LoadGenerationConfig reads dir/generation_config.json; a missing file
+// gives the defaults.
+func LoadGenerationConfig(dir string) (GenerationConfig, error) {
+	g := GenerationConfig{Temperature: 1, TopP: 1, RepetitionPenalty: 1}
+	path := filepath.Join(dir, "generation_config.json")
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return g, nil
+	} else if err != nil {
+		return g, err
+	}
+	var raw struct {
+		EOS         json.RawMessage `json:"eos_token_id"`
+		DoSample    *bool           `json:"do_sample"`
+		Temperature *float64        `json:"temperature"`
+		TopK        *int            `json:"top_k"`
+		TopP        *float64        `json:"top_p"`
+		RepPenalty  *float64        `json:"repetition_penalty"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return g, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(raw.EOS) > 0 && string(raw.EOS) != "null" {
+		var one int
+		if json.Unmarshal(raw.EOS, &one) == nil {
+			g.EOS = []int{one}
+		} else if err := json.Unmarshal(raw.EOS, &g.EOS); err != nil {
+			return g, fmt.Errorf("%s: eos_token_id: want an integer or a list, got %s", path, raw.EOS)
+		}
+	}
+	if raw.DoSample != nil {
+		g.DoSample = *raw.DoSample
+	}
+	if raw.Temperature != nil {
+		g.Temperature = *raw.Temperature
+	}
+	if raw.TopK != nil {
+		g.TopK = *raw.TopK
+	}
+	if raw.TopP != nil {
+		g.TopP = *raw.TopP
+	}
+	if raw.RepPenalty != nil {
+		g.RepetitionPenalty = *raw.RepPenalty
+	}
+	return g, nil
+}
+
+// Engine is a loaded model ready to generate text.
+type Engine struct {
+	Model    *model.Model
+	Tok      *tokenizer.Tokenizer
+	Template *chat.Template // nil when the model has none
+	Gen      GenerationConfig
+	Adapter  peft.Method
+	stops    map[int32]bool
+}
+
+// Load opens a model folder, its tokenizer, chat template and generation
+// config, and attaches an adapter when adapterDir is not empty.
+func Load(modelDir, adapterDir string) (*Engine, error) {
+	m, err := model.Load(modelDir, model.LoadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.Load(modelDir)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{Model: m, Tok: tok}
+	if t, err := chat.Load(modelDir); err == nil {
+		e.Template = t
+	}
+	if e.Gen, err = LoadGenerationConfig(modelDir); err != nil {
+		return nil, err
+	}
+	if adapterDir != "" {
+		if e.Adapter, err = peft.Load(m, adapterDir); err != nil {
+			return nil, err
+		}
+	}
+	e.buildStops()
+	return e, nil
+}
+
+// buildStops gathers the ids that end a reply: generation_config's and the
+// model's EOS ids, the tokenizer's EOS, and the template's end-of-turn tokens.
+func (e *Engine) buildStops() {
+	e.stops = map[int32]bool{}
+	for _, id := range e.Gen.EOS {
+		e.stops[int32(id)] = true
+	}
+	for _, id := range e.Model.Cfg.EOS {
+		e.stops[int32(id)] = true
+	}
+	if id, ok := e.Tok.EOS(); ok {
+		e.stops[int32(id)] = true
+	}
+	if e.Template != nil {
+		for _, s := range e.Template.StopStrings() {
+			if id, ok := e.Tok.TokenToID(s); ok {
+				e.stops[int32(id)] = true
+			}
+		}
+	}
+}
+
+// IsStop reports whether id ends generation.
+func (e *Engine) IsStop(id int32) bool { return e.stops[id] }
+
+// Prompt renders messages with the chat template and a generation prompt.
+func (e *Engine) Prompt(msgs []chat.Message, opt chat.Options) (string, error) {
+	if e.Template == nil {
+		return "", fmt.Errorf("%s has no chat template; give a template name or use plain completion", e.Model.Dir)
+	}
+	opt.AddGenerationPrompt = true
+	return e.Template.Render(msgs, opt)
+}
+
+// Request is one generation.
+type Request struct {
+	Prompt    string
+	MaxTokens int
+	Sample    SampleOptions
+	// OnText receives decoded text as it is produced (may be nil).
+	OnText func(string)
+}
+
+// Result is what a generation produced.
+type Result struct {
+	Text         string
+	PromptTokens int
+	Tokens       []int32
+	FinishReason string // "stop" or "length"
+}
+
+// Generate continues the prompt text (already templated) token by token.
+func (e *Engine) Generate(req Request) (Result, error) {
+	ids := e.Tok.Encode(req.Prompt, false)
+	if len(ids) == 0 {
+		if bos, ok := e.Tok.BOS(); ok {
+			ids = []int{bos}
+		} else {
+			return Result{}, fmt.Errorf("empty prompt")
+		}
+	}
+	prompt := make([]int32, len(ids))
+	for i, id := range ids {
+		prompt[i] = int32(id)
+	}
+	maxNew := req.MaxTokens
+	if maxNew <= 0 {
+		maxNew = 256
+	}
+	sess := e.Model.NewSession(len(prompt) + maxNew + 64)
+	logits, err := sess.Feed(prompt)
+	if err != nil {
+		return Result{}, err
+	}
+	sampler := NewSampler(req.Sample)
+	history := append([]int32(nil), prompt...)
+	res := Result{PromptTokens: len(prompt), FinishReason: "length"}
+	var emitted int
+	for len(res.Tokens) < maxNew {
+		next := sampler.Next(logits, history)
+		if e.IsStop(next) {
+			res.FinishReason = "stop"
+			break
+		}
+		res.Tokens = append(res.Tokens, next)
+		history = append(history, next)
+		text := e.decode(res.Tokens)
+		// Hold back an incomplete UTF-8 sequence until its bytes arrive.
+		if complete := strings.TrimRight(text, "\uFFFD"); len(complete) > emitted && utf8.ValidString(complete) {
+			if req.OnText != nil {
+				req.OnText(complete[emitted:])
+			}
+			emitted = len(complete)
+		}
+		if len(res.Tokens) == maxNew {
+			break
+		}
+		if logits, err = sess.Feed([]int32{next}); err != nil {
+			return res, err
+		}
+	}
+	res.Text = e.decode(res.Tokens)
+	if req.OnText != nil && len(res.Text) > emitted {
+		req.OnText(res.Text[emitted:])
+	}
+	return res, nil
+}
+
+func (e *Engine) decode(ids []int32) string {
+	v := make([]int, len(ids))
+	for i, id := range ids {
+		v[i] = int(id)
+	}
+	return e.Tok.Decode(v, true)
+}
