@@ -1,0 +1,502 @@
+package chat
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Constructs are checked here, before the library sees them, so that a
+// template using something the library would evaluate differently from
+// jinja2 fails with its line instead of rendering silently wrong.
+
+// libFilters are the library's filters that behave as jinja2's for the
+// values chat templates use.
+var libFilters = map[string]bool{
+	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
+	"lower": true, "upper": true, "first": true, "last": true, "length": true,
+	"count": true, "reverse": true, "sort": true, "unique": true, "list": true, "int": true,
+	"float": true, "safe": true, "replace": true, "abs": true, "map": true, "select": true,
+	"reject": true, "selectattr": true, "rejectattr": true, "indent": true, "wordcount": true,
+	"dictsort": true, "max": true, "min": true, "sum": true, "batch": true, "trim": true,
+}
+
+// ownFilters replace the library's where its output differs from jinja2's
+// (json.dumps formatting, Python str() of values).
+var ownFilters = map[string]bool{"tojson": true, "string": true, "join": true, "capitalize": true}
+
+var libTests = map[string]bool{
+	"defined": true, "undefined": true, "none": true, "boolean": true, "integer": true,
+	"float": true, "number": true, "string": true, "mapping": true, "iterable": true,
+	"sequence": true, "callable": true, "true": true, "false": true, "odd": true, "even": true,
+	"upper": true, "lower": true, "sameas": true, "eq": true, "equalto": true, "ne": true,
+	"gt": true, "greaterthan": true, "ge": true, "lt": true, "lessthan": true, "le": true, "in": true,
+}
+
+// methods the library implements on str, list and dict (and the callables it
+// hands out for loop.cycle and cycler).
+var libMethods = map[string]bool{
+	"strip": true, "lstrip": true, "rstrip": true, "split": true, "startswith": true,
+	"endswith": true, "replace": true, "upper": true, "lower": true, "count": true, "find": true,
+	"append": true, "pop": true, "insert": true, "items": true, "keys": true, "values": true,
+	"get": true, "update": true, "cycle": true, "next": true, "reset": true,
+}
+
+type compiler struct {
+	name    string
+	out     strings.Builder
+	hasGen  bool
+	stack   []openBlock
+	literal []string // string literals seen, for stop-string discovery
+}
+
+type openBlock struct {
+	kw   string
+	line int
+}
+
+var blockEnd = map[string]string{
+	"if": "endif", "for": "endfor", "macro": "endmacro", "call": "endcall",
+	"filter": "endfilter", "set": "endset", "generation": "endgeneration",
+}
+
+func (c *compiler) errf(line int, format string, a ...any) error {
+	return &TemplateError{Name: c.name, Line: line, Msg: sprintf(format, a...)}
+}
+
+// compile turns lexed segments into library source in which all text is
+// already whitespace-processed and sits inside {{ '...' }} literals, every
+// printed value goes through __p (Python str() and the output bound), loops
+// tick __t, and __l records the current source line for runtime errors.
+func (c *compiler) compile(segs []segment) (string, error) {
+	for _, s := range segs {
+		switch s.kind {
+		case segText:
+			c.out.WriteString("{{ ")
+			c.out.WriteString(libString(s.text))
+			c.out.WriteString(" }}")
+		case segExpr:
+			if len(s.toks) == 0 {
+				return "", c.errf(s.line, "empty expression {{ }}")
+			}
+			body, err := c.expr(s.toks, s.line)
+			if err != nil {
+				return "", err
+			}
+			c.mark(s.line)
+			c.out.WriteString("{{ __p(" + body + ") }}")
+		case segStmt:
+			if err := c.stmt(s); err != nil {
+				return "", err
+			}
+		}
+	}
+	if n := len(c.stack); n > 0 {
+		b := c.stack[n-1]
+		return "", c.errf(b.line, "{%% %s %%} is never closed (expected {%% %s %%})", b.kw, blockEnd[b.kw])
+	}
+	return c.out.String(), nil
+}
+
+func (c *compiler) mark(line int) { c.out.WriteString("{{ __l(" + strconv.Itoa(line) + ") }}") }
+
+func (c *compiler) push(kw string, line int) { c.stack = append(c.stack, openBlock{kw, line}) }
+
+func (c *compiler) pop(end string, line int) error {
+	n := len(c.stack)
+	if n == 0 || blockEnd[c.stack[n-1].kw] != end {
+		if n == 0 {
+			return c.errf(line, "{%% %s %%} without an open block", end)
+		}
+		return c.errf(line, "{%% %s %%} closes {%% %s %%} from line %d", end, c.stack[n-1].kw, c.stack[n-1].line)
+	}
+	c.stack = c.stack[:n-1]
+	return nil
+}
+
+func (c *compiler) top() string {
+	if len(c.stack) == 0 {
+		return ""
+	}
+	return c.stack[len(c.stack)-1].kw
+}
+
+func (c *compiler) stmt(s segment) error {
+	if len(s.toks) == 0 || s.toks[0].kind != tName {
+		return c.errf(s.line, "statement {%% %%} without a tag name")
+	}
+	kw := s.toks[0].s
+	rest := s.toks[1:]
+	noArgs := func() error {
+		if len(rest) > 0 && !(strings.HasPrefix(kw, "end") && len(rest) == 1 && rest[0].kind == tName) {
+			return c.errf(s.line, "unexpected tokens after {%% %s %%}", kw)
+		}
+		return nil
+	}
+	switch kw {
+	case "if":
+		e, err := c.expr(rest, s.line)
+		if err != nil {
+			return err
+		}
+		c.mark(s.line)
+		c.out.WriteString("{% if " + e + " %}")
+		c.push("if", s.line)
+	case "elif":
+		if c.top() != "if" {
+			return c.errf(s.line, "{%% elif %%} outside {%% if %%}")
+		}
+		e, err := c.expr(rest, s.line)
+		if err != nil {
+			return err
+		}
+		c.out.WriteString("{% elif " + e + " %}")
+	case "else":
+		if t := c.top(); t != "if" && t != "for" {
+			return c.errf(s.line, "{%% else %%} outside {%% if %%} or {%% for %%}")
+		}
+		if err := noArgs(); err != nil {
+			return err
+		}
+		c.out.WriteString("{% else %}")
+	case "for":
+		return c.forStmt(s, rest)
+	case "set":
+		return c.setStmt(s, rest)
+	case "macro":
+		return c.macroStmt(s, rest)
+	case "call":
+		e, err := c.expr(rest, s.line)
+		if err != nil {
+			return err
+		}
+		if len(rest) > 0 && rest[0].is(tOp, "(") {
+			return c.errf(s.line, "{%% call(args) %%} with caller arguments is not supported")
+		}
+		c.mark(s.line)
+		c.out.WriteString("{% call " + e + " %}")
+		c.push("call", s.line)
+	case "filter":
+		if len(rest) != 1 || rest[0].kind != tName || !map[string]bool{"upper": true, "lower": true, "trim": true}[rest[0].s] {
+			return c.errf(s.line, "{%% filter %%} block: only upper, lower and trim are supported")
+		}
+		c.out.WriteString("{% filter " + rest[0].s + " %}")
+		c.push("filter", s.line)
+	case "generation":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		c.hasGen = true
+		c.out.WriteString("{{ __gen(1) }}")
+		c.push("generation", s.line)
+	case "endgeneration":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		if err := c.pop(kw, s.line); err != nil {
+			return err
+		}
+		c.out.WriteString("{{ __gen(0) }}")
+	case "endmacro":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		if err := c.pop(kw, s.line); err != nil {
+			return err
+		}
+		c.out.WriteString("{{ __leave() }}{% endmacro %}")
+	case "endif", "endfor", "endcall", "endfilter", "endset":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		if err := c.pop(kw, s.line); err != nil {
+			return err
+		}
+		c.out.WriteString("{% " + kw + " %}")
+	case "break", "continue":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		inFor := false
+		for _, b := range c.stack {
+			inFor = inFor || b.kw == "for"
+		}
+		if !inFor {
+			return c.errf(s.line, "{%% %s %%} outside a loop", kw)
+		}
+		c.out.WriteString("{% " + kw + " %}")
+	default:
+		return c.errf(s.line, "unsupported statement {%% %s %%}", kw)
+	}
+	return nil
+}
+
+func (c *compiler) forStmt(s segment, rest []token) error {
+	in := -1
+	for i, t := range rest {
+		if t.is(tName, "in") {
+			in = i
+			break
+		}
+	}
+	if in < 1 {
+		return c.errf(s.line, "{%% for %%} needs 'NAME in ITERABLE'")
+	}
+	var targets []string
+	for i, t := range rest[:in] {
+		if i%2 == 0 && t.kind == tName {
+			targets = append(targets, t.s)
+		} else if i%2 == 1 && t.is(tOp, ",") {
+			continue
+		} else {
+			return c.errf(s.line, "{%% for %%} target must be names separated by commas")
+		}
+	}
+	if len(targets) > 2 {
+		return c.errf(s.line, "{%% for %%} with more than two targets is not supported")
+	}
+	iter := rest[in+1:]
+	for _, t := range iter {
+		if t.is(tName, "recursive") {
+			return c.errf(s.line, "recursive {%% for %%} loops are not supported")
+		}
+	}
+	e, err := c.expr(iter, s.line)
+	if err != nil {
+		return err
+	}
+	c.mark(s.line)
+	c.out.WriteString("{% for " + strings.Join(targets, ", ") + " in " + e + " %}{{ __t() }}")
+	c.push("for", s.line)
+	return nil
+}
+
+func (c *compiler) setStmt(s segment, rest []token) error {
+	eq := -1
+	for i, t := range rest {
+		if t.is(tOp, "=") {
+			eq = i
+			break
+		}
+	}
+	if eq < 0 {
+		if len(rest) != 1 || rest[0].kind != tName {
+			return c.errf(s.line, "block {%% set %%} must name one variable (filters on set blocks are not supported)")
+		}
+		c.out.WriteString("{% set " + rest[0].s + " %}")
+		c.push("set", s.line)
+		return nil
+	}
+	target := rest[:eq]
+	var tgt string
+	switch {
+	case len(target) == 1 && target[0].kind == tName:
+		tgt = target[0].s
+	case len(target) == 3 && target[0].kind == tName && target[1].is(tOp, ".") && target[2].kind == tName:
+		tgt = target[0].s + "." + target[2].s
+	default:
+		return c.errf(s.line, "{%% set %%} target must be NAME or NAME.ATTR (tuple unpacking is not supported)")
+	}
+	e, err := c.expr(rest[eq+1:], s.line)
+	if err != nil {
+		return err
+	}
+	c.mark(s.line)
+	c.out.WriteString("{% set " + tgt + " = " + e + " %}")
+	return nil
+}
+
+func (c *compiler) macroStmt(s segment, rest []token) error {
+	bad := func() error {
+		return c.errf(s.line, "{%% macro %%} must be NAME(ARG, ARG=LITERAL, ...)")
+	}
+	if len(rest) < 3 || rest[0].kind != tName || !rest[1].is(tOp, "(") || !rest[len(rest)-1].is(tOp, ")") {
+		return bad()
+	}
+	var params []string
+	ps := rest[2 : len(rest)-1]
+	for len(ps) > 0 {
+		if ps[0].kind != tName {
+			return bad()
+		}
+		p := ps[0].s
+		ps = ps[1:]
+		if len(ps) > 0 && ps[0].is(tOp, "=") {
+			if len(ps) < 2 {
+				return bad()
+			}
+			lit := ps[1]
+			switch {
+			case lit.kind == tString && !strings.ContainsAny(lit.s, ",()=\\'\""):
+			case lit.kind == tInt || lit.kind == tFloat || lit.kind == tName:
+			default:
+				return c.errf(s.line, "{%% macro %%} defaults must be simple literals")
+			}
+			p += " = " + emitTok(lit)
+			ps = ps[2:]
+		}
+		params = append(params, p)
+		if len(ps) > 0 {
+			if !ps[0].is(tOp, ",") {
+				return bad()
+			}
+			ps = ps[1:]
+		}
+	}
+	c.out.WriteString("{% macro " + rest[0].s + "(" + strings.Join(params, ", ") + ") %}{{ __enter() }}")
+	c.push("macro", s.line)
+	return nil
+}
+
+// expr checks an expression's tokens and re-emits them for the library.
+func (c *compiler) expr(toks []token, line int) (string, error) {
+	if len(toks) == 0 {
+		return "", c.errf(line, "expected an expression")
+	}
+	parts := make([]string, 0, len(toks))
+	for i := 0; i < len(toks); i++ {
+		t := toks[i]
+		l := t.line
+		if t.kind == tString {
+			c.literal = append(c.literal, t.s)
+		}
+		switch {
+		case t.is(tOp, "|"):
+			if i+1 >= len(toks) || toks[i+1].kind != tName {
+				return "", c.errf(l, "expected a filter name after '|'")
+			}
+			f := toks[i+1].s
+			switch {
+			case ownFilters[f]:
+				parts = append(parts, "|", "__f_"+f)
+			case libFilters[f]:
+				parts = append(parts, "|", f)
+			default:
+				return "", c.errf(l, "unsupported filter %q", f)
+			}
+			i++
+			continue
+		case t.is(tName, "is"):
+			j := i + 1
+			if j < len(toks) && toks[j].is(tName, "not") {
+				j++
+			}
+			if j >= len(toks) || toks[j].kind != tName {
+				return "", c.errf(l, "expected a test name after 'is'")
+			}
+			if !libTests[toks[j].s] {
+				return "", c.errf(l, "unsupported test %q", toks[j].s)
+			}
+			if j+1 < len(toks) && !toks[j+1].is(tOp, "(") && startsOperand(toks[j+1]) {
+				return "", c.errf(l, "test %q with an argument needs parentheses", toks[j].s)
+			}
+		case t.is(tOp, "."):
+			if i+1 >= len(toks) || (toks[i+1].kind != tName && toks[i+1].kind != tInt) {
+				return "", c.errf(l, "expected an attribute name after '.'")
+			}
+			name := toks[i+1].s
+			if i > 0 && toks[i-1].is(tName, "loop") && map[string]bool{"depth": true, "depth0": true, "changed": true}[name] {
+				return "", c.errf(l, "loop.%s is not supported", name)
+			}
+			if i+2 < len(toks) && toks[i+2].is(tOp, "(") {
+				if !libMethods[name] {
+					return "", c.errf(l, "unsupported method .%s()", name)
+				}
+				if nargs := countArgs(toks[i+2:]); (name == "split" || name == "strip" || name == "lstrip" || name == "rstrip" || name == "startswith" || name == "endswith") && nargs > 1 {
+					return "", c.errf(l, "method .%s() with %d arguments is not supported", name, nargs)
+				}
+			}
+		case t.is(tOp, "%"):
+			if i > 0 && toks[i-1].kind == tString {
+				return "", c.errf(l, "printf-style string formatting with %% is not supported")
+			}
+		case t.is(tOp, "{"):
+			// dict literal keys must be strings for the library's dicts
+		}
+		parts = append(parts, emitTok(t))
+	}
+	return strings.Join(parts, " "), nil
+}
+
+func startsOperand(t token) bool {
+	switch t.kind {
+	case tString, tInt, tFloat:
+		return true
+	case tName:
+		switch t.s {
+		case "and", "or", "if", "else", "not", "in", "is", "recursive":
+			return false
+		}
+		return true
+	}
+	return t.is(tOp, "[") || t.is(tOp, "{")
+}
+
+// countArgs counts the top-level arguments of a call starting at "(".
+func countArgs(toks []token) int {
+	depth, n, any := 0, 0, false
+	for _, t := range toks {
+		if t.kind == tOp {
+			switch t.s {
+			case "(", "[", "{":
+				depth++
+				if depth == 1 {
+					continue
+				}
+			case ")", "]", "}":
+				depth--
+				if depth == 0 {
+					if any {
+						n++
+					}
+					return n
+				}
+			case ",":
+				if depth == 1 {
+					n++
+					any = false
+					continue
+				}
+			}
+		}
+		if depth >= 1 {
+			any = true
+		}
+	}
+	return n
+}
+
+func emitTok(t token) string {
+	switch t.kind {
+	case tString:
+		return libString(t.s)
+	case tInt:
+		return strconv.FormatInt(t.i, 10)
+	case tFloat:
+		s := strconv.FormatFloat(t.f, 'f', -1, 64)
+		if !strings.Contains(s, ".") {
+			s += ".0"
+		}
+		return s
+	}
+	return t.s
+}
+
+// libString quotes s for the library's tokenizer, which understands \\ and
+// \' and takes every other byte literally.
+func libString(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('\'')
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			b.WriteString(`\\`)
+		case '\'':
+			b.WriteString(`\'`)
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
