@@ -1,0 +1,286 @@
+package gguf
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// keySpec is one metadata key llama.cpp reads, with the exact type its
+// loader insists on (it refuses a key stored with another type).
+type keySpec struct {
+	key      string
+	typ      ValueType
+	elem     ValueType // for arrays
+	required bool
+}
+
+func modelKeySpecs(arch string) []keySpec {
+	a := arch + "."
+	return []keySpec{
+		{"general.architecture", TypeString, 0, true},
+		{"general.name", TypeString, 0, true},
+		{"general.file_type", TypeUint32, 0, true},
+		{"general.quantization_version", TypeUint32, 0, false},
+		{"general.alignment", TypeUint32, 0, false},
+		{a + "context_length", TypeUint32, 0, true},
+		{a + "embedding_length", TypeUint32, 0, true},
+		{a + "block_count", TypeUint32, 0, true},
+		{a + "feed_forward_length", TypeUint32, 0, true},
+		{a + "attention.head_count", TypeUint32, 0, true},
+		{a + "attention.head_count_kv", TypeUint32, 0, true},
+		{a + "attention.layer_norm_rms_epsilon", TypeFloat32, 0, true},
+		{a + "rope.freq_base", TypeFloat32, 0, true},
+		{a + "rope.dimension_count", TypeUint32, 0, false},
+		{a + "attention.key_length", TypeUint32, 0, false},
+		{a + "attention.value_length", TypeUint32, 0, false},
+		{a + "vocab_size", TypeUint32, 0, false},
+		{a + "rope.scaling.type", TypeString, 0, false},
+		{a + "rope.scaling.factor", TypeFloat32, 0, false},
+		{a + "rope.scaling.original_context_length", TypeUint32, 0, false},
+		{"tokenizer.ggml.model", TypeString, 0, true},
+		{"tokenizer.ggml.pre", TypeString, 0, false},
+		{"tokenizer.ggml.tokens", TypeArray, TypeString, true},
+		{"tokenizer.ggml.token_type", TypeArray, TypeInt32, true},
+		{"tokenizer.ggml.scores", TypeArray, TypeFloat32, false},
+		{"tokenizer.ggml.merges", TypeArray, TypeString, false},
+		{"tokenizer.ggml.bos_token_id", TypeUint32, 0, false},
+		{"tokenizer.ggml.eos_token_id", TypeUint32, 0, true},
+		{"tokenizer.ggml.unknown_token_id", TypeUint32, 0, false},
+		{"tokenizer.ggml.padding_token_id", TypeUint32, 0, false},
+		{"tokenizer.ggml.add_bos_token", TypeBool, 0, false},
+		{"tokenizer.ggml.add_eos_token", TypeBool, 0, false},
+		{"tokenizer.ggml.add_space_prefix", TypeBool, 0, false},
+		{"tokenizer.chat_template", TypeString, 0, true},
+	}
+}
+
+// Hparams are the shape-defining values of a model, as GGUF stores them.
+type Hparams struct {
+	Arch                               string
+	Vocab, Embd, FF, Layers            int
+	Heads, HeadsKV, HeadDimK, HeadDimV int
+	RopeDim                            int
+}
+
+// expectedTensors lists every tensor llama.cpp's loader creates for the
+// architecture, with GGUF dims; optional ones may be absent.
+func expectedTensors(h Hparams) (map[string][]uint64, map[string]bool) {
+	u := func(v ...int) []uint64 {
+		out := make([]uint64, len(v))
+		for i, x := range v {
+			out[i] = uint64(x)
+		}
+		return out
+	}
+	want := map[string][]uint64{
+		"token_embd.weight":  u(h.Embd, h.Vocab),
+		"output_norm.weight": u(h.Embd),
+		// Absent output.weight means tied embeddings: llama.cpp reuses token_embd.
+		"output.weight": u(h.Embd, h.Vocab),
+	}
+	optional := map[string]bool{"output.weight": true}
+	q, kv, vv := h.Heads*h.HeadDimK, h.HeadsKV*h.HeadDimK, h.HeadsKV*h.HeadDimV
+	for i := 0; i < h.Layers; i++ {
+		p := fmt.Sprintf("blk.%d.", i)
+		want[p+"attn_norm.weight"] = u(h.Embd)
+		want[p+"attn_q.weight"] = u(h.Embd, q)
+		want[p+"attn_k.weight"] = u(h.Embd, kv)
+		want[p+"attn_v.weight"] = u(h.Embd, vv)
+		want[p+"attn_output.weight"] = u(h.Heads*h.HeadDimV, h.Embd)
+		want[p+"ffn_norm.weight"] = u(h.Embd)
+		want[p+"ffn_gate.weight"] = u(h.Embd, h.FF)
+		want[p+"ffn_up.weight"] = u(h.Embd, h.FF)
+		want[p+"ffn_down.weight"] = u(h.FF, h.Embd)
+		want[p+"attn_q.bias"] = u(q)
+		want[p+"attn_k.bias"] = u(kv)
+		want[p+"attn_v.bias"] = u(vv)
+		switch h.Arch {
+		case "llama":
+			// llama loads biases when present (attention_bias models).
+			want[p+"attn_output.bias"] = u(h.Embd)
+			for _, b := range []string{"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_output.bias"} {
+				optional[p+b] = true
+			}
+		case "qwen2":
+			// Qwen2 always has q/k/v biases.
+		case "qwen3":
+			delete(want, p+"attn_q.bias")
+			delete(want, p+"attn_k.bias")
+			delete(want, p+"attn_v.bias")
+			want[p+"attn_q_norm.weight"] = u(h.HeadDimK)
+			want[p+"attn_k_norm.weight"] = u(h.HeadDimK)
+		}
+	}
+	if h.Arch == "llama" {
+		want["rope_freqs.weight"] = u(h.RopeDim / 2)
+		optional["rope_freqs.weight"] = true
+	}
+	return want, optional
+}
+
+// SupportedArchs are the architectures CheckModel knows tensor layouts for.
+var SupportedArchs = []string{"llama", "qwen2", "qwen3"}
+
+// CheckModel reports everything about a model file that would stop llama.cpp
+// from loading it or make it run wrongly: missing or mistyped metadata,
+// inconsistent hyperparameters, token tables of the wrong length, and
+// missing, unexpected or misshapen tensors. An empty result means the file
+// passes.
+func CheckModel(f *File) []error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	arch, ok := f.String("general.architecture")
+	if !ok {
+		return []error{fmt.Errorf("%s: general.architecture is missing or not a string", f.Path)}
+	}
+	if !slices.Contains(SupportedArchs, arch) {
+		return []error{fmt.Errorf("%s: architecture %q is not one this checker knows (%s)", f.Path, arch, strings.Join(SupportedArchs, ", "))}
+	}
+	for _, s := range modelKeySpecs(arch) {
+		v, present := f.Lookup(s.key)
+		if !present {
+			if s.required {
+				fail("%s: required key %s is missing", f.Path, s.key)
+			}
+			continue
+		}
+		t, et, _ := KV{Value: v}.Type()
+		if t != s.typ || (t == TypeArray && et != s.elem) {
+			want, got := s.typ.String(), t.String()
+			if s.typ == TypeArray {
+				want, got = "array of "+s.elem.String(), "array of "+et.String()
+			}
+			fail("%s: key %s has type %s, llama.cpp reads it as %s", f.Path, s.key, got, want)
+		}
+	}
+	geti := func(key string) int {
+		v, _ := f.Int(key)
+		return int(v)
+	}
+	a := arch + "."
+	h := Hparams{Arch: arch, Embd: geti(a + "embedding_length"), FF: geti(a + "feed_forward_length"),
+		Layers: geti(a + "block_count"), Heads: geti(a + "attention.head_count"), HeadsKV: geti(a + "attention.head_count_kv")}
+	if geti(a+"context_length") <= 0 {
+		fail("%s: %scontext_length must be positive", f.Path, a)
+	}
+	for _, c := range []struct {
+		k string
+		v int
+	}{{"embedding_length", h.Embd}, {"feed_forward_length", h.FF}, {"block_count", h.Layers}, {"attention.head_count", h.Heads}, {"attention.head_count_kv", h.HeadsKV}} {
+		if c.v <= 0 {
+			fail("%s: %s%s must be positive", f.Path, a, c.k)
+		}
+	}
+	if len(errs) > 0 {
+		return errs // shapes cannot be derived
+	}
+	if h.Heads%h.HeadsKV != 0 {
+		fail("%s: head_count %d is not a multiple of head_count_kv %d", f.Path, h.Heads, h.HeadsKV)
+	}
+	// llama.cpp defaults the head size to embedding_length/head_count; a model
+	// whose head size differs must say so in key_length/value_length.
+	h.HeadDimK, h.HeadDimV = h.Embd/h.Heads, h.Embd/h.Heads
+	if v, ok := f.Int(a + "attention.key_length"); ok {
+		h.HeadDimK = int(v)
+	}
+	if v, ok := f.Int(a + "attention.value_length"); ok {
+		h.HeadDimV = int(v)
+	}
+	h.RopeDim = h.HeadDimK
+	if v, ok := f.Int(a + "rope.dimension_count"); ok {
+		h.RopeDim = int(v)
+	}
+	if eps, _ := f.Float(a + "attention.layer_norm_rms_epsilon"); !(eps > 0 && eps < 1) {
+		fail("%s: %sattention.layer_norm_rms_epsilon = %g, want a small positive number", f.Path, a, eps)
+	}
+	if base, _ := f.Float(a + "rope.freq_base"); !(base > 0) || math.IsInf(base, 0) {
+		fail("%s: %srope.freq_base = %g, want positive", f.Path, a, base)
+	}
+	if st, ok := f.String(a + "rope.scaling.type"); ok {
+		switch st {
+		case "none":
+		case "linear", "yarn":
+			if fac, _ := f.Float(a + "rope.scaling.factor"); !(fac > 0) {
+				fail("%s: rope scaling %q needs a positive %srope.scaling.factor", f.Path, st, a)
+			}
+			if _, ok := f.Int(a + "rope.scaling.original_context_length"); st == "yarn" && !ok {
+				fail("%s: yarn rope scaling needs %srope.scaling.original_context_length", f.Path, a)
+			}
+		default:
+			fail("%s: %srope.scaling.type %q is not one llama.cpp knows (none, linear, yarn)", f.Path, a, st)
+		}
+	}
+
+	// Tokenizer tables.
+	tokens, _ := f.Strings("tokenizer.ggml.tokens")
+	h.Vocab = len(tokens)
+	if h.Vocab == 0 {
+		fail("%s: tokenizer.ggml.tokens is empty", f.Path)
+	}
+	if types, ok := f.Ints("tokenizer.ggml.token_type"); ok && len(types) != h.Vocab {
+		fail("%s: tokenizer.ggml.token_type has %d entries for %d tokens", f.Path, len(types), h.Vocab)
+	}
+	if v, ok := f.Int(a + "vocab_size"); ok && int(v) != h.Vocab {
+		fail("%s: %svocab_size %d differs from the %d tokens", f.Path, a, v, h.Vocab)
+	}
+	model, _ := f.String("tokenizer.ggml.model")
+	switch model {
+	case "gpt2":
+		if m, _ := f.Strings("tokenizer.ggml.merges"); len(m) == 0 {
+			fail("%s: a gpt2 (byte-level BPE) tokenizer needs tokenizer.ggml.merges", f.Path)
+		}
+		if p, _ := f.String("tokenizer.ggml.pre"); p == "" {
+			fail("%s: tokenizer.ggml.pre is missing: llama.cpp would fall back to the 'default' pre-tokenizer and split text differently", f.Path)
+		}
+	case "llama":
+		s, ok := f.Float32s("tokenizer.ggml.scores")
+		if !ok {
+			fail("%s: a llama (SentencePiece) tokenizer needs tokenizer.ggml.scores", f.Path)
+		} else if len(s) != h.Vocab {
+			fail("%s: tokenizer.ggml.scores has %d entries for %d tokens", f.Path, len(s), h.Vocab)
+		}
+	case "":
+	default:
+		fail("%s: tokenizer.ggml.model %q is not gpt2 or llama", f.Path, model)
+	}
+	for _, k := range []string{"bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id"} {
+		if id, ok := f.Int("tokenizer.ggml." + k); ok && (id < 0 || int(id) >= h.Vocab) {
+			fail("%s: tokenizer.ggml.%s = %d is outside the %d tokens", f.Path, k, id, h.Vocab)
+		}
+	}
+	addBOS, set := f.Bool("tokenizer.ggml.add_bos_token")
+	if _, ok := f.Int("tokenizer.ggml.bos_token_id"); !ok && (addBOS || (!set && model == "llama")) {
+		fail("%s: the tokenizer adds a BOS token but tokenizer.ggml.bos_token_id is missing", f.Path)
+	}
+
+	// Tensors: llama.cpp refuses a file with missing, extra or misshapen tensors.
+	want, optional := expectedTensors(h)
+	seen := map[string]bool{}
+	for _, ti := range f.Tensors() {
+		seen[ti.Name] = true
+		dims, ok := want[ti.Name]
+		if !ok {
+			fail("%s: unexpected tensor %s (llama.cpp's %s loader would not use it and refuses the file)", f.Path, ti.Name, arch)
+			continue
+		}
+		if !slices.Equal(ti.Dims, dims) {
+			fail("%s: tensor %s has dims %v, want %v", f.Path, ti.Name, ti.Dims, dims)
+		}
+		if len(ti.Dims) == 1 && ti.Type != F32 {
+			fail("%s: tensor %s is %s; norms and biases must stay F32", f.Path, ti.Name, ti.Type)
+		}
+	}
+	var missing []string
+	for name := range want {
+		if !seen[name] && !optional[name] {
+			missing = append(missing, name)
+		}
+	}
+	slices.Sort(missing)
+	for _, name := range missing {
+		fail("%s: tensor %s is missing", f.Path, name)
+	}
+	return errs
+}

@@ -1,0 +1,285 @@
+package gguf
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gotune/safetensors"
+)
+
+// Options control FromHF.
+type Options struct {
+	// Type is the type of the 2-D weights: F32, F16, BF16, Q8_0, Q4_0 or Q4_K.
+	// Norms, biases and rope factors always stay F32. A weight whose rows do
+	// not fit the type's block size falls back to Q8_0, then F16.
+	Type TensorType
+	// Name is general.name; the model folder's name when empty.
+	Name string
+	// Pre overrides tokenizer.ggml.pre (detected from the split regex).
+	Pre string
+}
+
+var fileTypes = map[TensorType]FileType{F32: FileF32, F16: FileF16, BF16: FileBF16, Q8_0: FileQ8_0, Q4_0: FileQ4_0, Q4_K: FileQ4_K_S}
+
+var (
+	layerName = regexp.MustCompile(`^model\.layers\.(\d+)\.(.+)$`)
+	qkName    = regexp.MustCompile(`^blk\.\d+\.attn_(q|k)\.(weight|bias)$`)
+)
+
+// layerSuffixes maps a Hugging Face decoder-layer tensor to its GGUF name.
+var layerSuffixes = map[string]string{
+	"input_layernorm.weight":          "attn_norm.weight",
+	"post_attention_layernorm.weight": "ffn_norm.weight",
+	"self_attn.q_proj.weight":         "attn_q.weight",
+	"self_attn.k_proj.weight":         "attn_k.weight",
+	"self_attn.v_proj.weight":         "attn_v.weight",
+	"self_attn.o_proj.weight":         "attn_output.weight",
+	"self_attn.q_proj.bias":           "attn_q.bias",
+	"self_attn.k_proj.bias":           "attn_k.bias",
+	"self_attn.v_proj.bias":           "attn_v.bias",
+	"self_attn.o_proj.bias":           "attn_output.bias",
+	"self_attn.q_norm.weight":         "attn_q_norm.weight",
+	"self_attn.k_norm.weight":         "attn_k_norm.weight",
+	"mlp.gate_proj.weight":            "ffn_gate.weight",
+	"mlp.up_proj.weight":              "ffn_up.weight",
+	"mlp.down_proj.weight":            "ffn_down.weight",
+}
+
+// GGUFName maps a Hugging Face parameter name (without any PEFT prefix) to
+// its llama.cpp name; ok is false for names with no GGUF counterpart.
+func GGUFName(hf string) (name string, ok bool) {
+	switch hf {
+	case "model.embed_tokens.weight":
+		return "token_embd.weight", true
+	case "model.norm.weight":
+		return "output_norm.weight", true
+	case "lm_head.weight":
+		return "output.weight", true
+	}
+	m := layerName.FindStringSubmatch(hf)
+	if m == nil {
+		return "", false
+	}
+	s, ok := layerSuffixes[m[2]]
+	if !ok {
+		return "", false
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil {
+		return "", false
+	}
+	return fmt.Sprintf("blk.%d.%s", n, s), true
+}
+
+// hparams derives the GGUF shape parameters from a config.
+func (c *HFConfig) hparams(arch string) Hparams {
+	return Hparams{Arch: arch, Vocab: c.VocabSize, Embd: c.HiddenSize, FF: c.IntermediateSize, Layers: c.NumHiddenLayers,
+		Heads: c.NumAttentionHeads, HeadsKV: c.NumKeyValueHeads, HeadDimK: c.HeadDim, HeadDimV: c.HeadDim, RopeDim: c.HeadDim}
+}
+
+// needsPermute reports whether q/k rows must be reordered: llama.cpp's
+// "llama" architecture rotates interleaved pairs, while Qwen2/Qwen3 use the
+// NeoX (rotate-half) layout Hugging Face already stores.
+func needsPermute(arch string) bool { return arch == "llama" }
+
+// permuteHeads returns the head count for permuting a GGUF tensor (q or k,
+// weight or bias, or a LoRA B), 0 when the tensor is not permuted.
+func permuteHeads(arch, gguf string, c *HFConfig) int {
+	if !needsPermute(arch) {
+		return 0
+	}
+	m := qkName.FindStringSubmatch(gguf)
+	if m == nil {
+		return 0
+	}
+	if m[1] == "q" {
+		return c.NumAttentionHeads
+	}
+	return c.NumKeyValueHeads
+}
+
+// chooseType picks a 2-D weight's type: the requested one, Q6_K for the output
+// projection under 4-bit types (as llama.cpp's quantizer does), and fallbacks
+// when the row length does not fit the block size.
+func chooseType(want TensorType, name string, rowLen int, tied bool) TensorType {
+	isOutput := name == "output.weight" || (tied && name == "token_embd.weight")
+	if isOutput && (want == Q4_0 || want == Q4_K) {
+		want = Q6_K
+	}
+	for _, t := range []TensorType{want, Q8_0, F16} {
+		if rowLen%t.BlockSize() == 0 {
+			return t
+		}
+	}
+	return F32
+}
+
+// FromHF converts a Hugging Face model folder (config.json, safetensors
+// weights, tokenizer.json, tokenizer_config.json) into a GGUF file llama.cpp
+// and Ollama load.
+func FromHF(modelDir, outPath string, opt Options) error {
+	if _, ok := fileTypes[opt.Type]; !ok {
+		return fmt.Errorf("GGUF export type %s is not supported (want F32, F16, BF16, Q8_0, Q4_0 or Q4_K)", opt.Type)
+	}
+	cfg, err := ReadHFConfig(modelDir)
+	if err != nil {
+		return err
+	}
+	arch, err := Arch(cfg.ModelType)
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(modelDir, "config.json"), err)
+	}
+	st, err := safetensors.OpenDir(modelDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	kv, err := modelKV(cfg, arch, opt, modelDir)
+	if err != nil {
+		return err
+	}
+	vkv, err := vocabKV(modelDir, cfg.VocabSize, cfg, opt.Pre)
+	if err != nil {
+		return err
+	}
+	kv = append(kv, vkv...)
+
+	h := cfg.hparams(arch)
+	want, _ := expectedTensors(h)
+	var tensors []Tensor
+	if arch == "llama" && cfg.RopeScaling.Kind() == "llama3" {
+		rf, err := NewTensor("rope_freqs.weight", []int{cfg.HeadDim / 2}, Llama3RopeFactors(cfg.HeadDim, cfg.RopeTheta, cfg.RopeScaling), F32)
+		if err != nil {
+			return err
+		}
+		tensors = append(tensors, rf)
+	}
+	names := slices.Clone(st.Names())
+	slices.Sort(names)
+	for _, hf := range names {
+		if hf == "lm_head.weight" && cfg.TieWordEmbeddings {
+			continue // llama.cpp reuses token_embd when output.weight is absent
+		}
+		name, ok := GGUFName(hf)
+		if !ok {
+			if strings.HasSuffix(hf, "rotary_emb.inv_freq") {
+				continue
+			}
+			return fmt.Errorf("%s: tensor %q has no GGUF counterpart for %s", st.FileOf(hf), hf, arch)
+		}
+		info, _ := st.Info(hf)
+		dims := make([]uint64, len(info.Shape))
+		for i, s := range info.Shape {
+			dims[len(dims)-1-i] = uint64(s)
+		}
+		wd, known := want[name]
+		if !known {
+			return fmt.Errorf("%s: tensor %q (%s) is not part of llama.cpp's %s model", st.FileOf(hf), hf, name, arch)
+		}
+		if !slices.Equal(dims, wd) {
+			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", st.FileOf(hf), hf, info.Shape, reverseDims(wd))
+		}
+		typ := F32
+		if len(dims) == 2 {
+			typ = chooseType(opt.Type, name, int(dims[0]), cfg.TieWordEmbeddings)
+		}
+		heads := permuteHeads(arch, name, cfg)
+		tensors = append(tensors, Tensor{Name: name, Dims: dims, Type: typ, Encode: func() ([]byte, error) {
+			v, _, err := st.Float32s(hf)
+			if err != nil {
+				return nil, err
+			}
+			if heads > 0 {
+				cols := 1
+				if len(dims) == 2 {
+					cols = int(dims[0])
+				}
+				if v, err = PermuteQK(v, len(v)/cols, cols, heads); err != nil {
+					return nil, fmt.Errorf("%s: %w", hf, err)
+				}
+			}
+			return Encode(v, typ)
+		}})
+	}
+	slices.SortStableFunc(tensors, func(a, b Tensor) int { return tensorOrder(a.Name) - tensorOrder(b.Name) })
+	return Write(outPath, kv, tensors)
+}
+
+// tensorOrder sorts token_embd and rope factors first, then blocks in
+// numeric order, then the output head, as llama.cpp's converter does.
+func tensorOrder(name string) int {
+	switch name {
+	case "token_embd.weight":
+		return -2
+	case "rope_freqs.weight":
+		return -1
+	case "output_norm.weight":
+		return 1 << 30
+	case "output.weight":
+		return 1<<30 + 1
+	}
+	var n int
+	fmt.Sscanf(name, "blk.%d.", &n)
+	return n
+}
+
+func reverseDims(d []uint64) []int {
+	out := make([]int, len(d))
+	for i, v := range d {
+		out[len(d)-1-i] = int(v)
+	}
+	return out
+}
+
+func modelKV(c *HFConfig, arch string, opt Options, modelDir string) ([]KV, error) {
+	name := opt.Name
+	if name == "" {
+		name = filepath.Base(filepath.Clean(modelDir))
+	}
+	a := arch + "."
+	kv := []KV{
+		{"general.architecture", arch},
+		{"general.type", "model"},
+		{"general.name", name},
+		{"general.file_type", uint32(fileTypes[opt.Type])},
+		{"general.quantization_version", uint32(2)},
+		{a + "vocab_size", uint32(c.VocabSize)},
+		{a + "context_length", uint32(c.MaxPositionEmbeddings)},
+		{a + "embedding_length", uint32(c.HiddenSize)},
+		{a + "block_count", uint32(c.NumHiddenLayers)},
+		{a + "feed_forward_length", uint32(c.IntermediateSize)},
+		{a + "attention.head_count", uint32(c.NumAttentionHeads)},
+		{a + "attention.head_count_kv", uint32(c.NumKeyValueHeads)},
+		{a + "attention.layer_norm_rms_epsilon", float32(c.RMSNormEps)},
+		{a + "rope.freq_base", float32(c.RopeTheta)},
+		{a + "rope.dimension_count", uint32(c.HeadDim)},
+		{a + "attention.key_length", uint32(c.HeadDim)},
+		{a + "attention.value_length", uint32(c.HeadDim)},
+	}
+	rs := c.RopeScaling
+	switch kind := rs.Kind(); kind {
+	case "default":
+	case "llama3":
+		if arch != "llama" {
+			return nil, fmt.Errorf("%s: rope_type llama3 on a %s model is not supported", modelDir, arch)
+		}
+		// Carried by the rope_freqs.weight tensor.
+	case "linear":
+		kv = append(kv, KV{a + "rope.scaling.type", "linear"}, KV{a + "rope.scaling.factor", float32(rs.Factor)})
+	case "yarn":
+		orig := rs.OriginalMaxPositionEmbeddings
+		if orig == 0 {
+			orig = c.MaxPositionEmbeddings
+		}
+		kv = append(kv, KV{a + "rope.scaling.type", "yarn"}, KV{a + "rope.scaling.factor", float32(rs.Factor)},
+			KV{a + "rope.scaling.original_context_length", uint32(orig)})
+	default:
+		return nil, fmt.Errorf("%s: config.json rope_type %q is not supported for GGUF export (default, llama3, linear, yarn)", modelDir, kind)
+	}
+	return kv, nil
+}
