@@ -12,6 +12,11 @@ import (
 // key j when j ≤ Offset+t, KeyMask (if any) is non-zero at j, and the segment
 // ids (if any) of query and key agree. Offset counts keys that precede the
 // first query: a prefix (prefix tuning) or a cache (generation).
+//
+// Each (sequence, head) is computed in blocks of query rows with matrix
+// multiplications (scores = Q·Kᵀ, out = P·V); only the log-sum-exp of each
+// row is kept, and the backward pass rebuilds the probabilities from it, so
+// memory stays O(T) per head rather than O(T²).
 type Attention struct {
 	B, Tq, Tk      int
 	Heads, KVHeads int
@@ -23,64 +28,88 @@ type Attention struct {
 	Scratch        []float32 // reusable backward buffer
 }
 
-func (a *Attention) allowed(b, t, j int) bool {
-	if j > a.Offset+t {
-		return false
+// queryBlock bounds the score block held per task.
+const queryBlock = 128
+
+func gemm1(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	// Tasks already run one per core, so each multiplication stays on its own.
+	cpu.SgemmWith(cpu.ImplBuiltin, 1, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// scores fills s[Bq, kEnd] with masked, scaled q·k for query rows [t0, t1)
+// of sequence b, head h, and returns kEnd.
+func (a *Attention) scores(s, q, k []float32, b, h, t0, t1 int) int {
+	hd, qd, kd := a.HD, a.Heads*a.HD, a.KVHeads*a.HD
+	g := h / (a.Heads / a.KVHeads)
+	kEnd := min(a.Tk, a.Offset+t1)
+	bq := t1 - t0
+	gemm1(false, true, bq, kEnd, hd, a.Scale, q[(b*a.Tq+t0)*qd+h*hd:], qd, k[b*a.Tk*kd+g*hd:], kd, 0, s, kEnd)
+	ninf := float32(math.Inf(-1))
+	for i := 0; i < bq; i++ {
+		t := t0 + i
+		row := s[i*kEnd : (i+1)*kEnd]
+		for j := a.Offset + t + 1; j < kEnd; j++ {
+			row[j] = ninf
+		}
+		if a.KeyMask != nil {
+			m := a.KeyMask[b*a.Tk : b*a.Tk+kEnd]
+			for j, v := range m {
+				if v == 0 {
+					row[j] = ninf
+				}
+			}
+		}
+		if a.QSeg != nil {
+			qs := a.QSeg[b*a.Tq+t]
+			ks := a.KSeg[b*a.Tk : b*a.Tk+kEnd]
+			for j, v := range ks {
+				if v != qs {
+					row[j] = ninf
+				}
+			}
+		}
 	}
-	if a.KeyMask != nil && a.KeyMask[b*a.Tk+j] == 0 {
-		return false
-	}
-	if a.QSeg != nil && a.QSeg[b*a.Tq+t] != a.KSeg[b*a.Tk+j] {
-		return false
-	}
-	return true
+	return kEnd
 }
 
 // Forward writes out [B·Tq, Heads·HD] and the log-sum-exp of each query's
-// scores, lse [B·Heads·Tq], which the backward pass uses to rebuild the
-// probabilities instead of storing them.
+// scores, lse [B·Heads·Tq].
 func (a *Attention) Forward(out, lse, q, k, v []float32) {
 	hd, qd, kd := a.HD, a.Heads*a.HD, a.KVHeads*a.HD
 	group := a.Heads / a.KVHeads
 	cpu.Parallel(a.B*a.Heads, 1, func(lo, hi int) {
-		s := make([]float32, a.Tk)
+		s := make([]float32, min(queryBlock, a.Tq)*a.Tk)
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/a.Heads, bh%a.Heads
 			g := h / group
-			for t := 0; t < a.Tq; t++ {
-				qv := q[(b*a.Tq+t)*qd+h*hd : (b*a.Tq+t)*qd+(h+1)*hd]
-				ov := out[(b*a.Tq+t)*qd+h*hd : (b*a.Tq+t)*qd+(h+1)*hd]
-				clear(ov)
-				last := min(a.Offset+t, a.Tk-1)
-				mx := float32(math.Inf(-1))
-				for j := 0; j <= last; j++ {
-					if !a.allowed(b, t, j) {
-						s[j] = float32(math.Inf(-1))
+			for t0 := 0; t0 < a.Tq; t0 += queryBlock {
+				t1 := min(t0+queryBlock, a.Tq)
+				kEnd := a.scores(s, q, k, b, h, t0, t1)
+				for i := 0; i < t1-t0; i++ {
+					row := s[i*kEnd : (i+1)*kEnd]
+					mx := float32(math.Inf(-1))
+					for _, x := range row {
+						mx = max(mx, x)
+					}
+					li := bh*a.Tq + t0 + i
+					if math.IsInf(float64(mx), -1) {
+						clear(row)
+						lse[li] = mx
 						continue
 					}
-					kv := k[(b*a.Tk+j)*kd+g*hd : (b*a.Tk+j)*kd+(g+1)*hd]
-					s[j] = dot(qv, kv) * a.Scale
-					mx = max(mx, s[j])
-				}
-				if math.IsInf(float64(mx), -1) {
-					lse[bh*a.Tq+t] = float32(math.Inf(-1))
-					continue
-				}
-				var sum float64
-				for j := 0; j <= last; j++ {
-					e := float32(math.Exp(float64(s[j] - mx)))
-					s[j] = e
-					sum += float64(e)
-				}
-				inv := float32(1 / sum)
-				for j := 0; j <= last; j++ {
-					if s[j] == 0 {
-						continue
+					var sum float64
+					for j, x := range row {
+						e := expf(x - mx)
+						row[j] = e
+						sum += float64(e)
 					}
-					vv := v[(b*a.Tk+j)*kd+g*hd : (b*a.Tk+j)*kd+(g+1)*hd]
-					axpy(s[j]*inv, vv, ov)
+					inv := float32(1 / sum)
+					for j := range row {
+						row[j] *= inv
+					}
+					lse[li] = mx + float32(math.Log(sum))
 				}
-				lse[bh*a.Tq+t] = mx + float32(math.Log(sum))
+				gemm1(false, false, t1-t0, hd, kEnd, 1, s, kEnd, v[b*a.Tk*kd+g*hd:], kd, 0, out[(b*a.Tq+t0)*qd+h*hd:], qd)
 			}
 		}
 	})
@@ -102,34 +131,38 @@ func (a *Attention) Backward(dq, dk, dv, dout, q, k, v, out, lse []float32) {
 	clear(dks)
 	clear(dvs)
 	cpu.Parallel(a.B*a.Heads, 1, func(lo, hi int) {
+		bs := min(queryBlock, a.Tq) * a.Tk
+		p, dp := make([]float32, bs), make([]float32, bs)
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/a.Heads, bh%a.Heads
 			g := h / group
 			dkh, dvh := dks[bh*slab:(bh+1)*slab], dvs[bh*slab:(bh+1)*slab]
-			for t := 0; t < a.Tq; t++ {
-				row := (b*a.Tq + t) * qd
-				qv, ov, gv := q[row+h*hd:row+(h+1)*hd], out[row+h*hd:row+(h+1)*hd], dout[row+h*hd:row+(h+1)*hd]
-				dqv := dq[row+h*hd : row+(h+1)*hd]
-				clear(dqv)
-				l := lse[bh*a.Tq+t]
-				if math.IsInf(float64(l), -1) {
-					continue
-				}
-				last := min(a.Offset+t, a.Tk-1)
-				D := dot(gv, ov)
-				for j := 0; j <= last; j++ {
-					if !a.allowed(b, t, j) {
+			kb, vb := k[b*a.Tk*kd+g*hd:], v[b*a.Tk*kd+g*hd:]
+			for t0 := 0; t0 < a.Tq; t0 += queryBlock {
+				t1 := min(t0+queryBlock, a.Tq)
+				bq := t1 - t0
+				kEnd := a.scores(p, q, k, b, h, t0, t1)
+				qo := (b*a.Tq+t0)*qd + h*hd
+				gemm1(false, true, bq, kEnd, hd, 1, dout[qo:], qd, vb, kd, 0, dp, kEnd)
+				for i := 0; i < bq; i++ {
+					row, drow := p[i*kEnd:(i+1)*kEnd], dp[i*kEnd:(i+1)*kEnd]
+					l := lse[bh*a.Tq+t0+i]
+					if math.IsInf(float64(l), -1) {
+						clear(row)
+						clear(drow)
 						continue
 					}
-					kv := k[(b*a.Tk+j)*kd+g*hd : (b*a.Tk+j)*kd+(g+1)*hd]
-					vv := v[(b*a.Tk+j)*kd+g*hd : (b*a.Tk+j)*kd+(g+1)*hd]
-					pj := float32(math.Exp(float64(dot(qv, kv)*a.Scale - l)))
-					dp := dot(gv, vv)
-					ds := pj * (dp - D) * a.Scale
-					axpy(ds, kv, dqv)
-					axpy(ds, qv, dkh[j*hd:(j+1)*hd])
-					axpy(pj, gv, dvh[j*hd:(j+1)*hd])
+					r := qo + i*qd
+					D := cpu.Dot(dout[r:r+hd], out[r:r+hd])
+					for j, x := range row {
+						pj := expf(x - l)
+						row[j] = pj
+						drow[j] = pj * (drow[j] - D) * a.Scale
+					}
 				}
+				gemm1(false, false, bq, hd, kEnd, 1, dp, kEnd, kb, kd, 0, dq[qo:], qd)
+				gemm1(true, false, kEnd, hd, bq, 1, dp, kEnd, q[qo:], qd, 1, dkh, hd)
+				gemm1(true, false, kEnd, hd, bq, 1, p, kEnd, dout[qo:], qd, 1, dvh, hd)
 			}
 		}
 	})
@@ -140,41 +173,16 @@ func (a *Attention) Backward(dq, dk, dv, dout, q, k, v, out, lse []float32) {
 				bh := b*a.Heads + h
 				for j := 0; j < a.Tk; j++ {
 					dst := (b*a.Tk+j)*kd + g*hd
-					addTo(dk[dst:dst+hd], dks[bh*slab+j*hd:bh*slab+(j+1)*hd])
-					addTo(dv[dst:dst+hd], dvs[bh*slab+j*hd:bh*slab+(j+1)*hd])
+					cpu.Axpy(1, dks[bh*slab+j*hd:bh*slab+(j+1)*hd], dk[dst:dst+hd])
+					cpu.Axpy(1, dvs[bh*slab+j*hd:bh*slab+(j+1)*hd], dv[dst:dst+hd])
 				}
 			}
 		}
 	})
 }
 
-func dot(a, b []float32) float32 {
-	var s0, s1, s2, s3 float32
-	n := len(a)
-	b = b[:n]
-	i := 0
-	for ; i+4 <= n; i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < n; i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-func axpy(alpha float32, x, y []float32) {
-	y = y[:len(x)]
-	for i, v := range x {
-		y[i] += alpha * v
-	}
-}
-
-func addTo(dst, src []float32) {
-	dst = dst[:len(src)]
-	for i, v := range src {
-		dst[i] += v
-	}
+// expf is exp for float32 arguments ≤ 0 (softmax after subtracting the
+// maximum); -Inf gives 0.
+func expf(x float32) float32 {
+	return float32(math.Exp(float64(x)))
 }

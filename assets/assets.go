@@ -1,0 +1,56 @@
+// Package assets carries the small files gotune bundles in its binary: a tiny
+// model for the quickstart, so the first command needs no download.
+package assets
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+//go:embed models
+var files embed.FS
+
+// DefaultModel is the name of the bundled model.
+const DefaultModel = "tiny-qwen3"
+
+// ModelDir extracts a bundled model into dir (or, when dir is empty, the
+// user's cache folder) and returns its path. Files already extracted with
+// the same size are kept.
+func ModelDir(name, dir string) (string, error) {
+	src := "models/" + name
+	if _, err := fs.Stat(files, src); err != nil {
+		return "", fmt.Errorf("no bundled model %q", name)
+	}
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			cache = os.TempDir()
+		}
+		dir = filepath.Join(cache, "gotune", "models", name)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	err := fs.WalkDir(files, src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := files.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, filepath.Base(p))
+		if st, err := os.Stat(dst); err == nil && st.Size() == int64(len(data)) {
+			return nil
+		}
+		tmp := dst + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return err
+		}
+		return os.Rename(tmp, dst)
+	})
+	return dir, err
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"gotune/assets"
+	"gotune/chat"
+	"gotune/infer"
+)
+
+// modelPath resolves --model, defaulting to the bundled tiny model.
+func modelPath(p string) (string, error) {
+	if p != "" {
+		return p, nil
+	}
+	return assets.ModelDir(assets.DefaultModel, "")
+}
+
+func sampleFlags(fs *flag.FlagSet) *infer.SampleOptions {
+	o := &infer.SampleOptions{}
+	fs.Float64Var(&o.Temperature, "temperature", 0, "sampling temperature (0: greedy)")
+	fs.IntVar(&o.TopK, "top-k", 0, "sample among the k most likely tokens (0: all)")
+	fs.Float64Var(&o.TopP, "top-p", 1, "sample from the smallest set holding this probability mass")
+	fs.Float64Var(&o.RepetitionPenalty, "repetition-penalty", 1, "penalise tokens already present (1: off)")
+	fs.Uint64Var(&o.Seed, "seed", 0, "random seed for sampling")
+	return o
+}
+
+func runGenerate(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	modelDir := fs.String("model", "", "model folder (Hugging Face layout); default: the bundled "+assets.DefaultModel)
+	adapter := fs.String("adapter", "", "PEFT adapter folder to attach")
+	prompt := fs.String("prompt", "What does LoRA train?", "user message (or raw text with --raw)")
+	system := fs.String("system", "", "system message")
+	raw := fs.Bool("raw", false, "continue the prompt as plain text, without the chat template")
+	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate at most")
+	sample := sampleFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := modelPath(*modelDir)
+	if err != nil {
+		return err
+	}
+	e, err := infer.Load(dir, *adapter)
+	if err != nil {
+		return err
+	}
+	text := *prompt
+	if !*raw {
+		var msgs []chat.Message
+		if *system != "" {
+			msgs = append(msgs, chat.NewMessage("system", *system))
+		}
+		msgs = append(msgs, chat.NewMessage("user", *prompt))
+		if text, err = e.Prompt(msgs, chat.Options{}); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	res, err := e.Generate(infer.Request{Prompt: text, MaxTokens: *maxNew, Sample: *sample,
+		OnText: func(s string) { fmt.Fprint(stdout, s) }})
+	if err != nil {
+		return err
+	}
+	el := time.Since(start).Seconds()
+	fmt.Fprintf(stdout, "\n")
+	fmt.Fprintf(stderr, "[%d prompt tokens, %d generated, %s, %.1f tokens/s, model %s]\n",
+		res.PromptTokens, len(res.Tokens), res.FinishReason, float64(len(res.Tokens))/el, dir)
+	return nil
+}

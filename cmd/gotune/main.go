@@ -1,0 +1,68 @@
+// Command gotune fine-tunes open large language models from one binary:
+// prepare data, train (full, LoRA family, QLoRA, prompt methods), evaluate,
+// export and serve.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+type command struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"generate": {"generate text from a model folder (greedy or sampled)", runGenerate},
+		"parity":   {"check gotune against reference outputs of the Python stack", runParity},
+		"bench":    {"measure kernels, forward and training throughput", runBench},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: gotune <command> [flags]\n\ncommands:")
+	cmds := commands()
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'gotune <command> -h' for a command's flags.")
+}
+
+// exitError carries an exit status without printing anything more.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return 0
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "gotune: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err := cmd.run(args[1:], stdout, stderr); err != nil {
+		if code, ok := err.(exitError); ok {
+			return int(code)
+		}
+		fmt.Fprintf(stderr, "gotune %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}

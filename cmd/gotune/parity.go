@@ -1,0 +1,148 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gotune/chat"
+	"gotune/checks"
+	"gotune/parity"
+	"gotune/tokenizer"
+)
+
+func runParity(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("parity", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `usage: gotune parity PATH...
+
+Checks gotune against reference outputs. Each PATH may be:
+  a reference model folder (model/ + ref/): logits, loss, greedy ids, gradients,
+      training trajectories and every PEFT method folder found in ref/
+  a schedules.json with learning-rate schedules
+  a tokenizer folder holding tokenizer_cases.json
+  a llama.cpp vocabulary .gguf with its .inp/.out beside it
+  a renders.json with the chat templates beside it
+  a folder holding a reference tree: every such item inside it is checked
+Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.`)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return exitError(2)
+	}
+	var all []checks.Result
+	for _, p := range fs.Args() {
+		res, err := parityPath(p, 0)
+		if err != nil {
+			all = append(all, checks.Result{Check: p, Metric: "error", Value: 1, Limit: 0, Detail: err.Error()})
+			continue
+		}
+		if len(res) == 0 {
+			all = append(all, checks.Result{Check: p, Metric: "error", Value: 1, Limit: 0, Detail: "no reference data recognised here"})
+		}
+		all = append(all, res...)
+	}
+	if checks.Write(stdout, all) > 0 {
+		return exitError(1)
+	}
+	return nil
+}
+
+// parityPath recognises what a path holds and runs the matching checks,
+// descending into folders that hold several references.
+func parityPath(path string, depth int) ([]checks.Result, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return parityFile(path)
+	}
+	if isDir(filepath.Join(path, "model")) && isDir(filepath.Join(path, "ref")) {
+		res, err := parity.RunModel(path)
+		return prefixed(filepath.Base(path), res, err)
+	}
+	if exists(filepath.Join(path, "tokenizer_cases.json")) {
+		res, err := tokenizer.CheckCases(path)
+		return prefixed("tokenizer."+filepath.Base(path), res, err)
+	}
+	var out []checks.Result
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := filepath.Join(path, n)
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			if depth >= 3 {
+				continue
+			}
+			res, err := parityPath(p, depth+1)
+			if err != nil {
+				out = append(out, checks.Result{Check: p, Metric: "error", Value: 1, Detail: err.Error()})
+			}
+			out = append(out, res...)
+			continue
+		}
+		if recognisedFile(n) {
+			res, err := parityFile(p)
+			if err != nil {
+				out = append(out, checks.Result{Check: p, Metric: "error", Value: 1, Detail: err.Error()})
+			}
+			out = append(out, res...)
+		}
+	}
+	return out, nil
+}
+
+func recognisedFile(name string) bool {
+	return name == "schedules.json" || name == "renders.json" || strings.HasSuffix(name, ".gguf")
+}
+
+func parityFile(path string) ([]checks.Result, error) {
+	switch base := filepath.Base(path); {
+	case base == "schedules.json":
+		return parity.Schedules(path)
+	case base == "renders.json":
+		res, err := chat.CheckRenders(path)
+		return prefixed("chat_templates", res, err)
+	case strings.HasSuffix(base, ".gguf") && exists(path+".inp"):
+		res, err := tokenizer.CheckLlamaCppVocab(path)
+		return prefixed("llamacpp_vocab."+strings.TrimSuffix(base, ".gguf"), res, err)
+	default:
+		return nil, errors.New("not a recognised reference file")
+	}
+}
+
+func prefixed(prefix string, res []checks.Result, err error) ([]checks.Result, error) {
+	for i := range res {
+		if !strings.HasPrefix(res[i].Check, prefix+".") {
+			res[i].Check = prefix + "." + res[i].Check
+		}
+	}
+	return res, err
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
