@@ -10,26 +10,41 @@ import (
 	"path/filepath"
 )
 
-//go:embed models
+//go:embed models data quickstart.yaml
 var files embed.FS
 
-// DefaultModel is the name of the bundled model.
+// DefaultModel is the name of the bundled model: the shape of Qwen3 at a
+// tiny size (2 layers, hidden 64) with random weights and a real byte-level
+// BPE tokenizer and chat template, small enough to fine-tune in seconds.
 const DefaultModel = "tiny-qwen3"
 
 // ModelDir extracts a bundled model into dir (or, when dir is empty, the
 // user's cache folder) and returns its path. Files already extracted with
 // the same size are kept.
 func ModelDir(name, dir string) (string, error) {
-	src := "models/" + name
+	return extract("models/"+name, dir)
+}
+
+// DataDir extracts the bundled quickstart dataset folder (with its
+// dataset_info.json) and returns its path.
+func DataDir(dir string) (string, error) { return extract("data", dir) }
+
+// QuickstartConfig is the training configuration of `gotune quickstart`.
+func QuickstartConfig() []byte {
+	b, _ := files.ReadFile("quickstart.yaml")
+	return b
+}
+
+func extract(src, dir string) (string, error) {
 	if _, err := fs.Stat(files, src); err != nil {
-		return "", fmt.Errorf("no bundled model %q", name)
+		return "", fmt.Errorf("nothing bundled under %q", src)
 	}
 	if dir == "" {
 		cache, err := os.UserCacheDir()
 		if err != nil {
 			cache = os.TempDir()
 		}
-		dir = filepath.Join(cache, "gotune", "models", name)
+		dir = filepath.Join(cache, "gotune", filepath.FromSlash(src))
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err

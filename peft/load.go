@@ -93,14 +93,16 @@ func LoadLoRA(m *model.Model, dir string) (*LoRASet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := set.loadWeights(dir); err != nil {
+	if err := set.LoadWeights(dir); err != nil {
 		set.Detach()
 		return nil, err
 	}
 	return set, nil
 }
 
-func (s *LoRASet) loadWeights(dir string) error {
+// LoadWeights reads the adapter's parameters from dir/adapter_model.safetensors
+// (a PEFT folder or a checkpoint).
+func (s *LoRASet) LoadWeights(dir string) error {
 	path := filepath.Join(dir, "adapter_model.safetensors")
 	st, err := safetensors.OpenOne(path)
 	if err != nil {

@@ -32,6 +32,16 @@ func Load(m *model.Model, dir string) (Method, error) {
 	switch t {
 	case "LORA":
 		return LoadLoRA(m, dir)
+	case "PROMPT_TUNING":
+		return LoadPromptTuning(m, dir)
+	case "P_TUNING":
+		return LoadPTuning(m, dir)
+	case "PREFIX_TUNING":
+		return LoadPrefix(m, dir)
+	case "IA3":
+		return LoadIA3(m, dir)
+	case "BOTTLENECK":
+		return LoadBottleneck(m, dir)
 	}
 	return nil, fmt.Errorf("%s: peft_type %q is not supported yet", dir, t)
 }

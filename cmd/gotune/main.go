@@ -17,9 +17,11 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"generate": {"generate text from a model folder (greedy or sampled)", runGenerate},
-		"parity":   {"check gotune against reference outputs of the Python stack", runParity},
-		"bench":    {"measure kernels, forward and training throughput", runBench},
+		"generate":   {"generate text from a model folder (greedy or sampled)", runGenerate},
+		"parity":     {"check gotune against reference outputs of the Python stack", runParity},
+		"bench":      {"measure kernels, forward and training throughput", runBench},
+		"train":      {"fine-tune a model from a LLaMA-Factory style YAML config", runTrain},
+		"quickstart": {"train a LoRA adapter on the bundled tiny model and data, and compare answers", runQuickstart},
 	}
 }
 

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"gotune/assets"
+	"gotune/chat"
+	"gotune/config"
+	"gotune/infer"
+	"gotune/train"
+)
+
+func runTrain(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" {
+		fmt.Fprintln(stderr, "usage: gotune train CONFIG.yaml [--key value ...]\n\nKeys are LLaMA-Factory's (model_name_or_path, dataset, finetuning_type, lora_rank, ...);\nflags override the file. Try `gotune quickstart` for a bundled example.")
+		return exitError(2)
+	}
+	if args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stdout, "usage: gotune train CONFIG.yaml [--key value ...]\n\nknown keys:\n  "+strings.Join(config.Keys(), "\n  "))
+		return nil
+	}
+	cfg, err := config.Load(args[0])
+	if err != nil {
+		return err
+	}
+	if err := cfg.ApplyFlags(args[1:]); err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	t, err := train.New(cfg, "", stderr)
+	if err != nil {
+		return err
+	}
+	return t.Run()
+}
+
+// runQuickstart trains a LoRA adapter on the bundled tiny model and dataset
+// and shows the model's answers before and after.
+func runQuickstart(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("output-dir", "runs/quickstart", "where the adapter and logs go")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	modelDir, err := assets.ModelDir(assets.DefaultModel, "")
+	if err != nil {
+		return err
+	}
+	dataDir, err := assets.DataDir("")
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Parse(assets.QuickstartConfig(), "quickstart.yaml")
+	if err != nil {
+		return err
+	}
+	cfg.ModelNameOrPath, cfg.DatasetDir, cfg.OutputDir = modelDir, dataDir, *out
+	if err := cfg.ApplyFlags(fs.Args()); err != nil {
+		return err
+	}
+	questions := []string{"What does LoRA train?", "What do bees make?", "Name the capital of France."}
+	before, err := answers(modelDir, "", questions)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Fine-tuning the bundled %s (random weights) with LoRA on %d question/answer pairs.\n\n", assets.DefaultModel, 12)
+	t, err := train.New(cfg, "", stdout)
+	if err != nil {
+		return err
+	}
+	if err := t.Run(); err != nil {
+		return err
+	}
+	after, err := answers(modelDir, cfg.OutputDir, questions)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	for i, q := range questions {
+		fmt.Fprintf(stdout, "Q: %s\n  before: %q\n  after:  %q\n", q, before[i], after[i])
+	}
+	fmt.Fprintf(stdout, "\nThe adapter is in %s (PEFT layout). Try:\n  gotune generate --model %s --adapter %s --prompt %q\n", cfg.OutputDir, modelDir, cfg.OutputDir, questions[0])
+	return nil
+}
+
+func answers(modelDir, adapter string, questions []string) ([]string, error) {
+	e, err := infer.Load(modelDir, adapter)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, q := range questions {
+		p, err := e.Prompt([]chat.Message{chat.NewMessage("user", q)}, chat.Options{})
+		if err != nil {
+			return nil, err
+		}
+		r, err := e.Generate(infer.Request{Prompt: p, MaxTokens: 48})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r.Text)
+	}
+	return out, nil
+}

@@ -1,0 +1,600 @@
+package peft
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+
+	"gotune/model"
+	"gotune/nn"
+)
+
+// PTuningConfig configures P-tuning (PEFT's PromptEncoderConfig).
+type PTuningConfig struct {
+	Virtual int // num_virtual_tokens
+	// EncoderType is "MLP" (Linear-ReLU-Linear-ReLU-Linear, always two
+	// hidden layers as in PEFT) or "LSTM" (a bidirectional LSTM of
+	// EncoderLayers layers, then Linear-ReLU-Linear).
+	EncoderType   string
+	EncoderHidden int // encoder_hidden_size; 0 means the model's hidden size
+	EncoderLayers int // encoder_num_layers (LSTM only); 0 means 2
+	BaseModel     string
+}
+
+// PTuning prepends virtual tokens produced by a trained prompt encoder from
+// trained input embeddings. Loaded from a PEFT folder alone (which holds only
+// the encoder's output) it has no encoder, and Embedding holds the virtual
+// tokens themselves, as in PEFT's inference mode.
+type PTuning struct {
+	Config    PTuningConfig
+	Embedding *nn.Param // prompt_encoder.default.embedding.weight [Virtual, Hidden]
+	MLP       []*dense  // mlp_head.0, .2 (and .4 for MLP)
+	LSTM      *lstm     // lstm_head (LSTM only)
+	m         *model.Model
+	enc       encoderActs
+}
+
+// encoderActs keeps the encoder's forward values for its backward pass.
+type encoderActs struct {
+	out  []float32   // encoder output [P, width]
+	dout []float32   // its gradient, summed over the batch
+	xs   [][]float64 // input of each dense layer
+	pre  [][]float64 // pre-activation output of each hidden dense layer
+	have bool        // dout holds a gradient
+}
+
+// AttachPTuning adds P-tuning with a freshly initialised encoder to m.
+func AttachPTuning(m *model.Model, cfg PTuningConfig, seed uint64) (*PTuning, error) {
+	if cfg.Virtual <= 0 {
+		return nil, fmt.Errorf("p-tuning: num_virtual_tokens must be positive, got %d", cfg.Virtual)
+	}
+	if m.Input != nil {
+		return nil, fmt.Errorf("p-tuning: the model already has virtual tokens attached")
+	}
+	h := m.Cfg.Hidden
+	if cfg.EncoderHidden <= 0 {
+		cfg.EncoderHidden = h
+	}
+	if cfg.EncoderLayers <= 0 {
+		cfg.EncoderLayers = 2
+	}
+	cfg.EncoderType = strings.ToUpper(cfg.EncoderType)
+	if cfg.EncoderType == "" {
+		cfg.EncoderType = "MLP"
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x7074756e))
+	p := &PTuning{Config: cfg, m: m, Embedding: nn.NewParam(promptEncoderPrefix+"embedding.weight", cfg.Virtual, h)}
+	for i := range p.Embedding.Data {
+		p.Embedding.Data[i] = float32(rng.NormFloat64())
+	}
+	hid := cfg.EncoderHidden
+	switch cfg.EncoderType {
+	case "MLP":
+		p.MLP = []*dense{
+			newDense(promptEncoderPrefix+"mlp_head.0", h, hid, rng),
+			newDense(promptEncoderPrefix+"mlp_head.2", hid, hid, rng),
+			newDense(promptEncoderPrefix+"mlp_head.4", hid, h, rng),
+		}
+	case "LSTM":
+		p.LSTM = newLSTM(promptEncoderPrefix+"lstm_head", h, hid, cfg.EncoderLayers, rng)
+		p.MLP = []*dense{
+			newDense(promptEncoderPrefix+"mlp_head.0", 2*hid, 2*hid, rng),
+			newDense(promptEncoderPrefix+"mlp_head.2", 2*hid, h, rng),
+		}
+	default:
+		return nil, fmt.Errorf("p-tuning: encoder_reparameterization_type %q (MLP or LSTM)", cfg.EncoderType)
+	}
+	for _, q := range p.Params() {
+		q.SetTrainable(true)
+	}
+	m.Input = p
+	return p, nil
+}
+
+// LoadPTuning attaches the P-tuning adapter saved in dir. PEFT saves only
+// the encoder's output; when gotune's prompt_encoder.safetensors is beside
+// it the encoder is restored and training continues exactly, otherwise the
+// saved virtual tokens are trained directly.
+func LoadPTuning(m *model.Model, dir string) (*PTuning, error) {
+	f, path, err := readPromptFile(dir, "P_TUNING")
+	if err != nil {
+		return nil, err
+	}
+	if err := f.checkDims(path, m, m.Cfg.Hidden, m.Cfg.Heads); err != nil {
+		return nil, err
+	}
+	if f.EncoderDropout != 0 {
+		return nil, fmt.Errorf("%s: encoder_dropout %v is not supported (0)", path, f.EncoderDropout)
+	}
+	cfg := PTuningConfig{Virtual: f.Virtual, EncoderType: f.EncoderType, EncoderHidden: f.EncoderHidden, EncoderLayers: f.EncoderLayers, BaseModel: f.BaseModel}
+	emb, err := readPromptEmbeddings(dir, f.Virtual, m.Cfg.Hidden)
+	if err != nil {
+		return nil, err
+	}
+	p, err := AttachPTuning(m, cfg, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ok, err := loadEncoder(dir, p.Params())
+	if err == nil && ok {
+		err = sameOutput(dir, p.encode(), emb)
+	}
+	if err != nil {
+		p.Detach()
+		return nil, err
+	}
+	if !ok {
+		p.dropEncoder(emb)
+	}
+	return p, nil
+}
+
+// dropEncoder keeps only the virtual tokens themselves, as trained values.
+func (p *PTuning) dropEncoder(out []float32) {
+	p.MLP, p.LSTM = nil, nil
+	copy(p.Embedding.Data, out)
+	p.enc = encoderActs{}
+}
+
+// HasEncoder implements Encoded.
+func (p *PTuning) HasEncoder() bool { return p.MLP != nil }
+
+// EncoderTrainableCount implements Encoded.
+func (p *PTuning) EncoderTrainableCount() int {
+	h, hid, P := p.m.Cfg.Hidden, p.Config.EncoderHidden, p.Config.Virtual
+	n := P * h
+	if p.Config.EncoderType == "LSTM" {
+		for l := 0; l < p.Config.EncoderLayers; l++ {
+			in := h
+			if l > 0 {
+				in = 2 * hid
+			}
+			n += 2 * (4*hid*in + 4*hid*hid + 8*hid)
+		}
+		return n + 2*hid*2*hid + 2*hid + 2*hid*h + h
+	}
+	return n + h*hid + hid + hid*hid + hid + hid*h + h
+}
+
+// OutputLayer implements Encoded.
+func (p *PTuning) OutputLayer() string {
+	if p.Config.EncoderType == "LSTM" {
+		return promptEncoderPrefix + "mlp_head.2"
+	}
+	return promptEncoderPrefix + "mlp_head.4"
+}
+
+// Output implements Encoded.
+func (p *PTuning) Output() (out, grad []float32) {
+	if !p.HasEncoder() {
+		return p.Embedding.Data, p.Embedding.Grad
+	}
+	out = p.encode()
+	if p.enc.have {
+		grad = p.enc.dout
+	}
+	return out, grad
+}
+
+// encode runs the encoder and keeps what its backward pass needs.
+func (p *PTuning) encode() []float32 {
+	y := p.encode64()
+	p.enc.out = toF32(p.enc.out, y)
+	p.enc.dout = zeroed(p.enc.dout, len(y))
+	p.enc.have = false
+	return p.enc.out
+}
+
+// encode64 runs the encoder in float64.
+func (p *PTuning) encode64() []float64 {
+	P := p.Config.Virtual
+	x := toF64(p.Embedding.Data)
+	if p.LSTM != nil {
+		x = p.LSTM.forward(x, P)
+	}
+	return p.enc.mlp(p.MLP, x, P, reluAct)
+}
+
+// backward64 takes the output gradient [P, Hidden] through the encoder.
+func (p *PTuning) backward64(dy []float64) {
+	P := p.Config.Virtual
+	dx := p.enc.mlpBackward(p.MLP, dy, P, reluAct)
+	if p.LSTM != nil {
+		dx = p.LSTM.backward(dx, P)
+	}
+	if g := p.Embedding.Grad; g != nil {
+		for i, v := range dx {
+			g[i] += float32(v)
+		}
+	}
+}
+
+// mlp runs dense layers with act between them, saving their inputs.
+func (a *encoderActs) mlp(layers []*dense, x []float64, n int, act activation) []float64 {
+	a.xs, a.pre = a.xs[:0], a.pre[:0]
+	for i, d := range layers {
+		a.xs = append(a.xs, x)
+		y := d.forward(x, n)
+		if i < len(layers)-1 {
+			a.pre = append(a.pre, y)
+			z := make([]float64, len(y))
+			for j, v := range y {
+				z[j] = act.f(v)
+			}
+			y = z
+		}
+		x = y
+	}
+	return x
+}
+
+// mlpBackward turns the output gradient into the input gradient,
+// accumulating the layers' parameter gradients.
+func (a *encoderActs) mlpBackward(layers []*dense, dy []float64, n int, act activation) []float64 {
+	for i := len(layers) - 1; i >= 0; i-- {
+		if i < len(layers)-1 {
+			for j, v := range a.pre[i] {
+				dy[j] *= act.df(v)
+			}
+		}
+		dy = layers[i].backward(dy, a.xs[i], n)
+	}
+	return dy
+}
+
+// Virtual implements model.InputHook.
+func (p *PTuning) Virtual() int { return p.Config.Virtual }
+
+// Embed implements model.InputHook.
+func (p *PTuning) Embed(dst []float32, batch int) {
+	src := p.Embedding.Data
+	if p.HasEncoder() {
+		src = p.encode()
+	}
+	n := len(src)
+	for b := 0; b < batch; b++ {
+		copy(dst[b*n:(b+1)*n], src)
+	}
+}
+
+// AccumulateGrad implements model.InputHook: the batch's gradient goes
+// through the encoder at once.
+func (p *PTuning) AccumulateGrad(d []float32, batch int) {
+	if !p.HasEncoder() {
+		if p.Embedding.Grad != nil {
+			sumRows(p.Embedding.Grad, d, batch)
+		}
+		return
+	}
+	clear(p.enc.dout)
+	sumRows(p.enc.dout, d, batch)
+	p.enc.have = true
+	p.backward64(toF64(p.enc.dout))
+}
+
+// Type implements Method.
+func (p *PTuning) Type() string { return "P_TUNING" }
+
+// Params implements Method: the input embeddings and the encoder, named as
+// PEFT's module tree holds them while training.
+func (p *PTuning) Params() []*nn.Param {
+	ps := []*nn.Param{p.Embedding}
+	if p.LSTM != nil {
+		ps = append(ps, p.LSTM.params()...)
+	}
+	for _, d := range p.MLP {
+		ps = append(ps, d.W, d.B)
+	}
+	return ps
+}
+
+// SavedTensors implements SavedTensorer: the encoder's output.
+func (p *PTuning) SavedTensors() map[string][]float32 {
+	out, _ := p.Output()
+	return map[string][]float32{promptEmbeddingsKey: append([]float32(nil), out...)}
+}
+
+// Detach implements Method.
+func (p *PTuning) Detach() {
+	if p.m != nil && p.m.Input == model.InputHook(p) {
+		p.m.Input = nil
+	}
+}
+
+// Save implements Method.
+func (p *PTuning) Save(dir string) error {
+	out, _ := p.Output()
+	var enc []*nn.Param
+	if p.HasEncoder() {
+		enc = p.Params()
+	}
+	cfg := promptJSON("P_TUNING", p.Config.BaseModel, p.m, p.Config.Virtual, p.m.Cfg.Hidden, p.m.Cfg.Heads)
+	cfg["encoder_reparameterization_type"] = p.Config.EncoderType
+	cfg["encoder_hidden_size"] = p.Config.EncoderHidden
+	cfg["encoder_num_layers"] = p.Config.EncoderLayers
+	cfg["encoder_dropout"] = 0.0
+	return savePrompt(dir, out, []int{p.Config.Virtual, p.m.Cfg.Hidden}, enc, cfg)
+}
+
+// dense is a linear layer of a prompt encoder; its activations are float64
+// (the encoder is tiny) and its weights float32 like every parameter.
+type dense struct {
+	W, B    *nn.Param // [out, in], [out]
+	in, out int
+}
+
+// newDense creates a layer initialised as torch's nn.Linear:
+// U(−1/√in, 1/√in) for weight and bias.
+func newDense(name string, in, out int, rng *rand.Rand) *dense {
+	d := &dense{W: nn.NewParam(name+".weight", out, in), B: nn.NewParam(name+".bias", out), in: in, out: out}
+	bound := 1 / math.Sqrt(float64(in))
+	for _, p := range []*nn.Param{d.W, d.B} {
+		for i := range p.Data {
+			p.Data[i] = float32((rng.Float64()*2 - 1) * bound)
+		}
+	}
+	return d
+}
+
+// forward returns x·Wᵀ + b for n rows.
+func (d *dense) forward(x []float64, n int) []float64 {
+	y := make([]float64, n*d.out)
+	for r := 0; r < n; r++ {
+		xr := x[r*d.in : (r+1)*d.in]
+		for o := 0; o < d.out; o++ {
+			s := float64(d.B.Data[o])
+			for i, w := range d.W.Data[o*d.in : (o+1)*d.in] {
+				s += float64(w) * xr[i]
+			}
+			y[r*d.out+o] = s
+		}
+	}
+	return y
+}
+
+// backward accumulates the parameter gradients and returns dx.
+func (d *dense) backward(dy, x []float64, n int) []float64 {
+	dx := make([]float64, n*d.in)
+	for r := 0; r < n; r++ {
+		xr, dxr := x[r*d.in:(r+1)*d.in], dx[r*d.in:(r+1)*d.in]
+		for o := 0; o < d.out; o++ {
+			g := dy[r*d.out+o]
+			w := d.W.Data[o*d.in : (o+1)*d.in]
+			for i := range dxr {
+				dxr[i] += g * float64(w[i])
+			}
+			if d.W.Grad != nil {
+				gw := d.W.Grad[o*d.in : (o+1)*d.in]
+				for i, v := range xr {
+					gw[i] += float32(g * v)
+				}
+			}
+			if d.B.Grad != nil {
+				d.B.Grad[o] += float32(g)
+			}
+		}
+	}
+	return dx
+}
+
+type activation struct {
+	f, df func(float64) float64
+}
+
+var (
+	reluAct = activation{
+		f: func(v float64) float64 { return max(v, 0) },
+		// torch's ReLU backward passes no gradient at exactly 0.
+		df: func(v float64) float64 {
+			if v > 0 {
+				return 1
+			}
+			return 0
+		},
+	}
+	tanhAct = activation{
+		f:  math.Tanh,
+		df: func(v float64) float64 { t := math.Tanh(v); return 1 - t*t },
+	}
+)
+
+func toF64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+func toF32(dst []float32, v []float64) []float32 {
+	if cap(dst) < len(v) {
+		dst = make([]float32, len(v))
+	}
+	dst = dst[:len(v)]
+	for i, x := range v {
+		dst[i] = float32(x)
+	}
+	return dst
+}
+
+func zeroed(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// lstm is torch's bidirectional multi-layer nn.LSTM (batch_first, one
+// sequence): gates i, f, g, o in that order, both biases trained.
+type lstm struct {
+	hidden int
+	layers []lstmLayer
+}
+
+type lstmLayer struct {
+	in  int
+	dir [2]lstmDir // forward, reverse
+}
+
+type lstmDir struct {
+	Wih, Whh, Bih, Bhh *nn.Param
+	x                  []float64 // input [T, in]
+	gates              []float64 // activated gates [T, 4H]
+	c, h               []float64 // cell and hidden states [T, H]
+}
+
+func newLSTM(name string, in, hidden, layers int, rng *rand.Rand) *lstm {
+	l := &lstm{hidden: hidden}
+	bound := 1 / math.Sqrt(float64(hidden))
+	for k := 0; k < layers; k++ {
+		ly := lstmLayer{in: in}
+		if k > 0 {
+			ly.in = 2 * hidden
+		}
+		for d, suffix := range []string{"", "_reverse"} {
+			s := fmt.Sprintf("_l%d%s", k, suffix)
+			dd := lstmDir{
+				Wih: nn.NewParam(name+".weight_ih"+s, 4*hidden, ly.in),
+				Whh: nn.NewParam(name+".weight_hh"+s, 4*hidden, hidden),
+				Bih: nn.NewParam(name+".bias_ih"+s, 4*hidden),
+				Bhh: nn.NewParam(name+".bias_hh"+s, 4*hidden),
+			}
+			for _, p := range []*nn.Param{dd.Wih, dd.Whh, dd.Bih, dd.Bhh} {
+				for i := range p.Data {
+					p.Data[i] = float32((rng.Float64()*2 - 1) * bound)
+				}
+			}
+			ly.dir[d] = dd
+		}
+		l.layers = append(l.layers, ly)
+	}
+	return l
+}
+
+// params lists the weights in torch's order.
+func (l *lstm) params() []*nn.Param {
+	var ps []*nn.Param
+	for _, ly := range l.layers {
+		for _, d := range ly.dir {
+			ps = append(ps, d.Wih, d.Whh, d.Bih, d.Bhh)
+		}
+	}
+	return ps
+}
+
+func sigmoid(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
+
+// forward runs the sequence x [T, in] and returns [T, 2H]: each step's
+// forward and reverse hidden states side by side.
+func (l *lstm) forward(x []float64, T int) []float64 {
+	H := l.hidden
+	for k := range l.layers {
+		ly := &l.layers[k]
+		out := make([]float64, T*2*H)
+		for d := range ly.dir {
+			dd := &ly.dir[d]
+			dd.x = x
+			dd.gates, dd.c, dd.h = make([]float64, T*4*H), make([]float64, T*H), make([]float64, T*H)
+			hPrev, cPrev := make([]float64, H), make([]float64, H)
+			for s := 0; s < T; s++ {
+				t := s
+				if d == 1 {
+					t = T - 1 - s
+				}
+				g := dd.gates[t*4*H : (t+1)*4*H]
+				xt := x[t*ly.in : (t+1)*ly.in]
+				for j := 0; j < 4*H; j++ {
+					v := float64(dd.Bih.Data[j]) + float64(dd.Bhh.Data[j])
+					for i, w := range dd.Wih.Data[j*ly.in : (j+1)*ly.in] {
+						v += float64(w) * xt[i]
+					}
+					for i, w := range dd.Whh.Data[j*H : (j+1)*H] {
+						v += float64(w) * hPrev[i]
+					}
+					if j >= 2*H && j < 3*H {
+						g[j] = math.Tanh(v)
+					} else {
+						g[j] = sigmoid(v)
+					}
+				}
+				c, h := dd.c[t*H:(t+1)*H], dd.h[t*H:(t+1)*H]
+				for j := 0; j < H; j++ {
+					c[j] = g[H+j]*cPrev[j] + g[j]*g[2*H+j]
+					h[j] = g[3*H+j] * math.Tanh(c[j])
+					out[t*2*H+d*H+j] = h[j]
+				}
+				hPrev, cPrev = h, c
+			}
+		}
+		x = out
+	}
+	return x
+}
+
+// backward turns the gradient of the output [T, 2H] into the gradient of
+// the input, accumulating the weights' gradients (backpropagation through
+// time in each direction).
+func (l *lstm) backward(dout []float64, T int) []float64 {
+	H := l.hidden
+	for k := len(l.layers) - 1; k >= 0; k-- {
+		ly := &l.layers[k]
+		dx := make([]float64, T*ly.in)
+		for d := range ly.dir {
+			dd := &ly.dir[d]
+			dhNext, dcNext := make([]float64, H), make([]float64, H)
+			da := make([]float64, 4*H)
+			zeros := make([]float64, H)
+			for s := T - 1; s >= 0; s-- {
+				t, prev := s, s-1
+				if d == 1 {
+					t, prev = T-1-s, T-s
+				}
+				hPrev, cPrev := zeros, zeros
+				if s > 0 {
+					hPrev, cPrev = dd.h[prev*H:(prev+1)*H], dd.c[prev*H:(prev+1)*H]
+				}
+				g, c := dd.gates[t*4*H:(t+1)*4*H], dd.c[t*H:(t+1)*H]
+				for j := 0; j < H; j++ {
+					dh := dout[t*2*H+d*H+j] + dhNext[j]
+					tc := math.Tanh(c[j])
+					i, f, gg, o := g[j], g[H+j], g[2*H+j], g[3*H+j]
+					dc := dcNext[j] + dh*o*(1-tc*tc)
+					da[j] = dc * gg * i * (1 - i)
+					da[H+j] = dc * cPrev[j] * f * (1 - f)
+					da[2*H+j] = dc * i * (1 - gg*gg)
+					da[3*H+j] = dh * tc * o * (1 - o)
+					dcNext[j] = dc * f
+				}
+				clear(dhNext)
+				xt, dxt := dd.x[t*ly.in:(t+1)*ly.in], dx[t*ly.in:(t+1)*ly.in]
+				for j, a := range da {
+					wi := dd.Wih.Data[j*ly.in : (j+1)*ly.in]
+					wh := dd.Whh.Data[j*H : (j+1)*H]
+					for i, w := range wi {
+						dxt[i] += a * float64(w)
+					}
+					for i, w := range wh {
+						dhNext[i] += a * float64(w)
+					}
+					if dd.Wih.Grad != nil {
+						gi := dd.Wih.Grad[j*ly.in : (j+1)*ly.in]
+						for i, v := range xt {
+							gi[i] += float32(a * v)
+						}
+						gh := dd.Whh.Grad[j*H : (j+1)*H]
+						for i, v := range hPrev {
+							gh[i] += float32(a * v)
+						}
+						dd.Bih.Grad[j] += float32(a)
+						dd.Bhh.Grad[j] += float32(a)
+					}
+				}
+			}
+		}
+		dout = dx
+	}
+	return dout
+}

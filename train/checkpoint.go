@@ -1,0 +1,115 @@
+package train
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"gotune/ckpt"
+	"gotune/model"
+	"gotune/optim"
+	"gotune/peft"
+)
+
+// saveWeights writes what was trained: the adapter in PEFT's layout, or the
+// whole model for full and freeze tuning.
+func (t *Trainer) saveWeights(dir string) error {
+	if t.Method != nil {
+		return t.Method.Save(dir)
+	}
+	if err := model.SaveWeights(dir, t.Model.Params(), model.SaveOptions{}); err != nil {
+		return err
+	}
+	return model.CopyModelFiles(t.ModelDir, dir)
+}
+
+func (t *Trainer) saveCheckpoint() error {
+	c := t.Cfg
+	name := ckpt.Name(t.state.GlobalStep)
+	t.state.MaxSteps = t.total
+	err := ckpt.WriteDir(c.OutputDir, name, func(tmp string) error {
+		if err := t.saveWeights(tmp); err != nil {
+			return err
+		}
+		if err := optim.SaveFile(t.opt, filepath.Join(tmp, optim.StateFile)); err != nil {
+			return err
+		}
+		return ckpt.SaveTrainerState(tmp, &t.state)
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	if c.SaveTotalLimit != nil && *c.SaveTotalLimit > 0 {
+		if err := ckpt.Rotate(c.OutputDir, ckpt.Prefix, *c.SaveTotalLimit); err != nil {
+			return err
+		}
+	}
+	t.log.Printf("saved %s", filepath.Join(c.OutputDir, name))
+	return nil
+}
+
+// maybeResume restores weights, optimizer and trainer state from
+// resume_from_checkpoint ("true"/"latest" picks the newest in output_dir).
+func (t *Trainer) maybeResume() error {
+	c := t.Cfg
+	r := strings.TrimSpace(c.ResumeFromCheckpoint)
+	if r == "" || r == "false" {
+		return nil
+	}
+	dir := r
+	if r == "true" || r == "latest" {
+		if err := ckpt.Recover(c.OutputDir); err != nil {
+			return err
+		}
+		p, _, err := ckpt.Latest(c.OutputDir)
+		if err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		dir = p
+	}
+	if err := ckpt.Verify(dir); err != nil {
+		return fmt.Errorf("resume from %s: %w", dir, err)
+	}
+	switch m := t.Method.(type) {
+	case nil:
+		if err := model.LoadParams(dir, t.Model.Params()); err != nil {
+			return err
+		}
+	case *peft.LoRASet:
+		if err := m.LoadWeights(dir); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("resume: %s adapters cannot be resumed yet", t.Method.Type())
+	}
+	if err := optim.LoadFile(t.opt, filepath.Join(dir, optim.StateFile)); err != nil {
+		return err
+	}
+	st, err := ckpt.LoadTrainerState(dir)
+	if err != nil {
+		return err
+	}
+	t.state = *st
+	t.printf("resumed from %s at step %d\n", dir, st.GlobalStep)
+	return nil
+}
+
+// saveFinal writes the trained result into output_dir.
+func (t *Trainer) saveFinal() error {
+	c := t.Cfg
+	if err := t.saveWeights(c.OutputDir); err != nil {
+		return err
+	}
+	if t.Method != nil {
+		// PEFT folders carry the tokenizer so they load on their own.
+		if err := model.CopyTokenizerFiles(t.ModelDir, c.OutputDir); err != nil {
+			return err
+		}
+	}
+	t.state.MaxSteps = t.total
+	if err := ckpt.SaveTrainerState(c.OutputDir, &t.state); err != nil {
+		return err
+	}
+	t.log.Printf("saved %s", c.OutputDir)
+	return nil
+}

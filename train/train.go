@@ -1,0 +1,498 @@
+// Package train runs supervised fine-tuning from a configuration: it loads
+// the model, attaches the method (full, freeze, LoRA family, QLoRA),
+// prepares the data, and runs the optimisation loop with gradient
+// accumulation weighted by token count, logging, evaluation, atomic
+// checkpoints and exact resume.
+package train
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gotune/chat"
+	"gotune/ckpt"
+	"gotune/config"
+	"gotune/data"
+	"gotune/model"
+	"gotune/nn"
+	"gotune/optim"
+	"gotune/peft"
+	"gotune/quant"
+	"gotune/runlog"
+	"gotune/tokenizer"
+)
+
+// Trainer is one training run.
+type Trainer struct {
+	Cfg      *config.Config
+	ModelDir string
+	Model    *model.Model
+	Method   peft.Method // nil for full and freeze
+	Params   []*nn.Param // trainable
+
+	out      io.Writer
+	opt      optim.Optimizer
+	sched    optim.Schedule
+	ws       *model.Workspace
+	cache    *data.Cache
+	train    []int
+	val      []int
+	pad      int32
+	perEpoch int // optimizer steps per epoch
+	total    int
+	state    ckpt.TrainerState
+	log      *runlog.Logger
+}
+
+// New prepares a run: model, method, data, optimizer and schedule.
+// modelDir overrides cfg.ModelNameOrPath when not empty (the bundled model).
+func New(cfg *config.Config, modelDir string, out io.Writer) (*Trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if modelDir == "" {
+		modelDir = cfg.ModelNameOrPath
+	}
+	t := &Trainer{Cfg: cfg, ModelDir: modelDir, out: out}
+	if err := t.loadModel(); err != nil {
+		return nil, err
+	}
+	if err := t.attachMethod(); err != nil {
+		return nil, err
+	}
+	if err := t.loadData(); err != nil {
+		return nil, err
+	}
+	if err := t.buildOptimizer(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Trainer) printf(format string, args ...any) {
+	if t.out != nil {
+		fmt.Fprintf(t.out, format, args...)
+	}
+}
+
+func (t *Trainer) loadModel() error {
+	c := t.Cfg
+	opt := model.LoadOptions{Storage: model.F32}
+	if c.BF16 && c.FinetuningType == "lora" && c.QuantizationBit == nil {
+		opt.Storage = model.BF16
+	}
+	m, err := model.Load(t.ModelDir, opt)
+	if err != nil {
+		return err
+	}
+	t.Model = m
+	if c.QuantizationBit != nil {
+		if c.FinetuningType != "lora" {
+			return fmt.Errorf("quantization_bit needs finetuning_type: lora (QLoRA); the quantized base stays frozen")
+		}
+		qo := quant.Options{DoubleQuant: c.DoubleQuantization}
+		switch {
+		case *c.QuantizationBit == 4 && c.QuantizationType == "fp4":
+			qo.Type = quant.FP4
+		case *c.QuantizationBit == 4:
+			qo.Type = quant.NF4
+		case *c.QuantizationBit == 8:
+			qo.Type = quant.Int8Row
+			qo.DoubleQuant = false
+		default:
+			return fmt.Errorf("quantization_bit %d: want 4 or 8", *c.QuantizationBit)
+		}
+		for _, l := range m.Linears() {
+			q, err := quant.Quantize(l.DenseWeight(), l.Out, l.In, qo)
+			if err != nil {
+				return fmt.Errorf("quantize %s: %w", l.Name, err)
+			}
+			l.Q, l.W, l.WBF16 = q, nil, nil
+		}
+	}
+	t.ws = m.NewWorkspace()
+	t.ws.Checkpoint = c.UseGradientCheckpointing()
+	return nil
+}
+
+func (t *Trainer) attachMethod() error {
+	c, m := t.Cfg, t.Model
+	switch c.FinetuningType {
+	case "full":
+		for _, p := range m.Params() {
+			p.SetTrainable(true)
+			t.Params = append(t.Params, p)
+		}
+	case "freeze":
+		ps, err := freezeParams(m, c.FreezeTrainableLayers, c.FreezeTrainableModules, c.FreezeExtraModules)
+		if err != nil {
+			return err
+		}
+		t.Params = ps
+	case "lora":
+		if len(c.AdapterNameOrPath) > 0 {
+			set, err := peft.LoadLoRA(m, c.AdapterNameOrPath[0])
+			if err != nil {
+				return err
+			}
+			t.Method, t.Params = set, set.Params()
+			break
+		}
+		lc := peft.LoRAConfig{R: c.LoRARank, Alpha: c.LoRAAlpha(), Dropout: c.LoRADropout, Targets: c.LoRATarget,
+			RSLoRA: c.UseRSLoRA, DoRA: c.UseDoRA, BaseModel: t.ModelDir}
+		set, err := peft.AttachLoRA(m, lc, uint64(c.Seed))
+		if err != nil {
+			return err
+		}
+		t.Method, t.Params = set, set.Params()
+	default:
+		return fmt.Errorf("finetuning_type %q: want full, freeze or lora", c.FinetuningType)
+	}
+	n := 0
+	for _, p := range t.Params {
+		n += p.Len()
+	}
+	all := int64(0)
+	for _, p := range m.Params() {
+		all += int64(p.Len())
+	}
+	t.printf("model %s: %s, %d layers; trainable %d parameters (%s)\n", t.ModelDir, m.Cfg.ModelType, m.Cfg.Layers, n, c.FinetuningType)
+	return nil
+}
+
+// freezeParams selects LLaMA-Factory's freeze tuning: the last n layers
+// (the first -n when negative), limited to the named modules ("all",
+// "mlp", "self_attn", …), plus extra top-level modules.
+func freezeParams(m *model.Model, n int, modules, extra []string) ([]*nn.Param, error) {
+	L := len(m.Layers)
+	var layers []int
+	switch {
+	case n > 0:
+		for i := max(L-n, 0); i < L; i++ {
+			layers = append(layers, i)
+		}
+	case n < 0:
+		for i := 0; i < min(-n, L); i++ {
+			layers = append(layers, i)
+		}
+	default:
+		return nil, fmt.Errorf("freeze_trainable_layers must not be 0")
+	}
+	want := func(name string) bool {
+		for _, mod := range modules {
+			if mod == "all" || strings.Contains(name, "."+mod+".") {
+				return true
+			}
+		}
+		return false
+	}
+	var out []*nn.Param
+	for _, p := range m.Params() {
+		name := p.Name
+		for _, i := range layers {
+			if strings.HasPrefix(name, fmt.Sprintf("model.layers.%d.", i)) && want(name) {
+				p.SetTrainable(true)
+				out = append(out, p)
+			}
+		}
+		for _, e := range extra {
+			if strings.HasPrefix(name, e) || strings.HasPrefix(name, "model."+e) {
+				p.SetTrainable(true)
+				out = append(out, p)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("freeze: modules %v of layers %v matched no parameter", modules, layers)
+	}
+	return out, nil
+}
+
+func (t *Trainer) loadData() error {
+	c := t.Cfg
+	info, err := data.LoadDatasetInfo(c.DatasetDir)
+	if err != nil {
+		return err
+	}
+	specs, err := info.Resolve(c.Dataset)
+	if err != nil {
+		return err
+	}
+	opts := data.EncodeOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory}
+	enc, err := t.encoder(opts)
+	if err != nil {
+		return err
+	}
+	dc := data.Config{Datasets: specs, Stage: c.Stage, ValSize: c.ValSize, Encode: opts,
+		Mix: data.MixConfig{Strategy: c.MixStrategy, Probs: c.InterleaveProbs, Seed: int64(c.Seed)}}
+	if c.MaxSamples != nil {
+		dc.MaxSamples = *c.MaxSamples
+	}
+	cacheDir := c.TokenizedPath
+	if cacheDir == "" {
+		cacheDir = filepath.Join(c.OutputDir, ".data")
+	}
+	cache, err := data.Prepare(dc, enc, cacheDir)
+	if err != nil {
+		return err
+	}
+	t.cache = cache
+	t.train, t.val = cache.Train(), cache.Val()
+	if pad, ok := enc.Tok.(data.HFTokenizer); ok {
+		t.pad = int32(pad.PAD())
+	}
+	if rep := cache.Report(); rep != nil {
+		t.printf("data: %d training samples, %d validation (%s)\n", len(t.train), len(t.val), cache.Path())
+	}
+	if len(t.train) == 0 {
+		return fmt.Errorf("no training samples left after validation and filtering; see `gotune data inspect`")
+	}
+	return nil
+}
+
+// encoder tokenizes with the model's tokenizer and renders with the model's
+// chat template, or with the built-in template named by `template`.
+func (t *Trainer) encoder(opts data.EncodeOptions) (*data.Encoder, error) {
+	name := t.Cfg.Template
+	if t.Cfg.Stage == "pt" || name == "" || name == "default" || name == "auto" {
+		enc, err := data.LoadEncoder(t.ModelDir, opts)
+		if err == nil || name != "" {
+			return enc, err
+		}
+	}
+	tmpl, err := chat.Builtin(name)
+	if err != nil {
+		return nil, fmt.Errorf("template %q: %w", name, err)
+	}
+	tok, err := tokenizer.Load(t.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(tmpl.Source))
+	fp, _ := data.LoadEncoder(t.ModelDir, opts) // fingerprints the tokenizer files when the model has a template
+	fingerprint := hex.EncodeToString(sum[:])
+	if fp != nil {
+		fingerprint += fp.Fingerprint
+	} else {
+		st, _ := os.Stat(filepath.Join(t.ModelDir, "tokenizer.json"))
+		if st != nil {
+			fingerprint += fmt.Sprintf("%d-%d", st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	enc := &data.Encoder{Tok: data.HFTokenizer{Tokenizer: tok}, Tmpl: data.TemplateRenderer{T: tmpl}, Opts: opts, Fingerprint: fingerprint}
+	t.printf("template: built-in %q\n", name)
+	return enc, nil
+}
+
+// plan lays out the micro-batches of an epoch: the training samples
+// shuffled by a seed derived from the epoch, so a resumed run sees the same
+// batches as an uninterrupted one.
+func (t *Trainer) plan(epoch int) ([]data.BatchPlan, error) {
+	order := append([]int(nil), t.train...)
+	data.Shuffle(order, int64(t.Cfg.Seed)+int64(epoch))
+	bc := data.BatchConfig{BatchSize: max(t.Cfg.PerDeviceTrainBatchSize, 1), Packing: t.Cfg.PackingEnabled(), Seed: int64(t.Cfg.Seed) + int64(epoch)}
+	if bc.Packing {
+		bc.SeqLen = t.Cfg.CutoffLen
+	}
+	return data.Plan(t.cache, order, bc)
+}
+
+func (t *Trainer) buildOptimizer() error {
+	c := t.Cfg
+	plans, err := t.plan(0)
+	if err != nil {
+		return err
+	}
+	ga := max(c.GradientAccumulationSteps, 1)
+	t.perEpoch = max(len(plans)/ga, 1)
+	if c.MaxSteps > 0 {
+		t.total = c.MaxSteps
+	} else {
+		t.total = int(math.Ceil(c.NumTrainEpochs * float64(t.perEpoch)))
+	}
+	go_ := optim.GroupOptions{WeightDecay: c.WeightDecay, LearningRate: c.LearningRate, LoRAPlusEmbeddingLR: c.LoRAPlusLREmbedding}
+	if c.LoRAPlusLRRatio != nil {
+		go_.LoRAPlusRatio = *c.LoRAPlusLRRatio
+	}
+	groups := optim.MakeGroups(t.Params, go_)
+	cfg := optim.Config{Beta1: c.AdamBeta1, Beta2: c.AdamBeta2, Eps: c.AdamEpsilon}
+	if t.opt, err = optim.New(c.Optim, groups, cfg); err != nil {
+		return err
+	}
+	t.sched, err = optim.NewSchedule(c.LRSchedulerType, c.LearningRate, c.Warmup(t.total), t.total)
+	if err != nil {
+		return err
+	}
+	if v, ok := c.LRSchedulerKwargs["min_lr_rate"]; ok {
+		t.sched.MinLRRate = v
+	}
+	if v, ok := c.LRSchedulerKwargs["min_lr"]; ok && c.LearningRate > 0 {
+		t.sched.MinLRRate = v / c.LearningRate
+	}
+	if v, ok := c.LRSchedulerKwargs["num_cycles"]; ok {
+		t.sched.NumCycles = v
+	}
+	return t.sched.Validate()
+}
+
+// Total is the number of optimizer steps of the run.
+func (t *Trainer) Total() int { return t.total }
+
+func batchOf(b data.Batch, packed bool) *model.Batch {
+	mb := &model.Batch{B: b.B, T: b.T, IDs: b.InputIDs, Labels: b.Labels, Mask: b.AttentionMask, Pos: b.PositionIDs}
+	if packed {
+		mb.Seg = b.SegmentIDs
+	}
+	return mb
+}
+
+// errStop ends the loop early (max_steps reached).
+var errStop = errors.New("stop")
+
+// Run trains to the end, resuming first when asked.
+func (t *Trainer) Run() error {
+	c := t.Cfg
+	if err := t.maybeResume(); err != nil {
+		return err
+	}
+	if t.state.GlobalStep == 0 {
+		if err := t.checkOutputDir(); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(c.OutputDir, 0o755); err != nil {
+		return err
+	}
+	disp, err := runlog.ParseDisplay(c.Progress)
+	if err != nil {
+		return err
+	}
+	t.log, err = runlog.New(runlog.Options{Dir: c.OutputDir, Out: t.out, Display: disp, Total: t.total, StartStep: t.state.GlobalStep})
+	if err != nil {
+		return err
+	}
+	defer t.log.Close()
+	ga := max(c.GradientAccumulationSteps, 1)
+	logEvery := max(c.LoggingSteps, 1)
+	packed := c.PackingEnabled()
+	var logLoss, logNorm float64
+	var logSteps int
+	var tokensSeen int64
+	pos := t.state.Data
+	for t.state.GlobalStep < t.total {
+		plans, err := t.plan(pos.Epoch)
+		if err != nil {
+			return err
+		}
+		// Whole accumulation groups only, as the HF Trainer drops the tail.
+		usable := len(plans) / ga * ga
+		if usable == 0 {
+			usable = len(plans)
+		}
+		for pos.BatchIndex < usable && t.state.GlobalStep < t.total {
+			end := min(pos.BatchIndex+ga, usable)
+			batches := make([]*model.Batch, 0, end-pos.BatchIndex)
+			trained := 0
+			for _, p := range plans[pos.BatchIndex:end] {
+				mb := batchOf(p.Build(t.cache, t.pad), packed)
+				trained += mb.TrainedTokens()
+				batches = append(batches, mb)
+			}
+			t.opt.ZeroGrad()
+			var sum float64
+			if lora, ok := t.Method.(*peft.LoRASet); ok {
+				lora.SetStep(uint64(t.state.GlobalStep))
+			}
+			if trained > 0 {
+				for _, mb := range batches {
+					s, _ := t.ws.Step(mb, float32(1/float64(trained)))
+					sum += s
+					tokensSeen += int64(mb.B * mb.T)
+				}
+			}
+			norm := optim.ClipGradNorm(t.Params, c.MaxGradNorm)
+			lr := t.sched.LR(t.state.GlobalStep)
+			if trained > 0 && !math.IsNaN(norm) && !math.IsInf(norm, 0) {
+				t.opt.Step(lr)
+			}
+			pos.BatchIndex = end
+			t.state.GlobalStep++
+			t.state.Epoch = float64(pos.Epoch) + float64(pos.BatchIndex)/float64(usable)
+			if trained > 0 {
+				logLoss += sum / float64(trained)
+				logNorm += norm
+				logSteps++
+			}
+			if t.state.GlobalStep%logEvery == 0 || t.state.GlobalStep == t.total {
+				entry := ckpt.LogEntry{Step: t.state.GlobalStep, Epoch: t.state.Epoch, Loss: logLoss / float64(max(logSteps, 1)),
+					LR: lr, GradNorm: logNorm / float64(max(logSteps, 1)), EvalLoss: math.NaN()}
+				t.log.Log(runlog.Step{Step: entry.Step, Epoch: entry.Epoch, Loss: entry.Loss, LR: entry.LR, GradNorm: entry.GradNorm, Tokens: tokensSeen})
+				t.state.LogHistory = append(t.state.LogHistory, entry)
+				logLoss, logNorm, logSteps, tokensSeen = 0, 0, 0, 0
+			}
+			t.state.Data = pos
+			if ev := c.EvalEvery(); len(t.val) > 0 && c.EvalStrategy == "steps" && ev > 0 && t.state.GlobalStep%ev == 0 {
+				if err := t.evaluate(); err != nil {
+					return err
+				}
+			}
+			if c.SaveStrategy != "no" && c.SaveSteps > 0 && t.state.GlobalStep%c.SaveSteps == 0 && t.state.GlobalStep < t.total {
+				if err := t.saveCheckpoint(); err != nil {
+					return err
+				}
+			}
+		}
+		if pos.BatchIndex >= usable {
+			pos = ckpt.DataPosition{Epoch: pos.Epoch + 1}
+			t.state.Data = pos
+		}
+	}
+	if len(t.val) > 0 && c.EvalStrategy != "no" {
+		if err := t.evaluate(); err != nil {
+			return err
+		}
+	}
+	return t.saveFinal()
+}
+
+// evaluate computes the mean loss over the validation split.
+func (t *Trainer) evaluate() error {
+	order := append([]int(nil), t.val...)
+	plans, err := data.Plan(t.cache, order, data.BatchConfig{BatchSize: max(t.Cfg.PerDeviceEvalBatchSize, 1)})
+	if err != nil {
+		return err
+	}
+	var sum float64
+	var n int
+	for _, p := range plans {
+		s, k := t.ws.Loss(batchOf(p.Build(t.cache, t.pad), false))
+		sum += s
+		n += k
+	}
+	if n == 0 {
+		return nil
+	}
+	loss := sum / float64(n)
+	if len(t.state.LogHistory) > 0 {
+		t.state.LogHistory[len(t.state.LogHistory)-1].EvalLoss = loss
+	}
+	return t.log.Eval(t.state.GlobalStep, loss)
+}
+
+func (t *Trainer) checkOutputDir() error {
+	c := t.Cfg
+	if c.OverwriteOutputDir {
+		return nil
+	}
+	if _, _, err := ckpt.Latest(c.OutputDir); err == nil {
+		return fmt.Errorf("%s already holds checkpoints: set resume_from_checkpoint to continue or overwrite_output_dir: true to start over", c.OutputDir)
+	}
+	return nil
+}
