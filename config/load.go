@@ -154,7 +154,10 @@ func (c *Config) Set(key, value string) error {
 		return fmt.Errorf("command line: unknown option --%s%s", key, suggest(key))
 	}
 	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: value}
-	if v := strings.ToLower(value); v == "none" || v == "null" || v == "~" {
+	// "none" clears optional settings, but is an ordinary word for string
+	// keys (progress: none).
+	ft := reflect.TypeFor[Config]().Field(fieldIndex()[key]).Type
+	if v := strings.ToLower(value); (v == "none" || v == "null" || v == "~") && ft.Kind() != reflect.String {
 		n.Tag = "!!null"
 	}
 	if err := c.set(key, n); err != nil {

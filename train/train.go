@@ -8,7 +8,6 @@ package train
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -353,8 +352,26 @@ func batchOf(b data.Batch, packed bool) *model.Batch {
 	return mb
 }
 
-// errStop ends the loop early (max_steps reached).
-var errStop = errors.New("stop")
+// Accumulate runs forward and backward over the micro-batches of one
+// optimizer step. Each token's loss is weighted by 1/(trained tokens of all
+// micro-batches together), so k micro-batches give exactly the gradient of
+// one batch holding them all, however unevenly their tokens are spread. It
+// returns the summed loss and the trained-token count.
+func Accumulate(ws *model.Workspace, batches []*model.Batch) (float64, int) {
+	trained := 0
+	for _, mb := range batches {
+		trained += mb.TrainedTokens()
+	}
+	if trained == 0 {
+		return 0, 0
+	}
+	var sum float64
+	for _, mb := range batches {
+		s, _ := ws.Step(mb, float32(1/float64(trained)))
+		sum += s
+	}
+	return sum, trained
+}
 
 // Run trains to the end, resuming first when asked.
 func (t *Trainer) Run() error {
@@ -406,16 +423,12 @@ func (t *Trainer) Run() error {
 				batches = append(batches, mb)
 			}
 			t.opt.ZeroGrad()
-			var sum float64
 			if lora, ok := t.Method.(*peft.LoRASet); ok {
 				lora.SetStep(uint64(t.state.GlobalStep))
 			}
-			if trained > 0 {
-				for _, mb := range batches {
-					s, _ := t.ws.Step(mb, float32(1/float64(trained)))
-					sum += s
-					tokensSeen += int64(mb.B * mb.T)
-				}
+			sum, _ := Accumulate(t.ws, batches)
+			for _, mb := range batches {
+				tokensSeen += int64(mb.B * mb.T)
 			}
 			norm := optim.ClipGradNorm(t.Params, c.MaxGradNorm)
 			lr := t.sched.LR(t.state.GlobalStep)

@@ -1,0 +1,173 @@
+package train
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gotune/assets"
+	"gotune/ckpt"
+	"gotune/config"
+	"gotune/model"
+)
+
+// tinyModel is a random Qwen3-shaped model with every parameter trainable.
+func tinyModel(t *testing.T) *model.Model {
+	t.Helper()
+	cfg, err := model.Shape("ref-qwen3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := model.New(cfg)
+	m.RandomInit(7)
+	for _, p := range m.Params() {
+		p.SetTrainable(true)
+	}
+	return m
+}
+
+func grads(m *model.Model) map[string][]float32 {
+	out := map[string][]float32{}
+	for _, p := range m.Params() {
+		out[p.Name] = append([]float32(nil), p.Grad...)
+		p.ZeroGrad()
+	}
+	return out
+}
+
+// TestAccumulationEqualsBigBatch: four micro-batches of one sequence each,
+// with different lengths and trained-token counts, give the loss and the
+// gradients of one batch of four.
+func TestAccumulationEqualsBigBatch(t *testing.T) {
+	m := tinyModel(t)
+	const T = 24
+	lengths := []int{24, 9, 17, 5}
+	trainedFrom := []int{3, 1, 12, 2}
+	var singles []*model.Batch
+	big := &model.Batch{B: 4, T: T, IDs: make([]int32, 4*T), Labels: make([]int32, 4*T), Mask: make([]int32, 4*T)}
+	for r, n := range lengths {
+		one := &model.Batch{B: 1, T: n, IDs: make([]int32, n), Labels: make([]int32, n), Mask: make([]int32, n)}
+		for i := 0; i < T; i++ {
+			j := r*T + i
+			big.Labels[j] = model.IgnoreIndex
+			if i >= n {
+				continue
+			}
+			id := int32((r*131 + i*17) % m.Cfg.Vocab)
+			lab := int32(model.IgnoreIndex)
+			if i >= trainedFrom[r] {
+				lab = id
+			}
+			big.IDs[j], big.Labels[j], big.Mask[j] = id, lab, 1
+			one.IDs[i], one.Labels[i], one.Mask[i] = id, lab, 1
+		}
+		singles = append(singles, one)
+	}
+	ws := m.NewWorkspace()
+	sumA, nA := Accumulate(ws, singles)
+	ga := grads(m)
+	sumB, nB := Accumulate(ws, []*model.Batch{big})
+	gb := grads(m)
+	if nA != nB || nA == 0 {
+		t.Fatalf("trained tokens: accumulated %d, batch %d", nA, nB)
+	}
+	if d := math.Abs(sumA-sumB) / sumB; d > 1e-6 {
+		t.Errorf("loss: accumulated %v, batch %v (rel %g)", sumA/float64(nA), sumB/float64(nB), d)
+	}
+	var num, den float64
+	for name, a := range ga {
+		for i, v := range a {
+			d := float64(v - gb[name][i])
+			num += d * d
+			den += float64(gb[name][i]) * float64(gb[name][i])
+		}
+	}
+	if den == 0 {
+		t.Fatal("no gradient")
+	}
+	if rel := math.Sqrt(num / den); rel > 1e-5 {
+		t.Errorf("gradients differ: relative error %g", rel)
+	}
+	// The naive mean of per-micro-batch means (the bug several trainers
+	// shipped) must differ here, or the test proves nothing.
+	var naive float64
+	for _, b := range singles {
+		s, n := ws.Loss(b)
+		naive += s / float64(n) / 4
+	}
+	if math.Abs(naive-sumB/float64(nB)) < 1e-3 {
+		t.Errorf("test batches too even: naive mean %v equals token mean %v", naive, sumB/float64(nB))
+	}
+}
+
+func quickConfig(t *testing.T, out string) *config.Config {
+	t.Helper()
+	dataDir, err := assets.DataDir(filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	modelDir, err := assets.ModelDir(assets.DefaultModel, filepath.Join(t.TempDir(), "model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(assets.QuickstartConfig(), "quickstart.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ModelNameOrPath, cfg.DatasetDir, cfg.OutputDir = modelDir, dataDir, out
+	must(t, cfg.ApplyFlags([]string{"--max_steps", "12", "--save_steps", "4", "--logging_steps", "1",
+		"--lora_dropout", "0.1", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2",
+		"--learning_rate", "5e-3", "--progress=none"}))
+	return cfg
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, cfg *config.Config) []ckpt.LogEntry {
+	t.Helper()
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	must(t, tr.Run())
+	return tr.state.LogHistory
+}
+
+// TestResumeMatchesUninterrupted: a run resumed from checkpoint-4 logs the
+// same losses at steps 5…12 as the run that never stopped, dropout included.
+func TestResumeMatchesUninterrupted(t *testing.T) {
+	dirA := filepath.Join(t.TempDir(), "a")
+	full := run(t, quickConfig(t, dirA))
+	if len(full) != 12 {
+		t.Fatalf("uninterrupted run logged %d steps, want 12", len(full))
+	}
+	if full[11].Loss >= full[0].Loss {
+		t.Errorf("loss did not fall: %v → %v", full[0].Loss, full[11].Loss)
+	}
+	dirB := filepath.Join(t.TempDir(), "b")
+	must(t, os.MkdirAll(dirB, 0o755))
+	must(t, os.CopyFS(filepath.Join(dirB, "checkpoint-4"), os.DirFS(filepath.Join(dirA, "checkpoint-4"))))
+	cfg := quickConfig(t, dirB)
+	must(t, cfg.Set("resume_from_checkpoint", "true"))
+	resumed := run(t, cfg)
+	if len(resumed) != 12 {
+		t.Fatalf("resumed run has %d logged steps, want 12", len(resumed))
+	}
+	for i := 4; i < 12; i++ {
+		a, b := full[i].Loss, resumed[i].Loss
+		if math.Abs(a-b) > 1e-6*math.Abs(a) {
+			t.Errorf("step %d: uninterrupted loss %.9g, resumed %.9g", i+1, a, b)
+		}
+	}
+	// The adapters saved at the end are the same too.
+	for _, f := range []string{"adapter_model.safetensors", "adapter_config.json"} {
+		if _, err := os.Stat(filepath.Join(dirB, f)); err != nil {
+			t.Errorf("resumed run did not save %s", f)
+		}
+	}
+}
+
