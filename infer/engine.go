@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -162,6 +163,20 @@ type Result struct {
 
 // Generate continues the prompt text (already templated) token by token.
 func (e *Engine) Generate(req Request) (Result, error) {
+	return e.GenerateContext(context.Background(), req)
+}
+
+// CountTokens returns how many tokens the prompt text encodes to.
+func (e *Engine) CountTokens(text string) int { return len(e.Tok.Encode(text, false)) }
+
+// GenerateContext is Generate that stops between tokens once ctx is done:
+// it then returns what was produced so far, FinishReason "cancelled" and
+// ctx's error. An Engine runs one generation at a time: its model's layers
+// and any attached adapter keep per-call buffers.
+func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{FinishReason: "cancelled"}, err
+	}
 	ids := e.Tok.Encode(req.Prompt, false)
 	if len(ids) == 0 {
 		if bos, ok := e.Tok.BOS(); ok {
@@ -205,6 +220,11 @@ func (e *Engine) Generate(req Request) (Result, error) {
 		}
 		if len(res.Tokens) == maxNew {
 			break
+		}
+		if err := ctx.Err(); err != nil {
+			res.Text = e.decode(res.Tokens)
+			res.FinishReason = "cancelled"
+			return res, err
 		}
 		if logits, err = sess.Feed([]int32{next}); err != nil {
 			return res, err

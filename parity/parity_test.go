@@ -18,7 +18,7 @@ func refDir(t *testing.T, name string) string {
 
 // pending lists the PEFT methods whose support has not landed yet: their
 // folders may report "not supported yet" and nothing else.
-var pending = map[string]bool{"prompt_tuning": true, "p_tuning": true, "prefix_tuning": true, "prefix_tuning_projection": true, "ia3": true}
+var pending = map[string]bool{}
 
 func TestReferenceModels(t *testing.T) {
 	for _, name := range []string{"qwen3", "llama", "qwen2"} {

@@ -125,6 +125,14 @@ func (r *Ref) Method(name string) ([]checks.Result, error) {
 	for _, p := range params {
 		count += p.Len()
 	}
+	// PEFT saves only an encoder's output (P-tuning, projected prefix
+	// tuning): loaded from adapter_init, the encoder weights PEFT trained
+	// are unknown, so only what the output determines can be compared.
+	enc, _ := ad.(peft.Encoded)
+	partial := enc != nil && !enc.HasEncoder() && count != meta.TrainableCount
+	if partial {
+		count = enc.EncoderTrainableCount()
+	}
 	cnt := checks.New(name+".trainable_count", "abs_diff", math.Abs(float64(count-meta.TrainableCount)), 0)
 	cnt.Detail = fmt.Sprintf("%d trainable values, reference %d", count, meta.TrainableCount)
 	out = append(out, cnt)
@@ -137,6 +145,16 @@ func (r *Ref) Method(name string) ([]checks.Result, error) {
 	grads, err := safetensors.OpenOne(filepath.Join(dir, "grads.safetensors"))
 	if err != nil {
 		return nil, err
+	}
+	if partial {
+		g, err := compareOutputGrad(name+".grads", grads, enc)
+		grads.Close()
+		if err != nil {
+			return nil, err
+		}
+		skip := checks.New(name+".trajectory", "skipped", 0, 0)
+		skip.Detail = "PEFT's adapter_init holds only the encoder output, not the encoder weights PEFT trained from; the trajectory and adapter_after_steps need them"
+		return append(append(out, g...), skip), nil
 	}
 	got := map[string][]float32{}
 	for _, p := range params {
@@ -157,7 +175,7 @@ func (r *Ref) Method(name string) ([]checks.Result, error) {
 		out = append(out, tr...)
 		after := filepath.Join(dir, fmt.Sprintf("adapter_after_%d_steps", len(meta.Train.Trajectory)))
 		if _, err := os.Stat(after); err == nil {
-			res, err := compareAdapter(name+".adapter_after_steps", after, params)
+			res, err := compareAdapter(name+".adapter_after_steps", after, ad)
 			if err != nil {
 				return nil, err
 			}
@@ -167,28 +185,141 @@ func (r *Ref) Method(name string) ([]checks.Result, error) {
 	return out, nil
 }
 
-// compareAdapter compares trained parameters with a saved PEFT adapter.
-func compareAdapter(check, dir string, params []*nn.Param) (checks.Result, error) {
+// compareOutputGrad checks the gradient of an encoder's output against the
+// gradients of the encoder's last linear layer y = h·Wᵀ + b, which is all
+// the reference determines without the encoder weights: db = Σ_rows dy
+// exactly, and every column of dW = dyᵀ·h must lie in the span of dy's rows
+// (h unknown), which pins dy's direction row by row.
+func compareOutputGrad(check string, ref *safetensors.Set, enc peft.Encoded) ([]checks.Result, error) {
+	layer := enc.OutputLayer()
+	wantB, err := ref.Float64s(layer + ".bias")
+	if err != nil {
+		return nil, err
+	}
+	wantW, err := ref.Float64s(layer + ".weight")
+	if err != nil {
+		return nil, err
+	}
+	_, dy := enc.Output()
+	width := len(wantB)
+	if dy == nil || len(dy)%width != 0 || len(wantW)%width != 0 {
+		return []checks.Result{{Check: check, Metric: "rel_err", Value: math.Inf(1), Limit: Tolerance, Detail: "no output gradient of the expected width"}}, nil
+	}
+	rows, hid := len(dy)/width, len(wantW)/width
+	db := make([]float32, width)
+	for i, v := range dy {
+		db[i%width] += v
+	}
+	bias := checks.New(check+".output_bias", "rel_err", checks.RelErr(db, wantB), Tolerance)
+	bias.Detail = layer + ".bias = the output gradient summed over virtual tokens"
+	// Least squares per column j of dW: min_c ‖dW[:,j] − Σ_p c_p·dy[p,:]‖.
+	g := make([]float64, rows*rows)
+	for p := 0; p < rows; p++ {
+		for q := 0; q < rows; q++ {
+			for o := 0; o < width; o++ {
+				g[p*rows+q] += float64(dy[p*width+o]) * float64(dy[q*width+o])
+			}
+		}
+	}
+	var num, den float64
+	for j := 0; j < hid; j++ {
+		col := make([]float64, width)
+		for o := range col {
+			col[o] = wantW[o*hid+j]
+		}
+		rhs := make([]float64, rows)
+		for p := range rhs {
+			for o, v := range col {
+				rhs[p] += float64(dy[p*width+o]) * v
+			}
+		}
+		c := solveSPD(append([]float64(nil), g...), rhs, rows)
+		for o, v := range col {
+			fit := 0.0
+			for p := 0; p < rows; p++ {
+				fit += c[p] * float64(dy[p*width+o])
+			}
+			num += (v - fit) * (v - fit)
+			den += v * v
+		}
+	}
+	span := checks.New(check+".output_weight_span", "rel_err", math.Sqrt(num/den), Tolerance)
+	span.Detail = layer + ".weight's columns against the span of the output gradient's rows"
+	return []checks.Result{bias, span}, nil
+}
+
+// solveSPD solves a·x = b (a n×n symmetric positive semi-definite) by
+// Gaussian elimination with partial pivoting; singular directions get 0.
+func solveSPD(a, b []float64, n int) []float64 {
+	for k := 0; k < n; k++ {
+		piv := k
+		for i := k + 1; i < n; i++ {
+			if math.Abs(a[i*n+k]) > math.Abs(a[piv*n+k]) {
+				piv = i
+			}
+		}
+		for j := 0; j < n; j++ {
+			a[k*n+j], a[piv*n+j] = a[piv*n+j], a[k*n+j]
+		}
+		b[k], b[piv] = b[piv], b[k]
+		if math.Abs(a[k*n+k]) < 1e-300 {
+			continue
+		}
+		for i := k + 1; i < n; i++ {
+			f := a[i*n+k] / a[k*n+k]
+			for j := k; j < n; j++ {
+				a[i*n+j] -= f * a[k*n+j]
+			}
+			b[i] -= f * b[k]
+		}
+	}
+	x := make([]float64, n)
+	for k := n - 1; k >= 0; k-- {
+		if math.Abs(a[k*n+k]) < 1e-300 {
+			continue
+		}
+		s := b[k]
+		for j := k + 1; j < n; j++ {
+			s -= a[k*n+j] * x[j]
+		}
+		x[k] = s / a[k*n+k]
+	}
+	return x
+}
+
+// compareAdapter compares a trained method with a saved PEFT adapter: the
+// tensors it would save (SavedTensors) or else its parameters by saved name.
+func compareAdapter(check, dir string, ad peft.Method) (checks.Result, error) {
 	st, err := safetensors.OpenOne(filepath.Join(dir, "adapter_model.safetensors"))
 	if err != nil {
 		return checks.Result{}, err
 	}
 	defer st.Close()
+	saved := map[string][]float32{}
+	if s, ok := ad.(peft.SavedTensorer); ok {
+		saved = s.SavedTensors()
+	} else {
+		for _, p := range ad.Params() {
+			saved[peft.SavedName(p.Name)] = p.Data
+		}
+	}
 	var num, den float64
-	for _, p := range params {
-		key := peft.SavedName(p.Name)
+	for key, data := range saved {
 		want, err := st.Float64s(key)
 		if err != nil {
 			return checks.Result{}, fmt.Errorf("%s: %w", dir, err)
 		}
-		if len(want) != len(p.Data) {
-			return checks.Result{}, fmt.Errorf("%s: %s has %d values, ours %d", dir, key, len(want), len(p.Data))
+		if len(want) != len(data) {
+			return checks.Result{}, fmt.Errorf("%s: %s has %d values, ours %d", dir, key, len(want), len(data))
 		}
 		for i, w := range want {
-			d := float64(p.Data[i]) - w
+			d := float64(data[i]) - w
 			num += d * d
 			den += w * w
 		}
+	}
+	if len(saved) != len(st.Names()) {
+		return checks.Result{}, fmt.Errorf("%s: %d tensors, ours %d", dir, len(st.Names()), len(saved))
 	}
 	return checks.New(check, "rel_err", math.Sqrt(num/den), Tolerance), nil
 }

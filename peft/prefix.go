@@ -59,7 +59,7 @@ func AttachPrefix(m *model.Model, cfg PrefixConfig, seed uint64) (*Prefix, error
 	rng := rand.New(rand.NewPCG(seed, 0x70726566))
 	if cfg.Projection {
 		p.Embedding = nn.NewParam(promptEncoderPrefix+"embedding.weight", cfg.Virtual, kd)
-		p.Transform = []*dense{
+		p.transform = []*dense{
 			newDense(promptEncoderPrefix+"transform.0", kd, cfg.EncoderHidden, rng),
 			newDense(promptEncoderPrefix+"transform.2", cfg.EncoderHidden, width, rng),
 		}
@@ -119,7 +119,7 @@ func LoadPrefix(m *model.Model, dir string) (*Prefix, error) {
 		return nil, err
 	}
 	if !ok {
-		p.Transform = nil
+		p.transform = nil
 		p.Embedding = nn.NewParam(promptEncoderPrefix+"embedding.weight", cfg.Virtual, len(m.Layers)*2*kd)
 		copy(p.Embedding.Data, emb)
 		p.Embedding.SetTrainable(true)
@@ -131,7 +131,7 @@ func LoadPrefix(m *model.Model, dir string) (*Prefix, error) {
 
 // prefix returns the full prefix [Virtual, Layers·2·KVDim].
 func (p *Prefix) prefix() []float32 {
-	if p.Transform != nil {
+	if p.transform != nil {
 		return p.encode()
 	}
 	return p.Embedding.Data
@@ -139,7 +139,7 @@ func (p *Prefix) prefix() []float32 {
 
 func (p *Prefix) encode() []float32 {
 	P := p.Config.Virtual
-	y := p.enc.mlp(p.Transform, toF64(p.Embedding.Data), P, tanhAct)
+	y := p.enc.mlp(p.transform, toF64(p.Embedding.Data), P, tanhAct)
 	p.enc.out = toF32(p.enc.out, y)
 	p.enc.dout = zeroed(p.enc.dout, len(y))
 	p.enc.have = false
@@ -157,7 +157,7 @@ func (p *Prefix) split() {
 			copy(p.kv[l][1][t*kd:(t+1)*kd], row[(2*l+1)*kd:(2*l+2)*kd])
 		}
 	}
-	if p.Transform == nil {
+	if p.transform == nil {
 		p.enc.dout = zeroed(p.enc.dout, len(all))
 		p.enc.have = false
 	}
@@ -197,13 +197,13 @@ func (p *Prefix) AccumulateGrad(layer int, dk, dv []float32, batch int) {
 	}
 	p.reported = 0
 	p.enc.have = true
-	if p.Transform == nil {
+	if p.transform == nil {
 		if g := p.Embedding.Grad; g != nil {
 			addTo(g, d)
 		}
 		return
 	}
-	dx := p.enc.mlpBackward(p.Transform, toF64(d), P, tanhAct)
+	dx := p.enc.mlpBackward(p.transform, toF64(d), P, tanhAct)
 	if g := p.Embedding.Grad; g != nil {
 		for i, v := range dx {
 			g[i] += float32(v)
@@ -218,7 +218,7 @@ func addTo(dst, src []float32) {
 }
 
 // HasEncoder implements Encoded.
-func (p *Prefix) HasEncoder() bool { return p.Transform != nil }
+func (p *Prefix) HasEncoder() bool { return p.transform != nil }
 
 // EncoderTrainableCount implements Encoded.
 func (p *Prefix) EncoderTrainableCount() int {
@@ -249,7 +249,7 @@ func (p *Prefix) Type() string { return "PREFIX_TUNING" }
 // Params implements Method.
 func (p *Prefix) Params() []*nn.Param {
 	ps := []*nn.Param{p.Embedding}
-	for _, d := range p.Transform {
+	for _, d := range p.transform {
 		ps = append(ps, d.W, d.B)
 	}
 	return ps

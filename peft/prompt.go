@@ -230,8 +230,9 @@ func sameOutput(dir string, got, saved []float32) error {
 // PromptTuningConfig configures prompt tuning (PEFT's PromptTuningConfig).
 type PromptTuningConfig struct {
 	Virtual int // num_virtual_tokens
-	// Init is "RANDOM" (standard normal, as torch's nn.Embedding) or "TEXT":
-	// the embeddings of InitText's tokens, repeated or cut to Virtual.
+	// Init is "RANDOM" (standard normal, as torch's nn.Embedding), "TEXT"
+	// (the embeddings of InitText's tokens, repeated or cut to Virtual) or
+	// "SAMPLE_VOCAB" (embeddings of tokens drawn uniformly).
 	Init     string
 	InitText string
 	// Tokenize turns InitText into token ids for TEXT init. PEFT calls the
@@ -282,10 +283,18 @@ func AttachPromptTuning(m *model.Model, cfg PromptTuningConfig, seed uint64) (*P
 			}
 			copy(p.Embedding.Data[v*h:(v+1)*h], m.Embed.Data[id*h:(id+1)*h])
 		}
+	case "SAMPLE_VOCAB":
+		// PEFT's SAMPLE_VOCAB: embeddings of tokens drawn uniformly.
+		p.Config.Init = "SAMPLE_VOCAB"
+		rng := rand.New(rand.NewPCG(seed, 0x766f6361))
+		for v := 0; v < cfg.Virtual; v++ {
+			id := rng.IntN(m.Cfg.Vocab)
+			copy(p.Embedding.Data[v*h:(v+1)*h], m.Embed.Data[id*h:(id+1)*h])
+		}
 	case "ZERO":
 		// for loading
 	default:
-		return nil, fmt.Errorf("prompt tuning: prompt_tuning_init %q (RANDOM or TEXT)", cfg.Init)
+		return nil, fmt.Errorf("prompt tuning: prompt_tuning_init %q (RANDOM, TEXT or SAMPLE_VOCAB)", cfg.Init)
 	}
 	p.Embedding.SetTrainable(true)
 	m.Input = p
@@ -365,14 +374,10 @@ func (p *PromptTuning) Detach() {
 	if p.m != nil && p.m.Input == model.InputHook(p) {
 		p.m.Input = nil
 	}
-	p.m = nil
 }
 
 // Save implements Method.
 func (p *PromptTuning) Save(dir string) error {
-	if p.m == nil {
-		return fmt.Errorf("prompt tuning: save %s: detached", dir)
-	}
 	cfg := promptJSON("PROMPT_TUNING", p.Config.BaseModel, p.m, p.Config.Virtual, p.m.Cfg.Hidden, p.m.Cfg.Heads)
 	init := p.Config.Init
 	if init == "" || init == "ZERO" {

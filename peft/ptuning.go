@@ -71,14 +71,14 @@ func AttachPTuning(m *model.Model, cfg PTuningConfig, seed uint64) (*PTuning, er
 	hid := cfg.EncoderHidden
 	switch cfg.EncoderType {
 	case "MLP":
-		p.MLP = []*dense{
+		p.mlp = []*dense{
 			newDense(promptEncoderPrefix+"mlp_head.0", h, hid, rng),
 			newDense(promptEncoderPrefix+"mlp_head.2", hid, hid, rng),
 			newDense(promptEncoderPrefix+"mlp_head.4", hid, h, rng),
 		}
 	case "LSTM":
-		p.LSTM = newLSTM(promptEncoderPrefix+"lstm_head", h, hid, cfg.EncoderLayers, rng)
-		p.MLP = []*dense{
+		p.lstm = newLSTM(promptEncoderPrefix+"lstm_head", h, hid, cfg.EncoderLayers, rng)
+		p.mlp = []*dense{
 			newDense(promptEncoderPrefix+"mlp_head.0", 2*hid, 2*hid, rng),
 			newDense(promptEncoderPrefix+"mlp_head.2", 2*hid, h, rng),
 		}
@@ -132,13 +132,13 @@ func LoadPTuning(m *model.Model, dir string) (*PTuning, error) {
 
 // dropEncoder keeps only the virtual tokens themselves, as trained values.
 func (p *PTuning) dropEncoder(out []float32) {
-	p.MLP, p.LSTM = nil, nil
+	p.mlp, p.lstm = nil, nil
 	copy(p.Embedding.Data, out)
 	p.enc = encoderActs{}
 }
 
 // HasEncoder implements Encoded.
-func (p *PTuning) HasEncoder() bool { return p.MLP != nil }
+func (p *PTuning) HasEncoder() bool { return p.mlp != nil }
 
 // EncoderTrainableCount implements Encoded.
 func (p *PTuning) EncoderTrainableCount() int {
@@ -190,18 +190,18 @@ func (p *PTuning) encode() []float32 {
 func (p *PTuning) encode64() []float64 {
 	P := p.Config.Virtual
 	x := toF64(p.Embedding.Data)
-	if p.LSTM != nil {
-		x = p.LSTM.forward(x, P)
+	if p.lstm != nil {
+		x = p.lstm.forward(x, P)
 	}
-	return p.enc.mlp(p.MLP, x, P, reluAct)
+	return p.enc.mlp(p.mlp, x, P, reluAct)
 }
 
 // backward64 takes the output gradient [P, Hidden] through the encoder.
 func (p *PTuning) backward64(dy []float64) {
 	P := p.Config.Virtual
-	dx := p.enc.mlpBackward(p.MLP, dy, P, reluAct)
-	if p.LSTM != nil {
-		dx = p.LSTM.backward(dx, P)
+	dx := p.enc.mlpBackward(p.mlp, dy, P, reluAct)
+	if p.lstm != nil {
+		dx = p.lstm.backward(dx, P)
 	}
 	if g := p.Embedding.Grad; g != nil {
 		for i, v := range dx {
@@ -280,10 +280,10 @@ func (p *PTuning) Type() string { return "P_TUNING" }
 // PEFT's module tree holds them while training.
 func (p *PTuning) Params() []*nn.Param {
 	ps := []*nn.Param{p.Embedding}
-	if p.LSTM != nil {
-		ps = append(ps, p.LSTM.params()...)
+	if p.lstm != nil {
+		ps = append(ps, p.lstm.params()...)
 	}
-	for _, d := range p.MLP {
+	for _, d := range p.mlp {
 		ps = append(ps, d.W, d.B)
 	}
 	return ps

@@ -1,8 +1,11 @@
 package peft
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"gotune/nn"
@@ -58,13 +61,13 @@ func TestEncoderGradients(t *testing.T) {
 		}
 		f := func() float64 {
 			var s float64
-			for i, v := range p.enc.mlp(p.Transform, toF64(p.Embedding.Data), 3, tanhAct) {
+			for i, v := range p.enc.mlp(p.transform, toF64(p.Embedding.Data), 3, tanhAct) {
 				s += v * R[i]
 			}
 			return s
 		}
 		f()
-		dx := p.enc.mlpBackward(p.Transform, append([]float64(nil), R...), 3, tanhAct)
+		dx := p.enc.mlpBackward(p.transform, append([]float64(nil), R...), 3, tanhAct)
 		for i, v := range dx {
 			p.Embedding.Grad[i] += float32(v)
 		}
@@ -133,4 +136,68 @@ func TestLSTMDirections(t *testing.T) {
 	if math.Abs(c[(T-1)*2*H]-a[(T-1)*2*H]) < 1e-9 {
 		t.Error("the forward direction's state does not carry to the last step")
 	}
+}
+
+// TestLSTMEncoderMatchesTorch runs the LSTM prompt encoder on weights from
+// torch (testdata/gen_lstm_encoder.py) and compares output and gradients
+// with torch's float64 numbers: gate order, directions and names.
+func TestLSTMEncoderMatchesTorch(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "lstm_encoder.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		V         int                  `json:"virtual"`
+		D         int                  `json:"token_dim"`
+		H         int                  `json:"hidden"`
+		L         int                  `json:"layers"`
+		Params    map[string][]float64 `json:"params"`
+		Grads     map[string][]float64 `json:"grads"`
+		R, Output []float64
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	m := tinyModel(t, 1)
+	if m.Cfg.Hidden != g.D {
+		t.Fatalf("golden token_dim %d, test model hidden %d", g.D, m.Cfg.Hidden)
+	}
+	p, err := AttachPTuning(m, PTuningConfig{Virtual: g.V, EncoderType: "lstm", EncoderHidden: g.H, EncoderLayers: g.L}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Params()) != len(g.Params) {
+		t.Fatalf("%d parameters, torch has %d", len(p.Params()), len(g.Params))
+	}
+	for _, q := range p.Params() {
+		v, ok := g.Params[q.Name]
+		if !ok || len(v) != len(q.Data) {
+			t.Fatalf("%s: not in torch's parameters with %d values", q.Name, len(q.Data))
+		}
+		for i, x := range v {
+			q.Data[i] = float32(x)
+		}
+	}
+	out := p.encode64()
+	if e := relErr64(out, g.Output); e > 1e-12 {
+		t.Errorf("output differs from torch by %.3g", e)
+	}
+	p.backward64(append([]float64(nil), g.R...))
+	for _, q := range p.Params() {
+		if e := relErr64(toF64(q.Grad), g.Grads[q.Name]); e > 1e-6 {
+			t.Errorf("%s: gradient differs from torch by %.3g", q.Name, e)
+		}
+	}
+}
+
+func relErr64(a, b []float64) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var num, den float64
+	for i := range a {
+		num += (a[i] - b[i]) * (a[i] - b[i])
+		den += b[i] * b[i]
+	}
+	return math.Sqrt(num / math.Max(den, 1e-300))
 }

@@ -170,4 +170,3 @@ func TestResumeMatchesUninterrupted(t *testing.T) {
 		}
 	}
 }
-

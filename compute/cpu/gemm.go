@@ -1,54 +1,212 @@
 // Package cpu holds the CPU compute kernels: matrix multiplication (OpenBLAS
-// when present, otherwise built-in kernels) and the helpers that spread work
-// over the available cores.
+// when present, otherwise built-in kernels), bf16/f16 conversions, small vector
+// kernels, and the helpers that spread work over the available cores.
 package cpu
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"runtime"
 	"sync"
 )
 
+// Impl names a matrix-multiplication implementation.
+type Impl int
+
+const (
+	// ImplBuiltin is the built-in blocked kernel: Go assembly (AVX2/FMA) where
+	// the CPU has it, plain Go otherwise.
+	ImplBuiltin Impl = iota
+	// ImplBLAS is OpenBLAS's cblas_sgemm, loaded at run time.
+	ImplBLAS
+	// ImplGeneric is the built-in blocked algorithm with the plain-Go
+	// micro-kernel, whatever the CPU supports (for tests and comparisons).
+	ImplGeneric
+)
+
+func (i Impl) String() string {
+	switch i {
+	case ImplBuiltin:
+		return "builtin"
+	case ImplBLAS:
+		return "blas"
+	case ImplGeneric:
+		return "generic"
+	}
+	return fmt.Sprintf("Impl(%d)", int(i))
+}
+
+// Products with fewer multiply-adds than this stay on the built-in kernel even
+// when OpenBLAS is loaded.
+const blasMinWork = 64 * 64 * 64
+
+// ErrBLASUnavailable is returned by SgemmWith when OpenBLAS could not be loaded.
+var ErrBLASUnavailable = errors.New("cpu: OpenBLAS (libopenblas.so.0) is not available")
+
+// backendChoice is what Sgemm uses, decided once from the environment and the
+// machine.
+type backendChoice struct {
+	impl Impl
+}
+
+var chosenBackend = sync.OnceValue(func() backendChoice {
+	switch os.Getenv("GOTUNE_BLAS") {
+	case "builtin":
+		return backendChoice{impl: ImplBuiltin}
+	case "generic", "go":
+		return backendChoice{impl: ImplGeneric}
+	}
+	if BLASAvailable() {
+		return backendChoice{impl: ImplBLAS}
+	}
+	return backendChoice{impl: ImplBuiltin}
+})
+
+// Backend describes the implementation Sgemm uses, for logs and `gotune bench`.
+func Backend() string {
+	switch chosenBackend().impl {
+	case ImplBLAS:
+		return fmt.Sprintf("openblas (%s), %d threads", blasInfo(), Threads())
+	case ImplGeneric:
+		return fmt.Sprintf("builtin %s, %d threads", genericKernel().name, Threads())
+	}
+	return fmt.Sprintf("builtin %s, %d threads", bestKernel().name, Threads())
+}
+
 // Sgemm computes C = alpha·op(A)·op(B) + beta·C on row-major float32 matrices,
 // where op(X) is X or Xᵀ. op(A) is m×k, op(B) is k×n and C is m×n; lda, ldb and
-// ldc are the row strides of the matrices as stored.
+// ldc are the row strides of the matrices as stored. beta == 0 overwrites C
+// without reading it. It uses OpenBLAS when loaded (unless GOTUNE_BLAS=builtin)
+// for all but small products, and the built-in kernel otherwise, on Threads()
+// cores. Operands too short for their shape and stride panic.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if m == 0 || n == 0 {
+	p := gemmProblem{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+		a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
+	if p.trivial() {
 		return
 	}
-	Parallel(m, 1+16384/(n*k+1), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			crow := c[i*ldc : i*ldc+n]
-			if beta == 0 {
-				clear(crow)
-			} else if beta != 1 {
-				for j := range crow {
-					crow[j] *= beta
-				}
-			}
-			for p := 0; p < k; p++ {
-				var av float32
-				if transA {
-					av = a[p*lda+i]
-				} else {
-					av = a[i*lda+p]
-				}
-				av *= alpha
-				if av == 0 {
-					continue
-				}
-				if transB {
-					for j := range crow {
-						crow[j] += av * b[j*ldb+p]
-					}
-				} else {
-					brow := b[p*ldb : p*ldb+n]
-					for j, bv := range brow {
-						crow[j] += av * bv
-					}
-				}
-			}
+	switch chosenBackend().impl {
+	case ImplBLAS:
+		// A purego call costs about 1.5 µs and a dozen small allocations,
+		// more than the built-in kernel spends on a small product.
+		if p.m*p.n*p.k >= blasMinWork && blasSgemm(&p, 0) {
+			return
 		}
-	})
+	case ImplGeneric:
+		builtinGemm(&p, genericKernel(), Threads())
+		return
+	}
+	builtinGemm(&p, bestKernel(), Threads())
+}
+
+// SgemmWith is Sgemm on a chosen implementation and thread count (threads <= 0
+// means Threads()). It exists for benchmarks and tests; ImplBLAS calls with a
+// thread count other than the default are serialised because OpenBLAS's thread
+// count is process-wide.
+func SgemmWith(impl Impl, threads int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) error {
+	if threads <= 0 {
+		threads = Threads()
+	}
+	p := gemmProblem{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+		a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
+	switch impl {
+	case ImplBuiltin, ImplGeneric:
+	case ImplBLAS:
+		if !BLASAvailable() {
+			return ErrBLASUnavailable
+		}
+	default:
+		return fmt.Errorf("cpu: unknown implementation %v", impl)
+	}
+	if p.trivial() {
+		return nil
+	}
+	switch impl {
+	case ImplBLAS:
+		if !blasSgemm(&p, threads) {
+			builtinGemm(&p, bestKernel(), threads)
+		}
+	case ImplGeneric:
+		builtinGemm(&p, genericKernel(), threads)
+	default:
+		builtinGemm(&p, bestKernel(), threads)
+	}
+	return nil
+}
+
+// gemmProblem is one C = alpha·op(A)·op(B) + beta·C call. Exactly one of b and
+// bh (bf16 bits) holds B.
+type gemmProblem struct {
+	transA, transB bool
+	m, n, k        int
+	alpha          float32
+	a              []float32
+	lda            int
+	b              []float32
+	bh             []uint16
+	ldb            int
+	beta           float32
+	c              []float32
+	ldc            int
+}
+
+// trivial checks the operand sizes (panicking on a programming error, as an
+// out-of-range index would) and finishes the calls that need no product: empty
+// C, k == 0 or alpha == 0, where C = beta·C.
+func (p *gemmProblem) trivial() bool {
+	if p.m < 0 || p.n < 0 || p.k < 0 {
+		panic(fmt.Sprintf("cpu: Sgemm: negative size m=%d n=%d k=%d", p.m, p.n, p.k))
+	}
+	if p.m == 0 || p.n == 0 {
+		return true
+	}
+	checkOperand("C", p.m, p.n, len(p.c), p.ldc)
+	if p.k == 0 || p.alpha == 0 {
+		scaleMatrix(p.c, p.m, p.n, p.ldc, p.beta)
+		return true
+	}
+	ar, ac := p.m, p.k
+	if p.transA {
+		ar, ac = ac, ar
+	}
+	br, bc := p.k, p.n
+	if p.transB {
+		br, bc = bc, br
+	}
+	checkOperand("A", ar, ac, len(p.a), p.lda)
+	blen := len(p.b)
+	if p.bh != nil {
+		blen = len(p.bh)
+	}
+	checkOperand("B", br, bc, blen, p.ldb)
+	return false
+}
+
+// checkOperand panics when a rows×cols matrix with row stride ld does not fit
+// in a slice of length n: the kernels index through unsafe pointers.
+func checkOperand(name string, rows, cols, n, ld int) {
+	if rows > 1 && ld < cols {
+		panic(fmt.Sprintf("cpu: Sgemm: %s row stride %d is less than its %d columns", name, ld, cols))
+	}
+	if need := (rows-1)*ld + cols; n < need {
+		panic(fmt.Sprintf("cpu: Sgemm: %s is %d×%d with stride %d and needs %d elements, has %d", name, rows, cols, ld, need, n))
+	}
+}
+
+// scaleMatrix sets C = beta·C; beta == 0 clears without reading.
+func scaleMatrix(c []float32, m, n, ldc int, beta float32) {
+	if beta == 1 {
+		return
+	}
+	for i := range m {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+		} else {
+			Scale(beta, row)
+		}
+	}
 }
 
 // Threads is the number of worker goroutines kernels use.
