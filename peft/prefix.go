@@ -32,7 +32,7 @@ type Prefix struct {
 	// itself [Virtual, Layers·2·KVDim], or with Projection the encoder's
 	// input [Virtual, KVDim].
 	Embedding *nn.Param
-	Transform []*dense // transform.0, transform.2 (Projection only)
+	transform []*dense // transform.0, transform.2 (Projection only)
 	m         *model.Model
 	kd        int
 	kv        [][2][]float32 // per layer: keys, values [Virtual, KVDim]

@@ -29,8 +29,8 @@ type PTuningConfig struct {
 type PTuning struct {
 	Config    PTuningConfig
 	Embedding *nn.Param // prompt_encoder.default.embedding.weight [Virtual, Hidden]
-	MLP       []*dense  // mlp_head.0, .2 (and .4 for MLP)
-	LSTM      *lstm     // lstm_head (LSTM only)
+	mlp       []*dense  // mlp_head.0, .2 (and .4 for MLP)
+	lstm      *lstm     // lstm_head (LSTM only)
 	m         *model.Model
 	enc       encoderActs
 }
