@@ -84,18 +84,27 @@ func (w *Workspace) head(scale float32, backward bool) (float64, int) {
 				for _, v := range row {
 					mx = max(mx, v)
 				}
+				target := row[tg[i]]
 				var s float64
-				for _, v := range row {
-					s += math.Exp(float64(v - mx))
-				}
-				lse := float64(mx) + math.Log(s)
-				losses[i] = lse - float64(row[tg[i]])
 				if backward {
+					// Keep e^(v-max) in place; the gradient is its share of
+					// the sum, scaled, minus scale at the target.
 					for j, v := range row {
-						row[j] = float32(math.Exp(float64(v)-lse)) * scale
+						e := nn.Exp(v - mx)
+						row[j] = e
+						s += float64(e)
+					}
+					k := float32(float64(scale) / s)
+					for j := range row {
+						row[j] *= k
 					}
 					row[tg[i]] -= scale
+				} else {
+					for _, v := range row {
+						s += float64(nn.Exp(v - mx))
+					}
 				}
+				losses[i] = float64(mx) + math.Log(s) - float64(target)
 			}
 		})
 		for i := 0; i < m; i++ {

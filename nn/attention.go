@@ -99,7 +99,7 @@ func (a *Attention) Forward(out, lse, q, k, v []float32) {
 					}
 					var sum float64
 					for j, x := range row {
-						e := expf(x - mx)
+						e := Exp(x - mx)
 						row[j] = e
 						sum += float64(e)
 					}
@@ -155,7 +155,7 @@ func (a *Attention) Backward(dq, dk, dv, dout, q, k, v, out, lse []float32) {
 					r := qo + i*qd
 					D := cpu.Dot(dout[r:r+hd], out[r:r+hd])
 					for j, x := range row {
-						pj := expf(x - l)
+						pj := Exp(x - l)
 						row[j] = pj
 						drow[j] = pj * (drow[j] - D) * a.Scale
 					}
@@ -181,8 +181,3 @@ func (a *Attention) Backward(dq, dk, dv, dout, q, k, v, out, lse []float32) {
 	})
 }
 
-// expf is exp for float32 arguments ≤ 0 (softmax after subtracting the
-// maximum); -Inf gives 0.
-func expf(x float32) float32 {
-	return float32(math.Exp(float64(x)))
-}

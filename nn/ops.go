@@ -122,7 +122,7 @@ func SwiGLU(a, g, u []float32) {
 	rows(len(a), 1, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			x := g[i]
-			a[i] = x / (1 + float32(math.Exp(float64(-x)))) * u[i]
+			a[i] = x * Sigmoid(x) * u[i]
 		}
 	})
 }
@@ -132,7 +132,7 @@ func SwiGLUBackward(dg, du, da, g, u []float32) {
 	rows(len(da), 1, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			x := g[i]
-			sg := 1 / (1 + float32(math.Exp(float64(-x))))
+			sg := Sigmoid(x)
 			silu := x * sg
 			du[i] = da[i] * silu
 			dg[i] = da[i] * u[i] * sg * (1 + x*(1-sg))

@@ -1,0 +1,101 @@
+package tokenizer
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestReferenceCases(t *testing.T) {
+	for _, dir := range []string{"bytelevel_bpe", "spm_bpe"} {
+		t.Run(dir, func(t *testing.T) {
+			res, err := CheckCases(filepath.Join("testdata", dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) != 5 {
+				t.Fatalf("got %d results, want 5", len(res))
+			}
+			for _, r := range res {
+				if !r.Pass || r.Value != 0 {
+					t.Errorf("%s: %v mismatches: %s", r.Check, r.Value, r.Detail)
+				}
+			}
+		})
+	}
+}
+
+// thirdParty returns a path under ../shared/testdata/third_party (relative to
+// the repository root) or skips the test when that folder is absent.
+func thirdParty(t testing.TB, rel string) string {
+	t.Helper()
+	p := filepath.Join("..", "..", "shared", "testdata", "third_party", rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("third-party test data not available (%s): %v", p, err)
+	}
+	return p
+}
+
+func TestLlamaCppVocab(t *testing.T) {
+	for _, name := range []string{"ggml-vocab-gpt-2.gguf", "ggml-vocab-llama-spm.gguf"} {
+		t.Run(name, func(t *testing.T) {
+			res, err := CheckLlamaCppVocab(thirdParty(t, filepath.Join("llamacpp-vocab", name)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range res {
+				if !r.Pass {
+					t.Errorf("%s: %v mismatches: %s", r.Check, r.Value, r.Detail)
+				}
+			}
+		})
+	}
+}
+
+func TestGGUFVocabAPI(t *testing.T) {
+	spm, err := LoadGGUF(thirdParty(t, "llamacpp-vocab/ggml-vocab-llama-spm.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := spm.BOS(); !ok || id != 1 || spm.BOSToken() != "<s>" {
+		t.Errorf("BOS = %d %v %q", id, ok, spm.BOSToken())
+	}
+	if id, ok := spm.EOS(); !ok || id != 2 {
+		t.Errorf("EOS = %d %v", id, ok)
+	}
+	if spm.VocabSize() != 32000 || !spm.IsSpecial(1) || spm.IsSpecial(100) {
+		t.Errorf("VocabSize %d, IsSpecial(1) %v", spm.VocabSize(), spm.IsSpecial(1))
+	}
+	if got := spm.Encode("Hello", true); len(got) == 0 || got[0] != 1 {
+		t.Errorf("Encode(addSpecial) = %v, want BOS first (add_bos_token)", got)
+	}
+	gpt2, err := LoadGGUF(thirdParty(t, "llamacpp-vocab/ggml-vocab-gpt-2.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs, _, err := ReadLlamaCppVocabTest(thirdParty(t, "llamacpp-vocab/ggml-vocab-llama-spm.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range inputs {
+		if got := gpt2.Decode(gpt2.Encode(s, false), false); got != s {
+			t.Errorf("gpt-2 round trip of %q gave %q", s, got)
+		}
+		if got := spm.Decode(spm.Encode(s, false), false); got != s {
+			t.Errorf("llama-spm round trip of %q gave %q", s, got)
+		}
+	}
+	if got := spm.Decode(spm.Encode("<s>hi</s>", false), true); got != "hi" {
+		t.Errorf("llama-spm decode skipping specials = %q", got)
+	}
+}
+
+func TestGGUFPreSplitsCompile(t *testing.T) {
+	for name, pats := range ggufPreSplits {
+		for _, p := range pats {
+			if _, err := compileSplitRegex(p); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	}
+}
