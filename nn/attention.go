@@ -180,4 +180,3 @@ func (a *Attention) Backward(dq, dk, dv, dout, q, k, v, out, lse []float32) {
 		}
 	})
 }
-
