@@ -1,11 +1,13 @@
 package model
 
 import (
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 
 	"gotune/compute/cpu"
 	"gotune/nn"
+	"gotune/quant"
 	"gotune/safetensors"
 )
 
@@ -21,6 +23,10 @@ const (
 type LoadOptions struct {
 	// Storage keeps linear-layer weights in this precision (compute is f32).
 	Storage DType
+	// Quant, when set, quantizes every linear layer's weight as it is read
+	// (QLoRA): one tensor at a time is expanded to float32, so the model
+	// never exists in full precision in memory.
+	Quant *quant.Options
 }
 
 // Load reads config.json and the safetensors weights of a model folder.
@@ -34,7 +40,7 @@ func Load(dir string, opt LoadOptions) (*Model, error) {
 		return nil, err
 	}
 	defer set.Close()
-	m := New(cfg)
+	m := newModel(cfg, false)
 	if err := m.LoadWeights(set, opt); err != nil {
 		return nil, err
 	}
@@ -43,21 +49,77 @@ func Load(dir string, opt LoadOptions) (*Model, error) {
 }
 
 // LoadWeights fills every parameter from a safetensors set, checking each
-// tensor's shape against the configuration.
+// tensor's shape against the configuration. Linear weights are stored as
+// opt asks.
 func (m *Model) LoadWeights(set *safetensors.Set, opt LoadOptions) error {
 	for _, p := range m.Params() {
+		if p.Data == nil {
+			continue // a linear weight, read below in its storage form
+		}
 		if err := readParam(set, p); err != nil {
 			return err
 		}
 	}
-	if opt.Storage == BF16 {
-		for _, l := range m.Linears() {
-			l.WBF16 = make([]uint16, len(l.W.Data))
-			cpu.F32ToBF16(l.WBF16, l.W.Data)
+	var scratch []float32
+	for _, l := range m.Linears() {
+		name := l.Name + ".weight"
+		shape := []int{l.Out, l.In}
+		b, info, err := set.Bytes(name)
+		if err != nil {
+			return fmt.Errorf("%s: missing tensor %q (shape %v expected from config.json)", set.Dir, name, shape)
+		}
+		if !sameShape(info.Shape, shape) {
+			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", filepath.Base(set.FileOf(name)), name, info.Shape, shape)
+		}
+		switch {
+		case opt.Quant != nil:
+			if info.DType == safetensors.BF16 {
+				q, err := quant.QuantizeBF16(bf16Words(b), l.Out, l.In, *opt.Quant)
+				if err != nil {
+					return fmt.Errorf("quantize %s: %w", name, err)
+				}
+				l.Q, l.W, l.WBF16 = q, nil, nil
+				continue
+			}
+			scratch = grow(scratch, l.Out*l.In)
+			if err := safetensors.DecodeFloat32s(scratch, b, info); err != nil {
+				return fmt.Errorf("%s: %w", set.FileOf(name), err)
+			}
+			q, err := quant.Quantize(scratch, l.Out, l.In, *opt.Quant)
+			if err != nil {
+				return fmt.Errorf("quantize %s: %w", name, err)
+			}
+			l.Q, l.W, l.WBF16 = q, nil, nil
+		case opt.Storage == BF16:
+			if info.DType == safetensors.BF16 {
+				l.WBF16 = bf16Words(b)
+			} else {
+				scratch = grow(scratch, l.Out*l.In)
+				if err := safetensors.DecodeFloat32s(scratch, b, info); err != nil {
+					return fmt.Errorf("%s: %w", set.FileOf(name), err)
+				}
+				l.WBF16 = make([]uint16, l.Out*l.In)
+				cpu.F32ToBF16(l.WBF16, scratch)
+			}
 			l.W = nil
+		default:
+			l.W.Data = make([]float32, l.Out*l.In)
+			if err := safetensors.DecodeFloat32s(l.W.Data, b, info); err != nil {
+				return fmt.Errorf("%s: %w", set.FileOf(name), err)
+			}
 		}
 	}
 	return nil
+}
+
+// bf16Words copies little-endian bf16 bytes into words (the mapping is
+// read-only and unaligned for uint16 access).
+func bf16Words(b []byte) []uint16 {
+	w := make([]uint16, len(b)/2)
+	for i := range w {
+		w[i] = binary.LittleEndian.Uint16(b[2*i:])
+	}
+	return w
 }
 
 func readParam(set *safetensors.Set, p *nn.Param) error {

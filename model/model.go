@@ -54,8 +54,12 @@ type KVPrefix interface {
 	AccumulateGrad(layer int, dk, dv []float32, batch int)
 }
 
-func linear(name string, in, out int, bias bool) *nn.Linear {
-	l := &nn.Linear{Name: name, In: in, Out: out, W: nn.NewParam(name+".weight", out, in)}
+func linear(name string, in, out int, bias, alloc bool) *nn.Linear {
+	w := &nn.Param{Name: name + ".weight", Shape: []int{out, in}}
+	if alloc {
+		w.Data = make([]float32, out*in)
+	}
+	l := &nn.Linear{Name: name, In: in, Out: out, W: w}
 	if bias {
 		l.B = nn.NewParam(name+".bias", out)
 	}
@@ -63,7 +67,11 @@ func linear(name string, in, out int, bias bool) *nn.Linear {
 }
 
 // New allocates a model with zero weights.
-func New(cfg *Config) *Model {
+func New(cfg *Config) *Model { return newModel(cfg, true) }
+
+// newModel builds the module tree; without alloc the linear weights are left
+// for the loader to fill in their storage form.
+func newModel(cfg *Config, alloc bool) *Model {
 	h := cfg.Hidden
 	m := &Model{Cfg: cfg, Embed: nn.NewParam("model.embed_tokens.weight", cfg.Vocab, h), Norm: nn.NewParam("model.norm.weight", h)}
 	if cfg.TieEmbeddings {
@@ -77,13 +85,13 @@ func New(cfg *Config) *Model {
 			Index:    i,
 			InNorm:   nn.NewParam(p+"input_layernorm.weight", h),
 			PostNorm: nn.NewParam(p+"post_attention_layernorm.weight", h),
-			Q:        linear(p+"self_attn.q_proj", h, cfg.QDim(), cfg.AttnBias),
-			K:        linear(p+"self_attn.k_proj", h, cfg.KVDim(), cfg.AttnBias),
-			V:        linear(p+"self_attn.v_proj", h, cfg.KVDim(), cfg.AttnBias),
-			O:        linear(p+"self_attn.o_proj", cfg.QDim(), h, cfg.AttnOutBias),
-			Gate:     linear(p+"mlp.gate_proj", h, cfg.Intermediate, cfg.MLPBias),
-			Up:       linear(p+"mlp.up_proj", h, cfg.Intermediate, cfg.MLPBias),
-			Down:     linear(p+"mlp.down_proj", cfg.Intermediate, h, cfg.MLPBias),
+			Q:        linear(p+"self_attn.q_proj", h, cfg.QDim(), cfg.AttnBias, alloc),
+			K:        linear(p+"self_attn.k_proj", h, cfg.KVDim(), cfg.AttnBias, alloc),
+			V:        linear(p+"self_attn.v_proj", h, cfg.KVDim(), cfg.AttnBias, alloc),
+			O:        linear(p+"self_attn.o_proj", cfg.QDim(), h, cfg.AttnOutBias, alloc),
+			Gate:     linear(p+"mlp.gate_proj", h, cfg.Intermediate, cfg.MLPBias, alloc),
+			Up:       linear(p+"mlp.up_proj", h, cfg.Intermediate, cfg.MLPBias, alloc),
+			Down:     linear(p+"mlp.down_proj", cfg.Intermediate, h, cfg.MLPBias, alloc),
 		}
 		if cfg.QKNorm {
 			l.QNorm = nn.NewParam(p+"self_attn.q_norm.weight", cfg.HeadDim)

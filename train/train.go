@@ -6,8 +6,6 @@
 package train
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"math"
@@ -15,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"gotune/chat"
 	"gotune/ckpt"
 	"gotune/config"
 	"gotune/data"
@@ -25,7 +22,6 @@ import (
 	"gotune/peft"
 	"gotune/quant"
 	"gotune/runlog"
-	"gotune/tokenizer"
 )
 
 // Trainer is one training run.
@@ -260,33 +256,16 @@ func (t *Trainer) loadData() error {
 // chat template, or with the built-in template named by `template`.
 func (t *Trainer) encoder(opts data.EncodeOptions) (*data.Encoder, error) {
 	name := t.Cfg.Template
-	if t.Cfg.Stage == "pt" || name == "" || name == "default" || name == "auto" {
-		enc, err := data.LoadEncoder(t.ModelDir, opts)
-		if err == nil || name != "" {
-			return enc, err
-		}
+	if name == "default" || name == "auto" {
+		name = ""
 	}
-	tmpl, err := chat.Builtin(name)
-	if err != nil {
-		return nil, fmt.Errorf("template %q: %w", name, err)
-	}
-	tok, err := tokenizer.Load(t.ModelDir)
+	enc, err := data.LoadEncoderTemplate(t.ModelDir, name, opts)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte(tmpl.Source))
-	fp, _ := data.LoadEncoder(t.ModelDir, opts) // fingerprints the tokenizer files when the model has a template
-	fingerprint := hex.EncodeToString(sum[:])
-	if fp != nil {
-		fingerprint += fp.Fingerprint
-	} else {
-		st, _ := os.Stat(filepath.Join(t.ModelDir, "tokenizer.json"))
-		if st != nil {
-			fingerprint += fmt.Sprintf("%d-%d", st.Size(), st.ModTime().UnixNano())
-		}
+	if name != "" {
+		t.printf("template: built-in %q\n", name)
 	}
-	enc := &data.Encoder{Tok: data.HFTokenizer{Tokenizer: tok}, Tmpl: data.TemplateRenderer{T: tmpl}, Opts: opts, Fingerprint: fingerprint}
-	t.printf("template: built-in %q\n", name)
 	return enc, nil
 }
 

@@ -1,0 +1,20 @@
+//go:build !amd64 || purego
+
+package cpu
+
+// Stubs for where no assembly exists: the generic Go paths run instead.
+
+const hasVecAsm = false
+
+func dotAVX2(a, b *float32, n int) float32         { panic("unreachable") }
+func axpyAVX2(alpha float32, x, y *float32, n int) { panic("unreachable") }
+func scaleAVX2(alpha float32, x *float32, n int)   { panic("unreachable") }
+
+// archKernels lists the assembly micro-kernels this CPU runs: none here.
+func archKernels() []microKernel { return nil }
+
+func openBLASCoreType() string { return "" }
+
+func transpose8(dst, src []float32, srcStride, dstStride, kb int) bool { return false }
+
+func transpose8BF16(dst []float32, src []uint16, srcStride, dstStride, kb int) bool { return false }

@@ -1,0 +1,228 @@
+package data
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Span marks the bytes of one rendered message in a chat template's output
+// (the same shape as chat.Span). Assistant spans cover the answer and its
+// end-of-turn text but not the generation prompt before it.
+type Span struct {
+	Message    int
+	Role       string
+	Start, End int
+	Generation bool
+}
+
+// Renderer renders a conversation with a model's chat template and says
+// where each message landed in the text.
+type Renderer interface {
+	Render(msgs []Message, tools json.RawMessage) (text string, spans []Span, err error)
+}
+
+// Tokenizer is the part of a tokenizer the pipeline uses. Offsets are byte
+// ranges in text; tokens added by the tokenizer itself have empty ranges.
+type Tokenizer interface {
+	EncodeOffsets(text string, addSpecial bool) (ids []int, offsets [][2]int)
+	EOS() int
+	PAD() int
+}
+
+// EncodeOptions controls tokenization and which tokens are trained.
+type EncodeOptions struct {
+	CutoffLen     int  `json:"cutoff_len"`                // 0: no limit
+	TrainOnPrompt bool `json:"train_on_prompt,omitempty"` // train every token, prompt included
+	// LastTurnOnly trains only the final assistant turn.
+	LastTurnOnly bool `json:"last_turn_only,omitempty"`
+	// MaskHistory (LLaMA-Factory mask_history) trains only the final turn
+	// and, when cutting to cutoff_len, keeps the end of the conversation.
+	MaskHistory bool `json:"mask_history,omitempty"`
+}
+
+// Encoder turns Examples into Samples.
+type Encoder struct {
+	Tok  Tokenizer
+	Tmpl Renderer
+	Opts EncodeOptions
+	// Fingerprint identifies tokenizer and template for cache keys (e.g. a
+	// hash of their files).
+	Fingerprint string
+}
+
+// Sample is one tokenized training sample. Labels[i] is InputIDs[i] where
+// token i is trained and IgnoreIndex elsewhere; they are not shifted (the
+// loss shifts). Preference samples carry the rejected answer too.
+type Sample struct {
+	InputIDs       []int32
+	Labels         []int32
+	RejectedIDs    []int32
+	RejectedLabels []int32
+	Source         int // dataset position in the list
+}
+
+// Trained counts labels ≠ IgnoreIndex.
+func (s *Sample) Trained() int {
+	n := 0
+	for _, l := range s.Labels {
+		if l != IgnoreIndex {
+			n++
+		}
+	}
+	return n
+}
+
+// Rendered is an encoded example with its text, for showing masks.
+type Rendered struct {
+	Text      string
+	IDs       []int
+	Offsets   [][2]int
+	Trained   []bool
+	Truncated bool
+}
+
+// Reasons an example yields no sample.
+const (
+	DropNoTrainable = "no trainable token after truncation to cutoff_len"
+	DropRender      = "chat template failed"
+)
+
+// Render encodes ex without cutting it and says which tokens are trained.
+// For preference examples it renders the chosen answer.
+func (e *Encoder) Render(ex *Example) (Rendered, error) {
+	switch ex.Kind {
+	case KindText:
+		ids, off := e.Tok.EncodeOffsets(ex.Text, true)
+		ids = append(ids, e.Tok.EOS())
+		off = append(off, [2]int{len(ex.Text), len(ex.Text)})
+		tr := make([]bool, len(ids))
+		for i := range tr {
+			tr[i] = true
+		}
+		return Rendered{Text: ex.Text, IDs: ids, Offsets: off, Trained: tr}, nil
+	case KindPreference:
+		msgs := append(append([]Message(nil), ex.Messages...), *ex.Chosen)
+		return e.renderChat(msgs, ex.Tools, true)
+	}
+	return e.renderChat(ex.Messages, ex.Tools, e.Opts.LastTurnOnly || e.Opts.MaskHistory)
+}
+
+func (e *Encoder) renderChat(msgs []Message, tools json.RawMessage, lastOnly bool) (Rendered, error) {
+	text, spans, err := e.Tmpl.Render(msgs, tools)
+	if err != nil {
+		return Rendered{}, err
+	}
+	ids, off := e.Tok.EncodeOffsets(text, false)
+	last := -1
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == RoleAssistant {
+			last = i
+			break
+		}
+	}
+	var trained []Span
+	for _, s := range spans {
+		if s.Role != RoleAssistant && !s.Generation {
+			continue
+		}
+		if lastOnly && s.Message != last {
+			continue
+		}
+		trained = append(trained, s)
+	}
+	tr := make([]bool, len(ids))
+	for i, o := range off {
+		if e.Opts.TrainOnPrompt {
+			tr[i] = true
+			continue
+		}
+		// A token belongs to the span its first byte is in; special tokens
+		// the tokenizer adds (empty range at 0) belong to none.
+		for _, s := range trained {
+			if o[0] >= s.Start && o[0] < s.End && o[1] > o[0] {
+				tr[i] = true
+				break
+			}
+		}
+	}
+	return Rendered{Text: text, IDs: ids, Offsets: off, Trained: tr}, nil
+}
+
+// Encode turns ex into samples: one for chat and preference examples,
+// possibly several for long plain text (cut into cutoff_len blocks). It
+// returns a drop reason instead when nothing trainable is left.
+func (e *Encoder) Encode(ex *Example, source int) ([]Sample, string, error) {
+	r, err := e.Render(ex)
+	if err != nil {
+		return nil, DropRender, fmt.Errorf("%s: %w", ex.Loc, err)
+	}
+	cut := e.Opts.CutoffLen
+	if ex.Kind == KindText {
+		var out []Sample
+		ids, lab := toSample(r)
+		step := len(ids)
+		if cut > 0 {
+			step = cut
+		}
+		for lo := 0; lo < len(ids); lo += step {
+			hi := min(lo+step, len(ids))
+			if hi-lo < 2 && lo > 0 {
+				break // a lone leftover token teaches nothing once shifted
+			}
+			out = append(out, Sample{InputIDs: ids[lo:hi], Labels: lab[lo:hi], Source: source})
+		}
+		return out, "", nil
+	}
+	ids, lab := toSample(r)
+	ids, lab = e.cut(ids, lab)
+	s := Sample{InputIDs: ids, Labels: lab, Source: source}
+	if ex.Kind == KindPreference {
+		msgs := append(append([]Message(nil), ex.Messages...), *ex.Rejected)
+		rr, err := e.renderChat(msgs, ex.Tools, true)
+		if err != nil {
+			return nil, DropRender, fmt.Errorf("%s: rejected: %w", ex.Loc, err)
+		}
+		rids, rlab := toSample(rr)
+		s.RejectedIDs, s.RejectedLabels = e.cut(rids, rlab)
+		if !anyTrained(s.RejectedLabels) {
+			return nil, DropNoTrainable, nil
+		}
+	}
+	if !anyTrained(s.Labels) {
+		return nil, DropNoTrainable, nil
+	}
+	return []Sample{s}, "", nil
+}
+
+func (e *Encoder) cut(ids, lab []int32) ([]int32, []int32) {
+	c := e.Opts.CutoffLen
+	if c <= 0 || len(ids) <= c {
+		return ids, lab
+	}
+	if e.Opts.MaskHistory {
+		return ids[len(ids)-c:], lab[len(lab)-c:]
+	}
+	return ids[:c], lab[:c]
+}
+
+func toSample(r Rendered) (ids, labels []int32) {
+	ids = make([]int32, len(r.IDs))
+	labels = make([]int32, len(r.IDs))
+	for i, id := range r.IDs {
+		ids[i] = int32(id)
+		labels[i] = IgnoreIndex
+		if r.Trained[i] {
+			labels[i] = int32(id)
+		}
+	}
+	return ids, labels
+}
+
+func anyTrained(l []int32) bool {
+	for _, v := range l {
+		if v != IgnoreIndex {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,268 @@
+package data
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// Record is one raw record as read from a file: its top-level fields, still
+// undecoded. Bad is set instead of Fields when the record itself could not be
+// read (malformed JSON line, a value that is not an object).
+type Record struct {
+	Loc    Loc
+	Fields map[string]json.RawMessage
+	Bad    *Issue
+	Bytes  int // size of the record in the file, for throughput stats
+}
+
+// DataFiles lists the dataset files at path: the file itself, or every
+// .json, .jsonl and .parquet file under a folder, sorted by name so the
+// order (and so every seeded choice made later) is stable.
+func DataFiles(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	var files []string
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != path && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch fileType(p) {
+		case "json", "jsonl", "parquet":
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dataset folder %s: %w", path, err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("dataset folder %s: no .json, .jsonl or .parquet files", path)
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+func fileType(path string) string {
+	ext := strings.ToLower(filepath.Ext(path))
+	switch ext {
+	case ".json":
+		return "json"
+	case ".jsonl", ".ndjson":
+		return "jsonl"
+	case ".parquet":
+		return "parquet"
+	case ".txt", ".csv", ".arrow":
+		return ext[1:]
+	}
+	return ""
+}
+
+// ReadFile streams the records of one file to fn without holding the file in
+// memory. JSON files may hold an array of objects or one object per line;
+// which one is decided by the first non-blank byte, as Hugging Face's json
+// loader does. A non-nil error from fn stops the walk and is returned.
+func ReadFile(path string, fn func(Record) error) error {
+	if fileType(path) == "parquet" {
+		return readParquet(path, fn)
+	}
+	switch t := fileType(path); t {
+	case "json", "jsonl":
+	default:
+		return fmt.Errorf("%s: unsupported file type %q (expected .json, .jsonl or .parquet)", path, t)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<20)
+	first, err := firstByte(br)
+	if err == io.EOF {
+		return nil // an empty file has no records
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if first == '[' {
+		return readJSONArray(path, br, fn)
+	}
+	return readJSONL(path, br, fn)
+}
+
+func firstByte(br *bufio.Reader) (byte, error) {
+	for n := 1; ; n++ {
+		b, err := br.Peek(n)
+		if err != nil {
+			return 0, err
+		}
+		c := b[n-1]
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case 0xEF: // UTF-8 byte order mark
+			if bb, err := br.Peek(n + 2); err == nil && bb[n] == 0xBB && bb[n+1] == 0xBF {
+				n += 2
+				continue
+			}
+		}
+		return c, nil
+	}
+}
+
+func readJSONL(path string, br *bufio.Reader, fn func(Record) error) error {
+	var line []byte
+	lineNo, index := 0, 0
+	for {
+		line = line[:0]
+		var err error
+		for {
+			var chunk []byte
+			chunk, err = br.ReadSlice('\n')
+			line = append(line, chunk...)
+			if err != bufio.ErrBufferFull {
+				break
+			}
+		}
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("%s:%d: %w", path, lineNo+1, err)
+		}
+		if len(line) == 0 && err == io.EOF {
+			return nil
+		}
+		lineNo++
+		size := len(line)
+		trimmed := bytes.TrimSpace(line)
+		if lineNo == 1 {
+			trimmed = bytes.TrimPrefix(trimmed, []byte("\xEF\xBB\xBF"))
+		}
+		if len(trimmed) > 0 {
+			rec := Record{Loc: Loc{File: path, Line: lineNo, Index: index}, Bytes: size}
+			index++
+			if err := json.Unmarshal(trimmed, &rec.Fields); err != nil {
+				rec.Fields = nil
+				rec.Bad = issuef(rec.Loc, "", "invalid JSON line (expected one JSON object per line): %s", jsonErr(err))
+			}
+			if ferr := fn(rec); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+func jsonErr(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("found a JSON %s", te.Value)
+	}
+	return err.Error()
+}
+
+// readJSONArray walks a top-level JSON array with the decoder's token stream
+// so only one element is in memory at a time.
+func readJSONArray(path string, br *bufio.Reader, fn func(Record) error) error {
+	dec := json.NewDecoder(br)
+	if _, err := dec.Token(); err != nil { // the opening '['
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var prev int64 = dec.InputOffset()
+	for index := 0; dec.More(); index++ {
+		var raw json.RawMessage
+		loc := Loc{File: path, Index: index}
+		if err := dec.Decode(&raw); err != nil {
+			// A syntax error leaves the decoder lost: nothing after it can be
+			// trusted, so report it and stop reading this file.
+			bad := Record{Loc: loc, Bad: issuef(loc, "", "invalid JSON near byte %d: %v; the rest of the file was not read", dec.InputOffset(), err)}
+			return fn(bad)
+		}
+		rec := Record{Loc: loc, Bytes: int(dec.InputOffset() - prev)}
+		prev = dec.InputOffset()
+		if err := json.Unmarshal(raw, &rec.Fields); err != nil {
+			rec.Fields = nil
+			rec.Bad = issuef(loc, "", "array element is not a JSON object (%s)", jsonErr(err))
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		loc := Loc{File: path, Index: -1}
+		return fn(Record{Loc: loc, Bad: issuef(loc, "", "JSON array not closed: %v", err)})
+	}
+	return nil
+}
+
+func readParquet(path string, fn func(Record) error) (err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	// The parquet library panics on some malformed inputs; a user's file
+	// must give an error, not a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: malformed parquet file: %v", path, r)
+		}
+	}()
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		return fmt.Errorf("%s: not a readable parquet file: %w", path, err)
+	}
+	r := parquet.NewReader(pf)
+	defer r.Close()
+	avg := 0
+	if n := pf.NumRows(); n > 0 {
+		avg = int(st.Size() / n)
+	}
+	for index := 0; ; index++ {
+		row := map[string]any{}
+		if rerr := r.Read(&row); rerr != nil {
+			if rerr == io.EOF {
+				return nil
+			}
+			return fmt.Errorf("%s: row %d: %w", path, index, rerr)
+		}
+		loc := Loc{File: path, Index: index}
+		rec := Record{Loc: loc, Fields: make(map[string]json.RawMessage, len(row)), Bytes: avg}
+		for k, v := range row {
+			b, merr := json.Marshal(v)
+			if merr != nil {
+				rec.Fields, rec.Bad = nil, issuef(loc, k, "cannot convert parquet value: %v", merr)
+				break
+			}
+			rec.Fields[k] = b
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+}

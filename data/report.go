@@ -1,0 +1,297 @@
+package data
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/bits"
+	"sort"
+	"strings"
+)
+
+// SourceStats is what one dataset contributed and lost on the way.
+type SourceStats struct {
+	Name       string         `json:"name"`
+	Files      int            `json:"files"`
+	Bytes      int64          `json:"bytes"`
+	Formats    map[string]int `json:"formats"` // detected/declared format → files
+	Records    int            `json:"records"` // read
+	Bad        int            `json:"bad"`     // skipped as malformed or invalid
+	BadReasons map[string]int `json:"bad_reasons,omitempty"`
+	Filtered   map[string]int `json:"filtered,omitempty"` // removed by cleaning, per filter
+	Kept       int            `json:"kept"`               // examples after validation and cleaning
+	Dropped    map[string]int `json:"dropped,omitempty"`  // examples lost while encoding
+	Samples    int            `json:"samples"`            // tokenized samples
+	Mixed      int            `json:"mixed"`              // samples in the mixed order
+	Tokens     int64          `json:"tokens"`
+	Trained    int64          `json:"trained_tokens"`
+	Turns      int            `json:"turns"`
+	ToolCalls  int            `json:"tool_calls"`
+	Reasoning  int            `json:"with_reasoning"` // examples with reasoning text
+	MaxLen     int            `json:"max_len"`
+}
+
+// Segment is a run of rendered text that is, or is not, trained.
+type Segment struct {
+	Text    string `json:"text"`
+	Trained bool   `json:"trained"`
+}
+
+// RenderedSample shows one example as the model will see it.
+type RenderedSample struct {
+	Loc      Loc       `json:"loc"`
+	Source   string    `json:"source"`
+	Tokens   int       `json:"tokens"`
+	Trained  int       `json:"trained"`
+	Segments []Segment `json:"segments"`
+}
+
+// Report is the result of Inspect (and is stored with a prepared cache).
+type Report struct {
+	Stage     string           `json:"stage"`
+	Unit      string           `json:"unit"` // "tokens", or "chars" without a tokenizer
+	Sources   []*SourceStats   `json:"sources"`
+	Issues    []Issue          `json:"issues,omitempty"` // the first few, all are counted
+	Histogram []HistogramBin   `json:"length_histogram"`
+	Train     int              `json:"train"`
+	Val       int              `json:"val"`
+	Rendered  []RenderedSample `json:"rendered,omitempty"`
+
+	hist       [40]int
+	trainOrder []int
+	valOrder   []int
+}
+
+// HistogramBin counts samples with Lo ≤ length < Hi.
+type HistogramBin struct {
+	Lo    int `json:"lo"`
+	Hi    int `json:"hi"`
+	Count int `json:"count"`
+}
+
+func newReport(cfg Config) *Report {
+	r := &Report{Stage: or(cfg.Stage, "sft"), Unit: "tokens"}
+	for _, s := range cfg.Datasets {
+		r.source(s.Name)
+	}
+	return r
+}
+
+func (r *Report) source(name string) *SourceStats {
+	for _, s := range r.Sources {
+		if s.Name == name {
+			return s
+		}
+	}
+	s := &SourceStats{Name: name, Formats: map[string]int{}, BadReasons: map[string]int{}, Filtered: map[string]int{}, Dropped: map[string]int{}}
+	r.Sources = append(r.Sources, s)
+	return s
+}
+
+func (s *SourceStats) count(ex *Example) {
+	s.Turns += len(ex.Messages)
+	reasoning := false
+	for _, m := range ex.Messages {
+		s.ToolCalls += len(m.ToolCalls)
+		reasoning = reasoning || m.Reasoning != ""
+	}
+	if ex.Chosen != nil && ex.Chosen.Reasoning != "" {
+		reasoning = true
+	}
+	if reasoning {
+		s.Reasoning++
+	}
+}
+
+func (r *Report) addLength(d, n, trained int) {
+	s := r.Sources[d]
+	s.Samples++
+	s.Tokens += int64(n)
+	s.Trained += int64(trained)
+	s.MaxLen = max(s.MaxLen, n)
+	r.hist[bits.Len(uint(n))]++
+	r.Histogram = r.Histogram[:0]
+	for k, c := range r.hist {
+		if c > 0 {
+			lo := 0
+			if k > 0 {
+				lo = 1 << (k - 1)
+			}
+			r.Histogram = append(r.Histogram, HistogramBin{Lo: lo, Hi: 1 << k, Count: c})
+		}
+	}
+}
+
+func renderedSample(ex *Example, r Rendered) RenderedSample {
+	rs := RenderedSample{Loc: ex.Loc, Source: ex.Source, Tokens: len(r.IDs)}
+	add := func(text string, trained bool) {
+		if n := len(rs.Segments); n > 0 && rs.Segments[n-1].Trained == trained {
+			rs.Segments[n-1].Text += text
+			return
+		}
+		rs.Segments = append(rs.Segments, Segment{Text: text, Trained: trained})
+	}
+	pos := 0
+	for i, o := range r.Offsets {
+		if r.Trained[i] {
+			rs.Trained++
+		}
+		if o[1] <= o[0] || o[0] < pos {
+			if o[1] <= o[0] {
+				add(fmt.Sprintf("⟨%d⟩", r.IDs[i]), r.Trained[i])
+			}
+			continue
+		}
+		if o[0] > pos {
+			add(r.Text[pos:o[0]], false)
+		}
+		add(r.Text[o[0]:o[1]], r.Trained[i])
+		pos = o[1]
+	}
+	if pos < len(r.Text) {
+		add(r.Text[pos:], false)
+	}
+	return rs
+}
+
+// Totals sums the per-source counts.
+func (r *Report) Totals() SourceStats {
+	t := SourceStats{Name: "total", BadReasons: map[string]int{}, Filtered: map[string]int{}, Dropped: map[string]int{}}
+	for _, s := range r.Sources {
+		t.Files += s.Files
+		t.Bytes += s.Bytes
+		t.Records += s.Records
+		t.Bad += s.Bad
+		t.Kept += s.Kept
+		t.Samples += s.Samples
+		t.Mixed += s.Mixed
+		t.Tokens += s.Tokens
+		t.Trained += s.Trained
+		t.Turns += s.Turns
+		t.ToolCalls += s.ToolCalls
+		t.Reasoning += s.Reasoning
+		t.MaxLen = max(t.MaxLen, s.MaxLen)
+		for k, v := range s.BadReasons {
+			t.BadReasons[k] += v
+		}
+		for k, v := range s.Filtered {
+			t.Filtered[k] += v
+		}
+		for k, v := range s.Dropped {
+			t.Dropped[k] += v
+		}
+	}
+	return t
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(r)
+}
+
+// WriteText writes the human report. With color, trained text in rendered
+// samples is green; without, it is wrapped in [[ ]].
+func (r *Report) WriteText(w io.Writer, color bool) error {
+	var b strings.Builder
+	t := r.Totals()
+	fmt.Fprintf(&b, "Dataset report (stage %s)\n\n", r.Stage)
+	fmt.Fprintf(&b, "%-20s %8s %8s %8s %8s %8s %12s %8s\n", "source", "records", "bad", "filtered", "kept", "samples", r.Unit, "trained")
+	row := func(s SourceStats) {
+		filtered := 0
+		for _, v := range s.Filtered {
+			filtered += v
+		}
+		fmt.Fprintf(&b, "%-20s %8d %8d %8d %8d %8d %12d %7.1f%%\n", clip(s.Name, 20), s.Records, s.Bad, filtered, s.Kept, s.Samples, s.Tokens, pct(s.Trained, s.Tokens))
+	}
+	for _, s := range r.Sources {
+		row(*s)
+	}
+	if len(r.Sources) > 1 {
+		row(t)
+	}
+	if t.Samples > 0 {
+		fmt.Fprintf(&b, "\nmean length %.1f %s, max %d; %d turns, %d tool calls, %d examples with reasoning\n",
+			float64(t.Tokens)/float64(t.Samples), r.Unit, t.MaxLen, t.Turns, t.ToolCalls, t.Reasoning)
+	}
+	fmt.Fprintf(&b, "after mixing: %d train, %d validation", r.Train, r.Val)
+	if len(r.Sources) > 1 && r.Train+r.Val > 0 {
+		var parts []string
+		for _, s := range r.Sources {
+			parts = append(parts, fmt.Sprintf("%s %.1f%%", s.Name, 100*float64(s.Mixed)/float64(r.Train+r.Val)))
+		}
+		fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
+	}
+	b.WriteString("\n")
+	if len(r.Histogram) > 0 {
+		fmt.Fprintf(&b, "\nlength histogram (%s)\n", r.Unit)
+		most := 0
+		for _, h := range r.Histogram {
+			most = max(most, h.Count)
+		}
+		for _, h := range r.Histogram {
+			bar := strings.Repeat("█", (h.Count*40+most-1)/most)
+			fmt.Fprintf(&b, "  %6d–%-6d %8d %s\n", h.Lo, h.Hi-1, h.Count, bar)
+		}
+	}
+	section := func(title string, m map[string]int) {
+		if len(m) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "\n%s\n", title)
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || (m[keys[i]] == m[keys[j]] && keys[i] < keys[j]) })
+		for _, k := range keys {
+			fmt.Fprintf(&b, "  %8d  %s\n", m[k], k)
+		}
+	}
+	section("bad records (skipped)", t.BadReasons)
+	section("removed by filters", t.Filtered)
+	section("dropped while encoding", t.Dropped)
+	if len(r.Issues) > 0 {
+		fmt.Fprintf(&b, "\nfirst problems\n")
+		for _, is := range r.Issues {
+			fmt.Fprintf(&b, "  %s\n", is)
+		}
+	}
+	for _, s := range r.Rendered {
+		fmt.Fprintf(&b, "\n--- %s (%s): %d tokens, %d trained ", s.Loc, s.Source, s.Tokens, s.Trained)
+		if color {
+			b.WriteString("(trained text in green) ---\n")
+		} else {
+			b.WriteString("(trained text in [[ ]]) ---\n")
+		}
+		for _, seg := range s.Segments {
+			switch {
+			case !seg.Trained:
+				b.WriteString(seg.Text)
+			case color:
+				b.WriteString("\x1b[32m" + seg.Text + "\x1b[0m")
+			default:
+				b.WriteString("[[" + seg.Text + "]]")
+			}
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func pct(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}
+
+func clip(s string, n int) string {
+	if len([]rune(s)) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
