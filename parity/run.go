@@ -10,6 +10,7 @@ import (
 
 	"gotune/checks"
 	"gotune/optim"
+	"gotune/quant"
 )
 
 // RunModel runs every check a reference model folder supports.
@@ -46,6 +47,15 @@ func RunModel(dir string) ([]checks.Result, error) {
 		}
 	}
 	sort.Strings(methods)
+	if exists(filepath.Join(dir, "ref", "lora", "meta.json")) {
+		for _, qt := range []quant.Type{quant.NF4, quant.FP4, quant.Int8Row} {
+			res, err := r.QLoRA(qt)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, res...)
+		}
+	}
 	for _, m := range methods {
 		res, err := r.Method(m)
 		if err != nil {

@@ -80,14 +80,9 @@ func (t *Trainer) printf(format string, args ...any) {
 func (t *Trainer) loadModel() error {
 	c := t.Cfg
 	opt := model.LoadOptions{Storage: model.F32}
-	if c.BF16 && c.FinetuningType == "lora" && c.QuantizationBit == nil {
+	if c.BF16 && c.FinetuningType == "lora" {
 		opt.Storage = model.BF16
 	}
-	m, err := model.Load(t.ModelDir, opt)
-	if err != nil {
-		return err
-	}
-	t.Model = m
 	if c.QuantizationBit != nil {
 		if c.FinetuningType != "lora" {
 			return fmt.Errorf("quantization_bit needs finetuning_type: lora (QLoRA); the quantized base stays frozen")
@@ -104,14 +99,13 @@ func (t *Trainer) loadModel() error {
 		default:
 			return fmt.Errorf("quantization_bit %d: want 4 or 8", *c.QuantizationBit)
 		}
-		for _, l := range m.Linears() {
-			q, err := quant.Quantize(l.DenseWeight(), l.Out, l.In, qo)
-			if err != nil {
-				return fmt.Errorf("quantize %s: %w", l.Name, err)
-			}
-			l.Q, l.W, l.WBF16 = q, nil, nil
-		}
+		opt.Quant = &qo
 	}
+	m, err := model.Load(t.ModelDir, opt)
+	if err != nil {
+		return err
+	}
+	t.Model = m
 	t.ws = m.NewWorkspace()
 	t.ws.Checkpoint = c.UseGradientCheckpointing()
 	return nil
