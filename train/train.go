@@ -206,23 +206,13 @@ func freezeParams(m *model.Model, n int, modules, extra []string) ([]*nn.Param, 
 
 func (t *Trainer) loadData() error {
 	c := t.Cfg
-	info, err := data.LoadDatasetInfo(c.DatasetDir)
+	dc, err := DataConfig(c)
 	if err != nil {
 		return err
 	}
-	specs, err := info.Resolve(c.Dataset)
+	enc, err := t.encoder(dc.Encode)
 	if err != nil {
 		return err
-	}
-	opts := data.EncodeOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory}
-	enc, err := t.encoder(opts)
-	if err != nil {
-		return err
-	}
-	dc := data.Config{Datasets: specs, Stage: c.Stage, ValSize: c.ValSize, Encode: opts,
-		Mix: data.MixConfig{Strategy: c.MixStrategy, Probs: c.InterleaveProbs, Seed: int64(c.Seed)}}
-	if c.MaxSamples != nil {
-		dc.MaxSamples = *c.MaxSamples
 	}
 	cacheDir := c.TokenizedPath
 	if cacheDir == "" {
@@ -237,30 +227,53 @@ func (t *Trainer) loadData() error {
 	if pad, ok := enc.Tok.(data.HFTokenizer); ok {
 		t.pad = int32(pad.PAD())
 	}
-	if rep := cache.Report(); rep != nil {
-		t.printf("data: %d training samples, %d validation (%s)\n", len(t.train), len(t.val), cache.Path())
-	}
+	t.printf("data: %d training samples, %d validation (%s)\n", len(t.train), len(t.val), cache.Path())
 	if len(t.train) == 0 {
 		return fmt.Errorf("no training samples left after validation and filtering; see `gotune data inspect`")
 	}
 	return nil
 }
 
+// DataConfig maps a training configuration onto the data pipeline's: the
+// datasets resolved through dataset_dir/dataset_info.json, mixing, the
+// validation split, masking options, and gotune's default cleaning (exact
+// and near duplicates, placeholder answers), which `gotune data inspect`
+// reports record by record.
+func DataConfig(c *config.Config) (data.Config, error) {
+	info, err := data.LoadDatasetInfo(c.DatasetDir)
+	if err != nil {
+		return data.Config{}, err
+	}
+	specs, err := info.Resolve(c.Dataset)
+	if err != nil {
+		return data.Config{}, err
+	}
+	dc := data.Config{Datasets: specs, Stage: c.Stage, ValSize: c.ValSize, Clean: data.DefaultClean(),
+		Encode: data.EncodeOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory},
+		Mix:    data.MixConfig{Strategy: c.MixStrategy, Probs: c.InterleaveProbs, Seed: int64(c.Seed)}}
+	if c.MaxSamples != nil {
+		dc.MaxSamples = *c.MaxSamples
+	}
+	return dc, nil
+}
+
 // encoder tokenizes with the model's tokenizer and renders with the model's
 // chat template, or with the built-in template named by `template`.
 func (t *Trainer) encoder(opts data.EncodeOptions) (*data.Encoder, error) {
-	name := t.Cfg.Template
-	if name == "default" || name == "auto" {
-		name = ""
+	enc, err := Encoder(t.ModelDir, t.Cfg.Template, opts)
+	if err == nil && t.Cfg.Template != "" && t.Cfg.Template != "default" {
+		t.printf("template: built-in %q\n", t.Cfg.Template)
 	}
-	enc, err := data.LoadEncoderTemplate(t.ModelDir, name, opts)
-	if err != nil {
-		return nil, err
+	return enc, err
+}
+
+// Encoder builds the tokenizer and template glue for a model folder;
+// template names a built-in template ("", "default" or "auto": the model's own).
+func Encoder(modelDir, template string, opts data.EncodeOptions) (*data.Encoder, error) {
+	if template == "default" || template == "auto" {
+		template = ""
 	}
-	if name != "" {
-		t.printf("template: built-in %q\n", name)
-	}
-	return enc, nil
+	return data.LoadEncoderTemplate(modelDir, template, opts)
 }
 
 // plan lays out the micro-batches of an epoch: the training samples

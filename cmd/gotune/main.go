@@ -20,8 +20,11 @@ func commands() map[string]command {
 		"generate":   {"generate text from a model folder (greedy or sampled)", runGenerate},
 		"parity":     {"check gotune against reference outputs of the Python stack", runParity},
 		"bench":      {"measure kernels, forward and training throughput", runBench},
+		"data":       {"inspect or prepare datasets: validation, statistics, masks, tokenized cache", runData},
 		"train":      {"fine-tune a model from a LLaMA-Factory style YAML config", runTrain},
 		"quickstart": {"train a LoRA adapter on the bundled tiny model and data, and compare answers", runQuickstart},
+		"chat":       {"chat with a model in the terminal (streams, keeps history)", runChat},
+		"serve":      {"serve an OpenAI-compatible HTTP API for a model and its adapters", runServe},
 	}
 }
 
