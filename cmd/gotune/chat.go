@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"gotune/assets"
+	"gotune/chat"
+	"gotune/infer"
+)
+
+func runChat(args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signalContext()
+	defer stop()
+	return chatMain(ctx, args, os.Stdin, stdout, stderr)
+}
+
+const chatHelp = `commands: /reset clears the conversation, /system TEXT sets the system message (and resets),
+          /exit or /quit leaves (so does end of input), /help shows this`
+
+// chatMain runs the chat loop: one user message per input line, the reply
+// streamed to stdout, prompts and statistics on stderr when input is a
+// terminal.
+func chatMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: gotune chat [MODEL] [flags]\n\nChat with a model folder (default: the bundled "+assets.DefaultModel+").\n"+chatHelp+"\n\nflags:")
+		fs.PrintDefaults()
+	}
+	modelDir := fs.String("model", "", "model folder (or give it as the first argument)")
+	adapter := fs.String("adapter", "", "PEFT adapter folder to attach")
+	system := fs.String("system", "", "system message")
+	maxNew := fs.Int("max-new-tokens", 512, "tokens to generate at most per reply")
+	sample := sampleFlags(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if *modelDir, err = positionalModel(*modelDir, pos); err != nil {
+		return err
+	}
+	dir, err := modelPath(*modelDir)
+	if err != nil {
+		return err
+	}
+	e, err := infer.Load(dir, *adapter)
+	if err != nil {
+		return err
+	}
+	if e.Template == nil {
+		return fmt.Errorf("%s has no chat template; use 'gotune generate --raw' for plain text", dir)
+	}
+	s := &chatSession{e: e, system: *system, maxNew: *maxNew, sample: *sample}
+	s.reset()
+
+	ctx, cancel := context.WithCancel(ctx) // also ends the line reader
+	defer cancel()
+	interactive := isTerminal(stdin)
+	if interactive {
+		fmt.Fprintf(stderr, "gotune chat with %s. %s\n", dir, "/help for commands, Ctrl-D to leave.")
+	}
+	lines, readErr := readLines(ctx, stdin)
+	for {
+		if interactive {
+			fmt.Fprint(stderr, "> ")
+		}
+		var line string
+		var ok bool
+		select {
+		case line, ok = <-lines:
+		case <-ctx.Done(): // Ctrl-C at the prompt
+			fmt.Fprintln(stderr)
+			return nil
+		}
+		if !ok {
+			break
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if cmd, arg, _ := strings.Cut(line, " "); strings.HasPrefix(cmd, "/") {
+			switch cmd {
+			case "/exit", "/quit":
+				return nil
+			case "/reset":
+				s.reset()
+				fmt.Fprintln(stderr, "(conversation cleared)")
+			case "/system":
+				s.system = strings.TrimSpace(arg)
+				s.reset()
+				fmt.Fprintln(stderr, "(system message set, conversation cleared)")
+			case "/help":
+				fmt.Fprintln(stderr, chatHelp)
+			default:
+				fmt.Fprintf(stderr, "unknown command %s; %s\n", cmd, "/help lists them")
+			}
+			continue
+		}
+		start := time.Now()
+		res, err := s.send(ctx, line, stdout)
+		fmt.Fprintln(stdout)
+		if errors.Is(err, context.Canceled) {
+			return nil // interrupted: leave quietly
+		} else if err != nil {
+			return err
+		}
+		if interactive {
+			el := time.Since(start).Seconds()
+			fmt.Fprintf(stderr, "[%d tokens, %.1f tokens/s, %s]\n", len(res.Tokens), float64(len(res.Tokens))/max(el, 1e-9), res.FinishReason)
+		}
+	}
+	return <-readErr
+}
+
+// readLines delivers input lines on a channel, so that waiting for one can
+// be interrupted; it stops when ctx ends or the input does.
+func readLines(ctx context.Context, r io.Reader) (<-chan string, <-chan error) {
+	lines, errc := make(chan string), make(chan error, 1)
+	go func() {
+		defer close(lines)
+		in := bufio.NewScanner(r)
+		in.Buffer(make([]byte, 64<<10), 4<<20)
+		for in.Scan() {
+			select {
+			case lines <- in.Text():
+			case <-ctx.Done():
+				errc <- nil
+				return
+			}
+		}
+		errc <- in.Err()
+	}()
+	return lines, errc
+}
+
+// chatSession keeps a conversation's history.
+type chatSession struct {
+	e      *infer.Engine
+	system string
+	maxNew int
+	sample infer.SampleOptions
+	msgs   []chat.Message
+}
+
+func (s *chatSession) reset() {
+	s.msgs = s.msgs[:0]
+	if s.system != "" {
+		s.msgs = append(s.msgs, chat.NewMessage("system", s.system))
+	}
+}
+
+// send adds a user message, streams the reply to out and adds it to the
+// history. When the conversation outgrows the model's context, the oldest
+// turns are dropped (the system message stays).
+func (s *chatSession) send(ctx context.Context, text string, out io.Writer) (infer.Result, error) {
+	msgs := append(append([]chat.Message(nil), s.msgs...), chat.NewMessage("user", text))
+	prompt, msgs, err := s.fit(msgs)
+	if err != nil {
+		return infer.Result{}, err
+	}
+	res, err := s.e.GenerateContext(ctx, infer.Request{Prompt: prompt, MaxTokens: s.maxNew, Sample: s.sample,
+		OnText: func(t string) { fmt.Fprint(out, t) }})
+	if err != nil {
+		return res, err
+	}
+	s.msgs = append(msgs, chat.NewMessage("assistant", res.Text))
+	return res, nil
+}
+
+// fit renders msgs, dropping the oldest turns until the prompt and the
+// reply fit the model's context.
+func (s *chatSession) fit(msgs []chat.Message) (string, []chat.Message, error) {
+	limit := 0
+	if s.e.Model != nil && s.e.Model.Cfg != nil {
+		limit = s.e.Model.Cfg.MaxPositions
+	}
+	for {
+		prompt, err := s.e.Prompt(msgs, chat.Options{})
+		if err != nil {
+			return "", nil, err
+		}
+		if limit <= 0 || s.e.CountTokens(prompt)+s.maxNew <= limit {
+			return prompt, msgs, nil
+		}
+		first := 0
+		if len(msgs) > 0 && msgs[0].Role() == "system" {
+			first = 1
+		}
+		if len(msgs)-first <= 1 {
+			return "", nil, fmt.Errorf("the message and --max-new-tokens %d do not fit the model's %d-token context", s.maxNew, limit)
+		}
+		// Drop the oldest user turn and the replies that followed it.
+		end := first + 1
+		for end < len(msgs) && msgs[end].Role() != "user" {
+			end++
+		}
+		msgs = append(msgs[:first], msgs[end:]...)
+	}
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// parseInterleaved parses flags that may come after positional arguments
+// (gotune chat MODEL --adapter DIR) and returns the positionals.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// positionalModel merges --model with an optional MODEL argument.
+func positionalModel(flagValue string, pos []string) (string, error) {
+	switch {
+	case len(pos) > 1:
+		return "", fmt.Errorf("unexpected arguments %q: give one model folder", pos[1:])
+	case len(pos) == 1 && flagValue != "" && flagValue != pos[0]:
+		return "", fmt.Errorf("model given twice: %q and --model %q", pos[0], flagValue)
+	case len(pos) == 1:
+		return pos[0], nil
+	}
+	return flagValue, nil
+}
