@@ -23,6 +23,7 @@ func commands() map[string]command {
 		"data":       {"inspect or prepare datasets: validation, statistics, masks, tokenized cache", runData},
 		"train":      {"fine-tune a model from a LLaMA-Factory style YAML config", runTrain},
 		"quickstart": {"train a LoRA adapter on the bundled tiny model and data, and compare answers", runQuickstart},
+		"export":     {"write a merged Hugging Face model, a PEFT adapter or GGUF (+ Ollama Modelfile)", runExport},
 		"chat":       {"chat with a model in the terminal (streams, keeps history)", runChat},
 		"serve":      {"serve an OpenAI-compatible HTTP API for a model and its adapters", runServe},
 	}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"gotune/export"
+	"gotune/quant"
+)
+
+func runExport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `usage: gotune export --model BASE [--adapter DIR] --out DIR [flags]
+
+Formats:
+  hf    the adapter merged into the base (LoRA, rsLoRA, DoRA, IA3), as a Hugging Face folder
+  peft  the adapter alone, in PEFT's layout
+  gguf  model.gguf of the merged model; with --gguf-adapter the base's model.gguf plus adapter.gguf
+
+--out is written into a temporary folder beside it and renamed into place when complete.
+With --quantization-bit the base is rounded through the quantized format a QLoRA adapter
+was trained on before merging: the result equals the trained QLoRA model, and carries the
+quantization's rounding in every projection.
+
+Flags:`)
+		fs.PrintDefaults()
+	}
+	var o export.Options
+	fs.StringVar(&o.Model, "model", "", "base model folder (Hugging Face layout)")
+	fs.StringVar(&o.Adapter, "adapter", "", "PEFT adapter folder")
+	fs.StringVar(&o.Out, "out", "", "output folder to create")
+	format := fs.String("format", "hf", "hf, peft or gguf")
+	dtype := fs.String("dtype", "", "f32, bf16 or f16 (default: the base config's dtype for hf, the adapter's own for peft)")
+	ggufType := fs.String("gguf-type", "f16", "GGUF weight type: f32, f16, bf16, q8_0, q4_0 or q4_k")
+	fs.BoolVar(&o.GGUFAdapter, "gguf-adapter", false, "gguf: write the LoRA adapter as adapter.gguf instead of merging it")
+	shard := fs.String("shard-size", "5GB", "hf: largest safetensors file (e.g. 5GB, 500MiB)")
+	fs.BoolVar(&o.Modelfile, "modelfile", false, "gguf: also write an Ollama Modelfile")
+	fs.StringVar(&o.System, "system", "", "gguf: default system prompt of the Modelfile")
+	fs.StringVar(&o.Name, "name", "", "gguf: general.name (default: the --out folder's name)")
+	fs.BoolVar(&o.Force, "force", false, "replace a non-empty --out")
+	qbit := fs.Int("quantization-bit", 0, "merge onto the base as QLoRA trained it: 4 or 8 (0: full precision)")
+	qtype := fs.String("quantization-type", "nf4", "4-bit type of --quantization-bit 4: nf4 or fp4")
+	dq := fs.Bool("double-quantization", true, "the base was double-quantized (as LLaMA-Factory's default)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.Format = export.Format(*format)
+	var err error
+	if *dtype != "" {
+		if o.DType, err = export.ParseDType(*dtype); err != nil {
+			return err
+		}
+	}
+	if o.GGUFType, err = export.ParseGGUFType(*ggufType); err != nil {
+		return err
+	}
+	if o.ShardBytes, err = export.ParseSize(*shard); err != nil {
+		return fmt.Errorf("--shard-size: %w", err)
+	}
+	switch *qbit {
+	case 0:
+	case 4:
+		q := &quant.Options{Type: quant.NF4, DoubleQuant: *dq}
+		switch *qtype {
+		case "nf4":
+		case "fp4":
+			q.Type = quant.FP4
+		default:
+			return fmt.Errorf("--quantization-type %q: want nf4 or fp4", *qtype)
+		}
+		o.Quant = q
+	case 8:
+		o.Quant = &quant.Options{Type: quant.Int8Row}
+	default:
+		return fmt.Errorf("--quantization-bit %d: want 4 or 8", *qbit)
+	}
+	o.Log = stderr
+	res, err := export.Run(o)
+	if err != nil {
+		return err
+	}
+	what := "model"
+	if res.Merged != "" {
+		what = "model with the " + res.Merged + " adapter merged"
+	}
+	if o.Format == export.PEFT {
+		what = "adapter"
+	}
+	fmt.Fprintf(stdout, "wrote %s to %s:\n", what, res.Out)
+	for _, f := range res.Files {
+		fmt.Fprintf(stdout, "  %s\n", f)
+	}
+	return nil
+}

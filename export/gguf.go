@@ -1,0 +1,186 @@
+package export
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gotune/gguf"
+	"gotune/peft"
+	"gotune/safetensors"
+)
+
+// File names inside a GGUF export folder.
+const (
+	ModelGGUF     = "model.gguf"
+	AdapterGGUF   = "adapter.gguf"
+	ModelfileName = "Modelfile"
+)
+
+// writeGGUF writes model.gguf (merged, or the base with adapter.gguf) and
+// optionally a Modelfile, and checks them against llama.cpp's loading rules.
+func writeGGUF(dir string, opt Options, res *Result) error {
+	name := opt.Name
+	if name == "" {
+		name = filepath.Base(filepath.Clean(opt.Out))
+	}
+	src := opt.Model
+	if opt.Adapter != "" && !opt.GGUFAdapter {
+		// Merge into a float32 Hugging Face folder first; the converter
+		// reads folders. It lives inside the temporary export folder.
+		hf := filepath.Join(dir, ".merged-hf")
+		if err := os.Mkdir(hf, 0o755); err != nil {
+			return err
+		}
+		defer os.RemoveAll(hf)
+		m, merged, err := MergedModel(opt.Model, opt.Adapter, opt.Quant)
+		if err != nil {
+			return err
+		}
+		res.Merged = merged
+		fmt.Fprintf(opt.Log, "merged %s adapter %s\n", merged, opt.Adapter)
+		hopt := opt
+		hopt.ShardBytes = 0
+		if err := saveHF(hf, m, hopt, safetensors.F32); err != nil {
+			return err
+		}
+		src = hf
+	}
+	modelPath := filepath.Join(dir, ModelGGUF)
+	fmt.Fprintf(opt.Log, "writing %s (%s)\n", ModelGGUF, opt.GGUFType)
+	if err := gguf.FromHF(src, modelPath, gguf.Options{Type: opt.GGUFType, Name: name}); err != nil {
+		return err
+	}
+	if err := checkGGUF(modelPath, ""); err != nil {
+		return err
+	}
+	var adapterRef string
+	if opt.GGUFAdapter {
+		typ, err := peft.PeftType(opt.Adapter)
+		if err != nil {
+			return err
+		}
+		if typ != "LORA" {
+			return fmt.Errorf("%s: peft_type %s cannot be a llama.cpp adapter (LORA only); merge it instead", opt.Adapter, typ)
+		}
+		at := gguf.F16
+		if opt.GGUFType == gguf.F32 {
+			at = gguf.F32
+		}
+		adapterPath := filepath.Join(dir, AdapterGGUF)
+		fmt.Fprintf(opt.Log, "writing %s (%s)\n", AdapterGGUF, at)
+		if err := gguf.AdapterFromPEFT(opt.Adapter, opt.Model, adapterPath, gguf.AdapterOptions{Type: at, Name: name + "-adapter"}); err != nil {
+			return err
+		}
+		if err := checkGGUF(adapterPath, modelPath); err != nil {
+			return err
+		}
+		adapterRef = "./" + AdapterGGUF
+	}
+	if !opt.Modelfile {
+		return nil
+	}
+	fam, err := Family(opt.Model, opt.Adapter)
+	if err != nil {
+		return err
+	}
+	text, err := gguf.Modelfile(gguf.ModelfileOptions{From: "./" + ModelGGUF, Adapter: adapterRef, Family: fam, System: opt.System})
+	if err != nil {
+		return err
+	}
+	return writeFileSync(filepath.Join(dir, ModelfileName), []byte(text))
+}
+
+// checkGGUF runs llama.cpp's loading rules over a written file (an adapter
+// when base is set), so a broken export is never put in place.
+func checkGGUF(path, base string) error {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var errs []error
+	if base == "" {
+		errs = gguf.CheckModel(f)
+	} else {
+		b, err := gguf.Open(base)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		errs = gguf.CheckAdapter(f, b)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s fails llama.cpp's checks: %w", filepath.Base(path), errors.Join(errs...))
+	}
+	return nil
+}
+
+// Family picks the Modelfile's chat family (qwen3, qwen2, llama3, mistral):
+// from the chat template's markers when there is one (the adapter's first,
+// as training stores the template it used), else from config.json's
+// model_type.
+func Family(modelDir, adapterDir string) (string, error) {
+	path := filepath.Join(modelDir, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var c struct {
+		ModelType string `json:"model_type"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	tmpl := ""
+	for _, d := range []string{adapterDir, modelDir} {
+		if d != "" && tmpl == "" {
+			tmpl = chatTemplate(d)
+		}
+	}
+	switch {
+	case strings.Contains(tmpl, "<|im_start|>"):
+		if c.ModelType == "qwen3" || strings.Contains(tmpl, "<think>") {
+			return "qwen3", nil
+		}
+		return "qwen2", nil
+	case strings.Contains(tmpl, "<|start_header_id|>"):
+		return "llama3", nil
+	case strings.Contains(tmpl, "[INST]"):
+		return "mistral", nil
+	}
+	switch c.ModelType {
+	case "qwen3", "qwen2", "mistral":
+		return c.ModelType, nil
+	case "llama":
+		return "llama3", nil
+	}
+	return "", fmt.Errorf("%s: model_type %q has no Modelfile template (qwen3, qwen2, llama, mistral)", path, c.ModelType)
+}
+
+// chatTemplate returns a folder's chat template text: chat_template.jinja,
+// or the chat_template string of tokenizer_config.json.
+func chatTemplate(dir string) string {
+	if b, err := os.ReadFile(filepath.Join(dir, "chat_template.jinja")); err == nil {
+		return string(b)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
+	if err != nil {
+		return ""
+	}
+	var tc struct {
+		ChatTemplate json.RawMessage `json:"chat_template"`
+	}
+	if json.Unmarshal(b, &tc) != nil {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(tc.ChatTemplate, &s) == nil {
+		return s
+	}
+	// A list of named templates: their text is enough for the markers.
+	return string(tc.ChatTemplate)
+}
