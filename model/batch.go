@@ -43,6 +43,11 @@ func (b *Batch) Validate(vocab int) error {
 			return fmt.Errorf("batch: input_ids[%d][%d] = %d is outside the vocabulary [0, %d)", i/b.T, i%b.T, id, vocab)
 		}
 	}
+	for i, p := range b.Pos {
+		if p < 0 {
+			return fmt.Errorf("batch: position_ids[%d][%d] = %d is negative", i/b.T, i%b.T, p)
+		}
+	}
 	for i, id := range b.Labels {
 		if id != IgnoreIndex && (id < 0 || int(id) >= vocab) {
 			return fmt.Errorf("batch: labels[%d][%d] = %d is outside the vocabulary [0, %d)", i/b.T, i%b.T, id, vocab)
@@ -54,6 +59,9 @@ func (b *Batch) Validate(vocab int) error {
 // TrainedTokens counts the labels that contribute to the loss (after the shift).
 func (b *Batch) TrainedTokens() int {
 	n := 0
+	if b.Labels == nil {
+		return 0
+	}
 	for r := 0; r < b.B; r++ {
 		for t := 1; t < b.T; t++ {
 			if b.Labels[r*b.T+t] != IgnoreIndex {

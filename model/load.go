@@ -3,7 +3,6 @@ package model
 import (
 	"encoding/binary"
 	"fmt"
-	"path/filepath"
 
 	"gotune/compute/cpu"
 	"gotune/nn"
@@ -69,7 +68,7 @@ func (m *Model) LoadWeights(set *safetensors.Set, opt LoadOptions) error {
 			return fmt.Errorf("%s: missing tensor %q (shape %v expected from config.json)", set.Dir, name, shape)
 		}
 		if !sameShape(info.Shape, shape) {
-			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", filepath.Base(set.FileOf(name)), name, info.Shape, shape)
+			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", set.FileOf(name), name, info.Shape, shape)
 		}
 		switch {
 		case opt.Quant != nil:
@@ -128,7 +127,7 @@ func readParam(set *safetensors.Set, p *nn.Param) error {
 		return fmt.Errorf("%s: missing tensor %q (shape %v expected from config.json)", set.Dir, p.Name, p.Shape)
 	}
 	if !sameShape(info.Shape, p.Shape) {
-		return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", filepath.Base(set.FileOf(p.Name)), p.Name, info.Shape, p.Shape)
+		return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", set.FileOf(p.Name), p.Name, info.Shape, p.Shape)
 	}
 	if err := safetensors.DecodeFloat32s(p.Data, b, info); err != nil {
 		return fmt.Errorf("%s: %w", set.FileOf(p.Name), err)

@@ -156,19 +156,32 @@ func (m *Model) Rope(n int) *RopeTable {
 	if m.ropes == nil {
 		m.ropes = map[int]*RopeTable{}
 	}
-	// Dynamic NTK scaling depends on the sequence length; the others don't,
-	// so one growing table serves every length.
+	c := m.Cfg
+	dynamic := c.Rope.Type == "dynamic" && c.MaxPositions > 0
+	// Dynamic NTK scaling depends on the sequence length past
+	// max_position_embeddings; below it, and for every other type, one
+	// growing table serves every length.
 	key := 0
-	if m.Cfg.Rope.Type == "dynamic" && n > m.Cfg.MaxPositions {
+	if dynamic && n > c.MaxPositions {
 		key = n
 	}
 	t := m.ropes[key]
 	if t == nil || len(t.Cos) < n*t.Dim {
 		size := max(n, 256)
-		if key != 0 {
+		switch {
+		case key != 0:
 			size = n
+			// Only the newest long table is kept: decoding past the limit
+			// would otherwise keep one table per length.
+			for k := range m.ropes {
+				if k != 0 {
+					delete(m.ropes, k)
+				}
+			}
+		case dynamic:
+			size = min(size, c.MaxPositions)
 		}
-		t = m.Cfg.NewRopeTable(size)
+		t = c.NewRopeTable(size)
 		m.ropes[key] = t
 	}
 	return t

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -42,6 +43,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	ckptFlag := fs.Bool("checkpoint", false, "gradient checkpointing for --train")
 	storage := fs.String("storage", "f32", "frozen weight storage for --train lora: f32 or bf16")
 	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	memory := fs.Bool("memory", false, "report resident memory of the frozen weights in f32, bf16, int8 and nf4 (default shape qwen3-0.6b)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,6 +58,17 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	var shapes []string
 	if *shapeList != "" {
 		shapes = strings.Split(*shapeList, ",")
+	}
+	if *memory {
+		if len(shapes) == 0 {
+			shapes = []string{"qwen3-0.6b"}
+		}
+		for _, s := range shapes {
+			if err := benchMemory(stdout, s); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if *train != "" {
 		if len(shapes) == 0 {
@@ -209,5 +222,49 @@ func benchTrain(w io.Writer, method, shape string, b, t, steps, rank int, checkp
 	emit(w, map[string]any{"bench": "train_tokens_per_s", "method": method, "shape": shape, "batch": b, "seq": t,
 		"value": round(float64(b*t) / el), "unit": "tokens/s", "step_s": el, "loss": loss,
 		"peak_rss_mib": mem.Peak >> 20, "checkpoint": checkpoint, "threads": runtime.GOMAXPROCS(0)})
+	return nil
+}
+
+// benchMemory builds a model with random weights, converts every projection
+// to each storage type in turn, and reports the process's resident memory
+// after freeing everything else: what the frozen weights really occupy.
+func benchMemory(w io.Writer, shape string) error {
+	cfg, err := model.Shape(shape)
+	if err != nil {
+		return err
+	}
+	kinds := []string{"f32", "bf16", "int8", "nf4"}
+	for _, kind := range kinds {
+		m := model.New(cfg)
+		m.RandomInit(1)
+		var linear int64
+		for _, l := range m.Linears() {
+			switch kind {
+			case "bf16":
+				l.WBF16 = make([]uint16, len(l.W.Data))
+				cpu.F32ToBF16(l.WBF16, l.W.Data)
+				l.W = nil
+				linear += int64(2 * len(l.WBF16))
+			case "int8", "nf4":
+				qt := quant.Int8Row
+				if kind == "nf4" {
+					qt = quant.NF4
+				}
+				q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: qt})
+				if err != nil {
+					return err
+				}
+				l.Q, l.W = q, nil
+				linear += int64(q.Bytes())
+			default:
+				linear += int64(4 * len(l.W.Data))
+			}
+		}
+		debug.FreeOSMemory()
+		mem, _ := runlog.ReadMem()
+		emit(w, map[string]any{"bench": "weights_rss_mib", "shape": shape, "storage": kind, "value": mem.RSS >> 20, "unit": "MiB",
+			"linear_mib": linear >> 20, "embedding_mib": int64(4*len(m.Embed.Data)) >> 20})
+		runtime.KeepAlive(m)
+	}
 	return nil
 }

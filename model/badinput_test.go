@@ -1,0 +1,308 @@
+package model
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gotune/safetensors"
+)
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+const tinyConfigJSON = `{"model_type":"llama","vocab_size":32,"hidden_size":16,"intermediate_size":24,
+	"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":64,
+	"rms_norm_eps":1e-5,"rope_theta":10000,"tie_word_embeddings":false}`
+
+// tinyTensors returns every tensor a model of tinyConfigJSON needs, with
+// random values.
+func tinyTensors(t *testing.T) []safetensors.Tensor {
+	t.Helper()
+	cfg, err := ParseConfig("config.json", []byte(tinyConfigJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(cfg)
+	m.RandomInit(4)
+	var ts []safetensors.Tensor
+	for _, p := range m.Params() {
+		ts = append(ts, safetensors.F32Tensor(p.Name, p.Shape, p.Data))
+	}
+	return ts
+}
+
+// modelDir writes config.json and model.safetensors into a fresh folder.
+func modelDir(t *testing.T, config string, tensors []safetensors.Tensor) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if tensors != nil {
+		if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// load calls Load and turns a panic into a test failure.
+func load(t *testing.T, dir string) (m *Model, err error) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("Load panicked: %v", r)
+		}
+	}()
+	return Load(dir, LoadOptions{})
+}
+
+func replaceKey(js, key, value string) string {
+	i := strings.Index(js, `"`+key+`":`)
+	if i < 0 {
+		panic("no key " + key)
+	}
+	j := i + len(key) + 3
+	k := strings.IndexAny(js[j:], ",}")
+	return js[:j] + value + js[j+k:]
+}
+
+func dropKey(js, key string) string {
+	i := strings.Index(js, `"`+key+`":`)
+	k := strings.IndexAny(js[i:], ",}")
+	if js[i+k] == ',' {
+		k++
+	}
+	return js[:i] + js[i+k:]
+}
+
+func TestLoadGoodFolder(t *testing.T) {
+	ts := tinyTensors(t)
+	dir := modelDir(t, tinyConfigJSON, ts)
+	m, err := load(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tensor := range ts {
+		var p []float32
+		for _, q := range m.Params() {
+			if q.Name == tensor.Name {
+				p = q.Data
+			}
+		}
+		want := safetensors.EncodeF32(p)
+		if string(want) != string(tensor.Data) {
+			t.Fatalf("tensor %s not loaded as written", tensor.Name)
+		}
+	}
+	// bf16 storage loads the same folder.
+	if _, err := Load(dir, LoadOptions{Storage: BF16}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLoadBadFolder: each broken model folder gives a one-line error that
+// names the file, the key or tensor at fault and what was expected.
+func TestLoadBadFolder(t *testing.T) {
+	good := tinyTensors(t)
+	const q0 = "model.layers.0.self_attn.q_proj.weight"
+	without := func(name string) []safetensors.Tensor {
+		var out []safetensors.Tensor
+		for _, ts := range good {
+			if ts.Name != name {
+				out = append(out, ts)
+			}
+		}
+		return out
+	}
+	with := func(name string, shape []int) []safetensors.Tensor {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		return append(without(name), safetensors.F32Tensor(name, shape, make([]float32, n)))
+	}
+	cases := []struct {
+		name  string
+		setup func(t *testing.T) string // returns the folder
+		want  []string                  // substrings of the error
+	}{
+		{"truncated safetensors", func(t *testing.T) string {
+			dir := modelDir(t, tinyConfigJSON, good)
+			p := filepath.Join(dir, "model.safetensors")
+			st, _ := os.Stat(p)
+			if err := os.Truncate(p, st.Size()-100); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, []string{"model.safetensors", "truncated"}},
+		{"safetensors shorter than its header", func(t *testing.T) string {
+			dir := modelDir(t, tinyConfigJSON, good)
+			if err := os.Truncate(filepath.Join(dir, "model.safetensors"), 40); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, []string{"model.safetensors", "header length", "truncated"}},
+		{"safetensors of 5 bytes", func(t *testing.T) string {
+			dir := modelDir(t, tinyConfigJSON, nil)
+			os.WriteFile(filepath.Join(dir, "model.safetensors"), []byte("hello"), 0o644)
+			return dir
+		}, []string{"model.safetensors", "too short"}},
+		{"corrupt header", func(t *testing.T) string {
+			dir := modelDir(t, tinyConfigJSON, good)
+			p := filepath.Join(dir, "model.safetensors")
+			b, _ := os.ReadFile(p)
+			copy(b[8:], "{not json")
+			os.WriteFile(p, b, 0o644)
+			return dir
+		}, []string{"model.safetensors", "header", "JSON"}},
+		{"header length past the end", func(t *testing.T) string {
+			dir := modelDir(t, tinyConfigJSON, good)
+			p := filepath.Join(dir, "model.safetensors")
+			b, _ := os.ReadFile(p)
+			binary.LittleEndian.PutUint64(b, 1<<40)
+			os.WriteFile(p, b, 0o644)
+			return dir
+		}, []string{"model.safetensors", "header length"}},
+		{"unsupported model_type", func(t *testing.T) string {
+			return modelDir(t, replaceKey(tinyConfigJSON, "model_type", `"gpt2"`), good)
+		}, []string{"config.json", "model_type", "gpt2", "llama"}},
+		{"missing model_type", func(t *testing.T) string {
+			return modelDir(t, dropKey(tinyConfigJSON, "model_type"), good)
+		}, []string{"config.json", "model_type"}},
+		{"unsupported rope type", func(t *testing.T) string {
+			return modelDir(t, replaceKey(tinyConfigJSON, "rope_theta", `10000,"rope_scaling":{"rope_type":"longrope","factor":2}`), good)
+		}, []string{"config.json", "rope_scaling", "longrope", "yarn"}},
+		{"llama3 rope without low_freq_factor", func(t *testing.T) string {
+			return modelDir(t, replaceKey(tinyConfigJSON, "rope_theta", `10000,"rope_scaling":{"rope_type":"llama3","factor":8,"high_freq_factor":4,"original_max_position_embeddings":32}`), good)
+		}, []string{"config.json", "llama3", "low_freq_factor"}},
+		{"missing hidden_size", func(t *testing.T) string {
+			return modelDir(t, dropKey(tinyConfigJSON, "hidden_size"), good)
+		}, []string{"config.json", "hidden_size", "missing"}},
+		{"missing num_hidden_layers", func(t *testing.T) string {
+			return modelDir(t, dropKey(tinyConfigJSON, "num_hidden_layers"), good)
+		}, []string{"config.json", "num_hidden_layers", "missing"}},
+		{"zero vocab_size", func(t *testing.T) string {
+			return modelDir(t, replaceKey(tinyConfigJSON, "vocab_size", "0"), good)
+		}, []string{"config.json", "vocab_size", "positive"}},
+		{"heads not a multiple of kv heads", func(t *testing.T) string {
+			return modelDir(t, replaceKey(tinyConfigJSON, "num_key_value_heads", "3"), good)
+		}, []string{"config.json", "num_attention_heads 4", "num_key_value_heads 3", "multiple"}},
+		{"odd head_dim", func(t *testing.T) string {
+			return modelDir(t, replaceKey(tinyConfigJSON, "num_attention_heads", `4,"head_dim":5`), good)
+		}, []string{"config.json", "head_dim 5", "even"}},
+		{"unsupported activation", func(t *testing.T) string {
+			return modelDir(t, replaceKey(tinyConfigJSON, "rms_norm_eps", `1e-5,"hidden_act":"gelu"`), good)
+		}, []string{"config.json", "hidden_act", "gelu"}},
+		{"config.json not JSON", func(t *testing.T) string {
+			return modelDir(t, `{"model_type": "llama",`, good)
+		}, []string{"config.json"}},
+		{"no config.json", func(t *testing.T) string {
+			dir := modelDir(t, tinyConfigJSON, good)
+			os.Remove(filepath.Join(dir, "config.json"))
+			return dir
+		}, []string{"config.json"}},
+		{"q_proj with the wrong rows", func(t *testing.T) string {
+			return modelDir(t, tinyConfigJSON, with(q0, []int{12, 16}))
+		}, []string{"model.safetensors", q0, "[12 16]", "[16 16]"}},
+		{"q_proj with the wrong rank", func(t *testing.T) string {
+			return modelDir(t, tinyConfigJSON, with(q0, []int{256}))
+		}, []string{"model.safetensors", q0, "[256]", "[16 16]"}},
+		{"missing tensor", func(t *testing.T) string {
+			return modelDir(t, tinyConfigJSON, without("model.layers.1.mlp.down_proj.weight"))
+		}, []string{"model.layers.1.mlp.down_proj.weight", "missing", "[16 24]"}},
+		{"missing lm_head of an untied model", func(t *testing.T) string {
+			return modelDir(t, tinyConfigJSON, without("lm_head.weight"))
+		}, []string{"lm_head.weight", "missing"}},
+		{"integer weights", func(t *testing.T) string {
+			ts := without(q0)
+			ts = append(ts, safetensors.Tensor{Name: q0, DType: safetensors.DType("I64"), Shape: []int{16, 16},
+				Data: safetensors.EncodeI64(make([]int64, 256))})
+			return modelDir(t, tinyConfigJSON, ts)
+		}, []string{"model.safetensors", "I64"}},
+		{"pickle-only folder", func(t *testing.T) string {
+			dir := modelDir(t, tinyConfigJSON, nil)
+			os.WriteFile(filepath.Join(dir, "pytorch_model.bin"), []byte("PK\x03\x04 pickle"), 0o644)
+			return dir
+		}, []string{"pytorch_model.bin", "pickle", "safetensors"}},
+		{"no weights at all", func(t *testing.T) string {
+			return modelDir(t, tinyConfigJSON, nil)
+		}, []string{"safetensors"}},
+		{"index naming a missing shard", func(t *testing.T) string {
+			dir := modelDir(t, tinyConfigJSON, nil)
+			os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"),
+				[]byte(`{"weight_map":{"model.embed_tokens.weight":"model-00001-of-00002.safetensors"}}`), 0o644)
+			return dir
+		}, []string{"model-00001-of-00002.safetensors"}},
+		{"index escaping the folder", func(t *testing.T) string {
+			dir := modelDir(t, tinyConfigJSON, nil)
+			os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"),
+				[]byte(`{"weight_map":{"model.embed_tokens.weight":"../evil.safetensors"}}`), 0o644)
+			return dir
+		}, []string{"model.safetensors.index.json", "../evil.safetensors"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := c.setup(t)
+			m, err := load(t, dir)
+			if err == nil {
+				t.Fatalf("Load succeeded (%d layers); want an error", len(m.Layers))
+			}
+			msg := err.Error()
+			t.Log(msg)
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error spans several lines: %q", msg)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not mention %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestBatchValidate(t *testing.T) {
+	const V = 32
+	ok := func() *Batch {
+		return &Batch{B: 2, T: 3, IDs: []int32{1, 2, 3, 4, 5, 31}, Labels: []int32{IgnoreIndex, 2, 3, 4, 5, IgnoreIndex},
+			Mask: []int32{1, 1, 1, 1, 1, 0}}
+	}
+	if err := ok().Validate(V); err != nil {
+		t.Fatalf("valid batch rejected: %v", err)
+	}
+	cases := []struct {
+		name   string
+		modify func(b *Batch)
+		want   []string
+	}{
+		{"id past the vocabulary", func(b *Batch) { b.IDs[4] = V }, []string{"input_ids[1][1]", "32", "[0, 32)"}},
+		{"negative id", func(b *Batch) { b.IDs[0] = -5 }, []string{"input_ids[0][0]", "-5"}},
+		{"label past the vocabulary", func(b *Batch) { b.Labels[2] = 1000 }, []string{"labels[0][2]", "1000"}},
+		{"negative label other than -100", func(b *Batch) { b.Labels[1] = -1 }, []string{"labels[0][1]", "-1"}},
+		{"short mask", func(b *Batch) { b.Mask = b.Mask[:5] }, []string{"attention_mask", "5", "6"}},
+		{"short labels", func(b *Batch) { b.Labels = b.Labels[:2] }, []string{"labels", "2", "6"}},
+		{"no ids", func(b *Batch) { b.IDs = nil }, []string{"input_ids"}},
+		// A negative position id indexes the rope table out of range: the
+		// forward pass panics on a batch Validate accepted.
+		{"negative position id", func(b *Batch) { b.Pos = []int32{0, -1, 2, 0, 1, 2} }, []string{"position_ids[0][1]", "-1"}},
+		{"empty", func(b *Batch) { b.B = 0 }, []string{"empty"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := ok()
+			c.modify(b)
+			err := b.Validate(V)
+			if err == nil {
+				t.Fatal("Validate accepted the batch")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
