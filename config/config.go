@@ -74,7 +74,7 @@ type Config struct {
 	Seed                      int                `yaml:"seed"`
 	BF16                      bool               `yaml:"bf16"`
 	FP16                      bool               `yaml:"fp16"`
-	GradientCheckpointing     bool               `yaml:"gradient_checkpointing"`
+	GradientCheckpointing     *bool              `yaml:"gradient_checkpointing"` // nil: on for long micro-batches
 	DisableGradCheckpointing  bool               `yaml:"disable_gradient_checkpointing"`
 
 	// Output, logging, checkpoints.

@@ -229,9 +229,22 @@ func (c *Config) PackingEnabled() bool {
 	return c.Stage == "pt"
 }
 
-// UseGradientCheckpointing reports whether to recompute activations.
+// AutoCheckpointTokens is the micro-batch size (batch × cutoff_len) from
+// which gradient checkpointing is on unless the config says otherwise:
+// beyond it, stored activations outgrow the weights of small models.
+const AutoCheckpointTokens = 4096
+
+// UseGradientCheckpointing reports whether to recompute each block's
+// activations in the backward pass: as gradient_checkpointing says, or, when
+// it is unset, for micro-batches of AutoCheckpointTokens tokens and more.
 func (c *Config) UseGradientCheckpointing() bool {
-	return c.GradientCheckpointing && !c.DisableGradCheckpointing
+	switch {
+	case c.DisableGradCheckpointing:
+		return false
+	case c.GradientCheckpointing != nil:
+		return *c.GradientCheckpointing
+	}
+	return max(c.PerDeviceTrainBatchSize, 1)*c.CutoffLen >= AutoCheckpointTokens
 }
 
 // EvalEvery is the evaluation interval in steps: eval_steps, defaulting to

@@ -21,6 +21,10 @@ import (
 // then the base model's module name. In memory each carries the adapter name
 // ("default"); saved files drop it.
 const (
+	// peftFormatVersion is the PEFT release whose adapter format gotune
+	// writes (and whose reference outputs its parity tests use).
+	peftFormatVersion = "0.21.0"
+
 	namePrefix  = "base_model.model."
 	adapterName = "default"
 )
@@ -282,6 +286,12 @@ func (c LoRAConfig) peftJSON() map[string]any {
 		"lora_bias": false, "lora_dropout": c.Dropout, "megatron_config": nil, "megatron_core": "megatron.core",
 		"modules_to_save": nil, "peft_type": "LORA", "r": c.R, "rank_pattern": rp, "revision": nil,
 		"target_modules": targets, "task_type": "CAUSAL_LM", "use_dora": c.DoRA, "use_rslora": c.RSLoRA,
+		// Fields of newer PEFT versions, at their defaults, so loaders that
+		// expect them find them.
+		"peft_version": peftFormatVersion, "exclude_modules": nil, "target_parameters": nil,
+		"trainable_token_indices": nil, "ensure_weight_tying": false, "use_qalora": false, "qalora_group_size": 16,
+		"use_bdlora": nil, "alora_invocation_tokens": nil, "arrow_config": nil, "corda_config": nil, "eva_config": nil,
+		"kasa_config": nil, "lora_ga_config": nil, "monteclora_config": nil, "velora_config": nil,
 	}
 }
 
