@@ -42,11 +42,11 @@ func TestLoRASavesPEFTLayout(t *testing.T) {
 	}
 	defer st.Close()
 	want := map[string][]int{
-		"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":        {4, 64},
-		"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight":        {128, 4},
+		"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":         {4, 64},
+		"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight":         {128, 4},
 		"base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector": {128},
-		"base_model.model.model.layers.1.mlp.down_proj.lora_A.weight":           {4, 160},
-		"base_model.model.model.layers.1.mlp.down_proj.lora_B.weight":           {64, 4},
+		"base_model.model.model.layers.1.mlp.down_proj.lora_A.weight":            {4, 160},
+		"base_model.model.model.layers.1.mlp.down_proj.lora_B.weight":            {64, 4},
 	}
 	for name, shape := range want {
 		info, ok := st.Info(name)

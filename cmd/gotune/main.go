@@ -22,6 +22,7 @@ func commands() map[string]command {
 		"bench":      {"measure kernels, forward and training throughput", runBench},
 		"data":       {"inspect or prepare datasets: validation, statistics, masks, tokenized cache", runData},
 		"train":      {"fine-tune a model from a LLaMA-Factory style YAML config", runTrain},
+		"plan":       {"estimate memory and step time of each fine-tuning method and recommend one", runPlan},
 		"quickstart": {"train a LoRA adapter on the bundled tiny model and data, and compare answers", runQuickstart},
 		"export":     {"write a merged Hugging Face model, a PEFT adapter or GGUF (+ Ollama Modelfile)", runExport},
 		"chat":       {"chat with a model in the terminal (streams, keeps history)", runChat},
