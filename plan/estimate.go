@@ -1,0 +1,537 @@
+// Package plan estimates, before any training, how much memory and time each
+// fine-tuning method of gotune needs for a model, batch and sequence length,
+// and recommends one. The memory model follows what gotune allocates, buffer
+// by buffer (model.Workspace, the PEFT adapters' own buffers, the optimizer),
+// plus a calibrated allowance for the Go runtime and the BLAS library.
+package plan
+
+import (
+	"fmt"
+	"strings"
+
+	"gotune/compute/cpu"
+	"gotune/model"
+	"gotune/quant"
+)
+
+// Method is a fine-tuning method the planner knows.
+type Method string
+
+// The methods, in the order the table lists them.
+const (
+	Full       Method = "full"
+	Freeze     Method = "freeze"
+	LoRA       Method = "lora"
+	DoRA       Method = "dora"
+	QLoRA      Method = "qlora-nf4"
+	Prompt     Method = "prompt-tuning"
+	PTuning    Method = "p-tuning"
+	Prefix     Method = "prefix-tuning"
+	IA3        Method = "ia3"
+	Bottleneck Method = "bottleneck"
+)
+
+// Methods lists every method in table order.
+func Methods() []Method {
+	return []Method{Full, Freeze, LoRA, DoRA, QLoRA, Prompt, PTuning, Prefix, IA3, Bottleneck}
+}
+
+// ParseMethod accepts a method name as Methods spells it (qlora also names
+// qlora-nf4).
+func ParseMethod(s string) (Method, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "qlora" {
+		return QLoRA, nil
+	}
+	for _, m := range Methods() {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("unknown method %q (known: %v)", s, Methods())
+}
+
+// Options are the run's shape and the methods' hyperparameters. Zero values
+// take the defaults listed with each field.
+type Options struct {
+	Batch int // sequences per step; 1
+	Seq   int // tokens per sequence; 1024
+	// LoRARank is the rank of LoRA, DoRA and QLoRA (all seven projections
+	// of every layer targeted, as lora_target: all); 16.
+	LoRARank int
+	// Virtual is num_virtual_tokens of prompt tuning, P-tuning and prefix
+	// tuning; 20.
+	Virtual int
+	// BottleneckSize is the hidden size of the bottleneck adapters (Houlsby
+	// placement: after attention and after the MLP); 64.
+	BottleneckSize int
+	// FreezeLayers is freeze_trainable_layers (the last n layers train); 2.
+	FreezeLayers int
+	// Storage is how the frozen projections of LoRA, DoRA and the prompt,
+	// IA3 and adapter methods are held: model.F32 (default) or model.BF16.
+	Storage model.DType
+	// SingleQuant turns off QLoRA's double quantization (on by default, as
+	// in LLaMA-Factory).
+	SingleQuant bool
+	// SourceBytes is the size of the safetensors files, which are mapped
+	// and read whole while the model loads; 0 for a randomly initialised
+	// model (gotune bench).
+	SourceBytes int64
+	// GFLOPS and NF4GFLOPS are the measured throughputs of float32 matrix
+	// products and of products with an NF4 weight; 0 leaves step times out.
+	GFLOPS, NF4GFLOPS float64
+	// Runtime is the resident size of an idle gotune process (Go runtime,
+	// binary, BLAS library); 0 means DefaultRuntime.
+	Runtime int64
+	// Steps is the number of training steps of the run (a warm-up step
+	// included); 0 means a long run. Each step leaves garbage (attention
+	// tiles, head rows) that the Go collector frees only when the heap
+	// reaches GOGC% above the live heap, so a long run's peak includes
+	// that headroom in full.
+	Steps int64
+	// GOGC is the collector's setting; 0 means 100 (Go's default), a
+	// negative value means collection is off.
+	GOGC int
+	// Threads is the number of workers of the attention kernels; 0 means
+	// cpu.Threads().
+	Threads int
+}
+
+func (o Options) withDefaults() Options {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.Batch, 1)
+	def(&o.Seq, 1024)
+	def(&o.LoRARank, 16)
+	def(&o.Virtual, 20)
+	def(&o.BottleneckSize, 64)
+	def(&o.FreezeLayers, 2)
+	if o.Storage == "" {
+		o.Storage = model.F32
+	}
+	if o.Runtime <= 0 {
+		o.Runtime = DefaultRuntime
+	}
+	if o.GOGC == 0 {
+		o.GOGC = 100
+	}
+	if o.Threads <= 0 {
+		o.Threads = cpu.Threads()
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.Batch < 0 || o.Seq < 0 || o.LoRARank < 0 || o.Virtual < 0 || o.BottleneckSize < 0:
+		return fmt.Errorf("plan: batch, seq, lora rank, virtual tokens and bottleneck size must not be negative")
+	case o.Storage != "" && o.Storage != model.F32 && o.Storage != model.BF16:
+		return fmt.Errorf("plan: storage %q: want f32 or bf16", o.Storage)
+	case o.SourceBytes < 0:
+		return fmt.Errorf("plan: source bytes must not be negative")
+	}
+	return nil
+}
+
+// DefaultRuntime is the resident size of a gotune process before it
+// allocates a model: Go runtime, binary text and the mapped OpenBLAS
+// library with its first thread buffers, measured on the development
+// machine (gotune bench on the smallest shapes).
+const DefaultRuntime = 22 << 20
+
+// Memory is an estimate of resident bytes by what holds them.
+type Memory struct {
+	// Weights: the model (f32 embeddings, norms and biases; projections in
+	// WeightFormat) plus the trained adapter or prompt parameters.
+	Weights int64 `json:"weights"`
+	// Grads: a float32 gradient per trainable value.
+	Grads int64 `json:"grads"`
+	// Optimizer: AdamW's two float32 moments per trainable value.
+	Optimizer int64 `json:"optimizer"`
+	// Activations: the workspace (saved layer outputs, residual streams,
+	// attention scratch, chunked head logits, backward scratch) and the
+	// adapters' saved inputs and outputs.
+	Activations int64 `json:"activations"`
+	// Runtime: the idle process plus the Go collector's headroom for
+	// garbage made by each step.
+	Runtime int64 `json:"runtime"`
+	// Load: the peak while the model loads (f32 weights, mapped source
+	// files, conversions), when it exceeds the training peak it is what
+	// Total reports.
+	Load int64 `json:"load"`
+	// Total is the expected peak resident size (VmHWM).
+	Total int64 `json:"total"`
+}
+
+// Estimate is the planner's verdict on one method.
+type Estimate struct {
+	Method          Method `json:"method"`
+	TrainableParams int64  `json:"trainable_params"`
+	WeightFormat    string `json:"weight_format"` // f32, bf16 or nf4 (the projections)
+	Memory          Memory `json:"memory"`
+	// MemoryCheckpoint is with gradient checkpointing.
+	MemoryCheckpoint Memory `json:"memory_checkpoint"`
+	// StepFLOPs counts the floating-point operations of one optimizer step
+	// of Batch sequences (forward, backward, checkpoint recomputation).
+	StepFLOPs           float64 `json:"step_flops"`
+	StepFLOPsCheckpoint float64 `json:"step_flops_checkpoint"`
+	// StepSeconds are StepFLOPs divided by the measured throughputs; 0
+	// when no throughput was given.
+	StepSeconds           float64 `json:"step_seconds"`
+	StepSecondsCheckpoint float64 `json:"step_seconds_checkpoint"`
+	Notes                 []string `json:"notes,omitempty"`
+}
+
+// shape holds the sizes every formula uses, as int64.
+type shape struct {
+	V, h, qd, kd, inter, L, heads, kvh, hd int64
+	tied, qkNorm                           bool
+	linBias                                int64 // bias values per layer
+	normsPerLayer                          int64
+}
+
+func shapeOf(c *model.Config) shape {
+	s := shape{V: int64(c.Vocab), h: int64(c.Hidden), qd: int64(c.QDim()), kd: int64(c.KVDim()),
+		inter: int64(c.Intermediate), L: int64(c.Layers), heads: int64(c.Heads), kvh: int64(c.KVHeads),
+		hd: int64(c.HeadDim), tied: c.TieEmbeddings, qkNorm: c.QKNorm}
+	if c.AttnBias {
+		s.linBias += s.qd + 2*s.kd
+	}
+	if c.AttnOutBias {
+		s.linBias += s.h
+	}
+	if c.MLPBias {
+		s.linBias += 2*s.inter + s.h
+	}
+	s.normsPerLayer = 2 * s.h
+	if c.QKNorm {
+		s.normsPerLayer += 2 * s.hd
+	}
+	return s
+}
+
+// linears lists the projections of one layer as {out, in}.
+func (s shape) linears() [][2]int64 {
+	return [][2]int64{{s.qd, s.h}, {s.kd, s.h}, {s.kd, s.h}, {s.h, s.qd},
+		{s.inter, s.h}, {s.inter, s.h}, {s.h, s.inter}}
+}
+
+// linearParams is the weight count of one layer's projections.
+func (s shape) linearParams() int64 {
+	var n int64
+	for _, l := range s.linears() {
+		n += l[0] * l[1]
+	}
+	return n
+}
+
+// dense counts the values the model holds in float32 whatever the storage
+// of the projections: embeddings, untied head, norms, biases.
+func (s shape) dense() int64 {
+	n := s.V*s.h + s.h + s.L*(s.normsPerLayer+s.linBias)
+	if !s.tied {
+		n += s.V * s.h
+	}
+	return n
+}
+
+func (s shape) params() int64 { return s.dense() + s.L*s.linearParams() }
+
+// run is what the activation formulas depend on beyond the model.
+type run struct {
+	B, T   int64 // T includes virtual tokens
+	prefix int64 // prefix-tuning keys/values per layer
+	hooks  bool  // sub-layer hooks (bottleneck adapters)
+	rows   int64 // rows with a target (the head's work)
+}
+
+// workspace is the float32 count of model.Workspace after one step.
+func (s shape) workspace(r run, checkpoint bool) int64 {
+	n := r.B * r.T
+	tk := r.T + r.prefix
+	sets := s.L
+	if checkpoint {
+		sets = 1
+	}
+	// One layerActs set: saved inputs/outputs and its attention scratch.
+	act := n*(s.h+1) + n*(2*s.qd+3*s.kd) + n*s.qd + r.B*s.heads*r.T + n*s.h + n*(s.h+1) + 3*n*s.inter
+	if s.qkNorm {
+		act += n * (s.heads + s.kvh)
+	}
+	if r.prefix > 0 {
+		act += 2 * r.B * tk * s.kd
+	}
+	act += 2 * r.B * s.heads * tk * s.hd // nn.Attention.Scratch (kept per set)
+	total := sets * act
+	total += (s.L + 1) * n * s.h // residual stream
+	total += n*(s.h+1) + n*s.h   // xf, rstdf, dxf
+	chunk := min(128, max(r.rows, 1))
+	total += chunk * s.V // head logits
+	// RoPE cos/sin tables, grown to the longest position seen.
+	total += 2 * max(r.T+r.prefix, 256) * s.hd
+	// Backward scratch: dres, dxn, datt, dq, dk, dv, da, dg, du (+dqn, dkn).
+	total += 2*n*s.h + 2*n*s.qd + 2*r.B*tk*s.kd + 3*n*s.inter
+	if s.qkNorm {
+		total += n * (s.qd + s.kd)
+	}
+	if r.hooks {
+		total += n * s.h // dhook
+	}
+	return total
+}
+
+// headRows is the number of positions with a target: every one but the
+// last of each sequence when every token is trained.
+func headRows(b, t int64) int64 { return b * max(t-1, 0) }
+
+// Estimate computes the memory and FLOPs of one method for a model.
+func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
+	if err := opt.validate(); err != nil {
+		return Estimate{}, err
+	}
+	if c == nil || c.Hidden <= 0 || c.Layers <= 0 || c.Vocab <= 0 || c.Heads <= 0 || c.KVHeads <= 0 || c.HeadDim <= 0 || c.Intermediate <= 0 {
+		return Estimate{}, fmt.Errorf("plan: model configuration has a non-positive size")
+	}
+	o := opt.withDefaults()
+	s := shapeOf(c)
+	B, T := int64(o.Batch), int64(o.Seq)
+	r := run{B: B, T: T, rows: headRows(B, T)}
+	rank, P := int64(o.LoRARank), int64(o.Virtual)
+
+	e := Estimate{Method: m, WeightFormat: "f32"}
+	linVals := s.L * s.linearParams()
+	weights := 4 * s.params()
+	f32Model := weights
+	var trainable int64
+	var adapterActs int64 // float32 values the method's buffers hold (not reduced by checkpointing)
+	lora := m == LoRA || m == DoRA || m == QLoRA
+	frozenStorage := func() {
+		if o.Storage == model.BF16 {
+			weights = 4*s.dense() + 2*linVals
+			e.WeightFormat = "bf16"
+		}
+	}
+	switch m {
+	case Full:
+		trainable = s.params()
+	case Freeze:
+		k := min(int64(o.FreezeLayers), s.L)
+		trainable = k * (s.linearParams() + s.normsPerLayer + s.linBias)
+	case LoRA, DoRA, QLoRA:
+		for _, l := range s.linears() {
+			trainable += s.L * rank * (l[0] + l[1])
+			n := r.B * r.T
+			adapterActs += s.L * 2 * n * rank // h, dh
+			if m == DoRA {
+				trainable += s.L * l[0]
+				adapterActs += s.L * (2*n*l[0] + 2*l[0]) // u, du, norm, scale
+			}
+		}
+		if m == QLoRA {
+			qo := quant.Options{Type: quant.NF4, DoubleQuant: !o.SingleQuant}
+			var qb int64
+			for _, l := range s.linears() {
+				b, err := quant.BytesFor(int(l[0]), int(l[1]), qo)
+				if err != nil {
+					return Estimate{}, fmt.Errorf("plan: %w", err)
+				}
+				qb += s.L * b
+			}
+			weights = 4*s.dense() + qb
+			// Dequantized weight panels kept by quant's sync.Pool between
+			// products (1 MiB each; one to three are resident, measured).
+			adapterActs += 2 * (256 << 10)
+			e.WeightFormat = "nf4"
+			if !o.SingleQuant {
+				e.WeightFormat = "nf4-dq"
+			}
+		} else {
+			frozenStorage()
+		}
+	case Prompt:
+		trainable = P * s.h
+		r.T += P
+		adapterActs += r.B * P * s.h // dvirt
+		frozenStorage()
+	case PTuning:
+		// Embedding, then MLP h→h→h→h with biases (encoder_hidden_size = h).
+		trainable = P*s.h + 3*(s.h*s.h+s.h)
+		r.T += P
+		adapterActs += r.B*P*s.h + 2*3*P*s.h*2 // dvirt; float64 encoder activations
+		frozenStorage()
+	case Prefix:
+		trainable = P * s.L * 2 * s.kd
+		r.prefix = P
+		adapterActs += s.L * 2 * P * s.kd // per-layer key/value copies
+		frozenStorage()
+	case IA3:
+		// Keys and values scaled at the output, down_proj at its input.
+		trainable = s.L * (2*s.kd + s.inter)
+		n := r.B * r.T
+		adapterActs += s.L * (2*2*n*s.kd + 2*n*s.inter) // base, dyb for k, v; xs, dxs for down
+		frozenStorage()
+	case Bottleneck:
+		size := int64(o.BottleneckSize)
+		trainable = s.L * 2 * (2*size*s.h + size + s.h)
+		n := r.B * r.T
+		adapterActs += s.L * 2 * (n*s.h + 3*n*size) // x, z, a, da
+		r.hooks = true
+		frozenStorage()
+	default:
+		return Estimate{}, fmt.Errorf("plan: unknown method %q", m)
+	}
+	if m != Full && m != Freeze {
+		weights += 4 * trainable
+	}
+	e.TrainableParams = trainable
+
+	// Loading: f32 model and the mapped files; converting to bf16 or nf4
+	// holds both forms at once.
+	load := f32Model + o.SourceBytes
+	if e.WeightFormat != "f32" {
+		load += weights - 4*s.dense() - 4*trainable
+	}
+
+	for _, ckpt := range []bool{false, true} {
+		mem := Memory{Weights: weights, Grads: 4 * trainable, Optimizer: 8 * trainable}
+		ws := s.workspace(r, ckpt)
+		mem.Activations = 4 * (ws + adapterActs)
+		live := mem.Weights + mem.Grads + mem.Optimizer + mem.Activations
+		mem.Runtime = o.Runtime + gcHeadroom(live, garbagePerStep(s, r, o.Threads, ckpt), o.Steps, o.GOGC)
+		train := live + mem.Runtime
+		mem.Load = load + o.Runtime
+		mem.Total = max(train, mem.Load)
+		flops, nf4 := s.stepFLOPs(m, r, rank, trainable, ckpt)
+		secs := 0.0
+		if o.GFLOPS > 0 {
+			secs = flops / (o.GFLOPS * 1e9)
+			if nf4 > 0 {
+				rate := o.NF4GFLOPS
+				if rate <= 0 {
+					rate = o.GFLOPS
+				}
+				secs += nf4 / (rate * 1e9)
+			}
+		}
+		if ckpt {
+			e.MemoryCheckpoint, e.StepFLOPsCheckpoint, e.StepSecondsCheckpoint = mem, flops+nf4, secs
+		} else {
+			e.Memory, e.StepFLOPs, e.StepSeconds = mem, flops+nf4, secs
+		}
+	}
+	if lora && !(m == QLoRA) && o.Storage == model.F32 {
+		e.Notes = append(e.Notes, "frozen projections in f32; bf16 storage halves them")
+	}
+	if e.Memory.Load >= e.Memory.Total {
+		e.Notes = append(e.Notes, "peak is reached while loading")
+	}
+	return e, nil
+}
+
+// garbagePerStep is what one step allocates and drops (bytes): the
+// attention kernels' per-worker tiles (forward scores; backward p and dp),
+// the head's row copies and index lists, prefix tuning's gradient splits.
+func garbagePerStep(s shape, r run, threads int, checkpoint bool) int64 {
+	workers := min(int64(threads), r.B*s.heads)
+	tk := r.T + r.prefix
+	tile := min(128, r.T) * tk
+	fwd := int64(1)
+	if checkpoint {
+		fwd = 2
+	}
+	g := s.L * workers * tile * (fwd + 2) * 4
+	chunk := min(128, max(r.rows, 1))
+	g += 2*chunk*s.h*4 + chunk*8 + 2*r.rows*12
+	if r.prefix > 0 {
+		g += s.L * (2*r.B*r.prefix*s.kd + 2*r.B*r.T*s.kd + fwd*r.B*tk) * 4
+	}
+	return g
+}
+
+// gcHeadroom is the garbage resident at the peak: what the run makes, up
+// to the heap growth the collector allows before it reclaims any.
+func gcHeadroom(live, perStep, steps int64, gogc int) int64 {
+	made := perStep * steps
+	if gogc < 0 {
+		if steps <= 0 {
+			return live * 10 // unbounded; make it obvious
+		}
+		return made
+	}
+	limit := live * int64(gogc) / 100
+	if steps <= 0 || made > limit {
+		return limit
+	}
+	return made
+}
+
+// stepFLOPs counts one step's floating-point operations: float32 ones and
+// those of products with an NF4 weight (QLoRA's forward and input-gradient
+// products).
+func (s shape) stepFLOPs(m Method, r run, rank, trainable int64, checkpoint bool) (f32, nf4 float64) {
+	n := float64(r.B * r.T)
+	lin := float64(s.L * s.linearParams())
+	// Causal attention: q·kᵀ and p·v over about half the (query, key) pairs,
+	// plus the prefix keys which every query sees.
+	pairs := float64(r.B) * float64(s.heads) * (float64(r.T)*float64(r.T+1)/2 + float64(r.T*r.prefix))
+	attn := 2 * 2 * pairs * float64(s.hd) * float64(s.L)
+	head := 2 * float64(r.rows) * float64(s.V) * float64(s.h)
+
+	fwdLin := 2 * n * lin
+	// Backward: input gradients of every projection always (gradients must
+	// reach the earliest trained value), weight gradients for trained ones.
+	bwdLin := 2 * n * lin
+	var wgrad float64
+	switch m {
+	case Full:
+		wgrad = 2 * n * lin
+	case Freeze:
+		wgrad = 2 * n * lin * float64(trainable) / float64(max(s.params(), 1))
+	}
+	layerFwd := fwdLin + attn
+	f := fwdLin + attn + head + // forward
+		bwdLin + wgrad + 2*attn + head // backward
+	if m == Full {
+		f += head // the tied or untied head's weight gradient
+	}
+	if checkpoint {
+		f += layerFwd
+	}
+	switch m {
+	case LoRA, DoRA, QLoRA:
+		var ad float64
+		for _, l := range s.linears() {
+			ad += float64(s.L) * 2 * n * float64(rank) * float64(l[0]+l[1])
+		}
+		passes := 3.0
+		if checkpoint {
+			passes++
+		}
+		f += passes * ad
+		if m == DoRA {
+			// ‖W + s·B·A‖ per row on every forward.
+			fwds := 1.0
+			if checkpoint {
+				fwds = 2
+			}
+			var norm float64
+			for _, l := range s.linears() {
+				norm += float64(s.L) * float64(l[0]*l[1]) * float64(2*rank+2)
+			}
+			f += fwds * norm
+		}
+	}
+	if m == QLoRA {
+		passes := 2.0 // forward and input gradient
+		if checkpoint {
+			passes++
+		}
+		q := passes * 2 * n * lin
+		f -= q
+		return f, q
+	}
+	return f, 0
+}

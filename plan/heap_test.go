@@ -1,0 +1,173 @@
+package plan
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+
+	"gotune/model"
+	"gotune/nn"
+	"gotune/optim"
+	"gotune/peft"
+	"gotune/quant"
+)
+
+// attach prepares m for method as gotune's trainer and bench do, and returns
+// the trained parameters.
+func attach(m *model.Model, method Method, o Options) ([]*nn.Param, error) {
+	o = o.withDefaults()
+	var ps []*nn.Param
+	switch method {
+	case Full:
+		ps = m.Params()
+	case Freeze:
+		for _, l := range m.Layers[len(m.Layers)-o.FreezeLayers:] {
+			ps = append(ps, l.InNorm, l.PostNorm)
+			if l.QNorm != nil {
+				ps = append(ps, l.QNorm, l.KNorm)
+			}
+			for _, lin := range l.Linears() {
+				ps = append(ps, lin.W)
+				if lin.B != nil {
+					ps = append(ps, lin.B)
+				}
+			}
+		}
+	case LoRA, DoRA, QLoRA:
+		if method == QLoRA {
+			for _, l := range m.Linears() {
+				q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: quant.NF4, DoubleQuant: !o.SingleQuant})
+				if err != nil {
+					return nil, err
+				}
+				l.Q, l.W = q, nil
+			}
+		}
+		set, err := peft.AttachLoRA(m, peft.LoRAConfig{R: o.LoRARank, Alpha: float64(2 * o.LoRARank), Targets: []string{"all"}, DoRA: method == DoRA}, 1)
+		if err != nil {
+			return nil, err
+		}
+		return set.Params(), nil
+	case Prompt:
+		p, err := peft.AttachPromptTuning(m, peft.PromptTuningConfig{Virtual: o.Virtual, Init: "RANDOM"}, 1)
+		if err != nil {
+			return nil, err
+		}
+		return p.Params(), nil
+	case PTuning:
+		p, err := peft.AttachPTuning(m, peft.PTuningConfig{Virtual: o.Virtual}, 1)
+		if err != nil {
+			return nil, err
+		}
+		return p.Params(), nil
+	case Prefix:
+		p, err := peft.AttachPrefix(m, peft.PrefixConfig{Virtual: o.Virtual}, 1)
+		if err != nil {
+			return nil, err
+		}
+		return p.Params(), nil
+	case IA3:
+		s, err := peft.AttachIA3(m, peft.IA3Config{}, 1)
+		if err != nil {
+			return nil, err
+		}
+		return s.Params(), nil
+	case Bottleneck:
+		s, err := peft.AttachBottleneck(m, peft.BottleneckConfig{Size: o.BottleneckSize}, 1)
+		if err != nil {
+			return nil, err
+		}
+		return s.Params(), nil
+	}
+	for _, p := range ps {
+		p.SetTrainable(true)
+	}
+	return ps, nil
+}
+
+func heapAlloc() int64 {
+	runtime.GC()
+	var s runtime.MemStats
+	runtime.ReadMemStats(&s)
+	return int64(s.HeapAlloc)
+}
+
+// TestLiveHeapMatchesModel trains every method for two steps in this process
+// and compares the live heap (after a collection) with the estimate's
+// weights + gradients + optimizer + activations: the buffer-by-buffer model
+// itself, without the runtime allowance.
+func TestLiveHeapMatchesModel(t *testing.T) {
+	shapes := []string{"tiny", "ref-qwen2", "ref-qwen3", "ref-llama"}
+	if testing.Short() {
+		shapes = shapes[:1]
+	}
+	for _, name := range shapes {
+		for _, method := range Methods() {
+			for _, ckpt := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/ckpt=%v", name, method, ckpt), func(t *testing.T) {
+					cfg, err := model.Shape(name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					o := Options{Batch: 2, Seq: 96, LoRARank: 8, Virtual: 10, BottleneckSize: 16}
+					before := heapAlloc()
+					m := model.New(cfg)
+					m.RandomInit(1)
+					ps, err := attach(m, method, o)
+					if err != nil {
+						t.Fatal(err)
+					}
+					opt, err := optim.NewAdamW([]optim.Group{{Params: ps}}, optim.DefaultConfig())
+					if err != nil {
+						t.Fatal(err)
+					}
+					ids := make([]int32, o.Batch*o.Seq)
+					for i := range ids {
+						ids[i] = int32(i*7919) % int32(cfg.Vocab)
+					}
+					b := &model.Batch{B: o.Batch, T: o.Seq, IDs: ids, Labels: ids}
+					ws := m.NewWorkspace()
+					ws.Checkpoint = ckpt
+					for range 2 {
+						opt.ZeroGrad()
+						ws.Step(b, 1e-3)
+						opt.Step(1e-4)
+					}
+					live := heapAlloc() - before
+					runtime.KeepAlive(ws)
+					runtime.KeepAlive(opt)
+					runtime.KeepAlive(m)
+					e, err := EstimateMethod(cfg, method, o)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var trained int64
+					for _, p := range ps {
+						trained += int64(p.Len())
+					}
+					if trained != e.TrainableParams {
+						t.Errorf("trainable parameters: estimated %d, the method trains %d", e.TrainableParams, trained)
+					}
+					mem := e.Memory
+					if ckpt {
+						mem = e.MemoryCheckpoint
+					}
+					est := mem.Weights + mem.Grads + mem.Optimizer + mem.Activations
+					// Bookkeeping (parameter structs, names, optimizer slots)
+					// is left out of the model: allow 5% plus 512 KiB.
+					diff := est - live
+					t.Logf("live %d KiB, estimated %d KiB (%+d KiB, %+.1f%%)", live>>10, est>>10, diff>>10, 100*float64(diff)/float64(live))
+					limit := live/20 + 512<<10
+					if method == QLoRA {
+						// quant's sync.Pool holds one to three 1 MiB panels
+						// depending on when the collector ran.
+						limit += 1 << 20
+					}
+					if diff > limit || diff < -limit {
+						t.Errorf("live heap %d KiB, estimate %d KiB: off by %+d KiB (limit ±%d KiB)", live>>10, est>>10, diff>>10, limit>>10)
+					}
+				})
+			}
+		}
+	}
+}

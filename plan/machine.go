@@ -1,0 +1,201 @@
+package plan
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"gotune/compute/cpu"
+	"gotune/quant"
+)
+
+// MemTotal returns the machine's memory from /proc/meminfo.
+func MemTotal() (int64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, fmt.Errorf("read total memory: %w (give --ram)", err)
+	}
+	defer f.Close()
+	return ParseMemTotal(f)
+}
+
+// ParseMemTotal extracts MemTotal (bytes) from a /proc/meminfo listing.
+func ParseMemTotal(r io.Reader) (int64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		key, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || key != "MemTotal" {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("/proc/meminfo: MemTotal: expected \"<number> kB\", got %q", strings.TrimSpace(rest))
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || kb <= 0 {
+			return 0, fmt.Errorf("/proc/meminfo: MemTotal: %q is not a positive number", f[0])
+		}
+		return kb << 10, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("/proc/meminfo: %w", err)
+	}
+	return 0, fmt.Errorf("/proc/meminfo: no MemTotal line")
+}
+
+// Probe measures the throughput of float32 matrix products (with whatever
+// backend gotune uses here: OpenBLAS or the built-in kernels) and of
+// products with an NF4 weight, in GFLOP/s, spending about budget on each.
+func Probe(budget time.Duration) (f32, nf4 float64, err error) {
+	const n = 512
+	a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+	for i := range a {
+		a[i], b[i] = float32(i%7)*0.1-0.3, float32(i%5)*0.1-0.2
+	}
+	f32 = rate(budget, 2*float64(n)*n*n, func() {
+		cpu.Sgemm(false, true, n, n, n, 1, a, n, b, n, 0, c, n)
+	})
+	const rows, cols, tokens = 1024, 1024, 256
+	w := make([]float32, rows*cols)
+	for i := range w {
+		w[i] = float32(i%11)*0.01 - 0.05
+	}
+	q, err := quant.Quantize(w, rows, cols, quant.Options{Type: quant.NF4, DoubleQuant: true})
+	if err != nil {
+		return f32, 0, fmt.Errorf("probe: %w", err)
+	}
+	x, y := make([]float32, tokens*cols), make([]float32, tokens*rows)
+	copy(x, w)
+	nf4 = rate(budget, 2*float64(tokens)*rows*cols, func() { q.MatMul(y, x, tokens) })
+	return f32, nf4, nil
+}
+
+// rate runs fn once to warm up, then repeatedly for about budget, and
+// returns GFLOP/s.
+func rate(budget time.Duration, flops float64, fn func()) float64 {
+	fn()
+	reps := 0
+	start := time.Now()
+	for reps < 3 || time.Since(start) < budget {
+		fn()
+		reps++
+	}
+	return flops * float64(reps) / time.Since(start).Seconds() / 1e9
+}
+
+// CountRecords counts the training records of a dataset file quickly,
+// without validating them: JSON Lines (.jsonl, .ndjson: non-blank lines),
+// a JSON array (.json: top-level elements), Parquet (row count from the
+// footer) and plain text (.txt: non-blank lines).
+func CountRecords(path string) (int64, error) {
+	ext := strings.ToLower(filepath.Ext(path))
+	if ext == ".parquet" {
+		return countParquet(path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("count records: %w", err)
+	}
+	defer f.Close()
+	switch ext {
+	case ".jsonl", ".ndjson", ".txt", ".text":
+		return countLines(f, path)
+	case ".json":
+		return countJSONArray(f, path)
+	}
+	return 0, fmt.Errorf("%s: unknown dataset format %q (want .json, .jsonl, .parquet or .txt)", path, ext)
+}
+
+func countLines(r io.Reader, path string) (int64, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var n int64
+	blank := true
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(bytes.TrimSpace(chunk)) > 0 {
+			blank = false
+		}
+		if err == bufio.ErrBufferFull {
+			continue // a long line: keep reading it
+		}
+		if len(chunk) > 0 && (err == nil || err == io.EOF) {
+			if !blank {
+				n++
+			}
+			blank = true
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+}
+
+func countJSONArray(r io.Reader, path string) (int64, error) {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<20))
+	tok, err := dec.Token()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return 0, fmt.Errorf("%s: expected a JSON array of records, found %v", path, tok)
+	}
+	var n int64
+	for dec.More() {
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return 0, fmt.Errorf("%s: record %d: %w", path, n+1, err)
+		}
+		n++
+	}
+	if _, err := dec.Token(); err != nil {
+		return 0, fmt.Errorf("%s: after record %d: %w", path, n, err)
+	}
+	return n, nil
+}
+
+func countParquet(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("count records: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("count records: %w", err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return pf.NumRows(), nil
+}
+
+// SourceBytes sums the safetensors files of a model folder: loading maps
+// and reads them whole.
+func SourceBytes(dir string) (int64, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", dir, err)
+	}
+	var n int64
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			return 0, fmt.Errorf("model weights: %w", err)
+		}
+		n += st.Size()
+	}
+	return n, nil
+}

@@ -1,0 +1,338 @@
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"gotune/model"
+)
+
+// Field rules of thumb for choosing a method by dataset size.
+const (
+	LargeDataset = 100_000 // above: full fine-tuning when resources allow
+	SmallDataset = 10_000  // below: LoRA or a prompt-learning method
+)
+
+// Usable is the share of RAM a plan may fill: the rest is left to the
+// kernel, the page cache and the estimate's error.
+const Usable = 0.9
+
+// Request is what a plan is made for.
+type Request struct {
+	Model   string        // name shown in the output (a folder or a shape)
+	Config  *model.Config // the model's architecture
+	Samples int64         // training records; negative when unknown
+	RAM     int64         // bytes of memory the run may use
+	GPUMem  int64         // bytes of GPU memory; 0 when there is no GPU
+	Options Options
+}
+
+// Verdict is one method's estimate with whether it fits.
+type Verdict struct {
+	Estimate
+	// Fits and FitsCheckpoint: the estimated peak, without or with
+	// gradient checkpointing, is within Usable·RAM.
+	Fits           bool `json:"fits"`
+	FitsCheckpoint bool `json:"fits_checkpoint"`
+	// FitsGPU is set when GPU memory was given: the weights, gradients,
+	// optimizer state and (checkpointed) activations fit in it.
+	FitsGPU *bool `json:"fits_gpu,omitempty"`
+}
+
+// Plan is the planner's answer.
+type Plan struct {
+	Model       string  `json:"model"`
+	Params      int64   `json:"params"`
+	Batch       int     `json:"batch"`
+	Seq         int     `json:"seq"`
+	LoRARank    int     `json:"lora_rank"`
+	Samples     int64   `json:"samples"` // -1 when unknown
+	RAM         int64   `json:"ram_bytes"`
+	Budget      int64   `json:"budget_bytes"`
+	GPUMem      int64   `json:"gpu_mem_bytes,omitempty"`
+	GFLOPS      float64 `json:"gflops,omitempty"`
+	NF4GFLOPS   float64 `json:"nf4_gflops,omitempty"`
+	Steps       int64   `json:"steps"` // 0: a long run
+	Methods     []Verdict
+	Recommended Method   `json:"recommended"` // empty when nothing fits
+	Checkpoint  bool     `json:"gradient_checkpointing"`
+	Reasons     []string `json:"reasons"`
+}
+
+// Make estimates every method and recommends one.
+func Make(req Request) (*Plan, error) {
+	if req.Config == nil {
+		return nil, fmt.Errorf("plan: no model configuration")
+	}
+	if req.RAM <= 0 {
+		return nil, fmt.Errorf("plan: RAM must be positive, got %d bytes", req.RAM)
+	}
+	o := req.Options.withDefaults()
+	p := &Plan{Model: req.Model, Params: shapeOf(req.Config).params(), Batch: o.Batch, Seq: o.Seq, LoRARank: o.LoRARank,
+		Samples: req.Samples, RAM: req.RAM, Budget: int64(Usable * float64(req.RAM)), GPUMem: req.GPUMem,
+		GFLOPS: o.GFLOPS, NF4GFLOPS: o.NF4GFLOPS, Steps: o.Steps}
+	if p.Samples < 0 {
+		p.Samples = -1
+	}
+	for _, m := range Methods() {
+		e, err := EstimateMethod(req.Config, m, req.Options)
+		if err != nil {
+			return nil, err
+		}
+		v := Verdict{Estimate: e, Fits: e.Memory.Total <= p.Budget, FitsCheckpoint: e.MemoryCheckpoint.Total <= p.Budget}
+		if req.GPUMem > 0 {
+			c := e.MemoryCheckpoint
+			fits := c.Weights+c.Grads+c.Optimizer+c.Activations <= req.GPUMem
+			v.FitsGPU = &fits
+		}
+		p.Methods = append(p.Methods, v)
+	}
+	p.recommend()
+	return p, nil
+}
+
+func (p *Plan) verdict(m Method) *Verdict {
+	for i := range p.Methods {
+		if p.Methods[i].Method == m {
+			return &p.Methods[i]
+		}
+	}
+	return nil
+}
+
+// recommend applies the rule of thumb: more than LargeDataset samples and
+// room for full fine-tuning → full; SmallDataset to LargeDataset, or large
+// data without room for full → LoRA, else QLoRA; fewer than SmallDataset →
+// LoRA, else prompt tuning, else QLoRA. A method that does not fit in RAM
+// is never chosen.
+func (p *Plan) recommend() {
+	var order []Method
+	budget := mib(p.Budget)
+	switch {
+	case p.Samples < 0:
+		p.Reasons = append(p.Reasons, "dataset size unknown (give --dataset or --samples): treated as a small dataset")
+		order = []Method{LoRA, Prompt, QLoRA}
+	case p.Samples > LargeDataset:
+		if full := p.verdict(Full); full.Fits || full.FitsCheckpoint {
+			p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (> %d) and full fine-tuning fits in %s: enough data to update every weight without overfitting", p.Samples, LargeDataset, budget))
+			order = []Method{Full}
+		} else {
+			p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (> %d) would justify full fine-tuning, but it needs %s with checkpointing and %s is usable: resources are limited, so LoRA or QLoRA",
+				p.Samples, LargeDataset, mib(full.MemoryCheckpoint.Total), budget))
+		}
+		order = append(order, LoRA, QLoRA)
+	case p.Samples >= SmallDataset:
+		p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (%d–%d): LoRA, or QLoRA when LoRA does not fit, learn as well as full fine-tuning at this size for a fraction of the memory", p.Samples, SmallDataset, LargeDataset))
+		order = []Method{LoRA, QLoRA}
+	default:
+		p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (< %d): few trainable parameters avoid overfitting; LoRA, else a prompt-learning method, else QLoRA", p.Samples, SmallDataset))
+		order = []Method{LoRA, Prompt, QLoRA}
+	}
+	pick := func(m Method) bool {
+		v := p.verdict(m)
+		switch {
+		case v.Fits:
+			p.Recommended = m
+			p.Reasons = append(p.Reasons, fmt.Sprintf("%s fits: about %s at peak of %s usable (%.0f%% of %s RAM)", m, mib(v.Memory.Total), budget, 100*Usable, mib(p.RAM)))
+			if v.FitsCheckpoint && v.MemoryCheckpoint.Total < v.Memory.Total {
+				p.Reasons = append(p.Reasons, fmt.Sprintf("gradient checkpointing is not needed (it would save %s for about a third more compute)", mib(v.Memory.Total-v.MemoryCheckpoint.Total)))
+			}
+		case v.FitsCheckpoint:
+			p.Recommended, p.Checkpoint = m, true
+			p.Reasons = append(p.Reasons, fmt.Sprintf("%s fits only with gradient checkpointing: %s instead of %s, within %s usable", m, mib(v.MemoryCheckpoint.Total), mib(v.Memory.Total), budget))
+		default:
+			p.Reasons = append(p.Reasons, fmt.Sprintf("%s does not fit: %s even with checkpointing, %s usable", m, mib(v.MemoryCheckpoint.Total), budget))
+			return false
+		}
+		return true
+	}
+	for _, m := range order {
+		if pick(m) {
+			break
+		}
+	}
+	if p.Recommended == "" {
+		// Fall back to whatever fits with the least memory.
+		best := -1
+		for i, v := range p.Methods {
+			if (v.Fits || v.FitsCheckpoint) && (best < 0 || v.MemoryCheckpoint.Total < p.Methods[best].MemoryCheckpoint.Total) {
+				best = i
+			}
+		}
+		if best < 0 {
+			p.Reasons = append(p.Reasons, "no method fits in RAM at this batch and sequence length: lower --batch or --seq, or add memory")
+			return
+		}
+		v := p.Methods[best]
+		p.Recommended, p.Checkpoint = v.Method, !v.Fits
+		p.Reasons = append(p.Reasons, fmt.Sprintf("%s is the smallest method that fits (%s)", v.Method, mib(p.chosenMemory())))
+	}
+	v := p.verdict(p.Recommended)
+	secs := v.StepSeconds
+	if p.Checkpoint {
+		secs = v.StepSecondsCheckpoint
+	}
+	if secs > 0 {
+		r := fmt.Sprintf("one step of %d×%d tokens takes about %s", p.Batch, p.Seq, duration(secs))
+		if p.Samples > 0 {
+			steps := (p.Samples + int64(p.Batch) - 1) / int64(p.Batch)
+			r += fmt.Sprintf("; one epoch (%d steps) about %s", steps, duration(secs*float64(steps)))
+		}
+		p.Reasons = append(p.Reasons, r)
+	}
+	if p.Steps == 0 {
+		p.Reasons = append(p.Reasons, "peaks include the Go collector's headroom of a long run (GOGC% of the live heap): set GOGC lower or GOMEMLIMIT to trade CPU for memory")
+	}
+}
+
+func (p *Plan) chosenMemory() int64 {
+	v := p.verdict(p.Recommended)
+	if p.Checkpoint {
+		return v.MemoryCheckpoint.Total
+	}
+	return v.Memory.Total
+}
+
+// WriteJSON writes the plan as indented JSON.
+func (p *Plan) WriteJSON(w io.Writer) error {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return fmt.Errorf("plan: encode: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// WriteTable writes the plan for people: one row per method, then the
+// recommendation and its reasons.
+func (p *Plan) WriteTable(w io.Writer) error {
+	samples := "unknown"
+	if p.Samples >= 0 {
+		samples = fmt.Sprint(p.Samples)
+	}
+	fmt.Fprintf(w, "model %s: %s parameters; batch %d × seq %d, LoRA rank %d; %s samples; RAM %s (%s usable)",
+		p.Model, count(p.Params), p.Batch, p.Seq, p.LoRARank, samples, mib(p.RAM), mib(p.Budget))
+	if p.GPUMem > 0 {
+		fmt.Fprintf(w, "; GPU %s", mib(p.GPUMem))
+	}
+	fmt.Fprintln(w)
+	if p.GFLOPS > 0 {
+		fmt.Fprintf(w, "throughput: %.1f GFLOP/s float32", p.GFLOPS)
+		if p.NF4GFLOPS > 0 {
+			fmt.Fprintf(w, ", %.1f GFLOP/s with NF4 weights", p.NF4GFLOPS)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	hdr := "method\ttrainable\tweights\tmemory\tmemory (ckpt)\tstep\tstep (ckpt)\tfits?\t"
+	if p.GPUMem > 0 {
+		hdr += "GPU?\t"
+	}
+	fmt.Fprintln(tw, hdr)
+	for _, v := range p.Methods {
+		fits := "no"
+		switch {
+		case v.Fits:
+			fits = "yes"
+		case v.FitsCheckpoint:
+			fits = "ckpt"
+		}
+		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", v.Method, count(v.TrainableParams), v.WeightFormat,
+			mib(v.Memory.Total), mib(v.MemoryCheckpoint.Total), duration(v.StepSeconds), duration(v.StepSecondsCheckpoint), fits)
+		if v.FitsGPU != nil {
+			row += map[bool]string{true: "yes", false: "no"}[*v.FitsGPU] + "\t"
+		}
+		fmt.Fprintln(tw, row)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if p.Recommended == "" {
+		fmt.Fprintln(w, "recommended: none")
+	} else {
+		ck := ""
+		if p.Checkpoint {
+			ck = " with gradient checkpointing"
+		}
+		fmt.Fprintf(w, "recommended: %s%s\n", p.Recommended, ck)
+	}
+	for _, r := range p.Reasons {
+		fmt.Fprintf(w, "  - %s\n", r)
+	}
+	_, err := fmt.Fprintln(w, "memory: estimated peak resident size (weights + gradients + AdamW state + activations + Go runtime); step: FLOPs ÷ measured throughput")
+	return err
+}
+
+func mib(b int64) string {
+	switch {
+	case b >= 10<<30:
+		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+	default:
+		return fmt.Sprintf("%d MiB", (b+(1<<19))>>20)
+	}
+}
+
+func count(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2fM", float64(n)/1e6)
+	case n >= 1e4:
+		return fmt.Sprintf("%.1fK", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}
+
+func duration(s float64) string {
+	switch {
+	case s <= 0 || math.IsNaN(s):
+		return "-"
+	case s < 1:
+		return fmt.Sprintf("%.0f ms", s*1000)
+	case s < 120:
+		return fmt.Sprintf("%.1f s", s)
+	case s < 2*3600:
+		return fmt.Sprintf("%.0f min", s/60)
+	case s < 72*3600:
+		return fmt.Sprintf("%.1f h", s/3600)
+	}
+	return fmt.Sprintf("%.1f days", s/86400)
+}
+
+// ParseSize reads a memory size: a number with an optional unit (K, M, G,
+// T, with or without "iB"/"B"; all binary). A bare number means GiB, since
+// that is what people type for RAM.
+func ParseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := float64(1 << 30)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'G':
+			mult, t = 1<<30, t[:n-1]
+		case 'T':
+			mult, t = 1<<40, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, fmt.Errorf("size %q: want a number with an optional unit, e.g. 16G or 512M", s)
+	}
+	b := v * mult
+	if b >= math.MaxInt64 {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return int64(b), nil
+}
