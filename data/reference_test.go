@@ -13,10 +13,23 @@ import (
 // own template and tokenizer and checks input ids and labels token by token
 // against the batch the Python reference stack produced.
 func TestReferenceMasks(t *testing.T) {
-	for _, model := range []string{"qwen3", "llama"} {
-		t.Run(model, func(t *testing.T) {
-			dir := filepath.Join("testdata", model)
-			enc, err := LoadEncoder(dir, EncodeOptions{LastTurnOnly: true})
+	// qwen3 and llama are copied into testdata; qwen2 (and the others
+	// again) are read from the shared reference tree when it is present.
+	cases := []struct{ name, modelDir, refDir string }{
+		{"qwen3", filepath.Join("testdata", "qwen3"), filepath.Join("testdata", "qwen3")},
+		{"llama", filepath.Join("testdata", "llama"), filepath.Join("testdata", "llama")},
+	}
+	for _, m := range []string{"qwen3", "llama", "qwen2"} {
+		base := filepath.Join("..", "..", "shared", "testdata", "reference", m)
+		cases = append(cases, struct{ name, modelDir, refDir string }{"shared-" + m, filepath.Join(base, "model"), filepath.Join(base, "ref")})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := os.Stat(c.refDir); err != nil {
+				t.Skipf("reference data %s absent (needs ../shared beside the repository)", c.refDir)
+			}
+			dir := c.refDir
+			enc, err := LoadEncoder(c.modelDir, EncodeOptions{LastTurnOnly: true})
 			if err != nil {
 				t.Fatal(err)
 			}
