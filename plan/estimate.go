@@ -80,6 +80,9 @@ type Options struct {
 	// GFLOPS and NF4GFLOPS are the measured throughputs of float32 matrix
 	// products and of products with an NF4 weight; 0 leaves step times out.
 	GFLOPS, NF4GFLOPS float64
+	// MExps is the measured rate of exponentials (millions per second) of
+	// the softmaxes and SiLUs; 0 leaves them out of step times.
+	MExps float64
 	// Runtime is the resident size of an idle gotune process (Go runtime,
 	// binary, BLAS library); 0 means DefaultRuntime.
 	Runtime int64
@@ -180,8 +183,8 @@ type Estimate struct {
 	StepFLOPsCheckpoint float64 `json:"step_flops_checkpoint"`
 	// StepSeconds are StepFLOPs divided by the measured throughputs; 0
 	// when no throughput was given.
-	StepSeconds           float64 `json:"step_seconds"`
-	StepSecondsCheckpoint float64 `json:"step_seconds_checkpoint"`
+	StepSeconds           float64  `json:"step_seconds"`
+	StepSecondsCheckpoint float64  `json:"step_seconds_checkpoint"`
 	Notes                 []string `json:"notes,omitempty"`
 }
 
@@ -287,7 +290,7 @@ func (s shape) workspace(r run, checkpoint bool) int64 {
 // last of each sequence when every token is trained.
 func headRows(b, t int64) int64 { return b * max(t-1, 0) }
 
-// Estimate computes the memory and FLOPs of one method for a model.
+// EstimateMethod computes the memory and FLOPs of one method for a model.
 func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
 	if err := opt.validate(); err != nil {
 		return Estimate{}, err
@@ -408,6 +411,9 @@ func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
 		secs := 0.0
 		if o.GFLOPS > 0 {
 			secs = flops / (o.GFLOPS * 1e9)
+			if o.MExps > 0 {
+				secs += s.stepExps(r, ckpt) / (o.MExps * 1e6)
+			}
 			if nf4 > 0 {
 				rate := o.NF4GFLOPS
 				if rate <= 0 {
@@ -466,6 +472,19 @@ func gcHeadroom(live, perStep, steps int64, gogc int) int64 {
 		return limit
 	}
 	return made
+}
+
+// stepExps counts the exponentials of one step: the head's softmax over
+// the vocabulary, attention's softmax (recomputed in backward), SiLU in
+// the MLP forward and backward.
+func (s shape) stepExps(r run, checkpoint bool) float64 {
+	fwd := 1.0
+	if checkpoint {
+		fwd = 2
+	}
+	pairs := float64(r.B) * float64(s.heads) * (float64(r.T)*float64(r.T+1)/2 + float64(r.T*r.prefix)) * float64(s.L)
+	silu := float64(r.B*r.T) * float64(s.inter) * float64(s.L)
+	return float64(r.rows)*float64(s.V) + (fwd+1)*(pairs+silu)
 }
 
 // stepFLOPs counts one step's floating-point operations: float32 ones and

@@ -15,6 +15,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"gotune/compute/cpu"
+	"gotune/nn"
 	"gotune/quant"
 )
 
@@ -55,28 +56,59 @@ func ParseMemTotal(r io.Reader) (int64, error) {
 // Probe measures the throughput of float32 matrix products (with whatever
 // backend gotune uses here: OpenBLAS or the built-in kernels) and of
 // products with an NF4 weight, in GFLOP/s, spending about budget on each.
-func Probe(budget time.Duration) (f32, nf4 float64, err error) {
-	const n = 512
-	a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+// The products have the shape of a training step's projections: tokens
+// rows of activations times a rows×cols weight.
+func Probe(budget time.Duration, tokens, rows, cols int) (f32, nf4 float64, err error) {
+	if tokens < 1 || rows < 1 || cols < 1 {
+		return 0, 0, fmt.Errorf("probe: sizes %d×%d×%d must be positive", tokens, rows, cols)
+	}
+	a, b, c := make([]float32, tokens*cols), make([]float32, rows*cols), make([]float32, tokens*rows)
+	for i := range b {
+		b[i] = float32(i%5)*0.1 - 0.2
+	}
 	for i := range a {
-		a[i], b[i] = float32(i%7)*0.1-0.3, float32(i%5)*0.1-0.2
+		a[i] = float32(i%7)*0.1 - 0.3
 	}
-	f32 = rate(budget, 2*float64(n)*n*n, func() {
-		cpu.Sgemm(false, true, n, n, n, 1, a, n, b, n, 0, c, n)
+	f32 = rate(budget, 2*float64(tokens)*float64(rows)*float64(cols), func() {
+		cpu.Sgemm(false, true, tokens, rows, cols, 1, a, cols, b, cols, 0, c, rows)
 	})
-	const rows, cols, tokens = 1024, 1024, 256
-	w := make([]float32, rows*cols)
-	for i := range w {
-		w[i] = float32(i%11)*0.01 - 0.05
-	}
-	q, err := quant.Quantize(w, rows, cols, quant.Options{Type: quant.NF4, DoubleQuant: true})
+	q, err := quant.Quantize(b, rows, cols, quant.Options{Type: quant.NF4, DoubleQuant: true})
 	if err != nil {
 		return f32, 0, fmt.Errorf("probe: %w", err)
 	}
-	x, y := make([]float32, tokens*cols), make([]float32, tokens*rows)
-	copy(x, w)
-	nf4 = rate(budget, 2*float64(tokens)*rows*cols, func() { q.MatMul(y, x, tokens) })
+	nf4 = rate(budget, 2*float64(tokens)*float64(rows)*float64(cols), func() { q.MatMul(c, a, tokens) })
 	return f32, nf4, nil
+}
+
+// ProbeExp measures exponentials per second (millions) the way the
+// training step computes them: nn.Exp over slices split across workers,
+// right after a BLAS product as in a step, where the library's threads
+// still hold the cores for a moment.
+func ProbeExp(budget time.Duration) float64 {
+	const n = 1 << 18
+	src, dst := make([]float32, n), make([]float32, n)
+	for i := range src {
+		src[i] = float32(i%97)*0.01 - 0.5
+	}
+	const k = 256
+	a, c := make([]float32, k*k), make([]float32, k*k)
+	fn := func() {
+		cpu.Sgemm(false, true, k, k, k, 1, a, k, a, k, 0, c, k)
+		cpu.Parallel(n, 4096, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				dst[i] = nn.Exp(src[i])
+			}
+		})
+	}
+	// rate reports (n + GEMM FLOPs)/1e9 per second; count only the exps.
+	fn()
+	reps := 0
+	start := time.Now()
+	for reps < 3 || time.Since(start) < budget {
+		fn()
+		reps++
+	}
+	return float64(n) * float64(reps) / time.Since(start).Seconds() / 1e6
 }
 
 // rate runs fn once to warm up, then repeatedly for about budget, and

@@ -57,6 +57,7 @@ type Plan struct {
 	GPUMem      int64   `json:"gpu_mem_bytes,omitempty"`
 	GFLOPS      float64 `json:"gflops,omitempty"`
 	NF4GFLOPS   float64 `json:"nf4_gflops,omitempty"`
+	MExps       float64 `json:"mexps,omitempty"`
 	Steps       int64   `json:"steps"` // 0: a long run
 	Methods     []Verdict
 	Recommended Method   `json:"recommended"` // empty when nothing fits
@@ -75,7 +76,7 @@ func Make(req Request) (*Plan, error) {
 	o := req.Options.withDefaults()
 	p := &Plan{Model: req.Model, Params: shapeOf(req.Config).params(), Batch: o.Batch, Seq: o.Seq, LoRARank: o.LoRARank,
 		Samples: req.Samples, RAM: req.RAM, Budget: int64(Usable * float64(req.RAM)), GPUMem: req.GPUMem,
-		GFLOPS: o.GFLOPS, NF4GFLOPS: o.NF4GFLOPS, Steps: o.Steps}
+		GFLOPS: o.GFLOPS, NF4GFLOPS: o.NF4GFLOPS, MExps: o.MExps, Steps: o.Steps}
 	if p.Samples < 0 {
 		p.Samples = -1
 	}
@@ -226,6 +227,9 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		if p.NF4GFLOPS > 0 {
 			fmt.Fprintf(w, ", %.1f GFLOP/s with NF4 weights", p.NF4GFLOPS)
 		}
+		if p.MExps > 0 {
+			fmt.Fprintf(w, ", %.0f M exp/s", p.MExps)
+		}
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
@@ -266,7 +270,7 @@ func (p *Plan) WriteTable(w io.Writer) error {
 	for _, r := range p.Reasons {
 		fmt.Fprintf(w, "  - %s\n", r)
 	}
-	_, err := fmt.Fprintln(w, "memory: estimated peak resident size (weights + gradients + AdamW state + activations + Go runtime); step: FLOPs ÷ measured throughput")
+	_, err := fmt.Fprintln(w, "memory: estimated peak resident size (weights + gradients + AdamW state + activations + Go runtime); step: FLOPs ÷ measured throughput + exponentials ÷ measured rate")
 	return err
 }
 

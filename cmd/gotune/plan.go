@@ -32,6 +32,7 @@ func runPlan(args []string, stdout, stderr io.Writer) error {
 	storage := fs.String("storage", "f32", "storage of frozen projections for the adapter methods: f32 or bf16")
 	gflops := fs.Float64("gflops", 0, "float32 matrix throughput in GFLOP/s (default: measured with a short sgemm probe)")
 	nf4 := fs.Float64("nf4-gflops", 0, "throughput of products with NF4 weights (default: measured)")
+	mexps := fs.Float64("mexps", 0, "exponentials per second in millions, for softmax and SiLU (default: measured)")
 	steps := fs.Int64("steps", 0, "training steps of the run, for the Go collector's headroom (0: a long run)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -97,7 +98,8 @@ func runPlan(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if o.GFLOPS <= 0 || o.NF4GFLOPS <= 0 {
-		f32, q, err := plan.Probe(150 * time.Millisecond)
+		// Shaped like the step's MLP products, the bulk of its FLOPs.
+		f32, q, err := plan.Probe(150*time.Millisecond, min(*batch**seq, 1024), req.Config.Intermediate, req.Config.Hidden)
 		if err != nil {
 			return err
 		}
@@ -107,6 +109,11 @@ func runPlan(args []string, stdout, stderr io.Writer) error {
 		if o.NF4GFLOPS <= 0 {
 			o.NF4GFLOPS = q
 		}
+	}
+	if *mexps > 0 {
+		o.MExps = *mexps
+	} else {
+		o.MExps = plan.ProbeExp(100 * time.Millisecond)
 	}
 	req.Options = mergeSource(o, req.Options.SourceBytes)
 	p, err := plan.Make(req)

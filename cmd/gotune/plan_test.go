@@ -140,11 +140,11 @@ func TestPlanCommand(t *testing.T) {
 		want    []string // substrings of the output
 		wantErr string
 	}{
-		{"table", []string{"--shape", "smollm2-135m", "--dataset", data, "--ram", "8G", "--seq", "256", "--gflops", "100", "--nf4-gflops", "80"},
+		{"table", []string{"--shape", "smollm2-135m", "--dataset", data, "--ram", "8G", "--seq", "256", "--gflops", "100", "--nf4-gflops", "80", "--mexps", "100"},
 			[]string{"3 samples", "recommended: lora", "qlora-nf4", "bottleneck", "prefix-tuning"}, ""},
-		{"json", []string{"--shape", "smollm2-135m", "--samples", "500000", "--ram", "64G", "--seq", "256", "--gflops", "100", "--nf4-gflops", "80", "--json"},
+		{"json", []string{"--shape", "smollm2-135m", "--samples", "500000", "--ram", "64G", "--seq", "256", "--gflops", "100", "--nf4-gflops", "80", "--mexps", "100", "--json"},
 			[]string{`"recommended": "full"`, `"samples": 500000`}, ""},
-		{"nothing fits", []string{"--shape", "qwen3-0.6b", "--samples", "50000", "--ram", "1G", "--gflops", "100", "--nf4-gflops", "80"},
+		{"nothing fits", []string{"--shape", "qwen3-0.6b", "--samples", "50000", "--ram", "1G", "--gflops", "100", "--nf4-gflops", "80", "--mexps", "100"},
 			[]string{"recommended: none", "no method fits"}, ""},
 		{"no model", []string{"--samples", "5"}, nil, "give --model DIR or --shape NAME"},
 		{"bad ram", []string{"--shape", "tiny", "--ram", "lots"}, nil, "--ram"},
