@@ -80,29 +80,17 @@ func (w *Workspace) head(scale float32, backward bool) (float64, int) {
 		cpu.Parallel(m, 1, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				row := lg[i*V : (i+1)*V]
-				mx := row[0]
-				for _, v := range row {
-					mx = max(mx, v)
-				}
+				mx := cpu.MaxF32(row)
 				target := row[tg[i]]
 				var s float64
 				if backward {
 					// Keep e^(v-max) in place; the gradient is its share of
 					// the sum, scaled, minus scale at the target.
-					for j, v := range row {
-						e := nn.Exp(v - mx)
-						row[j] = e
-						s += float64(e)
-					}
-					k := float32(float64(scale) / s)
-					for j := range row {
-						row[j] *= k
-					}
+					s = cpu.ExpSubSum(row, row, mx)
+					cpu.Scale(float32(float64(scale)/s), row)
 					row[tg[i]] -= scale
 				} else {
-					for _, v := range row {
-						s += float64(nn.Exp(v - mx))
-					}
+					s = cpu.ExpSubSum(nil, row, mx)
 				}
 				losses[i] = float64(mx) + math.Log(s) - float64(target)
 			}

@@ -86,26 +86,12 @@ func (a *Attention) Forward(out, lse, q, k, v []float32) {
 				t1 := min(t0+queryBlock, a.Tq)
 				kEnd := a.scores(s, q, k, b, h, t0, t1)
 				for i := 0; i < t1-t0; i++ {
-					row := s[i*kEnd : (i+1)*kEnd]
-					mx := float32(math.Inf(-1))
-					for _, x := range row {
-						mx = max(mx, x)
-					}
 					li := bh*a.Tq + t0 + i
+					// A fully masked row comes back zeroed with max -Inf.
+					mx, sum := cpu.Softmax(s[i*kEnd : (i+1)*kEnd])
 					if math.IsInf(float64(mx), -1) {
-						clear(row)
 						lse[li] = mx
 						continue
-					}
-					var sum float64
-					for j, x := range row {
-						e := Exp(x - mx)
-						row[j] = e
-						sum += float64(e)
-					}
-					inv := float32(1 / sum)
-					for j := range row {
-						row[j] *= inv
 					}
 					lse[li] = mx + float32(math.Log(sum))
 				}
@@ -154,9 +140,8 @@ func (a *Attention) Backward(dq, dk, dv, dout, q, k, v, out, lse []float32) {
 					}
 					r := qo + i*qd
 					D := cpu.Dot(dout[r:r+hd], out[r:r+hd])
-					for j, x := range row {
-						pj := Exp(x - l)
-						row[j] = pj
+					cpu.ExpSubSum(row, row, l)
+					for j, pj := range row {
 						drow[j] = pj * (drow[j] - D) * a.Scale
 					}
 				}

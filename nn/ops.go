@@ -120,23 +120,14 @@ func RopeBackward(g []float32, n, heads, hd int, pos []int32, cos, sin []float32
 // SwiGLU computes a = silu(g)·u elementwise.
 func SwiGLU(a, g, u []float32) {
 	rows(len(a), 1, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			x := g[i]
-			a[i] = x * Sigmoid(x) * u[i]
-		}
+		cpu.SiLUMul(a[lo:hi], g[lo:hi], u[lo:hi])
 	})
 }
 
 // SwiGLUBackward writes dg and du (overwrite) from da.
 func SwiGLUBackward(dg, du, da, g, u []float32) {
 	rows(len(da), 1, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			x := g[i]
-			sg := Sigmoid(x)
-			silu := x * sg
-			du[i] = da[i] * silu
-			dg[i] = da[i] * u[i] * sg * (1 + x*(1-sg))
-		}
+		cpu.SiLUMulBackward(dg[lo:hi], du[lo:hi], da[lo:hi], g[lo:hi], u[lo:hi])
 	})
 }
 
