@@ -72,8 +72,9 @@ func SiLUMulBackward(dg, du, da, g, u []float32) {
 }
 
 // sumChunk bounds how many float32 terms the assembly sums before the
-// partial sum moves to float64 (each of its 16 or 32 accumulator lanes then
-// holds at most 128 terms).
+// partial sum moves to float64: each accumulator lane then holds at most 128
+// (AVX-512, 32 lanes) or 512 (AVX2, 8 lanes) terms. A chunk's sum must fit a
+// float32, as it does for softmax where every term is at most 1.
 const sumChunk = 4096
 
 // vmathImpl is one implementation of the kernels. Slices passed in already
