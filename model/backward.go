@@ -36,9 +36,10 @@ func (w *Workspace) Logits(b *Batch) []float32 {
 	return w.logits
 }
 
-// headChunk bounds the rows whose logits exist at once: the full [N, Vocab]
-// matrix of a 150k vocabulary would dwarf everything else.
-const headChunk = 128
+// headBudget bounds the logits held at once (floats): the full [N, Vocab]
+// matrix of a 150k vocabulary would dwarf everything else, while chunks that
+// are too small re-read the whole head matrix once per chunk.
+const headBudget = 16 << 20
 
 // head computes the language-model head and the shifted cross-entropy over
 // the rows that have a target, chunk by chunk. With backward it writes the
@@ -47,25 +48,27 @@ func (w *Workspace) head(scale float32, backward bool) (float64, int) {
 	c := w.m.Cfg
 	h, V := c.Hidden, c.Vocab
 	// Row i predicts labels[i+1] within the same sequence.
-	var rowsIdx []int
-	var targets []int32
+	w.headRows, w.headTargets = w.headRows[:0], w.headTargets[:0]
 	for r := 0; r < w.B; r++ {
 		for t := 0; t+1 < w.T; t++ {
 			if y := w.labels[r*w.T+t+1]; y != IgnoreIndex {
-				rowsIdx = append(rowsIdx, r*w.T+t)
-				targets = append(targets, y)
+				w.headRows = append(w.headRows, r*w.T+t)
+				w.headTargets = append(w.headTargets, y)
 			}
 		}
 	}
+	rowsIdx, targets := w.headRows, w.headTargets
 	if backward {
 		w.dxf = grow(w.dxf, w.N*h)
 		clear(w.dxf)
 	}
-	chunk := min(headChunk, max(len(rowsIdx), 1))
+	chunk := min(max(headBudget/V, 32), max(len(rowsIdx), 1))
 	w.logits = grow(w.logits, chunk*V)
-	xs := make([]float32, chunk*h)
-	dxs := make([]float32, chunk*h)
-	losses := make([]float64, chunk)
+	w.headX, w.headDX = grow(w.headX, chunk*h), grow(w.headDX, chunk*h)
+	if cap(w.headLoss) < chunk {
+		w.headLoss = make([]float64, chunk)
+	}
+	xs, dxs, losses := w.headX, w.headDX, w.headLoss[:chunk]
 	head := w.m.Head
 	var total float64
 	for c0 := 0; c0 < len(rowsIdx); c0 += chunk {
@@ -199,7 +202,9 @@ func (w *Workspace) backwardLayer(l *Layer) {
 	if l.Prefix != nil {
 		k, v = a.kAll, a.vAll
 	}
+	a.attn.Tiles = w.attnTiles
 	a.attn.Backward(w.dq, w.dk, w.dv, w.datt, a.qr, k, v, a.att, a.lse)
+	w.attnTiles = a.attn.Tiles
 	dk, dv := w.dk, w.dv
 	if l.Prefix != nil {
 		pl := l.Prefix.Len()
@@ -223,9 +228,17 @@ func (w *Workspace) backwardLayer(l *Layer) {
 		nn.RMSNormBackward(w.dkn, l.KNorm.Grad, dk, a.k, l.KNorm.Data, a.rstdk, n*c.KVHeads, hd)
 		dq, dk = w.dqn, w.dkn
 	}
-	w.dxn = zero(w.dxn, n*h)
-	l.Q.Backward(w.dxn, dq, a.xn1, n)
-	l.K.Backward(w.dxn, dk[:n*kd], a.xn1, n)
-	l.V.Backward(w.dxn, dv[:n*kd], a.xn1, n)
-	nn.RMSNormBackward(w.dres, l.InNorm.Grad, w.dxn, x, l.InNorm.Data, a.rstd1, n, h)
+	// Below the first block only trained embeddings and virtual tokens need
+	// a gradient; without them the input gradient is skipped.
+	var dxn []float32
+	if l.Index > 0 || m.Embed.Grad != nil || w.P > 0 || l.InNorm.Grad != nil {
+		w.dxn = zero(w.dxn, n*h)
+		dxn = w.dxn
+	}
+	l.Q.Backward(dxn, dq, a.xn1, n)
+	l.K.Backward(dxn, dk[:n*kd], a.xn1, n)
+	l.V.Backward(dxn, dv[:n*kd], a.xn1, n)
+	if dxn != nil {
+		nn.RMSNormBackward(w.dres, l.InNorm.Grad, w.dxn, x, l.InNorm.Data, a.rstd1, n, h)
+	}
 }

@@ -57,6 +57,11 @@ type Workspace struct {
 	logits                                            []float32
 	dvirt                                             []float32
 	dhook                                             []float32
+	headRows                                          []int
+	headTargets                                       []int32
+	headX, headDX                                     []float32
+	headLoss                                          []float64
+	attnTiles                                         [][]float32
 }
 
 // NewWorkspace prepares buffers for a model.
@@ -213,7 +218,7 @@ func (w *Workspace) forwardLayer(l *Layer) {
 
 	k, v := a.kr, a.v
 	a.attn = nn.Attention{B: w.B, Tq: w.T, Tk: w.T, Heads: c.Heads, KVHeads: c.KVHeads, HD: hd,
-		KeyMask: w.mask, QSeg: w.seg, KSeg: w.seg, Scale: float32(1 / math.Sqrt(float64(hd))), Scratch: a.attn.Scratch}
+		KeyMask: w.mask, QSeg: w.seg, KSeg: w.seg, Scale: float32(1 / math.Sqrt(float64(hd))), Scratch: a.attn.Scratch, Tiles: w.attnTiles}
 	if l.Prefix != nil {
 		pl := l.Prefix.Len()
 		pk, pv := l.Prefix.KV(l.Index)
@@ -229,6 +234,7 @@ func (w *Workspace) forwardLayer(l *Layer) {
 		a.attn.KeyMask = prefixMask(w.mask, w.B, w.T, pl)
 	}
 	a.attn.Forward(a.att, a.lse, a.qr, k, v)
+	w.attnTiles = a.attn.Tiles // shared by every layer
 	l.O.Forward(out, a.att, n) // o_proj output, added to the residual below
 	if l.AttnOut != nil {
 		l.AttnOut.Forward(out, n)

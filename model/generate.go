@@ -113,7 +113,7 @@ func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
 		copy(s.k[li][s.Len*kd:tk*kd], b.k)
 		copy(s.v[li][s.Len*kd:tk*kd], b.v)
 		b.attn = nn.Attention{B: 1, Tq: n, Tk: tk, Heads: c.Heads, KVHeads: c.KVHeads, HD: hd, Offset: s.Len,
-			Scale: float32(1 / math.Sqrt(float64(hd)))}
+			Scale: float32(1 / math.Sqrt(float64(hd))), Tiles: b.attn.Tiles}
 		b.attn.Forward(b.att, b.lse, b.q, s.k[li][:tk*kd], s.v[li][:tk*kd])
 		l.O.Forward(b.mid, b.att, n)
 		if l.AttnOut != nil {

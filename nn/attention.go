@@ -2,6 +2,7 @@ package nn
 
 import (
 	"math"
+	"sync"
 
 	"gotune/compute/cpu"
 )
@@ -25,11 +26,49 @@ type Attention struct {
 	KeyMask        []int32 // [B·Tk], nil: every key is valid
 	QSeg, KSeg     []int32 // [B·Tq], [B·Tk], nil: no packing
 	Scale          float32
-	Scratch        []float32 // reusable backward buffer
+	Scratch        []float32   // reusable backward buffer
+	Tiles          [][]float32 // reusable per-worker score blocks
 }
 
 // queryBlock bounds the score block held per task.
 const queryBlock = 128
+
+// tiles returns per-worker score buffers of n floats each (count per
+// worker), kept in the Attention value so repeated steps allocate nothing.
+func (a *Attention) tiles(workers, count, n int) [][]float32 {
+	need := workers * count
+	if len(a.Tiles) < need {
+		a.Tiles = append(a.Tiles, make([][]float32, need-len(a.Tiles))...)
+	}
+	for i := 0; i < need; i++ {
+		if cap(a.Tiles[i]) < n {
+			a.Tiles[i] = make([]float32, n)
+		}
+		a.Tiles[i] = a.Tiles[i][:n]
+	}
+	return a.Tiles[:need]
+}
+
+// forWorkers runs task(w, i) for i in [0, n) on up to Threads() goroutines,
+// worker w taking tasks w, w+workers, …, so each worker owns its buffers.
+func forWorkers(n int, task func(w, i int)) int {
+	workers := max(min(cpu.Threads(), n), 1)
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				task(w, i)
+			}
+		}()
+	}
+	for i := 0; i < n; i += workers {
+		task(0, i)
+	}
+	wg.Wait()
+	return workers
+}
 
 func gemm1(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	// Tasks already run one per core, so each multiplication stays on its own.
@@ -77,26 +116,26 @@ func (a *Attention) scores(s, q, k []float32, b, h, t0, t1 int) int {
 func (a *Attention) Forward(out, lse, q, k, v []float32) {
 	hd, qd, kd := a.HD, a.Heads*a.HD, a.KVHeads*a.HD
 	group := a.Heads / a.KVHeads
-	cpu.Parallel(a.B*a.Heads, 1, func(lo, hi int) {
-		s := make([]float32, min(queryBlock, a.Tq)*a.Tk)
-		for bh := lo; bh < hi; bh++ {
-			b, h := bh/a.Heads, bh%a.Heads
-			g := h / group
-			for t0 := 0; t0 < a.Tq; t0 += queryBlock {
-				t1 := min(t0+queryBlock, a.Tq)
-				kEnd := a.scores(s, q, k, b, h, t0, t1)
-				for i := 0; i < t1-t0; i++ {
-					li := bh*a.Tq + t0 + i
-					// A fully masked row comes back zeroed with max -Inf.
-					mx, sum := cpu.Softmax(s[i*kEnd : (i+1)*kEnd])
-					if math.IsInf(float64(mx), -1) {
-						lse[li] = mx
-						continue
-					}
-					lse[li] = mx + float32(math.Log(sum))
+	n := a.B * a.Heads
+	tiles := a.tiles(max(min(cpu.Threads(), n), 1), 1, min(queryBlock, a.Tq)*a.Tk)
+	forWorkers(n, func(w, bh int) {
+		s := tiles[w]
+		b, h := bh/a.Heads, bh%a.Heads
+		g := h / group
+		for t0 := 0; t0 < a.Tq; t0 += queryBlock {
+			t1 := min(t0+queryBlock, a.Tq)
+			kEnd := a.scores(s, q, k, b, h, t0, t1)
+			for i := 0; i < t1-t0; i++ {
+				li := bh*a.Tq + t0 + i
+				// A fully masked row comes back zeroed with max -Inf.
+				mx, sum := cpu.Softmax(s[i*kEnd : (i+1)*kEnd])
+				if math.IsInf(float64(mx), -1) {
+					lse[li] = mx
+					continue
 				}
-				gemm1(false, false, t1-t0, hd, kEnd, 1, s, kEnd, v[b*a.Tk*kd+g*hd:], kd, 0, out[(b*a.Tq+t0)*qd+h*hd:], qd)
+				lse[li] = mx + float32(math.Log(sum))
 			}
+			gemm1(false, false, t1-t0, hd, kEnd, 1, s, kEnd, v[b*a.Tk*kd+g*hd:], kd, 0, out[(b*a.Tq+t0)*qd+h*hd:], qd)
 		}
 	})
 }
@@ -116,39 +155,38 @@ func (a *Attention) Backward(dq, dk, dv, dout, q, k, v, out, lse []float32) {
 	dks, dvs := a.Scratch[:need/2], a.Scratch[need/2:need]
 	clear(dks)
 	clear(dvs)
-	cpu.Parallel(a.B*a.Heads, 1, func(lo, hi int) {
-		bs := min(queryBlock, a.Tq) * a.Tk
-		p, dp := make([]float32, bs), make([]float32, bs)
-		for bh := lo; bh < hi; bh++ {
-			b, h := bh/a.Heads, bh%a.Heads
-			g := h / group
-			dkh, dvh := dks[bh*slab:(bh+1)*slab], dvs[bh*slab:(bh+1)*slab]
-			kb, vb := k[b*a.Tk*kd+g*hd:], v[b*a.Tk*kd+g*hd:]
-			for t0 := 0; t0 < a.Tq; t0 += queryBlock {
-				t1 := min(t0+queryBlock, a.Tq)
-				bq := t1 - t0
-				kEnd := a.scores(p, q, k, b, h, t0, t1)
-				qo := (b*a.Tq+t0)*qd + h*hd
-				gemm1(false, true, bq, kEnd, hd, 1, dout[qo:], qd, vb, kd, 0, dp, kEnd)
-				for i := 0; i < bq; i++ {
-					row, drow := p[i*kEnd:(i+1)*kEnd], dp[i*kEnd:(i+1)*kEnd]
-					l := lse[bh*a.Tq+t0+i]
-					if math.IsInf(float64(l), -1) {
-						clear(row)
-						clear(drow)
-						continue
-					}
-					r := qo + i*qd
-					D := cpu.Dot(dout[r:r+hd], out[r:r+hd])
-					cpu.ExpSubSum(row, row, l)
-					for j, pj := range row {
-						drow[j] = pj * (drow[j] - D) * a.Scale
-					}
+	n := a.B * a.Heads
+	tiles := a.tiles(max(min(cpu.Threads(), n), 1), 2, min(queryBlock, a.Tq)*a.Tk)
+	forWorkers(n, func(w, bh int) {
+		p, dp := tiles[2*w], tiles[2*w+1]
+		b, h := bh/a.Heads, bh%a.Heads
+		g := h / group
+		dkh, dvh := dks[bh*slab:(bh+1)*slab], dvs[bh*slab:(bh+1)*slab]
+		kb, vb := k[b*a.Tk*kd+g*hd:], v[b*a.Tk*kd+g*hd:]
+		for t0 := 0; t0 < a.Tq; t0 += queryBlock {
+			t1 := min(t0+queryBlock, a.Tq)
+			bq := t1 - t0
+			kEnd := a.scores(p, q, k, b, h, t0, t1)
+			qo := (b*a.Tq+t0)*qd + h*hd
+			gemm1(false, true, bq, kEnd, hd, 1, dout[qo:], qd, vb, kd, 0, dp, kEnd)
+			for i := 0; i < bq; i++ {
+				row, drow := p[i*kEnd:(i+1)*kEnd], dp[i*kEnd:(i+1)*kEnd]
+				l := lse[bh*a.Tq+t0+i]
+				if math.IsInf(float64(l), -1) {
+					clear(row)
+					clear(drow)
+					continue
 				}
-				gemm1(false, false, bq, hd, kEnd, 1, dp, kEnd, kb, kd, 0, dq[qo:], qd)
-				gemm1(true, false, kEnd, hd, bq, 1, dp, kEnd, q[qo:], qd, 1, dkh, hd)
-				gemm1(true, false, kEnd, hd, bq, 1, p, kEnd, dout[qo:], qd, 1, dvh, hd)
+				r := qo + i*qd
+				D := cpu.Dot(dout[r:r+hd], out[r:r+hd])
+				cpu.ExpSubSum(row, row, l)
+				for j, pj := range row {
+					drow[j] = pj * (drow[j] - D) * a.Scale
+				}
 			}
+			gemm1(false, false, bq, hd, kEnd, 1, dp, kEnd, kb, kd, 0, dq[qo:], qd)
+			gemm1(true, false, kEnd, hd, bq, 1, dp, kEnd, q[qo:], qd, 1, dkh, hd)
+			gemm1(true, false, kEnd, hd, bq, 1, p, kEnd, dout[qo:], qd, 1, dvh, hd)
 		}
 	})
 	cpu.Parallel(a.B*a.KVHeads, 1, func(lo, hi int) {

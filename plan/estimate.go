@@ -271,8 +271,11 @@ func (s shape) workspace(r run, checkpoint bool) int64 {
 	total := sets * act
 	total += (s.L + 1) * n * s.h // residual stream
 	total += n*(s.h+1) + n*s.h   // xf, rstdf, dxf
-	chunk := min(128, max(r.rows, 1))
-	total += chunk * s.V // head logits
+	chunk := headChunk(s, r)
+	total += chunk*s.V + 2*chunk*s.h + 2*chunk // head logits, row copies, losses (model/backward.go head)
+	// Attention score tiles, two per worker, shared by every layer
+	// (nn.Attention.Tiles, kept in the Workspace).
+	total += 2 * min(int64(2), r.B*s.heads) * min(128, r.T) * (r.T + r.prefix)
 	// RoPE cos/sin tables, grown to the longest position seen.
 	total += 2 * max(r.T+r.prefix, 256) * s.hd
 	// Backward scratch: dres, dxn, datt, dq, dk, dv, da, dg, du (+dqn, dkn).
@@ -284,6 +287,12 @@ func (s shape) workspace(r run, checkpoint bool) int64 {
 		total += n * s.h // dhook
 	}
 	return total
+}
+
+// headChunk mirrors model/backward.go: as many rows as 16M logits allow
+// (at least 32), never more than the rows with a target.
+func headChunk(s shape, r run) int64 {
+	return min(max((16<<20)/s.V, 32), max(r.rows, 1))
 }
 
 // headRows is the number of positions with a target: every one but the
@@ -448,9 +457,10 @@ func garbagePerStep(s shape, r run, threads int, checkpoint bool) int64 {
 	if checkpoint {
 		fwd = 2
 	}
-	g := s.L * workers * tile * (fwd + 2) * 4
-	chunk := min(128, max(r.rows, 1))
-	g += 2*chunk*s.h*4 + chunk*8 + 2*r.rows*12
+	// Attention tiles and the head's buffers are reused across steps; only
+	// prefix tuning's gradient splits remain garbage.
+	_, _, _ = workers, tile, fwd
+	var g int64
 	if r.prefix > 0 {
 		g += s.L * (2*r.B*r.prefix*s.kd + 2*r.B*r.T*s.kd + fwd*r.B*tk) * 4
 	}
