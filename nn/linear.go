@@ -14,6 +14,40 @@ type Linear struct {
 	Q       QuantWeight
 	B       *Param
 	Adapter Adapter
+	// PackedT (Wᵀ, for y = x·Wᵀ) and Packed (W, for dx = dy·W) are the frozen
+	// float32 weight laid out once in the matrix kernel's panel format, so
+	// that MatMul and InputGrad skip re-packing (for the forward, a
+	// transpose) it on every call. Prepack builds them; each costs another
+	// In·Out floats (padded up to the kernel's panel width) beside W.Data.
+	PackedT, Packed *cpu.PackedB
+}
+
+// Prepack builds PackedT and Packed from W.Data. It does nothing for bf16 or
+// quantized weights, or for a trainable W (the copies would go stale after
+// each optimizer step). Whoever changes W.Data afterwards (merging an
+// adapter, loading) must call DropPacked or Prepack again. Memory: two more
+// copies of the weight, 8·In·Out bytes.
+func (l *Linear) Prepack() {
+	if l.Q != nil || l.WBF16 != nil || l.W == nil || l.W.Trainable() || len(l.W.Data) != l.In*l.Out {
+		return
+	}
+	l.PackedT = cpu.PackB(true, l.In, l.Out, l.W.Data, l.In)
+	l.Packed = cpu.PackB(false, l.Out, l.In, l.W.Data, l.In)
+}
+
+// DropPacked releases the packed copies; MatMul and InputGrad then pack W on
+// every call again.
+func (l *Linear) DropPacked() { l.PackedT, l.Packed = nil, nil }
+
+// PackedBytes is the memory the packed copies hold.
+func (l *Linear) PackedBytes() int {
+	n := 0
+	for _, p := range []*cpu.PackedB{l.PackedT, l.Packed} {
+		if p != nil {
+			n += p.Bytes()
+		}
+	}
+	return n
 }
 
 // QuantWeight is a frozen weight kept quantized in memory and multiplied
@@ -69,6 +103,8 @@ func (l *Linear) MatMul(y, x []float32, n int) {
 		l.Q.MatMul(y, x, n)
 	case l.WBF16 != nil:
 		cpu.SgemmBF16B(false, true, n, l.Out, l.In, 1, x, l.In, l.WBF16, l.In, 0, y, l.Out)
+	case l.PackedT != nil:
+		cpu.SgemmPackedB(false, n, 1, x, l.In, l.PackedT, 0, y, l.Out)
 	default:
 		cpu.Sgemm(false, true, n, l.Out, l.In, 1, x, l.In, l.W.Data, l.In, 0, y, l.Out)
 	}
@@ -81,6 +117,8 @@ func (l *Linear) InputGrad(dx, dy []float32, n int) {
 		l.Q.MatMulInputGrad(dx, dy, n, true)
 	case l.WBF16 != nil:
 		cpu.SgemmBF16B(false, false, n, l.In, l.Out, 1, dy, l.Out, l.WBF16, l.In, 1, dx, l.In)
+	case l.Packed != nil:
+		cpu.SgemmPackedB(false, n, 1, dy, l.Out, l.Packed, 1, dx, l.In)
 	default:
 		cpu.Sgemm(false, false, n, l.In, l.Out, 1, dy, l.Out, l.W.Data, l.In, 1, dx, l.In)
 	}

@@ -140,6 +140,11 @@ func (o Options) validate() error {
 }
 
 // DefaultRuntime is the resident size of a gotune process before it
+// trains, measured on this machine; it includes the built-in matrix
+// kernel's per-worker packing buffers (one or two MiB at these sizes).
+// (Below: the original calibration note.)
+//
+// DefaultRuntime is the resident size of a gotune process before it
 // allocates a model: Go runtime, binary text and the mapped OpenBLAS
 // library with its first thread buffers, measured on the development
 // machine (gotune bench on the smallest shapes).

@@ -85,6 +85,11 @@ func builtinGemm(p *gemmProblem, kern microKernel, threads int) {
 		threads = max(1, work/minParallelWork)
 	}
 	splitN := p.n >= p.m
+	if p.pk != nil {
+		// B is packed already, so splitting m duplicates nothing; split n
+		// only when m leaves too few row tiles to share.
+		splitN = p.m < 2*threads*kern.mr
+	}
 	units := (p.m + kern.mr - 1) / kern.mr
 	if splitN {
 		units = (p.n + kern.nr - 1) / kern.nr
@@ -170,7 +175,11 @@ func gemmRange(p *gemmProblem, kern *microKernel, i0, i1, j0, j1 int) {
 	kcb := evenBlock(p.k, kern.kc, 1)
 	mcb := evenBlock(i1-i0, kern.mc, kern.mr)
 	ncb := evenBlock(j1-j0, kern.nc, kern.nr)
-	w.ensure(mcb*kcb, ncb*kcb)
+	bpLen := ncb * kcb
+	if p.pk != nil {
+		bpLen = 0 // B's panels are read in place
+	}
+	w.ensure(mcb*kcb, bpLen)
 	for jc := j0; jc < j1; jc += ncb {
 		nb := min(ncb, j1-jc)
 		for pc := 0; pc < p.k; pc += kcb {
@@ -179,11 +188,16 @@ func gemmRange(p *gemmProblem, kern *microKernel, i0, i1, j0, j1 int) {
 			if pc > 0 {
 				beta = 1
 			}
-			packB(w.bp, p, kern.nr, pc, kb, jc, nb)
+			bp := w.bp
+			if p.pk != nil {
+				bp = p.pk.block(pc, kb, jc, nb)
+			} else {
+				packB(bp, p, kern.nr, pc, kb, jc, nb)
+			}
 			for ic := i0; ic < i1; ic += mcb {
 				mb := min(mcb, i1-ic)
 				packA(w.ap, p, kern.mr, ic, mb, pc, kb)
-				macroKernel(w, p, kern, ic, mb, jc, nb, kb, beta)
+				macroKernel(w, bp, p, kern, ic, mb, jc, nb, kb, beta)
 			}
 		}
 	}
@@ -191,13 +205,13 @@ func gemmRange(p *gemmProblem, kern *microKernel, i0, i1, j0, j1 int) {
 }
 
 // macroKernel multiplies the packed mb×kb block of A by the packed kb×nb block
-// of B into C[ic:ic+mb, jc:jc+nb].
-func macroKernel(w *workspace, p *gemmProblem, kern *microKernel, ic, mb, jc, nb, kb int, beta float32) {
+// of B (bpk) into C[ic:ic+mb, jc:jc+nb].
+func macroKernel(w *workspace, bpk []float32, p *gemmProblem, kern *microKernel, ic, mb, jc, nb, kb int, beta float32) {
 	c, ldc, alpha := p.c, p.ldc, p.alpha
 	mr, nr := kern.mr, kern.nr
 	for jr := 0; jr < nb; jr += nr {
 		cols := min(nr, nb-jr)
-		bp := w.bp[jr*kb : jr*kb+nr*kb]
+		bp := bpk[jr*kb : jr*kb+nr*kb]
 		for ir := 0; ir < mb; ir += mr {
 			rows := min(mr, mb-ir)
 			ap := w.ap[ir*kb : ir*kb+mr*kb]

@@ -146,8 +146,8 @@ func SgemmWith(impl Impl, threads int, transA, transB bool, m, n, k int, alpha f
 	return nil
 }
 
-// gemmProblem is one C = alpha·op(A)·op(B) + beta·C call. Exactly one of b and
-// bh (bf16 bits) holds B.
+// gemmProblem is one C = alpha·op(A)·op(B) + beta·C call. Exactly one of b,
+// bh (bf16 bits) and pk (panels packed ahead) holds B.
 type gemmProblem struct {
 	transA, transB bool
 	m, n, k        int
@@ -156,6 +156,7 @@ type gemmProblem struct {
 	lda            int
 	b              []float32
 	bh             []uint16
+	pk             *PackedB
 	ldb            int
 	beta           float32
 	c              []float32
@@ -186,6 +187,9 @@ func (p *gemmProblem) trivial() bool {
 		br, bc = bc, br
 	}
 	checkOperand("A", ar, ac, len(p.a), p.lda)
+	if p.pk != nil {
+		return false // checked when it was packed
+	}
 	blen := len(p.b)
 	if p.bh != nil {
 		blen = len(p.bh)
