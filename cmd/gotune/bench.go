@@ -42,6 +42,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	kernels := fs.Bool("kernels", true, "include sgemm kernels (without --train)")
 	ckptFlag := fs.Bool("checkpoint", false, "gradient checkpointing for --train")
 	storage := fs.String("storage", "f32", "frozen weight storage for --train lora: f32 or bf16")
+	prepack := fs.Bool("prepack", false, "keep frozen f32 weights pre-packed for the matrix kernel (--train lora; costs 2× their memory)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memory := fs.Bool("memory", false, "report resident memory of the frozen weights in f32, bf16, int8 and nf4 (default shape qwen3-0.6b)")
 	if err := fs.Parse(args); err != nil {
@@ -75,7 +76,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			shapes = []string{"smollm2-135m"}
 		}
 		for _, s := range shapes {
-			if err := benchTrain(stdout, *train, s, *batch, *seq, *steps, *rank, *ckptFlag, model.DType(*storage)); err != nil {
+			if err := benchTrain(stdout, *train, s, *batch, *seq, *steps, *rank, *ckptFlag, model.DType(*storage), *prepack); err != nil {
 				return err
 			}
 		}
@@ -157,7 +158,7 @@ func benchForward(w io.Writer, shape string, b, t, steps int) error {
 	return nil
 }
 
-func benchTrain(w io.Writer, method, shape string, b, t, steps, rank int, checkpoint bool, storage model.DType) error {
+func benchTrain(w io.Writer, method, shape string, b, t, steps, rank int, checkpoint bool, storage model.DType, prepack bool) error {
 	cfg, err := model.Shape(shape)
 	if err != nil {
 		return err
@@ -193,6 +194,11 @@ func benchTrain(w io.Writer, method, shape string, b, t, steps, rank int, checkp
 			return err
 		}
 		params = set.Params()
+		if prepack {
+			for _, l := range m.Linears() {
+				l.Prepack()
+			}
+		}
 	default:
 		return fmt.Errorf("--train %q: want full, lora or qlora", method)
 	}
@@ -221,7 +227,7 @@ func benchTrain(w io.Writer, method, shape string, b, t, steps, rank int, checkp
 	mem, _ := runlog.ReadMem()
 	emit(w, map[string]any{"bench": "train_tokens_per_s", "method": method, "shape": shape, "batch": b, "seq": t,
 		"value": round(float64(b*t) / el), "unit": "tokens/s", "step_s": el, "loss": loss,
-		"peak_rss_mib": mem.Peak >> 20, "checkpoint": checkpoint, "threads": runtime.GOMAXPROCS(0)})
+		"peak_rss_mib": mem.Peak >> 20, "checkpoint": checkpoint, "threads": runtime.GOMAXPROCS(0), "prepack": prepack && method == "lora" && storage != model.BF16})
 	return nil
 }
 
