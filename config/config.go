@@ -30,6 +30,22 @@ type Config struct {
 	LoRAPlusLREmbedding    float64  `yaml:"loraplus_lr_embedding"`
 	CreateNewAdapter       bool     `yaml:"create_new_adapter"`
 
+	// Prompt learning, IA3 and bottleneck adapters (gotune's finetuning_type
+	// values prompt_tuning, p_tuning, prefix_tuning, ia3, adapter; names and
+	// meanings as PEFT's configs).
+	NumVirtualTokens       int      `yaml:"num_virtual_tokens"`
+	PromptTuningInit       string   `yaml:"prompt_tuning_init"` // RANDOM, TEXT or SAMPLE_VOCAB
+	PromptTuningInitText   string   `yaml:"prompt_tuning_init_text"`
+	EncoderReparameterType string   `yaml:"encoder_reparameterization_type"` // MLP or LSTM (p_tuning)
+	EncoderHiddenSize      int      `yaml:"encoder_hidden_size"`             // 0: the model's hidden size
+	EncoderNumLayers       int      `yaml:"encoder_num_layers"`              // LSTM layers (p_tuning)
+	PrefixProjection       bool     `yaml:"prefix_projection"`
+	IA3Target              []string `yaml:"ia3_target"`         // default k_proj, v_proj, down_proj
+	IA3Feedforward         []string `yaml:"ia3_feedforward"`    // default down_proj
+	AdapterSize            int      `yaml:"adapter_size"`       // bottleneck width
+	AdapterPlacement       string   `yaml:"adapter_placement"`  // houlsby, pfeiffer or attention
+	AdapterActivation      string   `yaml:"adapter_activation"` // relu, gelu, gelu_new, silu, tanh
+
 	// Quantization (QLoRA).
 	QuantizationBit    *int   `yaml:"quantization_bit"`
 	QuantizationMethod string `yaml:"quantization_method"`
@@ -116,6 +132,12 @@ func Default() *Config {
 		FreezeTrainableModules:    []string{"all"},
 		LoRARank:                  8,
 		LoRATarget:                []string{"all"},
+		NumVirtualTokens:          20,
+		PromptTuningInit:          "RANDOM",
+		EncoderReparameterType:    "MLP",
+		AdapterSize:               64,
+		AdapterPlacement:          "houlsby",
+		AdapterActivation:         "relu",
 		LoRAPlusLREmbedding:       1e-6,
 		QuantizationMethod:        "bnb",
 		QuantizationType:          "nf4",

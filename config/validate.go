@@ -15,7 +15,7 @@ import (
 var (
 	stages          = []string{"sft", "pt"}
 	laterStages     = []string{"rm", "ppo", "dpo", "kto", "orpo", "simpo", "grpo"}
-	finetuningTypes = []string{"full", "freeze", "lora"}
+	finetuningTypes = []string{"full", "freeze", "lora", "prompt_tuning", "p_tuning", "prefix_tuning", "p_tuning_v2", "ia3", "adapter"}
 	schedulers      = []string{"constant", "constant_with_warmup", "linear", "cosine",
 		"cosine_with_restarts", "polynomial", "inverse_sqrt", "cosine_with_min_lr"}
 	optimizers     = []string{"adamw_torch", "adamw_torch_fused", "adamw_hf", "sgd"}
@@ -72,6 +72,22 @@ func (c *Config) Validate() error {
 		if r := c.LoRAPlusLRRatio; r != nil && !(*r > 0 && finite(*r)) {
 			bad("loraplus_lr_ratio", "must be positive, got %v", *r)
 		}
+	}
+	switch c.FinetuningType {
+	case "prompt_tuning", "p_tuning", "prefix_tuning", "p_tuning_v2":
+		if c.NumVirtualTokens <= 0 {
+			bad("num_virtual_tokens", "must be positive, got %d", c.NumVirtualTokens)
+		}
+		oneOf("prompt_tuning_init", c.PromptTuningInit, []string{"RANDOM", "TEXT", "SAMPLE_VOCAB"})
+		if c.PromptTuningInit == "TEXT" && c.PromptTuningInitText == "" {
+			bad("prompt_tuning_init_text", "required when prompt_tuning_init is TEXT")
+		}
+		oneOf("encoder_reparameterization_type", c.EncoderReparameterType, []string{"MLP", "LSTM"})
+	case "adapter":
+		if c.AdapterSize <= 0 {
+			bad("adapter_size", "must be positive, got %d", c.AdapterSize)
+		}
+		oneOf("adapter_placement", c.AdapterPlacement, []string{"houlsby", "pfeiffer", "attention"})
 	}
 	if c.FinetuningType != "lora" {
 		for _, k := range []struct {

@@ -8,8 +8,11 @@ import (
 	"gotune/ckpt"
 	"gotune/model"
 	"gotune/optim"
-	"gotune/peft"
 )
+
+// trainableDir holds, inside a checkpoint, the trainable tensors of an
+// adapter method by their in-memory names, for exact resume.
+const trainableDir = "trainable"
 
 // saveWeights writes what was trained: the adapter in PEFT's layout, or the
 // whole model for full and freeze tuning.
@@ -30,6 +33,14 @@ func (t *Trainer) saveCheckpoint() error {
 	err := ckpt.WriteDir(c.OutputDir, name, func(tmp string) error {
 		if err := t.saveWeights(tmp); err != nil {
 			return err
+		}
+		if t.Method != nil {
+			// Every trainable tensor by its in-memory name: what PEFT's
+			// format saves is not always what training needs (P-tuning
+			// saves the encoder's output, not the encoder).
+			if err := model.SaveWeights(filepath.Join(tmp, trainableDir), t.Params, model.SaveOptions{}); err != nil {
+				return err
+			}
 		}
 		if err := optim.SaveFile(t.opt, filepath.Join(tmp, optim.StateFile)); err != nil {
 			return err
@@ -70,17 +81,12 @@ func (t *Trainer) maybeResume() error {
 	if err := ckpt.Verify(dir); err != nil {
 		return fmt.Errorf("resume from %s: %w", dir, err)
 	}
-	switch m := t.Method.(type) {
-	case nil:
+	if t.Method == nil {
 		if err := model.LoadParams(dir, t.Model.Params()); err != nil {
 			return err
 		}
-	case *peft.LoRASet:
-		if err := m.LoadWeights(dir); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("resume: %s adapters cannot be resumed yet", t.Method.Type())
+	} else if err := model.LoadParams(filepath.Join(dir, trainableDir), t.Params); err != nil {
+		return err
 	}
 	if err := optim.LoadFile(t.opt, filepath.Join(dir, optim.StateFile)); err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"gotune/peft"
 	"gotune/quant"
 	"gotune/runlog"
+	"gotune/tokenizer"
 )
 
 // Trainer is one training run.
@@ -141,8 +142,14 @@ func (t *Trainer) attachMethod() error {
 			return err
 		}
 		t.Method, t.Params = set, set.Params()
+	case "prompt_tuning", "p_tuning", "prefix_tuning", "p_tuning_v2", "ia3", "adapter":
+		meth, err := t.attachOther()
+		if err != nil {
+			return err
+		}
+		t.Method, t.Params = meth, meth.Params()
 	default:
-		return fmt.Errorf("finetuning_type %q: want full, freeze or lora", c.FinetuningType)
+		return fmt.Errorf("finetuning_type %q: want full, freeze, lora, prompt_tuning, p_tuning, prefix_tuning, ia3 or adapter", c.FinetuningType)
 	}
 	n := 0
 	for _, p := range t.Params {
@@ -154,6 +161,39 @@ func (t *Trainer) attachMethod() error {
 	}
 	t.printf("model %s: %s, %d layers; trainable %d parameters (%s)\n", t.ModelDir, m.Cfg.ModelType, m.Cfg.Layers, n, c.FinetuningType)
 	return nil
+}
+
+// attachOther attaches the prompt-learning, IA3 and bottleneck methods.
+func (t *Trainer) attachOther() (peft.Method, error) {
+	c, m := t.Cfg, t.Model
+	seed := uint64(c.Seed)
+	if len(c.AdapterNameOrPath) > 0 {
+		return peft.Load(m, c.AdapterNameOrPath[0])
+	}
+	switch c.FinetuningType {
+	case "prompt_tuning":
+		pc := peft.PromptTuningConfig{Virtual: c.NumVirtualTokens, Init: c.PromptTuningInit, InitText: c.PromptTuningInitText,
+			TokenizerName: t.ModelDir, BaseModel: t.ModelDir}
+		if pc.Init == "TEXT" {
+			tok, err := tokenizer.Load(t.ModelDir)
+			if err != nil {
+				return nil, err
+			}
+			pc.Tokenize = func(s string) []int { return tok.Encode(s, true) }
+		}
+		return peft.AttachPromptTuning(m, pc, seed)
+	case "p_tuning":
+		return peft.AttachPTuning(m, peft.PTuningConfig{Virtual: c.NumVirtualTokens, EncoderType: c.EncoderReparameterType,
+			EncoderHidden: c.EncoderHiddenSize, EncoderLayers: c.EncoderNumLayers, BaseModel: t.ModelDir}, seed)
+	case "prefix_tuning", "p_tuning_v2":
+		return peft.AttachPrefix(m, peft.PrefixConfig{Virtual: c.NumVirtualTokens, Projection: c.PrefixProjection,
+			EncoderHidden: c.EncoderHiddenSize, BaseModel: t.ModelDir}, seed)
+	case "ia3":
+		return peft.AttachIA3(m, peft.IA3Config{Targets: c.IA3Target, Feedforward: c.IA3Feedforward, BaseModel: t.ModelDir}, seed)
+	default: // adapter
+		return peft.AttachBottleneck(m, peft.BottleneckConfig{Size: c.AdapterSize, Placement: c.AdapterPlacement,
+			Activation: c.AdapterActivation, BaseModel: t.ModelDir}, seed)
+	}
 }
 
 // freezeParams selects LLaMA-Factory's freeze tuning: the last n layers

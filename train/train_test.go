@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gotune/assets"
@@ -137,36 +138,58 @@ func run(t *testing.T, cfg *config.Config) []ckpt.LogEntry {
 	return tr.state.LogHistory
 }
 
-// TestResumeMatchesUninterrupted: a run resumed from checkpoint-4 logs the
-// same losses at steps 5…12 as the run that never stopped, dropout included.
+// TestResumeMatchesUninterrupted: for every method, a run resumed from
+// checkpoint-4 logs the same losses at steps 5…12 as the run that never
+// stopped (LoRA with dropout included), and the loss falls.
 func TestResumeMatchesUninterrupted(t *testing.T) {
-	dirA := filepath.Join(t.TempDir(), "a")
-	full := run(t, quickConfig(t, dirA))
-	if len(full) != 12 {
-		t.Fatalf("uninterrupted run logged %d steps, want 12", len(full))
-	}
-	if full[11].Loss >= full[0].Loss {
-		t.Errorf("loss did not fall: %v → %v", full[0].Loss, full[11].Loss)
-	}
-	dirB := filepath.Join(t.TempDir(), "b")
-	must(t, os.MkdirAll(dirB, 0o755))
-	must(t, os.CopyFS(filepath.Join(dirB, "checkpoint-4"), os.DirFS(filepath.Join(dirA, "checkpoint-4"))))
-	cfg := quickConfig(t, dirB)
-	must(t, cfg.Set("resume_from_checkpoint", "true"))
-	resumed := run(t, cfg)
-	if len(resumed) != 12 {
-		t.Fatalf("resumed run has %d logged steps, want 12", len(resumed))
-	}
-	for i := 4; i < 12; i++ {
-		a, b := full[i].Loss, resumed[i].Loss
-		if math.Abs(a-b) > 1e-6*math.Abs(a) {
-			t.Errorf("step %d: uninterrupted loss %.9g, resumed %.9g", i+1, a, b)
-		}
-	}
-	// The adapters saved at the end are the same too.
-	for _, f := range []string{"adapter_model.safetensors", "adapter_config.json"} {
-		if _, err := os.Stat(filepath.Join(dirB, f)); err != nil {
-			t.Errorf("resumed run did not save %s", f)
-		}
+	for _, method := range [][]string{
+		{"--finetuning_type", "lora", "--lora_dropout", "0.1"},
+		{"--finetuning_type", "lora", "--use_dora", "true"},
+		{"--finetuning_type", "full"},
+		{"--finetuning_type", "freeze", "--freeze_trainable_layers", "1"},
+		{"--finetuning_type", "prompt_tuning", "--num_virtual_tokens", "4", "--learning_rate", "0.1"},
+		{"--finetuning_type", "p_tuning", "--num_virtual_tokens", "4", "--encoder_reparameterization_type", "LSTM"},
+		{"--finetuning_type", "prefix_tuning", "--num_virtual_tokens", "4", "--prefix_projection", "true"},
+		{"--finetuning_type", "ia3", "--learning_rate", "0.05"},
+		{"--finetuning_type", "adapter", "--adapter_size", "16"},
+	} {
+		t.Run(strings.Join(method[1:], " "), func(t *testing.T) {
+			cfgA := quickConfig(t, filepath.Join(t.TempDir(), "a"))
+			must(t, cfgA.ApplyFlags(method))
+			dirA := cfgA.OutputDir
+			full := run(t, cfgA)
+			if len(full) != 12 {
+				t.Fatalf("uninterrupted run logged %d steps, want 12", len(full))
+			}
+			first := (full[0].Loss + full[1].Loss + full[2].Loss + full[3].Loss) / 4
+			last := (full[8].Loss + full[9].Loss + full[10].Loss + full[11].Loss) / 4
+			if last >= first {
+				t.Errorf("loss did not fall: mean of steps 1–4 %.4f, of steps 9–12 %.4f", first, last)
+			}
+			dirB := filepath.Join(t.TempDir(), "b")
+			must(t, os.MkdirAll(dirB, 0o755))
+			must(t, os.CopyFS(filepath.Join(dirB, "checkpoint-4"), os.DirFS(filepath.Join(dirA, "checkpoint-4"))))
+			cfg := quickConfig(t, dirB)
+			must(t, cfg.ApplyFlags(method))
+			must(t, cfg.Set("resume_from_checkpoint", "true"))
+			resumed := run(t, cfg)
+			if len(resumed) != 12 {
+				t.Fatalf("resumed run has %d logged steps, want 12", len(resumed))
+			}
+			for i := 4; i < 12; i++ {
+				a, b := full[i].Loss, resumed[i].Loss
+				if math.Abs(a-b) > 1e-6*math.Abs(a) {
+					t.Errorf("step %d: uninterrupted loss %.9g, resumed %.9g", i+1, a, b)
+				}
+			}
+			// The final result was saved: an adapter folder, or a full model.
+			saved := "adapter_config.json"
+			if method[1] == "full" || method[1] == "freeze" {
+				saved = "model.safetensors"
+			}
+			if _, err := os.Stat(filepath.Join(dirB, saved)); err != nil {
+				t.Errorf("resumed run did not save %s", saved)
+			}
+		})
 	}
 }
