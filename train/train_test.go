@@ -193,3 +193,33 @@ func TestResumeMatchesUninterrupted(t *testing.T) {
 		})
 	}
 }
+
+// TestEvaluationOnValidationSplit: with val_size and eval_strategy steps,
+// the validation loss is computed, logged and recorded in the trainer state.
+func TestEvaluationOnValidationSplit(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	must(t, cfg.ApplyFlags([]string{"--val_size", "0.25", "--eval_strategy", "steps", "--eval_steps", "4", "--save_strategy", "no"}))
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	if len(tr.val) != 3 || len(tr.train) != 9 {
+		t.Fatalf("split %d train / %d validation, want 9 / 3", len(tr.train), len(tr.val))
+	}
+	must(t, tr.Run())
+	var evals []float64
+	for _, e := range tr.state.LogHistory {
+		if !math.IsNaN(e.EvalLoss) {
+			evals = append(evals, e.EvalLoss)
+		}
+	}
+	if len(evals) < 3 {
+		t.Fatalf("%d evaluations logged, want one every 4 of 12 steps", len(evals))
+	}
+	if evals[len(evals)-1] >= evals[0] {
+		t.Errorf("validation loss did not fall: %v", evals)
+	}
+	log, err := os.ReadFile(filepath.Join(cfg.OutputDir, "trainer_log.jsonl"))
+	must(t, err)
+	if !strings.Contains(string(log), "eval_loss") {
+		t.Errorf("trainer_log.jsonl has no eval_loss line:\n%s", log)
+	}
+}
