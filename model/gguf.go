@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -330,7 +331,7 @@ func readGGUFParam(f *gguf.File, c *Config, p *nn.Param) error {
 	if !ok {
 		return fmt.Errorf("%s: tensor %s (%s) is missing", f.Path, name, p.Name)
 	}
-	if !sameShape(info.Shape(), p.Shape) {
+	if !slices.Equal(info.Shape(), p.Shape) {
 		return fmt.Errorf("%s: tensor %s has shape %v, the metadata implies %v", f.Path, name, info.Shape(), p.Shape)
 	}
 	v, _, err := f.TensorFloat32s(name)

@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"gotune/compute/cpu"
 	"gotune/nn"
@@ -67,7 +68,7 @@ func (m *Model) LoadWeights(set *safetensors.Set, opt LoadOptions) error {
 		if err != nil {
 			return fmt.Errorf("%s: missing tensor %q (shape %v expected from config.json)", set.Dir, name, shape)
 		}
-		if !sameShape(info.Shape, shape) {
+		if !slices.Equal(info.Shape, shape) {
 			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", set.FileOf(name), name, info.Shape, shape)
 		}
 		switch {
@@ -126,23 +127,11 @@ func readParam(set *safetensors.Set, p *nn.Param) error {
 	if err != nil {
 		return fmt.Errorf("%s: missing tensor %q (shape %v expected from config.json)", set.Dir, p.Name, p.Shape)
 	}
-	if !sameShape(info.Shape, p.Shape) {
+	if !slices.Equal(info.Shape, p.Shape) {
 		return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", set.FileOf(p.Name), p.Name, info.Shape, p.Shape)
 	}
 	if err := safetensors.DecodeFloat32s(p.Data, b, info); err != nil {
 		return fmt.Errorf("%s: %w", set.FileOf(p.Name), err)
 	}
 	return nil
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -236,14 +235,7 @@ func (s *LoRASet) Merge() error {
 
 // Save writes adapter_config.json and adapter_model.safetensors into dir.
 func (s *LoRASet) Save(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	var ts []safetensors.Tensor
-	for _, p := range s.Params() {
-		ts = append(ts, safetensors.F32Tensor(SavedName(p.Name), p.Shape, p.Data))
-	}
-	if err := safetensors.Write(filepath.Join(dir, "adapter_model.safetensors"), ts, map[string]string{"format": "pt"}); err != nil {
+	if err := writeTensors(dir, s.Params(), SavedName); err != nil {
 		return err
 	}
 	return writeJSON(filepath.Join(dir, "adapter_config.json"), s.Config.peftJSON())

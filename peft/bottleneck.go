@@ -357,14 +357,7 @@ func (s *BottleneckSet) Detach() {
 
 // Save implements Method.
 func (s *BottleneckSet) Save(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	var ts []safetensors.Tensor
-	for _, p := range s.Params() {
-		ts = append(ts, safetensors.F32Tensor(SavedName(p.Name), p.Shape, p.Data))
-	}
-	if err := safetensors.Write(filepath.Join(dir, "adapter_model.safetensors"), ts, map[string]string{"format": "pt"}); err != nil {
+	if err := writeTensors(dir, s.Params(), SavedName); err != nil {
 		return err
 	}
 	c := s.Config

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -282,7 +283,7 @@ func (s *IA3Set) load(st *safetensors.Set, path string) error {
 		if err != nil {
 			return fmt.Errorf("%s: missing tensor %q", path, ia3SavedName(p.Name))
 		}
-		if !sameShape(info.Shape, p.Shape) {
+		if !slices.Equal(info.Shape, p.Shape) {
 			return fmt.Errorf("%s: tensor %q has shape %v, the model and adapter_config.json imply %v", path, key, info.Shape, p.Shape)
 		}
 		if err := safetensors.DecodeFloat32s(p.Data, b, info); err != nil {
@@ -350,14 +351,7 @@ func (s *IA3Set) Merge() error {
 
 // Save implements Method.
 func (s *IA3Set) Save(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	var ts []safetensors.Tensor
-	for _, p := range s.Params() {
-		ts = append(ts, safetensors.F32Tensor(ia3SavedName(p.Name), p.Shape, p.Data))
-	}
-	if err := safetensors.Write(filepath.Join(dir, "adapter_model.safetensors"), ts, map[string]string{"format": "pt"}); err != nil {
+	if err := writeTensors(dir, s.Params(), ia3SavedName); err != nil {
 		return err
 	}
 	c := s.Config

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gotune/model"
@@ -125,7 +126,7 @@ func loadParams(st *safetensors.Set, path string, params []*nn.Param) error {
 		if err != nil {
 			return fmt.Errorf("%s: missing tensor %q", path, SavedName(p.Name))
 		}
-		if !sameShape(info.Shape, p.Shape) {
+		if !slices.Equal(info.Shape, p.Shape) {
 			return fmt.Errorf("%s: tensor %q has shape %v, the model and adapter_config.json imply %v", path, key, info.Shape, p.Shape)
 		}
 		if err := safetensors.DecodeFloat32s(p.Data, b, info); err != nil {
@@ -143,16 +144,4 @@ func loadParams(st *safetensors.Set, path string, params []*nn.Param) error {
 		return fmt.Errorf("%s: tensors %s match no adapted layer of this model (is it the right base model?)", path, strings.Join(extra[:min(3, len(extra))], ", "))
 	}
 	return nil
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,7 +55,7 @@ func TestLoRASavesPEFTLayout(t *testing.T) {
 			t.Errorf("missing %s (have %v)", name, st.Names()[:3])
 			continue
 		}
-		if !sameShape(info.Shape, shape) {
+		if !slices.Equal(info.Shape, shape) {
 			t.Errorf("%s: shape %v, want %v", name, info.Shape, shape)
 		}
 	}

@@ -2,6 +2,9 @@ package peft
 
 import (
 	"fmt"
+	"gotune/safetensors"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"gotune/model"
@@ -51,4 +54,17 @@ func SavedName(name string) string {
 	n := strings.Replace(name, "."+adapterName+".weight", ".weight", 1)
 	n = strings.Replace(n, "."+adapterName+".", ".", 1)
 	return strings.Replace(n, "lora_magnitude_vector.weight", "lora_magnitude_vector", 1)
+}
+
+// writeTensors creates dir and writes params as adapter_model.safetensors,
+// each under the key savedAs gives it — the part every method's Save shares.
+func writeTensors(dir string, params []*nn.Param, savedAs func(string) string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	ts := make([]safetensors.Tensor, 0, len(params))
+	for _, p := range params {
+		ts = append(ts, safetensors.F32Tensor(savedAs(p.Name), p.Shape, p.Data))
+	}
+	return safetensors.Write(filepath.Join(dir, "adapter_model.safetensors"), ts, map[string]string{"format": "pt"})
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gotune/model"
@@ -160,7 +161,7 @@ func readPromptEmbeddings(dir string, rows, cols int) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: missing tensor %q", path, promptEmbeddingsKey)
 	}
-	if !sameShape(info.Shape, []int{rows, cols}) {
+	if !slices.Equal(info.Shape, []int{rows, cols}) {
 		return nil, fmt.Errorf("%s: %s has shape %v, adapter_config.json and the model imply [%d %d]", path, promptEmbeddingsKey, info.Shape, rows, cols)
 	}
 	for _, n := range st.Names() {

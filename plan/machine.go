@@ -15,7 +15,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"gotune/compute/cpu"
-	"gotune/nn"
 	"gotune/quant"
 )
 
@@ -81,9 +80,8 @@ func Probe(budget time.Duration, tokens, rows, cols int) (f32, nf4 float64, err 
 }
 
 // ProbeExp measures exponentials per second (millions) the way the
-// training step computes them: nn.Exp over slices split across workers,
-// right after a BLAS product as in a step, where the library's threads
-// still hold the cores for a moment.
+// training step computes them: the vector kernel cpu.ExpF32 over slices
+// split across workers, right after a matrix product as in a step.
 func ProbeExp(budget time.Duration) float64 {
 	const n = 1 << 18
 	src, dst := make([]float32, n), make([]float32, n)
@@ -95,9 +93,7 @@ func ProbeExp(budget time.Duration) float64 {
 	fn := func() {
 		cpu.Sgemm(false, true, k, k, k, 1, a, k, a, k, 0, c, k)
 		cpu.Parallel(n, 4096, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				dst[i] = nn.Exp(src[i])
-			}
+			cpu.ExpF32(dst[lo:hi], src[lo:hi])
 		})
 	}
 	// rate reports (n + GEMM FLOPs)/1e9 per second; count only the exps.

@@ -11,7 +11,7 @@ import (
 // processes a whole slice; on amd64 an AVX-512 or AVX2/FMA assembly kernel
 // does the work, elsewhere (or with the purego tag) a plain Go loop.
 //
-// The exponential is the same algorithm as nn.Exp (range reduction
+// The exponential uses one algorithm in every path (range reduction
 // x = n·ln2 + r with ln2 in two parts, the degree-6 Cephes polynomial), so
 // scalar and vector results agree to an ulp or two: relative error ≤ 3e-7
 // on normal results, 0 below -87.33654, +Inf above 88.72283, NaN stays NaN.
@@ -117,9 +117,10 @@ const (
 	expOverflow  = 88.72283  // e^x > largest float32 above this
 )
 
-// expf is the scalar exponential of the generic path, the algorithm of
-// nn.Exp. Unlike nn.Exp it stays finite for x in [88.38, 88.72283], where
-// n = 128 makes 2^n itself overflow.
+// expf is the scalar exponential of the generic path and of the tails: the
+// classic range reduction x = n·ln2 + r (ln2 split in two so n·ln2 is exact)
+// and a degree-6 polynomial for e^r (the Cephes expf coefficients). It stays
+// finite for x in [88.38, 88.72283], where n = 128 makes 2^n overflow.
 func expf(x float32) float32 {
 	switch {
 	case x != x:
