@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"gotune/chat"
+	"gotune/gguf"
 	"gotune/model"
 	"gotune/peft"
 	"gotune/tokenizer"
@@ -86,6 +87,27 @@ type Engine struct {
 // Load opens a model folder, its tokenizer, chat template and generation
 // config, and attaches an adapter when adapterDir is not empty.
 func Load(modelDir, adapterDir string) (*Engine, error) {
+	var e *Engine
+	var err error
+	if strings.HasSuffix(strings.ToLower(modelDir), ".gguf") {
+		e, err = loadGGUF(modelDir)
+	} else {
+		e, err = loadFolder(modelDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := e.Model
+	if adapterDir != "" {
+		if e.Adapter, err = peft.Load(m, adapterDir); err != nil {
+			return nil, err
+		}
+	}
+	e.buildStops()
+	return e, nil
+}
+
+func loadFolder(modelDir string) (*Engine, error) {
 	m, err := model.Load(modelDir, model.LoadOptions{})
 	if err != nil {
 		return nil, err
@@ -101,12 +123,35 @@ func Load(modelDir, adapterDir string) (*Engine, error) {
 	if e.Gen, err = LoadGenerationConfig(modelDir); err != nil {
 		return nil, err
 	}
-	if adapterDir != "" {
-		if e.Adapter, err = peft.Load(m, adapterDir); err != nil {
-			return nil, err
-		}
+	return e, nil
+}
+
+// loadGGUF opens a single GGUF file: weights, the vocabulary stored in it,
+// and its tokenizer.chat_template when present.
+func loadGGUF(path string) (*Engine, error) {
+	m, err := model.LoadGGUF(path, model.LoadOptions{})
+	if err != nil {
+		return nil, err
 	}
-	e.buildStops()
+	m.Dir = path
+	tok, err := tokenizer.LoadGGUF(path)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{Model: m, Tok: tok, Gen: GenerationConfig{Temperature: 1, TopP: 1, RepetitionPenalty: 1}}
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if src, ok := f.String("tokenizer.chat_template"); ok && src != "" {
+		t, err := chat.Parse(path, src)
+		if err != nil {
+			return nil, fmt.Errorf("%s: tokenizer.chat_template: %w", path, err)
+		}
+		t.BOS, t.EOS = tok.BOSToken(), tok.EOSToken()
+		e.Template = t
+	}
 	return e, nil
 }
 

@@ -32,7 +32,7 @@ func sampleFlags(fs *flag.FlagSet) *infer.SampleOptions {
 func runGenerate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	modelDir := fs.String("model", "", "model folder (Hugging Face layout); default: the bundled "+assets.DefaultModel)
+	modelDir := fs.String("model", "", "model folder (Hugging Face layout) or .gguf file; default: the bundled "+assets.DefaultModel)
 	adapter := fs.String("adapter", "", "PEFT adapter folder to attach")
 	prompt := fs.String("prompt", "What does LoRA train?", "user message (or raw text with --raw)")
 	system := fs.String("system", "", "system message")
