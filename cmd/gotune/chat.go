@@ -158,6 +158,14 @@ func (s *chatSession) reset() {
 	}
 }
 
+// contextLimit is the model's context length (0 when unknown).
+func (s *chatSession) contextLimit() int {
+	if s.e.Model != nil && s.e.Model.Cfg != nil {
+		return s.e.Model.Cfg.MaxPositions
+	}
+	return 0
+}
+
 // send adds a user message, streams the reply to out and adds it to the
 // history. When the conversation outgrows the model's context, the oldest
 // turns are dropped (the system message stays).
@@ -167,7 +175,11 @@ func (s *chatSession) send(ctx context.Context, text string, out io.Writer) (inf
 	if err != nil {
 		return infer.Result{}, err
 	}
-	res, err := s.e.GenerateContext(ctx, infer.Request{Prompt: prompt, MaxTokens: s.maxNew, Sample: s.sample,
+	maxNew := s.maxNew
+	if limit := s.contextLimit(); limit > 0 {
+		maxNew = min(maxNew, limit-s.e.CountTokens(prompt))
+	}
+	res, err := s.e.GenerateContext(ctx, infer.Request{Prompt: prompt, MaxTokens: maxNew, Sample: s.sample,
 		OnText: func(t string) { fmt.Fprint(out, t) }})
 	if err != nil {
 		return res, err
@@ -179,16 +191,19 @@ func (s *chatSession) send(ctx context.Context, text string, out io.Writer) (inf
 // fit renders msgs, dropping the oldest turns until the prompt and the
 // reply fit the model's context.
 func (s *chatSession) fit(msgs []chat.Message) (string, []chat.Message, error) {
-	limit := 0
-	if s.e.Model != nil && s.e.Model.Cfg != nil {
-		limit = s.e.Model.Cfg.MaxPositions
+	limit := s.contextLimit()
+	// A reply gets --max-new-tokens, or half the context when that is
+	// smaller, so long histories are trimmed rather than refused.
+	reserve := s.maxNew
+	if limit > 0 {
+		reserve = min(reserve, limit/2)
 	}
 	for {
 		prompt, err := s.e.Prompt(msgs, chat.Options{})
 		if err != nil {
 			return "", nil, err
 		}
-		if limit <= 0 || s.e.CountTokens(prompt)+s.maxNew <= limit {
+		if limit <= 0 || s.e.CountTokens(prompt)+reserve <= limit {
 			return prompt, msgs, nil
 		}
 		first := 0
@@ -196,7 +211,7 @@ func (s *chatSession) fit(msgs []chat.Message) (string, []chat.Message, error) {
 			first = 1
 		}
 		if len(msgs)-first <= 1 {
-			return "", nil, fmt.Errorf("the message and --max-new-tokens %d do not fit the model's %d-token context", s.maxNew, limit)
+			return "", nil, fmt.Errorf("the message (%d tokens) leaves no room for a %d-token reply in the model's %d-token context", s.e.CountTokens(prompt), reserve, limit)
 		}
 		// Drop the oldest user turn and the replies that followed it.
 		end := first + 1
