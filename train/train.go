@@ -442,17 +442,14 @@ func (t *Trainer) Run() error {
 		for pos.BatchIndex < usable && t.state.GlobalStep < t.total {
 			end := min(pos.BatchIndex+ga, usable)
 			batches := make([]*model.Batch, 0, end-pos.BatchIndex)
-			trained := 0
 			for _, p := range plans[pos.BatchIndex:end] {
-				mb := batchOf(p.Build(t.cache, t.pad), packed)
-				trained += mb.TrainedTokens()
-				batches = append(batches, mb)
+				batches = append(batches, batchOf(p.Build(t.cache, t.pad), packed))
 			}
 			t.opt.ZeroGrad()
 			if lora, ok := t.Method.(*peft.LoRASet); ok {
 				lora.SetStep(uint64(t.state.GlobalStep))
 			}
-			sum, _ := Accumulate(t.ws, batches)
+			sum, trained := Accumulate(t.ws, batches)
 			for _, mb := range batches {
 				tokensSeen += int64(mb.B * mb.T)
 			}
@@ -482,7 +479,7 @@ func (t *Trainer) Run() error {
 					return err
 				}
 			}
-			if c.SaveStrategy != "no" && c.SaveSteps > 0 && t.state.GlobalStep%c.SaveSteps == 0 && t.state.GlobalStep < t.total {
+			if (c.SaveStrategy == "" || c.SaveStrategy == "steps") && c.SaveSteps > 0 && t.state.GlobalStep%c.SaveSteps == 0 && t.state.GlobalStep < t.total {
 				if err := t.saveCheckpoint(); err != nil {
 					return err
 				}
@@ -491,6 +488,18 @@ func (t *Trainer) Run() error {
 		if pos.BatchIndex >= usable {
 			pos = ckpt.DataPosition{Epoch: pos.Epoch + 1}
 			t.state.Data = pos
+			if t.state.GlobalStep < t.total {
+				if len(t.val) > 0 && c.EvalStrategy == "epoch" {
+					if err := t.evaluate(); err != nil {
+						return err
+					}
+				}
+				if c.SaveStrategy == "epoch" {
+					if err := t.saveCheckpoint(); err != nil {
+						return err
+					}
+				}
+			}
 		}
 	}
 	if len(t.val) > 0 && c.EvalStrategy != "no" {
