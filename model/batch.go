@@ -14,7 +14,7 @@ type Batch struct {
 	Labels []int32 // [B·T]; IgnoreIndex where not trained; nil for inference
 	Mask   []int32 // attention mask [B·T]; nil means all ones
 	Pos    []int32 // position ids [B·T]; nil means 0…T-1 in every row
-	Seg    []int32 // packed-sample ids [B·T]; nil when rows are not packed
+	Seg    []int32 // packed-sample ids [B·T]; nil when rows are not packed (must be nil with a KV prefix or virtual tokens)
 }
 
 // Validate checks the shapes and ids against the model's vocabulary.

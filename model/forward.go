@@ -95,7 +95,9 @@ func (w *Workspace) prepare(b *Batch) {
 	n := w.N
 	w.ids, w.labels, w.mask, w.pos = growI(w.ids, n), growI(w.labels, n), growI(w.mask, n), growI(w.pos, n)
 	w.seg = nil
-	if b.Seg != nil {
+	// Virtual tokens and KV prefixes belong to a whole row; packed rows are
+	// refused upstream (train), and ignored here rather than indexed wrongly.
+	if b.Seg != nil && hook == nil && (len(m.Layers) == 0 || m.Layers[0].Prefix == nil) {
 		w.seg = growI(w.seg, n)
 	}
 	prefix := 0

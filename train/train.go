@@ -143,6 +143,11 @@ func (t *Trainer) attachMethod() error {
 		}
 		t.Method, t.Params = set, set.Params()
 	case "prompt_tuning", "p_tuning", "prefix_tuning", "p_tuning_v2", "ia3", "adapter":
+		if c.FinetuningType != "ia3" && c.FinetuningType != "adapter" && c.PackingEnabled() {
+			// Virtual tokens and prefixes belong to a sequence; a packed row
+			// holds several, which would not all see them.
+			return fmt.Errorf("finetuning_type %s cannot be combined with packing: set packing: false", c.FinetuningType)
+		}
 		meth, err := t.attachOther()
 		if err != nil {
 			return err
