@@ -102,6 +102,11 @@ func Load(modelDir, adapterDir string) (*Engine, error) {
 		if e.Adapter, err = peft.Load(m, adapterDir); err != nil {
 			return nil, err
 		}
+		// An adapter trained by gotune carries the chat template it was
+		// trained with; prefer it over the base model's.
+		if t, err := chat.Load(adapterDir); err == nil {
+			e.Template = t
+		}
 	}
 	e.buildStops()
 	return e, nil

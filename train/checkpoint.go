@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"gotune/chat"
 	"gotune/ckpt"
 	"gotune/model"
 	"gotune/optim"
@@ -112,10 +113,28 @@ func (t *Trainer) saveFinal() error {
 			return err
 		}
 	}
+	if err := t.writeTemplate(c.OutputDir); err != nil {
+		return err
+	}
 	t.state.MaxSteps = t.total
 	if err := ckpt.SaveTrainerState(c.OutputDir, &t.state); err != nil {
 		return err
 	}
 	t.log.Printf("saved %s", c.OutputDir)
 	return nil
+}
+
+// writeTemplate stores the chat template training rendered with, when it
+// was a built-in one, as the output's chat_template.jinja: inference then
+// uses exactly the template the model was trained on.
+func (t *Trainer) writeTemplate(dir string) error {
+	name := t.Cfg.Template
+	if name == "" || name == "default" || name == "auto" || t.Cfg.Stage == "pt" {
+		return nil
+	}
+	tmpl, err := chat.Builtin(name)
+	if err != nil {
+		return err
+	}
+	return ckpt.WriteFileAtomic(filepath.Join(dir, "chat_template.jinja"), []byte(tmpl.Source), 0o644)
 }

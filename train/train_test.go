@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"gotune/assets"
+	"gotune/chat"
 	"gotune/ckpt"
 	"gotune/config"
 	"gotune/model"
@@ -221,5 +222,21 @@ func TestEvaluationOnValidationSplit(t *testing.T) {
 	must(t, err)
 	if !strings.Contains(string(log), "eval_loss") {
 		t.Errorf("trainer_log.jsonl has no eval_loss line:\n%s", log)
+	}
+}
+
+// TestBuiltinTemplateTravelsWithAdapter: training with a built-in template
+// saves that template beside the adapter, so inference renders prompts the
+// way training did.
+func TestBuiltinTemplateTravelsWithAdapter(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	must(t, cfg.ApplyFlags([]string{"--template", "chatml", "--max_steps", "2", "--save_strategy", "no"}))
+	run(t, cfg)
+	got, err := os.ReadFile(filepath.Join(cfg.OutputDir, "chat_template.jinja"))
+	must(t, err)
+	want, err := chat.Builtin("chatml")
+	must(t, err)
+	if string(got) != want.Source {
+		t.Errorf("saved chat_template.jinja is not the built-in chatml template")
 	}
 }
