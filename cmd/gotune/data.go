@@ -63,6 +63,9 @@ func runData(args []string, stdout, stderr io.Writer) error {
 	}
 	var enc *data.Encoder
 	if cfg.ModelNameOrPath != "" {
+		if cfg.ModelNameOrPath, err = modelPath(cfg.ModelNameOrPath); err != nil {
+			return err
+		}
 		if enc, err = train.Encoder(cfg.ModelNameOrPath, cfg.Template, dc.Encode); err != nil {
 			return err
 		}

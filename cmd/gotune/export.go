@@ -29,7 +29,7 @@ Flags:`)
 		fs.PrintDefaults()
 	}
 	var o export.Options
-	fs.StringVar(&o.Model, "model", "", "base model folder (Hugging Face layout)")
+	fs.StringVar(&o.Model, "model", "", "base model folder (Hugging Face layout) or Hub repo id")
 	fs.StringVar(&o.Adapter, "adapter", "", "PEFT adapter folder")
 	fs.StringVar(&o.Out, "out", "", "output folder to create")
 	format := fs.String("format", "hf", "hf, peft or gguf")
@@ -81,6 +81,12 @@ Flags:`)
 		return fmt.Errorf("--quantization-bit %d: want 4 or 8", *qbit)
 	}
 	o.Log = stderr
+	if o.Model != "" {
+		var err error
+		if o.Model, err = modelPath(o.Model); err != nil {
+			return err
+		}
+	}
 	res, err := export.Run(o)
 	if err != nil {
 		return err

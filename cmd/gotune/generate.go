@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
+	"os"
+
 	"flag"
 	"fmt"
+	"gotune/hub"
 	"io"
 	"time"
 
@@ -11,12 +15,21 @@ import (
 	"gotune/infer"
 )
 
-// modelPath resolves --model, defaulting to the bundled tiny model.
+// modelPath resolves --model: a local folder or .gguf file as it is, a
+// Hugging Face repo id ("Qwen/Qwen3-0.6B") downloaded into the hub cache
+// (HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE apply), and the bundled tiny
+// model when empty.
 func modelPath(p string) (string, error) {
-	if p != "" {
-		return p, nil
+	if p == "" {
+		return assets.ModelDir(assets.DefaultModel, "")
 	}
-	return assets.ModelDir(assets.DefaultModel, "")
+	local, remote := hub.Resolve(p)
+	if !remote {
+		return local, nil
+	}
+	c := hub.NewClient()
+	c.Progress = os.Stderr
+	return c.Download(context.Background(), p, "", hub.Options{})
 }
 
 func sampleFlags(fs *flag.FlagSet) *infer.SampleOptions {

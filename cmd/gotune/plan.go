@@ -47,6 +47,9 @@ func runPlan(args []string, stdout, stderr io.Writer) error {
 	case *modelDir != "" && *shape != "":
 		return fmt.Errorf("give --model or --shape, not both")
 	case *modelDir != "":
+		if *modelDir, err = modelPath(*modelDir); err != nil {
+			return err
+		}
 		if req.Config, err = model.LoadConfig(*modelDir); err != nil {
 			return err
 		}

@@ -32,6 +32,11 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
+	if cfg.ModelNameOrPath != "" {
+		if cfg.ModelNameOrPath, err = modelPath(cfg.ModelNameOrPath); err != nil {
+			return err
+		}
+	}
 	t, err := train.New(cfg, "", stderr)
 	if err != nil {
 		return err
