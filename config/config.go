@@ -68,7 +68,17 @@ type Config struct {
 	MaskHistory     bool      `yaml:"mask_history"`
 	EnableThinking  bool      `yaml:"enable_thinking"`
 	TokenizedPath   string    `yaml:"tokenized_path"`
-	Streaming       bool      `yaml:"streaming"`
+	// Cleaning (gotune): exact and near-duplicate removal, placeholder
+	// answers, length bounds and a script/language filter; what each
+	// removed is reported by `gotune data inspect`.
+	Dedup              bool     `yaml:"dedup"`
+	NearDedup          bool     `yaml:"near_dedup"`
+	NearDedupThreshold float64  `yaml:"near_dedup_threshold"`
+	DropPlaceholders   bool     `yaml:"drop_placeholders"`
+	MinChars           int      `yaml:"min_chars"`
+	MaxChars           int      `yaml:"max_chars"`
+	Languages          []string `yaml:"languages"` // scripts or language codes to keep (en, zh, …); empty: all
+	Streaming          bool     `yaml:"streaming"`
 
 	// Optimisation.
 	PerDeviceTrainBatchSize   int                `yaml:"per_device_train_batch_size"`
@@ -144,6 +154,10 @@ func Default() *Config {
 		DoubleQuantization:        true,
 		DatasetDir:                "data",
 		CutoffLen:                 2048,
+		Dedup:                     true,
+		NearDedup:                 true,
+		NearDedupThreshold:        0.8,
+		DropPlaceholders:          true,
 		MixStrategy:               "concat",
 		EnableThinking:            true,
 		PerDeviceTrainBatchSize:   8,

@@ -110,6 +110,12 @@ func (c *Config) Validate() error {
 		oneOf("quantization_method", c.QuantizationMethod, []string{"bnb"})
 	}
 
+	if c.NearDedup && !(c.NearDedupThreshold > 0 && c.NearDedupThreshold <= 1) {
+		bad("near_dedup_threshold", "must be in (0, 1], got %v", c.NearDedupThreshold)
+	}
+	if c.MinChars < 0 || c.MaxChars < 0 || (c.MaxChars > 0 && c.MaxChars < c.MinChars) {
+		bad("max_chars", "must be 0 (no bound) or at least min_chars, got min %d max %d", c.MinChars, c.MaxChars)
+	}
 	if len(c.Dataset) == 0 {
 		bad("dataset", "required: one or more dataset names from dataset_info.json, comma-separated")
 	}

@@ -281,9 +281,9 @@ func (t *Trainer) loadData() error {
 
 // DataConfig maps a training configuration onto the data pipeline's: the
 // datasets resolved through dataset_dir/dataset_info.json, mixing, the
-// validation split, masking options, and gotune's default cleaning (exact
-// and near duplicates, placeholder answers), which `gotune data inspect`
-// reports record by record.
+// validation split, masking options, and cleaning (by default exact and
+// near duplicates and placeholder answers are removed), which `gotune data
+// inspect` reports record by record.
 func DataConfig(c *config.Config) (data.Config, error) {
 	info, err := data.LoadDatasetInfo(c.DatasetDir)
 	if err != nil {
@@ -293,7 +293,9 @@ func DataConfig(c *config.Config) (data.Config, error) {
 	if err != nil {
 		return data.Config{}, err
 	}
-	dc := data.Config{Datasets: specs, Stage: c.Stage, ValSize: c.ValSize, Clean: data.DefaultClean(),
+	clean := data.CleanConfig{Dedup: c.Dedup, NearDedup: c.NearDedup, NearThreshold: c.NearDedupThreshold,
+		DropPlaceholders: c.DropPlaceholders, MinChars: c.MinChars, MaxChars: c.MaxChars, Scripts: c.Languages}
+	dc := data.Config{Datasets: specs, Stage: c.Stage, ValSize: c.ValSize, Clean: clean,
 		Encode: data.EncodeOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory},
 		Mix:    data.MixConfig{Strategy: c.MixStrategy, Probs: c.InterleaveProbs, Seed: int64(c.Seed)}}
 	if c.MaxSamples != nil {

@@ -240,3 +240,20 @@ func TestBuiltinTemplateTravelsWithAdapter(t *testing.T) {
 		t.Errorf("saved chat_template.jinja is not the built-in chatml template")
 	}
 }
+
+// TestDataConfigCleaning: the cleaning keys reach the data pipeline, with
+// duplicates removed by default and kept when switched off.
+func TestDataConfigCleaning(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	dc, err := DataConfig(cfg)
+	must(t, err)
+	if !dc.Clean.Dedup || !dc.Clean.NearDedup || dc.Clean.NearThreshold != 0.8 || !dc.Clean.DropPlaceholders {
+		t.Errorf("default cleaning %+v, want exact and near dedup at 0.8 and placeholders", dc.Clean)
+	}
+	must(t, cfg.ApplyFlags([]string{"--dedup=false", "--near_dedup=false", "--languages", "en,zh", "--max_chars", "4000"}))
+	dc, err = DataConfig(cfg)
+	must(t, err)
+	if dc.Clean.Dedup || dc.Clean.NearDedup || dc.Clean.MaxChars != 4000 || len(dc.Clean.Scripts) != 2 {
+		t.Errorf("cleaning from flags %+v", dc.Clean)
+	}
+}
