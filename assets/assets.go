@@ -18,8 +18,8 @@ var files embed.FS
 // BPE tokenizer and chat template, small enough to fine-tune in seconds.
 const DefaultModel = "tiny-qwen3"
 
-// ModelDir extracts a bundled model into dir (or, when dir is empty, the
-// user's cache folder) and returns its path. Files already extracted with
+// ModelDir extracts a bundled model into dir (or, when dir is empty, under
+// Home()) and returns its path. Files already extracted with
 // the same size are kept.
 func ModelDir(name, dir string) (string, error) {
 	return extract("models/"+name, dir)
@@ -40,11 +40,7 @@ func extract(src, dir string) (string, error) {
 		return "", fmt.Errorf("nothing bundled under %q", src)
 	}
 	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = os.TempDir()
-		}
-		dir = filepath.Join(cache, "gotune", filepath.FromSlash(src))
+		dir = filepath.Join(Home(), filepath.FromSlash(src))
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -68,4 +64,17 @@ func extract(src, dir string) (string, error) {
 		return os.Rename(tmp, dst)
 	})
 	return dir, err
+}
+
+// Home is gotune's own folder for downloads and extracted files:
+// $GOTUNE_HOME, else the user's cache folder's gotune/.
+func Home() string {
+	if h := os.Getenv("GOTUNE_HOME"); h != "" {
+		return h
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	return filepath.Join(cache, "gotune")
 }
