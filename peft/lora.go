@@ -25,16 +25,19 @@ type LoRA struct {
 	// mask, so a recomputed forward (gradient checkpointing) matches.
 	Seed, Step uint64
 
-	r     int
-	h     nn.Buf // A·x, transposed [r, n], saved for backward
-	dBT   nn.Buf
-	xd    nn.Buf // dropped-out input
-	u     nn.Buf // DoRA: W·x + s·B·A·x, before rescaling
-	dh    nn.Buf
-	du    nn.Buf
-	dxd   nn.Buf
-	norm  []float32
-	scale []float32 // DoRA: m / ‖W + s·B·A‖
+	r    int
+	h    nn.Buf // A·x, transposed [r, n], saved for backward
+	dBT  nn.Buf
+	xd   nn.Buf // dropped-out input
+	u    nn.Buf // DoRA: W·x + s·B·A·x, before rescaling
+	dh   nn.Buf
+	du   nn.Buf
+	dxd  nn.Buf
+	norm []float32
+	// DoRA: ‖W_o‖² of the frozen base (computed once) and ⟨A_k, W_o⟩.
+	wnorm2 []float64
+	wa     nn.Buf
+	scale  []float32 // DoRA: m / ‖W + s·B·A‖
 }
 
 func (l *LoRA) input(x []float32, n, in int) []float32 {
@@ -96,28 +99,92 @@ func (l *LoRA) Forward(lin *nn.Linear, y, x []float32, n int) {
 	}
 }
 
-// doraScale computes m / ‖W + s·B·A‖ for every output row.
+// doraScale computes m / ‖W + s·B·A‖ for every output row without
+// expanding W (which may be bf16 or quantized): with the frozen row norms
+// ‖W_o‖² kept from the first call,
+//
+//	‖W_o + s·(BA)_o‖² = ‖W_o‖² + 2s·Σ_k B_ok·⟨A_k, W_o⟩ + s²·B_o·(A·Aᵀ)·B_oᵀ,
+//
+// where ⟨A_k, W_o⟩ comes from applying the layer to A's r rows.
 func (l *LoRA) doraScale(lin *nn.Linear) {
 	in, out, r := lin.In, lin.Out, l.r
 	if len(l.norm) != out {
 		l.norm, l.scale = make([]float32, out), make([]float32, out)
 	}
-	w := lin.DenseWeight()
-	cpu.Parallel(out, 16, func(lo, hi int) {
-		row := make([]float32, in)
+	if len(l.wnorm2) != out {
+		l.wnorm2 = rowNormsSquared(lin)
+	}
+	wa := l.wa.Get(r * out)
+	lin.MatMul(wa, l.A.Data, r) // wa[k, o] = ⟨A_k, W_o⟩
+	gram := make([]float64, r*r)
+	for k := 0; k < r; k++ {
+		ak := l.A.Data[k*in : (k+1)*in]
+		for j := k; j < r; j++ {
+			aj := l.A.Data[j*in : (j+1)*in]
+			var d float64
+			for i, v := range ak {
+				d += float64(v) * float64(aj[i])
+			}
+			gram[k*r+j], gram[j*r+k] = d, d
+		}
+	}
+	s := float64(l.Scale)
+	cpu.Parallel(out, 64, func(lo, hi int) {
 		for o := lo; o < hi; o++ {
-			copy(row, w[o*in:(o+1)*in])
-			for k := 0; k < r; k++ {
-				cpu.Axpy(l.Scale*l.B.Data[o*r+k], l.A.Data[k*in:(k+1)*in], row)
+			b := l.B.Data[o*r : (o+1)*r]
+			var cross, quad float64
+			for k, bk := range b {
+				cross += float64(bk) * float64(wa[k*out+o])
+				var row float64
+				for j, bj := range b {
+					row += gram[k*r+j] * float64(bj)
+				}
+				quad += float64(bk) * row
 			}
-			var ss float64
-			for _, v := range row {
-				ss += float64(v) * float64(v)
-			}
-			l.norm[o] = float32(math.Sqrt(ss))
+			n := math.Sqrt(max(l.wnorm2[o]+2*s*cross+s*s*quad, 0))
+			l.norm[o] = float32(n)
 			l.scale[o] = l.Magnitude.Data[o] / l.norm[o]
 		}
 	})
+}
+
+// rowNormsSquared returns ‖W_o‖² for every output row, reading quantized
+// weights a block of rows at a time.
+func rowNormsSquared(lin *nn.Linear) []float64 {
+	in, out := lin.In, lin.Out
+	norms := make([]float64, out)
+	sum := func(row []float32) float64 {
+		var ss float64
+		for _, v := range row {
+			ss += float64(v) * float64(v)
+		}
+		return ss
+	}
+	type rowReader interface {
+		DequantizeRows(dst []float32, r0, r1 int)
+	}
+	switch q, ok := lin.Q.(rowReader); {
+	case lin.W != nil && lin.W.Data != nil:
+		for o := range norms {
+			norms[o] = sum(lin.W.Data[o*in : (o+1)*in])
+		}
+	case ok:
+		const rows = 64
+		buf := make([]float32, rows*in)
+		for r0 := 0; r0 < out; r0 += rows {
+			r1 := min(r0+rows, out)
+			q.DequantizeRows(buf[:(r1-r0)*in], r0, r1)
+			for o := r0; o < r1; o++ {
+				norms[o] = sum(buf[(o-r0)*in : (o-r0+1)*in])
+			}
+		}
+	default:
+		w := lin.DenseWeight()
+		for o := range norms {
+			norms[o] = sum(w[o*in : (o+1)*in])
+		}
+	}
+	return norms
 }
 
 // Backward implements nn.Adapter.

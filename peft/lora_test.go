@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"gotune/model"
+	"gotune/quant"
 	"gotune/safetensors"
 )
 
@@ -170,6 +171,48 @@ func TestLoRABadConfig(t *testing.T) {
 	} {
 		if _, err := AttachLoRA(m, c.cfg, 0); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: err = %v, want %q", c.cfg, err, c.want)
+		}
+	}
+}
+
+// TestDoRANormsOnQuantizedBase: DoRA's row norms ‖W + s·B·A‖, computed
+// without expanding the weight, equal the norms of the explicitly
+// dequantized weight plus the update (QDoRA).
+func TestDoRANormsOnQuantizedBase(t *testing.T) {
+	m := randomModel(t, "ref-qwen3")
+	for _, l := range m.Linears() {
+		q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: quant.NF4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Q, l.W = q, nil
+	}
+	set, err := AttachLoRA(m, LoRAConfig{R: 4, Alpha: 8, Targets: []string{"all"}, DoRA: true, Init: "gaussian"}, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mod := range set.Modules {
+		for i := range mod.B.Data {
+			mod.B.Data[i] = float32(math.Cos(float64(i))) * 0.1
+		}
+	}
+	for _, mod := range set.Modules {
+		lin := set.layers[mod.Module]
+		mod.doraScale(lin)
+		w := lin.DenseWeight()
+		r := mod.A.Shape[0]
+		for o := 0; o < lin.Out; o++ {
+			var ss float64
+			for i := 0; i < lin.In; i++ {
+				v := float64(w[o*lin.In+i])
+				for k := 0; k < r; k++ {
+					v += float64(mod.Scale) * float64(mod.B.Data[o*r+k]) * float64(mod.A.Data[k*lin.In+i])
+				}
+				ss += v * v
+			}
+			if want := math.Sqrt(ss); math.Abs(float64(mod.norm[o])-want) > 1e-5*want {
+				t.Fatalf("%s row %d: norm %v, direct %v", mod.Module, o, mod.norm[o], want)
+			}
 		}
 	}
 }
