@@ -257,3 +257,25 @@ func TestDataConfigCleaning(t *testing.T) {
 		t.Errorf("cleaning from flags %+v", dc.Clean)
 	}
 }
+
+// TestEvaluate: after training, the adapter scores a lower loss than the
+// base on the training data, and the overall figure is the token-weighted
+// mean of the per-dataset ones.
+func TestEvaluate(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	must(t, cfg.ApplyFlags([]string{"--max_steps", "30", "--save_strategy", "no", "--learning_rate", "1e-2"}))
+	run(t, cfg)
+	base, err := Evaluate(cfg, cfg.ModelNameOrPath, "")
+	must(t, err)
+	tuned, err := Evaluate(cfg, cfg.ModelNameOrPath, cfg.OutputDir)
+	must(t, err)
+	if len(base) != 2 || base[0].Samples != 12 || base[1].Dataset != "all" || base[0].Tokens != base[1].Tokens {
+		t.Fatalf("unexpected results %+v", base)
+	}
+	if !(tuned[1].Loss < base[1].Loss/2) {
+		t.Errorf("fine-tuned loss %.4f, base %.4f: expected the adapter to halve it", tuned[1].Loss, base[1].Loss)
+	}
+	if math.Abs(base[1].Perplexity-math.Exp(base[1].Loss)) > 1e-9*base[1].Perplexity {
+		t.Errorf("perplexity %v is not exp(loss %v)", base[1].Perplexity, base[1].Loss)
+	}
+}

@@ -21,6 +21,7 @@ func commands() map[string]command {
 		"parity":     {"check gotune against reference outputs of the Python stack", runParity},
 		"bench":      {"measure kernels, forward and training throughput", runBench},
 		"data":       {"inspect or prepare datasets: validation, statistics, masks, tokenized cache", runData},
+		"eval":       {"loss and perplexity of a model (and a fine-tune) on the datasets of a config", runEval},
 		"train":      {"fine-tune a model from a LLaMA-Factory style YAML config", runTrain},
 		"plan":       {"estimate memory and step time of each fine-tuning method and recommend one", runPlan},
 		"quickstart": {"train a LoRA adapter on the bundled tiny model and data, and compare answers", runQuickstart},

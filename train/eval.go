@@ -1,0 +1,91 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+
+	"gotune/config"
+	"gotune/data"
+	"gotune/model"
+	"gotune/peft"
+)
+
+// EvalResult is the loss of a model on one dataset.
+type EvalResult struct {
+	Dataset    string  `json:"dataset"`
+	Samples    int     `json:"samples"`
+	Tokens     int     `json:"tokens"` // trained (scored) tokens
+	Loss       float64 `json:"loss"`
+	Perplexity float64 `json:"perplexity"`
+}
+
+// Evaluate scores a model (with an adapter when adapterDir is set) on the
+// datasets of cfg: the mean cross-entropy of the tokens training would train
+// on, and its perplexity, per dataset and overall (Dataset "all"). Comparing
+// the base model with the fine-tuned one on general data measures forgetting.
+func Evaluate(cfg *config.Config, modelDir, adapterDir string) ([]EvalResult, error) {
+	dc, err := DataConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dc.ValSize = 0
+	enc, err := Encoder(modelDir, cfg.Template, dc.Encode)
+	if err != nil {
+		return nil, err
+	}
+	dir := cfg.TokenizedPath
+	if dir == "" {
+		dir = filepath.Join(cfg.OutputDir, ".data")
+	}
+	cache, err := data.Prepare(dc, enc, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cache.Close()
+	m, err := model.Load(modelDir, model.LoadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if adapterDir != "" {
+		if _, err := peft.Load(m, adapterDir); err != nil {
+			return nil, err
+		}
+	}
+	pad := int32(0)
+	if tok, ok := enc.Tok.(data.HFTokenizer); ok {
+		pad = int32(tok.PAD())
+	}
+	ws := m.NewWorkspace()
+	sums := make([]float64, len(dc.Datasets))
+	tokens := make([]int, len(dc.Datasets))
+	samples := make([]int, len(dc.Datasets))
+	for _, i := range cache.Train() {
+		s := cache.Sample(i)
+		b := data.BatchPlan{Rows: [][]int{{i}}, T: len(s.InputIDs)}.Build(cache, pad)
+		sum, n := ws.Loss(batchOf(b, false))
+		sums[s.Source] += sum
+		tokens[s.Source] += n
+		samples[s.Source]++
+	}
+	var out []EvalResult
+	var all EvalResult
+	all.Dataset = "all"
+	for d, spec := range dc.Datasets {
+		r := EvalResult{Dataset: spec.Name, Samples: samples[d], Tokens: tokens[d]}
+		if tokens[d] > 0 {
+			r.Loss = sums[d] / float64(tokens[d])
+			r.Perplexity = math.Exp(r.Loss)
+		}
+		out = append(out, r)
+		all.Samples += samples[d]
+		all.Tokens += tokens[d]
+		all.Loss += sums[d]
+	}
+	if all.Tokens == 0 {
+		return nil, fmt.Errorf("eval: no scored tokens in %v", cfg.Dataset)
+	}
+	all.Loss /= float64(all.Tokens)
+	all.Perplexity = math.Exp(all.Loss)
+	return append(out, all), nil
+}
