@@ -116,88 +116,108 @@ func (a *Attention) scores(s, q, k []float32, b, h, t0, t1 int) int {
 func (a *Attention) Forward(out, lse, q, k, v []float32) {
 	hd, qd, kd := a.HD, a.Heads*a.HD, a.KVHeads*a.HD
 	group := a.Heads / a.KVHeads
-	n := a.B * a.Heads
-	tiles := a.tiles(max(min(cpu.Threads(), n), 1), 1, min(queryBlock, a.Tq)*a.Tk)
-	forWorkers(n, func(w, bh int) {
+	tasks := a.tasks()
+	tiles := a.tiles(workersFor(len(tasks)), 1, min(queryBlock, a.Tq)*a.Tk)
+	forWorkers(len(tasks), func(w, i int) {
 		s := tiles[w]
+		bh, t0 := tasks[i].bh, tasks[i].t0
 		b, h := bh/a.Heads, bh%a.Heads
 		g := h / group
-		for t0 := 0; t0 < a.Tq; t0 += queryBlock {
-			t1 := min(t0+queryBlock, a.Tq)
-			kEnd := a.scores(s, q, k, b, h, t0, t1)
-			for i := 0; i < t1-t0; i++ {
-				li := bh*a.Tq + t0 + i
-				// A fully masked row comes back zeroed with max -Inf.
-				mx, sum := cpu.Softmax(s[i*kEnd : (i+1)*kEnd])
-				if math.IsInf(float64(mx), -1) {
-					lse[li] = mx
-					continue
-				}
-				lse[li] = mx + float32(math.Log(sum))
+		t1 := min(t0+queryBlock, a.Tq)
+		kEnd := a.scores(s, q, k, b, h, t0, t1)
+		for i := 0; i < t1-t0; i++ {
+			li := bh*a.Tq + t0 + i
+			// A fully masked row comes back zeroed with max -Inf.
+			mx, sum := cpu.Softmax(s[i*kEnd : (i+1)*kEnd])
+			if math.IsInf(float64(mx), -1) {
+				lse[li] = mx
+				continue
 			}
-			gemm1(false, false, t1-t0, hd, kEnd, 1, s, kEnd, v[b*a.Tk*kd+g*hd:], kd, 0, out[(b*a.Tq+t0)*qd+h*hd:], qd)
+			lse[li] = mx + float32(math.Log(sum))
 		}
+		gemm1(false, false, t1-t0, hd, kEnd, 1, s, kEnd, v[b*a.Tk*kd+g*hd:], kd, 0, out[(b*a.Tq+t0)*qd+h*hd:], qd)
 	})
 }
+
+// task is one block of query rows of one (sequence, head).
+type task struct{ bh, t0 int }
+
+// tasks lists every (sequence, head, query block), the blocks with the most
+// keys (the last, under the causal mask) first, so that handing them out in
+// turn keeps the workers evenly loaded.
+func (a *Attention) tasks() []task {
+	blocks := (a.Tq + queryBlock - 1) / queryBlock
+	out := make([]task, 0, a.B*a.Heads*blocks)
+	for blk := blocks - 1; blk >= 0; blk-- {
+		for bh := 0; bh < a.B*a.Heads; bh++ {
+			out = append(out, task{bh, blk * queryBlock})
+		}
+	}
+	return out
+}
+
+func workersFor(n int) int { return max(min(cpu.Threads(), n), 1) }
 
 // Backward computes dq (overwritten) and accumulates dk and dv, from dout
 // and the forward's inputs, output and lse.
 func (a *Attention) Backward(dq, dk, dv, dout, q, k, v, out, lse []float32) {
 	hd, qd, kd := a.HD, a.Heads*a.HD, a.KVHeads*a.HD
 	group := a.Heads / a.KVHeads
-	// Each (sequence, head) writes its own key/value gradient slab so heads
-	// sharing a key/value head never race; the slabs are summed afterwards.
-	slab := a.Tk * hd
-	need := 2 * a.B * a.Heads * slab
+	tasks := a.tasks()
+	workers := workersFor(len(tasks))
+	// Each worker accumulates key/value gradients in its own slabs, laid out
+	// [B, KVHeads, Tk, HD], so tasks never race; the slabs are summed in a
+	// fixed order afterwards, which keeps results deterministic.
+	slab := a.B * a.KVHeads * a.Tk * hd
+	need := 2 * workers * slab
 	if cap(a.Scratch) < need {
 		a.Scratch = make([]float32, need)
 	}
-	dks, dvs := a.Scratch[:need/2], a.Scratch[need/2:need]
-	clear(dks)
-	clear(dvs)
-	n := a.B * a.Heads
-	tiles := a.tiles(max(min(cpu.Threads(), n), 1), 2, min(queryBlock, a.Tq)*a.Tk)
-	forWorkers(n, func(w, bh int) {
+	scratch := a.Scratch[:need]
+	clear(scratch)
+	tiles := a.tiles(workers, 2, min(queryBlock, a.Tq)*a.Tk)
+	forWorkers(len(tasks), func(w, i int) {
 		p, dp := tiles[2*w], tiles[2*w+1]
+		bh, t0 := tasks[i].bh, tasks[i].t0
 		b, h := bh/a.Heads, bh%a.Heads
 		g := h / group
-		dkh, dvh := dks[bh*slab:(bh+1)*slab], dvs[bh*slab:(bh+1)*slab]
+		at := (b*a.KVHeads + g) * a.Tk * hd
+		dkh := scratch[2*w*slab+at : 2*w*slab+at+a.Tk*hd]
+		dvh := scratch[(2*w+1)*slab+at : (2*w+1)*slab+at+a.Tk*hd]
 		kb, vb := k[b*a.Tk*kd+g*hd:], v[b*a.Tk*kd+g*hd:]
-		for t0 := 0; t0 < a.Tq; t0 += queryBlock {
-			t1 := min(t0+queryBlock, a.Tq)
-			bq := t1 - t0
-			kEnd := a.scores(p, q, k, b, h, t0, t1)
-			qo := (b*a.Tq+t0)*qd + h*hd
-			gemm1(false, true, bq, kEnd, hd, 1, dout[qo:], qd, vb, kd, 0, dp, kEnd)
-			for i := 0; i < bq; i++ {
-				row, drow := p[i*kEnd:(i+1)*kEnd], dp[i*kEnd:(i+1)*kEnd]
-				l := lse[bh*a.Tq+t0+i]
-				if math.IsInf(float64(l), -1) {
-					clear(row)
-					clear(drow)
-					continue
-				}
-				r := qo + i*qd
-				D := cpu.Dot(dout[r:r+hd], out[r:r+hd])
-				cpu.ExpSubSum(row, row, l)
-				for j, pj := range row {
-					drow[j] = pj * (drow[j] - D) * a.Scale
-				}
+		t1 := min(t0+queryBlock, a.Tq)
+		bq := t1 - t0
+		kEnd := a.scores(p, q, k, b, h, t0, t1)
+		qo := (b*a.Tq+t0)*qd + h*hd
+		gemm1(false, true, bq, kEnd, hd, 1, dout[qo:], qd, vb, kd, 0, dp, kEnd)
+		for i := 0; i < bq; i++ {
+			row, drow := p[i*kEnd:(i+1)*kEnd], dp[i*kEnd:(i+1)*kEnd]
+			l := lse[bh*a.Tq+t0+i]
+			if math.IsInf(float64(l), -1) {
+				clear(row)
+				clear(drow)
+				continue
 			}
-			gemm1(false, false, bq, hd, kEnd, 1, dp, kEnd, kb, kd, 0, dq[qo:], qd)
-			gemm1(true, false, kEnd, hd, bq, 1, dp, kEnd, q[qo:], qd, 1, dkh, hd)
-			gemm1(true, false, kEnd, hd, bq, 1, p, kEnd, dout[qo:], qd, 1, dvh, hd)
+			r := qo + i*qd
+			D := cpu.Dot(dout[r:r+hd], out[r:r+hd])
+			cpu.ExpSubSum(row, row, l)
+			for j, pj := range row {
+				drow[j] = pj * (drow[j] - D) * a.Scale
+			}
 		}
+		gemm1(false, false, bq, hd, kEnd, 1, dp, kEnd, kb, kd, 0, dq[qo:], qd)
+		gemm1(true, false, kEnd, hd, bq, 1, dp, kEnd, q[qo:], qd, 1, dkh, hd)
+		gemm1(true, false, kEnd, hd, bq, 1, p, kEnd, dout[qo:], qd, 1, dvh, hd)
 	})
 	cpu.Parallel(a.B*a.KVHeads, 1, func(lo, hi int) {
 		for bg := lo; bg < hi; bg++ {
 			b, g := bg/a.KVHeads, bg%a.KVHeads
-			for h := g * group; h < (g+1)*group; h++ {
-				bh := b*a.Heads + h
-				for j := 0; j < a.Tk; j++ {
-					dst := (b*a.Tk+j)*kd + g*hd
-					cpu.Axpy(1, dks[bh*slab+j*hd:bh*slab+(j+1)*hd], dk[dst:dst+hd])
-					cpu.Axpy(1, dvs[bh*slab+j*hd:bh*slab+(j+1)*hd], dv[dst:dst+hd])
+			for j := 0; j < a.Tk; j++ {
+				dst := (b*a.Tk+j)*kd + g*hd
+				src := bg*a.Tk*hd + j*hd
+				for w := 0; w < workers; w++ {
+					cpu.Axpy(1, scratch[2*w*slab+src:2*w*slab+src+hd], dk[dst:dst+hd])
+					cpu.Axpy(1, scratch[(2*w+1)*slab+src:(2*w+1)*slab+src+hd], dv[dst:dst+hd])
 				}
 			}
 		}

@@ -250,10 +250,11 @@ func (s shape) params() int64 { return s.dense() + s.L*s.linearParams() }
 
 // run is what the activation formulas depend on beyond the model.
 type run struct {
-	B, T   int64 // T includes virtual tokens
-	prefix int64 // prefix-tuning keys/values per layer
-	hooks  bool  // sub-layer hooks (bottleneck adapters)
-	rows   int64 // rows with a target (the head's work)
+	B, T    int64 // T includes virtual tokens
+	threads int64 // workers of the attention kernels
+	prefix  int64 // prefix-tuning keys/values per layer
+	hooks   bool  // sub-layer hooks (bottleneck adapters)
+	rows    int64 // rows with a target (the head's work)
 }
 
 // workspace is the float32 count of model.Workspace after one step.
@@ -272,7 +273,9 @@ func (s shape) workspace(r run, checkpoint bool) int64 {
 	if r.prefix > 0 {
 		act += 2 * r.B * tk * s.kd
 	}
-	act += 2 * r.B * s.heads * tk * s.hd // nn.Attention.Scratch (kept per set)
+	// nn.Attention.Scratch (kept per set): per-worker key and value
+	// gradient slabs, [B, KVHeads, Tk, HD] each.
+	act += 2 * min(r.threads, r.B*s.heads*((r.T+127)/128)) * r.B * s.kvh * tk * s.hd
 	total := sets * act
 	total += (s.L + 1) * n * s.h // residual stream
 	total += n*(s.h+1) + n*s.h   // xf, rstdf, dxf
@@ -280,7 +283,7 @@ func (s shape) workspace(r run, checkpoint bool) int64 {
 	total += chunk*s.V + 2*chunk*s.h + 2*chunk // head logits, row copies, losses (model/backward.go head)
 	// Attention score tiles, two per worker, shared by every layer
 	// (nn.Attention.Tiles, kept in the Workspace).
-	total += 2 * min(int64(2), r.B*s.heads) * min(128, r.T) * (r.T + r.prefix)
+	total += 2 * min(r.threads, r.B*s.heads*((r.T+127)/128)) * min(128, r.T) * (r.T + r.prefix)
 	// RoPE cos/sin tables, grown to the longest position seen.
 	total += 2 * max(r.T+r.prefix, 256) * s.hd
 	// Backward scratch: dres, dxn, datt, dq, dk, dv, da, dg, du (+dqn, dkn).
@@ -414,6 +417,7 @@ func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
 
 	for _, ckpt := range []bool{false, true} {
 		mem := Memory{Weights: weights, Grads: 4 * trainable, Optimizer: 8 * trainable}
+		r.threads = int64(max(o.Threads, 1))
 		ws := s.workspace(r, ckpt)
 		mem.Activations = 4 * (ws + adapterActs)
 		live := mem.Weights + mem.Grads + mem.Optimizer + mem.Activations
