@@ -327,6 +327,7 @@ func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
 	f32Model := weights
 	var trainable int64
 	var adapterActs int64 // float32 values the method's buffers hold (not reduced by checkpointing)
+	var poolBytes int64   // process-wide pooled buffers the method adds (bytes)
 	lora := m == LoRA || m == DoRA || m == QLoRA
 	frozenStorage := func() {
 		if o.Storage == model.BF16 {
@@ -361,9 +362,10 @@ func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
 				qb += s.L * b
 			}
 			weights = 4*s.dense() + qb
-			// Dequantized weight panels kept by quant's sync.Pool between
-			// products (1 MiB each; one to three are resident, measured).
-			adapterActs += 2 * (256 << 10)
+			// Dequantized weight panels are pooled process-wide by quant
+			// (1 MiB each, one to three resident); like the matrix kernel's
+			// buffers they are part of the runtime allowance.
+			poolBytes = 2 << 20
 			e.WeightFormat = "nf4"
 			if !o.SingleQuant {
 				e.WeightFormat = "nf4-dq"
@@ -421,7 +423,7 @@ func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
 		ws := s.workspace(r, ckpt)
 		mem.Activations = 4 * (ws + adapterActs)
 		live := mem.Weights + mem.Grads + mem.Optimizer + mem.Activations
-		mem.Runtime = o.Runtime + gcHeadroom(live, garbagePerStep(s, r, o.Threads, ckpt), o.Steps, o.GOGC)
+		mem.Runtime = o.Runtime + poolBytes + gcHeadroom(live, garbagePerStep(s, r, o.Threads, ckpt), o.Steps, o.GOGC)
 		train := live + mem.Runtime
 		mem.Load = load + o.Runtime
 		mem.Total = max(train, mem.Load)
