@@ -148,7 +148,7 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 
 // InspectOptions tunes the report.
 type InspectOptions struct {
-	Samples int // rendered samples to include (default 3)
+	Samples int // rendered samples to include (0: 3; negative: none)
 }
 
 // Inspect reads the datasets of cfg and reports what is in them and what is

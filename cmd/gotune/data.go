@@ -40,7 +40,12 @@ func runData(args []string, stdout, stderr io.Writer) error {
 		case a == "--json":
 			asJSON = true
 		case a == "--samples" && i+1 < len(args):
-			fmt.Sscan(args[i+1], &samples)
+			if _, err := fmt.Sscan(args[i+1], &samples); err != nil || samples < 0 {
+				return fmt.Errorf("--samples %q: want a count ≥ 0", args[i+1])
+			}
+			if samples == 0 {
+				samples = -1 // none
+			}
 			i++
 		default:
 			rest = append(rest, a)
