@@ -160,6 +160,25 @@ func loadGGUF(path string) (*Engine, error) {
 	return e, nil
 }
 
+// WithAdapter returns an engine that shares e's base weights (model.Clone)
+// with the adapter in dir attached, or with none when dir is empty: several
+// adapters or replicas cost their own small buffers, not another copy of
+// the model.
+func (e *Engine) WithAdapter(dir string) (*Engine, error) {
+	c := &Engine{Model: e.Model.Clone(), Tok: e.Tok, Template: e.Template, Gen: e.Gen}
+	if dir != "" {
+		var err error
+		if c.Adapter, err = peft.Load(c.Model, dir); err != nil {
+			return nil, err
+		}
+		if t, err := chat.Load(dir); err == nil {
+			c.Template = t
+		}
+	}
+	c.buildStops()
+	return c, nil
+}
+
 // buildStops gathers the ids that end a reply: generation_config's and the
 // model's EOS ids, the tokenizer's EOS, and the template's end-of-turn tokens.
 func (e *Engine) buildStops() {

@@ -93,12 +93,16 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(
 	}
 	logger := log.New(stderr, "gotune serve: ", log.LstdFlags)
 
-	// One engine per replica and adapter: an adapter attaches to its
-	// model's layers, so models with different adapters cannot share them.
+	// One engine per replica and adapter, all sharing one copy of the base
+	// weights (an adapter attaches to its engine's own module structs).
+	baseEngine, err := infer.Load(dir, "")
+	if err != nil {
+		return err
+	}
 	load := func(name, adapterDir string) (serve.Model, error) {
 		var engines []*infer.Engine
 		for range *replicas {
-			e, err := infer.Load(dir, adapterDir)
+			e, err := baseEngine.WithAdapter(adapterDir)
 			if err != nil {
 				return serve.Model{}, err
 			}

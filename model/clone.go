@@ -1,0 +1,27 @@
+package model
+
+import "gotune/nn"
+
+// Clone returns a model that shares every weight with m (same Params,
+// bf16 and quantized storage, pre-packed panels) but has its own module
+// structs and caches, with no PEFT method attached: one base model in
+// memory can then serve several adapters, or several concurrent replicas.
+// Weights must not be modified while clones exist (merging or training a
+// base weight changes it for all of them).
+func (m *Model) Clone() *Model {
+	c := *m
+	c.ropes = nil
+	c.Input = nil
+	c.Layers = make([]*Layer, len(m.Layers))
+	for i, l := range m.Layers {
+		nl := *l
+		nl.Prefix, nl.AttnOut, nl.MLPOut = nil, nil, nil
+		for _, p := range []**nn.Linear{&nl.Q, &nl.K, &nl.V, &nl.O, &nl.Gate, &nl.Up, &nl.Down} {
+			lin := **p
+			lin.Adapter = nil
+			*p = &lin
+		}
+		c.Layers[i] = &nl
+	}
+	return &c
+}
