@@ -286,17 +286,11 @@ func (l *loader) normalizer(raw json.RawMessage, path string) (normalizer, error
 	}
 	switch typ {
 	case "Sequence":
-		var seq seqNormalizer
-		for k, r := range v.Normalizers {
-			n, err := l.normalizer(r, fmt.Sprintf("%s.normalizers[%d]", path, k))
-			if err != nil {
-				return nil, err
-			}
-			if n != nil {
-				seq = append(seq, n)
-			}
+		items, err := sequence(v.Normalizers, path, "normalizers", l.normalizer)
+		if err != nil {
+			return nil, err
 		}
-		return seq, nil
+		return seqNormalizer(items), nil
 	case "NFC":
 		return unicodeNormalizer{norm.NFC}, nil
 	case "NFD":
@@ -371,16 +365,11 @@ func (l *loader) preTokenizer(raw json.RawMessage, path string) (preTokenizer, e
 	}
 	switch typ {
 	case "Sequence":
-		var seq seqPreTokenizer
-		for k, r := range v.Pretokenizers {
-			p, err := l.preTokenizer(r, fmt.Sprintf("%s.pretokenizers[%d]", path, k))
-			if err != nil {
-				return nil, err
-			}
-			if p != nil {
-				seq = append(seq, p)
-			}
+		items, err := sequence(v.Pretokenizers, path, "pretokenizers", l.preTokenizer)
+		if err != nil {
+			return nil, err
 		}
+		seq := seqPreTokenizer(items)
 		switch len(seq) {
 		case 0:
 			return nil, nil
@@ -536,17 +525,11 @@ func (l *loader) decoder(raw json.RawMessage, path string) (decoder, error) {
 	}
 	switch typ {
 	case "Sequence":
-		var seq seqDecoder
-		for k, r := range v.Decoders {
-			d, err := l.decoder(r, fmt.Sprintf("%s.decoders[%d]", path, k))
-			if err != nil {
-				return nil, err
-			}
-			if d != nil {
-				seq = append(seq, d)
-			}
+		items, err := sequence(v.Decoders, path, "decoders", l.decoder)
+		if err != nil {
+			return nil, err
 		}
-		return seq, nil
+		return seqDecoder(items), nil
 	case "ByteLevel":
 		return byteLevelDecoder{}, nil
 	case "ByteFallback":
@@ -609,17 +592,13 @@ func (l *loader) postProcessor(raw json.RawMessage, path string, t *Tokenizer) (
 	}
 	switch typ {
 	case "Sequence":
-		var seq seqPost
-		for k, r := range v.Processors {
-			p, err := l.postProcessor(r, fmt.Sprintf("%s.processors[%d]", path, k), t)
-			if err != nil {
-				return nil, err
-			}
-			if p != nil {
-				seq = append(seq, p)
-			}
+		items, err := sequence(v.Processors, path, "processors", func(r json.RawMessage, p string) (postProcessor, error) {
+			return l.postProcessor(r, p, t)
+		})
+		if err != nil {
+			return nil, err
 		}
-		return seq, nil
+		return seqPost(items), nil
 	case "ByteLevel":
 		return byteLevelPost{trimOffsets: flag(v.TrimOffsets, true), addPrefixSpace: flag(v.AddPrefixSpace, true)}, nil
 	case "TemplateProcessing":
@@ -962,4 +941,20 @@ func tokenString(raw json.RawMessage) (string, error) {
 		return "", fmt.Errorf("expected a string or an object with \"content\"")
 	}
 	return o.Content, nil
+}
+
+// sequence builds every item of a Sequence component (its JSON path is
+// path.field[k]), dropping items that build to nothing.
+func sequence[T any](items []json.RawMessage, path, field string, build func(json.RawMessage, string) (T, error)) ([]T, error) {
+	var out []T
+	for k, r := range items {
+		c, err := build(r, fmt.Sprintf("%s.%s[%d]", path, field, k))
+		if err != nil {
+			return nil, err
+		}
+		if any(c) != nil {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
