@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gotune/hfconfig"
 	"os"
 	"path/filepath"
 	"sort"
@@ -151,11 +152,11 @@ func LoadNamed(dir, name string) (*Template, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	bos, err := tokenString(cfg.BOS)
+	bos, err := hfconfig.TokenString(cfg.BOS)
 	if err != nil {
 		return nil, fmt.Errorf("%s: field bos_token: %w", cfgPath, err)
 	}
-	eos, err := tokenString(cfg.EOS)
+	eos, err := hfconfig.TokenString(cfg.EOS)
 	if err != nil {
 		return nil, fmt.Errorf("%s: field eos_token: %w", cfgPath, err)
 	}
@@ -240,23 +241,6 @@ func TemplateNames(dir string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-func tokenString(raw json.RawMessage) (string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var o struct {
-		Content *string `json:"content"`
-	}
-	if err := json.Unmarshal(raw, &o); err != nil || o.Content == nil {
-		return "", fmt.Errorf("expected a string or an object with \"content\"")
-	}
-	return *o.Content, nil
 }
 
 // Render renders the conversation.

@@ -3,6 +3,7 @@ package gguf
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/hfconfig"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -312,7 +313,7 @@ func readTokenizerConfig(modelDir string) (*tokenizerConfig, error) {
 			raw  json.RawMessage
 			dst  *string
 		}{{"bos_token", raw.BOS, &tc.BOS}, {"eos_token", raw.EOS, &tc.EOS}, {"unk_token", raw.UNK, &tc.UNK}, {"pad_token", raw.PAD, &tc.PAD}} {
-			if *f.dst, err = tokenString(f.raw); err != nil {
+			if *f.dst, err = hfconfig.TokenString(f.raw); err != nil {
 				return nil, fmt.Errorf("%s: field %s: %w", path, f.name, err)
 			}
 		}
@@ -328,25 +329,6 @@ func readTokenizerConfig(modelDir string) (*tokenizerConfig, error) {
 		tc.ChatTemplate = string(t)
 	}
 	return tc, nil
-}
-
-// tokenString reads a special token given as null, a string or an
-// AddedToken object {"content": ...}.
-func tokenString(raw json.RawMessage) (string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var obj struct {
-		Content string `json:"content"`
-	}
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return "", fmt.Errorf("want a string or an object with content, got %s", raw)
-	}
-	return obj.Content, nil
 }
 
 // templateAddsFirst reports whether a TemplateProcessing post-processor (alone

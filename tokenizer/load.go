@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gotune/hfconfig"
 	"os"
 	"path/filepath"
 	"sort"
@@ -867,7 +868,7 @@ func parseConfig(file string, data []byte) (*config, error) {
 	}
 	var err error
 	tokenField := func(raw json.RawMessage, field string) string {
-		s, e := tokenString(raw)
+		s, e := hfconfig.TokenString(raw)
 		if e != nil && err == nil {
 			err = fmt.Errorf("tokenizer: %s: %s: %w", file, field, e)
 		}
@@ -923,24 +924,6 @@ func parseConfig(file string, data []byte) (*config, error) {
 	}
 	c.addBOS, c.addEOS, c.class = v.AddBOS, v.AddEOS, v.Class
 	return c, nil
-}
-
-// tokenString accepts "tok", {"content": "tok", ...} or null.
-func tokenString(raw json.RawMessage) (string, error) {
-	if isNull(raw) {
-		return "", nil
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var o struct {
-		Content string `json:"content"`
-	}
-	if err := json.Unmarshal(raw, &o); err != nil {
-		return "", fmt.Errorf("expected a string or an object with \"content\"")
-	}
-	return o.Content, nil
 }
 
 // sequence builds every item of a Sequence component (its JSON path is
