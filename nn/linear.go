@@ -103,7 +103,7 @@ func (l *Linear) MatMul(y, x []float32, n int) {
 		l.Q.MatMul(y, x, n)
 	case l.WBF16 != nil:
 		cpu.SgemmBF16B(false, true, n, l.Out, l.In, 1, x, l.In, l.WBF16, l.In, 0, y, l.Out)
-	case l.PackedT != nil:
+	case l.PackedT != nil && !cpu.Thin(false, true, n, l.Out, l.In):
 		cpu.SgemmPackedB(false, n, 1, x, l.In, l.PackedT, 0, y, l.Out)
 	default:
 		cpu.Sgemm(false, true, n, l.Out, l.In, 1, x, l.In, l.W.Data, l.In, 0, y, l.Out)
@@ -117,7 +117,7 @@ func (l *Linear) InputGrad(dx, dy []float32, n int) {
 		l.Q.MatMulInputGrad(dx, dy, n, true)
 	case l.WBF16 != nil:
 		cpu.SgemmBF16B(false, false, n, l.In, l.Out, 1, dy, l.Out, l.WBF16, l.In, 1, dx, l.In)
-	case l.Packed != nil:
+	case l.Packed != nil && !cpu.Thin(false, false, n, l.In, l.Out):
 		cpu.SgemmPackedB(false, n, 1, dy, l.Out, l.Packed, 1, dx, l.In)
 	default:
 		cpu.Sgemm(false, false, n, l.In, l.Out, 1, dy, l.Out, l.W.Data, l.In, 1, dx, l.In)

@@ -26,8 +26,7 @@ type LoRA struct {
 	Seed, Step uint64
 
 	r    int
-	h    nn.Buf // A·x, transposed [r, n], saved for backward
-	dBT  nn.Buf
+	h    nn.Buf // x·Aᵀ, [n, r], saved for backward
 	xd   nn.Buf // dropped-out input
 	u    nn.Buf // DoRA: W·x + s·B·A·x, before rescaling
 	dh   nn.Buf
@@ -75,19 +74,19 @@ func (l *LoRA) Forward(lin *nn.Linear, y, x []float32, n int) {
 	in, out, r := lin.In, lin.Out, l.A.Shape[0]
 	l.r = r
 	xd := l.input(x, n, in)
-	// A·x is kept transposed, [r, n]: with r in the tens the products are
-	// thin, and these orientations pack only the small operand transposed.
-	hT := l.h.Get(r * n)
-	cpu.Sgemm(false, true, r, n, in, 1, l.A.Data, in, xd, in, 0, hT, n)
+	// With r in the tens these products are thin: cpu.Sgemm reads the
+	// large operands (x, y) in place and copies only A or B, transposed.
+	h := l.h.Get(n * r)
+	cpu.Sgemm(false, true, n, r, in, 1, xd, in, l.A.Data, in, 0, h, r)
 	if l.Magnitude == nil {
 		lin.BaseForward(y, x, n)
-		cpu.Sgemm(true, true, n, out, r, l.Scale, hT, n, l.B.Data, r, 1, y, out)
+		cpu.Sgemm(false, true, n, out, r, l.Scale, h, r, l.B.Data, r, 1, y, out)
 		return
 	}
 	l.doraScale(lin)
 	u := l.u.Get(n * out)
 	lin.MatMul(u, x, n)
-	cpu.Sgemm(true, true, n, out, r, l.Scale, hT, n, l.B.Data, r, 1, u, out)
+	cpu.Sgemm(false, true, n, out, r, l.Scale, h, r, l.B.Data, r, 1, u, out)
 	for i := 0; i < n; i++ {
 		ur, yr := u[i*out:(i+1)*out], y[i*out:(i+1)*out]
 		for o, v := range ur {
@@ -190,7 +189,7 @@ func rowNormsSquared(lin *nn.Linear) []float64 {
 // Backward implements nn.Adapter.
 func (l *LoRA) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 	in, out, r := lin.In, lin.Out, l.r
-	hT := l.h.Get(r * n)
+	h := l.h.Get(n * r)
 	xd := x
 	if l.Dropout > 0 {
 		xd = l.xd.Get(n * in)
@@ -227,16 +226,7 @@ func (l *LoRA) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 		lin.BaseBackward(dx, dy, x, n)
 	}
 	if l.B.Grad != nil {
-		// dB += s·gᵀ·h, computed as its transpose s·hᵀ·g ([r, out]) so that
-		// the large g is packed untransposed.
-		dBT := l.dBT.Get(r * out)
-		cpu.Sgemm(false, false, r, out, n, l.Scale, hT, n, g, out, 0, dBT, out)
-		db := l.B.Grad
-		for o := 0; o < out; o++ {
-			for k := 0; k < r; k++ {
-				db[o*r+k] += dBT[k*out+o]
-			}
-		}
+		cpu.Sgemm(true, false, out, r, n, l.Scale, g, out, h, r, 1, l.B.Grad, r) // dB += s·gᵀ·h
 	}
 	dh := l.dh.Get(n * r)
 	cpu.Sgemm(false, false, n, r, out, l.Scale, g, out, l.B.Data, r, 0, dh, r)

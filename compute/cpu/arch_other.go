@@ -15,6 +15,9 @@ func archKernels() []microKernel { return nil }
 
 func openBLASCoreType() string { return "" }
 
+// archStrided returns the strided kernels this CPU runs: none here.
+func archStrided() (stridedPair, bool) { return stridedPair{}, false }
+
 func transpose8(dst, src []float32, srcStride, dstStride, kb int) bool { return false }
 
 func transpose8BF16(dst []float32, src []uint16, srcStride, dstStride, kb int) bool { return false }

@@ -80,6 +80,14 @@ var gemmJobs = sync.Pool{New: func() any { return new(gemmJob) }}
 // split along the dimension that duplicates less packing: splitting n makes
 // every goroutine pack all of A, splitting m makes each pack all of B.
 func builtinGemm(p *gemmProblem, kern microKernel, threads int) {
+	if p.isThin() {
+		ks := bestStrided()
+		if kern.name == genericKernel().name {
+			ks = genericStrided
+		}
+		thinGemm(p, ks, threads)
+		return
+	}
 	work := p.m * p.n * p.k
 	if threads > 1 && work < minParallelWork*threads {
 		threads = max(1, work/minParallelWork)
@@ -101,31 +109,42 @@ func builtinGemm(p *gemmProblem, kern microKernel, threads int) {
 	}
 	job := gemmJobs.Get().(*gemmJob)
 	job.p, job.kern = *p, kern
-	per, extra := units/threads, units%threads
-	lo := 0
-	for t := range threads {
-		cnt := per
-		if t < extra {
-			cnt++
-		}
-		hi := lo + cnt
-		if t == threads-1 {
-			job.part(splitN, lo, hi)
-			break
-		}
-		job.wg.Add(1)
-		dispatch(gemmPart{job, splitN, lo, hi})
-		lo = hi
-	}
-	job.wg.Wait()
+	runParts(job, splitN, units, threads)
 	job.p = gemmProblem{}
 	gemmJobs.Put(job)
 }
 
+// parter is a product split into parts, each computed by one goroutine.
+type parter interface {
+	part(split bool, lo, hi int)
+	group() *sync.WaitGroup
+}
+
+// runParts cuts units into threads near-equal ranges, hands all but the last
+// to parked workers, computes the last itself and waits for the rest.
+func runParts(j parter, split bool, units, threads int) {
+	wg := j.group()
+	lo := 0
+	for t := range threads {
+		hi := lo + units/threads
+		if t < units%threads {
+			hi++
+		}
+		if t == threads-1 {
+			j.part(split, lo, hi)
+			break
+		}
+		wg.Add(1)
+		dispatch(gemmPart{job: j, split: split, lo: lo, hi: hi})
+		lo = hi
+	}
+	wg.Wait()
+}
+
 // gemmPart is one goroutine's share of a job.
 type gemmPart struct {
-	job    *gemmJob
-	splitN bool
+	job    parter
+	split  bool
 	lo, hi int
 }
 
@@ -144,11 +163,13 @@ func dispatch(w gemmPart) {
 
 func worker(w gemmPart) {
 	for {
-		w.job.part(w.splitN, w.lo, w.hi)
-		w.job.wg.Done()
+		w.job.part(w.split, w.lo, w.hi)
+		w.job.group().Done()
 		w = <-idleWorkers
 	}
 }
+
+func (j *gemmJob) group() *sync.WaitGroup { return &j.wg }
 
 // part computes the columns (splitN) or rows of C in tile range [lo,hi).
 func (j *gemmJob) part(splitN bool, lo, hi int) {

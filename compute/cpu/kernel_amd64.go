@@ -4,7 +4,11 @@ package cpu
 
 //go:generate go run ./internal/asmgen
 
-import sysCPU "golang.org/x/sys/cpu"
+import (
+	"os"
+
+	sysCPU "golang.org/x/sys/cpu"
+)
 
 var (
 	hasAVX2FMA = sysCPU.X86.HasAVX2 && sysCPU.X86.HasFMA
@@ -32,6 +36,40 @@ var (
 			kernel12x32AVX512(k, &a[0], &b[0], &c[0], ldc, alpha, beta)
 		}}
 )
+
+// The strided kernels (thin_amd64.s) read A and B in place; see
+// stridedKernel.
+//
+//go:noescape
+func strided12x32AVX512(k int, a *float32, aRow, aStep int, b *float32, bStep int, c *float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func strided12x16AVX512(k int, a *float32, aRow, aStep int, b *float32, bStep int, c *float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func strided6x16AVX2(k int, a *float32, aRow, aStep int, b *float32, bStep int, c *float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func strided6x8AVX2(k int, a *float32, aRow, aStep int, b *float32, bStep int, c *float32, ldc int, alpha, beta float32)
+
+type stridedAsm func(k int, a *float32, aRow, aStep int, b *float32, bStep int, c *float32, ldc int, alpha, beta float32)
+
+func stridedOf(mr, nr int, f stridedAsm) stridedKernel {
+	return stridedKernel{mr: mr, nr: nr, fn: func(k int, a []float32, aRow, aStep int, b []float32, bStep int, c []float32, ldc int, alpha, beta float32) {
+		f(k, &a[0], aRow, aStep, &b[0], bStep, &c[0], ldc, alpha, beta)
+	}}
+}
+
+// archStrided returns the strided kernels this CPU runs.
+func archStrided() (stridedPair, bool) {
+	switch {
+	case hasAVX512 && os.Getenv("GOTUNE_CPU") != "avx2":
+		return stridedPair{wide: stridedOf(12, 32, strided12x32AVX512), narrow: stridedOf(12, 16, strided12x16AVX512)}, true
+	case hasAVX2FMA:
+		return stridedPair{wide: stridedOf(6, 16, strided6x16AVX2), narrow: stridedOf(6, 8, strided6x8AVX2)}, true
+	}
+	return stridedPair{}, false
+}
 
 // archKernels lists the assembly micro-kernels this CPU runs, fastest first.
 func archKernels() []microKernel {
