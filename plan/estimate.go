@@ -297,10 +297,9 @@ func (s shape) workspace(r run, checkpoint bool) int64 {
 	return total
 }
 
-// headChunk mirrors model/backward.go: as many rows as 16M logits allow
-// (at least 32), never more than the rows with a target.
+// headChunk is the head's row chunk, as model.Workspace computes it.
 func headChunk(s shape, r run) int64 {
-	return min(max((16<<20)/s.V, 32), max(r.rows, 1))
+	return int64(model.HeadChunk(int(s.V), int(r.rows)))
 }
 
 // headRows is the number of positions with a target: every one but the
