@@ -12,6 +12,9 @@ import "sync"
 // operands where they lie instead.
 const thinMax = 64
 
+// Largest product (multiply-adds) sent to the strided path for its size alone.
+const thinMaxWork = 1 << 23
+
 // Largest transposed B (floats) the thin path copies into rows: it must be
 // the small operand.
 const thinMaxBT = 1 << 17
@@ -56,7 +59,10 @@ func (p *gemmProblem) isThin() bool {
 	// path unless A is transposed (the adapter's dA = dhᵀ·x): there B is
 	// the large frozen weight, which may be packed ahead of time.
 	thin := p.n <= thinMax || p.k <= thinMax || (p.m <= thinMax && p.transA)
-	if p.pk != nil || p.bh != nil || !thin {
+	// Small products whose B needs no copy (attention's P·V and dK, dV
+	// blocks) also run faster in place: measured 1.3–1.9× on 128×128×256.
+	small := !p.transB && p.k <= 1024 && p.m*p.n*p.k <= thinMaxWork
+	if p.pk != nil || p.bh != nil || !(thin || small) {
 		return false
 	}
 	// A transposed B is copied into rows first, so it must be the small one.

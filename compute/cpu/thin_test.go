@@ -11,7 +11,7 @@ func thinCases() []gemmCase {
 	// products take, plus widths that leave edge tiles of every kind.
 	for i, s := range [][3]int{
 		{256, 16, 576}, {37, 8, 100}, {13, 1, 33}, {5, 24, 70}, {1, 16, 40}, {12, 64, 65},
-		{100, 17, 31}, {7, 3, 9}, {40, 33, 16}, {30, 48, 1},
+		{100, 17, 31}, {7, 3, 9}, {40, 33, 16}, {30, 48, 1}, {70, 100, 130},
 	} {
 		tok, r, h := s[0], s[1], s[2]
 		for j, shape := range [][3]int{{tok, r, h}, {tok, h, r}, {r, h, tok}, {h, r, tok}} {
@@ -77,6 +77,9 @@ func TestIsThin(t *testing.T) {
 		{false, true, 1, 1536, 576, false},    // a decode step's x·Wᵀ
 		{false, true, 256, 1536, 576, false},  // a frozen projection
 		{false, true, 256, 100, 100000, true}, // transposed B of 10⁷ floats is too big to copy
+		{false, false, 128, 128, 256, true},   // attention's P·V block: small, B in place
+		{false, true, 128, 256, 128, false},   // its Q·Kᵀ: B would need a transposed copy
+		{false, false, 256, 576, 1536, false}, // a frozen projection's input gradient
 	} {
 		p := gemmProblem{transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k}
 		want := c.want && !(c.transB && c.n*c.k > thinMaxBT)
