@@ -5,11 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,13 +21,10 @@ import (
 	"gotune/nn"
 	"gotune/optim"
 	"gotune/peft"
+	"gotune/plan"
 	"gotune/quant"
 	"gotune/runlog"
 )
-
-// Measured FP32 peaks of the development machine (2 Zen3 cores with
-// AVX2+FMA), against which GFLOP/s are reported.
-const peakPerCore = 91.5
 
 func emit(w io.Writer, v map[string]any) {
 	b, _ := json.Marshal(v)
@@ -46,6 +46,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	prepack := fs.Bool("prepack", false, "keep frozen f32 weights pre-packed for the matrix kernel (--train lora; costs 2× their memory)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memory := fs.Bool("memory", false, "report resident memory of the frozen weights in f32, bf16, int8 and nf4 (default shape qwen3-0.6b)")
+	peer := fs.String("peer", "", "with --train: a peer benchmark command, run as `CMD SHAPE 1 BATCH SEQ STEPS` in turn with gotune's steps; it must print a JSON line with step_s, tokens_per_s and peak_rss_mib (as ../shared/bench/torch_lora.py does)")
+	rounds := fs.Int("rounds", 3, "with --peer: interleaved rounds of peer and gotune")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,7 +79,15 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			shapes = []string{"smollm2-135m"}
 		}
 		for _, s := range shapes {
-			if err := benchTrain(stdout, *train, s, *batch, *seq, *steps, *rank, *ckptFlag, model.DType(*storage), *prepack); err != nil {
+			tb, err := newTrainBench(*train, s, *batch, *seq, *rank, *ckptFlag, model.DType(*storage), *prepack)
+			if err != nil {
+				return err
+			}
+			if *peer == "" {
+				emit(stdout, tb.run(*steps))
+				continue
+			}
+			if err := tb.versus(stdout, stderr, strings.Fields(*peer), *rounds, *steps); err != nil {
 				return err
 			}
 		}
@@ -108,6 +118,11 @@ func benchGemm(w io.Writer) {
 	for i := range a {
 		a[i], b[i] = float32(i%7)*0.1, float32(i%5)*0.1
 	}
+	peaks := map[int]float64{}
+	for _, th := range threads {
+		peaks[th] = cpu.PeakGFLOPS(th, 300*time.Millisecond)
+		emit(w, map[string]any{"bench": fmt.Sprintf("fma_peak_%dt", th), "value": round(peaks[th]), "unit": "GFLOP/s"})
+	}
 	for _, impl := range impls {
 		for _, th := range threads {
 			run := func() { cpu.SgemmWith(impl, th, false, true, n, n, n, 1, a, n, b, n, 0, c, n) }
@@ -119,8 +134,11 @@ func benchGemm(w io.Writer) {
 				reps++
 			}
 			gf := 2 * float64(n*n*n) * float64(reps) / time.Since(start).Seconds() / 1e9
-			emit(w, map[string]any{"bench": fmt.Sprintf("sgemm_%s_%dt", impl, th), "value": round(gf), "unit": "GFLOP/s",
-				"peak_pct": round(100 * gf / (peakPerCore * float64(th))), "size": n})
+			line := map[string]any{"bench": fmt.Sprintf("sgemm_%s_%dt", impl, th), "value": round(gf), "unit": "GFLOP/s", "size": n}
+			if peaks[th] > 0 {
+				line["peak_pct"] = round(100 * gf / peaks[th])
+			}
+			emit(w, line)
 		}
 	}
 }
@@ -159,26 +177,39 @@ func benchForward(w io.Writer, shape string, b, t, steps int) error {
 	return nil
 }
 
-func benchTrain(w io.Writer, method, shape string, b, t, steps, rank int, checkpoint bool, storage model.DType, prepack bool) error {
+// trainBench is a model, method and batch ready to time training steps on.
+type trainBench struct {
+	method, shape string
+	b, t          int
+	checkpoint    bool
+	prepack       bool
+	flops         float64 // estimated floating-point operations of one step
+	step          func() float64
+}
+
+func newTrainBench(method, shape string, b, t, rank int, checkpoint bool, storage model.DType, prepack bool) (*trainBench, error) {
 	cfg, err := model.Shape(shape)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	pm := plan.LoRA
 	m := model.New(cfg)
 	m.RandomInit(1)
 	var params []*nn.Param
 	switch method {
 	case "full":
+		pm = plan.Full
 		params = m.Params()
 		for _, p := range params {
 			p.SetTrainable(true)
 		}
 	case "lora", "qlora":
 		if method == "qlora" {
+			pm = plan.QLoRA
 			for _, l := range m.Linears() {
 				q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: quant.NF4})
 				if err != nil {
-					return err
+					return nil, err
 				}
 				l.Q, l.W = q, nil
 			}
@@ -192,7 +223,7 @@ func benchTrain(w io.Writer, method, shape string, b, t, steps, rank int, checkp
 		runtime.GC()
 		set, err := peft.AttachLoRA(m, peft.LoRAConfig{R: rank, Alpha: float64(2 * rank), Targets: []string{"all"}}, 1)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		params = set.Params()
 		if prepack {
@@ -201,16 +232,26 @@ func benchTrain(w io.Writer, method, shape string, b, t, steps, rank int, checkp
 			}
 		}
 	default:
-		return fmt.Errorf("--train %q: want full, lora or qlora", method)
+		return nil, fmt.Errorf("--train %q: want full, lora or qlora", method)
 	}
 	opt, err := optim.NewAdamW([]optim.Group{{Params: params}}, optim.DefaultConfig())
 	if err != nil {
-		return err
+		return nil, err
+	}
+	est, err := plan.EstimateMethod(cfg, pm, plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true})
+	if err != nil {
+		return nil, err
+	}
+	flops := est.StepFLOPs
+	if checkpoint {
+		flops = est.StepFLOPsCheckpoint
 	}
 	batch := randomBatch(cfg.Vocab, b, t)
 	ws := m.NewWorkspace()
 	ws.Checkpoint = checkpoint
-	step := func() float64 {
+	tb := &trainBench{method: method, shape: shape, b: b, t: t, checkpoint: checkpoint,
+		prepack: prepack && method == "lora" && storage != model.BF16, flops: flops}
+	tb.step = func() float64 {
 		opt.ZeroGrad()
 		n := batch.TrainedTokens()
 		sum, _ := ws.Step(batch, float32(1/float64(n)))
@@ -218,24 +259,108 @@ func benchTrain(w io.Writer, method, shape string, b, t, steps, rank int, checkp
 		opt.Step(1e-4)
 		return sum / float64(n)
 	}
-	step()
+	tb.step() // warm-up: buffers, pools and page faults
+	return tb, nil
+}
+
+// run times steps training steps and returns the line to report: mean, best
+// and median step, the best step's GFLOP/s and its share of peak (the FMA
+// throughput of all threads, measured right after).
+func (tb *trainBench) run(steps int) map[string]any {
 	start := time.Now()
 	var loss float64
 	times := make([]float64, steps)
-	for i := 0; i < steps; i++ {
+	for i := range steps {
 		t0 := time.Now()
-		loss = step()
+		loss = tb.step()
 		times[i] = time.Since(t0).Seconds()
 	}
 	el := time.Since(start).Seconds() / float64(steps)
 	sort.Float64s(times)
 	mem, _ := runlog.ReadMem()
-	emit(w, map[string]any{"bench": "train_tokens_per_s", "method": method, "shape": shape, "batch": b, "seq": t,
-		"value": round(float64(b*t) / el), "unit": "tokens/s", "step_s": el, "loss": loss,
+	threads := runtime.GOMAXPROCS(0)
+	gf := tb.flops / times[0] / 1e9
+	line := map[string]any{"bench": "train_tokens_per_s", "method": tb.method, "shape": tb.shape, "batch": tb.b, "seq": tb.t,
+		"value": round(float64(tb.b*tb.t) / el), "unit": "tokens/s", "step_s": el, "loss": loss,
 		// On shared machines the fastest step is the steadiest figure.
-		"step_s_min": times[0], "step_s_median": times[len(times)/2], "best_tokens_per_s": round(float64(b*t) / times[0]),
-		"peak_rss_mib": mem.Peak >> 20, "checkpoint": checkpoint, "threads": runtime.GOMAXPROCS(0), "prepack": prepack && method == "lora" && storage != model.BF16})
+		"step_s_min": times[0], "step_s_median": times[len(times)/2], "best_tokens_per_s": round(float64(tb.b*tb.t) / times[0]),
+		"gflops": round(gf), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads, "prepack": tb.prepack}
+	if peak := cpu.PeakGFLOPS(threads, 300*time.Millisecond); peak > 0 {
+		line["peak_gflops"], line["peak_pct"] = round(peak), round(100*gf/peak)
+	}
+	return line
+}
+
+// peerResult is what a peer benchmark prints.
+type peerResult struct {
+	StepS      float64 `json:"step_s"`
+	TokensPerS float64 `json:"tokens_per_s"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+}
+
+// versus runs the peer command and gotune's steps in turn, rounds times, so
+// that both see the same state of a shared machine, and reports each round
+// and a summary: the ratios of the means and of the best steps, and of peak
+// resident memory. The peer gets OpenBLAS's thread count (GOMAXPROCS) and
+// core type (see cpu.OpenBLASCoreType) unless the environment sets them.
+func (tb *trainBench) versus(w, stderr io.Writer, peer []string, rounds, steps int) error {
+	env := os.Environ()
+	if os.Getenv("OPENBLAS_NUM_THREADS") == "" {
+		env = append(env, fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", runtime.GOMAXPROCS(0)))
+	}
+	if ct := cpu.OpenBLASCoreType(); ct != "" && os.Getenv("OPENBLAS_CORETYPE") == "" {
+		env = append(env, "OPENBLAS_CORETYPE="+ct)
+	}
+	var ratios []float64
+	bestPeer, bestOurs, peerRSS := math.Inf(1), math.Inf(1), 0.0
+	var oursRSS any
+	for r := range rounds {
+		args := append(append([]string(nil), peer[1:]...), tb.shape, "1", strconv.Itoa(tb.b), strconv.Itoa(tb.t), strconv.Itoa(steps))
+		cmd := exec.Command(peer[0], args...)
+		cmd.Env, cmd.Stderr = env, stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("peer %s: %w", strings.Join(cmd.Args, " "), err)
+		}
+		p, err := lastPeerLine(out)
+		if err != nil {
+			return fmt.Errorf("peer %s: %w", strings.Join(cmd.Args, " "), err)
+		}
+		line := tb.run(steps)
+		ours := line["step_s"].(float64)
+		ratio := p.StepS / ours
+		ratios = append(ratios, ratio)
+		bestPeer, bestOurs = min(bestPeer, p.StepS), min(bestOurs, line["step_s_min"].(float64))
+		peerRSS, oursRSS = max(peerRSS, p.PeakRSSMiB), line["peak_rss_mib"]
+		line["bench"], line["round"] = "train_vs_peer", r+1
+		line["peer_step_s"], line["peer_tokens_per_s"], line["peer_peak_rss_mib"] = p.StepS, p.TokensPerS, p.PeakRSSMiB
+		line["speedup"] = math.Round(ratio*100) / 100
+		emit(w, line)
+	}
+	sort.Float64s(ratios)
+	summary := map[string]any{"bench": "train_vs_peer_summary", "method": tb.method, "shape": tb.shape, "batch": tb.b, "seq": tb.t,
+		"rounds": rounds, "speedup_median": math.Round(ratios[len(ratios)/2]*100) / 100,
+		"speedup_min": math.Round(ratios[0]*100) / 100, "speedup_max": math.Round(ratios[len(ratios)-1]*100) / 100,
+		"speedup_best_steps": math.Round(bestPeer/bestOurs*100) / 100,
+		"peak_rss_mib":       oursRSS, "peer_peak_rss_mib": peerRSS}
+	if mib, ok := oursRSS.(uint64); ok && peerRSS > 0 {
+		summary["rss_ratio"] = math.Round(float64(mib)/peerRSS*100) / 100
+	}
+	emit(w, summary)
 	return nil
+}
+
+// lastPeerLine parses the last JSON line of a peer's output.
+func lastPeerLine(out []byte) (peerResult, error) {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var p peerResult
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &p); err != nil {
+		return p, fmt.Errorf("its last output line is not JSON: %q", lines[len(lines)-1])
+	}
+	if p.StepS <= 0 {
+		return p, fmt.Errorf("its output %q has no positive step_s", lines[len(lines)-1])
+	}
+	return p, nil
 }
 
 // benchMemory builds a model with random weights, converts every projection

@@ -37,7 +37,7 @@ var loadBLAS = sync.OnceValue(func() *openBLAS {
 	// with 0.3.21 on an Emerald Rapids Xeon). Name the kernel family from
 	// the CPU's features instead, unless the user already chose one.
 	if os.Getenv("OPENBLAS_CORETYPE") == "" {
-		if ct := openBLASCoreType(); ct != "" {
+		if ct := OpenBLASCoreType(); ct != "" {
 			os.Setenv("OPENBLAS_CORETYPE", ct)
 		}
 	}

@@ -71,6 +71,24 @@ func archStrided() (stridedPair, bool) {
 	return stridedPair{}, false
 }
 
+//go:noescape
+func fmaLoopAVX512(n int)
+
+//go:noescape
+func fmaLoopAVX2(n int)
+
+// archFMALoop returns the FMA loop for the kernel whose tiles are nr wide
+// and the float32 operations one round of it performs.
+func archFMALoop(nr int) (func(int), float64) {
+	switch {
+	case nr == 32 && hasAVX512:
+		return fmaLoopAVX512, 24 * 16 * 2
+	case hasAVX2FMA:
+		return fmaLoopAVX2, 12 * 8 * 2
+	}
+	return nil, 0
+}
+
 // archKernels lists the assembly micro-kernels this CPU runs, fastest first.
 func archKernels() []microKernel {
 	var ks []microKernel
@@ -83,8 +101,11 @@ func archKernels() []microKernel {
 	return ks
 }
 
-// openBLASCoreType names the OpenBLAS kernel family for this CPU's features.
-func openBLASCoreType() string {
+// OpenBLASCoreType names the OpenBLAS kernel family for this CPU's features:
+// OpenBLAS 0.3.21 misdetects recent Xeons and falls back to SSE3 kernels, so
+// gotune sets OPENBLAS_CORETYPE from it, for its own use and for the PyTorch
+// peer of `gotune bench --peer`.
+func OpenBLASCoreType() string {
 	x := sysCPU.X86
 	switch {
 	case x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512DQ && x.HasAVX512CD:

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// `bench --train --peer` runs the peer with the documented arguments and
+// OpenBLAS settings, in turn with gotune's steps, and reports every round
+// and a summary whose ratios come from the two sides' figures.
+func TestBenchVersusPeer(t *testing.T) {
+	dir := t.TempDir()
+	argsFile := filepath.Join(dir, "args")
+	peer := filepath.Join(dir, "peer.sh")
+	script := "#!/bin/sh\necho \"$@ threads=$OPENBLAS_NUM_THREADS\" >> " + argsFile + "\n" +
+		"echo 'warming up'\necho '{\"step_s\": 100, \"tokens_per_s\": 0.32, \"peak_rss_mib\": 4096}'\n"
+	if err := os.WriteFile(peer, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OPENBLAS_NUM_THREADS", "")
+	var out, errb bytes.Buffer
+	err := runBench([]string{"--train", "lora", "--shape", "tiny", "--seq", "32", "--steps", "2", "--rounds", "2", "--peer", peer}, &out, &errb)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, errb.String())
+	}
+	calls, err := os.ReadFile(argsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(calls)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "tiny 1 1 32 2 threads=") || strings.HasSuffix(lines[0], "threads=") {
+		t.Fatalf("peer called as %q, want twice `tiny 1 1 32 2` with OPENBLAS_NUM_THREADS set", lines)
+	}
+	var rounds []map[string]any
+	var summary map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("output line %q: %v", l, err)
+		}
+		switch v["bench"] {
+		case "train_vs_peer":
+			rounds = append(rounds, v)
+		case "train_vs_peer_summary":
+			summary = v
+		}
+	}
+	if len(rounds) != 2 || summary == nil {
+		t.Fatalf("want 2 rounds and a summary, got:\n%s", out.String())
+	}
+	for _, r := range rounds {
+		want := 100 / r["step_s"].(float64)
+		if got := r["speedup"].(float64); got < want*0.99-0.01 || got > want*1.01+0.01 {
+			t.Errorf("round speedup %v, want peer/gotune step = %v", got, want)
+		}
+		if r["peer_peak_rss_mib"].(float64) != 4096 {
+			t.Errorf("round peer_peak_rss_mib %v, want 4096", r["peer_peak_rss_mib"])
+		}
+	}
+	if rr := summary["rss_ratio"].(float64); rr <= 0 || rr >= 1 {
+		t.Errorf("rss_ratio %v: a tiny model against 4096 MiB should be in (0, 1)", rr)
+	}
+	if summary["speedup_min"].(float64) > summary["speedup_max"].(float64) {
+		t.Errorf("summary min above max: %v", summary)
+	}
+}
+
+// A peer that prints no JSON is an error naming the command.
+func TestBenchPeerBadOutput(t *testing.T) {
+	peer := filepath.Join(t.TempDir(), "peer.sh")
+	if err := os.WriteFile(peer, []byte("#!/bin/sh\necho 'ImportError: no module named torch'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	err := runBench([]string{"--train", "lora", "--shape", "tiny", "--seq", "16", "--steps", "1", "--rounds", "1", "--peer", peer}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "peer.sh") || !strings.Contains(err.Error(), "not JSON") {
+		t.Fatalf("err = %v, want one naming the peer and its output", err)
+	}
+}
