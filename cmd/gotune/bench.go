@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gotune/compute/cpu"
@@ -267,7 +268,7 @@ func newTrainBench(method, shape string, b, t, rank int, checkpoint bool, storag
 // and median step, the best step's GFLOP/s and its share of peak (the FMA
 // throughput of all threads, measured right after).
 func (tb *trainBench) run(steps int) map[string]any {
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuSeconds()
 	var loss float64
 	times := make([]float64, steps)
 	for i := range steps {
@@ -275,7 +276,9 @@ func (tb *trainBench) run(steps int) map[string]any {
 		loss = tb.step()
 		times[i] = time.Since(t0).Seconds()
 	}
-	el := time.Since(start).Seconds() / float64(steps)
+	wall := time.Since(start).Seconds()
+	busy := (cpuSeconds() - cpu0) / wall // cores kept busy on average
+	el := wall / float64(steps)
 	sort.Float64s(times)
 	mem, _ := runlog.ReadMem()
 	threads := runtime.GOMAXPROCS(0)
@@ -284,11 +287,20 @@ func (tb *trainBench) run(steps int) map[string]any {
 		"value": round(float64(tb.b*tb.t) / el), "unit": "tokens/s", "step_s": el, "loss": loss,
 		// On shared machines the fastest step is the steadiest figure.
 		"step_s_min": times[0], "step_s_median": times[len(times)/2], "best_tokens_per_s": round(float64(tb.b*tb.t) / times[0]),
-		"gflops": round(gf), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads, "prepack": tb.prepack}
+		"gflops": round(gf), "busy_cores": round(busy), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads, "prepack": tb.prepack}
 	if peak := cpu.PeakGFLOPS(threads, 300*time.Millisecond); peak > 0 {
 		line["peak_gflops"], line["peak_pct"] = round(peak), round(100*gf/peak)
 	}
 	return line
+}
+
+// cpuSeconds is the CPU time (user and system) this process has used.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // peerResult is what a peer benchmark prints.
