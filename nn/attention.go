@@ -2,7 +2,6 @@ package nn
 
 import (
 	"math"
-	"sync"
 
 	"gotune/compute/cpu"
 )
@@ -53,20 +52,11 @@ func (a *Attention) tiles(workers, count, n int) [][]float32 {
 // worker w taking tasks w, w+workers, …, so each worker owns its buffers.
 func forWorkers(n int, task func(w, i int)) int {
 	workers := max(min(cpu.Threads(), n), 1)
-	var wg sync.WaitGroup
-	for w := 1; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += workers {
-				task(w, i)
-			}
-		}()
-	}
-	for i := 0; i < n; i += workers {
-		task(0, i)
-	}
-	wg.Wait()
+	cpu.RunWorkers(workers, func(w int) {
+		for i := w; i < n; i += workers {
+			task(w, i)
+		}
+	})
 	return workers
 }
 

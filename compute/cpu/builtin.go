@@ -114,61 +114,6 @@ func builtinGemm(p *gemmProblem, kern microKernel, threads int) {
 	gemmJobs.Put(job)
 }
 
-// parter is a product split into parts, each computed by one goroutine.
-type parter interface {
-	part(split bool, lo, hi int)
-	group() *sync.WaitGroup
-}
-
-// runParts cuts units into threads near-equal ranges, hands all but the last
-// to parked workers, computes the last itself and waits for the rest.
-func runParts(j parter, split bool, units, threads int) {
-	wg := j.group()
-	lo := 0
-	for t := range threads {
-		hi := lo + units/threads
-		if t < units%threads {
-			hi++
-		}
-		if t == threads-1 {
-			j.part(split, lo, hi)
-			break
-		}
-		wg.Add(1)
-		dispatch(gemmPart{job: j, split: split, lo: lo, hi: hi})
-		lo = hi
-	}
-	wg.Wait()
-}
-
-// gemmPart is one goroutine's share of a job.
-type gemmPart struct {
-	job    parter
-	split  bool
-	lo, hi int
-}
-
-// idleWorkers hands parts to parked worker goroutines. Starting a goroutine
-// allocates its closure; reusing parked ones keeps calls allocation-free. The
-// number parked is bounded by the most parts ever in flight at once.
-var idleWorkers = make(chan gemmPart)
-
-func dispatch(w gemmPart) {
-	select {
-	case idleWorkers <- w:
-	default:
-		go worker(w)
-	}
-}
-
-func worker(w gemmPart) {
-	for {
-		w.job.part(w.split, w.lo, w.hi)
-		w.job.group().Done()
-		w = <-idleWorkers
-	}
-}
-
 func (j *gemmJob) group() *sync.WaitGroup { return &j.wg }
 
 // part computes the columns (splitN) or rows of C in tile range [lo,hi).

@@ -241,19 +241,8 @@ func Parallel(n, minChunk int, fn func(lo, hi int)) {
 		fn(0, n)
 		return
 	}
-	var wg sync.WaitGroup
 	chunk := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		if hi == n {
-			fn(lo, hi)
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
+	RunWorkers((n+chunk-1)/chunk, func(w int) {
+		fn(w*chunk, min((w+1)*chunk, n))
+	})
 }
