@@ -351,7 +351,7 @@ func (tb *trainBench) versus(w, stderr io.Writer, peer []string, rounds, steps i
 	}
 	sort.Float64s(ratios)
 	summary := map[string]any{"bench": "train_vs_peer_summary", "method": tb.method, "shape": tb.shape, "batch": tb.b, "seq": tb.t,
-		"rounds": rounds, "speedup_median": math.Round(ratios[len(ratios)/2]*100) / 100,
+		"rounds": rounds, "speedup_median": math.Round((ratios[(len(ratios)-1)/2]+ratios[len(ratios)/2])*50) / 100,
 		"speedup_min": math.Round(ratios[0]*100) / 100, "speedup_max": math.Round(ratios[len(ratios)-1]*100) / 100,
 		"speedup_best_steps": math.Round(bestPeer/bestOurs*100) / 100,
 		"peak_rss_mib":       oursRSS, "peer_peak_rss_mib": peerRSS}
