@@ -6,10 +6,11 @@ import "sync"
 // paths of LoRA (rank 8–64 against hidden sizes in the thousands) — do too
 // little arithmetic per element to repay packing: the blocked algorithm would
 // copy (and for the forward pass transpose) the large operand for a product
-// that then runs for less time than the copy took. Measured on the LoRA
-// layers of smollm2-135m, the six adapter products cost 40–60% as much as the
-// frozen layer itself through the packed path. The strided kernels read both
-// operands where they lie instead.
+// that then runs for less time than the copy took. The strided kernels read
+// both operands where they lie instead: on a LoRA layer of smollm2-135m's
+// gate shape (256 tokens, rank 16, best of 200) the six adapter products took
+// 0.90 ms through the packed path, 0.63 ms in place, beside 4 ms for the
+// frozen layer's own two products.
 const thinMax = 64
 
 // Largest product (multiply-adds) sent to the strided path for its size alone.
@@ -60,7 +61,8 @@ func (p *gemmProblem) isThin() bool {
 	// the large frozen weight, which may be packed ahead of time.
 	thin := p.n <= thinMax || p.k <= thinMax || (p.m <= thinMax && p.transA)
 	// Small products whose B needs no copy (attention's P·V and dK, dV
-	// blocks) also run faster in place: measured 1.3–1.9× on 128×128×256.
+	// blocks) also run faster in place: 1.15–1.4× on 128×128×256 and
+	// 256×128×128 (five runs).
 	small := !p.transB && p.k <= 1024 && p.m*p.n*p.k <= thinMaxWork
 	if p.pk != nil || p.bh != nil || !(thin || small) {
 		return false
