@@ -103,7 +103,9 @@ func TestSgemmPackedBAllocs(t *testing.T) {
 	const m, n, k = 96, 128, 300
 	r := rand.New(rand.NewPCG(1, 2))
 	a, b, c := randSlice(r, m*k), randSlice(r, k*n), make([]float32, m*n)
-	pk := PackB(true, k, n, b, k)
+	// The panels themselves (PackB returns a dense copy where OpenBLAS is
+	// the backend, which sgemmPacked does not take).
+	pk := packBWith(bestKernel(), true, k, n, b, k)
 	for _, threads := range []int{1, 2} {
 		allocs := testing.AllocsPerRun(20, func() {
 			sgemmPacked(threads, false, m, 1, a, k, pk, 0, c, n)
