@@ -19,15 +19,12 @@ func RMSNorm(y, rstd, x, w []float32, n, d int, eps float64) {
 	rows(n, d, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xr := x[i*d : (i+1)*d]
-			var ss float32
-			for _, v := range xr {
-				ss += v * v
-			}
+			ss := cpu.Dot(xr, xr)
 			r := float32(1 / math.Sqrt(float64(ss/float32(d))+eps))
 			rstd[i] = r
-			yr := y[i*d : (i+1)*d]
+			yr, wr := y[i*d:(i+1)*d], w[:d] // equal lengths: no bounds checks below
 			for j, v := range xr {
-				yr[j] = w[j] * (v * r)
+				yr[j] = wr[j] * (v * r)
 			}
 		}
 	})
@@ -47,15 +44,11 @@ func RMSNormBackward(dx, dw, dy, x, w, rstd []float32, n, d int) {
 			pdw = make([]float32, d)
 		}
 		for i := lo; i < hi; i++ {
-			xr, gr, dxr := x[i*d:(i+1)*d], dy[i*d:(i+1)*d], dx[i*d:(i+1)*d]
+			xr, gr, dxr, wr := x[i*d:(i+1)*d], dy[i*d:(i+1)*d], dx[i*d:(i+1)*d], w[:d]
 			r := rstd[i]
-			var dot float32
-			for j := range xr {
-				dot += gr[j] * w[j] * xr[j]
-			}
-			c := dot * r * r / float32(d)
-			for j := range xr {
-				dxr[j] += r * (gr[j]*w[j] - xr[j]*c)
+			c := dot3(gr, wr, xr) * r * r / float32(d)
+			for j, xv := range xr {
+				dxr[j] += r * (gr[j]*wr[j] - xv*c)
 			}
 			if pdw != nil {
 				for j := range xr {
@@ -74,6 +67,24 @@ func RMSNormBackward(dx, dw, dy, x, w, rstd []float32, n, d int) {
 			dw[j] += v
 		}
 	}
+}
+
+// dot3 is Σ a[j]·b[j]·c[j] over len(a), in eight running sums: a single sum
+// would make every addition wait for the one before it.
+func dot3(a, b, c []float32) float32 {
+	b, c = b[:len(a)], c[:len(a)]
+	var s [8]float32
+	j := 0
+	for ; j+8 <= len(a); j += 8 {
+		aj, bj, cj := (*[8]float32)(a[j:]), (*[8]float32)(b[j:]), (*[8]float32)(c[j:])
+		for k := range s {
+			s[k] += aj[k] * bj[k] * cj[k]
+		}
+	}
+	for ; j < len(a); j++ {
+		s[0] += a[j] * b[j] * c[j]
+	}
+	return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
 }
 
 // Rope rotates the first rot dimensions of each head in place:
