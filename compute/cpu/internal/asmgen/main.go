@@ -104,6 +104,14 @@ func (k kernel) generateStrided() string {
 	k.emitStart(e)
 	e("")
 	e("loop:")
+	// Rows of A or B that lie more than 2 KiB apart (A transposed, as in
+	// dA = dhᵀ·x, or B the rows of an activation) defeat the L1 stride
+	// prefetcher; ask for them eight k steps ahead.
+	e("\tPREFETCHT0 (SI)(AX*8)")
+	e("\tPREFETCHT0 44(SI)(AX*8)")
+	for off := 0; off < k.nr*4; off += 64 {
+		e("\tPREFETCHT0 %d(DI)(BX*8)", off)
+	}
 	for h := range perRow {
 		e("\tVMOVUPS %d(DI), %s", h*vbytes, bReg(h))
 	}
