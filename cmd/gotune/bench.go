@@ -312,8 +312,8 @@ type peerResult struct {
 
 // versus runs the peer command and gotune's steps in turn, rounds times, so
 // that both see the same state of a shared machine, and reports each round
-// and a summary: the ratios of the means and of the best steps, and of peak
-// resident memory. The peer gets OpenBLAS's thread count (GOMAXPROCS) and
+// and a summary: the speedup of each round (mean step against mean step),
+// of the best rounds of each side, and the ratio of peak resident memory. The peer gets OpenBLAS's thread count (GOMAXPROCS) and
 // core type (see cpu.OpenBLASCoreType) unless the environment sets them.
 func (tb *trainBench) versus(w, stderr io.Writer, peer []string, rounds, steps int) error {
 	env := os.Environ()
@@ -342,7 +342,8 @@ func (tb *trainBench) versus(w, stderr io.Writer, peer []string, rounds, steps i
 		ours := line["step_s"].(float64)
 		ratio := p.StepS / ours
 		ratios = append(ratios, ratio)
-		bestPeer, bestOurs = min(bestPeer, p.StepS), min(bestOurs, line["step_s_min"].(float64))
+		// The peer reports a mean over its steps; compare like with like.
+		bestPeer, bestOurs = min(bestPeer, p.StepS), min(bestOurs, ours)
 		peerRSS, oursRSS = max(peerRSS, p.PeakRSSMiB), line["peak_rss_mib"]
 		line["bench"], line["round"] = "train_vs_peer", r+1
 		line["peer_step_s"], line["peer_tokens_per_s"], line["peer_peak_rss_mib"] = p.StepS, p.TokensPerS, p.PeakRSSMiB
@@ -353,7 +354,7 @@ func (tb *trainBench) versus(w, stderr io.Writer, peer []string, rounds, steps i
 	summary := map[string]any{"bench": "train_vs_peer_summary", "method": tb.method, "shape": tb.shape, "batch": tb.b, "seq": tb.t,
 		"rounds": rounds, "speedup_median": math.Round((ratios[(len(ratios)-1)/2]+ratios[len(ratios)/2])*50) / 100,
 		"speedup_min": math.Round(ratios[0]*100) / 100, "speedup_max": math.Round(ratios[len(ratios)-1]*100) / 100,
-		"speedup_best_steps": math.Round(bestPeer/bestOurs*100) / 100,
+		"speedup_best_rounds": math.Round(bestPeer/bestOurs*100) / 100,
 		"peak_rss_mib":       oursRSS, "peer_peak_rss_mib": peerRSS}
 	if mib, ok := oursRSS.(uint64); ok && peerRSS > 0 {
 		summary["rss_ratio"] = math.Round(float64(mib)/peerRSS*100) / 100
