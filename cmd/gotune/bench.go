@@ -313,8 +313,9 @@ type peerResult struct {
 // versus runs the peer command and gotune's steps in turn, rounds times, so
 // that both see the same state of a shared machine, and reports each round
 // and a summary: the speedup of each round (mean step against mean step),
-// of the best rounds of each side, and the ratio of peak resident memory. The peer gets OpenBLAS's thread count (GOMAXPROCS) and
-// core type (see cpu.OpenBLASCoreType) unless the environment sets them.
+// of the best rounds of each side, and the ratio of peak resident memory.
+// The peer gets OpenBLAS's thread count (GOMAXPROCS) and core type (see
+// cpu.OpenBLASCoreType) unless the environment sets them.
 func (tb *trainBench) versus(w, stderr io.Writer, peer []string, rounds, steps int) error {
 	env := os.Environ()
 	if os.Getenv("OPENBLAS_NUM_THREADS") == "" {
