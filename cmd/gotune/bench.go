@@ -356,7 +356,7 @@ func (tb *trainBench) versus(w, stderr io.Writer, peer []string, rounds, steps i
 		"rounds": rounds, "speedup_median": math.Round((ratios[(len(ratios)-1)/2]+ratios[len(ratios)/2])*50) / 100,
 		"speedup_min": math.Round(ratios[0]*100) / 100, "speedup_max": math.Round(ratios[len(ratios)-1]*100) / 100,
 		"speedup_best_rounds": math.Round(bestPeer/bestOurs*100) / 100,
-		"peak_rss_mib":       oursRSS, "peer_peak_rss_mib": peerRSS}
+		"peak_rss_mib":        oursRSS, "peer_peak_rss_mib": peerRSS}
 	if mib, ok := oursRSS.(uint64); ok && peerRSS > 0 {
 		summary["rss_ratio"] = math.Round(float64(mib)/peerRSS*100) / 100
 	}
