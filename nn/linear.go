@@ -110,6 +110,28 @@ func (l *Linear) MatMul(y, x []float32, n int) {
 	}
 }
 
+// MatMulPlus computes y = x·Wᵀ + extra (no bias), where extra is a product
+// with y's shape (an adapter's low-rank update): one pass over y with a
+// float32 W, two otherwise.
+func (l *Linear) MatMulPlus(y, x []float32, n int, extra cpu.Term) {
+	if l.Q != nil || l.WBF16 != nil || (l.PackedT != nil && !cpu.Thin(false, true, n, l.Out, l.In)) {
+		l.MatMul(y, x, n)
+		cpu.Sgemm(extra.TransA, extra.TransB, n, l.Out, extra.K, extra.Alpha, extra.A, extra.LDA, extra.B, extra.LDB, 1, y, l.Out)
+		return
+	}
+	cpu.SgemmSum(n, l.Out, 0, y, l.Out, cpu.Term{TransB: true, K: l.In, Alpha: 1, A: x, LDA: l.In, B: l.W.Data, LDB: l.In}, extra)
+}
+
+// InputGradPlus accumulates dx += dy·W + extra, as MatMulPlus.
+func (l *Linear) InputGradPlus(dx, dy []float32, n int, extra cpu.Term) {
+	if l.Q != nil || l.WBF16 != nil || (l.Packed != nil && !cpu.Thin(false, false, n, l.In, l.Out)) {
+		l.InputGrad(dx, dy, n)
+		cpu.Sgemm(extra.TransA, extra.TransB, n, l.In, extra.K, extra.Alpha, extra.A, extra.LDA, extra.B, extra.LDB, 1, dx, l.In)
+		return
+	}
+	cpu.SgemmSum(n, l.In, 1, dx, l.In, cpu.Term{K: l.Out, Alpha: 1, A: dy, LDA: l.Out, B: l.W.Data, LDB: l.In}, extra)
+}
+
 // InputGrad accumulates dx += dy·W.
 func (l *Linear) InputGrad(dx, dy []float32, n int) {
 	switch {

@@ -79,8 +79,11 @@ func (l *LoRA) Forward(lin *nn.Linear, y, x []float32, n int) {
 	h := l.h.Get(n * r)
 	cpu.Sgemm(false, true, n, r, in, 1, xd, in, l.A.Data, in, 0, h, r)
 	if l.Magnitude == nil {
-		lin.BaseForward(y, x, n)
-		cpu.Sgemm(false, true, n, out, r, l.Scale, h, r, l.B.Data, r, 1, y, out)
+		// y = x·Wᵀ + s·h·Bᵀ in one pass over y.
+		lin.MatMulPlus(y, x, n, cpu.Term{TransB: true, K: r, Alpha: l.Scale, A: h, LDA: r, B: l.B.Data, LDB: r})
+		if lin.B != nil {
+			nn.AddBias(y, lin.B.Data, n)
+		}
 		return
 	}
 	l.doraScale(lin)
@@ -193,6 +196,20 @@ func (l *LoRA) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 	xd := x
 	if l.Dropout > 0 {
 		xd = l.xd.Get(n * in)
+	}
+	if l.Magnitude == nil && dx != nil && l.Dropout <= 0 {
+		// dh first, so that dx += dy·W + dh·A is one pass over dx.
+		dh := l.dh.Get(n * r)
+		cpu.Sgemm(false, false, n, r, out, l.Scale, dy, out, l.B.Data, r, 0, dh, r)
+		lin.InputGradPlus(dx, dy, n, cpu.Term{K: r, Alpha: 1, A: dh, LDA: r, B: l.A.Data, LDB: in})
+		lin.BaseBackward(nil, dy, x, n) // a trainable W or bias
+		if l.B.Grad != nil {
+			cpu.Sgemm(true, false, out, r, n, l.Scale, dy, out, h, r, 1, l.B.Grad, r) // dB += s·gᵀ·h
+		}
+		if l.A.Grad != nil {
+			cpu.Sgemm(true, false, r, in, n, 1, dh, r, x, in, 1, l.A.Grad, in)
+		}
+		return
 	}
 	g := dy // gradient reaching W·x and the low-rank path
 	if l.Magnitude != nil {

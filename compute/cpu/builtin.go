@@ -141,11 +141,17 @@ func gemmRange(p *gemmProblem, kern *microKernel, i0, i1, j0, j1 int) {
 	kcb := evenBlock(p.k, kern.kc, 1)
 	mcb := evenBlock(i1-i0, kern.mc, kern.mr)
 	ncb := evenBlock(j1-j0, kern.nc, kern.nr)
-	bpLen := ncb * kcb
-	if p.pk != nil {
+	var q gemmProblem
+	kcb2 := 0
+	if p.t2.K > 0 {
+		q = p.term(p.t2)
+		kcb2 = evenBlock(q.k, kern.kc, 1)
+	}
+	bpLen := ncb * max(kcb, kcb2)
+	if p.pk != nil && kcb2 == 0 {
 		bpLen = 0 // B's panels are read in place
 	}
-	w.ensure(mcb*kcb, bpLen)
+	w.ensure(mcb*max(kcb, kcb2), bpLen)
 	for jc := j0; jc < j1; jc += ncb {
 		nb := min(ncb, j1-jc)
 		for pc := 0; pc < p.k; pc += kcb {
@@ -164,6 +170,16 @@ func gemmRange(p *gemmProblem, kern *microKernel, i0, i1, j0, j1 int) {
 				mb := min(mcb, i1-ic)
 				packA(w.ap, p, kern.mr, ic, mb, pc, kb)
 				macroKernel(w, bp, p, kern, ic, mb, jc, nb, kb, beta)
+			}
+		}
+		// The second product of SgemmSum, into the block of C just made.
+		for pc := 0; pc < q.k; pc += kcb2 {
+			kb := min(kcb2, q.k-pc)
+			packB(w.bp, &q, kern.nr, pc, kb, jc, nb)
+			for ic := i0; ic < i1; ic += mcb {
+				mb := min(mcb, i1-ic)
+				packA(w.ap, &q, kern.mr, ic, mb, pc, kb)
+				macroKernel(w, w.bp, &q, kern, ic, mb, jc, nb, kb, 1)
 			}
 		}
 	}

@@ -111,6 +111,45 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	builtinGemm(&p, bestKernel(), Threads())
 }
 
+// Term is one product alpha·op(A)·op(B) of SgemmSum, op(A) m×K and op(B)
+// K×n, stored as for Sgemm.
+type Term struct {
+	TransA, TransB bool
+	K              int
+	Alpha          float32
+	A              []float32
+	LDA            int
+	B              []float32
+	LDB            int
+}
+
+// SgemmSum computes C = t1 + t2 + beta·C for two products of the same m×n
+// shape, such as a frozen layer and its low-rank update: the second is
+// computed block by block of columns right after the first, while that
+// block of C is still in cache, instead of in a second pass over all of C.
+func SgemmSum(m, n int, beta float32, c []float32, ldc int, t1, t2 Term) {
+	p := gemmProblem{transA: t1.TransA, transB: t1.TransB, m: m, n: n, k: t1.K, alpha: t1.Alpha,
+		a: t1.A, lda: t1.LDA, b: t1.B, ldb: t1.LDB, beta: beta, c: c, ldc: ldc}
+	q := p.term(t2)
+	if p.trivial() {
+		Sgemm(t2.TransA, t2.TransB, m, n, t2.K, t2.Alpha, t2.A, t2.LDA, t2.B, t2.LDB, 1, c, ldc)
+		return
+	}
+	if q.trivial() || chosenBackend().impl != ImplBuiltin || p.isThin() {
+		Sgemm(t1.TransA, t1.TransB, m, n, t1.K, t1.Alpha, t1.A, t1.LDA, t1.B, t1.LDB, beta, c, ldc)
+		Sgemm(t2.TransA, t2.TransB, m, n, t2.K, t2.Alpha, t2.A, t2.LDA, t2.B, t2.LDB, 1, c, ldc)
+		return
+	}
+	p.t2 = t2
+	builtinGemm(&p, bestKernel(), Threads())
+}
+
+// term is p's second product as a problem of its own (beta 1: it adds).
+func (p *gemmProblem) term(t Term) gemmProblem {
+	return gemmProblem{transA: t.TransA, transB: t.TransB, m: p.m, n: p.n, k: t.K, alpha: t.Alpha,
+		a: t.A, lda: t.LDA, b: t.B, ldb: t.LDB, beta: 1, c: p.c, ldc: p.ldc}
+}
+
 // SgemmWith is Sgemm on a chosen implementation and thread count (threads <= 0
 // means Threads()). It exists for benchmarks and tests; ImplBLAS calls with a
 // thread count other than the default are serialised because OpenBLAS's thread
@@ -158,9 +197,13 @@ type gemmProblem struct {
 	bh             []uint16
 	pk             *PackedB
 	ldb            int
-	beta           float32
-	c              []float32
-	ldc            int
+	// t2 is a second product into the same C (SgemmSum), computed by
+	// gemmRange right after the first for each block of columns; t2.k == 0
+	// means none.
+	t2   Term
+	beta float32
+	c    []float32
+	ldc  int
 }
 
 // trivial checks the operand sizes (panicking on a programming error, as an
