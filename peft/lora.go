@@ -26,9 +26,10 @@ type LoRA struct {
 	Seed, Step uint64
 
 	r    int
-	h    nn.Buf // x·Aᵀ, [n, r], saved for backward
-	xd   nn.Buf // dropped-out input
-	u    nn.Buf // DoRA: W·x + s·B·A·x, before rescaling
+	h    nn.Buf   // x·Aᵀ, [n, r], saved for backward
+	xd   nn.Buf   // dropped-out input
+	mask []uint64 // dropout: bit i set when input element i was kept
+	u    nn.Buf   // DoRA: W·x + s·B·A·x, before rescaling
 	dh   nn.Buf
 	du   nn.Buf
 	dxd  nn.Buf
@@ -43,23 +44,36 @@ func (l *LoRA) input(x []float32, n, in int) []float32 {
 	if l.Dropout <= 0 {
 		return x
 	}
-	xd := l.xd.Get(n * in)
-	keep := 1 / (1 - l.Dropout)
-	for i, v := range x[:n*in] {
-		if l.kept(i) {
-			xd[i] = v * keep
-		} else {
-			xd[i] = 0
-		}
+	total := n * in
+	xd := l.xd.Get(total)
+	words := (total + 63) / 64
+	if cap(l.mask) < words {
+		l.mask = make([]uint64, words)
 	}
-	return xd
-}
-
-// kept decides element i of the dropout mask from (Seed, Step, i) alone, so
-// the backward pass rebuilds the mask instead of storing it.
-func (l *LoRA) kept(i int) bool {
+	mask := l.mask[:words]
+	l.mask = mask
+	keep := 1 / (1 - l.Dropout)
 	thresh := uint64(float64(l.Dropout) * (1 << 53))
-	return splitmix(l.Seed^l.Step*0x9e3779b97f4a7c15^uint64(i))>>11 >= thresh
+	seed := l.Seed ^ l.Step*0x9e3779b97f4a7c15
+	// The mask is a function of (Seed, Step, i) alone, so the parts can be
+	// drawn in any order and a recomputed forward (gradient checkpointing)
+	// draws the same one; backward reads the bits kept here.
+	cpu.Parallel(words, 64, func(lo, hi int) {
+		for wi := lo; wi < hi; wi++ {
+			var bits uint64
+			for b := range min(64, total-wi*64) {
+				i := wi*64 + b
+				if splitmix(seed^uint64(i))>>11 >= thresh {
+					bits |= 1 << b
+					xd[i] = x[i] * keep
+				} else {
+					xd[i] = 0
+				}
+			}
+			mask[wi] = bits
+		}
+	})
+	return xd
 }
 
 func splitmix(x uint64) uint64 {
@@ -260,11 +274,18 @@ func (l *LoRA) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 	dxd := l.dxd.Get(n * in)
 	cpu.Sgemm(false, false, n, in, r, 1, dh, r, l.A.Data, in, 0, dxd, in)
 	keep := 1 / (1 - l.Dropout)
-	for i, v := range dxd {
-		if l.kept(i) {
-			dx[i] += v * keep
+	mask := l.mask
+	cpu.Parallel(len(mask), 64, func(lo, hi int) {
+		for wi := lo; wi < hi; wi++ {
+			bits := mask[wi]
+			for b := range min(64, len(dxd)-wi*64) {
+				if bits>>b&1 != 0 {
+					i := wi*64 + b
+					dx[i] += dxd[i] * keep
+				}
+			}
 		}
-	}
+	})
 }
 
 // Params implements nn.Adapter.
