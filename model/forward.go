@@ -241,9 +241,7 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	if l.AttnOut != nil {
 		l.AttnOut.Forward(out, n)
 	}
-	for i := range a.xmid {
-		a.xmid[i] = x[i] + out[i]
-	}
+	nn.AddTo(a.xmid, x, out)
 	nn.RMSNorm(a.xn2, a.rstd2, a.xmid, l.PostNorm.Data, n, h, c.RMSNormEps)
 	l.Gate.Forward(a.g, a.xn2, n)
 	l.Up.Forward(a.u, a.xn2, n)

@@ -169,6 +169,16 @@ func BiasBackward(db, dy []float32, n int) {
 	}
 }
 
+// AddTo writes dst = a + b elementwise.
+func AddTo(dst, a, b []float32) {
+	rows(len(dst), 1, func(lo, hi int) {
+		d, x, y := dst[lo:hi], a[lo:hi], b[lo:hi]
+		for i := range d {
+			d[i] = x[i] + y[i]
+		}
+	})
+}
+
 // Add computes dst += src.
 func Add(dst, src []float32) {
 	rows(len(dst), 1, func(lo, hi int) {
