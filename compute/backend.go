@@ -1,0 +1,119 @@
+// Package compute defines the seam between the model code and the devices
+// that run it: a Backend owns memory (Tensors) and launches the operations a
+// training step needs on it. Nothing above this package knows whether the
+// numbers live in host memory or on a GPU.
+package compute
+
+import "fmt"
+
+// DType is the element type of a Tensor.
+type DType uint8
+
+const (
+	F32 DType = iota + 1
+	BF16
+	I32
+)
+
+// Size is the number of bytes of one element.
+func (d DType) Size() int {
+	switch d {
+	case F32, I32:
+		return 4
+	case BF16:
+		return 2
+	}
+	return 0
+}
+
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "f32"
+	case BF16:
+		return "bf16"
+	case I32:
+		return "i32"
+	}
+	return fmt.Sprintf("dtype(%d)", uint8(d))
+}
+
+// Tensor is a flat array of elements owned by a backend. Shapes are the
+// caller's business: operations take their sizes as arguments, as BLAS does.
+type Tensor interface {
+	DType() DType
+	Len() int
+	// Slice is a view of n elements from off, sharing memory.
+	Slice(off, n int) Tensor
+	// Free returns the memory to the backend; views are not freed.
+	Free()
+}
+
+// AdamStep holds the scalars of one AdamW update of one parameter
+// (torch.optim.AdamW): p ← p·Decay − StepSize·m / (√v / BC2Sqrt + Eps), with
+// the gradient multiplied by GradScale first (clipping).
+type AdamStep struct {
+	GradScale, Decay, Beta1, Beta2, StepSize, BC2Sqrt, Eps float32
+}
+
+// MemStats is a backend's memory use in bytes.
+type MemStats struct {
+	InUse, Peak, Cached int64
+}
+
+// Backend is one device. Operations are queued in order and may run
+// asynchronously; the first failure is kept and returned by Err, Download
+// and Sync. Row-major conventions throughout: a matrix of r rows and leading
+// dimension ld has element (i, j) at i·ld + j.
+type Backend interface {
+	Name() string
+	Alloc(dt DType, n int) (Tensor, error)
+	Upload(dst Tensor, src []float32)
+	UploadInt(dst Tensor, src []int32)
+	Download(dst []float32, src Tensor) error
+	Zero(t Tensor)
+	Fill(t Tensor, v float32)
+	Sync() error
+	Err() error
+	MemStats() MemStats
+
+	// Gemm computes C = alpha·op(A)·op(B) + beta·C with op(A) m×k and
+	// op(B) k×n; GemmBatched does batch such products at fixed strides.
+	Gemm(transA, transB bool, m, n, k int, alpha float32, a Tensor, lda int, b Tensor, ldb int, beta float32, c Tensor, ldc int)
+	GemmBatched(transA, transB bool, m, n, k int, alpha float32, a Tensor, lda, strideA int, b Tensor, ldb, strideB int, beta float32, c Tensor, ldc, strideC, batch int)
+
+	Cast(dst, src Tensor)
+	Add(dst, a, b Tensor)
+	// Axpby computes y = beta·y + alpha·x; y may be F32 while x is BF16.
+	Axpby(y Tensor, alpha float32, x Tensor, beta float32)
+	SwiGLU(a, g, u Tensor)
+	SwiGLUBackward(dg, du, da, g, u Tensor)
+	// RMSNorm normalises rows of width d: y = x·rstd·(w + wadd).
+	RMSNorm(y, rstd, x, w Tensor, rows, d int, eps, wadd float32)
+	RMSNormBackward(dx, dy, x, w, rstd Tensor, rows, d int, wadd float32, accumulate bool)
+	// RMSNormWeightGrad accumulates dw += Σ_rows dy·x·rstd in a fixed order.
+	RMSNormWeightGrad(dw, dy, x, rstd Tensor, rows, d int)
+	// RopeSplit rotates token-major [B,T,H,hd] src into head-major
+	// [B,H,T,hd] dst (rot = 0: a plain transpose); RopeMerge is its
+	// transpose (the backward pass), adding into dst when accumulate is set.
+	// pos is [B·T] (nil: 0…T-1); cos, sin are [positions, hd].
+	RopeSplit(dst, src, pos, cos, sin Tensor, b, t, heads, hd, rot int)
+	RopeMerge(dst, src, pos, cos, sin Tensor, b, t, heads, hd, rot int, accumulate bool)
+	// AttnSoftmax turns scaled scores [B,H,Tq,Tk] into probabilities with
+	// causal (key j ≤ off + i), key-mask and segment masking, saving lse.
+	AttnSoftmax(p, lse, s, kmask, qseg, kseg Tensor, b, h, tq, tk, off int)
+	AttnSoftmaxBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg Tensor, b, h, tq, tk, off int)
+	// RowDot writes out[r] = Σ_j a[r,j]·b[r,j].
+	RowDot(out, a, b Tensor, rows, d int)
+	// CrossEntropy writes loss[r] = logsumexp(logits[r]) − logits[r][t[r]]
+	// and, when grad is not nil, grad = scale·(softmax − onehot).
+	CrossEntropy(loss, grad, logits, targets Tensor, rows, vocab int, scale float32)
+	GatherRows(dst, src, idx Tensor, rows, d int)
+	ScatterAddRows(dst, src, idx Tensor, rows, d int)
+	EmbeddingBackward(table, dx, ids Tensor, rows, d int)
+	// AdamW updates F32 p with gradient g and state m, v; shadow (may be nil)
+	// receives the new weights in its own dtype.
+	AdamW(p, g, m, v, shadow Tensor, s AdamStep)
+	// SumSquares returns Σx² of each tensor (F32), synchronously.
+	SumSquares(ts []Tensor) ([]float64, error)
+}

@@ -1,0 +1,433 @@
+// gotune's CUDA kernels, compiled at run time by NVRTC (no headers: bf16 is
+// handled as its bit pattern, so the same source compiles with any NVRTC).
+// Every kernel exists in two element types, named _f32 and _bf16; parameters
+// (norm weights, master copies, optimizer state, gradients of parameters)
+// are always float.
+
+typedef unsigned short bf16_t;
+#define INFINITY __int_as_float(0x7f800000)
+
+__device__ __forceinline__ float ld(const float* p, long long i) { return p[i]; }
+__device__ __forceinline__ float ld(const bf16_t* p, long long i) {
+  return __uint_as_float(((unsigned)p[i]) << 16);
+}
+__device__ __forceinline__ void st(float* p, long long i, float v) { p[i] = v; }
+// Round to nearest even, NaN kept quiet: what PyTorch's float→bfloat16 does.
+__device__ __forceinline__ void st(bf16_t* p, long long i, float v) {
+  unsigned u = __float_as_uint(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) {
+    p[i] = (bf16_t)((u >> 16) | 0x40u);
+    return;
+  }
+  u += 0x7fffu + ((u >> 16) & 1u);
+  p[i] = (bf16_t)(u >> 16);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// block_sum and block_max need blockDim.x a multiple of 32 (at most 1024) and
+// every thread of the block to call them.
+__device__ float block_sum(float v) {
+  __shared__ float red[32];
+  __shared__ float total;
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) red[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    v = lane < (int)(blockDim.x >> 5) ? red[lane] : 0.f;
+    v = warp_sum(v);
+    if (lane == 0) total = v;
+  }
+  __syncthreads();
+  return total;
+}
+__device__ float block_max(float v) {
+  __shared__ float red[32];
+  __shared__ float total;
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) red[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    v = lane < (int)(blockDim.x >> 5) ? red[lane] : -INFINITY;
+    v = warp_max(v);
+    if (lane == 0) total = v;
+  }
+  __syncthreads();
+  return total;
+}
+
+#define GRID_STRIDE(i, n) \
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
+
+// ---- element-wise ----------------------------------------------------------
+
+template <typename A, typename B>
+__device__ void cast_(B* y, const A* x, long long n) {
+  GRID_STRIDE(i, n) st(y, i, ld(x, i));
+}
+extern "C" __global__ void cast_f32_bf16(bf16_t* y, const float* x, long long n) { cast_(y, x, n); }
+extern "C" __global__ void cast_bf16_f32(float* y, const bf16_t* x, long long n) { cast_(y, x, n); }
+
+// y = a + b
+template <typename T>
+__device__ void add_(T* y, const T* a, const T* b, long long n) {
+  GRID_STRIDE(i, n) st(y, i, ld(a, i) + ld(b, i));
+}
+// y = beta·y + alpha·x
+template <typename T, typename U>
+__device__ void axpby_(T* y, const U* x, float alpha, float beta, long long n) {
+  GRID_STRIDE(i, n) {
+    float v = alpha * ld(x, i);
+    if (beta != 0.f) v += beta * ld(y, i);
+    st(y, i, v);
+  }
+}
+// a = silu(g)·u
+template <typename T>
+__device__ void swiglu_(T* a, const T* g, const T* u, long long n) {
+  GRID_STRIDE(i, n) {
+    float gv = ld(g, i);
+    st(a, i, gv / (1.f + __expf(-gv)) * ld(u, i));
+  }
+}
+template <typename T>
+__device__ void swiglu_bwd_(T* dg, T* du, const T* da, const T* g, const T* u, long long n) {
+  GRID_STRIDE(i, n) {
+    float gv = ld(g, i), uv = ld(u, i), d = ld(da, i);
+    float sg = 1.f / (1.f + __expf(-gv));
+    float silu = gv * sg;
+    st(du, i, d * silu);
+    st(dg, i, d * uv * sg * (1.f + gv * (1.f - sg)));
+  }
+}
+
+// ---- row operations ----------------------------------------------------------
+
+// RMSNorm, one block per row: y = x·rstd·(w + wadd), rstd saved.
+template <typename T>
+__device__ void rmsnorm_(T* y, float* rstd, const T* x, const float* w, int d, float eps, float wadd) {
+  long long r = blockIdx.x;
+  const T* xr = x + r * d;
+  float ss = 0.f;
+  for (int j = threadIdx.x; j < d; j += blockDim.x) {
+    float v = ld(xr, j);
+    ss += v * v;
+  }
+  ss = block_sum(ss);
+  float rs = rsqrtf(ss / d + eps);
+  if (threadIdx.x == 0) rstd[r] = rs;
+  T* yr = y + r * d;
+  for (int j = threadIdx.x; j < d; j += blockDim.x) st(yr, j, ld(xr, j) * rs * (w[j] + wadd));
+}
+// dx (= or +=) from dy, one block per row.
+template <typename T>
+__device__ void rmsnorm_bwd_(T* dx, const T* dy, const T* x, const float* w, const float* rstd, int d, float wadd,
+                             int accumulate) {
+  long long r = blockIdx.x;
+  const T *xr = x + r * d, *gr = dy + r * d;
+  T* dxr = dx + r * d;
+  float rs = rstd[r];
+  float c = 0.f;
+  for (int j = threadIdx.x; j < d; j += blockDim.x) c += ld(gr, j) * (w[j] + wadd) * ld(xr, j);
+  c = block_sum(c) * rs * rs / d;
+  for (int j = threadIdx.x; j < d; j += blockDim.x) {
+    float v = rs * (ld(gr, j) * (w[j] + wadd) - ld(xr, j) * c);
+    if (accumulate) v += ld(dxr, j);
+    st(dxr, j, v);
+  }
+}
+// Partial weight gradient of RMSNorm: parts[c][j] = Σ over rows of chunk c of
+// dy·x·rstd. A fixed split and fixed-order sums keep it deterministic.
+template <typename T>
+__device__ void rmsnorm_dw_part_(float* parts, const T* dy, const T* x, const float* rstd, int n, int d, int rowsPer) {
+  int j = blockIdx.x * blockDim.x + threadIdx.x;
+  int c = blockIdx.y;
+  if (j >= d) return;
+  int r0 = c * rowsPer, r1 = min(n, r0 + rowsPer);
+  float s = 0.f;
+  for (int r = r0; r < r1; r++) s += ld(dy, (long long)r * d + j) * ld(x, (long long)r * d + j) * rstd[r];
+  parts[(long long)c * d + j] = s;
+}
+// dst[j] += Σ_c parts[c][j], in order of c.
+extern "C" __global__ void colsum_f32(float* dst, const float* parts, int chunks, int d) {
+  int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= d) return;
+  float s = 0.f;
+  for (int c = 0; c < chunks; c++) s += parts[(long long)c * d + j];
+  dst[j] += s;
+}
+
+// Rotary embedding fused with the change of layout between token-major
+// [B, T, H, hd] (what projections produce) and head-major [B, H, T, hd] (what
+// batched attention products want). split: token-major src → rotated
+// head-major dst. merge: head-major src → token-major dst with the inverse
+// rotation (the backward pass; rot = 0 for a plain transpose), added to dst
+// when accumulate is set. One block per (b, t); cos/sin rows are [P, hd].
+template <typename T>
+__device__ void rope_split_(T* dst, const T* src, const int* pos, const float* cs, const float* sn, int Tn, int H,
+                            int hd, int rot) {
+  int bt = blockIdx.x, b = bt / Tn, t = bt % Tn;
+  int half = rot / 2;
+  long long p = pos ? pos[bt] : t;
+  const float *c = cs + p * hd, *s = sn + p * hd;
+  for (int e = threadIdx.x; e < H * hd; e += blockDim.x) {
+    int h = e / hd, j = e % hd;
+    const T* v = src + ((long long)bt * H + h) * hd;
+    float o;
+    if (j < half) o = ld(v, j) * c[j] - ld(v, j + half) * s[j];
+    else if (j < rot) o = ld(v, j) * c[j] + ld(v, j - half) * s[j];
+    else o = ld(v, j);
+    st(dst, (((long long)b * H + h) * Tn + t) * hd + j, o);
+  }
+}
+template <typename T>
+__device__ void rope_merge_(T* dst, const T* src, const int* pos, const float* cs, const float* sn, int Tn, int H,
+                            int hd, int rot, int accumulate) {
+  int bt = blockIdx.x, b = bt / Tn, t = bt % Tn;
+  int half = rot / 2;
+  long long p = pos ? pos[bt] : t;
+  const float *c = cs + p * hd, *s = sn + p * hd;
+  for (int e = threadIdx.x; e < H * hd; e += blockDim.x) {
+    int h = e / hd, j = e % hd;
+    const T* v = src + (((long long)b * H + h) * Tn + t) * hd;
+    float o;
+    if (j < half) o = ld(v, j) * c[j] + ld(v, j + half) * s[j + half];
+    else if (j < rot) o = ld(v, j) * c[j] - ld(v, j - half) * s[j - half];
+    else o = ld(v, j);
+    long long di = ((long long)bt * H + h) * hd + j;
+    if (accumulate) o += ld(dst, di);
+    st(dst, di, o);
+  }
+}
+
+// Attention softmax over score rows [B, H, Tq, Tk] (already scaled): query i
+// of sequence b sees key j when j ≤ off + i, kmask[b, j] ≠ 0 (if given) and
+// the segment ids agree (if given). p = softmax (0 where masked; a row that
+// sees nothing is all zeros), lse saved (-inf for such rows). One block a row.
+__device__ __forceinline__ bool attn_ok(int b, int i, int j, int Tq, int Tk, int off, const int* kmask,
+                                        const int* qseg, const int* kseg) {
+  if (j > off + i) return false;
+  if (kmask && kmask[(long long)b * Tk + j] == 0) return false;
+  if (qseg && qseg[(long long)b * Tq + i] != kseg[(long long)b * Tk + j]) return false;
+  return true;
+}
+template <typename T>
+__device__ void attn_softmax_(T* p, float* lse, const float* s, const int* kmask, const int* qseg, const int* kseg,
+                              int H, int Tq, int Tk, int off) {
+  long long r = blockIdx.x;
+  int i = r % Tq, b = r / ((long long)H * Tq);
+  const float* sr = s + r * Tk;
+  T* pr = p + r * Tk;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < Tk; j += blockDim.x)
+    if (attn_ok(b, i, j, Tq, Tk, off, kmask, qseg, kseg)) mx = fmaxf(mx, sr[j]);
+  mx = block_max(mx);
+  float sum = 0.f;
+  if (mx != -INFINITY)
+    for (int j = threadIdx.x; j < Tk; j += blockDim.x)
+      if (attn_ok(b, i, j, Tq, Tk, off, kmask, qseg, kseg)) sum += __expf(sr[j] - mx);
+  sum = block_sum(sum);
+  float l = mx == -INFINITY ? -INFINITY : mx + __logf(sum);
+  if (threadIdx.x == 0) lse[r] = l;
+  for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
+    float v = 0.f;
+    if (l != -INFINITY && attn_ok(b, i, j, Tq, Tk, off, kmask, qseg, kseg)) v = __expf(sr[j] - l);
+    st(pr, j, v);
+  }
+}
+// Backward of the softmax: from recomputed scores s, the saved lse, dp = dO·Vᵀ
+// and dsum = rowsum(dO∘O): p (again, for dV = Pᵀ·dO) and ds = p·(dp − dsum).
+template <typename T>
+__device__ void attn_softmax_bwd_(T* p, T* ds, const float* s, const float* dp, const float* lse, const float* dsum,
+                                  const int* kmask, const int* qseg, const int* kseg, int H, int Tq, int Tk, int off) {
+  long long r = blockIdx.x;
+  int i = r % Tq, b = r / ((long long)H * Tq);
+  float l = lse[r], d = dsum[r];
+  const float *sr = s + r * Tk, *dpr = dp + r * Tk;
+  for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
+    float pv = 0.f;
+    if (l != -INFINITY && attn_ok(b, i, j, Tq, Tk, off, kmask, qseg, kseg)) pv = __expf(sr[j] - l);
+    st(p, r * Tk + j, pv);
+    st(ds, r * Tk + j, pv * (dpr[j] - d));
+  }
+}
+// out[r] = Σ_j a[r, j]·b[r, j], one warp a row.
+template <typename T>
+__device__ void rowdot_(float* out, const T* a, const T* b, long long rows, int d) {
+  long long r = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5;
+  int lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  float s = 0.f;
+  for (int j = lane; j < d; j += 32) s += ld(a, r * d + j) * ld(b, r * d + j);
+  s = warp_sum(s);
+  if (lane == 0) out[r] = s;
+}
+
+// Cross-entropy of logit rows [m, V] (float) against targets: loss[r] =
+// lse − logit[target]; with grad, g = scale·(softmax − onehot) in the
+// element type of the products that follow. One block a row.
+template <typename T>
+__device__ void xent_(float* loss, T* g, const float* logits, const int* tgt, int V, float scale, int grad) {
+  long long r = blockIdx.x;
+  const float* lr = logits + r * V;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, lr[j]);
+  mx = block_max(mx);
+  float sum = 0.f;
+  for (int j = threadIdx.x; j < V; j += blockDim.x) sum += __expf(lr[j] - mx);
+  sum = block_sum(sum);
+  int t = tgt[r];
+  if (threadIdx.x == 0) loss[r] = mx + __logf(sum) - lr[t];
+  if (!grad) return;
+  float inv = scale / sum;
+  T* gr = g + r * V;
+  for (int j = threadIdx.x; j < V; j += blockDim.x) {
+    float v = __expf(lr[j] - mx) * inv;
+    if (j == t) v -= scale;
+    st(gr, j, v);
+  }
+}
+
+// ---- gathers ----------------------------------------------------------------
+
+// dst[r] = src[idx[r]] for rows of width d.
+template <typename T, typename U>
+__device__ void gather_rows_(T* dst, const U* src, const int* idx, long long rows, int d) {
+  GRID_STRIDE(e, rows * d) {
+    long long r = e / d;
+    int j = e % d;
+    st(dst, e, ld(src, (long long)idx[r] * d + j));
+  }
+}
+// dst[idx[r]] += src[r]; idx holds no repeats (rows of a batch).
+template <typename T>
+__device__ void scatter_rows_(T* dst, const T* src, const int* idx, long long rows, int d) {
+  GRID_STRIDE(e, rows * d) {
+    long long r = e / d;
+    int j = e % d;
+    long long di = (long long)idx[r] * d + j;
+    st(dst, di, ld(dst, di) + ld(src, e));
+  }
+}
+// Embedding gradient: table[ids[r]] += dx[r]. Repeated ids make the order of
+// additions vary between runs (atomics).
+template <typename T>
+__device__ void embed_bwd_(float* table, const T* dx, const int* ids, long long rows, int d) {
+  GRID_STRIDE(e, rows * d) {
+    long long r = e / d;
+    int j = e % d;
+    atomicAdd(table + (long long)ids[r] * d + j, ld(dx, e));
+  }
+}
+
+// ---- optimizer ----------------------------------------------------------------
+
+// torch.optim.AdamW on float master weights; gscale multiplies the gradient
+// (clipping), shadow (if given) receives the updated weight in bf16.
+extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* v, bf16_t* shadow, long long n,
+                                     float gscale, float decay, float b1, float b2, float step_size, float bc2sqrt,
+                                     float eps) {
+  GRID_STRIDE(i, n) {
+    float gi = g[i] * gscale;
+    float mi = b1 * m[i] + (1.f - b1) * gi;
+    float vi = b2 * v[i] + (1.f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    float pi = p[i] * decay;
+    pi -= step_size * mi / (sqrtf(vi) / bc2sqrt + eps);
+    p[i] = pi;
+    if (shadow) st(shadow, i, pi);
+  }
+}
+// Sum of squares in two fixed-order stages: partial sums per block, then one
+// block adds them (deterministic; the host adds tensors in float64).
+extern "C" __global__ void sumsq_part_f32(float* parts, const float* x, long long n) {
+  float s = 0.f;
+  GRID_STRIDE(i, n) s += x[i] * x[i];
+  s = block_sum(s);
+  if (threadIdx.x == 0) parts[blockIdx.x] = s;
+}
+extern "C" __global__ void sum_f32(float* out, const float* parts, int n) {
+  float s = 0.f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) s += parts[i];
+  s = block_sum(s);
+  if (threadIdx.x == 0) *out = s;
+}
+extern "C" __global__ void fill_f32(float* x, float v, long long n) {
+  GRID_STRIDE(i, n) x[i] = v;
+}
+
+// ---- instantiations -----------------------------------------------------------
+
+#define BOTH(X) X(f32, float) X(bf16, bf16_t)
+
+#define INST(N, T)                                                                                           \
+  extern "C" __global__ void add_##N(T* y, const T* a, const T* b, long long n) { add_(y, a, b, n); }        \
+  extern "C" __global__ void axpby_##N(T* y, const T* x, float alpha, float beta, long long n) {             \
+    axpby_(y, x, alpha, beta, n);                                                                            \
+  }                                                                                                          \
+  extern "C" __global__ void axpby_f32_##N(float* y, const T* x, float alpha, float beta, long long n) {     \
+    axpby_(y, x, alpha, beta, n);                                                                            \
+  }                                                                                                          \
+  extern "C" __global__ void swiglu_##N(T* a, const T* g, const T* u, long long n) { swiglu_(a, g, u, n); } \
+  extern "C" __global__ void swiglu_bwd_##N(T* dg, T* du, const T* da, const T* g, const T* u, long long n) { \
+    swiglu_bwd_(dg, du, da, g, u, n);                                                                        \
+  }                                                                                                          \
+  extern "C" __global__ void rmsnorm_##N(T* y, float* rstd, const T* x, const float* w, int d, float eps,   \
+                                         float wadd) {                                                       \
+    rmsnorm_(y, rstd, x, w, d, eps, wadd);                                                                   \
+  }                                                                                                          \
+  extern "C" __global__ void rmsnorm_bwd_##N(T* dx, const T* dy, const T* x, const float* w,                \
+                                             const float* rstd, int d, float wadd, int acc) {                \
+    rmsnorm_bwd_(dx, dy, x, w, rstd, d, wadd, acc);                                                          \
+  }                                                                                                          \
+  extern "C" __global__ void rmsnorm_dw_part_##N(float* parts, const T* dy, const T* x, const float* rstd,  \
+                                                 int n, int d, int rowsPer) {                                \
+    rmsnorm_dw_part_(parts, dy, x, rstd, n, d, rowsPer);                                                     \
+  }                                                                                                          \
+  extern "C" __global__ void rope_split_##N(T* dst, const T* src, const int* pos, const float* cs,          \
+                                            const float* sn, int Tn, int H, int hd, int rot) {               \
+    rope_split_(dst, src, pos, cs, sn, Tn, H, hd, rot);                                                      \
+  }                                                                                                          \
+  extern "C" __global__ void rope_merge_##N(T* dst, const T* src, const int* pos, const float* cs,          \
+                                            const float* sn, int Tn, int H, int hd, int rot, int acc) {      \
+    rope_merge_(dst, src, pos, cs, sn, Tn, H, hd, rot, acc);                                                 \
+  }                                                                                                          \
+  extern "C" __global__ void attn_softmax_##N(T* p, float* lse, const float* s, const int* km,              \
+                                              const int* qs, const int* ks, int H, int Tq, int Tk, int off) { \
+    attn_softmax_(p, lse, s, km, qs, ks, H, Tq, Tk, off);                                                    \
+  }                                                                                                          \
+  extern "C" __global__ void attn_softmax_bwd_##N(T* p, T* ds, const float* s, const float* dp,             \
+                                                  const float* lse, const float* dsum, const int* km,        \
+                                                  const int* qs, const int* ks, int H, int Tq, int Tk,       \
+                                                  int off) {                                                 \
+    attn_softmax_bwd_(p, ds, s, dp, lse, dsum, km, qs, ks, H, Tq, Tk, off);                                  \
+  }                                                                                                          \
+  extern "C" __global__ void rowdot_##N(float* out, const T* a, const T* b, long long rows, int d) {        \
+    rowdot_(out, a, b, rows, d);                                                                             \
+  }                                                                                                          \
+  extern "C" __global__ void xent_##N(float* loss, T* g, const float* logits, const int* tgt, int V,        \
+                                      float scale, int grad) {                                               \
+    xent_(loss, g, logits, tgt, V, scale, grad);                                                             \
+  }                                                                                                          \
+  extern "C" __global__ void gather_rows_##N(T* dst, const T* src, const int* idx, long long rows, int d) { \
+    gather_rows_(dst, src, idx, rows, d);                                                                    \
+  }                                                                                                          \
+  extern "C" __global__ void scatter_rows_##N(T* dst, const T* src, const int* idx, long long rows, int d) { \
+    scatter_rows_(dst, src, idx, rows, d);                                                                   \
+  }                                                                                                          \
+  extern "C" __global__ void embed_bwd_##N(float* table, const T* dx, const int* ids, long long rows, int d) { \
+    embed_bwd_(table, dx, ids, rows, d);                                                                     \
+  }
+
+BOTH(INST)
