@@ -93,6 +93,10 @@ type Backend interface {
 	RMSNormBackward(dx, dy, x, w, rstd Tensor, rows, d int, wadd float32, accumulate bool)
 	// RMSNormWeightGrad accumulates dw += Σ_rows dy·x·rstd in a fixed order.
 	RMSNormWeightGrad(dw, dy, x, rstd Tensor, rows, d int)
+	// AddBias adds F32 b to each of rows rows of y; BiasGrad accumulates
+	// db += Σ_rows dy in a fixed order.
+	AddBias(y, b Tensor, rows, d int)
+	BiasGrad(db, dy Tensor, rows, d int)
 	// RopeSplit rotates token-major [B,T,H,hd] src into head-major
 	// [B,H,T,hd] dst (rot = 0: a plain transpose); RopeMerge is its
 	// transpose (the backward pass), adding into dst when accumulate is set.

@@ -316,3 +316,19 @@ func (l *LoRA) Merge(lin *nn.Linear) {
 		}
 	}
 }
+
+// LowRank returns the adapter's matrices and scale (model.LowRank: what a
+// device backend runs).
+func (l *LoRA) LowRank() (a, b *nn.Param, scale float32) { return l.A, l.B, l.Scale }
+
+// DeviceUnsupported says what of this adapter the device path cannot run
+// yet, or "".
+func (l *LoRA) DeviceUnsupported() string {
+	switch {
+	case l.Magnitude != nil:
+		return "DoRA does not run on a GPU yet"
+	case l.Dropout > 0:
+		return "LoRA dropout does not run on a GPU yet (set lora_dropout: 0)"
+	}
+	return ""
+}

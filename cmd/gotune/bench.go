@@ -49,8 +49,13 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	memory := fs.Bool("memory", false, "report resident memory of the frozen weights in f32, bf16, int8 and nf4 (default shape qwen3-0.6b)")
 	peer := fs.String("peer", "", "with --train: a peer benchmark command, run as `CMD SHAPE 1 BATCH SEQ STEPS` in turn with gotune's steps; it must print a JSON line with step_s, tokens_per_s and peak_rss_mib (as ../shared/bench/torch_lora.py does)")
 	rounds := fs.Int("rounds", 3, "with --peer: interleaved rounds of peer and gotune")
+	device := fs.String("device", "cpu", "with --train full or lora: cpu or cuda")
+	dtype := fs.String("dtype", "bf16", "with --device cuda: bf16 (mixed precision) or f32")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *device != "cpu" {
+		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps)
 	}
 	if *profile != "" {
 		f, err := os.Create(*profile)

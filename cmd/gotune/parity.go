@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"gotune/compute"
 	"io"
 	"os"
 	"path/filepath"
@@ -30,8 +31,19 @@ Checks gotune against reference outputs. Each PATH may be:
   a llama.cpp vocabulary .gguf with its .inp/.out beside it
   a renders.json with the chat templates beside it
   a folder holding a reference tree: every such item inside it is checked
-Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.`)
+With --device cuda, each reference model folder's training checks (loss,
+gradients, full fine-tuning and LoRA trajectories) run on the GPU instead, in
+--dtype f32 (limits as on the CPU) or bf16 (limit --bf16-limit: the deviation
+PyTorch's own bf16 run shows from its f32 run).
+Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.
+
+Flags:`)
+		fs.PrintDefaults()
 	}
+	device := fs.String("device", "cpu", "where the model checks run: cpu or cuda")
+	dtype := fs.String("dtype", "f32", "with --device cuda: f32 or bf16")
+	bf16Limit := fs.Float64("bf16-limit", 5e-3, "with --dtype bf16: the largest relative loss deviation allowed (PyTorch's own bf16 run moved 1.6e-3 from its f32 run on the qwen3 LoRA trajectory, H200)")
+	bf16GradLimit := fs.Float64("bf16-grad-limit", 4e-2, "with --dtype bf16: the largest relative gradient deviation allowed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,9 +51,26 @@ Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.
 		fs.Usage()
 		return exitError(2)
 	}
+	var dev *parity.DeviceOptions
+	if *device != "cpu" {
+		be, closeDev, err := openBackend(*device)
+		if err != nil {
+			return err
+		}
+		defer closeDev()
+		o := parity.DeviceOptions{Backend: be, Compute: compute.F32}
+		switch *dtype {
+		case "f32":
+		case "bf16":
+			o.Compute, o.Limit, o.GradLimit = compute.BF16, *bf16Limit, *bf16GradLimit
+		default:
+			return fmt.Errorf("parity: --dtype %q (want f32 or bf16)", *dtype)
+		}
+		dev = &o
+	}
 	var all []checks.Result
 	for _, p := range fs.Args() {
-		res, err := parityPath(p, 0)
+		res, err := parityPath(p, 0, dev)
 		if err != nil {
 			all = append(all, checks.Result{Check: p, Metric: "error", Value: 1, Limit: 0, Detail: err.Error()})
 			continue
@@ -59,15 +88,22 @@ Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.
 
 // parityPath recognises what a path holds and runs the matching checks,
 // descending into folders that hold several references.
-func parityPath(path string, depth int) ([]checks.Result, error) {
+func parityPath(path string, depth int, dev *parity.DeviceOptions) ([]checks.Result, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	if !st.IsDir() {
+		if dev != nil {
+			return nil, nil
+		}
 		return parityFile(path)
 	}
 	if isDir(filepath.Join(path, "model")) && isDir(filepath.Join(path, "ref")) {
+		if dev != nil {
+			res, err := parity.RunModelOnDevice(path, *dev)
+			return prefixed(filepath.Base(path), res, err)
+		}
 		res, err := parity.RunModel(path)
 		return prefixed(filepath.Base(path), res, err)
 	}
@@ -91,14 +127,14 @@ func parityPath(path string, depth int) ([]checks.Result, error) {
 			if depth >= 3 {
 				continue
 			}
-			res, err := parityPath(p, depth+1)
+			res, err := parityPath(p, depth+1, dev)
 			if err != nil {
 				out = append(out, checks.Result{Check: p, Metric: "error", Value: 1, Detail: err.Error()})
 			}
 			out = append(out, res...)
 			continue
 		}
-		if recognisedFile(n) {
+		if recognisedFile(n) && dev == nil {
 			res, err := parityFile(p)
 			if err != nil {
 				out = append(out, checks.Result{Check: p, Metric: "error", Value: 1, Detail: err.Error()})

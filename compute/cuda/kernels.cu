@@ -158,6 +158,22 @@ __device__ void rmsnorm_dw_part_(float* parts, const T* dy, const T* x, const fl
   for (int r = r0; r < r1; r++) s += ld(dy, (long long)r * d + j) * ld(x, (long long)r * d + j) * rstd[r];
   parts[(long long)c * d + j] = s;
 }
+// Column sums of dy over fixed row chunks (bias gradients), as above.
+template <typename T>
+__device__ void colsum_part_(float* parts, const T* dy, int n, int d, int rowsPer) {
+  int j = blockIdx.x * blockDim.x + threadIdx.x;
+  int c = blockIdx.y;
+  if (j >= d) return;
+  int r0 = c * rowsPer, r1 = min(n, r0 + rowsPer);
+  float s = 0.f;
+  for (int r = r0; r < r1; r++) s += ld(dy, (long long)r * d + j);
+  parts[(long long)c * d + j] = s;
+}
+// y[r, j] += b[j]
+template <typename T>
+__device__ void bias_add_(T* y, const float* b, long long rows, int d) {
+  GRID_STRIDE(e, rows * d) st(y, e, ld(y, e) + b[e % d]);
+}
 // dst[j] += Σ_c parts[c][j], in order of c.
 extern "C" __global__ void colsum_f32(float* dst, const float* parts, int chunks, int d) {
   int j = blockIdx.x * blockDim.x + threadIdx.x;
@@ -394,6 +410,12 @@ extern "C" __global__ void fill_f32(float* x, float v, long long n) {
   extern "C" __global__ void rmsnorm_dw_part_##N(float* parts, const T* dy, const T* x, const float* rstd,  \
                                                  int n, int d, int rowsPer) {                                \
     rmsnorm_dw_part_(parts, dy, x, rstd, n, d, rowsPer);                                                     \
+  }                                                                                                          \
+  extern "C" __global__ void colsum_part_##N(float* parts, const T* dy, int n, int d, int rowsPer) {       \
+    colsum_part_(parts, dy, n, d, rowsPer);                                                                  \
+  }                                                                                                          \
+  extern "C" __global__ void bias_add_##N(T* y, const float* b, long long rows, int d) {                    \
+    bias_add_(y, b, rows, d);                                                                                \
   }                                                                                                          \
   extern "C" __global__ void rope_split_##N(T* dst, const T* src, const int* pos, const float* cs,          \
                                             const float* sn, int Tn, int H, int hd, int rot) {               \

@@ -190,6 +190,29 @@ func (d *Device) RMSNormWeightGrad(dw, dy, x, rstd compute.Tensor, rows, dim int
 	d.launch("colsum_f32", grid1(cb), block1(128), 0, pa(dw), pa(parts), ia(chunks), ia(dim))
 }
 
+// AddBias implements compute.Backend.
+func (d *Device) AddBias(y, b compute.Tensor, rows, dim int) {
+	d.elementwise("bias_add"+suffix(y.DType()), rows*dim, pa(y), pa(b), ia(rows), ia(dim))
+}
+
+// BiasGrad implements compute.Backend, in a fixed order like RMSNormWeightGrad.
+func (d *Device) BiasGrad(db, dy compute.Tensor, rows, dim int) {
+	if rows == 0 {
+		return
+	}
+	rowsPer := 64
+	chunks := (rows + rowsPer - 1) / rowsPer
+	parts, err := d.Alloc(compute.F32, chunks*dim)
+	if err != nil {
+		d.fail(err)
+		return
+	}
+	defer parts.Free()
+	cb := (dim + 127) / 128
+	d.launch("colsum_part"+suffix(dy.DType()), [3]int{cb, chunks, 1}, block1(128), 0, pa(parts), pa(dy), ia(rows), ia(dim), ia(rowsPer))
+	d.launch("colsum_f32", grid1(cb), block1(128), 0, pa(db), pa(parts), ia(chunks), ia(dim))
+}
+
 // RopeSplit implements compute.Backend.
 func (d *Device) RopeSplit(dst, src, pos, cos, sin compute.Tensor, b, t, heads, hd, rot int) {
 	if b*t == 0 || !d.same("rope", dst, src) {

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"gotune/compute"
+	"gotune/model"
+	"gotune/peft"
+	"gotune/plan"
+)
+
+// memInfo is implemented by backends that can report the device's own view
+// of its memory (what other tools such as nvidia-smi show).
+type memInfo interface {
+	FreeMemory() (free, total int64)
+}
+
+// benchDevice times training steps (forward, backward, clipping, AdamW) of a
+// named shape on a GPU backend, with random weights and tokens.
+func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, rank, steps int) error {
+	if method != "full" && method != "lora" {
+		return fmt.Errorf("bench --device %s: --train full or lora", device)
+	}
+	dt := compute.BF16
+	switch dtype {
+	case "bf16":
+	case "f32":
+		dt = compute.F32
+	default:
+		return fmt.Errorf("bench: --dtype %q (want bf16 or f32)", dtype)
+	}
+	be, closeDev, err := openBackend(device)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
+	shapes := strings.Split(shapeList, ",")
+	if shapeList == "" {
+		shapes = []string{"qwen3-0.6b"}
+	}
+	for _, shape := range shapes {
+		line, err := benchDeviceShape(be, dt, method, shape, b, t, rank, steps)
+		if err != nil {
+			return err
+		}
+		emit(w, line)
+	}
+	return nil
+}
+
+func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int) (map[string]any, error) {
+	cfg, err := model.Shape(shape)
+	if err != nil {
+		return nil, err
+	}
+	m := model.New(cfg)
+	m.RandomInit(1)
+	pm := plan.LoRA
+	var trainable int
+	switch method {
+	case "full":
+		pm = plan.Full
+		for _, p := range m.Params() {
+			p.SetTrainable(true)
+			trainable += p.Len()
+		}
+	case "lora":
+		set, err := peft.AttachLoRA(m, peft.LoRAConfig{R: rank, Alpha: float64(2 * rank), Targets: []string{"all"}}, 1)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range set.Params() {
+			trainable += p.Len()
+		}
+	}
+	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt})
+	if err != nil {
+		return nil, err
+	}
+	defer dm.Close()
+	// The host copy is no longer needed: drop it before timing.
+	for _, p := range m.Params() {
+		p.Data, p.Grad = nil, nil
+	}
+	m = nil
+	runtime.GC()
+	est, err := plan.EstimateMethod(cfg, pm, plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true})
+	if err != nil {
+		return nil, err
+	}
+	batch := randomBatch(cfg.Vocab, b, t)
+	opt := model.AdamWConfig{LR: 1e-4, WeightDecay: 0.01, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1}
+	var loss float64
+	step := func() error {
+		dm.ZeroGrad()
+		n := batch.TrainedTokens()
+		sum, _, err := dm.Step(batch, float32(1/float64(n)))
+		if err != nil {
+			return err
+		}
+		loss = sum / float64(n)
+		_, err = dm.AdamW(opt) // synchronises (gradient norm)
+		return err
+	}
+	if err := step(); err != nil { // warm-up: kernels, allocations
+		return nil, err
+	}
+	if r, ok := be.(interface{ ResetPeak() }); ok {
+		r.ResetPeak()
+	}
+	times := make([]float64, steps)
+	start := time.Now()
+	for i := range times {
+		t0 := time.Now()
+		if err := step(); err != nil {
+			return nil, err
+		}
+		times[i] = time.Since(t0).Seconds()
+	}
+	wall := time.Since(start).Seconds()
+	sort.Float64s(times)
+	mean := wall / float64(steps)
+	st := dm.MemStats()
+	line := map[string]any{"bench": "train_tokens_per_s", "device": be.Name(), "dtype": dt.String(), "method": method, "shape": shape,
+		"batch": b, "seq": t, "lora_rank": rank, "trainable": trainable,
+		"value": round(float64(b*t) / mean), "unit": "tokens/s", "step_s": mean, "step_s_min": times[0], "step_s_median": times[len(times)/2],
+		"loss": loss, "peak_mem_gib": float64(st.Peak) / (1 << 30), "tflops": round(est.StepFLOPs / times[len(times)/2] / 1e12)}
+	if mi, ok := be.(memInfo); ok {
+		free, total := mi.FreeMemory()
+		line["device_used_gib"] = math.Round(float64(total-free)/(1<<30)*100) / 100
+	}
+	return line, nil
+}
+

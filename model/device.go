@@ -1,0 +1,359 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"gotune/compute"
+	"gotune/nn"
+)
+
+// LowRank is what the device path needs from a LoRA adapter on a linear
+// layer (implemented by peft's LoRA): its two matrices, A [r, in] and
+// B [out, r], and the scale of B·A. Unsupported reports why the adapter
+// cannot run on a device yet (DoRA, dropout), or "".
+type LowRank interface {
+	LowRank() (a, b *nn.Param, scale float32)
+	DeviceUnsupported() string
+}
+
+// DeviceOptions configure a model copied to a compute backend.
+type DeviceOptions struct {
+	// Compute is the element type of weights used in products and of
+	// activations: F32 (the parity mode) or BF16 (mixed precision: float
+	// accumulation, float master copies of trainable parameters and their
+	// optimizer state).
+	Compute compute.DType
+}
+
+// dparam is one parameter on the device: w is what the operations read (in
+// the compute type; norm weights and biases always F32), master the float
+// copy that the optimizer updates (the same tensor as w in F32 mode).
+type dparam struct {
+	host       *nn.Param
+	w, master  compute.Tensor
+	grad, m, v compute.Tensor
+	n          int
+	steps      int64
+	trainable  bool
+	float      bool // w is always F32 (norms, biases)
+}
+
+type dlinear struct {
+	in, out int
+	w, b    *dparam
+	lora    *dlora
+}
+
+type dlora struct {
+	a, b  *dparam
+	r     int
+	scale float32
+}
+
+type dlayer struct {
+	inNorm, postNorm, qNorm, kNorm *dparam
+	q, k, v, o, gate, up, down     *dlinear
+	acts                           *dacts
+}
+
+// dacts is what one block keeps for its backward pass.
+type dacts struct {
+	x, xn1, q, k, qh, kh, vh, lse, att, xmid, xn2, g, u, a compute.Tensor
+	rstd1, rstdq, rstdk, rstd2                             compute.Tensor
+	xa                                                     map[*dlinear]compute.Tensor
+}
+
+// DeviceModel is a Model whose weights, activations, gradients and optimizer
+// state live on a compute backend. It runs the training step (forward,
+// backward, AdamW) of full fine-tuning and LoRA for the llama family.
+type DeviceModel struct {
+	be     compute.Backend
+	cfg    *Config
+	act    compute.DType
+	embed  *dparam
+	head   *dparam
+	norm   *dparam
+	layers []*dlayer
+	params []*dparam
+	byHost map[*nn.Param]*dparam
+	owned  []compute.Tensor // freed by Close
+
+	// per batch shape
+	shapeB, shapeT int
+	scratch        map[string]compute.Tensor
+	stream         []compute.Tensor
+	xf, rstdf      compute.Tensor
+	ids, pos, mask compute.Tensor
+	cos, sin       compute.Tensor
+	ropeN, ropeRot int
+	hasMask        bool
+	allocErr       error
+}
+
+// NewDeviceModel copies m (with the LoRA adapters attached to its linear
+// layers, if any) to be. Parameters with a gradient buffer on the host are
+// trained on the device.
+func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel, error) {
+	c := m.Cfg
+	if o.Compute != compute.F32 && o.Compute != compute.BF16 {
+		return nil, fmt.Errorf("device model: compute type %v (want f32 or bf16)", o.Compute)
+	}
+	if m.Input != nil {
+		return nil, errors.New("device model: virtual-token methods (prompt tuning, P-tuning) do not run on a GPU yet")
+	}
+	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
+	var err error
+	param := func(p *nn.Param, float bool) *dparam {
+		if err != nil || p == nil {
+			return nil
+		}
+		if d, ok := dm.byHost[p]; ok {
+			return d
+		}
+		var d *dparam
+		d, err = dm.upload(p, float)
+		if d != nil {
+			dm.byHost[p] = d
+			dm.params = append(dm.params, d)
+		}
+		return d
+	}
+	linear := func(l *nn.Linear) *dlinear {
+		if err != nil {
+			return nil
+		}
+		if l.Q != nil {
+			err = fmt.Errorf("device model: %s is quantized; quantized weights do not run on a GPU yet", l.Name)
+			return nil
+		}
+		if l.W == nil || (l.W.Data == nil && l.WBF16 == nil) {
+			err = fmt.Errorf("device model: %s has no weight", l.Name)
+			return nil
+		}
+		if l.W.Data == nil {
+			w := make([]float32, l.In*l.Out)
+			for i, v := range l.WBF16 {
+				w[i] = math.Float32frombits(uint32(v) << 16)
+			}
+			l.W.Data = w
+			defer func() { l.W.Data = nil }()
+		}
+		dl := &dlinear{in: l.In, out: l.Out, w: param(l.W, false), b: param(l.B, true)}
+		if l.Adapter != nil {
+			lr, ok := l.Adapter.(LowRank)
+			if !ok {
+				err = fmt.Errorf("device model: %s: adapter %T does not run on a GPU yet", l.Name, l.Adapter)
+				return nil
+			}
+			if why := lr.DeviceUnsupported(); why != "" {
+				err = fmt.Errorf("device model: %s: %s", l.Name, why)
+				return nil
+			}
+			a, b, s := lr.LowRank()
+			dl.lora = &dlora{a: param(a, false), b: param(b, false), r: a.Shape[0], scale: s}
+		}
+		return dl
+	}
+	dm.embed = param(m.Embed, false)
+	dm.head = param(m.Head, false)
+	dm.norm = param(m.Norm, true)
+	for _, l := range m.Layers {
+		if l.Prefix != nil || l.AttnOut != nil || l.MLPOut != nil {
+			return nil, fmt.Errorf("device model: layer %d: prefix tuning and bottleneck adapters do not run on a GPU yet", l.Index)
+		}
+		dl := &dlayer{inNorm: param(l.InNorm, true), postNorm: param(l.PostNorm, true), qNorm: param(l.QNorm, true), kNorm: param(l.KNorm, true),
+			q: linear(l.Q), k: linear(l.K), v: linear(l.V), o: linear(l.O), gate: linear(l.Gate), up: linear(l.Up), down: linear(l.Down)}
+		dm.layers = append(dm.layers, dl)
+	}
+	if err != nil {
+		dm.Close()
+		return nil, err
+	}
+	if err := be.Err(); err != nil {
+		dm.Close()
+		return nil, err
+	}
+	return dm, nil
+}
+
+func (dm *DeviceModel) alloc(dt compute.DType, n int) (compute.Tensor, error) {
+	t, err := dm.be.Alloc(dt, n)
+	if err != nil {
+		return nil, err
+	}
+	dm.owned = append(dm.owned, t)
+	return t, nil
+}
+
+// upload copies a host parameter; a trainable one gets its float master,
+// gradient and optimizer state.
+func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
+	d := &dparam{host: p, n: len(p.Data), trainable: p.Trainable(), float: float}
+	dt := dm.act
+	if float {
+		dt = compute.F32
+	}
+	var err error
+	if d.w, err = dm.alloc(dt, d.n); err != nil {
+		return nil, fmt.Errorf("device model: %s: %w", p.Name, err)
+	}
+	dm.be.Upload(d.w, p.Data)
+	if !d.trainable {
+		return d, nil
+	}
+	d.master = d.w
+	if dt != compute.F32 {
+		if d.master, err = dm.alloc(compute.F32, d.n); err != nil {
+			return nil, err
+		}
+		dm.be.Upload(d.master, p.Data)
+	}
+	for _, t := range []*compute.Tensor{&d.grad, &d.m, &d.v} {
+		if *t, err = dm.alloc(compute.F32, d.n); err != nil {
+			return nil, fmt.Errorf("device model: %s: %w", p.Name, err)
+		}
+		dm.be.Zero(*t)
+	}
+	return d, nil
+}
+
+// Close frees every device tensor of the model.
+func (dm *DeviceModel) Close() {
+	for _, t := range dm.owned {
+		t.Free()
+	}
+	dm.owned = nil
+	for _, t := range dm.scratch {
+		t.Free()
+	}
+	dm.scratch = map[string]compute.Tensor{}
+	dm.freeShape()
+}
+
+func (dm *DeviceModel) freeShape() {
+	for _, l := range dm.layers {
+		if l.acts == nil {
+			continue
+		}
+		a := l.acts
+		for _, t := range []compute.Tensor{a.x, a.xn1, a.q, a.k, a.qh, a.kh, a.vh, a.lse, a.att, a.xmid, a.xn2, a.g, a.u, a.a, a.rstd1, a.rstdq, a.rstdk, a.rstd2} {
+			if t != nil {
+				t.Free()
+			}
+		}
+		for _, t := range a.xa {
+			t.Free()
+		}
+		l.acts = nil
+	}
+	for _, t := range []compute.Tensor{dm.xf, dm.rstdf, dm.ids, dm.pos, dm.mask} {
+		if t != nil {
+			t.Free()
+		}
+	}
+	dm.stream = nil
+	dm.shapeB, dm.shapeT = 0, 0
+}
+
+// Trainable lists the host parameters trained on the device.
+func (dm *DeviceModel) Trainable() []*nn.Param {
+	var out []*nn.Param
+	for _, p := range dm.params {
+		if p.trainable {
+			out = append(out, p.host)
+		}
+	}
+	return out
+}
+
+// Grad downloads the accumulated gradient of a trainable host parameter.
+func (dm *DeviceModel) Grad(p *nn.Param) ([]float32, error) {
+	d := dm.byHost[p]
+	if d == nil || !d.trainable {
+		return nil, fmt.Errorf("device model: %s is not trained on the device", p.Name)
+	}
+	out := make([]float32, d.n)
+	return out, dm.be.Download(out, d.grad)
+}
+
+// ZeroGrad clears every gradient.
+func (dm *DeviceModel) ZeroGrad() {
+	for _, p := range dm.params {
+		if p.trainable {
+			dm.be.Zero(p.grad)
+		}
+	}
+}
+
+// CopyToHost downloads the trained parameters into the host model, so that
+// saving and exporting work as for a model trained on the CPU.
+func (dm *DeviceModel) CopyToHost() error {
+	for _, p := range dm.params {
+		if p.trainable {
+			if err := dm.be.Download(p.host.Data, p.master); err != nil {
+				return fmt.Errorf("device model: %s: %w", p.host.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// GradNorm is the global L2 norm of every gradient (float64 across tensors).
+func (dm *DeviceModel) GradNorm() (float64, error) {
+	var ts []compute.Tensor
+	for _, p := range dm.params {
+		if p.trainable {
+			ts = append(ts, p.grad)
+		}
+	}
+	ss, err := dm.be.SumSquares(ts)
+	if err != nil {
+		return 0, err
+	}
+	var s float64
+	for _, v := range ss {
+		s += v
+	}
+	return math.Sqrt(s), nil
+}
+
+// AdamWConfig are torch.optim.AdamW's hyperparameters.
+type AdamWConfig struct {
+	LR, WeightDecay, Beta1, Beta2, Eps float64
+	// MaxGradNorm clips the global gradient norm first (0: no clipping).
+	MaxGradNorm float64
+}
+
+// AdamW clips the gradients to MaxGradNorm and applies one AdamW update to
+// every trainable parameter; it returns the norm before clipping.
+func (dm *DeviceModel) AdamW(c AdamWConfig) (float64, error) {
+	norm, err := dm.GradNorm()
+	if err != nil {
+		return 0, err
+	}
+	gscale := 1.0
+	if c.MaxGradNorm > 0 && norm > c.MaxGradNorm {
+		// torch.nn.utils.clip_grad_norm_: coefficient max/(norm+1e-6).
+		gscale = c.MaxGradNorm / (norm + 1e-6)
+	}
+	for _, p := range dm.params {
+		if !p.trainable {
+			continue
+		}
+		p.steps++
+		bc1 := 1 - math.Pow(c.Beta1, float64(p.steps))
+		bc2 := 1 - math.Pow(c.Beta2, float64(p.steps))
+		var shadow compute.Tensor
+		if p.w != p.master {
+			shadow = p.w
+		}
+		dm.be.AdamW(p.master, p.grad, p.m, p.v, shadow, compute.AdamStep{GradScale: float32(gscale), Decay: float32(1 - c.LR*c.WeightDecay),
+			Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), StepSize: float32(c.LR / bc1), BC2Sqrt: float32(math.Sqrt(bc2)), Eps: float32(c.Eps)})
+	}
+	return norm, dm.be.Err()
+}
+
+// MemStats reports the backend's memory use.
+func (dm *DeviceModel) MemStats() compute.MemStats { return dm.be.MemStats() }

@@ -1,0 +1,467 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"gotune/compute"
+)
+
+// buf returns the scratch tensor called name, of at least n elements of dt,
+// as a view of exactly n: scratch is shared by every layer and kept between
+// steps.
+func (dm *DeviceModel) buf(name string, dt compute.DType, n int) compute.Tensor {
+	t := dm.scratch[name]
+	if t == nil || t.Len() < n || t.DType() != dt {
+		if t != nil {
+			t.Free()
+		}
+		var err error
+		t, err = dm.be.Alloc(dt, max(n, 1))
+		if err != nil {
+			// Recorded as the backend's error; the step reports it.
+			dm.allocErr = errors.Join(dm.allocErr, fmt.Errorf("device model: scratch %s: %w", name, err))
+			return nil
+		}
+		dm.scratch[name] = t
+	}
+	return t.Slice(0, n)
+}
+
+// prepareShape sizes the per-layer activations for batches of b×t tokens.
+func (dm *DeviceModel) prepareShape(b, t int) error {
+	if dm.shapeB == b && dm.shapeT == t {
+		return nil
+	}
+	dm.freeShape()
+	c := dm.cfg
+	n := b * t
+	h, qd, kd, inter := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	A := dm.act
+	var err error
+	get := func(dt compute.DType, size int) compute.Tensor {
+		if err != nil {
+			return nil
+		}
+		var x compute.Tensor
+		x, err = dm.be.Alloc(dt, max(size, 1))
+		return x
+	}
+	dm.stream = make([]compute.Tensor, 1)
+	dm.stream[0] = get(A, n*h)
+	for _, l := range dm.layers {
+		a := &dacts{xa: map[*dlinear]compute.Tensor{}}
+		a.xn1, a.rstd1 = get(A, n*h), get(compute.F32, n)
+		a.q, a.k = get(A, n*qd), get(A, n*kd)
+		if l.qNorm != nil {
+			a.rstdq, a.rstdk = get(compute.F32, n*c.Heads), get(compute.F32, n*c.KVHeads)
+		}
+		a.qh, a.kh, a.vh = get(A, n*qd), get(A, n*kd), get(A, n*kd)
+		a.lse, a.att = get(compute.F32, b*c.Heads*t), get(A, n*qd)
+		a.xmid, a.xn2, a.rstd2 = get(A, n*h), get(A, n*h), get(compute.F32, n)
+		a.g, a.u, a.a = get(A, n*inter), get(A, n*inter), get(A, n*inter)
+		for _, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
+			if lin.lora != nil {
+				a.xa[lin] = get(A, n*lin.lora.r)
+			}
+		}
+		l.acts = a
+		dm.stream = append(dm.stream, get(A, n*h))
+	}
+	for i, l := range dm.layers {
+		l.acts.x = dm.stream[i]
+	}
+	dm.xf, dm.rstdf = get(A, n*h), get(compute.F32, n)
+	dm.ids, dm.pos, dm.mask = get(compute.I32, n), get(compute.I32, n), get(compute.I32, n)
+	if err != nil {
+		dm.freeShape()
+		return fmt.Errorf("device model: activations for %d×%d tokens: %w", b, t, err)
+	}
+	dm.shapeB, dm.shapeT = b, t
+	return nil
+}
+
+// rope uploads cos/sin tables covering n positions.
+func (dm *DeviceModel) rope(n int) error {
+	if dm.cos != nil && dm.ropeN >= n {
+		return nil
+	}
+	n = max(n, 256)
+	tab := dm.cfg.NewRopeTable(n)
+	if tab.Rot != dm.cfg.HeadDim && tab.Rot%2 != 0 {
+		return fmt.Errorf("device model: rotary dimension %d", tab.Rot)
+	}
+	for _, t := range []compute.Tensor{dm.cos, dm.sin} {
+		if t != nil {
+			t.Free()
+		}
+	}
+	var err error
+	if dm.cos, err = dm.be.Alloc(compute.F32, len(tab.Cos)); err != nil {
+		return err
+	}
+	if dm.sin, err = dm.be.Alloc(compute.F32, len(tab.Sin)); err != nil {
+		return err
+	}
+	dm.be.Upload(dm.cos, tab.Cos)
+	dm.be.Upload(dm.sin, tab.Sin)
+	dm.ropeN, dm.ropeRot = n, tab.Rot
+	return nil
+}
+
+// Loss runs the forward pass and returns the summed cross-entropy of the
+// trained tokens and their count.
+func (dm *DeviceModel) Loss(b *Batch) (float64, int, error) {
+	if err := dm.forward(b); err != nil {
+		return 0, 0, err
+	}
+	return dm.lossHead(b, 0, false)
+}
+
+// Step runs forward and backward for one micro-batch; gradients accumulate
+// the gradient of scale·(summed token loss), as Workspace.Step.
+func (dm *DeviceModel) Step(b *Batch, scale float32) (float64, int, error) {
+	if err := dm.forward(b); err != nil {
+		return 0, 0, err
+	}
+	sum, count, err := dm.lossHead(b, scale, true)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := dm.backward(); err != nil {
+		return 0, 0, err
+	}
+	return sum, count, nil
+}
+
+func (dm *DeviceModel) forward(b *Batch) error {
+	if err := b.Validate(dm.cfg.Vocab); err != nil {
+		return err
+	}
+	if b.Seg != nil {
+		return errors.New("device model: packed batches do not run on a GPU yet")
+	}
+	if err := dm.prepareShape(b.B, b.T); err != nil {
+		return err
+	}
+	n := b.B * b.T
+	pos := b.Pos
+	if pos == nil {
+		pos = make([]int32, n)
+		for i := range pos {
+			pos[i] = int32(i % b.T)
+		}
+	}
+	var mx int32
+	for _, p := range pos {
+		mx = max(mx, p)
+	}
+	if err := dm.rope(int(mx) + 1); err != nil {
+		return err
+	}
+	dm.be.UploadInt(dm.ids, b.IDs)
+	dm.be.UploadInt(dm.pos, pos)
+	dm.hasMask = false
+	for _, v := range b.Mask {
+		if v == 0 {
+			dm.hasMask = true
+			break
+		}
+	}
+	if dm.hasMask {
+		dm.be.UploadInt(dm.mask, b.Mask)
+	}
+	c := dm.cfg
+	dm.be.GatherRows(dm.stream[0], dm.embed.w, dm.ids, n, c.Hidden)
+	for i, l := range dm.layers {
+		dm.forwardLayer(l, dm.stream[i+1])
+	}
+	dm.be.RMSNorm(dm.xf, dm.rstdf, dm.stream[len(dm.layers)], dm.norm.w, n, c.Hidden, float32(c.RMSNormEps), 0)
+	return dm.err()
+}
+
+func (dm *DeviceModel) err() error {
+	if dm.allocErr != nil {
+		err := dm.allocErr
+		dm.allocErr = nil
+		return err
+	}
+	return dm.be.Err()
+}
+
+// linear computes y = x·Wᵀ (+ b) (+ s·(x·Aᵀ)·Bᵀ) for n rows.
+func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) {
+	be := dm.be
+	be.Gemm(false, true, n, l.out, l.in, 1, x, l.in, l.w.w, l.in, 0, y, l.out)
+	if l.b != nil {
+		be.AddBias(y, l.b.w, n, l.out)
+	}
+	if lr := l.lora; lr != nil {
+		xa := a.xa[l]
+		be.Gemm(false, true, n, lr.r, l.in, 1, x, l.in, lr.a.w, l.in, 0, xa, lr.r)
+		be.Gemm(false, true, n, l.out, lr.r, lr.scale, xa, lr.r, lr.b.w, lr.r, 1, y, l.out)
+	}
+}
+
+// linearBackward accumulates dx += dy·W (when dx is not nil) and the
+// gradients of the layer's trainable weights.
+func (dm *DeviceModel) linearBackward(l *dlinear, a *dacts, dx, dy, x compute.Tensor, n int, accumulate bool) {
+	be := dm.be
+	beta := float32(0)
+	if accumulate {
+		beta = 1
+	}
+	if dx != nil {
+		be.Gemm(false, false, n, l.in, l.out, 1, dy, l.out, l.w.w, l.in, beta, dx, l.in)
+		beta = 1
+	}
+	if l.w.trainable {
+		be.Gemm(true, false, l.out, l.in, n, 1, dy, l.out, x, l.in, 1, l.w.grad, l.in)
+	}
+	if l.b != nil && l.b.trainable {
+		be.BiasGrad(l.b.grad, dy, n, l.out)
+	}
+	if lr := l.lora; lr != nil {
+		xa := a.xa[l]
+		dxa := dm.buf("dxa", dm.act, n*lr.r)
+		be.Gemm(false, false, n, lr.r, l.out, lr.scale, dy, l.out, lr.b.w, lr.r, 0, dxa, lr.r)
+		if lr.b.trainable {
+			be.Gemm(true, false, l.out, lr.r, n, lr.scale, dy, l.out, xa, lr.r, 1, lr.b.grad, lr.r)
+		}
+		if lr.a.trainable {
+			be.Gemm(true, false, lr.r, l.in, n, 1, dxa, lr.r, x, l.in, 1, lr.a.grad, l.in)
+		}
+		if dx != nil {
+			be.Gemm(false, false, n, l.in, lr.r, 1, dxa, lr.r, lr.a.w, l.in, beta, dx, l.in)
+		}
+	}
+}
+
+func (dm *DeviceModel) maskT() compute.Tensor {
+	if dm.hasMask {
+		return dm.mask
+	}
+	return nil
+}
+
+func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
+	be, c, a := dm.be, dm.cfg, l.acts
+	B, T := dm.shapeB, dm.shapeT
+	n := B * T
+	h, hd, H, KVH := c.Hidden, c.HeadDim, c.Heads, c.KVHeads
+	eps := float32(c.RMSNormEps)
+
+	be.RMSNorm(a.xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, 0)
+	dm.linear(l.q, a, a.q, a.xn1, n)
+	dm.linear(l.k, a, a.k, a.xn1, n)
+	v := dm.buf("v", dm.act, n*c.KVDim())
+	dm.linear(l.v, a, v, a.xn1, n)
+	q, k := a.q, a.k
+	if l.qNorm != nil {
+		qn, kn := dm.buf("qn", dm.act, n*c.QDim()), dm.buf("kn", dm.act, n*c.KVDim())
+		be.RMSNorm(qn, a.rstdq, a.q, l.qNorm.w, n*H, hd, eps, 0)
+		be.RMSNorm(kn, a.rstdk, a.k, l.kNorm.w, n*KVH, hd, eps, 0)
+		q, k = qn, kn
+	}
+	be.RopeSplit(a.qh, q, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot)
+	be.RopeSplit(a.kh, k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot)
+	be.RopeSplit(a.vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0)
+
+	// Per (sequence, KV head): the g query heads sharing it form one
+	// [g·T, hd] block in head-major layout.
+	g := H / KVH
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	s := dm.buf("s", compute.F32, B*H*T*T)
+	p := dm.buf("p", dm.act, B*H*T*T)
+	oh := dm.buf("oh", dm.act, n*c.QDim())
+	be.GemmBatched(false, true, g*T, T, hd, scale, a.qh, hd, g*T*hd, a.kh, hd, T*hd, 0, s, T, g*T*T, B*KVH)
+	be.AttnSoftmax(p, a.lse, s, dm.maskT(), nil, nil, B, H, T, T, 0)
+	be.GemmBatched(false, false, g*T, hd, T, 1, p, T, g*T*T, a.vh, hd, T*hd, 0, oh, hd, g*T*hd, B*KVH)
+	be.RopeMerge(a.att, oh, nil, dm.cos, dm.sin, B, T, H, hd, 0, false)
+
+	o := dm.buf("o", dm.act, n*h)
+	dm.linear(l.o, a, o, a.att, n)
+	be.Add(a.xmid, a.x, o)
+	be.RMSNorm(a.xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, 0)
+	dm.linear(l.gate, a, a.g, a.xn2, n)
+	dm.linear(l.up, a, a.u, a.xn2, n)
+	be.SwiGLU(a.a, a.g, a.u)
+	dm.linear(l.down, a, o, a.a, n)
+	be.Add(out, a.xmid, o)
+}
+
+// headChunkRows bounds the logits held at once: rows·vocab floats of
+// logits plus their gradient.
+func headChunkRows(vocab, rows int) int {
+	const budget = 96 << 20 // elements
+	m := max(budget/max(vocab, 1), 64)
+	return max(1, min(m, rows))
+}
+
+// head computes the logits and the shifted cross-entropy of the trained
+// rows, chunk by chunk; with backward it leaves the gradient of scale·loss
+// with respect to the final normed states in "dxf" and accumulates the head
+// weight's gradient.
+func (dm *DeviceModel) lossHead(b *Batch, scale float32, backward bool) (float64, int, error) {
+	be, c := dm.be, dm.cfg
+	h, V := c.Hidden, c.Vocab
+	if b.Labels == nil {
+		return 0, 0, errors.New("device model: the batch has no labels")
+	}
+	var rows, targets []int32
+	for r := 0; r < b.B; r++ {
+		for t := 0; t+1 < b.T; t++ {
+			if y := b.Labels[r*b.T+t+1]; y != IgnoreIndex {
+				rows = append(rows, int32(r*b.T+t))
+				targets = append(targets, y)
+			}
+		}
+	}
+	n := b.B * b.T
+	var dxf compute.Tensor
+	if backward {
+		dxf = dm.buf("dxf", dm.act, n*h)
+		be.Zero(dxf)
+	}
+	if len(rows) == 0 {
+		return 0, 0, dm.err()
+	}
+	chunk := headChunkRows(V, len(rows))
+	idx := dm.buf("head_idx", compute.I32, len(rows))
+	tg := dm.buf("head_tg", compute.I32, len(rows))
+	be.UploadInt(idx, rows)
+	be.UploadInt(tg, targets)
+	losses := dm.buf("head_loss", compute.F32, len(rows))
+	xs := dm.buf("head_x", dm.act, chunk*h)
+	logits := dm.buf("logits", compute.F32, chunk*V)
+	var dlog, dxs compute.Tensor
+	if backward {
+		dlog = dm.buf("dlogits", dm.act, chunk*V)
+		dxs = dm.buf("head_dx", dm.act, chunk*h)
+	}
+	for c0 := 0; c0 < len(rows); c0 += chunk {
+		m := min(chunk, len(rows)-c0)
+		ci := idx.Slice(c0, m)
+		be.GatherRows(xs.Slice(0, m*h), dm.xf, ci, m, h)
+		lg := logits.Slice(0, m*V)
+		be.Gemm(false, true, m, V, h, 1, xs, h, dm.head.w, h, 0, lg, V)
+		var g compute.Tensor
+		if backward {
+			g = dlog.Slice(0, m*V)
+		}
+		be.CrossEntropy(losses.Slice(c0, m), g, lg, tg.Slice(c0, m), m, V, scale)
+		if !backward {
+			continue
+		}
+		be.Gemm(false, false, m, h, V, 1, g, V, dm.head.w, h, 0, dxs, h)
+		be.ScatterAddRows(dxf, dxs.Slice(0, m*h), ci, m, h)
+		if dm.head.trainable {
+			be.Gemm(true, false, V, h, m, 1, g, V, xs, h, 1, dm.head.grad, h)
+		}
+	}
+	host := make([]float32, len(rows))
+	if err := be.Download(host, losses); err != nil {
+		return 0, 0, err
+	}
+	var sum float64
+	for _, v := range host {
+		sum += float64(v)
+	}
+	return sum, len(rows), dm.err()
+}
+
+func (dm *DeviceModel) backward() error {
+	be, c := dm.be, dm.cfg
+	n, h := dm.shapeB*dm.shapeT, c.Hidden
+	L := len(dm.layers)
+	dres := dm.buf("dres", dm.act, n*h)
+	dxf := dm.buf("dxf", dm.act, n*h)
+	be.RMSNormBackward(dres, dxf, dm.stream[L], dm.norm.w, dm.rstdf, n, h, 0, false)
+	if dm.norm.trainable {
+		be.RMSNormWeightGrad(dm.norm.grad, dxf, dm.stream[L], dm.rstdf, n, h)
+	}
+	for i := L - 1; i >= 0; i-- {
+		dm.backwardLayer(dm.layers[i], i, dres)
+	}
+	if dm.embed.trainable {
+		be.EmbeddingBackward(dm.embed.grad, dres, dm.ids, n, h)
+	}
+	return dm.err()
+}
+
+// normBackward writes dx (accumulating when asked) and the norm weight's
+// gradient.
+func (dm *DeviceModel) normBackward(w *dparam, dx, dy, x, rstd compute.Tensor, rows, d int, accumulate bool) {
+	dm.be.RMSNormBackward(dx, dy, x, w.w, rstd, rows, d, 0, accumulate)
+	if w.trainable {
+		dm.be.RMSNormWeightGrad(w.grad, dy, x, rstd, rows, d)
+	}
+}
+
+// backwardLayer turns dres from the gradient of the block's output into the
+// gradient of its input.
+func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) {
+	be, c, a := dm.be, dm.cfg, l.acts
+	B, T := dm.shapeB, dm.shapeT
+	n := B * T
+	h, hd, H, KVH, inter := c.Hidden, c.HeadDim, c.Heads, c.KVHeads, c.Intermediate
+	qd, kd := c.QDim(), c.KVDim()
+	A := dm.act
+
+	// MLP: out = xmid + down(silu(gate(xn2))·up(xn2)).
+	da := dm.buf("da", A, n*inter)
+	dm.linearBackward(l.down, a, da, dres, a.a, n, false)
+	dg, du := dm.buf("dg", A, n*inter), dm.buf("du", A, n*inter)
+	be.SwiGLUBackward(dg, du, da, a.g, a.u)
+	dxn := dm.buf("dxn", A, n*h)
+	dm.linearBackward(l.gate, a, dxn, dg, a.xn2, n, false)
+	dm.linearBackward(l.up, a, dxn, du, a.xn2, n, true)
+	dm.normBackward(l.postNorm, dres, dxn, a.xmid, a.rstd2, n, h, true)
+
+	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
+	datt := dm.buf("datt", A, n*qd)
+	dm.linearBackward(l.o, a, datt, dres, a.att, n, false)
+	g := H / KVH
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	doh := dm.buf("doh", A, n*qd)
+	oh := dm.buf("oh", A, n*qd)
+	be.RopeSplit(doh, datt, nil, dm.cos, dm.sin, B, T, H, hd, 0)
+	be.RopeSplit(oh, a.att, nil, dm.cos, dm.sin, B, T, H, hd, 0)
+	dsum := dm.buf("dsum", compute.F32, B*H*T)
+	be.RowDot(dsum, doh, oh, B*H*T, hd)
+	s := dm.buf("s", compute.F32, B*H*T*T)
+	dp := dm.buf("dp", compute.F32, B*H*T*T)
+	p := dm.buf("p", A, B*H*T*T)
+	ds := dm.buf("ds", A, B*H*T*T)
+	batch := B * KVH
+	be.GemmBatched(false, true, g*T, T, hd, scale, a.qh, hd, g*T*hd, a.kh, hd, T*hd, 0, s, T, g*T*T, batch)
+	be.GemmBatched(false, true, g*T, T, hd, 1, doh, hd, g*T*hd, a.vh, hd, T*hd, 0, dp, T, g*T*T, batch)
+	be.AttnSoftmaxBackward(p, ds, s, dp, a.lse, dsum, dm.maskT(), nil, nil, B, H, T, T, 0)
+	dqh, dkh, dvh := dm.buf("dqh", A, n*qd), dm.buf("dkh", A, n*kd), dm.buf("dvh", A, n*kd)
+	be.GemmBatched(true, false, T, hd, g*T, 1, p, T, g*T*T, doh, hd, g*T*hd, 0, dvh, hd, T*hd, batch)
+	be.GemmBatched(false, false, g*T, hd, T, scale, ds, T, g*T*T, a.kh, hd, T*hd, 0, dqh, hd, g*T*hd, batch)
+	be.GemmBatched(true, false, T, hd, g*T, scale, ds, T, g*T*T, a.qh, hd, g*T*hd, 0, dkh, hd, T*hd, batch)
+	dq, dk, dv := dm.buf("dq", A, n*qd), dm.buf("dk", A, n*kd), dm.buf("dv", A, n*kd)
+	be.RopeMerge(dq, dqh, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot, false)
+	be.RopeMerge(dk, dkh, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot, false)
+	be.RopeMerge(dv, dvh, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0, false)
+	if l.qNorm != nil {
+		dqn, dkn := dm.buf("dqn", A, n*qd), dm.buf("dkn", A, n*kd)
+		dm.normBackward(l.qNorm, dqn, dq, a.q, a.rstdq, n*H, hd, false)
+		dm.normBackward(l.kNorm, dkn, dk, a.k, a.rstdk, n*KVH, hd, false)
+		dq, dk = dqn, dkn
+	}
+	// Below the first block only a trained embedding or input norm needs
+	// the input gradient.
+	var dxn1 compute.Tensor
+	if index > 0 || dm.embed.trainable || l.inNorm.trainable {
+		dxn1 = dxn
+	}
+	dm.linearBackward(l.q, a, dxn1, dq, a.xn1, n, false)
+	dm.linearBackward(l.k, a, dxn1, dk, a.xn1, n, true)
+	dm.linearBackward(l.v, a, dxn1, dv, a.xn1, n, true)
+	if dxn1 != nil {
+		dm.normBackward(l.inNorm, dres, dxn1, a.x, a.rstd1, n, h, true)
+	}
+}

@@ -1,0 +1,106 @@
+package model
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"gotune/compute"
+	"gotune/compute/cuda"
+	"gotune/compute/ref"
+)
+
+func openGPU(t *testing.T) *cuda.Device {
+	t.Helper()
+	d, err := cuda.Open(cuda.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		var missing *cuda.MissingLibraryError
+		var cerr *cuda.Error
+		if os.Getenv("GOTUNE_REQUIRE_GPU") == "" && (errors.As(err, &missing) || errors.As(err, &cerr)) {
+			t.Skipf("no usable GPU: %v", err)
+		}
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestDeviceStepMatchesCPU: through the compute seam (the reference
+// backend here, the GPU where there is one) the loss and every gradient of
+// full fine-tuning equal the CPU workspace's, with right padding, GQA/MQA,
+// biases and q/k norms (the three reference shapes).
+func TestDeviceStepMatchesCPU(t *testing.T) {
+	testDeviceStep(t, ref.New())
+}
+
+func TestDeviceStepMatchesCPUOnGPU(t *testing.T) {
+	testDeviceStep(t, openGPU(t))
+}
+
+func testDeviceStep(t *testing.T, d compute.Backend) {
+	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2"} {
+		t.Run(shape, func(t *testing.T) {
+			m := tinyModel(t, shape, 7)
+			for _, p := range m.Params() {
+				p.SetTrainable(true)
+			}
+			T := 11
+			b := &Batch{B: 2, T: T, IDs: make([]int32, 2*T), Labels: make([]int32, 2*T), Mask: make([]int32, 2*T)}
+			for i := range b.IDs {
+				b.IDs[i] = int32((i*37 + 5) % m.Cfg.Vocab)
+				b.Labels[i] = IgnoreIndex
+				b.Mask[i] = b32(i < T+7)
+				if i%T > 3 && b.Mask[i] == 1 {
+					b.Labels[i] = b.IDs[i]
+				}
+			}
+			scale := float32(1 / float64(b.TrainedTokens()))
+			dm, err := NewDeviceModel(m, d, DeviceOptions{Compute: compute.F32})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dm.Close()
+			gsum, gcount, err := dm.Step(b, scale)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := m.NewWorkspace()
+			csum, ccount := ws.Step(b, scale)
+			if gcount != ccount {
+				t.Fatalf("trained tokens %d, CPU %d", gcount, ccount)
+			}
+			if e := abs(gsum-csum) / abs(csum); e > 1e-5 {
+				t.Errorf("loss %.8g, CPU %.8g (rel %.2g)", gsum, csum, e)
+			}
+			for _, p := range m.Params() {
+				g, err := dm.Grad(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := relErr32(g, p.Grad); e > 1e-4 {
+					t.Errorf("%s: gradient differs from the CPU's by %.3g", p.Name, e)
+				}
+			}
+			// bf16 mixed precision stays close to f32.
+			dm16, err := NewDeviceModel(m, d, DeviceOptions{Compute: compute.BF16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dm16.Close()
+			hsum, _, err := dm16.Step(b, scale)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := abs(hsum-csum) / abs(csum); e > 2e-2 {
+				t.Errorf("bf16 loss %.6g, f32 %.6g (rel %.2g)", hsum, csum, e)
+			}
+			t.Logf("loss f32 %.8g, bf16 %.8g, CPU %.8g", gsum, hsum, csum)
+		})
+	}
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
