@@ -13,6 +13,7 @@ const (
 	F32 DType = iota + 1
 	BF16
 	I32
+	U8
 )
 
 // Size is the number of bytes of one element.
@@ -22,6 +23,8 @@ func (d DType) Size() int {
 		return 4
 	case BF16:
 		return 2
+	case U8:
+		return 1
 	}
 	return 0
 }
@@ -34,6 +37,8 @@ func (d DType) String() string {
 		return "bf16"
 	case I32:
 		return "i32"
+	case U8:
+		return "u8"
 	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
@@ -70,6 +75,7 @@ type Backend interface {
 	Alloc(dt DType, n int) (Tensor, error)
 	Upload(dst Tensor, src []float32)
 	UploadInt(dst Tensor, src []int32)
+	UploadBytes(dst Tensor, src []byte)
 	Download(dst []float32, src Tensor) error
 	Zero(t Tensor)
 	Fill(t Tensor, v float32)
@@ -115,6 +121,9 @@ type Backend interface {
 	GatherRows(dst, src, idx Tensor, rows, d int)
 	ScatterAddRows(dst, src, idx Tensor, rows, d int)
 	EmbeddingBackward(table, dx, ids Tensor, rows, d int)
+	// Dequantize4 expands n 4-bit codes (two a byte, high nibble first) into
+	// dst: code[q]·scales[e/block] (QLoRA's NF4/FP4 weights).
+	Dequantize4(dst, packed, scales, code Tensor, n, block int)
 	// AdamW updates F32 p with gradient g and state m, v; shadow (may be nil)
 	// receives the new weights in its own dtype.
 	AdamW(p, g, m, v, shadow Tensor, s AdamStep)

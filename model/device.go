@@ -43,7 +43,22 @@ type dparam struct {
 type dlinear struct {
 	in, out int
 	w, b    *dparam
+	q       *dquant // instead of w: a frozen 4-bit weight
 	lora    *dlora
+}
+
+// dquant is a frozen 4-bit weight kept packed on the device and expanded
+// into shared scratch right before each product that needs it (QLoRA: the
+// model stays 4-bit in device memory).
+type dquant struct {
+	packed, scales, code compute.Tensor
+	block                int
+}
+
+// Packed4 is what the device path needs from a 4-bit quantized weight
+// (implemented by quant.Matrix).
+type Packed4 interface {
+	Packed4() (packed []byte, scales []float32, code [16]float32, block int, ok bool)
 }
 
 type dlora struct {
@@ -60,9 +75,9 @@ type dlayer struct {
 
 // dacts is what one block keeps for its backward pass.
 type dacts struct {
-	x, xn1, q, k, qh, kh, vh, lse, att, xmid, xn2, g, u, a compute.Tensor
-	rstd1, rstdq, rstdk, rstd2                             compute.Tensor
-	xa                                                     map[*dlinear]compute.Tensor
+	x, q, k, vh, lse, att, xmid, g, u compute.Tensor
+	rstd1, rstdq, rstdk, rstd2        compute.Tensor
+	xa                                map[*dlinear]compute.Tensor
 }
 
 // DeviceModel is a Model whose weights, activations, gradients and optimizer
@@ -124,15 +139,16 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		if err != nil {
 			return nil
 		}
+		var dq *dquant
 		if l.Q != nil {
-			err = fmt.Errorf("device model: %s is quantized; quantized weights do not run on a GPU yet", l.Name)
-			return nil
-		}
-		if l.W == nil || (l.W.Data == nil && l.WBF16 == nil) {
+			if dq, err = dm.uploadQuant(l); err != nil {
+				return nil
+			}
+		} else if l.W == nil || (l.W.Data == nil && l.WBF16 == nil) {
 			err = fmt.Errorf("device model: %s has no weight", l.Name)
 			return nil
 		}
-		if l.W.Data == nil {
+		if dq == nil && l.W.Data == nil {
 			w := make([]float32, l.In*l.Out)
 			for i, v := range l.WBF16 {
 				w[i] = math.Float32frombits(uint32(v) << 16)
@@ -140,7 +156,10 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			l.W.Data = w
 			defer func() { l.W.Data = nil }()
 		}
-		dl := &dlinear{in: l.In, out: l.Out, w: param(l.W, false), b: param(l.B, true)}
+		dl := &dlinear{in: l.In, out: l.Out, q: dq, b: param(l.B, true)}
+		if dq == nil {
+			dl.w = param(l.W, false)
+		}
 		if l.Adapter != nil {
 			lr, ok := l.Adapter.(LowRank)
 			if !ok {
@@ -219,6 +238,33 @@ func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
 	return d, nil
 }
 
+// uploadQuant copies a 4-bit weight as it is stored.
+func (dm *DeviceModel) uploadQuant(l *nn.Linear) (*dquant, error) {
+	p4, ok := l.Q.(Packed4)
+	if !ok {
+		return nil, fmt.Errorf("device model: %s: quantized weight %T does not run on a GPU yet", l.Name, l.Q)
+	}
+	packed, scales, code, block, ok := p4.Packed4()
+	if !ok {
+		return nil, fmt.Errorf("device model: %s: only 4-bit (nf4, fp4) quantized weights run on a GPU yet", l.Name)
+	}
+	q := &dquant{block: block}
+	var err error
+	if q.packed, err = dm.alloc(compute.U8, len(packed)); err != nil {
+		return nil, fmt.Errorf("device model: %s: %w", l.Name, err)
+	}
+	if q.scales, err = dm.alloc(compute.F32, len(scales)); err != nil {
+		return nil, fmt.Errorf("device model: %s: %w", l.Name, err)
+	}
+	if q.code, err = dm.alloc(compute.F32, len(code)); err != nil {
+		return nil, fmt.Errorf("device model: %s: %w", l.Name, err)
+	}
+	dm.be.UploadBytes(q.packed, packed)
+	dm.be.Upload(q.scales, scales)
+	dm.be.Upload(q.code, code[:])
+	return q, nil
+}
+
 // Close frees every device tensor of the model.
 func (dm *DeviceModel) Close() {
 	for _, t := range dm.owned {
@@ -238,7 +284,7 @@ func (dm *DeviceModel) freeShape() {
 			continue
 		}
 		a := l.acts
-		for _, t := range []compute.Tensor{a.x, a.xn1, a.q, a.k, a.qh, a.kh, a.vh, a.lse, a.att, a.xmid, a.xn2, a.g, a.u, a.a, a.rstd1, a.rstdq, a.rstdk, a.rstd2} {
+		for _, t := range []compute.Tensor{a.q, a.k, a.vh, a.lse, a.att, a.xmid, a.g, a.u, a.rstd1, a.rstdq, a.rstdk, a.rstd2} {
 			if t != nil {
 				t.Free()
 			}
@@ -248,7 +294,7 @@ func (dm *DeviceModel) freeShape() {
 		}
 		l.acts = nil
 	}
-	for _, t := range []compute.Tensor{dm.xf, dm.rstdf, dm.ids, dm.pos, dm.mask} {
+	for _, t := range append([]compute.Tensor{dm.xf, dm.rstdf, dm.ids, dm.pos, dm.mask}, dm.stream...) {
 		if t != nil {
 			t.Free()
 		}

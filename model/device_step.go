@@ -52,15 +52,18 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 	dm.stream[0] = get(A, n*h)
 	for _, l := range dm.layers {
 		a := &dacts{xa: map[*dlinear]compute.Tensor{}}
-		a.xn1, a.rstd1 = get(A, n*h), get(compute.F32, n)
+		// Kept: what is expensive to recompute. The normed inputs, the
+		// rotated q/k and silu(g)·u are rebuilt in the backward pass by
+		// cheap element-wise kernels, which saves about 40% of the memory.
+		a.rstd1 = get(compute.F32, n)
 		a.q, a.k = get(A, n*qd), get(A, n*kd)
 		if l.qNorm != nil {
 			a.rstdq, a.rstdk = get(compute.F32, n*c.Heads), get(compute.F32, n*c.KVHeads)
 		}
-		a.qh, a.kh, a.vh = get(A, n*qd), get(A, n*kd), get(A, n*kd)
+		a.vh = get(A, n*kd)
 		a.lse, a.att = get(compute.F32, b*c.Heads*t), get(A, n*qd)
-		a.xmid, a.xn2, a.rstd2 = get(A, n*h), get(A, n*h), get(compute.F32, n)
-		a.g, a.u, a.a = get(A, n*inter), get(A, n*inter), get(A, n*inter)
+		a.xmid, a.rstd2 = get(A, n*h), get(compute.F32, n)
+		a.g, a.u = get(A, n*inter), get(A, n*inter)
 		for _, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
 			if lin.lora != nil {
 				a.xa[lin] = get(A, n*lin.lora.r)
@@ -190,10 +193,21 @@ func (dm *DeviceModel) err() error {
 	return dm.be.Err()
 }
 
+// weight returns the layer's weight in the compute type: the parameter
+// itself, or a 4-bit weight expanded into scratch.
+func (dm *DeviceModel) weight(l *dlinear) compute.Tensor {
+	if l.q == nil {
+		return l.w.w
+	}
+	w := dm.buf("wq", dm.act, l.in*l.out)
+	dm.be.Dequantize4(w, l.q.packed, l.q.scales, l.q.code, l.in*l.out, l.q.block)
+	return w
+}
+
 // linear computes y = x·Wᵀ (+ b) (+ s·(x·Aᵀ)·Bᵀ) for n rows.
 func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) {
 	be := dm.be
-	be.Gemm(false, true, n, l.out, l.in, 1, x, l.in, l.w.w, l.in, 0, y, l.out)
+	be.Gemm(false, true, n, l.out, l.in, 1, x, l.in, dm.weight(l), l.in, 0, y, l.out)
 	if l.b != nil {
 		be.AddBias(y, l.b.w, n, l.out)
 	}
@@ -213,10 +227,10 @@ func (dm *DeviceModel) linearBackward(l *dlinear, a *dacts, dx, dy, x compute.Te
 		beta = 1
 	}
 	if dx != nil {
-		be.Gemm(false, false, n, l.in, l.out, 1, dy, l.out, l.w.w, l.in, beta, dx, l.in)
+		be.Gemm(false, false, n, l.in, l.out, 1, dy, l.out, dm.weight(l), l.in, beta, dx, l.in)
 		beta = 1
 	}
-	if l.w.trainable {
+	if l.w != nil && l.w.trainable {
 		be.Gemm(true, false, l.out, l.in, n, 1, dy, l.out, x, l.in, 1, l.w.grad, l.in)
 	}
 	if l.b != nil && l.b.trainable {
@@ -252,20 +266,13 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	h, hd, H, KVH := c.Hidden, c.HeadDim, c.Heads, c.KVHeads
 	eps := float32(c.RMSNormEps)
 
-	be.RMSNorm(a.xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, 0)
-	dm.linear(l.q, a, a.q, a.xn1, n)
-	dm.linear(l.k, a, a.k, a.xn1, n)
+	xn1 := dm.buf("xn1", dm.act, n*h)
+	be.RMSNorm(xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, 0)
+	dm.linear(l.q, a, a.q, xn1, n)
+	dm.linear(l.k, a, a.k, xn1, n)
 	v := dm.buf("v", dm.act, n*c.KVDim())
-	dm.linear(l.v, a, v, a.xn1, n)
-	q, k := a.q, a.k
-	if l.qNorm != nil {
-		qn, kn := dm.buf("qn", dm.act, n*c.QDim()), dm.buf("kn", dm.act, n*c.KVDim())
-		be.RMSNorm(qn, a.rstdq, a.q, l.qNorm.w, n*H, hd, eps, 0)
-		be.RMSNorm(kn, a.rstdk, a.k, l.kNorm.w, n*KVH, hd, eps, 0)
-		q, k = qn, kn
-	}
-	be.RopeSplit(a.qh, q, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot)
-	be.RopeSplit(a.kh, k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot)
+	dm.linear(l.v, a, v, xn1, n)
+	qh, kh := dm.rotated(l, a)
 	be.RopeSplit(a.vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0)
 
 	// Per (sequence, KV head): the g query heads sharing it form one
@@ -275,7 +282,7 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	s := dm.buf("s", compute.F32, B*H*T*T)
 	p := dm.buf("p", dm.act, B*H*T*T)
 	oh := dm.buf("oh", dm.act, n*c.QDim())
-	be.GemmBatched(false, true, g*T, T, hd, scale, a.qh, hd, g*T*hd, a.kh, hd, T*hd, 0, s, T, g*T*T, B*KVH)
+	be.GemmBatched(false, true, g*T, T, hd, scale, qh, hd, g*T*hd, kh, hd, T*hd, 0, s, T, g*T*T, B*KVH)
 	be.AttnSoftmax(p, a.lse, s, dm.maskT(), nil, nil, B, H, T, T, 0)
 	be.GemmBatched(false, false, g*T, hd, T, 1, p, T, g*T*T, a.vh, hd, T*hd, 0, oh, hd, g*T*hd, B*KVH)
 	be.RopeMerge(a.att, oh, nil, dm.cos, dm.sin, B, T, H, hd, 0, false)
@@ -283,12 +290,37 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	o := dm.buf("o", dm.act, n*h)
 	dm.linear(l.o, a, o, a.att, n)
 	be.Add(a.xmid, a.x, o)
-	be.RMSNorm(a.xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, 0)
-	dm.linear(l.gate, a, a.g, a.xn2, n)
-	dm.linear(l.up, a, a.u, a.xn2, n)
-	be.SwiGLU(a.a, a.g, a.u)
-	dm.linear(l.down, a, o, a.a, n)
+	xn2 := dm.buf("xn2", dm.act, n*h)
+	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, 0)
+	dm.linear(l.gate, a, a.g, xn2, n)
+	dm.linear(l.up, a, a.u, xn2, n)
+	act := dm.buf("act", dm.act, n*c.Intermediate)
+	be.SwiGLU(act, a.g, a.u)
+	dm.linear(l.down, a, o, act, n)
 	be.Add(out, a.xmid, o)
+}
+
+// rotated builds the head-major, normed (q/k norm) and rotated queries and
+// keys of a block from the saved projections, in scratch (the forward and
+// the backward pass build the same values).
+func (dm *DeviceModel) rotated(l *dlayer, a *dacts) (qh, kh compute.Tensor) {
+	be, c := dm.be, dm.cfg
+	B, T := dm.shapeB, dm.shapeT
+	n := B * T
+	hd, H, KVH := c.HeadDim, c.Heads, c.KVHeads
+	q, k := a.q, a.k
+	if l.qNorm != nil {
+		eps := float32(c.RMSNormEps)
+		qn, kn := dm.buf("qn", dm.act, n*c.QDim()), dm.buf("kn", dm.act, n*c.KVDim())
+		// Recomputing the norm rewrites rstd with the same values.
+		be.RMSNorm(qn, a.rstdq, a.q, l.qNorm.w, n*H, hd, eps, 0)
+		be.RMSNorm(kn, a.rstdk, a.k, l.kNorm.w, n*KVH, hd, eps, 0)
+		q, k = qn, kn
+	}
+	qh, kh = dm.buf("qh", dm.act, n*c.QDim()), dm.buf("kh", dm.act, n*c.KVDim())
+	be.RopeSplit(qh, q, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot)
+	be.RopeSplit(kh, k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot)
+	return qh, kh
 }
 
 // headChunkRows bounds the logits held at once: rows·vocab floats of
@@ -409,14 +441,19 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	qd, kd := c.QDim(), c.KVDim()
 	A := dm.act
 
+	eps := float32(c.RMSNormEps)
 	// MLP: out = xmid + down(silu(gate(xn2))·up(xn2)).
+	act := dm.buf("act", A, n*inter)
+	be.SwiGLU(act, a.g, a.u)
 	da := dm.buf("da", A, n*inter)
-	dm.linearBackward(l.down, a, da, dres, a.a, n, false)
+	dm.linearBackward(l.down, a, da, dres, act, n, false)
 	dg, du := dm.buf("dg", A, n*inter), dm.buf("du", A, n*inter)
 	be.SwiGLUBackward(dg, du, da, a.g, a.u)
+	xn2 := dm.buf("xn2", A, n*h)
+	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, 0)
 	dxn := dm.buf("dxn", A, n*h)
-	dm.linearBackward(l.gate, a, dxn, dg, a.xn2, n, false)
-	dm.linearBackward(l.up, a, dxn, du, a.xn2, n, true)
+	dm.linearBackward(l.gate, a, dxn, dg, xn2, n, false)
+	dm.linearBackward(l.up, a, dxn, du, xn2, n, true)
 	dm.normBackward(l.postNorm, dres, dxn, a.xmid, a.rstd2, n, h, true)
 
 	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
@@ -435,13 +472,14 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	p := dm.buf("p", A, B*H*T*T)
 	ds := dm.buf("ds", A, B*H*T*T)
 	batch := B * KVH
-	be.GemmBatched(false, true, g*T, T, hd, scale, a.qh, hd, g*T*hd, a.kh, hd, T*hd, 0, s, T, g*T*T, batch)
+	qh, kh := dm.rotated(l, a)
+	be.GemmBatched(false, true, g*T, T, hd, scale, qh, hd, g*T*hd, kh, hd, T*hd, 0, s, T, g*T*T, batch)
 	be.GemmBatched(false, true, g*T, T, hd, 1, doh, hd, g*T*hd, a.vh, hd, T*hd, 0, dp, T, g*T*T, batch)
 	be.AttnSoftmaxBackward(p, ds, s, dp, a.lse, dsum, dm.maskT(), nil, nil, B, H, T, T, 0)
 	dqh, dkh, dvh := dm.buf("dqh", A, n*qd), dm.buf("dkh", A, n*kd), dm.buf("dvh", A, n*kd)
 	be.GemmBatched(true, false, T, hd, g*T, 1, p, T, g*T*T, doh, hd, g*T*hd, 0, dvh, hd, T*hd, batch)
-	be.GemmBatched(false, false, g*T, hd, T, scale, ds, T, g*T*T, a.kh, hd, T*hd, 0, dqh, hd, g*T*hd, batch)
-	be.GemmBatched(true, false, T, hd, g*T, scale, ds, T, g*T*T, a.qh, hd, g*T*hd, 0, dkh, hd, T*hd, batch)
+	be.GemmBatched(false, false, g*T, hd, T, scale, ds, T, g*T*T, kh, hd, T*hd, 0, dqh, hd, g*T*hd, batch)
+	be.GemmBatched(true, false, T, hd, g*T, scale, ds, T, g*T*T, qh, hd, g*T*hd, 0, dkh, hd, T*hd, batch)
 	dq, dk, dv := dm.buf("dq", A, n*qd), dm.buf("dk", A, n*kd), dm.buf("dv", A, n*kd)
 	be.RopeMerge(dq, dqh, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot, false)
 	be.RopeMerge(dk, dkh, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot, false)
@@ -458,9 +496,11 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	if index > 0 || dm.embed.trainable || l.inNorm.trainable {
 		dxn1 = dxn
 	}
-	dm.linearBackward(l.q, a, dxn1, dq, a.xn1, n, false)
-	dm.linearBackward(l.k, a, dxn1, dk, a.xn1, n, true)
-	dm.linearBackward(l.v, a, dxn1, dv, a.xn1, n, true)
+	xn1 := dm.buf("xn1", A, n*h)
+	be.RMSNorm(xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, 0)
+	dm.linearBackward(l.q, a, dxn1, dq, xn1, n, false)
+	dm.linearBackward(l.k, a, dxn1, dk, xn1, n, true)
+	dm.linearBackward(l.v, a, dxn1, dv, xn1, n, true)
 	if dxn1 != nil {
 		dm.normBackward(l.inNorm, dres, dxn1, a.x, a.rstd1, n, h, true)
 	}

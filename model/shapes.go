@@ -15,6 +15,7 @@ var shapes = map[string]Config{
 	"tiny":         {ModelType: "qwen3", Vocab: 2048, Hidden: 128, Intermediate: 352, Layers: 4, Heads: 4, KVHeads: 2, HeadDim: 32, TieEmbeddings: true},
 	"smollm2-135m": {ModelType: "llama", Vocab: 49152, Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3, HeadDim: 64, TieEmbeddings: true},
 	"qwen3-0.6b":   {ModelType: "qwen3", Vocab: 151936, Hidden: 1024, Intermediate: 3072, Layers: 28, Heads: 16, KVHeads: 8, HeadDim: 128, TieEmbeddings: true, QKNorm: true},
+	"qwen3-4b":     {ModelType: "qwen3", Vocab: 151936, Hidden: 2560, Intermediate: 9728, Layers: 36, Heads: 32, KVHeads: 8, HeadDim: 128, TieEmbeddings: true, QKNorm: true},
 	"ref-qwen3":    {ModelType: "qwen3", Vocab: 2048, Hidden: 64, Intermediate: 160, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, TieEmbeddings: true, QKNorm: true},
 	"ref-llama":    {ModelType: "llama", Vocab: 1216, Hidden: 64, Intermediate: 176, Layers: 2, Heads: 4, KVHeads: 1, HeadDim: 16},
 	"ref-qwen2":    {ModelType: "qwen2", Vocab: 2048, Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, TieEmbeddings: true, AttnBias: true},

@@ -9,6 +9,7 @@ import (
 	"gotune/compute"
 	"gotune/model"
 	"gotune/peft"
+	"gotune/quant"
 	"gotune/safetensors"
 )
 
@@ -72,6 +73,59 @@ func RunModelOnDevice(dir string, o DeviceOptions) ([]checks.Result, error) {
 			return out, err
 		}
 	}
+	if exists(filepath.Join(dir, "ref", "lora", "adapter_init")) {
+		for _, qt := range []quant.Type{quant.NF4, quant.FP4} {
+			if err := add(r.deviceQLoRA(qt, o, limit)); err != nil {
+				return out, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// deviceQLoRA checks a QLoRA step (LoRA from ref/lora/adapter_init on a
+// 4-bit base) on the device against the same step on the CPU: the 4-bit
+// weights stay packed on the device, so loss and gradients must agree.
+func (r *Ref) deviceQLoRA(qt quant.Type, o DeviceOptions, limit float64) ([]checks.Result, error) {
+	m, err := model.Load(filepath.Join(r.Dir, "model"), model.LoadOptions{Quant: &quant.Options{Type: qt}})
+	if err != nil {
+		return nil, err
+	}
+	ad, err := peft.Load(m, filepath.Join(r.Dir, "ref", "lora", "adapter_init"))
+	if err != nil {
+		return nil, err
+	}
+	dm, err := model.NewDeviceModel(m, o.Backend, model.DeviceOptions{Compute: o.Compute})
+	if err != nil {
+		return nil, err
+	}
+	defer dm.Close()
+	tokens := r.Batch.TrainedTokens()
+	scale := float32(1 / float64(tokens))
+	gsum, _, err := dm.Step(r.Batch, scale)
+	if err != nil {
+		return nil, err
+	}
+	csum, _ := m.NewWorkspace().Step(r.Batch, scale)
+	name := "qlora_" + qt.String()
+	out := []checks.Result{checks.New(name+".loss_vs_cpu", "rel_err", math.Abs(gsum-csum)/math.Abs(csum), limit)}
+	var num, den float64
+	for _, p := range ad.Params() {
+		g, err := dm.Grad(p)
+		if err != nil {
+			return nil, err
+		}
+		for i, v := range p.Grad {
+			d := float64(g[i]) - float64(v)
+			num += d * d
+			den += float64(v) * float64(v)
+		}
+	}
+	glimit := Tolerance
+	if o.GradLimit > 0 {
+		glimit = o.GradLimit
+	}
+	out = append(out, checks.New(name+".grads_vs_cpu", "rel_err", math.Sqrt(num/den), glimit))
 	return out, nil
 }
 

@@ -24,6 +24,9 @@ const (
 func TestDeviceReference(t *testing.T) {
 	for _, name := range []string{"qwen3", "llama", "qwen2"} {
 		for _, dt := range []compute.DType{compute.F32, compute.BF16} {
+			if dt == compute.BF16 && name != "qwen3" {
+				continue // the GPU check script runs bf16 on every model; one keeps CI quick
+			}
 			t.Run(name+"/"+dt.String(), func(t *testing.T) {
 				o := DeviceOptions{Backend: ref.New(), Compute: dt}
 				if dt == compute.BF16 {
@@ -33,8 +36,8 @@ func TestDeviceReference(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(res) < 8 {
-					t.Fatalf("%d checks ran, want loss, gradients and trajectories of full, lora and lora_rslora", len(res))
+				if len(res) < 16 {
+					t.Fatalf("%d checks ran, want loss, gradients and trajectories of full, lora and lora_rslora, and QLoRA steps", len(res))
 				}
 				for _, x := range res {
 					t.Logf("%s %s=%.3g %s", x.Check, x.Metric, x.Value, x.Detail)

@@ -406,3 +406,19 @@ func parallelErr(n, minChunk int, fn func(lo, hi int) error) error {
 	})
 	return first
 }
+
+// Packed4 exposes a 4-bit matrix for a device backend: the packed codes (two
+// per byte, the first element in the high nibble), the decoded scale of
+// every block (double quantization undone), the code book and the block
+// size. ok is false for other types.
+func (m *Matrix) Packed4() (packed []byte, scales []float32, code [16]float32, block int, ok bool) {
+	if !m.typ.fourBit() {
+		return nil, nil, code, 0, false
+	}
+	n := (m.rows*m.cols + m.bs - 1) / m.bs
+	scales = make([]float32, n)
+	for b := range scales {
+		scales[b] = m.scale(b)
+	}
+	return m.packed, scales, m.code, m.bs, true
+}

@@ -51,11 +51,12 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	rounds := fs.Int("rounds", 3, "with --peer: interleaved rounds of peer and gotune")
 	device := fs.String("device", "cpu", "with --train full or lora: cpu or cuda")
 	dtype := fs.String("dtype", "bf16", "with --device cuda: bf16 (mixed precision) or f32")
+	gpuProfile := fs.Bool("profile", false, "with --device cuda: time every operation of one more step and report the GPU time per kind")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *device != "cpu" {
-		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps)
+		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile)
 	}
 	if *profile != "" {
 		f, err := os.Create(*profile)

@@ -10,10 +10,18 @@ import (
 	"time"
 
 	"gotune/compute"
+	"gotune/compute/cuda"
 	"gotune/model"
 	"gotune/peft"
 	"gotune/plan"
+	"gotune/quant"
 )
+
+// profiler is implemented by backends that can time their operations.
+type profiler interface {
+	StartProfile()
+	StopProfile() []cuda.OpTime
+}
 
 // memInfo is implemented by backends that can report the device's own view
 // of its memory (what other tools such as nvidia-smi show).
@@ -23,9 +31,9 @@ type memInfo interface {
 
 // benchDevice times training steps (forward, backward, clipping, AdamW) of a
 // named shape on a GPU backend, with random weights and tokens.
-func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, rank, steps int) error {
-	if method != "full" && method != "lora" {
-		return fmt.Errorf("bench --device %s: --train full or lora", device)
+func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, rank, steps int, profile bool) error {
+	if method != "full" && method != "lora" && method != "qlora" {
+		return fmt.Errorf("bench --device %s: --train full, lora or qlora", device)
 	}
 	dt := compute.BF16
 	switch dtype {
@@ -45,7 +53,7 @@ func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, ran
 		shapes = []string{"qwen3-0.6b"}
 	}
 	for _, shape := range shapes {
-		line, err := benchDeviceShape(be, dt, method, shape, b, t, rank, steps)
+		line, err := benchDeviceShape(be, dt, method, shape, b, t, rank, steps, profile)
 		if err != nil {
 			return err
 		}
@@ -54,7 +62,7 @@ func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, ran
 	return nil
 }
 
-func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int) (map[string]any, error) {
+func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int, profile bool) (map[string]any, error) {
 	cfg, err := model.Shape(shape)
 	if err != nil {
 		return nil, err
@@ -70,7 +78,18 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 			p.SetTrainable(true)
 			trainable += p.Len()
 		}
-	case "lora":
+	case "lora", "qlora":
+		if method == "qlora" {
+			pm = plan.QLoRA
+			for _, l := range m.Linears() {
+				q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: quant.NF4})
+				if err != nil {
+					return nil, err
+				}
+				l.Q, l.W = q, nil
+			}
+			runtime.GC()
+		}
 		set, err := peft.AttachLoRA(m, peft.LoRAConfig{R: rank, Alpha: float64(2 * rank), Targets: []string{"all"}}, 1)
 		if err != nil {
 			return nil, err
@@ -87,6 +106,9 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 	// The host copy is no longer needed: drop it before timing.
 	for _, p := range m.Params() {
 		p.Data, p.Grad = nil, nil
+	}
+	for _, l := range m.Linears() {
+		l.Q = nil
 	}
 	m = nil
 	runtime.GC()
@@ -135,6 +157,20 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 		free, total := mi.FreeMemory()
 		line["device_used_gib"] = math.Round(float64(total-free)/(1<<30)*100) / 100
 	}
+	if p, ok := be.(profiler); ok && profile {
+		// One more step with every operation timed by events.
+		p.StartProfile()
+		if err := step(); err != nil {
+			return nil, err
+		}
+		var ops []map[string]any
+		total := 0.0
+		for _, o := range p.StopProfile() {
+			total += o.MS
+			ops = append(ops, map[string]any{"op": o.Op, "calls": o.Calls, "ms": math.Round(o.MS*1000) / 1000})
+		}
+		line["profile"] = ops
+		line["profile_gpu_ms"] = math.Round(total*100) / 100
+	}
 	return line, nil
 }
-

@@ -66,39 +66,39 @@ func gostr(p uintptr) string {
 
 // driverAPI is the part of libcuda gotune uses.
 type driverAPI struct {
-	name                                                  string
-	cuInit, cuDriverGetVersion, cuDeviceGetCount          fn
-	cuDeviceGet, cuDeviceGetName, cuDeviceGetAttribute    fn
-	cuDeviceTotalMem                                      fn
-	cuDevicePrimaryCtxRetain, cuCtxSetCurrent             fn
-	cuCtxSynchronize, cuGetErrorName, cuGetErrorString    fn
-	cuMemAlloc, cuMemFree, cuMemGetInfo                   fn
+	name                                                    string
+	cuInit, cuDriverGetVersion, cuDeviceGetCount            fn
+	cuDeviceGet, cuDeviceGetName, cuDeviceGetAttribute      fn
+	cuDeviceTotalMem                                        fn
+	cuDevicePrimaryCtxRetain, cuCtxSetCurrent               fn
+	cuCtxSynchronize, cuGetErrorName, cuGetErrorString      fn
+	cuMemAlloc, cuMemFree, cuMemGetInfo                     fn
 	cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync fn
-	cuMemsetD8Async                                       fn
-	cuMemAllocHost, cuMemFreeHost                         fn
-	cuModuleLoadData, cuModuleGetFunction, cuLaunchKernel fn
-	cuFuncSetAttribute                                    fn
-	cuStreamCreate, cuStreamSynchronize                   fn
-	cuEventCreate, cuEventRecord, cuEventSynchronize      fn
-	cuEventElapsedTime, cuEventDestroy                    fn
+	cuMemsetD8Async                                         fn
+	cuMemAllocHost, cuMemFreeHost                           fn
+	cuModuleLoadData, cuModuleGetFunction, cuLaunchKernel   fn
+	cuFuncSetAttribute                                      fn
+	cuStreamCreate, cuStreamSynchronize                     fn
+	cuEventCreate, cuEventRecord, cuEventSynchronize        fn
+	cuEventElapsedTime, cuEventDestroy                      fn
 }
 
 type nvrtcAPI struct {
-	name                                                 string
-	nvrtcVersion, nvrtcGetErrorString                    fn
-	nvrtcCreateProgram, nvrtcCompileProgram              fn
-	nvrtcDestroyProgram                                  fn
-	nvrtcGetPTXSize, nvrtcGetPTX                         fn
-	nvrtcGetCUBINSize, nvrtcGetCUBIN                     fn
-	nvrtcGetProgramLogSize, nvrtcGetProgramLog           fn
-	nvrtcGetNumSupportedArchs, nvrtcGetSupportedArchs    fn
+	name                                              string
+	nvrtcVersion, nvrtcGetErrorString                 fn
+	nvrtcCreateProgram, nvrtcCompileProgram           fn
+	nvrtcDestroyProgram                               fn
+	nvrtcGetPTXSize, nvrtcGetPTX                      fn
+	nvrtcGetCUBINSize, nvrtcGetCUBIN                  fn
+	nvrtcGetProgramLogSize, nvrtcGetProgramLog        fn
+	nvrtcGetNumSupportedArchs, nvrtcGetSupportedArchs fn
 }
 
 type cublasAPI struct {
-	name                                                         string
-	cublasCreate, cublasDestroy, cublasSetStream                 fn
-	cublasSetMathMode, cublasSetWorkspace, cublasGetVersion      fn
-	cublasGemmEx, cublasGemmStridedBatchedEx                     fn
+	name                                                    string
+	cublasCreate, cublasDestroy, cublasSetStream            fn
+	cublasSetMathMode, cublasSetWorkspace, cublasGetVersion fn
+	cublasGemmEx, cublasGemmStridedBatchedEx                fn
 }
 
 func loadDriver() (*driverAPI, error) {
@@ -110,7 +110,7 @@ func loadDriver() (*driverAPI, error) {
 	err = bind(h, name, map[string]*fn{
 		"cuInit": &a.cuInit, "cuDriverGetVersion": &a.cuDriverGetVersion, "cuDeviceGetCount": &a.cuDeviceGetCount,
 		"cuDeviceGet": &a.cuDeviceGet, "cuDeviceGetName": &a.cuDeviceGetName, "cuDeviceGetAttribute": &a.cuDeviceGetAttribute,
-		"cuDeviceTotalMem_v2": &a.cuDeviceTotalMem,
+		"cuDeviceTotalMem_v2":      &a.cuDeviceTotalMem,
 		"cuDevicePrimaryCtxRetain": &a.cuDevicePrimaryCtxRetain, "cuCtxSetCurrent": &a.cuCtxSetCurrent,
 		"cuCtxSynchronize": &a.cuCtxSynchronize, "cuGetErrorName": &a.cuGetErrorName, "cuGetErrorString": &a.cuGetErrorString,
 		"cuMemAlloc_v2": &a.cuMemAlloc, "cuMemFree_v2": &a.cuMemFree, "cuMemGetInfo_v2": &a.cuMemGetInfo,
@@ -139,7 +139,7 @@ func loadNVRTC() (*nvrtcAPI, error) {
 		"nvrtcVersion": &a.nvrtcVersion, "nvrtcGetErrorString": &a.nvrtcGetErrorString,
 		"nvrtcCreateProgram": &a.nvrtcCreateProgram, "nvrtcCompileProgram": &a.nvrtcCompileProgram,
 		"nvrtcDestroyProgram": &a.nvrtcDestroyProgram,
-		"nvrtcGetPTXSize": &a.nvrtcGetPTXSize, "nvrtcGetPTX": &a.nvrtcGetPTX,
+		"nvrtcGetPTXSize":     &a.nvrtcGetPTXSize, "nvrtcGetPTX": &a.nvrtcGetPTX,
 		"nvrtcGetCUBINSize": &a.nvrtcGetCUBINSize, "nvrtcGetCUBIN": &a.nvrtcGetCUBIN,
 		"nvrtcGetProgramLogSize": &a.nvrtcGetProgramLogSize, "nvrtcGetProgramLog": &a.nvrtcGetProgramLog,
 		"nvrtcGetNumSupportedArchs": &a.nvrtcGetNumSupportedArchs, "nvrtcGetSupportedArchs": &a.nvrtcGetSupportedArchs,
@@ -160,7 +160,7 @@ func loadCUBLAS() (*cublasAPI, error) {
 		"cublasCreate_v2": &a.cublasCreate, "cublasDestroy_v2": &a.cublasDestroy, "cublasSetStream_v2": &a.cublasSetStream,
 		"cublasSetMathMode": &a.cublasSetMathMode, "cublasSetWorkspace_v2": &a.cublasSetWorkspace,
 		"cublasGetVersion_v2": &a.cublasGetVersion,
-		"cublasGemmEx": &a.cublasGemmEx, "cublasGemmStridedBatchedEx": &a.cublasGemmStridedBatchedEx,
+		"cublasGemmEx":        &a.cublasGemmEx, "cublasGemmStridedBatchedEx": &a.cublasGemmStridedBatchedEx,
 	})
 	if err != nil {
 		return nil, err

@@ -14,10 +14,11 @@ import (
 )
 
 // Device is one GPU with its context, stream, cuBLAS handle, compiled kernels
-// and a caching allocator. A CUDA context is current per OS thread, so the
-// goroutine that drives a Device must stay on one thread: Open locks the
-// calling goroutine to its thread, and every later call must come from that
-// goroutine.
+// and a caching allocator. A CUDA context is current per OS thread while Go
+// moves goroutines between threads, so every method locks its goroutine to
+// the thread and makes the context current for the duration of the call: any
+// goroutine may drive a Device, one at a time (it is not safe for concurrent
+// use).
 type Device struct {
 	drv    *driverAPI
 	blas   *cublasAPI
@@ -28,11 +29,11 @@ type Device struct {
 	module uintptr
 	funcs  map[string]uintptr
 
-	GPU        string
-	Arch       int // compute capability, e.g. 90
-	SMs        int
-	TotalMem   int64
-	Compiled   *Compiled
+	GPU         string
+	Arch        int // compute capability, e.g. 90
+	SMs         int
+	TotalMem    int64
+	Compiled    *Compiled
 	PedanticF32 bool // f32 products in full f32 (no TF32): the parity mode
 
 	free                map[int64][]uintptr // cached blocks by size
@@ -45,6 +46,10 @@ type Device struct {
 	alpha  float32
 	beta   float32
 	err    error
+
+	profiling bool
+	pending   []profEvent
+	eventPool []uintptr
 }
 
 // Options configure Open.
@@ -55,13 +60,14 @@ type Options struct {
 
 // Open initialises GPU ord: loads the driver, NVRTC and cuBLAS, creates the
 // context, stream and cuBLAS handle and compiles (or loads from the cache)
-// the kernels. It locks the calling goroutine to its OS thread.
+// the kernels.
 func Open(o Options) (*Device, error) {
 	drv, err := driverOnce()
 	if err != nil {
 		return nil, err
 	}
 	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := drv.check("cuInit", drv.cuInit.call(0)); err != nil {
 		return nil, err
 	}
@@ -139,6 +145,14 @@ func Open(o Options) (*Device, error) {
 // Name implements compute.Backend.
 func (d *Device) Name() string { return fmt.Sprintf("cuda:%d (%s, sm_%d)", d.ord, d.GPU, d.Arch) }
 
+// bind pins the calling goroutine to its thread and makes the device's
+// context current there, until the returned function runs. Binds nest.
+func (d *Device) bind() func() {
+	runtime.LockOSThread()
+	d.drv.cuCtxSetCurrent.call(d.ctx)
+	return runtime.UnlockOSThread
+}
+
 func (d *Device) fail(err error) {
 	if d.err == nil && err != nil {
 		d.err = err
@@ -150,6 +164,7 @@ func (d *Device) Err() error { return d.err }
 
 // Sync waits for every queued operation.
 func (d *Device) Sync() error {
+	defer d.bind()()
 	d.fail(d.drv.check("cuStreamSynchronize", d.drv.cuStreamSynchronize.call(d.stream)))
 	return d.err
 }
@@ -199,6 +214,7 @@ func blockSize(b int64) int64 {
 // is one, else new memory; on out-of-memory the cache is released and the
 // allocation tried again.
 func (d *Device) Alloc(dt compute.DType, n int) (compute.Tensor, error) {
+	defer d.bind()()
 	if n < 0 || dt.Size() == 0 {
 		return nil, fmt.Errorf("cuda: alloc of %d %v", n, dt)
 	}
@@ -231,6 +247,7 @@ func (d *Device) release(p uintptr, size int64) {
 
 // EmptyCache returns cached blocks to the driver.
 func (d *Device) EmptyCache() {
+	defer d.bind()()
 	d.Sync()
 	for s, l := range d.free {
 		for _, p := range l {
@@ -251,6 +268,7 @@ func (d *Device) ResetPeak() { d.peak = d.inUse }
 
 // FreeMemory reports the driver's free and total device memory.
 func (d *Device) FreeMemory() (free, total int64) {
+	defer d.bind()()
 	var f, t uintptr
 	d.drv.cuMemGetInfo.call(uintptr(unsafe.Pointer(&f)), uintptr(unsafe.Pointer(&t)))
 	return int64(f), int64(t)
@@ -298,6 +316,18 @@ func (d *Device) Upload(dst compute.Tensor, src []float32) {
 	}
 }
 
+// UploadBytes implements compute.Backend.
+func (d *Device) UploadBytes(dst compute.Tensor, src []byte) {
+	t := dev(dst)
+	if t.dt != compute.U8 || len(src) != t.n {
+		d.fail(fmt.Errorf("cuda: upload of %d bytes into a %v tensor of %d", len(src), t.dt, t.n))
+		return
+	}
+	if t.n > 0 {
+		d.copyIn(t.ptr, unsafe.Pointer(&src[0]), len(src))
+	}
+}
+
 // UploadInt implements compute.Backend.
 func (d *Device) UploadInt(dst compute.Tensor, src []int32) {
 	t := dev(dst)
@@ -313,12 +343,14 @@ func (d *Device) UploadInt(dst compute.Tensor, src []int32) {
 // copyIn copies host memory to the device and waits, so the host buffer may
 // be reused as soon as it returns.
 func (d *Device) copyIn(dst uintptr, src unsafe.Pointer, n int) {
+	defer d.bind()()
 	d.fail(d.drv.check("cuMemcpyHtoDAsync", d.drv.cuMemcpyHtoDAsync.call(dst, uintptr(src), uintptr(n), d.stream)))
 	d.Sync()
 }
 
 // Download implements compute.Backend.
 func (d *Device) Download(dst []float32, src compute.Tensor) error {
+	defer d.bind()()
 	t := dev(src)
 	if len(dst) != t.n {
 		return fmt.Errorf("cuda: download of a tensor of %d into %d values", t.n, len(dst))
@@ -358,6 +390,7 @@ func (d *Device) Download(dst []float32, src compute.Tensor) error {
 
 // Zero implements compute.Backend.
 func (d *Device) Zero(t compute.Tensor) {
+	defer d.bind()()
 	v := dev(t)
 	if v.n == 0 {
 		return
@@ -367,6 +400,7 @@ func (d *Device) Zero(t compute.Tensor) {
 
 // Copy queues a device-to-device copy of src into dst (same type and length).
 func (d *Device) Copy(dst, src compute.Tensor) {
+	defer d.bind()()
 	a, b := dev(dst), dev(src)
 	if a.dt != b.dt || a.n != b.n {
 		d.fail(fmt.Errorf("cuda: copy of %d %v into %d %v", b.n, b.dt, a.n, a.dt))
@@ -395,6 +429,7 @@ func ia(v int) arg            { return arg(uint64(int64(v))) }
 func fa(v float32) arg        { return arg(math.Float32bits(v)) }
 
 func (d *Device) function(name string) uintptr {
+	defer d.bind()()
 	if f, ok := d.funcs[name]; ok {
 		return f
 	}
@@ -412,6 +447,7 @@ func (d *Device) function(name string) uintptr {
 
 // launch queues kernel name on the device's stream.
 func (d *Device) launch(name string, grid, block [3]int, shared int, args ...arg) {
+	defer d.bind()()
 	if d.err != nil {
 		return
 	}
@@ -419,6 +455,7 @@ func (d *Device) launch(name string, grid, block [3]int, shared int, args ...arg
 	if f == 0 {
 		return
 	}
+	defer d.mark(name)()
 	for i, a := range args {
 		d.slots[i] = uint64(a)
 	}
@@ -459,7 +496,7 @@ func suffix(dt compute.DType) string {
 // kernelNames lists every kernel the Go side may launch.
 func kernelNames() []string {
 	var out []string
-	for _, base := range []string{"add", "axpby", "axpby_f32", "swiglu", "swiglu_bwd", "rmsnorm", "rmsnorm_bwd", "rmsnorm_dw_part", "colsum_part", "bias_add",
+	for _, base := range []string{"add", "axpby", "axpby_f32", "swiglu", "swiglu_bwd", "rmsnorm", "rmsnorm_bwd", "rmsnorm_dw_part", "colsum_part", "bias_add", "dequant4",
 		"rope_split", "rope_merge", "attn_softmax", "attn_softmax_bwd", "rowdot", "xent", "gather_rows", "scatter_rows", "embed_bwd"} {
 		out = append(out, base+"_f32", base+"_bf16")
 	}

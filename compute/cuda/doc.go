@@ -3,3 +3,10 @@
 // time), and the kernels in kernels.cu are compiled for the GPU at first use
 // and cached on disk.
 package cuda
+
+// OpTime is the GPU time spent in one kind of operation while profiling.
+type OpTime struct {
+	Op    string
+	Calls int
+	MS    float64
+}

@@ -346,6 +346,21 @@ __device__ void embed_bwd_(float* table, const T* dx, const int* ids, long long 
   }
 }
 
+// ---- quantized weights ----------------------------------------------------------
+
+// 4-bit (NF4/FP4) weights as bitsandbytes lays them out: two codes a byte,
+// the first element in the high nibble, one float scale per block of
+// elements; value = code[q]·scale, in float as on the CPU.
+template <typename T>
+__device__ void dequant4_(T* out, const unsigned char* packed, const float* scales, const float* code, long long n,
+                          int block) {
+  GRID_STRIDE(e, n) {
+    unsigned char b = packed[e >> 1];
+    int q = (e & 1) ? (b & 15) : (b >> 4);
+    st(out, e, code[q] * scales[e / block]);
+  }
+}
+
 // ---- optimizer ----------------------------------------------------------------
 
 // torch.optim.AdamW on float master weights; gscale multiplies the gradient
@@ -416,6 +431,10 @@ extern "C" __global__ void fill_f32(float* x, float v, long long n) {
   }                                                                                                          \
   extern "C" __global__ void bias_add_##N(T* y, const float* b, long long rows, int d) {                    \
     bias_add_(y, b, rows, d);                                                                                \
+  }                                                                                                          \
+  extern "C" __global__ void dequant4_##N(T* out, const unsigned char* packed, const float* scales,          \
+                                         const float* code, long long n, int block) {                        \
+    dequant4_(out, packed, scales, code, n, block);                                                          \
   }                                                                                                          \
   extern "C" __global__ void rope_split_##N(T* dst, const T* src, const int* pos, const float* cs,          \
                                             const float* sn, int Tn, int H, int hd, int rot) {               \

@@ -44,6 +44,8 @@ func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a compute
 		return
 	}
 	A, B, C := dev(a), dev(b), dev(c)
+	defer d.bind()()
+	defer d.mark(gemmOp(m, n, k))()
 	if A.dt != B.dt {
 		d.fail(fmt.Errorf("cuda: gemm of %v by %v", A.dt, B.dt))
 		return
@@ -63,6 +65,8 @@ func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a 
 		return
 	}
 	A, B, C := dev(a), dev(b), dev(c)
+	defer d.bind()()
+	defer d.mark("attention_" + gemmOp(m, n, k))()
 	if A.dt != B.dt {
 		d.fail(fmt.Errorf("cuda: gemm of %v by %v", A.dt, B.dt))
 		return
@@ -288,6 +292,11 @@ func (d *Device) ScatterAddRows(dst, src, idx compute.Tensor, rows, dim int) {
 // EmbeddingBackward implements compute.Backend.
 func (d *Device) EmbeddingBackward(table, dx, ids compute.Tensor, rows, dim int) {
 	d.elementwise("embed_bwd"+suffix(dx.DType()), rows*dim, pa(table), pa(dx), pa(ids), ia(rows), ia(dim))
+}
+
+// Dequantize4 implements compute.Backend.
+func (d *Device) Dequantize4(dst, packed, scales, code compute.Tensor, n, block int) {
+	d.elementwise("dequant4"+suffix(dst.DType()), n, pa(dst), pa(packed), pa(scales), pa(code), ia(n), ia(block))
 }
 
 // AdamW implements compute.Backend.

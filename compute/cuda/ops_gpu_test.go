@@ -365,7 +365,7 @@ func TestGPUAttnSoftmax(t *testing.T) {
 		}
 		for j := 0; j < Tk; j++ {
 			if ok(j) && !math.IsInf(mx, -1) {
-				wp[row*Tk+j] = math.Exp(float64(sv[row*Tk+j]) - mx) / sum
+				wp[row*Tk+j] = math.Exp(float64(sv[row*Tk+j])-mx) / sum
 			}
 			wds[row*Tk+j] = wp[row*Tk+j] * (float64(dpv[row*Tk+j]) - float64(dsumv[row]))
 		}
@@ -530,4 +530,30 @@ func BenchmarkGPUGemmBF16(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(2*float64(n)*float64(n)*float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e12, "TFLOP/s")
+}
+
+func TestGPUDequantize4(t *testing.T) {
+	d := openGPU(t)
+	r := rand.New(rand.NewPCG(15, 16))
+	n, block := 1000, 64
+	packed := make([]byte, n/2)
+	for i := range packed {
+		packed[i] = byte(r.IntN(256))
+	}
+	scales := randVec(r, (n+block-1)/block, 2)
+	code := randVec(r, 16, 1)
+	P, _ := d.Alloc(compute.U8, len(packed))
+	d.UploadBytes(P, packed)
+	S, C := upload(t, d, compute.F32, scales), upload(t, d, compute.F32, code)
+	out, _ := d.Alloc(compute.F32, n)
+	d.Dequantize4(out, P, S, C, n, block)
+	want := make([]float64, n)
+	for e := range want {
+		q := packed[e/2] >> 4
+		if e%2 == 1 {
+			q = packed[e/2] & 15
+		}
+		want[e] = float64(code[q] * scales[e/block])
+	}
+	check(t, "dequantize 4-bit", download(t, d, out), want, 0)
 }

@@ -26,6 +26,7 @@ type tensor struct {
 	b    *Backend
 	f    []float32 // F32, BF16
 	i    []int32   // I32
+	u    []byte    // U8
 	dt   compute.DType
 	own  bool
 	size int64
@@ -33,17 +34,23 @@ type tensor struct {
 
 func (t *tensor) DType() compute.DType { return t.dt }
 func (t *tensor) Len() int {
-	if t.dt == compute.I32 {
+	switch t.dt {
+	case compute.I32:
 		return len(t.i)
+	case compute.U8:
+		return len(t.u)
 	}
 	return len(t.f)
 }
 
 func (t *tensor) Slice(off, n int) compute.Tensor {
 	v := &tensor{b: t.b, dt: t.dt}
-	if t.dt == compute.I32 {
+	switch t.dt {
+	case compute.I32:
 		v.i = t.i[off : off+n]
-	} else {
+	case compute.U8:
+		v.u = t.u[off : off+n]
+	default:
 		v.f = t.f[off : off+n]
 	}
 	return v
@@ -53,7 +60,7 @@ func (t *tensor) Free() {
 	if t.own {
 		t.b.inUse -= t.size
 		t.own = false
-		t.f, t.i = nil, nil
+		t.f, t.i, t.u = nil, nil, nil
 	}
 }
 
@@ -74,9 +81,12 @@ func (b *Backend) Alloc(dt compute.DType, n int) (compute.Tensor, error) {
 		return nil, fmt.Errorf("ref: alloc of %d %v", n, dt)
 	}
 	t := &tensor{b: b, dt: dt, own: true, size: int64(n * dt.Size())}
-	if dt == compute.I32 {
+	switch dt {
+	case compute.I32:
 		t.i = make([]int32, n)
-	} else {
+	case compute.U8:
+		t.u = make([]byte, n)
+	default:
 		t.f = make([]float32, n)
 	}
 	b.inUse += t.size
@@ -135,16 +145,41 @@ func (b *Backend) UploadInt(dst compute.Tensor, src []int32) {
 	copy(t.i, src)
 }
 
+func (b *Backend) UploadBytes(dst compute.Tensor, src []byte) {
+	t := tt(dst)
+	if t.dt != compute.U8 || len(src) != len(t.u) {
+		b.fail(fmt.Errorf("ref: upload of %d bytes into %v×%d", len(src), t.dt, t.Len()))
+		return
+	}
+	copy(t.u, src)
+}
+
+func (b *Backend) Dequantize4(dst, packed, scales, code compute.Tensor, n, block int) {
+	D, P, S, C := tt(dst), tt(packed), tt(scales), tt(code)
+	for e := 0; e < n; e++ {
+		q := P.u[e>>1] >> 4
+		if e&1 == 1 {
+			q = P.u[e>>1] & 15
+		}
+		D.set(e, float64(C.f[q]*S.f[e/block]))
+	}
+}
+
 func (b *Backend) Download(dst []float32, src compute.Tensor) error {
 	t := tt(src)
 	if len(dst) != t.Len() {
 		return fmt.Errorf("ref: download of %d into %d", t.Len(), len(dst))
 	}
-	if t.dt == compute.I32 {
+	switch t.dt {
+	case compute.I32:
 		for i, v := range t.i {
 			dst[i] = float32(v)
 		}
-	} else {
+	case compute.U8:
+		for i, v := range t.u {
+			dst[i] = float32(v)
+		}
+	default:
 		copy(dst, t.f)
 	}
 	return b.err
@@ -154,6 +189,7 @@ func (b *Backend) Zero(x compute.Tensor) {
 	t := tt(x)
 	clear(t.f)
 	clear(t.i)
+	clear(t.u)
 }
 
 func (b *Backend) Fill(x compute.Tensor, v float32) {
