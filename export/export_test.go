@@ -406,13 +406,42 @@ func TestAtomicOut(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(out, "keep.txt")); string(b) != "mine" {
 		t.Error("refused export touched the existing folder")
 	}
-	// A failing forced export keeps the old folder too.
+	// --force does not replace a folder gotune did not write (issue 13:
+	// `--out gguf --force` from the repository root deleted the gguf/
+	// package), and says so.
+	_, err := Run(Options{Model: base, Out: out, Force: true})
+	if err == nil || !strings.Contains(err.Error(), MarkerFile) || !strings.Contains(err.Error(), out) {
+		t.Fatalf("forced export over a folder gotune did not write: error %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "keep.txt")); string(b) != "mine" {
+		t.Error("refused forced export touched the existing folder")
+	}
+	// A marker that is not a plain file does not count either.
+	os.Mkdir(filepath.Join(out, MarkerFile), 0o755)
+	if _, err := Run(Options{Model: base, Out: out, Force: true}); err == nil {
+		t.Fatal("a folder named like the marker let --force through")
+	}
+	os.Remove(filepath.Join(out, MarkerFile))
+	os.RemoveAll(out)
+	// An export writes the marker (not listed among its files)...
+	res := run(t, Options{Model: base, Out: out})
+	if _, err := os.Stat(filepath.Join(out, MarkerFile)); err != nil {
+		t.Fatalf("export wrote no %s: %v", MarkerFile, err)
+	}
+	for _, f := range res.Files {
+		if f == MarkerFile {
+			t.Errorf("Result.Files lists the marker %s", MarkerFile)
+		}
+	}
+	os.WriteFile(filepath.Join(out, "keep.txt"), []byte("mine"), 0o644)
+	// ...a failing forced export keeps the old folder...
 	if _, err := Run(Options{Model: base, Adapter: prompt, Out: out, Force: true}); err == nil {
 		t.Fatal("forced export of a prompt adapter succeeded")
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, "keep.txt")); string(b) != "mine" {
 		t.Error("failed forced export lost the existing folder")
 	}
+	// ...and a forced export over it replaces it.
 	run(t, Options{Model: base, Out: out, Force: true})
 	if _, err := os.Stat(filepath.Join(out, "keep.txt")); err == nil {
 		t.Error("--force kept the old files")
