@@ -2,8 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,10 +15,7 @@ import (
 )
 
 func runParity(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("parity", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: gotune parity PATH...
+	fs := newFlagSet("parity", `usage: gotune parity PATH...
 
 Checks gotune against reference outputs. Each PATH may be:
   a reference model folder (model/ + ref/): logits, loss, greedy ids, gradients,
@@ -30,17 +25,17 @@ Checks gotune against reference outputs. Each PATH may be:
   a llama.cpp vocabulary .gguf with its .inp/.out beside it
   a renders.json with the chat templates beside it
   a folder holding a reference tree: every such item inside it is checked
-Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.`)
-	}
-	if err := fs.Parse(args); err != nil {
+Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.`, args, stdout, stderr)
+	paths, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	if len(paths) == 0 {
 		fs.Usage()
 		return exitError(2)
 	}
 	var all []checks.Result
-	for _, p := range fs.Args() {
+	for _, p := range paths {
 		res, err := parityPath(p, 0)
 		if err != nil {
 			all = append(all, checks.Result{Check: p, Metric: "error", Value: 1, Limit: 0, Detail: err.Error()})
