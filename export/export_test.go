@@ -641,6 +641,28 @@ func TestGGUFExport(t *testing.T) {
 	}
 }
 
+// A base model without a chat template (a pretrained model for continued
+// pre-training) exports to GGUF: llama.cpp treats tokenizer.chat_template
+// as optional (issue 13.16).
+func TestGGUFExportWithoutChatTemplate(t *testing.T) {
+	base := tinyModel(t, "qwen3", 23)
+	if err := os.Remove(filepath.Join(base, "chat_template.jinja")); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "gguf")
+	run(t, Options{Model: base, Out: out, Format: GGUF, GGUFType: gguf.F16})
+	path := filepath.Join(out, ModelGGUF)
+	checkModelFile(t, path)
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if tmpl, ok := f.String("tokenizer.chat_template"); ok {
+		t.Errorf("tokenizer.chat_template = %q for a model without one", tmpl)
+	}
+}
+
 func checkModelFile(t *testing.T, path string) {
 	t.Helper()
 	f, err := gguf.Open(path)
