@@ -90,7 +90,7 @@ positional argument is the prompt. Arguments and flags may come in any order.`, 
 		}
 	}
 	start := time.Now()
-	res, err := e.Generate(infer.Request{Prompt: text, MaxTokens: *maxNew, Sample: *sample,
+	res, err := e.Generate(infer.Request{Prompt: text, MaxTokens: *maxNew, Sample: *sample, Raw: *raw,
 		OnText: func(s string) { fmt.Fprint(stdout, s) }})
 	if err != nil {
 		return err
