@@ -85,6 +85,9 @@ type Options struct {
 	Quant *quant.Options
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// Progress, when set, receives the bytes of weights written so far out
+	// of the total (HF weights, or the tensors of model.gguf).
+	Progress func(done, total int64)
 }
 
 // Result lists what an export wrote.

@@ -663,6 +663,27 @@ func TestGGUFExportWithoutChatTemplate(t *testing.T) {
 	}
 }
 
+// Options.Progress follows writing the weights up to their total, for HF
+// and GGUF exports (issue 13.8).
+func TestExportProgress(t *testing.T) {
+	base := tinyModel(t, "qwen3", 24)
+	for _, f := range []Format{HF, GGUF} {
+		var calls int
+		var last, total int64
+		out := filepath.Join(t.TempDir(), string(f))
+		run(t, Options{Model: base, Out: out, Format: f, GGUFType: gguf.Q8_0, Progress: func(done, tot int64) {
+			calls++
+			if done < last || done > tot {
+				t.Errorf("%s: progress %d/%d after %d", f, done, tot, last)
+			}
+			last, total = done, tot
+		}})
+		if calls < 2 || last != total || total == 0 {
+			t.Errorf("%s: %d progress calls ending at %d of %d", f, calls, last, total)
+		}
+	}
+}
+
 func checkModelFile(t *testing.T, path string) {
 	t.Helper()
 	f, err := gguf.Open(path)

@@ -146,3 +146,25 @@ func (m *Meter) amount(n int64) string {
 	}
 	return strings.TrimSuffix(fmt.Sprintf("%.1f", v), ".0") + " " + units[i]
 }
+
+// Writer returns w wrapped so that each write first clears the meter's line:
+// messages printed while the meter runs start on a clean line, and the next
+// tick draws the meter again below them.
+func (m *Meter) Writer(w io.Writer) io.Writer { return meterWriter{m, w} }
+
+type meterWriter struct {
+	m *Meter
+	w io.Writer
+}
+
+func (mw meterWriter) Write(p []byte) (int, error) {
+	if m := mw.m; m != nil {
+		m.mu.Lock()
+		if m.active && m.shown {
+			fmt.Fprint(m.out, "\r\x1b[K")
+			m.shown = false
+		}
+		m.mu.Unlock()
+	}
+	return mw.w.Write(p)
+}

@@ -65,3 +65,18 @@ func TestMeter(t *testing.T) {
 	nilMeter.Add(1) // a nil meter is a no-op
 	nilMeter.Done()
 }
+
+// Lines written through Meter.Writer start on a clean line.
+func TestMeterWriter(t *testing.T) {
+	var out bytes.Buffer
+	t0 := time.Unix(0, 0)
+	now := func() time.Time { t0 = t0.Add(time.Second); return t0 }
+	m := newMeter(&out, "w", "items", 4, true, now, 80)
+	m.Add(1)
+	w := m.Writer(&out)
+	w.Write([]byte("message\n"))
+	m.Add(1)
+	if s := out.String(); !strings.Contains(s, "\x1b[K\r\x1b[Kmessage\n\rw  50%") {
+		t.Errorf("output %q", s)
+	}
+}

@@ -135,6 +135,11 @@ func TestArgumentsInAnyOrder(t *testing.T) {
 	exec := func(args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
 		code := run(args, &stdout, &stderr)
+		// Progress meters draw on a terminal only (issue 13.8): these
+		// buffers are pipes.
+		if strings.Contains(stderr.String(), "\r") {
+			t.Errorf("%q drew progress on a pipe: %q", args, stderr.String())
+		}
 		return code, stdout.String(), stderr.String()
 	}
 	summary := regexp.MustCompile(`\[(\d+) prompt tokens, (\d+) generated, .*model (.*)\]`)

@@ -76,6 +76,10 @@ func runData(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Reading shows its progress on a terminal (stderr), nothing on a pipe.
+	meter := runlog.NewMeter(stderr, "reading data", "B", 0)
+	defer meter.Done()
+	dc.Progress = func(done, total int64) { meter.Set(done, total) }
 	var enc *data.Encoder
 	if cfg.ModelNameOrPath != "" {
 		if cfg.ModelNameOrPath, err = modelPath(cfg.ModelNameOrPath); err != nil {
@@ -94,6 +98,7 @@ func runData(args []string, stdout, stderr io.Writer) error {
 			dir = filepath.Join(cfg.OutputDir, ".data")
 		}
 		cache, err := data.Prepare(dc, enc, dir)
+		meter.Done()
 		if err != nil {
 			return err
 		}
@@ -105,6 +110,7 @@ func runData(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	rep, err := data.Inspect(dc, enc, data.InspectOptions{Samples: samples})
+	meter.Done()
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"gotune/config"
+	"gotune/runlog"
 	"gotune/train"
 )
 
@@ -51,13 +52,13 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	base, err := train.Evaluate(cfg, dir, "")
+	base, err := train.EvaluateWith(cfg, dir, "", evalProgress(stderr, "base"))
 	if err != nil {
 		return err
 	}
 	var tuned []train.EvalResult
 	if adapter != "" {
-		if tuned, err = train.Evaluate(cfg, dir, adapter); err != nil {
+		if tuned, err = train.EvaluateWith(cfg, dir, adapter, evalProgress(stderr, "adapter")); err != nil {
 			return err
 		}
 	}
@@ -77,4 +78,30 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout)
 	}
 	return nil
+}
+
+// evalProgress shows reading the data and scoring the samples with rate and
+// ETA on a terminal (nothing on a pipe).
+func evalProgress(w io.Writer, what string) train.EvalOptions {
+	var reading, scoring *runlog.Meter
+	return train.EvalOptions{
+		DataProgress: func(done, total int64) {
+			if reading == nil {
+				reading = runlog.NewMeter(w, "reading data", "B", total)
+			}
+			reading.Set(done, total)
+			if done >= total {
+				reading.Done()
+			}
+		},
+		Progress: func(done, total int) {
+			if scoring == nil {
+				scoring = runlog.NewMeter(w, "scoring "+what, "samples", int64(total))
+			}
+			scoring.Set(int64(done), int64(total))
+			if done >= total {
+				scoring.Done()
+			}
+		},
+	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"gotune/export"
 	"gotune/quant"
+	"gotune/runlog"
 )
 
 func runExport(args []string, stdout, stderr io.Writer) error {
@@ -73,7 +74,10 @@ positional argument; arguments and flags may come in any order.`, args, stdout, 
 	default:
 		return fmt.Errorf("--quantization-bit %d: want 4 or 8", *qbit)
 	}
-	o.Log = stderr
+	// Writing the weights shows its progress on a terminal, nothing on a pipe.
+	meter := runlog.NewMeter(stderr, "writing weights", "B", 0)
+	o.Progress = func(done, total int64) { meter.Set(done, total) }
+	o.Log = meter.Writer(stderr)
 	if o.Model != "" {
 		var err error
 		if o.Model, err = modelPath(o.Model); err != nil {
@@ -81,6 +85,7 @@ positional argument; arguments and flags may come in any order.`, args, stdout, 
 		}
 	}
 	res, err := export.Run(o)
+	meter.Done()
 	if err != nil {
 		return err
 	}
