@@ -29,6 +29,10 @@ type Config struct {
 	Mix        MixConfig     `json:"mix"`
 	ValSize    float64       `json:"val_size,omitempty"`
 	Encode     EncodeOptions `json:"encode"`
+	// Progress, when set, is told how many bytes of the dataset files have
+	// been read out of how many, as reading goes (from one goroutine). It
+	// changes nothing in the result, so it is not part of the cache key.
+	Progress func(done, total int64) `json:"-"`
 }
 
 func (c Config) wantKind() Kind {
@@ -67,6 +71,17 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 	cleaner := NewCleaner(cfg.Clean)
 	defer cleaner.Close()
 	want := cfg.wantKind()
+	var readBytes, totalBytes, filesBytes int64
+	if cfg.Progress != nil {
+		for _, spec := range cfg.Datasets {
+			files, _ := DataFiles(spec.Path) // an error is reported below
+			for _, f := range files {
+				if fi, err := os.Stat(f); err == nil {
+					totalBytes += fi.Size()
+				}
+			}
+		}
+	}
 	for d, spec := range cfg.Datasets {
 		st := rep.source(spec.Name)
 		files, err := DataFiles(spec.Path)
@@ -96,6 +111,10 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 			var p *parser
 			err := ReadFile(file, func(rec Record) error {
 				st.Records++
+				if cfg.Progress != nil {
+					readBytes += int64(rec.Bytes)
+					cfg.Progress(min(readBytes, totalBytes), totalBytes)
+				}
 				if rec.Bad != nil {
 					return report(*rec.Bad)
 				}
@@ -135,6 +154,13 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 				}
 				return nil
 			})
+			if fi, serr := os.Stat(file); serr == nil && cfg.Progress != nil {
+				// Whole files count in full: separators and a max_samples
+				// stop leave bytes no record accounts for.
+				filesBytes += fi.Size()
+				readBytes = filesBytes
+				cfg.Progress(min(readBytes, totalBytes), totalBytes)
+			}
 			if errors.Is(err, errStop) {
 				break
 			}

@@ -76,13 +76,18 @@ type Options struct {
 	System string
 	// Name is general.name of GGUF files; Out's folder name when empty.
 	Name string
-	// Force replaces a non-empty Out.
+	// Force replaces a non-empty Out, but only one that an earlier export
+	// wrote (it holds MarkerFile): a mistyped --out such as a source folder
+	// must never be deleted.
 	Force bool
 	// Quant, when set, reproduces the quantized base a QLoRA adapter was
 	// trained on before merging (see the package documentation).
 	Quant *quant.Options
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// Progress, when set, receives the bytes of weights written so far out
+	// of the total (HF weights, or the tensors of model.gguf).
+	Progress func(done, total int64)
 }
 
 // Result lists what an export wrote.
@@ -119,6 +124,9 @@ func Run(opt Options) (*Result, error) {
 	}()
 	if err == nil {
 		res.Files, err = listFiles(tmp)
+	}
+	if err == nil {
+		err = writeMarker(tmp, opt.Format)
 	}
 	if err == nil {
 		err = commitOut(tmp, opt.Out)
@@ -190,6 +198,16 @@ func abs(p string) string {
 	return a
 }
 
+// MarkerFile is written into every export folder. Options.Force replaces
+// only folders that hold it, so that it can never delete a folder gotune did
+// not write.
+const MarkerFile = ".gotune-export"
+
+func writeMarker(dir string, f Format) error {
+	b := fmt.Appendf(nil, "{\"written_by\": \"gotune export\", \"format\": %q}\n", f)
+	return writeFileSync(filepath.Join(dir, MarkerFile), b)
+}
+
 // prepareOut checks that out may be written and creates the temporary folder
 // next to it that the export fills.
 func prepareOut(out string, force bool) (string, error) {
@@ -197,15 +215,21 @@ func prepareOut(out string, force bool) (string, error) {
 	switch {
 	case err == nil && !fi.IsDir():
 		return "", fmt.Errorf("export: %s exists and is not a folder", out)
-	case err == nil && !force:
+	case err == nil:
 		ents, err := os.ReadDir(out)
 		if err != nil {
 			return "", fmt.Errorf("export: %w", err)
 		}
-		if len(ents) > 0 {
-			return "", fmt.Errorf("export: %s is not empty; choose another --out or pass --force to replace it", out)
+		if len(ents) == 0 {
+			break
 		}
-	case err != nil && !errors.Is(err, os.ErrNotExist):
+		if !force {
+			return "", fmt.Errorf("export: %s is not empty; choose another --out or pass --force to replace an earlier export", out)
+		}
+		if m, err := os.Lstat(filepath.Join(out, MarkerFile)); err != nil || !m.Mode().IsRegular() {
+			return "", fmt.Errorf("export: --force replaces only a folder that gotune export wrote (one holding %s); %s is not one, so it is left alone: choose another --out or remove it yourself", MarkerFile, out)
+		}
+	case !errors.Is(err, os.ErrNotExist):
 		return "", fmt.Errorf("export: %w", err)
 	}
 	parent := filepath.Dir(filepath.Clean(out))

@@ -406,13 +406,42 @@ func TestAtomicOut(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(out, "keep.txt")); string(b) != "mine" {
 		t.Error("refused export touched the existing folder")
 	}
-	// A failing forced export keeps the old folder too.
+	// --force does not replace a folder gotune did not write (issue 13:
+	// `--out gguf --force` from the repository root deleted the gguf/
+	// package), and says so.
+	_, err := Run(Options{Model: base, Out: out, Force: true})
+	if err == nil || !strings.Contains(err.Error(), MarkerFile) || !strings.Contains(err.Error(), out) {
+		t.Fatalf("forced export over a folder gotune did not write: error %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "keep.txt")); string(b) != "mine" {
+		t.Error("refused forced export touched the existing folder")
+	}
+	// A marker that is not a plain file does not count either.
+	os.Mkdir(filepath.Join(out, MarkerFile), 0o755)
+	if _, err := Run(Options{Model: base, Out: out, Force: true}); err == nil {
+		t.Fatal("a folder named like the marker let --force through")
+	}
+	os.Remove(filepath.Join(out, MarkerFile))
+	os.RemoveAll(out)
+	// An export writes the marker (not listed among its files)...
+	res := run(t, Options{Model: base, Out: out})
+	if _, err := os.Stat(filepath.Join(out, MarkerFile)); err != nil {
+		t.Fatalf("export wrote no %s: %v", MarkerFile, err)
+	}
+	for _, f := range res.Files {
+		if f == MarkerFile {
+			t.Errorf("Result.Files lists the marker %s", MarkerFile)
+		}
+	}
+	os.WriteFile(filepath.Join(out, "keep.txt"), []byte("mine"), 0o644)
+	// ...a failing forced export keeps the old folder...
 	if _, err := Run(Options{Model: base, Adapter: prompt, Out: out, Force: true}); err == nil {
 		t.Fatal("forced export of a prompt adapter succeeded")
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, "keep.txt")); string(b) != "mine" {
 		t.Error("failed forced export lost the existing folder")
 	}
+	// ...and a forced export over it replaces it.
 	run(t, Options{Model: base, Out: out, Force: true})
 	if _, err := os.Stat(filepath.Join(out, "keep.txt")); err == nil {
 		t.Error("--force kept the old files")
@@ -609,6 +638,49 @@ func TestGGUFExport(t *testing.T) {
 				t.Errorf("base GGUF relative error %.3g", e)
 			}
 		})
+	}
+}
+
+// A base model without a chat template (a pretrained model for continued
+// pre-training) exports to GGUF: llama.cpp treats tokenizer.chat_template
+// as optional (issue 13.16).
+func TestGGUFExportWithoutChatTemplate(t *testing.T) {
+	base := tinyModel(t, "qwen3", 23)
+	if err := os.Remove(filepath.Join(base, "chat_template.jinja")); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "gguf")
+	run(t, Options{Model: base, Out: out, Format: GGUF, GGUFType: gguf.F16})
+	path := filepath.Join(out, ModelGGUF)
+	checkModelFile(t, path)
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if tmpl, ok := f.String("tokenizer.chat_template"); ok {
+		t.Errorf("tokenizer.chat_template = %q for a model without one", tmpl)
+	}
+}
+
+// Options.Progress follows writing the weights up to their total, for HF
+// and GGUF exports (issue 13.8).
+func TestExportProgress(t *testing.T) {
+	base := tinyModel(t, "qwen3", 24)
+	for _, f := range []Format{HF, GGUF} {
+		var calls int
+		var last, total int64
+		out := filepath.Join(t.TempDir(), string(f))
+		run(t, Options{Model: base, Out: out, Format: f, GGUFType: gguf.Q8_0, Progress: func(done, tot int64) {
+			calls++
+			if done < last || done > tot {
+				t.Errorf("%s: progress %d/%d after %d", f, done, tot, last)
+			}
+			last, total = done, tot
+		}})
+		if calls < 2 || last != total || total == 0 {
+			t.Errorf("%s: %d progress calls ending at %d of %d", f, calls, last, total)
+		}
 	}
 }
 

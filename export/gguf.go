@@ -44,6 +44,7 @@ func writeGGUF(dir string, opt Options, res *Result) error {
 		fmt.Fprintf(opt.Log, "merged %s adapter %s\n", merged, opt.Adapter)
 		hopt := opt
 		hopt.ShardBytes = 0
+		hopt.Progress = nil // the GGUF conversion below is what is shown
 		if err := saveHF(hf, m, hopt, safetensors.F32); err != nil {
 			return err
 		}
@@ -51,7 +52,7 @@ func writeGGUF(dir string, opt Options, res *Result) error {
 	}
 	modelPath := filepath.Join(dir, ModelGGUF)
 	fmt.Fprintf(opt.Log, "writing %s (%s)\n", ModelGGUF, opt.GGUFType)
-	if err := gguf.FromHF(src, modelPath, gguf.Options{Type: opt.GGUFType, Name: name}); err != nil {
+	if err := gguf.FromHF(src, modelPath, gguf.Options{Type: opt.GGUFType, Name: name, Progress: opt.Progress}); err != nil {
 		return err
 	}
 	if err := checkGGUF(modelPath, ""); err != nil {

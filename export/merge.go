@@ -100,7 +100,7 @@ func saveHF(dir string, m *model.Model, opt Options, dtype safetensors.DType) er
 	if err := checkFinite(m.Params()); err != nil {
 		return err
 	}
-	if err := model.SaveWeights(dir, m.Params(), model.SaveOptions{DType: dtype, ShardBytes: opt.ShardBytes}); err != nil {
+	if err := model.SaveWeights(dir, m.Params(), model.SaveOptions{DType: dtype, ShardBytes: opt.ShardBytes, Progress: opt.Progress}); err != nil {
 		return fmt.Errorf("write weights: %w", err)
 	}
 	if err := model.CopyModelFiles(opt.Model, dir); err != nil {

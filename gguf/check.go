@@ -52,7 +52,9 @@ func modelKeySpecs(arch string) []keySpec {
 		{"tokenizer.ggml.add_bos_token", TypeBool, 0, false},
 		{"tokenizer.ggml.add_eos_token", TypeBool, 0, false},
 		{"tokenizer.ggml.add_space_prefix", TypeBool, 0, false},
-		{"tokenizer.chat_template", TypeString, 0, true},
+		// Optional in llama.cpp (llama_model_chat_template returns NULL
+		// without it): a base model with no chat template must export.
+		{"tokenizer.chat_template", TypeString, 0, false},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"gotune/safetensors"
 )
@@ -21,6 +22,9 @@ type Options struct {
 	Name string
 	// Pre overrides tokenizer.ggml.pre (detected from the split regex).
 	Pre string
+	// Progress, when set, receives the float32 bytes of source tensors
+	// converted so far out of the total, tensor by tensor.
+	Progress func(done, total int64)
 }
 
 var fileTypes = map[TensorType]FileType{F32: FileF32, F16: FileF16, BF16: FileBF16, Q8_0: FileQ8_0, Q4_0: FileQ4_0, Q4_K: FileQ4_K_S}
@@ -207,7 +211,39 @@ func FromHF(modelDir, outPath string, opt Options) error {
 		}})
 	}
 	slices.SortStableFunc(tensors, func(a, b Tensor) int { return tensorOrder(a.Name) - tensorOrder(b.Name) })
+	if opt.Progress != nil {
+		trackProgress(tensors, opt.Progress)
+	}
 	return Write(outPath, kv, tensors)
+}
+
+// trackProgress wraps each tensor's encoder to report the bytes (as float32)
+// converted so far.
+func trackProgress(tensors []Tensor, report func(done, total int64)) {
+	var total int64
+	size := func(t Tensor) int64 {
+		n := int64(4)
+		for _, d := range t.Dims {
+			n *= int64(d)
+		}
+		return n
+	}
+	for _, t := range tensors {
+		total += size(t)
+	}
+	var done atomic.Int64
+	for i := range tensors {
+		enc, n := tensors[i].Encode, size(tensors[i])
+		if enc == nil {
+			done.Add(n)
+			continue
+		}
+		tensors[i].Encode = func() ([]byte, error) {
+			b, err := enc()
+			report(done.Add(n), total)
+			return b, err
+		}
+	}
 }
 
 // tensorOrder sorts token_embd and rope factors first, then blocks in

@@ -342,7 +342,7 @@ func TestCheckModelFails(t *testing.T) {
 	}{
 		{"no context length", without("qwen3.context_length"), tensors, "qwen3.context_length is missing"},
 		{"no eps", without("qwen3.attention.layer_norm_rms_epsilon"), tensors, "layer_norm_rms_epsilon is missing"},
-		{"no chat template", without("tokenizer.chat_template"), tensors, "tokenizer.chat_template is missing"},
+		{"chat template of another type", replace("tokenizer.chat_template", int32(1)), tensors, "tokenizer.chat_template"},
 		{"no merges", without("tokenizer.ggml.merges"), tensors, "merges"},
 		{"no eos", without("tokenizer.ggml.eos_token_id"), tensors, "eos_token_id is missing"},
 		{"no file type", without("general.file_type"), tensors, "general.file_type is missing"},
@@ -352,6 +352,22 @@ func TestCheckModelFails(t *testing.T) {
 		{"missing q norm", good.KV(), dropTensor("blk.1.attn_q_norm.weight"), "blk.1.attn_q_norm.weight is missing"},
 		{"extra tensor", good.KV(), append(slices.Clone(tensors), Tensor{Name: "blk.9.attn_q.weight", Dims: []uint64{4}, Type: F32, Data: make([]byte, 16)}), "unexpected tensor"},
 	}
+	// tokenizer.chat_template is optional in llama.cpp: a base model without
+	// one passes (issue 13.16).
+	t.Run("no chat template passes", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "base.gguf")
+		if err := Write(p, without("tokenizer.chat_template"), tensors); err != nil {
+			t.Fatal(err)
+		}
+		f, err := Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if errs := CheckModel(f); len(errs) > 0 {
+			t.Errorf("a model without tokenizer.chat_template fails: %v", errs)
+		}
+	})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "bad.gguf")

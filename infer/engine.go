@@ -218,6 +218,13 @@ type Request struct {
 	Prompt    string
 	MaxTokens int
 	Sample    SampleOptions
+	// Raw marks plain-text completion (no chat template). The prompt then
+	// starts with BOS when the tokenizer adds one (add_bos_token, or its
+	// post-processor), as transformers, llama.cpp and training on plain
+	// text do; a rendered chat prompt carries its own. The continuation is
+	// decoded after the prompt's last tokens, so a SentencePiece word keeps
+	// the space in front of it ("Once upon a time" + " there").
+	Raw bool
 	// OnText receives decoded text as it is produced (may be nil).
 	OnText func(string)
 }
@@ -247,6 +254,9 @@ func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, erro
 		return Result{FinishReason: "cancelled"}, err
 	}
 	ids := e.Tok.Encode(req.Prompt, false)
+	if bos, ok := e.rawBOS(); ok && req.Raw && (len(ids) == 0 || ids[0] != bos) {
+		ids = append([]int{bos}, ids...)
+	}
 	if len(ids) == 0 {
 		if bos, ok := e.Tok.BOS(); ok {
 			ids = []int{bos}
@@ -269,6 +279,11 @@ func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, erro
 	}
 	sampler := NewSampler(req.Sample)
 	history := append([]int32(nil), prompt...)
+	var lead []int32 // what the continuation is decoded after
+	if req.Raw {
+		lead = prompt[max(0, len(prompt)-rawContext):]
+	}
+	decode := func(ids []int32) string { return e.decodeAfter(lead, ids) }
 	res := Result{PromptTokens: len(prompt), FinishReason: "length"}
 	var emitted int
 	for len(res.Tokens) < maxNew {
@@ -279,7 +294,7 @@ func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, erro
 		}
 		res.Tokens = append(res.Tokens, next)
 		history = append(history, next)
-		text := e.decode(res.Tokens)
+		text := decode(res.Tokens)
 		// Hold back an incomplete UTF-8 sequence until its bytes arrive.
 		if complete := strings.TrimRight(text, "\uFFFD"); len(complete) > emitted && utf8.ValidString(complete) {
 			if req.OnText != nil {
@@ -291,7 +306,7 @@ func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, erro
 			break
 		}
 		if err := ctx.Err(); err != nil {
-			res.Text = e.decode(res.Tokens)
+			res.Text = decode(res.Tokens)
 			res.FinishReason = "cancelled"
 			return res, err
 		}
@@ -299,7 +314,7 @@ func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, erro
 			return res, err
 		}
 	}
-	res.Text = e.decode(res.Tokens)
+	res.Text = decode(res.Tokens)
 	if req.OnText != nil && len(res.Text) > emitted {
 		req.OnText(res.Text[emitted:])
 	}
@@ -312,4 +327,37 @@ func (e *Engine) decode(ids []int32) string {
 		v[i] = int(id)
 	}
 	return e.Tok.Decode(v, true)
+}
+
+// rawContext is how many prompt tokens a raw continuation is decoded after:
+// enough for a decoder's context (SentencePiece's leading-space strip, a
+// byte-fallback sequence), few enough to cost nothing per token.
+const rawContext = 8
+
+// decodeAfter decodes ids as they read after the lead tokens: the text of
+// lead+ids with the text of lead cut off. Without lead tokens, or when their
+// text is not a prefix (it always is for the decoders we have), ids are
+// decoded alone.
+func (e *Engine) decodeAfter(lead, ids []int32) string {
+	if len(lead) == 0 {
+		return e.decode(ids)
+	}
+	head := e.decode(lead)
+	all := e.decode(append(lead[:len(lead):len(lead)], ids...))
+	if rest, ok := strings.CutPrefix(all, head); ok {
+		return rest
+	}
+	return e.decode(ids)
+}
+
+// rawBOS returns the BOS id when the tokenizer adds it in front of text
+// encoded with special tokens (add_bos_token or a BOS-first post-processor).
+func (e *Engine) rawBOS() (int, bool) {
+	bos, ok := e.Tok.BOS()
+	if !ok {
+		return 0, false
+	}
+	with := e.Tok.Encode("a", true)
+	plain := e.Tok.Encode("a", false)
+	return bos, len(with) > 0 && with[0] == bos && (len(plain) == 0 || plain[0] != bos)
 }

@@ -17,6 +17,9 @@ type SaveOptions struct {
 	// ShardBytes splits the weights into several files with an index when
 	// they exceed it (0: 5 GB, as transformers' default max_shard_size).
 	ShardBytes int64
+	// Progress, when set, receives the bytes of weights encoded so far out
+	// of the total, tensor by tensor.
+	Progress func(done, total int64)
 }
 
 // SaveWeights writes params into dir as model.safetensors, or as
@@ -44,8 +47,15 @@ func SaveWeights(dir string, params []*nn.Param, opt SaveOptions) error {
 		cur += b
 		size += b
 	}
+	var encoded int64
 	encode := func(p *nn.Param) (safetensors.Tensor, error) {
 		t := safetensors.Tensor{Name: p.Name, DType: opt.DType, Shape: p.Shape}
+		if opt.Progress != nil {
+			defer func() {
+				encoded += int64(p.Len() * opt.DType.Size())
+				opt.Progress(encoded, size)
+			}()
+		}
 		switch opt.DType {
 		case safetensors.F32:
 			t.Data = safetensors.EncodeF32(p.Data)

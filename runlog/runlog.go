@@ -86,6 +86,7 @@ type Logger struct {
 	start    time.Time
 	last     time.Time // time of the previous Log
 	barShown bool
+	bar      string // the bar's last frame, redrawn under printed lines
 }
 
 // New starts a run log. With Dir set, the JSON log is appended to; on a
@@ -209,9 +210,72 @@ func (l *Logger) Log(s Step) error {
 			s.Step, l.opt.Total, s.Epoch, fmtNum(s.Loss, 4), s.LR, fmtNum(s.GradNorm, 3), fmtNum(rate, 0),
 			fmtDur(elapsed), fmtDur(eta), fmtNum(rss, 0))
 	case Bar:
+		// As LLaMA-Factory (the transformers Trainer) shows a logged step:
+		// its dict on a line of its own above the bar, so the history of
+		// losses stays readable while the bar moves on.
+		l.clearBar()
+		fmt.Fprintln(l.out, trainerLine(s))
 		l.drawBar(s, rate, eta)
 	}
 	return err
+}
+
+// Progress moves the bar for a step that is not logged (no JSON line, and
+// nothing in the Plain and Quiet displays). s.Tokens counts the tokens since
+// the previous Log, as for Log.
+func (l *Logger) Progress(s Step) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.display != Bar {
+		return
+	}
+	now := l.opt.Now()
+	rate := math.NaN()
+	if interval := now.Sub(l.last).Seconds(); interval > 0 {
+		rate = float64(s.Tokens) / interval
+	}
+	eta := math.NaN()
+	if done := s.Step - l.opt.StartStep; done > 0 && l.opt.Total > 0 {
+		eta = max(0, now.Sub(l.start).Seconds()/float64(done)*float64(l.opt.Total-s.Step))
+	}
+	l.drawBar(s, rate, eta)
+}
+
+// trainerLine is the transformers Trainer's log line for a step, which
+// LLaMA-Factory users know: {'loss': 1.2346, 'grad_norm': 0.5,
+// 'learning_rate': 0.0002, 'epoch': 0.5}.
+func trainerLine(s Step) string {
+	return fmt.Sprintf("{'loss': %s, 'grad_norm': %s, 'learning_rate': %s, 'epoch': %s}",
+		pyFloat(math.Round(s.Loss*1e4)/1e4), pyFloat(s.GradNorm), pyFloat(s.LR), pyFloat(math.Round(s.Epoch*100)/100))
+}
+
+// pyFloat formats v as Python's repr of a float does (0.5, 2.0, 2e-05, nan).
+func pyFloat(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "nan"
+	case math.IsInf(v, 1):
+		return "inf"
+	case math.IsInf(v, -1):
+		return "-inf"
+	}
+	if a := math.Abs(v); a != 0 && (a < 1e-4 || a >= 1e16) {
+		m := strconv.FormatFloat(v, 'e', -1, 64) // 2e-05, as Python
+		return m
+	}
+	t := strconv.FormatFloat(v, 'f', -1, 64)
+	if !strings.Contains(t, ".") {
+		t += ".0"
+	}
+	return t
+}
+
+// clearBar removes the bar from the screen before a line is printed.
+func (l *Logger) clearBar() {
+	if l.barShown {
+		fmt.Fprint(l.out, "\r\x1b[K")
+		l.barShown = false
+	}
 }
 
 func (l *Logger) drawBar(s Step, rate, eta float64) {
@@ -237,6 +301,7 @@ func (l *Logger) drawBar(s Step, rate, eta float64) {
 	if len(line) > width-1 {
 		line = line[:max(width-1, 0)]
 	}
+	l.bar = line
 	// \r returns to column 0; \x1b[K clears what a longer previous line left.
 	fmt.Fprintf(l.out, "\r%s\x1b[K", line)
 	l.barShown = true
@@ -266,20 +331,27 @@ func (l *Logger) Printf(format string, args ...any) {
 	l.printLine(strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
 }
 
+// printLine prints msg above the bar and draws the bar again below it, so
+// the bar, with the last step's loss, stays on screen to the end.
 func (l *Logger) printLine(msg string) {
 	switch l.display {
 	case Quiet:
 		return
 	case Bar:
-		if l.barShown {
-			fmt.Fprint(l.out, "\r\x1b[K")
-			l.barShown = false // redrawn at the next Log
+		shown := l.barShown
+		l.clearBar()
+		fmt.Fprintln(l.out, msg)
+		if shown {
+			fmt.Fprintf(l.out, "\r%s\x1b[K", l.bar)
+			l.barShown = true
 		}
+		return
 	}
 	fmt.Fprintln(l.out, msg)
 }
 
-// Close ends the progress line and syncs and closes the JSON log file.
+// Close ends the progress line, leaving the last frame of the bar on the
+// screen, and syncs and closes the JSON log file.
 func (l *Logger) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

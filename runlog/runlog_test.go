@@ -100,20 +100,36 @@ func TestProgressBar(t *testing.T) {
 	l.Printf("hello")
 	l.Close()
 	s := out.String()
-	frames := strings.Split(s, "\r")
-	if len(frames) < 4 {
+	var frames []string
+	for _, f := range strings.Split(s, "\r") {
+		if strings.HasPrefix(f, "[") {
+			frames = append(frames, f)
+		}
+	}
+	if len(frames) < 3 {
 		t.Fatalf("output %q: want frames redrawn with \\r", s)
 	}
-	first := frames[1]
+	first := frames[0]
 	if !strings.HasPrefix(first, "[==========") || !strings.Contains(first, " 25% 1/4 loss 2.0000 lr 1.00e-04 100 tok/s ETA 3s") {
 		t.Errorf("first frame %q", first)
 	}
-	if !strings.Contains(frames[2], " 50% 2/4 loss 1.5000") {
-		t.Errorf("second frame %q", frames[2])
+	if !strings.Contains(frames[1], " 50% 2/4 loss 1.5000") {
+		t.Errorf("second frame %q", frames[1])
 	}
-	// The message clears the bar line before printing.
-	if !strings.HasSuffix(s, "\r\x1b[Khello\n") {
-		t.Errorf("output ends %q; want the bar cleared then the message", s[max(0, len(s)-30):])
+	// The message clears the bar line, prints, and draws the bar again below
+	// it: the last frame, with the last step's loss, stays on screen after
+	// Close (issue 13.8).
+	if !strings.Contains(s, "\r\x1b[Khello\n\r[") {
+		t.Errorf("output %q; want the bar cleared, the message, then the bar again", s)
+	}
+	if last := s[strings.LastIndex(s, "\r")+1:]; !strings.Contains(last, "2/4 loss 1.5000") || !strings.HasSuffix(last, "\x1b[K\n") {
+		t.Errorf("the screen ends with %q; want the last frame, kept by a newline", last)
+	}
+	// Each logged step is a Trainer-style line above the bar.
+	for _, want := range []string{"{'loss': 2.0, 'grad_norm': 0.0, 'learning_rate': 0.0001, 'epoch': 0.0}\n", "{'loss': 1.5, "} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output %q lacks the logged line %q", s, want)
+		}
 	}
 	for _, f := range frames {
 		if line := strings.TrimSuffix(strings.TrimSuffix(f, "\x1b[K"), "\n"); len(line) > 99 {
@@ -125,7 +141,8 @@ func TestProgressBar(t *testing.T) {
 	out.Reset()
 	l, _ = New(Options{Out: &out, Display: Bar, Width: 30, Total: 4, Mem: fakeMem})
 	l.Log(Step{Step: 1, Loss: 2})
-	if line := strings.TrimSuffix(strings.TrimPrefix(out.String(), "\r"), "\x1b[K"); len(line) != 29 || strings.Contains(line, "[") {
+	o := out.String()
+	if line := strings.TrimSuffix(o[strings.LastIndex(o, "\r")+1:], "\x1b[K"); len(line) != 29 || strings.Contains(line, "[") {
 		t.Errorf("narrow frame %q (%d columns), want 29 columns without a bar", line, len(line))
 	}
 }
@@ -223,5 +240,46 @@ func TestIsTerminal(t *testing.T) {
 	}
 	if _, err := ParseDisplay("fancy"); err == nil {
 		t.Error("ParseDisplay(fancy) succeeded")
+	}
+}
+
+// Steps between logging_steps move the bar (with their own loss) without a
+// log line; the final logged step's loss is what stays on screen (issue 13.8).
+func TestBarMovesBetweenLoggedSteps(t *testing.T) {
+	var out, js bytes.Buffer
+	clock := &fakeClock{t: time.Unix(0, 0), steps: []time.Duration{time.Second}}
+	l, _ := New(Options{Out: &out, JSON: &js, Display: Bar, Width: 120, Total: 3, Now: clock.now, Mem: fakeMem})
+	l.Progress(Step{Step: 1, Loss: 3.25, LR: 1e-3, Tokens: 10})
+	if !strings.Contains(out.String(), " 1/3 loss 3.2500") || strings.Contains(out.String(), "{'loss'") || js.Len() != 0 {
+		t.Errorf("after Progress: screen %q, json %q", out.String(), js.String())
+	}
+	l.Progress(Step{Step: 2, Loss: 2.5, LR: 1e-3, Tokens: 20})
+	l.Log(Step{Step: 3, Loss: 2.25, GradNorm: 0.75, LR: 2.5e-05, Epoch: 1, Tokens: 30})
+	l.Printf("saved out")
+	l.Close()
+	s := out.String()
+	if !strings.Contains(s, "{'loss': 2.25, 'grad_norm': 0.75, 'learning_rate': 2.5e-05, 'epoch': 1.0}\n") {
+		t.Errorf("no Trainer-style line for the logged step: %q", s)
+	}
+	if last := s[strings.LastIndex(s, "\r")+1:]; !strings.Contains(last, "100% 3/3 loss 2.2500") {
+		t.Errorf("final screen line %q; want the finished bar with the last loss", last)
+	}
+	if n := strings.Count(js.String(), "\n"); n != 1 {
+		t.Errorf("%d JSON lines, want 1 (Progress writes none)", n)
+	}
+	// Plain and Quiet displays ignore Progress.
+	out.Reset()
+	l, _ = New(Options{Out: &out, Display: Plain, Total: 3, Mem: fakeMem})
+	l.Progress(Step{Step: 1, Loss: 1})
+	if out.Len() != 0 {
+		t.Errorf("Plain display printed %q for Progress", out.String())
+	}
+}
+
+func TestPyFloat(t *testing.T) {
+	for v, want := range map[float64]string{2: "2.0", 0.5: "0.5", 2e-5: "2e-05", 1e-4: "0.0001", 9.504844339512095e-05: "9.504844339512095e-05", 1.2346: "1.2346", 0: "0.0"} {
+		if got := pyFloat(v); got != want {
+			t.Errorf("pyFloat(%v) = %q, want %q", v, got, want)
+		}
 	}
 }

@@ -78,6 +78,7 @@ type genOptions struct {
 	stops        []string
 	stream       bool
 	includeUsage bool
+	raw          bool // plain-text completion: infer.Request.Raw
 }
 
 func (s *Server) sampling(f *samplingFields, p *pool) (genOptions, error) {
@@ -174,7 +175,7 @@ func (s *Server) run(ctx context.Context, e Engine, prompt string, maxTokens int
 	defer cancel()
 	st := stopper{stops: o.stops}
 	start := time.Now()
-	res, err := e.GenerateContext(gctx, infer.Request{Prompt: prompt, MaxTokens: maxTokens, Sample: o.sample,
+	res, err := e.GenerateContext(gctx, infer.Request{Prompt: prompt, MaxTokens: maxTokens, Sample: o.sample, Raw: o.raw,
 		OnText: func(piece string) {
 			text, hit := st.push(piece)
 			if text != "" {
@@ -576,6 +577,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	o.raw = true
 	var prompt string
 	if json.Unmarshal(req.Prompt, &prompt) != nil {
 		var list []string
@@ -629,6 +631,9 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 		}
 		return
+	}
+	if res.PromptTokens > 0 {
+		nPrompt = res.PromptTokens // with the BOS a raw prompt gets
 	}
 	u := newUsage(nPrompt, len(res.Tokens))
 	if stream != nil {

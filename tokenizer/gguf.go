@@ -12,6 +12,7 @@ const (
 	ggmlUnknown     = 2
 	ggmlControl     = 3
 	ggmlUserDefined = 4
+	ggmlUnused      = 5
 )
 
 // LoadGGUF reads the vocabulary of a GGUF file (tokenizer.ggml.*): model
@@ -92,19 +93,29 @@ func (v *ggufVocab) build() (*Tokenizer, error) {
 	if v.types != nil && len(v.types) != n {
 		return nil, v.errf("tokenizer.ggml.token_type", "%d entries for %d tokens", len(v.types), n)
 	}
-	t := &Tokenizer{ids: map[string]int{}, added: map[int]*AddedToken{}}
-	vocab := make(map[string]int, n)
-	for id, s := range v.tokens {
-		t.setToken(id, s)
-		if _, dup := vocab[s]; !dup {
-			vocab[s] = id
-		}
-	}
 	typ := func(id int) int64 {
 		if v.types == nil {
 			return ggmlNormal
 		}
 		return v.types[id]
+	}
+	t := &Tokenizer{ids: map[string]int{}, added: map[int]*AddedToken{}}
+	vocab := make(map[string]int, n)
+	for id, s := range v.tokens {
+		if typ(id) == ggmlUnused {
+			// Padding ids ([PADn] in gotune's and llama.cpp's converters)
+			// have no text: llama.cpp prints nothing for them, and neither
+			// does the Hugging Face tokenizer, which lacks these ids.
+			continue
+		}
+		t.setToken(id, s)
+		if _, dup := vocab[s]; !dup {
+			vocab[s] = id
+		}
+	}
+	if len(t.tokens) < n {
+		// Keep every id of the file addressable, unused ones as "" (no text).
+		t.tokens = append(t.tokens, make([]string, n-len(t.tokens))...)
 	}
 	var added []AddedToken
 	for id, s := range v.tokens {

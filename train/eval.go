@@ -25,11 +25,27 @@ type EvalResult struct {
 // on, and its perplexity, per dataset and overall (Dataset "all"). Comparing
 // the base model with the fine-tuned one on general data measures forgetting.
 func Evaluate(cfg *config.Config, modelDir, adapterDir string) ([]EvalResult, error) {
+	return EvaluateWith(cfg, modelDir, adapterDir, EvalOptions{})
+}
+
+// EvalOptions report the progress of an evaluation; nil funcs report
+// nothing.
+type EvalOptions struct {
+	// DataProgress receives bytes of the dataset files read (when the
+	// tokenized cache has to be built).
+	DataProgress func(done, total int64)
+	// Progress receives the samples scored out of the total.
+	Progress func(done, total int)
+}
+
+// EvaluateWith is Evaluate with progress reports.
+func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptions) ([]EvalResult, error) {
 	dc, err := DataConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	dc.ValSize = 0
+	dc.Progress = opt.DataProgress
 	enc, err := Encoder(modelDir, cfg.Template, dc.Encode)
 	if err != nil {
 		return nil, err
@@ -60,13 +76,20 @@ func Evaluate(cfg *config.Config, modelDir, adapterDir string) ([]EvalResult, er
 	sums := make([]float64, len(dc.Datasets))
 	tokens := make([]int, len(dc.Datasets))
 	samples := make([]int, len(dc.Datasets))
-	for _, i := range cache.Train() {
+	scored := cache.Train()
+	for k, i := range scored {
+		if opt.Progress != nil {
+			opt.Progress(k, len(scored))
+		}
 		s := cache.Sample(i)
 		b := data.BatchPlan{Rows: [][]int{{i}}, T: len(s.InputIDs)}.Build(cache, pad)
 		sum, n := ws.Loss(batchOf(b, false))
 		sums[s.Source] += sum
 		tokens[s.Source] += n
 		samples[s.Source]++
+	}
+	if opt.Progress != nil {
+		opt.Progress(len(scored), len(scored))
 	}
 	var out []EvalResult
 	var all EvalResult

@@ -479,6 +479,13 @@ func (t *Trainer) Run() error {
 				t.log.Log(runlog.Step{Step: entry.Step, Epoch: entry.Epoch, Loss: entry.Loss, LR: entry.LR, GradNorm: entry.GradNorm, Tokens: tokensSeen})
 				t.state.LogHistory = append(t.state.LogHistory, entry)
 				logLoss, logNorm, logSteps, tokensSeen = 0, 0, 0, 0
+			} else {
+				// Between logged steps only the bar moves, with this step's loss.
+				stepLoss := math.NaN()
+				if trained > 0 {
+					stepLoss = sum / float64(trained)
+				}
+				t.log.Progress(runlog.Step{Step: t.state.GlobalStep, Epoch: t.state.Epoch, Loss: stepLoss, LR: lr, GradNorm: norm, Tokens: tokensSeen})
 			}
 			t.state.Data = pos
 			if ev := c.EvalEvery(); len(t.val) > 0 && c.EvalStrategy == "steps" && ev > 0 && t.state.GlobalStep%ev == 0 {

@@ -278,4 +278,14 @@ func TestEvaluate(t *testing.T) {
 	if math.Abs(base[1].Perplexity-math.Exp(base[1].Loss)) > 1e-9*base[1].Perplexity {
 		t.Errorf("perplexity %v is not exp(loss %v)", base[1].Perplexity, base[1].Loss)
 	}
+	// EvaluateWith reports its progress sample by sample (issue 13.8).
+	var calls, last, total int
+	again, err := EvaluateWith(cfg, cfg.ModelNameOrPath, "", EvalOptions{Progress: func(done, tot int) {
+		calls++
+		last, total = done, tot
+	}})
+	must(t, err)
+	if calls != 13 || last != 12 || total != 12 || again[1].Loss != base[1].Loss {
+		t.Errorf("%d progress calls ending at %d/%d, loss %v (without progress %v)", calls, last, total, again[1].Loss, base[1].Loss)
+	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -33,8 +32,10 @@ func emit(w io.Writer, v map[string]any) {
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench", `usage: gotune bench [flags]
+
+Without --train: sgemm kernels and forward passes of named model shapes. With --train: timed
+training steps (full, lora or qlora), optionally in turn with a PyTorch peer (--peer).`, args, stdout, stderr)
 	train := fs.String("train", "", "time training steps: full, lora or qlora (default: kernels and forward)")
 	shapeList := fs.String("shape", "", "comma-separated model shapes (default: all for forward; smollm2-135m for --train); known: "+strings.Join(model.ShapeNames(), ", "))
 	batch := fs.Int("batch", 1, "sequences per step")
@@ -49,10 +50,14 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	memory := fs.Bool("memory", false, "report resident memory of the frozen weights in f32, bf16, int8 and nf4 (default shape qwen3-0.6b)")
 	peer := fs.String("peer", "", "with --train: a peer benchmark command, run as `CMD SHAPE 1 BATCH SEQ STEPS` in turn with gotune's steps; it must print a JSON line with step_s, tokens_per_s and peak_rss_mib (as ../shared/bench/torch_lora.py does)")
 	rounds := fs.Int("rounds", 3, "with --peer: interleaved rounds of peer and gotune")
-	device := fs.String("device", "cpu", "with --train full or lora: cpu or cuda")
+	device := fs.String("device", "cpu", "with --train full, lora or qlora: cpu or cuda")
 	dtype := fs.String("dtype", "bf16", "with --device cuda: bf16 (mixed precision) or f32")
 	gpuProfile := fs.Bool("profile", false, "with --device cuda: time every operation of one more step and report the GPU time per kind")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noPositionals(pos); err != nil {
 		return err
 	}
 	if *device != "cpu" {

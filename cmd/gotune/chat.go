@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,12 +28,8 @@ const chatHelp = `commands: /reset clears the conversation, /system TEXT sets th
 // streamed to stdout, prompts and statistics on stderr when input is a
 // terminal.
 func chatMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gotune chat [MODEL] [flags]\n\nChat with a model folder (default: the bundled "+assets.DefaultModel+").\n"+chatHelp+"\n\nflags:")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("chat", "usage: gotune chat [MODEL] [flags]\n\nChat with a model folder, .gguf file or Hub repo id (default: the bundled "+
+		assets.DefaultModel+").\nMODEL and flags may come in any order.\n"+chatHelp, args, stdout, stderr)
 	modelDir := fs.String("model", "", "model folder (or give it as the first argument)")
 	adapter := fs.String("adapter", "", "PEFT adapter folder to attach")
 	system := fs.String("system", "", "system message")
@@ -229,37 +224,4 @@ func isTerminal(r io.Reader) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// parseInterleaved parses flags that may come after positional arguments
-// (gotune chat MODEL --adapter DIR) and returns the positionals.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
-// positionalModel merges --model with an optional MODEL argument.
-func positionalModel(flagValue string, pos []string) (string, error) {
-	switch {
-	case len(pos) > 1:
-		return "", fmt.Errorf("unexpected arguments %q: give one model folder", pos[1:])
-	case len(pos) == 1 && flagValue != "" && flagValue != pos[0]:
-		return "", fmt.Errorf("model given twice: %q and --model %q", pos[0], flagValue)
-	case len(pos) == 1:
-		return pos[0], nil
-	}
-	return flagValue, nil
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 
 	"gotune/config"
 	"gotune/data"
@@ -12,60 +11,75 @@ import (
 	"gotune/train"
 )
 
-const dataUsage = `usage: gotune data inspect|prepare [CONFIG.yaml] [--key value ...]
+const dataUsage = `usage: gotune data inspect|prepare [CONFIG.yaml] [flags] [--key value ...]
 
 Reads the datasets of a training config (LLaMA-Factory keys: dataset, dataset_dir,
 model_name_or_path, template, cutoff_len, max_samples, mix_strategy, val_size, ...),
 validates every record and reports what is in the data and what is wrong with it.
   inspect   counts, token-length histogram, trained-token share, per-source stats,
             filtered records and why, rendered samples with the trained text marked
-            (--json for the report as JSON; without a model, lengths are characters)
+            (without a model, lengths are characters)
   prepare   writes the tokenized cache that training memory-maps (tokenized_path,
-            default OUTPUT_DIR/.data); unchanged inputs reuse it`
+            default OUTPUT_DIR/.data); unchanged inputs reuse it
+
+flags (in any order with the config file):
+  --json        inspect: print the report as JSON
+  --samples N   inspect: rendered samples to show (0: none; default 3)
+  --key value   any config key (--key=value and key=value too), over the file's;
+                'gotune train -h' lists the keys`
 
 func runData(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+	if len(args) > 0 && (wantsHelp(args[:1]) || (args[0] == "inspect" || args[0] == "prepare") && wantsHelp(args[1:])) {
+		fmt.Fprintln(stdout, dataUsage)
+		return nil
+	}
+	if len(args) == 0 {
 		fmt.Fprintln(stderr, dataUsage)
 		return exitError(2)
 	}
 	sub, args := args[0], args[1:]
 	if sub != "inspect" && sub != "prepare" {
-		fmt.Fprintln(stderr, dataUsage)
+		fmt.Fprintf(stderr, "gotune data: unknown subcommand %q\n\n%s\n", sub, dataUsage)
 		return exitError(2)
 	}
-	asJSON, samples := false, 3
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--json":
-			asJSON = true
-		case a == "--samples" && i+1 < len(args):
-			if _, err := fmt.Sscan(args[i+1], &samples); err != nil || samples < 0 {
-				return fmt.Errorf("--samples %q: want a count ≥ 0", args[i+1])
-			}
-			if samples == 0 {
-				samples = -1 // none
-			}
-			i++
-		default:
-			rest = append(rest, a)
+	asJSON, samplesText := false, ""
+	rest, err := takeFlags(args, map[string]*bool{"json": &asJSON}, map[string]*string{"samples": &samplesText})
+	if err != nil {
+		return err
+	}
+	samples := 3
+	if samplesText != "" {
+		if _, err := fmt.Sscan(samplesText, &samples); err != nil || samples < 0 {
+			return fmt.Errorf("--samples %q: want a count ≥ 0", samplesText)
 		}
+		if samples == 0 {
+			samples = -1 // none
+		}
+	}
+	if sub == "prepare" && (asJSON || samplesText != "") {
+		return fmt.Errorf("--json and --samples apply to inspect, not prepare")
+	}
+	path, overrides, err := configArgs(rest)
+	if err != nil {
+		return err
 	}
 	cfg := config.Default()
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") && !strings.Contains(rest[0], "=") {
-		var err error
-		if cfg, err = config.Load(rest[0]); err != nil {
+	if path != "" {
+		if cfg, err = config.Load(path); err != nil {
 			return err
 		}
-		rest = rest[1:]
 	}
-	if err := cfg.ApplyFlags(rest); err != nil {
+	if err := cfg.ApplyFlags(overrides); err != nil {
 		return err
 	}
 	dc, err := train.DataConfig(cfg)
 	if err != nil {
 		return err
 	}
+	// Reading shows its progress on a terminal (stderr), nothing on a pipe.
+	meter := runlog.NewMeter(stderr, "reading data", "B", 0)
+	defer meter.Done()
+	dc.Progress = func(done, total int64) { meter.Set(done, total) }
 	var enc *data.Encoder
 	if cfg.ModelNameOrPath != "" {
 		if cfg.ModelNameOrPath, err = modelPath(cfg.ModelNameOrPath); err != nil {
@@ -84,6 +98,7 @@ func runData(args []string, stdout, stderr io.Writer) error {
 			dir = filepath.Join(cfg.OutputDir, ".data")
 		}
 		cache, err := data.Prepare(dc, enc, dir)
+		meter.Done()
 		if err != nil {
 			return err
 		}
@@ -95,6 +110,7 @@ func runData(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	rep, err := data.Inspect(dc, enc, data.InspectOptions{Samples: samples})
+	meter.Done()
 	if err != nil {
 		return err
 	}

@@ -4,55 +4,61 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	"gotune/config"
+	"gotune/runlog"
 	"gotune/train"
 )
 
-func runEval(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, `usage: gotune eval CONFIG.yaml [--adapter DIR] [--json] [--key value ...]
+const evalUsage = `usage: gotune eval CONFIG.yaml [--adapter DIR] [--json] [--key value ...]
 
 Scores the model of a training config (model_name_or_path, dataset, dataset_dir, template,
 cutoff_len, ...) on its datasets: mean loss and perplexity of the tokens training would train on,
 per dataset and overall. With --adapter the fine-tuned model is scored as well, beside the base:
-evaluating on general data shows how much general ability the fine-tune cost.`)
-		return exitError(2)
+evaluating on general data shows how much general ability the fine-tune cost.
+
+flags (in any order with the config file):
+  --adapter DIR  PEFT adapter folder to score beside the base
+  --json         print the results as JSON
+  --key value    any config key (--key=value and key=value too), over the file's;
+                 'gotune train -h' lists the keys`
+
+func runEval(args []string, stdout, stderr io.Writer) error {
+	if wantsHelp(args) {
+		fmt.Fprintln(stdout, evalUsage)
+		return nil
 	}
-	cfg, err := config.Load(args[0])
+	adapter, asJSON := "", false
+	rest, err := takeFlags(args, map[string]*bool{"json": &asJSON}, map[string]*string{"adapter": &adapter})
 	if err != nil {
 		return err
 	}
-	adapter, asJSON := "", false
-	var rest []string
-	for i := 1; i < len(args); i++ {
-		switch {
-		case args[i] == "--json":
-			asJSON = true
-		case args[i] == "--adapter" && i+1 < len(args):
-			adapter = args[i+1]
-			i++
-		case strings.HasPrefix(args[i], "--adapter="):
-			adapter = strings.TrimPrefix(args[i], "--adapter=")
-		default:
-			rest = append(rest, args[i])
-		}
+	path, overrides, err := configArgs(rest)
+	if err != nil {
+		return err
 	}
-	if err := cfg.ApplyFlags(rest); err != nil {
+	if path == "" {
+		fmt.Fprintln(stderr, evalUsage)
+		return exitError(2)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	if err := cfg.ApplyFlags(overrides); err != nil {
 		return err
 	}
 	dir, err := modelPath(cfg.ModelNameOrPath)
 	if err != nil {
 		return err
 	}
-	base, err := train.Evaluate(cfg, dir, "")
+	base, err := train.EvaluateWith(cfg, dir, "", evalProgress(stderr, "base"))
 	if err != nil {
 		return err
 	}
 	var tuned []train.EvalResult
 	if adapter != "" {
-		if tuned, err = train.Evaluate(cfg, dir, adapter); err != nil {
+		if tuned, err = train.EvaluateWith(cfg, dir, adapter, evalProgress(stderr, "adapter")); err != nil {
 			return err
 		}
 	}
@@ -72,4 +78,30 @@ evaluating on general data shows how much general ability the fine-tune cost.`)
 		fmt.Fprintln(stdout)
 	}
 	return nil
+}
+
+// evalProgress shows reading the data and scoring the samples with rate and
+// ETA on a terminal (nothing on a pipe).
+func evalProgress(w io.Writer, what string) train.EvalOptions {
+	var reading, scoring *runlog.Meter
+	return train.EvalOptions{
+		DataProgress: func(done, total int64) {
+			if reading == nil {
+				reading = runlog.NewMeter(w, "reading data", "B", total)
+			}
+			reading.Set(done, total)
+			if done >= total {
+				reading.Done()
+			}
+		},
+		Progress: func(done, total int) {
+			if scoring == nil {
+				scoring = runlog.NewMeter(w, "scoring "+what, "samples", int64(total))
+			}
+			scoring.Set(int64(done), int64(total))
+			if done >= total {
+				scoring.Done()
+			}
+		},
+	}
 }

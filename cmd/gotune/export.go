@@ -1,19 +1,16 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 
 	"gotune/export"
 	"gotune/quant"
+	"gotune/runlog"
 )
 
 func runExport(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: gotune export --model BASE [--adapter DIR] --out DIR [flags]
+	fs := newFlagSet("export", `usage: gotune export [BASE] --model BASE [--adapter DIR] --out DIR [flags]
 
 Formats:
   hf    the adapter merged into the base (LoRA, rsLoRA, DoRA, IA3), as a Hugging Face folder
@@ -23,11 +20,8 @@ Formats:
 --out is written into a temporary folder beside it and renamed into place when complete.
 With --quantization-bit the base is rounded through the quantized format a QLoRA adapter
 was trained on before merging: the result equals the trained QLoRA model, and carries the
-quantization's rounding in every projection.
-
-Flags:`)
-		fs.PrintDefaults()
-	}
+quantization's rounding in every projection. The base may also be given as the one
+positional argument; arguments and flags may come in any order.`, args, stdout, stderr)
 	var o export.Options
 	fs.StringVar(&o.Model, "model", "", "base model folder (Hugging Face layout) or Hub repo id")
 	fs.StringVar(&o.Adapter, "adapter", "", "PEFT adapter folder")
@@ -40,18 +34,18 @@ Flags:`)
 	fs.BoolVar(&o.Modelfile, "modelfile", false, "gguf: also write an Ollama Modelfile")
 	fs.StringVar(&o.System, "system", "", "gguf: default system prompt of the Modelfile")
 	fs.StringVar(&o.Name, "name", "", "gguf: general.name (default: the --out folder's name)")
-	fs.BoolVar(&o.Force, "force", false, "replace a non-empty --out")
+	fs.BoolVar(&o.Force, "force", false, "replace a non-empty --out that an earlier gotune export wrote (it holds "+export.MarkerFile+"); any other folder is refused")
 	qbit := fs.Int("quantization-bit", 0, "merge onto the base as QLoRA trained it: 4 or 8 (0: full precision)")
 	qtype := fs.String("quantization-type", "nf4", "4-bit type of --quantization-bit 4: nf4 or fp4")
 	dq := fs.Bool("double-quantization", true, "the base was double-quantized (as LLaMA-Factory's default)")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if o.Model, err = positionalModel(o.Model, pos); err != nil {
+		return err
 	}
 	o.Format = export.Format(*format)
-	var err error
 	if *dtype != "" {
 		if o.DType, err = export.ParseDType(*dtype); err != nil {
 			return err
@@ -80,7 +74,10 @@ Flags:`)
 	default:
 		return fmt.Errorf("--quantization-bit %d: want 4 or 8", *qbit)
 	}
-	o.Log = stderr
+	// Writing the weights shows its progress on a terminal, nothing on a pipe.
+	meter := runlog.NewMeter(stderr, "writing weights", "B", 0)
+	o.Progress = func(done, total int64) { meter.Set(done, total) }
+	o.Log = meter.Writer(stderr)
 	if o.Model != "" {
 		var err error
 		if o.Model, err = modelPath(o.Model); err != nil {
@@ -88,6 +85,7 @@ Flags:`)
 		}
 	}
 	res, err := export.Run(o)
+	meter.Done()
 	if err != nil {
 		return err
 	}

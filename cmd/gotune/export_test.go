@@ -72,6 +72,9 @@ func TestExportCommand(t *testing.T) {
 			if code != 0 {
 				where = stderr.String()
 			}
+			if strings.Contains(stderr.String(), "\r") {
+				t.Errorf("progress drawn on a pipe: %q", stderr.String())
+			}
 			if !strings.Contains(where, tc.msg) {
 				t.Errorf("output lacks %q:\n%s", tc.msg, where)
 			}

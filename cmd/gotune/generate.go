@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
-	"os"
-
 	"flag"
 	"fmt"
-	"gotune/hub"
 	"io"
+	"os"
 	"time"
 
 	"gotune/assets"
 	"gotune/chat"
+	"gotune/hub"
 	"gotune/infer"
 )
 
@@ -43,8 +42,12 @@ func sampleFlags(fs *flag.FlagSet) *infer.SampleOptions {
 }
 
 func runGenerate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("generate", `usage: gotune generate [MODEL] [PROMPT] [flags]
+
+Generates a reply to a user message with the model's chat template, or with --raw continues
+plain text. MODEL is a model folder, .gguf file or Hub repo id (or --model; default: the bundled
+`+assets.DefaultModel+`). PROMPT is the message (or --prompt); with --model given, a single
+positional argument is the prompt. Arguments and flags may come in any order.`, args, stdout, stderr)
 	modelDir := fs.String("model", "", "model folder (Hugging Face layout) or .gguf file; default: the bundled "+assets.DefaultModel)
 	adapter := fs.String("adapter", "", "PEFT adapter folder to attach")
 	prompt := fs.String("prompt", "What does LoRA train?", "user message (or raw text with --raw)")
@@ -52,8 +55,20 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	raw := fs.Bool("raw", false, "continue the prompt as plain text, without the chat template")
 	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate at most")
 	sample := sampleFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
+	}
+	if *modelDir == "" && len(pos) > 0 {
+		*modelDir, pos = pos[0], pos[1:]
+	}
+	switch {
+	case len(pos) > 1:
+		return fmt.Errorf("unexpected arguments %q: give one model and one prompt (quote a prompt with spaces)", pos)
+	case len(pos) == 1 && flagSet(fs, "prompt"):
+		return fmt.Errorf("prompt given twice: %q and --prompt %q", pos[0], *prompt)
+	case len(pos) == 1:
+		*prompt = pos[0]
 	}
 	dir, err := modelPath(*modelDir)
 	if err != nil {
@@ -75,7 +90,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	start := time.Now()
-	res, err := e.Generate(infer.Request{Prompt: text, MaxTokens: *maxNew, Sample: *sample,
+	res, err := e.Generate(infer.Request{Prompt: text, MaxTokens: *maxNew, Sample: *sample, Raw: *raw,
 		OnText: func(s string) { fmt.Fprint(stdout, s) }})
 	if err != nil {
 		return err

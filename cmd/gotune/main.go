@@ -4,6 +4,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -42,7 +44,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'gotune <command> -h' for a command's flags.")
+	fmt.Fprintln(w, "\nRun 'gotune <command> -h' for a command's flags, 'gotune --version' for the version.")
 }
 
 // exitError carries an exit status without printing anything more.
@@ -55,8 +57,16 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		if len(args) > 1 && args[0] == "help" {
+			// gotune help CMD is gotune CMD -h.
+			return run([]string{args[1], "-h"}, stdout, stderr)
+		}
 		usage(stdout)
+		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		fmt.Fprintln(stdout, version())
 		return 0
 	}
 	cmd, ok := commands()[args[0]]
@@ -68,6 +78,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := cmd.run(args[1:], stdout, stderr); err != nil {
 		if code, ok := err.(exitError); ok {
 			return int(code)
+		}
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // the flag set printed the usage that was asked for
 		}
 		fmt.Fprintf(stderr, "gotune %s: %v\n", args[0], err)
 		return 1

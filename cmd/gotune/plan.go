@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,8 +15,11 @@ import (
 // runPlan estimates memory and step time of every fine-tuning method for a
 // model, data size and machine, and recommends one.
 func runPlan(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("plan", `usage: gotune plan [MODEL] [flags]
+
+Estimates memory and step time of each fine-tuning method for a model (folder, Hub repo id, or
+a named --shape) and a data size, and recommends one. MODEL may be given as the one positional
+argument instead of --model; arguments and flags may come in any order.`, args, stdout, stderr)
 	modelDir := fs.String("model", "", "model folder (config.json, *.safetensors)")
 	shape := fs.String("shape", "", "named model shape instead of --model; known: "+strings.Join(model.ShapeNames(), ", "))
 	dataset := fs.String("dataset", "", "dataset file whose records are counted (.json, .jsonl, .parquet, .txt)")
@@ -35,14 +37,14 @@ func runPlan(args []string, stdout, stderr io.Writer) error {
 	mexps := fs.Float64("mexps", 0, "exponentials per second in millions, for softmax and SiLU (default: measured)")
 	steps := fs.Int64("steps", 0, "training steps of the run, for the Go collector's headroom (0: a long run)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
+	if *modelDir, err = positionalModel(*modelDir, pos); err != nil {
+		return err
 	}
 	req := plan.Request{Samples: *samples}
-	var err error
 	switch {
 	case *modelDir != "" && *shape != "":
 		return fmt.Errorf("give --model or --shape, not both")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -26,6 +25,10 @@ func signalContext() (context.Context, context.CancelFunc) {
 func runServe(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signalContext()
 	defer stop()
+	if wantsHelp(args) {
+		// Asked-for help goes to stdout; serveMain writes only to its log.
+		stderr = stdout
+	}
 	return serveMain(ctx, args, stderr, nil)
 }
 
@@ -57,14 +60,10 @@ func (a *adapterFlags) Set(v string) error {
 // serveMain loads the models, listens and serves until ctx ends; ready,
 // when set, gets the bound address.
 func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gotune serve [MODEL] [flags]\n\n"+
-			"Serve an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)\n"+
-			"for a model folder (default: the bundled "+assets.DefaultModel+") and its adapters.\n\nflags:")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("serve", "usage: gotune serve [MODEL] [flags]\n\n"+
+		"Serve an OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/completions)\n"+
+		"for a model folder (default: the bundled "+assets.DefaultModel+") and its adapters.\n"+
+		"MODEL and flags may come in any order.", args, stderr, stderr)
 	modelDir := fs.String("model", "", "model folder (or give it as the first argument)")
 	var adapters adapterFlags
 	fs.Var(&adapters, "adapter", "PEFT adapter served as model NAME: NAME=DIR, repeatable (a bare DIR uses its folder name)")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -13,20 +12,30 @@ import (
 	"gotune/train"
 )
 
+const trainUsage = `usage: gotune train CONFIG.yaml [--key value ...]
+
+Fine-tunes a model from a LLaMA-Factory style YAML config. Every key of the file can also be
+given as --key value, --key=value or key=value, before or after the config file; the command
+line overrides the file. Try 'gotune quickstart' for a bundled example.`
+
 func runTrain(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" {
-		fmt.Fprintln(stderr, "usage: gotune train CONFIG.yaml [--key value ...]\n\nKeys are LLaMA-Factory's (model_name_or_path, dataset, finetuning_type, lora_rank, ...);\nflags override the file. Try `gotune quickstart` for a bundled example.")
-		return exitError(2)
-	}
-	if args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stdout, "usage: gotune train CONFIG.yaml [--key value ...]\n\nknown keys:\n  "+strings.Join(config.Keys(), "\n  "))
+	if wantsHelp(args) {
+		fmt.Fprintln(stdout, trainUsage+"\n\nkeys (as --key value):\n  "+strings.Join(config.Keys(), "\n  "))
 		return nil
 	}
-	cfg, err := config.Load(args[0])
+	path, overrides, err := configArgs(args)
 	if err != nil {
 		return err
 	}
-	if err := cfg.ApplyFlags(args[1:]); err != nil {
+	if path == "" {
+		fmt.Fprintln(stderr, trainUsage+"\n\n'gotune train -h' lists the keys.")
+		return exitError(2)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	if err := cfg.ApplyFlags(overrides); err != nil {
 		return err
 	}
 	for _, w := range cfg.Warnings {
@@ -47,10 +56,14 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 // runQuickstart trains a LoRA adapter on the bundled tiny model and dataset
 // and shows the model's answers before and after.
 func runQuickstart(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("quickstart", `usage: gotune quickstart [key=value ...] [flags]
+
+Extracts the bundled tiny model and question/answer pairs, trains a LoRA adapter on them for a
+few seconds and prints the model's answers before and after. key=value arguments override keys
+of the bundled config (e.g. num_train_epochs=2).`, args, stdout, stderr)
 	out := fs.String("output-dir", "runs/quickstart", "where the adapter and logs go")
-	if err := fs.Parse(args); err != nil {
+	overrides, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
 	}
 	modelDir, err := assets.ModelDir(assets.DefaultModel, "")
@@ -66,7 +79,7 @@ func runQuickstart(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.ModelNameOrPath, cfg.DatasetDir, cfg.OutputDir = modelDir, dataDir, *out
-	if err := cfg.ApplyFlags(fs.Args()); err != nil {
+	if err := cfg.ApplyFlags(overrides); err != nil {
 		return err
 	}
 	questions := []string{"What does LoRA train?", "What do bees make?", "Name the capital of France."}
