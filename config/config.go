@@ -68,6 +68,10 @@ type Config struct {
 	MaskHistory     bool      `yaml:"mask_history"`
 	EnableThinking  bool      `yaml:"enable_thinking"`
 	TokenizedPath   string    `yaml:"tokenized_path"`
+	// SkipInvalidJSON (gotune) trains without dataset records that are not
+	// well-formed JSON instead of stopping at the first one; the count is
+	// printed and written to the run folder.
+	SkipInvalidJSON bool `yaml:"skip_invalid_json"`
 	// Cleaning (gotune): exact and near-duplicate removal, placeholder
 	// answers, length bounds and a script/language filter; what each
 	// removed is reported by `gotune data inspect`.

@@ -22,13 +22,21 @@ type Config struct {
 	Datasets []Spec `json:"datasets"`
 	// Stage is LLaMA-Factory's stage: "sft" (default) wants conversations,
 	// "pt" plain text, "rm"/"dpo"/"orpo"/"simpo" preference pairs.
-	Stage      string        `json:"stage,omitempty"`
-	Strict     bool          `json:"strict,omitempty"`      // the first bad record is an error
-	MaxSamples int           `json:"max_samples,omitempty"` // per dataset, first N kept (0: all)
-	Clean      CleanConfig   `json:"clean"`
-	Mix        MixConfig     `json:"mix"`
-	ValSize    float64       `json:"val_size,omitempty"`
-	Encode     EncodeOptions `json:"encode"`
+	Stage  string `json:"stage,omitempty"`
+	Strict bool   `json:"strict,omitempty"` // the first bad record is an error
+	// SkipInvalidJSON skips records that are not well-formed JSON (and, in
+	// a JSON array file, everything after the break) instead of stopping:
+	// a broken file must not train on whatever was read before the break
+	// unless the user says so.
+	SkipInvalidJSON bool          `json:"skip_invalid_json,omitempty"`
+	MaxSamples      int           `json:"max_samples,omitempty"` // per dataset, first N kept (0: all)
+	Clean           CleanConfig   `json:"clean"`
+	Mix             MixConfig     `json:"mix"`
+	ValSize         float64       `json:"val_size,omitempty"`
+	Encode          EncodeOptions `json:"encode"`
+
+	// reportOnly lists every problem without stopping (data inspect).
+	reportOnly bool
 }
 
 func (c Config) wantKind() Kind {
@@ -97,6 +105,12 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 			err := ReadFile(file, func(rec Record) error {
 				st.Records++
 				if rec.Bad != nil {
+					if rec.Bad.syntax {
+						st.InvalidJSON++
+						if !cfg.SkipInvalidJSON && !cfg.reportOnly {
+							return &RecordError{Issue: *rec.Bad, Hint: "fix the file, or set skip_invalid_json: true to train without such records"}
+						}
+					}
 					return report(*rec.Bad)
 				}
 				if p == nil {
@@ -159,6 +173,7 @@ func Inspect(cfg Config, enc *Encoder, opts InspectOptions) (*Report, error) {
 	if opts.Samples == 0 {
 		opts.Samples = 3
 	}
+	cfg.reportOnly = true
 	rep := newReport(cfg)
 	if enc == nil {
 		rep.Unit = "chars"

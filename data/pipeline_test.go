@@ -34,7 +34,8 @@ func sftFiles(t *testing.T, dir string) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Config{Datasets: specs, Clean: DefaultClean(), ValSize: 0.1, Mix: MixConfig{Seed: 1}, Encode: EncodeOptions{CutoffLen: 256}}
+	// The broken line is skipped on request (skip_invalid_json).
+	return Config{Datasets: specs, SkipInvalidJSON: true, Clean: DefaultClean(), ValSize: 0.1, Mix: MixConfig{Seed: 1}, Encode: EncodeOptions{CutoffLen: 256}}
 }
 
 func TestPrepareCache(t *testing.T) {

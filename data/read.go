@@ -160,9 +160,16 @@ func readJSONL(path string, br *bufio.Reader, fn func(Record) error) error {
 		if len(trimmed) > 0 {
 			rec := Record{Loc: Loc{File: path, Line: lineNo, Index: index}, Bytes: size}
 			index++
-			if err := json.Unmarshal(trimmed, &rec.Fields); err != nil {
+			if d := nestingDepth(trimmed); d > MaxJSONDepth {
+				rec.Bad = syntaxIssue(rec.Loc, "JSON nested deeper than %d levels", MaxJSONDepth)
+			} else if err := json.Unmarshal(trimmed, &rec.Fields); err != nil {
 				rec.Fields = nil
-				rec.Bad = issuef(rec.Loc, "", "invalid JSON line (expected one JSON object per line): %s", jsonErr(err))
+				var se *json.SyntaxError
+				if errors.As(err, &se) {
+					rec.Bad = syntaxIssue(rec.Loc, "invalid JSON line (expected one JSON object per line): %s", jsonErr(err))
+				} else {
+					rec.Bad = issuef(rec.Loc, "", "invalid JSON line (expected one JSON object per line): %s", jsonErr(err))
+				}
 			}
 			if ferr := fn(rec); ferr != nil {
 				return ferr
@@ -183,25 +190,34 @@ func jsonErr(err error) string {
 }
 
 // readJSONArray walks a top-level JSON array with the decoder's token stream
-// so only one element is in memory at a time.
+// so only one element is in memory at a time. Records carry the line their
+// element starts on, so problems can be found in an editor.
 func readJSONArray(path string, br *bufio.Reader, fn func(Record) error) error {
-	dec := json.NewDecoder(br)
+	lines := &lineReader{r: br}
+	dec := json.NewDecoder(lines)
 	if _, err := dec.Token(); err != nil { // the opening '['
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	var prev int64 = dec.InputOffset()
 	for index := 0; dec.More(); index++ {
 		var raw json.RawMessage
-		loc := Loc{File: path, Index: index}
+		loc := Loc{File: path, Index: index, Line: lines.lineAt(skipSpace(lines, dec.InputOffset())), InArray: true}
 		if err := dec.Decode(&raw); err != nil {
 			// A syntax error leaves the decoder lost: nothing after it can be
 			// trusted, so report it and stop reading this file.
-			bad := Record{Loc: loc, Bad: issuef(loc, "", "invalid JSON near byte %d: %v; the rest of the file was not read", dec.InputOffset(), err)}
-			return fn(bad)
+			at := dec.InputOffset()
+			var se *json.SyntaxError
+			if errors.As(err, &se) {
+				at = se.Offset
+			}
+			loc.Line = lines.lineAt(max(at-1, 0))
+			return fn(Record{Loc: loc, Bad: syntaxIssue(loc, "invalid JSON: %v; the rest of the file was not read", err)})
 		}
 		rec := Record{Loc: loc, Bytes: int(dec.InputOffset() - prev)}
 		prev = dec.InputOffset()
-		if err := json.Unmarshal(raw, &rec.Fields); err != nil {
+		if nestingDepth(raw) > MaxJSONDepth {
+			rec.Bad = syntaxIssue(loc, "JSON nested deeper than %d levels", MaxJSONDepth)
+		} else if err := json.Unmarshal(raw, &rec.Fields); err != nil {
 			rec.Fields = nil
 			rec.Bad = issuef(loc, "", "array element is not a JSON object (%s)", jsonErr(err))
 		}
@@ -210,10 +226,104 @@ func readJSONArray(path string, br *bufio.Reader, fn func(Record) error) error {
 		}
 	}
 	if _, err := dec.Token(); err != nil {
-		loc := Loc{File: path, Index: -1}
-		return fn(Record{Loc: loc, Bad: issuef(loc, "", "JSON array not closed: %v", err)})
+		loc := Loc{File: path, Index: -1, Line: lines.lineAt(max(dec.InputOffset()-1, 0)), InArray: true}
+		return fn(Record{Loc: loc, Bad: syntaxIssue(loc, "JSON array not closed: %v", err)})
 	}
 	return nil
+}
+
+// MaxJSONDepth bounds the nesting of a dataset record. Real records need a
+// handful of levels (messages → tool calls → arguments); the bound keeps a
+// hostile file from costing deep recursion in every later decoder.
+const MaxJSONDepth = 64
+
+// nestingDepth is the deepest bracket nesting in a JSON text, ignoring
+// brackets inside strings; it stops counting once past MaxJSONDepth.
+func nestingDepth(b []byte) int {
+	depth, most, inStr, esc := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case esc:
+			esc = false
+		case inStr:
+			switch c {
+			case '\\':
+				esc = true
+			case '"':
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '{' || c == '[':
+			depth++
+			if depth > most {
+				most = depth
+				if most > MaxJSONDepth {
+					return most
+				}
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return most
+}
+
+// syntaxIssue is a record that is not well-formed JSON. Training stops at
+// such a record unless the user asked to skip them (skip_invalid_json): a
+// broken file otherwise trains silently on whatever came before the break.
+func syntaxIssue(loc Loc, format string, args ...any) *Issue {
+	is := issuef(loc, "", format, args...)
+	is.syntax = true
+	return is
+}
+
+// lineReader counts lines of what passes through it, and remembers enough
+// of the recent input to give the line of any offset at or after the last
+// one asked about (the JSON decoder reads ahead of what it has parsed).
+type lineReader struct {
+	r      io.Reader
+	off    int64  // offset of buf[0]
+	line   int    // line number (1-based) at buf[0]
+	buf    []byte // input from off up to what was read
+	lastAt int64
+}
+
+func (l *lineReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.buf = append(l.buf, p[:n]...)
+	return n, err
+}
+
+// lineAt is the 1-based line holding byte offset at; offsets must not go
+// backwards between calls.
+func (l *lineReader) lineAt(at int64) int {
+	if l.line == 0 {
+		l.line = 1
+	}
+	if at < l.off {
+		at = l.off
+	}
+	k := int(min(at-l.off, int64(len(l.buf))))
+	n := l.line + bytes.Count(l.buf[:k], []byte{'\n'})
+	// Drop what lies before at: later questions are about later bytes.
+	l.line = n
+	l.off += int64(k)
+	l.buf = append(l.buf[:0], l.buf[k:]...)
+	return n
+}
+
+// skipSpace moves offset at past JSON whitespace and the comma between
+// array elements, so a record's line is the line its element starts on.
+func skipSpace(l *lineReader, at int64) int64 {
+	for i := max(at-l.off, 0); i < int64(len(l.buf)); i++ {
+		switch l.buf[i] {
+		case ' ', '\t', '\r', '\n', ',':
+			continue
+		}
+		return l.off + i
+	}
+	return at
 }
 
 func readParquet(path string, fn func(Record) error) (err error) {

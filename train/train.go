@@ -272,6 +272,11 @@ func (t *Trainer) loadData() error {
 	if pad, ok := enc.Tok.(data.HFTokenizer); ok {
 		t.pad = int32(pad.PAD())
 	}
+	if rep := cache.Report(); rep != nil && t.out != nil {
+		if err := rep.WriteSummary(t.out); err != nil {
+			return err
+		}
+	}
 	t.printf("data: %d training samples, %d validation (%s)\n", len(t.train), len(t.val), cache.Path())
 	if len(t.train) == 0 {
 		return fmt.Errorf("no training samples left after validation and filtering; see `gotune data inspect`")
@@ -295,7 +300,7 @@ func DataConfig(c *config.Config) (data.Config, error) {
 	}
 	clean := data.CleanConfig{Dedup: c.Dedup, NearDedup: c.NearDedup, NearThreshold: c.NearDedupThreshold,
 		DropPlaceholders: c.DropPlaceholders, MinChars: c.MinChars, MaxChars: c.MaxChars, Scripts: c.Languages}
-	dc := data.Config{Datasets: specs, Stage: c.Stage, ValSize: c.ValSize, Clean: clean,
+	dc := data.Config{Datasets: specs, Stage: c.Stage, ValSize: c.ValSize, Clean: clean, SkipInvalidJSON: c.SkipInvalidJSON,
 		Encode: data.EncodeOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory},
 		Mix:    data.MixConfig{Strategy: c.MixStrategy, Probs: c.InterleaveProbs, Seed: int64(c.Seed)}}
 	if c.MaxSamples != nil {
@@ -418,6 +423,9 @@ func (t *Trainer) Run() error {
 		}
 	}
 	if err := os.MkdirAll(c.OutputDir, 0o755); err != nil {
+		return err
+	}
+	if err := t.writeDataReport(); err != nil {
 		return err
 	}
 	disp, err := runlog.ParseDisplay(c.Progress)
@@ -550,4 +558,25 @@ func (t *Trainer) checkOutputDir() error {
 		return fmt.Errorf("%s already holds checkpoints: set resume_from_checkpoint to continue or overwrite_output_dir: true to start over", c.OutputDir)
 	}
 	return nil
+}
+
+// DataReportFile is the run folder's record of what the data pipeline read,
+// skipped, filtered and kept.
+const DataReportFile = "data_report.json"
+
+func (t *Trainer) writeDataReport() error {
+	rep := t.cache.Report()
+	if rep == nil {
+		return nil
+	}
+	var b strings.Builder
+	if err := rep.WriteJSON(&b); err != nil {
+		return err
+	}
+	path := filepath.Join(t.Cfg.OutputDir, DataReportFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

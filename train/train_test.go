@@ -279,3 +279,39 @@ func TestEvaluate(t *testing.T) {
 		t.Errorf("perplexity %v is not exp(loss %v)", base[1].Perplexity, base[1].Loss)
 	}
 }
+
+// TestInvalidJSONStopsTraining: a dataset file broken in the middle stops
+// training with file:line; with skip_invalid_json the run goes on, prints
+// what it skipped and per-dataset counts, and records them in the run
+// folder.
+func TestInvalidJSONStopsTraining(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	src, err := os.ReadFile(filepath.Join(cfg.DatasetDir, "quickstart.json"))
+	must(t, err)
+	// Break the array after its third record: LLaMA-Factory users' files
+	// break like this when hand-edited.
+	lines := strings.Split(string(src), "\n")
+	lines[3] = strings.Replace(lines[3], `"output":`, `"output"`, 1)
+	broken := filepath.Join(cfg.DatasetDir, "broken.json")
+	must(t, os.WriteFile(broken, []byte(strings.Join(lines, "\n")), 0o644))
+	must(t, cfg.ApplyFlags([]string{"--dataset", "broken.json", "--max_steps", "1", "--save_strategy", "no"}))
+	_, err = New(cfg, "", nil)
+	if err == nil || !strings.Contains(err.Error(), broken+":4 (record 2)") || !strings.Contains(err.Error(), "skip_invalid_json") {
+		t.Fatalf("want an error at %s:4 naming skip_invalid_json, got %v", broken, err)
+	}
+	must(t, cfg.ApplyFlags([]string{"--skip_invalid_json"}))
+	var out strings.Builder
+	tr, err := New(cfg, "", &out)
+	must(t, err)
+	must(t, tr.Run())
+	for _, want := range []string{"skipped 1 records that are not valid JSON", "records", "kept", "broken.json"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("training output lacks %q:\n%s", want, out.String())
+		}
+	}
+	rep, err := os.ReadFile(filepath.Join(cfg.OutputDir, DataReportFile))
+	must(t, err)
+	if !strings.Contains(string(rep), `"invalid_json": 1`) {
+		t.Errorf("%s does not record the skipped record:\n%s", DataReportFile, rep)
+	}
+}
