@@ -140,8 +140,17 @@ func LoadEncoderTemplate(modelDir, template string, opts EncodeOptions) (*Encode
 	fmt.Fprintf(h, "template %s\n", tmpl.Source)
 	return &Encoder{
 		Tok:         HFTokenizer{tok},
-		Tmpl:        TemplateRenderer{T: tmpl},
+		Tmpl:        TemplateRenderer{T: tmpl, Extra: thinkingVars(opts)},
 		Opts:        opts,
 		Fingerprint: hex.EncodeToString(h.Sum(nil)),
 	}, nil
+}
+
+// thinkingVars passes enable_thinking: false to templates that read it
+// (Qwen3's and the built-in qwen3), nothing otherwise.
+func thinkingVars(opts EncodeOptions) map[string]any {
+	if !opts.NoThinking {
+		return nil
+	}
+	return map[string]any{"enable_thinking": false}
 }

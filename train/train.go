@@ -301,7 +301,7 @@ func DataConfig(c *config.Config) (data.Config, error) {
 	clean := data.CleanConfig{Dedup: c.Dedup, NearDedup: c.NearDedup, NearThreshold: c.NearDedupThreshold,
 		DropPlaceholders: c.DropPlaceholders, MinChars: c.MinChars, MaxChars: c.MaxChars, Scripts: c.Languages}
 	dc := data.Config{Datasets: specs, Stage: c.Stage, ValSize: c.ValSize, Clean: clean, SkipInvalidJSON: c.SkipInvalidJSON,
-		Encode: data.EncodeOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory},
+		Encode: data.EncodeOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory, NoThinking: !c.EnableThinking},
 		Mix:    data.MixConfig{Strategy: c.MixStrategy, Probs: c.InterleaveProbs, Seed: int64(c.Seed)}}
 	if c.MaxSamples != nil {
 		dc.MaxSamples = *c.MaxSamples
@@ -517,7 +517,7 @@ func (t *Trainer) Run() error {
 			}
 		}
 	}
-	if len(t.val) > 0 && c.EvalStrategy != "no" {
+	if len(t.val) > 0 && (c.EvalStrategy != "no" || c.DoEval) {
 		if err := t.evaluate(); err != nil {
 			return err
 		}
