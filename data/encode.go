@@ -146,6 +146,9 @@ func (e *Encoder) renderChat(msgs []Message, tools json.RawMessage, lastOnly boo
 		if lastOnly && s.Message != last {
 			continue
 		}
+		if s.Message >= 0 && s.Message < len(msgs) && msgs[s.Message].NoTrain {
+			continue
+		}
 		trained = append(trained, s)
 	}
 	tr := make([]bool, len(ids))

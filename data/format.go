@@ -461,7 +461,7 @@ func (p *parser) messages(rec Record, key string, raw json.RawMessage) ([]Messag
 		if err := json.Unmarshal(roleRaw, &role); err != nil {
 			return nil, issuef(rec.Loc, where+"."+t.RoleTag, "expected a string role, found %s", jsonKind(roleRaw))
 		}
-		content, is := contentOf(rec.Loc, where, m, t.ContentTag)
+		content, extra, is := contentOf(rec.Loc, where, m, t.ContentTag)
 		if is != nil {
 			return nil, is
 		}
@@ -470,7 +470,12 @@ func (p *parser) messages(rec Record, key string, raw json.RawMessage) ([]Messag
 		case t.UserTag, RoleUser, "human":
 			msg.Role = RoleUser
 		case t.AssistantTag, RoleAssistant, "gpt", "model":
-			msg = assistantMessage(content, reasoningOf(m))
+			reasoning := extra.reasoning
+			if reasoning == "" {
+				reasoning = reasoningOf(m)
+			}
+			msg = assistantMessage(content, reasoning)
+			msg.ToolCalls = extra.calls
 		case t.SystemTag, RoleSystem:
 			msg.Role = RoleSystem
 		case t.ObservationTag, RoleTool, "observation", "function", "tool_response":
@@ -499,6 +504,17 @@ func (p *parser) messages(rec Record, key string, raw json.RawMessage) ([]Messag
 		if n, ok := m["name"]; ok {
 			_ = json.Unmarshal(n, &msg.Name)
 		}
+		if w, ok := m["loss_weight"]; ok && msg.Role == RoleAssistant {
+			// LLaMA-Factory's v1 format: 0 keeps an answer as context only.
+			var x float64
+			if err := json.Unmarshal(w, &x); err != nil || x < 0 {
+				return nil, issuef(rec.Loc, where+".loss_weight", "expected a number >= 0, found %s", jsonKind(w))
+			}
+			msg.NoTrain = x == 0
+		}
+		if len(extra.calls) > 0 && msg.Role != RoleAssistant {
+			return nil, issuef(rec.Loc, where, "tool_call parts in a %s message (only the assistant calls tools)", role)
+		}
 		out = append(out, msg)
 	}
 	return out, nil
@@ -516,9 +532,19 @@ func reasoningOf(m map[string]json.RawMessage) string {
 	return ""
 }
 
-// contentOf reads a message's content: a string, null, or OpenAI's list of
-// parts, of which only text parts are kept.
-func contentOf(loc Loc, where string, m map[string]json.RawMessage, tag string) (string, *Issue) {
+// partsExtra is what a list of content parts holds beside text: reasoning
+// and tool calls (LLaMA-Factory's v1 message format).
+type partsExtra struct {
+	reasoning string
+	calls     []ToolCall
+}
+
+// contentOf reads a message's content: a string, null, or a list of parts.
+// Parts are OpenAI's {"type": "text", "text"} (other types, such as images,
+// are dropped) or LLaMA-Factory's v1 format {"type": "text" | "reasoning" |
+// "tool_call", "value"}, whose reasoning and tool calls come back in extra.
+func contentOf(loc Loc, where string, m map[string]json.RawMessage, tag string) (string, partsExtra, *Issue) {
+	var extra partsExtra
 	raw, ok := m[tag]
 	if !ok {
 		if raw, ok = m["content"]; !ok {
@@ -526,39 +552,57 @@ func contentOf(loc Loc, where string, m map[string]json.RawMessage, tag string) 
 		}
 	}
 	if !ok {
-		return "", nil
+		return "", extra, nil
 	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
+		return "", extra, nil
 	}
 	switch raw[0] {
 	case '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", issuef(loc, where+"."+tag, "bad string: %v", err)
+			return "", extra, issuef(loc, where+"."+tag, "bad string: %v", err)
 		}
-		return s, nil
+		return s, extra, nil
 	case '[':
 		var parts []struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
+			Type  string  `json:"type"`
+			Text  *string `json:"text"`
+			Value *string `json:"value"`
 		}
 		if err := json.Unmarshal(raw, &parts); err != nil {
-			return "", issuef(loc, where+"."+tag, "expected a string or a list of {type, text} parts: %s", jsonErr(err))
+			return "", extra, issuef(loc, where+"."+tag, "expected a string or a list of {type, text} parts: %s", jsonErr(err))
 		}
-		var sb strings.Builder
-		for _, p := range parts {
-			if p.Type == "text" || p.Type == "" {
-				sb.WriteString(p.Text)
+		var sb, rb strings.Builder
+		for i, p := range parts {
+			v := p.Text
+			if v == nil {
+				v = p.Value
+			}
+			if v == nil {
+				continue
+			}
+			switch p.Type {
+			case "text", "":
+				sb.WriteString(*v)
+			case "reasoning", "thinking":
+				rb.WriteString(*v)
+			case "tool_call":
+				calls, is := parseCalls(loc, fmt.Sprintf("%s.%s[%d]", where, tag, i), json.RawMessage(*v))
+				if is != nil {
+					return "", extra, is
+				}
+				extra.calls = append(extra.calls, calls...)
 			}
 		}
-		return sb.String(), nil
+		extra.reasoning = rb.String()
+		return sb.String(), extra, nil
 	case '{':
 		// A function_call value written as an object rather than a string.
-		return string(raw), nil
+		return string(raw), extra, nil
 	}
-	return string(raw), nil
+	return string(raw), extra, nil
 }
 
 // parseCalls accepts one call or a list, each either {"name","arguments"} or

@@ -188,6 +188,9 @@ func Inspect(cfg Config, enc *Encoder, opts InspectOptions) (*Report, error) {
 			return nil
 		})
 	} else {
+		if err := enc.checkTemplate(cfg); err != nil {
+			return nil, err
+		}
 		err = encodeAll(cfg, enc, rep, func(d int, ex *Example, samples []Sample) error {
 			for _, s := range samples {
 				counts[d]++
@@ -330,6 +333,9 @@ func CacheKey(cfg Config, enc *Encoder) (string, error) {
 func Prepare(cfg Config, enc *Encoder, dir string) (*Cache, error) {
 	if enc == nil {
 		return nil, fmt.Errorf("prepare: no tokenizer/template")
+	}
+	if err := enc.checkTemplate(cfg); err != nil {
+		return nil, err
 	}
 	key, err := CacheKey(cfg, enc)
 	if err != nil {

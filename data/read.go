@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -27,7 +28,7 @@ type Record struct {
 }
 
 // DataFiles lists the dataset files at path: the file itself, or every
-// .json, .jsonl and .parquet file under a folder, sorted by name so the
+// .json, .jsonl, .parquet and .txt file under a folder, sorted by name so the
 // order (and so every seeded choice made later) is stable.
 func DataFiles(path string) ([]string, error) {
 	st, err := os.Stat(path)
@@ -49,7 +50,7 @@ func DataFiles(path string) ([]string, error) {
 			return nil
 		}
 		switch fileType(p) {
-		case "json", "jsonl", "parquet":
+		case "json", "jsonl", "parquet", "txt":
 			files = append(files, p)
 		}
 		return nil
@@ -58,7 +59,7 @@ func DataFiles(path string) ([]string, error) {
 		return nil, fmt.Errorf("dataset folder %s: %w", path, err)
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("dataset folder %s: no .json, .jsonl or .parquet files", path)
+		return nil, fmt.Errorf("dataset folder %s: no .json, .jsonl, .parquet or .txt files", path)
 	}
 	sort.Strings(files)
 	return files, nil
@@ -80,17 +81,20 @@ func fileType(path string) string {
 }
 
 // ReadFile streams the records of one file to fn without holding the file in
-// memory. JSON files may hold an array of objects or one object per line;
+// memory. A .txt file holds one document per line (blank lines are skipped),
+// each read as a record with a "text" field, as Hugging Face's text loader
+// and so LLaMA-Factory read it. JSON files may hold an array of objects or one object per line;
 // which one is decided by the first non-blank byte, as Hugging Face's json
 // loader does. A non-nil error from fn stops the walk and is returned.
 func ReadFile(path string, fn func(Record) error) error {
-	if fileType(path) == "parquet" {
-		return readParquet(path, fn)
-	}
 	switch t := fileType(path); t {
+	case "parquet":
+		return readParquet(path, fn)
+	case "txt":
+		return readText(path, fn)
 	case "json", "jsonl":
 	default:
-		return fmt.Errorf("%s: unsupported file type %q (expected .json, .jsonl or .parquet)", path, t)
+		return fmt.Errorf("%s: unsupported file type %q (expected .json, .jsonl, .parquet or .txt)", path, t)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -128,6 +132,42 @@ func firstByte(br *bufio.Reader) (byte, error) {
 			}
 		}
 		return c, nil
+	}
+}
+
+func readText(path string, fn func(Record) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<20)
+	index := 0
+	for lineNo := 1; ; lineNo++ {
+		line, err := br.ReadString('\n')
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("%s:%d: %w", path, lineNo, err)
+		}
+		size := len(line)
+		text := strings.TrimRight(line, "\r\n")
+		if lineNo == 1 {
+			text = strings.TrimPrefix(text, "\uFEFF")
+		}
+		if strings.TrimSpace(text) != "" {
+			loc := Loc{File: path, Line: lineNo, Index: index}
+			index++
+			b, merr := json.Marshal(text)
+			rec := Record{Loc: loc, Bytes: size, Fields: map[string]json.RawMessage{"text": b}}
+			if merr != nil || !utf8.ValidString(text) {
+				rec.Fields, rec.Bad = nil, issuef(loc, "", "line is not valid UTF-8 text")
+			}
+			if ferr := fn(rec); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
 	}
 }
 

@@ -36,6 +36,9 @@ type Message struct {
 	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
 	ToolCallID string     `json:"tool_call_id,omitempty"`
 	Name       string     `json:"name,omitempty"`
+	// NoTrain keeps an assistant turn as context only (LLaMA-Factory's v1
+	// loss_weight 0).
+	NoTrain bool `json:"no_train,omitempty"`
 }
 
 // ToolCall is one function call made by the assistant. Arguments is always

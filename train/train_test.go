@@ -315,3 +315,27 @@ func TestInvalidJSONStopsTraining(t *testing.T) {
 		t.Errorf("%s does not record the skipped record:\n%s", DataReportFile, rep)
 	}
 }
+
+// TestPretrainBaseModelWithoutTemplate: continued pre-training with LoRA on
+// a real base model that has no chat template (llama2.c's stories260K),
+// from a plain .txt file, runs and lowers the loss.
+func TestPretrainBaseModelWithoutTemplate(t *testing.T) {
+	modelDir := filepath.Join("..", "..", "shared", "testdata", "real", "stories260K")
+	if _, err := os.Stat(modelDir); err != nil {
+		t.Skipf("%s absent (needs ../shared beside the repository)", modelDir)
+	}
+	dir := t.TempDir()
+	stories := "Lily and Tom went to the park. They saw a big red ball.\n" +
+		"Tim had a little dog. The dog liked to run and jump in the sun.\n" +
+		"Sue found a shiny stone by the river. She gave it to her mom.\n"
+	must(t, os.WriteFile(filepath.Join(dir, "stories.txt"), []byte(stories), 0o644))
+	cfg := config.Default()
+	must(t, cfg.ApplyFlags([]string{"--model_name_or_path", modelDir, "--stage", "pt", "--dataset", "stories.txt",
+		"--dataset_dir", dir, "--output_dir", filepath.Join(dir, "run"), "--max_steps", "8", "--learning_rate", "1e-2",
+		"--per_device_train_batch_size", "1", "--cutoff_len", "64", "--logging_steps", "1", "--save_strategy", "no",
+		"--lora_rank", "4", "--progress", "none"}))
+	hist := run(t, cfg)
+	if len(hist) < 2 || !(hist[len(hist)-1].Loss < hist[0].Loss) {
+		t.Errorf("loss did not fall: %+v", hist)
+	}
+}
