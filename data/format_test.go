@@ -127,8 +127,8 @@ func TestFormats(t *testing.T) {
 			},
 		},
 		{
-			name: "LLaMA-Factory v1 messages: value parts, reasoning, tool calls, loss_weight",
-			file: "v1.jsonl",
+			name:    "LLaMA-Factory v1 messages: value parts, reasoning, tool calls, loss_weight",
+			file:    "v1.jsonl",
 			content: `{"messages": [{"role": "user", "content": [{"type": "text", "value": "hi"}], "loss_weight": 0.0}, {"role": "assistant", "content": [{"type": "text", "value": "hello"}], "loss_weight": 0.0}, {"role": "user", "content": [{"type": "text", "value": "area of r=2?"}]}, {"role": "assistant", "content": [{"type": "reasoning", "value": "Use the tool."}, {"type": "tool_call", "value": "{\"name\": \"area\", \"arguments\": {\"r\": 2}}"}], "loss_weight": 1.0}, {"role": "tool", "content": [{"type": "text", "value": "12.57"}]}, {"role": "assistant", "content": [{"type": "reasoning", "value": "Report it."}, {"type": "text", "value": "About 12.57."}], "loss_weight": 1.0}], "tools": "[{\"type\": \"function\", \"function\": {\"name\": \"area\", \"parameters\": {}}}]"}` + "\n",
 			want: []Example{{Kind: KindChat, Tools: json.RawMessage(`[{"type": "function", "function": {"name": "area", "parameters": {}}}]`), Messages: []Message{
 				{Role: RoleUser, Content: "hi"},
