@@ -118,6 +118,10 @@ type Config struct {
 	EvalSteps            *int   `yaml:"eval_steps"`    // nil: logging_steps
 	ResumeFromCheckpoint string `yaml:"resume_from_checkpoint"`
 
+	// Export (LLaMA-Factory's export YAML, read by `gotune export`).
+	ExportDir  string `yaml:"export_dir"`
+	ExportSize int    `yaml:"export_size"` // largest safetensors shard, GB
+
 	// gotune extras.
 	Device   string `yaml:"device"`   // auto, cpu or cuda
 	Threads  int    `yaml:"threads"`  // CPU worker threads; 0: all cores
@@ -135,6 +139,9 @@ type sources struct {
 	file  string         // the YAML file, "" when none was read
 	line  map[string]int // key → line in file
 	flags map[string]bool
+	// unknown lists the file's keys gotune does not know, with their line
+	// and a suggestion.
+	unknown []string
 }
 
 // Default returns the defaults of LLaMA-Factory and transformers.
@@ -198,4 +205,5 @@ var ignoredKeys = []string{
 	"do_predict", "predict_with_generate", "enable_liger_kernel", "use_unsloth",
 	"tf32", "dataloader_pin_memory", "remove_unused_columns", "disable_tqdm",
 	"log_level", "push_to_hub", "hub_model_id", "cache_dir", "buffer_size",
+	"export_device", "export_legacy_format",
 }

@@ -54,12 +54,10 @@ func runData(args []string, stdout, stderr io.Writer) error {
 	cfg := config.Default()
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") && !strings.Contains(rest[0], "=") {
 		var err error
-		if cfg, err = config.Load(rest[0]); err != nil {
+		if cfg, err = config.Open(rest[0], rest[1:], stderr); err != nil {
 			return err
 		}
-		rest = rest[1:]
-	}
-	if err := cfg.ApplyFlags(rest); err != nil {
+	} else if err := cfg.ApplyFlags(rest); err != nil {
 		return err
 	}
 	dc, err := train.DataConfig(cfg)

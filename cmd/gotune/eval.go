@@ -20,10 +20,6 @@ per dataset and overall. With --adapter the fine-tuned model is scored as well, 
 evaluating on general data shows how much general ability the fine-tune cost.`)
 		return exitError(2)
 	}
-	cfg, err := config.Load(args[0])
-	if err != nil {
-		return err
-	}
 	adapter, asJSON := "", false
 	var rest []string
 	for i := 1; i < len(args); i++ {
@@ -39,7 +35,8 @@ evaluating on general data shows how much general ability the fine-tune cost.`)
 			rest = append(rest, args[i])
 		}
 	}
-	if err := cfg.ApplyFlags(rest); err != nil {
+	cfg, err := config.Open(args[0], rest, stderr)
+	if err != nil {
 		return err
 	}
 	dir, err := modelPath(cfg.ModelNameOrPath)

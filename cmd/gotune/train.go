@@ -22,15 +22,9 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "usage: gotune train CONFIG.yaml [--key value ...]\n\nknown keys:\n  "+strings.Join(config.Keys(), "\n  "))
 		return nil
 	}
-	cfg, err := config.Load(args[0])
+	cfg, err := config.Open(args[0], args[1:], stderr)
 	if err != nil {
 		return err
-	}
-	if err := cfg.ApplyFlags(args[1:]); err != nil {
-		return err
-	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintln(stderr, "warning:", w)
 	}
 	if cfg.ModelNameOrPath != "" {
 		if cfg.ModelNameOrPath, err = modelPath(cfg.ModelNameOrPath); err != nil {
