@@ -31,6 +31,12 @@ type Columns struct {
 	Chosen   string `json:"chosen,omitempty"`
 	Rejected string `json:"rejected,omitempty"`
 	Text     string `json:"text,omitempty"`
+	// KTOTag is the column of KTO data's boolean label (desirable answer
+	// or not); Images, Videos and Audios name multimodal columns.
+	KTOTag string `json:"kto_tag,omitempty"`
+	Images string `json:"images,omitempty"`
+	Videos string `json:"videos,omitempty"`
+	Audios string `json:"audios,omitempty"`
 }
 
 // Tags are the role and field names inside ShareGPT-style messages
@@ -72,7 +78,63 @@ func (c Columns) withDefaults(format string) Columns {
 	c.Tools = or(c.Tools, "tools")
 	c.Chosen = or(c.Chosen, "chosen")
 	c.Rejected = or(c.Rejected, "rejected")
+	c.Images = or(c.Images, "images")
+	c.Videos = or(c.Videos, "videos")
+	c.Audios = or(c.Audios, "audios")
 	return c
+}
+
+// Reasons a well-formed record is left out because the stage cannot use
+// what it means.
+const (
+	ReasonKTORejected = "KTO label false (an undesirable answer; stage sft would learn it)"
+	ReasonMultimodal  = "image/video/audio record (gotune trains text only; <image> would be learnt as text)"
+)
+
+var mediaPlaceholders = []string{"<image>", "<video>", "<audio>"}
+
+// unusable says why a parsed record must not be trained in this stage, or
+// "". KTO data labels some answers as undesirable: supervised training on
+// them teaches exactly those. Multimodal records carry media the text model
+// never sees, and placeholders it would learn as words.
+func (p *parser) unusable(rec Record, ex *Example) (string, *Issue) {
+	if k := p.cols.KTOTag; k != "" && p.stage != "kto" {
+		if raw, ok := rec.Fields[k]; ok {
+			var label bool
+			if err := json.Unmarshal(raw, &label); err != nil {
+				return "", issuef(rec.Loc, k, "expected the KTO label true or false, found %s", jsonKind(raw))
+			}
+			if !label {
+				return ReasonKTORejected, nil
+			}
+		}
+	}
+	for _, k := range []string{p.cols.Images, p.cols.Videos, p.cols.Audios} {
+		if raw, ok := rec.Fields[k]; ok {
+			switch s := string(bytes.TrimSpace(raw)); s {
+			case "", "null", "[]", `""`:
+			default:
+				return ReasonMultimodal, nil
+			}
+		}
+	}
+	texts := []string{ex.Text}
+	for _, m := range ex.Messages {
+		texts = append(texts, m.Content)
+	}
+	for _, m := range []*Message{ex.Chosen, ex.Rejected} {
+		if m != nil {
+			texts = append(texts, m.Content)
+		}
+	}
+	for _, t := range texts {
+		for _, ph := range mediaPlaceholders {
+			if strings.Contains(t, ph) {
+				return ReasonMultimodal, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 func (t Tags) withDefaults(format string) Tags {

@@ -127,6 +127,13 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 				}
 				ex, is := p.parse(rec)
 				if is == nil {
+					var why string
+					if why, is = p.unusable(rec, &ex); why != "" {
+						st.Filtered[why]++
+						return nil
+					}
+				}
+				if is == nil {
 					is = Validate(&ex)
 				}
 				if is == nil && ex.Kind != want {

@@ -1,0 +1,51 @@
+package data
+
+import (
+	"testing"
+)
+
+// TestStageCannotUse: records whose meaning a text sft/pt run cannot use
+// are filtered and counted, not trained: KTO answers labelled undesirable,
+// and image/video/audio records (by column or by placeholder).
+func TestStageCannotUse(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "kto.json", `[
+ {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi!"}], "label": true},
+ {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Go away."}], "label": false},
+ {"messages": [{"role": "user", "content": "Say bye"}, {"role": "assistant", "content": "Bye!"}], "label": true}]`)
+	writeFile(t, dir, "mllm.json", `[
+ {"messages": [{"role": "user", "content": "<image>What is this?"}, {"role": "assistant", "content": "A cat."}], "images": ["1.jpg"]},
+ {"messages": [{"role": "user", "content": "Describe <image>"}, {"role": "assistant", "content": "A dog."}]},
+ {"messages": [{"role": "user", "content": "No picture here"}, {"role": "assistant", "content": "Fine."}], "images": []}]`)
+	writeFile(t, dir, "dataset_info.json", `{
+ "kto": {"file_name": "kto.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"},
+         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}},
+ "mllm": {"file_name": "mllm.json", "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
+         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}`)
+	info, err := LoadDatasetInfo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := info.Resolve([]string{"kto", "mllm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, rep, err := collect(t, Config{Datasets: specs, Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ex := range got {
+		if c := ex.Messages[1].Content; c == "Go away." || c == "A cat." || c == "A dog." {
+			t.Errorf("%s was kept for sft", c)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("kept %d examples, want 3", len(got))
+	}
+	if n := rep.Sources[0].Filtered[ReasonKTORejected]; n != 1 {
+		t.Errorf("kto: %d filtered as undesirable, want 1 (%v)", n, rep.Sources[0].Filtered)
+	}
+	if n := rep.Sources[1].Filtered[ReasonMultimodal]; n != 2 {
+		t.Errorf("mllm: %d filtered as multimodal, want 2 (%v)", n, rep.Sources[1].Filtered)
+	}
+}
