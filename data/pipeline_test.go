@@ -221,3 +221,31 @@ func TestDatasetInfoErrors(t *testing.T) {
 		t.Error("malformed dataset_info.json accepted")
 	}
 }
+
+// TestTrainSummary: the summary training prints before it starts says,
+// per dataset, what was read, skipped, filtered (by which filter) and kept.
+func TestTrainSummary(t *testing.T) {
+	dir := t.TempDir()
+	cfg := sftFiles(t, dir)
+	c, err := Prepare(cfg, testEncoder(cfg.Encode), filepath.Join(dir, "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var b strings.Builder
+	if err := c.Report().WriteSummary(&b); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.ReplaceAll(b.String(), dir, "DIR")
+	golden := filepath.Join("testdata", "train_summary.txt")
+	if *update {
+		os.WriteFile(golden, []byte(got), 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("summary differs from %s:\n%s", golden, got)
+	}
+}
