@@ -167,7 +167,7 @@ func Default() *Config {
 		CutoffLen:                 2048,
 		Dedup:                     true,
 		NearDedup:                 true,
-		NearDedupThreshold:        0.8,
+		NearDedupThreshold:        0.9,
 		DropPlaceholders:          true,
 		MixStrategy:               "concat",
 		EnableThinking:            true,
