@@ -167,7 +167,7 @@ func Default() *Config {
 		CutoffLen:                 2048,
 		Dedup:                     true,
 		NearDedup:                 true,
-		NearDedupThreshold:        0.9,
+		NearDedupThreshold:        0.85,
 		DropPlaceholders:          true,
 		MixStrategy:               "concat",
 		EnableThinking:            true,

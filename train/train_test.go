@@ -247,8 +247,8 @@ func TestDataConfigCleaning(t *testing.T) {
 	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
 	dc, err := DataConfig(cfg)
 	must(t, err)
-	if !dc.Clean.Dedup || !dc.Clean.NearDedup || dc.Clean.NearThreshold != 0.9 || !dc.Clean.DropPlaceholders {
-		t.Errorf("default cleaning %+v, want exact and near dedup at 0.9 and placeholders", dc.Clean)
+	if !dc.Clean.Dedup || !dc.Clean.NearDedup || dc.Clean.NearThreshold != 0.85 || !dc.Clean.DropPlaceholders {
+		t.Errorf("default cleaning %+v, want exact and near dedup at 0.85 and placeholders", dc.Clean)
 	}
 	must(t, cfg.ApplyFlags([]string{"--dedup=false", "--near_dedup=false", "--languages", "en,zh", "--max_chars", "4000"}))
 	dc, err = DataConfig(cfg)
