@@ -90,6 +90,21 @@ func chatml(defaultSystem string, think bool) string {
 }
 
 var builtins = map[string]builtin{
+	// LLaMA-Factory's "default": plain Human/Assistant turns, each closed
+	// by the tokenizer's EOS (filled in from the tokenizer when loaded).
+	"default": {src: `{%- for m in messages -%}
+{%- if m.role == 'system' -%}
+{{- 'System: ' + m.content + eos_token + '\n' -}}
+{%- elif m.role == 'user' or m.role == 'tool' -%}
+{{- 'Human: ' + m.content + eos_token + '\nAssistant:' -}}
+{%- elif m.role == 'assistant' -%}
+{%- if m.tool_calls -%}
+{{- raise_exception('template default: tool calls are not supported; use the model\'s own template (omit template) or a tool-aware one such as qwen3') -}}
+{%- endif -%}
+{%- generation -%}{{- m.content + eos_token + '\n' -}}{%- endgeneration -%}
+{%- endif -%}
+{%- endfor -%}
+`},
 	"qwen3":         {src: chatml("", true), eos: "<|im_end|>", stops: []string{"<|im_end|>", "<|endoftext|>"}},
 	"qwen3_nothink": {src: chatml("", false), eos: "<|im_end|>", stops: []string{"<|im_end|>", "<|endoftext|>"}},
 	"qwen":          {src: chatml("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", false), eos: "<|im_end|>", stops: []string{"<|im_end|>", "<|endoftext|>"}},

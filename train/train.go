@@ -313,16 +313,18 @@ func DataConfig(c *config.Config) (data.Config, error) {
 // chat template, or with the built-in template named by `template`.
 func (t *Trainer) encoder(opts data.EncodeOptions) (*data.Encoder, error) {
 	enc, err := Encoder(t.ModelDir, t.Cfg.Template, opts)
-	if err == nil && t.Cfg.Template != "" && t.Cfg.Template != "default" {
+	if err == nil && t.Cfg.Template != "" && t.Cfg.Template != "auto" {
 		t.printf("template: built-in %q\n", t.Cfg.Template)
 	}
 	return enc, err
 }
 
 // Encoder builds the tokenizer and template glue for a model folder;
-// template names a built-in template ("", "default" or "auto": the model's own).
+// template names a built-in template as LLaMA-Factory's `template` does
+// ("default" is its Human:/Assistant: template); "" or "auto" use the
+// model's own.
 func Encoder(modelDir, template string, opts data.EncodeOptions) (*data.Encoder, error) {
-	if template == "default" || template == "auto" {
+	if template == "auto" {
 		template = ""
 	}
 	return data.LoadEncoderTemplate(modelDir, template, opts)

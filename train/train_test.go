@@ -11,6 +11,7 @@ import (
 	"gotune/chat"
 	"gotune/ckpt"
 	"gotune/config"
+	"gotune/data"
 	"gotune/model"
 )
 
@@ -337,5 +338,26 @@ func TestPretrainBaseModelWithoutTemplate(t *testing.T) {
 	hist := run(t, cfg)
 	if len(hist) < 2 || !(hist[len(hist)-1].Loss < hist[0].Loss) {
 		t.Errorf("loss did not fall: %+v", hist)
+	}
+}
+
+// TestTemplateDefaultIsLLaMAFactorys: `template: default` is LLaMA-Factory's
+// Human:/Assistant: template, not the model's own chat template.
+func TestTemplateDefaultIsLLaMAFactorys(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	enc, err := Encoder(cfg.ModelNameOrPath, "default", data.EncodeOptions{})
+	must(t, err)
+	r, err := enc.Render(&data.Example{Kind: data.KindChat, Messages: []data.Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello."}}})
+	must(t, err)
+	eos := enc.Tok.(data.HFTokenizer).EOSToken()
+	if want := "Human: Hi" + eos + "\nAssistant:Hello." + eos + "\n"; r.Text != want {
+		t.Errorf("template default rendered %q, want %q", r.Text, want)
+	}
+	own, err := Encoder(cfg.ModelNameOrPath, "", data.EncodeOptions{})
+	must(t, err)
+	r2, err := own.Render(&data.Example{Kind: data.KindChat, Messages: []data.Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello."}}})
+	must(t, err)
+	if r2.Text == r.Text {
+		t.Errorf("no template and template default render alike: %q", r.Text)
 	}
 }
