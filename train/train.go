@@ -263,9 +263,31 @@ func (t *Trainer) loadData() error {
 	if cacheDir == "" {
 		cacheDir = filepath.Join(c.OutputDir, ".data")
 	}
+	fresh := false
+	if c.TokenizedPath != "" {
+		key, err := data.CacheKey(dc, enc)
+		if err != nil {
+			return err
+		}
+		_, statErr := os.Stat(filepath.Join(cacheDir, key+".gtdc"))
+		fresh = statErr != nil
+	}
 	cache, err := data.Prepare(dc, enc, cacheDir)
 	if err != nil {
 		return err
+	}
+	if fresh {
+		// LLaMA-Factory's preprocessing run: with tokenized_path set and
+		// nothing there yet, tokenize, save and stop; the next run with the
+		// same tokenized_path trains from it.
+		rep := cache.Report()
+		cache.Close()
+		if rep != nil && t.out != nil {
+			if err := rep.WriteSummary(t.out); err != nil {
+				return err
+			}
+		}
+		return &PreprocessedError{Path: cache.Path()}
 	}
 	t.cache = cache
 	t.train, t.val = cache.Train(), cache.Val()
@@ -581,4 +603,13 @@ func (t *Trainer) writeDataReport() error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// PreprocessedError ends a run that only tokenized its data: tokenized_path
+// was set and held no cache for these datasets, tokenizer and settings, as
+// in LLaMA-Factory's preprocessing step. It is not a failure.
+type PreprocessedError struct{ Path string }
+
+func (e *PreprocessedError) Error() string {
+	return fmt.Sprintf("tokenized dataset saved at %s; run again with the same tokenized_path to train on it", e.Path)
 }

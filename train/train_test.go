@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -359,5 +360,28 @@ func TestTemplateDefaultIsLLaMAFactorys(t *testing.T) {
 	must(t, err)
 	if r2.Text == r.Text {
 		t.Errorf("no template and template default render alike: %q", r.Text)
+	}
+}
+
+// TestTokenizedPathPreprocessesThenTrains: as in LLaMA-Factory, a first run
+// with tokenized_path tokenizes, saves and stops; the next trains from it.
+func TestTokenizedPathPreprocessesThenTrains(t *testing.T) {
+	dir := t.TempDir()
+	cfg := quickConfig(t, filepath.Join(dir, "run"))
+	must(t, cfg.ApplyFlags([]string{"--tokenized_path", filepath.Join(dir, "tok"), "--max_steps", "1", "--save_strategy", "no"}))
+	_, err := New(cfg, "", nil)
+	var pre *PreprocessedError
+	if !errors.As(err, &pre) || !strings.HasPrefix(pre.Path, filepath.Join(dir, "tok")) {
+		t.Fatalf("first run: want a PreprocessedError under tokenized_path, got %v", err)
+	}
+	if _, err := os.Stat(pre.Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.OutputDir, "adapter_model.safetensors")); err == nil {
+		t.Fatal("the preprocessing run trained")
+	}
+	run(t, cfg)
+	if _, err := os.Stat(filepath.Join(cfg.OutputDir, "adapter_model.safetensors")); err != nil {
+		t.Errorf("second run did not train: %v", err)
 	}
 }

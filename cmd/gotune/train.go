@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -32,6 +33,11 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	t, err := train.New(cfg, "", stderr)
+	var pre *train.PreprocessedError
+	if errors.As(err, &pre) {
+		fmt.Fprintln(stdout, pre.Error())
+		return nil
+	}
 	if err != nil {
 		return err
 	}
