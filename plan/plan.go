@@ -68,12 +68,12 @@ type Plan struct {
 	MExps       float64 `json:"mexps,omitempty"`
 	Steps       int64   `json:"steps"` // 0: a long run
 	Methods     []Verdict
-	Recommended Method   `json:"recommended"` // empty when nothing fits
+	Recommended Method `json:"recommended"` // empty when nothing fits
 	// SuggestedLoRARank is a smaller rank than LoRARank that the dataset
 	// size calls for (0: LoRARank is fine).
 	SuggestedLoRARank int      `json:"suggested_lora_rank,omitempty"`
 	Checkpoint        bool     `json:"gradient_checkpointing"`
-	Reasons     []string `json:"reasons"`
+	Reasons           []string `json:"reasons"`
 }
 
 // Make estimates every method and recommends one.
