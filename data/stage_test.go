@@ -49,3 +49,23 @@ func TestStageCannotUse(t *testing.T) {
 		t.Errorf("mllm: %d filtered as multimodal, want 2 (%v)", n, rep.Sources[1].Filtered)
 	}
 }
+
+// TestWikiDemoTxt: LLaMA-Factory's wiki_demo entry (a .txt file, alpaca
+// formatting with prompt column "text") reads one document per line for
+// stage pt.
+func TestWikiDemoTxt(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "wiki_demo.txt", "Anarchism is a political philosophy.\nAlbedo is the fraction of light reflected.\n")
+	writeFile(t, dir, "dataset_info.json", `{"wiki_demo": {"file_name": "wiki_demo.txt", "columns": {"prompt": "text"}}}`)
+	specs, err := ResolveDatasets(dir, "wiki_demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := collect(t, Config{Datasets: specs, Stage: "pt", Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].Kind != KindText || got[1].Text != "Albedo is the fraction of light reflected." {
+		t.Errorf("got %+v", got)
+	}
+}
