@@ -322,15 +322,21 @@ func syntaxIssue(loc Loc, format string, args ...any) *Issue {
 // of the recent input to give the line of any offset at or after the last
 // one asked about (the JSON decoder reads ahead of what it has parsed).
 type lineReader struct {
-	r      io.Reader
-	off    int64  // offset of buf[0]
-	line   int    // line number (1-based) at buf[0]
-	buf    []byte // input from off up to what was read
-	lastAt int64
+	r    io.Reader
+	off  int64  // offset of buf[head]
+	line int    // line number (1-based) at buf[head]
+	buf  []byte // input read and not yet passed by a lineAt query
+	head int
 }
 
 func (l *lineReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
+	if l.head > len(l.buf)/2 {
+		// Compact only once the consumed prefix dominates, so each byte
+		// is copied a bounded number of times.
+		l.buf = append(l.buf[:0], l.buf[l.head:]...)
+		l.head = 0
+	}
 	l.buf = append(l.buf, p[:n]...)
 	return n, err
 }
@@ -344,20 +350,19 @@ func (l *lineReader) lineAt(at int64) int {
 	if at < l.off {
 		at = l.off
 	}
-	k := int(min(at-l.off, int64(len(l.buf))))
-	n := l.line + bytes.Count(l.buf[:k], []byte{'\n'})
-	// Drop what lies before at: later questions are about later bytes.
-	l.line = n
+	k := int(min(at-l.off, int64(len(l.buf)-l.head)))
+	l.line += bytes.Count(l.buf[l.head:l.head+k], []byte{'\n'})
 	l.off += int64(k)
-	l.buf = append(l.buf[:0], l.buf[k:]...)
-	return n
+	l.head += k
+	return l.line
 }
 
 // skipSpace moves offset at past JSON whitespace and the comma between
 // array elements, so a record's line is the line its element starts on.
 func skipSpace(l *lineReader, at int64) int64 {
-	for i := max(at-l.off, 0); i < int64(len(l.buf)); i++ {
-		switch l.buf[i] {
+	rest := l.buf[l.head:]
+	for i := max(at-l.off, 0); i < int64(len(rest)); i++ {
+		switch rest[i] {
 		case ' ', '\t', '\r', '\n', ',':
 			continue
 		}
