@@ -96,6 +96,12 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 			}
 			return nil
 		}
+		filtered := func(loc Loc, why string) {
+			st.Filtered[why]++
+			if len(rep.Removed) < maxIssues {
+				rep.Removed = append(rep.Removed, Issue{Loc: loc, Reason: why})
+			}
+		}
 		for _, file := range files {
 			st.Files++
 			if fi, err := os.Stat(file); err == nil {
@@ -129,7 +135,7 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 				if is == nil {
 					var why string
 					if why, is = p.unusable(rec, &ex); why != "" {
-						st.Filtered[why]++
+						filtered(rec.Loc, why)
 						return nil
 					}
 				}
@@ -143,7 +149,7 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 					return report(*is)
 				}
 				if why := cleaner.Check(&ex); why != "" {
-					st.Filtered[why]++
+					filtered(rec.Loc, why)
 					return nil
 				}
 				st.Kept++

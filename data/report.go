@@ -55,6 +55,9 @@ type Report struct {
 	Unit      string           `json:"unit"` // "tokens", or "chars" without a tokenizer
 	Sources   []*SourceStats   `json:"sources"`
 	Issues    []Issue          `json:"issues,omitempty"` // the first few, all are counted
+	// Removed lists the first few well-formed records the filters removed,
+	// so what deduplication and the other filters took can be checked.
+	Removed []Issue `json:"removed,omitempty"`
 	Histogram []HistogramBin   `json:"length_histogram"`
 	Train     int              `json:"train"`
 	Val       int              `json:"val"`
@@ -223,6 +226,12 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	perSource("bad records (skipped)", func(s *SourceStats) map[string]int { return s.BadReasons })
 	perSource("removed by filters", func(s *SourceStats) map[string]int { return s.Filtered })
 	perSource("dropped while encoding", func(s *SourceStats) map[string]int { return s.Dropped })
+	if len(r.Removed) > 0 {
+		fmt.Fprintf(&b, "first records removed by filters\n")
+		for _, is := range r.Removed[:min(len(r.Removed), 5)] {
+			fmt.Fprintf(&b, "  %s\n", is)
+		}
+	}
 	fmt.Fprintf(&b, "after mixing: %d train, %d validation\n", r.Train, r.Val)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -300,6 +309,12 @@ func (r *Report) WriteText(w io.Writer, color bool) error {
 	if len(r.Issues) > 0 {
 		fmt.Fprintf(&b, "\nfirst problems\n")
 		for _, is := range r.Issues {
+			fmt.Fprintf(&b, "  %s\n", is)
+		}
+	}
+	if len(r.Removed) > 0 {
+		fmt.Fprintf(&b, "\nfirst records removed by filters\n")
+		for _, is := range r.Removed {
 			fmt.Fprintf(&b, "  %s\n", is)
 		}
 	}
