@@ -51,13 +51,13 @@ type RenderedSample struct {
 
 // Report is the result of Inspect (and is stored with a prepared cache).
 type Report struct {
-	Stage     string           `json:"stage"`
-	Unit      string           `json:"unit"` // "tokens", or "chars" without a tokenizer
-	Sources   []*SourceStats   `json:"sources"`
-	Issues    []Issue          `json:"issues,omitempty"` // the first few, all are counted
+	Stage   string         `json:"stage"`
+	Unit    string         `json:"unit"` // "tokens", or "chars" without a tokenizer
+	Sources []*SourceStats `json:"sources"`
+	Issues  []Issue        `json:"issues,omitempty"` // the first few, all are counted
 	// Removed lists the first few well-formed records the filters removed,
 	// so what deduplication and the other filters took can be checked.
-	Removed []Issue `json:"removed,omitempty"`
+	Removed   []Issue          `json:"removed,omitempty"`
 	Histogram []HistogramBin   `json:"length_histogram"`
 	Train     int              `json:"train"`
 	Val       int              `json:"val"`
