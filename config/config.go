@@ -206,4 +206,12 @@ var ignoredKeys = []string{
 	"tf32", "dataloader_pin_memory", "remove_unused_columns", "disable_tqdm",
 	"log_level", "push_to_hub", "hub_model_id", "cache_dir", "buffer_size",
 	"export_device", "export_legacy_format",
+	// Multimodal settings: gotune trains text only and filters media records.
+	"image_max_pixels", "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps",
+	"video_maxlen", "audio_sampling_rate", "freeze_vision_tower", "freeze_multi_modal_projector",
+	"freeze_language_model",
+	// Settings of the preference and RL stages, which Validate refuses.
+	"pref_beta", "pref_ftx", "pref_loss", "dpo_label_smoothing", "simpo_gamma",
+	"kto_chosen_weight", "kto_rejected_weight", "reward_model", "reward_model_type",
+	"ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target", "ppo_whiten_rewards",
 }
