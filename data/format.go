@@ -118,6 +118,11 @@ func (p *parser) unusable(rec Record, ex *Example) (string, *Issue) {
 			}
 		}
 	}
+	// A placeholder alone is media only in a dataset declared multimodal:
+	// elsewhere "<video>" is as likely an HTML tag in a coding answer.
+	if sc := p.spec.Columns; sc.Images == "" && sc.Videos == "" && sc.Audios == "" {
+		return "", nil
+	}
 	texts := []string{ex.Text}
 	for _, m := range ex.Messages {
 		texts = append(texts, m.Content)

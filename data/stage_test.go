@@ -69,3 +69,15 @@ func TestWikiDemoTxt(t *testing.T) {
 		t.Errorf("got %+v", got)
 	}
 }
+
+// TestHTMLMediaTagsKept: "<video>" in a text-only dataset is HTML, kept.
+func TestHTMLMediaTagsKept(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "code.jsonl", `{"instruction":"Embed a clip in HTML","output":"Use <video src=\"a.mp4\" controls></video> or <audio>."}`+"\n")
+	got, rep, err := collect(t, Config{Datasets: []Spec{{Name: "code", Path: path}}, Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Errorf("HTML answer filtered: %v", rep.Sources[0].Filtered)
+	}
+}
