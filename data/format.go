@@ -109,6 +109,9 @@ func (p *parser) unusable(rec Record, ex *Example) (string, *Issue) {
 			}
 		}
 	}
+	if p.sawMedia {
+		return ReasonMultimodal, nil
+	}
 	for _, k := range []string{p.cols.Images, p.cols.Videos, p.cols.Audios} {
 		if raw, ok := rec.Fields[k]; ok {
 			switch s := string(bytes.TrimSpace(raw)); s {
@@ -212,6 +215,9 @@ type parser struct {
 	cols   Columns
 	tags   Tags
 	stage  string
+	// sawMedia is set while parsing a record that has image, video or
+	// audio content parts.
+	sawMedia bool
 }
 
 func newParser(spec Spec, format, stage string) *parser {
@@ -220,6 +226,7 @@ func newParser(spec Spec, format, stage string) *parser {
 
 func (p *parser) parse(rec Record) (Example, *Issue) {
 	ex := Example{Source: p.spec.Name, Loc: rec.Loc}
+	p.sawMedia = false
 	var is *Issue
 	switch p.format {
 	case FormatAlpaca:
@@ -532,6 +539,7 @@ func (p *parser) messages(rec Record, key string, raw json.RawMessage) ([]Messag
 		if is != nil {
 			return nil, is
 		}
+		p.sawMedia = p.sawMedia || extra.media
 		msg := Message{Content: content}
 		switch role {
 		case t.UserTag, RoleUser, "human":
@@ -604,11 +612,12 @@ func reasoningOf(m map[string]json.RawMessage) string {
 type partsExtra struct {
 	reasoning string
 	calls     []ToolCall
+	media     bool // an image, video or audio part
 }
 
 // contentOf reads a message's content: a string, null, or a list of parts.
-// Parts are OpenAI's {"type": "text", "text"} (other types, such as images,
-// are dropped) or LLaMA-Factory's v1 format {"type": "text" | "reasoning" |
+// Parts are OpenAI's {"type": "text", "text"} (media parts are noted in
+// extra, for the record to be filtered) or LLaMA-Factory's v1 format {"type": "text" | "reasoning" |
 // "tool_call", "value"}, whose reasoning and tool calls come back in extra.
 func contentOf(loc Loc, where string, m map[string]json.RawMessage, tag string) (string, partsExtra, *Issue) {
 	var extra partsExtra
@@ -643,6 +652,11 @@ func contentOf(loc Loc, where string, m map[string]json.RawMessage, tag string) 
 		}
 		var sb, rb strings.Builder
 		for i, p := range parts {
+			switch p.Type {
+			case "image", "image_url", "video", "video_url", "audio", "input_audio":
+				extra.media = true
+				continue
+			}
 			v := p.Text
 			if v == nil {
 				v = p.Value

@@ -81,3 +81,20 @@ func TestHTMLMediaTagsKept(t *testing.T) {
 		t.Errorf("HTML answer filtered: %v", rep.Sources[0].Filtered)
 	}
 }
+
+// TestMediaContentParts: image parts inside messages (OpenAI image_url,
+// LLaMA-Factory v1 image) make a record multimodal, filtered in text stages
+// instead of trained on its text alone.
+func TestMediaContentParts(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "mm.jsonl",
+		`{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a.png"}}, {"type": "text", "text": "What is it?"}]}, {"role": "assistant", "content": "A cat."}]}`+"\n"+
+			`{"messages": [{"role": "user", "content": [{"type": "image", "value": "b.png"}, {"type": "text", "value": "And this?"}]}, {"role": "assistant", "content": [{"type": "text", "value": "A dog."}]}]}`+"\n"+
+			`{"messages": [{"role": "user", "content": [{"type": "text", "text": "Plain?"}]}, {"role": "assistant", "content": "Yes."}]}`+"\n")
+	got, rep, err := collect(t, Config{Datasets: []Spec{{Name: "mm", Path: path}}, Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || rep.Sources[0].Filtered[ReasonMultimodal] != 2 {
+		t.Errorf("kept %d, filtered %v; want the text-only record kept and two filtered", len(got), rep.Sources[0].Filtered)
+	}
+}
