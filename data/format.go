@@ -616,9 +616,9 @@ type partsExtra struct {
 }
 
 // contentOf reads a message's content: a string, null, or a list of parts.
-// Parts are OpenAI's {"type": "text", "text"} (media parts are noted in
-// extra, for the record to be filtered) or LLaMA-Factory's v1 format {"type": "text" | "reasoning" |
-// "tool_call", "value"}, whose reasoning and tool calls come back in extra.
+// Parts are OpenAI's {"type": "text", "text"} or LLaMA-Factory's v1
+// {"type": "text" | "reasoning" | "tool_call", "value"}; reasoning, tool
+// calls and the presence of image/video/audio parts come back in extra.
 func contentOf(loc Loc, where string, m map[string]json.RawMessage, tag string) (string, partsExtra, *Issue) {
 	var extra partsExtra
 	raw, ok := m[tag]

@@ -83,9 +83,10 @@ func fileType(path string) string {
 // ReadFile streams the records of one file to fn without holding the file in
 // memory. A .txt file holds one document per line (blank lines are skipped),
 // each read as a record with a "text" field, as Hugging Face's text loader
-// and so LLaMA-Factory read it. JSON files may hold an array of objects or one object per line;
-// which one is decided by the first non-blank byte, as Hugging Face's json
-// loader does. A non-nil error from fn stops the walk and is returned.
+// (and so LLaMA-Factory) reads it. JSON files may hold an array of objects or
+// one object per line; which one is decided by the first non-blank byte, as
+// Hugging Face's json loader does. A non-nil error from fn stops the walk and
+// is returned.
 func ReadFile(path string, fn func(Record) error) error {
 	switch t := fileType(path); t {
 	case "parquet":
