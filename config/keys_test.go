@@ -5,7 +5,6 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -87,30 +86,27 @@ func TestKeysWithoutImplementationRefused(t *testing.T) {
 	}
 }
 
-// TestLLaMAFactoryExamplesLoad: the keys of LLaMA-Factory's example configs
-// (a text LoRA run, a vision one, a KTO one) load without an unknown-key
-// error; what they ask that gotune cannot do is refused by Validate.
+// TestLLaMAFactoryExamplesLoad: configs with the keys of LLaMA-Factory's
+// examples (testdata/examples: a text LoRA run, a vision one, a KTO one)
+// load without an unknown-key error; what they ask that gotune cannot do is
+// refused by Validate.
 func TestLLaMAFactoryExamplesLoad(t *testing.T) {
-	for _, tc := range []struct{ name, body, validate string }{
-		{"lora sft", "model_name_or_path: m\ntrust_remote_code: true\nstage: sft\ndo_train: true\nfinetuning_type: lora\nlora_rank: 8\nlora_target: all\ndataset: identity\ntemplate: qwen3_nothink\ncutoff_len: 2048\nmax_samples: 1000\npreprocessing_num_workers: 16\ndataloader_num_workers: 4\noutput_dir: o\nlogging_steps: 10\nsave_steps: 500\nplot_loss: true\noverwrite_output_dir: true\nsave_only_model: false\nreport_to: none\nper_device_train_batch_size: 1\ngradient_accumulation_steps: 8\nlearning_rate: 1.0e-4\nnum_train_epochs: 3.0\nlr_scheduler_type: cosine\nwarmup_ratio: 0.1\nbf16: true\nddp_timeout: 180000000\nresume_from_checkpoint: null\n", ""},
-		{"vision sft", "model_name_or_path: m\nimage_max_pixels: 262144\nvideo_max_pixels: 16384\nstage: sft\ndo_train: true\ndataset: mllm_demo\noutput_dir: o\n", ""},
-		{"kto", "model_name_or_path: m\nstage: kto\ndo_train: true\npref_beta: 0.1\ndataset: kto_en_demo\noutput_dir: o\n", `stage: "kto" is not supported yet`},
+	for _, tc := range []struct{ file, validate string }{
+		{"text_lora.yaml", ""},
+		{"vision_lora.yaml", ""},
+		{"kto_lora.yaml", `stage: "kto" is not supported yet`},
 	} {
-		path := filepath.Join(t.TempDir(), "c.yaml")
-		if err := os.WriteFile(path, []byte(tc.body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c, err := Open(path, nil, nil)
+		c, err := Open(filepath.Join("testdata", "examples", tc.file), nil, nil)
 		if err != nil {
-			t.Errorf("%s: %v", tc.name, err)
+			t.Errorf("%s: %v", tc.file, err)
 			continue
 		}
 		err = c.Validate()
 		switch {
 		case tc.validate == "" && err != nil:
-			t.Errorf("%s: Validate: %v", tc.name, err)
+			t.Errorf("%s: Validate: %v", tc.file, err)
 		case tc.validate != "" && (err == nil || !strings.Contains(err.Error(), tc.validate)):
-			t.Errorf("%s: Validate: %v, want %q", tc.name, err, tc.validate)
+			t.Errorf("%s: Validate: %v, want %q", tc.file, err, tc.validate)
 		}
 	}
 }
