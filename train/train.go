@@ -597,12 +597,7 @@ func (t *Trainer) writeDataReport() error {
 	if err := rep.WriteJSON(&b); err != nil {
 		return err
 	}
-	path := filepath.Join(t.Cfg.OutputDir, DataReportFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return ckpt.WriteFileAtomic(filepath.Join(t.Cfg.OutputDir, DataReportFile), []byte(b.String()), 0o644)
 }
 
 // PreprocessedError ends a run that only tokenized its data: tokenized_path
