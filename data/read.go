@@ -28,8 +28,9 @@ type Record struct {
 }
 
 // DataFiles lists the dataset files at path: the file itself, or every
-// .json, .jsonl, .parquet and .txt file under a folder, sorted by name so the
-// order (and so every seeded choice made later) is stable.
+// .json, .jsonl and .parquet file under a folder (its .txt files when there
+// are none of those), sorted by name so the order (and so every seeded
+// choice made later) is stable.
 func DataFiles(path string) ([]string, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -38,7 +39,7 @@ func DataFiles(path string) ([]string, error) {
 	if !st.IsDir() {
 		return []string{path}, nil
 	}
-	var files []string
+	var files, texts []string
 	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -50,13 +51,21 @@ func DataFiles(path string) ([]string, error) {
 			return nil
 		}
 		switch fileType(p) {
-		case "json", "jsonl", "parquet", "txt":
+		case "json", "jsonl", "parquet":
 			files = append(files, p)
+		case "txt":
+			texts = append(texts, p)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dataset folder %s: %w", path, err)
+	}
+	// Text files make the dataset only in a folder of text files: beside
+	// JSON or Parquet data they are notes and licences, not training text
+	// (Hugging Face's loader likewise picks one format per folder).
+	if len(files) == 0 {
+		files = texts
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("dataset folder %s: no .json, .jsonl, .parquet or .txt files", path)

@@ -98,3 +98,22 @@ func TestMediaContentParts(t *testing.T) {
 		t.Errorf("kept %d, filtered %v; want the text-only record kept and two filtered", len(got), rep.Sources[0].Filtered)
 	}
 }
+
+// TestFolderTextFiles: a folder of .txt files is a text dataset; a .txt
+// beside JSON data (a licence, a note) is not read as training text.
+func TestFolderTextFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "texts/a.txt", "one\n")
+	writeFile(t, dir, "texts/b.txt", "two\n")
+	writeFile(t, dir, "mixed/d.jsonl", `{"text":"x"}`+"\n")
+	writeFile(t, dir, "mixed/LICENSE.txt", "Permission is granted.\n")
+	for _, tc := range []struct {
+		folder string
+		want   int
+	}{{"texts", 2}, {"mixed", 1}} {
+		files, err := DataFiles(dir + "/" + tc.folder)
+		if err != nil || len(files) != tc.want {
+			t.Errorf("%s: %v, %v; want %d files", tc.folder, files, err, tc.want)
+		}
+	}
+}
