@@ -34,15 +34,20 @@ const chatmlTools = `{%- macro tools_block() -%}
 `
 
 // chatmlBody is ChatML with Qwen tool calls; default_system is set by the
-// variant, think selects Qwen3's reasoning handling.
+// variant, think selects the reasoning handling of LLaMA-Factory's qwen3
+// template: in training every assistant turn carries its <think> block
+// (empty when the data has no reasoning) as part of the answer; with
+// enable_thinking false every turn gets the empty block before the answer,
+// outside the trained span. Prompts for generation render past turns the
+// same way, so a prompt is exactly the start of a training sample
+// (LLaMA-Factory's inference drops past turns' reasoning instead).
 const chatmlBody = `{%- set sys = messages[0].content if messages and messages[0].role == 'system' else default_system -%}
 {%- if sys or tools -%}
 {{- '<|im_start|>system\n' + (sys if sys else '') -}}
 {%- if tools %}{{ tools_block() }}{% endif -%}
 {{- '<|im_end|>\n' -}}
 {%- endif -%}
-{%- set ns = namespace(last_user=-1) -%}
-{%- for m in messages -%}{%- if m.role == 'user' %}{% set ns.last_user = loop.index0 %}{% endif -%}{%- endfor -%}
+{%- set nothink = think and enable_thinking is defined and enable_thinking is false -%}
 {%- for m in messages -%}
 {%- if m.role == 'system' and loop.first -%}
 {%- elif m.role == 'assistant' -%}
@@ -53,8 +58,9 @@ const chatmlBody = `{%- set sys = messages[0].content if messages and messages[0
 {%- set content = content.split('</think>')[-1].lstrip('\n') -%}
 {%- endif -%}
 {{- '<|im_start|>assistant\n' -}}
+{%- if nothink %}{{ '<think>\n\n</think>\n\n' }}{% endif -%}
 {%- generation -%}
-{%- if think and loop.index0 > ns.last_user -%}
+{%- if think and not nothink -%}
 {{- '<think>\n' + reasoning + '\n</think>\n\n' -}}
 {%- endif -%}
 {{- content -}}
@@ -71,7 +77,7 @@ const chatmlBody = `{%- set sys = messages[0].content if messages and messages[0
 {%- endfor -%}
 {%- if add_generation_prompt -%}
 {{- '<|im_start|>assistant\n' -}}
-{%- if think and enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}{% endif -%}
+{%- if nothink %}{{ '<think>\n\n</think>\n\n' }}{% endif -%}
 {%- endif -%}
 `
 
@@ -84,6 +90,21 @@ func chatml(defaultSystem string, think bool) string {
 }
 
 var builtins = map[string]builtin{
+	// LLaMA-Factory's "default": plain Human/Assistant turns, each closed
+	// by the tokenizer's EOS (filled in from the tokenizer when loaded).
+	"default": {src: `{%- for m in messages -%}
+{%- if m.role == 'system' -%}
+{{- 'System: ' + m.content + eos_token + '\n' -}}
+{%- elif m.role == 'user' or m.role == 'tool' -%}
+{{- 'Human: ' + m.content + eos_token + '\nAssistant:' -}}
+{%- elif m.role == 'assistant' -%}
+{%- if m.tool_calls -%}
+{{- raise_exception('template default: tool calls are not supported; use the model\'s own template (omit template) or a tool-aware one such as qwen3') -}}
+{%- endif -%}
+{%- generation -%}{{- m.content + eos_token + '\n' -}}{%- endgeneration -%}
+{%- endif -%}
+{%- endfor -%}
+`},
 	"qwen3":         {src: chatml("", true), eos: "<|im_end|>", stops: []string{"<|im_end|>", "<|endoftext|>"}},
 	"qwen3_nothink": {src: chatml("", false), eos: "<|im_end|>", stops: []string{"<|im_end|>", "<|endoftext|>"}},
 	"qwen":          {src: chatml("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", false), eos: "<|im_end|>", stops: []string{"<|im_end|>", "<|endoftext|>"}},

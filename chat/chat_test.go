@@ -195,7 +195,7 @@ func checkSpans(t *testing.T, text string, spans []Span, want map[int]string) {
 func TestBuiltins(t *testing.T) {
 	conv := msgs(t, `[{"role":"system","content":"You are terse."},{"role":"user","content":"Hi"},
 		{"role":"assistant","content":"Hello."},{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}]`)
-	if len(BuiltinNames()) != 8 {
+	if len(BuiltinNames()) != 9 {
 		t.Errorf("BuiltinNames = %v", BuiltinNames())
 	}
 	for _, name := range BuiltinNames() {
@@ -203,6 +203,11 @@ func TestBuiltins(t *testing.T) {
 			tm, err := Builtin(name)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tm.BOS == "" && tm.EOS == "" {
+				// Templates that take the model's tokens get them from the
+				// tokenizer when loaded.
+				tm.BOS, tm.EOS = "<s>", "</s>"
 			}
 			text, spans, err := tm.RenderSpans(conv, Options{})
 			if err != nil {

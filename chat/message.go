@@ -255,7 +255,9 @@ func ParseMessages(raw json.RawMessage) ([]Message, error) {
 	return msgs, nil
 }
 
-// ParseTools reads a JSON array of tool definitions, keeping key order.
+// ParseTools reads a JSON array of tool definitions, keeping key order, and
+// normalises each with NormalizeTool so training data and requests render
+// the same tools identically.
 func ParseTools(raw json.RawMessage) ([]any, error) {
 	v, err := DecodeJSON(raw)
 	if err != nil {
@@ -265,7 +267,37 @@ func ParseTools(raw json.RawMessage) ([]any, error) {
 	if !ok {
 		return nil, fmt.Errorf("tools: expected a JSON array, got %s", jsonKind(v))
 	}
+	for i, t := range arr {
+		arr[i] = NormalizeTool(t)
+	}
 	return arr, nil
+}
+
+// NormalizeTool puts a tool definition in the form chat templates are
+// written for, the one transformers' apply_chat_template(tools=...) passes
+// them (and OpenAI requests carry): {"type": "function", "function":
+// {"name", "description", "parameters"}}. LLaMA-Factory's datasets (glaive
+// tool-call data) store the bare function {"name", "description",
+// "parameters"}; rendered unwrapped, a model would be trained on a prompt it
+// never sees at inference. Other shapes pass through unchanged.
+func NormalizeTool(t any) any {
+	o, ok := t.(Object)
+	if !ok {
+		return t
+	}
+	if _, typed := o.Get("type"); typed {
+		return o
+	}
+	if fn, ok := o.Get("function"); ok {
+		if _, isObj := fn.(Object); isObj && len(o) == 1 {
+			return Object{{"type", "function"}, {"function", fn}}
+		}
+		return o
+	}
+	if _, named := o.Get("name"); named {
+		return Object{{"type", "function"}, {"function", o}}
+	}
+	return o
 }
 
 func sortedKeys(m map[string]any) []string {

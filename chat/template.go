@@ -129,6 +129,10 @@ func contains(ss []string, s string) bool {
 // {% generation %} blocks.
 func (t *Template) HasGenerationMarks() bool { return t.hasGen }
 
+// ErrNoTemplate is returned by Load for a model folder without a chat
+// template: a base model, which needs none for plain-text training.
+var ErrNoTemplate = errors.New("no chat_template.jinja and no chat_template in tokenizer_config.json")
+
 // Load reads a model folder's chat template: chat_template.jinja when
 // present, else tokenizer_config.json's chat_template (its "default"
 // variant when it is a list), with bos_token and eos_token.
@@ -169,7 +173,7 @@ func LoadNamed(dir, name string) (*Template, error) {
 		return nil, err
 	} else {
 		if !haveCfg || len(cfg.ChatTemplate) == 0 || string(cfg.ChatTemplate) == "null" {
-			return nil, fmt.Errorf("%s: no chat_template.jinja and no chat_template in tokenizer_config.json (use a built-in template: %s)", dir, strings.Join(BuiltinNames(), ", "))
+			return nil, fmt.Errorf("%s: %w (use a built-in template: %s)", dir, ErrNoTemplate, strings.Join(BuiltinNames(), ", "))
 		}
 		src, err = pickVariant(cfg.ChatTemplate, name)
 		if err != nil {

@@ -68,6 +68,10 @@ type Config struct {
 	MaskHistory     bool      `yaml:"mask_history"`
 	EnableThinking  bool      `yaml:"enable_thinking"`
 	TokenizedPath   string    `yaml:"tokenized_path"`
+	// SkipInvalidJSON (gotune) trains without dataset records that are not
+	// well-formed JSON instead of stopping at the first one; the count is
+	// printed and written to the run folder.
+	SkipInvalidJSON bool `yaml:"skip_invalid_json"`
 	// Cleaning (gotune): exact and near-duplicate removal, placeholder
 	// answers, length bounds and a script/language filter; what each
 	// removed is reported by `gotune data inspect`.
@@ -114,6 +118,10 @@ type Config struct {
 	EvalSteps            *int   `yaml:"eval_steps"`    // nil: logging_steps
 	ResumeFromCheckpoint string `yaml:"resume_from_checkpoint"`
 
+	// Export (LLaMA-Factory's export YAML, read by `gotune export`).
+	ExportDir  string `yaml:"export_dir"`
+	ExportSize int    `yaml:"export_size"` // largest safetensors shard, GB
+
 	// gotune extras.
 	Device   string `yaml:"device"`   // auto, cpu or cuda
 	Threads  int    `yaml:"threads"`  // CPU worker threads; 0: all cores
@@ -131,6 +139,9 @@ type sources struct {
 	file  string         // the YAML file, "" when none was read
 	line  map[string]int // key → line in file
 	flags map[string]bool
+	// unknown lists the file's keys gotune does not know, with their line
+	// and a suggestion.
+	unknown []string
 }
 
 // Default returns the defaults of LLaMA-Factory and transformers.
@@ -156,7 +167,7 @@ func Default() *Config {
 		CutoffLen:                 2048,
 		Dedup:                     true,
 		NearDedup:                 true,
-		NearDedupThreshold:        0.8,
+		NearDedupThreshold:        0.85,
 		DropPlaceholders:          true,
 		MixStrategy:               "concat",
 		EnableThinking:            true,
@@ -194,4 +205,13 @@ var ignoredKeys = []string{
 	"do_predict", "predict_with_generate", "enable_liger_kernel", "use_unsloth",
 	"tf32", "dataloader_pin_memory", "remove_unused_columns", "disable_tqdm",
 	"log_level", "push_to_hub", "hub_model_id", "cache_dir", "buffer_size",
+	"export_device", "export_legacy_format",
+	// Multimodal settings: gotune trains text only and filters media records.
+	"image_max_pixels", "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps",
+	"video_maxlen", "audio_sampling_rate", "freeze_vision_tower", "freeze_multi_modal_projector",
+	"freeze_language_model",
+	// Settings of the preference and RL stages, which Validate refuses.
+	"pref_beta", "pref_ftx", "pref_loss", "dpo_label_smoothing", "simpo_gamma",
+	"kto_chosen_weight", "kto_rejected_weight", "reward_model", "reward_model_type",
+	"ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target", "ppo_whiten_rewards",
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"reflect"
@@ -38,7 +39,43 @@ func Keys() []string {
 	return keys
 }
 
-// Load reads the YAML file at path over the defaults.
+// AllowExtraEnv names the environment variable that, set to 1 or true,
+// turns unknown keys from an error into a warning: LLaMA-Factory's own
+// switch for the same check.
+const AllowExtraEnv = "ALLOW_EXTRA_ARGS"
+
+// Open is how every command that takes a configuration file reads it (train,
+// data, eval, export), so all handle a bad file alike: the YAML file at path
+// with the command-line overrides in flags applied; unknown keys are an
+// error naming each with its line and the closest known key (a misspelt key
+// would otherwise fall back to its default silently), unless
+// ALLOW_EXTRA_ARGS is set; then they, and keys gotune accepts without
+// effect, are written to notes.
+func Open(path string, flags []string, notes io.Writer) (*Config, error) {
+	c, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.src.unknown) > 0 {
+		switch strings.ToLower(os.Getenv(AllowExtraEnv)) {
+		case "1", "true", "yes":
+		default:
+			return nil, fmt.Errorf("%s: unknown keys: %s (set %s=1 to ignore unknown keys, as in LLaMA-Factory)", path, strings.Join(c.src.unknown, ", "), AllowExtraEnv)
+		}
+	}
+	if err := c.ApplyFlags(flags); err != nil {
+		return nil, err
+	}
+	if notes != nil {
+		for _, w := range c.Warnings {
+			fmt.Fprintln(notes, "warning:", w)
+		}
+	}
+	return c, nil
+}
+
+// Load reads the YAML file at path over the defaults. Unknown keys are
+// only Warnings here; commands read files with Open.
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -86,6 +123,7 @@ func Parse(data []byte, name string) (*Config, error) {
 		}
 		c.src.line[key] = k.Line
 	}
+	c.src.unknown = unknown
 	if len(unknown) > 0 {
 		c.Warnings = append(c.Warnings, fmt.Sprintf("%s: ignoring unknown keys: %s", name, strings.Join(unknown, ", ")))
 	}

@@ -47,6 +47,17 @@ func (c *Config) Validate() error {
 	default:
 		bad("stage", "%q is unknown; want sft or pt", c.Stage)
 	}
+	// do_train is LLaMA-Factory's switch between a training run and an
+	// evaluation/prediction-only run; only the first is a `train` run.
+	if _, set := c.src.line["do_train"]; (set || c.src.flags["do_train"]) && !c.DoTrain {
+		bad("do_train", "false asks for no training; use `gotune eval` to score a model without training it")
+	}
+	if len(c.AdditionalTarget) > 0 {
+		bad("additional_target", "training extra modules beside the adapter (PEFT modules_to_save) is not supported yet")
+	}
+	if c.CreateNewAdapter {
+		bad("create_new_adapter", "stacking a new adapter on adapter_name_or_path is not supported yet; gotune continues training the given adapter")
+	}
 	oneOf("finetuning_type", c.FinetuningType, finetuningTypes)
 	switch c.FinetuningType {
 	case "freeze":
@@ -243,8 +254,13 @@ func (c *Config) LoRAAlpha() float64 {
 	return 2 * float64(c.LoRARank)
 }
 
-// PackingEnabled resolves packing: unset means on for pre-training only.
+// PackingEnabled resolves packing: unset means on for pre-training only;
+// neat_packing asks for it too. gotune's packed rows never attend across
+// samples, which is what neat_packing adds to LLaMA-Factory's packing.
 func (c *Config) PackingEnabled() bool {
+	if c.NeatPacking {
+		return true
+	}
 	if c.Packing != nil {
 		return *c.Packing
 	}

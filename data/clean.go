@@ -24,10 +24,10 @@ type CleanConfig struct {
 	Scripts          []string `json:"scripts,omitempty"` // keep only records in these scripts (see DetectScript); language codes like "en", "zh" are accepted
 }
 
-// DefaultClean removes exact and near duplicates (Jaccard ≥ 0.8) and
+// DefaultClean removes exact and near duplicates (Jaccard ≥ 0.85) and
 // placeholder answers.
 func DefaultClean() CleanConfig {
-	return CleanConfig{Dedup: true, NearDedup: true, NearThreshold: 0.8, DropPlaceholders: true}
+	return CleanConfig{Dedup: true, NearDedup: true, NearThreshold: 0.85, DropPlaceholders: true}
 }
 
 // Filter reasons, as counted in reports.
@@ -61,7 +61,7 @@ func NewCleaner(cfg CleanConfig) *Cleaner {
 	if cfg.NearDedup {
 		t := cfg.NearThreshold
 		if t <= 0 || t >= 1 {
-			t = 0.8
+			t = 0.85
 		}
 		c.lsh = newMinhashLSH(t)
 	}

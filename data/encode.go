@@ -3,6 +3,8 @@ package data
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"strings"
 )
 
 // Span marks the bytes of one rendered message in a chat template's output
@@ -38,6 +40,12 @@ type EncodeOptions struct {
 	// MaskHistory (LLaMA-Factory mask_history) trains only the final turn
 	// and, when cutting to cutoff_len, keeps the end of the conversation.
 	MaskHistory bool `json:"mask_history,omitempty"`
+	// NoThinking is LLaMA-Factory's enable_thinking: false for reasoning
+	// templates: reasoning in the data is removed from every assistant
+	// turn, and the empty <think></think> block a template puts before an
+	// answer is part of the prompt (not trained), so the model learns to
+	// answer directly after it, as it will be prompted at inference.
+	NoThinking bool `json:"no_thinking,omitempty"`
 }
 
 // Encoder turns Examples into Samples.
@@ -108,9 +116,19 @@ func (e *Encoder) Render(ex *Example) (Rendered, error) {
 }
 
 func (e *Encoder) renderChat(msgs []Message, tools json.RawMessage, lastOnly bool) (Rendered, error) {
+	if e.Opts.NoThinking {
+		msgs = withoutThoughts(msgs)
+	}
 	text, spans, err := e.Tmpl.Render(msgs, tools)
 	if err != nil {
 		return Rendered{}, err
+	}
+	if e.Opts.NoThinking {
+		for i, s := range spans {
+			if s.Role == RoleAssistant && strings.HasPrefix(text[s.Start:s.End], emptyThought) {
+				spans[i].Start += len(emptyThought)
+			}
+		}
 	}
 	ids, off := e.Tok.EncodeOffsets(text, false)
 	last := -1
@@ -126,6 +144,9 @@ func (e *Encoder) renderChat(msgs []Message, tools json.RawMessage, lastOnly boo
 			continue
 		}
 		if lastOnly && s.Message != last {
+			continue
+		}
+		if s.Message >= 0 && s.Message < len(msgs) && msgs[s.Message].NoTrain {
 			continue
 		}
 		trained = append(trained, s)
@@ -225,4 +246,27 @@ func anyTrained(l []int32) bool {
 		}
 	}
 	return false
+}
+
+// emptyThought is the empty reasoning block of Qwen3-style templates
+// (LLaMA-Factory's thought words with nothing between them).
+const emptyThought = "<think>\n\n</think>\n\n"
+
+var thoughtRE = regexp.MustCompile(`(?s)<think>.*?</think>`)
+
+// withoutThoughts removes reasoning from every assistant turn, as
+// LLaMA-Factory's reasoning templates do when thinking is off: separate
+// reasoning fields and <think>…</think> blocks left in the content alike.
+func withoutThoughts(msgs []Message) []Message {
+	out := make([]Message, len(msgs))
+	for i, m := range msgs {
+		if m.Role == RoleAssistant {
+			m.Reasoning = ""
+			if strings.Contains(m.Content, thinkOpen) {
+				m.Content = strings.TrimLeft(thoughtRE.ReplaceAllString(m.Content, ""), "\n")
+			}
+		}
+		out[i] = m
+	}
+	return out
 }

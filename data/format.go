@@ -31,6 +31,12 @@ type Columns struct {
 	Chosen   string `json:"chosen,omitempty"`
 	Rejected string `json:"rejected,omitempty"`
 	Text     string `json:"text,omitempty"`
+	// KTOTag is the column of KTO data's boolean label (desirable answer
+	// or not); Images, Videos and Audios name multimodal columns.
+	KTOTag string `json:"kto_tag,omitempty"`
+	Images string `json:"images,omitempty"`
+	Videos string `json:"videos,omitempty"`
+	Audios string `json:"audios,omitempty"`
 }
 
 // Tags are the role and field names inside ShareGPT-style messages
@@ -72,7 +78,71 @@ func (c Columns) withDefaults(format string) Columns {
 	c.Tools = or(c.Tools, "tools")
 	c.Chosen = or(c.Chosen, "chosen")
 	c.Rejected = or(c.Rejected, "rejected")
+	c.Images = or(c.Images, "images")
+	c.Videos = or(c.Videos, "videos")
+	c.Audios = or(c.Audios, "audios")
 	return c
+}
+
+// Reasons a well-formed record is left out because the stage cannot use
+// what it means.
+const (
+	ReasonKTORejected = "KTO label false (an undesirable answer; stage sft would learn it)"
+	ReasonMultimodal  = "image/video/audio record (gotune trains text only; <image> would be learnt as text)"
+)
+
+var mediaPlaceholders = []string{"<image>", "<video>", "<audio>"}
+
+// unusable says why a parsed record must not be trained in this stage, or
+// "". KTO data labels some answers as undesirable: supervised training on
+// them teaches exactly those. Multimodal records carry media the text model
+// never sees, and placeholders it would learn as words.
+func (p *parser) unusable(rec Record, ex *Example) (string, *Issue) {
+	if k := p.cols.KTOTag; k != "" && p.stage != "kto" {
+		if raw, ok := rec.Fields[k]; ok {
+			var label bool
+			if err := json.Unmarshal(raw, &label); err != nil {
+				return "", issuef(rec.Loc, k, "expected the KTO label true or false, found %s", jsonKind(raw))
+			}
+			if !label {
+				return ReasonKTORejected, nil
+			}
+		}
+	}
+	if p.sawMedia {
+		return ReasonMultimodal, nil
+	}
+	for _, k := range []string{p.cols.Images, p.cols.Videos, p.cols.Audios} {
+		if raw, ok := rec.Fields[k]; ok {
+			switch s := string(bytes.TrimSpace(raw)); s {
+			case "", "null", "[]", `""`:
+			default:
+				return ReasonMultimodal, nil
+			}
+		}
+	}
+	// A placeholder alone is media only in a dataset declared multimodal:
+	// elsewhere "<video>" is as likely an HTML tag in a coding answer.
+	if sc := p.spec.Columns; sc.Images == "" && sc.Videos == "" && sc.Audios == "" {
+		return "", nil
+	}
+	texts := []string{ex.Text}
+	for _, m := range ex.Messages {
+		texts = append(texts, m.Content)
+	}
+	for _, m := range []*Message{ex.Chosen, ex.Rejected} {
+		if m != nil {
+			texts = append(texts, m.Content)
+		}
+	}
+	for _, t := range texts {
+		for _, ph := range mediaPlaceholders {
+			if strings.Contains(t, ph) {
+				return ReasonMultimodal, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 func (t Tags) withDefaults(format string) Tags {
@@ -145,6 +215,9 @@ type parser struct {
 	cols   Columns
 	tags   Tags
 	stage  string
+	// sawMedia is set while parsing a record that has image, video or
+	// audio content parts.
+	sawMedia bool
 }
 
 func newParser(spec Spec, format, stage string) *parser {
@@ -153,6 +226,7 @@ func newParser(spec Spec, format, stage string) *parser {
 
 func (p *parser) parse(rec Record) (Example, *Issue) {
 	ex := Example{Source: p.spec.Name, Loc: rec.Loc}
+	p.sawMedia = false
 	var is *Issue
 	switch p.format {
 	case FormatAlpaca:
@@ -461,16 +535,22 @@ func (p *parser) messages(rec Record, key string, raw json.RawMessage) ([]Messag
 		if err := json.Unmarshal(roleRaw, &role); err != nil {
 			return nil, issuef(rec.Loc, where+"."+t.RoleTag, "expected a string role, found %s", jsonKind(roleRaw))
 		}
-		content, is := contentOf(rec.Loc, where, m, t.ContentTag)
+		content, extra, is := contentOf(rec.Loc, where, m, t.ContentTag)
 		if is != nil {
 			return nil, is
 		}
+		p.sawMedia = p.sawMedia || extra.media
 		msg := Message{Content: content}
 		switch role {
 		case t.UserTag, RoleUser, "human":
 			msg.Role = RoleUser
 		case t.AssistantTag, RoleAssistant, "gpt", "model":
-			msg = assistantMessage(content, reasoningOf(m))
+			reasoning := extra.reasoning
+			if reasoning == "" {
+				reasoning = reasoningOf(m)
+			}
+			msg = assistantMessage(content, reasoning)
+			msg.ToolCalls = extra.calls
 		case t.SystemTag, RoleSystem:
 			msg.Role = RoleSystem
 		case t.ObservationTag, RoleTool, "observation", "function", "tool_response":
@@ -499,6 +579,17 @@ func (p *parser) messages(rec Record, key string, raw json.RawMessage) ([]Messag
 		if n, ok := m["name"]; ok {
 			_ = json.Unmarshal(n, &msg.Name)
 		}
+		if w, ok := m["loss_weight"]; ok && msg.Role == RoleAssistant {
+			// LLaMA-Factory's v1 format: 0 keeps an answer as context only.
+			var x float64
+			if err := json.Unmarshal(w, &x); err != nil || x < 0 {
+				return nil, issuef(rec.Loc, where+".loss_weight", "expected a number >= 0, found %s", jsonKind(w))
+			}
+			msg.NoTrain = x == 0
+		}
+		if len(extra.calls) > 0 && msg.Role != RoleAssistant {
+			return nil, issuef(rec.Loc, where, "tool_call parts in a %s message (only the assistant calls tools)", role)
+		}
 		out = append(out, msg)
 	}
 	return out, nil
@@ -516,9 +607,20 @@ func reasoningOf(m map[string]json.RawMessage) string {
 	return ""
 }
 
-// contentOf reads a message's content: a string, null, or OpenAI's list of
-// parts, of which only text parts are kept.
-func contentOf(loc Loc, where string, m map[string]json.RawMessage, tag string) (string, *Issue) {
+// partsExtra is what a list of content parts holds beside text: reasoning
+// and tool calls (LLaMA-Factory's v1 message format).
+type partsExtra struct {
+	reasoning string
+	calls     []ToolCall
+	media     bool // an image, video or audio part
+}
+
+// contentOf reads a message's content: a string, null, or a list of parts.
+// Parts are OpenAI's {"type": "text", "text"} or LLaMA-Factory's v1
+// {"type": "text" | "reasoning" | "tool_call", "value"}; reasoning, tool
+// calls and the presence of image/video/audio parts come back in extra.
+func contentOf(loc Loc, where string, m map[string]json.RawMessage, tag string) (string, partsExtra, *Issue) {
+	var extra partsExtra
 	raw, ok := m[tag]
 	if !ok {
 		if raw, ok = m["content"]; !ok {
@@ -526,39 +628,62 @@ func contentOf(loc Loc, where string, m map[string]json.RawMessage, tag string) 
 		}
 	}
 	if !ok {
-		return "", nil
+		return "", extra, nil
 	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
+		return "", extra, nil
 	}
 	switch raw[0] {
 	case '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", issuef(loc, where+"."+tag, "bad string: %v", err)
+			return "", extra, issuef(loc, where+"."+tag, "bad string: %v", err)
 		}
-		return s, nil
+		return s, extra, nil
 	case '[':
 		var parts []struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
+			Type  string  `json:"type"`
+			Text  *string `json:"text"`
+			Value *string `json:"value"`
 		}
 		if err := json.Unmarshal(raw, &parts); err != nil {
-			return "", issuef(loc, where+"."+tag, "expected a string or a list of {type, text} parts: %s", jsonErr(err))
+			return "", extra, issuef(loc, where+"."+tag, "expected a string or a list of {type, text} parts: %s", jsonErr(err))
 		}
-		var sb strings.Builder
-		for _, p := range parts {
-			if p.Type == "text" || p.Type == "" {
-				sb.WriteString(p.Text)
+		var sb, rb strings.Builder
+		for i, p := range parts {
+			switch p.Type {
+			case "image", "image_url", "video", "video_url", "audio", "input_audio":
+				extra.media = true
+				continue
+			}
+			v := p.Text
+			if v == nil {
+				v = p.Value
+			}
+			if v == nil {
+				continue
+			}
+			switch p.Type {
+			case "text", "":
+				sb.WriteString(*v)
+			case "reasoning", "thinking":
+				rb.WriteString(*v)
+			case "tool_call":
+				calls, is := parseCalls(loc, fmt.Sprintf("%s.%s[%d]", where, tag, i), json.RawMessage(*v))
+				if is != nil {
+					return "", extra, is
+				}
+				extra.calls = append(extra.calls, calls...)
 			}
 		}
-		return sb.String(), nil
+		extra.reasoning = rb.String()
+		return sb.String(), extra, nil
 	case '{':
 		// A function_call value written as an object rather than a string.
-		return string(raw), nil
+		return string(raw), extra, nil
 	}
-	return string(raw), nil
+	return string(raw), extra, nil
 }
 
 // parseCalls accepts one call or a list, each either {"name","arguments"} or

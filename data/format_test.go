@@ -115,6 +115,30 @@ func TestFormats(t *testing.T) {
 			stage:   "dpo",
 			want:    []Example{{Kind: KindPreference, Messages: msgs(RoleUser, "Q?"), Chosen: &Message{Role: RoleAssistant, Content: "Good."}, Rejected: &Message{Role: RoleAssistant, Content: "Bad."}}},
 		},
+		{
+			name:    "plain text file, one document per line",
+			file:    "wiki.txt",
+			content: "\uFEFFFirst document.\n\nSecond one, after a blank line.\r\nThird\n",
+			stage:   "pt",
+			want: []Example{
+				{Kind: KindText, Text: "First document."},
+				{Kind: KindText, Text: "Second one, after a blank line."},
+				{Kind: KindText, Text: "Third"},
+			},
+		},
+		{
+			name:    "LLaMA-Factory v1 messages: value parts, reasoning, tool calls, loss_weight",
+			file:    "v1.jsonl",
+			content: `{"messages": [{"role": "user", "content": [{"type": "text", "value": "hi"}], "loss_weight": 0.0}, {"role": "assistant", "content": [{"type": "text", "value": "hello"}], "loss_weight": 0.0}, {"role": "user", "content": [{"type": "text", "value": "area of r=2?"}]}, {"role": "assistant", "content": [{"type": "reasoning", "value": "Use the tool."}, {"type": "tool_call", "value": "{\"name\": \"area\", \"arguments\": {\"r\": 2}}"}], "loss_weight": 1.0}, {"role": "tool", "content": [{"type": "text", "value": "12.57"}]}, {"role": "assistant", "content": [{"type": "reasoning", "value": "Report it."}, {"type": "text", "value": "About 12.57."}], "loss_weight": 1.0}], "tools": "[{\"type\": \"function\", \"function\": {\"name\": \"area\", \"parameters\": {}}}]"}` + "\n",
+			want: []Example{{Kind: KindChat, Tools: json.RawMessage(`[{"type": "function", "function": {"name": "area", "parameters": {}}}]`), Messages: []Message{
+				{Role: RoleUser, Content: "hi"},
+				{Role: RoleAssistant, Content: "hello", NoTrain: true},
+				{Role: RoleUser, Content: "area of r=2?"},
+				{Role: RoleAssistant, Reasoning: "Use the tool.", ToolCalls: []ToolCall{{Name: "area", Arguments: json.RawMessage(`{"r": 2}`)}}},
+				{Role: RoleTool, Content: "12.57"},
+				{Role: RoleAssistant, Content: "About 12.57.", Reasoning: "Report it."},
+			}}},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -213,5 +237,30 @@ func TestFolderAndDetection(t *testing.T) {
 	}
 	if rep.Sources[0].Files != 2 || rep.Sources[0].Formats[FormatAlpaca] != 1 || rep.Sources[0].Formats[FormatOpenAI] != 1 {
 		t.Errorf("formats per file: %+v", rep.Sources[0])
+	}
+}
+
+// TestLossWeightZeroNotTrained: an answer with v1 loss_weight 0 is context.
+func TestLossWeightZeroNotTrained(t *testing.T) {
+	enc, err := LoadEncoder(filepath.Join("testdata", "qwen3"), EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := &Example{Kind: KindChat, Messages: []Message{
+		{Role: RoleUser, Content: "hi"}, {Role: RoleAssistant, Content: "context answer", NoTrain: true},
+		{Role: RoleUser, Content: "again"}, {Role: RoleAssistant, Content: "trained answer"},
+	}}
+	r, err := enc.Render(ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trained strings.Builder
+	for _, seg := range renderedSample(ex, r).Segments {
+		if seg.Trained {
+			trained.WriteString(seg.Text)
+		}
+	}
+	if strings.Contains(trained.String(), "context") || !strings.Contains(trained.String(), "trained answer") {
+		t.Errorf("trained text %q: want only the second answer", trained.String())
 	}
 }

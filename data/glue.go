@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -125,8 +126,16 @@ func LoadEncoderTemplate(modelDir, template string, opts EncodeOptions) (*Encode
 	} else {
 		tmpl, err = chat.Load(modelDir)
 	}
-	if err != nil {
+	var renderer Renderer
+	switch {
+	case errors.Is(err, chat.ErrNoTemplate):
+		// A base model: plain text needs no template, conversations get
+		// this error when they are encoded (see NeedsTemplate).
+		renderer = missingTemplate{fmt.Errorf("chat template: %w", err)}
+	case err != nil:
 		return nil, fmt.Errorf("chat template: %w", err)
+	default:
+		renderer = TemplateRenderer{T: tmpl, Extra: thinkingVars(opts)}
 	}
 	h := sha256.New()
 	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json"} {
@@ -137,11 +146,38 @@ func LoadEncoderTemplate(modelDir, template string, opts EncodeOptions) (*Encode
 		fmt.Fprintf(h, "%s %d\n", name, len(b))
 		h.Write(b)
 	}
-	fmt.Fprintf(h, "template %s\n", tmpl.Source)
+	if tmpl != nil {
+		fmt.Fprintf(h, "template %s\n", tmpl.Source)
+	}
 	return &Encoder{
 		Tok:         HFTokenizer{tok},
-		Tmpl:        TemplateRenderer{T: tmpl},
+		Tmpl:        renderer,
 		Opts:        opts,
 		Fingerprint: hex.EncodeToString(h.Sum(nil)),
 	}, nil
+}
+
+// thinkingVars passes enable_thinking: false to templates that read it
+// (Qwen3's and the built-in qwen3), nothing otherwise.
+func thinkingVars(opts EncodeOptions) map[string]any {
+	if !opts.NoThinking {
+		return nil
+	}
+	return map[string]any{"enable_thinking": false}
+}
+
+// missingTemplate stands in for the chat template of a model that has none.
+type missingTemplate struct{ err error }
+
+func (m missingTemplate) Render([]Message, json.RawMessage) (string, []Span, error) {
+	return "", nil, m.err
+}
+
+// checkTemplate fails early when the stage renders conversations and the
+// model has no chat template, instead of dropping every record.
+func (e *Encoder) checkTemplate(cfg Config) error {
+	if m, ok := e.Tmpl.(missingTemplate); ok && cfg.wantKind() != KindText {
+		return fmt.Errorf("%w; stage %s renders conversations (stage pt trains plain text without one)", m.err, or(cfg.Stage, "sft"))
+	}
+	return nil
 }

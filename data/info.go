@@ -166,9 +166,14 @@ func (d *DatasetInfo) resolve(name string) (Spec, error) {
 			s.Columns.Rejected = col
 		case "text":
 			s.Columns.Text = col
-		case "images", "videos", "audios", "kto_tag":
-			// Multimodal and KTO columns are not trained by gotune yet; they
-			// are ignored rather than refused so existing files still load.
+		case "kto_tag":
+			s.Columns.KTOTag = col
+		case "images":
+			s.Columns.Images = col
+		case "videos":
+			s.Columns.Videos = col
+		case "audios":
+			s.Columns.Audios = col
 		default:
 			return Spec{}, fmt.Errorf("%s: unknown column key %q", where, k)
 		}

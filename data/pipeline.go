@@ -22,17 +22,26 @@ type Config struct {
 	Datasets []Spec `json:"datasets"`
 	// Stage is LLaMA-Factory's stage: "sft" (default) wants conversations,
 	// "pt" plain text, "rm"/"dpo"/"orpo"/"simpo" preference pairs.
-	Stage      string        `json:"stage,omitempty"`
-	Strict     bool          `json:"strict,omitempty"`      // the first bad record is an error
-	MaxSamples int           `json:"max_samples,omitempty"` // per dataset, first N kept (0: all)
-	Clean      CleanConfig   `json:"clean"`
-	Mix        MixConfig     `json:"mix"`
-	ValSize    float64       `json:"val_size,omitempty"`
-	Encode     EncodeOptions `json:"encode"`
+	Stage  string `json:"stage,omitempty"`
+	Strict bool   `json:"strict,omitempty"` // the first bad record is an error
+	// SkipInvalidJSON skips records that are not well-formed JSON (and, in
+	// a JSON array file, everything after the break) instead of stopping:
+	// a broken file must not train on whatever was read before the break
+	// unless the user says so.
+	SkipInvalidJSON bool          `json:"skip_invalid_json,omitempty"`
+	MaxSamples      int           `json:"max_samples,omitempty"` // per dataset, first N kept (0: all)
+	Clean           CleanConfig   `json:"clean"`
+	Mix             MixConfig     `json:"mix"`
+	ValSize         float64       `json:"val_size,omitempty"`
+	Encode          EncodeOptions `json:"encode"`
+
 	// Progress, when set, is told how many bytes of the dataset files have
 	// been read out of how many, as reading goes (from one goroutine). It
 	// changes nothing in the result, so it is not part of the cache key.
 	Progress func(done, total int64) `json:"-"`
+
+	// reportOnly lists every problem without stopping (data inspect).
+	reportOnly bool
 }
 
 func (c Config) wantKind() Kind {
@@ -103,6 +112,12 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 			}
 			return nil
 		}
+		filtered := func(loc Loc, why string) {
+			st.Filtered[why]++
+			if len(rep.Removed) < maxIssues {
+				rep.Removed = append(rep.Removed, Issue{Loc: loc, Reason: why})
+			}
+		}
 		for _, file := range files {
 			st.Files++
 			if fi, err := os.Stat(file); err == nil {
@@ -116,6 +131,12 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 					cfg.Progress(min(readBytes, totalBytes), totalBytes)
 				}
 				if rec.Bad != nil {
+					if rec.Bad.syntax {
+						st.InvalidJSON++
+						if !cfg.SkipInvalidJSON && !cfg.reportOnly {
+							return &RecordError{Issue: *rec.Bad, Hint: "fix the file, or set skip_invalid_json: true to train without such records"}
+						}
+					}
 					return report(*rec.Bad)
 				}
 				if p == nil {
@@ -132,6 +153,13 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 				}
 				ex, is := p.parse(rec)
 				if is == nil {
+					var why string
+					if why, is = p.unusable(rec, &ex); why != "" {
+						filtered(rec.Loc, why)
+						return nil
+					}
+				}
+				if is == nil {
 					is = Validate(&ex)
 				}
 				if is == nil && ex.Kind != want {
@@ -141,7 +169,7 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 					return report(*is)
 				}
 				if why := cleaner.Check(&ex); why != "" {
-					st.Filtered[why]++
+					filtered(rec.Loc, why)
 					return nil
 				}
 				st.Kept++
@@ -185,6 +213,7 @@ func Inspect(cfg Config, enc *Encoder, opts InspectOptions) (*Report, error) {
 	if opts.Samples == 0 {
 		opts.Samples = 3
 	}
+	cfg.reportOnly = true
 	rep := newReport(cfg)
 	if enc == nil {
 		rep.Unit = "chars"
@@ -199,6 +228,9 @@ func Inspect(cfg Config, enc *Encoder, opts InspectOptions) (*Report, error) {
 			return nil
 		})
 	} else {
+		if err := enc.checkTemplate(cfg); err != nil {
+			return nil, err
+		}
 		err = encodeAll(cfg, enc, rep, func(d int, ex *Example, samples []Sample) error {
 			for _, s := range samples {
 				counts[d]++
@@ -341,6 +373,9 @@ func CacheKey(cfg Config, enc *Encoder) (string, error) {
 func Prepare(cfg Config, enc *Encoder, dir string) (*Cache, error) {
 	if enc == nil {
 		return nil, fmt.Errorf("prepare: no tokenizer/template")
+	}
+	if err := enc.checkTemplate(cfg); err != nil {
+		return nil, err
 	}
 	key, err := CacheKey(cfg, enc)
 	if err != nil {

@@ -34,7 +34,8 @@ func sftFiles(t *testing.T, dir string) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Config{Datasets: specs, Clean: DefaultClean(), ValSize: 0.1, Mix: MixConfig{Seed: 1}, Encode: EncodeOptions{CutoffLen: 256}}
+	// The broken line is skipped on request (skip_invalid_json).
+	return Config{Datasets: specs, SkipInvalidJSON: true, Clean: DefaultClean(), ValSize: 0.1, Mix: MixConfig{Seed: 1}, Encode: EncodeOptions{CutoffLen: 256}}
 }
 
 func TestPrepareCache(t *testing.T) {
@@ -218,5 +219,33 @@ func TestDatasetInfoErrors(t *testing.T) {
 	writeFile(t, dir, "dataset_info.json", `[1,2]`)
 	if _, err := LoadDatasetInfo(dir); err == nil {
 		t.Error("malformed dataset_info.json accepted")
+	}
+}
+
+// TestTrainSummary: the summary training prints before it starts says,
+// per dataset, what was read, skipped, filtered (by which filter) and kept.
+func TestTrainSummary(t *testing.T) {
+	dir := t.TempDir()
+	cfg := sftFiles(t, dir)
+	c, err := Prepare(cfg, testEncoder(cfg.Encode), filepath.Join(dir, "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var b strings.Builder
+	if err := c.Report().WriteSummary(&b); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.ReplaceAll(b.String(), dir, "DIR")
+	golden := filepath.Join("testdata", "train_summary.txt")
+	if *update {
+		os.WriteFile(golden, []byte(got), 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("summary differs from %s:\n%s", golden, got)
 	}
 }

@@ -18,17 +18,20 @@ type SourceStats struct {
 	Records    int            `json:"records"` // read
 	Bad        int            `json:"bad"`     // skipped as malformed or invalid
 	BadReasons map[string]int `json:"bad_reasons,omitempty"`
-	Filtered   map[string]int `json:"filtered,omitempty"` // removed by cleaning, per filter
-	Kept       int            `json:"kept"`               // examples after validation and cleaning
-	Dropped    map[string]int `json:"dropped,omitempty"`  // examples lost while encoding
-	Samples    int            `json:"samples"`            // tokenized samples
-	Mixed      int            `json:"mixed"`              // samples in the mixed order
-	Tokens     int64          `json:"tokens"`
-	Trained    int64          `json:"trained_tokens"`
-	Turns      int            `json:"turns"`
-	ToolCalls  int            `json:"tool_calls"`
-	Reasoning  int            `json:"with_reasoning"` // examples with reasoning text
-	MaxLen     int            `json:"max_len"`
+	// InvalidJSON counts records skipped as not well-formed JSON (part of
+	// Bad); a broken JSON array counts once, its unread rest not at all.
+	InvalidJSON int            `json:"invalid_json,omitempty"`
+	Filtered    map[string]int `json:"filtered,omitempty"` // removed by cleaning, per filter
+	Kept        int            `json:"kept"`               // examples after validation and cleaning
+	Dropped     map[string]int `json:"dropped,omitempty"`  // examples lost while encoding
+	Samples     int            `json:"samples"`            // tokenized samples
+	Mixed       int            `json:"mixed"`              // samples in the mixed order
+	Tokens      int64          `json:"tokens"`
+	Trained     int64          `json:"trained_tokens"`
+	Turns       int            `json:"turns"`
+	ToolCalls   int            `json:"tool_calls"`
+	Reasoning   int            `json:"with_reasoning"` // examples with reasoning text
+	MaxLen      int            `json:"max_len"`
 }
 
 // Segment is a run of rendered text that is, or is not, trained.
@@ -48,10 +51,13 @@ type RenderedSample struct {
 
 // Report is the result of Inspect (and is stored with a prepared cache).
 type Report struct {
-	Stage     string           `json:"stage"`
-	Unit      string           `json:"unit"` // "tokens", or "chars" without a tokenizer
-	Sources   []*SourceStats   `json:"sources"`
-	Issues    []Issue          `json:"issues,omitempty"` // the first few, all are counted
+	Stage   string         `json:"stage"`
+	Unit    string         `json:"unit"` // "tokens", or "chars" without a tokenizer
+	Sources []*SourceStats `json:"sources"`
+	Issues  []Issue        `json:"issues,omitempty"` // the first few, all are counted
+	// Removed lists the first few well-formed records the filters removed,
+	// so what deduplication and the other filters took can be checked.
+	Removed   []Issue          `json:"removed,omitempty"`
 	Histogram []HistogramBin   `json:"length_histogram"`
 	Train     int              `json:"train"`
 	Val       int              `json:"val"`
@@ -162,6 +168,7 @@ func (r *Report) Totals() SourceStats {
 		t.Bytes += s.Bytes
 		t.Records += s.Records
 		t.Bad += s.Bad
+		t.InvalidJSON += s.InvalidJSON
 		t.Kept += s.Kept
 		t.Samples += s.Samples
 		t.Mixed += s.Mixed
@@ -192,26 +199,77 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
+// WriteSummary writes what training prints before it starts: per dataset,
+// records read, skipped as bad, removed by each filter and kept, so nothing
+// the data loses goes unsaid.
+func (r *Report) WriteSummary(w io.Writer) error {
+	var b strings.Builder
+	r.table(&b)
+	t := r.Totals()
+	for _, s := range r.Sources {
+		if s.InvalidJSON > 0 {
+			fmt.Fprintf(&b, "%s: skipped %d records that are not valid JSON (skip_invalid_json)\n", s.Name, s.InvalidJSON)
+		}
+	}
+	perSource := func(title string, get func(*SourceStats) map[string]int) {
+		if len(get(&t)) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "%s\n", title)
+		for _, s := range r.Sources {
+			m := get(s)
+			for _, k := range sortedByCount(m) {
+				fmt.Fprintf(&b, "  %-20s %8d  %s\n", clip(s.Name, 20), m[k], k)
+			}
+		}
+	}
+	perSource("bad records (skipped)", func(s *SourceStats) map[string]int { return s.BadReasons })
+	perSource("removed by filters", func(s *SourceStats) map[string]int { return s.Filtered })
+	perSource("dropped while encoding", func(s *SourceStats) map[string]int { return s.Dropped })
+	if len(r.Removed) > 0 {
+		fmt.Fprintf(&b, "first records removed by filters\n")
+		for _, is := range r.Removed[:min(len(r.Removed), 5)] {
+			fmt.Fprintf(&b, "  %s\n", is)
+		}
+	}
+	fmt.Fprintf(&b, "after mixing: %d train, %d validation\n", r.Train, r.Val)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *Report) table(b *strings.Builder) {
+	fmt.Fprintf(b, "%-20s %8s %8s %8s %8s %8s %12s %8s\n", "source", "records", "bad", "filtered", "kept", "samples", r.Unit, "trained")
+	row := func(s SourceStats) {
+		filtered := 0
+		for _, v := range s.Filtered {
+			filtered += v
+		}
+		fmt.Fprintf(b, "%-20s %8d %8d %8d %8d %8d %12d %7.1f%%\n", clip(s.Name, 20), s.Records, s.Bad, filtered, s.Kept, s.Samples, s.Tokens, pct(s.Trained, s.Tokens))
+	}
+	for _, s := range r.Sources {
+		row(*s)
+	}
+	if len(r.Sources) > 1 {
+		row(r.Totals())
+	}
+}
+
+func sortedByCount(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || (m[keys[i]] == m[keys[j]] && keys[i] < keys[j]) })
+	return keys
+}
+
 // WriteText writes the human report. With color, trained text in rendered
 // samples is green; without, it is wrapped in [[ ]].
 func (r *Report) WriteText(w io.Writer, color bool) error {
 	var b strings.Builder
 	t := r.Totals()
 	fmt.Fprintf(&b, "Dataset report (stage %s)\n\n", r.Stage)
-	fmt.Fprintf(&b, "%-20s %8s %8s %8s %8s %8s %12s %8s\n", "source", "records", "bad", "filtered", "kept", "samples", r.Unit, "trained")
-	row := func(s SourceStats) {
-		filtered := 0
-		for _, v := range s.Filtered {
-			filtered += v
-		}
-		fmt.Fprintf(&b, "%-20s %8d %8d %8d %8d %8d %12d %7.1f%%\n", clip(s.Name, 20), s.Records, s.Bad, filtered, s.Kept, s.Samples, s.Tokens, pct(s.Trained, s.Tokens))
-	}
-	for _, s := range r.Sources {
-		row(*s)
-	}
-	if len(r.Sources) > 1 {
-		row(t)
-	}
+	r.table(&b)
 	if t.Samples > 0 {
 		fmt.Fprintf(&b, "\nmean length %.1f %s, max %d; %d turns, %d tool calls, %d examples with reasoning\n",
 			float64(t.Tokens)/float64(t.Samples), r.Unit, t.MaxLen, t.Turns, t.ToolCalls, t.Reasoning)
@@ -241,12 +299,7 @@ func (r *Report) WriteText(w io.Writer, color bool) error {
 			return
 		}
 		fmt.Fprintf(&b, "\n%s\n", title)
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || (m[keys[i]] == m[keys[j]] && keys[i] < keys[j]) })
-		for _, k := range keys {
+		for _, k := range sortedByCount(m) {
 			fmt.Fprintf(&b, "  %8d  %s\n", m[k], k)
 		}
 	}
@@ -256,6 +309,12 @@ func (r *Report) WriteText(w io.Writer, color bool) error {
 	if len(r.Issues) > 0 {
 		fmt.Fprintf(&b, "\nfirst problems\n")
 		for _, is := range r.Issues {
+			fmt.Fprintf(&b, "  %s\n", is)
+		}
+	}
+	if len(r.Removed) > 0 {
+		fmt.Fprintf(&b, "\nfirst records removed by filters\n")
+		for _, is := range r.Removed {
 			fmt.Fprintf(&b, "  %s\n", is)
 		}
 	}

@@ -36,6 +36,9 @@ type Message struct {
 	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
 	ToolCallID string     `json:"tool_call_id,omitempty"`
 	Name       string     `json:"name,omitempty"`
+	// NoTrain keeps an assistant turn as context only (LLaMA-Factory's v1
+	// loss_weight 0).
+	NoTrain bool `json:"no_train,omitempty"`
 }
 
 // ToolCall is one function call made by the assistant. Arguments is always
@@ -73,10 +76,16 @@ type Loc struct {
 	File  string `json:"file"`
 	Line  int    `json:"line,omitempty"`
 	Index int    `json:"index"`
+	// InArray marks an element of a JSON array file, whose line alone does
+	// not say which record it is.
+	InArray bool `json:"in_array,omitempty"`
 }
 
 func (l Loc) String() string {
-	if l.Line > 0 {
+	switch {
+	case l.Line > 0 && l.InArray && l.Index >= 0:
+		return fmt.Sprintf("%s:%d (record %d)", l.File, l.Line, l.Index)
+	case l.Line > 0:
 		return fmt.Sprintf("%s:%d", l.File, l.Line)
 	}
 	return fmt.Sprintf("%s:record %d", l.File, l.Index)
@@ -99,6 +108,8 @@ type Issue struct {
 	Loc    Loc    `json:"loc"`
 	Field  string `json:"field,omitempty"`
 	Reason string `json:"reason"`
+
+	syntax bool // the record is not well-formed JSON
 }
 
 func (i Issue) String() string {
@@ -109,9 +120,17 @@ func (i Issue) String() string {
 }
 
 // RecordError is returned in strict mode for the first bad record.
-type RecordError struct{ Issue Issue }
+type RecordError struct {
+	Issue Issue
+	Hint  string // what the user can do about it, or ""
+}
 
-func (e *RecordError) Error() string { return e.Issue.String() }
+func (e *RecordError) Error() string {
+	if e.Hint != "" {
+		return e.Issue.String() + " (" + e.Hint + ")"
+	}
+	return e.Issue.String()
+}
 
 func issuef(loc Loc, field, format string, args ...any) *Issue {
 	return &Issue{Loc: loc, Field: field, Reason: fmt.Sprintf(format, args...)}

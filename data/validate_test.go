@@ -3,6 +3,7 @@ package data
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -17,8 +18,8 @@ func TestMalformedRecords(t *testing.T) {
 		reason  string // substring of the issue
 	}{
 		{"bad JSON line", "x.jsonl", "{\"instruction\":\"a\",\"output\":\"b\"}\n{\"instruction\": oops}\n", "", "x.jsonl:2", "invalid JSON line"},
-		{"array element not an object", "x.json", `[{"instruction":"a","output":"b"}, "just a string"]`, "", "x.json:record 1", "not a JSON object"},
-		{"truncated JSON array", "x.json", `[{"instruction":"a","output":"b"}, {"instruction":"c",`, "", "x.json:record 1", "invalid JSON"},
+		{"array element not an object", "x.json", `[{"instruction":"a","output":"b"}, "just a string"]`, "", "x.json:1 (record 1)", "not a JSON object"},
+		{"truncated JSON array", "x.json", `[{"instruction":"a","output":"b"}, {"instruction":"c",`, "", "x.json:1 (record 1)", "invalid JSON"},
 		{"missing output", "x.jsonl", "{\"instruction\":\"a\",\"output\":\"b\"}\n{\"instruction\":\"a\"}\n", "", "x.jsonl:2", `field "output": missing`},
 		{"output not a string", "x.jsonl", "{\"instruction\":\"a\",\"output\":\"b\"}\n{\"instruction\":\"a\",\"output\":{\"x\":1}}\n", "", "x.jsonl:2", "expected a string, found an object"},
 		{"roles do not alternate", "x.jsonl", `{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}` + "\n" + `{"messages":[{"role":"user","content":"a"},{"role":"user","content":"b"},{"role":"assistant","content":"c"}]}` + "\n", "", "x.jsonl:2", "roles must alternate"},
@@ -39,7 +40,7 @@ func TestMalformedRecords(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := writeFile(t, dir, tc.file, tc.content)
-			cfg := Config{Datasets: []Spec{{Name: "ds", Path: path}}, Stage: tc.stage}
+			cfg := Config{Datasets: []Spec{{Name: "ds", Path: path}}, Stage: tc.stage, SkipInvalidJSON: true}
 			_, rep, err := collect(t, cfg)
 			if err != nil {
 				t.Fatalf("lenient mode must skip, got %v", err)
@@ -95,3 +96,55 @@ func TestIssueCounting(t *testing.T) {
 		t.Errorf("reasons not grouped: %v", rep.Sources[0].BadReasons)
 	}
 }
+
+// A file that is not well-formed JSON stops the run at the break, naming
+// file and line, unless skipping was asked for; then the skipped records
+// are counted. Inspect reports without stopping.
+func TestInvalidJSONStops(t *testing.T) {
+	deep := strings.Repeat("[", MaxJSONDepth+1) + strings.Repeat("]", MaxJSONDepth+1)
+	cases := []struct {
+		name, file, content string
+		loc, reason         string
+		kept                int // with skip_invalid_json
+	}{
+		{"array broken at record 1", "a.json", "[\n  {\"instruction\":\"a\",\"output\":\"b\"},\n  {\"instruction\": \"c\",\n   \"output\": oops}\n]\n",
+			"a.json:4 (record 1)", "invalid JSON", 1},
+		{"unclosed array", "a.json", "[\n  {\"instruction\":\"a\",\"output\":\"b\"}\n", "a.json:2", "JSON array not closed", 1},
+		{"bad JSONL line", "a.jsonl", "{\"instruction\":\"a\",\"output\":\"b\"}\n{\"instruction\":\"a\",\"output\":\"b\"\n{\"instruction\":\"c\",\"output\":\"d\"}\n",
+			"a.jsonl:2", "invalid JSON line", 2},
+		{"deep nesting in JSONL", "a.jsonl", "{\"instruction\":\"a\",\"output\":\"b\"}\n{\"instruction\":\"q\",\"output\":\"b\",\"x\":" + deep + "}\n",
+			"a.jsonl:2", "nested deeper than", 1},
+		{"deep nesting in array", "a.json", "[{\"instruction\":\"a\",\"output\":\"b\"},\n{\"instruction\":\"q\",\"output\":\"b\",\"x\":" + deep + "}]",
+			"a.json:2 (record 1)", "nested deeper than", 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := writeFile(t, dir, tc.file, tc.content)
+			cfg := Config{Datasets: []Spec{{Name: "ds", Path: path}}}
+			_, _, err := collect(t, cfg)
+			var re *RecordError
+			if !errors.As(err, &re) {
+				t.Fatalf("want the run stopped with a RecordError, got %v", err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, filepathJoin(dir, tc.loc)) || !strings.Contains(msg, tc.reason) || !strings.Contains(msg, "skip_invalid_json") {
+				t.Errorf("error %q: want %q, %q and the skip_invalid_json hint", msg, tc.loc, tc.reason)
+			}
+			cfg.SkipInvalidJSON = true
+			got, rep, err := collect(t, cfg)
+			if err != nil {
+				t.Fatalf("skip_invalid_json: %v", err)
+			}
+			if len(got) != tc.kept || rep.Sources[0].InvalidJSON != 1 {
+				t.Errorf("skip_invalid_json: kept %d (want %d), invalid %d (want 1)", len(got), tc.kept, rep.Sources[0].InvalidJSON)
+			}
+			cfg.SkipInvalidJSON = false
+			rep, err = Inspect(cfg, nil, InspectOptions{Samples: -1})
+			if err != nil || rep.Sources[0].InvalidJSON != 1 {
+				t.Errorf("inspect must report, not stop: %v", err)
+			}
+		})
+	}
+}
+
+func filepathJoin(dir, rest string) string { return dir + string(os.PathSeparator) + rest }

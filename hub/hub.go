@@ -58,6 +58,11 @@ type Client struct {
 	HTTP     *http.Client // nil: a client with a response-header timeout
 	Progress io.Writer    // one line per downloaded file when set
 	Offline  bool         // $HF_HUB_OFFLINE=1: like Options.Offline for every call
+	// HFCacheDir is the Hugging Face hub cache ($HF_HUB_CACHE, else
+	// $HF_HOME/hub, else ~/.cache/huggingface/hub), read only: a snapshot
+	// that transformers or huggingface-cli already downloaded is used in
+	// place instead of being downloaded a second time. Empty: not consulted.
+	HFCacheDir string
 }
 
 // Options select what Download fetches.
@@ -83,7 +88,57 @@ func NewClient() *Client {
 	} else if dir, err := os.UserCacheDir(); err == nil {
 		c.CacheDir = filepath.Join(dir, "gotune", "hub")
 	}
+	c.HFCacheDir = hfCacheDir()
 	return c
+}
+
+// hfCacheDir is where huggingface_hub keeps its cache, by its rules.
+func hfCacheDir() string {
+	if d := os.Getenv("HF_HUB_CACHE"); d != "" {
+		return d
+	}
+	if d := os.Getenv("HUGGINGFACE_HUB_CACHE"); d != "" {
+		return d
+	}
+	if d := os.Getenv("HF_HOME"); d != "" {
+		return filepath.Join(d, "hub")
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "huggingface", "hub")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".cache", "huggingface", "hub")
+	}
+	return ""
+}
+
+// hfRepoDir is repo's folder in the Hugging Face cache (the same layout as
+// gotune's), or "" when there is none to consult.
+func (c *Client) hfRepoDir(repo, typ string) string {
+	if c.HFCacheDir == "" || filepath.Clean(c.HFCacheDir) == filepath.Clean(c.CacheDir) {
+		return ""
+	}
+	return filepath.Join(c.HFCacheDir, typ+"s--"+strings.ReplaceAll(repo, "/", "--"))
+}
+
+// hfCached is a complete-looking snapshot of revision in the Hugging Face
+// cache, for when the Hub cannot be asked: huggingface_hub records refs
+// before all files arrive, so a model snapshot must hold config.json too.
+func (c *Client) hfCached(repo, typ, revision string) (string, error) {
+	dir := c.hfRepoDir(repo, typ)
+	if dir == "" {
+		return "", errors.New("no Hugging Face cache")
+	}
+	snap, err := c.cached(dir, revision)
+	if err != nil {
+		return "", err
+	}
+	if typ == "model" {
+		if _, err := os.Stat(filepath.Join(snap, "config.json")); err != nil {
+			return "", fmt.Errorf("snapshot %s has no config.json", snap)
+		}
+	}
+	return snap, nil
 }
 
 var repoPart = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$`)
@@ -257,6 +312,9 @@ func (c *Client) Download(ctx context.Context, repo, revision string, opt Option
 	if opt.Offline || c.Offline {
 		dir, err := c.cached(repoDir, revision)
 		if err != nil {
+			if hf, herr := c.hfCached(repo, typ, revision); herr == nil {
+				return hf, nil
+			}
 			return "", fmt.Errorf("hub: %s@%s: offline and not in cache %s: %w", repo, revision, c.CacheDir, err)
 		}
 		return dir, nil
@@ -278,6 +336,10 @@ func (c *Client) Download(ctx context.Context, repo, revision string, opt Option
 			// Network trouble, not a refusal: a complete cached snapshot still serves.
 			if dir, cerr := c.cached(repoDir, revision); cerr == nil {
 				c.logf("hub: %s: %v; using cached snapshot\n", repo, err)
+				return dir, nil
+			}
+			if dir, cerr := c.hfCached(repo, typ, revision); cerr == nil {
+				c.logf("hub: %s: %v; using the Hugging Face cache's snapshot %s\n", repo, err, dir)
 				return dir, nil
 			}
 		}
@@ -332,6 +394,14 @@ func (c *Client) Download(ctx context.Context, repo, revision string, opt Option
 		return "", fmt.Errorf("hub: %s@%s: no files match %v", repo, revision, allow)
 	}
 
+	names := make([]string, len(jobs))
+	for i, j := range jobs {
+		names[i] = j.name
+	}
+	if dir := c.hfSnapshot(repo, typ, commit, names); dir != "" {
+		c.logf("hub: %s: using %s (already in the Hugging Face cache)\n", repo, dir)
+		return dir, nil
+	}
 	for _, j := range jobs {
 		if _, err := os.Stat(j.dest); err == nil {
 			continue // final names only ever hold complete files
@@ -681,4 +751,25 @@ func syncDir(dir string) {
 		_ = d.Sync()
 		_ = d.Close()
 	}
+}
+
+// hfSnapshot is the Hugging Face cache's snapshot of commit when it holds
+// every file this download wants (so nothing need be fetched), else "".
+// Files there are symlinks into its blob store; they are read in place.
+func (c *Client) hfSnapshot(repo, typ, commit string, names []string) string {
+	dir := c.hfRepoDir(repo, typ)
+	if dir == "" {
+		return ""
+	}
+	snap := filepath.Join(dir, "snapshots", commit)
+	for _, n := range names {
+		p, err := safeFilePath(snap, n)
+		if err != nil {
+			return ""
+		}
+		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+			return ""
+		}
+	}
+	return snap
 }

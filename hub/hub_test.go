@@ -532,3 +532,90 @@ func TestListingBounded(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// hfCacheWith lays out files as huggingface_hub does: blobs, a snapshot of
+// symlinks to them, and refs/main.
+func hfCacheWith(t *testing.T, root, repo string, files map[string][]byte, skip string) {
+	t.Helper()
+	repoDir := filepath.Join(root, "models--"+strings.ReplaceAll(repo, "/", "--"))
+	for name, data := range files {
+		if name == skip || name == "pytorch_model.bin" || name == "README.md" {
+			continue
+		}
+		sum := sha256.Sum256(data)
+		blob := filepath.Join(repoDir, "blobs", hex.EncodeToString(sum[:]))
+		must(t, os.MkdirAll(filepath.Dir(blob), 0o755))
+		must(t, os.WriteFile(blob, data, 0o644))
+		link := filepath.Join(repoDir, "snapshots", commit, filepath.FromSlash(name))
+		must(t, os.MkdirAll(filepath.Dir(link), 0o755))
+		rel, err := filepath.Rel(filepath.Dir(link), blob)
+		must(t, err)
+		must(t, os.Symlink(rel, link))
+	}
+	must(t, os.MkdirAll(filepath.Join(repoDir, "refs"), 0o755))
+	must(t, os.WriteFile(filepath.Join(repoDir, "refs", "main"), []byte(commit), 0o644))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHuggingFaceCacheReused: a model transformers already downloaded into
+// the Hugging Face cache is used from there, with no file fetched again;
+// an incomplete snapshot there is not trusted; offline, the Hugging Face
+// cache serves too.
+func TestHuggingFaceCacheReused(t *testing.T) {
+	f := newFakeHub(t)
+	c, _ := setup(t, f)
+	c.HFCacheDir = t.TempDir()
+	hfCacheWith(t, c.HFCacheDir, f.repo, f.files, "")
+	dir, err := c.Download(context.Background(), f.repo, "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(c.HFCacheDir, "models--org--tiny", "snapshots", commit); dir != want {
+		t.Errorf("dir = %s, want the Hugging Face snapshot %s", dir, want)
+	}
+	if n := f.fileGets(); n != 0 {
+		t.Errorf("%d files downloaded again", n)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "model.safetensors")); err != nil || !bytes.Equal(got, f.files["model.safetensors"]) {
+		t.Errorf("weights through the snapshot symlink: %v", err)
+	}
+
+	// Offline: the Hugging Face cache answers when gotune's has nothing.
+	c.Offline = true
+	if dir2, err := c.Download(context.Background(), f.repo, "", Options{}); err != nil || dir2 != dir {
+		t.Errorf("offline: %s, %v", dir2, err)
+	}
+	c.Offline = false
+
+	// A snapshot missing a wanted file is downloaded into gotune's cache.
+	f2 := newFakeHub(t)
+	c2, _ := setup(t, f2)
+	c2.HFCacheDir = t.TempDir()
+	hfCacheWith(t, c2.HFCacheDir, f2.repo, f2.files, "model.safetensors")
+	dir, err = c2.Download(context.Background(), f2.repo, "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(dir, c2.CacheDir) || f2.gets["model.safetensors"] != 1 {
+		t.Errorf("incomplete Hugging Face snapshot trusted: dir %s, weights fetched %d times", dir, f2.gets["model.safetensors"])
+	}
+}
+
+func TestHuggingFaceCacheDirFromEnv(t *testing.T) {
+	t.Setenv("HF_HUB_CACHE", "")
+	t.Setenv("HUGGINGFACE_HUB_CACHE", "")
+	t.Setenv("HF_HOME", "/x/hf")
+	if got := NewClient().HFCacheDir; got != filepath.Join("/x/hf", "hub") {
+		t.Errorf("HF_HOME: %s", got)
+	}
+	t.Setenv("HF_HUB_CACHE", "/y/cache")
+	if got := NewClient().HFCacheDir; got != "/y/cache" {
+		t.Errorf("HF_HUB_CACHE: %s", got)
+	}
+}

@@ -120,6 +120,9 @@ func AttachLoRA(m *model.Model, cfg LoRAConfig, seed uint64) (*LoRASet, error) {
 	if len(cfg.Targets) == 0 && cfg.TargetRegex == "" {
 		cfg.Targets = []string{"all"}
 	}
+	if err := checkTargetsMatch(m, cfg.Targets, cfg.TargetRegex); err != nil {
+		return nil, fmt.Errorf("lora: %w", err)
+	}
 	set := &LoRASet{Config: cfg, layers: map[string]*nn.Linear{}}
 	rng := rand.New(rand.NewPCG(seed, 0x6c6f7261))
 	for _, lin := range m.Linears() {
@@ -292,4 +295,44 @@ func nilIfEmpty(v []int) any {
 		return nil
 	}
 	return v
+}
+
+// checkTargetsMatch fails for a target module name that matches no linear
+// layer: a misspelt name ("vproj") would otherwise leave that module
+// untrained without a word while the others train.
+func checkTargetsMatch(m *model.Model, targets []string, regex string) error {
+	if regex != "" {
+		return nil
+	}
+	lins := m.Linears()
+	var missing []string
+	for _, t := range targets {
+		if t == "all" || t == "all-linear" {
+			continue
+		}
+		found := false
+		for _, lin := range lins {
+			if lin.Name == t || strings.HasSuffix(lin.Name, "."+t) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	names := map[string]bool{}
+	var kinds []string
+	for _, lin := range lins {
+		short := lin.Name[strings.LastIndex(lin.Name, ".")+1:]
+		if !names[short] {
+			names[short] = true
+			kinds = append(kinds, short)
+		}
+	}
+	sort.Strings(kinds)
+	return fmt.Errorf("target module %s matched no layer of this model (its linear layers: %s, or all)", strings.Join(missing, ", "), strings.Join(kinds, ", "))
 }

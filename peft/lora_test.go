@@ -168,6 +168,8 @@ func TestLoRABadConfig(t *testing.T) {
 		{LoRAConfig{R: 0, Alpha: 8}, "rank must be positive"},
 		{LoRAConfig{R: 4, Alpha: 8, Dropout: 1}, "dropout"},
 		{LoRAConfig{R: 4, Alpha: 8, Targets: []string{"c_attn"}}, "matched no layer"},
+		// One good name does not hide a misspelt one.
+		{LoRAConfig{R: 4, Alpha: 8, Targets: []string{"q_proj", "vproj"}}, "target module vproj matched no layer"},
 	} {
 		if _, err := AttachLoRA(m, c.cfg, 0); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: err = %v, want %q", c.cfg, err, c.want)

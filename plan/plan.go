@@ -16,6 +16,14 @@ import (
 const (
 	LargeDataset = 100_000 // above: full fine-tuning when resources allow
 	SmallDataset = 10_000  // below: LoRA or a prompt-learning method
+	FewShot      = 1_000   // below: IA3 first, the method with the fewest parameters
+)
+
+// Suggested LoRA ranks for small datasets: capacity beyond what the data
+// can determine only fits its noise.
+const (
+	SmallDataRank   = 8
+	FewShotDataRank = 4
 )
 
 // Usable is the share of RAM a plan may fill: the rest is left to the
@@ -60,9 +68,12 @@ type Plan struct {
 	MExps       float64 `json:"mexps,omitempty"`
 	Steps       int64   `json:"steps"` // 0: a long run
 	Methods     []Verdict
-	Recommended Method   `json:"recommended"` // empty when nothing fits
-	Checkpoint  bool     `json:"gradient_checkpointing"`
-	Reasons     []string `json:"reasons"`
+	Recommended Method `json:"recommended"` // empty when nothing fits
+	// SuggestedLoRARank is a smaller rank than LoRARank that the dataset
+	// size calls for (0: LoRARank is fine).
+	SuggestedLoRARank int      `json:"suggested_lora_rank,omitempty"`
+	Checkpoint        bool     `json:"gradient_checkpointing"`
+	Reasons           []string `json:"reasons"`
 }
 
 // Make estimates every method and recommends one.
@@ -130,9 +141,16 @@ func (p *Plan) recommend() {
 	case p.Samples >= SmallDataset:
 		p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (%d–%d): LoRA, or QLoRA when LoRA does not fit, learn as well as full fine-tuning at this size for a fraction of the memory", p.Samples, SmallDataset, LargeDataset))
 		order = []Method{LoRA, QLoRA}
+	case p.Samples < FewShot:
+		p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (< %d, few-shot): the fewer trainable parameters the less the model can overfit; IA3 trains only scaling vectors (%s parameters) and matched or beat LoRA on few-shot tasks (T-Few, Liu et al. 2022); else LoRA at rank %d, else prompt tuning",
+			p.Samples, FewShot, count(p.verdict(IA3).TrainableParams), FewShotDataRank))
+		order = []Method{IA3, LoRA, Prompt, QLoRA}
+		p.suggestRank(FewShotDataRank)
 	default:
-		p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (< %d): few trainable parameters avoid overfitting; LoRA, else a prompt-learning method, else QLoRA", p.Samples, SmallDataset))
+		p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (< %d): few trainable parameters avoid overfitting; LoRA at a small rank, else a prompt-learning method, else QLoRA", p.Samples, SmallDataset))
 		order = []Method{LoRA, Prompt, QLoRA}
+		p.suggestRank(SmallDataRank)
+		p.Reasons = append(p.Reasons, p.lighter())
 	}
 	pick := func(m Method) bool {
 		v := p.verdict(m)
@@ -189,6 +207,33 @@ func (p *Plan) recommend() {
 	if p.Steps == 0 {
 		p.Reasons = append(p.Reasons, "peaks include the Go collector's headroom of a long run (GOGC% of the live heap): set GOGC lower or GOMEMLIMIT to trade CPU for memory")
 	}
+}
+
+// suggestRank proposes rank r when the planned LoRA rank is larger.
+func (p *Plan) suggestRank(r int) {
+	if p.LoRARank <= r {
+		return
+	}
+	p.SuggestedLoRARank = r
+	v := p.verdict(LoRA)
+	p.Reasons = append(p.Reasons, fmt.Sprintf("LoRA rank %d, not %d: %d samples cannot determine %s adapter parameters; rank %d trains %.3g× fewer and learns tasks of this size as well (the estimates are for rank %d)",
+		r, p.LoRARank, p.Samples, count(v.TrainableParams), r, float64(p.LoRARank)/float64(r), p.LoRARank))
+}
+
+// lighter names the methods with far fewer parameters than LoRA that suit
+// a narrow task (a fixed output format, a style, a classification) better
+// than teaching new knowledge, with their sizes, when they fit.
+func (p *Plan) lighter() string {
+	var parts []string
+	for _, m := range []Method{IA3, Prompt, Prefix} {
+		if v := p.verdict(m); v.Fits || v.FitsCheckpoint {
+			parts = append(parts, fmt.Sprintf("%s (%s parameters)", m, count(v.TrainableParams)))
+		}
+	}
+	if len(parts) == 0 {
+		return "no lighter method fits either"
+	}
+	return "for a narrow task (output format, style, classification) lighter methods suffice: " + strings.Join(parts, ", ")
 }
 
 func (p *Plan) chosenMemory() int64 {

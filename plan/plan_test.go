@@ -275,6 +275,7 @@ func TestRecommend(t *testing.T) {
 		{"medium data, lora needs ckpt", "qwen3-0.6b", 50_000, 7 * gib, 1024, LoRA, true},
 		{"medium data, only qlora", "qwen3-0.6b", 50_000, 3 * gib, 256, QLoRA, true},
 		{"small data", "smollm2-135m", 2_000, 64 * gib, 512, LoRA, false},
+		{"few-shot data", "smollm2-135m", 500, 64 * gib, 512, IA3, false},
 		{"unknown size", "tiny", -1, 64 * gib, 512, LoRA, false},
 		{"nothing fits", "qwen3-0.6b", 2_000, gib / 2, 1024, "", false},
 	}
@@ -316,5 +317,37 @@ func TestRecommend(t *testing.T) {
 	}
 	if _, err := Make(Request{Config: mustShape(t, "tiny")}); err == nil {
 		t.Error("Make without RAM: no error")
+	}
+}
+
+// TestSmallDataLighterChoices: under 10k samples the plan proposes a small
+// LoRA rank and names the lighter methods with their sizes; under 1k it
+// recommends IA3 first. Each suggestion comes with its reason.
+func TestSmallDataLighterChoices(t *testing.T) {
+	const gib = 1 << 30
+	for _, tt := range []struct {
+		samples int64
+		rank    int
+		want    Method
+		reasons []string
+	}{
+		{5_000, SmallDataRank, LoRA, []string{"LoRA rank 8, not 16", "5000 samples cannot determine", "lighter methods suffice: ia3 (", "prompt-tuning (", "prefix-tuning ("}},
+		{300, FewShotDataRank, IA3, []string{"few-shot", "IA3 trains only scaling vectors", "LoRA rank 4, not 16"}},
+		{50_000, 0, LoRA, nil},
+	} {
+		p, err := Make(Request{Model: "smollm2-135m", Config: mustShape(t, "smollm2-135m"), Samples: tt.samples, RAM: 64 * gib,
+			Options: Options{Seq: 256, GFLOPS: 100, NF4GFLOPS: 60}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := strings.Join(p.Reasons, "\n")
+		if p.Recommended != tt.want || p.SuggestedLoRARank != tt.rank {
+			t.Errorf("%d samples: recommended %s rank %d, want %s rank %d\n%s", tt.samples, p.Recommended, p.SuggestedLoRARank, tt.want, tt.rank, all)
+		}
+		for _, r := range tt.reasons {
+			if !strings.Contains(all, r) {
+				t.Errorf("%d samples: reasons lack %q:\n%s", tt.samples, r, all)
+			}
+		}
 	}
 }

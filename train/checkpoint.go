@@ -129,7 +129,7 @@ func (t *Trainer) saveFinal() error {
 // uses exactly the template the model was trained on.
 func (t *Trainer) writeTemplate(dir string) error {
 	name := t.Cfg.Template
-	if name == "" || name == "default" || name == "auto" || t.Cfg.Stage == "pt" {
+	if name == "" || name == "auto" || t.Cfg.Stage == "pt" {
 		return nil
 	}
 	tmpl, err := chat.Builtin(name)

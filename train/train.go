@@ -263,14 +263,41 @@ func (t *Trainer) loadData() error {
 	if cacheDir == "" {
 		cacheDir = filepath.Join(c.OutputDir, ".data")
 	}
+	fresh := false
+	if c.TokenizedPath != "" {
+		key, err := data.CacheKey(dc, enc)
+		if err != nil {
+			return err
+		}
+		_, statErr := os.Stat(filepath.Join(cacheDir, key+".gtdc"))
+		fresh = statErr != nil
+	}
 	cache, err := data.Prepare(dc, enc, cacheDir)
 	if err != nil {
 		return err
+	}
+	if fresh {
+		// LLaMA-Factory's preprocessing run: with tokenized_path set and
+		// nothing there yet, tokenize, save and stop; the next run with the
+		// same tokenized_path trains from it.
+		rep := cache.Report()
+		cache.Close()
+		if rep != nil && t.out != nil {
+			if err := rep.WriteSummary(t.out); err != nil {
+				return err
+			}
+		}
+		return &PreprocessedError{Path: cache.Path()}
 	}
 	t.cache = cache
 	t.train, t.val = cache.Train(), cache.Val()
 	if pad, ok := enc.Tok.(data.HFTokenizer); ok {
 		t.pad = int32(pad.PAD())
+	}
+	if rep := cache.Report(); rep != nil && t.out != nil {
+		if err := rep.WriteSummary(t.out); err != nil {
+			return err
+		}
 	}
 	t.printf("data: %d training samples, %d validation (%s)\n", len(t.train), len(t.val), cache.Path())
 	if len(t.train) == 0 {
@@ -295,8 +322,8 @@ func DataConfig(c *config.Config) (data.Config, error) {
 	}
 	clean := data.CleanConfig{Dedup: c.Dedup, NearDedup: c.NearDedup, NearThreshold: c.NearDedupThreshold,
 		DropPlaceholders: c.DropPlaceholders, MinChars: c.MinChars, MaxChars: c.MaxChars, Scripts: c.Languages}
-	dc := data.Config{Datasets: specs, Stage: c.Stage, ValSize: c.ValSize, Clean: clean,
-		Encode: data.EncodeOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory},
+	dc := data.Config{Datasets: specs, Stage: c.Stage, ValSize: c.ValSize, Clean: clean, SkipInvalidJSON: c.SkipInvalidJSON,
+		Encode: data.EncodeOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory, NoThinking: !c.EnableThinking},
 		Mix:    data.MixConfig{Strategy: c.MixStrategy, Probs: c.InterleaveProbs, Seed: int64(c.Seed)}}
 	if c.MaxSamples != nil {
 		dc.MaxSamples = *c.MaxSamples
@@ -308,16 +335,18 @@ func DataConfig(c *config.Config) (data.Config, error) {
 // chat template, or with the built-in template named by `template`.
 func (t *Trainer) encoder(opts data.EncodeOptions) (*data.Encoder, error) {
 	enc, err := Encoder(t.ModelDir, t.Cfg.Template, opts)
-	if err == nil && t.Cfg.Template != "" && t.Cfg.Template != "default" {
+	if err == nil && t.Cfg.Template != "" && t.Cfg.Template != "auto" {
 		t.printf("template: built-in %q\n", t.Cfg.Template)
 	}
 	return enc, err
 }
 
 // Encoder builds the tokenizer and template glue for a model folder;
-// template names a built-in template ("", "default" or "auto": the model's own).
+// template names a built-in template as LLaMA-Factory's `template` does
+// ("default" is its Human:/Assistant: template); "" or "auto" use the
+// model's own.
 func Encoder(modelDir, template string, opts data.EncodeOptions) (*data.Encoder, error) {
-	if template == "default" || template == "auto" {
+	if template == "auto" {
 		template = ""
 	}
 	return data.LoadEncoderTemplate(modelDir, template, opts)
@@ -420,6 +449,9 @@ func (t *Trainer) Run() error {
 	if err := os.MkdirAll(c.OutputDir, 0o755); err != nil {
 		return err
 	}
+	if err := t.writeDataReport(); err != nil {
+		return err
+	}
 	disp, err := runlog.ParseDisplay(c.Progress)
 	if err != nil {
 		return err
@@ -516,7 +548,7 @@ func (t *Trainer) Run() error {
 			}
 		}
 	}
-	if len(t.val) > 0 && c.EvalStrategy != "no" {
+	if len(t.val) > 0 && (c.EvalStrategy != "no" || c.DoEval) {
 		if err := t.evaluate(); err != nil {
 			return err
 		}
@@ -557,4 +589,29 @@ func (t *Trainer) checkOutputDir() error {
 		return fmt.Errorf("%s already holds checkpoints: set resume_from_checkpoint to continue or overwrite_output_dir: true to start over", c.OutputDir)
 	}
 	return nil
+}
+
+// DataReportFile is the run folder's record of what the data pipeline read,
+// skipped, filtered and kept.
+const DataReportFile = "data_report.json"
+
+func (t *Trainer) writeDataReport() error {
+	rep := t.cache.Report()
+	if rep == nil {
+		return nil
+	}
+	var b strings.Builder
+	if err := rep.WriteJSON(&b); err != nil {
+		return err
+	}
+	return ckpt.WriteFileAtomic(filepath.Join(t.Cfg.OutputDir, DataReportFile), []byte(b.String()), 0o644)
+}
+
+// PreprocessedError ends a run that only tokenized its data: tokenized_path
+// was set and held no cache for these datasets, tokenizer and settings, as
+// in LLaMA-Factory's preprocessing step. It is not a failure.
+type PreprocessedError struct{ Path string }
+
+func (e *PreprocessedError) Error() string {
+	return fmt.Sprintf("tokenized dataset saved at %s; run again with the same tokenized_path to train on it", e.Path)
 }

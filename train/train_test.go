@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"gotune/chat"
 	"gotune/ckpt"
 	"gotune/config"
+	"gotune/data"
 	"gotune/model"
 )
 
@@ -247,8 +249,8 @@ func TestDataConfigCleaning(t *testing.T) {
 	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
 	dc, err := DataConfig(cfg)
 	must(t, err)
-	if !dc.Clean.Dedup || !dc.Clean.NearDedup || dc.Clean.NearThreshold != 0.8 || !dc.Clean.DropPlaceholders {
-		t.Errorf("default cleaning %+v, want exact and near dedup at 0.8 and placeholders", dc.Clean)
+	if !dc.Clean.Dedup || !dc.Clean.NearDedup || dc.Clean.NearThreshold != 0.85 || !dc.Clean.DropPlaceholders {
+		t.Errorf("default cleaning %+v, want exact and near dedup at 0.85 and placeholders", dc.Clean)
 	}
 	must(t, cfg.ApplyFlags([]string{"--dedup=false", "--near_dedup=false", "--languages", "en,zh", "--max_chars", "4000"}))
 	dc, err = DataConfig(cfg)
@@ -287,5 +289,109 @@ func TestEvaluate(t *testing.T) {
 	must(t, err)
 	if calls != 13 || last != 12 || total != 12 || again[1].Loss != base[1].Loss {
 		t.Errorf("%d progress calls ending at %d/%d, loss %v (without progress %v)", calls, last, total, again[1].Loss, base[1].Loss)
+	}
+}
+
+// TestInvalidJSONStopsTraining: a dataset file broken in the middle stops
+// training with file:line; with skip_invalid_json the run goes on, prints
+// what it skipped and per-dataset counts, and records them in the run
+// folder.
+func TestInvalidJSONStopsTraining(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	src, err := os.ReadFile(filepath.Join(cfg.DatasetDir, "quickstart.json"))
+	must(t, err)
+	// Break the array after its third record: LLaMA-Factory users' files
+	// break like this when hand-edited.
+	lines := strings.Split(string(src), "\n")
+	lines[3] = strings.Replace(lines[3], `"output":`, `"output"`, 1)
+	broken := filepath.Join(cfg.DatasetDir, "broken.json")
+	must(t, os.WriteFile(broken, []byte(strings.Join(lines, "\n")), 0o644))
+	must(t, cfg.ApplyFlags([]string{"--dataset", "broken.json", "--max_steps", "1", "--save_strategy", "no"}))
+	_, err = New(cfg, "", nil)
+	if err == nil || !strings.Contains(err.Error(), broken+":4 (record 2)") || !strings.Contains(err.Error(), "skip_invalid_json") {
+		t.Fatalf("want an error at %s:4 naming skip_invalid_json, got %v", broken, err)
+	}
+	must(t, cfg.ApplyFlags([]string{"--skip_invalid_json"}))
+	var out strings.Builder
+	tr, err := New(cfg, "", &out)
+	must(t, err)
+	must(t, tr.Run())
+	for _, want := range []string{"skipped 1 records that are not valid JSON", "records", "kept", "broken.json"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("training output lacks %q:\n%s", want, out.String())
+		}
+	}
+	rep, err := os.ReadFile(filepath.Join(cfg.OutputDir, DataReportFile))
+	must(t, err)
+	if !strings.Contains(string(rep), `"invalid_json": 1`) {
+		t.Errorf("%s does not record the skipped record:\n%s", DataReportFile, rep)
+	}
+}
+
+// TestPretrainBaseModelWithoutTemplate: continued pre-training with LoRA on
+// a real base model that has no chat template (llama2.c's stories260K),
+// from a plain .txt file, runs and lowers the loss.
+func TestPretrainBaseModelWithoutTemplate(t *testing.T) {
+	modelDir := filepath.Join("..", "..", "shared", "testdata", "real", "stories260K")
+	if _, err := os.Stat(modelDir); err != nil {
+		t.Skipf("%s absent (needs ../shared beside the repository)", modelDir)
+	}
+	dir := t.TempDir()
+	stories := "Lily and Tom went to the park. They saw a big red ball.\n" +
+		"Tim had a little dog. The dog liked to run and jump in the sun.\n" +
+		"Sue found a shiny stone by the river. She gave it to her mom.\n"
+	must(t, os.WriteFile(filepath.Join(dir, "stories.txt"), []byte(stories), 0o644))
+	cfg := config.Default()
+	must(t, cfg.ApplyFlags([]string{"--model_name_or_path", modelDir, "--stage", "pt", "--dataset", "stories.txt",
+		"--dataset_dir", dir, "--output_dir", filepath.Join(dir, "run"), "--max_steps", "8", "--learning_rate", "1e-2",
+		"--per_device_train_batch_size", "1", "--cutoff_len", "64", "--logging_steps", "1", "--save_strategy", "no",
+		"--lora_rank", "4", "--progress", "none"}))
+	hist := run(t, cfg)
+	if len(hist) < 2 || !(hist[len(hist)-1].Loss < hist[0].Loss) {
+		t.Errorf("loss did not fall: %+v", hist)
+	}
+}
+
+// TestTemplateDefaultIsLLaMAFactorys: `template: default` is LLaMA-Factory's
+// Human:/Assistant: template, not the model's own chat template.
+func TestTemplateDefaultIsLLaMAFactorys(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	enc, err := Encoder(cfg.ModelNameOrPath, "default", data.EncodeOptions{})
+	must(t, err)
+	r, err := enc.Render(&data.Example{Kind: data.KindChat, Messages: []data.Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello."}}})
+	must(t, err)
+	eos := enc.Tok.(data.HFTokenizer).EOSToken()
+	if want := "Human: Hi" + eos + "\nAssistant:Hello." + eos + "\n"; r.Text != want {
+		t.Errorf("template default rendered %q, want %q", r.Text, want)
+	}
+	own, err := Encoder(cfg.ModelNameOrPath, "", data.EncodeOptions{})
+	must(t, err)
+	r2, err := own.Render(&data.Example{Kind: data.KindChat, Messages: []data.Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello."}}})
+	must(t, err)
+	if r2.Text == r.Text {
+		t.Errorf("no template and template default render alike: %q", r.Text)
+	}
+}
+
+// TestTokenizedPathPreprocessesThenTrains: as in LLaMA-Factory, a first run
+// with tokenized_path tokenizes, saves and stops; the next trains from it.
+func TestTokenizedPathPreprocessesThenTrains(t *testing.T) {
+	dir := t.TempDir()
+	cfg := quickConfig(t, filepath.Join(dir, "run"))
+	must(t, cfg.ApplyFlags([]string{"--tokenized_path", filepath.Join(dir, "tok"), "--max_steps", "1", "--save_strategy", "no"}))
+	_, err := New(cfg, "", nil)
+	var pre *PreprocessedError
+	if !errors.As(err, &pre) || !strings.HasPrefix(pre.Path, filepath.Join(dir, "tok")) {
+		t.Fatalf("first run: want a PreprocessedError under tokenized_path, got %v", err)
+	}
+	if _, err := os.Stat(pre.Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.OutputDir, "adapter_model.safetensors")); err == nil {
+		t.Fatal("the preprocessing run trained")
+	}
+	run(t, cfg)
+	if _, err := os.Stat(filepath.Join(cfg.OutputDir, "adapter_model.safetensors")); err != nil {
+		t.Errorf("second run did not train: %v", err)
 	}
 }

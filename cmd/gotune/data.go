@@ -65,11 +65,10 @@ func runData(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := config.Default()
 	if path != "" {
-		if cfg, err = config.Load(path); err != nil {
+		if cfg, err = config.Open(path, overrides, stderr); err != nil {
 			return err
 		}
-	}
-	if err := cfg.ApplyFlags(overrides); err != nil {
+	} else if err := cfg.ApplyFlags(overrides); err != nil {
 		return err
 	}
 	dc, err := train.DataConfig(cfg)

@@ -41,11 +41,8 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, evalUsage)
 		return exitError(2)
 	}
-	cfg, err := config.Load(path)
+	cfg, err := config.Open(path, overrides, stderr)
 	if err != nil {
-		return err
-	}
-	if err := cfg.ApplyFlags(overrides); err != nil {
 		return err
 	}
 	dir, err := modelPath(cfg.ModelNameOrPath)

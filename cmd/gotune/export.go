@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 
+	"gotune/config"
 	"gotune/export"
 	"gotune/quant"
 	"gotune/runlog"
@@ -11,6 +14,8 @@ import (
 
 func runExport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("export", `usage: gotune export [BASE] --model BASE [--adapter DIR] --out DIR [flags]
+       gotune export CONFIG.yaml [flags]   (LLaMA-Factory's keys: model_name_or_path,
+                                           adapter_name_or_path, export_dir, export_size)
 
 Formats:
   hf    the adapter merged into the base (LoRA, rsLoRA, DoRA, IA3), as a Hugging Face folder
@@ -38,6 +43,25 @@ positional argument; arguments and flags may come in any order.`, args, stdout, 
 	qbit := fs.Int("quantization-bit", 0, "merge onto the base as QLoRA trained it: 4 or 8 (0: full precision)")
 	qtype := fs.String("quantization-type", "nf4", "4-bit type of --quantization-bit 4: nf4 or fp4")
 	dq := fs.Bool("double-quantization", true, "the base was double-quantized (as LLaMA-Factory's default)")
+	if len(args) > 0 && isYAML(args[0]) {
+		// LLaMA-Factory's `llamafactory-cli export merge.yaml`: the file
+		// gives the starting values, flags after it override them.
+		cfg, err := config.Open(args[0], nil, stderr)
+		if err != nil {
+			return err
+		}
+		if len(cfg.AdapterNameOrPath) > 1 {
+			return fmt.Errorf("%s: adapter_name_or_path: merging %d adapters at once is not supported; export one at a time", args[0], len(cfg.AdapterNameOrPath))
+		}
+		o.Model, o.Out = cfg.ModelNameOrPath, cfg.ExportDir
+		if len(cfg.AdapterNameOrPath) == 1 {
+			o.Adapter = cfg.AdapterNameOrPath[0]
+		}
+		if cfg.ExportSize > 0 {
+			*shard = fmt.Sprintf("%dGB", cfg.ExportSize)
+		}
+		args = args[1:]
+	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -101,4 +125,12 @@ positional argument; arguments and flags may come in any order.`, args, stdout, 
 		fmt.Fprintf(stdout, "  %s\n", f)
 	}
 	return nil
+}
+
+func isYAML(path string) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml":
+		return true
+	}
+	return false
 }

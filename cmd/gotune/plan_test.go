@@ -141,7 +141,7 @@ func TestPlanCommand(t *testing.T) {
 		wantErr string
 	}{
 		{"table", []string{"--shape", "smollm2-135m", "--dataset", data, "--ram", "8G", "--seq", "256", "--gflops", "100", "--nf4-gflops", "80", "--mexps", "100"},
-			[]string{"3 samples", "recommended: lora", "qlora-nf4", "bottleneck", "prefix-tuning"}, ""},
+			[]string{"3 samples", "recommended: ia3", "LoRA rank 4, not 16", "qlora-nf4", "bottleneck", "prefix-tuning"}, ""},
 		{"json", []string{"--shape", "smollm2-135m", "--samples", "500000", "--ram", "64G", "--seq", "256", "--gflops", "100", "--nf4-gflops", "80", "--mexps", "100", "--json"},
 			[]string{`"recommended": "full"`, `"samples": 500000`}, ""},
 		{"nothing fits", []string{"--shape", "qwen3-0.6b", "--samples", "50000", "--ram", "1G", "--gflops", "100", "--nf4-gflops", "80", "--mexps", "100"},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -31,15 +32,9 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, trainUsage+"\n\n'gotune train -h' lists the keys.")
 		return exitError(2)
 	}
-	cfg, err := config.Load(path)
+	cfg, err := config.Open(path, overrides, stderr)
 	if err != nil {
 		return err
-	}
-	if err := cfg.ApplyFlags(overrides); err != nil {
-		return err
-	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintln(stderr, "warning:", w)
 	}
 	if cfg.ModelNameOrPath != "" {
 		if cfg.ModelNameOrPath, err = modelPath(cfg.ModelNameOrPath); err != nil {
@@ -47,6 +42,11 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	t, err := train.New(cfg, "", stderr)
+	var pre *train.PreprocessedError
+	if errors.As(err, &pre) {
+		fmt.Fprintln(stdout, pre.Error())
+		return nil
+	}
 	if err != nil {
 		return err
 	}
