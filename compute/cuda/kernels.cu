@@ -188,21 +188,27 @@ extern "C" __global__ void colsum_f32(float* dst, const float* parts, int chunks
 // batched attention products want). split: token-major src → rotated
 // head-major dst. merge: head-major src → token-major dst with the inverse
 // rotation (the backward pass; rot = 0 for a plain transpose), added to dst
-// when accumulate is set. One block per (b, t); cos/sin rows are [P, hd].
+// when accumulate is set. One block per (b, t), blockDim.x = hd (thread j
+// owns element j of every head, so no index arithmetic per element),
+// blockDim.y heads at a time; cos/sin rows are [P, hd].
 template <typename T>
 __device__ void rope_split_(T* dst, const T* src, const int* pos, const float* cs, const float* sn, int Tn, int H,
                             int hd, int rot) {
   int bt = blockIdx.x, b = bt / Tn, t = bt % Tn;
-  int half = rot / 2;
+  int half = rot / 2, j = threadIdx.x;
   long long p = pos ? pos[bt] : t;
-  const float *c = cs + p * hd, *s = sn + p * hd;
-  for (int e = threadIdx.x; e < H * hd; e += blockDim.x) {
-    int h = e / hd, j = e % hd;
+  float c = 1.f, s = 0.f;
+  int partner = j;
+  if (j < rot) {
+    c = cs[p * hd + j];
+    s = sn[p * hd + j];
+    partner = j < half ? j + half : j - half;
+    if (j < half) s = -s;
+  }
+  for (int h = threadIdx.y; h < H; h += blockDim.y) {
     const T* v = src + ((long long)bt * H + h) * hd;
-    float o;
-    if (j < half) o = ld(v, j) * c[j] - ld(v, j + half) * s[j];
-    else if (j < rot) o = ld(v, j) * c[j] + ld(v, j - half) * s[j];
-    else o = ld(v, j);
+    float o = ld(v, j) * c;
+    if (j < rot) o += ld(v, partner) * s;
     st(dst, (((long long)b * H + h) * Tn + t) * hd + j, o);
   }
 }
@@ -210,19 +216,62 @@ template <typename T>
 __device__ void rope_merge_(T* dst, const T* src, const int* pos, const float* cs, const float* sn, int Tn, int H,
                             int hd, int rot, int accumulate) {
   int bt = blockIdx.x, b = bt / Tn, t = bt % Tn;
-  int half = rot / 2;
+  int half = rot / 2, j = threadIdx.x;
   long long p = pos ? pos[bt] : t;
-  const float *c = cs + p * hd, *s = sn + p * hd;
-  for (int e = threadIdx.x; e < H * hd; e += blockDim.x) {
-    int h = e / hd, j = e % hd;
+  float c = 1.f, s = 0.f;
+  int partner = j;
+  if (j < rot) {
+    partner = j < half ? j + half : j - half;
+    c = cs[p * hd + j];
+    s = sn[p * hd + partner];
+    if (j >= half) s = -s;
+  }
+  for (int h = threadIdx.y; h < H; h += blockDim.y) {
     const T* v = src + (((long long)b * H + h) * Tn + t) * hd;
-    float o;
-    if (j < half) o = ld(v, j) * c[j] + ld(v, j + half) * s[j + half];
-    else if (j < rot) o = ld(v, j) * c[j] - ld(v, j - half) * s[j - half];
-    else o = ld(v, j);
+    float o = ld(v, j) * c;
+    if (j < rot) o += ld(v, partner) * s;
     long long di = ((long long)bt * H + h) * hd + j;
     if (accumulate) o += ld(dst, di);
     st(dst, di, o);
+  }
+}
+
+// RMSNorm of short rows (q/k norms, small models): one warp a row, no
+// block-wide synchronisation. blockDim = (32, rows per block).
+template <typename T>
+__device__ void rmsnorm_warp_(T* y, float* rstd, const T* x, const float* w, long long rows, int d, float eps,
+                              float wadd) {
+  long long r = (long long)blockIdx.x * blockDim.y + threadIdx.y;
+  if (r >= rows) return;
+  int lane = threadIdx.x;
+  const T* xr = x + r * d;
+  float ss = 0.f;
+  for (int j = lane; j < d; j += 32) {
+    float v = ld(xr, j);
+    ss += v * v;
+  }
+  ss = warp_sum(ss);
+  float rs = rsqrtf(ss / d + eps);
+  if (lane == 0) rstd[r] = rs;
+  T* yr = y + r * d;
+  for (int j = lane; j < d; j += 32) st(yr, j, ld(xr, j) * rs * (w[j] + wadd));
+}
+template <typename T>
+__device__ void rmsnorm_bwd_warp_(T* dx, const T* dy, const T* x, const float* w, const float* rstd, long long rows,
+                                  int d, float wadd, int accumulate) {
+  long long r = (long long)blockIdx.x * blockDim.y + threadIdx.y;
+  if (r >= rows) return;
+  int lane = threadIdx.x;
+  const T *xr = x + r * d, *gr = dy + r * d;
+  T* dxr = dx + r * d;
+  float rs = rstd[r];
+  float c = 0.f;
+  for (int j = lane; j < d; j += 32) c += ld(gr, j) * (w[j] + wadd) * ld(xr, j);
+  c = warp_sum(c) * rs * rs / d;
+  for (int j = lane; j < d; j += 32) {
+    float v = rs * (ld(gr, j) * (w[j] + wadd) - ld(xr, j) * c);
+    if (accumulate) v += ld(dxr, j);
+    st(dxr, j, v);
   }
 }
 
@@ -435,6 +484,15 @@ extern "C" __global__ void fill_f32(float* x, float v, long long n) {
   extern "C" __global__ void dequant4_##N(T* out, const unsigned char* packed, const float* scales,          \
                                          const float* code, long long n, int block) {                        \
     dequant4_(out, packed, scales, code, n, block);                                                          \
+  }                                                                                                          \
+  extern "C" __global__ void rmsnorm_warp_##N(T* y, float* rstd, const T* x, const float* w, long long rows, \
+                                              int d, float eps, float wadd) {                                \
+    rmsnorm_warp_(y, rstd, x, w, rows, d, eps, wadd);                                                        \
+  }                                                                                                          \
+  extern "C" __global__ void rmsnorm_bwd_warp_##N(T* dx, const T* dy, const T* x, const float* w,           \
+                                                  const float* rstd, long long rows, int d, float wadd,      \
+                                                  int acc) {                                                 \
+    rmsnorm_bwd_warp_(dx, dy, x, w, rstd, rows, d, wadd, acc);                                               \
   }                                                                                                          \
   extern "C" __global__ void rope_split_##N(T* dst, const T* src, const int* pos, const float* cs,          \
                                             const float* sn, int Tn, int H, int hd, int rot) {               \

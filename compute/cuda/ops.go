@@ -160,6 +160,10 @@ func (d *Device) RMSNorm(y, rstd, x, w compute.Tensor, rows, dim int, eps, wadd 
 	if rows == 0 || !d.same("rmsnorm", y, x) {
 		return
 	}
+	if dim <= warpRowMax {
+		d.launch("rmsnorm_warp"+suffix(x.DType()), grid1((rows+7)/8), [3]int{32, 8, 1}, 0, pa(y), pa(rstd), pa(x), pa(w), ia(rows), ia(dim), fa(eps), fa(wadd))
+		return
+	}
 	d.launch("rmsnorm"+suffix(x.DType()), grid1(rows), block1(rowBlock(dim)), 0, pa(y), pa(rstd), pa(x), pa(w), ia(dim), fa(eps), fa(wadd))
 }
 
@@ -171,6 +175,10 @@ func (d *Device) RMSNormBackward(dx, dy, x, w, rstd compute.Tensor, rows, dim in
 	acc := 0
 	if accumulate {
 		acc = 1
+	}
+	if dim <= warpRowMax {
+		d.launch("rmsnorm_bwd_warp"+suffix(x.DType()), grid1((rows+7)/8), [3]int{32, 8, 1}, 0, pa(dx), pa(dy), pa(x), pa(w), pa(rstd), ia(rows), ia(dim), fa(wadd), ia(acc))
+		return
 	}
 	d.launch("rmsnorm_bwd"+suffix(x.DType()), grid1(rows), block1(rowBlock(dim)), 0, pa(dx), pa(dy), pa(x), pa(w), pa(rstd), ia(dim), fa(wadd), ia(acc))
 }
@@ -217,12 +225,22 @@ func (d *Device) BiasGrad(db, dy compute.Tensor, rows, dim int) {
 	d.launch("colsum_f32", grid1(cb), block1(128), 0, pa(db), pa(parts), ia(chunks), ia(dim))
 }
 
+// warpRowMax is the longest row normalised by one warp; longer rows get a
+// block each.
+const warpRowMax = 1024
+
+// ropeBlock is hd threads (one per element of a head) by as many heads as
+// fit in 512 threads.
+func ropeBlock(heads, hd int) [3]int {
+	return [3]int{hd, max(1, min(heads, 512/max(hd, 1))), 1}
+}
+
 // RopeSplit implements compute.Backend.
 func (d *Device) RopeSplit(dst, src, pos, cos, sin compute.Tensor, b, t, heads, hd, rot int) {
 	if b*t == 0 || !d.same("rope", dst, src) {
 		return
 	}
-	d.launch("rope_split"+suffix(src.DType()), grid1(b*t), block1(rowBlock(heads*hd)), 0, pa(dst), pa(src), pa(pos), pa(cos), pa(sin), ia(t), ia(heads), ia(hd), ia(rot))
+	d.launch("rope_split"+suffix(src.DType()), grid1(b*t), ropeBlock(heads, hd), 0, pa(dst), pa(src), pa(pos), pa(cos), pa(sin), ia(t), ia(heads), ia(hd), ia(rot))
 }
 
 // RopeMerge implements compute.Backend.
@@ -234,7 +252,7 @@ func (d *Device) RopeMerge(dst, src, pos, cos, sin compute.Tensor, b, t, heads, 
 	if accumulate {
 		acc = 1
 	}
-	d.launch("rope_merge"+suffix(src.DType()), grid1(b*t), block1(rowBlock(heads*hd)), 0, pa(dst), pa(src), pa(pos), pa(cos), pa(sin), ia(t), ia(heads), ia(hd), ia(rot), ia(acc))
+	d.launch("rope_merge"+suffix(src.DType()), grid1(b*t), ropeBlock(heads, hd), 0, pa(dst), pa(src), pa(pos), pa(cos), pa(sin), ia(t), ia(heads), ia(hd), ia(rot), ia(acc))
 }
 
 // AttnSoftmax implements compute.Backend.

@@ -228,8 +228,13 @@ func TestGPUElementwise(t *testing.T) {
 
 func TestGPURMSNorm(t *testing.T) {
 	d := openGPU(t)
-	r := rand.New(rand.NewPCG(5, 6))
-	rows, dim := 130, 200
+	for _, dim := range []int{200, 2500} { // one warp a row; one block a row
+		testRMSNorm(t, d, 130, dim)
+	}
+}
+
+func testRMSNorm(t *testing.T, d *Device, rows, dim int) {
+	r := rand.New(rand.NewPCG(5, uint64(dim)))
 	xv, wv, dyv := randVec(r, rows*dim, 2), randVec(r, dim, 1), randVec(r, rows*dim, 1)
 	for i := range wv {
 		wv[i] += 1
