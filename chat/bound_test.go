@@ -1,0 +1,90 @@
+package chat
+
+import (
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// Each template builds a value far past any bound; rendering must stop with
+// a TemplateError naming the bomb's line (3) instead of exhausting memory.
+func TestTemplateValueBombs(t *testing.T) {
+	const ns = "{% set ns = namespace(s='x', l=[1], d={'a': 1}) %}\n"
+	bombs := map[string]string{
+		"repeat":          "{{ 'x' * 10000000000 }}",
+		"repeat via int":  "{{ 'x' * (10 ** 10) | int }}",
+		"string doubling": "{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+		"tilde doubling":  "{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+		"list doubling":   "{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+		"nested doubling": "{% for i in range(64) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}",
+		"tuple doubling":  "{% for i in range(64) %}{% set ns.l = (ns.l, ns.l) %}{% endfor %}{{ ns.l }}",
+		"dict doubling":   "{% for i in range(64) %}{% set ns.d = {'a': ns.d, 'b': ns.d} %}{% endfor %}{{ ns.d | tojson }}",
+		"namespace nest":  "{% for i in range(64) %}{% set ns.d = namespace(a=ns.d, b=ns.d) %}{% endfor %}",
+		"join":            "{% for i in range(64) %}{% set ns.s = (ns.s ~ ns.s) | join(ns.s) %}{% endfor %}",
+		"indent":          "{{ ('a\\n' * 1000000) | indent(1000000) }}",
+		"replace filter":  "{% for i in range(64) %}{% set ns.s = ns.s | replace('x', 'xxx') %}{% endfor %}",
+		"replace method":  "{% for i in range(64) %}{% set ns.s = ns.s.replace('x', 'xxx') %}{% endfor %}",
+		"replace empty":   "{{ ('x' * 5000000).replace('', 'yyyy') }}",
+		"strftime":        "{{ strftime_now('%B' * 8000000) }}",
+		"tojson indent":   "{% for i in range(16) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ [[[[ns.l]]]] | tojson(indent='x' * 1000000) }}",
+		"self append":     "{% set l = [] %}{% set _ = l.append(l) %}{{ l }}",
+		"self insert":     "{% set l = [1] %}{% set _ = l.insert(0, l) %}{{ l | length }}",
+		"append doubling": "{% for i in range(64) %}{% set _ = ns.l.append(ns.l[:]) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}",
+		"list of string":  "{{ ('x' * 8000000) | list | length }}",
+		"lower of list":   "{% for i in range(64) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}",
+		"upper nested":    "{% for i in range(30) %}{% set ns.l = ns.l | map('string') | list %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | upper }}",
+		"string filter":   "{% for i in range(64) %}{% set ns.s = (ns.s, ns.s) | string %}{% endfor %}",
+		"print":           "{% set x = namespace(v=[0]) %}{% for i in range(20) %}{% set x.v = x.v + x.v %}{% endfor %}{% for i in range(64) %}{{ x.v }}{% endfor %}",
+	}
+	for name, body := range bombs {
+		t.Run(name, func(t *testing.T) {
+			src := ns + "\n" + body
+			tm, err := Parse("bomb", src)
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err = tm.Render(nil, Options{})
+			runtime.ReadMemStats(&after)
+			var te *TemplateError
+			if !errors.As(err, &te) {
+				t.Fatalf("got %v, want a TemplateError", err)
+			}
+			if te.Line != 3 {
+				t.Errorf("error names line %d, want 3: %v", te.Line, err)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<30 {
+				t.Errorf("allocated %d MB before failing", alloc>>20)
+			}
+		})
+	}
+}
+
+// The size-checked operators keep the library's results for ordinary values.
+func TestBoundedOperatorsSemantics(t *testing.T) {
+	cases := []struct{ src, want string }{
+		{"{{ 'ab' * 3 }}|{{ 'a' * 0 }}|{{ 'a' * -2 }}|{{ 2 * 3 }}|{{ 2 * 1.5 }}", "ababab|||6|3.0"},
+		{"{{ 'a' + 'b' }}|{{ 1 + 2 }}|{{ 1 + 0.5 }}|{{ [1] + [2, 3] }}|{{ 'n' ~ 1 ~ none }}", "ab|3|1.5|[1, 2, 3]|n1"},
+		{"{{ 'aXbX'.replace('X', '-') }}|{{ 'aXbX' | replace('X', '-', 1) }}|{{ 'a\nb' | indent(2) }}", "a-b-|a-bX|a\n  b"},
+		{"{{ 'ab' | list }}|{{ ['x', 'y'] | join(', ') }}|{{ 'ab' | join('-') }}", "['a', 'b']|x, y|a-b"},
+		{"{% set l = [1] %}{% set _ = l.append(2) %}{{ l }}|{{ (1, 2) }}|{{ {'k': [1, 2]} | tojson }}", "[1, 2]|[1, 2]|{\"k\": [1, 2]}"},
+		{"{{ 3 - 1 - 1 }}|{{ 2 + 3 * 4 }}|{{ (2 + 3) * 4 }}|{{ -2 ** 2 }}|{{ 'x' if 1 + 1 == 2 else 'y' }}", "1|14|20|4.0|x"},
+		{"{% for x in [1, 2, 3] if x + 1 > 2 %}{{ x }}{% endfor %}|{{ [1, 2][0:1] + [3] }}", "23|[1, 3]"},
+	}
+	for _, c := range cases {
+		got, err := mustParse(t, c.src).Render(nil, Options{})
+		if err != nil {
+			t.Errorf("%q: %v", c.src, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("%q: got %q, want %q", c.src, got, c.want)
+		}
+	}
+	if _, err := Parse("bad", "{{ (1 + }}"); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("unparseable expression: %v", err)
+	}
+}
