@@ -88,3 +88,18 @@ func TestBoundedOperatorsSemantics(t *testing.T) {
 		t.Errorf("unparseable expression: %v", err)
 	}
 }
+
+// DecodeJSON walks tokens recursively; its nesting bound keeps a few
+// megabytes of '[' in a tool call's arguments from overflowing the stack.
+func TestDecodeJSONDepth(t *testing.T) {
+	ok := strings.Repeat("[", 100) + strings.Repeat("]", 100)
+	if _, err := DecodeJSON([]byte(ok)); err != nil {
+		t.Errorf("depth 100: %v", err)
+	}
+	for _, n := range []int{300, 1 << 20} {
+		deep := strings.Repeat("[", n) + strings.Repeat("]", n)
+		if _, err := DecodeJSON([]byte(deep)); err == nil || !strings.Contains(err.Error(), "nested deeper than") {
+			t.Errorf("depth %d: got %v", n, err)
+		}
+	}
+}
