@@ -259,6 +259,15 @@ func (t *Trainer) loadData() error {
 	if err != nil {
 		return err
 	}
+	// An id past the embedding table would index out of its rows in the
+	// forward pass: refuse it here, naming where it came from.
+	rows := t.Model.Cfg.Vocab
+	if tk, ok := enc.Tok.(data.HFTokenizer); ok && tk.Tokenizer != nil && tk.VocabSize() > rows {
+		id := tk.VocabSize() - 1
+		return fmt.Errorf("%s: token id %d (%q) is past the model's embedding table of %d rows (config.json vocab_size); "+
+			"the tokenizer does not belong to this model or adds tokens the model was not resized for",
+			filepath.Join(t.ModelDir, "tokenizer.json"), id, tk.IDToToken(id), rows)
+	}
 	cacheDir := c.TokenizedPath
 	if cacheDir == "" {
 		cacheDir = filepath.Join(c.OutputDir, ".data")
@@ -266,6 +275,11 @@ func (t *Trainer) loadData() error {
 	cache, err := data.Prepare(dc, enc, cacheDir)
 	if err != nil {
 		return err
+	}
+	if id := cache.MaxTokenID(); id >= rows {
+		cache.Close()
+		return fmt.Errorf("%s: token id %d is past the model's embedding table of %d rows; "+
+			"the cache was made with another tokenizer (delete it to rebuild)", cache.Path(), id, rows)
 	}
 	t.cache = cache
 	t.train, t.val = cache.Train(), cache.Val()

@@ -279,3 +279,23 @@ func TestEvaluate(t *testing.T) {
 		t.Errorf("perplexity %v is not exp(loss %v)", base[1].Perplexity, base[1].Loss)
 	}
 }
+
+// TestTokenPastEmbeddingTable: a tokenizer that adds a token past the
+// model's vocabulary used the id in the embedding lookup and panicked
+// (slice bounds out of range); now it is an error naming tokenizer.json.
+func TestTokenPastEmbeddingTable(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	tj := filepath.Join(cfg.ModelNameOrPath, "tokenizer.json")
+	b, err := os.ReadFile(tj)
+	must(t, err)
+	const extra = `"added_tokens": [{"id": 2048, "content": "<|past|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},`
+	s := strings.Replace(string(b), `"added_tokens": [`, extra, 1)
+	if s == string(b) {
+		t.Fatal("tokenizer.json has no added_tokens list")
+	}
+	must(t, os.WriteFile(tj, []byte(s), 0o644))
+	_, err = New(cfg, "", nil)
+	if err == nil || !strings.Contains(err.Error(), "tokenizer.json") || !strings.Contains(err.Error(), "2048") {
+		t.Fatalf("got %v, want an error naming tokenizer.json and id 2048", err)
+	}
+}
