@@ -195,7 +195,44 @@ func ParseConfig(path string, b []byte) (*Config, error) {
 	if err := c.parseRope(path, &r); err != nil {
 		return nil, err
 	}
+	if err := c.checkSizes(path); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// Upper bounds on architecture sizes, each several times the largest
+// released model's, so that a hostile or mistyped config.json (hidden_size
+// 2^40, num_hidden_layers 1e9) is refused before anything is allocated
+// instead of panicking or exhausting memory.
+const (
+	maxVocab        = 1 << 22
+	maxHidden       = 1 << 17
+	maxIntermediate = 1 << 20
+	maxLayers       = 1 << 12
+	maxHeads        = 1 << 12
+	maxHeadDim      = 1 << 12
+)
+
+// checkSizes refuses sizes past the bounds above; where names the file.
+func (c *Config) checkSizes(where string) error {
+	for _, s := range []struct {
+		key      string
+		v, limit int
+	}{
+		{"vocab_size", c.Vocab, maxVocab},
+		{"hidden_size", c.Hidden, maxHidden},
+		{"intermediate_size", c.Intermediate, maxIntermediate},
+		{"num_hidden_layers", c.Layers, maxLayers},
+		{"num_attention_heads", c.Heads, maxHeads},
+		{"num_key_value_heads", c.KVHeads, maxHeads},
+		{"head_dim", c.HeadDim, maxHeadDim},
+	} {
+		if s.v > s.limit {
+			return fmt.Errorf("%s: %s %d is beyond any supported model (at most %d)", where, s.key, s.v, s.limit)
+		}
+	}
+	return nil
 }
 
 func tokenIDs(raw json.RawMessage) ([]int, error) {
