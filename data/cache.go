@@ -50,6 +50,7 @@ type Cache struct {
 	val     []uint32
 	report  *Report
 	maxID   int32 // largest token id, -1 when there are none
+	content string
 }
 
 // cacheWriter streams samples into a temporary file next to the final one.
@@ -240,12 +241,6 @@ func parseCache(path string, mm []byte) (*Cache, error) {
 	if !littleEndianHost() {
 		return nil, fmt.Errorf("%s: memory-mapped caches need a little-endian machine", path)
 	}
-	// A flipped bit in a token would otherwise train on a wrong (or
-	// out-of-vocabulary) id without a word.
-	want := le.Uint32(mm[sumOffset:])
-	if got := crc32.Update(crc32.Checksum(mm[headerSize:], castagnoli), castagnoli, mm[:sumOffset]); got != want {
-		return nil, fmt.Errorf("%s: corrupt data cache: checksum %08x, expected %08x (delete the file to rebuild it)", path, got, want)
-	}
 	flags := le.Uint32(mm[12:])
 	nent, ntok, ntrain, nval := le.Uint64(mm[16:]), le.Uint64(mm[24:]), le.Uint64(mm[32:]), le.Uint64(mm[40:])
 	metaOff, metaLen := le.Uint64(mm[48:]), le.Uint64(mm[56:])
@@ -260,7 +255,14 @@ func parseCache(path string, mm []byte) (*Cache, error) {
 	if need > size || metaOff != need || metaOff+metaLen != size {
 		return nil, bad("section sizes do not match the file size")
 	}
-	c := &Cache{path: path, mm: mm, paired: flags&1 != 0}
+	// A flipped bit in a token would otherwise train on a wrong (or
+	// out-of-vocabulary) id without a word.
+	content := crc32.Checksum(mm[headerSize:metaOff], castagnoli)
+	want := le.Uint32(mm[sumOffset:])
+	if got := crc32.Update(crc32.Update(content, castagnoli, mm[metaOff:]), castagnoli, mm[:sumOffset]); got != want {
+		return nil, fmt.Errorf("%s: corrupt data cache: checksum %08x, expected %08x (delete the file to rebuild it)", path, got, want)
+	}
+	c := &Cache{path: path, mm: mm, paired: flags&1 != 0, content: fmt.Sprintf("%08x-%d-%d", content, ntok, nent)}
 	c.tokens = unsafe.Slice((*uint32)(unsafe.Pointer(&mm[headerSize])), ntok)
 	c.offsets = unsafe.Slice((*uint64)(unsafe.Pointer(&mm[pos])), nent+1)
 	pos += 8 * (nent + 1)
@@ -321,6 +323,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // MaxTokenID is the largest token id in the cache (-1 when it holds none),
 // for checking against the model's embedding table before training.
 func (c *Cache) MaxTokenID() int { return int(c.maxID) }
+
+// ContentSum identifies the prepared samples (tokens, trained marks, the
+// train and validation orders) independently of where the files lie, so a
+// resume can tell whether it trains on the same data.
+func (c *Cache) ContentSum() string { return c.content }
 
 // Path is the cache file.
 func (c *Cache) Path() string { return c.path }

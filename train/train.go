@@ -45,6 +45,7 @@ type Trainer struct {
 	total    int
 	state    ckpt.TrainerState
 	log      *runlog.Logger
+	run      map[string]string // recorded in checkpoints; see runIdentity
 }
 
 // New prepares a run: model, method, data, optimizer and schedule.
@@ -69,6 +70,11 @@ func New(cfg *config.Config, modelDir string, out io.Writer) (*Trainer, error) {
 	if err := t.buildOptimizer(); err != nil {
 		return nil, err
 	}
+	run, err := t.runIdentity()
+	if err != nil {
+		return nil, err
+	}
+	t.run = run
 	return t, nil
 }
 
@@ -471,6 +477,10 @@ func (t *Trainer) Run() error {
 				lora.SetStep(uint64(t.state.GlobalStep))
 			}
 			sum, trained := Accumulate(t.ws, batches)
+			if trained > 0 && (math.IsNaN(sum) || math.IsInf(sum, 0)) {
+				// Continuing would only spread NaN into every weight.
+				return fmt.Errorf("step %d: the loss is %v; training stopped (lower learning_rate, or resume from an earlier checkpoint)", t.state.GlobalStep+1, sum/float64(trained))
+			}
 			for _, mb := range batches {
 				tokensSeen += int64(mb.B * mb.T)
 			}
@@ -558,6 +568,16 @@ func (t *Trainer) evaluate() error {
 func (t *Trainer) checkOutputDir() error {
 	c := t.Cfg
 	if c.OverwriteOutputDir {
+		// Starting over: the old run's checkpoints must go, or rotation
+		// (which keeps the highest steps) would delete the new ones and a
+		// later resume would continue the old run.
+		n, err := ckpt.Clear(c.OutputDir)
+		if err != nil {
+			return fmt.Errorf("overwrite_output_dir: %w", err)
+		}
+		if n > 0 {
+			t.printf("overwrite_output_dir: removed %d checkpoint(s) of an earlier run from %s\n", n, c.OutputDir)
+		}
 		return nil
 	}
 	if _, _, err := ckpt.Latest(c.OutputDir); err == nil {

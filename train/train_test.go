@@ -14,6 +14,7 @@ import (
 	"gotune/ckpt"
 	"gotune/config"
 	"gotune/model"
+	"gotune/optim"
 )
 
 // tinyModel is a random Qwen3-shaped model with every parameter trainable.
@@ -368,5 +369,98 @@ func TestFullFineTuningIsDeterministic(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func checkpointNames(t *testing.T, dir string) []string {
+	t.Helper()
+	list, err := ckpt.List(dir)
+	must(t, err)
+	var names []string
+	for _, c := range list {
+		names = append(names, filepath.Base(c.Path))
+	}
+	return names
+}
+
+// TestOverwriteOutputDirClearsOldRun: an earlier run's higher-numbered
+// checkpoints made rotation delete every checkpoint of the new run.
+func TestOverwriteOutputDirClearsOldRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	old := quickConfig(t, dir)
+	must(t, old.ApplyFlags([]string{"--max_steps", "24", "--save_steps", "4", "--save_total_limit", "100"}))
+	run(t, old)
+	if n := len(checkpointNames(t, dir)); n != 5 {
+		t.Fatalf("the first run left %d checkpoints, want 5", n)
+	}
+	cfg := quickConfig(t, dir)
+	must(t, cfg.ApplyFlags([]string{"--max_steps", "8", "--save_steps", "2", "--save_total_limit", "2",
+		"--overwrite_output_dir", "true", "--learning_rate", "1e-3"}))
+	run(t, cfg)
+	got := strings.Join(checkpointNames(t, dir), ",")
+	if got != "checkpoint-4,checkpoint-6" {
+		t.Fatalf("checkpoints after the second run: %s, want checkpoint-4,checkpoint-6", got)
+	}
+	for _, name := range []string{"checkpoint-4", "checkpoint-6"} {
+		m, err := ckpt.ReadManifest(filepath.Join(dir, name))
+		must(t, err)
+		if m.Run["learning_rate"] != "0.001" || m.Run["max_steps"] != "8" {
+			t.Errorf("%s was not written by the second run: %v", name, m.Run)
+		}
+	}
+}
+
+// TestResumeRefusesForeignCheckpoint: resuming used to continue whatever
+// checkpoint the folder held, from another configuration or other data.
+func TestResumeRefusesForeignCheckpoint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	run(t, quickConfig(t, dir))
+	cfg := quickConfig(t, dir)
+	must(t, cfg.ApplyFlags([]string{"--learning_rate", "1e-3", "--resume_from_checkpoint", "true"}))
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	err = tr.Run()
+	if err == nil || !strings.Contains(err.Error(), "different run") || !strings.Contains(err.Error(), "learning_rate was 0.005, now 0.001") {
+		t.Fatalf("got %v, want a refusal naming learning_rate", err)
+	}
+	// the same configuration resumes
+	same := quickConfig(t, dir)
+	must(t, same.Set("resume_from_checkpoint", "true"))
+	tr, err = New(same, "", nil)
+	must(t, err)
+	must(t, tr.Run())
+}
+
+// TestResumeDetectsDamagedOptimizerState: optimizer state overwritten at the
+// same size (here with NaN) used to load silently and train to NaN.
+func TestResumeDetectsDamagedOptimizerState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	run(t, quickConfig(t, dir))
+	p := filepath.Join(dir, "checkpoint-8", optim.StateFile)
+	b, err := os.ReadFile(p)
+	must(t, err)
+	nan := math.Float32bits(float32(math.NaN()))
+	for i := len(b) - 64; i+4 <= len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = byte(nan), byte(nan>>8), byte(nan>>16), byte(nan>>24)
+	}
+	must(t, os.WriteFile(p, b, 0o644))
+	cfg := quickConfig(t, dir)
+	must(t, cfg.Set("resume_from_checkpoint", "true"))
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	if err := tr.Run(); err == nil || !strings.Contains(err.Error(), "checksum") || !strings.Contains(err.Error(), optim.StateFile) {
+		t.Fatalf("got %v, want a checksum error naming %s", err, optim.StateFile)
+	}
+}
+
+// TestNonFiniteLossStops: a diverged run used to train on to NaN and exit 0.
+func TestNonFiniteLossStops(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	must(t, cfg.ApplyFlags([]string{"--learning_rate", "1e30", "--max_grad_norm", "0", "--save_strategy", "no"}))
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	err = tr.Run()
+	if err == nil || !strings.Contains(err.Error(), "the loss is") || !strings.Contains(err.Error(), "step ") {
+		t.Fatalf("got %v, want an error naming the step with a non-finite loss", err)
 	}
 }
