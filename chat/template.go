@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"gotune/hfconfig"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -144,7 +145,7 @@ func LoadNamed(dir, name string) (*Template, error) {
 		EOS          json.RawMessage `json:"eos_token"`
 	}
 	haveCfg := false
-	if data, err := os.ReadFile(cfgPath); err == nil {
+	if data, err := safefile.ReadFile(cfgPath); err == nil {
 		if err := json.Unmarshal(data, &cfg); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfgPath, err)
 		}
@@ -163,7 +164,7 @@ func LoadNamed(dir, name string) (*Template, error) {
 
 	var src, srcName string
 	jinjaPath := filepath.Join(dir, "chat_template.jinja")
-	if data, err := os.ReadFile(jinjaPath); err == nil && name == "" {
+	if data, err := safefile.ReadFile(jinjaPath); err == nil && name == "" {
 		src, srcName = string(data), jinjaPath
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
@@ -219,7 +220,7 @@ func pickVariant(raw json.RawMessage, name string) (string, error) {
 // TemplateNames lists the named variants in a folder's tokenizer_config.json.
 func TemplateNames(dir string) ([]string, error) {
 	p := filepath.Join(dir, "tokenizer_config.json")
-	data, err := os.ReadFile(p)
+	data, err := safefile.ReadFile(p)
 	if err != nil {
 		return nil, err
 	}

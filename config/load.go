@@ -3,8 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"gotune/safefile"
 	"math"
-	"os"
 	"reflect"
 	"slices"
 	"sort"
@@ -40,7 +40,7 @@ func Keys() []string {
 
 // Load reads the YAML file at path over the defaults.
 func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

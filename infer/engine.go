@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,7 @@ type GenerationConfig struct {
 func LoadGenerationConfig(dir string) (GenerationConfig, error) {
 	g := GenerationConfig{Temperature: 1, TopP: 1, RepetitionPenalty: 1}
 	path := filepath.Join(dir, "generation_config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if os.IsNotExist(err) {
 		return g, nil
 	} else if err != nil {

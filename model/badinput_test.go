@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"gotune/safetensors"
 )
@@ -360,6 +362,36 @@ func TestCheckMemory(t *testing.T) {
 	if physicalMemory() > 0 {
 		if err := checkMemory(&big, LoadOptions{}, "big"); err == nil || !strings.Contains(err.Error(), "GiB") {
 			t.Errorf("a model larger than memory: %v", err)
+		}
+	}
+}
+
+// TestFIFOInModelFolder: a named pipe in place of model.safetensors or
+// config.json made every command wait forever for a writer.
+func TestFIFOInModelFolder(t *testing.T) {
+	for _, name := range []string{"model.safetensors", "config.json"} {
+		dir := modelDir(t, tinyConfigJSON, tinyTensors(t))
+		p := filepath.Join(dir, name)
+		os.Remove(p)
+		if err := syscall.Mkfifo(p, 0o644); err != nil {
+			t.Skip("no FIFOs here:", err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := Load(dir, LoadOptions{})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s as a FIFO: %v", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			// unblock the reader so the test binary can exit
+			if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+				f.Close()
+			}
+			t.Fatalf("%s as a FIFO: Load still blocked after 30 s", name)
 		}
 	}
 }

@@ -7,8 +7,8 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/safefile"
 	"math"
-	"os"
 	"path/filepath"
 )
 
@@ -98,7 +98,7 @@ type rawRope struct {
 // LoadConfig reads dir/config.json.
 func LoadConfig(dir string) (*Config, error) {
 	path := filepath.Join(dir, "config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
