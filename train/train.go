@@ -452,9 +452,9 @@ func (t *Trainer) Run() error {
 	ga := max(c.GradientAccumulationSteps, 1)
 	logEvery := max(c.LoggingSteps, 1)
 	packed := c.PackingEnabled()
-	var logLoss, logNorm float64
-	var logSteps int
-	var tokensSeen int64
+	// The logging window continues from the checkpoint (zero on a fresh run).
+	logLoss, logNorm := t.state.Window.LossSum, t.state.Window.NormSum
+	logSteps, tokensSeen := t.state.Window.Steps, t.state.Window.Tokens
 	pos := t.state.Data
 	for t.state.GlobalStep < t.total {
 		plans, err := t.plan(pos.Epoch)
@@ -505,6 +505,7 @@ func (t *Trainer) Run() error {
 				logLoss, logNorm, logSteps, tokensSeen = 0, 0, 0, 0
 			}
 			t.state.Data = pos
+			t.state.Window = ckpt.LogWindow{LossSum: logLoss, NormSum: logNorm, Steps: logSteps, Tokens: tokensSeen}
 			if ev := c.EvalEvery(); len(t.val) > 0 && c.EvalStrategy == "steps" && ev > 0 && t.state.GlobalStep%ev == 0 {
 				if err := t.evaluate(); err != nil {
 					return err

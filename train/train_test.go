@@ -464,3 +464,30 @@ func TestNonFiniteLossStops(t *testing.T) {
 		t.Fatalf("got %v, want an error naming the step with a non-finite loss", err)
 	}
 }
+
+// TestResumeLogsWithUnevenLogging: with logging_steps 3 and save_steps 4,
+// the line logged at step 6 after resuming from checkpoint-4 averaged steps
+// 5–6 only; the window of steps since the last log now travels in the
+// checkpoint.
+func TestResumeLogsWithUnevenLogging(t *testing.T) {
+	flags := []string{"--logging_steps", "3", "--finetuning_type", "full"}
+	cfgA := quickConfig(t, filepath.Join(t.TempDir(), "a"))
+	must(t, cfgA.ApplyFlags(flags))
+	full := run(t, cfgA)
+	dirB := filepath.Join(t.TempDir(), "b")
+	must(t, os.MkdirAll(dirB, 0o755))
+	must(t, os.CopyFS(filepath.Join(dirB, "checkpoint-4"), os.DirFS(filepath.Join(cfgA.OutputDir, "checkpoint-4"))))
+	cfgB := quickConfig(t, dirB)
+	must(t, cfgB.ApplyFlags(append(flags, "--resume_from_checkpoint", "true")))
+	resumed := run(t, cfgB)
+	if len(full) != 4 || len(resumed) != len(full) {
+		t.Fatalf("logged %d lines uninterrupted, %d resumed; want 4 each", len(full), len(resumed))
+	}
+	for i := range full {
+		a, b := full[i], resumed[i]
+		if a.Step != b.Step || math.Float64bits(a.Loss) != math.Float64bits(b.Loss) || math.Float64bits(a.GradNorm) != math.Float64bits(b.GradNorm) {
+			t.Errorf("line %d: uninterrupted step %d loss %.17g norm %.17g, resumed step %d loss %.17g norm %.17g",
+				i, a.Step, a.Loss, a.GradNorm, b.Step, b.Loss, b.GradNorm)
+		}
+	}
+}
