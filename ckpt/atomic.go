@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 )
@@ -32,7 +33,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
 	}
-	if err := f.Chmod(perm); err != nil {
+	if err := f.Chmod(safefile.Masked(perm)); err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {

@@ -3,6 +3,7 @@ package ckpt
 import (
 	"errors"
 	"fmt"
+	"gotune/safefile"
 	"hash/crc32"
 	"io"
 	"io/fs"
@@ -68,6 +69,10 @@ func WriteRunDir(parent, name string, run map[string]string, write func(tmpDir s
 	}
 	tmp, err := os.MkdirTemp(parent, "."+name+".tmp-")
 	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	if err := os.Chmod(tmp, safefile.DirPerm()); err != nil { // MkdirTemp made it 0700
+		os.RemoveAll(tmp)
 		return fmt.Errorf("checkpoint %s: %w", name, err)
 	}
 	fail := func(err error) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gotune/safefile"
 	"hash"
 	"hash/crc32"
 	"io"
@@ -72,6 +73,11 @@ func newCacheWriter(path string, paired bool) (*cacheWriter, error) {
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(safefile.FilePerm()); err != nil { // CreateTemp made it 0600
+		f.Close()
+		os.Remove(f.Name())
 		return nil, err
 	}
 	if _, err := f.Write(make([]byte, headerSize)); err != nil {
