@@ -130,6 +130,11 @@ func contains(ss []string, s string) bool {
 // {% generation %} blocks.
 func (t *Template) HasGenerationMarks() bool { return t.hasGen }
 
+// ErrNoTemplate is wrapped by Load's error when a folder has no chat
+// template at all, as opposed to one that fails to parse: callers may fall
+// back only on this one.
+var ErrNoTemplate = errors.New("no chat template")
+
 // Load reads a model folder's chat template: chat_template.jinja when
 // present, else tokenizer_config.json's chat_template (its "default"
 // variant when it is a list), with bos_token and eos_token.
@@ -170,7 +175,7 @@ func LoadNamed(dir, name string) (*Template, error) {
 		return nil, err
 	} else {
 		if !haveCfg || len(cfg.ChatTemplate) == 0 || string(cfg.ChatTemplate) == "null" {
-			return nil, fmt.Errorf("%s: no chat_template.jinja and no chat_template in tokenizer_config.json (use a built-in template: %s)", dir, strings.Join(BuiltinNames(), ", "))
+			return nil, fmt.Errorf("%s: %w: no chat_template.jinja and no chat_template in tokenizer_config.json (use a built-in template: %s)", dir, ErrNoTemplate, strings.Join(BuiltinNames(), ", "))
 		}
 		src, err = pickVariant(cfg.ChatTemplate, name)
 		if err != nil {
