@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"gotune/hfconfig"
+	"gotune/jsondepth"
 	"gotune/safefile"
 	"os"
 	"path/filepath"
@@ -151,6 +152,9 @@ func LoadNamed(dir, name string) (*Template, error) {
 	}
 	haveCfg := false
 	if data, err := safefile.ReadFile(cfgPath); err == nil {
+		if err := jsondepth.Check(data, jsondepth.Default); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfgPath, err)
+		}
 		if err := json.Unmarshal(data, &cfg); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfgPath, err)
 		}

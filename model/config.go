@@ -7,6 +7,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/jsondepth"
 	"gotune/safefile"
 	"math"
 	"path/filepath"
@@ -107,6 +108,9 @@ func LoadConfig(dir string) (*Config, error) {
 
 // ParseConfig parses config.json content; path is used in error messages.
 func ParseConfig(path string, b []byte) (*Config, error) {
+	if err := jsondepth.Check(b, jsondepth.Default); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	var r rawConfig
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"gotune/hfconfig"
+	"gotune/jsondepth"
 	"gotune/safefile"
 	"os"
 	"path/filepath"
@@ -110,6 +111,14 @@ func (l *loader) object(raw json.RawMessage, path string, v any) (string, error)
 }
 
 func build(file string, data []byte, cfgFile string, cfgData []byte) (*Tokenizer, error) {
+	// Components nest (Sequence in Sequence) and each level is decoded
+	// again: bound the nesting before anything is decoded.
+	if err := jsondepth.Check(data, jsondepth.Default); err != nil {
+		return nil, fmt.Errorf("tokenizer: %s: %w", file, err)
+	}
+	if err := jsondepth.Check(cfgData, jsondepth.Default); err != nil {
+		return nil, fmt.Errorf("tokenizer: %s: %w", cfgFile, err)
+	}
 	var f fileJSON
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("tokenizer: %s: not a tokenizer.json: %w", file, err)
