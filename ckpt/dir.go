@@ -223,7 +223,7 @@ func VerifyContents(dir string) error {
 		if f.CRC32C == "" {
 			continue
 		}
-		fh, err := os.Open(filepath.Join(dir, filepath.FromSlash(f.Path)))
+		fh, err := safefile.Open(filepath.Join(dir, filepath.FromSlash(f.Path)))
 		if err != nil {
 			return fmt.Errorf("checkpoint %s is damaged: %w", dir, err)
 		}

@@ -2,11 +2,13 @@ package train
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"gotune/assets"
@@ -489,5 +491,72 @@ func TestResumeLogsWithUnevenLogging(t *testing.T) {
 			t.Errorf("line %d: uninterrupted step %d loss %.17g norm %.17g, resumed step %d loss %.17g norm %.17g",
 				i, a.Step, a.Loss, a.GradNorm, b.Step, b.Loss, b.GradNorm)
 		}
+	}
+}
+
+// TestDamagedCheckpoints: a corpus of damaged or foreign checkpoints; each
+// resume ends in an error naming the problem, never a panic or a run that
+// silently continues from bad state.
+func TestDamagedCheckpoints(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	run(t, quickConfig(t, src))
+	good := filepath.Join(src, "checkpoint-8")
+	overwrite := func(name string, edit func([]byte) []byte) func(string) {
+		return func(ck string) {
+			p := filepath.Join(ck, name)
+			b, err := os.ReadFile(p)
+			must(t, err)
+			must(t, os.WriteFile(p, edit(b), 0o644))
+		}
+	}
+	flip := func(b []byte) []byte { b[len(b)/2] ^= 0x55; return b }
+	cases := []struct {
+		name   string
+		damage func(ck string)
+		flags  []string
+		want   string
+	}{
+		{"manifest missing", func(ck string) { os.Remove(filepath.Join(ck, ckpt.ManifestFile)) }, nil, "incomplete"},
+		{"manifest not JSON", overwrite(ckpt.ManifestFile, func([]byte) []byte { return []byte("{") }), nil, ckpt.ManifestFile},
+		{"manifest deep", overwrite(ckpt.ManifestFile, func([]byte) []byte { return []byte(strings.Repeat("[", 1<<20)) }), nil, "nested deeper"},
+		{"manifest FIFO", func(ck string) {
+			p := filepath.Join(ck, ckpt.ManifestFile)
+			os.Remove(p)
+			if syscall.Mkfifo(p, 0o644) != nil {
+				t.Skip("no FIFOs")
+			}
+		}, nil, "not a regular file"},
+		{"optimizer truncated", func(ck string) { os.Truncate(filepath.Join(ck, optim.StateFile), 100) }, nil, "damaged"},
+		{"optimizer bit flip", overwrite(optim.StateFile, flip), nil, "checksum"},
+		{"weights bit flip", overwrite("trainable/model.safetensors", flip), nil, "checksum"},
+		{"trainer state bit flip", overwrite(ckpt.TrainerStateFile, flip), nil, "checksum"},
+		{"optimizer removed", func(ck string) { os.Remove(filepath.Join(ck, optim.StateFile)) }, nil, optim.StateFile},
+		{"another learning rate", func(string) {}, []string{"--learning_rate", "1e-3"}, "learning_rate was"},
+		{"another method", func(string) {}, []string{"--lora_rank", "4"}, "different run"},
+		{"other data", func(string) {}, []string{"--cutoff_len", "64"}, "different run"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ck := filepath.Join(t.TempDir(), "checkpoint-8")
+			must(t, os.CopyFS(ck, os.DirFS(good)))
+			c.damage(ck)
+			cfg := quickConfig(t, filepath.Join(t.TempDir(), "out"))
+			must(t, cfg.ApplyFlags(append(c.flags, "--resume_from_checkpoint", ck)))
+			err := func() (err error) {
+				defer func() {
+					if r := recover(); r != nil {
+						err = fmt.Errorf("panic: %v", r)
+					}
+				}()
+				tr, err := New(cfg, "", nil)
+				if err != nil {
+					return err
+				}
+				return tr.Run()
+			}()
+			if err == nil || strings.HasPrefix(err.Error(), "panic") || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v, want an error mentioning %q", err, c.want)
+			}
+		})
 	}
 }
