@@ -47,6 +47,12 @@ func Evaluate(cfg *config.Config, modelDir, adapterDir string) ([]EvalResult, er
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTokenizerRows(enc, modelDir, m.Cfg.Vocab); err != nil {
+		return nil, err
+	}
+	if err := checkCacheRows(cache, m.Cfg.Vocab); err != nil {
+		return nil, err
+	}
 	if adapterDir != "" {
 		if _, err := peft.Load(m, adapterDir); err != nil {
 			return nil, err

@@ -265,14 +265,9 @@ func (t *Trainer) loadData() error {
 	if err != nil {
 		return err
 	}
-	// An id past the embedding table would index out of its rows in the
-	// forward pass: refuse it here, naming where it came from.
 	rows := t.Model.Cfg.Vocab
-	if tk, ok := enc.Tok.(data.HFTokenizer); ok && tk.Tokenizer != nil && tk.VocabSize() > rows {
-		id := tk.VocabSize() - 1
-		return fmt.Errorf("%s: token id %d (%q) is past the model's embedding table of %d rows (config.json vocab_size); "+
-			"the tokenizer does not belong to this model or adds tokens the model was not resized for",
-			filepath.Join(t.ModelDir, "tokenizer.json"), id, tk.IDToToken(id), rows)
+	if err := checkTokenizerRows(enc, t.ModelDir, rows); err != nil {
+		return err
 	}
 	cacheDir := c.TokenizedPath
 	if cacheDir == "" {
@@ -282,10 +277,9 @@ func (t *Trainer) loadData() error {
 	if err != nil {
 		return err
 	}
-	if id := cache.MaxTokenID(); id >= rows {
+	if err := checkCacheRows(cache, rows); err != nil {
 		cache.Close()
-		return fmt.Errorf("%s: token id %d is past the model's embedding table of %d rows; "+
-			"the cache was made with another tokenizer (delete it to rebuild)", cache.Path(), id, rows)
+		return err
 	}
 	t.cache = cache
 	t.train, t.val = cache.Train(), cache.Val()
@@ -295,6 +289,30 @@ func (t *Trainer) loadData() error {
 	t.printf("data: %d training samples, %d validation (%s)\n", len(t.train), len(t.val), cache.Path())
 	if len(t.train) == 0 {
 		return fmt.Errorf("no training samples left after validation and filtering; see `gotune data inspect`")
+	}
+	return nil
+}
+
+// checkTokenizerRows refuses a tokenizer with ids past the model's
+// embedding table: such an id would index out of its rows in the forward
+// pass. The error names where the id came from.
+func checkTokenizerRows(enc *data.Encoder, modelDir string, rows int) error {
+	tk, ok := enc.Tok.(data.HFTokenizer)
+	if !ok || tk.Tokenizer == nil || tk.VocabSize() <= rows {
+		return nil
+	}
+	id := tk.VocabSize() - 1
+	return fmt.Errorf("%s: token id %d (%q) is past the model's embedding table of %d rows (config.json vocab_size); "+
+		"the tokenizer does not belong to this model or adds tokens the model was not resized for",
+		filepath.Join(modelDir, "tokenizer.json"), id, tk.IDToToken(id), rows)
+}
+
+// checkCacheRows refuses a prepared cache holding ids past the embedding
+// table (made with another tokenizer).
+func checkCacheRows(cache *data.Cache, rows int) error {
+	if id := cache.MaxTokenID(); id >= rows {
+		return fmt.Errorf("%s: token id %d is past the model's embedding table of %d rows; "+
+			"the cache was made with another tokenizer (delete it to rebuild)", cache.Path(), id, rows)
 	}
 	return nil
 }

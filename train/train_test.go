@@ -560,3 +560,17 @@ func TestDamagedCheckpoints(t *testing.T) {
 		})
 	}
 }
+
+// TestEvaluateTokenPastEmbeddingTable: evaluation ran the same embedding
+// lookup as training and panicked on an id past the table.
+func TestEvaluateTokenPastEmbeddingTable(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	tj := filepath.Join(cfg.ModelNameOrPath, "tokenizer.json")
+	b, err := os.ReadFile(tj)
+	must(t, err)
+	s := strings.Replace(string(b), `"added_tokens": [`, `"added_tokens": [{"id": 2100, "content": "<|past|>", "special": true},`, 1)
+	must(t, os.WriteFile(tj, []byte(s), 0o644))
+	if _, err := Evaluate(cfg, cfg.ModelNameOrPath, ""); err == nil || !strings.Contains(err.Error(), "tokenizer.json") {
+		t.Fatalf("got %v, want an error naming tokenizer.json", err)
+	}
+}
