@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Each template builds a value far past any bound; rendering must stop with
@@ -37,6 +38,12 @@ func TestTemplateValueBombs(t *testing.T) {
 		"string filter":   "{% for i in range(64) %}{% set ns.s = (ns.s, ns.s) | string %}{% endfor %}",
 		"print":           "{% set x = namespace(v=[0]) %}{% for i in range(20) %}{% set x.v = x.v + x.v %}{% endfor %}{% for i in range(64) %}{{ x.v }}{% endfor %}",
 	}
+	var slowest time.Duration
+	var most uint64
+	var slowestName, mostName string
+	defer func() {
+		t.Logf("%d template bombs: slowest %v (%s), most allocated %d MB (%s)", len(bombs), slowest.Round(time.Millisecond), slowestName, most>>20, mostName)
+	}()
 	for name, body := range bombs {
 		t.Run(name, func(t *testing.T) {
 			src := ns + "\n" + body
@@ -47,8 +54,15 @@ func TestTemplateValueBombs(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
+			start := time.Now()
 			_, err = tm.Render(nil, Options{})
+			if d := time.Since(start); d > slowest {
+				slowest, slowestName = d, name
+			}
 			runtime.ReadMemStats(&after)
+			if a := after.TotalAlloc - before.TotalAlloc; a > most {
+				most, mostName = a, name
+			}
 			var te *TemplateError
 			if !errors.As(err, &te) {
 				t.Fatalf("got %v, want a TemplateError", err)
