@@ -16,9 +16,15 @@ import (
 // bound in bytes, maxValueNodes values counted with multiplicity (so shared
 // sub-lists count every time they would be printed), and maxValueDepth
 // levels of nesting (which also catches a list that contains itself).
+//
+// The checks themselves walk values, and so do the library's comparisons
+// ('==', 'in'), whose operands are checked too: all of that walking draws on
+// one budget of maxWork values per render, so a loop cannot turn bounded
+// values into unbounded time.
 const (
 	maxValueNodes = 1 << 20
 	maxValueDepth = 512
+	maxWork       = 1 << 29
 )
 
 // fail records a bound error so that the render reports it with the
@@ -36,6 +42,10 @@ func (st *renderState) measure(v jinja.Value) (nodes, bytes int, err error) {
 	var walk func(v jinja.Value, depth int) error
 	walk = func(v jinja.Value, depth int) error {
 		nodes++
+		st.work++
+		if st.work > maxWork {
+			return st.fail("the template does more than %d steps of work on values", maxWork)
+		}
 		if nodes > maxValueNodes {
 			return st.fail("value holds more than %d items", maxValueNodes)
 		}
@@ -236,14 +246,6 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 			return jinja.Value{}, fmt.Errorf("__chk: expected 1 value")
 		}
 		return args[0], st.check(args[0])
-	})
-	// __grown(list, result of list.append(...)): the list was evaluated
-	// first and has grown in place by the time the second argument is ready.
-	def("__grown", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
-		if len(args) != 2 {
-			return jinja.Value{}, fmt.Errorf("__grown: expected 2 values")
-		}
-		return args[1], st.check(args[0])
 	})
 	def("__replace", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 || !args[0].IsString() {

@@ -122,6 +122,9 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 	def("raise_exception", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		msg := ""
 		if len(args) > 0 {
+			if err := st.check(args[0]); err != nil {
+				return jinja.Value{}, err
+			}
 			msg = pyStr(args[0])
 		}
 		st.raiseErr = &RaiseError{Message: msg, Line: st.line}

@@ -26,6 +26,8 @@ var structFilters = map[string]bool{
 // no bound: the input is checked first.
 var printFilters = map[string]bool{
 	"lower": true, "upper": true, "trim": true, "wordcount": true,
+	// these compare items, which walks nested values
+	"sort": true, "unique": true, "dictsort": true, "max": true, "min": true, "sum": true,
 }
 
 type rewriter struct {
@@ -156,19 +158,25 @@ func (p *rewriter) comparison() (string, error) {
 	for p.pos < len(p.toks) {
 		t := p.toks[p.pos]
 		var op string
+		deep := false
 		switch {
-		case t.kind == tOp && (t.s == "==" || t.s == "!=" || t.s == "<" || t.s == ">" || t.s == "<=" || t.s == ">="):
+		case t.kind == tOp && (t.s == "<" || t.s == ">" || t.s == "<=" || t.s == ">="):
 			op = t.s
 			p.pos++
+		case t.kind == tOp && (t.s == "==" || t.s == "!="):
+			// equality walks nested values: operands are checked (a
+			// list holding itself would recurse until the stack is gone)
+			op, deep = t.s, true
+			p.pos++
 		case t.is(tName, "in"):
-			op = "in"
+			op, deep = "in", true
 			p.pos++
 		case t.is(tName, "not") && p.pos+1 < len(p.toks) && p.toks[p.pos+1].is(tName, "in"):
-			op = "not in"
+			op, deep = "not in", true
 			p.pos += 2
 		case t.is(tName, "is"):
 			p.pos++
-			s := l + " is "
+			s := "__chk(" + l + ") is "
 			if p.name("not") {
 				p.pos++
 				s += "not "
@@ -185,7 +193,7 @@ func (p *rewriter) comparison() (string, error) {
 					if err != nil {
 						return "", err
 					}
-					args = append(args, a)
+					args = append(args, "__chk("+a+")")
 					if p.op(",") {
 						p.pos++
 					}
@@ -203,6 +211,9 @@ func (p *rewriter) comparison() (string, error) {
 		r, err := p.concat()
 		if err != nil {
 			return "", err
+		}
+		if deep {
+			l, r = "__chk("+l+")", "__chk("+r+")"
 		}
 		l = l + " " + op + " " + r
 	}
@@ -297,10 +308,14 @@ func (p *rewriter) postfix() (string, error) {
 			case "replace":
 				// str.replace can multiply a string's length.
 				e = "__replace(" + e + joinArgs(args) + ")"
+			case "count":
+				// list.count compares every item with its argument
+				e = "__chk(" + e + ").count(" + chkAll(args) + ")"
 			case "append", "insert":
-				// a list can grow to hold itself or many references to a
-				// large value: check it once it has grown.
-				e = "__grown(" + e + ", " + e + "." + attr + "(" + strings.Join(args, ", ") + "))"
+				// The item is checked; the list may still come to hold
+				// itself, which every operation that walks values (print,
+				// compare, the filters above) checks for before walking.
+				e = e + "." + attr + "(" + chkAll(args) + ")"
 			default:
 				e = e + "." + attr + "(" + strings.Join(args, ", ") + ")"
 			}
@@ -336,7 +351,8 @@ func (p *rewriter) postfix() (string, error) {
 			case printFilters[name]:
 				e = "__chk(" + e + ") | " + call
 			case structFilters[name]:
-				e = "__chk(" + e + " | " + call + ")"
+				// select/map compare or fetch attributes inside items
+				e = "__chk(__chk(" + e + ") | " + call + ")"
 			default:
 				e = e + " | " + call
 			}
@@ -345,6 +361,14 @@ func (p *rewriter) postfix() (string, error) {
 		}
 	}
 	return e, nil
+}
+
+func chkAll(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = "__chk(" + a + ")"
+	}
+	return strings.Join(out, ", ")
 }
 
 func joinArgs(args []string) string {

@@ -280,6 +280,7 @@ type renderState struct {
 	marks    bool
 	raiseErr *RaiseError
 	limitErr error
+	work     int // values walked by the bound checks (see maxWork)
 }
 
 func (t *Template) render(msgs []Message, opt Options, marks bool) (string, []genRange, error) {
