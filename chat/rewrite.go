@@ -308,6 +308,9 @@ func (p *rewriter) postfix() (string, error) {
 			case "replace":
 				// str.replace can multiply a string's length.
 				e = "__replace(" + e + joinArgs(args) + ")"
+			case "split":
+				// a string of separators splits into a value per byte
+				e = "__splitok(" + e + joinArgs(args) + ").split(" + strings.Join(args, ", ") + ")"
 			case "count":
 				// list.count compares every item with its argument
 				e = "__chk(" + e + ").count(" + chkAll(args) + ")"
