@@ -14,15 +14,19 @@ import (
 var libFilters = map[string]bool{
 	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
 	"lower": true, "upper": true, "first": true, "last": true, "length": true,
-	"count": true, "reverse": true, "sort": true, "unique": true, "list": true, "int": true,
-	"float": true, "safe": true, "replace": true, "abs": true, "map": true, "select": true,
-	"reject": true, "selectattr": true, "rejectattr": true, "indent": true, "wordcount": true,
+	"count": true, "reverse": true, "sort": true, "unique": true, "int": true,
+	"float": true, "safe": true, "abs": true, "map": true, "select": true,
+	"reject": true, "selectattr": true, "rejectattr": true, "wordcount": true,
 	"dictsort": true, "max": true, "min": true, "sum": true, "batch": true, "trim": true,
 }
 
 // ownFilters replace the library's where its output differs from jinja2's
-// (json.dumps formatting, Python str() of values).
-var ownFilters = map[string]bool{"tojson": true, "string": true, "join": true, "capitalize": true}
+// (json.dumps formatting, Python str() of values) or where the library's
+// result has no size bound (replace, indent, list).
+var ownFilters = map[string]bool{
+	"tojson": true, "string": true, "join": true, "capitalize": true,
+	"replace": true, "indent": true, "list": true,
+}
 
 var libTests = map[string]bool{
 	"defined": true, "undefined": true, "none": true, "boolean": true, "integer": true,
@@ -414,7 +418,14 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 		}
 		parts = append(parts, emitTok(t))
 	}
-	return strings.Join(parts, " "), nil
+	if len(parts) != len(toks) {
+		return "", c.errf(line, "internal error: %d tokens emitted as %d", len(toks), len(parts))
+	}
+	out, err := rewrite(toks, parts)
+	if err != nil {
+		return "", c.errf(line, "%v", err)
+	}
+	return out, nil
 }
 
 func startsOperand(t token) bool {

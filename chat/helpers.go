@@ -25,6 +25,9 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 	def("__p", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		s := ""
 		if len(args) > 0 {
+			if err := st.check(args[0]); err != nil {
+				return jinja.Value{}, err
+			}
 			s = pyStr(args[0])
 		}
 		st.out += len(s)
@@ -71,15 +74,43 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		return jinja.NewString(genClose), nil
 	})
 
-	def("__f_tojson", filterToJSON)
+	installBounded(vars, st, def)
+	def("__f_tojson", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) > 0 {
+			if err := st.check(args[0]); err != nil {
+				return jinja.Value{}, err
+			}
+		}
+		return filterToJSON(args, kwargs, st.maxOut)
+	})
 	def("__f_string", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
 			return empty, nil
 		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
 		return jinja.NewString(pyStr(args[0])), nil
 	})
-	def("__f_join", filterJoin)
+	def("__f_join", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) > 0 {
+			if err := st.check(args[0]); err != nil {
+				return jinja.Value{}, err
+			}
+		}
+		v, err := filterJoin(args, kwargs, st.maxOut)
+		if err != nil && st.limitErr == nil && strings.Contains(err.Error(), "larger than") {
+			st.limitErr = err
+		}
+		return v, err
+	})
 	def("__f_capitalize", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return empty, nil
+		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
 		s := pyStr(args[0])
 		r, n := utf8.DecodeRuneInString(s)
 		if n == 0 {
@@ -91,6 +122,9 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 	def("raise_exception", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		msg := ""
 		if len(args) > 0 {
+			if err := st.check(args[0]); err != nil {
+				return jinja.Value{}, err
+			}
 			msg = pyStr(args[0])
 		}
 		st.raiseErr = &RaiseError{Message: msg, Line: st.line}
@@ -100,7 +134,11 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		if len(args) == 0 || !args[0].IsString() {
 			return jinja.Value{}, fmt.Errorf("strftime_now: expected a format string")
 		}
-		return jinja.NewString(strftime(now(), args[0].AsString())), nil
+		s, ok := strftime(now(), args[0].AsString(), st.maxOut)
+		if !ok {
+			return jinja.Value{}, st.fail("strftime_now result would be larger than %d bytes", st.maxOut)
+		}
+		return jinja.NewString(s), nil
 	})
 	def("range", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		var start, stop, step int64 = 0, 0, 1
@@ -150,17 +188,18 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		for _, k := range keys {
 			d.AsDict().Set(k, kwargs[k])
 		}
-		return d, nil
+		return d, st.check(d)
 	}
 	def("namespace", kwDict)
 	def("dict", kwDict)
 }
 
-func filterToJSON(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+// filterToJSON is transformers' tojson; its text is held to max bytes.
+func filterToJSON(args []jinja.Value, kwargs map[string]jinja.Value, maxText int) (jinja.Value, error) {
 	if len(args) == 0 {
 		return jinja.Value{}, fmt.Errorf("tojson: missing value")
 	}
-	o := &jsonOpts{itemSep: ", ", keySep: ": "}
+	o := &jsonOpts{itemSep: ", ", keySep: ": ", max: maxText}
 	get := func(name string, pos int) (jinja.Value, bool) {
 		if v, ok := kwargs[name]; ok {
 			return v, true
@@ -202,7 +241,8 @@ func filterToJSON(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Valu
 	return jinja.NewString(b.String()), nil
 }
 
-func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+// filterJoin is jinja2's join; its text is held to max bytes.
+func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value, max int) (jinja.Value, error) {
 	if len(args) == 0 {
 		return jinja.NewString(""), nil
 	}
@@ -223,14 +263,24 @@ func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value,
 			items = append(items, jinja.NewString(k))
 		}
 	case v.IsString():
-		for _, r := range v.AsString() {
-			items = append(items, jinja.NewString(string(r)))
+		// joining a string's characters: written directly, without a value
+		// per character.
+		var b strings.Builder
+		for i, r := range v.AsString() {
+			if i > 0 {
+				b.WriteString(sep)
+			}
+			b.WriteRune(r)
+			if b.Len() > max {
+				return jinja.Value{}, fmt.Errorf("join result would be larger than %d bytes", max)
+			}
 		}
+		return jinja.NewString(b.String()), nil
 	case v.IsUndefined():
 	default:
 		return jinja.Value{}, fmt.Errorf("join: value is not iterable")
 	}
-	parts := make([]string, len(items))
+	var b strings.Builder
 	for i, it := range items {
 		if hasAttr {
 			if !it.IsDict() {
@@ -238,15 +288,25 @@ func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value,
 			}
 			it = it.AsDict().Data[pyStr(attr)]
 		}
-		parts[i] = pyStr(it)
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(pyStr(it))
+		if b.Len() > max {
+			return jinja.Value{}, fmt.Errorf("join result would be larger than %d bytes", max)
+		}
 	}
-	return jinja.NewString(strings.Join(parts, sep)), nil
+	return jinja.NewString(b.String()), nil
 }
 
-// strftime formats t as Python's time.strftime (C locale).
-func strftime(t time.Time, f string) string {
+// strftime formats t as Python's time.strftime (C locale); ok is false when
+// the text would pass max bytes (a format of many %B is a memory bomb).
+func strftime(t time.Time, f string, max int) (string, bool) {
 	var b strings.Builder
 	for i := 0; i < len(f); i++ {
+		if b.Len() > max {
+			return "", false
+		}
 		if f[i] != '%' || i+1 >= len(f) {
 			b.WriteByte(f[i])
 			continue
@@ -323,5 +383,5 @@ func strftime(t time.Time, f string) string {
 			b.WriteByte(f[i])
 		}
 	}
-	return b.String()
+	return b.String(), b.Len() <= max
 }

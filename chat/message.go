@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"gotune/jsondepth"
 	"io"
 	"sort"
 )
@@ -81,7 +82,12 @@ func (o *Object) UnmarshalJSON(data []byte) error {
 
 // DecodeJSON decodes one JSON value into nil, bool, json.Number, string,
 // []any and Object, keeping object key order.
+// Nesting is bounded (jsondepth.Default) because the walk recurses: tool
+// arguments arrive as strings of JSON from untrusted clients.
 func DecodeJSON(data []byte) (any, error) {
+	if err := jsondepth.Check(data, jsondepth.Default); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	v, err := decodeValue(dec)

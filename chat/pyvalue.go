@@ -259,10 +259,17 @@ type jsonOpts struct {
 	itemSep  string
 	keySep   string
 	sortKeys bool
+	max      int // bytes of text; 0: no bound
 }
 
 // jsonDumps is Python's json.dumps(v, ensure_ascii=False, ...).
 func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error {
+	if o.max > 0 && b.Len() > o.max {
+		return fmt.Errorf("text would be larger than %d bytes", o.max)
+	}
+	if level > maxValueDepth {
+		return fmt.Errorf("value nested deeper than %d levels", maxValueDepth)
+	}
 	newline := func(l int) {
 		if o.hasInd {
 			b.WriteByte('\n')

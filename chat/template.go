@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"gotune/hfconfig"
+	"gotune/jsondepth"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -129,9 +131,10 @@ func contains(ss []string, s string) bool {
 // {% generation %} blocks.
 func (t *Template) HasGenerationMarks() bool { return t.hasGen }
 
-// ErrNoTemplate is returned by Load for a model folder without a chat
-// template: a base model, which needs none for plain-text training.
-var ErrNoTemplate = errors.New("no chat_template.jinja and no chat_template in tokenizer_config.json")
+// ErrNoTemplate is wrapped by Load's error when a folder has no chat
+// template at all, as opposed to one that fails to parse: callers may fall
+// back only on this one.
+var ErrNoTemplate = errors.New("no chat template")
 
 // Load reads a model folder's chat template: chat_template.jinja when
 // present, else tokenizer_config.json's chat_template (its "default"
@@ -148,7 +151,10 @@ func LoadNamed(dir, name string) (*Template, error) {
 		EOS          json.RawMessage `json:"eos_token"`
 	}
 	haveCfg := false
-	if data, err := os.ReadFile(cfgPath); err == nil {
+	if data, err := safefile.ReadFile(cfgPath); err == nil {
+		if err := jsondepth.Check(data, jsondepth.Default); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfgPath, err)
+		}
 		if err := json.Unmarshal(data, &cfg); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfgPath, err)
 		}
@@ -167,13 +173,13 @@ func LoadNamed(dir, name string) (*Template, error) {
 
 	var src, srcName string
 	jinjaPath := filepath.Join(dir, "chat_template.jinja")
-	if data, err := os.ReadFile(jinjaPath); err == nil && name == "" {
+	if data, err := safefile.ReadFile(jinjaPath); err == nil && name == "" {
 		src, srcName = string(data), jinjaPath
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	} else {
 		if !haveCfg || len(cfg.ChatTemplate) == 0 || string(cfg.ChatTemplate) == "null" {
-			return nil, fmt.Errorf("%s: %w (use a built-in template: %s)", dir, ErrNoTemplate, strings.Join(BuiltinNames(), ", "))
+			return nil, fmt.Errorf("%s: %w: no chat_template.jinja and no chat_template in tokenizer_config.json (use a built-in template: %s)", dir, ErrNoTemplate, strings.Join(BuiltinNames(), ", "))
 		}
 		src, err = pickVariant(cfg.ChatTemplate, name)
 		if err != nil {
@@ -223,7 +229,7 @@ func pickVariant(raw json.RawMessage, name string) (string, error) {
 // TemplateNames lists the named variants in a folder's tokenizer_config.json.
 func TemplateNames(dir string) ([]string, error) {
 	p := filepath.Join(dir, "tokenizer_config.json")
-	data, err := os.ReadFile(p)
+	data, err := safefile.ReadFile(p)
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +280,7 @@ type renderState struct {
 	marks    bool
 	raiseErr *RaiseError
 	limitErr error
+	work     int // values walked by the bound checks (see maxWork)
 }
 
 func (t *Template) render(msgs []Message, opt Options, marks bool) (string, []genRange, error) {

@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"gotune/jsondepth"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 )
@@ -32,7 +34,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
 	}
-	if err := f.Chmod(perm); err != nil {
+	if err := f.Chmod(safefile.Masked(perm)); err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
@@ -64,9 +66,12 @@ func WriteJSONAtomic(path string, v any) error {
 // ReadJSON decodes the JSON file at path into v, rejecting unknown fields and
 // trailing data so a damaged or foreign file is reported rather than half-read.
 func ReadJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return err
+	}
+	if err := jsondepth.Check(b, jsondepth.Default); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

@@ -3,6 +3,9 @@ package ckpt
 import (
 	"errors"
 	"fmt"
+	"gotune/safefile"
+	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -29,12 +32,18 @@ type Manifest struct {
 	Name    string              `json:"name"`
 	Created time.Time           `json:"created"`
 	Files   []ManifestFileEntry `json:"files"`
+	// Run identifies the run that wrote the checkpoint (configuration,
+	// data, model), so a resume can refuse a checkpoint of another run.
+	Run map[string]string `json:"run,omitempty"`
 }
 
 // ManifestFileEntry is one file of a checkpoint, path relative to its directory.
 type ManifestFileEntry struct {
 	Path string `json:"path"`
 	Size int64  `json:"size"`
+	// CRC32C of the content: a file damaged at the same size (optimizer
+	// state overwritten with NaN) is caught by VerifyContents.
+	CRC32C string `json:"crc32c,omitempty"`
 }
 
 // Name returns the directory name of the checkpoint taken after step.
@@ -47,6 +56,11 @@ func Name(step int) string { return Prefix + "-" + strconv.Itoa(step) }
 // one renamed in, and only then removed, so a crash never leaves neither.
 // If write fails, the temporary directory is removed and the old one kept.
 func WriteDir(parent, name string, write func(tmpDir string) error) error {
+	return WriteRunDir(parent, name, nil, write)
+}
+
+// WriteRunDir is WriteDir recording run (see Manifest.Run) in the manifest.
+func WriteRunDir(parent, name string, run map[string]string, write func(tmpDir string) error) error {
 	if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
 		return fmt.Errorf("checkpoint name %q: want a plain directory name not starting with '.'", name)
 	}
@@ -55,6 +69,10 @@ func WriteDir(parent, name string, write func(tmpDir string) error) error {
 	}
 	tmp, err := os.MkdirTemp(parent, "."+name+".tmp-")
 	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	if err := os.Chmod(tmp, safefile.DirPerm()); err != nil { // MkdirTemp made it 0700
+		os.RemoveAll(tmp)
 		return fmt.Errorf("checkpoint %s: %w", name, err)
 	}
 	fail := func(err error) error {
@@ -68,7 +86,7 @@ func WriteDir(parent, name string, write func(tmpDir string) error) error {
 	if err != nil {
 		return fail(err)
 	}
-	m := Manifest{Name: name, Created: time.Now().UTC(), Files: files}
+	m := Manifest{Name: name, Created: time.Now().UTC(), Files: files, Run: run}
 	if err := WriteJSONAtomic(filepath.Join(tmp, ManifestFile), m); err != nil {
 		return fail(err)
 	}
@@ -121,6 +139,7 @@ func syncTree(root string) ([]ManifestFileEntry, error) {
 		}
 		err = f.Sync()
 		info, serr := f.Stat()
+		sum, herr := fileCRC(f)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("sync %s: %w", path, err)
@@ -128,8 +147,11 @@ func syncTree(root string) ([]ManifestFileEntry, error) {
 		if serr != nil {
 			return serr
 		}
+		if herr != nil {
+			return fmt.Errorf("checksum %s: %w", path, herr)
+		}
 		rel, _ := filepath.Rel(root, path)
-		files = append(files, ManifestFileEntry{Path: filepath.ToSlash(rel), Size: info.Size()})
+		files = append(files, ManifestFileEntry{Path: filepath.ToSlash(rel), Size: info.Size(), CRC32C: sum})
 		return nil
 	})
 	if err != nil {
@@ -164,6 +186,78 @@ func Verify(dir string) error {
 		}
 	}
 	return nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// fileCRC is the CRC-32C of r's content, in hex.
+func fileCRC(r io.Reader) (string, error) {
+	h := crc32.New(castagnoli)
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%08x", h.Sum32()), nil
+}
+
+// ReadManifest reads dir's manifest.
+func ReadManifest(dir string) (*Manifest, error) {
+	var m Manifest
+	if err := ReadJSON(filepath.Join(dir, ManifestFile), &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// VerifyContents is Verify plus every file's checksum (where the manifest
+// has one): it reads the whole checkpoint, so it is for resuming, not for
+// listing.
+func VerifyContents(dir string) error {
+	if err := Verify(dir); err != nil {
+		return err
+	}
+	m, err := ReadManifest(dir)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	for _, f := range m.Files {
+		if f.CRC32C == "" {
+			continue
+		}
+		fh, err := safefile.Open(filepath.Join(dir, filepath.FromSlash(f.Path)))
+		if err != nil {
+			return fmt.Errorf("checkpoint %s is damaged: %w", dir, err)
+		}
+		sum, err := fileCRC(fh)
+		fh.Close()
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %s: %w", dir, f.Path, err)
+		}
+		if sum != f.CRC32C {
+			return fmt.Errorf("checkpoint %s is damaged: %s has checksum %s, manifest says %s", dir, f.Path, sum, f.CRC32C)
+		}
+	}
+	return nil
+}
+
+// Clear removes every checkpoint-<step> directory under parent, complete or
+// not, with the leftovers of interrupted writes, and returns how many
+// checkpoints it removed. A run that starts over in a used folder calls it,
+// so the old run's higher-numbered checkpoints can neither make rotation
+// delete the new ones nor be picked up by a later resume.
+func Clear(parent string) (int, error) {
+	if err := Recover(parent); err != nil {
+		return 0, err
+	}
+	list, err := List(parent)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range list {
+		if err := removeDir(c.Path); err != nil {
+			return 0, fmt.Errorf("remove old checkpoint: %w", err)
+		}
+	}
+	return len(list), nil
 }
 
 // Checkpoint is a step checkpoint directory found under a parent.

@@ -26,6 +26,40 @@ type TrainerState struct {
 	LogHistory          []LogEntry `json:"log_history"`
 	BestMetric          *float64   `json:"best_metric"`
 	BestModelCheckpoint string     `json:"best_model_checkpoint,omitempty"`
+	// Window holds the steps since the last logged one, so that a run
+	// resumed between two logging steps logs the same mean as an
+	// uninterrupted run when logging_steps does not divide save_steps.
+	Window LogWindow `json:"log_window"`
+}
+
+// LogWindow accumulates the steps since the last log line.
+type LogWindow struct {
+	LossSum float64
+	NormSum float64
+	Steps   int
+	Tokens  int64
+}
+
+type logWindowJSON struct {
+	LossSum *float64 `json:"loss_sum"`
+	NormSum *float64 `json:"grad_norm_sum"`
+	Steps   int      `json:"steps"`
+	Tokens  int64    `json:"tokens"`
+}
+
+// MarshalJSON writes non-finite sums as null.
+func (w LogWindow) MarshalJSON() ([]byte, error) {
+	return json.Marshal(logWindowJSON{finite(w.LossSum), finite(w.NormSum), w.Steps, w.Tokens})
+}
+
+// UnmarshalJSON reads null as NaN.
+func (w *LogWindow) UnmarshalJSON(b []byte) error {
+	var j logWindowJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*w = LogWindow{orNaN(j.LossSum), orNaN(j.NormSum), j.Steps, j.Tokens}
+	return nil
 }
 
 // DataPosition locates the next micro-batch: the epoch, the number of
@@ -113,6 +147,8 @@ func LoadTrainerState(dir string) (*TrainerState, error) {
 		return nil, fmt.Errorf("%s: data_position {epoch %d, batch_index %d}; want both >= 0", path, s.Data.Epoch, s.Data.BatchIndex)
 	case math.IsNaN(s.Epoch) || s.Epoch < 0:
 		return nil, fmt.Errorf("%s: epoch is %v; want >= 0", path, s.Epoch)
+	case s.Window.Steps < 0 || s.Window.Steps > s.GlobalStep || s.Window.Tokens < 0:
+		return nil, fmt.Errorf("%s: log_window {steps %d, tokens %d}; want 0..global_step steps and tokens >= 0", path, s.Window.Steps, s.Window.Tokens)
 	}
 	for i, e := range s.LogHistory {
 		if e.Step < 0 || e.Step > s.GlobalStep {

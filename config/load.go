@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"gopkg.in/yaml.v3"
+
+	"gotune/safefile"
 )
 
 // fieldIndex maps YAML keys to struct field indexes; built once, read-only.
@@ -77,7 +79,7 @@ func Open(path string, flags []string, notes io.Writer) (*Config, error) {
 // Load reads the YAML file at path over the defaults. Unknown keys are
 // only Warnings here; commands read files with Open.
 func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

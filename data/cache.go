@@ -6,6 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gotune/safefile"
+	"hash"
+	"hash/crc32"
+	"io"
 
 	"math"
 	"os"
@@ -23,13 +27,15 @@ import (
 //	24  tokens u64
 //	32  train u64, 40 val u64 (sample counts of the two orders)
 //	48  meta offset u64, 56 meta length u64
-//	64  tokens [tokens]u32: id | 1<<31 when the token is trained
+//	64  checksum u32: CRC-32C of bytes 72… then of bytes 0…63, 68 zero u32
+//	72  tokens [tokens]u32: id | 1<<31 when the token is trained
 //	    offsets [entries+1]u64 (8-aligned), sources [entries]u32,
 //	    train [train]u32, val [val]u32, meta JSON (the Report)
 const (
 	cacheMagic   = "GTDCACHE"
-	cacheVersion = 1
-	headerSize   = 64
+	cacheVersion = 2 // 2: checksum
+	headerSize   = 72
+	sumOffset    = 64
 	trainedBit   = 1 << 31
 )
 
@@ -44,6 +50,8 @@ type Cache struct {
 	train   []uint32
 	val     []uint32
 	report  *Report
+	maxID   int32 // largest token id, -1 when there are none
+	content string
 }
 
 // cacheWriter streams samples into a temporary file next to the final one.
@@ -56,6 +64,7 @@ type cacheWriter struct {
 	offsets []uint64
 	sources []uint32
 	buf     []byte
+	sum     hash.Hash32 // of everything after the header
 }
 
 func newCacheWriter(path string, paired bool) (*cacheWriter, error) {
@@ -66,11 +75,19 @@ func newCacheWriter(path string, paired bool) (*cacheWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	cw := &cacheWriter{f: f, w: bufio.NewWriterSize(f, 1<<20), path: path, paired: paired, offsets: []uint64{0}}
-	if _, err := cw.w.Write(make([]byte, headerSize)); err != nil {
-		cw.abort()
+	if err := f.Chmod(safefile.FilePerm()); err != nil { // CreateTemp made it 0600
+		f.Close()
+		os.Remove(f.Name())
 		return nil, err
 	}
+	if _, err := f.Write(make([]byte, headerSize)); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	sum := crc32.New(castagnoli)
+	cw := &cacheWriter{f: f, w: bufio.NewWriterSize(io.MultiWriter(f, sum), 1<<20), path: path, paired: paired,
+		offsets: []uint64{0}, sum: sum}
 	return cw, nil
 }
 
@@ -168,6 +185,9 @@ func (cw *cacheWriter) finish(train, val []int, rep *Report) (err error) {
 	for _, v := range []uint64{uint64(len(cw.sources)), cw.ntok, uint64(len(train)), uint64(len(val)), metaOff, uint64(len(meta))} {
 		h = binary.LittleEndian.AppendUint64(h, v)
 	}
+	sum := crc32.Update(cw.sum.Sum32(), castagnoli, h)
+	h = binary.LittleEndian.AppendUint32(h, sum)
+	h = binary.LittleEndian.AppendUint32(h, 0)
 	if _, err := cw.f.WriteAt(h, 0); err != nil {
 		return err
 	}
@@ -241,7 +261,14 @@ func parseCache(path string, mm []byte) (*Cache, error) {
 	if need > size || metaOff != need || metaOff+metaLen != size {
 		return nil, bad("section sizes do not match the file size")
 	}
-	c := &Cache{path: path, mm: mm, paired: flags&1 != 0}
+	// A flipped bit in a token would otherwise train on a wrong (or
+	// out-of-vocabulary) id without a word.
+	content := crc32.Checksum(mm[headerSize:metaOff], castagnoli)
+	want := le.Uint32(mm[sumOffset:])
+	if got := crc32.Update(crc32.Update(content, castagnoli, mm[metaOff:]), castagnoli, mm[:sumOffset]); got != want {
+		return nil, fmt.Errorf("%s: corrupt data cache: checksum %08x, expected %08x (delete the file to rebuild it)", path, got, want)
+	}
+	c := &Cache{path: path, mm: mm, paired: flags&1 != 0, content: fmt.Sprintf("%08x-%d-%d", content, ntok, nent)}
 	c.tokens = unsafe.Slice((*uint32)(unsafe.Pointer(&mm[headerSize])), ntok)
 	c.offsets = unsafe.Slice((*uint64)(unsafe.Pointer(&mm[pos])), nent+1)
 	pos += 8 * (nent + 1)
@@ -271,6 +298,10 @@ func parseCache(path string, mm []byte) (*Cache, error) {
 			}
 		}
 	}
+	c.maxID = -1
+	for _, v := range c.tokens {
+		c.maxID = max(c.maxID, int32(v&^trainedBit))
+	}
 	c.report = &Report{}
 	if err := json.Unmarshal(mm[metaOff:], c.report); err != nil {
 		return nil, bad("report: " + err.Error())
@@ -292,6 +323,17 @@ func (c *Cache) Close() error {
 	c.mm, c.tokens = nil, nil
 	return err
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// MaxTokenID is the largest token id in the cache (-1 when it holds none),
+// for checking against the model's embedding table before training.
+func (c *Cache) MaxTokenID() int { return int(c.maxID) }
+
+// ContentSum identifies the prepared samples (tokens, trained marks, the
+// train and validation orders) independently of where the files lie, so a
+// resume can tell whether it trains on the same data.
+func (c *Cache) ContentSum() string { return c.content }
 
 // Path is the cache file.
 func (c *Cache) Path() string { return c.path }

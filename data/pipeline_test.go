@@ -249,3 +249,35 @@ func TestTrainSummary(t *testing.T) {
 		t.Errorf("summary differs from %s:\n%s", golden, got)
 	}
 }
+
+// A flipped bit in token data used to be read as a valid (possibly
+// out-of-vocabulary) token; the checksum catches it.
+func TestCacheChecksumCatchesTokenDamage(t *testing.T) {
+	dir := t.TempDir()
+	cfg := sftFiles(t, dir)
+	c, err := Prepare(cfg, testEncoder(cfg.Encode), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxID := -1
+	for i := range c.Len() {
+		for _, id := range c.Sample(i).InputIDs {
+			maxID = max(maxID, int(id))
+		}
+	}
+	if c.MaxTokenID() != maxID || maxID < 0 {
+		t.Errorf("MaxTokenID %d, want %d", c.MaxTokenID(), maxID)
+	}
+	path := c.Path()
+	c.Close()
+	b, _ := os.ReadFile(path)
+	b[headerSize+2] ^= 0x40 // the first token's id grows by 1<<22
+	p := filepath.Join(dir, "damaged.gtdc")
+	os.WriteFile(p, b, 0o644)
+	if c, err := OpenCache(p); err == nil || !strings.Contains(err.Error(), "checksum") {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("damaged token accepted: %v", err)
+	}
+}

@@ -23,6 +23,7 @@ package export
 import (
 	"errors"
 	"fmt"
+	"gotune/safefile"
 	"io"
 	"os"
 	"path/filepath"
@@ -238,6 +239,10 @@ func prepareOut(out string, force bool) (string, error) {
 	}
 	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(filepath.Clean(out))+".tmp-")
 	if err != nil {
+		return "", fmt.Errorf("export: %w", err)
+	}
+	if err := os.Chmod(tmp, safefile.DirPerm()); err != nil { // MkdirTemp made it 0700
+		os.RemoveAll(tmp)
 		return "", fmt.Errorf("export: %w", err)
 	}
 	return tmp, nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,7 +127,7 @@ func checkGGUF(path, base string) error {
 // model_type.
 func Family(modelDir, adapterDir string) (string, error) {
 	path := filepath.Join(modelDir, "config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
@@ -165,10 +166,10 @@ func Family(modelDir, adapterDir string) (string, error) {
 // chatTemplate returns a folder's chat template text: chat_template.jinja,
 // or the chat_template string of tokenizer_config.json.
 func chatTemplate(dir string) string {
-	if b, err := os.ReadFile(filepath.Join(dir, "chat_template.jinja")); err == nil {
+	if b, err := safefile.ReadFile(filepath.Join(dir, "chat_template.jinja")); err == nil {
 		return string(b)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
+	b, err := safefile.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
 	if err != nil {
 		return ""
 	}

@@ -3,7 +3,7 @@ package export
 import (
 	"encoding/json"
 	"fmt"
-	"os"
+	"gotune/safefile"
 	"path/filepath"
 
 	"gotune/model"
@@ -133,7 +133,7 @@ var torchDTypes = map[safetensors.DType]string{safetensors.F32: "float32", safet
 // torch_dtype in older files), float32 when it names none we write.
 func configDType(dir string) (safetensors.DType, error) {
 	path := filepath.Join(dir, "config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
@@ -159,7 +159,7 @@ func configDType(dir string) (safetensors.DType, error) {
 // updateConfig records the written dtype in config.json, keeping the key
 // order, and drops quantization_config: the written weights are plain.
 func updateConfig(path string, dtype safetensors.DType) error {
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("export: the base model has no config.json: %w", err)
 	}

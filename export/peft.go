@@ -2,6 +2,7 @@ package export
 
 import (
 	"fmt"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 
@@ -63,7 +64,7 @@ func writePEFT(dir string, opt Options, res *Result) error {
 		return err
 	}
 	for _, name := range []string{"adapter_config.json", "README.md"} {
-		b, err := os.ReadFile(filepath.Join(src, name))
+		b, err := safefile.ReadFile(filepath.Join(src, name))
 		if err != nil {
 			if name == "README.md" {
 				continue

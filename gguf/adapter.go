@@ -3,8 +3,8 @@ package gguf
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/safefile"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -48,7 +48,7 @@ func AdapterFromPEFT(adapterDir, baseModelDir, outPath string, opt AdapterOption
 		return fmt.Errorf("adapter tensors can be F32 or F16, not %s", opt.Type)
 	}
 	cfgPath := filepath.Join(adapterDir, "adapter_config.json")
-	b, err := os.ReadFile(cfgPath)
+	b, err := safefile.ReadFile(cfgPath)
 	if err != nil {
 		return err
 	}

@@ -3,8 +3,8 @@ package gguf
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/safefile"
 	"math"
-	"os"
 	"path/filepath"
 )
 
@@ -58,7 +58,7 @@ func (r *RopeScaling) Kind() string {
 // ReadHFConfig reads and validates a model folder's config.json.
 func ReadHFConfig(modelDir string) (*HFConfig, error) {
 	path := filepath.Join(modelDir, "config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}

@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"gotune/safefile"
 	"math"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,7 +31,7 @@ type File struct {
 // Open memory-maps and parses a GGUF file. Every count, length and offset in
 // the header is checked against the file size before it is used.
 func Open(path string) (*File, error) {
-	fd, err := os.Open(path)
+	fd, err := safefile.Open(path)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"gotune/hfconfig"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -55,7 +56,7 @@ var byteToken = regexp.MustCompile(`^<0x[0-9A-Fa-f]{2}>$`)
 // token list with unused entries to the embedding's row count.
 func vocabKV(modelDir string, vocabSize int, cfg *HFConfig, pre string) ([]KV, error) {
 	path := filepath.Join(modelDir, "tokenizer.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("GGUF export needs tokenizer.json: %w", err)
 	}
@@ -291,7 +292,7 @@ type tokenizerConfig struct {
 func readTokenizerConfig(modelDir string) (*tokenizerConfig, error) {
 	path := filepath.Join(modelDir, "tokenizer_config.json")
 	tc := &tokenizerConfig{path: path}
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, err
 	}
@@ -325,7 +326,7 @@ func readTokenizerConfig(modelDir string) (*tokenizerConfig, error) {
 		}
 	}
 	// transformers 5 keeps the template in its own file, which wins.
-	if t, err := os.ReadFile(filepath.Join(modelDir, "chat_template.jinja")); err == nil {
+	if t, err := safefile.ReadFile(filepath.Join(modelDir, "chat_template.jinja")); err == nil {
 		tc.ChatTemplate = string(t)
 	}
 	return tc, nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"gotune/safefile"
 	"io"
 	"math"
 	"os"
@@ -83,6 +84,9 @@ func Write(path string, kv []KV, tensors []Tensor) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
+	if err = tmp.Chmod(safefile.FilePerm()); err != nil { // CreateTemp made it 0600
+		return err
+	}
 	w := bufio.NewWriterSize(tmp, 1<<20)
 	if err = writeTo(w, kv, tensors); err != nil {
 		return fmt.Errorf("%s: %w", path, err)

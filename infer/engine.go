@@ -3,7 +3,9 @@ package infer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +33,7 @@ type GenerationConfig struct {
 func LoadGenerationConfig(dir string) (GenerationConfig, error) {
 	g := GenerationConfig{Temperature: 1, TopP: 1, RepetitionPenalty: 1}
 	path := filepath.Join(dir, "generation_config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if os.IsNotExist(err) {
 		return g, nil
 	} else if err != nil {
@@ -79,9 +81,12 @@ type Engine struct {
 	Model    *model.Model
 	Tok      *tokenizer.Tokenizer
 	Template *chat.Template // nil when the model has none
-	Gen      GenerationConfig
-	Adapter  peft.Method
-	stops    map[int32]bool
+	// TemplateErr is why the model's template could not be used (it failed
+	// to parse); Prompt reports it rather than "no chat template".
+	TemplateErr error
+	Gen         GenerationConfig
+	Adapter     peft.Method
+	stops       map[int32]bool
 }
 
 // Load opens a model folder, its tokenizer, chat template and generation
@@ -104,8 +109,12 @@ func Load(modelDir, adapterDir string) (*Engine, error) {
 		}
 		// An adapter trained by gotune carries the chat template it was
 		// trained with; prefer it over the base model's.
-		if t, err := chat.Load(adapterDir); err == nil {
-			e.Template = t
+		t, err := adapterTemplate(adapterDir)
+		if err != nil {
+			return nil, err
+		}
+		if t != nil {
+			e.Template, e.TemplateErr = t, nil
 		}
 	}
 	e.buildStops()
@@ -122,8 +131,10 @@ func loadFolder(modelDir string) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{Model: m, Tok: tok}
-	if t, err := chat.Load(modelDir); err == nil {
-		e.Template = t
+	e.Template, err = chat.Load(modelDir)
+	if err != nil && !errors.Is(err, chat.ErrNoTemplate) {
+		// Plain completion needs no template: keep the reason for Prompt.
+		e.TemplateErr = err
 	}
 	if e.Gen, err = LoadGenerationConfig(modelDir); err != nil {
 		return nil, err
@@ -171,8 +182,12 @@ func (e *Engine) WithAdapter(dir string) (*Engine, error) {
 		if c.Adapter, err = peft.Load(c.Model, dir); err != nil {
 			return nil, err
 		}
-		if t, err := chat.Load(dir); err == nil {
-			c.Template = t
+		t, err := adapterTemplate(dir)
+		if err != nil {
+			return nil, err
+		}
+		if t != nil {
+			c.Template, c.TemplateErr = t, nil
 		}
 	}
 	c.buildStops()
@@ -206,6 +221,9 @@ func (e *Engine) IsStop(id int32) bool { return e.stops[id] }
 
 // Prompt renders messages with the chat template and a generation prompt.
 func (e *Engine) Prompt(msgs []chat.Message, opt chat.Options) (string, error) {
+	if e.TemplateErr != nil {
+		return "", e.TemplateErr
+	}
 	if e.Template == nil {
 		return "", fmt.Errorf("%s has no chat template; give a template name or use plain completion", e.Model.Dir)
 	}
@@ -271,6 +289,15 @@ func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, erro
 	maxNew := req.MaxTokens
 	if maxNew <= 0 {
 		maxNew = 256
+	}
+	// The session's buffers are sized by prompt and completion: without
+	// the model's context length as a bound, a huge prompt or max_tokens
+	// allocates without limit (and the positions mean nothing past it).
+	if n := e.Model.Cfg.MaxPositions; n > 0 {
+		if len(prompt) >= n {
+			return Result{PromptTokens: len(prompt)}, fmt.Errorf("the prompt has %d tokens; the model's context is %d (max_position_embeddings)", len(prompt), n)
+		}
+		maxNew = min(maxNew, n-len(prompt))
 	}
 	sess := e.Model.NewSession(len(prompt) + maxNew + 64)
 	logits, err := sess.Feed(prompt)
@@ -360,4 +387,19 @@ func (e *Engine) rawBOS() (int, bool) {
 	with := e.Tok.Encode("a", true)
 	plain := e.Tok.Encode("a", false)
 	return bos, len(with) > 0 && with[0] == bos && (len(plain) == 0 || plain[0] != bos)
+}
+
+// adapterTemplate is an adapter folder's own chat template, nil when it has
+// none. A template that is there but broken is an error: falling back to the
+// base model's template would prompt the adapter in a format it was not
+// trained on, without a word.
+func adapterTemplate(dir string) (*chat.Template, error) {
+	t, err := chat.Load(dir)
+	if errors.Is(err, chat.ErrNoTemplate) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	return t, nil
 }

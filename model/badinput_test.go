@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"gotune/safetensors"
 )
@@ -304,5 +307,91 @@ func TestBatchValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAbsurdConfigSizes: sizes no model has, or sizes the weight files do
+// not back, are refused before the model is allocated. Before, vocab_size
+// 2^40 or a billion layers allocated until the machine ran out of memory.
+func TestAbsurdConfigSizes(t *testing.T) {
+	ts := tinyTensors(t)
+	set := func(key, val string) string {
+		i := strings.Index(tinyConfigJSON, `"`+key+`":`)
+		j := i + strings.IndexAny(tinyConfigJSON[i:], ",}")
+		return tinyConfigJSON[:i] + `"` + key + `":` + val + tinyConfigJSON[j:]
+	}
+	cases := []struct{ config, want string }{
+		{set("hidden_size", "1099511627776"), "hidden_size"},
+		{set("vocab_size", "1099511627776"), "vocab_size"},
+		{set("num_hidden_layers", "1000000000"), "num_hidden_layers"},
+		{set("intermediate_size", "1099511627776"), "intermediate_size"},
+		{set("num_attention_heads", "1073741824"), "num_attention_heads"},
+		// plausible sizes that the weights do not have
+		{set("vocab_size", "4000000"), "model.embed_tokens.weight"},
+		{set("num_hidden_layers", "4000"), "model.layers.3999"},
+		{set("num_hidden_layers", "1"), "model.layers.1"},
+		{set("intermediate_size", "100000"), "gate_proj"},
+	}
+	for _, c := range cases {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := load(t, modelDir(t, c.config, ts))
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error naming %s", c.want, err, c.want)
+		}
+		if a := after.TotalAlloc - before.TotalAlloc; a > 64<<20 {
+			t.Errorf("%s: allocated %d MB before failing", c.want, a>>20)
+		}
+	}
+	if _, err := load(t, modelDir(t, tinyConfigJSON, ts)); err != nil {
+		t.Errorf("the matching config: %v", err)
+	}
+}
+
+func TestCheckMemory(t *testing.T) {
+	cfg, err := ParseConfig("config.json", []byte(tinyConfigJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkMemory(cfg, LoadOptions{}, "tiny"); err != nil {
+		t.Errorf("tiny model: %v", err)
+	}
+	big := *cfg
+	big.Vocab, big.Hidden, big.Layers = maxVocab, maxHidden, maxLayers
+	if physicalMemory() > 0 {
+		if err := checkMemory(&big, LoadOptions{}, "big"); err == nil || !strings.Contains(err.Error(), "GiB") {
+			t.Errorf("a model larger than memory: %v", err)
+		}
+	}
+}
+
+// TestFIFOInModelFolder: a named pipe in place of model.safetensors or
+// config.json made every command wait forever for a writer.
+func TestFIFOInModelFolder(t *testing.T) {
+	for _, name := range []string{"model.safetensors", "config.json"} {
+		dir := modelDir(t, tinyConfigJSON, tinyTensors(t))
+		p := filepath.Join(dir, name)
+		os.Remove(p)
+		if err := syscall.Mkfifo(p, 0o644); err != nil {
+			t.Skip("no FIFOs here:", err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := Load(dir, LoadOptions{})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s as a FIFO: %v", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			// unblock the reader so the test binary can exit
+			if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+				f.Close()
+			}
+			t.Fatalf("%s as a FIFO: Load still blocked after 30 s", name)
+		}
 	}
 }

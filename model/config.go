@@ -7,8 +7,9 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/jsondepth"
+	"gotune/safefile"
 	"math"
-	"os"
 	"path/filepath"
 )
 
@@ -98,7 +99,7 @@ type rawRope struct {
 // LoadConfig reads dir/config.json.
 func LoadConfig(dir string) (*Config, error) {
 	path := filepath.Join(dir, "config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +108,9 @@ func LoadConfig(dir string) (*Config, error) {
 
 // ParseConfig parses config.json content; path is used in error messages.
 func ParseConfig(path string, b []byte) (*Config, error) {
+	if err := jsondepth.Check(b, jsondepth.Default); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	var r rawConfig
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -195,7 +199,44 @@ func ParseConfig(path string, b []byte) (*Config, error) {
 	if err := c.parseRope(path, &r); err != nil {
 		return nil, err
 	}
+	if err := c.checkSizes(path); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// Upper bounds on architecture sizes, each several times the largest
+// released model's, so that a hostile or mistyped config.json (hidden_size
+// 2^40, num_hidden_layers 1e9) is refused before anything is allocated
+// instead of panicking or exhausting memory.
+const (
+	maxVocab        = 1 << 22
+	maxHidden       = 1 << 17
+	maxIntermediate = 1 << 20
+	maxLayers       = 1 << 12
+	maxHeads        = 1 << 12
+	maxHeadDim      = 1 << 12
+)
+
+// checkSizes refuses sizes past the bounds above; where names the file.
+func (c *Config) checkSizes(where string) error {
+	for _, s := range []struct {
+		key      string
+		v, limit int
+	}{
+		{"vocab_size", c.Vocab, maxVocab},
+		{"hidden_size", c.Hidden, maxHidden},
+		{"intermediate_size", c.Intermediate, maxIntermediate},
+		{"num_hidden_layers", c.Layers, maxLayers},
+		{"num_attention_heads", c.Heads, maxHeads},
+		{"num_key_value_heads", c.KVHeads, maxHeads},
+		{"head_dim", c.HeadDim, maxHeadDim},
+	} {
+		if s.v > s.limit {
+			return fmt.Errorf("%s: %s %d is beyond any supported model (at most %d)", where, s.key, s.v, s.limit)
+		}
+	}
+	return nil
 }
 
 func tokenIDs(raw json.RawMessage) ([]int, error) {

@@ -28,6 +28,9 @@ func LoadGGUF(path string, opt LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkMemory(cfg, LoadOptions{}, path); err != nil { // New allocates float32 first
+		return nil, err
+	}
 	m := New(cfg)
 	for _, p := range m.Params() {
 		if err := readGGUFParam(f, cfg, p); err != nil {
@@ -156,6 +159,9 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 		c.Pad = p[0]
 	}
 	if err := ggufRope(f, c, a); err != nil {
+		return nil, err
+	}
+	if err := c.checkSizes(f.Path); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -3,7 +3,10 @@ package model
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 
 	"gotune/compute/cpu"
 	"gotune/nn"
@@ -40,6 +43,12 @@ func Load(dir string, opt LoadOptions) (*Model, error) {
 		return nil, err
 	}
 	defer set.Close()
+	if err := checkWeightShapes(cfg, set); err != nil {
+		return nil, err
+	}
+	if err := checkMemory(cfg, opt, dir); err != nil {
+		return nil, err
+	}
 	m := newModel(cfg, false)
 	if err := m.LoadWeights(set, opt); err != nil {
 		return nil, err
@@ -134,4 +143,74 @@ func readParam(set *safetensors.Set, p *nn.Param) error {
 		return fmt.Errorf("%s: %w", set.FileOf(p.Name), err)
 	}
 	return nil
+}
+
+// checkWeightShapes compares config.json with the weight files before the
+// model is built: the embedding table, the first layer's projections and
+// the layer count. Building first would allocate whatever config.json
+// claims (vocab_size 2^40, a billion layers) before any shape was checked.
+func checkWeightShapes(cfg *Config, set *safetensors.Set) error {
+	want := []struct {
+		name  string
+		shape []int
+		keys  string
+	}{
+		{"model.embed_tokens.weight", []int{cfg.Vocab, cfg.Hidden}, "vocab_size, hidden_size"},
+		{"model.layers.0.self_attn.q_proj.weight", []int{cfg.QDim(), cfg.Hidden}, "num_attention_heads × head_dim, hidden_size"},
+		{"model.layers.0.self_attn.k_proj.weight", []int{cfg.KVDim(), cfg.Hidden}, "num_key_value_heads × head_dim, hidden_size"},
+		{"model.layers.0.mlp.gate_proj.weight", []int{cfg.Intermediate, cfg.Hidden}, "intermediate_size, hidden_size"},
+		{fmt.Sprintf("model.layers.%d.input_layernorm.weight", cfg.Layers-1), []int{cfg.Hidden}, "num_hidden_layers, hidden_size"},
+	}
+	for _, w := range want {
+		info, ok := set.Info(w.name)
+		if !ok {
+			return fmt.Errorf("%s: config.json (%s) implies tensor %q of shape %v, which the weight files do not have", set.Dir, w.keys, w.name, w.shape)
+		}
+		if !slices.Equal(info.Shape, w.shape) {
+			return fmt.Errorf("%s: tensor %q has shape %v, config.json (%s) implies %v", set.FileOf(w.name), w.name, info.Shape, w.keys, w.shape)
+		}
+	}
+	extra := fmt.Sprintf("model.layers.%d.input_layernorm.weight", cfg.Layers)
+	if set.Has(extra) {
+		return fmt.Errorf("%s: the weight files have tensor %q but config.json says num_hidden_layers %d", set.FileOf(extra), extra, cfg.Layers)
+	}
+	return nil
+}
+
+// checkMemory refuses a model whose weights alone need more memory than the
+// machine has, with the figures, instead of letting the allocation fail.
+func checkMemory(cfg *Config, opt LoadOptions, dir string) error {
+	total := physicalMemory()
+	if total == 0 {
+		return nil // unknown: let the allocation decide
+	}
+	per := int64(4)
+	if opt.Storage == BF16 || opt.Quant != nil {
+		per = 2 // an upper bound for the quantized case too
+	}
+	need := cfg.Params() * per
+	if need > total {
+		return fmt.Errorf("%s: the weights need %.1f GiB in memory (%d parameters), this machine has %.1f GiB",
+			dir, float64(need)/(1<<30), cfg.Params(), float64(total)/(1<<30))
+	}
+	return nil
+}
+
+// physicalMemory is the machine's RAM in bytes (0 when unknown).
+func physicalMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb << 10
+				}
+			}
+		}
+	}
+	return 0
 }

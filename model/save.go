@@ -2,8 +2,11 @@ package model
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"gotune/safefile"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -149,9 +152,12 @@ func CopyTokenizerFiles(src, dst string) error { return copyFiles(src, dst, toke
 
 func copyFiles(src, dst string, names []string) error {
 	for _, n := range names {
-		in, err := os.Open(filepath.Join(src, n))
-		if err != nil {
+		in, err := safefile.Open(filepath.Join(src, n))
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
+		}
+		if err != nil {
+			return err
 		}
 		b, err := io.ReadAll(in)
 		in.Close()

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"math"
+	"slices"
 	"sync"
 
 	"gotune/compute/cpu"
@@ -32,12 +33,19 @@ func RMSNorm(y, rstd, x, w []float32, n, d int, eps float64) {
 
 // RMSNormBackward accumulates dx (+=) and, when dw is non-nil, dw (+=), given
 // dy and the saved rstd. dx may not alias dy.
+//
+// Each chunk of rows sums its own share of dw; the shares are added in row
+// order, never in the order the goroutines finish, so two runs give the
+// same bits (float addition is not associative).
 func RMSNormBackward(dx, dw, dy, x, w, rstd []float32, n, d int) {
-	var parts [][]float32
-	if dw != nil {
-		parts = make([][]float32, 0, cpu.Threads())
+	type share struct {
+		lo  int
+		sum []float32
 	}
-	var mu sync.Mutex
+	var (
+		mu    sync.Mutex
+		parts []share
+	)
 	rows(n, d, func(lo, hi int) {
 		var pdw []float32
 		if dw != nil {
@@ -58,12 +66,13 @@ func RMSNormBackward(dx, dw, dy, x, w, rstd []float32, n, d int) {
 		}
 		if pdw != nil {
 			mu.Lock()
-			parts = append(parts, pdw)
+			parts = append(parts, share{lo, pdw})
 			mu.Unlock()
 		}
 	})
+	slices.SortFunc(parts, func(a, b share) int { return a.lo - b.lo })
 	for _, p := range parts {
-		for j, v := range p {
+		for j, v := range p.sum {
 			dw[j] += v
 		}
 	}

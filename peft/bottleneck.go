@@ -3,9 +3,9 @@ package peft
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/safefile"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -282,7 +282,7 @@ type bottleneckFile struct {
 // LoadBottleneck attaches the bottleneck adapter saved in dir.
 func LoadBottleneck(m *model.Model, dir string) (*BottleneckSet, error) {
 	path := filepath.Join(dir, "adapter_config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}

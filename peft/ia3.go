@@ -3,8 +3,8 @@ package peft
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/safefile"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -217,7 +217,7 @@ type ia3File struct {
 // LoadIA3 attaches the IA3 adapter saved in dir.
 func LoadIA3(m *model.Model, dir string) (*IA3Set, error) {
 	path := filepath.Join(dir, "adapter_config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}

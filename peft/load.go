@@ -3,7 +3,7 @@ package peft
 import (
 	"encoding/json"
 	"fmt"
-	"os"
+	"gotune/safefile"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,7 +34,7 @@ type peftConfig struct {
 // ReadConfig reads an adapter folder's adapter_config.json.
 func readConfig(dir string) (*peftConfig, string, error) {
 	path := filepath.Join(dir, "adapter_config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, path, err
 	}

@@ -3,6 +3,7 @@ package peft
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/safefile"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -99,7 +100,7 @@ type promptFile struct {
 
 func readPromptFile(dir, want string) (*promptFile, string, error) {
 	path := filepath.Join(dir, "adapter_config.json")
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, path, err
 	}

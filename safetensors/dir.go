@@ -3,7 +3,7 @@ package safetensors
 import (
 	"encoding/json"
 	"fmt"
-	"os"
+	"gotune/safefile"
 	"path/filepath"
 	"sort"
 )
@@ -22,7 +22,7 @@ type Set struct {
 func OpenDir(dir string) (*Set, error) {
 	var paths []string
 	index := filepath.Join(dir, "model.safetensors.index.json")
-	if b, err := os.ReadFile(index); err == nil {
+	if b, err := safefile.ReadFile(index); err == nil {
 		var idx struct {
 			WeightMap map[string]string `json:"weight_map"`
 		}

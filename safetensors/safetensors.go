@@ -9,8 +9,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"gotune/safefile"
 	"math"
-	"os"
 	"sort"
 	"strings"
 
@@ -87,7 +87,7 @@ func Open(path string) (*File, error) {
 	if err := refusePickle(path); err != nil {
 		return nil, err
 	}
-	fd, err := os.Open(path)
+	fd, err := safefile.Open(path)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -90,6 +91,9 @@ func WriteAtomic(path string, fill func(w *bufio.Writer) error) error {
 			os.Remove(tmp.Name())
 		}
 	}()
+	if err := tmp.Chmod(safefile.FilePerm()); err != nil { // CreateTemp made it 0600
+		return fmt.Errorf("%s: %w", path, err)
+	}
 	w := bufio.NewWriterSize(tmp, 1<<20)
 	if err := fill(w); err != nil {
 		return fmt.Errorf("%s: %w", path, err)

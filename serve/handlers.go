@@ -17,6 +17,7 @@ import (
 
 	"gotune/chat"
 	"gotune/infer"
+	"gotune/jsondepth"
 )
 
 // readJSON decodes a size-limited body into v, turning each failure into
@@ -25,17 +26,30 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	// Slow clients get a deadline for sending the body; generating and
 	// streaming the reply afterwards may take as long as it needs.
 	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)) == nil {
-		defer rc.SetReadDeadline(time.Time{})
-	}
+	deadline := rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
+		// The rest of the body is not worth reading: without this, net/http
+		// drains it before replying (and, were the deadline cleared, for
+		// as long as a client trickles bytes), holding the connection.
+		// The deadline stays, and the connection closes after the reply.
+		w.Header().Set("Connection", "close")
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return newError(http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "",
 				"request body is larger than %d bytes", tooBig.Limit)
 		}
 		return newError(http.StatusBadRequest, "invalid_request_error", "", "", "reading the request body: %v", err)
+	}
+	if deadline {
+		// Generating and streaming the reply may take as long as it needs.
+		rc.SetReadDeadline(time.Time{})
+	}
+	// Bounded before decoding: fields such as tool arguments are decoded
+	// again, recursively, further on.
+	if err := jsondepth.Check(body, jsondepth.Default); err != nil {
+		return newError(http.StatusBadRequest, "invalid_request_error", "invalid_json", "",
+			"the request body is not acceptable: %v", err)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -352,7 +366,10 @@ func normalizeMessage(m chat.Message) (chat.Message, error) {
 	// Templates print tool-call arguments with tojson and expect an object;
 	// OpenAI sends a JSON string.
 	if tc, ok := m.Fields.Get("tool_calls"); ok && tc != nil {
-		calls := tc.([]any)
+		calls, ok := tc.([]any)
+		if !ok {
+			return m, fmt.Errorf("field \"tool_calls\" must be an array")
+		}
 		out := make([]any, len(calls))
 		for j, c := range calls {
 			o, ok := c.(chat.Object)

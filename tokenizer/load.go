@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"gotune/hfconfig"
+	"gotune/jsondepth"
+	"gotune/safefile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -22,13 +24,13 @@ import (
 // add_bos_token/add_eos_token, clean_up_tokenization_spaces).
 func Load(dir string) (*Tokenizer, error) {
 	tj := filepath.Join(dir, "tokenizer.json")
-	data, err := os.ReadFile(tj)
+	data, err := safefile.ReadFile(tj)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
 	cfgPath := filepath.Join(dir, "tokenizer_config.json")
 	var cfg []byte
-	if b, err := os.ReadFile(cfgPath); err == nil {
+	if b, err := safefile.ReadFile(cfgPath); err == nil {
 		cfg = b
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("tokenizer: %w", err)
@@ -38,7 +40,7 @@ func Load(dir string) (*Tokenizer, error) {
 
 // FromJSON reads a tokenizer.json file alone (no tokenizer_config.json).
 func FromJSON(path string) (*Tokenizer, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
@@ -109,6 +111,14 @@ func (l *loader) object(raw json.RawMessage, path string, v any) (string, error)
 }
 
 func build(file string, data []byte, cfgFile string, cfgData []byte) (*Tokenizer, error) {
+	// Components nest (Sequence in Sequence) and each level is decoded
+	// again: bound the nesting before anything is decoded.
+	if err := jsondepth.Check(data, jsondepth.Default); err != nil {
+		return nil, fmt.Errorf("tokenizer: %s: %w", file, err)
+	}
+	if err := jsondepth.Check(cfgData, jsondepth.Default); err != nil {
+		return nil, fmt.Errorf("tokenizer: %s: %w", cfgFile, err)
+	}
 	var f fileJSON
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("tokenizer: %s: not a tokenizer.json: %w", file, err)

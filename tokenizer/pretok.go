@@ -1,7 +1,10 @@
 package tokenizer
 
 import (
+	"fmt"
+	"sort"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -452,8 +455,60 @@ func compileSplitRegex(pattern string) (matcher, error) {
 	return regexMatcher{re}, nil
 }
 
+// compileRegex compiles a tokenizer.json pattern and refuses one that
+// backtracks catastrophically. regexp2, like the Oniguruma engine behind the
+// reference tokenizers, backtracks: with (a+)+$ a 26-character prompt takes
+// ten seconds, doubling with each character. Such a pattern is found by
+// probing it with runs of the characters it names, under a match timeout;
+// the timeout then stays on as a backstop for inputs the probes missed.
 func compileRegex(pattern string) (*regexp2.Regexp, error) {
-	return regexp2.Compile(pattern, regexp2.Unicode)
+	re, err := regexp2.Compile(pattern, regexp2.Unicode)
+	if err != nil {
+		return nil, err
+	}
+	re.MatchTimeout = probeTimeout
+	for _, probe := range regexProbes(pattern) {
+		runes := []rune(probe)
+		m, err := re.FindRunesMatch(runes)
+		for err == nil && m != nil {
+			m, err = re.FindNextMatch(m)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("the pattern backtracks catastrophically: matching %d characters (%.12q…) took over %v", len(runes), probe, probeTimeout)
+		}
+	}
+	re.MatchTimeout = matchTimeout
+	return re, nil
+}
+
+const (
+	// probeTimeout bounds each probe; a well-behaved pattern matches the
+	// probes in microseconds.
+	probeTimeout = 250 * time.Millisecond
+	// matchTimeout bounds one match at run time.
+	matchTimeout = 5 * time.Second
+	probeLen     = 28
+)
+
+// regexProbes are runs of one character (each character the pattern names
+// literally, and a few classes' representatives) ending in characters that
+// force a failing match to backtrack.
+func regexProbes(pattern string) []string {
+	chars := map[rune]bool{'a': true, 'A': true, '0': true, ' ': true, '\n': true, '.': true, '_': true, 'é': true}
+	for _, r := range pattern {
+		if r != '\\' && len(chars) < 64 {
+			chars[r] = true
+		}
+	}
+	var probes []string
+	for c := range chars {
+		run := strings.Repeat(string(c), probeLen)
+		for _, end := range []string{"", "!", "\x00", " ", "a"} {
+			probes = append(probes, run+end)
+		}
+	}
+	sort.Strings(probes) // map order must not decide which probe reports
+	return probes
 }
 
 func isNumeric(r rune) bool   { return unicode.IsNumber(r) }

@@ -289,6 +289,9 @@ func TestBadInput(t *testing.T) {
 		{"unknown post-processor", "", set([]any{"post_processor"}, "type", "Nope"), "", []string{"post_processor.type", `"Nope"`}},
 		{"bad behavior", "", set([]any{"pre_tokenizer", "pretokenizers", 0}, "behavior", "Sideways"), "", []string{"pre_tokenizer.pretokenizers[0].behavior", "Sideways"}},
 		{"bad regex", "", set([]any{"pre_tokenizer", "pretokenizers", 0}, "pattern", map[string]any{"Regex": "(["}), "", []string{"pre_tokenizer.pretokenizers[0].pattern.Regex"}},
+		// ReDoS: with these a 26-character prompt took 10 s, doubling per character
+		{"catastrophic regex", "", set([]any{"pre_tokenizer", "pretokenizers", 0}, "pattern", map[string]any{"Regex": "(a+)+$"}), "", []string{"tokenizer.json", "pre_tokenizer.pretokenizers[0].pattern.Regex", "backtracks"}},
+		{"catastrophic regex words", "", set([]any{"pre_tokenizer", "pretokenizers", 0}, "pattern", map[string]any{"Regex": `(\w+\s?)*$`}), "", []string{"tokenizer.json", "backtracks"}},
 		{"bad merge", "", func(j map[string]any) { get(j, "model")["merges"].([]any)[0] = []any{"Ġ", "no-such-token"} }, "", []string{"model", "merges[0]"}},
 		{"unknown model", "", set([]any{"model"}, "type", "Unigram"), "", []string{"model.type", `"Unigram"`}},
 		{"bad added id", "", set([]any{"added_tokens", 0}, "id", -3), "", []string{"added_tokens[0].id"}},

@@ -1,9 +1,15 @@
 package train
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 
 	"gotune/chat"
 	"gotune/ckpt"
@@ -31,7 +37,7 @@ func (t *Trainer) saveCheckpoint() error {
 	c := t.Cfg
 	name := ckpt.Name(t.state.GlobalStep)
 	t.state.MaxSteps = t.total
-	err := ckpt.WriteDir(c.OutputDir, name, func(tmp string) error {
+	err := ckpt.WriteRunDir(c.OutputDir, name, t.run, func(tmp string) error {
 		if err := t.saveWeights(tmp); err != nil {
 			return err
 		}
@@ -79,8 +85,19 @@ func (t *Trainer) maybeResume() error {
 		}
 		dir = p
 	}
-	if err := ckpt.Verify(dir); err != nil {
+	// Every file against its checksum: optimizer state damaged at the same
+	// size (NaN written over it) would otherwise load and train to NaN.
+	if err := ckpt.VerifyContents(dir); err != nil {
 		return fmt.Errorf("resume from %s: %w", dir, err)
+	}
+	man, err := ckpt.ReadManifest(dir)
+	if err != nil {
+		return fmt.Errorf("resume from %s: %w", dir, err)
+	}
+	if man.Run != nil {
+		if diff := diffRun(man.Run, t.run); diff != "" {
+			return fmt.Errorf("resume from %s: the checkpoint belongs to a different run (%s); resume with the configuration, data and model it was trained with, or start over with overwrite_output_dir: true and no resume_from_checkpoint", dir, diff)
+		}
 	}
 	if t.Method == nil {
 		if err := model.LoadParams(dir, t.Model.Params()); err != nil {
@@ -137,4 +154,85 @@ func (t *Trainer) writeTemplate(dir string) error {
 		return err
 	}
 	return ckpt.WriteFileAtomic(filepath.Join(dir, "chat_template.jinja"), []byte(tmpl.Source), 0o644)
+}
+
+// runControl are configuration keys that steer a run without changing what
+// it computes (where it writes, how often it logs or saves, how it shows
+// progress), so a resume may change them.
+var runControl = map[string]bool{
+	"model_name_or_path": true, "dataset_dir": true, "tokenized_path": true, "output_dir": true,
+	"overwrite_output_dir": true, "resume_from_checkpoint": true, "logging_steps": true,
+	"save_strategy": true, "save_steps": true, "save_total_limit": true, "eval_strategy": true,
+	"eval_steps": true, "per_device_eval_batch_size": true, "do_eval": true, "do_train": true,
+	"eval_dataset": true, "device": true, "threads": true, "progress": true,
+}
+
+// runIdentity describes what a checkpoint must share with this run to be
+// resumed by it: every configuration key that shapes the computation, the
+// prepared data (its cache key covers the files, the tokenizer and the
+// template), and the model's config.json.
+func (t *Trainer) runIdentity() (map[string]string, error) {
+	b, err := t.Cfg.YAML()
+	if err != nil {
+		return nil, err
+	}
+	var keys map[string]any
+	if err := yaml.Unmarshal(b, &keys); err != nil {
+		return nil, fmt.Errorf("run identity: %w", err)
+	}
+	id := map[string]string{}
+	for k, v := range keys {
+		if !runControl[k] {
+			id[k] = fmt.Sprint(v) // fmt sorts map keys: stable text
+		}
+	}
+	if t.cache != nil {
+		id["data"] = t.cache.ContentSum()
+	}
+	if cj, err := os.ReadFile(filepath.Join(t.ModelDir, "config.json")); err == nil {
+		sum := sha256.Sum256(cj)
+		id["model"] = hex.EncodeToString(sum[:8])
+	}
+	return id, nil
+}
+
+// diffRun names what differs between a checkpoint's run and this one ("" if
+// nothing does), a few keys at most.
+func diffRun(was, now map[string]string) string {
+	keys := make([]string, 0, len(was)+len(now))
+	for k := range was {
+		keys = append(keys, k)
+	}
+	for k := range now {
+		if _, ok := was[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var diffs []string
+	for _, k := range keys {
+		a, inA := was[k]
+		b, inB := now[k]
+		if inA && inB && a == b {
+			continue
+		}
+		switch k {
+		case "data":
+			diffs = append(diffs, "the prepared data differs (dataset files, tokenizer or template)")
+		case "model":
+			diffs = append(diffs, "the model's config.json differs")
+		default:
+			if !inA {
+				a = "unset"
+			}
+			if !inB {
+				b = "unset"
+			}
+			diffs = append(diffs, fmt.Sprintf("%s was %s, now %s", k, a, b))
+		}
+	}
+	if len(diffs) > 4 {
+		diffs = append(diffs[:4], fmt.Sprintf("and %d more", len(diffs)-4))
+	}
+	return strings.Join(diffs, "; ")
 }

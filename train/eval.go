@@ -63,6 +63,12 @@ func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptio
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTokenizerRows(enc, modelDir, m.Cfg.Vocab); err != nil {
+		return nil, err
+	}
+	if err := checkCacheRows(cache, m.Cfg.Vocab); err != nil {
+		return nil, err
+	}
 	if adapterDir != "" {
 		if _, err := peft.Load(m, adapterDir); err != nil {
 			return nil, err

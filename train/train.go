@@ -45,6 +45,7 @@ type Trainer struct {
 	total    int
 	state    ckpt.TrainerState
 	log      *runlog.Logger
+	run      map[string]string // recorded in checkpoints; see runIdentity
 }
 
 // New prepares a run: model, method, data, optimizer and schedule.
@@ -69,6 +70,11 @@ func New(cfg *config.Config, modelDir string, out io.Writer) (*Trainer, error) {
 	if err := t.buildOptimizer(); err != nil {
 		return nil, err
 	}
+	run, err := t.runIdentity()
+	if err != nil {
+		return nil, err
+	}
+	t.run = run
 	return t, nil
 }
 
@@ -259,6 +265,10 @@ func (t *Trainer) loadData() error {
 	if err != nil {
 		return err
 	}
+	rows := t.Model.Cfg.Vocab
+	if err := checkTokenizerRows(enc, t.ModelDir, rows); err != nil {
+		return err
+	}
 	cacheDir := c.TokenizedPath
 	if cacheDir == "" {
 		cacheDir = filepath.Join(c.OutputDir, ".data")
@@ -274,6 +284,10 @@ func (t *Trainer) loadData() error {
 	}
 	cache, err := data.Prepare(dc, enc, cacheDir)
 	if err != nil {
+		return err
+	}
+	if err := checkCacheRows(cache, rows); err != nil {
+		cache.Close()
 		return err
 	}
 	if fresh {
@@ -302,6 +316,30 @@ func (t *Trainer) loadData() error {
 	t.printf("data: %d training samples, %d validation (%s)\n", len(t.train), len(t.val), cache.Path())
 	if len(t.train) == 0 {
 		return fmt.Errorf("no training samples left after validation and filtering; see `gotune data inspect`")
+	}
+	return nil
+}
+
+// checkTokenizerRows refuses a tokenizer with ids past the model's
+// embedding table: such an id would index out of its rows in the forward
+// pass. The error names where the id came from.
+func checkTokenizerRows(enc *data.Encoder, modelDir string, rows int) error {
+	tk, ok := enc.Tok.(data.HFTokenizer)
+	if !ok || tk.Tokenizer == nil || tk.VocabSize() <= rows {
+		return nil
+	}
+	id := tk.VocabSize() - 1
+	return fmt.Errorf("%s: token id %d (%q) is past the model's embedding table of %d rows (config.json vocab_size); "+
+		"the tokenizer does not belong to this model or adds tokens the model was not resized for",
+		filepath.Join(modelDir, "tokenizer.json"), id, tk.IDToToken(id), rows)
+}
+
+// checkCacheRows refuses a prepared cache holding ids past the embedding
+// table (made with another tokenizer).
+func checkCacheRows(cache *data.Cache, rows int) error {
+	if id := cache.MaxTokenID(); id >= rows {
+		return fmt.Errorf("%s: token id %d is past the model's embedding table of %d rows; "+
+			"the cache was made with another tokenizer (delete it to rebuild)", cache.Path(), id, rows)
 	}
 	return nil
 }
@@ -464,9 +502,9 @@ func (t *Trainer) Run() error {
 	ga := max(c.GradientAccumulationSteps, 1)
 	logEvery := max(c.LoggingSteps, 1)
 	packed := c.PackingEnabled()
-	var logLoss, logNorm float64
-	var logSteps int
-	var tokensSeen int64
+	// The logging window continues from the checkpoint (zero on a fresh run).
+	logLoss, logNorm := t.state.Window.LossSum, t.state.Window.NormSum
+	logSteps, tokensSeen := t.state.Window.Steps, t.state.Window.Tokens
 	pos := t.state.Data
 	for t.state.GlobalStep < t.total {
 		plans, err := t.plan(pos.Epoch)
@@ -489,6 +527,10 @@ func (t *Trainer) Run() error {
 				lora.SetStep(uint64(t.state.GlobalStep))
 			}
 			sum, trained := Accumulate(t.ws, batches)
+			if trained > 0 && (math.IsNaN(sum) || math.IsInf(sum, 0)) {
+				// Continuing would only spread NaN into every weight.
+				return fmt.Errorf("step %d: the loss is %v; training stopped (lower learning_rate, or resume from an earlier checkpoint)", t.state.GlobalStep+1, sum/float64(trained))
+			}
 			for _, mb := range batches {
 				tokensSeen += int64(mb.B * mb.T)
 			}
@@ -520,6 +562,7 @@ func (t *Trainer) Run() error {
 				t.log.Progress(runlog.Step{Step: t.state.GlobalStep, Epoch: t.state.Epoch, Loss: stepLoss, LR: lr, GradNorm: norm, Tokens: tokensSeen})
 			}
 			t.state.Data = pos
+			t.state.Window = ckpt.LogWindow{LossSum: logLoss, NormSum: logNorm, Steps: logSteps, Tokens: tokensSeen}
 			if ev := c.EvalEvery(); len(t.val) > 0 && c.EvalStrategy == "steps" && ev > 0 && t.state.GlobalStep%ev == 0 {
 				if err := t.evaluate(); err != nil {
 					return err
@@ -583,6 +626,16 @@ func (t *Trainer) evaluate() error {
 func (t *Trainer) checkOutputDir() error {
 	c := t.Cfg
 	if c.OverwriteOutputDir {
+		// Starting over: the old run's checkpoints must go, or rotation
+		// (which keeps the highest steps) would delete the new ones and a
+		// later resume would continue the old run.
+		n, err := ckpt.Clear(c.OutputDir)
+		if err != nil {
+			return fmt.Errorf("overwrite_output_dir: %w", err)
+		}
+		if n > 0 {
+			t.printf("overwrite_output_dir: removed %d checkpoint(s) of an earlier run from %s\n", n, c.OutputDir)
+		}
 		return nil
 	}
 	if _, _, err := ckpt.Latest(c.OutputDir); err == nil {

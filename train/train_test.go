@@ -1,11 +1,15 @@
 package train
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"gotune/assets"
@@ -14,6 +18,7 @@ import (
 	"gotune/config"
 	"gotune/data"
 	"gotune/model"
+	"gotune/optim"
 )
 
 // tinyModel is a random Qwen3-shaped model with every parameter trainable.
@@ -192,6 +197,20 @@ func TestResumeMatchesUninterrupted(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(dirB, saved)); err != nil {
 				t.Errorf("resumed run did not save %s", saved)
+			}
+			// Full and freeze fine-tuning resume exactly: the same loss
+			// bits at every step and the same final weights, byte for byte.
+			if saved == "model.safetensors" {
+				for i := range full {
+					if math.Float64bits(full[i].Loss) != math.Float64bits(resumed[i].Loss) {
+						t.Errorf("step %d: loss %.17g uninterrupted, %.17g resumed", i+1, full[i].Loss, resumed[i].Loss)
+					}
+				}
+				a, errA := os.ReadFile(filepath.Join(dirA, saved))
+				b, errB := os.ReadFile(filepath.Join(dirB, saved))
+				if errA != nil || errB != nil || !bytes.Equal(a, b) {
+					t.Errorf("final weights differ between the uninterrupted and the resumed run (%v, %v)", errA, errB)
+				}
 			}
 		})
 	}
@@ -393,5 +412,281 @@ func TestTokenizedPathPreprocessesThenTrains(t *testing.T) {
 	run(t, cfg)
 	if _, err := os.Stat(filepath.Join(cfg.OutputDir, "adapter_model.safetensors")); err != nil {
 		t.Errorf("second run did not train: %v", err)
+	}
+}
+
+// TestTokenPastEmbeddingTable: a tokenizer that adds a token past the
+// model's vocabulary used the id in the embedding lookup and panicked
+// (slice bounds out of range); now it is an error naming tokenizer.json.
+func TestTokenPastEmbeddingTable(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	tj := filepath.Join(cfg.ModelNameOrPath, "tokenizer.json")
+	b, err := os.ReadFile(tj)
+	must(t, err)
+	const extra = `"added_tokens": [{"id": 2048, "content": "<|past|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},`
+	s := strings.Replace(string(b), `"added_tokens": [`, extra, 1)
+	if s == string(b) {
+		t.Fatal("tokenizer.json has no added_tokens list")
+	}
+	must(t, os.WriteFile(tj, []byte(s), 0o644))
+	_, err = New(cfg, "", nil)
+	if err == nil || !strings.Contains(err.Error(), "tokenizer.json") || !strings.Contains(err.Error(), "2048") {
+		t.Fatalf("got %v, want an error naming tokenizer.json and id 2048", err)
+	}
+}
+
+// TestFullFineTuningIsDeterministic: two identical full (and freeze) runs
+// log bit-identical losses and end with bit-identical weights. The norm
+// gradients were summed in goroutine completion order, and runs diverged
+// within a few steps.
+func TestFullFineTuningIsDeterministic(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8)) // several workers even on a small machine
+	for _, method := range [][]string{
+		{"--finetuning_type", "full"},
+		{"--finetuning_type", "freeze", "--freeze_trainable_layers", "1"},
+	} {
+		t.Run(method[1], func(t *testing.T) {
+			var losses [2][]float64
+			var weights [2]map[string][]float32
+			for k := range 2 {
+				cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+				must(t, cfg.ApplyFlags(append(method, "--max_steps", "8", "--save_strategy", "no")))
+				tr, err := New(cfg, "", nil)
+				must(t, err)
+				must(t, tr.Run())
+				for _, e := range tr.state.LogHistory {
+					losses[k] = append(losses[k], e.Loss)
+				}
+				weights[k] = map[string][]float32{}
+				for _, p := range tr.Model.Params() {
+					if p.Data != nil {
+						weights[k][p.Name] = append([]float32(nil), p.Data...)
+					}
+				}
+				for _, l := range tr.Model.Linears() {
+					if l.W != nil {
+						weights[k][l.Name] = append([]float32(nil), l.W.Data...)
+					}
+				}
+			}
+			if len(losses[0]) != 8 {
+				t.Fatalf("%d losses logged, want 8", len(losses[0]))
+			}
+			for i := range losses[0] {
+				if math.Float64bits(losses[0][i]) != math.Float64bits(losses[1][i]) {
+					t.Errorf("step %d: loss %.17g, then %.17g", i+1, losses[0][i], losses[1][i])
+				}
+			}
+			for name, a := range weights[0] {
+				b := weights[1][name]
+				for j := range a {
+					if math.Float32bits(a[j]) != math.Float32bits(b[j]) {
+						t.Errorf("%s[%d]: %v, then %v", name, j, a[j], b[j])
+						break
+					}
+				}
+			}
+		})
+	}
+}
+
+func checkpointNames(t *testing.T, dir string) []string {
+	t.Helper()
+	list, err := ckpt.List(dir)
+	must(t, err)
+	var names []string
+	for _, c := range list {
+		names = append(names, filepath.Base(c.Path))
+	}
+	return names
+}
+
+// TestOverwriteOutputDirClearsOldRun: an earlier run's higher-numbered
+// checkpoints made rotation delete every checkpoint of the new run.
+func TestOverwriteOutputDirClearsOldRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	old := quickConfig(t, dir)
+	must(t, old.ApplyFlags([]string{"--max_steps", "24", "--save_steps", "4", "--save_total_limit", "100"}))
+	run(t, old)
+	if n := len(checkpointNames(t, dir)); n != 5 {
+		t.Fatalf("the first run left %d checkpoints, want 5", n)
+	}
+	cfg := quickConfig(t, dir)
+	must(t, cfg.ApplyFlags([]string{"--max_steps", "8", "--save_steps", "2", "--save_total_limit", "2",
+		"--overwrite_output_dir", "true", "--learning_rate", "1e-3"}))
+	run(t, cfg)
+	got := strings.Join(checkpointNames(t, dir), ",")
+	if got != "checkpoint-4,checkpoint-6" {
+		t.Fatalf("checkpoints after the second run: %s, want checkpoint-4,checkpoint-6", got)
+	}
+	for _, name := range []string{"checkpoint-4", "checkpoint-6"} {
+		m, err := ckpt.ReadManifest(filepath.Join(dir, name))
+		must(t, err)
+		if m.Run["learning_rate"] != "0.001" || m.Run["max_steps"] != "8" {
+			t.Errorf("%s was not written by the second run: %v", name, m.Run)
+		}
+	}
+}
+
+// TestResumeRefusesForeignCheckpoint: resuming used to continue whatever
+// checkpoint the folder held, from another configuration or other data.
+func TestResumeRefusesForeignCheckpoint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	run(t, quickConfig(t, dir))
+	cfg := quickConfig(t, dir)
+	must(t, cfg.ApplyFlags([]string{"--learning_rate", "1e-3", "--resume_from_checkpoint", "true"}))
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	err = tr.Run()
+	if err == nil || !strings.Contains(err.Error(), "different run") || !strings.Contains(err.Error(), "learning_rate was 0.005, now 0.001") {
+		t.Fatalf("got %v, want a refusal naming learning_rate", err)
+	}
+	// the same configuration resumes
+	same := quickConfig(t, dir)
+	must(t, same.Set("resume_from_checkpoint", "true"))
+	tr, err = New(same, "", nil)
+	must(t, err)
+	must(t, tr.Run())
+}
+
+// TestResumeDetectsDamagedOptimizerState: optimizer state overwritten at the
+// same size (here with NaN) used to load silently and train to NaN.
+func TestResumeDetectsDamagedOptimizerState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	run(t, quickConfig(t, dir))
+	p := filepath.Join(dir, "checkpoint-8", optim.StateFile)
+	b, err := os.ReadFile(p)
+	must(t, err)
+	nan := math.Float32bits(float32(math.NaN()))
+	for i := len(b) - 64; i+4 <= len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = byte(nan), byte(nan>>8), byte(nan>>16), byte(nan>>24)
+	}
+	must(t, os.WriteFile(p, b, 0o644))
+	cfg := quickConfig(t, dir)
+	must(t, cfg.Set("resume_from_checkpoint", "true"))
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	if err := tr.Run(); err == nil || !strings.Contains(err.Error(), "checksum") || !strings.Contains(err.Error(), optim.StateFile) {
+		t.Fatalf("got %v, want a checksum error naming %s", err, optim.StateFile)
+	}
+}
+
+// TestNonFiniteLossStops: a diverged run used to train on to NaN and exit 0.
+func TestNonFiniteLossStops(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	must(t, cfg.ApplyFlags([]string{"--learning_rate", "1e30", "--max_grad_norm", "0", "--save_strategy", "no"}))
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	err = tr.Run()
+	if err == nil || !strings.Contains(err.Error(), "the loss is") || !strings.Contains(err.Error(), "step ") {
+		t.Fatalf("got %v, want an error naming the step with a non-finite loss", err)
+	}
+}
+
+// TestResumeLogsWithUnevenLogging: with logging_steps 3 and save_steps 4,
+// the line logged at step 6 after resuming from checkpoint-4 averaged steps
+// 5–6 only; the window of steps since the last log now travels in the
+// checkpoint.
+func TestResumeLogsWithUnevenLogging(t *testing.T) {
+	flags := []string{"--logging_steps", "3", "--finetuning_type", "full"}
+	cfgA := quickConfig(t, filepath.Join(t.TempDir(), "a"))
+	must(t, cfgA.ApplyFlags(flags))
+	full := run(t, cfgA)
+	dirB := filepath.Join(t.TempDir(), "b")
+	must(t, os.MkdirAll(dirB, 0o755))
+	must(t, os.CopyFS(filepath.Join(dirB, "checkpoint-4"), os.DirFS(filepath.Join(cfgA.OutputDir, "checkpoint-4"))))
+	cfgB := quickConfig(t, dirB)
+	must(t, cfgB.ApplyFlags(append(flags, "--resume_from_checkpoint", "true")))
+	resumed := run(t, cfgB)
+	if len(full) != 4 || len(resumed) != len(full) {
+		t.Fatalf("logged %d lines uninterrupted, %d resumed; want 4 each", len(full), len(resumed))
+	}
+	for i := range full {
+		a, b := full[i], resumed[i]
+		if a.Step != b.Step || math.Float64bits(a.Loss) != math.Float64bits(b.Loss) || math.Float64bits(a.GradNorm) != math.Float64bits(b.GradNorm) {
+			t.Errorf("line %d: uninterrupted step %d loss %.17g norm %.17g, resumed step %d loss %.17g norm %.17g",
+				i, a.Step, a.Loss, a.GradNorm, b.Step, b.Loss, b.GradNorm)
+		}
+	}
+}
+
+// TestDamagedCheckpoints: a corpus of damaged or foreign checkpoints; each
+// resume ends in an error naming the problem, never a panic or a run that
+// silently continues from bad state.
+func TestDamagedCheckpoints(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	run(t, quickConfig(t, src))
+	good := filepath.Join(src, "checkpoint-8")
+	overwrite := func(name string, edit func([]byte) []byte) func(string) {
+		return func(ck string) {
+			p := filepath.Join(ck, name)
+			b, err := os.ReadFile(p)
+			must(t, err)
+			must(t, os.WriteFile(p, edit(b), 0o644))
+		}
+	}
+	flip := func(b []byte) []byte { b[len(b)/2] ^= 0x55; return b }
+	cases := []struct {
+		name   string
+		damage func(ck string)
+		flags  []string
+		want   string
+	}{
+		{"manifest missing", func(ck string) { os.Remove(filepath.Join(ck, ckpt.ManifestFile)) }, nil, "incomplete"},
+		{"manifest not JSON", overwrite(ckpt.ManifestFile, func([]byte) []byte { return []byte("{") }), nil, ckpt.ManifestFile},
+		{"manifest deep", overwrite(ckpt.ManifestFile, func([]byte) []byte { return []byte(strings.Repeat("[", 1<<20)) }), nil, "nested deeper"},
+		{"manifest FIFO", func(ck string) {
+			p := filepath.Join(ck, ckpt.ManifestFile)
+			os.Remove(p)
+			if syscall.Mkfifo(p, 0o644) != nil {
+				t.Skip("no FIFOs")
+			}
+		}, nil, "not a regular file"},
+		{"optimizer truncated", func(ck string) { os.Truncate(filepath.Join(ck, optim.StateFile), 100) }, nil, "damaged"},
+		{"optimizer bit flip", overwrite(optim.StateFile, flip), nil, "checksum"},
+		{"weights bit flip", overwrite("trainable/model.safetensors", flip), nil, "checksum"},
+		{"trainer state bit flip", overwrite(ckpt.TrainerStateFile, flip), nil, "checksum"},
+		{"optimizer removed", func(ck string) { os.Remove(filepath.Join(ck, optim.StateFile)) }, nil, optim.StateFile},
+		{"another learning rate", func(string) {}, []string{"--learning_rate", "1e-3"}, "learning_rate was"},
+		{"another method", func(string) {}, []string{"--lora_rank", "4"}, "different run"},
+		{"other data", func(string) {}, []string{"--cutoff_len", "64"}, "different run"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ck := filepath.Join(t.TempDir(), "checkpoint-8")
+			must(t, os.CopyFS(ck, os.DirFS(good)))
+			c.damage(ck)
+			cfg := quickConfig(t, filepath.Join(t.TempDir(), "out"))
+			must(t, cfg.ApplyFlags(append(c.flags, "--resume_from_checkpoint", ck)))
+			err := func() (err error) {
+				defer func() {
+					if r := recover(); r != nil {
+						err = fmt.Errorf("panic: %v", r)
+					}
+				}()
+				tr, err := New(cfg, "", nil)
+				if err != nil {
+					return err
+				}
+				return tr.Run()
+			}()
+			if err == nil || strings.HasPrefix(err.Error(), "panic") || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v, want an error mentioning %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestEvaluateTokenPastEmbeddingTable: evaluation ran the same embedding
+// lookup as training and panicked on an id past the table.
+func TestEvaluateTokenPastEmbeddingTable(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	tj := filepath.Join(cfg.ModelNameOrPath, "tokenizer.json")
+	b, err := os.ReadFile(tj)
+	must(t, err)
+	s := strings.Replace(string(b), `"added_tokens": [`, `"added_tokens": [{"id": 2100, "content": "<|past|>", "special": true},`, 1)
+	must(t, os.WriteFile(tj, []byte(s), 0o644))
+	if _, err := Evaluate(cfg, cfg.ModelNameOrPath, ""); err == nil || !strings.Contains(err.Error(), "tokenizer.json") {
+		t.Fatalf("got %v, want an error naming tokenizer.json", err)
 	}
 }

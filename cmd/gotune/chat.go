@@ -50,6 +50,9 @@ func chatMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
+	if e.TemplateErr != nil {
+		return e.TemplateErr // a template that fails to parse is not a missing one
+	}
 	if e.Template == nil {
 		return fmt.Errorf("%s has no chat template; use 'gotune generate --raw' for plain text", dir)
 	}

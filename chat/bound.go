@@ -1,0 +1,367 @@
+package chat
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/ardanlabs/jinja"
+)
+
+// Bounds on the values a render builds. The output bound alone is not
+// enough: 'x' * 10**10, a string doubled forty times or a list holding
+// itself exhaust memory (or the stack) long before anything is printed.
+// Every value the size-checked helpers build is held to the render's output
+// bound in bytes, maxValueNodes values counted with multiplicity (so shared
+// sub-lists count every time they would be printed), and maxValueDepth
+// levels of nesting (which also catches a list that contains itself).
+//
+// The checks themselves walk values, and so do the library's comparisons
+// ('==', 'in'), whose operands are checked too: all of that walking draws on
+// one budget of maxWork values per render, so a loop cannot turn bounded
+// values into unbounded time.
+const (
+	maxValueNodes = 1 << 20
+	maxValueDepth = 512
+	maxWork       = 1 << 29
+)
+
+// fail records a bound error so that the render reports it with the
+// template line.
+func (st *renderState) fail(format string, a ...any) error {
+	st.limitErr = fmt.Errorf(format, a...)
+	return st.limitErr
+}
+
+// measure walks v, returning how many values it holds and how many bytes of
+// strings and keys, counting shared sub-values each time they occur; it
+// stops with an error as soon as a bound is passed, so it never walks more
+// than the bounds allow.
+func (st *renderState) measure(v jinja.Value) (nodes, bytes int, err error) {
+	var walk func(v jinja.Value, depth int) error
+	walk = func(v jinja.Value, depth int) error {
+		nodes++
+		st.work++
+		if st.work > maxWork {
+			return st.fail("the template does more than %d steps of work on values", maxWork)
+		}
+		if nodes > maxValueNodes {
+			return st.fail("value holds more than %d items", maxValueNodes)
+		}
+		if depth > maxValueDepth {
+			return st.fail("value nested deeper than %d levels (a list or dict that contains itself?)", maxValueDepth)
+		}
+		switch {
+		case v.IsString():
+			bytes += len(v.AsString())
+		case v.IsList():
+			for _, it := range v.AsList().Items {
+				if err := walk(it, depth+1); err != nil {
+					return err
+				}
+			}
+		case v.IsDict():
+			d := v.AsDict()
+			for _, k := range d.Keys {
+				bytes += len(k)
+				if err := walk(d.Data[k], depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		if bytes > st.maxOut {
+			return st.fail("value larger than %d bytes", st.maxOut)
+		}
+		return nil
+	}
+	err = walk(v, 0)
+	return nodes, bytes, err
+}
+
+// check fails when v is over the value bounds.
+func (st *renderState) check(v jinja.Value) error {
+	_, _, err := st.measure(v)
+	return err
+}
+
+// room fails when a string of n bytes would pass the bound.
+func (st *renderState) room(n int, what string) error {
+	if n < 0 || n > st.maxOut {
+		return st.fail("%s would be larger than %d bytes", what, st.maxOut)
+	}
+	return nil
+}
+
+// libPrint is the library's own conversion of a value to text (used by its
+// '+', '~' and string filters), after checking that the text is bounded.
+func (st *renderState) libPrint(v jinja.Value) (string, error) {
+	switch {
+	case v.IsUndefined(), v.IsNone(), v.IsCallable():
+		return "", nil
+	case v.IsBool():
+		if v.AsBool() {
+			return "True", nil
+		}
+		return "False", nil
+	case v.IsInt():
+		return strconv.FormatInt(v.AsInt(), 10), nil
+	case v.IsFloat():
+		return fmt.Sprintf("%g", v.AsFloat()), nil
+	case v.IsString():
+		return v.AsString(), nil
+	}
+	if err := st.check(v); err != nil {
+		return "", err
+	}
+	return v.String(), nil
+}
+
+// libInt and libFloat are the library's numeric coercions for the operand
+// types that reach arithmetic (strings take the text paths first).
+func libInt(v jinja.Value) int64 {
+	switch {
+	case v.IsInt():
+		return v.AsInt()
+	case v.IsFloat():
+		return int64(v.AsFloat())
+	case v.IsBool() && v.AsBool():
+		return 1
+	}
+	return 0
+}
+
+func libFloat(v jinja.Value) float64 {
+	switch {
+	case v.IsFloat():
+		return v.AsFloat()
+	case v.IsInt():
+		return float64(v.AsInt())
+	case v.IsBool() && v.AsBool():
+		return 1
+	}
+	return 0
+}
+
+func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
+	switch {
+	case a.IsString() || b.IsString():
+		sa, err := st.libPrint(a)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		sb, err := st.libPrint(b)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		if err := st.room(len(sa)+len(sb), "string concatenation"); err != nil {
+			return jinja.Value{}, err
+		}
+		return jinja.NewString(sa + sb), nil
+	case a.IsList() && b.IsList():
+		na, ba, err := st.measure(a)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		nb, bb, err := st.measure(b)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		if na+nb > maxValueNodes || ba+bb > st.maxOut {
+			return jinja.Value{}, st.fail("list concatenation would hold more than %d items or %d bytes", maxValueNodes, st.maxOut)
+		}
+		la, lb := a.AsList().Items, b.AsList().Items
+		items := make([]jinja.Value, 0, len(la)+len(lb))
+		return jinja.NewList(append(append(items, la...), lb...)), nil
+	case a.IsFloat() || b.IsFloat():
+		return jinja.NewFloat(libFloat(a) + libFloat(b)), nil
+	}
+	return jinja.NewInt(libInt(a) + libInt(b)), nil
+}
+
+func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
+	switch {
+	case a.IsString() && b.IsInt():
+		s, n := a.AsString(), b.AsInt()
+		if n <= 0 || s == "" {
+			return jinja.NewString(""), nil // Python: a non-positive count gives ''
+		}
+		if n > int64(st.maxOut/len(s)) {
+			return jinja.Value{}, st.fail("string repeated %d times would be larger than %d bytes", n, st.maxOut)
+		}
+		return jinja.NewString(strings.Repeat(s, int(n))), nil
+	case a.IsFloat() || b.IsFloat():
+		return jinja.NewFloat(libFloat(a) * libFloat(b)), nil
+	}
+	return jinja.NewInt(libInt(a) * libInt(b)), nil
+}
+
+func (st *renderState) cat(a, b jinja.Value) (jinja.Value, error) {
+	sa, err := st.libPrint(a)
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	sb, err := st.libPrint(b)
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	if err := st.room(len(sa)+len(sb), "string concatenation"); err != nil {
+		return jinja.Value{}, err
+	}
+	return jinja.NewString(sa + sb), nil
+}
+
+// replace is str.replace with the result's length computed before it is
+// built.
+func (st *renderState) replace(s, old, repl string, count int) (jinja.Value, error) {
+	n := strings.Count(s, old) // for old == "" this is runes+1, as Replace inserts
+	if count >= 0 && count < n {
+		n = count
+	}
+	if n > 0 && len(repl) > len(old) {
+		grow := len(repl) - len(old)
+		if n > (st.maxOut-len(s))/grow {
+			return jinja.Value{}, st.fail("replace would build a string larger than %d bytes", st.maxOut)
+		}
+	}
+	return jinja.NewString(strings.Replace(s, old, repl, count)), nil
+}
+
+// installBounded binds the size-checked operators and filters the compiled
+// template calls in place of the library's.
+func installBounded(vars map[string]jinja.Value, st *renderState, def func(string, fn)) {
+	two := func(name string, f func(a, b jinja.Value) (jinja.Value, error)) {
+		def(name, func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+			if len(args) != 2 {
+				return jinja.Value{}, fmt.Errorf("%s: expected 2 operands", name)
+			}
+			return f(args[0], args[1])
+		})
+	}
+	two("__add", st.add)
+	two("__mul", st.mul)
+	two("__cat", st.cat)
+	def("__chk", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) != 1 {
+			return jinja.Value{}, fmt.Errorf("__chk: expected 1 value")
+		}
+		return args[0], st.check(args[0])
+	})
+	def("__replace", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 || !args[0].IsString() {
+			return jinja.Value{}, fmt.Errorf("replace() is a method of strings")
+		}
+		s := args[0].AsString()
+		if len(args) < 3 {
+			return jinja.NewString(s), nil
+		}
+		old, err := st.libPrint(args[1])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		repl, err := st.libPrint(args[2])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		count := -1
+		if len(args) > 3 {
+			count = int(libInt(args[3]))
+		}
+		return st.replace(s, old, repl, count)
+	})
+	def("__f_replace", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) < 3 {
+			return jinja.Value{}, fmt.Errorf("replace: expected at least 2 arguments")
+		}
+		var strs [3]string
+		for i := range strs {
+			s, err := st.libPrint(args[i])
+			if err != nil {
+				return jinja.Value{}, err
+			}
+			strs[i] = s
+		}
+		count := -1
+		if len(args) > 3 {
+			count = int(libInt(args[3]))
+		}
+		if c, ok := kwargs["count"]; ok {
+			count = int(libInt(c))
+		}
+		return st.replace(strs[0], strs[1], strs[2], count)
+	})
+	def("__f_indent", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewString(""), nil
+		}
+		s, err := st.libPrint(args[0])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		width := int64(4)
+		if len(args) > 1 {
+			width = libInt(args[1])
+		}
+		if w, ok := kwargs["width"]; ok {
+			width = libInt(w)
+		}
+		first := len(args) > 2 && args[2].IsTruthy()
+		if f, ok := kwargs["first"]; ok {
+			first = f.IsTruthy()
+		}
+		if width < 0 {
+			return jinja.Value{}, fmt.Errorf("indent: width must not be negative, got %d", width)
+		}
+		lines := strings.Split(s, "\n")
+		if width > 0 && int64(len(lines)) > int64(st.maxOut-len(s))/width {
+			return jinja.Value{}, st.fail("indent(%d) of %d lines would be larger than %d bytes", width, len(lines), st.maxOut)
+		}
+		pad := strings.Repeat(" ", int(width))
+		for i, l := range lines {
+			if (i > 0 || first) && l != "" {
+				lines[i] = pad + l
+			}
+		}
+		return jinja.NewString(strings.Join(lines, "\n")), nil
+	})
+	def("__splitok", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 || !args[0].IsString() {
+			if len(args) == 0 {
+				return jinja.Value{}, fmt.Errorf("split: no value")
+			}
+			return args[0], nil // the library reports what is wrong
+		}
+		s := args[0].AsString()
+		n := 0
+		if len(args) > 1 && args[1].IsString() && args[1].AsString() != "" {
+			n = strings.Count(s, args[1].AsString()) + 1
+		} else {
+			n = len(s)/2 + 1 // whitespace split: at most one field per two bytes
+		}
+		if n > maxValueNodes {
+			return jinja.Value{}, st.fail("split would make %d strings (at most %d)", n, maxValueNodes)
+		}
+		return args[0], nil
+	})
+	def("__f_list", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewList(nil), nil
+		}
+		v := args[0]
+		switch {
+		case v.IsList():
+			return v, nil
+		case v.IsString():
+			s := v.AsString()
+			if n := utf8.RuneCountInString(s); n > maxValueNodes {
+				return jinja.Value{}, st.fail("list of a %d-character string would hold more than %d items", n, maxValueNodes)
+			}
+			var items []jinja.Value
+			for _, r := range s {
+				items = append(items, jinja.NewString(string(r)))
+			}
+			return jinja.NewList(items), nil
+		}
+		return jinja.NewList([]jinja.Value{v}), nil
+	})
+}

@@ -1,0 +1,517 @@
+package chat
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The library evaluates '+', '*' and '~' and builds list and dict literals
+// with no bound on the size of the result, so one expression such as
+// 'x' * 10000000000 exhausts memory before the output bound ever sees it.
+// rewriter parses an expression exactly as the library does (same
+// precedence, same tolerance for missing commas) and re-emits it with those
+// operations routed through size-checked helpers. Everything else is
+// re-emitted token for token, so the library's semantics are unchanged.
+
+// structFilters are library filters that build lists or dicts out of their
+// input: their result is checked so that shared sub-values cannot be
+// multiplied into a structure too large to print or compare.
+var structFilters = map[string]bool{
+	"map": true, "select": true, "reject": true, "selectattr": true, "rejectattr": true,
+	"batch": true, "items": true, "sort": true, "unique": true, "dictsort": true,
+	"reverse": true, "from_json": true, "fromjson": true,
+}
+
+// printFilters stringify their input with the library's printer, which has
+// no bound: the input is checked first.
+var printFilters = map[string]bool{
+	"lower": true, "upper": true, "trim": true, "wordcount": true,
+	// these compare items, which walks nested values
+	"sort": true, "unique": true, "dictsort": true, "max": true, "min": true, "sum": true,
+}
+
+type rewriter struct {
+	toks  []token
+	parts []string // parts[i] is toks[i] as the library must see it
+	pos   int
+}
+
+// rewrite parses toks (whose emitted forms are parts) and returns the
+// library source of the bounded expression.
+func rewrite(toks []token, parts []string) (string, error) {
+	p := &rewriter{toks: toks, parts: parts}
+	s, err := p.expression()
+	if err != nil {
+		return "", err
+	}
+	if p.pos < len(p.toks) {
+		return "", fmt.Errorf("unexpected %q after the expression", p.toks[p.pos].s)
+	}
+	return s, nil
+}
+
+func (p *rewriter) at(kind tokKind, s string) bool {
+	return p.pos < len(p.toks) && p.toks[p.pos].is(kind, s)
+}
+
+func (p *rewriter) op(s string) bool   { return p.at(tOp, s) }
+func (p *rewriter) name(s string) bool { return p.at(tName, s) }
+
+// take consumes one token and returns its emitted form.
+func (p *rewriter) take() string {
+	s := p.parts[p.pos]
+	p.pos++
+	return s
+}
+
+func (p *rewriter) expect(op string) error {
+	if !p.op(op) {
+		if p.pos >= len(p.toks) {
+			return fmt.Errorf("expected %q at the end of the expression", op)
+		}
+		return fmt.Errorf("expected %q, got %q", op, p.toks[p.pos].s)
+	}
+	p.pos++
+	return nil
+}
+
+func (p *rewriter) expression() (string, error) {
+	e, err := p.or()
+	if err != nil {
+		return "", err
+	}
+	if !p.name("if") {
+		return e, nil
+	}
+	p.pos++
+	cond, err := p.or()
+	if err != nil {
+		return "", err
+	}
+	if !p.name("else") {
+		return e + " if " + cond, nil
+	}
+	p.pos++
+	f, err := p.expression()
+	if err != nil {
+		return "", err
+	}
+	return e + " if " + cond + " else " + f, nil
+}
+
+// binary parses a left-associative chain of next separated by the
+// operators ops reports, combining with join.
+func (p *rewriter) chain(next func() (string, error), isOp func() (string, bool), join func(op, l, r string) string) (string, error) {
+	l, err := next()
+	if err != nil {
+		return "", err
+	}
+	for {
+		op, ok := isOp()
+		if !ok {
+			return l, nil
+		}
+		r, err := next()
+		if err != nil {
+			return "", err
+		}
+		l = join(op, l, r)
+	}
+}
+
+func plain(op, l, r string) string { return l + " " + op + " " + r }
+
+func (p *rewriter) or() (string, error) {
+	return p.chain(p.and, func() (string, bool) {
+		if p.name("or") {
+			p.pos++
+			return "or", true
+		}
+		return "", false
+	}, plain)
+}
+
+func (p *rewriter) and() (string, error) {
+	return p.chain(p.not, func() (string, bool) {
+		if p.name("and") {
+			p.pos++
+			return "and", true
+		}
+		return "", false
+	}, plain)
+}
+
+func (p *rewriter) not() (string, error) {
+	if p.name("not") {
+		p.pos++
+		e, err := p.not()
+		return "not " + e, err
+	}
+	return p.comparison()
+}
+
+func (p *rewriter) comparison() (string, error) {
+	l, err := p.concat()
+	if err != nil {
+		return "", err
+	}
+	for p.pos < len(p.toks) {
+		t := p.toks[p.pos]
+		var op string
+		deep := false
+		switch {
+		case t.kind == tOp && (t.s == "<" || t.s == ">" || t.s == "<=" || t.s == ">="):
+			op = t.s
+			p.pos++
+		case t.kind == tOp && (t.s == "==" || t.s == "!="):
+			// equality walks nested values: operands are checked (a
+			// list holding itself would recurse until the stack is gone)
+			op, deep = t.s, true
+			p.pos++
+		case t.is(tName, "in"):
+			op, deep = "in", true
+			p.pos++
+		case t.is(tName, "not") && p.pos+1 < len(p.toks) && p.toks[p.pos+1].is(tName, "in"):
+			op, deep = "not in", true
+			p.pos += 2
+		case t.is(tName, "is"):
+			p.pos++
+			s := "__chk(" + l + ") is "
+			if p.name("not") {
+				p.pos++
+				s += "not "
+			}
+			if p.pos >= len(p.toks) {
+				return "", fmt.Errorf("expected a test name after 'is'")
+			}
+			s += p.take()
+			if p.op("(") {
+				p.pos++
+				var args []string
+				for !p.op(")") && p.pos < len(p.toks) {
+					a, err := p.expression()
+					if err != nil {
+						return "", err
+					}
+					args = append(args, "__chk("+a+")")
+					if p.op(",") {
+						p.pos++
+					}
+				}
+				if err := p.expect(")"); err != nil {
+					return "", err
+				}
+				s += "(" + strings.Join(args, ", ") + ")"
+			}
+			l = s
+			continue
+		default:
+			return l, nil
+		}
+		r, err := p.concat()
+		if err != nil {
+			return "", err
+		}
+		if deep {
+			l, r = "__chk("+l+")", "__chk("+r+")"
+		}
+		l = l + " " + op + " " + r
+	}
+	return l, nil
+}
+
+func (p *rewriter) concat() (string, error) {
+	return p.chain(p.addSub, func() (string, bool) {
+		if p.op("~") {
+			p.pos++
+			return "~", true
+		}
+		return "", false
+	}, func(_, l, r string) string { return "__cat(" + l + ", " + r + ")" })
+}
+
+func (p *rewriter) addSub() (string, error) {
+	return p.chain(p.mulDiv, func() (string, bool) {
+		if p.op("+") || p.op("-") {
+			return p.take(), true
+		}
+		return "", false
+	}, func(op, l, r string) string {
+		if op == "+" {
+			return "__add(" + l + ", " + r + ")"
+		}
+		return plain(op, l, r)
+	})
+}
+
+func (p *rewriter) mulDiv() (string, error) {
+	return p.chain(p.power, func() (string, bool) {
+		if p.op("*") || p.op("/") || p.op("%") || p.op("//") {
+			return p.take(), true
+		}
+		return "", false
+	}, func(op, l, r string) string {
+		if op == "*" {
+			return "__mul(" + l + ", " + r + ")"
+		}
+		return plain(op, l, r)
+	})
+}
+
+func (p *rewriter) power() (string, error) {
+	b, err := p.unary()
+	if err != nil {
+		return "", err
+	}
+	if !p.op("**") {
+		return b, nil
+	}
+	p.pos++
+	e, err := p.unary()
+	if err != nil {
+		return "", err
+	}
+	return b + " ** " + e, nil
+}
+
+func (p *rewriter) unary() (string, error) {
+	if p.op("-") || p.op("+") {
+		op := p.take()
+		e, err := p.unary()
+		return op + " " + e, err
+	}
+	return p.postfix()
+}
+
+func (p *rewriter) postfix() (string, error) {
+	e, err := p.atom()
+	if err != nil {
+		return "", err
+	}
+	for p.pos < len(p.toks) {
+		switch {
+		case p.op("."):
+			p.pos++
+			if p.pos >= len(p.toks) {
+				return "", fmt.Errorf("expected an attribute name after '.'")
+			}
+			attr := p.take()
+			if !p.op("(") {
+				e = e + "." + attr
+				continue
+			}
+			args, err := p.callArgs()
+			if err != nil {
+				return "", err
+			}
+			switch attr {
+			case "replace":
+				// str.replace can multiply a string's length.
+				e = "__replace(" + e + joinArgs(args) + ")"
+			case "split":
+				// a string of separators splits into a value per byte
+				e = "__splitok(" + e + joinArgs(args) + ").split(" + strings.Join(args, ", ") + ")"
+			case "count":
+				// list.count compares every item with its argument
+				e = "__chk(" + e + ").count(" + chkAll(args) + ")"
+			case "append", "insert":
+				// The item is checked; the list may still come to hold
+				// itself, which every operation that walks values (print,
+				// compare, the filters above) checks for before walking.
+				e = e + "." + attr + "(" + chkAll(args) + ")"
+			default:
+				e = e + "." + attr + "(" + strings.Join(args, ", ") + ")"
+			}
+		case p.op("["):
+			p.pos++
+			s, err := p.subscript()
+			if err != nil {
+				return "", err
+			}
+			e = e + "[" + s + "]"
+		case p.op("("):
+			args, err := p.callArgs()
+			if err != nil {
+				return "", err
+			}
+			e = e + "(" + strings.Join(args, ", ") + ")"
+		case p.op("|"):
+			p.pos++
+			if p.pos >= len(p.toks) {
+				return "", fmt.Errorf("expected a filter name after '|'")
+			}
+			name := p.toks[p.pos].s
+			f := p.take()
+			call := f
+			if p.op("(") {
+				args, err := p.callArgs()
+				if err != nil {
+					return "", err
+				}
+				call += "(" + strings.Join(args, ", ") + ")"
+			}
+			switch {
+			case printFilters[name]:
+				e = "__chk(" + e + ") | " + call
+			case structFilters[name]:
+				// select/map compare or fetch attributes inside items
+				e = "__chk(__chk(" + e + ") | " + call + ")"
+			default:
+				e = e + " | " + call
+			}
+		default:
+			return e, nil
+		}
+	}
+	return e, nil
+}
+
+func chkAll(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = "__chk(" + a + ")"
+	}
+	return strings.Join(out, ", ")
+}
+
+func joinArgs(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(args, ", ")
+}
+
+// subscript parses key or start:stop:step up to and including "]".
+func (p *rewriter) subscript() (string, error) {
+	var b strings.Builder
+	if !p.op(":") {
+		s, err := p.expression()
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(s)
+		if !p.op(":") {
+			return b.String(), p.expect("]")
+		}
+	}
+	p.pos++ // the first ':'
+	b.WriteString(" : ")
+	if !p.op("]") && !p.op(":") {
+		s, err := p.expression()
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(s)
+	}
+	if p.op(":") {
+		p.pos++
+		b.WriteString(" : ")
+		if !p.op("]") {
+			s, err := p.expression()
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(s)
+		}
+	}
+	return b.String(), p.expect("]")
+}
+
+// callArgs parses "(" [name=]expr, ... ")".
+func (p *rewriter) callArgs() ([]string, error) {
+	p.pos++ // "("
+	var args []string
+	for p.pos < len(p.toks) && !p.op(")") {
+		kw := ""
+		if p.toks[p.pos].kind == tName && p.pos+1 < len(p.toks) && p.toks[p.pos+1].is(tOp, "=") {
+			kw = p.take() + " = "
+			p.pos++
+		}
+		a, err := p.expression()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, kw+a)
+		if p.op(",") {
+			p.pos++
+		}
+	}
+	return args, p.expect(")")
+}
+
+func (p *rewriter) atom() (string, error) {
+	if p.pos >= len(p.toks) {
+		return "", fmt.Errorf("expected a value at the end of the expression")
+	}
+	t := p.toks[p.pos]
+	switch {
+	case t.kind != tOp:
+		return p.take(), nil
+	case t.s == "(":
+		p.pos++
+		if p.op(")") {
+			p.pos++
+			return "()", nil
+		}
+		e, err := p.expression()
+		if err != nil {
+			return "", err
+		}
+		if !p.op(",") {
+			return "(" + e + ")", p.expect(")")
+		}
+		items := []string{e}
+		for p.op(",") {
+			p.pos++
+			if p.op(")") {
+				break
+			}
+			it, err := p.expression()
+			if err != nil {
+				return "", err
+			}
+			items = append(items, it)
+		}
+		return "__chk((" + strings.Join(items, ", ") + ",))", p.expect(")")
+	case t.s == "[":
+		p.pos++
+		var items []string
+		for p.pos < len(p.toks) && !p.op("]") {
+			it, err := p.expression()
+			if err != nil {
+				return "", err
+			}
+			items = append(items, it)
+			if p.op(",") {
+				p.pos++
+			}
+		}
+		return "__chk([" + strings.Join(items, ", ") + "])", p.expect("]")
+	case t.s == "{":
+		p.pos++
+		var pairs []string
+		for p.pos < len(p.toks) && !p.op("}") {
+			k, err := p.expression()
+			if err != nil {
+				return "", err
+			}
+			if err := p.expect(":"); err != nil {
+				return "", err
+			}
+			v, err := p.expression()
+			if err != nil {
+				return "", err
+			}
+			pairs = append(pairs, k+": "+v)
+			if p.op(",") {
+				p.pos++
+			}
+		}
+		return "__chk({" + strings.Join(pairs, ", ") + "})", p.expect("}")
+	case t.s == "-":
+		p.pos++
+		e, err := p.atom()
+		return "- " + e, err
+	}
+	return "", fmt.Errorf("unexpected %q", t.s)
+}
