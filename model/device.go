@@ -32,10 +32,11 @@ type DeviceOptions struct {
 // copy that the optimizer updates (the same tensor as w in F32 mode).
 type dparam struct {
 	host       *nn.Param
+	grp        *dgroup // trainable: the arena holding it
+	off        int     // its offset in grp's arenas
 	w, master  compute.Tensor
 	grad, m, v compute.Tensor
 	n          int
-	steps      int64
 	trainable  bool
 	float      bool // w is always F32 (norms, biases)
 }
@@ -45,6 +46,27 @@ type dlinear struct {
 	w, b    *dparam
 	q       *dquant // instead of w: a frozen 4-bit weight
 	lora    *dlora
+	group   *loraGroup
+}
+
+// loraGroup is the LoRA layers of one block that read the same input (q, k
+// and v; gate and up). Their A matrices are adjacent in the trainable arena,
+// so together they are one [rows, in] matrix: x·Aᵀ, the gradient of A and
+// the input gradient through A take one product for the group instead of
+// one per layer, reading the large activation once.
+type loraGroup struct {
+	lins    []*dlinear
+	cols    []int // first column of each member in the group's [n, rows] activations
+	rows    int
+	in      int
+	a, grad compute.Tensor // views over the members' A and its gradient
+}
+
+// lact is a LoRA layer's x·Aᵀ: a view with its leading dimension (the
+// group's rows when the layer is in a group).
+type lact struct {
+	t  compute.Tensor
+	ld int
 }
 
 // dquant is a frozen 4-bit weight kept packed on the device and expanded
@@ -70,6 +92,7 @@ type dlora struct {
 type dlayer struct {
 	inNorm, postNorm, qNorm, kNorm *dparam
 	q, k, v, o, gate, up, down     *dlinear
+	qkv, gu                        *loraGroup
 	acts                           *dacts
 }
 
@@ -77,7 +100,8 @@ type dlayer struct {
 type dacts struct {
 	x, q, k, vh, lse, att, xmid, g, u compute.Tensor
 	rstd1, rstdq, rstdk, rstd2        compute.Tensor
-	xa                                map[*dlinear]compute.Tensor
+	xa                                map[*dlinear]lact
+	xaOwned                           []compute.Tensor
 }
 
 // DeviceModel is a Model whose weights, activations, gradients and optimizer
@@ -93,6 +117,10 @@ type DeviceModel struct {
 	layers []*dlayer
 	params []*dparam
 	byHost map[*nn.Param]*dparam
+	// Trainable parameters live in one arena per group (those with a bf16
+	// copy for the products, and those read in float), so clipping, AdamW
+	// and zeroing are one launch per group rather than one per tensor.
+	groups []*dgroup
 	owned  []compute.Tensor // freed by Close
 
 	// per batch shape
@@ -186,6 +214,13 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			q: linear(l.Q), k: linear(l.K), v: linear(l.V), o: linear(l.O), gate: linear(l.Gate), up: linear(l.Up), down: linear(l.Down)}
 		dm.layers = append(dm.layers, dl)
 	}
+	if err == nil {
+		dm.orderLoRAGroups()
+		err = dm.placeTrainable()
+	}
+	if err == nil {
+		dm.buildLoRAGroups()
+	}
 	if err != nil {
 		dm.Close()
 		return nil, err
@@ -206,36 +241,88 @@ func (dm *DeviceModel) alloc(dt compute.DType, n int) (compute.Tensor, error) {
 	return t, nil
 }
 
-// upload copies a host parameter; a trainable one gets its float master,
-// gradient and optimizer state.
+// dgroup is an arena of trainable parameters: float masters, gradients and
+// AdamW state (and, for shadow groups, the bf16 copies the products read),
+// each parameter a slice at an aligned offset.
+type dgroup struct {
+	params                []*dparam
+	offs                  []int
+	n                     int
+	master, grad, m, v, w compute.Tensor
+	steps                 int64
+}
+
+// arenaAlign keeps every parameter's slice 256-byte aligned, which the
+// matrix products' fastest kernels want.
+const arenaAlign = 64
+
+// upload copies a frozen host parameter; a trainable one is only recorded
+// here and placed in its group's arena by placeTrainable.
 func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
 	d := &dparam{host: p, n: len(p.Data), trainable: p.Trainable(), float: float}
 	dt := dm.act
 	if float {
 		dt = compute.F32
 	}
+	if d.trainable {
+		return d, nil
+	}
 	var err error
 	if d.w, err = dm.alloc(dt, d.n); err != nil {
 		return nil, fmt.Errorf("device model: %s: %w", p.Name, err)
 	}
 	dm.be.Upload(d.w, p.Data)
-	if !d.trainable {
-		return d, nil
-	}
-	d.master = d.w
-	if dt != compute.F32 {
-		if d.master, err = dm.alloc(compute.F32, d.n); err != nil {
-			return nil, err
-		}
-		dm.be.Upload(d.master, p.Data)
-	}
-	for _, t := range []*compute.Tensor{&d.grad, &d.m, &d.v} {
-		if *t, err = dm.alloc(compute.F32, d.n); err != nil {
-			return nil, fmt.Errorf("device model: %s: %w", p.Name, err)
-		}
-		dm.be.Zero(*t)
-	}
 	return d, nil
+}
+
+// placeTrainable allocates the arenas and fills them from the host.
+func (dm *DeviceModel) placeTrainable() error {
+	var plain, shadow dgroup
+	for _, p := range dm.params {
+		if !p.trainable {
+			continue
+		}
+		g := &plain
+		if !p.float && dm.act != compute.F32 {
+			g = &shadow
+		}
+		g.offs = append(g.offs, g.n)
+		g.params = append(g.params, p)
+		g.n += (p.n + arenaAlign - 1) / arenaAlign * arenaAlign
+	}
+	dm.groups = nil
+	for _, g := range []*dgroup{&plain, &shadow} {
+		if g.n == 0 {
+			continue
+		}
+		var err error
+		for _, t := range []*compute.Tensor{&g.master, &g.grad, &g.m, &g.v} {
+			if *t, err = dm.alloc(compute.F32, g.n); err != nil {
+				return fmt.Errorf("device model: trainable parameters (%d values): %w", g.n, err)
+			}
+			dm.be.Zero(*t)
+		}
+		if g == &shadow {
+			if g.w, err = dm.alloc(dm.act, g.n); err != nil {
+				return fmt.Errorf("device model: trainable parameters (%d values): %w", g.n, err)
+			}
+		}
+		for i, p := range g.params {
+			off := g.offs[i]
+			p.grp, p.off = g, off
+			p.master, p.grad, p.m, p.v = g.master.Slice(off, p.n), g.grad.Slice(off, p.n), g.m.Slice(off, p.n), g.v.Slice(off, p.n)
+			dm.be.Upload(p.master, p.host.Data)
+			p.w = p.master
+			if g.w != nil {
+				p.w = g.w.Slice(off, p.n)
+			}
+		}
+		if g.w != nil {
+			dm.be.Cast(g.w, g.master)
+		}
+		dm.groups = append(dm.groups, g)
+	}
+	return nil
 }
 
 // uploadQuant copies a 4-bit weight as it is stored.
@@ -265,6 +352,92 @@ func (dm *DeviceModel) uploadQuant(l *nn.Linear) (*dquant, error) {
 	return q, nil
 }
 
+// groupCandidates lists the layers of a block that share an input.
+func (l *dlayer) groupCandidates() [][]*dlinear {
+	return [][]*dlinear{{l.q, l.k, l.v}, {l.gate, l.up}}
+}
+
+// orderLoRAGroups moves the A matrices of each group next to each other in
+// the parameter order, which is the arena order.
+func (dm *DeviceModel) orderLoRAGroups() {
+	for _, l := range dm.layers {
+		for _, c := range l.groupCandidates() {
+			if !groupable(c) {
+				continue
+			}
+			members := map[*dparam]bool{}
+			for _, lin := range c {
+				members[lin.lora.a] = true
+			}
+			var out []*dparam
+			for _, p := range dm.params {
+				if members[p] {
+					if p == c[0].lora.a {
+						for _, lin := range c {
+							out = append(out, lin.lora.a)
+						}
+					}
+					continue
+				}
+				out = append(out, p)
+			}
+			dm.params = out
+		}
+	}
+}
+
+func groupable(c []*dlinear) bool {
+	for _, lin := range c {
+		if lin.lora == nil || !lin.lora.a.trainable || lin.in != c[0].in {
+			return false
+		}
+	}
+	return true
+}
+
+// buildLoRAGroups forms a group wherever the members' A matrices ended up
+// adjacent in one arena (no alignment padding between them).
+func (dm *DeviceModel) buildLoRAGroups() {
+	for _, l := range dm.layers {
+		for i, c := range l.groupCandidates() {
+			if !groupable(c) {
+				continue
+			}
+			first := c[0].lora.a
+			g := &loraGroup{lins: c, in: c[0].in}
+			ok := true
+			next := first.off
+			for _, lin := range c {
+				a := lin.lora.a
+				if a.grp != first.grp || a.off != next {
+					ok = false
+					break
+				}
+				g.cols = append(g.cols, g.rows)
+				g.rows += lin.lora.r
+				next += a.n
+			}
+			if !ok {
+				continue
+			}
+			total := g.rows * g.in
+			g.grad = first.grp.grad.Slice(first.off, total)
+			g.a = first.grp.master.Slice(first.off, total)
+			if first.grp.w != nil {
+				g.a = first.grp.w.Slice(first.off, total)
+			}
+			for _, lin := range c {
+				lin.group = g
+			}
+			if i == 0 {
+				l.qkv = g
+			} else {
+				l.gu = g
+			}
+		}
+	}
+}
+
 // Close frees every device tensor of the model.
 func (dm *DeviceModel) Close() {
 	for _, t := range dm.owned {
@@ -289,7 +462,7 @@ func (dm *DeviceModel) freeShape() {
 				t.Free()
 			}
 		}
-		for _, t := range a.xa {
+		for _, t := range a.xaOwned {
 			t.Free()
 		}
 		l.acts = nil
@@ -326,10 +499,8 @@ func (dm *DeviceModel) Grad(p *nn.Param) ([]float32, error) {
 
 // ZeroGrad clears every gradient.
 func (dm *DeviceModel) ZeroGrad() {
-	for _, p := range dm.params {
-		if p.trainable {
-			dm.be.Zero(p.grad)
-		}
+	for _, g := range dm.groups {
+		dm.be.Zero(g.grad)
 	}
 }
 
@@ -349,10 +520,8 @@ func (dm *DeviceModel) CopyToHost() error {
 // GradNorm is the global L2 norm of every gradient (float64 across tensors).
 func (dm *DeviceModel) GradNorm() (float64, error) {
 	var ts []compute.Tensor
-	for _, p := range dm.params {
-		if p.trainable {
-			ts = append(ts, p.grad)
-		}
+	for _, g := range dm.groups {
+		ts = append(ts, g.grad)
 	}
 	ss, err := dm.be.SumSquares(ts)
 	if err != nil {
@@ -384,18 +553,14 @@ func (dm *DeviceModel) AdamW(c AdamWConfig) (float64, error) {
 		// torch.nn.utils.clip_grad_norm_: coefficient max/(norm+1e-6).
 		gscale = c.MaxGradNorm / (norm + 1e-6)
 	}
-	for _, p := range dm.params {
-		if !p.trainable {
-			continue
-		}
-		p.steps++
-		bc1 := 1 - math.Pow(c.Beta1, float64(p.steps))
-		bc2 := 1 - math.Pow(c.Beta2, float64(p.steps))
-		var shadow compute.Tensor
-		if p.w != p.master {
-			shadow = p.w
-		}
-		dm.be.AdamW(p.master, p.grad, p.m, p.v, shadow, compute.AdamStep{GradScale: float32(gscale), Decay: float32(1 - c.LR*c.WeightDecay),
+	for _, g := range dm.groups {
+		// Every trainable parameter has a gradient at every step, so one
+		// step count serves the group, as torch's per-parameter counts
+		// would all agree.
+		g.steps++
+		bc1 := 1 - math.Pow(c.Beta1, float64(g.steps))
+		bc2 := 1 - math.Pow(c.Beta2, float64(g.steps))
+		dm.be.AdamW(g.master, g.grad, g.m, g.v, g.w, compute.AdamStep{GradScale: float32(gscale), Decay: float32(1 - c.LR*c.WeightDecay),
 			Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), StepSize: float32(c.LR / bc1), BC2Sqrt: float32(math.Sqrt(bc2)), Eps: float32(c.Eps)})
 	}
 	return norm, dm.be.Err()
@@ -403,3 +568,18 @@ func (dm *DeviceModel) AdamW(c AdamWConfig) (float64, error) {
 
 // MemStats reports the backend's memory use.
 func (dm *DeviceModel) MemStats() compute.MemStats { return dm.be.MemStats() }
+
+// LoRAGroups counts the LoRA groups formed (layers sharing an input whose
+// low-rank products run fused).
+func (dm *DeviceModel) LoRAGroups() int {
+	n := 0
+	for _, l := range dm.layers {
+		if l.qkv != nil {
+			n++
+		}
+		if l.gu != nil {
+			n++
+		}
+	}
+	return n
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"gotune/compute"
 )
@@ -51,7 +52,7 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 	dm.stream = make([]compute.Tensor, 1)
 	dm.stream[0] = get(A, n*h)
 	for _, l := range dm.layers {
-		a := &dacts{xa: map[*dlinear]compute.Tensor{}}
+		a := &dacts{xa: map[*dlinear]lact{}}
 		// Kept: what is expensive to recompute. The normed inputs, the
 		// rotated q/k and silu(g)·u are rebuilt in the backward pass by
 		// cheap element-wise kernels, which saves about 40% of the memory.
@@ -64,9 +65,25 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		a.lse, a.att = get(compute.F32, b*c.Heads*t), get(A, n*qd)
 		a.xmid, a.rstd2 = get(A, n*h), get(compute.F32, n)
 		a.g, a.u = get(A, n*inter), get(A, n*inter)
+		for _, g := range []*loraGroup{l.qkv, l.gu} {
+			if g == nil {
+				continue
+			}
+			t := get(A, n*g.rows)
+			if t == nil {
+				continue
+			}
+			a.xaOwned = append(a.xaOwned, t)
+			for i, lin := range g.lins {
+				a.xa[lin] = lact{t.Slice(g.cols[i], n*g.rows-g.cols[i]), g.rows}
+			}
+		}
 		for _, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
-			if lin.lora != nil {
-				a.xa[lin] = get(A, n*lin.lora.r)
+			if lin.lora != nil && lin.group == nil {
+				if t := get(A, n*lin.lora.r); t != nil {
+					a.xaOwned = append(a.xaOwned, t)
+					a.xa[lin] = lact{t, lin.lora.r}
+				}
 			}
 		}
 		l.acts = a
@@ -213,8 +230,28 @@ func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) 
 	}
 	if lr := l.lora; lr != nil {
 		xa := a.xa[l]
-		be.Gemm(false, true, n, lr.r, l.in, 1, x, l.in, lr.a.w, l.in, 0, xa, lr.r)
-		be.Gemm(false, true, n, l.out, lr.r, lr.scale, xa, lr.r, lr.b.w, lr.r, 1, y, l.out)
+		if l.group == nil {
+			be.Gemm(false, true, n, lr.r, l.in, 1, x, l.in, lr.a.w, l.in, 0, xa.t, xa.ld)
+		} else if l == l.group.lins[0] {
+			// The group's x·Aᵀ for every member at once.
+			g := l.group
+			be.Gemm(false, true, n, g.rows, g.in, 1, x, g.in, g.a, g.in, 0, xa.t, g.rows)
+		}
+		be.Gemm(false, true, n, l.out, lr.r, lr.scale, xa.t, xa.ld, lr.b.w, lr.r, 1, y, l.out)
+	}
+}
+
+// groupBackward finishes the backward pass of a LoRA group once each member
+// has put its s·dy·B into the group's dxa: the gradient of the fused A and
+// the input gradient through it, one product each.
+func (dm *DeviceModel) groupBackward(g *loraGroup, dx, x compute.Tensor, n int) {
+	if g == nil {
+		return
+	}
+	dxa := dm.buf("dxa_group", dm.act, n*g.rows)
+	dm.be.Gemm(true, false, g.rows, g.in, n, 1, dxa, g.rows, x, g.in, 1, g.grad, g.in)
+	if dx != nil {
+		dm.be.Gemm(false, false, n, g.in, g.rows, 1, dxa, g.rows, g.a, g.in, 1, dx, g.in)
 	}
 }
 
@@ -238,16 +275,25 @@ func (dm *DeviceModel) linearBackward(l *dlinear, a *dacts, dx, dy, x compute.Te
 	}
 	if lr := l.lora; lr != nil {
 		xa := a.xa[l]
-		dxa := dm.buf("dxa", dm.act, n*lr.r)
-		be.Gemm(false, false, n, lr.r, l.out, lr.scale, dy, l.out, lr.b.w, lr.r, 0, dxa, lr.r)
+		dxa := lact{dm.buf("dxa", dm.act, n*lr.r), lr.r}
+		if g := l.group; g != nil {
+			// Into this member's columns of the group's dxa; the group's
+			// A gradient and input gradient follow in groupBackward.
+			col := g.cols[slices.Index(g.lins, l)]
+			dxa = lact{dm.buf("dxa_group", dm.act, n*g.rows).Slice(col, n*g.rows-col), g.rows}
+		}
+		be.Gemm(false, false, n, lr.r, l.out, lr.scale, dy, l.out, lr.b.w, lr.r, 0, dxa.t, dxa.ld)
 		if lr.b.trainable {
-			be.Gemm(true, false, l.out, lr.r, n, lr.scale, dy, l.out, xa, lr.r, 1, lr.b.grad, lr.r)
+			be.Gemm(true, false, l.out, lr.r, n, lr.scale, dy, l.out, xa.t, xa.ld, 1, lr.b.grad, lr.r)
+		}
+		if l.group != nil {
+			return
 		}
 		if lr.a.trainable {
-			be.Gemm(true, false, lr.r, l.in, n, 1, dxa, lr.r, x, l.in, 1, lr.a.grad, l.in)
+			be.Gemm(true, false, lr.r, l.in, n, 1, dxa.t, dxa.ld, x, l.in, 1, lr.a.grad, l.in)
 		}
 		if dx != nil {
-			be.Gemm(false, false, n, l.in, lr.r, 1, dxa, lr.r, lr.a.w, l.in, beta, dx, l.in)
+			be.Gemm(false, false, n, l.in, lr.r, 1, dxa.t, dxa.ld, lr.a.w, l.in, beta, dx, l.in)
 		}
 	}
 }
@@ -454,6 +500,7 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	dxn := dm.buf("dxn", A, n*h)
 	dm.linearBackward(l.gate, a, dxn, dg, xn2, n, false)
 	dm.linearBackward(l.up, a, dxn, du, xn2, n, true)
+	dm.groupBackward(l.gu, dxn, xn2, n)
 	dm.normBackward(l.postNorm, dres, dxn, a.xmid, a.rstd2, n, h, true)
 
 	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
@@ -501,6 +548,7 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	dm.linearBackward(l.q, a, dxn1, dq, xn1, n, false)
 	dm.linearBackward(l.k, a, dxn1, dk, xn1, n, true)
 	dm.linearBackward(l.v, a, dxn1, dv, xn1, n, true)
+	dm.groupBackward(l.qkv, dxn1, xn1, n)
 	if dxn1 != nil {
 		dm.normBackward(l.inNorm, dres, dxn1, a.x, a.rstd1, n, h, true)
 	}

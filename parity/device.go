@@ -219,6 +219,13 @@ func (r *Ref) deviceMethod(name string, o DeviceOptions, limit float64) ([]check
 	}
 	loss := sum / float64(tokens)
 	out := []checks.Result{checks.New(name+".loss", "rel_err", math.Abs(loss-meta.Loss)/math.Abs(meta.Loss), limit)}
+	if len(meta.TrainableNames) == 14*len(r.Model.Layers) {
+		// LoRA on all seven projections: q/k/v and gate/up must run as
+		// fused groups, two per block.
+		res := checks.New(name+".fused_groups", "missing", float64(2*len(r.Model.Layers)-dm.LoRAGroups()), 0)
+		res.Detail = fmt.Sprintf("%d groups", dm.LoRAGroups())
+		out = append(out, res)
+	}
 	grads, err := safetensors.OpenOne(filepath.Join(dir, "grads.safetensors"))
 	if err != nil {
 		return nil, err
