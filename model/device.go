@@ -25,6 +25,9 @@ type DeviceOptions struct {
 	// accumulation, float master copies of trainable parameters and their
 	// optimizer state).
 	Compute compute.DType
+	// Decays says which trainable parameters take weight decay (by name);
+	// nil: all of them, as torch.optim.AdamW over a plain parameter list.
+	Decays func(name string) bool
 }
 
 // dparam is one parameter on the device: w is what the operations read (in
@@ -121,6 +124,7 @@ type DeviceModel struct {
 	// copy for the products, and those read in float), so clipping, AdamW
 	// and zeroing are one launch per group rather than one per tensor.
 	groups []*dgroup
+	decays func(name string) bool
 	owned  []compute.Tensor // freed by Close
 
 	// per batch shape
@@ -146,7 +150,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 	if m.Input != nil {
 		return nil, errors.New("device model: virtual-token methods (prompt tuning, P-tuning) do not run on a GPU yet")
 	}
-	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
+	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
 	var err error
 	param := func(p *nn.Param, float bool) *dparam {
 		if err != nil || p == nil {
@@ -250,6 +254,7 @@ type dgroup struct {
 	n                     int
 	master, grad, m, v, w compute.Tensor
 	steps                 int64
+	decay                 bool // takes weight decay
 }
 
 // arenaAlign keeps every parameter's slice 256-byte aligned, which the
@@ -275,23 +280,30 @@ func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
 	return d, nil
 }
 
-// placeTrainable allocates the arenas and fills them from the host.
+// placeTrainable allocates the arenas and fills them from the host: one
+// arena per kind (read in float or through a bf16 copy) and weight decay.
 func (dm *DeviceModel) placeTrainable() error {
-	var plain, shadow dgroup
+	var all [2][2]dgroup // [shadow][decay]
 	for _, p := range dm.params {
 		if !p.trainable {
 			continue
 		}
-		g := &plain
+		sh, dc := 0, 1
 		if !p.float && dm.act != compute.F32 {
-			g = &shadow
+			sh = 1
 		}
+		if dm.decays != nil && !dm.decays(p.host.Name) {
+			dc = 0
+		}
+		g := &all[sh][dc]
+		g.decay = dc == 1
 		g.offs = append(g.offs, g.n)
 		g.params = append(g.params, p)
 		g.n += (p.n + arenaAlign - 1) / arenaAlign * arenaAlign
 	}
 	dm.groups = nil
-	for _, g := range []*dgroup{&plain, &shadow} {
+	for _, g := range []*dgroup{&all[0][0], &all[0][1], &all[1][0], &all[1][1]} {
+		shadow := g == &all[1][0] || g == &all[1][1]
 		if g.n == 0 {
 			continue
 		}
@@ -302,7 +314,7 @@ func (dm *DeviceModel) placeTrainable() error {
 			}
 			dm.be.Zero(*t)
 		}
-		if g == &shadow {
+		if shadow {
 			if g.w, err = dm.alloc(dm.act, g.n); err != nil {
 				return fmt.Errorf("device model: trainable parameters (%d values): %w", g.n, err)
 			}
@@ -517,6 +529,20 @@ func (dm *DeviceModel) CopyToHost() error {
 	return nil
 }
 
+// LoadTrainableFromHost uploads the host's trainable parameters again
+// (after a checkpoint restored them there).
+func (dm *DeviceModel) LoadTrainableFromHost() error {
+	for _, g := range dm.groups {
+		for _, p := range g.params {
+			dm.be.Upload(p.master, p.host.Data)
+		}
+		if g.w != nil {
+			dm.be.Cast(g.w, g.master)
+		}
+	}
+	return dm.be.Err()
+}
+
 // GradNorm is the global L2 norm of every gradient (float64 across tensors).
 func (dm *DeviceModel) GradNorm() (float64, error) {
 	var ts []compute.Tensor
@@ -548,6 +574,12 @@ func (dm *DeviceModel) AdamW(c AdamWConfig) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return norm, dm.ApplyAdamW(c, norm)
+}
+
+// ApplyAdamW applies one AdamW update given the gradients' global norm
+// (for clipping).
+func (dm *DeviceModel) ApplyAdamW(c AdamWConfig, norm float64) error {
 	gscale := 1.0
 	if c.MaxGradNorm > 0 && norm > c.MaxGradNorm {
 		// torch.nn.utils.clip_grad_norm_: coefficient max/(norm+1e-6).
@@ -560,10 +592,46 @@ func (dm *DeviceModel) AdamW(c AdamWConfig) (float64, error) {
 		g.steps++
 		bc1 := 1 - math.Pow(c.Beta1, float64(g.steps))
 		bc2 := 1 - math.Pow(c.Beta2, float64(g.steps))
-		dm.be.AdamW(g.master, g.grad, g.m, g.v, g.w, compute.AdamStep{GradScale: float32(gscale), Decay: float32(1 - c.LR*c.WeightDecay),
+		wd := 0.0
+		if g.decay {
+			wd = c.WeightDecay
+		}
+		dm.be.AdamW(g.master, g.grad, g.m, g.v, g.w, compute.AdamStep{GradScale: float32(gscale), Decay: float32(1 - c.LR*wd),
 			Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), StepSize: float32(c.LR / bc1), BC2Sqrt: float32(math.Sqrt(bc2)), Eps: float32(c.Eps)})
 	}
-	return norm, dm.be.Err()
+	return dm.be.Err()
+}
+
+// AdamState downloads a trainable parameter's AdamW moments and step count
+// (for checkpoints).
+func (dm *DeviceModel) AdamState(p *nn.Param) (m, v []float32, steps int64, err error) {
+	d := dm.byHost[p]
+	if d == nil || !d.trainable {
+		return nil, nil, 0, fmt.Errorf("device model: %s is not trained on the device", p.Name)
+	}
+	m, v = make([]float32, d.n), make([]float32, d.n)
+	if err := dm.be.Download(m, d.m); err != nil {
+		return nil, nil, 0, err
+	}
+	if err := dm.be.Download(v, d.v); err != nil {
+		return nil, nil, 0, err
+	}
+	return m, v, d.grp.steps, nil
+}
+
+// SetAdamState uploads a parameter's AdamW moments and step count (resume).
+func (dm *DeviceModel) SetAdamState(p *nn.Param, m, v []float32, steps int64) error {
+	d := dm.byHost[p]
+	if d == nil || !d.trainable {
+		return fmt.Errorf("device model: %s is not trained on the device", p.Name)
+	}
+	if len(m) != d.n || len(v) != d.n {
+		return fmt.Errorf("device model: %s: optimizer state of %d/%d values, want %d", p.Name, len(m), len(v), d.n)
+	}
+	dm.be.Upload(d.m, m)
+	dm.be.Upload(d.v, v)
+	d.grp.steps = steps
+	return dm.be.Err()
 }
 
 // MemStats reports the backend's memory use.

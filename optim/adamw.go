@@ -3,6 +3,8 @@ package optim
 import (
 	"fmt"
 	"math"
+
+	"gotune/nn"
 )
 
 // AdamW is torch.optim.AdamW (amsgrad off, maximize off): decoupled weight
@@ -147,4 +149,33 @@ func adamw64(p, g []float32, m, v []float64, c adamCoef, cfg Config) {
 		den := math.Sqrt(vj)/c.bc2Sqrt + cfg.Eps
 		p[j] = float32(float64(p[j])*c.decay - c.stepSize*mj/den)
 	}
+}
+
+// Moments returns parameter p's first and second moments and its step
+// count; ok is false when p is not in this optimizer or has had no update
+// (or the state is kept in float64).
+func (o *AdamW) Moments(p *nn.Param) (m, v []float32, steps int64, ok bool) {
+	i := o.slotByName(p.Name)
+	if i < 0 || o.slots[i].p != p || o.cfg.Float64State || o.m32[i] == nil {
+		return nil, nil, 0, false
+	}
+	return o.m32[i], o.v32[i], o.steps[i], true
+}
+
+// SetMoments replaces parameter p's moments and step count: the state of
+// updates made elsewhere (on a GPU), so that checkpoints hold it.
+func (o *AdamW) SetMoments(p *nn.Param, m, v []float32, steps int64) error {
+	i := o.slotByName(p.Name)
+	if i < 0 || o.slots[i].p != p {
+		return fmt.Errorf("adamw: %s is not one of this optimizer's parameters", p.Name)
+	}
+	if o.cfg.Float64State {
+		return fmt.Errorf("adamw: %s: the state is kept in float64", p.Name)
+	}
+	n := len(p.Data)
+	if len(m) != n || len(v) != n {
+		return fmt.Errorf("adamw: %s: moments of %d and %d values, want %d", p.Name, len(m), len(v), n)
+	}
+	o.m32[i], o.v32[i], o.steps[i] = append([]float32(nil), m...), append([]float32(nil), v...), steps
+	return nil
 }

@@ -34,6 +34,9 @@ func (t *Trainer) saveWeights(dir string) error {
 }
 
 func (t *Trainer) saveCheckpoint() error {
+	if err := t.syncFromDevice(); err != nil {
+		return err
+	}
 	c := t.Cfg
 	name := ckpt.Name(t.state.GlobalStep)
 	t.state.MaxSteps = t.total
@@ -120,6 +123,9 @@ func (t *Trainer) maybeResume() error {
 
 // saveFinal writes the trained result into output_dir.
 func (t *Trainer) saveFinal() error {
+	if err := t.syncFromDevice(); err != nil {
+		return err
+	}
 	c := t.Cfg
 	if err := t.saveWeights(c.OutputDir); err != nil {
 		return err

@@ -45,12 +45,18 @@ type Trainer struct {
 	total    int
 	state    ckpt.TrainerState
 	log      *runlog.Logger
-	run      map[string]string // recorded in checkpoints; see runIdentity
+	run      map[string]string  // recorded in checkpoints; see runIdentity
+	dev      *model.DeviceModel // the model on a GPU, when training there
 }
 
 // New prepares a run: model, method, data, optimizer and schedule.
 // modelDir overrides cfg.ModelNameOrPath when not empty (the bundled model).
 func New(cfg *config.Config, modelDir string, out io.Writer) (*Trainer, error) {
+	return NewWithOptions(cfg, modelDir, out, Options{})
+}
+
+// NewWithOptions is New with a compute device to train on.
+func NewWithOptions(cfg *config.Config, modelDir string, out io.Writer, o Options) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -75,6 +81,9 @@ func New(cfg *config.Config, modelDir string, out io.Writer) (*Trainer, error) {
 		return nil, err
 	}
 	t.run = run
+	if err := t.attachDevice(o); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -479,6 +488,9 @@ func (t *Trainer) Run() error {
 	if err := t.maybeResume(); err != nil {
 		return err
 	}
+	if err := t.deviceResumed(); err != nil {
+		return err
+	}
 	if t.state.GlobalStep == 0 {
 		if err := t.checkOutputDir(); err != nil {
 			return err
@@ -522,11 +534,14 @@ func (t *Trainer) Run() error {
 			for _, p := range plans[pos.BatchIndex:end] {
 				batches = append(batches, batchOf(p.Build(t.cache, t.pad), packed))
 			}
-			t.opt.ZeroGrad()
+			t.zeroGrad()
 			if lora, ok := t.Method.(*peft.LoRASet); ok {
 				lora.SetStep(uint64(t.state.GlobalStep))
 			}
-			sum, trained := Accumulate(t.ws, batches)
+			sum, trained, err := t.accumulate(batches)
+			if err != nil {
+				return fmt.Errorf("step %d: %w", t.state.GlobalStep+1, err)
+			}
 			if trained > 0 && (math.IsNaN(sum) || math.IsInf(sum, 0)) {
 				// Continuing would only spread NaN into every weight.
 				return fmt.Errorf("step %d: the loss is %v; training stopped (lower learning_rate, or resume from an earlier checkpoint)", t.state.GlobalStep+1, sum/float64(trained))
@@ -534,10 +549,15 @@ func (t *Trainer) Run() error {
 			for _, mb := range batches {
 				tokensSeen += int64(mb.B * mb.T)
 			}
-			norm := optim.ClipGradNorm(t.Params, c.MaxGradNorm)
+			norm, err := t.gradNorm()
+			if err != nil {
+				return fmt.Errorf("step %d: %w", t.state.GlobalStep+1, err)
+			}
 			lr := t.sched.LR(t.state.GlobalStep)
 			if trained > 0 && !math.IsNaN(norm) && !math.IsInf(norm, 0) {
-				t.opt.Step(lr)
+				if err := t.optimizerStep(lr, norm); err != nil {
+					return fmt.Errorf("step %d: %w", t.state.GlobalStep+1, err)
+				}
 			}
 			pos.BatchIndex = end
 			t.state.GlobalStep++
@@ -609,7 +629,10 @@ func (t *Trainer) evaluate() error {
 	var sum float64
 	var n int
 	for _, p := range plans {
-		s, k := t.ws.Loss(batchOf(p.Build(t.cache, t.pad), false))
+		s, k, err := t.loss(batchOf(p.Build(t.cache, t.pad), false))
+		if err != nil {
+			return err
+		}
 		sum += s
 		n += k
 	}

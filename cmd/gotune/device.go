@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 
 	"gotune/compute"
 	"gotune/compute/cuda"
+	"gotune/train"
 )
 
 // openBackend is the one place that chooses a compute backend by name.
@@ -19,4 +22,33 @@ func openBackend(name string) (compute.Backend, func(), error) {
 		return d, func() {}, nil
 	}
 	return nil, nil, fmt.Errorf("--device %q: want cpu or cuda", name)
+}
+
+// trainDevice resolves the device key of a training config: cpu trains on
+// the CPU; cuda must get a GPU; auto (the default) uses a GPU when the CUDA
+// libraries and a GPU are there and the run can use it, else the CPU, saying
+// why only when CUDA is installed but failed.
+func trainDevice(device string, notes io.Writer) (train.Options, func(), error) {
+	none := func() {}
+	switch device {
+	case "", "cpu":
+		return train.Options{}, none, nil
+	case "cuda":
+		be, release, err := openBackend("cuda")
+		if err != nil {
+			return train.Options{}, none, err
+		}
+		return train.Options{Backend: be, Required: true}, release, nil
+	case "auto":
+		be, release, err := openBackend("cuda")
+		if err != nil {
+			var missing *cuda.MissingLibraryError
+			if !errors.As(err, &missing) {
+				fmt.Fprintf(notes, "note: training on the CPU: %v\n", err)
+			}
+			return train.Options{}, none, nil
+		}
+		return train.Options{Backend: be}, release, nil
+	}
+	return train.Options{}, none, fmt.Errorf("device %q: want auto, cpu or cuda", device)
 }

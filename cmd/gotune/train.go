@@ -41,7 +41,12 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	t, err := train.New(cfg, "", stderr)
+	o, release, err := trainDevice(cfg.Device, stderr)
+	if err != nil {
+		return err
+	}
+	defer release()
+	t, err := train.NewWithOptions(cfg, "", stderr, o)
 	var pre *train.PreprocessedError
 	if errors.As(err, &pre) {
 		fmt.Fprintln(stdout, pre.Error())
@@ -50,6 +55,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer t.Close()
 	return t.Run()
 }
 

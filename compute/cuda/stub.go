@@ -21,3 +21,8 @@ type Options struct {
 func Open(Options) (*Device, error) {
 	return nil, errors.New("cuda: the GPU backend needs Linux on amd64 or arm64")
 }
+
+// Error is a failed CUDA call.
+type Error struct{ Call string }
+
+func (e *Error) Error() string { return "cuda: " + e.Call + " failed" }

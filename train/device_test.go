@@ -1,0 +1,86 @@
+package train
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gotune/compute/ref"
+)
+
+// TestDeviceTrainingMatchesCPU: a training run through the compute seam (the
+// reference backend stands in for a GPU) logs the losses of the CPU run,
+// step for step, for LoRA and full fine-tuning; a run resumed from a
+// checkpoint written by the device path continues exactly; and what the
+// device path cannot do yet falls back to the CPU with a note, or fails
+// when the device was asked for.
+func TestDeviceTrainingMatchesCPU(t *testing.T) {
+	for _, method := range [][]string{
+		{"--finetuning_type", "lora", "--lora_dropout", "0"},
+		{"--finetuning_type", "full"},
+	} {
+		t.Run(method[1], func(t *testing.T) {
+			cpuCfg := quickConfig(t, filepath.Join(t.TempDir(), "cpu"))
+			must(t, cpuCfg.ApplyFlags(method))
+			want := run(t, cpuCfg)
+
+			dirA := filepath.Join(t.TempDir(), "dev")
+			cfg := quickConfig(t, dirA)
+			must(t, cfg.ApplyFlags(method))
+			var out strings.Builder
+			tr, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New(), Required: true})
+			must(t, err)
+			if tr.dev == nil {
+				t.Fatalf("the run did not go to the device: %s", out.String())
+			}
+			must(t, tr.Run())
+			tr.Close()
+			got := tr.state.LogHistory
+			if len(got) != len(want) {
+				t.Fatalf("device run logged %d steps, CPU %d", len(got), len(want))
+			}
+			for i := range want {
+				if e := math.Abs(got[i].Loss-want[i].Loss) / want[i].Loss; e > 1e-5 {
+					t.Errorf("step %d: device loss %.8g, CPU %.8g", i+1, got[i].Loss, want[i].Loss)
+				}
+				if e := math.Abs(got[i].GradNorm-want[i].GradNorm) / want[i].GradNorm; e > 1e-4 {
+					t.Errorf("step %d: device grad norm %.8g, CPU %.8g", i+1, got[i].GradNorm, want[i].GradNorm)
+				}
+			}
+
+			// Resume the device run from its checkpoint-4 on the device.
+			dirB := filepath.Join(t.TempDir(), "b")
+			must(t, os.MkdirAll(dirB, 0o755))
+			must(t, os.CopyFS(filepath.Join(dirB, "checkpoint-4"), os.DirFS(filepath.Join(dirA, "checkpoint-4"))))
+			cfgB := quickConfig(t, dirB)
+			must(t, cfgB.ApplyFlags(method))
+			must(t, cfgB.Set("resume_from_checkpoint", "true"))
+			trB, err := NewWithOptions(cfgB, "", nil, Options{Backend: ref.New(), Required: true})
+			must(t, err)
+			must(t, trB.Run())
+			trB.Close()
+			resumed := trB.state.LogHistory
+			for i := 4; i < len(got); i++ {
+				if e := math.Abs(resumed[i].Loss-got[i].Loss) / got[i].Loss; e > 1e-6 {
+					t.Errorf("step %d: resumed loss %.9g, uninterrupted %.9g", i+1, resumed[i].Loss, got[i].Loss)
+				}
+			}
+		})
+	}
+}
+
+func TestDeviceFallsBackOrRefuses(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "x")) // LoRA dropout 0.1: not on the device yet
+	var out strings.Builder
+	tr, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New()})
+	must(t, err)
+	if tr.dev != nil || !strings.Contains(out.String(), "dropout") {
+		t.Errorf("want a CPU run with a note naming dropout; device %v, output %q", tr.dev != nil, out.String())
+	}
+	cfg = quickConfig(t, filepath.Join(t.TempDir(), "y"))
+	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: ref.New(), Required: true}); err == nil || !strings.Contains(err.Error(), "dropout") {
+		t.Errorf("device required: got %v, want an error naming dropout", err)
+	}
+}
