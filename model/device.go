@@ -28,6 +28,10 @@ type DeviceOptions struct {
 	// Decays says which trainable parameters take weight decay (by name);
 	// nil: all of them, as torch.optim.AdamW over a plain parameter list.
 	Decays func(name string) bool
+	// Checkpoint keeps only each block's input and recomputes the block's
+	// forward pass during backward (gradient checkpointing): activation
+	// memory of one block instead of all, for about a third more compute.
+	Checkpoint bool
 }
 
 // dparam is one parameter on the device: w is what the operations read (in
@@ -123,9 +127,11 @@ type DeviceModel struct {
 	// Trainable parameters live in one arena per group (those with a bf16
 	// copy for the products, and those read in float), so clipping, AdamW
 	// and zeroing are one launch per group rather than one per tensor.
-	groups []*dgroup
-	decays func(name string) bool
-	owned  []compute.Tensor // freed by Close
+	groups     []*dgroup
+	decays     func(name string) bool
+	checkpoint bool
+	shared     map[string]compute.Tensor // checkpointing: the one set of block activations
+	owned      []compute.Tensor          // freed by Close
 
 	// per batch shape
 	shapeB, shapeT int
@@ -150,7 +156,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 	if m.Input != nil {
 		return nil, errors.New("device model: virtual-token methods (prompt tuning, P-tuning) do not run on a GPU yet")
 	}
-	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
+	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, checkpoint: o.Checkpoint, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
 	var err error
 	param := func(p *nn.Param, float bool) *dparam {
 		if err != nil || p == nil {
@@ -464,8 +470,16 @@ func (dm *DeviceModel) Close() {
 }
 
 func (dm *DeviceModel) freeShape() {
+	for _, t := range dm.shared {
+		t.Free()
+	}
+	dm.shared = nil
 	for _, l := range dm.layers {
 		if l.acts == nil {
+			continue
+		}
+		if dm.checkpoint {
+			l.acts = nil
 			continue
 		}
 		a := l.acts

@@ -49,6 +49,22 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		x, err = dm.be.Alloc(dt, max(size, 1))
 		return x
 	}
+	// With checkpointing every block shares one set of activations, and
+	// the backward pass recomputes each block's forward first.
+	act := func(role string, dt compute.DType, size int) compute.Tensor {
+		if !dm.checkpoint {
+			return get(dt, size)
+		}
+		if x := dm.shared[role]; x != nil {
+			return x
+		}
+		x := get(dt, size)
+		if x != nil {
+			dm.shared[role] = x
+		}
+		return x
+	}
+	dm.shared = map[string]compute.Tensor{}
 	dm.stream = make([]compute.Tensor, 1)
 	dm.stream[0] = get(A, n*h)
 	for _, l := range dm.layers {
@@ -56,32 +72,36 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		// Kept: what is expensive to recompute. The normed inputs, the
 		// rotated q/k and silu(g)·u are rebuilt in the backward pass by
 		// cheap element-wise kernels, which saves about 40% of the memory.
-		a.rstd1 = get(compute.F32, n)
-		a.q, a.k = get(A, n*qd), get(A, n*kd)
+		a.rstd1 = act("rstd1", compute.F32, n)
+		a.q, a.k = act("q", A, n*qd), act("k", A, n*kd)
 		if l.qNorm != nil {
-			a.rstdq, a.rstdk = get(compute.F32, n*c.Heads), get(compute.F32, n*c.KVHeads)
+			a.rstdq, a.rstdk = act("rstdq", compute.F32, n*c.Heads), act("rstdk", compute.F32, n*c.KVHeads)
 		}
-		a.vh = get(A, n*kd)
-		a.lse, a.att = get(compute.F32, b*c.Heads*t), get(A, n*qd)
-		a.xmid, a.rstd2 = get(A, n*h), get(compute.F32, n)
-		a.g, a.u = get(A, n*inter), get(A, n*inter)
-		for _, g := range []*loraGroup{l.qkv, l.gu} {
+		a.vh = act("vh", A, n*kd)
+		a.lse, a.att = act("lse", compute.F32, b*c.Heads*t), act("att", A, n*qd)
+		a.xmid, a.rstd2 = act("xmid", A, n*h), act("rstd2", compute.F32, n)
+		a.g, a.u = act("g", A, n*inter), act("u", A, n*inter)
+		for gi, g := range []*loraGroup{l.qkv, l.gu} {
 			if g == nil {
 				continue
 			}
-			t := get(A, n*g.rows)
+			t := act(fmt.Sprintf("xa_group%d_%d", gi, g.rows), A, n*g.rows)
 			if t == nil {
 				continue
 			}
-			a.xaOwned = append(a.xaOwned, t)
+			if !dm.checkpoint {
+				a.xaOwned = append(a.xaOwned, t)
+			}
 			for i, lin := range g.lins {
 				a.xa[lin] = lact{t.Slice(g.cols[i], n*g.rows-g.cols[i]), g.rows}
 			}
 		}
-		for _, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
+		for li, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
 			if lin.lora != nil && lin.group == nil {
-				if t := get(A, n*lin.lora.r); t != nil {
-					a.xaOwned = append(a.xaOwned, t)
+				if t := act(fmt.Sprintf("xa%d_%d", li, lin.lora.r), A, n*lin.lora.r); t != nil {
+					if !dm.checkpoint {
+						a.xaOwned = append(a.xaOwned, t)
+					}
 					a.xa[lin] = lact{t, lin.lora.r}
 				}
 			}
@@ -460,6 +480,9 @@ func (dm *DeviceModel) backward() error {
 		be.RMSNormWeightGrad(dm.norm.grad, dxf, dm.stream[L], dm.rstdf, n, h)
 	}
 	for i := L - 1; i >= 0; i-- {
+		if dm.checkpoint {
+			dm.forwardLayer(dm.layers[i], dm.stream[i+1])
+		}
 		dm.backwardLayer(dm.layers[i], i, dres)
 	}
 	if dm.embed.trainable {

@@ -54,31 +54,35 @@ func testDeviceStep(t *testing.T, d compute.Backend) {
 				}
 			}
 			scale := float32(1 / float64(b.TrainedTokens()))
-			dm, err := NewDeviceModel(m, d, DeviceOptions{Compute: compute.F32})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dm.Close()
-			gsum, gcount, err := dm.Step(b, scale)
-			if err != nil {
-				t.Fatal(err)
-			}
 			ws := m.NewWorkspace()
 			csum, ccount := ws.Step(b, scale)
-			if gcount != ccount {
-				t.Fatalf("trained tokens %d, CPU %d", gcount, ccount)
-			}
-			if e := abs(gsum-csum) / abs(csum); e > 1e-5 {
-				t.Errorf("loss %.8g, CPU %.8g (rel %.2g)", gsum, csum, e)
-			}
-			for _, p := range m.Params() {
-				g, err := dm.Grad(p)
+			var gsum float64
+			for _, ckpt := range []bool{false, true} {
+				dm, err := NewDeviceModel(m, d, DeviceOptions{Compute: compute.F32, Checkpoint: ckpt})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if e := relErr32(g, p.Grad); e > 1e-4 {
-					t.Errorf("%s: gradient differs from the CPU's by %.3g", p.Name, e)
+				var gcount int
+				gsum, gcount, err = dm.Step(b, scale)
+				if err != nil {
+					t.Fatal(err)
 				}
+				if gcount != ccount {
+					t.Fatalf("trained tokens %d, CPU %d", gcount, ccount)
+				}
+				if e := abs(gsum-csum) / abs(csum); e > 1e-5 {
+					t.Errorf("checkpoint %v: loss %.8g, CPU %.8g (rel %.2g)", ckpt, gsum, csum, e)
+				}
+				for _, p := range m.Params() {
+					g, err := dm.Grad(p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if e := relErr32(g, p.Grad); e > 1e-4 {
+						t.Errorf("checkpoint %v: %s: gradient differs from the CPU's by %.3g", ckpt, p.Name, e)
+					}
+				}
+				dm.Close()
 			}
 			// bf16 mixed precision stays close to f32.
 			dm16, err := NewDeviceModel(m, d, DeviceOptions{Compute: compute.BF16})

@@ -60,7 +60,7 @@ func (t *Trainer) attachDevice(o Options) error {
 		// fp16 trains in bf16 on the GPU: same range as f32, no loss scaling.
 		dt = compute.BF16
 	}
-	dm, err := model.NewDeviceModel(t.Model, o.Backend, model.DeviceOptions{Compute: dt, Decays: optim.Decays})
+	dm, err := model.NewDeviceModel(t.Model, o.Backend, model.DeviceOptions{Compute: dt, Decays: optim.Decays, Checkpoint: t.Cfg.UseGradientCheckpointing()})
 	if err != nil {
 		return fail(err)
 	}

@@ -61,7 +61,7 @@ training steps (full, lora or qlora), optionally in turn with a PyTorch peer (--
 		return err
 	}
 	if *device != "cpu" {
-		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile)
+		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag)
 	}
 	if *profile != "" {
 		f, err := os.Create(*profile)

@@ -31,7 +31,7 @@ type memInfo interface {
 
 // benchDevice times training steps (forward, backward, clipping, AdamW) of a
 // named shape on a GPU backend, with random weights and tokens.
-func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, rank, steps int, profile bool) error {
+func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, rank, steps int, profile, checkpoint bool) error {
 	if method != "full" && method != "lora" && method != "qlora" {
 		return fmt.Errorf("bench --device %s: --train full, lora or qlora", device)
 	}
@@ -53,7 +53,7 @@ func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, ran
 		shapes = []string{"qwen3-0.6b"}
 	}
 	for _, shape := range shapes {
-		line, err := benchDeviceShape(be, dt, method, shape, b, t, rank, steps, profile)
+		line, err := benchDeviceShape(be, dt, method, shape, b, t, rank, steps, profile, checkpoint)
 		if err != nil {
 			return err
 		}
@@ -62,7 +62,7 @@ func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, ran
 	return nil
 }
 
-func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int, profile bool) (map[string]any, error) {
+func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int, profile, checkpoint bool) (map[string]any, error) {
 	cfg, err := model.Shape(shape)
 	if err != nil {
 		return nil, err
@@ -98,7 +98,7 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 			trainable += p.Len()
 		}
 	}
-	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt})
+	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: checkpoint})
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +115,10 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 	est, err := plan.EstimateMethod(cfg, pm, plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true})
 	if err != nil {
 		return nil, err
+	}
+	flops := est.StepFLOPs
+	if checkpoint {
+		flops = est.StepFLOPsCheckpoint
 	}
 	batch := randomBatch(cfg.Vocab, b, t)
 	opt := model.AdamWConfig{LR: 1e-4, WeightDecay: 0.01, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1}
@@ -150,9 +154,9 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 	mean := wall / float64(steps)
 	st := dm.MemStats()
 	line := map[string]any{"bench": "train_tokens_per_s", "device": be.Name(), "dtype": dt.String(), "method": method, "shape": shape,
-		"batch": b, "seq": t, "lora_rank": rank, "trainable": trainable,
+		"batch": b, "seq": t, "lora_rank": rank, "trainable": trainable, "checkpoint": checkpoint,
 		"value": round(float64(b*t) / mean), "unit": "tokens/s", "step_s": mean, "step_s_min": times[0], "step_s_median": times[len(times)/2],
-		"loss": loss, "peak_mem_gib": float64(st.Peak) / (1 << 30), "tflops": round(est.StepFLOPs / times[len(times)/2] / 1e12)}
+		"loss": loss, "peak_mem_gib": float64(st.Peak) / (1 << 30), "tflops": round(flops / times[len(times)/2] / 1e12)}
 	if mi, ok := be.(memInfo); ok {
 		free, total := mi.FreeMemory()
 		line["device_used_gib"] = math.Round(float64(total-free)/(1<<30)*100) / 100
