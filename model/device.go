@@ -130,6 +130,7 @@ type DeviceModel struct {
 	groups     []*dgroup
 	decays     func(name string) bool
 	checkpoint bool
+	attnBudget int                       // floats of attention scores held at once; 0: the default
 	shared     map[string]compute.Tensor // checkpointing: the one set of block activations
 	owned      []compute.Tensor          // freed by Close
 

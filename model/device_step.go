@@ -325,6 +325,24 @@ func (dm *DeviceModel) maskT() compute.Tensor {
 	return nil
 }
 
+// maskRows is the attention mask of tokens [from, from+n) (nil: none).
+func (dm *DeviceModel) maskRows(from, n int) compute.Tensor {
+	if !dm.hasMask {
+		return nil
+	}
+	return dm.mask.Slice(from, n)
+}
+
+// attnChunk is how many sequences' score matrices ([H, T, T] floats each)
+// are held at once: as many as fit attnBudget, at least one.
+func (dm *DeviceModel) attnChunk(b, h, t int) int {
+	budget := dm.attnBudget
+	if budget == 0 {
+		budget = 64 << 20 // floats: 256 MB of scores
+	}
+	return max(1, min(b, budget/max(h*t*t, 1)))
+}
+
 func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	be, c, a := dm.be, dm.cfg, l.acts
 	B, T := dm.shapeB, dm.shapeT
@@ -345,12 +363,19 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	// [g·T, hd] block in head-major layout.
 	g := H / KVH
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	s := dm.buf("s", compute.F32, B*H*T*T)
-	p := dm.buf("p", dm.act, B*H*T*T)
 	oh := dm.buf("oh", dm.act, n*c.QDim())
-	be.GemmBatched(false, true, g*T, T, hd, scale, qh, hd, g*T*hd, kh, hd, T*hd, 0, s, T, g*T*T, B*KVH)
-	be.AttnSoftmax(p, a.lse, s, dm.maskT(), nil, nil, B, H, T, T, 0)
-	be.GemmBatched(false, false, g*T, hd, T, 1, p, T, g*T*T, a.vh, hd, T*hd, 0, oh, hd, g*T*hd, B*KVH)
+	// The score matrices of bc sequences at a time bound their memory.
+	bc := dm.attnChunk(B, H, T)
+	s := dm.buf("s", compute.F32, bc*H*T*T)
+	p := dm.buf("p", dm.act, bc*H*T*T)
+	qd, kd := c.QDim(), c.KVDim()
+	for b0 := 0; b0 < B; b0 += bc {
+		nb := min(bc, B-b0)
+		qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*T*kd, nb*T*kd), a.vh.Slice(b0*T*kd, nb*T*kd)
+		be.GemmBatched(false, true, g*T, T, hd, scale, qc, hd, g*T*hd, kc, hd, T*hd, 0, s, T, g*T*T, nb*KVH)
+		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.maskRows(b0*T, nb*T), nil, nil, nb, H, T, T, 0)
+		be.GemmBatched(false, false, g*T, hd, T, 1, p, T, g*T*T, vc, hd, T*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
+	}
 	be.RopeMerge(a.att, oh, nil, dm.cos, dm.sin, B, T, H, hd, 0, false)
 
 	o := dm.buf("o", dm.act, n*h)
@@ -537,19 +562,25 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	be.RopeSplit(oh, a.att, nil, dm.cos, dm.sin, B, T, H, hd, 0)
 	dsum := dm.buf("dsum", compute.F32, B*H*T)
 	be.RowDot(dsum, doh, oh, B*H*T, hd)
-	s := dm.buf("s", compute.F32, B*H*T*T)
-	dp := dm.buf("dp", compute.F32, B*H*T*T)
-	p := dm.buf("p", A, B*H*T*T)
-	ds := dm.buf("ds", A, B*H*T*T)
-	batch := B * KVH
+	bc := dm.attnChunk(B, H, T)
+	s := dm.buf("s", compute.F32, bc*H*T*T)
+	dp := dm.buf("dp", compute.F32, bc*H*T*T)
+	p := dm.buf("p", A, bc*H*T*T)
+	ds := dm.buf("ds", A, bc*H*T*T)
 	qh, kh := dm.rotated(l, a)
-	be.GemmBatched(false, true, g*T, T, hd, scale, qh, hd, g*T*hd, kh, hd, T*hd, 0, s, T, g*T*T, batch)
-	be.GemmBatched(false, true, g*T, T, hd, 1, doh, hd, g*T*hd, a.vh, hd, T*hd, 0, dp, T, g*T*T, batch)
-	be.AttnSoftmaxBackward(p, ds, s, dp, a.lse, dsum, dm.maskT(), nil, nil, B, H, T, T, 0)
 	dqh, dkh, dvh := dm.buf("dqh", A, n*qd), dm.buf("dkh", A, n*kd), dm.buf("dvh", A, n*kd)
-	be.GemmBatched(true, false, T, hd, g*T, 1, p, T, g*T*T, doh, hd, g*T*hd, 0, dvh, hd, T*hd, batch)
-	be.GemmBatched(false, false, g*T, hd, T, scale, ds, T, g*T*T, kh, hd, T*hd, 0, dqh, hd, g*T*hd, batch)
-	be.GemmBatched(true, false, T, hd, g*T, scale, ds, T, g*T*T, qh, hd, g*T*hd, 0, dkh, hd, T*hd, batch)
+	for b0 := 0; b0 < B; b0 += bc {
+		nb := min(bc, B-b0)
+		batch := nb * KVH
+		q, k, v := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*T*kd, nb*T*kd), a.vh.Slice(b0*T*kd, nb*T*kd)
+		do := doh.Slice(b0*T*qd, nb*T*qd)
+		be.GemmBatched(false, true, g*T, T, hd, scale, q, hd, g*T*hd, k, hd, T*hd, 0, s, T, g*T*T, batch)
+		be.GemmBatched(false, true, g*T, T, hd, 1, do, hd, g*T*hd, v, hd, T*hd, 0, dp, T, g*T*T, batch)
+		be.AttnSoftmaxBackward(p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.maskRows(b0*T, nb*T), nil, nil, nb, H, T, T, 0)
+		be.GemmBatched(true, false, T, hd, g*T, 1, p, T, g*T*T, do, hd, g*T*hd, 0, dvh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
+		be.GemmBatched(false, false, g*T, hd, T, scale, ds, T, g*T*T, k, hd, T*hd, 0, dqh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, batch)
+		be.GemmBatched(true, false, T, hd, g*T, scale, ds, T, g*T*T, q, hd, g*T*hd, 0, dkh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
+	}
 	dq, dk, dv := dm.buf("dq", A, n*qd), dm.buf("dk", A, n*kd), dm.buf("dv", A, n*kd)
 	be.RopeMerge(dq, dqh, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot, false)
 	be.RopeMerge(dk, dkh, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot, false)
