@@ -60,6 +60,7 @@ func TestQuantMatchesGGMLHarness(t *testing.T) {
 	x = append(x, testBlocks(1024)...)
 	x = append(x, edgeBlocks()...)
 	x = append(x, mixedBlocks(2000, 42)...)
+	x = append(x, exactRows(256, 2026)...)
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.f32")
 	raw := make([]byte, 4*len(x))
