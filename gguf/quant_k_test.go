@@ -78,7 +78,7 @@ func exactRows(n int, seed uint64) []float32 {
 		r := next()
 		kind := r % 8
 		mag := float32(1) / float32(uint64(1)<<(r>>8%16)) // 2⁰ … 2⁻¹⁵
-		shift := float32(int32(r>>16%9)-4) / 4              // −1 … 1
+		shift := float32(int32(r>>16%9)-4) / 4            // −1 … 1
 		for i := 16 * sb; i < 16*sb+16; i++ {
 			var v float32
 			switch kind {
