@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"gotune/compute/cpu"
 )
@@ -63,25 +66,56 @@ func Encode(values []float32, t TensorType) ([]byte, error) {
 			le.PutUint16(out[2*i:], h)
 		}
 	case Q8_0:
-		for b := 0; b < len(values)/qk; b++ {
-			quantQ8_0(out[b*34:(b+1)*34], values[b*qk:(b+1)*qk])
-		}
+		encodeBlocks(out, values, qk, 34, quantQ8_0)
 	case Q4_0:
-		for b := 0; b < len(values)/qk; b++ {
-			quantQ4_0(out[b*18:(b+1)*18], values[b*qk:(b+1)*qk])
-		}
+		encodeBlocks(out, values, qk, 18, quantQ4_0)
 	case Q4_K:
-		for b := 0; b < len(values)/qkK; b++ {
-			quantQ4_K(out[b*144:(b+1)*144], values[b*qkK:(b+1)*qkK])
-		}
+		encodeBlocks(out, values, qkK, 144, quantQ4_K)
 	case Q6_K:
-		for b := 0; b < len(values)/qkK; b++ {
-			quantQ6_K(out[b*210:(b+1)*210], values[b*qkK:(b+1)*qkK])
-		}
+		encodeBlocks(out, values, qkK, 210, quantQ6_K)
 	default:
 		return nil, fmt.Errorf("gguf: encoding to %s is not supported", t)
 	}
 	return out, nil
+}
+
+// blocksPerTask is the least work worth a goroutine: 64 K-quant blocks
+// take tens of microseconds to quantize.
+const blocksPerTask = 64
+
+// encodeBlocks quantizes values block by block with quant, spreading runs
+// of blocks over GOMAXPROCS goroutines. Blocks are independent, so the
+// bytes do not depend on how the work is split; K-quant encoding is slow
+// enough (a scale search per sub-block) that a large tensor would
+// otherwise keep an export waiting on one core.
+func encodeBlocks(out []byte, values []float32, n, size int, quant func(out []byte, x []float32)) {
+	blocks := len(values) / n
+	workers := min(runtime.GOMAXPROCS(0), blocks/blocksPerTask)
+	if workers <= 1 {
+		for b := 0; b < blocks; b++ {
+			quant(out[b*size:(b+1)*size], values[b*n:(b+1)*n])
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				end := int(next.Add(blocksPerTask))
+				start := end - blocksPerTask
+				if start >= blocks {
+					return
+				}
+				for b := start; b < min(end, blocks); b++ {
+					quant(out[b*size:(b+1)*size], values[b*n:(b+1)*n])
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Decode converts encoded data of type t into dst, whose length fixes how
@@ -284,15 +318,21 @@ func sqrt32(v float32) float32 {
 }
 
 // fitScaleMin chooses, for one Q4_K sub-block, a scale s ≥ 0, an offset
-// m ≤ 0 and codes L in [0, nmax] so that s·L + m approximates x with small
+// m ≤ 0 and codes L in [0, 15] so that s·L + m approximates x with small
 // error weighted by w. It starts from the grid spanning [min(0, lo), hi]
-// and then tries nstep+1 narrower and wider grids (nmax + rmin + k·rdelta
-// steps across the range); for each it rounds the codes and solves the
-// weighted least-squares problem for s and m in closed form, keeping the
-// grid with the smallest weighted error. It returns s and −m. L is the
-// result; aux is scratch of the same length. (ggml: make_qkx2_quants with
-// use_mad false.)
-func fitScaleMin(x, w []float32, L, aux []uint8, nmax int, rmin, rdelta float32, nstep int) (scale, negMin float32) {
+// and then tries 21 narrower and wider grids (14 + k/10 steps across the
+// range, k = 0…20); for each it rounds the codes and solves the weighted
+// least-squares problem for s and m in closed form, keeping the grid with
+// the smallest weighted squared error. It returns s and −m. (ggml:
+// make_qkx2_quants with nmax 15, rmin −1, rdelta 0.1, nstep 20, use_mad
+// false.)
+func fitScaleMin(x, w *[32]float32, L *[32]uint8) (scale, negMin float32) {
+	const (
+		nmax   = 15
+		rmin   = float32(-1)
+		rdelta = float32(0.1)
+		nstep  = 20
+	)
 	lo, hi := x[0], x[0]
 	sumW := w[0]
 	sumX := float32(sumW * x[0])
@@ -312,13 +352,10 @@ func fitScaleMin(x, w []float32, L, aux []uint8, nmax int, rmin, rdelta float32,
 		lo = 0
 	}
 	if hi == lo {
-		for i := range L {
-			L[i] = 0
-		}
+		*L = [32]uint8{}
 		return 0, -lo
 	}
-	fmax := float32(nmax)
-	iscale := fmax / (hi - lo)
+	iscale := nmax / (hi - lo)
 	scale = 1 / iscale
 	var bestErr float32
 	for i, v := range x {
@@ -331,8 +368,9 @@ func fitScaleMin(x, w []float32, L, aux []uint8, nmax int, rmin, rdelta float32,
 	// lo, so the search drifts with its own result; the reference does the
 	// same, and matching it is what makes the output identical.
 	m := lo
+	var aux [32]uint8
 	for is := 0; is <= nstep; is++ {
-		iscale = (rmin + float32(rdelta*float32(is)) + fmax) / (hi - m)
+		iscale = (rmin + float32(rdelta*float32(is)) + nmax) / (hi - m)
 		var sumL, sumL2, sumXL float32
 		for i, v := range x {
 			l := max(0, min(nmax, nearestInt(iscale*(v-m))))
@@ -362,7 +400,7 @@ func fitScaleMin(x, w []float32, L, aux []uint8, nmax int, rmin, rdelta float32,
 			e += float32(w[i] * float32(diff*diff))
 		}
 		if e < bestErr {
-			copy(L, aux[:len(L)])
+			*L = aux
 			bestErr, scale, m = e, s, mm
 		}
 	}
@@ -375,13 +413,12 @@ func fitScaleMin(x, w []float32, L, aux []uint8, nmax int, rmin, rdelta float32,
 // quantized to 6 bits against their maxima, and the codes recomputed against
 // the quantized scales and offsets.
 func quantQ4_K(out []byte, x []float32) {
-	var L [qkK]uint8
-	var aux [32]uint8
+	var L [8][32]uint8
 	var w [32]float32
 	var scales, mins [8]float32
 	var maxScale, maxMin float32
 	for j := 0; j < 8; j++ {
-		xs := x[32*j : 32*j+32]
+		xs := (*[32]float32)(x[32*j : 32*j+32])
 		var sumSq float32
 		for _, v := range xs {
 			sumSq += float32(v * v)
@@ -390,7 +427,7 @@ func quantQ4_K(out []byte, x []float32) {
 		for l, v := range xs {
 			w[l] = rms + abs32(v)
 		}
-		scales[j], mins[j] = fitScaleMin(xs, w[:], L[32*j:32*j+32], aux[:], 15, -1, 0.1, 20)
+		scales[j], mins[j] = fitScaleMin(xs, &w, &L[j])
 		if scales[j] > maxScale {
 			maxScale = scales[j]
 		}
@@ -426,14 +463,14 @@ func quantQ4_K(out []byte, x []float32) {
 			continue
 		}
 		off := float32(dmin * float32(m[j]))
-		for l := 32 * j; l < 32*j+32; l++ {
-			L[l] = uint8(max(0, min(15, nearestInt((x[l]+off)/step))))
+		for l, v := range x[32*j : 32*j+32] {
+			L[j][l] = uint8(max(0, min(15, nearestInt((v+off)/step))))
 		}
 	}
 	qs := out[16:144]
 	for c := 0; c < 4; c++ { // chunk c: sub-block 2c in low nibbles, 2c+1 in high
 		for l := 0; l < 32; l++ {
-			qs[32*c+l] = L[64*c+l] | L[64*c+32+l]<<4
+			qs[32*c+l] = L[2*c][l] | L[2*c+1][l]<<4
 		}
 	}
 }

@@ -1,9 +1,11 @@
 package gguf
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"runtime"
 	"testing"
 )
 
@@ -216,6 +218,25 @@ func TestQuantKZeroBlock(t *testing.T) {
 			if v != 0 {
 				t.Fatalf("%s: byte %d is %#x", typ, i, v)
 			}
+		}
+	}
+}
+
+// TestEncodeParallelSameBytes: spreading blocks over goroutines must not
+// change a single byte.
+func TestEncodeParallelSameBytes(t *testing.T) {
+	x := weightRows("laplace", 700, 4) // 700 blocks: several tasks and a ragged end
+	for _, typ := range []TensorType{Q8_0, Q4_0, Q4_K, Q6_K} {
+		prev := runtime.GOMAXPROCS(1)
+		serial, err := Encode(x, typ)
+		runtime.GOMAXPROCS(max(4, prev))
+		parallel, err2 := Encode(x, typ)
+		runtime.GOMAXPROCS(prev)
+		if err != nil || err2 != nil {
+			t.Fatal(err, err2)
+		}
+		if !bytes.Equal(serial, parallel) {
+			t.Errorf("%s: parallel encoding differs from serial", typ)
 		}
 	}
 }
