@@ -212,8 +212,10 @@ func quantQ4_0(out []byte, x []float32) {
 	}
 	binary.LittleEndian.PutUint16(out, f16bits(d))
 	for j := 0; j < qk/2; j++ {
-		q0 := min(15, int(x[j]*id+8.5))
-		q1 := min(15, int(x[j+qk/2]*id+8.5))
+		// The conversions keep arm64 and other FMA targets from fusing the
+		// multiply and add, which would round differently from ggml.
+		q0 := min(15, int(float32(x[j]*id)+8.5))
+		q1 := min(15, int(float32(x[j+qk/2]*id)+8.5))
 		out[2+j] = byte(q0) | byte(q1)<<4
 	}
 }
