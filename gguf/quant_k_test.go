@@ -5,8 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
+
+	"gotune/safetensors"
 )
 
 // TestQuantKErrorBelowLegacy measures the weight error of the Q4_K and Q6_K
@@ -237,6 +241,61 @@ func TestEncodeParallelSameBytes(t *testing.T) {
 		}
 		if !bytes.Equal(serial, parallel) {
 			t.Errorf("%s: parallel encoding differs from serial", typ)
+		}
+	}
+}
+
+// TestQuantKErrorRealWeights repeats the comparison with the replaced
+// encoders on the weights of a real pretrained model (llama2.c's
+// stories260K): every matrix, flattened and cut to whole 256-blocks.
+func TestQuantKErrorRealWeights(t *testing.T) {
+	dir := filepath.Join("..", "..", "shared", "testdata", "real", "stories260K")
+	st, err := safetensors.OpenDir(dir)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("real model missing under CI: %v", err)
+		}
+		t.Skipf("real model absent (../shared/testdata/real lives outside the repository): %v", err)
+	}
+	var x []float32
+	for _, name := range st.Names() {
+		v, info, err := st.Float32s(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(info.Shape) == 2 {
+			x = append(x, v[:len(v)/qkK*qkK]...)
+		}
+	}
+	if len(x) == 0 {
+		t.Fatal("no matrices read")
+	}
+	for _, c := range []struct {
+		typ    TensorType
+		bs     int
+		legacy func([]byte, []float32)
+		limit  float64
+	}{{Q4_K, 144, legacyQuantQ4_K, 0.95}, {Q6_K, 210, legacyQuantQ6_K, 0.99}} {
+		enc, err := Encode(x, c.typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := make([]byte, len(enc))
+		for b := 0; b < len(x)/qkK; b++ {
+			c.legacy(old[b*c.bs:(b+1)*c.bs], x[b*qkK:(b+1)*qkK])
+		}
+		y, yOld := make([]float32, len(x)), make([]float32, len(x))
+		if err := Decode(y, enc, c.typ); err != nil {
+			t.Fatal(err)
+		}
+		if err := Decode(yOld, old, c.typ); err != nil {
+			t.Fatal(err)
+		}
+		ratio := relRMS(x, y) / relRMS(x, yOld)
+		t.Logf("stories260K, %d weights, %s: relative RMS error %.5f, was %.5f: new/old %.3f (old/new %.3f)",
+			len(x), c.typ, relRMS(x, y), relRMS(x, yOld), ratio, 1/ratio)
+		if ratio > c.limit {
+			t.Errorf("%s: new/old error %.3f, want ≤ %.3f", c.typ, ratio, c.limit)
 		}
 	}
 }
