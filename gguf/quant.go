@@ -484,7 +484,7 @@ func quantQ4_K(out []byte, x []float32) {
 // extreme is exact; 18 slightly finer and coarser grids are then tried, each
 // with its least-squares scale, and the best kept. L holds codes offset by
 // nmax. (ggml: make_qx_quants with rmse_type 1 and no importance weights.)
-func fitSigned(x []float32, L []uint8, nmax int) float32 {
+func fitSigned(x *[16]float32, L *[16]uint8, nmax int) float32 {
 	var amax, mx float32
 	for _, v := range x {
 		if a := abs32(v); a > amax {
@@ -492,20 +492,16 @@ func fitSigned(x []float32, L []uint8, nmax int) float32 {
 		}
 	}
 	if amax < groupMaxEps {
-		for i := range L {
-			L[i] = 0
-		}
+		*L = [16]uint8{}
 		return 0
 	}
 	fmax := float32(nmax)
-	// sums returns Σw·x·l and Σw·l² for the codes of grid iscale, storing
-	// the codes in L when store is set.
-	sums := func(iscale float32, store bool) (sumLX, sumL2 float32) {
+	// grid rounds x onto grid iscale, writing the codes (offset by nmax) to
+	// codes, and returns Σw·x·l and Σw·l² with w = x².
+	grid := func(iscale float32, codes *[16]uint8) (sumLX, sumL2 float32) {
 		for i, v := range x {
 			l := max(-nmax, min(nmax-1, nearestInt(iscale*v)))
-			if store {
-				L[i] = uint8(l + nmax)
-			}
+			codes[i] = uint8(l + nmax)
 			fl := float32(l)
 			w := float32(v * v)
 			sumLX += float32(float32(w*v) * fl)
@@ -513,7 +509,7 @@ func fitSigned(x []float32, L []uint8, nmax int) float32 {
 		}
 		return sumLX, sumL2
 	}
-	sumLX, sumL2 := sums(-fmax/mx, true)
+	sumLX, sumL2 := grid(-fmax/mx, L)
 	var scale float32
 	if sumL2 != 0 {
 		scale = sumLX / sumL2
@@ -521,14 +517,15 @@ func fitSigned(x []float32, L []uint8, nmax int) float32 {
 	// With the least-squares scale the weighted error is Σw·x² − best, so
 	// the grid with the largest best = (Σw·x·l)²/Σw·l² wins.
 	best := scale * sumLX
+	var aux [16]uint8
 	for is := -9; is <= 9; is++ {
 		if is == 0 {
 			continue
 		}
 		iscale := -(fmax + float32(0.1*float32(is))) / mx
-		lx, l2 := sums(iscale, false)
+		lx, l2 := grid(iscale, &aux)
 		if l2 > 0 && float32(lx*lx) > float32(best*l2) {
-			sums(iscale, true)
+			*L = aux
 			scale = lx / l2
 			best = scale * lx
 		}
@@ -545,7 +542,7 @@ func quantQ6_K(out []byte, x []float32) {
 	var scales [16]float32
 	var maxAbs, maxScale float32
 	for s := range scales {
-		scales[s] = fitSigned(x[16*s:16*s+16], L[16*s:16*s+16], 32)
+		scales[s] = fitSigned((*[16]float32)(x[16*s:16*s+16]), (*[16]uint8)(L[16*s:16*s+16]), 32)
 		if a := abs32(scales[s]); a > maxAbs {
 			maxAbs, maxScale = a, scales[s]
 		}
