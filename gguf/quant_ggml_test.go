@@ -43,11 +43,10 @@ func weightRows(dist string, rows int, seed uint64) []float32 {
 	return x
 }
 
-// TestQuantMatchesGGMLHarness compares the Q4_K and Q6_K encoders with
-// ggml's reference quantizers byte for byte. It needs a program built from
-// ggml-quants.c (not part of gotune) that is called as `prog q4k|q6k in out`
-// with in the float32 values and out the blocks; set GGML_QUANT_HARNESS to
-// its path to run it.
+// TestQuantMatchesGGMLHarness compares the Q8_0, Q4_0, Q4_K and Q6_K
+// encoders with ggml's reference quantizers byte for byte. It needs the
+// program built from scripts/ggmlquant/harness.c and ggml's ggml-quants.c
+// (see that file); set GGML_QUANT_HARNESS to its path to run it.
 func TestQuantMatchesGGMLHarness(t *testing.T) {
 	prog := os.Getenv("GGML_QUANT_HARNESS")
 	if prog == "" {
@@ -73,7 +72,7 @@ func TestQuantMatchesGGMLHarness(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		typ  TensorType
-	}{{"q4k", Q4_K}, {"q6k", Q6_K}} {
+	}{{"q8_0", Q8_0}, {"q4_0", Q4_0}, {"q4k", Q4_K}, {"q6k", Q6_K}} {
 		out := filepath.Join(dir, c.name)
 		if b, err := exec.Command(prog, c.name, in, out).CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", prog, err, b)
@@ -83,9 +82,13 @@ func TestQuantMatchesGGMLHarness(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bs := len(got) / (len(x) / qkK)
+		if len(want) != len(got) {
+			t.Fatalf("%s: ggml wrote %d bytes, gotune %d", c.typ, len(want), len(got))
+		}
+		blocks := len(x) / c.typ.BlockSize()
+		bs := len(got) / blocks
 		diff := 0
-		for b := 0; b < len(x)/qkK; b++ {
+		for b := 0; b < blocks; b++ {
 			if !bytes.Equal(got[b*bs:(b+1)*bs], want[b*bs:(b+1)*bs]) {
 				if diff < 3 {
 					t.Errorf("%s block %d differs:\n got %x\nwant %x", c.typ, b, got[b*bs:(b+1)*bs], want[b*bs:(b+1)*bs])
@@ -93,7 +96,7 @@ func TestQuantMatchesGGMLHarness(t *testing.T) {
 				diff++
 			}
 		}
-		t.Logf("%s: %d of %d blocks differ", c.typ, diff, len(x)/qkK)
+		t.Logf("%s: %d of %d blocks differ", c.typ, diff, blocks)
 	}
 }
 
