@@ -25,3 +25,5 @@ func BenchmarkDecodeQ4_K(b *testing.B) {
 		Decode(x, enc, Q4_K)
 	}
 }
+
+func BenchmarkEncodeQ6_K(b *testing.B) { benchEncode(b, Q6_K) }

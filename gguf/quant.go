@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"gotune/compute/cpu"
 )
@@ -63,25 +66,56 @@ func Encode(values []float32, t TensorType) ([]byte, error) {
 			le.PutUint16(out[2*i:], h)
 		}
 	case Q8_0:
-		for b := 0; b < len(values)/qk; b++ {
-			quantQ8_0(out[b*34:(b+1)*34], values[b*qk:(b+1)*qk])
-		}
+		encodeBlocks(out, values, qk, 34, quantQ8_0)
 	case Q4_0:
-		for b := 0; b < len(values)/qk; b++ {
-			quantQ4_0(out[b*18:(b+1)*18], values[b*qk:(b+1)*qk])
-		}
+		encodeBlocks(out, values, qk, 18, quantQ4_0)
 	case Q4_K:
-		for b := 0; b < len(values)/qkK; b++ {
-			quantQ4_K(out[b*144:(b+1)*144], values[b*qkK:(b+1)*qkK])
-		}
+		encodeBlocks(out, values, qkK, 144, quantQ4_K)
 	case Q6_K:
-		for b := 0; b < len(values)/qkK; b++ {
-			quantQ6_K(out[b*210:(b+1)*210], values[b*qkK:(b+1)*qkK])
-		}
+		encodeBlocks(out, values, qkK, 210, quantQ6_K)
 	default:
 		return nil, fmt.Errorf("gguf: encoding to %s is not supported", t)
 	}
 	return out, nil
+}
+
+// blocksPerTask is the least work worth a goroutine: 64 K-quant blocks
+// take tens of microseconds to quantize.
+const blocksPerTask = 64
+
+// encodeBlocks quantizes values block by block with quant, spreading runs
+// of blocks over GOMAXPROCS goroutines. Blocks are independent, so the
+// bytes do not depend on how the work is split; K-quant encoding is slow
+// enough (a scale search per sub-block) that a large tensor would
+// otherwise keep an export waiting on one core.
+func encodeBlocks(out []byte, values []float32, n, size int, quant func(out []byte, x []float32)) {
+	blocks := len(values) / n
+	workers := min(runtime.GOMAXPROCS(0), blocks/blocksPerTask)
+	if workers <= 1 {
+		for b := 0; b < blocks; b++ {
+			quant(out[b*size:(b+1)*size], values[b*n:(b+1)*n])
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				end := int(next.Add(blocksPerTask))
+				start := end - blocksPerTask
+				if start >= blocks {
+					return
+				}
+				for b := start; b < min(end, blocks); b++ {
+					quant(out[b*size:(b+1)*size], values[b*n:(b+1)*n])
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Decode converts encoded data of type t into dst, whose length fixes how
@@ -178,8 +212,10 @@ func quantQ4_0(out []byte, x []float32) {
 	}
 	binary.LittleEndian.PutUint16(out, f16bits(d))
 	for j := 0; j < qk/2; j++ {
-		q0 := min(15, int(x[j]*id+8.5))
-		q1 := min(15, int(x[j+qk/2]*id+8.5))
+		// The conversions keep arm64 and other FMA targets from fusing the
+		// multiply and add, which would round differently from ggml.
+		q0 := min(15, int(float32(x[j]*id)+8.5))
+		q1 := min(15, int(float32(x[j+qk/2]*id)+8.5))
 		out[2+j] = byte(q0) | byte(q1)<<4
 	}
 }
@@ -223,72 +259,6 @@ func dequantQ4_K(y []float32, b []byte) {
 	}
 }
 
-// quantQ4_K is a straightforward (not ggml's iterative) Q4_K quantizer. Each
-// sub-block of 32 gets the affine range [min(0, lo), max(0, hi)]. The 6-bit
-// mins are rounded up and then the 6-bit scales rounded up so that the
-// quantized grid always covers the range: every value is then within half a
-// step of its code, with no clipping.
-func quantQ4_K(out []byte, x []float32) {
-	var lo, hi [8]float32
-	var maxMin float32
-	for j := 0; j < 8; j++ {
-		for _, v := range x[32*j : 32*j+32] {
-			lo[j] = min(lo[j], v)
-			hi[j] = max(hi[j], v)
-		}
-		maxMin = max(maxMin, -lo[j])
-	}
-	dminBits, dminq := f16AtLeast(maxMin / 63)
-	var sc, m [8]uint8
-	var need [8]float32
-	var maxNeed float32
-	for j := 0; j < 8; j++ {
-		if dminq > 0 {
-			m[j] = uint8(min(63, math.Ceil(float64(-lo[j]/dminq))))
-		}
-		need[j] = (hi[j] + dminq*float32(m[j])) / 15
-		maxNeed = max(maxNeed, need[j])
-	}
-	dBits, dq := f16AtLeast(maxNeed / 63)
-	for j := 0; j < 8; j++ {
-		if dq > 0 {
-			sc[j] = uint8(min(63, math.Ceil(float64(need[j]/dq))))
-		}
-	}
-	le := binary.LittleEndian
-	le.PutUint16(out, dBits)
-	le.PutUint16(out[2:], dminBits)
-	putScaleMinK4(out[4:16], &sc, &m)
-	qs := out[16:144]
-	for j := 0; j < 8; j++ {
-		step := dq * float32(sc[j])
-		off := dminq * float32(m[j])
-		c, hiNibble := j/2, j%2 == 1
-		for l := 0; l < 32; l++ {
-			var q int
-			if step > 0 {
-				q = int(math.Round(float64((x[32*j+l] + off) / step)))
-				q = max(0, min(15, q))
-			}
-			if hiNibble {
-				qs[32*c+l] |= byte(q) << 4
-			} else {
-				qs[32*c+l] = byte(q)
-			}
-		}
-	}
-}
-
-// f16AtLeast returns the smallest half ≥ v (v ≥ 0 and in half range), as bits
-// and value, so that scales derived from it never fall short.
-func f16AtLeast(v float32) (uint16, float32) {
-	h := f16bits(v)
-	if f16val(h) < v {
-		h++
-	}
-	return h, f16val(h)
-}
-
 func dequantQ6_K(y []float32, b []byte) {
 	ql, qh := b[0:128], b[128:192]
 	sc := b[192:208]
@@ -309,51 +279,299 @@ func dequantQ6_K(y []float32, b []byte) {
 	}
 }
 
-// quantQ6_K: each sub-block of 16 gets a signed scale mapping its value of
-// largest magnitude to −32; scales are quantized to int8 against the
-// super-block maximum, then codes chosen against the quantized scales.
+// The Q4_K and Q6_K encoders below reproduce llama.cpp's reference
+// quantizers (quantize_row_q4_K_ref and quantize_row_q6_K_ref in
+// ggml-quants.c, which llama-quantize uses when no importance matrix is
+// given), so that a gotune export holds the same blocks as a llama.cpp one.
+// Both search for the scale that minimises a weighted squared error instead
+// of mapping the extremes to the end codes, which is where their lower error
+// comes from.
+//
+// Byte-identical output needs the same float32 arithmetic in the same order:
+// every sum is accumulated sequentially in float32, and each product that is
+// then added is wrapped in an explicit float32 conversion, because the Go
+// spec lets a compiler fuse x*y+z into one FMA (it does on arm64) unless a
+// conversion forces the intermediate rounding; ggml's reference code is
+// built without contraction.
+
+// groupMaxEps is the magnitude below which ggml treats a group as all zero.
+const groupMaxEps = float32(1e-15)
+
+// nearestInt rounds to the nearest integer with ties to even, the way ggml's
+// nearest_int does: adding 1.5·2²³ leaves the integer in the low mantissa
+// bits. Doing it the same way (rather than with math.RoundToEven) also gives
+// ggml's result for the out-of-range values that a degenerate fit can feed
+// it, where only bit-for-bit the same trick keeps the blocks identical.
+func nearestInt(v float32) int {
+	// The conversion keeps a product passed in as v from being fused with
+	// the addition.
+	f := float32(v) + 12582912
+	return int(math.Float32bits(f)&0x007fffff) - 0x00400000
+}
+
+func abs32(v float32) float32 {
+	return math.Float32frombits(math.Float32bits(v) &^ (1 << 31))
+}
+
+func sqrt32(v float32) float32 {
+	// The float64 square root rounded to float32 is the correctly rounded
+	// float32 square root (sqrtf), since 53 ≥ 2·24+2.
+	return float32(math.Sqrt(float64(v)))
+}
+
+// fitScaleMin chooses, for one Q4_K sub-block, a scale s ≥ 0, an offset
+// m ≤ 0 and codes L in [0, 15] so that s·L + m approximates x with small
+// error weighted by w. It starts from the grid spanning [min(0, lo), hi]
+// and then tries 21 narrower and wider grids (14 + k/10 steps across the
+// range, k = 0…20); for each it rounds the codes and solves the weighted
+// least-squares problem for s and m in closed form, keeping the grid with
+// the smallest weighted squared error. It returns s and −m. (ggml:
+// make_qkx2_quants with nmax 15, rmin −1, rdelta 0.1, nstep 20, use_mad
+// false.)
+func fitScaleMin(x, w *[32]float32, L *[32]uint8) (scale, negMin float32) {
+	const (
+		nmax   = 15
+		rmin   = float32(-1)
+		rdelta = float32(0.1)
+		nstep  = 20
+	)
+	lo, hi := x[0], x[0]
+	sumW := w[0]
+	sumX := float32(sumW * x[0])
+	for i := 1; i < len(x); i++ {
+		if x[i] < lo {
+			lo = x[i]
+		}
+		if x[i] > hi {
+			hi = x[i]
+		}
+		sumW += w[i]
+		sumX += float32(w[i] * x[i])
+	}
+	// The offset is subtracted on decode as dmin·m with m ≥ 0, so it can
+	// only move the grid down: a sub-block of positive values starts at 0.
+	if lo > 0 {
+		lo = 0
+	}
+	if hi == lo {
+		*L = [32]uint8{}
+		return 0, -lo
+	}
+	iscale := nmax / (hi - lo)
+	scale = 1 / iscale
+	var bestErr float32
+	for i, v := range x {
+		l := max(0, min(nmax, nearestInt(iscale*(v-lo))))
+		L[i] = uint8(l)
+		diff := float32(scale*float32(l)) + lo - v
+		bestErr += float32(w[i] * float32(diff*diff))
+	}
+	// Later grids start from the best offset found so far rather than from
+	// lo, so the search drifts with its own result; the reference does the
+	// same, and matching it is what makes the output identical.
+	m := lo
+	var aux [32]uint8
+	for is := 0; is <= nstep; is++ {
+		iscale = (rmin + float32(rdelta*float32(is)) + nmax) / (hi - m)
+		var sumL, sumL2, sumXL float32
+		for i, v := range x {
+			l := max(0, min(nmax, nearestInt(iscale*(v-m))))
+			aux[i] = uint8(l)
+			fl := float32(l)
+			wl := float32(w[i] * fl)
+			sumL += wl
+			sumL2 += float32(wl * fl)
+			sumXL += float32(wl * v)
+		}
+		// Weighted least squares for x ≈ s·l + m: the 2×2 normal equations'
+		// determinant D, then s and m by Cramer's rule.
+		det := float32(sumW*sumL2) - float32(sumL*sumL)
+		if !(det > 0) { // also skips NaN, as the reference's D > 0 test does
+			continue
+		}
+		s := (float32(sumW*sumXL) - float32(sumX*sumL)) / det
+		mm := (float32(sumL2*sumX) - float32(sumL*sumXL)) / det
+		if mm > 0 {
+			// A positive offset is not representable: refit the scale alone.
+			mm = 0
+			s = sumXL / sumL2
+		}
+		var e float32
+		for i, v := range x {
+			diff := float32(s*float32(aux[i])) + mm - v
+			e += float32(w[i] * float32(diff*diff))
+		}
+		if e < bestErr {
+			*L = aux
+			bestErr, scale, m = e, s, mm
+		}
+	}
+	return scale, -m
+}
+
+// quantQ4_K encodes 256 values as one Q4_K block. Each sub-block of 32 gets
+// its own scale and offset by fitScaleMin, weighting value v by rms + |v|
+// (large values matter more); the eight scales and eight offsets are then
+// quantized to 6 bits against their maxima, and the codes recomputed against
+// the quantized scales and offsets.
+func quantQ4_K(out []byte, x []float32) {
+	var L [8][32]uint8
+	var w [32]float32
+	var scales, mins [8]float32
+	var maxScale, maxMin float32
+	for j := 0; j < 8; j++ {
+		xs := (*[32]float32)(x[32*j : 32*j+32])
+		var sumSq float32
+		for _, v := range xs {
+			sumSq += float32(v * v)
+		}
+		rms := sqrt32(sumSq / 32)
+		for l, v := range xs {
+			w[l] = rms + abs32(v)
+		}
+		scales[j], mins[j] = fitScaleMin(xs, &w, &L[j])
+		if scales[j] > maxScale {
+			maxScale = scales[j]
+		}
+		if mins[j] > maxMin {
+			maxMin = mins[j]
+		}
+	}
+	var invScale, invMin float32
+	if maxScale > 0 {
+		invScale = 63 / maxScale
+	}
+	if maxMin > 0 {
+		invMin = 63 / maxMin
+	}
+	var sc, m [8]uint8
+	for j := range sc {
+		// The wrap to uint8 before the clamp is ggml's: it sends a tiny
+		// negative scale (rounding to −1) to 63, as the reference does.
+		sc[j] = min(63, uint8(nearestInt(invScale*scales[j])))
+		m[j] = min(63, uint8(nearestInt(invMin*mins[j])))
+	}
+	le := binary.LittleEndian
+	dBits, dminBits := f16bits(maxScale/63), f16bits(maxMin/63)
+	le.PutUint16(out, dBits)
+	le.PutUint16(out[2:], dminBits)
+	putScaleMinK4(out[4:16], &sc, &m)
+	d, dmin := f16val(dBits), f16val(dminBits)
+	for j := 0; j < 8; j++ {
+		step := d * float32(sc[j])
+		if step == 0 {
+			// Nothing to divide by; the decoded values are −dmin·m whatever
+			// the codes, and the reference keeps the codes of the fit.
+			continue
+		}
+		off := float32(dmin * float32(m[j]))
+		for l, v := range x[32*j : 32*j+32] {
+			L[j][l] = uint8(max(0, min(15, nearestInt((v+off)/step))))
+		}
+	}
+	qs := out[16:144]
+	for c := 0; c < 4; c++ { // chunk c: sub-block 2c in low nibbles, 2c+1 in high
+		for l := 0; l < 32; l++ {
+			qs[32*c+l] = L[2*c][l] | L[2*c+1][l]<<4
+		}
+	}
+}
+
+// fitSigned chooses, for one Q6_K sub-block, a signed scale s and codes
+// L−nmax in [−nmax, nmax−1] so that s·(L−nmax) approximates x with squared
+// error weighted by x² (large values matter most). The first grid maps the
+// value of largest magnitude to −nmax, the code with no mirror image, so the
+// extreme is exact; 18 slightly finer and coarser grids are then tried, each
+// with its least-squares scale, and the best kept. L holds codes offset by
+// nmax. (ggml: make_qx_quants with rmse_type 1 and no importance weights.)
+func fitSigned(x *[16]float32, L *[16]uint8, nmax int) float32 {
+	var amax, mx float32
+	for _, v := range x {
+		if a := abs32(v); a > amax {
+			amax, mx = a, v
+		}
+	}
+	if amax < groupMaxEps {
+		*L = [16]uint8{}
+		return 0
+	}
+	fmax := float32(nmax)
+	// grid rounds x onto grid iscale, writing the codes (offset by nmax) to
+	// codes, and returns Σw·x·l and Σw·l² with w = x².
+	grid := func(iscale float32, codes *[16]uint8) (sumLX, sumL2 float32) {
+		for i, v := range x {
+			l := max(-nmax, min(nmax-1, nearestInt(iscale*v)))
+			codes[i] = uint8(l + nmax)
+			fl := float32(l)
+			w := float32(v * v)
+			sumLX += float32(float32(w*v) * fl)
+			sumL2 += float32(float32(w*fl) * fl)
+		}
+		return sumLX, sumL2
+	}
+	sumLX, sumL2 := grid(-fmax/mx, L)
+	var scale float32
+	if sumL2 != 0 {
+		scale = sumLX / sumL2
+	}
+	// With the least-squares scale the weighted error is Σw·x² − best, so
+	// the grid with the largest best = (Σw·x·l)²/Σw·l² wins.
+	best := scale * sumLX
+	var aux [16]uint8
+	for is := -9; is <= 9; is++ {
+		if is == 0 {
+			continue
+		}
+		iscale := -(fmax + float32(0.1*float32(is))) / mx
+		lx, l2 := grid(iscale, &aux)
+		if l2 > 0 && float32(lx*lx) > float32(best*l2) {
+			*L = aux
+			scale = lx / l2
+			best = scale * lx
+		}
+	}
+	return scale
+}
+
+// quantQ6_K encodes 256 values as one Q6_K block: each sub-block of 16 gets
+// a signed scale from fitSigned; the sixteen scales are quantized to int8
+// against the one of largest magnitude (which maps to −128), and the codes
+// recomputed against the quantized scales.
 func quantQ6_K(out []byte, x []float32) {
-	var scale [16]float32
-	var amaxScale, maxScale float32
-	for s := 0; s < 16; s++ {
-		var amax, mx float32
-		for _, v := range x[16*s : 16*s+16] {
-			if a := float32(math.Abs(float64(v))); a > amax {
-				amax, mx = a, v
-			}
-		}
-		scale[s] = mx / -32
-		if a := float32(math.Abs(float64(scale[s]))); a > amaxScale {
-			amaxScale, maxScale = a, scale[s]
+	var L [qkK]uint8
+	var scales [16]float32
+	var maxAbs, maxScale float32
+	for s := range scales {
+		scales[s] = fitSigned((*[16]float32)(x[16*s:16*s+16]), (*[16]uint8)(L[16*s:16*s+16]), 32)
+		if a := abs32(scales[s]); a > maxAbs {
+			maxAbs, maxScale = a, scales[s]
 		}
 	}
-	for i := range out {
-		out[i] = 0
+	if maxAbs < groupMaxEps {
+		clear(out[:210])
+		return
 	}
-	d := maxScale / -128
-	dq := f16val(f16bits(d))
-	binary.LittleEndian.PutUint16(out[208:], f16bits(d))
-	var sc [16]int8
-	for s := range sc {
-		if dq != 0 {
-			sc[s] = int8(max(-128, min(127, math.Round(float64(scale[s]/dq)))))
+	iscale := -128 / maxScale
+	dBits := f16bits(1 / iscale)
+	binary.LittleEndian.PutUint16(out[208:], dBits)
+	d := f16val(dBits)
+	for s := range scales {
+		// Only the mirror of the largest scale can round past 127; the int8
+		// conversion wraps as ggml's does for anything below −128.
+		sc := int8(min(127, nearestInt(iscale*scales[s])))
+		out[192+s] = byte(sc)
+		step := d * float32(sc)
+		if step == 0 {
+			continue // keep the fit's codes, as the reference does
 		}
-		out[192+s] = byte(sc[s])
-	}
-	var q [256]uint8
-	for i := range q {
-		step := dq * float32(sc[i/16])
-		v := 32
-		if step != 0 {
-			v = int(math.Round(float64(x[i]/step))) + 32
-			v = max(0, min(63, v))
+		for i := 16 * s; i < 16*s+16; i++ {
+			L[i] = uint8(max(-32, min(31, nearestInt(x[i]/step))) + 32)
 		}
-		q[i] = uint8(v)
 	}
 	// Pack in the order dequantQ6_K reads: within each half of 128, values
 	// l, l+32, l+64, l+96 share ql bytes l and l+32 and qh byte l.
 	for n := 0; n < 2; n++ {
-		ql, qh, qq := out[64*n:], out[128+32*n:], q[128*n:]
+		ql, qh, qq := out[64*n:], out[128+32*n:], L[128*n:]
 		for l := 0; l < 32; l++ {
 			ql[l] = qq[l]&15 | (qq[l+64]&15)<<4
 			ql[l+32] = qq[l+32]&15 | (qq[l+96]&15)<<4

@@ -100,60 +100,104 @@ func TestQ4_0Bound(t *testing.T) {
 	}
 }
 
-func TestQ4_KBound(t *testing.T) {
+// roundTripData is testBlocks' edge cases followed by heavy-tailed rows.
+func roundTripData() []float32 {
 	x := testBlocks(1024)
-	y, b := maxErr(t, x, Q4_K)
+	x = append(x, edgeBlocks()...)
+	return append(x, weightRows("student3", 16, 3)...)
+}
+
+// relRMS returns ‖x−y‖/‖x‖.
+func relRMS(x, y []float32) float64 {
 	var se, sx float64
+	for i := range x {
+		e := float64(x[i]) - float64(y[i])
+		se += e * e
+		sx += float64(x[i]) * float64(x[i])
+	}
+	return math.Sqrt(se / sx)
+}
+
+// checkNearest fails unless decoding with code q is at least as close to v
+// as decoding with q−1 or q+1 (inside [lo, hi]) would be: the last step of
+// both K-quant encoders picks, for the scales it stored, the nearest code.
+func checkNearest(t *testing.T, i int, v float32, q, lo, hi int, dec func(q int) float64) {
+	t.Helper()
+	e := math.Abs(float64(v) - dec(q))
+	tol := 1e-5 * math.Abs(dec(hi)-dec(lo))
+	for _, n := range []int{q - 1, q + 1} {
+		if n >= lo && n <= hi && math.Abs(float64(v)-dec(n)) < e-tol {
+			t.Fatalf("element %d (%g): code %d decodes to %g, code %d to the closer %g", i, v, q, dec(q), n, dec(n))
+		}
+	}
+}
+
+// TestQ4_KRoundTrip decodes the encoder's output: every value carries the
+// code nearest to it under its sub-block's stored scale and offset, the
+// decoder agrees with the block layout, and the error stays small.
+func TestQ4_KRoundTrip(t *testing.T) {
+	x := roundTripData()
+	y, b := maxErr(t, x, Q4_K)
 	for blk := 0; blk < len(x)/256; blk++ {
 		p := b[144*blk:]
 		d := float64(f16val(binary.LittleEndian.Uint16(p)))
+		dmin := float64(f16val(binary.LittleEndian.Uint16(p[2:])))
 		for j := 0; j < 8; j++ {
-			sc, _ := scaleMinK4(j, p[4:16])
-			// The grid covers each sub-block's range, so no value is further
-			// than half a step from its code.
-			bound := d*float64(sc)/2*(1+1e-5) + 1e-6
+			sc, m := scaleMinK4(j, p[4:16])
+			if sc == 0 {
+				continue // every code decodes to −dmin·m
+			}
+			dec := func(q int) float64 { return d*float64(sc)*float64(q) - dmin*float64(m) }
 			for l := 0; l < 32; l++ {
 				i := 256*blk + 32*j + l
-				e := math.Abs(float64(x[i] - y[i]))
-				if e > bound {
-					t.Fatalf("element %d: |err| %g > half step %g", i, e, bound)
+				c, sh := j/2, 4*(j%2)
+				q := int(p[16+32*c+l]>>sh) & 15
+				if math.Abs(dec(q)-float64(y[i])) > 1e-6*math.Abs(dec(15)-dec(0)) {
+					t.Fatalf("element %d decoded as %g, layout says %g", i, y[i], dec(q))
 				}
-				se += e * e
-				sx += float64(x[i]) * float64(x[i])
+				checkNearest(t, i, x[i], q, 0, 15, dec)
 			}
 		}
 	}
-	if rel := math.Sqrt(se / sx); rel > 0.12 {
+	if rel := relRMS(x[:1024], y[:1024]); rel > 0.12 {
 		t.Errorf("relative RMS error %g", rel)
 	}
 }
 
-func TestQ6_KBound(t *testing.T) {
-	x := testBlocks(1024)
+// TestQ6_KRoundTrip is TestQ4_KRoundTrip for Q6_K's signed codes.
+func TestQ6_KRoundTrip(t *testing.T) {
+	x := roundTripData()
 	y, b := maxErr(t, x, Q6_K)
-	var se, sx float64
 	for blk := 0; blk < len(x)/256; blk++ {
 		p := b[210*blk:]
 		d := float64(f16val(binary.LittleEndian.Uint16(p[208:])))
 		for s := 0; s < 16; s++ {
-			step := math.Abs(d * float64(int8(p[192+s])))
-			// Codes −32…31 cover the sub-block to within half a step except the
-			// mirror of its signed maximum, which clamps to 31 (a whole step);
-			// rounding the scale to an int8 multiple of d moves the extreme
-			// codes by at most 32·d/2 more.
-			bound := step + 16*math.Abs(d) + 1e-6
+			step := d * float64(int8(p[192+s]))
+			if step == 0 {
+				continue
+			}
+			dec := func(q int) float64 { return step * float64(q) }
 			for l := 0; l < 16; l++ {
 				i := 256*blk + 16*s + l
-				e := math.Abs(float64(x[i] - y[i]))
-				if e > bound {
-					t.Fatalf("element %d: |err| %g > bound %g", i, e, bound)
+				// Value k of a half of 128 (k = 32·g + r): low nibble in
+				// ql[r + 32·(g%2)] (high nibble when g ≥ 2), top two bits
+				// in qh[r] at bit 2g.
+				h, k := (16*s+l)/128, (16*s+l)%128
+				g, r := k/32, k%32
+				lowByte := p[64*h+r+32*(g%2)]
+				low := int(lowByte) & 15
+				if g >= 2 {
+					low = int(lowByte) >> 4
 				}
-				se += e * e
-				sx += float64(x[i]) * float64(x[i])
+				q := low | (int(p[128+32*h+r])>>(2*g)&3)<<4 - 32
+				if math.Abs(dec(q)-float64(y[i])) > 1e-6*math.Abs(step) {
+					t.Fatalf("element %d decoded as %g, layout says %g", i, y[i], dec(q))
+				}
+				checkNearest(t, i, x[i], q, -32, 31, dec)
 			}
 		}
 	}
-	if rel := math.Sqrt(se / sx); rel > 0.05 {
+	if rel := relRMS(x[:1024], y[:1024]); rel > 0.05 {
 		t.Errorf("relative RMS error %g", rel)
 	}
 }
