@@ -159,7 +159,7 @@ func TestReferenceSpans(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			decode, derr := vocabDecoder(filepath.Join("..", "..", "shared", "testdata", "reference", tc.model, "model", "tokenizer.json"))
+			decode, derr := vocabDecoder(filepath.Join("..", "testdata", "reference", tc.model, "model", "tokenizer.json"))
 			if len(meta.Conversations) != len(tc.wantLast) || shape[0] != len(tc.wantLast) {
 				t.Fatalf("conversations %d, batch rows %d, want %d", len(meta.Conversations), shape[0], len(tc.wantLast))
 			}

@@ -14,19 +14,19 @@ import (
 // against the batch the Python reference stack produced.
 func TestReferenceMasks(t *testing.T) {
 	// qwen3 and llama are copied into testdata; qwen2 (and the others
-	// again) are read from the shared reference tree when it is present.
+	// again) are read from the repository's testdata/reference.
 	cases := []struct{ name, modelDir, refDir string }{
 		{"qwen3", filepath.Join("testdata", "qwen3"), filepath.Join("testdata", "qwen3")},
 		{"llama", filepath.Join("testdata", "llama"), filepath.Join("testdata", "llama")},
 	}
 	for _, m := range []string{"qwen3", "llama", "qwen2"} {
-		base := filepath.Join("..", "..", "shared", "testdata", "reference", m)
+		base := filepath.Join("..", "testdata", "reference", m)
 		cases = append(cases, struct{ name, modelDir, refDir string }{"shared-" + m, filepath.Join(base, "model"), filepath.Join(base, "ref")})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := os.Stat(c.refDir); err != nil {
-				t.Skipf("reference data %s absent (needs ../shared beside the repository)", c.refDir)
+				t.Fatalf("reference data %s missing", c.refDir)
 			}
 			dir := c.refDir
 			enc, err := LoadEncoder(c.modelDir, EncodeOptions{LastTurnOnly: true})

@@ -17,7 +17,7 @@ import (
 	"gotune/safetensors"
 )
 
-const refRoot = "../../shared/testdata/reference"
+const refRoot = "../testdata/reference"
 
 // llamaConfig is a tiny Llama 3 shaped config (MQA, llama3 rope, untied head)
 // that shares the bundled model's tokenizer.
@@ -244,7 +244,7 @@ func TestMergeRoundTripSelfContained(t *testing.T) {
 // TestMergeRoundTripReference merges PEFT's own trained adapters.
 func TestMergeRoundTripReference(t *testing.T) {
 	if _, err := os.Stat(refRoot); err != nil {
-		t.Skip("reference data absent (../shared/testdata/reference)")
+		t.Fatal("reference data missing from testdata/reference (it ships with the repository)")
 	}
 	for _, name := range []string{"qwen3", "llama", "qwen2"} {
 		base := filepath.Join(refRoot, name, "model")
@@ -508,7 +508,7 @@ func TestPEFTExport(t *testing.T) {
 
 func TestPEFTExportReference(t *testing.T) {
 	if _, err := os.Stat(refRoot); err != nil {
-		t.Skip("reference data absent (../shared/testdata/reference)")
+		t.Fatal("reference data missing from testdata/reference (it ships with the repository)")
 	}
 	for _, method := range []string{"lora", "ia3", "prompt_tuning", "prefix_tuning"} {
 		base := filepath.Join(refRoot, "qwen2", "model")
@@ -700,7 +700,7 @@ func checkModelFile(t *testing.T, path string) {
 // loaded GGUF with the Hugging Face model.
 func TestGGUFExportReference(t *testing.T) {
 	if _, err := os.Stat(refRoot); err != nil {
-		t.Skip("reference data absent (../shared/testdata/reference)")
+		t.Fatal("reference data missing from testdata/reference (it ships with the repository)")
 	}
 	for _, name := range []string{"qwen3", "llama", "qwen2"} {
 		base := filepath.Join(refRoot, name, "model")

@@ -12,13 +12,13 @@ import (
 	"gotune/safetensors"
 )
 
-const refDir = "../../shared/testdata/reference"
+const refDir = "../testdata/reference"
 
 func refModel(t *testing.T, name string) string {
 	t.Helper()
 	dir := filepath.Join(refDir, name, "model")
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
-		t.Skipf("reference model %s not present: %v", dir, err)
+		t.Fatalf("reference model %s missing (it ships with the repository): %v", dir, err)
 	}
 	return dir
 }

@@ -9,9 +9,9 @@ import (
 
 func refDir(t *testing.T, name string) string {
 	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "testdata", "reference", name)
+	dir := filepath.Join("..", "testdata", "reference", name)
 	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("reference data %s absent (needs ../shared beside the repository)", dir)
+		t.Fatalf("reference data %s missing (it ships with the repository)", dir)
 	}
 	return dir
 }
