@@ -85,7 +85,38 @@ func (e *encoding) add(id int, lo, hi int) {
 	}
 }
 
+// EncodePair encodes two texts as one input (a question and a passage, a
+// premise and a hypothesis): with addSpecial the post-processor's pair
+// template places the special tokens (BERT: [CLS] a [SEP] b [SEP]);
+// without it, or with no post-processor, b's ids follow a's.
+func (t *Tokenizer) EncodePair(a, b string, addSpecial bool) []int {
+	encs := []*encoding{t.encodeOne(a, false), t.encodeOne(b, false)}
+	return t.finish(encs, addSpecial, false).ids
+}
+
 func (t *Tokenizer) encode(text string, addSpecial, track bool) ([]int, [][2]int) {
+	e := t.finish([]*encoding{t.encodeOne(text, track)}, addSpecial, track)
+	return e.ids, e.offs
+}
+
+// finish runs the post-processor and concatenates what it returns.
+func (t *Tokenizer) finish(encs []*encoding, addSpecial, track bool) *encoding {
+	if t.post != nil {
+		encs = t.post.process(t, encs, addSpecial)
+	}
+	if len(encs) == 1 {
+		return encs[0]
+	}
+	out := &encoding{track: track}
+	for _, e := range encs {
+		out.ids = append(out.ids, e.ids...)
+		out.offs = append(out.offs, e.offs...)
+	}
+	return out
+}
+
+// encodeOne runs everything before the post-processor.
+func (t *Tokenizer) encodeOne(text string, track bool) *encoding {
 	e := &encoding{track: track, ids: make([]int, 0, len(text)/3+4)}
 	if track {
 		e.offs = make([][2]int, 0, cap(e.ids))
@@ -135,10 +166,7 @@ func (t *Tokenizer) encode(text string, addSpecial, track bool) ([]int, [][2]int
 			}
 		})
 	})
-	if t.post != nil {
-		t.post.process(t, e, addSpecial)
-	}
-	return e.ids, e.offs
+	return e
 }
 
 // Decode turns ids back into text as transformers' decode does (unknown ids
