@@ -299,11 +299,15 @@ func TestBadInput(t *testing.T) {
 		}, "", []string{"model.unk_id", "outside"}},
 		{"empty unigram", "", func(j map[string]any) { j["model"] = map[string]any{"type": "Unigram", "vocab": []any{}} }, "", []string{"model.vocab", "non-empty"}},
 		{"wordpiece no vocab", "", func(j map[string]any) { j["model"] = map[string]any{"type": "WordPiece"} }, "", []string{"model.vocab", "missing"}},
-		{"wordlevel bad id", "", func(j map[string]any) { j["model"] = map[string]any{"type": "WordLevel", "vocab": map[string]any{"a": -1}} }, "", []string{"model.vocab", "out of range"}},
+		{"wordlevel bad id", "", func(j map[string]any) {
+			j["model"] = map[string]any{"type": "WordLevel", "vocab": map[string]any{"a": -1}}
+		}, "", []string{"model.vocab", "out of range"}},
 		{"bad template sequence", "", func(j map[string]any) {
 			j["post_processor"] = map[string]any{"type": "TemplateProcessing", "single": []any{map[string]any{"Sequence": map[string]any{"id": "C"}}}, "special_tokens": map[string]any{}}
 		}, "", []string{"post_processor.single[0].Sequence.id", `"C"`}},
-		{"bad delimiter", "", func(j map[string]any) { j["pre_tokenizer"] = map[string]any{"type": "CharDelimiterSplit", "delimiter": "ab"} }, "", []string{"pre_tokenizer.delimiter"}},
+		{"bad delimiter", "", func(j map[string]any) {
+			j["pre_tokenizer"] = map[string]any{"type": "CharDelimiterSplit", "delimiter": "ab"}
+		}, "", []string{"pre_tokenizer.delimiter"}},
 		{"unknown pre-tokenizer", "", set([]any{"pre_tokenizer", "pretokenizers", 1}, "type", "Bogus"), "", []string{"pre_tokenizer.pretokenizers[1].type", `"Bogus"`}},
 		{"unknown decoder", "", set([]any{"decoder"}, "type", "Bogus"), "", []string{"decoder.type", `"Bogus"`}},
 		{"unknown post-processor", "", set([]any{"post_processor"}, "type", "Nope"), "", []string{"post_processor.type", `"Nope"`}},
