@@ -91,8 +91,8 @@ func TestGGUFVocabAPI(t *testing.T) {
 }
 
 func TestGGUFPreSplitsCompile(t *testing.T) {
-	for name, pats := range ggufPreSplits {
-		for _, p := range pats {
+	for name, pre := range ggufPrePatterns {
+		for _, p := range pre.pats {
 			if _, err := compileSplitRegex(p); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
