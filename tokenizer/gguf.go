@@ -49,8 +49,43 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 	}
 	v.bos, v.eos = id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id")
 	v.unk, v.pad = id("tokenizer.ggml.unknown_token_id"), id("tokenizer.ggml.padding_token_id")
+	// llama.cpp's default special ids for the models that have them.
+	orDefault := func(x *int, def int) {
+		if *x < 0 {
+			*x = def
+		}
+	}
+	switch v.model {
+	case "bert":
+		orDefault(&v.bos, 101)
+		orDefault(&v.unk, 100)
+		orDefault(&v.pad, 0)
+	case "t5":
+		orDefault(&v.eos, 1)
+		orDefault(&v.unk, 2)
+		orDefault(&v.pad, 0)
+	}
+	v.sep = id("tokenizer.ggml.seperator_token_id") // llama.cpp's spelling
+	if v.sep < 0 && v.model == "bert" {
+		v.sep = 102
+	}
 	v.addBOS, v.hasAddBOS = f.Bool("tokenizer.ggml.add_bos_token")
-	v.addEOS, _ = f.Bool("tokenizer.ggml.add_eos_token")
+	v.addEOS, v.hasAddEOS = f.Bool("tokenizer.ggml.add_eos_token")
+	v.addSep, v.hasAddSep = f.Bool("tokenizer.ggml.add_sep_token")
+	v.removeExtraSpaces, _ = f.Bool("tokenizer.ggml.remove_extra_whitespaces")
+	if raw, ok := f.Lookup("tokenizer.ggml.precompiled_charsmap"); ok {
+		switch b := raw.(type) {
+		case []uint8:
+			v.charsmap = b
+		case []int8:
+			v.charsmap = make([]byte, len(b))
+			for k, x := range b {
+				v.charsmap[k] = byte(x)
+			}
+		default:
+			return nil, v.errf("tokenizer.ggml.precompiled_charsmap", "expected an array of bytes, got %T", raw)
+		}
+	}
 	v.addSpacePrefix = true
 	if b, ok := f.Bool("tokenizer.ggml.add_space_prefix"); ok {
 		v.addSpacePrefix = b
@@ -66,8 +101,13 @@ type ggufVocab struct {
 	scores             []float32
 	types              []int64
 	bos, eos, unk, pad int
+	sep                int
 	addBOS, addEOS     bool
 	hasAddBOS          bool
+	hasAddEOS          bool
+	addSep, hasAddSep  bool
+	removeExtraSpaces  bool
+	charsmap           []byte
 	addSpacePrefix     bool
 }
 
@@ -229,8 +269,14 @@ func (v *ggufVocab) build() (*Tokenizer, error) {
 		if err := v.buildSPM(t, vocab); err != nil {
 			return nil, err
 		}
+	case "bert":
+		v.buildWPM(t, vocab)
+	case "t5":
+		if err := v.buildUGM(t); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, v.errf("tokenizer.ggml.model", "unsupported tokenizer model %q (supported: gpt2, llama)", v.model)
+		return nil, v.errf("tokenizer.ggml.model", "unsupported tokenizer model %q (supported: gpt2, llama, bert, t5)", v.model)
 	}
 	t.setAdded(added)
 	name := func(id int) string {
@@ -240,14 +286,21 @@ func (v *ggufVocab) build() (*Tokenizer, error) {
 		return ""
 	}
 	t.bosTok, t.eosTok, t.unkTok, t.padTok = name(v.bos), name(v.eos), name(v.unk), name(v.pad)
-	addBOS := v.addBOS || (!v.hasAddBOS && v.model == "llama")
+	// llama.cpp's defaults per model when the file does not say: BOS for
+	// SentencePiece and BERT, EOS for T5, SEP for BERT.
+	addBOS := v.addBOS || (!v.hasAddBOS && (v.model == "llama" || v.model == "bert"))
+	addEOS := v.addEOS || (!v.hasAddEOS && v.model == "t5")
+	addSep := v.addSep || (!v.hasAddSep && v.model == "bert")
 	var p templatePost
 	if addBOS && v.bos >= 0 {
 		p.single = append(p.single, templateItem{ids: []int{v.bos}})
 	}
 	p.single = append(p.single, templateItem{sequence: true})
-	if v.addEOS && v.eos >= 0 {
+	if addEOS && v.eos >= 0 {
 		p.single = append(p.single, templateItem{ids: []int{v.eos}})
+	}
+	if addSep && v.sep >= 0 {
+		p.single = append(p.single, templateItem{ids: []int{v.sep}})
 	}
 	t.post = p
 	return t, nil

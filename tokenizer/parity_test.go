@@ -26,20 +26,36 @@ func TestReferenceCases(t *testing.T) {
 }
 
 // thirdParty returns a path under ../shared/testdata/third_party (relative to
-// the repository root) or skips the test when that folder is absent.
+// the repository root) or skips the test when that folder is absent; under
+// CI, where ../shared is always present, its absence fails the test.
 func thirdParty(t testing.TB, rel string) string {
 	t.Helper()
 	p := filepath.Join("..", "..", "shared", "testdata", "third_party", rel)
 	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("third-party test data missing under CI (%s): %v", p, err)
+		}
 		t.Skipf("third-party test data not available (%s): %v", p, err)
 	}
 	return p
 }
 
+// Every llama.cpp test vocabulary that has .inp/.out goldens must encode
+// them exactly.
 func TestLlamaCppVocab(t *testing.T) {
-	for _, name := range []string{"ggml-vocab-gpt-2.gguf", "ggml-vocab-llama-spm.gguf"} {
-		t.Run(name, func(t *testing.T) {
-			res, err := CheckLlamaCppVocab(thirdParty(t, filepath.Join("llamacpp-vocab", name)))
+	dir := thirdParty(t, "llamacpp-vocab")
+	files, err := filepath.Glob(filepath.Join(dir, "*.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, path := range files {
+		if _, err := os.Stat(path + ".out"); err != nil {
+			continue
+		}
+		n++
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			res, err := CheckLlamaCppVocab(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,6 +65,9 @@ func TestLlamaCppVocab(t *testing.T) {
 				}
 			}
 		})
+	}
+	if n == 0 {
+		t.Errorf("no .gguf with .inp/.out goldens in %s", dir)
 	}
 }
 
