@@ -6,6 +6,7 @@ package tokenizer
 
 import (
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,7 +123,7 @@ func (t *Tokenizer) encodeOne(text string, track bool) *encoding {
 		e.offs = make([][2]int, 0, cap(e.ids))
 	}
 	var cache *wordCache
-	if t.bpe != nil {
+	if _, ok := t.model.(segmenter); ok {
 		cache, _ = t.caches.Get().(*wordCache)
 		if cache == nil {
 			cache = newWordCache()
@@ -130,7 +131,21 @@ func (t *Tokenizer) encodeOne(text string, track bool) *encoding {
 		defer t.caches.Put(cache)
 	}
 	var buf []tok
+	var emitPiece func(p nstr)
 	emit := func(p nstr) {
+		if sg, ok := t.model.(segmenter); ok && len(p.s) > segmentMin && sg.canSegment() {
+			// A long piece (a whole text without pre-tokenizer) goes to
+			// the model part by part: same tokens, word-sized merges.
+			e.ids = slices.Grow(e.ids, len(p.s)/2)
+			if track {
+				e.offs = slices.Grow(e.offs, len(p.s)/2)
+			}
+			sg.forSegments(p.s, func(i, j int) { emitPiece(p.slice(i, j)) })
+			return
+		}
+		emitPiece(p)
+	}
+	emitPiece = func(p nstr) {
 		buf = t.model.tokenize(p.s, buf[:0], cache)
 		for _, k := range buf {
 			if track {
