@@ -340,3 +340,23 @@ func (d ctcDecoder) decodeChain(toks []string) []string {
 	}
 	return out
 }
+
+// byteLevelNormalizer is HF's ByteLevel normalizer: every byte of the text
+// becomes its character in GPT-2's byte alphabet, so the model sees the same
+// alphabet its vocabulary is written in (the ByteLevel decoder maps back).
+type byteLevelNormalizer struct{}
+
+var byteLevelChars = func() (t [256]string) {
+	for b := range 256 {
+		t[b] = string(byteToRune[b])
+	}
+	return t
+}()
+
+func (byteLevelNormalizer) normalize(n nstr) nstr {
+	b := newBuilder(n)
+	for i := 0; i < len(n.s); i++ {
+		b.emit(n, i, i+1, byteLevelChars[n.s[i]])
+	}
+	return b.done(n)
+}

@@ -37,6 +37,8 @@ func TestNormalizers(t *testing.T) {
 		{"prepend", `{"type":"Prepend","prepend":"▁"}`, "ab", "▁ab"},
 		{"prepend empty", `{"type":"Prepend","prepend":"▁"}`, "", ""},
 		{"sequence", `{"type":"Sequence","normalizers":[{"type":"NFKC"},{"type":"Lowercase"}]}`, "ＡＢ", "ab"},
+		// ByteLevel: bytes to GPT-2's alphabet; space is Ġ, é (C3 A9) is Ã©.
+		{"byte level", `{"type":"ByteLevel"}`, "a é\n", "aĠÃ©Ċ"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,5 +148,24 @@ func TestDecoders(t *testing.T) {
 				t.Errorf("%q -> %q, want %q", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+// A BPE over GPT-2's byte alphabet fed by the ByteLevel normalizer (no
+// pre-tokenizer): " a é" is Ġ a Ġ Ã © in that alphabet; merge 0 (Ã ©) then
+// merge 1 (Ġ a) give Ġa Ġ Ã© = 5 1 4, and the ByteLevel decoder maps back.
+func TestByteLevelNormalizerModel(t *testing.T) {
+	js := `{"normalizer":{"type":"ByteLevel"},"pre_tokenizer":null,"decoder":{"type":"ByteLevel"},
+	 "model":{"type":"BPE","vocab":{"a":0,"Ġ":1,"Ã":2,"©":3,"Ã©":4,"Ġa":5},"merges":["Ã ©","Ġ a"]}}`
+	dir := writeFiles(t, []byte(js), "")
+	tk, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tk.Encode(" a é", false); !slices.Equal(got, []int{5, 1, 4}) {
+		t.Errorf("ids %v, want [5 1 4]", got)
+	}
+	if got := tk.Decode([]int{5, 1, 4}, false); got != " a é" {
+		t.Errorf("decoded %q", got)
 	}
 }

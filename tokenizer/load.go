@@ -331,6 +331,8 @@ func (l *loader) normalizer(raw json.RawMessage, path string) (normalizer, error
 			stripAccents: flag(v.StripAcc, lower), lowercase: lower}, nil
 	case "Nmt":
 		return nmtNormalizer{}, nil
+	case "ByteLevel":
+		return byteLevelNormalizer{}, nil
 	case "Precompiled":
 		// encoding/json decodes a base64 string into []byte.
 		if v.Charsmap == nil {
@@ -345,7 +347,7 @@ func (l *loader) normalizer(raw json.RawMessage, path string) (normalizer, error
 		}
 		return precompiledNormalizer{m}, nil
 	}
-	return nil, l.errf(path+".type", "unsupported normalizer %q (supported: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Strip, StripAccents, Replace, BertNormalizer, Nmt, Precompiled)", typ)
+	return nil, l.errf(path+".type", "unsupported normalizer %q (supported: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Strip, StripAccents, Replace, BertNormalizer, Nmt, Precompiled, ByteLevel)", typ)
 }
 
 // pattern decodes {"String": "..."} or {"Regex": "..."}; a literal is
