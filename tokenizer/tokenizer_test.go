@@ -424,7 +424,10 @@ func mixedText(n int) string {
 
 // BenchmarkEncode reports MB/s on 1 MiB of generated English and Chinese:
 // as one text, and line by line (one encode per line, as for training
-// samples) through a fresh tokenizer so the word cache starts cold.
+// samples) through a fresh tokenizer so the word cache starts cold. The
+// SentencePiece models (spm_bpe, and llama.cpp's llama-spm vocabulary when
+// the third-party data is present) see the whole text as one piece, since
+// they have no pre-tokenizer.
 func BenchmarkEncode(b *testing.B) {
 	text := mixedText(1 << 20)
 	lines := strings.Split(text, "\n")
@@ -448,6 +451,16 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		})
 	}
+	b.Run("gguf_llama_spm", func(b *testing.B) {
+		tk, err := LoadGGUF(thirdParty(b, "llamacpp-vocab/ggml-vocab-llama-spm.gguf"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(text)))
+		for b.Loop() {
+			tk.Encode(text, false)
+		}
+	})
 }
 
 func ExampleTokenizer_Encode() {
