@@ -86,7 +86,9 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 			return nil, v.errf("tokenizer.ggml.precompiled_charsmap", "expected an array of bytes, got %T", raw)
 		}
 	}
-	v.addSpacePrefix = true
+	// llama.cpp turns the space prefix on for SentencePiece by default;
+	// other models (T5's Unigram) have it only when the file says so.
+	v.addSpacePrefix = v.model == "llama"
 	if b, ok := f.Bool("tokenizer.ggml.add_space_prefix"); ok {
 		v.addSpacePrefix = b
 	}

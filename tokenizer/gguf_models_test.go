@@ -136,3 +136,25 @@ func TestGGUFBadVocab(t *testing.T) {
 		})
 	}
 }
+
+// Without tokenizer.ggml.add_space_prefix a "t5" vocabulary gets no space
+// prefix (llama.cpp's default for it is off), and without
+// remove_extra_whitespaces every space is kept as ▁.
+func TestGGUFT5Defaults(t *testing.T) {
+	toks := []string{"<pad>", "</s>", "<unk>", "▁", "a", "b", "▁a"}
+	scores := []float32{0, 0, 0, -2, -3, -3, -3}
+	types := []int32{ggmlControl, ggmlControl, ggmlUnknown, ggmlNormal, ggmlNormal, ggmlNormal, ggmlNormal}
+	tk, err := LoadGGUF(writeVocab(t, []gguf.KV{
+		{Key: "tokenizer.ggml.model", Value: "t5"},
+		{Key: "tokenizer.ggml.tokens", Value: toks},
+		{Key: "tokenizer.ggml.scores", Value: scores},
+		{Key: "tokenizer.ggml.token_type", Value: types},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGGUFCases(t, tk, []ggufCase{
+		{"ab", []int{4, 5}, []int{4, 5, 1}, "no ▁ in front: a|b; </s> (default id 1) appended"},
+		{"b  a", []int{5, 3, 6}, nil, "two spaces kept: b ▁▁a = b|▁|▁a (-8) beats b|▁|▁|a (-11)"},
+	})
+}
