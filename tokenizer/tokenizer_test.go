@@ -377,6 +377,7 @@ func FuzzEncode(f *testing.F) {
 	}
 	byteLevel := load(f, "bytelevel_bpe")
 	spm := load(f, "spm_bpe")
+	others := []*Tokenizer{load(f, "unigram"), load(f, "wordpiece"), load(f, "wordlevel")}
 	f.Fuzz(func(t *testing.T, s string) {
 		ids, offs := byteLevel.EncodeOffsets(s, true)
 		if !slices.Equal(ids, byteLevel.Encode(s, true)) {
@@ -395,6 +396,19 @@ func FuzzEncode(f *testing.F) {
 		ids = spm.Encode(s, true)
 		_ = spm.Decode(ids, true)
 		_, _ = spm.EncodeOffsets(s, false)
+		for _, tk := range others {
+			ids, offs := tk.EncodeOffsets(s, true)
+			if !slices.Equal(ids, tk.Encode(s, true)) || len(offs) != len(ids) {
+				t.Fatalf("%q: EncodeOffsets and Encode disagree", s)
+			}
+			for _, o := range offs {
+				if o[0] < 0 || o[1] > len(s) || o[0] > o[1] {
+					t.Fatalf("%q: offsets %v out of range", s, o)
+				}
+			}
+			_ = tk.Decode(ids, true)
+			_ = tk.EncodePair(s, s, true)
+		}
 	})
 }
 
