@@ -215,7 +215,8 @@ func (x *scriptIndex) of(r rune) int16 {
 const scriptAny = -3
 
 // fixedScript is HF's fixed_script: Japanese kana count as Han so mixed
-// Japanese stays one piece, and the space belongs to any script.
+// Japanese stays one piece, and the space (and any unassigned character)
+// belongs to any script.
 func fixedScript(r rune) int16 {
 	x := scripts()
 	if r == 0x30FC {
@@ -225,8 +226,14 @@ func fixedScript(r rune) int16 {
 		return scriptAny
 	}
 	s := x.of(r)
-	if s == x.hiragana || s == x.katakana {
+	switch {
+	case s == x.hiragana || s == x.katakana:
 		return x.han
+	case s < 0:
+		// HF's table (SentencePiece's, Unicode 9) calls every character
+		// it does not list Any; Go's tables are newer, so characters
+		// assigned since then still get their script here.
+		return scriptAny
 	}
 	return s
 }

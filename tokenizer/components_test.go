@@ -80,6 +80,8 @@ func TestPreTokenizers(t *testing.T) {
 		// from the last non-space one; spaces join the piece before them,
 		// kana count as Han, and leading spaces are dropped.
 		{"unicode scripts", `{"type":"UnicodeScripts"}`, "  Hello世界ひらがな 123 Привет", []string{"Hello", "世界ひらがな ", "123 ", "Привет"}},
+		// U+0378 is unassigned: Any, so it joins the Greek around it.
+		{"unicode scripts any", `{"type":"UnicodeScripts"}`, "αβ͸γ", []string{"αβ͸γ"}},
 		{"fixed length", `{"type":"FixedLength","length":2}`, "abcdé", []string{"ab", "cd", "é"}},
 		// Split behaviours on the pattern "-" over "a-b--c".
 		{"split removed", `{"type":"Split","pattern":{"String":"-"},"behavior":"Removed","invert":false}`, "a-b--c", []string{"a", "b", "c"}},
