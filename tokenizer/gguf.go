@@ -69,6 +69,13 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 	if v.sep < 0 && v.model == "bert" {
 		v.sep = 102
 	}
+	// Like llama.cpp, drop special ids (defaults or not) outside the
+	// vocabulary rather than emit ids the model has no row for.
+	for _, x := range []*int{&v.bos, &v.eos, &v.unk, &v.pad, &v.sep} {
+		if *x >= len(v.tokens) {
+			*x = -1
+		}
+	}
 	v.addBOS, v.hasAddBOS = f.Bool("tokenizer.ggml.add_bos_token")
 	v.addEOS, v.hasAddEOS = f.Bool("tokenizer.ggml.add_eos_token")
 	v.addSep, v.hasAddSep = f.Bool("tokenizer.ggml.add_sep_token")

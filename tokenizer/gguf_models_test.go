@@ -158,3 +158,18 @@ func TestGGUFT5Defaults(t *testing.T) {
 		{"b  a", []int{5, 3, 6}, nil, "two spaces kept: b ▁▁a = b|▁|▁a (-8) beats b|▁|▁|a (-11)"},
 	})
 }
+
+// BERT's default special ids (101, 102, 100) do not exist in a small
+// vocabulary: they are dropped, not emitted.
+func TestGGUFDefaultIDsOutOfRange(t *testing.T) {
+	tk, err := LoadGGUF(writeVocab(t, []gguf.KV{
+		{Key: "tokenizer.ggml.model", Value: "bert"},
+		{Key: "tokenizer.ggml.tokens", Value: []string{"[PAD]", "▁a"}},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tk.Encode("a b", true); !slices.Equal(got, []int{1}) {
+		t.Errorf("ids %v, want [1] (b has no token and there is no unk to stand for it)", got)
+	}
+}
