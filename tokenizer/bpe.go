@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -35,6 +36,9 @@ type bpeModel struct {
 	ignoreMerges bool
 	prefix       string // continuing_subword_prefix
 	suffix       string // end_of_word_suffix
+
+	joinsOnce sync.Once
+	joins     *joinSet // built on the first long word
 }
 
 // Words longer than this are not cached: they are rare and would pin memory.
@@ -288,4 +292,44 @@ func (c *wordCache) put(w string, v []tok) {
 		c.old, c.cur = c.cur, make(map[string][]tok, 1024)
 	}
 	c.cur[strings.Clone(w)] = append([]tok(nil), v...)
+}
+
+func (m *bpeModel) canSegment() bool {
+	// Byte-level pieces come pre-tokenized; a prefix or suffix depends on
+	// the position in the word, and ignore_merges on the whole word.
+	return !m.byteLevel && !m.ignoreMerges && m.prefix == "" && m.suffix == ""
+}
+
+func (m *bpeModel) forSegments(w string, fn func(i, j int)) {
+	m.joinsOnce.Do(func() { m.joins = newJoinSet(m.vocab) })
+	m.joins.forSegments(w, m.vocab, fn)
+}
+
+func (m *bpeModel) tokenizeSegments(w string, dst []tok, c *wordCache) []tok {
+	m.forSegments(w, func(i, j int) { dst = m.segment(w[i:j], i, dst, c) })
+	return dst
+}
+
+// segment tokenizes w[off:off+len(s)] through the cache and shifts the
+// token ranges to the whole piece.
+func (m *bpeModel) segment(s string, off int, dst []tok, c *wordCache) []tok {
+	k := len(dst)
+	switch {
+	case c == nil:
+		dst = m.merge(s, dst, nil)
+	default:
+		if v, ok := c.get(s); ok {
+			dst = append(dst, v...)
+			break
+		}
+		dst = m.merge(s, dst, c)
+		if len(s) <= maxCachedWord {
+			c.put(s, dst[k:])
+		}
+	}
+	for x := k; x < len(dst); x++ {
+		dst[x].i += int32(off)
+		dst[x].j += int32(off)
+	}
+	return dst
 }

@@ -49,9 +49,53 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 	}
 	v.bos, v.eos = id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id")
 	v.unk, v.pad = id("tokenizer.ggml.unknown_token_id"), id("tokenizer.ggml.padding_token_id")
+	// llama.cpp's default special ids for the models that have them.
+	orDefault := func(x *int, def int) {
+		if *x < 0 {
+			*x = def
+		}
+	}
+	switch v.model {
+	case "bert":
+		orDefault(&v.bos, 101)
+		orDefault(&v.unk, 100)
+		orDefault(&v.pad, 0)
+	case "t5":
+		orDefault(&v.eos, 1)
+		orDefault(&v.unk, 2)
+		orDefault(&v.pad, 0)
+	}
+	v.sep = id("tokenizer.ggml.seperator_token_id") // llama.cpp's spelling
+	if v.sep < 0 && v.model == "bert" {
+		v.sep = 102
+	}
+	// Like llama.cpp, drop special ids (defaults or not) outside the
+	// vocabulary rather than emit ids the model has no row for.
+	for _, x := range []*int{&v.bos, &v.eos, &v.unk, &v.pad, &v.sep} {
+		if *x >= len(v.tokens) {
+			*x = -1
+		}
+	}
 	v.addBOS, v.hasAddBOS = f.Bool("tokenizer.ggml.add_bos_token")
-	v.addEOS, _ = f.Bool("tokenizer.ggml.add_eos_token")
-	v.addSpacePrefix = true
+	v.addEOS, v.hasAddEOS = f.Bool("tokenizer.ggml.add_eos_token")
+	v.addSep, v.hasAddSep = f.Bool("tokenizer.ggml.add_sep_token")
+	v.removeExtraSpaces, _ = f.Bool("tokenizer.ggml.remove_extra_whitespaces")
+	if raw, ok := f.Lookup("tokenizer.ggml.precompiled_charsmap"); ok {
+		switch b := raw.(type) {
+		case []uint8:
+			v.charsmap = b
+		case []int8:
+			v.charsmap = make([]byte, len(b))
+			for k, x := range b {
+				v.charsmap[k] = byte(x)
+			}
+		default:
+			return nil, v.errf("tokenizer.ggml.precompiled_charsmap", "expected an array of bytes, got %T", raw)
+		}
+	}
+	// llama.cpp turns the space prefix on for SentencePiece by default;
+	// other models (T5's Unigram) have it only when the file says so.
+	v.addSpacePrefix = v.model == "llama"
 	if b, ok := f.Bool("tokenizer.ggml.add_space_prefix"); ok {
 		v.addSpacePrefix = b
 	}
@@ -66,8 +110,13 @@ type ggufVocab struct {
 	scores             []float32
 	types              []int64
 	bos, eos, unk, pad int
+	sep                int
 	addBOS, addEOS     bool
 	hasAddBOS          bool
+	hasAddEOS          bool
+	addSep, hasAddSep  bool
+	removeExtraSpaces  bool
+	charsmap           []byte
 	addSpacePrefix     bool
 }
 
@@ -75,17 +124,111 @@ func (v *ggufVocab) errf(key, format string, args ...any) error {
 	return fmt.Errorf("tokenizer: %s: %s: %s", v.file, key, fmt.Sprintf(format, args...))
 }
 
-// ggufPreSplits maps tokenizer.ggml.pre to the split regexes of the
-// Hugging Face tokenizer it was converted from.
-var ggufPreSplits = map[string][]string{
-	"gpt2": {patGPT2}, "gpt-2": {patGPT2}, "default": {patGPT2}, "phi-2": {patGPT2}, "olmo": {patGPT2},
-	"llama3": {patLlama3}, "llama-v3": {patLlama3}, "llama-bpe": {patLlama3}, "smaug-bpe": {patLlama3},
-	"qwen2": {patQwen2}, "deepseek-r1-qwen": {patQwen2},
-	"deepseek-v3": {
+// Split regexes of the pre-tokenizers llama.cpp knows, as their Hugging Face
+// tokenizer.json files write them (llama.cpp sometimes rewrites a pattern
+// for its own regex engine; the tokenizer.json form is the reference its
+// test vocabularies were generated with). The pieces of each regex are split
+// again by the next one, matches and the text between them alike.
+var (
+	preGPT2     = []string{patGPT2}
+	preLlama3   = []string{patLlama3}
+	preQwen2    = []string{patQwen2}
+	preStarcode = []string{`\p{N}`, patGPT2}
+	preBloom    = []string{` ?[^(\s|.,!?…。，、।۔،)]+`}
+	preDeepV3   = []string{
 		`\p{N}{1,3}`,
 		`[一-龥぀-ゟ゠-ヿ]+`,
 		"[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-	},
+	}
+	// GPT-4o's (o200k) pattern: cased words with an optional contraction.
+	preGPT4o = []string{
+		`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
+	}
+	preTekken = []string{
+		`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
+	}
+	preTinyAya   = append([]string{`\d{1,3}(?=(?:\d{3})*\b)`}, preGPT4o...)
+	preFalcon    = []string{`[\p{P}\$\+<=>\^~\|]+`, patGPT2, `[0-9][0-9][0-9]`}
+	preDefault   = []string{`[\p{P}\$\+<=>\^~\|]+`, patGPT2, `\p{N}+`, `[0-9][0-9][0-9]`}
+	preSeedCoder = []string{`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+`}
+)
+
+// ggufPrePatterns maps every tokenizer.ggml.pre name llama.cpp accepts for
+// byte-level BPE to its split regexes, and whether llama.cpp ignores merges
+// for words that are whole tokens (ignore_merges).
+var ggufPrePatterns = map[string]struct {
+	pats         []string
+	ignoreMerges bool
+}{
+	"default": {pats: preDefault},
+	// gotune's own exports before the names were aligned with llama.cpp.
+	"gpt2": {pats: preGPT2},
+
+	"llama3": {pats: preLlama3, ignoreMerges: true}, "llama-v3": {pats: preLlama3, ignoreMerges: true},
+	"llama-bpe": {pats: preLlama3, ignoreMerges: true}, "falcon3": {pats: preLlama3, ignoreMerges: true},
+	"falcon-h1": {pats: preLlama3, ignoreMerges: true}, "pixtral": {pats: preLlama3, ignoreMerges: true},
+	"midm-2.0": {pats: preLlama3, ignoreMerges: true}, "lfm2": {pats: preLlama3, ignoreMerges: true},
+	"jina-v5-nano": {pats: preLlama3, ignoreMerges: true},
+	"dbrx":         {pats: preLlama3}, "smaug-bpe": {pats: preLlama3},
+	"glm4": {pats: preLlama3}, "chatglm-bpe": {pats: preLlama3},
+	"jais-2":   {pats: []string{`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1}`}},
+	"minicpm5": {pats: []string{`\p{N}{1,3}`, `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`}, ignoreMerges: true},
+
+	// deepseek-llm spells out the cased letters (Lu, Ll, Lt) as ranges.
+	"deepseek-llm":   {pats: []string{`[\r\n]`, `\s?[\p{Lu}\p{Ll}\p{Lt}]+`, `\s?[!-/:-~！-／：-～‘-‟　-。]+`, `\s+$`, `[一-龥ࠀ-一가-퟿]+`, `\p{N}+`}},
+	"deepseek-coder": {pats: []string{`[\r\n]`, `\s?\p{L}+`, `\s?\p{P}+`, `[一-龥ࠀ-一가-퟿]+`, `\p{N}`}},
+	"deepseek-v3":    {pats: preDeepV3}, "hunyuan-dense": {pats: preDeepV3}, "joyai-llm": {pats: preDeepV3}, "hy_v4": {pats: preDeepV3},
+	"spark2_5": {pats: []string{preDeepV3[0], preDeepV3[1], "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+|[\\r\\n]|\\s+(?!\\S)|\\s+", `\p{N}`}},
+	"youtu": {pats: []string{
+		`[가-힣ㄱ-ㆎ]+|[！…“”‘’—：；，、-〿︰-﹏]+|[ㄅ-ㄯ]+|[一-龥぀-ゟ゠-ヿ]+`,
+		`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
+	}, ignoreMerges: true},
+
+	"falcon": {pats: preFalcon},
+	"mpt":    {pats: preGPT2}, "olmo": {pats: preGPT2}, "jais": {pats: preGPT2}, "trillion": {pats: preGPT2},
+	"granite-docling": {pats: preGPT2}, "exaone4": {pats: preGPT2},
+	"gpt-2": {pats: preGPT2}, "phi-2": {pats: preGPT2}, "jina-es": {pats: preGPT2}, "jina-de": {pats: preGPT2},
+	"gigachat": {pats: preGPT2}, "jina-v2-es": {pats: preGPT2}, "jina-v2-de": {pats: preGPT2},
+	"a.x-4.0": {pats: preGPT2}, "mellum": {pats: preGPT2}, "modern-bert": {pats: preGPT2},
+	"jina-v1-en": {pats: preGPT2}, "jina-v2-code": {pats: preGPT2}, "roberta-bpe": {pats: preGPT2},
+
+	"starcoder": {pats: preStarcode}, "refact": {pats: preStarcode}, "command-r": {pats: preStarcode},
+	"smollm": {pats: preStarcode}, "codeshell": {pats: preStarcode}, "exaone": {pats: preStarcode},
+	"minerva-7b": {pats: preStarcode}, "mellum2": {pats: preStarcode},
+
+	"qwen2": {pats: preQwen2}, "deepseek-r1-qwen": {pats: preQwen2}, "kormo": {pats: preQwen2}, "f2llmv2": {pats: preQwen2},
+	"stablelm2": {pats: preQwen2}, "hunyuan": {pats: preQwen2}, "solar-open": {pats: preQwen2}, "megrez": {pats: preQwen2},
+	"grok-2":      {pats: preQwen2},
+	"qwen35":      {pats: []string{`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`}},
+	"ufakzeka":    {pats: []string{`[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`}},
+	"laguna":      {pats: []string{`[^\n]+|[\n]+`, patQwen2}},
+	"seed-coder":  {pats: preSeedCoder},
+	"bailingmoe":  {pats: []string{`'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+`}},
+	"bailingmoe2": {pats: []string{`'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+`}},
+	"llada-moe":   {pats: []string{`'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+`}},
+	"exaone-moe":  {pats: []string{`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+`}},
+
+	"poro-chat": {pats: preBloom}, "bloom": {pats: preBloom}, "gpt3-finnish": {pats: preBloom},
+	"viking": {pats: append(append([]string(nil), preBloom...), `\p{N}`)},
+
+	"tekken":    {pats: preTekken, ignoreMerges: true},
+	"chameleon": {pats: []string{`<sentinel:[0-9]+>`, `(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z`, `([\t\n]|    |  )`, `\p{N}`, `[\p{P}!-/:-@\[-` + "`" + `{-~]`, patGPT2}},
+	"gpt-4o":    {pats: preGPT4o}, "llama4": {pats: preGPT4o}, "kanana2": {pats: preGPT4o}, "talkie": {pats: preGPT4o},
+	"minimax-m2":              {pats: preGPT4o},
+	"granite-embed-multi-97m": {pats: preGPT4o, ignoreMerges: true},
+	"tiny_aya":                {pats: preTinyAya}, "cohere2moe": {pats: preTinyAya},
+}
+
+// ggufPreUnsupported names pre-tokenizers that llama.cpp implements with code
+// of its own rather than split regexes; they are refused with this reason.
+var ggufPreUnsupported = map[string]string{
+	"kimi-k2":                  "llama.cpp splits it with a custom Han-aware handler",
+	"afmoe":                    "llama.cpp groups digits with a custom handler",
+	"superbpe":                 "its digit grouping splits at zero-width lookahead matches",
+	"gemma4":                   "it is a SentencePiece-style BPE over raw UTF-8 (not byte-level)",
+	"granite-embed-multi-311m": "it is a SentencePiece-style BPE over raw UTF-8 (not byte-level)",
+	"sarvam-moe":               "it is a SentencePiece-style BPE over raw UTF-8 (not byte-level)",
+	"whitespace":               "it is a BPE over raw UTF-8 (not byte-level)",
 }
 
 func (v *ggufVocab) build() (*Tokenizer, error) {
@@ -135,8 +278,14 @@ func (v *ggufVocab) build() (*Tokenizer, error) {
 		if err := v.buildSPM(t, vocab); err != nil {
 			return nil, err
 		}
+	case "bert":
+		v.buildWPM(t, vocab)
+	case "t5":
+		if err := v.buildUGM(t); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, v.errf("tokenizer.ggml.model", "unsupported tokenizer model %q (supported: gpt2, llama)", v.model)
+		return nil, v.errf("tokenizer.ggml.model", "unsupported tokenizer model %q (supported: gpt2, llama, bert, t5)", v.model)
 	}
 	t.setAdded(added)
 	name := func(id int) string {
@@ -146,27 +295,39 @@ func (v *ggufVocab) build() (*Tokenizer, error) {
 		return ""
 	}
 	t.bosTok, t.eosTok, t.unkTok, t.padTok = name(v.bos), name(v.eos), name(v.unk), name(v.pad)
-	addBOS := v.addBOS || (!v.hasAddBOS && v.model == "llama")
+	// llama.cpp's defaults per model when the file does not say: BOS for
+	// SentencePiece and BERT, EOS for T5, SEP for BERT.
+	addBOS := v.addBOS || (!v.hasAddBOS && (v.model == "llama" || v.model == "bert"))
+	addEOS := v.addEOS || (!v.hasAddEOS && v.model == "t5")
+	addSep := v.addSep || (!v.hasAddSep && v.model == "bert")
 	var p templatePost
 	if addBOS && v.bos >= 0 {
 		p.single = append(p.single, templateItem{ids: []int{v.bos}})
 	}
 	p.single = append(p.single, templateItem{sequence: true})
-	if v.addEOS && v.eos >= 0 {
+	if addEOS && v.eos >= 0 {
 		p.single = append(p.single, templateItem{ids: []int{v.eos}})
+	}
+	if addSep && v.sep >= 0 {
+		p.single = append(p.single, templateItem{ids: []int{v.sep}})
 	}
 	t.post = p
 	return t, nil
 }
 
 func (v *ggufVocab) buildBPE(t *Tokenizer, vocab map[string]int) error {
-	pats, ok := ggufPreSplits[v.pre]
-	if v.pre == "" {
-		pats, ok = ggufPreSplits["default"], true
+	name := v.pre
+	if name == "" {
+		name = "default" // as llama.cpp
 	}
+	pre, ok := ggufPrePatterns[name]
 	if !ok {
-		return v.errf("tokenizer.ggml.pre", "unsupported pre-tokenizer %q", v.pre)
+		if why, known := ggufPreUnsupported[name]; known {
+			return v.errf("tokenizer.ggml.pre", "pre-tokenizer %q is not supported: %s", name, why)
+		}
+		return v.errf("tokenizer.ggml.pre", "unknown pre-tokenizer %q (llama.cpp does not know it either)", name)
 	}
+	pats := pre.pats
 	merges := make([][2]string, len(v.merges))
 	for k, s := range v.merges {
 		a, b, ok := cutMerge(s)
@@ -175,7 +336,7 @@ func (v *ggufVocab) buildBPE(t *Tokenizer, vocab map[string]int) error {
 		}
 		merges[k] = [2]string{a, b}
 	}
-	m, err := newBPE(vocab, merges, bpeOptions{byteLevel: true})
+	m, err := newBPE(vocab, merges, bpeOptions{byteLevel: true, ignoreMerges: pre.ignoreMerges})
 	if err != nil {
 		return v.errf("tokenizer.ggml.merges", "%v", err)
 	}

@@ -138,7 +138,7 @@ func build(file string, data []byte, cfgFile string, cfgData []byte) (*Tokenizer
 	if err := l.checkByteLevelLast(f.PreTokenizer); err != nil {
 		return nil, err
 	}
-	vocab, err := l.bpe(f.Model, "model", t)
+	vocab, err := l.model(f.Model, "model", t)
 	if err != nil {
 		return nil, err
 	}
@@ -290,6 +290,11 @@ func (l *loader) normalizer(raw json.RawMessage, path string) (normalizer, error
 		Content     string            `json:"content"`
 		Left        bool              `json:"left"`
 		Right       bool              `json:"right"`
+		CleanText   *bool             `json:"clean_text"`
+		Chinese     *bool             `json:"handle_chinese_chars"`
+		StripAcc    *bool             `json:"strip_accents"`
+		Lowercase   *bool             `json:"lowercase"`
+		Charsmap    *[]byte           `json:"precompiled_charsmap"`
 	}
 	typ, err := l.object(raw, path, &v)
 	if err != nil {
@@ -324,8 +329,35 @@ func (l *loader) normalizer(raw json.RawMessage, path string) (normalizer, error
 			return nil, err
 		}
 		return replaceNormalizer{literal: lit, re: re, content: v.Content}, nil
+	case "BertNormalizer":
+		flag := func(b *bool, def bool) bool {
+			if b == nil {
+				return def
+			}
+			return *b
+		}
+		lower := flag(v.Lowercase, true)
+		return bertNormalizer{cleanText: flag(v.CleanText, true), chinese: flag(v.Chinese, true),
+			stripAccents: flag(v.StripAcc, lower), lowercase: lower}, nil
+	case "Nmt":
+		return nmtNormalizer{}, nil
+	case "ByteLevel":
+		return byteLevelNormalizer{}, nil
+	case "Precompiled":
+		// encoding/json decodes a base64 string into []byte.
+		if v.Charsmap == nil {
+			return nil, l.errf(path+".precompiled_charsmap", "missing, expected a base64 string")
+		}
+		m, err := parseCharsMap(*v.Charsmap)
+		if err != nil {
+			return nil, l.errf(path+".precompiled_charsmap", "%v", err)
+		}
+		if m == nil {
+			return nil, nil
+		}
+		return precompiledNormalizer{m}, nil
 	}
-	return nil, l.errf(path+".type", "unsupported normalizer %q (supported: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Strip, StripAccents, Replace)", typ)
+	return nil, l.errf(path+".type", "unsupported normalizer %q (supported: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Strip, StripAccents, Replace, BertNormalizer, Nmt, Precompiled, ByteLevel)", typ)
 }
 
 // pattern decodes {"String": "..."} or {"Regex": "..."}; a literal is
@@ -369,6 +401,8 @@ func (l *loader) preTokenizer(raw json.RawMessage, path string) (preTokenizer, e
 		Replacement      string            `json:"replacement"`
 		PrependScheme    string            `json:"prepend_scheme"`
 		Split            *bool             `json:"split"`
+		Delimiter        string            `json:"delimiter"`
+		Length           *int              `json:"length"`
 	}
 	typ, err := l.object(raw, path, &v)
 	if err != nil {
@@ -443,8 +477,32 @@ func (l *loader) preTokenizer(raw json.RawMessage, path string) (preTokenizer, e
 			}
 		}
 		return splitPreTokenizer{m: runeMatcher(isPunctuation), behavior: beh}, nil
+	case "BertPreTokenizer":
+		return seqPreTokenizer{
+			splitPreTokenizer{m: runeMatcher(isSpaceRune), behavior: removed},
+			splitPreTokenizer{m: runeMatcher(isPunctuation), behavior: isolated},
+		}, nil
+	case "Whitespace":
+		return whitespacePreTokenizer{}, nil
+	case "CharDelimiterSplit":
+		if utf8.RuneCountInString(v.Delimiter) != 1 {
+			return nil, l.errf(path+".delimiter", "expected one character, got %q", v.Delimiter)
+		}
+		d, _ := utf8.DecodeRuneInString(v.Delimiter)
+		return splitPreTokenizer{m: runeMatcher(func(r rune) bool { return r == d }), behavior: removed}, nil
+	case "UnicodeScripts":
+		return unicodeScriptsPreTokenizer{}, nil
+	case "FixedLength":
+		n := 5 // HF's default
+		if v.Length != nil {
+			n = *v.Length
+		}
+		if n <= 0 {
+			return nil, l.errf(path+".length", "expected a positive integer, got %d", n)
+		}
+		return fixedLengthPreTokenizer{length: n}, nil
 	}
-	return nil, l.errf(path+".type", "unsupported pre-tokenizer %q (supported: Sequence, ByteLevel, Split, Digits, Metaspace, WhitespaceSplit, Punctuation)", typ)
+	return nil, l.errf(path+".type", "unsupported pre-tokenizer %q (supported: Sequence, ByteLevel, Split, Digits, Metaspace, WhitespaceSplit, Punctuation, BertPreTokenizer, Whitespace, CharDelimiterSplit, UnicodeScripts, FixedLength)", typ)
 }
 
 // checkByteLevelLast rejects pipelines where something runs after ByteLevel
@@ -523,7 +581,11 @@ func (l *loader) decoder(raw json.RawMessage, path string) (decoder, error) {
 		Replacement   string            `json:"replacement"`
 		PrependScheme string            `json:"prepend_scheme"`
 		AddPrefix     bool              `json:"add_prefix_space"`
-		Suffix        string            `json:"suffix"`
+		Suffix        *string           `json:"suffix"`
+		Prefix        *string           `json:"prefix"`
+		Cleanup       *bool             `json:"cleanup"`
+		PadToken      *string           `json:"pad_token"`
+		WordDelimiter *string           `json:"word_delimiter_token"`
 	}
 	typ, err := l.object(raw, path, &v)
 	if err != nil {
@@ -571,9 +633,14 @@ func (l *loader) decoder(raw json.RawMessage, path string) (decoder, error) {
 		}
 		return metaspaceDecoder{replacement: r, scheme: scheme}, nil
 	case "BPEDecoder":
-		return bpeSuffixDecoder{suffix: v.Suffix}, nil
+		return bpeSuffixDecoder{suffix: str(v.Suffix, "</w>")}, nil
+	case "WordPiece":
+		return wordPieceDecoder{prefix: str(v.Prefix, "##"), cleanup: v.Cleanup == nil || *v.Cleanup}, nil
+	case "CTC":
+		return ctcDecoder{pad: str(v.PadToken, "<pad>"), delimiter: str(v.WordDelimiter, "|"),
+			cleanup: v.Cleanup == nil || *v.Cleanup}, nil
 	}
-	return nil, l.errf(path+".type", "unsupported decoder %q (supported: Sequence, ByteLevel, ByteFallback, Fuse, Strip, Replace, Metaspace, BPEDecoder)", typ)
+	return nil, l.errf(path+".type", "unsupported decoder %q (supported: Sequence, ByteLevel, ByteFallback, Fuse, Strip, Replace, Metaspace, BPEDecoder, WordPiece, CTC)", typ)
 }
 
 func (l *loader) postProcessor(raw json.RawMessage, path string, t *Tokenizer) (postProcessor, error) {
@@ -581,15 +648,14 @@ func (l *loader) postProcessor(raw json.RawMessage, path string, t *Tokenizer) (
 		return nil, nil
 	}
 	var v struct {
-		Processors    []json.RawMessage `json:"processors"`
-		Single        []json.RawMessage `json:"single"`
-		SpecialTokens map[string]struct {
-			IDs []int `json:"ids"`
-		} `json:"special_tokens"`
-		TrimOffsets    *bool             `json:"trim_offsets"`
-		AddPrefixSpace *bool             `json:"add_prefix_space"`
-		Sep            []json.RawMessage `json:"sep"`
-		Cls            []json.RawMessage `json:"cls"`
+		Processors     []json.RawMessage        `json:"processors"`
+		Single         []json.RawMessage        `json:"single"`
+		Pair           []json.RawMessage        `json:"pair"`
+		SpecialTokens  map[string]specialTokens `json:"special_tokens"`
+		TrimOffsets    *bool                    `json:"trim_offsets"`
+		AddPrefixSpace *bool                    `json:"add_prefix_space"`
+		Sep            []json.RawMessage        `json:"sep"`
+		Cls            []json.RawMessage        `json:"cls"`
 	}
 	typ, err := l.object(raw, path, &v)
 	if err != nil {
@@ -614,30 +680,12 @@ func (l *loader) postProcessor(raw json.RawMessage, path string, t *Tokenizer) (
 		return byteLevelPost{trimOffsets: flag(v.TrimOffsets, true), addPrefixSpace: flag(v.AddPrefixSpace, true)}, nil
 	case "TemplateProcessing":
 		var p templatePost
-		for k, r := range v.Single {
-			ipath := fmt.Sprintf("%s.single[%d]", path, k)
-			var item struct {
-				SpecialToken *struct {
-					ID string `json:"id"`
-				} `json:"SpecialToken"`
-				Sequence *struct {
-					ID string `json:"id"`
-				} `json:"Sequence"`
-			}
-			if err := json.Unmarshal(r, &item); err != nil {
-				return nil, l.errf(ipath, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}: %v", err)
-			}
-			switch {
-			case item.Sequence != nil:
-				p.single = append(p.single, templateItem{sequence: true})
-			case item.SpecialToken != nil:
-				st, ok := v.SpecialTokens[item.SpecialToken.ID]
-				if !ok {
-					return nil, l.errf(ipath, "special token %q missing from %s.special_tokens", item.SpecialToken.ID, path)
-				}
-				p.single = append(p.single, templateItem{ids: st.IDs})
-			default:
-				return nil, l.errf(ipath, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}")
+		if p.single, err = l.template(v.Single, v.SpecialTokens, path, "single"); err != nil {
+			return nil, err
+		}
+		if v.Pair != nil {
+			if p.pair, err = l.template(v.Pair, v.SpecialTokens, path, "pair"); err != nil {
+				return nil, err
 			}
 		}
 		return p, nil
@@ -647,14 +695,67 @@ func (l *loader) postProcessor(raw json.RawMessage, path string, t *Tokenizer) (
 		if err := errors.Join(err1, err2); err != nil {
 			return nil, err
 		}
-		p := wrapPost{cls: cls, sep: sep}
-		if typ == "RobertaProcessing" {
+		p := wrapPost{cls: cls, sep: sep, roberta: typ == "RobertaProcessing"}
+		if p.roberta {
 			p.trimOffsets = flag(v.TrimOffsets, true)
 			p.addPrefixSpace = flag(v.AddPrefixSpace, true)
 		}
 		return p, nil
 	}
 	return nil, l.errf(path+".type", "unsupported post-processor %q (supported: Sequence, ByteLevel, TemplateProcessing, RobertaProcessing, BertProcessing)", typ)
+}
+
+type specialTokens struct {
+	IDs []int `json:"ids"`
+}
+
+// template reads a TemplateProcessing template (path.field): a list of
+// {"Sequence": {"id": "A"|"B"}} and {"SpecialToken": {"id": name}} items.
+func (l *loader) template(items []json.RawMessage, specials map[string]specialTokens, path, field string) ([]templateItem, error) {
+	var out []templateItem
+	for k, r := range items {
+		ipath := fmt.Sprintf("%s.%s[%d]", path, field, k)
+		var item struct {
+			SpecialToken *struct {
+				ID string `json:"id"`
+			} `json:"SpecialToken"`
+			Sequence *struct {
+				ID string `json:"id"`
+			} `json:"Sequence"`
+		}
+		if err := json.Unmarshal(r, &item); err != nil {
+			return nil, l.errf(ipath, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}: %v", err)
+		}
+		switch {
+		case item.Sequence != nil:
+			seq := 0
+			switch item.Sequence.ID {
+			case "A", "":
+			case "B":
+				seq = 1
+			default:
+				return nil, l.errf(ipath+".Sequence.id", "expected \"A\" or \"B\", got %q", item.Sequence.ID)
+			}
+			out = append(out, templateItem{sequence: true, seq: seq})
+		case item.SpecialToken != nil:
+			st, ok := specials[item.SpecialToken.ID]
+			if !ok {
+				return nil, l.errf(ipath, "special token %q missing from %s.special_tokens", item.SpecialToken.ID, path)
+			}
+			out = append(out, templateItem{ids: st.IDs})
+		default:
+			return nil, l.errf(ipath, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}")
+		}
+	}
+	return out, nil
+}
+
+// str returns *p, or def when the field is absent (HF's serde defaults).
+func str(p *string, def string) string {
+	if p == nil {
+		return def
+	}
+	return *p
 }
 
 // pairID reads ["token", id].
@@ -664,6 +765,150 @@ func (l *loader) pairID(raw []json.RawMessage, path string) (int, error) {
 		return 0, l.errf(path, "expected [\"token\", id]")
 	}
 	return id, nil
+}
+
+// model builds the model named by "type" and returns its vocabulary (token
+// string to id); Unigram, whose vocabulary is a list, sets its tokens itself.
+func (l *loader) model(raw json.RawMessage, path string, t *Tokenizer) (map[string]int, error) {
+	var head struct {
+		Type   string          `json:"type"`
+		Merges json.RawMessage `json:"merges"`
+		Vocab  json.RawMessage `json:"vocab"`
+		Prefix json.RawMessage `json:"continuing_subword_prefix"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, l.errf(path, "expected a model object: %v", err)
+	}
+	typ := head.Type
+	if typ == "" {
+		// Old files omit "type"; HF then tells the models apart by their
+		// fields, in this order.
+		switch v := bytes.TrimSpace(head.Vocab); {
+		case head.Merges != nil:
+			typ = "BPE"
+		case len(v) > 0 && v[0] == '[':
+			typ = "Unigram"
+		case head.Prefix != nil:
+			typ = "WordPiece"
+		default:
+			typ = "WordLevel"
+		}
+	}
+	switch typ {
+	case "BPE":
+		return l.bpe(raw, path, t)
+	case "Unigram":
+		return nil, l.unigram(raw, path, t)
+	case "WordPiece":
+		return l.wordPiece(raw, path, t)
+	case "WordLevel":
+		return l.wordLevel(raw, path, t)
+	}
+	return nil, l.errf(path+".type", "unsupported model %q (supported: BPE, Unigram, WordPiece, WordLevel)", typ)
+}
+
+// unigram builds the Unigram model: vocab is a list of [piece, score] and a
+// token's id is its index.
+func (l *loader) unigram(raw json.RawMessage, path string, t *Tokenizer) error {
+	var v struct {
+		Vocab        []json.RawMessage `json:"vocab"`
+		UnkID        *int              `json:"unk_id"`
+		ByteFallback bool              `json:"byte_fallback"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return l.errf(path, "expected a Unigram model object: %v", err)
+	}
+	if len(v.Vocab) == 0 {
+		return l.errf(path+".vocab", "expected a non-empty list of [piece, score]")
+	}
+	if len(v.Vocab) >= maxTokenID {
+		return l.errf(path+".vocab", "%d tokens, more than the %d supported", len(v.Vocab), maxTokenID)
+	}
+	pieces := make([]string, len(v.Vocab))
+	scores := make([]float64, len(v.Vocab))
+	for k, r := range v.Vocab {
+		var pair []json.RawMessage
+		if json.Unmarshal(r, &pair) != nil || len(pair) != 2 ||
+			json.Unmarshal(pair[0], &pieces[k]) != nil || json.Unmarshal(pair[1], &scores[k]) != nil {
+			return l.errf(fmt.Sprintf("%s.vocab[%d]", path, k), "expected [piece, score]")
+		}
+	}
+	unk := -1
+	if v.UnkID != nil {
+		if *v.UnkID < 0 || *v.UnkID >= len(pieces) {
+			return l.errf(path+".unk_id", "%d is outside the vocabulary of %d tokens", *v.UnkID, len(pieces))
+		}
+		unk = *v.UnkID
+	}
+	m, err := newUnigram(pieces, scores, unk, v.ByteFallback)
+	if err != nil {
+		return l.errf(path, "%v", err)
+	}
+	for id, s := range pieces {
+		t.setToken(id, s)
+	}
+	t.model = m
+	return nil
+}
+
+// vocabMap checks a token-to-id vocabulary.
+func (l *loader) vocabMap(vocab map[string]int, path string) (map[string]int32, error) {
+	if vocab == nil {
+		return nil, l.errf(path, "missing field, expected an object of token to id")
+	}
+	out := make(map[string]int32, len(vocab))
+	for s, id := range vocab {
+		if id < 0 || id >= maxTokenID {
+			return nil, l.errf(fmt.Sprintf("%s[%q]", path, s), "id %d out of range [0, %d)", id, maxTokenID)
+		}
+		out[s] = int32(id)
+	}
+	return out, nil
+}
+
+func (l *loader) wordPiece(raw json.RawMessage, path string, t *Tokenizer) (map[string]int, error) {
+	v := struct {
+		Vocab    map[string]int `json:"vocab"`
+		Unk      string         `json:"unk_token"`
+		Prefix   string         `json:"continuing_subword_prefix"`
+		MaxChars int            `json:"max_input_chars_per_word"`
+	}{Unk: "[UNK]", Prefix: "##", MaxChars: 100} // HF's defaults
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, l.errf(path, "expected a WordPiece model object: %v", err)
+	}
+	vocab, err := l.vocabMap(v.Vocab, path+".vocab")
+	if err != nil {
+		return nil, err
+	}
+	if v.MaxChars < 0 {
+		return nil, l.errf(path+".max_input_chars_per_word", "expected a non-negative integer, got %d", v.MaxChars)
+	}
+	m := &wordPieceModel{vocab: vocab, prefix: v.Prefix, maxChars: v.MaxChars, unk: -1}
+	if id, ok := vocab[v.Unk]; ok {
+		m.unk = id
+	}
+	t.model = m
+	return v.Vocab, nil
+}
+
+func (l *loader) wordLevel(raw json.RawMessage, path string, t *Tokenizer) (map[string]int, error) {
+	v := struct {
+		Vocab map[string]int `json:"vocab"`
+		Unk   string         `json:"unk_token"`
+	}{Unk: "<unk>"}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, l.errf(path, "expected a WordLevel model object: %v", err)
+	}
+	vocab, err := l.vocabMap(v.Vocab, path+".vocab")
+	if err != nil {
+		return nil, err
+	}
+	m := &wordLevelModel{vocab: vocab, unk: -1}
+	if id, ok := vocab[v.Unk]; ok {
+		m.unk = id
+	}
+	t.model = m
+	return v.Vocab, nil
 }
 
 // bpe builds the BPE model and returns the vocabulary (token string to id).
@@ -682,12 +927,6 @@ func (l *loader) bpe(raw json.RawMessage, path string, t *Tokenizer) (map[string
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, l.errf(path, "expected a BPE model object: %v", err)
-	}
-	if v.Type == "" && v.Merges != nil {
-		v.Type = "BPE"
-	}
-	if v.Type != "BPE" {
-		return nil, l.errf(path+".type", "unsupported model %q (supported: BPE)", v.Type)
 	}
 	if v.Vocab == nil {
 		return nil, l.errf(path+".vocab", "missing field, expected an object of token to id")

@@ -129,3 +129,69 @@ func TestRegexFallbackMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// Cutting a long piece where no token spans the boundary must give exactly
+// the tokens of BPE over the whole piece.
+func TestSegmentedMergeExact(t *testing.T) {
+	tk := load(t, "spm_bpe")
+	m := tk.bpe
+	if !m.canSegment() {
+		t.Fatal("spm_bpe should be segmentable")
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	alphabet := []rune("ab e\u00e9\u4e2d\u6587▁▁  .,\n\t0123xyzǅ🦙\u0301")
+	texts := []string{mixedText(20000), strings.Repeat("a", 500), strings.Repeat(" ", 300), strings.Repeat("ab ", 200)}
+	for range 200 {
+		rs := make([]rune, 70+rng.IntN(300))
+		for k := range rs {
+			rs[k] = alphabet[rng.IntN(len(alphabet))]
+		}
+		texts = append(texts, string(rs))
+	}
+	for _, text := range texts {
+		w := tk.normalizer.normalize(nstr{s: text}).s
+		whole := m.merge(w, nil, nil)
+		parts := m.tokenizeSegments(w, nil, newWordCache())
+		if !slices.Equal(whole, parts) {
+			t.Fatalf("%q: segmented merge differs from the whole-piece merge", quoteShort(text))
+		}
+		// And through Encode (which cuts before the model), offsets included.
+		ids, offs := tk.EncodeOffsets(text, false)
+		want := make([]int, len(whole))
+		for k, x := range whole {
+			want[k] = int(x.id)
+		}
+		if !slices.Equal(ids, want) || len(offs) != len(ids) {
+			t.Fatalf("%q: Encode differs from the whole-piece merge", quoteShort(text))
+		}
+	}
+}
+
+// The same for llama.cpp's score-based SentencePiece (GGUF "llama").
+func TestSPMSegmentedExact(t *testing.T) {
+	tk, err := LoadGGUF(thirdParty(t, "llamacpp-vocab/ggml-vocab-llama-spm.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := tk.model.(*spmModel)
+	rng := rand.New(rand.NewPCG(5, 6))
+	alphabet := []rune("ab e\u00e9\u4e2d\u6587▁  .,\n\t0123xyzǅ🦙\u0301")
+	texts := []string{mixedText(20000), strings.Repeat("a", 500), strings.Repeat(" ", 300), "ab\xe4cd\xff" + mixedText(300)}
+	for range 100 {
+		rs := make([]rune, 70+rng.IntN(300))
+		for k := range rs {
+			rs[k] = alphabet[rng.IntN(len(alphabet))]
+		}
+		texts = append(texts, string(rs))
+	}
+	for _, text := range texts {
+		w := tk.normalizer.normalize(nstr{s: text}).s
+		var want []int
+		for _, x := range m.merge(w, nil) {
+			want = append(want, int(x.id))
+		}
+		if got := tk.Encode(text, false); !slices.Equal(got, want) {
+			t.Fatalf("%s: segmented encode differs from the whole-piece merge", quoteShort(text))
+		}
+	}
+}

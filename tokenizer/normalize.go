@@ -251,6 +251,10 @@ func (r replaceNormalizer) normalize(n nstr) nstr {
 		return n
 	}
 	b := newBuilder(n)
+	if r.re == nil && len(r.content) > len(r.literal) {
+		// Size the output once: Metaspace-style " " -> "▁" triples spaces.
+		b.sb.Grow(len(n.s) + strings.Count(n.s, r.literal)*(len(r.content)-len(r.literal)))
+	}
 	last := 0
 	forEachMatch(n.s, r.literal, r.re, func(i, j int) {
 		b.copy(n, last, i)

@@ -2,67 +2,93 @@ package tokenizer
 
 import "unicode"
 
-// postProcessor adds special tokens around an encoding and adjusts offsets.
+// postProcessor adds special tokens around one encoding, or a pair of them,
+// and adjusts offsets. It returns the encodings that remain (a template
+// merges a pair into one); the caller concatenates them.
 type postProcessor interface {
-	process(t *Tokenizer, e *encoding, addSpecial bool)
+	process(t *Tokenizer, encs []*encoding, addSpecial bool) []*encoding
 }
 
 type seqPost []postProcessor
 
-func (s seqPost) process(t *Tokenizer, e *encoding, addSpecial bool) {
+func (s seqPost) process(t *Tokenizer, encs []*encoding, addSpecial bool) []*encoding {
 	for _, p := range s {
-		p.process(t, e, addSpecial)
+		encs = p.process(t, encs, addSpecial)
 	}
+	return encs
 }
 
-// templateItem is one element of a TemplateProcessing "single" template:
-// either the sequence itself or the ids of a special token.
+// templateItem is one element of a TemplateProcessing template: a sequence
+// (seq 0 is A, 1 is B) or the ids of a special token.
 type templateItem struct {
 	sequence bool
+	seq      int
 	ids      []int
 }
 
-type templatePost struct{ single []templateItem }
+type templatePost struct{ single, pair []templateItem }
 
-func (p templatePost) process(_ *Tokenizer, e *encoding, addSpecial bool) {
+func (p templatePost) process(_ *Tokenizer, encs []*encoding, addSpecial bool) []*encoding {
 	if !addSpecial {
-		return
+		return encs
 	}
-	ids := make([]int, 0, len(e.ids)+4)
-	var offs [][2]int
-	for _, it := range p.single {
+	tmpl := p.single
+	if len(encs) == 2 && p.pair != nil {
+		tmpl = p.pair
+	}
+	track := encs[0].track
+	out := &encoding{track: track, ids: make([]int, 0, len(encs[0].ids)+4)}
+	for _, it := range tmpl {
 		if it.sequence {
-			ids = append(ids, e.ids...)
-			if e.track {
-				offs = append(offs, e.offs...)
+			if it.seq < len(encs) {
+				out.ids = append(out.ids, encs[it.seq].ids...)
+				if track {
+					out.offs = append(out.offs, encs[it.seq].offs...)
+				}
 			}
 			continue
 		}
-		ids = append(ids, it.ids...)
-		if e.track {
+		out.ids = append(out.ids, it.ids...)
+		if track {
 			for range it.ids {
-				offs = append(offs, [2]int{0, 0})
+				out.offs = append(out.offs, [2]int{0, 0})
 			}
 		}
 	}
-	e.ids, e.offs = ids, offs
+	if len(encs) == 2 && p.pair == nil {
+		// No pair template: the second sequence follows as it is.
+		out.ids = append(out.ids, encs[1].ids...)
+		out.offs = append(out.offs, encs[1].offs...)
+	}
+	return []*encoding{out}
 }
 
-// wrapPost is RobertaProcessing/BertProcessing for single sequences:
-// cls, the sequence, sep; Roberta also trims offsets like ByteLevel.
+// wrapPost is RobertaProcessing/BertProcessing: cls A sep, and for pairs
+// cls A sep B sep (Bert) or cls A sep sep B sep (Roberta). Roberta also
+// trims offsets like ByteLevel.
 type wrapPost struct {
 	cls, sep       int
+	roberta        bool
 	trimOffsets    bool
 	addPrefixSpace bool
 }
 
-func (p wrapPost) process(t *Tokenizer, e *encoding, addSpecial bool) {
-	if p.trimOffsets && e.track {
-		trimOffsets(t, e, p.addPrefixSpace)
+func (p wrapPost) process(t *Tokenizer, encs []*encoding, addSpecial bool) []*encoding {
+	if p.trimOffsets && encs[0].track {
+		for _, e := range encs {
+			trimOffsets(t, e, p.addPrefixSpace)
+		}
 	}
-	if addSpecial {
-		templatePost{single: []templateItem{{ids: []int{p.cls}}, {sequence: true}, {ids: []int{p.sep}}}}.process(t, e, true)
+	if !addSpecial {
+		return encs
 	}
+	cls, sep := templateItem{ids: []int{p.cls}}, templateItem{ids: []int{p.sep}}
+	a, b := templateItem{sequence: true}, templateItem{sequence: true, seq: 1}
+	tp := templatePost{single: []templateItem{cls, a, sep}, pair: []templateItem{cls, a, sep, b, sep}}
+	if p.roberta {
+		tp.pair = []templateItem{cls, a, sep, sep, b, sep}
+	}
+	return tp.process(t, encs, true)
 }
 
 // byteLevelPost is the ByteLevel post-processor: it only trims offsets.
@@ -71,10 +97,13 @@ type byteLevelPost struct {
 	addPrefixSpace bool
 }
 
-func (p byteLevelPost) process(t *Tokenizer, e *encoding, _ bool) {
-	if p.trimOffsets && e.track {
-		trimOffsets(t, e, p.addPrefixSpace)
+func (p byteLevelPost) process(t *Tokenizer, encs []*encoding, _ bool) []*encoding {
+	for _, e := range encs {
+		if p.trimOffsets && e.track {
+			trimOffsets(t, e, p.addPrefixSpace)
+		}
 	}
+	return encs
 }
 
 // trimOffsets drops the leading and trailing spaces of each token from its

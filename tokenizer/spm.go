@@ -1,5 +1,10 @@
 package tokenizer
 
+import (
+	"sync"
+	"unicode/utf8"
+)
+
 // spmModel is llama.cpp's SentencePiece tokenizer for GGUF "llama"
 // vocabularies: start from characters and repeatedly merge the adjacent pair
 // whose concatenation is the vocabulary entry with the highest score
@@ -9,6 +14,25 @@ type spmModel struct {
 	scores  []float32
 	byteIDs [256]int32
 	unk     int32
+
+	joinsOnce sync.Once
+	joins     *joinSet // built on the first long piece
+}
+
+// canSegment is true for every vocabulary: segments are cut at character
+// boundaries only where the text is valid UTF-8 (see forSegments).
+func (m *spmModel) canSegment() bool { return true }
+
+// forSegments cuts valid UTF-8 only: llama.cpp takes a character's length
+// from its lead byte alone, so around invalid bytes its characters are not
+// Go's, and such a piece is left whole.
+func (m *spmModel) forSegments(w string, fn func(i, j int)) {
+	if !utf8.ValidString(w) {
+		fn(0, len(w))
+		return
+	}
+	m.joinsOnce.Do(func() { m.joins = newJoinSet(m.vocab) })
+	m.joins.forSegments(w, m.vocab, fn)
 }
 
 type spmSym struct {
@@ -73,7 +97,20 @@ func utf8Len(b byte) int {
 	return [16]int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4}[b>>4]
 }
 
-func (m *spmModel) tokenize(w string, dst []tok, _ *wordCache) []tok {
+func (m *spmModel) tokenize(w string, dst []tok, c *wordCache) []tok {
+	if c == nil || len(w) > maxCachedWord {
+		return m.merge(w, dst)
+	}
+	if v, ok := c.get(w); ok {
+		return append(dst, v...)
+	}
+	start := len(dst)
+	dst = m.merge(w, dst)
+	c.put(w, dst[start:])
+	return dst
+}
+
+func (m *spmModel) merge(w string, dst []tok) []tok {
 	var syms []spmSym
 	for i := 0; i < len(w); {
 		n := min(utf8Len(w[i]), len(w)-i)

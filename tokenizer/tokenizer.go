@@ -6,6 +6,7 @@ package tokenizer
 
 import (
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,13 +86,44 @@ func (e *encoding) add(id int, lo, hi int) {
 	}
 }
 
+// EncodePair encodes two texts as one input (a question and a passage, a
+// premise and a hypothesis): with addSpecial the post-processor's pair
+// template places the special tokens (BERT: [CLS] a [SEP] b [SEP]);
+// without it, or with no post-processor, b's ids follow a's.
+func (t *Tokenizer) EncodePair(a, b string, addSpecial bool) []int {
+	encs := []*encoding{t.encodeOne(a, false), t.encodeOne(b, false)}
+	return t.finish(encs, addSpecial, false).ids
+}
+
 func (t *Tokenizer) encode(text string, addSpecial, track bool) ([]int, [][2]int) {
+	e := t.finish([]*encoding{t.encodeOne(text, track)}, addSpecial, track)
+	return e.ids, e.offs
+}
+
+// finish runs the post-processor and concatenates what it returns.
+func (t *Tokenizer) finish(encs []*encoding, addSpecial, track bool) *encoding {
+	if t.post != nil {
+		encs = t.post.process(t, encs, addSpecial)
+	}
+	if len(encs) == 1 {
+		return encs[0]
+	}
+	out := &encoding{track: track}
+	for _, e := range encs {
+		out.ids = append(out.ids, e.ids...)
+		out.offs = append(out.offs, e.offs...)
+	}
+	return out
+}
+
+// encodeOne runs everything before the post-processor.
+func (t *Tokenizer) encodeOne(text string, track bool) *encoding {
 	e := &encoding{track: track, ids: make([]int, 0, len(text)/3+4)}
 	if track {
 		e.offs = make([][2]int, 0, cap(e.ids))
 	}
 	var cache *wordCache
-	if t.bpe != nil {
+	if _, ok := t.model.(segmenter); ok {
 		cache, _ = t.caches.Get().(*wordCache)
 		if cache == nil {
 			cache = newWordCache()
@@ -99,7 +131,21 @@ func (t *Tokenizer) encode(text string, addSpecial, track bool) ([]int, [][2]int
 		defer t.caches.Put(cache)
 	}
 	var buf []tok
+	var emitPiece func(p nstr)
 	emit := func(p nstr) {
+		if sg, ok := t.model.(segmenter); ok && len(p.s) > segmentMin && sg.canSegment() {
+			// A long piece (a whole text without pre-tokenizer) goes to
+			// the model part by part: same tokens, word-sized merges.
+			e.ids = slices.Grow(e.ids, len(p.s)/2)
+			if track {
+				e.offs = slices.Grow(e.offs, len(p.s)/2)
+			}
+			sg.forSegments(p.s, func(i, j int) { emitPiece(p.slice(i, j)) })
+			return
+		}
+		emitPiece(p)
+	}
+	emitPiece = func(p nstr) {
 		buf = t.model.tokenize(p.s, buf[:0], cache)
 		for _, k := range buf {
 			if track {
@@ -135,10 +181,7 @@ func (t *Tokenizer) encode(text string, addSpecial, track bool) ([]int, [][2]int
 			}
 		})
 	})
-	if t.post != nil {
-		t.post.process(t, e, addSpecial)
-	}
-	return e.ids, e.offs
+	return e
 }
 
 // Decode turns ids back into text as transformers' decode does (unknown ids

@@ -283,9 +283,33 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"not json", "{", nil, "", []string{"tokenizer.json", "not a tokenizer.json"}},
 		{"no model", `{"added_tokens": []}`, nil, "", []string{"tokenizer.json", `missing field "model"`}},
-		{"unknown normalizer", "", set([]any{"normalizer"}, "type", "Precompiled"), "", []string{"tokenizer.json", "normalizer.type", `"Precompiled"`}},
+		{"unknown normalizer", "", set([]any{"normalizer"}, "type", "Bogus"), "", []string{"tokenizer.json", "normalizer.type", `"Bogus"`}},
+		{"charsmap missing", "", set([]any{"normalizer"}, "type", "Precompiled"), "", []string{"tokenizer.json", "normalizer.precompiled_charsmap", "missing"}},
+		{"charsmap truncated", "", func(j map[string]any) {
+			j["normalizer"] = map[string]any{"type": "Precompiled", "precompiled_charsmap": "EAAAAGFi"} // size 16, 2 bytes follow
+		}, "", []string{"normalizer.precompiled_charsmap", "does not fit"}},
+		{"charsmap not base64", "", func(j map[string]any) {
+			j["normalizer"] = map[string]any{"type": "Precompiled", "precompiled_charsmap": "!!"}
+		}, "", []string{"tokenizer.json", "normalizer", "Precompiled"}},
+		{"bad unigram vocab", "", func(j map[string]any) {
+			j["model"] = map[string]any{"type": "Unigram", "vocab": []any{[]any{"a", -1.0}, []any{"b"}}}
+		}, "", []string{"model.vocab[1]", "[piece, score]"}},
+		{"unigram unk_id", "", func(j map[string]any) {
+			j["model"] = map[string]any{"type": "Unigram", "unk_id": 7, "vocab": []any{[]any{"a", -1.0}}}
+		}, "", []string{"model.unk_id", "outside"}},
+		{"empty unigram", "", func(j map[string]any) { j["model"] = map[string]any{"type": "Unigram", "vocab": []any{}} }, "", []string{"model.vocab", "non-empty"}},
+		{"wordpiece no vocab", "", func(j map[string]any) { j["model"] = map[string]any{"type": "WordPiece"} }, "", []string{"model.vocab", "missing"}},
+		{"wordlevel bad id", "", func(j map[string]any) {
+			j["model"] = map[string]any{"type": "WordLevel", "vocab": map[string]any{"a": -1}}
+		}, "", []string{"model.vocab", "out of range"}},
+		{"bad template sequence", "", func(j map[string]any) {
+			j["post_processor"] = map[string]any{"type": "TemplateProcessing", "single": []any{map[string]any{"Sequence": map[string]any{"id": "C"}}}, "special_tokens": map[string]any{}}
+		}, "", []string{"post_processor.single[0].Sequence.id", `"C"`}},
+		{"bad delimiter", "", func(j map[string]any) {
+			j["pre_tokenizer"] = map[string]any{"type": "CharDelimiterSplit", "delimiter": "ab"}
+		}, "", []string{"pre_tokenizer.delimiter"}},
 		{"unknown pre-tokenizer", "", set([]any{"pre_tokenizer", "pretokenizers", 1}, "type", "Bogus"), "", []string{"pre_tokenizer.pretokenizers[1].type", `"Bogus"`}},
-		{"unknown decoder", "", set([]any{"decoder"}, "type", "CTC"), "", []string{"decoder.type", `"CTC"`}},
+		{"unknown decoder", "", set([]any{"decoder"}, "type", "Bogus"), "", []string{"decoder.type", `"Bogus"`}},
 		{"unknown post-processor", "", set([]any{"post_processor"}, "type", "Nope"), "", []string{"post_processor.type", `"Nope"`}},
 		{"bad behavior", "", set([]any{"pre_tokenizer", "pretokenizers", 0}, "behavior", "Sideways"), "", []string{"pre_tokenizer.pretokenizers[0].behavior", "Sideways"}},
 		{"bad regex", "", set([]any{"pre_tokenizer", "pretokenizers", 0}, "pattern", map[string]any{"Regex": "(["}), "", []string{"pre_tokenizer.pretokenizers[0].pattern.Regex"}},
@@ -293,7 +317,7 @@ func TestBadInput(t *testing.T) {
 		{"catastrophic regex", "", set([]any{"pre_tokenizer", "pretokenizers", 0}, "pattern", map[string]any{"Regex": "(a+)+$"}), "", []string{"tokenizer.json", "pre_tokenizer.pretokenizers[0].pattern.Regex", "backtracks"}},
 		{"catastrophic regex words", "", set([]any{"pre_tokenizer", "pretokenizers", 0}, "pattern", map[string]any{"Regex": `(\w+\s?)*$`}), "", []string{"tokenizer.json", "backtracks"}},
 		{"bad merge", "", func(j map[string]any) { get(j, "model")["merges"].([]any)[0] = []any{"Ġ", "no-such-token"} }, "", []string{"model", "merges[0]"}},
-		{"unknown model", "", set([]any{"model"}, "type", "Unigram"), "", []string{"model.type", `"Unigram"`}},
+		{"unknown model", "", set([]any{"model"}, "type", "Bogus"), "", []string{"model.type", `"Bogus"`}},
 		{"bad added id", "", set([]any{"added_tokens", 0}, "id", -3), "", []string{"added_tokens[0].id"}},
 		{"bad config", "", func(map[string]any) {}, `{"eos_token": 5}`, []string{"tokenizer_config.json", "eos_token"}},
 		{"bad added_tokens_decoder", "", func(map[string]any) {}, `{"added_tokens_decoder": {"x": {"content": "a"}}}`, []string{"tokenizer_config.json", "added_tokens_decoder", `"x"`}},
@@ -356,6 +380,7 @@ func FuzzEncode(f *testing.F) {
 	}
 	byteLevel := load(f, "bytelevel_bpe")
 	spm := load(f, "spm_bpe")
+	others := []*Tokenizer{load(f, "unigram"), load(f, "wordpiece"), load(f, "wordlevel")}
 	f.Fuzz(func(t *testing.T, s string) {
 		ids, offs := byteLevel.EncodeOffsets(s, true)
 		if !slices.Equal(ids, byteLevel.Encode(s, true)) {
@@ -374,6 +399,19 @@ func FuzzEncode(f *testing.F) {
 		ids = spm.Encode(s, true)
 		_ = spm.Decode(ids, true)
 		_, _ = spm.EncodeOffsets(s, false)
+		for _, tk := range others {
+			ids, offs := tk.EncodeOffsets(s, true)
+			if !slices.Equal(ids, tk.Encode(s, true)) || len(offs) != len(ids) {
+				t.Fatalf("%q: EncodeOffsets and Encode disagree", s)
+			}
+			for _, o := range offs {
+				if o[0] < 0 || o[1] > len(s) || o[0] > o[1] {
+					t.Fatalf("%q: offsets %v out of range", s, o)
+				}
+			}
+			_ = tk.Decode(ids, true)
+			_ = tk.EncodePair(s, s, true)
+		}
 	})
 }
 
@@ -403,7 +441,10 @@ func mixedText(n int) string {
 
 // BenchmarkEncode reports MB/s on 1 MiB of generated English and Chinese:
 // as one text, and line by line (one encode per line, as for training
-// samples) through a fresh tokenizer so the word cache starts cold.
+// samples) through a fresh tokenizer so the word cache starts cold. The
+// SentencePiece models (spm_bpe, and llama.cpp's llama-spm vocabulary when
+// the third-party data is present) see the whole text as one piece, since
+// they have no pre-tokenizer.
 func BenchmarkEncode(b *testing.B) {
 	text := mixedText(1 << 20)
 	lines := strings.Split(text, "\n")
@@ -427,6 +468,16 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		})
 	}
+	b.Run("gguf_llama_spm", func(b *testing.B) {
+		tk, err := LoadGGUF(thirdParty(b, "llamacpp-vocab/ggml-vocab-llama-spm.gguf"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(text)))
+		for b.Loop() {
+			tk.Encode(text, false)
+		}
+	})
 }
 
 func ExampleTokenizer_Encode() {
