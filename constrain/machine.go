@@ -251,9 +251,15 @@ func step(f *frame, b byte, out []*frame) []*frame {
 	return out
 }
 
+// wsFrame takes a whitespace byte where whitespace may go. A run of it is
+// at most one newline, first, then spaces or tabs (indentation): enough for
+// any layout, and a model cannot fill its budget with blank lines.
 func wsFrame(f *frame, b byte, out []*frame) ([]*frame, bool) {
 	if !isWS(b) {
 		return out, false
+	}
+	if b == '\r' || b == '\n' && f.ws > 0 {
+		return out, true // handled: refused
 	}
 	if f.ws < maxWS {
 		c := f.clone()
