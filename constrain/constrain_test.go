@@ -121,8 +121,8 @@ func TestToolGrammar(t *testing.T) {
 		callNode("get_weather", mustSchema(t, `{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}`), "arguments"),
 		callNode("noop", nil, "arguments"),
 	}}
-	g := NewGrammar([]item{WS(), Lit("<tool_call>"), WS(), Val(call), WS(), Lit("</tool_call>")},
-		[]item{WS(), Lit("<tool_call>"), WS(), Val(call), WS(), Lit("</tool_call>")})
+	g := NewGrammar([]Item{WS(), Lit("<tool_call>"), WS(), Val(call), WS(), Lit("</tool_call>")},
+		[]Item{WS(), Lit("<tool_call>"), WS(), Val(call), WS(), Lit("</tool_call>")})
 	ok := "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"
 	for _, tc := range []struct {
 		text         string
@@ -145,11 +145,7 @@ func TestToolGrammar(t *testing.T) {
 }
 
 func callNode(name string, params *Node, argKey string) *Node {
-	if params == nil {
-		params = AnyObject()
-	}
-	return &Node{kind: kObject, props: []prop{{key: "name", node: &Node{kind: kLiteral, lits: []string{`"` + name + `"`}}},
-		{key: argKey, node: params}}, required: 3}
+	return ToolCall(name, params, argKey)
 }
 
 // A tiny vocabulary: greedy decoding under the mask, with logits that

@@ -8,7 +8,7 @@ import (
 // number of repetitions of another sequence (again), e.g. one tool call
 // and then more.
 type Grammar struct {
-	items   []item // head followed by again
+	items   []Item // head followed by again
 	headLen int
 }
 
@@ -21,22 +21,23 @@ const (
 	iUntil                 // any text up to and including lit (a reasoning block)
 )
 
-type item struct {
+// Item is one part of a grammar: build it with WS, Lit, Val or Until.
+type Item struct {
 	kind itemKind
 	lit  string
 	node *Node
 }
 
 // WS, Lit, Value and Until build grammar items.
-func WS() item                { return item{kind: iWS} }
-func Lit(s string) item       { return item{kind: iLit, lit: s} }
-func Val(n *Node) item        { return item{kind: iValue, node: n} }
-func Until(close string) item { return item{kind: iUntil, lit: close} }
+func WS() Item                { return Item{kind: iWS} }
+func Lit(s string) Item       { return Item{kind: iLit, lit: s} }
+func Val(n *Node) Item        { return Item{kind: iValue, node: n} }
+func Until(close string) Item { return Item{kind: iUntil, lit: close} }
 
 // NewGrammar makes a grammar of head followed by zero or more repetitions
 // of again (none when again is empty).
-func NewGrammar(head, again []item) *Grammar {
-	g := &Grammar{items: append(append([]item(nil), head...), again...), headLen: len(head)}
+func NewGrammar(head, again []Item) *Grammar {
+	g := &Grammar{items: append(append([]Item(nil), head...), again...), headLen: len(head)}
 	ids := map[*Node]bool{}
 	next := int32(1)
 	var walk func(n *Node)
@@ -63,7 +64,7 @@ func NewGrammar(head, again []item) *Grammar {
 }
 
 // Value is the grammar of one JSON value of n, with whitespace before it.
-func Value(n *Node) *Grammar { return NewGrammar([]item{WS(), Val(n)}, nil) }
+func Value(n *Node) *Grammar { return NewGrammar([]Item{WS(), Val(n)}, nil) }
 
 // Shared nodes for values of an unconstrained ("any") place. Their ids are
 // negative so they never collide with a grammar's own nodes in cache keys.
@@ -141,7 +142,7 @@ type frame struct {
 	kind   fkind
 	st     uint8
 	ws     uint8  // whitespace bytes in a row
-	n      uint32 // seq: item; array: items (capped); number: digits; string: bytes pending
+	n      uint32 // seq: Item; array: items (capped); number: digits; string: bytes pending
 	pos    uint32 // seq, literal, key: bytes matched
 	lo, hi uint8  // string: range of the next UTF-8 continuation byte
 	cur    int32  // object: index of the property whose value comes, -1 undeclared
@@ -731,7 +732,7 @@ func seqComplete(f *frame) bool {
 	if idx == len(g.items) {
 		return true
 	}
-	onlyWS := func(items []item) bool {
+	onlyWS := func(items []Item) bool {
 		for _, it := range items {
 			if it.kind != iWS {
 				return false

@@ -432,3 +432,29 @@ func Accepts(n *Node, text string) bool {
 	}
 	return s.Complete()
 }
+
+// ToolCall is the node of one call of the tool name in a model's format:
+// {"name": "<name>", "<argKey>": <arguments matching params>}, both keys
+// required and no other; params nil accepts any object.
+func ToolCall(name string, params *Node, argKey string) *Node {
+	if params == nil {
+		params = AnyObject()
+	}
+	return &Node{kind: kObject, required: 3, props: []prop{
+		{key: "name", node: &Node{kind: kLiteral, lits: []string{canonical(name)}}},
+		{key: escapeKey(argKey), node: params},
+	}}
+}
+
+// AnyOf is a node accepting what any of nodes accepts.
+func AnyOf(nodes ...*Node) *Node {
+	if len(nodes) == 1 {
+		return nodes[0]
+	}
+	return &Node{kind: kAnyOf, alts: nodes}
+}
+
+// ArrayOf is an array of at least minItems values of items.
+func ArrayOf(items *Node, minItems int) *Node {
+	return &Node{kind: kArray, items: items, minItems: minItems}
+}
