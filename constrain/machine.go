@@ -127,7 +127,7 @@ const (
 // Bounds that keep every output finite and every number representable: a
 // model stuck on whitespace or digits is forced on.
 const (
-	maxWS        = 16 // whitespace bytes in a row
+	maxWS        = 12 // whitespace bytes in a row
 	maxIntDigits = 15 // integer part (exact in a float64 and an int64)
 	maxFracDig   = 15
 	maxExpDigits = 2
