@@ -17,6 +17,7 @@ type Vocab struct {
 	toks [][]byte // their bytes
 	lcp  []int32  // bytes toks[i] shares with toks[i-1]
 	max  int      // longest token
+	byID [][]byte // bytes by token id; nil: never allowed
 }
 
 // NewVocab builds the table for ids 0..size-1; tokenBytes returns the bytes
@@ -42,8 +43,10 @@ func NewVocab(size int, tokenBytes func(id int) ([]byte, bool)) *Vocab {
 		}
 		v.lcp[i] = int32(k)
 	}
-	for _, t := range v.toks {
+	v.byID = make([][]byte, size)
+	for i, t := range v.toks {
 		v.max = max(v.max, len(t))
+		v.byID[v.ids[i]] = t
 	}
 	return v
 }
@@ -67,7 +70,6 @@ type Matcher struct {
 	v     *Vocab
 	state State
 	stops []int32
-	bytes map[int32][]byte // id to bytes, for Accept
 	cache map[string][]uint64
 	key   []byte
 	// per-depth buffers of the walk over the vocabulary
@@ -80,11 +82,7 @@ const maxCache = 256
 // NewMatcher starts a generation under g. stops are the ids that end the
 // generation: allowed exactly when the output is complete.
 func NewMatcher(g *Grammar, v *Vocab, stops []int32) *Matcher {
-	m := &Matcher{g: g, v: v, state: g.Start(), stops: stops, cache: map[string][]uint64{},
-		bytes: make(map[int32][]byte, len(v.ids))}
-	for i, id := range v.ids {
-		m.bytes[id] = v.toks[i]
-	}
+	m := &Matcher{g: g, v: v, state: g.Start(), stops: stops, cache: map[string][]uint64{}}
 	m.stack = make([][]*frame, v.max+1)
 	return m
 }
@@ -179,8 +177,11 @@ func (m *Matcher) Mask(logits []float32) error {
 
 // Accept advances past the chosen token.
 func (m *Matcher) Accept(id int32) error {
-	b, ok := m.bytes[id]
-	if !ok {
+	var b []byte
+	if id >= 0 && int(id) < len(m.v.byID) {
+		b = m.v.byID[id]
+	}
+	if b == nil {
 		return fmt.Errorf("constrained decoding: token %d has no text the grammar can take", id)
 	}
 	s := m.state.StepBytes(b)
