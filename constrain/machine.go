@@ -284,8 +284,15 @@ func stepSeq(f *frame, b byte, out []*frame) []*frame {
 	it := g.items[idx]
 	switch it.kind {
 	case iWS:
-		if o, ok := wsFrame(f, b, out); ok {
-			return o
+		// Between the parts of a reply (after </think>, between tool
+		// calls) blank lines are usual: any whitespace, up to the bound.
+		if isWS(b) {
+			if f.ws < maxWS {
+				c := f.clone()
+				c.ws++
+				out = append(out, c)
+			}
+			return out
 		}
 		c := f.clone()
 		c.n, c.ws = f.n+1, 0

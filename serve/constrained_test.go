@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"gotune/chat"
 	"gotune/constrain"
 	"gotune/infer"
 )
@@ -142,6 +143,60 @@ func TestConstrainedOutput(t *testing.T) {
 		case name == "get_time" && len(a) == 0 && choice == "required":
 		default:
 			t.Errorf("tool_choice %v: call %s(%s) is not one the tools allow", choice, name, args)
+		}
+	}
+}
+
+// The grammar of a forced tool call accepts what each format's parser
+// reads as calls, and refuses what it would read as content (issue 13.20).
+func TestToolCallGrammarFormats(t *testing.T) {
+	tools := []any{}
+	for _, s := range []string{
+		`{"type":"function","function":{"name":"add","parameters":{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"],"additionalProperties":false}}}`,
+		`{"type":"function","function":{"name":"now"}}`,
+	} {
+		var o chat.Object
+		if err := json.Unmarshal([]byte(s), &o); err != nil {
+			t.Fatal(err)
+		}
+		tools = append(tools, o)
+	}
+	tests := []struct {
+		format   ToolFormat
+		parallel bool
+		inThink  bool
+		text     string
+		ok       bool
+		calls    int
+	}{
+		{FormatHermes, true, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>", true, 1},
+		{FormatHermes, true, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>", true, 2},
+		{FormatHermes, false, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>\n<tool_call>", false, 0},
+		{FormatHermes, true, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": \"2\"}}\n</tool_call>", false, 0},
+		{FormatHermes, true, true, "Let me add.\n</think>\n\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>", true, 1},
+		{FormatHermes, true, false, "I will call add.", false, 0},
+		{FormatLlama3, true, false, `{"name": "add", "parameters": {"a": 1}}; {"name": "now", "parameters": {}}`, true, 2},
+		{FormatLlama3, true, false, `{"name": "add", "arguments": {"a": 1}}`, false, 0},
+		{FormatMistral, true, false, `[{"name": "add", "arguments": {"a": 1}}, {"name": "now", "arguments": {}}]`, true, 2},
+		{FormatMistral, true, false, `[]`, false, 0},
+	}
+	for _, tc := range tests {
+		calls, names, err := toolCallSpec(tools, tc.format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := outputSpec{calls: calls, tools: names, parallel: tc.parallel}
+		s := spec.grammar(tc.format, tc.inThink).Start().StepBytes([]byte(tc.text))
+		if ok := !s.Dead() && s.Complete(); ok != tc.ok {
+			t.Errorf("%s %q: accepted %v, want %v", tc.format, tc.text, ok, tc.ok)
+			continue
+		}
+		if !tc.ok {
+			continue
+		}
+		out := ParseOutput(tc.text, tc.format, true, tc.inThink)
+		if len(out.ToolCalls) != tc.calls || strings.TrimSpace(out.Content) != "" {
+			t.Errorf("%s %q: parsed %+v, want %d calls and no content", tc.format, tc.text, out, tc.calls)
 		}
 	}
 }
