@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"unicode/utf8"
 )
 
 // Vocab is a tokenizer's tokens as the bytes each adds to the output,
@@ -13,54 +14,85 @@ import (
 // Build it once per tokenizer: it costs a pass over the vocabulary.
 type Vocab struct {
 	size int
-	ids  []int32  // token ids in byte order
-	toks [][]byte // their bytes
-	lcp  []int32  // bytes toks[i] shares with toks[i-1]
-	max  int      // longest token
-	byID [][]byte // bytes by token id; nil: never allowed
+	all  tokList
+	// Inside a JSON string most tokens are plain text: no quote, no
+	// backslash, no control byte, whole UTF-8 characters. Such a token
+	// leaves a string's state as it was, so there it is allowed without a
+	// walk; only the others (other) are walked.
+	plain []uint64
+	other tokList
+	max   int      // longest token
+	byID  [][]byte // bytes by token id; nil: never allowed
+}
+
+// tokList is tokens sorted by their bytes, with the prefix each shares with
+// the one before.
+type tokList struct {
+	ids  []int32
+	toks [][]byte
+	lcp  []int32
+}
+
+func newTokList(ids []int32, toks [][]byte) tokList {
+	l := tokList{ids: ids, toks: toks}
+	sort.Sort(byBytes{&l})
+	l.lcp = make([]int32, len(toks))
+	for i := 1; i < len(toks); i++ {
+		a, b := toks[i-1], toks[i]
+		k := 0
+		for k < len(a) && k < len(b) && a[k] == b[k] {
+			k++
+		}
+		l.lcp[i] = int32(k)
+	}
+	return l
 }
 
 // NewVocab builds the table for ids 0..size-1; tokenBytes returns the bytes
 // a token adds, or false for tokens that may never be chosen under a
 // constraint (special tokens, tokens with no text).
 func NewVocab(size int, tokenBytes func(id int) ([]byte, bool)) *Vocab {
-	v := &Vocab{size: size}
+	v := &Vocab{size: size, plain: make([]uint64, (size+63)/64), byID: make([][]byte, size)}
+	var ids, oids []int32
+	var toks, otoks [][]byte
 	for id := 0; id < size; id++ {
 		b, ok := tokenBytes(id)
 		if !ok || len(b) == 0 {
 			continue
 		}
-		v.ids = append(v.ids, int32(id))
-		v.toks = append(v.toks, b)
-	}
-	sort.Sort(byBytes{v})
-	v.lcp = make([]int32, len(v.toks))
-	for i := 1; i < len(v.toks); i++ {
-		a, b := v.toks[i-1], v.toks[i]
-		k := 0
-		for k < len(a) && k < len(b) && a[k] == b[k] {
-			k++
+		ids, toks = append(ids, int32(id)), append(toks, b)
+		v.byID[id] = b
+		v.max = max(v.max, len(b))
+		if plainText(b) {
+			v.plain[id/64] |= 1 << (id % 64)
+		} else {
+			oids, otoks = append(oids, int32(id)), append(otoks, b)
 		}
-		v.lcp[i] = int32(k)
 	}
-	v.byID = make([][]byte, size)
-	for i, t := range v.toks {
-		v.max = max(v.max, len(t))
-		v.byID[v.ids[i]] = t
-	}
+	v.all = newTokList(ids, toks)
+	v.other = newTokList(oids, otoks)
 	return v
+}
+
+func plainText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return utf8.Valid(b)
 }
 
 // Size is the number of token ids the vocabulary covers.
 func (v *Vocab) Size() int { return v.size }
 
-type byBytes struct{ v *Vocab }
+type byBytes struct{ l *tokList }
 
-func (s byBytes) Len() int           { return len(s.v.ids) }
-func (s byBytes) Less(i, j int) bool { return bytes.Compare(s.v.toks[i], s.v.toks[j]) < 0 }
+func (s byBytes) Len() int           { return len(s.l.ids) }
+func (s byBytes) Less(i, j int) bool { return bytes.Compare(s.l.toks[i], s.l.toks[j]) < 0 }
 func (s byBytes) Swap(i, j int) {
-	s.v.ids[i], s.v.ids[j] = s.v.ids[j], s.v.ids[i]
-	s.v.toks[i], s.v.toks[j] = s.v.toks[j], s.v.toks[i]
+	s.l.ids[i], s.l.ids[j] = s.l.ids[j], s.l.ids[i]
+	s.l.toks[i], s.l.toks[j] = s.l.toks[j], s.l.toks[i]
 }
 
 // Matcher follows one generation through a grammar and masks the logits of
@@ -74,6 +106,8 @@ type Matcher struct {
 	key   []byte
 	// per-depth buffers of the walk over the vocabulary
 	stack [][]*frame
+	// fullWalk turns off the plain-text shortcut (tests compare the two).
+	fullWalk bool
 }
 
 // maxCache bounds the masks kept per generation (each is vocab/8 bytes).
@@ -112,10 +146,15 @@ func (m *Matcher) Allowed() []uint64 {
 func (m *Matcher) walk() []uint64 {
 	v := m.v
 	mask := make([]uint64, (v.size+63)/64)
+	list := &v.all
+	if !m.fullWalk && m.inPlainString() {
+		copy(mask, v.plain)
+		list = &v.other
+	}
 	m.stack[0] = m.state.alts
 	dead := math.MaxInt32 // the previous token's prefix of this length is dead
-	for i, tok := range v.toks {
-		l := int(v.lcp[i])
+	for i, tok := range list.toks {
+		l := int(list.lcp[i])
 		if dead <= l {
 			continue // shares the dead prefix
 		}
@@ -129,11 +168,32 @@ func (m *Matcher) walk() []uint64 {
 			}
 		}
 		if dead == math.MaxInt32 {
-			id := v.ids[i]
+			id := list.ids[i]
 			mask[id/64] |= 1 << (id % 64)
 		}
 	}
 	return mask
+}
+
+// inPlainString reports a state in which plain text leaves the state as it
+// is (see Vocab.plain): inside a string value, or an undeclared key, and
+// not in an escape or a UTF-8 sequence.
+func (m *Matcher) inPlainString() bool {
+	if len(m.state.alts) != 1 {
+		return false
+	}
+	f := m.state.alts[0]
+	switch {
+	case f.st != sNormal:
+		return false
+	case f.kind == fString:
+		return true
+	case f.kind == fKey:
+		// Plain text either goes on spelling a declared name or makes the
+		// key an undeclared one: both live when undeclared keys are allowed.
+		return f.node.additional != nil
+	}
+	return false
 }
 
 // Mask sets the logits of every token that may not come next to -Inf. It

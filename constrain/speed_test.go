@@ -2,6 +2,7 @@ package constrain
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -72,7 +73,7 @@ func TestMaskSpeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	logits := make([]float32, v.Size())
-	for _, prefix := range []string{``, `{"name": "Jo`, `{"name": "Jo", "age": 4`, `{"na`, `{"name": "x", "other": [1, {"k": "v`} {
+	for _, prefix := range []string{``, `{"name": "Jo`, `{"name": "Jo", "age": 4`, `{"na`, `{"name": "x", "other": [1, {"k": "v`, `{"name": "x", "ot`, `{"name": "\u00`, "{\"name\": \"\xe4"} {
 		m := NewMatcher(Value(n), v, nil)
 		for i := 0; i < len(prefix); i++ {
 			if m.state = m.state.Step(prefix[i]); m.state.Dead() {
@@ -92,6 +93,11 @@ func TestMaskSpeed(t *testing.T) {
 			}
 		}
 		warm := time.Since(t0) / reps
+		full := NewMatcher(Value(n), v, nil)
+		full.state, full.fullWalk = m.state, true
+		if a, b := m.Allowed(), full.Allowed(); !slices.Equal(a, b) {
+			t.Errorf("after %q: the plain-text shortcut allows other tokens than the full walk", prefix)
+		}
 		allowed := 0
 		for _, w := range m.Allowed() {
 			for ; w != 0; w &= w - 1 {
