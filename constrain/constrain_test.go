@@ -32,6 +32,11 @@ func TestRecogniser(t *testing.T) {
 	person := `{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"},
 		"tags":{"type":"array","items":{"enum":["a","b"]}},"ok":{"type":"boolean"},"x":{"type":["number","null"]}},
 		"required":["name","age"],"additionalProperties":false}`
+	pydantic := `{"$defs":{"Node":{"type":"object","title":"Node","properties":{"name":{"type":"string","title":"Name"},
+		"kids":{"type":"array","items":{"$ref":"#/$defs/Node"}}},"required":["name","kids"],"additionalProperties":false},
+		"Pet":{"properties":{"kind":{"enum":["cat","dog"],"type":"string"}},"required":["kind"],"type":"object"}},
+		"type":"object","properties":{"name":{"type":"string"},"kids":{"type":"array","items":{"$ref":"#/$defs/Node"}},
+		"pet":{"anyOf":[{"$ref":"#/$defs/Pet"},{"type":"null"}],"default":null}},"required":["name","kids"],"additionalProperties":false}`
 	tests := []struct {
 		schema string // "" any JSON object (json_object)
 		text   string
@@ -81,6 +86,10 @@ func TestRecogniser(t *testing.T) {
 		{`{"oneOf":[{"type":"object","properties":{"a":{"const":1}},"required":["a"],"additionalProperties":false},
 			{"type":"object","properties":{"b":{"const":2}},"required":["b"],"additionalProperties":false}]}`, `{"b": 1}`, false, false},
 		{`{"type":"number"}`, `-0.5E+10`, true, true},
+		// As pydantic writes nested and recursive models: $defs and $ref.
+		{pydantic, `{"name": "root", "kids": [{"name": "a", "kids": []}], "pet": {"kind": "cat"}}`, true, true},
+		{pydantic, `{"name": "root", "kids": [{"name": "a", "kids": [{"kids": []}]}], "pet": null}`, false, false},
+		{pydantic, `{"name": "root", "kids": [], "pet": {"kind": "cow"}}`, false, false},
 		{`{"type":"string","enum":["a",1]}`, `1`, false, false},
 	}
 	for _, tc := range tests {

@@ -97,10 +97,60 @@ func CompileSchema(raw json.RawMessage) (*Node, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, &SchemaError{Msg: fmt.Sprintf("not valid JSON: %v", err)}
 	}
-	return compile(v, "")
+	c := &compiler{root: v, refs: map[string]*Node{}}
+	return c.compile(v, "")
 }
 
-func compile(v any, path string) (*Node, error) {
+// compiler holds the schema's root, for local references (#/$defs/...),
+// and the nodes made for references so far: a recursive schema (a tree)
+// becomes a node graph with a cycle, which the recogniser follows lazily.
+type compiler struct {
+	root any
+	refs map[string]*Node
+}
+
+// ref compiles a local reference: "#", "#/$defs/Name", "#/definitions/Name"
+// or any JSON pointer into the schema.
+func (c *compiler) ref(ref any, s map[string]any, path string) (*Node, error) {
+	r, ok := ref.(string)
+	if !ok || !strings.HasPrefix(r, "#") {
+		return nil, &SchemaError{Path: path, Keyword: "$ref", Msg: "only local references (\"#/$defs/Name\") are supported"}
+	}
+	for k := range s {
+		if k != "$ref" && !annotations[k] {
+			return nil, &SchemaError{Path: path, Keyword: k, Msg: "keywords beside $ref are not supported; wrap them in anyOf"}
+		}
+	}
+	if n, ok := c.refs[r]; ok {
+		return n, nil
+	}
+	target := c.root
+	for _, tok := range strings.Split(strings.TrimPrefix(r, "#"), "/")[1:] {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		m, ok := target.(map[string]any)
+		if !ok {
+			return nil, &SchemaError{Path: path, Keyword: "$ref", Msg: fmt.Sprintf("%q does not point into the schema", r)}
+		}
+		if target, ok = m[tok]; !ok {
+			return nil, &SchemaError{Path: path, Keyword: "$ref", Msg: fmt.Sprintf("%q does not point into the schema", r)}
+		}
+	}
+	// The node exists before its definition is compiled, so a definition
+	// that refers to itself gets this node.
+	n := &Node{kind: kAnyOf} // no alternatives: matches nothing until defined
+	c.refs[r] = n
+	def, err := c.compile(target, strings.TrimPrefix(r, "#"))
+	if err != nil {
+		return nil, err
+	}
+	if def.kind == kAnyOf && def.alts == nil {
+		return nil, &SchemaError{Path: path, Keyword: "$ref", Msg: fmt.Sprintf("%q refers to itself without a value in between", r)}
+	}
+	*n = *def
+	return n, nil
+}
+
+func (c *compiler) compile(v any, path string) (*Node, error) {
 	switch s := v.(type) {
 	case bool:
 		if s {
@@ -108,20 +158,24 @@ func compile(v any, path string) (*Node, error) {
 		}
 		return nil, &SchemaError{Path: path, Msg: "the schema false accepts no value"}
 	case map[string]any:
-		return compileObject(s, path)
+		return c.compileObject(s, path)
 	}
 	return nil, &SchemaError{Path: path, Msg: "a schema must be an object or a boolean"}
 }
 
-func compileObject(s map[string]any, path string) (*Node, error) {
+func (c *compiler) compileObject(s map[string]any, path string) (*Node, error) {
+	if r, ok := s["$ref"]; ok {
+		return c.ref(r, s, path)
+	}
 	keys := make([]string, 0, len(s))
 	for k := range s {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys) // the first unsupported keyword named is stable
+	// $defs/definitions only hold schemas for $ref: compiled when referred to.
 	known := map[string]bool{"type": true, "properties": true, "required": true,
 		"additionalProperties": true, "items": true, "enum": true, "const": true,
-		"anyOf": true, "oneOf": true}
+		"anyOf": true, "oneOf": true, "$defs": true, "definitions": true}
 	for _, k := range keys {
 		if !known[k] && !annotations[k] {
 			return nil, &SchemaError{Path: path, Keyword: k, Msg: "not supported by constrained decoding"}
@@ -149,7 +203,7 @@ func compileObject(s map[string]any, path string) (*Node, error) {
 		}
 		parts = append(parts, n)
 	}
-	typed, err := compileTyped(s, path)
+	typed, err := c.compileTyped(s, path)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +218,7 @@ func compileObject(s map[string]any, path string) (*Node, error) {
 		}
 		alt := &Node{kind: kAnyOf}
 		for i, sub := range list {
-			n, err := compile(sub, fmt.Sprintf("%s/%s/%d", path, kw, i))
+			n, err := c.compile(sub, fmt.Sprintf("%s/%s/%d", path, kw, i))
 			if err != nil {
 				return nil, err
 			}
@@ -192,7 +246,7 @@ func compileObject(s map[string]any, path string) (*Node, error) {
 
 // compileTyped handles type and the keywords that depend on it; nil when
 // the schema has none of them.
-func compileTyped(s map[string]any, path string) (*Node, error) {
+func (c *compiler) compileTyped(s map[string]any, path string) (*Node, error) {
 	t, hasType := s["type"]
 	var types []string
 	switch tv := t.(type) {
@@ -242,11 +296,11 @@ func compileTyped(s map[string]any, path string) (*Node, error) {
 		var err error
 		switch ty {
 		case "object":
-			n, err = compileProps(s, path)
+			n, err = c.compileProps(s, path)
 		case "array":
 			n = &Node{kind: kArray}
 			if it, ok := s["items"]; ok {
-				if n.items, err = compile(it, path+"/items"); err != nil {
+				if n.items, err = c.compile(it, path+"/items"); err != nil {
 					return nil, err
 				}
 			}
@@ -289,7 +343,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func compileProps(s map[string]any, path string) (*Node, error) {
+func (c *compiler) compileProps(s map[string]any, path string) (*Node, error) {
 	n := &Node{kind: kObject, additional: AnyJSON()}
 	if p, ok := s["properties"]; ok {
 		m, ok := p.(map[string]any)
@@ -305,7 +359,7 @@ func compileProps(s map[string]any, path string) (*Node, error) {
 		}
 		sort.Strings(names)
 		for _, k := range names {
-			sub, err := compile(m[k], path+"/properties/"+pointerEscape(k))
+			sub, err := c.compile(m[k], path+"/properties/"+pointerEscape(k))
 			if err != nil {
 				return nil, err
 			}
@@ -319,7 +373,7 @@ func compileProps(s map[string]any, path string) (*Node, error) {
 				n.additional = nil
 			}
 		case map[string]any:
-			sub, err := compile(av, path+"/additionalProperties")
+			sub, err := c.compile(av, path+"/additionalProperties")
 			if err != nil {
 				return nil, err
 			}

@@ -73,7 +73,7 @@ func parseResponseFormat(raw json.RawMessage) (*constrain.Node, error) {
 func schemaError(param, where string, err error) error {
 	var se *constrain.SchemaError
 	if errors.As(err, &se) && se.Keyword != "" {
-		return invalid(param, "%s: %v (keywords enforced: type, properties, required, additionalProperties, items, enum, const, anyOf, oneOf)", where, err)
+		return invalid(param, "%s: %v (keywords enforced: type, properties, required, additionalProperties, items, enum, const, anyOf, oneOf, local $ref/$defs)", where, err)
 	}
 	return invalid(param, "%s: %v", where, err)
 }
