@@ -19,13 +19,15 @@ const (
 	iLit                   // exactly these bytes
 	iValue                 // a JSON value of node
 	iUntil                 // any text up to and including lit (a reasoning block)
+	iBlock                 // optional: lit, any text, then close (a reasoning block the model opens)
 )
 
 // Item is one part of a grammar: build it with WS, Lit, Val or Until.
 type Item struct {
-	kind itemKind
-	lit  string
-	node *Node
+	kind  itemKind
+	lit   string
+	close string // iBlock
+	node  *Node
 }
 
 // WS, Lit, Value and Until build grammar items.
@@ -33,6 +35,10 @@ func WS() Item                { return Item{kind: iWS} }
 func Lit(s string) Item       { return Item{kind: iLit, lit: s} }
 func Val(n *Node) Item        { return Item{kind: iValue, node: n} }
 func Until(close string) Item { return Item{kind: iUntil, lit: close} }
+
+// Block is an optional block: open, any text, close ("<think>" …
+// "</think>"), or nothing.
+func Block(open, close string) Item { return Item{kind: iBlock, lit: open, close: close} }
 
 // NewGrammar makes a grammar of head followed by zero or more repetitions
 // of again (none when again is empty).
@@ -324,6 +330,39 @@ func stepSeq(f *frame, b byte, out []*frame) []*frame {
 		after := f.clone()
 		after.n, after.pos, after.ws = f.n+1, 0, 0
 		return startValue(it.node, b, after, out)
+	case iBlock:
+		// cur: 0 not begun, 1 in the opening tag, 2 inside the block.
+		c := f.clone()
+		switch f.cur {
+		case 0:
+			skip := f.clone()
+			skip.n++
+			out = stepSeq(skip, b, out)
+			if it.lit[0] == b {
+				c.cur, c.pos = 1, 1
+				out = append(out, c)
+			}
+			return out
+		case 1:
+			if it.lit[f.pos] != b {
+				return out
+			}
+			if c.pos++; int(c.pos) == len(it.lit) {
+				c.cur, c.pos = 2, 0
+			}
+			return append(out, c)
+		}
+		switch {
+		case it.close[f.pos] == b:
+			if c.pos++; int(c.pos) == len(it.close) {
+				c.n, c.pos, c.cur = c.n+1, 0, 0
+			}
+		case it.close[0] == b:
+			c.pos = 1
+		default:
+			c.pos = 0
+		}
+		return append(out, c)
 	}
 	return out
 }
@@ -739,20 +778,24 @@ func seqComplete(f *frame) bool {
 	if idx == len(g.items) {
 		return true
 	}
+	// Whitespace and an optional block not begun may be left out.
 	onlyWS := func(items []Item) bool {
 		for _, it := range items {
-			if it.kind != iWS {
+			if it.kind != iWS && it.kind != iBlock {
 				return false
 			}
 		}
 		return true
 	}
+	if f.pos != 0 || f.cur != 0 {
+		return false
+	}
 	if idx < g.headLen {
-		return f.pos == 0 && onlyWS(g.items[idx:g.headLen])
+		return onlyWS(g.items[idx:g.headLen])
 	}
 	// In a repetition: complete when it has not really begun, or only
 	// whitespace is left of it.
-	return f.pos == 0 && (onlyWS(g.items[g.headLen:idx]) || onlyWS(g.items[idx:]))
+	return onlyWS(g.items[g.headLen:idx]) || onlyWS(g.items[idx:])
 }
 
 // key appends a description of the state that identifies it exactly: equal

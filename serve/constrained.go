@@ -110,12 +110,17 @@ func toolCallSpec(tools []any, format ToolFormat) ([]*constrain.Node, []string, 
 }
 
 // grammar is the output's grammar for a model writing tool calls in
-// format; inThink: the prompt opened a <think> block, which the reply
-// closes before the constrained part.
-func (o *outputSpec) grammar(format ToolFormat, inThink bool) *constrain.Grammar {
+// format. inThink: the prompt opened a <think> block, which the reply
+// closes before the constrained part; mayThink: the reply may open and
+// close one itself first. Reasoning is free text, as with vLLM's
+// reasoning parsers: the constraint is on the answer.
+func (o *outputSpec) grammar(format ToolFormat, inThink, mayThink bool) *constrain.Grammar {
 	var head []constrain.Item
-	if inThink {
+	switch {
+	case inThink:
 		head = append(head, constrain.Until(thinkClose))
+	case mayThink:
+		head = append(head, constrain.WS(), constrain.Block(thinkOpen, thinkClose))
 	}
 	head = append(head, constrain.WS())
 	if len(o.calls) == 0 {

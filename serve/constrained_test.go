@@ -83,8 +83,12 @@ func TestConstrainedOutput(t *testing.T) {
 	url := ts.URL + "/v1/chat/completions"
 	msgs := []any{map[string]any{"role": "user", "content": "Give me a record."}}
 	// Budgets large enough for the random model's love of whitespace.
+	// Thinking is off: the template lets the model open a <think> block,
+	// and random weights never close one (TestToolCallGrammarFormats
+	// covers replies that reason first).
 	chatReq := func(extra map[string]any) map[string]any {
-		r := map[string]any{"messages": msgs, "max_tokens": 400, "temperature": 0}
+		r := map[string]any{"messages": msgs, "max_tokens": 400, "temperature": 0,
+			"chat_template_kwargs": map[string]any{"enable_thinking": false}}
 		for k, v := range extra {
 			r[k] = v
 		}
@@ -165,20 +169,25 @@ func TestToolCallGrammarFormats(t *testing.T) {
 		format   ToolFormat
 		parallel bool
 		inThink  bool
+		mayThink bool
 		text     string
 		ok       bool
 		calls    int
 	}{
-		{FormatHermes, true, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>", true, 1},
-		{FormatHermes, true, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>", true, 2},
-		{FormatHermes, false, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>\n<tool_call>", false, 0},
-		{FormatHermes, true, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": \"2\"}}\n</tool_call>", false, 0},
-		{FormatHermes, true, true, "Let me add.\n</think>\n\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>", true, 1},
-		{FormatHermes, true, false, "I will call add.", false, 0},
-		{FormatLlama3, true, false, `{"name": "add", "parameters": {"a": 1}}; {"name": "now", "parameters": {}}`, true, 2},
-		{FormatLlama3, true, false, `{"name": "add", "arguments": {"a": 1}}`, false, 0},
-		{FormatMistral, true, false, `[{"name": "add", "arguments": {"a": 1}}, {"name": "now", "arguments": {}}]`, true, 2},
-		{FormatMistral, true, false, `[]`, false, 0},
+		{FormatHermes, true, false, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>", true, 1},
+		{FormatHermes, true, false, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>", true, 2},
+		{FormatHermes, false, false, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>\n<tool_call>", false, 0},
+		{FormatHermes, true, false, false, "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": \"2\"}}\n</tool_call>", false, 0},
+		{FormatHermes, true, true, false, "Let me add.\n</think>\n\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>", true, 1},
+		{FormatHermes, true, false, false, "I will call add.", false, 0},
+		{FormatHermes, true, false, true, "<think>\nAdd.\n</think>\n\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>", true, 1},
+		{FormatHermes, true, false, true, "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>", true, 1},
+		{FormatHermes, true, false, false, "<think>\nAdd.\n</think>\n\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>", false, 0},
+		{FormatLlama3, true, false, true, "<think>x</think>{\"name\": \"now\", \"parameters\": {}}", true, 1},
+		{FormatLlama3, true, false, false, `{"name": "add", "parameters": {"a": 1}}; {"name": "now", "parameters": {}}`, true, 2},
+		{FormatLlama3, true, false, false, `{"name": "add", "arguments": {"a": 1}}`, false, 0},
+		{FormatMistral, true, false, false, `[{"name": "add", "arguments": {"a": 1}}, {"name": "now", "arguments": {}}]`, true, 2},
+		{FormatMistral, true, false, false, `[]`, false, 0},
 	}
 	for _, tc := range tests {
 		calls, names, err := toolCallSpec(tools, tc.format)
@@ -186,7 +195,7 @@ func TestToolCallGrammarFormats(t *testing.T) {
 			t.Fatal(err)
 		}
 		spec := outputSpec{calls: calls, tools: names, parallel: tc.parallel}
-		s := spec.grammar(tc.format, tc.inThink).Start().StepBytes([]byte(tc.text))
+		s := spec.grammar(tc.format, tc.inThink, tc.mayThink).Start().StepBytes([]byte(tc.text))
 		if ok := !s.Dead() && s.Complete(); ok != tc.ok {
 			t.Errorf("%s %q: accepted %v, want %v", tc.format, tc.text, ok, tc.ok)
 			continue

@@ -570,7 +570,10 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	inThink := strings.HasSuffix(strings.TrimRightFunc(prompt, isSpace), thinkOpen)
 	if spec.active() {
-		o.grammar = spec.grammar(p.ToolFormat, inThink)
+		// A prompt that ends with a closed block (enable_thinking off)
+		// leaves no reasoning to the model.
+		mayThink := p.Reasoning && !inThink && !strings.HasSuffix(strings.TrimRightFunc(prompt, isSpace), thinkClose)
+		o.grammar = spec.grammar(p.ToolFormat, inThink, mayThink)
 	}
 	parser := NewParser(p.ToolFormat, in.toolsOn, inThink)
 	id, created := newID("chatcmpl-"), time.Now().Unix()
