@@ -86,6 +86,11 @@ func TestRecogniser(t *testing.T) {
 		{`{"oneOf":[{"type":"object","properties":{"a":{"const":1}},"required":["a"],"additionalProperties":false},
 			{"type":"object","properties":{"b":{"const":2}},"required":["b"],"additionalProperties":false}]}`, `{"b": 1}`, false, false},
 		{`{"type":"number"}`, `-0.5E+10`, true, true},
+		{`{"type":"array","items":{"type":"integer"},"minItems":1,"maxItems":2}`, `[]`, false, false},
+		{`{"type":"array","items":{"type":"integer"},"minItems":1,"maxItems":2}`, `[1, 2]`, true, true},
+		{`{"type":"array","items":{"type":"integer"},"minItems":1,"maxItems":2}`, `[1, 2,`, false, false},
+		{`{"type":"array","minItems":2}`, `[1, "a"]`, true, true},
+		{`{"type":"array","minItems":2}`, `[1]`, false, false},
 		// As pydantic writes nested and recursive models: $defs and $ref.
 		{pydantic, `{"name": "root", "kids": [{"name": "a", "kids": []}], "pet": {"kind": "cat"}}`, true, true},
 		{pydantic, `{"name": "root", "kids": [{"name": "a", "kids": [{"kids": []}]}], "pet": null}`, false, false},

@@ -554,7 +554,9 @@ func stepArray(f *frame, b byte, out []*frame) []*frame {
 	value := func() []*frame {
 		after := f.clone()
 		after.st, after.ws = aAfter, 0
-		if int(after.n) < n.minItems {
+		// The count is kept only as far as the bounds need it, so that
+		// long arrays share states (and cached masks).
+		if int(after.n) < max(n.minItems, n.maxItems) {
 			after.n++
 		}
 		return startValue(n.items, b, after, out)
@@ -573,6 +575,9 @@ func stepArray(f *frame, b byte, out []*frame) []*frame {
 	case aAfter:
 		switch b {
 		case ',':
+			if n.maxItems > 0 && int(f.n) >= n.maxItems {
+				return out
+			}
 			c := f.clone()
 			c.st, c.ws = aNeed, 0
 			return append(out, c)

@@ -42,6 +42,7 @@ type Node struct {
 	additional *Node  // value schema of undeclared keys; nil: none allowed
 	items      *Node
 	minItems   int
+	maxItems   int      // 0: no bound
 	lits       []string // canonical compact JSON texts
 	alts       []*Node
 }
@@ -175,7 +176,8 @@ func (c *compiler) compileObject(s map[string]any, path string) (*Node, error) {
 	// $defs/definitions only hold schemas for $ref: compiled when referred to.
 	known := map[string]bool{"type": true, "properties": true, "required": true,
 		"additionalProperties": true, "items": true, "enum": true, "const": true,
-		"anyOf": true, "oneOf": true, "$defs": true, "definitions": true}
+		"anyOf": true, "oneOf": true, "$defs": true, "definitions": true,
+		"minItems": true, "maxItems": true}
 	for _, k := range keys {
 		if !known[k] && !annotations[k] {
 			return nil, &SchemaError{Path: path, Keyword: k, Msg: "not supported by constrained decoding"}
@@ -273,7 +275,12 @@ func (c *compiler) compileTyped(s map[string]any, path string) (*Node, error) {
 	_, hasProps := s["properties"]
 	_, hasReq := s["required"]
 	_, hasAdd := s["additionalProperties"]
-	_, hasItems := s["items"]
+	hasItems, arrayKW := false, ""
+	for _, kw := range []string{"items", "maxItems", "minItems"} {
+		if _, ok := s[kw]; ok && !hasItems {
+			hasItems, arrayKW = true, kw
+		}
+	}
 	objectish := hasProps || hasReq || hasAdd
 	if !hasType {
 		// Without type, properties/items still say what an object or array
@@ -281,7 +288,7 @@ func (c *compiler) compileTyped(s map[string]any, path string) (*Node, error) {
 		// what the schema allows.
 		switch {
 		case objectish && hasItems:
-			return nil, &SchemaError{Path: path, Keyword: "items", Msg: "items and properties without \"type\" are not supported"}
+			return nil, &SchemaError{Path: path, Keyword: arrayKW, Msg: "array and object keywords without \"type\" are not supported"}
 		case objectish:
 			types = []string{"object"}
 		case hasItems:
@@ -303,6 +310,15 @@ func (c *compiler) compileTyped(s map[string]any, path string) (*Node, error) {
 				if n.items, err = c.compile(it, path+"/items"); err != nil {
 					return nil, err
 				}
+			}
+			if n.minItems, err = count(s, "minItems", path); err != nil {
+				return nil, err
+			}
+			if n.maxItems, err = count(s, "maxItems", path); err != nil {
+				return nil, err
+			}
+			if _, ok := s["maxItems"]; ok && n.maxItems < max(n.minItems, 1) {
+				return nil, &SchemaError{Path: path, Keyword: "maxItems", Msg: "must be at least 1 and at least minItems"}
 			}
 		case "string":
 			n = &Node{kind: kString}
@@ -326,7 +342,7 @@ func (c *compiler) compileTyped(s map[string]any, path string) (*Node, error) {
 		return nil, &SchemaError{Path: path, Keyword: "properties", Msg: "object keywords on a schema whose type is not object"}
 	}
 	if hasItems && !contains(types, "array") {
-		return nil, &SchemaError{Path: path, Keyword: "items", Msg: "items on a schema whose type is not array"}
+		return nil, &SchemaError{Path: path, Keyword: arrayKW, Msg: "an array keyword on a schema whose type is not array"}
 	}
 	if len(alts) == 1 {
 		return alts[0], nil
@@ -508,7 +524,28 @@ func AnyOf(nodes ...*Node) *Node {
 	return &Node{kind: kAnyOf, alts: nodes}
 }
 
-// ArrayOf is an array of at least minItems values of items.
-func ArrayOf(items *Node, minItems int) *Node {
-	return &Node{kind: kArray, items: items, minItems: minItems}
+// ArrayOf is an array of minItems to maxItems values of items (maxItems
+// 0: no upper bound).
+func ArrayOf(items *Node, minItems, maxItems int) *Node {
+	return &Node{kind: kArray, items: items, minItems: minItems, maxItems: maxItems}
+}
+
+// maxCount bounds minItems and maxItems: the recogniser counts items.
+const maxCount = 1 << 16
+
+// count reads a non-negative integer keyword; 0 when absent.
+func count(s map[string]any, kw, path string) (int, error) {
+	v, ok := s[kw]
+	if !ok {
+		return 0, nil
+	}
+	num, ok := v.(json.Number)
+	if !ok {
+		return 0, &SchemaError{Path: path, Keyword: kw, Msg: "must be a non-negative integer"}
+	}
+	i, err := num.Int64()
+	if err != nil || i < 0 || i > maxCount {
+		return 0, &SchemaError{Path: path, Keyword: kw, Msg: fmt.Sprintf("must be an integer from 0 to %d", maxCount)}
+	}
+	return int(i), nil
 }

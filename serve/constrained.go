@@ -73,7 +73,7 @@ func parseResponseFormat(raw json.RawMessage) (*constrain.Node, error) {
 func schemaError(param, where string, err error) error {
 	var se *constrain.SchemaError
 	if errors.As(err, &se) && se.Keyword != "" {
-		return invalid(param, "%s: %v (keywords enforced: type, properties, required, additionalProperties, items, enum, const, anyOf, oneOf, local $ref/$defs)", where, err)
+		return invalid(param, "%s: %v (keywords enforced: type, properties, required, additionalProperties, items, minItems, maxItems, enum, const, anyOf, oneOf, local $ref/$defs)", where, err)
 	}
 	return invalid(param, "%s: %v", where, err)
 }
@@ -136,7 +136,11 @@ func (o *outputSpec) grammar(format ToolFormat, inThink, mayThink bool) *constra
 	case FormatMistral:
 		// [TOOL_CALLS] is a special token that decoding drops: the text is
 		// a JSON array of calls.
-		one = []constrain.Item{constrain.Val(constrain.ArrayOf(call, 1))}
+		most := 0
+		if !o.parallel {
+			most = 1
+		}
+		one = []constrain.Item{constrain.Val(constrain.ArrayOf(call, 1, most))}
 	default:
 		one = []constrain.Item{constrain.Lit(hermesOpen), constrain.WS(), constrain.Val(call), constrain.WS(), constrain.Lit(hermesEnd)}
 		again = append([]constrain.Item{constrain.WS()}, one...)

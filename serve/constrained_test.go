@@ -188,6 +188,7 @@ func TestToolCallGrammarFormats(t *testing.T) {
 		{FormatLlama3, true, false, false, `{"name": "add", "arguments": {"a": 1}}`, false, 0},
 		{FormatMistral, true, false, false, `[{"name": "add", "arguments": {"a": 1}}, {"name": "now", "arguments": {}}]`, true, 2},
 		{FormatMistral, true, false, false, `[]`, false, 0},
+		{FormatMistral, false, false, false, `[{"name": "now", "arguments": {}}, {"name": "now", "arguments": {}}]`, false, 0},
 	}
 	for _, tc := range tests {
 		calls, names, err := toolCallSpec(tools, tc.format)
