@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -119,6 +120,28 @@ func TestConstrainedOutput(t *testing.T) {
 	n, _ := constrain.CompileSchema(schema)
 	if status != 200 || !constrain.Accepts(n, content(body)) || !json.Valid([]byte(content(body))) || get(body, "choices", 0, "finish_reason") != "stop" {
 		t.Errorf("json_schema: %d %q does not match the schema (%v)", status, content(body), body)
+	}
+
+	// Streamed, the same reply arrives in pieces.
+	streamReq := chatReq(map[string]any{"stream": true, "response_format": map[string]any{"type": "json_schema",
+		"json_schema": map[string]any{"name": "rec", "strict": true, "schema": schema}}})
+	ev := openStream(t, context.Background(), c, url, streamReq)
+	var streamed strings.Builder
+	for d := ev.next(t); d != "[DONE]"; d = ev.next(t) {
+		if d == "" {
+			t.Fatal("stream ended without [DONE]")
+		}
+		ch := map[string]any{}
+		if err := jsonUnmarshal(d, &ch); err != nil {
+			t.Fatal(err)
+		}
+		if s, ok := get(ch, "choices", 0, "delta", "content").(string); ok {
+			streamed.WriteString(s)
+		}
+	}
+	ev.body.Close()
+	if streamed.String() != content(body) {
+		t.Errorf("streamed %q, whole %q", streamed.String(), content(body))
 	}
 
 	tools := []any{
