@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"gotune/chat"
+	"gotune/constrain"
 	"gotune/gguf"
 	"gotune/model"
 	"gotune/peft"
@@ -216,6 +217,14 @@ func (e *Engine) buildStops() {
 	}
 }
 
+func (e *Engine) stopIDs() []int32 {
+	ids := make([]int32, 0, len(e.stops))
+	for id := range e.stops {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // IsStop reports whether id ends generation.
 func (e *Engine) IsStop(id int32) bool { return e.stops[id] }
 
@@ -245,6 +254,12 @@ type Request struct {
 	Raw bool
 	// OnText receives decoded text as it is produced (may be nil).
 	OnText func(string)
+	// Grammar, when set, constrains the output (constrained decoding):
+	// before each token is sampled, every token that would take the text
+	// out of the grammar is masked, and a stop token is allowed only once
+	// the text is complete. The generation ends by itself when nothing
+	// more may follow.
+	Grammar *constrain.Grammar
 }
 
 // Result is what a generation produced.
@@ -305,6 +320,10 @@ func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, erro
 		return Result{}, err
 	}
 	sampler := NewSampler(req.Sample)
+	var matcher *constrain.Matcher
+	if req.Grammar != nil {
+		matcher = constrain.NewMatcher(req.Grammar, e.Vocab(), e.stopIDs())
+	}
 	history := append([]int32(nil), prompt...)
 	var lead []int32 // what the continuation is decoded after
 	if req.Raw {
@@ -314,7 +333,23 @@ func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, erro
 	res := Result{PromptTokens: len(prompt), FinishReason: "length"}
 	var emitted int
 	for len(res.Tokens) < maxNew {
+		// The one place logits are masked: everything the sampler does
+		// (penalties, top-k/p, temperature) sees only allowed tokens.
+		if matcher != nil {
+			if matcher.Final() {
+				res.FinishReason = "stop"
+				break
+			}
+			if err := matcher.Mask(logits); err != nil {
+				return res, err
+			}
+		}
 		next := sampler.Next(logits, history)
+		if matcher != nil && !e.IsStop(next) {
+			if err := matcher.Accept(next); err != nil {
+				return res, err
+			}
+		}
 		if e.IsStop(next) {
 			res.FinishReason = "stop"
 			break

@@ -100,5 +100,12 @@ func (s *Sampler) Next(logits []float32, history []int32) int32 {
 			return int32(cand[k])
 		}
 	}
-	return int32(cand[len(cand)-1])
+	// Rounding left u above zero: take the last candidate that has any
+	// probability (a masked token has none and must never be picked).
+	for k := len(s.probs) - 1; k > 0; k-- {
+		if s.probs[k] > 0 {
+			return int32(cand[k])
+		}
+	}
+	return int32(cand[0])
 }

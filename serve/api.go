@@ -7,8 +7,13 @@ import (
 	"net/http"
 )
 
-// The request bodies: only the fields gotune acts on. Unknown fields are
-// ignored, as OpenAI clients send many optional ones.
+// The request bodies. A field gotune does not know is refused with a 400
+// naming it: a client that sends one expects it to do something, and
+// ignoring it would give a wrong result without a word. OpenAI fields that
+// change nothing about the reply (user, metadata, store, service_tier,
+// prompt_cache_key, safety_identifier) are accepted and ignored; fields
+// gotune does not implement (penalties, logit_bias, logprobs, echo, ...)
+// are accepted only at their default value, which is what it does.
 
 type samplingFields struct {
 	Model               string          `json:"model"`
@@ -24,7 +29,19 @@ type samplingFields struct {
 	Stream              bool            `json:"stream"`
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
+		// Padding of stream events against side channels: without
+		// encryption in between it protects nothing here; accepted.
+		IncludeObfuscation *bool `json:"include_obfuscation"`
 	} `json:"stream_options"`
+
+	// Accepted only at their defaults: not implemented.
+	FrequencyPenalty *float64           `json:"frequency_penalty"`
+	PresencePenalty  *float64           `json:"presence_penalty"`
+	LogitBias        map[string]float64 `json:"logit_bias"`
+	Logprobs         json.RawMessage    `json:"logprobs"` // chat: a boolean; completions: an integer
+
+	// Accepted and ignored: they only identify or label the request.
+	User json.RawMessage `json:"user"`
 }
 
 type chatRequest struct {
@@ -32,12 +49,26 @@ type chatRequest struct {
 	Messages           json.RawMessage            `json:"messages"`
 	Tools              json.RawMessage            `json:"tools"`
 	ToolChoice         json.RawMessage            `json:"tool_choice"`
+	ParallelToolCalls  *bool                      `json:"parallel_tool_calls"`
+	ResponseFormat     json.RawMessage            `json:"response_format"`
 	ChatTemplateKwargs map[string]json.RawMessage `json:"chat_template_kwargs"` // extension (vLLM)
+	TopLogprobs        *int                       `json:"top_logprobs"`         // default only
+
+	// Accepted and ignored.
+	Metadata         json.RawMessage `json:"metadata"`
+	Store            json.RawMessage `json:"store"`
+	ServiceTier      json.RawMessage `json:"service_tier"`
+	PromptCacheKey   json.RawMessage `json:"prompt_cache_key"`
+	SafetyIdentifier json.RawMessage `json:"safety_identifier"`
 }
 
 type completionRequest struct {
 	samplingFields
 	Prompt json.RawMessage `json:"prompt"`
+	// Accepted only at their defaults.
+	Echo   *bool           `json:"echo"`
+	BestOf *int            `json:"best_of"`
+	Suffix json.RawMessage `json:"suffix"`
 }
 
 // The response bodies.
@@ -71,12 +102,21 @@ type chatMessage struct {
 	ToolCalls        []toolCallJSON `json:"tool_calls,omitempty"`
 }
 
+// replyMessage is a whole (not streamed) reply. Its content is always
+// there: null when the reply is only tool calls, as in OpenAI's API.
+type replyMessage struct {
+	Role             string         `json:"role"`
+	Content          *string        `json:"content"`
+	ReasoningContent *string        `json:"reasoning_content,omitempty"`
+	ToolCalls        []toolCallJSON `json:"tool_calls,omitempty"`
+}
+
 type chatChoice struct {
-	Index        int          `json:"index"`
-	Message      *chatMessage `json:"message,omitempty"`
-	Delta        *chatMessage `json:"delta,omitempty"`
-	FinishReason *string      `json:"finish_reason"`
-	Logprobs     any          `json:"logprobs"`
+	Index        int           `json:"index"`
+	Message      *replyMessage `json:"message,omitempty"`
+	Delta        *chatMessage  `json:"delta,omitempty"`
+	FinishReason *string       `json:"finish_reason"`
+	Logprobs     any           `json:"logprobs"`
 }
 
 type chatResponse struct {

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,10 +13,12 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
 	"gotune/chat"
+	"gotune/constrain"
 	"gotune/infer"
 	"gotune/jsondepth"
 )
@@ -51,7 +54,10 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		return newError(http.StatusBadRequest, "invalid_request_error", "invalid_json", "",
 			"the request body is not acceptable: %v", err)
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	if err := decodeStrict(body, v); err != nil {
+		if field, ok := unknownField(err); ok {
+			return invalid(field, "unknown field %q: gotune does not support it, and ignoring it could give a reply other than the one asked for", field)
+		}
 		var typeErr *json.UnmarshalTypeError
 		var syntaxErr *json.SyntaxError
 		switch {
@@ -66,6 +72,34 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 			"the request body is not valid JSON: %v", err)
 	}
 	return nil
+}
+
+// decodeStrict is json.Unmarshal that refuses fields v does not have.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		// What json.Unmarshal says about data after the value.
+		return json.Unmarshal(body, new(any))
+	}
+	return nil
+}
+
+// unknownField reads the field name out of encoding/json's error for a
+// field the target does not have.
+func unknownField(err error) (string, bool) {
+	rest, ok := strings.CutPrefix(err.Error(), "json: unknown field ")
+	if !ok {
+		return "", false
+	}
+	name, uerr := strconv.Unquote(rest)
+	if uerr != nil {
+		return rest, true
+	}
+	return name, true
 }
 
 // jsonKindOf names the JSON value a Go type decodes from.
@@ -93,6 +127,9 @@ type genOptions struct {
 	stream       bool
 	includeUsage bool
 	raw          bool // plain-text completion: infer.Request.Raw
+	// grammar, when set, constrains the output (response_format,
+	// tool_choice required or named): infer.Request.Grammar.
+	grammar *constrain.Grammar
 }
 
 func (s *Server) sampling(f *samplingFields, p *pool) (genOptions, error) {
@@ -131,6 +168,20 @@ func (s *Server) sampling(f *samplingFields, p *pool) (genOptions, error) {
 		o.sample.Seed = uint64(*f.Seed)
 	} else {
 		o.sample.Seed = mrand.Uint64()
+	}
+	if p := f.FrequencyPenalty; p != nil && *p != 0 {
+		return o, invalid("frequency_penalty", "frequency_penalty is not supported (only 0); repetition_penalty is")
+	}
+	if p := f.PresencePenalty; p != nil && *p != 0 {
+		return o, invalid("presence_penalty", "presence_penalty is not supported (only 0); repetition_penalty is")
+	}
+	if len(f.LogitBias) > 0 {
+		return o, invalid("logit_bias", "logit_bias is not supported")
+	}
+	switch string(f.Logprobs) {
+	case "", "null", "false", "0":
+	default:
+		return o, invalid("logprobs", "logprobs are not supported")
 	}
 	if f.N != nil && *f.N != 1 {
 		return o, invalid("n", "only n=1 is supported, got %d", *f.N)
@@ -190,6 +241,7 @@ func (s *Server) run(ctx context.Context, e Engine, prompt string, maxTokens int
 	st := stopper{stops: o.stops}
 	start := time.Now()
 	res, err := e.GenerateContext(gctx, infer.Request{Prompt: prompt, MaxTokens: maxTokens, Sample: o.sample, Raw: o.raw,
+		Grammar: o.grammar,
 		OnText: func(piece string) {
 			text, hit := st.push(piece)
 			if text != "" {
@@ -280,6 +332,9 @@ type chatInput struct {
 	tools   []any
 	extra   map[string]any
 	toolsOn bool // parse tool calls from the reply
+	// forceTool: tool_choice "required" or a named function; the reply is
+	// constrained to a call of one of tools.
+	forceTool bool
 }
 
 var allowedRoles = map[string]bool{"system": true, "developer": true, "user": true, "assistant": true, "tool": true}
@@ -421,9 +476,10 @@ func toolName(t any) (string, error) {
 	return s, nil
 }
 
-// applyToolChoice: "auto" (default) and "required" offer every tool (the
-// model is not forced: gotune has no constrained decoding), "none" offers
-// none, {"type": "function", "function": {"name": N}} offers only N.
+// applyToolChoice: "auto" (default) offers every tool, "none" offers none,
+// "required" offers every tool and forces a call of one of them,
+// {"type": "function", "function": {"name": N}} offers only N and forces a
+// call of it (constrained decoding).
 func (in *chatInput) applyToolChoice(raw json.RawMessage) error {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil
@@ -432,8 +488,11 @@ func (in *chatInput) applyToolChoice(raw json.RawMessage) error {
 	if json.Unmarshal(raw, &mode) == nil {
 		switch mode {
 		case "auto", "required":
-			if mode == "required" && len(in.tools) == 0 {
-				return invalid("tool_choice", "tool_choice \"required\" needs tools")
+			if mode == "required" {
+				if len(in.tools) == 0 {
+					return invalid("tool_choice", "tool_choice \"required\" needs tools")
+				}
+				in.forceTool = true
 			}
 		case "none":
 			in.tools = nil
@@ -453,7 +512,7 @@ func (in *chatInput) applyToolChoice(raw json.RawMessage) error {
 	}
 	for _, t := range in.tools {
 		if n, _ := toolName(t); n == named.Function.Name {
-			in.tools = []any{t}
+			in.tools, in.forceTool = []any{t}, true
 			return nil
 		}
 	}
@@ -481,6 +540,15 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if req.TopLogprobs != nil && *req.TopLogprobs != 0 {
+		writeError(w, invalid("top_logprobs", "logprobs are not supported"))
+		return
+	}
+	spec, err := parseOutputSpec(&req, in, p.ToolFormat)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	e, release, err := s.acquire(ctx, p)
@@ -501,6 +569,12 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	inThink := strings.HasSuffix(strings.TrimRightFunc(prompt, isSpace), thinkOpen)
+	if spec.active() {
+		// A prompt that ends with a closed block (enable_thinking off)
+		// leaves no reasoning to the model.
+		mayThink := p.Reasoning && !inThink && !strings.HasSuffix(strings.TrimRightFunc(prompt, isSpace), thinkClose)
+		o.grammar = spec.grammar(p.ToolFormat, inThink, mayThink)
+	}
 	parser := NewParser(p.ToolFormat, in.toolsOn, inThink)
 	id, created := newID("chatcmpl-"), time.Now().Unix()
 	chunk := func(delta *chatMessage, finish *string) chatResponse {
@@ -565,9 +639,9 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		stream.done()
 		return
 	}
-	msg := &chatMessage{Role: "assistant", ToolCalls: toolCalls}
+	msg := &replyMessage{Role: "assistant", ToolCalls: toolCalls}
 	if c := content.String(); c != "" || len(calls) == 0 {
-		msg.Content = &c
+		msg.Content = &c // else null, as OpenAI sends with tool calls
 	}
 	if rc := reasoning.String(); rc != "" {
 		msg.ReasoningContent = &rc
@@ -595,6 +669,18 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o.raw = true
+	if req.Echo != nil && *req.Echo {
+		writeError(w, invalid("echo", "echo is not supported"))
+		return
+	}
+	if req.BestOf != nil && *req.BestOf != 1 {
+		writeError(w, invalid("best_of", "only best_of=1 is supported, got %d", *req.BestOf))
+		return
+	}
+	if len(req.Suffix) > 0 && string(req.Suffix) != "null" && string(req.Suffix) != `""` {
+		writeError(w, invalid("suffix", "suffix (insertion) is not supported"))
+		return
+	}
 	var prompt string
 	if json.Unmarshal(req.Prompt, &prompt) != nil {
 		var list []string

@@ -41,6 +41,10 @@ type Model struct {
 	Defaults infer.SampleOptions
 	// ContextLength bounds prompt plus completion tokens; 0: no bound.
 	ContextLength int
+	// Reasoning: the model may open a <think> block itself (its template
+	// knows the tag). A constrained reply may then start with one, as the
+	// model would write it, and the constraint applies after it.
+	Reasoning bool
 }
 
 // FromEngines describes engines loaded from the same model folder and
@@ -57,6 +61,7 @@ func FromEngines(name string, engines ...*infer.Engine) Model {
 	e := engines[0]
 	if e.Template != nil {
 		m.ToolFormat = DetectToolFormat(e.Template.Source)
+		m.Reasoning = strings.Contains(e.Template.Source, thinkOpen)
 	}
 	g := e.Gen
 	m.Defaults = infer.SampleOptions{TopK: g.TopK, TopP: g.TopP, RepetitionPenalty: g.RepetitionPenalty}
