@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"gotune/assets"
@@ -16,9 +19,14 @@ import (
 )
 
 func runChat(args []string, stdout, stderr io.Writer) error {
-	ctx, stop := signalContext()
+	// Ctrl-C stops the reply being written (or, at the prompt, the chat);
+	// SIGTERM ends the chat at once.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	return chatMain(ctx, args, os.Stdin, stdout, stderr)
+	intr := make(chan os.Signal, 1)
+	signal.Notify(intr, os.Interrupt)
+	defer signal.Stop(intr)
+	return chatMain(ctx, intr, args, os.Stdin, stdout, stderr)
 }
 
 const chatHelp = `commands: /reset clears the conversation, /system TEXT sets the system message (and resets),
@@ -27,7 +35,7 @@ const chatHelp = `commands: /reset clears the conversation, /system TEXT sets th
 // chatMain runs the chat loop: one user message per input line, the reply
 // streamed to stdout, prompts and statistics on stderr when input is a
 // terminal.
-func chatMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func chatMain(ctx context.Context, intr <-chan os.Signal, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("chat", "usage: gotune chat [MODEL] [flags]\n\nChat with a model folder, .gguf file or Hub repo id (default: the bundled "+
 		assets.DefaultModel+").\nMODEL and flags may come in any order.\n"+chatHelp, args, stdout, stderr)
 	modelDir := fs.String("model", "", "model folder (or give it as the first argument)")
@@ -74,7 +82,10 @@ func chatMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		var ok bool
 		select {
 		case line, ok = <-lines:
-		case <-ctx.Done(): // Ctrl-C at the prompt
+		case <-ctx.Done():
+			fmt.Fprintln(stderr)
+			return nil
+		case <-intr: // Ctrl-C at the prompt leaves
 			fmt.Fprintln(stderr)
 			return nil
 		}
@@ -104,11 +115,33 @@ func chatMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			continue
 		}
 		start := time.Now()
-		res, err := s.send(ctx, line, stdout)
+		// Ctrl-C during the reply stops that reply only: the turn is
+		// dropped from the history and the chat goes on.
+		replyCtx, stopReply := context.WithCancel(ctx)
+		done := make(chan struct{})
+		var interrupted atomic.Bool
+		go func() {
+			select {
+			case <-intr:
+				interrupted.Store(true)
+				stopReply()
+			case <-done:
+			}
+		}()
+		res, err := s.send(replyCtx, line, stdout)
+		close(done)
+		stopReply()
 		fmt.Fprintln(stdout)
 		if errors.Is(err, context.Canceled) {
-			return nil // interrupted: leave quietly
-		} else if err != nil {
+			if ctx.Err() != nil {
+				return nil // the chat itself was ended
+			}
+			if interrupted.Load() {
+				fmt.Fprintln(stderr, "(reply interrupted)")
+				continue
+			}
+		}
+		if err != nil {
 			return err
 		}
 		if interactive {

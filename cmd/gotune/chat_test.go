@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"os"
 	"strings"
 	"testing"
 
@@ -19,7 +20,7 @@ func TestChatPipedInput(t *testing.T) {
 	}
 	in := "hello\n\n/bogus\n/reset\nhi again\n/exit\n/never\n"
 	var out, errb bytes.Buffer
-	err = chatMain(context.Background(), []string{dir, "--max-new-tokens", "6", "--system", "Be terse.", "--temperature", "0.7", "--seed", "3"},
+	err = chatMain(context.Background(), nil, []string{dir, "--max-new-tokens", "6", "--system", "Be terse.", "--temperature", "0.7", "--seed", "3"},
 		strings.NewReader(in), &out, &errb)
 	if err != nil {
 		t.Fatalf("chat: %v\n%s", err, errb.String())
@@ -123,5 +124,50 @@ func TestParseInterleaved(t *testing.T) {
 		if (err != nil) != tc.wantError || (err == nil && (*model != tc.model || *adapter != tc.adapter)) {
 			t.Errorf("%q: model %q adapter %q err %v", tc.args, *model, *adapter, err)
 		}
+	}
+}
+
+// firstWrite signals once, at the first write.
+type firstWrite struct {
+	bytes.Buffer
+	once chan struct{}
+}
+
+func (w *firstWrite) Write(p []byte) (int, error) {
+	select {
+	case <-w.once:
+	default:
+		close(w.once)
+	}
+	return w.Buffer.Write(p)
+}
+
+// TestChatInterruptStopsReply: Ctrl-C while a reply is being written stops
+// that reply and the chat goes on with the next line; the interrupted turn
+// is not kept.
+func TestChatInterruptStopsReply(t *testing.T) {
+	dir, err := assets.ModelDir(assets.DefaultModel, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	intr := make(chan os.Signal, 1)
+	out := &firstWrite{once: make(chan struct{})}
+	go func() {
+		<-out.once // the first reply has started streaming
+		intr <- os.Interrupt
+	}()
+	var errb bytes.Buffer
+	err = chatMain(context.Background(), intr, []string{dir, "--max-new-tokens", "400", "--temperature", "1", "--seed", "5"},
+		strings.NewReader("tell me a long story\nsecond question\n"), out, &errb)
+	if err != nil {
+		t.Fatalf("chat ended with %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), "(reply interrupted)") {
+		t.Fatalf("no interruption reported; stderr:\n%s", errb.String())
+	}
+	// The second line was answered after the interruption: two reply
+	// endings on stdout.
+	if n := strings.Count(out.String(), "\n"); n < 2 {
+		t.Errorf("stdout has %d reply endings, want 2 (the chat went on): %q", n, out.String())
 	}
 }
