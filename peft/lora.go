@@ -327,7 +327,8 @@ func (l *LoRA) DeviceUnsupported() string {
 	switch {
 	case l.Magnitude != nil:
 		return "DoRA does not run on a GPU yet"
-	case l.Dropout > 0:
+	case l.Dropout > 0 && l.A.Trainable():
+		// Dropout only acts in training; scoring an adapter runs as is.
 		return "LoRA dropout does not run on a GPU yet (set lora_dropout: 0)"
 	}
 	return ""

@@ -106,3 +106,28 @@ func TestDeviceFallsBackOrRefuses(t *testing.T) {
 		t.Errorf("device required: got %v, want an error naming dropout", err)
 	}
 }
+
+// TestEvaluateOnDevice: scoring through the compute seam gives the CPU's
+// losses, for the base and for a fine-tune.
+func TestEvaluateOnDevice(t *testing.T) {
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
+	must(t, cfg.ApplyFlags([]string{"--max_steps", "3", "--save_steps", "100"}))
+	run(t, cfg)
+	for _, adapter := range []string{"", cfg.OutputDir} {
+		want, err := Evaluate(cfg, cfg.ModelNameOrPath, adapter)
+		must(t, err)
+		got, err := EvaluateWith(cfg, cfg.ModelNameOrPath, adapter, EvalOptions{Backend: ref.New()})
+		must(t, err)
+		if len(got) != len(want) {
+			t.Fatalf("%d results, CPU %d", len(got), len(want))
+		}
+		for i := range want {
+			if got[i].Device != "ref" {
+				t.Errorf("adapter %q: scored on %q, not the device", adapter, got[i].Device)
+			}
+			if got[i].Tokens != want[i].Tokens || math.Abs(got[i].Loss-want[i].Loss) > 1e-5*math.Abs(want[i].Loss) {
+				t.Errorf("adapter %q, %s: device %+v, CPU %+v", adapter, want[i].Dataset, got[i], want[i])
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 
+	"gotune/compute"
 	"gotune/config"
 	"gotune/data"
 	"gotune/model"
@@ -18,6 +19,7 @@ type EvalResult struct {
 	Tokens     int     `json:"tokens"` // trained (scored) tokens
 	Loss       float64 `json:"loss"`
 	Perplexity float64 `json:"perplexity"`
+	Device     string  `json:"device,omitempty"` // the backend that scored, when not the CPU
 }
 
 // Evaluate scores a model (with an adapter when adapterDir is set) on the
@@ -36,6 +38,9 @@ type EvalOptions struct {
 	DataProgress func(done, total int64)
 	// Progress receives the samples scored out of the total.
 	Progress func(done, total int)
+	// Backend, when set, scores on that device (bf16 when the config says
+	// bf16); a model or adapter it cannot run yet is scored on the CPU.
+	Backend compute.Backend
 }
 
 // EvaluateWith is Evaluate with progress reports.
@@ -79,6 +84,22 @@ func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptio
 		pad = int32(tok.PAD())
 	}
 	ws := m.NewWorkspace()
+	loss := func(b *model.Batch) (float64, int, error) {
+		s, n := ws.Loss(b)
+		return s, n, nil
+	}
+	device := ""
+	if opt.Backend != nil {
+		dt := compute.F32
+		if cfg.BF16 || cfg.FP16 {
+			dt = compute.BF16
+		}
+		if dm, err := model.NewDeviceModel(m, opt.Backend, model.DeviceOptions{Compute: dt}); err == nil {
+			defer dm.Close()
+			loss = dm.Loss
+			device = opt.Backend.Name()
+		}
+	}
 	sums := make([]float64, len(dc.Datasets))
 	tokens := make([]int, len(dc.Datasets))
 	samples := make([]int, len(dc.Datasets))
@@ -89,7 +110,10 @@ func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptio
 		}
 		s := cache.Sample(i)
 		b := data.BatchPlan{Rows: [][]int{{i}}, T: len(s.InputIDs)}.Build(cache, pad)
-		sum, n := ws.Loss(batchOf(b, false))
+		sum, n, err := loss(batchOf(b, false))
+		if err != nil {
+			return nil, fmt.Errorf("eval: %w", err)
+		}
 		sums[s.Source] += sum
 		tokens[s.Source] += n
 		samples[s.Source]++
@@ -99,9 +123,9 @@ func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptio
 	}
 	var out []EvalResult
 	var all EvalResult
-	all.Dataset = "all"
+	all.Dataset, all.Device = "all", device
 	for d, spec := range dc.Datasets {
-		r := EvalResult{Dataset: spec.Name, Samples: samples[d], Tokens: tokens[d]}
+		r := EvalResult{Dataset: spec.Name, Samples: samples[d], Tokens: tokens[d], Device: device}
 		if tokens[d] > 0 {
 			r.Loss = sums[d] / float64(tokens[d])
 			r.Perplexity = math.Exp(r.Loss)

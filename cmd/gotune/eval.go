@@ -49,13 +49,22 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	base, err := train.EvaluateWith(cfg, dir, "", evalProgress(stderr, "base"))
+	dev, release, err := trainDevice(cfg.Device, stderr)
+	if err != nil {
+		return err
+	}
+	defer release()
+	withDevice := func(o train.EvalOptions) train.EvalOptions {
+		o.Backend = dev.Backend
+		return o
+	}
+	base, err := train.EvaluateWith(cfg, dir, "", withDevice(evalProgress(stderr, "base")))
 	if err != nil {
 		return err
 	}
 	var tuned []train.EvalResult
 	if adapter != "" {
-		if tuned, err = train.EvaluateWith(cfg, dir, adapter, evalProgress(stderr, "adapter")); err != nil {
+		if tuned, err = train.EvaluateWith(cfg, dir, adapter, withDevice(evalProgress(stderr, "adapter"))); err != nil {
 			return err
 		}
 	}
