@@ -108,6 +108,7 @@ func Load(modelDir, adapterDir string) (*Engine, error) {
 		if e.Adapter, err = peft.Load(m, adapterDir); err != nil {
 			return nil, err
 		}
+		peft.ForInference(e.Adapter)
 		// An adapter trained by gotune carries the chat template it was
 		// trained with; prefer it over the base model's.
 		t, err := adapterTemplate(adapterDir)
@@ -183,6 +184,7 @@ func (e *Engine) WithAdapter(dir string) (*Engine, error) {
 		if c.Adapter, err = peft.Load(c.Model, dir); err != nil {
 			return nil, err
 		}
+		peft.ForInference(c.Adapter)
 		t, err := adapterTemplate(dir)
 		if err != nil {
 			return nil, err

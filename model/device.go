@@ -15,7 +15,7 @@ import (
 // cannot run on a device yet (DoRA, dropout), or "".
 type LowRank interface {
 	LowRank() (a, b *nn.Param, scale float32)
-	DeviceUnsupported() string
+	DeviceUnsupported(training bool) string
 }
 
 // DeviceOptions configure a model copied to a compute backend.
@@ -28,6 +28,10 @@ type DeviceOptions struct {
 	// Decays says which trainable parameters take weight decay (by name);
 	// nil: all of them, as torch.optim.AdamW over a plain parameter list.
 	Decays func(name string) bool
+	// Inference copies every parameter as frozen (scoring, generation):
+	// no gradients or optimizer state, and training-only options such as
+	// dropout do not matter.
+	Inference bool
 	// Checkpoint keeps only each block's input and recomputes the block's
 	// forward pass during backward (gradient checkpointing): activation
 	// memory of one block instead of all, for about a third more compute.
@@ -130,6 +134,7 @@ type DeviceModel struct {
 	groups     []*dgroup
 	decays     func(name string) bool
 	checkpoint bool
+	inference  bool
 	attnBudget int                       // floats of attention scores held at once; 0: the default
 	shared     map[string]compute.Tensor // checkpointing: the one set of block activations
 	owned      []compute.Tensor          // freed by Close
@@ -157,7 +162,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 	if m.Input != nil {
 		return nil, errors.New("device model: virtual-token methods (prompt tuning, P-tuning) do not run on a GPU yet")
 	}
-	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, checkpoint: o.Checkpoint, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
+	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, checkpoint: o.Checkpoint, inference: o.Inference, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
 	var err error
 	param := func(p *nn.Param, float bool) *dparam {
 		if err != nil || p == nil {
@@ -205,7 +210,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 				err = fmt.Errorf("device model: %s: adapter %T does not run on a GPU yet", l.Name, l.Adapter)
 				return nil
 			}
-			if why := lr.DeviceUnsupported(); why != "" {
+			if why := lr.DeviceUnsupported(!o.Inference); why != "" {
 				err = fmt.Errorf("device model: %s: %s", l.Name, why)
 				return nil
 			}
@@ -271,7 +276,7 @@ const arenaAlign = 64
 // upload copies a frozen host parameter; a trainable one is only recorded
 // here and placed in its group's arena by placeTrainable.
 func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
-	d := &dparam{host: p, n: len(p.Data), trainable: p.Trainable(), float: float}
+	d := &dparam{host: p, n: len(p.Data), trainable: p.Trainable() && !dm.inference, float: float}
 	dt := dm.act
 	if float {
 		dt = compute.F32

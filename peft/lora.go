@@ -322,13 +322,12 @@ func (l *LoRA) Merge(lin *nn.Linear) {
 func (l *LoRA) LowRank() (a, b *nn.Param, scale float32) { return l.A, l.B, l.Scale }
 
 // DeviceUnsupported says what of this adapter the device path cannot run
-// yet, or "".
-func (l *LoRA) DeviceUnsupported() string {
+// yet, or "". Dropout only matters when training.
+func (l *LoRA) DeviceUnsupported(training bool) string {
 	switch {
 	case l.Magnitude != nil:
 		return "DoRA does not run on a GPU yet"
-	case l.Dropout > 0 && l.A.Trainable():
-		// Dropout only acts in training; scoring an adapter runs as is.
+	case l.Dropout > 0 && training:
 		return "LoRA dropout does not run on a GPU yet (set lora_dropout: 0)"
 	}
 	return ""

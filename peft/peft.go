@@ -68,3 +68,14 @@ func writeTensors(dir string, params []*nn.Param, savedAs func(string) string) e
 	}
 	return safetensors.Write(filepath.Join(dir, "adapter_model.safetensors"), ts, map[string]string{"format": "pt"})
 }
+
+// ForInference readies a loaded adapter for scoring and generation: dropout
+// acts only in training (PEFT's eval mode), so it is switched off; the
+// saved configuration keeps its value.
+func ForInference(m Method) {
+	if s, ok := m.(*LoRASet); ok {
+		for _, l := range s.Modules {
+			l.Dropout = 0
+		}
+	}
+}

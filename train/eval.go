@@ -75,9 +75,11 @@ func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptio
 		return nil, err
 	}
 	if adapterDir != "" {
-		if _, err := peft.Load(m, adapterDir); err != nil {
+		ad, err := peft.Load(m, adapterDir)
+		if err != nil {
 			return nil, err
 		}
+		peft.ForInference(ad)
 	}
 	pad := int32(0)
 	if tok, ok := enc.Tok.(data.HFTokenizer); ok {
@@ -94,7 +96,7 @@ func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptio
 		if cfg.BF16 || cfg.FP16 {
 			dt = compute.BF16
 		}
-		if dm, err := model.NewDeviceModel(m, opt.Backend, model.DeviceOptions{Compute: dt}); err == nil {
+		if dm, err := model.NewDeviceModel(m, opt.Backend, model.DeviceOptions{Compute: dt, Inference: true}); err == nil {
 			defer dm.Close()
 			loss = dm.Loss
 			device = opt.Backend.Name()

@@ -1,0 +1,56 @@
+package infer
+
+import (
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"gotune/assets"
+	"gotune/model"
+	"gotune/peft"
+)
+
+// TestAdapterDropoutOffInInference: an adapter trained with lora_dropout
+// scores and generates without dropout (as PEFT in eval mode): its logits
+// equal those of the same adapter saved with dropout 0.
+func TestAdapterDropoutOffInInference(t *testing.T) {
+	dir, err := assets.ModelDir(assets.DefaultModel, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	save := func(dropout float64) string {
+		m, err := model.Load(dir, model.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := peft.AttachLoRA(m, peft.LoRAConfig{R: 4, Alpha: 8, Dropout: dropout, Targets: []string{"all"}}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rand.New(rand.NewPCG(1, 2))
+		for _, p := range set.Params() {
+			for i := range p.Data {
+				p.Data[i] = float32(r.NormFloat64() * 0.1)
+			}
+		}
+		out := filepath.Join(t.TempDir(), "adapter")
+		if err := set.Save(out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	logits := func(adapter string) []float32 {
+		e, err := Load(dir, adapter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := []int32{5, 17, 99, 3, 250, 41}
+		return append([]float32(nil), e.Model.NewWorkspace().Logits(&model.Batch{B: 1, T: len(ids), IDs: ids})...)
+	}
+	with, without := logits(save(0.5)), logits(save(0))
+	for i := range with {
+		if with[i] != without[i] {
+			t.Fatalf("logit %d: %g with lora_dropout 0.5, %g without: dropout acted at inference", i, with[i], without[i])
+		}
+	}
+}
