@@ -1,0 +1,401 @@
+// gotune web UI. Plain JavaScript, no framework: every action is one call
+// to the JSON API documented in the ui package.
+"use strict";
+
+const csrf = document.querySelector('meta[name="gotune-csrf"]').content;
+const $ = (id) => document.getElementById(id);
+let session = { roots: [] };
+let models = [];
+let selectedRuns = new Set();
+let openRun = "";
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+
+function showError(msg) {
+  const box = $("error");
+  box.textContent = msg;
+  box.hidden = !msg;
+}
+
+// api calls the server; state-changing requests carry the CSRF header.
+async function api(method, path, body) {
+  const opt = { method, headers: {} };
+  if (body !== undefined) {
+    opt.headers["Content-Type"] = "application/json";
+    opt.body = JSON.stringify(body);
+  }
+  if (method !== "GET") opt.headers["X-Gotune-CSRF"] = csrf;
+  const r = await fetch(path, opt);
+  if (!r.ok) {
+    let msg = r.status + " " + r.statusText;
+    try { msg = (await r.json()).error || msg; } catch (e) { /* not JSON */ }
+    throw new Error(msg);
+  }
+  return r;
+}
+
+async function getJSON(path) { return (await api("GET", path)).json(); }
+
+// stream reads an NDJSON response line by line.
+async function stream(resp, onLine) {
+  const reader = resp.body.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line.trim()) onLine(JSON.parse(line));
+    }
+  }
+}
+
+function guarded(fn) {
+  return async (...args) => {
+    showError("");
+    try { await fn(...args); } catch (e) { showError(e.message); }
+  };
+}
+
+// ---- tabs
+
+function showTab(name) {
+  for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
+  for (const s of document.querySelectorAll("section.tab")) s.hidden = s.id !== "tab-" + name;
+  if (name === "runs") refreshRuns();
+  if (name === "chat" || name === "export") loadModels();
+}
+
+// ---- pickers
+
+async function loadModels() {
+  models = await getJSON("/api/models");
+  for (const sel of document.querySelectorAll(".model-select")) {
+    const keep = sel.value;
+    sel.replaceChildren(...models.filter(m => m.kind === "model").map(m => el("option", { value: m.path }, m.name)));
+    if (keep) sel.value = keep;
+  }
+  for (const sel of document.querySelectorAll(".adapter-select")) {
+    const keep = sel.value;
+    sel.replaceChildren(el("option", { value: "" }, "none (base model)"),
+      ...models.filter(m => m.kind === "adapter").map(m => el("option", { value: m.path }, m.name)));
+    if (keep) sel.value = keep;
+  }
+}
+
+async function loadDatasets() {
+  const ds = await getJSON("/api/datasets");
+  for (const sel of document.querySelectorAll(".dataset-select")) {
+    sel.replaceChildren(...ds.map(d => {
+      const o = el("option", { value: d.dataset }, d.name);
+      o.dataset.dir = d.dataset_dir;
+      return o;
+    }));
+  }
+}
+
+function datasetSettings(sel) {
+  const o = sel.selectedOptions[0];
+  if (!o) throw new Error("pick a dataset first");
+  return { dataset: o.value, dataset_dir: o.dataset.dir };
+}
+
+// The folder browser only ever sees what /api/files returns: folders under
+// the allowed roots.
+async function browse(dir) {
+  const q = dir ? "?dir=" + encodeURIComponent(dir) : "";
+  const res = await getJSON("/api/files" + q);
+  $("browser").hidden = false;
+  $("browser-dir").textContent = res.dir;
+  $("browser-up").disabled = !res.parent;
+  $("browser-up").onclick = guarded(() => browse(res.parent));
+  $("browser-list").replaceChildren(...res.entries.map(e => {
+    const label = (e.dir ? "📁 " : "📄 ") + e.name + (e.kind ? "  [" + e.kind + "]" : "");
+    const li = el("li", {}, el("a", { href: "#" }, label));
+    li.firstChild.addEventListener("click", guarded(async (ev) => {
+      ev.preventDefault();
+      if (e.dir) return browse(e.path);
+      if (e.kind === "dataset") {
+        for (const sel of document.querySelectorAll(".dataset-select")) {
+          let o = [...sel.options].find(x => x.value === e.path);
+          if (!o) {
+            o = el("option", { value: e.path }, e.name);
+            o.dataset.dir = res.dir;
+            sel.append(o);
+          }
+          sel.value = e.path;
+        }
+      }
+    }));
+    return li;
+  }));
+}
+
+// ---- data
+
+async function inspect() {
+  const settings = { ...datasetSettings($("data-dataset")), cutoff_len: Number($("data-cutoff").value) };
+  if ($("data-model").value) settings.model_name_or_path = $("data-model").value;
+  if ($("data-template").value.trim()) settings.template = $("data-template").value.trim();
+  const out = $("inspect-out");
+  out.replaceChildren(el("p", { class: "muted" }, "reading…"));
+  const rep = await (await api("POST", "/api/inspect", { settings, samples: Number($("data-samples").value) })).json();
+  out.replaceChildren(renderReport(rep));
+}
+
+function renderReport(rep) {
+  const frag = document.createDocumentFragment();
+  const t = el("table", { id: "inspect-table" }, el("tr", {}, ...["source", "records", "bad", "filtered", "kept", "samples", rep.unit, "trained " + rep.unit].map(h => el("th", {}, h))));
+  for (const s of rep.sources) {
+    const filtered = Object.values(s.filtered || {}).reduce((a, b) => a + b, 0);
+    t.append(el("tr", {}, ...[s.name, s.records, s.bad, filtered, s.kept, s.samples, s.tokens, s.trained_tokens].map(v => el("td", {}, v))));
+  }
+  frag.append(el("h3", {}, `Counts (${rep.train} train, ${rep.val} validation)`), t);
+  const why = [];
+  for (const s of rep.sources) {
+    for (const [k, v] of Object.entries(s.filtered || {})) why.push(`${s.name}: ${v} removed by ${k}`);
+    for (const [k, v] of Object.entries(s.bad_reasons || {})) why.push(`${s.name}: ${v} skipped: ${k}`);
+    for (const [k, v] of Object.entries(s.dropped || {})) why.push(`${s.name}: ${v} dropped while encoding: ${k}`);
+  }
+  for (const r of (rep.removed || [])) why.push(`removed ${r.loc ? r.loc.file + ":" + r.loc.line : ""} ${r.reason || r.message || ""}`);
+  for (const r of (rep.issues || [])) why.push(`issue ${r.loc ? r.loc.file + ":" + r.loc.line : ""} ${r.reason || r.message || ""}`);
+  frag.append(el("h3", {}, "Filters"), el("ul", { id: "filters" }, ...(why.length ? why : ["nothing removed"]).map(w => el("li", {}, w))));
+  frag.append(el("h3", {}, `Length histogram (${rep.unit})`), histogram(rep.length_histogram || []));
+  frag.append(el("h3", {}, "Samples as the model sees them (trained text highlighted)"));
+  const samples = el("div", { id: "samples" });
+  for (const s of (rep.rendered || [])) {
+    const pre = el("pre", { class: "sample" });
+    for (const seg of s.segments) pre.append(seg.trained ? el("mark", { class: "trained" }, seg.text) : seg.text);
+    samples.append(el("div", { class: "muted" }, `${s.source} ${s.loc ? s.loc.file + ":" + s.loc.line : ""} — ${s.tokens} tokens, ${s.trained} trained`), pre);
+  }
+  frag.append(samples);
+  return frag;
+}
+
+function histogram(bins) {
+  const box = el("div", { id: "histogram", class: "histogram" });
+  const maxCount = Math.max(1, ...bins.map(b => b.count));
+  for (const b of bins) {
+    const bar = el("div", { class: "bar", title: `${b.lo}–${b.hi}: ${b.count}` });
+    bar.style.height = (100 * b.count / maxCount) + "%";
+    const col = el("div", { class: "col" }, bar, el("span", {}, String(b.lo)));
+    box.append(col);
+  }
+  return box;
+}
+
+// ---- train
+
+function trainSettings() {
+  const method = $("train-method").value;
+  const root = session.roots[0];
+  const name = $("train-name").value.trim();
+  if (!name || name.includes("/")) throw new Error("run name: a plain folder name");
+  const s = {
+    model_name_or_path: $("train-model").value,
+    stage: "sft",
+    finetuning_type: method,
+    ...datasetSettings($("train-dataset")),
+    cutoff_len: Number($("train-cutoff").value),
+    per_device_train_batch_size: Number($("train-batch").value),
+    gradient_accumulation_steps: Number($("train-ga").value),
+    learning_rate: Number($("train-lr").value),
+    num_train_epochs: Number($("train-epochs").value),
+    lr_scheduler_type: $("train-sched").value,
+    logging_steps: Number($("train-logging").value),
+    save_steps: Number($("train-save").value),
+    output_dir: root + "/runs/" + name,
+  };
+  if (method === "lora") {
+    s.lora_rank = Number($("train-rank").value);
+    s.lora_target = "all";
+  }
+  return s;
+}
+
+async function previewYAML() {
+  const res = await (await api("POST", "/api/config", { settings: trainSettings() })).json();
+  $("yaml-preview").hidden = false;
+  $("yaml-preview").textContent = res.yaml;
+}
+
+async function startRun() {
+  const st = await (await api("POST", "/api/run/start", { settings: trainSettings() })).json();
+  $("train-msg").textContent = `started ${st.name}`;
+  selectedRuns = new Set([st.dir]);
+  openRun = st.dir;
+  showTab("runs");
+}
+
+// ---- runs
+
+let runsTimer = null;
+
+async function refreshRuns() {
+  clearTimeout(runsTimer);
+  try {
+    const runs = await getJSON("/api/runs");
+    renderRuns(runs);
+    await drawCharts();
+    if (openRun) await showRunDetail(openRun, false);
+  } catch (e) {
+    showError(e.message);
+  }
+  // Poll while the tab is open; the log is the source of truth, so every
+  // page watching a run sees the same numbers.
+  if (!$("tab-runs").hidden) runsTimer = setTimeout(refreshRuns, 1000);
+}
+
+function fmtETA(s) {
+  if (s == null) return "";
+  if (s < 60) return Math.round(s) + " s";
+  if (s < 3600) return Math.round(s / 60) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
+
+function renderRuns(runs) {
+  const body = $("runs-table").tBodies[0];
+  body.replaceChildren(...runs.map(r => {
+    const cb = el("input", { type: "checkbox" });
+    cb.checked = selectedRuns.has(r.dir);
+    cb.addEventListener("change", () => { cb.checked ? selectedRuns.add(r.dir) : selectedRuns.delete(r.dir); drawCharts(); });
+    const bar = el("div", { class: "progress" }, el("div", { class: "fill" }));
+    bar.firstChild.style.width = Math.round(100 * r.progress) + "%";
+    const actions = el("td", {});
+    if (r.state === "running") actions.append(el("button", { class: "stop", onclick: guarded(() => stopRun(r.dir)) }, "Stop"));
+    if ((r.state === "stopped" || r.state === "failed") && r.resumable && r.has_config) actions.append(el("button", { class: "resume", onclick: guarded(() => resumeRun(r.dir)) }, "Resume"));
+    actions.append(el("button", { class: "secondary details", onclick: guarded(() => showRunDetail(r.dir, true)) }, "Details"));
+    const tr = el("tr", { "data-dir": r.dir, "data-state": r.state },
+      el("td", {}, cb), el("td", { class: "name" }, r.name), el("td", { class: "state " + r.state }, r.state + (r.error ? ": " + r.error : "")),
+      el("td", {}, bar), el("td", { class: "step" }, r.total_steps ? `${r.step}/${r.total_steps}` : String(r.step)),
+      el("td", { class: "loss" }, r.loss != null ? r.loss.toFixed(4) : ""), el("td", {}, fmtETA(r.eta_s)), actions);
+    return tr;
+  }));
+  // Nothing ticked yet: show the most recent run so the charts are not empty.
+  if (selectedRuns.size === 0 && runs.length) selectedRuns.add(runs[runs.length - 1].dir);
+  for (const d of [...selectedRuns]) if (!runs.some(r => r.dir === d)) selectedRuns.delete(d);
+}
+
+const metrics = ["loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "mem_rss_mb"];
+
+async function drawCharts() {
+  const box = $("charts");
+  if (selectedRuns.size === 0) { box.replaceChildren(); return; }
+  const q = [...selectedRuns].map(d => "dir=" + encodeURIComponent(d)).join("&");
+  for (const m of metrics) {
+    let div = $("chart-" + m);
+    if (!div) { div = el("div", { id: "chart-" + m, class: "chart" }); box.append(div); }
+    const svg = await (await api("GET", `/api/chart.svg?metric=${m}&${q}`)).text();
+    // The SVG is our own server's output, built from numbers and escaped names.
+    if (div.innerHTML !== svg) div.innerHTML = svg;
+  }
+}
+
+async function stopRun(dir) { await api("POST", "/api/run/stop", { dir }); await refreshRuns(); }
+async function resumeRun(dir) { await api("POST", "/api/run/resume", { dir }); await refreshRuns(); }
+
+async function showRunDetail(dir, fresh) {
+  openRun = dir;
+  const st = await getJSON("/api/run?dir=" + encodeURIComponent(dir));
+  $("run-detail").hidden = false;
+  $("run-detail-name").textContent = st.name;
+  $("run-output").textContent = st.output || "";
+  const link = $("run-yaml-download");
+  link.href = "/api/run/yaml?download=1&dir=" + encodeURIComponent(dir);
+  link.hidden = !st.has_config;
+  if (fresh || !$("run-yaml").textContent) {
+    $("run-yaml").textContent = st.has_config ? await (await api("GET", "/api/run/yaml?dir=" + encodeURIComponent(dir))).text() : "(started outside the UI: no train.yaml)";
+  }
+}
+
+// ---- chat
+
+let conversation = [];
+
+async function sendChat() {
+  const text = $("chat-input").value.trim();
+  if (!text) return;
+  $("chat-input").value = "";
+  conversation.push({ role: "user", content: text });
+  const log = $("chat-log");
+  log.append(el("div", { class: "msg user" }, text));
+  const reply = el("div", { class: "msg assistant" });
+  log.append(reply);
+  const stats = el("div", { class: "muted stats" });
+  log.append(stats);
+  $("chat-send").disabled = true;
+  try {
+    const resp = await api("POST", "/api/chat", {
+      model: $("chat-model").value, adapter: $("chat-adapter").value, messages: conversation,
+      max_new_tokens: Number($("chat-max").value), temperature: Number($("chat-temp").value),
+    });
+    let full = "";
+    await stream(resp, (m) => {
+      if (m.text) { full += m.text; reply.textContent = full; }
+      if (m.error) throw new Error(m.error);
+      if (m.done) stats.textContent = `${m.tokens} tokens, ${m.tokens_per_s.toFixed(1)} tokens/s, ${m.finish_reason}`;
+    });
+    reply.dataset.done = "1";
+    conversation.push({ role: "assistant", content: full });
+  } finally {
+    $("chat-send").disabled = false;
+  }
+}
+
+// ---- export
+
+async function doExport() {
+  const out = $("export-out").value.trim();
+  const body = {
+    model: $("export-model").value, adapter: $("export-adapter").value,
+    out: out.startsWith("/") ? out : session.roots[0] + "/" + out,
+    format: $("export-format").value, gguf_type: $("export-gguf-type").value,
+    modelfile: $("export-modelfile").checked && $("export-format").value === "gguf", force: $("export-force").checked,
+  };
+  const prog = $("export-progress");
+  prog.hidden = false;
+  prog.value = 0;
+  const res = $("export-result");
+  res.replaceChildren(el("p", { class: "muted" }, "exporting…"));
+  const resp = await api("POST", "/api/export", body);
+  await stream(resp, (m) => {
+    if (m.total) prog.value = m.written / m.total;
+    if (m.error) throw new Error(m.error);
+    if (m.result) {
+      prog.value = 1;
+      res.replaceChildren(el("p", { id: "export-done" }, `wrote ${m.result.out}` + (m.result.merged ? ` (${m.result.merged} merged)` : "")),
+        el("ul", {}, ...m.result.files.map(f => el("li", {}, f))));
+    }
+  });
+}
+
+// ---- start
+
+document.addEventListener("DOMContentLoaded", guarded(async () => {
+  for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
+  $("inspect-btn").addEventListener("click", guarded(inspect));
+  $("browse-btn").addEventListener("click", guarded(() => browse("")));
+  $("yaml-btn").addEventListener("click", guarded(previewYAML));
+  $("start-btn").addEventListener("click", guarded(startRun));
+  $("chat-send").addEventListener("click", guarded(sendChat));
+  $("chat-input").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); guarded(sendChat)(); } });
+  $("chat-reset").addEventListener("click", () => { conversation = []; $("chat-log").replaceChildren(); });
+  $("export-btn").addEventListener("click", guarded(doExport));
+  session = await getJSON("/api/session");
+  $("roots").textContent = "folders: " + session.roots.join(", ");
+  await Promise.all([loadModels(), loadDatasets()]);
+  document.body.dataset.ready = "1";
+}));
