@@ -344,6 +344,9 @@ func tickLabel(t float64, all []float64) string {
 	if math.Abs(t) < step*1e-6 {
 		t = 0
 	}
+	if t == 0 {
+		return "0"
+	}
 	a := math.Max(math.Abs(all[0]), math.Abs(all[len(all)-1]))
 	if a >= 1e5 || (a > 0 && a < 1e-3) {
 		return strconv.FormatFloat(t, 'e', 1, 64)
