@@ -109,6 +109,29 @@ func TestBrowserEndToEnd(t *testing.T) {
 	}
 	shot("1-data")
 
+	// Curate: reject one record, add one, save as a new dataset.
+	var msg string
+	run("curate",
+		chromedp.Click("#curate-load", chromedp.ByID),
+		chromedp.WaitVisible("#curate-records .record textarea", chromedp.ByQuery),
+		chromedp.Click("#curate-records .record:first-child button.reject", chromedp.ByQuery),
+		chromedp.SetValue("#curate-kind", "alpaca", chromedp.ByID),
+		chromedp.Click("#curate-add", chromedp.ByID),
+		chromedp.SetValue("#curate-records .record:last-child textarea", `{"instruction": "What colour is the sky?", "input": "", "output": "Blue."}`, chromedp.ByQuery),
+		chromedp.SetValue("#curate-name", "curated", chromedp.ByID),
+		chromedp.Click("#curate-save", chromedp.ByID),
+		chromedp.Poll(`document.getElementById("curate-msg").textContent.startsWith("saved")`, nil),
+		chromedp.Text("#curate-msg", &msg, chromedp.ByID),
+	)
+	if !strings.Contains(msg, "saved 12 records (alpaca)") {
+		t.Errorf("curate: %q", msg)
+	}
+	curated, _ := os.ReadFile(filepath.Join(f.root, "curated.jsonl"))
+	if !strings.Contains(string(curated), "What colour is the sky?") || strings.Contains(string(curated), "What does LoRA train?") {
+		t.Errorf("curated.jsonl does not hold the edit:\n%s", curated)
+	}
+	shot("1b-curate")
+
 	// Train: the YAML, then start.
 	var yaml string
 	run("configure",
@@ -123,7 +146,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		chromedp.WaitVisible("#yaml-preview", chromedp.ByID),
 		chromedp.Text("#yaml-preview", &yaml, chromedp.ByID),
 	)
-	if !strings.Contains(yaml, "num_train_epochs: 300") || !strings.Contains(yaml, "output_dir: "+filepath.Join(f.root, "runs", "e2e")) {
+	if !strings.Contains(yaml, "dataset: curated\n") || !strings.Contains(yaml, "num_train_epochs: 300") || !strings.Contains(yaml, "output_dir: "+filepath.Join(f.root, "runs", "e2e")) {
 		t.Errorf("YAML preview:\n%s", yaml)
 	}
 	shot("2-train")

@@ -38,7 +38,10 @@ type Settings map[string]any
 // reads, and checks it the way `gotune train` will: unknown keys, wrong
 // types and invalid combinations are errors now rather than when the job
 // starts.
-func (s *Server) renderYAML(set Settings) ([]byte, *config.Config, error) {
+//
+// validate=false skips the checks only training needs (a model), for
+// inspection, which like `gotune data inspect` works without a model.
+func (s *Server) renderYAML(set Settings, validate bool) ([]byte, *config.Config, error) {
 	if len(set) == 0 {
 		return nil, nil, badRequest("no settings given")
 	}
@@ -100,6 +103,9 @@ func (s *Server) renderYAML(set Settings) ([]byte, *config.Config, error) {
 	cfg, err := config.Parse(text, "config")
 	if err != nil {
 		return nil, nil, badRequest("%v", err)
+	}
+	if !validate {
+		return text, cfg, nil
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, badRequest("%v", err)
@@ -172,7 +178,7 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	text, cfg, err := s.renderYAML(req.Settings)
+	text, cfg, err := s.renderYAML(req.Settings, true)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -198,7 +204,7 @@ func (s *Server) handleInspect(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("settings.dataset: pick a dataset"))
 		return
 	}
-	_, cfg, err := s.renderYAML(req.Settings)
+	_, cfg, err := s.renderYAML(req.Settings, false)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -242,7 +242,8 @@ type datasetEntry struct {
 	Dataset    string `json:"dataset"`     // the value for the config's dataset key
 	DatasetDir string `json:"dataset_dir"` // the value for dataset_dir
 	Path       string `json:"path"`
-	Kind       string `json:"kind"` // "info" (a dataset_info.json entry) or "file"
+	File       string `json:"file,omitempty"` // the data file, when it is one file the page can edit
+	Kind       string `json:"kind"`           // "info" (a dataset_info.json entry) or "file"
 }
 
 // handleDatasets lists dataset_info.json entries and loose data files.
@@ -259,7 +260,8 @@ func (s *Server) handleDatasets(w http.ResponseWriter, r *http.Request) {
 				}
 				sort.Strings(names)
 				for _, n := range names {
-					out = append(out, datasetEntry{Name: n + " (" + s.display(dir) + ")", Dataset: n, DatasetDir: dir, Path: infoPath, Kind: "info"})
+					out = append(out, datasetEntry{Name: n + " (" + s.display(dir) + ")", Dataset: n, DatasetDir: dir, Path: infoPath,
+						File: datasetFile(dir, info[n]), Kind: "info"})
 				}
 			}
 		}
@@ -273,7 +275,7 @@ func (s *Server) handleDatasets(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			p := filepath.Join(dir, de.Name())
-			out = append(out, datasetEntry{Name: s.display(p), Dataset: p, DatasetDir: dir, Path: p, Kind: "file"})
+			out = append(out, datasetEntry{Name: s.display(p), Dataset: p, DatasetDir: dir, Path: p, File: p, Kind: "file"})
 		}
 	})
 	writeJSON(w, out)

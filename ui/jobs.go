@@ -426,7 +426,7 @@ func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("settings.output_dir: name the run folder"))
 		return
 	}
-	text, cfg, err := s.renderYAML(req.Settings)
+	text, cfg, err := s.renderYAML(req.Settings, true)
 	if err != nil {
 		s.fail(w, r, err)
 		return

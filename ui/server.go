@@ -268,6 +268,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/models", s.handleModels)
 	m.HandleFunc("GET /api/datasets", s.handleDatasets)
 	m.HandleFunc("POST /api/inspect", s.handleInspect)
+	m.HandleFunc("GET /api/records", s.handleRecords)
+	m.HandleFunc("POST /api/records/save", s.handleSaveRecords)
 	m.HandleFunc("POST /api/config", s.handleConfig)
 	m.HandleFunc("GET /api/runs", s.handleRuns)
 	m.HandleFunc("GET /api/run", s.handleRun)

@@ -587,3 +587,69 @@ func TestFinishedRunChartsYAMLChatExport(t *testing.T) {
 		}
 	}
 }
+
+func TestCurateSavesJSONLAndDatasetInfo(t *testing.T) {
+	f := newFixture(t, Options{})
+	src := filepath.Join(f.data, "quickstart.json")
+	status, b := f.do("GET", "/api/records?limit=5&offset=2&path="+src, nil)
+	var page struct {
+		Total, Offset int
+		Records       []json.RawMessage
+	}
+	if json.Unmarshal(b, &page); status != 200 || page.Total != 12 || len(page.Records) != 5 {
+		t.Fatalf("records: %d %s", status, b)
+	}
+	_, b = f.do("GET", "/api/records?path="+src, nil)
+	json.Unmarshal(b, &page)
+	// Reject the first, edit the second, add one.
+	recs := page.Records[1:]
+	recs[0] = json.RawMessage(`{"instruction": "What is 2+2?", "input": "", "output": "4"}`)
+	recs = append(recs, json.RawMessage(`{"instruction":"Say hi","output":"hi"}`))
+	save := map[string]any{"dir": f.root, "name": "curated", "records": recs}
+	status, b = f.do("POST", "/api/records/save", save)
+	if status != 200 {
+		t.Fatalf("save: %d %s", status, b)
+	}
+	lines, _ := os.ReadFile(filepath.Join(f.root, "curated.jsonl"))
+	if n := bytes.Count(lines, []byte("\n")); n != 12 || !bytes.HasPrefix(lines, []byte(`{"instruction":"What is 2+2?","input":"","output":"4"}`+"\n")) {
+		t.Errorf("curated.jsonl (%d lines):\n%s", n, lines)
+	}
+	info, _ := os.ReadFile(filepath.Join(f.root, "dataset_info.json"))
+	if !bytes.Contains(info, []byte(`"file_name": "curated.jsonl"`)) {
+		t.Errorf("dataset_info.json: %s", info)
+	}
+	// The saved entry is a dataset the data package reads by name.
+	status, b = f.do("POST", "/api/inspect", map[string]any{"settings": map[string]any{"dataset": "curated", "dataset_dir": f.root}})
+	var rep struct{ Sources []struct{ Records, Bad int } }
+	if json.Unmarshal(b, &rep); status != 200 || len(rep.Sources) != 1 || rep.Sources[0].Records != 12 || rep.Sources[0].Bad != 0 {
+		t.Errorf("inspect curated: %d %s", status, b)
+	}
+	// Saving again under the same name replaces the file, keeps one entry.
+	if status, b := f.do("POST", "/api/records/save", map[string]any{"dir": f.root, "name": "curated", "records": recs[:3]}); status != 200 {
+		t.Errorf("save again: %d %s", status, b)
+	}
+	bad := []struct {
+		body   map[string]any
+		status int
+		want   string
+	}{
+		{map[string]any{"dir": f.root, "name": "../x", "records": recs}, 400, "name"},
+		{map[string]any{"dir": f.root, "name": "x", "file_name": "../x.jsonl", "records": recs}, 400, "file_name"},
+		{map[string]any{"dir": f.root, "name": "x", "records": []any{}}, 400, "nothing"},
+		{map[string]any{"dir": f.root, "name": "x", "records": []any{"text"}}, 400, "records[0]"},
+		{map[string]any{"dir": f.root, "name": "x", "records": []any{map[string]any{"foo": 1}}}, 400, "format"},
+		{map[string]any{"dir": f.root, "name": "x", "records": []any{map[string]any{"instruction": "a", "output": "b"},
+			map[string]any{"messages": []any{map[string]any{"role": "user", "content": "a"}}}}}, 400, "one format"},
+		{map[string]any{"dir": f.root, "name": "curated", "file_name": "other.jsonl", "records": recs}, 409, "already has an entry"},
+		{map[string]any{"dir": f.data, "name": "x", "records": recs}, 403, "outside"},
+	}
+	for _, c := range bad {
+		status, b := f.do("POST", "/api/records/save", c.body)
+		if status != c.status || !strings.Contains(errorOf(t, b), c.want) {
+			t.Errorf("save %v: %d %s, want %d mentioning %q", c.body["name"], status, b, c.status, c.want)
+		}
+	}
+	if status, b := f.do("GET", "/api/records?path="+filepath.Join(f.root, "missing.jsonl"), nil); status != 404 {
+		t.Errorf("missing file: %d %s", status, b)
+	}
+}

@@ -102,6 +102,7 @@ async function loadDatasets() {
     sel.replaceChildren(...ds.map(d => {
       const o = el("option", { value: d.dataset }, d.name);
       o.dataset.dir = d.dataset_dir;
+      if (d.file) o.dataset.file = d.file;
       return o;
     }));
   }
@@ -134,6 +135,7 @@ async function browse(dir) {
           if (!o) {
             o = el("option", { value: e.path }, e.name);
             o.dataset.dir = res.dir;
+            o.dataset.file = e.path;
             sel.append(o);
           }
           sel.value = e.path;
@@ -195,6 +197,71 @@ function histogram(bins) {
     box.append(col);
   }
   return box;
+}
+
+// ---- curate
+
+const templates = {
+  alpaca: { instruction: "", input: "", output: "" },
+  sharegpt: { conversations: [{ from: "human", value: "" }, { from: "gpt", value: "" }] },
+  messages: { messages: [{ role: "user", content: "" }, { role: "assistant", content: "" }] },
+  tools: {
+    messages: [
+      { role: "user", content: "" },
+      { role: "assistant", content: "", tool_calls: [{ type: "function", function: { name: "", arguments: {} } }] },
+      { role: "tool", content: "" },
+      { role: "assistant", content: "" },
+    ],
+    tools: [{ type: "function", function: { name: "", description: "", parameters: { type: "object", properties: {} } } }],
+  },
+  reasoning: { messages: [{ role: "user", content: "" }, { role: "assistant", reasoning_content: "", content: "" }] },
+};
+
+function recordBox(rec, isNew) {
+  const ta = el("textarea", { rows: "6", spellcheck: "false" });
+  ta.value = JSON.stringify(rec, null, 2);
+  const box = el("div", { class: "record", "data-verdict": "accepted" });
+  const setVerdict = (v) => { box.dataset.verdict = v; };
+  box.append(
+    el("div", { class: "record-bar" },
+      el("span", { class: "muted" }, isNew ? "new sample" : ""),
+      el("button", { class: "secondary accept", onclick: () => setVerdict("accepted") }, "Accept"),
+      el("button", { class: "secondary reject", onclick: () => setVerdict("rejected") }, "Reject")),
+    ta);
+  return box;
+}
+
+async function curateLoad() {
+  const o = $("data-dataset").selectedOptions[0];
+  if (!o || !o.dataset.file) throw new Error("this dataset is not one .json/.jsonl file the page can edit");
+  const res = await getJSON("/api/records?limit=500&path=" + encodeURIComponent(o.dataset.file));
+  $("curate").hidden = false;
+  $("curate-info").textContent = `${res.path}: ${res.total} records` + (res.total > res.records.length ? ` (the first ${res.records.length} are shown and saved)` : "");
+  $("curate-records").replaceChildren(...res.records.map(r => recordBox(r, false)));
+  if (!$("curate-dir").value) $("curate-dir").value = session.roots[0];
+}
+
+function curateAdd() {
+  const box = recordBox(templates[$("curate-kind").value], true);
+  $("curate-records").append(box);
+  box.querySelector("textarea").focus();
+}
+
+async function curateSave() {
+  const records = [];
+  const boxes = [...document.querySelectorAll("#curate-records .record")];
+  boxes.forEach((b, i) => {
+    if (b.dataset.verdict === "rejected") return;
+    try { records.push(JSON.parse(b.querySelector("textarea").value)); }
+    catch (e) { throw new Error(`sample ${i + 1}: ${e.message}`); }
+  });
+  const res = await (await api("POST", "/api/records/save", { dir: $("curate-dir").value.trim(), name: $("curate-name").value.trim(), records })).json();
+  $("curate-msg").textContent = `saved ${res.records} records (${res.format}) to ${res.path} as dataset "${res.dataset}"`;
+  await loadDatasets();
+  for (const sel of document.querySelectorAll(".dataset-select")) {
+    const o = [...sel.options].find(x => x.value === res.dataset && x.dataset.dir === res.dataset_dir);
+    if (o) o.selected = true;
+  }
 }
 
 // ---- train
@@ -388,6 +455,9 @@ document.addEventListener("DOMContentLoaded", guarded(async () => {
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
   $("inspect-btn").addEventListener("click", guarded(inspect));
   $("browse-btn").addEventListener("click", guarded(() => browse("")));
+  $("curate-load").addEventListener("click", guarded(curateLoad));
+  $("curate-add").addEventListener("click", curateAdd);
+  $("curate-save").addEventListener("click", guarded(curateSave));
   $("yaml-btn").addEventListener("click", guarded(previewYAML));
   $("start-btn").addEventListener("click", guarded(startRun));
   $("chat-send").addEventListener("click", guarded(sendChat));
