@@ -193,7 +193,7 @@ function histogram(bins) {
   for (const b of bins) {
     const bar = el("div", { class: "bar", title: `${b.lo}–${b.hi}: ${b.count}` });
     bar.style.height = (100 * b.count / maxCount) + "%";
-    const col = el("div", { class: "col" }, bar, el("span", {}, String(b.lo)));
+    const col = el("div", { class: "col" }, bar, el("span", {}, `${b.lo}–${b.hi}`));
     box.append(col);
   }
   return box;
