@@ -449,6 +449,7 @@ func TestTrainStopResumeAndTwoWatchers(t *testing.T) {
 	}
 	dir := filepath.Join(f.root, "runs", "long")
 	f.waitStatus(dir, 60*time.Second, "a checkpoint", func(s RunStatus) bool { return s.State == "running" && s.Step >= 12 })
+	checkNice(t, dir)
 	if status, b := f.do("POST", "/api/run/start", map[string]any{"settings": f.settings("long", map[string]any{"overwrite_output_dir": true})}); status != 409 {
 		t.Errorf("second start of a running run: %d %s", status, b)
 	}
@@ -652,4 +653,39 @@ func TestCurateSavesJSONLAndDatasetInfo(t *testing.T) {
 	if status, b := f.do("GET", "/api/records?path="+filepath.Join(f.root, "missing.jsonl"), nil); status != 404 {
 		t.Errorf("missing file: %d %s", status, b)
 	}
+}
+
+// checkNice asserts every thread of the run's training child runs at the
+// jobs' niceness, below the server.
+func checkNice(t *testing.T, dir string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, pidFile))
+	if err != nil {
+		t.Fatalf("no pid file: %v", err)
+	}
+	pid := strings.TrimSpace(string(b))
+	var bad []string
+	for try := 0; try < 30; try++ {
+		bad = bad[:0]
+		tasks, _ := filepath.Glob("/proc/" + pid + "/task/*/stat")
+		if len(tasks) == 0 {
+			t.Skip("no /proc task list here")
+		}
+		for _, p := range tasks {
+			st, err := os.ReadFile(p)
+			if err != nil {
+				continue // the thread ended
+			}
+			// Fields after "(comm)": state is the first, nice the 17th.
+			fields := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+			if len(fields) > 16 && fields[16] != fmt.Sprint(jobNice) {
+				bad = append(bad, p+": nice "+fields[16])
+			}
+		}
+		if len(bad) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("training threads not reniced: %v", bad)
 }
