@@ -149,6 +149,11 @@ func TestBrowserEndToEnd(t *testing.T) {
 	if !strings.Contains(yaml, "dataset: curated\n") || !strings.Contains(yaml, "num_train_epochs: 300") || !strings.Contains(yaml, "output_dir: "+filepath.Join(f.root, "runs", "e2e")) {
 		t.Errorf("YAML preview:\n%s", yaml)
 	}
+	var rec string
+	run("plan", chromedp.WaitVisible("#plan-recommended", chromedp.ByID), chromedp.Text("#plan-recommended", &rec, chromedp.ByID))
+	if !strings.HasPrefix(rec, "Recommended: ") {
+		t.Errorf("plan: %q", rec)
+	}
 	shot("2-train")
 	run("start", chromedp.Click("#start-btn", chromedp.ByID), chromedp.WaitVisible(`tr[data-state="running"]`, chromedp.ByQuery))
 

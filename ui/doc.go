@@ -52,6 +52,15 @@
 //	                            `gotune data inspect --json`: per-source counts, what each filter
 //	                            removed, length histogram, rendered samples as segments with
 //	                            "trained": true on the trained span
+//	GET  /api/records?path=P&offset=N&limit=M
+//	                            {"path", "total", "offset", "records": [raw JSON objects]} of a .json
+//	                            or .jsonl file (up to 64 MB; limit 1..500, default 50), for curation
+//	POST /api/records/save      {"dir", "name", "file_name", "records": [objects]} → {"path",
+//	                            "dataset", "dataset_dir", "format", "records", "entry"}: writes
+//	                            DIR/FILE_NAME (default NAME.jsonl) and adds or updates the entry NAME
+//	                            in DIR/dataset_info.json; every record must be one format
+//	POST /api/plan              {"model", "dataset_file", "batch", "seq", "lora_rank"} → the plan
+//	                            of `gotune plan --json` for this machine
 //	GET  /api/runs              [RunStatus]: run folders under the roots (they hold
 //	                            trainer_log.jsonl or train.yaml)
 //	GET  /api/run?dir=D         RunStatus of D, with "output" (the tail of train_output.log)

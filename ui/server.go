@@ -55,6 +55,7 @@ type Server struct {
 	engines  engineCache
 	mux      *http.ServeMux
 	exportMu sync.Mutex
+	rates    rates
 }
 
 // New checks the roots and prepares the server.
@@ -271,6 +272,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/records", s.handleRecords)
 	m.HandleFunc("POST /api/records/save", s.handleSaveRecords)
 	m.HandleFunc("POST /api/config", s.handleConfig)
+	m.HandleFunc("POST /api/plan", s.handlePlan)
 	m.HandleFunc("GET /api/runs", s.handleRuns)
 	m.HandleFunc("GET /api/run", s.handleRun)
 	m.HandleFunc("GET /api/run/log", s.handleRunLog)

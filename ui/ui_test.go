@@ -689,3 +689,20 @@ func checkNice(t *testing.T, dir string) {
 	}
 	t.Errorf("training threads not reniced: %v", bad)
 }
+
+func TestPlan(t *testing.T) {
+	f := newFixture(t, Options{})
+	status, b := f.do("POST", "/api/plan", map[string]any{"model": f.model, "dataset_file": filepath.Join(f.data, "quickstart.json"), "batch": 4, "seq": 128, "lora_rank": 8})
+	var p struct {
+		Samples     int64
+		Recommended string
+		Methods     []struct{ Method string }
+		Reasons     []string
+	}
+	if json.Unmarshal(b, &p); status != 200 || p.Samples != 12 || p.Recommended == "" || len(p.Methods) < 5 || len(p.Reasons) == 0 {
+		t.Errorf("plan: %d %s", status, b)
+	}
+	if status, b := f.do("POST", "/api/plan", map[string]any{"model": f.model, "batch": 0, "seq": 128}); status != 400 {
+		t.Errorf("batch 0: %d %s", status, b)
+	}
+}

@@ -293,6 +293,44 @@ function trainSettings() {
   return s;
 }
 
+// The planner's estimate follows the form: asked again (debounced) on
+// every change of model, data, batch, length, rank or method.
+let planTimer = null;
+let planSeq = 0;
+function schedulePlan() {
+  clearTimeout(planTimer);
+  planTimer = setTimeout(guarded(updatePlan), 300);
+}
+
+const mib = (b) => (b / (1 << 20)).toFixed(0) + " MiB";
+const planName = { lora: "lora", full: "full", freeze: "freeze", ia3: "ia3", prompt_tuning: "prompt-tuning" };
+
+async function updatePlan() {
+  const model = $("train-model").value;
+  if (!model) return;
+  const o = $("train-dataset").selectedOptions[0];
+  const seq = ++planSeq;
+  const res = await (await api("POST", "/api/plan", {
+    model, dataset_file: (o && o.dataset.file) || "",
+    batch: Number($("train-batch").value), seq: Number($("train-cutoff").value), lora_rank: Number($("train-rank").value),
+  })).json();
+  if (seq !== planSeq) return; // a newer answer is on its way
+  const chosen = planName[$("train-method").value];
+  const rows = res.Methods.map(m => {
+    const fits = m.fits ? "fits" : m.fits_checkpoint ? "fits with checkpointing" : "does not fit";
+    const tr = el("tr", { class: (m.method === chosen ? "chosen " : "") + (m.fits || m.fits_checkpoint ? "" : "nofit") },
+      el("td", {}, m.method + (m.method === res.recommended ? " ★" : "")), el("td", {}, m.trainable_params.toLocaleString()),
+      el("td", {}, mib(m.memory.total)), el("td", {}, mib(m.memory_checkpoint.total)), el("td", {}, fits),
+      el("td", {}, m.step_seconds ? m.step_seconds.toFixed(3) + " s" : ""));
+    return tr;
+  });
+  $("plan-out").replaceChildren(
+    el("p", { id: "plan-recommended" }, res.recommended ? `Recommended: ${res.recommended}` + (res.suggested_lora_rank ? ` (rank ${res.suggested_lora_rank})` : "") : "Nothing fits in this machine's memory"),
+    el("ul", {}, ...(res.reasons || []).map(r => el("li", {}, r))),
+    el("table", { id: "plan-table" }, el("tr", {}, ...["method", "trainable", "peak memory", "with checkpointing", "", "step time"].map(h => el("th", {}, h))), ...rows),
+    el("p", { class: "muted" }, `${res.samples >= 0 ? res.samples + " samples" : "dataset size unknown"}, ${mib(res.budget_bytes)} usable of ${mib(res.ram_bytes)}`));
+}
+
 async function previewYAML() {
   const res = await (await api("POST", "/api/config", { settings: trainSettings() })).json();
   $("yaml-preview").hidden = false;
@@ -467,5 +505,7 @@ document.addEventListener("DOMContentLoaded", guarded(async () => {
   session = await getJSON("/api/session");
   $("roots").textContent = "folders: " + session.roots.join(", ");
   await Promise.all([loadModels(), loadDatasets()]);
+  for (const id of ["train-model", "train-dataset", "train-method", "train-batch", "train-cutoff", "train-rank"]) $(id).addEventListener("change", schedulePlan);
+  schedulePlan();
   document.body.dataset.ready = "1";
 }));
