@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +19,8 @@ import (
 
 	"gotune/assets"
 	"gotune/config"
+	"gotune/plot"
+	"gotune/tboard"
 	"gotune/train"
 )
 
@@ -704,5 +707,77 @@ func TestPlan(t *testing.T) {
 	}
 	if status, b := f.do("POST", "/api/plan", map[string]any{"model": f.model, "batch": 0, "seq": 128}); status != 400 {
 		t.Errorf("batch 0: %d %s", status, b)
+	}
+}
+
+// TestTensorBoardEventsMatchLog: report_to: tensorboard writes an event
+// file holding every scalar of trainer_log.jsonl, step for step.
+func TestTensorBoardEventsMatchLog(t *testing.T) {
+	f := newFixture(t, Options{})
+	set := f.settings("tb", map[string]any{"num_train_epochs": 3, "report_to": "tensorboard", "val_size": 0.25, "eval_strategy": "steps", "eval_steps": 3})
+	if status, b := f.do("POST", "/api/run/start", map[string]any{"settings": set}); status != 200 {
+		t.Fatalf("start: %d %s", status, b)
+	}
+	dir := filepath.Join(f.root, "runs", "tb")
+	st := f.waitStatus(dir, 90*time.Second, "the end", func(s RunStatus) bool { return s.State == "finished" || s.State == "failed" })
+	if st.State != "finished" {
+		t.Fatalf("run: %+v\n%s", st, tail(filepath.Join(dir, OutputFile), 2000))
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "events.out.tfevents.*"))
+	if len(files) != 1 {
+		t.Fatalf("event files: %v", files)
+	}
+	fh, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	evs, err := tboard.Read(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float32{}
+	for _, e := range evs {
+		for _, v := range e.Values {
+			got[fmt.Sprintf("%d %s", e.Step, v.Tag)] = v.Value
+		}
+	}
+	recs, err := plot.ReadLog(filepath.Join(dir, "trainer_log.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, evals := 0, 0
+	for _, r := range recs {
+		for _, key := range []string{"loss", "lr", "grad_norm", "epoch", "tokens_per_s", "mem_rss_mb", "mem_peak_mb", "eval_loss"} {
+			v, _ := r.Value(key)
+			if math.IsNaN(v) {
+				continue
+			}
+			k := fmt.Sprintf("%d %s", r.Step, tboard.Tag(key))
+			g, ok := got[k]
+			if !ok {
+				t.Errorf("%s missing from the event file", k)
+				continue
+			}
+			// The log rounds epoch to 4 decimals, tokens/s and memory to
+			// one; the event file holds float32.
+			slack := 1e-6*math.Abs(v) + 1e-12
+			if key == "tokens_per_s" || strings.HasPrefix(key, "mem_") {
+				slack += 0.051
+			}
+			if key == "epoch" {
+				slack += 0.000051
+			}
+			if math.Abs(float64(g)-v) > slack {
+				t.Errorf("%s: event %g, log %g", k, g, v)
+			}
+			n++
+			if key == "eval_loss" {
+				evals++
+			}
+		}
+	}
+	if n < 5*7 || evals == 0 {
+		t.Errorf("compared %d scalars (%d eval losses)", n, evals)
 	}
 }

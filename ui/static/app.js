@@ -286,6 +286,7 @@ function trainSettings() {
     save_steps: Number($("train-save").value),
     output_dir: root + "/runs/" + name,
   };
+  if ($("train-tensorboard").checked) s.report_to = "tensorboard";
   if (method === "lora") {
     s.lora_rank = Number($("train-rank").value);
     s.lora_target = "all";
