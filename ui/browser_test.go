@@ -209,14 +209,39 @@ func TestBrowserEndToEnd(t *testing.T) {
 		chromedp.SetValue("#chat-adapter", dir, chromedp.ByID),
 		chromedp.SetValue("#chat-input", "What do bees make?", chromedp.ByID),
 		chromedp.Click("#chat-send", chromedp.ByID),
-		chromedp.WaitVisible(`.msg.assistant[data-done="1"]`, chromedp.ByQuery),
-		chromedp.Text(".msg.assistant", &reply, chromedp.ByQuery),
+		chromedp.WaitVisible(`#chat-log .msg.assistant[data-done="1"]`, chromedp.ByQuery),
+		chromedp.Text("#chat-log .msg.assistant", &reply, chromedp.ByQuery),
 	)
 	if strings.TrimSpace(reply) == "" {
 		t.Error("empty chat reply")
 	}
 	t.Logf("reply: %q", reply)
 	shot("6-chat")
+
+	// Compare: base and fine-tune on the curated data, and side by side.
+	var evalTable, baseReply, ftReply string
+	run("compare",
+		chromedp.Click(`#tabs button[data-tab="compare"]`, chromedp.ByQuery),
+		chromedp.WaitReady(`#cmp-adapter option[value="`+dir+`"]`, chromedp.ByQuery),
+		chromedp.SetValue("#cmp-adapter", dir, chromedp.ByID),
+		chromedp.SetValue("#cmp-cutoff", "128", chromedp.ByID),
+		chromedp.Evaluate(`(() => { const s = document.getElementById("cmp-datasets"); for (const o of s.options) o.selected = o.value === "curated"; })()`, nil),
+		chromedp.Click("#eval-btn", chromedp.ByID),
+		chromedp.WaitVisible("#eval-table td.better", chromedp.ByQuery),
+		chromedp.Text("#eval-table", &evalTable, chromedp.ByID),
+		chromedp.SetValue("#cmp-input", "What do bees make?", chromedp.ByID),
+		chromedp.Click("#cmp-send", chromedp.ByID),
+		chromedp.WaitVisible(`#cmp-ft[data-done="1"]`, chromedp.ByQuery),
+		chromedp.Text("#cmp-base", &baseReply, chromedp.ByID),
+		chromedp.Text("#cmp-ft", &ftReply, chromedp.ByID),
+	)
+	if !strings.Contains(evalTable, "curated") {
+		t.Errorf("eval table: %q", evalTable)
+	}
+	if !strings.Contains(ftReply, "Honey") || baseReply == ftReply {
+		t.Errorf("side by side: base %q, fine-tune %q", baseReply, ftReply)
+	}
+	shot("6b-compare")
 
 	// Export GGUF with a Modelfile.
 	var done, files string

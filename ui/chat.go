@@ -13,25 +13,39 @@ import (
 	"gotune/infer"
 )
 
-// engineCache keeps the last loaded model so that each chat message does
-// not load it again; generation is serialized because an engine holds one
-// KV cache.
+// engineCache keeps the two most recently used models loaded, so that
+// each chat message does not load its model again and base and fine-tune
+// can answer side by side; generation is serialized (mu) because an
+// engine holds one KV cache.
 type engineCache struct {
-	mu  sync.Mutex
+	mu      sync.Mutex
+	entries []cachedEngine // most recent first
+}
+
+type cachedEngine struct {
 	key string
 	e   *infer.Engine
 }
 
+const cachedEngines = 2
+
 func (c *engineCache) get(model, adapter string) (*infer.Engine, error) {
 	key := model + "\x00" + adapter
-	if c.e != nil && c.key == key {
-		return c.e, nil
+	for i, ce := range c.entries {
+		if ce.key == key {
+			copy(c.entries[1:i+1], c.entries[:i])
+			c.entries[0] = ce
+			return ce.e, nil
+		}
 	}
 	e, err := infer.Load(model, adapter)
 	if err != nil {
 		return nil, err
 	}
-	c.e, c.key = e, key
+	c.entries = append([]cachedEngine{{key, e}}, c.entries...)
+	if len(c.entries) > cachedEngines {
+		c.entries = c.entries[:cachedEngines]
+	}
 	return e, nil
 }
 

@@ -76,6 +76,10 @@
 //	GET  /api/chart.svg?metric=M&dir=D[&dir=D2...]
 //	                            SVG chart of metric M (loss, eval_loss, lr, grad_norm, tokens_per_s,
 //	                            mem_rss_mb, mem_peak_mb) for up to 8 runs overlaid
+//	POST /api/eval              {"settings": {"model_name_or_path", "template", "cutoff_len", ...},
+//	                            "datasets": [{"dataset", "dataset_dir"}], "adapter"} →
+//	                            [{"dataset", "base": [EvalResult], "adapter": [EvalResult]}]: what
+//	                            `gotune eval --adapter` reports (loss, perplexity per dataset)
 //	POST /api/chat              {"model", "adapter", "messages": [{"role", "content"}],
 //	                            "max_new_tokens", "temperature", "seed"} → NDJSON stream:
 //	                            {"text"} lines, then {"done": true, "tokens", "finish_reason",

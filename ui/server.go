@@ -281,6 +281,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/run/stop", s.handleStop)
 	m.HandleFunc("POST /api/run/resume", s.handleResume)
 	m.HandleFunc("GET /api/chart.svg", s.handleChart)
+	m.HandleFunc("POST /api/eval", s.handleEval)
 	m.HandleFunc("POST /api/chat", s.handleChat)
 	m.HandleFunc("POST /api/export", s.handleExport)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

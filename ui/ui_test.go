@@ -552,6 +552,24 @@ func TestFinishedRunChartsYAMLChatExport(t *testing.T) {
 		t.Errorf("chart: %d %s", status, b)
 	}
 
+	// Base and fine-tune scored on the data it was trained on: the
+	// fine-tune's loss is far lower.
+	status, b = f.do("POST", "/api/eval", map[string]any{"settings": map[string]any{"model_name_or_path": f.model, "cutoff_len": 128},
+		"datasets": []map[string]any{{"dataset": "quickstart", "dataset_dir": f.data}}, "adapter": dir})
+	var ev []struct {
+		Dataset       string
+		Base, Adapter []train.EvalResult
+	}
+	if json.Unmarshal(b, &ev); status != 200 || len(ev) != 1 || len(ev[0].Base) == 0 || len(ev[0].Adapter) != len(ev[0].Base) {
+		t.Fatalf("eval: %d %s", status, b)
+	}
+	if base, ft := ev[0].Base[0], ev[0].Adapter[0]; base.Samples != 12 || !(ft.Loss < base.Loss/2) {
+		t.Errorf("eval: base %+v, fine-tune %+v", base, ft)
+	}
+	if status, b := f.do("POST", "/api/eval", map[string]any{"settings": map[string]any{"model_name_or_path": f.model}, "datasets": []any{}}); status != 400 {
+		t.Errorf("eval without datasets: %d %s", status, b)
+	}
+
 	// Chat with the adapter, streamed.
 	status, b = f.do("POST", "/api/chat", map[string]any{"model": f.model, "adapter": dir, "max_new_tokens": 16,
 		"messages": []map[string]string{{"role": "user", "content": "What do bees make?"}}})

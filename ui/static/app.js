@@ -76,7 +76,7 @@ function showTab(name) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
   for (const s of document.querySelectorAll("section.tab")) s.hidden = s.id !== "tab-" + name;
   if (name === "runs") refreshRuns();
-  if (name === "chat" || name === "export") loadModels();
+  if (name === "chat" || name === "export" || name === "compare") loadModels();
 }
 
 // ---- pickers
@@ -461,6 +461,56 @@ async function sendChat() {
   }
 }
 
+// ---- compare
+
+async function evaluate() {
+  const sel = $("cmp-datasets");
+  const datasets = [...sel.selectedOptions].map(o => ({ dataset: o.value, dataset_dir: o.dataset.dir }));
+  if (!datasets.length) throw new Error("pick one or more datasets");
+  const out = $("eval-out");
+  out.replaceChildren(el("p", { class: "muted" }, "scoring…"));
+  const rows = await (await api("POST", "/api/eval", {
+    settings: { model_name_or_path: $("cmp-model").value, cutoff_len: Number($("cmp-cutoff").value) },
+    datasets, adapter: $("cmp-adapter").value,
+  })).json();
+  const t = el("table", { id: "eval-table" }, el("tr", {}, ...["dataset", "samples", "tokens", "loss (base)", "ppl (base)", "loss (fine-tune)", "ppl (fine-tune)", "Δ loss"].map(h => el("th", {}, h))));
+  for (const r of rows) {
+    r.base.forEach((b, i) => {
+      if (r.base.length > 1 && b.dataset === "all") return; // one dataset per request: "all" repeats it
+      const a = r.adapter ? r.adapter[i] : null;
+      const d = a ? a.loss - b.loss : null;
+      t.append(el("tr", {}, el("td", {}, b.dataset), el("td", {}, b.samples), el("td", {}, b.tokens),
+        el("td", {}, b.loss.toFixed(4)), el("td", {}, b.perplexity.toFixed(3)),
+        el("td", {}, a ? a.loss.toFixed(4) : ""), el("td", {}, a ? a.perplexity.toFixed(3) : ""),
+        el("td", { class: d == null ? "" : d > 0 ? "worse" : "better" }, d == null ? "" : (d > 0 ? "+" : "") + d.toFixed(4))));
+    });
+  }
+  out.replaceChildren(t);
+}
+
+async function askBoth() {
+  const text = $("cmp-input").value.trim();
+  if (!text) return;
+  const messages = [{ role: "user", content: text }];
+  const one = async (adapter, box) => {
+    box.textContent = "";
+    delete box.dataset.done;
+    const resp = await api("POST", "/api/chat", { model: $("cmp-model").value, adapter, messages, max_new_tokens: 128, temperature: 0 });
+    await stream(resp, (m) => {
+      if (m.text) box.textContent += m.text;
+      if (m.error) throw new Error(m.error);
+    });
+    box.dataset.done = "1";
+  };
+  $("cmp-send").disabled = true;
+  try {
+    await one("", $("cmp-base"));
+    await one($("cmp-adapter").value, $("cmp-ft"));
+  } finally {
+    $("cmp-send").disabled = false;
+  }
+}
+
 // ---- export
 
 async function doExport() {
@@ -503,10 +553,12 @@ document.addEventListener("DOMContentLoaded", guarded(async () => {
   $("chat-input").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); guarded(sendChat)(); } });
   $("chat-reset").addEventListener("click", () => { conversation = []; $("chat-log").replaceChildren(); });
   $("export-btn").addEventListener("click", guarded(doExport));
+  $("eval-btn").addEventListener("click", guarded(evaluate));
+  $("cmp-send").addEventListener("click", guarded(askBoth));
   session = await getJSON("/api/session");
   $("roots").textContent = "folders: " + session.roots.join(", ");
   await Promise.all([loadModels(), loadDatasets()]);
-  for (const id of ["train-model", "train-dataset", "train-method", "train-batch", "train-cutoff", "train-rank"]) $(id).addEventListener("change", schedulePlan);
+  for (const id of ["train-model", "train-dataset", "train-method", "train-batch", "train-cutoff", "train-rank"]) { $(id).addEventListener("change", schedulePlan); $(id).addEventListener("input", schedulePlan); }
   schedulePlan();
   document.body.dataset.ready = "1";
 }));
