@@ -293,8 +293,27 @@ func (s *Server) display(p string) string {
 	}
 	for _, r := range s.readOnly {
 		if within(p, r) {
+			if name := hubName(p); name != "" {
+				return name
+			}
 			return "bundled/" + filepath.Base(p)
 		}
 	}
 	return p
+}
+
+// hubName labels a snapshot in a Hugging Face cache
+// (…/models--org--name/snapshots/REV) as org/name@REV; "" for other paths.
+func hubName(p string) string {
+	parts := strings.Split(filepath.ToSlash(p), "/")
+	for i := 0; i+2 < len(parts); i++ {
+		if strings.HasPrefix(parts[i], "models--") && parts[i+1] == "snapshots" {
+			rev := parts[i+2]
+			if len(rev) > 8 {
+				rev = rev[:8]
+			}
+			return strings.ReplaceAll(strings.TrimPrefix(parts[i], "models--"), "--", "/") + "@" + rev
+		}
+	}
+	return ""
 }

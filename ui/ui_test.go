@@ -799,3 +799,35 @@ func TestTensorBoardEventsMatchLog(t *testing.T) {
 		t.Errorf("compared %d scalars (%d eval losses)", n, evals)
 	}
 }
+
+func TestModelsFromHubCache(t *testing.T) {
+	f := newFixture(t, Options{})
+	cache := t.TempDir()
+	snap := filepath.Join(cache, "models--Org--Tiny-Model", "snapshots", "0123456789abcdef")
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"config.json", "model.safetensors"} {
+		b, err := os.ReadFile(filepath.Join(f.model, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(snap, name), b, 0o644)
+	}
+	s, err := New(Options{Roots: []string{f.root}, ReadOnly: []string{cache}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "/api/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var models []modelEntry
+	json.NewDecoder(resp.Body).Decode(&models)
+	if len(models) != 1 || models[0].Name != "Org/Tiny-Model@01234567" || models[0].Path != snap {
+		t.Errorf("models: %+v", models)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"gotune/assets"
+	"gotune/hub"
 	"gotune/ui"
 )
 
@@ -57,6 +58,14 @@ documented in the ui package (go doc gotune/ui).`, args, stdout, stderr)
 	}
 	if d, err := assets.DataDir(""); err == nil {
 		readOnly = append(readOnly, d)
+	}
+	// Models already downloaded (gotune's Hub cache and huggingface_hub's)
+	// are offered too, read-only.
+	hc := hub.NewClient()
+	for _, d := range []string{hc.CacheDir, hc.HFCacheDir} {
+		if st, err := os.Stat(d); d != "" && err == nil && st.IsDir() {
+			readOnly = append(readOnly, d)
+		}
 	}
 	s, err := ui.New(ui.Options{Roots: roots, Token: *token, ReadOnly: readOnly, Log: stderr})
 	if err != nil {
