@@ -646,6 +646,17 @@ func TestCurateSavesJSONLAndDatasetInfo(t *testing.T) {
 	if json.Unmarshal(b, &rep); status != 200 || len(rep.Sources) != 1 || rep.Sources[0].Records != 12 || rep.Sources[0].Bad != 0 {
 		t.Errorf("inspect curated: %d %s", status, b)
 	}
+	// Mixed by ratio with the bundled file, as the Train tab sends a mix of
+	// datasets from different folders: their files.
+	status, b = f.do("POST", "/api/inspect", map[string]any{"settings": map[string]any{
+		"dataset": []string{src, filepath.Join(f.root, "curated.jsonl")}, "mix_strategy": "interleave_under", "interleave_probs": []float64{0.5, 0.5}}})
+	var mixed struct {
+		Sources []struct{ Name string }
+		Train   int
+	}
+	if json.Unmarshal(b, &mixed); status != 200 || len(mixed.Sources) != 2 || mixed.Train == 0 {
+		t.Errorf("mixed inspect: %d %s", status, b)
+	}
 	// Saving again under the same name replaces the file, keeps one entry.
 	if status, b := f.do("POST", "/api/records/save", map[string]any{"dir": f.root, "name": "curated", "records": recs[:3]}); status != 200 {
 		t.Errorf("save again: %d %s", status, b)

@@ -109,9 +109,16 @@ async function loadDatasets() {
 }
 
 function datasetSettings(sel) {
-  const o = sel.selectedOptions[0];
-  if (!o) throw new Error("pick a dataset first");
-  return { dataset: o.value, dataset_dir: o.dataset.dir };
+  const picked = [...sel.selectedOptions];
+  if (!picked.length) throw new Error("pick a dataset first");
+  if (picked.length === 1) return { dataset: picked[0].value, dataset_dir: picked[0].dataset.dir };
+  // Several datasets: names when they share a dataset_info.json folder,
+  // otherwise their files (a config has one dataset_dir).
+  const dir = picked[0].dataset.dir;
+  if (picked.every(o => o.dataset.dir === dir)) return { dataset: picked.map(o => o.value), dataset_dir: dir };
+  const files = picked.map(o => o.dataset.file);
+  if (files.some(f => !f)) throw new Error("datasets from different folders can be mixed only when each is one file");
+  return { dataset: files };
 }
 
 // The folder browser only ever sees what /api/files returns: folders under
@@ -259,8 +266,8 @@ async function curateSave() {
   $("curate-msg").textContent = `saved ${res.records} records (${res.format}) to ${res.path} as dataset "${res.dataset}"`;
   await loadDatasets();
   for (const sel of document.querySelectorAll(".dataset-select")) {
-    const o = [...sel.options].find(x => x.value === res.dataset && x.dataset.dir === res.dataset_dir);
-    if (o) o.selected = true;
+    const match = [...sel.options].find(x => x.value === res.dataset && x.dataset.dir === res.dataset_dir);
+    if (match) for (const o of sel.options) o.selected = o === match;
   }
 }
 
@@ -287,6 +294,11 @@ function trainSettings() {
     output_dir: root + "/runs/" + name,
   };
   if ($("train-tensorboard").checked) s.report_to = "tensorboard";
+  if (Array.isArray(s.dataset)) {
+    s.mix_strategy = $("train-mix").value;
+    const probs = $("train-probs").value.trim();
+    if (probs) s.interleave_probs = probs.split(",").map(Number);
+  }
   if (method === "lora") {
     s.lora_rank = Number($("train-rank").value);
     s.lora_target = "all";
