@@ -122,6 +122,10 @@ func (s *Server) handleFiles(w http.ResponseWriter, r *http.Request) {
 			if err != nil || !st.IsDir() {
 				continue
 			}
+			// A link to a folder outside the roots is not offered at all.
+			if _, err := s.resolve(full, false); err != nil {
+				continue
+			}
 			e.Dir, e.Kind = true, folderKind(full)
 		} else {
 			if !isDataFile(de.Name()) && !isConfigFile(de.Name()) {

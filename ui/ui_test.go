@@ -267,6 +267,9 @@ func TestPathOutsideRootsRefused(t *testing.T) {
 	if status != 200 || !bytes.Contains(b, []byte(`"mine.jsonl"`)) {
 		t.Errorf("listing the root: %d %s", status, b)
 	}
+	if bytes.Contains(b, []byte(`"link"`)) {
+		t.Errorf("the listing offers a link that leads outside: %s", b)
+	}
 }
 
 func TestCSRFAndHostChecks(t *testing.T) {

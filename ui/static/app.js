@@ -430,7 +430,11 @@ async function showRunDetail(dir, fresh) {
   const st = await getJSON("/api/run?dir=" + encodeURIComponent(dir));
   $("run-detail").hidden = false;
   $("run-detail-name").textContent = st.name;
-  $("run-output").textContent = st.output || "";
+  const out = $("run-output");
+  const atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+  out.textContent = st.output || "";
+  // Follow the newest lines unless the reader scrolled up to read.
+  if (atEnd || fresh) out.scrollTop = out.scrollHeight;
   const link = $("run-yaml-download");
   link.href = "/api/run/yaml?download=1&dir=" + encodeURIComponent(dir);
   link.hidden = !st.has_config;
