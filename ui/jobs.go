@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -238,11 +239,15 @@ func (js *jobs) status(dir string, withOutput bool) RunStatus {
 		st.State = "finished"
 		st.Progress = 1
 		st.ETA = nil
-	case j != nil && j.stopped:
+	case j != nil && (j.stopped || signaled(j.err) == syscall.SIGTERM || signaled(j.err) == syscall.SIGINT):
+		// Stopped here, or by another gotune ui or a user's kill.
 		st.State = "stopped"
 	case j != nil && j.err != nil:
 		st.State = "failed"
 		st.Error = lastLine(tail(filepath.Join(dir, OutputFile), 4096))
+		if signaled(j.err) == syscall.SIGKILL {
+			st.Error = "killed (SIGKILL; out of memory?)"
+		}
 		if st.Error == "" {
 			st.Error = j.err.Error()
 		}
@@ -544,4 +549,16 @@ func (s *Server) handleChart(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "image/svg+xml")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(plot.MetricChart(metric, names, logs).SVG())
+}
+
+// signaled is the signal that ended a child, 0 when it exited by itself.
+func signaled(err error) syscall.Signal {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return 0
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal()
+	}
+	return 0
 }
