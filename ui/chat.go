@@ -57,18 +57,21 @@ type chatMessage struct {
 // streamWriter writes one JSON object per line and flushes it, so that the
 // page shows text as it is generated.
 type streamWriter struct {
-	w http.ResponseWriter
-	f http.Flusher
+	mu sync.Mutex // progress callbacks may come from several goroutines
+	w  http.ResponseWriter
+	f  http.Flusher
 }
 
 func newStream(w http.ResponseWriter) *streamWriter {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	f, _ := w.(http.Flusher)
-	return &streamWriter{w, f}
+	return &streamWriter{w: w, f: f}
 }
 
 func (s *streamWriter) send(v any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	b, _ := json.Marshal(v)
 	s.w.Write(append(b, '\n'))
 	if s.f != nil {
@@ -230,7 +233,10 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 	defer s.exportMu.Unlock()
 	st := newStream(w)
 	var last time.Time
+	var lastMu sync.Mutex
 	o.Progress = func(done, total int64) {
+		lastMu.Lock()
+		defer lastMu.Unlock()
 		if time.Since(last) > 200*time.Millisecond || done == total {
 			last = time.Now()
 			st.send(map[string]int64{"written": done, "total": total})

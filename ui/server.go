@@ -123,10 +123,6 @@ func (s *Server) Roots() []string { return append([]string(nil), s.roots...) }
 // X-Gotune-CSRF header; the page receives it embedded in its HTML.
 func (s *Server) CSRFToken() string { return s.csrf }
 
-// Close stops nothing: training jobs are meant to outlive the server. It
-// only waits for nothing and exists so callers can defer it symmetrically.
-func (s *Server) Close() error { return nil }
-
 // CheckAddr refuses to listen beyond loopback without a token: anyone who
 // can reach the port could otherwise read files under the roots and start
 // processes.
