@@ -27,8 +27,8 @@ function showError(msg) {
 }
 
 // api calls the server; state-changing requests carry the CSRF header.
-async function api(method, path, body) {
-  const opt = { method, headers: {} };
+async function api(method, path, body, signal) {
+  const opt = { method, headers: {}, signal };
   if (body !== undefined) {
     opt.headers["Content-Type"] = "application/json";
     opt.body = JSON.stringify(body);
@@ -459,22 +459,36 @@ async function sendChat() {
   const stats = el("div", { class: "muted stats" });
   log.append(stats);
   $("chat-send").disabled = true;
+  // Stop aborts the request; the server sees the connection close and
+  // ends the generation.
+  const abort = new AbortController();
+  $("chat-stop").hidden = false;
+  $("chat-stop").onclick = () => abort.abort();
+  const system = $("chat-system").value.trim();
+  const messages = system ? [{ role: "system", content: system }, ...conversation] : conversation;
+  let full = "";
   try {
     const resp = await api("POST", "/api/chat", {
-      model: $("chat-model").value, adapter: $("chat-adapter").value, messages: conversation,
+      model: $("chat-model").value, adapter: $("chat-adapter").value, messages,
       max_new_tokens: Number($("chat-max").value), temperature: Number($("chat-temp").value),
-    });
-    let full = "";
+    }, abort.signal);
     await stream(resp, (m) => {
       if (m.text) { full += m.text; reply.textContent = full; }
       if (m.error) throw new Error(m.error);
       if (m.done) stats.textContent = `${m.tokens} tokens, ${m.tokens_per_s.toFixed(1)} tokens/s, ${m.finish_reason}`;
     });
-    reply.dataset.done = "1";
-    conversation.push({ role: "assistant", content: full });
+  } catch (e) {
+    if (e.name !== "AbortError") {
+      conversation.pop(); // the message got no answer: leave it out of the history
+      throw e;
+    }
+    stats.textContent = "stopped";
   } finally {
     $("chat-send").disabled = false;
+    $("chat-stop").hidden = true;
   }
+  reply.dataset.done = "1";
+  conversation.push({ role: "assistant", content: full });
 }
 
 // ---- compare
