@@ -3,6 +3,7 @@ package ui
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -860,5 +861,39 @@ func TestModelsFromHubCache(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&models)
 	if len(models) != 1 || models[0].Name != "Org/Tiny-Model@01234567" || models[0].Path != snap {
 		t.Errorf("models: %+v", models)
+	}
+}
+
+// TestChatStopsWhenTheClientLeaves: a request closed mid-stream (the page's
+// Stop) leaves the engine usable: the next message is answered. (With the
+// tiny model's 512-token context the abandoned reply would end within a
+// second anyway, so this checks for a hang, not for the cancellation's
+// speed.)
+func TestChatStopsWhenTheClientLeaves(t *testing.T) {
+	f := newFixture(t, Options{})
+	body, _ := json.Marshal(map[string]any{"model": f.model, "max_new_tokens": 8192, "temperature": 1, "seed": 1,
+		"messages": []map[string]string{{"role": "user", "content": "Tell me everything."}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.ts.URL+"/api/chat", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(csrfHeader, f.srv.CSRFToken())
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.Contains(line, `"text"`) {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	cancel()
+	resp.Body.Close()
+	start := time.Now()
+	status, b := f.do("POST", "/api/chat", map[string]any{"model": f.model, "max_new_tokens": 4,
+		"messages": []map[string]string{{"role": "user", "content": "Hi"}}})
+	if status != 200 || !bytes.Contains(b, []byte(`"done":true`)) {
+		t.Fatalf("next chat: %d %s", status, b)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the next message waited %v for the abandoned one", d)
 	}
 }
