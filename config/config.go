@@ -126,6 +126,9 @@ type Config struct {
 	Device   string `yaml:"device"`   // auto, cpu or cuda
 	Threads  int    `yaml:"threads"`  // CPU worker threads; 0: all cores
 	Progress string `yaml:"progress"` // auto, bar, plain or none
+	// ReportTo names where metrics go besides trainer_log.jsonl:
+	// "tensorboard" (event files in output_dir) or "none".
+	ReportTo []string `yaml:"report_to"`
 
 	// Warnings collects notes about the input that are not errors: unknown
 	// keys and keys gotune accepts but ignores.
@@ -198,7 +201,7 @@ func Default() *Config {
 // effect (Python runtime, distributed or reporting settings), so a user's
 // file loads with a note instead of an unknown-key warning.
 var ignoredKeys = []string{
-	"trust_remote_code", "flash_attn", "report_to", "plot_loss", "ddp_timeout",
+	"trust_remote_code", "flash_attn", "plot_loss", "ddp_timeout",
 	"deepspeed", "preprocessing_num_workers", "dataloader_num_workers", "overwrite_cache",
 	"logging_dir", "save_only_model", "run_name", "include_num_input_tokens_seen",
 	"use_fast_tokenizer", "low_cpu_mem_usage", "torch_compile", "ddp_find_unused_parameters",

@@ -60,7 +60,7 @@ func TestLoadLLaMAFactoryFile(t *testing.T) {
 			t.Errorf("unknown-key warning %q lacks %q", unknown, want)
 		}
 	}
-	for _, want := range []string{"trust_remote_code", "report_to", "ddp_timeout", "plot_loss"} {
+	for _, want := range []string{"trust_remote_code", "ddp_timeout", "plot_loss"} {
 		if !strings.Contains(ignored, want) {
 			t.Errorf("ignored-key note %q lacks %q", ignored, want)
 		}

@@ -37,6 +37,13 @@ func (c *Config) Validate() error {
 	}
 	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
+	for _, r := range c.ReportTo {
+		switch r {
+		case "none", "tensorboard":
+		default:
+			bad("report_to", "%q: gotune reports only to local files: tensorboard (event files in output_dir) or none; services such as wandb, mlflow or swanlab need a network connection gotune does not make", r)
+		}
+	}
 	if c.ModelNameOrPath == "" {
 		bad("model_name_or_path", "required: a model folder in Hugging Face layout")
 	}
@@ -337,3 +344,6 @@ func (c *Config) YAML() ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ReportsTo tells whether metrics go to the named sink (report_to).
+func (c *Config) ReportsTo(name string) bool { return slices.Contains(c.ReportTo, name) }

@@ -63,6 +63,9 @@ type Options struct {
 	Now       func() time.Time
 	Mem       func() (Mem, error)
 	Width     int // terminal columns; 0 asks the terminal (80 if unknown)
+	// Sink, when set, also receives each value the JSON log records, by
+	// its trainer_log.jsonl key (report_to: tensorboard writes them out).
+	Sink func(step int, keys []string, values []float64)
 }
 
 // Step is what the trainer reports at a logged step.
@@ -204,6 +207,11 @@ func (l *Logger) Log(s Step) error {
 		}
 	}
 
+	if l.opt.Sink != nil {
+		l.opt.Sink(s.Step, []string{"loss", "lr", "grad_norm", "epoch", "tokens_per_s", "mem_rss_mb", "mem_peak_mb"},
+			[]float64{s.Loss, s.LR, s.GradNorm, s.Epoch, rate, rss, peak})
+	}
+
 	switch l.display {
 	case Plain:
 		fmt.Fprintf(l.out, "step %d/%d | epoch %.2f | loss %s | lr %.3e | grad_norm %s | %s tok/s | elapsed %s | eta %s | rss %s MB\n",
@@ -319,6 +327,9 @@ func (l *Logger) Eval(step int, loss float64) error {
 		if _, err := l.json.Write(line); err != nil {
 			return fmt.Errorf("run log: %w", err)
 		}
+	}
+	if l.opt.Sink != nil {
+		l.opt.Sink(step, []string{"eval_loss"}, []float64{loss})
 	}
 	l.printLine(fmt.Sprintf("step %d: eval loss %s", step, fmtNum(loss, 4)))
 	return nil

@@ -15,6 +15,7 @@ import (
 	"gotune/ckpt"
 	"gotune/model"
 	"gotune/optim"
+	"gotune/plot"
 )
 
 // trainableDir holds, inside a checkpoint, the trainable tensors of an
@@ -142,6 +143,11 @@ func (t *Trainer) saveFinal() error {
 	t.state.MaxSteps = t.total
 	if err := ckpt.SaveTrainerState(c.OutputDir, &t.state); err != nil {
 		return err
+	}
+	// Loss curves beside the weights, as LLaMA-Factory's plot_loss; a
+	// picture that cannot be drawn is no reason to fail a finished run.
+	if _, err := plot.WriteRunCharts(c.OutputDir); err != nil {
+		t.log.Printf("warning: loss chart: %v", err)
 	}
 	t.log.Printf("saved %s", c.OutputDir)
 	return nil

@@ -22,6 +22,7 @@ import (
 	"gotune/peft"
 	"gotune/quant"
 	"gotune/runlog"
+	"gotune/tboard"
 	"gotune/tokenizer"
 )
 
@@ -506,7 +507,28 @@ func (t *Trainer) Run() error {
 	if err != nil {
 		return err
 	}
-	t.log, err = runlog.New(runlog.Options{Dir: c.OutputDir, Out: t.out, Display: disp, Total: t.total, StartStep: t.state.GlobalStep})
+	opts := runlog.Options{Dir: c.OutputDir, Out: t.out, Display: disp, Total: t.total, StartStep: t.state.GlobalStep}
+	if c.ReportsTo("tensorboard") {
+		tb, err := tboard.Create(c.OutputDir)
+		if err != nil {
+			return err
+		}
+		defer tb.Close()
+		warned := false
+		opts.Sink = func(step int, keys []string, values []float64) {
+			names := make([]string, len(keys))
+			for i, k := range keys {
+				names[i] = tboard.Tag(k)
+			}
+			// Losing the TensorBoard copy is no reason to stop training:
+			// trainer_log.jsonl has every value.
+			if err := tb.Scalars(int64(step), names, values); err != nil && !warned {
+				warned = true
+				t.printf("warning: %v\n", err)
+			}
+		}
+	}
+	t.log, err = runlog.New(opts)
 	if err != nil {
 		return err
 	}

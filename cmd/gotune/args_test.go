@@ -41,6 +41,7 @@ func TestHelpEverywhere(t *testing.T) {
 		{[]string{"bench", "-h"}, []string{"usage: gotune bench", "-train", "-peer"}},
 		{[]string{"parity", "-h"}, []string{"usage: gotune parity"}},
 		{[]string{"quickstart", "-h"}, []string{"usage: gotune quickstart", "-output-dir"}},
+		{[]string{"ui", "-h"}, []string{"usage: gotune ui", "-root", "-token"}},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {

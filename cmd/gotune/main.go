@@ -30,6 +30,7 @@ func commands() map[string]command {
 		"export":     {"write a merged Hugging Face model, a PEFT adapter or GGUF (+ Ollama Modelfile)", runExport},
 		"chat":       {"chat with a model in the terminal (streams, keeps history)", runChat},
 		"serve":      {"serve an OpenAI-compatible HTTP API for a model and its adapters", runServe},
+		"ui":         {"serve the web UI: data, training runs and their charts, chat, export", runUI},
 	}
 }
 
