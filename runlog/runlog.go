@@ -66,6 +66,9 @@ type Options struct {
 	// Sink, when set, also receives each value the JSON log records, by
 	// its trainer_log.jsonl key (report_to: tensorboard writes them out).
 	Sink func(step int, keys []string, values []float64)
+	// DeviceMem, when set, reports the training device's memory in use and
+	// its peak (bytes), logged as device_mem_mb and device_mem_peak_mb.
+	DeviceMem func() (inUse, peak int64)
 }
 
 // Step is what the trainer reports at a logged step.
@@ -201,6 +204,11 @@ func (l *Logger) Log(s Step) error {
 		line = appendNum(line, "eta_s", eta, 1)
 		line = appendNum(line, "mem_rss_mb", rss, 1)
 		line = appendNum(line, "mem_peak_mb", peak, 1)
+		if l.opt.DeviceMem != nil {
+			use, top := l.opt.DeviceMem()
+			line = appendNum(line, "device_mem_mb", float64(use)/(1<<20), 1)
+			line = appendNum(line, "device_mem_peak_mb", float64(top)/(1<<20), 1)
+		}
 		line = append(line, "}\n"...)
 		if _, werr := l.json.Write(line); werr != nil {
 			err = fmt.Errorf("run log: %w", werr)

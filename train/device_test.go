@@ -60,6 +60,9 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 			must(t, tr.Run())
 			tr.Close()
 			got := tr.state.LogHistory
+			if b, err := os.ReadFile(filepath.Join(dirA, "trainer_log.jsonl")); err != nil || !strings.Contains(string(b), `"device_mem_peak_mb":`) {
+				t.Errorf("trainer_log.jsonl lacks the device's peak memory (%v)", err)
+			}
 			if len(got) != len(want) {
 				t.Fatalf("device run logged %d steps, CPU %d", len(got), len(want))
 			}

@@ -508,6 +508,12 @@ func (t *Trainer) Run() error {
 		return err
 	}
 	opts := runlog.Options{Dir: c.OutputDir, Out: t.out, Display: disp, Total: t.total, StartStep: t.state.GlobalStep}
+	if t.dev != nil {
+		opts.DeviceMem = func() (int64, int64) {
+			st := t.dev.MemStats()
+			return st.InUse, st.Peak
+		}
+	}
 	if c.ReportsTo("tensorboard") {
 		tb, err := tboard.Create(c.OutputDir)
 		if err != nil {
