@@ -3,12 +3,11 @@ package gguf
 import (
 	"encoding/binary"
 	"fmt"
+	"gotune/dtype"
 	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
-
-	"gotune/compute/cpu"
 )
 
 // Block layouts (ggml):
@@ -25,14 +24,14 @@ const qkK = 256
 func f16bits(x float32) uint16 {
 	var d [1]uint16
 	s := [1]float32{x}
-	cpu.F32ToF16(d[:], s[:])
+	dtype.F32ToF16(d[:], s[:])
 	return d[0]
 }
 
 func f16val(h uint16) float32 {
 	var d [1]float32
 	s := [1]uint16{h}
-	cpu.F16ToF32(d[:], s[:])
+	dtype.F16ToF32(d[:], s[:])
 	return d[0]
 }
 
@@ -55,13 +54,13 @@ func Encode(values []float32, t TensorType) ([]byte, error) {
 		}
 	case F16:
 		u := make([]uint16, len(values))
-		cpu.F32ToF16(u, values)
+		dtype.F32ToF16(u, values)
 		for i, h := range u {
 			le.PutUint16(out[2*i:], h)
 		}
 	case BF16:
 		u := make([]uint16, len(values))
-		cpu.F32ToBF16(u, values)
+		dtype.F32ToBF16(u, values)
 		for i, h := range u {
 			le.PutUint16(out[2*i:], h)
 		}

@@ -2,12 +2,12 @@ package model
 
 import (
 	"fmt"
+	"gotune/dtype"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 
-	"gotune/compute/cpu"
 	"gotune/gguf"
 	"gotune/nn"
 )
@@ -40,7 +40,7 @@ func LoadGGUF(path string, opt LoadOptions) (*Model, error) {
 	if opt.Storage == BF16 {
 		for _, l := range m.Linears() {
 			l.WBF16 = make([]uint16, len(l.W.Data))
-			cpu.F32ToBF16(l.WBF16, l.W.Data)
+			dtype.F32ToBF16(l.WBF16, l.W.Data)
 			l.W = nil
 		}
 	}

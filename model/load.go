@@ -3,12 +3,12 @@ package model
 import (
 	"encoding/binary"
 	"fmt"
+	"gotune/dtype"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 
-	"gotune/compute/cpu"
 	"gotune/nn"
 	"gotune/quant"
 	"gotune/safetensors"
@@ -108,7 +108,7 @@ func (m *Model) LoadWeights(set *safetensors.Set, opt LoadOptions) error {
 					return fmt.Errorf("%s: %w", set.FileOf(name), err)
 				}
 				l.WBF16 = make([]uint16, l.Out*l.In)
-				cpu.F32ToBF16(l.WBF16, scratch)
+				dtype.F32ToBF16(l.WBF16, scratch)
 			}
 			l.W = nil
 		default:

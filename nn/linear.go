@@ -1,6 +1,9 @@
 package nn
 
-import "gotune/compute/cpu"
+import (
+	"gotune/compute/cpu"
+	"gotune/dtype"
+)
 
 // Linear is y = x·Wᵀ + b with W stored [Out, In] as Hugging Face stores it.
 // The weight lives in one of three forms: float32 (W.Data), bfloat16 (WBF16,
@@ -169,7 +172,7 @@ func (l *Linear) DenseWeight() []float32 {
 		return w
 	case l.WBF16 != nil:
 		w := make([]float32, l.Out*l.In)
-		cpu.BF16ToF32(w, l.WBF16)
+		dtype.BF16ToF32(w, l.WBF16)
 		return w
 	}
 	return l.W.Data

@@ -28,6 +28,7 @@ package quant
 
 import (
 	"fmt"
+	"gotune/dtype"
 	"math"
 	"sync"
 
@@ -223,7 +224,7 @@ func QuantizeBF16(w []uint16, rows, cols int, opt Options) (*Matrix, error) {
 		for u := lo; u < hi; u += per {
 			e0, e1 := u*unit, min(min(u+per, hi)*unit, rows*cols)
 			f := buf[:e1-e0]
-			cpu.BF16ToF32(f, w[e0:e1])
+			dtype.BF16ToF32(f, w[e0:e1])
 			if err := m.encode(f, e0); err != nil {
 				return err
 			}

@@ -3,9 +3,8 @@ package safetensors
 import (
 	"encoding/binary"
 	"fmt"
+	"gotune/dtype"
 	"math"
-
-	"gotune/compute/cpu"
 )
 
 // Float32s decodes a floating-point tensor (F32, F16, BF16 or F64) to float32.
@@ -38,9 +37,9 @@ func DecodeFloat32s(dst []float32, b []byte, info Info) error {
 			u[i] = binary.LittleEndian.Uint16(b[2*i:])
 		}
 		if info.DType == BF16 {
-			cpu.BF16ToF32(dst, u)
+			dtype.BF16ToF32(dst, u)
 		} else {
-			cpu.F16ToF32(dst, u)
+			dtype.F16ToF32(dst, u)
 		}
 	default:
 		return fmt.Errorf("tensor %q: dtype %s is not floating point", info.Name, info.DType)
@@ -115,14 +114,14 @@ func EncodeF64(v []float64) []byte {
 // EncodeBF16 rounds v to bfloat16 (nearest even) and returns its bytes.
 func EncodeBF16(v []float32) []byte {
 	u := make([]uint16, len(v))
-	cpu.F32ToBF16(u, v)
+	dtype.F32ToBF16(u, v)
 	return encodeU16(u)
 }
 
 // EncodeF16 rounds v to IEEE half precision and returns its bytes.
 func EncodeF16(v []float32) []byte {
 	u := make([]uint16, len(v))
-	cpu.F32ToF16(u, v)
+	dtype.F32ToF16(u, v)
 	return encodeU16(u)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/dtype"
 	"io"
 	"math"
 	"os"
@@ -228,7 +229,7 @@ func newTrainBench(method, shape string, b, t, rank int, checkpoint bool, storag
 		} else if storage == model.BF16 {
 			for _, l := range m.Linears() {
 				l.WBF16 = make([]uint16, len(l.W.Data))
-				cpu.F32ToBF16(l.WBF16, l.W.Data)
+				dtype.F32ToBF16(l.WBF16, l.W.Data)
 				l.W = nil
 			}
 		}
@@ -405,7 +406,7 @@ func benchMemory(w io.Writer, shape string) error {
 			switch kind {
 			case "bf16":
 				l.WBF16 = make([]uint16, len(l.W.Data))
-				cpu.F32ToBF16(l.WBF16, l.W.Data)
+				dtype.F32ToBF16(l.WBF16, l.W.Data)
 				l.W = nil
 				linear += int64(2 * len(l.WBF16))
 			case "int8", "nf4":

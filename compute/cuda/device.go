@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"gotune/compute"
+	"gotune/dtype"
 )
 
 // Device is one GPU with its context, stream, cuBLAS handle, compiled kernels
@@ -307,9 +308,7 @@ func (d *Device) Upload(dst compute.Tensor, src []float32) {
 		d.copyIn(t.ptr, unsafe.Pointer(&src[0]), len(src)*4)
 	case compute.BF16:
 		h := make([]uint16, len(src))
-		for i, v := range src {
-			h[i] = BF16(v)
-		}
+		dtype.F32ToBF16(h, src)
 		d.copyIn(t.ptr, unsafe.Pointer(&h[0]), len(h)*2)
 	default:
 		d.fail(fmt.Errorf("cuda: upload of floats into %v", t.dt))
@@ -407,16 +406,6 @@ func (d *Device) Copy(dst, src compute.Tensor) {
 		return
 	}
 	d.fail(d.drv.check("cuMemcpyDtoDAsync", d.drv.cuMemcpyDtoDAsync.call(a.ptr, b.ptr, uintptr(a.n*a.dt.Size()), d.stream)))
-}
-
-// BF16 rounds f to bfloat16 (nearest even), as the kernels and PyTorch do.
-func BF16(f float32) uint16 {
-	u := math.Float32bits(f)
-	if u&0x7fffffff > 0x7f800000 {
-		return uint16(u>>16) | 0x40
-	}
-	u += 0x7fff + (u>>16)&1
-	return uint16(u >> 16)
 }
 
 // ---- kernels -------------------------------------------------------------------

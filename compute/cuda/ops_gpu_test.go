@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"gotune/compute"
+	"gotune/dtype"
 )
 
 // openGPU opens GPU 0 or skips the test when this machine has none (CI and
@@ -38,10 +39,10 @@ func randVec(r *rand.Rand, n int, scale float64) []float32 {
 }
 
 func roundBF16(v []float32) []float32 {
+	h := make([]uint16, len(v))
+	dtype.F32ToBF16(h, v)
 	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = math.Float32frombits(uint32(BF16(x)) << 16)
-	}
+	dtype.BF16ToF32(out, h)
 	return out
 }
 
