@@ -1,28 +1,12 @@
 package model
 
 import (
-	"errors"
-	"os"
 	"testing"
 
 	"gotune/compute"
-	"gotune/compute/cuda"
+	"gotune/compute/cuda/cudatest"
 	"gotune/compute/ref"
 )
-
-func openGPU(t *testing.T) *cuda.Device {
-	t.Helper()
-	d, err := cuda.Open(cuda.Options{CacheDir: t.TempDir()})
-	if err != nil {
-		var missing *cuda.MissingLibraryError
-		var cerr *cuda.Error
-		if os.Getenv("GOTUNE_REQUIRE_GPU") == "" && (errors.As(err, &missing) || errors.As(err, &cerr)) {
-			t.Skipf("no usable GPU: %v", err)
-		}
-		t.Fatal(err)
-	}
-	return d
-}
 
 // TestDeviceStepMatchesCPU: through the compute seam (the reference
 // backend here, the GPU where there is one) the loss and every gradient of
@@ -33,7 +17,7 @@ func TestDeviceStepMatchesCPU(t *testing.T) {
 }
 
 func TestDeviceStepMatchesCPUOnGPU(t *testing.T) {
-	testDeviceStep(t, openGPU(t))
+	testDeviceStep(t, cudatest.Open(t))
 }
 
 func testDeviceStep(t *testing.T, d compute.Backend) {

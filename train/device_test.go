@@ -1,7 +1,6 @@
 package train
 
 import (
-	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -9,7 +8,7 @@ import (
 	"testing"
 
 	"gotune/compute"
-	"gotune/compute/cuda"
+	"gotune/compute/cuda/cudatest"
 	"gotune/compute/ref"
 )
 
@@ -26,15 +25,7 @@ func TestDeviceTrainingMatchesCPU(t *testing.T) {
 // TestDeviceTrainingMatchesCPUOnGPU is the same on a GPU in f32 (skipped
 // where there is none).
 func TestDeviceTrainingMatchesCPUOnGPU(t *testing.T) {
-	d, err := cuda.Open(cuda.Options{CacheDir: t.TempDir()})
-	if err != nil {
-		var missing *cuda.MissingLibraryError
-		var cerr *cuda.Error
-		if os.Getenv("GOTUNE_REQUIRE_GPU") == "" && (errors.As(err, &missing) || errors.As(err, &cerr)) {
-			t.Skipf("no usable GPU: %v", err)
-		}
-		t.Fatal(err)
-	}
+	d := cudatest.Open(t)
 	testDeviceTraining(t, func() compute.Backend { return d }, 1e-4)
 }
 

@@ -186,10 +186,18 @@ func (d *Device) RMSNormBackward(dx, dy, x, w, rstd compute.Tensor, rows, dim in
 // RMSNormWeightGrad implements compute.Backend: partial sums over fixed row
 // chunks, then the chunks added in order.
 func (d *Device) RMSNormWeightGrad(dw, dy, x, rstd compute.Tensor, rows, dim int) {
+	d.columnSums(dw, rows, dim, func(parts compute.Tensor, chunks, rowsPer int) {
+		d.launch("rmsnorm_dw_part"+suffix(x.DType()), [3]int{(dim + 127) / 128, chunks, 1}, block1(128), 0, pa(parts), pa(dy), pa(x), pa(rstd), ia(rows), ia(dim), ia(rowsPer))
+	})
+}
+
+// columnSums adds into dst the column sums that part writes per chunk of
+// rows: fixed chunks summed in order, so the result is deterministic.
+func (d *Device) columnSums(dst compute.Tensor, rows, dim int, part func(parts compute.Tensor, chunks, rowsPer int)) {
 	if rows == 0 {
 		return
 	}
-	rowsPer := 64
+	const rowsPer = 64
 	chunks := (rows + rowsPer - 1) / rowsPer
 	parts, err := d.Alloc(compute.F32, chunks*dim)
 	if err != nil {
@@ -197,9 +205,8 @@ func (d *Device) RMSNormWeightGrad(dw, dy, x, rstd compute.Tensor, rows, dim int
 		return
 	}
 	defer parts.Free()
-	cb := (dim + 127) / 128
-	d.launch("rmsnorm_dw_part"+suffix(x.DType()), [3]int{cb, chunks, 1}, block1(128), 0, pa(parts), pa(dy), pa(x), pa(rstd), ia(rows), ia(dim), ia(rowsPer))
-	d.launch("colsum_f32", grid1(cb), block1(128), 0, pa(dw), pa(parts), ia(chunks), ia(dim))
+	part(parts, chunks, rowsPer)
+	d.launch("colsum_f32", grid1((dim+127)/128), block1(128), 0, pa(dst), pa(parts), ia(chunks), ia(dim))
 }
 
 // AddBias implements compute.Backend.
@@ -209,20 +216,9 @@ func (d *Device) AddBias(y, b compute.Tensor, rows, dim int) {
 
 // BiasGrad implements compute.Backend, in a fixed order like RMSNormWeightGrad.
 func (d *Device) BiasGrad(db, dy compute.Tensor, rows, dim int) {
-	if rows == 0 {
-		return
-	}
-	rowsPer := 64
-	chunks := (rows + rowsPer - 1) / rowsPer
-	parts, err := d.Alloc(compute.F32, chunks*dim)
-	if err != nil {
-		d.fail(err)
-		return
-	}
-	defer parts.Free()
-	cb := (dim + 127) / 128
-	d.launch("colsum_part"+suffix(dy.DType()), [3]int{cb, chunks, 1}, block1(128), 0, pa(parts), pa(dy), ia(rows), ia(dim), ia(rowsPer))
-	d.launch("colsum_f32", grid1(cb), block1(128), 0, pa(db), pa(parts), ia(chunks), ia(dim))
+	d.columnSums(db, rows, dim, func(parts compute.Tensor, chunks, rowsPer int) {
+		d.launch("colsum_part"+suffix(dy.DType()), [3]int{(dim + 127) / 128, chunks, 1}, block1(128), 0, pa(parts), pa(dy), ia(rows), ia(dim), ia(rowsPer))
+	})
 }
 
 // warpRowMax is the longest row normalised by one warp (q/k norms); longer
