@@ -108,6 +108,9 @@ type Backend interface {
 	// transpose (the backward pass), adding into dst when accumulate is set.
 	// pos is [B·T] (nil: 0…T-1); cos, sin are [positions, hd].
 	RopeSplit(dst, src, pos, cos, sin Tensor, b, t, heads, hd, rot int)
+	// RopeSplitInto is RopeSplit into time steps [dstOff, dstOff+t) of a
+	// head-major dst holding dstT steps per head (a key/value cache).
+	RopeSplitInto(dst, src, pos, cos, sin Tensor, b, t, heads, hd, rot, dstT, dstOff int)
 	RopeMerge(dst, src, pos, cos, sin Tensor, b, t, heads, hd, rot int, accumulate bool)
 	// AttnSoftmax turns scaled scores [B,H,Tq,Tk] into probabilities with
 	// causal (key j ≤ off + i), key-mask and segment masking, saving lse.

@@ -101,6 +101,7 @@ type dlora struct {
 }
 
 type dlayer struct {
+	index                          int
 	inNorm, postNorm, qNorm, kNorm *dparam
 	q, k, v, o, gate, up, down     *dlinear
 	qkv, gu                        *loraGroup
@@ -136,6 +137,7 @@ type DeviceModel struct {
 	checkpoint bool
 	inference  bool
 	attnBudget int                       // floats of attention scores held at once; 0: the default
+	cache      *DeviceSession            // decoding: the key/value cache attention reads
 	shared     map[string]compute.Tensor // checkpointing: the one set of block activations
 	owned      []compute.Tensor          // freed by Close
 
@@ -226,7 +228,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		if l.Prefix != nil || l.AttnOut != nil || l.MLPOut != nil {
 			return nil, fmt.Errorf("device model: layer %d: prefix tuning and bottleneck adapters do not run on a GPU yet", l.Index)
 		}
-		dl := &dlayer{inNorm: param(l.InNorm, true), postNorm: param(l.PostNorm, true), qNorm: param(l.QNorm, true), kNorm: param(l.KNorm, true),
+		dl := &dlayer{index: l.Index, inNorm: param(l.InNorm, true), postNorm: param(l.PostNorm, true), qNorm: param(l.QNorm, true), kNorm: param(l.KNorm, true),
 			q: linear(l.Q), k: linear(l.K), v: linear(l.V), o: linear(l.O), gate: linear(l.Gate), up: linear(l.Up), down: linear(l.Down)}
 		dm.layers = append(dm.layers, dl)
 	}
@@ -484,7 +486,7 @@ func (dm *DeviceModel) freeShape() {
 		if l.acts == nil {
 			continue
 		}
-		if dm.checkpoint {
+		if dm.checkpoint || dm.inference {
 			l.acts = nil
 			continue
 		}

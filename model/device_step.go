@@ -52,7 +52,7 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 	// With checkpointing every block shares one set of activations, and
 	// the backward pass recomputes each block's forward first.
 	act := func(role string, dt compute.DType, size int) compute.Tensor {
-		if !dm.checkpoint {
+		if !dm.checkpoint && !dm.inference {
 			return get(dt, size)
 		}
 		if x := dm.shared[role]; x != nil {
@@ -89,7 +89,7 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 			if t == nil {
 				continue
 			}
-			if !dm.checkpoint {
+			if !dm.checkpoint && !dm.inference {
 				a.xaOwned = append(a.xaOwned, t)
 			}
 			for i, lin := range g.lins {
@@ -99,7 +99,7 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		for li, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
 			if lin.lora != nil && lin.group == nil {
 				if t := act(fmt.Sprintf("xa%d_%d", li, lin.lora.r), A, n*lin.lora.r); t != nil {
-					if !dm.checkpoint {
+					if !dm.checkpoint && !dm.inference {
 						a.xaOwned = append(a.xaOwned, t)
 					}
 					a.xa[lin] = lact{t, lin.lora.r}
@@ -333,14 +333,14 @@ func (dm *DeviceModel) maskRows(from, n int) compute.Tensor {
 	return dm.mask.Slice(from, n)
 }
 
-// attnChunk is how many sequences' score matrices ([H, T, T] floats each)
-// are held at once: as many as fit attnBudget, at least one.
-func (dm *DeviceModel) attnChunk(b, h, t int) int {
+// attnChunk is how many sequences' score matrices ([H, Tq·Tk] floats each,
+// tt = Tq·Tk) are held at once: as many as fit attnBudget, at least one.
+func (dm *DeviceModel) attnChunk(b, h, tt int) int {
 	budget := dm.attnBudget
 	if budget == 0 {
 		budget = 64 << 20 // floats: 256 MB of scores
 	}
-	return max(1, min(b, budget/max(h*t*t, 1)))
+	return max(1, min(b, budget/max(h*tt, 1)))
 }
 
 func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
@@ -357,7 +357,15 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	v := dm.buf("v", dm.act, n*c.KVDim())
 	dm.linear(l.v, a, v, xn1, n)
 	qh, kh := dm.rotated(l, a)
-	be.RopeSplit(a.vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0)
+	// Keys and values: this batch's own, or with a cache everything cached
+	// so far (tk steps of tmax held per head, the new ones from off).
+	vh, tk, tmax, off := a.vh, T, T, 0
+	if cache := dm.cache; cache != nil {
+		vh, tk, tmax, off = cache.v[l.index], cache.len+T, cache.max, cache.len
+		be.RopeSplitInto(vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0, tmax, off)
+	} else {
+		be.RopeSplit(vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0)
+	}
 
 	// Per (sequence, KV head): the g query heads sharing it form one
 	// [g·T, hd] block in head-major layout.
@@ -365,16 +373,17 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	oh := dm.buf("oh", dm.act, n*c.QDim())
 	// The score matrices of bc sequences at a time bound their memory.
-	bc := dm.attnChunk(B, H, T)
-	s := dm.buf("s", compute.F32, bc*H*T*T)
-	p := dm.buf("p", dm.act, bc*H*T*T)
-	qd, kd := c.QDim(), c.KVDim()
+	bc := dm.attnChunk(B, H, T*tk)
+	s := dm.buf("s", compute.F32, bc*H*T*tk)
+	p := dm.buf("p", dm.act, bc*H*T*tk)
+	qd := c.QDim()
+	kvs := KVH * tmax * hd // one sequence's keys (or values)
 	for b0 := 0; b0 < B; b0 += bc {
 		nb := min(bc, B-b0)
-		qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*T*kd, nb*T*kd), a.vh.Slice(b0*T*kd, nb*T*kd)
-		be.GemmBatched(false, true, g*T, T, hd, scale, qc, hd, g*T*hd, kc, hd, T*hd, 0, s, T, g*T*T, nb*KVH)
-		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.maskRows(b0*T, nb*T), nil, nil, nb, H, T, T, 0)
-		be.GemmBatched(false, false, g*T, hd, T, 1, p, T, g*T*T, vc, hd, T*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
+		qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*kvs, nb*kvs), vh.Slice(b0*kvs, nb*kvs)
+		be.GemmBatched(false, true, g*T, tk, hd, scale, qc, hd, g*T*hd, kc, hd, tmax*hd, 0, s, tk, g*T*tk, nb*KVH)
+		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.maskRows(b0*T, nb*T), nil, nil, nb, H, T, tk, off)
+		be.GemmBatched(false, false, g*T, hd, tk, 1, p, tk, g*T*tk, vc, hd, tmax*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
 	}
 	be.RopeMerge(a.att, oh, nil, dm.cos, dm.sin, B, T, H, hd, 0, false)
 
@@ -408,8 +417,14 @@ func (dm *DeviceModel) rotated(l *dlayer, a *dacts) (qh, kh compute.Tensor) {
 		be.RMSNorm(kn, a.rstdk, a.k, l.kNorm.w, n*KVH, hd, eps, 0)
 		q, k = qn, kn
 	}
-	qh, kh = dm.buf("qh", dm.act, n*c.QDim()), dm.buf("kh", dm.act, n*c.KVDim())
+	qh = dm.buf("qh", dm.act, n*c.QDim())
 	be.RopeSplit(qh, q, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot)
+	if cache := dm.cache; cache != nil {
+		// Decoding: the new keys join the cache, and attention reads it.
+		be.RopeSplitInto(cache.k[l.index], k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot, cache.max, cache.len)
+		return qh, cache.k[l.index]
+	}
+	kh = dm.buf("kh", dm.act, n*c.KVDim())
 	be.RopeSplit(kh, k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot)
 	return qh, kh
 }
@@ -562,7 +577,7 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	be.RopeSplit(oh, a.att, nil, dm.cos, dm.sin, B, T, H, hd, 0)
 	dsum := dm.buf("dsum", compute.F32, B*H*T)
 	be.RowDot(dsum, doh, oh, B*H*T, hd)
-	bc := dm.attnChunk(B, H, T)
+	bc := dm.attnChunk(B, H, T*T)
 	s := dm.buf("s", compute.F32, bc*H*T*T)
 	dp := dm.buf("dp", compute.F32, bc*H*T*T)
 	p := dm.buf("p", A, bc*H*T*T)

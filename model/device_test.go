@@ -96,3 +96,51 @@ func abs(x float64) float64 {
 	}
 	return x
 }
+
+// TestDeviceSessionMatchesCPU: decoding through the seam with a key/value
+// cache (a prompt, then 16 tokens one at a time) gives the CPU session's
+// logits at every step, on the three reference shapes.
+func TestDeviceSessionMatchesCPU(t *testing.T) {
+	testDeviceSession(t, ref.New())
+}
+
+func TestDeviceSessionMatchesCPUOnGPU(t *testing.T) {
+	testDeviceSession(t, cudatest.Open(t))
+}
+
+func testDeviceSession(t *testing.T, d compute.Backend) {
+	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2"} {
+		t.Run(shape, func(t *testing.T) {
+			m := tinyModel(t, shape, 11)
+			dm, err := NewDeviceModel(m, d, DeviceOptions{Compute: compute.F32, Inference: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dm.Close()
+			gs, err := dm.NewSession(32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer gs.Close()
+			cs := m.NewSession(32)
+			feed := []int32{3, 141, 59, 26, 535}
+			for step := 0; step <= 16; step++ {
+				want, err := cs.Feed(feed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := gs.Feed(feed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := relErr32(got, want); e > 1e-5 {
+					t.Fatalf("step %d: logits differ from the CPU session's by %.3g", step, e)
+				}
+				feed = []int32{int32(Argmax(want))}
+			}
+			if gs.Len() != 5+16 {
+				t.Errorf("session holds %d positions, want 21", gs.Len())
+			}
+		})
+	}
+}

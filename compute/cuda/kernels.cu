@@ -193,7 +193,7 @@ extern "C" __global__ void colsum_f32(float* dst, const float* parts, int chunks
 // blockDim.y heads at a time; cos/sin rows are [P, hd].
 template <typename T>
 __device__ void rope_split_(T* dst, const T* src, const int* pos, const float* cs, const float* sn, int Tn, int H,
-                            int hd, int rot) {
+                            int hd, int rot, int dstT, int dstOff) {
   int bt = blockIdx.x, b = bt / Tn, t = bt % Tn;
   int half = rot / 2, j = threadIdx.x;
   long long p = pos ? pos[bt] : t;
@@ -209,7 +209,7 @@ __device__ void rope_split_(T* dst, const T* src, const int* pos, const float* c
     const T* v = src + ((long long)bt * H + h) * hd;
     float o = ld(v, j) * c;
     if (j < rot) o += ld(v, partner) * s;
-    st(dst, (((long long)b * H + h) * Tn + t) * hd + j, o);
+    st(dst, (((long long)b * H + h) * dstT + dstOff + t) * hd + j, o);
   }
 }
 template <typename T>
@@ -495,8 +495,9 @@ extern "C" __global__ void fill_f32(float* x, float v, long long n) {
     rmsnorm_bwd_warp_(dx, dy, x, w, rstd, rows, d, wadd, acc);                                               \
   }                                                                                                          \
   extern "C" __global__ void rope_split_##N(T* dst, const T* src, const int* pos, const float* cs,          \
-                                            const float* sn, int Tn, int H, int hd, int rot) {               \
-    rope_split_(dst, src, pos, cs, sn, Tn, H, hd, rot);                                                      \
+                                            const float* sn, int Tn, int H, int hd, int rot, int dstT,       \
+                                            int dstOff) {                                                    \
+    rope_split_(dst, src, pos, cs, sn, Tn, H, hd, rot, dstT, dstOff);                                        \
   }                                                                                                          \
   extern "C" __global__ void rope_merge_##N(T* dst, const T* src, const int* pos, const float* cs,          \
                                             const float* sn, int Tn, int H, int hd, int rot, int acc) {      \

@@ -234,10 +234,15 @@ func ropeBlock(heads, hd int) [3]int {
 
 // RopeSplit implements compute.Backend.
 func (d *Device) RopeSplit(dst, src, pos, cos, sin compute.Tensor, b, t, heads, hd, rot int) {
+	d.RopeSplitInto(dst, src, pos, cos, sin, b, t, heads, hd, rot, t, 0)
+}
+
+// RopeSplitInto implements compute.Backend.
+func (d *Device) RopeSplitInto(dst, src, pos, cos, sin compute.Tensor, b, t, heads, hd, rot, dstT, dstOff int) {
 	if b*t == 0 || !d.same("rope", dst, src) {
 		return
 	}
-	d.launch("rope_split"+suffix(src.DType()), grid1(b*t), ropeBlock(heads, hd), 0, pa(dst), pa(src), pa(pos), pa(cos), pa(sin), ia(t), ia(heads), ia(hd), ia(rot))
+	d.launch("rope_split"+suffix(src.DType()), grid1(b*t), ropeBlock(heads, hd), 0, pa(dst), pa(src), pa(pos), pa(cos), pa(sin), ia(t), ia(heads), ia(hd), ia(rot), ia(dstT), ia(dstOff))
 }
 
 // RopeMerge implements compute.Backend.

@@ -357,6 +357,10 @@ func posOf(p *tensor, bt, t int) int {
 }
 
 func (b *Backend) RopeSplit(dst, src, pos, cos, sin compute.Tensor, B, T, H, hd, rot int) {
+	b.RopeSplitInto(dst, src, pos, cos, sin, B, T, H, hd, rot, T, 0)
+}
+
+func (b *Backend) RopeSplitInto(dst, src, pos, cos, sin compute.Tensor, B, T, H, hd, rot, dstT, dstOff int) {
 	D, S, P, C, SN := tt(dst), tt(src), tt(pos), tt(cos), tt(sin)
 	half := rot / 2
 	for bt := 0; bt < B*T; bt++ {
@@ -364,7 +368,7 @@ func (b *Backend) RopeSplit(dst, src, pos, cos, sin compute.Tensor, B, T, H, hd,
 		p := posOf(P, bt, t)
 		for h := 0; h < H; h++ {
 			v := (bt*H + h) * hd
-			o := ((bi*H+h)*T + t) * hd
+			o := ((bi*H+h)*dstT + dstOff + t) * hd
 			for j := 0; j < hd; j++ {
 				c, s := C.get(p*hd+j), SN.get(p*hd+j)
 				var r float64

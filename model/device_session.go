@@ -1,0 +1,91 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+
+	"gotune/compute"
+)
+
+// DeviceSession decodes one sequence on the device with a key/value cache,
+// as Session does on the CPU: each Feed runs only the new tokens through the
+// same block the training step uses, attending to everything cached.
+type DeviceSession struct {
+	dm     *DeviceModel
+	max    int
+	len    int
+	k, v   []compute.Tensor // per layer, head-major [KVHeads, max, HeadDim]
+	logits []float32
+}
+
+// NewSession allocates a cache of maxLen positions on the device. Prompt
+// methods (virtual tokens, KV prefixes) are refused by NewDeviceModel.
+func (dm *DeviceModel) NewSession(maxLen int) (*DeviceSession, error) {
+	if maxLen <= 0 {
+		return nil, fmt.Errorf("device session: %d positions", maxLen)
+	}
+	c := dm.cfg
+	s := &DeviceSession{dm: dm, max: maxLen}
+	for range dm.layers {
+		for _, dst := range []*[]compute.Tensor{&s.k, &s.v} {
+			t, err := dm.be.Alloc(dm.act, maxLen*c.KVDim())
+			if err != nil {
+				s.Close()
+				return nil, fmt.Errorf("device session: key/value cache of %d positions: %w", maxLen, err)
+			}
+			*dst = append(*dst, t)
+		}
+	}
+	return s, nil
+}
+
+// Len is the number of positions filled.
+func (s *DeviceSession) Len() int { return s.len }
+
+// Reset empties the cache.
+func (s *DeviceSession) Reset() { s.len = 0 }
+
+// Close frees the cache.
+func (s *DeviceSession) Close() {
+	for _, t := range append(s.k, s.v...) {
+		t.Free()
+	}
+	s.k, s.v = nil, nil
+}
+
+// Feed appends tokens and returns the logits after the last one ([Vocab],
+// reused by the next call).
+func (s *DeviceSession) Feed(ids []int32) ([]float32, error) {
+	dm := s.dm
+	c := dm.cfg
+	if len(ids) == 0 {
+		return nil, errors.New("feed: no tokens")
+	}
+	if s.k == nil {
+		return nil, errors.New("feed: the session is closed")
+	}
+	if s.len+len(ids) > s.max {
+		return nil, fmt.Errorf("feed: %d cached + %d new tokens exceed the session's %d positions", s.len, len(ids), s.max)
+	}
+	T := len(ids)
+	pos := make([]int32, T)
+	for i := range pos {
+		pos[i] = int32(s.len + i)
+	}
+	dm.cache = s
+	defer func() { dm.cache = nil }()
+	if err := dm.forward(&Batch{B: 1, T: T, IDs: ids, Pos: pos}); err != nil {
+		return nil, err
+	}
+	h, V := c.Hidden, c.Vocab
+	lg := dm.buf("session_logits", compute.F32, V)
+	dm.be.Gemm(false, true, 1, V, h, 1, dm.xf.Slice((T-1)*h, h), h, dm.head.w, h, 0, lg, V)
+	if len(s.logits) != V {
+		s.logits = make([]float32, V)
+	}
+	if err := dm.be.Download(s.logits, lg); err != nil {
+		return nil, err
+	}
+	s.len += T
+	return s.logits, dm.err()
+}
