@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"gotune/assets"
+	"gotune/compute/ref"
 	"gotune/model"
 	"gotune/peft"
 )
@@ -51,6 +52,37 @@ func TestAdapterDropoutOffInInference(t *testing.T) {
 	for i := range with {
 		if with[i] != without[i] {
 			t.Fatalf("logit %d: %g with lora_dropout 0.5, %g without: dropout acted at inference", i, with[i], without[i])
+		}
+	}
+}
+
+// TestGenerateOnDevice: greedy generation through the compute seam (the
+// reference backend standing in for a GPU) gives the CPU's tokens.
+func TestGenerateOnDevice(t *testing.T) {
+	e := loadTiny(t)
+	prompt := "Once upon a time"
+	req := Request{Prompt: prompt, MaxTokens: 16}
+	want, err := e.Generate(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.UseDevice(ref.New(), false); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.Device() != "ref" {
+		t.Fatalf("generation is on %q, want the reference backend", e.Device())
+	}
+	got, err := e.Generate(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Tokens) != len(want.Tokens) || got.Text != want.Text {
+		t.Fatalf("device generated %v %q, CPU %v %q", got.Tokens, got.Text, want.Tokens, want.Text)
+	}
+	for i := range want.Tokens {
+		if got.Tokens[i] != want.Tokens[i] {
+			t.Fatalf("token %d: device %d, CPU %d", i, got.Tokens[i], want.Tokens[i])
 		}
 	}
 }

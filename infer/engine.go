@@ -1,10 +1,13 @@
 package infer
 
 import (
+	"sync"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gotune/compute"
 	"gotune/safefile"
 	"os"
 	"path/filepath"
@@ -88,6 +91,44 @@ type Engine struct {
 	Gen         GenerationConfig
 	Adapter     peft.Method
 	stops       map[int32]bool
+
+	// dev, when set, runs generation on a compute backend; devMu keeps one
+	// generation at a time there (its buffers are shared).
+	dev   *model.DeviceModel
+	devMu *sync.Mutex
+}
+
+// UseDevice moves generation onto a compute backend (bf16 or f32
+// weights); a model or adapter the device path cannot run yet stays on the
+// CPU and the error says why.
+func (e *Engine) UseDevice(be compute.Backend, bf16 bool) error {
+	dt := compute.F32
+	if bf16 {
+		dt = compute.BF16
+	}
+	dm, err := model.NewDeviceModel(e.Model, be, model.DeviceOptions{Compute: dt, Inference: true})
+	if err != nil {
+		return err
+	}
+	e.Close()
+	e.dev, e.devMu = dm, new(sync.Mutex)
+	return nil
+}
+
+// Device names the backend generation runs on, "" for the CPU.
+func (e *Engine) Device() string {
+	if e.dev == nil {
+		return ""
+	}
+	return e.dev.BackendName()
+}
+
+// Close releases the device copy of the model, if any.
+func (e *Engine) Close() {
+	if e.dev != nil {
+		e.dev.Close()
+		e.dev = nil
+	}
 }
 
 // Load opens a model folder, its tokenizer, chat template and generation
@@ -316,7 +357,21 @@ func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, erro
 		}
 		maxNew = min(maxNew, n-len(prompt))
 	}
-	sess := e.Model.NewSession(len(prompt) + maxNew + 64)
+	var sess interface {
+		Feed([]int32) ([]float32, error)
+	}
+	if e.dev != nil {
+		e.devMu.Lock()
+		defer e.devMu.Unlock()
+		ds, err := e.dev.NewSession(len(prompt) + maxNew + 64)
+		if err != nil {
+			return Result{PromptTokens: len(prompt)}, err
+		}
+		defer ds.Close()
+		sess = ds
+	} else {
+		sess = e.Model.NewSession(len(prompt) + maxNew + 64)
+	}
 	logits, err := sess.Feed(prompt)
 	if err != nil {
 		return Result{}, err

@@ -673,3 +673,6 @@ func (dm *DeviceModel) LoRAGroups() int {
 	}
 	return n
 }
+
+// BackendName names the backend the model lives on.
+func (dm *DeviceModel) BackendName() string { return dm.be.Name() }

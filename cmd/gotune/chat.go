@@ -43,6 +43,7 @@ func chatMain(ctx context.Context, intr <-chan os.Signal, args []string, stdin i
 	system := fs.String("system", "", "system message")
 	maxNew := fs.Int("max-new-tokens", 512, "tokens to generate at most per reply")
 	sample := sampleFlags(fs)
+	device := fs.String("device", "auto", "cpu, cuda (bf16 on an NVIDIA GPU) or auto (the GPU when there is one and the model can run there)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -58,6 +59,11 @@ func chatMain(ctx context.Context, intr <-chan os.Signal, args []string, stdin i
 	if err != nil {
 		return err
 	}
+	release, err := useDevice(e, *device, stderr)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if e.TemplateErr != nil {
 		return e.TemplateErr // a template that fails to parse is not a missing one
 	}

@@ -7,6 +7,7 @@ import (
 
 	"gotune/compute"
 	"gotune/compute/cuda"
+	"gotune/infer"
 	"gotune/train"
 )
 
@@ -51,4 +52,25 @@ func trainDevice(device string, notes io.Writer) (train.Options, func(), error) 
 		return train.Options{Backend: be}, release, nil
 	}
 	return train.Options{}, none, fmt.Errorf("device %q: want auto, cpu or cuda", device)
+}
+
+// useDevice puts an engine's generation on the device the flag names, as
+// trainDevice resolves it; the returned function releases it.
+func useDevice(e *infer.Engine, device string, notes io.Writer) (func(), error) {
+	o, release, err := trainDevice(device, notes)
+	if err != nil {
+		return func() {}, err
+	}
+	if o.Backend == nil {
+		return release, nil
+	}
+	if err := e.UseDevice(o.Backend, true); err != nil {
+		if o.Required {
+			release()
+			return func() {}, fmt.Errorf("--device %s: %w", device, err)
+		}
+		fmt.Fprintf(notes, "note: generating on the CPU: %v\n", err)
+		return release, nil
+	}
+	return func() { e.Close(); release() }, nil
 }

@@ -55,6 +55,7 @@ positional argument is the prompt. Arguments and flags may come in any order.`, 
 	raw := fs.Bool("raw", false, "continue the prompt as plain text, without the chat template")
 	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate at most")
 	sample := sampleFlags(fs)
+	device := fs.String("device", "auto", "cpu, cuda (bf16 on an NVIDIA GPU) or auto (the GPU when there is one and the model can run there)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -78,6 +79,11 @@ positional argument is the prompt. Arguments and flags may come in any order.`, 
 	if err != nil {
 		return err
 	}
+	release, err := useDevice(e, *device, stderr)
+	if err != nil {
+		return err
+	}
+	defer release()
 	text := *prompt
 	if !*raw {
 		var msgs []chat.Message
