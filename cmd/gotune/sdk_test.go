@@ -87,7 +87,7 @@ seed: 42
 			Records, Bad, Kept int
 			Samples, Mixed     int
 			ToolCalls          int `json:"tool_calls"`
-			MaxLen             int `json:"max_len"`
+			Truncated          int
 		}
 	}
 	b, err := os.ReadFile(filepath.Join(out, "data_report.json"))
@@ -103,8 +103,8 @@ seed: 42
 			t.Errorf("%s: %d records, %d bad, %d kept, %d samples, %d mixed; want %d of each and none bad",
 				s.Name, s.Records, s.Bad, s.Kept, s.Samples, s.Mixed, n)
 		}
-		if s.MaxLen > 512 {
-			t.Errorf("%s: a sample of %d tokens was cut to cutoff_len 512", s.Name, s.MaxLen)
+		if s.Truncated > 0 {
+			t.Errorf("%s: %d samples were cut to cutoff_len 512", s.Name, s.Truncated)
 		}
 		delete(want, s.Name)
 	}
