@@ -67,3 +67,34 @@ func TestEnableThinkingFalseServesAsTrained(t *testing.T) {
 		})
 	}
 }
+
+// TestCutoffAboveContextNoted: a cutoff_len above the model's
+// max_position_embeddings is said before training, not passed over.
+func TestCutoffAboveContextNoted(t *testing.T) {
+	tmp := t.TempDir()
+	modelDir, err := assets.ModelDir(assets.DefaultModel, filepath.Join(tmp, "model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir, err := assets.DataDir(filepath.Join(tmp, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cutoff, noted := range map[int]bool{512: false, 1024: true} {
+		path := filepath.Join(tmp, fmt.Sprintf("cfg%d.yaml", cutoff))
+		cfg := fmt.Sprintf("model_name_or_path: %s\nstage: sft\nfinetuning_type: lora\nlora_rank: 2\nlora_target: all\n"+
+			"dataset: quickstart\ndataset_dir: %s\ncutoff_len: %d\nmax_steps: 1\noutput_dir: %s\n",
+			modelDir, dataDir, cutoff, filepath.Join(tmp, fmt.Sprint("out", cutoff)))
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"train", path}, &stdout, &stderr); code != 0 {
+			t.Fatalf("train: exit %d\n%s%s", code, stdout.String(), stderr.String())
+		}
+		got := strings.Contains(stdout.String()+stderr.String(), "note: cutoff_len 1024 is above the model's context (max_position_embeddings 512)")
+		if got != noted {
+			t.Errorf("cutoff_len %d: noted %v, want %v:\n%s", cutoff, got, noted, stderr.String())
+		}
+	}
+}
