@@ -33,7 +33,7 @@ import (
 //	    train [train]u32, val [val]u32, meta JSON (the Report)
 const (
 	cacheMagic   = "GTDCACHE"
-	cacheVersion = 2 // 2: checksum
+	cacheVersion = 3 // 2: checksum; 3: the report counts truncation
 	headerSize   = 72
 	sumOffset    = 64
 	trainedBit   = 1 << 31

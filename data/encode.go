@@ -67,6 +67,10 @@ type Sample struct {
 	RejectedIDs    []int32
 	RejectedLabels []int32
 	Source         int // dataset position in the list
+	// Cut and CutTrained count the tokens, and the trained tokens among
+	// them, that truncation to cutoff_len removed (the chosen answer's, for
+	// preference samples); the report counts them.
+	Cut, CutTrained int
 }
 
 // Trained counts labels ≠ IgnoreIndex.
@@ -194,9 +198,12 @@ func (e *Encoder) Encode(ex *Example, source int) ([]Sample, string, error) {
 		}
 		return out, "", nil
 	}
-	ids, lab := toSample(r)
-	ids, lab = e.cut(ids, lab)
-	s := Sample{InputIDs: ids, Labels: lab, Source: source}
+	full, fullLab := toSample(r)
+	ids, lab := e.cut(full, fullLab)
+	s := Sample{InputIDs: ids, Labels: lab, Source: source, Cut: len(full) - len(ids)}
+	if s.Cut > 0 {
+		s.CutTrained = countTrained(fullLab) - countTrained(lab)
+	}
 	if ex.Kind == KindPreference {
 		msgs := append(append([]Message(nil), ex.Messages...), *ex.Rejected)
 		rr, err := e.renderChat(msgs, ex.Tools, true)
@@ -237,6 +244,16 @@ func toSample(r Rendered) (ids, labels []int32) {
 		}
 	}
 	return ids, labels
+}
+
+func countTrained(l []int32) int {
+	n := 0
+	for _, v := range l {
+		if v != IgnoreIndex {
+			n++
+		}
+	}
+	return n
 }
 
 func anyTrained(l []int32) bool {

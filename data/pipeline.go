@@ -234,7 +234,7 @@ func Inspect(cfg Config, enc *Encoder, opts InspectOptions) (*Report, error) {
 		err = encodeAll(cfg, enc, rep, func(d int, ex *Example, samples []Sample) error {
 			for _, s := range samples {
 				counts[d]++
-				rep.addLength(d, len(s.InputIDs), s.Trained())
+				rep.addSample(d, s)
 			}
 			if len(rep.Rendered) < opts.Samples {
 				if r, err := enc.Render(ex); err == nil {
@@ -398,7 +398,7 @@ func Prepare(cfg Config, enc *Encoder, dir string) (*Cache, error) {
 				return fmt.Errorf("%s: %w", ex.Loc, err)
 			}
 			counts[d]++
-			rep.addLength(d, len(s.InputIDs), s.Trained())
+			rep.addSample(d, s)
 		}
 		return nil
 	})

@@ -281,3 +281,54 @@ func TestCacheChecksumCatchesTokenDamage(t *testing.T) {
 		t.Fatalf("damaged token accepted: %v", err)
 	}
 }
+
+// TestTruncationReported: samples cut to cutoff_len, and the trained tokens
+// they lose, are counted per dataset and said before training and by
+// inspect, not lost without a word.
+func TestTruncationReported(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("a long answer ", 12)
+	writeFile(t, dir, "qa.jsonl", `{"instruction":"short one","output":"yes"}`+"\n"+
+		`{"instruction":"long one","output":"`+long+`"}`+"\n"+
+		`{"instruction":"short two","output":"no"}`+"\n")
+	cfg := Config{Datasets: []Spec{{Name: "qa", Path: filepath.Join(dir, "qa.jsonl")}}, Mix: MixConfig{Seed: 1},
+		Encode: EncodeOptions{CutoffLen: 80}}
+	enc := testEncoder(cfg.Encode)
+	r, err := enc.Render(&Example{Kind: KindChat, Messages: []Message{{Role: RoleUser, Content: "long one"}, {Role: RoleAssistant, Content: long}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for i, tr := range r.Trained {
+		if tr && i >= 80 {
+			lost++
+		}
+	}
+	if lost == 0 {
+		t.Fatal("the long sample loses nothing: test is wrong")
+	}
+	c, err := Prepare(cfg, enc, filepath.Join(dir, "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.Report().Sources[0]
+	if s.Truncated != 1 || s.TruncatedTrained != int64(lost) {
+		t.Errorf("truncated %d samples, %d trained tokens; want 1, %d", s.Truncated, s.TruncatedTrained, lost)
+	}
+	var b strings.Builder
+	c.Report().WriteSummary(&b)
+	want := fmt.Sprintf("qa: 1 of 3 samples cut to cutoff_len, losing %d trained tokens", lost)
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, b.String())
+	}
+	rep, err := Inspect(cfg, enc, InspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	rep.WriteText(&text, false)
+	if !strings.Contains(text.String(), want) {
+		t.Errorf("inspect lacks %q:\n%s", want, text.String())
+	}
+}

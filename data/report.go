@@ -32,6 +32,10 @@ type SourceStats struct {
 	ToolCalls   int            `json:"tool_calls"`
 	Reasoning   int            `json:"with_reasoning"` // examples with reasoning text
 	MaxLen      int            `json:"max_len"`
+	// Truncated counts samples cut to cutoff_len; TruncatedTrained the
+	// trained tokens they lost.
+	Truncated        int   `json:"truncated,omitempty"`
+	TruncatedTrained int64 `json:"truncated_trained_tokens,omitempty"`
 }
 
 // Segment is a run of rendered text that is, or is not, trained.
@@ -106,6 +110,16 @@ func (s *SourceStats) count(ex *Example) {
 	}
 	if reasoning {
 		s.Reasoning++
+	}
+}
+
+// addSample counts an encoded sample: its length and what truncation cut.
+func (r *Report) addSample(d int, smp Sample) {
+	r.addLength(d, len(smp.InputIDs), smp.Trained())
+	if smp.Cut > 0 {
+		s := r.Sources[d]
+		s.Truncated++
+		s.TruncatedTrained += int64(smp.CutTrained)
 	}
 }
 
@@ -189,6 +203,8 @@ func (r *Report) Totals() SourceStats {
 		t.ToolCalls += s.ToolCalls
 		t.Reasoning += s.Reasoning
 		t.MaxLen = max(t.MaxLen, s.MaxLen)
+		t.Truncated += s.Truncated
+		t.TruncatedTrained += s.TruncatedTrained
 		for k, v := range s.BadReasons {
 			t.BadReasons[k] += v
 		}
@@ -222,6 +238,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			fmt.Fprintf(&b, "%s: skipped %d records that are not valid JSON (skip_invalid_json)\n", s.Name, s.InvalidJSON)
 		}
 	}
+	r.truncation(&b)
 	perSource := func(title string, get func(*SourceStats) map[string]int) {
 		if len(get(&t)) == 0 {
 			return
@@ -246,6 +263,17 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	fmt.Fprintf(&b, "after mixing: %d train, %d validation\n", r.Train, r.Val)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// truncation says, per dataset, how many samples were cut to cutoff_len
+// and how many trained tokens that lost.
+func (r *Report) truncation(b *strings.Builder) {
+	for _, s := range r.Sources {
+		if s.Truncated > 0 {
+			fmt.Fprintf(b, "%s: %d of %d samples cut to cutoff_len, losing %d trained %s (raise cutoff_len to keep them)\n",
+				s.Name, s.Truncated, s.Samples, s.TruncatedTrained, r.Unit)
+		}
+	}
 }
 
 func (r *Report) table(b *strings.Builder) {
@@ -313,6 +341,10 @@ func (r *Report) WriteText(w io.Writer, color bool) error {
 		for _, k := range sortedByCount(m) {
 			fmt.Fprintf(&b, "  %8d  %s\n", m[k], k)
 		}
+	}
+	if t.Truncated > 0 {
+		b.WriteString("\n")
+		r.truncation(&b)
 	}
 	section("bad records (skipped)", t.BadReasons)
 	section("removed by filters", t.Filtered)

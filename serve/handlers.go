@@ -13,6 +13,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -390,12 +391,54 @@ func parseChatInput(req *chatRequest) (chatInput, error) {
 	return in, nil
 }
 
+// checkTemplateKwargs refuses a chat_template_kwargs key that the template
+// source never names: the template could not read it, and a misspelled
+// enable_thinking would change nothing without a word.
+func checkTemplateKwargs(kwargs map[string]json.RawMessage, source string) error {
+	if source == "" {
+		return nil
+	}
+	keys := make([]string, 0, len(kwargs))
+	for k := range kwargs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !namesIdentifier(source, k) {
+			return invalid("chat_template_kwargs", "chat_template_kwargs: the model's chat template never reads %q, so it would be ignored", k)
+		}
+	}
+	return nil
+}
+
+// namesIdentifier reports whether name occurs in src as a whole identifier.
+func namesIdentifier(src, name string) bool {
+	isWord := func(b byte) bool {
+		return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+	}
+	for i := 0; name != ""; {
+		j := strings.Index(src[i:], name)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(name)
+		if (start == 0 || !isWord(src[start-1])) && (end == len(src) || !isWord(src[end])) {
+			return true
+		}
+		i = start + 1
+	}
+	return false
+}
+
 // normalizeMessage checks the role and reshapes OpenAI fields the way chat
 // templates expect them.
 func normalizeMessage(m chat.Message) (chat.Message, error) {
 	role := m.Role()
 	if !allowedRoles[role] {
 		return m, fmt.Errorf("role %q is not one of system, developer, user, assistant, tool", role)
+	}
+	if err := checkKeys(m.Fields, "", messageKeys); err != nil {
+		return m, err
 	}
 	if role == "developer" { // OpenAI's newer name; templates know "system"
 		m = m.With("role", "system")
@@ -431,10 +474,16 @@ func normalizeMessage(m chat.Message) (chat.Message, error) {
 			if !ok {
 				return m, fmt.Errorf("tool_calls[%d]: expected an object", j)
 			}
+			if err := checkKeys(o, fmt.Sprintf("tool_calls[%d].", j), toolCallKeys); err != nil {
+				return m, err
+			}
 			fn, _ := o.Get("function")
 			fo, ok := fn.(chat.Object)
 			if !ok {
 				return m, fmt.Errorf("tool_calls[%d]: field \"function\" must be an object", j)
+			}
+			if err := checkKeys(fo, fmt.Sprintf("tool_calls[%d].function.", j), toolCallFunctionKeys); err != nil {
+				return m, err
 			}
 			if name, _ := fo.Get("name"); name == nil {
 				return m, fmt.Errorf("tool_calls[%d].function: field \"name\" is missing", j)
@@ -455,6 +504,56 @@ func normalizeMessage(m chat.Message) (chat.Message, error) {
 	return m, nil
 }
 
+// The keys a message, a tool call in a message and a tool definition may
+// have: OpenAI's (and vLLM's reasoning_content, which chat templates read).
+// true: used; false: accepted only when null or empty, as clients send them
+// back with an assistant message (refusal, annotations, audio,
+// function_call) but gotune never produces them.
+var (
+	messageKeys = map[string]bool{"role": true, "content": true, "name": true, "tool_calls": true,
+		"tool_call_id": true, "reasoning_content": true,
+		"refusal": false, "annotations": false, "audio": false, "function_call": false}
+	// index: a call assembled from stream deltas keeps it; its position says the same.
+	toolCallKeys         = map[string]bool{"id": true, "type": true, "function": true, "index": true}
+	toolCallFunctionKeys = map[string]bool{"name": true, "arguments": true}
+	toolKeys             = map[string]bool{"type": true, "function": true}
+	toolFunctionKeys     = map[string]bool{"name": true, "description": true, "parameters": true, "strict": true}
+)
+
+// checkKeys refuses a key of o that known does not list, and a value
+// other than null or empty for a key listed as false, naming it (after
+// prefix): an unknown key passed on to the chat template would be ignored
+// without a word.
+func checkKeys(o chat.Object, prefix string, known map[string]bool) error {
+	for _, f := range o {
+		used, ok := known[f.Key]
+		if !ok {
+			return fmt.Errorf("unknown field \"%s%s\"", prefix, f.Key)
+		}
+		if !used && !emptyJSON(f.Value) {
+			return fmt.Errorf("field \"%s%s\" is not supported (only null or empty is accepted)", prefix, f.Key)
+		}
+	}
+	return nil
+}
+
+// emptyJSON reports whether v is null, "", [] or {}.
+func emptyJSON(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case []any:
+		return len(v) == 0
+	case chat.Object:
+		return len(v) == 0
+	case map[string]any:
+		return len(v) == 0
+	}
+	return false
+}
+
 func toolName(t any) (string, error) {
 	o, ok := t.(chat.Object)
 	if !ok {
@@ -463,10 +562,16 @@ func toolName(t any) (string, error) {
 	if typ, _ := o.Get("type"); typ != "function" {
 		return "", fmt.Errorf("field \"type\" must be \"function\"")
 	}
+	if err := checkKeys(o, "", toolKeys); err != nil {
+		return "", err
+	}
 	fn, _ := o.Get("function")
 	fo, ok := fn.(chat.Object)
 	if !ok {
 		return "", fmt.Errorf("field \"function\" must be an object")
+	}
+	if err := checkKeys(fo, "function.", toolFunctionKeys); err != nil {
+		return "", err
 	}
 	name, _ := fo.Get("name")
 	s, ok := name.(string)
@@ -542,6 +647,10 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.TopLogprobs != nil && *req.TopLogprobs != 0 {
 		writeError(w, invalid("top_logprobs", "logprobs are not supported"))
+		return
+	}
+	if err := checkTemplateKwargs(req.ChatTemplateKwargs, p.TemplateSource); err != nil {
+		writeError(w, err)
 		return
 	}
 	spec, err := parseOutputSpec(&req, in, p.ToolFormat)

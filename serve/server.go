@@ -45,6 +45,10 @@ type Model struct {
 	// knows the tag). A constrained reply may then start with one, as the
 	// model would write it, and the constraint applies after it.
 	Reasoning bool
+	// TemplateSource is the chat template's text: a chat_template_kwargs
+	// key it never names is refused (it would be ignored). Empty: not
+	// checked.
+	TemplateSource string
 }
 
 // FromEngines describes engines loaded from the same model folder and
@@ -62,6 +66,7 @@ func FromEngines(name string, engines ...*infer.Engine) Model {
 	if e.Template != nil {
 		m.ToolFormat = DetectToolFormat(e.Template.Source)
 		m.Reasoning = strings.Contains(e.Template.Source, thinkOpen)
+		m.TemplateSource = e.Template.Source
 	}
 	g := e.Gen
 	m.Defaults = infer.SampleOptions{TopK: g.TopK, TopP: g.TopP, RepetitionPenalty: g.RepetitionPenalty}

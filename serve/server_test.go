@@ -654,3 +654,59 @@ func TestChatTemplateKwargs(t *testing.T) {
 		}
 	}
 }
+
+// TestNestedUnknownFields: a misspelled key inside a message, a tool call or
+// a tool definition is refused with a 400 naming it, as one at the top level
+// is; chat templates would otherwise never read it and nobody would know.
+// The keys OpenAI clients send back with an assistant message are accepted.
+func TestNestedUnknownFields(t *testing.T) {
+	_, ts := testServer(t, Config{Models: []Model{{Name: "m", Engines: []Engine{&fakeEngine{tmpl: tinyTemplate(t)}}}}})
+	c := ts.Client()
+	url := ts.URL + "/v1/chat/completions"
+	tool := `{"type":"function","function":{"name":"f","description":"d","parameters":{"type":"object"},"strict":true}}`
+	call := `{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}`
+	refused := []struct{ name, body, field, param string }{
+		{"message key", `{"model":"m","messages":[{"role":"user","content":"hi","nmae":"x"}]}`, "nmae", "messages[0]"},
+		{"tool key", `{"model":"m","tools":[{"type":"function","function":{"name":"f"},"strictt":true}],"messages":[{"role":"user","content":"hi"}]}`, "strictt", "tools[0]"},
+		{"tool function key", `{"model":"m","tools":[{"type":"function","function":{"name":"f","paramters":{}}}],"messages":[{"role":"user","content":"hi"}]}`, "function.paramters", "tools[0]"},
+		{"tool call key", `{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"},"extra":1}]}]}`, "tool_calls[0].extra", "messages[1]"},
+		{"tool call function key", `{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","args":"{}"}}]}]}`, "tool_calls[0].function.args", "messages[1]"},
+		{"refusal with text", `{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"x","refusal":"no"}]}`, "refusal", "messages[1]"},
+	}
+	for _, tc := range refused {
+		status, body, _ := post(t, c, url, tc.body)
+		e, _ := body["error"].(map[string]any)
+		msg, _ := e["message"].(string)
+		if status != 400 || !strings.Contains(msg, `"`+tc.field+`"`) || e["param"] != tc.param {
+			t.Errorf("%s: status %d, error %v; want 400 naming %q, param %s", tc.name, status, e, tc.field, tc.param)
+		}
+	}
+	accepted := `{"model":"m","tools":[` + tool + `],"messages":[{"role":"system","content":"s"},{"role":"user","content":"hi","name":"ann"},` +
+		`{"role":"assistant","content":null,"refusal":null,"annotations":[],"tool_calls":[` + call + `]},` +
+		`{"role":"tool","tool_call_id":"call_1","content":"{}"}]}`
+	if status, body, _ := post(t, c, url, accepted); status != 200 {
+		t.Errorf("a well-formed conversation was refused: %d %v", status, body)
+	}
+}
+
+// TestChatTemplateKwargsUnread: a chat_template_kwargs key the model's
+// template never names (a misspelled enable_thinking) is refused, not
+// passed to a template that cannot read it.
+func TestChatTemplateKwargsUnread(t *testing.T) {
+	tmpl := tinyTemplate(t)
+	_, ts := testServer(t, Config{Models: []Model{{Name: "m", Engines: []Engine{&fakeEngine{tmpl: tmpl}}, TemplateSource: tmpl.Source}}})
+	url := ts.URL + "/v1/chat/completions"
+	status, body, _ := post(t, ts.Client(), url, `{"model":"m","chat_template_kwargs":{"enable_thinkng":false},"messages":[{"role":"user","content":"hi"}]}`)
+	e, _ := body["error"].(map[string]any)
+	if msg, _ := e["message"].(string); status != 400 || !strings.Contains(msg, `"enable_thinkng"`) || e["param"] != "chat_template_kwargs" {
+		t.Errorf("misspelled kwarg: %d %v", status, body)
+	}
+	if status, body, _ := post(t, ts.Client(), url, `{"model":"m","chat_template_kwargs":{"enable_thinking":false},"messages":[{"role":"user","content":"hi"}]}`); status != 200 {
+		t.Errorf("enable_thinking refused: %d %v", status, body)
+	}
+	for name, want := range map[string]bool{"enable_thinking": true, "thinking": false, "enable": false, "_thinking": false} {
+		if got := namesIdentifier("{%- if enable_thinking is defined %}", name); got != want {
+			t.Errorf("namesIdentifier(%q) = %v", name, got)
+		}
+	}
+}

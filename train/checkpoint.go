@@ -155,18 +155,41 @@ func (t *Trainer) saveFinal() error {
 
 // writeTemplate stores the chat template training rendered with, when it
 // was a built-in one, as the output's chat_template.jinja: inference then
-// uses exactly the template the model was trained on.
+// uses exactly the template the model was trained on. A run with
+// enable_thinking: false also stores the model's own template when that one
+// reads enable_thinking, and in either case makes false the default, so that
+// a request that does not say renders the prompt the model was trained on
+// (the empty <think> block), not one that asks it to think.
 func (t *Trainer) writeTemplate(dir string) error {
-	name := t.Cfg.Template
-	if name == "" || name == "auto" || t.Cfg.Stage == "pt" {
+	if t.Cfg.Stage == "pt" {
 		return nil
 	}
-	tmpl, err := chat.Builtin(name)
+	var tmpl *chat.Template
+	var err error
+	switch name := t.Cfg.Template; {
+	case name != "" && name != "auto":
+		tmpl, err = chat.Builtin(name)
+	case !t.Cfg.EnableThinking:
+		tmpl, err = chat.Load(t.ModelDir)
+	default:
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	return ckpt.WriteFileAtomic(filepath.Join(dir, "chat_template.jinja"), []byte(tmpl.Source), 0o644)
+	src := tmpl.Source
+	if !t.Cfg.EnableThinking && strings.Contains(src, "enable_thinking") {
+		src = thinkingOffByDefault + src
+	} else if t.Cfg.Template == "" || t.Cfg.Template == "auto" {
+		return nil // the model's own template, unchanged: nothing to store
+	}
+	return ckpt.WriteFileAtomic(filepath.Join(dir, "chat_template.jinja"), []byte(src), 0o644)
 }
+
+// thinkingOffByDefault starts the template of a model trained with
+// enable_thinking: false; chat_template_kwargs {"enable_thinking": true}
+// still turns thinking on.
+const thinkingOffByDefault = "{%- if enable_thinking is not defined %}{%- set enable_thinking = false %}{%- endif %}"
 
 // runControl are configuration keys that steer a run without changing what
 // it computes (where it writes, how often it logs or saves, how it shows

@@ -181,6 +181,10 @@ func (t *Trainer) attachMethod() error {
 		all += int64(p.Len())
 	}
 	t.printf("model %s: %s, %d layers; trainable %d parameters (%s)\n", t.ModelDir, m.Cfg.ModelType, m.Cfg.Layers, n, c.FinetuningType)
+	if ctx := m.Cfg.MaxPositions; ctx > 0 && c.CutoffLen > ctx {
+		t.printf("note: cutoff_len %d is above the model's context (max_position_embeddings %d): samples longer than %d train on positions the model was not trained for, and generate/chat/serve refuse such prompts\n",
+			c.CutoffLen, ctx, ctx)
+	}
 	return nil
 }
 
