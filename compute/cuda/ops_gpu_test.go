@@ -315,6 +315,26 @@ func TestGPURope(t *testing.T) {
 		}
 	}
 	check(t, "rope split", download(t, d, hm), want, 1e-6)
+	// Into a cache of T+3 steps per head, from step 2.
+	cache, _ := d.Alloc(compute.F32, B*H*(T+3)*hd)
+	d.Zero(cache)
+	d.RopeSplitInto(cache, x, pos, cs, sn, B, T, H, hd, rot, T+3, 2)
+	got := download(t, d, cache)
+	for b := 0; b < B; b++ {
+		for h := 0; h < H; h++ {
+			for tt := 0; tt < T+3; tt++ {
+				for j := 0; j < hd; j++ {
+					w := 0.0
+					if tt >= 2 && tt < 2+T {
+						w = want[((b*H+h)*T+tt-2)*hd+j]
+					}
+					if g := float64(got[((b*H+h)*(T+3)+tt)*hd+j]); math.Abs(g-w) > 1e-5 {
+						t.Fatalf("rope split into the cache: (b %d, h %d, t %d, %d) = %g, want %g", b, h, tt, j, g, w)
+					}
+				}
+			}
+		}
+	}
 	// The merge is the transpose of the split: ⟨split(x), y⟩ = ⟨x, merge(y)⟩.
 	yv := randVec(r, len(xv), 1)
 	y := upload(t, d, compute.F32, yv)
