@@ -93,15 +93,17 @@ type Engine struct {
 	stops       map[int32]bool
 
 	// dev, when set, runs generation on a compute backend; devMu keeps one
-	// generation at a time there (its buffers are shared).
+	// generation at a time there (a backend is not safe for concurrent use,
+	// so engines sharing one share the lock).
 	dev   *model.DeviceModel
 	devMu *sync.Mutex
 }
 
 // UseDevice moves generation onto a compute backend (bf16 or f32
 // weights); a model or adapter the device path cannot run yet stays on the
-// CPU and the error says why.
-func (e *Engine) UseDevice(be compute.Backend, bf16 bool) error {
+// CPU and the error says why. Engines on the same backend must pass the
+// same lock (nil: a lock of its own).
+func (e *Engine) UseDevice(be compute.Backend, bf16 bool, lock *sync.Mutex) error {
 	dt := compute.F32
 	if bf16 {
 		dt = compute.BF16
@@ -111,7 +113,10 @@ func (e *Engine) UseDevice(be compute.Backend, bf16 bool) error {
 		return err
 	}
 	e.Close()
-	e.dev, e.devMu = dm, new(sync.Mutex)
+	if lock == nil {
+		lock = new(sync.Mutex)
+	}
+	e.dev, e.devMu = dm, lock
 	return nil
 }
 

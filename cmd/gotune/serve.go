@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -76,6 +77,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(
 	maxTokens := fs.Int("max-tokens", 2048, "largest max_tokens a request may ask for")
 	maxBody := fs.Int64("max-body-bytes", 4<<20, "largest request body")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long to let requests finish on SIGINT/SIGTERM")
+	device := fs.String("device", "auto", "cpu, cuda (bf16 on an NVIDIA GPU; each served model and replica holds its own copy there) or auto")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -98,12 +100,26 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(
 	if err != nil {
 		return err
 	}
+	dev, release, err := trainDevice(*device, stderr)
+	if err != nil {
+		return err
+	}
+	defer release()
+	devLock := new(sync.Mutex) // one generation at a time on the device, across models and replicas
 	load := func(name, adapterDir string) (serve.Model, error) {
 		var engines []*infer.Engine
 		for range *replicas {
 			e, err := baseEngine.WithAdapter(adapterDir)
 			if err != nil {
 				return serve.Model{}, err
+			}
+			if dev.Backend != nil {
+				if err := e.UseDevice(dev.Backend, true, devLock); err != nil {
+					if dev.Required {
+						return serve.Model{}, fmt.Errorf("--device %s: %w", *device, err)
+					}
+					logger.Printf("note: %s is served from the CPU: %v", name, err)
+				}
 			}
 			engines = append(engines, e)
 		}
