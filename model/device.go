@@ -147,9 +147,11 @@ type DeviceModel struct {
 	stream         []compute.Tensor
 	xf, rstdf      compute.Tensor
 	ids, pos, mask compute.Tensor
+	seg            compute.Tensor
 	cos, sin       compute.Tensor
 	ropeN, ropeRot int
 	hasMask        bool
+	hasSeg         bool
 	allocErr       error
 }
 
@@ -501,7 +503,7 @@ func (dm *DeviceModel) freeShape() {
 		}
 		l.acts = nil
 	}
-	for _, t := range append([]compute.Tensor{dm.xf, dm.rstdf, dm.ids, dm.pos, dm.mask}, dm.stream...) {
+	for _, t := range append([]compute.Tensor{dm.xf, dm.rstdf, dm.ids, dm.pos, dm.mask, dm.seg}, dm.stream...) {
 		if t != nil {
 			t.Free()
 		}

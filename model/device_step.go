@@ -113,7 +113,7 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		l.acts.x = dm.stream[i]
 	}
 	dm.xf, dm.rstdf = get(A, n*h), get(compute.F32, n)
-	dm.ids, dm.pos, dm.mask = get(compute.I32, n), get(compute.I32, n), get(compute.I32, n)
+	dm.ids, dm.pos, dm.mask, dm.seg = get(compute.I32, n), get(compute.I32, n), get(compute.I32, n), get(compute.I32, n)
 	if err != nil {
 		dm.freeShape()
 		return fmt.Errorf("device model: activations for %d×%d tokens: %w", b, t, err)
@@ -179,8 +179,8 @@ func (dm *DeviceModel) forward(b *Batch) error {
 	if err := b.Validate(dm.cfg.Vocab); err != nil {
 		return err
 	}
-	if b.Seg != nil {
-		return errors.New("device model: packed batches do not run on a GPU yet")
+	if b.Seg != nil && dm.cache != nil {
+		return errors.New("device model: a decoding session takes one sequence, not packed ones")
 	}
 	if err := dm.prepareShape(b.B, b.T); err != nil {
 		return err
@@ -211,6 +211,11 @@ func (dm *DeviceModel) forward(b *Batch) error {
 	}
 	if dm.hasMask {
 		dm.be.UploadInt(dm.mask, b.Mask)
+	}
+	// Packed rows: a query sees only keys of its own sample.
+	dm.hasSeg = b.Seg != nil
+	if dm.hasSeg {
+		dm.be.UploadInt(dm.seg, b.Seg)
 	}
 	c := dm.cfg
 	dm.be.GatherRows(dm.stream[0], dm.embed.w, dm.ids, n, c.Hidden)
@@ -333,6 +338,15 @@ func (dm *DeviceModel) maskRows(from, n int) compute.Tensor {
 	return dm.mask.Slice(from, n)
 }
 
+// segRows is the packed-sample ids of tokens [from, from+n) (nil: not
+// packed).
+func (dm *DeviceModel) segRows(from, n int) compute.Tensor {
+	if !dm.hasSeg {
+		return nil
+	}
+	return dm.seg.Slice(from, n)
+}
+
 // attnChunk is how many sequences' score matrices ([H, Tq·Tk] floats each,
 // tt = Tq·Tk) are held at once: as many as fit attnBudget, at least one.
 func (dm *DeviceModel) attnChunk(b, h, tt int) int {
@@ -382,7 +396,8 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 		nb := min(bc, B-b0)
 		qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*kvs, nb*kvs), vh.Slice(b0*kvs, nb*kvs)
 		be.GemmBatched(false, true, g*T, tk, hd, scale, qc, hd, g*T*hd, kc, hd, tmax*hd, 0, s, tk, g*T*tk, nb*KVH)
-		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.maskRows(b0*T, nb*T), nil, nil, nb, H, T, tk, off)
+		seg := dm.segRows(b0*T, nb*T)
+		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, tk, off)
 		be.GemmBatched(false, false, g*T, hd, tk, 1, p, tk, g*T*tk, vc, hd, tmax*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
 	}
 	be.RopeMerge(a.att, oh, nil, dm.cos, dm.sin, B, T, H, hd, 0, false)
@@ -591,7 +606,8 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 		do := doh.Slice(b0*T*qd, nb*T*qd)
 		be.GemmBatched(false, true, g*T, T, hd, scale, q, hd, g*T*hd, k, hd, T*hd, 0, s, T, g*T*T, batch)
 		be.GemmBatched(false, true, g*T, T, hd, 1, do, hd, g*T*hd, v, hd, T*hd, 0, dp, T, g*T*T, batch)
-		be.AttnSoftmaxBackward(p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.maskRows(b0*T, nb*T), nil, nil, nb, H, T, T, 0)
+		seg := dm.segRows(b0*T, nb*T)
+		be.AttnSoftmaxBackward(p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, T, 0)
 		be.GemmBatched(true, false, T, hd, g*T, 1, p, T, g*T*T, do, hd, g*T*hd, 0, dvh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
 		be.GemmBatched(false, false, g*T, hd, T, scale, ds, T, g*T*T, k, hd, T*hd, 0, dqh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, batch)
 		be.GemmBatched(true, false, T, hd, g*T, scale, ds, T, g*T*T, q, hd, g*T*hd, 0, dkh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)

@@ -33,9 +33,6 @@ func (t *Trainer) deviceUnsupported() string {
 			return "LoRA+ learning-rate groups"
 		}
 	}
-	if c.PackingEnabled() {
-		return "packing (packed rows need segment masks in the GPU attention)"
-	}
 	return ""
 }
 

@@ -33,8 +33,9 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 	for _, method := range [][]string{
 		{"--finetuning_type", "lora", "--lora_dropout", "0"},
 		{"--finetuning_type", "full"},
+		{"--finetuning_type", "lora", "--lora_dropout", "0", "--packing", "true"},
 	} {
-		t.Run(method[1], func(t *testing.T) {
+		t.Run(strings.Join(method[1:], " "), func(t *testing.T) {
 			cpuCfg := quickConfig(t, filepath.Join(t.TempDir(), "cpu"))
 			must(t, cpuCfg.ApplyFlags(method))
 			want := run(t, cpuCfg)
