@@ -105,4 +105,3 @@ func f32ToF16(f float32) uint16 {
 	}
 	return sign | uint16(q)
 }
-
