@@ -442,3 +442,24 @@ func containsProbe(v jinja.Value) bool {
 	}
 	return false
 }
+
+// NamesIdentifier reports whether name occurs in a template's source as a
+// whole identifier: a variable the template never names (a misspelled
+// enable_thinking) cannot change its output.
+func NamesIdentifier(src, name string) bool {
+	isWord := func(b byte) bool {
+		return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+	}
+	for i := 0; name != ""; {
+		j := strings.Index(src[i:], name)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(name)
+		if (start == 0 || !isWord(src[start-1])) && (end == len(src) || !isWord(src[end])) {
+			return true
+		}
+		i = start + 1
+	}
+	return false
+}

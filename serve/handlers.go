@@ -404,31 +404,13 @@ func checkTemplateKwargs(kwargs map[string]json.RawMessage, source string) error
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if !namesIdentifier(source, k) {
+		if !chat.NamesIdentifier(source, k) {
 			return invalid("chat_template_kwargs", "chat_template_kwargs: the model's chat template never reads %q, so it would be ignored", k)
 		}
 	}
 	return nil
 }
 
-// namesIdentifier reports whether name occurs in src as a whole identifier.
-func namesIdentifier(src, name string) bool {
-	isWord := func(b byte) bool {
-		return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
-	}
-	for i := 0; name != ""; {
-		j := strings.Index(src[i:], name)
-		if j < 0 {
-			return false
-		}
-		start, end := i+j, i+j+len(name)
-		if (start == 0 || !isWord(src[start-1])) && (end == len(src) || !isWord(src[end])) {
-			return true
-		}
-		i = start + 1
-	}
-	return false
-}
 
 // normalizeMessage checks the role and reshapes OpenAI fields the way chat
 // templates expect them.

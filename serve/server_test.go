@@ -705,8 +705,8 @@ func TestChatTemplateKwargsUnread(t *testing.T) {
 		t.Errorf("enable_thinking refused: %d %v", status, body)
 	}
 	for name, want := range map[string]bool{"enable_thinking": true, "thinking": false, "enable": false, "_thinking": false} {
-		if got := namesIdentifier("{%- if enable_thinking is defined %}", name); got != want {
-			t.Errorf("namesIdentifier(%q) = %v", name, got)
+		if got := chat.NamesIdentifier("{%- if enable_thinking is defined %}", name); got != want {
+			t.Errorf("NamesIdentifier(%q) = %v", name, got)
 		}
 	}
 }

@@ -44,6 +44,8 @@ func chatMain(ctx context.Context, intr <-chan os.Signal, args []string, stdin i
 	maxNew := fs.Int("max-new-tokens", 512, "tokens to generate at most per reply")
 	sample := sampleFlags(fs)
 	device := fs.String("device", "auto", "cpu, cuda (bf16 on an NVIDIA GPU) or auto (the GPU when there is one and the model can run there)")
+	kwargs := templateKwargs{}
+	fs.Var(kwargs, "template-kwarg", "KEY=VALUE passed to the chat template (JSON value or plain text), e.g. enable_thinking=false; repeatable")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -70,7 +72,10 @@ func chatMain(ctx context.Context, intr <-chan os.Signal, args []string, stdin i
 	if e.Template == nil {
 		return fmt.Errorf("%s has no chat template; use 'gotune generate --raw' for plain text", dir)
 	}
-	s := &chatSession{e: e, system: *system, maxNew: *maxNew, sample: *sample}
+	if err := kwargs.check(e); err != nil {
+		return err
+	}
+	s := &chatSession{e: e, system: *system, maxNew: *maxNew, sample: *sample, extra: kwargs.extra()}
 	s.reset()
 
 	ctx, cancel := context.WithCancel(ctx) // also ends the line reader
@@ -185,6 +190,7 @@ type chatSession struct {
 	system string
 	maxNew int
 	sample infer.SampleOptions
+	extra  map[string]any // chat template variables
 	msgs   []chat.Message
 }
 
@@ -236,7 +242,7 @@ func (s *chatSession) fit(msgs []chat.Message) (string, []chat.Message, error) {
 		reserve = min(reserve, limit/2)
 	}
 	for {
-		prompt, err := s.e.Prompt(msgs, chat.Options{})
+		prompt, err := s.e.Prompt(msgs, chat.Options{Extra: s.extra})
 		if err != nil {
 			return "", nil, err
 		}

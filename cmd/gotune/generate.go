@@ -56,6 +56,8 @@ positional argument is the prompt. Arguments and flags may come in any order.`, 
 	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate at most")
 	sample := sampleFlags(fs)
 	device := fs.String("device", "auto", "cpu, cuda (bf16 on an NVIDIA GPU) or auto (the GPU when there is one and the model can run there)")
+	kwargs := templateKwargs{}
+	fs.Var(kwargs, "template-kwarg", "KEY=VALUE passed to the chat template (JSON value or plain text), e.g. enable_thinking=false; repeatable")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -91,7 +93,10 @@ positional argument is the prompt. Arguments and flags may come in any order.`, 
 			msgs = append(msgs, chat.NewMessage("system", *system))
 		}
 		msgs = append(msgs, chat.NewMessage("user", *prompt))
-		if text, err = e.Prompt(msgs, chat.Options{}); err != nil {
+		if err := kwargs.check(e); err != nil {
+			return err
+		}
+		if text, err = e.Prompt(msgs, chat.Options{Extra: kwargs.extra()}); err != nil {
 			return err
 		}
 	}
