@@ -411,7 +411,6 @@ func checkTemplateKwargs(kwargs map[string]json.RawMessage, source string) error
 	return nil
 }
 
-
 // normalizeMessage checks the role and reshapes OpenAI fields the way chat
 // templates expect them.
 func normalizeMessage(m chat.Message) (chat.Message, error) {
