@@ -1,0 +1,375 @@
+#!/usr/bin/python3
+"""Write chat/testdata/jinja/cases.json: small templates of our own that
+exercise what transformers' chat-template environment offers. Run
+render.py afterwards to refresh the goldens."""
+
+import json
+import os
+
+CONV = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Hi there"},
+    {"role": "assistant", "content": "Hello."},
+    {"role": "user", "content": "  What is 2+2?  "},
+]
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "City name"},
+            "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["city"]}}},
+    {"type": "function", "function": {
+        "name": "add", "description": "Adds numbers",
+        "parameters": {"type": "object", "properties": {
+            "a": {"type": "number"}, "b": {"type": "integer"}}}}},
+]
+TOOL_CONV = [
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {
+            "name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}}]},
+    {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "{\"temp\": 21.5}"},
+    {"role": "assistant", "content": "It is 21.5 °C in Paris — nice."},
+]
+THINK_CONV = [
+    {"role": "user", "content": "Why?"},
+    {"role": "assistant", "content": "<think>\nLet me think.\n</think>\n\nBecause."},
+    {"role": "user", "content": "Sure?"},
+    {"role": "assistant", "reasoning_content": "Checking again.", "content": "Yes."},
+]
+
+cases = []
+
+
+def case(case_name, template, **vars):
+    cases.append({"name": case_name, "template": template, "vars": vars})
+
+
+# --- filters
+case("filter_trim", "[{{ s | trim }}]", s="  a b \n")
+case("filter_trim_chars", "[{{ s | trim('x') }}]", s="xxabxx")
+case("filter_title", "{{ s | title }}|{{ 'hello-world foo_bar' | title }}", s="the quick BROWN fox")
+case("filter_capitalize", "{{ s | capitalize }}", s="hELLO World")
+case("filter_lower_upper", "{{ s | lower }} {{ s | upper }}", s="MiXeD")
+case("filter_replace", "{{ s | replace('a', 'o') }} {{ s | replace('a', 'o', 1) }}", s="banana")
+case("filter_join", "{{ xs | join(', ') }}|{{ xs | join }}|{{ ms | join('/', attribute='role') }}",
+     xs=["a", "b", "c"], ms=CONV)
+case("filter_length", "{{ xs | length }} {{ s | length }} {{ d | length }} {{ xs | count }}",
+     xs=[1, 2, 3], s="héllo", d={"a": 1, "b": 2})
+case("filter_first_last", "{{ xs | first }} {{ xs | last }} {{ s | first }} {{ s | last }}",
+     xs=[1, 2, 3], s="abc")
+case("filter_default", "{{ missing | default('dflt') }} {{ none | default('x') }} {{ none | default('y', true) }} {{ '' | default('z', true) }}",
+     none=None)
+case("filter_map_attr", "{{ messages | map(attribute='role') | join(',') }}", messages=CONV)
+case("filter_map_filter", "{{ xs | map('upper') | list }} {{ xs | map('length') | sum }}",
+     xs=["ab", "c"])
+case("filter_select_reject", "{{ xs | select('odd') | list }} {{ xs | reject('odd') | list }} {{ xs | select('gt', 2) | list }}",
+     xs=[1, 2, 3, 4, 5])
+case("filter_selectattr", "{% for m in messages | selectattr('role', 'equalto', 'user') %}{{ m.content }};{% endfor %}",
+     messages=CONV)
+case("filter_rejectattr", "{{ messages | rejectattr('role', 'eq', 'system') | map(attribute='role') | list }}",
+     messages=CONV)
+case("filter_selectattr_defined", "{{ messages | selectattr('tool_calls', 'defined') | list | length }}",
+     messages=TOOL_CONV)
+case("filter_sort", "{{ xs | sort }} {{ xs | sort(reverse=true) }} {{ ws | sort }} {{ ms | sort(attribute='n') | map(attribute='n') | list }}",
+     xs=[3, 1, 2], ws=["b", "A", "c"], ms=[{"n": 2}, {"n": 1}])
+case("filter_unique", "{{ xs | unique | list }}", xs=[1, 2, 1, 3, 2])
+case("filter_list_string", "{{ 'abc' | list }} {{ 42 | string }} {{ [1, 'a', none, true] | string }}")
+case("filter_int_float", "{{ '42' | int + 1 }} {{ '3.5' | float }} {{ 'x' | int }} {{ 3.9 | int }} {{ 2 | float }} {{ '7' | int(0) }}")
+case("filter_round_abs", "{{ 3.14159 | round(2) }} {{ 2.5 | round }} {{ 2.7 | round(0, 'floor') }} {{ -3 | abs }} {{ -2.5 | abs }}")
+case("filter_indent", "{{ s | indent(2) }}|{{ s | indent(4, true) }}|{{ s | indent(first=true) }}",
+     s="a\nb\n\nc")
+case("filter_wordcount", "{{ s | wordcount }}", s="one two  three\nfour")
+case("filter_tojson_basic", "{{ d | tojson }}",
+     d={"b": 1, "a": [True, None, 1.5, "é\"x\n"], "c": {}})
+case("filter_tojson_indent", "{{ d | tojson(indent=2) }}", d={"b": 1, "a": [1, {"x": "y"}], "e": []})
+case("filter_tojson_sort_sep", "{{ d | tojson(sort_keys=true) }}|{{ d | tojson(separators=(',', ':')) }}",
+     d={"b": 1, "a": [1, 2]})
+case("filter_tojson_scalars", "{{ 'ü<>&' | tojson }} {{ 1 | tojson }} {{ 1.0 | tojson }} {{ none | tojson }} {{ true | tojson }}")
+case("filter_items", "{% for k, v in d | items %}{{ k }}={{ v }};{% endfor %}", d={"z": 1, "a": 2})
+case("filter_dictsort", "{% for k, v in d | dictsort %}{{ k }}={{ v }};{% endfor %}", d={"z": 1, "a": 2, "M": 3})
+case("filter_batch_slice", "{{ xs | batch(2) | list }} {{ xs | slice(2) | list }} {{ xs | batch(2, 'x') | list }}",
+     xs=[1, 2, 3, 4, 5])
+case("filter_sum_min_max", "{{ xs | sum }} {{ xs | min }} {{ xs | max }} {{ xs | sum(start=10) }}", xs=[3, 1, 2])
+case("filter_reverse", "{{ xs | reverse | list }} {{ 'abc' | reverse }}", xs=[1, 2, 3])
+case("filter_escape_safe", "{{ '<b>' | e }} {{ '<b>' }}")
+case("filter_truncate_center", "[{{ 'abc' | center(7) }}]")
+
+# --- tests
+case("test_defined_none", "{{ x is defined }} {{ y is defined }} {{ n is none }} {{ x is not none }} {{ y is undefined }}",
+     x=1, n=None)
+case("test_types", "{{ s is string }} {{ d is mapping }} {{ l is iterable }} {{ s is iterable }} {{ l is sequence }} {{ d is sequence }} {{ i is number }} {{ f is number }} {{ s is number }} {{ b is boolean }} {{ i is integer }} {{ f is float }}",
+     s="x", d={"a": 1}, l=[1], i=1, f=1.5, b=True)
+case("test_eq_ne", "{{ 1 is eq 1 }} {{ 'a' is ne 'b' }} {{ 3 is gt 2 }} {{ 2 is le 2 }} {{ 4 is divisibleby 2 }} {{ 3 is odd }} {{ 4 is even }}")
+case("test_in", "{{ 'a' in 'cat' }} {{ 2 in [1, 2] }} {{ 'k' in d }} {{ 'z' not in d }} {{ 2 is in [1, 2] }}", d={"k": 1})
+case("test_lower_upper", "{{ 'abc' is lower }} {{ 'ABC' is upper }} {{ 'aB' is lower }}")
+case("test_callable_sameas", "{{ none is sameas none }} {{ raise_exception is callable }} {{ x is callable }}", x=1)
+
+# --- Python string methods
+case("str_startswith_endswith", "{{ s.startswith('ab') }} {{ s.endswith('yz') }} {{ s.startswith(('x', 'a')) }} {{ s.endswith('q') }}",
+     s="abcxyz")
+case("str_split", "{{ s.split() }} {{ s.split(',') }} {{ s.split(',', 1) }} {{ s.split(maxsplit=1) }} {{ t.split('</think>')[-1] }}",
+     s="a,b, c d", t="<think>x</think>answer")
+case("str_rsplit", "{{ s.rsplit(',', 1) }} {{ s.rsplit(',') }} {{ s.rsplit(maxsplit=1) }}", s="a,b c,d")
+case("str_strip_chars", "[{{ s.strip() }}][{{ s.lstrip() }}][{{ s.rstrip() }}][{{ t.strip('\\n') }}][{{ u.lstrip('xy') }}][{{ u.rstrip('zy') }}]",
+     s="  pad  ", t="\n\nmid\n", u="xyxmidyzz")
+case("str_replace_count", "{{ s.replace('a', '-') }} {{ s.replace('a', '-', 2) }} {{ s.replace('', '.') }}", s="banana")
+case("str_find", "{{ s.find('n') }} {{ s.find('zz') }} {{ s.rfind('n') }} {{ s.index('a') }} {{ s.count('a') }}", s="banana")
+case("str_case_methods", "{{ s.upper() }} {{ s.lower() }} {{ s.title() }} {{ s.capitalize() }} {{ s.swapcase() }}",
+     s="hello wORLD it's")
+case("str_format", "{{ '{} + {} = {}'.format(1, 2, 3) }} {{ '{0}-{name}'.format('a', name='b') }} {{ '%s is %d' % ('x', 3) }}")
+case("str_predicates", "{{ s.isdigit() }} {{ t.isdigit() }} {{ s.isalpha() }} {{ t.isspace() }} {{ 'Ab'.islower() }}", s="123", t="   ")
+case("str_join_method", "{{ ', '.join(xs) }} {{ '-'.join('abc') }}", xs=["x", "y"])
+case("str_partition_zfill", "{{ 'a=b=c'.partition('=') }} {{ '7'.zfill(3) }} {{ 'ab'.ljust(4, '.') }}|")
+
+# --- dict and list methods
+case("dict_methods", "{% for k, v in d.items() %}{{ k }}:{{ v }} {% endfor %}{{ d.keys() | list }} {{ d.values() | list }} {{ d.get('a') }} {{ d.get('zz') }} {{ d.get('zz', 'dflt') }}",
+     d={"b": 2, "a": 1})
+case("list_methods", "{{ xs.index(2) }} {{ xs.count(1) }} {{ xs | length }}", xs=[1, 2, 1])
+case("namespace_append", "{% set ns = namespace(items=[]) %}{% for m in messages %}{% set ns.items = ns.items + [m.role] %}{% endfor %}{{ ns.items }}",
+     messages=CONV)
+case("list_append_local", "{% set acc = [] %}{% for m in messages %}{% if acc.append(m.role) %}{% endif %}{% endfor %}{{ acc }}",
+     messages=CONV)
+case("list_pop", "{% set xs = [1, 2, 3] %}{{ xs.pop() }} {{ xs }}")
+case("dict_update_sandbox", "{% set d = {'a': 1} %}{% set _ = d.update({'b': 2}) %}{{ d }}")
+
+# --- loop variables
+case("loop_vars", "{% for x in xs %}{{ loop.index }}/{{ loop.index0 }}/{{ loop.revindex }}/{{ loop.revindex0 }}/{{ loop.length }}/{{ loop.first }}/{{ loop.last }};{% endfor %}",
+     xs=["a", "b", "c"])
+case("loop_prev_next", "{% for x in xs %}{{ loop.previtem | default('^') }}<{{ x }}>{{ loop.nextitem | default('$') }} {% endfor %}",
+     xs=["a", "b", "c"])
+case("loop_cycle_changed", "{% for x in xs %}{{ loop.cycle('o', 'e') }}{% if loop.changed(x) %}!{% endif %}{{ x }} {% endfor %}",
+     xs=[1, 1, 2, 2, 3])
+case("loop_else_filter", "{% for x in xs if x > 5 %}{{ x }}{% else %}none{% endfor %}|{% for x in xs if x > 1 %}{{ loop.index }}{{ x }}{% endfor %}",
+     xs=[1, 2, 3])
+case("loop_break_continue", "{% for x in xs %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 4 %}{% break %}{% endif %}{{ x }}{% endfor %}",
+     xs=[1, 2, 3, 4, 5])
+case("loop_nested_outer", "{% for a in xs %}{% set outer = loop %}{% for b in ys %}{{ outer.index }}{{ loop.index }} {% endfor %}{% endfor %}",
+     xs=[1, 2], ys=[1, 2])
+case("loop_range", "{% for i in range(3) %}{{ i }}{% endfor %}{% for i in range(1, 10, 3) %},{{ i }}{% endfor %}{{ range(5) | list | length }}")
+case("loop_dict_iter", "{% for k in d %}{{ k }}{% endfor %}", d={"b": 1, "a": 2})
+case("loop_recursive", "{% for n in tree recursive %}{{ n.name }}{% if n.kids %}({{ loop(n.kids) }}){% endif %}{% endfor %}",
+     tree=[{"name": "a", "kids": [{"name": "b", "kids": []}, {"name": "c"}]}, {"name": "d"}])
+case("loop_scope", "{% set x = 1 %}{% for i in [1, 2] %}{% set x = x + i %}{{ x }}{% endfor %}{{ x }}")
+
+# --- namespace, macros, call blocks, set blocks
+case("namespace_counter", "{% set ns = namespace(n=0, last=none) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.n = ns.n + 1 %}{% set ns.last = loop.index0 %}{% endif %}{% endfor %}{{ ns.n }} {{ ns.last }}",
+     messages=CONV)
+case("macro_basic", "{% macro tag(name, body='') -%}\n<{{ name }}>{{ body }}</{{ name }}>\n{%- endmacro %}{{ tag('a') }}{{ tag('b', 'x') }}{{ tag(body='y', name='c') }}")
+case("macro_varargs", "{% macro f(a) %}{{ a }}|{{ varargs }}|{{ kwargs }}{% endmacro %}{{ f(1, 2, 3, k=4) }}")
+case("macro_recursive", "{% macro render(v) %}{% if v is mapping %}{{ '{' }}{% for k, x in v.items() %}{{ k }}:{{ render(x) }}{% if not loop.last %},{% endif %}{% endfor %}{{ '}' }}{% elif v is string %}'{{ v }}'{% else %}{{ v }}{% endif %}{% endmacro %}{{ render(d) }}",
+     d={"a": {"b": "c", "n": 1}, "z": [1]})
+case("call_block", "{% macro wrap(t) %}[{{ t }}:{{ caller() }}]{% endmacro %}{% call wrap('x') %}inner {{ 1 + 1 }}{% endcall %}")
+case("call_block_args", "{% macro each(xs) %}{% for x in xs %}{{ caller(x, loop.index) }}{% endfor %}{% endmacro %}{% call(item, i) each(['a', 'b']) %}{{ i }}={{ item }};{% endcall %}")
+case("set_block", "{% set body %}\n  Hello {{ name }}\n{% endset %}[{{ body }}][{{ body | trim }}]", name="Ann")
+case("set_tuple", "{% set a, b = 1, 2 %}{{ a }}{{ b }}{% set c = (3, 4) %}{{ c[1] }}")
+case("filter_block", "{% filter upper %}abc {{ s }}{% endfilter %}", s="def")
+
+# --- whitespace control
+case("ws_trim_blocks", "{% for x in xs %}\n  {{ x }}\n{% endfor %}\nend\n", xs=[1, 2])
+case("ws_lstrip_blocks", "<a>\n    {% if true %}\n    yes\n    {% endif %}\n</a>")
+case("ws_minus", "a  \n  {%- if true -%}  \n  b  \n  {%- endif -%}\n  c\n{{- ' d ' -}}\n e")
+case("ws_plus", "x\n    {%+ if true %}y{% endif %}\n  {#- c -#}  z\n{# note #}\nw")
+case("ws_raw", "{% raw %}{{ not rendered }}{% endraw %}\n{{ 'done' }}")
+case("ws_expression_newline", "{{ 'a' }}\n{{ 'b' }}\n\n{% if x %}\nX\n{% endif %}", x=True)
+
+# --- concatenation, arithmetic, None handling
+case("concat_tilde_plus", "{{ 'a' ~ 1 ~ none ~ true }} {{ 'a' + 'b' }} {{ [1] + [2] }}")
+case("plus_none_error", "{{ 'a' + none }}")
+case("tilde_undefined", "[{{ 'a' ~ missing }}][{{ missing }}]")
+case("undefined_attribute", "[{{ missing.attr }}]")
+case("undefined_attr_of_defined", "[{{ d.nope }}][{{ d['nope'] }}][{{ d.nope is defined }}]", d={"a": 1})
+case("none_attribute", "[{{ n.attr }}]", n=None)
+case("none_render", "[{{ n }}][{{ n | string }}][{{ n ~ '' }}]", n=None)
+case("arith", "{{ 7 // 2 }} {{ 7 / 2 }} {{ 7 % 3 }} {{ 2 ** 10 }} {{ -7 // 2 }} {{ 1 + 2.0 }} {{ 4 / 2 }} {{ 0.1 + 0.2 }}")
+case("string_repeat", "{{ '=' * 5 }}|{{ 3 * 'ab' }}|{{ [0] * 3 }}")
+case("numeric_string_compare", "{{ '10' < '9' }} {{ '10' == 10 }} {{ '2' > '10' }} {{ s < t }}", s="100", t="20")
+case("compare_mixed_error", "{{ '1' < 2 }}")
+case("bool_logic", "{{ none or 'x' }} {{ '' and 'y' }} {{ 0 or [] or 'z' }} {{ not none }} {{ 1 if none else 2 }}")
+case("inline_if_no_else", "[{{ 'yes' if false }}]")
+case("float_render", "{{ 1.0 }} {{ 1e20 }} {{ 1.5e-7 }} {{ 100000000000000000.0 }} {{ 3.0 * 2 }} {{ 10 / 4 }}", f=2.50)
+case("int_bool_render", "{{ true }} {{ false }} {{ 1 == 1.0 }} {{ true + 1 }}")
+
+# --- slicing and indexing
+case("slicing", "{{ xs[1:] }} {{ xs[:-1] }} {{ xs[::-1] }} {{ xs[::2] }} {{ s[1:3] }} {{ s[-2:] }} {{ s[::-1] }}",
+     xs=[1, 2, 3, 4], s="hello")
+case("negative_index", "{{ xs[-1] }} {{ messages[-1].content }} {{ s[-1] }} {{ messages[-1]['role'] }}",
+     xs=[1, 2, 3], s="xyz", messages=CONV)
+case("index_out_of_range", "[{{ xs[10] }}]", xs=[1])
+case("dict_literal_access", "{{ {'a': 1, 'b': [2, 3]}['b'][1] }} {{ {'k': 'v'}.k }}")
+
+# --- raise_exception, strftime_now
+case("raise_exception", "{% if messages[0].role != 'user' %}{{ raise_exception('Conversation must start with user') }}{% endif %}ok",
+     messages=CONV)
+case("raise_in_loop", "{% for m in messages %}{% if m.role not in ['user', 'assistant', 'system'] %}{{ raise_exception('Unknown role: ' + m.role) }}{% endif %}{% endfor %}",
+     messages=TOOL_CONV)
+case("strftime_now", "{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%Y-%m-%d') }}|{{ strftime_now('%B %-d') }}")
+
+# --- realistic chat shapes
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] | trim + '<|im_end|>' + '\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+case("chat_chatml", CHATML, messages=CONV, add_generation_prompt=True)
+case("chat_chatml_no_gen", CHATML, messages=CONV)
+case("chat_system_default", """{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content'] %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = 'Default system.' %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+{{- bos_token }}[SYS]{{ system_message }}[/SYS]
+{%- for message in loop_messages %}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
+        {{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}
+    {%- endif %}
+    {%- if message['role'] == 'user' %}
+        {{- '[INST] ' + message['content'] + ' [/INST]' }}
+    {%- else %}
+        {{- ' ' + message['content'] + eos_token }}
+    {%- endif %}
+{%- endfor %}
+""", messages=CONV, bos_token="<s>", eos_token="</s>")
+case("chat_system_default_nosys", "{%- set x = messages | length %}" + """{%- for message in messages %}
+{%- if message.role == 'user' %}
+<|user|>
+{{ message.content }}
+{%- elif message.role == 'assistant' %}
+<|assistant|>
+{{ message.content }}{{ eos_token }}
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+<|assistant|>
+{% endif %}""", messages=CONV[1:], eos_token="</s>", add_generation_prompt=True)
+case("chat_alternation_error", """{%- for message in messages %}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
+        {{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}
+    {%- endif %}
+{{- message.content }}
+{%- endfor %}""", messages=CONV)
+TOOL_TMPL = """{%- if tools %}
+<|im_start|>system
+{%- if messages[0].role == 'system' %}
+{{ messages[0].content }}
+{%- endif %}
+
+# Tools
+<tools>
+{%- for tool in tools %}
+{{ "\\n" }}{{ tool | tojson }}
+{%- endfor %}
+</tools>
+Call as <tool_call>{"name": ..., "arguments": ...}</tool_call><|im_end|>
+{%- endif %}
+{%- for message in messages %}
+    {%- if message.role == 'user' or (message.role == 'assistant' and not message.tool_calls) %}
+{{- '\\n<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' }}
+    {%- elif message.role == 'assistant' %}
+{{- '\\n<|im_start|>assistant' }}
+        {%- if message.content %}{{ '\\n' + message.content }}{% endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}{% set tool_call = tool_call.function %}{% endif %}
+{{- '\\n<tool_call>\\n{"name": "' }}{{ tool_call.name }}{{ '", "arguments": ' }}
+            {%- if tool_call.arguments is string %}{{ tool_call.arguments }}{% else %}{{ tool_call.arguments | tojson }}{% endif %}
+{{- '}\\n</tool_call>' }}
+        {%- endfor %}
+{{- '<|im_end|>' }}
+    {%- elif message.role == 'tool' %}
+        {%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}{{ '\\n<|im_start|>user' }}{% endif %}
+{{- '\\n<tool_response>\\n' + message.content + '\\n</tool_response>' }}
+        {%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{ '<|im_end|>' }}{% endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{ '\\n<|im_start|>assistant\\n' }}{% endif %}"""
+case("chat_tools_qwenish", TOOL_TMPL, messages=TOOL_CONV, tools=TOOLS, add_generation_prompt=True)
+case("chat_tools_none", TOOL_TMPL, messages=TOOL_CONV)
+case("chat_tools_json_indent", """{%- if tools is not none %}Available functions:
+{% for t in tools %}{{ t.function | tojson(indent=4) }}
+
+{% endfor %}{% endif %}
+{%- for m in messages if m.role == 'user' %}User: {{ m.content }}
+{% endfor %}""", messages=TOOL_CONV, tools=TOOLS)
+case("chat_tools_params_walk", """{%- for tool in tools %}
+{%- set f = tool.function %}
+def {{ f.name }}(
+{%- for name, p in f.parameters.properties | items %}
+{{- name }}: {{ {'string': 'str', 'number': 'float', 'integer': 'int'}[p.type] }}
+{%- if name not in f.parameters.required | default([]) %} = None{% endif %}
+{%- if not loop.last %}, {% endif %}
+{%- endfor %}):
+    \"\"\"{{ f.description }}\"\"\"
+{% endfor %}""", tools=TOOLS)
+case("chat_tool_call_args_string", """{%- for m in messages %}{% for tc in m.tool_calls | default([]) %}
+{{- tc.function.name }}({{ tc.function.arguments if tc.function.arguments is string else tc.function.arguments | tojson }})
+{%- endfor %}{% endfor %}""", messages=[
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": "{\"x\": 1}"}},
+        {"type": "function", "function": {"name": "g", "arguments": {"y": [1, 2], "z": "ä"}}}]}])
+THINK_TMPL = """{%- set ns = namespace(last_query=messages | length - 1) %}
+{%- for m in messages[::-1] %}
+    {%- set i = messages | length - 1 - loop.index0 %}
+    {%- if m.role == 'user' and ns.last_query == messages | length - 1 and i != messages | length - 1 %}{% endif %}
+    {%- if m.role == 'user' %}{% set ns.last_query = [ns.last_query, i] | min if false else ns.last_query %}{% endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- set content = message.content if message.content is string else '' %}
+    {%- if message.role == 'user' %}
+{{- '<|im_start|>user\\n' + content + '<|im_end|>\\n' }}
+    {%- elif message.role == 'assistant' %}
+        {%- set reasoning = '' %}
+        {%- if message.reasoning_content is string %}
+            {%- set reasoning = message.reasoning_content %}
+        {%- elif '</think>' in content %}
+            {%- set reasoning = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}
+            {%- set content = content.split('</think>')[-1].lstrip('\\n') %}
+        {%- endif %}
+        {%- if loop.last and reasoning %}
+{{- '<|im_start|>assistant\\n<think>\\n' + reasoning.strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}
+        {%- else %}
+{{- '<|im_start|>assistant\\n' + content }}
+        {%- endif %}
+{{- '<|im_end|>\\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+{{- '<|im_start|>assistant\\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+{{- '<think>\\n\\n</think>\\n\\n' }}
+    {%- endif %}
+{%- endif %}"""
+case("chat_reasoning", THINK_TMPL, messages=THINK_CONV)
+case("chat_reasoning_gen_nothink", THINK_TMPL, messages=THINK_CONV[:3], add_generation_prompt=True, enable_thinking=False)
+case("chat_reasoning_gen_think", THINK_TMPL, messages=THINK_CONV[:3], add_generation_prompt=True, enable_thinking=True)
+case("chat_multimodal_content", """{%- for m in messages %}
+{%- if m.content is string %}{{ m.content }}{% else %}
+{%- for part in m.content %}{% if part.type == 'text' %}{{ part.text }}{% elif part.type == 'image' %}<image>{% endif %}{% endfor %}
+{%- endif %}|
+{%- endfor %}""", messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]},
+                           {"role": "assistant", "content": "A cat."}])
+case("chat_date_system", """{{- bos_token }}
+{%- if not date_string is defined %}{% set date_string = strftime_now('%d %b %Y') %}{% endif %}
+<|start_header_id|>system<|end_header_id|>
+
+Cutting Knowledge Date: December 2023
+Today Date: {{ date_string }}<|eot_id|>
+{%- for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>
+
+{{ m.content | trim }}<|eot_id|>
+{%- endfor %}""", messages=CONV[1:], bos_token="<|begin_of_text|>")
+case("chat_last_user_index", """{%- set ns = namespace(idx=-1) %}
+{%- for m in messages %}{% if m.role == 'user' %}{% set ns.idx = loop.index0 %}{% endif %}{% endfor %}
+{%- for m in messages %}{{ '*' if loop.index0 == ns.idx else '-' }}{{ m.role[0] | upper }}{% endfor %}""", messages=CONV)
+case("chat_content_none", "{% for m in messages %}[{{ m.content }}][{{ m.content is none }}]{% endfor %}",
+     messages=[{"role": "assistant", "content": None}])
+case("chat_content_plus_none_error", "{% for m in messages %}{{ 'x' + m.content }}{% endfor %}",
+     messages=[{"role": "assistant", "content": None}])
+case("chat_missing_key_defined", "{% for m in messages %}{{ m.name is defined }}{{ m.get('name', 'anon') }};{% endfor %}",
+     messages=TOOL_CONV)
+
+here = os.path.dirname(os.path.abspath(__file__))
+dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
+with open(dst, "w", encoding="utf-8") as f:
+    json.dump(cases, f, ensure_ascii=False, indent=1)
+    f.write("\n")
+print(len(cases), "cases")
