@@ -145,15 +145,8 @@ func libFloat(v jinja.Value) float64 {
 
 func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
 	switch {
-	case a.IsString() || b.IsString():
-		sa, err := st.libPrint(a)
-		if err != nil {
-			return jinja.Value{}, err
-		}
-		sb, err := st.libPrint(b)
-		if err != nil {
-			return jinja.Value{}, err
-		}
+	case a.IsString() && b.IsString():
+		sa, sb := a.AsString(), b.AsString()
 		if err := st.room(len(sa)+len(sb), "string concatenation"); err != nil {
 			return jinja.Value{}, err
 		}
@@ -173,16 +166,26 @@ func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
 		la, lb := a.AsList().Items, b.AsList().Items
 		items := make([]jinja.Value, 0, len(la)+len(lb))
 		return jinja.NewList(append(append(items, la...), lb...)), nil
-	case a.IsFloat() || b.IsFloat():
+	case a.IsString() && !b.IsUndefined():
+		// Python refuses str + non-str (jinja2 raises TypeError)
+		return jinja.Value{}, fmt.Errorf("TypeError: can only concatenate str (not \"%s\") to str", pyTypeName(b))
+	}
+	if err := numOperands("+", a, b); err != nil {
+		return jinja.Value{}, err
+	}
+	if a.IsFloat() || b.IsFloat() {
 		return jinja.NewFloat(libFloat(a) + libFloat(b)), nil
 	}
 	return jinja.NewInt(libInt(a) + libInt(b)), nil
 }
 
 func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
+	if (a.IsInt() || a.IsBool()) && (b.IsString() || b.IsList()) {
+		a, b = b, a
+	}
 	switch {
-	case a.IsString() && b.IsInt():
-		s, n := a.AsString(), b.AsInt()
+	case a.IsString() && (b.IsInt() || b.IsBool()):
+		s, n := a.AsString(), libInt(b)
 		if n <= 0 || s == "" {
 			return jinja.NewString(""), nil // Python: a non-positive count gives ''
 		}
@@ -190,21 +193,43 @@ func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
 			return jinja.Value{}, st.fail("string repeated %d times would be larger than %d bytes", n, st.maxOut)
 		}
 		return jinja.NewString(strings.Repeat(s, int(n))), nil
-	case a.IsFloat() || b.IsFloat():
+	case a.IsList() && (b.IsInt() || b.IsBool()):
+		n := libInt(b)
+		if n <= 0 {
+			return jinja.NewList(nil), nil
+		}
+		nodes, bytes, err := st.measure(a)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		if n > int64(maxValueNodes/max(1, nodes)) || int64(bytes)*n > int64(st.maxOut) {
+			return jinja.Value{}, st.fail("list repeated %d times would hold more than %d items or %d bytes", n, maxValueNodes, st.maxOut)
+		}
+		var items []jinja.Value
+		for i := int64(0); i < n; i++ {
+			items = append(items, a.AsList().Items...)
+		}
+		return jinja.NewList(items), nil
+	}
+	if err := numOperands("*", a, b); err != nil {
+		return jinja.Value{}, err
+	}
+	if a.IsFloat() || b.IsFloat() {
 		return jinja.NewFloat(libFloat(a) * libFloat(b)), nil
 	}
 	return jinja.NewInt(libInt(a) * libInt(b)), nil
 }
 
+// cat is jinja2's ~: both operands as str() (None prints as None, an
+// undefined value as nothing).
 func (st *renderState) cat(a, b jinja.Value) (jinja.Value, error) {
-	sa, err := st.libPrint(a)
-	if err != nil {
+	if err := st.check(a); err != nil {
 		return jinja.Value{}, err
 	}
-	sb, err := st.libPrint(b)
-	if err != nil {
+	if err := st.check(b); err != nil {
 		return jinja.Value{}, err
 	}
+	sa, sb := pyStr(a), pyStr(b)
 	if err := st.room(len(sa)+len(sb), "string concatenation"); err != nil {
 		return jinja.Value{}, err
 	}
@@ -241,6 +266,14 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	two("__add", st.add)
 	two("__mul", st.mul)
 	two("__cat", st.cat)
+	two("__fdiv", st.floorDiv)
+	two("__mod", st.modulo)
+	two("__pow", st.power)
+	def("__cmp", st.compare)
+	def("__m", st.method)
+	def("__def", defined)
+	def("__mut", mutable)
+	installFilters(st, def)
 	def("__chk", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) != 1 {
 			return jinja.Value{}, fmt.Errorf("__chk: expected 1 value")

@@ -80,12 +80,9 @@ func TestJinja2Semantics(t *testing.T) {
 func TestUnsupportedConstructs(t *testing.T) {
 	cases := []struct{ src, want string }{
 		{"a\n{{ x | wordwrap(3) }}", `line 2: unsupported filter "wordwrap"`},
-		{"\n\n{% if x is divisibleby(3) %}{% endif %}", `line 3: unsupported test "divisibleby"`},
+		{"\n\n{% if x is escaped %}{% endif %}", `line 3: unsupported test "escaped"`},
 		{"{% include 'x' %}", "line 1: unsupported statement {% include %}"},
-		{"a\n{{ 'n=%d' % 3 }}", "line 2: printf-style"},
 		{"{% set a, b = 1, 2 %}", "line 1: {% set %} target"},
-		{"{{ x.splitlines() }}", "line 1: unsupported method .splitlines()"},
-		{"{{ s.split(',', 1) }}", "line 1: method .split() with 2 arguments"},
 		{"{% for x in y recursive %}{% endfor %}", "line 1: recursive"},
 		{"{% for x in y %}{{ loop.depth }}{% endfor %}", "line 1: loop.depth"},
 		{"\n{% if x %}", "line 2: {% if %} is never closed"},

@@ -13,11 +13,11 @@ import (
 // values chat templates use.
 var libFilters = map[string]bool{
 	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
-	"lower": true, "upper": true, "first": true, "last": true, "length": true,
-	"count": true, "reverse": true, "sort": true, "unique": true, "int": true,
+	"lower": true, "upper": true, "length": true,
+	"count": true, "reverse": true, "unique": true, "int": true,
 	"float": true, "safe": true, "abs": true, "map": true, "select": true,
 	"reject": true, "selectattr": true, "rejectattr": true, "wordcount": true,
-	"dictsort": true, "max": true, "min": true, "sum": true, "batch": true, "trim": true,
+	"max": true, "min": true, "batch": true, "trim": true,
 }
 
 // ownFilters replace the library's where its output differs from jinja2's
@@ -25,7 +25,9 @@ var libFilters = map[string]bool{
 // result has no size bound (replace, indent, list).
 var ownFilters = map[string]bool{
 	"tojson": true, "string": true, "join": true, "capitalize": true,
-	"replace": true, "indent": true, "list": true,
+	"replace": true, "indent": true, "list": true, "title": true, "round": true,
+	"center": true, "slice": true, "escape": true, "e": true, "first": true, "last": true,
+	"sort": true, "dictsort": true, "sum": true,
 }
 
 var libTests = map[string]bool{
@@ -34,6 +36,7 @@ var libTests = map[string]bool{
 	"sequence": true, "callable": true, "true": true, "false": true, "odd": true, "even": true,
 	"upper": true, "lower": true, "sameas": true, "eq": true, "equalto": true, "ne": true,
 	"gt": true, "greaterthan": true, "ge": true, "lt": true, "lessthan": true, "le": true, "in": true,
+	"divisibleby": true,
 }
 
 // methods the library implements on str, list and dict (and the callables it
@@ -370,6 +373,8 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 			}
 			f := toks[i+1].s
 			switch {
+			case f == "e":
+				parts = append(parts, "|", "__f_escape")
 			case ownFilters[f]:
 				parts = append(parts, "|", "__f_"+f)
 			case libFilters[f]:
@@ -390,9 +395,6 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 			if !libTests[toks[j].s] {
 				return "", c.errf(l, "unsupported test %q", toks[j].s)
 			}
-			if j+1 < len(toks) && !toks[j+1].is(tOp, "(") && startsOperand(toks[j+1]) {
-				return "", c.errf(l, "test %q with an argument needs parentheses", toks[j].s)
-			}
 		case t.is(tOp, "."):
 			if i+1 >= len(toks) || (toks[i+1].kind != tName && toks[i+1].kind != tInt) {
 				return "", c.errf(l, "expected an attribute name after '.'")
@@ -402,16 +404,9 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 				return "", c.errf(l, "loop.%s is not supported", name)
 			}
 			if i+2 < len(toks) && toks[i+2].is(tOp, "(") {
-				if !libMethods[name] {
+				if !libMethods[name] && !strMethods[name] && name != "index" {
 					return "", c.errf(l, "unsupported method .%s()", name)
 				}
-				if nargs := countArgs(toks[i+2:]); (name == "split" || name == "strip" || name == "lstrip" || name == "rstrip" || name == "startswith" || name == "endswith") && nargs > 1 {
-					return "", c.errf(l, "method .%s() with %d arguments is not supported", name, nargs)
-				}
-			}
-		case t.is(tOp, "%"):
-			if i > 0 && toks[i-1].kind == tString {
-				return "", c.errf(l, "printf-style string formatting with %% is not supported")
 			}
 		case t.is(tOp, "{"):
 			// dict literal keys must be strings for the library's dicts

@@ -161,8 +161,15 @@ func (p *rewriter) comparison() (string, error) {
 		deep := false
 		switch {
 		case t.kind == tOp && (t.s == "<" || t.s == ">" || t.s == "<=" || t.s == ">="):
-			op = t.s
+			// ordering as Python's: strings by code point, never as
+			// numbers; mixed kinds raise
 			p.pos++
+			r, err := p.concat()
+			if err != nil {
+				return "", err
+			}
+			l = "__cmp(" + l + ", " + libString(t.s) + ", " + r + ")"
+			continue
 		case t.kind == tOp && (t.s == "==" || t.s == "!="):
 			// equality walks nested values: operands are checked (a
 			// list holding itself would recurse until the stack is gone)
@@ -176,18 +183,21 @@ func (p *rewriter) comparison() (string, error) {
 			p.pos += 2
 		case t.is(tName, "is"):
 			p.pos++
-			s := "__chk(" + l + ") is "
+			x := "__chk(" + l + ")"
+			neg := false
 			if p.name("not") {
 				p.pos++
-				s += "not "
+				neg = true
 			}
 			if p.pos >= len(p.toks) {
 				return "", fmt.Errorf("expected a test name after 'is'")
 			}
-			s += p.take()
-			if p.op("(") {
+			test := p.toks[p.pos].s
+			name := p.take()
+			var args []string
+			switch {
+			case p.op("("):
 				p.pos++
-				var args []string
 				for !p.op(")") && p.pos < len(p.toks) {
 					a, err := p.expression()
 					if err != nil {
@@ -201,9 +211,37 @@ func (p *rewriter) comparison() (string, error) {
 				if err := p.expect(")"); err != nil {
 					return "", err
 				}
-				s += "(" + strings.Join(args, ", ") + ")"
+			case p.pos < len(p.toks) && startsOperand(p.toks[p.pos]):
+				// jinja2: a test takes one argument without parentheses
+				a, err := p.postfixOnly()
+				if err != nil {
+					return "", err
+				}
+				args = []string{"__chk(" + a + ")"}
 			}
-			l = s
+			switch test {
+			case "sequence":
+				// the library does not count a dict as a sequence
+				l = "(" + x + " is mapping or " + x + " is sequence)"
+			case "divisibleby":
+				if len(args) != 1 {
+					return "", fmt.Errorf("test divisibleby takes one argument")
+				}
+				l = "(__mod(" + x + ", " + args[0] + ") == 0)"
+			default:
+				l = x + " is " + name
+				if args != nil {
+					l += "(" + strings.Join(args, ", ") + ")"
+				}
+				if !neg {
+					continue
+				}
+				l = x + " is not " + name + l[len(x+" is "+name):]
+				continue
+			}
+			if neg {
+				l = "(not " + l + ")"
+			}
 			continue
 		default:
 			return l, nil
@@ -251,8 +289,13 @@ func (p *rewriter) mulDiv() (string, error) {
 		}
 		return "", false
 	}, func(op, l, r string) string {
-		if op == "*" {
+		switch op {
+		case "*":
 			return "__mul(" + l + ", " + r + ")"
+		case "//":
+			return "__fdiv(" + l + ", " + r + ")"
+		case "%":
+			return "__mod(" + l + ", " + r + ")"
 		}
 		return plain(op, l, r)
 	})
@@ -271,23 +314,48 @@ func (p *rewriter) power() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return b + " ** " + e, nil
+	return "__pow(" + b + ", " + e + ")", nil
 }
 
+// unary parses a sign: as in jinja2, filters after a signed operand apply
+// to the signed value (-3 | abs is 3).
 func (p *rewriter) unary() (string, error) {
 	if p.op("-") || p.op("+") {
-		op := p.take()
-		e, err := p.unary()
-		return op + " " + e, err
+		e, err := p.signed()
+		if err != nil {
+			return "", err
+		}
+		return p.postfixLoop("("+e+")", true)
 	}
 	return p.postfix()
 }
 
-func (p *rewriter) postfix() (string, error) {
+func (p *rewriter) signed() (string, error) {
+	if p.op("-") || p.op("+") {
+		op := p.take()
+		e, err := p.signed()
+		return op + " " + e, err
+	}
+	return p.postfixOnly()
+}
+
+func (p *rewriter) postfix() (string, error) { return p.postfixExpr(true) }
+
+// postfixOnly is a test's unparenthesized argument: a primary with
+// attributes, subscripts and calls, no filters.
+func (p *rewriter) postfixOnly() (string, error) { return p.postfixExpr(false) }
+
+func (p *rewriter) postfixExpr(filters bool) (string, error) {
 	e, err := p.atom()
 	if err != nil {
 		return "", err
 	}
+	return p.postfixLoop(e, filters)
+}
+
+// postfixLoop applies the attributes, subscripts, calls and (when filters)
+// filters that follow the operand e.
+func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 	for p.pos < len(p.toks) {
 		switch {
 		case p.op("."):
@@ -297,20 +365,25 @@ func (p *rewriter) postfix() (string, error) {
 			}
 			attr := p.take()
 			if !p.op("(") {
-				e = e + "." + attr
+				// jinja2 raises on an attribute of an undefined value
+				e = "__def(" + e + ")." + attr
 				continue
 			}
 			args, err := p.callArgs()
 			if err != nil {
 				return "", err
 			}
+			switch {
+			case strMethods[attr] || attr == "index":
+				e = "__m(" + e + ", " + libString(attr) + joinArgs(args) + ")"
+				continue
+			case mutating[attr]:
+				e = "__mut(" + e + ", " + libString(attr) + ")"
+			}
 			switch attr {
 			case "replace":
 				// str.replace can multiply a string's length.
 				e = "__replace(" + e + joinArgs(args) + ")"
-			case "split":
-				// a string of separators splits into a value per byte
-				e = "__splitok(" + e + joinArgs(args) + ").split(" + strings.Join(args, ", ") + ")"
 			case "count":
 				// list.count compares every item with its argument
 				e = "__chk(" + e + ").count(" + chkAll(args) + ")"
@@ -328,14 +401,14 @@ func (p *rewriter) postfix() (string, error) {
 			if err != nil {
 				return "", err
 			}
-			e = e + "[" + s + "]"
+			e = "__def(" + e + ")[" + s + "]"
 		case p.op("("):
 			args, err := p.callArgs()
 			if err != nil {
 				return "", err
 			}
 			e = e + "(" + strings.Join(args, ", ") + ")"
-		case p.op("|"):
+		case p.op("|") && filters:
 			p.pos++
 			if p.pos >= len(p.toks) {
 				return "", fmt.Errorf("expected a filter name after '|'")
@@ -514,4 +587,11 @@ func (p *rewriter) atom() (string, error) {
 		return "- " + e, err
 	}
 	return "", fmt.Errorf("unexpected %q", t.s)
+}
+
+// mutating are the list and dict methods jinja2's immutable sandbox refuses
+// (list.pop is allowed, dict.pop is not: __mut decides by the receiver).
+var mutating = map[string]bool{
+	"append": true, "insert": true, "extend": true, "remove": true, "sort": true, "reverse": true,
+	"clear": true, "pop": true, "popitem": true, "setdefault": true, "update": true,
 }

@@ -1,0 +1,286 @@
+package chat
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/ardanlabs/jinja"
+)
+
+// Filters whose library versions are missing or differ from jinja2's.
+
+var wordBeginning = regexp.MustCompile(`[-\s({\[<]+`)
+
+// jinjaTitle is jinja2's title filter: each word's first character upper
+// case, the rest lower, words split at spaces, dashes and open brackets.
+func jinjaTitle(s string) string {
+	var b strings.Builder
+	last := 0
+	word := func(w string) {
+		if w == "" {
+			return
+		}
+		b.WriteString(pyCapitalizeKeep(w))
+	}
+	for _, m := range wordBeginning.FindAllStringIndex(s, -1) {
+		word(s[last:m[0]])
+		b.WriteString(s[m[0]:m[1]])
+		last = m[1]
+	}
+	word(s[last:])
+	return b.String()
+}
+
+// pyCapitalizeKeep is item[0].upper() + item[1:].lower().
+func pyCapitalizeKeep(s string) string {
+	for i, r := range s {
+		n := len(string(r))
+		return strings.ToUpper(s[i:i+n]) + strings.ToLower(s[i+n:])
+	}
+	return ""
+}
+
+func kwOrArg(args []jinja.Value, kwargs map[string]jinja.Value, pos int, kw string) (jinja.Value, bool) {
+	if v, ok := kwargs[kw]; ok {
+		return v, true
+	}
+	if pos < len(args) {
+		return args[pos], true
+	}
+	return jinja.Value{}, false
+}
+
+// attrGetter is jinja2's make_attrgetter for dotted attribute paths.
+func attrGetter(path string) func(jinja.Value) jinja.Value {
+	parts := strings.Split(path, ".")
+	return func(v jinja.Value) jinja.Value {
+		for _, p := range parts {
+			switch {
+			case v.IsDict():
+				w, ok := v.AsDict().Data[p]
+				if !ok {
+					return jinja.Undefined()
+				}
+				v = w
+			case v.IsList():
+				i, err := strconv.Atoi(p)
+				if err != nil || i < 0 || i >= v.AsList().Len() {
+					return jinja.Undefined()
+				}
+				v = v.AsList().Items[i]
+			default:
+				return jinja.Undefined()
+			}
+		}
+		return v
+	}
+}
+
+func iterItems(v jinja.Value) ([]jinja.Value, error) {
+	switch {
+	case v.IsList():
+		return v.AsList().Items, nil
+	case v.IsDict():
+		return strList(v.AsDict().Keys).AsList().Items, nil
+	case v.IsString():
+		var out []jinja.Value
+		for _, r := range v.AsString() {
+			out = append(out, jinja.NewString(string(r)))
+		}
+		return out, nil
+	case v.IsUndefined():
+		return nil, nil
+	}
+	return nil, fmt.Errorf("TypeError: '%s' object is not iterable", pyTypeName(v))
+}
+
+func installFilters(st *renderState, def func(string, fn)) {
+	def("__f_title", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewString(""), nil
+		}
+		return jinja.NewString(jinjaTitle(pyStr(args[0]))), st.check(args[0])
+	})
+	def("__f_escape", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewString(""), nil
+		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
+		r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
+		s := r.Replace(pyStr(args[0]))
+		return jinja.NewString(s), st.room(len(s), "escape")
+	})
+	def("__f_center", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewString(""), nil
+		}
+		w := 80
+		if v, ok := kwOrArg(args, kwargs, 1, "width"); ok {
+			w = int(libInt(v))
+		}
+		if err := st.room(w, "center"); err != nil {
+			return jinja.Value{}, err
+		}
+		return jinja.NewString(pad(pyStr(args[0]), w, " ", 'c')), nil
+	})
+	def("__f_round", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 || !isNum(args[0]) {
+			return jinja.Value{}, fmt.Errorf("TypeError: round: a number is required")
+		}
+		x := libFloat(args[0])
+		prec := 0
+		if v, ok := kwOrArg(args, kwargs, 1, "precision"); ok {
+			prec = int(libInt(v))
+		}
+		method := "common"
+		if v, ok := kwOrArg(args, kwargs, 2, "method"); ok {
+			method = pyStr(v)
+		}
+		p := math.Pow(10, float64(prec))
+		switch method {
+		case "common":
+			if prec >= 0 {
+				r, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'f', prec, 64), 64)
+				return jinja.NewFloat(r), nil
+			}
+			return jinja.NewFloat(math.RoundToEven(x*p) / p), nil
+		case "floor":
+			return jinja.NewFloat(math.Floor(x*p) / p), nil
+		case "ceil":
+			return jinja.NewFloat(math.Ceil(x*p) / p), nil
+		}
+		return jinja.Value{}, fmt.Errorf("FilterArgumentError: method must be common, ceil or floor")
+	})
+	firstLast := func(last bool) fn {
+		return func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+			if len(args) == 0 {
+				return jinja.Undefined(), nil
+			}
+			items, err := iterItems(args[0])
+			if err != nil {
+				return jinja.Value{}, err
+			}
+			if len(items) == 0 {
+				return jinja.Undefined(), nil
+			}
+			if last {
+				return items[len(items)-1], nil
+			}
+			return items[0], nil
+		}
+	}
+	def("__f_first", firstLast(false))
+	def("__f_last", firstLast(true))
+	def("__f_slice", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) < 2 {
+			return jinja.Value{}, fmt.Errorf("TypeError: slice needs a number of slices")
+		}
+		seq, err := iterItems(args[0])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		n := int(libInt(args[1]))
+		if n <= 0 || n > maxValueNodes {
+			return jinja.Value{}, fmt.Errorf("slice: bad number of slices %d", n)
+		}
+		fill, hasFill := kwOrArg(args, kwargs, 2, "fill_with")
+		hasFill = hasFill && !fill.IsNone()
+		per, extra := len(seq)/n, len(seq)%n
+		offset := 0
+		var out []jinja.Value
+		for i := 0; i < n; i++ {
+			start := offset + i*per
+			if i < extra {
+				offset++
+			}
+			end := offset + (i+1)*per
+			part := append([]jinja.Value(nil), seq[start:end]...)
+			if hasFill && i >= extra {
+				part = append(part, fill)
+			}
+			out = append(out, jinja.NewList(part))
+		}
+		return jinja.NewList(out), nil
+	})
+	def("__f_sort", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewList(nil), nil
+		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
+		items, err := iterItems(args[0])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		rev, _ := kwOrArg(args, kwargs, 1, "reverse")
+		cs, _ := kwOrArg(args, kwargs, 2, "case_sensitive")
+		key := func(v jinja.Value) jinja.Value { return v }
+		if a, ok := kwOrArg(args, kwargs, 3, "attribute"); ok && !a.IsNone() {
+			key = attrGetter(pyStr(a))
+		}
+		out, err := sortValues(items, key, cs.IsTruthy(), rev.IsTruthy())
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		return jinja.NewList(out), nil
+	})
+	def("__f_dictsort", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 || !args[0].IsDict() {
+			return jinja.Value{}, fmt.Errorf("TypeError: dictsort needs a mapping")
+		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
+		d := args[0].AsDict()
+		var pairs []jinja.Value
+		for _, k := range d.Keys {
+			pairs = append(pairs, jinja.NewList([]jinja.Value{jinja.NewString(k), d.Data[k]}))
+		}
+		cs, _ := kwOrArg(args, kwargs, 1, "case_sensitive")
+		pos := 0
+		if by, ok := kwOrArg(args, kwargs, 2, "by"); ok {
+			switch pyStr(by) {
+			case "key":
+			case "value":
+				pos = 1
+			default:
+				return jinja.Value{}, fmt.Errorf("FilterArgumentError: You can only sort by either \"key\" or \"value\"")
+			}
+		}
+		rev, _ := kwOrArg(args, kwargs, 3, "reverse")
+		out, err := sortValues(pairs, func(v jinja.Value) jinja.Value { return v.AsList().Items[pos] }, cs.IsTruthy(), rev.IsTruthy())
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		return jinja.NewList(out), nil
+	})
+	def("__f_sum", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewInt(0), nil
+		}
+		items, err := iterItems(args[0])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		total := jinja.NewInt(0)
+		if v, ok := kwOrArg(args, kwargs, 2, "start"); ok {
+			total = v
+		}
+		key := func(v jinja.Value) jinja.Value { return v }
+		if a, ok := kwOrArg(args, kwargs, 1, "attribute"); ok && !a.IsNone() {
+			key = attrGetter(pyStr(a))
+		}
+		for _, it := range items {
+			if total, err = st.add(total, key(it)); err != nil {
+				return jinja.Value{}, err
+			}
+		}
+		return total, nil
+	})
+}

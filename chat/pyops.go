@@ -1,0 +1,839 @@
+package chat
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/ardanlabs/jinja"
+)
+
+// Python semantics for the operators, comparisons, string methods and
+// filters where the library's differ from jinja2's (which evaluates them
+// with Python's own types). The compiled template calls these helpers in
+// place of the library's operators; see rewrite.go.
+
+// pyTypeName is Python's type name of a value, for error messages.
+func pyTypeName(v jinja.Value) string {
+	switch {
+	case v.IsUndefined():
+		return "Undefined"
+	case v.IsNone():
+		return "NoneType"
+	case v.IsBool():
+		return "bool"
+	case v.IsInt():
+		return "int"
+	case v.IsFloat():
+		return "float"
+	case v.IsString():
+		return "str"
+	case v.IsList():
+		return "list"
+	case v.IsDict():
+		return "dict"
+	}
+	return "object"
+}
+
+func isNum(v jinja.Value) bool { return v.IsInt() || v.IsFloat() || v.IsBool() }
+
+// pyCompare orders a and b as Python does, or fails as Python does on
+// values of kinds that have no order between them.
+func pyCompare(op string, a, b jinja.Value) (int, error) {
+	switch {
+	case isNum(a) && isNum(b):
+		if (a.IsInt() || a.IsBool()) && (b.IsInt() || b.IsBool()) {
+			x, y := libInt(a), libInt(b)
+			return cmpOrdered(x, y), nil
+		}
+		x, y := libFloat(a), libFloat(b)
+		return cmpOrdered(x, y), nil
+	case a.IsString() && b.IsString():
+		return strings.Compare(a.AsString(), b.AsString()), nil
+	case a.IsList() && b.IsList():
+		la, lb := a.AsList().Items, b.AsList().Items
+		for i := 0; i < len(la) && i < len(lb); i++ {
+			if pyEqual(la[i], lb[i]) {
+				continue
+			}
+			return pyCompare(op, la[i], lb[i])
+		}
+		return cmpOrdered(len(la), len(lb)), nil
+	}
+	if a.IsUndefined() || b.IsUndefined() {
+		return 0, fmt.Errorf("UndefinedError: comparison with an undefined value")
+	}
+	return 0, fmt.Errorf("TypeError: '%s' not supported between instances of '%s' and '%s'", op, pyTypeName(a), pyTypeName(b))
+}
+
+func cmpOrdered[T int | int64 | float64](x, y T) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+// pyEqual is Python's == on JSON-like values.
+func pyEqual(a, b jinja.Value) bool {
+	switch {
+	case isNum(a) && isNum(b):
+		return libFloat(a) == libFloat(b) && libInt(a) == libInt(b)
+	case a.IsString() && b.IsString():
+		return a.AsString() == b.AsString()
+	case a.IsNone() && b.IsNone():
+		return true
+	case a.IsList() && b.IsList():
+		la, lb := a.AsList().Items, b.AsList().Items
+		if len(la) != len(lb) {
+			return false
+		}
+		for i := range la {
+			if !pyEqual(la[i], lb[i]) {
+				return false
+			}
+		}
+		return true
+	case a.IsDict() && b.IsDict():
+		da, db := a.AsDict(), b.AsDict()
+		if len(da.Keys) != len(db.Keys) {
+			return false
+		}
+		for _, k := range da.Keys {
+			w, ok := db.Data[k]
+			if !ok || !pyEqual(da.Data[k], w) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func (st *renderState) compare(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	if len(args) != 3 {
+		return jinja.Value{}, fmt.Errorf("__cmp: expected 3 arguments")
+	}
+	op := args[1].AsString()
+	c, err := pyCompare(op, args[0], args[2])
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	var r bool
+	switch op {
+	case "<":
+		r = c < 0
+	case "<=":
+		r = c <= 0
+	case ">":
+		r = c > 0
+	case ">=":
+		r = c >= 0
+	}
+	return jinja.NewBool(r), nil
+}
+
+func numOperands(op string, a, b jinja.Value) error {
+	if isNum(a) && isNum(b) {
+		return nil
+	}
+	if a.IsUndefined() || b.IsUndefined() {
+		return fmt.Errorf("UndefinedError: %s on an undefined value", op)
+	}
+	return fmt.Errorf("TypeError: unsupported operand type(s) for %s: '%s' and '%s'", op, pyTypeName(a), pyTypeName(b))
+}
+
+func bothInt(a, b jinja.Value) bool {
+	return (a.IsInt() || a.IsBool()) && (b.IsInt() || b.IsBool())
+}
+
+func (st *renderState) floorDiv(a, b jinja.Value) (jinja.Value, error) {
+	if err := numOperands("//", a, b); err != nil {
+		return jinja.Value{}, err
+	}
+	if bothInt(a, b) {
+		x, y := libInt(a), libInt(b)
+		if y == 0 {
+			return jinja.Value{}, fmt.Errorf("ZeroDivisionError: integer division or modulo by zero")
+		}
+		q := x / y
+		if (x%y != 0) && ((x < 0) != (y < 0)) {
+			q--
+		}
+		return jinja.NewInt(q), nil
+	}
+	y := libFloat(b)
+	if y == 0 {
+		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: float floor division by zero")
+	}
+	return jinja.NewFloat(math.Floor(libFloat(a) / y)), nil
+}
+
+func (st *renderState) modulo(a, b jinja.Value) (jinja.Value, error) {
+	if a.IsString() {
+		return st.printf(a.AsString(), b)
+	}
+	if err := numOperands("%", a, b); err != nil {
+		return jinja.Value{}, err
+	}
+	if bothInt(a, b) {
+		x, y := libInt(a), libInt(b)
+		if y == 0 {
+			return jinja.Value{}, fmt.Errorf("ZeroDivisionError: integer division or modulo by zero")
+		}
+		m := x % y
+		if m != 0 && (m < 0) != (y < 0) {
+			m += y
+		}
+		return jinja.NewInt(m), nil
+	}
+	x, y := libFloat(a), libFloat(b)
+	if y == 0 {
+		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: float modulo")
+	}
+	m := math.Mod(x, y)
+	if m != 0 && (m < 0) != (y < 0) {
+		m += y
+	}
+	return jinja.NewFloat(m), nil
+}
+
+func (st *renderState) power(a, b jinja.Value) (jinja.Value, error) {
+	if err := numOperands("**", a, b); err != nil {
+		return jinja.Value{}, err
+	}
+	if bothInt(a, b) && libInt(b) >= 0 {
+		x, n := libInt(a), libInt(b)
+		r := int64(1)
+		for i := int64(0); i < n; i++ {
+			if r != 0 && (x > math.MaxInt32 || x < -math.MaxInt32 || r > math.MaxInt64/max(1, abs64(x)) || r < -math.MaxInt64/max(1, abs64(x))) {
+				return jinja.Value{}, st.fail("integer power too large")
+			}
+			r *= x
+			if r == 0 || r == 1 && x == 1 {
+				break
+			}
+		}
+		return jinja.NewInt(r), nil
+	}
+	return jinja.NewFloat(math.Pow(libFloat(a), libFloat(b))), nil
+}
+
+func abs64(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// printf is Python's str % args for the conversions templates use.
+func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
+	args := []jinja.Value{arg}
+	if arg.IsList() {
+		args = arg.AsList().Items
+	}
+	var b strings.Builder
+	next := 0
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			b.WriteByte(f[i])
+			continue
+		}
+		i++
+		if i < len(f) && f[i] == '%' {
+			b.WriteByte('%')
+			continue
+		}
+		prec := -1
+		if i < len(f) && f[i] == '.' {
+			j := i + 1
+			for j < len(f) && f[j] >= '0' && f[j] <= '9' {
+				j++
+			}
+			prec, _ = strconv.Atoi(f[i+1 : j])
+			i = j
+		}
+		if i >= len(f) || next >= len(args) {
+			return jinja.Value{}, fmt.Errorf("TypeError: not enough arguments for format string")
+		}
+		a := args[next]
+		next++
+		switch f[i] {
+		case 's':
+			b.WriteString(pyStr(a))
+		case 'r':
+			b.WriteString(pyRepr(a))
+		case 'd', 'i':
+			if !isNum(a) {
+				return jinja.Value{}, fmt.Errorf("TypeError: %%%c format: a real number is required, not %s", f[i], pyTypeName(a))
+			}
+			b.WriteString(strconv.FormatInt(libInt(a), 10))
+		case 'f':
+			if !isNum(a) {
+				return jinja.Value{}, fmt.Errorf("TypeError: must be real number, not %s", pyTypeName(a))
+			}
+			if prec < 0 {
+				prec = 6
+			}
+			b.WriteString(strconv.FormatFloat(libFloat(a), 'f', prec, 64))
+		default:
+			return jinja.Value{}, fmt.Errorf("unsupported format character %q", f[i])
+		}
+		if err := st.room(b.Len(), "formatted string"); err != nil {
+			return jinja.Value{}, err
+		}
+	}
+	if next < len(args) {
+		return jinja.Value{}, fmt.Errorf("TypeError: not all arguments converted during string formatting")
+	}
+	return jinja.NewString(b.String()), nil
+}
+
+// defined fails on an undefined value, as jinja2 does when one is
+// subscripted or has an attribute read.
+func defined(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	if len(args) != 1 {
+		return jinja.Value{}, fmt.Errorf("__def: expected 1 value")
+	}
+	if args[0].IsUndefined() {
+		return jinja.Value{}, fmt.Errorf("UndefinedError: an undefined value has no attributes or items")
+	}
+	return args[0], nil
+}
+
+// mutable fails where jinja2's immutable sandbox refuses a method that
+// modifies a list or dict.
+func mutable(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	v, name := args[0], args[1].AsString()
+	unsafe := false
+	switch {
+	case v.IsList():
+		unsafe = map[string]bool{"append": true, "reverse": true, "insert": true, "sort": true, "extend": true, "remove": true}[name]
+	case v.IsDict():
+		unsafe = map[string]bool{"clear": true, "pop": true, "popitem": true, "setdefault": true, "update": true}[name]
+	}
+	if unsafe {
+		return jinja.Value{}, fmt.Errorf("SecurityError: access to attribute '%s' of '%s' object is unsafe", name, pyTypeName(v))
+	}
+	return v, nil
+}
+
+// pyTitle is Python's str.title.
+func pyTitle(s string) string {
+	var b strings.Builder
+	prev := false
+	for _, r := range s {
+		cased := unicode.IsUpper(r) || unicode.IsLower(r) || unicode.IsTitle(r)
+		switch {
+		case cased && prev:
+			b.WriteRune(unicode.ToLower(r))
+		case cased:
+			b.WriteRune(unicode.ToTitle(r))
+		default:
+			b.WriteRune(r)
+		}
+		prev = cased
+	}
+	return b.String()
+}
+
+func pyCapitalize(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
+		return ""
+	}
+	return string(unicode.ToTitle(r)) + strings.ToLower(s[n:])
+}
+
+func pySwapcase(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsUpper(r):
+			return unicode.ToLower(r)
+		case unicode.IsLower(r):
+			return unicode.ToUpper(r)
+		}
+		return r
+	}, s)
+}
+
+// pySplit is str.split/str.rsplit with Python's whitespace rule when sep is
+// absent; max < 0 means no limit.
+func pySplit(s string, sep *string, max int, right bool) []string {
+	if sep != nil {
+		if max < 0 {
+			return strings.Split(s, *sep)
+		}
+		if !right {
+			return strings.SplitN(s, *sep, max+1)
+		}
+		var out []string
+		for max > 0 {
+			i := strings.LastIndex(s, *sep)
+			if i < 0 {
+				break
+			}
+			out = append(out, s[i+len(*sep):])
+			s = s[:i]
+			max--
+		}
+		out = append(out, s)
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+		return out
+	}
+	if max < 0 {
+		return strings.Fields(s)
+	}
+	var out []string
+	if !right {
+		for {
+			s = strings.TrimLeftFunc(s, unicode.IsSpace)
+			if s == "" {
+				return out
+			}
+			if max == 0 {
+				return append(out, s)
+			}
+			i := strings.IndexFunc(s, unicode.IsSpace)
+			if i < 0 {
+				return append(out, s)
+			}
+			out = append(out, s[:i])
+			s = s[i:]
+			max--
+		}
+	}
+	for {
+		s = strings.TrimRightFunc(s, unicode.IsSpace)
+		if s == "" {
+			break
+		}
+		if max == 0 {
+			out = append(out, s)
+			break
+		}
+		i := strings.LastIndexFunc(s, unicode.IsSpace)
+		if i < 0 {
+			out = append(out, s)
+			break
+		}
+		_, n := utf8.DecodeRuneInString(s[i:])
+		out = append(out, s[i+n:])
+		s = s[:i]
+		max--
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+func strList(ss []string) jinja.Value {
+	items := make([]jinja.Value, len(ss))
+	for i, s := range ss {
+		items[i] = jinja.NewString(s)
+	}
+	return jinja.NewList(items)
+}
+
+// runeIndex converts a byte offset of s to Python's character index.
+func runeIndex(s string, i int) int {
+	if i < 0 {
+		return -1
+	}
+	return utf8.RuneCountInString(s[:i])
+}
+
+func allRunes(s string, f func(rune) bool) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !f(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasCase(s string, upper bool) bool {
+	cased := false
+	for _, r := range s {
+		if unicode.IsUpper(r) || unicode.IsTitle(r) {
+			if !upper {
+				return false
+			}
+			cased = true
+		} else if unicode.IsLower(r) {
+			if upper {
+				return false
+			}
+			cased = true
+		}
+	}
+	return cased
+}
+
+// pad is str.ljust/rjust/center.
+func pad(s string, width int, fill string, how byte) string {
+	n := utf8.RuneCountInString(s)
+	if width <= n {
+		return s
+	}
+	total := width - n
+	left := 0
+	switch how {
+	case 'r':
+		left = total
+	case 'c':
+		left = total/2 + (total & width & 1)
+	}
+	return strings.Repeat(fill, left) + s + strings.Repeat(fill, total-left)
+}
+
+// strMethods are the Python str methods __m implements.
+var strMethods = map[string]bool{
+	"split": true, "rsplit": true, "startswith": true, "endswith": true, "find": true,
+	"rfind": true, "index": true, "rindex": true, "title": true, "capitalize": true,
+	"swapcase": true, "format": true, "isdigit": true, "isalpha": true, "isalnum": true,
+	"isspace": true, "islower": true, "isupper": true, "isnumeric": true, "isdecimal": true,
+	"join": true, "partition": true, "rpartition": true, "zfill": true, "ljust": true,
+	"rjust": true, "center": true, "removeprefix": true, "removesuffix": true,
+	"splitlines": true, "strip": true, "lstrip": true, "rstrip": true, "upper": true, "lower": true,
+}
+
+// method calls a Python str method (and list.index) on args[0].
+func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+	recv, name, args := args[0], args[1].AsString(), args[2:]
+	arg := func(i int, kw string) (jinja.Value, bool) {
+		if v, ok := kwargs[kw]; ok && kw != "" {
+			return v, true
+		}
+		if i < len(args) {
+			return args[i], true
+		}
+		return jinja.Value{}, false
+	}
+	if recv.IsList() && name == "index" {
+		if len(args) == 0 {
+			return jinja.Value{}, fmt.Errorf("TypeError: index expected an argument")
+		}
+		for i, it := range recv.AsList().Items {
+			if pyEqual(it, args[0]) {
+				return jinja.NewInt(int64(i)), nil
+			}
+		}
+		return jinja.Value{}, fmt.Errorf("ValueError: %s is not in list", pyRepr(args[0]))
+	}
+	if recv.IsUndefined() {
+		return jinja.Value{}, fmt.Errorf("UndefinedError: undefined value has no attribute '%s'", name)
+	}
+	if !recv.IsString() {
+		if recv.IsList() && (name == "upper" || name == "lower") {
+			return jinja.Value{}, fmt.Errorf("AttributeError: 'list' object has no attribute '%s'", name)
+		}
+		return jinja.Value{}, fmt.Errorf("AttributeError: '%s' object has no attribute '%s'", pyTypeName(recv), name)
+	}
+	s := recv.AsString()
+	strArg := func(i int, kw string) (*string, error) {
+		v, ok := arg(i, kw)
+		if !ok || v.IsNone() {
+			return nil, nil
+		}
+		if !v.IsString() {
+			return nil, fmt.Errorf("TypeError: %s() argument must be str or None, not %s", name, pyTypeName(v))
+		}
+		x := v.AsString()
+		return &x, nil
+	}
+	intArg := func(i int, kw string, dflt int) int {
+		if v, ok := arg(i, kw); ok && isNum(v) {
+			return int(libInt(v))
+		}
+		return dflt
+	}
+	switch name {
+	case "upper":
+		return jinja.NewString(strings.ToUpper(s)), nil
+	case "lower":
+		return jinja.NewString(strings.ToLower(s)), nil
+	case "split", "rsplit":
+		sep, err := strArg(0, "sep")
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		if sep != nil && *sep == "" {
+			return jinja.Value{}, fmt.Errorf("ValueError: empty separator")
+		}
+		n := len(s)/2 + 1
+		if sep != nil {
+			n = strings.Count(s, *sep) + 1
+		}
+		if n > maxValueNodes {
+			return jinja.Value{}, st.fail("split would make %d strings (at most %d)", n, maxValueNodes)
+		}
+		return strList(pySplit(s, sep, intArg(1, "maxsplit", -1), name == "rsplit")), nil
+	case "splitlines":
+		lines := strings.Split(strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n"), "\n")
+		if len(lines) > 0 && lines[len(lines)-1] == "" {
+			lines = lines[:len(lines)-1]
+		}
+		return strList(lines), nil
+	case "startswith", "endswith":
+		v, ok := arg(0, "")
+		if !ok {
+			return jinja.Value{}, fmt.Errorf("TypeError: %s expected an argument", name)
+		}
+		var cands []jinja.Value
+		if v.IsList() {
+			cands = v.AsList().Items
+		} else {
+			cands = []jinja.Value{v}
+		}
+		for _, c := range cands {
+			if !c.IsString() {
+				return jinja.Value{}, fmt.Errorf("TypeError: %s first arg must be str or a tuple of str, not %s", name, pyTypeName(c))
+			}
+			if name == "startswith" && strings.HasPrefix(s, c.AsString()) || name == "endswith" && strings.HasSuffix(s, c.AsString()) {
+				return jinja.NewBool(true), nil
+			}
+		}
+		return jinja.NewBool(false), nil
+	case "strip", "lstrip", "rstrip":
+		chars, err := strArg(0, "")
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		cut := unicode.IsSpace
+		if chars != nil {
+			set := *chars
+			cut = func(r rune) bool { return strings.ContainsRune(set, r) }
+		}
+		if name != "rstrip" {
+			s = strings.TrimLeftFunc(s, cut)
+		}
+		if name != "lstrip" {
+			s = strings.TrimRightFunc(s, cut)
+		}
+		return jinja.NewString(s), nil
+	case "find", "rfind", "index", "rindex":
+		sub, err := strArg(0, "")
+		if err != nil || sub == nil {
+			return jinja.Value{}, fmt.Errorf("TypeError: %s() argument must be str", name)
+		}
+		var i int
+		if name[0] == 'r' {
+			i = strings.LastIndex(s, *sub)
+		} else {
+			i = strings.Index(s, *sub)
+		}
+		if i < 0 && (name == "index" || name == "rindex") {
+			return jinja.Value{}, fmt.Errorf("ValueError: substring not found")
+		}
+		return jinja.NewInt(int64(runeIndex(s, i))), nil
+	case "title":
+		return jinja.NewString(pyTitle(s)), nil
+	case "capitalize":
+		return jinja.NewString(pyCapitalize(s)), nil
+	case "swapcase":
+		return jinja.NewString(pySwapcase(s)), nil
+	case "isdigit", "isnumeric", "isdecimal":
+		return jinja.NewBool(allRunes(s, unicode.IsDigit)), nil
+	case "isalpha":
+		return jinja.NewBool(allRunes(s, unicode.IsLetter)), nil
+	case "isalnum":
+		return jinja.NewBool(allRunes(s, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) })), nil
+	case "isspace":
+		return jinja.NewBool(allRunes(s, unicode.IsSpace)), nil
+	case "islower":
+		return jinja.NewBool(hasCase(s, false)), nil
+	case "isupper":
+		return jinja.NewBool(hasCase(s, true)), nil
+	case "join":
+		if len(args) != 1 {
+			return jinja.Value{}, fmt.Errorf("TypeError: join() takes exactly one argument")
+		}
+		var parts []string
+		switch v := args[0]; {
+		case v.IsList():
+			for _, it := range v.AsList().Items {
+				if !it.IsString() {
+					return jinja.Value{}, fmt.Errorf("TypeError: sequence item: expected str instance, %s found", pyTypeName(it))
+				}
+				parts = append(parts, it.AsString())
+			}
+		case v.IsString():
+			for _, r := range v.AsString() {
+				parts = append(parts, string(r))
+			}
+		case v.IsDict():
+			parts = append(parts, v.AsDict().Keys...)
+		default:
+			return jinja.Value{}, fmt.Errorf("TypeError: can only join an iterable")
+		}
+		n := len(s) * max(0, len(parts)-1)
+		for _, p := range parts {
+			n += len(p)
+		}
+		if err := st.room(n, "join"); err != nil {
+			return jinja.Value{}, err
+		}
+		return jinja.NewString(strings.Join(parts, s)), nil
+	case "partition", "rpartition":
+		sep, err := strArg(0, "")
+		if err != nil || sep == nil || *sep == "" {
+			return jinja.Value{}, fmt.Errorf("ValueError: %s needs a non-empty separator", name)
+		}
+		var i int
+		if name == "partition" {
+			i = strings.Index(s, *sep)
+		} else {
+			i = strings.LastIndex(s, *sep)
+		}
+		switch {
+		case i >= 0:
+			return strList([]string{s[:i], *sep, s[i+len(*sep):]}), nil
+		case name == "partition":
+			return strList([]string{s, "", ""}), nil
+		}
+		return strList([]string{"", "", s}), nil
+	case "zfill", "ljust", "rjust", "center":
+		w := intArg(0, "", 0)
+		if err := st.room(w, name); err != nil {
+			return jinja.Value{}, err
+		}
+		if name == "zfill" {
+			sign := ""
+			if s != "" && (s[0] == '-' || s[0] == '+') {
+				sign, s = s[:1], s[1:]
+			}
+			return jinja.NewString(sign + pad(s, w-len(sign), "0", 'r')), nil
+		}
+		fill := " "
+		if f, _ := strArg(1, ""); f != nil {
+			if utf8.RuneCountInString(*f) != 1 {
+				return jinja.Value{}, fmt.Errorf("TypeError: The fill character must be exactly one character long")
+			}
+			fill = *f
+		}
+		return jinja.NewString(pad(s, w, fill, map[string]byte{"ljust": 'l', "rjust": 'r', "center": 'c'}[name])), nil
+	case "removeprefix", "removesuffix":
+		a, err := strArg(0, "")
+		if err != nil || a == nil {
+			return jinja.Value{}, fmt.Errorf("TypeError: %s() argument must be str", name)
+		}
+		if name == "removeprefix" {
+			return jinja.NewString(strings.TrimPrefix(s, *a)), nil
+		}
+		return jinja.NewString(strings.TrimSuffix(s, *a)), nil
+	case "format":
+		return st.format(s, args, kwargs)
+	}
+	return jinja.Value{}, fmt.Errorf("AttributeError: 'str' object has no attribute '%s'", name)
+}
+
+// format is str.format with plain replacement fields ({}, {0}, {name}).
+func (st *renderState) format(f string, args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+	var b strings.Builder
+	auto := 0
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if c == '}' {
+			if i+1 < len(f) && f[i+1] == '}' {
+				i++
+			}
+			b.WriteByte('}')
+			continue
+		}
+		if c != '{' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+1 < len(f) && f[i+1] == '{' {
+			b.WriteByte('{')
+			i++
+			continue
+		}
+		j := strings.IndexByte(f[i:], '}')
+		if j < 0 {
+			return jinja.Value{}, fmt.Errorf("ValueError: Single '{' encountered in format string")
+		}
+		field := f[i+1 : i+j]
+		i += j
+		if strings.ContainsAny(field, ":!.[") {
+			return jinja.Value{}, fmt.Errorf("str.format: format specs and conversions are not supported")
+		}
+		var v jinja.Value
+		switch n, err := strconv.Atoi(field); {
+		case field == "":
+			if auto >= len(args) {
+				return jinja.Value{}, fmt.Errorf("IndexError: Replacement index %d out of range for positional args tuple", auto)
+			}
+			v = args[auto]
+			auto++
+		case err == nil:
+			if n >= len(args) {
+				return jinja.Value{}, fmt.Errorf("IndexError: Replacement index %d out of range for positional args tuple", n)
+			}
+			v = args[n]
+		default:
+			var ok bool
+			if v, ok = kwargs[field]; !ok {
+				return jinja.Value{}, fmt.Errorf("KeyError: '%s'", field)
+			}
+		}
+		if err := st.check(v); err != nil {
+			return jinja.Value{}, err
+		}
+		b.WriteString(pyStr(v))
+		if err := st.room(b.Len(), "formatted string"); err != nil {
+			return jinja.Value{}, err
+		}
+	}
+	return jinja.NewString(b.String()), nil
+}
+
+// sortValues sorts items stably as Python's sorted() with jinja2's
+// case-insensitive key for strings.
+func sortValues(items []jinja.Value, key func(jinja.Value) jinja.Value, caseSensitive, reverse bool) ([]jinja.Value, error) {
+	keys := make([]jinja.Value, len(items))
+	for i, it := range items {
+		k := key(it)
+		if k.IsString() && !caseSensitive {
+			k = jinja.NewString(strings.ToLower(k.AsString()))
+		}
+		keys[i] = k
+	}
+	idx := make([]int, len(items))
+	for i := range idx {
+		idx[i] = i
+	}
+	var err error
+	sort.SliceStable(idx, func(a, b int) bool {
+		c, e := pyCompare("<", keys[idx[a]], keys[idx[b]])
+		if e != nil && err == nil {
+			err = e
+		}
+		if reverse {
+			return c > 0
+		}
+		return c < 0
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]jinja.Value, len(items))
+	for i, j := range idx {
+		out[i] = items[j]
+	}
+	return out, nil
+}
