@@ -15,9 +15,9 @@ var libFilters = map[string]bool{
 	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
 	"lower": true, "upper": true, "length": true,
 	"count": true, "reverse": true, "unique": true, "int": true,
-	"float": true, "safe": true, "abs": true, "map": true, "select": true,
+	"float": true, "safe": true, "abs": true, "select": true,
 	"reject": true, "selectattr": true, "rejectattr": true, "wordcount": true,
-	"max": true, "min": true, "batch": true, "trim": true,
+	"max": true, "min": true, "trim": true,
 }
 
 // ownFilters replace the library's where its output differs from jinja2's
@@ -27,7 +27,7 @@ var ownFilters = map[string]bool{
 	"tojson": true, "string": true, "join": true, "capitalize": true,
 	"replace": true, "indent": true, "list": true, "title": true, "round": true,
 	"center": true, "slice": true, "escape": true, "e": true, "first": true, "last": true,
-	"sort": true, "dictsort": true, "sum": true,
+	"sort": true, "dictsort": true, "sum": true, "batch": true, "map": true,
 }
 
 var libTests = map[string]bool{
@@ -172,15 +172,33 @@ func (c *compiler) stmt(s segment) error {
 	case "macro":
 		return c.macroStmt(s, rest)
 	case "call":
+		// {% call(a, b) macro(...) %}: the names the body's caller(...)
+		// arguments bind
+		params := ""
+		if len(rest) > 0 && rest[0].is(tOp, "(") {
+			var names []string
+			i := 1
+			for ; i < len(rest) && !rest[i].is(tOp, ")"); i++ {
+				switch {
+				case i%2 == 1 && rest[i].kind == tName:
+					names = append(names, rest[i].s)
+				case i%2 == 0 && rest[i].is(tOp, ","):
+				default:
+					return c.errf(s.line, "{%% call(args) %%}: caller arguments must be plain names")
+				}
+			}
+			if i >= len(rest) {
+				return c.errf(s.line, "{%% call(args) %%}: unclosed caller arguments")
+			}
+			params = "(" + strings.Join(names, ", ") + ") "
+			rest = rest[i+1:]
+		}
 		e, err := c.expr(rest, s.line)
 		if err != nil {
 			return err
 		}
-		if len(rest) > 0 && rest[0].is(tOp, "(") {
-			return c.errf(s.line, "{%% call(args) %%} with caller arguments is not supported")
-		}
 		c.mark(s.line)
-		c.out.WriteString("{% call " + e + " %}")
+		c.out.WriteString("{% call " + params + e + " %}")
 		c.push("call", s.line)
 	case "filter":
 		if len(rest) != 1 || rest[0].kind != tName || !map[string]bool{"upper": true, "lower": true, "trim": true}[rest[0].s] {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ardanlabs/jinja"
 )
@@ -97,7 +98,146 @@ func iterItems(v jinja.Value) ([]jinja.Value, error) {
 	return nil, fmt.Errorf("TypeError: '%s' object is not iterable", pyTypeName(v))
 }
 
-func installFilters(st *renderState, def func(string, fn)) {
+// simpleFilter applies the library filters map(NAME) may name that have no
+// helper of ours.
+func simpleFilter(name string, v jinja.Value, args []jinja.Value) (jinja.Value, bool, error) {
+	switch name {
+	case "upper", "lower":
+		s := pyStr(v)
+		if name == "upper" {
+			return jinja.NewString(strings.ToUpper(s)), true, nil
+		}
+		return jinja.NewString(strings.ToLower(s)), true, nil
+	case "trim":
+		return jinja.NewString(strings.TrimSpace(pyStr(v))), true, nil
+	case "length", "count":
+		switch {
+		case v.IsString():
+			return jinja.NewInt(int64(utf8.RuneCountInString(v.AsString()))), true, nil
+		case v.IsList():
+			return jinja.NewInt(int64(v.AsList().Len())), true, nil
+		case v.IsDict():
+			return jinja.NewInt(int64(len(v.AsDict().Keys))), true, nil
+		}
+		return jinja.Value{}, true, fmt.Errorf("TypeError: object of type '%s' has no len()", pyTypeName(v))
+	case "int":
+		switch {
+		case isNum(v):
+			return jinja.NewInt(libInt(v)), true, nil
+		case v.IsString():
+			if n, err := strconv.ParseInt(strings.TrimSpace(v.AsString()), 10, 64); err == nil {
+				return jinja.NewInt(n), true, nil
+			}
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v.AsString()), 64); err == nil {
+				return jinja.NewInt(int64(f)), true, nil
+			}
+		}
+		if len(args) > 0 {
+			return args[0], true, nil
+		}
+		return jinja.NewInt(0), true, nil
+	case "float":
+		switch {
+		case isNum(v):
+			return jinja.NewFloat(libFloat(v)), true, nil
+		case v.IsString():
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v.AsString()), 64); err == nil {
+				return jinja.NewFloat(f), true, nil
+			}
+		}
+		if len(args) > 0 {
+			return args[0], true, nil
+		}
+		return jinja.NewFloat(0), true, nil
+	case "abs":
+		switch {
+		case v.IsInt() || v.IsBool():
+			return jinja.NewInt(abs64(libInt(v))), true, nil
+		case v.IsFloat():
+			return jinja.NewFloat(math.Abs(v.AsFloat())), true, nil
+		}
+		return jinja.Value{}, true, fmt.Errorf("TypeError: bad operand type for abs(): '%s'", pyTypeName(v))
+	}
+	return jinja.Value{}, false, nil
+}
+
+func installFilters(vars map[string]jinja.Value, st *renderState, def func(string, fn)) {
+	def("__f_map", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewList(nil), nil
+		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
+		items, err := iterItems(args[0])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		var f func(jinja.Value) (jinja.Value, error)
+		if a, ok := kwargs["attribute"]; ok {
+			get := attrGetter(pyStr(a))
+			dflt, hasDflt := kwargs["default"]
+			f = func(v jinja.Value) (jinja.Value, error) {
+				r := get(v)
+				if r.IsUndefined() && hasDflt {
+					return dflt, nil
+				}
+				return r, nil
+			}
+		} else {
+			if len(args) < 2 || !args[1].IsString() {
+				return jinja.Value{}, fmt.Errorf("FilterArgumentError: map requires a filter argument")
+			}
+			name, rest := args[1].AsString(), args[2:]
+			if name == "e" {
+				name = "escape"
+			}
+			if own, ok := vars["__f_"+name]; ok && own.IsCallable() {
+				call := own.AsCallable().Fn
+				f = func(v jinja.Value) (jinja.Value, error) {
+					return call(append([]jinja.Value{v}, rest...), kwargs)
+				}
+			} else if _, ok, _ := simpleFilter(name, jinja.NewString(""), nil); ok {
+				f = func(v jinja.Value) (jinja.Value, error) {
+					r, _, err := simpleFilter(name, v, rest)
+					return r, err
+				}
+			} else {
+				return jinja.Value{}, fmt.Errorf("map: unsupported filter %q", name)
+			}
+		}
+		out := make([]jinja.Value, len(items))
+		for i, it := range items {
+			if out[i], err = f(it); err != nil {
+				return jinja.Value{}, err
+			}
+		}
+		return jinja.NewList(out), nil
+	})
+	def("__f_batch", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) < 2 {
+			return jinja.Value{}, fmt.Errorf("TypeError: batch needs a size")
+		}
+		items, err := iterItems(args[0])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		n := int(libInt(args[1]))
+		if n <= 0 {
+			return jinja.Value{}, fmt.Errorf("batch: size must be positive")
+		}
+		fill, hasFill := kwOrArg(args, kwargs, 2, "fill_with")
+		hasFill = hasFill && !fill.IsNone()
+		var out []jinja.Value
+		for i := 0; i < len(items); i += n {
+			part := append([]jinja.Value(nil), items[i:min(i+n, len(items))]...)
+			for hasFill && len(part) < n {
+				part = append(part, fill)
+			}
+			out = append(out, jinja.NewList(part))
+		}
+		return jinja.NewList(out), nil
+	})
 	def("__f_title", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
 			return jinja.NewString(""), nil

@@ -534,6 +534,31 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		}
 		return jinja.Value{}, fmt.Errorf("ValueError: %s is not in list", pyRepr(args[0]))
 	}
+	if name == "count" && len(args) > 0 {
+		// list.count compares every item with its argument
+		if err := st.check(recv); err != nil {
+			return jinja.Value{}, err
+		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
+		switch {
+		case recv.IsList():
+			n := 0
+			for _, it := range recv.AsList().Items {
+				if pyEqual(it, args[0]) {
+					n++
+				}
+			}
+			return jinja.NewInt(int64(n)), nil
+		case recv.IsString() && args[0].IsString():
+			sub := args[0].AsString()
+			if sub == "" {
+				return jinja.NewInt(int64(utf8.RuneCountInString(recv.AsString()) + 1)), nil
+			}
+			return jinja.NewInt(int64(strings.Count(recv.AsString(), sub))), nil
+		}
+	}
 	if recv.IsUndefined() {
 		return jinja.Value{}, fmt.Errorf("UndefinedError: undefined value has no attribute '%s'", name)
 	}

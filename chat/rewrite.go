@@ -374,7 +374,7 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 				return "", err
 			}
 			switch {
-			case strMethods[attr] || attr == "index":
+			case strMethods[attr] || attr == "index" || attr == "count":
 				e = "__m(" + e + ", " + libString(attr) + joinArgs(args) + ")"
 				continue
 			case mutating[attr]:
@@ -384,9 +384,6 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 			case "replace":
 				// str.replace can multiply a string's length.
 				e = "__replace(" + e + joinArgs(args) + ")"
-			case "count":
-				// list.count compares every item with its argument
-				e = "__chk(" + e + ").count(" + chkAll(args) + ")"
 			case "append", "insert":
 				// The item is checked; the list may still come to hold
 				// itself, which every operation that walks values (print,
