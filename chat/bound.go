@@ -273,6 +273,7 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	def("__m", st.method)
 	def("__def", defined)
 	def("__mut", mutable)
+	def("__unpack", unpack)
 	installFilters(vars, st, def)
 	def("__chk", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) != 1 {

@@ -82,7 +82,7 @@ func TestUnsupportedConstructs(t *testing.T) {
 		{"a\n{{ x | wordwrap(3) }}", `line 2: unsupported filter "wordwrap"`},
 		{"\n\n{% if x is escaped %}{% endif %}", `line 3: unsupported test "escaped"`},
 		{"{% include 'x' %}", "line 1: unsupported statement {% include %}"},
-		{"{% set a, b = 1, 2 %}", "line 1: {% set %} target"},
+		{"{% set a.b, c = 1, 2 %}", "line 1: {% set %} target"},
 		{"{% for x in y recursive %}{% endfor %}", "line 1: recursive"},
 		{"{% for x in y %}{{ loop.depth }}{% endfor %}", "line 1: loop.depth"},
 		{"\n{% if x %}", "line 2: {% if %} is never closed"},

@@ -49,6 +49,7 @@ var libMethods = map[string]bool{
 }
 
 type compiler struct {
+	tmp     int // temporaries named so far
 	name    string
 	out     strings.Builder
 	hasGen  bool
@@ -319,7 +320,7 @@ func (c *compiler) setStmt(s segment, rest []token) error {
 	case len(target) == 3 && target[0].kind == tName && target[1].is(tOp, ".") && target[2].kind == tName:
 		tgt = target[0].s + "." + target[2].s
 	default:
-		return c.errf(s.line, "{%% set %%} target must be NAME or NAME.ATTR (tuple unpacking is not supported)")
+		return c.setTuple(s, target, rest[eq+1:])
 	}
 	e, err := c.expr(rest[eq+1:], s.line)
 	if err != nil {
@@ -327,6 +328,50 @@ func (c *compiler) setStmt(s segment, rest []token) error {
 	}
 	c.mark(s.line)
 	c.out.WriteString("{% set " + tgt + " = " + e + " %}")
+	return nil
+}
+
+// setTuple is {% set a, b = value %}: the value (a bare tuple when it has
+// top-level commas) must hold exactly as many items as there are names.
+func (c *compiler) setTuple(s segment, target, value []token) error {
+	var names []string
+	for i, t := range target {
+		switch {
+		case i%2 == 0 && t.kind == tName:
+			names = append(names, t.s)
+		case i%2 == 1 && t.is(tOp, ","):
+		default:
+			return c.errf(s.line, "{%% set %%} target must be NAME, NAME.ATTR or NAME, NAME, ...")
+		}
+	}
+	if len(names) < 2 && !(len(target) == 2 && target[1].is(tOp, ",")) {
+		return c.errf(s.line, "{%% set %%} target must be NAME, NAME.ATTR or NAME, NAME, ...")
+	}
+	depth, bare := 0, false
+	for _, t := range value {
+		switch {
+		case t.is(tOp, "(") || t.is(tOp, "[") || t.is(tOp, "{"):
+			depth++
+		case t.is(tOp, ")") || t.is(tOp, "]") || t.is(tOp, "}"):
+			depth--
+		case t.is(tOp, ",") && depth == 0:
+			bare = true
+		}
+	}
+	if bare {
+		value = append(append([]token{{kind: tOp, s: "(", line: s.line}}, value...), token{kind: tOp, s: ")", line: s.line})
+	}
+	e, err := c.expr(value, s.line)
+	if err != nil {
+		return err
+	}
+	c.tmp++
+	tmp := "__u" + strconv.Itoa(c.tmp)
+	c.mark(s.line)
+	c.out.WriteString("{% set " + tmp + " = __unpack(" + e + ", " + strconv.Itoa(len(names)) + ") %}")
+	for i, n := range names {
+		c.out.WriteString("{% set " + n + " = " + tmp + "[" + strconv.Itoa(i) + "] %}")
+	}
 	return nil
 }
 

@@ -862,3 +862,16 @@ func sortValues(items []jinja.Value, key func(jinja.Value) jinja.Value, caseSens
 	}
 	return out, nil
 }
+
+// unpack checks that a value unpacked into n names holds n items.
+func unpack(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	v, n := args[0], int(args[1].AsInt())
+	items, err := iterItems(v)
+	if err != nil || v.IsUndefined() {
+		return jinja.Value{}, fmt.Errorf("TypeError: cannot unpack non-iterable %s object", pyTypeName(v))
+	}
+	if len(items) != n {
+		return jinja.Value{}, fmt.Errorf("ValueError: expected %d values to unpack, got %d", n, len(items))
+	}
+	return jinja.NewList(items), nil
+}
