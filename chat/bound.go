@@ -269,11 +269,14 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	two("__fdiv", st.floorDiv)
 	two("__mod", st.modulo)
 	two("__pow", st.power)
+	two("__div", st.trueDiv)
+	two("__in", st.contains)
 	def("__cmp", st.compare)
 	def("__m", st.method)
 	def("__def", defined)
 	def("__mut", mutable)
 	def("__unpack", unpack)
+	def("__hex", unhex)
 	installFilters(vars, st, def)
 	def("__chk", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) != 1 {

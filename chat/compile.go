@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"encoding/hex"
 	"strconv"
 	"strings"
 )
@@ -13,11 +14,10 @@ import (
 // values chat templates use.
 var libFilters = map[string]bool{
 	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
-	"lower": true, "upper": true, "length": true,
-	"count": true, "reverse": true, "unique": true, "int": true,
+	"lower": true, "upper": true, "reverse": true, "unique": true, "int": true,
 	"float": true, "safe": true, "abs": true, "select": true,
 	"reject": true, "selectattr": true, "rejectattr": true, "wordcount": true,
-	"max": true, "min": true, "trim": true,
+	"trim": true,
 }
 
 // ownFilters replace the library's where its output differs from jinja2's
@@ -28,6 +28,7 @@ var ownFilters = map[string]bool{
 	"replace": true, "indent": true, "list": true, "title": true, "round": true,
 	"center": true, "slice": true, "escape": true, "e": true, "first": true, "last": true,
 	"sort": true, "dictsort": true, "sum": true, "batch": true, "map": true,
+	"length": true, "count": true, "max": true, "min": true,
 }
 
 var libTests = map[string]bool{
@@ -396,7 +397,20 @@ func (c *compiler) macroStmt(s segment, rest []token) error {
 			}
 			lit := ps[1]
 			switch {
-			case lit.kind == tString && !strings.ContainsAny(lit.s, ",()=\\'\""):
+			case lit.kind == tString && strings.ContainsAny(lit.s, ",()=\\'\""):
+				// the library splits parameters at commas and '=': the
+				// text travels hex-encoded
+				p += " = __hex('" + hex.EncodeToString([]byte(lit.s)) + "')"
+				ps = ps[2:]
+				params = append(params, p)
+				if len(ps) > 0 {
+					if !ps[0].is(tOp, ",") {
+						return bad()
+					}
+					ps = ps[1:]
+				}
+				continue
+			case lit.kind == tString:
 			case lit.kind == tInt || lit.kind == tFloat || lit.kind == tName:
 			default:
 				return c.errf(s.line, "{%% macro %%} defaults must be simple literals")

@@ -112,6 +112,8 @@ func simpleFilter(name string, v jinja.Value, args []jinja.Value) (jinja.Value, 
 		return jinja.NewString(strings.TrimSpace(pyStr(v))), true, nil
 	case "length", "count":
 		switch {
+		case v.IsUndefined():
+			return jinja.NewInt(0), true, nil
 		case v.IsString():
 			return jinja.NewInt(int64(utf8.RuneCountInString(v.AsString()))), true, nil
 		case v.IsList():
@@ -214,6 +216,56 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		}
 		return jinja.NewList(out), nil
 	})
+	for _, name := range []string{"length", "count"} {
+		def("__f_"+name, func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+			if len(args) == 0 {
+				return jinja.NewInt(0), nil
+			}
+			r, _, err := simpleFilter("length", args[0], nil)
+			return r, err
+		})
+	}
+	minMax := func(max bool) fn {
+		return func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+			if len(args) == 0 {
+				return jinja.Undefined(), nil
+			}
+			if err := st.check(args[0]); err != nil {
+				return jinja.Value{}, err
+			}
+			items, err := iterItems(args[0])
+			if err != nil {
+				return jinja.Value{}, err
+			}
+			if len(items) == 0 {
+				return jinja.Undefined(), nil
+			}
+			cs, _ := kwOrArg(args, kwargs, 1, "case_sensitive")
+			key := func(v jinja.Value) jinja.Value { return v }
+			if a, ok := kwOrArg(args, kwargs, 2, "attribute"); ok && !a.IsNone() {
+				key = attrGetter(pyStr(a))
+			}
+			sorted, err := sortValues(items, key, cs.IsTruthy(), false)
+			if err != nil {
+				return jinja.Value{}, err
+			}
+			if !max {
+				return sorted[0], nil
+			}
+			// Python's max keeps the first of equal maxima
+			best := sorted[len(sorted)-1]
+			for i := len(sorted) - 2; i >= 0; i-- {
+				c, _ := pyCompare("<", normKey(key(sorted[i]), cs.IsTruthy()), normKey(key(best), cs.IsTruthy()))
+				if c != 0 {
+					break
+				}
+				best = sorted[i]
+			}
+			return best, nil
+		}
+	}
+	def("__f_max", minMax(true))
+	def("__f_min", minMax(false))
 	def("__f_batch", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) < 2 {
 			return jinja.Value{}, fmt.Errorf("TypeError: batch needs a size")
@@ -423,4 +475,11 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		}
 		return total, nil
 	})
+}
+
+func normKey(k jinja.Value, caseSensitive bool) jinja.Value {
+	if k.IsString() && !caseSensitive {
+		return jinja.NewString(strings.ToLower(k.AsString()))
+	}
+	return k
 }

@@ -210,8 +210,8 @@ func filterToJSON(args []jinja.Value, kwargs map[string]jinja.Value, maxText int
 		return jinja.Value{}, false
 	}
 	// transformers' signature: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
-	if v, ok := get("ensure_ascii", 1); ok && v.IsTruthy() {
-		return jinja.Value{}, fmt.Errorf("tojson: ensure_ascii=True is not supported")
+	if v, ok := get("ensure_ascii", 1); ok {
+		o.ascii = v.IsTruthy()
 	}
 	if v, ok := get("indent", 2); ok && !v.IsNone() && !v.IsUndefined() {
 		o.hasInd = true

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math"
 	"sort"
@@ -874,4 +875,55 @@ func unpack(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		return jinja.Value{}, fmt.Errorf("ValueError: expected %d values to unpack, got %d", n, len(items))
 	}
 	return jinja.NewList(items), nil
+}
+
+// trueDiv is Python's /: always a float, and division by zero raises.
+func (st *renderState) trueDiv(a, b jinja.Value) (jinja.Value, error) {
+	if err := numOperands("/", a, b); err != nil {
+		return jinja.Value{}, err
+	}
+	y := libFloat(b)
+	if y == 0 {
+		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: division by zero")
+	}
+	return jinja.NewFloat(libFloat(a) / y), nil
+}
+
+// contains is Python's "x in c".
+func (st *renderState) contains(x, c jinja.Value) (jinja.Value, error) {
+	if err := st.check(x); err != nil {
+		return jinja.Value{}, err
+	}
+	if err := st.check(c); err != nil {
+		return jinja.Value{}, err
+	}
+	switch {
+	case c.IsString():
+		if !x.IsString() {
+			return jinja.Value{}, fmt.Errorf("TypeError: 'in <string>' requires string as left operand, not %s", pyTypeName(x))
+		}
+		return jinja.NewBool(strings.Contains(c.AsString(), x.AsString())), nil
+	case c.IsList():
+		for _, it := range c.AsList().Items {
+			if pyEqual(it, x) {
+				return jinja.NewBool(true), nil
+			}
+		}
+		return jinja.NewBool(false), nil
+	case c.IsDict():
+		if !x.IsString() {
+			return jinja.NewBool(false), nil
+		}
+		_, ok := c.AsDict().Data[x.AsString()]
+		return jinja.NewBool(ok), nil
+	case c.IsUndefined():
+		return jinja.NewBool(false), nil
+	}
+	return jinja.Value{}, fmt.Errorf("TypeError: argument of type '%s' is not iterable", pyTypeName(c))
+}
+
+// unhex decodes a macro default that compile.go hex-encoded.
+func unhex(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	b, err := hex.DecodeString(args[0].AsString())
+	return jinja.NewString(string(b)), err
 }

@@ -259,7 +259,8 @@ type jsonOpts struct {
 	itemSep  string
 	keySep   string
 	sortKeys bool
-	max      int // bytes of text; 0: no bound
+	ascii    bool // ensure_ascii: non-ASCII characters as \uXXXX escapes
+	max      int  // bytes of text; 0: no bound
 }
 
 // jsonDumps is Python's json.dumps(v, ensure_ascii=False, ...).
@@ -292,7 +293,7 @@ func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error 
 	case v.IsFloat():
 		b.WriteString(pyFloat(v.AsFloat(), true))
 	case v.IsString():
-		jsonString(b, v.AsString())
+		o.str(b, v.AsString())
 	case v.IsList():
 		items := v.AsList().Items
 		if len(items) == 0 {
@@ -328,7 +329,7 @@ func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error 
 				b.WriteString(o.itemSep)
 			}
 			newline(level + 1)
-			jsonString(b, k)
+			o.str(b, k)
 			b.WriteString(o.keySep)
 			if err := jsonDumps(b, d.Data[k], o, level+1); err != nil {
 				return err
@@ -342,6 +343,26 @@ func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error 
 		return fmt.Errorf("Object of type function is not JSON serializable")
 	}
 	return nil
+}
+
+func (o *jsonOpts) str(b *strings.Builder, s string) {
+	if !o.ascii {
+		jsonString(b, s)
+		return
+	}
+	var t strings.Builder
+	jsonString(&t, s)
+	for _, r := range t.String() {
+		switch {
+		case r < 0x80:
+			b.WriteRune(r)
+		case r > 0xffff:
+			r -= 0x10000
+			fmt.Fprintf(b, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
+		default:
+			fmt.Fprintf(b, `\u%04x`, r)
+		}
+	}
 }
 
 // jsonString escapes as json.dumps with ensure_ascii=False: only the quote,

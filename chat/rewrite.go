@@ -175,12 +175,23 @@ func (p *rewriter) comparison() (string, error) {
 			// list holding itself would recurse until the stack is gone)
 			op, deep = t.s, true
 			p.pos++
-		case t.is(tName, "in"):
-			op, deep = "in", true
+		case t.is(tName, "in") || t.is(tName, "not") && p.pos+1 < len(p.toks) && p.toks[p.pos+1].is(tName, "in"):
+			// membership as Python's: a substring, an item or a key;
+			// None and numbers raise
+			neg := t.s == "not"
 			p.pos++
-		case t.is(tName, "not") && p.pos+1 < len(p.toks) && p.toks[p.pos+1].is(tName, "in"):
-			op, deep = "not in", true
-			p.pos += 2
+			if neg {
+				p.pos++
+			}
+			r, err := p.concat()
+			if err != nil {
+				return "", err
+			}
+			l = "__in(" + l + ", " + r + ")"
+			if neg {
+				l = "(not " + l + ")"
+			}
+			continue
 		case t.is(tName, "is"):
 			p.pos++
 			x := "__chk(" + l + ")"
@@ -294,6 +305,8 @@ func (p *rewriter) mulDiv() (string, error) {
 			return "__mul(" + l + ", " + r + ")"
 		case "//":
 			return "__fdiv(" + l + ", " + r + ")"
+		case "/":
+			return "__div(" + l + ", " + r + ")"
 		case "%":
 			return "__mod(" + l + ", " + r + ")"
 		}

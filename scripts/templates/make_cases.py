@@ -367,6 +367,53 @@ case("chat_content_plus_none_error", "{% for m in messages %}{{ 'x' + m.content 
 case("chat_missing_key_defined", "{% for m in messages %}{{ m.name is defined }}{{ m.get('name', 'anon') }};{% endfor %}",
      messages=TOOL_CONV)
 
+# --- more shapes seen in chat templates
+case("tojson_ensure_ascii", "{{ d | tojson(ensure_ascii=true) }}|{{ d | tojson }}", d={"k": "é – 😀"})
+case("string_escapes", "{{ 'a\\tb\\\\c' }}|{{ \"q'\\\"\" }}|{{ '\\u00e9' }}|{{ '\\x41' }}")
+case("repeat_large", "{{ ('ab' * 3000) | length }} {{ '-' * 0 }}|")
+case("truthiness", "{% for v in [[], {}, '', 0, 0.0, none, [0], ' ', 1] %}{{ 'T' if v else 'F' }}{% endfor %}")
+case("divide", "{{ 5 / 2 | int }} {{ 3 - -1 }} {{ 2 ** 0.5 }} {{ 2 ** -1 }} {{ '%.2f' % 3.14159 }} {{ '%5s|' % 'ab' if false else 'x' }}")
+case("divide_zero", "{{ 1 / 0 }}")
+case("modulo_zero", "{{ 7 % 0 }}")
+case("none_length_error", "{{ n | length }}", n=None)
+case("in_none_error", "{{ 'a' in n }}", n=None)
+case("max_min_strings", "{{ [3, 1, 2] | max }} {{ ['b', 'A', 'c'] | min }} {{ 'hello' | max }}")
+case("tool_names_chain", "{{ tools | map(attribute='function') | map(attribute='name') | join(', ') }}|{{ (messages | last).role }}",
+     tools=TOOLS, messages=CONV)
+case("default_chain", "{% for m in messages %}{% set c = m.content | default('', true) %}[{{ c | trim | length }}]{% endfor %}",
+     messages=[{"role": "user", "content": None}, {"role": "user", "content": " ab "}, {"role": "user"}])
+case("string_compare_order", "{{ 'abc' < 'abd' }} {{ 'Z' < 'a' }} {{ 'é' > 'z' }} {{ [1, 2] < [1, 3] }} {{ 2 >= 2.0 }}")
+case("loop_filtered_length", "{% for m in messages if m.role != 'system' %}{{ loop.index }}/{{ loop.length }}{{ ',' if not loop.last }}{% endfor %}",
+     messages=CONV)
+case("nested_content_slicing", "{{ messages[0]['content'][0:3] }}|{{ messages[-1].content.strip()[-2:] }}|{{ messages[1:3] | map(attribute='role') | join }}",
+     messages=CONV)
+case("strftime_more", "{{ strftime_now('%A, %B %d, %Y %H:%M') }}|{{ strftime_now('%a %b %e %j %y') }}")
+case("startswith_guard", "{% for m in messages %}{% if m.content is string and m.content.startswith('<think>') %}T{% else %}-{% endif %}{% endfor %}",
+     messages=THINK_CONV)
+case("format_spec_unsupported_ok", "{{ '{}: {}'.format('k', [1, 'a']) }}")
+case("join_mixed_filter", "{{ [1, none, 'a', 2.5] | join('|') }}")
+case("getattr_chain_undefined", "[{{ messages[0].nope }}][{{ (messages[0].nope or 'x') }}][{{ messages[0].nope is none }}]", messages=CONV)
+case("items_unpack_nested", "{% for name, spec in tools[0].function.parameters.properties.items() %}{{ name }}:{{ spec.type }}{{ '(' ~ spec.enum | join('/') ~ ')' if spec.enum is defined }};{% endfor %}",
+     tools=TOOLS)
+case("whitespace_mixed_tags", """<s>
+{%- for m in messages %}
+  {%- if m.role == 'user' %}
+    [U] {{ m.content }}
+  {%- else %}
+    [A] {{ m.content }}
+  {% endif %}
+{% endfor -%}
+</s>
+""", messages=CONV[1:])
+case("macro_in_loop_caller_default", """{% macro render_args(args, sep=', ') -%}
+{%- for k, v in args.items() %}{{ k }}={{ v | tojson }}{{ sep if not loop.last }}{% endfor -%}
+{%- endmacro %}
+{%- for m in messages if m.tool_calls is defined %}
+{%- for tc in m.tool_calls %}{{ tc.function.name }}({{ render_args(tc.function.arguments) }}){% endfor %}
+{%- endfor %}""", messages=TOOL_CONV)
+case("raise_nested_macro", "{% macro check(m) %}{% if m.role == 'tool' %}{{ raise_exception('tool role needs a call id: ' ~ m.tool_call_id) }}{% endif %}{% endmacro %}{% for m in messages %}{{ check(m) }}{% endfor %}",
+     messages=TOOL_CONV)
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
