@@ -61,6 +61,12 @@ type compiler struct {
 type openBlock struct {
 	kw   string
 	line int
+	// for loops: where the loop statement starts and its body begins in the
+	// output, the names its body assigns, and whether {% else %} was seen
+	at      [2]int
+	targets []string
+	sets    []string
+	inElse  bool
 }
 
 var blockEnd = map[string]string{
@@ -108,7 +114,50 @@ func (c *compiler) compile(segs []segment) (string, error) {
 
 func (c *compiler) mark(line int) { c.out.WriteString("{{ __l(" + strconv.Itoa(line) + ") }}") }
 
-func (c *compiler) push(kw string, line int) { c.stack = append(c.stack, openBlock{kw, line}) }
+func (c *compiler) push(kw string, line int) {
+	c.stack = append(c.stack, openBlock{kw: kw, line: line})
+}
+
+// noteSet records that the innermost for body assigns name. jinja2 scopes
+// such an assignment to one iteration: each iteration starts again from the
+// value outside the loop, where the library would carry it over.
+func (c *compiler) noteSet(name string) {
+	for i := len(c.stack) - 1; i >= 0; i-- {
+		b := &c.stack[i]
+		switch b.kw {
+		case "macro", "call":
+			return
+		case "for":
+			// the loop's own targets take each item anew
+			if !b.inElse && !contains(b.sets, name) && !contains(b.targets, name) {
+				b.sets = append(b.sets, name)
+			}
+			return
+		}
+	}
+}
+
+// closeFor inserts, for each name the loop body assigns, a copy of its
+// outer value before the loop and a reset to it at the top of the body.
+func (c *compiler) closeFor(b openBlock) {
+	if len(b.sets) == 0 {
+		return
+	}
+	c.tmp++
+	pre := "__o" + strconv.Itoa(c.tmp) + "_"
+	var save, reset strings.Builder
+	for _, n := range b.sets {
+		save.WriteString("{% set " + pre + n + " = " + n + " %}")
+		reset.WriteString("{% set " + n + " = " + pre + n + " %}")
+	}
+	out := c.out.String()
+	c.out.Reset()
+	c.out.WriteString(out[:b.at[0]])
+	c.out.WriteString(save.String())
+	c.out.WriteString(out[b.at[0]:b.at[1]])
+	c.out.WriteString(reset.String())
+	c.out.WriteString(out[b.at[1]:])
+}
 
 func (c *compiler) pop(end string, line int) error {
 	n := len(c.stack)
@@ -162,6 +211,8 @@ func (c *compiler) stmt(s segment) error {
 	case "else":
 		if t := c.top(); t != "if" && t != "for" {
 			return c.errf(s.line, "{%% else %%} outside {%% if %%} or {%% for %%}")
+		} else if t == "for" {
+			c.stack[len(c.stack)-1].inElse = true
 		}
 		if err := noArgs(); err != nil {
 			return err
@@ -235,8 +286,15 @@ func (c *compiler) stmt(s segment) error {
 		if err := noArgs(); err != nil {
 			return err
 		}
+		var b openBlock
+		if n := len(c.stack); n > 0 {
+			b = c.stack[n-1]
+		}
 		if err := c.pop(kw, s.line); err != nil {
 			return err
+		}
+		if kw == "endfor" {
+			c.closeFor(b)
 		}
 		c.out.WriteString("{% " + kw + " %}")
 	case "break", "continue":
@@ -291,9 +349,10 @@ func (c *compiler) forStmt(s segment, rest []token) error {
 	if err != nil {
 		return err
 	}
+	start := c.out.Len()
 	c.mark(s.line)
 	c.out.WriteString("{% for " + strings.Join(targets, ", ") + " in " + e + " %}{{ __t() }}")
-	c.push("for", s.line)
+	c.stack = append(c.stack, openBlock{kw: "for", line: s.line, at: [2]int{start, c.out.Len()}, targets: targets})
 	return nil
 }
 
@@ -309,6 +368,7 @@ func (c *compiler) setStmt(s segment, rest []token) error {
 		if len(rest) != 1 || rest[0].kind != tName {
 			return c.errf(s.line, "block {%% set %%} must name one variable (filters on set blocks are not supported)")
 		}
+		c.noteSet(rest[0].s)
 		c.out.WriteString("{% set " + rest[0].s + " %}")
 		c.push("set", s.line)
 		return nil
@@ -318,6 +378,7 @@ func (c *compiler) setStmt(s segment, rest []token) error {
 	switch {
 	case len(target) == 1 && target[0].kind == tName:
 		tgt = target[0].s
+		c.noteSet(tgt)
 	case len(target) == 3 && target[0].kind == tName && target[1].is(tOp, ".") && target[2].kind == tName:
 		tgt = target[0].s + "." + target[2].s
 	default:
@@ -371,6 +432,7 @@ func (c *compiler) setTuple(s segment, target, value []token) error {
 	c.mark(s.line)
 	c.out.WriteString("{% set " + tmp + " = __unpack(" + e + ", " + strconv.Itoa(len(names)) + ") %}")
 	for i, n := range names {
+		c.noteSet(n)
 		c.out.WriteString("{% set " + n + " = " + tmp + "[" + strconv.Itoa(i) + "] %}")
 	}
 	return nil

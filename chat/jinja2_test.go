@@ -20,7 +20,6 @@ var knownDivergences = map[string]string{
 	"str_partition_zfill": "the library has no tuple type: str.partition's tuple prints as a list",
 	"loop_cycle_changed":  "loop.changed is refused (the library has no per-loop state for it)",
 	"loop_recursive":      "recursive for loops are refused (the library cannot re-enter a loop body)",
-	"loop_scope":          "{% set %} inside a for body keeps its value into the next iteration; jinja2 starts each iteration from the outer value",
 	"macro_varargs":       "macros have no varargs/kwargs for surplus call arguments",
 }
 
