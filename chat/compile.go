@@ -67,6 +67,7 @@ type openBlock struct {
 	targets []string
 	sets    []string
 	inElse  bool
+	elseSet []string // names {% else %} assigns, which do not leak either
 }
 
 var blockEnd = map[string]string{
@@ -128,8 +129,13 @@ func (c *compiler) noteSet(name string) {
 		case "macro", "call":
 			return
 		case "for":
+			switch {
+			case b.inElse:
+				if !contains(b.elseSet, name) {
+					b.elseSet = append(b.elseSet, name)
+				}
 			// the loop's own targets take each item anew
-			if !b.inElse && !contains(b.sets, name) && !contains(b.targets, name) {
+			case !contains(b.sets, name) && !contains(b.targets, name):
 				b.sets = append(b.sets, name)
 			}
 			return
@@ -138,17 +144,25 @@ func (c *compiler) noteSet(name string) {
 }
 
 // closeFor inserts, for each name the loop body assigns, a copy of its
-// outer value before the loop and a reset to it at the top of the body.
-func (c *compiler) closeFor(b openBlock) {
-	if len(b.sets) == 0 {
-		return
+// outer value before the loop and a reset to it at the top of the body; it
+// returns the resets of the names the else block assigns, for after the
+// loop.
+func (c *compiler) closeFor(b openBlock) string {
+	if len(b.sets) == 0 && len(b.elseSet) == 0 {
+		return ""
 	}
 	c.tmp++
 	pre := "__o" + strconv.Itoa(c.tmp) + "_"
-	var save, reset strings.Builder
+	var save, reset, after strings.Builder
 	for _, n := range b.sets {
 		save.WriteString("{% set " + pre + n + " = " + n + " %}")
 		reset.WriteString("{% set " + n + " = " + pre + n + " %}")
+	}
+	for _, n := range b.elseSet {
+		if !contains(b.sets, n) {
+			save.WriteString("{% set " + pre + n + " = " + n + " %}")
+		}
+		after.WriteString("{% set " + n + " = " + pre + n + " %}")
 	}
 	out := c.out.String()
 	c.out.Reset()
@@ -157,6 +171,7 @@ func (c *compiler) closeFor(b openBlock) {
 	c.out.WriteString(out[b.at[0]:b.at[1]])
 	c.out.WriteString(reset.String())
 	c.out.WriteString(out[b.at[1]:])
+	return after.String()
 }
 
 func (c *compiler) pop(end string, line int) error {
@@ -293,10 +308,11 @@ func (c *compiler) stmt(s segment) error {
 		if err := c.pop(kw, s.line); err != nil {
 			return err
 		}
+		after := ""
 		if kw == "endfor" {
-			c.closeFor(b)
+			after = c.closeFor(b)
 		}
-		c.out.WriteString("{% " + kw + " %}")
+		c.out.WriteString("{% " + kw + " %}" + after)
 	case "break", "continue":
 		if err := noArgs(); err != nil {
 			return err

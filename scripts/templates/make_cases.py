@@ -414,6 +414,14 @@ case("macro_in_loop_caller_default", """{% macro render_args(args, sep=', ') -%}
 case("raise_nested_macro", "{% macro check(m) %}{% if m.role == 'tool' %}{{ raise_exception('tool role needs a call id: ' ~ m.tool_call_id) }}{% endif %}{% endmacro %}{% for m in messages %}{{ check(m) }}{% endfor %}",
      messages=TOOL_CONV)
 
+case("loop_scope_nested", "{% set x = 'out' %}{% for a in [1, 2] %}{{ x }}{% set x = 'a' ~ a %}{{ x }}{% for b in [1] %}{{ x }}{% set x = 'b' %}{{ x }}{% endfor %}{{ x }};{% endfor %}{{ x }}")
+case("loop_scope_undefined_outer", "{% for a in [1, 2] %}{{ y is defined }}{% set y = a %}{{ y }}{% endfor %}{{ y is defined }}")
+case("loop_scope_else_and_if", "{% set n = 0 %}{% for a in xs %}{% if a > 1 %}{% set n = n + a %}{% endif %}{{ n }}{% else %}{% set n = 9 %}{{ n }}{% endfor %}|{{ n }}", xs=[1, 2, 3])
+case("loop_scope_else_empty", "{% set n = 0 %}{% for a in [] %}x{% else %}{% set n = 9 %}{{ n }}{% endfor %}|{{ n }}")
+case("loop_target_reassigned", "{% for t in items %}{% if t.function is defined %}{% set t = t.function %}{% endif %}{{ t.name }};{% endfor %}",
+     items=[{"function": {"name": "a"}}, {"name": "b"}])
+case("macro_set_in_loop", "{% macro m(xs) %}{% set acc = '' %}{% for x in xs %}{% set acc = acc ~ x %}{{ acc }}{% endfor %}[{{ acc }}]{% endmacro %}{{ m(['a', 'b']) }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
