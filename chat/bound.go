@@ -277,6 +277,23 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	def("__mut", mutable)
 	def("__unpack", unpack)
 	def("__hex", unhex)
+	// loop.changed: __run starts a loop's run afresh, __changed compares
+	// with the value the run last passed
+	changed := map[int64]jinja.Value{}
+	def("__run", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		delete(changed, args[0].AsInt())
+		return jinja.NewString(""), nil
+	})
+	def("__changed", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		id := args[0].AsInt()
+		v := jinja.NewList(append([]jinja.Value(nil), args[1:]...))
+		if err := st.check(v); err != nil {
+			return jinja.Value{}, err
+		}
+		last, seen := changed[id]
+		changed[id] = v
+		return jinja.NewBool(!seen || !pyEqual(last, v)), nil
+	})
 	installFilters(vars, st, def)
 	def("__chk", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) != 1 {

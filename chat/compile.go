@@ -63,6 +63,7 @@ type openBlock struct {
 	line int
 	// for loops: where the loop statement starts and its body begins in the
 	// output, the names its body assigns, and whether {% else %} was seen
+	id      int // for loops: their number, for loop.changed's state
 	at      [2]int
 	targets []string
 	sets    []string
@@ -184,6 +185,20 @@ func (c *compiler) pop(end string, line int) error {
 	}
 	c.stack = c.stack[:n-1]
 	return nil
+}
+
+// loopID is the number of the innermost open for loop, 0 outside loops
+// (and in macro bodies, where loop is not the enclosing loop's).
+func (c *compiler) loopID() int {
+	for i := len(c.stack) - 1; i >= 0; i-- {
+		switch c.stack[i].kw {
+		case "for":
+			return c.stack[i].id
+		case "macro", "call":
+			return 0
+		}
+	}
+	return 0
 }
 
 func (c *compiler) top() string {
@@ -366,9 +381,11 @@ func (c *compiler) forStmt(s segment, rest []token) error {
 		return err
 	}
 	start := c.out.Len()
+	c.tmp++
+	id := c.tmp
 	c.mark(s.line)
-	c.out.WriteString("{% for " + strings.Join(targets, ", ") + " in " + e + " %}{{ __t() }}")
-	c.stack = append(c.stack, openBlock{kw: "for", line: s.line, at: [2]int{start, c.out.Len()}, targets: targets})
+	c.out.WriteString("{{ __run(" + strconv.Itoa(id) + ") }}{% for " + strings.Join(targets, ", ") + " in " + e + " %}{{ __t() }}")
+	c.stack = append(c.stack, openBlock{kw: "for", id: id, line: s.line, at: [2]int{start, c.out.Len()}, targets: targets})
 	return nil
 }
 
@@ -555,11 +572,11 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 				return "", c.errf(l, "expected an attribute name after '.'")
 			}
 			name := toks[i+1].s
-			if i > 0 && toks[i-1].is(tName, "loop") && map[string]bool{"depth": true, "depth0": true, "changed": true}[name] {
+			if i > 0 && toks[i-1].is(tName, "loop") && (name == "depth" || name == "depth0" || name == "changed" && c.loopID() == 0) {
 				return "", c.errf(l, "loop.%s is not supported", name)
 			}
 			if i+2 < len(toks) && toks[i+2].is(tOp, "(") {
-				if !libMethods[name] && !strMethods[name] && name != "index" {
+				if !libMethods[name] && !strMethods[name] && name != "index" && name != "changed" {
 					return "", c.errf(l, "unsupported method .%s()", name)
 				}
 			}
@@ -571,7 +588,7 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 	if len(parts) != len(toks) {
 		return "", c.errf(line, "internal error: %d tokens emitted as %d", len(toks), len(parts))
 	}
-	out, err := rewrite(toks, parts)
+	out, err := rewrite(toks, parts, c.loopID())
 	if err != nil {
 		return "", c.errf(line, "%v", err)
 	}

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -31,15 +32,16 @@ var printFilters = map[string]bool{
 }
 
 type rewriter struct {
-	toks  []token
-	parts []string // parts[i] is toks[i] as the library must see it
-	pos   int
+	loopID int // the innermost for loop's number, for loop.changed
+	toks   []token
+	parts  []string // parts[i] is toks[i] as the library must see it
+	pos    int
 }
 
 // rewrite parses toks (whose emitted forms are parts) and returns the
 // library source of the bounded expression.
-func rewrite(toks []token, parts []string) (string, error) {
-	p := &rewriter{toks: toks, parts: parts}
+func rewrite(toks []token, parts []string, loopID int) (string, error) {
+	p := &rewriter{toks: toks, parts: parts, loopID: loopID}
 	s, err := p.expression()
 	if err != nil {
 		return "", err
@@ -387,6 +389,9 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 				return "", err
 			}
 			switch {
+			case e == "loop" && attr == "changed":
+				e = "__changed(" + strconv.Itoa(p.loopID) + joinArgs(args) + ")"
+				continue
 			case strMethods[attr] || attr == "index" || attr == "count":
 				e = "__m(" + e + ", " + libString(attr) + joinArgs(args) + ")"
 				continue

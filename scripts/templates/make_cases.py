@@ -422,6 +422,9 @@ case("loop_target_reassigned", "{% for t in items %}{% if t.function is defined 
      items=[{"function": {"name": "a"}}, {"name": "b"}])
 case("macro_set_in_loop", "{% macro m(xs) %}{% set acc = '' %}{% for x in xs %}{% set acc = acc ~ x %}{{ acc }}{% endfor %}[{{ acc }}]{% endmacro %}{{ m(['a', 'b']) }}")
 
+case("loop_changed_nested", "{% for g in groups %}{% for m in g %}{% if loop.changed(m.role) %}<{{ m.role }}>{% endif %}{{ m.n }}{% endfor %}|{% endfor %}",
+     groups=[[{"role": "u", "n": 1}, {"role": "u", "n": 2}, {"role": "a", "n": 3}], [{"role": "a", "n": 4}, {"role": "u", "n": 5}]])
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
