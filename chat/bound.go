@@ -166,6 +166,14 @@ func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
 		la, lb := a.AsList().Items, b.AsList().Items
 		items := make([]jinja.Value, 0, len(la)+len(lb))
 		return jinja.NewList(append(append(items, la...), lb...)), nil
+	case a.IsString() && b.IsNone() || a.IsNone() && b.IsString():
+		// jinja2 raises TypeError here, but assistant tool-call turns
+		// arrive with content None and widely used templates (Qwen3's)
+		// write '\n' + content: gotune renders None as nothing
+		if a.IsNone() {
+			return b, nil
+		}
+		return a, nil
 	case a.IsString() && !b.IsUndefined():
 		// Python refuses str + non-str (jinja2 raises TypeError)
 		return jinja.Value{}, fmt.Errorf("TypeError: can only concatenate str (not \"%s\") to str", pyTypeName(b))

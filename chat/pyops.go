@@ -916,7 +916,10 @@ func (st *renderState) contains(x, c jinja.Value) (jinja.Value, error) {
 		}
 		_, ok := c.AsDict().Data[x.AsString()]
 		return jinja.NewBool(ok), nil
-	case c.IsUndefined():
+	case c.IsUndefined(), c.IsNone():
+		// jinja2 raises on None, but assistant tool-call turns arrive with
+		// content None and widely used templates (Qwen3's) test
+		// '</think>' in message.content: gotune keeps rendering them
 		return jinja.NewBool(false), nil
 	}
 	return jinja.Value{}, fmt.Errorf("TypeError: argument of type '%s' is not iterable", pyTypeName(c))
