@@ -386,25 +386,6 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		}
 		return jinja.NewString(strings.Join(lines, "\n")), nil
 	})
-	def("__splitok", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
-		if len(args) == 0 || !args[0].IsString() {
-			if len(args) == 0 {
-				return jinja.Value{}, fmt.Errorf("split: no value")
-			}
-			return args[0], nil // the library reports what is wrong
-		}
-		s := args[0].AsString()
-		n := 0
-		if len(args) > 1 && args[1].IsString() && args[1].AsString() != "" {
-			n = strings.Count(s, args[1].AsString()) + 1
-		} else {
-			n = len(s)/2 + 1 // whitespace split: at most one field per two bytes
-		}
-		if n > maxValueNodes {
-			return jinja.Value{}, st.fail("split would make %d strings (at most %d)", n, maxValueNodes)
-		}
-		return args[0], nil
-	})
 	def("__f_list", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
 			return jinja.NewList(nil), nil

@@ -609,40 +609,6 @@ func startsOperand(t token) bool {
 	return t.is(tOp, "[") || t.is(tOp, "{")
 }
 
-// countArgs counts the top-level arguments of a call starting at "(".
-func countArgs(toks []token) int {
-	depth, n, any := 0, 0, false
-	for _, t := range toks {
-		if t.kind == tOp {
-			switch t.s {
-			case "(", "[", "{":
-				depth++
-				if depth == 1 {
-					continue
-				}
-			case ")", "]", "}":
-				depth--
-				if depth == 0 {
-					if any {
-						n++
-					}
-					return n
-				}
-			case ",":
-				if depth == 1 {
-					n++
-					any = false
-					continue
-				}
-			}
-		}
-		if depth >= 1 {
-			any = true
-		}
-	}
-	return n
-}
-
 func emitTok(t token) string {
 	switch t.kind {
 	case tString:
