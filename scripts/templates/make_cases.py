@@ -425,6 +425,43 @@ case("macro_set_in_loop", "{% macro m(xs) %}{% set acc = '' %}{% for x in xs %}{
 case("loop_changed_nested", "{% for g in groups %}{% for m in g %}{% if loop.changed(m.role) %}<{{ m.role }}>{% endif %}{{ m.n }}{% endfor %}|{% endfor %}",
      groups=[[{"role": "u", "n": 1}, {"role": "u", "n": 2}, {"role": "a", "n": 3}], [{"role": "a", "n": 4}, {"role": "u", "n": 5}]])
 
+case("gemma_like", """{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first = messages[0]['content'] + '\\n\\n' %}{% set loop_messages = messages[1:] %}{% else %}{% set first = '' %}{% set loop_messages = messages %}{% endif %}
+{%- for message in loop_messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}<start_of_turn>{{ role }}
+{{ (first if loop.first else '') + message['content'] | trim }}<end_of_turn>
+{% endfor %}{% if add_generation_prompt %}<start_of_turn>model
+{% endif %}""", messages=CONV, bos_token="<bos>", add_generation_prompt=True)
+case("phi_like", "{% for message in messages %}{{ '<|' + message['role'] + '|>' + '\\n' + message['content'] + '<|end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}",
+     messages=CONV, eos_token="<|endoftext|>")
+case("deepseek_like", """{%- set ns = namespace(sys='', first=true) %}
+{%- for m in messages if m.role == 'system' %}{% set ns.sys = ns.sys + m.content %}{% endfor %}
+{{- bos_token }}{{ ns.sys }}
+{%- for m in messages %}
+{%- if m.role == 'user' %}<｜User｜>{{ m.content }}
+{%- elif m.role == 'assistant' and m.content is not none %}<｜Assistant｜>{{ m.content.split('</think>')[-1] }}<｜end▁of▁sentence｜>
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<｜Assistant｜><think>
+{% endif %}""", messages=CONV + [{"role": "assistant", "content": "<think>hm</think>4"}], bos_token="<｜begin▁of▁sentence｜>", add_generation_prompt=True)
+case("command_r_like", """{%- set tool_names = [] %}{% for t in tools %}{% set tool_names = tool_names + [t.function.name] %}{% endfor %}
+{{- 'Tools: ' ~ tool_names | join(', ') ~ '\\n' }}
+{%- for t in tools %}
+```python
+def {{ t.function.name }}({% for p, spec in t.function.parameters.properties.items() %}{{ p }}: {{ spec.type }}{% if not loop.last %}, {% endif %}{% endfor %}) -> List[Dict]:
+    \"\"\"{{ t.function.description | indent(4) }}\"\"\"
+    pass
+```
+{% endfor %}""", tools=TOOLS)
+case("granite_like_date", "{%- if not today is defined %}{% set today = strftime_now('%B %d, %Y') %}{% endif %}Today's Date: {{ today }}.{% if documents %} docs{% endif %}|{{ documents is none }}")
+case("llama_tool_json", """{%- for t in tools %}{{ t | tojson(indent=4) }}{{ '\\n\\n' }}{% endfor %}
+{%- for m in messages if m.tool_calls is defined %}{% for tc in m.tool_calls %}{{ '{"name": "' + tc.function.name + '", "parameters": ' + tc.function.arguments | tojson + '}' }}{% endfor %}{% endfor %}""",
+     tools=TOOLS[:1], messages=TOOL_CONV)
+case("mistral_tool_ids", """{%- for m in messages %}{% if m.tool_calls is defined %}{% for tc in m.tool_calls %}{% if tc.id is not defined or tc.id | length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}{% endfor %}{% endif %}{% endfor %}ok""",
+     messages=TOOL_CONV)
+case("content_list_join", "{% for m in messages %}{{ m.content if m.content is string else m.content | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') }}|{% endfor %}",
+     messages=[{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text", "text": "b"}]}, {"role": "assistant", "content": "c"}])
+case("sort_attribute_tools", "{{ tools | sort(attribute='function.name') | map(attribute='function.name') | list }}|{{ tools | map(attribute='function.missing', default='-') | list }}", tools=TOOLS)
+case("int_string_edge", "{{ '  12 ' | int }} {{ '0x1A' | int }} {{ '1e3' | float }} {{ 'nan' | float }} {{ true | int }} {{ '3.7' | int }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
