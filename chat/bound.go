@@ -279,6 +279,7 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	two("__pow", st.power)
 	two("__div", st.trueDiv)
 	two("__in", st.contains)
+	two("__eq", st.equal)
 	def("__cmp", st.compare)
 	def("__m", st.method)
 	def("__def", defined)

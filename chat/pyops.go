@@ -89,7 +89,7 @@ func pyEqual(a, b jinja.Value) bool {
 		return libFloat(a) == libFloat(b) && libInt(a) == libInt(b)
 	case a.IsString() && b.IsString():
 		return a.AsString() == b.AsString()
-	case a.IsNone() && b.IsNone():
+	case a.IsNone() && b.IsNone(), a.IsUndefined() && b.IsUndefined():
 		return true
 	case a.IsList() && b.IsList():
 		la, lb := a.AsList().Items, b.AsList().Items
@@ -929,4 +929,15 @@ func (st *renderState) contains(x, c jinja.Value) (jinja.Value, error) {
 func unhex(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 	b, err := hex.DecodeString(args[0].AsString())
 	return jinja.NewString(string(b)), err
+}
+
+// equal is Python's == after the bound checks.
+func (st *renderState) equal(a, b jinja.Value) (jinja.Value, error) {
+	if err := st.check(a); err != nil {
+		return jinja.Value{}, err
+	}
+	if err := st.check(b); err != nil {
+		return jinja.Value{}, err
+	}
+	return jinja.NewBool(pyEqual(a, b)), nil
 }

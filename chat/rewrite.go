@@ -157,10 +157,26 @@ func (p *rewriter) comparison() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// a < b < c is (a < b) and (b < c), as in Python: left is the operand
+	// the next comparison of a chain starts from ("" when none)
+	left := ""
+	link := func(cmp, r string) {
+		if left == "" {
+			l = cmp
+		} else {
+			l = "(" + l + " and " + cmp + ")"
+		}
+		left = r
+	}
+	operand := func() string {
+		if left == "" {
+			return l
+		}
+		return left
+	}
 	for p.pos < len(p.toks) {
 		t := p.toks[p.pos]
 		var op string
-		deep := false
 		switch {
 		case t.kind == tOp && (t.s == "<" || t.s == ">" || t.s == "<=" || t.s == ">="):
 			// ordering as Python's: strings by code point, never as
@@ -170,12 +186,13 @@ func (p *rewriter) comparison() (string, error) {
 			if err != nil {
 				return "", err
 			}
-			l = "__cmp(" + l + ", " + libString(t.s) + ", " + r + ")"
+			link("__cmp("+operand()+", "+libString(t.s)+", "+r+")", r)
 			continue
 		case t.kind == tOp && (t.s == "==" || t.s == "!="):
-			// equality walks nested values: operands are checked (a
-			// list holding itself would recurse until the stack is gone)
-			op, deep = t.s, true
+			// equality as Python's (1 == 1.0 == True); it walks nested
+			// values, so __eq checks its operands first (a list holding
+			// itself would recurse until the stack is gone)
+			op = t.s
 			p.pos++
 		case t.is(tName, "in") || t.is(tName, "not") && p.pos+1 < len(p.toks) && p.toks[p.pos+1].is(tName, "in"):
 			// membership as Python's: a substring, an item or a key;
@@ -189,13 +206,15 @@ func (p *rewriter) comparison() (string, error) {
 			if err != nil {
 				return "", err
 			}
-			l = "__in(" + l + ", " + r + ")"
+			in := "__in(" + operand() + ", " + r + ")"
 			if neg {
-				l = "(not " + l + ")"
+				in = "(not " + in + ")"
 			}
+			link(in, r)
 			continue
 		case t.is(tName, "is"):
 			p.pos++
+			left = ""
 			x := "__chk(" + l + ")"
 			neg := false
 			if p.name("not") {
@@ -263,10 +282,11 @@ func (p *rewriter) comparison() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if deep {
-			l, r = "__chk("+l+")", "__chk("+r+")"
+		eq := "__eq(" + operand() + ", " + r + ")"
+		if op == "!=" {
+			eq = "(not " + eq + ")"
 		}
-		l = l + " " + op + " " + r
+		link(eq, r)
 	}
 	return l, nil
 }

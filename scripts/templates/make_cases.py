@@ -462,6 +462,13 @@ case("content_list_join", "{% for m in messages %}{{ m.content if m.content is s
 case("sort_attribute_tools", "{{ tools | sort(attribute='function.name') | map(attribute='function.name') | list }}|{{ tools | map(attribute='function.missing', default='-') | list }}", tools=TOOLS)
 case("int_string_edge", "{{ '  12 ' | int }} {{ '0x1A' | int }} {{ '1e3' | float }} {{ 'nan' | float }} {{ true | int }} {{ '3.7' | int }}")
 
+case("undefined_guards", "[{{ none.x is defined }}][{{ missing is defined and missing.x }}][{{ (missing or {}).x }}][{{ missing | default({}) | length }}][{{ n[0] }}][{{ 'abc'[5] }}][{{ [1][-5] }}]", n=None)
+case("undefined_deep_error", "{{ d.a.b.c }}", d={})
+case("undefined_subscript_error", "{{ missing[0] }}")
+case("string_filter_values", "{{ 1.0 | string }} {{ {'a': none, 'b': [true, 1.5]} | string }} {{ ('x' | string) | length }} {{ 1e100 }} {{ -0.0 }}")
+case("bigint_literal", "{{ 12345678901234567890 }}")
+case("comparison_chains", "{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1.0 == true }} {{ 'a' != 'b' }} {{ 1 < 3 < 2 }} {{ 0 == 0 < 1 }} {{ 'a' in 'abc' in 'xabcx' }} {{ 2 > 1 == 1 }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
