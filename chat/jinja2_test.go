@@ -3,6 +3,7 @@ package chat
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,12 +113,8 @@ func renderJinjaCase(c jinjaCase, g jinjaGolden) string {
 	for i < len(got) && i < len(want) && got[i] == want[i] {
 		i++
 	}
-	return "first difference at byte " + itoa(i) + ": got " + quote(clip(got[i:])) + ", want " + quote(clip(want[i:]))
+	return fmt.Sprintf("first difference at byte %d: got %q, want %q", i, clip(got[i:]), clip(want[i:]))
 }
-
-func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
-
-func quote(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 func TestJinja2Goldens(t *testing.T) {
 	dir := filepath.Join("testdata", "jinja")
