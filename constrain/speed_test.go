@@ -4,7 +4,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
-	"time"
 )
 
 // synthVocab is a 151k-token vocabulary shaped like a byte-level BPE one:
@@ -58,55 +57,80 @@ func synthVocab(n int) ([][]byte, *Vocab) {
 	return toks, NewVocab(len(toks), func(id int) ([]byte, bool) { return toks[id], true })
 }
 
-// The cost of masking on a 151k vocabulary: a walk of the whole sorted
-// vocabulary for a state not seen before, a cache hit plus the pass over
-// the logits otherwise.
-func TestMaskSpeed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing")
-	}
-	start := time.Now()
-	toks, v := synthVocab(151_000)
-	t.Logf("vocab: %d tokens, built in %v", len(toks), time.Since(start))
+// schemaPrefixes are the states the masking tests and benchmark visit:
+// inside strings, keys, numbers, nested containers and escapes.
+var schemaPrefixes = []string{``, `{"name": "Jo`, `{"name": "Jo", "age": 4`, `{"na`, `{"name": "x", "other": [1, {"k": "v`, `{"name": "x", "ot`, `{"name": "\u00`, "{\"name\": \"\xe4"}
+
+func testSchema(t testing.TB) *Node {
 	n, err := CompileSchema([]byte(`{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	logits := make([]float32, v.Size())
-	for _, prefix := range []string{``, `{"name": "Jo`, `{"name": "Jo", "age": 4`, `{"na`, `{"name": "x", "other": [1, {"k": "v`, `{"name": "x", "ot`, `{"name": "\u00`, "{\"name\": \"\xe4"} {
-		m := NewMatcher(Value(n), v, nil)
-		for i := 0; i < len(prefix); i++ {
-			if m.state = m.state.Step(prefix[i]); m.state.Dead() {
-				t.Fatalf("%q is not a valid prefix", prefix)
-			}
+	return n
+}
+
+// matcherAfter returns a matcher that has read prefix.
+func matcherAfter(t testing.TB, n *Node, v *Vocab, prefix string) *Matcher {
+	m := NewMatcher(Value(n), v, nil)
+	for i := 0; i < len(prefix); i++ {
+		if m.state = m.state.Step(prefix[i]); m.state.Dead() {
+			t.Fatalf("%q is not a valid prefix", prefix)
 		}
-		t0 := time.Now()
+	}
+	return m
+}
+
+// TestMaskShortcutEqualsFullWalk: inside strings, plain-text tokens are
+// allowed without walking each one; the mask must be exactly the one the
+// full walk of the sorted vocabulary gives, on a byte-level-BPE-shaped
+// vocabulary of 151k tokens.
+func TestMaskShortcutEqualsFullWalk(t *testing.T) {
+	_, v := synthVocab(151_000)
+	n := testSchema(t)
+	logits := make([]float32, v.Size())
+	for _, prefix := range schemaPrefixes {
+		m := matcherAfter(t, n, v, prefix)
 		if err := m.Mask(logits); err != nil {
 			t.Fatal(err)
 		}
-		cold := time.Since(t0)
-		t0 = time.Now()
-		const reps = 20
-		for i := 0; i < reps; i++ {
-			if err := m.Mask(logits); err != nil {
-				t.Fatal(err)
-			}
-		}
-		warm := time.Since(t0) / reps
 		full := NewMatcher(Value(n), v, nil)
 		full.state, full.fullWalk = m.state, true
 		if a, b := m.Allowed(), full.Allowed(); !slices.Equal(a, b) {
 			t.Errorf("after %q: the plain-text shortcut allows other tokens than the full walk", prefix)
 		}
-		allowed := 0
-		for _, w := range m.Allowed() {
-			for ; w != 0; w &= w - 1 {
-				allowed++
+	}
+}
+
+// BenchmarkMask measures masking a 151k vocabulary: uncached (a walk of the
+// sorted vocabulary for a state not seen before) and cached.
+func BenchmarkMask(b *testing.B) {
+	_, v := synthVocab(151_000)
+	n := testSchema(b)
+	logits := make([]float32, v.Size())
+	b.Run("uncached", func(b *testing.B) {
+		for b.Loop() {
+			for _, prefix := range schemaPrefixes {
+				if err := matcherAfter(b, n, v, prefix).Mask(logits); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
-		t.Logf("after %-40q %6d tokens allowed; mask %8v uncached, %8v cached", prefix, allowed, cold, warm)
-		if cold > 5*time.Second {
-			t.Errorf("masking took %v", cold)
+	})
+	b.Run("cached", func(b *testing.B) {
+		var ms []*Matcher
+		for _, prefix := range schemaPrefixes {
+			m := matcherAfter(b, n, v, prefix)
+			if err := m.Mask(logits); err != nil {
+				b.Fatal(err)
+			}
+			ms = append(ms, m)
 		}
-	}
+		for b.Loop() {
+			for _, m := range ms {
+				if err := m.Mask(logits); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }
