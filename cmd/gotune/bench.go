@@ -200,10 +200,14 @@ type trainBench struct {
 	step          func() float64
 }
 
-func newTrainBench(method, shape string, b, t, rank int, checkpoint bool, storage model.DType, prepack bool) (*trainBench, error) {
+// benchModel builds a randomly initialised model of a named shape set up
+// for a training method (full, lora, qlora) and returns it with its
+// trainable parameters and the planner's name for the method. storage
+// BF16 keeps LoRA's frozen weights in bfloat16.
+func benchModel(method, shape string, rank int, storage model.DType) (*model.Model, []*nn.Param, plan.Method, error) {
 	cfg, err := model.Shape(shape)
 	if err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
 	pm := plan.LoRA
 	m := model.New(cfg)
@@ -222,7 +226,7 @@ func newTrainBench(method, shape string, b, t, rank int, checkpoint bool, storag
 			for _, l := range m.Linears() {
 				q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: quant.NF4})
 				if err != nil {
-					return nil, err
+					return nil, nil, "", err
 				}
 				l.Q, l.W = q, nil
 			}
@@ -236,16 +240,25 @@ func newTrainBench(method, shape string, b, t, rank int, checkpoint bool, storag
 		runtime.GC()
 		set, err := peft.AttachLoRA(m, peft.LoRAConfig{R: rank, Alpha: float64(2 * rank), Targets: []string{"all"}}, 1)
 		if err != nil {
-			return nil, err
+			return nil, nil, "", err
 		}
 		params = set.Params()
-		if prepack {
-			for _, l := range m.Linears() {
-				l.Prepack()
-			}
-		}
 	default:
-		return nil, fmt.Errorf("--train %q: want full, lora or qlora", method)
+		return nil, nil, "", fmt.Errorf("--train %q: want full, lora or qlora", method)
+	}
+	return m, params, pm, nil
+}
+
+func newTrainBench(method, shape string, b, t, rank int, checkpoint bool, storage model.DType, prepack bool) (*trainBench, error) {
+	m, params, pm, err := benchModel(method, shape, rank, storage)
+	if err != nil {
+		return nil, err
+	}
+	cfg := m.Cfg
+	if prepack && method == "lora" {
+		for _, l := range m.Linears() {
+			l.Prepack()
+		}
 	}
 	opt, err := optim.NewAdamW([]optim.Group{{Params: params}}, optim.DefaultConfig())
 	if err != nil {

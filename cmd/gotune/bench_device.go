@@ -12,9 +12,7 @@ import (
 	"gotune/compute"
 	"gotune/compute/cuda"
 	"gotune/model"
-	"gotune/peft"
 	"gotune/plan"
-	"gotune/quant"
 )
 
 // profiler is implemented by backends that can time their operations.
@@ -63,40 +61,14 @@ func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, ran
 }
 
 func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int, profile, checkpoint bool) (map[string]any, error) {
-	cfg, err := model.Shape(shape)
+	m, params, pm, err := benchModel(method, shape, rank, model.F32)
 	if err != nil {
 		return nil, err
 	}
-	m := model.New(cfg)
-	m.RandomInit(1)
-	pm := plan.LoRA
-	var trainable int
-	switch method {
-	case "full":
-		pm = plan.Full
-		for _, p := range m.Params() {
-			p.SetTrainable(true)
-			trainable += p.Len()
-		}
-	case "lora", "qlora":
-		if method == "qlora" {
-			pm = plan.QLoRA
-			for _, l := range m.Linears() {
-				q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: quant.NF4})
-				if err != nil {
-					return nil, err
-				}
-				l.Q, l.W = q, nil
-			}
-			runtime.GC()
-		}
-		set, err := peft.AttachLoRA(m, peft.LoRAConfig{R: rank, Alpha: float64(2 * rank), Targets: []string{"all"}}, 1)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range set.Params() {
-			trainable += p.Len()
-		}
+	cfg := m.Cfg
+	trainable := 0
+	for _, p := range params {
+		trainable += p.Len()
 	}
 	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: checkpoint})
 	if err != nil {
