@@ -195,18 +195,11 @@ func (r *Ref) deviceFull(o DeviceOptions, limit float64) ([]checks.Result, error
 // then the 5-step trajectory.
 func (r *Ref) deviceMethod(name string, o DeviceOptions, limit float64) ([]checks.Result, error) {
 	dir := filepath.Join(r.Dir, "ref", name)
-	var meta peftMeta
-	if err := readJSON(filepath.Join(dir, "meta.json"), &meta); err != nil {
-		return nil, err
-	}
-	if err := r.reload(); err != nil {
-		return nil, err
-	}
-	defer r.reload()
-	ad, err := peft.Load(r.Model, filepath.Join(dir, "adapter_init"))
+	meta, ad, err := r.loadMethod(dir)
 	if err != nil {
 		return nil, err
 	}
+	defer r.reload()
 	dm, err := model.NewDeviceModel(r.Model, o.Backend, model.DeviceOptions{Compute: o.Compute})
 	if err != nil {
 		return nil, err

@@ -102,23 +102,30 @@ type peftMeta struct {
 	Train          trainSpec `json:"train"`
 }
 
+// loadMethod reads a PEFT method folder's meta.json and attaches its
+// adapter_init to freshly loaded base weights (the caller reloads after).
+func (r *Ref) loadMethod(dir string) (peftMeta, peft.Method, error) {
+	var meta peftMeta
+	if err := readJSON(filepath.Join(dir, "meta.json"), &meta); err != nil {
+		return meta, nil, err
+	}
+	if err := r.reload(); err != nil {
+		return meta, nil, err
+	}
+	ad, err := peft.Load(r.Model, filepath.Join(dir, "adapter_init"))
+	return meta, ad, err
+}
+
 // Method checks one PEFT method folder (ref/<method>): the adapter PEFT saved
 // loads, its loss and gradients match, and 5 AdamW steps follow the
 // reference trajectory to the adapter PEFT saved after them.
 func (r *Ref) Method(name string) ([]checks.Result, error) {
 	dir := filepath.Join(r.Dir, "ref", name)
-	var meta peftMeta
-	if err := readJSON(filepath.Join(dir, "meta.json"), &meta); err != nil {
-		return nil, err
-	}
-	if err := r.reload(); err != nil {
-		return nil, err
-	}
-	defer r.reload()
-	ad, err := peft.Load(r.Model, filepath.Join(dir, "adapter_init"))
+	meta, ad, err := r.loadMethod(dir)
 	if err != nil {
 		return nil, err
 	}
+	defer r.reload()
 	params := ad.Params()
 	var out []checks.Result
 	count := 0
