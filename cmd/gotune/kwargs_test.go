@@ -61,3 +61,16 @@ func TestTemplateKwargs(t *testing.T) {
 		t.Errorf("misspelled kwarg: exit %d, stderr %q", code, errb.String())
 	}
 }
+
+func TestWithoutEmptyThink(t *testing.T) {
+	for in, want := range map[string]string{
+		"<think>\n\n</think>\n\nHoney.": "Honey.",
+		"<think>a plan</think>Honey.":   "<think>a plan</think>Honey.",
+		"Honey.":                        "Honey.",
+		"<think>\n\nunfinished":         "<think>\n\nunfinished",
+	} {
+		if got := withoutEmptyThink(in); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
+	}
+}

@@ -128,7 +128,22 @@ func answers(modelDir, adapter string, questions []string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r.Text)
+		out = append(out, withoutEmptyThink(r.Text))
 	}
 	return out, nil
+}
+
+// withoutEmptyThink drops an empty reasoning block in front of an answer
+// (Qwen3-style templates train "<think>\n\n</think>\n\n" before every
+// answer without reasoning), so the comparison shows the answer itself.
+func withoutEmptyThink(s string) string {
+	rest, ok := strings.CutPrefix(s, "<think>")
+	if !ok {
+		return s
+	}
+	inside, after, ok := strings.Cut(rest, "</think>")
+	if !ok || strings.TrimSpace(inside) != "" {
+		return s
+	}
+	return strings.TrimLeft(after, "\n")
 }
