@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 
 	"gotune/compute/cpu"
@@ -11,7 +12,7 @@ import (
 // trained tokens and their count (the mean is sum/count).
 func (w *Workspace) Loss(b *Batch) (sum float64, count int) {
 	w.forward(b)
-	return w.head(0, false)
+	return w.head(0, nil, false)
 }
 
 // Step runs forward and backward for one micro-batch. Gradients of every
@@ -21,9 +22,53 @@ func (w *Workspace) Loss(b *Batch) (sum float64, count int) {
 // number of trained tokens.
 func (w *Workspace) Step(b *Batch, scale float32) (sum float64, count int) {
 	w.forward(b)
-	sum, count = w.head(scale, true)
+	sum, count = w.head(scale, nil, true)
 	w.backward()
 	return sum, count
+}
+
+// TokenLogProbs runs the forward pass and returns log p(label) of every
+// trained token (label ≠ IgnoreIndex, predicted by the position before it),
+// row by row and left to right; TokenRows says which row each belongs to.
+// The activations stay in the workspace, so BackwardTokens may follow for
+// the same batch — the building block of losses over whole sequences
+// (preference and policy-gradient stages). The slice is reused by the next
+// call.
+func (w *Workspace) TokenLogProbs(b *Batch) []float64 {
+	w.forward(b)
+	w.head(0, nil, false)
+	lp := w.tokenLogp[:len(w.headRows)]
+	for i := range lp {
+		lp[i] = -lp[i]
+	}
+	return lp
+}
+
+// TokenRows returns, for each value of the last TokenLogProbs, the index of
+// its sequence in the batch. The slice is reused by the next call.
+func (w *Workspace) TokenRows() []int {
+	w.tokenRow = grow(w.tokenRow, len(w.headRows))
+	for i, r := range w.headRows {
+		w.tokenRow[i] = r / w.T
+	}
+	return w.tokenRow
+}
+
+// BackwardTokens follows TokenLogProbs on the same batch: gradients of
+// every trainable parameter accumulate (+=) the gradient of
+// Σᵢ coef[i]·log pᵢ, one coefficient per value TokenLogProbs returned. A
+// loss L over sequence log-probabilities passes coef[i] = ∂L/∂log pᵢ.
+func (w *Workspace) BackwardTokens(coef []float32) {
+	if len(coef) != len(w.headRows) {
+		panic(fmt.Sprintf("model: BackwardTokens got %d coefficients for %d tokens", len(coef), len(w.headRows)))
+	}
+	// The head's gradient is that of scale·(−log p): scale is −coef.
+	w.headScale = grow(w.headScale, len(coef))
+	for i, c := range coef {
+		w.headScale[i] = -c
+	}
+	w.head(0, w.headScale, true)
+	w.backward()
 }
 
 // Logits runs the forward pass and returns logits [B·T, Vocab] (T including
@@ -61,8 +106,10 @@ func HeadChunk(vocab, rows int) int {
 
 // head computes the language-model head and the shifted cross-entropy over
 // the rows that have a target, chunk by chunk. With backward it writes the
-// gradient of scale·loss into dxf and accumulates the head's weight gradient.
-func (w *Workspace) head(scale float32, backward bool) (float64, int) {
+// gradient of scale·loss into dxf and accumulates the head's weight gradient;
+// scales, when set, replaces scale with one factor per target. Each target's
+// loss is kept in tokenLogp.
+func (w *Workspace) head(scale float32, scales []float32, backward bool) (float64, int) {
 	c := w.m.Cfg
 	h, V := c.Hidden, c.Vocab
 	// Row i predicts labels[i+1] within the same sequence.
@@ -87,6 +134,7 @@ func (w *Workspace) head(scale float32, backward bool) (float64, int) {
 		w.headLoss = make([]float64, chunk)
 	}
 	xs, dxs, losses := w.headX, w.headDX, w.headLoss[:chunk]
+	w.tokenLogp = grow(w.tokenLogp, len(rowsIdx))
 	head := w.m.Head
 	var total float64
 	for c0 := 0; c0 < len(rowsIdx); c0 += chunk {
@@ -105,11 +153,15 @@ func (w *Workspace) head(scale float32, backward bool) (float64, int) {
 				target := row[tg[i]]
 				var s float64
 				if backward {
+					sc := scale
+					if scales != nil {
+						sc = scales[c0+i]
+					}
 					// Keep e^(v-max) in place; the gradient is its share of
 					// the sum, scaled, minus scale at the target.
 					s = cpu.ExpSubSum(row, row, mx)
-					cpu.Scale(float32(float64(scale)/s), row)
-					row[tg[i]] -= scale
+					cpu.Scale(float32(float64(sc)/s), row)
+					row[tg[i]] -= sc
 				} else {
 					s = cpu.ExpSubSum(nil, row, mx)
 				}
@@ -119,6 +171,7 @@ func (w *Workspace) head(scale float32, backward bool) (float64, int) {
 		for i := 0; i < m; i++ {
 			total += losses[i]
 		}
+		copy(w.tokenLogp[c0:], losses[:m])
 		if !backward {
 			continue
 		}

@@ -61,22 +61,19 @@ type Workspace struct {
 	headTargets                                       []int32
 	headX, headDX                                     []float32
 	headLoss                                          []float64
+	headScale                                         []float32
+	tokenLogp                                         []float64
+	tokenRow                                          []int
 	attnTiles                                         [][]float32
 }
 
 // NewWorkspace prepares buffers for a model.
 func (m *Model) NewWorkspace() *Workspace { return &Workspace{m: m} }
 
-func grow(s []float32, n int) []float32 {
+// grow returns s with length n, reallocating only when its capacity is short.
+func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]float32, n)
-	}
-	return s[:n]
-}
-
-func growI(s []int32, n int) []int32 {
-	if cap(s) < n {
-		return make([]int32, n)
+		return make([]T, n)
 	}
 	return s[:n]
 }
@@ -93,12 +90,12 @@ func (w *Workspace) prepare(b *Batch) {
 	w.B, w.P, w.T = b.B, p, p+b.T
 	w.N = w.B * w.T
 	n := w.N
-	w.ids, w.labels, w.mask, w.pos = growI(w.ids, n), growI(w.labels, n), growI(w.mask, n), growI(w.pos, n)
+	w.ids, w.labels, w.mask, w.pos = grow(w.ids, n), grow(w.labels, n), grow(w.mask, n), grow(w.pos, n)
 	w.seg = nil
 	// Virtual tokens and KV prefixes belong to a whole row; packed rows are
 	// refused upstream (train), and ignored here rather than indexed wrongly.
 	if b.Seg != nil && hook == nil && (len(m.Layers) == 0 || m.Layers[0].Prefix == nil) {
-		w.seg = growI(w.seg, n)
+		w.seg = grow(w.seg, n)
 	}
 	prefix := 0
 	if len(m.Layers) > 0 && m.Layers[0].Prefix != nil {

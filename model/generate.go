@@ -86,7 +86,7 @@ func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
 	b.g, b.u, b.a = grow(b.g, n*inter), grow(b.u, n*inter), grow(b.a, n*inter)
 	b.rstd, b.lse = grow(b.rstd, n*max(c.Heads, 1)), grow(b.lse, n*c.Heads)
 	b.rstdq, b.rstdk = grow(b.rstdq, n*c.Heads), grow(b.rstdk, n*c.KVHeads)
-	b.pos = growI(b.pos, n)
+	b.pos = grow(b.pos, n)
 	if ids != nil {
 		for i, id := range ids {
 			copy(b.x[i*h:(i+1)*h], m.Embed.Data[int(id)*h:(int(id)+1)*h])

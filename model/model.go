@@ -186,3 +186,42 @@ func (m *Model) Rope(n int) *RopeTable {
 	}
 	return t
 }
+
+// WithoutAdapters switches every attached method off — adapters on linear
+// layers, sub-layer hooks, KV prefixes and virtual input tokens — and
+// returns the function that switches them back on. With them off the model
+// is its base, so the reference policy of preference and RL training costs
+// no second copy of the weights.
+func (m *Model) WithoutAdapters() (restore func()) {
+	type saved struct {
+		l *nn.Linear
+		a nn.Adapter
+	}
+	var lins []saved
+	for _, l := range m.Linears() {
+		if l.Adapter != nil {
+			lins = append(lins, saved{l, l.Adapter})
+			l.Adapter = nil
+		}
+	}
+	type hooks struct {
+		prefix          KVPrefix
+		attnOut, mlpOut SublayerHook
+	}
+	layers := make([]hooks, len(m.Layers))
+	for i, l := range m.Layers {
+		layers[i] = hooks{l.Prefix, l.AttnOut, l.MLPOut}
+		l.Prefix, l.AttnOut, l.MLPOut = nil, nil, nil
+	}
+	input := m.Input
+	m.Input = nil
+	return func() {
+		for _, s := range lins {
+			s.l.Adapter = s.a
+		}
+		for i, l := range m.Layers {
+			l.Prefix, l.AttnOut, l.MLPOut = layers[i].prefix, layers[i].attnOut, layers[i].mlpOut
+		}
+		m.Input = input
+	}
+}
