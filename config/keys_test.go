@@ -48,8 +48,8 @@ func TestEveryKeyIsRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	ct := reflect.TypeFor[Config]()
-	for i := range ct.NumField() {
-		f := ct.Field(i)
+	for _, idx := range fieldIndex() {
+		f := ct.FieldByIndex(idx)
 		key := f.Tag.Get("yaml")
 		if key == "" || key == "-" {
 			continue

@@ -18,16 +18,26 @@ import (
 	"gotune/safefile"
 )
 
-// fieldIndex maps YAML keys to struct field indexes; built once, read-only.
-var fieldIndex = sync.OnceValue(func() map[string]int {
-	m := map[string]int{}
-	t := reflect.TypeFor[Config]()
-	for i := range t.NumField() {
-		tag := t.Field(i).Tag.Get("yaml")
-		if tag != "" && tag != "-" {
-			m[tag] = i
+// fieldIndex maps YAML keys to struct field index paths; built once,
+// read-only. The keys of an embedded struct (a stage's own settings, kept in
+// its own file) are keys of the configuration itself.
+var fieldIndex = sync.OnceValue(func() map[string][]int {
+	m := map[string][]int{}
+	var walk func(t reflect.Type, path []int)
+	walk = func(t reflect.Type, path []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			p := append(append([]int(nil), path...), i)
+			if f.Anonymous && f.Type.Kind() == reflect.Struct {
+				walk(f.Type, p)
+				continue
+			}
+			if tag := f.Tag.Get("yaml"); tag != "" && tag != "-" {
+				m[tag] = p
+			}
 		}
 	}
+	walk(reflect.TypeFor[Config](), nil)
 	return m
 })
 
@@ -159,7 +169,7 @@ func (c *Config) ApplyFlags(args []string) error {
 			return fmt.Errorf("command line: unknown option --%s%s", key, suggest(key))
 		}
 		if !hasVal {
-			ft := reflect.TypeFor[Config]().Field(idx).Type
+			ft := reflect.TypeFor[Config]().FieldByIndex(idx).Type
 			if ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
 			}
@@ -196,7 +206,7 @@ func (c *Config) Set(key, value string) error {
 	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: value}
 	// "none" clears optional settings, but is an ordinary word for string
 	// keys (progress: none).
-	ft := reflect.TypeFor[Config]().Field(fieldIndex()[key]).Type
+	ft := reflect.TypeFor[Config]().FieldByIndex(fieldIndex()[key]).Type
 	if v := strings.ToLower(value); (v == "none" || v == "null" || v == "~") && ft.Kind() != reflect.String {
 		n.Tag = "!!null"
 	}
@@ -215,7 +225,7 @@ func (c *Config) set(key string, n *yaml.Node) error {
 	if c.src.line == nil {
 		c.src.line = map[string]int{}
 	}
-	f := reflect.ValueOf(c).Elem().Field(fieldIndex()[key])
+	f := reflect.ValueOf(c).Elem().FieldByIndex(fieldIndex()[key])
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
