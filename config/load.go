@@ -469,9 +469,9 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// where names the origin of key for messages: "file:line: key", or
+// Where names the origin of key for messages: "file:line: key", or
 // "--key" when it came from the command line, or just the key (a default).
-func (c *Config) where(key string) string {
+func (c *Config) Where(key string) string {
 	if c.src.flags[key] {
 		return "command line: --" + key
 	}

@@ -13,22 +13,22 @@ import (
 
 // Choices of the enumerated keys (read-only).
 var (
-	stages          = []string{"sft", "pt"}
-	laterStages     = []string{"rm", "ppo", "dpo", "kto", "orpo", "simpo", "grpo"}
-	finetuningTypes = []string{"full", "freeze", "lora", "prompt_tuning", "p_tuning", "prefix_tuning", "p_tuning_v2", "ia3", "adapter"}
-	schedulers      = []string{"constant", "constant_with_warmup", "linear", "cosine",
+	stages      = []string{"sft", "pt"}
+	laterStages = []string{"rm", "ppo", "dpo", "kto", "orpo", "simpo", "grpo"}
+	schedulers  = []string{"constant", "constant_with_warmup", "linear", "cosine",
 		"cosine_with_restarts", "polynomial", "inverse_sqrt", "cosine_with_min_lr"}
 	optimizers     = []string{"adamw_torch", "adamw_torch_fused", "adamw_hf", "sgd"}
 	mixStrategies  = []string{"concat", "interleave_under", "interleave_over"}
 	schedulerKwarg = []string{"min_lr", "min_lr_rate", "num_cycles", "lr_end", "power", "timescale"}
 )
 
-// Validate checks the configuration for training and reports every problem
-// found, each naming where the offending key was set.
+// Validate checks the keys every training run shares and reports every
+// problem found, each naming where the offending key was set. The keys of
+// the fine-tuning method are its own to check: method.Validate checks both.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", c.where(key), fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s: %s", c.Where(key), fmt.Sprintf(format, args...)))
 	}
 	oneOf := func(key, val string, choices []string) {
 		if !slices.Contains(choices, val) {
@@ -65,64 +65,9 @@ func (c *Config) Validate() error {
 	if c.CreateNewAdapter {
 		bad("create_new_adapter", "stacking a new adapter on adapter_name_or_path is not supported yet; gotune continues training the given adapter")
 	}
-	oneOf("finetuning_type", c.FinetuningType, finetuningTypes)
-	switch c.FinetuningType {
-	case "freeze":
-		if c.FreezeTrainableLayers == 0 {
-			bad("freeze_trainable_layers", "must not be 0 (positive: train the last n layers, negative: the first n)")
-		}
-		if len(c.FreezeTrainableModules) == 0 {
-			bad("freeze_trainable_modules", "must name modules or be \"all\"")
-		}
-	case "lora":
-		if c.LoRARank <= 0 {
-			bad("lora_rank", "must be positive, got %d", c.LoRARank)
-		}
-		if a := c.LoRAAlphaValue; a != nil && !(*a > 0 && finite(*a)) {
-			bad("lora_alpha", "must be positive, got %v", *a)
-		}
-		if !(c.LoRADropout >= 0 && c.LoRADropout < 1) {
-			bad("lora_dropout", "must be in [0, 1), got %v", c.LoRADropout)
-		}
-		if len(c.LoRATarget) == 0 {
-			bad("lora_target", "must be \"all\" or a comma-separated list of module names")
-		}
-		if r := c.LoRAPlusLRRatio; r != nil && !(*r > 0 && finite(*r)) {
-			bad("loraplus_lr_ratio", "must be positive, got %v", *r)
-		}
-	}
-	switch c.FinetuningType {
-	case "prompt_tuning", "p_tuning", "prefix_tuning", "p_tuning_v2":
-		if c.NumVirtualTokens <= 0 {
-			bad("num_virtual_tokens", "must be positive, got %d", c.NumVirtualTokens)
-		}
-		oneOf("prompt_tuning_init", c.PromptTuningInit, []string{"RANDOM", "TEXT", "SAMPLE_VOCAB"})
-		if c.PromptTuningInit == "TEXT" && c.PromptTuningInitText == "" {
-			bad("prompt_tuning_init_text", "required when prompt_tuning_init is TEXT")
-		}
-		oneOf("encoder_reparameterization_type", c.EncoderReparameterType, []string{"MLP", "LSTM"})
-	case "adapter":
-		if c.AdapterSize <= 0 {
-			bad("adapter_size", "must be positive, got %d", c.AdapterSize)
-		}
-		oneOf("adapter_placement", c.AdapterPlacement, []string{"houlsby", "pfeiffer", "attention"})
-	}
-	if c.FinetuningType != "lora" {
-		for _, k := range []struct {
-			key string
-			on  bool
-		}{{"use_dora", c.UseDoRA}, {"use_rslora", c.UseRSLoRA}, {"loraplus_lr_ratio", c.LoRAPlusLRRatio != nil}} {
-			if k.on {
-				bad(k.key, "only applies to finetuning_type lora, got %s", c.FinetuningType)
-			}
-		}
-	}
 	if q := c.QuantizationBit; q != nil {
 		if *q != 4 && *q != 8 {
 			bad("quantization_bit", "must be 4 or 8, got %d", *q)
-		}
-		if c.FinetuningType != "lora" {
-			bad("quantization_bit", "quantized training needs finetuning_type lora (QLoRA), got %s", c.FinetuningType)
 		}
 		oneOf("quantization_type", c.QuantizationType, []string{"nf4", "fp4"})
 		oneOf("quantization_method", c.QuantizationMethod, []string{"bnb"})

@@ -11,6 +11,7 @@ import (
 
 	"gotune/assets"
 	"gotune/gguf"
+	"gotune/method"
 	"gotune/model"
 	"gotune/peft"
 	"gotune/quant"
@@ -166,7 +167,7 @@ func adapted(t *testing.T, base, adapter string) []float32 {
 		t.Fatal(err)
 	}
 	if adapter != "" {
-		if _, err := peft.Load(m, adapter); err != nil {
+		if _, err := method.Load(m, adapter); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -470,7 +471,7 @@ func TestPEFTExport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			meth, err := peft.Load(m, out)
+			meth, err := method.Load(m, out)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -510,26 +511,26 @@ func TestPEFTExportReference(t *testing.T) {
 	if _, err := os.Stat(refRoot); err != nil {
 		t.Fatal("reference data missing from testdata/reference (it ships with the repository)")
 	}
-	for _, method := range []string{"lora", "ia3", "prompt_tuning", "prefix_tuning"} {
+	for _, name := range []string{"lora", "ia3", "prompt_tuning", "prefix_tuning"} {
 		base := filepath.Join(refRoot, "qwen2", "model")
-		adapter := filepath.Join(refRoot, "qwen2", "ref", method, "adapter_after_5_steps")
-		out := filepath.Join(t.TempDir(), method)
+		adapter := filepath.Join(refRoot, "qwen2", "ref", name, "adapter_after_5_steps")
+		out := filepath.Join(t.TempDir(), name)
 		run(t, Options{Model: base, Adapter: adapter, Out: out, Format: PEFT, DType: safetensors.F32})
 		m, err := model.Load(base, model.LoadOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := adapted(t, base, adapter)
-		if _, err := peft.Load(m, out); err != nil {
+		if _, err := method.Load(m, out); err != nil {
 			t.Fatal(err)
 		}
 		// virtual tokens change the logits' length; compare what both give
 		got := logits(t, m)
 		if len(got) != len(want) {
-			t.Fatalf("%s: %d logits, want %d", method, len(got), len(want))
+			t.Fatalf("%s: %d logits, want %d", name, len(got), len(want))
 		}
 		if e := relErr(got, want); e > 1e-6 {
-			t.Errorf("%s: F64→F32 adapter relative error %.3g", method, e)
+			t.Errorf("%s: F64→F32 adapter relative error %.3g", name, e)
 		}
 	}
 }
@@ -550,7 +551,7 @@ func TestQLoRAMerge(t *testing.T) {
 		}
 		l.Q, l.W = mat, nil
 	}
-	if _, err := peft.Load(m, adapter); err != nil {
+	if _, err := method.Load(m, adapter); err != nil {
 		t.Fatal(err)
 	}
 	want := logits(t, m)

@@ -3,6 +3,7 @@ package export
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/method"
 	"gotune/safefile"
 	"path/filepath"
 
@@ -37,25 +38,16 @@ func MergedModel(baseDir, adapterDir string, q *quant.Options) (*model.Model, st
 	if err != nil {
 		return nil, "", err
 	}
-	switch typ {
-	case "LORA", "IA3":
-	default:
-		return nil, "", fmt.Errorf("%s: peft_type %s cannot be merged into the weights (LORA, IA3 can); export it with --format peft", adapterDir, typ)
-	}
-	meth, err := peft.Load(m, adapterDir)
+	meth, err := method.Load(m, adapterDir)
 	if err != nil {
 		return nil, "", err
 	}
-	switch s := meth.(type) {
-	case *peft.LoRASet:
-		err = s.Merge()
-	case *peft.IA3Set:
-		err = s.Merge()
-	default:
+	mg, ok := meth.(peft.Merger)
+	if !ok {
 		meth.Detach()
-		err = fmt.Errorf("%s: peft_type %s cannot be merged into the weights", adapterDir, typ)
+		return nil, "", fmt.Errorf("%s: peft_type %s adds to the model rather than changing its weights, so it cannot be merged into them (LoRA and IA3 can); export it with --format peft", adapterDir, typ)
 	}
-	if err != nil {
+	if err := mg.Merge(); err != nil {
 		return nil, "", fmt.Errorf("%s: %w", adapterDir, err)
 	}
 	return m, typ, nil

@@ -2,6 +2,7 @@ package export
 
 import (
 	"fmt"
+	"gotune/method"
 	"gotune/safefile"
 	"os"
 	"path/filepath"
@@ -32,7 +33,7 @@ func writePEFT(dir string, opt Options, res *Result) error {
 		if err != nil {
 			return err
 		}
-		meth, err := peft.Load(m, src)
+		meth, err := method.Load(m, src)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"gotune/compute"
+	"gotune/method"
 	"gotune/safefile"
 	"os"
 	"path/filepath"
@@ -151,7 +152,7 @@ func Load(modelDir, adapterDir string) (*Engine, error) {
 	}
 	m := e.Model
 	if adapterDir != "" {
-		if e.Adapter, err = peft.Load(m, adapterDir); err != nil {
+		if e.Adapter, err = method.Load(m, adapterDir); err != nil {
 			return nil, err
 		}
 		peft.ForInference(e.Adapter)
@@ -227,7 +228,7 @@ func (e *Engine) WithAdapter(dir string) (*Engine, error) {
 	c := &Engine{Model: e.Model.Clone(), Tok: e.Tok, Template: e.Template, Gen: e.Gen}
 	if dir != "" {
 		var err error
-		if c.Adapter, err = peft.Load(c.Model, dir); err != nil {
+		if c.Adapter, err = method.Load(c.Model, dir); err != nil {
 			return nil, err
 		}
 		peft.ForInference(c.Adapter)

@@ -7,8 +7,8 @@ import (
 
 	"gotune/checks"
 	"gotune/compute"
+	"gotune/method"
 	"gotune/model"
-	"gotune/peft"
 	"gotune/quant"
 	"gotune/safetensors"
 )
@@ -91,7 +91,7 @@ func (r *Ref) deviceQLoRA(qt quant.Type, o DeviceOptions, limit float64) ([]chec
 	if err != nil {
 		return nil, err
 	}
-	ad, err := peft.Load(m, filepath.Join(r.Dir, "ref", "lora", "adapter_init"))
+	ad, err := method.Load(m, filepath.Join(r.Dir, "ref", "lora", "adapter_init"))
 	if err != nil {
 		return nil, err
 	}

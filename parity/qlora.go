@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 
 	"gotune/checks"
+	"gotune/method"
 	"gotune/model"
 	"gotune/optim"
-	"gotune/peft"
 	"gotune/quant"
 )
 
@@ -46,7 +46,7 @@ func (r *Ref) QLoRA(qt quant.Type) ([]checks.Result, error) {
 		}
 	}
 	werr := math.Sqrt(num / den)
-	ad, err := peft.Load(m, filepath.Join(dir, "adapter_init"))
+	ad, err := method.Load(m, filepath.Join(dir, "adapter_init"))
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"gotune/checks"
+	"gotune/method"
 	"gotune/model"
 	"gotune/nn"
 	"gotune/optim"
@@ -112,7 +113,7 @@ func (r *Ref) loadMethod(dir string) (peftMeta, peft.Method, error) {
 	if err := r.reload(); err != nil {
 		return meta, nil, err
 	}
-	ad, err := peft.Load(r.Model, filepath.Join(dir, "adapter_init"))
+	ad, err := method.Load(r.Model, filepath.Join(dir, "adapter_init"))
 	return meta, ad, err
 }
 

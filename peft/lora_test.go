@@ -133,14 +133,14 @@ func TestLoRARoundTripAndMerge(t *testing.T) {
 		if relDiff(base, want) < 1e-3 {
 			t.Fatal("the adapter does not change the logits; the test would prove nothing")
 		}
-		loaded, err := Load(m, dir)
+		loaded, err := LoadLoRA(m, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if d := relDiff(m.NewWorkspace().Logits(b), want); d > 1e-6 {
 			t.Errorf("dora=%v: loaded adapter logits differ by %g", dora, d)
 		}
-		if err := loaded.(*LoRASet).Merge(); err != nil {
+		if err := loaded.Merge(); err != nil {
 			t.Fatal(err)
 		}
 		if d := relDiff(m.NewWorkspace().Logits(b), want); d > 1e-5 {

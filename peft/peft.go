@@ -1,13 +1,11 @@
 package peft
 
 import (
-	"fmt"
 	"gotune/safetensors"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"gotune/model"
 	"gotune/nn"
 )
 
@@ -23,31 +21,15 @@ type Method interface {
 	Detach()
 }
 
+// Merger is a method whose effect can be folded into the model's weights
+// (LoRA, IA3), so an export needs no adapter.
+type Merger interface {
+	Method
+	Merge() error
+}
+
 // Type implements Method.
 func (s *LoRASet) Type() string { return "LORA" }
-
-// Load attaches the adapter saved in dir, whatever its method.
-func Load(m *model.Model, dir string) (Method, error) {
-	t, err := PeftType(dir)
-	if err != nil {
-		return nil, err
-	}
-	switch t {
-	case "LORA":
-		return LoadLoRA(m, dir)
-	case "PROMPT_TUNING":
-		return LoadPromptTuning(m, dir)
-	case "P_TUNING":
-		return LoadPTuning(m, dir)
-	case "PREFIX_TUNING":
-		return LoadPrefix(m, dir)
-	case "IA3":
-		return LoadIA3(m, dir)
-	case "BOTTLENECK":
-		return LoadBottleneck(m, dir)
-	}
-	return nil, fmt.Errorf("%s: peft_type %q is not supported yet", dir, t)
-}
 
 // SavedName turns an in-memory parameter name into the key PEFT saves.
 func SavedName(name string) string {

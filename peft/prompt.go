@@ -55,27 +55,6 @@ type Encoded interface {
 	Output() (out, grad []float32)
 }
 
-// MethodType turns a user's method name into PEFT's peft_type. Prefix tuning
-// is also known as P-tuning v2.
-func MethodType(name string) (string, error) {
-	n := strings.ToLower(strings.NewReplacer("-", "_", " ", "_").Replace(strings.TrimSpace(name)))
-	switch n {
-	case "lora", "rslora", "dora":
-		return "LORA", nil
-	case "prompt_tuning", "prompt":
-		return "PROMPT_TUNING", nil
-	case "p_tuning", "ptuning":
-		return "P_TUNING", nil
-	case "prefix_tuning", "prefix", "p_tuning_v2", "ptuning_v2", "p_tuningv2":
-		return "PREFIX_TUNING", nil
-	case "ia3":
-		return "IA3", nil
-	case "bottleneck", "adapter", "houlsby", "pfeiffer":
-		return "BOTTLENECK", nil
-	}
-	return "", fmt.Errorf("unknown PEFT method %q (lora, prompt_tuning, p_tuning, prefix_tuning or p-tuning v2, ia3, bottleneck)", name)
-}
-
 // promptFile holds the adapter_config.json fields of the prompt-learning
 // methods.
 type promptFile struct {

@@ -8,6 +8,7 @@ import (
 	"gotune/compute"
 	"gotune/config"
 	"gotune/data"
+	"gotune/method"
 	"gotune/model"
 	"gotune/peft"
 )
@@ -75,7 +76,7 @@ func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptio
 		return nil, err
 	}
 	if adapterDir != "" {
-		ad, err := peft.Load(m, adapterDir)
+		ad, err := method.Load(m, adapterDir)
 		if err != nil {
 			return nil, err
 		}

@@ -16,6 +16,7 @@ import (
 	"gotune/ckpt"
 	"gotune/config"
 	"gotune/data"
+	"gotune/method"
 	"gotune/model"
 	"gotune/nn"
 	"gotune/optim"
@@ -23,7 +24,6 @@ import (
 	"gotune/quant"
 	"gotune/runlog"
 	"gotune/tboard"
-	"gotune/tokenizer"
 )
 
 // Trainer is one training run.
@@ -58,7 +58,7 @@ func New(cfg *config.Config, modelDir string, out io.Writer) (*Trainer, error) {
 
 // NewWithOptions is New with a compute device to train on.
 func NewWithOptions(cfg *config.Config, modelDir string, out io.Writer, o Options) (*Trainer, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := method.Validate(cfg); err != nil {
 		return nil, err
 	}
 	if modelDir == "" {
@@ -96,13 +96,17 @@ func (t *Trainer) printf(format string, args ...any) {
 
 func (t *Trainer) loadModel() error {
 	c := t.Cfg
+	me, err := method.Of(c)
+	if err != nil {
+		return err
+	}
 	opt := model.LoadOptions{Storage: model.F32}
-	if c.BF16 && c.FinetuningType == "lora" {
+	if c.BF16 && me.BF16Base {
 		opt.Storage = model.BF16
 	}
 	if c.QuantizationBit != nil {
-		if c.FinetuningType != "lora" {
-			return fmt.Errorf("quantization_bit needs finetuning_type: lora (QLoRA); the quantized base stays frozen")
+		if !me.QuantizedBase {
+			return fmt.Errorf("quantization_bit needs a method that keeps the quantized base frozen (finetuning_type lora: QLoRA), got %s", c.FinetuningType)
 		}
 		qo := quant.Options{DoubleQuant: c.DoubleQuantization}
 		switch {
@@ -130,47 +134,12 @@ func (t *Trainer) loadModel() error {
 
 func (t *Trainer) attachMethod() error {
 	c, m := t.Cfg, t.Model
-	switch c.FinetuningType {
-	case "full":
-		for _, p := range m.Params() {
-			p.SetTrainable(true)
-			t.Params = append(t.Params, p)
-		}
-	case "freeze":
-		ps, err := freezeParams(m, c.FreezeTrainableLayers, c.FreezeTrainableModules, c.FreezeExtraModules)
-		if err != nil {
-			return err
-		}
-		t.Params = ps
-	case "lora":
-		if len(c.AdapterNameOrPath) > 0 {
-			set, err := peft.LoadLoRA(m, c.AdapterNameOrPath[0])
-			if err != nil {
-				return err
-			}
-			t.Method, t.Params = set, set.Params()
-			break
-		}
-		lc := peft.LoRAConfig{R: c.LoRARank, Alpha: c.LoRAAlpha(), Dropout: c.LoRADropout, Targets: c.LoRATarget,
-			RSLoRA: c.UseRSLoRA, DoRA: c.UseDoRA, BaseModel: t.ModelDir}
-		set, err := peft.AttachLoRA(m, lc, uint64(c.Seed))
-		if err != nil {
-			return err
-		}
-		t.Method, t.Params = set, set.Params()
-	case "prompt_tuning", "p_tuning", "prefix_tuning", "p_tuning_v2", "ia3", "adapter":
-		if c.FinetuningType != "ia3" && c.FinetuningType != "adapter" && c.PackingEnabled() {
-			// Virtual tokens and prefixes belong to a sequence; a packed row
-			// holds several, which would not all see them.
-			return fmt.Errorf("finetuning_type %s cannot be combined with packing: set packing: false", c.FinetuningType)
-		}
-		meth, err := t.attachOther()
-		if err != nil {
-			return err
-		}
-		t.Method, t.Params = meth, meth.Params()
-	default:
-		return fmt.Errorf("finetuning_type %q: want full, freeze, lora, prompt_tuning, p_tuning, prefix_tuning, ia3 or adapter", c.FinetuningType)
+	me, err := method.Of(c)
+	if err != nil {
+		return err
+	}
+	if t.Method, t.Params, err = me.Attach(method.Setup{Cfg: c, Model: m, ModelDir: t.ModelDir}); err != nil {
+		return err
 	}
 	n := 0
 	for _, p := range t.Params {
@@ -186,87 +155,6 @@ func (t *Trainer) attachMethod() error {
 			c.CutoffLen, ctx, ctx)
 	}
 	return nil
-}
-
-// attachOther attaches the prompt-learning, IA3 and bottleneck methods.
-func (t *Trainer) attachOther() (peft.Method, error) {
-	c, m := t.Cfg, t.Model
-	seed := uint64(c.Seed)
-	if len(c.AdapterNameOrPath) > 0 {
-		return peft.Load(m, c.AdapterNameOrPath[0])
-	}
-	switch c.FinetuningType {
-	case "prompt_tuning":
-		pc := peft.PromptTuningConfig{Virtual: c.NumVirtualTokens, Init: c.PromptTuningInit, InitText: c.PromptTuningInitText,
-			TokenizerName: t.ModelDir, BaseModel: t.ModelDir}
-		if pc.Init == "TEXT" {
-			tok, err := tokenizer.Load(t.ModelDir)
-			if err != nil {
-				return nil, err
-			}
-			pc.Tokenize = func(s string) []int { return tok.Encode(s, true) }
-		}
-		return peft.AttachPromptTuning(m, pc, seed)
-	case "p_tuning":
-		return peft.AttachPTuning(m, peft.PTuningConfig{Virtual: c.NumVirtualTokens, EncoderType: c.EncoderReparameterType,
-			EncoderHidden: c.EncoderHiddenSize, EncoderLayers: c.EncoderNumLayers, BaseModel: t.ModelDir}, seed)
-	case "prefix_tuning", "p_tuning_v2":
-		return peft.AttachPrefix(m, peft.PrefixConfig{Virtual: c.NumVirtualTokens, Projection: c.PrefixProjection,
-			EncoderHidden: c.EncoderHiddenSize, BaseModel: t.ModelDir}, seed)
-	case "ia3":
-		return peft.AttachIA3(m, peft.IA3Config{Targets: c.IA3Target, Feedforward: c.IA3Feedforward, BaseModel: t.ModelDir}, seed)
-	default: // adapter
-		return peft.AttachBottleneck(m, peft.BottleneckConfig{Size: c.AdapterSize, Placement: c.AdapterPlacement,
-			Activation: c.AdapterActivation, BaseModel: t.ModelDir}, seed)
-	}
-}
-
-// freezeParams selects LLaMA-Factory's freeze tuning: the last n layers
-// (the first -n when negative), limited to the named modules ("all",
-// "mlp", "self_attn", …), plus extra top-level modules.
-func freezeParams(m *model.Model, n int, modules, extra []string) ([]*nn.Param, error) {
-	L := len(m.Layers)
-	var layers []int
-	switch {
-	case n > 0:
-		for i := max(L-n, 0); i < L; i++ {
-			layers = append(layers, i)
-		}
-	case n < 0:
-		for i := 0; i < min(-n, L); i++ {
-			layers = append(layers, i)
-		}
-	default:
-		return nil, fmt.Errorf("freeze_trainable_layers must not be 0")
-	}
-	want := func(name string) bool {
-		for _, mod := range modules {
-			if mod == "all" || strings.Contains(name, "."+mod+".") {
-				return true
-			}
-		}
-		return false
-	}
-	var out []*nn.Param
-	for _, p := range m.Params() {
-		name := p.Name
-		for _, i := range layers {
-			if strings.HasPrefix(name, fmt.Sprintf("model.layers.%d.", i)) && want(name) {
-				p.SetTrainable(true)
-				out = append(out, p)
-			}
-		}
-		for _, e := range extra {
-			if strings.HasPrefix(name, e) || strings.HasPrefix(name, "model."+e) {
-				p.SetTrainable(true)
-				out = append(out, p)
-			}
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("freeze: modules %v of layers %v matched no parameter", modules, layers)
-	}
-	return out, nil
 }
 
 func (t *Trainer) loadData() error {

@@ -13,6 +13,7 @@ import (
 
 	"gotune/config"
 	"gotune/data"
+	"gotune/method"
 	"gotune/train"
 )
 
@@ -107,7 +108,7 @@ func (s *Server) renderYAML(set Settings, validate bool) ([]byte, *config.Config
 	if !validate {
 		return text, cfg, nil
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := method.Validate(cfg); err != nil {
 		return nil, nil, badRequest("%v", err)
 	}
 	return text, cfg, nil

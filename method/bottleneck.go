@@ -1,0 +1,34 @@
+package method
+
+import (
+	"gotune/config"
+	"gotune/model"
+	"gotune/nn"
+	"gotune/peft"
+)
+
+// bottleneck is the bottleneck adapter (Houlsby, Pfeiffer or after
+// attention only): LLaMA-Factory's finetuning_type adapter.
+var bottleneck = Method{
+	Name:     "adapter",
+	PeftType: "BOTTLENECK",
+	Check: func(c *config.Config, bad Report) {
+		if c.AdapterSize <= 0 {
+			bad("adapter_size", "must be positive, got %d", c.AdapterSize)
+		}
+		oneOf(bad, "adapter_placement", c.AdapterPlacement, "houlsby", "pfeiffer", "attention")
+	},
+	Attach: func(s Setup) (peft.Method, []*nn.Param, error) {
+		c := s.Cfg
+		return attachOrLoad(s, loadBottleneck, func() (peft.Method, error) {
+			return peft.AttachBottleneck(s.Model, peft.BottleneckConfig{Size: c.AdapterSize, Placement: c.AdapterPlacement,
+				Activation: c.AdapterActivation, BaseModel: s.ModelDir}, s.Seed())
+		})
+	},
+	Load:    loadBottleneck,
+	Packing: true,
+}
+
+func loadBottleneck(m *model.Model, dir string) (peft.Method, error) {
+	return peft.LoadBottleneck(m, dir)
+}

@@ -1,0 +1,83 @@
+package method
+
+import (
+	"gotune/config"
+	"gotune/model"
+	"gotune/nn"
+	"gotune/peft"
+	"gotune/tokenizer"
+)
+
+// The prompt-learning methods prepend trained virtual tokens (prompt
+// tuning, P-tuning) or per-layer keys and values (prefix tuning, also called
+// P-tuning v2) to every sequence.
+var (
+	promptTuning = Method{
+		Name:     "prompt_tuning",
+		PeftType: "PROMPT_TUNING",
+		Check:    checkPrompt,
+		Attach: func(s Setup) (peft.Method, []*nn.Param, error) {
+			c := s.Cfg
+			return attachOrLoad(s, loadPromptTuning, func() (peft.Method, error) {
+				pc := peft.PromptTuningConfig{Virtual: c.NumVirtualTokens, Init: c.PromptTuningInit, InitText: c.PromptTuningInitText,
+					TokenizerName: s.ModelDir, BaseModel: s.ModelDir}
+				if pc.Init == "TEXT" {
+					tok, err := tokenizer.Load(s.ModelDir)
+					if err != nil {
+						return nil, err
+					}
+					pc.Tokenize = func(s string) []int { return tok.Encode(s, true) }
+				}
+				return peft.AttachPromptTuning(s.Model, pc, s.Seed())
+			})
+		},
+		Load: loadPromptTuning,
+	}
+	pTuning = Method{
+		Name:     "p_tuning",
+		PeftType: "P_TUNING",
+		Check:    checkPrompt,
+		Attach: func(s Setup) (peft.Method, []*nn.Param, error) {
+			c := s.Cfg
+			return attachOrLoad(s, loadPTuning, func() (peft.Method, error) {
+				return peft.AttachPTuning(s.Model, peft.PTuningConfig{Virtual: c.NumVirtualTokens, EncoderType: c.EncoderReparameterType,
+					EncoderHidden: c.EncoderHiddenSize, EncoderLayers: c.EncoderNumLayers, BaseModel: s.ModelDir}, s.Seed())
+			})
+		},
+		Load: loadPTuning,
+	}
+	prefixTuning = Method{
+		Name:     "prefix_tuning",
+		Aliases:  []string{"p_tuning_v2"},
+		PeftType: "PREFIX_TUNING",
+		Check:    checkPrompt,
+		Attach: func(s Setup) (peft.Method, []*nn.Param, error) {
+			c := s.Cfg
+			return attachOrLoad(s, loadPrefix, func() (peft.Method, error) {
+				return peft.AttachPrefix(s.Model, peft.PrefixConfig{Virtual: c.NumVirtualTokens, Projection: c.PrefixProjection,
+					EncoderHidden: c.EncoderHiddenSize, BaseModel: s.ModelDir}, s.Seed())
+			})
+		},
+		Load: loadPrefix,
+	}
+)
+
+func loadPromptTuning(m *model.Model, dir string) (peft.Method, error) {
+	return peft.LoadPromptTuning(m, dir)
+}
+
+func loadPTuning(m *model.Model, dir string) (peft.Method, error) { return peft.LoadPTuning(m, dir) }
+
+func loadPrefix(m *model.Model, dir string) (peft.Method, error) { return peft.LoadPrefix(m, dir) }
+
+// checkPrompt checks the keys the prompt-learning methods share.
+func checkPrompt(c *config.Config, bad Report) {
+	if c.NumVirtualTokens <= 0 {
+		bad("num_virtual_tokens", "must be positive, got %d", c.NumVirtualTokens)
+	}
+	oneOf(bad, "prompt_tuning_init", c.PromptTuningInit, "RANDOM", "TEXT", "SAMPLE_VOCAB")
+	if c.PromptTuningInit == "TEXT" && c.PromptTuningInitText == "" {
+		bad("prompt_tuning_init_text", "required when prompt_tuning_init is TEXT")
+	}
+	oneOf(bad, "encoder_reparameterization_type", c.EncoderReparameterType, "MLP", "LSTM")
+}
