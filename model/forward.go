@@ -41,6 +41,11 @@ type Workspace struct {
 	// compute.
 	Checkpoint bool
 
+	// cache, when set, makes the pass a decoding step of a Session: one
+	// row of new positions after cache.len cached ones, whose rotated keys
+	// and values it appends to the cache and attends over.
+	cache *kvCache
+
 	B, T, P, N int // P virtual tokens, T = P + the batch's length
 	ids        []int32
 	labels     []int32
@@ -81,7 +86,7 @@ func grow[T any](s []T, n int) []T {
 // prepare lays out ids, masks and positions with the virtual tokens of the
 // input hook in front, and sizes every buffer.
 func (w *Workspace) prepare(b *Batch) {
-	m, c := w.m, w.m.Cfg
+	m := w.m
 	hook := m.Input
 	p := 0
 	if hook != nil {
@@ -131,11 +136,26 @@ func (w *Workspace) prepare(b *Batch) {
 			}
 		}
 	}
+	w.size(w.T + prefix)
+}
+
+// size gives every buffer room for N rows whose attention sees tk keys per
+// row.
+func (w *Workspace) size(tk int) {
+	m, c := w.m, w.m.Cfg
+	n := w.N
+	prefix := tk - w.T
 	h, qd, kd, inter := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
 	if len(w.stream) != len(m.Layers)+1 {
 		w.stream = make([][]float32, len(m.Layers)+1)
 	}
 	for i := range w.stream {
+		if w.cache != nil && i >= 2 {
+			// Decoding keeps no block inputs for a backward pass: two
+			// buffers take turns as a block's input and output.
+			w.stream[i] = w.stream[i%2]
+			continue
+		}
 		w.stream[i] = grow(w.stream[i], n*h)
 	}
 	nActs := len(m.Layers)
@@ -148,7 +168,6 @@ func (w *Workspace) prepare(b *Batch) {
 			w.acts[i] = &layerActs{}
 		}
 	}
-	tk := w.T + prefix
 	for _, a := range w.acts {
 		a.tk = tk
 		a.xn1, a.rstd1 = grow(a.xn1, n*h), grow(a.rstd1, n)
@@ -218,7 +237,16 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	k, v := a.kr, a.v
 	a.attn = nn.Attention{B: w.B, Tq: w.T, Tk: w.T, Heads: c.Heads, KVHeads: c.KVHeads, HD: hd,
 		KeyMask: w.mask, QSeg: w.seg, KSeg: w.seg, Scale: float32(1 / math.Sqrt(float64(hd))), Scratch: a.attn.Scratch, Tiles: w.attnTiles}
-	if l.Prefix != nil {
+	if kc := w.cache; kc != nil {
+		// Decoding: the new keys and values join the cache, and the new
+		// positions attend to everything in it (prefixes and virtual tokens
+		// went in when the session began).
+		off := kc.len
+		copy(kc.k[l.Index][off*kd:], a.kr[:n*kd])
+		copy(kc.v[l.Index][off*kd:], a.v[:n*kd])
+		k, v = kc.k[l.Index][:(off+n)*kd], kc.v[l.Index][:(off+n)*kd]
+		a.attn.Tk, a.attn.Offset, a.attn.KeyMask = off+n, off, nil
+	} else if l.Prefix != nil {
 		pl := l.Prefix.Len()
 		pk, pv := l.Prefix.KV(l.Index)
 		for r := 0; r < w.B; r++ {

@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math"
 
 	"gotune/compute/cpu"
 	"gotune/nn"
@@ -10,19 +9,23 @@ import (
 
 // Session runs one sequence incrementally with a key/value cache: each Feed
 // processes only the new tokens, attending to everything cached before them.
+// It runs the same block as training (Workspace.forwardLayer), so a model
+// family or method that trains also decodes.
 type Session struct {
 	m      *Model
 	max    int
-	Len    int         // positions filled (prefix and virtual tokens included)
-	k, v   [][]float32 // per layer [max, KVDim], rotated keys
+	Len    int // positions filled (prefix and virtual tokens included)
 	prefix int
-	buf    sessionBufs
+	cache  kvCache
+	ws     *Workspace
+	logits []float32
 }
 
-type sessionBufs struct {
-	x, xn, q, k, v, att, mid, g, u, a, rstd, rstdq, rstdk, lse, logits []float32
-	pos                                                                []int32
-	attn                                                               nn.Attention
+// kvCache holds the rotated keys and values of every position a session
+// has seen, per layer [max, KVDim].
+type kvCache struct {
+	k, v [][]float32
+	len  int
 }
 
 // NewSession allocates a cache for up to maxLen positions, filling it with
@@ -31,26 +34,29 @@ func (m *Model) NewSession(maxLen int) *Session {
 	c := m.Cfg
 	s := &Session{m: m, max: maxLen}
 	for range m.Layers {
-		s.k = append(s.k, make([]float32, maxLen*c.KVDim()))
-		s.v = append(s.v, make([]float32, maxLen*c.KVDim()))
+		s.cache.k = append(s.cache.k, make([]float32, maxLen*c.KVDim()))
+		s.cache.v = append(s.cache.v, make([]float32, maxLen*c.KVDim()))
 	}
+	// Decoding keeps no activations for a backward pass: one set of
+	// buffers serves every layer.
+	s.ws = &Workspace{m: m, Checkpoint: true, cache: &s.cache}
 	s.Reset()
 	return s
 }
 
 // Reset empties the cache (keeping any prefix).
 func (s *Session) Reset() {
-	s.Len = 0
+	s.cache.len = 0
 	if len(s.m.Layers) > 0 && s.m.Layers[0].Prefix != nil {
 		kd := s.m.Cfg.KVDim()
 		for i, l := range s.m.Layers {
 			pk, pv := l.Prefix.KV(i)
-			copy(s.k[i], pk)
-			copy(s.v[i], pv)
-			s.Len = len(pk) / kd
+			copy(s.cache.k[i], pk)
+			copy(s.cache.v[i], pv)
+			s.cache.len = len(pk) / kd
 		}
 	}
-	s.prefix = s.Len
+	s.prefix, s.Len = s.cache.len, s.cache.len
 	if s.m.Input != nil {
 		p := s.m.Input.Virtual()
 		virt := make([]float32, p*s.m.Cfg.Hidden)
@@ -76,66 +82,37 @@ func (s *Session) Feed(ids []int32) ([]float32, error) {
 	return s.feed(ids, nil, len(ids)), nil
 }
 
-// feed runs n new positions, from ids or, when ids is nil, from embeddings.
+// feed runs n new positions, from ids or, when ids is nil, from embeddings
+// [n, Hidden], and returns the logits after the last.
 func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
-	m, c := s.m, s.m.Cfg
-	h, qd, kd, hd, inter := c.Hidden, c.QDim(), c.KVDim(), c.HeadDim, c.Intermediate
-	b := &s.buf
-	b.x, b.xn, b.mid = grow(b.x, n*h), grow(b.xn, n*h), grow(b.mid, n*h)
-	b.q, b.k, b.v, b.att = grow(b.q, n*qd), grow(b.k, n*kd), grow(b.v, n*kd), grow(b.att, n*qd)
-	b.g, b.u, b.a = grow(b.g, n*inter), grow(b.u, n*inter), grow(b.a, n*inter)
-	b.rstd, b.lse = grow(b.rstd, n*max(c.Heads, 1)), grow(b.lse, n*c.Heads)
-	b.rstdq, b.rstdk = grow(b.rstdq, n*c.Heads), grow(b.rstdk, n*c.KVHeads)
-	b.pos = grow(b.pos, n)
+	m, c, w := s.m, s.m.Cfg, s.ws
+	h := c.Hidden
+	w.B, w.T, w.P, w.N = 1, n, 0, n
+	w.seg = nil
+	w.ids, w.labels, w.mask, w.pos = grow(w.ids, n), grow(w.labels, n), grow(w.mask, n), grow(w.pos, n)
+	for i := range n {
+		w.ids[i], w.labels[i], w.mask[i], w.pos[i] = 0, IgnoreIndex, 1, int32(s.cache.len+i)
+	}
+	w.size(n)
+	x := w.stream[0]
 	if ids != nil {
+		copy(w.ids, ids)
 		for i, id := range ids {
-			copy(b.x[i*h:(i+1)*h], m.Embed.Data[int(id)*h:(int(id)+1)*h])
+			copy(x[i*h:(i+1)*h], m.Embed.Data[int(id)*h:(int(id)+1)*h])
 		}
 	} else {
-		copy(b.x, emb)
+		copy(x, emb)
 	}
-	for i := range b.pos {
-		b.pos[i] = int32(s.Len + i)
+	for _, l := range m.Layers {
+		w.forwardLayer(l)
 	}
-	rope := m.Rope(s.Len + n)
-	tk := s.Len + n
-	for li, l := range m.Layers {
-		nn.RMSNorm(b.xn, b.rstd, b.x, l.InNorm.Data, n, h, c.RMSNormEps)
-		l.Q.Forward(b.q, b.xn, n)
-		l.K.Forward(b.k, b.xn, n)
-		l.V.Forward(b.v, b.xn, n)
-		if c.QKNorm {
-			nn.RMSNorm(b.q, b.rstdq, b.q, l.QNorm.Data, n*c.Heads, hd, c.RMSNormEps)
-			nn.RMSNorm(b.k, b.rstdk, b.k, l.KNorm.Data, n*c.KVHeads, hd, c.RMSNormEps)
-		}
-		nn.Rope(b.q, n, c.Heads, hd, b.pos, rope.Cos, rope.Sin, rope.Rot)
-		nn.Rope(b.k, n, c.KVHeads, hd, b.pos, rope.Cos, rope.Sin, rope.Rot)
-		copy(s.k[li][s.Len*kd:tk*kd], b.k)
-		copy(s.v[li][s.Len*kd:tk*kd], b.v)
-		b.attn = nn.Attention{B: 1, Tq: n, Tk: tk, Heads: c.Heads, KVHeads: c.KVHeads, HD: hd, Offset: s.Len,
-			Scale: float32(1 / math.Sqrt(float64(hd))), Tiles: b.attn.Tiles}
-		b.attn.Forward(b.att, b.lse, b.q, s.k[li][:tk*kd], s.v[li][:tk*kd])
-		l.O.Forward(b.mid, b.att, n)
-		if l.AttnOut != nil {
-			l.AttnOut.Forward(b.mid, n)
-		}
-		nn.Add(b.mid, b.x)
-		nn.RMSNorm(b.xn, b.rstd, b.mid, l.PostNorm.Data, n, h, c.RMSNormEps)
-		l.Gate.Forward(b.g, b.xn, n)
-		l.Up.Forward(b.u, b.xn, n)
-		nn.SwiGLU(b.a, b.g, b.u)
-		l.Down.Forward(b.x, b.a, n)
-		if l.MLPOut != nil {
-			l.MLPOut.Forward(b.x, n)
-		}
-		nn.Add(b.x, b.mid)
-	}
-	s.Len = tk
-	last := b.x[(n-1)*h : n*h]
-	nn.RMSNorm(b.xn[:h], b.rstd[:1], last, m.Norm.Data, 1, h, c.RMSNormEps)
-	b.logits = grow(b.logits, c.Vocab)
-	cpu.Sgemm(false, true, 1, c.Vocab, h, 1, b.xn[:h], h, m.Head.Data, h, 0, b.logits, c.Vocab)
-	return b.logits
+	s.cache.len += n
+	s.Len = s.cache.len
+	last := w.stream[len(m.Layers)][(n-1)*h : n*h]
+	nn.RMSNorm(w.xf[:h], w.rstdf[:1], last, m.Norm.Data, 1, h, c.RMSNormEps)
+	s.logits = grow(s.logits, c.Vocab)
+	cpu.Sgemm(false, true, 1, c.Vocab, h, 1, w.xf[:h], h, m.Head.Data, h, 0, s.logits, c.Vocab)
+	return s.logits
 }
 
 // Argmax returns the index of the largest value (the first on ties).
