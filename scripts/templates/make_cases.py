@@ -474,6 +474,9 @@ case("comparison_chains", "{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1.0 == true }
 case("getitem_non_int", "{{ 'Y'['text'] is defined }}|{{ [1, 2]['a'] is defined }}|{{ 'abc'[true] }}|{{ [1, 2, 3][-1] }}|{{ [1, 2][1.0] is defined }}")
 case("getitem_str_key_error", "{{ messages[0]['content'][0]['text'] + '\\n' }}", messages=CONV)
 case("generation_tag", "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %}|{% endfor %}", messages=CONV)
+# trim/lower/upper stringify as Python does: Llama 3's template trims
+# message['content'], which is None in an OpenAI tool-call turn.
+case("str_filters_none", "[{{ none | trim }}][{{ none | lower }}][{{ [1, 'a'] | upper }}][{{ '  x \x1c' | trim }}][{{ 'xxaxx' | trim('x') }}][{{ missing | trim }}]")
 
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")

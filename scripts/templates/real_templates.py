@@ -64,6 +64,17 @@ CONVERSATIONS = {
         {"role": "tool", "tool_call_id": "call_1", "name": "get_weather",
          "content": "{\"temp\": 21}"},
         {"role": "assistant", "content": "It is 21 °C."}]},
+    # As OpenAI's API sends them: arguments a JSON string, content None,
+    # two calls in one turn.
+    "tool_calls_openai": {"tools": TOOLS, "add_generation_prompt": True, "messages": [
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
+            {"id": "call_2", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "21"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "25"}]},
     "reasoning": {"enable_thinking": True, "messages": [
         {"role": "user", "content": "Is 7 prime?"},
         {"role": "assistant", "content": "<think>\nDivisors: none.\n</think>\n\nYes.",
