@@ -283,6 +283,7 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	def("__cmp", st.compare)
 	def("__m", st.method)
 	def("__def", defined)
+	two("__item", item)
 	def("__mut", mutable)
 	def("__unpack", unpack)
 	def("__hex", unhex)

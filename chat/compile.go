@@ -14,14 +14,14 @@ import (
 // values chat templates use.
 var libFilters = map[string]bool{
 	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
-	"lower": true, "upper": true, "reverse": true, "unique": true, "int": true,
+	"reverse": true, "unique": true, "int": true,
 	"float": true, "safe": true, "abs": true, "select": true,
 	"reject": true, "selectattr": true, "rejectattr": true, "wordcount": true,
-	"trim": true,
 }
 
 // ownFilters replace the library's where its output differs from jinja2's
-// (json.dumps formatting, Python str() of values) or where the library's
+// (json.dumps formatting, Python str() of values: trim, lower and upper of
+// None are "None", "none", "NONE") or where the library's
 // result has no size bound (replace, indent, list).
 var ownFilters = map[string]bool{
 	"tojson": true, "string": true, "join": true, "capitalize": true,
@@ -29,6 +29,7 @@ var ownFilters = map[string]bool{
 	"center": true, "slice": true, "escape": true, "e": true, "first": true, "last": true,
 	"sort": true, "dictsort": true, "sum": true, "batch": true, "map": true,
 	"length": true, "count": true, "max": true, "min": true,
+	"trim": true, "lower": true, "upper": true,
 }
 
 var libTests = map[string]bool{

@@ -119,6 +119,28 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		return jinja.NewString(string(unicode.ToUpper(r)) + strings.ToLower(s[n:])), nil
 	})
 
+	// trim, lower and upper work on Python's str() of the value, as jinja2's
+	// soft_str does: None trims to "None".
+	strFilter := func(name string, f func(s string, args []jinja.Value) string) {
+		def("__f_"+name, func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+			if len(args) == 0 {
+				return empty, nil
+			}
+			if err := st.check(args[0]); err != nil {
+				return jinja.Value{}, err
+			}
+			return jinja.NewString(f(pyStr(args[0]), args[1:])), nil
+		})
+	}
+	strFilter("trim", func(s string, args []jinja.Value) string {
+		if len(args) > 0 && !args[0].IsNone() && !args[0].IsUndefined() {
+			return strings.Trim(s, pyStr(args[0]))
+		}
+		return strings.TrimFunc(s, isPySpace)
+	})
+	strFilter("lower", func(s string, _ []jinja.Value) string { return strings.ToLower(s) })
+	strFilter("upper", func(s string, _ []jinja.Value) string { return strings.ToUpper(s) })
+
 	def("raise_exception", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		msg := ""
 		if len(args) > 0 {

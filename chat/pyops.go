@@ -309,6 +309,67 @@ func defined(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) 
 	return args[0], nil
 }
 
+// item is jinja2's obj[key]. A list or str indexed by anything but an int
+// (or bool, an int in Python) gives undefined, as jinja2's getitem does
+// when Python's [] fails; the library would read such a key as 0. Dict
+// keys are looked up as the library stores them.
+func item(obj, key jinja.Value) (jinja.Value, error) {
+	if obj.IsUndefined() {
+		return jinja.Value{}, fmt.Errorf("UndefinedError: an undefined value has no attributes or items")
+	}
+	switch {
+	case obj.IsList() || obj.IsString():
+		var i int64
+		switch {
+		case key.IsInt():
+			i = key.AsInt()
+		case key.IsBool():
+			if key.AsBool() {
+				i = 1
+			}
+		default:
+			return jinja.Undefined(), nil
+		}
+		if obj.IsList() {
+			items := obj.AsList().Items
+			if i < 0 {
+				i += int64(len(items))
+			}
+			if i < 0 || i >= int64(len(items)) {
+				return jinja.Undefined(), nil
+			}
+			return items[i], nil
+		}
+		rs := []rune(obj.AsString())
+		if i < 0 {
+			i += int64(len(rs))
+		}
+		if i < 0 || i >= int64(len(rs)) {
+			return jinja.Undefined(), nil
+		}
+		return jinja.NewString(string(rs[i])), nil
+	case obj.IsDict():
+		var k string
+		switch {
+		case key.IsString():
+			k = key.AsString()
+		case key.IsInt():
+			k = strconv.FormatInt(key.AsInt(), 10)
+		case key.IsBool():
+			k = "False"
+			if key.AsBool() {
+				k = "True"
+			}
+		default:
+			return jinja.Undefined(), nil
+		}
+		if v, ok := obj.AsDict().Get(k); ok {
+			return v, nil
+		}
+	}
+	return jinja.Undefined(), nil
+}
+
 // mutable fails where jinja2's immutable sandbox refuses a method that
 // modifies a list or dict.
 func mutable(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {

@@ -432,11 +432,15 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 			}
 		case p.op("["):
 			p.pos++
-			s, err := p.subscript()
+			s, slice, err := p.subscript()
 			if err != nil {
 				return "", err
 			}
-			e = "__def(" + e + ")[" + s + "]"
+			if slice {
+				e = "__def(" + e + ")[" + s + "]"
+			} else {
+				e = "__item(" + e + ", " + s + ")"
+			}
 		case p.op("("):
 			args, err := p.callArgs()
 			if err != nil {
@@ -489,17 +493,18 @@ func joinArgs(args []string) string {
 	return ", " + strings.Join(args, ", ")
 }
 
-// subscript parses key or start:stop:step up to and including "]".
-func (p *rewriter) subscript() (string, error) {
+// subscript parses key or start:stop:step up to and including "]", and
+// says which it was.
+func (p *rewriter) subscript() (string, bool, error) {
 	var b strings.Builder
 	if !p.op(":") {
 		s, err := p.expression()
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		b.WriteString(s)
 		if !p.op(":") {
-			return b.String(), p.expect("]")
+			return b.String(), false, p.expect("]")
 		}
 	}
 	p.pos++ // the first ':'
@@ -507,7 +512,7 @@ func (p *rewriter) subscript() (string, error) {
 	if !p.op("]") && !p.op(":") {
 		s, err := p.expression()
 		if err != nil {
-			return "", err
+			return "", true, err
 		}
 		b.WriteString(s)
 	}
@@ -517,12 +522,12 @@ func (p *rewriter) subscript() (string, error) {
 		if !p.op("]") {
 			s, err := p.expression()
 			if err != nil {
-				return "", err
+				return "", true, err
 			}
 			b.WriteString(s)
 		}
 	}
-	return b.String(), p.expect("]")
+	return b.String(), true, p.expect("]")
 }
 
 // callArgs parses "(" [name=]expr, ... ")".

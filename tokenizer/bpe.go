@@ -34,8 +34,11 @@ type bpeModel struct {
 	unk          int32 // -1 when there is no unk token
 	fuseUnk      bool
 	ignoreMerges bool
-	prefix       string // continuing_subword_prefix
-	suffix       string // end_of_word_suffix
+	// wholeNewlines: a word made only of "\n" that is a token is taken
+	// whole (llama.cpp's Gemma 4 vocabularies).
+	wholeNewlines bool
+	prefix        string // continuing_subword_prefix
+	suffix        string // end_of_word_suffix
 
 	joinsOnce sync.Once
 	joins     *joinSet // built on the first long word
@@ -48,7 +51,7 @@ func (m *bpeModel) tokenize(w string, dst []tok, c *wordCache) []tok {
 	if w == "" {
 		return dst
 	}
-	if m.ignoreMerges {
+	if m.ignoreMerges || m.wholeNewlines && strings.Trim(w, "\n") == "" {
 		if id, ok := m.vocab[w]; ok {
 			return append(dst, tok{id, 0, int32(len(w))})
 		}

@@ -75,6 +75,10 @@ func TestPreTokenizers(t *testing.T) {
 		{"punctuation contiguous", `{"type":"Punctuation","behavior":"Contiguous"}`, "a,,b.", []string{"a", ",,", "b", "."}},
 		{"digits contiguous", `{"type":"Digits","individual_digits":false}`, "a12b3", []string{"a", "12", "b", "3"}},
 		{"digits individual", `{"type":"Digits","individual_digits":true}`, "a12b", []string{"a", "1", "2", "b"}},
+		// A lookahead-only pattern matches empty strings: each is a cut (HF's
+		// Split over Oniguruma's matches), and no empty piece comes out.
+		{"split empty matches", `{"type":"Split","pattern":{"Regex":"(?=(\\d{3})+(?!\\d))"},"behavior":"Isolated"}`, "x1234567", []string{"x1", "234", "567"}},
+		{"split empty matches merged", `{"type":"Split","pattern":{"Regex":"(?=b)"},"behavior":"MergedWithPrevious"}`, "abab", []string{"a", "ba", "b"}},
 		{"char delimiter", `{"type":"CharDelimiterSplit","delimiter":"|"}`, "a|b||c", []string{"a", "b", "c"}},
 		// UnicodeScripts: a cut before each character whose script differs
 		// from the last non-space one; spaces join the piece before them,

@@ -150,25 +150,47 @@ var (
 	preTinyAya   = append([]string{`\d{1,3}(?=(?:\d{3})*\b)`}, preGPT4o...)
 	preFalcon    = []string{`[\p{P}\$\+<=>\^~\|]+`, patGPT2, `[0-9][0-9][0-9]`}
 	preDefault   = []string{`[\p{P}\$\+<=>\^~\|]+`, patGPT2, `\p{N}+`, `[0-9][0-9][0-9]`}
+	preLines     = []string{`[^\n]+|[\n]+`}
 	preSeedCoder = []string{`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+`}
 )
 
-// ggufPrePatterns maps every tokenizer.ggml.pre name llama.cpp accepts for
-// byte-level BPE to its split regexes, and whether llama.cpp ignores merges
-// for words that are whole tokens (ignore_merges).
-var ggufPrePatterns = map[string]struct {
-	pats         []string
+// ggufPre is how llama.cpp pre-tokenizes for one tokenizer.ggml.pre name.
+type ggufPre struct {
+	// pats are the split regexes, applied in turn (Isolated).
+	pats []string
+	// ignoreMerges: a word that is itself a token is that token (llama.cpp's
+	// ignore_merges).
 	ignoreMerges bool
-}{
+	// rawUTF8: a SentencePiece-style BPE rather than a byte-level one: the
+	// merges join characters, a character missing from the vocabulary falls
+	// back to its <0xNN> byte tokens, and the decoder undoes no byte mapping
+	// (llama.cpp's byte_encode = false).
+	rawUTF8 bool
+	// escapeSpaces: spaces are written "▁" before splitting (llama.cpp's
+	// escape_whitespaces for BPE vocabularies).
+	escapeSpaces bool
+	// wholeNewlines: a piece of only "\n" that is a token is that token,
+	// merges aside (llama.cpp's rule for Gemma 4).
+	wholeNewlines bool
+	// addBOS: llama.cpp adds BOS when the file does not say otherwise;
+	// forceBOS: even when it says not to (llama.cpp's Gemma 4 override).
+	addBOS, forceBOS bool
+}
+
+// ggufPrePatterns maps every tokenizer.ggml.pre name llama.cpp accepts for
+// BPE vocabularies to how it splits text. Names llama.cpp handles with code
+// of its own rather than split regexes are written here as the regexes of
+// the tokenizers they came from, which that code reproduces.
+var ggufPrePatterns = map[string]ggufPre{
 	"default": {pats: preDefault},
 	// gotune's own exports before the names were aligned with llama.cpp.
 	"gpt2": {pats: preGPT2},
 
-	"llama3": {pats: preLlama3, ignoreMerges: true}, "llama-v3": {pats: preLlama3, ignoreMerges: true},
-	"llama-bpe": {pats: preLlama3, ignoreMerges: true}, "falcon3": {pats: preLlama3, ignoreMerges: true},
-	"falcon-h1": {pats: preLlama3, ignoreMerges: true}, "pixtral": {pats: preLlama3, ignoreMerges: true},
-	"midm-2.0": {pats: preLlama3, ignoreMerges: true}, "lfm2": {pats: preLlama3, ignoreMerges: true},
-	"jina-v5-nano": {pats: preLlama3, ignoreMerges: true},
+	"llama3": {pats: preLlama3, ignoreMerges: true, addBOS: true}, "llama-v3": {pats: preLlama3, ignoreMerges: true, addBOS: true},
+	"llama-bpe": {pats: preLlama3, ignoreMerges: true, addBOS: true}, "falcon3": {pats: preLlama3, ignoreMerges: true, addBOS: true},
+	"falcon-h1": {pats: preLlama3, ignoreMerges: true, addBOS: true}, "pixtral": {pats: preLlama3, ignoreMerges: true, addBOS: true},
+	"midm-2.0": {pats: preLlama3, ignoreMerges: true, addBOS: true}, "lfm2": {pats: preLlama3, ignoreMerges: true, addBOS: true},
+	"jina-v5-nano": {pats: preLlama3, ignoreMerges: true, addBOS: true},
 	"dbrx":         {pats: preLlama3}, "smaug-bpe": {pats: preLlama3},
 	"glm4": {pats: preLlama3}, "chatglm-bpe": {pats: preLlama3},
 	"jais-2":   {pats: []string{`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1}`}},
@@ -211,24 +233,37 @@ var ggufPrePatterns = map[string]struct {
 	"poro-chat": {pats: preBloom}, "bloom": {pats: preBloom}, "gpt3-finnish": {pats: preBloom},
 	"viking": {pats: append(append([]string(nil), preBloom...), `\p{N}`)},
 
-	"tekken":    {pats: preTekken, ignoreMerges: true},
-	"chameleon": {pats: []string{`<sentinel:[0-9]+>`, `(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z`, `([\t\n]|    |  )`, `\p{N}`, `[\p{P}!-/:-@\[-` + "`" + `{-~]`, patGPT2}},
+	"tekken":    {pats: preTekken, ignoreMerges: true, addBOS: true},
+	"chameleon": {pats: []string{`<sentinel:[0-9]+>`, `(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z`, `([\t\n]|    |  )`, `\p{N}`, `[\p{P}!-/:-@\[-` + "`" + `{-~]`, patGPT2}, addBOS: true},
 	"gpt-4o":    {pats: preGPT4o}, "llama4": {pats: preGPT4o}, "kanana2": {pats: preGPT4o}, "talkie": {pats: preGPT4o},
 	"minimax-m2":              {pats: preGPT4o},
 	"granite-embed-multi-97m": {pats: preGPT4o, ignoreMerges: true},
 	"tiny_aya":                {pats: preTinyAya}, "cohere2moe": {pats: preTinyAya},
-}
 
-// ggufPreUnsupported names pre-tokenizers that llama.cpp implements with code
-// of its own rather than split regexes; they are refused with this reason.
-var ggufPreUnsupported = map[string]string{
-	"kimi-k2":                  "llama.cpp splits it with a custom Han-aware handler",
-	"afmoe":                    "llama.cpp groups digits with a custom handler",
-	"superbpe":                 "its digit grouping splits at zero-width lookahead matches",
-	"gemma4":                   "it is a SentencePiece-style BPE over raw UTF-8 (not byte-level)",
-	"granite-embed-multi-311m": "it is a SentencePiece-style BPE over raw UTF-8 (not byte-level)",
-	"sarvam-moe":               "it is a SentencePiece-style BPE over raw UTF-8 (not byte-level)",
-	"whitespace":               "it is a BPE over raw UTF-8 (not byte-level)",
+	// Digits alone, then cut into threes from the right (the lookahead
+	// matches are empty: split points); nothing else is split, so words run
+	// across spaces ("superword" tokens).
+	"superbpe": {pats: []string{`\p{N}+`, `(?=(\d{3})+(?!\d))`}},
+	// Digit runs cut into threes from the right, CJK and South-East Asian
+	// scripts in runs of their own, then DeepSeek-V3's word pattern.
+	"afmoe": {pats: []string{
+		`\p{N}+`,
+		`(?=(?:\p{N}{3})+(?!\p{N}))`,
+		`[一-鿿㐀-䶿豈-﫿぀-ゟ゠-ヿ･-ﾟ⼀-⿟เ-๿຀-໿ក-៿က-႟ꩠ-ꩿꧠ-꧿가-힯ᄀ-ᇿ]+`,
+		preDeepV3[2],
+	}},
+	// Kimi K2's tiktoken pattern: Han runs apart, and the cased-word
+	// alternatives of GPT-4o's pattern with Han taken out of their classes.
+	"kimi-k2": {pats: []string{
+		`\p{Han}+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}-[\p{Han}]]*[\p{Ll}\p{Lm}\p{Lo}\p{M}-[\p{Han}]]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}-[\p{Han}]]+[\p{Ll}\p{Lm}\p{Lo}\p{M}-[\p{Han}]]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
+	}},
+	// SentencePiece-style BPE: spaces become "▁", only newline runs are
+	// split off, merges run over whole lines.
+	"gemma4":                   {pats: preLines, rawUTF8: true, escapeSpaces: true, wholeNewlines: true, addBOS: true, forceBOS: true},
+	"granite-embed-multi-311m": {pats: preLines, rawUTF8: true, escapeSpaces: true, wholeNewlines: true, addBOS: true, forceBOS: true},
+	"sarvam-moe":               {pats: preLines, rawUTF8: true, escapeSpaces: true},
+	// Runs of non-space characters over raw UTF-8 (jina-embeddings-v2-base-zh).
+	"whitespace": {pats: []string{`\S+`}, rawUTF8: true},
 }
 
 func (v *ggufVocab) build() (*Tokenizer, error) {
@@ -269,9 +304,11 @@ func (v *ggufVocab) build() (*Tokenizer, error) {
 			added = append(added, AddedToken{ID: id, Content: s})
 		}
 	}
+	var pre ggufPre
 	switch v.model {
-	case "gpt2":
-		if err := v.buildBPE(t, vocab); err != nil {
+	case "gpt2", "gemma4", "whitespace":
+		var err error
+		if pre, err = v.buildBPE(t, vocab); err != nil {
 			return nil, err
 		}
 	case "llama":
@@ -285,7 +322,7 @@ func (v *ggufVocab) build() (*Tokenizer, error) {
 			return nil, err
 		}
 	default:
-		return nil, v.errf("tokenizer.ggml.model", "unsupported tokenizer model %q (supported: gpt2, llama, bert, t5)", v.model)
+		return nil, v.errf("tokenizer.ggml.model", "unsupported tokenizer model %q (supported: gpt2, gemma4, whitespace, llama, bert, t5)", v.model)
 	}
 	t.setAdded(added)
 	name := func(id int) string {
@@ -297,7 +334,7 @@ func (v *ggufVocab) build() (*Tokenizer, error) {
 	t.bosTok, t.eosTok, t.unkTok, t.padTok = name(v.bos), name(v.eos), name(v.unk), name(v.pad)
 	// llama.cpp's defaults per model when the file does not say: BOS for
 	// SentencePiece and BERT, EOS for T5, SEP for BERT.
-	addBOS := v.addBOS || (!v.hasAddBOS && (v.model == "llama" || v.model == "bert"))
+	addBOS := v.addBOS || (!v.hasAddBOS && (v.model == "llama" || v.model == "bert" || pre.addBOS)) || pre.forceBOS
 	addEOS := v.addEOS || (!v.hasAddEOS && v.model == "t5")
 	addSep := v.addSep || (!v.hasAddSep && v.model == "bert")
 	var p templatePost
@@ -315,41 +352,69 @@ func (v *ggufVocab) build() (*Tokenizer, error) {
 	return t, nil
 }
 
-func (v *ggufVocab) buildBPE(t *Tokenizer, vocab map[string]int) error {
+func (v *ggufVocab) buildBPE(t *Tokenizer, vocab map[string]int) (ggufPre, error) {
 	name := v.pre
-	if name == "" {
+	switch {
+	case v.model == "gemma4":
+		name = "gemma4" // llama.cpp ignores the file's pre name for this model
+	case name == "":
 		name = "default" // as llama.cpp
 	}
 	pre, ok := ggufPrePatterns[name]
 	if !ok {
-		if why, known := ggufPreUnsupported[name]; known {
-			return v.errf("tokenizer.ggml.pre", "pre-tokenizer %q is not supported: %s", name, why)
-		}
-		return v.errf("tokenizer.ggml.pre", "unknown pre-tokenizer %q (llama.cpp does not know it either)", name)
+		return pre, v.errf("tokenizer.ggml.pre", "unknown pre-tokenizer %q (llama.cpp does not know it either)", name)
 	}
-	pats := pre.pats
 	merges := make([][2]string, len(v.merges))
 	for k, s := range v.merges {
 		a, b, ok := cutMerge(s)
 		if !ok {
-			return v.errf(fmt.Sprintf("tokenizer.ggml.merges[%d]", k), "expected \"left right\", got %q", s)
+			return pre, v.errf(fmt.Sprintf("tokenizer.ggml.merges[%d]", k), "expected \"left right\", got %q", s)
 		}
 		merges[k] = [2]string{a, b}
 	}
-	m, err := newBPE(vocab, merges, bpeOptions{byteLevel: true, ignoreMerges: pre.ignoreMerges})
+	m, err := newBPE(vocab, merges, bpeOptions{
+		byteLevel:     !pre.rawUTF8,
+		byteFallback:  pre.rawUTF8,
+		ignoreMerges:  pre.ignoreMerges,
+		wholeNewlines: pre.wholeNewlines,
+	})
 	if err != nil {
-		return v.errf("tokenizer.ggml.merges", "%v", err)
+		return pre, v.errf("tokenizer.ggml.merges", "%v", err)
 	}
+	seq, err := pre.splitter(v.model == "whitespace")
+	if err != nil {
+		return pre, v.errf("tokenizer.ggml.pre", "%v", err)
+	}
+	t.model, t.bpe, t.pre = m, m, seq
+	if !pre.rawUTF8 {
+		t.dec = byteLevelDecoder{}
+		return pre, nil
+	}
+	dec := seqDecoder{byteFallbackDecoder{}, fuseDecoder{}}
+	if pre.escapeSpaces {
+		t.normalizer = replaceNormalizer{literal: " ", content: "▁"}
+		dec = append(seqDecoder{replaceDecoder{literal: "▁", content: " "}}, dec...)
+	}
+	t.dec = dec
+	return pre, nil
+}
+
+// splitter is the pre-tokenizer of the split regexes; dropSpaces first
+// removes whitespace, as llama.cpp's "whitespace" tokenizer model does before
+// its regexes see the text.
+func (pre ggufPre) splitter(dropSpaces bool) (seqPreTokenizer, error) {
 	var seq seqPreTokenizer
-	for _, p := range pats {
+	if dropSpaces {
+		seq = append(seq, splitPreTokenizer{m: runeMatcher(isSpaceRune), behavior: removed})
+	}
+	for _, p := range pre.pats {
 		mt, err := compileSplitRegex(p)
 		if err != nil {
-			return v.errf("tokenizer.ggml.pre", "%v", err)
+			return nil, err
 		}
 		seq = append(seq, splitPreTokenizer{m: mt, behavior: isolated})
 	}
-	t.model, t.bpe, t.pre, t.dec = m, m, seq, byteLevelDecoder{}
-	return nil
+	return seq, nil
 }
 
 func cutMerge(s string) (string, string, bool) {

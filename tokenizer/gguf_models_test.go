@@ -124,8 +124,6 @@ func TestGGUFBadVocab(t *testing.T) {
 			{Key: "tokenizer.ggml.scores", Value: []float32{-1}}, {Key: "tokenizer.ggml.precompiled_charsmap", Value: []uint8{9, 0, 0, 0, 1}}}, "tokenizer.ggml.precompiled_charsmap"},
 		{"unknown pre", []gguf.KV{{Key: "tokenizer.ggml.model", Value: "gpt2"}, {Key: "tokenizer.ggml.tokens", Value: []string{"a"}},
 			{Key: "tokenizer.ggml.merges", Value: []string{}}, {Key: "tokenizer.ggml.pre", Value: "no-such-pre"}}, "no-such-pre"},
-		{"custom pre", []gguf.KV{{Key: "tokenizer.ggml.model", Value: "gpt2"}, {Key: "tokenizer.ggml.tokens", Value: []string{"a"}},
-			{Key: "tokenizer.ggml.merges", Value: []string{}}, {Key: "tokenizer.ggml.pre", Value: "kimi-k2"}}, "custom"},
 		{"unknown model", []gguf.KV{{Key: "tokenizer.ggml.model", Value: "rwkv"}, {Key: "tokenizer.ggml.tokens", Value: []string{"a"}}}, "rwkv"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

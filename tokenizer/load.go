@@ -972,20 +972,22 @@ func (l *loader) bpe(raw json.RawMessage, path string, t *Tokenizer) (map[string
 
 type bpeOptions struct {
 	byteLevel, byteFallback, fuseUnk, ignoreMerges bool
+	wholeNewlines                                  bool
 	unk, prefix, suffix                            string
 }
 
 func newBPE(vocab map[string]int, merges [][2]string, o bpeOptions) (*bpeModel, error) {
 	m := &bpeModel{
-		vocab:        make(map[string]int32, len(vocab)),
-		merges:       newPairTable(len(merges)),
-		byteLevel:    o.byteLevel,
-		byteFallback: o.byteFallback,
-		fuseUnk:      o.fuseUnk,
-		ignoreMerges: o.ignoreMerges,
-		prefix:       o.prefix,
-		suffix:       o.suffix,
-		unk:          -1,
+		vocab:         make(map[string]int32, len(vocab)),
+		merges:        newPairTable(len(merges)),
+		byteLevel:     o.byteLevel,
+		byteFallback:  o.byteFallback,
+		fuseUnk:       o.fuseUnk,
+		ignoreMerges:  o.ignoreMerges,
+		wholeNewlines: o.wholeNewlines,
+		prefix:        o.prefix,
+		suffix:        o.suffix,
+		unk:           -1,
 	}
 	for s, id := range vocab {
 		if id < 0 || id >= maxTokenID {

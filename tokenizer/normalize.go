@@ -281,13 +281,17 @@ func forEachMatch(s, literal string, re *regexp2.Regexp, fn func(i, j int)) {
 			off += k + len(literal)
 		}
 	}
-	regexMatches(re, s, fn)
+	regexMatches(re, s, false, fn)
 }
 
 // regexMatches runs a regexp2 expression (which counts in runes) and reports
 // byte ranges. Errors (timeouts) end the search: callers treat the rest as
-// unmatched text rather than failing an encode.
-func regexMatches(re *regexp2.Regexp, s string, fn func(i, j int)) {
+// unmatched text rather than failing an encode. With empty set, empty matches
+// are reported too, as the Oniguruma iterator behind HF's Split reports them
+// (split points of lookahead-only patterns such as SuperBPE's digit groups);
+// like that iterator it skips an empty match right where the previous match
+// ended.
+func regexMatches(re *regexp2.Regexp, s string, empty bool, fn func(i, j int)) {
 	if s == "" {
 		return
 	}
@@ -304,9 +308,11 @@ func regexMatches(re *regexp2.Regexp, s string, fn func(i, j int)) {
 	}
 	byteAt[len(runes)] = len(s)
 	m, err := re.FindRunesMatch(runes)
+	lastEnd := -1
 	for err == nil && m != nil {
-		if m.Length > 0 {
+		if m.Length > 0 || (empty && m.Index != lastEnd) {
 			fn(byteAt[m.Index], byteAt[m.Index+m.Length])
+			lastEnd = m.Index + m.Length
 		}
 		m, err = re.FindNextMatch(m)
 	}

@@ -74,7 +74,9 @@ func (p splitPreTokenizer) split(n nstr, emit func(nstr)) {
 			if i > last {
 				emit(n.slice(last, i))
 			}
-			emit(n.slice(i, j))
+			if j > i {
+				emit(n.slice(i, j))
+			}
 			last = j
 		})
 		if last < len(n.s) {
@@ -159,7 +161,8 @@ func (l literalMatcher) matches(s string, fn func(i, j int)) {
 
 type regexMatcher struct{ re *regexp2.Regexp }
 
-func (r regexMatcher) matches(s string, fn func(i, j int)) { regexMatches(r.re, s, fn) }
+// matches reports empty matches too: HF's Split splits at them.
+func (r regexMatcher) matches(s string, fn func(i, j int)) { regexMatches(r.re, s, true, fn) }
 
 // runeMatcher matches single characters, as HF's char-predicate patterns.
 type runeMatcher func(rune) bool

@@ -468,6 +468,15 @@ case("undefined_subscript_error", "{{ missing[0] }}")
 case("string_filter_values", "{{ 1.0 | string }} {{ {'a': none, 'b': [true, 1.5]} | string }} {{ ('x' | string) | length }} {{ 1e100 }} {{ -0.0 }}")
 case("bigint_literal", "{{ 12345678901234567890 }}")
 case("comparison_chains", "{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1.0 == true }} {{ 'a' != 'b' }} {{ 1 < 3 < 2 }} {{ 0 == 0 < 1 }} {{ 'a' in 'abc' in 'xabcx' }} {{ 2 > 1 == 1 }}")
+# A str or list indexed by a string is undefined, not its first item
+# (Gemma 3's template reads messages[0]['content'][0]['text'], which must
+# fail on a plain-string system message); bools index as ints.
+case("getitem_non_int", "{{ 'Y'['text'] is defined }}|{{ [1, 2]['a'] is defined }}|{{ 'abc'[true] }}|{{ [1, 2, 3][-1] }}|{{ [1, 2][1.0] is defined }}")
+case("getitem_str_key_error", "{{ messages[0]['content'][0]['text'] + '\\n' }}", messages=CONV)
+case("generation_tag", "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %}|{% endfor %}", messages=CONV)
+# trim/lower/upper stringify as Python does: Llama 3's template trims
+# message['content'], which is None in an OpenAI tool-call turn.
+case("str_filters_none", "[{{ none | trim }}][{{ none | lower }}][{{ [1, 'a'] | upper }}][{{ '  x \x1c' | trim }}][{{ 'xxaxx' | trim('x') }}][{{ missing | trim }}]")
 
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")

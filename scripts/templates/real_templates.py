@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""Render real chat templates with jinja2 (set up as transformers sets it up,
+see render.py) and with gotune, and report byte-equality.
+
+Usage: scripts/templates/real_templates.py [DIR ...]
+
+Each DIR holds *.jinja files (or tokenizer_config.json files with a
+chat_template, named NAME.json). Templates published by model makers are
+not ours: keep them in a git-ignored folder (default: .templates-real/ at
+the repository root, plus ../shared/testdata/third_party/chat_templates when
+present); this script writes its cases and goldens into .templates-real/out/
+and never into the repository's test data.
+
+Every template is rendered with the conversations below: plain, system and
+multi-turn, training form without a generation prompt, tool definitions,
+tool calls with their results, reasoning, and awkward characters. Where
+jinja2 raises, gotune must fail too.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from render import environment, render  # noqa: E402
+
+TOOLS = [{
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "City name"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city"],
+        },
+    },
+}]
+
+CALL = {"id": "call_1", "type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}
+
+CONVERSATIONS = {
+    "plain": {"messages": [{"role": "user", "content": "Hello!"}],
+              "add_generation_prompt": True},
+    "system_multi": {"messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4."},
+        {"role": "user", "content": "And 3+3?"}], "add_generation_prompt": True},
+    "train": {"messages": [
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "Blue."}]},
+    "tools_prompt": {"tools": TOOLS, "add_generation_prompt": True, "messages": [
+        {"role": "user", "content": "Weather in Paris?"}]},
+    "tool_calls": {"tools": TOOLS, "messages": [
+        {"role": "system", "content": "Use tools when useful."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "name": "get_weather",
+         "content": "{\"temp\": 21}"},
+        {"role": "assistant", "content": "It is 21 °C."}]},
+    # As OpenAI's API sends them: arguments a JSON string, content None,
+    # two calls in one turn.
+    "tool_calls_openai": {"tools": TOOLS, "add_generation_prompt": True, "messages": [
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
+            {"id": "call_2", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "21"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "25"}]},
+    "reasoning": {"enable_thinking": True, "messages": [
+        {"role": "user", "content": "Is 7 prime?"},
+        {"role": "assistant", "content": "<think>\nDivisors: none.\n</think>\n\nYes.",
+         "reasoning_content": "Divisors: none."},
+        {"role": "user", "content": "And 9?"}], "add_generation_prompt": True},
+    "no_thinking": {"enable_thinking": False, "add_generation_prompt": True,
+                    "messages": [{"role": "user", "content": "Hi"}]},
+    "awkward": {"messages": [
+        {"role": "user", "content": "Quotes ' \" {{ braces }} {% tag %}\n\ttab — ünïcödé 🦙"},
+        {"role": "assistant", "content": "  spaced  \n"}], "add_generation_prompt": True},
+}
+
+SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>"}
+
+
+def templates(dirs):
+    out = {}
+    for d in dirs:
+        if not os.path.isdir(d):
+            continue
+        for fn in sorted(os.listdir(d)):
+            path = os.path.join(d, fn)
+            name, ext = os.path.splitext(fn)
+            if ext == ".jinja":
+                with open(path, encoding="utf-8") as f:
+                    out[name] = f.read()
+            elif ext == ".json":
+                with open(path, encoding="utf-8") as f:
+                    cfg = json.load(f)
+                t = cfg.get("chat_template") if isinstance(cfg, dict) else None
+                if isinstance(t, list):  # named variants: the default one
+                    t = next((x["template"] for x in t if x.get("name") == "default"), None)
+                if isinstance(t, str):
+                    out[name] = t
+    return out
+
+
+def main():
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    dirs = sys.argv[1:] or [os.path.join(root, ".templates-real"),
+                            os.path.join(root, "..", "shared", "testdata", "third_party", "chat_templates")]
+    tmpls = templates(dirs)
+    if not tmpls:
+        sys.exit("no templates in %s" % ", ".join(dirs))
+    cases = []
+    for name, src in sorted(tmpls.items()):
+        for conv, variables in CONVERSATIONS.items():
+            v = dict(SPECIAL)
+            v.update(variables)
+            cases.append({"name": "%s/%s" % (name, conv), "template": src, "vars": v})
+    env = environment()
+    goldens = {c["name"]: render(env, c) for c in cases}
+    out = os.path.join(root, ".templates-real", "out")
+    os.makedirs(out, exist_ok=True)
+    cpath, gpath = os.path.join(out, "cases.json"), os.path.join(out, "goldens.json")
+    with open(cpath, "w", encoding="utf-8") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=1)
+    with open(gpath, "w", encoding="utf-8") as f:
+        json.dump(goldens, f, ensure_ascii=False, indent=1)
+    raised = sum(1 for g in goldens.values() if "error" in g)
+    print("%d templates, %d renders (%d raise in jinja2)" % (len(tmpls), len(cases), raised))
+    sys.exit(subprocess.call(["go", "run", "./scripts/templates/gorender", cpath, gpath], cwd=root))
+
+
+if __name__ == "__main__":
+    main()
