@@ -130,6 +130,37 @@ type Backend interface {
 	// AdamW updates F32 p with gradient g and state m, v; shadow (may be nil)
 	// receives the new weights in its own dtype.
 	AdamW(p, g, m, v, shadow Tensor, s AdamStep)
+	// Dropout writes dst = keep·src where the mask (see DropoutKeeps) keeps
+	// an element and 0 where it drops it, or adds that to dst when
+	// accumulate is set (the backward pass applies the same mask).
+	Dropout(dst, src Tensor, m DropoutMask, accumulate bool)
 	// SumSquares returns Σx² of each tensor (F32), synchronously.
 	SumSquares(ts []Tensor) ([]float64, error)
+}
+
+// DropoutMask selects the elements dropout keeps: element i survives when
+// DropoutKeeps(Seed, Thresh, i), and survivors are scaled by Keep. The mask
+// is a function of the seed and the index alone, so it can be drawn in any
+// order, recomputed in backward or by gradient checkpointing, and drawn the
+// same on the CPU and on any device.
+type DropoutMask struct {
+	Seed, Thresh uint64
+	Keep         float32
+}
+
+// NewDropoutMask is the mask of drop probability p (0 ≤ p < 1) for seed.
+func NewDropoutMask(p float32, seed uint64) DropoutMask {
+	return DropoutMask{Seed: seed, Thresh: uint64(float64(p) * (1 << 53)), Keep: 1 / (1 - p)}
+}
+
+// DropoutKeeps reports whether element i survives: the top 53 bits of a
+// SplitMix64 hash of seed^i, read as a fraction of 2⁵³, are at least the
+// drop probability.
+func DropoutKeeps(seed, thresh uint64, i int) bool {
+	x := seed ^ uint64(i)
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	x ^= x >> 31
+	return x>>11 >= thresh
 }

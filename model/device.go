@@ -1,9 +1,12 @@
 package model
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"gotune/compute"
 	"gotune/nn"
@@ -15,6 +18,9 @@ import (
 // cannot run on a device yet (DoRA, dropout), or "".
 type LowRank interface {
 	LowRank() (a, b *nn.Param, scale float32)
+	// DropoutMask is the mask of the next forward pass (Keep 1 and Thresh
+	// 0 when the adapter has no dropout).
+	DropoutMask() compute.DropoutMask
 	DeviceUnsupported(training bool) string
 }
 
@@ -28,6 +34,9 @@ type DeviceOptions struct {
 	// Decays says which trainable parameters take weight decay (by name);
 	// nil: all of them, as torch.optim.AdamW over a plain parameter list.
 	Decays func(name string) bool
+	// LRScale multiplies the learning rate of a trainable parameter (by
+	// name): LoRA+'s faster B matrices; nil: 1 for all.
+	LRScale func(name string) float64
 	// Inference copies every parameter as frozen (scoring, generation):
 	// no gradients or optimizer state, and training-only options such as
 	// dropout do not matter.
@@ -98,6 +107,18 @@ type dlora struct {
 	a, b  *dparam
 	r     int
 	scale float32
+	// src gives the dropout mask of each step; nil when the adapter has
+	// no dropout or the model only scores.
+	src LowRank
+}
+
+// dropout returns the mask of this step's forward pass, or false when the
+// input goes to A undropped.
+func (l *dlora) dropout() (compute.DropoutMask, bool) {
+	if l.src == nil {
+		return compute.DropoutMask{}, false
+	}
+	return l.src.DropoutMask(), true
 }
 
 type dlayer struct {
@@ -134,6 +155,7 @@ type DeviceModel struct {
 	// and zeroing are one launch per group rather than one per tensor.
 	groups     []*dgroup
 	decays     func(name string) bool
+	lrScale    func(name string) float64
 	checkpoint bool
 	inference  bool
 	attnBudget int                       // floats of attention scores held at once; 0: the default
@@ -166,7 +188,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 	if m.Input != nil {
 		return nil, errors.New("device model: virtual-token methods (prompt tuning, P-tuning) do not run on a GPU yet")
 	}
-	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, checkpoint: o.Checkpoint, inference: o.Inference, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
+	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, lrScale: o.LRScale, checkpoint: o.Checkpoint, inference: o.Inference, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
 	var err error
 	param := func(p *nn.Param, float bool) *dparam {
 		if err != nil || p == nil {
@@ -220,6 +242,9 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			}
 			a, b, s := lr.LowRank()
 			dl.lora = &dlora{a: param(a, false), b: param(b, false), r: a.Shape[0], scale: s}
+			if dm := lr.DropoutMask(); dm.Thresh > 0 && !o.Inference {
+				dl.lora.src = lr
+			}
 		}
 		return dl
 	}
@@ -270,7 +295,19 @@ type dgroup struct {
 	n                     int
 	master, grad, m, v, w compute.Tensor
 	steps                 int64
-	decay                 bool // takes weight decay
+	decay                 bool    // takes weight decay
+	lrScale               float64 // multiplies the learning rate
+	shadow                bool    // has a copy in the compute type (w)
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // arenaAlign keeps every parameter's slice 256-byte aligned, which the
@@ -299,30 +336,44 @@ func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
 // placeTrainable allocates the arenas and fills them from the host: one
 // arena per kind (read in float or through a bf16 copy) and weight decay.
 func (dm *DeviceModel) placeTrainable() error {
-	var all [2][2]dgroup // [shadow][decay]
+	// One arena per (bf16 shadow, weight decay, learning-rate scale).
+	type key struct {
+		shadow, decay bool
+		lr            float64
+	}
+	arenas := map[key]*dgroup{}
 	for _, p := range dm.params {
 		if !p.trainable {
 			continue
 		}
-		sh, dc := 0, 1
-		if !p.float && dm.act != compute.F32 {
-			sh = 1
+		k := key{shadow: !p.float && dm.act != compute.F32, decay: dm.decays == nil || dm.decays(p.host.Name), lr: 1}
+		if dm.lrScale != nil {
+			k.lr = dm.lrScale(p.host.Name)
 		}
-		if dm.decays != nil && !dm.decays(p.host.Name) {
-			dc = 0
+		g := arenas[k]
+		if g == nil {
+			g = &dgroup{decay: k.decay, lrScale: k.lr, shadow: k.shadow}
+			arenas[k] = g
 		}
-		g := &all[sh][dc]
-		g.decay = dc == 1
 		g.offs = append(g.offs, g.n)
 		g.params = append(g.params, p)
 		g.n += (p.n + arenaAlign - 1) / arenaAlign * arenaAlign
 	}
-	dm.groups = nil
-	for _, g := range []*dgroup{&all[0][0], &all[0][1], &all[1][0], &all[1][1]} {
-		shadow := g == &all[1][0] || g == &all[1][1]
-		if g.n == 0 {
-			continue
+	keys := slices.Collect(maps.Keys(arenas))
+	// A fixed order: the gradient norm sums the arenas in it.
+	slices.SortFunc(keys, func(a, b key) int {
+		if a.shadow != b.shadow {
+			return cmpBool(a.shadow, b.shadow)
 		}
+		if a.decay != b.decay {
+			return cmpBool(a.decay, b.decay)
+		}
+		return cmp.Compare(a.lr, b.lr)
+	})
+	dm.groups = nil
+	for _, k := range keys {
+		g := arenas[k]
+		shadow := g.shadow
 		var err error
 		for _, t := range []*compute.Tensor{&g.master, &g.grad, &g.m, &g.v} {
 			if *t, err = dm.alloc(compute.F32, g.n); err != nil {
@@ -414,9 +465,12 @@ func (dm *DeviceModel) orderLoRAGroups() {
 	}
 }
 
+// groupable says whether the layers can share one x·Aᵀ product: each has a
+// trained LoRA on the same input, undropped (dropout gives every layer its
+// own input).
 func groupable(c []*dlinear) bool {
 	for _, lin := range c {
-		if lin.lora == nil || !lin.lora.a.trainable || lin.in != c[0].in {
+		if lin.lora == nil || !lin.lora.a.trainable || lin.in != c[0].in || lin.lora.src != nil {
 			return false
 		}
 	}
@@ -620,8 +674,9 @@ func (dm *DeviceModel) ApplyAdamW(c AdamWConfig, norm float64) error {
 		if g.decay {
 			wd = c.WeightDecay
 		}
-		dm.be.AdamW(g.master, g.grad, g.m, g.v, g.w, compute.AdamStep{GradScale: float32(gscale), Decay: float32(1 - c.LR*wd),
-			Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), StepSize: float32(c.LR / bc1), BC2Sqrt: float32(math.Sqrt(bc2)), Eps: float32(c.Eps)})
+		lr := c.LR * g.lrScale
+		dm.be.AdamW(g.master, g.grad, g.m, g.v, g.w, compute.AdamStep{GradScale: float32(gscale), Decay: float32(1 - lr*wd),
+			Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), StepSize: float32(lr / bc1), BC2Sqrt: float32(math.Sqrt(bc2)), Eps: float32(c.Eps)})
 	}
 	return dm.be.Err()
 }

@@ -256,7 +256,7 @@ func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) 
 	if lr := l.lora; lr != nil {
 		xa := a.xa[l]
 		if l.group == nil {
-			be.Gemm(false, true, n, lr.r, l.in, 1, x, l.in, lr.a.w, l.in, 0, xa.t, xa.ld)
+			be.Gemm(false, true, n, lr.r, l.in, 1, dm.loraInput(lr, x, n*l.in), l.in, lr.a.w, l.in, 0, xa.t, xa.ld)
 		} else if l == l.group.lins[0] {
 			// The group's x·Aᵀ for every member at once.
 			g := l.group
@@ -315,12 +315,33 @@ func (dm *DeviceModel) linearBackward(l *dlinear, a *dacts, dx, dy, x compute.Te
 			return
 		}
 		if lr.a.trainable {
-			be.Gemm(true, false, lr.r, l.in, n, 1, dxa.t, dxa.ld, x, l.in, 1, lr.a.grad, l.in)
+			be.Gemm(true, false, lr.r, l.in, n, 1, dxa.t, dxa.ld, dm.loraInput(lr, x, n*l.in), l.in, 1, lr.a.grad, l.in)
 		}
-		if dx != nil {
+		if dx == nil {
+			return
+		}
+		mask, dropped := lr.dropout()
+		if !dropped {
 			be.Gemm(false, false, n, l.in, lr.r, 1, dxa.t, dxa.ld, lr.a.w, l.in, beta, dx, l.in)
+			return
 		}
+		// The gradient reaching the dropped input, masked as the input was.
+		dxd := dm.buf("lora_dxd", dm.act, n*l.in)
+		be.Gemm(false, false, n, l.in, lr.r, 1, dxa.t, dxa.ld, lr.a.w, l.in, 0, dxd, l.in)
+		be.Dropout(dx.Slice(0, n*l.in), dxd, mask, beta != 0)
 	}
+}
+
+// loraInput is what a LoRA layer's A multiplies: x, or x with this step's
+// dropout mask applied (drawn again in backward rather than kept).
+func (dm *DeviceModel) loraInput(lr *dlora, x compute.Tensor, n int) compute.Tensor {
+	mask, ok := lr.dropout()
+	if !ok {
+		return x
+	}
+	xd := dm.buf("lora_xd", dm.act, n)
+	dm.be.Dropout(xd, x.Slice(0, n), mask, false)
+	return xd
 }
 
 func (dm *DeviceModel) maskT() compute.Tensor {

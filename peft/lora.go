@@ -6,6 +6,7 @@ package peft
 import (
 	"math"
 
+	"gotune/compute"
 	"gotune/compute/cpu"
 	"gotune/nn"
 )
@@ -52,9 +53,7 @@ func (l *LoRA) input(x []float32, n, in int) []float32 {
 	}
 	mask := l.mask[:words]
 	l.mask = mask
-	keep := 1 / (1 - l.Dropout)
-	thresh := uint64(float64(l.Dropout) * (1 << 53))
-	seed := l.Seed ^ l.Step*0x9e3779b97f4a7c15
+	dm := l.DropoutMask()
 	// The mask is a function of (Seed, Step, i) alone, so the parts can be
 	// drawn in any order and a recomputed forward (gradient checkpointing)
 	// draws the same one; backward reads the bits kept here.
@@ -63,9 +62,9 @@ func (l *LoRA) input(x []float32, n, in int) []float32 {
 			var bits uint64
 			for b := range min(64, total-wi*64) {
 				i := wi*64 + b
-				if splitmix(seed^uint64(i))>>11 >= thresh {
+				if compute.DropoutKeeps(dm.Seed, dm.Thresh, i) {
 					bits |= 1 << b
-					xd[i] = x[i] * keep
+					xd[i] = x[i] * dm.Keep
 				} else {
 					xd[i] = 0
 				}
@@ -76,11 +75,10 @@ func (l *LoRA) input(x []float32, n, in int) []float32 {
 	return xd
 }
 
-func splitmix(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
+// DropoutMask is the dropout mask of the next forward pass: a function of
+// the adapter's seed and the training step (model.LowRank).
+func (l *LoRA) DropoutMask() compute.DropoutMask {
+	return compute.NewDropoutMask(l.Dropout, l.Seed^l.Step*0x9e3779b97f4a7c15)
 }
 
 // Forward implements nn.Adapter.
@@ -273,7 +271,7 @@ func (l *LoRA) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 	}
 	dxd := l.dxd.Get(n * in)
 	cpu.Sgemm(false, false, n, in, r, 1, dh, r, l.A.Data, in, 0, dxd, in)
-	keep := 1 / (1 - l.Dropout)
+	keep := l.DropoutMask().Keep
 	mask := l.mask
 	cpu.Parallel(len(mask), 64, func(lo, hi int) {
 		for wi := lo; wi < hi; wi++ {
@@ -327,8 +325,6 @@ func (l *LoRA) DeviceUnsupported(training bool) string {
 	switch {
 	case l.Magnitude != nil:
 		return "DoRA does not run on a GPU yet"
-	case l.Dropout > 0 && training:
-		return "LoRA dropout does not run on a GPU yet (set lora_dropout: 0)"
 	}
 	return ""
 }

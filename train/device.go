@@ -24,14 +24,8 @@ type Options struct {
 // or "" (the model side is checked by model.NewDeviceModel).
 func (t *Trainer) deviceUnsupported() string {
 	c := t.Cfg
-	adam, ok := t.opt.(*optim.AdamW)
-	if !ok {
+	if _, ok := t.opt.(*optim.AdamW); !ok {
 		return fmt.Sprintf("optim %q (only adamw_torch runs on a GPU yet)", c.Optim)
-	}
-	for _, g := range adam.Groups() {
-		if g.LRScale != 0 && g.LRScale != 1 {
-			return "LoRA+ learning-rate groups"
-		}
 	}
 	return ""
 }
@@ -57,7 +51,22 @@ func (t *Trainer) attachDevice(o Options) error {
 		// fp16 trains in bf16 on the GPU: same range as f32, no loss scaling.
 		dt = compute.BF16
 	}
-	dm, err := model.NewDeviceModel(t.Model, o.Backend, model.DeviceOptions{Compute: dt, Decays: optim.Decays, Checkpoint: t.Cfg.UseGradientCheckpointing()})
+	// The optimizer's groups give each parameter its learning-rate scale
+	// (LoRA+ trains the B matrices faster).
+	scales := map[string]float64{}
+	for _, g := range t.opt.Groups() {
+		for _, p := range g.Params {
+			scales[p.Name] = g.LRScale
+		}
+	}
+	lrScale := func(name string) float64 {
+		if s, ok := scales[name]; ok && s != 0 {
+			return s
+		}
+		return 1
+	}
+	dm, err := model.NewDeviceModel(t.Model, o.Backend, model.DeviceOptions{Compute: dt, Decays: optim.Decays, LRScale: lrScale,
+		Checkpoint: t.Cfg.UseGradientCheckpointing()})
 	if err != nil {
 		return fail(err)
 	}

@@ -32,6 +32,10 @@ func TestDeviceTrainingMatchesCPUOnGPU(t *testing.T) {
 func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float64) {
 	for _, method := range [][]string{
 		{"--finetuning_type", "lora", "--lora_dropout", "0"},
+		// Dropout draws the CPU's masks on the device (no fused groups).
+		{"--finetuning_type", "lora", "--lora_dropout", "0.1"},
+		// LoRA+: the B matrices in their own arena at 16× the learning rate.
+		{"--finetuning_type", "lora", "--lora_dropout", "0", "--loraplus_lr_ratio", "16"},
 		{"--finetuning_type", "full"},
 		{"--finetuning_type", "lora", "--lora_dropout", "0", "--packing", "true"},
 	} {
@@ -89,16 +93,19 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 }
 
 func TestDeviceFallsBackOrRefuses(t *testing.T) {
-	cfg := quickConfig(t, filepath.Join(t.TempDir(), "x")) // LoRA dropout 0.1: not on the device yet
+	dora := []string{"--use_dora", "true"} // not on the device yet
+	cfg := quickConfig(t, filepath.Join(t.TempDir(), "x"))
+	must(t, cfg.ApplyFlags(dora))
 	var out strings.Builder
 	tr, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New()})
 	must(t, err)
-	if tr.dev != nil || !strings.Contains(out.String(), "dropout") {
-		t.Errorf("want a CPU run with a note naming dropout; device %v, output %q", tr.dev != nil, out.String())
+	if tr.dev != nil || !strings.Contains(out.String(), "DoRA") {
+		t.Errorf("want a CPU run with a note naming DoRA; device %v, output %q", tr.dev != nil, out.String())
 	}
 	cfg = quickConfig(t, filepath.Join(t.TempDir(), "y"))
-	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: ref.New(), Required: true}); err == nil || !strings.Contains(err.Error(), "dropout") {
-		t.Errorf("device required: got %v, want an error naming dropout", err)
+	must(t, cfg.ApplyFlags(dora))
+	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: ref.New(), Required: true}); err == nil || !strings.Contains(err.Error(), "DoRA") {
+		t.Errorf("device required: got %v, want an error naming DoRA", err)
 	}
 }
 

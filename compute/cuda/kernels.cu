@@ -92,6 +92,23 @@ __device__ void axpby_(T* y, const U* x, float alpha, float beta, long long n) {
     st(y, i, v);
   }
 }
+// Dropout with the mask of compute.DropoutKeeps: element i survives when the
+// top 53 bits of SplitMix64(seed ^ i) reach thresh; y = keep·x there and 0
+// elsewhere, or y += that when acc.
+template <typename T>
+__device__ void dropout_(T* y, const T* x, unsigned long long seed, unsigned long long thresh, float keep, int acc,
+                         long long n) {
+  GRID_STRIDE(i, n) {
+    unsigned long long z = seed ^ (unsigned long long)i;
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    float v = (z >> 11) >= thresh ? ld(x, i) * keep : 0.f;
+    if (acc) v += ld(y, i);
+    st(y, i, v);
+  }
+}
 // a = silu(g)·u
 template <typename T>
 __device__ void swiglu_(T* a, const T* g, const T* u, long long n) {
@@ -460,6 +477,10 @@ extern "C" __global__ void fill_f32(float* x, float v, long long n) {
     axpby_(y, x, alpha, beta, n);                                                                            \
   }                                                                                                          \
   extern "C" __global__ void swiglu_##N(T* a, const T* g, const T* u, long long n) { swiglu_(a, g, u, n); } \
+  extern "C" __global__ void dropout_##N(T* y, const T* x, unsigned long long seed, unsigned long long thresh, \
+                                         float keep, int acc, long long n) {                                 \
+    dropout_(y, x, seed, thresh, keep, acc, n);                                                              \
+  }                                                                                                          \
   extern "C" __global__ void swiglu_bwd_##N(T* dg, T* du, const T* da, const T* g, const T* u, long long n) { \
     swiglu_bwd_(dg, du, da, g, u, n);                                                                        \
   }                                                                                                          \

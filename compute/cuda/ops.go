@@ -138,6 +138,17 @@ func (d *Device) Fill(t compute.Tensor, v float32) {
 	d.elementwise("fill_f32", t.Len(), pa(t), fa(v), ia(t.Len()))
 }
 
+// Dropout implements compute.Backend.
+func (d *Device) Dropout(dst, src compute.Tensor, m compute.DropoutMask, accumulate bool) {
+	if d.same("dropout", dst, src) {
+		acc := 0
+		if accumulate {
+			acc = 1
+		}
+		d.elementwise("dropout"+suffix(dst.DType()), dst.Len(), pa(dst), pa(src), arg(m.Seed), arg(m.Thresh), fa(m.Keep), ia(acc), ia(dst.Len()))
+	}
+}
+
 // SwiGLU implements compute.Backend.
 func (d *Device) SwiGLU(a, g, u compute.Tensor) {
 	if d.same("swiglu", a, g, u) {

@@ -263,6 +263,21 @@ func (b *Backend) Axpby(y compute.Tensor, alpha float32, x compute.Tensor, beta 
 	}
 }
 
+func (b *Backend) Dropout(dst, src compute.Tensor, m compute.DropoutMask, accumulate bool) {
+	D, S := tt(dst), tt(src)
+	for i := range D.f {
+		var v float32
+		if compute.DropoutKeeps(m.Seed, m.Thresh, i) {
+			v = float32(S.get(i)) * m.Keep
+		}
+		if accumulate {
+			D.set(i, D.get(i)+float64(v))
+		} else {
+			D.set(i, float64(v))
+		}
+	}
+}
+
 func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 
 func (b *Backend) SwiGLU(a, g, u compute.Tensor) {
