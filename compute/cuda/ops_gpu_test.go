@@ -211,6 +211,27 @@ func TestGPUElementwise(t *testing.T) {
 			wsum[i] = -2*float64(yv[i]) + 0.25*float64(gv[i])
 		}
 		check(t, "axpby f32←"+dt.String(), download(t, d, y), wsum, 1e-6)
+
+		// dropout draws the CPU's mask (compute.DropoutKeeps): set, then
+		// added to
+		mask := compute.NewDropoutMask(0.3, 0x1234_5678_9abc_def0)
+		d.Dropout(a, g, mask, false)
+		d.Dropout(dg, g, mask, false)
+		d.Dropout(dg, u, mask, true)
+		wd, wacc := make([]float64, n), make([]float64, n)
+		kept := 0
+		for i := range wd {
+			if compute.DropoutKeeps(mask.Seed, mask.Thresh, i) {
+				kept++
+				wd[i] = float64(gv[i] * mask.Keep)
+				wacc[i] = wd[i] + float64(uv[i]*mask.Keep)
+			}
+		}
+		if kept < n/2 || kept > n*9/10 {
+			t.Fatalf("the mask keeps %d of %d at p = 0.3", kept, n)
+		}
+		check(t, "dropout "+dt.String(), download(t, d, a), wd, tol)
+		check(t, "dropout accumulate "+dt.String(), download(t, d, dg), wacc, tol)
 	}
 	// cast round trip
 	v := randVec(r, n, 10)
