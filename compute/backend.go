@@ -116,6 +116,15 @@ type Backend interface {
 	// causal (key j ≤ off + i), key-mask and segment masking, saving lse.
 	AttnSoftmax(p, lse, s, kmask, qseg, kseg Tensor, b, h, tq, tk, off int)
 	AttnSoftmaxBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg Tensor, b, h, tq, tk, off int)
+	// ScaleCols writes y[r,j] = x[r,j]·s[j] for rows rows of width d (y may
+	// be x); s is F32.
+	ScaleCols(y, x, s Tensor, rows, d int)
+	// ColDot accumulates dst[j] += Σ_r a[r,j]·b[r,j] (F32 dst) in a fixed
+	// order.
+	ColDot(dst, a, b Tensor, rows, d int)
+	// DoRAScale turns squared row norms into DoRA's factors, all F32:
+	// inv = 1/√norm2 and scale = m·inv.
+	DoRAScale(scale, inv, m, norm2 Tensor, n int)
 	// RowDot writes out[r] = Σ_j a[r,j]·b[r,j].
 	RowDot(out, a, b Tensor, rows, d int)
 	// CrossEntropy writes loss[r] = logsumexp(logits[r]) − logits[r][t[r]]

@@ -21,6 +21,8 @@ type LowRank interface {
 	// DropoutMask is the mask of the next forward pass (Keep 1 and Thresh
 	// 0 when the adapter has no dropout).
 	DropoutMask() compute.DropoutMask
+	// DoRAMagnitude is DoRA's magnitude vector [out], nil for plain LoRA.
+	DoRAMagnitude() *nn.Param
 	DeviceUnsupported(training bool) string
 }
 
@@ -109,7 +111,16 @@ type dlora struct {
 	scale float32
 	// src gives the dropout mask of each step; nil when the adapter has
 	// no dropout or the model only scores.
-	src LowRank
+	src  LowRank
+	dora *dora
+}
+
+// dora is DoRA's part of a LoRA layer: the output is rescaled per row by
+// m / ‖W + s·B·A‖, the norm a constant in backward (as PEFT does). The
+// factors follow the weights, so every forward pass computes them again.
+type dora struct {
+	mag               *dparam
+	scale, inv, norm2 compute.Tensor // m/‖·‖, 1/‖·‖, ‖·‖², each [out]
 }
 
 // dropout returns the mask of this step's forward pass, or false when the
@@ -134,6 +145,7 @@ type dacts struct {
 	x, q, k, vh, lse, att, xmid, g, u compute.Tensor
 	rstd1, rstdq, rstdk, rstd2        compute.Tensor
 	xa                                map[*dlinear]lact
+	dora                              map[*dlinear]compute.Tensor // DoRA: the product before rescaling
 	xaOwned                           []compute.Tensor
 }
 
@@ -244,6 +256,15 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			dl.lora = &dlora{a: param(a, false), b: param(b, false), r: a.Shape[0], scale: s}
 			if dm := lr.DropoutMask(); dm.Thresh > 0 && !o.Inference {
 				dl.lora.src = lr
+			}
+			if mag := lr.DoRAMagnitude(); mag != nil {
+				d := &dora{mag: param(mag, true)}
+				for _, t := range []*compute.Tensor{&d.scale, &d.inv, &d.norm2} {
+					if err == nil {
+						*t, err = dm.alloc(compute.F32, l.Out)
+					}
+				}
+				dl.lora.dora = d
 			}
 		}
 		return dl

@@ -68,7 +68,7 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 	dm.stream = make([]compute.Tensor, 1)
 	dm.stream[0] = get(A, n*h)
 	for _, l := range dm.layers {
-		a := &dacts{xa: map[*dlinear]lact{}}
+		a := &dacts{xa: map[*dlinear]lact{}, dora: map[*dlinear]compute.Tensor{}}
 		// Kept: what is expensive to recompute. The normed inputs, the
 		// rotated q/k and silu(g)·u are rebuilt in the backward pass by
 		// cheap element-wise kernels, which saves about 40% of the memory.
@@ -97,6 +97,14 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 			}
 		}
 		for li, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
+			if lin.lora != nil && lin.lora.dora != nil {
+				if t := act(fmt.Sprintf("dora%d_%d", li, lin.out), A, n*lin.out); t != nil {
+					if !dm.checkpoint && !dm.inference {
+						a.xaOwned = append(a.xaOwned, t)
+					}
+					a.dora[lin] = t
+				}
+			}
 			if lin.lora != nil && lin.group == nil {
 				if t := act(fmt.Sprintf("xa%d_%d", li, lin.lora.r), A, n*lin.lora.r); t != nil {
 					if !dm.checkpoint && !dm.inference {
@@ -246,12 +254,31 @@ func (dm *DeviceModel) weight(l *dlinear) compute.Tensor {
 	return w
 }
 
-// linear computes y = x·Wᵀ (+ b) (+ s·(x·Aᵀ)·Bᵀ) for n rows.
+// linear computes y = x·Wᵀ (+ b) (+ s·(x·Aᵀ)·Bᵀ) for n rows; with DoRA,
+// y = (x·Wᵀ + s·(x·Aᵀ)·Bᵀ)·m/‖W + s·B·A‖ (+ b), the product before the
+// rescaling kept for backward.
 func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) {
 	be := dm.be
-	be.Gemm(false, true, n, l.out, l.in, 1, x, l.in, dm.weight(l), l.in, 0, y, l.out)
-	if l.b != nil {
+	var dr *dora
+	if l.lora != nil {
+		dr = l.lora.dora
+	}
+	u := y
+	if dr != nil {
+		u = a.dora[l]
+		dm.doraFactors(l)
+	}
+	be.Gemm(false, true, n, l.out, l.in, 1, x, l.in, dm.weight(l), l.in, 0, u, l.out)
+	if l.b != nil && dr == nil {
 		be.AddBias(y, l.b.w, n, l.out)
+	}
+	if dr != nil {
+		defer func() {
+			be.ScaleCols(y, u, dr.scale, n, l.out)
+			if l.b != nil {
+				be.AddBias(y, l.b.w, n, l.out)
+			}
+		}()
 	}
 	if lr := l.lora; lr != nil {
 		xa := a.xa[l]
@@ -262,8 +289,21 @@ func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) 
 			g := l.group
 			be.Gemm(false, true, n, g.rows, g.in, 1, x, g.in, g.a, g.in, 0, xa.t, g.rows)
 		}
-		be.Gemm(false, true, n, l.out, lr.r, lr.scale, xa.t, xa.ld, lr.b.w, lr.r, 1, y, l.out)
+		be.Gemm(false, true, n, l.out, lr.r, lr.scale, xa.t, xa.ld, lr.b.w, lr.r, 1, u, l.out)
 	}
+}
+
+// doraFactors computes DoRA's per-row factors from the current weights:
+// the rows of W + s·B·A are formed in scratch (W expanded when 4-bit) and
+// their squared norms summed.
+func (dm *DeviceModel) doraFactors(l *dlinear) {
+	be, lr := dm.be, l.lora
+	d := lr.dora
+	w := dm.buf("dora_w", compute.F32, l.out*l.in)
+	be.Axpby(w, 1, dm.weight(l), 0)
+	be.Gemm(false, false, l.out, l.in, lr.r, lr.scale, lr.b.w, lr.r, lr.a.w, l.in, 1, w, l.in)
+	be.RowDot(d.norm2, w, w, l.out, l.in)
+	be.DoRAScale(d.scale, d.inv, d.mag.w, d.norm2, l.out)
 }
 
 // groupBackward finishes the backward pass of a LoRA group once each member
@@ -288,15 +328,28 @@ func (dm *DeviceModel) linearBackward(l *dlinear, a *dacts, dx, dy, x compute.Te
 	if accumulate {
 		beta = 1
 	}
+	if l.b != nil && l.b.trainable {
+		be.BiasGrad(l.b.grad, dy, n, l.out)
+	}
+	if l.lora != nil && l.lora.dora != nil {
+		// DoRA: the magnitude's gradient is Σ dy·u/‖·‖ per row of W, and
+		// what reaches the product before rescaling is dy·m/‖·‖.
+		d := l.lora.dora
+		if d.mag.trainable {
+			v := dm.buf("dora_v", dm.act, n*l.out)
+			be.ScaleCols(v, a.dora[l], d.inv, n, l.out)
+			be.ColDot(d.mag.grad, dy, v, n, l.out)
+		}
+		du := dm.buf("dora_du", dm.act, n*l.out)
+		be.ScaleCols(du, dy, d.scale, n, l.out)
+		dy = du
+	}
 	if dx != nil {
 		be.Gemm(false, false, n, l.in, l.out, 1, dy, l.out, dm.weight(l), l.in, beta, dx, l.in)
 		beta = 1
 	}
 	if l.w != nil && l.w.trainable {
 		be.Gemm(true, false, l.out, l.in, n, 1, dy, l.out, x, l.in, 1, l.w.grad, l.in)
-	}
-	if l.b != nil && l.b.trainable {
-		be.BiasGrad(l.b.grad, dy, n, l.out)
 	}
 	if lr := l.lora; lr != nil {
 		xa := a.xa[l]

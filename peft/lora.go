@@ -319,12 +319,14 @@ func (l *LoRA) Merge(lin *nn.Linear) {
 // device backend runs).
 func (l *LoRA) LowRank() (a, b *nn.Param, scale float32) { return l.A, l.B, l.Scale }
 
+// DoRAMagnitude is DoRA's magnitude vector, nil for plain LoRA
+// (model.LowRank).
+func (l *LoRA) DoRAMagnitude() *nn.Param { return l.Magnitude }
+
 // DeviceUnsupported says what of this adapter the device path cannot run
 // yet, or "". Dropout only matters when training.
 func (l *LoRA) DeviceUnsupported(training bool) string {
 	switch {
-	case l.Magnitude != nil:
-		return "DoRA does not run on a GPU yet"
 	}
 	return ""
 }

@@ -34,6 +34,7 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 		{"--finetuning_type", "lora", "--lora_dropout", "0"},
 		// Dropout draws the CPU's masks on the device (no fused groups).
 		{"--finetuning_type", "lora", "--lora_dropout", "0.1"},
+		{"--finetuning_type", "lora", "--lora_dropout", "0", "--use_dora", "true"},
 		// LoRA+: the B matrices in their own arena at 16× the learning rate.
 		{"--finetuning_type", "lora", "--lora_dropout", "0", "--loraplus_lr_ratio", "16"},
 		{"--finetuning_type", "full"},
@@ -93,19 +94,19 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 }
 
 func TestDeviceFallsBackOrRefuses(t *testing.T) {
-	dora := []string{"--use_dora", "true"} // not on the device yet
+	sgd := []string{"--optim", "sgd"} // not on the device yet
 	cfg := quickConfig(t, filepath.Join(t.TempDir(), "x"))
-	must(t, cfg.ApplyFlags(dora))
+	must(t, cfg.ApplyFlags(sgd))
 	var out strings.Builder
 	tr, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New()})
 	must(t, err)
-	if tr.dev != nil || !strings.Contains(out.String(), "DoRA") {
-		t.Errorf("want a CPU run with a note naming DoRA; device %v, output %q", tr.dev != nil, out.String())
+	if tr.dev != nil || !strings.Contains(out.String(), "sgd") {
+		t.Errorf("want a CPU run with a note naming the optimizer; device %v, output %q", tr.dev != nil, out.String())
 	}
 	cfg = quickConfig(t, filepath.Join(t.TempDir(), "y"))
-	must(t, cfg.ApplyFlags(dora))
-	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: ref.New(), Required: true}); err == nil || !strings.Contains(err.Error(), "DoRA") {
-		t.Errorf("device required: got %v, want an error naming DoRA", err)
+	must(t, cfg.ApplyFlags(sgd))
+	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: ref.New(), Required: true}); err == nil || !strings.Contains(err.Error(), "sgd") {
+		t.Errorf("device required: got %v, want an error naming the optimizer", err)
 	}
 }
 

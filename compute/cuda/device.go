@@ -485,11 +485,11 @@ func suffix(dt compute.DType) string {
 // kernelNames lists every kernel the Go side may launch.
 func kernelNames() []string {
 	var out []string
-	for _, base := range []string{"add", "axpby", "axpby_f32", "dropout", "swiglu", "swiglu_bwd", "rmsnorm", "rmsnorm_bwd", "rmsnorm_warp", "rmsnorm_bwd_warp", "rmsnorm_dw_part", "colsum_part", "bias_add", "dequant4",
+	for _, base := range []string{"add", "axpby", "axpby_f32", "dropout", "swiglu", "swiglu_bwd", "rmsnorm", "rmsnorm_bwd", "rmsnorm_warp", "rmsnorm_bwd_warp", "rmsnorm_dw_part", "colsum_part", "coldot_part", "scale_cols", "bias_add", "dequant4",
 		"rope_split", "rope_merge", "attn_softmax", "attn_softmax_bwd", "rowdot", "xent", "gather_rows", "scatter_rows", "embed_bwd"} {
 		out = append(out, base+"_f32", base+"_bf16")
 	}
-	out = append(out, "cast_f32_bf16", "cast_bf16_f32", "colsum_f32", "adamw_f32", "sumsq_part_f32", "sum_f32", "fill_f32")
+	out = append(out, "cast_f32_bf16", "cast_bf16_f32", "colsum_f32", "dora_scale_f32", "adamw_f32", "sumsq_part_f32", "sum_f32", "fill_f32")
 	sort.Strings(out)
 	return out
 }

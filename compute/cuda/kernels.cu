@@ -186,6 +186,31 @@ __device__ void colsum_part_(float* parts, const T* dy, int n, int d, int rowsPe
   for (int r = r0; r < r1; r++) s += ld(dy, (long long)r * d + j);
   parts[(long long)c * d + j] = s;
 }
+// Column dot products of a and b over fixed row chunks (DoRA's magnitude
+// gradient), summed by colsum_f32 like the bias gradients.
+template <typename T>
+__device__ void coldot_part_(float* parts, const T* a, const T* b, int n, int d, int rowsPer) {
+  int j = blockIdx.x * blockDim.x + threadIdx.x;
+  int c = blockIdx.y;
+  if (j >= d) return;
+  int r0 = c * rowsPer, r1 = min(n, r0 + rowsPer);
+  float s = 0.f;
+  for (int r = r0; r < r1; r++) s += ld(a, (long long)r * d + j) * ld(b, (long long)r * d + j);
+  parts[(long long)c * d + j] = s;
+}
+// y[r, j] = x[r, j]·s[j]
+template <typename T>
+__device__ void scale_cols_(T* y, const T* x, const float* s, long long rows, int d) {
+  GRID_STRIDE(e, rows * d) st(y, e, ld(x, e) * s[e % d]);
+}
+// DoRA: inv = 1/√norm2, scale = m·inv.
+extern "C" __global__ void dora_scale_f32(float* scale, float* inv, const float* m, const float* norm2, long long n) {
+  GRID_STRIDE(i, n) {
+    float v = rsqrtf(norm2[i]);
+    inv[i] = v;
+    scale[i] = m[i] * v;
+  }
+}
 // y[r, j] += b[j]
 template <typename T>
 __device__ void bias_add_(T* y, const float* b, long long rows, int d) {
@@ -498,6 +523,12 @@ extern "C" __global__ void fill_f32(float* x, float v, long long n) {
   }                                                                                                          \
   extern "C" __global__ void colsum_part_##N(float* parts, const T* dy, int n, int d, int rowsPer) {       \
     colsum_part_(parts, dy, n, d, rowsPer);                                                                  \
+  }                                                                                                          \
+  extern "C" __global__ void coldot_part_##N(float* parts, const T* a, const T* b, int n, int d, int rowsPer) { \
+    coldot_part_(parts, a, b, n, d, rowsPer);                                                                \
+  }                                                                                                          \
+  extern "C" __global__ void scale_cols_##N(T* y, const T* x, const float* s, long long rows, int d) {      \
+    scale_cols_(y, x, s, rows, d);                                                                           \
   }                                                                                                          \
   extern "C" __global__ void bias_add_##N(T* y, const float* b, long long rows, int d) {                    \
     bias_add_(y, b, rows, d);                                                                                \

@@ -232,6 +232,28 @@ func (d *Device) BiasGrad(db, dy compute.Tensor, rows, dim int) {
 	})
 }
 
+// ScaleCols implements compute.Backend.
+func (d *Device) ScaleCols(y, x, s compute.Tensor, rows, dim int) {
+	if d.same("scale_cols", y, x) {
+		d.elementwise("scale_cols"+suffix(y.DType()), rows*dim, pa(y), pa(x), pa(s), ia(rows), ia(dim))
+	}
+}
+
+// ColDot implements compute.Backend, in a fixed order like BiasGrad.
+func (d *Device) ColDot(dst, a, b compute.Tensor, rows, dim int) {
+	if !d.same("coldot", a, b) {
+		return
+	}
+	d.columnSums(dst, rows, dim, func(parts compute.Tensor, chunks, rowsPer int) {
+		d.launch("coldot_part"+suffix(a.DType()), [3]int{(dim + 127) / 128, chunks, 1}, block1(128), 0, pa(parts), pa(a), pa(b), ia(rows), ia(dim), ia(rowsPer))
+	})
+}
+
+// DoRAScale implements compute.Backend.
+func (d *Device) DoRAScale(scale, inv, m, norm2 compute.Tensor, n int) {
+	d.elementwise("dora_scale_f32", n, pa(scale), pa(inv), pa(m), pa(norm2), ia(n))
+}
+
 // warpRowMax is the longest row normalised by one warp (q/k norms); longer
 // rows get a block each (measured on an H200: for rows of 1024 a warp each
 // took 2.7× longer than a block each).

@@ -604,3 +604,54 @@ func TestGPUDequantize4(t *testing.T) {
 	}
 	check(t, "dequantize 4-bit", download(t, d, out), want, 0)
 }
+
+// TestGPUDoRAOps checks DoRA's pieces against float64 loops: column scaling,
+// column dot products in a fixed order, and the factors from squared norms.
+func TestGPUDoRAOps(t *testing.T) {
+	d := openGPU(t)
+	r := rand.New(rand.NewPCG(9, 10))
+	rows, dim := 300, 129
+	for _, dt := range []compute.DType{compute.F32, compute.BF16} {
+		tol := 1e-6
+		if dt == compute.BF16 {
+			tol = 5e-3
+		}
+		xv, yv, sv := randVec(r, rows*dim, 2), randVec(r, rows*dim, 1), randVec(r, dim, 3)
+		if dt == compute.BF16 {
+			xv, yv = roundBF16(xv), roundBF16(yv)
+		}
+		x, y, s := upload(t, d, dt, xv), upload(t, d, dt, yv), upload(t, d, compute.F32, sv)
+		out, _ := d.Alloc(dt, rows*dim)
+		d.ScaleCols(out, x, s, rows, dim)
+		want := make([]float64, rows*dim)
+		for i := range want {
+			want[i] = float64(xv[i]) * float64(sv[i%dim])
+		}
+		check(t, "scale_cols "+dt.String(), download(t, d, out), want, tol)
+		acc := upload(t, d, compute.F32, sv)
+		d.ColDot(acc, x, y, rows, dim)
+		wdot := make([]float64, dim)
+		for j := range wdot {
+			wdot[j] = float64(sv[j])
+			for i := 0; i < rows; i++ {
+				wdot[j] += float64(xv[i*dim+j]) * float64(yv[i*dim+j])
+			}
+		}
+		check(t, "coldot "+dt.String(), download(t, d, acc), wdot, 1e-5)
+	}
+	n := 77
+	mv, nv := randVec(r, n, 1), randVec(r, n, 1)
+	for i := range nv {
+		nv[i] = nv[i]*nv[i] + 0.5
+	}
+	m, n2 := upload(t, d, compute.F32, mv), upload(t, d, compute.F32, nv)
+	scale, inv := upload(t, d, compute.F32, make([]float32, n)), upload(t, d, compute.F32, make([]float32, n))
+	d.DoRAScale(scale, inv, m, n2, n)
+	ws, wi := make([]float64, n), make([]float64, n)
+	for i := range ws {
+		wi[i] = 1 / math.Sqrt(float64(nv[i]))
+		ws[i] = float64(mv[i]) * wi[i]
+	}
+	check(t, "dora inv", download(t, d, inv), wi, 1e-6)
+	check(t, "dora scale", download(t, d, scale), ws, 1e-6)
+}

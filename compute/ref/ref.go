@@ -353,6 +353,35 @@ func (b *Backend) AddBias(y, bias compute.Tensor, rows, d int) {
 	}
 }
 
+func (b *Backend) ScaleCols(y, x, s compute.Tensor, rows, d int) {
+	Y, X, S := tt(y), tt(x), tt(s)
+	for r := 0; r < rows; r++ {
+		for j := 0; j < d; j++ {
+			Y.set(r*d+j, X.get(r*d+j)*S.get(j))
+		}
+	}
+}
+
+func (b *Backend) ColDot(dst, x, y compute.Tensor, rows, d int) {
+	D, X, Y := tt(dst), tt(x), tt(y)
+	for j := 0; j < d; j++ {
+		var s float64
+		for r := 0; r < rows; r++ {
+			s += X.get(r*d+j) * Y.get(r*d+j)
+		}
+		D.set(j, D.get(j)+s)
+	}
+}
+
+func (b *Backend) DoRAScale(scale, inv, m, norm2 compute.Tensor, n int) {
+	S, I, M, N := tt(scale), tt(inv), tt(m), tt(norm2)
+	for i := 0; i < n; i++ {
+		v := 1 / math.Sqrt(N.get(i))
+		I.set(i, v)
+		S.set(i, M.get(i)*v)
+	}
+}
+
 func (b *Backend) BiasGrad(db, dy compute.Tensor, rows, d int) {
 	DB, DY := tt(db), tt(dy)
 	for j := 0; j < d; j++ {
