@@ -69,6 +69,19 @@ type dlinear struct {
 	q       *dquant // instead of w: a frozen 4-bit weight
 	lora    *dlora
 	group   *loraGroup
+	ia3     *dia3
+}
+
+// Scaler is what the device path needs from an IA3 adapter on a linear
+// layer (implemented by peft's IA3): its vector and whether it scales the
+// layer's input (feed-forward layers) or its output, bias included.
+type Scaler interface {
+	IA3() (vec *nn.Param, input bool)
+}
+
+type dia3 struct {
+	vec   *dparam
+	input bool
 }
 
 // loraGroup is the LoRA layers of one block that read the same input (q, k
@@ -146,6 +159,7 @@ type dacts struct {
 	rstd1, rstdq, rstdk, rstd2        compute.Tensor
 	xa                                map[*dlinear]lact
 	dora                              map[*dlinear]compute.Tensor // DoRA: the product before rescaling
+	ia3                               map[*dlinear]compute.Tensor // IA3 on the output: the output before scaling
 	xaOwned                           []compute.Tensor
 }
 
@@ -242,7 +256,10 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		if dq == nil {
 			dl.w = param(l.W, false)
 		}
-		if l.Adapter != nil {
+		if sc, ok := l.Adapter.(Scaler); ok {
+			vec, input := sc.IA3()
+			dl.ia3 = &dia3{vec: param(vec, true), input: input}
+		} else if l.Adapter != nil {
 			lr, ok := l.Adapter.(LowRank)
 			if !ok {
 				err = fmt.Errorf("device model: %s: adapter %T does not run on a GPU yet", l.Name, l.Adapter)

@@ -68,7 +68,7 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 	dm.stream = make([]compute.Tensor, 1)
 	dm.stream[0] = get(A, n*h)
 	for _, l := range dm.layers {
-		a := &dacts{xa: map[*dlinear]lact{}, dora: map[*dlinear]compute.Tensor{}}
+		a := &dacts{xa: map[*dlinear]lact{}, dora: map[*dlinear]compute.Tensor{}, ia3: map[*dlinear]compute.Tensor{}}
 		// Kept: what is expensive to recompute. The normed inputs, the
 		// rotated q/k and silu(g)·u are rebuilt in the backward pass by
 		// cheap element-wise kernels, which saves about 40% of the memory.
@@ -97,6 +97,14 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 			}
 		}
 		for li, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
+			if lin.ia3 != nil && !lin.ia3.input {
+				if t := act(fmt.Sprintf("ia3%d_%d", li, lin.out), A, n*lin.out); t != nil {
+					if !dm.checkpoint && !dm.inference {
+						a.xaOwned = append(a.xaOwned, t)
+					}
+					a.ia3[lin] = t
+				}
+			}
 			if lin.lora != nil && lin.lora.dora != nil {
 				if t := act(fmt.Sprintf("dora%d_%d", li, lin.out), A, n*lin.out); t != nil {
 					if !dm.checkpoint && !dm.inference {
@@ -268,9 +276,21 @@ func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) 
 		u = a.dora[l]
 		dm.doraFactors(l)
 	}
+	if s := l.ia3; s != nil {
+		if s.input {
+			// IA3 on a feed-forward layer: W·(l ⊙ x) + b.
+			xs := dm.buf("ia3_xs", dm.act, n*l.in)
+			be.ScaleCols(xs, x, s.vec.w, n, l.in)
+			x = xs
+		} else {
+			// IA3 on the output: l ⊙ (W·x + b), the product kept.
+			u = a.ia3[l]
+			defer be.ScaleCols(y, u, s.vec.w, n, l.out)
+		}
+	}
 	be.Gemm(false, true, n, l.out, l.in, 1, x, l.in, dm.weight(l), l.in, 0, u, l.out)
 	if l.b != nil && dr == nil {
-		be.AddBias(y, l.b.w, n, l.out)
+		be.AddBias(u, l.b.w, n, l.out)
 	}
 	if dr != nil {
 		defer func() {
@@ -328,8 +348,33 @@ func (dm *DeviceModel) linearBackward(l *dlinear, a *dacts, dx, dy, x compute.Te
 	if accumulate {
 		beta = 1
 	}
+	if s := l.ia3; s != nil && !s.input {
+		// The vector's gradient is Σ dy·(W·x + b) per output; what reaches
+		// the product is l ⊙ dy.
+		if s.vec.trainable {
+			be.ColDot(s.vec.grad, dy, a.ia3[l], n, l.out)
+		}
+		dyl := dm.buf("ia3_dy", dm.act, n*l.out)
+		be.ScaleCols(dyl, dy, s.vec.w, n, l.out)
+		dy = dyl
+	}
 	if l.b != nil && l.b.trainable {
 		be.BiasGrad(l.b.grad, dy, n, l.out)
+	}
+	if s := l.ia3; s != nil && s.input {
+		// The gradient reaching l ⊙ x is dy·W: the vector's gradient is
+		// Σ x·(dy·W) per input, and dx gets l ⊙ (dy·W). The weight is
+		// frozen under IA3.
+		dxs := dm.buf("ia3_dxs", dm.act, n*l.in)
+		be.Gemm(false, false, n, l.in, l.out, 1, dy, l.out, dm.weight(l), l.in, 0, dxs, l.in)
+		if s.vec.trainable {
+			be.ColDot(s.vec.grad, x, dxs, n, l.in)
+		}
+		if dx != nil {
+			be.ScaleCols(dxs, dxs, s.vec.w, n, l.in)
+			be.Axpby(dx.Slice(0, n*l.in), 1, dxs, beta)
+		}
+		return
 	}
 	if l.lora != nil && l.lora.dora != nil {
 		// DoRA: the magnitude's gradient is Σ dy·u/‖·‖ per row of W, and

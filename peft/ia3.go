@@ -97,6 +97,10 @@ func (a *IA3) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 	lin.BaseBackward(dx, dyb, x, n)
 }
 
+// IA3 returns the vector and whether it scales the input (model.Scaler: what
+// a device backend runs).
+func (a *IA3) IA3() (vec *nn.Param, input bool) { return a.L, a.Feedforward }
+
 // Params implements nn.Adapter.
 func (a *IA3) Params() []*nn.Param { return []*nn.Param{a.L} }
 

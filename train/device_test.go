@@ -38,6 +38,8 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 		// LoRA+: the B matrices in their own arena at 16× the learning rate.
 		{"--finetuning_type", "lora", "--lora_dropout", "0", "--loraplus_lr_ratio", "16"},
 		{"--finetuning_type", "full"},
+		// IA3: k and v scaled at the output, down_proj at its input.
+		{"--finetuning_type", "ia3"},
 		{"--finetuning_type", "lora", "--lora_dropout", "0", "--packing", "true"},
 	} {
 		t.Run(strings.Join(method[1:], " "), func(t *testing.T) {
