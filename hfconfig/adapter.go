@@ -97,13 +97,16 @@ func ReadAdapterConfig(dir string) (*AdapterConfig, error) {
 	c.PeftType, c.TaskType, c.BaseModel = common.PeftType, common.TaskType, common.BaseModel
 	switch c.PeftType {
 	case "LORA":
-		return c, c.readLoRA(b)
+		err = c.readLoRA(b)
 	case "IA3":
-		return c, c.readIA3(b)
+		err = c.readIA3(b)
 	case "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING":
-		return c, c.readPrompt(b)
+		err = c.readPrompt(b)
 	case "BOTTLENECK":
-		return c, c.readBottleneck(b)
+		err = c.readBottleneck(b)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return c, nil
 }

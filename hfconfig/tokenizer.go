@@ -83,27 +83,6 @@ func (c *TokenizerConfig) Names() []string {
 	return out
 }
 
-// DefaultTemplate is the template transformers 5 applies when none is
-// named: chat_template.jinja, else a single chat_template, else the variant
-// named "default". It returns the text and the file (with "#default" for a
-// variant) it came from; ok is false when the folder has none of these.
-func (c *TokenizerConfig) DefaultTemplate() (text, source string, ok bool) {
-	if c.HasJinja {
-		return c.Jinja, c.JinjaPath, true
-	}
-	switch c.TemplateForm {
-	case SingleTemplate:
-		return c.ChatTemplate, c.Path, true
-	case NamedTemplates:
-		for _, t := range c.ChatTemplates {
-			if t.Name == "default" {
-				return t.Template, c.Path + "#default", true
-			}
-		}
-	}
-	return "", "", false
-}
-
 // ReadTokenizerConfig reads dir/tokenizer_config.json and
 // dir/chat_template.jinja. Either may be missing (Found and HasJinja say
 // which are there); a file that exists but cannot be read or decoded is an
