@@ -7,8 +7,8 @@ package chat
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"gotune/hfconfig"
+	"io/fs"
 	"strings"
 	"time"
 
