@@ -47,8 +47,11 @@ func decode(path string, b []byte, v any) error {
 // in the file's own key names rather than encoding/json's Go struct names.
 func decodeError(path string, err error) error {
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return fmt.Errorf("%s: field %s: expected %s, got %s", path, te.Field, jsonKind(te.Type), te.Value)
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return fmt.Errorf("%s: expected %s, got %s", path, jsonKind(te.Type), te.Value)
+		}
+		return fieldError(path, te.Field, "expected %s, got %s", jsonKind(te.Type), te.Value)
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {

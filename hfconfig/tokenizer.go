@@ -3,6 +3,7 @@ package hfconfig
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"gotune/safefile"
 	"io/fs"
 	"path/filepath"
@@ -160,9 +161,9 @@ func (c *TokenizerConfig) fill(bos, eos, pad, unk, extra, extra5 json.RawMessage
 		name string
 		raw  json.RawMessage
 	}{{"additional_special_tokens", extra}, {"extra_special_tokens", extra5}} {
-		toks, err := tokenList(f.raw)
+		toks, err := tokenList(c.Path, f.name, f.raw)
 		if err != nil {
-			return fieldError(c.Path, f.name, "%v", err)
+			return err
 		}
 		c.Extra = append(c.Extra, toks...)
 	}
@@ -183,7 +184,11 @@ func (c *TokenizerConfig) fill(bos, eos, pad, unk, extra, extra5 json.RawMessage
 		return nil
 	}
 	if err := json.Unmarshal(tmpl, &c.ChatTemplates); err != nil {
-		return fieldError(c.Path, "chat_template", "expected a string or a list of {name, template}: %v", err)
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return fieldError(c.Path, "chat_template[]."+te.Field, "expected %s, got %s", jsonKind(te.Type), te.Value)
+		}
+		return fieldError(c.Path, "chat_template", "expected a string or a list of {name, template}")
 	}
 	c.TemplateForm = NamedTemplates
 	return nil
@@ -192,15 +197,20 @@ func (c *TokenizerConfig) fill(bos, eos, pad, unk, extra, extra5 json.RawMessage
 // tokenList reads a list of special tokens, or transformers 5's object of
 // name -> token, taking the object's tokens in name order so that the
 // result does not depend on map iteration.
-func tokenList(raw json.RawMessage) ([]string, error) {
+func tokenList(path, field string, raw json.RawMessage) ([]string, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
-	var list []json.RawMessage
-	if json.Unmarshal(raw, &list) != nil {
+	var items []json.RawMessage
+	var labels []string // each item's place, for errors
+	if json.Unmarshal(raw, &items) == nil {
+		for k := range items {
+			labels = append(labels, fmt.Sprintf("%s[%d]", field, k))
+		}
+	} else {
 		var named map[string]json.RawMessage
 		if json.Unmarshal(raw, &named) != nil {
-			return nil, errors.New("expected a list or an object of tokens")
+			return nil, fieldError(path, field, "expected a list or an object of tokens, got %.80s", raw)
 		}
 		keys := make([]string, 0, len(named))
 		for k := range named {
@@ -208,14 +218,15 @@ func tokenList(raw json.RawMessage) ([]string, error) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			list = append(list, named[k])
+			items = append(items, named[k])
+			labels = append(labels, field+"."+k)
 		}
 	}
 	var out []string
-	for _, r := range list {
+	for k, r := range items {
 		s, err := TokenString(r)
 		if err != nil {
-			return nil, err
+			return nil, fieldError(path, labels[k], "%v", err)
 		}
 		if s != "" {
 			out = append(out, s)

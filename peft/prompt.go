@@ -59,7 +59,7 @@ type Encoded interface {
 func readPromptConfig(dir, want string) (*hfconfig.AdapterConfig, string, error) {
 	f, err := hfconfig.ReadAdapterConfig(dir)
 	if err != nil {
-		return nil, filepath.Join(dir, "adapter_config.json"), err
+		return nil, "", err
 	}
 	path := f.Path
 	if f.PeftType != want {
