@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -309,6 +310,13 @@ func TestLoadVariantsAndTokens(t *testing.T) {
 	}
 	if s := tm.StopStrings(); len(s) != 1 || s[0] != "<E>" {
 		t.Errorf("stops %v", s)
+	}
+	// A named variant still comes from tokenizer_config.json.
+	if tu, err := LoadNamed(dir, "tool_use"); err != nil || !strings.HasSuffix(tu.Name, "#tool_use") {
+		t.Errorf("tool_use beside chat_template.jinja: %v", err)
+	}
+	if _, err := TemplateNames(t.TempDir()); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "tokenizer_config.json") {
+		t.Errorf("TemplateNames of an empty folder: %v", err)
 	}
 }
 

@@ -5,15 +5,10 @@
 package chat
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"gotune/hfconfig"
-	"gotune/jsondepth"
-	"gotune/safefile"
-	"os"
-	"path/filepath"
-	"sort"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -144,48 +139,22 @@ func Load(dir string) (*Template, error) { return LoadNamed(dir, "") }
 // LoadNamed loads one named variant of tokenizer_config.json's chat_template
 // list ("" picks chat_template.jinja or the default).
 func LoadNamed(dir, name string) (*Template, error) {
-	cfgPath := filepath.Join(dir, "tokenizer_config.json")
-	var cfg struct {
-		ChatTemplate json.RawMessage `json:"chat_template"`
-		BOS          json.RawMessage `json:"bos_token"`
-		EOS          json.RawMessage `json:"eos_token"`
-	}
-	haveCfg := false
-	if data, err := safefile.ReadFile(cfgPath); err == nil {
-		if err := jsondepth.Check(data, jsondepth.Default); err != nil {
-			return nil, fmt.Errorf("%s: %w", cfgPath, err)
-		}
-		if err := json.Unmarshal(data, &cfg); err != nil {
-			return nil, fmt.Errorf("%s: %w", cfgPath, err)
-		}
-		haveCfg = true
-	} else if !errors.Is(err, os.ErrNotExist) {
+	cfg, err := hfconfig.ReadTokenizerConfig(dir)
+	if err != nil {
 		return nil, err
 	}
-	bos, err := hfconfig.TokenString(cfg.BOS)
-	if err != nil {
-		return nil, fmt.Errorf("%s: field bos_token: %w", cfgPath, err)
-	}
-	eos, err := hfconfig.TokenString(cfg.EOS)
-	if err != nil {
-		return nil, fmt.Errorf("%s: field eos_token: %w", cfgPath, err)
-	}
-
 	var src, srcName string
-	jinjaPath := filepath.Join(dir, "chat_template.jinja")
-	if data, err := safefile.ReadFile(jinjaPath); err == nil && name == "" {
-		src, srcName = string(data), jinjaPath
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+	if cfg.HasJinja && name == "" {
+		src, srcName = cfg.Jinja, cfg.JinjaPath
 	} else {
-		if !haveCfg || len(cfg.ChatTemplate) == 0 || string(cfg.ChatTemplate) == "null" {
+		if cfg.TemplateForm == hfconfig.NoTemplate {
 			return nil, fmt.Errorf("%s: %w: no chat_template.jinja and no chat_template in tokenizer_config.json (use a built-in template: %s)", dir, ErrNoTemplate, strings.Join(BuiltinNames(), ", "))
 		}
-		src, err = pickVariant(cfg.ChatTemplate, name)
+		src, err = pickVariant(cfg, name)
 		if err != nil {
-			return nil, fmt.Errorf("%s: field chat_template: %w", cfgPath, err)
+			return nil, fmt.Errorf("%s: field chat_template: %w", cfg.Path, err)
 		}
-		srcName = cfgPath
+		srcName = cfg.Path
 		if name != "" {
 			srcName += "#" + name
 		}
@@ -194,30 +163,24 @@ func LoadNamed(dir, name string) (*Template, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.BOS, t.EOS = bos, eos
+	t.BOS, t.EOS = cfg.BOS, cfg.EOS
 	return t, nil
 }
 
-func pickVariant(raw json.RawMessage, name string) (string, error) {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
+// pickVariant picks the named template ("" is "default"); a single string
+// is the default and has no other names.
+func pickVariant(cfg *hfconfig.TokenizerConfig, name string) (string, error) {
+	if cfg.TemplateForm == hfconfig.SingleTemplate {
 		if name != "" && name != "default" {
 			return "", fmt.Errorf("template %q requested but chat_template is a single string", name)
 		}
-		return s, nil
-	}
-	var list []struct {
-		Name     string `json:"name"`
-		Template string `json:"template"`
-	}
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return "", fmt.Errorf("expected a string or a list of {name, template}: %w", err)
+		return cfg.ChatTemplate, nil
 	}
 	if name == "" {
 		name = "default"
 	}
 	var names []string
-	for _, v := range list {
+	for _, v := range cfg.ChatTemplates {
 		if v.Name == name {
 			return v.Template, nil
 		}
@@ -226,31 +189,17 @@ func pickVariant(raw json.RawMessage, name string) (string, error) {
 	return "", fmt.Errorf("no template named %q (have %s)", name, strings.Join(names, ", "))
 }
 
-// TemplateNames lists the named variants in a folder's tokenizer_config.json.
+// TemplateNames lists the named variants in a folder's tokenizer_config.json
+// (none when chat_template is a single string); the file must exist.
 func TemplateNames(dir string) ([]string, error) {
-	p := filepath.Join(dir, "tokenizer_config.json")
-	data, err := safefile.ReadFile(p)
+	cfg, err := hfconfig.ReadTokenizerConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	var cfg struct {
-		ChatTemplate json.RawMessage `json:"chat_template"`
+	if !cfg.Found {
+		return nil, fmt.Errorf("%s: %w", cfg.Path, fs.ErrNotExist)
 	}
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	var list []struct {
-		Name string `json:"name"`
-	}
-	if json.Unmarshal(cfg.ChatTemplate, &list) != nil {
-		return nil, nil
-	}
-	var out []string
-	for _, v := range list {
-		out = append(out, v.Name)
-	}
-	sort.Strings(out)
-	return out, nil
+	return cfg.Names(), nil
 }
 
 // Render renders the conversation.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gotune/hfconfig"
 	"gotune/safefile"
 	"os"
 	"path/filepath"
@@ -164,25 +165,25 @@ func Family(modelDir, adapterDir string) (string, error) {
 }
 
 // chatTemplate returns a folder's chat template text: chat_template.jinja,
-// or the chat_template string of tokenizer_config.json.
+// or the chat_template of tokenizer_config.json. It only feeds the guess of
+// the Modelfile template, so a folder that has none, or whose files do not
+// read, gives "".
 func chatTemplate(dir string) string {
-	if b, err := safefile.ReadFile(filepath.Join(dir, "chat_template.jinja")); err == nil {
-		return string(b)
-	}
-	b, err := safefile.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
+	tc, err := hfconfig.ReadTokenizerConfig(dir)
 	if err != nil {
 		return ""
 	}
-	var tc struct {
-		ChatTemplate json.RawMessage `json:"chat_template"`
+	if tc.HasJinja {
+		return tc.Jinja
 	}
-	if json.Unmarshal(b, &tc) != nil {
-		return ""
+	if tc.TemplateForm != hfconfig.NamedTemplates {
+		return tc.ChatTemplate
 	}
-	var s string
-	if json.Unmarshal(tc.ChatTemplate, &s) == nil {
-		return s
+	// A list of named templates: their text together is enough for the
+	// markers.
+	var all []string
+	for _, t := range tc.ChatTemplates {
+		all = append(all, t.Template)
 	}
-	// A list of named templates: their text is enough for the markers.
-	return string(tc.ChatTemplate)
+	return strings.Join(all, "\n")
 }

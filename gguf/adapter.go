@@ -1,9 +1,8 @@
 package gguf
 
 import (
-	"encoding/json"
 	"fmt"
-	"gotune/safefile"
+	"gotune/hfconfig"
 	"math"
 	"path/filepath"
 	"slices"
@@ -20,20 +19,6 @@ type AdapterOptions struct {
 	Name string
 }
 
-type peftConfig struct {
-	PeftType      string         `json:"peft_type"`
-	R             int            `json:"r"`
-	LoraAlpha     float64        `json:"lora_alpha"`
-	UseRSLoRA     bool           `json:"use_rslora"`
-	UseDoRA       bool           `json:"use_dora"`
-	FanInFanOut   bool           `json:"fan_in_fan_out"`
-	RankPattern   map[string]any `json:"rank_pattern"`
-	AlphaPattern  map[string]any `json:"alpha_pattern"`
-	ModulesToSave []string       `json:"modules_to_save"`
-	Bias          string         `json:"bias"`
-	LoraBias      bool           `json:"lora_bias"`
-}
-
 // AdapterFromPEFT converts a PEFT LoRA folder (adapter_config.json +
 // adapter_model.safetensors) into a llama.cpp LoRA adapter GGUF for the base
 // model in baseModelDir (whose config.json fixes the architecture and head
@@ -47,34 +32,30 @@ func AdapterFromPEFT(adapterDir, baseModelDir, outPath string, opt AdapterOption
 	if opt.Type != F32 && opt.Type != F16 {
 		return fmt.Errorf("adapter tensors can be F32 or F16, not %s", opt.Type)
 	}
-	cfgPath := filepath.Join(adapterDir, "adapter_config.json")
-	b, err := safefile.ReadFile(cfgPath)
+	pc, err := hfconfig.ReadAdapterConfig(adapterDir)
 	if err != nil {
 		return err
 	}
-	var pc peftConfig
-	if err := json.Unmarshal(b, &pc); err != nil {
-		return fmt.Errorf("%s: %w", cfgPath, err)
-	}
+	cfgPath := pc.Path
 	switch {
 	case pc.PeftType != "LORA":
 		return fmt.Errorf("%s: peft_type %q: only LORA adapters convert to GGUF", cfgPath, pc.PeftType)
 	case pc.UseDoRA:
 		return fmt.Errorf("%s: use_dora: llama.cpp adapters cannot express DoRA's magnitude vector; merge the adapter instead", cfgPath)
-	case pc.R <= 0 || pc.LoraAlpha <= 0:
-		return fmt.Errorf("%s: r = %d and lora_alpha = %g must be positive", cfgPath, pc.R, pc.LoraAlpha)
+	case pc.R <= 0 || pc.LoRAAlpha <= 0:
+		return fmt.Errorf("%s: r = %d and lora_alpha = %g must be positive", cfgPath, pc.R, pc.LoRAAlpha)
 	case len(pc.RankPattern) > 0 || len(pc.AlphaPattern) > 0:
 		return fmt.Errorf("%s: rank_pattern/alpha_pattern give modules different scales; a llama.cpp adapter has one alpha", cfgPath)
 	case len(pc.ModulesToSave) > 0:
 		return fmt.Errorf("%s: modules_to_save %v are full weights, which a llama.cpp LoRA adapter cannot carry", cfgPath, pc.ModulesToSave)
 	case pc.FanInFanOut:
 		return fmt.Errorf("%s: fan_in_fan_out adapters (GPT-2 Conv1D) are not supported", cfgPath)
-	case pc.LoraBias || (pc.Bias != "" && pc.Bias != "none"):
+	case pc.LoRABias || (pc.Bias != "" && pc.Bias != "none"):
 		return fmt.Errorf("%s: LoRA bias terms are not supported by llama.cpp adapters", cfgPath)
 	}
 	// llama.cpp scales by alpha/r; rsLoRA scales by alpha/√r, so store the
 	// alpha that gives the same product.
-	alpha := pc.LoraAlpha
+	alpha := pc.LoRAAlpha
 	if pc.UseRSLoRA {
 		alpha *= math.Sqrt(float64(pc.R))
 	}

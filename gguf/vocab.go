@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"gotune/hfconfig"
 	"gotune/safefile"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -64,7 +63,11 @@ func vocabKV(modelDir string, vocabSize int, cfg *HFConfig, pre string) ([]KV, e
 	if err := json.Unmarshal(b, &tj); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	tc, err := readTokenizerConfig(modelDir)
+	tc, err := hfconfig.ReadTokenizerConfig(modelDir)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := ggufTemplate(tc)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +215,7 @@ func vocabKV(modelDir string, vocabSize int, cfg *HFConfig, pre string) ([]KV, e
 		id, ok := -1, false
 		if s.tok != "" {
 			if id, ok = lookup(s.tok); !ok {
-				return nil, fmt.Errorf("%s: %s %q is not in the vocabulary", tc.path, strings.TrimPrefix(s.key, "tokenizer.ggml."), s.tok)
+				return nil, fmt.Errorf("%s: %s %q is not in the vocabulary", tc.Path, strings.TrimPrefix(s.key, "tokenizer.ggml."), s.tok)
 			}
 		} else if s.conf != nil {
 			id, ok = *s.conf, true
@@ -237,8 +240,8 @@ func vocabKV(modelDir string, vocabSize int, cfg *HFConfig, pre string) ([]KV, e
 		addEOS = *tc.AddEOS
 	}
 	kv = append(kv, KV{"tokenizer.ggml.add_eos_token", addEOS})
-	if tc.ChatTemplate != "" {
-		kv = append(kv, KV{"tokenizer.chat_template", tc.ChatTemplate})
+	if tmpl != "" {
+		kv = append(kv, KV{"tokenizer.chat_template", tmpl})
 	}
 	return kv, nil
 }
@@ -282,54 +285,18 @@ func detectPre(raw json.RawMessage) string {
 	return "default"
 }
 
-type tokenizerConfig struct {
-	path               string
-	BOS, EOS, UNK, PAD string
-	AddBOS, AddEOS     *bool
-	ChatTemplate       string
-}
-
-func readTokenizerConfig(modelDir string) (*tokenizerConfig, error) {
-	path := filepath.Join(modelDir, "tokenizer_config.json")
-	tc := &tokenizerConfig{path: path}
-	b, err := safefile.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return nil, err
+// ggufTemplate is the chat template that goes into tokenizer.chat_template:
+// chat_template.jinja, else tokenizer_config.json's chat_template. GGUF has
+// one template, so a list of named ones is refused even when the .jinja
+// file would win, rather than dropping the other variants unnoticed.
+func ggufTemplate(tc *hfconfig.TokenizerConfig) (string, error) {
+	if tc.TemplateForm == hfconfig.NamedTemplates {
+		return "", fmt.Errorf("%s: field chat_template: only a single template string can go into GGUF, not a list of named ones", tc.Path)
 	}
-	if err == nil {
-		var raw struct {
-			BOS          json.RawMessage `json:"bos_token"`
-			EOS          json.RawMessage `json:"eos_token"`
-			UNK          json.RawMessage `json:"unk_token"`
-			PAD          json.RawMessage `json:"pad_token"`
-			AddBOS       *bool           `json:"add_bos_token"`
-			AddEOS       *bool           `json:"add_eos_token"`
-			ChatTemplate json.RawMessage `json:"chat_template"`
-		}
-		if err := json.Unmarshal(b, &raw); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		for _, f := range []struct {
-			name string
-			raw  json.RawMessage
-			dst  *string
-		}{{"bos_token", raw.BOS, &tc.BOS}, {"eos_token", raw.EOS, &tc.EOS}, {"unk_token", raw.UNK, &tc.UNK}, {"pad_token", raw.PAD, &tc.PAD}} {
-			if *f.dst, err = hfconfig.TokenString(f.raw); err != nil {
-				return nil, fmt.Errorf("%s: field %s: %w", path, f.name, err)
-			}
-		}
-		tc.AddBOS, tc.AddEOS = raw.AddBOS, raw.AddEOS
-		if len(raw.ChatTemplate) > 0 && string(raw.ChatTemplate) != "null" {
-			if err := json.Unmarshal(raw.ChatTemplate, &tc.ChatTemplate); err != nil {
-				return nil, fmt.Errorf("%s: field chat_template: only a single template string can go into GGUF: %w", path, err)
-			}
-		}
+	if tc.HasJinja {
+		return tc.Jinja, nil
 	}
-	// transformers 5 keeps the template in its own file, which wins.
-	if t, err := safefile.ReadFile(filepath.Join(modelDir, "chat_template.jinja")); err == nil {
-		tc.ChatTemplate = string(t)
-	}
-	return tc, nil
+	return tc.ChatTemplate, nil
 }
 
 // templateAddsFirst reports whether a TemplateProcessing post-processor (alone

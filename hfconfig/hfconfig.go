@@ -1,6 +1,10 @@
-// Package hfconfig reads the small conventions shared by a Hugging Face
-// model folder's JSON files, for the packages that each read a part of them
-// (tokenizer, chat templates, GGUF conversion).
+// Package hfconfig is where gotune reads a Hugging Face folder's small JSON
+// files: tokenizer_config.json with chat_template.jinja, adapter_config.json
+// and generation_config.json. Each reader returns the values as written,
+// with errors that name the file and the field; what the values mean, their
+// defaults and which of them are supported stay with the packages that use
+// them (tokenizer, chat, gguf, peft, infer). config.json is read elsewhere
+// (model and gguf), as its fields depend on the model family.
 package hfconfig
 
 import (

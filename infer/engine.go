@@ -4,14 +4,11 @@ import (
 	"sync"
 
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"gotune/compute"
+	"gotune/hfconfig"
 	"gotune/method"
-	"gotune/safefile"
-	"os"
-	"path/filepath"
 	"strings"
 	"unicode/utf8"
 
@@ -34,35 +31,14 @@ type GenerationConfig struct {
 }
 
 // LoadGenerationConfig reads dir/generation_config.json; a missing file
-// gives the defaults.
+// or field gives transformers' defaults.
 func LoadGenerationConfig(dir string) (GenerationConfig, error) {
 	g := GenerationConfig{Temperature: 1, TopP: 1, RepetitionPenalty: 1}
-	path := filepath.Join(dir, "generation_config.json")
-	b, err := safefile.ReadFile(path)
-	if os.IsNotExist(err) {
-		return g, nil
-	} else if err != nil {
+	raw, err := hfconfig.ReadGenerationConfig(dir)
+	if err != nil {
 		return g, err
 	}
-	var raw struct {
-		EOS         json.RawMessage `json:"eos_token_id"`
-		DoSample    *bool           `json:"do_sample"`
-		Temperature *float64        `json:"temperature"`
-		TopK        *int            `json:"top_k"`
-		TopP        *float64        `json:"top_p"`
-		RepPenalty  *float64        `json:"repetition_penalty"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return g, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(raw.EOS) > 0 && string(raw.EOS) != "null" {
-		var one int
-		if json.Unmarshal(raw.EOS, &one) == nil {
-			g.EOS = []int{one}
-		} else if err := json.Unmarshal(raw.EOS, &g.EOS); err != nil {
-			return g, fmt.Errorf("%s: eos_token_id: want an integer or a list, got %s", path, raw.EOS)
-		}
-	}
+	g.EOS = raw.EOSTokenIDs
 	if raw.DoSample != nil {
 		g.DoSample = *raw.DoSample
 	}
@@ -75,8 +51,8 @@ func LoadGenerationConfig(dir string) (GenerationConfig, error) {
 	if raw.TopP != nil {
 		g.TopP = *raw.TopP
 	}
-	if raw.RepPenalty != nil {
-		g.RepetitionPenalty = *raw.RepPenalty
+	if raw.RepetitionPenalty != nil {
+		g.RepetitionPenalty = *raw.RepetitionPenalty
 	}
 	return g, nil
 }

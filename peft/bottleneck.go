@@ -1,9 +1,8 @@
 package peft
 
 import (
-	"encoding/json"
 	"fmt"
-	"gotune/safefile"
+	"gotune/hfconfig"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -266,56 +265,38 @@ func containsInt(s []int, v int) bool {
 	return false
 }
 
-// bottleneckFile is the adapter_config.json of a bottleneck adapter.
-type bottleneckFile struct {
-	PeftType  string          `json:"peft_type"`
-	TaskType  string          `json:"task_type"`
-	Size      int             `json:"bottleneck_size"`
-	Act       string          `json:"non_linearity"`
-	Placement string          `json:"adapter_placement"`
-	Scaling   *float64        `json:"scaling"`
-	Init      string          `json:"init_weights"`
-	Layers    json.RawMessage `json:"layers_to_transform"`
-	BaseModel string          `json:"base_model_name_or_path"`
-}
-
 // LoadBottleneck attaches the bottleneck adapter saved in dir.
 func LoadBottleneck(m *model.Model, dir string) (*BottleneckSet, error) {
-	path := filepath.Join(dir, "adapter_config.json")
-	b, err := safefile.ReadFile(path)
+	f, err := hfconfig.ReadAdapterConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	var f bottleneckFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
+	path := f.Path
 	if f.PeftType != "BOTTLENECK" {
 		return nil, fmt.Errorf("%s: peft_type %q, want BOTTLENECK", path, f.PeftType)
 	}
 	if f.TaskType != "" && f.TaskType != "CAUSAL_LM" {
 		return nil, fmt.Errorf("%s: task_type %q: only CAUSAL_LM is supported", path, f.TaskType)
 	}
-	if f.Size <= 0 {
-		return nil, fmt.Errorf("%s: bottleneck_size must be a positive integer, got %d", path, f.Size)
+	if f.BottleneckSize <= 0 {
+		return nil, fmt.Errorf("%s: bottleneck_size must be a positive integer, got %d", path, f.BottleneckSize)
 	}
-	cfg := BottleneckConfig{Size: f.Size, Activation: f.Act, Placement: f.Placement, Scaling: 1, Init: "zero", BaseModel: f.BaseModel}
+	cfg := BottleneckConfig{Size: f.BottleneckSize, Activation: f.NonLinearity, Placement: f.AdapterPlacement, Scaling: 1,
+		Init: "zero", BaseModel: f.BaseModel, Layers: f.LayersToTransform.Indices}
 	if f.Scaling != nil {
 		cfg.Scaling = *f.Scaling
 		if cfg.Scaling == 0 {
 			return nil, fmt.Errorf("%s: scaling 0 would disable the adapter", path)
 		}
 	}
-	if len(f.Layers) > 0 && string(f.Layers) != "null" {
-		if err := json.Unmarshal(f.Layers, &cfg.Layers); err != nil {
-			return nil, fmt.Errorf("%s: layers_to_transform must be a list of layer indices: %w", path, err)
-		}
+	if f.LayersToTransform.Single {
+		return nil, fmt.Errorf("%s: layers_to_transform must be a list of layer indices, not one", path)
 	}
 	set, err := AttachBottleneck(m, cfg, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	set.Config.Init = f.Init
+	set.Config.Init = f.InitWeights
 	wpath := filepath.Join(dir, "adapter_model.safetensors")
 	st, err := safetensors.OpenOne(wpath)
 	if err == nil {

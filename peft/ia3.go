@@ -1,14 +1,14 @@
 package peft
 
 import (
-	"encoding/json"
 	"fmt"
-	"gotune/safefile"
+	"gotune/hfconfig"
 	"math/rand/v2"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gotune/model"
@@ -205,30 +205,13 @@ func AttachIA3(m *model.Model, cfg IA3Config, seed uint64) (*IA3Set, error) {
 	return set, nil
 }
 
-// ia3File holds the adapter_config.json fields of IA3.
-type ia3File struct {
-	PeftType      string          `json:"peft_type"`
-	TaskType      string          `json:"task_type"`
-	Targets       json.RawMessage `json:"target_modules"`
-	Feedforward   json.RawMessage `json:"feedforward_modules"`
-	Exclude       json.RawMessage `json:"exclude_modules"`
-	FanInFanOut   bool            `json:"fan_in_fan_out"`
-	Init          *bool           `json:"init_ia3_weights"`
-	ModulesToSave []string        `json:"modules_to_save"`
-	BaseModel     string          `json:"base_model_name_or_path"`
-}
-
 // LoadIA3 attaches the IA3 adapter saved in dir.
 func LoadIA3(m *model.Model, dir string) (*IA3Set, error) {
-	path := filepath.Join(dir, "adapter_config.json")
-	b, err := safefile.ReadFile(path)
+	f, err := hfconfig.ReadAdapterConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	var f ia3File
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
+	path := f.Path
 	if f.PeftType != "IA3" {
 		return nil, fmt.Errorf("%s: peft_type %q, want IA3", path, f.PeftType)
 	}
@@ -238,23 +221,13 @@ func LoadIA3(m *model.Model, dir string) (*IA3Set, error) {
 	if len(f.ModulesToSave) > 0 {
 		return nil, fmt.Errorf("%s: modules_to_save %v is not supported yet", path, f.ModulesToSave)
 	}
-	if len(f.Exclude) > 0 && string(f.Exclude) != "null" {
-		return nil, fmt.Errorf("%s: exclude_modules %s is not supported yet", path, f.Exclude)
+	if ex := f.ExcludeModules; ex.Set {
+		return nil, fmt.Errorf("%s: exclude_modules %s is not supported yet", path, modulesString(ex))
 	}
-	cfg := IA3Config{BaseModel: f.BaseModel}
-	if err := json.Unmarshal(f.Targets, &cfg.Targets); err != nil {
-		if err := json.Unmarshal(f.Targets, &cfg.TargetRegex); err != nil {
-			return nil, fmt.Errorf("%s: target_modules must be a list of names or a regex string, got %s", path, f.Targets)
-		}
-	}
-	if len(f.Feedforward) > 0 && string(f.Feedforward) != "null" {
-		var re string
-		if err := json.Unmarshal(f.Feedforward, &cfg.Feedforward); err != nil {
-			if json.Unmarshal(f.Feedforward, &re) != nil {
-				return nil, fmt.Errorf("%s: feedforward_modules must be a list of names or a regex string, got %s", path, f.Feedforward)
-			}
-			return nil, fmt.Errorf("%s: feedforward_modules as a regex (%q) is not supported yet; list the names", path, re)
-		}
+	cfg := IA3Config{BaseModel: f.BaseModel, Targets: f.TargetModules.Names, TargetRegex: f.TargetModules.Regex,
+		Feedforward: f.FeedforwardModules.Names}
+	if f.FeedforwardModules.IsRegex {
+		return nil, fmt.Errorf("%s: feedforward_modules as a regex (%q) is not supported yet; list the names", path, f.FeedforwardModules.Regex)
 	}
 	if len(cfg.Targets) == 0 && cfg.TargetRegex == "" {
 		return nil, fmt.Errorf("%s: target_modules is empty", path)
@@ -381,4 +354,12 @@ func sortedCopy(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
+}
+
+// modulesString shows a module selection as the file wrote it.
+func modulesString(m hfconfig.Modules) string {
+	if m.IsRegex {
+		return strconv.Quote(m.Regex)
+	}
+	return fmt.Sprintf("%q", m.Names)
 }

@@ -1,9 +1,8 @@
 package peft
 
 import (
-	"encoding/json"
 	"fmt"
-	"gotune/safefile"
+	"gotune/hfconfig"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,56 +12,25 @@ import (
 	"gotune/safetensors"
 )
 
-// peftConfig holds the adapter_config.json fields gotune reads.
-type peftConfig struct {
-	PeftType          string             `json:"peft_type"`
-	R                 int                `json:"r"`
-	Alpha             float64            `json:"lora_alpha"`
-	Dropout           float64            `json:"lora_dropout"`
-	Targets           json.RawMessage    `json:"target_modules"`
-	RSLoRA            bool               `json:"use_rslora"`
-	DoRA              bool               `json:"use_dora"`
-	RankPattern       map[string]int     `json:"rank_pattern"`
-	AlphaPattern      map[string]float64 `json:"alpha_pattern"`
-	FanInFanOut       bool               `json:"fan_in_fan_out"`
-	Bias              string             `json:"bias"`
-	ModulesToSave     []string           `json:"modules_to_save"`
-	LayersToTransform json.RawMessage    `json:"layers_to_transform"`
-	BaseModel         string             `json:"base_model_name_or_path"`
-}
-
-// ReadConfig reads an adapter folder's adapter_config.json.
-func readConfig(dir string) (*peftConfig, string, error) {
-	path := filepath.Join(dir, "adapter_config.json")
-	b, err := safefile.ReadFile(path)
-	if err != nil {
-		return nil, path, err
-	}
-	var c peftConfig
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, path, fmt.Errorf("%s: %w", path, err)
-	}
-	return &c, path, nil
-}
-
 // PeftType returns the peft_type of an adapter folder ("LORA", "IA3", …).
 func PeftType(dir string) (string, error) {
-	c, path, err := readConfig(dir)
+	c, err := hfconfig.ReadAdapterConfig(dir)
 	if err != nil {
 		return "", err
 	}
 	if c.PeftType == "" {
-		return "", fmt.Errorf("%s: peft_type is missing", path)
+		return "", fmt.Errorf("%s: peft_type is missing", c.Path)
 	}
 	return c.PeftType, nil
 }
 
 // LoadLoRA attaches the LoRA adapter saved in dir (PEFT layout) to m.
 func LoadLoRA(m *model.Model, dir string) (*LoRASet, error) {
-	pc, path, err := readConfig(dir)
+	pc, err := hfconfig.ReadAdapterConfig(dir)
 	if err != nil {
 		return nil, err
 	}
+	path := pc.Path
 	if pc.PeftType != "LORA" {
 		return nil, fmt.Errorf("%s: peft_type %q, want LORA", path, pc.PeftType)
 	}
@@ -75,21 +43,14 @@ func LoadLoRA(m *model.Model, dir string) (*LoRASet, error) {
 	if len(pc.ModulesToSave) > 0 {
 		return nil, fmt.Errorf("%s: modules_to_save %v is not supported yet", path, pc.ModulesToSave)
 	}
-	cfg := LoRAConfig{R: pc.R, Alpha: pc.Alpha, Dropout: pc.Dropout, RSLoRA: pc.RSLoRA, DoRA: pc.DoRA,
-		RankPattern: pc.RankPattern, AlphaPattern: pc.AlphaPattern, Init: "zero", BaseModel: pc.BaseModel}
-	if err := json.Unmarshal(pc.Targets, &cfg.Targets); err != nil {
-		if err := json.Unmarshal(pc.Targets, &cfg.TargetRegex); err != nil {
-			return nil, fmt.Errorf("%s: target_modules must be a list of names or a regex string, got %s", path, pc.Targets)
-		}
+	// AttachLoRA reads no targets as "all"; a saved adapter names the
+	// modules its weights are for, so a missing list is the file's fault.
+	if !pc.TargetModules.Set {
+		return nil, fmt.Errorf("%s: target_modules must be a list of names or a regex string", path)
 	}
-	if len(pc.LayersToTransform) > 0 && string(pc.LayersToTransform) != "null" {
-		var one int
-		if json.Unmarshal(pc.LayersToTransform, &one) == nil {
-			cfg.Layers = []int{one}
-		} else if err := json.Unmarshal(pc.LayersToTransform, &cfg.Layers); err != nil {
-			return nil, fmt.Errorf("%s: layers_to_transform: %w", path, err)
-		}
-	}
+	cfg := LoRAConfig{R: pc.R, Alpha: pc.LoRAAlpha, Dropout: pc.LoRADropout, RSLoRA: pc.UseRSLoRA, DoRA: pc.UseDoRA,
+		RankPattern: pc.RankPattern, AlphaPattern: pc.AlphaPattern, Init: "zero", BaseModel: pc.BaseModel,
+		Targets: pc.TargetModules.Names, TargetRegex: pc.TargetModules.Regex, Layers: pc.LayersToTransform.Indices}
 	set, err := AttachLoRA(m, cfg, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

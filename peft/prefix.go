@@ -88,16 +88,16 @@ func AttachPrefix(m *model.Model, cfg PrefixConfig, seed uint64) (*Prefix, error
 // prompt_encoder.safetensors is beside it the encoder is restored,
 // otherwise the saved prefix is trained directly.
 func LoadPrefix(m *model.Model, dir string) (*Prefix, error) {
-	f, path, err := readPromptFile(dir, "PREFIX_TUNING")
+	f, path, err := readPromptConfig(dir, "PREFIX_TUNING")
 	if err != nil {
 		return nil, err
 	}
 	kd := m.Cfg.KVDim()
-	if err := f.checkDims(path, m, kd, m.Cfg.KVHeads); err != nil {
+	if err := checkDims(f, path, m, kd, m.Cfg.KVHeads); err != nil {
 		return nil, err
 	}
-	cfg := PrefixConfig{Virtual: f.Virtual, Projection: f.Projection, EncoderHidden: f.EncoderHidden, BaseModel: f.BaseModel}
-	emb, err := readPromptEmbeddings(dir, f.Virtual, len(m.Layers)*2*kd)
+	cfg := PrefixConfig{Virtual: f.NumVirtualTokens, Projection: f.PrefixProjection, EncoderHidden: f.EncoderHiddenSize, BaseModel: f.BaseModel}
+	emb, err := readPromptEmbeddings(dir, f.NumVirtualTokens, len(m.Layers)*2*kd)
 	if err != nil {
 		return nil, err
 	}

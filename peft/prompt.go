@@ -1,9 +1,8 @@
 package peft
 
 import (
-	"encoding/json"
 	"fmt"
-	"gotune/safefile"
+	"gotune/hfconfig"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -55,66 +54,42 @@ type Encoded interface {
 	Output() (out, grad []float32)
 }
 
-// promptFile holds the adapter_config.json fields of the prompt-learning
-// methods.
-type promptFile struct {
-	PeftType       string   `json:"peft_type"`
-	TaskType       string   `json:"task_type"`
-	Virtual        int      `json:"num_virtual_tokens"`
-	TokenDim       int      `json:"token_dim"`
-	Submodules     int      `json:"num_transformer_submodules"`
-	Heads          int      `json:"num_attention_heads"`
-	Layers         int      `json:"num_layers"`
-	Init           string   `json:"prompt_tuning_init"`
-	InitText       *string  `json:"prompt_tuning_init_text"`
-	TokenizerName  *string  `json:"tokenizer_name_or_path"`
-	EncoderType    string   `json:"encoder_reparameterization_type"`
-	EncoderHidden  int      `json:"encoder_hidden_size"`
-	EncoderLayers  int      `json:"encoder_num_layers"`
-	EncoderDropout float64  `json:"encoder_dropout"`
-	Projection     bool     `json:"prefix_projection"`
-	BaseModel      string   `json:"base_model_name_or_path"`
-	ModulesToSave  []string `json:"modules_to_save"`
-}
-
-func readPromptFile(dir, want string) (*promptFile, string, error) {
-	path := filepath.Join(dir, "adapter_config.json")
-	b, err := safefile.ReadFile(path)
+// readPromptConfig reads a prompt-learning adapter's adapter_config.json
+// and checks what all three methods (want is the peft_type) require.
+func readPromptConfig(dir, want string) (*hfconfig.AdapterConfig, string, error) {
+	f, err := hfconfig.ReadAdapterConfig(dir)
 	if err != nil {
-		return nil, path, err
+		return nil, "", err
 	}
-	var f promptFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, path, fmt.Errorf("%s: %w", path, err)
-	}
+	path := f.Path
 	if f.PeftType != want {
 		return nil, path, fmt.Errorf("%s: peft_type %q, want %s", path, f.PeftType, want)
 	}
 	if f.TaskType != "" && f.TaskType != "CAUSAL_LM" {
 		return nil, path, fmt.Errorf("%s: task_type %q: only CAUSAL_LM is supported", path, f.TaskType)
 	}
-	if f.Submodules > 1 {
-		return nil, path, fmt.Errorf("%s: num_transformer_submodules %d is for encoder-decoder models, want 1", path, f.Submodules)
+	if f.NumTransformerSubmodules > 1 {
+		return nil, path, fmt.Errorf("%s: num_transformer_submodules %d is for encoder-decoder models, want 1", path, f.NumTransformerSubmodules)
 	}
-	if f.Virtual <= 0 {
-		return nil, path, fmt.Errorf("%s: num_virtual_tokens must be a positive integer, got %d", path, f.Virtual)
+	if f.NumVirtualTokens <= 0 {
+		return nil, path, fmt.Errorf("%s: num_virtual_tokens must be a positive integer, got %d", path, f.NumVirtualTokens)
 	}
 	if len(f.ModulesToSave) > 0 {
 		return nil, path, fmt.Errorf("%s: modules_to_save %v is not supported yet", path, f.ModulesToSave)
 	}
-	return &f, path, nil
+	return f, path, nil
 }
 
 // checkDims verifies that a saved config was made for this model.
-func (f *promptFile) checkDims(path string, m *model.Model, tokenDim, heads int) error {
+func checkDims(f *hfconfig.AdapterConfig, path string, m *model.Model, tokenDim, heads int) error {
 	if f.TokenDim != 0 && f.TokenDim != tokenDim {
 		return fmt.Errorf("%s: token_dim %d, this model needs %d (is it the right base model?)", path, f.TokenDim, tokenDim)
 	}
-	if f.Layers != 0 && f.Layers != len(m.Layers) {
-		return fmt.Errorf("%s: num_layers %d, this model has %d", path, f.Layers, len(m.Layers))
+	if f.NumLayers != 0 && f.NumLayers != len(m.Layers) {
+		return fmt.Errorf("%s: num_layers %d, this model has %d", path, f.NumLayers, len(m.Layers))
 	}
-	if f.Heads != 0 && f.Heads != heads {
-		return fmt.Errorf("%s: num_attention_heads %d, this model needs %d", path, f.Heads, heads)
+	if f.NumAttentionHeads != 0 && f.NumAttentionHeads != heads {
+		return fmt.Errorf("%s: num_attention_heads %d, this model needs %d", path, f.NumAttentionHeads, heads)
 	}
 	return nil
 }
@@ -284,15 +259,15 @@ func AttachPromptTuning(m *model.Model, cfg PromptTuningConfig, seed uint64) (*P
 
 // LoadPromptTuning attaches the prompt-tuning adapter saved in dir.
 func LoadPromptTuning(m *model.Model, dir string) (*PromptTuning, error) {
-	f, path, err := readPromptFile(dir, "PROMPT_TUNING")
+	f, path, err := readPromptConfig(dir, "PROMPT_TUNING")
 	if err != nil {
 		return nil, err
 	}
-	if err := f.checkDims(path, m, m.Cfg.Hidden, m.Cfg.Heads); err != nil {
+	if err := checkDims(f, path, m, m.Cfg.Hidden, m.Cfg.Heads); err != nil {
 		return nil, err
 	}
-	cfg := PromptTuningConfig{Virtual: f.Virtual, Init: "ZERO", BaseModel: f.BaseModel}
-	emb, err := readPromptEmbeddings(dir, f.Virtual, m.Cfg.Hidden)
+	cfg := PromptTuningConfig{Virtual: f.NumVirtualTokens, Init: "ZERO", BaseModel: f.BaseModel}
+	emb, err := readPromptEmbeddings(dir, f.NumVirtualTokens, m.Cfg.Hidden)
 	if err != nil {
 		return nil, err
 	}
@@ -300,9 +275,9 @@ func LoadPromptTuning(m *model.Model, dir string) (*PromptTuning, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	p.Config.Init = strings.ToUpper(f.Init)
-	if f.InitText != nil {
-		p.Config.InitText = *f.InitText
+	p.Config.Init = strings.ToUpper(f.PromptTuningInit)
+	if f.PromptTuningInitText != nil {
+		p.Config.InitText = *f.PromptTuningInitText
 	}
 	if f.TokenizerName != nil {
 		p.Config.TokenizerName = *f.TokenizerName

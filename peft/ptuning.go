@@ -97,18 +97,18 @@ func AttachPTuning(m *model.Model, cfg PTuningConfig, seed uint64) (*PTuning, er
 // it the encoder is restored and training continues exactly, otherwise the
 // saved virtual tokens are trained directly.
 func LoadPTuning(m *model.Model, dir string) (*PTuning, error) {
-	f, path, err := readPromptFile(dir, "P_TUNING")
+	f, path, err := readPromptConfig(dir, "P_TUNING")
 	if err != nil {
 		return nil, err
 	}
-	if err := f.checkDims(path, m, m.Cfg.Hidden, m.Cfg.Heads); err != nil {
+	if err := checkDims(f, path, m, m.Cfg.Hidden, m.Cfg.Heads); err != nil {
 		return nil, err
 	}
 	if f.EncoderDropout != 0 {
 		return nil, fmt.Errorf("%s: encoder_dropout %v is not supported (0)", path, f.EncoderDropout)
 	}
-	cfg := PTuningConfig{Virtual: f.Virtual, EncoderType: f.EncoderType, EncoderHidden: f.EncoderHidden, EncoderLayers: f.EncoderLayers, BaseModel: f.BaseModel}
-	emb, err := readPromptEmbeddings(dir, f.Virtual, m.Cfg.Hidden)
+	cfg := PTuningConfig{Virtual: f.NumVirtualTokens, EncoderType: f.EncoderType, EncoderHidden: f.EncoderHiddenSize, EncoderLayers: f.EncoderNumLayers, BaseModel: f.BaseModel}
+	emb, err := readPromptEmbeddings(dir, f.NumVirtualTokens, m.Cfg.Hidden)
 	if err != nil {
 		return nil, err
 	}

@@ -8,10 +8,8 @@ import (
 	"gotune/hfconfig"
 	"gotune/jsondepth"
 	"gotune/safefile"
-	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -28,14 +26,11 @@ func Load(dir string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	cfgPath := filepath.Join(dir, "tokenizer_config.json")
-	var cfg []byte
-	if b, err := safefile.ReadFile(cfgPath); err == nil {
-		cfg = b
-	} else if !errors.Is(err, os.ErrNotExist) {
+	cfg, err := hfconfig.ReadTokenizerConfig(dir)
+	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	return build(tj, data, cfgPath, cfg)
+	return build(tj, data, cfg)
 }
 
 // FromJSON reads a tokenizer.json file alone (no tokenizer_config.json).
@@ -44,7 +39,7 @@ func FromJSON(path string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	return build(path, data, "", nil)
+	return build(path, data, nil)
 }
 
 // componentError names the file and the JSON path of a bad component.
@@ -110,14 +105,13 @@ func (l *loader) object(raw json.RawMessage, path string, v any) (string, error)
 	return head.Type, nil
 }
 
-func build(file string, data []byte, cfgFile string, cfgData []byte) (*Tokenizer, error) {
+// build makes the tokenizer of a tokenizer.json and, when not nil, the
+// folder's tokenizer_config.json.
+func build(file string, data []byte, tc *hfconfig.TokenizerConfig) (*Tokenizer, error) {
 	// Components nest (Sequence in Sequence) and each level is decoded
 	// again: bound the nesting before anything is decoded.
 	if err := jsondepth.Check(data, jsondepth.Default); err != nil {
 		return nil, fmt.Errorf("tokenizer: %s: %w", file, err)
-	}
-	if err := jsondepth.Check(cfgData, jsondepth.Default); err != nil {
-		return nil, fmt.Errorf("tokenizer: %s: %w", cfgFile, err)
 	}
 	var f fileJSON
 	if err := json.Unmarshal(data, &f); err != nil {
@@ -159,7 +153,7 @@ func build(file string, data []byte, cfgFile string, cfgData []byte) (*Tokenizer
 		added = append(added, AddedToken{ID: *a.ID, Content: a.Content, SingleWord: a.SingleWord,
 			LStrip: a.LStrip, RStrip: a.RStrip, Normalized: normalizedDefault(a.Normalized, a.Special), Special: a.Special})
 	}
-	cfg, err := parseConfig(cfgFile, cfgData)
+	cfg, err := configFrom(tc)
 	if err != nil {
 		return nil, err
 	}
@@ -1089,91 +1083,28 @@ func (c *config) template(t *Tokenizer, old postProcessor) postProcessor {
 	return seqPost{old, p}
 }
 
-func parseConfig(file string, data []byte) (*config, error) {
+// configFrom takes what the tokenizer needs from tokenizer_config.json
+// (nil or not found: nothing) and checks the added tokens' ids and content.
+func configFrom(tc *hfconfig.TokenizerConfig) (*config, error) {
 	c := &config{}
-	if data == nil {
+	if tc == nil || !tc.Found {
 		return c, nil
 	}
-	var v struct {
-		AddedTokensDecoder map[string]struct {
-			Content    string `json:"content"`
-			SingleWord bool   `json:"single_word"`
-			LStrip     bool   `json:"lstrip"`
-			RStrip     bool   `json:"rstrip"`
-			Normalized *bool  `json:"normalized"`
-			Special    bool   `json:"special"`
-		} `json:"added_tokens_decoder"`
-		BOS     json.RawMessage `json:"bos_token"`
-		EOS     json.RawMessage `json:"eos_token"`
-		PAD     json.RawMessage `json:"pad_token"`
-		UNK     json.RawMessage `json:"unk_token"`
-		Extra   json.RawMessage `json:"additional_special_tokens"`
-		Extra5  json.RawMessage `json:"extra_special_tokens"`
-		CleanUp *bool           `json:"clean_up_tokenization_spaces"`
-		AddBOS  *bool           `json:"add_bos_token"`
-		AddEOS  *bool           `json:"add_eos_token"`
-		Class   string          `json:"tokenizer_class"`
-	}
-	if err := json.Unmarshal(data, &v); err != nil {
-		return nil, fmt.Errorf("tokenizer: %s: %w", file, err)
-	}
-	var err error
-	tokenField := func(raw json.RawMessage, field string) string {
-		s, e := hfconfig.TokenString(raw)
-		if e != nil && err == nil {
-			err = fmt.Errorf("tokenizer: %s: %s: %w", file, field, e)
-		}
-		return s
-	}
-	c.bos = tokenField(v.BOS, "bos_token")
-	c.eos = tokenField(v.EOS, "eos_token")
-	c.pad = tokenField(v.PAD, "pad_token")
-	c.unk = tokenField(v.UNK, "unk_token")
-	for _, raw := range []json.RawMessage{v.Extra, v.Extra5} {
-		if isNull(raw) {
-			continue
-		}
-		var list []json.RawMessage
-		if json.Unmarshal(raw, &list) != nil {
-			// transformers 5 may store a name -> token object.
-			var named map[string]json.RawMessage
-			if e := json.Unmarshal(raw, &named); e != nil {
-				return nil, fmt.Errorf("tokenizer: %s: additional_special_tokens: expected a list or an object", file)
-			}
-			keys := make([]string, 0, len(named))
-			for k := range named {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				list = append(list, named[k])
-			}
-		}
-		for _, r := range list {
-			if s := tokenField(r, "additional_special_tokens"); s != "" {
-				c.extra = append(c.extra, s)
-			}
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	for key, a := range v.AddedTokensDecoder {
-		id, e := strconv.Atoi(key)
-		if e != nil || id < 0 || id >= maxTokenID {
-			return nil, fmt.Errorf("tokenizer: %s: added_tokens_decoder: key %q is not a token id", file, key)
+	for _, a := range tc.AddedTokens {
+		if a.ID >= maxTokenID {
+			return nil, fmt.Errorf("tokenizer: %s: added_tokens_decoder: key \"%d\" is not a token id below %d", tc.Path, a.ID, maxTokenID)
 		}
 		if a.Content == "" {
-			return nil, fmt.Errorf("tokenizer: %s: added_tokens_decoder[%q].content: expected a non-empty string", file, key)
+			return nil, fmt.Errorf("tokenizer: %s: added_tokens_decoder[\"%d\"].content: expected a non-empty string", tc.Path, a.ID)
 		}
-		c.added = append(c.added, AddedToken{ID: id, Content: a.Content, SingleWord: a.SingleWord, LStrip: a.LStrip,
+		c.added = append(c.added, AddedToken{ID: a.ID, Content: a.Content, SingleWord: a.SingleWord, LStrip: a.LStrip,
 			RStrip: a.RStrip, Normalized: normalizedDefault(a.Normalized, a.Special), Special: a.Special})
 	}
-	sort.Slice(c.added, func(a, b int) bool { return c.added[a].ID < c.added[b].ID })
-	if v.CleanUp != nil {
-		c.cleanUp = *v.CleanUp
+	c.bos, c.eos, c.pad, c.unk, c.extra = tc.BOS, tc.EOS, tc.PAD, tc.UNK, tc.Extra
+	if tc.CleanUpSpaces != nil {
+		c.cleanUp = *tc.CleanUpSpaces
 	}
-	c.addBOS, c.addEOS, c.class = v.AddBOS, v.AddEOS, v.Class
+	c.addBOS, c.addEOS, c.class = tc.AddBOS, tc.AddEOS, tc.Class
 	return c, nil
 }
 

@@ -3,6 +3,7 @@ package ui
 import (
 	"encoding/json"
 	"errors"
+	"gotune/hfconfig"
 	"io/fs"
 	"net/http"
 	"os"
@@ -228,11 +229,10 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 			out = append(out, modelEntry{Name: s.display(dir), Path: dir, Kind: "model"})
 		case "adapter":
 			e := modelEntry{Name: s.display(dir), Path: dir, Kind: "adapter"}
-			var ac struct {
-				Base string `json:"base_model_name_or_path"`
-			}
-			if b, err := os.ReadFile(filepath.Join(dir, "adapter_config.json")); err == nil && json.Unmarshal(b, &ac) == nil {
-				e.Base = ac.Base
+			// The base model is a hint for the page: an unreadable
+			// config still lists the adapter.
+			if ac, err := hfconfig.ReadAdapterConfig(dir); err == nil {
+				e.Base = ac.BaseModel
 			}
 			out = append(out, e)
 		}
