@@ -10,10 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"gotune/chat"
+	"gotune/safefile"
 	"gotune/tokenizer"
 )
 
@@ -139,7 +139,9 @@ func LoadEncoderTemplate(modelDir, template string, opts EncodeOptions) (*Encode
 	}
 	h := sha256.New()
 	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json"} {
-		b, err := os.ReadFile(filepath.Join(modelDir, name))
+		// The tokenizer and template loaded above already refused FIFOs and
+		// unreadable files among these; one that went away since is left out.
+		b, err := safefile.ReadFile(filepath.Join(modelDir, name))
 		if err != nil {
 			continue
 		}
