@@ -238,29 +238,24 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	a.attn = nn.Attention{B: w.B, Tq: w.T, Tk: w.T, Heads: c.Heads, KVHeads: c.KVHeads, HD: hd,
 		KeyMask: w.mask, QSeg: w.seg, KSeg: w.seg, Scale: float32(1 / math.Sqrt(float64(hd))), Scratch: a.attn.Scratch, Tiles: w.attnTiles}
 	if kc := w.cache; kc != nil {
-		// Decoding: the new keys and values join the cache, and the new
-		// positions attend to everything in it (prefixes and virtual tokens
-		// went in when the session began).
-		off := kc.len
-		copy(kc.k[l.Index][off*kd:], a.kr[:n*kd])
-		copy(kc.v[l.Index][off*kd:], a.v[:n*kd])
-		k, v = kc.k[l.Index][:(off+n)*kd], kc.v[l.Index][:(off+n)*kd]
-		a.attn.Tk, a.attn.Offset, a.attn.KeyMask = off+n, off, nil
-	} else if l.Prefix != nil {
-		pl := l.Prefix.Len()
-		pk, pv := l.Prefix.KV(l.Index)
-		for r := 0; r < w.B; r++ {
-			base := r * a.tk * kd
-			copy(a.kAll[base:base+pl*kd], pk)
-			copy(a.vAll[base:base+pl*kd], pv)
-			copy(a.kAll[base+pl*kd:base+a.tk*kd], a.kr[r*w.T*kd:(r+1)*w.T*kd])
-			copy(a.vAll[base+pl*kd:base+a.tk*kd], a.v[r*w.T*kd:(r+1)*w.T*kd])
+		w.decodeAttention(l, a, kc)
+	} else {
+		if l.Prefix != nil {
+			pl := l.Prefix.Len()
+			pk, pv := l.Prefix.KV(l.Index)
+			for r := 0; r < w.B; r++ {
+				base := r * a.tk * kd
+				copy(a.kAll[base:base+pl*kd], pk)
+				copy(a.vAll[base:base+pl*kd], pv)
+				copy(a.kAll[base+pl*kd:base+a.tk*kd], a.kr[r*w.T*kd:(r+1)*w.T*kd])
+				copy(a.vAll[base+pl*kd:base+a.tk*kd], a.v[r*w.T*kd:(r+1)*w.T*kd])
+			}
+			k, v = a.kAll, a.vAll
+			a.attn.Tk, a.attn.Offset = a.tk, pl
+			a.attn.KeyMask = prefixMask(w.mask, w.B, w.T, pl)
 		}
-		k, v = a.kAll, a.vAll
-		a.attn.Tk, a.attn.Offset = a.tk, pl
-		a.attn.KeyMask = prefixMask(w.mask, w.B, w.T, pl)
+		a.attn.Forward(a.att, a.lse, a.qr, k, v)
 	}
-	a.attn.Forward(a.att, a.lse, a.qr, k, v)
 	w.attnTiles = a.attn.Tiles // shared by every layer
 	l.O.Forward(out, a.att, n) // o_proj output, added to the residual below
 	if l.AttnOut != nil {
@@ -276,6 +271,28 @@ func (w *Workspace) forwardLayer(l *Layer) {
 		l.MLPOut.Forward(out, n)
 	}
 	nn.Add(out, a.xmid)
+}
+
+// decodeAttention is the attention of a decoding step: each row's new keys
+// and values join its sequence's cache, and its new positions attend to
+// everything there (prefixes and virtual tokens went in when the session
+// began). Rows are attended one by one since their sequences may differ in
+// length; the attention keeps the layer's settings.
+func (w *Workspace) decodeAttention(l *Layer, a *layerActs, kc *kvCache) {
+	c := w.m.Cfg
+	t, kd, qd := w.T, c.KVDim(), c.QDim()
+	stride := kc.max * kd
+	for r, seq := range kc.active {
+		off := kc.lens[seq]
+		kseq, vseq := kc.k[l.Index][seq*stride:(seq+1)*stride], kc.v[l.Index][seq*stride:(seq+1)*stride]
+		copy(kseq[off*kd:], a.kr[r*t*kd:(r+1)*t*kd])
+		copy(vseq[off*kd:], a.v[r*t*kd:(r+1)*t*kd])
+		at := a.attn
+		at.B, at.Tq, at.Tk, at.Offset = 1, t, off+t, off
+		at.KeyMask, at.QSeg, at.KSeg = nil, nil, nil
+		at.Forward(a.att[r*t*qd:(r+1)*t*qd], a.lse[r*c.Heads*t:(r+1)*c.Heads*t], a.qr[r*t*qd:(r+1)*t*qd], kseq[:(off+t)*kd], vseq[:(off+t)*kd])
+		a.attn.Tiles = at.Tiles
+	}
 }
 
 func prefixMask(mask []int32, b, t, p int) []int32 {

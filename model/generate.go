@@ -13,55 +13,66 @@ import (
 // family or method that trains also decodes.
 type Session struct {
 	m      *Model
-	max    int
 	Len    int // positions filled (prefix and virtual tokens included)
 	prefix int
 	cache  kvCache
 	ws     *Workspace
-	logits []float32
 }
 
-// kvCache holds the rotated keys and values of every position a session
-// has seen, per layer [max, KVDim].
+// kvCache holds the rotated keys and values of every position its
+// sequences have seen: per layer [rows, max, KVDim], each sequence's
+// positions contiguous.
 type kvCache struct {
 	k, v [][]float32
-	len  int
+	max  int
+	lens []int // positions filled, per sequence
+	// active maps the rows of the batch being decoded to sequences.
+	active []int
+}
+
+func newKVCache(c *Config, rows, maxLen int) kvCache {
+	kc := kvCache{max: maxLen, lens: make([]int, rows)}
+	for range c.Layers {
+		kc.k = append(kc.k, make([]float32, rows*maxLen*c.KVDim()))
+		kc.v = append(kc.v, make([]float32, rows*maxLen*c.KVDim()))
+	}
+	return kc
+}
+
+// decodeWorkspace is a workspace that decodes into kc: no activations are
+// kept for a backward pass, so one set of buffers serves every layer.
+func (m *Model) decodeWorkspace(kc *kvCache) *Workspace {
+	return &Workspace{m: m, Checkpoint: true, cache: kc}
 }
 
 // NewSession allocates a cache for up to maxLen positions, filling it with
 // the KV prefix and virtual tokens of any attached prompt method.
 func (m *Model) NewSession(maxLen int) *Session {
-	c := m.Cfg
-	s := &Session{m: m, max: maxLen}
-	for range m.Layers {
-		s.cache.k = append(s.cache.k, make([]float32, maxLen*c.KVDim()))
-		s.cache.v = append(s.cache.v, make([]float32, maxLen*c.KVDim()))
-	}
-	// Decoding keeps no activations for a backward pass: one set of
-	// buffers serves every layer.
-	s.ws = &Workspace{m: m, Checkpoint: true, cache: &s.cache}
+	s := &Session{m: m, cache: newKVCache(m.Cfg, 1, maxLen)}
+	s.ws = m.decodeWorkspace(&s.cache)
 	s.Reset()
 	return s
 }
 
 // Reset empties the cache (keeping any prefix).
 func (s *Session) Reset() {
-	s.cache.len = 0
+	s.cache.lens[0] = 0
 	if len(s.m.Layers) > 0 && s.m.Layers[0].Prefix != nil {
 		kd := s.m.Cfg.KVDim()
 		for i, l := range s.m.Layers {
 			pk, pv := l.Prefix.KV(i)
 			copy(s.cache.k[i], pk)
 			copy(s.cache.v[i], pv)
-			s.cache.len = len(pk) / kd
+			s.cache.lens[0] = len(pk) / kd
 		}
 	}
-	s.prefix, s.Len = s.cache.len, s.cache.len
+	s.prefix, s.Len = s.cache.lens[0], s.cache.lens[0]
 	if s.m.Input != nil {
 		p := s.m.Input.Virtual()
 		virt := make([]float32, p*s.m.Cfg.Hidden)
 		s.m.Input.Embed(virt, 1)
-		s.feed(nil, virt, p)
+		s.ws.decode(nil, virt, []int{0}, p)
+		s.Len = s.cache.lens[0]
 	}
 }
 
@@ -71,29 +82,126 @@ func (s *Session) Feed(ids []int32) ([]float32, error) {
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("feed: no tokens")
 	}
-	if s.Len+len(ids) > s.max {
-		return nil, fmt.Errorf("feed: %d cached + %d new tokens exceed the session's %d positions", s.Len, len(ids), s.max)
+	if s.Len+len(ids) > s.cache.max {
+		return nil, fmt.Errorf("feed: %d cached + %d new tokens exceed the session's %d positions", s.Len, len(ids), s.cache.max)
 	}
-	for _, id := range ids {
-		if id < 0 || int(id) >= s.m.Cfg.Vocab {
-			return nil, fmt.Errorf("feed: token id %d outside the vocabulary [0, %d)", id, s.m.Cfg.Vocab)
-		}
+	if err := checkIDs(ids, s.m.Cfg.Vocab); err != nil {
+		return nil, fmt.Errorf("feed: %w", err)
 	}
-	return s.feed(ids, nil, len(ids)), nil
+	logits := s.ws.decode(ids, nil, []int{0}, len(ids))
+	s.Len = s.cache.lens[0]
+	return logits, nil
 }
 
-// feed runs n new positions, from ids or, when ids is nil, from embeddings
-// [n, Hidden], and returns the logits after the last.
-func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
-	m, c, w := s.m, s.m.Cfg, s.ws
-	h := c.Hidden
-	w.B, w.T, w.P, w.N = 1, n, 0, n
+func checkIDs(ids []int32, vocab int) error {
+	for _, id := range ids {
+		if id < 0 || int(id) >= vocab {
+			return fmt.Errorf("token id %d outside the vocabulary [0, %d)", id, vocab)
+		}
+	}
+	return nil
+}
+
+// GroupSession decodes several sequences that share a prompt (a GRPO group,
+// or n samples of one request): the prompt runs once and its key/value
+// cache is copied to every sequence, then each Step advances the live
+// sequences by one token together — the linear layers see one matrix of
+// rows instead of a vector per sequence, which is where single-sequence
+// decoding spends its time. It runs the training block as Session does.
+type GroupSession struct {
+	m     *Model
+	Lens  []int // positions filled per sequence
+	cache kvCache
+	ws    *Workspace
+}
+
+// NewGroupSession allocates caches for n sequences of up to maxLen
+// positions each. Prompt-learning methods (prefixes, virtual tokens) are
+// not supported here.
+func (m *Model) NewGroupSession(n, maxLen int) (*GroupSession, error) {
+	if m.extraPositions() > 0 {
+		return nil, fmt.Errorf("group decoding: prefix and prompt tuning are not supported")
+	}
+	if n <= 0 {
+		return nil, fmt.Errorf("group decoding: %d sequences", n)
+	}
+	g := &GroupSession{m: m, cache: newKVCache(m.Cfg, n, maxLen)}
+	g.Lens = g.cache.lens
+	g.ws = m.decodeWorkspace(&g.cache)
+	return g, nil
+}
+
+// Cap is the positions each sequence can hold: a session may be reused for
+// any prompt and completion that fit (Prompt starts it over).
+func (g *GroupSession) Cap() int { return g.cache.max }
+
+// Prompt runs the shared prompt once, copies its cache to every sequence
+// and returns the logits after its last token ([Vocab], reused).
+func (g *GroupSession) Prompt(ids []int32) ([]float32, error) {
+	if len(ids) == 0 || len(ids) >= g.cache.max {
+		return nil, fmt.Errorf("group decoding: the prompt's %d tokens leave no room in %d positions", len(ids), g.cache.max)
+	}
+	if err := checkIDs(ids, g.m.Cfg.Vocab); err != nil {
+		return nil, fmt.Errorf("group decoding: %w", err)
+	}
+	g.cache.lens[0] = 0
+	logits := g.ws.decode(ids, nil, []int{0}, len(ids))
+	n := len(ids) * g.m.Cfg.KVDim()
+	stride := g.cache.max * g.m.Cfg.KVDim()
+	for li := range g.m.Layers {
+		for r := 1; r < len(g.Lens); r++ {
+			copy(g.cache.k[li][r*stride:r*stride+n], g.cache.k[li][:n])
+			copy(g.cache.v[li][r*stride:r*stride+n], g.cache.v[li][:n])
+		}
+	}
+	for r := range g.Lens {
+		g.Lens[r] = len(ids)
+	}
+	return logits, nil
+}
+
+// Step appends ids[i] to sequence rows[i] and returns the logits after it,
+// [len(rows)·Vocab] (reused by the next call).
+func (g *GroupSession) Step(rows []int, ids []int32) ([]float32, error) {
+	n := len(rows)
+	if n == 0 || len(ids) != n {
+		return nil, fmt.Errorf("group step: %d rows, %d tokens", n, len(ids))
+	}
+	seen := map[int]bool{}
+	for _, r := range rows {
+		if r < 0 || r >= len(g.Lens) || seen[r] {
+			return nil, fmt.Errorf("group step: row %d of %d (each at most once)", r, len(g.Lens))
+		}
+		seen[r] = true
+		if g.Lens[r]+1 > g.cache.max {
+			return nil, fmt.Errorf("group step: sequence %d is full (%d positions)", r, g.cache.max)
+		}
+	}
+	if err := checkIDs(ids, g.m.Cfg.Vocab); err != nil {
+		return nil, fmt.Errorf("group step: %w", err)
+	}
+	return g.ws.decode(ids, nil, rows, 1), nil
+}
+
+// decode runs t new positions for each of the sequences rows (their tokens
+// ids, row after row, or, when ids is nil, embeddings [len(rows)·t, Hidden])
+// through the cache and returns the logits after each row's last position
+// ([len(rows)·Vocab], reused by the next call).
+func (w *Workspace) decode(ids []int32, emb []float32, rows []int, t int) []float32 {
+	m, c, kc := w.m, w.m.Cfg, w.cache
+	h, b := c.Hidden, len(rows)
+	n := b * t
+	kc.active = rows
+	w.B, w.T, w.P, w.N = b, t, 0, n
 	w.seg = nil
 	w.ids, w.labels, w.mask, w.pos = grow(w.ids, n), grow(w.labels, n), grow(w.mask, n), grow(w.pos, n)
-	for i := range n {
-		w.ids[i], w.labels[i], w.mask[i], w.pos[i] = 0, IgnoreIndex, 1, int32(s.cache.len+i)
+	for r, seq := range rows {
+		for i := range t {
+			j := r*t + i
+			w.ids[j], w.labels[j], w.mask[j], w.pos[j] = 0, IgnoreIndex, 1, int32(kc.lens[seq]+i)
+		}
 	}
-	w.size(n)
+	w.size(t)
 	x := w.stream[0]
 	if ids != nil {
 		copy(w.ids, ids)
@@ -106,13 +214,18 @@ func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
 	for _, l := range m.Layers {
 		w.forwardLayer(l)
 	}
-	s.cache.len += n
-	s.Len = s.cache.len
-	last := w.stream[len(m.Layers)][(n-1)*h : n*h]
-	nn.RMSNorm(w.xf[:h], w.rstdf[:1], last, m.Norm.Data, 1, h, c.RMSNormEps)
-	s.logits = grow(s.logits, c.Vocab)
-	cpu.Sgemm(false, true, 1, c.Vocab, h, 1, w.xf[:h], h, m.Head.Data, h, 0, s.logits, c.Vocab)
-	return s.logits
+	for _, seq := range rows {
+		kc.lens[seq] += t
+	}
+	// The head on each row's last position only.
+	out := w.stream[len(m.Layers)]
+	for r := range b {
+		copy(w.xf[r*h:(r+1)*h], out[(r*t+t-1)*h:(r*t+t)*h])
+	}
+	nn.RMSNorm(w.xf[:b*h], w.rstdf[:b], w.xf[:b*h], m.Norm.Data, b, h, c.RMSNormEps)
+	w.logits = grow(w.logits, b*c.Vocab)
+	cpu.Sgemm(false, true, b, c.Vocab, h, 1, w.xf[:b*h], h, m.Head.Data, h, 0, w.logits, c.Vocab)
+	return w.logits
 }
 
 // Argmax returns the index of the largest value (the first on ties).
