@@ -119,6 +119,8 @@ type Backend interface {
 	// ScaleCols writes y[r,j] = x[r,j]·s[j] for rows rows of width d (y may
 	// be x); s is F32.
 	ScaleCols(y, x, s Tensor, rows, d int)
+	// ScaleRows writes y[r,j] = x[r,j]·s[r] (y may be x); s is F32.
+	ScaleRows(y, x, s Tensor, rows, d int)
 	// ColDot accumulates dst[j] += Σ_r a[r,j]·b[r,j] (F32 dst) in a fixed
 	// order.
 	ColDot(dst, a, b Tensor, rows, d int)

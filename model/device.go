@@ -179,15 +179,19 @@ type DeviceModel struct {
 	// Trainable parameters live in one arena per group (those with a bf16
 	// copy for the products, and those read in float), so clipping, AdamW
 	// and zeroing are one launch per group rather than one per tensor.
-	groups     []*dgroup
-	decays     func(name string) bool
-	lrScale    func(name string) float64
-	checkpoint bool
-	inference  bool
-	attnBudget int                       // floats of attention scores held at once; 0: the default
-	cache      *DeviceSession            // decoding: the key/value cache attention reads
-	shared     map[string]compute.Tensor // checkpointing: the one set of block activations
-	owned      []compute.Tensor          // freed by Close
+	groups  []*dgroup
+	decays  func(name string) bool
+	lrScale func(name string) float64
+	// adaptersOff runs the base model alone (WithoutAdapters); scored is
+	// the batch TokenLogProbs last ran, kept for BackwardTokens.
+	adaptersOff, scoredOff bool
+	scored                 *Batch
+	checkpoint             bool
+	inference              bool
+	attnBudget             int                       // floats of attention scores held at once; 0: the default
+	cache                  *DeviceSession            // decoding: the key/value cache attention reads
+	shared                 map[string]compute.Tensor // checkpointing: the one set of block activations
+	owned                  []compute.Tensor          // freed by Close
 
 	// per batch shape
 	shapeB, shapeT int

@@ -267,16 +267,20 @@ func (dm *DeviceModel) weight(l *dlinear) compute.Tensor {
 // rescaling kept for backward.
 func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) {
 	be := dm.be
+	lora, ia3 := l.lora, l.ia3
+	if dm.adaptersOff {
+		lora, ia3 = nil, nil
+	}
 	var dr *dora
-	if l.lora != nil {
-		dr = l.lora.dora
+	if lora != nil {
+		dr = lora.dora
 	}
 	u := y
 	if dr != nil {
 		u = a.dora[l]
 		dm.doraFactors(l)
 	}
-	if s := l.ia3; s != nil {
+	if s := ia3; s != nil {
 		if s.input {
 			// IA3 on a feed-forward layer: W·(l ⊙ x) + b.
 			xs := dm.buf("ia3_xs", dm.act, n*l.in)
@@ -300,7 +304,7 @@ func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) 
 			}
 		}()
 	}
-	if lr := l.lora; lr != nil {
+	if lr := lora; lr != nil {
 		xa := a.xa[l]
 		if l.group == nil {
 			be.Gemm(false, true, n, lr.r, l.in, 1, dm.loraInput(lr, x, n*l.in), l.in, lr.a.w, l.in, 0, xa.t, xa.ld)
@@ -576,10 +580,21 @@ func headChunkRows(vocab, rows int) int {
 // with respect to the final normed states in "dxf" and accumulates the head
 // weight's gradient.
 func (dm *DeviceModel) lossHead(b *Batch, scale float32, backward bool) (float64, int, error) {
+	losses, err := dm.tokenLosses(b, scale, nil, backward)
+	var sum float64
+	for _, v := range losses {
+		sum += float64(v)
+	}
+	return sum, len(losses), err
+}
+
+// tokenLosses is lossHead returning each trained token's loss (row by row, left
+// to right); scales, when set, replaces scale with one factor per token.
+func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, backward bool) ([]float32, error) {
 	be, c := dm.be, dm.cfg
 	h, V := c.Hidden, c.Vocab
 	if b.Labels == nil {
-		return 0, 0, errors.New("device model: the batch has no labels")
+		return nil, errors.New("device model: the batch has no labels")
 	}
 	var rows, targets []int32
 	for r := 0; r < b.B; r++ {
@@ -597,7 +612,10 @@ func (dm *DeviceModel) lossHead(b *Batch, scale float32, backward bool) (float64
 		be.Zero(dxf)
 	}
 	if len(rows) == 0 {
-		return 0, 0, dm.err()
+		return nil, dm.err()
+	}
+	if scales != nil && len(scales) != len(rows) {
+		return nil, fmt.Errorf("device model: %d token factors for %d trained tokens", len(scales), len(rows))
 	}
 	chunk := headChunkRows(V, len(rows))
 	idx := dm.buf("head_idx", compute.I32, len(rows))
@@ -607,10 +625,15 @@ func (dm *DeviceModel) lossHead(b *Batch, scale float32, backward bool) (float64
 	losses := dm.buf("head_loss", compute.F32, len(rows))
 	xs := dm.buf("head_x", dm.act, chunk*h)
 	logits := dm.buf("logits", compute.F32, chunk*V)
-	var dlog, dxs compute.Tensor
+	var dlog, dxs, sc compute.Tensor
 	if backward {
 		dlog = dm.buf("dlogits", dm.act, chunk*V)
 		dxs = dm.buf("head_dx", dm.act, chunk*h)
+		if scales != nil {
+			sc = dm.buf("head_scales", compute.F32, len(rows))
+			be.Upload(sc, scales)
+			scale = 1
+		}
 	}
 	for c0 := 0; c0 < len(rows); c0 += chunk {
 		m := min(chunk, len(rows)-c0)
@@ -626,6 +649,9 @@ func (dm *DeviceModel) lossHead(b *Batch, scale float32, backward bool) (float64
 		if !backward {
 			continue
 		}
+		if sc != nil {
+			be.ScaleRows(g, g, sc.Slice(c0, m), m, V)
+		}
 		be.Gemm(false, false, m, h, V, 1, g, V, dm.head.w, h, 0, dxs, h)
 		be.ScatterAddRows(dxf, dxs.Slice(0, m*h), ci, m, h)
 		if dm.head.trainable {
@@ -634,13 +660,78 @@ func (dm *DeviceModel) lossHead(b *Batch, scale float32, backward bool) (float64
 	}
 	host := make([]float32, len(rows))
 	if err := be.Download(host, losses); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	var sum float64
-	for _, v := range host {
-		sum += float64(v)
+	return host, dm.err()
+}
+
+// TokenLogProbs is Workspace.TokenLogProbs on the device: the forward pass,
+// then log p(label) of every trained token, row by row and left to right.
+// The activations stay for BackwardTokens on the same batch.
+func (dm *DeviceModel) TokenLogProbs(b *Batch) ([]float64, error) {
+	dm.scored = nil
+	if err := dm.forward(b); err != nil {
+		return nil, err
 	}
-	return sum, len(rows), dm.err()
+	losses, err := dm.tokenLosses(b, 0, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	dm.scored, dm.scoredOff = b, dm.adaptersOff
+	out := make([]float64, len(losses))
+	for i, v := range losses {
+		out[i] = -float64(v)
+	}
+	return out, nil
+}
+
+// TokenRows returns, for each value of the last TokenLogProbs, the index of
+// its sequence in the batch.
+func (dm *DeviceModel) TokenRows() []int {
+	b := dm.scored
+	if b == nil {
+		return nil
+	}
+	var out []int
+	for r := 0; r < b.B; r++ {
+		for t := 0; t+1 < b.T; t++ {
+			if b.Labels[r*b.T+t+1] != IgnoreIndex {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// BackwardTokens follows TokenLogProbs on the same batch: every trainable
+// parameter's gradient accumulates the gradient of Σᵢ coef[i]·log pᵢ.
+func (dm *DeviceModel) BackwardTokens(coef []float32) error {
+	if dm.scored == nil {
+		return errors.New("device model: BackwardTokens without a TokenLogProbs before it")
+	}
+	if dm.scoredOff || dm.adaptersOff {
+		return errors.New("device model: no backward pass through the model with its adapters off")
+	}
+	// The head's gradient is that of factor·(−log p): the factor is −coef.
+	neg := make([]float32, len(coef))
+	for i, c := range coef {
+		neg[i] = -c
+	}
+	if _, err := dm.tokenLosses(dm.scored, 0, neg, true); err != nil {
+		return err
+	}
+	dm.scored = nil
+	return dm.backward()
+}
+
+// WithoutAdapters switches the adapters (LoRA and its variants, IA3) off
+// for the passes that follow, and returns the function that switches them
+// back on: the base model scores as the reference policy without a second
+// copy of its weights.
+func (dm *DeviceModel) WithoutAdapters() (restore func()) {
+	was := dm.adaptersOff
+	dm.adaptersOff = true
+	return func() { dm.adaptersOff = was }
 }
 
 func (dm *DeviceModel) backward() error {

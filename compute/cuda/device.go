@@ -485,7 +485,7 @@ func suffix(dt compute.DType) string {
 // kernelNames lists every kernel the Go side may launch.
 func kernelNames() []string {
 	var out []string
-	for _, base := range []string{"add", "axpby", "axpby_f32", "dropout", "swiglu", "swiglu_bwd", "rmsnorm", "rmsnorm_bwd", "rmsnorm_warp", "rmsnorm_bwd_warp", "rmsnorm_dw_part", "colsum_part", "coldot_part", "scale_cols", "bias_add", "dequant4",
+	for _, base := range []string{"add", "axpby", "axpby_f32", "dropout", "swiglu", "swiglu_bwd", "rmsnorm", "rmsnorm_bwd", "rmsnorm_warp", "rmsnorm_bwd_warp", "rmsnorm_dw_part", "colsum_part", "coldot_part", "scale_cols", "scale_rows", "bias_add", "dequant4",
 		"rope_split", "rope_merge", "attn_softmax", "attn_softmax_bwd", "rowdot", "xent", "gather_rows", "scatter_rows", "embed_bwd"} {
 		out = append(out, base+"_f32", base+"_bf16")
 	}

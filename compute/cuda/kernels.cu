@@ -203,6 +203,11 @@ template <typename T>
 __device__ void scale_cols_(T* y, const T* x, const float* s, long long rows, int d) {
   GRID_STRIDE(e, rows * d) st(y, e, ld(x, e) * s[e % d]);
 }
+// y[r, j] = x[r, j]·s[r]
+template <typename T>
+__device__ void scale_rows_(T* y, const T* x, const float* s, long long rows, int d) {
+  GRID_STRIDE(e, rows * d) st(y, e, ld(x, e) * s[e / d]);
+}
 // DoRA: inv = 1/√norm2, scale = m·inv.
 extern "C" __global__ void dora_scale_f32(float* scale, float* inv, const float* m, const float* norm2, long long n) {
   GRID_STRIDE(i, n) {
@@ -526,6 +531,9 @@ extern "C" __global__ void fill_f32(float* x, float v, long long n) {
   }                                                                                                          \
   extern "C" __global__ void coldot_part_##N(float* parts, const T* a, const T* b, int n, int d, int rowsPer) { \
     coldot_part_(parts, a, b, n, d, rowsPer);                                                                \
+  }                                                                                                          \
+  extern "C" __global__ void scale_rows_##N(T* y, const T* x, const float* s, long long rows, int d) {      \
+    scale_rows_(y, x, s, rows, d);                                                                           \
   }                                                                                                          \
   extern "C" __global__ void scale_cols_##N(T* y, const T* x, const float* s, long long rows, int d) {      \
     scale_cols_(y, x, s, rows, d);                                                                           \

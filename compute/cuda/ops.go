@@ -239,6 +239,13 @@ func (d *Device) ScaleCols(y, x, s compute.Tensor, rows, dim int) {
 	}
 }
 
+// ScaleRows implements compute.Backend.
+func (d *Device) ScaleRows(y, x, s compute.Tensor, rows, dim int) {
+	if d.same("scale_rows", y, x) {
+		d.elementwise("scale_rows"+suffix(y.DType()), rows*dim, pa(y), pa(x), pa(s), ia(rows), ia(dim))
+	}
+}
+
 // ColDot implements compute.Backend, in a fixed order like BiasGrad.
 func (d *Device) ColDot(dst, a, b compute.Tensor, rows, dim int) {
 	if !d.same("coldot", a, b) {

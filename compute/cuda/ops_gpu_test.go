@@ -628,6 +628,12 @@ func TestGPUDoRAOps(t *testing.T) {
 			want[i] = float64(xv[i]) * float64(sv[i%dim])
 		}
 		check(t, "scale_cols "+dt.String(), download(t, d, out), want, tol)
+		rs := randVec(r, rows, 3)
+		d.ScaleRows(out, x, upload(t, d, compute.F32, rs), rows, dim)
+		for i := range want {
+			want[i] = float64(xv[i]) * float64(rs[i/dim])
+		}
+		check(t, "scale_rows "+dt.String(), download(t, d, out), want, tol)
 		acc := upload(t, d, compute.F32, sv)
 		d.ColDot(acc, x, y, rows, dim)
 		wdot := make([]float64, dim)

@@ -362,6 +362,15 @@ func (b *Backend) ScaleCols(y, x, s compute.Tensor, rows, d int) {
 	}
 }
 
+func (b *Backend) ScaleRows(y, x, s compute.Tensor, rows, d int) {
+	Y, X, S := tt(y), tt(x), tt(s)
+	for r := 0; r < rows; r++ {
+		for j := 0; j < d; j++ {
+			Y.set(r*d+j, X.get(r*d+j)*S.get(r))
+		}
+	}
+}
+
 func (b *Backend) ColDot(dst, x, y compute.Tensor, rows, d int) {
 	D, X, Y := tt(dst), tt(x), tt(y)
 	for j := 0; j < d; j++ {
