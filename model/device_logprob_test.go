@@ -44,11 +44,11 @@ func (l *testLoRA) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 	panic("testLoRA: forward only")
 }
 
-func (l *testLoRA) Params() []*nn.Param                   { return []*nn.Param{l.a, l.b} }
+func (l *testLoRA) Params() []*nn.Param                  { return []*nn.Param{l.a, l.b} }
 func (l *testLoRA) LowRank() (a, b *nn.Param, s float32) { return l.a, l.b, l.scale }
-func (l *testLoRA) DropoutMask() compute.DropoutMask      { return compute.NewDropoutMask(0, 0) }
-func (l *testLoRA) DoRAMagnitude() *nn.Param              { return nil }
-func (l *testLoRA) DeviceUnsupported(bool) string         { return "" }
+func (l *testLoRA) DropoutMask() compute.DropoutMask     { return compute.NewDropoutMask(0, 0) }
+func (l *testLoRA) DoRAMagnitude() *nn.Param             { return nil }
+func (l *testLoRA) DeviceUnsupported(bool) string        { return "" }
 
 // TestDeviceTokenLogProbs: per-token log-probabilities on the device equal
 // the CPU workspace's, BackwardTokens with uneven coefficients gives the
