@@ -200,7 +200,17 @@ func TestValidate(t *testing.T) {
 		want  []string // substrings; empty means valid
 	}{
 		{"valid", base, nil, nil},
-		{"dpo rejected", base + "stage: dpo\n", nil, []string{"v.yaml:3: stage: \"dpo\" is not supported yet"}},
+		{"ppo rejected", base + "stage: ppo\n", nil, []string{"v.yaml:3: stage: \"ppo\" is not supported yet"}},
+		{"dpo", base + "stage: dpo\npref_loss: simpo\nsimpo_gamma: 1.4\npref_beta: 2.5\n", nil, nil},
+		{"kto", base + "stage: kto\nkto_undesirable_weight: 1.33\n", nil, nil},
+		{"pref_loss", base + "stage: dpo\npref_loss: dpo\n", nil, []string{`v.yaml:4: pref_loss: "dpo" is not one of sigmoid, hinge`}},
+		{"pref_beta", base + "stage: dpo\npref_beta: 0\n", nil, []string{"v.yaml:4: pref_beta: must be positive"}},
+		{"smoothing needs sigmoid", base + "stage: dpo\npref_loss: ipo\ndpo_label_smoothing: 0.1\n", nil, []string{"dpo_label_smoothing: applies to pref_loss sigmoid only"}},
+		{"smoothing range", base + "stage: dpo\ndpo_label_smoothing: 0.7\n", nil, []string{"dpo_label_smoothing: must be in [0, 0.5]"}},
+		{"kto both names", base + "stage: kto\nkto_rejected_weight: 1\nkto_undesirable_weight: 2\n", nil, []string{"kto_undesirable_weight: set together with kto_rejected_weight"}},
+		{"kto negative weight", base + "stage: kto\nkto_chosen_weight: -1\n", nil, []string{"kto_chosen_weight: must be 0 or more"}},
+		{"dpo packing", base + "stage: dpo\npacking: true\n", nil, []string{"packing: stage dpo scores whole answers"}},
+		{"full needs precomputed reference", base + "stage: dpo\nfinetuning_type: full\nprecompute_ref_log_probs: false\n", nil, []string{"precompute_ref_log_probs: false needs a PEFT method"}},
 		{"unknown stage", base + "stage: foo\n", nil, []string{"stage: \"foo\" is unknown"}},
 		{"missing model", "dataset: d\n", nil, []string{"model_name_or_path: required"}},
 		{"missing dataset", "model_name_or_path: m\n", nil, []string{"dataset: required"}},
