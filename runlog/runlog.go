@@ -79,6 +79,15 @@ type Step struct {
 	LR       float64
 	GradNorm float64
 	Tokens   int64 // tokens trained on since the previous Log call
+	// Extra are a stage's own metrics (the preference stages' rewards/…,
+	// logps/…), logged after the common ones under their keys.
+	Extra []Value
+}
+
+// Value is one named metric.
+type Value struct {
+	Key   string
+	Value float64
 }
 
 // Logger writes the run log. Its methods are safe for concurrent use.
@@ -204,6 +213,9 @@ func (l *Logger) Log(s Step) error {
 		line = appendNum(line, "eta_s", eta, 1)
 		line = appendNum(line, "mem_rss_mb", rss, 1)
 		line = appendNum(line, "mem_peak_mb", peak, 1)
+		for _, v := range s.Extra {
+			line = appendNum(line, v.Key, v.Value, -1)
+		}
 		if l.opt.DeviceMem != nil {
 			use, top := l.opt.DeviceMem()
 			line = appendNum(line, "device_mem_mb", float64(use)/(1<<20), 1)
@@ -216,8 +228,12 @@ func (l *Logger) Log(s Step) error {
 	}
 
 	if l.opt.Sink != nil {
-		l.opt.Sink(s.Step, []string{"loss", "lr", "grad_norm", "epoch", "tokens_per_s", "mem_rss_mb", "mem_peak_mb"},
-			[]float64{s.Loss, s.LR, s.GradNorm, s.Epoch, rate, rss, peak})
+		keys := []string{"loss", "lr", "grad_norm", "epoch", "tokens_per_s", "mem_rss_mb", "mem_peak_mb"}
+		vals := []float64{s.Loss, s.LR, s.GradNorm, s.Epoch, rate, rss, peak}
+		for _, v := range s.Extra {
+			keys, vals = append(keys, v.Key), append(vals, v.Value)
+		}
+		l.opt.Sink(s.Step, keys, vals)
 	}
 
 	switch l.display {
@@ -225,6 +241,16 @@ func (l *Logger) Log(s Step) error {
 		fmt.Fprintf(l.out, "step %d/%d | epoch %.2f | loss %s | lr %.3e | grad_norm %s | %s tok/s | elapsed %s | eta %s | rss %s MB\n",
 			s.Step, l.opt.Total, s.Epoch, fmtNum(s.Loss, 4), s.LR, fmtNum(s.GradNorm, 3), fmtNum(rate, 0),
 			fmtDur(elapsed), fmtDur(eta), fmtNum(rss, 0))
+		if len(s.Extra) > 0 {
+			var b strings.Builder
+			for i, v := range s.Extra {
+				if i > 0 {
+					b.WriteString(" | ")
+				}
+				fmt.Fprintf(&b, "%s %s", v.Key, fmtNum(v.Value, 4))
+			}
+			fmt.Fprintf(l.out, "  %s\n", b.String())
+		}
 	case Bar:
 		// As LLaMA-Factory (the transformers Trainer) shows a logged step:
 		// its dict on a line of its own above the bar, so the history of
@@ -261,8 +287,12 @@ func (l *Logger) Progress(s Step) {
 // LLaMA-Factory users know: {'loss': 1.2346, 'grad_norm': 0.5,
 // 'learning_rate': 0.0002, 'epoch': 0.5}.
 func trainerLine(s Step) string {
-	return fmt.Sprintf("{'loss': %s, 'grad_norm': %s, 'learning_rate': %s, 'epoch': %s}",
-		pyFloat(math.Round(s.Loss*1e4)/1e4), pyFloat(s.GradNorm), pyFloat(s.LR), pyFloat(math.Round(s.Epoch*100)/100))
+	var extra strings.Builder
+	for _, v := range s.Extra {
+		fmt.Fprintf(&extra, "'%s': %s, ", v.Key, pyFloat(math.Round(v.Value*1e4)/1e4))
+	}
+	return fmt.Sprintf("{'loss': %s, 'grad_norm': %s, 'learning_rate': %s, %s'epoch': %s}",
+		pyFloat(math.Round(s.Loss*1e4)/1e4), pyFloat(s.GradNorm), pyFloat(s.LR), extra.String(), pyFloat(math.Round(s.Epoch*100)/100))
 }
 
 // pyFloat formats v as Python's repr of a float does (0.5, 2.0, 2e-05, nan).

@@ -24,6 +24,9 @@ type Options struct {
 // or "" (the model side is checked by model.NewDeviceModel).
 func (t *Trainer) deviceUnsupported() string {
 	c := t.Cfg
+	if c.IsPreference() {
+		return fmt.Sprintf("stage %s (the per-token log-probabilities preference losses need run on the CPU only yet)", c.Stage)
+	}
 	adam, ok := t.opt.(*optim.AdamW)
 	if !ok {
 		return fmt.Sprintf("optim %q (only adamw_torch runs on a GPU yet)", c.Optim)
