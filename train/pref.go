@@ -219,8 +219,13 @@ func rowsOf(p data.BatchPlan) []int {
 // pairStep scores the pairs idx and, when train is set, accumulates the
 // gradient of weight·Σ loss. It returns weight·Σ loss and the tokens.
 func (s *prefStage) pairStep(t *Trainer, idx []int, weight float64, train bool) (float64, int64) {
-	n := len(idx)
 	mb := batchOf(data.PairBatch(t.cache, idx, t.pad), false)
+	return s.pairLoss(t.ws, t.Model, mb, idx, weight, train), int64(mb.B * mb.T)
+}
+
+// pairLoss is pairStep on a built pair batch (chosen rows, then rejected).
+func (s *prefStage) pairLoss(ws *model.Workspace, m *model.Model, mb *model.Batch, idx []int, weight float64, train bool) float64 {
+	n := len(idx)
 	var ref []float64
 	if s.useRef {
 		ref = make([]float64, 2*n)
@@ -229,13 +234,13 @@ func (s *prefStage) pairStep(t *Trainer, idx []int, weight float64, train bool) 
 				ref[k], ref[n+k] = s.ref[i][0], s.ref[i][1]
 			}
 		} else {
-			restore := t.Model.WithoutAdapters()
-			ref, _ = sums(t.ws, mb, 2*n)
+			restore := m.WithoutAdapters()
+			ref, _ = sums(ws, mb, 2*n)
 			restore()
 		}
 	}
-	lp := t.ws.TokenLogProbs(mb)
-	rows := t.ws.TokenRows()
+	lp := ws.TokenLogProbs(mb)
+	rows := ws.TokenRows()
 	sum, cnt := rowSums(lp, rows, 2*n)
 	pairs := make([]pref.Pair, n)
 	for k := range pairs {
@@ -244,7 +249,7 @@ func (s *prefStage) pairStep(t *Trainer, idx []int, weight float64, train bool) 
 			pairs[k].RefChosen, pairs[k].RefRejected = ref[k], ref[n+k]
 		}
 	}
-	loss, grads, m := s.dpo.Pairs(pairs, weight)
+	loss, grads, met := s.dpo.Pairs(pairs, weight)
 	if train {
 		coef := make([]float32, len(lp))
 		for i, r := range rows {
@@ -254,10 +259,10 @@ func (s *prefStage) pairStep(t *Trainer, idx []int, weight float64, train bool) 
 				coef[i] = float32(grads[r-n].Rejected)
 			}
 		}
-		t.ws.BackwardTokens(coef)
-		s.window.Add(m)
+		ws.BackwardTokens(coef)
+		s.window.Add(met)
 	}
-	return loss, int64(mb.B * mb.T)
+	return loss
 }
 
 // ktoMicro is one KTO micro-batch, built once for both passes.
