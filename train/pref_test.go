@@ -143,7 +143,6 @@ func logLines(t *testing.T, dir string) []map[string]float64 {
 	return out
 }
 
-
 // pairSlice serves preference pairs from memory.
 type pairSlice []data.Sample
 
