@@ -73,6 +73,10 @@ func prefData(t *testing.T, n int) string {
  "pairs": {"file_name": "pairs.json", "ranking": true, "formatting": "sharegpt",
            "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}},
  "kto": {"file_name": "kto.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"},
+         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}},
+ "dpo_en_demo": {"file_name": "pairs.json", "ranking": true, "formatting": "sharegpt",
+           "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}},
+ "kto_en_demo": {"file_name": "kto.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"},
          "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}
 }`), 0o644))
 	return dir
@@ -271,10 +275,9 @@ func TestIdenticalPairHasNoGradient(t *testing.T) {
 		t.Errorf("loss %v, want log 2", l)
 	}
 	for _, p := range m.Params() {
-		var g, w float64
+		var g float64
 		for i := range p.Grad {
 			g = max(g, math.Abs(float64(p.Grad[i])))
-			w = max(w, math.Abs(float64(p.Data[i])))
 		}
 		if g > 1e-6 {
 			t.Errorf("%s: gradient %g, want 0", p.Name, g)
@@ -490,5 +493,57 @@ func TestPrefStageNeedsMatchingData(t *testing.T) {
 	cfg = prefConfig(t, "kto", filepath.Join(t.TempDir(), "run"), 8, "--dataset", "pairs")
 	if _, err := New(cfg, "", nil); err == nil {
 		t.Errorf("kto on pairs: no error")
+	}
+}
+
+// TestLLaMAFactoryPreferenceExamples: configs with the keys of
+// LLaMA-Factory's LoRA DPO and KTO examples train, with only the model,
+// data folder, output folder and run length changed, on data in the
+// layouts of its dpo_en_demo and kto_en_demo.
+func TestLLaMAFactoryPreferenceExamples(t *testing.T) {
+	modelDir, err := assets.ModelDir(assets.DefaultModel, filepath.Join(t.TempDir(), "model"))
+	must(t, err)
+	dataDir := prefData(t, 12)
+	for _, file := range []string{"lf_dpo.yaml", "lf_kto.yaml"} {
+		t.Run(file, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "run")
+			cfg, err := config.Open(filepath.Join("testdata", file), []string{"--model_name_or_path", modelDir,
+				"--dataset_dir", dataDir, "--output_dir", out, "--max_steps", "3", "--logging_steps", "1", "--progress", "none"}, nil)
+			must(t, err)
+			tr, err := New(cfg, "", nil)
+			must(t, err)
+			must(t, tr.Run())
+			l := logLines(t, out)
+			if len(l) != 3 {
+				t.Fatalf("%d logged steps, want 3", len(l))
+			}
+			if _, ok := l[2]["rewards/margins"]; !ok {
+				t.Errorf("no rewards logged: %v", l[2])
+			}
+			if _, err := os.Stat(filepath.Join(out, "adapter_model.safetensors")); err != nil {
+				t.Errorf("no adapter saved: %v", err)
+			}
+		})
+	}
+}
+
+// With a validation split, the preference loss is evaluated and logged as
+// eval_loss.
+func TestPrefEvaluation(t *testing.T) {
+	for _, stage := range []string{"dpo", "kto"} {
+		dir := filepath.Join(t.TempDir(), "run")
+		cfg := prefConfig(t, stage, dir, 16, "--val_size", "4", "--eval_strategy", "steps", "--eval_steps", "4", "--max_steps", "8")
+		tr, err := New(cfg, "", nil)
+		must(t, err)
+		must(t, tr.Run())
+		var evals []float64
+		for _, e := range tr.state.LogHistory {
+			if !math.IsNaN(e.EvalLoss) {
+				evals = append(evals, e.EvalLoss)
+			}
+		}
+		if len(evals) < 2 || !(evals[len(evals)-1] < evals[0]) {
+			t.Errorf("%s: eval losses %v, want at least two, falling", stage, evals)
+		}
 	}
 }
