@@ -437,3 +437,13 @@ func (s *prefStage) loadRef(t *Trainer, dir string) error {
 	s.ref = r.Ref
 	return nil
 }
+
+// PairStep runs forward and backward of one DPO-family step on a batch
+// whose first B/2 rows are chosen answers and last B/2 the rejected ones
+// (data.PairBatch's layout), the reference being m with its adapters off
+// (nothing for ORPO and SimPO): what a preference step does per
+// micro-batch, for benchmarks. It returns weight·Σ loss.
+func PairStep(ws *model.Workspace, m *model.Model, mb *model.Batch, c pref.Config, weight float64) float64 {
+	s := &prefStage{dpo: c, useRef: c.UsesReference()}
+	return s.pairLoss(ws, m, mb, make([]int, mb.B/2), weight, true)
+}
