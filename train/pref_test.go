@@ -197,7 +197,9 @@ func TestPairLossGradientThroughModel(t *testing.T) {
 	mb := batchOf(data.PairBatch(pairs, idx, 0), false)
 	ws := m.NewWorkspace()
 	base, _ := sums(ws, mb, 6)
-	for _, c := range []pref.Config{
+	// The last case recomputes each block in backward (gradient
+	// checkpointing) instead of keeping its activations.
+	for i, c := range []pref.Config{
 		{Loss: pref.Sigmoid, Beta: 0.5, FTX: 0.3},
 		{Loss: pref.Sigmoid, Beta: 2, LabelSmoothing: 0.1},
 		{Loss: pref.Hinge, Beta: 0.3},
@@ -205,8 +207,14 @@ func TestPairLossGradientThroughModel(t *testing.T) {
 		{Loss: pref.KTOPair, Beta: 0.5},
 		{Loss: pref.ORPO, Beta: 0.5},
 		{Loss: pref.SimPO, Beta: 2, Gamma: 0.5},
+		{Loss: pref.Sigmoid, Beta: 0.5},
 	} {
-		t.Run(c.Loss, func(t *testing.T) {
+		t.Run(fmt.Sprint(c.Loss, i), func(t *testing.T) {
+			ws := ws
+			if i == 7 {
+				ws = m.NewWorkspace()
+				ws.Checkpoint = true
+			}
 			// References a little off the policy, so no loss sits at a kink.
 			s := &prefStage{dpo: c, useRef: c.UsesReference(), precompute: true}
 			for k := range idx {
