@@ -314,7 +314,8 @@ func (tb *trainBench) run(steps int) map[string]any {
 		times[i] = time.Since(t0).Seconds()
 	}
 	wall := time.Since(start).Seconds()
-	busy := (cpuSeconds() - cpu0) / wall // cores kept busy on average
+	cpuUsed := cpuSeconds() - cpu0
+	busy := cpuUsed / wall // cores kept busy on average
 	el := wall / float64(steps)
 	sort.Float64s(times)
 	mem, _ := runlog.ReadMem()
@@ -324,7 +325,9 @@ func (tb *trainBench) run(steps int) map[string]any {
 		"value": round(float64(tb.b*tb.t) / el), "unit": "tokens/s", "step_s": el, "loss": loss,
 		// On shared machines the fastest step is the steadiest figure.
 		"step_s_min": times[0], "step_s_median": times[len(times)/2], "best_tokens_per_s": round(float64(tb.b*tb.t) / times[0]),
-		"gflops": round(gf), "busy_cores": round(busy), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads, "prepack": tb.prepack}
+		"gflops": round(gf), "busy_cores": round(busy),
+		// CPU time a step used: on a loaded machine steadier than its wall time.
+		"cpu_s_step": cpuUsed / float64(steps), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads, "prepack": tb.prepack}
 	if peak := cpu.PeakGFLOPS(threads, 300*time.Millisecond); peak > 0 {
 		line["peak_gflops"], line["peak_pct"] = round(peak), round(100*gf/peak)
 	}
