@@ -93,13 +93,14 @@ const (
 
 var mediaPlaceholders = []string{"<image>", "<video>", "<audio>"}
 
-// ktoLabel reads a KTO record's label (kto_tag) into ex: stage kto trains
-// desirable and undesirable answers alike, each towards its side.
+// ktoLabel reads a KTO record's label (kto_tag; a field "label", TRL's
+// name, when none is declared) into ex: stage kto trains desirable and
+// undesirable answers alike, each towards its side.
 func (p *parser) ktoLabel(rec Record, ex *Example) *Issue {
-	k := p.cols.KTOTag
+	k := or(p.cols.KTOTag, "label")
 	raw, ok := rec.Fields[k]
-	if k == "" || !ok {
-		return issuef(rec.Loc, or(k, "kto_tag"), "stage kto needs each answer labelled desirable or not: declare the label's column as columns.kto_tag in dataset_info.json")
+	if !ok {
+		return issuef(rec.Loc, k, "stage kto needs each answer labelled desirable or not (true/false): add the field, or declare the label's column as columns.kto_tag in dataset_info.json")
 	}
 	var label bool
 	if err := json.Unmarshal(raw, &label); err != nil {

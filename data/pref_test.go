@@ -96,3 +96,21 @@ func TestKTOLabelsReachTheCache(t *testing.T) {
 		t.Errorf("summary:\n%s", sum.String())
 	}
 }
+
+// Without dataset_info.json, a KTO file labels its answers in a field
+// "label", as TRL's unpaired preference data does.
+func TestKTOLabelFieldByDefault(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "k.jsonl", `{"messages":[{"role":"user","content":"Say hi"},{"role":"assistant","content":"Hi!"}],"label":true}
+{"messages":[{"role":"user","content":"Say hi"},{"role":"assistant","content":"Go away."}],"label":false}
+`)
+	cfg := Config{Datasets: []Spec{{Name: "k", Path: p}}, Stage: "kto"}
+	c, err := Prepare(cfg, testEncoder(cfg.Encode), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Len() != 2 || c.Undesirable(0) == c.Undesirable(1) {
+		t.Errorf("%d samples, labels %v %v", c.Len(), c.Undesirable(0), c.Undesirable(1))
+	}
+}
