@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -582,5 +583,15 @@ func TestPrefEveryMethod(t *testing.T) {
 				t.Errorf("margin %v → %v, loss %v → %v", first["rewards/margins"], last["rewards/margins"], first["loss"], last["loss"])
 			}
 		})
+	}
+}
+
+// Each KTO sample's KL row takes the answer of the sample before it in its
+// split (the first the last's), never crossing train and validation.
+func TestKTOPartners(t *testing.T) {
+	got := ktoPartners(6, []int{4, 0, 2}, []int{5, 1})
+	want := []int{4, 5, 0, 3, 2, 1} // 3 is in neither split: itself
+	if !slices.Equal(got, want) {
+		t.Errorf("partners %v, want %v", got, want)
 	}
 }
