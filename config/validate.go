@@ -290,7 +290,11 @@ func (c *Config) UseGradientCheckpointing() bool {
 	case c.GradientCheckpointing != nil:
 		return *c.GradientCheckpointing
 	}
-	return max(c.PerDeviceTrainBatchSize, 1)*c.CutoffLen >= AutoCheckpointTokens
+	rows := max(c.PerDeviceTrainBatchSize, 1)
+	if c.IsPreference() {
+		rows *= 2 // both answers of a pair (KTO: answer and KL row) in one micro-batch
+	}
+	return rows*c.CutoffLen >= AutoCheckpointTokens
 }
 
 // EvalEvery is the evaluation interval in steps: eval_steps, defaulting to
