@@ -408,6 +408,9 @@ func TestPrefTrainsAndResumes(t *testing.T) {
 					t.Errorf("no kl logged: %v", full[11])
 				}
 			}
+			if h := tr.state.LogHistory; len(h) != 12 || h[11].Metrics["rewards/margins"] != full[11]["rewards/margins"] {
+				t.Errorf("trainer_state log_history does not carry the preference metrics: %+v", h[len(h)-1])
+			}
 			if l0, l1 := full[0]["loss"], mean("loss", 8, 12); !(l1 < l0) {
 				t.Errorf("loss did not fall: %.4f → %.4f", l0, l1)
 			}

@@ -629,6 +629,10 @@ func (t *Trainer) Run() error {
 				step := runlog.Step{Step: entry.Step, Epoch: entry.Epoch, Loss: entry.Loss, LR: entry.LR, GradNorm: entry.GradNorm, Tokens: tokensSeen}
 				if t.pref != nil {
 					step.Extra = t.pref.logValues()
+					entry.Metrics = map[string]float64{}
+					for _, v := range step.Extra {
+						entry.Metrics[v.Key] = v.Value
+					}
 				}
 				t.log.Log(step)
 				t.state.LogHistory = append(t.state.LogHistory, entry)
