@@ -598,3 +598,35 @@ func TestKTOPartners(t *testing.T) {
 		t.Errorf("partners %v, want %v", got, want)
 	}
 }
+
+// A run resumed between two logged steps (logging_steps 3, checkpoint at
+// 4) logs the same window means as the uninterrupted run: the preference
+// metrics of steps 4 and 5… are carried in the checkpoint.
+func TestPrefResumeLogsWithUnevenLogging(t *testing.T) {
+	flags := []string{"--logging_steps", "3", "--save_steps", "4", "--gradient_accumulation_steps", "2", "--per_device_train_batch_size", "2"}
+	dirA := filepath.Join(t.TempDir(), "a")
+	trA, err := New(prefConfig(t, "dpo", dirA, 16, flags...), "", nil)
+	must(t, err)
+	must(t, trA.Run())
+	dirB := filepath.Join(t.TempDir(), "b")
+	must(t, os.MkdirAll(dirB, 0o755))
+	must(t, os.CopyFS(filepath.Join(dirB, "checkpoint-4"), os.DirFS(filepath.Join(dirA, "checkpoint-4"))))
+	trB, err := New(prefConfig(t, "dpo", dirB, 16, append(flags, "--resume_from_checkpoint", "true", "--overwrite_output_dir", "false")...), "", nil)
+	must(t, err)
+	must(t, trB.Run())
+	a, b := logLines(t, dirA), logLines(t, dirB)
+	if len(a) != 4 || len(b) != 3 {
+		t.Fatalf("logged %d and %d lines, want 4 and 3", len(a), len(b))
+	}
+	for i, l := range b {
+		want := a[i+1]
+		if l["step"] != want["step"] {
+			t.Fatalf("line %d: step %v, want %v", i, l["step"], want["step"])
+		}
+		for _, k := range []string{"loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "sft_loss"} {
+			if d := math.Abs(l[k] - want[k]); d > 1e-6*math.Max(1, math.Abs(want[k])) {
+				t.Errorf("step %v %s: uninterrupted %.10g, resumed %.10g", l["step"], k, want[k], l[k])
+			}
+		}
+	}
+}
