@@ -29,6 +29,16 @@ type Pref struct {
 	// weights, of which gotune keeps no second copy); PEFT methods
 	// otherwise score each batch with the adapter switched off.
 	PrecomputeRefLogProbs *bool `yaml:"precompute_ref_log_probs"`
+
+	// LLaMA-Factory keys gotune reads only to refuse a value it would
+	// otherwise ignore: a separate reference model (gotune's reference is
+	// the base without the adapter, or the initial weights), BCO mixing and
+	// LD-DPO's length weighting.
+	RefModel                string   `yaml:"ref_model"`
+	RefModelAdapters        string   `yaml:"ref_model_adapters"`
+	RefModelQuantizationBit *int     `yaml:"ref_model_quantization_bit"`
+	PrefBCOWeight           float64  `yaml:"pref_bco_weight"`
+	LDAlpha                 *float64 `yaml:"ld_alpha"`
 }
 
 func defaultPref() Pref {
@@ -48,6 +58,22 @@ func (c *Config) KTOUndesirable() float64 {
 
 // validatePref checks the preference keys against the stage and method.
 func (c *Config) validatePref(bad func(key, format string, args ...any)) {
+	if c.RefModel != "" || c.RefModelAdapters != "" || c.RefModelQuantizationBit != nil {
+		key := "ref_model"
+		if c.RefModel == "" {
+			key = "ref_model_adapters"
+			if c.RefModelAdapters == "" {
+				key = "ref_model_quantization_bit"
+			}
+		}
+		bad(key, "a separate reference model is not supported: the reference is the model without the adapter (PEFT methods) or its initial weights (full and freeze), which costs no second copy")
+	}
+	if c.PrefBCOWeight != 0 {
+		bad("pref_bco_weight", "BCO mixing is not supported yet; leave it at 0")
+	}
+	if c.LDAlpha != nil {
+		bad("ld_alpha", "LD-DPO's length weighting is not supported yet; remove the key")
+	}
 	if !c.IsPreference() {
 		return
 	}
