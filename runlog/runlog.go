@@ -354,12 +354,19 @@ func (l *Logger) drawBar(s Step, rate, eta float64) {
 }
 
 // Eval records an evaluation result as its own JSON line.
-func (l *Logger) Eval(step int, loss float64) error {
+func (l *Logger) Eval(step int, loss float64) error { return l.EvalWith(step, loss, nil) }
+
+// EvalWith is Eval with a stage's own evaluation metrics (keys as they
+// are logged, eval_rewards/accuracies, …) on the same line.
+func (l *Logger) EvalWith(step int, loss float64, extra []Value) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.json != nil {
 		line := strconv.AppendInt([]byte(`{"step":`), int64(step), 10)
 		line = appendNum(line, "eval_loss", loss, -1)
+		for _, v := range extra {
+			line = appendNum(line, v.Key, v.Value, -1)
+		}
 		line = appendNum(line, "elapsed", l.opt.Now().Sub(l.start).Seconds(), 3)
 		line = append(line, "}\n"...)
 		if _, err := l.json.Write(line); err != nil {
@@ -367,9 +374,17 @@ func (l *Logger) Eval(step int, loss float64) error {
 		}
 	}
 	if l.opt.Sink != nil {
-		l.opt.Sink(step, []string{"eval_loss"}, []float64{loss})
+		keys, vals := []string{"eval_loss"}, []float64{loss}
+		for _, v := range extra {
+			keys, vals = append(keys, v.Key), append(vals, v.Value)
+		}
+		l.opt.Sink(step, keys, vals)
 	}
-	l.printLine(fmt.Sprintf("step %d: eval loss %s", step, fmtNum(loss, 4)))
+	msg := fmt.Sprintf("step %d: eval loss %s", step, fmtNum(loss, 4))
+	for _, v := range extra {
+		msg += fmt.Sprintf(", %s %s", v.Key, fmtNum(v.Value, 4))
+	}
+	l.printLine(msg)
 	return nil
 }
 

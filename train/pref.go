@@ -41,6 +41,7 @@ type prefStage struct {
 	// partner[i] is the sample whose answer fills sample i's KL row (KTO).
 	partner []int
 	window  pref.Metrics // since the last logged step
+	eval    pref.Metrics // of the evaluation under way
 }
 
 // refFile holds the precomputed reference log-probabilities inside a
@@ -261,6 +262,8 @@ func (s *prefStage) pairLoss(ws *model.Workspace, m *model.Model, mb *model.Batc
 		}
 		ws.BackwardTokens(coef)
 		s.window.Add(met)
+	} else {
+		s.eval.Add(met)
 	}
 	return loss
 }
@@ -344,28 +347,35 @@ func (s *prefStage) ktoTrain(t *Trainer, mb ktoMicro, kl, weight float64, train 
 	return loss, m
 }
 
-// evaluate is the preference loss over the validation split.
-func (s *prefStage) evaluate(t *Trainer) (float64, error) {
+// evaluate is the preference loss over the validation split, with its
+// metrics named as TRL logs them (eval_rewards/accuracies, …).
+func (s *prefStage) evaluate(t *Trainer) (float64, []runlog.Value, error) {
 	plans, err := data.Plan(t.cache, append([]int(nil), t.val...), data.BatchConfig{BatchSize: max(t.Cfg.PerDeviceEvalBatchSize, 1)})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	n := len(t.val)
+	s.eval = pref.Metrics{}
+	var loss float64
 	if s.kto {
 		micro, kl, _ := s.ktoPrepare(t, plans)
-		var loss float64
 		for _, mb := range micro {
-			l, _ := s.ktoTrain(t, mb, kl, 1/float64(n), false)
+			l, m := s.ktoTrain(t, mb, kl, 1/float64(n), false)
+			loss += l
+			s.eval.Add(m)
+		}
+		s.eval.KL, s.eval.KLSteps = kl, 1
+	} else {
+		for _, p := range plans {
+			l, _ := s.pairStep(t, rowsOf(p), 1/float64(n), false)
 			loss += l
 		}
-		return loss, nil
 	}
-	var loss float64
-	for _, p := range plans {
-		l, _ := s.pairStep(t, rowsOf(p), 1/float64(n), false)
-		loss += l
+	var out []runlog.Value
+	for _, v := range s.eval.Values() {
+		out = append(out, runlog.Value{Key: "eval_" + v.Key, Value: v.Value})
 	}
-	return loss, nil
+	return loss, out, nil
 }
 
 // logValues returns the window's metrics for the log line and starts a

@@ -557,6 +557,15 @@ func TestPrefEvaluation(t *testing.T) {
 		if len(evals) < 2 || !(evals[len(evals)-1] < evals[0]) {
 			t.Errorf("%s: eval losses %v, want at least two, falling", stage, evals)
 		}
+		b, err := os.ReadFile(filepath.Join(dir, "trainer_log.jsonl"))
+		must(t, err)
+		want := `"eval_rewards/accuracies":`
+		if stage == "kto" {
+			want = `"eval_kl":` // (this validation split happens to hold one label only: no margins)
+		}
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s: no %s in the evaluation lines:\n%s", stage, want, b)
+		}
 	}
 }
 

@@ -686,14 +686,14 @@ func (t *Trainer) Run() error {
 // evaluate computes the mean loss over the validation split.
 func (t *Trainer) evaluate() error {
 	if t.pref != nil {
-		loss, err := t.pref.evaluate(t)
+		loss, metrics, err := t.pref.evaluate(t)
 		if err != nil || len(t.val) == 0 {
 			return err
 		}
 		if len(t.state.LogHistory) > 0 {
 			t.state.LogHistory[len(t.state.LogHistory)-1].EvalLoss = loss
 		}
-		return t.log.Eval(t.state.GlobalStep, loss)
+		return t.log.EvalWith(t.state.GlobalStep, loss, metrics)
 	}
 	order := append([]int(nil), t.val...)
 	plans, err := data.Plan(t.cache, order, data.BatchConfig{BatchSize: max(t.Cfg.PerDeviceEvalBatchSize, 1)})
