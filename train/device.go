@@ -25,7 +25,7 @@ type Options struct {
 func (t *Trainer) deviceUnsupported() string {
 	c := t.Cfg
 	if c.IsPreference() {
-		return fmt.Sprintf("stage %s (the per-token log-probabilities preference losses need run on the CPU only yet)", c.Stage)
+		return fmt.Sprintf("stage %s (its losses need per-token log-probabilities, which only the CPU path computes yet)", c.Stage)
 	}
 	adam, ok := t.opt.(*optim.AdamW)
 	if !ok {

@@ -378,15 +378,17 @@ func (s *prefStage) evaluate(t *Trainer) (float64, []runlog.Value, error) {
 	return loss, out, nil
 }
 
-// logValues returns the window's metrics for the log line and starts a
-// new window.
-func (s *prefStage) logValues() []runlog.Value {
+// logValues returns the window's metrics for the log line and for the
+// trainer state's log_history, and starts a new window.
+func (s *prefStage) logValues() ([]runlog.Value, map[string]float64) {
 	var out []runlog.Value
+	hist := map[string]float64{}
 	for _, v := range s.window.Values() {
 		out = append(out, runlog.Value{Key: v.Key, Value: v.Value})
+		hist[v.Key] = v.Value
 	}
 	s.window = pref.Metrics{}
-	return out
+	return out, hist
 }
 
 type refJSON struct {

@@ -628,11 +628,7 @@ func (t *Trainer) Run() error {
 					LR: lr, GradNorm: logNorm / float64(max(logSteps, 1)), EvalLoss: math.NaN()}
 				step := runlog.Step{Step: entry.Step, Epoch: entry.Epoch, Loss: entry.Loss, LR: entry.LR, GradNorm: entry.GradNorm, Tokens: tokensSeen}
 				if t.pref != nil {
-					step.Extra = t.pref.logValues()
-					entry.Metrics = map[string]float64{}
-					for _, v := range step.Extra {
-						entry.Metrics[v.Key] = v.Value
-					}
+					step.Extra, entry.Metrics = t.pref.logValues()
 				}
 				t.log.Log(step)
 				t.state.LogHistory = append(t.state.LogHistory, entry)
