@@ -353,6 +353,7 @@ func TestPrefTrainsAndResumes(t *testing.T) {
 		flags []string
 	}{
 		{"dpo lora", "dpo", nil},
+		{"dpo lora dropout", "dpo", []string{"--lora_dropout", "0.1"}},
 		{"dpo full", "dpo", []string{"--finetuning_type", "full", "--learning_rate", "1e-4"}},
 		{"dpo lora precomputed", "dpo", []string{"--precompute_ref_log_probs", "true", "--gradient_accumulation_steps", "2", "--per_device_train_batch_size", "2"}},
 		{"kto lora", "kto", []string{"--kto_undesirable_weight", "1.5"}},
