@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"sort"
 )
 
 // TrainerStateFile is the trainer state's file name inside a checkpoint, as
@@ -79,6 +80,10 @@ type LogEntry struct {
 	LR       float64
 	GradNorm float64
 	EvalLoss float64 // NaN when the step had no evaluation
+	// Metrics are a stage's own logged values (the preference stages'
+	// rewards/chosen, …), written beside the others as transformers'
+	// log_history does.
+	Metrics map[string]float64
 }
 
 type logEntryJSON struct {
@@ -104,15 +109,40 @@ func orNaN(p *float64) float64 {
 	return *p
 }
 
-// MarshalJSON writes non-finite numbers as null.
+// MarshalJSON writes non-finite numbers as null, and Metrics after the
+// common keys in key order.
 func (e LogEntry) MarshalJSON() ([]byte, error) {
-	return json.Marshal(logEntryJSON{
+	b, err := json.Marshal(logEntryJSON{
 		Step: e.Step, Epoch: finite(e.Epoch), Loss: finite(e.Loss),
 		LR: finite(e.LR), GradNorm: finite(e.GradNorm), EvalLoss: finite(e.EvalLoss),
 	})
+	if err != nil || len(e.Metrics) == 0 {
+		return b, err
+	}
+	keys := make([]string, 0, len(e.Metrics))
+	for k := range e.Metrics {
+		if _, common := logEntryKeys[k]; !common {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	b = b[:len(b)-1]
+	for _, k := range keys {
+		kb, _ := json.Marshal(k)
+		vb, err := json.Marshal(finite(e.Metrics[k]))
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(append(append(b, ','), kb...), ':'), vb...)
+	}
+	return append(b, '}'), nil
 }
 
-// UnmarshalJSON reads null as NaN.
+// logEntryKeys are the keys logEntryJSON writes.
+var logEntryKeys = map[string]struct{}{"step": {}, "epoch": {}, "loss": {}, "learning_rate": {}, "grad_norm": {}, "eval_loss": {}}
+
+// UnmarshalJSON reads null as NaN; numeric keys beyond the common ones
+// are Metrics.
 func (e *LogEntry) UnmarshalJSON(b []byte) error {
 	var j logEntryJSON
 	if err := json.Unmarshal(b, &j); err != nil {
@@ -120,6 +150,23 @@ func (e *LogEntry) UnmarshalJSON(b []byte) error {
 	}
 	*e = LogEntry{Step: j.Step, Epoch: orNaN(j.Epoch), Loss: orNaN(j.Loss),
 		LR: orNaN(j.LR), GradNorm: orNaN(j.GradNorm), EvalLoss: orNaN(j.EvalLoss)}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	for k, raw := range all {
+		if _, common := logEntryKeys[k]; common {
+			continue
+		}
+		var v *float64
+		if json.Unmarshal(raw, &v) != nil {
+			continue // not a number: not a metric of ours
+		}
+		if e.Metrics == nil {
+			e.Metrics = map[string]float64{}
+		}
+		e.Metrics[k] = orNaN(v)
+	}
 	return nil
 }
 

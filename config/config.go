@@ -10,7 +10,7 @@ type Config struct {
 	// Model.
 	ModelNameOrPath   string   `yaml:"model_name_or_path"`
 	AdapterNameOrPath []string `yaml:"adapter_name_or_path"` // resume training these adapters
-	Stage             string   `yaml:"stage"`                // sft or pt; rm, ppo, dpo, kto are parsed and rejected
+	Stage             string   `yaml:"stage"`                // sft, pt, dpo or kto; rm and ppo are parsed and rejected
 	DoTrain           bool     `yaml:"do_train"`
 	DoEval            bool     `yaml:"do_eval"`
 
@@ -130,6 +130,8 @@ type Config struct {
 	// "tensorboard" (event files in output_dir) or "none".
 	ReportTo []string `yaml:"report_to"`
 
+	Pref `yaml:",inline"` // stage dpo and kto (pref.go)
+
 	// Warnings collects notes about the input that are not errors: unknown
 	// keys and keys gotune accepts but ignores.
 	Warnings []string `yaml:"-"`
@@ -194,6 +196,7 @@ func Default() *Config {
 		EvalStrategy:              "no",
 		Device:                    "auto",
 		Progress:                  "auto",
+		Pref:                      defaultPref(),
 	}
 }
 
@@ -213,8 +216,7 @@ var ignoredKeys = []string{
 	"image_max_pixels", "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps",
 	"video_maxlen", "audio_sampling_rate", "freeze_vision_tower", "freeze_multi_modal_projector",
 	"freeze_language_model",
-	// Settings of the preference and RL stages, which Validate refuses.
-	"pref_beta", "pref_ftx", "pref_loss", "dpo_label_smoothing", "simpo_gamma",
-	"kto_chosen_weight", "kto_rejected_weight", "reward_model", "reward_model_type",
+	// Settings of the RL stages, which Validate refuses.
+	"reward_model", "reward_model_type",
 	"ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target", "ppo_whiten_rewards",
 }

@@ -88,13 +88,12 @@ func TestKeysWithoutImplementationRefused(t *testing.T) {
 
 // TestLLaMAFactoryExamplesLoad: configs with the keys of LLaMA-Factory's
 // examples (testdata/examples: a text LoRA run, a vision one, a KTO one)
-// load without an unknown-key error; what they ask that gotune cannot do is
-// refused by Validate.
+// load without an unknown-key error and validate.
 func TestLLaMAFactoryExamplesLoad(t *testing.T) {
 	for _, tc := range []struct{ file, validate string }{
 		{"text_lora.yaml", ""},
 		{"vision_lora.yaml", ""},
-		{"kto_lora.yaml", `stage: "kto" is not supported yet`},
+		{"kto_lora.yaml", ""},
 	} {
 		c, err := Open(filepath.Join("testdata", "examples", tc.file), nil, nil)
 		if err != nil {

@@ -13,8 +13,8 @@ import (
 
 // Choices of the enumerated keys (read-only).
 var (
-	stages      = []string{"sft", "pt"}
-	laterStages = []string{"rm", "ppo", "dpo", "kto", "orpo", "simpo", "grpo"}
+	stages      = []string{"sft", "pt", "dpo", "kto"}
+	laterStages = []string{"rm", "ppo", "orpo", "simpo", "grpo"}
 	schedulers  = []string{"constant", "constant_with_warmup", "linear", "cosine",
 		"cosine_with_restarts", "polynomial", "inverse_sqrt", "cosine_with_min_lr"}
 	optimizers     = []string{"adamw_torch", "adamw_torch_fused", "adamw_hf", "sgd"}
@@ -50,10 +50,11 @@ func (c *Config) Validate() error {
 	switch {
 	case slices.Contains(stages, c.Stage):
 	case slices.Contains(laterStages, c.Stage):
-		bad("stage", "%q is not supported yet; gotune trains stage sft or pt", c.Stage)
+		bad("stage", "%q is not supported yet; gotune trains stage sft, pt, dpo or kto (orpo and simpo are stage dpo with pref_loss orpo or simpo)", c.Stage)
 	default:
-		bad("stage", "%q is unknown; want sft or pt", c.Stage)
+		bad("stage", "%q is unknown; want sft, pt, dpo or kto", c.Stage)
 	}
+	c.validatePref(bad)
 	// do_train is LLaMA-Factory's switch between a training run and an
 	// evaluation/prediction-only run; only the first is a `train` run.
 	if _, set := c.src.line["do_train"]; (set || c.src.flags["do_train"]) && !c.DoTrain {
@@ -234,7 +235,11 @@ func (c *Config) UseGradientCheckpointing() bool {
 	case c.GradientCheckpointing != nil:
 		return *c.GradientCheckpointing
 	}
-	return max(c.PerDeviceTrainBatchSize, 1)*c.CutoffLen >= AutoCheckpointTokens
+	rows := max(c.PerDeviceTrainBatchSize, 1)
+	if c.IsPreference() {
+		rows *= 2 // both answers of a pair (KTO: answer and KL row) in one micro-batch
+	}
+	return rows*c.CutoffLen >= AutoCheckpointTokens
 }
 
 // EvalEvery is the evaluation interval in steps: eval_steps, defaulting to

@@ -29,14 +29,16 @@ import (
 //	48  meta offset u64, 56 meta length u64
 //	64  checksum u32: CRC-32C of bytes 72… then of bytes 0…63, 68 zero u32
 //	72  tokens [tokens]u32: id | 1<<31 when the token is trained
-//	    offsets [entries+1]u64 (8-aligned), sources [entries]u32,
+//	    offsets [entries+1]u64 (8-aligned), sources [entries]u32
+//	    (dataset index | 1<<31 for a KTO answer labelled undesirable),
 //	    train [train]u32, val [val]u32, meta JSON (the Report)
 const (
-	cacheMagic   = "GTDCACHE"
-	cacheVersion = 3 // 2: checksum; 3: the report counts truncation
-	headerSize   = 72
-	sumOffset    = 64
-	trainedBit   = 1 << 31
+	cacheMagic     = "GTDCACHE"
+	cacheVersion   = 4 // 2: checksum; 3: the report counts truncation; 4: KTO labels
+	undesirableBit = 1 << 31
+	headerSize     = 72
+	sumOffset      = 64
+	trainedBit     = 1 << 31
 )
 
 // Cache is a prepared, tokenized dataset, memory-mapped read-only.
@@ -115,11 +117,15 @@ func (cw *cacheWriter) add(s Sample) error {
 			return fmt.Errorf("token id %d out of range", id)
 		}
 	}
-	if err := cw.entry(s.InputIDs, s.Labels, s.Source); err != nil {
+	src := s.Source
+	if s.Undesirable {
+		src |= undesirableBit
+	}
+	if err := cw.entry(s.InputIDs, s.Labels, src); err != nil {
 		return err
 	}
 	if cw.paired {
-		return cw.entry(s.RejectedIDs, s.RejectedLabels, s.Source)
+		return cw.entry(s.RejectedIDs, s.RejectedLabels, src)
 	}
 	return nil
 }
@@ -382,13 +388,16 @@ func (c *Cache) Tokens(i int) (ids, labels []int32) { return c.entry(c.idx(i)) }
 // Sample returns sample i in full, rejected side included for pairs.
 func (c *Cache) Sample(i int) Sample {
 	e := c.idx(i)
-	s := Sample{Source: int(c.sources[e])}
+	s := Sample{Source: int(c.sources[e] &^ undesirableBit), Undesirable: c.sources[e]&undesirableBit != 0}
 	s.InputIDs, s.Labels = c.entry(e)
 	if c.paired {
 		s.RejectedIDs, s.RejectedLabels = c.entry(e + 1)
 	}
 	return s
 }
+
+// Undesirable reports whether sample i is a KTO answer labelled bad.
+func (c *Cache) Undesirable(i int) bool { return c.sources[c.idx(i)]&undesirableBit != 0 }
 
 // Train and Val are the mixed, shuffled sample orders.
 func (c *Cache) Train() []int { return toInts(c.train) }

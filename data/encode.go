@@ -67,6 +67,8 @@ type Sample struct {
 	RejectedIDs    []int32
 	RejectedLabels []int32
 	Source         int // dataset position in the list
+	// Undesirable is a KTO sample's label false (stage kto).
+	Undesirable bool
 	// Cut and CutTrained count the tokens, and the trained tokens among
 	// them, that truncation to cutoff_len removed (the chosen answer's, for
 	// preference samples); the report counts them.
@@ -97,6 +99,9 @@ type Rendered struct {
 const (
 	DropNoTrainable = "no trainable token after truncation to cutoff_len"
 	DropRender      = "chat template failed"
+	// DropPromptFills is a preference pair whose prompt leaves no room
+	// for an answer token within cutoff_len.
+	DropPromptFills = "prompt fills cutoff_len: no answer token left (raise cutoff_len)"
 )
 
 // Render encodes ex without cutting it and says which tokens are trained.
@@ -200,7 +205,7 @@ func (e *Encoder) Encode(ex *Example, source int) ([]Sample, string, error) {
 	}
 	full, fullLab := toSample(r)
 	ids, lab := e.cut(full, fullLab)
-	s := Sample{InputIDs: ids, Labels: lab, Source: source, Cut: len(full) - len(ids)}
+	s := Sample{InputIDs: ids, Labels: lab, Source: source, Cut: len(full) - len(ids), Undesirable: ex.Undesirable}
 	if s.Cut > 0 {
 		s.CutTrained = countTrained(fullLab) - countTrained(lab)
 	}
@@ -212,8 +217,8 @@ func (e *Encoder) Encode(ex *Example, source int) ([]Sample, string, error) {
 		}
 		rids, rlab := toSample(rr)
 		s.RejectedIDs, s.RejectedLabels = e.cut(rids, rlab)
-		if !anyTrained(s.RejectedLabels) {
-			return nil, DropNoTrainable, nil
+		if !anyTrained(s.RejectedLabels) || !anyTrained(s.Labels) {
+			return nil, DropPromptFills, nil
 		}
 	}
 	if !anyTrained(s.Labels) {

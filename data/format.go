@@ -93,12 +93,32 @@ const (
 
 var mediaPlaceholders = []string{"<image>", "<video>", "<audio>"}
 
+// ktoLabel reads a KTO record's label (kto_tag; a field "label", TRL's
+// name, when none is declared) into ex: stage kto trains desirable and
+// undesirable answers alike, each towards its side.
+func (p *parser) ktoLabel(rec Record, ex *Example) *Issue {
+	k := or(p.cols.KTOTag, "label")
+	raw, ok := rec.Fields[k]
+	if !ok {
+		return issuef(rec.Loc, k, "stage kto needs each answer labelled desirable or not (true/false): add the field, or declare the label's column as columns.kto_tag in dataset_info.json")
+	}
+	var label bool
+	if err := json.Unmarshal(raw, &label); err != nil {
+		return issuef(rec.Loc, k, "expected the KTO label true or false, found %s", jsonKind(raw))
+	}
+	ex.Undesirable = !label
+	return nil
+}
+
 // unusable says why a parsed record must not be trained in this stage, or
 // "". KTO data labels some answers as undesirable: supervised training on
 // them teaches exactly those. Multimodal records carry media the text model
 // never sees, and placeholders it would learn as words.
 func (p *parser) unusable(rec Record, ex *Example) (string, *Issue) {
-	if k := p.cols.KTOTag; k != "" && p.stage != "kto" {
+	if p.stage == "kto" {
+		return "", p.ktoLabel(rec, ex)
+	}
+	if k := p.cols.KTOTag; k != "" {
 		if raw, ok := rec.Fields[k]; ok {
 			var label bool
 			if err := json.Unmarshal(raw, &label); err != nil {

@@ -21,7 +21,8 @@ import (
 type Config struct {
 	Datasets []Spec `json:"datasets"`
 	// Stage is LLaMA-Factory's stage: "sft" (default) wants conversations,
-	// "pt" plain text, "rm"/"dpo"/"orpo"/"simpo" preference pairs.
+	// "pt" plain text, "rm"/"dpo"/"orpo"/"simpo" preference pairs, "kto"
+	// conversations labelled desirable or not (kto_tag).
 	Stage  string `json:"stage,omitempty"`
 	Strict bool   `json:"strict,omitempty"` // the first bad record is an error
 	// SkipInvalidJSON skips records that are not well-formed JSON (and, in
@@ -161,6 +162,9 @@ func walk(cfg Config, rep *Report, fn func(src int, ex *Example) error) error {
 				}
 				if is == nil {
 					is = Validate(&ex)
+					if is != nil && ex.Kind == KindPreference && ex.Chosen != nil && ex.Rejected != nil && sameAnswer(ex.Chosen, ex.Rejected) {
+						st.Identical++
+					}
 				}
 				if is == nil && ex.Kind != want {
 					is = issuef(rec.Loc, "", "a %s record in a %q stage dataset (expected %s records)", ex.Kind, or(cfg.Stage, "sft"), want)
@@ -312,7 +316,7 @@ func encodeAll(cfg Config, enc *Encoder, rep *Report, sink func(d int, ex *Examp
 		if stopped.Load() {
 			return errStop // the collector failed: stop reading
 		}
-		ex = &Example{Source: ex.Source, Loc: ex.Loc, Kind: ex.Kind, Messages: ex.Messages, Tools: ex.Tools, Text: ex.Text, Chosen: ex.Chosen, Rejected: ex.Rejected}
+		ex = &Example{Source: ex.Source, Loc: ex.Loc, Kind: ex.Kind, Messages: ex.Messages, Tools: ex.Tools, Text: ex.Text, Chosen: ex.Chosen, Rejected: ex.Rejected, Undesirable: ex.Undesirable}
 		rc := make(chan result, 1)
 		queue <- rc
 		jobs <- func() {

@@ -36,6 +36,11 @@ type SourceStats struct {
 	// trained tokens they lost.
 	Truncated        int   `json:"truncated,omitempty"`
 	TruncatedTrained int64 `json:"truncated_trained_tokens,omitempty"`
+	// Identical counts preference pairs skipped because the chosen answer
+	// equals the rejected one (part of Bad); Undesirable the KTO samples
+	// labelled undesirable (part of Samples).
+	Identical   int `json:"pairs_identical,omitempty"`
+	Undesirable int `json:"undesirable,omitempty"`
 }
 
 // Segment is a run of rendered text that is, or is not, trained.
@@ -116,8 +121,11 @@ func (s *SourceStats) count(ex *Example) {
 // addSample counts an encoded sample: its length and what truncation cut.
 func (r *Report) addSample(d int, smp Sample) {
 	r.addLength(d, len(smp.InputIDs), smp.Trained())
+	s := r.Sources[d]
+	if smp.Undesirable {
+		s.Undesirable++
+	}
 	if smp.Cut > 0 {
-		s := r.Sources[d]
 		s.Truncated++
 		s.TruncatedTrained += int64(smp.CutTrained)
 	}
@@ -205,6 +213,8 @@ func (r *Report) Totals() SourceStats {
 		t.MaxLen = max(t.MaxLen, s.MaxLen)
 		t.Truncated += s.Truncated
 		t.TruncatedTrained += s.TruncatedTrained
+		t.Identical += s.Identical
+		t.Undesirable += s.Undesirable
 		for k, v := range s.BadReasons {
 			t.BadReasons[k] += v
 		}
@@ -239,6 +249,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		}
 	}
 	r.truncation(&b)
+	r.preference(&b)
 	perSource := func(title string, get func(*SourceStats) map[string]int) {
 		if len(get(&t)) == 0 {
 			return
@@ -263,6 +274,23 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	fmt.Fprintf(&b, "after mixing: %d train, %d validation\n", r.Train, r.Val)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// preference counts what a preference stage trains on: pairs kept and
+// dropped (chosen equal to rejected, or no answer token left after the
+// prompt within cutoff_len), or KTO's desirable and undesirable answers.
+func (r *Report) preference(b *strings.Builder) {
+	t := r.Totals()
+	switch r.Stage {
+	case "rm", "dpo", "orpo", "simpo", "cpo", "ipo":
+		fmt.Fprintf(b, "pairs: %d kept; dropped: %d with chosen == rejected, %d whose prompt fills cutoff_len\n",
+			t.Samples, t.Identical, t.Dropped[DropPromptFills])
+	case "kto":
+		fmt.Fprintf(b, "kto: %d desirable, %d undesirable answers\n", t.Samples-t.Undesirable, t.Undesirable)
+		if t.Samples > 0 && (t.Undesirable == 0 || t.Undesirable == t.Samples) {
+			fmt.Fprintf(b, "kto: every answer has the same label; KTO learns from both kinds\n")
+		}
+	}
 }
 
 // truncation says, per dataset, how many samples were cut to cutoff_len
@@ -345,6 +373,10 @@ func (r *Report) WriteText(w io.Writer, color bool) error {
 	if t.Truncated > 0 {
 		b.WriteString("\n")
 		r.truncation(&b)
+	}
+	var pb strings.Builder
+	if r.preference(&pb); pb.Len() > 0 {
+		b.WriteString("\n" + pb.String())
 	}
 	section("bad records (skipped)", t.BadReasons)
 	section("removed by filters", t.Filtered)

@@ -101,6 +101,9 @@ type Example struct {
 	Text     string          // KindText only
 	Chosen   *Message        // KindPreference only
 	Rejected *Message        // KindPreference only
+	// Undesirable marks a KTO example whose answer is labelled bad
+	// (kto_tag false); stage kto only.
+	Undesirable bool
 }
 
 // Issue is a problem found in one record.

@@ -37,6 +37,9 @@ type Request struct {
 	Samples int64         // training records; negative when unknown
 	RAM     int64         // bytes of memory the run may use
 	GPUMem  int64         // bytes of GPU memory; 0 when there is no GPU
+	// Stage is the training stage: "" or sft, or a preference stage (dpo,
+	// kto), whose samples are pairs scored together (pref.go).
+	Stage   string
 	Options Options
 }
 
@@ -67,6 +70,7 @@ type Plan struct {
 	NF4GFLOPS   float64 `json:"nf4_gflops,omitempty"`
 	MExps       float64 `json:"mexps,omitempty"`
 	Steps       int64   `json:"steps"` // 0: a long run
+	Stage       string  `json:"stage,omitempty"`
 	Methods     []Verdict
 	Recommended Method `json:"recommended"` // empty when nothing fits
 	// SuggestedLoRARank is a smaller rank than LoRARank that the dataset
@@ -87,14 +91,21 @@ func Make(req Request) (*Plan, error) {
 	o := req.Options.withDefaults()
 	p := &Plan{Model: req.Model, Params: shapeOf(req.Config).params(), Batch: o.Batch, Seq: o.Seq, LoRARank: o.LoRARank,
 		Samples: req.Samples, RAM: req.RAM, Budget: int64(Usable * float64(req.RAM)), GPUMem: req.GPUMem,
-		GFLOPS: o.GFLOPS, NF4GFLOPS: o.NF4GFLOPS, MExps: o.MExps, Steps: o.Steps}
+		GFLOPS: o.GFLOPS, NF4GFLOPS: o.NF4GFLOPS, MExps: o.MExps, Steps: o.Steps, Stage: req.Stage}
 	if p.Samples < 0 {
 		p.Samples = -1
 	}
 	for _, m := range Methods() {
-		e, err := EstimateMethod(req.Config, m, req.Options)
+		opts := req.Options
+		if isPreference(req.Stage) {
+			opts = prefOptions(opts)
+		}
+		e, err := EstimateMethod(req.Config, m, opts)
 		if err != nil {
 			return nil, err
+		}
+		if isPreference(req.Stage) {
+			addReference(&e, p.Params, o, req.Samples)
 		}
 		v := Verdict{Estimate: e, Fits: e.Memory.Total <= p.Budget, FitsCheckpoint: e.MemoryCheckpoint.Total <= p.Budget}
 		if req.GPUMem > 0 {
@@ -267,6 +278,13 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "; GPU %s", mib(p.GPUMem))
 	}
 	fmt.Fprintln(w)
+	switch p.Stage {
+	case "dpo":
+		fmt.Fprintf(w, "stage dpo: %s pairs; a step scores chosen and rejected answers together (2 × batch sequences) and the reference; "+
+			"pairs dropped (chosen == rejected, prompt fills cutoff_len) are counted by `gotune data inspect`\n", samples)
+	case "kto":
+		fmt.Fprintf(w, "stage kto: %s answers; a step scores each answer and a mismatched KL row (2 × batch sequences) and the reference\n", samples)
+	}
 	if p.GFLOPS > 0 {
 		fmt.Fprintf(w, "throughput: %.1f GFLOP/s float32", p.GFLOPS)
 		if p.NF4GFLOPS > 0 {
@@ -314,6 +332,17 @@ func (p *Plan) WriteTable(w io.Writer) error {
 	}
 	for _, r := range p.Reasons {
 		fmt.Fprintf(w, "  - %s\n", r)
+	}
+	if isPreference(p.Stage) {
+		for _, v := range p.Methods {
+			if v.Method == p.Recommended || (p.Recommended == "" && v.Method == LoRA) {
+				for _, n := range v.Notes {
+					if len(n) > 10 && n[:10] == "reference:" {
+						fmt.Fprintf(w, "%s\n", n)
+					}
+				}
+			}
+		}
 	}
 	_, err := fmt.Fprintln(w, "memory: estimated peak resident size (weights + gradients + AdamW state + activations + Go runtime); step: FLOPs ÷ measured throughput + exponentials ÷ measured rate")
 	return err

@@ -79,6 +79,15 @@ type Step struct {
 	LR       float64
 	GradNorm float64
 	Tokens   int64 // tokens trained on since the previous Log call
+	// Extra are a stage's own metrics (the preference stages' rewards/…,
+	// logps/…), logged after the common ones under their keys.
+	Extra []Value
+}
+
+// Value is one named metric.
+type Value struct {
+	Key   string
+	Value float64
 }
 
 // Logger writes the run log. Its methods are safe for concurrent use.
@@ -204,6 +213,9 @@ func (l *Logger) Log(s Step) error {
 		line = appendNum(line, "eta_s", eta, 1)
 		line = appendNum(line, "mem_rss_mb", rss, 1)
 		line = appendNum(line, "mem_peak_mb", peak, 1)
+		for _, v := range s.Extra {
+			line = appendNum(line, v.Key, v.Value, -1)
+		}
 		if l.opt.DeviceMem != nil {
 			use, top := l.opt.DeviceMem()
 			line = appendNum(line, "device_mem_mb", float64(use)/(1<<20), 1)
@@ -216,8 +228,12 @@ func (l *Logger) Log(s Step) error {
 	}
 
 	if l.opt.Sink != nil {
-		l.opt.Sink(s.Step, []string{"loss", "lr", "grad_norm", "epoch", "tokens_per_s", "mem_rss_mb", "mem_peak_mb"},
-			[]float64{s.Loss, s.LR, s.GradNorm, s.Epoch, rate, rss, peak})
+		keys := []string{"loss", "lr", "grad_norm", "epoch", "tokens_per_s", "mem_rss_mb", "mem_peak_mb"}
+		vals := []float64{s.Loss, s.LR, s.GradNorm, s.Epoch, rate, rss, peak}
+		for _, v := range s.Extra {
+			keys, vals = append(keys, v.Key), append(vals, v.Value)
+		}
+		l.opt.Sink(s.Step, keys, vals)
 	}
 
 	switch l.display {
@@ -225,6 +241,16 @@ func (l *Logger) Log(s Step) error {
 		fmt.Fprintf(l.out, "step %d/%d | epoch %.2f | loss %s | lr %.3e | grad_norm %s | %s tok/s | elapsed %s | eta %s | rss %s MB\n",
 			s.Step, l.opt.Total, s.Epoch, fmtNum(s.Loss, 4), s.LR, fmtNum(s.GradNorm, 3), fmtNum(rate, 0),
 			fmtDur(elapsed), fmtDur(eta), fmtNum(rss, 0))
+		if len(s.Extra) > 0 {
+			var b strings.Builder
+			for i, v := range s.Extra {
+				if i > 0 {
+					b.WriteString(" | ")
+				}
+				fmt.Fprintf(&b, "%s %s", v.Key, fmtNum(v.Value, 4))
+			}
+			fmt.Fprintf(l.out, "  %s\n", b.String())
+		}
 	case Bar:
 		// As LLaMA-Factory (the transformers Trainer) shows a logged step:
 		// its dict on a line of its own above the bar, so the history of
@@ -261,8 +287,12 @@ func (l *Logger) Progress(s Step) {
 // LLaMA-Factory users know: {'loss': 1.2346, 'grad_norm': 0.5,
 // 'learning_rate': 0.0002, 'epoch': 0.5}.
 func trainerLine(s Step) string {
-	return fmt.Sprintf("{'loss': %s, 'grad_norm': %s, 'learning_rate': %s, 'epoch': %s}",
-		pyFloat(math.Round(s.Loss*1e4)/1e4), pyFloat(s.GradNorm), pyFloat(s.LR), pyFloat(math.Round(s.Epoch*100)/100))
+	var extra strings.Builder
+	for _, v := range s.Extra {
+		fmt.Fprintf(&extra, "'%s': %s, ", v.Key, pyFloat(math.Round(v.Value*1e4)/1e4))
+	}
+	return fmt.Sprintf("{'loss': %s, 'grad_norm': %s, 'learning_rate': %s, %s'epoch': %s}",
+		pyFloat(math.Round(s.Loss*1e4)/1e4), pyFloat(s.GradNorm), pyFloat(s.LR), extra.String(), pyFloat(math.Round(s.Epoch*100)/100))
 }
 
 // pyFloat formats v as Python's repr of a float does (0.5, 2.0, 2e-05, nan).
@@ -324,12 +354,19 @@ func (l *Logger) drawBar(s Step, rate, eta float64) {
 }
 
 // Eval records an evaluation result as its own JSON line.
-func (l *Logger) Eval(step int, loss float64) error {
+func (l *Logger) Eval(step int, loss float64) error { return l.EvalWith(step, loss, nil) }
+
+// EvalWith is Eval with a stage's own evaluation metrics (keys as they
+// are logged, eval_rewards/accuracies, …) on the same line.
+func (l *Logger) EvalWith(step int, loss float64, extra []Value) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.json != nil {
 		line := strconv.AppendInt([]byte(`{"step":`), int64(step), 10)
 		line = appendNum(line, "eval_loss", loss, -1)
+		for _, v := range extra {
+			line = appendNum(line, v.Key, v.Value, -1)
+		}
 		line = appendNum(line, "elapsed", l.opt.Now().Sub(l.start).Seconds(), 3)
 		line = append(line, "}\n"...)
 		if _, err := l.json.Write(line); err != nil {
@@ -337,9 +374,17 @@ func (l *Logger) Eval(step int, loss float64) error {
 		}
 	}
 	if l.opt.Sink != nil {
-		l.opt.Sink(step, []string{"eval_loss"}, []float64{loss})
+		keys, vals := []string{"eval_loss"}, []float64{loss}
+		for _, v := range extra {
+			keys, vals = append(keys, v.Key), append(vals, v.Value)
+		}
+		l.opt.Sink(step, keys, vals)
 	}
-	l.printLine(fmt.Sprintf("step %d: eval loss %s", step, fmtNum(loss, 4)))
+	msg := fmt.Sprintf("step %d: eval loss %s", step, fmtNum(loss, 4))
+	for _, v := range extra {
+		msg += fmt.Sprintf(", %s %s", v.Key, fmtNum(v.Value, 4))
+	}
+	l.printLine(msg)
 	return nil
 }
 

@@ -56,6 +56,11 @@ func (t *Trainer) saveCheckpoint() error {
 		if err := optim.SaveFile(t.opt, filepath.Join(tmp, optim.StateFile)); err != nil {
 			return err
 		}
+		if t.pref != nil {
+			if err := t.pref.save(t, tmp); err != nil {
+				return err
+			}
+		}
 		return ckpt.SaveTrainerState(tmp, &t.state)
 	})
 	if err != nil {
@@ -118,6 +123,7 @@ func (t *Trainer) maybeResume() error {
 		return err
 	}
 	t.state = *st
+	t.resumed = dir
 	t.printf("resumed from %s at step %d\n", dir, st.GlobalStep)
 	return nil
 }

@@ -48,6 +48,8 @@ type Trainer struct {
 	log      *runlog.Logger
 	run      map[string]string  // recorded in checkpoints; see runIdentity
 	dev      *model.DeviceModel // the model on a GPU, when training there
+	pref     *prefStage         // stage dpo or kto (pref.go); nil for sft and pt
+	resumed  string             // the checkpoint resumed from, or ""
 }
 
 // New prepares a run: model, method, data, optimizer and schedule.
@@ -72,6 +74,9 @@ func NewWithOptions(cfg *config.Config, modelDir string, out io.Writer, o Option
 		return nil, err
 	}
 	if err := t.loadData(); err != nil {
+		return nil, err
+	}
+	if err := t.attachPref(); err != nil {
 		return nil, err
 	}
 	if err := t.buildOptimizer(); err != nil {
@@ -375,6 +380,26 @@ func Accumulate(ws *model.Workspace, batches []*model.Batch) (float64, int) {
 	return sum, trained
 }
 
+// runStep runs forward and backward over one optimizer step's planned
+// micro-batches and returns the summed loss, the count it is a sum over
+// (trained tokens; 1 for the preference stages, whose loss is already a
+// mean over pairs) and the tokens processed, padding included.
+func (t *Trainer) runStep(plans []data.BatchPlan, packed bool) (float64, int, int64, error) {
+	if t.pref != nil {
+		loss, tokens := t.pref.step(t, plans)
+		return loss, 1, tokens, nil
+	}
+	batches := make([]*model.Batch, 0, len(plans))
+	var tokens int64
+	for _, p := range plans {
+		mb := batchOf(p.Build(t.cache, t.pad), packed)
+		batches = append(batches, mb)
+		tokens += int64(mb.B * mb.T)
+	}
+	sum, trained, err := t.accumulate(batches)
+	return sum, trained, tokens, err
+}
+
 // Run trains to the end, resuming first when asked.
 func (t *Trainer) Run() error {
 	c := t.Cfg
@@ -383,6 +408,11 @@ func (t *Trainer) Run() error {
 	}
 	if err := t.deviceResumed(); err != nil {
 		return err
+	}
+	if t.pref != nil {
+		if err := t.pref.prepare(t, t.resumed); err != nil {
+			return err
+		}
 	}
 	if t.state.GlobalStep == 0 {
 		if err := t.checkOutputDir(); err != nil {
@@ -450,15 +480,11 @@ func (t *Trainer) Run() error {
 		}
 		for pos.BatchIndex < usable && t.state.GlobalStep < t.total {
 			end := min(pos.BatchIndex+ga, usable)
-			batches := make([]*model.Batch, 0, end-pos.BatchIndex)
-			for _, p := range plans[pos.BatchIndex:end] {
-				batches = append(batches, batchOf(p.Build(t.cache, t.pad), packed))
-			}
 			t.zeroGrad()
 			if lora, ok := t.Method.(*peft.LoRASet); ok {
 				lora.SetStep(uint64(t.state.GlobalStep))
 			}
-			sum, trained, err := t.accumulate(batches)
+			sum, trained, tokens, err := t.runStep(plans[pos.BatchIndex:end], packed)
 			if err != nil {
 				return fmt.Errorf("step %d: %w", t.state.GlobalStep+1, err)
 			}
@@ -466,9 +492,7 @@ func (t *Trainer) Run() error {
 				// Continuing would only spread NaN into every weight.
 				return fmt.Errorf("step %d: the loss is %v; training stopped (lower learning_rate, or resume from an earlier checkpoint)", t.state.GlobalStep+1, sum/float64(trained))
 			}
-			for _, mb := range batches {
-				tokensSeen += int64(mb.B * mb.T)
-			}
+			tokensSeen += tokens
 			norm, err := t.gradNorm()
 			if err != nil {
 				return fmt.Errorf("step %d: %w", t.state.GlobalStep+1, err)
@@ -490,7 +514,11 @@ func (t *Trainer) Run() error {
 			if t.state.GlobalStep%logEvery == 0 || t.state.GlobalStep == t.total {
 				entry := ckpt.LogEntry{Step: t.state.GlobalStep, Epoch: t.state.Epoch, Loss: logLoss / float64(max(logSteps, 1)),
 					LR: lr, GradNorm: logNorm / float64(max(logSteps, 1)), EvalLoss: math.NaN()}
-				t.log.Log(runlog.Step{Step: entry.Step, Epoch: entry.Epoch, Loss: entry.Loss, LR: entry.LR, GradNorm: entry.GradNorm, Tokens: tokensSeen})
+				step := runlog.Step{Step: entry.Step, Epoch: entry.Epoch, Loss: entry.Loss, LR: entry.LR, GradNorm: entry.GradNorm, Tokens: tokensSeen}
+				if t.pref != nil {
+					step.Extra, entry.Metrics = t.pref.logValues()
+				}
+				t.log.Log(step)
 				t.state.LogHistory = append(t.state.LogHistory, entry)
 				logLoss, logNorm, logSteps, tokensSeen = 0, 0, 0, 0
 			} else {
@@ -541,6 +569,16 @@ func (t *Trainer) Run() error {
 
 // evaluate computes the mean loss over the validation split.
 func (t *Trainer) evaluate() error {
+	if t.pref != nil {
+		loss, metrics, err := t.pref.evaluate(t)
+		if err != nil || len(t.val) == 0 {
+			return err
+		}
+		if len(t.state.LogHistory) > 0 {
+			t.state.LogHistory[len(t.state.LogHistory)-1].EvalLoss = loss
+		}
+		return t.log.EvalWith(t.state.GlobalStep, loss, metrics)
+	}
 	order := append([]int(nil), t.val...)
 	plans, err := data.Plan(t.cache, order, data.BatchConfig{BatchSize: max(t.Cfg.PerDeviceEvalBatchSize, 1)})
 	if err != nil {

@@ -51,6 +51,7 @@ training steps (full, lora or qlora), optionally in turn with a PyTorch peer (--
 	memory := fs.Bool("memory", false, "report resident memory of the frozen weights in f32, bf16, int8 and nf4 (default shape qwen3-0.6b)")
 	peer := fs.String("peer", "", "with --train: a peer benchmark command, run as `CMD SHAPE 1 BATCH SEQ STEPS` in turn with gotune's steps; it must print a JSON line with step_s, tokens_per_s and peak_rss_mib (as ../shared/bench/torch_lora.py does)")
 	rounds := fs.Int("rounds", 3, "with --peer: interleaved rounds of peer and gotune")
+	stage := fs.String("stage", "sft", "with --train on the CPU: sft, or dpo (the batch's rows are pairs: an SFT step and a sigmoid DPO step with the adapter-off reference on the same tokens, in turn, and their ratio)")
 	device := fs.String("device", "cpu", "with --train full, lora or qlora: cpu or cuda")
 	dtype := fs.String("dtype", "bf16", "with --device cuda: bf16 (mixed precision) or f32")
 	gpuProfile := fs.Bool("profile", false, "with --device cuda: time every operation of one more step and report the GPU time per kind")
@@ -90,6 +91,17 @@ training steps (full, lora or qlora), optionally in turn with a PyTorch peer (--
 	if *train != "" {
 		if len(shapes) == 0 {
 			shapes = []string{"smollm2-135m"}
+		}
+		if *stage != "sft" {
+			if *stage != "dpo" || *peer != "" || *device != "cpu" {
+				return fmt.Errorf("--stage %q: want sft, or dpo (on the CPU, without --peer)", *stage)
+			}
+			for _, s := range shapes {
+				if err := benchDPO(stdout, *train, s, *batch, *seq, *rank, *steps, *rounds, *ckptFlag, model.DType(*storage)); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 		for _, s := range shapes {
 			tb, err := newTrainBench(*train, s, *batch, *seq, *rank, *ckptFlag, model.DType(*storage), *prepack)
@@ -302,7 +314,8 @@ func (tb *trainBench) run(steps int) map[string]any {
 		times[i] = time.Since(t0).Seconds()
 	}
 	wall := time.Since(start).Seconds()
-	busy := (cpuSeconds() - cpu0) / wall // cores kept busy on average
+	cpuUsed := cpuSeconds() - cpu0
+	busy := cpuUsed / wall // cores kept busy on average
 	el := wall / float64(steps)
 	sort.Float64s(times)
 	mem, _ := runlog.ReadMem()
@@ -312,7 +325,9 @@ func (tb *trainBench) run(steps int) map[string]any {
 		"value": round(float64(tb.b*tb.t) / el), "unit": "tokens/s", "step_s": el, "loss": loss,
 		// On shared machines the fastest step is the steadiest figure.
 		"step_s_min": times[0], "step_s_median": times[len(times)/2], "best_tokens_per_s": round(float64(tb.b*tb.t) / times[0]),
-		"gflops": round(gf), "busy_cores": round(busy), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads, "prepack": tb.prepack}
+		"gflops": round(gf), "busy_cores": round(busy),
+		// CPU time a step used: on a loaded machine steadier than its wall time.
+		"cpu_s_step": cpuUsed / float64(steps), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads, "prepack": tb.prepack}
 	if peak := cpu.PeakGFLOPS(threads, 300*time.Millisecond); peak > 0 {
 		line["peak_gflops"], line["peak_pct"] = round(peak), round(100*gf/peak)
 	}

@@ -36,6 +36,7 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 	nf4 := fs.Float64("nf4-gflops", 0, "throughput of products with NF4 weights (default: measured)")
 	mexps := fs.Float64("mexps", 0, "exponentials per second in millions, for softmax and SiLU (default: measured)")
 	steps := fs.Int64("steps", 0, "training steps of the run, for the Go collector's headroom (0: a long run)")
+	stage := fs.String("stage", "sft", "training stage: sft, pt, or a preference stage (dpo, kto: each sample scores two sequences and a reference)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -44,7 +45,7 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 	if *modelDir, err = positionalModel(*modelDir, pos); err != nil {
 		return err
 	}
-	req := plan.Request{Samples: *samples}
+	req := plan.Request{Samples: *samples, Stage: *stage}
 	switch {
 	case *modelDir != "" && *shape != "":
 		return fmt.Errorf("give --model or --shape, not both")
@@ -86,6 +87,11 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 		if req.GPUMem, err = plan.ParseSize(*gpuMem); err != nil {
 			return fmt.Errorf("--gpu-mem: %w", err)
 		}
+	}
+	switch *stage {
+	case "sft", "pt", "dpo", "kto":
+	default:
+		return fmt.Errorf("--stage %q: want sft, pt, dpo or kto", *stage)
 	}
 	if *batch < 1 || *seq < 2 || *rank < 1 || *virtual < 1 || *bottleneck < 1 {
 		return fmt.Errorf("--batch, --lora-rank, --virtual-tokens and --bottleneck-size must be at least 1 and --seq at least 2")
