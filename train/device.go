@@ -24,9 +24,6 @@ type Options struct {
 // or "" (the model side is checked by model.NewDeviceModel).
 func (t *Trainer) deviceUnsupported() string {
 	c := t.Cfg
-	if c.IsPreference() {
-		return fmt.Sprintf("stage %s (its losses need per-token log-probabilities, which only the CPU path computes yet)", c.Stage)
-	}
 	if _, ok := t.opt.(*optim.AdamW); !ok {
 		return fmt.Sprintf("optim %q (only adamw_torch runs on a GPU yet)", c.Optim)
 	}

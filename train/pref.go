@@ -140,7 +140,7 @@ func (s *prefStage) prepare(t *Trainer, resumed string) error {
 	}
 	restore := func() {}
 	if t.Method != nil {
-		restore = t.Model.WithoutAdapters()
+		restore = t.scorer().WithoutAdapters()
 	}
 	defer restore()
 	for lo := 0; lo < n; lo += bs {
@@ -160,11 +160,11 @@ func (s *prefStage) score(t *Trainer, idx []int) (first, second []float64) {
 	n := len(idx)
 	if s.kto {
 		tb, kb, _ := data.KTOBatch(t.cache, idx, t.cache.Undesirable, s.partnerOf, t.Cfg.CutoffLen, t.pad)
-		first, _ = sums(t.ws, batchOf(tb, false), n)
-		second, _ = sums(t.ws, batchOf(kb, false), n)
+		first, _ = sums(t.scorer(), batchOf(tb, false), n)
+		second, _ = sums(t.scorer(), batchOf(kb, false), n)
 		return first, second
 	}
-	all, _ := sums(t.ws, batchOf(data.PairBatch(t.cache, idx, t.pad), false), 2*n)
+	all, _ := sums(t.scorer(), batchOf(data.PairBatch(t.cache, idx, t.pad), false), 2*n)
 	return all[:n], all[n:]
 }
 
@@ -172,7 +172,7 @@ func (s *prefStage) partnerOf(i int) int { return s.partner[i] }
 
 // sums runs the forward pass and returns each row's Σ log p over its
 // trained tokens and their count.
-func sums(ws *model.Workspace, mb *model.Batch, rows int) ([]float64, []int) {
+func sums(ws scorer, mb *model.Batch, rows int) ([]float64, []int) {
 	lp := ws.TokenLogProbs(mb)
 	return rowSums(lp, ws.TokenRows(), rows)
 }
@@ -221,11 +221,11 @@ func rowsOf(p data.BatchPlan) []int {
 // gradient of weight·Σ loss. It returns weight·Σ loss and the tokens.
 func (s *prefStage) pairStep(t *Trainer, idx []int, weight float64, train bool) (float64, int64) {
 	mb := batchOf(data.PairBatch(t.cache, idx, t.pad), false)
-	return s.pairLoss(t.ws, t.Model, mb, idx, weight, train), int64(mb.B * mb.T)
+	return s.pairLoss(t.scorer(), mb, idx, weight, train), int64(mb.B * mb.T)
 }
 
 // pairLoss is pairStep on a built pair batch (chosen rows, then rejected).
-func (s *prefStage) pairLoss(ws *model.Workspace, m *model.Model, mb *model.Batch, idx []int, weight float64, train bool) float64 {
+func (s *prefStage) pairLoss(ws scorer, mb *model.Batch, idx []int, weight float64, train bool) float64 {
 	n := len(idx)
 	var ref []float64
 	if s.useRef {
@@ -235,7 +235,7 @@ func (s *prefStage) pairLoss(ws *model.Workspace, m *model.Model, mb *model.Batc
 				ref[k], ref[n+k] = s.ref[i][0], s.ref[i][1]
 			}
 		} else {
-			restore := m.WithoutAdapters()
+			restore := ws.WithoutAdapters()
 			ref, _ = sums(ws, mb, 2*n)
 			restore()
 		}
@@ -306,7 +306,7 @@ func (s *prefStage) ktoPrepare(t *Trainer, plans []data.BatchPlan) ([]ktoMicro, 
 		tb, kb, des := data.KTOBatch(t.cache, idx, t.cache.Undesirable, s.partnerOf, t.Cfg.CutoffLen, t.pad)
 		mb := ktoMicro{idx: idx, target: batchOf(tb, false), kl: batchOf(kb, false), desirable: des}
 		tokens += int64(tb.B*tb.T + kb.B*kb.T)
-		p, _ := sums(t.ws, mb.kl, len(idx))
+		p, _ := sums(t.scorer(), mb.kl, len(idx))
 		pol = append(pol, p...)
 		if s.precompute {
 			mb.ref = make([]float64, len(idx))
@@ -315,9 +315,9 @@ func (s *prefStage) ktoPrepare(t *Trainer, plans []data.BatchPlan) ([]ktoMicro, 
 				ref = append(ref, s.ref[i][1])
 			}
 		} else {
-			restore := t.Model.WithoutAdapters()
-			r, _ := sums(t.ws, mb.kl, len(idx))
-			mb.ref, _ = sums(t.ws, mb.target, len(idx))
+			restore := t.scorer().WithoutAdapters()
+			r, _ := sums(t.scorer(), mb.kl, len(idx))
+			mb.ref, _ = sums(t.scorer(), mb.target, len(idx))
 			restore()
 			ref = append(ref, r...)
 		}
@@ -328,8 +328,9 @@ func (s *prefStage) ktoPrepare(t *Trainer, plans []data.BatchPlan) ([]ktoMicro, 
 
 func (s *prefStage) ktoTrain(t *Trainer, mb ktoMicro, kl, weight float64, train bool) (float64, pref.Metrics) {
 	n := len(mb.idx)
-	lp := t.ws.TokenLogProbs(mb.target)
-	rows := t.ws.TokenRows()
+	sc := t.scorer()
+	lp := sc.TokenLogProbs(mb.target)
+	rows := sc.TokenRows()
 	sum, cnt := rowSums(lp, rows, n)
 	samples := make([]pref.Sample, n)
 	for k := range samples {
@@ -341,7 +342,7 @@ func (s *prefStage) ktoTrain(t *Trainer, mb ktoMicro, kl, weight float64, train 
 		for i, r := range rows {
 			coef[i] = float32(grads[r])
 		}
-		t.ws.BackwardTokens(coef)
+		sc.BackwardTokens(coef)
 		s.window.Add(m)
 	}
 	return loss, m
@@ -457,5 +458,5 @@ func (s *prefStage) loadRef(t *Trainer, dir string) error {
 // micro-batch, for benchmarks. It returns weight·Σ loss.
 func PairStep(ws *model.Workspace, m *model.Model, mb *model.Batch, c pref.Config, weight float64) float64 {
 	s := &prefStage{dpo: c, useRef: c.UsesReference()}
-	return s.pairLoss(ws, m, mb, make([]int, mb.B/2), weight, true)
+	return s.pairLoss(cpuScorer{ws: ws, m: m}, mb, make([]int, mb.B/2), weight, true)
 }

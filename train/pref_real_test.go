@@ -109,9 +109,9 @@ func TestDPOOnRealModel(t *testing.T) {
 		}
 		mb := batchOf(data.PairBatch(held, idx, 0), false)
 		restore := m.WithoutAdapters()
-		ref, _ := sums(ws, mb, 2*len(idx))
+		ref, _ := sums(cpuScorer{ws: ws, m: m}, mb, 2*len(idx))
 		restore()
-		pol, cnt := sums(ws, mb, 2*len(idx))
+		pol, cnt := sums(cpuScorer{ws: ws, m: m}, mb, 2*len(idx))
 		n := len(idx)
 		var pairs []pref.Pair
 		for k := range n {
@@ -129,7 +129,7 @@ func TestDPOOnRealModel(t *testing.T) {
 			idx[k] = (step*batch + k) % len(train)
 		}
 		opt.ZeroGrad()
-		s.pairLoss(ws, m, batchOf(data.PairBatch(train, idx, 0), false), idx, 1/float64(batch), true)
+		s.pairLoss(cpuScorer{ws: ws, m: m}, batchOf(data.PairBatch(train, idx, 0), false), idx, 1/float64(batch), true)
 		optim.ClipGradNorm(params, 1)
 		opt.Step(1e-3)
 	}

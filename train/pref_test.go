@@ -197,7 +197,7 @@ func TestPairLossGradientThroughModel(t *testing.T) {
 	idx := []int{0, 1, 2}
 	mb := batchOf(data.PairBatch(pairs, idx, 0), false)
 	ws := m.NewWorkspace()
-	base, _ := sums(ws, mb, 6)
+	base, _ := sums(cpuScorer{ws: ws, m: m}, mb, 6)
 	// The last case recomputes each block in backward (gradient
 	// checkpointing) instead of keeping its activations.
 	for i, c := range []pref.Config{
@@ -221,11 +221,11 @@ func TestPairLossGradientThroughModel(t *testing.T) {
 			for k := range idx {
 				s.ref = append(s.ref, [2]float64{base[k] + 0.7 + 0.1*float64(k), base[3+k] - 0.4})
 			}
-			loss := func() float64 { return s.pairLoss(ws, m, mb, idx, 1/3.0, false) }
+			loss := func() float64 { return s.pairLoss(cpuScorer{ws: ws, m: m}, mb, idx, 1/3.0, false) }
 			for _, p := range m.Params() {
 				p.ZeroGrad()
 			}
-			s.pairLoss(ws, m, mb, idx, 1/3.0, true)
+			s.pairLoss(cpuScorer{ws: ws, m: m}, mb, idx, 1/3.0, true)
 			checkDirectional(t, m, loss)
 		})
 	}
@@ -280,7 +280,7 @@ func TestIdenticalPairHasNoGradient(t *testing.T) {
 		p.ZeroGrad()
 	}
 	s := &prefStage{dpo: pref.Config{Loss: pref.Sigmoid, Beta: 0.1}, useRef: true, precompute: true, ref: make([][2]float64, 3)}
-	if l := s.pairLoss(ws, m, mb, []int{0, 1, 2}, 1/3.0, true); math.Abs(l-math.Ln2) > 1e-12 {
+	if l := s.pairLoss(cpuScorer{ws: ws, m: m}, mb, []int{0, 1, 2}, 1/3.0, true); math.Abs(l-math.Ln2) > 1e-12 {
 		t.Errorf("loss %v, want log 2", l)
 	}
 	for _, p := range m.Params() {
@@ -483,17 +483,47 @@ func TestPrefEveryLossTrains(t *testing.T) {
 
 // Preference stages run on the CPU: device auto says so, device cuda
 // (Required) refuses.
-func TestPrefDeviceFallsBackOrRefuses(t *testing.T) {
-	cfg := prefConfig(t, "dpo", filepath.Join(t.TempDir(), "run"), 8)
-	var out strings.Builder
-	if _, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New()}); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "note: training on the CPU") || !strings.Contains(out.String(), "stage dpo") {
-		t.Errorf("no note about the CPU:\n%s", out.String())
-	}
-	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: ref.New(), Required: true}); err == nil || !strings.Contains(err.Error(), "stage dpo") {
-		t.Errorf("device required: %v", err)
+// TestPrefOnDevice: the preference stages train through the compute seam
+// (the reference backend standing in for a GPU) with the CPU's losses and
+// metrics, step for step: DPO with the adapter-off reference, DPO with
+// full fine-tuning's precomputed reference, and KTO.
+func TestPrefOnDevice(t *testing.T) {
+	for _, tc := range []struct {
+		name, stage string
+		flags       []string
+	}{
+		{"dpo lora", "dpo", nil},
+		{"dpo full", "dpo", []string{"--finetuning_type", "full", "--learning_rate", "1e-4"}},
+		{"kto lora", "kto", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			flags := append([]string{"--max_steps", "6"}, tc.flags...)
+			cpuDir := filepath.Join(t.TempDir(), "cpu")
+			tr, err := New(prefConfig(t, tc.stage, cpuDir, 16, flags...), "", nil)
+			must(t, err)
+			must(t, tr.Run())
+			devDir := filepath.Join(t.TempDir(), "dev")
+			var out strings.Builder
+			td, err := NewWithOptions(prefConfig(t, tc.stage, devDir, 16, flags...), "", &out, Options{Backend: ref.New(), Required: true})
+			must(t, err)
+			if td.dev == nil {
+				t.Fatalf("the run did not go to the device: %s", out.String())
+			}
+			must(t, td.Run())
+			td.Close()
+			want, got := logLines(t, cpuDir), logLines(t, devDir)
+			if len(got) != len(want) || len(want) != 6 {
+				t.Fatalf("device logged %d steps, CPU %d", len(got), len(want))
+			}
+			for i := range want {
+				for _, k := range []string{"loss", "rewards/chosen", "rewards/rejected", "logps/chosen"} {
+					w, g := want[i][k], got[i][k]
+					if math.Abs(g-w) > 1e-4*math.Max(1, math.Abs(w)) {
+						t.Errorf("step %d %s: device %.7g, CPU %.7g", i+1, k, g, w)
+					}
+				}
+			}
+		})
 	}
 }
 

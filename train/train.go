@@ -34,22 +34,23 @@ type Trainer struct {
 	Method   peft.Method // nil for full and freeze
 	Params   []*nn.Param // trainable
 
-	out      io.Writer
-	opt      optim.Optimizer
-	sched    optim.Schedule
-	ws       *model.Workspace
-	cache    *data.Cache
-	train    []int
-	val      []int
-	pad      int32
-	perEpoch int // optimizer steps per epoch
-	total    int
-	state    ckpt.TrainerState
-	log      *runlog.Logger
-	run      map[string]string  // recorded in checkpoints; see runIdentity
-	dev      *model.DeviceModel // the model on a GPU, when training there
-	pref     *prefStage         // stage dpo or kto (pref.go); nil for sft and pt
-	resumed  string             // the checkpoint resumed from, or ""
+	out       io.Writer
+	opt       optim.Optimizer
+	sched     optim.Schedule
+	ws        *model.Workspace
+	cache     *data.Cache
+	train     []int
+	val       []int
+	pad       int32
+	perEpoch  int // optimizer steps per epoch
+	total     int
+	state     ckpt.TrainerState
+	log       *runlog.Logger
+	run       map[string]string  // recorded in checkpoints; see runIdentity
+	dev       *model.DeviceModel // the model on a GPU, when training there
+	pref      *prefStage         // stage dpo or kto (pref.go); nil for sft and pt
+	devScorer *deviceScorer      // the device's scorer, kept for its error
+	resumed   string             // the checkpoint resumed from, or ""
 }
 
 // New prepares a run: model, method, data, optimizer and schedule.
@@ -387,7 +388,7 @@ func Accumulate(ws *model.Workspace, batches []*model.Batch) (float64, int) {
 func (t *Trainer) runStep(plans []data.BatchPlan, packed bool) (float64, int, int64, error) {
 	if t.pref != nil {
 		loss, tokens := t.pref.step(t, plans)
-		return loss, 1, tokens, nil
+		return loss, 1, tokens, t.scorer().Err()
 	}
 	batches := make([]*model.Batch, 0, len(plans))
 	var tokens int64
