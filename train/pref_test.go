@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"gotune/assets"
+	"gotune/compute"
+	"gotune/compute/cuda/cudatest"
 	"gotune/compute/ref"
 	"gotune/config"
 	"gotune/data"
@@ -488,6 +490,16 @@ func TestPrefEveryLossTrains(t *testing.T) {
 // metrics, step for step: DPO with the adapter-off reference, DPO with
 // full fine-tuning's precomputed reference, and KTO.
 func TestPrefOnDevice(t *testing.T) {
+	testPrefOnDevice(t, func() compute.Backend { return ref.New() }, 1e-4)
+}
+
+// TestPrefOnGPU is the same on a GPU in f32 (skipped where there is none).
+func TestPrefOnGPU(t *testing.T) {
+	d := cudatest.Open(t)
+	testPrefOnDevice(t, func() compute.Backend { return d }, 1e-3)
+}
+
+func testPrefOnDevice(t *testing.T, backend func() compute.Backend, tol float64) {
 	for _, tc := range []struct {
 		name, stage string
 		flags       []string
@@ -504,7 +516,7 @@ func TestPrefOnDevice(t *testing.T) {
 			must(t, tr.Run())
 			devDir := filepath.Join(t.TempDir(), "dev")
 			var out strings.Builder
-			td, err := NewWithOptions(prefConfig(t, tc.stage, devDir, 16, flags...), "", &out, Options{Backend: ref.New(), Required: true})
+			td, err := NewWithOptions(prefConfig(t, tc.stage, devDir, 16, flags...), "", &out, Options{Backend: backend(), Required: true})
 			must(t, err)
 			if td.dev == nil {
 				t.Fatalf("the run did not go to the device: %s", out.String())
@@ -518,7 +530,7 @@ func TestPrefOnDevice(t *testing.T) {
 			for i := range want {
 				for _, k := range []string{"loss", "rewards/chosen", "rewards/rejected", "logps/chosen"} {
 					w, g := want[i][k], got[i][k]
-					if math.Abs(g-w) > 1e-4*math.Max(1, math.Abs(w)) {
+					if math.Abs(g-w) > tol*math.Max(1, math.Abs(w)) {
 						t.Errorf("step %d %s: device %.7g, CPU %.7g", i+1, k, g, w)
 					}
 				}
