@@ -80,6 +80,10 @@ var gemmJobs = sync.Pool{New: func() any { return new(gemmJob) }}
 // split along the dimension that duplicates less packing: splitting n makes
 // every goroutine pack all of A, splitting m makes each pack all of B.
 func builtinGemm(p *gemmProblem, kern microKernel, threads int) {
+	if p.useRowDots() && kern.name == bestKernel().name {
+		rowDots(p, threads)
+		return
+	}
 	if p.isThin() {
 		ks := bestStrided()
 		if kern.name == genericKernel().name {

@@ -67,6 +67,8 @@ func gemmCases() []gemmCase {
 	shapes := [][3]int{
 		{1, 1, 1}, {1, 7, 17}, {7, 1, 63}, {6, 16, 1}, {7, 17, 65}, {17, 63, 7},
 		{63, 65, 130}, {65, 33, 257}, {130, 17, 300}, {12, 48, 513}, {257, 130, 31}, {1, 300, 257},
+		// Few rows against a transposed B: the row-dot path (rowDots).
+		{2, 129, 33}, {4, 700, 96}, {3, 2048, 17},
 	}
 	var cs []gemmCase
 	for si, s := range shapes {

@@ -1,0 +1,65 @@
+package cpu
+
+import "sync"
+
+// rowDotsMax is the most rows of A computed as dot products against B's
+// rows in place (see rowDots). A decode step's x·Wᵀ has one row per
+// sequence: there the packed path spends more time transposing the whole
+// weight into the kernel's panels (measured: 56% of a smollm2-135m decode
+// step in transpose8) than multiplying, and reads it three times instead of
+// once.
+const rowDotsMax = 4
+
+// rowDotWork is the fewest multiply-adds a goroutine takes on.
+const rowDotWork = 1 << 15
+
+// useRowDots reports whether p is computed by rowDots: few rows of a plain
+// A times a transposed, unpacked float32 B, with no second product.
+func (p *gemmProblem) useRowDots() bool {
+	return !p.transA && p.transB && p.m <= rowDotsMax && p.pk == nil && p.bh == nil && p.t2.K == 0
+}
+
+// rowDotJob is rowDots split over columns of C.
+type rowDotJob struct {
+	p  gemmProblem
+	wg sync.WaitGroup
+}
+
+var rowDotJobs = sync.Pool{New: func() any { return new(rowDotJob) }}
+
+func (j *rowDotJob) group() *sync.WaitGroup { return &j.wg }
+
+func (j *rowDotJob) part(_ bool, lo, hi int) { rowDotRange(&j.p, lo, hi) }
+
+// rowDots computes C = alpha·A·Bᵀ + beta·C where B is stored [n, k]: every
+// element of C is the dot product of a row of A with a row of B, so B is
+// read once, in place, each of its rows against all of A's (which stay in
+// cache).
+func rowDots(p *gemmProblem, threads int) {
+	threads = min(threads, max(1, p.n*p.k*p.m/rowDotWork), p.n)
+	if threads <= 1 {
+		rowDotRange(p, 0, p.n)
+		return
+	}
+	job := rowDotJobs.Get().(*rowDotJob)
+	job.p = *p
+	runParts(job, true, p.n, threads)
+	job.p = gemmProblem{}
+	rowDotJobs.Put(job)
+}
+
+func rowDotRange(p *gemmProblem, lo, hi int) {
+	k := p.k
+	for j := lo; j < hi; j++ {
+		brow := p.b[j*p.ldb : j*p.ldb+k]
+		for i := 0; i < p.m; i++ {
+			d := p.alpha * Dot(p.a[i*p.lda:i*p.lda+k], brow)
+			c := &p.c[i*p.ldc+j]
+			if p.beta == 0 {
+				*c = d
+			} else {
+				*c = d + p.beta*(*c)
+			}
+		}
+	}
+}
