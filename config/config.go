@@ -130,6 +130,8 @@ type Config struct {
 	// "tensorboard" (event files in output_dir) or "none".
 	ReportTo []string `yaml:"report_to"`
 
+	GRPO `yaml:",inline"` // stage grpo (grpo.go)
+
 	// Warnings collects notes about the input that are not errors: unknown
 	// keys and keys gotune accepts but ignores.
 	Warnings []string `yaml:"-"`
@@ -194,6 +196,7 @@ func Default() *Config {
 		EvalStrategy:              "no",
 		Device:                    "auto",
 		Progress:                  "auto",
+		GRPO:                      GRPODefaults(),
 	}
 }
 

@@ -13,8 +13,8 @@ import (
 
 // Choices of the enumerated keys (read-only).
 var (
-	stages          = []string{"sft", "pt"}
-	laterStages     = []string{"rm", "ppo", "dpo", "kto", "orpo", "simpo", "grpo"}
+	stages          = []string{"sft", "pt", "grpo"}
+	laterStages     = []string{"rm", "ppo", "dpo", "kto", "orpo", "simpo"}
 	finetuningTypes = []string{"full", "freeze", "lora", "prompt_tuning", "p_tuning", "prefix_tuning", "p_tuning_v2", "ia3", "adapter"}
 	schedulers      = []string{"constant", "constant_with_warmup", "linear", "cosine",
 		"cosine_with_restarts", "polynomial", "inverse_sqrt", "cosine_with_min_lr"}
@@ -52,7 +52,10 @@ func (c *Config) Validate() error {
 	case slices.Contains(laterStages, c.Stage):
 		bad("stage", "%q is not supported yet; gotune trains stage sft or pt", c.Stage)
 	default:
-		bad("stage", "%q is unknown; want sft or pt", c.Stage)
+		bad("stage", "%q is unknown; want sft, pt or grpo", c.Stage)
+	}
+	if c.Stage == "grpo" {
+		c.validateGRPO(bad)
 	}
 	// do_train is LLaMA-Factory's switch between a training run and an
 	// evaluation/prediction-only run; only the first is a `train` run.
