@@ -136,6 +136,12 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 	xs, dxs, losses := w.headX, w.headDX, w.headLoss[:chunk]
 	w.tokenLogp = grow(w.tokenLogp, len(rowsIdx))
 	head := w.m.Head
+	// logits = xf·Headᵀ/temperature; the 1/temperature also scales both
+	// gradients below.
+	inv := float32(1)
+	if w.Temperature > 0 && w.Temperature != 1 {
+		inv = float32(1 / w.Temperature)
+	}
 	var total float64
 	for c0 := 0; c0 < len(rowsIdx); c0 += chunk {
 		rws := rowsIdx[c0:min(c0+chunk, len(rowsIdx))]
@@ -145,7 +151,7 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 			copy(xs[i*h:(i+1)*h], w.xf[r*h:(r+1)*h])
 		}
 		lg := w.logits[:m*V]
-		cpu.Sgemm(false, true, m, V, h, 1, xs[:m*h], h, head.Data, h, 0, lg, V)
+		cpu.Sgemm(false, true, m, V, h, inv, xs[:m*h], h, head.Data, h, 0, lg, V)
 		cpu.Parallel(m, 1, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				row := lg[i*V : (i+1)*V]
@@ -175,12 +181,12 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 		if !backward {
 			continue
 		}
-		cpu.Sgemm(false, false, m, h, V, 1, lg, V, head.Data, h, 0, dxs[:m*h], h)
+		cpu.Sgemm(false, false, m, h, V, inv, lg, V, head.Data, h, 0, dxs[:m*h], h)
 		for i, r := range rws {
 			copy(w.dxf[r*h:(r+1)*h], dxs[i*h:(i+1)*h])
 		}
 		if head.Grad != nil {
-			cpu.Sgemm(true, false, V, h, m, 1, lg, V, xs[:m*h], h, 1, head.Grad, h)
+			cpu.Sgemm(true, false, V, h, m, inv, lg, V, xs[:m*h], h, 1, head.Grad, h)
 		}
 	}
 	return total, len(rowsIdx)

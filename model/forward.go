@@ -40,6 +40,10 @@ type Workspace struct {
 	// forward pass during backward: far less memory for about a third more
 	// compute.
 	Checkpoint bool
+	// Temperature divides the logits before the softmax of the loss and of
+	// TokenLogProbs (0 means 1): a policy-gradient stage scores tokens under
+	// the distribution it sampled them from, logits/temperature, as TRL does.
+	Temperature float64
 
 	B, T, P, N int // P virtual tokens, T = P + the batch's length
 	ids        []int32

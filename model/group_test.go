@@ -1,0 +1,66 @@
+package model
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// Decoding a group step by step gives each sequence the logits a
+// single-sequence session gives it, whichever rows are live.
+func TestGroupSessionMatchesSession(t *testing.T) {
+	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2"} {
+		t.Run(shape, func(t *testing.T) {
+			m := tinyModel(t, shape, 11)
+			r := rand.New(rand.NewPCG(1, 2))
+			prompt := []int32{5, 17, 3, 99, 4}
+			const n, steps = 3, 6
+			g, err := m.NewGroupSession(n, len(prompt)+steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := g.Prompt(prompt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seqs := make([][]int32, n)
+			want := make([][]float32, n)
+			for i := range seqs {
+				seqs[i] = append([]int32(nil), prompt...)
+			}
+			s := m.NewSession(len(prompt) + steps)
+			ref, _ := s.Feed(prompt)
+			if d := relDiff(first, ref); d > 1e-6 {
+				t.Fatalf("prompt logits differ by %.2g", d)
+			}
+			for step := 0; step < steps; step++ {
+				// Row 1 stops after two tokens (it sampled a stop token).
+				var rows []int
+				var ids []int32
+				for i := range seqs {
+					if i == 1 && step >= 2 {
+						continue
+					}
+					id := int32(r.IntN(m.Cfg.Vocab))
+					seqs[i] = append(seqs[i], id)
+					rows, ids = append(rows, i), append(ids, id)
+				}
+				got, err := g.Step(rows, ids)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for k, row := range rows {
+					s := m.NewSession(len(seqs[row]))
+					lg, _ := s.Feed(seqs[row])
+					want[row] = append(want[row][:0], lg...)
+					V := m.Cfg.Vocab
+					if d := relDiff(got[k*V:(k+1)*V], want[row]); d > 1e-5 {
+						t.Errorf("step %d row %d: logits differ by %.2g", step, row, d)
+					}
+				}
+			}
+			if _, err := g.Step([]int{0}, []int32{1}); err == nil {
+				t.Error("stepping a full sequence: no error")
+			}
+		})
+	}
+}
