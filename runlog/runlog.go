@@ -79,6 +79,15 @@ type Step struct {
 	LR       float64
 	GradNorm float64
 	Tokens   int64 // tokens trained on since the previous Log call
+	// Extra are a stage's own metrics (GRPO's rewards, KL, clip ratios),
+	// written after the common ones under their keys.
+	Extra []Metric
+}
+
+// Metric is one named value of a logged step.
+type Metric struct {
+	Key   string
+	Value float64
 }
 
 // Logger writes the run log. Its methods are safe for concurrent use.
@@ -199,6 +208,9 @@ func (l *Logger) Log(s Step) error {
 		line = appendNum(line, "loss", s.Loss, -1)
 		line = appendNum(line, "lr", s.LR, -1)
 		line = appendNum(line, "grad_norm", s.GradNorm, -1)
+		for _, m := range s.Extra {
+			line = appendNum(line, m.Key, m.Value, -1)
+		}
 		line = appendNum(line, "tokens_per_s", rate, 1)
 		line = appendNum(line, "elapsed", elapsed, 3)
 		line = appendNum(line, "eta_s", eta, 1)
@@ -216,8 +228,12 @@ func (l *Logger) Log(s Step) error {
 	}
 
 	if l.opt.Sink != nil {
-		l.opt.Sink(s.Step, []string{"loss", "lr", "grad_norm", "epoch", "tokens_per_s", "mem_rss_mb", "mem_peak_mb"},
-			[]float64{s.Loss, s.LR, s.GradNorm, s.Epoch, rate, rss, peak})
+		keys := []string{"loss", "lr", "grad_norm", "epoch", "tokens_per_s", "mem_rss_mb", "mem_peak_mb"}
+		values := []float64{s.Loss, s.LR, s.GradNorm, s.Epoch, rate, rss, peak}
+		for _, m := range s.Extra {
+			keys, values = append(keys, m.Key), append(values, m.Value)
+		}
+		l.opt.Sink(s.Step, keys, values)
 	}
 
 	switch l.display {
@@ -225,6 +241,16 @@ func (l *Logger) Log(s Step) error {
 		fmt.Fprintf(l.out, "step %d/%d | epoch %.2f | loss %s | lr %.3e | grad_norm %s | %s tok/s | elapsed %s | eta %s | rss %s MB\n",
 			s.Step, l.opt.Total, s.Epoch, fmtNum(s.Loss, 4), s.LR, fmtNum(s.GradNorm, 3), fmtNum(rate, 0),
 			fmtDur(elapsed), fmtDur(eta), fmtNum(rss, 0))
+		if len(s.Extra) > 0 {
+			var b strings.Builder
+			for i, m := range s.Extra {
+				if i > 0 {
+					b.WriteString(" | ")
+				}
+				fmt.Fprintf(&b, "%s %s", m.Key, fmtNum(m.Value, 4))
+			}
+			fmt.Fprintf(l.out, "  %s\n", b.String())
+		}
 	case Bar:
 		// As LLaMA-Factory (the transformers Trainer) shows a logged step:
 		// its dict on a line of its own above the bar, so the history of
@@ -261,8 +287,12 @@ func (l *Logger) Progress(s Step) {
 // LLaMA-Factory users know: {'loss': 1.2346, 'grad_norm': 0.5,
 // 'learning_rate': 0.0002, 'epoch': 0.5}.
 func trainerLine(s Step) string {
-	return fmt.Sprintf("{'loss': %s, 'grad_norm': %s, 'learning_rate': %s, 'epoch': %s}",
-		pyFloat(math.Round(s.Loss*1e4)/1e4), pyFloat(s.GradNorm), pyFloat(s.LR), pyFloat(math.Round(s.Epoch*100)/100))
+	var extra strings.Builder
+	for _, m := range s.Extra {
+		fmt.Fprintf(&extra, ", '%s': %s", m.Key, pyFloat(m.Value))
+	}
+	return fmt.Sprintf("{'loss': %s, 'grad_norm': %s, 'learning_rate': %s%s, 'epoch': %s}",
+		pyFloat(math.Round(s.Loss*1e4)/1e4), pyFloat(s.GradNorm), pyFloat(s.LR), extra.String(), pyFloat(math.Round(s.Epoch*100)/100))
 }
 
 // pyFloat formats v as Python's repr of a float does (0.5, 2.0, 2e-05, nan).
@@ -321,6 +351,34 @@ func (l *Logger) drawBar(s Step, rate, eta float64) {
 	// \r returns to column 0; \x1b[K clears what a longer previous line left.
 	fmt.Fprintf(l.out, "\r%s\x1b[K", line)
 	l.barShown = true
+}
+
+// EvalMetrics logs named evaluation values of a step (GRPO's held-out
+// reward) as one JSON line, like Eval.
+func (l *Logger) EvalMetrics(step int, ms []Metric) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var keys []string
+	var values []float64
+	var text []string
+	line := strconv.AppendInt([]byte(`{"step":`), int64(step), 10)
+	for _, m := range ms {
+		line = appendNum(line, m.Key, m.Value, -1)
+		keys, values = append(keys, m.Key), append(values, m.Value)
+		text = append(text, m.Key+" "+fmtNum(m.Value, 4))
+	}
+	line = appendNum(line, "elapsed", l.opt.Now().Sub(l.start).Seconds(), 3)
+	line = append(line, "}\n"...)
+	if l.json != nil {
+		if _, err := l.json.Write(line); err != nil {
+			return fmt.Errorf("run log: %w", err)
+		}
+	}
+	if l.opt.Sink != nil {
+		l.opt.Sink(step, keys, values)
+	}
+	l.printLine(fmt.Sprintf("step %d: %s", step, strings.Join(text, ", ")))
+	return nil
 }
 
 // Eval records an evaluation result as its own JSON line.

@@ -1,0 +1,826 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"gotune/chat"
+	"gotune/ckpt"
+	"gotune/data"
+	"gotune/infer"
+	"gotune/model"
+	"gotune/peft"
+	"gotune/reward"
+	"gotune/rl"
+	"gotune/runlog"
+	"gotune/tokenizer"
+)
+
+// Stage grpo: group-relative policy optimisation with rewards declared in
+// the YAML. Each generation round samples num_generations completions for
+// each of (per_device_train_batch_size × gradient_accumulation_steps) /
+// num_generations prompts with the current policy, scores them, turns the
+// rewards into group-relative advantages (package rl) and trains
+// num_iterations optimizer steps on that batch. The reference policy of the
+// KL term is the model with its adapter switched off (LoRA, QLoRA), or for
+// full and freeze tuning a copy of the initial trainable weights kept only
+// when beta > 0 (memory: 4 bytes per trainable parameter).
+
+// grpoStateFile holds, in a checkpoint, what exact resume needs beyond the
+// weights, optimizer and trainer state.
+const grpoStateFile = "grpo_state.json"
+
+type grpoRun struct {
+	prompts, held []grpoPrompt
+	sum           string // identifies the prompts for resume
+	tok           *tokenizer.Tokenizer
+	stops         map[int32]bool
+	rewards       []reward.Func
+	weights       []float64
+	scale         rl.Scale
+	// pcg is the sampler's random state, saved in checkpoints: a resumed
+	// run samples the completions an uninterrupted one would have.
+	pcg     *rand.PCG
+	buf     *grpoBuffer
+	refCopy [][]float32 // full/freeze with beta > 0: the initial trainable weights
+	window  grpoWindow
+	perStep int // completions of one optimizer step
+}
+
+// grpoCompletion is one sampled completion of a generation round.
+type grpoCompletion struct {
+	Prompt    int       `json:"prompt"` // index into the training prompts
+	IDs       []int32   `json:"ids"`    // sampled tokens, the stop token included
+	Old       []float64 `json:"old,omitempty"`
+	Ref       []float64 `json:"ref,omitempty"`
+	Adv       float64   `json:"adv"`
+	Truncated bool      `json:"truncated,omitempty"`
+}
+
+// grpoBuffer is a generation round, reused for num_iterations steps.
+type grpoBuffer struct {
+	Iter        int              `json:"iter"` // optimizer steps taken on it
+	Completions []grpoCompletion `json:"completions"`
+	Metrics     []runlog.Metric  `json:"metrics"` // logged with the first step on it
+}
+
+// grpoWindow accumulates metrics between logged steps (as TRL averages the
+// values appended since the last log).
+type grpoWindow struct {
+	Sums   map[string]float64 `json:"sums"`
+	Counts map[string]int     `json:"counts"`
+	Order  []string           `json:"order"`
+}
+
+func (w *grpoWindow) add(ms []runlog.Metric) {
+	if w.Sums == nil {
+		w.Sums, w.Counts = map[string]float64{}, map[string]int{}
+	}
+	for _, m := range ms {
+		if _, ok := w.Counts[m.Key]; !ok {
+			w.Order = append(w.Order, m.Key)
+		}
+		w.Sums[m.Key] += m.Value
+		w.Counts[m.Key]++
+	}
+}
+
+func (w *grpoWindow) mean() []runlog.Metric {
+	out := make([]runlog.Metric, 0, len(w.Order))
+	for _, k := range w.Order {
+		out = append(out, runlog.Metric{Key: k, Value: w.Sums[k] / float64(w.Counts[k])})
+	}
+	return out
+}
+
+type grpoState struct {
+	RNG    []byte      `json:"rng"`
+	Buffer *grpoBuffer `json:"buffer,omitempty"`
+	Window grpoWindow  `json:"window"`
+}
+
+// setupGRPO replaces loadData for stage grpo: prompts, rewards, stop
+// tokens, the sampler and (full tuning with beta > 0) the reference copy.
+func (t *Trainer) setupGRPO(o Options) error {
+	c := t.Cfg
+	if o.Backend != nil {
+		why := "stage grpo trains on the CPU for now: the GPU path has no per-token log-probabilities or batched sampling yet"
+		if o.Required {
+			return fmt.Errorf("device %s: %s; set device: cpu (or auto)", o.Backend.Name(), why)
+		}
+		t.printf("note: %s\n", why)
+	}
+	switch c.FinetuningType {
+	case "full", "freeze", "lora":
+	default:
+		return fmt.Errorf("stage grpo: finetuning_type %s is not supported; use lora (QLoRA with quantization_bit), full or freeze", c.FinetuningType)
+	}
+	if c.FinetuningType == "lora" && c.LoRADropout > 0 {
+		// Dropout would make the sampling, old and current log-probabilities
+		// of the same tokens disagree at random, which the importance ratio
+		// reads as policy change (TRL recommends disabling it too).
+		return fmt.Errorf("stage grpo: set lora_dropout: 0 (got %v): dropout makes the importance ratio noise", c.LoRADropout)
+	}
+	scale, err := rl.ParseScale(c.ScaleRewards)
+	if err != nil {
+		return err
+	}
+	g := &grpoRun{scale: scale, stops: map[int32]bool{}}
+	g.perStep = max(c.PerDeviceTrainBatchSize, 1) * max(c.GradientAccumulationSteps, 1)
+	tok, err := tokenizer.Load(t.ModelDir)
+	if err != nil {
+		return fmt.Errorf("tokenizer: %w", err)
+	}
+	g.tok = tok
+	if err := checkTokenizerRows(&data.Encoder{Tok: data.HFTokenizer{Tokenizer: tok}}, t.ModelDir, t.Model.Cfg.Vocab); err != nil {
+		return err
+	}
+	var tmpl *chat.Template
+	if name := c.Template; name != "" && name != "auto" {
+		if tmpl, err = chat.Builtin(name); err != nil {
+			return err
+		}
+	} else if tmpl, err = chat.Load(t.ModelDir); errors.Is(err, chat.ErrNoTemplate) {
+		tmpl = nil
+		t.printf("note: %s has no chat template: prompts are plain text\n", t.ModelDir)
+	} else if err != nil {
+		return fmt.Errorf("chat template: %w", err)
+	}
+	for _, id := range t.Model.Cfg.EOS {
+		g.stops[int32(id)] = true
+	}
+	if id, ok := tok.EOS(); ok {
+		g.stops[int32(id)] = true
+	}
+	if gc, err := infer.LoadGenerationConfig(t.ModelDir); err == nil {
+		for _, id := range gc.EOS {
+			g.stops[int32(id)] = true
+		}
+	}
+	if tmpl != nil {
+		for _, s := range tmpl.StopStrings() {
+			if id, ok := tok.TokenToID(s); ok {
+				g.stops[int32(id)] = true
+			}
+		}
+	}
+	if len(g.stops) == 0 {
+		t.printf("note: the model declares no end-of-sequence token: every completion runs to max_completion_length\n")
+	}
+	all, sum, err := t.loadPrompts(tok, tmpl)
+	if err != nil {
+		return err
+	}
+	g.sum = sum
+	g.prompts, g.held = splitPrompts(all, c.ValSize, uint64(c.Seed))
+	P := g.perStep / c.NumGenerations
+	if len(g.prompts) < P {
+		return fmt.Errorf("stage grpo: %d training prompts, fewer than the %d one step samples for (per_device_train_batch_size × gradient_accumulation_steps / num_generations)", len(g.prompts), P)
+	}
+	for i, d := range c.RewardFuncs {
+		f, err := reward.Build(c.RewardName(i), d)
+		if err != nil {
+			return err
+		}
+		g.rewards = append(g.rewards, f)
+		w := 1.0
+		if len(c.RewardWeights) > 0 {
+			w = c.RewardWeights[i]
+		}
+		g.weights = append(g.weights, w)
+	}
+	g.pcg = rand.NewPCG(uint64(c.Seed), 0x6772706f) // "grpo"
+	if c.Beta > 0 && t.Method == nil {
+		for _, p := range t.Params {
+			g.refCopy = append(g.refCopy, append([]float32(nil), p.Data...))
+		}
+		n := 0
+		for _, r := range g.refCopy {
+			n += len(r)
+		}
+		t.printf("grpo: beta %v with %s tuning keeps the initial trainable weights as the reference (%.1f MB)\n", c.Beta, c.FinetuningType, float64(n)*4/(1<<20))
+	}
+	t.ws.Temperature = c.Temperature
+	t.grpo = g
+	t.printf("grpo: %d training prompts, %d held out; %d prompts × %d generations per step\n", len(g.prompts), len(g.held), P, c.NumGenerations)
+	return nil
+}
+
+// splitPrompts holds out val_size prompts (a fraction below 1, else a
+// count), chosen by the seed.
+func splitPrompts(all []grpoPrompt, valSize float64, seed uint64) (train, held []grpoPrompt) {
+	n := 0
+	switch {
+	case valSize <= 0:
+	case valSize < 1:
+		n = int(math.Round(valSize * float64(len(all))))
+	default:
+		n = min(int(valSize), len(all)-1)
+	}
+	if n == 0 {
+		return all, nil
+	}
+	idx := make([]int, len(all))
+	for i := range idx {
+		idx[i] = i
+	}
+	rand.New(rand.NewPCG(seed, 0x68656c64)).Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+	heldIdx := append([]int(nil), idx[:n]...)
+	sort.Ints(heldIdx)
+	isHeld := map[int]bool{}
+	for _, i := range heldIdx {
+		isHeld[i] = true
+		held = append(held, all[i])
+	}
+	for i, p := range all {
+		if !isHeld[i] {
+			train = append(train, p)
+		}
+	}
+	return train, held
+}
+
+// grpoStepsPerEpoch is the optimizer steps of one pass over the prompts.
+func (t *Trainer) grpoStepsPerEpoch() int {
+	P := t.grpo.perStep / t.Cfg.NumGenerations
+	return max(len(t.grpo.prompts)/P, 1) * t.Cfg.NumIterations
+}
+
+// nextPrompts takes the next n prompts of the epoch's shuffled order,
+// moving to the next epoch when too few are left (the tail is dropped, as a
+// data loader's incomplete last batch).
+func (t *Trainer) nextPrompts(n int) []int {
+	pos := &t.state.Data
+	if pos.BatchIndex+n > len(t.grpo.prompts) {
+		pos.Epoch++
+		pos.BatchIndex = 0
+	}
+	order := make([]int, len(t.grpo.prompts))
+	for i := range order {
+		order[i] = i
+	}
+	data.Shuffle(order, int64(t.Cfg.Seed)+int64(pos.Epoch))
+	out := order[pos.BatchIndex : pos.BatchIndex+n]
+	pos.BatchIndex += n
+	return out
+}
+
+// sampleGroup draws n completions of one prompt with the KV cache, the
+// group decoded together. temperature 0 decodes greedily.
+func (t *Trainer) sampleGroup(prompt []int32, n int, temperature float64, s *infer.Sampler) ([]grpoCompletion, int, error) {
+	c := t.Cfg
+	maxNew := c.MaxCompletionLength
+	if mp := t.Model.Cfg.MaxPositions; mp > 0 && len(prompt)+maxNew > mp {
+		return nil, 0, fmt.Errorf("prompt of %d tokens + max_completion_length %d exceed the model's context of %d", len(prompt), maxNew, mp)
+	}
+	gs, err := t.Model.NewGroupSession(n, len(prompt)+maxNew)
+	if err != nil {
+		return nil, 0, err
+	}
+	first, err := gs.Prompt(prompt)
+	if err != nil {
+		return nil, 0, err
+	}
+	V := t.Model.Cfg.Vocab
+	out := make([]grpoCompletion, n)
+	rows := make([]int, n)
+	logits := make([]float32, n*V)
+	for i := range rows {
+		rows[i] = i
+		copy(logits[i*V:], first)
+	}
+	history := make([]int32, 0, len(prompt)+maxNew)
+	tokens := 0
+	for step := 0; len(rows) > 0; step++ {
+		var live []int
+		var ids []int32
+		for k, r := range rows {
+			lg := logits[k*V : (k+1)*V]
+			var next int32
+			if temperature <= 0 {
+				next = int32(model.Argmax(lg))
+			} else {
+				history = append(append(history[:0], prompt...), out[r].IDs...)
+				next = s.Next(lg, history)
+			}
+			out[r].IDs = append(out[r].IDs, next)
+			tokens++
+			switch {
+			case t.grpo.stops[next]:
+			case len(out[r].IDs) == maxNew:
+				out[r].Truncated = true
+			default:
+				live, ids = append(live, r), append(ids, next)
+			}
+		}
+		if len(live) == 0 {
+			break
+		}
+		lg, err := gs.Step(live, ids)
+		if err != nil {
+			return nil, 0, err
+		}
+		logits = append(logits[:0], lg...)
+		rows = live
+	}
+	return out, tokens, nil
+}
+
+// completionText decodes a completion without its stop token.
+func (g *grpoRun) completionText(ids []int32) string {
+	v := make([]int, 0, len(ids))
+	for _, id := range ids {
+		if g.stops[id] {
+			break
+		}
+		v = append(v, int(id))
+	}
+	return g.tok.Decode(v, true)
+}
+
+// score runs every reward over the samples: per-function scores and the
+// weighted totals.
+func (g *grpoRun) score(samples []reward.Sample) ([][]float64, []float64, error) {
+	per := make([][]float64, len(g.rewards))
+	total := make([]float64, len(samples))
+	for f, fn := range g.rewards {
+		s, err := fn.Score(context.Background(), samples)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(s) != len(samples) {
+			return nil, nil, fmt.Errorf("reward %s: %d scores for %d samples", fn.Name(), len(s), len(samples))
+		}
+		per[f] = s
+		for i, v := range s {
+			total[i] += g.weights[f] * v
+		}
+	}
+	return per, total, nil
+}
+
+func (g *grpoRun) samples(prompts []grpoPrompt, comps []grpoCompletion) []reward.Sample {
+	out := make([]reward.Sample, len(comps))
+	for i, cp := range comps {
+		p := prompts[i]
+		out[i] = reward.Sample{Prompt: p.Text, Completion: g.completionText(cp.IDs), Tokens: len(cp.IDs), Columns: p.Columns, Where: p.Where}
+	}
+	return out
+}
+
+// generateRound samples, scores and prepares the next generation batch.
+func (t *Trainer) generateRound() (*grpoBuffer, float64, int, error) {
+	c, g := t.Cfg, t.grpo
+	G := c.NumGenerations
+	idx := t.nextPrompts(g.perStep / G)
+	sampler := infer.NewSamplerRand(infer.SampleOptions{Temperature: c.Temperature, TopP: c.TopP, TopK: c.TopK}, rand.New(g.pcg))
+	start := time.Now()
+	buf := &grpoBuffer{}
+	var ps []grpoPrompt
+	tokens := 0
+	for _, pi := range idx {
+		comps, n, err := t.sampleGroup(g.prompts[pi].IDs, G, c.Temperature, sampler)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("%s: %w", g.prompts[pi].Where, err)
+		}
+		tokens += n
+		for i := range comps {
+			comps[i].Prompt = pi
+			ps = append(ps, g.prompts[pi])
+		}
+		buf.Completions = append(buf.Completions, comps...)
+	}
+	genSec := time.Since(start).Seconds()
+	samples := g.samples(ps, buf.Completions)
+	per, total, err := g.score(samples)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	adv, zero, err := rl.Advantages(total, G, g.scale)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	for i := range buf.Completions {
+		buf.Completions[i].Adv = adv[i]
+	}
+	m := []runlog.Metric{{Key: "reward", Value: rl.Mean(total)}, {Key: "reward_std", Value: rl.StdDev(total)}}
+	for f, fn := range g.rewards {
+		m = append(m, runlog.Metric{Key: "rewards/" + fn.Name() + "/mean", Value: rl.Mean(per[f])},
+			runlog.Metric{Key: "rewards/" + fn.Name() + "/std", Value: rl.StdDev(per[f])})
+	}
+	m = append(m, runlog.Metric{Key: "frac_reward_zero_std", Value: zero})
+	m = append(m, lengthMetrics(buf.Completions)...)
+	if c.LogCompletions {
+		if err := t.logCompletions(samples, per, buf.Completions); err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	if c.NumIterations > 1 {
+		// The policy that sampled: later steps on this batch measure their
+		// change against it (the importance ratio).
+		old, err := t.seqLogProbs(buf.Completions, false)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		for i := range buf.Completions {
+			buf.Completions[i].Old = old[i]
+		}
+	}
+	if c.Beta > 0 {
+		ref, err := t.seqLogProbs(buf.Completions, true)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		for i := range buf.Completions {
+			buf.Completions[i].Ref = ref[i]
+		}
+	}
+	buf.Metrics = m
+	return buf, genSec, tokens, nil
+}
+
+// lengthMetrics are TRL's completions/* values.
+func lengthMetrics(comps []grpoCompletion) []runlog.Metric {
+	var sum, tsum float64
+	lo, hi := math.Inf(1), math.Inf(-1)
+	tlo, thi := math.Inf(1), math.Inf(-1)
+	trunc, term := 0, 0
+	for _, cp := range comps {
+		n := float64(len(cp.IDs))
+		sum += n
+		lo, hi = math.Min(lo, n), math.Max(hi, n)
+		if cp.Truncated {
+			trunc++
+			continue
+		}
+		term++
+		tsum += n
+		tlo, thi = math.Min(tlo, n), math.Max(thi, n)
+	}
+	k := float64(len(comps))
+	m := []runlog.Metric{{Key: "completions/mean_length", Value: sum / k}, {Key: "completions/min_length", Value: lo},
+		{Key: "completions/max_length", Value: hi}, {Key: "completions/clipped_ratio", Value: float64(trunc) / k}}
+	if term > 0 {
+		m = append(m, runlog.Metric{Key: "completions/mean_terminated_length", Value: tsum / float64(term)},
+			runlog.Metric{Key: "completions/min_terminated_length", Value: tlo},
+			runlog.Metric{Key: "completions/max_terminated_length", Value: thi})
+	}
+	return m
+}
+
+// grpoBatch lays out completions [lo, hi) as a training batch: prompt then
+// completion, only the completion's tokens labelled, right-padded.
+func (t *Trainer) grpoBatch(comps []grpoCompletion) *model.Batch {
+	T := 0
+	for _, cp := range comps {
+		T = max(T, len(t.grpo.prompts[cp.Prompt].IDs)+len(cp.IDs))
+	}
+	B := len(comps)
+	b := &model.Batch{B: B, T: T, IDs: make([]int32, B*T), Labels: make([]int32, B*T), Mask: make([]int32, B*T)}
+	for r, cp := range comps {
+		p := t.grpo.prompts[cp.Prompt].IDs
+		row := r * T
+		for i := range T {
+			b.IDs[row+i], b.Labels[row+i] = t.pad, model.IgnoreIndex
+		}
+		copy(b.IDs[row:], p)
+		copy(b.IDs[row+len(p):], cp.IDs)
+		for j, id := range cp.IDs {
+			b.Labels[row+len(p)+j] = id
+		}
+		for i := range len(p) + len(cp.IDs) {
+			b.Mask[row+i] = 1
+		}
+	}
+	return b
+}
+
+// microBatches splits the completions into per_device_train_batch_size
+// slices.
+func (t *Trainer) microBatches(comps []grpoCompletion) [][]grpoCompletion {
+	bs := max(t.Cfg.PerDeviceTrainBatchSize, 1)
+	var out [][]grpoCompletion
+	for lo := 0; lo < len(comps); lo += bs {
+		out = append(out, comps[lo:min(lo+bs, len(comps))])
+	}
+	return out
+}
+
+// splitRows cuts TokenLogProbs' values into one slice per row.
+func splitRows(lp []float64, rows []int, n int) [][]float64 {
+	out := make([][]float64, n)
+	for i, r := range rows {
+		out[r] = append(out[r], lp[i])
+	}
+	return out
+}
+
+// seqLogProbs scores every completion's tokens without training: under the
+// current policy, or under the reference (adapter off, or the initial
+// weights for full and freeze tuning).
+func (t *Trainer) seqLogProbs(comps []grpoCompletion, reference bool) ([][]float64, error) {
+	if reference {
+		if t.Method != nil {
+			restore := t.Model.WithoutAdapters()
+			defer restore()
+		} else {
+			t.swapReference()
+			defer t.swapReference()
+		}
+	}
+	var out [][]float64
+	for _, mb := range t.microBatches(comps) {
+		b := t.grpoBatch(mb)
+		lp := t.ws.TokenLogProbs(b)
+		rows := splitRows(lp, t.ws.TokenRows(), len(mb))
+		for r, cp := range mb {
+			if len(rows[r]) != len(cp.IDs) {
+				return nil, fmt.Errorf("grpo: %d log-probabilities for a completion of %d tokens", len(rows[r]), len(cp.IDs))
+			}
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+// swapReference exchanges the trainable weights with the reference copy,
+// element by element (no second buffer); calling it again swaps back.
+func (t *Trainer) swapReference() {
+	for i, p := range t.Params {
+		ref := t.grpo.refCopy[i]
+		for j := range p.Data {
+			p.Data[j], ref[j] = ref[j], p.Data[j]
+		}
+	}
+}
+
+// grpoStats are one step's loss statistics.
+type grpoStats struct {
+	loss              float64
+	tokens            int
+	kl                float64
+	low, high, region int
+}
+
+// grpoAccumulate runs forward and backward over the buffer's micro-batches,
+// accumulating the gradient of the step's loss.
+func (t *Trainer) grpoAccumulate(buf *grpoBuffer) (grpoStats, error) {
+	c := t.Cfg
+	mbs := t.microBatches(buf.Completions)
+	obj := rl.Objective{Type: rl.LossType(c.LossType), Beta: c.Beta, EpsLow: c.Epsilon, EpsHigh: c.EpsHigh(),
+		MaxCompletionLength: c.MaxCompletionLength, Accum: len(mbs)}
+	for _, cp := range buf.Completions {
+		obj.StepTokens += len(cp.IDs)
+	}
+	var st grpoStats
+	for _, mb := range mbs {
+		b := t.grpoBatch(mb)
+		lp := t.ws.TokenLogProbs(b)
+		rows := splitRows(lp, t.ws.TokenRows(), len(mb))
+		seqs := make([]rl.Seq, len(mb))
+		for r, cp := range mb {
+			seqs[r] = rl.Seq{Logp: rows[r], Old: cp.Old, Ref: cp.Ref, Adv: cp.Adv}
+		}
+		res, err := obj.Loss(seqs)
+		if err != nil {
+			return st, err
+		}
+		coef := make([]float32, 0, len(lp))
+		for _, cs := range res.Coef {
+			for _, v := range cs {
+				coef = append(coef, float32(v))
+			}
+		}
+		t.ws.BackwardTokens(coef)
+		st.loss += res.Loss
+		st.tokens += res.Tokens
+		st.kl += res.KLSum
+		st.low += res.LowClipped
+		st.high += res.HighClipped
+		st.region += res.RegionClipped
+	}
+	return st, nil
+}
+
+// runGRPO is Run for stage grpo.
+func (t *Trainer) runGRPO() error {
+	c, g := t.Cfg, t.grpo
+	if err := t.maybeResume(); err != nil {
+		return err
+	}
+	if t.state.GlobalStep == 0 {
+		if err := t.checkOutputDir(); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(c.OutputDir, 0o755); err != nil {
+		return err
+	}
+	if err := t.openLog(); err != nil {
+		return err
+	}
+	defer t.closeLog()
+	logEvery := max(c.LoggingSteps, 1)
+	evalEvery := c.EvalEvery()
+	if t.state.GlobalStep == 0 && len(g.held) > 0 && c.EvalStrategy != "no" {
+		if err := t.evaluateGRPO(); err != nil {
+			return err
+		}
+	}
+	stepStart := time.Now()
+	for t.state.GlobalStep < t.total {
+		var metrics []runlog.Metric
+		if g.buf == nil || g.buf.Iter >= c.NumIterations {
+			buf, genSec, genTokens, err := t.generateRound()
+			if err != nil {
+				return fmt.Errorf("step %d: %w", t.state.GlobalStep+1, err)
+			}
+			g.buf = buf
+			metrics = append(metrics, buf.Metrics...)
+			metrics = append(metrics, runlog.Metric{Key: "gen_tokens_per_s", Value: float64(genTokens) / math.Max(genSec, 1e-9)},
+				runlog.Metric{Key: "gen_seconds", Value: genSec})
+		}
+		t.zeroGrad()
+		if lora, ok := t.Method.(*peft.LoRASet); ok {
+			lora.SetStep(uint64(t.state.GlobalStep))
+		}
+		st, err := t.grpoAccumulate(g.buf)
+		if err != nil {
+			return fmt.Errorf("step %d: %w", t.state.GlobalStep+1, err)
+		}
+		if math.IsNaN(st.loss) || math.IsInf(st.loss, 0) {
+			return fmt.Errorf("step %d: the loss is %v; training stopped (lower learning_rate, or resume from an earlier checkpoint)", t.state.GlobalStep+1, st.loss)
+		}
+		norm, err := t.gradNorm()
+		if err != nil {
+			return err
+		}
+		lr := t.sched.LR(t.state.GlobalStep)
+		if !math.IsNaN(norm) && !math.IsInf(norm, 0) {
+			if err := t.optimizerStep(lr, norm); err != nil {
+				return fmt.Errorf("step %d: %w", t.state.GlobalStep+1, err)
+			}
+		}
+		g.buf.Iter++
+		t.state.GlobalStep++
+		t.state.Epoch = float64(t.state.Data.Epoch) + float64(t.state.Data.BatchIndex)/float64(len(g.prompts))
+		tok := float64(max(st.tokens, 1))
+		metrics = append(metrics, runlog.Metric{Key: "loss", Value: st.loss}, runlog.Metric{Key: "grad_norm", Value: norm})
+		if c.Beta > 0 {
+			metrics = append(metrics, runlog.Metric{Key: "kl", Value: st.kl / tok})
+		}
+		metrics = append(metrics, runlog.Metric{Key: "clip_ratio/low_mean", Value: float64(st.low) / tok},
+			runlog.Metric{Key: "clip_ratio/high_mean", Value: float64(st.high) / tok},
+			runlog.Metric{Key: "clip_ratio/region_mean", Value: float64(st.region) / tok})
+		if gs := metricValue(metrics, "gen_seconds"); !math.IsNaN(gs) {
+			metrics = append(metrics, runlog.Metric{Key: "gen_share", Value: gs / math.Max(time.Since(stepStart).Seconds(), 1e-9)})
+		}
+		stepStart = time.Now()
+		g.window.add(metrics)
+		if t.state.GlobalStep%logEvery == 0 || t.state.GlobalStep == t.total {
+			mean := g.window.mean()
+			loss, gn := metricValue(mean, "loss"), metricValue(mean, "grad_norm")
+			var extra []runlog.Metric
+			for _, m := range mean {
+				if m.Key != "loss" && m.Key != "grad_norm" && m.Key != "gen_seconds" {
+					extra = append(extra, m)
+				}
+			}
+			t.log.Log(runlog.Step{Step: t.state.GlobalStep, Epoch: t.state.Epoch, Loss: loss, LR: lr, GradNorm: gn, Extra: extra})
+			t.state.LogHistory = append(t.state.LogHistory, ckpt.LogEntry{Step: t.state.GlobalStep, Epoch: t.state.Epoch, Loss: loss, LR: lr, GradNorm: gn, EvalLoss: math.NaN()})
+			g.window = grpoWindow{}
+		}
+		if len(g.held) > 0 && c.EvalStrategy == "steps" && evalEvery > 0 && t.state.GlobalStep%evalEvery == 0 {
+			if err := t.evaluateGRPO(); err != nil {
+				return err
+			}
+		}
+		if (c.SaveStrategy == "" || c.SaveStrategy == "steps") && c.SaveSteps > 0 && t.state.GlobalStep%c.SaveSteps == 0 && t.state.GlobalStep < t.total {
+			if err := t.saveCheckpoint(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(g.held) > 0 && (c.EvalStrategy != "no" || c.DoEval) && (c.EvalStrategy != "steps" || evalEvery <= 0 || t.state.GlobalStep%evalEvery != 0) {
+		if err := t.evaluateGRPO(); err != nil {
+			return err
+		}
+	}
+	return t.saveFinal()
+}
+
+func metricValue(ms []runlog.Metric, key string) float64 {
+	for _, m := range ms {
+		if m.Key == key {
+			return m.Value
+		}
+	}
+	return math.NaN()
+}
+
+// EvalGRPO scores one greedy completion of every held-out prompt: the mean
+// weighted reward and each function's mean.
+func (t *Trainer) EvalGRPO() ([]runlog.Metric, error) {
+	g := t.grpo
+	if g == nil || len(g.held) == 0 {
+		return nil, nil
+	}
+	var comps []grpoCompletion
+	for _, p := range g.held {
+		cs, _, err := t.sampleGroup(p.IDs, 1, 0, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Where, err)
+		}
+		comps = append(comps, cs...)
+	}
+	per, total, err := g.score(g.samples(g.held, comps))
+	if err != nil {
+		return nil, err
+	}
+	m := []runlog.Metric{{Key: "eval_reward", Value: rl.Mean(total)}}
+	for f, fn := range g.rewards {
+		m = append(m, runlog.Metric{Key: "eval_rewards/" + fn.Name() + "/mean", Value: rl.Mean(per[f])})
+	}
+	return m, nil
+}
+
+func (t *Trainer) evaluateGRPO() error {
+	m, err := t.EvalGRPO()
+	if err != nil {
+		return fmt.Errorf("evaluation at step %d: %w", t.state.GlobalStep, err)
+	}
+	if len(t.state.LogHistory) > 0 {
+		t.state.LogHistory[len(t.state.LogHistory)-1].EvalLoss = math.NaN()
+	}
+	return t.log.EvalMetrics(t.state.GlobalStep, m)
+}
+
+// logCompletions appends the round's samples to completions.jsonl.
+func (t *Trainer) logCompletions(samples []reward.Sample, per [][]float64, comps []grpoCompletion) error {
+	f, err := os.OpenFile(filepath.Join(t.Cfg.OutputDir, "completions.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for i, s := range samples {
+		rs := map[string]float64{}
+		for k, fn := range t.grpo.rewards {
+			rs[fn.Name()] = per[k][i]
+		}
+		b, err := json.Marshal(map[string]any{"step": t.state.GlobalStep + 1, "where": s.Where, "prompt": s.Prompt,
+			"completion": s.Completion, "rewards": rs, "advantage": comps[i].Adv})
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(append(b, '\n')); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// saveGRPO writes the sampler state, the generation batch in use and the
+// logging window into a checkpoint folder.
+func (g *grpoRun) save(dir string) error {
+	rng, err := g.pcg.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(grpoState{RNG: rng, Buffer: g.buf, Window: g.window})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, grpoStateFile), b, 0o644)
+}
+
+func (g *grpoRun) load(dir string) error {
+	path := filepath.Join(dir, grpoStateFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("resume: %w (a grpo checkpoint keeps the sampler state there)", err)
+	}
+	var st grpoState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := g.pcg.UnmarshalBinary(st.RNG); err != nil {
+		return fmt.Errorf("%s: sampler state: %w", path, err)
+	}
+	if st.Buffer != nil {
+		for i, cp := range st.Buffer.Completions {
+			if cp.Prompt < 0 || cp.Prompt >= len(g.prompts) {
+				return fmt.Errorf("%s: completion %d refers to prompt %d of %d", path, i, cp.Prompt, len(g.prompts))
+			}
+		}
+	}
+	g.buf, g.window = st.Buffer, st.Window
+	return nil
+}
