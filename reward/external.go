@@ -52,7 +52,7 @@ func parseScores(reward, from string, out []byte, samples []Sample) ([]float64, 
 			lines = strings.Split(text, "\n")
 		}
 		if len(lines) != len(samples) {
-			return nil, fmt.Errorf("reward %s: %s gave %d lines for %d samples (want one number a line); output %s", reward, from, len(lines), len(samples), excerpt(text))
+			return nil, fmt.Errorf("reward %s: %s gave %d lines for %d samples (want one number a line)%s; output %s", reward, from, len(lines), len(samples), batchStart(samples), excerpt(text))
 		}
 		for i, l := range lines {
 			x, err := strconv.ParseFloat(strings.TrimSpace(l), 64)
@@ -63,7 +63,7 @@ func parseScores(reward, from string, out []byte, samples []Sample) ([]float64, 
 		}
 	}
 	if len(nums) != len(samples) {
-		return nil, fmt.Errorf("reward %s: %s gave %d numbers for %d samples", reward, from, len(nums), len(samples))
+		return nil, fmt.Errorf("reward %s: %s gave %d numbers for %d samples%s", reward, from, len(nums), len(samples), batchStart(samples))
 	}
 	for i, x := range nums {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
@@ -98,10 +98,7 @@ func (c *command) Score(ctx context.Context, samples []Sample) ([]float64, error
 	cmd.WaitDelay = time.Second
 	prog := strings.Join(c.argv, " ")
 	err = cmd.Run()
-	first := ""
-	if len(samples) > 0 {
-		first = fmt.Sprintf("; the batch starts with %s (completion %s)", samples[0].Where, excerpt(samples[0].Completion))
-	}
+	first := batchStart(samples)
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return nil, fmt.Errorf("reward %s: command %q timed out after %v scoring %d samples%s", c.name, prog, c.timeout, len(samples), first)
@@ -109,6 +106,14 @@ func (c *command) Score(ctx context.Context, samples []Sample) ([]float64, error
 		return nil, fmt.Errorf("reward %s: command %q failed (%v) scoring %d samples%s; stderr: %s", c.name, prog, err, len(samples), first, excerpt(tail(stderr.String())))
 	}
 	return parseScores(c.name, fmt.Sprintf("command %q", prog), stdout.Bytes(), samples)
+}
+
+// batchStart names the batch's first sample, for failures of a whole batch.
+func batchStart(samples []Sample) string {
+	if len(samples) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; the batch starts with %s (completion %s)", samples[0].Where, excerpt(samples[0].Completion))
 }
 
 func tail(s string) string {
