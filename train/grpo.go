@@ -78,6 +78,7 @@ type grpoWindow struct {
 	Sums   map[string]float64 `json:"sums"`
 	Counts map[string]int     `json:"counts"`
 	Order  []string           `json:"order"`
+	Seen   int64              `json:"seen"` // positions trained on, for tokens/s
 }
 
 func (w *grpoWindow) add(ms []runlog.Metric) {
@@ -566,6 +567,7 @@ func (t *Trainer) swapReference() {
 type grpoStats struct {
 	loss              float64
 	tokens            int
+	seen              int64 // positions run forward and backward (prompts, completions, padding)
 	kl                float64
 	low, high, region int
 }
@@ -583,6 +585,7 @@ func (t *Trainer) grpoAccumulate(buf *grpoBuffer) (grpoStats, error) {
 	var st grpoStats
 	for _, mb := range mbs {
 		b := t.grpoBatch(mb)
+		st.seen += int64(b.B * b.T)
 		lp := t.ws.TokenLogProbs(b)
 		rows := splitRows(lp, t.ws.TokenRows(), len(mb))
 		seqs := make([]rl.Seq, len(mb))
@@ -685,6 +688,7 @@ func (t *Trainer) runGRPO() error {
 		}
 		stepStart = time.Now()
 		g.window.add(metrics)
+		g.window.Seen += st.seen
 		if t.state.GlobalStep%logEvery == 0 || t.state.GlobalStep == t.total {
 			mean := g.window.mean()
 			loss, gn := metricValue(mean, "loss"), metricValue(mean, "grad_norm")
@@ -694,7 +698,7 @@ func (t *Trainer) runGRPO() error {
 					extra = append(extra, m)
 				}
 			}
-			t.log.Log(runlog.Step{Step: t.state.GlobalStep, Epoch: t.state.Epoch, Loss: loss, LR: lr, GradNorm: gn, Extra: extra})
+			t.log.Log(runlog.Step{Step: t.state.GlobalStep, Epoch: t.state.Epoch, Loss: loss, LR: lr, GradNorm: gn, Tokens: g.window.Seen, Extra: extra})
 			t.state.LogHistory = append(t.state.LogHistory, ckpt.LogEntry{Step: t.state.GlobalStep, Epoch: t.state.Epoch, Loss: loss, LR: lr, GradNorm: gn, EvalLoss: math.NaN()})
 			g.window = grpoWindow{}
 		}
@@ -726,22 +730,32 @@ func metricValue(ms []runlog.Metric, key string) float64 {
 	return math.NaN()
 }
 
-// EvalGRPO scores one greedy completion of every held-out prompt: the mean
-// weighted reward and each function's mean.
+// EvalGRPO samples num_generations completions of every held-out prompt
+// as training samples them (temperature, top_p, top_k) and returns the mean
+// weighted reward and each function's mean: the expected reward of the
+// policy on prompts it was not trained on. Its random stream is derived from
+// the seed and the step, apart from the training sampler's, so evaluating
+// changes nothing in training.
 func (t *Trainer) EvalGRPO() ([]runlog.Metric, error) {
-	g := t.grpo
+	c, g := t.Cfg, t.grpo
 	if g == nil || len(g.held) == 0 {
 		return nil, nil
 	}
+	r := rand.New(rand.NewPCG(uint64(c.Seed)^0x6576616c, uint64(t.state.GlobalStep)))
+	sampler := infer.NewSamplerRand(infer.SampleOptions{Temperature: c.Temperature, TopP: c.TopP, TopK: c.TopK}, r)
 	var comps []grpoCompletion
+	var ps []grpoPrompt
 	for _, p := range g.held {
-		cs, _, err := t.sampleGroup(p.IDs, 1, 0, nil)
+		cs, _, err := t.sampleGroup(p.IDs, c.NumGenerations, c.Temperature, sampler)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.Where, err)
 		}
+		for range cs {
+			ps = append(ps, p)
+		}
 		comps = append(comps, cs...)
 	}
-	per, total, err := g.score(g.samples(g.held, comps))
+	per, total, err := g.score(g.samples(ps, comps))
 	if err != nil {
 		return nil, err
 	}
