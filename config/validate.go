@@ -50,7 +50,7 @@ func (c *Config) Validate() error {
 	switch {
 	case slices.Contains(stages, c.Stage):
 	case slices.Contains(laterStages, c.Stage):
-		bad("stage", "%q is not supported yet; gotune trains stage sft or pt", c.Stage)
+		bad("stage", "%q is not supported yet; gotune trains stage sft, pt or grpo", c.Stage)
 	default:
 		bad("stage", "%q is unknown; want sft, pt or grpo", c.Stage)
 	}
