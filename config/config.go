@@ -10,7 +10,7 @@ type Config struct {
 	// Model.
 	ModelNameOrPath   string   `yaml:"model_name_or_path"`
 	AdapterNameOrPath []string `yaml:"adapter_name_or_path"` // resume training these adapters
-	Stage             string   `yaml:"stage"`                // sft or pt; rm, ppo, dpo, kto are parsed and rejected
+	Stage             string   `yaml:"stage"`                // sft, pt or grpo; rm, ppo, dpo, kto are parsed and rejected
 	DoTrain           bool     `yaml:"do_train"`
 	DoEval            bool     `yaml:"do_eval"`
 

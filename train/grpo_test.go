@@ -142,13 +142,14 @@ func TestGRPOLearns(t *testing.T) {
 // rewards and KL bit for bit: the checkpoint carries the sampler's random
 // state and, taken in the middle of a generation batch reused for
 // num_iterations steps, that batch with its old-policy and reference
-// log-probabilities. LoRA (reference: adapter off) and full tuning
-// (reference: the initial weights) alike.
+// log-probabilities. LoRA and QLoRA (reference: adapter off) and full and
+// freeze tuning (reference: the initial weights) alike.
 func TestGRPOResumeMatchesUninterrupted(t *testing.T) {
 	for _, method := range [][]string{
 		{"--finetuning_type", "lora", "--num_iterations", "2", "--beta", "0.04", "--loss_type", "grpo"},
 		{"--finetuning_type", "full", "--beta", "0.04", "--learning_rate", "1e-3", "--loss_type", "dr_grpo", "--epsilon_high", "0.28"},
 		{"--finetuning_type", "freeze", "--freeze_trainable_layers", "1", "--num_iterations", "3", "--loss_type", "bnpo", "--scale_rewards", "none"},
+		{"--finetuning_type", "lora", "--quantization_bit", "4", "--beta", "0.04", "--scale_rewards", "batch", "--temperature", "0.9", "--top_p", "0.95"},
 	} {
 		t.Run(strings.Join(method[1:], " "), func(t *testing.T) {
 			flags := append([]string{"--max_steps", "7", "--save_steps", "3", "--learning_rate", "3e-3"}, method...)
