@@ -686,7 +686,6 @@ func (t *Trainer) runGRPO() error {
 		if gs := metricValue(metrics, "gen_seconds"); !math.IsNaN(gs) {
 			metrics = append(metrics, runlog.Metric{Key: "gen_share", Value: gs / math.Max(time.Since(stepStart).Seconds(), 1e-9)})
 		}
-		stepStart = time.Now()
 		g.window.add(metrics)
 		g.window.Seen += st.seen
 		if t.state.GlobalStep%logEvery == 0 || t.state.GlobalStep == t.total {
@@ -712,6 +711,9 @@ func (t *Trainer) runGRPO() error {
 				return err
 			}
 		}
+		// The next step's time starts here: evaluation and checkpoints are
+		// not part of gen_share's denominator.
+		stepStart = time.Now()
 	}
 	if len(g.held) > 0 && (c.EvalStrategy != "no" || c.DoEval) && (c.EvalStrategy != "steps" || evalEvery <= 0 || t.state.GlobalStep%evalEvery != 0) {
 		if err := t.evaluateGRPO(); err != nil {
