@@ -3,7 +3,6 @@ package train
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -12,7 +11,6 @@ import (
 	"sort"
 	"time"
 
-	"gotune/chat"
 	"gotune/ckpt"
 	"gotune/data"
 	"gotune/infer"
@@ -136,24 +134,13 @@ func (t *Trainer) setupGRPO(o Options) error {
 	}
 	g := &grpoRun{scale: scale, stops: map[int32]bool{}}
 	g.perStep = max(c.PerDeviceTrainBatchSize, 1) * max(c.GradientAccumulationSteps, 1)
-	tok, err := tokenizer.Load(t.ModelDir)
+	tok, tmpl, err := t.promptRendering()
 	if err != nil {
-		return fmt.Errorf("tokenizer: %w", err)
+		return err
 	}
 	g.tok = tok
 	if err := checkTokenizerRows(&data.Encoder{Tok: data.HFTokenizer{Tokenizer: tok}}, t.ModelDir, t.Model.Cfg.Vocab); err != nil {
 		return err
-	}
-	var tmpl *chat.Template
-	if name := c.Template; name != "" && name != "auto" {
-		if tmpl, err = chat.Builtin(name); err != nil {
-			return err
-		}
-	} else if tmpl, err = chat.Load(t.ModelDir); errors.Is(err, chat.ErrNoTemplate) {
-		tmpl = nil
-		t.printf("note: %s has no chat template: prompts are plain text\n", t.ModelDir)
-	} else if err != nil {
-		return fmt.Errorf("chat template: %w", err)
 	}
 	for _, id := range t.Model.Cfg.EOS {
 		g.stops[int32(id)] = true
@@ -178,6 +165,9 @@ func (t *Trainer) setupGRPO(o Options) error {
 	}
 	all, sum, err := t.loadPrompts(tok, tmpl)
 	if err != nil {
+		return err
+	}
+	if err := checkRewardColumns(c, all); err != nil {
 		return err
 	}
 	g.sum = sum

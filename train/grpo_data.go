@@ -1,11 +1,15 @@
 package train
 
 import (
+	"io"
+	"math"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gotune/config"
 	"strings"
 
 	"gotune/chat"
@@ -229,4 +233,98 @@ func or(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// promptRendering loads the tokenizer and the chat template prompts are
+// rendered with (nil for a base model without one).
+func (t *Trainer) promptRendering() (*tokenizer.Tokenizer, *chat.Template, error) {
+	tok, err := tokenizer.Load(t.ModelDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	var tmpl *chat.Template
+	if name := t.Cfg.Template; name != "" && name != "auto" {
+		if tmpl, err = chat.Builtin(name); err != nil {
+			return nil, nil, err
+		}
+		if tmpl.BOS == "" && tmpl.EOS == "" {
+			tmpl.BOS, tmpl.EOS = tok.BOSToken(), tok.EOSToken()
+		}
+	} else if tmpl, err = chat.Load(t.ModelDir); errors.Is(err, chat.ErrNoTemplate) {
+		tmpl = nil
+		t.printf("note: %s has no chat template: prompts are plain text\n", t.ModelDir)
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("chat template: %w", err)
+	}
+	return tok, tmpl, nil
+}
+
+// checkRewardColumns finds, before any training, the records that lack a
+// column a reward reads: a run would otherwise stop at the step that first
+// samples one.
+func checkRewardColumns(c *config.Config, prompts []grpoPrompt) error {
+	var problems []string
+	total := 0
+	for i, f := range c.RewardFuncs {
+		col := f.Column
+		if f.Type == "tool_call" && col == "" && f.Tools == "" {
+			col = "tools"
+		}
+		if col == "" || (f.Type != "match" && f.Type != "tool_call") {
+			continue
+		}
+		var missing []string
+		for _, p := range prompts {
+			if raw, ok := p.Columns[col]; !ok || string(raw) == "null" {
+				missing = append(missing, p.Where)
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		total += len(missing)
+		shown := missing[:min(len(missing), 3)]
+		problems = append(problems, fmt.Sprintf("reward %s reads column %q, which %d of %d records lack (%s%s)",
+			c.RewardName(i), col, len(missing), len(prompts), strings.Join(shown, "; "), map[bool]string{true: "; …", false: ""}[len(missing) > len(shown)]))
+	}
+	if total > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
+}
+
+// InspectPrompts reports what stage grpo would train on: how many prompts
+// (and held out), their rendered length in tokens, one rendered prompt, and
+// whether every record has the columns the rewards read. It is `gotune data
+// inspect` for a grpo configuration.
+func InspectPrompts(cfg *config.Config, w io.Writer) error {
+	t := &Trainer{Cfg: cfg, ModelDir: cfg.ModelNameOrPath, out: w}
+	tok, tmpl, err := t.promptRendering()
+	if err != nil {
+		return err
+	}
+	prompts, _, err := t.loadPrompts(tok, tmpl)
+	if err != nil {
+		return err
+	}
+	trainP, held := splitPrompts(prompts, cfg.ValSize, uint64(cfg.Seed))
+	fmt.Fprintf(w, "stage grpo: %d prompts (%d for training, %d held out)\n", len(prompts), len(trainP), len(held))
+	if len(prompts) > 0 {
+		lo, hi, sum := math.MaxInt, 0, 0
+		for _, p := range prompts {
+			lo, hi, sum = min(lo, len(p.IDs)), max(hi, len(p.IDs)), sum+len(p.IDs)
+		}
+		fmt.Fprintf(w, "prompt tokens: min %d, mean %.1f, max %d; completions up to %d tokens, %d per prompt\n",
+			lo, float64(sum)/float64(len(prompts)), hi, cfg.MaxCompletionLength, cfg.NumGenerations)
+		fmt.Fprintf(w, "first prompt (%s):\n%s\n", prompts[0].Where, prompts[0].Text)
+	}
+	for i := range cfg.RewardFuncs {
+		f := cfg.RewardFuncs[i]
+		fmt.Fprintf(w, "reward %s: type %s", cfg.RewardName(i), f.Type)
+		if f.Column != "" {
+			fmt.Fprintf(w, ", column %s", f.Column)
+		}
+		fmt.Fprintln(w)
+	}
+	return checkRewardColumns(cfg, prompts)
 }

@@ -197,6 +197,7 @@ func TestGRPORefuses(t *testing.T) {
 		{nil, Options{Backend: ref.New(), Required: true}, "stage grpo trains on the CPU"},
 		{[]string{"--max_completion_length", "600"}, Options{}, "context of 512"},
 		{[]string{"--gradient_accumulation_steps", "40"}, Options{}, "fewer than the 80"},
+		{[]string{"--reward_funcs", "[{type: match, column: solution}]"}, Options{}, `reward match_0 reads column "solution", which 64 of 64 records lack (`},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {
@@ -263,5 +264,23 @@ func TestGRPOExampleStories(t *testing.T) {
 	t.Logf("held-out reward at steps 0, 10, 20, 30: %.3f", evals)
 	if len(evals) != 4 || evals[0] >= 0.2 || evals[3] <= 0.8 {
 		t.Errorf("held-out reward %v: want under 0.2 at step 0 and over 0.8 at step 30", evals)
+	}
+}
+
+// gotune data inspect for a grpo configuration: the prompts as they will be
+// rendered, and the columns rewards read checked in every record.
+func TestInspectPrompts(t *testing.T) {
+	cfg := grpoConfig(t, filepath.Join(t.TempDir(), "out"), "")
+	must(t, cfg.ApplyFlags([]string{"--val_size", "0.25"}))
+	var out strings.Builder
+	must(t, InspectPrompts(cfg, &out))
+	for _, want := range []string{"64 prompts (48 for training, 16 held out)", "prompt tokens: min", "<|im_start|>user\nHow many", "reward capital: type regex"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out.String())
+		}
+	}
+	must(t, cfg.ApplyFlags([]string{"--reward_funcs", "[{type: tool_call}]"}))
+	if err := InspectPrompts(cfg, &out); err == nil || !strings.Contains(err.Error(), `column "tools"`) || !strings.Contains(err.Error(), "count.json") {
+		t.Errorf("missing tools column: %v", err)
 	}
 }
