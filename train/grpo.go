@@ -696,7 +696,15 @@ func (t *Trainer) runGRPO() error {
 				return err
 			}
 		}
-		if (c.SaveStrategy == "" || c.SaveStrategy == "steps") && c.SaveSteps > 0 && t.state.GlobalStep%c.SaveSteps == 0 && t.state.GlobalStep < t.total {
+		// An epoch ends with the last generation batch that fits in it.
+		epochEnd := g.buf.Iter >= c.NumIterations && t.state.Data.BatchIndex+g.perStep/c.NumGenerations > len(g.prompts)
+		if len(g.held) > 0 && c.EvalStrategy == "epoch" && epochEnd && t.state.GlobalStep < t.total {
+			if err := t.evaluateGRPO(); err != nil {
+				return err
+			}
+		}
+		steps := (c.SaveStrategy == "" || c.SaveStrategy == "steps") && c.SaveSteps > 0 && t.state.GlobalStep%c.SaveSteps == 0
+		if (steps || c.SaveStrategy == "epoch" && epochEnd) && t.state.GlobalStep < t.total {
 			if err := t.saveCheckpoint(); err != nil {
 				return err
 			}

@@ -284,3 +284,33 @@ func TestInspectPrompts(t *testing.T) {
 		t.Errorf("missing tools column: %v", err)
 	}
 }
+
+// Epochs count passes over the training prompts: num_train_epochs sets the
+// length, and save_strategy/eval_strategy epoch act at their ends.
+func TestGRPOEpochs(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	cfg := grpoConfig(t, out, "")
+	// 48 training prompts, 4 a step: 12 steps an epoch, 18 in 1.5 epochs.
+	must(t, cfg.ApplyFlags([]string{"--max_steps", "-1", "--num_train_epochs", "1.5", "--val_size", "16",
+		"--save_strategy", "epoch", "--eval_strategy", "epoch", "--logging_steps", "6"}))
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	if tr.Total() != 18 {
+		t.Fatalf("%d steps, want 18", tr.Total())
+	}
+	must(t, tr.Run())
+	if _, err := os.Stat(filepath.Join(out, "checkpoint-12", grpoStateFile)); err != nil {
+		t.Errorf("no checkpoint at the end of the first epoch: %v", err)
+	}
+	var evalSteps, logSteps []float64
+	for _, m := range grpoLog(t, out) {
+		if _, ok := m["eval_reward"]; ok {
+			evalSteps = append(evalSteps, m["step"])
+		} else {
+			logSteps = append(logSteps, m["step"])
+		}
+	}
+	if fmt.Sprint(evalSteps) != "[0 12 18]" || fmt.Sprint(logSteps) != "[6 12 18]" {
+		t.Errorf("evaluated at steps %v, logged at %v; want [0 12 18] and [6 12 18]", evalSteps, logSteps)
+	}
+}
