@@ -1,8 +1,13 @@
 package train
 
 import (
+	"bytes"
+	"os/exec"
+	"time"
+
 	"encoding/json"
 	"fmt"
+	"gotune/ckpt"
 	"math"
 	"os"
 	"path/filepath"
@@ -312,5 +317,90 @@ func TestGRPOEpochs(t *testing.T) {
 	}
 	if fmt.Sprint(evalSteps) != "[0 12 18]" || fmt.Sprint(logSteps) != "[6 12 18]" {
 		t.Errorf("evaluated at steps %v, logged at %v; want [0 12 18] and [6 12 18]", evalSteps, logSteps)
+	}
+}
+
+var grpoKillFlags = []string{"--max_steps", "40", "--save_steps", "3", "--num_iterations", "2", "--beta", "0.04",
+	"--learning_rate", "3e-3", "--save_total_limit", "2"}
+
+// TestGRPOKillHelper is the run TestGRPOKillAndResume kills; it does
+// nothing unless started by that test.
+func TestGRPOKillHelper(t *testing.T) {
+	dir := os.Getenv("GOTUNE_GRPO_KILL_DIR")
+	if dir == "" {
+		t.Skip("helper process of TestGRPOKillAndResume only")
+	}
+	cfg := grpoConfig(t, dir, "")
+	must(t, cfg.ApplyFlags(grpoKillFlags))
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	must(t, tr.Run())
+}
+
+// A GRPO run killed with SIGKILL once a checkpoint mid-generation-batch is
+// written, then resumed, logs every step as the uninterrupted run does, bit
+// for bit (losses, rewards, KL), and saves the same adapter.
+func TestGRPOKillAndResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains twice")
+	}
+	dirA := filepath.Join(t.TempDir(), "a")
+	cfgA := grpoConfig(t, dirA, "")
+	must(t, cfgA.ApplyFlags(grpoKillFlags))
+	trA, err := New(cfgA, "", nil)
+	must(t, err)
+	must(t, trA.Run())
+	full := grpoLog(t, dirA)
+
+	dirB := filepath.Join(t.TempDir(), "b")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGRPOKillHelper$")
+	cmd.Env = append(os.Environ(), "GOTUNE_GRPO_KILL_DIR="+dirB)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	killedAt := -1
+	deadline := time.After(2 * time.Minute)
+poll:
+	for {
+		select {
+		case err := <-done:
+			t.Logf("the run ended before it was killed (%v); resuming then only checks the finished run", err)
+			break poll
+		case <-deadline:
+			cmd.Process.Kill()
+			t.Fatalf("no checkpoint-15 after 2 minutes:\n%s", out.String())
+		case <-time.After(2 * time.Millisecond):
+		}
+		// An odd step: the checkpoint holds a half-used generation batch.
+		if _, step, err := ckpt.Latest(dirB); err == nil && step >= 15 {
+			cmd.Process.Kill()
+			<-done
+			killedAt = step
+			break
+		}
+	}
+	t.Logf("killed after checkpoint-%d", killedAt)
+	cfgB := grpoConfig(t, dirB, "")
+	must(t, cfgB.ApplyFlags(append(grpoKillFlags, "--resume_from_checkpoint", "true")))
+	trB, err := New(cfgB, "", nil)
+	must(t, err)
+	must(t, trB.Run())
+	resumed := grpoLog(t, dirB)
+	if len(resumed) != len(full) {
+		t.Fatalf("%d lines logged after resuming, %d uninterrupted", len(resumed), len(full))
+	}
+	for i := range full {
+		for _, k := range []string{"step", "loss", "reward", "kl", "grad_norm"} {
+			if math.Float64bits(full[i][k]) != math.Float64bits(resumed[i][k]) {
+				t.Errorf("line %d: %s %.17g uninterrupted, %.17g resumed", i, k, full[i][k], resumed[i][k])
+			}
+		}
+	}
+	a, errA := os.ReadFile(filepath.Join(dirA, "adapter_model.safetensors"))
+	b, errB := os.ReadFile(filepath.Join(dirB, "adapter_model.safetensors"))
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		t.Errorf("final adapters differ (%v, %v)", errA, errB)
 	}
 }
