@@ -26,6 +26,10 @@ type GRPO struct {
 	NumIterations       int      `yaml:"num_iterations"`
 	LossType            string   `yaml:"loss_type"`     // grpo, bnpo, dr_grpo or dapo
 	ScaleRewards        string   `yaml:"scale_rewards"` // group, batch, none (true/false)
+	// MaskTruncatedCompletions leaves completions cut at
+	// max_completion_length out of the loss (they still count in the
+	// rewards and advantages), as DAPO recommends.
+	MaskTruncatedCompletions bool `yaml:"mask_truncated_completions"`
 	// RewardFuncs are the rewards, declared in the YAML (see RewardFunc);
 	// RewardWeights weigh them in the sum (nil: all 1).
 	RewardFuncs   RewardFuncs `yaml:"reward_funcs"`

@@ -72,6 +72,11 @@ type Seq struct {
 	Old []float64
 	Ref []float64 // under the reference policy; read only when Beta > 0
 	Adv float64   // the completion's advantage
+	// Masked leaves the completion out of the loss: TRL's
+	// mask_truncated_completions for one cut at max_completion_length.
+	// It still counts as a completion of the micro-batch for grpo and
+	// dr_grpo, whose denominators count completions, as in TRL.
+	Masked bool
 }
 
 // Result is a micro-batch's share of the loss of an optimizer step.
@@ -109,7 +114,9 @@ func (o Objective) Loss(seqs []Seq) (Result, error) {
 		if o.Beta > 0 && len(s.Ref) != len(s.Logp) {
 			return Result{}, fmt.Errorf("rl: completion %d: %d reference log-probabilities for %d tokens", i, len(s.Ref), len(s.Logp))
 		}
-		micro += len(s.Logp)
+		if !s.Masked {
+			micro += len(s.Logp)
+		}
 	}
 	for i, s := range seqs {
 		// w is the weight of each of this completion's token losses.
@@ -125,6 +132,10 @@ func (o Objective) Loss(seqs []Seq) (Result, error) {
 			w = 1 / float64(max(o.StepTokens, 1))
 		}
 		coef := make([]float64, len(s.Logp))
+		res.Coef[i] = coef
+		if s.Masked {
+			continue
+		}
 		for t, lp := range s.Logp {
 			r, dr := 1.0, 1.0 // ratio and ∂ratio/∂logp
 			if s.Old != nil {
@@ -161,7 +172,6 @@ func (o Objective) Loss(seqs []Seq) (Result, error) {
 			coef[t] = w * dl
 		}
 		res.Tokens += len(s.Logp)
-		res.Coef[i] = coef
 	}
 	return res, nil
 }

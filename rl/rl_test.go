@@ -139,6 +139,9 @@ func refLoss(o Objective, seqs []Seq) float64 {
 	mask := make([][]float64, B)
 	for i, s := range seqs {
 		per[i], mask[i] = make([]float64, T), make([]float64, T)
+		if s.Masked {
+			continue
+		}
 		for t := range s.Logp {
 			old := s.Logp[t]
 			if s.Old != nil {
@@ -221,12 +224,18 @@ func TestLossTypes(t *testing.T) {
 			{"on-policy kl", 0.04, false, 2, 0.2, 8},
 			{"off-policy kl", 0.1, true, 3, 0.28, 10},
 			{"off-policy beta0", 0, true, 1, 0.2, 7},
+			{"masked", 0.1, true, 2, 0.2, 7},
 		} {
 			t.Run(string(lt)+"/"+v.name, func(t *testing.T) {
 				seqs := randomSeqs(r, 5, v.old, v.beta > 0)
 				o := Objective{Type: lt, Beta: v.beta, EpsLow: 0.2, EpsHigh: v.epsHigh, MaxCompletionLength: v.maxLen, Accum: v.accum}
+				if v.name == "masked" {
+					seqs[1].Masked, seqs[3].Masked = true, true
+				}
 				for _, s := range seqs {
-					o.StepTokens += len(s.Logp)
+					if !s.Masked {
+						o.StepTokens += len(s.Logp)
+					}
 				}
 				o.StepTokens *= 2 // dapo: other micro-batches of the step hold tokens too
 				res, err := o.Loss(seqs)

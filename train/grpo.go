@@ -569,8 +569,11 @@ func (t *Trainer) grpoAccumulate(buf *grpoBuffer) (grpoStats, error) {
 	mbs := t.microBatches(buf.Completions)
 	obj := rl.Objective{Type: rl.LossType(c.LossType), Beta: c.Beta, EpsLow: c.Epsilon, EpsHigh: c.EpsHigh(),
 		MaxCompletionLength: c.MaxCompletionLength, Accum: len(mbs)}
+	masked := func(cp grpoCompletion) bool { return c.MaskTruncatedCompletions && cp.Truncated }
 	for _, cp := range buf.Completions {
-		obj.StepTokens += len(cp.IDs)
+		if !masked(cp) {
+			obj.StepTokens += len(cp.IDs)
+		}
 	}
 	var st grpoStats
 	for _, mb := range mbs {
@@ -580,7 +583,7 @@ func (t *Trainer) grpoAccumulate(buf *grpoBuffer) (grpoStats, error) {
 		rows := splitRows(lp, t.ws.TokenRows(), len(mb))
 		seqs := make([]rl.Seq, len(mb))
 		for r, cp := range mb {
-			seqs[r] = rl.Seq{Logp: rows[r], Old: cp.Old, Ref: cp.Ref, Adv: cp.Adv}
+			seqs[r] = rl.Seq{Logp: rows[r], Old: cp.Old, Ref: cp.Ref, Adv: cp.Adv, Masked: masked(cp)}
 		}
 		res, err := obj.Loss(seqs)
 		if err != nil {

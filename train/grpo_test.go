@@ -153,7 +153,7 @@ func TestGRPOResumeMatchesUninterrupted(t *testing.T) {
 	for _, method := range [][]string{
 		{"--finetuning_type", "lora", "--num_iterations", "2", "--beta", "0.04", "--loss_type", "grpo"},
 		{"--finetuning_type", "full", "--beta", "0.04", "--learning_rate", "1e-3", "--loss_type", "dr_grpo", "--epsilon_high", "0.28"},
-		{"--finetuning_type", "freeze", "--freeze_trainable_layers", "1", "--num_iterations", "3", "--loss_type", "bnpo", "--scale_rewards", "none"},
+		{"--finetuning_type", "freeze", "--freeze_trainable_layers", "1", "--num_iterations", "3", "--loss_type", "bnpo", "--scale_rewards", "none", "--mask_truncated_completions"},
 		{"--finetuning_type", "lora", "--quantization_bit", "4", "--beta", "0.04", "--scale_rewards", "batch", "--temperature", "0.9", "--top_p", "0.95"},
 	} {
 		t.Run(strings.Join(method[1:], " "), func(t *testing.T) {
