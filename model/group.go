@@ -38,6 +38,10 @@ func (m *Model) NewGroupSession(n, maxLen int) (*GroupSession, error) {
 	return g, nil
 }
 
+// Cap is the positions each sequence can hold: a session may be reused for
+// any prompt and completion that fit (Prompt starts it over).
+func (g *GroupSession) Cap() int { return g.max }
+
 // Prompt runs the shared prompt once, copies its cache to every sequence
 // and returns the logits after its last token ([Vocab], reused).
 func (g *GroupSession) Prompt(ids []int32) ([]float32, error) {

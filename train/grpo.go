@@ -51,6 +51,10 @@ type grpoRun struct {
 	refCopy [][]float32 // full/freeze with beta > 0: the initial trainable weights
 	window  grpoWindow
 	perStep int // completions of one optimizer step
+	longest int // prompt tokens of the longest prompt
+	// sessions are the decoding caches, by group size (training and
+	// evaluation groups), reused from prompt to prompt.
+	sessions map[int]*model.GroupSession
 }
 
 // grpoCompletion is one sampled completion of a generation round.
@@ -132,7 +136,7 @@ func (t *Trainer) setupGRPO(o Options) error {
 	if err != nil {
 		return err
 	}
-	g := &grpoRun{scale: scale, stops: map[int32]bool{}}
+	g := &grpoRun{scale: scale, stops: map[int32]bool{}, sessions: map[int]*model.GroupSession{}}
 	g.perStep = max(c.PerDeviceTrainBatchSize, 1) * max(c.GradientAccumulationSteps, 1)
 	tok, tmpl, err := t.promptRendering()
 	if err != nil {
@@ -171,6 +175,13 @@ func (t *Trainer) setupGRPO(o Options) error {
 		return err
 	}
 	g.sum = sum
+	for _, p := range all {
+		g.longest = max(g.longest, len(p.IDs))
+		if mp := t.Model.Cfg.MaxPositions; mp > 0 && len(p.IDs)+c.MaxCompletionLength > mp {
+			return fmt.Errorf("%s: the prompt's %d tokens + max_completion_length %d exceed the model's context of %d (max_position_embeddings)",
+				p.Where, len(p.IDs), c.MaxCompletionLength, mp)
+		}
+	}
 	g.prompts, g.held = splitPrompts(all, c.ValSize, uint64(c.Seed))
 	P := g.perStep / c.NumGenerations
 	if len(g.prompts) < P {
@@ -264,17 +275,61 @@ func (t *Trainer) nextPrompts(n int) []int {
 	return out
 }
 
+// drawer picks the next token from logits (which it may modify).
+type drawer func(logits []float32) int32
+
+// newDrawer samples as configured: greedily at temperature 0; from
+// softmax(logits/temperature) directly when neither top_p nor top_k cuts the
+// distribution (GRPO's usual setting: no sort of a 150k vocabulary per
+// token); otherwise with infer's sampler, which sorts for top-p/top-k.
+func newDrawer(temperature, topP float64, topK int, r *rand.Rand) drawer {
+	if temperature <= 0 {
+		return func(lg []float32) int32 { return int32(model.Argmax(lg)) }
+	}
+	if topK <= 0 && (topP <= 0 || topP >= 1) {
+		var p []float64
+		return func(lg []float32) int32 {
+			mx := lg[model.Argmax(lg)]
+			if cap(p) < len(lg) {
+				p = make([]float64, len(lg))
+			}
+			p = p[:len(lg)]
+			var sum float64
+			for i, v := range lg {
+				p[i] = math.Exp(float64(v-mx) / temperature)
+				sum += p[i]
+			}
+			u := r.Float64() * sum
+			for i, x := range p {
+				if u -= x; u < 0 {
+					return int32(i)
+				}
+			}
+			return int32(model.Argmax(lg)) // rounding left u ≥ 0
+		}
+	}
+	s := infer.NewSamplerRand(infer.SampleOptions{Temperature: temperature, TopP: topP, TopK: topK}, r)
+	return func(lg []float32) int32 { return s.Next(lg, nil) }
+}
+
 // sampleGroup draws n completions of one prompt with the KV cache, the
-// group decoded together. temperature 0 decodes greedily.
-func (t *Trainer) sampleGroup(prompt []int32, n int, temperature float64, s *infer.Sampler) ([]grpoCompletion, int, error) {
-	c := t.Cfg
+// group decoded together; it returns them and the tokens drawn.
+func (t *Trainer) sampleGroup(prompt []int32, n int, draw drawer) ([]grpoCompletion, int, error) {
+	c, g := t.Cfg, t.grpo
 	maxNew := c.MaxCompletionLength
 	if mp := t.Model.Cfg.MaxPositions; mp > 0 && len(prompt)+maxNew > mp {
 		return nil, 0, fmt.Errorf("prompt of %d tokens + max_completion_length %d exceed the model's context of %d", len(prompt), maxNew, mp)
 	}
-	gs, err := t.Model.NewGroupSession(n, len(prompt)+maxNew)
-	if err != nil {
-		return nil, 0, err
+	// One session serves every group of this size: its caches are large
+	// (sequences × positions × layers × 2·KV width) and Prompt starts it
+	// over.
+	gs := g.sessions[n]
+	if gs == nil || gs.Cap() < len(prompt)+maxNew {
+		var err error
+		if gs, err = t.Model.NewGroupSession(n, max(len(prompt)+maxNew, g.longest+maxNew)); err != nil {
+			return nil, 0, err
+		}
+		g.sessions[n] = gs
 	}
 	first, err := gs.Prompt(prompt)
 	if err != nil {
@@ -288,24 +343,16 @@ func (t *Trainer) sampleGroup(prompt []int32, n int, temperature float64, s *inf
 		rows[i] = i
 		copy(logits[i*V:], first)
 	}
-	history := make([]int32, 0, len(prompt)+maxNew)
 	tokens := 0
-	for step := 0; len(rows) > 0; step++ {
+	for len(rows) > 0 {
 		var live []int
 		var ids []int32
 		for k, r := range rows {
-			lg := logits[k*V : (k+1)*V]
-			var next int32
-			if temperature <= 0 {
-				next = int32(model.Argmax(lg))
-			} else {
-				history = append(append(history[:0], prompt...), out[r].IDs...)
-				next = s.Next(lg, history)
-			}
+			next := draw(logits[k*V : (k+1)*V])
 			out[r].IDs = append(out[r].IDs, next)
 			tokens++
 			switch {
-			case t.grpo.stops[next]:
+			case g.stops[next]:
 			case len(out[r].IDs) == maxNew:
 				out[r].Truncated = true
 			default:
@@ -372,13 +419,13 @@ func (t *Trainer) generateRound() (*grpoBuffer, float64, int, error) {
 	c, g := t.Cfg, t.grpo
 	G := c.NumGenerations
 	idx := t.nextPrompts(g.perStep / G)
-	sampler := infer.NewSamplerRand(infer.SampleOptions{Temperature: c.Temperature, TopP: c.TopP, TopK: c.TopK}, rand.New(g.pcg))
+	draw := newDrawer(c.Temperature, c.TopP, c.TopK, rand.New(g.pcg))
 	start := time.Now()
 	buf := &grpoBuffer{}
 	var ps []grpoPrompt
 	tokens := 0
 	for _, pi := range idx {
-		comps, n, err := t.sampleGroup(g.prompts[pi].IDs, G, c.Temperature, sampler)
+		comps, n, err := t.sampleGroup(g.prompts[pi].IDs, G, draw)
 		if err != nil {
 			return nil, 0, 0, fmt.Errorf("%s: %w", g.prompts[pi].Where, err)
 		}
@@ -744,12 +791,11 @@ func (t *Trainer) EvalGRPO() ([]runlog.Metric, error) {
 	if g == nil || len(g.held) == 0 {
 		return nil, nil
 	}
-	r := rand.New(rand.NewPCG(uint64(c.Seed)^0x6576616c, uint64(t.state.GlobalStep)))
-	sampler := infer.NewSamplerRand(infer.SampleOptions{Temperature: c.Temperature, TopP: c.TopP, TopK: c.TopK}, r)
+	draw := newDrawer(c.Temperature, c.TopP, c.TopK, rand.New(rand.NewPCG(uint64(c.Seed)^0x6576616c, uint64(t.state.GlobalStep))))
 	var comps []grpoCompletion
 	var ps []grpoPrompt
 	for _, p := range g.held {
-		cs, _, err := t.sampleGroup(p.IDs, c.NumGenerations, c.Temperature, sampler)
+		cs, _, err := t.sampleGroup(p.IDs, c.NumGenerations, draw)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.Where, err)
 		}

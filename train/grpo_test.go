@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"gotune/ckpt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -402,5 +403,52 @@ poll:
 	b, errB := os.ReadFile(filepath.Join(dirB, "adapter_model.safetensors"))
 	if errA != nil || errB != nil || !bytes.Equal(a, b) {
 		t.Errorf("final adapters differ (%v, %v)", errA, errB)
+	}
+}
+
+// Each way of drawing a token samples softmax(logits/temperature), cut by
+// top-k/top-p as configured: frequencies over many draws against the
+// distribution, and greedy at temperature 0.
+func TestDrawer(t *testing.T) {
+	logits := []float32{0.5, 2, -1, 1.2, 0}
+	const temp, n = 0.7, 200000
+	softmax := func(keep []int) []float64 {
+		p := make([]float64, len(logits))
+		var sum float64
+		for _, i := range keep {
+			p[i] = math.Exp(float64(logits[i]) / temp)
+			sum += p[i]
+		}
+		for i := range p {
+			p[i] /= sum
+		}
+		return p
+	}
+	cases := []struct {
+		name string
+		topP float64
+		topK int
+		want []float64
+	}{
+		{"plain", 1, 0, softmax([]int{0, 1, 2, 3, 4})},
+		{"top_k 2", 1, 2, softmax([]int{1, 3})},
+		{"top_p 0.95", 0.95, 0, softmax([]int{1, 3, 0})}, // the smallest set reaching 0.95
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			draw := newDrawer(temp, c.topP, c.topK, rand.New(rand.NewPCG(1, 2)))
+			counts := make([]float64, len(logits))
+			for range n {
+				counts[draw(append([]float32(nil), logits...))]++
+			}
+			for i := range counts {
+				if got := counts[i] / n; math.Abs(got-c.want[i]) > 0.005 {
+					t.Errorf("token %d drawn %.4f of the time, want %.4f", i, got, c.want[i])
+				}
+			}
+		})
+	}
+	if got := newDrawer(0, 1, 0, nil)(logits); got != 1 {
+		t.Errorf("greedy drew %d, want 1", got)
 	}
 }
