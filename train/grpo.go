@@ -52,6 +52,9 @@ type grpoRun struct {
 	window  grpoWindow
 	perStep int // completions of one optimizer step
 	longest int // prompt tokens of the longest prompt
+	// numTokens counts prompt and completion tokens sampled so far (TRL's
+	// num_tokens).
+	numTokens int64
 	// sessions are the decoding caches, by group size (training and
 	// evaluation groups), reused from prompt to prompt.
 	sessions map[int]*model.GroupSession
@@ -91,6 +94,10 @@ func (w *grpoWindow) add(ms []runlog.Metric) {
 		if _, ok := w.Counts[m.Key]; !ok {
 			w.Order = append(w.Order, m.Key)
 		}
+		if m.Key == "num_tokens" { // a running total: the latest, not a mean
+			w.Sums[m.Key], w.Counts[m.Key] = m.Value, 1
+			continue
+		}
 		w.Sums[m.Key] += m.Value
 		w.Counts[m.Key]++
 	}
@@ -105,9 +112,10 @@ func (w *grpoWindow) mean() []runlog.Metric {
 }
 
 type grpoState struct {
-	RNG    []byte      `json:"rng"`
-	Buffer *grpoBuffer `json:"buffer,omitempty"`
-	Window grpoWindow  `json:"window"`
+	NumTokens int64       `json:"num_tokens"`
+	RNG       []byte      `json:"rng"`
+	Buffer    *grpoBuffer `json:"buffer,omitempty"`
+	Window    grpoWindow  `json:"window"`
 }
 
 // setupGRPO replaces loadData for stage grpo: prompts, rewards, stop
@@ -143,6 +151,7 @@ func (t *Trainer) setupGRPO(o Options) error {
 		return err
 	}
 	g.tok = tok
+	t.pad = int32(data.HFTokenizer{Tokenizer: tok}.PAD())
 	if err := checkTokenizerRows(&data.Encoder{Tok: data.HFTokenizer{Tokenizer: tok}}, t.ModelDir, t.Model.Cfg.Vocab); err != nil {
 		return err
 	}
@@ -430,6 +439,7 @@ func (t *Trainer) generateRound() (*grpoBuffer, float64, int, error) {
 			return nil, 0, 0, fmt.Errorf("%s: %w", g.prompts[pi].Where, err)
 		}
 		tokens += n
+		g.numTokens += int64(n + G*len(g.prompts[pi].IDs))
 		for i := range comps {
 			comps[i].Prompt = pi
 			ps = append(ps, g.prompts[pi])
@@ -456,6 +466,7 @@ func (t *Trainer) generateRound() (*grpoBuffer, float64, int, error) {
 	}
 	m = append(m, runlog.Metric{Key: "frac_reward_zero_std", Value: zero})
 	m = append(m, lengthMetrics(buf.Completions)...)
+	m = append(m, runlog.Metric{Key: "num_tokens", Value: float64(g.numTokens)})
 	if c.LogCompletions {
 		if err := t.logCompletions(samples, per, buf.Completions); err != nil {
 			return nil, 0, 0, err
@@ -857,7 +868,7 @@ func (g *grpoRun) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(grpoState{RNG: rng, Buffer: g.buf, Window: g.window})
+	b, err := json.Marshal(grpoState{NumTokens: g.numTokens, RNG: rng, Buffer: g.buf, Window: g.window})
 	if err != nil {
 		return err
 	}
@@ -884,6 +895,6 @@ func (g *grpoRun) load(dir string) error {
 			}
 		}
 	}
-	g.buf, g.window = st.Buffer, st.Window
+	g.buf, g.window, g.numTokens = st.Buffer, st.Window, st.NumTokens
 	return nil
 }

@@ -113,7 +113,7 @@ func TestGRPOLearns(t *testing.T) {
 			for _, k := range []string{"loss", "grad_norm", "reward_std", "rewards/capital/mean", "rewards/capital/std",
 				"frac_reward_zero_std", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean",
 				"completions/mean_length", "completions/min_length", "completions/max_length", "completions/clipped_ratio",
-				"gen_tokens_per_s", "gen_share"} {
+				"gen_tokens_per_s", "gen_share", "num_tokens"} {
 				if _, ok := m[k]; !ok {
 					t.Errorf("step %v: no %s logged", m["step"], k)
 				}
@@ -181,7 +181,7 @@ func TestGRPOResumeMatchesUninterrupted(t *testing.T) {
 			}
 			for i, r := range resumed {
 				a := full[3+i]
-				for _, k := range []string{"step", "loss", "grad_norm", "reward", "kl", "clip_ratio/region_mean", "completions/mean_length"} {
+				for _, k := range []string{"step", "loss", "grad_norm", "reward", "kl", "clip_ratio/region_mean", "completions/mean_length", "num_tokens"} {
 					if math.Float64bits(a[k]) != math.Float64bits(r[k]) {
 						t.Errorf("step %v: %s %.17g uninterrupted, %.17g resumed", a["step"], k, a[k], r[k])
 					}
