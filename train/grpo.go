@@ -831,9 +831,6 @@ func (t *Trainer) evaluateGRPO() error {
 	if err != nil {
 		return fmt.Errorf("evaluation at step %d: %w", t.state.GlobalStep, err)
 	}
-	if len(t.state.LogHistory) > 0 {
-		t.state.LogHistory[len(t.state.LogHistory)-1].EvalLoss = math.NaN()
-	}
 	return t.log.EvalMetrics(t.state.GlobalStep, m)
 }
 
