@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"gotune/config"
 )
@@ -222,6 +223,11 @@ func TestHTTP(t *testing.T) {
 			fmt.Fprint(w, "<html>")
 		case "short":
 			fmt.Fprint(w, "[1]")
+		case "slow":
+			select { // longer than the reward's timeout
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
 		}
 	}))
 	defer srv.Close()
@@ -242,6 +248,10 @@ func TestHTTP(t *testing.T) {
 		if _, err := score(t, d, samples); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", c.mode, err, c.want)
 		}
+	}
+	mode = "slow"
+	if _, err := score(t, config.RewardFunc{Type: "http", URL: srv.URL, Timeout: 0.2}, samples); err == nil || !strings.Contains(err.Error(), "Timeout") {
+		t.Errorf("slow endpoint: error %v, want a timeout", err)
 	}
 	srv.Close()
 	if _, err := score(t, d, samples); err == nil || !strings.Contains(err.Error(), "POST") {
