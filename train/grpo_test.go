@@ -134,8 +134,10 @@ func TestGRPOLearns(t *testing.T) {
 	if len(evals) != 3 || evals[0][0] != 0 || evals[0][1] >= 0.3 || evals[2][1] <= 0.8 {
 		t.Errorf("held-out reward %v: want step 0 under 0.3 and step 12 over 0.8", evals)
 	}
-	if _, err := os.Stat(filepath.Join(out, "adapter_model.safetensors")); err != nil {
-		t.Errorf("no adapter saved: %v", err)
+	for _, f := range []string{"adapter_model.safetensors", "training_reward.svg"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("no %s written: %v", f, err)
+		}
 	}
 	b, err := os.ReadFile(filepath.Join(out, "completions.jsonl"))
 	must(t, err)
