@@ -670,6 +670,10 @@ func (t *Trainer) openLog() error {
 		}
 	}
 	t.log, err = runlog.New(opts)
+	if err != nil && t.closeTB != nil {
+		t.closeTB()
+		t.closeTB = nil
+	}
 	return err
 }
 
