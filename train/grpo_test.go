@@ -300,7 +300,7 @@ func TestGRPOEpochs(t *testing.T) {
 	cfg := grpoConfig(t, out, "")
 	// 48 training prompts, 4 a step: 12 steps an epoch, 18 in 1.5 epochs.
 	must(t, cfg.ApplyFlags([]string{"--max_steps", "-1", "--num_train_epochs", "1.5", "--val_size", "16",
-		"--save_strategy", "epoch", "--eval_strategy", "epoch", "--logging_steps", "6"}))
+		"--save_strategy", "epoch", "--eval_strategy", "epoch", "--logging_steps", "6", "--report_to", "tensorboard"}))
 	tr, err := New(cfg, "", nil)
 	must(t, err)
 	if tr.Total() != 18 {
@@ -317,6 +317,12 @@ func TestGRPOEpochs(t *testing.T) {
 		} else {
 			logSteps = append(logSteps, m["step"])
 		}
+	}
+	ev, _ := filepath.Glob(filepath.Join(out, "events.out.tfevents.*"))
+	if len(ev) != 1 {
+		t.Errorf("TensorBoard event files %v, want one", ev)
+	} else if b, _ := os.ReadFile(ev[0]); !bytes.Contains(b, []byte("rewards/capital/mean")) || !bytes.Contains(b, []byte("eval_reward")) {
+		t.Errorf("the event file lacks the reward tags")
 	}
 	if fmt.Sprint(evalSteps) != "[0 12 18]" || fmt.Sprint(logSteps) != "[6 12 18]" {
 		t.Errorf("evaluated at steps %v, logged at %v; want [0 12 18] and [6 12 18]", evalSteps, logSteps)
