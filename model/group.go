@@ -20,6 +20,9 @@ type GroupSession struct {
 	Lens []int       // positions filled per sequence
 	k, v [][]float32 // per layer [n·max·KVDim], sequence after sequence
 	buf  sessionBufs
+	// first holds the logits after the last prompt, apart from buf.logits,
+	// which Step overwrites.
+	first []float32
 }
 
 // NewGroupSession allocates caches for n sequences of up to maxLen
@@ -38,6 +41,9 @@ func (m *Model) NewGroupSession(n, maxLen int) (*GroupSession, error) {
 	return g, nil
 }
 
+// Rows is the number of sequences the session holds.
+func (g *GroupSession) Rows() int { return len(g.Lens) }
+
 // Cap is the positions each sequence can hold: a session may be reused for
 // any prompt and completion that fit (Prompt starts it over).
 func (g *GroupSession) Cap() int { return g.max }
@@ -45,8 +51,24 @@ func (g *GroupSession) Cap() int { return g.max }
 // Prompt runs the shared prompt once, copies its cache to every sequence
 // and returns the logits after its last token ([Vocab], reused).
 func (g *GroupSession) Prompt(ids []int32) ([]float32, error) {
+	rows := make([]int, len(g.Lens))
+	for i := range rows {
+		rows[i] = i
+	}
+	return g.PromptRows(ids, rows)
+}
+
+// PromptRows starts the listed sequences from one prompt (run once, its
+// cache copied to each): a session may decode the groups of several prompts
+// together. It returns the logits after the prompt ([Vocab], reused).
+func (g *GroupSession) PromptRows(ids []int32, rows []int) ([]float32, error) {
 	if len(ids) >= g.max {
 		return nil, fmt.Errorf("group decoding: the prompt's %d tokens leave no room in %d positions", len(ids), g.max)
+	}
+	for _, r := range rows {
+		if r < 0 || r >= len(g.Lens) {
+			return nil, fmt.Errorf("group decoding: row %d of %d", r, len(g.Lens))
+		}
 	}
 	s := g.m.NewSession(len(ids))
 	logits, err := s.Feed(ids)
@@ -56,15 +78,16 @@ func (g *GroupSession) Prompt(ids []int32) ([]float32, error) {
 	kd := g.m.Cfg.KVDim()
 	n := len(ids) * kd
 	for li := range g.m.Layers {
-		for r := range g.Lens {
+		for _, r := range rows {
 			copy(g.k[li][r*g.max*kd:], s.k[li][:n])
 			copy(g.v[li][r*g.max*kd:], s.v[li][:n])
 		}
 	}
-	for r := range g.Lens {
+	for _, r := range rows {
 		g.Lens[r] = len(ids)
 	}
-	return append(g.buf.logits[:0], logits...), nil
+	g.first = append(g.first[:0], logits...)
+	return g.first, nil
 }
 
 // Step appends ids[i] to sequence rows[i] and returns the logits after it,

@@ -117,3 +117,40 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 }
+
+// Groups of different prompts decoded in one session: each sequence's
+// logits are those of its own prompt and tokens.
+func TestGroupSessionSeveralPrompts(t *testing.T) {
+	m := tinyModel(t, "ref-qwen2", 12)
+	prompts := [][]int32{{4, 8, 15}, {16, 23, 42, 7, 9}}
+	g, err := m.NewGroupSession(4, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := make([][]int32, 4)
+	for p, rows := range [][]int{{0, 2}, {1, 3}} {
+		if _, err := g.PromptRows(prompts[p], rows); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			seqs[r] = append([]int32(nil), prompts[p]...)
+		}
+	}
+	V := m.Cfg.Vocab
+	for step := range 4 {
+		rows := []int{0, 1, 2, 3}
+		ids := []int32{int32(step + 1), int32(step + 100), int32(step + 200), int32(step + 300)}
+		got, err := g.Step(rows, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, r := range rows {
+			seqs[r] = append(seqs[r], ids[k])
+			s := m.NewSession(len(seqs[r]))
+			want, _ := s.Feed(seqs[r])
+			if d := relDiff(got[k*V:(k+1)*V], want); d > 1e-5 {
+				t.Errorf("step %d row %d: logits differ by %.2g", step, r, d)
+			}
+		}
+	}
+}

@@ -55,9 +55,8 @@ type grpoRun struct {
 	// numTokens counts prompt and completion tokens sampled so far (TRL's
 	// num_tokens).
 	numTokens int64
-	// sessions are the decoding caches, by group size (training and
-	// evaluation groups), reused from prompt to prompt.
-	sessions map[int]*model.GroupSession
+	// session holds the decoding caches, reused from batch to batch.
+	session *model.GroupSession
 }
 
 // grpoCompletion is one sampled completion of a generation round.
@@ -144,7 +143,7 @@ func (t *Trainer) setupGRPO(o Options) error {
 	if err != nil {
 		return err
 	}
-	g := &grpoRun{scale: scale, stops: map[int32]bool{}, sessions: map[int]*model.GroupSession{}}
+	g := &grpoRun{scale: scale, stops: map[int32]bool{}}
 	g.perStep = max(c.PerDeviceTrainBatchSize, 1) * max(c.GradientAccumulationSteps, 1)
 	tok, tmpl, err := t.promptRendering()
 	if err != nil {
@@ -321,62 +320,86 @@ func newDrawer(temperature, topP float64, topK int, r *rand.Rand) drawer {
 	return func(lg []float32) int32 { return s.Next(lg, nil) }
 }
 
-// sampleGroup draws n completions of one prompt with the KV cache, the
-// group decoded together; it returns them and the tokens drawn.
-func (t *Trainer) sampleGroup(prompt []int32, n int, draw drawer) ([]grpoCompletion, int, error) {
+// cacheBudget bounds the key/value caches of one decoding session (bytes):
+// as many prompts' groups as fit are decoded together, each linear layer
+// one product over all their live sequences.
+const cacheBudget = 1 << 30
+
+// sampleGroups draws n completions of each prompt with the KV cache,
+// several groups decoded together; it returns the completions, prompt
+// after prompt, and the tokens drawn.
+func (t *Trainer) sampleGroups(prompts [][]int32, n int, draw drawer) ([]grpoCompletion, int, error) {
 	c, g := t.Cfg, t.grpo
 	maxNew := c.MaxCompletionLength
-	if mp := t.Model.Cfg.MaxPositions; mp > 0 && len(prompt)+maxNew > mp {
-		return nil, 0, fmt.Errorf("prompt of %d tokens + max_completion_length %d exceed the model's context of %d", len(prompt), maxNew, mp)
+	positions := g.longest + maxNew
+	for _, p := range prompts {
+		positions = max(positions, len(p)+maxNew)
+		if mp := t.Model.Cfg.MaxPositions; mp > 0 && len(p)+maxNew > mp {
+			return nil, 0, fmt.Errorf("prompt of %d tokens + max_completion_length %d exceed the model's context of %d", len(p), maxNew, mp)
+		}
 	}
-	// One session serves every group of this size: its caches are large
-	// (sequences × positions × layers × 2·KV width) and Prompt starts it
-	// over.
-	gs := g.sessions[n]
-	if gs == nil || gs.Cap() < len(prompt)+maxNew {
+	mc := t.Model.Cfg
+	perRow := int64(positions) * int64(mc.KVDim()) * int64(len(t.Model.Layers)) * 2 * 4
+	groups := int(max(min(int64(len(prompts)), cacheBudget/(perRow*int64(n))), 1))
+	rowsWanted := groups * n
+	// One session serves every batch of this size and is reused: its caches
+	// are the large part, and PromptRows starts sequences over.
+	gs := g.session
+	if gs == nil || gs.Rows() != rowsWanted || gs.Cap() < positions {
 		var err error
-		if gs, err = t.Model.NewGroupSession(n, max(len(prompt)+maxNew, g.longest+maxNew)); err != nil {
+		if gs, err = t.Model.NewGroupSession(rowsWanted, positions); err != nil {
 			return nil, 0, err
 		}
-		g.sessions[n] = gs
+		g.session = gs
 	}
-	first, err := gs.Prompt(prompt)
-	if err != nil {
-		return nil, 0, err
-	}
-	V := t.Model.Cfg.Vocab
-	out := make([]grpoCompletion, n)
-	rows := make([]int, n)
-	logits := make([]float32, n*V)
-	for i := range rows {
-		rows[i] = i
-		copy(logits[i*V:], first)
-	}
+	V := mc.Vocab
+	var out []grpoCompletion
 	tokens := 0
-	for len(rows) > 0 {
-		var live []int
-		var ids []int32
-		for k, r := range rows {
-			next := draw(logits[k*V : (k+1)*V])
-			out[r].IDs = append(out[r].IDs, next)
-			tokens++
-			switch {
-			case g.stops[next]:
-			case len(out[r].IDs) == maxNew:
-				out[r].Truncated = true
-			default:
-				live, ids = append(live, r), append(ids, next)
+	for lo := 0; lo < len(prompts); lo += groups {
+		chunk := prompts[lo:min(lo+groups, len(prompts))]
+		comps := make([]grpoCompletion, len(chunk)*n)
+		rows := make([]int, len(comps))
+		logits := make([]float32, len(comps)*V)
+		for p, ids := range chunk {
+			prow := make([]int, n)
+			for i := range prow {
+				prow[i] = p*n + i
+			}
+			first, err := gs.PromptRows(ids, prow)
+			if err != nil {
+				return nil, 0, err
+			}
+			for _, r := range prow {
+				rows[r] = r
+				copy(logits[r*V:], first)
 			}
 		}
-		if len(live) == 0 {
-			break
+		for len(rows) > 0 {
+			var live []int
+			var ids []int32
+			for k, r := range rows {
+				next := draw(logits[k*V : (k+1)*V])
+				comps[r].IDs = append(comps[r].IDs, next)
+				tokens++
+				switch {
+				case g.stops[next]:
+				case len(comps[r].IDs) == maxNew:
+					comps[r].Truncated = true
+				default:
+					live, ids = append(live, r), append(ids, next)
+				}
+			}
+			if len(live) == 0 {
+				break
+			}
+			lg, err := gs.Step(live, ids)
+			if err != nil {
+				return nil, 0, err
+			}
+			logits = append(logits[:0], lg...)
+			rows = live
 		}
-		lg, err := gs.Step(live, ids)
-		if err != nil {
-			return nil, 0, err
-		}
-		logits = append(logits[:0], lg...)
-		rows = live
+		out = append(out, comps...)
 	}
 	return out, tokens, nil
 }
@@ -432,20 +455,23 @@ func (t *Trainer) generateRound() (*grpoBuffer, float64, int, error) {
 	start := time.Now()
 	buf := &grpoBuffer{}
 	var ps []grpoPrompt
-	tokens := 0
+	var ids [][]int32
 	for _, pi := range idx {
-		comps, n, err := t.sampleGroup(g.prompts[pi].IDs, G, draw)
-		if err != nil {
-			return nil, 0, 0, fmt.Errorf("%s: %w", g.prompts[pi].Where, err)
-		}
-		tokens += n
-		g.numTokens += int64(n + G*len(g.prompts[pi].IDs))
-		for i := range comps {
+		ids = append(ids, g.prompts[pi].IDs)
+	}
+	comps, tokens, err := t.sampleGroups(ids, G, draw)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	for k, pi := range idx {
+		g.numTokens += int64(G * len(g.prompts[pi].IDs))
+		for i := k * G; i < (k+1)*G; i++ {
 			comps[i].Prompt = pi
 			ps = append(ps, g.prompts[pi])
 		}
-		buf.Completions = append(buf.Completions, comps...)
 	}
+	g.numTokens += int64(tokens)
+	buf.Completions = comps
 	genSec := time.Since(start).Seconds()
 	samples := g.samples(ps, buf.Completions)
 	per, total, err := g.score(samples)
@@ -803,17 +829,17 @@ func (t *Trainer) EvalGRPO() ([]runlog.Metric, error) {
 		return nil, nil
 	}
 	draw := newDrawer(c.Temperature, c.TopP, c.TopK, rand.New(rand.NewPCG(uint64(c.Seed)^0x6576616c, uint64(t.state.GlobalStep))))
-	var comps []grpoCompletion
+	var ids [][]int32
 	var ps []grpoPrompt
 	for _, p := range g.held {
-		cs, _, err := t.sampleGroup(p.IDs, c.NumGenerations, draw)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.Where, err)
-		}
-		for range cs {
+		ids = append(ids, p.IDs)
+		for range c.NumGenerations {
 			ps = append(ps, p)
 		}
-		comps = append(comps, cs...)
+	}
+	comps, _, err := t.sampleGroups(ids, c.NumGenerations, draw)
+	if err != nil {
+		return nil, err
 	}
 	per, total, err := g.score(g.samples(ps, comps))
 	if err != nil {
