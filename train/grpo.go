@@ -137,7 +137,7 @@ func (t *Trainer) setupGRPO(o Options) error {
 		// Dropout would make the sampling, old and current log-probabilities
 		// of the same tokens disagree at random, which the importance ratio
 		// reads as policy change (TRL recommends disabling it too).
-		return fmt.Errorf("stage grpo: set lora_dropout: 0 (got %v): dropout makes the importance ratio noise", c.LoRADropout)
+		return fmt.Errorf("stage grpo: set lora_dropout: 0 (got %v): dropout turns the importance ratio into noise", c.LoRADropout)
 	}
 	scale, err := rl.ParseScale(c.ScaleRewards)
 	if err != nil {
@@ -193,7 +193,7 @@ func (t *Trainer) setupGRPO(o Options) error {
 	g.prompts, g.held = splitPrompts(all, c.ValSize, uint64(c.Seed))
 	P := g.perStep / c.NumGenerations
 	if len(g.prompts) < P {
-		return fmt.Errorf("stage grpo: %d training prompts, fewer than the %d one step samples for (per_device_train_batch_size × gradient_accumulation_steps / num_generations)", len(g.prompts), P)
+		return fmt.Errorf("stage grpo: %d training prompts, fewer than the %d prompts one step samples (per_device_train_batch_size × gradient_accumulation_steps / num_generations)", len(g.prompts), P)
 	}
 	for i, d := range c.RewardFuncs {
 		f, err := reward.Build(c.RewardName(i), d)

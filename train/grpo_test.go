@@ -204,7 +204,7 @@ func TestGRPORefuses(t *testing.T) {
 		{[]string{"--finetuning_type", "prompt_tuning"}, Options{}, "finetuning_type prompt_tuning"},
 		{nil, Options{Backend: ref.New(), Required: true}, "stage grpo trains on the CPU"},
 		{[]string{"--max_completion_length", "600"}, Options{}, "context of 512"},
-		{[]string{"--gradient_accumulation_steps", "40"}, Options{}, "fewer than the 80"},
+		{[]string{"--gradient_accumulation_steps", "40"}, Options{}, "fewer than the 80 prompts"},
 		{[]string{"--reward_funcs", "[{type: match, column: solution}]"}, Options{}, `reward match_0 reads column "solution", which 64 of 64 records lack (`},
 	}
 	for _, c := range cases {
