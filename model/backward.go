@@ -44,6 +44,16 @@ func (w *Workspace) TokenLogProbs(b *Batch) []float64 {
 	return lp
 }
 
+// TokenEntropies returns, with Entropy set, the entropy (nats) of the
+// distribution predicted at each token of the last TokenLogProbs, in the
+// same order. The slice is reused by the next call.
+func (w *Workspace) TokenEntropies() []float64 {
+	if !w.Entropy {
+		return nil
+	}
+	return w.tokenEntropy[:len(w.headRows)]
+}
+
 // TokenRows returns, for each value of the last TokenLogProbs, the index of
 // its sequence in the batch. The slice is reused by the next call.
 func (w *Workspace) TokenRows() []int {
@@ -135,6 +145,9 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 	}
 	xs, dxs, losses := w.headX, w.headDX, w.headLoss[:chunk]
 	w.tokenLogp = grow(w.tokenLogp, len(rowsIdx))
+	if w.Entropy {
+		w.tokenEntropy = grow(w.tokenEntropy, len(rowsIdx))
+	}
 	head := w.m.Head
 	// logits = xf·Headᵀ/temperature; the 1/temperature also scales both
 	// gradients below.
@@ -157,6 +170,17 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 				row := lg[i*V : (i+1)*V]
 				mx := cpu.MaxF32(row)
 				target := row[tg[i]]
+				if w.Entropy {
+					// H = log Σe^d − Σ e^d·d / Σe^d with d = z − max z.
+					var se, sd float64
+					for _, v := range row {
+						d := float64(v - mx)
+						e := math.Exp(d)
+						se += e
+						sd += e * d
+					}
+					w.tokenEntropy[c0+i] = math.Log(se) - sd/se
+				}
 				var s float64
 				if backward {
 					sc := scale

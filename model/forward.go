@@ -44,6 +44,10 @@ type Workspace struct {
 	// TokenLogProbs (0 means 1): a policy-gradient stage scores tokens under
 	// the distribution it sampled them from, logits/temperature, as TRL does.
 	Temperature float64
+	// Entropy makes the head also compute the entropy of the predicted
+	// distribution at every trained token (TokenEntropies): one more pass
+	// over each row of logits, which a policy-gradient stage logs.
+	Entropy bool
 
 	B, T, P, N int // P virtual tokens, T = P + the batch's length
 	ids        []int32
@@ -67,6 +71,7 @@ type Workspace struct {
 	headLoss                                          []float64
 	headScale                                         []float32
 	tokenLogp                                         []float64
+	tokenEntropy                                      []float64
 	tokenRow                                          []int
 	attnTiles                                         [][]float32
 }

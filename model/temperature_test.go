@@ -91,3 +91,50 @@ func checkDirectional(t *testing.T, m *Model, f func() float64) {
 		}
 	}
 }
+
+// TokenEntropies are the entropies of softmax(logits/temperature) at the
+// trained tokens, and computing them changes nothing else.
+func TestTokenEntropies(t *testing.T) {
+	m := tinyModel(t, "ref-llama", 4)
+	b := gradBatch(m.Cfg.Vocab)
+	w := m.NewWorkspace()
+	logits := append([]float32(nil), w.Logits(b)...)
+	const temp = 1.3
+	w.Temperature = temp
+	plain := append([]float64(nil), w.TokenLogProbs(b)...)
+	if w.TokenEntropies() != nil {
+		t.Fatal("entropies without Entropy set")
+	}
+	w.Entropy = true
+	lp := w.TokenLogProbs(b)
+	ent := w.TokenEntropies()
+	V := m.Cfg.Vocab
+	k := 0
+	for r := 0; r < b.B; r++ {
+		for p := 0; p+1 < b.T; p++ {
+			if b.Labels[r*b.T+p+1] == IgnoreIndex {
+				continue
+			}
+			row := logits[(r*b.T+p)*V : (r*b.T+p+1)*V]
+			var z float64
+			for _, v := range row {
+				z += math.Exp(float64(v) / temp)
+			}
+			var h float64
+			for _, v := range row {
+				q := math.Exp(float64(v)/temp) / z
+				h -= q * math.Log(q)
+			}
+			if math.Abs(ent[k]-h) > 1e-4*h {
+				t.Errorf("token %d: entropy %v, want %v", k, ent[k], h)
+			}
+			if lp[k] != plain[k] {
+				t.Errorf("token %d: log p %v with entropies, %v without", k, lp[k], plain[k])
+			}
+			k++
+		}
+	}
+	if k != len(ent) {
+		t.Fatalf("%d entropies for %d tokens", len(ent), k)
+	}
+}

@@ -219,6 +219,7 @@ func (t *Trainer) setupGRPO(o Options) error {
 		t.printf("grpo: beta %v with %s tuning keeps the initial trainable weights as the reference (%.1f MB)\n", c.Beta, c.FinetuningType, float64(n)*4/(1<<20))
 	}
 	t.ws.Temperature = c.Temperature
+	t.ws.Entropy = true // TRL's entropy metric
 	t.grpo = g
 	t.printf("grpo: %d training prompts, %d held out; %d prompts × %d generations per step\n", len(g.prompts), len(g.held), P, c.NumGenerations)
 	return nil
@@ -602,6 +603,8 @@ func splitRows(lp []float64, rows []int, n int) [][]float64 {
 // current policy, or under the reference (adapter off, or the initial
 // weights for full and freeze tuning).
 func (t *Trainer) seqLogProbs(comps []grpoCompletion, reference bool) ([][]float64, error) {
+	t.ws.Entropy = false // logged for the policy being trained only
+	defer func() { t.ws.Entropy = true }()
 	if reference {
 		if t.Method != nil {
 			restore := t.Model.WithoutAdapters()
@@ -643,6 +646,7 @@ type grpoStats struct {
 	tokens            int
 	seen              int64 // positions run forward and backward (prompts, completions, padding)
 	kl                float64
+	entropy           float64 // summed over the trained tokens
 	low, high, region int
 }
 
@@ -664,7 +668,13 @@ func (t *Trainer) grpoAccumulate(buf *grpoBuffer) (grpoStats, error) {
 		b := t.grpoBatch(mb)
 		st.seen += int64(b.B * b.T)
 		lp := t.ws.TokenLogProbs(b)
-		rows := splitRows(lp, t.ws.TokenRows(), len(mb))
+		tokRows := t.ws.TokenRows()
+		rows := splitRows(lp, tokRows, len(mb))
+		for i, h := range t.ws.TokenEntropies() {
+			if !masked(mb[tokRows[i]]) {
+				st.entropy += h
+			}
+		}
 		seqs := make([]rl.Seq, len(mb))
 		for r, cp := range mb {
 			seqs[r] = rl.Seq{Logp: rows[r], Old: cp.Old, Ref: cp.Ref, Adv: cp.Adv, Masked: masked(cp)}
@@ -757,6 +767,7 @@ func (t *Trainer) runGRPO() error {
 		if c.Beta > 0 {
 			metrics = append(metrics, runlog.Metric{Key: "kl", Value: st.kl / tok})
 		}
+		metrics = append(metrics, runlog.Metric{Key: "entropy", Value: st.entropy / tok})
 		metrics = append(metrics, runlog.Metric{Key: "clip_ratio/low_mean", Value: float64(st.low) / tok},
 			runlog.Metric{Key: "clip_ratio/high_mean", Value: float64(st.high) / tok},
 			runlog.Metric{Key: "clip_ratio/region_mean", Value: float64(st.region) / tok})

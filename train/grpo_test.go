@@ -113,7 +113,7 @@ func TestGRPOLearns(t *testing.T) {
 			for _, k := range []string{"loss", "grad_norm", "reward_std", "rewards/capital/mean", "rewards/capital/std",
 				"frac_reward_zero_std", "kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean",
 				"completions/mean_length", "completions/min_length", "completions/max_length", "completions/clipped_ratio",
-				"gen_tokens_per_s", "gen_share", "num_tokens"} {
+				"gen_tokens_per_s", "gen_share", "num_tokens", "entropy"} {
 				if _, ok := m[k]; !ok {
 					t.Errorf("step %v: no %s logged", m["step"], k)
 				}
