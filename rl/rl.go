@@ -12,6 +12,7 @@ package rl
 import (
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Scale says how advantages are divided: by the standard deviation of the
@@ -78,12 +79,12 @@ func Advantages(rewards []float64, groupSize int, scale Scale) (adv []float64, f
 
 // ParseScale reads scale_rewards: group, batch, none, or a boolean.
 func ParseScale(s string) (Scale, error) {
-	switch s {
-	case "group", "true", "True":
+	switch strings.ToLower(s) {
+	case "group", "true":
 		return ScaleGroup, nil
 	case "batch":
 		return ScaleBatch, nil
-	case "none", "false", "False":
+	case "none", "false":
 		return ScaleNone, nil
 	}
 	return "", fmt.Errorf("scale_rewards %q: want group, batch, none, true or false", s)

@@ -338,3 +338,15 @@ func TestObjectiveValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestParseScale(t *testing.T) {
+	for in, want := range map[string]Scale{"group": ScaleGroup, "True": ScaleGroup, "true": ScaleGroup, "batch": ScaleBatch,
+		"none": ScaleNone, "FALSE": ScaleNone} {
+		if got, err := ParseScale(in); err != nil || got != want {
+			t.Errorf("ParseScale(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseScale("sometimes"); err == nil {
+		t.Error("ParseScale(sometimes): no error")
+	}
+}
