@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -152,5 +153,48 @@ func TestGroupSessionSeveralPrompts(t *testing.T) {
 				t.Errorf("step %d row %d: logits differ by %.2g", step, r, d)
 			}
 		}
+	}
+}
+
+// BenchmarkDecodeRows measures how decoding throughput grows with the
+// sequences decoded together (one prompt's group, or several prompts'
+// groups in one session as stage grpo does), 32 new tokens each.
+func BenchmarkDecodeRows(b *testing.B) {
+	cfg, err := Shape("tiny")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := New(cfg)
+	m.RandomInit(1)
+	prompt := make([]int32, 32)
+	for i := range prompt {
+		prompt[i] = int32(i * 7 % cfg.Vocab)
+	}
+	const steps = 32
+	for _, n := range []int{1, 8, 32, 64} {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			rows := make([]int, n)
+			ids := make([]int32, n)
+			for i := range rows {
+				rows[i] = i
+			}
+			g, err := m.NewGroupSession(n, len(prompt)+steps)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range b.N {
+				lg, _ := g.Prompt(prompt)
+				for i := range ids {
+					ids[i] = int32(Argmax(lg))
+				}
+				for range steps - 1 {
+					lg, _ = g.Step(rows, ids)
+					for i := range ids {
+						ids[i] = int32(Argmax(lg[i*cfg.Vocab : (i+1)*cfg.Vocab]))
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*n*steps)/b.Elapsed().Seconds(), "tokens/s")
+		})
 	}
 }
