@@ -72,8 +72,14 @@ func Build(name string, d config.RewardFunc) (Func, error) {
 		}
 		return tc, nil
 	case "length":
+		if d.MaxTokens <= 0 || d.SoftCache < 0 || d.SoftCache > d.MaxTokens {
+			return nil, fmt.Errorf("reward %s: type length needs max_tokens > 0 and 0 ≤ soft_cache ≤ max_tokens, got %d and %d", name, d.MaxTokens, d.SoftCache)
+		}
 		return &length{name: name, max: d.MaxTokens, cache: d.SoftCache}, nil
 	case "command":
+		if len(d.Command) == 0 {
+			return nil, fmt.Errorf("reward %s: type command needs command: [program, args…]", name)
+		}
 		return &command{name: name, argv: d.Command, timeout: timeout}, nil
 	case "http":
 		return newHTTP(name, d.URL, timeout), nil

@@ -266,6 +266,9 @@ func TestBuildRejects(t *testing.T) {
 		{Type: "match", Extract: "xml", Column: "a"},
 		{Type: "regex", Pattern: "[z-a]"},
 		{Type: "tool_call", Tools: "{"},
+		{Type: "length"},
+		{Type: "length", MaxTokens: 4, SoftCache: 5},
+		{Type: "command"},
 		{Type: "magic"},
 	} {
 		if _, err := Build("r", d); err == nil {
