@@ -1,8 +1,10 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -718,6 +720,9 @@ func (t *Trainer) runGRPO() error {
 		return err
 	}
 	defer t.closeLog()
+	if err := t.trimCompletions(); err != nil {
+		return err
+	}
 	logEvery := max(c.LoggingSteps, 1)
 	evalEvery := c.EvalEvery()
 	if t.state.GlobalStep == 0 && len(g.held) > 0 && c.EvalStrategy != "no" {
@@ -893,6 +898,37 @@ func (t *Trainer) logCompletions(samples []reward.Sample, per [][]float64, comps
 		}
 	}
 	return nil
+}
+
+// trimCompletions drops from completions.jsonl what a killed run sampled
+// after the checkpoint it resumes from: those rounds are sampled again, and
+// the file keeps one line per completion trained on, as an uninterrupted
+// run's.
+func (t *Trainer) trimCompletions() error {
+	path := filepath.Join(t.Cfg.OutputDir, "completions.jsonl")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var keep []byte
+	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+		var rec struct {
+			Step int `json:"step"`
+		}
+		if len(bytes.TrimSpace(line)) == 0 || line[len(line)-1] != '\n' || json.Unmarshal(line, &rec) != nil {
+			continue // a line torn by the kill
+		}
+		if rec.Step <= t.state.GlobalStep {
+			keep = append(keep, line...)
+		}
+	}
+	if len(keep) == len(b) {
+		return nil
+	}
+	return ckpt.WriteFileAtomic(path, keep, 0o644)
 }
 
 // saveGRPO writes the sampler state, the generation batch in use and the

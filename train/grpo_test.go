@@ -330,7 +330,7 @@ func TestGRPOEpochs(t *testing.T) {
 }
 
 var grpoKillFlags = []string{"--max_steps", "40", "--save_steps", "3", "--num_iterations", "2", "--beta", "0.04",
-	"--learning_rate", "3e-3", "--save_total_limit", "2"}
+	"--learning_rate", "3e-3", "--save_total_limit", "2", "--log_completions"}
 
 // TestGRPOKillHelper is the run TestGRPOKillAndResume kills; it does
 // nothing unless started by that test.
@@ -348,7 +348,8 @@ func TestGRPOKillHelper(t *testing.T) {
 
 // A GRPO run killed with SIGKILL once a checkpoint mid-generation-batch is
 // written, then resumed, logs every step as the uninterrupted run does, bit
-// for bit (losses, rewards, KL), and saves the same adapter.
+// for bit (losses, rewards, KL), saves the same adapter and has logged the
+// same completions.
 func TestGRPOKillAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains twice")
@@ -412,6 +413,34 @@ poll:
 	if errA != nil || errB != nil || !bytes.Equal(a, b) {
 		t.Errorf("final adapters differ (%v, %v)", errA, errB)
 	}
+	// The same completions, once each ("where" names each run's own copy
+	// of the dataset).
+	ca, cb := completionLines(t, dirA), completionLines(t, dirB)
+	if len(ca) != 40/2*32 || len(ca) != len(cb) {
+		t.Fatalf("%d completions logged uninterrupted, %d resumed; want %d", len(ca), len(cb), 40/2*32)
+	}
+	for i := range ca {
+		if ca[i] != cb[i] {
+			t.Fatalf("completion %d: %s uninterrupted, %s resumed", i, ca[i], cb[i])
+		}
+	}
+}
+
+// completionLines reads completions.jsonl without each line's "where".
+func completionLines(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "completions.jsonl"))
+	must(t, err)
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var rec map[string]any
+		must(t, json.Unmarshal([]byte(line), &rec))
+		delete(rec, "where")
+		j, err := json.Marshal(rec)
+		must(t, err)
+		out = append(out, string(j))
+	}
+	return out
 }
 
 // Each way of drawing a token samples softmax(logits/temperature), cut by
@@ -458,5 +487,28 @@ func TestDrawer(t *testing.T) {
 	}
 	if got := newDrawer(0, 1, 0, nil)(logits); got != 1 {
 		t.Errorf("greedy drew %d, want 1", got)
+	}
+}
+
+// Resuming drops the completions a killed run logged after its checkpoint
+// (and a line torn by the kill), keeping the rounds the checkpoint covers.
+func TestTrimCompletions(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	for step := 1; step <= 6; step += 2 { // rounds generated at steps 1, 3, 5
+		fmt.Fprintf(&b, "{\"step\":%d,\"completion\":\"a\"}\n{\"step\":%d,\"completion\":\"b\"}\n", step, step)
+	}
+	b.WriteString(`{"step":7,"compl`) // torn
+	path := filepath.Join(dir, "completions.jsonl")
+	must(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	tr := &Trainer{Cfg: &config.Config{}}
+	tr.Cfg.OutputDir = dir
+	tr.state.GlobalStep = 4 // mid-round: the round of step 3 is in the checkpoint
+	must(t, tr.trimCompletions())
+	got, err := os.ReadFile(path)
+	must(t, err)
+	want := "{\"step\":1,\"completion\":\"a\"}\n{\"step\":1,\"completion\":\"b\"}\n{\"step\":3,\"completion\":\"a\"}\n{\"step\":3,\"completion\":\"b\"}\n"
+	if string(got) != want {
+		t.Errorf("kept %q, want %q", got, want)
 	}
 }
