@@ -10,7 +10,7 @@ type Config struct {
 	// Model.
 	ModelNameOrPath   string   `yaml:"model_name_or_path"`
 	AdapterNameOrPath []string `yaml:"adapter_name_or_path"` // resume training these adapters
-	Stage             string   `yaml:"stage"`                // sft, pt, dpo or kto; rm and ppo are parsed and rejected
+	Stage             string   `yaml:"stage"`                // sft, pt, dpo, kto or grpo; rm and ppo are parsed and rejected
 	DoTrain           bool     `yaml:"do_train"`
 	DoEval            bool     `yaml:"do_eval"`
 
@@ -131,6 +131,7 @@ type Config struct {
 	ReportTo []string `yaml:"report_to"`
 
 	Pref `yaml:",inline"` // stage dpo and kto (pref.go)
+	GRPO `yaml:",inline"` // stage grpo (grpo.go)
 
 	// Warnings collects notes about the input that are not errors: unknown
 	// keys and keys gotune accepts but ignores.
@@ -197,6 +198,7 @@ func Default() *Config {
 		Device:                    "auto",
 		Progress:                  "auto",
 		Pref:                      defaultPref(),
+		GRPO:                      GRPODefaults(),
 	}
 }
 

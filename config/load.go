@@ -255,6 +255,12 @@ func (c *Config) set(key string, n *yaml.Node) error {
 }
 
 func setValue(f reflect.Value, n *yaml.Node) error {
+	// A structured value (reward_funcs) reads itself.
+	if f.CanAddr() {
+		if u, ok := f.Addr().Interface().(yaml.Unmarshaler); ok {
+			return u.UnmarshalYAML(n)
+		}
+	}
 	switch f.Kind() {
 	case reflect.Slice:
 		return setList(f, n)

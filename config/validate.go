@@ -13,8 +13,8 @@ import (
 
 // Choices of the enumerated keys (read-only).
 var (
-	stages      = []string{"sft", "pt", "dpo", "kto"}
-	laterStages = []string{"rm", "ppo", "orpo", "simpo", "grpo"}
+	stages      = []string{"sft", "pt", "dpo", "kto", "grpo"}
+	laterStages = []string{"rm", "ppo", "orpo", "simpo"}
 	schedulers  = []string{"constant", "constant_with_warmup", "linear", "cosine",
 		"cosine_with_restarts", "polynomial", "inverse_sqrt", "cosine_with_min_lr"}
 	optimizers     = []string{"adamw_torch", "adamw_torch_fused", "adamw_hf", "sgd"}
@@ -50,9 +50,12 @@ func (c *Config) Validate() error {
 	switch {
 	case slices.Contains(stages, c.Stage):
 	case slices.Contains(laterStages, c.Stage):
-		bad("stage", "%q is not supported yet; gotune trains stage sft, pt, dpo or kto (orpo and simpo are stage dpo with pref_loss orpo or simpo)", c.Stage)
+		bad("stage", "%q is not supported yet; gotune trains stage sft, pt, dpo, kto or grpo (orpo and simpo are stage dpo with pref_loss orpo or simpo)", c.Stage)
 	default:
-		bad("stage", "%q is unknown; want sft, pt, dpo or kto", c.Stage)
+		bad("stage", "%q is unknown; want sft, pt, dpo, kto or grpo", c.Stage)
+	}
+	if c.Stage == "grpo" {
+		c.validateGRPO(bad)
 	}
 	c.validatePref(bad)
 	// do_train is LLaMA-Factory's switch between a training run and an

@@ -31,6 +31,13 @@ func NewSampler(opt SampleOptions) *Sampler {
 	return &Sampler{opt: opt, rng: rand.New(rand.NewPCG(opt.Seed, 0x73616d70))}
 }
 
+// NewSamplerRand returns a sampler drawing from r, whose state the caller
+// owns (a trainer saves it in checkpoints so a resumed run samples the same
+// completions).
+func NewSamplerRand(opt SampleOptions, r *rand.Rand) *Sampler {
+	return &Sampler{opt: opt, rng: r}
+}
+
 // Next picks a token. history (prompt and generated ids) feeds the
 // repetition penalty, applied as in transformers: positive logits divided by
 // the penalty, negative ones multiplied. logits are modified in place.

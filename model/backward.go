@@ -44,6 +44,16 @@ func (w *Workspace) TokenLogProbs(b *Batch) []float64 {
 	return lp
 }
 
+// TokenEntropies returns, with Entropy set, the entropy (nats) of the
+// distribution predicted at each token of the last TokenLogProbs, in the
+// same order. The slice is reused by the next call.
+func (w *Workspace) TokenEntropies() []float64 {
+	if !w.Entropy {
+		return nil
+	}
+	return w.tokenEntropy[:len(w.headRows)]
+}
+
 // TokenRows returns, for each value of the last TokenLogProbs, the index of
 // its sequence in the batch. The slice is reused by the next call.
 func (w *Workspace) TokenRows() []int {
@@ -135,7 +145,16 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 	}
 	xs, dxs, losses := w.headX, w.headDX, w.headLoss[:chunk]
 	w.tokenLogp = grow(w.tokenLogp, len(rowsIdx))
+	if w.Entropy {
+		w.tokenEntropy = grow(w.tokenEntropy, len(rowsIdx))
+	}
 	head := w.m.Head
+	// logits = xf·Headᵀ/temperature; the 1/temperature also scales both
+	// gradients below.
+	inv := float32(1)
+	if w.Temperature > 0 && w.Temperature != 1 {
+		inv = float32(1 / w.Temperature)
+	}
 	var total float64
 	for c0 := 0; c0 < len(rowsIdx); c0 += chunk {
 		rws := rowsIdx[c0:min(c0+chunk, len(rowsIdx))]
@@ -145,12 +164,23 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 			copy(xs[i*h:(i+1)*h], w.xf[r*h:(r+1)*h])
 		}
 		lg := w.logits[:m*V]
-		cpu.Sgemm(false, true, m, V, h, 1, xs[:m*h], h, head.Data, h, 0, lg, V)
+		cpu.Sgemm(false, true, m, V, h, inv, xs[:m*h], h, head.Data, h, 0, lg, V)
 		cpu.Parallel(m, 1, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				row := lg[i*V : (i+1)*V]
 				mx := cpu.MaxF32(row)
 				target := row[tg[i]]
+				if w.Entropy {
+					// H = log Σe^d − Σ e^d·d / Σe^d with d = z − max z.
+					var se, sd float64
+					for _, v := range row {
+						d := float64(v - mx)
+						e := math.Exp(d)
+						se += e
+						sd += e * d
+					}
+					w.tokenEntropy[c0+i] = math.Log(se) - sd/se
+				}
 				var s float64
 				if backward {
 					sc := scale
@@ -175,12 +205,12 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 		if !backward {
 			continue
 		}
-		cpu.Sgemm(false, false, m, h, V, 1, lg, V, head.Data, h, 0, dxs[:m*h], h)
+		cpu.Sgemm(false, false, m, h, V, inv, lg, V, head.Data, h, 0, dxs[:m*h], h)
 		for i, r := range rws {
 			copy(w.dxf[r*h:(r+1)*h], dxs[i*h:(i+1)*h])
 		}
 		if head.Grad != nil {
-			cpu.Sgemm(true, false, V, h, m, 1, lg, V, xs[:m*h], h, 1, head.Grad, h)
+			cpu.Sgemm(true, false, V, h, m, inv, lg, V, xs[:m*h], h, 1, head.Grad, h)
 		}
 	}
 	return total, len(rowsIdx)

@@ -40,6 +40,14 @@ type Workspace struct {
 	// forward pass during backward: far less memory for about a third more
 	// compute.
 	Checkpoint bool
+	// Temperature divides the logits before the softmax of the loss and of
+	// TokenLogProbs (0 means 1): a policy-gradient stage scores tokens under
+	// the distribution it sampled them from, logits/temperature, as TRL does.
+	Temperature float64
+	// Entropy makes the head also compute the entropy of the predicted
+	// distribution at every trained token (TokenEntropies): one more pass
+	// over each row of logits, which a policy-gradient stage logs.
+	Entropy bool
 
 	// cache, when set, makes the pass a decoding step of a Session: one
 	// row of new positions after cache.len cached ones, whose rotated keys
@@ -68,6 +76,7 @@ type Workspace struct {
 	headLoss                                          []float64
 	headScale                                         []float32
 	tokenLogp                                         []float64
+	tokenEntropy                                      []float64
 	tokenRow                                          []int
 	attnTiles                                         [][]float32
 }

@@ -135,26 +135,51 @@ func (m *Model) NewGroupSession(n, maxLen int) (*GroupSession, error) {
 // any prompt and completion that fit (Prompt starts it over).
 func (g *GroupSession) Cap() int { return g.cache.max }
 
+// Rows is the number of sequences the session holds.
+func (g *GroupSession) Rows() int { return len(g.Lens) }
+
 // Prompt runs the shared prompt once, copies its cache to every sequence
 // and returns the logits after its last token ([Vocab], reused).
 func (g *GroupSession) Prompt(ids []int32) ([]float32, error) {
+	rows := make([]int, len(g.Lens))
+	for i := range rows {
+		rows[i] = i
+	}
+	return g.PromptRows(ids, rows)
+}
+
+// PromptRows starts the listed sequences from one prompt (run once, its
+// cache copied to each): a session may decode the groups of several prompts
+// together. It returns the logits after the prompt ([Vocab], reused by the
+// next call).
+func (g *GroupSession) PromptRows(ids []int32, rows []int) ([]float32, error) {
 	if len(ids) == 0 || len(ids) >= g.cache.max {
 		return nil, fmt.Errorf("group decoding: the prompt's %d tokens leave no room in %d positions", len(ids), g.cache.max)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("group decoding: no sequences to start")
+	}
+	for _, r := range rows {
+		if r < 0 || r >= len(g.Lens) {
+			return nil, fmt.Errorf("group decoding: row %d of %d", r, len(g.Lens))
+		}
 	}
 	if err := checkIDs(ids, g.m.Cfg.Vocab); err != nil {
 		return nil, fmt.Errorf("group decoding: %w", err)
 	}
-	g.cache.lens[0] = 0
-	logits := g.ws.decode(ids, nil, []int{0}, len(ids))
-	n := len(ids) * g.m.Cfg.KVDim()
-	stride := g.cache.max * g.m.Cfg.KVDim()
+	first := rows[0]
+	g.cache.lens[first] = 0
+	logits := g.ws.decode(ids, nil, []int{first}, len(ids))
+	kd := g.m.Cfg.KVDim()
+	n, stride := len(ids)*kd, g.cache.max*kd
 	for li := range g.m.Layers {
-		for r := 1; r < len(g.Lens); r++ {
-			copy(g.cache.k[li][r*stride:r*stride+n], g.cache.k[li][:n])
-			copy(g.cache.v[li][r*stride:r*stride+n], g.cache.v[li][:n])
+		k, v := g.cache.k[li], g.cache.v[li]
+		for _, r := range rows[1:] {
+			copy(k[r*stride:r*stride+n], k[first*stride:first*stride+n])
+			copy(v[r*stride:r*stride+n], v[first*stride:first*stride+n])
 		}
 	}
-	for r := range g.Lens {
+	for _, r := range rows {
 		g.Lens[r] = len(ids)
 	}
 	return logits, nil

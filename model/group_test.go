@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -102,6 +103,86 @@ func BenchmarkGroupDecode(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				lg, _ := g.Prompt(prompt)
+				for i := range ids {
+					ids[i] = int32(Argmax(lg))
+				}
+				for range steps - 1 {
+					lg, _ = g.Step(rows, ids)
+					for i := range ids {
+						ids[i] = int32(Argmax(lg[i*cfg.Vocab : (i+1)*cfg.Vocab]))
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*n*steps)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+// Groups of different prompts decoded in one session: each sequence's
+// logits are those of its own prompt and tokens.
+func TestGroupSessionSeveralPrompts(t *testing.T) {
+	m := tinyModel(t, "ref-qwen2", 12)
+	prompts := [][]int32{{4, 8, 15}, {16, 23, 42, 7, 9}}
+	g, err := m.NewGroupSession(4, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := make([][]int32, 4)
+	for p, rows := range [][]int{{0, 2}, {1, 3}} {
+		if _, err := g.PromptRows(prompts[p], rows); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			seqs[r] = append([]int32(nil), prompts[p]...)
+		}
+	}
+	V := m.Cfg.Vocab
+	for step := range 4 {
+		rows := []int{0, 1, 2, 3}
+		ids := []int32{int32(step + 1), int32(step + 100), int32(step + 200), int32(step + 300)}
+		got, err := g.Step(rows, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, r := range rows {
+			seqs[r] = append(seqs[r], ids[k])
+			s := m.NewSession(len(seqs[r]))
+			want, _ := s.Feed(seqs[r])
+			if d := relDiff(got[k*V:(k+1)*V], want); d > 1e-5 {
+				t.Errorf("step %d row %d: logits differ by %.2g", step, r, d)
+			}
+		}
+	}
+}
+
+// BenchmarkDecodeRows measures how decoding throughput grows with the
+// sequences decoded together (one prompt's group, or several prompts'
+// groups in one session as stage grpo does), 32 new tokens each.
+func BenchmarkDecodeRows(b *testing.B) {
+	cfg, err := Shape("tiny")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := New(cfg)
+	m.RandomInit(1)
+	prompt := make([]int32, 32)
+	for i := range prompt {
+		prompt[i] = int32(i * 7 % cfg.Vocab)
+	}
+	const steps = 32
+	for _, n := range []int{1, 8, 32, 64} {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			rows := make([]int, n)
+			ids := make([]int32, n)
+			for i := range rows {
+				rows[i] = i
+			}
+			g, err := m.NewGroupSession(n, len(prompt)+steps)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range b.N {
 				lg, _ := g.Prompt(prompt)
 				for i := range ids {
 					ids[i] = int32(Argmax(lg))

@@ -40,6 +40,10 @@ type Record struct {
 	ETA        float64 `json:"eta_s"`
 	MemRSS     float64 `json:"mem_rss_mb"`
 	MemPeak    float64 `json:"mem_peak_mb"`
+	// Reward and EvalReward are stage grpo's mean reward of the sampled
+	// completions and of the held-out prompts.
+	Reward     float64 `json:"reward"`
+	EvalReward float64 `json:"eval_reward"`
 }
 
 // MarshalJSON writes NaN as null, as the trainer does, since JSON has no NaN.
@@ -52,7 +56,8 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		k string
 		v float64
 	}{{"epoch", r.Epoch}, {"loss", r.Loss}, {"eval_loss", r.EvalLoss}, {"lr", r.LR}, {"grad_norm", r.GradNorm},
-		{"tokens_per_s", r.TokensPerS}, {"elapsed", r.Elapsed}, {"eta_s", r.ETA}, {"mem_rss_mb", r.MemRSS}, {"mem_peak_mb", r.MemPeak}} {
+		{"tokens_per_s", r.TokensPerS}, {"elapsed", r.Elapsed}, {"eta_s", r.ETA}, {"mem_rss_mb", r.MemRSS}, {"mem_peak_mb", r.MemPeak},
+		{"reward", r.Reward}, {"eval_reward", r.EvalReward}} {
 		if math.IsNaN(kv.v) || math.IsInf(kv.v, 0) {
 			continue
 		}
@@ -77,6 +82,8 @@ func ParseRecord(line []byte) (Record, error) {
 		ETA        *float64 `json:"eta_s"`
 		MemRSS     *float64 `json:"mem_rss_mb"`
 		MemPeak    *float64 `json:"mem_peak_mb"`
+		Reward     *float64 `json:"reward"`
+		EvalReward *float64 `json:"eval_reward"`
 	}
 	if err := json.Unmarshal(line, &raw); err != nil {
 		return Record{}, err
@@ -92,7 +99,7 @@ func ParseRecord(line []byte) (Record, error) {
 	}
 	return Record{Step: *raw.Step, TotalSteps: raw.TotalSteps, Epoch: v(raw.Epoch), Loss: v(raw.Loss), EvalLoss: v(raw.EvalLoss),
 		LR: v(raw.LR), GradNorm: v(raw.GradNorm), TokensPerS: v(raw.TokensPerS), Elapsed: v(raw.Elapsed), ETA: v(raw.ETA),
-		MemRSS: v(raw.MemRSS), MemPeak: v(raw.MemPeak)}, nil
+		MemRSS: v(raw.MemRSS), MemPeak: v(raw.MemPeak), Reward: v(raw.Reward), EvalReward: v(raw.EvalReward)}, nil
 }
 
 // ReadLog reads a trainer_log.jsonl. A missing file is an empty log. A last
@@ -133,6 +140,8 @@ var Metrics = []struct{ Key, Title, Unit string }{
 	{"grad_norm", "Gradient norm", ""},
 	{"tokens_per_s", "Throughput", "tokens/s"},
 	{"mem_rss_mb", "Memory (RSS)", "MB"},
+	{"reward", "Reward (grpo)", ""},
+	{"eval_reward", "Held-out reward (grpo)", ""},
 }
 
 // Value returns the named metric of r (NaN when r does not carry it).
@@ -154,6 +163,10 @@ func (r Record) Value(metric string) (float64, bool) {
 		return r.MemPeak, true
 	case "epoch":
 		return r.Epoch, true
+	case "reward":
+		return r.Reward, true
+	case "eval_reward":
+		return r.EvalReward, true
 	}
 	return math.NaN(), false
 }
@@ -394,6 +407,7 @@ func MetricChart(metric string, names []string, logs [][]Record) Chart {
 const (
 	LossFile     = "training_loss.svg"
 	EvalLossFile = "training_eval_loss.svg"
+	RewardFile   = "training_reward.svg" // stage grpo"
 )
 
 // WriteRunCharts draws the run folder's loss (raw and smoothed) and, when
@@ -411,6 +425,19 @@ func WriteRunCharts(dir string) ([]string, error) {
 			c.Series = append(c.Series, Series{Name: "smoothed", Points: Smooth(loss, smoothWeight(len(loss))), Color: Palette[0]})
 		}
 		p := filepath.Join(dir, LossFile)
+		if err := ckpt.WriteFileAtomic(p, c.SVG(), 0o644); err != nil {
+			return written, err
+		}
+		written = append(written, p)
+	}
+	// Stage grpo: the sampled completions' mean reward and, when it
+	// evaluated, the held-out prompts'; its loss stays near zero by design.
+	if rw := Points(recs, "reward"); len(rw) > 0 {
+		c := Chart{Title: "Reward of " + filepath.Base(dir), XLabel: "step", Series: []Series{{Name: "reward", Points: rw, Color: Palette[0]}}}
+		if ev := Points(recs, "eval_reward"); len(ev) > 0 {
+			c.Series = append(c.Series, Series{Name: "eval_reward", Points: ev, Color: Palette[1]})
+		}
+		p := filepath.Join(dir, RewardFile)
 		if err := ckpt.WriteFileAtomic(p, c.SVG(), 0o644); err != nil {
 			return written, err
 		}

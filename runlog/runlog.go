@@ -208,6 +208,9 @@ func (l *Logger) Log(s Step) error {
 		line = appendNum(line, "loss", s.Loss, -1)
 		line = appendNum(line, "lr", s.LR, -1)
 		line = appendNum(line, "grad_norm", s.GradNorm, -1)
+		for _, m := range s.Extra {
+			line = appendNum(line, m.Key, m.Value, -1)
+		}
 		line = appendNum(line, "tokens_per_s", rate, 1)
 		line = appendNum(line, "elapsed", elapsed, 3)
 		line = appendNum(line, "eta_s", eta, 1)
@@ -351,6 +354,34 @@ func (l *Logger) drawBar(s Step, rate, eta float64) {
 	// \r returns to column 0; \x1b[K clears what a longer previous line left.
 	fmt.Fprintf(l.out, "\r%s\x1b[K", line)
 	l.barShown = true
+}
+
+// EvalMetrics logs named evaluation values of a step (GRPO's held-out
+// reward) as one JSON line, like Eval.
+func (l *Logger) EvalMetrics(step int, ms []Value) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var keys []string
+	var values []float64
+	var text []string
+	line := strconv.AppendInt([]byte(`{"step":`), int64(step), 10)
+	for _, m := range ms {
+		line = appendNum(line, m.Key, m.Value, -1)
+		keys, values = append(keys, m.Key), append(values, m.Value)
+		text = append(text, m.Key+" "+fmtNum(m.Value, 4))
+	}
+	line = appendNum(line, "elapsed", l.opt.Now().Sub(l.start).Seconds(), 3)
+	line = append(line, "}\n"...)
+	if l.json != nil {
+		if _, err := l.json.Write(line); err != nil {
+			return fmt.Errorf("run log: %w", err)
+		}
+	}
+	if l.opt.Sink != nil {
+		l.opt.Sink(step, keys, values)
+	}
+	l.printLine(fmt.Sprintf("step %d: %s", step, strings.Join(text, ", ")))
+	return nil
 }
 
 // Eval records an evaluation result as its own JSON line.

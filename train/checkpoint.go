@@ -61,6 +61,11 @@ func (t *Trainer) saveCheckpoint() error {
 				return err
 			}
 		}
+		if t.grpo != nil {
+			if err := t.grpo.save(tmp); err != nil {
+				return err
+			}
+		}
 		return ckpt.SaveTrainerState(tmp, &t.state)
 	})
 	if err != nil {
@@ -124,6 +129,11 @@ func (t *Trainer) maybeResume() error {
 	}
 	t.state = *st
 	t.resumed = dir
+	if t.grpo != nil {
+		if err := t.grpo.load(dir); err != nil {
+			return err
+		}
+	}
 	t.printf("resumed from %s at step %d\n", dir, st.GlobalStep)
 	return nil
 }
@@ -229,6 +239,9 @@ func (t *Trainer) runIdentity() (map[string]string, error) {
 	}
 	if t.cache != nil {
 		id["data"] = t.cache.ContentSum()
+	}
+	if t.grpo != nil {
+		id["data"] = t.grpo.sum
 	}
 	if cj, err := os.ReadFile(filepath.Join(t.ModelDir, "config.json")); err == nil {
 		sum := sha256.Sum256(cj)

@@ -51,6 +51,8 @@ type Trainer struct {
 	pref      *prefStage         // stage dpo or kto (pref.go); nil for sft and pt
 	devScorer *deviceScorer      // the device's scorer, kept for its error
 	resumed   string             // the checkpoint resumed from, or ""
+	closeTB   func() error       // the TensorBoard writer, when reporting to it
+	grpo      *grpoRun           // stage grpo's state (grpo.go)
 }
 
 // New prepares a run: model, method, data, optimizer and schedule.
@@ -74,7 +76,13 @@ func NewWithOptions(cfg *config.Config, modelDir string, out io.Writer, o Option
 	if err := t.attachMethod(); err != nil {
 		return nil, err
 	}
-	if err := t.loadData(); err != nil {
+	if cfg.Stage == "grpo" {
+		// Prompts and rewards instead of tokenized samples (grpo.go).
+		if err := t.setupGRPO(o); err != nil {
+			return nil, err
+		}
+		o = Options{}
+	} else if err := t.loadData(); err != nil {
 		return nil, err
 	}
 	if err := t.attachPref(); err != nil {
@@ -313,12 +321,15 @@ func (t *Trainer) plan(epoch int) ([]data.BatchPlan, error) {
 
 func (t *Trainer) buildOptimizer() error {
 	c := t.Cfg
-	plans, err := t.plan(0)
-	if err != nil {
-		return err
+	if t.grpo != nil {
+		t.perEpoch = t.grpoStepsPerEpoch()
+	} else {
+		plans, err := t.plan(0)
+		if err != nil {
+			return err
+		}
+		t.perEpoch = max(len(plans)/max(c.GradientAccumulationSteps, 1), 1)
 	}
-	ga := max(c.GradientAccumulationSteps, 1)
-	t.perEpoch = max(len(plans)/ga, 1)
 	if c.MaxSteps > 0 {
 		t.total = c.MaxSteps
 	} else {
@@ -330,6 +341,7 @@ func (t *Trainer) buildOptimizer() error {
 	}
 	groups := optim.MakeGroups(t.Params, go_)
 	cfg := optim.Config{Beta1: c.AdamBeta1, Beta2: c.AdamBeta2, Eps: c.AdamEpsilon}
+	var err error
 	if t.opt, err = optim.New(c.Optim, groups, cfg); err != nil {
 		return err
 	}
@@ -403,6 +415,9 @@ func (t *Trainer) runStep(plans []data.BatchPlan, packed bool) (float64, int, in
 
 // Run trains to the end, resuming first when asked.
 func (t *Trainer) Run() error {
+	if t.grpo != nil {
+		return t.runGRPO()
+	}
 	c := t.Cfg
 	if err := t.maybeResume(); err != nil {
 		return err
@@ -426,42 +441,10 @@ func (t *Trainer) Run() error {
 	if err := t.writeDataReport(); err != nil {
 		return err
 	}
-	disp, err := runlog.ParseDisplay(c.Progress)
-	if err != nil {
+	if err := t.openLog(); err != nil {
 		return err
 	}
-	opts := runlog.Options{Dir: c.OutputDir, Out: t.out, Display: disp, Total: t.total, StartStep: t.state.GlobalStep}
-	if t.dev != nil {
-		opts.DeviceMem = func() (int64, int64) {
-			st := t.dev.MemStats()
-			return st.InUse, st.Peak
-		}
-	}
-	if c.ReportsTo("tensorboard") {
-		tb, err := tboard.Create(c.OutputDir)
-		if err != nil {
-			return err
-		}
-		defer tb.Close()
-		warned := false
-		opts.Sink = func(step int, keys []string, values []float64) {
-			names := make([]string, len(keys))
-			for i, k := range keys {
-				names[i] = tboard.Tag(k)
-			}
-			// Losing the TensorBoard copy is no reason to stop training:
-			// trainer_log.jsonl has every value.
-			if err := tb.Scalars(int64(step), names, values); err != nil && !warned {
-				warned = true
-				t.printf("warning: %v\n", err)
-			}
-		}
-	}
-	t.log, err = runlog.New(opts)
-	if err != nil {
-		return err
-	}
-	defer t.log.Close()
+	defer t.closeLog()
 	ga := max(c.GradientAccumulationSteps, 1)
 	logEvery := max(c.LoggingSteps, 1)
 	packed := c.PackingEnabled()
@@ -566,6 +549,58 @@ func (t *Trainer) Run() error {
 		}
 	}
 	return t.saveFinal()
+}
+
+// openLog starts the run's log (trainer_log.jsonl, the progress display and
+// TensorBoard when asked); the caller closes t.log.
+func (t *Trainer) openLog() error {
+	c := t.Cfg
+	disp, err := runlog.ParseDisplay(c.Progress)
+	if err != nil {
+		return err
+	}
+	opts := runlog.Options{Dir: c.OutputDir, Out: t.out, Display: disp, Total: t.total, StartStep: t.state.GlobalStep}
+	if t.dev != nil {
+		opts.DeviceMem = func() (int64, int64) {
+			st := t.dev.MemStats()
+			return st.InUse, st.Peak
+		}
+	}
+	if c.ReportsTo("tensorboard") {
+		tb, err := tboard.Create(c.OutputDir)
+		if err != nil {
+			return err
+		}
+		t.closeTB = tb.Close
+		warned := false
+		opts.Sink = func(step int, keys []string, values []float64) {
+			names := make([]string, len(keys))
+			for i, k := range keys {
+				names[i] = tboard.Tag(k)
+			}
+			// Losing the TensorBoard copy is no reason to stop training:
+			// trainer_log.jsonl has every value.
+			if err := tb.Scalars(int64(step), names, values); err != nil && !warned {
+				warned = true
+				t.printf("warning: %v\n", err)
+			}
+		}
+	}
+	t.log, err = runlog.New(opts)
+	if err != nil && t.closeTB != nil {
+		t.closeTB()
+		t.closeTB = nil
+	}
+	return err
+}
+
+// closeLog ends what openLog started.
+func (t *Trainer) closeLog() {
+	t.log.Close()
+	if t.closeTB != nil {
+		t.closeTB()
+		t.closeTB = nil
+	}
 }
 
 // evaluate computes the mean loss over the validation split.

@@ -71,6 +71,18 @@ func runData(args []string, stdout, stderr io.Writer) error {
 	} else if err := cfg.ApplyFlags(overrides); err != nil {
 		return err
 	}
+	if cfg.Stage == "grpo" {
+		// Prompts are rendered and completions sampled during training:
+		// there is nothing to tokenize ahead, but the prompts and the columns
+		// the rewards read can be checked.
+		if sub == "prepare" {
+			return fmt.Errorf("stage grpo samples its completions while training: nothing to prepare (data inspect checks the prompts)")
+		}
+		if cfg.ModelNameOrPath, err = modelPath(cfg.ModelNameOrPath); err != nil {
+			return err
+		}
+		return train.InspectPrompts(cfg, stdout)
+	}
 	dc, err := train.DataConfig(cfg)
 	if err != nil {
 		return err
