@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"gotune/gguf"
+	"gotune/model/family"
 	"gotune/peft"
 	"gotune/safetensors"
 )
@@ -154,11 +155,8 @@ func Family(modelDir, adapterDir string) (string, error) {
 	case strings.Contains(tmpl, "[INST]"):
 		return "mistral", nil
 	}
-	switch c.ModelType {
-	case "qwen3", "qwen2", "mistral":
-		return c.ModelType, nil
-	case "llama":
-		return "llama3", nil
+	if fam, err := family.Lookup(c.ModelType); err == nil && fam.Modelfile != "" {
+		return fam.Modelfile, nil
 	}
 	return "", fmt.Errorf("%s: model_type %q has no Modelfile template (qwen3, qwen2, llama, mistral)", path, c.ModelType)
 }

@@ -5,10 +5,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
+	"gotune/model/family"
 	"gotune/safetensors"
 )
 
@@ -29,66 +29,21 @@ type Options struct {
 
 var fileTypes = map[TensorType]FileType{F32: FileF32, F16: FileF16, BF16: FileBF16, Q8_0: FileQ8_0, Q4_0: FileQ4_0, Q4_K: FileQ4_K_S}
 
-var (
-	layerName = regexp.MustCompile(`^model\.layers\.(\d+)\.(.+)$`)
-	qkName    = regexp.MustCompile(`^blk\.\d+\.attn_(q|k)\.(weight|bias)$`)
-)
-
-// layerSuffixes maps a Hugging Face decoder-layer tensor to its GGUF name.
-var layerSuffixes = map[string]string{
-	"input_layernorm.weight":          "attn_norm.weight",
-	"post_attention_layernorm.weight": "ffn_norm.weight",
-	"self_attn.q_proj.weight":         "attn_q.weight",
-	"self_attn.k_proj.weight":         "attn_k.weight",
-	"self_attn.v_proj.weight":         "attn_v.weight",
-	"self_attn.o_proj.weight":         "attn_output.weight",
-	"self_attn.q_proj.bias":           "attn_q.bias",
-	"self_attn.k_proj.bias":           "attn_k.bias",
-	"self_attn.v_proj.bias":           "attn_v.bias",
-	"self_attn.o_proj.bias":           "attn_output.bias",
-	"self_attn.q_norm.weight":         "attn_q_norm.weight",
-	"self_attn.k_norm.weight":         "attn_k_norm.weight",
-	"mlp.gate_proj.weight":            "ffn_gate.weight",
-	"mlp.up_proj.weight":              "ffn_up.weight",
-	"mlp.down_proj.weight":            "ffn_down.weight",
-}
-
-// GGUFName maps a Hugging Face parameter name (without any PEFT prefix) to
-// its llama.cpp name; ok is false for names with no GGUF counterpart.
-func GGUFName(hf string) (name string, ok bool) {
-	switch hf {
-	case "model.embed_tokens.weight":
-		return "token_embd.weight", true
-	case "model.norm.weight":
-		return "output_norm.weight", true
-	case "lm_head.weight":
-		return "output.weight", true
-	}
-	m := layerName.FindStringSubmatch(hf)
-	if m == nil {
-		return "", false
-	}
-	s, ok := layerSuffixes[m[2]]
-	if !ok {
-		return "", false
-	}
-	n, err := strconv.Atoi(m[1])
-	if err != nil {
-		return "", false
-	}
-	return fmt.Sprintf("blk.%d.%s", n, s), true
-}
+var qkName = regexp.MustCompile(`^blk\.\d+\.attn_(q|k)\.(weight|bias)$`)
 
 // hparams derives the GGUF shape parameters from a config.
 func (c *HFConfig) hparams(arch string) Hparams {
-	return Hparams{Arch: arch, Vocab: c.VocabSize, Embd: c.HiddenSize, FF: c.IntermediateSize, Layers: c.NumHiddenLayers,
+	return Hparams{Arch: arch, Family: c.Family, Traits: c.Traits, Vocab: c.VocabSize, Embd: c.HiddenSize, FF: c.IntermediateSize, Layers: c.NumHiddenLayers,
 		Heads: c.NumAttentionHeads, HeadsKV: c.NumKeyValueHeads, HeadDimK: c.HeadDim, HeadDimV: c.HeadDim, RopeDim: c.HeadDim}
 }
 
-// needsPermute reports whether q/k rows must be reordered: llama.cpp's
-// "llama" architecture rotates interleaved pairs, while Qwen2/Qwen3 use the
-// NeoX (rotate-half) layout Hugging Face already stores.
-func needsPermute(arch string) bool { return arch == "llama" }
+// needsPermute reports whether q/k rows must be reordered: some llama.cpp
+// architectures ("llama") rotate interleaved pairs, while others use the NeoX
+// (rotate-half) layout Hugging Face already stores; the family says which.
+func needsPermute(arch string) bool {
+	fam, err := family.ByGGUFArch(arch)
+	return err == nil && fam.PermuteQK
+}
 
 // permuteHeads returns the head count for permuting a GGUF tensor (q or k,
 // weight or bias, or a LoRA B), 0 when the tensor is not permuted.
@@ -156,7 +111,7 @@ func FromHF(modelDir, outPath string, opt Options) error {
 	h := cfg.hparams(arch)
 	want, _ := expectedTensors(h)
 	var tensors []Tensor
-	if arch == "llama" && cfg.RopeScaling.Kind() == "llama3" {
+	if cfg.Family.RopeFreqs && cfg.RopeScaling.Kind() == "llama3" {
 		rf, err := NewTensor("rope_freqs.weight", []int{cfg.HeadDim / 2}, Llama3RopeFactors(cfg.HeadDim, cfg.RopeTheta, cfg.RopeScaling), F32)
 		if err != nil {
 			return err
@@ -169,7 +124,7 @@ func FromHF(modelDir, outPath string, opt Options) error {
 		if hf == "lm_head.weight" && cfg.TieWordEmbeddings {
 			continue // llama.cpp reuses token_embd when output.weight is absent
 		}
-		name, ok := GGUFName(hf)
+		name, ok := cfg.Family.GGUFName(hf)
 		if !ok {
 			if strings.HasSuffix(hf, "rotary_emb.inv_freq") {
 				continue
@@ -301,7 +256,7 @@ func modelKV(c *HFConfig, arch string, opt Options, modelDir string) ([]KV, erro
 	switch kind := rs.Kind(); kind {
 	case "default":
 	case "llama3":
-		if arch != "llama" {
+		if !c.Family.RopeFreqs {
 			return nil, fmt.Errorf("%s: rope_type llama3 on a %s model is not supported", modelDir, arch)
 		}
 		// Carried by the rope_freqs.weight tensor.

@@ -167,7 +167,7 @@ func TestFromHFReferenceModels(t *testing.T) {
 			cfg, _ := ReadHFConfig(dir)
 			n := 0
 			for _, hf := range st.Names() {
-				name, ok := GGUFName(hf)
+				name, ok := cfg.Family.GGUFName(hf)
 				if !ok || (hf == "lm_head.weight" && c.tied) {
 					continue
 				}

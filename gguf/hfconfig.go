@@ -3,6 +3,7 @@ package gguf
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/model/family"
 	"gotune/safefile"
 	"math"
 	"path/filepath"
@@ -28,6 +29,10 @@ type HFConfig struct {
 	BOSTokenID  *int         `json:"-"`
 	EOSTokenID  *int         `json:"-"`
 	PadTokenID  *int         `json:"-"`
+	// Family is the registry entry of ModelType (nil when unsupported) and
+	// Traits what it read from the file.
+	Family *family.Family `json:"-"`
+	Traits family.Traits  `json:"-"`
 }
 
 // RopeScaling is the rope_scaling / rope_parameters object.
@@ -114,6 +119,17 @@ func ReadHFConfig(modelDir string) (*HFConfig, error) {
 	if c.HeadDim%2 != 0 {
 		return nil, fmt.Errorf("%s: head_dim %d is odd; rotary embeddings need an even size", path, c.HeadDim)
 	}
+	// An unknown model_type is reported by Arch, where it matters.
+	if fam, err := family.Lookup(c.ModelType); err == nil {
+		keys, err := family.ParseKeys(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if err := fam.Configure(path, keys, &c.Traits); err != nil {
+			return nil, err
+		}
+		c.Family = fam
+	}
 	return &c, nil
 }
 
@@ -132,15 +148,11 @@ func firstID(raw json.RawMessage) *int {
 
 // Arch is the llama.cpp architecture name for a Hugging Face model_type.
 func Arch(modelType string) (string, error) {
-	switch modelType {
-	case "llama", "mistral":
-		return "llama", nil
-	case "qwen2":
-		return "qwen2", nil
-	case "qwen3":
-		return "qwen3", nil
+	fam, err := family.Lookup(modelType)
+	if err != nil {
+		return "", fmt.Errorf("GGUF export: %w", err)
 	}
-	return "", fmt.Errorf("model_type %q is not supported for GGUF export (supported: llama, mistral, qwen2, qwen3)", modelType)
+	return fam.GGUFArch, nil
 }
 
 // PermuteQK reorders the rows of a q or k projection (weight [rows, cols]

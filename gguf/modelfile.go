@@ -154,12 +154,12 @@ const mistralTemplate = `{{- if .Messages }}
 {{ end }}{{ .Prompt }}[/INST]
 {{- end }}{{ if .Response }} {{ .Response }}</s>{{ end }}`
 
-type family struct {
+type chatFamily struct {
 	template string
 	stops    []string
 }
 
-var families = map[string]family{
+var families = map[string]chatFamily{
 	"qwen3":   {chatMLTemplate, []string{"<|im_start|>", "<|im_end|>", "<|endoftext|>"}},
 	"qwen2":   {chatMLTemplate, []string{"<|im_start|>", "<|im_end|>", "<|endoftext|>"}},
 	"llama3":  {llama3Template, []string{"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"gotune/jsondepth"
+	"gotune/model/family"
 	"gotune/safefile"
 	"math"
 	"path/filepath"
@@ -15,7 +16,10 @@ import (
 
 // Config is the architecture read from config.json.
 type Config struct {
-	ModelType     string
+	ModelType string
+	// Family is the registry entry of ModelType; its switches are Traits.
+	Family *family.Family
+	family.Traits
 	Vocab         int
 	Hidden        int
 	Intermediate  int
@@ -26,10 +30,7 @@ type Config struct {
 	RMSNormEps    float64
 	MaxPositions  int
 	TieEmbeddings bool
-	AttnBias      bool // biases on q, k, v (qwen2 always; llama/qwen3 with attention_bias)
-	AttnOutBias   bool // bias on o_proj (llama with attention_bias)
 	MLPBias       bool
-	QKNorm        bool // qwen3: RMSNorm over each head of q and k before RoPE
 	Rope          Rope
 	BOS           []int
 	EOS           []int
@@ -67,7 +68,6 @@ type rawConfig struct {
 	RMSNormEps    *float64        `json:"rms_norm_eps"`
 	MaxPositions  int             `json:"max_position_embeddings"`
 	Tie           *bool           `json:"tie_word_embeddings"`
-	AttnBias      *bool           `json:"attention_bias"`
 	MLPBias       bool            `json:"mlp_bias"`
 	RopeTheta     *float64        `json:"rope_theta"`
 	RopeScaling   json.RawMessage `json:"rope_scaling"`
@@ -116,13 +116,11 @@ func ParseConfig(path string, b []byte) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c := &Config{ModelType: r.ModelType, MaxPositions: r.MaxPositions, MLPBias: r.MLPBias, Act: r.Act, Pad: -1}
-	switch r.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3":
-	case "":
-		return nil, fmt.Errorf("%s: model_type is missing", path)
-	default:
-		return nil, fmt.Errorf("%s: model_type %q is not supported (supported: llama, mistral, qwen2, qwen3)", path, r.ModelType)
+	fam, err := family.Lookup(r.ModelType)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	c.Family = fam
 	req := func(key string, p *int) (int, error) {
 		if p == nil {
 			return 0, fmt.Errorf("%s: %s is missing", path, key)
@@ -174,17 +172,13 @@ func ParseConfig(path string, b []byte) (*Config, error) {
 	if c.Act != "silu" && c.Act != "swish" {
 		return nil, fmt.Errorf("%s: hidden_act %q is not supported (silu)", path, c.Act)
 	}
-	switch r.ModelType {
-	case "qwen2":
-		c.AttnBias = true
-	case "qwen3":
-		c.QKNorm = true
-		c.AttnBias = r.AttnBias != nil && *r.AttnBias
-	default:
-		c.AttnBias = r.AttnBias != nil && *r.AttnBias
-		c.AttnOutBias = c.AttnBias
+	keys, err := family.ParseKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var err error
+	if err := fam.Configure(path, keys, &c.Traits); err != nil {
+		return nil, err
+	}
 	if c.BOS, err = tokenIDs(r.BOS); err != nil {
 		return nil, fmt.Errorf("%s: bos_token_id: %w", path, err)
 	}
@@ -350,3 +344,8 @@ func (c *Config) QDim() int { return c.Heads * c.HeadDim }
 
 // KVDim is the width of the key and value projections' outputs.
 func (c *Config) KVDim() int { return c.KVHeads * c.HeadDim }
+
+// Dims are the sizes the family's weight shapes are written in.
+func (c *Config) Dims() family.Dims {
+	return family.Dims{Vocab: c.Vocab, Hidden: c.Hidden, Intermediate: c.Intermediate, HeadDim: c.HeadDim, QDim: c.QDim(), KVDim: c.KVDim()}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"gotune/gguf"
+	"gotune/model/family"
 	"gotune/nn"
 )
 
@@ -54,10 +55,9 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: general.architecture is missing", f.Path)
 	}
-	switch arch {
-	case "llama", "qwen2", "qwen3":
-	default:
-		return nil, fmt.Errorf("%s: general.architecture %q is not supported (llama, qwen2, qwen3)", f.Path, arch)
+	fam, err := family.ByGGUFArch(arch)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
 	a := arch + "."
 	req := func(key string) (int, error) {
@@ -73,8 +73,7 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 		}
 		return int(v), nil
 	}
-	c := &Config{ModelType: arch, Act: "silu", Pad: -1}
-	var err error
+	c := &Config{ModelType: fam.ModelType, Family: fam, Act: "silu", Pad: -1}
 	if c.Hidden, err = req("embedding_length"); err != nil {
 		return nil, err
 	}
@@ -136,15 +135,9 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 	}
 	_, hasOutput := f.Tensor("output.weight")
 	c.TieEmbeddings = !hasOutput
-	_, c.AttnBias = f.Tensor("blk.0.attn_q.bias")
-	if arch == "llama" {
-		_, c.AttnOutBias = f.Tensor("blk.0.attn_output.bias")
-	}
-	if arch == "qwen3" {
-		c.QKNorm = true
-	}
-	if arch == "qwen2" && !c.AttnBias {
-		return nil, fmt.Errorf("%s: tensor blk.0.attn_q.bias is missing (qwen2 has q/k/v biases)", f.Path)
+	has := func(name string) bool { _, ok := f.Tensor(name); return ok }
+	if err := fam.FromGGUF(f.Path, has, &c.Traits); err != nil {
+		return nil, err
 	}
 
 	tokID := func(key string) []int {
@@ -329,7 +322,7 @@ func (c *Config) llama3FromFactors(div []float32) error {
 
 // readGGUFParam fills one parameter from its GGUF tensor.
 func readGGUFParam(f *gguf.File, c *Config, p *nn.Param) error {
-	name, ok := gguf.GGUFName(p.Name)
+	name, ok := c.Family.GGUFName(p.Name)
 	if !ok {
 		return fmt.Errorf("%s: parameter %s has no GGUF counterpart", f.Path, p.Name)
 	}
@@ -365,10 +358,10 @@ func readGGUFParam(f *gguf.File, c *Config, p *nn.Param) error {
 	return nil
 }
 
-// unpermuteHeads is the head count whose row order llama.cpp's "llama"
-// architecture interleaved in this parameter, 0 for the others.
+// unpermuteHeads is the head count whose row order llama.cpp's architecture
+// interleaved in this parameter (families with PermuteQK), 0 for the others.
 func unpermuteHeads(c *Config, hf string) int {
-	if c.ModelType != "llama" {
+	if !c.Family.PermuteQK {
 		return 0
 	}
 	switch {

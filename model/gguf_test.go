@@ -95,7 +95,7 @@ func writeTestGGUF(t *testing.T, m *Model, path string, typ gguf.TensorType) {
 		ts = append(ts, rf)
 	}
 	for _, p := range m.Params() {
-		name, ok := gguf.GGUFName(p.Name)
+		name, ok := c.Family.GGUFName(p.Name)
 		if !ok {
 			t.Fatalf("no GGUF name for %s", p.Name)
 		}

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"gotune/compute/cpu"
+	"gotune/model/family"
 )
 
 // shapes are named architectures for benchmarks and planning: the shapes of
@@ -14,11 +15,11 @@ import (
 var shapes = map[string]Config{
 	"tiny":         {ModelType: "qwen3", Vocab: 2048, Hidden: 128, Intermediate: 352, Layers: 4, Heads: 4, KVHeads: 2, HeadDim: 32, TieEmbeddings: true},
 	"smollm2-135m": {ModelType: "llama", Vocab: 49152, Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3, HeadDim: 64, TieEmbeddings: true},
-	"qwen3-0.6b":   {ModelType: "qwen3", Vocab: 151936, Hidden: 1024, Intermediate: 3072, Layers: 28, Heads: 16, KVHeads: 8, HeadDim: 128, TieEmbeddings: true, QKNorm: true},
-	"qwen3-4b":     {ModelType: "qwen3", Vocab: 151936, Hidden: 2560, Intermediate: 9728, Layers: 36, Heads: 32, KVHeads: 8, HeadDim: 128, TieEmbeddings: true, QKNorm: true},
-	"ref-qwen3":    {ModelType: "qwen3", Vocab: 2048, Hidden: 64, Intermediate: 160, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, TieEmbeddings: true, QKNorm: true},
+	"qwen3-0.6b":   {ModelType: "qwen3", Vocab: 151936, Hidden: 1024, Intermediate: 3072, Layers: 28, Heads: 16, KVHeads: 8, HeadDim: 128, TieEmbeddings: true, Traits: family.Traits{QKNorm: true}},
+	"qwen3-4b":     {ModelType: "qwen3", Vocab: 151936, Hidden: 2560, Intermediate: 9728, Layers: 36, Heads: 32, KVHeads: 8, HeadDim: 128, TieEmbeddings: true, Traits: family.Traits{QKNorm: true}},
+	"ref-qwen3":    {ModelType: "qwen3", Vocab: 2048, Hidden: 64, Intermediate: 160, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, TieEmbeddings: true, Traits: family.Traits{QKNorm: true}},
 	"ref-llama":    {ModelType: "llama", Vocab: 1216, Hidden: 64, Intermediate: 176, Layers: 2, Heads: 4, KVHeads: 1, HeadDim: 16},
-	"ref-qwen2":    {ModelType: "qwen2", Vocab: 2048, Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, TieEmbeddings: true, AttnBias: true},
+	"ref-qwen2":    {ModelType: "qwen2", Vocab: 2048, Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, TieEmbeddings: true, Traits: family.Traits{AttnBias: true}},
 }
 
 // ShapeNames lists the named shapes.
@@ -37,6 +38,11 @@ func Shape(name string) (*Config, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown shape %q (known: %v)", name, ShapeNames())
 	}
+	fam, err := family.Lookup(c.ModelType)
+	if err != nil {
+		return nil, fmt.Errorf("shape %q: %w", name, err)
+	}
+	c.Family = fam
 	c.RMSNormEps = 1e-6
 	c.MaxPositions = 32768
 	c.Act = "silu"

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -50,6 +51,10 @@ type LoRAConfig struct {
 	// (A normal with std 1/r) or "zero" (both zero, for loading).
 	Init      string
 	BaseModel string
+	// allModules are the module names "all" stood for when attached (the
+	// family's projections: q_proj… or phi3's fused qkv_proj…), written
+	// out as PEFT's target_modules.
+	allModules []string
 }
 
 // LoRASet is a LoRA adapter attached to every targeted layer of a model.
@@ -58,8 +63,6 @@ type LoRASet struct {
 	Modules []*LoRA
 	layers  map[string]*nn.Linear
 }
-
-var allProjections = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 func (c *LoRAConfig) targets(name string) (bool, error) {
 	if c.Layers != nil {
@@ -124,6 +127,7 @@ func AttachLoRA(m *model.Model, cfg LoRAConfig, seed uint64) (*LoRASet, error) {
 		return nil, fmt.Errorf("lora: %w", err)
 	}
 	set := &LoRASet{Config: cfg, layers: map[string]*nn.Linear{}}
+	set.Config.allModules = moduleSuffixes(m)
 	rng := rand.New(rand.NewPCG(seed, 0x6c6f7261))
 	for _, lin := range m.Linears() {
 		ok, err := cfg.targets(lin.Name)
@@ -261,7 +265,7 @@ func (c LoRAConfig) peftJSON() map[string]any {
 	if c.TargetRegex != "" {
 		targets = c.TargetRegex
 	} else if len(c.Targets) == 1 && (c.Targets[0] == "all" || c.Targets[0] == "all-linear") {
-		targets = allProjections
+		targets = c.allModules
 	}
 	rp, ap := map[string]any{}, map[string]any{}
 	for k, v := range c.RankPattern {
@@ -335,4 +339,17 @@ func checkTargetsMatch(m *model.Model, targets []string, regex string) error {
 	}
 	sort.Strings(kinds)
 	return fmt.Errorf("target module %s matched no layer of this model (its linear layers: %s, or all)", strings.Join(missing, ", "), strings.Join(kinds, ", "))
+}
+
+// moduleSuffixes lists the distinct last parts of the model's projection
+// names in the order of the first layer (q_proj, k_proj, … or qkv_proj, …).
+func moduleSuffixes(m *model.Model) []string {
+	var out []string
+	for _, l := range m.Linears() {
+		s := l.Name[strings.LastIndex(l.Name, ".")+1:]
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"gotune/model"
+	"gotune/model/family"
 	"gotune/nn"
 )
 
@@ -19,7 +20,7 @@ import (
 func tinyModel(t testing.TB, seed uint64) *model.Model {
 	t.Helper()
 	cfg := &model.Config{ModelType: "qwen3", Vocab: 40, Hidden: 16, Intermediate: 24, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 4,
-		RMSNormEps: 1e-6, MaxPositions: 128, AttnBias: true, QKNorm: true, Rope: model.Rope{Theta: 10000, Type: "default"}, Pad: -1}
+		RMSNormEps: 1e-6, MaxPositions: 128, Traits: family.Traits{AttnBias: true, QKNorm: true}, Rope: model.Rope{Theta: 10000, Type: "default"}, Pad: -1}
 	m := model.New(cfg)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for _, p := range m.Params() {

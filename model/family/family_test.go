@@ -1,0 +1,55 @@
+package family
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestGGUFName(t *testing.T) {
+	llama, _ := Lookup("llama")
+	qwen3, _ := Lookup("qwen3")
+	for _, c := range []struct {
+		fam      *Family
+		hf, want string
+	}{
+		{llama, "model.embed_tokens.weight", "token_embd.weight"},
+		{llama, "model.layers.12.self_attn.q_proj.weight", "blk.12.attn_q.weight"},
+		{llama, "model.layers.0.post_attention_layernorm.weight", "blk.0.ffn_norm.weight"},
+		{llama, "model.layers.0.self_attn.o_proj.bias", "blk.0.attn_output.bias"},
+		{qwen3, "model.layers.3.self_attn.k_norm.weight", "blk.3.attn_k_norm.weight"},
+		{qwen3, "model.layers.3.self_attn.q_proj.bias", ""}, // llama.cpp's qwen3 has no q/k/v biases
+		{llama, "model.layers.01.self_attn.q_proj.weight", ""},
+		{llama, "model.layers.x.self_attn.q_proj.weight", ""},
+		{llama, "model.layers.0.mlp.experts.0.w1.weight", ""},
+	} {
+		got, ok := c.fam.GGUFName(c.hf)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("%s %s: got %q %v, want %q", c.fam.ModelType, c.hf, got, ok, c.want)
+		}
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	for _, name := range Names() {
+		f, err := Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.GGUFArch == "" || f.Configure == nil || f.FromGGUF == nil || len(f.Layer) == 0 {
+			t.Errorf("%s: incomplete family %+v", name, f)
+		}
+		seen := map[string]bool{}
+		for _, l := range f.Layer {
+			if seen[l.HF] {
+				t.Errorf("%s: layer tensor %s listed twice", name, l.HF)
+			}
+			seen[l.HF] = true
+		}
+		if g, err := ByGGUFArch(f.GGUFArch); err != nil || g.GGUFArch != f.GGUFArch {
+			t.Errorf("%s: GGUF architecture %s does not read back: %v", name, f.GGUFArch, err)
+		}
+	}
+	if _, err := Lookup("gpt2"); err == nil || !strings.Contains(err.Error(), "llama") {
+		t.Errorf("unknown model_type: %v, want an error listing the supported ones", err)
+	}
+}
