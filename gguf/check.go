@@ -41,6 +41,7 @@ func modelKeySpecs(arch string) []keySpec {
 		{a + "rope.scaling.type", TypeString, 0, false},
 		{a + "rope.scaling.factor", TypeFloat32, 0, false},
 		{a + "rope.scaling.original_context_length", TypeUint32, 0, false},
+		{a + "rope.scaling.attn_factor", TypeFloat32, 0, false},
 		{"tokenizer.ggml.model", TypeString, 0, true},
 		{"tokenizer.ggml.pre", TypeString, 0, false},
 		{"tokenizer.ggml.tokens", TypeArray, TypeString, true},
@@ -114,6 +115,12 @@ func expectedTensors(h Hparams) (map[string][]uint64, map[string]bool) {
 	if h.Family.RopeFreqs {
 		want["rope_freqs.weight"] = u(h.RopeDim / 2)
 		optional["rope_freqs.weight"] = true
+	}
+	if h.Family.RopeFactors {
+		for _, n := range []string{"rope_factors_long.weight", "rope_factors_short.weight"} {
+			want[n] = u(h.RopeDim / 2)
+			optional[n] = true
+		}
 	}
 	return want, optional
 }

@@ -2,6 +2,7 @@ package gguf
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -118,6 +119,25 @@ func FromHF(modelDir, outPath string, opt Options) error {
 		}
 		tensors = append(tensors, rf)
 	}
+	if rs := cfg.RopeScaling; cfg.Family.RopeFactors && (rs.Kind() == "longrope" || rs.Kind() == "su") {
+		for _, f := range []struct {
+			name string
+			v    []float64
+		}{{"rope_factors_long.weight", rs.LongFactor}, {"rope_factors_short.weight", rs.ShortFactor}} {
+			if len(f.v) != cfg.HeadDim/2 {
+				return fmt.Errorf("%s: longrope has %d factors for %s, want %d (head_dim / 2; partial rotary is not supported for GGUF export)", filepath.Join(modelDir, "config.json"), len(f.v), f.name, cfg.HeadDim/2)
+			}
+			v := make([]float32, len(f.v))
+			for i, x := range f.v {
+				v[i] = float32(x)
+			}
+			t, err := NewTensor(f.name, []int{len(v)}, v, F32)
+			if err != nil {
+				return err
+			}
+			tensors = append(tensors, t)
+		}
+	}
 	names := slices.Clone(st.Names())
 	slices.Sort(names)
 	for _, hf := range names {
@@ -207,7 +227,7 @@ func tensorOrder(name string) int {
 	switch name {
 	case "token_embd.weight":
 		return -2
-	case "rope_freqs.weight":
+	case "rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight":
 		return -1
 	case "output_norm.weight":
 		return 1 << 30
@@ -269,8 +289,29 @@ func modelKV(c *HFConfig, arch string, opt Options, modelDir string) ([]KV, erro
 		}
 		kv = append(kv, KV{a + "rope.scaling.type", "yarn"}, KV{a + "rope.scaling.factor", float32(rs.Factor)},
 			KV{a + "rope.scaling.original_context_length", uint32(orig)})
+	case "longrope", "su":
+		if !c.Family.RopeFactors {
+			return nil, fmt.Errorf("%s: rope_type longrope on a %s model is not supported", modelDir, arch)
+		}
+		// The factors travel as tensors; the attention factor and the
+		// pretrained context as keys, as transformers derives them.
+		orig := rs.OriginalMaxPositionEmbeddings
+		if c.OriginalMaxPositionEmbeddings > 0 {
+			orig = c.OriginalMaxPositionEmbeddings
+		}
+		if orig <= 0 {
+			return nil, fmt.Errorf("%s: rope_type longrope needs original_max_position_embeddings", modelDir)
+		}
+		attn := rs.AttentionFactor
+		if attn == 0 {
+			attn = 1
+			if f := float64(c.MaxPositionEmbeddings) / float64(orig); f > 1 {
+				attn = math.Sqrt(1 + math.Log(f)/math.Log(float64(orig)))
+			}
+		}
+		kv = append(kv, KV{a + "rope.scaling.attn_factor", float32(attn)}, KV{a + "rope.scaling.original_context_length", uint32(orig)})
 	default:
-		return nil, fmt.Errorf("%s: config.json rope_type %q is not supported for GGUF export (default, llama3, linear, yarn)", modelDir, kind)
+		return nil, fmt.Errorf("%s: config.json rope_type %q is not supported for GGUF export (default, llama3, linear, yarn, longrope)", modelDir, kind)
 	}
 	return kv, nil
 }

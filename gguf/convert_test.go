@@ -130,6 +130,8 @@ func TestFromHFReferenceModels(t *testing.T) {
 		{"qwen3", "qwen3", "gpt2", "qwen2", true, false, []string{"blk.0.attn_q_norm.weight", "blk.1.attn_k_norm.weight"}},
 		{"qwen2", "qwen2", "gpt2", "qwen2", true, false, []string{"blk.0.attn_q.bias", "blk.1.attn_v.bias"}},
 		{"llama", "llama", "llama", "default", false, true, []string{"output.weight", "rope_freqs.weight"}},
+		{"phi3", "phi3", "gpt2", "qwen2", true, false, []string{"blk.0.attn_qkv.weight", "blk.1.ffn_up.weight"}},
+		{"phi3_longrope", "phi3", "gpt2", "qwen2", true, false, []string{"rope_factors_long.weight", "rope_factors_short.weight"}},
 	}
 	for _, c := range cases {
 		t.Run(c.model, func(t *testing.T) {

@@ -21,9 +21,11 @@ type HFConfig struct {
 	RMSNormEps            float64 `json:"rms_norm_eps"`
 	RopeTheta             float64 `json:"rope_theta"`
 	MaxPositionEmbeddings int     `json:"max_position_embeddings"`
-	TieWordEmbeddings     bool    `json:"tie_word_embeddings"`
-	VocabSize             int     `json:"vocab_size"`
-	AttentionBias         bool    `json:"attention_bias"`
+	// OriginalMaxPositionEmbeddings is phi3's top-level pretrained context.
+	OriginalMaxPositionEmbeddings int  `json:"original_max_position_embeddings"`
+	TieWordEmbeddings             bool `json:"tie_word_embeddings"`
+	VocabSize                     int  `json:"vocab_size"`
+	AttentionBias                 bool `json:"attention_bias"`
 	// RopeScaling is rope_scaling or, in newer files, rope_parameters.
 	RopeScaling *RopeScaling `json:"-"`
 	BOSTokenID  *int         `json:"-"`
@@ -44,6 +46,10 @@ type RopeScaling struct {
 	LowFreqFactor                 float64 `json:"low_freq_factor"`
 	HighFreqFactor                float64 `json:"high_freq_factor"`
 	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings"`
+	// longrope
+	ShortFactor     []float64 `json:"short_factor"`
+	LongFactor      []float64 `json:"long_factor"`
+	AttentionFactor float64   `json:"attention_factor"`
 }
 
 // Kind is the scaling type, "default" when none.

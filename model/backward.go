@@ -206,8 +206,14 @@ func (w *Workspace) backwardLayer(l *Layer) {
 	w.dg, w.du = grow(w.dg, n*inter), grow(w.du, n*inter)
 	nn.SwiGLUBackward(w.dg, w.du, w.da, a.g, a.u)
 	w.dxn = zero(w.dxn, n*h)
-	l.Gate.Backward(w.dxn, w.dg, a.xn2, n)
-	l.Up.Backward(w.dxn, w.du, a.xn2, n)
+	if l.GateUp != nil {
+		w.dfused = grow(w.dfused, 2*n*inter)
+		joinCols(w.dfused, n, w.dg, w.du)
+		l.GateUp.Backward(w.dxn, w.dfused, a.xn2, n)
+	} else {
+		l.Gate.Backward(w.dxn, w.dg, a.xn2, n)
+		l.Up.Backward(w.dxn, w.du, a.xn2, n)
+	}
 	nn.RMSNormBackward(w.dres, l.PostNorm.Grad, w.dxn, a.xmid, l.PostNorm.Data, a.rstd2, n, h)
 
 	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
@@ -253,9 +259,15 @@ func (w *Workspace) backwardLayer(l *Layer) {
 		w.dxn = zero(w.dxn, n*h)
 		dxn = w.dxn
 	}
-	l.Q.Backward(dxn, dq, a.xn1, n)
-	l.K.Backward(dxn, dk[:n*kd], a.xn1, n)
-	l.V.Backward(dxn, dv[:n*kd], a.xn1, n)
+	if l.QKV != nil {
+		w.dfused = grow(w.dfused, n*(qd+2*kd))
+		joinCols(w.dfused, n, dq[:n*qd], dk[:n*kd], dv[:n*kd])
+		l.QKV.Backward(dxn, w.dfused, a.xn1, n)
+	} else {
+		l.Q.Backward(dxn, dq, a.xn1, n)
+		l.K.Backward(dxn, dk[:n*kd], a.xn1, n)
+		l.V.Backward(dxn, dv[:n*kd], a.xn1, n)
+	}
 	if dxn != nil {
 		nn.RMSNormBackward(w.dres, l.InNorm.Grad, w.dxn, x, l.InNorm.Data, a.rstd1, n, h)
 	}

@@ -176,8 +176,11 @@ func TestLoadBadFolder(t *testing.T) {
 			return modelDir(t, dropKey(tinyConfigJSON, "model_type"), good)
 		}, []string{"config.json", "model_type"}},
 		{"unsupported rope type", func(t *testing.T) string {
-			return modelDir(t, replaceKey(tinyConfigJSON, "rope_theta", `10000,"rope_scaling":{"rope_type":"longrope","factor":2}`), good)
-		}, []string{"config.json", "rope_scaling", "longrope", "yarn"}},
+			return modelDir(t, replaceKey(tinyConfigJSON, "rope_theta", `10000,"rope_scaling":{"rope_type":"sigmoid","factor":2}`), good)
+		}, []string{"config.json", "rope_scaling", "sigmoid", "yarn", "longrope"}},
+		{"longrope without factors", func(t *testing.T) string {
+			return modelDir(t, replaceKey(tinyConfigJSON, "rope_theta", `10000,"rope_scaling":{"rope_type":"longrope","short_factor":[1]}`), good)
+		}, []string{"config.json", "rope_scaling", "longrope", "short_factor", "rotary dimensions"}},
 		{"llama3 rope without low_freq_factor", func(t *testing.T) string {
 			return modelDir(t, replaceKey(tinyConfigJSON, "rope_theta", `10000,"rope_scaling":{"rope_type":"llama3","factor":8,"high_freq_factor":4,"original_max_position_embeddings":32}`), good)
 		}, []string{"config.json", "llama3", "low_freq_factor"}},

@@ -16,7 +16,10 @@ func (m *Model) Clone() *Model {
 	for i, l := range m.Layers {
 		nl := *l
 		nl.Prefix, nl.AttnOut, nl.MLPOut = nil, nil, nil
-		for _, p := range []**nn.Linear{&nl.Q, &nl.K, &nl.V, &nl.O, &nl.Gate, &nl.Up, &nl.Down} {
+		for _, p := range []**nn.Linear{&nl.Q, &nl.K, &nl.V, &nl.O, &nl.Gate, &nl.Up, &nl.Down, &nl.QKV, &nl.GateUp} {
+			if *p == nil {
+				continue
+			}
 			lin := **p
 			lin.Adapter = nil
 			*p = &lin

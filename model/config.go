@@ -12,6 +12,7 @@ import (
 	"gotune/safefile"
 	"math"
 	"path/filepath"
+	"strings"
 )
 
 // Config is the architecture read from config.json.
@@ -53,6 +54,9 @@ type Rope struct {
 	AttnFactor     float64 // yarn attention_factor when given
 	Truncate       bool
 	PartialFactor  float64
+	// ShortFactor and LongFactor divide each rotary frequency (longrope):
+	// the long ones once a sequence is past OriginalMaxPos.
+	ShortFactor, LongFactor []float64
 }
 
 // rawConfig mirrors the config.json keys we read. Pointers tell absent from zero.
@@ -73,6 +77,7 @@ type rawConfig struct {
 	RopeScaling   json.RawMessage `json:"rope_scaling"`
 	RopeParams    json.RawMessage `json:"rope_parameters"`
 	PartialRotary *float64        `json:"partial_rotary_factor"`
+	OrigMaxPos    *int            `json:"original_max_position_embeddings"`
 	BOS           json.RawMessage `json:"bos_token_id"`
 	EOS           json.RawMessage `json:"eos_token_id"`
 	Pad           json.RawMessage `json:"pad_token_id"`
@@ -80,20 +85,22 @@ type rawConfig struct {
 }
 
 type rawRope struct {
-	Theta          *float64 `json:"rope_theta"`
-	Type           string   `json:"rope_type"`
-	LegacyType     string   `json:"type"`
-	Factor         *float64 `json:"factor"`
-	LowFreqFactor  *float64 `json:"low_freq_factor"`
-	HighFreqFactor *float64 `json:"high_freq_factor"`
-	OriginalMaxPos *int     `json:"original_max_position_embeddings"`
-	BetaFast       *float64 `json:"beta_fast"`
-	BetaSlow       *float64 `json:"beta_slow"`
-	Mscale         *float64 `json:"mscale"`
-	MscaleAllDim   *float64 `json:"mscale_all_dim"`
-	AttnFactor     *float64 `json:"attention_factor"`
-	Truncate       *bool    `json:"truncate"`
-	Partial        *float64 `json:"partial_rotary_factor"`
+	Theta          *float64  `json:"rope_theta"`
+	Type           string    `json:"rope_type"`
+	LegacyType     string    `json:"type"`
+	Factor         *float64  `json:"factor"`
+	LowFreqFactor  *float64  `json:"low_freq_factor"`
+	HighFreqFactor *float64  `json:"high_freq_factor"`
+	OriginalMaxPos *int      `json:"original_max_position_embeddings"`
+	BetaFast       *float64  `json:"beta_fast"`
+	BetaSlow       *float64  `json:"beta_slow"`
+	Mscale         *float64  `json:"mscale"`
+	MscaleAllDim   *float64  `json:"mscale_all_dim"`
+	AttnFactor     *float64  `json:"attention_factor"`
+	Truncate       *bool     `json:"truncate"`
+	Partial        *float64  `json:"partial_rotary_factor"`
+	ShortFactor    []float64 `json:"short_factor"`
+	LongFactor     []float64 `json:"long_factor"`
 }
 
 // LoadConfig reads dir/config.json.
@@ -293,9 +300,15 @@ func (c *Config) parseRope(path string, r *rawConfig) error {
 	if rr.Truncate != nil {
 		ro.Truncate = *rr.Truncate
 	}
+	// phi3 keeps the pretrained context at the top level too, and
+	// transformers prefers it there for longrope's attention factor.
+	if r.OrigMaxPos != nil && *r.OrigMaxPos > 0 {
+		ro.OriginalMaxPos = *r.OrigMaxPos
+	}
 	if rr.OriginalMaxPos != nil {
 		ro.OriginalMaxPos = *rr.OriginalMaxPos
 	}
+	ro.ShortFactor, ro.LongFactor = rr.ShortFactor, rr.LongFactor
 	need := func(name string, p any) error {
 		switch v := p.(type) {
 		case *float64:
@@ -326,8 +339,35 @@ func (c *Config) parseRope(path string, r *rawConfig) error {
 		if err := need("factor", rr.Factor); err != nil {
 			return err
 		}
+	case "longrope", "su":
+		ro.Type = "longrope"
+		half := int(float64(c.HeadDim)*ro.PartialFactor) / 2
+		for _, f := range []struct {
+			name string
+			v    []float64
+		}{{"short_factor", ro.ShortFactor}, {"long_factor", ro.LongFactor}} {
+			if len(f.v) != half {
+				return fmt.Errorf("%s: %s: rope_type longrope: %s has %d values, want %d (rotary dimensions / 2)", path, key, f.name, len(f.v), half)
+			}
+			for i, x := range f.v {
+				if !(x > 0) || math.IsInf(x, 0) {
+					return fmt.Errorf("%s: %s: %s[%d] is %v, want a positive number", path, key, f.name, i, x)
+				}
+			}
+		}
+		if ro.OriginalMaxPos <= 0 {
+			return fmt.Errorf("%s: %s: rope_type longrope needs original_max_position_embeddings", path, key)
+		}
+		// The attention factor as transformers derives it: from the ratio of
+		// the extended to the pretrained context unless given.
+		if rr.AttnFactor == nil {
+			ro.AttnFactor = 1
+			if f := float64(c.MaxPositions) / float64(ro.OriginalMaxPos); f > 1 {
+				ro.AttnFactor = math.Sqrt(1 + math.Log(f)/math.Log(float64(ro.OriginalMaxPos)))
+			}
+		}
 	default:
-		return fmt.Errorf("%s: %s: rope_type %q is not supported (default, linear, dynamic, llama3, yarn)", path, key, ro.Type)
+		return fmt.Errorf("%s: %s: rope_type %q is not supported (default, linear, dynamic, llama3, yarn, longrope)", path, key, ro.Type)
 	}
 	if ro.Theta <= 0 || math.IsNaN(ro.Theta) {
 		return fmt.Errorf("%s: rope_theta must be positive, got %v", path, ro.Theta)
@@ -348,4 +388,17 @@ func (c *Config) KVDim() int { return c.KVHeads * c.HeadDim }
 // Dims are the sizes the family's weight shapes are written in.
 func (c *Config) Dims() family.Dims {
 	return family.Dims{Vocab: c.Vocab, Hidden: c.Hidden, Intermediate: c.Intermediate, HeadDim: c.HeadDim, QDim: c.QDim(), KVDim: c.KVDim()}
+}
+
+// deviceUnsupported names what of this architecture the device block
+// (DeviceModel) does not implement, or "": such models train on the CPU.
+func (c *Config) deviceUnsupported() string {
+	var why []string
+	if c.FusedQKV || c.FusedGateUp {
+		why = append(why, "fused qkv_proj/gate_up_proj")
+	}
+	if c.Rope.Type == "longrope" {
+		why = append(why, "longrope scaling")
+	}
+	return strings.Join(why, ", ")
 }

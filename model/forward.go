@@ -62,6 +62,7 @@ type Workspace struct {
 	headX, headDX                                     []float32
 	headLoss                                          []float64
 	attnTiles                                         [][]float32
+	fused, dfused                                     []float32 // fused projections' outputs and their gradients
 }
 
 // NewWorkspace prepares buffers for a model.
@@ -205,9 +206,15 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	rope := m.Rope(int(maxPos(w.pos)) + 1)
 
 	nn.RMSNorm(a.xn1, a.rstd1, x, l.InNorm.Data, n, h, c.RMSNormEps)
-	l.Q.Forward(a.q, a.xn1, n)
-	l.K.Forward(a.k, a.xn1, n)
-	l.V.Forward(a.v, a.xn1, n)
+	if l.QKV != nil {
+		w.fused = grow(w.fused, n*(c.QDim()+2*kd))
+		l.QKV.Forward(w.fused, a.xn1, n)
+		splitCols(w.fused, n, a.q, a.k, a.v)
+	} else {
+		l.Q.Forward(a.q, a.xn1, n)
+		l.K.Forward(a.k, a.xn1, n)
+		l.V.Forward(a.v, a.xn1, n)
+	}
 	if c.QKNorm {
 		nn.RMSNorm(a.qr, a.rstdq, a.q, l.QNorm.Data, n*c.Heads, hd, c.RMSNormEps)
 		nn.RMSNorm(a.kr, a.rstdk, a.k, l.KNorm.Data, n*c.KVHeads, hd, c.RMSNormEps)
@@ -243,8 +250,14 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	}
 	nn.AddTo(a.xmid, x, out)
 	nn.RMSNorm(a.xn2, a.rstd2, a.xmid, l.PostNorm.Data, n, h, c.RMSNormEps)
-	l.Gate.Forward(a.g, a.xn2, n)
-	l.Up.Forward(a.u, a.xn2, n)
+	if l.GateUp != nil {
+		w.fused = grow(w.fused, 2*len(a.g))
+		l.GateUp.Forward(w.fused, a.xn2, n)
+		splitCols(w.fused, n, a.g, a.u)
+	} else {
+		l.Gate.Forward(a.g, a.xn2, n)
+		l.Up.Forward(a.u, a.xn2, n)
+	}
 	nn.SwiGLU(a.a, a.g, a.u)
 	l.Down.Forward(out, a.a, n)
 	if l.MLPOut != nil {

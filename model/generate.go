@@ -17,10 +17,17 @@ type Session struct {
 	k, v   [][]float32 // per layer [max, KVDim], rotated keys
 	prefix int
 	buf    sessionBufs
+	// virt and fed are the virtual tokens' embeddings and the ids fed so
+	// far, kept only for longrope models: past the pretrained context the
+	// frequencies of every position change, and with them every layer's
+	// cached keys and values, so the session runs the sequence again.
+	virt []float32
+	fed  []int32
 }
 
 type sessionBufs struct {
 	x, xn, q, k, v, att, mid, g, u, a, rstd, rstdq, rstdk, lse, logits []float32
+	fused                                                              []float32
 	pos                                                                []int32
 	attn                                                               nn.Attention
 }
@@ -51,11 +58,15 @@ func (s *Session) Reset() {
 		}
 	}
 	s.prefix = s.Len
+	s.virt, s.fed = nil, s.fed[:0]
 	if s.m.Input != nil {
 		p := s.m.Input.Virtual()
 		virt := make([]float32, p*s.m.Cfg.Hidden)
 		s.m.Input.Embed(virt, 1)
-		s.feed(nil, virt, p)
+		if s.m.Cfg.Rope.Type == "longrope" {
+			s.virt = virt
+		}
+		s.feed(nil, virt)
 	}
 }
 
@@ -73,13 +84,27 @@ func (s *Session) Feed(ids []int32) ([]float32, error) {
 			return nil, fmt.Errorf("feed: token id %d outside the vocabulary [0, %d)", id, s.m.Cfg.Vocab)
 		}
 	}
-	return s.feed(ids, nil, len(ids)), nil
+	c := s.m.Cfg
+	if c.Rope.Type != "longrope" {
+		return s.feed(ids, nil), nil
+	}
+	if c.ropeLong(s.Len+len(ids)) && !c.ropeLong(s.Len) && s.Len > s.prefix {
+		// Crossing into the long factors: everything again, in one pass.
+		all := append(append([]int32(nil), s.fed...), ids...)
+		s.Len = s.prefix
+		s.fed = append(s.fed[:0], all...)
+		return s.feed(all, s.virt), nil
+	}
+	s.fed = append(s.fed, ids...)
+	return s.feed(ids, nil), nil
 }
 
-// feed runs n new positions, from ids or, when ids is nil, from embeddings.
-func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
+// feed runs new positions: the rows of emb (virtual tokens), then ids.
+func (s *Session) feed(ids []int32, emb []float32) []float32 {
 	m, c := s.m, s.m.Cfg
 	h, qd, kd, hd, inter := c.Hidden, c.QDim(), c.KVDim(), c.HeadDim, c.Intermediate
+	ne := len(emb) / h
+	n := ne + len(ids)
 	b := &s.buf
 	b.x, b.xn, b.mid = grow(b.x, n*h), grow(b.xn, n*h), grow(b.mid, n*h)
 	b.q, b.k, b.v, b.att = grow(b.q, n*qd), grow(b.k, n*kd), grow(b.v, n*kd), grow(b.att, n*qd)
@@ -87,12 +112,9 @@ func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
 	b.rstd, b.lse = grow(b.rstd, n*max(c.Heads, 1)), grow(b.lse, n*c.Heads)
 	b.rstdq, b.rstdk = grow(b.rstdq, n*c.Heads), grow(b.rstdk, n*c.KVHeads)
 	b.pos = growI(b.pos, n)
-	if ids != nil {
-		for i, id := range ids {
-			copy(b.x[i*h:(i+1)*h], m.Embed.Data[int(id)*h:(int(id)+1)*h])
-		}
-	} else {
-		copy(b.x, emb)
+	copy(b.x, emb)
+	for i, id := range ids {
+		copy(b.x[(ne+i)*h:(ne+i+1)*h], m.Embed.Data[int(id)*h:(int(id)+1)*h])
 	}
 	for i := range b.pos {
 		b.pos[i] = int32(s.Len + i)
@@ -101,9 +123,15 @@ func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
 	tk := s.Len + n
 	for li, l := range m.Layers {
 		nn.RMSNorm(b.xn, b.rstd, b.x, l.InNorm.Data, n, h, c.RMSNormEps)
-		l.Q.Forward(b.q, b.xn, n)
-		l.K.Forward(b.k, b.xn, n)
-		l.V.Forward(b.v, b.xn, n)
+		if l.QKV != nil {
+			b.fused = grow(b.fused, n*(qd+2*kd))
+			l.QKV.Forward(b.fused, b.xn, n)
+			splitCols(b.fused, n, b.q, b.k, b.v)
+		} else {
+			l.Q.Forward(b.q, b.xn, n)
+			l.K.Forward(b.k, b.xn, n)
+			l.V.Forward(b.v, b.xn, n)
+		}
 		if c.QKNorm {
 			nn.RMSNorm(b.q, b.rstdq, b.q, l.QNorm.Data, n*c.Heads, hd, c.RMSNormEps)
 			nn.RMSNorm(b.k, b.rstdk, b.k, l.KNorm.Data, n*c.KVHeads, hd, c.RMSNormEps)
@@ -121,8 +149,14 @@ func (s *Session) feed(ids []int32, emb []float32, n int) []float32 {
 		}
 		nn.Add(b.mid, b.x)
 		nn.RMSNorm(b.xn, b.rstd, b.mid, l.PostNorm.Data, n, h, c.RMSNormEps)
-		l.Gate.Forward(b.g, b.xn, n)
-		l.Up.Forward(b.u, b.xn, n)
+		if l.GateUp != nil {
+			b.fused = grow(b.fused, 2*n*inter)
+			l.GateUp.Forward(b.fused, b.xn, n)
+			splitCols(b.fused, n, b.g, b.u)
+		} else {
+			l.Gate.Forward(b.g, b.xn, n)
+			l.Up.Forward(b.u, b.xn, n)
+		}
 		nn.SwiGLU(b.a, b.g, b.u)
 		l.Down.Forward(b.x, b.a, n)
 		if l.MLPOut != nil {

@@ -202,6 +202,9 @@ func ggufRope(f *gguf.File, c *Config, a string) error {
 		return fmt.Errorf("%s: %srope.scaling.type %q is not supported (none, linear, yarn)", f.Path, a, typ)
 	}
 	c.Rope = r
+	if _, ok := f.Tensor("rope_factors_long.weight"); ok {
+		return ggufLongRope(f, c, a)
+	}
 	if _, ok := f.Tensor("rope_freqs.weight"); ok {
 		if typ != "" && typ != "none" {
 			return fmt.Errorf("%s: tensor rope_freqs.weight together with %srope.scaling.type %q is not supported", f.Path, a, typ)
@@ -373,4 +376,39 @@ func unpermuteHeads(c *Config, hf string) int {
 		return c.KVHeads
 	}
 	return 0
+}
+
+// ggufLongRope reads longrope scaling back: the factors from the
+// rope_factors_short/long tensors, the attention factor and the pretrained
+// context from the rope.scaling keys.
+func ggufLongRope(f *gguf.File, c *Config, a string) error {
+	r := &c.Rope
+	half := int(float64(c.HeadDim)*r.PartialFactor) / 2
+	for _, t := range []struct {
+		name string
+		dst  *[]float64
+	}{{"rope_factors_short.weight", &r.ShortFactor}, {"rope_factors_long.weight", &r.LongFactor}} {
+		v, _, err := f.TensorFloat32s(t.name)
+		if err != nil {
+			return fmt.Errorf("%s: tensor %s: %w", f.Path, t.name, err)
+		}
+		if len(v) != half {
+			return fmt.Errorf("%s: tensor %s holds %d values, want %d (rotary dimensions / 2)", f.Path, t.name, len(v), half)
+		}
+		*t.dst = make([]float64, half)
+		for i, x := range v {
+			if !(x > 0) || math.IsInf(float64(x), 0) {
+				return fmt.Errorf("%s: tensor %s: value %d is %v, want a positive factor", f.Path, t.name, i, x)
+			}
+			(*t.dst)[i] = decimal32(float64(x))
+		}
+	}
+	r.Type, r.AttnFactor = "longrope", 1
+	if v, ok := f.Float(a + "rope.scaling.attn_factor"); ok {
+		r.AttnFactor = v
+	}
+	if r.OriginalMaxPos <= 0 {
+		return fmt.Errorf("%s: longrope needs %srope.scaling.original_context_length", f.Path, a)
+	}
+	return nil
 }

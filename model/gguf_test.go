@@ -364,7 +364,7 @@ func TestLoadGGUFReference(t *testing.T) {
 	if _, err := os.Stat(root); err != nil {
 		t.Fatal("reference data missing from testdata/reference (it ships with the repository)")
 	}
-	for _, name := range []string{"qwen3", "llama", "qwen2"} {
+	for _, name := range []string{"qwen3", "llama", "qwen2", "phi3", "phi3_longrope"} {
 		for _, tc := range []struct {
 			typ gguf.TensorType
 			tol float64

@@ -24,9 +24,14 @@ type Model struct {
 type Layer struct {
 	Index            int
 	InNorm, PostNorm *nn.Param
-	QNorm, KNorm     *nn.Param // qwen3 only
-	Q, K, V, O       *nn.Linear
-	Gate, Up, Down   *nn.Linear
+	QNorm, KNorm     *nn.Param  // qwen3 only
+	Q, K, V, O       *nn.Linear // Q, K, V nil when QKV holds them
+	Gate, Up, Down   *nn.Linear // Gate, Up nil when GateUp holds them
+	// QKV and GateUp are the fused projections of families that store them
+	// so (phi3's qkv_proj: rows q, then k, then v; gate_up_proj: rows gate,
+	// then up). They stay fused so that LoRA adapts the fused matrix and
+	// merges and exports keep the checkpoint's layout, as PEFT does.
+	QKV, GateUp *nn.Linear
 	// Prefix, when set, supplies extra keys and values that every query of
 	// this layer attends to before the sequence's own (prefix tuning).
 	Prefix KVPrefix
@@ -85,13 +90,21 @@ func newModel(cfg *Config, alloc bool) *Model {
 			Index:    i,
 			InNorm:   nn.NewParam(p+"input_layernorm.weight", h),
 			PostNorm: nn.NewParam(p+"post_attention_layernorm.weight", h),
-			Q:        linear(p+"self_attn.q_proj", h, cfg.QDim(), cfg.AttnBias, alloc),
-			K:        linear(p+"self_attn.k_proj", h, cfg.KVDim(), cfg.AttnBias, alloc),
-			V:        linear(p+"self_attn.v_proj", h, cfg.KVDim(), cfg.AttnBias, alloc),
 			O:        linear(p+"self_attn.o_proj", cfg.QDim(), h, cfg.AttnOutBias, alloc),
-			Gate:     linear(p+"mlp.gate_proj", h, cfg.Intermediate, cfg.MLPBias, alloc),
-			Up:       linear(p+"mlp.up_proj", h, cfg.Intermediate, cfg.MLPBias, alloc),
 			Down:     linear(p+"mlp.down_proj", cfg.Intermediate, h, cfg.MLPBias, alloc),
+		}
+		if cfg.FusedQKV {
+			l.QKV = linear(p+"self_attn.qkv_proj", h, cfg.QDim()+2*cfg.KVDim(), cfg.AttnBias, alloc)
+		} else {
+			l.Q = linear(p+"self_attn.q_proj", h, cfg.QDim(), cfg.AttnBias, alloc)
+			l.K = linear(p+"self_attn.k_proj", h, cfg.KVDim(), cfg.AttnBias, alloc)
+			l.V = linear(p+"self_attn.v_proj", h, cfg.KVDim(), cfg.AttnBias, alloc)
+		}
+		if cfg.FusedGateUp {
+			l.GateUp = linear(p+"mlp.gate_up_proj", h, 2*cfg.Intermediate, cfg.MLPBias, alloc)
+		} else {
+			l.Gate = linear(p+"mlp.gate_proj", h, cfg.Intermediate, cfg.MLPBias, alloc)
+			l.Up = linear(p+"mlp.up_proj", h, cfg.Intermediate, cfg.MLPBias, alloc)
 		}
 		if cfg.QKNorm {
 			l.QNorm = nn.NewParam(p+"self_attn.q_norm.weight", cfg.HeadDim)
@@ -102,9 +115,22 @@ func newModel(cfg *Config, alloc bool) *Model {
 	return m
 }
 
-// Linears lists the seven projections of every layer, in order.
-func (l *Layer) Linears() []*nn.Linear {
-	return []*nn.Linear{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down}
+// Linears lists the projections of a layer, in order: the attention's
+// (q, k, v, o or qkv, o), then the MLP's (gate, up, down or gate_up, down).
+func (l *Layer) Linears() []*nn.Linear { return append(l.attnLinears(), l.mlpLinears()...) }
+
+func (l *Layer) attnLinears() []*nn.Linear {
+	if l.QKV != nil {
+		return []*nn.Linear{l.QKV, l.O}
+	}
+	return []*nn.Linear{l.Q, l.K, l.V, l.O}
+}
+
+func (l *Layer) mlpLinears() []*nn.Linear {
+	if l.GateUp != nil {
+		return []*nn.Linear{l.GateUp, l.Down}
+	}
+	return []*nn.Linear{l.Gate, l.Up, l.Down}
 }
 
 // Linears lists every projection of the model.
@@ -123,14 +149,14 @@ func (m *Model) Params() []*nn.Param {
 	ps := []*nn.Param{m.Embed}
 	for _, l := range m.Layers {
 		ps = append(ps, l.InNorm)
-		for _, lin := range l.Linears()[:4] {
+		for _, lin := range l.attnLinears() {
 			ps = appendLinear(ps, lin)
 		}
 		if l.QNorm != nil {
 			ps = append(ps, l.QNorm, l.KNorm)
 		}
 		ps = append(ps, l.PostNorm)
-		for _, lin := range l.Linears()[4:] {
+		for _, lin := range l.mlpLinears() {
 			ps = appendLinear(ps, lin)
 		}
 	}
@@ -164,6 +190,25 @@ func (m *Model) Rope(n int) *RopeTable {
 	key := 0
 	if dynamic && n > c.MaxPositions {
 		key = n
+	}
+	// longrope switches frequencies once past the pretrained context: one
+	// growing table on each side.
+	if c.Rope.Type == "longrope" {
+		long := c.ropeLong(n)
+		if long {
+			key = -1
+		}
+		t := m.ropes[key]
+		if t == nil || len(t.Cos) < n*t.Dim {
+			size := max(n, 256)
+			seqLen := size
+			if !long {
+				seqLen = min(size, c.Rope.OriginalMaxPos)
+			}
+			t = c.newRopeTable(size, seqLen)
+			m.ropes[key] = t
+		}
+		return t
 	}
 	t := m.ropes[key]
 	if t == nil || len(t.Cos) < n*t.Dim {

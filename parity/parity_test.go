@@ -63,3 +63,36 @@ func TestSchedules(t *testing.T) {
 		}
 	}
 }
+
+// TestFamilyReferences runs the reference folders of the families of
+// issue 20 (made by transformers 5.17 and PEFT): every check must pass, and
+// each kind of check the folder has data for must have run.
+func TestFamilyReferences(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		want []string
+	}{
+		{"phi3", []string{"forward", "generate", "grads_full", "full_ft", "lora", "qlora_nf4"}},
+		{"phi3_longrope", []string{"forward", "generate", "grads_full", "full_ft"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := RunModel(refDir(t, c.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, x := range res {
+				t.Logf("%s %s=%.3g %s", x.Check, x.Metric, x.Value, x.Detail)
+				seen[strings.SplitN(x.Check, ".", 2)[0]] = true
+				if !x.Pass {
+					t.Errorf("%s: %s %.3g > %.3g %s", x.Check, x.Metric, x.Value, x.Limit, x.Detail)
+				}
+			}
+			for _, want := range c.want {
+				if !seen[want] {
+					t.Errorf("no %s check ran", want)
+				}
+			}
+		})
+	}
+}

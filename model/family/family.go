@@ -64,6 +64,9 @@ type Family struct {
 	// RopeFreqs: llama.cpp reads llama3 rope scaling from a
 	// rope_freqs.weight tensor of per-frequency divisors.
 	RopeFreqs bool
+	// RopeFactors: llama.cpp reads longrope's short and long factors from
+	// rope_factors_short.weight and rope_factors_long.weight.
+	RopeFactors bool
 	// Modelfile is the Ollama chat family used when the chat template does
 	// not tell.
 	Modelfile string
