@@ -168,10 +168,17 @@ func FromHF(modelDir, outPath string, opt Options) error {
 			typ = chooseType(opt.Type, name, int(dims[0]), cfg.TieWordEmbeddings)
 		}
 		heads := permuteHeads(arch, name, cfg)
+		// llama.cpp multiplies by a norm's weight; (1+w) families store 1+w.
+		plusOne := cfg.Family.NormPlusOne && strings.HasSuffix(name, "norm.weight")
 		tensors = append(tensors, Tensor{Name: name, Dims: dims, Type: typ, Encode: func() ([]byte, error) {
 			v, _, err := st.Float32s(hf)
 			if err != nil {
 				return nil, err
+			}
+			if plusOne {
+				for i := range v {
+					v[i]++
+				}
 			}
 			if heads > 0 {
 				cols := 1
@@ -271,6 +278,20 @@ func modelKV(c *HFConfig, arch string, opt Options, modelDir string) ([]KV, erro
 		{a + "rope.dimension_count", uint32(c.HeadDim)},
 		{a + "attention.key_length", uint32(c.HeadDim)},
 		{a + "attention.value_length", uint32(c.HeadDim)},
+	}
+	if f := c.Family.GGUFKeys; f != nil {
+		extra, err := f(filepath.Join(modelDir, "config.json"), c.Keys, c.Traits)
+		if err != nil {
+			return nil, err
+		}
+		keys := make([]string, 0, len(extra))
+		for k := range extra {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			kv = append(kv, KV{a + k, extra[k]})
+		}
 	}
 	rs := c.RopeScaling
 	switch kind := rs.Kind(); kind {

@@ -392,3 +392,110 @@ func TestCheckModelFails(t *testing.T) {
 		})
 	}
 }
+
+// copyModel copies a reference model folder, letting edit change its
+// config.json text.
+func copyModel(t *testing.T, name string, edit func(string) string) string {
+	t.Helper()
+	src := refModel(t, name)
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "config.json" {
+			b = []byte(edit(string(b)))
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// TestFromHFGemma: Gemma exports with llama.cpp's names, the norms stored
+// as 1+weight, the window and soft caps as keys; what llama.cpp fixes
+// instead of reading (the attention scale, the layer pattern, the local
+// rope base) is refused with the field named.
+func TestFromHFGemma(t *testing.T) {
+	for _, c := range []struct{ model, want string }{
+		{"gemma2", "query_pre_attn_scalar"},
+		{"gemma3_text", "query_pre_attn_scalar"},
+	} {
+		err := FromHF(refModel(t, c.model), filepath.Join(t.TempDir(), "m.gguf"), Options{Type: F32})
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "config.json") {
+			t.Errorf("%s: FromHF error %v, want one naming config.json and %s", c.model, err, c.want)
+		}
+	}
+	g3 := copyModel(t, "gemma3_text", func(s string) string {
+		return strings.Replace(s, `"query_pre_attn_scalar": 20`, `"query_pre_attn_scalar": 16`, 1)
+	})
+	if err := FromHF(g3, filepath.Join(t.TempDir(), "m.gguf"), Options{Type: F32}); err == nil || !strings.Contains(err.Error(), "layer 1") {
+		t.Errorf("gemma3 with a global second layer: FromHF error %v, want one naming layer 1", err)
+	}
+
+	dir := copyModel(t, "gemma2", func(s string) string {
+		return strings.Replace(s, `"query_pre_attn_scalar": 24`, `"query_pre_attn_scalar": 32`, 1)
+	})
+	out := filepath.Join(t.TempDir(), "g.gguf")
+	if err := FromHF(dir, out, Options{Type: F32}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if errs := CheckModel(f); len(errs) > 0 {
+		t.Fatalf("checker rejects the export: %v", errs)
+	}
+	if a, _ := f.String("general.architecture"); a != "gemma2" {
+		t.Errorf("architecture %q", a)
+	}
+	for key, want := range map[string]float64{"gemma2.attention.sliding_window": 8, "gemma2.attn_logit_softcapping": 5, "gemma2.final_logit_softcapping": 10} {
+		got, ok := f.Float(key)
+		if !ok {
+			if n, ok2 := f.Int(key); ok2 {
+				got, ok = float64(n), true
+			}
+		}
+		if !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+	st, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for hf, name := range map[string]string{
+		"model.layers.0.post_attention_layernorm.weight":   "blk.0.post_attention_norm.weight",
+		"model.layers.1.pre_feedforward_layernorm.weight":  "blk.1.ffn_norm.weight",
+		"model.layers.1.post_feedforward_layernorm.weight": "blk.1.post_ffw_norm.weight",
+		"model.norm.weight":                 "output_norm.weight",
+		"model.layers.0.mlp.up_proj.weight": "blk.0.ffn_up.weight",
+	} {
+		want, _, err := st.Float32s(hf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := f.TensorFloat32s(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		shift := float32(0)
+		if strings.HasSuffix(name, "norm.weight") {
+			shift = 1
+		}
+		for i := range want {
+			if got[i] != want[i]+shift {
+				t.Fatalf("%s[%d] = %v, want %v (+%v)", name, i, got[i], want[i], shift)
+			}
+		}
+	}
+}

@@ -35,6 +35,7 @@ type HFConfig struct {
 	// Traits what it read from the file.
 	Family *family.Family `json:"-"`
 	Traits family.Traits  `json:"-"`
+	Keys   family.Keys    `json:"-"`
 }
 
 // RopeScaling is the rope_scaling / rope_parameters object.
@@ -87,6 +88,16 @@ func ReadHFConfig(modelDir string) (*HFConfig, error) {
 	if err := json.Unmarshal(b, &extra); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	// transformers 5 may key the parameters by layer type (Gemma 3); the
+	// global layers' are the model's rope, as llama.cpp reads it.
+	var perType struct {
+		P struct {
+			Full *RopeScaling `json:"full_attention"`
+		} `json:"rope_parameters"`
+	}
+	if json.Unmarshal(b, &perType) == nil && perType.P.Full != nil {
+		extra.RopeParameters = perType.P.Full
+	}
 	c.RopeScaling = extra.RopeScaling
 	if extra.RopeParameters != nil {
 		c.RopeScaling = extra.RopeParameters
@@ -134,7 +145,7 @@ func ReadHFConfig(modelDir string) (*HFConfig, error) {
 		if err := fam.Configure(path, keys, &c.Traits); err != nil {
 			return nil, err
 		}
-		c.Family = fam
+		c.Family, c.Keys = fam, keys
 	}
 	return &c, nil
 }

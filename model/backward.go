@@ -33,6 +33,7 @@ func (w *Workspace) Logits(b *Batch) []float32 {
 	c := w.m.Cfg
 	w.logits = grow(w.logits, w.N*c.Vocab)
 	cpu.Sgemm(false, true, w.N, c.Vocab, c.Hidden, 1, w.xf, c.Hidden, w.m.Head.Data, c.Hidden, 0, w.logits, c.Vocab)
+	w.capLogits(w.logits, false)
 	return w.logits
 }
 
@@ -98,6 +99,7 @@ func (w *Workspace) head(scale float32, backward bool) (float64, int) {
 		}
 		lg := w.logits[:m*V]
 		cpu.Sgemm(false, true, m, V, h, 1, xs[:m*h], h, head.Data, h, 0, lg, V)
+		w.capLogits(lg, backward)
 		cpu.Parallel(m, 1, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				row := lg[i*V : (i+1)*V]
@@ -122,6 +124,7 @@ func (w *Workspace) head(scale float32, backward bool) (float64, int) {
 		if !backward {
 			continue
 		}
+		w.capGrad(lg)
 		cpu.Sgemm(false, false, m, h, V, 1, lg, V, head.Data, h, 0, dxs[:m*h], h)
 		for i, r := range rws {
 			copy(w.dxf[r*h:(r+1)*h], dxs[i*h:(i+1)*h])
@@ -146,7 +149,7 @@ func (w *Workspace) backward() {
 	n, h := w.N, c.Hidden
 	w.dres = zero(w.dres, n*h)
 	L := len(m.Layers)
-	nn.RMSNormBackward(w.dres, m.Norm.Grad, w.dxf, w.stream[L], m.Norm.Data, w.rstdf, n, h)
+	nn.RMSNormBackward(w.dres, m.Norm.Grad, w.dxf, w.stream[L], w.nw.of(m.Norm), w.rstdf, n, h)
 	for i := L - 1; i >= 0; i-- {
 		if w.Checkpoint {
 			w.forwardLayer(m.Layers[i])
@@ -155,8 +158,16 @@ func (w *Workspace) backward() {
 	}
 	if m.Embed.Grad != nil {
 		g := m.Embed.Grad
+		scale := float32(1)
+		if c.EmbedScale != 0 {
+			scale = float32(c.EmbedScale)
+		}
 		for i, id := range w.ids {
 			if i%w.T < w.P {
+				continue
+			}
+			if scale != 1 {
+				cpu.Axpy(scale, w.dres[i*h:(i+1)*h], g[int(id)*h:(int(id)+1)*h])
 				continue
 			}
 			addTo(g[int(id)*h:(int(id)+1)*h], w.dres[i*h:(i+1)*h])
@@ -173,13 +184,20 @@ func (w *Workspace) backward() {
 }
 
 // hookGrad returns the gradient reaching a sub-layer's own output: dres
-// itself, or a copy passed back through the sub-layer's hook.
-func (w *Workspace) hookGrad(hook SublayerHook, size int) []float32 {
+// itself, or through the sub-layer's post-norm (x, rstd: the norm's input
+// and saved 1/rms) and then a copy passed back through its hook.
+func (w *Workspace) hookGrad(hook SublayerHook, post *nn.Param, x, rstd []float32, size int) []float32 {
+	d := w.dres
+	if post != nil {
+		w.dpost = zero(w.dpost, size)
+		nn.RMSNormBackward(w.dpost, post.Grad, w.dres, x, w.nw.of(post), rstd, w.N, w.m.Cfg.Hidden)
+		d = w.dpost
+	}
 	if hook == nil {
-		return w.dres
+		return d
 	}
 	w.dhook = grow(w.dhook, size)
-	copy(w.dhook, w.dres)
+	copy(w.dhook, d)
 	hook.Backward(w.dhook, w.N)
 	return w.dhook
 }
@@ -198,13 +216,13 @@ func (w *Workspace) backwardLayer(l *Layer) {
 	a := w.actsFor(l.Index)
 	n, h, qd, kd, hd, inter := w.N, c.Hidden, c.QDim(), c.KVDim(), c.HeadDim, c.Intermediate
 	x := w.stream[l.Index]
-	rope := m.Rope(int(maxPos(w.pos)) + 1)
+	rope := m.ropeFor(l.Index, int(maxPos(w.pos))+1)
 
-	// MLP: out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = norm(xmid).
+	// MLP: out = xmid + [post-norm] down(act(gate(xn2))·up(xn2)), xn2 = norm(xmid).
 	w.da = zero(w.da, n*inter)
-	l.Down.Backward(w.da, w.hookGrad(l.MLPOut, n*h), a.a, n)
+	l.Down.Backward(w.da, w.hookGrad(l.MLPOut, l.MLPPostNorm, a.mo, a.rstdMO, n*h), a.a, n)
 	w.dg, w.du = grow(w.dg, n*inter), grow(w.du, n*inter)
-	nn.SwiGLUBackward(w.dg, w.du, w.da, a.g, a.u)
+	gluBackward(c, w.dg, w.du, w.da, a.g, a.u)
 	w.dxn = zero(w.dxn, n*h)
 	if l.GateUp != nil {
 		w.dfused = grow(w.dfused, 2*n*inter)
@@ -214,11 +232,11 @@ func (w *Workspace) backwardLayer(l *Layer) {
 		l.Gate.Backward(w.dxn, w.dg, a.xn2, n)
 		l.Up.Backward(w.dxn, w.du, a.xn2, n)
 	}
-	nn.RMSNormBackward(w.dres, l.PostNorm.Grad, w.dxn, a.xmid, l.PostNorm.Data, a.rstd2, n, h)
+	nn.RMSNormBackward(w.dres, l.PostNorm.Grad, w.dxn, a.xmid, w.nw.of(l.PostNorm), a.rstd2, n, h)
 
-	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
+	// Attention: xmid = x + [post-norm] o(attn(rope(q), rope(k), v)).
 	w.datt = zero(w.datt, n*qd)
-	l.O.Backward(w.datt, w.hookGrad(l.AttnOut, n*h), a.att, n)
+	l.O.Backward(w.datt, w.hookGrad(l.AttnOut, l.AttnPostNorm, a.ao, a.rstdAO, n*h), a.att, n)
 	w.dq = grow(w.dq, n*qd)
 	tk := a.attn.Tk
 	w.dk, w.dv = zero(w.dk, w.B*tk*kd), zero(w.dv, w.B*tk*kd)
@@ -248,8 +266,8 @@ func (w *Workspace) backwardLayer(l *Layer) {
 	dq := w.dq
 	if c.QKNorm {
 		w.dqn, w.dkn = zero(w.dqn, n*qd), zero(w.dkn, n*kd)
-		nn.RMSNormBackward(w.dqn, l.QNorm.Grad, w.dq, a.q, l.QNorm.Data, a.rstdq, n*c.Heads, hd)
-		nn.RMSNormBackward(w.dkn, l.KNorm.Grad, dk, a.k, l.KNorm.Data, a.rstdk, n*c.KVHeads, hd)
+		nn.RMSNormBackward(w.dqn, l.QNorm.Grad, w.dq, a.q, w.nw.of(l.QNorm), a.rstdq, n*c.Heads, hd)
+		nn.RMSNormBackward(w.dkn, l.KNorm.Grad, dk, a.k, w.nw.of(l.KNorm), a.rstdk, n*c.KVHeads, hd)
 		dq, dk = w.dqn, w.dkn
 	}
 	// Below the first block only trained embeddings and virtual tokens need
@@ -269,6 +287,6 @@ func (w *Workspace) backwardLayer(l *Layer) {
 		l.V.Backward(dxn, dv[:n*kd], a.xn1, n)
 	}
 	if dxn != nil {
-		nn.RMSNormBackward(w.dres, l.InNorm.Grad, w.dxn, x, l.InNorm.Data, a.rstd1, n, h)
+		nn.RMSNormBackward(w.dres, l.InNorm.Grad, w.dxn, x, w.nw.of(l.InNorm), a.rstd1, n, h)
 	}
 }

@@ -10,7 +10,7 @@ import "gotune/nn"
 // base weight changes it for all of them).
 func (m *Model) Clone() *Model {
 	c := *m
-	c.ropes = nil
+	c.ropes, c.local = nil, nil
 	c.Input = nil
 	c.Layers = make([]*Layer, len(m.Layers))
 	for i, l := range m.Layers {

@@ -35,8 +35,11 @@ type Config struct {
 	Rope          Rope
 	BOS           []int
 	EOS           []int
-	Pad           int // -1 when absent
-	Act           string
+	Pad           int    // -1 when absent
+	Act           string // silu (SwiGLU) or gelu_pytorch_tanh (GeGLU)
+	// LocalRope, when set, is the rotary embedding of sliding-window layers
+	// (Gemma 3's rope_local_base_freq, or rope_parameters per layer type).
+	LocalRope *Rope
 }
 
 // Rope describes rotary position embeddings.
@@ -82,6 +85,8 @@ type rawConfig struct {
 	EOS           json.RawMessage `json:"eos_token_id"`
 	Pad           json.RawMessage `json:"pad_token_id"`
 	Act           string          `json:"hidden_act"`
+	Activation    string          `json:"hidden_activation"`
+	LocalBaseFreq *float64        `json:"rope_local_base_freq"`
 }
 
 type rawRope struct {
@@ -173,11 +178,16 @@ func ParseConfig(path string, b []byte) (*Config, error) {
 	if r.Tie != nil {
 		c.TieEmbeddings = *r.Tie
 	}
+	if r.Activation != "" {
+		c.Act = r.Activation // Gemma's key
+	}
 	if c.Act == "" {
 		c.Act = "silu"
 	}
-	if c.Act != "silu" && c.Act != "swish" {
-		return nil, fmt.Errorf("%s: hidden_act %q is not supported (silu)", path, c.Act)
+	switch c.Act {
+	case "silu", "swish", "gelu_pytorch_tanh":
+	default:
+		return nil, fmt.Errorf("%s: hidden_act %q is not supported (silu, gelu_pytorch_tanh)", path, c.Act)
 	}
 	keys, err := family.ParseKeys(b)
 	if err != nil {
@@ -256,12 +266,48 @@ func tokenIDs(raw json.RawMessage) ([]int, error) {
 }
 
 func (c *Config) parseRope(path string, r *rawConfig) error {
-	var rr rawRope
 	key := "rope_parameters"
 	src := r.RopeParams
 	if len(src) == 0 || string(src) == "null" {
 		key, src = "rope_scaling", r.RopeScaling
 	}
+	// transformers 5 may give one set of rope parameters per layer type
+	// (Gemma 3: linear scaling for full attention, a plain rope with its
+	// own base for sliding layers).
+	var perType map[string]json.RawMessage
+	if len(src) > 0 && src[0] == '{' && json.Unmarshal(src, &perType) == nil && perType["full_attention"] != nil {
+		full := perType["full_attention"]
+		if err := c.parseRopeFrom(path, key+".full_attention", full, r); err != nil {
+			return err
+		}
+		if local := perType["sliding_attention"]; local != nil {
+			global := c.Rope
+			if err := c.parseRopeFrom(path, key+".sliding_attention", local, r); err != nil {
+				return err
+			}
+			lr := c.Rope
+			c.Rope, c.LocalRope = global, &lr
+		}
+		return nil
+	}
+	if err := c.parseRopeFrom(path, key, src, r); err != nil {
+		return err
+	}
+	if r.LocalBaseFreq != nil {
+		if !(*r.LocalBaseFreq > 0) {
+			return fmt.Errorf("%s: rope_local_base_freq must be positive, got %v", path, *r.LocalBaseFreq)
+		}
+		lr := Rope{Type: "default", Theta: *r.LocalBaseFreq, Factor: 1, PartialFactor: c.Rope.PartialFactor, OriginalMaxPos: c.MaxPositions}
+		c.LocalRope = &lr
+	}
+	return nil
+}
+
+// parseRopeFrom reads one set of rope parameters (src, under key) into
+// c.Rope; the top-level rope_theta and partial_rotary_factor apply when the
+// set does not give them.
+func (c *Config) parseRopeFrom(path, key string, src json.RawMessage, r *rawConfig) error {
+	var rr rawRope
 	if len(src) > 0 && string(src) != "null" {
 		if err := json.Unmarshal(src, &rr); err != nil {
 			return fmt.Errorf("%s: %s: %w", path, key, err)
@@ -394,6 +440,18 @@ func (c *Config) Dims() family.Dims {
 // (DeviceModel) does not implement, or "": such models train on the CPU.
 func (c *Config) deviceUnsupported() string {
 	var why []string
+	if c.NormPlusOne || c.SandwichNorms || c.EmbedScale != 0 {
+		why = append(why, "(1+weight) and sandwich norms, scaled embeddings")
+	}
+	if c.Act != "silu" && c.Act != "swish" {
+		why = append(why, c.Act+" MLPs")
+	}
+	if c.AttnSoftcap > 0 || c.FinalSoftcap > 0 || c.QueryPreAttnScalar > 0 {
+		why = append(why, "soft-capping, query_pre_attn_scalar")
+	}
+	if c.SlidingWindow > 0 || c.LocalRope != nil {
+		why = append(why, "sliding-window layers")
+	}
 	if c.FusedQKV || c.FusedGateUp {
 		why = append(why, "fused qkv_proj/gate_up_proj")
 	}
@@ -401,4 +459,21 @@ func (c *Config) deviceUnsupported() string {
 		why = append(why, "longrope scaling")
 	}
 	return strings.Join(why, ", ")
+}
+
+// AttnScale is the factor of the attention scores: 1/√query_pre_attn_scalar
+// where the family sets it, else 1/√head_dim.
+func (c *Config) AttnScale() float32 {
+	if c.QueryPreAttnScalar > 0 {
+		return float32(1 / math.Sqrt(c.QueryPreAttnScalar))
+	}
+	return float32(1 / math.Sqrt(float64(c.HeadDim)))
+}
+
+// window is the sliding window of layer i, 0 for a global layer.
+func (c *Config) window(i int) int {
+	if c.IsSliding(i) {
+		return c.SlidingWindow
+	}
+	return 0
 }

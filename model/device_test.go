@@ -198,6 +198,8 @@ func TestDeviceRefusesNewFamilies(t *testing.T) {
 	for _, c := range []struct{ dir, want string }{
 		{"phi3", "fused qkv_proj/gate_up_proj"},
 		{"phi3_longrope", "longrope"},
+		{"gemma2", "soft-capping"},
+		{"gemma3_text", "sliding-window"},
 	} {
 		m, err := Load("../testdata/reference/"+c.dir+"/model", LoadOptions{})
 		if err != nil {

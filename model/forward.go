@@ -1,8 +1,6 @@
 package model
 
 import (
-	"math"
-
 	"gotune/nn"
 )
 
@@ -28,6 +26,9 @@ type layerActs struct {
 	xmid         []float32
 	xn2, rstd2   []float32
 	g, u, a      []float32
+	ao, mo       []float32 // attention and MLP outputs before their post-norms
+	rstdAO       []float32
+	rstdMO       []float32
 	attn         nn.Attention
 	tk           int
 }
@@ -63,6 +64,9 @@ type Workspace struct {
 	headLoss                                          []float64
 	attnTiles                                         [][]float32
 	fused, dfused                                     []float32 // fused projections' outputs and their gradients
+	dpost                                             []float32 // gradient through a post-norm
+	nw                                                normWeights
+	capF                                              []float32 // final soft-capped logits of a head chunk
 }
 
 // NewWorkspace prepares buffers for a model.
@@ -168,7 +172,11 @@ func (w *Workspace) prepare(b *Batch) {
 		a.xmid = grow(a.xmid, n*h)
 		a.xn2, a.rstd2 = grow(a.xn2, n*h), grow(a.rstd2, n)
 		a.g, a.u, a.a = grow(a.g, n*inter), grow(a.u, n*inter), grow(a.a, n*inter)
+		if c.SandwichNorms {
+			a.ao, a.mo, a.rstdAO, a.rstdMO = grow(a.ao, n*h), grow(a.mo, n*h), grow(a.rstdAO, n), grow(a.rstdMO, n)
+		}
 	}
+	w.nw.refresh(m)
 	w.xf, w.rstdf = grow(w.xf, n*h), grow(w.rstdf, n)
 }
 
@@ -187,6 +195,7 @@ func (w *Workspace) embed() {
 	for i, id := range w.ids {
 		copy(x[i*h:(i+1)*h], w.m.Embed.Data[int(id)*h:(int(id)+1)*h])
 	}
+	scaleEmbeddings(w.m.Cfg, x) // virtual tokens, copied in below, are not scaled
 	if w.P > 0 {
 		virt := grow(w.dvirt, w.B*w.P*h)
 		w.dvirt = virt
@@ -203,9 +212,9 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	a := w.actsFor(l.Index)
 	n, h, kd, hd := w.N, c.Hidden, c.KVDim(), c.HeadDim
 	x, out := w.stream[l.Index], w.stream[l.Index+1]
-	rope := m.Rope(int(maxPos(w.pos)) + 1)
+	rope := m.ropeFor(l.Index, int(maxPos(w.pos))+1)
 
-	nn.RMSNorm(a.xn1, a.rstd1, x, l.InNorm.Data, n, h, c.RMSNormEps)
+	nn.RMSNorm(a.xn1, a.rstd1, x, w.nw.of(l.InNorm), n, h, c.RMSNormEps)
 	if l.QKV != nil {
 		w.fused = grow(w.fused, n*(c.QDim()+2*kd))
 		l.QKV.Forward(w.fused, a.xn1, n)
@@ -216,8 +225,8 @@ func (w *Workspace) forwardLayer(l *Layer) {
 		l.V.Forward(a.v, a.xn1, n)
 	}
 	if c.QKNorm {
-		nn.RMSNorm(a.qr, a.rstdq, a.q, l.QNorm.Data, n*c.Heads, hd, c.RMSNormEps)
-		nn.RMSNorm(a.kr, a.rstdk, a.k, l.KNorm.Data, n*c.KVHeads, hd, c.RMSNormEps)
+		nn.RMSNorm(a.qr, a.rstdq, a.q, w.nw.of(l.QNorm), n*c.Heads, hd, c.RMSNormEps)
+		nn.RMSNorm(a.kr, a.rstdk, a.k, w.nw.of(l.KNorm), n*c.KVHeads, hd, c.RMSNormEps)
 	} else {
 		copy(a.qr, a.q)
 		copy(a.kr, a.k)
@@ -227,7 +236,8 @@ func (w *Workspace) forwardLayer(l *Layer) {
 
 	k, v := a.kr, a.v
 	a.attn = nn.Attention{B: w.B, Tq: w.T, Tk: w.T, Heads: c.Heads, KVHeads: c.KVHeads, HD: hd,
-		KeyMask: w.mask, QSeg: w.seg, KSeg: w.seg, Scale: float32(1 / math.Sqrt(float64(hd))), Scratch: a.attn.Scratch, Tiles: w.attnTiles}
+		KeyMask: w.mask, QSeg: w.seg, KSeg: w.seg, Scale: c.AttnScale(), Window: c.window(l.Index), SoftCap: float32(c.AttnSoftcap),
+		Scratch: a.attn.Scratch, Tiles: w.attnTiles}
 	if l.Prefix != nil {
 		pl := l.Prefix.Len()
 		pk, pv := l.Prefix.KV(l.Index)
@@ -248,8 +258,12 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	if l.AttnOut != nil {
 		l.AttnOut.Forward(out, n)
 	}
+	if l.AttnPostNorm != nil {
+		copy(a.ao, out)
+		nn.RMSNorm(out, a.rstdAO, a.ao, w.nw.of(l.AttnPostNorm), n, h, c.RMSNormEps)
+	}
 	nn.AddTo(a.xmid, x, out)
-	nn.RMSNorm(a.xn2, a.rstd2, a.xmid, l.PostNorm.Data, n, h, c.RMSNormEps)
+	nn.RMSNorm(a.xn2, a.rstd2, a.xmid, w.nw.of(l.PostNorm), n, h, c.RMSNormEps)
 	if l.GateUp != nil {
 		w.fused = grow(w.fused, 2*len(a.g))
 		l.GateUp.Forward(w.fused, a.xn2, n)
@@ -258,10 +272,14 @@ func (w *Workspace) forwardLayer(l *Layer) {
 		l.Gate.Forward(a.g, a.xn2, n)
 		l.Up.Forward(a.u, a.xn2, n)
 	}
-	nn.SwiGLU(a.a, a.g, a.u)
+	glu(c, a.a, a.g, a.u)
 	l.Down.Forward(out, a.a, n)
 	if l.MLPOut != nil {
 		l.MLPOut.Forward(out, n)
+	}
+	if l.MLPPostNorm != nil {
+		copy(a.mo, out)
+		nn.RMSNorm(out, a.rstdMO, a.mo, w.nw.of(l.MLPPostNorm), n, h, c.RMSNormEps)
 	}
 	nn.Add(out, a.xmid)
 }
@@ -294,5 +312,5 @@ func (w *Workspace) forward(b *Batch) {
 		w.forwardLayer(l)
 	}
 	c := w.m.Cfg
-	nn.RMSNorm(w.xf, w.rstdf, w.stream[len(w.m.Layers)], w.m.Norm.Data, w.N, c.Hidden, c.RMSNormEps)
+	nn.RMSNorm(w.xf, w.rstdf, w.stream[len(w.m.Layers)], w.nw.of(w.m.Norm), w.N, c.Hidden, c.RMSNormEps)
 }

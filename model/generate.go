@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math"
 
 	"gotune/compute/cpu"
 	"gotune/nn"
@@ -23,6 +22,7 @@ type Session struct {
 	// cached keys and values, so the session runs the sequence again.
 	virt []float32
 	fed  []int32
+	nw   normWeights
 }
 
 type sessionBufs struct {
@@ -116,13 +116,16 @@ func (s *Session) feed(ids []int32, emb []float32) []float32 {
 	for i, id := range ids {
 		copy(b.x[(ne+i)*h:(ne+i+1)*h], m.Embed.Data[int(id)*h:(int(id)+1)*h])
 	}
+	scaleEmbeddings(c, b.x[ne*h:])
 	for i := range b.pos {
 		b.pos[i] = int32(s.Len + i)
 	}
-	rope := m.Rope(s.Len + n)
+	s.nw.refresh(m)
+	nw := s.nw
 	tk := s.Len + n
 	for li, l := range m.Layers {
-		nn.RMSNorm(b.xn, b.rstd, b.x, l.InNorm.Data, n, h, c.RMSNormEps)
+		rope := m.ropeFor(li, tk)
+		nn.RMSNorm(b.xn, b.rstd, b.x, nw.of(l.InNorm), n, h, c.RMSNormEps)
 		if l.QKV != nil {
 			b.fused = grow(b.fused, n*(qd+2*kd))
 			l.QKV.Forward(b.fused, b.xn, n)
@@ -133,22 +136,25 @@ func (s *Session) feed(ids []int32, emb []float32) []float32 {
 			l.V.Forward(b.v, b.xn, n)
 		}
 		if c.QKNorm {
-			nn.RMSNorm(b.q, b.rstdq, b.q, l.QNorm.Data, n*c.Heads, hd, c.RMSNormEps)
-			nn.RMSNorm(b.k, b.rstdk, b.k, l.KNorm.Data, n*c.KVHeads, hd, c.RMSNormEps)
+			nn.RMSNorm(b.q, b.rstdq, b.q, nw.of(l.QNorm), n*c.Heads, hd, c.RMSNormEps)
+			nn.RMSNorm(b.k, b.rstdk, b.k, nw.of(l.KNorm), n*c.KVHeads, hd, c.RMSNormEps)
 		}
 		nn.Rope(b.q, n, c.Heads, hd, b.pos, rope.Cos, rope.Sin, rope.Rot)
 		nn.Rope(b.k, n, c.KVHeads, hd, b.pos, rope.Cos, rope.Sin, rope.Rot)
 		copy(s.k[li][s.Len*kd:tk*kd], b.k)
 		copy(s.v[li][s.Len*kd:tk*kd], b.v)
 		b.attn = nn.Attention{B: 1, Tq: n, Tk: tk, Heads: c.Heads, KVHeads: c.KVHeads, HD: hd, Offset: s.Len,
-			Scale: float32(1 / math.Sqrt(float64(hd))), Tiles: b.attn.Tiles}
+			Scale: c.AttnScale(), Window: c.window(li), SoftCap: float32(c.AttnSoftcap), Tiles: b.attn.Tiles}
 		b.attn.Forward(b.att, b.lse, b.q, s.k[li][:tk*kd], s.v[li][:tk*kd])
 		l.O.Forward(b.mid, b.att, n)
 		if l.AttnOut != nil {
 			l.AttnOut.Forward(b.mid, n)
 		}
+		if l.AttnPostNorm != nil {
+			nn.RMSNorm(b.mid, b.rstd, b.mid, nw.of(l.AttnPostNorm), n, h, c.RMSNormEps)
+		}
 		nn.Add(b.mid, b.x)
-		nn.RMSNorm(b.xn, b.rstd, b.mid, l.PostNorm.Data, n, h, c.RMSNormEps)
+		nn.RMSNorm(b.xn, b.rstd, b.mid, nw.of(l.PostNorm), n, h, c.RMSNormEps)
 		if l.GateUp != nil {
 			b.fused = grow(b.fused, 2*n*inter)
 			l.GateUp.Forward(b.fused, b.xn, n)
@@ -157,18 +163,24 @@ func (s *Session) feed(ids []int32, emb []float32) []float32 {
 			l.Gate.Forward(b.g, b.xn, n)
 			l.Up.Forward(b.u, b.xn, n)
 		}
-		nn.SwiGLU(b.a, b.g, b.u)
+		glu(c, b.a, b.g, b.u)
 		l.Down.Forward(b.x, b.a, n)
 		if l.MLPOut != nil {
 			l.MLPOut.Forward(b.x, n)
+		}
+		if l.MLPPostNorm != nil {
+			nn.RMSNorm(b.x, b.rstd, b.x, nw.of(l.MLPPostNorm), n, h, c.RMSNormEps)
 		}
 		nn.Add(b.x, b.mid)
 	}
 	s.Len = tk
 	last := b.x[(n-1)*h : n*h]
-	nn.RMSNorm(b.xn[:h], b.rstd[:1], last, m.Norm.Data, 1, h, c.RMSNormEps)
+	nn.RMSNorm(b.xn[:h], b.rstd[:1], last, nw.of(m.Norm), 1, h, c.RMSNormEps)
 	b.logits = grow(b.logits, c.Vocab)
 	cpu.Sgemm(false, true, 1, c.Vocab, h, 1, b.xn[:h], h, m.Head.Data, h, 0, b.logits, c.Vocab)
+	if c.FinalSoftcap > 0 {
+		nn.SoftCap(b.logits, float32(c.FinalSoftcap))
+	}
 	return b.logits
 }
 

@@ -33,6 +33,13 @@ var ropeConfigs = []struct{ name, json string }{
 		"num_hidden_layers":2,"num_attention_heads":3,"num_key_value_heads":1,"partial_rotary_factor":0.5,
 		"max_position_embeddings":256,"rope_theta":10000,"rope_scaling":{"type":"yarn","factor":3,
 		"original_max_position_embeddings":32,"mscale":0.7,"mscale_all_dim":1}}`},
+	// The new families: sliding windows and soft caps on the cached path,
+	// Gemma 3's local rope, phi3's fused projections.
+	{"gemma2", familyConfigs["gemma2"]},
+	{"gemma3", familyConfigs["gemma3"]},
+	{"fused-phi3", `{"model_type":"phi3","vocab_size":97,"hidden_size":48,"intermediate_size":80,
+		"num_hidden_layers":2,"num_attention_heads":6,"num_key_value_heads":2,"partial_rotary_factor":0.5,
+		"max_position_embeddings":256,"rope_theta":10000}`},
 }
 
 func ropeModel(t *testing.T, name, js string) *Model {

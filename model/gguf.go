@@ -139,6 +139,9 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 	if err := fam.FromGGUF(f.Path, has, &c.Traits); err != nil {
 		return nil, err
 	}
+	if c.SandwichNorms {
+		return nil, fmt.Errorf("%s: reading %s GGUF files back is not supported yet (load the Hugging Face folder)", f.Path, arch)
+	}
 
 	tokID := func(key string) []int {
 		if v, ok := f.Int(key); ok && v >= 0 {

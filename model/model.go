@@ -18,15 +18,19 @@ type Model struct {
 	Input InputHook
 
 	ropes map[int]*RopeTable
+	local *Model // rope tables of sliding-window layers with their own rope
 }
 
 // Layer is one transformer block.
 type Layer struct {
 	Index            int
-	InNorm, PostNorm *nn.Param
-	QNorm, KNorm     *nn.Param  // qwen3 only
-	Q, K, V, O       *nn.Linear // Q, K, V nil when QKV holds them
-	Gate, Up, Down   *nn.Linear // Gate, Up nil when GateUp holds them
+	InNorm, PostNorm *nn.Param // before attention, before the MLP
+	QNorm, KNorm     *nn.Param // qwen3, gemma3 only
+	// AttnPostNorm and MLPPostNorm normalise the attention and MLP outputs
+	// before they join the residual stream (Gemma's sandwich norms).
+	AttnPostNorm, MLPPostNorm *nn.Param
+	Q, K, V, O                *nn.Linear // Q, K, V nil when QKV holds them
+	Gate, Up, Down            *nn.Linear // Gate, Up nil when GateUp holds them
 	// QKV and GateUp are the fused projections of families that store them
 	// so (phi3's qkv_proj: rows q, then k, then v; gate_up_proj: rows gate,
 	// then up). They stay fused so that LoRA adapts the fused matrix and
@@ -106,6 +110,13 @@ func newModel(cfg *Config, alloc bool) *Model {
 			l.Gate = linear(p+"mlp.gate_proj", h, cfg.Intermediate, cfg.MLPBias, alloc)
 			l.Up = linear(p+"mlp.up_proj", h, cfg.Intermediate, cfg.MLPBias, alloc)
 		}
+		if cfg.SandwichNorms {
+			// Gemma's post_attention_layernorm follows attention; the MLP's
+			// input norm is pre_feedforward_layernorm.
+			l.AttnPostNorm = l.PostNorm
+			l.PostNorm = nn.NewParam(p+"pre_feedforward_layernorm.weight", h)
+			l.MLPPostNorm = nn.NewParam(p+"post_feedforward_layernorm.weight", h)
+		}
 		if cfg.QKNorm {
 			l.QNorm = nn.NewParam(p+"self_attn.q_norm.weight", cfg.HeadDim)
 			l.KNorm = nn.NewParam(p+"self_attn.k_norm.weight", cfg.HeadDim)
@@ -155,9 +166,15 @@ func (m *Model) Params() []*nn.Param {
 		if l.QNorm != nil {
 			ps = append(ps, l.QNorm, l.KNorm)
 		}
+		if l.AttnPostNorm != nil {
+			ps = append(ps, l.AttnPostNorm)
+		}
 		ps = append(ps, l.PostNorm)
 		for _, lin := range l.mlpLinears() {
 			ps = appendLinear(ps, lin)
+		}
+		if l.MLPPostNorm != nil {
+			ps = append(ps, l.MLPPostNorm)
 		}
 	}
 	ps = append(ps, m.Norm)
@@ -175,6 +192,21 @@ func appendLinear(ps []*nn.Param, l *nn.Linear) []*nn.Param {
 		ps = append(ps, l.B)
 	}
 	return ps
+}
+
+// ropeFor returns the rotary table of layer i: the local one for a
+// sliding-window layer of a model that has one (Gemma 3), else Rope(n).
+func (m *Model) ropeFor(i, n int) *RopeTable {
+	c := m.Cfg
+	if c.LocalRope == nil || !c.IsSliding(i) {
+		return m.Rope(n)
+	}
+	if m.local == nil {
+		lc := *c
+		lc.Rope, lc.LocalRope = *c.LocalRope, nil
+		m.local = &Model{Cfg: &lc}
+	}
+	return m.local.Rope(n)
 }
 
 // Rope returns cos/sin tables covering positions [0, n).

@@ -58,6 +58,9 @@ func (c *Config) Params() int64 {
 	if c.QKNorm {
 		per += 2 * int64(c.HeadDim)
 	}
+	if c.SandwichNorms {
+		per += 2 * h
+	}
 	if c.AttnBias {
 		per += int64(c.QDim()) + 2*int64(c.KVDim())
 	}

@@ -71,9 +71,18 @@ func TestFamilyReferences(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		want []string
+		// broken names checks known to fail because the reference itself
+		// is faulty, with the reason.
+		broken map[string]string
 	}{
-		{"phi3", []string{"forward", "generate", "grads_full", "full_ft", "lora", "qlora_nf4"}},
-		{"phi3_longrope", []string{"forward", "generate", "grads_full", "full_ft"}},
+		{"phi3", []string{"forward", "generate", "grads_full", "full_ft", "lora", "qlora_nf4"}, nil},
+		{"phi3_longrope", []string{"forward", "generate", "grads_full", "full_ft"}, nil},
+		// The Gemma references hold NaN for every logit of the unpadded
+		// first row (so NaN loss, gradients and trajectories): the finite
+		// logits, the second row alone and greedy decoding are compared;
+		// gradients are checked by finite differences in model.
+		{"gemma2", []string{"forward", "generate"}, map[string]string{"reference.nan": "NaN reference logits"}},
+		{"gemma3_text", []string{"forward", "generate"}, map[string]string{"reference.nan": "NaN reference logits"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res, err := RunModel(refDir(t, c.name))
@@ -84,6 +93,10 @@ func TestFamilyReferences(t *testing.T) {
 			for _, x := range res {
 				t.Logf("%s %s=%.3g %s", x.Check, x.Metric, x.Value, x.Detail)
 				seen[strings.SplitN(x.Check, ".", 2)[0]] = true
+				if why, ok := c.broken[x.Check]; ok && !x.Pass {
+					t.Logf("%s fails as expected: %s", x.Check, why)
+					continue
+				}
 				if !x.Pass {
 					t.Errorf("%s: %s %.3g > %.3g %s", x.Check, x.Metric, x.Value, x.Limit, x.Detail)
 				}

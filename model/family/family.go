@@ -27,6 +27,29 @@ type Traits struct {
 	// adapts the fused matrix, as PEFT does, and merges keep the layout.
 	FusedQKV    bool
 	FusedGateUp bool
+
+	// Gemma: RMSNorm weights act as (1 + weight); SandwichNorms adds norms
+	// after attention and after the MLP (post_attention_layernorm is then
+	// the attention output's norm and pre_feedforward_layernorm the MLP
+	// input's); EmbedScale multiplies the token embeddings (√hidden, in the
+	// checkpoint's dtype); the soft caps bound attention scores and final
+	// logits smoothly (c·tanh(x/c), 0 when absent); QueryPreAttnScalar
+	// replaces head_dim in the attention scale 1/√·.
+	NormPlusOne        bool
+	SandwichNorms      bool
+	EmbedScale         float64
+	AttnSoftcap        float64
+	FinalSoftcap       float64
+	QueryPreAttnScalar float64
+	// SlidingWindow is the window of the layers marked in Sliding (one
+	// entry per layer; nil when every layer attends to the whole sequence).
+	SlidingWindow int
+	Sliding       []bool
+}
+
+// IsSliding reports whether layer i attends within a sliding window.
+func (t *Traits) IsSliding(i int) bool {
+	return t.SlidingWindow > 0 && i < len(t.Sliding) && t.Sliding[i]
 }
 
 // Dims are the sizes a tensor's shape is written in.
@@ -64,6 +87,9 @@ type Family struct {
 	// RopeFreqs: llama.cpp reads llama3 rope scaling from a
 	// rope_freqs.weight tensor of per-frequency divisors.
 	RopeFreqs bool
+	// NormPlusOne: the RMSNorm weights act as 1+weight; llama.cpp's
+	// converter stores them so (GGUF norms are plain multipliers).
+	NormPlusOne bool
 	// RopeFactors: llama.cpp reads longrope's short and long factors from
 	// rope_factors_short.weight and rope_factors_long.weight.
 	RopeFactors bool
@@ -77,6 +103,10 @@ type Family struct {
 	FromGGUF func(path string, has func(tensor string) bool, t *Traits) error
 	// Layer lists every per-layer weight, in Hugging Face order.
 	Layer []Tensor
+	// GGUFKeys, when set, gives the family's own GGUF metadata (keys
+	// without the "<arch>." prefix; uint32 or float32 values) and refuses
+	// configurations llama.cpp would run differently.
+	GGUFKeys func(path string, k Keys, t Traits) (map[string]any, error)
 }
 
 var registry = map[string]*Family{}
@@ -217,6 +247,18 @@ func (k Keys) Int(path, key string, def int) (int, error) {
 	var v int
 	if err := json.Unmarshal(k[key], &v); err != nil {
 		return def, fmt.Errorf("%s: %s: want an integer, got %s", path, key, k[key])
+	}
+	return v, nil
+}
+
+// String reads a string key: def when absent or null.
+func (k Keys) String(path, key, def string) (string, error) {
+	if !k.present(key) {
+		return def, nil
+	}
+	var v string
+	if err := json.Unmarshal(k[key], &v); err != nil {
+		return def, fmt.Errorf("%s: %s: want a string, got %s", path, key, k[key])
 	}
 	return v, nil
 }
