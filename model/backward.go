@@ -9,9 +9,39 @@ import (
 
 // Loss runs the forward pass and returns the summed cross-entropy of the
 // trained tokens and their count (the mean is sum/count).
+//
+// For a mixture of experts trained with its load-balancing loss
+// (output_router_logits), the loss is the cross-entropy plus
+// router_aux_loss_coef × the auxiliary loss, as transformers trains it; the
+// auxiliary part counts once per token in sum.
 func (w *Workspace) Loss(b *Batch) (sum float64, count int) {
 	w.forward(b)
-	return w.head(0, false)
+	sum, count = w.head(0, false)
+	return sum + w.AuxLoss()*float64(count), count
+}
+
+// AuxLoss is router_aux_loss_coef × the load-balancing loss of the last
+// forward pass (0 without experts or without output_router_logits).
+func (w *Workspace) AuxLoss() float64 {
+	if w.m.Cfg.AuxCoef == 0 {
+		return 0
+	}
+	return w.m.Cfg.AuxCoef * w.aux.loss()
+}
+
+// auxGrad is the gradient of AuxLoss with respect to each expert's router
+// probability at one (token, layer): coef·E·chosen_e/M², M the (token,
+// layer) pairs counted.
+func (w *Workspace) auxGrad() []float64 {
+	c := w.m.Cfg
+	if c.AuxCoef == 0 || w.aux.tokens == 0 {
+		return nil
+	}
+	g := make([]float64, c.Experts)
+	for e, n := range w.aux.chosen {
+		g[e] = c.AuxCoef * float64(c.Experts) * n / (w.aux.tokens * w.aux.tokens)
+	}
+	return g
 }
 
 // Step runs forward and backward for one micro-batch. Gradients of every
@@ -22,6 +52,10 @@ func (w *Workspace) Loss(b *Batch) (sum float64, count int) {
 func (w *Workspace) Step(b *Batch, scale float32) (sum float64, count int) {
 	w.forward(b)
 	sum, count = w.head(scale, true)
+	// The auxiliary loss weighs as this micro-batch's share of the trained
+	// tokens, so k equal micro-batches add to one batch's coefficient.
+	w.auxW = float64(scale) * float64(count)
+	sum += w.AuxLoss() * float64(count)
 	w.backward()
 	return sum, count
 }
@@ -150,11 +184,14 @@ func (w *Workspace) backward() {
 	w.dres = zero(w.dres, n*h)
 	L := len(m.Layers)
 	nn.RMSNormBackward(w.dres, m.Norm.Grad, w.dxf, w.stream[L], w.nw.of(m.Norm), w.rstdf, n, h)
+	auxGrad := w.auxGrad()
 	for i := L - 1; i >= 0; i-- {
 		if w.Checkpoint {
+			w.recompute = true
 			w.forwardLayer(m.Layers[i])
+			w.recompute = false
 		}
-		w.backwardLayer(m.Layers[i])
+		w.backwardLayer(m.Layers[i], auxGrad)
 	}
 	if m.Embed.Grad != nil {
 		g := m.Embed.Grad
@@ -211,7 +248,7 @@ func addTo(dst, src []float32) {
 
 // backwardLayer turns dres from the gradient of the block's output into the
 // gradient of its input, accumulating parameter gradients on the way.
-func (w *Workspace) backwardLayer(l *Layer) {
+func (w *Workspace) backwardLayer(l *Layer, auxGrad []float64) {
 	m, c := w.m, w.m.Cfg
 	a := w.actsFor(l.Index)
 	n, h, qd, kd, hd, inter := w.N, c.Hidden, c.QDim(), c.KVDim(), c.HeadDim, c.Intermediate
@@ -219,12 +256,17 @@ func (w *Workspace) backwardLayer(l *Layer) {
 	rope := m.ropeFor(l.Index, int(maxPos(w.pos))+1)
 
 	// MLP: out = xmid + [post-norm] down(act(gate(xn2))·up(xn2)), xn2 = norm(xmid).
-	w.da = zero(w.da, n*inter)
-	l.Down.Backward(w.da, w.hookGrad(l.MLPOut, l.MLPPostNorm, a.mo, a.rstdMO, n*h), a.a, n)
-	w.dg, w.du = grow(w.dg, n*inter), grow(w.du, n*inter)
-	gluBackward(c, w.dg, w.du, w.da, a.g, a.u)
+	dmlp := w.hookGrad(l.MLPOut, l.MLPPostNorm, a.mo, a.rstdMO, n*h)
+	if l.MoE == nil {
+		w.da = zero(w.da, n*inter)
+		l.Down.Backward(w.da, dmlp, a.a, n)
+		w.dg, w.du = grow(w.dg, n*inter), grow(w.du, n*inter)
+		gluBackward(c, w.dg, w.du, w.da, a.g, a.u)
+	}
 	w.dxn = zero(w.dxn, n*h)
-	if l.GateUp != nil {
+	if l.MoE != nil {
+		moeBackward(c, l.MoE, &a.moe, w.dxn, dmlp, a.xn2, n, w.mask, auxGrad, w.auxW)
+	} else if l.GateUp != nil {
 		w.dfused = grow(w.dfused, 2*n*inter)
 		joinCols(w.dfused, n, w.dg, w.du)
 		l.GateUp.Backward(w.dxn, w.dfused, a.xn2, n)

@@ -24,6 +24,19 @@ func (m *Model) Clone() *Model {
 			lin.Adapter = nil
 			*p = &lin
 		}
+		if l.MoE != nil {
+			moe := &MoE{Router: l.MoE.Router}
+			for _, e := range l.MoE.Experts {
+				ne := &Expert{}
+				for _, p := range [][2]**nn.Linear{{&ne.Gate, &e.Gate}, {&ne.Up, &e.Up}, {&ne.Down, &e.Down}} {
+					lin := **p[1]
+					lin.Adapter = nil
+					*p[0] = &lin
+				}
+				moe.Experts = append(moe.Experts, ne)
+			}
+			nl.MoE = moe
+		}
 		c.Layers[i] = &nl
 	}
 	return &c

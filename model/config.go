@@ -433,7 +433,8 @@ func (c *Config) KVDim() int { return c.KVHeads * c.HeadDim }
 
 // Dims are the sizes the family's weight shapes are written in.
 func (c *Config) Dims() family.Dims {
-	return family.Dims{Vocab: c.Vocab, Hidden: c.Hidden, Intermediate: c.Intermediate, HeadDim: c.HeadDim, QDim: c.QDim(), KVDim: c.KVDim()}
+	return family.Dims{Vocab: c.Vocab, Hidden: c.Hidden, Intermediate: c.Intermediate, HeadDim: c.HeadDim, QDim: c.QDim(), KVDim: c.KVDim(),
+		Experts: c.Experts, ExpertIntermediate: c.ExpertIntermediate}
 }
 
 // deviceUnsupported names what of this architecture the device block
@@ -451,6 +452,9 @@ func (c *Config) deviceUnsupported() string {
 	}
 	if c.SlidingWindow > 0 || c.LocalRope != nil {
 		why = append(why, "sliding-window layers")
+	}
+	if c.Experts > 0 {
+		why = append(why, "mixture-of-experts layers")
 	}
 	if c.FusedQKV || c.FusedGateUp {
 		why = append(why, "fused qkv_proj/gate_up_proj")

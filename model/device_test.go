@@ -200,6 +200,8 @@ func TestDeviceRefusesNewFamilies(t *testing.T) {
 		{"phi3_longrope", "longrope"},
 		{"gemma2", "soft-capping"},
 		{"gemma3_text", "sliding-window"},
+		{"qwen3_moe", "mixture-of-experts"},
+		{"mixtral", "mixture-of-experts"},
 	} {
 		m, err := Load("../testdata/reference/"+c.dir+"/model", LoadOptions{})
 		if err != nil {

@@ -29,6 +29,7 @@ type layerActs struct {
 	ao, mo       []float32 // attention and MLP outputs before their post-norms
 	rstdAO       []float32
 	rstdMO       []float32
+	moe          moeActs
 	attn         nn.Attention
 	tk           int
 }
@@ -67,6 +68,9 @@ type Workspace struct {
 	dpost                                             []float32 // gradient through a post-norm
 	nw                                                normWeights
 	capF                                              []float32 // final soft-capped logits of a head chunk
+	aux                                               auxStats  // MoE load balancing over the last forward
+	recompute                                         bool      // a checkpointed block runs again in backward
+	auxW                                              float64   // weight of the auxiliary loss's gradient
 }
 
 // NewWorkspace prepares buffers for a model.
@@ -264,16 +268,25 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	}
 	nn.AddTo(a.xmid, x, out)
 	nn.RMSNorm(a.xn2, a.rstd2, a.xmid, w.nw.of(l.PostNorm), n, h, c.RMSNormEps)
-	if l.GateUp != nil {
+	switch {
+	case l.MoE != nil:
+		var stats *auxStats
+		if !w.recompute {
+			stats = &w.aux
+		}
+		moeForward(c, l.MoE, &a.moe, out, a.xn2, n, w.mask, stats)
+	case l.GateUp != nil:
 		w.fused = grow(w.fused, 2*len(a.g))
 		l.GateUp.Forward(w.fused, a.xn2, n)
 		splitCols(w.fused, n, a.g, a.u)
-	} else {
+		glu(c, a.a, a.g, a.u)
+		l.Down.Forward(out, a.a, n)
+	default:
 		l.Gate.Forward(a.g, a.xn2, n)
 		l.Up.Forward(a.u, a.xn2, n)
+		glu(c, a.a, a.g, a.u)
+		l.Down.Forward(out, a.a, n)
 	}
-	glu(c, a.a, a.g, a.u)
-	l.Down.Forward(out, a.a, n)
 	if l.MLPOut != nil {
 		l.MLPOut.Forward(out, n)
 	}
@@ -307,6 +320,9 @@ func maxPos(pos []int32) int32 {
 // hidden states in xf.
 func (w *Workspace) forward(b *Batch) {
 	w.prepare(b)
+	if c := w.m.Cfg; c.Experts > 0 {
+		w.aux.reset(c.Experts)
+	}
 	w.embed()
 	for _, l := range w.m.Layers {
 		w.forwardLayer(l)

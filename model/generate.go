@@ -23,6 +23,7 @@ type Session struct {
 	virt []float32
 	fed  []int32
 	nw   normWeights
+	moe  moeActs
 }
 
 type sessionBufs struct {
@@ -155,16 +156,21 @@ func (s *Session) feed(ids []int32, emb []float32) []float32 {
 		}
 		nn.Add(b.mid, b.x)
 		nn.RMSNorm(b.xn, b.rstd, b.mid, nw.of(l.PostNorm), n, h, c.RMSNormEps)
-		if l.GateUp != nil {
+		switch {
+		case l.MoE != nil:
+			moeForward(c, l.MoE, &s.moe, b.x, b.xn, n, nil, nil)
+		case l.GateUp != nil:
 			b.fused = grow(b.fused, 2*n*inter)
 			l.GateUp.Forward(b.fused, b.xn, n)
 			splitCols(b.fused, n, b.g, b.u)
-		} else {
+			glu(c, b.a, b.g, b.u)
+			l.Down.Forward(b.x, b.a, n)
+		default:
 			l.Gate.Forward(b.g, b.xn, n)
 			l.Up.Forward(b.u, b.xn, n)
+			glu(c, b.a, b.g, b.u)
+			l.Down.Forward(b.x, b.a, n)
 		}
-		glu(c, b.a, b.g, b.u)
-		l.Down.Forward(b.x, b.a, n)
 		if l.MLPOut != nil {
 			l.MLPOut.Forward(b.x, n)
 		}

@@ -37,6 +37,8 @@ var ropeConfigs = []struct{ name, json string }{
 	// Gemma 3's local rope, phi3's fused projections.
 	{"gemma2", familyConfigs["gemma2"]},
 	{"gemma3", familyConfigs["gemma3"]},
+	{"qwen3_moe", familyConfigs["qwen3_moe"]},
+	{"mixtral", familyConfigs["mixtral"]},
 	{"fused-phi3", `{"model_type":"phi3","vocab_size":97,"hidden_size":48,"intermediate_size":80,
 		"num_hidden_layers":2,"num_attention_heads":6,"num_key_value_heads":2,"partial_rotary_factor":0.5,
 		"max_position_embeddings":256,"rope_theta":10000}`},

@@ -36,6 +36,9 @@ type Layer struct {
 	// then up). They stay fused so that LoRA adapts the fused matrix and
 	// merges and exports keep the checkpoint's layout, as PEFT does.
 	QKV, GateUp *nn.Linear
+	// MoE replaces Gate, Up and Down in the layers of a mixture-of-experts
+	// model that have one.
+	MoE *MoE
 	// Prefix, when set, supplies extra keys and values that every query of
 	// this layer attends to before the sequence's own (prefix tuning).
 	Prefix KVPrefix
@@ -104,9 +107,13 @@ func newModel(cfg *Config, alloc bool) *Model {
 			l.K = linear(p+"self_attn.k_proj", h, cfg.KVDim(), cfg.AttnBias, alloc)
 			l.V = linear(p+"self_attn.v_proj", h, cfg.KVDim(), cfg.AttnBias, alloc)
 		}
-		if cfg.FusedGateUp {
+		switch {
+		case cfg.IsMoE(i):
+			l.Down = nil
+			l.MoE = newMoE(cfg, p, alloc)
+		case cfg.FusedGateUp:
 			l.GateUp = linear(p+"mlp.gate_up_proj", h, 2*cfg.Intermediate, cfg.MLPBias, alloc)
-		} else {
+		default:
 			l.Gate = linear(p+"mlp.gate_proj", h, cfg.Intermediate, cfg.MLPBias, alloc)
 			l.Up = linear(p+"mlp.up_proj", h, cfg.Intermediate, cfg.MLPBias, alloc)
 		}
@@ -138,6 +145,9 @@ func (l *Layer) attnLinears() []*nn.Linear {
 }
 
 func (l *Layer) mlpLinears() []*nn.Linear {
+	if l.MoE != nil {
+		return l.MoE.linears()
+	}
 	if l.GateUp != nil {
 		return []*nn.Linear{l.GateUp, l.Down}
 	}
@@ -170,6 +180,9 @@ func (m *Model) Params() []*nn.Param {
 			ps = append(ps, l.AttnPostNorm)
 		}
 		ps = append(ps, l.PostNorm)
+		if l.MoE != nil {
+			ps = appendLinear(ps, l.MoE.Router)
+		}
 		for _, lin := range l.mlpLinears() {
 			ps = appendLinear(ps, lin)
 		}

@@ -61,10 +61,18 @@ func (c *Config) Params() int64 {
 	if c.SandwichNorms {
 		per += 2 * h
 	}
+	n := int64(0)
+	for li := 0; li < c.Layers; li++ {
+		n += per
+		if c.IsMoE(li) {
+			// experts and router instead of the dense MLP
+			n += int64(c.Experts)*3*h*int64(c.ExpertIntermediate) + int64(c.Experts)*h - 3*h*i
+		}
+	}
 	if c.AttnBias {
 		per += int64(c.QDim()) + 2*int64(c.KVDim())
 	}
-	n := int64(c.Layers)*per + int64(c.Vocab)*h + h
+	n += int64(c.Vocab)*h + h
 	if !c.TieEmbeddings {
 		n += int64(c.Vocab) * h
 	}
@@ -96,7 +104,13 @@ func (m *Model) RandomInit(seed uint64) {
 			}
 		}
 	}
-	for k, l := range m.Linears() {
+	lins := m.Linears()
+	for _, l := range m.Layers {
+		if l.MoE != nil {
+			lins = append(lins, l.MoE.Router) // not a projection, but initialised as one
+		}
+	}
+	for k, l := range lins {
 		fill(l.W.Data, 1/math.Sqrt(float64(l.In)), uint64(k+3))
 		if l.B != nil {
 			clear(l.B.Data)

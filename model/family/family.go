@@ -45,6 +45,23 @@ type Traits struct {
 	// entry per layer; nil when every layer attends to the whole sequence).
 	SlidingWindow int
 	Sliding       []bool
+
+	// Mixture of experts: Experts experts of ExpertIntermediate width per
+	// MoE layer, TopK of them per token; NormTopK renormalises the chosen
+	// routing weights to sum to one (Mixtral always, Qwen3-MoE with
+	// norm_topk_prob); AuxCoef weighs the load-balancing loss in training
+	// (router_aux_loss_coef when output_router_logits is set, else 0).
+	// Dense lists the layers that keep a dense MLP (Qwen3-MoE's
+	// mlp_only_layers and decoder_sparse_step); nil: none.
+	Experts, TopK, ExpertIntermediate int
+	NormTopK                          bool
+	AuxCoef                           float64
+	Dense                             []bool
+}
+
+// IsMoE reports whether layer i has a mixture-of-experts MLP.
+func (t *Traits) IsMoE(i int) bool {
+	return t.Experts > 0 && (i >= len(t.Dense) || !t.Dense[i])
 }
 
 // IsSliding reports whether layer i attends within a sliding window.
@@ -56,6 +73,7 @@ func (t *Traits) IsSliding(i int) bool {
 type Dims struct {
 	Vocab, Hidden, Intermediate, HeadDim int
 	QDim, KVDim                          int
+	Experts, ExpertIntermediate          int
 }
 
 // Tensor is one weight of every decoder layer.
@@ -103,10 +121,20 @@ type Family struct {
 	FromGGUF func(path string, has func(tensor string) bool, t *Traits) error
 	// Layer lists every per-layer weight, in Hugging Face order.
 	Layer []Tensor
+	// MoE names the module of an MoE layer's block (Block, under
+	// "model.layers.N."), its router and each expert's projections, as the
+	// checkpoint spells them: Block.Router.weight and
+	// Block.experts.E.{Gate,Up,Down}.weight.
+	MoE *MoENames
 	// GGUFKeys, when set, gives the family's own GGUF metadata (keys
 	// without the "<arch>." prefix; uint32 or float32 values) and refuses
 	// configurations llama.cpp would run differently.
 	GGUFKeys func(path string, k Keys, t Traits) (map[string]any, error)
+}
+
+// MoENames are the checkpoint names of an MoE block.
+type MoENames struct {
+	Block, Router, Gate, Up, Down string
 }
 
 var registry = map[string]*Family{}
@@ -274,6 +302,8 @@ func (k Keys) Strings(path, key string) ([]string, error) {
 	}
 	return v, nil
 }
+
+func jsonInts(raw json.RawMessage, v *[]int) error { return json.Unmarshal(raw, v) }
 
 // Shapes used by the layer tables.
 func hidden(d Dims) []int       { return []int{d.Hidden} }
