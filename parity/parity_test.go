@@ -83,10 +83,10 @@ func TestFamilyReferences(t *testing.T) {
 		// gradients are checked by finite differences in model.
 		{"gemma2", []string{"forward", "generate"}, map[string]string{"reference.nan": "NaN reference logits"}},
 		{"gemma3_text", []string{"forward", "generate"}, map[string]string{"reference.nan": "NaN reference logits"}},
-		// The MoE LoRA references adapt the stacked experts through PEFT's
-		// target_parameters, which gotune does not load yet.
-		{"qwen3_moe", []string{"forward", "generate", "grads_full", "full_ft"}, moeLoRAPending},
-		{"mixtral", []string{"forward", "generate", "grads_full", "full_ft"}, moeLoRAPending},
+		// LoRA on attention and, through PEFT's target_parameters, on the
+		// stacked experts.
+		{"qwen3_moe", []string{"forward", "generate", "grads_full", "full_ft", "lora", "qlora_nf4"}, nil},
+		{"mixtral", []string{"forward", "generate", "grads_full", "full_ft", "lora", "qlora_nf4"}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res, err := RunModel(refDir(t, c.name))
@@ -112,8 +112,4 @@ func TestFamilyReferences(t *testing.T) {
 			}
 		})
 	}
-}
-
-var moeLoRAPending = map[string]string{
-	"lora": "LoRA on stacked experts (target_parameters)", "qlora_nf4": "same adapter", "qlora_fp4": "same adapter", "qlora_int8-row": "same adapter",
 }

@@ -51,6 +51,9 @@ type LoRAConfig struct {
 	// (A normal with std 1/r) or "zero" (both zero, for loading).
 	Init      string
 	BaseModel string
+	// TargetParameters names stacked MoE expert weights to adapt, as
+	// PEFT's target_parameters ("mlp.experts.gate_up_proj").
+	TargetParameters []string
 	// allModules are the module names "all" stood for when attached (the
 	// family's projections: q_proj… or phi3's fused qkv_proj…), written
 	// out as PEFT's target_modules.
@@ -61,6 +64,7 @@ type LoRAConfig struct {
 type LoRASet struct {
 	Config  LoRAConfig
 	Modules []*LoRA
+	Experts []*ExpertLoRA
 	layers  map[string]*nn.Linear
 }
 
@@ -120,7 +124,7 @@ func AttachLoRA(m *model.Model, cfg LoRAConfig, seed uint64) (*LoRASet, error) {
 	if cfg.Dropout < 0 || cfg.Dropout >= 1 {
 		return nil, fmt.Errorf("lora: dropout must be in [0, 1), got %v", cfg.Dropout)
 	}
-	if len(cfg.Targets) == 0 && cfg.TargetRegex == "" {
+	if len(cfg.Targets) == 0 && cfg.TargetRegex == "" && len(cfg.TargetParameters) == 0 {
 		cfg.Targets = []string{"all"}
 	}
 	if err := checkTargetsMatch(m, cfg.Targets, cfg.TargetRegex); err != nil {
@@ -194,7 +198,11 @@ func AttachLoRA(m *model.Model, cfg LoRAConfig, seed uint64) (*LoRASet, error) {
 		set.Modules = append(set.Modules, l)
 		set.layers[lin.Name] = lin
 	}
-	if len(set.Modules) == 0 {
+	if err := set.attachExperts(m, cfg, rng); err != nil {
+		set.Detach()
+		return nil, err
+	}
+	if len(set.Modules) == 0 && len(set.Experts) == 0 {
 		return nil, fmt.Errorf("lora: target_modules %v matched no layer (layer names look like %q)", cfg.Targets, m.Linears()[0].Name)
 	}
 	return set, nil
@@ -205,6 +213,9 @@ func (s *LoRASet) Params() []*nn.Param {
 	var ps []*nn.Param
 	for _, l := range s.Modules {
 		ps = append(ps, l.Params()...)
+	}
+	for _, e := range s.Experts {
+		ps = append(ps, e.Params()...)
 	}
 	return ps
 }
@@ -224,6 +235,9 @@ func (s *LoRASet) Detach() {
 		}
 		delete(s.layers, name)
 	}
+	for _, e := range s.Experts {
+		e.detach()
+	}
 }
 
 // Merge folds every adapter into its layer's weight and detaches it. The
@@ -235,6 +249,11 @@ func (s *LoRASet) Merge() error {
 			return fmt.Errorf("merge: %s is not stored in float32; load the base in f32 to merge", l.Module)
 		}
 		l.Merge(lin)
+	}
+	for _, e := range s.Experts {
+		if err := e.merge(); err != nil {
+			return err
+		}
 	}
 	s.Detach()
 	return nil
@@ -287,7 +306,7 @@ func (c LoRAConfig) peftJSON() map[string]any {
 		"target_modules": targets, "task_type": "CAUSAL_LM", "use_dora": c.DoRA, "use_rslora": c.RSLoRA,
 		// Fields of newer PEFT versions, at their defaults, so loaders that
 		// expect them find them.
-		"peft_version": peftFormatVersion, "exclude_modules": nil, "target_parameters": nil,
+		"peft_version": peftFormatVersion, "exclude_modules": nil, "target_parameters": nilIfEmptyStrings(c.TargetParameters),
 		"trainable_token_indices": nil, "ensure_weight_tying": false, "use_qalora": false, "qalora_group_size": 16,
 		"use_bdlora": nil, "alora_invocation_tokens": nil, "arrow_config": nil, "corda_config": nil, "eva_config": nil,
 		"kasa_config": nil, "lora_ga_config": nil, "monteclora_config": nil, "velora_config": nil,
@@ -352,4 +371,11 @@ func moduleSuffixes(m *model.Model) []string {
 		}
 	}
 	return out
+}
+
+func nilIfEmptyStrings(v []string) any {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
 }

@@ -29,6 +29,7 @@ type peftConfig struct {
 	ModulesToSave     []string           `json:"modules_to_save"`
 	LayersToTransform json.RawMessage    `json:"layers_to_transform"`
 	BaseModel         string             `json:"base_model_name_or_path"`
+	TargetParameters  []string           `json:"target_parameters"`
 }
 
 // ReadConfig reads an adapter folder's adapter_config.json.
@@ -76,7 +77,8 @@ func LoadLoRA(m *model.Model, dir string) (*LoRASet, error) {
 		return nil, fmt.Errorf("%s: modules_to_save %v is not supported yet", path, pc.ModulesToSave)
 	}
 	cfg := LoRAConfig{R: pc.R, Alpha: pc.Alpha, Dropout: pc.Dropout, RSLoRA: pc.RSLoRA, DoRA: pc.DoRA,
-		RankPattern: pc.RankPattern, AlphaPattern: pc.AlphaPattern, Init: "zero", BaseModel: pc.BaseModel}
+		RankPattern: pc.RankPattern, AlphaPattern: pc.AlphaPattern, Init: "zero", BaseModel: pc.BaseModel,
+		TargetParameters: pc.TargetParameters}
 	if err := json.Unmarshal(pc.Targets, &cfg.Targets); err != nil {
 		if err := json.Unmarshal(pc.Targets, &cfg.TargetRegex); err != nil {
 			return nil, fmt.Errorf("%s: target_modules must be a list of names or a regex string, got %s", path, pc.Targets)

@@ -135,6 +135,10 @@ type Family struct {
 // MoENames are the checkpoint names of an MoE block.
 type MoENames struct {
 	Block, Router, Gate, Up, Down string
+	// PEFTExperts is the experts' module path under "model.layers.N." in
+	// transformers' module tree, where PEFT names LoRA on the stacked
+	// expert weights (target_parameters).
+	PEFTExperts string
 }
 
 var registry = map[string]*Family{}

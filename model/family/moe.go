@@ -10,7 +10,7 @@ func init() { Register(qwen3MoE); Register(mixtral) }
 // decoder_sparse_step). llama.cpp: qwen3moe with stacked expert tensors.
 var qwen3MoE = &Family{
 	ModelType: "qwen3_moe", GGUFArch: "qwen3moe", LoadsGGUF: true, Modelfile: "qwen3",
-	MoE: &MoENames{Block: "mlp", Router: "gate", Gate: "gate_proj", Up: "up_proj", Down: "down_proj"},
+	MoE: &MoENames{Block: "mlp", Router: "gate", Gate: "gate_proj", Up: "up_proj", Down: "down_proj", PEFTExperts: "mlp.experts"},
 	Configure: func(path string, k Keys, t *Traits) error {
 		if err := qwen3.Configure(path, k, t); err != nil {
 			return err
@@ -58,7 +58,7 @@ var qwen3MoE = &Family{
 // it as its llama architecture with stacked expert tensors.
 var mixtral = &Family{
 	ModelType: "mixtral", GGUFArch: "llama", PermuteQK: true, RopeFreqs: true, Modelfile: "mistral",
-	MoE: &MoENames{Block: "block_sparse_moe", Router: "gate", Gate: "w1", Up: "w3", Down: "w2"},
+	MoE: &MoENames{Block: "block_sparse_moe", Router: "gate", Gate: "w1", Up: "w3", Down: "w2", PEFTExperts: "mlp.experts"},
 	Configure: func(path string, k Keys, t *Traits) error {
 		if err := readMoE(path, k, t, "num_local_experts", "intermediate_size"); err != nil {
 			return err
