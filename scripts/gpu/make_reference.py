@@ -10,6 +10,7 @@ try/except and prints one JSON line with its status, so one failing family leave
 All numbers are computed in float64 from the float32 weights that model/ holds.
 """
 
+import types
 import argparse
 import copy
 import json
@@ -362,7 +363,22 @@ def make_batch(tok):
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}, len(seqs[1]), prompt_ids
 
 
+# Set by make_family for the Gemma families: transformers 5.17's batched eager forward gave NaN
+# for every position of the unpadded row of the reference batch (the padded row and single
+# sequences were finite). A causal model's rows are independent, so those batches run one row
+# at a time, each with its own attention-mask row; meta.json records it.
+PER_ROW = False
+
+
 def forward(model, input_ids, attention_mask, moe):
+    if PER_ROW and input_ids.shape[0] > 1 and not moe:
+        outs = [forward_batch(model, input_ids[b:b + 1], attention_mask[b:b + 1], moe)
+                for b in range(input_ids.shape[0])]
+        return types.SimpleNamespace(logits=torch.cat([o.logits for o in outs], 0))
+    return forward_batch(model, input_ids, attention_mask, moe)
+
+
+def forward_batch(model, input_ids, attention_mask, moe):
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     if moe:
         try:
@@ -622,6 +638,8 @@ def make_family(name, outdir, tok_dir, tok, device, lean):
     os.makedirs(ref_dir)
     notes = []
 
+    global PER_ROW
+    PER_ROW = False
     cfg, model = build_family(builder, moe, notes)
     n_experts = num_experts(cfg)
     coef = float(getattr(cfg, "router_aux_loss_coef", 0.0) or 0.0)
@@ -657,6 +675,13 @@ def make_family(name, outdir, tok_dir, tok, device, lean):
 
     m64 = copy.deepcopy(model).double().to(device)
     m64.eval()
+    if gemma_norms:
+        with torch.no_grad():
+            batched = forward_batch(m64, batch["input_ids"], batch["attention_mask"], moe).logits
+        bad = [int(torch.isnan(batched[b]).any(dim=-1).sum()) for b in range(batched.shape[0])]
+        if any(bad):
+            PER_ROW = True
+            notes.append("batched forward gave NaN logits at %s positions per row; rows run one at a time" % bad)
 
     # Forward and the gradients of every parameter.
     total, ce, aux, out = losses(m64, batch, moe, coef)
@@ -721,6 +746,7 @@ def make_family(name, outdir, tok_dir, tok, device, lean):
         "torch_version": torch.__version__,
         "grads_full_layout": grads_layout,
         "batch_T": int(batch["input_ids"].shape[1]),
+        "batch_forward": "one row at a time (transformers' batched eager forward gave NaN)" if PER_ROW else "batched",
         "seq1_len": seq1_len,
     }
     if ckpt_names != module_names:
