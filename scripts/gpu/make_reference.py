@@ -363,18 +363,24 @@ def make_batch(tok):
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}, len(seqs[1]), prompt_ids
 
 
-# Set by make_family for the Gemma families: transformers 5.17's batched eager forward gave NaN
-# for every position of the unpadded row of the reference batch (the padded row and single
-# sequences were finite). A causal model's rows are independent, so those batches run one row
-# at a time, each with its own attention-mask row; meta.json records it.
+# Set by make_family for the Gemma families. In a right-padded row, a padding query past the
+# sliding window (8) sees no key at all; transformers 5.17's eager attention then returns NaN
+# for it, the NaN enters the next layer's values, and 0 × NaN spreads it to every position of
+# the row (the loss, gradients and trajectories were NaN). A causal model's rows are
+# independent, so such batches run one row at a time, each cut to its real tokens; the padding
+# positions' logits are written as NaN ("not compared"), and meta.json records it.
 PER_ROW = False
 
 
 def forward(model, input_ids, attention_mask, moe):
     if PER_ROW and input_ids.shape[0] > 1 and not moe:
-        outs = [forward_batch(model, input_ids[b:b + 1], attention_mask[b:b + 1], moe)
-                for b in range(input_ids.shape[0])]
-        return types.SimpleNamespace(logits=torch.cat([o.logits for o in outs], 0))
+        rows = []
+        for b in range(input_ids.shape[0]):
+            n = int(attention_mask[b].sum())
+            lg = forward_batch(model, input_ids[b:b + 1, :n], attention_mask[b:b + 1, :n], moe).logits
+            pad = torch.full((1, input_ids.shape[1] - n, lg.shape[-1]), float("nan"), dtype=lg.dtype, device=lg.device)
+            rows.append(torch.cat([lg, pad], 1))
+        return types.SimpleNamespace(logits=torch.cat(rows, 0))
     return forward_batch(model, input_ids, attention_mask, moe)
 
 
@@ -675,13 +681,7 @@ def make_family(name, outdir, tok_dir, tok, device, lean):
 
     m64 = copy.deepcopy(model).double().to(device)
     m64.eval()
-    if gemma_norms:
-        with torch.no_grad():
-            batched = forward_batch(m64, batch["input_ids"], batch["attention_mask"], moe).logits
-        bad = [int(torch.isnan(batched[b]).any(dim=-1).sum()) for b in range(batched.shape[0])]
-        if any(bad):
-            PER_ROW = True
-            notes.append("batched forward gave NaN logits at %s positions per row; rows run one at a time" % bad)
+    PER_ROW = bool(gemma_norms)
 
     # Forward and the gradients of every parameter.
     total, ce, aux, out = losses(m64, batch, moe, coef)
@@ -746,7 +746,8 @@ def make_family(name, outdir, tok_dir, tok, device, lean):
         "torch_version": torch.__version__,
         "grads_full_layout": grads_layout,
         "batch_T": int(batch["input_ids"].shape[1]),
-        "batch_forward": "one row at a time (transformers' batched eager forward gave NaN)" if PER_ROW else "batched",
+        "batch_forward": ("one row at a time, each cut to its real tokens; padding logits NaN (not compared)"
+                          if PER_ROW else "batched"),
         "seq1_len": seq1_len,
     }
     if ckpt_names != module_names:
