@@ -45,6 +45,9 @@ func modelKeySpecs(arch string) []keySpec {
 		{a + "attention.sliding_window", TypeUint32, 0, false},
 		{a + "attn_logit_softcapping", TypeFloat32, 0, false},
 		{a + "final_logit_softcapping", TypeFloat32, 0, false},
+		{a + "expert_count", TypeUint32, 0, false},
+		{a + "expert_used_count", TypeUint32, 0, false},
+		{a + "expert_feed_forward_length", TypeUint32, 0, false},
 		{"tokenizer.ggml.model", TypeString, 0, true},
 		{"tokenizer.ggml.pre", TypeString, 0, false},
 		{"tokenizer.ggml.tokens", TypeArray, TypeString, true},
@@ -72,6 +75,7 @@ type Hparams struct {
 	Vocab, Embd, FF, Layers            int
 	Heads, HeadsKV, HeadDimK, HeadDimV int
 	RopeDim                            int
+	Experts, ExpertFF                  int
 }
 
 // expectedTensors lists every tensor llama.cpp's loader creates for the
@@ -95,7 +99,7 @@ func expectedTensors(h Hparams) (map[string][]uint64, map[string]bool) {
 		return want, optional
 	}
 	d := family.Dims{Vocab: h.Vocab, Hidden: h.Embd, Intermediate: h.FF, HeadDim: h.HeadDimK,
-		QDim: h.Heads * h.HeadDimK, KVDim: h.HeadsKV * h.HeadDimK}
+		QDim: h.Heads * h.HeadDimK, KVDim: h.HeadsKV * h.HeadDimK, Experts: h.Experts, ExpertIntermediate: h.ExpertFF}
 	for i := 0; i < h.Layers; i++ {
 		p := fmt.Sprintf("blk.%d.", i)
 		for _, t := range h.Family.Layer {
@@ -140,7 +144,8 @@ func CheckModel(f *File) []error {
 	if !ok {
 		return []error{fmt.Errorf("%s: general.architecture is missing or not a string", f.Path)}
 	}
-	fam, err := family.ByGGUFArch(arch)
+	experts, _ := f.Int(arch + ".expert_count")
+	fam, err := family.ByGGUF(arch, experts > 0)
 	if err != nil {
 		return []error{fmt.Errorf("%s: architecture %q is not one this checker knows (%s)", f.Path, arch, strings.Join(family.GGUFArchs(), ", "))}
 	}
@@ -170,7 +175,11 @@ func CheckModel(f *File) []error {
 		return int(v)
 	}
 	a := arch + "."
-	h := Hparams{Arch: arch, Family: fam, Traits: traits, Embd: geti(a + "embedding_length"), FF: geti(a + "feed_forward_length"),
+	traits.Experts = int(experts)
+	if experts > 0 {
+		traits.TopK = max(int(geti0(f, arch+".expert_used_count")), 1)
+	}
+	h := Hparams{Arch: arch, Family: fam, Traits: traits, Experts: int(experts), Embd: geti(a + "embedding_length"), FF: geti(a + "feed_forward_length"),
 		Layers: geti(a + "block_count"), Heads: geti(a + "attention.head_count"), HeadsKV: geti(a + "attention.head_count_kv")}
 	if geti(a+"context_length") <= 0 {
 		fail("%s: %scontext_length must be positive", f.Path, a)
@@ -185,6 +194,10 @@ func CheckModel(f *File) []error {
 	}
 	if len(errs) > 0 {
 		return errs // shapes cannot be derived
+	}
+	h.ExpertFF = h.FF
+	if v, ok := f.Int(a + "expert_feed_forward_length"); ok {
+		h.ExpertFF = int(v)
 	}
 	if h.Heads%h.HeadsKV != 0 {
 		fail("%s: head_count %d is not a multiple of head_count_kv %d", f.Path, h.Heads, h.HeadsKV)
@@ -293,4 +306,9 @@ func CheckModel(f *File) []error {
 		fail("%s: tensor %s is missing", f.Path, name)
 	}
 	return errs
+}
+
+func geti0(f *File, key string) int64 {
+	v, _ := f.Int(key)
+	return v
 }

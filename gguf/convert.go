@@ -34,7 +34,8 @@ var qkName = regexp.MustCompile(`^blk\.\d+\.attn_(q|k)\.(weight|bias)$`)
 
 // hparams derives the GGUF shape parameters from a config.
 func (c *HFConfig) hparams(arch string) Hparams {
-	return Hparams{Arch: arch, Family: c.Family, Traits: c.Traits, Vocab: c.VocabSize, Embd: c.HiddenSize, FF: c.IntermediateSize, Layers: c.NumHiddenLayers,
+	return Hparams{Arch: arch, Family: c.Family, Traits: c.Traits, Experts: c.Traits.Experts, ExpertFF: c.Traits.ExpertIntermediate,
+		Vocab: c.VocabSize, Embd: c.HiddenSize, FF: c.IntermediateSize, Layers: c.NumHiddenLayers,
 		Heads: c.NumAttentionHeads, HeadsKV: c.NumKeyValueHeads, HeadDimK: c.HeadDim, HeadDimV: c.HeadDim, RopeDim: c.HeadDim}
 }
 
@@ -140,9 +141,20 @@ func FromHF(modelDir, outPath string, opt Options) error {
 	}
 	names := slices.Clone(st.Names())
 	slices.Sort(names)
+	stacks := map[string][]string{} // stacked expert tensor → its experts' HF names
 	for _, hf := range names {
 		if hf == "lm_head.weight" && cfg.TieWordEmbeddings {
 			continue // llama.cpp reuses token_embd when output.weight is absent
+		}
+		if g, e, ok := cfg.Family.GGUFExpert(hf); ok {
+			if e >= cfg.Traits.Experts {
+				return fmt.Errorf("%s: tensor %q is expert %d, config.json has %d experts", st.FileOf(hf), hf, e, cfg.Traits.Experts)
+			}
+			if stacks[g] == nil {
+				stacks[g] = make([]string, cfg.Traits.Experts)
+			}
+			stacks[g][e] = hf
+			continue
 		}
 		name, ok := cfg.Family.GGUFName(hf)
 		if !ok {
@@ -192,6 +204,11 @@ func FromHF(modelDir, outPath string, opt Options) error {
 			return Encode(v, typ)
 		}})
 	}
+	stacked, err := stackExperts(st, stacks, want, opt.Type)
+	if err != nil {
+		return err
+	}
+	tensors = append(tensors, stacked...)
 	slices.SortStableFunc(tensors, func(a, b Tensor) int { return tensorOrder(a.Name) - tensorOrder(b.Name) })
 	if opt.Progress != nil {
 		trackProgress(tensors, opt.Progress)
@@ -335,4 +352,51 @@ func modelKV(c *HFConfig, arch string, opt Options, modelDir string) ([]KV, erro
 		return nil, fmt.Errorf("%s: config.json rope_type %q is not supported for GGUF export (default, llama3, linear, yarn, longrope)", modelDir, kind)
 	}
 	return kv, nil
+}
+
+// stackExperts builds llama.cpp's stacked expert tensors, [Experts, out,
+// in] in Hugging Face order (GGUF dims [in, out, Experts]): each expert's
+// weight in turn.
+func stackExperts(st *safetensors.Set, stacks map[string][]string, want map[string][]uint64, typ TensorType) ([]Tensor, error) {
+	names := make([]string, 0, len(stacks))
+	for g := range stacks {
+		names = append(names, g)
+	}
+	slices.Sort(names)
+	var out []Tensor
+	for _, g := range names {
+		srcs := stacks[g]
+		for e, hf := range srcs {
+			if hf == "" {
+				return nil, fmt.Errorf("%s: expert %d of %s is missing", st.Dir, e, g)
+			}
+		}
+		info, _ := st.Info(srcs[0])
+		if len(info.Shape) != 2 {
+			return nil, fmt.Errorf("%s: tensor %q has shape %v, want a matrix", st.FileOf(srcs[0]), srcs[0], info.Shape)
+		}
+		dims := []uint64{uint64(info.Shape[1]), uint64(info.Shape[0]), uint64(len(srcs))}
+		wd, known := want[g]
+		if !known || !slices.Equal(dims, wd) {
+			return nil, fmt.Errorf("%s: stacked %s would have dims %v, llama.cpp expects %v", st.FileOf(srcs[0]), g, dims, wd)
+		}
+		for _, hf := range srcs[1:] {
+			if i, _ := st.Info(hf); !slices.Equal(i.Shape, info.Shape) {
+				return nil, fmt.Errorf("%s: tensor %q has shape %v, expert 0 has %v", st.FileOf(hf), hf, i.Shape, info.Shape)
+			}
+		}
+		t := chooseType(typ, g, int(dims[0]), false)
+		out = append(out, Tensor{Name: g, Dims: dims, Type: t, Encode: func() ([]byte, error) {
+			var all []float32
+			for _, hf := range srcs {
+				v, _, err := st.Float32s(hf)
+				if err != nil {
+					return nil, err
+				}
+				all = append(all, v...)
+			}
+			return Encode(all, t)
+		}})
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -496,6 +497,72 @@ func TestFromHFGemma(t *testing.T) {
 			if got[i] != want[i]+shift {
 				t.Fatalf("%s[%d] = %v, want %v (+%v)", name, i, got[i], want[i], shift)
 			}
+		}
+	}
+}
+
+// TestFromHFMoE: Mixtral exports as llama.cpp's llama with stacked expert
+// tensors, Qwen3-MoE as qwen3moe; the stacks hold each expert's weight in
+// turn, the checker accepts the files, and what llama.cpp would run
+// differently (weights not renormalised) is refused.
+func TestFromHFMoE(t *testing.T) {
+	err := FromHF(refModel(t, "qwen3_moe"), filepath.Join(t.TempDir(), "m.gguf"), Options{Type: F32})
+	if err == nil || !strings.Contains(err.Error(), "norm_topk_prob") {
+		t.Errorf("qwen3_moe with norm_topk_prob false: FromHF error %v, want one naming norm_topk_prob", err)
+	}
+	qwen := copyModel(t, "qwen3_moe", func(s string) string {
+		return strings.Replace(s, `"norm_topk_prob": false`, `"norm_topk_prob": true`, 1)
+	})
+	for _, c := range []struct {
+		dir, arch, block, gate string
+		keys                   map[string]int64
+	}{
+		{refModel(t, "mixtral"), "llama", "block_sparse_moe", "w1", map[string]int64{"llama.expert_count": 4, "llama.expert_used_count": 2}},
+		{qwen, "qwen3moe", "mlp", "gate_proj", map[string]int64{"qwen3moe.expert_count": 4, "qwen3moe.expert_used_count": 2, "qwen3moe.expert_feed_forward_length": 32}},
+	} {
+		out := filepath.Join(t.TempDir(), "m.gguf")
+		if err := FromHF(c.dir, out, Options{Type: F32}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if errs := CheckModel(f); len(errs) > 0 {
+			t.Fatalf("%s: checker rejects the export: %v", c.arch, errs)
+		}
+		if a, _ := f.String("general.architecture"); a != c.arch {
+			t.Errorf("architecture %q, want %q", a, c.arch)
+		}
+		for k, want := range c.keys {
+			if v, ok := f.Int(k); !ok || v != want {
+				t.Errorf("%s: %s = %d (present %v), want %d", c.arch, k, v, ok, want)
+			}
+		}
+		got, ti, err := f.TensorFloat32s("blk.1.ffn_gate_exps.weight")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ti.Dims, []uint64{64, 32, 4}) {
+			t.Errorf("%s: ffn_gate_exps dims %v, want [64 32 4]", c.arch, ti.Dims)
+		}
+		st, err := safetensors.OpenDir(c.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		for e := 0; e < 4; e++ {
+			want, _, err := st.Float32s(fmt.Sprintf("model.layers.1.%s.experts.%d.%s.weight", c.block, e, c.gate))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got[e*len(want):(e+1)*len(want)], want) {
+				t.Errorf("%s: expert %d of ffn_gate_exps differs from its weight", c.arch, e)
+			}
+		}
+		if _, ok := f.Tensor("blk.0.ffn_gate_inp.weight"); !ok {
+			t.Errorf("%s: router blk.0.ffn_gate_inp.weight missing", c.arch)
 		}
 	}
 }

@@ -139,7 +139,7 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 	if err := fam.FromGGUF(f.Path, has, &c.Traits); err != nil {
 		return nil, err
 	}
-	if c.SandwichNorms {
+	if _, moe := f.Int(a + "expert_count"); c.SandwichNorms || moe {
 		return nil, fmt.Errorf("%s: reading %s GGUF files back is not supported yet (load the Hugging Face folder)", f.Path, arch)
 	}
 

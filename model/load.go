@@ -159,7 +159,7 @@ func checkWeightShapes(cfg *Config, set *safetensors.Set) error {
 	// Every weight of the first layer, as the family names them.
 	d := cfg.Dims()
 	for _, t := range cfg.Family.Layer {
-		if t.Has(cfg.Traits) {
+		if t.HF != "" && t.Has(cfg.Traits) {
 			want = append(want, tensor{"model.layers.0." + t.HF, t.Shape(d), "hidden_size, num_attention_heads, num_key_value_heads, head_dim, intermediate_size"})
 		}
 	}

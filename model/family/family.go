@@ -230,6 +230,54 @@ func (f *Family) GGUFName(hf string) (string, bool) {
 	return "", false
 }
 
+// GGUFExpert maps one expert's weight ("model.layers.N.<block>.experts.E.
+// <proj>.weight") to the stacked llama.cpp tensor it goes into
+// ("blk.N.ffn_gate_exps.weight") and its index E.
+func (f *Family) GGUFExpert(hf string) (name string, expert int, ok bool) {
+	if f.MoE == nil {
+		return "", 0, false
+	}
+	rest, ok := strings.CutPrefix(hf, "model.layers.")
+	if !ok {
+		return "", 0, false
+	}
+	num, rest, ok := strings.Cut(rest, ".")
+	if !ok {
+		return "", 0, false
+	}
+	rest, ok = strings.CutPrefix(rest, f.MoE.Block+".experts.")
+	if !ok {
+		return "", 0, false
+	}
+	e, rest, ok := strings.Cut(rest, ".")
+	if !ok || e == "" || len(e) > 5 || strings.TrimLeft(e, "0123456789") != "" {
+		return "", 0, false
+	}
+	kind := map[string]string{f.MoE.Gate + ".weight": "gate", f.MoE.Up + ".weight": "up", f.MoE.Down + ".weight": "down"}[rest]
+	if kind == "" {
+		return "", 0, false
+	}
+	idx := 0
+	for _, c := range e {
+		idx = idx*10 + int(c-'0')
+	}
+	return "blk." + num + ".ffn_" + kind + "_exps.weight", idx, true
+}
+
+// ByGGUF returns the family a GGUF file of this architecture loads as;
+// with experts, the registered mixture-of-experts family of that
+// architecture (llama.cpp's "llama" holds Mixtral too).
+func ByGGUF(arch string, experts bool) (*Family, error) {
+	if experts {
+		for _, n := range Names() {
+			if f := registry[n]; f.GGUFArch == arch && f.MoE != nil {
+				return f, nil
+			}
+		}
+	}
+	return ByGGUFArch(arch)
+}
+
 // Keys are config.json's top-level keys, for a family's own reading.
 type Keys map[string]json.RawMessage
 

@@ -48,9 +48,11 @@ var qwen3MoE = &Family{
 		return nil
 	},
 	FromGGUF: func(path string, has func(string) bool, t *Traits) error {
-		return fmt.Errorf("%s: reading MoE GGUF files back is not supported yet", path)
+		t.QKNorm = true
+		return nil
 	},
-	Layer: moeLayer(qwen3.Layer, "mlp", "gate", [3]string{"gate_proj", "up_proj", "down_proj"}),
+	Layer:    moeLayer(qwen3.Layer, "mlp", "gate", [3]string{"gate_proj", "up_proj", "down_proj"}),
+	GGUFKeys: moeGGUFKeys(true),
 }
 
 // mixtral: Mistral's attention with a mixture of experts (w1 gate, w3 up,
@@ -67,9 +69,32 @@ var mixtral = &Family{
 		return nil
 	},
 	FromGGUF: func(path string, has func(string) bool, t *Traits) error {
-		return fmt.Errorf("%s: reading MoE GGUF files back is not supported yet", path)
+		t.AttnBias, t.AttnOutBias = has("blk.0.attn_q.bias"), has("blk.0.attn_output.bias")
+		return nil
 	},
-	Layer: moeLayer(llamaLayer(true), "block_sparse_moe", "gate", [3]string{"w1", "w3", "w2"}),
+	Layer:    moeLayer(llamaLayer(true), "block_sparse_moe", "gate", [3]string{"w1", "w3", "w2"}),
+	GGUFKeys: moeGGUFKeys(false),
+}
+
+// moeGGUFKeys writes the expert counts (and, for qwen3moe, the experts'
+// width) and refuses what llama.cpp would run differently: it renormalises
+// the top-k weights always and has experts in every layer.
+func moeGGUFKeys(expertFF bool) func(string, Keys, Traits) (map[string]any, error) {
+	return func(path string, k Keys, t Traits) (map[string]any, error) {
+		if !t.NormTopK {
+			return nil, fmt.Errorf("%s: norm_topk_prob false: llama.cpp renormalises the top-k routing weights", path)
+		}
+		for i, d := range t.Dense {
+			if d {
+				return nil, fmt.Errorf("%s: layer %d has a dense MLP (mlp_only_layers, decoder_sparse_step); llama.cpp expects experts in every layer", path, i)
+			}
+		}
+		out := map[string]any{"expert_count": uint32(t.Experts), "expert_used_count": uint32(t.TopK)}
+		if expertFF {
+			out["expert_feed_forward_length"] = uint32(t.ExpertIntermediate)
+		}
+		return out, nil
+	}
 }
 
 // readMoE reads the expert count (under the family's key), the experts'
@@ -128,10 +153,18 @@ func moeLayer(dense []Tensor, block, router string, proj [3]string) []Tensor {
 	}
 	isMoE := func(t Traits) bool { return t.IsMoE(0) }
 	up := func(d Dims) []int { return []int{d.ExpertIntermediate, d.Hidden} }
+	down := func(d Dims) []int { return []int{d.Hidden, d.ExpertIntermediate} }
+	stacked := func(shape func(Dims) []int) func(Dims) []int {
+		return func(d Dims) []int { return append([]int{d.Experts}, shape(d)...) }
+	}
 	return append(out,
 		Tensor{HF: block + "." + router + ".weight", GGUF: "ffn_gate_inp.weight", Shape: func(d Dims) []int { return []int{d.Experts, d.Hidden} }, When: isMoE},
 		Tensor{HF: block + ".experts.0." + proj[0] + ".weight", Shape: up, When: isMoE},
 		Tensor{HF: block + ".experts.0." + proj[1] + ".weight", Shape: up, When: isMoE},
-		Tensor{HF: block + ".experts.0." + proj[2] + ".weight", Shape: func(d Dims) []int { return []int{d.Hidden, d.ExpertIntermediate} }, When: isMoE},
+		Tensor{HF: block + ".experts.0." + proj[2] + ".weight", Shape: down, When: isMoE},
+		// llama.cpp stacks the experts: [Experts, out, in] (HF order).
+		Tensor{GGUF: "ffn_gate_exps.weight", Shape: stacked(up), When: isMoE},
+		Tensor{GGUF: "ffn_up_exps.weight", Shape: stacked(up), When: isMoE},
+		Tensor{GGUF: "ffn_down_exps.weight", Shape: stacked(down), When: isMoE},
 	)
 }
