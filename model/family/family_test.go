@@ -40,10 +40,12 @@ func TestRegistry(t *testing.T) {
 		}
 		seen := map[string]bool{}
 		for _, l := range f.Layer {
-			if seen[l.HF] {
-				t.Errorf("%s: layer tensor %s listed twice", name, l.HF)
+			for _, n := range []string{"hf:" + l.HF, "gguf:" + l.GGUF} {
+				if n != "hf:" && n != "gguf:" && seen[n] {
+					t.Errorf("%s: layer tensor %s listed twice", name, n)
+				}
+				seen[n] = true
 			}
-			seen[l.HF] = true
 		}
 		if g, err := ByGGUFArch(f.GGUFArch); err != nil || g.GGUFArch != f.GGUFArch {
 			t.Errorf("%s: GGUF architecture %s does not read back: %v", name, f.GGUFArch, err)
@@ -51,5 +53,29 @@ func TestRegistry(t *testing.T) {
 	}
 	if _, err := Lookup("gpt2"); err == nil || !strings.Contains(err.Error(), "llama") {
 		t.Errorf("unknown model_type: %v, want an error listing the supported ones", err)
+	}
+}
+
+func TestGGUFExpert(t *testing.T) {
+	mixtral, _ := Lookup("mixtral")
+	qwen, _ := Lookup("qwen3_moe")
+	llama, _ := Lookup("llama")
+	for _, c := range []struct {
+		fam    *Family
+		hf     string
+		want   string
+		expert int
+	}{
+		{mixtral, "model.layers.3.block_sparse_moe.experts.7.w1.weight", "blk.3.ffn_gate_exps.weight", 7},
+		{mixtral, "model.layers.3.block_sparse_moe.experts.12.w2.weight", "blk.3.ffn_down_exps.weight", 12},
+		{qwen, "model.layers.0.mlp.experts.1.up_proj.weight", "blk.0.ffn_up_exps.weight", 1},
+		{qwen, "model.layers.0.mlp.gate.weight", "", 0},
+		{qwen, "model.layers.0.mlp.experts.x.up_proj.weight", "", 0},
+		{llama, "model.layers.0.mlp.experts.1.up_proj.weight", "", 0},
+	} {
+		got, e, ok := c.fam.GGUFExpert(c.hf)
+		if got != c.want || ok != (c.want != "") || (ok && e != c.expert) {
+			t.Errorf("%s %s: got %q %d %v, want %q %d", c.fam.ModelType, c.hf, got, e, ok, c.want, c.expert)
+		}
 	}
 }
