@@ -62,6 +62,10 @@ var familyConfigs = map[string]string{
 	"mixtral": `{"model_type":"mixtral","vocab_size":97,"hidden_size":48,"intermediate_size":24,"num_hidden_layers":2,
 		"num_attention_heads":4,"num_key_value_heads":2,"num_local_experts":4,"num_experts_per_tok":2,
 		"output_router_logits":true,"router_aux_loss_coef":0.3,"max_position_embeddings":256,"rope_theta":10000}`,
+	// Without output_router_logits: no auxiliary loss at all.
+	"mixtral-noaux": `{"model_type":"mixtral","vocab_size":97,"hidden_size":48,"intermediate_size":24,"num_hidden_layers":2,
+		"num_attention_heads":4,"num_key_value_heads":2,"num_local_experts":4,"num_experts_per_tok":2,
+		"max_position_embeddings":256,"rope_theta":10000}`,
 }
 
 // gradBatch is two rows, the second right-padded, with some labels ignored.
@@ -95,7 +99,7 @@ func setTrainable(m *Model) {
 // the largest gradient. Steps are 1% of the tensor's RMS: embeddings (σ
 // 0.02) and projections (σ 0.125) need different absolute steps.
 func TestGradientFiniteDifference(t *testing.T) {
-	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2", "gemma2", "gemma3", "phi3", "qwen3_moe", "mixtral"} {
+	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2", "gemma2", "gemma3", "phi3", "qwen3_moe", "mixtral", "mixtral-noaux"} {
 		t.Run(shape, func(t *testing.T) {
 			m := tinyModel(t, shape, 1)
 			setTrainable(m)

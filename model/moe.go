@@ -50,6 +50,11 @@ type moeActs struct {
 	wts           []float32 // [n, TopK] routing weights
 	slots         [][]int32 // per expert: the slots t·TopK+k routed to it
 	x, g, u, a, y [][]float32
+	// backward scratch, reused from step to step
+	dw                      []float64
+	dlogits, dy, da, dg, du []float32
+	dxe                     []float32
+	p                       []float64
 }
 
 // auxStats gathers the load-balancing loss over the MoE layers of one
@@ -103,7 +108,10 @@ func moeForward(c *Config, m *MoE, ma *moeActs, out, x []float32, n int, mask []
 	for e := range ma.slots {
 		ma.slots[e] = ma.slots[e][:0]
 	}
-	p := make([]float64, E)
+	if len(ma.p) != E {
+		ma.p = make([]float64, E)
+	}
+	p := ma.p
 	for t := 0; t < n; t++ {
 		// Softmax in float64, then the top-k by probability (ties to the
 		// lower index).
@@ -194,16 +202,20 @@ func moeForward(c *Config, m *MoE, ma *moeActs, out, x []float32, n int, mask []
 // mask keeps.
 func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, mask []int32, auxGrad []float64, auxW float64) {
 	E, K, h, inter := c.Experts, c.TopK, c.Hidden, c.ExpertIntermediate
-	dw := make([]float64, n*K)
-	var dy, da, dg, du, dxe []float32
+	if cap(ma.dw) < n*K {
+		ma.dw = make([]float64, n*K)
+	}
+	dw := ma.dw[:n*K]
+	clear(dw)
 	for e, ex := range m.Experts {
 		slots := ma.slots[e]
 		ne := len(slots)
 		if ne == 0 {
 			continue
 		}
-		dy, da = grow(dy, ne*h), grow(da, ne*inter)
-		dg, du, dxe = grow(dg, ne*inter), grow(du, ne*inter), grow(dxe, ne*h)
+		ma.dy, ma.da = grow(ma.dy, ne*h), grow(ma.da, ne*inter)
+		ma.dg, ma.du, ma.dxe = grow(ma.dg, ne*inter), grow(ma.du, ne*inter), grow(ma.dxe, ne*h)
+		dy, da, dg, du, dxe := ma.dy, ma.da, ma.dg, ma.du, ma.dxe
 		for i, s := range slots {
 			t := int(s) / K
 			d, y := dout[t*h:(t+1)*h], ma.y[e][i*h:(i+1)*h]
@@ -227,7 +239,8 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 		}
 	}
 	// Routing weights → probabilities → router logits.
-	dlogits := make([]float32, n*E)
+	ma.dlogits = grow(ma.dlogits, n*E)
+	dlogits := ma.dlogits
 	dp := make([]float64, E)
 	for t := 0; t < n; t++ {
 		clear(dp)
@@ -247,7 +260,7 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 				dp[e] += dw[t*K+k]
 			}
 		}
-		if auxW != 0 && (mask == nil || mask[t] != 0) {
+		if auxGrad != nil && auxW != 0 && (mask == nil || mask[t] != 0) {
 			for e := range dp {
 				dp[e] += auxW * auxGrad[e]
 			}

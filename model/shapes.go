@@ -20,6 +20,13 @@ var shapes = map[string]Config{
 	"ref-qwen3":    {ModelType: "qwen3", Vocab: 2048, Hidden: 64, Intermediate: 160, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, TieEmbeddings: true, Traits: family.Traits{QKNorm: true}},
 	"ref-llama":    {ModelType: "llama", Vocab: 1216, Hidden: 64, Intermediate: 176, Layers: 2, Heads: 4, KVHeads: 1, HeadDim: 16},
 	"ref-qwen2":    {ModelType: "qwen2", Vocab: 2048, Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, TieEmbeddings: true, Traits: family.Traits{AttnBias: true}},
+	// A Qwen3-MoE shape with 8 experts, top-2, and the dense model with the
+	// same active parameters (intermediate = 2 × the experts'): a step of
+	// the first should cost about what the second's does.
+	"moe-8x2": {ModelType: "qwen3_moe", Vocab: 32768, Hidden: 512, Intermediate: 1024, Layers: 8, Heads: 8, KVHeads: 4, HeadDim: 64, TieEmbeddings: true,
+		Traits: family.Traits{QKNorm: true, Experts: 8, TopK: 2, ExpertIntermediate: 512, NormTopK: true}},
+	"moe-8x2-dense": {ModelType: "qwen3", Vocab: 32768, Hidden: 512, Intermediate: 1024, Layers: 8, Heads: 8, KVHeads: 4, HeadDim: 64, TieEmbeddings: true,
+		Traits: family.Traits{QKNorm: true}},
 }
 
 // ShapeNames lists the named shapes.
