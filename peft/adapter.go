@@ -130,10 +130,24 @@ func AttachLoRA(m *model.Model, cfg LoRAConfig, seed uint64) (*LoRASet, error) {
 	if err := checkTargetsMatch(m, cfg.Targets, cfg.TargetRegex); err != nil {
 		return nil, fmt.Errorf("lora: %w", err)
 	}
+	// transformers 5 holds an MoE layer's experts as stacked parameters,
+	// not linear modules: PEFT adapts them through target_parameters, and
+	// "all" means those too.
+	experts := expertLinears(m)
+	if len(experts) > 0 && len(cfg.TargetParameters) == 0 && slices.ContainsFunc(cfg.Targets, func(t string) bool { return t == "all" || t == "all-linear" }) {
+		if cfg.Dropout != 0 || cfg.DoRA {
+			return nil, fmt.Errorf("lora: target all on a mixture-of-experts model adapts the experts through PEFT's target_parameters, which allows neither dropout nor DoRA: set lora_dropout 0 (and use_dora false) or list the target modules")
+		}
+		p := m.Cfg.Family.MoE.PEFTExperts
+		cfg.TargetParameters = []string{p + ".gate_up_proj", p + ".down_proj"}
+	}
 	set := &LoRASet{Config: cfg, layers: map[string]*nn.Linear{}}
 	set.Config.allModules = moduleSuffixes(m)
 	rng := rand.New(rand.NewPCG(seed, 0x6c6f7261))
 	for _, lin := range m.Linears() {
+		if experts[lin] {
+			continue
+		}
 		ok, err := cfg.targets(lin.Name)
 		if err != nil {
 			return nil, err
@@ -364,7 +378,11 @@ func checkTargetsMatch(m *model.Model, targets []string, regex string) error {
 // names in the order of the first layer (q_proj, k_proj, … or qkv_proj, …).
 func moduleSuffixes(m *model.Model) []string {
 	var out []string
+	experts := expertLinears(m)
 	for _, l := range m.Linears() {
+		if experts[l] {
+			continue
+		}
 		s := l.Name[strings.LastIndex(l.Name, ".")+1:]
 		if !slices.Contains(out, s) {
 			out = append(out, s)
@@ -378,4 +396,17 @@ func nilIfEmptyStrings(v []string) any {
 		return nil
 	}
 	return v
+}
+
+// expertLinears are the layers that hold MoE experts' weights.
+func expertLinears(m *model.Model) map[*nn.Linear]bool {
+	out := map[*nn.Linear]bool{}
+	for _, l := range m.Layers {
+		if l.MoE != nil {
+			for _, e := range l.MoE.Experts {
+				out[e.Gate], out[e.Up], out[e.Down] = true, true, true
+			}
+		}
+	}
+	return out
 }

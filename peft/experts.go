@@ -170,6 +170,9 @@ type expertAdapter struct {
 	e      int
 	rowOff int
 	lin    *nn.Linear
+	// scratch reused from call to call: B_e's rows, x·A_eᵀ (saved for
+	// backward, as LoRA does), and the backward's products
+	bp, h, db, dh nn.Buf
 }
 
 // bPart gathers B_e's rows for this layer, [Out, r] (B stores expert e's
@@ -177,7 +180,7 @@ type expertAdapter struct {
 func (a *expertAdapter) bPart() []float32 {
 	r, E, out := a.l.r, a.l.e, a.lin.Out
 	cols := r * E
-	bp := make([]float32, out*r)
+	bp := a.bp.Get(out * r)
 	for o := 0; o < out; o++ {
 		src := a.l.B.Data[(a.rowOff+o)*cols:]
 		for k := 0; k < r; k++ {
@@ -195,7 +198,7 @@ func (a *expertAdapter) aPart(d []float32) []float32 {
 // Forward implements nn.Adapter: y = x·Wᵀ + s·(x·A_eᵀ)·B_eᵀ.
 func (a *expertAdapter) Forward(lin *nn.Linear, y, x []float32, n int) {
 	in, out, r := lin.In, lin.Out, a.l.r
-	h := make([]float32, n*r)
+	h := a.h.Get(n * r)
 	cpu.Sgemm(false, true, n, r, in, 1, x, in, a.aPart(a.l.A.Data), in, 0, h, r)
 	lin.BaseForward(y, x, n)
 	cpu.Sgemm(false, true, n, out, r, a.l.Scale, h, r, a.bPart(), r, 1, y, out)
@@ -206,10 +209,9 @@ func (a *expertAdapter) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 	in, out, r, E := lin.In, lin.Out, a.l.r, a.l.e
 	lin.BaseBackward(dx, dy, x, n)
 	ae, bp := a.aPart(a.l.A.Data), a.bPart()
-	h := make([]float32, n*r)
-	cpu.Sgemm(false, true, n, r, in, 1, x, in, ae, in, 0, h, r)
+	h := a.h.Get(n * r) // from the forward pass
 	if g := a.l.B.Grad; g != nil {
-		db := make([]float32, out*r)
+		db := a.db.Get(out * r)
 		cpu.Sgemm(true, false, out, r, n, a.l.Scale, dy, out, h, r, 0, db, r)
 		for o := 0; o < out; o++ {
 			dst := g[(a.rowOff+o)*r*E:]
@@ -218,7 +220,7 @@ func (a *expertAdapter) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 			}
 		}
 	}
-	dh := make([]float32, n*r)
+	dh := a.dh.Get(n * r)
 	cpu.Sgemm(false, false, n, r, out, a.l.Scale, dy, out, bp, r, 0, dh, r)
 	if g := a.l.A.Grad; g != nil {
 		cpu.Sgemm(true, false, r, in, n, 1, dh, r, x, in, 1, a.aPart(g), in)

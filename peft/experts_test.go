@@ -2,6 +2,7 @@ package peft
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"gotune/model"
@@ -66,5 +67,39 @@ func TestExpertLoRARoundTripAndMerge(t *testing.T) {
 		if d := relDiff(m.NewWorkspace().Logits(b), want); d > 1e-5 {
 			t.Errorf("%s: merged logits differ by %g", cfg.ModelType, d)
 		}
+	}
+}
+
+// TestLoRAAllOnMoE: target "all" on an MoE model adapts attention by
+// modules and the experts through target_parameters (PEFT's layout with
+// transformers 5), never the experts' per-expert layers; with dropout it is
+// refused with the reason.
+func TestLoRAAllOnMoE(t *testing.T) {
+	cfg, err := model.ParseConfig("config.json", []byte(`{"model_type":"mixtral","vocab_size":97,"hidden_size":32,
+		"intermediate_size":12,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"num_local_experts":3,
+		"num_experts_per_tok":2,"max_position_embeddings":64}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := model.New(cfg)
+	set, err := AttachLoRA(m, LoRAConfig{R: 2, Alpha: 4, Targets: []string{"all"}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Experts) != 4 || len(set.Modules) != 8 {
+		t.Errorf("%d expert adapters and %d module adapters, want 4 and 8 (q, k, v, o × 2 layers)", len(set.Experts), len(set.Modules))
+	}
+	for _, l := range set.Modules {
+		if strings.Contains(l.Module, ".experts.") {
+			t.Errorf("per-expert layer %s adapted by module", l.Module)
+		}
+	}
+	js := set.Config.peftJSON()
+	if got := js["target_parameters"]; got == nil {
+		t.Error("adapter_config.json has no target_parameters")
+	}
+	set.Detach()
+	if _, err := AttachLoRA(m, LoRAConfig{R: 2, Alpha: 4, Targets: []string{"all"}, Dropout: 0.1}, 1); err == nil || !strings.Contains(err.Error(), "dropout") {
+		t.Errorf("all with dropout on MoE: error %v, want one about dropout", err)
 	}
 }
