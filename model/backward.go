@@ -216,6 +216,7 @@ func (w *Workspace) backward() {
 		for r := 0; r < w.B; r++ {
 			copy(d[r*w.P*h:(r+1)*w.P*h], w.dres[r*w.T*h:(r*w.T+w.P)*h])
 		}
+		scaleVirtual(c, d)
 		m.Input.AccumulateGrad(d, w.B)
 	}
 }

@@ -199,11 +199,12 @@ func (w *Workspace) embed() {
 	for i, id := range w.ids {
 		copy(x[i*h:(i+1)*h], w.m.Embed.Data[int(id)*h:(int(id)+1)*h])
 	}
-	scaleEmbeddings(w.m.Cfg, x) // virtual tokens, copied in below, are not scaled
+	scaleEmbeddings(w.m.Cfg, x)
 	if w.P > 0 {
 		virt := grow(w.dvirt, w.B*w.P*h)
 		w.dvirt = virt
 		hook.Embed(virt, w.B)
+		scaleVirtual(w.m.Cfg, virt)
 		for r := 0; r < w.B; r++ {
 			copy(x[r*w.T*h:(r*w.T+w.P)*h], virt[r*w.P*h:(r+1)*w.P*h])
 		}

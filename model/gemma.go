@@ -63,6 +63,15 @@ func gluBackward(c *Config, dg, du, da, g, u []float32) {
 	nn.SwiGLUBackward(dg, du, da, g, u)
 }
 
+// scaleVirtual multiplies virtual-token embeddings (or, in backward, their
+// gradient) by the embedding scale when the family scales all input
+// embeddings (Gemma 2), not just the token table's.
+func scaleVirtual(c *Config, x []float32) {
+	if c.EmbedScaleInputs {
+		scaleEmbeddings(c, x)
+	}
+}
+
 // scaleEmbeddings multiplies n token rows of x by the family's embedding
 // scale (Gemma's √hidden), when it has one.
 func scaleEmbeddings(c *Config, x []float32) {

@@ -118,6 +118,7 @@ func (s *Session) feed(ids []int32, emb []float32) []float32 {
 		copy(b.x[(ne+i)*h:(ne+i+1)*h], m.Embed.Data[int(id)*h:(int(id)+1)*h])
 	}
 	scaleEmbeddings(c, b.x[ne*h:])
+	scaleVirtual(c, b.x[:ne*h])
 	for i := range b.pos {
 		b.pos[i] = int32(s.Len + i)
 	}

@@ -38,6 +38,10 @@ type Traits struct {
 	NormPlusOne        bool
 	SandwichNorms      bool
 	EmbedScale         float64
+	// EmbedScaleInputs: the scale applies to the model's input embeddings
+	// (Gemma 2 multiplies inputs_embeds, so prompt-tuning's virtual tokens
+	// too); otherwise only to the token embedding table (Gemma 3).
+	EmbedScaleInputs bool
 	AttnSoftcap        float64
 	FinalSoftcap       float64
 	QueryPreAttnScalar float64

@@ -55,6 +55,7 @@ func gemma(modelType string) *Family {
 			}
 			// transformers multiplies by √hidden cast to the embedding's dtype.
 			t.EmbedScale = float64(float32(math.Sqrt(float64(hidden))))
+			t.EmbedScaleInputs = modelType == "gemma2"
 			if dtype == "bfloat16" {
 				t.EmbedScale = roundBF16(t.EmbedScale)
 			}
