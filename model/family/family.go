@@ -35,13 +35,13 @@ type Traits struct {
 	// checkpoint's dtype); the soft caps bound attention scores and final
 	// logits smoothly (c·tanh(x/c), 0 when absent); QueryPreAttnScalar
 	// replaces head_dim in the attention scale 1/√·.
-	NormPlusOne        bool
-	SandwichNorms      bool
-	EmbedScale         float64
+	NormPlusOne   bool
+	SandwichNorms bool
+	EmbedScale    float64
 	// EmbedScaleInputs: the scale applies to the model's input embeddings
 	// (Gemma 2 multiplies inputs_embeds, so prompt-tuning's virtual tokens
 	// too); otherwise only to the token embedding table (Gemma 3).
-	EmbedScaleInputs bool
+	EmbedScaleInputs   bool
 	AttnSoftcap        float64
 	FinalSoftcap       float64
 	QueryPreAttnScalar float64
