@@ -144,6 +144,9 @@ func (w *Workspace) prepare(b *Batch) {
 		}
 	}
 	h, qd, kd, inter := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	if c.Experts > 0 && !m.hasDenseMLP() {
+		inter = 0 // every MLP is a mixture of experts, with buffers of its own
+	}
 	if len(w.stream) != len(m.Layers)+1 {
 		w.stream = make([][]float32, len(m.Layers)+1)
 	}

@@ -275,3 +275,13 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 	}
 	m.Router.Backward(dx, dlogits, x, n)
 }
+
+// hasDenseMLP reports whether some layer has a dense MLP.
+func (m *Model) hasDenseMLP() bool {
+	for _, l := range m.Layers {
+		if l.MoE == nil {
+			return true
+		}
+	}
+	return false
+}
