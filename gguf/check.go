@@ -150,7 +150,7 @@ func CheckModel(f *File) []error {
 		return []error{fmt.Errorf("%s: architecture %q is not one this checker knows (%s)", f.Path, arch, strings.Join(family.GGUFArchs(), ", "))}
 	}
 	var traits family.Traits
-	if err := fam.FromGGUF(f.Path, func(name string) bool { _, ok := f.Tensor(name); return ok }, &traits); err != nil {
+	if err := fam.FromGGUF(f.Path, f, &traits); err != nil {
 		return []error{err}
 	}
 	for _, s := range modelKeySpecs(arch) {

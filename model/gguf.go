@@ -33,7 +33,14 @@ func LoadGGUF(path string, opt LoadOptions) (*Model, error) {
 		return nil, err
 	}
 	m := New(cfg)
+	stacks := map[string][]float32{} // stacked expert tensors, decoded once
 	for _, p := range m.Params() {
+		if name, e, ok := cfg.Family.GGUFExpert(p.Name); ok {
+			if err := readGGUFExpert(f, stacks, name, e, p); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := readGGUFParam(f, cfg, p); err != nil {
 			return nil, err
 		}
@@ -55,7 +62,8 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: general.architecture is missing", f.Path)
 	}
-	fam, err := family.ByGGUFArch(arch)
+	experts, _ := f.Int(arch + ".expert_count")
+	fam, err := family.ByGGUF(arch, experts > 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
@@ -135,12 +143,11 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 	}
 	_, hasOutput := f.Tensor("output.weight")
 	c.TieEmbeddings = !hasOutput
-	has := func(name string) bool { _, ok := f.Tensor(name); return ok }
-	if err := fam.FromGGUF(f.Path, has, &c.Traits); err != nil {
+	if err := fam.FromGGUF(f.Path, f, &c.Traits); err != nil {
 		return nil, err
 	}
-	if _, moe := f.Int(a + "expert_count"); c.SandwichNorms || moe {
-		return nil, fmt.Errorf("%s: reading %s GGUF files back is not supported yet (load the Hugging Face folder)", f.Path, arch)
+	if c.Activation != "" {
+		c.Act = c.Activation
 	}
 
 	tokID := func(key string) []int {
@@ -156,6 +163,9 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 	}
 	if err := ggufRope(f, c, a); err != nil {
 		return nil, err
+	}
+	if c.LocalRopeTheta > 0 {
+		c.LocalRope = &Rope{Type: "default", Theta: c.LocalRopeTheta, Factor: 1, PartialFactor: c.Rope.PartialFactor, OriginalMaxPos: c.MaxPositions}
 	}
 	if err := c.checkSizes(f.Path); err != nil {
 		return nil, err
@@ -356,9 +366,46 @@ func readGGUFParam(f *gguf.File, c *Config, p *nn.Param) error {
 		}
 	}
 	copy(p.Data, v)
+	if c.NormPlusOne && strings.HasSuffix(name, "norm.weight") {
+		// llama.cpp's file holds 1+w for (1+w) norms.
+		for i := range p.Data {
+			p.Data[i]--
+		}
+	}
 	for i, x := range p.Data {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 			return fmt.Errorf("%s: tensor %s holds a non-finite value at %d", f.Path, name, i)
+		}
+	}
+	return nil
+}
+
+// readGGUFExpert fills one expert's weight from its slice of a stacked
+// llama.cpp tensor ([Experts, out, in] in Hugging Face order).
+func readGGUFExpert(f *gguf.File, stacks map[string][]float32, name string, e int, p *nn.Param) error {
+	v, ok := stacks[name]
+	if !ok {
+		info, found := f.Tensor(name)
+		if !found {
+			return fmt.Errorf("%s: tensor %s (%s) is missing", f.Path, name, p.Name)
+		}
+		if len(info.Dims) != 3 || int(info.Dims[0]) != p.Shape[1] || int(info.Dims[1]) != p.Shape[0] {
+			return fmt.Errorf("%s: tensor %s has dims %v, want [%d, %d, experts]", f.Path, name, info.Dims, p.Shape[1], p.Shape[0])
+		}
+		var err error
+		if v, _, err = f.TensorFloat32s(name); err != nil {
+			return fmt.Errorf("%s: tensor %s: %w", f.Path, name, err)
+		}
+		stacks[name] = v
+	}
+	n := len(p.Data)
+	if (e+1)*n > len(v) {
+		return fmt.Errorf("%s: tensor %s holds no expert %d", f.Path, name, e)
+	}
+	copy(p.Data, v[e*n:(e+1)*n])
+	for i, x := range p.Data {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Errorf("%s: tensor %s holds a non-finite value in expert %d at %d", f.Path, name, e, i)
 		}
 	}
 	return nil

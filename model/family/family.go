@@ -61,6 +61,12 @@ type Traits struct {
 	NormTopK                          bool
 	AuxCoef                           float64
 	Dense                             []bool
+
+	// Read back from GGUF files, where config.json's keys are absent: the
+	// MLP activation the family fixes and the rotary base of its local
+	// (sliding-window) layers; empty and 0 otherwise.
+	Activation     string
+	LocalRopeTheta float64
 }
 
 // IsMoE reports whether layer i has a mixture-of-experts MLP.
@@ -121,8 +127,9 @@ type Family struct {
 	// Configure reads the family's own config.json keys; path names the
 	// file in errors.
 	Configure func(path string, k Keys, t *Traits) error
-	// FromGGUF sets the traits of a GGUF file from the tensors it holds.
-	FromGGUF func(path string, has func(tensor string) bool, t *Traits) error
+	// FromGGUF sets the traits of a GGUF file from its metadata and the
+	// tensors it holds.
+	FromGGUF func(path string, g GGUFMeta, t *Traits) error
 	// Layer lists every per-layer weight, in Hugging Face order.
 	Layer []Tensor
 	// MoE names the module of an MoE layer's block (Block, under
@@ -134,6 +141,14 @@ type Family struct {
 	// without the "<arch>." prefix; uint32 or float32 values) and refuses
 	// configurations llama.cpp would run differently.
 	GGUFKeys func(path string, k Keys, t Traits) (map[string]any, error)
+}
+
+// GGUFMeta is what FromGGUF reads of a GGUF file (keys with their
+// "<arch>." prefix).
+type GGUFMeta interface {
+	HasTensor(name string) bool
+	Int(key string) (int64, bool)
+	Float(key string) (float64, bool)
 }
 
 // MoENames are the checkpoint names of an MoE block.

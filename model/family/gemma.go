@@ -102,9 +102,31 @@ func gemma(modelType string) *Family {
 		// The tensor layout only (for checking an export); model.LoadGGUF
 		// refuses Gemma files, whose sliding-window and soft-cap metadata
 		// it does not read back yet.
-		FromGGUF: func(path string, has func(string) bool, t *Traits) error {
+		FromGGUF: func(path string, g GGUFMeta, t *Traits) error {
 			t.NormPlusOne, t.SandwichNorms = true, true
-			t.QKNorm = has("blk.0.attn_q_norm.weight")
+			t.QKNorm = g.HasTensor("blk.0.attn_q_norm.weight")
+			a := arch + "."
+			t.Activation = "gelu_pytorch_tanh"
+			hidden, _ := g.Int(a + "embedding_length")
+			t.EmbedScale = float64(float32(math.Sqrt(float64(hidden))))
+			t.EmbedScaleInputs = modelType == "gemma2"
+			w, _ := g.Int(a + "attention.sliding_window")
+			t.SlidingWindow = int(w)
+			t.AttnSoftcap, _ = g.Float(a + "attn_logit_softcapping")
+			t.FinalSoftcap, _ = g.Float(a + "final_logit_softcapping")
+			// What llama.cpp fixes rather than reads (see gemmaGGUFKeys).
+			pattern := 2
+			if modelType == "gemma3_text" {
+				pattern, t.LocalRopeTheta = 6, 10000
+			}
+			layers, _ := g.Int(a + "block_count")
+			if layers < 0 || layers > 1<<12 {
+				return fmt.Errorf("%s: %sblock_count %d out of range", path, a, layers)
+			}
+			t.Sliding = make([]bool, layers)
+			for i := range t.Sliding {
+				t.Sliding[i] = (i+1)%pattern != 0
+			}
 			return nil
 		},
 		Layer:    gemmaLayer(modelType == "gemma3_text"),

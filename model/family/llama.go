@@ -16,8 +16,8 @@ func llama(modelType string, loadsGGUF bool) *Family {
 			t.AttnBias, t.AttnOutBias = b, b
 			return err
 		},
-		FromGGUF: func(path string, has func(string) bool, t *Traits) error {
-			t.AttnBias, t.AttnOutBias = has("blk.0.attn_q.bias"), has("blk.0.attn_output.bias")
+		FromGGUF: func(path string, g GGUFMeta, t *Traits) error {
+			t.AttnBias, t.AttnOutBias = g.HasTensor("blk.0.attn_q.bias"), g.HasTensor("blk.0.attn_output.bias")
 			return nil
 		},
 		Layer: llamaLayer(true),

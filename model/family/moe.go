@@ -1,6 +1,9 @@
 package family
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 func init() { Register(qwen3MoE); Register(mixtral) }
 
@@ -47,9 +50,9 @@ var qwen3MoE = &Family{
 		}
 		return nil
 	},
-	FromGGUF: func(path string, has func(string) bool, t *Traits) error {
+	FromGGUF: func(path string, g GGUFMeta, t *Traits) error {
 		t.QKNorm = true
-		return nil
+		return moeFromGGUF(path, g, t, "qwen3moe.expert_feed_forward_length")
 	},
 	Layer:    moeLayer(qwen3.Layer, "mlp", "gate", [3]string{"gate_proj", "up_proj", "down_proj"}),
 	GGUFKeys: moeGGUFKeys(true),
@@ -68,9 +71,9 @@ var mixtral = &Family{
 		t.NormTopK = true
 		return nil
 	},
-	FromGGUF: func(path string, has func(string) bool, t *Traits) error {
-		t.AttnBias, t.AttnOutBias = has("blk.0.attn_q.bias"), has("blk.0.attn_output.bias")
-		return nil
+	FromGGUF: func(path string, g GGUFMeta, t *Traits) error {
+		t.AttnBias, t.AttnOutBias = g.HasTensor("blk.0.attn_q.bias"), g.HasTensor("blk.0.attn_output.bias")
+		return moeFromGGUF(path, g, t, "llama.feed_forward_length")
 	},
 	Layer:    moeLayer(llamaLayer(true), "block_sparse_moe", "gate", [3]string{"w1", "w3", "w2"}),
 	GGUFKeys: moeGGUFKeys(false),
@@ -95,6 +98,20 @@ func moeGGUFKeys(expertFF bool) func(string, Keys, Traits) (map[string]any, erro
 		}
 		return out, nil
 	}
+}
+
+// moeFromGGUF reads the expert counts and width (under ffKey); llama.cpp
+// renormalises the top-k weights and trains no auxiliary loss.
+func moeFromGGUF(path string, g GGUFMeta, t *Traits, ffKey string) error {
+	arch := ffKey[:strings.Index(ffKey, ".")+1]
+	e, _ := g.Int(arch + "expert_count")
+	k, _ := g.Int(arch + "expert_used_count")
+	ff, _ := g.Int(ffKey)
+	if e <= 0 || e > 1<<12 || k <= 0 || k > e || ff <= 0 || ff > 1<<20 {
+		return fmt.Errorf("%s: %sexpert_count %d, expert_used_count %d and %s %d do not describe a mixture of experts", path, arch, e, k, ffKey, ff)
+	}
+	t.Experts, t.TopK, t.ExpertIntermediate, t.NormTopK = int(e), int(k), int(ff), true
+	return nil
 }
 
 // readMoE reads the expert count (under the family's key), the experts'

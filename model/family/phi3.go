@@ -21,8 +21,8 @@ var phi3 = &Family{
 		}
 		return nil
 	},
-	FromGGUF: func(path string, has func(string) bool, t *Traits) error {
-		if !has("blk.0.attn_qkv.weight") {
+	FromGGUF: func(path string, g GGUFMeta, t *Traits) error {
+		if !g.HasTensor("blk.0.attn_qkv.weight") {
 			return fmt.Errorf("%s: tensor blk.0.attn_qkv.weight is missing (gotune reads phi3 with fused q/k/v)", path)
 		}
 		t.FusedQKV, t.FusedGateUp = true, true

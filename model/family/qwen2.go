@@ -11,8 +11,8 @@ var qwen2 = &Family{
 		t.AttnBias = true
 		return nil
 	},
-	FromGGUF: func(path string, has func(string) bool, t *Traits) error {
-		if !has("blk.0.attn_q.bias") {
+	FromGGUF: func(path string, g GGUFMeta, t *Traits) error {
+		if !g.HasTensor("blk.0.attn_q.bias") {
 			return fmt.Errorf("%s: tensor blk.0.attn_q.bias is missing (qwen2 has q/k/v biases)", path)
 		}
 		t.AttnBias = true

@@ -12,9 +12,9 @@ var qwen3 = &Family{
 		t.AttnBias, err = k.Bool(path, "attention_bias", false)
 		return err
 	},
-	FromGGUF: func(path string, has func(string) bool, t *Traits) error {
+	FromGGUF: func(path string, g GGUFMeta, t *Traits) error {
 		t.QKNorm = true
-		t.AttnBias = has("blk.0.attn_q.bias")
+		t.AttnBias = g.HasTensor("blk.0.attn_q.bias")
 		return nil
 	},
 	Layer: withoutQKVBias(llamaLayer(false)),
