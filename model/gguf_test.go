@@ -426,7 +426,9 @@ func TestLoadGGUFNewFamilies(t *testing.T) {
 		name string
 		edit func(string) string
 	}{
-		{"gemma2", func(s string) string { return strings.Replace(s, `"query_pre_attn_scalar": 24`, `"query_pre_attn_scalar": 32`, 1) }},
+		{"gemma2", func(s string) string {
+			return strings.Replace(s, `"query_pre_attn_scalar": 24`, `"query_pre_attn_scalar": 32`, 1)
+		}},
 		{"gemma3_text", func(s string) string {
 			s = strings.Replace(s, `"query_pre_attn_scalar": 20`, `"query_pre_attn_scalar": 16`, 1)
 			return strings.Replace(s, `"full_attention"
@@ -434,7 +436,9 @@ func TestLoadGGUFNewFamilies(t *testing.T) {
   ],`, 1)
 		}},
 		{"mixtral", func(s string) string { return s }},
-		{"qwen3_moe", func(s string) string { return strings.Replace(s, `"norm_topk_prob": false`, `"norm_topk_prob": true`, 1) }},
+		{"qwen3_moe", func(s string) string {
+			return strings.Replace(s, `"norm_topk_prob": false`, `"norm_topk_prob": true`, 1)
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := copyRef(t, c.name, c.edit)
