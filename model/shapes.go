@@ -68,6 +68,9 @@ func (c *Config) Params() int64 {
 	if c.SandwichNorms {
 		per += 2 * h
 	}
+	if c.AttnBias {
+		per += int64(c.QDim()) + 2*int64(c.KVDim())
+	}
 	n := int64(0)
 	for li := 0; li < c.Layers; li++ {
 		n += per
@@ -75,9 +78,6 @@ func (c *Config) Params() int64 {
 			// experts and router instead of the dense MLP
 			n += int64(c.Experts)*3*h*int64(c.ExpertIntermediate) + int64(c.Experts)*h - 3*h*i
 		}
-	}
-	if c.AttnBias {
-		per += int64(c.QDim()) + 2*int64(c.KVDim())
 	}
 	n += int64(c.Vocab)*h + h
 	if !c.TieEmbeddings {
