@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"gotune/gguf"
+	"gotune/model/family"
 	"gotune/peft"
 	"gotune/safetensors"
 )
@@ -122,7 +123,8 @@ func checkGGUF(path, base string) error {
 	return nil
 }
 
-// Family picks the Modelfile's chat family (qwen3, qwen2, llama3, mistral):
+// Family picks the Modelfile's chat family (qwen3, qwen2, llama3, mistral,
+// phi3, gemma):
 // from the chat template's markers when there is one (the adapter's first,
 // as training stores the template it used), else from config.json's
 // model_type.
@@ -154,14 +156,15 @@ func Family(modelDir, adapterDir string) (string, error) {
 		return "llama3", nil
 	case strings.Contains(tmpl, "[INST]"):
 		return "mistral", nil
+	case strings.Contains(tmpl, "<|assistant|>") && strings.Contains(tmpl, "<|end|>"):
+		return "phi3", nil
+	case strings.Contains(tmpl, "<start_of_turn>"):
+		return "gemma", nil
 	}
-	switch c.ModelType {
-	case "qwen3", "qwen2", "mistral":
-		return c.ModelType, nil
-	case "llama":
-		return "llama3", nil
+	if fam, err := family.Lookup(c.ModelType); err == nil && fam.Modelfile != "" {
+		return fam.Modelfile, nil
 	}
-	return "", fmt.Errorf("%s: model_type %q has no Modelfile template (qwen3, qwen2, llama, mistral)", path, c.ModelType)
+	return "", fmt.Errorf("%s: model_type %q has no Modelfile template (%s)", path, c.ModelType, strings.Join(family.Names(), ", "))
 }
 
 // chatTemplate returns a folder's chat template text: chat_template.jinja,

@@ -83,7 +83,7 @@ func AdapterFromPEFT(adapterDir, baseModelDir, outPath string, opt AdapterOption
 		if !ok {
 			return fmt.Errorf("%s: tensor %q is not a LoRA A/B weight (embedding LoRA and saved modules are not supported)", weights, n)
 		}
-		gname, ok := GGUFName(module + ".weight")
+		gname, ok := cfg.Family.GGUFName(module + ".weight")
 		if !ok || !strings.HasSuffix(gname, ".weight") || gname == "output_norm.weight" {
 			return fmt.Errorf("%s: tensor %q targets %s, which has no llama.cpp LoRA counterpart", weights, n, module)
 		}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"gotune/model/family"
 )
 
 // keySpec is one metadata key llama.cpp reads, with the exact type its
@@ -39,6 +41,13 @@ func modelKeySpecs(arch string) []keySpec {
 		{a + "rope.scaling.type", TypeString, 0, false},
 		{a + "rope.scaling.factor", TypeFloat32, 0, false},
 		{a + "rope.scaling.original_context_length", TypeUint32, 0, false},
+		{a + "rope.scaling.attn_factor", TypeFloat32, 0, false},
+		{a + "attention.sliding_window", TypeUint32, 0, false},
+		{a + "attn_logit_softcapping", TypeFloat32, 0, false},
+		{a + "final_logit_softcapping", TypeFloat32, 0, false},
+		{a + "expert_count", TypeUint32, 0, false},
+		{a + "expert_used_count", TypeUint32, 0, false},
+		{a + "expert_feed_forward_length", TypeUint32, 0, false},
 		{"tokenizer.ggml.model", TypeString, 0, true},
 		{"tokenizer.ggml.pre", TypeString, 0, false},
 		{"tokenizer.ggml.tokens", TypeArray, TypeString, true},
@@ -61,9 +70,12 @@ func modelKeySpecs(arch string) []keySpec {
 // Hparams are the shape-defining values of a model, as GGUF stores them.
 type Hparams struct {
 	Arch                               string
+	Family                             *family.Family
+	Traits                             family.Traits
 	Vocab, Embd, FF, Layers            int
 	Heads, HeadsKV, HeadDimK, HeadDimV int
 	RopeDim                            int
+	Experts, ExpertFF                  int
 }
 
 // expectedTensors lists every tensor llama.cpp's loader creates for the
@@ -83,47 +95,42 @@ func expectedTensors(h Hparams) (map[string][]uint64, map[string]bool) {
 		"output.weight": u(h.Embd, h.Vocab),
 	}
 	optional := map[string]bool{"output.weight": true}
-	q, kv, vv := h.Heads*h.HeadDimK, h.HeadsKV*h.HeadDimK, h.HeadsKV*h.HeadDimV
+	if h.Family == nil {
+		return want, optional
+	}
+	d := family.Dims{Vocab: h.Vocab, Hidden: h.Embd, Intermediate: h.FF, HeadDim: h.HeadDimK,
+		QDim: h.Heads * h.HeadDimK, KVDim: h.HeadsKV * h.HeadDimK, Experts: h.Experts, ExpertIntermediate: h.ExpertFF}
 	for i := 0; i < h.Layers; i++ {
 		p := fmt.Sprintf("blk.%d.", i)
-		want[p+"attn_norm.weight"] = u(h.Embd)
-		want[p+"attn_q.weight"] = u(h.Embd, q)
-		want[p+"attn_k.weight"] = u(h.Embd, kv)
-		want[p+"attn_v.weight"] = u(h.Embd, vv)
-		want[p+"attn_output.weight"] = u(h.Heads*h.HeadDimV, h.Embd)
-		want[p+"ffn_norm.weight"] = u(h.Embd)
-		want[p+"ffn_gate.weight"] = u(h.Embd, h.FF)
-		want[p+"ffn_up.weight"] = u(h.Embd, h.FF)
-		want[p+"ffn_down.weight"] = u(h.FF, h.Embd)
-		want[p+"attn_q.bias"] = u(q)
-		want[p+"attn_k.bias"] = u(kv)
-		want[p+"attn_v.bias"] = u(vv)
-		switch h.Arch {
-		case "llama":
-			// llama loads biases when present (attention_bias models).
-			want[p+"attn_output.bias"] = u(h.Embd)
-			for _, b := range []string{"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_output.bias"} {
-				optional[p+b] = true
+		for _, t := range h.Family.Layer {
+			// An optional tensor (llama's attention biases) may be there
+			// whatever the traits say.
+			if t.GGUF == "" || !(t.Has(h.Traits) || t.Optional) {
+				continue
 			}
-		case "qwen2":
-			// Qwen2 always has q/k/v biases.
-		case "qwen3":
-			delete(want, p+"attn_q.bias")
-			delete(want, p+"attn_k.bias")
-			delete(want, p+"attn_v.bias")
-			want[p+"attn_q_norm.weight"] = u(h.HeadDimK)
-			want[p+"attn_k_norm.weight"] = u(h.HeadDimK)
+			shape := t.Shape(d)
+			dims := make([]int, len(shape))
+			for j, s := range shape {
+				dims[len(shape)-1-j] = s
+			}
+			want[p+t.GGUF] = u(dims...)
+			if t.Optional {
+				optional[p+t.GGUF] = true
+			}
 		}
 	}
-	if h.Arch == "llama" {
+	if h.Family.RopeFreqs {
 		want["rope_freqs.weight"] = u(h.RopeDim / 2)
 		optional["rope_freqs.weight"] = true
 	}
+	if h.Family.RopeFactors {
+		for _, n := range []string{"rope_factors_long.weight", "rope_factors_short.weight"} {
+			want[n] = u(h.RopeDim / 2)
+			optional[n] = true
+		}
+	}
 	return want, optional
 }
-
-// SupportedArchs are the architectures CheckModel knows tensor layouts for.
-var SupportedArchs = []string{"llama", "qwen2", "qwen3"}
 
 // CheckModel reports everything about a model file that would stop llama.cpp
 // from loading it or make it run wrongly: missing or mistyped metadata,
@@ -137,8 +144,14 @@ func CheckModel(f *File) []error {
 	if !ok {
 		return []error{fmt.Errorf("%s: general.architecture is missing or not a string", f.Path)}
 	}
-	if !slices.Contains(SupportedArchs, arch) {
-		return []error{fmt.Errorf("%s: architecture %q is not one this checker knows (%s)", f.Path, arch, strings.Join(SupportedArchs, ", "))}
+	experts, _ := f.Int(arch + ".expert_count")
+	fam, err := family.ByGGUF(arch, experts > 0)
+	if err != nil {
+		return []error{fmt.Errorf("%s: architecture %q is not one this checker knows (%s)", f.Path, arch, strings.Join(family.GGUFArchs(), ", "))}
+	}
+	var traits family.Traits
+	if err := fam.FromGGUF(f.Path, f, &traits); err != nil {
+		return []error{err}
 	}
 	for _, s := range modelKeySpecs(arch) {
 		v, present := f.Lookup(s.key)
@@ -162,7 +175,11 @@ func CheckModel(f *File) []error {
 		return int(v)
 	}
 	a := arch + "."
-	h := Hparams{Arch: arch, Embd: geti(a + "embedding_length"), FF: geti(a + "feed_forward_length"),
+	traits.Experts = int(experts)
+	if experts > 0 {
+		traits.TopK = max(int(geti0(f, arch+".expert_used_count")), 1)
+	}
+	h := Hparams{Arch: arch, Family: fam, Traits: traits, Experts: int(experts), Embd: geti(a + "embedding_length"), FF: geti(a + "feed_forward_length"),
 		Layers: geti(a + "block_count"), Heads: geti(a + "attention.head_count"), HeadsKV: geti(a + "attention.head_count_kv")}
 	if geti(a+"context_length") <= 0 {
 		fail("%s: %scontext_length must be positive", f.Path, a)
@@ -177,6 +194,10 @@ func CheckModel(f *File) []error {
 	}
 	if len(errs) > 0 {
 		return errs // shapes cannot be derived
+	}
+	h.ExpertFF = h.FF
+	if v, ok := f.Int(a + "expert_feed_forward_length"); ok {
+		h.ExpertFF = int(v)
 	}
 	if h.Heads%h.HeadsKV != 0 {
 		fail("%s: head_count %d is not a multiple of head_count_kv %d", f.Path, h.Heads, h.HeadsKV)
@@ -285,4 +306,9 @@ func CheckModel(f *File) []error {
 		fail("%s: tensor %s is missing", f.Path, name)
 	}
 	return errs
+}
+
+func geti0(f *File, key string) int64 {
+	v, _ := f.Int(key)
+	return v
 }

@@ -2,13 +2,14 @@ package gguf
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
+	"gotune/model/family"
 	"gotune/safetensors"
 )
 
@@ -29,66 +30,22 @@ type Options struct {
 
 var fileTypes = map[TensorType]FileType{F32: FileF32, F16: FileF16, BF16: FileBF16, Q8_0: FileQ8_0, Q4_0: FileQ4_0, Q4_K: FileQ4_K_S}
 
-var (
-	layerName = regexp.MustCompile(`^model\.layers\.(\d+)\.(.+)$`)
-	qkName    = regexp.MustCompile(`^blk\.\d+\.attn_(q|k)\.(weight|bias)$`)
-)
-
-// layerSuffixes maps a Hugging Face decoder-layer tensor to its GGUF name.
-var layerSuffixes = map[string]string{
-	"input_layernorm.weight":          "attn_norm.weight",
-	"post_attention_layernorm.weight": "ffn_norm.weight",
-	"self_attn.q_proj.weight":         "attn_q.weight",
-	"self_attn.k_proj.weight":         "attn_k.weight",
-	"self_attn.v_proj.weight":         "attn_v.weight",
-	"self_attn.o_proj.weight":         "attn_output.weight",
-	"self_attn.q_proj.bias":           "attn_q.bias",
-	"self_attn.k_proj.bias":           "attn_k.bias",
-	"self_attn.v_proj.bias":           "attn_v.bias",
-	"self_attn.o_proj.bias":           "attn_output.bias",
-	"self_attn.q_norm.weight":         "attn_q_norm.weight",
-	"self_attn.k_norm.weight":         "attn_k_norm.weight",
-	"mlp.gate_proj.weight":            "ffn_gate.weight",
-	"mlp.up_proj.weight":              "ffn_up.weight",
-	"mlp.down_proj.weight":            "ffn_down.weight",
-}
-
-// GGUFName maps a Hugging Face parameter name (without any PEFT prefix) to
-// its llama.cpp name; ok is false for names with no GGUF counterpart.
-func GGUFName(hf string) (name string, ok bool) {
-	switch hf {
-	case "model.embed_tokens.weight":
-		return "token_embd.weight", true
-	case "model.norm.weight":
-		return "output_norm.weight", true
-	case "lm_head.weight":
-		return "output.weight", true
-	}
-	m := layerName.FindStringSubmatch(hf)
-	if m == nil {
-		return "", false
-	}
-	s, ok := layerSuffixes[m[2]]
-	if !ok {
-		return "", false
-	}
-	n, err := strconv.Atoi(m[1])
-	if err != nil {
-		return "", false
-	}
-	return fmt.Sprintf("blk.%d.%s", n, s), true
-}
+var qkName = regexp.MustCompile(`^blk\.\d+\.attn_(q|k)\.(weight|bias)$`)
 
 // hparams derives the GGUF shape parameters from a config.
 func (c *HFConfig) hparams(arch string) Hparams {
-	return Hparams{Arch: arch, Vocab: c.VocabSize, Embd: c.HiddenSize, FF: c.IntermediateSize, Layers: c.NumHiddenLayers,
+	return Hparams{Arch: arch, Family: c.Family, Traits: c.Traits, Experts: c.Traits.Experts, ExpertFF: c.Traits.ExpertIntermediate,
+		Vocab: c.VocabSize, Embd: c.HiddenSize, FF: c.IntermediateSize, Layers: c.NumHiddenLayers,
 		Heads: c.NumAttentionHeads, HeadsKV: c.NumKeyValueHeads, HeadDimK: c.HeadDim, HeadDimV: c.HeadDim, RopeDim: c.HeadDim}
 }
 
-// needsPermute reports whether q/k rows must be reordered: llama.cpp's
-// "llama" architecture rotates interleaved pairs, while Qwen2/Qwen3 use the
-// NeoX (rotate-half) layout Hugging Face already stores.
-func needsPermute(arch string) bool { return arch == "llama" }
+// needsPermute reports whether q/k rows must be reordered: some llama.cpp
+// architectures ("llama") rotate interleaved pairs, while others use the NeoX
+// (rotate-half) layout Hugging Face already stores; the family says which.
+func needsPermute(arch string) bool {
+	fam, err := family.ByGGUFArch(arch)
+	return err == nil && fam.PermuteQK
+}
 
 // permuteHeads returns the head count for permuting a GGUF tensor (q or k,
 // weight or bias, or a LoRA B), 0 when the tensor is not permuted.
@@ -156,20 +113,50 @@ func FromHF(modelDir, outPath string, opt Options) error {
 	h := cfg.hparams(arch)
 	want, _ := expectedTensors(h)
 	var tensors []Tensor
-	if arch == "llama" && cfg.RopeScaling.Kind() == "llama3" {
+	if cfg.Family.RopeFreqs && cfg.RopeScaling.Kind() == "llama3" {
 		rf, err := NewTensor("rope_freqs.weight", []int{cfg.HeadDim / 2}, Llama3RopeFactors(cfg.HeadDim, cfg.RopeTheta, cfg.RopeScaling), F32)
 		if err != nil {
 			return err
 		}
 		tensors = append(tensors, rf)
 	}
+	if rs := cfg.RopeScaling; cfg.Family.RopeFactors && (rs.Kind() == "longrope" || rs.Kind() == "su") {
+		for _, f := range []struct {
+			name string
+			v    []float64
+		}{{"rope_factors_long.weight", rs.LongFactor}, {"rope_factors_short.weight", rs.ShortFactor}} {
+			if len(f.v) != cfg.HeadDim/2 {
+				return fmt.Errorf("%s: longrope has %d factors for %s, want %d (head_dim / 2; partial rotary is not supported for GGUF export)", filepath.Join(modelDir, "config.json"), len(f.v), f.name, cfg.HeadDim/2)
+			}
+			v := make([]float32, len(f.v))
+			for i, x := range f.v {
+				v[i] = float32(x)
+			}
+			t, err := NewTensor(f.name, []int{len(v)}, v, F32)
+			if err != nil {
+				return err
+			}
+			tensors = append(tensors, t)
+		}
+	}
 	names := slices.Clone(st.Names())
 	slices.Sort(names)
+	stacks := map[string][]string{} // stacked expert tensor → its experts' HF names
 	for _, hf := range names {
 		if hf == "lm_head.weight" && cfg.TieWordEmbeddings {
 			continue // llama.cpp reuses token_embd when output.weight is absent
 		}
-		name, ok := GGUFName(hf)
+		if g, e, ok := cfg.Family.GGUFExpert(hf); ok {
+			if e >= cfg.Traits.Experts {
+				return fmt.Errorf("%s: tensor %q is expert %d, config.json has %d experts", st.FileOf(hf), hf, e, cfg.Traits.Experts)
+			}
+			if stacks[g] == nil {
+				stacks[g] = make([]string, cfg.Traits.Experts)
+			}
+			stacks[g][e] = hf
+			continue
+		}
+		name, ok := cfg.Family.GGUFName(hf)
 		if !ok {
 			if strings.HasSuffix(hf, "rotary_emb.inv_freq") {
 				continue
@@ -193,10 +180,17 @@ func FromHF(modelDir, outPath string, opt Options) error {
 			typ = chooseType(opt.Type, name, int(dims[0]), cfg.TieWordEmbeddings)
 		}
 		heads := permuteHeads(arch, name, cfg)
+		// llama.cpp multiplies by a norm's weight; (1+w) families store 1+w.
+		plusOne := cfg.Family.NormPlusOne && strings.HasSuffix(name, "norm.weight")
 		tensors = append(tensors, Tensor{Name: name, Dims: dims, Type: typ, Encode: func() ([]byte, error) {
 			v, _, err := st.Float32s(hf)
 			if err != nil {
 				return nil, err
+			}
+			if plusOne {
+				for i := range v {
+					v[i]++
+				}
 			}
 			if heads > 0 {
 				cols := 1
@@ -210,6 +204,11 @@ func FromHF(modelDir, outPath string, opt Options) error {
 			return Encode(v, typ)
 		}})
 	}
+	stacked, err := stackExperts(st, stacks, want, opt.Type)
+	if err != nil {
+		return err
+	}
+	tensors = append(tensors, stacked...)
 	slices.SortStableFunc(tensors, func(a, b Tensor) int { return tensorOrder(a.Name) - tensorOrder(b.Name) })
 	if opt.Progress != nil {
 		trackProgress(tensors, opt.Progress)
@@ -252,7 +251,7 @@ func tensorOrder(name string) int {
 	switch name {
 	case "token_embd.weight":
 		return -2
-	case "rope_freqs.weight":
+	case "rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight":
 		return -1
 	case "output_norm.weight":
 		return 1 << 30
@@ -297,11 +296,25 @@ func modelKV(c *HFConfig, arch string, opt Options, modelDir string) ([]KV, erro
 		{a + "attention.key_length", uint32(c.HeadDim)},
 		{a + "attention.value_length", uint32(c.HeadDim)},
 	}
+	if f := c.Family.GGUFKeys; f != nil {
+		extra, err := f(filepath.Join(modelDir, "config.json"), c.Keys, c.Traits)
+		if err != nil {
+			return nil, err
+		}
+		keys := make([]string, 0, len(extra))
+		for k := range extra {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			kv = append(kv, KV{a + k, extra[k]})
+		}
+	}
 	rs := c.RopeScaling
 	switch kind := rs.Kind(); kind {
 	case "default":
 	case "llama3":
-		if arch != "llama" {
+		if !c.Family.RopeFreqs {
 			return nil, fmt.Errorf("%s: rope_type llama3 on a %s model is not supported", modelDir, arch)
 		}
 		// Carried by the rope_freqs.weight tensor.
@@ -314,8 +327,76 @@ func modelKV(c *HFConfig, arch string, opt Options, modelDir string) ([]KV, erro
 		}
 		kv = append(kv, KV{a + "rope.scaling.type", "yarn"}, KV{a + "rope.scaling.factor", float32(rs.Factor)},
 			KV{a + "rope.scaling.original_context_length", uint32(orig)})
+	case "longrope", "su":
+		if !c.Family.RopeFactors {
+			return nil, fmt.Errorf("%s: rope_type longrope on a %s model is not supported", modelDir, arch)
+		}
+		// The factors travel as tensors; the attention factor and the
+		// pretrained context as keys, as transformers derives them.
+		orig := rs.OriginalMaxPositionEmbeddings
+		if c.OriginalMaxPositionEmbeddings > 0 {
+			orig = c.OriginalMaxPositionEmbeddings
+		}
+		if orig <= 0 {
+			return nil, fmt.Errorf("%s: rope_type longrope needs original_max_position_embeddings", modelDir)
+		}
+		attn := rs.AttentionFactor
+		if attn == 0 {
+			attn = 1
+			if f := float64(c.MaxPositionEmbeddings) / float64(orig); f > 1 {
+				attn = math.Sqrt(1 + math.Log(f)/math.Log(float64(orig)))
+			}
+		}
+		kv = append(kv, KV{a + "rope.scaling.attn_factor", float32(attn)}, KV{a + "rope.scaling.original_context_length", uint32(orig)})
 	default:
-		return nil, fmt.Errorf("%s: config.json rope_type %q is not supported for GGUF export (default, llama3, linear, yarn)", modelDir, kind)
+		return nil, fmt.Errorf("%s: config.json rope_type %q is not supported for GGUF export (default, llama3, linear, yarn, longrope)", modelDir, kind)
 	}
 	return kv, nil
+}
+
+// stackExperts builds llama.cpp's stacked expert tensors, [Experts, out,
+// in] in Hugging Face order (GGUF dims [in, out, Experts]): each expert's
+// weight in turn.
+func stackExperts(st *safetensors.Set, stacks map[string][]string, want map[string][]uint64, typ TensorType) ([]Tensor, error) {
+	names := make([]string, 0, len(stacks))
+	for g := range stacks {
+		names = append(names, g)
+	}
+	slices.Sort(names)
+	var out []Tensor
+	for _, g := range names {
+		srcs := stacks[g]
+		for e, hf := range srcs {
+			if hf == "" {
+				return nil, fmt.Errorf("%s: expert %d of %s is missing", st.Dir, e, g)
+			}
+		}
+		info, _ := st.Info(srcs[0])
+		if len(info.Shape) != 2 {
+			return nil, fmt.Errorf("%s: tensor %q has shape %v, want a matrix", st.FileOf(srcs[0]), srcs[0], info.Shape)
+		}
+		dims := []uint64{uint64(info.Shape[1]), uint64(info.Shape[0]), uint64(len(srcs))}
+		wd, known := want[g]
+		if !known || !slices.Equal(dims, wd) {
+			return nil, fmt.Errorf("%s: stacked %s would have dims %v, llama.cpp expects %v", st.FileOf(srcs[0]), g, dims, wd)
+		}
+		for _, hf := range srcs[1:] {
+			if i, _ := st.Info(hf); !slices.Equal(i.Shape, info.Shape) {
+				return nil, fmt.Errorf("%s: tensor %q has shape %v, expert 0 has %v", st.FileOf(hf), hf, i.Shape, info.Shape)
+			}
+		}
+		t := chooseType(typ, g, int(dims[0]), false)
+		out = append(out, Tensor{Name: g, Dims: dims, Type: t, Encode: func() ([]byte, error) {
+			var all []float32
+			for _, hf := range srcs {
+				v, _, err := st.Float32s(hf)
+				if err != nil {
+					return nil, err
+				}
+				all = append(all, v...)
+			}
+			return Encode(all, t)
+		}})
+	}
+	return out, nil
 }

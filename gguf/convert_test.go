@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -130,6 +131,8 @@ func TestFromHFReferenceModels(t *testing.T) {
 		{"qwen3", "qwen3", "gpt2", "qwen2", true, false, []string{"blk.0.attn_q_norm.weight", "blk.1.attn_k_norm.weight"}},
 		{"qwen2", "qwen2", "gpt2", "qwen2", true, false, []string{"blk.0.attn_q.bias", "blk.1.attn_v.bias"}},
 		{"llama", "llama", "llama", "default", false, true, []string{"output.weight", "rope_freqs.weight"}},
+		{"phi3", "phi3", "gpt2", "qwen2", true, false, []string{"blk.0.attn_qkv.weight", "blk.1.ffn_up.weight"}},
+		{"phi3_longrope", "phi3", "gpt2", "qwen2", true, false, []string{"rope_factors_long.weight", "rope_factors_short.weight"}},
 	}
 	for _, c := range cases {
 		t.Run(c.model, func(t *testing.T) {
@@ -167,7 +170,7 @@ func TestFromHFReferenceModels(t *testing.T) {
 			cfg, _ := ReadHFConfig(dir)
 			n := 0
 			for _, hf := range st.Names() {
-				name, ok := GGUFName(hf)
+				name, ok := cfg.Family.GGUFName(hf)
 				if !ok || (hf == "lm_head.weight" && c.tied) {
 					continue
 				}
@@ -388,5 +391,178 @@ func TestCheckModelFails(t *testing.T) {
 				t.Errorf("errors %v do not mention %q", errs, c.want)
 			}
 		})
+	}
+}
+
+// copyModel copies a reference model folder, letting edit change its
+// config.json text.
+func copyModel(t *testing.T, name string, edit func(string) string) string {
+	t.Helper()
+	src := refModel(t, name)
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "config.json" {
+			b = []byte(edit(string(b)))
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// TestFromHFGemma: Gemma exports with llama.cpp's names, the norms stored
+// as 1+weight, the window and soft caps as keys; what llama.cpp fixes
+// instead of reading (the attention scale, the layer pattern, the local
+// rope base) is refused with the field named.
+func TestFromHFGemma(t *testing.T) {
+	for _, c := range []struct{ model, want string }{
+		{"gemma2", "query_pre_attn_scalar"},
+		{"gemma3_text", "query_pre_attn_scalar"},
+	} {
+		err := FromHF(refModel(t, c.model), filepath.Join(t.TempDir(), "m.gguf"), Options{Type: F32})
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "config.json") {
+			t.Errorf("%s: FromHF error %v, want one naming config.json and %s", c.model, err, c.want)
+		}
+	}
+	g3 := copyModel(t, "gemma3_text", func(s string) string {
+		return strings.Replace(s, `"query_pre_attn_scalar": 20`, `"query_pre_attn_scalar": 16`, 1)
+	})
+	if err := FromHF(g3, filepath.Join(t.TempDir(), "m.gguf"), Options{Type: F32}); err == nil || !strings.Contains(err.Error(), "layer 1") {
+		t.Errorf("gemma3 with a global second layer: FromHF error %v, want one naming layer 1", err)
+	}
+
+	dir := copyModel(t, "gemma2", func(s string) string {
+		return strings.Replace(s, `"query_pre_attn_scalar": 24`, `"query_pre_attn_scalar": 32`, 1)
+	})
+	out := filepath.Join(t.TempDir(), "g.gguf")
+	if err := FromHF(dir, out, Options{Type: F32}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if errs := CheckModel(f); len(errs) > 0 {
+		t.Fatalf("checker rejects the export: %v", errs)
+	}
+	if a, _ := f.String("general.architecture"); a != "gemma2" {
+		t.Errorf("architecture %q", a)
+	}
+	for key, want := range map[string]float64{"gemma2.attention.sliding_window": 8, "gemma2.attn_logit_softcapping": 5, "gemma2.final_logit_softcapping": 10} {
+		got, ok := f.Float(key)
+		if !ok {
+			if n, ok2 := f.Int(key); ok2 {
+				got, ok = float64(n), true
+			}
+		}
+		if !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+	st, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for hf, name := range map[string]string{
+		"model.layers.0.post_attention_layernorm.weight":   "blk.0.post_attention_norm.weight",
+		"model.layers.1.pre_feedforward_layernorm.weight":  "blk.1.ffn_norm.weight",
+		"model.layers.1.post_feedforward_layernorm.weight": "blk.1.post_ffw_norm.weight",
+		"model.norm.weight":                 "output_norm.weight",
+		"model.layers.0.mlp.up_proj.weight": "blk.0.ffn_up.weight",
+	} {
+		want, _, err := st.Float32s(hf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := f.TensorFloat32s(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		shift := float32(0)
+		if strings.HasSuffix(name, "norm.weight") {
+			shift = 1
+		}
+		for i := range want {
+			if got[i] != want[i]+shift {
+				t.Fatalf("%s[%d] = %v, want %v (+%v)", name, i, got[i], want[i], shift)
+			}
+		}
+	}
+}
+
+// TestFromHFMoE: Mixtral exports as llama.cpp's llama with stacked expert
+// tensors, Qwen3-MoE as qwen3moe; the stacks hold each expert's weight in
+// turn, the checker accepts the files, and what llama.cpp would run
+// differently (weights not renormalised) is refused.
+func TestFromHFMoE(t *testing.T) {
+	err := FromHF(refModel(t, "qwen3_moe"), filepath.Join(t.TempDir(), "m.gguf"), Options{Type: F32})
+	if err == nil || !strings.Contains(err.Error(), "norm_topk_prob") {
+		t.Errorf("qwen3_moe with norm_topk_prob false: FromHF error %v, want one naming norm_topk_prob", err)
+	}
+	qwen := copyModel(t, "qwen3_moe", func(s string) string {
+		return strings.Replace(s, `"norm_topk_prob": false`, `"norm_topk_prob": true`, 1)
+	})
+	for _, c := range []struct {
+		dir, arch, block, gate string
+		keys                   map[string]int64
+	}{
+		{refModel(t, "mixtral"), "llama", "block_sparse_moe", "w1", map[string]int64{"llama.expert_count": 4, "llama.expert_used_count": 2}},
+		{qwen, "qwen3moe", "mlp", "gate_proj", map[string]int64{"qwen3moe.expert_count": 4, "qwen3moe.expert_used_count": 2, "qwen3moe.expert_feed_forward_length": 32}},
+	} {
+		out := filepath.Join(t.TempDir(), "m.gguf")
+		if err := FromHF(c.dir, out, Options{Type: F32}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if errs := CheckModel(f); len(errs) > 0 {
+			t.Fatalf("%s: checker rejects the export: %v", c.arch, errs)
+		}
+		if a, _ := f.String("general.architecture"); a != c.arch {
+			t.Errorf("architecture %q, want %q", a, c.arch)
+		}
+		for k, want := range c.keys {
+			if v, ok := f.Int(k); !ok || v != want {
+				t.Errorf("%s: %s = %d (present %v), want %d", c.arch, k, v, ok, want)
+			}
+		}
+		got, ti, err := f.TensorFloat32s("blk.1.ffn_gate_exps.weight")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ti.Dims, []uint64{64, 32, 4}) {
+			t.Errorf("%s: ffn_gate_exps dims %v, want [64 32 4]", c.arch, ti.Dims)
+		}
+		st, err := safetensors.OpenDir(c.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		for e := 0; e < 4; e++ {
+			want, _, err := st.Float32s(fmt.Sprintf("model.layers.1.%s.experts.%d.%s.weight", c.block, e, c.gate))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got[e*len(want):(e+1)*len(want)], want) {
+				t.Errorf("%s: expert %d of ffn_gate_exps differs from its weight", c.arch, e)
+			}
+		}
+		if _, ok := f.Tensor("blk.0.ffn_gate_inp.weight"); !ok {
+			t.Errorf("%s: router blk.0.ffn_gate_inp.weight missing", c.arch)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package gguf
 import (
 	"encoding/json"
 	"fmt"
+	"gotune/model/family"
 	"gotune/safefile"
 	"math"
 	"path/filepath"
@@ -20,14 +21,21 @@ type HFConfig struct {
 	RMSNormEps            float64 `json:"rms_norm_eps"`
 	RopeTheta             float64 `json:"rope_theta"`
 	MaxPositionEmbeddings int     `json:"max_position_embeddings"`
-	TieWordEmbeddings     bool    `json:"tie_word_embeddings"`
-	VocabSize             int     `json:"vocab_size"`
-	AttentionBias         bool    `json:"attention_bias"`
+	// OriginalMaxPositionEmbeddings is phi3's top-level pretrained context.
+	OriginalMaxPositionEmbeddings int  `json:"original_max_position_embeddings"`
+	TieWordEmbeddings             bool `json:"tie_word_embeddings"`
+	VocabSize                     int  `json:"vocab_size"`
+	AttentionBias                 bool `json:"attention_bias"`
 	// RopeScaling is rope_scaling or, in newer files, rope_parameters.
 	RopeScaling *RopeScaling `json:"-"`
 	BOSTokenID  *int         `json:"-"`
 	EOSTokenID  *int         `json:"-"`
 	PadTokenID  *int         `json:"-"`
+	// Family is the registry entry of ModelType (nil when unsupported) and
+	// Traits what it read from the file.
+	Family *family.Family `json:"-"`
+	Traits family.Traits  `json:"-"`
+	Keys   family.Keys    `json:"-"`
 }
 
 // RopeScaling is the rope_scaling / rope_parameters object.
@@ -39,6 +47,10 @@ type RopeScaling struct {
 	LowFreqFactor                 float64 `json:"low_freq_factor"`
 	HighFreqFactor                float64 `json:"high_freq_factor"`
 	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings"`
+	// longrope
+	ShortFactor     []float64 `json:"short_factor"`
+	LongFactor      []float64 `json:"long_factor"`
+	AttentionFactor float64   `json:"attention_factor"`
 }
 
 // Kind is the scaling type, "default" when none.
@@ -75,6 +87,16 @@ func ReadHFConfig(modelDir string) (*HFConfig, error) {
 	}
 	if err := json.Unmarshal(b, &extra); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// transformers 5 may key the parameters by layer type (Gemma 3); the
+	// global layers' are the model's rope, as llama.cpp reads it.
+	var perType struct {
+		P struct {
+			Full *RopeScaling `json:"full_attention"`
+		} `json:"rope_parameters"`
+	}
+	if json.Unmarshal(b, &perType) == nil && perType.P.Full != nil {
+		extra.RopeParameters = perType.P.Full
 	}
 	c.RopeScaling = extra.RopeScaling
 	if extra.RopeParameters != nil {
@@ -114,6 +136,17 @@ func ReadHFConfig(modelDir string) (*HFConfig, error) {
 	if c.HeadDim%2 != 0 {
 		return nil, fmt.Errorf("%s: head_dim %d is odd; rotary embeddings need an even size", path, c.HeadDim)
 	}
+	// An unknown model_type is reported by Arch, where it matters.
+	if fam, err := family.Lookup(c.ModelType); err == nil {
+		keys, err := family.ParseKeys(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if err := fam.Configure(path, keys, &c.Traits); err != nil {
+			return nil, err
+		}
+		c.Family, c.Keys = fam, keys
+	}
 	return &c, nil
 }
 
@@ -132,15 +165,11 @@ func firstID(raw json.RawMessage) *int {
 
 // Arch is the llama.cpp architecture name for a Hugging Face model_type.
 func Arch(modelType string) (string, error) {
-	switch modelType {
-	case "llama", "mistral":
-		return "llama", nil
-	case "qwen2":
-		return "qwen2", nil
-	case "qwen3":
-		return "qwen3", nil
+	fam, err := family.Lookup(modelType)
+	if err != nil {
+		return "", fmt.Errorf("GGUF export: %w", err)
 	}
-	return "", fmt.Errorf("model_type %q is not supported for GGUF export (supported: llama, mistral, qwen2, qwen3)", modelType)
+	return fam.GGUFArch, nil
 }
 
 // PermuteQK reorders the rows of a q or k projection (weight [rows, cols]

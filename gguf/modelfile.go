@@ -11,8 +11,8 @@ type ModelfileOptions struct {
 	From string
 	// Adapter is an optional LoRA adapter GGUF path.
 	Adapter string
-	// Family picks the chat template and stop tokens: qwen3, qwen2, llama3 or
-	// mistral.
+	// Family picks the chat template and stop tokens: qwen3, qwen2, llama3,
+	// mistral, phi3 or gemma.
 	Family string
 	// System is an optional default system prompt.
 	System string
@@ -154,23 +154,61 @@ const mistralTemplate = `{{- if .Messages }}
 {{ end }}{{ .Prompt }}[/INST]
 {{- end }}{{ if .Response }} {{ .Response }}</s>{{ end }}`
 
-type family struct {
+// Phi-3's turns: <|system|>, <|user|>, <|assistant|>, each closed by <|end|>.
+const phi3Template = `{{- if .Messages }}
+{{- if .System }}<|system|>
+{{ .System }}<|end|>
+{{ end }}
+{{- range .Messages }}{{ if ne .Role "system" }}<|{{ .Role }}|>
+{{ .Content }}<|end|>
+{{ end }}{{ end }}<|assistant|>
+{{ else }}
+{{- if .System }}<|system|>
+{{ .System }}<|end|>
+{{ end }}{{ if .Prompt }}<|user|>
+{{ .Prompt }}<|end|>
+{{ end }}<|assistant|>
+{{ end }}{{ .Response }}{{ if .Response }}<|end|>{{ end }}`
+
+// Gemma's turns: user and model, the system prompt in front of the first
+// user turn (Gemma has no system role).
+const gemmaTemplate = `{{- if .Messages }}
+{{- $sys := .System }}
+{{- range $m := .Messages }}
+{{- if eq $m.Role "user" }}<start_of_turn>user
+{{ if $sys }}{{ $sys }}
+
+{{ $sys = "" }}{{ end }}{{ $m.Content }}<end_of_turn>
+{{ else if eq $m.Role "assistant" }}<start_of_turn>model
+{{ $m.Content }}<end_of_turn>
+{{ end }}
+{{- end }}<start_of_turn>model
+{{ else }}<start_of_turn>user
+{{ if .System }}{{ .System }}
+
+{{ end }}{{ .Prompt }}<end_of_turn>
+<start_of_turn>model
+{{ end }}{{ .Response }}{{ if .Response }}<end_of_turn>{{ end }}`
+
+type chatFamily struct {
 	template string
 	stops    []string
 }
 
-var families = map[string]family{
+var families = map[string]chatFamily{
 	"qwen3":   {chatMLTemplate, []string{"<|im_start|>", "<|im_end|>", "<|endoftext|>"}},
 	"qwen2":   {chatMLTemplate, []string{"<|im_start|>", "<|im_end|>", "<|endoftext|>"}},
 	"llama3":  {llama3Template, []string{"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},
 	"mistral": {mistralTemplate, []string{"[INST]", "[/INST]", "</s>"}},
+	"phi3":    {phi3Template, []string{"<|end|>", "<|user|>", "<|assistant|>", "<|endoftext|>"}},
+	"gemma":   {gemmaTemplate, []string{"<start_of_turn>", "<end_of_turn>"}},
 }
 
 // Modelfile returns the text of an Ollama Modelfile.
 func Modelfile(o ModelfileOptions) (string, error) {
 	fam, ok := families[o.Family]
 	if !ok {
-		return "", fmt.Errorf("modelfile: family %q unknown (qwen3, qwen2, llama3, mistral)", o.Family)
+		return "", fmt.Errorf("modelfile: family %q unknown (qwen3, qwen2, llama3, mistral, phi3, gemma)", o.Family)
 	}
 	from, err := modelfileArg("FROM", o.From)
 	if err != nil {

@@ -446,6 +446,12 @@ func (f *File) Strings(key string) ([]string, bool) {
 	return s, ok
 }
 
+// HasTensor reports whether the file holds a tensor of this name.
+func (f *File) HasTensor(name string) bool {
+	_, ok := f.Tensor(name)
+	return ok
+}
+
 // Int returns a value of any integer type as int64 (a uint64 above
 // MaxInt64 is reported as absent).
 func (f *File) Int(key string) (int64, bool) {

@@ -28,6 +28,9 @@ type AdapterConfig struct {
 	LoRABias          bool
 	ModulesToSave     []string
 	LayersToTransform Layers
+	// TargetParameters names stacked mixture-of-experts weights adapted
+	// directly (PEFT's target_parameters, "mlp.experts.gate_up_proj").
+	TargetParameters []string
 
 	// IA3.
 	FeedforwardModules Modules
@@ -126,10 +129,12 @@ func (c *AdapterConfig) readLoRA(b []byte) error {
 		LoRABias      bool               `json:"lora_bias"`
 		ModulesToSave []string           `json:"modules_to_save"`
 		Layers        json.RawMessage    `json:"layers_to_transform"`
+		Params        []string           `json:"target_parameters"`
 	}
 	if err := decode(c.Path, b, &raw); err != nil {
 		return err
 	}
+	c.TargetParameters = raw.Params
 	c.R, c.LoRAAlpha, c.LoRADropout, c.UseRSLoRA, c.UseDoRA = raw.R, raw.Alpha, raw.Dropout, raw.RSLoRA, raw.DoRA
 	c.RankPattern, c.AlphaPattern, c.FanInFanOut = raw.RankPattern, raw.AlphaPattern, raw.FanInFanOut
 	c.Bias, c.LoRABias, c.ModulesToSave = raw.Bias, raw.LoRABias, raw.ModulesToSave

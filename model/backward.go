@@ -10,9 +10,39 @@ import (
 
 // Loss runs the forward pass and returns the summed cross-entropy of the
 // trained tokens and their count (the mean is sum/count).
+//
+// For a mixture of experts trained with its load-balancing loss
+// (output_router_logits), the loss is the cross-entropy plus
+// router_aux_loss_coef × the auxiliary loss, as transformers trains it; the
+// auxiliary part counts once per token in sum.
 func (w *Workspace) Loss(b *Batch) (sum float64, count int) {
 	w.forward(b)
-	return w.head(0, nil, false)
+	sum, count = w.head(0, nil, false)
+	return sum + w.AuxLoss()*float64(count), count
+}
+
+// AuxLoss is router_aux_loss_coef × the load-balancing loss of the last
+// forward pass (0 without experts or without output_router_logits).
+func (w *Workspace) AuxLoss() float64 {
+	if w.m.Cfg.AuxCoef == 0 {
+		return 0
+	}
+	return w.m.Cfg.AuxCoef * w.aux.loss()
+}
+
+// auxGrad is the gradient of AuxLoss with respect to each expert's router
+// probability at one (token, layer): coef·E·chosen_e/M², M the (token,
+// layer) pairs counted.
+func (w *Workspace) auxGrad() []float64 {
+	c := w.m.Cfg
+	if c.AuxCoef == 0 || w.aux.tokens == 0 {
+		return nil
+	}
+	g := make([]float64, c.Experts)
+	for e, n := range w.aux.chosen {
+		g[e] = c.AuxCoef * float64(c.Experts) * n / (w.aux.tokens * w.aux.tokens)
+	}
+	return g
 }
 
 // Step runs forward and backward for one micro-batch. Gradients of every
@@ -23,6 +53,10 @@ func (w *Workspace) Loss(b *Batch) (sum float64, count int) {
 func (w *Workspace) Step(b *Batch, scale float32) (sum float64, count int) {
 	w.forward(b)
 	sum, count = w.head(scale, nil, true)
+	// The auxiliary loss weighs as this micro-batch's share of the trained
+	// tokens, so k equal micro-batches add to one batch's coefficient.
+	w.auxW = float64(scale) * float64(count)
+	sum += w.AuxLoss() * float64(count)
 	w.backward()
 	return sum, count
 }
@@ -37,6 +71,9 @@ func (w *Workspace) Step(b *Batch, scale float32) (sum float64, count int) {
 func (w *Workspace) TokenLogProbs(b *Batch) []float64 {
 	w.forward(b)
 	w.head(0, nil, false)
+	// Sequence-level losses are over log-probabilities only: a mixture of
+	// experts' load-balancing loss is not part of them.
+	w.auxW = 0
 	lp := w.tokenLogp[:len(w.headRows)]
 	for i := range lp {
 		lp[i] = -lp[i]
@@ -88,6 +125,7 @@ func (w *Workspace) Logits(b *Batch) []float32 {
 	c := w.m.Cfg
 	w.logits = grow(w.logits, w.N*c.Vocab)
 	cpu.Sgemm(false, true, w.N, c.Vocab, c.Hidden, 1, w.xf, c.Hidden, w.m.Head.Data, c.Hidden, 0, w.logits, c.Vocab)
+	w.capLogits(w.logits, false)
 	return w.logits
 }
 
@@ -164,7 +202,17 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 			copy(xs[i*h:(i+1)*h], w.xf[r*h:(r+1)*h])
 		}
 		lg := w.logits[:m*V]
-		cpu.Sgemm(false, true, m, V, h, inv, xs[:m*h], h, head.Data, h, 0, lg, V)
+		// Temperature divides the logits after Gemma 2's final soft cap, as
+		// the sampler sees them; without a cap it rides on the product.
+		alpha := inv
+		if w.m.Cfg.FinalSoftcap != 0 {
+			alpha = 1
+		}
+		cpu.Sgemm(false, true, m, V, h, alpha, xs[:m*h], h, head.Data, h, 0, lg, V)
+		w.capLogits(lg, backward)
+		if alpha != inv {
+			cpu.Scale(inv, lg)
+		}
 		cpu.Parallel(m, 1, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				row := lg[i*V : (i+1)*V]
@@ -205,12 +253,16 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 		if !backward {
 			continue
 		}
-		cpu.Sgemm(false, false, m, h, V, inv, lg, V, head.Data, h, 0, dxs[:m*h], h)
+		if alpha != inv {
+			cpu.Scale(inv, lg)
+		}
+		w.capGrad(lg)
+		cpu.Sgemm(false, false, m, h, V, alpha, lg, V, head.Data, h, 0, dxs[:m*h], h)
 		for i, r := range rws {
 			copy(w.dxf[r*h:(r+1)*h], dxs[i*h:(i+1)*h])
 		}
 		if head.Grad != nil {
-			cpu.Sgemm(true, false, V, h, m, inv, lg, V, xs[:m*h], h, 1, head.Grad, h)
+			cpu.Sgemm(true, false, V, h, m, alpha, lg, V, xs[:m*h], h, 1, head.Grad, h)
 		}
 	}
 	return total, len(rowsIdx)
@@ -229,17 +281,28 @@ func (w *Workspace) backward() {
 	n, h := w.N, c.Hidden
 	w.dres = zero(w.dres, n*h)
 	L := len(m.Layers)
-	nn.RMSNormBackward(w.dres, m.Norm.Grad, w.dxf, w.stream[L], m.Norm.Data, w.rstdf, n, h)
+	nn.RMSNormBackward(w.dres, m.Norm.Grad, w.dxf, w.stream[L], w.nw.of(m.Norm), w.rstdf, n, h)
+	auxGrad := w.auxGrad()
 	for i := L - 1; i >= 0; i-- {
 		if w.Checkpoint {
+			w.recompute = true
 			w.forwardLayer(m.Layers[i])
+			w.recompute = false
 		}
-		w.backwardLayer(m.Layers[i])
+		w.backwardLayer(m.Layers[i], auxGrad)
 	}
 	if m.Embed.Grad != nil {
 		g := m.Embed.Grad
+		scale := float32(1)
+		if c.EmbedScale != 0 {
+			scale = float32(c.EmbedScale)
+		}
 		for i, id := range w.ids {
 			if i%w.T < w.P {
+				continue
+			}
+			if scale != 1 {
+				cpu.Axpy(scale, w.dres[i*h:(i+1)*h], g[int(id)*h:(int(id)+1)*h])
 				continue
 			}
 			addTo(g[int(id)*h:(int(id)+1)*h], w.dres[i*h:(i+1)*h])
@@ -251,18 +314,26 @@ func (w *Workspace) backward() {
 		for r := 0; r < w.B; r++ {
 			copy(d[r*w.P*h:(r+1)*w.P*h], w.dres[r*w.T*h:(r*w.T+w.P)*h])
 		}
+		scaleVirtual(c, d)
 		m.Input.AccumulateGrad(d, w.B)
 	}
 }
 
 // hookGrad returns the gradient reaching a sub-layer's own output: dres
-// itself, or a copy passed back through the sub-layer's hook.
-func (w *Workspace) hookGrad(hook SublayerHook, size int) []float32 {
+// itself, or through the sub-layer's post-norm (x, rstd: the norm's input
+// and saved 1/rms) and then a copy passed back through its hook.
+func (w *Workspace) hookGrad(hook SublayerHook, post *nn.Param, x, rstd []float32, size int) []float32 {
+	d := w.dres
+	if post != nil {
+		w.dpost = zero(w.dpost, size)
+		nn.RMSNormBackward(w.dpost, post.Grad, w.dres, x, w.nw.of(post), rstd, w.N, w.m.Cfg.Hidden)
+		d = w.dpost
+	}
 	if hook == nil {
-		return w.dres
+		return d
 	}
 	w.dhook = grow(w.dhook, size)
-	copy(w.dhook, w.dres)
+	copy(w.dhook, d)
 	hook.Backward(w.dhook, w.N)
 	return w.dhook
 }
@@ -276,26 +347,37 @@ func addTo(dst, src []float32) {
 
 // backwardLayer turns dres from the gradient of the block's output into the
 // gradient of its input, accumulating parameter gradients on the way.
-func (w *Workspace) backwardLayer(l *Layer) {
+func (w *Workspace) backwardLayer(l *Layer, auxGrad []float64) {
 	m, c := w.m, w.m.Cfg
 	a := w.actsFor(l.Index)
 	n, h, qd, kd, hd, inter := w.N, c.Hidden, c.QDim(), c.KVDim(), c.HeadDim, c.Intermediate
 	x := w.stream[l.Index]
-	rope := m.Rope(int(maxPos(w.pos)) + 1)
+	rope := m.ropeFor(l.Index, int(maxPos(w.pos))+1)
 
-	// MLP: out = xmid + down(silu(gate(xn2))·up(xn2)), xn2 = norm(xmid).
-	w.da = zero(w.da, n*inter)
-	l.Down.Backward(w.da, w.hookGrad(l.MLPOut, n*h), a.a, n)
-	w.dg, w.du = grow(w.dg, n*inter), grow(w.du, n*inter)
-	nn.SwiGLUBackward(w.dg, w.du, w.da, a.g, a.u)
+	// MLP: out = xmid + [post-norm] down(act(gate(xn2))·up(xn2)), xn2 = norm(xmid).
+	dmlp := w.hookGrad(l.MLPOut, l.MLPPostNorm, a.mo, a.rstdMO, n*h)
+	if l.MoE == nil {
+		w.da = zero(w.da, n*inter)
+		l.Down.Backward(w.da, dmlp, a.a, n)
+		w.dg, w.du = grow(w.dg, n*inter), grow(w.du, n*inter)
+		gluBackward(c, w.dg, w.du, w.da, a.g, a.u)
+	}
 	w.dxn = zero(w.dxn, n*h)
-	l.Gate.Backward(w.dxn, w.dg, a.xn2, n)
-	l.Up.Backward(w.dxn, w.du, a.xn2, n)
-	nn.RMSNormBackward(w.dres, l.PostNorm.Grad, w.dxn, a.xmid, l.PostNorm.Data, a.rstd2, n, h)
+	if l.MoE != nil {
+		moeBackward(c, l.MoE, &a.moe, w.dxn, dmlp, a.xn2, n, w.mask, auxGrad, w.auxW)
+	} else if l.GateUp != nil {
+		w.dfused = grow(w.dfused, 2*n*inter)
+		joinCols(w.dfused, n, w.dg, w.du)
+		l.GateUp.Backward(w.dxn, w.dfused, a.xn2, n)
+	} else {
+		l.Gate.Backward(w.dxn, w.dg, a.xn2, n)
+		l.Up.Backward(w.dxn, w.du, a.xn2, n)
+	}
+	nn.RMSNormBackward(w.dres, l.PostNorm.Grad, w.dxn, a.xmid, w.nw.of(l.PostNorm), a.rstd2, n, h)
 
-	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
+	// Attention: xmid = x + [post-norm] o(attn(rope(q), rope(k), v)).
 	w.datt = zero(w.datt, n*qd)
-	l.O.Backward(w.datt, w.hookGrad(l.AttnOut, n*h), a.att, n)
+	l.O.Backward(w.datt, w.hookGrad(l.AttnOut, l.AttnPostNorm, a.ao, a.rstdAO, n*h), a.att, n)
 	w.dq = grow(w.dq, n*qd)
 	tk := a.attn.Tk
 	w.dk, w.dv = zero(w.dk, w.B*tk*kd), zero(w.dv, w.B*tk*kd)
@@ -325,8 +407,8 @@ func (w *Workspace) backwardLayer(l *Layer) {
 	dq := w.dq
 	if c.QKNorm {
 		w.dqn, w.dkn = zero(w.dqn, n*qd), zero(w.dkn, n*kd)
-		nn.RMSNormBackward(w.dqn, l.QNorm.Grad, w.dq, a.q, l.QNorm.Data, a.rstdq, n*c.Heads, hd)
-		nn.RMSNormBackward(w.dkn, l.KNorm.Grad, dk, a.k, l.KNorm.Data, a.rstdk, n*c.KVHeads, hd)
+		nn.RMSNormBackward(w.dqn, l.QNorm.Grad, w.dq, a.q, w.nw.of(l.QNorm), a.rstdq, n*c.Heads, hd)
+		nn.RMSNormBackward(w.dkn, l.KNorm.Grad, dk, a.k, w.nw.of(l.KNorm), a.rstdk, n*c.KVHeads, hd)
 		dq, dk = w.dqn, w.dkn
 	}
 	// Below the first block only trained embeddings and virtual tokens need
@@ -336,10 +418,16 @@ func (w *Workspace) backwardLayer(l *Layer) {
 		w.dxn = zero(w.dxn, n*h)
 		dxn = w.dxn
 	}
-	l.Q.Backward(dxn, dq, a.xn1, n)
-	l.K.Backward(dxn, dk[:n*kd], a.xn1, n)
-	l.V.Backward(dxn, dv[:n*kd], a.xn1, n)
+	if l.QKV != nil {
+		w.dfused = grow(w.dfused, n*(qd+2*kd))
+		joinCols(w.dfused, n, dq[:n*qd], dk[:n*kd], dv[:n*kd])
+		l.QKV.Backward(dxn, w.dfused, a.xn1, n)
+	} else {
+		l.Q.Backward(dxn, dq, a.xn1, n)
+		l.K.Backward(dxn, dk[:n*kd], a.xn1, n)
+		l.V.Backward(dxn, dv[:n*kd], a.xn1, n)
+	}
 	if dxn != nil {
-		nn.RMSNormBackward(w.dres, l.InNorm.Grad, w.dxn, x, l.InNorm.Data, a.rstd1, n, h)
+		nn.RMSNormBackward(w.dres, l.InNorm.Grad, w.dxn, x, w.nw.of(l.InNorm), a.rstd1, n, h)
 	}
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -176,8 +177,11 @@ func TestLoadBadFolder(t *testing.T) {
 			return modelDir(t, dropKey(tinyConfigJSON, "model_type"), good)
 		}, []string{"config.json", "model_type"}},
 		{"unsupported rope type", func(t *testing.T) string {
-			return modelDir(t, replaceKey(tinyConfigJSON, "rope_theta", `10000,"rope_scaling":{"rope_type":"longrope","factor":2}`), good)
-		}, []string{"config.json", "rope_scaling", "longrope", "yarn"}},
+			return modelDir(t, replaceKey(tinyConfigJSON, "rope_theta", `10000,"rope_scaling":{"rope_type":"sigmoid","factor":2}`), good)
+		}, []string{"config.json", "rope_scaling", "sigmoid", "yarn", "longrope"}},
+		{"longrope without factors", func(t *testing.T) string {
+			return modelDir(t, replaceKey(tinyConfigJSON, "rope_theta", `10000,"rope_scaling":{"rope_type":"longrope","short_factor":[1]}`), good)
+		}, []string{"config.json", "rope_scaling", "longrope", "short_factor", "rotary dimensions"}},
 		{"llama3 rope without low_freq_factor", func(t *testing.T) string {
 			return modelDir(t, replaceKey(tinyConfigJSON, "rope_theta", `10000,"rope_scaling":{"rope_type":"llama3","factor":8,"high_freq_factor":4,"original_max_position_embeddings":32}`), good)
 		}, []string{"config.json", "llama3", "low_freq_factor"}},
@@ -392,6 +396,44 @@ func TestFIFOInModelFolder(t *testing.T) {
 				f.Close()
 			}
 			t.Fatalf("%s as a FIFO: Load still blocked after 30 s", name)
+		}
+	}
+}
+
+// TestFamilyConfigErrors: bad keys of the newer families are refused with
+// the file and the key named.
+func TestFamilyConfigErrors(t *testing.T) {
+	moe := `{"model_type":"mixtral","vocab_size":32,"hidden_size":16,"intermediate_size":8,"num_hidden_layers":2,
+		"num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":64,%s}`
+	gemma := `{"model_type":"gemma2","vocab_size":32,"hidden_size":16,"intermediate_size":8,"num_hidden_layers":2,
+		"num_attention_heads":4,"num_key_value_heads":2,"head_dim":4,"max_position_embeddings":64,%s}`
+	phi := `{"model_type":"phi3","vocab_size":32,"hidden_size":16,"intermediate_size":8,"num_hidden_layers":2,
+		"num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":64,%s}`
+	for _, c := range []struct {
+		name, json string
+		want       []string
+	}{
+		{"no experts", fmt.Sprintf(moe, `"num_experts_per_tok":2`), []string{"num_local_experts"}},
+		{"top-k above experts", fmt.Sprintf(moe, `"num_local_experts":2,"num_experts_per_tok":3`), []string{"num_experts_per_tok"}},
+		{"jitter", fmt.Sprintf(moe, `"num_local_experts":4,"num_experts_per_tok":2,"router_jitter_noise":0.1`), []string{"router_jitter_noise"}},
+		{"negative aux", fmt.Sprintf(moe, `"num_local_experts":4,"num_experts_per_tok":2,"output_router_logits":true,"router_aux_loss_coef":-1`), []string{"router_aux_loss_coef"}},
+		{"layer_types length", fmt.Sprintf(gemma, `"layer_types":["sliding_attention"],"sliding_window":4`), []string{"layer_types", "num_hidden_layers"}},
+		{"layer type", fmt.Sprintf(gemma, `"layer_types":["sliding_attention","chunked_attention"],"sliding_window":4`), []string{"layer_types[1]", "chunked_attention"}},
+		{"negative soft cap", fmt.Sprintf(gemma, `"attn_logit_softcapping":-2`), []string{"attn_logit_softcapping"}},
+		{"activation", fmt.Sprintf(gemma, `"hidden_activation":"relu"`), []string{"hidden_act", "relu"}},
+		{"longrope factors", fmt.Sprintf(phi, `"rope_scaling":{"type":"longrope","short_factor":[1,1,1],"long_factor":[1,1]}`), []string{"short_factor", "rotary dimensions"}},
+		{"longrope factor value", fmt.Sprintf(phi, `"rope_scaling":{"type":"su","short_factor":[1,0],"long_factor":[1,1]}`), []string{"short_factor[1]"}},
+		{"phi3 bias", fmt.Sprintf(phi, `"attention_bias":true`), []string{"attention_bias"}},
+	} {
+		_, err := ParseConfig("dir/config.json", []byte(c.json))
+		if err == nil {
+			t.Errorf("%s: accepted", c.name)
+			continue
+		}
+		for _, w := range append(c.want, "dir/config.json") {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not mention %q", c.name, err, w)
+			}
 		}
 	}
 }

@@ -10,16 +10,32 @@ import "gotune/nn"
 // base weight changes it for all of them).
 func (m *Model) Clone() *Model {
 	c := *m
-	c.ropes = nil
+	c.ropes, c.local = nil, nil
 	c.Input = nil
 	c.Layers = make([]*Layer, len(m.Layers))
 	for i, l := range m.Layers {
 		nl := *l
 		nl.Prefix, nl.AttnOut, nl.MLPOut = nil, nil, nil
-		for _, p := range []**nn.Linear{&nl.Q, &nl.K, &nl.V, &nl.O, &nl.Gate, &nl.Up, &nl.Down} {
+		for _, p := range []**nn.Linear{&nl.Q, &nl.K, &nl.V, &nl.O, &nl.Gate, &nl.Up, &nl.Down, &nl.QKV, &nl.GateUp} {
+			if *p == nil {
+				continue
+			}
 			lin := **p
 			lin.Adapter = nil
 			*p = &lin
+		}
+		if l.MoE != nil {
+			moe := &MoE{Router: l.MoE.Router}
+			for _, e := range l.MoE.Experts {
+				ne := &Expert{}
+				for _, p := range [][2]**nn.Linear{{&ne.Gate, &e.Gate}, {&ne.Up, &e.Up}, {&ne.Down, &e.Down}} {
+					lin := **p[1]
+					lin.Adapter = nil
+					*p[0] = &lin
+				}
+				moe.Experts = append(moe.Experts, ne)
+			}
+			nl.MoE = moe
 		}
 		c.Layers[i] = &nl
 	}

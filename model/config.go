@@ -8,14 +8,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"gotune/jsondepth"
+	"gotune/model/family"
 	"gotune/safefile"
 	"math"
 	"path/filepath"
+	"strings"
 )
 
 // Config is the architecture read from config.json.
 type Config struct {
-	ModelType     string
+	ModelType string
+	// Family is the registry entry of ModelType; its switches are Traits.
+	Family *family.Family
+	family.Traits
 	Vocab         int
 	Hidden        int
 	Intermediate  int
@@ -26,15 +31,15 @@ type Config struct {
 	RMSNormEps    float64
 	MaxPositions  int
 	TieEmbeddings bool
-	AttnBias      bool // biases on q, k, v (qwen2 always; llama/qwen3 with attention_bias)
-	AttnOutBias   bool // bias on o_proj (llama with attention_bias)
 	MLPBias       bool
-	QKNorm        bool // qwen3: RMSNorm over each head of q and k before RoPE
 	Rope          Rope
 	BOS           []int
 	EOS           []int
-	Pad           int // -1 when absent
-	Act           string
+	Pad           int    // -1 when absent
+	Act           string // silu (SwiGLU) or gelu_pytorch_tanh (GeGLU)
+	// LocalRope, when set, is the rotary embedding of sliding-window layers
+	// (Gemma 3's rope_local_base_freq, or rope_parameters per layer type).
+	LocalRope *Rope
 }
 
 // Rope describes rotary position embeddings.
@@ -52,6 +57,9 @@ type Rope struct {
 	AttnFactor     float64 // yarn attention_factor when given
 	Truncate       bool
 	PartialFactor  float64
+	// ShortFactor and LongFactor divide each rotary frequency (longrope):
+	// the long ones once a sequence is past OriginalMaxPos.
+	ShortFactor, LongFactor []float64
 }
 
 // rawConfig mirrors the config.json keys we read. Pointers tell absent from zero.
@@ -67,33 +75,37 @@ type rawConfig struct {
 	RMSNormEps    *float64        `json:"rms_norm_eps"`
 	MaxPositions  int             `json:"max_position_embeddings"`
 	Tie           *bool           `json:"tie_word_embeddings"`
-	AttnBias      *bool           `json:"attention_bias"`
 	MLPBias       bool            `json:"mlp_bias"`
 	RopeTheta     *float64        `json:"rope_theta"`
 	RopeScaling   json.RawMessage `json:"rope_scaling"`
 	RopeParams    json.RawMessage `json:"rope_parameters"`
 	PartialRotary *float64        `json:"partial_rotary_factor"`
+	OrigMaxPos    *int            `json:"original_max_position_embeddings"`
 	BOS           json.RawMessage `json:"bos_token_id"`
 	EOS           json.RawMessage `json:"eos_token_id"`
 	Pad           json.RawMessage `json:"pad_token_id"`
 	Act           string          `json:"hidden_act"`
+	Activation    string          `json:"hidden_activation"`
+	LocalBaseFreq *float64        `json:"rope_local_base_freq"`
 }
 
 type rawRope struct {
-	Theta          *float64 `json:"rope_theta"`
-	Type           string   `json:"rope_type"`
-	LegacyType     string   `json:"type"`
-	Factor         *float64 `json:"factor"`
-	LowFreqFactor  *float64 `json:"low_freq_factor"`
-	HighFreqFactor *float64 `json:"high_freq_factor"`
-	OriginalMaxPos *int     `json:"original_max_position_embeddings"`
-	BetaFast       *float64 `json:"beta_fast"`
-	BetaSlow       *float64 `json:"beta_slow"`
-	Mscale         *float64 `json:"mscale"`
-	MscaleAllDim   *float64 `json:"mscale_all_dim"`
-	AttnFactor     *float64 `json:"attention_factor"`
-	Truncate       *bool    `json:"truncate"`
-	Partial        *float64 `json:"partial_rotary_factor"`
+	Theta          *float64  `json:"rope_theta"`
+	Type           string    `json:"rope_type"`
+	LegacyType     string    `json:"type"`
+	Factor         *float64  `json:"factor"`
+	LowFreqFactor  *float64  `json:"low_freq_factor"`
+	HighFreqFactor *float64  `json:"high_freq_factor"`
+	OriginalMaxPos *int      `json:"original_max_position_embeddings"`
+	BetaFast       *float64  `json:"beta_fast"`
+	BetaSlow       *float64  `json:"beta_slow"`
+	Mscale         *float64  `json:"mscale"`
+	MscaleAllDim   *float64  `json:"mscale_all_dim"`
+	AttnFactor     *float64  `json:"attention_factor"`
+	Truncate       *bool     `json:"truncate"`
+	Partial        *float64  `json:"partial_rotary_factor"`
+	ShortFactor    []float64 `json:"short_factor"`
+	LongFactor     []float64 `json:"long_factor"`
 }
 
 // LoadConfig reads dir/config.json.
@@ -116,13 +128,11 @@ func ParseConfig(path string, b []byte) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c := &Config{ModelType: r.ModelType, MaxPositions: r.MaxPositions, MLPBias: r.MLPBias, Act: r.Act, Pad: -1}
-	switch r.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3":
-	case "":
-		return nil, fmt.Errorf("%s: model_type is missing", path)
-	default:
-		return nil, fmt.Errorf("%s: model_type %q is not supported (supported: llama, mistral, qwen2, qwen3)", path, r.ModelType)
+	fam, err := family.Lookup(r.ModelType)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	c.Family = fam
 	req := func(key string, p *int) (int, error) {
 		if p == nil {
 			return 0, fmt.Errorf("%s: %s is missing", path, key)
@@ -168,23 +178,24 @@ func ParseConfig(path string, b []byte) (*Config, error) {
 	if r.Tie != nil {
 		c.TieEmbeddings = *r.Tie
 	}
+	if r.Activation != "" {
+		c.Act = r.Activation // Gemma's key
+	}
 	if c.Act == "" {
 		c.Act = "silu"
 	}
-	if c.Act != "silu" && c.Act != "swish" {
-		return nil, fmt.Errorf("%s: hidden_act %q is not supported (silu)", path, c.Act)
-	}
-	switch r.ModelType {
-	case "qwen2":
-		c.AttnBias = true
-	case "qwen3":
-		c.QKNorm = true
-		c.AttnBias = r.AttnBias != nil && *r.AttnBias
+	switch c.Act {
+	case "silu", "swish", "gelu_pytorch_tanh":
 	default:
-		c.AttnBias = r.AttnBias != nil && *r.AttnBias
-		c.AttnOutBias = c.AttnBias
+		return nil, fmt.Errorf("%s: hidden_act %q is not supported (silu, gelu_pytorch_tanh)", path, c.Act)
 	}
-	var err error
+	keys, err := family.ParseKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := fam.Configure(path, keys, &c.Traits); err != nil {
+		return nil, err
+	}
 	if c.BOS, err = tokenIDs(r.BOS); err != nil {
 		return nil, fmt.Errorf("%s: bos_token_id: %w", path, err)
 	}
@@ -255,12 +266,48 @@ func tokenIDs(raw json.RawMessage) ([]int, error) {
 }
 
 func (c *Config) parseRope(path string, r *rawConfig) error {
-	var rr rawRope
 	key := "rope_parameters"
 	src := r.RopeParams
 	if len(src) == 0 || string(src) == "null" {
 		key, src = "rope_scaling", r.RopeScaling
 	}
+	// transformers 5 may give one set of rope parameters per layer type
+	// (Gemma 3: linear scaling for full attention, a plain rope with its
+	// own base for sliding layers).
+	var perType map[string]json.RawMessage
+	if len(src) > 0 && src[0] == '{' && json.Unmarshal(src, &perType) == nil && perType["full_attention"] != nil {
+		full := perType["full_attention"]
+		if err := c.parseRopeFrom(path, key+".full_attention", full, r); err != nil {
+			return err
+		}
+		if local := perType["sliding_attention"]; local != nil {
+			global := c.Rope
+			if err := c.parseRopeFrom(path, key+".sliding_attention", local, r); err != nil {
+				return err
+			}
+			lr := c.Rope
+			c.Rope, c.LocalRope = global, &lr
+		}
+		return nil
+	}
+	if err := c.parseRopeFrom(path, key, src, r); err != nil {
+		return err
+	}
+	if r.LocalBaseFreq != nil {
+		if !(*r.LocalBaseFreq > 0) {
+			return fmt.Errorf("%s: rope_local_base_freq must be positive, got %v", path, *r.LocalBaseFreq)
+		}
+		lr := Rope{Type: "default", Theta: *r.LocalBaseFreq, Factor: 1, PartialFactor: c.Rope.PartialFactor, OriginalMaxPos: c.MaxPositions}
+		c.LocalRope = &lr
+	}
+	return nil
+}
+
+// parseRopeFrom reads one set of rope parameters (src, under key) into
+// c.Rope; the top-level rope_theta and partial_rotary_factor apply when the
+// set does not give them.
+func (c *Config) parseRopeFrom(path, key string, src json.RawMessage, r *rawConfig) error {
+	var rr rawRope
 	if len(src) > 0 && string(src) != "null" {
 		if err := json.Unmarshal(src, &rr); err != nil {
 			return fmt.Errorf("%s: %s: %w", path, key, err)
@@ -299,9 +346,15 @@ func (c *Config) parseRope(path string, r *rawConfig) error {
 	if rr.Truncate != nil {
 		ro.Truncate = *rr.Truncate
 	}
+	// phi3 keeps the pretrained context at the top level too, and
+	// transformers prefers it there for longrope's attention factor.
+	if r.OrigMaxPos != nil && *r.OrigMaxPos > 0 {
+		ro.OriginalMaxPos = *r.OrigMaxPos
+	}
 	if rr.OriginalMaxPos != nil {
 		ro.OriginalMaxPos = *rr.OriginalMaxPos
 	}
+	ro.ShortFactor, ro.LongFactor = rr.ShortFactor, rr.LongFactor
 	need := func(name string, p any) error {
 		switch v := p.(type) {
 		case *float64:
@@ -332,8 +385,35 @@ func (c *Config) parseRope(path string, r *rawConfig) error {
 		if err := need("factor", rr.Factor); err != nil {
 			return err
 		}
+	case "longrope", "su":
+		ro.Type = "longrope"
+		half := int(float64(c.HeadDim)*ro.PartialFactor) / 2
+		for _, f := range []struct {
+			name string
+			v    []float64
+		}{{"short_factor", ro.ShortFactor}, {"long_factor", ro.LongFactor}} {
+			if len(f.v) != half {
+				return fmt.Errorf("%s: %s: rope_type longrope: %s has %d values, want %d (rotary dimensions / 2)", path, key, f.name, len(f.v), half)
+			}
+			for i, x := range f.v {
+				if !(x > 0) || math.IsInf(x, 0) {
+					return fmt.Errorf("%s: %s: %s[%d] is %v, want a positive number", path, key, f.name, i, x)
+				}
+			}
+		}
+		if ro.OriginalMaxPos <= 0 {
+			return fmt.Errorf("%s: %s: rope_type longrope needs original_max_position_embeddings", path, key)
+		}
+		// The attention factor as transformers derives it: from the ratio of
+		// the extended to the pretrained context unless given.
+		if rr.AttnFactor == nil {
+			ro.AttnFactor = 1
+			if f := float64(c.MaxPositions) / float64(ro.OriginalMaxPos); f > 1 {
+				ro.AttnFactor = math.Sqrt(1 + math.Log(f)/math.Log(float64(ro.OriginalMaxPos)))
+			}
+		}
 	default:
-		return fmt.Errorf("%s: %s: rope_type %q is not supported (default, linear, dynamic, llama3, yarn)", path, key, ro.Type)
+		return fmt.Errorf("%s: %s: rope_type %q is not supported (default, linear, dynamic, llama3, yarn, longrope)", path, key, ro.Type)
 	}
 	if ro.Theta <= 0 || math.IsNaN(ro.Theta) {
 		return fmt.Errorf("%s: rope_theta must be positive, got %v", path, ro.Theta)
@@ -350,3 +430,54 @@ func (c *Config) QDim() int { return c.Heads * c.HeadDim }
 
 // KVDim is the width of the key and value projections' outputs.
 func (c *Config) KVDim() int { return c.KVHeads * c.HeadDim }
+
+// Dims are the sizes the family's weight shapes are written in.
+func (c *Config) Dims() family.Dims {
+	return family.Dims{Vocab: c.Vocab, Hidden: c.Hidden, Intermediate: c.Intermediate, HeadDim: c.HeadDim, QDim: c.QDim(), KVDim: c.KVDim(),
+		Experts: c.Experts, ExpertIntermediate: c.ExpertIntermediate}
+}
+
+// deviceUnsupported names what of this architecture the device block
+// (DeviceModel) does not implement, or "": such models train on the CPU.
+func (c *Config) deviceUnsupported() string {
+	var why []string
+	if c.NormPlusOne || c.SandwichNorms || c.EmbedScale != 0 {
+		why = append(why, "(1+weight) and sandwich norms, scaled embeddings")
+	}
+	if c.Act != "silu" && c.Act != "swish" {
+		why = append(why, c.Act+" MLPs")
+	}
+	if c.AttnSoftcap > 0 || c.FinalSoftcap > 0 || c.QueryPreAttnScalar > 0 {
+		why = append(why, "soft-capping, query_pre_attn_scalar")
+	}
+	if c.SlidingWindow > 0 || c.LocalRope != nil {
+		why = append(why, "sliding-window layers")
+	}
+	if c.Experts > 0 {
+		why = append(why, "mixture-of-experts layers")
+	}
+	if c.FusedQKV || c.FusedGateUp {
+		why = append(why, "fused qkv_proj/gate_up_proj")
+	}
+	if c.Rope.Type == "longrope" {
+		why = append(why, "longrope scaling")
+	}
+	return strings.Join(why, ", ")
+}
+
+// AttnScale is the factor of the attention scores: 1/√query_pre_attn_scalar
+// where the family sets it, else 1/√head_dim.
+func (c *Config) AttnScale() float32 {
+	if c.QueryPreAttnScalar > 0 {
+		return float32(1 / math.Sqrt(c.QueryPreAttnScalar))
+	}
+	return float32(1 / math.Sqrt(float64(c.HeadDim)))
+}
+
+// window is the sliding window of layer i, 0 for a global layer.
+func (c *Config) window(i int) int {
+	if c.IsSliding(i) {
+		return c.SlidingWindow
+	}
+	return 0
+}

@@ -218,6 +218,9 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 	if m.Input != nil {
 		return nil, errors.New("device model: virtual-token methods (prompt tuning, P-tuning) do not run on a GPU yet")
 	}
+	if why := c.deviceUnsupported(); why != "" {
+		return nil, fmt.Errorf("device model: %s models: %s do not run on a GPU yet", c.ModelType, why)
+	}
 	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, lrScale: o.LRScale, checkpoint: o.Checkpoint, inference: o.Inference, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
 	var err error
 	param := func(p *nn.Param, float bool) *dparam {

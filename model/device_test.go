@@ -190,3 +190,26 @@ func TestDevicePackedMatchesCPU(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceRefusesNewFamilies: architectures the device block does not
+// implement are refused with the reason, so `device: auto` trains them on
+// the CPU with a note instead of computing something else.
+func TestDeviceRefusesNewFamilies(t *testing.T) {
+	for _, c := range []struct{ dir, want string }{
+		{"phi3", "fused qkv_proj/gate_up_proj"},
+		{"phi3_longrope", "longrope"},
+		{"gemma2", "soft-capping"},
+		{"gemma3_text", "sliding-window"},
+		{"qwen3_moe", "mixture-of-experts"},
+		{"mixtral", "mixture-of-experts"},
+	} {
+		m, err := Load("../testdata/reference/"+c.dir+"/model", LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = NewDeviceModel(m, ref.New(), DeviceOptions{Compute: compute.F32})
+		if err == nil || !contains(err.Error(), c.want) || !contains(err.Error(), m.Cfg.ModelType) {
+			t.Errorf("%s: NewDeviceModel error %v, want one naming %s and %q", c.dir, err, m.Cfg.ModelType, c.want)
+		}
+	}
+}

@@ -1,8 +1,6 @@
 package model
 
 import (
-	"math"
-
 	"gotune/nn"
 )
 
@@ -28,6 +26,10 @@ type layerActs struct {
 	xmid         []float32
 	xn2, rstd2   []float32
 	g, u, a      []float32
+	ao, mo       []float32 // attention and MLP outputs before their post-norms
+	rstdAO       []float32
+	rstdMO       []float32
+	moe          moeActs
 	attn         nn.Attention
 	tk           int
 }
@@ -79,6 +81,13 @@ type Workspace struct {
 	tokenEntropy                                      []float64
 	tokenRow                                          []int
 	attnTiles                                         [][]float32
+	fused, dfused                                     []float32 // fused projections' outputs and their gradients
+	dpost                                             []float32 // gradient through a post-norm
+	nw                                                normWeights
+	capF                                              []float32 // final soft-capped logits of a head chunk
+	aux                                               auxStats  // MoE load balancing over the last forward
+	recompute                                         bool      // a checkpointed block runs again in backward
+	auxW                                              float64   // weight of the auxiliary loss's gradient
 }
 
 // NewWorkspace prepares buffers for a model.
@@ -155,6 +164,9 @@ func (w *Workspace) size(tk int) {
 	n := w.N
 	prefix := tk - w.T
 	h, qd, kd, inter := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	if c.Experts > 0 && !m.hasDenseMLP() {
+		inter = 0 // every MLP is a mixture of experts, with buffers of its own
+	}
 	if len(w.stream) != len(m.Layers)+1 {
 		w.stream = make([][]float32, len(m.Layers)+1)
 	}
@@ -192,7 +204,11 @@ func (w *Workspace) size(tk int) {
 		a.xmid = grow(a.xmid, n*h)
 		a.xn2, a.rstd2 = grow(a.xn2, n*h), grow(a.rstd2, n)
 		a.g, a.u, a.a = grow(a.g, n*inter), grow(a.u, n*inter), grow(a.a, n*inter)
+		if c.SandwichNorms {
+			a.ao, a.mo, a.rstdAO, a.rstdMO = grow(a.ao, n*h), grow(a.mo, n*h), grow(a.rstdAO, n), grow(a.rstdMO, n)
+		}
 	}
+	w.nw.refresh(m)
 	w.xf, w.rstdf = grow(w.xf, n*h), grow(w.rstdf, n)
 }
 
@@ -211,10 +227,12 @@ func (w *Workspace) embed() {
 	for i, id := range w.ids {
 		copy(x[i*h:(i+1)*h], w.m.Embed.Data[int(id)*h:(int(id)+1)*h])
 	}
+	scaleEmbeddings(w.m.Cfg, x)
 	if w.P > 0 {
 		virt := grow(w.dvirt, w.B*w.P*h)
 		w.dvirt = virt
 		hook.Embed(virt, w.B)
+		scaleVirtual(w.m.Cfg, virt)
 		for r := 0; r < w.B; r++ {
 			copy(x[r*w.T*h:(r*w.T+w.P)*h], virt[r*w.P*h:(r+1)*w.P*h])
 		}
@@ -227,15 +245,21 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	a := w.actsFor(l.Index)
 	n, h, kd, hd := w.N, c.Hidden, c.KVDim(), c.HeadDim
 	x, out := w.stream[l.Index], w.stream[l.Index+1]
-	rope := m.Rope(int(maxPos(w.pos)) + 1)
+	rope := m.ropeFor(l.Index, int(maxPos(w.pos))+1)
 
-	nn.RMSNorm(a.xn1, a.rstd1, x, l.InNorm.Data, n, h, c.RMSNormEps)
-	l.Q.Forward(a.q, a.xn1, n)
-	l.K.Forward(a.k, a.xn1, n)
-	l.V.Forward(a.v, a.xn1, n)
+	nn.RMSNorm(a.xn1, a.rstd1, x, w.nw.of(l.InNorm), n, h, c.RMSNormEps)
+	if l.QKV != nil {
+		w.fused = grow(w.fused, n*(c.QDim()+2*kd))
+		l.QKV.Forward(w.fused, a.xn1, n)
+		splitCols(w.fused, n, a.q, a.k, a.v)
+	} else {
+		l.Q.Forward(a.q, a.xn1, n)
+		l.K.Forward(a.k, a.xn1, n)
+		l.V.Forward(a.v, a.xn1, n)
+	}
 	if c.QKNorm {
-		nn.RMSNorm(a.qr, a.rstdq, a.q, l.QNorm.Data, n*c.Heads, hd, c.RMSNormEps)
-		nn.RMSNorm(a.kr, a.rstdk, a.k, l.KNorm.Data, n*c.KVHeads, hd, c.RMSNormEps)
+		nn.RMSNorm(a.qr, a.rstdq, a.q, w.nw.of(l.QNorm), n*c.Heads, hd, c.RMSNormEps)
+		nn.RMSNorm(a.kr, a.rstdk, a.k, w.nw.of(l.KNorm), n*c.KVHeads, hd, c.RMSNormEps)
 	} else {
 		copy(a.qr, a.q)
 		copy(a.kr, a.k)
@@ -245,7 +269,8 @@ func (w *Workspace) forwardLayer(l *Layer) {
 
 	k, v := a.kr, a.v
 	a.attn = nn.Attention{B: w.B, Tq: w.T, Tk: w.T, Heads: c.Heads, KVHeads: c.KVHeads, HD: hd,
-		KeyMask: w.mask, QSeg: w.seg, KSeg: w.seg, Scale: float32(1 / math.Sqrt(float64(hd))), Scratch: a.attn.Scratch, Tiles: w.attnTiles}
+		KeyMask: w.mask, QSeg: w.seg, KSeg: w.seg, Scale: c.AttnScale(), Window: c.window(l.Index), SoftCap: float32(c.AttnSoftcap),
+		Scratch: a.attn.Scratch, Tiles: w.attnTiles}
 	if kc := w.cache; kc != nil {
 		w.decodeAttention(l, a, kc)
 	} else {
@@ -270,14 +295,37 @@ func (w *Workspace) forwardLayer(l *Layer) {
 	if l.AttnOut != nil {
 		l.AttnOut.Forward(out, n)
 	}
+	if l.AttnPostNorm != nil {
+		copy(a.ao, out)
+		nn.RMSNorm(out, a.rstdAO, a.ao, w.nw.of(l.AttnPostNorm), n, h, c.RMSNormEps)
+	}
 	nn.AddTo(a.xmid, x, out)
-	nn.RMSNorm(a.xn2, a.rstd2, a.xmid, l.PostNorm.Data, n, h, c.RMSNormEps)
-	l.Gate.Forward(a.g, a.xn2, n)
-	l.Up.Forward(a.u, a.xn2, n)
-	nn.SwiGLU(a.a, a.g, a.u)
-	l.Down.Forward(out, a.a, n)
+	nn.RMSNorm(a.xn2, a.rstd2, a.xmid, w.nw.of(l.PostNorm), n, h, c.RMSNormEps)
+	switch {
+	case l.MoE != nil:
+		var stats *auxStats
+		if !w.recompute {
+			stats = &w.aux
+		}
+		moeForward(c, l.MoE, &a.moe, out, a.xn2, n, w.mask, stats)
+	case l.GateUp != nil:
+		w.fused = grow(w.fused, 2*len(a.g))
+		l.GateUp.Forward(w.fused, a.xn2, n)
+		splitCols(w.fused, n, a.g, a.u)
+		glu(c, a.a, a.g, a.u)
+		l.Down.Forward(out, a.a, n)
+	default:
+		l.Gate.Forward(a.g, a.xn2, n)
+		l.Up.Forward(a.u, a.xn2, n)
+		glu(c, a.a, a.g, a.u)
+		l.Down.Forward(out, a.a, n)
+	}
 	if l.MLPOut != nil {
 		l.MLPOut.Forward(out, n)
+	}
+	if l.MLPPostNorm != nil {
+		copy(a.mo, out)
+		nn.RMSNorm(out, a.rstdMO, a.mo, w.nw.of(l.MLPPostNorm), n, h, c.RMSNormEps)
 	}
 	nn.Add(out, a.xmid)
 }
@@ -327,10 +375,13 @@ func maxPos(pos []int32) int32 {
 // hidden states in xf.
 func (w *Workspace) forward(b *Batch) {
 	w.prepare(b)
+	if c := w.m.Cfg; c.Experts > 0 {
+		w.aux.reset(c.Experts)
+	}
 	w.embed()
 	for _, l := range w.m.Layers {
 		w.forwardLayer(l)
 	}
 	c := w.m.Cfg
-	nn.RMSNorm(w.xf, w.rstdf, w.stream[len(w.m.Layers)], w.m.Norm.Data, w.N, c.Hidden, c.RMSNormEps)
+	nn.RMSNorm(w.xf, w.rstdf, w.stream[len(w.m.Layers)], w.nw.of(w.m.Norm), w.N, c.Hidden, c.RMSNormEps)
 }

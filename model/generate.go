@@ -17,6 +17,12 @@ type Session struct {
 	prefix int
 	cache  kvCache
 	ws     *Workspace
+	// virt and fed are the virtual tokens' embeddings and the ids fed so
+	// far, kept only for longrope models: past the pretrained context the
+	// frequencies of every position change, and with them every layer's
+	// cached keys and values, so the session runs the sequence again.
+	virt []float32
+	fed  []int32
 }
 
 // kvCache holds the rotated keys and values of every position its
@@ -67,10 +73,14 @@ func (s *Session) Reset() {
 		}
 	}
 	s.prefix, s.Len = s.cache.lens[0], s.cache.lens[0]
+	s.virt, s.fed = nil, s.fed[:0]
 	if s.m.Input != nil {
 		p := s.m.Input.Virtual()
 		virt := make([]float32, p*s.m.Cfg.Hidden)
 		s.m.Input.Embed(virt, 1)
+		if s.m.Cfg.Rope.Type == "longrope" {
+			s.virt = virt
+		}
 		s.ws.decode(nil, virt, []int{0}, p)
 		s.Len = s.cache.lens[0]
 	}
@@ -87,6 +97,20 @@ func (s *Session) Feed(ids []int32) ([]float32, error) {
 	}
 	if err := checkIDs(ids, s.m.Cfg.Vocab); err != nil {
 		return nil, fmt.Errorf("feed: %w", err)
+	}
+	if c := s.m.Cfg; c.Rope.Type == "longrope" {
+		if c.ropeLong(s.Len+len(ids)) && !c.ropeLong(s.Len) && s.Len > s.prefix {
+			// Crossing into the long factors: everything again, in one pass.
+			s.fed = append(s.fed, ids...)
+			s.cache.lens[0] = s.prefix
+			if s.virt != nil {
+				s.ws.decode(nil, s.virt, []int{0}, len(s.virt)/c.Hidden)
+			}
+			logits := s.ws.decode(s.fed, nil, []int{0}, len(s.fed))
+			s.Len = s.cache.lens[0]
+			return logits, nil
+		}
+		s.fed = append(s.fed, ids...)
 	}
 	logits := s.ws.decode(ids, nil, []int{0}, len(ids))
 	s.Len = s.cache.lens[0]
@@ -124,6 +148,9 @@ func (m *Model) NewGroupSession(n, maxLen int) (*GroupSession, error) {
 	}
 	if n <= 0 {
 		return nil, fmt.Errorf("group decoding: %d sequences", n)
+	}
+	if c := m.Cfg; c.Rope.Type == "longrope" && c.ropeLong(maxLen) {
+		return nil, fmt.Errorf("group decoding: %d positions pass longrope's original context of %d (the long factors would change every cached key); keep prompt and completion within it", maxLen, c.Rope.OriginalMaxPos)
 	}
 	g := &GroupSession{m: m, cache: newKVCache(m.Cfg, n, maxLen)}
 	g.Lens = g.cache.lens
@@ -227,14 +254,19 @@ func (w *Workspace) decode(ids []int32, emb []float32, rows []int, t int) []floa
 		}
 	}
 	w.size(t)
+	if c.Experts > 0 {
+		w.aux.reset(c.Experts) // routing statistics nobody reads here
+	}
 	x := w.stream[0]
 	if ids != nil {
 		copy(w.ids, ids)
 		for i, id := range ids {
 			copy(x[i*h:(i+1)*h], m.Embed.Data[int(id)*h:(int(id)+1)*h])
 		}
+		scaleEmbeddings(c, x[:n*h])
 	} else {
 		copy(x, emb)
+		scaleVirtual(c, x[:n*h])
 	}
 	for _, l := range m.Layers {
 		w.forwardLayer(l)
@@ -247,9 +279,10 @@ func (w *Workspace) decode(ids []int32, emb []float32, rows []int, t int) []floa
 	for r := range b {
 		copy(w.xf[r*h:(r+1)*h], out[(r*t+t-1)*h:(r*t+t)*h])
 	}
-	nn.RMSNorm(w.xf[:b*h], w.rstdf[:b], w.xf[:b*h], m.Norm.Data, b, h, c.RMSNormEps)
+	nn.RMSNorm(w.xf[:b*h], w.rstdf[:b], w.xf[:b*h], w.nw.of(m.Norm), b, h, c.RMSNormEps)
 	w.logits = grow(w.logits, b*c.Vocab)
 	cpu.Sgemm(false, true, b, c.Vocab, h, 1, w.xf[:b*h], h, m.Head.Data, h, 0, w.logits, c.Vocab)
+	w.capLogits(w.logits, false)
 	return w.logits
 }
 

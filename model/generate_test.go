@@ -33,6 +33,15 @@ var ropeConfigs = []struct{ name, json string }{
 		"num_hidden_layers":2,"num_attention_heads":3,"num_key_value_heads":1,"partial_rotary_factor":0.5,
 		"max_position_embeddings":256,"rope_theta":10000,"rope_scaling":{"type":"yarn","factor":3,
 		"original_max_position_embeddings":32,"mscale":0.7,"mscale_all_dim":1}}`},
+	// The new families: sliding windows and soft caps on the cached path,
+	// Gemma 3's local rope, phi3's fused projections.
+	{"gemma2", familyConfigs["gemma2"]},
+	{"gemma3", familyConfigs["gemma3"]},
+	{"qwen3_moe", familyConfigs["qwen3_moe"]},
+	{"mixtral", familyConfigs["mixtral"]},
+	{"fused-phi3", `{"model_type":"phi3","vocab_size":97,"hidden_size":48,"intermediate_size":80,
+		"num_hidden_layers":2,"num_attention_heads":6,"num_key_value_heads":2,"partial_rotary_factor":0.5,
+		"max_position_embeddings":256,"rope_theta":10000}`},
 }
 
 func ropeModel(t *testing.T, name, js string) *Model {
@@ -181,5 +190,35 @@ func TestFeedRejectsBadTokens(t *testing.T) {
 	}
 	if _, err := s.Feed(nil); err == nil {
 		t.Fatal("Feed(nil) succeeded")
+	}
+}
+
+// TestSessionLongRope: with longrope the frequencies depend on the whole
+// sequence's length (long factors past original_max_position_embeddings),
+// so after each feed the session's logits must equal a full forward over the
+// tokens so far, including across the switch, where the cached keys are
+// rotated again.
+func TestSessionLongRope(t *testing.T) {
+	m := ropeModel(t, "longrope-phi3", `{"model_type":"phi3","vocab_size":97,"hidden_size":48,"intermediate_size":80,
+		"num_hidden_layers":2,"num_attention_heads":6,"num_key_value_heads":2,"partial_rotary_factor":0.5,
+		"max_position_embeddings":64,"original_max_position_embeddings":16,"rope_parameters":{"rope_type":"longrope",
+		"rope_theta":10000,"short_factor":[1.1,1.3],"long_factor":[2.5,7.5]}}`)
+	V := m.Cfg.Vocab
+	r := rand.New(rand.NewPCG(5, 6))
+	ids := make([]int32, 40)
+	for i := range ids {
+		ids[i] = int32(r.IntN(V))
+	}
+	s := m.NewSession(len(ids))
+	for _, chunk := range [][2]int{{0, 10}, {10, 16}, {16, 17}, {17, 30}, {30, 40}} {
+		lg, err := s.Feed(ids[chunk[0]:chunk[1]])
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := chunk[1]
+		full := m.NewWorkspace().Logits(&Batch{B: 1, T: n, IDs: ids[:n]})
+		if e := relErr32(lg, full[(n-1)*V:n*V]); e > 1e-5 {
+			t.Fatalf("after %d tokens: logits differ from the full forward by %.3g", n, e)
+		}
 	}
 }

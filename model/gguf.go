@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"gotune/gguf"
+	"gotune/model/family"
 	"gotune/nn"
 )
 
@@ -32,7 +33,14 @@ func LoadGGUF(path string, opt LoadOptions) (*Model, error) {
 		return nil, err
 	}
 	m := New(cfg)
+	stacks := map[string][]float32{} // stacked expert tensors, decoded once
 	for _, p := range m.Params() {
+		if name, e, ok := cfg.Family.GGUFExpert(p.Name); ok {
+			if err := readGGUFExpert(f, stacks, name, e, p); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := readGGUFParam(f, cfg, p); err != nil {
 			return nil, err
 		}
@@ -54,10 +62,10 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: general.architecture is missing", f.Path)
 	}
-	switch arch {
-	case "llama", "qwen2", "qwen3":
-	default:
-		return nil, fmt.Errorf("%s: general.architecture %q is not supported (llama, qwen2, qwen3)", f.Path, arch)
+	experts, _ := f.Int(arch + ".expert_count")
+	fam, err := family.ByGGUF(arch, experts > 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
 	}
 	a := arch + "."
 	req := func(key string) (int, error) {
@@ -73,8 +81,7 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 		}
 		return int(v), nil
 	}
-	c := &Config{ModelType: arch, Act: "silu", Pad: -1}
-	var err error
+	c := &Config{ModelType: fam.ModelType, Family: fam, Act: "silu", Pad: -1}
 	if c.Hidden, err = req("embedding_length"); err != nil {
 		return nil, err
 	}
@@ -136,15 +143,11 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 	}
 	_, hasOutput := f.Tensor("output.weight")
 	c.TieEmbeddings = !hasOutput
-	_, c.AttnBias = f.Tensor("blk.0.attn_q.bias")
-	if arch == "llama" {
-		_, c.AttnOutBias = f.Tensor("blk.0.attn_output.bias")
+	if err := fam.FromGGUF(f.Path, f, &c.Traits); err != nil {
+		return nil, err
 	}
-	if arch == "qwen3" {
-		c.QKNorm = true
-	}
-	if arch == "qwen2" && !c.AttnBias {
-		return nil, fmt.Errorf("%s: tensor blk.0.attn_q.bias is missing (qwen2 has q/k/v biases)", f.Path)
+	if c.Activation != "" {
+		c.Act = c.Activation
 	}
 
 	tokID := func(key string) []int {
@@ -160,6 +163,9 @@ func ggufConfig(f *gguf.File) (*Config, error) {
 	}
 	if err := ggufRope(f, c, a); err != nil {
 		return nil, err
+	}
+	if c.LocalRopeTheta > 0 {
+		c.LocalRope = &Rope{Type: "default", Theta: c.LocalRopeTheta, Factor: 1, PartialFactor: c.Rope.PartialFactor, OriginalMaxPos: c.MaxPositions}
 	}
 	if err := c.checkSizes(f.Path); err != nil {
 		return nil, err
@@ -209,6 +215,9 @@ func ggufRope(f *gguf.File, c *Config, a string) error {
 		return fmt.Errorf("%s: %srope.scaling.type %q is not supported (none, linear, yarn)", f.Path, a, typ)
 	}
 	c.Rope = r
+	if _, ok := f.Tensor("rope_factors_long.weight"); ok {
+		return ggufLongRope(f, c, a)
+	}
 	if _, ok := f.Tensor("rope_freqs.weight"); ok {
 		if typ != "" && typ != "none" {
 			return fmt.Errorf("%s: tensor rope_freqs.weight together with %srope.scaling.type %q is not supported", f.Path, a, typ)
@@ -329,7 +338,7 @@ func (c *Config) llama3FromFactors(div []float32) error {
 
 // readGGUFParam fills one parameter from its GGUF tensor.
 func readGGUFParam(f *gguf.File, c *Config, p *nn.Param) error {
-	name, ok := gguf.GGUFName(p.Name)
+	name, ok := c.Family.GGUFName(p.Name)
 	if !ok {
 		return fmt.Errorf("%s: parameter %s has no GGUF counterpart", f.Path, p.Name)
 	}
@@ -357,6 +366,12 @@ func readGGUFParam(f *gguf.File, c *Config, p *nn.Param) error {
 		}
 	}
 	copy(p.Data, v)
+	if c.NormPlusOne && strings.HasSuffix(name, "norm.weight") {
+		// llama.cpp's file holds 1+w for (1+w) norms.
+		for i := range p.Data {
+			p.Data[i]--
+		}
+	}
 	for i, x := range p.Data {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 			return fmt.Errorf("%s: tensor %s holds a non-finite value at %d", f.Path, name, i)
@@ -365,10 +380,41 @@ func readGGUFParam(f *gguf.File, c *Config, p *nn.Param) error {
 	return nil
 }
 
-// unpermuteHeads is the head count whose row order llama.cpp's "llama"
-// architecture interleaved in this parameter, 0 for the others.
+// readGGUFExpert fills one expert's weight from its slice of a stacked
+// llama.cpp tensor ([Experts, out, in] in Hugging Face order).
+func readGGUFExpert(f *gguf.File, stacks map[string][]float32, name string, e int, p *nn.Param) error {
+	v, ok := stacks[name]
+	if !ok {
+		info, found := f.Tensor(name)
+		if !found {
+			return fmt.Errorf("%s: tensor %s (%s) is missing", f.Path, name, p.Name)
+		}
+		if len(info.Dims) != 3 || int(info.Dims[0]) != p.Shape[1] || int(info.Dims[1]) != p.Shape[0] {
+			return fmt.Errorf("%s: tensor %s has dims %v, want [%d, %d, experts]", f.Path, name, info.Dims, p.Shape[1], p.Shape[0])
+		}
+		var err error
+		if v, _, err = f.TensorFloat32s(name); err != nil {
+			return fmt.Errorf("%s: tensor %s: %w", f.Path, name, err)
+		}
+		stacks[name] = v
+	}
+	n := len(p.Data)
+	if (e+1)*n > len(v) {
+		return fmt.Errorf("%s: tensor %s holds no expert %d", f.Path, name, e)
+	}
+	copy(p.Data, v[e*n:(e+1)*n])
+	for i, x := range p.Data {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Errorf("%s: tensor %s holds a non-finite value in expert %d at %d", f.Path, name, e, i)
+		}
+	}
+	return nil
+}
+
+// unpermuteHeads is the head count whose row order llama.cpp's architecture
+// interleaved in this parameter (families with PermuteQK), 0 for the others.
 func unpermuteHeads(c *Config, hf string) int {
-	if c.ModelType != "llama" {
+	if !c.Family.PermuteQK {
 		return 0
 	}
 	switch {
@@ -380,4 +426,39 @@ func unpermuteHeads(c *Config, hf string) int {
 		return c.KVHeads
 	}
 	return 0
+}
+
+// ggufLongRope reads longrope scaling back: the factors from the
+// rope_factors_short/long tensors, the attention factor and the pretrained
+// context from the rope.scaling keys.
+func ggufLongRope(f *gguf.File, c *Config, a string) error {
+	r := &c.Rope
+	half := int(float64(c.HeadDim)*r.PartialFactor) / 2
+	for _, t := range []struct {
+		name string
+		dst  *[]float64
+	}{{"rope_factors_short.weight", &r.ShortFactor}, {"rope_factors_long.weight", &r.LongFactor}} {
+		v, _, err := f.TensorFloat32s(t.name)
+		if err != nil {
+			return fmt.Errorf("%s: tensor %s: %w", f.Path, t.name, err)
+		}
+		if len(v) != half {
+			return fmt.Errorf("%s: tensor %s holds %d values, want %d (rotary dimensions / 2)", f.Path, t.name, len(v), half)
+		}
+		*t.dst = make([]float64, half)
+		for i, x := range v {
+			if !(x > 0) || math.IsInf(float64(x), 0) {
+				return fmt.Errorf("%s: tensor %s: value %d is %v, want a positive factor", f.Path, t.name, i, x)
+			}
+			(*t.dst)[i] = decimal32(float64(x))
+		}
+	}
+	r.Type, r.AttnFactor = "longrope", 1
+	if v, ok := f.Float(a + "rope.scaling.attn_factor"); ok {
+		r.AttnFactor = v
+	}
+	if r.OriginalMaxPos <= 0 {
+		return fmt.Errorf("%s: longrope needs %srope.scaling.original_context_length", f.Path, a)
+	}
+	return nil
 }

@@ -95,7 +95,7 @@ func writeTestGGUF(t *testing.T, m *Model, path string, typ gguf.TensorType) {
 		ts = append(ts, rf)
 	}
 	for _, p := range m.Params() {
-		name, ok := gguf.GGUFName(p.Name)
+		name, ok := c.Family.GGUFName(p.Name)
 		if !ok {
 			t.Fatalf("no GGUF name for %s", p.Name)
 		}
@@ -364,7 +364,7 @@ func TestLoadGGUFReference(t *testing.T) {
 	if _, err := os.Stat(root); err != nil {
 		t.Fatal("reference data missing from testdata/reference (it ships with the repository)")
 	}
-	for _, name := range []string{"qwen3", "llama", "qwen2"} {
+	for _, name := range []string{"qwen3", "llama", "qwen2", "phi3", "phi3_longrope"} {
 		for _, tc := range []struct {
 			typ gguf.TensorType
 			tol float64
@@ -390,5 +390,79 @@ func TestLoadGGUFReference(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// copyRef copies a reference model folder, letting edit change config.json.
+func copyRef(t *testing.T, name string, edit func(string) string) string {
+	t.Helper()
+	src := filepath.Join("..", "testdata", "reference", name, "model")
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "config.json" {
+			b = []byte(edit(string(b)))
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// TestLoadGGUFNewFamilies: Gemma and MoE exports (norms stored as 1+w,
+// stacked experts, windows and soft caps as keys) read back to the same
+// logits, on configurations llama.cpp runs as transformers does (what it
+// fixes rather than reads set accordingly), with sequences past the window.
+func TestLoadGGUFNewFamilies(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		edit func(string) string
+	}{
+		{"gemma2", func(s string) string {
+			return strings.Replace(s, `"query_pre_attn_scalar": 24`, `"query_pre_attn_scalar": 32`, 1)
+		}},
+		{"gemma3_text", func(s string) string {
+			s = strings.Replace(s, `"query_pre_attn_scalar": 20`, `"query_pre_attn_scalar": 16`, 1)
+			return strings.Replace(s, `"full_attention"
+  ],`, `"sliding_attention"
+  ],`, 1)
+		}},
+		{"mixtral", func(s string) string { return s }},
+		{"qwen3_moe", func(s string) string {
+			return strings.Replace(s, `"norm_topk_prob": false`, `"norm_topk_prob": true`, 1)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := copyRef(t, c.name, c.edit)
+			hf, err := Load(dir, LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "m.gguf")
+			if err := gguf.FromHF(dir, out, gguf.Options{Type: gguf.F32}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := LoadGGUF(out, LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := make([]int32, 40)
+			for i := range ids {
+				ids[i] = int32((i*37 + 11) % hf.Cfg.Vocab)
+			}
+			b := &Batch{B: 1, T: len(ids), IDs: ids}
+			want := append([]float32(nil), hf.NewWorkspace().Logits(b)...)
+			if e := ggufRelErr(m.NewWorkspace().Logits(b), want); e > 1e-5 {
+				t.Errorf("logits relative error %.3g", e)
+			}
+		})
 	}
 }

@@ -11,7 +11,13 @@ import (
 // so that their gradients are not special.
 func tinyModel(t *testing.T, shape string, seed uint64) *Model {
 	t.Helper()
-	cfg, err := Shape(shape)
+	var cfg *Config
+	var err error
+	if js, ok := familyConfigs[shape]; ok {
+		cfg, err = ParseConfig(shape+"/config.json", []byte(js))
+	} else {
+		cfg, err = Shape(shape)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,6 +32,40 @@ func tinyModel(t *testing.T, shape string, seed uint64) *Model {
 		}
 	}
 	return m
+}
+
+// familyConfigs are small models of the families of issue 20 with every
+// feature on: Gemma 2's soft caps, sliding windows shorter than gradBatch's
+// rows, GeGLU, (1+w) sandwich norms and scaled embeddings; Gemma 3's q/k
+// norms and local rope; phi3's fused projections with LongRoPE past its
+// pretrained context.
+var familyConfigs = map[string]string{
+	"gemma2": `{"model_type":"gemma2","vocab_size":97,"hidden_size":48,"intermediate_size":80,"num_hidden_layers":3,
+		"num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"query_pre_attn_scalar":24,"attn_logit_softcapping":2.0,
+		"final_logit_softcapping":3.0,"sliding_window":4,"hidden_activation":"gelu_pytorch_tanh","max_position_embeddings":256,
+		"rope_theta":10000,"tie_word_embeddings":true}`,
+	"gemma3": `{"model_type":"gemma3_text","vocab_size":97,"hidden_size":48,"intermediate_size":80,"num_hidden_layers":3,
+		"num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"query_pre_attn_scalar":20,"sliding_window":3,
+		"layer_types":["sliding_attention","full_attention","sliding_attention"],"hidden_activation":"gelu_pytorch_tanh",
+		"max_position_embeddings":256,"tie_word_embeddings":true,"rope_parameters":{"full_attention":{"rope_type":"linear",
+		"factor":8,"rope_theta":1000000},"sliding_attention":{"rope_type":"default","rope_theta":10000}}}`,
+	"phi3": `{"model_type":"phi3","vocab_size":97,"hidden_size":48,"intermediate_size":80,"num_hidden_layers":2,
+		"num_attention_heads":6,"num_key_value_heads":2,"max_position_embeddings":64,"original_max_position_embeddings":4,
+		"tie_word_embeddings":false,"rope_parameters":{"rope_type":"longrope","rope_theta":10000,
+		"short_factor":[1.1,1.3,1.2,1.0],"long_factor":[2.5,7.5,3,4]}}`,
+	// Routing weights as probabilities (Qwen3-MoE) or renormalised over
+	// the top-k (Mixtral), the load-balancing loss on, a dense layer.
+	"qwen3_moe": `{"model_type":"qwen3_moe","vocab_size":97,"hidden_size":48,"intermediate_size":80,"num_hidden_layers":3,
+		"num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"num_experts":5,"num_experts_per_tok":2,
+		"moe_intermediate_size":24,"norm_topk_prob":false,"mlp_only_layers":[1],"output_router_logits":true,
+		"router_aux_loss_coef":0.3,"max_position_embeddings":256,"rope_theta":10000,"tie_word_embeddings":true}`,
+	"mixtral": `{"model_type":"mixtral","vocab_size":97,"hidden_size":48,"intermediate_size":24,"num_hidden_layers":2,
+		"num_attention_heads":4,"num_key_value_heads":2,"num_local_experts":4,"num_experts_per_tok":2,
+		"output_router_logits":true,"router_aux_loss_coef":0.3,"max_position_embeddings":256,"rope_theta":10000}`,
+	// Without output_router_logits: no auxiliary loss at all.
+	"mixtral-noaux": `{"model_type":"mixtral","vocab_size":97,"hidden_size":48,"intermediate_size":24,"num_hidden_layers":2,
+		"num_attention_heads":4,"num_key_value_heads":2,"num_local_experts":4,"num_experts_per_tok":2,
+		"max_position_embeddings":256,"rope_theta":10000}`,
 }
 
 // gradBatch is two rows, the second right-padded, with some labels ignored.
@@ -59,7 +99,7 @@ func setTrainable(m *Model) {
 // the largest gradient. Steps are 1% of the tensor's RMS: embeddings (σ
 // 0.02) and projections (σ 0.125) need different absolute steps.
 func TestGradientFiniteDifference(t *testing.T) {
-	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2"} {
+	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2", "gemma2", "gemma3", "phi3", "qwen3_moe", "mixtral", "mixtral-noaux"} {
 		t.Run(shape, func(t *testing.T) {
 			m := tinyModel(t, shape, 1)
 			setTrainable(m)
@@ -93,7 +133,7 @@ func TestGradientFiniteDifference(t *testing.T) {
 					pn += float64(v) * float64(v)
 				}
 				rms := math.Sqrt(pn / float64(len(d)))
-				step := 1e-2 * rms / math.Sqrt(dnorm/float64(len(d)))
+				step := relStep(shape) * rms / math.Sqrt(dnorm/float64(len(d)))
 				orig := append([]float32(nil), p.Data...)
 				for i := range p.Data {
 					p.Data[i] = orig[i] + float32(step)*d[i]
@@ -118,7 +158,7 @@ func TestGradientFiniteDifference(t *testing.T) {
 				// The two largest single entries.
 				for _, i := range topK(g, 2) {
 					old := p.Data[i]
-					h := float32(1e-2 * math.Max(math.Abs(float64(old)), rms))
+					h := float32(relStep(shape) * math.Max(math.Abs(float64(old)), rms))
 					up, dn := old+h, old-h
 					p.Data[i] = up
 					lp := loss()
@@ -127,13 +167,27 @@ func TestGradientFiniteDifference(t *testing.T) {
 					p.Data[i] = old
 					fd := (lp - lm) / float64(up-dn)
 					want := float64(g[i])
-					if math.Abs(fd-want) > 0.01*math.Abs(want)+1e-4 {
+					// The absolute part covers float32 rounding of the
+					// loss, which grows as the step shrinks.
+					if math.Abs(fd-want) > 0.01*math.Abs(want)+1e-4*(1e-2/relStep(shape)) {
 						t.Errorf("%s[%d]: gradient %.6g, finite difference %.6g", p.Name, i, want, fd)
 					}
 				}
 			}
 		})
 	}
+}
+
+// relStep is the finite-difference step as a fraction of a tensor's RMS:
+// 1%, but 0.2% for the new families, whose q/k norms, soft caps and large
+// rope factors curve the loss more (at 1% the central difference of a
+// gemma3 q_proj direction is 16% off and converges to the analytic value
+// as the step shrinks).
+func relStep(shape string) float64 {
+	if _, ok := familyConfigs[shape]; ok {
+		return 2e-3
+	}
+	return 1e-2
 }
 
 func topK(v []float32, k int) []int {
@@ -157,7 +211,7 @@ func topK(v []float32, k int) []int {
 // TestCheckpointSameGradients: recomputing each block's forward during
 // backward must not change a single gradient.
 func TestCheckpointSameGradients(t *testing.T) {
-	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2"} {
+	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2", "gemma2", "gemma3", "phi3", "qwen3_moe", "mixtral"} {
 		t.Run(shape, func(t *testing.T) {
 			m := tinyModel(t, shape, 2)
 			setTrainable(m)

@@ -146,21 +146,24 @@ func readParam(set *safetensors.Set, p *nn.Param) error {
 }
 
 // checkWeightShapes compares config.json with the weight files before the
-// model is built: the embedding table, the first layer's projections and
-// the layer count. Building first would allocate whatever config.json
+// model is built: the embedding table, the first layer's weights (as the
+// family names them) and the layer count. Building first would allocate whatever config.json
 // claims (vocab_size 2^40, a billion layers) before any shape was checked.
 func checkWeightShapes(cfg *Config, set *safetensors.Set) error {
-	want := []struct {
+	type tensor struct {
 		name  string
 		shape []int
 		keys  string
-	}{
-		{"model.embed_tokens.weight", []int{cfg.Vocab, cfg.Hidden}, "vocab_size, hidden_size"},
-		{"model.layers.0.self_attn.q_proj.weight", []int{cfg.QDim(), cfg.Hidden}, "num_attention_heads × head_dim, hidden_size"},
-		{"model.layers.0.self_attn.k_proj.weight", []int{cfg.KVDim(), cfg.Hidden}, "num_key_value_heads × head_dim, hidden_size"},
-		{"model.layers.0.mlp.gate_proj.weight", []int{cfg.Intermediate, cfg.Hidden}, "intermediate_size, hidden_size"},
-		{fmt.Sprintf("model.layers.%d.input_layernorm.weight", cfg.Layers-1), []int{cfg.Hidden}, "num_hidden_layers, hidden_size"},
 	}
+	want := []tensor{{"model.embed_tokens.weight", []int{cfg.Vocab, cfg.Hidden}, "vocab_size, hidden_size"}}
+	// Every weight of the first layer, as the family names them.
+	d := cfg.Dims()
+	for _, t := range cfg.Family.Layer {
+		if t.HF != "" && t.Has(cfg.Traits) {
+			want = append(want, tensor{"model.layers.0." + t.HF, t.Shape(d), "hidden_size, num_attention_heads, num_key_value_heads, head_dim, intermediate_size"})
+		}
+	}
+	want = append(want, tensor{fmt.Sprintf("model.layers.%d.input_layernorm.weight", cfg.Layers-1), []int{cfg.Hidden}, "num_hidden_layers, hidden_size"})
 	for _, w := range want {
 		info, ok := set.Info(w.name)
 		if !ok {

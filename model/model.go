@@ -18,15 +18,27 @@ type Model struct {
 	Input InputHook
 
 	ropes map[int]*RopeTable
+	local *Model // rope tables of sliding-window layers with their own rope
 }
 
 // Layer is one transformer block.
 type Layer struct {
 	Index            int
-	InNorm, PostNorm *nn.Param
-	QNorm, KNorm     *nn.Param // qwen3 only
-	Q, K, V, O       *nn.Linear
-	Gate, Up, Down   *nn.Linear
+	InNorm, PostNorm *nn.Param // before attention, before the MLP
+	QNorm, KNorm     *nn.Param // qwen3, gemma3 only
+	// AttnPostNorm and MLPPostNorm normalise the attention and MLP outputs
+	// before they join the residual stream (Gemma's sandwich norms).
+	AttnPostNorm, MLPPostNorm *nn.Param
+	Q, K, V, O                *nn.Linear // Q, K, V nil when QKV holds them
+	Gate, Up, Down            *nn.Linear // Gate, Up nil when GateUp holds them
+	// QKV and GateUp are the fused projections of families that store them
+	// so (phi3's qkv_proj: rows q, then k, then v; gate_up_proj: rows gate,
+	// then up). They stay fused so that LoRA adapts the fused matrix and
+	// merges and exports keep the checkpoint's layout, as PEFT does.
+	QKV, GateUp *nn.Linear
+	// MoE replaces Gate, Up and Down in the layers of a mixture-of-experts
+	// model that have one.
+	MoE *MoE
 	// Prefix, when set, supplies extra keys and values that every query of
 	// this layer attends to before the sequence's own (prefix tuning).
 	Prefix KVPrefix
@@ -85,13 +97,32 @@ func newModel(cfg *Config, alloc bool) *Model {
 			Index:    i,
 			InNorm:   nn.NewParam(p+"input_layernorm.weight", h),
 			PostNorm: nn.NewParam(p+"post_attention_layernorm.weight", h),
-			Q:        linear(p+"self_attn.q_proj", h, cfg.QDim(), cfg.AttnBias, alloc),
-			K:        linear(p+"self_attn.k_proj", h, cfg.KVDim(), cfg.AttnBias, alloc),
-			V:        linear(p+"self_attn.v_proj", h, cfg.KVDim(), cfg.AttnBias, alloc),
 			O:        linear(p+"self_attn.o_proj", cfg.QDim(), h, cfg.AttnOutBias, alloc),
-			Gate:     linear(p+"mlp.gate_proj", h, cfg.Intermediate, cfg.MLPBias, alloc),
-			Up:       linear(p+"mlp.up_proj", h, cfg.Intermediate, cfg.MLPBias, alloc),
 			Down:     linear(p+"mlp.down_proj", cfg.Intermediate, h, cfg.MLPBias, alloc),
+		}
+		if cfg.FusedQKV {
+			l.QKV = linear(p+"self_attn.qkv_proj", h, cfg.QDim()+2*cfg.KVDim(), cfg.AttnBias, alloc)
+		} else {
+			l.Q = linear(p+"self_attn.q_proj", h, cfg.QDim(), cfg.AttnBias, alloc)
+			l.K = linear(p+"self_attn.k_proj", h, cfg.KVDim(), cfg.AttnBias, alloc)
+			l.V = linear(p+"self_attn.v_proj", h, cfg.KVDim(), cfg.AttnBias, alloc)
+		}
+		switch {
+		case cfg.IsMoE(i):
+			l.Down = nil
+			l.MoE = newMoE(cfg, p, alloc)
+		case cfg.FusedGateUp:
+			l.GateUp = linear(p+"mlp.gate_up_proj", h, 2*cfg.Intermediate, cfg.MLPBias, alloc)
+		default:
+			l.Gate = linear(p+"mlp.gate_proj", h, cfg.Intermediate, cfg.MLPBias, alloc)
+			l.Up = linear(p+"mlp.up_proj", h, cfg.Intermediate, cfg.MLPBias, alloc)
+		}
+		if cfg.SandwichNorms {
+			// Gemma's post_attention_layernorm follows attention; the MLP's
+			// input norm is pre_feedforward_layernorm.
+			l.AttnPostNorm = l.PostNorm
+			l.PostNorm = nn.NewParam(p+"pre_feedforward_layernorm.weight", h)
+			l.MLPPostNorm = nn.NewParam(p+"post_feedforward_layernorm.weight", h)
 		}
 		if cfg.QKNorm {
 			l.QNorm = nn.NewParam(p+"self_attn.q_norm.weight", cfg.HeadDim)
@@ -102,9 +133,25 @@ func newModel(cfg *Config, alloc bool) *Model {
 	return m
 }
 
-// Linears lists the seven projections of every layer, in order.
-func (l *Layer) Linears() []*nn.Linear {
-	return []*nn.Linear{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down}
+// Linears lists the projections of a layer, in order: the attention's
+// (q, k, v, o or qkv, o), then the MLP's (gate, up, down or gate_up, down).
+func (l *Layer) Linears() []*nn.Linear { return append(l.attnLinears(), l.mlpLinears()...) }
+
+func (l *Layer) attnLinears() []*nn.Linear {
+	if l.QKV != nil {
+		return []*nn.Linear{l.QKV, l.O}
+	}
+	return []*nn.Linear{l.Q, l.K, l.V, l.O}
+}
+
+func (l *Layer) mlpLinears() []*nn.Linear {
+	if l.MoE != nil {
+		return l.MoE.linears()
+	}
+	if l.GateUp != nil {
+		return []*nn.Linear{l.GateUp, l.Down}
+	}
+	return []*nn.Linear{l.Gate, l.Up, l.Down}
 }
 
 // Linears lists every projection of the model.
@@ -123,15 +170,24 @@ func (m *Model) Params() []*nn.Param {
 	ps := []*nn.Param{m.Embed}
 	for _, l := range m.Layers {
 		ps = append(ps, l.InNorm)
-		for _, lin := range l.Linears()[:4] {
+		for _, lin := range l.attnLinears() {
 			ps = appendLinear(ps, lin)
 		}
 		if l.QNorm != nil {
 			ps = append(ps, l.QNorm, l.KNorm)
 		}
+		if l.AttnPostNorm != nil {
+			ps = append(ps, l.AttnPostNorm)
+		}
 		ps = append(ps, l.PostNorm)
-		for _, lin := range l.Linears()[4:] {
+		if l.MoE != nil {
+			ps = appendLinear(ps, l.MoE.Router)
+		}
+		for _, lin := range l.mlpLinears() {
 			ps = appendLinear(ps, lin)
+		}
+		if l.MLPPostNorm != nil {
+			ps = append(ps, l.MLPPostNorm)
 		}
 	}
 	ps = append(ps, m.Norm)
@@ -151,6 +207,21 @@ func appendLinear(ps []*nn.Param, l *nn.Linear) []*nn.Param {
 	return ps
 }
 
+// ropeFor returns the rotary table of layer i: the local one for a
+// sliding-window layer of a model that has one (Gemma 3), else Rope(n).
+func (m *Model) ropeFor(i, n int) *RopeTable {
+	c := m.Cfg
+	if c.LocalRope == nil || !c.IsSliding(i) {
+		return m.Rope(n)
+	}
+	if m.local == nil {
+		lc := *c
+		lc.Rope, lc.LocalRope = *c.LocalRope, nil
+		m.local = &Model{Cfg: &lc}
+	}
+	return m.local.Rope(n)
+}
+
 // Rope returns cos/sin tables covering positions [0, n).
 func (m *Model) Rope(n int) *RopeTable {
 	if m.ropes == nil {
@@ -164,6 +235,25 @@ func (m *Model) Rope(n int) *RopeTable {
 	key := 0
 	if dynamic && n > c.MaxPositions {
 		key = n
+	}
+	// longrope switches frequencies once past the pretrained context: one
+	// growing table on each side.
+	if c.Rope.Type == "longrope" {
+		long := c.ropeLong(n)
+		if long {
+			key = -1
+		}
+		t := m.ropes[key]
+		if t == nil || len(t.Cos) < n*t.Dim {
+			size := max(n, 256)
+			seqLen := size
+			if !long {
+				seqLen = min(size, c.Rope.OriginalMaxPos)
+			}
+			t = c.newRopeTable(size, seqLen)
+			m.ropes[key] = t
+		}
+		return t
 	}
 	t := m.ropes[key]
 	if t == nil || len(t.Cos) < n*t.Dim {

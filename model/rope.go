@@ -42,8 +42,25 @@ func (c *Config) invFreq(seqLen int) ([]float64, float64) {
 		}
 	case "yarn":
 		inv, scale = c.yarn(dim, base)
+	case "longrope":
+		// transformers divides in float32: 1/(factor·base^(2i/dim)).
+		ext := r.ShortFactor
+		if c.ropeLong(seqLen) {
+			ext = r.LongFactor
+		}
+		for i := range inv {
+			p := float32(math.Pow(base, float64(float32(float32(2*i)/float32(dim)))))
+			inv[i] = float64(1 / (float32(ext[i]) * p))
+		}
+		scale = r.AttnFactor
 	}
 	return inv, scale
+}
+
+// ropeLong reports whether a sequence of seqLen positions uses longrope's
+// long factors (past the pretrained context); false for other rope types.
+func (c *Config) ropeLong(seqLen int) bool {
+	return c.Rope.Type == "longrope" && seqLen > c.Rope.OriginalMaxPos
 }
 
 func yarnMscale(scale, m float64) float64 {
@@ -98,8 +115,12 @@ type RopeTable struct {
 }
 
 // NewRopeTable computes cos/sin for n positions.
-func (c *Config) NewRopeTable(n int) *RopeTable {
-	inv, scale := c.invFreq(n)
+func (c *Config) NewRopeTable(n int) *RopeTable { return c.newRopeTable(n, n) }
+
+// newRopeTable computes cos/sin for n positions with the frequencies of a
+// sequence of seqLen positions.
+func (c *Config) newRopeTable(n, seqLen int) *RopeTable {
+	inv, scale := c.invFreq(seqLen)
 	dim := c.HeadDim
 	rot := 2 * len(inv)
 	t := &RopeTable{Dim: dim, Rot: rot, Cos: make([]float32, n*dim), Sin: make([]float32, n*dim)}

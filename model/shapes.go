@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"gotune/compute/cpu"
+	"gotune/model/family"
 )
 
 // shapes are named architectures for benchmarks and planning: the shapes of
@@ -14,11 +15,18 @@ import (
 var shapes = map[string]Config{
 	"tiny":         {ModelType: "qwen3", Vocab: 2048, Hidden: 128, Intermediate: 352, Layers: 4, Heads: 4, KVHeads: 2, HeadDim: 32, TieEmbeddings: true},
 	"smollm2-135m": {ModelType: "llama", Vocab: 49152, Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3, HeadDim: 64, TieEmbeddings: true},
-	"qwen3-0.6b":   {ModelType: "qwen3", Vocab: 151936, Hidden: 1024, Intermediate: 3072, Layers: 28, Heads: 16, KVHeads: 8, HeadDim: 128, TieEmbeddings: true, QKNorm: true},
-	"qwen3-4b":     {ModelType: "qwen3", Vocab: 151936, Hidden: 2560, Intermediate: 9728, Layers: 36, Heads: 32, KVHeads: 8, HeadDim: 128, TieEmbeddings: true, QKNorm: true},
-	"ref-qwen3":    {ModelType: "qwen3", Vocab: 2048, Hidden: 64, Intermediate: 160, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, TieEmbeddings: true, QKNorm: true},
+	"qwen3-0.6b":   {ModelType: "qwen3", Vocab: 151936, Hidden: 1024, Intermediate: 3072, Layers: 28, Heads: 16, KVHeads: 8, HeadDim: 128, TieEmbeddings: true, Traits: family.Traits{QKNorm: true}},
+	"qwen3-4b":     {ModelType: "qwen3", Vocab: 151936, Hidden: 2560, Intermediate: 9728, Layers: 36, Heads: 32, KVHeads: 8, HeadDim: 128, TieEmbeddings: true, Traits: family.Traits{QKNorm: true}},
+	"ref-qwen3":    {ModelType: "qwen3", Vocab: 2048, Hidden: 64, Intermediate: 160, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, TieEmbeddings: true, Traits: family.Traits{QKNorm: true}},
 	"ref-llama":    {ModelType: "llama", Vocab: 1216, Hidden: 64, Intermediate: 176, Layers: 2, Heads: 4, KVHeads: 1, HeadDim: 16},
-	"ref-qwen2":    {ModelType: "qwen2", Vocab: 2048, Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, TieEmbeddings: true, AttnBias: true},
+	"ref-qwen2":    {ModelType: "qwen2", Vocab: 2048, Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, TieEmbeddings: true, Traits: family.Traits{AttnBias: true}},
+	// A Qwen3-MoE shape with 8 experts, top-2, and the dense model with the
+	// same active parameters (intermediate = 2 × the experts'): a step of
+	// the first should cost about what the second's does.
+	"moe-8x2": {ModelType: "qwen3_moe", Vocab: 32768, Hidden: 512, Intermediate: 1024, Layers: 8, Heads: 8, KVHeads: 4, HeadDim: 64, TieEmbeddings: true,
+		Traits: family.Traits{QKNorm: true, Experts: 8, TopK: 2, ExpertIntermediate: 512, NormTopK: true}},
+	"moe-8x2-dense": {ModelType: "qwen3", Vocab: 32768, Hidden: 512, Intermediate: 1024, Layers: 8, Heads: 8, KVHeads: 4, HeadDim: 64, TieEmbeddings: true,
+		Traits: family.Traits{QKNorm: true}},
 }
 
 // ShapeNames lists the named shapes.
@@ -37,6 +45,11 @@ func Shape(name string) (*Config, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown shape %q (known: %v)", name, ShapeNames())
 	}
+	fam, err := family.Lookup(c.ModelType)
+	if err != nil {
+		return nil, fmt.Errorf("shape %q: %w", name, err)
+	}
+	c.Family = fam
 	c.RMSNormEps = 1e-6
 	c.MaxPositions = 32768
 	c.Act = "silu"
@@ -52,10 +65,21 @@ func (c *Config) Params() int64 {
 	if c.QKNorm {
 		per += 2 * int64(c.HeadDim)
 	}
+	if c.SandwichNorms {
+		per += 2 * h
+	}
 	if c.AttnBias {
 		per += int64(c.QDim()) + 2*int64(c.KVDim())
 	}
-	n := int64(c.Layers)*per + int64(c.Vocab)*h + h
+	n := int64(0)
+	for li := 0; li < c.Layers; li++ {
+		n += per
+		if c.IsMoE(li) {
+			// experts and router instead of the dense MLP
+			n += int64(c.Experts)*3*h*int64(c.ExpertIntermediate) + int64(c.Experts)*h - 3*h*i
+		}
+	}
+	n += int64(c.Vocab)*h + h
 	if !c.TieEmbeddings {
 		n += int64(c.Vocab) * h
 	}
@@ -87,7 +111,13 @@ func (m *Model) RandomInit(seed uint64) {
 			}
 		}
 	}
-	for k, l := range m.Linears() {
+	lins := m.Linears()
+	for _, l := range m.Layers {
+		if l.MoE != nil {
+			lins = append(lins, l.MoE.Router) // not a projection, but initialised as one
+		}
+	}
+	for k, l := range lins {
 		fill(l.W.Data, 1/math.Sqrt(float64(l.In)), uint64(k+3))
 		if l.B != nil {
 			clear(l.B.Data)

@@ -25,8 +25,15 @@ type Attention struct {
 	KeyMask        []int32 // [B·Tk], nil: every key is valid
 	QSeg, KSeg     []int32 // [B·Tq], [B·Tk], nil: no packing
 	Scale          float32
-	Scratch        []float32   // reusable backward buffer
-	Tiles          [][]float32 // reusable per-worker score blocks
+	// Window, when positive, limits each query to the Window most recent
+	// keys, itself included (sliding-window layers: key j is seen from
+	// query position i when i − j < Window).
+	Window int
+	// SoftCap, when positive, caps the scaled scores at ±SoftCap smoothly,
+	// s → SoftCap·tanh(s/SoftCap), before masking (Gemma 2).
+	SoftCap float32
+	Scratch []float32   // reusable backward buffer
+	Tiles   [][]float32 // reusable per-worker score blocks
 }
 
 // queryBlock bounds the score block held per task.
@@ -73,12 +80,23 @@ func (a *Attention) scores(s, q, k []float32, b, h, t0, t1 int) int {
 	kEnd := min(a.Tk, a.Offset+t1)
 	bq := t1 - t0
 	gemm1(false, true, bq, kEnd, hd, a.Scale, q[(b*a.Tq+t0)*qd+h*hd:], qd, k[b*a.Tk*kd+g*hd:], kd, 0, s, kEnd)
+	if a.SoftCap > 0 {
+		c := float64(a.SoftCap)
+		for j, v := range s[:bq*kEnd] {
+			s[j] = float32(c * math.Tanh(float64(v)/c))
+		}
+	}
 	ninf := float32(math.Inf(-1))
 	for i := 0; i < bq; i++ {
 		t := t0 + i
 		row := s[i*kEnd : (i+1)*kEnd]
 		for j := a.Offset + t + 1; j < kEnd; j++ {
 			row[j] = ninf
+		}
+		if a.Window > 0 {
+			for j := 0; j <= a.Offset+t-a.Window && j < kEnd; j++ {
+				row[j] = ninf
+			}
 		}
 		if a.KeyMask != nil {
 			m := a.KeyMask[b*a.Tk : b*a.Tk+kEnd]
@@ -190,6 +208,19 @@ func (a *Attention) Backward(dq, dk, dv, dout, q, k, v, out, lse []float32) {
 			}
 			r := qo + i*qd
 			D := cpu.Dot(dout[r:r+hd], out[r:r+hd])
+			if a.SoftCap > 0 {
+				// d/ds of the capped score is 1 − (capped/cap)²; folded into
+				// drow so that the common line below applies it:
+				// p·((drow − D)·f) = p·(drow' − D) with drow' = D + (drow − D)·f.
+				for j, c := range row {
+					if math.IsInf(float64(c), -1) {
+						drow[j] = D
+						continue
+					}
+					t := c / a.SoftCap
+					drow[j] = D + (drow[j]-D)*(1-t*t)
+				}
+			}
 			cpu.ExpSubSum(row, row, l)
 			for j, pj := range row {
 				drow[j] = pj * (drow[j] - D) * a.Scale

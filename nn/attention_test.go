@@ -25,6 +25,9 @@ func (r *refAttention) visible(b, t, j int) bool {
 	if j > a.Offset+t {
 		return false
 	}
+	if a.Window > 0 && a.Offset+t-j >= a.Window {
+		return false
+	}
 	if a.KeyMask != nil && a.KeyMask[b*a.Tk+j] == 0 {
 		return false
 	}
@@ -58,7 +61,7 @@ func (r *refAttention) forward() {
 					for e := 0; e < hd; e++ {
 						dot += r.q[qo+e] * r.k[ko+e]
 					}
-					s[j] = float64(a.Scale) * dot
+					s[j] = r.capped(float64(a.Scale) * dot)
 					mx = math.Max(mx, s[j])
 				}
 				li := (b*a.Heads+h)*a.Tq + t
@@ -107,6 +110,7 @@ func (r *refAttention) backward(dout []float64) {
 				qo := (b*a.Tq+t)*qd + h*hd
 				p := make([]float64, a.Tk)
 				dp := make([]float64, a.Tk)
+				capD := make([]float64, a.Tk)
 				var D float64
 				for j := 0; j < a.Tk; j++ {
 					if !r.visible(b, t, j) {
@@ -118,7 +122,15 @@ func (r *refAttention) backward(dout []float64) {
 						dot += r.q[qo+e] * r.k[ko+e]
 						dpj += dout[qo+e] * r.v[ko+e]
 					}
-					p[j] = math.Exp(float64(a.Scale)*dot - r.lse[li])
+					sc := r.capped(float64(a.Scale) * dot)
+					p[j] = math.Exp(sc - r.lse[li])
+					// ∂capped/∂raw, folded into the scale below.
+					if c := float64(a.SoftCap); c > 0 {
+						dp[j] = dpj * (1 - (sc/c)*(sc/c))
+						D += p[j] * dpj
+						capD[j] = 1 - (sc/c)*(sc/c)
+						continue
+					}
 					dp[j] = dpj
 					D += p[j] * dpj
 				}
@@ -128,6 +140,9 @@ func (r *refAttention) backward(dout []float64) {
 					}
 					ko := (b*a.Tk+j)*kd + g*hd
 					ds := p[j] * (dp[j] - D) * float64(a.Scale)
+					if a.SoftCap > 0 {
+						ds = p[j] * (dp[j] - D*capD[j]) * float64(a.Scale)
+					}
 					for e := 0; e < hd; e++ {
 						r.dq[qo+e] += ds * r.k[ko+e]
 						r.dk[ko+e] += ds * r.q[qo+e]
@@ -139,6 +154,14 @@ func (r *refAttention) backward(dout []float64) {
 	}
 }
 
+// capped applies the soft cap, when there is one.
+func (r *refAttention) capped(s float64) float64 {
+	if c := float64(r.a.SoftCap); c > 0 {
+		return c * math.Tanh(s/c)
+	}
+	return s
+}
+
 type attnCase struct {
 	name           string
 	B, Tq, Tk      int
@@ -146,6 +169,8 @@ type attnCase struct {
 	hd, offset     int
 	mask           func(b, j int) int32 // nil: no KeyMask
 	seg            func(b, t int) int32 // nil: no packing; keys use t−offset… see below
+	window         int
+	softCap        float32
 }
 
 func rightPad(lens ...int) func(b, j int) int32 {
@@ -199,6 +224,12 @@ func attnCases() []attnCase {
 		// A prefix with a padded sequence after it, as prefix tuning builds.
 		{name: "offset_prefix_pad", B: 2, Tq: 17, Tk: 21, heads: 4, kvHeads: 1, hd: 8, offset: 4,
 			mask: func(b, j int) int32 { return b32(j < 4 || j < 4+[]int{17, 6}[b]) }},
+		// Sliding windows (Gemma, Mistral) and soft-capped scores (Gemma 2).
+		{name: "window4_T17", B: 2, Tq: 17, Tk: 17, heads: 4, kvHeads: 2, hd: 8, window: 4, mask: rightPad(17, 9)},
+		{name: "window1_T5", B: 1, Tq: 5, Tk: 5, heads: 2, kvHeads: 1, hd: 8, window: 1},
+		{name: "window8_T257_offset", B: 1, Tq: 257, Tk: 260, heads: 2, kvHeads: 1, hd: 8, window: 8, offset: 3},
+		{name: "softcap_T17", B: 2, Tq: 17, Tk: 17, heads: 4, kvHeads: 2, hd: 8, softCap: 1.5, mask: leftPad(0, 5)},
+		{name: "softcap_window_T130", B: 1, Tq: 130, Tk: 130, heads: 2, kvHeads: 2, hd: 8, softCap: 3, window: 16},
 	}
 	return cs
 }
@@ -212,7 +243,7 @@ func b32(v bool) int32 {
 
 func (c attnCase) build(r *rand.Rand) (*Attention, []float32, []float32, []float32) {
 	a := &Attention{B: c.B, Tq: c.Tq, Tk: c.Tk, Heads: c.heads, KVHeads: c.kvHeads, HD: c.hd, Offset: c.offset,
-		Scale: float32(1 / math.Sqrt(float64(c.hd)))}
+		Scale: float32(1 / math.Sqrt(float64(c.hd))), Window: c.window, SoftCap: c.softCap}
 	if c.mask != nil {
 		a.KeyMask = make([]int32, c.B*c.Tk)
 		for b := 0; b < c.B; b++ {

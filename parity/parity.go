@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 
 	"gotune/checks"
@@ -26,6 +27,10 @@ type Ref struct {
 	Model *model.Model
 	Batch *model.Batch
 	Meta  Meta
+	// NaN counts the reference logits of the batch that are NaN: a fault
+	// of the reference generator, after which its loss, gradients and
+	// trajectories are NaN too and only the finite logits can be checked.
+	NaN int
 }
 
 // Meta is ref/meta.json.
@@ -59,10 +64,33 @@ func readJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
+	// Python's json writes NaN for a NaN float; read it as null (zero).
+	b = nanLiteral.ReplaceAll(b, []byte("${1}null"))
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+var nanLiteral = regexp.MustCompile(`([:\[,]\s*)NaN\b`)
+
+// relErrFinite is checks.RelErr over the entries whose reference is finite,
+// with the number of the others.
+func relErrFinite(got []float32, want []float64) (float64, int) {
+	if len(got) != len(want) {
+		return math.Inf(1), 0
+	}
+	var g []float32
+	var w []float64
+	nan := 0
+	for i, v := range want {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			nan++
+			continue
+		}
+		g, w = append(g, got[i]), append(w, v)
+	}
+	return checks.RelErr(g, w), nan
 }
 
 // ReadBatch reads input_ids, attention_mask and labels ([B, T] int64).
@@ -124,10 +152,39 @@ func (r *Ref) Forward() ([]checks.Result, error) {
 	}
 	ws := r.Model.NewWorkspace()
 	got := ws.Logits(r.Batch)
-	out := []checks.Result{checks.New("forward.logits", "rel_err", checks.RelErr(got, want), Tolerance)}
-	sum, n := ws.Loss(r.Batch)
-	loss := sum / float64(n)
-	out = append(out, checks.New("forward.loss", "rel_err", math.Abs(loss-wantLoss[0])/math.Abs(wantLoss[0]), Tolerance))
+	rel, nan := relErrFinite(got, want)
+	out := []checks.Result{checks.New("forward.logits", "rel_err", rel, Tolerance)}
+	// A reference may mark padding positions NaN, "not compared" (the
+	// Gemma references, whose padded row runs cut to its real tokens);
+	// NaN anywhere else is a fault of the reference.
+	pad := 0
+	if b := r.Batch; b.Mask != nil && len(want) == b.B*b.T*r.Model.Cfg.Vocab {
+		V := r.Model.Cfg.Vocab
+		for i, m := range b.Mask {
+			if m == 0 {
+				for _, v := range want[i*V : (i+1)*V] {
+					if math.IsNaN(v) {
+						pad++
+					}
+				}
+			}
+		}
+	}
+	if pad > 0 {
+		out[0].Detail = fmt.Sprintf("%d padding logits marked NaN (not compared)", pad)
+	}
+	r.NaN = nan - pad
+	if r.NaN > 0 {
+		nan = r.NaN
+		out[0].Detail = fmt.Sprintf("%d of %d reference logits are NaN outside padding; compared the others", nan, len(want))
+		res := checks.New("reference.nan", "nan_logits", float64(nan), 0)
+		res.Detail = "the reference holds NaN logits, so its loss, gradients and trajectories are NaN: regenerate it (scripts/gpu/make_reference.py)"
+		out = append(out, res)
+	} else {
+		sum, n := ws.Loss(r.Batch)
+		loss := sum / float64(n)
+		out = append(out, checks.New("forward.loss", "rel_err", math.Abs(loss-wantLoss[0])/math.Abs(wantLoss[0]), Tolerance))
+	}
 
 	if path := filepath.Join(r.Dir, "ref", "forward_seq1_unpadded.safetensors"); exists(path) {
 		one, err := safetensors.OpenOne(path)
@@ -141,7 +198,12 @@ func (r *Ref) Forward() ([]checks.Result, error) {
 		}
 		seq := r.unpadded(r.Batch.B - 1)
 		got1 := ws.Logits(seq)
-		out = append(out, checks.New("forward.logits_unpadded", "rel_err", checks.RelErr(got1, want1), Tolerance))
+		rel, nan := relErrFinite(got1, want1)
+		res := checks.New("forward.logits_unpadded", "rel_err", rel, Tolerance)
+		if nan > 0 {
+			res.Pass, res.Detail = false, fmt.Sprintf("%d reference logits are NaN", nan)
+		}
+		out = append(out, res)
 	}
 	return out, nil
 }

@@ -33,6 +33,9 @@ func RunModel(dir string) ([]checks.Result, error) {
 		if !exists(filepath.Join(dir, "ref", s.need)) {
 			continue
 		}
+		if r.NaN > 0 && (s.need == "grads_full.safetensors" || s.need == "full_ft.json") {
+			continue // NaN in the reference: nothing to compare (reported by Forward)
+		}
 		res, err := s.run()
 		if err != nil {
 			return out, err
@@ -47,11 +50,16 @@ func RunModel(dir string) ([]checks.Result, error) {
 		}
 	}
 	sort.Strings(methods)
+	if r.NaN > 0 {
+		return out, nil
+	}
 	if exists(filepath.Join(dir, "ref", "lora", "meta.json")) {
 		for _, qt := range []quant.Type{quant.NF4, quant.FP4, quant.Int8Row} {
 			res, err := r.QLoRA(qt)
 			if err != nil {
-				return out, err
+				// An adapter gotune cannot load yet fails this check only.
+				out = append(out, checks.Result{Check: "qlora_" + qt.String(), Metric: "error", Value: 1, Detail: err.Error()})
+				continue
 			}
 			out = append(out, res...)
 		}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -50,16 +51,22 @@ type LoRAConfig struct {
 	// (A normal with std 1/r) or "zero" (both zero, for loading).
 	Init      string
 	BaseModel string
+	// TargetParameters names stacked MoE expert weights to adapt, as
+	// PEFT's target_parameters ("mlp.experts.gate_up_proj").
+	TargetParameters []string
+	// allModules are the module names "all" stood for when attached (the
+	// family's projections: q_proj… or phi3's fused qkv_proj…), written
+	// out as PEFT's target_modules.
+	allModules []string
 }
 
 // LoRASet is a LoRA adapter attached to every targeted layer of a model.
 type LoRASet struct {
 	Config  LoRAConfig
 	Modules []*LoRA
+	Experts []*ExpertLoRA
 	layers  map[string]*nn.Linear
 }
-
-var allProjections = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 func (c *LoRAConfig) targets(name string) (bool, error) {
 	if c.Layers != nil {
@@ -117,15 +124,30 @@ func AttachLoRA(m *model.Model, cfg LoRAConfig, seed uint64) (*LoRASet, error) {
 	if cfg.Dropout < 0 || cfg.Dropout >= 1 {
 		return nil, fmt.Errorf("lora: dropout must be in [0, 1), got %v", cfg.Dropout)
 	}
-	if len(cfg.Targets) == 0 && cfg.TargetRegex == "" {
+	if len(cfg.Targets) == 0 && cfg.TargetRegex == "" && len(cfg.TargetParameters) == 0 {
 		cfg.Targets = []string{"all"}
 	}
 	if err := checkTargetsMatch(m, cfg.Targets, cfg.TargetRegex); err != nil {
 		return nil, fmt.Errorf("lora: %w", err)
 	}
+	// transformers 5 holds an MoE layer's experts as stacked parameters,
+	// not linear modules: PEFT adapts them through target_parameters, and
+	// "all" means those too.
+	experts := expertLinears(m)
+	if len(experts) > 0 && len(cfg.TargetParameters) == 0 && slices.ContainsFunc(cfg.Targets, func(t string) bool { return t == "all" || t == "all-linear" }) {
+		if cfg.Dropout != 0 || cfg.DoRA {
+			return nil, fmt.Errorf("lora: target all on a mixture-of-experts model adapts the experts through PEFT's target_parameters, which allows neither dropout nor DoRA: set lora_dropout 0 (and use_dora false) or list the target modules")
+		}
+		p := m.Cfg.Family.MoE.PEFTExperts
+		cfg.TargetParameters = []string{p + ".gate_up_proj", p + ".down_proj"}
+	}
 	set := &LoRASet{Config: cfg, layers: map[string]*nn.Linear{}}
+	set.Config.allModules = moduleSuffixes(m)
 	rng := rand.New(rand.NewPCG(seed, 0x6c6f7261))
 	for _, lin := range m.Linears() {
+		if experts[lin] {
+			continue
+		}
 		ok, err := cfg.targets(lin.Name)
 		if err != nil {
 			return nil, err
@@ -190,7 +212,11 @@ func AttachLoRA(m *model.Model, cfg LoRAConfig, seed uint64) (*LoRASet, error) {
 		set.Modules = append(set.Modules, l)
 		set.layers[lin.Name] = lin
 	}
-	if len(set.Modules) == 0 {
+	if err := set.attachExperts(m, cfg, rng); err != nil {
+		set.Detach()
+		return nil, err
+	}
+	if len(set.Modules) == 0 && len(set.Experts) == 0 {
 		return nil, fmt.Errorf("lora: target_modules %v matched no layer (layer names look like %q)", cfg.Targets, m.Linears()[0].Name)
 	}
 	return set, nil
@@ -201,6 +227,9 @@ func (s *LoRASet) Params() []*nn.Param {
 	var ps []*nn.Param
 	for _, l := range s.Modules {
 		ps = append(ps, l.Params()...)
+	}
+	for _, e := range s.Experts {
+		ps = append(ps, e.Params()...)
 	}
 	return ps
 }
@@ -220,6 +249,9 @@ func (s *LoRASet) Detach() {
 		}
 		delete(s.layers, name)
 	}
+	for _, e := range s.Experts {
+		e.detach()
+	}
 }
 
 // Merge folds every adapter into its layer's weight and detaches it. The
@@ -231,6 +263,11 @@ func (s *LoRASet) Merge() error {
 			return fmt.Errorf("merge: %s is not stored in float32; load the base in f32 to merge", l.Module)
 		}
 		l.Merge(lin)
+	}
+	for _, e := range s.Experts {
+		if err := e.merge(); err != nil {
+			return err
+		}
 	}
 	s.Detach()
 	return nil
@@ -261,7 +298,7 @@ func (c LoRAConfig) peftJSON() map[string]any {
 	if c.TargetRegex != "" {
 		targets = c.TargetRegex
 	} else if len(c.Targets) == 1 && (c.Targets[0] == "all" || c.Targets[0] == "all-linear") {
-		targets = allProjections
+		targets = c.allModules
 	}
 	rp, ap := map[string]any{}, map[string]any{}
 	for k, v := range c.RankPattern {
@@ -283,7 +320,7 @@ func (c LoRAConfig) peftJSON() map[string]any {
 		"target_modules": targets, "task_type": "CAUSAL_LM", "use_dora": c.DoRA, "use_rslora": c.RSLoRA,
 		// Fields of newer PEFT versions, at their defaults, so loaders that
 		// expect them find them.
-		"peft_version": peftFormatVersion, "exclude_modules": nil, "target_parameters": nil,
+		"peft_version": peftFormatVersion, "exclude_modules": nil, "target_parameters": nilIfEmptyStrings(c.TargetParameters),
 		"trainable_token_indices": nil, "ensure_weight_tying": false, "use_qalora": false, "qalora_group_size": 16,
 		"use_bdlora": nil, "alora_invocation_tokens": nil, "arrow_config": nil, "corda_config": nil, "eva_config": nil,
 		"kasa_config": nil, "lora_ga_config": nil, "monteclora_config": nil, "velora_config": nil,
@@ -335,4 +372,41 @@ func checkTargetsMatch(m *model.Model, targets []string, regex string) error {
 	}
 	sort.Strings(kinds)
 	return fmt.Errorf("target module %s matched no layer of this model (its linear layers: %s, or all)", strings.Join(missing, ", "), strings.Join(kinds, ", "))
+}
+
+// moduleSuffixes lists the distinct last parts of the model's projection
+// names in the order of the first layer (q_proj, k_proj, … or qkv_proj, …).
+func moduleSuffixes(m *model.Model) []string {
+	var out []string
+	experts := expertLinears(m)
+	for _, l := range m.Linears() {
+		if experts[l] {
+			continue
+		}
+		s := l.Name[strings.LastIndex(l.Name, ".")+1:]
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func nilIfEmptyStrings(v []string) any {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// expertLinears are the layers that hold MoE experts' weights.
+func expertLinears(m *model.Model) map[*nn.Linear]bool {
+	out := map[*nn.Linear]bool{}
+	for _, l := range m.Layers {
+		if l.MoE != nil {
+			for _, e := range l.MoE.Experts {
+				out[e.Gate], out[e.Up], out[e.Down] = true, true, true
+			}
+		}
+	}
+	return out
 }

@@ -247,7 +247,11 @@ func AttachBottleneck(m *model.Model, cfg BottleneckConfig, seed uint64) (*Bottl
 			l.AttnOut = mk(l.O.Name)
 		}
 		if mlp {
-			l.MLPOut = mk(l.Down.Name)
+			name := fmt.Sprintf("model.layers.%d.mlp", l.Index) // an MoE block has no single down_proj
+			if l.Down != nil {
+				name = l.Down.Name
+			}
+			l.MLPOut = mk(name)
 		}
 	}
 	if len(set.Modules) == 0 {

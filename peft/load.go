@@ -45,12 +45,13 @@ func LoadLoRA(m *model.Model, dir string) (*LoRASet, error) {
 	}
 	// AttachLoRA reads no targets as "all"; a saved adapter names the
 	// modules its weights are for, so a missing list is the file's fault.
-	if !pc.TargetModules.Set {
+	if !pc.TargetModules.Set && len(pc.TargetParameters) == 0 {
 		return nil, fmt.Errorf("%s: target_modules must be a list of names or a regex string", path)
 	}
 	cfg := LoRAConfig{R: pc.R, Alpha: pc.LoRAAlpha, Dropout: pc.LoRADropout, RSLoRA: pc.UseRSLoRA, DoRA: pc.UseDoRA,
 		RankPattern: pc.RankPattern, AlphaPattern: pc.AlphaPattern, Init: "zero", BaseModel: pc.BaseModel,
-		Targets: pc.TargetModules.Names, TargetRegex: pc.TargetModules.Regex, Layers: pc.LayersToTransform.Indices}
+		Targets: pc.TargetModules.Names, TargetRegex: pc.TargetModules.Regex, Layers: pc.LayersToTransform.Indices,
+		TargetParameters: pc.TargetParameters}
 	set, err := AttachLoRA(m, cfg, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

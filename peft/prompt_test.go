@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"gotune/model"
+	"gotune/model/family"
 	"gotune/nn"
 )
 
@@ -20,7 +21,7 @@ import (
 func tinyModel(t testing.TB, seed uint64) *model.Model {
 	t.Helper()
 	cfg := &model.Config{ModelType: "qwen3", Vocab: 40, Hidden: 16, Intermediate: 24, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 4,
-		RMSNormEps: 1e-6, MaxPositions: 128, AttnBias: true, QKNorm: true, Rope: model.Rope{Theta: 10000, Type: "default"}, Pad: -1}
+		RMSNormEps: 1e-6, MaxPositions: 128, Traits: family.Traits{AttnBias: true, QKNorm: true}, Rope: model.Rope{Theta: 10000, Type: "default"}, Pad: -1}
 	m := model.New(cfg)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for _, p := range m.Params() {
@@ -104,11 +105,62 @@ func meanLoss(ws *model.Workspace, b *model.Batch) float64 {
 // differences of the float32 model's loss (a cheap check: float32 limits it
 // to about 1e-2), with and without gradient checkpointing.
 func TestMethodGradients(t *testing.T) {
-	b := tinyBatch()
 	for _, a := range attachers {
-		t.Run(a.name, func(t *testing.T) {
-			m := tinyModel(t, 11)
-			meth, err := a.attach(m)
+		t.Run(a.name, func(t *testing.T) { checkMethodGradients(t, tinyModel(t, 11), a.attach) })
+	}
+}
+
+// familyModels are small models of the newer families: Gemma 2 scales
+// prompt tuning's virtual tokens with the embeddings and soft-caps; phi3's
+// projections are fused; Mixtral's MLPs are experts.
+var familyModels = map[string]string{
+	"gemma2": `{"model_type":"gemma2","vocab_size":40,"hidden_size":16,"intermediate_size":24,"num_hidden_layers":2,
+		"num_attention_heads":4,"num_key_value_heads":2,"head_dim":4,"query_pre_attn_scalar":6,"attn_logit_softcapping":2.0,
+		"final_logit_softcapping":3.0,"sliding_window":3,"hidden_activation":"gelu_pytorch_tanh","max_position_embeddings":128}`,
+	"phi3": `{"model_type":"phi3","vocab_size":40,"hidden_size":16,"intermediate_size":24,"num_hidden_layers":2,
+		"num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":128}`,
+	"mixtral": `{"model_type":"mixtral","vocab_size":40,"hidden_size":16,"intermediate_size":12,"num_hidden_layers":2,
+		"num_attention_heads":4,"num_key_value_heads":2,"num_local_experts":3,"num_experts_per_tok":2,
+		"output_router_logits":true,"router_aux_loss_coef":0.2,"max_position_embeddings":128}`,
+}
+
+func familyModel(t testing.TB, name string, seed uint64) *model.Model {
+	t.Helper()
+	cfg, err := model.ParseConfig(name+"/config.json", []byte(familyModels[name]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := model.New(cfg)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for _, p := range m.Params() {
+		for i := range p.Data {
+			p.Data[i] = float32(0.3 * rng.NormFloat64())
+		}
+	}
+	return m
+}
+
+// TestMethodGradientsFamilies: the methods that hook the input, the
+// attention keys/values and the sub-layer outputs on the newer families
+// (IA3's default targets are the Llama family's names). Mixtral is left to
+// model's finite-difference test, whose small steps keep the routing fixed:
+// these 1e-2 steps move tokens across top-k switches, where the loss jumps.
+func TestMethodGradientsFamilies(t *testing.T) {
+	for _, fam := range []string{"gemma2", "phi3"} {
+		for _, a := range attachers {
+			if a.name == "ia3" && fam != "gemma2" {
+				continue // k_proj/v_proj/down_proj: phi3 fuses them, Mixtral's experts are not modules
+			}
+			t.Run(fam+"/"+a.name, func(t *testing.T) { checkMethodGradients(t, familyModel(t, fam, 11), a.attach) })
+		}
+	}
+}
+
+func checkMethodGradients(t *testing.T, m *model.Model, attach func(*model.Model) (Method, error)) {
+	b := tinyBatch()
+	{
+		{
+			meth, err := attach(m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -161,7 +213,7 @@ func TestMethodGradients(t *testing.T) {
 			} else {
 				t.Logf("rel err %.3g", e)
 			}
-		})
+		}
 	}
 }
 
@@ -462,4 +514,37 @@ func loadSaved(m *model.Model, dir string) (Method, error) {
 		return nil, fmt.Errorf("%s: peft_type %q", dir, t)
 	}
 	return load(m, dir)
+}
+
+// TestMethodsOnMoE: every method but IA3 attaches to a Mixtral model, trains
+// a step, and its KV-cache session equals the training forward.
+func TestMethodsOnMoE(t *testing.T) {
+	prompt := []int32{1, 5, 7, 9, 11}
+	for _, a := range attachers {
+		if a.name == "ia3" {
+			continue // its default targets (k_proj, v_proj, down_proj) include no expert module
+		}
+		t.Run(a.name, func(t *testing.T) {
+			m := familyModel(t, "mixtral", 12)
+			meth, err := a.attach(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			perturb(meth.Params(), 4)
+			b := tinyBatch()
+			if s, n := m.NewWorkspace().Step(b, 1); n == 0 || math.IsNaN(s) {
+				t.Fatalf("step: loss %v over %d tokens", s, n)
+			}
+			V := m.Cfg.Vocab
+			logits := m.NewWorkspace().Logits(&model.Batch{B: 1, T: len(prompt), IDs: prompt})
+			want := append([]float32(nil), logits[len(logits)-V:]...)
+			got, err := m.NewSession(32).Feed(prompt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := relErr32(got, want); e > 1e-5 {
+				t.Errorf("session logits differ from the training forward by %.3g", e)
+			}
+		})
+	}
 }

@@ -6,6 +6,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -199,6 +200,12 @@ type shape struct {
 	tied, qkNorm                           bool
 	linBias                                int64 // bias values per layer
 	normsPerLayer                          int64
+	// Mixture of experts, beyond the dense formulas (which count a dense
+	// MLP in every layer): moeHeld the expert weights held instead,
+	// moeActive those a token runs through instead (with the router's);
+	// routers are float32 values kept with the dense ones.
+	moeHeld, moeActive     int64
+	moeLayers, experts, ei int64
 }
 
 func shapeOf(c *model.Config) shape {
@@ -217,6 +224,17 @@ func shapeOf(c *model.Config) shape {
 	s.normsPerLayer = 2 * s.h
 	if c.QKNorm {
 		s.normsPerLayer += 2 * s.hd
+	}
+	if c.SandwichNorms {
+		s.normsPerLayer += 2 * s.h
+	}
+	for i := 0; i < c.Layers; i++ {
+		if c.IsMoE(i) {
+			E, k, ei := int64(c.Experts), int64(c.TopK), int64(c.ExpertIntermediate)
+			s.moeHeld += E*3*s.h*ei - 3*s.h*s.inter
+			s.moeActive += k*3*s.h*ei + E*s.h - 3*s.h*s.inter
+			s.moeLayers, s.experts, s.ei = s.moeLayers+1, E, ei
+		}
 	}
 	return s
 }
@@ -239,14 +257,14 @@ func (s shape) linearParams() int64 {
 // dense counts the values the model holds in float32 whatever the storage
 // of the projections: embeddings, untied head, norms, biases.
 func (s shape) dense() int64 {
-	n := s.V*s.h + s.h + s.L*(s.normsPerLayer+s.linBias)
+	n := s.V*s.h + s.h + s.L*(s.normsPerLayer+s.linBias) + s.moeLayers*s.experts*s.h
 	if !s.tied {
 		n += s.V * s.h
 	}
 	return n
 }
 
-func (s shape) params() int64 { return s.dense() + s.L*s.linearParams() }
+func (s shape) params() int64 { return s.dense() + s.L*s.linearParams() + s.moeHeld }
 
 // run is what the activation formulas depend on beyond the model.
 type run struct {
@@ -321,7 +339,7 @@ func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
 	rank, P := int64(o.LoRARank), int64(o.Virtual)
 
 	e := Estimate{Method: m, WeightFormat: "f32"}
-	linVals := s.L * s.linearParams()
+	linVals := s.L*s.linearParams() + s.moeHeld
 	weights := 4 * s.params()
 	f32Model := weights
 	var trainable int64
@@ -359,6 +377,17 @@ func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
 					return Estimate{}, fmt.Errorf("plan: %w", err)
 				}
 				qb += s.L * b
+			}
+			if s.moeLayers > 0 {
+				// the experts' projections instead of a dense MLP's
+				up, err1 := quant.BytesFor(int(s.ei), int(s.h), qo)
+				down, err2 := quant.BytesFor(int(s.h), int(s.ei), qo)
+				dup, err3 := quant.BytesFor(int(s.inter), int(s.h), qo)
+				ddown, err4 := quant.BytesFor(int(s.h), int(s.inter), qo)
+				if err := errors.Join(err1, err2, err3, err4); err != nil {
+					return Estimate{}, fmt.Errorf("plan: %w", err)
+				}
+				qb += s.moeLayers * (s.experts*(2*up+down) - (2*dup + ddown))
 			}
 			weights = 4*s.dense() + qb
 			// Dequantized weight panels are pooled process-wide by quant
@@ -512,7 +541,7 @@ func (s shape) stepExps(r run, checkpoint bool) float64 {
 // products).
 func (s shape) stepFLOPs(m Method, r run, rank, trainable int64, checkpoint bool) (f32, nf4 float64) {
 	n := float64(r.B * r.T)
-	lin := float64(s.L * s.linearParams())
+	lin := float64(s.L*s.linearParams() + s.moeActive)
 	// Causal attention: q·kᵀ and p·v over about half the (query, key) pairs,
 	// plus the prefix keys which every query sees.
 	pairs := float64(r.B) * float64(s.heads) * (float64(r.T)*float64(r.T+1)/2 + float64(r.T*r.prefix))

@@ -75,7 +75,7 @@ type grpoCompletion struct {
 type grpoBuffer struct {
 	Iter        int              `json:"iter"` // optimizer steps taken on it
 	Completions []grpoCompletion `json:"completions"`
-	Metrics     []runlog.Value  `json:"metrics"` // logged with the first step on it
+	Metrics     []runlog.Value   `json:"metrics"` // logged with the first step on it
 }
 
 // grpoWindow accumulates metrics between logged steps (as TRL averages the

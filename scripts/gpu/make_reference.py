@@ -10,6 +10,7 @@ try/except and prints one JSON line with its status, so one failing family leave
 All numbers are computed in float64 from the float32 weights that model/ holds.
 """
 
+import types
 import argparse
 import copy
 import json
@@ -362,7 +363,28 @@ def make_batch(tok):
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}, len(seqs[1]), prompt_ids
 
 
+# Set by make_family for the Gemma families. In a right-padded row, a padding query past the
+# sliding window (8) sees no key at all; transformers 5.17's eager attention then returns NaN
+# for it, the NaN enters the next layer's values, and 0 × NaN spreads it to every position of
+# the row (the loss, gradients and trajectories were NaN). A causal model's rows are
+# independent, so such batches run one row at a time, each cut to its real tokens; the padding
+# positions' logits are written as NaN ("not compared"), and meta.json records it.
+PER_ROW = False
+
+
 def forward(model, input_ids, attention_mask, moe):
+    if PER_ROW and input_ids.shape[0] > 1 and not moe:
+        rows = []
+        for b in range(input_ids.shape[0]):
+            n = int(attention_mask[b].sum())
+            lg = forward_batch(model, input_ids[b:b + 1, :n], attention_mask[b:b + 1, :n], moe).logits
+            pad = torch.full((1, input_ids.shape[1] - n, lg.shape[-1]), float("nan"), dtype=lg.dtype, device=lg.device)
+            rows.append(torch.cat([lg, pad], 1))
+        return types.SimpleNamespace(logits=torch.cat(rows, 0))
+    return forward_batch(model, input_ids, attention_mask, moe)
+
+
+def forward_batch(model, input_ids, attention_mask, moe):
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     if moe:
         try:
@@ -622,6 +644,8 @@ def make_family(name, outdir, tok_dir, tok, device, lean):
     os.makedirs(ref_dir)
     notes = []
 
+    global PER_ROW
+    PER_ROW = False
     cfg, model = build_family(builder, moe, notes)
     n_experts = num_experts(cfg)
     coef = float(getattr(cfg, "router_aux_loss_coef", 0.0) or 0.0)
@@ -657,6 +681,7 @@ def make_family(name, outdir, tok_dir, tok, device, lean):
 
     m64 = copy.deepcopy(model).double().to(device)
     m64.eval()
+    PER_ROW = bool(gemma_norms)
 
     # Forward and the gradients of every parameter.
     total, ce, aux, out = losses(m64, batch, moe, coef)
@@ -721,6 +746,8 @@ def make_family(name, outdir, tok_dir, tok, device, lean):
         "torch_version": torch.__version__,
         "grads_full_layout": grads_layout,
         "batch_T": int(batch["input_ids"].shape[1]),
+        "batch_forward": ("one row at a time, each cut to its real tokens; padding logits NaN (not compared)"
+                          if PER_ROW else "batched"),
         "seq1_len": seq1_len,
     }
     if ckpt_names != module_names:
