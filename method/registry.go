@@ -16,6 +16,7 @@ import (
 	"gotune/model"
 	"gotune/nn"
 	"gotune/peft"
+	"gotune/plan"
 )
 
 // Method is one finetuning_type.
@@ -46,6 +47,9 @@ type Method struct {
 	// BF16Base: with bf16: true its frozen base weights may be held in
 	// bfloat16 (the trainable ones stay float32).
 	BF16Base bool
+	// Plan is the method's rows in gotune plan: what it holds and computes
+	// for a model shape (one row, or one per variant the planner lists).
+	Plan []plan.Row
 }
 
 // Report records a problem with a configuration key.
@@ -90,6 +94,33 @@ func Names() []string {
 		out = append(out, m.Aliases...)
 	}
 	return out
+}
+
+// PlanRows lists the planner's rows of every method, in the order the
+// table lists them.
+func PlanRows() []plan.Row {
+	var out []plan.Row
+	for _, m := range registry {
+		out = append(out, m.Plan...)
+	}
+	return out
+}
+
+// PlanRow finds a planner row by the name the table gives it (qlora also
+// names qlora-nf4).
+func PlanRow(name string) (plan.Row, error) {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if name == "qlora" {
+		name = string(plan.QLoRA)
+	}
+	var names []string
+	for _, r := range PlanRows() {
+		if string(r.Method) == name {
+			return r, nil
+		}
+		names = append(names, string(r.Method))
+	}
+	return plan.Row{}, fmt.Errorf("unknown method %q (known: %s)", name, strings.Join(names, ", "))
 }
 
 // Lookup finds the method a finetuning_type names.

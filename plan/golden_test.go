@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"gotune/method"
 	"gotune/model"
 	"gotune/plan"
 )
@@ -35,7 +36,7 @@ func goldenPlans(t *testing.T) []byte {
 		for i, s := range settings {
 			o := s.o
 			o.GFLOPS, o.NF4GFLOPS, o.MExps, o.Threads = 100, 60, 300, 4
-			p, err := plan.Make(plan.Request{Model: name, Config: cfg, Samples: s.samples, RAM: 6 << 30, GPUMem: int64(i) << 30, Stage: s.stage, Options: o})
+			p, err := plan.Make(plan.Request{Model: name, Config: cfg, Samples: s.samples, RAM: 6 << 30, GPUMem: int64(i) << 30, Stage: s.stage, Options: o, Rows: method.PlanRows()})
 			if err != nil {
 				t.Fatalf("%s/%d: %v", name, i, err)
 			}
