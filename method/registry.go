@@ -2,8 +2,10 @@
 // finetuning_type, the configuration keys it checks, how it attaches to a
 // model, what it can be combined with, and how a saved adapter folder of its
 // kind loads. Validation, the trainer and every loader of adapter folders
-// look a method up here instead of switching on its name, so a new method is
-// its implementation (in peft/) plus one file here and one line in registry.
+// look a method up here instead of switching on its name, and the planner
+// (gotune plan) counts each method through the rows it lists in Plan, so a
+// new method is its implementation (in peft/) plus one file here and one
+// line in registry.
 package method
 
 import (

@@ -3,6 +3,11 @@
 // and recommends one. The memory model follows what gotune allocates, buffer
 // by buffer (model.Workspace, the PEFT adapters' own buffers, the optimizer),
 // plus a calibrated allowance for the Go runtime and the BLAS library.
+//
+// What differs between methods (their trainable values and buffers, how
+// they hold the model, what they add to a sequence and to a step) is each
+// method's Row, defined in package method beside the method; this package
+// keeps the arithmetic they share and never names a method to count it.
 package plan
 
 import (
