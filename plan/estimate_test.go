@@ -235,3 +235,18 @@ func TestSmallDataLighterChoices(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeWithSomeRows: the caller chooses the rows; advice about a row it
+// left out is skipped, and the plan still picks among those it gave.
+func TestMakeWithSomeRows(t *testing.T) {
+	rows := []plan.Row{row(t, plan.IA3), row(t, "bottleneck")}
+	for _, samples := range []int64{-1, 300, 5_000, 50_000, 500_000} {
+		p, err := plan.Make(plan.Request{Model: "tiny", Config: mustShape(t, "tiny"), Samples: samples, RAM: 64 << 30, Rows: rows})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Methods) != 2 || p.Recommended == "" || verdict(p, p.Recommended) == nil {
+			t.Errorf("%d samples: %d rows, recommended %q\n%s", samples, len(p.Methods), p.Recommended, strings.Join(p.Reasons, "\n"))
+		}
+	}
+}
