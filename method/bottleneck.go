@@ -5,6 +5,7 @@ import (
 	"gotune/model"
 	"gotune/nn"
 	"gotune/peft"
+	"gotune/plan"
 )
 
 // bottleneck is the bottleneck adapter (Houlsby, Pfeiffer or after
@@ -27,6 +28,19 @@ var bottleneck = Method{
 	},
 	Load:    loadBottleneck,
 	Packing: true,
+	// The planner's row is the Houlsby placement: after attention and after
+	// the MLP.
+	Plan: []plan.Row{{
+		Method: "bottleneck",
+		Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
+			base, format := s.Frozen(o)
+			size, h := int64(o.BottleneckSize), s.Hidden()
+			n := int64(o.Batch) * int64(o.Seq)
+			return plan.Footprint{Trainable: s.Layers() * 2 * (2*size*h + size + h), Base: base, Format: format, Adapter: true,
+				Buffers: s.Layers() * 2 * (n*h + 3*n*size), // x, z, a, da
+				Hooks:   true}, nil
+		},
+	}},
 }
 
 func loadBottleneck(m *model.Model, dir string) (peft.Method, error) {

@@ -8,6 +8,7 @@ import (
 	"gotune/model"
 	"gotune/nn"
 	"gotune/peft"
+	"gotune/plan"
 )
 
 // freeze is LLaMA-Factory's freeze tuning: the weights of the last n layers
@@ -29,6 +30,19 @@ var freeze = Method{
 		return nil, ps, err
 	},
 	Packing: true,
+	// The planner assumes freeze_trainable_modules: all over the last
+	// FreezeLayers layers.
+	Plan: []plan.Row{{
+		Method: "freeze",
+		Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
+			k := min(int64(o.FreezeLayers), s.Layers())
+			return plan.Footprint{Trainable: k * s.LayerParams(), Base: s.F32(), Format: "f32"}, nil
+		},
+		// Weight gradients of the trained share of the projections.
+		Work: func(p plan.Pass) plan.Work {
+			return plan.Work{WeightGrads: 2 * p.Tokens * p.Products * float64(p.Trainable) / float64(max(p.Shape.Params(), 1))}
+		},
+	}},
 }
 
 func freezeParams(m *model.Model, n int, modules, extra []string) ([]*nn.Param, error) {

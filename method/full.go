@@ -4,6 +4,7 @@ import (
 	"gotune/config"
 	"gotune/nn"
 	"gotune/peft"
+	"gotune/plan"
 )
 
 // full trains every weight of the model.
@@ -19,4 +20,14 @@ var full = Method{
 	},
 	Packing: true,
 	Check:   func(*config.Config, Report) {},
+	Plan: []plan.Row{{
+		Method: plan.Full,
+		Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
+			return plan.Footprint{Trainable: s.Params(), Base: s.F32(), Format: "f32"}, nil
+		},
+		// Every projection's weight gradient, and the head's.
+		Work: func(p plan.Pass) plan.Work {
+			return plan.Work{WeightGrads: 2 * p.Tokens * p.Products, HeadGrad: true}
+		},
+	}},
 }

@@ -5,6 +5,7 @@ import (
 	"gotune/model"
 	"gotune/nn"
 	"gotune/peft"
+	"gotune/plan"
 )
 
 // ia3 rescales keys, values and the feed-forward input by trained vectors.
@@ -20,6 +21,16 @@ var ia3 = Method{
 	},
 	Load:    loadIA3,
 	Packing: true,
+	Plan: []plan.Row{{
+		Method: plan.IA3,
+		// Keys and values scaled at the output, down_proj at its input.
+		Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
+			base, format := s.Frozen(o)
+			n := int64(o.Batch) * int64(o.Seq)
+			return plan.Footprint{Trainable: s.Layers() * (2*s.KVDim() + s.Intermediate()), Base: base, Format: format, Adapter: true,
+				Buffers: s.Layers() * (2*2*n*s.KVDim() + 2*n*s.Intermediate())}, nil // base, dyb for k, v; xs, dxs for down
+		},
+	}},
 }
 
 func loadIA3(m *model.Model, dir string) (peft.Method, error) { return peft.LoadIA3(m, dir) }

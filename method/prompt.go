@@ -5,6 +5,7 @@ import (
 	"gotune/model"
 	"gotune/nn"
 	"gotune/peft"
+	"gotune/plan"
 	"gotune/tokenizer"
 )
 
@@ -32,6 +33,13 @@ var (
 			})
 		},
 		Load: loadPromptTuning,
+		Plan: []plan.Row{{
+			Method: plan.Prompt,
+			Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
+				P := int64(o.Virtual)
+				return virtual(s, o, P*s.Hidden(), int64(o.Batch)*P*s.Hidden()), nil // dvirt
+			},
+		}},
 	}
 	pTuning = Method{
 		Name:     "p_tuning",
@@ -45,6 +53,14 @@ var (
 			})
 		},
 		Load: loadPTuning,
+		Plan: []plan.Row{{
+			Method: "p-tuning",
+			// Embedding, then MLP h→h→h→h with biases (encoder_hidden_size = h).
+			Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
+				P, h := int64(o.Virtual), s.Hidden()
+				return virtual(s, o, P*h+3*(h*h+h), int64(o.Batch)*P*h+2*3*P*h*2), nil // dvirt; float64 encoder activations
+			},
+		}},
 	}
 	prefixTuning = Method{
 		Name:     "prefix_tuning",
@@ -59,6 +75,16 @@ var (
 			})
 		},
 		Load: loadPrefix,
+		Plan: []plan.Row{{
+			Method: plan.Prefix,
+			Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
+				P := int64(o.Virtual)
+				base, format := s.Frozen(o)
+				return plan.Footprint{Trainable: P * s.Layers() * 2 * s.KVDim(), Base: base, Format: format, Adapter: true,
+					Buffers: s.Layers() * 2 * P * s.KVDim(), // per-layer key/value copies
+					Prefix:  P}, nil
+			},
+		}},
 	}
 )
 
@@ -69,6 +95,13 @@ func loadPromptTuning(m *model.Model, dir string) (peft.Method, error) {
 func loadPTuning(m *model.Model, dir string) (peft.Method, error) { return peft.LoadPTuning(m, dir) }
 
 func loadPrefix(m *model.Model, dir string) (peft.Method, error) { return peft.LoadPrefix(m, dir) }
+
+// virtual is the footprint of the methods that prepend o.Virtual trained
+// tokens to every sequence.
+func virtual(s plan.Shape, o plan.Options, trainable, buffers int64) plan.Footprint {
+	base, format := s.Frozen(o)
+	return plan.Footprint{Trainable: trainable, Base: base, Format: format, Adapter: true, Buffers: buffers, Virtual: int64(o.Virtual)}
+}
 
 // checkPrompt checks the keys the prompt-learning methods share.
 func checkPrompt(c *config.Config, bad Report) {

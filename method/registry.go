@@ -2,8 +2,10 @@
 // finetuning_type, the configuration keys it checks, how it attaches to a
 // model, what it can be combined with, and how a saved adapter folder of its
 // kind loads. Validation, the trainer and every loader of adapter folders
-// look a method up here instead of switching on its name, so a new method is
-// its implementation (in peft/) plus one file here and one line in registry.
+// look a method up here instead of switching on its name, and the planner
+// (gotune plan) counts each method through the rows it lists in Plan, so a
+// new method is its implementation (in peft/) plus one file here and one
+// line in registry.
 package method
 
 import (
@@ -16,6 +18,7 @@ import (
 	"gotune/model"
 	"gotune/nn"
 	"gotune/peft"
+	"gotune/plan"
 )
 
 // Method is one finetuning_type.
@@ -46,6 +49,9 @@ type Method struct {
 	// BF16Base: with bf16: true its frozen base weights may be held in
 	// bfloat16 (the trainable ones stay float32).
 	BF16Base bool
+	// Plan is the method's rows in gotune plan: what it holds and computes
+	// for a model shape (one row, or one per variant the planner lists).
+	Plan []plan.Row
 }
 
 // Report records a problem with a configuration key.
@@ -90,6 +96,33 @@ func Names() []string {
 		out = append(out, m.Aliases...)
 	}
 	return out
+}
+
+// PlanRows lists the planner's rows of every method, in the order the
+// table lists them.
+func PlanRows() []plan.Row {
+	var out []plan.Row
+	for _, m := range registry {
+		out = append(out, m.Plan...)
+	}
+	return out
+}
+
+// PlanRow finds a planner row by the name the table gives it (qlora also
+// names qlora-nf4).
+func PlanRow(name string) (plan.Row, error) {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if name == "qlora" {
+		name = string(plan.QLoRA)
+	}
+	var names []string
+	for _, r := range PlanRows() {
+		if string(r.Method) == name {
+			return r, nil
+		}
+		names = append(names, string(r.Method))
+	}
+	return plan.Row{}, fmt.Errorf("unknown method %q (known: %s)", name, strings.Join(names, ", "))
 }
 
 // Lookup finds the method a finetuning_type names.

@@ -3,53 +3,105 @@
 // and recommends one. The memory model follows what gotune allocates, buffer
 // by buffer (model.Workspace, the PEFT adapters' own buffers, the optimizer),
 // plus a calibrated allowance for the Go runtime and the BLAS library.
+//
+// What differs between methods (their trainable values and buffers, how
+// they hold the model, what they add to a sequence and to a step) is each
+// method's Row, defined in package method beside the method; this package
+// keeps the arithmetic they share and never names a method to count it.
 package plan
 
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"gotune/compute/cpu"
 	"gotune/model"
-	"gotune/quant"
 )
 
-// Method is a fine-tuning method the planner knows.
+// Method names a row of the planner's table: a fine-tuning method or a
+// variant of one (LoRA's rows are lora, dora and qlora-nf4).
 type Method string
 
-// The methods, in the order the table lists them.
+// The rows the advice of recommend names: it is policy about which method
+// suits which data, so it speaks of rows by name. Package method defines
+// every row, these included.
 const (
-	Full       Method = "full"
-	Freeze     Method = "freeze"
-	LoRA       Method = "lora"
-	DoRA       Method = "dora"
-	QLoRA      Method = "qlora-nf4"
-	Prompt     Method = "prompt-tuning"
-	PTuning    Method = "p-tuning"
-	Prefix     Method = "prefix-tuning"
-	IA3        Method = "ia3"
-	Bottleneck Method = "bottleneck"
+	Full   Method = "full"
+	LoRA   Method = "lora"
+	QLoRA  Method = "qlora-nf4"
+	Prompt Method = "prompt-tuning"
+	Prefix Method = "prefix-tuning"
+	IA3    Method = "ia3"
 )
 
-// Methods lists every method in table order.
-func Methods() []Method {
-	return []Method{Full, Freeze, LoRA, DoRA, QLoRA, Prompt, PTuning, Prefix, IA3, Bottleneck}
+// Row is one method as the planner counts it. Package method defines the
+// rows next to each method's implementation, so what a method allocates and
+// computes is written where the method is, and the planner keeps only the
+// arithmetic every method shares (the model, its workspace, the runtime).
+type Row struct {
+	Method Method
+	// Footprint is what the method holds for a model and run; o has its
+	// defaults applied.
+	Footprint func(s Shape, o Options) (Footprint, error)
+	// Work is what one step computes beyond the model's forward and
+	// input-gradient products; nil when nothing.
+	Work func(p Pass) Work
 }
 
-// ParseMethod accepts a method name as Methods spells it (qlora also names
-// qlora-nf4).
-func ParseMethod(s string) (Method, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	if s == "qlora" {
-		return QLoRA, nil
-	}
-	for _, m := range Methods() {
-		if string(m) == s {
-			return m, nil
-		}
-	}
-	return "", fmt.Errorf("unknown method %q (known: %v)", s, Methods())
+// Footprint is a method's share of the memory estimate.
+type Footprint struct {
+	// Trainable is the number of values the optimizer updates; each has a
+	// float32 gradient and two AdamW moments.
+	Trainable int64
+	// Base is the bytes of the model's own weights as the method holds
+	// them, and Format the storage of its projections (f32, bf16, nf4,
+	// nf4-dq).
+	Base   int64
+	Format string
+	// Adapter: the trained values are the method's own (adapter weights,
+	// virtual tokens), held in float32 beside the model; otherwise they
+	// are among the model's weights (full and freeze tuning).
+	Adapter bool
+	// Buffers counts the float32 values of the method's own buffers
+	// (saved inputs and outputs, their gradients), which checkpointing
+	// does not reduce.
+	Buffers int64
+	// Pooled is bytes of process-wide pooled buffers the method adds to
+	// the runtime.
+	Pooled int64
+	// Virtual is the tokens prepended to every sequence, Prefix the keys
+	// and values prepended to every layer's attention.
+	Virtual, Prefix int64
+	// Hooks: the method runs inside the layers (sub-layer hooks), which
+	// keeps one more gradient buffer.
+	Hooks bool
+	Notes []string
+}
+
+// Pass is one step as a row's Work sees it.
+type Pass struct {
+	Shape   Shape
+	Options Options // defaults applied
+	// Tokens is the positions of one step (batch × sequence, virtual
+	// tokens included); Products the multiply-adds per token of the
+	// model's projections (a mixture of experts' active ones).
+	Tokens, Products float64
+	Trainable        int64
+	Checkpoint       bool
+}
+
+// Work is a method's share of one step's floating-point operations.
+type Work struct {
+	// WeightGrads: the weight gradients of the model's own projections.
+	WeightGrads float64
+	// HeadGrad: the head's weight gradient is computed too.
+	HeadGrad bool
+	// Own are the method's own products, added to the step in this order:
+	// the planner prints FLOPs in full, and float sums depend on order.
+	Own []float64
+	// NF4 is the share of the model's products done with an NF4 weight,
+	// timed at its own rate.
+	NF4 float64
 }
 
 // Options are the run's shape and the methods' hyperparameters. Zero values
@@ -179,8 +231,10 @@ type Memory struct {
 type Estimate struct {
 	Method          Method `json:"method"`
 	TrainableParams int64  `json:"trainable_params"`
-	WeightFormat    string `json:"weight_format"` // f32, bf16 or nf4 (the projections)
-	Memory          Memory `json:"memory"`
+	// Adapter is the footprint's: the trained values are the method's own.
+	Adapter      bool   `json:"-"`
+	WeightFormat string `json:"weight_format"` // f32, bf16 or nf4 (the projections)
+	Memory       Memory `json:"memory"`
 	// MemoryCheckpoint is with gradient checkpointing.
 	MemoryCheckpoint Memory `json:"memory_checkpoint"`
 	// StepFLOPs counts the floating-point operations of one optimizer step
@@ -194,8 +248,8 @@ type Estimate struct {
 	Notes                 []string `json:"notes,omitempty"`
 }
 
-// shape holds the sizes every formula uses, as int64.
-type shape struct {
+// Shape is a model's sizes as every formula uses them, in int64.
+type Shape struct {
 	V, h, qd, kd, inter, L, heads, kvh, hd int64
 	tied, qkNorm                           bool
 	linBias                                int64 // bias values per layer
@@ -208,8 +262,8 @@ type shape struct {
 	moeLayers, experts, ei int64
 }
 
-func shapeOf(c *model.Config) shape {
-	s := shape{V: int64(c.Vocab), h: int64(c.Hidden), qd: int64(c.QDim()), kd: int64(c.KVDim()),
+func shapeOf(c *model.Config) Shape {
+	s := Shape{V: int64(c.Vocab), h: int64(c.Hidden), qd: int64(c.QDim()), kd: int64(c.KVDim()),
 		inter: int64(c.Intermediate), L: int64(c.Layers), heads: int64(c.Heads), kvh: int64(c.KVHeads),
 		hd: int64(c.HeadDim), tied: c.TieEmbeddings, qkNorm: c.QKNorm}
 	if c.AttnBias {
@@ -240,13 +294,13 @@ func shapeOf(c *model.Config) shape {
 }
 
 // linears lists the projections of one layer as {out, in}.
-func (s shape) linears() [][2]int64 {
+func (s Shape) linears() [][2]int64 {
 	return [][2]int64{{s.qd, s.h}, {s.kd, s.h}, {s.kd, s.h}, {s.h, s.qd},
 		{s.inter, s.h}, {s.inter, s.h}, {s.h, s.inter}}
 }
 
 // linearParams is the weight count of one layer's projections.
-func (s shape) linearParams() int64 {
+func (s Shape) linearParams() int64 {
 	var n int64
 	for _, l := range s.linears() {
 		n += l[0] * l[1]
@@ -256,7 +310,7 @@ func (s shape) linearParams() int64 {
 
 // dense counts the values the model holds in float32 whatever the storage
 // of the projections: embeddings, untied head, norms, biases.
-func (s shape) dense() int64 {
+func (s Shape) dense() int64 {
 	n := s.V*s.h + s.h + s.L*(s.normsPerLayer+s.linBias) + s.moeLayers*s.experts*s.h
 	if !s.tied {
 		n += s.V * s.h
@@ -264,7 +318,67 @@ func (s shape) dense() int64 {
 	return n
 }
 
-func (s shape) params() int64 { return s.dense() + s.L*s.linearParams() + s.moeHeld }
+func (s Shape) params() int64 { return s.dense() + s.L*s.linearParams() + s.moeHeld }
+
+// The sizes the rows' footprints use.
+
+func (s Shape) Layers() int64       { return s.L }
+func (s Shape) Hidden() int64       { return s.h }
+func (s Shape) KVDim() int64        { return s.kd }
+func (s Shape) Intermediate() int64 { return s.inter }
+
+// Linears lists the projections of one layer as {out, in}: q, k, v, o,
+// gate, up, down (a dense MLP's, also in a mixture of experts).
+func (s Shape) Linears() [][2]int64 { return s.linears() }
+
+// Params is the model's parameter count.
+func (s Shape) Params() int64 { return s.params() }
+
+// Dense counts the values held in float32 whatever the storage of the
+// projections (embeddings, head, norms, biases, routers).
+func (s Shape) Dense() int64 { return s.dense() }
+
+// LayerParams is the values of one layer without experts: projections,
+// norms and biases.
+func (s Shape) LayerParams() int64 { return s.linearParams() + s.normsPerLayer + s.linBias }
+
+// F32 is the bytes of the whole model in float32.
+func (s Shape) F32() int64 { return 4 * s.params() }
+
+// Frozen is the bytes of the model with its projections stored as o.Storage
+// asks (the frozen base of the adapter methods), and that storage's name.
+func (s Shape) Frozen(o Options) (int64, string) {
+	if o.Storage == model.BF16 {
+		return 4*s.dense() + 2*(s.L*s.linearParams()+s.moeHeld), "bf16"
+	}
+	return s.F32(), "f32"
+}
+
+// Projections is the bytes of every projection, the experts' included,
+// when a projection of out×in values takes held(out, in) bytes (a
+// quantized format's blocks and scales).
+func (s Shape) Projections(held func(out, in int64) (int64, error)) (int64, error) {
+	var n int64
+	for _, l := range s.linears() {
+		b, err := held(l[0], l[1])
+		if err != nil {
+			return 0, err
+		}
+		n += s.L * b
+	}
+	if s.moeLayers > 0 {
+		// the experts' projections instead of a dense MLP's
+		up, err1 := held(s.ei, s.h)
+		down, err2 := held(s.h, s.ei)
+		dup, err3 := held(s.inter, s.h)
+		ddown, err4 := held(s.h, s.inter)
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			return 0, err
+		}
+		n += s.moeLayers * (s.experts*(2*up+down) - (2*dup + ddown))
+	}
+	return n, nil
+}
 
 // run is what the activation formulas depend on beyond the model.
 type run struct {
@@ -276,7 +390,7 @@ type run struct {
 }
 
 // workspace is the float32 count of model.Workspace after one step.
-func (s shape) workspace(r run, checkpoint bool) int64 {
+func (s Shape) workspace(r run, checkpoint bool) int64 {
 	n := r.B * r.T
 	tk := r.T + r.prefix
 	sets := s.L
@@ -316,7 +430,7 @@ func (s shape) workspace(r run, checkpoint bool) int64 {
 }
 
 // headChunk is the head's row chunk, as model.Workspace computes it.
-func headChunk(s shape, r run) int64 {
+func headChunk(s Shape, r run) int64 {
 	return int64(model.HeadChunk(int(s.V), int(r.rows)))
 }
 
@@ -324,138 +438,52 @@ func headChunk(s shape, r run) int64 {
 // last of each sequence when every token is trained.
 func headRows(b, t int64) int64 { return b * max(t-1, 0) }
 
-// EstimateMethod computes the memory and FLOPs of one method for a model.
-func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
+// EstimateMethod computes the memory and FLOPs of one row for a model.
+func EstimateMethod(c *model.Config, row Row, opt Options) (Estimate, error) {
 	if err := opt.validate(); err != nil {
 		return Estimate{}, err
 	}
 	if c == nil || c.Hidden <= 0 || c.Layers <= 0 || c.Vocab <= 0 || c.Heads <= 0 || c.KVHeads <= 0 || c.HeadDim <= 0 || c.Intermediate <= 0 {
 		return Estimate{}, fmt.Errorf("plan: model configuration has a non-positive size")
 	}
+	if row.Footprint == nil {
+		return Estimate{}, fmt.Errorf("plan: method %q has no footprint", row.Method)
+	}
 	o := opt.withDefaults()
 	s := shapeOf(c)
+	fp, err := row.Footprint(s, o)
+	if err != nil {
+		return Estimate{}, fmt.Errorf("plan: %s: %w", row.Method, err)
+	}
 	B, T := int64(o.Batch), int64(o.Seq)
-	r := run{B: B, T: T, rows: headRows(B, T)}
-	rank, P := int64(o.LoRARank), int64(o.Virtual)
+	r := run{B: B, T: T + fp.Virtual, prefix: fp.Prefix, hooks: fp.Hooks, rows: headRows(B, T)}
 
-	e := Estimate{Method: m, WeightFormat: "f32"}
-	linVals := s.L*s.linearParams() + s.moeHeld
-	weights := 4 * s.params()
-	f32Model := weights
-	var trainable int64
-	var adapterActs int64 // float32 values the method's buffers hold (not reduced by checkpointing)
-	var poolBytes int64   // process-wide pooled buffers the method adds (bytes)
-	lora := m == LoRA || m == DoRA || m == QLoRA
-	frozenStorage := func() {
-		if o.Storage == model.BF16 {
-			weights = 4*s.dense() + 2*linVals
-			e.WeightFormat = "bf16"
-		}
-	}
-	switch m {
-	case Full:
-		trainable = s.params()
-	case Freeze:
-		k := min(int64(o.FreezeLayers), s.L)
-		trainable = k * (s.linearParams() + s.normsPerLayer + s.linBias)
-	case LoRA, DoRA, QLoRA:
-		for _, l := range s.linears() {
-			trainable += s.L * rank * (l[0] + l[1])
-			n := r.B * r.T
-			adapterActs += s.L * 2 * n * rank // h, dh
-			if m == DoRA {
-				trainable += s.L * l[0]
-				adapterActs += s.L * (2*n*l[0] + 2*l[0]) // u, du, norm, scale
-			}
-		}
-		if m == QLoRA {
-			qo := quant.Options{Type: quant.NF4, DoubleQuant: !o.SingleQuant}
-			var qb int64
-			for _, l := range s.linears() {
-				b, err := quant.BytesFor(int(l[0]), int(l[1]), qo)
-				if err != nil {
-					return Estimate{}, fmt.Errorf("plan: %w", err)
-				}
-				qb += s.L * b
-			}
-			if s.moeLayers > 0 {
-				// the experts' projections instead of a dense MLP's
-				up, err1 := quant.BytesFor(int(s.ei), int(s.h), qo)
-				down, err2 := quant.BytesFor(int(s.h), int(s.ei), qo)
-				dup, err3 := quant.BytesFor(int(s.inter), int(s.h), qo)
-				ddown, err4 := quant.BytesFor(int(s.h), int(s.inter), qo)
-				if err := errors.Join(err1, err2, err3, err4); err != nil {
-					return Estimate{}, fmt.Errorf("plan: %w", err)
-				}
-				qb += s.moeLayers * (s.experts*(2*up+down) - (2*dup + ddown))
-			}
-			weights = 4*s.dense() + qb
-			// Dequantized weight panels are pooled process-wide by quant
-			// (1 MiB each, one to three resident); like the matrix kernel's
-			// buffers they are part of the runtime allowance.
-			poolBytes = 2 << 20
-			e.WeightFormat = "nf4"
-			if !o.SingleQuant {
-				e.WeightFormat = "nf4-dq"
-			}
-		} else {
-			frozenStorage()
-		}
-	case Prompt:
-		trainable = P * s.h
-		r.T += P
-		adapterActs += r.B * P * s.h // dvirt
-		frozenStorage()
-	case PTuning:
-		// Embedding, then MLP h→h→h→h with biases (encoder_hidden_size = h).
-		trainable = P*s.h + 3*(s.h*s.h+s.h)
-		r.T += P
-		adapterActs += r.B*P*s.h + 2*3*P*s.h*2 // dvirt; float64 encoder activations
-		frozenStorage()
-	case Prefix:
-		trainable = P * s.L * 2 * s.kd
-		r.prefix = P
-		adapterActs += s.L * 2 * P * s.kd // per-layer key/value copies
-		frozenStorage()
-	case IA3:
-		// Keys and values scaled at the output, down_proj at its input.
-		trainable = s.L * (2*s.kd + s.inter)
-		n := r.B * r.T
-		adapterActs += s.L * (2*2*n*s.kd + 2*n*s.inter) // base, dyb for k, v; xs, dxs for down
-		frozenStorage()
-	case Bottleneck:
-		size := int64(o.BottleneckSize)
-		trainable = s.L * 2 * (2*size*s.h + size + s.h)
-		n := r.B * r.T
-		adapterActs += s.L * 2 * (n*s.h + 3*n*size) // x, z, a, da
-		r.hooks = true
-		frozenStorage()
-	default:
-		return Estimate{}, fmt.Errorf("plan: unknown method %q", m)
-	}
-	if m != Full && m != Freeze {
+	e := Estimate{Method: row.Method, WeightFormat: fp.Format, Adapter: fp.Adapter}
+	trainable := fp.Trainable
+	weights := fp.Base
+	if fp.Adapter {
 		weights += 4 * trainable
 	}
 	e.TrainableParams = trainable
 
 	// Loading: f32 model and the mapped files; converting to bf16 or nf4
 	// holds both forms at once.
-	load := f32Model + o.SourceBytes
+	load := s.F32() + o.SourceBytes
 	if e.WeightFormat != "f32" {
-		load += weights - 4*s.dense() - 4*trainable
+		load += fp.Base - 4*s.dense()
 	}
 
 	for _, ckpt := range []bool{false, true} {
 		mem := Memory{Weights: weights, Grads: 4 * trainable, Optimizer: 8 * trainable}
 		r.threads = int64(max(o.Threads, 1))
 		ws := s.workspace(r, ckpt)
-		mem.Activations = 4 * (ws + adapterActs)
+		mem.Activations = 4 * (ws + fp.Buffers)
 		live := mem.Weights + mem.Grads + mem.Optimizer + mem.Activations
-		mem.Runtime = o.Runtime + poolBytes + gcHeadroom(live, garbagePerStep(s, r, o.Threads, ckpt), o.Steps, o.GOGC)
+		mem.Runtime = o.Runtime + fp.Pooled + gcHeadroom(live, garbagePerStep(s, r, o.Threads, ckpt), o.Steps, o.GOGC)
 		train := live + mem.Runtime
 		mem.Load = load + o.Runtime
 		mem.Total = max(train, mem.Load)
-		flops, nf4 := s.stepFLOPs(m, r, rank, trainable, ckpt)
+		flops, nf4 := s.stepFLOPs(row.Work, o, r, trainable, ckpt)
 		secs := 0.0
 		if o.GFLOPS > 0 {
 			secs = flops / (o.GFLOPS * 1e9)
@@ -476,9 +504,7 @@ func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
 			e.Memory, e.StepFLOPs, e.StepSeconds = mem, flops+nf4, secs
 		}
 	}
-	if lora && !(m == QLoRA) && o.Storage == model.F32 {
-		e.Notes = append(e.Notes, "frozen projections in f32; bf16 storage halves them")
-	}
+	e.Notes = append(e.Notes, fp.Notes...)
 	if e.Memory.Load >= e.Memory.Total {
 		e.Notes = append(e.Notes, "peak is reached while loading")
 	}
@@ -488,7 +514,7 @@ func EstimateMethod(c *model.Config, m Method, opt Options) (Estimate, error) {
 // garbagePerStep is what one step allocates and drops (bytes): the
 // attention kernels' per-worker tiles (forward scores; backward p and dp),
 // the head's row copies and index lists, prefix tuning's gradient splits.
-func garbagePerStep(s shape, r run, threads int, checkpoint bool) int64 {
+func garbagePerStep(s Shape, r run, threads int, checkpoint bool) int64 {
 	workers := min(int64(threads), r.B*s.heads)
 	tk := r.T + r.prefix
 	tile := min(128, r.T) * tk
@@ -526,7 +552,7 @@ func gcHeadroom(live, perStep, steps int64, gogc int) int64 {
 // stepExps counts the exponentials of one step: the head's softmax over
 // the vocabulary, attention's softmax (recomputed in backward), SiLU in
 // the MLP forward and backward.
-func (s shape) stepExps(r run, checkpoint bool) float64 {
+func (s Shape) stepExps(r run, checkpoint bool) float64 {
 	fwd := 1.0
 	if checkpoint {
 		fwd = 2
@@ -539,7 +565,7 @@ func (s shape) stepExps(r run, checkpoint bool) float64 {
 // stepFLOPs counts one step's floating-point operations: float32 ones and
 // those of products with an NF4 weight (QLoRA's forward and input-gradient
 // products).
-func (s shape) stepFLOPs(m Method, r run, rank, trainable int64, checkpoint bool) (f32, nf4 float64) {
+func (s Shape) stepFLOPs(work func(Pass) Work, o Options, r run, trainable int64, checkpoint bool) (f32, nf4 float64) {
 	n := float64(r.B * r.T)
 	lin := float64(s.L*s.linearParams() + s.moeActive)
 	// Causal attention: q·kᵀ and p·v over about half the (query, key) pairs,
@@ -548,58 +574,25 @@ func (s shape) stepFLOPs(m Method, r run, rank, trainable int64, checkpoint bool
 	attn := 2 * 2 * pairs * float64(s.hd) * float64(s.L)
 	head := 2 * float64(r.rows) * float64(s.V) * float64(s.h)
 
+	var w Work
+	if work != nil {
+		w = work(Pass{Shape: s, Options: o, Tokens: n, Products: lin, Trainable: trainable, Checkpoint: checkpoint})
+	}
 	fwdLin := 2 * n * lin
 	// Backward: input gradients of every projection always (gradients must
 	// reach the earliest trained value), weight gradients for trained ones.
 	bwdLin := 2 * n * lin
-	var wgrad float64
-	switch m {
-	case Full:
-		wgrad = 2 * n * lin
-	case Freeze:
-		wgrad = 2 * n * lin * float64(trainable) / float64(max(s.params(), 1))
-	}
 	layerFwd := fwdLin + attn
 	f := fwdLin + attn + head + // forward
-		bwdLin + wgrad + 2*attn + head // backward
-	if m == Full {
+		bwdLin + w.WeightGrads + 2*attn + head // backward
+	if w.HeadGrad {
 		f += head // the tied or untied head's weight gradient
 	}
 	if checkpoint {
 		f += layerFwd
 	}
-	switch m {
-	case LoRA, DoRA, QLoRA:
-		var ad float64
-		for _, l := range s.linears() {
-			ad += float64(s.L) * 2 * n * float64(rank) * float64(l[0]+l[1])
-		}
-		passes := 3.0
-		if checkpoint {
-			passes++
-		}
-		f += passes * ad
-		if m == DoRA {
-			// ‖W + s·B·A‖ per row on every forward.
-			fwds := 1.0
-			if checkpoint {
-				fwds = 2
-			}
-			var norm float64
-			for _, l := range s.linears() {
-				norm += float64(s.L) * float64(l[0]*l[1]) * float64(2*rank+2)
-			}
-			f += fwds * norm
-		}
+	for _, x := range w.Own {
+		f += x
 	}
-	if m == QLoRA {
-		passes := 2.0 // forward and input gradient
-		if checkpoint {
-			passes++
-		}
-		q := passes * 2 * n * lin
-		f -= q
-		return f, q
-	}
-	return f, 0
+	return f - w.NF4, w.NF4
 }

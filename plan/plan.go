@@ -41,6 +41,9 @@ type Request struct {
 	// kto), whose samples are pairs scored together (pref.go).
 	Stage   string
 	Options Options
+	// Rows are the methods to estimate, in table order: method.PlanRows()
+	// for all of them.
+	Rows []Row
 }
 
 // Verdict is one method's estimate with whether it fits.
@@ -88,6 +91,9 @@ func Make(req Request) (*Plan, error) {
 	if req.RAM <= 0 {
 		return nil, fmt.Errorf("plan: RAM must be positive, got %d bytes", req.RAM)
 	}
+	if len(req.Rows) == 0 {
+		return nil, fmt.Errorf("plan: no methods to estimate")
+	}
 	o := req.Options.withDefaults()
 	p := &Plan{Model: req.Model, Params: shapeOf(req.Config).params(), Batch: o.Batch, Seq: o.Seq, LoRARank: o.LoRARank,
 		Samples: req.Samples, RAM: req.RAM, Budget: int64(Usable * float64(req.RAM)), GPUMem: req.GPUMem,
@@ -95,12 +101,12 @@ func Make(req Request) (*Plan, error) {
 	if p.Samples < 0 {
 		p.Samples = -1
 	}
-	for _, m := range Methods() {
+	for _, row := range req.Rows {
 		opts := req.Options
 		if isPreference(req.Stage) {
 			opts = prefOptions(opts)
 		}
-		e, err := EstimateMethod(req.Config, m, opts)
+		e, err := EstimateMethod(req.Config, row, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -141,10 +147,13 @@ func (p *Plan) recommend() {
 		p.Reasons = append(p.Reasons, "dataset size unknown (give --dataset or --samples): treated as a small dataset")
 		order = []Method{LoRA, Prompt, QLoRA}
 	case p.Samples > LargeDataset:
-		if full := p.verdict(Full); full.Fits || full.FitsCheckpoint {
+		switch full := p.verdict(Full); {
+		case full == nil:
+			// The caller chose the rows and left full fine-tuning out.
+		case full.Fits || full.FitsCheckpoint:
 			p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (> %d) and full fine-tuning fits in %s: enough data to update every weight without overfitting", p.Samples, LargeDataset, budget))
 			order = []Method{Full}
-		} else {
+		default:
 			p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (> %d) would justify full fine-tuning, but it needs %s with checkpointing and %s is usable: resources are limited, so LoRA or QLoRA",
 				p.Samples, LargeDataset, mib(full.MemoryCheckpoint.Total), budget))
 		}
@@ -154,7 +163,7 @@ func (p *Plan) recommend() {
 		order = []Method{LoRA, QLoRA}
 	case p.Samples < FewShot:
 		p.Reasons = append(p.Reasons, fmt.Sprintf("%d samples (< %d, few-shot): the fewer trainable parameters the less the model can overfit; IA3 trains only scaling vectors (%s parameters) and matched or beat LoRA on few-shot tasks (T-Few, Liu et al. 2022); else LoRA at rank %d, else prompt tuning",
-			p.Samples, FewShot, count(p.verdict(IA3).TrainableParams), FewShotDataRank))
+			p.Samples, FewShot, p.trainable(IA3), FewShotDataRank))
 		order = []Method{IA3, LoRA, Prompt, QLoRA}
 		p.suggestRank(FewShotDataRank)
 	default:
@@ -166,6 +175,8 @@ func (p *Plan) recommend() {
 	pick := func(m Method) bool {
 		v := p.verdict(m)
 		switch {
+		case v == nil:
+			return false
 		case v.Fits:
 			p.Recommended = m
 			p.Reasons = append(p.Reasons, fmt.Sprintf("%s fits: about %s at peak of %s usable (%.0f%% of %s RAM)", m, mib(v.Memory.Total), budget, 100*Usable, mib(p.RAM)))
@@ -225,8 +236,11 @@ func (p *Plan) suggestRank(r int) {
 	if p.LoRARank <= r {
 		return
 	}
-	p.SuggestedLoRARank = r
 	v := p.verdict(LoRA)
+	if v == nil {
+		return
+	}
+	p.SuggestedLoRARank = r
 	p.Reasons = append(p.Reasons, fmt.Sprintf("LoRA rank %d, not %d: %d samples cannot determine %s adapter parameters; rank %d trains %.3g× fewer and learns tasks of this size as well (the estimates are for rank %d)",
 		r, p.LoRARank, p.Samples, count(v.TrainableParams), r, float64(p.LoRARank)/float64(r), p.LoRARank))
 }
@@ -237,7 +251,7 @@ func (p *Plan) suggestRank(r int) {
 func (p *Plan) lighter() string {
 	var parts []string
 	for _, m := range []Method{IA3, Prompt, Prefix} {
-		if v := p.verdict(m); v.Fits || v.FitsCheckpoint {
+		if v := p.verdict(m); v != nil && (v.Fits || v.FitsCheckpoint) {
 			parts = append(parts, fmt.Sprintf("%s (%s parameters)", m, count(v.TrainableParams)))
 		}
 	}
@@ -245,6 +259,15 @@ func (p *Plan) lighter() string {
 		return "no lighter method fits either"
 	}
 	return "for a narrow task (output format, style, classification) lighter methods suffice: " + strings.Join(parts, ", ")
+}
+
+// trainable is the parameter count of row m for people, "?" when the plan
+// has no such row.
+func (p *Plan) trainable(m Method) string {
+	if v := p.verdict(m); v != nil {
+		return count(v.TrainableParams)
+	}
+	return "?"
 }
 
 func (p *Plan) chosenMemory() int64 {

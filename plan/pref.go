@@ -23,7 +23,7 @@ func prefOptions(o Options) Options {
 // 2 FLOPs per parameter per token over both sequences of every sample,
 // scaling the step time with the FLOPs.
 func addReference(e *Estimate, params int64, o Options, samples int64) {
-	if e.Method == Full || e.Method == Freeze {
+	if !e.Adapter {
 		n := "the dataset"
 		if samples >= 0 {
 			n = fmt.Sprintf("%d samples", samples)

@@ -1,9 +1,12 @@
-package plan
+package plan_test
 
 import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"gotune/method"
+	"gotune/plan"
 )
 
 // A preference stage's plan counts pairs, holds the activations of both
@@ -11,12 +14,12 @@ import (
 // how the reference is had without a second copy of the weights.
 func TestPreferencePlan(t *testing.T) {
 	cfg := mustShape(t, "smollm2-135m")
-	o := Options{Batch: 2, Seq: 256, GFLOPS: 100, NF4GFLOPS: 50}
-	sft, err := Make(Request{Model: "m", Config: cfg, Samples: 500, RAM: 64 << 30, Options: o})
+	o := plan.Options{Batch: 2, Seq: 256, GFLOPS: 100, NF4GFLOPS: 50}
+	sft, err := plan.Make(plan.Request{Model: "m", Config: cfg, Samples: 500, RAM: 64 << 30, Options: o, Rows: method.PlanRows()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dpo, err := Make(Request{Model: "m", Config: cfg, Samples: 500, RAM: 64 << 30, Options: o, Stage: "dpo"})
+	dpo, err := plan.Make(plan.Request{Model: "m", Config: cfg, Samples: 500, RAM: 64 << 30, Options: o, Stage: "dpo", Rows: method.PlanRows()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,8 +31,7 @@ func TestPreferencePlan(t *testing.T) {
 		// Two sequences a sample: at least twice the FLOPs; PEFT methods
 		// add the reference forward on top.
 		ratio := v.StepFLOPs / s.StepFLOPs
-		peft := v.Method != Full && v.Method != Freeze
-		if ratio < 1.99 || (peft && ratio < 2.3) {
+		if ratio < 1.99 || (v.Adapter && ratio < 2.3) {
 			t.Errorf("%s: step FLOPs %.3g× sft", v.Method, ratio)
 		}
 	}

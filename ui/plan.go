@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"gotune/method"
 	"gotune/model"
 	"gotune/plan"
 )
@@ -59,7 +60,7 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	p := plan.Request{Model: s.display(dir), Samples: -1}
+	p := plan.Request{Model: s.display(dir), Samples: -1, Rows: method.PlanRows()}
 	if p.Config, err = model.LoadConfig(dir); err != nil {
 		s.fail(w, r, err)
 		return

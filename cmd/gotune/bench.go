@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"gotune/compute/cpu"
+	"gotune/method"
 	"gotune/model"
 	"gotune/nn"
 	"gotune/optim"
@@ -261,6 +262,16 @@ func benchModel(method, shape string, rank int, storage model.DType) (*model.Mod
 	return m, params, pm, nil
 }
 
+// benchEstimate is the planner's estimate of a bench run of row pm: bench
+// quantizes without double quantization.
+func benchEstimate(cfg *model.Config, pm plan.Method, b, t, rank int) (plan.Estimate, error) {
+	row, err := method.PlanRow(string(pm))
+	if err != nil {
+		return plan.Estimate{}, err
+	}
+	return plan.EstimateMethod(cfg, row, plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true})
+}
+
 func newTrainBench(method, shape string, b, t, rank int, checkpoint bool, storage model.DType, prepack bool) (*trainBench, error) {
 	m, params, pm, err := benchModel(method, shape, rank, storage)
 	if err != nil {
@@ -276,7 +287,7 @@ func newTrainBench(method, shape string, b, t, rank int, checkpoint bool, storag
 	if err != nil {
 		return nil, err
 	}
-	est, err := plan.EstimateMethod(cfg, pm, plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true})
+	est, err := benchEstimate(cfg, pm, b, t, rank)
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,6 @@ import (
 	"gotune/compute"
 	"gotune/compute/cuda"
 	"gotune/model"
-	"gotune/plan"
 )
 
 // profiler is implemented by backends that can time their operations.
@@ -84,7 +83,7 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 	}
 	m = nil
 	runtime.GC()
-	est, err := plan.EstimateMethod(cfg, pm, plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true})
+	est, err := benchEstimate(cfg, pm, b, t, rank)
 	if err != nil {
 		return nil, err
 	}

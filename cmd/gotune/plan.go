@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"gotune/method"
 	"gotune/model"
 	"gotune/plan"
 )
@@ -45,7 +46,7 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 	if *modelDir, err = positionalModel(*modelDir, pos); err != nil {
 		return err
 	}
-	req := plan.Request{Samples: *samples, Stage: *stage}
+	req := plan.Request{Samples: *samples, Stage: *stage, Rows: method.PlanRows()}
 	switch {
 	case *modelDir != "" && *shape != "":
 		return fmt.Errorf("give --model or --shape, not both")

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"gotune/method"
 	"gotune/model"
 	"gotune/plan"
 )
@@ -82,13 +83,13 @@ func TestPlanMatchesMeasuredRSS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := plan.ParseMethod(c.method)
+			row, err := method.PlanRow(c.method)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// bench quantizes without double quantization and runs one
 			// warm-up step before the timed ones.
-			e, err := plan.EstimateMethod(cfg, m, plan.Options{Batch: 1, Seq: c.seq, LoRARank: 16,
+			e, err := plan.EstimateMethod(cfg, row, plan.Options{Batch: 1, Seq: c.seq, LoRARank: 16,
 				SingleQuant: true, Steps: int64(c.steps) + 1, Threads: res.Threads, GOGC: gogc()})
 			if err != nil {
 				t.Fatal(err)

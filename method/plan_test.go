@@ -1,27 +1,34 @@
-package plan
+package method
 
 import (
 	"fmt"
-	"gotune/compute/cpu"
 	"runtime"
+	"strings"
 	"testing"
 
+	"gotune/compute/cpu"
 	"gotune/model"
 	"gotune/nn"
 	"gotune/optim"
 	"gotune/peft"
+	"gotune/plan"
 	"gotune/quant"
 )
 
-// attach prepares m for method as gotune's trainer and bench do, and returns
-// the trained parameters.
-func attach(m *model.Model, method Method, o Options) ([]*nn.Param, error) {
-	o = o.withDefaults()
+// attach prepares m for a planner row as gotune's trainer and bench do,
+// and returns the trained parameters. o has every size set.
+func attach(m *model.Model, row plan.Method, o plan.Options) ([]*nn.Param, error) {
+	adapter := func(a peft.Method, err error) ([]*nn.Param, error) {
+		if err != nil {
+			return nil, err
+		}
+		return a.Params(), nil
+	}
 	var ps []*nn.Param
-	switch method {
-	case Full:
+	switch row {
+	case "full":
 		ps = m.Params()
-	case Freeze:
+	case "freeze":
 		for _, l := range m.Layers[len(m.Layers)-o.FreezeLayers:] {
 			ps = append(ps, l.InNorm, l.PostNorm)
 			if l.QNorm != nil {
@@ -34,8 +41,8 @@ func attach(m *model.Model, method Method, o Options) ([]*nn.Param, error) {
 				}
 			}
 		}
-	case LoRA, DoRA, QLoRA:
-		if method == QLoRA {
+	case "lora", "dora", "qlora-nf4":
+		if row == "qlora-nf4" {
 			for _, l := range m.Linears() {
 				q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: quant.NF4, DoubleQuant: !o.SingleQuant})
 				if err != nil {
@@ -44,41 +51,19 @@ func attach(m *model.Model, method Method, o Options) ([]*nn.Param, error) {
 				l.Q, l.W = q, nil
 			}
 		}
-		set, err := peft.AttachLoRA(m, peft.LoRAConfig{R: o.LoRARank, Alpha: float64(2 * o.LoRARank), Targets: []string{"all"}, DoRA: method == DoRA}, 1)
-		if err != nil {
-			return nil, err
-		}
-		return set.Params(), nil
-	case Prompt:
-		p, err := peft.AttachPromptTuning(m, peft.PromptTuningConfig{Virtual: o.Virtual, Init: "RANDOM"}, 1)
-		if err != nil {
-			return nil, err
-		}
-		return p.Params(), nil
-	case PTuning:
-		p, err := peft.AttachPTuning(m, peft.PTuningConfig{Virtual: o.Virtual}, 1)
-		if err != nil {
-			return nil, err
-		}
-		return p.Params(), nil
-	case Prefix:
-		p, err := peft.AttachPrefix(m, peft.PrefixConfig{Virtual: o.Virtual}, 1)
-		if err != nil {
-			return nil, err
-		}
-		return p.Params(), nil
-	case IA3:
-		s, err := peft.AttachIA3(m, peft.IA3Config{}, 1)
-		if err != nil {
-			return nil, err
-		}
-		return s.Params(), nil
-	case Bottleneck:
-		s, err := peft.AttachBottleneck(m, peft.BottleneckConfig{Size: o.BottleneckSize}, 1)
-		if err != nil {
-			return nil, err
-		}
-		return s.Params(), nil
+		return adapter(peft.AttachLoRA(m, peft.LoRAConfig{R: o.LoRARank, Alpha: float64(2 * o.LoRARank), Targets: []string{"all"}, DoRA: row == "dora"}, 1))
+	case "prompt-tuning":
+		return adapter(peft.AttachPromptTuning(m, peft.PromptTuningConfig{Virtual: o.Virtual, Init: "RANDOM"}, 1))
+	case "p-tuning":
+		return adapter(peft.AttachPTuning(m, peft.PTuningConfig{Virtual: o.Virtual}, 1))
+	case "prefix-tuning":
+		return adapter(peft.AttachPrefix(m, peft.PrefixConfig{Virtual: o.Virtual}, 1))
+	case "ia3":
+		return adapter(peft.AttachIA3(m, peft.IA3Config{}, 1))
+	case "bottleneck":
+		return adapter(peft.AttachBottleneck(m, peft.BottleneckConfig{Size: o.BottleneckSize}, 1))
+	default:
+		return nil, fmt.Errorf("no attach for planner row %q: add it to this test", row)
 	}
 	for _, p := range ps {
 		p.SetTrainable(true)
@@ -97,8 +82,8 @@ func heapAlloc() int64 {
 	return int64(s.HeapAlloc)
 }
 
-// TestLiveHeapMatchesModel trains every method for two steps in this process
-// and compares the live heap (after a collection) with the estimate's
+// TestLiveHeapMatchesModel trains every planner row for two steps in this
+// process and compares the live heap (after a collection) with the estimate's
 // weights + gradients + optimizer + activations: the buffer-by-buffer model
 // itself, without the runtime allowance.
 func TestLiveHeapMatchesModel(t *testing.T) {
@@ -107,14 +92,15 @@ func TestLiveHeapMatchesModel(t *testing.T) {
 		shapes = shapes[:1]
 	}
 	for _, name := range shapes {
-		for _, method := range Methods() {
+		for _, row := range PlanRows() {
+			method := row.Method
 			for _, ckpt := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/%s/ckpt=%v", name, method, ckpt), func(t *testing.T) {
 					cfg, err := model.Shape(name)
 					if err != nil {
 						t.Fatal(err)
 					}
-					o := Options{Batch: 2, Seq: 96, LoRARank: 8, Virtual: 10, BottleneckSize: 16}
+					o := plan.Options{Batch: 2, Seq: 96, LoRARank: 8, Virtual: 10, BottleneckSize: 16, FreezeLayers: 2}
 					// The matrix kernel's packing buffers are process-wide
 					// (estimated with the runtime, checked by the RSS test):
 					// allocate them before measuring.
@@ -146,7 +132,7 @@ func TestLiveHeapMatchesModel(t *testing.T) {
 					runtime.KeepAlive(ws)
 					runtime.KeepAlive(opt)
 					runtime.KeepAlive(m)
-					e, err := EstimateMethod(cfg, method, o)
+					e, err := plan.EstimateMethod(cfg, row, o)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -186,5 +172,27 @@ func warmKernel(cfg *model.Config) {
 	for range 2 {
 		cpu.Sgemm(false, true, 256, n, cfg.Hidden, 1, a, cfg.Hidden, b, cfg.Hidden, 0, c, n)
 		cpu.Sgemm(false, false, 256, cfg.Hidden, n, 1, c, n, b, cfg.Hidden, 0, a, cfg.Hidden)
+	}
+}
+
+// PlanRows lists the table's rows in the order it always had, each with a
+// footprint; PlanRow finds them by name (qlora for qlora-nf4).
+func TestPlanRows(t *testing.T) {
+	var names []string
+	for _, r := range PlanRows() {
+		names = append(names, string(r.Method))
+		if r.Footprint == nil {
+			t.Errorf("row %s has no footprint", r.Method)
+		}
+	}
+	want := "full freeze lora dora qlora-nf4 prompt-tuning p-tuning prefix-tuning ia3 bottleneck"
+	if got := strings.Join(names, " "); got != want {
+		t.Errorf("rows %s, want %s", got, want)
+	}
+	if r, err := PlanRow(" QLoRA"); err != nil || r.Method != plan.QLoRA {
+		t.Errorf("PlanRow(qlora) = %s, %v", r.Method, err)
+	}
+	if _, err := PlanRow("adalora"); err == nil || !strings.Contains(err.Error(), "known: full, freeze") {
+		t.Errorf("PlanRow(adalora): error %v", err)
 	}
 }
