@@ -11,9 +11,13 @@ import (
 	"gotune/plan"
 )
 
-// goldenPlans writes the plans of every named shape under a few settings,
-// as table and JSON: the printed numbers the planner must not change when
-// its code moves.
+// goldenShapes cover biases and a tied head (ref-qwen2) and a mixture of
+// experts with q/k norms (moe-8x2).
+var goldenShapes = []string{"ref-qwen2", "moe-8x2"}
+
+// goldenPlans writes the plans of the golden shapes under a few settings, as
+// JSON (every number the table prints, FLOPs in full): what the planner
+// must not change when its code moves.
 func goldenPlans(t *testing.T) []byte {
 	t.Helper()
 	var out bytes.Buffer
@@ -28,7 +32,7 @@ func goldenPlans(t *testing.T) []byte {
 		{-1, "dpo", plan.Options{Batch: 1, Seq: 256, GOGC: -1, Steps: 10}},
 		{50_000, "kto", plan.Options{Batch: 2, Seq: 128}},
 	}
-	for _, name := range model.ShapeNames() {
+	for _, name := range goldenShapes {
 		cfg, err := model.Shape(name)
 		if err != nil {
 			t.Fatal(err)
@@ -41,9 +45,6 @@ func goldenPlans(t *testing.T) []byte {
 				t.Fatalf("%s/%d: %v", name, i, err)
 			}
 			fmt.Fprintf(&out, "=== %s setting %d\n", name, i)
-			if err := p.WriteTable(&out); err != nil {
-				t.Fatal(err)
-			}
 			if err := p.WriteJSON(&out); err != nil {
 				t.Fatal(err)
 			}
@@ -52,9 +53,10 @@ func goldenPlans(t *testing.T) []byte {
 	return out.Bytes()
 }
 
-// TestGoldenPlans: the tables and JSON of testdata/plans.golden, written by
-// the planner before each method's footprint moved into package method, come
-// out byte for byte. GOLDEN_UPDATE=1 rewrites the file.
+// TestGoldenPlans: the plans of testdata/plans.golden come out byte for byte.
+// The planner wrote them before each method's footprint moved into package
+// method (then for every named shape, tables included, equal after the move).
+// GOLDEN_UPDATE=1 rewrites the file.
 func TestGoldenPlans(t *testing.T) {
 	got := goldenPlans(t)
 	const file = "testdata/plans.golden"
