@@ -287,6 +287,11 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	def("__mut", mutable)
 	def("__unpack", unpack)
 	def("__hex", unhex)
+	def("__dict", st.newDict)
+	def("__tuple", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		v := newTuple(append([]jinja.Value(nil), args...))
+		return v, st.check(v)
+	})
 	// loop.changed: __run starts a loop's run afresh, __changed compares
 	// with the value the run last passed
 	changed := map[int64]jinja.Value{}
@@ -394,6 +399,8 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		}
 		v := args[0]
 		switch {
+		case isTuple(v):
+			return jinja.NewList(append([]jinja.Value(nil), v.AsList().Items...)), nil
 		case v.IsList():
 			return v, nil
 		case v.IsString():

@@ -432,7 +432,7 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		d := args[0].AsDict()
 		var pairs []jinja.Value
 		for _, k := range d.Keys {
-			pairs = append(pairs, jinja.NewList([]jinja.Value{jinja.NewString(k), d.Data[k]}))
+			pairs = append(pairs, newTuple([]jinja.Value{origKey(d, k), d.Data[k]}))
 		}
 		cs, _ := kwOrArg(args, kwargs, 1, "case_sensitive")
 		pos := 0

@@ -93,7 +93,7 @@ func pyEqual(a, b jinja.Value) bool {
 		return true
 	case a.IsList() && b.IsList():
 		la, lb := a.AsList().Items, b.AsList().Items
-		if len(la) != len(lb) {
+		if len(la) != len(lb) || isTuple(a) != isTuple(b) {
 			return false
 		}
 		for i := range la {
@@ -349,21 +349,8 @@ func item(obj, key jinja.Value) (jinja.Value, error) {
 		}
 		return jinja.NewString(string(rs[i])), nil
 	case obj.IsDict():
-		var k string
-		switch {
-		case key.IsString():
-			k = key.AsString()
-		case key.IsInt():
-			k = strconv.FormatInt(key.AsInt(), 10)
-		case key.IsBool():
-			k = "False"
-			if key.AsBool() {
-				k = "True"
-			}
-		default:
-			return jinja.Undefined(), nil
-		}
-		if v, ok := obj.AsDict().Get(k); ok {
+		// a str key finds only str keys, a number only number keys
+		if v, ok := dictLookup(obj.AsDict(), key); ok {
 			return v, nil
 		}
 	}
@@ -786,13 +773,14 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		} else {
 			i = strings.LastIndex(s, *sep)
 		}
+		parts := []string{"", "", s}
 		switch {
 		case i >= 0:
-			return strList([]string{s[:i], *sep, s[i+len(*sep):]}), nil
+			parts = []string{s[:i], *sep, s[i+len(*sep):]}
 		case name == "partition":
-			return strList([]string{s, "", ""}), nil
+			parts = []string{s, "", ""}
 		}
-		return strList([]string{"", "", s}), nil
+		return newTuple(strList(parts).AsList().Items), nil
 	case "zfill", "ljust", "rjust", "center":
 		w := intArg(0, "", 0)
 		if err := st.room(w, name); err != nil {
@@ -972,10 +960,7 @@ func (st *renderState) contains(x, c jinja.Value) (jinja.Value, error) {
 		}
 		return jinja.NewBool(false), nil
 	case c.IsDict():
-		if !x.IsString() {
-			return jinja.NewBool(false), nil
-		}
-		_, ok := c.AsDict().Data[x.AsString()]
+		_, ok := dictLookup(c.AsDict(), x)
 		return jinja.NewBool(ok), nil
 	case c.IsUndefined(), c.IsNone():
 		// jinja2 raises on None, but assistant tool-call turns arrive with

@@ -144,14 +144,22 @@ func writeRepr(b *strings.Builder, v jinja.Value) {
 	case v.IsString():
 		b.WriteString(pyQuote(v.AsString()))
 	case v.IsList():
-		b.WriteByte('[')
-		for i, it := range v.AsList().Items {
+		items := v.AsList().Items
+		open, close := byte('['), byte(']')
+		if isTuple(v) {
+			open, close = '(', ')'
+		}
+		b.WriteByte(open)
+		for i, it := range items {
 			if i > 0 {
 				b.WriteString(", ")
 			}
 			writeRepr(b, it)
 		}
-		b.WriteByte(']')
+		if len(items) == 1 && open == '(' {
+			b.WriteByte(',')
+		}
+		b.WriteByte(close)
 	case v.IsDict():
 		d := v.AsDict()
 		b.WriteByte('{')
@@ -159,7 +167,7 @@ func writeRepr(b *strings.Builder, v jinja.Value) {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(pyQuote(k))
+			writeRepr(b, origKey(d, k))
 			b.WriteString(": ")
 			writeRepr(b, d.Data[k])
 		}

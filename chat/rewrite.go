@@ -564,7 +564,7 @@ func (p *rewriter) atom() (string, error) {
 		p.pos++
 		if p.op(")") {
 			p.pos++
-			return "()", nil
+			return "__tuple()", nil
 		}
 		e, err := p.expression()
 		if err != nil {
@@ -585,7 +585,9 @@ func (p *rewriter) atom() (string, error) {
 			}
 			items = append(items, it)
 		}
-		return "__chk((" + strings.Join(items, ", ") + ",))", p.expect(")")
+		// a tuple literal: the library would build a list, which
+		// prints as [a, b] where jinja2 prints (a, b)
+		return "__tuple(" + strings.Join(items, ", ") + ")", p.expect(")")
 	case t.s == "[":
 		p.pos++
 		var items []string
@@ -615,12 +617,14 @@ func (p *rewriter) atom() (string, error) {
 			if err != nil {
 				return "", err
 			}
-			pairs = append(pairs, k+": "+v)
+			pairs = append(pairs, k, v)
 			if p.op(",") {
 				p.pos++
 			}
 		}
-		return "__chk({" + strings.Join(pairs, ", ") + "})", p.expect("}")
+		// built by __dict, which keeps keys that are not strings apart
+		// from strings of the same text ({1: 'a'}[1], not ['1'])
+		return "__dict(" + strings.Join(pairs, ", ") + ")", p.expect("}")
 	case t.s == "-":
 		p.pos++
 		e, err := p.atom()
