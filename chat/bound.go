@@ -288,6 +288,7 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	def("__unpack", unpack)
 	def("__hex", unhex)
 	def("__dict", st.newDict)
+	def("__macro", st.makeMacro)
 	def("__tuple", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		v := newTuple(append([]jinja.Value(nil), args...))
 		return v, st.check(v)

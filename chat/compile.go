@@ -52,6 +52,12 @@ var libMethods = map[string]bool{
 
 type compiler struct {
 	tmp     int // temporaries named so far
+	seg     int // the segment being compiled
+	// macroUses says, by the segment index of a {% macro %} tag, which of
+	// varargs, kwargs and caller its body names; kwMacros are the names of
+	// macros that take surplus keyword arguments (see scanMacros)
+	macroUses map[int]macroUse
+	kwMacros  map[string]bool
 	name    string
 	out     strings.Builder
 	hasGen  bool
@@ -62,6 +68,10 @@ type compiler struct {
 type openBlock struct {
 	kw   string
 	line int
+	// macros: the name, parameter names and special names the body uses
+	macro  string
+	params []string
+	uses   macroUse
 	// for loops: where the loop statement starts and its body begins in the
 	// output, the names its body assigns, and whether {% else %} was seen
 	id      int // for loops: their number, for loop.changed's state
@@ -86,7 +96,9 @@ func (c *compiler) errf(line int, format string, a ...any) error {
 // printed value goes through __p (Python str() and the output bound), loops
 // tick __t, and __l records the current source line for runtime errors.
 func (c *compiler) compile(segs []segment) (string, error) {
-	for _, s := range segs {
+	c.scanMacros(segs)
+	for i, s := range segs {
+		c.seg = i
 		switch s.kind {
 		case segText:
 			c.out.WriteString("{{ ")
@@ -309,10 +321,19 @@ func (c *compiler) stmt(s segment) error {
 		if err := noArgs(); err != nil {
 			return err
 		}
+		if c.top() != "macro" {
+			return c.pop(kw, s.line)
+		}
+		b := c.stack[len(c.stack)-1]
 		if err := c.pop(kw, s.line); err != nil {
 			return err
 		}
-		c.out.WriteString("{{ __leave() }}{% endmacro %}")
+		// the library's macro binds its parameters and ignores surplus
+		// arguments: NAME is a wrapper that hands surplus positional
+		// arguments to varargs and unknown keywords to kwargs, or raises
+		// as jinja2 does when the body names neither
+		c.out.WriteString("{{ __leave() }}{% endmacro %}{% set " + b.macro + " = __macro(__mac_" + b.macro + ", " +
+			libString(b.macro) + ", " + libString(strings.Join(b.params, ",")) + ", " + strconv.Itoa(int(b.uses)) + ") %}")
 	case "endif", "endfor", "endcall", "endfilter", "endset":
 		if err := noArgs(); err != nil {
 			return err
@@ -479,13 +500,14 @@ func (c *compiler) macroStmt(s segment, rest []token) error {
 	if len(rest) < 3 || rest[0].kind != tName || !rest[1].is(tOp, "(") || !rest[len(rest)-1].is(tOp, ")") {
 		return bad()
 	}
-	var params []string
+	var params, names []string
 	ps := rest[2 : len(rest)-1]
 	for len(ps) > 0 {
 		if ps[0].kind != tName {
 			return bad()
 		}
 		p := ps[0].s
+		names = append(names, p)
 		ps = ps[1:]
 		if len(ps) > 0 && ps[0].is(tOp, "=") {
 			if len(ps) < 2 {
@@ -522,9 +544,79 @@ func (c *compiler) macroStmt(s segment, rest []token) error {
 			ps = ps[1:]
 		}
 	}
-	c.out.WriteString("{% macro " + rest[0].s + "(" + strings.Join(params, ", ") + ") %}{{ __enter() }}")
-	c.push("macro", s.line)
+	uses := c.macroUses[c.seg]
+	for _, special := range []struct {
+		bit  macroUse
+		name string
+	}{{usesVarargs, "varargs"}, {usesKwargs, "kwargs"}, {usesCaller, "caller"}} {
+		if uses&special.bit != 0 && !contains(names, special.name) {
+			params = append(params, special.name)
+		}
+	}
+	c.out.WriteString("{% macro __mac_" + rest[0].s + "(" + strings.Join(params, ", ") + ") %}{{ __enter() }}")
+	c.stack = append(c.stack, openBlock{kw: "macro", line: s.line, macro: rest[0].s, params: names, uses: uses})
 	return nil
+}
+
+// macroUse is a set of the special names a macro body uses.
+type macroUse uint8
+
+const (
+	usesVarargs macroUse = 1 << iota
+	usesKwargs
+	usesCaller
+)
+
+// scanMacros notes which macros name varargs, kwargs or caller in their
+// bodies: as in jinja2, only those accept surplus positional arguments,
+// unknown keywords and a {% call %} block.
+func (c *compiler) scanMacros(segs []segment) {
+	c.macroUses = map[int]macroUse{}
+	c.kwMacros = map[string]bool{}
+	type open struct {
+		seg  int
+		name string
+	}
+	var stack []open
+	for i, s := range segs {
+		if s.kind == segText {
+			continue
+		}
+		if s.kind == segStmt && len(s.toks) > 0 {
+			switch s.toks[0].s {
+			case "macro":
+				name := ""
+				if len(s.toks) > 1 {
+					name = s.toks[1].s
+				}
+				stack = append(stack, open{i, name})
+				continue
+			case "endmacro":
+				if len(stack) > 0 {
+					stack = stack[:len(stack)-1]
+				}
+				continue
+			}
+		}
+		if len(stack) == 0 {
+			continue
+		}
+		top := stack[len(stack)-1]
+		for j, t := range s.toks {
+			if t.kind != tName || j > 0 && s.toks[j-1].is(tOp, ".") {
+				continue
+			}
+			switch t.s {
+			case "varargs":
+				c.macroUses[top.seg] |= usesVarargs
+			case "kwargs":
+				c.macroUses[top.seg] |= usesKwargs
+				c.kwMacros[top.name] = true
+			case "caller":
+				c.macroUses[top.seg] |= usesCaller
+			}
+		}
+	}
 }
 
 // expr checks an expression's tokens and re-emits them for the library.
@@ -589,7 +681,7 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 	if len(parts) != len(toks) {
 		return "", c.errf(line, "internal error: %d tokens emitted as %d", len(toks), len(parts))
 	}
-	out, err := rewrite(toks, parts, c.loopID())
+	out, err := rewrite(toks, parts, c.loopID(), c.kwMacros)
 	if err != nil {
 		return "", c.errf(line, "%v", err)
 	}

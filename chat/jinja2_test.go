@@ -23,7 +23,6 @@ var knownDivergences = map[string]string{
 	"chat_content_plus_none_error": "as plus_none_error",
 	"in_none_error":                "x in None is False, not jinja2's TypeError: OpenAI tool-call turns carry content None and Qwen3's template tests '</think>' in message.content",
 	"bigint_literal":               "integers are 64-bit: a literal past int64 is refused at parse time",
-	"macro_varargs":                "macros have no varargs/kwargs for surplus call arguments",
 }
 
 type jinjaCase struct {

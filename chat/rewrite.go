@@ -32,7 +32,8 @@ var printFilters = map[string]bool{
 }
 
 type rewriter struct {
-	loopID int // the innermost for loop's number, for loop.changed
+	loopID   int             // the innermost for loop's number, for loop.changed
+	kwMacros map[string]bool // macros that collect surplus keywords in kwargs
 	toks   []token
 	parts  []string // parts[i] is toks[i] as the library must see it
 	pos    int
@@ -40,8 +41,8 @@ type rewriter struct {
 
 // rewrite parses toks (whose emitted forms are parts) and returns the
 // library source of the bounded expression.
-func rewrite(toks []token, parts []string, loopID int) (string, error) {
-	p := &rewriter{toks: toks, parts: parts, loopID: loopID}
+func rewrite(toks []token, parts []string, loopID int, kwMacros map[string]bool) (string, error) {
+	p := &rewriter{toks: toks, parts: parts, loopID: loopID, kwMacros: kwMacros}
 	s, err := p.expression()
 	if err != nil {
 		return "", err
@@ -446,6 +447,9 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 			if err != nil {
 				return "", err
 			}
+			if p.kwMacros[e] {
+				args = append(args, kwOrder(args))
+			}
 			e = e + "(" + strings.Join(args, ", ") + ")"
 		case p.op("|") && filters:
 			p.pos++
@@ -476,6 +480,28 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 		}
 	}
 	return e, nil
+}
+
+// kwOrder is the hidden argument that tells a macro's wrapper the order of
+// the call's keywords, which the library passes in a Go map: jinja2's
+// kwargs dict keeps the call's order.
+func kwOrder(args []string) string {
+	var names []string
+	for _, a := range args {
+		if k, _, ok := strings.Cut(a, " = "); ok && isIdent(k) {
+			names = append(names, k)
+		}
+	}
+	return "__kw = " + libString(strings.Join(names, ","))
+}
+
+func isIdent(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func chkAll(args []string) string {
