@@ -51,18 +51,18 @@ var libMethods = map[string]bool{
 }
 
 type compiler struct {
-	tmp     int // temporaries named so far
-	seg     int // the segment being compiled
+	tmp int // temporaries named so far
+	seg int // the segment being compiled
 	// macroUses says, by the segment index of a {% macro %} tag, which of
 	// varargs, kwargs and caller its body names; kwMacros are the names of
 	// macros that take surplus keyword arguments (see scanMacros)
 	macroUses map[int]macroUse
 	kwMacros  map[string]bool
-	name    string
-	out     strings.Builder
-	hasGen  bool
-	stack   []openBlock
-	literal []string // string literals seen, for stop-string discovery
+	name      string
+	out       strings.Builder
+	hasGen    bool
+	stack     []openBlock
+	literal   []string // string literals seen, for stop-string discovery
 }
 
 type openBlock struct {

@@ -34,9 +34,9 @@ var printFilters = map[string]bool{
 type rewriter struct {
 	loopID   int             // the innermost for loop's number, for loop.changed
 	kwMacros map[string]bool // macros that collect surplus keywords in kwargs
-	toks   []token
-	parts  []string // parts[i] is toks[i] as the library must see it
-	pos    int
+	toks     []token
+	parts    []string // parts[i] is toks[i] as the library must see it
+	pos      int
 }
 
 // rewrite parses toks (whose emitted forms are parts) and returns the
