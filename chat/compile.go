@@ -74,7 +74,9 @@ type openBlock struct {
 	uses   macroUse
 	// for loops: where the loop statement starts and its body begins in the
 	// output, the names its body assigns, and whether {% else %} was seen
-	id      int // for loops: their number, for loop.changed's state
+	id      int    // for loops: their number, for loop.changed's state
+	rec     bool   // a recursive for loop, compiled as the macro __rloopID
+	recIter string // a recursive loop's outermost iterable
 	at      [2]int
 	targets []string
 	sets    []string
@@ -200,16 +202,24 @@ func (c *compiler) pop(end string, line int) error {
 	return nil
 }
 
-// loopID is the number of the innermost open for loop, 0 outside loops
-// (and in macro bodies, where loop is not the enclosing loop's).
-func (c *compiler) loopID() int {
+// loop is the innermost open for loop, nil outside loops (and in macro
+// bodies, where loop is not the enclosing loop's).
+func (c *compiler) loop() *openBlock {
 	for i := len(c.stack) - 1; i >= 0; i-- {
 		switch c.stack[i].kw {
 		case "for":
-			return c.stack[i].id
+			return &c.stack[i]
 		case "macro", "call":
-			return 0
+			return nil
 		}
+	}
+	return nil
+}
+
+// loopID is the number of the innermost open for loop, 0 outside loops.
+func (c *compiler) loopID() int {
+	if b := c.loop(); b != nil {
+		return b.id
 	}
 	return 0
 }
@@ -348,6 +358,12 @@ func (c *compiler) stmt(s segment) error {
 		after := ""
 		if kw == "endfor" {
 			after = c.closeFor(b)
+			if b.rec {
+				// the loop body ends the macro that a recursive loop
+				// became; the outermost level runs it on the iterable
+				id := strconv.Itoa(b.id)
+				after += "{{ __leave() }}{% endmacro %}{{ __rloop" + id + "(" + b.recIter + ", 1) }}"
+			}
 		}
 		c.out.WriteString("{% " + kw + " %}" + after)
 	case "break", "continue":
@@ -393,22 +409,66 @@ func (c *compiler) forStmt(s segment, rest []token) error {
 		return c.errf(s.line, "{%% for %%} with more than two targets is not supported")
 	}
 	iter := rest[in+1:]
+	rec := false
+	if n := len(iter); n > 0 && iter[n-1].is(tName, "recursive") {
+		rec, iter = true, iter[:n-1]
+	}
 	for _, t := range iter {
 		if t.is(tName, "recursive") {
-			return c.errf(s.line, "recursive {%% for %%} loops are not supported")
+			return c.errf(s.line, "'recursive' must end the {%% for %%} tag")
 		}
 	}
-	e, err := c.expr(iter, s.line)
-	if err != nil {
-		return err
-	}
-	start := c.out.Len()
 	c.tmp++
 	id := c.tmp
+	var e, recIter string
+	if !rec {
+		var err error
+		if e, err = c.expr(iter, s.line); err != nil {
+			return err
+		}
+	} else {
+		// {% for x in seq [if cond] recursive %} becomes a macro
+		// __rloopID(items, depth) holding the loop, which the body's
+		// loop(items) calls one level deeper; the filter applies at every
+		// level
+		seq, cond := splitLoopFilter(iter)
+		var err error
+		if recIter, err = c.expr(seq, s.line); err != nil {
+			return err
+		}
+		e = "__rit" + strconv.Itoa(id)
+		c.out.WriteString("{% macro __rloop" + strconv.Itoa(id) + "(" + e + ", __rdepth" + strconv.Itoa(id) + ") %}{{ __enter() }}")
+		if len(cond) > 0 {
+			f, err := c.expr(cond, s.line)
+			if err != nil {
+				return err
+			}
+			e += " if " + f
+		}
+	}
+	start := c.out.Len()
 	c.mark(s.line)
 	c.out.WriteString("{{ __run(" + strconv.Itoa(id) + ") }}{% for " + strings.Join(targets, ", ") + " in " + e + " %}{{ __t() }}")
-	c.stack = append(c.stack, openBlock{kw: "for", id: id, line: s.line, at: [2]int{start, c.out.Len()}, targets: targets})
+	c.stack = append(c.stack, openBlock{kw: "for", id: id, rec: rec, recIter: recIter, line: s.line, at: [2]int{start, c.out.Len()}, targets: targets})
 	return nil
+}
+
+// splitLoopFilter splits a for loop's "seq if cond" at its top-level "if"
+// (jinja2 parses seq without conditional expressions, so the first such
+// "if" starts the filter).
+func splitLoopFilter(toks []token) (seq, cond []token) {
+	depth := 0
+	for i, t := range toks {
+		switch {
+		case t.is(tOp, "(") || t.is(tOp, "[") || t.is(tOp, "{"):
+			depth++
+		case t.is(tOp, ")") || t.is(tOp, "]") || t.is(tOp, "}"):
+			depth--
+		case depth == 0 && t.is(tName, "if"):
+			return toks[:i], toks[i+1:]
+		}
+	}
+	return toks, nil
 }
 
 func (c *compiler) setStmt(s segment, rest []token) error {
@@ -665,7 +725,7 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 				return "", c.errf(l, "expected an attribute name after '.'")
 			}
 			name := toks[i+1].s
-			if i > 0 && toks[i-1].is(tName, "loop") && (name == "depth" || name == "depth0" || name == "changed" && c.loopID() == 0) {
+			if i > 0 && toks[i-1].is(tName, "loop") && name == "changed" && c.loopID() == 0 {
 				return "", c.errf(l, "loop.%s is not supported", name)
 			}
 			if i+2 < len(toks) && toks[i+2].is(tOp, "(") {
@@ -681,7 +741,15 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 	if len(parts) != len(toks) {
 		return "", c.errf(line, "internal error: %d tokens emitted as %d", len(toks), len(parts))
 	}
-	out, err := rewrite(toks, parts, c.loopID(), c.kwMacros)
+	ctx := rewriteCtx{kwMacros: c.kwMacros}
+	if b := c.loop(); b != nil {
+		ctx.loopID, ctx.loopDepth = b.id, "1"
+		if b.rec {
+			ctx.recLoop = "__rloop" + strconv.Itoa(b.id)
+			ctx.loopDepth = "__rdepth" + strconv.Itoa(b.id)
+		}
+	}
+	out, err := rewrite(toks, parts, ctx)
 	if err != nil {
 		return "", c.errf(line, "%v", err)
 	}

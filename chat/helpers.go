@@ -37,6 +37,12 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		}
 		return jinja.NewString(s), nil
 	})
+	def("__rl", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 1 && args[0].IsString() {
+			st.out -= len(args[0].AsString())
+		}
+		return args[0], nil
+	})
 	def("__l", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		st.line = int(args[0].AsInt())
 		return empty, nil

@@ -31,18 +31,26 @@ var printFilters = map[string]bool{
 	"sort": true, "unique": true, "dictsort": true, "max": true, "min": true, "sum": true,
 }
 
+// rewriteCtx is what the rewriter needs to know about the expression's
+// surroundings.
+type rewriteCtx struct {
+	loopID    int             // the innermost for loop's number, for loop.changed
+	loopDepth string          // its loop.depth: "1", or a recursive loop's depth variable
+	recLoop   string          // the macro a recursive innermost loop became, else ""
+	kwMacros  map[string]bool // macros that collect surplus keywords in kwargs
+}
+
 type rewriter struct {
-	loopID   int             // the innermost for loop's number, for loop.changed
-	kwMacros map[string]bool // macros that collect surplus keywords in kwargs
-	toks     []token
-	parts    []string // parts[i] is toks[i] as the library must see it
-	pos      int
+	rewriteCtx
+	toks  []token
+	parts []string // parts[i] is toks[i] as the library must see it
+	pos   int
 }
 
 // rewrite parses toks (whose emitted forms are parts) and returns the
 // library source of the bounded expression.
-func rewrite(toks []token, parts []string, loopID int, kwMacros map[string]bool) (string, error) {
-	p := &rewriter{toks: toks, parts: parts, loopID: loopID, kwMacros: kwMacros}
+func rewrite(toks []token, parts []string, ctx rewriteCtx) (string, error) {
+	p := &rewriter{rewriteCtx: ctx, toks: toks, parts: parts}
 	s, err := p.expression()
 	if err != nil {
 		return "", err
@@ -400,6 +408,13 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 				return "", fmt.Errorf("expected an attribute name after '.'")
 			}
 			attr := p.take()
+			if e == "loop" && p.loopDepth != "" && (attr == "depth" || attr == "depth0") {
+				e = "(" + p.loopDepth + ")"
+				if attr == "depth0" {
+					e = "(" + p.loopDepth + " - 1)"
+				}
+				continue
+			}
 			if !p.op("(") {
 				// jinja2 raises on an attribute of an undefined value
 				e = "__def(" + e + ")." + attr
@@ -449,6 +464,17 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 			}
 			if p.kwMacros[e] {
 				args = append(args, kwOrder(args))
+			}
+			if e == "loop" && p.recLoop != "" {
+				// loop(items) renders the recursive loop's body one
+				// level deeper; its text was counted against the output
+				// bound as it was made, so __rl takes it off again before
+				// it is printed
+				if len(args) != 1 {
+					return "", fmt.Errorf("loop() takes one iterable")
+				}
+				e = "__rl(" + p.recLoop + "(" + args[0] + ", " + p.loopDepth + " + 1))"
+				continue
 			}
 			e = e + "(" + strings.Join(args, ", ") + ")"
 		case p.op("|") && filters:
