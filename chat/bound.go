@@ -97,6 +97,8 @@ func (st *renderState) room(n int, what string) error {
 // '+', '~' and string filters), after checking that the text is bounded.
 func (st *renderState) libPrint(v jinja.Value) (string, error) {
 	switch {
+	case isBig(v):
+		return bigText(v)
 	case v.IsUndefined(), v.IsNone(), v.IsCallable():
 		return "", nil
 	case v.IsBool():
@@ -181,10 +183,14 @@ func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
 	if err := numOperands("+", a, b); err != nil {
 		return jinja.Value{}, err
 	}
-	if a.IsFloat() || b.IsFloat() {
-		return jinja.NewFloat(libFloat(a) + libFloat(b)), nil
+	if bothInt(a, b) {
+		return st.intArith("+", a, b)
 	}
-	return jinja.NewInt(libInt(a) + libInt(b)), nil
+	x, y, err := floatOperands(a, b)
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	return jinja.NewFloat(x + y), nil
 }
 
 func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
@@ -222,10 +228,14 @@ func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
 	if err := numOperands("*", a, b); err != nil {
 		return jinja.Value{}, err
 	}
-	if a.IsFloat() || b.IsFloat() {
-		return jinja.NewFloat(libFloat(a) * libFloat(b)), nil
+	if bothInt(a, b) {
+		return st.intArith("*", a, b)
 	}
-	return jinja.NewInt(libInt(a) * libInt(b)), nil
+	x, y, err := floatOperands(a, b)
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	return jinja.NewFloat(x * y), nil
 }
 
 // cat is jinja2's ~: both operands as str() (None prints as None, an
@@ -272,6 +282,9 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		})
 	}
 	two("__add", st.add)
+	two("__sub", st.sub)
+	def("__neg", st.negate)
+	def("__bigint", st.bigLiteral)
 	two("__mul", st.mul)
 	two("__cat", st.cat)
 	two("__fdiv", st.floorDiv)

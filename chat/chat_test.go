@@ -139,6 +139,10 @@ func TestLimits(t *testing.T) {
 		{"{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(10) %}{% endfor %}{% endfor %}{% endfor %}", "loop iterations"},
 		{"{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "nested deeper"},
 		{"{% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}", "nested deeper"},
+		{"{{ 2**100000 }}", "integer larger than"},
+		{"{% set x = 3**50000 %}", "integer larger than"},
+		{"{% set x = 2**60000 %}{{ x * x }}", "integer larger than"},
+		{"{{ 10**5000 }}", "Exceeds the limit (4300 digits)"},
 		{"{% for i in range(60000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{{ 'y' }}{% endfor %}", ""},
 	}
 	for _, c := range cases {

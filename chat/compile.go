@@ -14,8 +14,8 @@ import (
 // values chat templates use.
 var libFilters = map[string]bool{
 	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
-	"reverse": true, "unique": true, "int": true,
-	"float": true, "safe": true, "abs": true, "select": true,
+	"reverse": true, "unique": true,
+	"safe": true, "select": true,
 	"reject": true, "selectattr": true, "rejectattr": true, "wordcount": true,
 }
 
@@ -30,6 +30,8 @@ var ownFilters = map[string]bool{
 	"sort": true, "dictsort": true, "sum": true, "batch": true, "map": true,
 	"length": true, "count": true, "max": true, "min": true,
 	"trim": true, "lower": true, "upper": true,
+	// numbers past int64 (bigint.go)
+	"int": true, "float": true, "abs": true,
 }
 
 var libTests = map[string]bool{
@@ -775,6 +777,9 @@ func emitTok(t token) string {
 	case tString:
 		return libString(t.s)
 	case tInt:
+		if t.big != "" {
+			return "__bigint('" + t.big + "')"
+		}
 		return strconv.FormatInt(t.i, 10)
 	case tFloat:
 		s := strconv.FormatFloat(t.f, 'f', -1, 64)

@@ -28,6 +28,11 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 			if err := st.check(args[0]); err != nil {
 				return jinja.Value{}, err
 			}
+			if isBig(args[0]) {
+				if _, err := bigText(args[0]); err != nil {
+					return jinja.Value{}, err
+				}
+			}
 			s = pyStr(args[0])
 		}
 		st.out += len(s)

@@ -21,7 +21,6 @@ var knownDivergences = map[string]string{
 	"plus_none_error":              "str + None renders None as nothing instead of jinja2's TypeError: OpenAI tool-call turns carry content None and Qwen3's template writes '\\n' + content",
 	"chat_content_plus_none_error": "as plus_none_error",
 	"in_none_error":                "x in None is False, not jinja2's TypeError: OpenAI tool-call turns carry content None and Qwen3's template tests '</think>' in message.content",
-	"bigint_literal":               "integers are 64-bit: a literal past int64 is refused at parse time",
 }
 
 type jinjaCase struct {

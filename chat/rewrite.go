@@ -269,6 +269,13 @@ func (p *rewriter) comparison() (string, error) {
 					return "", fmt.Errorf("test divisibleby takes one argument")
 				}
 				l = "(__mod(" + x + ", " + args[0] + ") == 0)"
+			case "odd", "even":
+				// value % 2, exact for ints past int64 (bigint.go)
+				l = "(__mod(" + x + ", 2) == " + map[string]string{"odd": "1", "even": "0"}[test] + ")"
+			case "integer", "number":
+				l = "(__isbig(" + x + ") or " + x + " is " + test + ")"
+			case "callable":
+				l = "(not __isbig(" + x + ") and " + x + " is callable)"
 			default:
 				l = x + " is " + name
 				if args != nil {
@@ -320,7 +327,7 @@ func (p *rewriter) addSub() (string, error) {
 		if op == "+" {
 			return "__add(" + l + ", " + r + ")"
 		}
-		return plain(op, l, r)
+		return "__sub(" + l + ", " + r + ")"
 	})
 }
 
@@ -378,6 +385,10 @@ func (p *rewriter) signed() (string, error) {
 	if p.op("-") || p.op("+") {
 		op := p.take()
 		e, err := p.signed()
+		if op == "-" {
+			// Python's minus: exact past int64, TypeError on a string
+			return "__neg(" + e + ")", err
+		}
 		return op + " " + e, err
 	}
 	return p.postfixOnly()
@@ -680,7 +691,7 @@ func (p *rewriter) atom() (string, error) {
 	case t.s == "-":
 		p.pos++
 		e, err := p.atom()
-		return "- " + e, err
+		return "__neg(" + e + ")", err
 	}
 	return "", fmt.Errorf("unexpected %q", t.s)
 }
