@@ -165,9 +165,16 @@ func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
 		if na+nb > maxValueNodes || ba+bb > st.maxOut {
 			return jinja.Value{}, st.fail("list concatenation would hold more than %d items or %d bytes", maxValueNodes, st.maxOut)
 		}
+		if isTuple(a) != isTuple(b) {
+			return jinja.Value{}, fmt.Errorf("TypeError: can only concatenate %s (not \"%s\") to %s", pyTypeName(a), pyTypeName(b), pyTypeName(a))
+		}
 		la, lb := a.AsList().Items, b.AsList().Items
 		items := make([]jinja.Value, 0, len(la)+len(lb))
-		return jinja.NewList(append(append(items, la...), lb...)), nil
+		items = append(append(items, la...), lb...)
+		if isTuple(a) {
+			return newTuple(items), nil
+		}
+		return jinja.NewList(items), nil
 	case a.IsString() && b.IsNone() || a.IsNone() && b.IsString():
 		// jinja2 raises TypeError here, but assistant tool-call turns
 		// arrive with content None and widely used templates (Qwen3's)
@@ -210,6 +217,9 @@ func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
 	case a.IsList() && (b.IsInt() || b.IsBool()):
 		n := libInt(b)
 		if n <= 0 {
+			if isTuple(a) {
+				return newTuple(nil), nil
+			}
 			return jinja.NewList(nil), nil
 		}
 		nodes, bytes, err := st.measure(a)
@@ -222,6 +232,9 @@ func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
 		var items []jinja.Value
 		for i := int64(0); i < n; i++ {
 			items = append(items, a.AsList().Items...)
+		}
+		if isTuple(a) {
+			return newTuple(items), nil
 		}
 		return jinja.NewList(items), nil
 	}

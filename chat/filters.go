@@ -457,7 +457,6 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		if len(args) == 0 || !isNum(args[0]) {
 			return jinja.Value{}, fmt.Errorf("TypeError: round: a number is required")
 		}
-		x := libFloat(args[0])
 		prec := 0
 		if v, ok := kwOrArg(args, kwargs, 1, "precision"); ok {
 			prec = int(libInt(v))
@@ -465,6 +464,14 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		method := "common"
 		if v, ok := kwOrArg(args, kwargs, 2, "method"); ok {
 			method = pyStr(v)
+		}
+		if method == "common" && isInt(args[0]) && prec >= 0 {
+			// Python's round(int, n) is the int itself
+			return bigValueOrInt(toBig(args[0])), nil
+		}
+		x, err := toFloat(args[0])
+		if err != nil {
+			return jinja.Value{}, err
 		}
 		p := math.Pow(10, float64(prec))
 		switch method {

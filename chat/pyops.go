@@ -36,6 +36,8 @@ func pyTypeName(v jinja.Value) string {
 		return "float"
 	case v.IsString():
 		return "str"
+	case isTuple(v):
+		return "tuple"
 	case v.IsList():
 		return "list"
 	case v.IsDict():

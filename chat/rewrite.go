@@ -221,76 +221,6 @@ func (p *rewriter) comparison() (string, error) {
 			}
 			link(in, r)
 			continue
-		case t.is(tName, "is"):
-			p.pos++
-			left = ""
-			x := "__chk(" + l + ")"
-			neg := false
-			if p.name("not") {
-				p.pos++
-				neg = true
-			}
-			if p.pos >= len(p.toks) {
-				return "", fmt.Errorf("expected a test name after 'is'")
-			}
-			test := p.toks[p.pos].s
-			name := p.take()
-			var args []string
-			switch {
-			case p.op("("):
-				p.pos++
-				for !p.op(")") && p.pos < len(p.toks) {
-					a, err := p.expression()
-					if err != nil {
-						return "", err
-					}
-					args = append(args, "__chk("+a+")")
-					if p.op(",") {
-						p.pos++
-					}
-				}
-				if err := p.expect(")"); err != nil {
-					return "", err
-				}
-			case p.pos < len(p.toks) && startsOperand(p.toks[p.pos]):
-				// jinja2: a test takes one argument without parentheses
-				a, err := p.postfixOnly()
-				if err != nil {
-					return "", err
-				}
-				args = []string{"__chk(" + a + ")"}
-			}
-			switch test {
-			case "sequence":
-				// the library does not count a dict as a sequence
-				l = "(" + x + " is mapping or " + x + " is sequence)"
-			case "divisibleby":
-				if len(args) != 1 {
-					return "", fmt.Errorf("test divisibleby takes one argument")
-				}
-				l = "(__mod(" + x + ", " + args[0] + ") == 0)"
-			case "odd", "even":
-				// value % 2, exact for ints past int64 (bigint.go)
-				l = "(__mod(" + x + ", 2) == " + map[string]string{"odd": "1", "even": "0"}[test] + ")"
-			case "integer", "number":
-				l = "(__isbig(" + x + ") or " + x + " is " + test + ")"
-			case "callable":
-				l = "(not __isbig(" + x + ") and " + x + " is callable)"
-			default:
-				l = x + " is " + name
-				if args != nil {
-					l += "(" + strings.Join(args, ", ") + ")"
-				}
-				if !neg {
-					continue
-				}
-				l = x + " is not " + name + l[len(x+" is "+name):]
-				continue
-			}
-			if neg {
-				l = "(not " + l + ")"
-			}
-			continue
 		default:
 			return l, nil
 		}
@@ -303,6 +233,96 @@ func (p *rewriter) comparison() (string, error) {
 			eq = "(not " + eq + ")"
 		}
 		link(eq, r)
+	}
+	return l, nil
+}
+
+// test parses "is [not] NAME [args]" after the operand l. As in jinja2,
+// a test binds like a filter, tighter than any operator: a + b is odd is
+// a + (b is odd).
+func (p *rewriter) test(l string) (string, error) {
+	p.pos++ // "is"
+	x := "__chk(" + l + ")"
+	neg := false
+	if p.name("not") {
+		p.pos++
+		neg = true
+	}
+	if p.pos >= len(p.toks) {
+		return "", fmt.Errorf("expected a test name after 'is'")
+	}
+	test := p.toks[p.pos].s
+	name := p.take()
+	var args []string
+	switch {
+	case p.op("("):
+		p.pos++
+		for !p.op(")") && p.pos < len(p.toks) {
+			a, err := p.expression()
+			if err != nil {
+				return "", err
+			}
+			args = append(args, "__chk("+a+")")
+			if p.op(",") {
+				p.pos++
+			}
+		}
+		if err := p.expect(")"); err != nil {
+			return "", err
+		}
+	case p.pos < len(p.toks) && startsOperand(p.toks[p.pos]):
+		// jinja2: a test takes one argument without parentheses
+		a, err := p.postfixOnly()
+		if err != nil {
+			return "", err
+		}
+		args = []string{"__chk(" + a + ")"}
+	}
+	switch test {
+	case "sequence":
+		// the library does not count a dict as a sequence
+		l = "(" + x + " is mapping or " + x + " is sequence)"
+	case "divisibleby":
+		if len(args) != 1 {
+			return "", fmt.Errorf("test divisibleby takes one argument")
+		}
+		l = "(__mod(" + x + ", " + args[0] + ") == 0)"
+	case "odd", "even":
+		// value % 2, exact for ints past int64 (bigint.go)
+		l = "(__mod(" + x + ", 2) == " + map[string]string{"odd": "1", "even": "0"}[test] + ")"
+	case "integer", "number":
+		l = "(__isbig(" + x + ") or " + x + " is " + test + ")"
+	case "callable":
+		l = "(not __isbig(" + x + ") and " + x + " is callable)"
+	case "eq", "equalto", "ne", "lt", "lessthan", "le", "gt", "greaterthan", "ge", "in":
+		// Python's comparisons, as the operators (bigint.go)
+		if len(args) != 1 {
+			return "", fmt.Errorf("test %s takes one argument", test)
+		}
+		switch test {
+		case "eq", "equalto":
+			l = "__eq(" + x + ", " + args[0] + ")"
+		case "ne":
+			l = "(not __eq(" + x + ", " + args[0] + "))"
+		case "in":
+			l = "__in(" + x + ", " + args[0] + ")"
+		default:
+			op := map[string]string{"lt": "<", "lessthan": "<", "le": "<=", "gt": ">", "greaterthan": ">", "ge": ">="}[test]
+			l = "__cmp(" + x + ", " + libString(op) + ", " + args[0] + ")"
+		}
+	default:
+		is := " is "
+		if neg {
+			is = " is not "
+		}
+		l = x + is + name
+		if args != nil {
+			l += "(" + strings.Join(args, ", ") + ")"
+		}
+		return "(" + l + ")", nil
+	}
+	if neg {
+		l = "(not " + l + ")"
 	}
 	return l, nil
 }
@@ -488,6 +508,12 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 				continue
 			}
 			e = e + "(" + strings.Join(args, ", ") + ")"
+		case p.name("is") && filters:
+			t, err := p.test(e)
+			if err != nil {
+				return "", err
+			}
+			e = t
 		case p.op("|") && filters:
 			p.pos++
 			if p.pos >= len(p.toks) {
