@@ -426,7 +426,7 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		}
 		v := args[0]
 		switch {
-		case isTuple(v):
+		case isTuple(v), isView(v):
 			return jinja.NewList(append([]jinja.Value(nil), v.AsList().Items...)), nil
 		case v.IsList():
 			return v, nil

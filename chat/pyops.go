@@ -36,10 +36,8 @@ func pyTypeName(v jinja.Value) string {
 		return "float"
 	case v.IsString():
 		return "str"
-	case isTuple(v):
-		return "tuple"
 	case v.IsList():
-		return "list"
+		return listKind(v)
 	case v.IsDict():
 		return "dict"
 	}
@@ -96,7 +94,7 @@ func pyEqual(a, b jinja.Value) bool {
 		return true
 	case a.IsList() && b.IsList():
 		la, lb := a.AsList().Items, b.AsList().Items
-		if len(la) != len(lb) || isTuple(a) != isTuple(b) {
+		if len(la) != len(lb) || listKind(a) != listKind(b) || listKind(a) == "dict_values" {
 			return false
 		}
 		for i := range la {
@@ -318,6 +316,9 @@ func item(obj, key jinja.Value) (jinja.Value, error) {
 		return jinja.Value{}, fmt.Errorf("UndefinedError: an undefined value has no attributes or items")
 	}
 	switch {
+	case isView(obj):
+		// dict views are not subscriptable: jinja2 gives undefined
+		return jinja.Undefined(), nil
 	case obj.IsList() || obj.IsString():
 		var i int64
 		switch {
@@ -606,6 +607,24 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 				return jinja.NewInt(int64(utf8.RuneCountInString(recv.AsString()) + 1)), nil
 			}
 			return jinja.NewInt(int64(strings.Count(recv.AsString(), sub))), nil
+		}
+	}
+	if recv.IsDict() {
+		d := recv.AsDict()
+		switch name {
+		case "items", "keys", "values":
+			return dictView(d, name), nil
+		case "get":
+			if len(args) == 0 || len(args) > 2 {
+				return jinja.Value{}, fmt.Errorf("TypeError: get expected 1 or 2 arguments, got %d", len(args))
+			}
+			if v, ok := dictLookup(d, args[0]); ok {
+				return v, nil
+			}
+			if len(args) == 2 {
+				return args[1], nil
+			}
+			return jinja.None(), nil
 		}
 	}
 	if recv.IsUndefined() {

@@ -38,21 +38,54 @@ func (r *registry[T, I]) get(p *T) (I, bool) {
 	return v.(I), true
 }
 
-var tuples registry[jinja.List, struct{}]
+// listKinds holds the Python type of lists that are not Python lists:
+// "tuple", or the dict views "dict_items", "dict_keys" and "dict_values".
+var listKinds registry[jinja.List, string]
 
-// newTuple is a Python tuple of items.
-func newTuple(items []jinja.Value) jinja.Value {
+func newListKind(kind string, items []jinja.Value) jinja.Value {
 	v := jinja.NewList(items)
-	tuples.set(v.AsList(), struct{}{})
+	listKinds.set(v.AsList(), kind)
 	return v
 }
 
-func isTuple(v jinja.Value) bool {
+// newTuple is a Python tuple of items.
+func newTuple(items []jinja.Value) jinja.Value { return newListKind("tuple", items) }
+
+// listKind is the Python type name of a list value ("list" for a plain
+// one).
+func listKind(v jinja.Value) string {
+	if k, ok := listKinds.get(v.AsList()); ok {
+		return k
+	}
+	return "list"
+}
+
+func isTuple(v jinja.Value) bool { return v.IsList() && listKind(v) == "tuple" }
+
+// isView is a dict's items(), keys() or values().
+func isView(v jinja.Value) bool {
 	if !v.IsList() {
 		return false
 	}
-	_, ok := tuples.get(v.AsList())
-	return ok
+	k := listKind(v)
+	return k != "list" && k != "tuple"
+}
+
+// dictView is d.items(), d.keys() or d.values(), with the dict's Python
+// keys and (key, value) tuples.
+func dictView(d *jinja.Dict, name string) jinja.Value {
+	items := make([]jinja.Value, len(d.Keys))
+	for i, k := range d.Keys {
+		switch name {
+		case "items":
+			items[i] = newTuple([]jinja.Value{origKey(d, k), d.Data[k]})
+		case "keys":
+			items[i] = origKey(d, k)
+		default:
+			items[i] = d.Data[k]
+		}
+	}
+	return newListKind("dict_"+name, items)
 }
 
 // dictKeys holds, for a dict built by a literal with keys that are not

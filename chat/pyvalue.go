@@ -160,8 +160,15 @@ func writeRepr(b *strings.Builder, v jinja.Value) {
 	case v.IsList():
 		items := v.AsList().Items
 		open, close := byte('['), byte(']')
-		if isTuple(v) {
+		kind := listKind(v)
+		switch kind {
+		case "tuple":
 			open, close = '(', ')'
+		case "list":
+		default:
+			// dict_items([('a', 1)])
+			b.WriteString(kind + "(")
+			defer b.WriteByte(')')
 		}
 		b.WriteByte(open)
 		for i, it := range items {

@@ -459,7 +459,7 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 			case e == "loop" && attr == "changed":
 				e = "__changed(" + strconv.Itoa(p.loopID) + joinArgs(args) + ")"
 				continue
-			case strMethods[attr] || attr == "index" || attr == "count":
+			case strMethods[attr] || attr == "index" || attr == "count" || dictMethods[attr]:
 				e = "__m(" + e + ", " + libString(attr) + joinArgs(args) + ")"
 				continue
 			case mutating[attr]:
@@ -721,6 +721,10 @@ func (p *rewriter) atom() (string, error) {
 	}
 	return "", fmt.Errorf("unexpected %q", t.s)
 }
+
+// dictMethods are the dict methods __m implements: Python keys (not only
+// strings) and views whose items are tuples.
+var dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true}
 
 // mutating are the list and dict methods jinja2's immutable sandbox refuses
 // (list.pop is allowed, dict.pop is not: __mut decides by the receiver).
