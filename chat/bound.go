@@ -315,6 +315,8 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	def("__hex", unhex)
 	def("__dict", st.newDict)
 	def("__macro", st.makeMacro)
+	def("__slice", st.slice)
+	def("__iter", iter)
 	def("__tuple", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		v := newTuple(append([]jinja.Value(nil), args...))
 		return v, st.check(v)
@@ -428,6 +430,9 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		switch {
 		case isTuple(v), isView(v):
 			return jinja.NewList(append([]jinja.Value(nil), v.AsList().Items...)), nil
+		case v.IsDict():
+			// list(d) is its keys
+			return jinja.NewList(dictView(v.AsDict(), "keys").AsList().Items), nil
 		case v.IsList():
 			return v, nil
 		case v.IsString():

@@ -422,31 +422,30 @@ func (c *compiler) forStmt(s segment, rest []token) error {
 	}
 	c.tmp++
 	id := c.tmp
-	var e, recIter string
-	if !rec {
-		var err error
-		if e, err = c.expr(iter, s.line); err != nil {
-			return err
-		}
-	} else {
+	// the iterable goes through __iter (a dict literal's number keys); a
+	// filter ("seq if cond") stays the library's loop filter
+	seq, cond := splitLoopFilter(iter)
+	e, err := c.expr(seq, s.line)
+	if err != nil {
+		return err
+	}
+	e = "__iter(" + e + ")"
+	recIter := ""
+	if rec {
 		// {% for x in seq [if cond] recursive %} becomes a macro
 		// __rloopID(items, depth) holding the loop, which the body's
 		// loop(items) calls one level deeper; the filter applies at every
 		// level
-		seq, cond := splitLoopFilter(iter)
-		var err error
-		if recIter, err = c.expr(seq, s.line); err != nil {
+		recIter = e
+		e = "__iter(__rit" + strconv.Itoa(id) + ")"
+		c.out.WriteString("{% macro __rloop" + strconv.Itoa(id) + "(__rit" + strconv.Itoa(id) + ", __rdepth" + strconv.Itoa(id) + ") %}{{ __enter() }}")
+	}
+	if len(cond) > 0 {
+		f, err := c.expr(cond, s.line)
+		if err != nil {
 			return err
 		}
-		e = "__rit" + strconv.Itoa(id)
-		c.out.WriteString("{% macro __rloop" + strconv.Itoa(id) + "(" + e + ", __rdepth" + strconv.Itoa(id) + ") %}{{ __enter() }}")
-		if len(cond) > 0 {
-			f, err := c.expr(cond, s.line)
-			if err != nil {
-				return err
-			}
-			e += " if " + f
-		}
+		e += " if " + f
 	}
 	start := c.out.Len()
 	c.mark(s.line)

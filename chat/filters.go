@@ -87,7 +87,7 @@ func iterItems(v jinja.Value) ([]jinja.Value, error) {
 	case v.IsList():
 		return v.AsList().Items, nil
 	case v.IsDict():
-		return strList(v.AsDict().Keys).AsList().Items, nil
+		return dictView(v.AsDict(), "keys").AsList().Items, nil
 	case v.IsString():
 		var out []jinja.Value
 		for _, r := range v.AsString() {

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"fmt"
+	"math/big"
 	"runtime"
 	"sync"
 	"weak"
@@ -176,4 +177,126 @@ func (st *renderState) newDict(args []jinja.Value, _ map[string]jinja.Value) (ji
 		dictKeys.set(d, keys)
 	}
 	return v, st.check(v)
+}
+
+// errBadIndex is Python's TypeError for a slice bound that is not an int,
+// which jinja2's getitem turns into undefined.
+var errBadIndex = fmt.Errorf("TypeError: slice indices must be integers or None")
+
+// slice is obj[start:stop:step] as Python slices a list, tuple or str
+// (None for a bound left out).
+func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	if len(args) != 4 {
+		return jinja.Value{}, fmt.Errorf("__slice: expected 4 arguments")
+	}
+	obj := args[0]
+	var n int
+	var runes []rune
+	switch {
+	case obj.IsUndefined():
+		return jinja.Value{}, fmt.Errorf("UndefinedError: an undefined value has no attributes or items")
+	case obj.IsString():
+		runes = []rune(obj.AsString())
+		n = len(runes)
+	case obj.IsList() && !isView(obj):
+		n = obj.AsList().Len()
+	default:
+		// jinja2's getitem gives undefined where Python's [] fails
+		return jinja.Undefined(), nil
+	}
+	bound := func(v jinja.Value) (int64, bool, error) {
+		switch {
+		case v.IsNone():
+			return 0, false, nil
+		case isInt(v):
+			b := toBig(v)
+			// past the length either way is the same as the length
+			lim := big.NewInt(int64(n) + 1)
+			if b.Cmp(lim) > 0 {
+				return int64(n) + 1, true, nil
+			}
+			if b.Cmp(new(big.Int).Neg(lim)) < 0 {
+				return -int64(n) - 1, true, nil
+			}
+			return b.Int64(), true, nil
+		}
+		return 0, false, errBadIndex
+	}
+	step, hasStep, err := bound(args[3])
+	if err != nil {
+		return jinja.Undefined(), nil
+	}
+	if !hasStep {
+		step = 1
+	}
+	if step == 0 {
+		return jinja.Value{}, fmt.Errorf("ValueError: slice step cannot be zero")
+	}
+	// CPython's PySlice_AdjustIndices
+	adjust := func(v jinja.Value, dflt int64) (int64, error) {
+		i, ok, err := bound(v)
+		if err != nil || !ok {
+			return dflt, err
+		}
+		ln := int64(n)
+		if i < 0 {
+			i += ln
+			if i < 0 {
+				i = 0
+				if step < 0 {
+					i = -1
+				}
+			}
+		} else if i >= ln {
+			i = ln
+			if step < 0 {
+				i = ln - 1
+			}
+		}
+		return i, nil
+	}
+	lo, hi := int64(0), int64(n)
+	if step < 0 {
+		lo, hi = int64(n)-1, -1
+	}
+	start, err := adjust(args[1], lo)
+	if err != nil {
+		return jinja.Undefined(), nil
+	}
+	stop, err := adjust(args[2], hi)
+	if err != nil {
+		return jinja.Undefined(), nil
+	}
+	var idx []int64
+	for i := start; step > 0 && i < stop || step < 0 && i > stop; i += step {
+		idx = append(idx, i)
+	}
+	if runes != nil || obj.IsString() {
+		out := make([]rune, len(idx))
+		for j, i := range idx {
+			out[j] = runes[i]
+		}
+		return jinja.NewString(string(out)), nil
+	}
+	src := obj.AsList().Items
+	items := make([]jinja.Value, len(idx))
+	for j, i := range idx {
+		items[j] = src[i]
+	}
+	if isTuple(obj) {
+		return newTuple(items), nil
+	}
+	return jinja.NewList(items), nil
+}
+
+// iter is what a for loop walks: a dict with keys that are not strings
+// gives its Python keys (the library would give their text).
+func iter(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	v := args[0]
+	if v.IsDict() {
+		if _, ok := dictKeys.get(v.AsDict()); ok {
+			return jinja.NewList(dictView(v.AsDict(), "keys").AsList().Items), nil
+		}
+	}
+	return v, nil
 }

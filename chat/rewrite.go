@@ -484,7 +484,8 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 				return "", err
 			}
 			if slice {
-				e = "__def(" + e + ")[" + s + "]"
+				// Python's slicing, which keeps a tuple a tuple
+				e = "__slice(" + e + ", " + s + ")"
 			} else {
 				e = "__item(" + e + ", " + s + ")"
 			}
@@ -582,41 +583,31 @@ func joinArgs(args []string) string {
 	return ", " + strings.Join(args, ", ")
 }
 
-// subscript parses key or start:stop:step up to and including "]", and
-// says which it was.
+// subscript parses key or start:stop:step up to and including "]": a key
+// is returned as is, a slice as the arguments of __slice (start, stop,
+// step, with none for those left out).
 func (p *rewriter) subscript() (string, bool, error) {
-	var b strings.Builder
-	if !p.op(":") {
-		s, err := p.expression()
-		if err != nil {
-			return "", false, err
+	part := func() (string, error) {
+		if p.op("]") || p.op(":") {
+			return "none", nil
 		}
-		b.WriteString(s)
-		if !p.op(":") {
-			return b.String(), false, p.expect("]")
-		}
+		return p.expression()
 	}
-	p.pos++ // the first ':'
-	b.WriteString(" : ")
-	if !p.op("]") && !p.op(":") {
-		s, err := p.expression()
-		if err != nil {
+	first, err := part()
+	if err != nil {
+		return "", false, err
+	}
+	if !p.op(":") {
+		return first, false, p.expect("]")
+	}
+	parts := []string{first, "none", "none"}
+	for i := 1; i < 3 && p.op(":"); i++ {
+		p.pos++
+		if parts[i], err = part(); err != nil {
 			return "", true, err
 		}
-		b.WriteString(s)
 	}
-	if p.op(":") {
-		p.pos++
-		b.WriteString(" : ")
-		if !p.op("]") {
-			s, err := p.expression()
-			if err != nil {
-				return "", true, err
-			}
-			b.WriteString(s)
-		}
-	}
-	return b.String(), true, p.expect("]")
+	return strings.Join(parts, ", "), true, p.expect("]")
 }
 
 // callArgs parses "(" [name=]expr, ... ")".
