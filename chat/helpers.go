@@ -2,7 +2,6 @@ package chat
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -203,8 +202,8 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		}
 		return jinja.NewList(items), nil
 	})
-	// kwargs arrive as a Go map, so their order is lost: sort for
-	// determinism.
+	// kwargs arrive as a Go map: their order is the call's where the
+	// compiler passed it (__kw, see kwOrder), else sorted for determinism.
 	kwDict := func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
 		d := jinja.NewDict()
 		if len(args) > 0 && args[0].IsDict() {
@@ -213,12 +212,7 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 				d.AsDict().Set(k, src.Data[k])
 			}
 		}
-		keys := make([]string, 0, len(kwargs))
-		for k := range kwargs {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range kwKeys(kwargs) {
 			d.AsDict().Set(k, kwargs[k])
 		}
 		return d, st.check(d)

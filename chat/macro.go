@@ -34,21 +34,7 @@ func (st *renderState) makeMacro(args []jinja.Value, _ map[string]jinja.Value) (
 			}
 			pos, extra = pos[:len(params)], pos[len(params):]
 		}
-		// keywords in the call's order where the compiler passed it
-		// (__kw), else sorted: the library hands them over in a map
-		var order []string
-		if o, ok := kw["__kw"]; ok && o.IsString() && o.AsString() != "" {
-			order = strings.Split(o.AsString(), ",")
-		}
-		var rest []string
-		for k := range kw {
-			if k != "__kw" && !contains(order, k) {
-				rest = append(rest, k)
-			}
-		}
-		sort.Strings(rest)
-		order = append(order, rest...)
-
+		order := kwKeys(kw)
 		call := make(map[string]jinja.Value, len(kw)+2)
 		surplus := jinja.NewDict()
 		for _, k := range order {
@@ -76,6 +62,28 @@ func (st *renderState) makeMacro(args []jinja.Value, _ map[string]jinja.Value) (
 		}
 		return inner(pos, call)
 	}), nil
+}
+
+// kwKeys are a call's keyword names in the call's order where the compiler
+// passed it (__kw, see kwOrder), else sorted: the library hands keywords
+// over in a Go map.
+func kwKeys(kw map[string]jinja.Value) []string {
+	var order []string
+	if o, ok := kw["__kw"]; ok && o.IsString() && o.AsString() != "" {
+		for _, k := range strings.Split(o.AsString(), ",") {
+			if _, ok := kw[k]; ok && !contains(order, k) {
+				order = append(order, k)
+			}
+		}
+	}
+	var rest []string
+	for k := range kw {
+		if k != "__kw" && !contains(order, k) {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	return append(order, rest...)
 }
 
 func indexOf(ss []string, s string) int {

@@ -494,7 +494,7 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			if p.kwMacros[e] {
+			if p.kwMacros[e] || e == "dict" || e == "namespace" {
 				args = append(args, kwOrder(args))
 			}
 			if e == "loop" && p.recLoop != "" {
