@@ -370,6 +370,9 @@ func FuzzRender(f *testing.F) {
 	f.Add("{%- if x -%}{{ x.split('a')[0] | trim }}{% elif y %}{% set ns = namespace(a=1) %}{% endif %}", `[]`)
 	f.Add("{% macro m(a) %}{{ a }}{% endmacro %}{% generation %}{{ m(1) }}{% endgeneration %}", `[{"role":"assistant","content":[{"type":"text"}]}]`)
 	f.Add("{{ 'a' * 3 }}{{ [1,2][::-1] }}{{ raise_exception('x') }}", `[{"role":"tool"}]`)
+	f.Add("{% macro f(a) %}{{ varargs }}{{ kwargs }}{{ caller() }}{% endmacro %}{% call f(1, 2, k=3) %}x{% endcall %}", `[]`)
+	f.Add("{% for n in messages recursive %}{{ loop.depth }}{{ loop(n.content) if n.content is iterable }}{% endfor %}", `[{"role":"user","content":[{"type":"text"}]}]`)
+	f.Add("{{ 2**64 // 3 }}{{ 'a=b'.partition('=')[1:] }}{{ {1: 'a'}[1] }}{{ {'a': 1}.items() }}", `[]`)
 	f.Fuzz(func(t *testing.T, src, js string) {
 		tm, err := Parse("fuzz", src)
 		if err != nil {
