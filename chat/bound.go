@@ -2,6 +2,7 @@ package chat
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -125,6 +126,12 @@ func libInt(v jinja.Value) int64 {
 	switch {
 	case v.IsInt():
 		return v.AsInt()
+	case isBig(v):
+		// saturated: a count or width past int64 fails the bounds
+		if toBig(v).Sign() < 0 {
+			return math.MinInt64
+		}
+		return math.MaxInt64
 	case v.IsFloat():
 		return int64(v.AsFloat())
 	case v.IsBool() && v.AsBool():
