@@ -2,6 +2,7 @@ package chat
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -97,6 +98,8 @@ func (st *renderState) room(n int, what string) error {
 // '+', '~' and string filters), after checking that the text is bounded.
 func (st *renderState) libPrint(v jinja.Value) (string, error) {
 	switch {
+	case isBig(v):
+		return bigText(v)
 	case v.IsUndefined(), v.IsNone(), v.IsCallable():
 		return "", nil
 	case v.IsBool():
@@ -123,6 +126,12 @@ func libInt(v jinja.Value) int64 {
 	switch {
 	case v.IsInt():
 		return v.AsInt()
+	case isBig(v):
+		// saturated: a count or width past int64 fails the bounds
+		if toBig(v).Sign() < 0 {
+			return math.MinInt64
+		}
+		return math.MaxInt64
 	case v.IsFloat():
 		return int64(v.AsFloat())
 	case v.IsBool() && v.AsBool():
@@ -163,9 +172,16 @@ func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
 		if na+nb > maxValueNodes || ba+bb > st.maxOut {
 			return jinja.Value{}, st.fail("list concatenation would hold more than %d items or %d bytes", maxValueNodes, st.maxOut)
 		}
+		if isTuple(a) != isTuple(b) {
+			return jinja.Value{}, fmt.Errorf("TypeError: can only concatenate %s (not \"%s\") to %s", pyTypeName(a), pyTypeName(b), pyTypeName(a))
+		}
 		la, lb := a.AsList().Items, b.AsList().Items
 		items := make([]jinja.Value, 0, len(la)+len(lb))
-		return jinja.NewList(append(append(items, la...), lb...)), nil
+		items = append(append(items, la...), lb...)
+		if isTuple(a) {
+			return newTuple(items), nil
+		}
+		return jinja.NewList(items), nil
 	case a.IsString() && b.IsNone() || a.IsNone() && b.IsString():
 		// jinja2 raises TypeError here, but assistant tool-call turns
 		// arrive with content None and widely used templates (Qwen3's)
@@ -181,10 +197,14 @@ func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
 	if err := numOperands("+", a, b); err != nil {
 		return jinja.Value{}, err
 	}
-	if a.IsFloat() || b.IsFloat() {
-		return jinja.NewFloat(libFloat(a) + libFloat(b)), nil
+	if bothInt(a, b) {
+		return st.intArith("+", a, b)
 	}
-	return jinja.NewInt(libInt(a) + libInt(b)), nil
+	x, y, err := floatOperands(a, b)
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	return jinja.NewFloat(x + y), nil
 }
 
 func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
@@ -204,6 +224,9 @@ func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
 	case a.IsList() && (b.IsInt() || b.IsBool()):
 		n := libInt(b)
 		if n <= 0 {
+			if isTuple(a) {
+				return newTuple(nil), nil
+			}
 			return jinja.NewList(nil), nil
 		}
 		nodes, bytes, err := st.measure(a)
@@ -217,15 +240,22 @@ func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
 		for i := int64(0); i < n; i++ {
 			items = append(items, a.AsList().Items...)
 		}
+		if isTuple(a) {
+			return newTuple(items), nil
+		}
 		return jinja.NewList(items), nil
 	}
 	if err := numOperands("*", a, b); err != nil {
 		return jinja.Value{}, err
 	}
-	if a.IsFloat() || b.IsFloat() {
-		return jinja.NewFloat(libFloat(a) * libFloat(b)), nil
+	if bothInt(a, b) {
+		return st.intArith("*", a, b)
 	}
-	return jinja.NewInt(libInt(a) * libInt(b)), nil
+	x, y, err := floatOperands(a, b)
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	return jinja.NewFloat(x * y), nil
 }
 
 // cat is jinja2's ~: both operands as str() (None prints as None, an
@@ -272,6 +302,9 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		})
 	}
 	two("__add", st.add)
+	two("__sub", st.sub)
+	def("__neg", st.negate)
+	def("__bigint", st.bigLiteral)
 	two("__mul", st.mul)
 	two("__cat", st.cat)
 	two("__fdiv", st.floorDiv)
@@ -287,6 +320,14 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	def("__mut", mutable)
 	def("__unpack", unpack)
 	def("__hex", unhex)
+	def("__dict", st.newDict)
+	def("__macro", st.makeMacro)
+	def("__slice", st.slice)
+	def("__iter", iter)
+	def("__tuple", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		v := newTuple(append([]jinja.Value(nil), args...))
+		return v, st.check(v)
+	})
 	// loop.changed: __run starts a loop's run afresh, __changed compares
 	// with the value the run last passed
 	changed := map[int64]jinja.Value{}
@@ -394,6 +435,11 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		}
 		v := args[0]
 		switch {
+		case isTuple(v), isView(v):
+			return jinja.NewList(append([]jinja.Value(nil), v.AsList().Items...)), nil
+		case v.IsDict():
+			// list(d) is its keys
+			return jinja.NewList(dictView(v.AsDict(), "keys").AsList().Items), nil
 		case v.IsList():
 			return v, nil
 		case v.IsString():

@@ -84,8 +84,8 @@ func TestUnsupportedConstructs(t *testing.T) {
 		{"\n\n{% if x is escaped %}{% endif %}", `line 3: unsupported test "escaped"`},
 		{"{% include 'x' %}", "line 1: unsupported statement {% include %}"},
 		{"{% set a.b, c = 1, 2 %}", "line 1: {% set %} target"},
-		{"{% for x in y recursive %}{% endfor %}", "line 1: recursive"},
-		{"{% for x in y %}{{ loop.depth }}{% endfor %}", "line 1: loop.depth"},
+		{"{% for x in y recursive if x %}{% endfor %}", "line 1: 'recursive' must end"},
+		{"{% for x in y recursive %}{{ loop(1, 2) }}{% endfor %}", "line 1: loop() takes one"},
 		{"\n{% if x %}", "line 2: {% if %} is never closed"},
 		{"{% endfor %}", "line 1: {% endfor %} without an open block"},
 		{"{{ x", "line 1: unclosed expression"},
@@ -115,11 +115,34 @@ func TestRaiseAndRuntimeErrors(t *testing.T) {
 	}
 }
 
+// A recursive loop's inner levels are counted against the output bound
+// once, not once per level they pass through (printed values are counted,
+// literal text is not: 30 × 29 bytes here).
+func TestRecursiveLoopOutputCountedOnce(t *testing.T) {
+	tree := []any{}
+	for range 30 {
+		tree = []any{map[string]any{"s": strings.Repeat("x", 29), "kids": tree}}
+	}
+	src := "{% for n in tree recursive %}{{ n.s }}|{{ loop(n.kids) }}{% endfor %}"
+	out, err := mustParse(t, src).Render(nil, Options{MaxOutput: 1000, Extra: map[string]any{"tree": tree}})
+	if err != nil || len(out) != 900 {
+		t.Fatalf("got %d bytes, %v", len(out), err)
+	}
+	if _, err := mustParse(t, src).Render(nil, Options{MaxOutput: 869, Extra: map[string]any{"tree": tree}}); err == nil {
+		t.Fatal("870 bytes of values rendered under a bound of 869")
+	}
+}
+
 func TestLimits(t *testing.T) {
 	cases := []struct{ src, want string }{
 		{"{% for i in range(100000) %}{% endfor %}", "range longer"},
 		{"{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(10) %}{% endfor %}{% endfor %}{% endfor %}", "loop iterations"},
 		{"{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "nested deeper"},
+		{"{% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}", "nested deeper"},
+		{"{{ 2**100000 }}", "integer larger than"},
+		{"{% set x = 3**50000 %}", "integer larger than"},
+		{"{% set x = 2**60000 %}{{ x * x }}", "integer larger than"},
+		{"{{ 10**5000 }}", "Exceeds the limit (4300 digits)"},
 		{"{% for i in range(60000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{{ 'y' }}{% endfor %}", ""},
 	}
 	for _, c := range cases {
@@ -347,6 +370,9 @@ func FuzzRender(f *testing.F) {
 	f.Add("{%- if x -%}{{ x.split('a')[0] | trim }}{% elif y %}{% set ns = namespace(a=1) %}{% endif %}", `[]`)
 	f.Add("{% macro m(a) %}{{ a }}{% endmacro %}{% generation %}{{ m(1) }}{% endgeneration %}", `[{"role":"assistant","content":[{"type":"text"}]}]`)
 	f.Add("{{ 'a' * 3 }}{{ [1,2][::-1] }}{{ raise_exception('x') }}", `[{"role":"tool"}]`)
+	f.Add("{% macro f(a) %}{{ varargs }}{{ kwargs }}{{ caller() }}{% endmacro %}{% call f(1, 2, k=3) %}x{% endcall %}", `[]`)
+	f.Add("{% for n in messages recursive %}{{ loop.depth }}{{ loop(n.content) if n.content is iterable }}{% endfor %}", `[{"role":"user","content":[{"type":"text"}]}]`)
+	f.Add("{{ 2**64 // 3 }}{{ 'a=b'.partition('=')[1:] }}{{ {1: 'a'}[1] }}{{ {'a': 1}.items() }}", `[]`)
 	f.Fuzz(func(t *testing.T, src, js string) {
 		tm, err := Parse("fuzz", src)
 		if err != nil {

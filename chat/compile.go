@@ -14,8 +14,8 @@ import (
 // values chat templates use.
 var libFilters = map[string]bool{
 	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
-	"reverse": true, "unique": true, "int": true,
-	"float": true, "safe": true, "abs": true, "select": true,
+	"reverse": true, "unique": true,
+	"safe": true, "select": true,
 	"reject": true, "selectattr": true, "rejectattr": true, "wordcount": true,
 }
 
@@ -30,6 +30,8 @@ var ownFilters = map[string]bool{
 	"sort": true, "dictsort": true, "sum": true, "batch": true, "map": true,
 	"length": true, "count": true, "max": true, "min": true,
 	"trim": true, "lower": true, "upper": true,
+	// numbers past int64 (bigint.go)
+	"int": true, "float": true, "abs": true,
 }
 
 var libTests = map[string]bool{
@@ -51,20 +53,32 @@ var libMethods = map[string]bool{
 }
 
 type compiler struct {
-	tmp     int // temporaries named so far
-	name    string
-	out     strings.Builder
-	hasGen  bool
-	stack   []openBlock
-	literal []string // string literals seen, for stop-string discovery
+	tmp int // temporaries named so far
+	seg int // the segment being compiled
+	// macroUses says, by the segment index of a {% macro %} tag, which of
+	// varargs, kwargs and caller its body names; kwMacros are the names of
+	// macros that take surplus keyword arguments (see scanMacros)
+	macroUses map[int]macroUse
+	kwMacros  map[string]bool
+	name      string
+	out       strings.Builder
+	hasGen    bool
+	stack     []openBlock
+	literal   []string // string literals seen, for stop-string discovery
 }
 
 type openBlock struct {
 	kw   string
 	line int
+	// macros: the name, parameter names and special names the body uses
+	macro  string
+	params []string
+	uses   macroUse
 	// for loops: where the loop statement starts and its body begins in the
 	// output, the names its body assigns, and whether {% else %} was seen
-	id      int // for loops: their number, for loop.changed's state
+	id      int    // for loops: their number, for loop.changed's state
+	rec     bool   // a recursive for loop, compiled as the macro __rloopID
+	recIter string // a recursive loop's outermost iterable
 	at      [2]int
 	targets []string
 	sets    []string
@@ -86,7 +100,9 @@ func (c *compiler) errf(line int, format string, a ...any) error {
 // printed value goes through __p (Python str() and the output bound), loops
 // tick __t, and __l records the current source line for runtime errors.
 func (c *compiler) compile(segs []segment) (string, error) {
-	for _, s := range segs {
+	c.scanMacros(segs)
+	for i, s := range segs {
+		c.seg = i
 		switch s.kind {
 		case segText:
 			c.out.WriteString("{{ ")
@@ -188,16 +204,24 @@ func (c *compiler) pop(end string, line int) error {
 	return nil
 }
 
-// loopID is the number of the innermost open for loop, 0 outside loops
-// (and in macro bodies, where loop is not the enclosing loop's).
-func (c *compiler) loopID() int {
+// loop is the innermost open for loop, nil outside loops (and in macro
+// bodies, where loop is not the enclosing loop's).
+func (c *compiler) loop() *openBlock {
 	for i := len(c.stack) - 1; i >= 0; i-- {
 		switch c.stack[i].kw {
 		case "for":
-			return c.stack[i].id
+			return &c.stack[i]
 		case "macro", "call":
-			return 0
+			return nil
 		}
+	}
+	return nil
+}
+
+// loopID is the number of the innermost open for loop, 0 outside loops.
+func (c *compiler) loopID() int {
+	if b := c.loop(); b != nil {
+		return b.id
 	}
 	return 0
 }
@@ -309,10 +333,19 @@ func (c *compiler) stmt(s segment) error {
 		if err := noArgs(); err != nil {
 			return err
 		}
+		if c.top() != "macro" {
+			return c.pop(kw, s.line)
+		}
+		b := c.stack[len(c.stack)-1]
 		if err := c.pop(kw, s.line); err != nil {
 			return err
 		}
-		c.out.WriteString("{{ __leave() }}{% endmacro %}")
+		// the library's macro binds its parameters and ignores surplus
+		// arguments: NAME is a wrapper that hands surplus positional
+		// arguments to varargs and unknown keywords to kwargs, or raises
+		// as jinja2 does when the body names neither
+		c.out.WriteString("{{ __leave() }}{% endmacro %}{% set " + b.macro + " = __macro(__mac_" + b.macro + ", " +
+			libString(b.macro) + ", " + libString(strings.Join(b.params, ",")) + ", " + strconv.Itoa(int(b.uses)) + ") %}")
 	case "endif", "endfor", "endcall", "endfilter", "endset":
 		if err := noArgs(); err != nil {
 			return err
@@ -327,6 +360,12 @@ func (c *compiler) stmt(s segment) error {
 		after := ""
 		if kw == "endfor" {
 			after = c.closeFor(b)
+			if b.rec {
+				// the loop body ends the macro that a recursive loop
+				// became; the outermost level runs it on the iterable
+				id := strconv.Itoa(b.id)
+				after += "{{ __leave() }}{% endmacro %}{{ __rloop" + id + "(" + b.recIter + ", 1) }}"
+			}
 		}
 		c.out.WriteString("{% " + kw + " %}" + after)
 	case "break", "continue":
@@ -372,22 +411,65 @@ func (c *compiler) forStmt(s segment, rest []token) error {
 		return c.errf(s.line, "{%% for %%} with more than two targets is not supported")
 	}
 	iter := rest[in+1:]
+	rec := false
+	if n := len(iter); n > 0 && iter[n-1].is(tName, "recursive") {
+		rec, iter = true, iter[:n-1]
+	}
 	for _, t := range iter {
 		if t.is(tName, "recursive") {
-			return c.errf(s.line, "recursive {%% for %%} loops are not supported")
+			return c.errf(s.line, "'recursive' must end the {%% for %%} tag")
 		}
 	}
-	e, err := c.expr(iter, s.line)
+	c.tmp++
+	id := c.tmp
+	// the iterable goes through __iter (a dict literal's number keys); a
+	// filter ("seq if cond") stays the library's loop filter
+	seq, cond := splitLoopFilter(iter)
+	e, err := c.expr(seq, s.line)
 	if err != nil {
 		return err
 	}
+	e = "__iter(" + e + ")"
+	recIter := ""
+	if rec {
+		// {% for x in seq [if cond] recursive %} becomes a macro
+		// __rloopID(items, depth) holding the loop, which the body's
+		// loop(items) calls one level deeper; the filter applies at every
+		// level
+		recIter = e
+		e = "__iter(__rit" + strconv.Itoa(id) + ")"
+		c.out.WriteString("{% macro __rloop" + strconv.Itoa(id) + "(__rit" + strconv.Itoa(id) + ", __rdepth" + strconv.Itoa(id) + ") %}{{ __enter() }}")
+	}
+	if len(cond) > 0 {
+		f, err := c.expr(cond, s.line)
+		if err != nil {
+			return err
+		}
+		e += " if " + f
+	}
 	start := c.out.Len()
-	c.tmp++
-	id := c.tmp
 	c.mark(s.line)
 	c.out.WriteString("{{ __run(" + strconv.Itoa(id) + ") }}{% for " + strings.Join(targets, ", ") + " in " + e + " %}{{ __t() }}")
-	c.stack = append(c.stack, openBlock{kw: "for", id: id, line: s.line, at: [2]int{start, c.out.Len()}, targets: targets})
+	c.stack = append(c.stack, openBlock{kw: "for", id: id, rec: rec, recIter: recIter, line: s.line, at: [2]int{start, c.out.Len()}, targets: targets})
 	return nil
+}
+
+// splitLoopFilter splits a for loop's "seq if cond" at its top-level "if"
+// (jinja2 parses seq without conditional expressions, so the first such
+// "if" starts the filter).
+func splitLoopFilter(toks []token) (seq, cond []token) {
+	depth := 0
+	for i, t := range toks {
+		switch {
+		case t.is(tOp, "(") || t.is(tOp, "[") || t.is(tOp, "{"):
+			depth++
+		case t.is(tOp, ")") || t.is(tOp, "]") || t.is(tOp, "}"):
+			depth--
+		case depth == 0 && t.is(tName, "if"):
+			return toks[:i], toks[i+1:]
+		}
+	}
+	return toks, nil
 }
 
 func (c *compiler) setStmt(s segment, rest []token) error {
@@ -479,13 +561,14 @@ func (c *compiler) macroStmt(s segment, rest []token) error {
 	if len(rest) < 3 || rest[0].kind != tName || !rest[1].is(tOp, "(") || !rest[len(rest)-1].is(tOp, ")") {
 		return bad()
 	}
-	var params []string
+	var params, names []string
 	ps := rest[2 : len(rest)-1]
 	for len(ps) > 0 {
 		if ps[0].kind != tName {
 			return bad()
 		}
 		p := ps[0].s
+		names = append(names, p)
 		ps = ps[1:]
 		if len(ps) > 0 && ps[0].is(tOp, "=") {
 			if len(ps) < 2 {
@@ -522,9 +605,79 @@ func (c *compiler) macroStmt(s segment, rest []token) error {
 			ps = ps[1:]
 		}
 	}
-	c.out.WriteString("{% macro " + rest[0].s + "(" + strings.Join(params, ", ") + ") %}{{ __enter() }}")
-	c.push("macro", s.line)
+	uses := c.macroUses[c.seg]
+	for _, special := range []struct {
+		bit  macroUse
+		name string
+	}{{usesVarargs, "varargs"}, {usesKwargs, "kwargs"}, {usesCaller, "caller"}} {
+		if uses&special.bit != 0 && !contains(names, special.name) {
+			params = append(params, special.name)
+		}
+	}
+	c.out.WriteString("{% macro __mac_" + rest[0].s + "(" + strings.Join(params, ", ") + ") %}{{ __enter() }}")
+	c.stack = append(c.stack, openBlock{kw: "macro", line: s.line, macro: rest[0].s, params: names, uses: uses})
 	return nil
+}
+
+// macroUse is a set of the special names a macro body uses.
+type macroUse uint8
+
+const (
+	usesVarargs macroUse = 1 << iota
+	usesKwargs
+	usesCaller
+)
+
+// scanMacros notes which macros name varargs, kwargs or caller in their
+// bodies: as in jinja2, only those accept surplus positional arguments,
+// unknown keywords and a {% call %} block.
+func (c *compiler) scanMacros(segs []segment) {
+	c.macroUses = map[int]macroUse{}
+	c.kwMacros = map[string]bool{}
+	type open struct {
+		seg  int
+		name string
+	}
+	var stack []open
+	for i, s := range segs {
+		if s.kind == segText {
+			continue
+		}
+		if s.kind == segStmt && len(s.toks) > 0 {
+			switch s.toks[0].s {
+			case "macro":
+				name := ""
+				if len(s.toks) > 1 {
+					name = s.toks[1].s
+				}
+				stack = append(stack, open{i, name})
+				continue
+			case "endmacro":
+				if len(stack) > 0 {
+					stack = stack[:len(stack)-1]
+				}
+				continue
+			}
+		}
+		if len(stack) == 0 {
+			continue
+		}
+		top := stack[len(stack)-1]
+		for j, t := range s.toks {
+			if t.kind != tName || j > 0 && s.toks[j-1].is(tOp, ".") {
+				continue
+			}
+			switch t.s {
+			case "varargs":
+				c.macroUses[top.seg] |= usesVarargs
+			case "kwargs":
+				c.macroUses[top.seg] |= usesKwargs
+				c.kwMacros[top.name] = true
+			case "caller":
+				c.macroUses[top.seg] |= usesCaller
+			}
+		}
+	}
 }
 
 // expr checks an expression's tokens and re-emits them for the library.
@@ -573,7 +726,7 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 				return "", c.errf(l, "expected an attribute name after '.'")
 			}
 			name := toks[i+1].s
-			if i > 0 && toks[i-1].is(tName, "loop") && (name == "depth" || name == "depth0" || name == "changed" && c.loopID() == 0) {
+			if i > 0 && toks[i-1].is(tName, "loop") && name == "changed" && c.loopID() == 0 {
 				return "", c.errf(l, "loop.%s is not supported", name)
 			}
 			if i+2 < len(toks) && toks[i+2].is(tOp, "(") {
@@ -589,7 +742,15 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 	if len(parts) != len(toks) {
 		return "", c.errf(line, "internal error: %d tokens emitted as %d", len(toks), len(parts))
 	}
-	out, err := rewrite(toks, parts, c.loopID())
+	ctx := rewriteCtx{kwMacros: c.kwMacros}
+	if b := c.loop(); b != nil {
+		ctx.loopID, ctx.loopDepth = b.id, "1"
+		if b.rec {
+			ctx.recLoop = "__rloop" + strconv.Itoa(b.id)
+			ctx.loopDepth = "__rdepth" + strconv.Itoa(b.id)
+		}
+	}
+	out, err := rewrite(toks, parts, ctx)
 	if err != nil {
 		return "", c.errf(line, "%v", err)
 	}
@@ -615,6 +776,9 @@ func emitTok(t token) string {
 	case tString:
 		return libString(t.s)
 	case tInt:
+		if t.big != "" {
+			return "__bigint('" + t.big + "')"
+		}
 		return strconv.FormatInt(t.i, 10)
 	case tFloat:
 		s := strconv.FormatFloat(t.f, 'f', -1, 64)

@@ -1,8 +1,10 @@
 package chat
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"regexp"
 	"strconv"
 	"strings"
@@ -85,7 +87,7 @@ func iterItems(v jinja.Value) ([]jinja.Value, error) {
 	case v.IsList():
 		return v.AsList().Items, nil
 	case v.IsDict():
-		return strList(v.AsDict().Keys).AsList().Items, nil
+		return dictView(v.AsDict(), "keys").AsList().Items, nil
 	case v.IsString():
 		var out []jinja.Value
 		for _, r := range v.AsString() {
@@ -123,38 +125,26 @@ func simpleFilter(name string, v jinja.Value, args []jinja.Value) (jinja.Value, 
 		}
 		return jinja.Value{}, true, fmt.Errorf("TypeError: object of type '%s' has no len()", pyTypeName(v))
 	case "int":
-		switch {
-		case isNum(v):
-			return jinja.NewInt(libInt(v)), true, nil
-		case v.IsString():
-			if n, err := strconv.ParseInt(strings.TrimSpace(v.AsString()), 10, 64); err == nil {
-				return jinja.NewInt(n), true, nil
-			}
-			if f, err := strconv.ParseFloat(strings.TrimSpace(v.AsString()), 64); err == nil {
-				return jinja.NewInt(int64(f)), true, nil
-			}
-		}
+		dflt, base := jinja.NewInt(0), int64(10)
 		if len(args) > 0 {
-			return args[0], true, nil
+			dflt = args[0]
 		}
-		return jinja.NewInt(0), true, nil
+		if len(args) > 1 && args[1].IsInt() {
+			base = args[1].AsInt()
+		}
+		r, err := intFilter(v, dflt, base)
+		return r, true, err
 	case "float":
-		switch {
-		case isNum(v):
-			return jinja.NewFloat(libFloat(v)), true, nil
-		case v.IsString():
-			if f, err := strconv.ParseFloat(strings.TrimSpace(v.AsString()), 64); err == nil {
-				return jinja.NewFloat(f), true, nil
-			}
-		}
+		dflt := jinja.NewFloat(0)
 		if len(args) > 0 {
-			return args[0], true, nil
+			dflt = args[0]
 		}
-		return jinja.NewFloat(0), true, nil
+		r, err := floatFilter(v, dflt)
+		return r, true, err
 	case "abs":
 		switch {
-		case v.IsInt() || v.IsBool():
-			return jinja.NewInt(abs64(libInt(v))), true, nil
+		case isInt(v):
+			return bigValueOrInt(new(big.Int).Abs(toBig(v))), true, nil
 		case v.IsFloat():
 			return jinja.NewFloat(math.Abs(v.AsFloat())), true, nil
 		}
@@ -163,7 +153,150 @@ func simpleFilter(name string, v jinja.Value, args []jinja.Value) (jinja.Value, 
 	return jinja.Value{}, false, nil
 }
 
+// bigValueOrInt is an int value of b (bounded by its operand's size).
+func bigValueOrInt(b *big.Int) jinja.Value {
+	if b.IsInt64() {
+		return jinja.NewInt(b.Int64())
+	}
+	return bigValue(b)
+}
+
+// intFilter is jinja2's int filter: int(value, base) of a str, int(value)
+// of anything else, then int(float(value)), then the default.
+func intFilter(v, dflt jinja.Value, base int64) (jinja.Value, error) {
+	switch {
+	case isInt(v):
+		return bigValueOrInt(toBig(v)), nil
+	case v.IsFloat():
+		return floatToInt(v.AsFloat())
+	case v.IsString():
+		if b, ok := pyParseInt(v.AsString(), int(base)); ok {
+			return bigValueOrInt(b), nil
+		}
+		if f, ok := pyParseFloat(v.AsString()); ok && !math.IsNaN(f) {
+			return floatToInt(f)
+		}
+	}
+	return dflt, nil
+}
+
+// floatToInt is int(f): exact, and OverflowError for inf (which jinja2's
+// int filter does not catch).
+func floatToInt(f float64) (jinja.Value, error) {
+	if math.IsInf(f, 0) {
+		return jinja.Value{}, fmt.Errorf("OverflowError: cannot convert float infinity to integer")
+	}
+	if math.IsNaN(f) {
+		return jinja.Value{}, fmt.Errorf("ValueError: cannot convert float NaN to integer")
+	}
+	b, _ := big.NewFloat(math.Trunc(f)).Int(nil)
+	return bigValueOrInt(b), nil
+}
+
+// floatFilter is jinja2's float filter: float(value), else the default.
+func floatFilter(v, dflt jinja.Value) (jinja.Value, error) {
+	switch {
+	case isBig(v):
+		f, err := bigFloat(toBig(v))
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		return jinja.NewFloat(f), nil
+	case isNum(v):
+		return jinja.NewFloat(libFloat(v)), nil
+	case v.IsString():
+		if f, ok := pyParseFloat(v.AsString()); ok {
+			return jinja.NewFloat(f), nil
+		}
+	}
+	return dflt, nil
+}
+
+// pyDigits removes Python's digit separators from a numeral: one '_'
+// between two digits; ok is false for any other '_'.
+func pyDigits(s string) (string, bool) {
+	if !strings.Contains(s, "_") {
+		return s, true
+	}
+	isDigit := func(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+	for i := 0; i < len(s); i++ {
+		if s[i] == '_' && (i == 0 || i == len(s)-1 || !isDigit(s[i-1]) || !isDigit(s[i+1])) {
+			return "", false
+		}
+	}
+	return strings.ReplaceAll(s, "_", ""), true
+}
+
+// pyParseInt is Python's int(s, base) for 2 <= base <= 36.
+func pyParseInt(s string, base int) (*big.Int, bool) {
+	s = strings.TrimFunc(s, isPySpace)
+	if base < 2 || base > 36 || len(s) > maxIntDigits+1 {
+		return nil, false
+	}
+	sign := ""
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		sign, s = s[:1], s[1:]
+	}
+	s, ok := pyDigits(s)
+	if !ok || s == "" || s[0] == '-' || s[0] == '+' {
+		return nil, false
+	}
+	return new(big.Int).SetString(sign+s, base)
+}
+
+// pyParseFloat is Python's float(s) (no hex floats, which Go accepts).
+func pyParseFloat(s string) (float64, bool) {
+	s = strings.TrimFunc(s, isPySpace)
+	if strings.ContainsAny(s, "xXpP") {
+		return 0, false
+	}
+	s, ok := pyDigits(s)
+	if !ok {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, false
+	}
+	return f, true
+}
+
 func installFilters(vars map[string]jinja.Value, st *renderState, def func(string, fn)) {
+	// int, float and abs: jinja2's, exact past int64
+	def("__f_int", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewInt(0), nil
+		}
+		dflt, ok := kwOrArg(args, kwargs, 1, "default")
+		if !ok {
+			dflt = jinja.NewInt(0)
+		}
+		base := int64(10)
+		if b, ok := kwOrArg(args, kwargs, 2, "base"); ok && b.IsInt() {
+			base = b.AsInt()
+		}
+		return intFilter(args[0], dflt, base)
+	})
+	def("__f_float", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewFloat(0), nil
+		}
+		dflt, ok := kwOrArg(args, kwargs, 1, "default")
+		if !ok {
+			dflt = jinja.NewFloat(0)
+		}
+		return floatFilter(args[0], dflt)
+	})
+	def("__f_abs", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.Value{}, fmt.Errorf("TypeError: abs() takes exactly one argument")
+		}
+		r, _, err := simpleFilter("abs", args[0], nil)
+		return r, err
+	})
+	def("__isbig", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		return jinja.NewBool(len(args) == 1 && isBig(args[0])), nil
+	})
 	def("__f_map", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
 			return jinja.NewList(nil), nil
@@ -324,7 +457,6 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		if len(args) == 0 || !isNum(args[0]) {
 			return jinja.Value{}, fmt.Errorf("TypeError: round: a number is required")
 		}
-		x := libFloat(args[0])
 		prec := 0
 		if v, ok := kwOrArg(args, kwargs, 1, "precision"); ok {
 			prec = int(libInt(v))
@@ -332,6 +464,14 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		method := "common"
 		if v, ok := kwOrArg(args, kwargs, 2, "method"); ok {
 			method = pyStr(v)
+		}
+		if method == "common" && isInt(args[0]) && prec >= 0 {
+			// Python's round(int, n) is the int itself
+			return bigValueOrInt(toBig(args[0])), nil
+		}
+		x, err := toFloat(args[0])
+		if err != nil {
+			return jinja.Value{}, err
 		}
 		p := math.Pow(10, float64(prec))
 		switch method {
@@ -432,7 +572,7 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		d := args[0].AsDict()
 		var pairs []jinja.Value
 		for _, k := range d.Keys {
-			pairs = append(pairs, jinja.NewList([]jinja.Value{jinja.NewString(k), d.Data[k]}))
+			pairs = append(pairs, newTuple([]jinja.Value{origKey(d, k), d.Data[k]}))
 		}
 		cs, _ := kwOrArg(args, kwargs, 1, "case_sensitive")
 		pos := 0

@@ -2,7 +2,6 @@ package chat
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +27,11 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 			if err := st.check(args[0]); err != nil {
 				return jinja.Value{}, err
 			}
+			if isBig(args[0]) {
+				if _, err := bigText(args[0]); err != nil {
+					return jinja.Value{}, err
+				}
+			}
 			s = pyStr(args[0])
 		}
 		st.out += len(s)
@@ -36,6 +40,12 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 			return jinja.Value{}, st.limitErr
 		}
 		return jinja.NewString(s), nil
+	})
+	def("__rl", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 1 && args[0].IsString() {
+			st.out -= len(args[0].AsString())
+		}
+		return args[0], nil
 	})
 	def("__l", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		st.line = int(args[0].AsInt())
@@ -192,8 +202,8 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		}
 		return jinja.NewList(items), nil
 	})
-	// kwargs arrive as a Go map, so their order is lost: sort for
-	// determinism.
+	// kwargs arrive as a Go map: their order is the call's where the
+	// compiler passed it (__kw, see kwOrder), else sorted for determinism.
 	kwDict := func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
 		d := jinja.NewDict()
 		if len(args) > 0 && args[0].IsDict() {
@@ -202,12 +212,7 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 				d.AsDict().Set(k, src.Data[k])
 			}
 		}
-		keys := make([]string, 0, len(kwargs))
-		for k := range kwargs {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range kwKeys(kwargs) {
 			d.AsDict().Set(k, kwargs[k])
 		}
 		return d, st.check(d)

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"math/big"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ import (
 // pyTypeName is Python's type name of a value, for error messages.
 func pyTypeName(v jinja.Value) string {
 	switch {
+	case isBig(v):
+		return "int"
 	case v.IsUndefined():
 		return "Undefined"
 	case v.IsNone():
@@ -34,26 +37,21 @@ func pyTypeName(v jinja.Value) string {
 	case v.IsString():
 		return "str"
 	case v.IsList():
-		return "list"
+		return listKind(v)
 	case v.IsDict():
 		return "dict"
 	}
 	return "object"
 }
 
-func isNum(v jinja.Value) bool { return v.IsInt() || v.IsFloat() || v.IsBool() }
+func isNum(v jinja.Value) bool { return v.IsInt() || v.IsFloat() || v.IsBool() || isBig(v) }
 
 // pyCompare orders a and b as Python does, or fails as Python does on
 // values of kinds that have no order between them.
 func pyCompare(op string, a, b jinja.Value) (int, error) {
 	switch {
 	case isNum(a) && isNum(b):
-		if (a.IsInt() || a.IsBool()) && (b.IsInt() || b.IsBool()) {
-			x, y := libInt(a), libInt(b)
-			return cmpOrdered(x, y), nil
-		}
-		x, y := libFloat(a), libFloat(b)
-		return cmpOrdered(x, y), nil
+		return compareNum(a, b), nil
 	case a.IsString() && b.IsString():
 		return strings.Compare(a.AsString(), b.AsString()), nil
 	case a.IsList() && b.IsList():
@@ -86,6 +84,9 @@ func cmpOrdered[T int | int64 | float64](x, y T) int {
 func pyEqual(a, b jinja.Value) bool {
 	switch {
 	case isNum(a) && isNum(b):
+		if isBig(a) || isBig(b) {
+			return compareNum(a, b) == 0
+		}
 		return libFloat(a) == libFloat(b) && libInt(a) == libInt(b)
 	case a.IsString() && b.IsString():
 		return a.AsString() == b.AsString()
@@ -93,7 +94,7 @@ func pyEqual(a, b jinja.Value) bool {
 		return true
 	case a.IsList() && b.IsList():
 		la, lb := a.AsList().Items, b.AsList().Items
-		if len(la) != len(lb) {
+		if len(la) != len(lb) || listKind(a) != listKind(b) || listKind(a) == "dict_values" {
 			return false
 		}
 		for i := range la {
@@ -151,30 +152,23 @@ func numOperands(op string, a, b jinja.Value) error {
 	return fmt.Errorf("TypeError: unsupported operand type(s) for %s: '%s' and '%s'", op, pyTypeName(a), pyTypeName(b))
 }
 
-func bothInt(a, b jinja.Value) bool {
-	return (a.IsInt() || a.IsBool()) && (b.IsInt() || b.IsBool())
-}
+func bothInt(a, b jinja.Value) bool { return isInt(a) && isInt(b) }
 
 func (st *renderState) floorDiv(a, b jinja.Value) (jinja.Value, error) {
 	if err := numOperands("//", a, b); err != nil {
 		return jinja.Value{}, err
 	}
 	if bothInt(a, b) {
-		x, y := libInt(a), libInt(b)
-		if y == 0 {
-			return jinja.Value{}, fmt.Errorf("ZeroDivisionError: integer division or modulo by zero")
-		}
-		q := x / y
-		if (x%y != 0) && ((x < 0) != (y < 0)) {
-			q--
-		}
-		return jinja.NewInt(q), nil
+		return st.intArith("//", a, b)
 	}
-	y := libFloat(b)
+	x, y, err := floatOperands(a, b)
+	if err != nil {
+		return jinja.Value{}, err
+	}
 	if y == 0 {
 		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: float floor division by zero")
 	}
-	return jinja.NewFloat(math.Floor(libFloat(a) / y)), nil
+	return jinja.NewFloat(math.Floor(x / y)), nil
 }
 
 func (st *renderState) modulo(a, b jinja.Value) (jinja.Value, error) {
@@ -185,17 +179,12 @@ func (st *renderState) modulo(a, b jinja.Value) (jinja.Value, error) {
 		return jinja.Value{}, err
 	}
 	if bothInt(a, b) {
-		x, y := libInt(a), libInt(b)
-		if y == 0 {
-			return jinja.Value{}, fmt.Errorf("ZeroDivisionError: integer division or modulo by zero")
-		}
-		m := x % y
-		if m != 0 && (m < 0) != (y < 0) {
-			m += y
-		}
-		return jinja.NewInt(m), nil
+		return st.intArith("%", a, b)
 	}
-	x, y := libFloat(a), libFloat(b)
+	x, y, err := floatOperands(a, b)
+	if err != nil {
+		return jinja.Value{}, err
+	}
 	if y == 0 {
 		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: float modulo")
 	}
@@ -210,21 +199,17 @@ func (st *renderState) power(a, b jinja.Value) (jinja.Value, error) {
 	if err := numOperands("**", a, b); err != nil {
 		return jinja.Value{}, err
 	}
-	if bothInt(a, b) && libInt(b) >= 0 {
-		x, n := libInt(a), libInt(b)
-		r := int64(1)
-		for i := int64(0); i < n; i++ {
-			if r != 0 && (x > math.MaxInt32 || x < -math.MaxInt32 || r > math.MaxInt64/max(1, abs64(x)) || r < -math.MaxInt64/max(1, abs64(x))) {
-				return jinja.Value{}, st.fail("integer power too large")
-			}
-			r *= x
-			if r == 0 || r == 1 && x == 1 {
-				break
-			}
-		}
-		return jinja.NewInt(r), nil
+	if bothInt(a, b) {
+		return st.intArith("**", a, b)
 	}
-	return jinja.NewFloat(math.Pow(libFloat(a), libFloat(b))), nil
+	x, y, err := floatOperands(a, b)
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	if x == 0 && y < 0 {
+		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: 0.0 cannot be raised to a negative power")
+	}
+	return jinja.NewFloat(math.Pow(x, y)), nil
 }
 
 func abs64(x int64) int64 {
@@ -275,7 +260,16 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 			if !isNum(a) {
 				return jinja.Value{}, fmt.Errorf("TypeError: %%%c format: a real number is required, not %s", f[i], pyTypeName(a))
 			}
-			b.WriteString(strconv.FormatInt(libInt(a), 10))
+			if isInt(a) {
+				b.WriteString(toBig(a).String())
+			} else {
+				f := libFloat(a)
+				if math.IsInf(f, 0) || math.IsNaN(f) {
+					return jinja.Value{}, fmt.Errorf("OverflowError: cannot convert float %s to integer", pyFloat(f, false))
+				}
+				bi, _ := big.NewFloat(f).Int(nil)
+				b.WriteString(bi.String())
+			}
 		case 'f':
 			if !isNum(a) {
 				return jinja.Value{}, fmt.Errorf("TypeError: must be real number, not %s", pyTypeName(a))
@@ -283,7 +277,11 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 			if prec < 0 {
 				prec = 6
 			}
-			b.WriteString(strconv.FormatFloat(libFloat(a), 'f', prec, 64))
+			f, err := toFloat(a)
+			if err != nil {
+				return jinja.Value{}, err
+			}
+			b.WriteString(strconv.FormatFloat(f, 'f', prec, 64))
 		default:
 			return jinja.Value{}, fmt.Errorf("unsupported format character %q", f[i])
 		}
@@ -318,6 +316,9 @@ func item(obj, key jinja.Value) (jinja.Value, error) {
 		return jinja.Value{}, fmt.Errorf("UndefinedError: an undefined value has no attributes or items")
 	}
 	switch {
+	case isView(obj):
+		// dict views are not subscriptable: jinja2 gives undefined
+		return jinja.Undefined(), nil
 	case obj.IsList() || obj.IsString():
 		var i int64
 		switch {
@@ -349,21 +350,8 @@ func item(obj, key jinja.Value) (jinja.Value, error) {
 		}
 		return jinja.NewString(string(rs[i])), nil
 	case obj.IsDict():
-		var k string
-		switch {
-		case key.IsString():
-			k = key.AsString()
-		case key.IsInt():
-			k = strconv.FormatInt(key.AsInt(), 10)
-		case key.IsBool():
-			k = "False"
-			if key.AsBool() {
-				k = "True"
-			}
-		default:
-			return jinja.Undefined(), nil
-		}
-		if v, ok := obj.AsDict().Get(k); ok {
+		// a str key finds only str keys, a number only number keys
+		if v, ok := dictLookup(obj.AsDict(), key); ok {
 			return v, nil
 		}
 	}
@@ -621,6 +609,24 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 			return jinja.NewInt(int64(strings.Count(recv.AsString(), sub))), nil
 		}
 	}
+	if recv.IsDict() {
+		d := recv.AsDict()
+		switch name {
+		case "items", "keys", "values":
+			return dictView(d, name), nil
+		case "get":
+			if len(args) == 0 || len(args) > 2 {
+				return jinja.Value{}, fmt.Errorf("TypeError: get expected 1 or 2 arguments, got %d", len(args))
+			}
+			if v, ok := dictLookup(d, args[0]); ok {
+				return v, nil
+			}
+			if len(args) == 2 {
+				return args[1], nil
+			}
+			return jinja.None(), nil
+		}
+	}
 	if recv.IsUndefined() {
 		return jinja.Value{}, fmt.Errorf("UndefinedError: undefined value has no attribute '%s'", name)
 	}
@@ -786,13 +792,14 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		} else {
 			i = strings.LastIndex(s, *sep)
 		}
+		parts := []string{"", "", s}
 		switch {
 		case i >= 0:
-			return strList([]string{s[:i], *sep, s[i+len(*sep):]}), nil
+			parts = []string{s[:i], *sep, s[i+len(*sep):]}
 		case name == "partition":
-			return strList([]string{s, "", ""}), nil
+			parts = []string{s, "", ""}
 		}
-		return strList([]string{"", "", s}), nil
+		return newTuple(strList(parts).AsList().Items), nil
 	case "zfill", "ljust", "rjust", "center":
 		w := intArg(0, "", 0)
 		if err := st.room(w, name); err != nil {
@@ -943,11 +950,28 @@ func (st *renderState) trueDiv(a, b jinja.Value) (jinja.Value, error) {
 	if err := numOperands("/", a, b); err != nil {
 		return jinja.Value{}, err
 	}
-	y := libFloat(b)
+	if isBig(a) || isBig(b) {
+		if bothInt(a, b) {
+			// int / int is the correctly rounded quotient
+			y := toBig(b)
+			if y.Sign() == 0 {
+				return jinja.Value{}, fmt.Errorf("ZeroDivisionError: division by zero")
+			}
+			q, _ := new(big.Rat).SetFrac(toBig(a), y).Float64()
+			if math.IsInf(q, 0) {
+				return jinja.Value{}, fmt.Errorf("OverflowError: integer division result too large for a float")
+			}
+			return jinja.NewFloat(q), nil
+		}
+	}
+	x, y, err := floatOperands(a, b)
+	if err != nil {
+		return jinja.Value{}, err
+	}
 	if y == 0 {
 		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: division by zero")
 	}
-	return jinja.NewFloat(libFloat(a) / y), nil
+	return jinja.NewFloat(x / y), nil
 }
 
 // contains is Python's "x in c".
@@ -972,10 +996,7 @@ func (st *renderState) contains(x, c jinja.Value) (jinja.Value, error) {
 		}
 		return jinja.NewBool(false), nil
 	case c.IsDict():
-		if !x.IsString() {
-			return jinja.NewBool(false), nil
-		}
-		_, ok := c.AsDict().Data[x.AsString()]
+		_, ok := dictLookup(c.AsDict(), x)
 		return jinja.NewBool(ok), nil
 	case c.IsUndefined(), c.IsNone():
 		// jinja2 raises on None, but assistant tool-call turns arrive with

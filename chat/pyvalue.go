@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/big"
 	"reflect"
 	"sort"
 	"strconv"
@@ -30,6 +31,15 @@ func toValue(v any) (jinja.Value, error) {
 		return jinja.NewInt(x), nil
 	case int32:
 		return jinja.NewInt(int64(x)), nil
+	case uint64:
+		if x > math.MaxInt64 {
+			return bigValue(new(big.Int).SetUint64(x)), nil
+		}
+		return jinja.NewInt(int64(x)), nil
+	case uint:
+		return toValue(uint64(x))
+	case uint32:
+		return jinja.NewInt(int64(x)), nil
 	case float64:
 		return jinja.NewFloat(x), nil
 	case float32:
@@ -39,6 +49,10 @@ func toValue(v any) (jinja.Value, error) {
 		if !strings.ContainsAny(s, ".eE") {
 			if n, err := x.Int64(); err == nil {
 				return jinja.NewInt(n), nil
+			}
+			// Python's json keeps every integer exact
+			if b, ok := new(big.Int).SetString(s, 10); ok && b.BitLen() <= maxBigBits {
+				return bigValue(b), nil
 			}
 		}
 		f, err := x.Float64()
@@ -144,14 +158,29 @@ func writeRepr(b *strings.Builder, v jinja.Value) {
 	case v.IsString():
 		b.WriteString(pyQuote(v.AsString()))
 	case v.IsList():
-		b.WriteByte('[')
-		for i, it := range v.AsList().Items {
+		items := v.AsList().Items
+		open, close := byte('['), byte(']')
+		kind := listKind(v)
+		switch kind {
+		case "tuple":
+			open, close = '(', ')'
+		case "list":
+		default:
+			// dict_items([('a', 1)])
+			b.WriteString(kind + "(")
+			defer b.WriteByte(')')
+		}
+		b.WriteByte(open)
+		for i, it := range items {
 			if i > 0 {
 				b.WriteString(", ")
 			}
 			writeRepr(b, it)
 		}
-		b.WriteByte(']')
+		if len(items) == 1 && open == '(' {
+			b.WriteByte(',')
+		}
+		b.WriteByte(close)
 	case v.IsDict():
 		d := v.AsDict()
 		b.WriteByte('{')
@@ -159,11 +188,13 @@ func writeRepr(b *strings.Builder, v jinja.Value) {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(pyQuote(k))
+			writeRepr(b, origKey(d, k))
 			b.WriteString(": ")
 			writeRepr(b, d.Data[k])
 		}
 		b.WriteByte('}')
+	case isBig(v):
+		b.WriteString(strings.TrimPrefix(v.AsCallable().Name, bigPrefix))
 	case v.IsCallable():
 		fmt.Fprintf(b, "<function %s>", v.AsCallable().Name)
 	}
@@ -337,6 +368,12 @@ func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error 
 		}
 		newline(level)
 		b.WriteByte('}')
+	case isBig(v):
+		s, err := bigText(v)
+		if err != nil {
+			return err
+		}
+		b.WriteString(s)
 	case v.IsUndefined():
 		return fmt.Errorf("Object of type Undefined is not JSON serializable")
 	default:

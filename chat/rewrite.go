@@ -31,17 +31,26 @@ var printFilters = map[string]bool{
 	"sort": true, "unique": true, "dictsort": true, "max": true, "min": true, "sum": true,
 }
 
+// rewriteCtx is what the rewriter needs to know about the expression's
+// surroundings.
+type rewriteCtx struct {
+	loopID    int             // the innermost for loop's number, for loop.changed
+	loopDepth string          // its loop.depth: "1", or a recursive loop's depth variable
+	recLoop   string          // the macro a recursive innermost loop became, else ""
+	kwMacros  map[string]bool // macros that collect surplus keywords in kwargs
+}
+
 type rewriter struct {
-	loopID int // the innermost for loop's number, for loop.changed
-	toks   []token
-	parts  []string // parts[i] is toks[i] as the library must see it
-	pos    int
+	rewriteCtx
+	toks  []token
+	parts []string // parts[i] is toks[i] as the library must see it
+	pos   int
 }
 
 // rewrite parses toks (whose emitted forms are parts) and returns the
 // library source of the bounded expression.
-func rewrite(toks []token, parts []string, loopID int) (string, error) {
-	p := &rewriter{toks: toks, parts: parts, loopID: loopID}
+func rewrite(toks []token, parts []string, ctx rewriteCtx) (string, error) {
+	p := &rewriter{rewriteCtx: ctx, toks: toks, parts: parts}
 	s, err := p.expression()
 	if err != nil {
 		return "", err
@@ -212,69 +221,6 @@ func (p *rewriter) comparison() (string, error) {
 			}
 			link(in, r)
 			continue
-		case t.is(tName, "is"):
-			p.pos++
-			left = ""
-			x := "__chk(" + l + ")"
-			neg := false
-			if p.name("not") {
-				p.pos++
-				neg = true
-			}
-			if p.pos >= len(p.toks) {
-				return "", fmt.Errorf("expected a test name after 'is'")
-			}
-			test := p.toks[p.pos].s
-			name := p.take()
-			var args []string
-			switch {
-			case p.op("("):
-				p.pos++
-				for !p.op(")") && p.pos < len(p.toks) {
-					a, err := p.expression()
-					if err != nil {
-						return "", err
-					}
-					args = append(args, "__chk("+a+")")
-					if p.op(",") {
-						p.pos++
-					}
-				}
-				if err := p.expect(")"); err != nil {
-					return "", err
-				}
-			case p.pos < len(p.toks) && startsOperand(p.toks[p.pos]):
-				// jinja2: a test takes one argument without parentheses
-				a, err := p.postfixOnly()
-				if err != nil {
-					return "", err
-				}
-				args = []string{"__chk(" + a + ")"}
-			}
-			switch test {
-			case "sequence":
-				// the library does not count a dict as a sequence
-				l = "(" + x + " is mapping or " + x + " is sequence)"
-			case "divisibleby":
-				if len(args) != 1 {
-					return "", fmt.Errorf("test divisibleby takes one argument")
-				}
-				l = "(__mod(" + x + ", " + args[0] + ") == 0)"
-			default:
-				l = x + " is " + name
-				if args != nil {
-					l += "(" + strings.Join(args, ", ") + ")"
-				}
-				if !neg {
-					continue
-				}
-				l = x + " is not " + name + l[len(x+" is "+name):]
-				continue
-			}
-			if neg {
-				l = "(not " + l + ")"
-			}
-			continue
 		default:
 			return l, nil
 		}
@@ -287,6 +233,96 @@ func (p *rewriter) comparison() (string, error) {
 			eq = "(not " + eq + ")"
 		}
 		link(eq, r)
+	}
+	return l, nil
+}
+
+// test parses "is [not] NAME [args]" after the operand l. As in jinja2,
+// a test binds like a filter, tighter than any operator: a + b is odd is
+// a + (b is odd).
+func (p *rewriter) test(l string) (string, error) {
+	p.pos++ // "is"
+	x := "__chk(" + l + ")"
+	neg := false
+	if p.name("not") {
+		p.pos++
+		neg = true
+	}
+	if p.pos >= len(p.toks) {
+		return "", fmt.Errorf("expected a test name after 'is'")
+	}
+	test := p.toks[p.pos].s
+	name := p.take()
+	var args []string
+	switch {
+	case p.op("("):
+		p.pos++
+		for !p.op(")") && p.pos < len(p.toks) {
+			a, err := p.expression()
+			if err != nil {
+				return "", err
+			}
+			args = append(args, "__chk("+a+")")
+			if p.op(",") {
+				p.pos++
+			}
+		}
+		if err := p.expect(")"); err != nil {
+			return "", err
+		}
+	case p.pos < len(p.toks) && startsOperand(p.toks[p.pos]):
+		// jinja2: a test takes one argument without parentheses
+		a, err := p.postfixOnly()
+		if err != nil {
+			return "", err
+		}
+		args = []string{"__chk(" + a + ")"}
+	}
+	switch test {
+	case "sequence":
+		// the library does not count a dict as a sequence
+		l = "(" + x + " is mapping or " + x + " is sequence)"
+	case "divisibleby":
+		if len(args) != 1 {
+			return "", fmt.Errorf("test divisibleby takes one argument")
+		}
+		l = "(__mod(" + x + ", " + args[0] + ") == 0)"
+	case "odd", "even":
+		// value % 2, exact for ints past int64 (bigint.go)
+		l = "(__mod(" + x + ", 2) == " + map[string]string{"odd": "1", "even": "0"}[test] + ")"
+	case "integer", "number":
+		l = "(__isbig(" + x + ") or " + x + " is " + test + ")"
+	case "callable":
+		l = "(not __isbig(" + x + ") and " + x + " is callable)"
+	case "eq", "equalto", "ne", "lt", "lessthan", "le", "gt", "greaterthan", "ge", "in":
+		// Python's comparisons, as the operators (bigint.go)
+		if len(args) != 1 {
+			return "", fmt.Errorf("test %s takes one argument", test)
+		}
+		switch test {
+		case "eq", "equalto":
+			l = "__eq(" + x + ", " + args[0] + ")"
+		case "ne":
+			l = "(not __eq(" + x + ", " + args[0] + "))"
+		case "in":
+			l = "__in(" + x + ", " + args[0] + ")"
+		default:
+			op := map[string]string{"lt": "<", "lessthan": "<", "le": "<=", "gt": ">", "greaterthan": ">", "ge": ">="}[test]
+			l = "__cmp(" + x + ", " + libString(op) + ", " + args[0] + ")"
+		}
+	default:
+		is := " is "
+		if neg {
+			is = " is not "
+		}
+		l = x + is + name
+		if args != nil {
+			l += "(" + strings.Join(args, ", ") + ")"
+		}
+		return "(" + l + ")", nil
+	}
+	if neg {
+		l = "(not " + l + ")"
 	}
 	return l, nil
 }
@@ -311,7 +347,7 @@ func (p *rewriter) addSub() (string, error) {
 		if op == "+" {
 			return "__add(" + l + ", " + r + ")"
 		}
-		return plain(op, l, r)
+		return "__sub(" + l + ", " + r + ")"
 	})
 }
 
@@ -369,6 +405,10 @@ func (p *rewriter) signed() (string, error) {
 	if p.op("-") || p.op("+") {
 		op := p.take()
 		e, err := p.signed()
+		if op == "-" {
+			// Python's minus: exact past int64, TypeError on a string
+			return "__neg(" + e + ")", err
+		}
 		return op + " " + e, err
 	}
 	return p.postfixOnly()
@@ -399,6 +439,13 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 				return "", fmt.Errorf("expected an attribute name after '.'")
 			}
 			attr := p.take()
+			if e == "loop" && p.loopDepth != "" && (attr == "depth" || attr == "depth0") {
+				e = "(" + p.loopDepth + ")"
+				if attr == "depth0" {
+					e = "(" + p.loopDepth + " - 1)"
+				}
+				continue
+			}
 			if !p.op("(") {
 				// jinja2 raises on an attribute of an undefined value
 				e = "__def(" + e + ")." + attr
@@ -412,7 +459,7 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 			case e == "loop" && attr == "changed":
 				e = "__changed(" + strconv.Itoa(p.loopID) + joinArgs(args) + ")"
 				continue
-			case strMethods[attr] || attr == "index" || attr == "count":
+			case strMethods[attr] || attr == "index" || attr == "count" || dictMethods[attr]:
 				e = "__m(" + e + ", " + libString(attr) + joinArgs(args) + ")"
 				continue
 			case mutating[attr]:
@@ -437,7 +484,8 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 				return "", err
 			}
 			if slice {
-				e = "__def(" + e + ")[" + s + "]"
+				// Python's slicing, which keeps a tuple a tuple
+				e = "__slice(" + e + ", " + s + ")"
 			} else {
 				e = "__item(" + e + ", " + s + ")"
 			}
@@ -446,7 +494,27 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 			if err != nil {
 				return "", err
 			}
+			if p.kwMacros[e] || e == "dict" || e == "namespace" {
+				args = append(args, kwOrder(args))
+			}
+			if e == "loop" && p.recLoop != "" {
+				// loop(items) renders the recursive loop's body one
+				// level deeper; its text was counted against the output
+				// bound as it was made, so __rl takes it off again before
+				// it is printed
+				if len(args) != 1 {
+					return "", fmt.Errorf("loop() takes one iterable")
+				}
+				e = "__rl(" + p.recLoop + "(" + args[0] + ", " + p.loopDepth + " + 1))"
+				continue
+			}
 			e = e + "(" + strings.Join(args, ", ") + ")"
+		case p.name("is") && filters:
+			t, err := p.test(e)
+			if err != nil {
+				return "", err
+			}
+			e = t
 		case p.op("|") && filters:
 			p.pos++
 			if p.pos >= len(p.toks) {
@@ -478,6 +546,28 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 	return e, nil
 }
 
+// kwOrder is the hidden argument that tells a macro's wrapper the order of
+// the call's keywords, which the library passes in a Go map: jinja2's
+// kwargs dict keeps the call's order.
+func kwOrder(args []string) string {
+	var names []string
+	for _, a := range args {
+		if k, _, ok := strings.Cut(a, " = "); ok && isIdent(k) {
+			names = append(names, k)
+		}
+	}
+	return "__kw = " + libString(strings.Join(names, ","))
+}
+
+func isIdent(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
 func chkAll(args []string) string {
 	out := make([]string, len(args))
 	for i, a := range args {
@@ -493,41 +583,31 @@ func joinArgs(args []string) string {
 	return ", " + strings.Join(args, ", ")
 }
 
-// subscript parses key or start:stop:step up to and including "]", and
-// says which it was.
+// subscript parses key or start:stop:step up to and including "]": a key
+// is returned as is, a slice as the arguments of __slice (start, stop,
+// step, with none for those left out).
 func (p *rewriter) subscript() (string, bool, error) {
-	var b strings.Builder
-	if !p.op(":") {
-		s, err := p.expression()
-		if err != nil {
-			return "", false, err
+	part := func() (string, error) {
+		if p.op("]") || p.op(":") {
+			return "none", nil
 		}
-		b.WriteString(s)
-		if !p.op(":") {
-			return b.String(), false, p.expect("]")
-		}
+		return p.expression()
 	}
-	p.pos++ // the first ':'
-	b.WriteString(" : ")
-	if !p.op("]") && !p.op(":") {
-		s, err := p.expression()
-		if err != nil {
+	first, err := part()
+	if err != nil {
+		return "", false, err
+	}
+	if !p.op(":") {
+		return first, false, p.expect("]")
+	}
+	parts := []string{first, "none", "none"}
+	for i := 1; i < 3 && p.op(":"); i++ {
+		p.pos++
+		if parts[i], err = part(); err != nil {
 			return "", true, err
 		}
-		b.WriteString(s)
 	}
-	if p.op(":") {
-		p.pos++
-		b.WriteString(" : ")
-		if !p.op("]") {
-			s, err := p.expression()
-			if err != nil {
-				return "", true, err
-			}
-			b.WriteString(s)
-		}
-	}
-	return b.String(), true, p.expect("]")
+	return strings.Join(parts, ", "), true, p.expect("]")
 }
 
 // callArgs parses "(" [name=]expr, ... ")".
@@ -564,7 +644,7 @@ func (p *rewriter) atom() (string, error) {
 		p.pos++
 		if p.op(")") {
 			p.pos++
-			return "()", nil
+			return "__tuple()", nil
 		}
 		e, err := p.expression()
 		if err != nil {
@@ -585,7 +665,9 @@ func (p *rewriter) atom() (string, error) {
 			}
 			items = append(items, it)
 		}
-		return "__chk((" + strings.Join(items, ", ") + ",))", p.expect(")")
+		// a tuple literal: the library would build a list, which
+		// prints as [a, b] where jinja2 prints (a, b)
+		return "__tuple(" + strings.Join(items, ", ") + ")", p.expect(")")
 	case t.s == "[":
 		p.pos++
 		var items []string
@@ -615,19 +697,25 @@ func (p *rewriter) atom() (string, error) {
 			if err != nil {
 				return "", err
 			}
-			pairs = append(pairs, k+": "+v)
+			pairs = append(pairs, k, v)
 			if p.op(",") {
 				p.pos++
 			}
 		}
-		return "__chk({" + strings.Join(pairs, ", ") + "})", p.expect("}")
+		// built by __dict, which keeps keys that are not strings apart
+		// from strings of the same text ({1: 'a'}[1], not ['1'])
+		return "__dict(" + strings.Join(pairs, ", ") + ")", p.expect("}")
 	case t.s == "-":
 		p.pos++
 		e, err := p.atom()
-		return "- " + e, err
+		return "__neg(" + e + ")", err
 	}
 	return "", fmt.Errorf("unexpected %q", t.s)
 }
+
+// dictMethods are the dict methods __m implements: Python keys (not only
+// strings) and views whose items are tuples.
+var dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true}
 
 // mutating are the list and dict methods jinja2's immutable sandbox refuses
 // (list.pop is allowed, dict.pop is not: __mut decides by the receiver).

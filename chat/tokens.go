@@ -21,6 +21,7 @@ type token struct {
 	s    string // name, operator, or decoded string value
 	i    int64
 	f    float64
+	big  string // an int literal past int64: its digits (i is unset)
 	line int
 }
 
@@ -117,10 +118,15 @@ func lexTag(src string, start int, isExpr bool, line int, name string) ([]token,
 				toks = append(toks, token{kind: tFloat, f: f, s: src[i:j], line: line})
 			} else {
 				n, err := strconv.ParseInt(lit, 10, 64)
+				t := token{kind: tInt, i: n, s: src[i:j], line: line}
 				if err != nil {
-					return nil, 0, 0, errf(line, "integer %q out of range", src[i:j])
+					// Python's ints are unbounded (see bigint.go)
+					if len(lit) > maxIntDigits {
+						return nil, 0, 0, errf(line, "integer literal of more than %d digits", maxIntDigits)
+					}
+					t.big = strings.TrimLeft(lit, "0")
 				}
-				toks = append(toks, token{kind: tInt, i: n, s: src[i:j], line: line})
+				toks = append(toks, t)
 			}
 			i = j
 		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
