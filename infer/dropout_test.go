@@ -66,7 +66,7 @@ func TestGenerateOnDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.UseDevice(ref.New(), false, nil); err != nil {
+	if err := e.UseDevice(ref.New(), false, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()

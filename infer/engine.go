@@ -79,13 +79,15 @@ type Engine struct {
 // UseDevice moves generation onto a compute backend (bf16 or f32
 // weights); a model or adapter the device path cannot run yet stays on the
 // CPU and the error says why. Engines on the same backend must pass the
-// same lock (nil: a lock of its own).
-func (e *Engine) UseDevice(be compute.Backend, bf16 bool, lock *sync.Mutex) error {
+// same lock (nil: a lock of its own). Engines of clones of one model
+// (WithAdapter) that pass the same shared weights hold the base once on the
+// device (nil: this engine's own copy).
+func (e *Engine) UseDevice(be compute.Backend, bf16 bool, lock *sync.Mutex, shared *model.SharedWeights) error {
 	dt := compute.F32
 	if bf16 {
 		dt = compute.BF16
 	}
-	dm, err := model.NewDeviceModel(e.Model, be, model.DeviceOptions{Compute: dt, Inference: true})
+	dm, err := model.NewDeviceModel(e.Model, be, model.DeviceOptions{Compute: dt, Inference: true, Shared: shared})
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,9 @@ type DeviceOptions struct {
 	// forward pass during backward (gradient checkpointing): activation
 	// memory of one block instead of all, for about a third more compute.
 	Checkpoint bool
+	// Shared, when set, holds the frozen weights: device copies of clones
+	// of one model (serve's adapters and replicas) upload them once.
+	Shared *SharedWeights
 }
 
 // dparam is one parameter on the device: w is what the operations read (in
@@ -192,6 +195,8 @@ type DeviceModel struct {
 	cache                  *DeviceSession            // decoding: the key/value cache attention reads
 	shared                 map[string]compute.Tensor // checkpointing: the one set of block activations
 	owned                  []compute.Tensor          // freed by Close
+	weights                *SharedWeights            // frozen weights shared with other copies
+	sharedKeys             []sharedKey               // released by Close
 
 	// per batch shape
 	shapeB, shapeT int
@@ -221,7 +226,10 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 	if why := c.deviceUnsupported(); why != "" {
 		return nil, fmt.Errorf("device model: %s models: %s do not run on a GPU yet", c.ModelType, why)
 	}
-	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, lrScale: o.LRScale, checkpoint: o.Checkpoint, inference: o.Inference, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
+	if o.Shared != nil && o.Shared.be != be {
+		return nil, errors.New("device model: shared weights of another backend")
+	}
+	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, lrScale: o.LRScale, weights: o.Shared, checkpoint: o.Checkpoint, inference: o.Inference, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
 	var err error
 	param := func(p *nn.Param, float bool) *dparam {
 		if err != nil || p == nil {
@@ -370,12 +378,48 @@ func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
 	if d.trainable {
 		return d, nil
 	}
-	var err error
-	if d.w, err = dm.alloc(dt, d.n); err != nil {
+	ts, err := dm.frozen(sharedKey{p, dt}, func(alloc func(compute.DType, int) (compute.Tensor, error)) ([]compute.Tensor, error) {
+		t, err := alloc(dt, d.n)
+		if err != nil {
+			return nil, err
+		}
+		dm.be.Upload(t, p.Data)
+		return []compute.Tensor{t}, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("device model: %s: %w", p.Name, err)
 	}
-	dm.be.Upload(d.w, p.Data)
+	d.w = ts[0]
 	return d, nil
+}
+
+// frozen returns the device tensors of a frozen host weight: uploaded by
+// make into this copy's own memory, or found in (or added to) the shared
+// weights.
+func (dm *DeviceModel) frozen(key sharedKey, make func(alloc func(compute.DType, int) (compute.Tensor, error)) ([]compute.Tensor, error)) ([]compute.Tensor, error) {
+	if dm.weights == nil {
+		return make(dm.alloc)
+	}
+	ts, err := dm.weights.get(key, func() ([]compute.Tensor, error) {
+		var made []compute.Tensor
+		ts, err := make(func(dt compute.DType, n int) (compute.Tensor, error) {
+			t, err := dm.be.Alloc(dt, n)
+			if err == nil {
+				made = append(made, t)
+			}
+			return t, err
+		})
+		if err != nil {
+			for _, t := range made {
+				t.Free()
+			}
+		}
+		return ts, err
+	})
+	if err == nil {
+		dm.sharedKeys = append(dm.sharedKeys, key)
+	}
+	return ts, err
 }
 
 // placeTrainable allocates the arenas and fills them from the host: one
@@ -460,19 +504,26 @@ func (dm *DeviceModel) uploadQuant(l *nn.Linear) (*dquant, error) {
 		return nil, fmt.Errorf("device model: %s: only 4-bit (nf4, fp4) quantized weights run on a GPU yet", l.Name)
 	}
 	q := &dquant{block: block}
-	var err error
-	if q.packed, err = dm.alloc(compute.U8, len(packed)); err != nil {
+	ts, err := dm.frozen(sharedKey{l.Q, compute.U8}, func(alloc func(compute.DType, int) (compute.Tensor, error)) ([]compute.Tensor, error) {
+		var ts [3]compute.Tensor
+		var err error
+		for i, s := range []struct {
+			dt compute.DType
+			n  int
+		}{{compute.U8, len(packed)}, {compute.F32, len(scales)}, {compute.F32, len(code)}} {
+			if ts[i], err = alloc(s.dt, s.n); err != nil {
+				return nil, err
+			}
+		}
+		dm.be.UploadBytes(ts[0], packed)
+		dm.be.Upload(ts[1], scales)
+		dm.be.Upload(ts[2], code[:])
+		return ts[:], nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("device model: %s: %w", l.Name, err)
 	}
-	if q.scales, err = dm.alloc(compute.F32, len(scales)); err != nil {
-		return nil, fmt.Errorf("device model: %s: %w", l.Name, err)
-	}
-	if q.code, err = dm.alloc(compute.F32, len(code)); err != nil {
-		return nil, fmt.Errorf("device model: %s: %w", l.Name, err)
-	}
-	dm.be.UploadBytes(q.packed, packed)
-	dm.be.Upload(q.scales, scales)
-	dm.be.Upload(q.code, code[:])
+	q.packed, q.scales, q.code = ts[0], ts[1], ts[2]
 	return q, nil
 }
 
@@ -571,6 +622,16 @@ func (dm *DeviceModel) Close() {
 		t.Free()
 	}
 	dm.owned = nil
+	for _, k := range dm.sharedKeys {
+		dm.weights.release(k)
+	}
+	dm.sharedKeys = nil
+	for _, t := range []compute.Tensor{dm.cos, dm.sin} {
+		if t != nil {
+			t.Free()
+		}
+	}
+	dm.cos, dm.sin, dm.ropeN = nil, nil, 0
 	for _, t := range dm.scratch {
 		t.Free()
 	}

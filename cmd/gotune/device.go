@@ -64,7 +64,7 @@ func useDevice(e *infer.Engine, device string, notes io.Writer) (func(), error) 
 	if o.Backend == nil {
 		return release, nil
 	}
-	if err := e.UseDevice(o.Backend, true, nil); err != nil {
+	if err := e.UseDevice(o.Backend, true, nil, nil); err != nil {
 		if o.Required {
 			release()
 			return func() {}, fmt.Errorf("--device %s: %w", device, err)

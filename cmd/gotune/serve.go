@@ -16,6 +16,7 @@ import (
 
 	"gotune/assets"
 	"gotune/infer"
+	"gotune/model"
 	"gotune/serve"
 )
 
@@ -73,11 +74,11 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(
 	apiKey := fs.String("api-key", os.Getenv("GOTUNE_API_KEY"), "require 'Authorization: Bearer KEY' (default $GOTUNE_API_KEY)")
 	maxConc := fs.Int("max-concurrency", 1, "generations running at once")
 	queue := fs.Int("queue", 16, "requests waiting for a turn before answering 429")
-	replicas := fs.Int("replicas", 1, "engines loaded per model name; each runs one generation at a time and holds its own weights")
+	replicas := fs.Int("replicas", 1, "engines loaded per model name; each runs one generation at a time (they share the base weights)")
 	maxTokens := fs.Int("max-tokens", 2048, "largest max_tokens a request may ask for")
 	maxBody := fs.Int64("max-body-bytes", 4<<20, "largest request body")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long to let requests finish on SIGINT/SIGTERM")
-	device := fs.String("device", "auto", "cpu, cuda (bf16 on an NVIDIA GPU; each served model and replica holds its own copy there) or auto")
+	device := fs.String("device", "auto", "cpu, cuda (bf16 on an NVIDIA GPU; the base weights are held there once, each model adds its adapter) or auto")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -106,6 +107,12 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(
 	}
 	defer release()
 	devLock := new(sync.Mutex) // one generation at a time on the device, across models and replicas
+	var shared *model.SharedWeights
+	if dev.Backend != nil {
+		// The base weights go to the device once for every model and
+		// replica; each adds only its adapter.
+		shared = model.NewSharedWeights(dev.Backend)
+	}
 	load := func(name, adapterDir string) (serve.Model, error) {
 		var engines []*infer.Engine
 		for range *replicas {
@@ -114,7 +121,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(
 				return serve.Model{}, err
 			}
 			if dev.Backend != nil {
-				if err := e.UseDevice(dev.Backend, true, devLock); err != nil {
+				if err := e.UseDevice(dev.Backend, true, devLock, shared); err != nil {
 					if dev.Required {
 						return serve.Model{}, fmt.Errorf("--device %s: %w", *device, err)
 					}

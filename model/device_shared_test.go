@@ -1,0 +1,88 @@
+package model
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"gotune/compute"
+	"gotune/compute/ref"
+	"gotune/nn"
+)
+
+// TestSharedWeights: device copies of two clones of one model, each with its
+// own adapter, hold the base once: the second copy adds only its adapter's
+// memory, both score as their own CPU model, and the base stays on the
+// device until the last copy closes.
+func TestSharedWeights(t *testing.T) {
+	base := tinyModel(t, "ref-qwen3", 31)
+	b := gradBatch(base.Cfg.Vocab)
+	r := rand.New(rand.NewPCG(7, 8))
+	clone := func() *Model {
+		m := base.Clone()
+		for _, l := range m.Linears() {
+			a := &nn.Param{Name: l.Name + ".lora_A", Shape: []int{2, l.In}, Data: randVec32(r, 2*l.In, 0.3)}
+			bb := &nn.Param{Name: l.Name + ".lora_B", Shape: []int{l.Out, 2}, Data: randVec32(r, 2*l.Out, 0.3)}
+			l.Adapter = &testLoRA{a: a, b: bb, scale: 1}
+		}
+		return m
+	}
+	m1, m2 := clone(), clone()
+	want1 := append([]float64(nil), m1.NewWorkspace().TokenLogProbs(b)...)
+	want2 := append([]float64(nil), m2.NewWorkspace().TokenLogProbs(b)...)
+
+	be := ref.New()
+	alone, err := NewDeviceModel(m1, be, DeviceOptions{Compute: compute.F32, Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := be.MemStats().InUse
+	alone.Close()
+
+	shared := NewSharedWeights(be)
+	d1, err := NewDeviceModel(m1, be, DeviceOptions{Compute: compute.F32, Inference: true, Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := be.MemStats().InUse
+	d2, err := NewDeviceModel(m2, be, DeviceOptions{Compute: compute.F32, Inference: true, Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := be.MemStats().InUse
+	var adapter int64
+	for _, l := range m2.Linears() {
+		adapter += int64(4 * (2*l.In + 2*l.Out))
+	}
+	if one != own || two-one != adapter {
+		t.Errorf("device memory: alone %d, first shared copy %d, second adds %d bytes; want the same, then only the adapter's %d", own, one, two-one, adapter)
+	}
+	for i, c := range []struct {
+		dm   *DeviceModel
+		want []float64
+	}{{d1, want1}, {d2, want2}} {
+		got, err := c.dm.TokenLogProbs(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbsDiff(got, c.want); d > 1e-5 {
+			t.Errorf("copy %d: log p differs from its CPU model by %.3g", i+1, d)
+		}
+		c.dm.freeShape()
+	}
+	d1.Close()
+	if got, err := d2.TokenLogProbs(b); err != nil || maxAbsDiff(got, want2) > 1e-5 {
+		t.Errorf("the second copy after the first closed: %v", err)
+	}
+	d2.Close()
+	if left := be.MemStats().InUse; left != 0 {
+		t.Errorf("%d bytes still held after both copies closed", left)
+	}
+}
+
+func maxAbsDiff(a, b []float64) float64 {
+	var d float64
+	for i := range a {
+		d = max(d, abs(a[i]-b[i]))
+	}
+	return d
+}
