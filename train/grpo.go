@@ -708,12 +708,7 @@ func (t *Trainer) runGRPO() error {
 	if err := t.maybeResume(); err != nil {
 		return err
 	}
-	if t.state.GlobalStep == 0 {
-		if err := t.checkOutputDir(); err != nil {
-			return err
-		}
-	}
-	if err := os.MkdirAll(c.OutputDir, 0o755); err != nil {
+	if err := t.prepareOutput(); err != nil {
 		return err
 	}
 	if err := t.openLog(); err != nil {

@@ -430,12 +430,7 @@ func (t *Trainer) Run() error {
 			return err
 		}
 	}
-	if t.state.GlobalStep == 0 {
-		if err := t.checkOutputDir(); err != nil {
-			return err
-		}
-	}
-	if err := os.MkdirAll(c.OutputDir, 0o755); err != nil {
+	if err := t.prepareOutput(); err != nil {
 		return err
 	}
 	if err := t.writeDataReport(); err != nil {
@@ -638,6 +633,17 @@ func (t *Trainer) evaluate() error {
 		t.state.LogHistory[len(t.state.LogHistory)-1].EvalLoss = loss
 	}
 	return t.log.Eval(t.state.GlobalStep, loss)
+}
+
+// prepareOutput checks a new run's output folder (a resumed run continues
+// in its own) and creates it.
+func (t *Trainer) prepareOutput() error {
+	if t.state.GlobalStep == 0 {
+		if err := t.checkOutputDir(); err != nil {
+			return err
+		}
+	}
+	return os.MkdirAll(t.Cfg.OutputDir, 0o755)
 }
 
 func (t *Trainer) checkOutputDir() error {
