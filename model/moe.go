@@ -3,7 +3,10 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
+	"sync/atomic"
 
+	"gotune/compute/cpu"
 	"gotune/nn"
 )
 
@@ -25,13 +28,44 @@ func newMoE(c *Config, prefix string, alloc bool) *MoE {
 	m := &MoE{Router: linear(block+n.Router, h, c.Experts, false, true)}
 	for e := 0; e < c.Experts; e++ {
 		p := fmt.Sprintf("%sexperts.%d.", block, e)
-		m.Experts = append(m.Experts, &Expert{
+		ex := &Expert{
 			Gate: linear(p+n.Gate, h, inter, false, alloc),
 			Up:   linear(p+n.Up, h, inter, false, alloc),
 			Down: linear(p+n.Down, inter, h, false, alloc),
-		})
+		}
+		// The layer runs its experts side by side (runExperts).
+		ex.Gate.Serial, ex.Up.Serial, ex.Down.Serial = true, true, true
+		m.Experts = append(m.Experts, ex)
 	}
 	return m
+}
+
+// runExperts calls fn(e) for every expert with rows, on all cores at once,
+// largest first so that the last to finish are small. An expert's products
+// are a few dozen rows each: split across cores, each would cost a hand-off
+// and a wait per product (about ten per expert and pass), and on a busy
+// machine a core that is late to take its part stalls the other; whole
+// experts per core cost one wait per layer. fn must write only its
+// expert's buffers.
+func runExperts(ma *moeActs, fn func(e int)) {
+	order := ma.order[:0]
+	for e, s := range ma.slots {
+		if len(s) > 0 {
+			order = append(order, e)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return len(ma.slots[b]) - len(ma.slots[a]) })
+	ma.order = order
+	var next atomic.Int64
+	cpu.RunWorkers(min(cpu.Threads(), len(order)), func(int) {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(order) {
+				return
+			}
+			fn(order[i])
+		}
+	})
 }
 
 func (m *MoE) linears() []*nn.Linear {
@@ -52,9 +86,12 @@ type moeActs struct {
 	x, g, u, a, y [][]float32
 	// backward scratch, reused from step to step
 	dw                      []float64
-	dlogits, dy, da, dg, du []float32
-	dxe                     []float32
+	dlogits []float32
 	p                       []float64
+	// per expert: gradients of its output, activation, gate and up rows,
+	// and of its input rows (added into dx after all experts ran)
+	dy, da, dg, du, dxe [][]float32
+	order               []int
 }
 
 // auxStats gathers the load-balancing loss over the MoE layers of one
@@ -167,13 +204,9 @@ func moeForward(c *Config, m *MoE, ma *moeActs, out, x []float32, n int, mask []
 	inter := c.ExpertIntermediate
 	ma.x, ma.g, ma.u = growRows(ma.x, E, 0), growRows(ma.g, E, 0), growRows(ma.u, E, 0)
 	ma.a, ma.y = growRows(ma.a, E, 0), growRows(ma.y, E, 0)
-	clear(out[:n*h])
-	for e, ex := range m.Experts {
-		slots := ma.slots[e]
+	runExperts(ma, func(e int) {
+		ex, slots := m.Experts[e], ma.slots[e]
 		ne := len(slots)
-		if ne == 0 {
-			continue
-		}
 		ma.x[e], ma.y[e] = grow(ma.x[e], ne*h), grow(ma.y[e], ne*h)
 		ma.g[e], ma.u[e], ma.a[e] = grow(ma.g[e], ne*inter), grow(ma.u[e], ne*inter), grow(ma.a[e], ne*inter)
 		xe := ma.x[e]
@@ -183,8 +216,13 @@ func moeForward(c *Config, m *MoE, ma *moeActs, out, x []float32, n int, mask []
 		}
 		ex.Gate.Forward(ma.g[e], xe, ne)
 		ex.Up.Forward(ma.u[e], xe, ne)
-		nn.SwiGLU(ma.a[e], ma.g[e], ma.u[e])
+		cpu.SiLUMul(ma.a[e], ma.g[e], ma.u[e]) // nn.SwiGLU on this goroutine
 		ex.Down.Forward(ma.y[e], ma.a[e], ne)
+	})
+	// The weighted sum into out, expert by expert in order (the rounding
+	// of a serial loop over experts).
+	clear(out[:n*h])
+	for e, slots := range ma.slots {
 		for i, s := range slots {
 			t := int(s) / K
 			w := ma.wts[s]
@@ -207,15 +245,14 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 	}
 	dw := ma.dw[:n*K]
 	clear(dw)
-	for e, ex := range m.Experts {
-		slots := ma.slots[e]
+	ma.dy, ma.da = growRows(ma.dy, E, 0), growRows(ma.da, E, 0)
+	ma.dg, ma.du, ma.dxe = growRows(ma.dg, E, 0), growRows(ma.du, E, 0), growRows(ma.dxe, E, 0)
+	runExperts(ma, func(e int) {
+		ex, slots := m.Experts[e], ma.slots[e]
 		ne := len(slots)
-		if ne == 0 {
-			continue
-		}
-		ma.dy, ma.da = grow(ma.dy, ne*h), grow(ma.da, ne*inter)
-		ma.dg, ma.du, ma.dxe = grow(ma.dg, ne*inter), grow(ma.du, ne*inter), grow(ma.dxe, ne*h)
-		dy, da, dg, du, dxe := ma.dy, ma.da, ma.dg, ma.du, ma.dxe
+		ma.dy[e], ma.da[e] = grow(ma.dy[e], ne*h), grow(ma.da[e], ne*inter)
+		ma.dg[e], ma.du[e], ma.dxe[e] = grow(ma.dg[e], ne*inter), grow(ma.du[e], ne*inter), grow(ma.dxe[e], ne*h)
+		dy, da, dg, du, dxe := ma.dy[e], ma.da[e], ma.dg[e], ma.du[e], ma.dxe[e]
 		for i, s := range slots {
 			t := int(s) / K
 			d, y := dout[t*h:(t+1)*h], ma.y[e][i*h:(i+1)*h]
@@ -225,17 +262,21 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 				dot += float64(v) * float64(y[j])
 				dy[i*h+j] = w * v
 			}
-			dw[s] = dot
+			dw[s] = dot // each slot belongs to one expert
 		}
 		clear(da)
 		ex.Down.Backward(da, dy, ma.a[e], ne)
-		nn.SwiGLUBackward(dg, du, da, ma.g[e], ma.u[e])
+		cpu.SiLUMulBackward(dg, du, da, ma.g[e], ma.u[e]) // nn.SwiGLUBackward on this goroutine
 		clear(dxe)
 		ex.Gate.Backward(dxe, dg, ma.x[e], ne)
 		ex.Up.Backward(dxe, du, ma.x[e], ne)
+	})
+	// Tokens are shared between experts: add their input gradients
+	// expert by expert in order.
+	for e, slots := range ma.slots {
 		for i, s := range slots {
 			t := int(s) / K
-			addTo(dx[t*h:(t+1)*h], dxe[i*h:(i+1)*h])
+			addTo(dx[t*h:(t+1)*h], ma.dxe[e][i*h:(i+1)*h])
 		}
 	}
 	// Routing weights → probabilities → router logits.
