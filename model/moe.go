@@ -47,7 +47,7 @@ func newMoE(c *Config, prefix string, alloc bool) *MoE {
 // machine a core that is late to take its part stalls the other; whole
 // experts per core cost one wait per layer. fn must write only its
 // expert's buffers.
-func runExperts(ma *moeActs, fn func(e int)) {
+func runExperts(ma *moeActs, fn func(e, worker int)) {
 	order := ma.order[:0]
 	for e, s := range ma.slots {
 		if len(s) > 0 {
@@ -57,15 +57,26 @@ func runExperts(ma *moeActs, fn func(e int)) {
 	slices.SortStableFunc(order, func(a, b int) int { return len(ma.slots[b]) - len(ma.slots[a]) })
 	ma.order = order
 	var next atomic.Int64
-	cpu.RunWorkers(min(cpu.Threads(), len(order)), func(int) {
+	cpu.RunWorkers(workers(ma), func(w int) {
 		for {
 			i := int(next.Add(1)) - 1
 			if i >= len(order) {
 				return
 			}
-			fn(order[i])
+			fn(order[i], w)
 		}
 	})
+}
+
+// workers is how many goroutines runExperts uses.
+func workers(ma *moeActs) int {
+	busy := 0
+	for _, s := range ma.slots {
+		if len(s) > 0 {
+			busy++
+		}
+	}
+	return max(1, min(cpu.Threads(), busy))
 }
 
 func (m *MoE) linears() []*nn.Linear {
@@ -85,13 +96,14 @@ type moeActs struct {
 	slots         [][]int32 // per expert: the slots t·TopK+k routed to it
 	x, g, u, a, y [][]float32
 	// backward scratch, reused from step to step
-	dw                      []float64
+	dw      []float64
 	dlogits []float32
-	p                       []float64
-	// per expert: gradients of its output, activation, gate and up rows,
-	// and of its input rows (added into dx after all experts ran)
-	dy, da, dg, du, dxe [][]float32
-	order               []int
+	p       []float64
+	// dyx: per expert, the gradient of its output rows and then of its
+	// input rows (added into dx after all experts ran); da, dg, du: per
+	// worker, of its activation, gate and up rows.
+	dyx, da, dg, du [][]float32
+	order           []int
 }
 
 // auxStats gathers the load-balancing loss over the MoE layers of one
@@ -126,6 +138,17 @@ func growRows(s [][]float32, e, n int) [][]float32 {
 		s = append(s, make([][]float32, e-len(s))...)
 	}
 	return s[:e]
+}
+
+// growSlack is grow for an expert's rows × width buffer, made with a
+// quarter more rows than asked: an expert's share of the tokens moves a
+// little from step to step, and a buffer re-made whenever it gains a row
+// would be fresh memory, page faults included, on most steps.
+func growSlack(s []float32, rows, width int) []float32 {
+	if cap(s) < rows*width {
+		return make([]float32, rows*width, (rows+rows/4+8)*width)
+	}
+	return s[:rows*width]
 }
 
 // moeForward runs an MoE MLP on n rows of x into out (overwritten). mask,
@@ -204,11 +227,11 @@ func moeForward(c *Config, m *MoE, ma *moeActs, out, x []float32, n int, mask []
 	inter := c.ExpertIntermediate
 	ma.x, ma.g, ma.u = growRows(ma.x, E, 0), growRows(ma.g, E, 0), growRows(ma.u, E, 0)
 	ma.a, ma.y = growRows(ma.a, E, 0), growRows(ma.y, E, 0)
-	runExperts(ma, func(e int) {
+	runExperts(ma, func(e, _ int) {
 		ex, slots := m.Experts[e], ma.slots[e]
 		ne := len(slots)
-		ma.x[e], ma.y[e] = grow(ma.x[e], ne*h), grow(ma.y[e], ne*h)
-		ma.g[e], ma.u[e], ma.a[e] = grow(ma.g[e], ne*inter), grow(ma.u[e], ne*inter), grow(ma.a[e], ne*inter)
+		ma.x[e], ma.y[e] = growSlack(ma.x[e], ne, h), growSlack(ma.y[e], ne, h)
+		ma.g[e], ma.u[e], ma.a[e] = growSlack(ma.g[e], ne, inter), growSlack(ma.u[e], ne, inter), growSlack(ma.a[e], ne, inter)
 		xe := ma.x[e]
 		for i, s := range slots {
 			t := int(s) / K
@@ -245,14 +268,15 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 	}
 	dw := ma.dw[:n*K]
 	clear(dw)
-	ma.dy, ma.da = growRows(ma.dy, E, 0), growRows(ma.da, E, 0)
-	ma.dg, ma.du, ma.dxe = growRows(ma.dg, E, 0), growRows(ma.du, E, 0), growRows(ma.dxe, E, 0)
-	runExperts(ma, func(e int) {
+	nw := workers(ma)
+	ma.dyx = growRows(ma.dyx, E, 0)
+	ma.da, ma.dg, ma.du = growRows(ma.da, nw, 0), growRows(ma.dg, nw, 0), growRows(ma.du, nw, 0)
+	runExperts(ma, func(e, w int) {
 		ex, slots := m.Experts[e], ma.slots[e]
 		ne := len(slots)
-		ma.dy[e], ma.da[e] = grow(ma.dy[e], ne*h), grow(ma.da[e], ne*inter)
-		ma.dg[e], ma.du[e], ma.dxe[e] = grow(ma.dg[e], ne*inter), grow(ma.du[e], ne*inter), grow(ma.dxe[e], ne*h)
-		dy, da, dg, du, dxe := ma.dy[e], ma.da[e], ma.dg[e], ma.du[e], ma.dxe[e]
+		ma.dyx[e] = growSlack(ma.dyx[e], ne, h)
+		ma.da[w], ma.dg[w], ma.du[w] = growSlack(ma.da[w], ne, inter), growSlack(ma.dg[w], ne, inter), growSlack(ma.du[w], ne, inter)
+		dy, da, dg, du := ma.dyx[e], ma.da[w], ma.dg[w], ma.du[w]
 		for i, s := range slots {
 			t := int(s) / K
 			d, y := dout[t*h:(t+1)*h], ma.y[e][i*h:(i+1)*h]
@@ -267,6 +291,7 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 		clear(da)
 		ex.Down.Backward(da, dy, ma.a[e], ne)
 		cpu.SiLUMulBackward(dg, du, da, ma.g[e], ma.u[e]) // nn.SwiGLUBackward on this goroutine
+		dxe := dy                                         // dy is spent: it takes the input's gradient
 		clear(dxe)
 		ex.Gate.Backward(dxe, dg, ma.x[e], ne)
 		ex.Up.Backward(dxe, du, ma.x[e], ne)
@@ -276,7 +301,7 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 	for e, slots := range ma.slots {
 		for i, s := range slots {
 			t := int(s) / K
-			addTo(dx[t*h:(t+1)*h], ma.dxe[e][i*h:(i+1)*h])
+			addTo(dx[t*h:(t+1)*h], ma.dyx[e][i*h:(i+1)*h])
 		}
 	}
 	// Routing weights → probabilities → router logits.
