@@ -34,19 +34,21 @@ func newMoE(c *Config, prefix string, alloc bool) *MoE {
 			Down: linear(p+n.Down, inter, h, false, alloc),
 		}
 		// The layer runs its experts side by side (runExperts).
-		ex.Gate.Serial, ex.Up.Serial, ex.Down.Serial = true, true, true
+		ex.Gate.Siblings, ex.Up.Siblings, ex.Down.Siblings = c.Experts, c.Experts, c.Experts
 		m.Experts = append(m.Experts, ex)
 	}
 	return m
 }
 
-// runExperts calls fn(e) for every expert with rows, on all cores at once,
-// largest first so that the last to finish are small. An expert's products
-// are a few dozen rows each: split across cores, each would cost a hand-off
-// and a wait per product (about ten per expert and pass), and on a busy
-// machine a core that is late to take its part stalls the other; whole
-// experts per core cost one wait per layer. fn must write only its
-// expert's buffers.
+// runExperts calls fn(e, worker) for every expert with rows, up to one
+// worker per core taking the next expert as it finishes one, largest
+// first so that the last to finish are small; the experts' products use
+// their share of the cores (nn.Linear.Siblings). An expert's products are
+// a few dozen rows each (a 256-token batch, 8 experts, top-2): split across
+// all cores, each would cost a hand-off and a wait per product (about ten
+// per expert and pass), and on a busy machine a core late to take its part
+// stalls the others; whole experts per worker cost one wait per layer and
+// pass. fn must write only its expert's buffers and its worker's.
 func runExperts(ma *moeActs, fn func(e, worker int)) {
 	order := ma.order[:0]
 	for e, s := range ma.slots {

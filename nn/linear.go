@@ -23,19 +23,18 @@ type Linear struct {
 	// transpose) it on every call. Prepack builds them; each costs another
 	// In·Out floats (padded up to the kernel's panel width) beside W.Data.
 	PackedT, Packed *cpu.PackedB
-	// Serial keeps the layer's products on the calling goroutine: set on a
-	// mixture's experts, which the layer runs side by side, one per core,
-	// because their products (tens of rows each) are too small to share.
-	Serial bool
+	// Siblings, when above 1, is how many layers like this one run side
+	// by side, each on its share of the cores: a mixture's experts, whose
+	// products (tens of rows each) are too small to split across all of
+	// them.
+	Siblings int
 }
 
 // Threads is how many goroutines the layer's products may use (for
-// adapters' own products, with the cpu …On functions).
+// adapters' own products, with the cpu …On functions): its share of the
+// cores, at least one.
 func (l *Linear) Threads() int {
-	if l.Serial {
-		return 1
-	}
-	return cpu.Threads()
+	return max(1, cpu.Threads()/max(1, l.Siblings))
 }
 
 // Prepack builds PackedT and Packed from W.Data. It does nothing for bf16 or

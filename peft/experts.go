@@ -198,7 +198,7 @@ func (a *expertAdapter) aPart(d []float32) []float32 {
 // Forward implements nn.Adapter: y = x·Wᵀ + s·(x·A_eᵀ)·B_eᵀ, the frozen
 // product and the update summed block by block (cpu.SgemmSum). It keeps
 // x·A_eᵀ and B_e's rows for Backward, which follows before B changes. The
-// products stay on lin's goroutines (lin.Serial: the experts run side by
+// products use lin's share of the cores (lin.Threads: the experts run side by
 // side); the experts' adapters share A and B but write disjoint parts of
 // their gradients, so they may run concurrently.
 func (a *expertAdapter) Forward(lin *nn.Linear, y, x []float32, n int) {
