@@ -293,7 +293,8 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 		clear(da)
 		ex.Down.Backward(da, dy, ma.a[e], ne)
 		cpu.SiLUMulBackward(dg, du, da, ma.g[e], ma.u[e]) // nn.SwiGLUBackward on this goroutine
-		dxe := dy                                         // dy is spent: it takes the input's gradient
+		// dy is spent: its rows take the input's gradient.
+		dxe := dy
 		clear(dxe)
 		ex.Gate.Backward(dxe, dg, ma.x[e], ne)
 		ex.Up.Backward(dxe, du, ma.x[e], ne)
