@@ -3,7 +3,10 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
+	"sync/atomic"
 
+	"gotune/compute/cpu"
 	"gotune/nn"
 )
 
@@ -25,13 +28,57 @@ func newMoE(c *Config, prefix string, alloc bool) *MoE {
 	m := &MoE{Router: linear(block+n.Router, h, c.Experts, false, true)}
 	for e := 0; e < c.Experts; e++ {
 		p := fmt.Sprintf("%sexperts.%d.", block, e)
-		m.Experts = append(m.Experts, &Expert{
+		ex := &Expert{
 			Gate: linear(p+n.Gate, h, inter, false, alloc),
 			Up:   linear(p+n.Up, h, inter, false, alloc),
 			Down: linear(p+n.Down, inter, h, false, alloc),
-		})
+		}
+		// The layer runs its experts side by side (runExperts).
+		ex.Gate.Siblings, ex.Up.Siblings, ex.Down.Siblings = c.Experts, c.Experts, c.Experts
+		m.Experts = append(m.Experts, ex)
 	}
 	return m
+}
+
+// runExperts calls fn(e, worker) for every expert with rows, up to one
+// worker per core taking the next expert as it finishes one, largest
+// first so that the last to finish are small; the experts' products use
+// their share of the cores (nn.Linear.Siblings). An expert's products are
+// a few dozen rows each (a 256-token batch, 8 experts, top-2): split across
+// all cores, each would cost a hand-off and a wait per product (about ten
+// per expert and pass), and on a busy machine a core late to take its part
+// stalls the others; whole experts per worker cost one wait per layer and
+// pass. fn must write only its expert's buffers and its worker's.
+func runExperts(ma *moeActs, fn func(e, worker int)) {
+	order := ma.order[:0]
+	for e, s := range ma.slots {
+		if len(s) > 0 {
+			order = append(order, e)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return len(ma.slots[b]) - len(ma.slots[a]) })
+	ma.order = order
+	var next atomic.Int64
+	cpu.RunWorkers(workers(ma), func(w int) {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(order) {
+				return
+			}
+			fn(order[i], w)
+		}
+	})
+}
+
+// workers is how many goroutines runExperts uses.
+func workers(ma *moeActs) int {
+	busy := 0
+	for _, s := range ma.slots {
+		if len(s) > 0 {
+			busy++
+		}
+	}
+	return max(1, min(cpu.Threads(), busy))
 }
 
 func (m *MoE) linears() []*nn.Linear {
@@ -51,10 +98,14 @@ type moeActs struct {
 	slots         [][]int32 // per expert: the slots t·TopK+k routed to it
 	x, g, u, a, y [][]float32
 	// backward scratch, reused from step to step
-	dw                      []float64
-	dlogits, dy, da, dg, du []float32
-	dxe                     []float32
-	p                       []float64
+	dw      []float64
+	dlogits []float32
+	p       []float64
+	// dyx: per expert, the gradient of its output rows and then of its
+	// input rows (added into dx after all experts ran); da, dg, du: per
+	// worker, of its activation, gate and up rows.
+	dyx, da, dg, du [][]float32
+	order           []int
 }
 
 // auxStats gathers the load-balancing loss over the MoE layers of one
@@ -89,6 +140,17 @@ func growRows(s [][]float32, e, n int) [][]float32 {
 		s = append(s, make([][]float32, e-len(s))...)
 	}
 	return s[:e]
+}
+
+// growSlack is grow for an expert's rows × width buffer, made with a
+// quarter more rows than asked: an expert's share of the tokens moves a
+// little from step to step, and a buffer re-made whenever it gains a row
+// would be fresh memory, page faults included, on most steps.
+func growSlack(s []float32, rows, width int) []float32 {
+	if cap(s) < rows*width {
+		return make([]float32, rows*width, (rows+rows/4+8)*width)
+	}
+	return s[:rows*width]
 }
 
 // moeForward runs an MoE MLP on n rows of x into out (overwritten). mask,
@@ -167,15 +229,11 @@ func moeForward(c *Config, m *MoE, ma *moeActs, out, x []float32, n int, mask []
 	inter := c.ExpertIntermediate
 	ma.x, ma.g, ma.u = growRows(ma.x, E, 0), growRows(ma.g, E, 0), growRows(ma.u, E, 0)
 	ma.a, ma.y = growRows(ma.a, E, 0), growRows(ma.y, E, 0)
-	clear(out[:n*h])
-	for e, ex := range m.Experts {
-		slots := ma.slots[e]
+	runExperts(ma, func(e, _ int) {
+		ex, slots := m.Experts[e], ma.slots[e]
 		ne := len(slots)
-		if ne == 0 {
-			continue
-		}
-		ma.x[e], ma.y[e] = grow(ma.x[e], ne*h), grow(ma.y[e], ne*h)
-		ma.g[e], ma.u[e], ma.a[e] = grow(ma.g[e], ne*inter), grow(ma.u[e], ne*inter), grow(ma.a[e], ne*inter)
+		ma.x[e], ma.y[e] = growSlack(ma.x[e], ne, h), growSlack(ma.y[e], ne, h)
+		ma.g[e], ma.u[e], ma.a[e] = growSlack(ma.g[e], ne, inter), growSlack(ma.u[e], ne, inter), growSlack(ma.a[e], ne, inter)
 		xe := ma.x[e]
 		for i, s := range slots {
 			t := int(s) / K
@@ -183,8 +241,13 @@ func moeForward(c *Config, m *MoE, ma *moeActs, out, x []float32, n int, mask []
 		}
 		ex.Gate.Forward(ma.g[e], xe, ne)
 		ex.Up.Forward(ma.u[e], xe, ne)
-		nn.SwiGLU(ma.a[e], ma.g[e], ma.u[e])
+		cpu.SiLUMul(ma.a[e], ma.g[e], ma.u[e]) // nn.SwiGLU on this goroutine
 		ex.Down.Forward(ma.y[e], ma.a[e], ne)
+	})
+	// The weighted sum into out, expert by expert in order (the rounding
+	// of a serial loop over experts).
+	clear(out[:n*h])
+	for e, slots := range ma.slots {
 		for i, s := range slots {
 			t := int(s) / K
 			w := ma.wts[s]
@@ -207,15 +270,15 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 	}
 	dw := ma.dw[:n*K]
 	clear(dw)
-	for e, ex := range m.Experts {
-		slots := ma.slots[e]
+	nw := workers(ma)
+	ma.dyx = growRows(ma.dyx, E, 0)
+	ma.da, ma.dg, ma.du = growRows(ma.da, nw, 0), growRows(ma.dg, nw, 0), growRows(ma.du, nw, 0)
+	runExperts(ma, func(e, w int) {
+		ex, slots := m.Experts[e], ma.slots[e]
 		ne := len(slots)
-		if ne == 0 {
-			continue
-		}
-		ma.dy, ma.da = grow(ma.dy, ne*h), grow(ma.da, ne*inter)
-		ma.dg, ma.du, ma.dxe = grow(ma.dg, ne*inter), grow(ma.du, ne*inter), grow(ma.dxe, ne*h)
-		dy, da, dg, du, dxe := ma.dy, ma.da, ma.dg, ma.du, ma.dxe
+		ma.dyx[e] = growSlack(ma.dyx[e], ne, h)
+		ma.da[w], ma.dg[w], ma.du[w] = growSlack(ma.da[w], ne, inter), growSlack(ma.dg[w], ne, inter), growSlack(ma.du[w], ne, inter)
+		dy, da, dg, du := ma.dyx[e], ma.da[w], ma.dg[w], ma.du[w]
 		for i, s := range slots {
 			t := int(s) / K
 			d, y := dout[t*h:(t+1)*h], ma.y[e][i*h:(i+1)*h]
@@ -225,17 +288,23 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 				dot += float64(v) * float64(y[j])
 				dy[i*h+j] = w * v
 			}
-			dw[s] = dot
+			dw[s] = dot // each slot belongs to one expert
 		}
 		clear(da)
 		ex.Down.Backward(da, dy, ma.a[e], ne)
-		nn.SwiGLUBackward(dg, du, da, ma.g[e], ma.u[e])
+		cpu.SiLUMulBackward(dg, du, da, ma.g[e], ma.u[e]) // nn.SwiGLUBackward on this goroutine
+		// dy is spent: its rows take the input's gradient.
+		dxe := dy
 		clear(dxe)
 		ex.Gate.Backward(dxe, dg, ma.x[e], ne)
 		ex.Up.Backward(dxe, du, ma.x[e], ne)
+	})
+	// Tokens are shared between experts: add their input gradients
+	// expert by expert in order.
+	for e, slots := range ma.slots {
 		for i, s := range slots {
 			t := int(s) / K
-			addTo(dx[t*h:(t+1)*h], dxe[i*h:(i+1)*h])
+			addTo(dx[t*h:(t+1)*h], ma.dyx[e][i*h:(i+1)*h])
 		}
 	}
 	// Routing weights → probabilities → router logits.

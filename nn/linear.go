@@ -23,6 +23,18 @@ type Linear struct {
 	// transpose) it on every call. Prepack builds them; each costs another
 	// In·Out floats (padded up to the kernel's panel width) beside W.Data.
 	PackedT, Packed *cpu.PackedB
+	// Siblings, when above 1, is how many layers like this one run side
+	// by side, each on its share of the cores: a mixture's experts, whose
+	// products (tens of rows each) are too small to split across all of
+	// them.
+	Siblings int
+}
+
+// Threads is how many goroutines the layer's products may use (for
+// adapters' own products, with the cpu …On functions): its share of the
+// cores, at least one.
+func (l *Linear) Threads() int {
+	return max(1, cpu.Threads()/max(1, l.Siblings))
 }
 
 // Prepack builds PackedT and Packed from W.Data. It does nothing for bf16 or
@@ -105,11 +117,11 @@ func (l *Linear) MatMul(y, x []float32, n int) {
 	case l.Q != nil:
 		l.Q.MatMul(y, x, n)
 	case l.WBF16 != nil:
-		cpu.SgemmBF16B(false, true, n, l.Out, l.In, 1, x, l.In, l.WBF16, l.In, 0, y, l.Out)
+		cpu.SgemmBF16BOn(l.Threads(), false, true, n, l.Out, l.In, 1, x, l.In, l.WBF16, l.In, 0, y, l.Out)
 	case l.PackedT != nil && !cpu.Thin(false, true, n, l.Out, l.In):
-		cpu.SgemmPackedB(false, n, 1, x, l.In, l.PackedT, 0, y, l.Out)
+		cpu.SgemmPackedBOn(l.Threads(), false, n, 1, x, l.In, l.PackedT, 0, y, l.Out)
 	default:
-		cpu.Sgemm(false, true, n, l.Out, l.In, 1, x, l.In, l.W.Data, l.In, 0, y, l.Out)
+		cpu.SgemmOn(l.Threads(), false, true, n, l.Out, l.In, 1, x, l.In, l.W.Data, l.In, 0, y, l.Out)
 	}
 }
 
@@ -119,20 +131,20 @@ func (l *Linear) MatMul(y, x []float32, n int) {
 func (l *Linear) MatMulPlus(y, x []float32, n int, extra cpu.Term) {
 	if l.Q != nil || l.WBF16 != nil || (l.PackedT != nil && !cpu.Thin(false, true, n, l.Out, l.In)) {
 		l.MatMul(y, x, n)
-		cpu.Sgemm(extra.TransA, extra.TransB, n, l.Out, extra.K, extra.Alpha, extra.A, extra.LDA, extra.B, extra.LDB, 1, y, l.Out)
+		cpu.SgemmOn(l.Threads(), extra.TransA, extra.TransB, n, l.Out, extra.K, extra.Alpha, extra.A, extra.LDA, extra.B, extra.LDB, 1, y, l.Out)
 		return
 	}
-	cpu.SgemmSum(n, l.Out, 0, y, l.Out, cpu.Term{TransB: true, K: l.In, Alpha: 1, A: x, LDA: l.In, B: l.W.Data, LDB: l.In}, extra)
+	cpu.SgemmSumOn(l.Threads(), n, l.Out, 0, y, l.Out, cpu.Term{TransB: true, K: l.In, Alpha: 1, A: x, LDA: l.In, B: l.W.Data, LDB: l.In}, extra)
 }
 
 // InputGradPlus accumulates dx += dy·W + extra, as MatMulPlus.
 func (l *Linear) InputGradPlus(dx, dy []float32, n int, extra cpu.Term) {
 	if l.Q != nil || l.WBF16 != nil || (l.Packed != nil && !cpu.Thin(false, false, n, l.In, l.Out)) {
 		l.InputGrad(dx, dy, n)
-		cpu.Sgemm(extra.TransA, extra.TransB, n, l.In, extra.K, extra.Alpha, extra.A, extra.LDA, extra.B, extra.LDB, 1, dx, l.In)
+		cpu.SgemmOn(l.Threads(), extra.TransA, extra.TransB, n, l.In, extra.K, extra.Alpha, extra.A, extra.LDA, extra.B, extra.LDB, 1, dx, l.In)
 		return
 	}
-	cpu.SgemmSum(n, l.In, 1, dx, l.In, cpu.Term{K: l.Out, Alpha: 1, A: dy, LDA: l.Out, B: l.W.Data, LDB: l.In}, extra)
+	cpu.SgemmSumOn(l.Threads(), n, l.In, 1, dx, l.In, cpu.Term{K: l.Out, Alpha: 1, A: dy, LDA: l.Out, B: l.W.Data, LDB: l.In}, extra)
 }
 
 // InputGrad accumulates dx += dy·W.
@@ -141,11 +153,11 @@ func (l *Linear) InputGrad(dx, dy []float32, n int) {
 	case l.Q != nil:
 		l.Q.MatMulInputGrad(dx, dy, n, true)
 	case l.WBF16 != nil:
-		cpu.SgemmBF16B(false, false, n, l.In, l.Out, 1, dy, l.Out, l.WBF16, l.In, 1, dx, l.In)
+		cpu.SgemmBF16BOn(l.Threads(), false, false, n, l.In, l.Out, 1, dy, l.Out, l.WBF16, l.In, 1, dx, l.In)
 	case l.Packed != nil && !cpu.Thin(false, false, n, l.In, l.Out):
-		cpu.SgemmPackedB(false, n, 1, dy, l.Out, l.Packed, 1, dx, l.In)
+		cpu.SgemmPackedBOn(l.Threads(), false, n, 1, dy, l.Out, l.Packed, 1, dx, l.In)
 	default:
-		cpu.Sgemm(false, false, n, l.In, l.Out, 1, dy, l.Out, l.W.Data, l.In, 1, dx, l.In)
+		cpu.SgemmOn(l.Threads(), false, false, n, l.In, l.Out, 1, dy, l.Out, l.W.Data, l.In, 1, dx, l.In)
 	}
 }
 
@@ -155,7 +167,7 @@ func (l *Linear) BaseBackward(dx, dy, x []float32, n int) {
 		l.InputGrad(dx, dy, n)
 	}
 	if l.W != nil && l.W.Grad != nil {
-		cpu.Sgemm(true, false, l.Out, l.In, n, 1, dy, l.Out, x, l.In, 1, l.W.Grad, l.In)
+		cpu.SgemmOn(l.Threads(), true, false, l.Out, l.In, n, 1, dy, l.Out, x, l.In, 1, l.W.Grad, l.In)
 	}
 	if l.B != nil && l.B.Grad != nil {
 		BiasBackward(l.B.Grad, dy, n)

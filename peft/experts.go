@@ -195,24 +195,32 @@ func (a *expertAdapter) aPart(d []float32) []float32 {
 	return d[a.e*r*in : (a.e+1)*r*in]
 }
 
-// Forward implements nn.Adapter: y = x·Wᵀ + s·(x·A_eᵀ)·B_eᵀ.
+// Forward implements nn.Adapter: y = x·Wᵀ + s·(x·A_eᵀ)·B_eᵀ, the frozen
+// product and the update summed block by block (cpu.SgemmSum). It keeps
+// x·A_eᵀ and B_e's rows for Backward, which follows before B changes. The
+// products use lin's share of the cores (lin.Threads: the experts run side by
+// side); the experts' adapters share A and B but write disjoint parts of
+// their gradients, so they may run concurrently.
 func (a *expertAdapter) Forward(lin *nn.Linear, y, x []float32, n int) {
-	in, out, r := lin.In, lin.Out, a.l.r
+	in, r := lin.In, a.l.r
 	h := a.h.Get(n * r)
-	cpu.Sgemm(false, true, n, r, in, 1, x, in, a.aPart(a.l.A.Data), in, 0, h, r)
-	lin.BaseForward(y, x, n)
-	cpu.Sgemm(false, true, n, out, r, a.l.Scale, h, r, a.bPart(), r, 1, y, out)
+	cpu.SgemmOn(lin.Threads(), false, true, n, r, in, 1, x, in, a.aPart(a.l.A.Data), in, 0, h, r)
+	lin.MatMulPlus(y, x, n, cpu.Term{TransB: true, K: r, Alpha: a.l.Scale, A: h, LDA: r, B: a.bPart(), LDB: r})
+	if lin.B != nil {
+		nn.AddBias(y, lin.B.Data, n)
+	}
 }
 
 // Backward implements nn.Adapter.
 func (a *expertAdapter) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 	in, out, r, E := lin.In, lin.Out, a.l.r, a.l.e
-	lin.BaseBackward(dx, dy, x, n)
-	ae, bp := a.aPart(a.l.A.Data), a.bPart()
-	h := a.h.Get(n * r) // from the forward pass
+	th := lin.Threads()
+	ae := a.aPart(a.l.A.Data)
+	bp := a.bp.Get(out * r) // B_e's rows, gathered by the forward pass
+	h := a.h.Get(n * r)     // from the forward pass
 	if g := a.l.B.Grad; g != nil {
 		db := a.db.Get(out * r)
-		cpu.Sgemm(true, false, out, r, n, a.l.Scale, dy, out, h, r, 0, db, r)
+		cpu.SgemmOn(th, true, false, out, r, n, a.l.Scale, dy, out, h, r, 0, db, r)
 		for o := 0; o < out; o++ {
 			dst := g[(a.rowOff+o)*r*E:]
 			for k := 0; k < r; k++ {
@@ -221,13 +229,15 @@ func (a *expertAdapter) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 		}
 	}
 	dh := a.dh.Get(n * r)
-	cpu.Sgemm(false, false, n, r, out, a.l.Scale, dy, out, bp, r, 0, dh, r)
+	cpu.SgemmOn(th, false, false, n, r, out, a.l.Scale, dy, out, bp, r, 0, dh, r)
 	if g := a.l.A.Grad; g != nil {
-		cpu.Sgemm(true, false, r, in, n, 1, dh, r, x, in, 1, a.aPart(g), in)
+		cpu.SgemmOn(th, true, false, r, in, n, 1, dh, r, x, in, 1, a.aPart(g), in)
 	}
+	// The frozen path, with dx's low-rank part summed in the same pass.
 	if dx != nil {
-		cpu.Sgemm(false, false, n, in, r, 1, dh, r, ae, in, 1, dx, in)
+		lin.InputGradPlus(dx, dy, n, cpu.Term{K: r, Alpha: 1, A: dh, LDA: r, B: ae, LDB: in})
 	}
+	lin.BaseBackward(nil, dy, x, n)
 }
 
 // Params implements nn.Adapter (the shared A and B, listed by the set).

@@ -92,23 +92,34 @@ func Backend() string {
 // that is chosen (see chosenBackend) for all but small products, on Threads()
 // cores. Operands too short for their shape and stride panic.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	SgemmOn(Threads(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// SgemmOn is Sgemm on at most threads goroutines, the caller's among them:
+// 1 keeps the product on the calling goroutine, for callers that already
+// run independent products side by side (a mixture's experts). Fewer
+// threads than Threads() always use the built-in kernels, as OpenBLAS's
+// thread count is process-wide. Every element is computed as by Sgemm.
+func SgemmOn(threads int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	p := gemmProblem{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
 		a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
 	if p.trivial() {
 		return
 	}
+	all := Threads()
+	threads = max(1, min(threads, all))
 	switch chosenBackend().impl {
 	case ImplBLAS:
 		// A purego call costs about 1.5 µs and a dozen small allocations,
 		// more than the built-in kernel spends on a small product.
-		if p.m*p.n*p.k >= blasMinWork && blasSgemm(&p, 0) {
+		if threads == all && p.m*p.n*p.k >= blasMinWork && blasSgemm(&p, 0) {
 			return
 		}
 	case ImplGeneric:
-		builtinGemm(&p, genericKernel(), Threads())
+		builtinGemm(&p, genericKernel(), threads)
 		return
 	}
-	builtinGemm(&p, bestKernel(), Threads())
+	builtinGemm(&p, bestKernel(), threads)
 }
 
 // Term is one product alpha·op(A)·op(B) of SgemmSum, op(A) m×K and op(B)
@@ -128,20 +139,25 @@ type Term struct {
 // computed block by block of columns right after the first, while that
 // block of C is still in cache, instead of in a second pass over all of C.
 func SgemmSum(m, n int, beta float32, c []float32, ldc int, t1, t2 Term) {
+	SgemmSumOn(Threads(), m, n, beta, c, ldc, t1, t2)
+}
+
+// SgemmSumOn is SgemmSum on at most threads goroutines, as SgemmOn.
+func SgemmSumOn(threads int, m, n int, beta float32, c []float32, ldc int, t1, t2 Term) {
 	p := gemmProblem{transA: t1.TransA, transB: t1.TransB, m: m, n: n, k: t1.K, alpha: t1.Alpha,
 		a: t1.A, lda: t1.LDA, b: t1.B, ldb: t1.LDB, beta: beta, c: c, ldc: ldc}
 	q := p.term(t2)
 	if p.trivial() {
-		Sgemm(t2.TransA, t2.TransB, m, n, t2.K, t2.Alpha, t2.A, t2.LDA, t2.B, t2.LDB, 1, c, ldc)
+		SgemmOn(threads, t2.TransA, t2.TransB, m, n, t2.K, t2.Alpha, t2.A, t2.LDA, t2.B, t2.LDB, 1, c, ldc)
 		return
 	}
 	if q.trivial() || chosenBackend().impl != ImplBuiltin || p.isThin() {
-		Sgemm(t1.TransA, t1.TransB, m, n, t1.K, t1.Alpha, t1.A, t1.LDA, t1.B, t1.LDB, beta, c, ldc)
-		Sgemm(t2.TransA, t2.TransB, m, n, t2.K, t2.Alpha, t2.A, t2.LDA, t2.B, t2.LDB, 1, c, ldc)
+		SgemmOn(threads, t1.TransA, t1.TransB, m, n, t1.K, t1.Alpha, t1.A, t1.LDA, t1.B, t1.LDB, beta, c, ldc)
+		SgemmOn(threads, t2.TransA, t2.TransB, m, n, t2.K, t2.Alpha, t2.A, t2.LDA, t2.B, t2.LDB, 1, c, ldc)
 		return
 	}
 	p.t2 = t2
-	builtinGemm(&p, bestKernel(), Threads())
+	builtinGemm(&p, bestKernel(), max(1, min(threads, Threads())))
 }
 
 // term is p's second product as a problem of its own (beta 1: it adds).

@@ -21,6 +21,11 @@ func F32ToF16(dst []uint16, src []float32) { dtype.F32ToF16(dst, src) }
 // C = alpha·op(A)·op(B) + beta·C, B widened to float32 while it is packed and
 // the arithmetic done in float32. It always runs the built-in kernel.
 func SgemmBF16B(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int) {
+	SgemmBF16BOn(Threads(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// SgemmBF16BOn is SgemmBF16B on at most threads goroutines, as SgemmOn.
+func SgemmBF16BOn(threads int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int) {
 	if b == nil {
 		b = []uint16{}
 	}
@@ -33,5 +38,5 @@ func SgemmBF16B(transA, transB bool, m, n, k int, alpha float32, a []float32, ld
 	if chosenBackend().impl == ImplGeneric {
 		kern = genericKernel()
 	}
-	builtinGemm(&p, kern, Threads())
+	builtinGemm(&p, kern, max(1, min(threads, Threads())))
 }

@@ -110,11 +110,16 @@ func (pk *PackedB) Bytes() int { return 4 * (len(pk.data) + len(pk.dense)) }
 // overwrites C without reading it. It runs on Threads() cores and does not
 // allocate; the result is bitwise that of Sgemm on the same B.
 func SgemmPackedB(transA bool, m int, alpha float32, a []float32, lda int, pk *PackedB, beta float32, c []float32, ldc int) {
+	SgemmPackedBOn(Threads(), transA, m, alpha, a, lda, pk, beta, c, ldc)
+}
+
+// SgemmPackedBOn is SgemmPackedB on at most threads goroutines, as SgemmOn.
+func SgemmPackedBOn(threads int, transA bool, m int, alpha float32, a []float32, lda int, pk *PackedB, beta float32, c []float32, ldc int) {
 	if pk.dense != nil {
-		Sgemm(transA, false, m, pk.n, pk.k, alpha, a, lda, pk.dense, pk.n, beta, c, ldc)
+		SgemmOn(threads, transA, false, m, pk.n, pk.k, alpha, a, lda, pk.dense, pk.n, beta, c, ldc)
 		return
 	}
-	sgemmPacked(Threads(), transA, m, alpha, a, lda, pk, beta, c, ldc)
+	sgemmPacked(max(1, min(threads, Threads())), transA, m, alpha, a, lda, pk, beta, c, ldc)
 }
 
 func sgemmPacked(threads int, transA bool, m int, alpha float32, a []float32, lda int, pk *PackedB, beta float32, c []float32, ldc int) {

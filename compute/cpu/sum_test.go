@@ -95,3 +95,38 @@ func TestSgemmSumAllocs(t *testing.T) {
 		t.Errorf("%v allocations per call, want 0", allocs)
 	}
 }
+
+// The …On functions on one goroutine give Sgemm's and SgemmSum's results
+// bit for bit (a mixture's experts run side by side on them), on the
+// packed, thin and small paths.
+func TestSgemmOnOneThreadSameBits(t *testing.T) {
+	if chosenBackend().impl == ImplBLAS {
+		t.Skip("Sgemm runs OpenBLAS here; SgemmOn on fewer threads the built-in kernels")
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, s := range [][3]int{{64, 512, 512}, {61, 16, 512}, {70, 300, 40}, {5, 256, 128}} {
+		m, n, k := s[0], s[1], s[2]
+		for _, transB := range []bool{false, true} {
+			a, b, x := randSlice(r, m*k), randSlice(r, k*n), randSlice(r, m*16)
+			ldb := n
+			if transB {
+				ldb = k
+			}
+			lr := randSlice(r, 16*n)
+			c0 := randSlice(r, m*n)
+			got, want := append([]float32(nil), c0...), append([]float32(nil), c0...)
+			Sgemm(false, transB, m, n, k, 0.5, a, k, b, ldb, 1, want, n)
+			SgemmOn(1, false, transB, m, n, k, 0.5, a, k, b, ldb, 1, got, n)
+			t1 := Term{TransB: transB, K: k, Alpha: 1, A: a, LDA: k, B: b, LDB: ldb}
+			t2 := Term{K: 16, Alpha: -2, A: x, LDA: 16, B: lr, LDB: n}
+			sumGot, sumWant := append([]float32(nil), c0...), append([]float32(nil), c0...)
+			SgemmSum(m, n, 1, sumWant, n, t1, t2)
+			SgemmSumOn(1, m, n, 1, sumGot, n, t1, t2)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(sumGot[i]) != math.Float32bits(sumWant[i]) {
+					t.Fatalf("%v transB=%v: element %d: SgemmOn %v, Sgemm %v; SgemmSumOn %v, SgemmSum %v", s, transB, i, got[i], want[i], sumGot[i], sumWant[i])
+				}
+			}
+		}
+	}
+}
