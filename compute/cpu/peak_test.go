@@ -5,29 +5,37 @@ import (
 	"time"
 )
 
-// The measured peak bounds what the kernel reaches: a 192³ product (in L2)
-// cannot run faster than the FMA loop, give or take the noise of a shared
-// machine.
-func TestPeakBoundsKernel(t *testing.T) {
-	peak := PeakGFLOPS(1, 100*time.Millisecond)
+// TestPeakGFLOPS: the FMA peak is measured where there is an assembly
+// kernel to compare against, and reported as 0 where there is none.
+func TestPeakGFLOPS(t *testing.T) {
+	peak := PeakGFLOPS(1, 20*time.Millisecond)
 	if len(archKernels()) == 0 {
 		if peak != 0 {
 			t.Fatalf("PeakGFLOPS = %v without an assembly kernel, want 0", peak)
 		}
-		t.Skip("no assembly kernel on this machine")
+		return
 	}
-	if peak <= 0 {
+	if !(peak > 0) {
 		t.Fatalf("PeakGFLOPS = %v", peak)
 	}
-	const n, reps = 192, 50
-	a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
-	start := time.Now()
-	for range reps {
-		SgemmWith(ImplBuiltin, 1, false, false, n, n, n, 1, a, n, b, n, 0, c, n)
+}
+
+// BenchmarkKernelVsPeak reports a 192³ single-thread product against the
+// FMA peak measured right before it (pct_of_peak above 100 would mean the
+// peak loop undercounts): a benchmark, since both swing with the machine's
+// load.
+func BenchmarkKernelVsPeak(b *testing.B) {
+	peak := PeakGFLOPS(1, 100*time.Millisecond)
+	if peak <= 0 {
+		b.Skip("no assembly kernel on this machine: no FMA peak to compare with")
 	}
-	got := 2 * n * n * n * reps / time.Since(start).Seconds() / 1e9
-	if got > 1.5*peak {
-		t.Errorf("kernel %.1f GFLOP/s is above 1.5× the measured FMA peak %.1f", got, peak)
+	const n = 192
+	a, bm, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+	b.ResetTimer()
+	for b.Loop() {
+		SgemmWith(ImplBuiltin, 1, false, false, n, n, n, 1, a, n, bm, n, 0, c, n)
 	}
-	t.Logf("FMA peak %.1f GFLOP/s, 192³ kernel %.1f (%.0f%%)", peak, got, 100*got/peak)
+	got := 2 * n * n * n * float64(b.N) / b.Elapsed().Seconds() / 1e9
+	b.ReportMetric(got, "GFLOP/s")
+	b.ReportMetric(100*got/peak, "pct_of_peak")
 }
