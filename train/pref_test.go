@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"gotune/config"
 	"gotune/data"
 	"gotune/model"
+	"gotune/plot"
 	"gotune/pref"
 )
 
@@ -735,6 +737,27 @@ func TestPrefLongPromptTrains(t *testing.T) {
 	if first, last := l[0], l[len(l)-1]; !(last["loss"] < first["loss"]) || !(last["rewards/margins"] > first["rewards/margins"]) {
 		t.Errorf("loss %v → %v, margin %v → %v", first["loss"], last["loss"], first["rewards/margins"], last["rewards/margins"])
 	}
+	checkRewardCharts(t, dir, 6, "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+}
+
+// checkRewardCharts: the run folder holds training_loss.svg and
+// training_rewards.svg, the latter with a curve of steps points for each
+// of keys.
+func checkRewardCharts(t *testing.T, dir string, steps int, keys ...string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, plot.LossFile)); err != nil {
+		t.Error(err)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, plot.RewardsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		m := regexp.MustCompile(`data-name="` + k + `"><polyline [^>]*points="([^"]*)"`).FindSubmatch(svg)
+		if m == nil || len(strings.Fields(string(m[1]))) != steps {
+			t.Errorf("%s: no curve of %d points in %s", k, steps, plot.RewardsFile)
+		}
+	}
 }
 
 // KTO answers after a prompt that fills cutoff_len are kept and trained the
@@ -756,4 +779,5 @@ func TestKTOLongPromptTrains(t *testing.T) {
 	if l := logLines(t, dir); len(l) != 3 || math.IsNaN(l[2]["loss"]) {
 		t.Errorf("log %v", l)
 	}
+	checkRewardCharts(t, dir, 3, "rewards/chosen", "rewards/rejected", "rewards/margins")
 }
