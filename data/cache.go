@@ -33,8 +33,10 @@ import (
 //	    (dataset index | 1<<31 for a KTO answer labelled undesirable),
 //	    train [train]u32, val [val]u32, meta JSON (the Report)
 const (
-	cacheMagic     = "GTDCACHE"
-	cacheVersion   = 4 // 2: checksum; 3: the report counts truncation; 4: KTO labels
+	cacheMagic = "GTDCACHE"
+	// 2: checksum; 3: the report counts truncation; 4: KTO labels; 5: pairs
+	// and KTO answers cut to cutoff_len as LLaMA-Factory cuts them
+	cacheVersion   = 5
 	undesirableBit = 1 << 31
 	headerSize     = 72
 	sumOffset      = 64

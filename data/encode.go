@@ -70,7 +70,7 @@ type Sample struct {
 	// Undesirable is a KTO sample's label false (stage kto).
 	Undesirable bool
 	// Cut and CutTrained count the tokens, and the trained tokens among
-	// them, that truncation to cutoff_len removed (the chosen answer's, for
+	// them, that truncation to cutoff_len removed (both rows', for
 	// preference samples); the report counts them.
 	Cut, CutTrained int
 }
@@ -99,8 +99,9 @@ type Rendered struct {
 const (
 	DropNoTrainable = "no trainable token after truncation to cutoff_len"
 	DropRender      = "chat template failed"
-	// DropPromptFills is a preference pair whose prompt leaves no room
-	// for an answer token within cutoff_len.
+	// DropPromptFills is a preference pair or KTO answer left without an
+	// answer token after the prompt and the answer shared cutoff_len out
+	// (ShareCutoff): rare, a very long prompt with a tiny cutoff.
 	DropPromptFills = "prompt fills cutoff_len: no answer token left (raise cutoff_len)"
 )
 
@@ -121,7 +122,9 @@ func (e *Encoder) Render(ex *Example) (Rendered, error) {
 		msgs := append(append([]Message(nil), ex.Messages...), *ex.Chosen)
 		return e.renderChat(msgs, ex.Tools, true)
 	}
-	return e.renderChat(ex.Messages, ex.Tools, e.Opts.LastTurnOnly || e.Opts.MaskHistory)
+	// A KTO answer is the last assistant turn; the turns before it are its
+	// prompt, as in LLaMA-Factory's feedback data.
+	return e.renderChat(ex.Messages, ex.Tools, ex.KTO || e.Opts.LastTurnOnly || e.Opts.MaskHistory)
 }
 
 func (e *Encoder) renderChat(msgs []Message, tools json.RawMessage, lastOnly bool) (Rendered, error) {
@@ -204,27 +207,107 @@ func (e *Encoder) Encode(ex *Example, source int) ([]Sample, string, error) {
 		return out, "", nil
 	}
 	full, fullLab := toSample(r)
-	ids, lab := e.cut(full, fullLab)
-	s := Sample{InputIDs: ids, Labels: lab, Source: source, Cut: len(full) - len(ids), Undesirable: ex.Undesirable}
-	if s.Cut > 0 {
-		s.CutTrained = countTrained(fullLab) - countTrained(lab)
-	}
 	if ex.Kind == KindPreference {
-		msgs := append(append([]Message(nil), ex.Messages...), *ex.Rejected)
-		rr, err := e.renderChat(msgs, ex.Tools, true)
-		if err != nil {
-			return nil, DropRender, fmt.Errorf("%s: rejected: %w", ex.Loc, err)
+		return e.encodePair(ex, full, fullLab, source)
+	}
+	if ex.KTO {
+		ids, lab := cutPrompted(full, fullLab, e.Opts.CutoffLen, -1)
+		s := Sample{InputIDs: ids, Labels: lab, Source: source, Undesirable: ex.Undesirable}
+		s.countCut(fullLab, lab, len(full)-len(ids))
+		if !anyTrained(fullLab) {
+			return nil, DropNoTrainable, nil
 		}
-		rids, rlab := toSample(rr)
-		s.RejectedIDs, s.RejectedLabels = e.cut(rids, rlab)
-		if !anyTrained(s.RejectedLabels) || !anyTrained(s.Labels) {
+		if !anyTrained(lab) {
 			return nil, DropPromptFills, nil
 		}
+		return []Sample{s}, "", nil
 	}
+	ids, lab := e.cut(full, fullLab)
+	s := Sample{InputIDs: ids, Labels: lab, Source: source}
+	s.countCut(fullLab, lab, len(full)-len(ids))
 	if !anyTrained(s.Labels) {
 		return nil, DropNoTrainable, nil
 	}
 	return []Sample{s}, "", nil
+}
+
+// encodePair adds the rejected answer to the chosen sequence ids/lab and
+// cuts both to cutoff_len as LLaMA-Factory's pairwise processor does: the
+// prompt and the longer answer share cutoff_len (ShareCutoff), the prompt
+// keeps its first tokens and each answer its first, so a long prompt is
+// shortened instead of the pair being lost.
+func (e *Encoder) encodePair(ex *Example, ids, lab []int32, source int) ([]Sample, string, error) {
+	msgs := append(append([]Message(nil), ex.Messages...), *ex.Rejected)
+	rr, err := e.renderChat(msgs, ex.Tools, true)
+	if err != nil {
+		return nil, DropRender, fmt.Errorf("%s: rejected: %w", ex.Loc, err)
+	}
+	rids, rlab := toSample(rr)
+	// The answers are measured from the chosen row's prompt, as
+	// LLaMA-Factory encodes the prompt once for both.
+	p := answerStart(lab)
+	target := max(len(ids)-p, len(rids)-answerStart(rlab))
+	s := Sample{Source: source}
+	s.InputIDs, s.Labels = cutPrompted(ids, lab, e.Opts.CutoffLen, target)
+	s.RejectedIDs, s.RejectedLabels = cutPrompted(rids, rlab, e.Opts.CutoffLen, target)
+	s.countCut(lab, s.Labels, len(ids)-len(s.InputIDs))
+	s.countCut(rlab, s.RejectedLabels, len(rids)-len(s.RejectedIDs))
+	if !anyTrained(s.RejectedLabels) || !anyTrained(s.Labels) {
+		return nil, DropPromptFills, nil
+	}
+	return []Sample{s}, "", nil
+}
+
+// countCut adds to s's truncation counts a row that lost cut tokens, from
+// labels full to labels kept.
+func (s *Sample) countCut(full, kept []int32, cut int) {
+	if cut > 0 {
+		s.Cut += cut
+		s.CutTrained += countTrained(full) - countTrained(kept)
+	}
+}
+
+// ShareCutoff shares cutoff tokens out between a prompt of source tokens and
+// an answer of target tokens, as LLaMA-Factory's infer_seqlen does for its
+// pairwise and feedback (KTO) data: an answer shorter than half the cutoff
+// is kept whole and the prompt cut; else a prompt shorter than half is kept
+// whole and the answer cut; else both are cut in proportion to their
+// lengths. It returns the kept lengths (their sum is at most cutoff).
+func ShareCutoff(source, target, cutoff int) (int, int) {
+	var maxTarget int
+	switch {
+	case 2*target < cutoff:
+		maxTarget = cutoff
+	case 2*source < cutoff:
+		maxTarget = cutoff - source
+	default:
+		// Python's int(cutoff * (target / (source + target))): the same
+		// float64 operations, truncated toward zero.
+		maxTarget = int(float64(cutoff) * (float64(target) / float64(source+target)))
+	}
+	t := min(maxTarget, target)
+	return min(max(cutoff-t, 0), source), t
+}
+
+// cutPrompted cuts a prompt-and-answer row (the answer begins at its first
+// trained token) to cutoff tokens with ShareCutoff, keeping the first
+// tokens of each part. target is the answer length to share out, or −1 for
+// this row's own (a pair shares out its longer answer for both rows).
+func cutPrompted(ids, lab []int32, cutoff, target int) ([]int32, []int32) {
+	p := answerStart(lab)
+	if target < 0 {
+		target = len(ids) - p
+	}
+	if cutoff <= 0 || p+target <= cutoff {
+		return ids, lab
+	}
+	src, tgt := ShareCutoff(p, target, cutoff)
+	tgt = min(tgt, len(ids)-p)
+	out := make([]int32, 0, src+tgt)
+	out = append(append(out, ids[:src]...), ids[p:p+tgt]...)
+	ol := make([]int32, 0, src+tgt)
+	ol = append(append(ol, lab[:src]...), lab[p:p+tgt]...)
+	return out, ol
 }
 
 func (e *Encoder) cut(ids, lab []int32) ([]int32, []int32) {

@@ -106,7 +106,7 @@ func (p *parser) ktoLabel(rec Record, ex *Example) *Issue {
 	if err := json.Unmarshal(raw, &label); err != nil {
 		return issuef(rec.Loc, k, "expected the KTO label true or false, found %s", jsonKind(raw))
 	}
-	ex.Undesirable = !label
+	ex.Undesirable, ex.KTO = !label, true
 	return nil
 }
 

@@ -316,7 +316,8 @@ func encodeAll(cfg Config, enc *Encoder, rep *Report, sink func(d int, ex *Examp
 		if stopped.Load() {
 			return errStop // the collector failed: stop reading
 		}
-		ex = &Example{Source: ex.Source, Loc: ex.Loc, Kind: ex.Kind, Messages: ex.Messages, Tools: ex.Tools, Text: ex.Text, Chosen: ex.Chosen, Rejected: ex.Rejected, Undesirable: ex.Undesirable}
+		cp := *ex // the walk reuses *ex; the encoding job runs later
+		ex = &cp
 		rc := make(chan result, 1)
 		queue <- rc
 		jobs <- func() {

@@ -26,8 +26,9 @@ func PairBatch(src PairSource, idx []int, pad int32) Batch {
 // kl holds, row for row, the prompt of each with the answer of
 // partner(sample), the mismatched pairs whose log-ratio estimates KTO's KL
 // reference point (as TRL and LLaMA-Factory build them, without a
-// gradient). A KL row is cut to cutoff tokens when cutoff > 0. desirable
-// is each target's label.
+// gradient). A KL row longer than cutoff (when > 0) has its prompt and
+// answer shared out as LLaMA-Factory does (ShareCutoff). desirable is each
+// target's label.
 func KTOBatch(src Samples, idx []int, undesirable func(int) bool, partner func(int) int, cutoff int, pad int32) (target, kl Batch, desirable []bool) {
 	ts := make([]seq, 0, len(idx))
 	ks := make([]seq, 0, len(idx))
@@ -41,7 +42,10 @@ func KTOBatch(src Samples, idx []int, undesirable func(int) bool, partner func(i
 }
 
 // klRow is the prompt of sample i followed by the answer of sample j: each
-// split where its first trained token is.
+// split where its first trained token is. LLaMA-Factory shares cutoff out
+// over the uncut prompt and answer; the cache holds them already cut, so a
+// KL row of two cut samples may keep a few tokens more or fewer than
+// LLaMA-Factory's (the row only estimates the reference point).
 func klRow(src Samples, i, j, cutoff int) seq {
 	ids, lab := src.Tokens(i)
 	p := answerStart(lab)
@@ -53,9 +57,7 @@ func klRow(src Samples, i, j, cutoff int) seq {
 		s.labels = append(s.labels, IgnoreIndex)
 	}
 	s.labels = append(s.labels, alab[a:]...)
-	if cutoff > 0 && len(s.ids) > cutoff {
-		s.ids, s.labels = s.ids[:cutoff], s.labels[:cutoff]
-	}
+	s.ids, s.labels = cutPrompted(s.ids, s.labels, cutoff, -1)
 	return s
 }
 

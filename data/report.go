@@ -276,17 +276,19 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	return err
 }
 
-// preference counts what a preference stage trains on: pairs kept and
-// dropped (chosen equal to rejected, or no answer token left after the
-// prompt within cutoff_len), or KTO's desirable and undesirable answers.
+// preference counts what a preference stage trains on: pairs kept, those
+// of them truncated (prompt and answers shared out within cutoff_len as
+// LLaMA-Factory does) and those dropped (chosen equal to rejected, or no
+// answer token left), or KTO's desirable and undesirable answers.
 func (r *Report) preference(b *strings.Builder) {
 	t := r.Totals()
 	switch r.Stage {
 	case "rm", "dpo", "orpo", "simpo", "cpo", "ipo":
-		fmt.Fprintf(b, "pairs: %d kept; dropped: %d with chosen == rejected, %d whose prompt fills cutoff_len\n",
-			t.Samples, t.Identical, t.Dropped[DropPromptFills])
+		fmt.Fprintf(b, "pairs: %d kept, %d of them truncated to cutoff_len; dropped: %d with chosen == rejected, %d whose prompt fills cutoff_len\n",
+			t.Samples, t.Truncated, t.Identical, t.Dropped[DropPromptFills])
 	case "kto":
-		fmt.Fprintf(b, "kto: %d desirable, %d undesirable answers\n", t.Samples-t.Undesirable, t.Undesirable)
+		fmt.Fprintf(b, "kto: %d desirable, %d undesirable answers, %d of them truncated to cutoff_len; %d dropped whose prompt fills cutoff_len\n",
+			t.Samples-t.Undesirable, t.Undesirable, t.Truncated, t.Dropped[DropPromptFills])
 		if t.Samples > 0 && (t.Undesirable == 0 || t.Undesirable == t.Samples) {
 			fmt.Fprintf(b, "kto: every answer has the same label; KTO learns from both kinds\n")
 		}

@@ -104,6 +104,10 @@ type Example struct {
 	// Undesirable marks a KTO example whose answer is labelled bad
 	// (kto_tag false); stage kto only.
 	Undesirable bool
+	// KTO marks a stage kto example: its last assistant turn is the answer
+	// and the rest its prompt, cut to cutoff_len as LLaMA-Factory cuts
+	// them (ShareCutoff).
+	KTO bool
 }
 
 // Issue is a problem found in one record.

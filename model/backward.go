@@ -70,7 +70,9 @@ func (w *Workspace) Step(b *Batch, scale float32) (sum float64, count int) {
 // call.
 func (w *Workspace) TokenLogProbs(b *Batch) []float64 {
 	w.forward(b)
+	w.keepHead = true
 	w.head(0, nil, false)
+	w.keepHead = false
 	// Sequence-level losses are over log-probabilities only: a mixture of
 	// experts' load-balancing loss is not part of them.
 	w.auxW = 0
@@ -114,7 +116,14 @@ func (w *Workspace) BackwardTokens(coef []float32) {
 	for i, c := range coef {
 		w.headScale[i] = -c
 	}
-	w.head(0, w.headScale, true)
+	if w.headKept {
+		// The logits of TokenLogProbs are still there: skip the product
+		// (the head's largest cost at big vocabularies) and the max pass.
+		w.headKept = false
+		w.headBackwardKept(w.headScale)
+	} else {
+		w.head(0, w.headScale, true)
+	}
 	w.backward()
 }
 
@@ -188,10 +197,16 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 	}
 	head := w.m.Head
 	// logits = xf·Headᵀ/temperature; the 1/temperature also scales both
-	// gradients below.
-	inv := float32(1)
-	if w.Temperature > 0 && w.Temperature != 1 {
-		inv = float32(1 / w.Temperature)
+	// gradients. Temperature divides the logits after Gemma 2's final soft
+	// cap, as the sampler sees them; without a cap it rides on the product.
+	alpha, inv := w.headAlpha()
+	// TokenLogProbs keeps its logits for BackwardTokens when they fit in one
+	// chunk: the buffer then still holds all of them, with the capped
+	// values the soft cap's gradient needs and each row's max.
+	keep := w.keepHead && !backward && len(rowsIdx) <= chunk
+	w.headKept = false
+	if keep {
+		w.headMax = grow(w.headMax, len(rowsIdx))
 	}
 	var total float64
 	for c0 := 0; c0 < len(rowsIdx); c0 += chunk {
@@ -202,14 +217,8 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 			copy(xs[i*h:(i+1)*h], w.xf[r*h:(r+1)*h])
 		}
 		lg := w.logits[:m*V]
-		// Temperature divides the logits after Gemma 2's final soft cap, as
-		// the sampler sees them; without a cap it rides on the product.
-		alpha := inv
-		if w.m.Cfg.FinalSoftcap != 0 {
-			alpha = 1
-		}
 		cpu.Sgemm(false, true, m, V, h, alpha, xs[:m*h], h, head.Data, h, 0, lg, V)
-		w.capLogits(lg, backward)
+		w.capLogits(lg, backward || keep)
 		if alpha != inv {
 			cpu.Scale(inv, lg)
 		}
@@ -242,6 +251,9 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 					row[tg[i]] -= sc
 				} else {
 					s = cpu.ExpSubSum(nil, row, mx)
+					if keep {
+						w.headMax[c0+i] = mx
+					}
 				}
 				losses[i] = float64(mx) + math.Log(s) - float64(target)
 			}
@@ -253,19 +265,66 @@ func (w *Workspace) head(scale float32, scales []float32, backward bool) (float6
 		if !backward {
 			continue
 		}
-		if alpha != inv {
-			cpu.Scale(inv, lg)
-		}
-		w.capGrad(lg)
-		cpu.Sgemm(false, false, m, h, V, alpha, lg, V, head.Data, h, 0, dxs[:m*h], h)
-		for i, r := range rws {
-			copy(w.dxf[r*h:(r+1)*h], dxs[i*h:(i+1)*h])
-		}
-		if head.Grad != nil {
-			cpu.Sgemm(true, false, V, h, m, alpha, lg, V, xs[:m*h], h, 1, head.Grad, h)
-		}
+		w.headGrad(lg, xs[:m*h], dxs[:m*h], rws, alpha, inv)
 	}
+	w.headKept = keep
 	return total, len(rowsIdx)
+}
+
+// headAlpha is the factor the head's product carries (1/temperature, or 1
+// under a final soft cap, which temperature must follow) and 1/temperature.
+func (w *Workspace) headAlpha() (alpha, inv float32) {
+	inv = 1
+	if w.Temperature > 0 && w.Temperature != 1 {
+		inv = float32(1 / w.Temperature)
+	}
+	alpha = inv
+	if w.m.Cfg.FinalSoftcap != 0 {
+		alpha = 1
+	}
+	return alpha, inv
+}
+
+// headGrad turns the gradient of the loss in the (temperature-scaled,
+// capped) logits lg of rows rws into dxf's rows and the head's weight
+// gradient; xs holds the rows' hidden states.
+func (w *Workspace) headGrad(lg, xs, dxs []float32, rws []int, alpha, inv float32) {
+	h, V := w.m.Cfg.Hidden, w.m.Cfg.Vocab
+	m := len(rws)
+	if alpha != inv {
+		cpu.Scale(inv, lg)
+	}
+	w.capGrad(lg)
+	cpu.Sgemm(false, false, m, h, V, alpha, lg, V, w.m.Head.Data, h, 0, dxs, h)
+	for i, r := range rws {
+		copy(w.dxf[r*h:(r+1)*h], dxs[i*h:(i+1)*h])
+	}
+	if g := w.m.Head.Grad; g != nil {
+		cpu.Sgemm(true, false, V, h, m, alpha, lg, V, xs, h, 1, g, h)
+	}
+}
+
+// headBackwardKept is head's backward pass with one factor a target
+// (scales) on the logits TokenLogProbs kept: the same numbers as head
+// recomputing them, without the product.
+func (w *Workspace) headBackwardKept(scales []float32) {
+	c := w.m.Cfg
+	h, V := c.Hidden, c.Vocab
+	rws, tg := w.headRows, w.headTargets
+	m := len(rws)
+	w.dxf = grow(w.dxf, w.N*h)
+	clear(w.dxf)
+	lg := w.logits[:m*V]
+	cpu.Parallel(m, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row := lg[i*V : (i+1)*V]
+			s := cpu.ExpSubSum(row, row, w.headMax[i])
+			cpu.Scale(float32(float64(scales[i])/s), row)
+			row[tg[i]] -= scales[i]
+		}
+	})
+	alpha, inv := w.headAlpha()
+	w.headGrad(lg, w.headX[:m*h], w.headDX[:m*h], rws, alpha, inv)
 }
 
 func zero(s []float32, n int) []float32 {

@@ -77,17 +77,21 @@ type Workspace struct {
 	headX, headDX                                     []float32
 	headLoss                                          []float64
 	headScale                                         []float32
-	tokenLogp                                         []float64
-	tokenEntropy                                      []float64
-	tokenRow                                          []int
-	attnTiles                                         [][]float32
-	fused, dfused                                     []float32 // fused projections' outputs and their gradients
-	dpost                                             []float32 // gradient through a post-norm
-	nw                                                normWeights
-	capF                                              []float32 // final soft-capped logits of a head chunk
-	aux                                               auxStats  // MoE load balancing over the last forward
-	recompute                                         bool      // a checkpointed block runs again in backward
-	auxW                                              float64   // weight of the auxiliary loss's gradient
+	// keepHead asks head (from TokenLogProbs) to keep its logits for
+	// BackwardTokens; headKept says it did, headMax holding each row's max.
+	keepHead, headKept bool
+	headMax            []float32
+	tokenLogp          []float64
+	tokenEntropy       []float64
+	tokenRow           []int
+	attnTiles          [][]float32
+	fused, dfused      []float32 // fused projections' outputs and their gradients
+	dpost              []float32 // gradient through a post-norm
+	nw                 normWeights
+	capF               []float32 // final soft-capped logits of a head chunk
+	aux                auxStats  // MoE load balancing over the last forward
+	recompute          bool      // a checkpointed block runs again in backward
+	auxW               float64   // weight of the auxiliary loss's gradient
 }
 
 // NewWorkspace prepares buffers for a model.
@@ -374,6 +378,7 @@ func maxPos(pos []int32) int32 {
 // forward runs the embedding and every block, leaving the final normed
 // hidden states in xf.
 func (w *Workspace) forward(b *Batch) {
+	w.headKept = false // a new batch: the kept logits are not its
 	w.prepare(b)
 	if c := w.m.Cfg; c.Experts > 0 {
 		w.aux.reset(c.Experts)

@@ -280,6 +280,7 @@ func (w *Workspace) decode(ids []int32, emb []float32, rows []int, t int) []floa
 		copy(w.xf[r*h:(r+1)*h], out[(r*t+t-1)*h:(r*t+t)*h])
 	}
 	nn.RMSNorm(w.xf[:b*h], w.rstdf[:b], w.xf[:b*h], w.nw.of(m.Norm), b, h, c.RMSNormEps)
+	w.headKept = false // the logits buffer is this step's now
 	w.logits = grow(w.logits, b*c.Vocab)
 	cpu.Sgemm(false, true, b, c.Vocab, h, 1, w.xf[:b*h], h, m.Head.Data, h, 0, w.logits, c.Vocab)
 	w.capLogits(w.logits, false)

@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gotune/nn"
@@ -187,4 +188,44 @@ func sortedInts(s []int) bool {
 		}
 	}
 	return true
+}
+
+// BackwardTokens on the logits TokenLogProbs kept gives the gradients of
+// recomputing them, bit for bit: plain, with temperature, and under Gemma
+// 2's final soft cap with temperature (the cap's saved values and the
+// scaling after it).
+func TestBackwardTokensKeptLogitsSameGradients(t *testing.T) {
+	for _, tc := range []struct {
+		shape string
+		temp  float64
+	}{{"ref-llama", 0}, {"ref-qwen3", 0.7}, {"gemma2", 0.7}} {
+		grads := func(kept bool) [][]float32 {
+			m := tinyModel(t, tc.shape, 5)
+			setTrainable(m)
+			b := gradBatch(m.Cfg.Vocab)
+			w := m.NewWorkspace()
+			w.Temperature = tc.temp
+			lp := w.TokenLogProbs(b)
+			if !w.headKept {
+				t.Fatalf("%s: TokenLogProbs kept no logits", tc.shape)
+			}
+			w.headKept = kept
+			coef := make([]float32, len(lp))
+			for i, r := range w.TokenRows() {
+				coef[i] = float32(1+r) * 0.3
+			}
+			w.BackwardTokens(coef)
+			var out [][]float32
+			for _, p := range m.Params() {
+				out = append(out, slices.Clone(p.Grad))
+			}
+			return out
+		}
+		a, b := grads(true), grads(false)
+		for i := range a {
+			if !slices.Equal(a[i], b[i]) {
+				t.Errorf("%s: parameter %d: kept logits give other gradients than recomputed ones", tc.shape, i)
+			}
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -44,6 +45,9 @@ type Record struct {
 	// completions and of the held-out prompts.
 	Reward     float64 `json:"reward"`
 	EvalReward float64 `json:"eval_reward"`
+	// Extra holds the line's other numeric values by key: the preference
+	// stages' rewards/chosen, rewards/accuracies, … (nil when none).
+	Extra map[string]float64 `json:"-"`
 }
 
 // MarshalJSON writes NaN as null, as the trainer does, since JSON has no NaN.
@@ -64,42 +68,70 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		b = append(b, `,"`+kv.k+`":`...)
 		b = strconv.AppendFloat(b, kv.v, 'g', -1, 64)
 	}
+	keys := make([]string, 0, len(r.Extra))
+	for k := range r.Extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the same record, the same bytes
+	for _, k := range keys {
+		v := r.Extra[k]
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		kb, _ := json.Marshal(k)
+		b = append(append(append(b, ','), kb...), ':')
+		b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	}
 	return append(b, '}'), nil
 }
 
-// ParseRecord reads one log line.
+// ParseRecord reads one log line. Numbers under keys Record has no field
+// for go to Extra; null is NaN; other values (strings) are ignored.
 func ParseRecord(line []byte) (Record, error) {
-	var raw struct {
-		Step       *int     `json:"step"`
-		TotalSteps int      `json:"total_steps"`
-		Epoch      *float64 `json:"epoch"`
-		Loss       *float64 `json:"loss"`
-		EvalLoss   *float64 `json:"eval_loss"`
-		LR         *float64 `json:"lr"`
-		GradNorm   *float64 `json:"grad_norm"`
-		TokensPerS *float64 `json:"tokens_per_s"`
-		Elapsed    *float64 `json:"elapsed"`
-		ETA        *float64 `json:"eta_s"`
-		MemRSS     *float64 `json:"mem_rss_mb"`
-		MemPeak    *float64 `json:"mem_peak_mb"`
-		Reward     *float64 `json:"reward"`
-		EvalReward *float64 `json:"eval_reward"`
-	}
-	if err := json.Unmarshal(line, &raw); err != nil {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(line, &all); err != nil {
 		return Record{}, err
 	}
-	if raw.Step == nil {
+	rawStep, ok := all["step"]
+	if !ok {
 		return Record{}, errors.New(`no "step"`)
 	}
-	v := func(p *float64) float64 {
-		if p == nil {
-			return math.NaN()
-		}
-		return *p
+	nan := math.NaN()
+	r := Record{Epoch: nan, Loss: nan, EvalLoss: nan, LR: nan, GradNorm: nan, TokensPerS: nan, Elapsed: nan, ETA: nan,
+		MemRSS: nan, MemPeak: nan, Reward: nan, EvalReward: nan}
+	var err error
+	if r.Step, err = strconv.Atoi(string(rawStep)); err != nil {
+		return Record{}, fmt.Errorf(`"step" %s: want a whole number`, rawStep)
 	}
-	return Record{Step: *raw.Step, TotalSteps: raw.TotalSteps, Epoch: v(raw.Epoch), Loss: v(raw.Loss), EvalLoss: v(raw.EvalLoss),
-		LR: v(raw.LR), GradNorm: v(raw.GradNorm), TokensPerS: v(raw.TokensPerS), Elapsed: v(raw.Elapsed), ETA: v(raw.ETA),
-		MemRSS: v(raw.MemRSS), MemPeak: v(raw.MemPeak), Reward: v(raw.Reward), EvalReward: v(raw.EvalReward)}, nil
+	fields := map[string]*float64{"epoch": &r.Epoch, "loss": &r.Loss, "eval_loss": &r.EvalLoss, "lr": &r.LR,
+		"grad_norm": &r.GradNorm, "tokens_per_s": &r.TokensPerS, "elapsed": &r.Elapsed, "eta_s": &r.ETA,
+		"mem_rss_mb": &r.MemRSS, "mem_peak_mb": &r.MemPeak, "reward": &r.Reward, "eval_reward": &r.EvalReward}
+	for k, raw := range all {
+		switch k {
+		case "step":
+			continue
+		case "total_steps":
+			if r.TotalSteps, err = strconv.Atoi(string(raw)); err != nil {
+				return Record{}, fmt.Errorf(`"total_steps" %s: want a whole number`, raw)
+			}
+			continue
+		}
+		// A JSON number is Go float syntax; null and strings do not parse.
+		v, err := strconv.ParseFloat(string(raw), 64)
+		if f, ok := fields[k]; ok {
+			if err == nil {
+				*f = v
+			}
+			continue
+		}
+		if err == nil {
+			if r.Extra == nil {
+				r.Extra = map[string]float64{}
+			}
+			r.Extra[k] = v
+		}
+	}
+	return r, nil
 }
 
 // ReadLog reads a trainer_log.jsonl. A missing file is an empty log. A last
@@ -142,6 +174,10 @@ var Metrics = []struct{ Key, Title, Unit string }{
 	{"mem_rss_mb", "Memory (RSS)", "MB"},
 	{"reward", "Reward (grpo)", ""},
 	{"eval_reward", "Held-out reward (grpo)", ""},
+	{"rewards/chosen", "Reward of the chosen answers (dpo, kto)", ""},
+	{"rewards/rejected", "Reward of the rejected answers (dpo, kto)", ""},
+	{"rewards/margins", "Reward margin (dpo)", ""},
+	{"rewards/accuracies", "Reward accuracy (dpo)", ""},
 }
 
 // Value returns the named metric of r (NaN when r does not carry it).
@@ -168,7 +204,27 @@ func (r Record) Value(metric string) (float64, bool) {
 	case "eval_reward":
 		return r.EvalReward, true
 	}
+	for _, m := range Metrics {
+		if m.Key == metric {
+			if v, ok := r.Extra[metric]; ok {
+				return v, true
+			}
+			return math.NaN(), true
+		}
+	}
 	return math.NaN(), false
+}
+
+// Present lists the keys of Metrics that recs hold a finite value of, in
+// Metrics' order: the charts a run can show.
+func Present(recs []Record) []string {
+	var out []string
+	for _, m := range Metrics {
+		if len(Points(recs, m.Key)) > 0 {
+			out = append(out, m.Key)
+		}
+	}
+	return out
 }
 
 // Points picks a metric's finite values against the step.
@@ -224,13 +280,7 @@ const (
 // note instead, so a page polling a run that has not logged yet shows
 // something sensible.
 func (c Chart) SVG() []byte {
-	w, h := c.Width, c.Height
-	if w <= 0 {
-		w = 640
-	}
-	if h <= 0 {
-		h = 360
-	}
+	w, h := c.size()
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", w, h)
@@ -298,6 +348,18 @@ func (c Chart) SVG() []byte {
 	}
 	b.WriteString("</svg>\n")
 	return []byte(b.String())
+}
+
+// size is the chart's width and height, 640×360 unless set.
+func (c Chart) size() (w, h int) {
+	w, h = c.Width, c.Height
+	if w <= 0 {
+		w = 640
+	}
+	if h <= 0 {
+		h = 360
+	}
+	return w, h
 }
 
 func (c Chart) bounds() (x0, x1, y0, y1 float64, ok bool) {
@@ -407,51 +469,104 @@ func MetricChart(metric string, names []string, logs [][]Record) Chart {
 const (
 	LossFile     = "training_loss.svg"
 	EvalLossFile = "training_eval_loss.svg"
-	RewardFile   = "training_reward.svg" // stage grpo"
+	RewardFile   = "training_reward.svg"  // stage grpo
+	RewardsFile  = "training_rewards.svg" // stages dpo and kto
 )
 
 // WriteRunCharts draws the run folder's loss (raw and smoothed) and, when
-// the log has any, its eval loss, and returns the files written.
+// the log has them, its eval loss, stage grpo's reward and the preference
+// stages' rewards, and returns the files written.
 func WriteRunCharts(dir string) ([]string, error) {
 	recs, err := ReadLog(filepath.Join(dir, runlog.FileName))
 	if err != nil {
 		return nil, err
 	}
 	var written []string
-	loss := Points(recs, "loss")
-	if len(loss) > 0 {
-		c := Chart{Title: "Training loss of " + filepath.Base(dir), XLabel: "step", Series: []Series{{Name: "original", Points: loss, Color: "#9fbde0"}}}
+	write := func(name string, svg []byte) error {
+		p := filepath.Join(dir, name)
+		if err := ckpt.WriteFileAtomic(p, svg, 0o644); err != nil {
+			return err
+		}
+		written = append(written, p)
+		return nil
+	}
+	run := filepath.Base(dir)
+	if loss := Points(recs, "loss"); len(loss) > 0 {
+		c := Chart{Title: "Training loss of " + run, XLabel: "step", Series: []Series{{Name: "original", Points: loss, Color: "#9fbde0"}}}
 		if len(loss) >= 3 {
 			c.Series = append(c.Series, Series{Name: "smoothed", Points: Smooth(loss, smoothWeight(len(loss))), Color: Palette[0]})
 		}
-		p := filepath.Join(dir, LossFile)
-		if err := ckpt.WriteFileAtomic(p, c.SVG(), 0o644); err != nil {
+		if err := write(LossFile, c.SVG()); err != nil {
 			return written, err
 		}
-		written = append(written, p)
 	}
 	// Stage grpo: the sampled completions' mean reward and, when it
 	// evaluated, the held-out prompts'; its loss stays near zero by design.
-	if rw := Points(recs, "reward"); len(rw) > 0 {
-		c := Chart{Title: "Reward of " + filepath.Base(dir), XLabel: "step", Series: []Series{{Name: "reward", Points: rw, Color: Palette[0]}}}
-		if ev := Points(recs, "eval_reward"); len(ev) > 0 {
-			c.Series = append(c.Series, Series{Name: "eval_reward", Points: ev, Color: Palette[1]})
-		}
-		p := filepath.Join(dir, RewardFile)
-		if err := ckpt.WriteFileAtomic(p, c.SVG(), 0o644); err != nil {
+	if c := seriesChart("Reward of "+run, recs, "reward", "eval_reward"); c != nil {
+		if err := write(RewardFile, c.SVG()); err != nil {
 			return written, err
 		}
-		written = append(written, p)
 	}
-	if eval := Points(recs, "eval_loss"); len(eval) > 0 {
-		c := Chart{Title: "Eval loss of " + filepath.Base(dir), XLabel: "step", Series: []Series{{Name: "eval_loss", Points: eval, Color: Palette[1]}}}
-		p := filepath.Join(dir, EvalLossFile)
-		if err := ckpt.WriteFileAtomic(p, c.SVG(), 0o644); err != nil {
+	// Stages dpo and kto: the implicit rewards and their margin, and below
+	// them on an axis of their own the pairs ranked right (0…1), which a
+	// shared axis with rewards of ±10 would flatten.
+	if c := seriesChart("Rewards of "+run, recs, "rewards/chosen", "rewards/rejected", "rewards/margins"); c != nil {
+		charts := []Chart{*c}
+		if acc := seriesChart("Reward accuracy of "+run, recs, "rewards/accuracies"); acc != nil {
+			charts = append(charts, *acc)
+		}
+		if err := write(RewardsFile, Stack(charts...)); err != nil {
 			return written, err
 		}
-		written = append(written, p)
+	}
+	if c := seriesChart("Eval loss of "+run, recs, "eval_loss"); c != nil {
+		c.Series[0].Color = Palette[1]
+		if err := write(EvalLossFile, c.SVG()); err != nil {
+			return written, err
+		}
 	}
 	return written, nil
+}
+
+// seriesChart draws the metrics of recs that have points, one series each
+// in palette order, or returns nil when none has.
+func seriesChart(title string, recs []Record, metrics ...string) *Chart {
+	c := Chart{Title: title, XLabel: "step"}
+	for i, m := range metrics {
+		if pts := Points(recs, m); len(pts) > 0 {
+			c.Series = append(c.Series, Series{Name: m, Points: pts, Color: Palette[i%len(Palette)]})
+		}
+	}
+	if len(c.Series) == 0 {
+		return nil
+	}
+	return &c
+}
+
+// Stack draws charts one above the other in one SVG, each with its own
+// axes.
+func Stack(charts ...Chart) []byte {
+	var b bytes.Buffer
+	w, h := 0, 0
+	var parts [][]byte
+	for _, c := range charts {
+		cw, ch := c.size()
+		w = max(w, cw)
+		parts = append(parts, c.SVG())
+		h += ch
+	}
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d">`+"\n", w, h, w, h)
+	y := 0
+	for i, c := range charts {
+		_, ch := c.size()
+		// A nested svg is placed by its x and y; the inner one's own
+		// attributes come after the tag name.
+		inner := bytes.Replace(parts[i], []byte("<svg "), []byte(fmt.Sprintf(`<svg y="%d" `, y)), 1)
+		b.Write(inner)
+		y += ch
+	}
+	b.WriteString("</svg>\n")
+	return b.Bytes()
 }
 
 // smoothWeight grows with the number of points, so short runs are not

@@ -2,10 +2,14 @@ package plot
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -145,5 +149,80 @@ func TestSmooth(t *testing.T) {
 	s := Smooth([]Point{{1, 0}, {2, 10}}, 0.5)
 	if s[0].Y != 0 || math.Abs(s[1].Y-10.0*0.5/0.75) > 1e-12 {
 		t.Errorf("smoothed %v", s)
+	}
+}
+
+// Stage dpo's log: training_rewards.svg holds the chosen and rejected
+// rewards and the margin in one chart and the accuracy in a second one
+// below it with its own axis; training_loss.svg is still written, and no
+// grpo reward chart.
+func TestWriteRunChartsRewards(t *testing.T) {
+	dir := t.TempDir()
+	var log strings.Builder
+	for s := 1; s <= 5; s++ {
+		f := float64(s)
+		fmt.Fprintf(&log, `{"step":%d,"loss":%g,"rewards/chosen":%g,"rewards/rejected":%g,"rewards/accuracies":%g,"rewards/margins":%g,"logps/chosen":-12,"kl":null,"note":"x"}`+"\n",
+			s, 0.7-0.1*f, 0.2*f, -0.3*f, 0.5+0.1*f, 0.5*f)
+	}
+	log.WriteString(`{"step":5,"eval_loss":0.3,"eval_rewards/accuracies":1}` + "\n")
+	os.WriteFile(filepath.Join(dir, "trainer_log.jsonl"), []byte(log.String()), 0o644)
+	files, err := WriteRunCharts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, filepath.Base(f))
+	}
+	if want := []string{LossFile, RewardsFile, EvalLossFile}; !slices.Equal(names, want) {
+		t.Fatalf("wrote %v, want %v", names, want)
+	}
+	svg, _ := os.ReadFile(filepath.Join(dir, RewardsFile))
+	for _, name := range []string{"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} {
+		re := regexp.MustCompile(`data-name="` + name + `"><polyline [^>]*points="([^"]*)"`)
+		m := re.FindSubmatch(svg)
+		if m == nil || len(strings.Fields(string(m[1]))) != 5 {
+			t.Errorf("%s: no curve of 5 points in %s", name, RewardsFile)
+		}
+	}
+	if n := bytes.Count(svg, []byte("<svg ")); n != 3 {
+		t.Errorf("%d svg elements, want the outer one and two charts", n)
+	}
+	if !bytes.Contains(svg, []byte(`<svg y="360" `)) {
+		t.Errorf("the accuracy chart is not below the rewards chart")
+	}
+
+	// The log's values read back, and the extra keys reach the UI's JSON.
+	recs, err := ReadLog(filepath.Join(dir, "trainer_log.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := recs[1].Value("rewards/margins"); !ok || v != 1 {
+		t.Errorf("rewards/margins of step 2: %v %v", v, ok)
+	}
+	if got := Present(recs); !slices.Equal(got, []string{"loss", "eval_loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"}) {
+		t.Errorf("present %v", got)
+	}
+	b, _ := json.Marshal(recs[0])
+	if !bytes.Contains(b, []byte(`"rewards/chosen":0.2`)) || bytes.Contains(b, []byte("note")) {
+		t.Errorf("record JSON %s", b)
+	}
+}
+
+// Stage kto logs no pair accuracy: the rewards file has one chart.
+func TestWriteRunChartsKTORewards(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "trainer_log.jsonl"), []byte(`{"step":1,"loss":0.5,"rewards/chosen":0.1,"rewards/rejected":-0.1,"rewards/margins":0.2,"kl":0}
+{"step":2,"loss":0.4,"rewards/chosen":0.3,"rewards/rejected":-0.2,"rewards/margins":0.5,"kl":0.1}
+`), 0o644)
+	if _, err := WriteRunCharts(dir); err != nil {
+		t.Fatal(err)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, RewardsFile))
+	if err != nil || bytes.Count(svg, []byte("<svg ")) != 2 || bytes.Contains(svg, []byte("accuracies")) {
+		t.Errorf("%v:\n%s", err, svg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, RewardFile)); err == nil {
+		t.Errorf("a kto run wrote grpo's %s", RewardFile)
 	}
 }

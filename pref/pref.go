@@ -259,26 +259,43 @@ func KL(policy, ref []float64) float64 {
 }
 
 // Loss returns weight·Σ (loss of each sample) and its gradient in every
-// sample's policy sum. Desirable answers lose w_D·(1 − σ(β(r − KL))),
-// undesirable ones w_U·(1 − σ(β(KL − r))), r the log-ratio to the
-// reference. Pass weight = 1/(samples of the optimizer step): TRL takes
-// the mean over the batch. pref_ftx adds FTX·(−mean log p) of each
-// desirable answer, averaged over all samples alike (LLaMA-Factory rescales
-// it by the batch's share of desirable answers instead).
+// sample's policy sum, samples being one micro-batch. Desirable answers
+// lose w_D·(1 − σ(β(r − KL))), undesirable ones w_U·(1 − σ(β(KL − r))), r
+// the log-ratio to the reference. Pass weight = 1/(samples of the optimizer
+// step): TRL takes the mean over the batch.
+//
+// pref_ftx adds an SFT term as LLaMA-Factory's KTO trainer does: per
+// micro-batch of N answers, n of them desirable, FTX·mean(−mean log p of
+// the desirable answers)·N/n, the mean over the desirable answers divided
+// by their share. In weight·Σ per-sample terms (weight·N = 1/micro-batches
+// for equal micro-batches) each desirable answer adds FTX·(N/n)²·(−mean
+// log p). A micro-batch of one answer therefore trains its SFT term at
+// full weight when desirable, as LLaMA-Factory's batch size 1 does.
 func (c KTOConfig) Loss(samples []Sample, kl, weight float64) (float64, []float64, Metrics) {
 	grads := make([]float64, len(samples))
 	var m Metrics
 	var total float64
 	b := c.Beta
+	desirable := 0
+	for _, s := range samples {
+		if s.Desirable {
+			desirable++
+		}
+	}
+	var ftx float64
+	if desirable > 0 {
+		share := float64(desirable) / float64(len(samples))
+		ftx = c.FTX / (share * share)
+	}
 	for i, s := range samples {
 		r := s.Logp - s.RefLogp
 		var l, d float64
 		if s.Desirable {
 			u := b * (r - kl)
 			l, d = c.DesirableWeight*(1-sigmoid(u)), -c.DesirableWeight*b*dsigmoid(u)
-			if c.FTX > 0 {
-				l -= c.FTX * s.Logp / float64(s.Len)
-				d -= c.FTX / float64(s.Len)
+			if ftx > 0 {
+				l -= ftx * s.Logp / float64(s.Len)
+				d -= ftx / float64(s.Len)
 			}
 			m.Chosen++
 			m.RewardChosen += b * r

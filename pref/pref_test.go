@@ -176,18 +176,27 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// ktoPaper is TRL's KTO loss, the mean over the batch.
+// ktoPaper is TRL's KTO loss, the mean over the batch, plus LLaMA-Factory's
+// SFT term: pref_ftx · (mean over the desirable answers of −mean log p) /
+// (number desirable) · (batch size), its "rescale".
 func ktoPaper(c KTOConfig, s []Sample, kl float64) float64 {
-	var sum float64
+	var sum, sft float64
+	desirable := 0
 	for _, x := range s {
 		r := x.Logp - x.RefLogp
 		if x.Desirable {
-			sum += c.DesirableWeight*(1-sig(c.Beta*(r-kl))) + c.FTX*(-x.Logp/float64(x.Len))
+			sum += c.DesirableWeight * (1 - sig(c.Beta*(r-kl)))
+			sft += -x.Logp / float64(x.Len)
+			desirable++
 		} else {
 			sum += c.UndesirableWeight * (1 - sig(c.Beta*(kl-r)))
 		}
 	}
-	return sum / float64(len(s))
+	loss := sum / float64(len(s))
+	if c.FTX > 0 && desirable > 0 {
+		loss += c.FTX * (sft / float64(desirable)) / float64(desirable) * float64(len(s))
+	}
+	return loss
 }
 
 func TestKTOLossMatchesPaper(t *testing.T) {
@@ -199,6 +208,9 @@ func TestKTOLossMatchesPaper(t *testing.T) {
 	}{
 		{"mixed", KTOConfig{Beta: 0.1, DesirableWeight: 1, UndesirableWeight: 1}, []bool{true, false, true, true, false}},
 		{"weights+ftx", KTOConfig{Beta: 0.5, DesirableWeight: 1.33, UndesirableWeight: 0.7, FTX: 0.2}, []bool{false, true, false}},
+		{"ftx, mostly desirable", KTOConfig{Beta: 0.1, DesirableWeight: 1, UndesirableWeight: 1, FTX: 1}, []bool{true, true, false, true}},
+		{"ftx, one desirable", KTOConfig{Beta: 0.1, DesirableWeight: 1, UndesirableWeight: 1, FTX: 0.5}, []bool{true}},
+		{"ftx, all undesirable", KTOConfig{Beta: 0.1, DesirableWeight: 1, UndesirableWeight: 1, FTX: 0.5}, []bool{false, false}},
 		{"all desirable", KTOConfig{Beta: 0.1, DesirableWeight: 1, UndesirableWeight: 1}, []bool{true, true, true}},
 		{"all undesirable", KTOConfig{Beta: 0.1, DesirableWeight: 1, UndesirableWeight: 1}, []bool{false, false}},
 	} {
@@ -252,5 +264,45 @@ func TestMetricsAdd(t *testing.T) {
 		if va[i].Key != vb[i].Key || math.Abs(va[i].Value-vb[i].Value) > 1e-12 {
 			t.Errorf("%s: whole %v, halves %v", va[i].Key, va[i].Value, vb[i].Value)
 		}
+	}
+}
+
+// With gradient accumulation LLaMA-Factory takes each micro-batch's loss
+// (its SFT term rescaled by that micro-batch's share of desirable answers)
+// and averages them over the micro-batches; Loss with weight 1/(answers of
+// the step), summed over equal micro-batches, gives the same number.
+func TestKTOFTXPerMicroBatch(t *testing.T) {
+	c := KTOConfig{Beta: 0.2, DesirableWeight: 1, UndesirableWeight: 0.8, FTX: 0.7}
+	mk := func(logp, ref float64, n int, d bool) Sample {
+		return Sample{Logp: logp, RefLogp: ref, Len: n, Desirable: d}
+	}
+	micro := [][]Sample{
+		{mk(-4, -4.5, 4, true), mk(-6, -5, 5, false), mk(-3, -3.1, 3, true)},
+		{mk(-7, -6, 7, false), mk(-2, -2.4, 2, true), mk(-9, -8, 6, false)},
+	}
+	kl := 0.05
+	var got, want float64
+	for _, mb := range micro {
+		l, _, _ := c.Loss(mb, kl, 1.0/6)
+		got += l
+		want += ktoPaper(c, mb, kl) / float64(len(micro))
+	}
+	if math.Abs(got-want) > 1e-14 {
+		t.Errorf("accumulated loss %v, LLaMA-Factory's mean of micro-batch losses %v", got, want)
+	}
+	// The first micro-batch by hand: 2 of 3 desirable, so the SFT mean
+	// (4/4 + 3/3)/2 = 1 is divided by the share 2/3.
+	var kto float64
+	for _, s := range micro[0] {
+		r := s.Logp - s.RefLogp
+		if s.Desirable {
+			kto += 1 - sig(0.2*(r-kl))
+		} else {
+			kto += 0.8 * (1 - sig(0.2*(kl-r)))
+		}
+	}
+	l, _, _ := c.Loss(micro[0], kl, 1.0/3)
+	if hand := kto/3 + 0.7*1/(2.0/3); math.Abs(l-hand) > 1e-14 {
+		t.Errorf("micro-batch loss %v, by hand %v", l, hand)
 	}
 }

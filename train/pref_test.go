@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"gotune/config"
 	"gotune/data"
 	"gotune/model"
+	"gotune/plot"
 	"gotune/pref"
 )
 
@@ -681,4 +683,101 @@ func TestPrefResumeLogsWithUnevenLogging(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A pair whose prompt alone fills cutoff_len trains: its prompt is cut so
+// both answers fit, in the layout LLaMA-Factory's rule gives (the first
+// tokens of the prompt, then the first tokens of each answer, the lengths
+// shared out by infer_seqlen over the prompt and the longer answer).
+func TestPrefLongPromptTrains(t *testing.T) {
+	const cutoff = 20
+	dir := filepath.Join(t.TempDir(), "run")
+	cfg := prefConfig(t, "dpo", dir, 8, "--cutoff_len", fmt.Sprint(cutoff), "--max_steps", "6", "--val_size", "0")
+	dc, err := DataConfig(cfg)
+	must(t, err)
+	dc.Encode.CutoffLen = 0
+	enc, err := Encoder(cfg.ModelNameOrPath, "", dc.Encode)
+	must(t, err)
+	full, err := data.Prepare(dc, enc, t.TempDir())
+	must(t, err)
+	defer full.Close()
+
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	must(t, tr.Run())
+	if tr.cache.Len() != full.Len() || tr.cache.Report().Totals().Truncated != full.Len() {
+		t.Fatalf("%d pairs kept of %d, %d truncated", tr.cache.Len(), full.Len(), tr.cache.Report().Totals().Truncated)
+	}
+	start := func(lab []int32) int {
+		for k, l := range lab {
+			if l != data.IgnoreIndex {
+				return k
+			}
+		}
+		return len(lab)
+	}
+	for i := range full.Len() {
+		f, g := full.Sample(i), tr.cache.Sample(i)
+		p := start(f.Labels)
+		if p < cutoff {
+			t.Fatalf("pair %d: prompt of %d tokens fits cutoff_len %d; the test wants it longer", i, p, cutoff)
+		}
+		tc, tj := len(f.InputIDs)-p, len(f.RejectedIDs)-start(f.RejectedLabels)
+		src, tgt := data.ShareCutoff(p, max(tc, tj), cutoff)
+		if i == 0 {
+			t.Logf("pair 0: prompt %d, answers %d and %d tokens → prompt %d, answers up to %d", p, tc, tj, src, tgt)
+		}
+		wantC := append(slices.Clone(f.InputIDs[:src]), f.InputIDs[p:p+min(tgt, tc)]...)
+		wantJ := append(slices.Clone(f.RejectedIDs[:src]), f.RejectedIDs[p:p+min(tgt, tj)]...)
+		if !slices.Equal(g.InputIDs, wantC) || !slices.Equal(g.RejectedIDs, wantJ) || start(g.Labels) != src || start(g.RejectedLabels) != src {
+			t.Errorf("pair %d: chosen %v\nwant %v\nrejected %v\nwant %v", i, g.InputIDs, wantC, g.RejectedIDs, wantJ)
+		}
+	}
+	l := logLines(t, dir)
+	if first, last := l[0], l[len(l)-1]; !(last["loss"] < first["loss"]) || !(last["rewards/margins"] > first["rewards/margins"]) {
+		t.Errorf("loss %v → %v, margin %v → %v", first["loss"], last["loss"], first["rewards/margins"], last["rewards/margins"])
+	}
+	checkRewardCharts(t, dir, 6, "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+}
+
+// checkRewardCharts: the run folder holds training_loss.svg and
+// training_rewards.svg, the latter with a curve of steps points for each
+// of keys.
+func checkRewardCharts(t *testing.T, dir string, steps int, keys ...string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, plot.LossFile)); err != nil {
+		t.Error(err)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, plot.RewardsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		m := regexp.MustCompile(`data-name="` + k + `"><polyline [^>]*points="([^"]*)"`).FindSubmatch(svg)
+		if m == nil || len(strings.Fields(string(m[1]))) != steps {
+			t.Errorf("%s: no curve of %d points in %s", k, steps, plot.RewardsFile)
+		}
+	}
+}
+
+// KTO answers after a prompt that fills cutoff_len are kept and trained the
+// same way, none dropped.
+func TestKTOLongPromptTrains(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	cfg := prefConfig(t, "kto", dir, 8, "--cutoff_len", "20", "--max_steps", "3", "--val_size", "0")
+	tr, err := New(cfg, "", nil)
+	must(t, err)
+	must(t, tr.Run())
+	if tot := tr.cache.Report().Totals(); tr.cache.Len() != 8 || tot.Truncated != 8 || tot.Dropped[data.DropPromptFills] != 0 {
+		t.Errorf("%d answers kept of 8, %d truncated, %d dropped", tr.cache.Len(), tot.Truncated, tot.Dropped[data.DropPromptFills])
+	}
+	for i := range tr.cache.Len() {
+		if s := tr.cache.Sample(i); len(s.InputIDs) > 20 || s.Trained() == 0 {
+			t.Errorf("answer %d: %d tokens, %d trained", i, len(s.InputIDs), s.Trained())
+		}
+	}
+	if l := logLines(t, dir); len(l) != 3 || math.IsNaN(l[2]["loss"]) {
+		t.Errorf("log %v", l)
+	}
+	checkRewardCharts(t, dir, 3, "rewards/chosen", "rewards/rejected", "rewards/margins")
 }

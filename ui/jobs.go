@@ -192,10 +192,14 @@ type RunStatus struct {
 	ETA        *float64 `json:"eta_s,omitempty"`
 	Elapsed    *float64 `json:"elapsed_s,omitempty"`
 	Error      string   `json:"error,omitempty"`
-	HasConfig  bool     `json:"has_config"`
-	Resumable  bool     `json:"resumable"`        // has a checkpoint to continue from
-	Output     string   `json:"output,omitempty"` // tail of train_output.log
-	Adapter    bool     `json:"adapter"`          // holds a finished adapter
+	// Charts are the chart metrics the run's log holds values of (plot's
+	// keys): the page adds the stage-specific ones (grpo's reward, the
+	// preference rewards) only for runs that have them.
+	Charts    []string `json:"charts,omitempty"`
+	HasConfig bool     `json:"has_config"`
+	Resumable bool     `json:"resumable"`        // has a checkpoint to continue from
+	Output    string   `json:"output,omitempty"` // tail of train_output.log
+	Adapter   bool     `json:"adapter"`          // holds a finished adapter
 }
 
 func fp(v float64) *float64 {
@@ -222,6 +226,7 @@ func (js *jobs) status(dir string, withOutput bool) RunStatus {
 	if st.TotalSteps > 0 {
 		st.Progress = float64(st.Step) / float64(st.TotalSteps)
 	}
+	st.Charts = plot.Present(recs)
 	st.HasConfig = exists(filepath.Join(dir, ConfigFile))
 	_, _, err := ckpt.Latest(dir)
 	st.Resumable = err == nil
@@ -522,7 +527,11 @@ func (s *Server) handleChart(w http.ResponseWriter, r *http.Request) {
 		metric = "loss"
 	}
 	if _, ok := (plot.Record{}).Value(metric); !ok {
-		s.fail(w, r, badRequest("metric %q: want one of loss, eval_loss, lr, grad_norm, tokens_per_s, mem_rss_mb, mem_peak_mb", metric))
+		keys := make([]string, len(plot.Metrics))
+		for i, m := range plot.Metrics {
+			keys[i] = m.Key
+		}
+		s.fail(w, r, badRequest("metric %q: want one of %s", metric, strings.Join(keys, ", ")))
 		return
 	}
 	dirs := q["dir"]

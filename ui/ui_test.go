@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"gotune/assets"
 	"gotune/config"
 	"gotune/plot"
+	"gotune/runlog"
 	"gotune/tboard"
 	"gotune/train"
 )
@@ -895,5 +897,41 @@ func TestChatStopsWhenTheClientLeaves(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("the next message waited %v for the abandoned one", d)
+	}
+}
+
+// A preference run's log offers its reward charts: the run's status lists
+// the keys it holds, and the chart endpoint draws them; an SFT run's
+// status lists none of them.
+func TestPreferenceRewardCharts(t *testing.T) {
+	f := newFixture(t, Options{})
+	dpo := filepath.Join(f.root, "dpo-run")
+	sft := filepath.Join(f.root, "sft-run")
+	for _, d := range []string{dpo, sft} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(dpo, runlog.FileName), []byte(`{"step":1,"loss":0.69,"rewards/chosen":0.01,"rewards/rejected":-0.01,"rewards/accuracies":0.5,"rewards/margins":0.02}
+{"step":2,"loss":0.6,"rewards/chosen":0.2,"rewards/rejected":-0.1,"rewards/accuracies":0.75,"rewards/margins":0.3}
+`), 0o644)
+	os.WriteFile(filepath.Join(sft, runlog.FileName), []byte(`{"step":1,"loss":2}`+"\n"), 0o644)
+	charts := func(dir string) []string {
+		status, b := f.do("GET", "/api/run?dir="+url.QueryEscape(dir), nil)
+		var st RunStatus
+		if status != 200 || json.Unmarshal(b, &st) != nil {
+			t.Fatalf("status of %s: %d %s", dir, status, b)
+		}
+		return st.Charts
+	}
+	if got, want := charts(dpo), []string{"loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"}; !slices.Equal(got, want) {
+		t.Errorf("dpo run charts %v, want %v", got, want)
+	}
+	if got := charts(sft); !slices.Equal(got, []string{"loss"}) {
+		t.Errorf("sft run charts %v", got)
+	}
+	status, b := f.do("GET", "/api/chart.svg?metric="+url.QueryEscape("rewards/accuracies")+"&dir="+url.QueryEscape(dpo), nil)
+	if status != 200 || !bytes.Contains(b, []byte("Reward accuracy")) || bytes.Count(b, []byte("<polyline")) != 1 {
+		t.Errorf("accuracy chart: %d %s", status, b)
 	}
 }

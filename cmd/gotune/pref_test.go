@@ -30,7 +30,7 @@ func TestDataInspectCountsPairs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errb.String())
 	}
-	if !strings.Contains(out.String(), "pairs: 2 kept; dropped: 1 with chosen == rejected, 0 whose prompt fills cutoff_len") {
+	if !strings.Contains(out.String(), "pairs: 2 kept, 0 of them truncated to cutoff_len; dropped: 1 with chosen == rejected, 0 whose prompt fills cutoff_len") {
 		t.Errorf("inspect output:\n%s", out.String())
 	}
 }

@@ -385,6 +385,7 @@ function fmtETA(s) {
 }
 
 function renderRuns(runs) {
+  runCharts = new Map(runs.map(r => [r.dir, r.charts || []]));
   const body = $("runs-table").tBodies[0];
   body.replaceChildren(...runs.map(r => {
     const cb = el("input", { type: "checkbox" });
@@ -408,15 +409,22 @@ function renderRuns(runs) {
 }
 
 const metrics = ["loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "mem_rss_mb"];
+// Stage-specific charts, drawn when a selected run's log holds them (the
+// server lists each run's in its status as "charts").
+const optionalMetrics = ["reward", "eval_reward", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"];
+let runCharts = new Map(); // run folder → chart keys its log holds
 
 async function drawCharts() {
   const box = $("charts");
   if (selectedRuns.size === 0) { box.replaceChildren(); return; }
   const q = [...selectedRuns].map(d => "dir=" + encodeURIComponent(d)).join("&");
-  for (const m of metrics) {
+  const present = new Set([...selectedRuns].flatMap(d => runCharts.get(d) || []));
+  const shown = metrics.concat(optionalMetrics.filter(m => present.has(m)));
+  for (const div of [...box.children]) if (!shown.includes(div.dataset.metric)) div.remove();
+  for (const m of shown) {
     let div = $("chart-" + m);
-    if (!div) { div = el("div", { id: "chart-" + m, class: "chart" }); box.append(div); }
-    const svg = await (await api("GET", `/api/chart.svg?metric=${m}&${q}`)).text();
+    if (!div) { div = el("div", { id: "chart-" + m, class: "chart", "data-metric": m }); box.append(div); }
+    const svg = await (await api("GET", `/api/chart.svg?metric=${encodeURIComponent(m)}&${q}`)).text();
     // The SVG is our own server's output, built from numbers and escaped names.
     if (div.innerHTML !== svg) div.innerHTML = svg;
   }
