@@ -170,6 +170,11 @@ type dacts struct {
 // state live on a compute backend. It runs the training step (forward,
 // backward, AdamW) of full fine-tuning and LoRA for the llama family.
 type DeviceModel struct {
+	// Temperature divides the logits before the softmax of the loss and of
+	// TokenLogProbs (0 means 1), as Workspace.Temperature: a policy-gradient
+	// stage scores tokens under the distribution it sampled them from.
+	Temperature float64
+
 	be     compute.Backend
 	cfg    *Config
 	act    compute.DType

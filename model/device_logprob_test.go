@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -54,10 +55,17 @@ func (l *testLoRA) DeviceUnsupported(bool) string        { return "" }
 // the CPU workspace's, BackwardTokens with uneven coefficients gives the
 // CPU's gradients, and WithoutAdapters scores the base model on both.
 func TestDeviceTokenLogProbs(t *testing.T) {
+	for _, temp := range []float64{1, 0.7} {
+		t.Run(fmt.Sprint("temperature ", temp), func(t *testing.T) { testDeviceTokenLogProbs(t, temp) })
+	}
+}
+
+func testDeviceTokenLogProbs(t *testing.T, temp float64) {
 	m := tinyModel(t, "ref-qwen2", 21)
 	setTrainable(m)
 	b := gradBatch(m.Cfg.Vocab)
 	ws := m.NewWorkspace()
+	ws.Temperature = temp
 	want := append([]float64(nil), ws.TokenLogProbs(b)...)
 	rows := append([]int(nil), ws.TokenRows()...)
 	coef := make([]float32, len(want))
@@ -73,6 +81,7 @@ func TestDeviceTokenLogProbs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dm.Close()
+	dm.Temperature = temp
 	got, err := dm.TokenLogProbs(b)
 	if err != nil {
 		t.Fatal(err)

@@ -617,6 +617,12 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 	if scales != nil && len(scales) != len(rows) {
 		return nil, fmt.Errorf("device model: %d token factors for %d trained tokens", len(scales), len(rows))
 	}
+	// logits = xf·Headᵀ/temperature, as Workspace.Temperature: the
+	// 1/temperature rides on the products, and so on both gradients.
+	inv := float32(1)
+	if dm.Temperature > 0 && dm.Temperature != 1 {
+		inv = float32(1 / dm.Temperature)
+	}
 	chunk := headChunkRows(V, len(rows))
 	idx := dm.buf("head_idx", compute.I32, len(rows))
 	tg := dm.buf("head_tg", compute.I32, len(rows))
@@ -640,7 +646,7 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 		ci := idx.Slice(c0, m)
 		be.GatherRows(xs.Slice(0, m*h), dm.xf, ci, m, h)
 		lg := logits.Slice(0, m*V)
-		be.Gemm(false, true, m, V, h, 1, xs, h, dm.head.w, h, 0, lg, V)
+		be.Gemm(false, true, m, V, h, inv, xs, h, dm.head.w, h, 0, lg, V)
 		var g compute.Tensor
 		if backward {
 			g = dlog.Slice(0, m*V)
@@ -652,10 +658,10 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 		if sc != nil {
 			be.ScaleRows(g, g, sc.Slice(c0, m), m, V)
 		}
-		be.Gemm(false, false, m, h, V, 1, g, V, dm.head.w, h, 0, dxs, h)
+		be.Gemm(false, false, m, h, V, inv, g, V, dm.head.w, h, 0, dxs, h)
 		be.ScatterAddRows(dxf, dxs.Slice(0, m*h), ci, m, h)
 		if dm.head.trainable {
-			be.Gemm(true, false, V, h, m, 1, g, V, xs, h, 1, dm.head.grad, h)
+			be.Gemm(true, false, V, h, m, inv, g, V, xs, h, 1, dm.head.grad, h)
 		}
 	}
 	host := make([]float32, len(rows))
