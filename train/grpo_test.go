@@ -248,10 +248,7 @@ func TestGRPORewardFailureStops(t *testing.T) {
 // stories260K, which names the counted thing about one time in ten, 30 GRPO
 // steps bring the mean reward on 64 held-out prompts over 0.8.
 func TestGRPOExampleStories(t *testing.T) {
-	modelDir := filepath.Join("..", "..", "shared", "testdata", "real", "stories260K")
-	if _, err := os.Stat(filepath.Join(modelDir, "model.safetensors")); err != nil {
-		t.Skipf("needs the shared real model stories260K: %v", err)
-	}
+	modelDir := realModelDir(t)
 	if testing.Short() {
 		t.Skip("30 training steps (about 15 s)")
 	}

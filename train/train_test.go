@@ -351,10 +351,7 @@ func TestInvalidJSONStopsTraining(t *testing.T) {
 // a real base model that has no chat template (llama2.c's stories260K),
 // from a plain .txt file, runs and lowers the loss.
 func TestPretrainBaseModelWithoutTemplate(t *testing.T) {
-	modelDir := filepath.Join("..", "..", "shared", "testdata", "real", "stories260K")
-	if _, err := os.Stat(modelDir); err != nil {
-		t.Skipf("%s absent (needs ../shared beside the repository)", modelDir)
-	}
+	modelDir := realModelDir(t)
 	dir := t.TempDir()
 	stories := "Lily and Tom went to the park. They saw a big red ball.\n" +
 		"Tim had a little dog. The dog liked to run and jump in the sun.\n" +
