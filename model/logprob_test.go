@@ -2,7 +2,6 @@ package model
 
 import (
 	"math"
-	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -88,34 +87,7 @@ func TestBackwardTokensFiniteDifference(t *testing.T) {
 		}
 	}
 	w.BackwardTokens(coef)
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, p := range m.Params() {
-		d := make([]float32, len(p.Data))
-		var gd, gn, dn, pn float64
-		for i := range d {
-			d[i] = float32(r.NormFloat64())
-			gd += float64(p.Grad[i]) * float64(d[i])
-			gn += float64(p.Grad[i]) * float64(p.Grad[i])
-			dn += float64(d[i]) * float64(d[i])
-			pn += float64(p.Data[i]) * float64(p.Data[i])
-		}
-		step := 1e-2 * math.Sqrt(pn/dn)
-		orig := append([]float32(nil), p.Data...)
-		for i := range p.Data {
-			p.Data[i] = orig[i] + float32(step)*d[i]
-		}
-		lp := loss()
-		for i := range p.Data {
-			p.Data[i] = orig[i] - float32(step)*d[i]
-		}
-		lm := loss()
-		copy(p.Data, orig)
-		fd := (lp - lm) / (2 * step)
-		typical := math.Sqrt(gn) * math.Sqrt(dn) / math.Sqrt(float64(len(d)))
-		if math.Abs(fd-gd) > 0.01*math.Max(math.Abs(gd), typical) {
-			t.Errorf("%s: directional derivative %.6g, finite difference %.6g", p.Name, gd, fd)
-		}
-	}
+	checkDirectional(t, m, loss)
 }
 
 // With adapters switched off the model scores as its base, and switching
