@@ -123,7 +123,7 @@ type Config struct {
 	ExportSize int    `yaml:"export_size"` // largest safetensors shard, GB
 
 	// gotune extras.
-	Device   string `yaml:"device"`   // auto, cpu or cuda
+	Device   string `yaml:"device"`   // auto, cpu, cuda or host (the compute-seam block on the CPU)
 	Threads  int    `yaml:"threads"`  // CPU worker threads; 0: all cores
 	Progress string `yaml:"progress"` // auto, bar, plain or none
 	// ReportTo names where metrics go besides trainer_log.jsonl:

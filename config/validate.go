@@ -194,7 +194,7 @@ func (c *Config) Validate() error {
 	if c.EvalStrategy != "no" && c.ValSize == 0 && len(c.EvalDataset) == 0 {
 		bad("eval_strategy", "%q needs val_size > 0 or an eval_dataset", c.EvalStrategy)
 	}
-	oneOf("device", c.Device, []string{"auto", "cpu", "cuda"})
+	oneOf("device", c.Device, []string{"auto", "cpu", "cuda", "host"})
 	if c.Threads < 0 {
 		bad("threads", "must be >= 0 (0: all cores), got %d", c.Threads)
 	}

@@ -53,7 +53,7 @@ training steps (full, lora or qlora), optionally in turn with a PyTorch peer (--
 	peer := fs.String("peer", "", "with --train: a peer benchmark command, run as `CMD SHAPE 1 BATCH SEQ STEPS` in turn with gotune's steps; it must print a JSON line with step_s, tokens_per_s and peak_rss_mib (as ../shared/bench/torch_lora.py does)")
 	rounds := fs.Int("rounds", 3, "with --peer: interleaved rounds of peer and gotune")
 	stage := fs.String("stage", "sft", "with --train on the CPU: sft, or dpo (the batch's rows are pairs: an SFT step and a sigmoid DPO step with the adapter-off reference on the same tokens, in turn, and their ratio)")
-	device := fs.String("device", "cpu", "with --train full, lora or qlora: cpu or cuda")
+	device := fs.String("device", "cpu", "with --train full, lora or qlora: cpu, cuda or host (the compute-seam block on the CPU backend)")
 	dtype := fs.String("dtype", "bf16", "with --device cuda: bf16 (mixed precision) or f32")
 	gpuProfile := fs.Bool("profile", false, "with --device cuda: time every operation of one more step and report the GPU time per kind")
 	pos, err := parseInterleaved(fs, args)

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"gotune/compute"
+	"gotune/compute/cpu"
 	"gotune/compute/cuda"
 	"gotune/infer"
 	"gotune/train"
@@ -21,8 +22,12 @@ func openBackend(name string) (compute.Backend, func(), error) {
 			return nil, nil, fmt.Errorf("--device %s: %w", name, err)
 		}
 		return d, func() {}, nil
+	case "host":
+		// The block written over the compute seam, on the CPU's kernels:
+		// the path that is to replace the CPU workspace.
+		return cpu.Open(), func() {}, nil
 	}
-	return nil, nil, fmt.Errorf("--device %q: want cpu or cuda", name)
+	return nil, nil, fmt.Errorf("--device %q: want cpu, cuda or host", name)
 }
 
 // trainDevice resolves the device key of a training config: cpu trains on
@@ -34,8 +39,8 @@ func trainDevice(device string, notes io.Writer) (train.Options, func(), error) 
 	switch device {
 	case "", "cpu":
 		return train.Options{}, none, nil
-	case "cuda":
-		be, release, err := openBackend("cuda")
+	case "cuda", "host":
+		be, release, err := openBackend(device)
 		if err != nil {
 			return train.Options{}, none, err
 		}
@@ -51,7 +56,7 @@ func trainDevice(device string, notes io.Writer) (train.Options, func(), error) 
 		}
 		return train.Options{Backend: be}, release, nil
 	}
-	return train.Options{}, none, fmt.Errorf("device %q: want auto, cpu or cuda", device)
+	return train.Options{}, none, fmt.Errorf("device %q: want auto, cpu, cuda or host", device)
 }
 
 // useDevice puts an engine's generation on the device the flag names, as

@@ -32,7 +32,7 @@ gradients, full fine-tuning, LoRA and QLoRA) run on the GPU instead, in
 --dtype f32 (limits as on the CPU) or bf16 (limits --bf16-limit and
 --bf16-grad-limit, against PyTorch's own bf16-vs-f32 deviation).
 Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.`, args, stdout, stderr)
-	device := fs.String("device", "cpu", "where the model checks run: cpu or cuda")
+	device := fs.String("device", "cpu", "where the model checks run: cpu, cuda or host (the compute-seam block on the CPU backend)")
 	dtype := fs.String("dtype", "f32", "with --device cuda: f32 or bf16")
 	bf16Limit := fs.Float64("bf16-limit", 5e-3, "with --dtype bf16: the largest relative loss deviation allowed (PyTorch's own bf16 run moved up to 4.0e-3 from its f32 run on these trajectories, H200)")
 	bf16GradLimit := fs.Float64("bf16-grad-limit", 4e-2, "with --dtype bf16: the largest relative gradient deviation allowed (PyTorch's own: 1.5-2.1e-2)")

@@ -1,0 +1,828 @@
+package cpu
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"gotune/compute"
+)
+
+// Device is the CPU as a compute.Backend: tensors are host slices, held
+// behind the seam like any device's memory, and the operations run on this
+// package's kernels (the same Sgemm, exponentials and SwiGLU the CPU trainer
+// uses), split over Threads() cores. Operations run synchronously, so Sync
+// only reports the first failure.
+//
+// bf16 tensors hold float32 values rounded to bfloat16 on every store, as
+// the reference backend does: the arithmetic is the GPU's, the memory saving
+// is not there yet.
+type Device struct {
+	mu          sync.Mutex
+	err         error
+	inUse, peak int64
+}
+
+// Open returns the CPU backend.
+func Open() *Device { return &Device{} }
+
+type tensor struct {
+	d    *Device
+	f    []float32 // F32, BF16
+	i    []int32   // I32
+	u    []byte    // U8
+	dt   compute.DType
+	own  bool
+	size int64
+}
+
+func (t *tensor) DType() compute.DType { return t.dt }
+
+func (t *tensor) Len() int {
+	switch t.dt {
+	case compute.I32:
+		return len(t.i)
+	case compute.U8:
+		return len(t.u)
+	}
+	return len(t.f)
+}
+
+func (t *tensor) Slice(off, n int) compute.Tensor {
+	v := &tensor{d: t.d, dt: t.dt}
+	switch t.dt {
+	case compute.I32:
+		v.i = t.i[off : off+n]
+	case compute.U8:
+		v.u = t.u[off : off+n]
+	default:
+		v.f = t.f[off : off+n]
+	}
+	return v
+}
+
+func (t *tensor) Free() {
+	if !t.own {
+		return
+	}
+	t.d.mu.Lock()
+	t.d.inUse -= t.size
+	t.d.mu.Unlock()
+	t.own = false
+	t.f, t.i, t.u = nil, nil, nil
+}
+
+func (d *Device) fail(err error) {
+	d.mu.Lock()
+	if d.err == nil {
+		d.err = err
+	}
+	d.mu.Unlock()
+}
+
+// Name is "cpu".
+func (d *Device) Name() string { return "cpu" }
+
+// Err returns the first failure.
+func (d *Device) Err() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+// Sync returns the first failure: every operation has finished on return.
+func (d *Device) Sync() error { return d.Err() }
+
+// MemStats counts the bytes of tensors allocated and not freed.
+func (d *Device) MemStats() compute.MemStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return compute.MemStats{InUse: d.inUse, Peak: d.peak}
+}
+
+// Alloc returns a zeroed tensor of n elements.
+func (d *Device) Alloc(dt compute.DType, n int) (compute.Tensor, error) {
+	if n < 0 || dt.Size() == 0 {
+		return nil, fmt.Errorf("cpu: alloc of %d %v", n, dt)
+	}
+	t := &tensor{d: d, dt: dt, own: true, size: int64(n * dt.Size())}
+	switch dt {
+	case compute.I32:
+		t.i = make([]int32, n)
+	case compute.U8:
+		t.u = make([]byte, n)
+	default:
+		t.f = make([]float32, n)
+	}
+	d.mu.Lock()
+	d.inUse += t.size
+	d.peak = max(d.peak, d.inUse)
+	d.mu.Unlock()
+	return t, nil
+}
+
+// tt is x as this backend's tensor; any other kind is a programming error
+// in the caller (a tensor of another backend passed through the seam).
+func tt(x compute.Tensor) *tensor {
+	if x == nil {
+		return nil
+	}
+	v, ok := x.(*tensor)
+	if !ok {
+		panic(fmt.Sprintf("cpu: a %T was passed where this backend's memory is needed", x))
+	}
+	return v
+}
+
+// roundBF16 rounds v to bfloat16, nearest even, keeping NaN a NaN.
+func roundBF16(v float32) float32 {
+	u := math.Float32bits(v)
+	if u&0x7fffffff > 0x7f800000 {
+		return math.Float32frombits((u | 0x400000) &^ 0xffff)
+	}
+	u += 0x7fff + (u>>16)&1
+	return math.Float32frombits(u &^ 0xffff)
+}
+
+// stored rounds what an operation wrote into t when t is bf16.
+func stored(t *tensor) {
+	if t == nil || t.dt != compute.BF16 {
+		return
+	}
+	Parallel(len(t.f), 1<<14, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			t.f[i] = roundBF16(t.f[i])
+		}
+	})
+}
+
+// elementwise runs fn over [0,n) in chunks on every core.
+func elementwise(n int, fn func(lo, hi int)) { Parallel(n, 1<<14, fn) }
+
+// rowwise runs fn over rows of width d, giving each goroutine about 16k
+// elements.
+func rowwise(rows, d int, fn func(lo, hi int)) {
+	Parallel(rows, max(1, (1<<14)/max(d, 1)), fn)
+}
+
+// Upload copies src into dst.
+func (d *Device) Upload(dst compute.Tensor, src []float32) {
+	t := tt(dst)
+	if (t.dt != compute.F32 && t.dt != compute.BF16) || len(src) != len(t.f) {
+		d.fail(fmt.Errorf("cpu: upload of %d values into %v×%d", len(src), t.dt, t.Len()))
+		return
+	}
+	copy(t.f, src)
+	stored(t)
+}
+
+// UploadInt copies src into an I32 tensor.
+func (d *Device) UploadInt(dst compute.Tensor, src []int32) {
+	t := tt(dst)
+	if t.dt != compute.I32 || len(src) != len(t.i) {
+		d.fail(fmt.Errorf("cpu: upload of %d ints into %v×%d", len(src), t.dt, t.Len()))
+		return
+	}
+	copy(t.i, src)
+}
+
+// UploadBytes copies src into a U8 tensor.
+func (d *Device) UploadBytes(dst compute.Tensor, src []byte) {
+	t := tt(dst)
+	if t.dt != compute.U8 || len(src) != len(t.u) {
+		d.fail(fmt.Errorf("cpu: upload of %d bytes into %v×%d", len(src), t.dt, t.Len()))
+		return
+	}
+	copy(t.u, src)
+}
+
+// Download copies src into dst, widening integers to float32.
+func (d *Device) Download(dst []float32, src compute.Tensor) error {
+	t := tt(src)
+	if len(dst) != t.Len() {
+		return fmt.Errorf("cpu: download of %d into %d", t.Len(), len(dst))
+	}
+	switch t.dt {
+	case compute.I32:
+		for i, v := range t.i {
+			dst[i] = float32(v)
+		}
+	case compute.U8:
+		for i, v := range t.u {
+			dst[i] = float32(v)
+		}
+	default:
+		copy(dst, t.f)
+	}
+	return d.Err()
+}
+
+// Zero clears t.
+func (d *Device) Zero(x compute.Tensor) {
+	t := tt(x)
+	clear(t.f)
+	clear(t.i)
+	clear(t.u)
+}
+
+// Fill sets every element of t to v.
+func (d *Device) Fill(x compute.Tensor, v float32) {
+	t := tt(x)
+	if t.dt == compute.BF16 {
+		v = roundBF16(v)
+	}
+	elementwise(len(t.f), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			t.f[i] = v
+		}
+	})
+}
+
+// Gemm is Sgemm on the backend's tensors.
+func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a compute.Tensor, lda int, b compute.Tensor, ldb int, beta float32, c compute.Tensor, ldc int) {
+	d.GemmBatched(transA, transB, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1)
+}
+
+// GemmBatched runs batch products at fixed strides: side by side, one core
+// each, when there are at least as many products as cores, else one after
+// another on every core.
+func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a compute.Tensor, lda, strideA int, b compute.Tensor, ldb, strideB int, beta float32, c compute.Tensor, ldc, strideC, batch int) {
+	A, B, C := tt(a), tt(b), tt(c)
+	if A.f == nil && A.Len() > 0 || B.f == nil && B.Len() > 0 || C.f == nil && C.Len() > 0 {
+		d.fail(fmt.Errorf("cpu: gemm of %v by %v into %v", A.dt, B.dt, C.dt))
+		return
+	}
+	// The extent of one operand as its shape and stride read it: slicing to
+	// it keeps Sgemm's bounds checks meaningful for the last product.
+	extent := func(rows, cols, ld int) int {
+		if rows == 0 || cols == 0 {
+			return 0
+		}
+		return (rows-1)*ld + cols
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	ea, eb, ec := extent(ar, ac, lda), extent(br, bc, ldb), extent(m, n, ldc)
+	one := func(q, threads int) {
+		SgemmOn(threads, transA, transB, m, n, k, alpha, A.f[q*strideA:q*strideA+ea], lda,
+			B.f[q*strideB:q*strideB+eb], ldb, beta, C.f[q*strideC:q*strideC+ec], ldc)
+	}
+	if th := Threads(); batch >= th && th > 1 {
+		Parallel(batch, 1, func(lo, hi int) {
+			for q := lo; q < hi; q++ {
+				one(q, 1)
+			}
+		})
+	} else {
+		for q := 0; q < batch; q++ {
+			one(q, th)
+		}
+	}
+	if C.dt == compute.BF16 {
+		for q := 0; q < batch; q++ {
+			stored(&tensor{dt: compute.BF16, f: C.f[q*strideC : q*strideC+ec]})
+		}
+	}
+}
+
+// Cast copies src into dst, rounding when dst is bf16.
+func (d *Device) Cast(dst, src compute.Tensor) {
+	D, S := tt(dst), tt(src)
+	copy(D.f, S.f)
+	stored(D)
+}
+
+// Add writes dst = a + b.
+func (d *Device) Add(dst, a, b compute.Tensor) {
+	D, X, Y := tt(dst), tt(a), tt(b)
+	elementwise(len(D.f), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			D.f[i] = X.f[i] + Y.f[i]
+		}
+	})
+	stored(D)
+}
+
+// Axpby computes y = beta·y + alpha·x.
+func (d *Device) Axpby(y compute.Tensor, alpha float32, x compute.Tensor, beta float32) {
+	Y, X := tt(y), tt(x)
+	elementwise(len(Y.f), func(lo, hi int) {
+		if beta == 0 {
+			for i := lo; i < hi; i++ {
+				Y.f[i] = alpha * X.f[i]
+			}
+			return
+		}
+		for i := lo; i < hi; i++ {
+			Y.f[i] = beta*Y.f[i] + alpha*X.f[i]
+		}
+	})
+	stored(Y)
+}
+
+// Dropout applies the mask m to src.
+func (d *Device) Dropout(dst, src compute.Tensor, m compute.DropoutMask, accumulate bool) {
+	D, S := tt(dst), tt(src)
+	elementwise(len(D.f), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			var v float32
+			if compute.DropoutKeeps(m.Seed, m.Thresh, i) {
+				v = S.f[i] * m.Keep
+			}
+			if accumulate {
+				v += D.f[i]
+			}
+			D.f[i] = v
+		}
+	})
+	stored(D)
+}
+
+// SwiGLU writes a = silu(g)·u.
+func (d *Device) SwiGLU(a, g, u compute.Tensor) {
+	A, G, U := tt(a), tt(g), tt(u)
+	elementwise(len(A.f), func(lo, hi int) { SiLUMul(A.f[lo:hi], G.f[lo:hi], U.f[lo:hi]) })
+	stored(A)
+}
+
+// SwiGLUBackward is SwiGLU's gradient.
+func (d *Device) SwiGLUBackward(dg, du, da, g, u compute.Tensor) {
+	DG, DU, DA, G, U := tt(dg), tt(du), tt(da), tt(g), tt(u)
+	elementwise(len(DA.f), func(lo, hi int) {
+		SiLUMulBackward(DG.f[lo:hi], DU.f[lo:hi], DA.f[lo:hi], G.f[lo:hi], U.f[lo:hi])
+	})
+	stored(DG)
+	stored(DU)
+}
+
+// RMSNorm normalises rows: y = x·rstd·(w + wadd).
+func (d *Device) RMSNorm(y, rstd, x, w compute.Tensor, rows, dim int, eps, wadd float32) {
+	Y, R, X, W := tt(y), tt(rstd), tt(x), tt(w)
+	rowwise(rows, dim, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr, yr := X.f[r*dim:(r+1)*dim], Y.f[r*dim:(r+1)*dim]
+			var ss float64
+			for _, v := range xr {
+				ss += float64(v) * float64(v)
+			}
+			rs := float32(1 / math.Sqrt(ss/float64(dim)+float64(eps)))
+			R.f[r] = rs
+			for j, v := range xr {
+				yr[j] = v * rs * (W.f[j] + wadd)
+			}
+		}
+	})
+	stored(Y)
+	stored(R)
+}
+
+// RMSNormBackward is RMSNorm's input gradient.
+func (d *Device) RMSNormBackward(dx, dy, x, w, rstd compute.Tensor, rows, dim int, wadd float32, accumulate bool) {
+	DX, DY, X, W, R := tt(dx), tt(dy), tt(x), tt(w), tt(rstd)
+	rowwise(rows, dim, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			o := r * dim
+			rs := float64(R.f[r])
+			var c float64
+			for j := 0; j < dim; j++ {
+				c += float64(DY.f[o+j]) * float64(W.f[j]+wadd) * float64(X.f[o+j])
+			}
+			c *= rs * rs / float64(dim)
+			for j := 0; j < dim; j++ {
+				v := float32(rs * (float64(DY.f[o+j])*float64(W.f[j]+wadd) - float64(X.f[o+j])*c))
+				if accumulate {
+					v += DX.f[o+j]
+				}
+				DX.f[o+j] = v
+			}
+		}
+	})
+	stored(DX)
+}
+
+// columns runs fn over column blocks of a rows×dim matrix: each block's
+// column sums add rows in order, so the result does not depend on the
+// number of cores.
+func columns(rows, dim int, fn func(lo, hi int)) {
+	Parallel(dim, max(16, (1<<16)/max(rows, 1)), fn)
+}
+
+// RMSNormWeightGrad accumulates dw += Σ_rows dy·x·rstd.
+func (d *Device) RMSNormWeightGrad(dw, dy, x, rstd compute.Tensor, rows, dim int) {
+	DW, DY, X, R := tt(dw), tt(dy), tt(x), tt(rstd)
+	columns(rows, dim, func(lo, hi int) {
+		s := make([]float64, hi-lo)
+		for r := 0; r < rows; r++ {
+			rs := float64(R.f[r])
+			o := r * dim
+			for j := lo; j < hi; j++ {
+				s[j-lo] += float64(DY.f[o+j]) * float64(X.f[o+j]) * rs
+			}
+		}
+		for j := lo; j < hi; j++ {
+			DW.f[j] += float32(s[j-lo])
+		}
+	})
+	stored(DW)
+}
+
+// AddBias adds b to every row of y.
+func (d *Device) AddBias(y, b compute.Tensor, rows, dim int) {
+	Y, B := tt(y), tt(b)
+	rowwise(rows, dim, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			yr := Y.f[r*dim : (r+1)*dim]
+			for j := range yr {
+				yr[j] += B.f[j]
+			}
+		}
+	})
+	stored(Y)
+}
+
+// BiasGrad accumulates db += Σ_rows dy.
+func (d *Device) BiasGrad(db, dy compute.Tensor, rows, dim int) {
+	DB, DY := tt(db), tt(dy)
+	columns(rows, dim, func(lo, hi int) {
+		s := make([]float64, hi-lo)
+		for r := 0; r < rows; r++ {
+			o := r * dim
+			for j := lo; j < hi; j++ {
+				s[j-lo] += float64(DY.f[o+j])
+			}
+		}
+		for j := lo; j < hi; j++ {
+			DB.f[j] += float32(s[j-lo])
+		}
+	})
+	stored(DB)
+}
+
+// ScaleCols writes y[r,j] = x[r,j]·s[j].
+func (d *Device) ScaleCols(y, x, s compute.Tensor, rows, dim int) {
+	Y, X, S := tt(y), tt(x), tt(s)
+	rowwise(rows, dim, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			o := r * dim
+			for j := 0; j < dim; j++ {
+				Y.f[o+j] = X.f[o+j] * S.f[j]
+			}
+		}
+	})
+	stored(Y)
+}
+
+// ScaleRows writes y[r,j] = x[r,j]·s[r].
+func (d *Device) ScaleRows(y, x, s compute.Tensor, rows, dim int) {
+	Y, X, S := tt(y), tt(x), tt(s)
+	rowwise(rows, dim, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			o := r * dim
+			for j := 0; j < dim; j++ {
+				Y.f[o+j] = X.f[o+j] * S.f[r]
+			}
+		}
+	})
+	stored(Y)
+}
+
+// ColDot accumulates dst[j] += Σ_r a[r,j]·b[r,j].
+func (d *Device) ColDot(dst, a, b compute.Tensor, rows, dim int) {
+	D, X, Y := tt(dst), tt(a), tt(b)
+	columns(rows, dim, func(lo, hi int) {
+		s := make([]float64, hi-lo)
+		for r := 0; r < rows; r++ {
+			o := r * dim
+			for j := lo; j < hi; j++ {
+				s[j-lo] += float64(X.f[o+j]) * float64(Y.f[o+j])
+			}
+		}
+		for j := lo; j < hi; j++ {
+			D.f[j] += float32(s[j-lo])
+		}
+	})
+	stored(D)
+}
+
+// DoRAScale writes inv = 1/√norm2 and scale = m·inv.
+func (d *Device) DoRAScale(scale, inv, m, norm2 compute.Tensor, n int) {
+	S, I, M, N := tt(scale), tt(inv), tt(m), tt(norm2)
+	for i := 0; i < n; i++ {
+		v := 1 / math.Sqrt(float64(N.f[i]))
+		I.f[i] = float32(v)
+		S.f[i] = float32(float64(M.f[i]) * v)
+	}
+	stored(S)
+	stored(I)
+}
+
+// RowDot writes out[r] = Σ_j a[r,j]·b[r,j].
+func (d *Device) RowDot(out, a, b compute.Tensor, rows, dim int) {
+	O, X, Y := tt(out), tt(a), tt(b)
+	rowwise(rows, dim, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			O.f[r] = Dot(X.f[r*dim:(r+1)*dim], Y.f[r*dim:(r+1)*dim])
+		}
+	})
+	stored(O)
+}
+
+func posOf(p *tensor, bt, t int) int {
+	if p == nil {
+		return t
+	}
+	return int(p.i[bt])
+}
+
+// RopeSplit rotates token-major src into head-major dst.
+func (d *Device) RopeSplit(dst, src, pos, cos, sin compute.Tensor, b, t, heads, hd, rot int) {
+	d.RopeSplitInto(dst, src, pos, cos, sin, b, t, heads, hd, rot, t, 0)
+}
+
+// RopeSplitInto is RopeSplit into steps [dstOff, dstOff+t) of a cache of
+// dstT steps per head.
+func (d *Device) RopeSplitInto(dst, src, pos, cos, sin compute.Tensor, b, t, heads, hd, rot, dstT, dstOff int) {
+	D, S, P, C, SN := tt(dst), tt(src), tt(pos), tt(cos), tt(sin)
+	half := rot / 2
+	rowwise(b*t, heads*hd, func(lo, hi int) {
+		for bt := lo; bt < hi; bt++ {
+			bi, ti := bt/t, bt%t
+			p := posOf(P, bt, ti)
+			c, s := C.f[p*hd:(p+1)*hd], SN.f[p*hd:(p+1)*hd]
+			for h := 0; h < heads; h++ {
+				x := S.f[(bt*heads+h)*hd:][:hd]
+				o := ((bi*heads+h)*dstT + dstOff + ti) * hd
+				y := D.f[o : o+hd]
+				for j := 0; j < half; j++ {
+					y[j] = x[j]*c[j] - x[j+half]*s[j]
+				}
+				for j := half; j < rot; j++ {
+					y[j] = x[j]*c[j] + x[j-half]*s[j]
+				}
+				copy(y[rot:], x[rot:])
+			}
+		}
+	})
+	stored(D)
+}
+
+// RopeMerge is RopeSplit's transpose.
+func (d *Device) RopeMerge(dst, src, pos, cos, sin compute.Tensor, b, t, heads, hd, rot int, accumulate bool) {
+	D, S, P, C, SN := tt(dst), tt(src), tt(pos), tt(cos), tt(sin)
+	half := rot / 2
+	rowwise(b*t, heads*hd, func(lo, hi int) {
+		for bt := lo; bt < hi; bt++ {
+			bi, ti := bt/t, bt%t
+			p := posOf(P, bt, ti)
+			c, s := C.f[p*hd:(p+1)*hd], SN.f[p*hd:(p+1)*hd]
+			for h := 0; h < heads; h++ {
+				x := S.f[((bi*heads+h)*t+ti)*hd:][:hd]
+				y := D.f[(bt*heads+h)*hd:][:hd]
+				for j := 0; j < hd; j++ {
+					var r float32
+					switch {
+					case j < half:
+						r = x[j]*c[j] + x[j+half]*s[j+half]
+					case j < rot:
+						r = x[j]*c[j] - x[j-half]*s[j-half]
+					default:
+						r = x[j]
+					}
+					if accumulate {
+						r += y[j]
+					}
+					y[j] = r
+				}
+			}
+		}
+	})
+	stored(D)
+}
+
+// attnMask writes into keep[j] whether query i of sequence b may attend to
+// key j: causal (j ≤ off+i), not a padding key, same packed segment.
+func attnMask(keep []bool, b, i, tq, tk, off int, km, qs, ks *tensor) {
+	for j := range keep {
+		ok := j <= off+i
+		if ok && km != nil && km.i[b*tk+j] == 0 {
+			ok = false
+		}
+		if ok && qs != nil && qs.i[b*tq+i] != ks.i[b*tk+j] {
+			ok = false
+		}
+		keep[j] = ok
+	}
+}
+
+// AttnSoftmax turns scaled scores into masked probabilities, saving lse.
+func (d *Device) AttnSoftmax(p, lse, s, kmask, qseg, kseg compute.Tensor, b, h, tq, tk, off int) {
+	P, L, S, KM, QS, KS := tt(p), tt(lse), tt(s), tt(kmask), tt(qseg), tt(kseg)
+	rowwise(b*h*tq, tk, func(lo, hi int) {
+		keep := make([]bool, tk)
+		for r := lo; r < hi; r++ {
+			bi, i := r/(h*tq), r%tq
+			attnMask(keep, bi, i, tq, tk, off, KM, QS, KS)
+			sr, pr := S.f[r*tk:(r+1)*tk], P.f[r*tk:(r+1)*tk]
+			mx := float32(math.Inf(-1))
+			for j, v := range sr {
+				if keep[j] && v > mx {
+					mx = v
+				}
+			}
+			if math.IsInf(float64(mx), -1) {
+				L.f[r] = mx
+				clear(pr)
+				continue
+			}
+			for j, v := range sr {
+				if keep[j] {
+					pr[j] = v
+				} else {
+					pr[j] = float32(math.Inf(-1))
+				}
+			}
+			sum := ExpSubSum(pr, pr, mx)
+			l := mx + float32(math.Log(sum))
+			L.f[r] = l
+			Scale(float32(1/sum), pr)
+		}
+	})
+	stored(P)
+	stored(L)
+}
+
+// AttnSoftmaxBackward recomputes the probabilities from lse and writes the
+// score gradient ds = p·(dp − dsum).
+func (d *Device) AttnSoftmaxBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg compute.Tensor, b, h, tq, tk, off int) {
+	P, DS, S, DP, L, D, KM, QS, KS := tt(p), tt(ds), tt(s), tt(dp), tt(lse), tt(dsum), tt(kmask), tt(qseg), tt(kseg)
+	rowwise(b*h*tq, tk, func(lo, hi int) {
+		keep := make([]bool, tk)
+		for r := lo; r < hi; r++ {
+			bi, i := r/(h*tq), r%tq
+			attnMask(keep, bi, i, tq, tk, off, KM, QS, KS)
+			l := L.f[r]
+			sr, pr, dsr, dpr := S.f[r*tk:(r+1)*tk], P.f[r*tk:(r+1)*tk], DS.f[r*tk:(r+1)*tk], DP.f[r*tk:(r+1)*tk]
+			if math.IsInf(float64(l), -1) {
+				clear(pr)
+				clear(dsr)
+				continue
+			}
+			for j, v := range sr {
+				if keep[j] {
+					pr[j] = v
+				} else {
+					pr[j] = float32(math.Inf(-1))
+				}
+			}
+			ExpSubSum(pr, pr, l)
+			if P.dt == compute.BF16 {
+				for j := range pr {
+					pr[j] = roundBF16(pr[j])
+				}
+			}
+			dr := D.f[r]
+			for j := range dsr {
+				dsr[j] = pr[j] * (dpr[j] - dr)
+			}
+		}
+	})
+	stored(DS)
+}
+
+// CrossEntropy writes each row's loss and, with grad, scale·(softmax −
+// onehot).
+func (d *Device) CrossEntropy(loss, grad, logits, targets compute.Tensor, rows, vocab int, scale float32) {
+	L, G, X, T := tt(loss), tt(grad), tt(logits), tt(targets)
+	Parallel(rows, 1, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr := X.f[r*vocab : (r+1)*vocab]
+			mx := MaxF32(xr)
+			var gr []float32
+			if G != nil {
+				gr = G.f[r*vocab : (r+1)*vocab]
+			}
+			sum := ExpSubSum(gr, xr, mx)
+			t := int(T.i[r])
+			L.f[r] = float32(float64(mx) + math.Log(sum) - float64(xr[t]))
+			if gr == nil {
+				continue
+			}
+			Scale(float32(float64(scale)/sum), gr)
+			gr[t] -= scale
+		}
+	})
+	stored(L)
+	stored(G)
+}
+
+// GatherRows copies rows idx[r] of src into row r of dst.
+func (d *Device) GatherRows(dst, src, idx compute.Tensor, rows, dim int) {
+	D, S, I := tt(dst), tt(src), tt(idx)
+	rowwise(rows, dim, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			k := int(I.i[r])
+			copy(D.f[r*dim:(r+1)*dim], S.f[k*dim:(k+1)*dim])
+		}
+	})
+	stored(D)
+}
+
+// ScatterAddRows adds row r of src into row idx[r] of dst, rows in order
+// (ids repeat, so the work is split by columns).
+func (d *Device) ScatterAddRows(dst, src, idx compute.Tensor, rows, dim int) {
+	D, S, I := tt(dst), tt(src), tt(idx)
+	columns(rows, dim, func(lo, hi int) {
+		for r := 0; r < rows; r++ {
+			k := int(I.i[r])
+			Axpy(1, S.f[r*dim+lo:r*dim+hi], D.f[k*dim+lo:k*dim+hi])
+		}
+	})
+	stored(D)
+}
+
+// EmbeddingBackward adds the rows of dx into the table at ids.
+func (d *Device) EmbeddingBackward(table, dx, ids compute.Tensor, rows, dim int) {
+	d.ScatterAddRows(table, dx, ids, rows, dim)
+}
+
+// Dequantize4 expands 4-bit codes, high nibble first.
+func (d *Device) Dequantize4(dst, packed, scales, code compute.Tensor, n, block int) {
+	D, P, S, C := tt(dst), tt(packed), tt(scales), tt(code)
+	var lut [16]float32
+	copy(lut[:], C.f)
+	Parallel(n/2, 1<<13, func(lo, hi int) {
+		for e2 := lo; e2 < hi; e2++ {
+			e := 2 * e2
+			q := P.u[e2]
+			D.f[e] = lut[q>>4] * S.f[e/block]
+			D.f[e+1] = lut[q&15] * S.f[(e+1)/block]
+		}
+	})
+	if n%2 == 1 {
+		e := n - 1
+		D.f[e] = lut[P.u[e>>1]>>4] * S.f[e/block]
+	}
+	stored(D)
+}
+
+// AdamW updates p with gradient g and moments m, v.
+func (d *Device) AdamW(p, g, m, v, shadow compute.Tensor, s compute.AdamStep) {
+	P, G, M, V, SH := tt(p), tt(g), tt(m), tt(v), tt(shadow)
+	elementwise(len(P.f), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			gi := G.f[i] * s.GradScale
+			mi := s.Beta1*M.f[i] + (1-s.Beta1)*gi
+			vi := s.Beta2*V.f[i] + (1-s.Beta2)*gi*gi
+			M.f[i], V.f[i] = mi, vi
+			pi := P.f[i]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
+			P.f[i] = pi
+			if SH != nil {
+				SH.f[i] = pi
+				if SH.dt == compute.BF16 {
+					SH.f[i] = roundBF16(pi)
+				}
+			}
+		}
+	})
+}
+
+// SumSquares returns Σx² of each f32 tensor.
+func (d *Device) SumSquares(ts []compute.Tensor) ([]float64, error) {
+	out := make([]float64, len(ts))
+	for k, x := range ts {
+		t := tt(x)
+		if t.dt != compute.F32 {
+			return nil, errors.New("cpu: sum of squares of a non-f32 tensor")
+		}
+		out[k] = sumSquares(t.f)
+	}
+	return out, nil
+}
+
+// sumSquares adds chunks of 4096 in float32 (the dot kernel), the chunks in
+// float64, in a fixed order.
+func sumSquares(x []float32) float64 {
+	const chunk = 4096
+	n := (len(x) + chunk - 1) / chunk
+	parts := make([]float64, n)
+	Parallel(n, 16, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			v := x[c*chunk : min((c+1)*chunk, len(x))]
+			parts[c] = float64(Dot(v, v))
+		}
+	})
+	var s float64
+	for _, v := range parts {
+		s += v
+	}
+	return s
+}
+
+var _ compute.Backend = (*Device)(nil)

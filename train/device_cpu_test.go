@@ -1,0 +1,14 @@
+package train
+
+import (
+	"testing"
+
+	"gotune/compute"
+	"gotune/compute/cpu"
+)
+
+// TestDeviceTrainingMatchesCPUOnHost: the training runs of
+// TestDeviceTrainingMatchesCPU through the CPU backend.
+func TestDeviceTrainingMatchesCPUOnHost(t *testing.T) {
+	testDeviceTraining(t, func() compute.Backend { return cpu.Open() }, 1e-5)
+}
