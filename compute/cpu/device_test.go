@@ -289,7 +289,9 @@ func testDeviceOps(t *testing.T, dt compute.DType) {
 		packed[i] = byte(w.r.Intn(256))
 	}
 	pk, qs, deq := w.bytes(packed), w.rand(compute.F32, (qn+block-1)/block, 0, 1), w.alloc(dt, qn)
-	w.run(func(be compute.Backend, s func(pair) compute.Tensor) { be.Dequantize4(s(deq), s(pk), s(qs), s(code), qn, block) })
+	w.run(func(be compute.Backend, s func(pair) compute.Tensor) {
+		be.Dequantize4(s(deq), s(pk), s(qs), s(code), qn, block)
+	})
 	w.same("dequantize4", deq, tol)
 
 	pp, gg, mm, vv := w.rand(compute.F32, 1000, 0, 1), w.rand(compute.F32, 1000, 0, 1), w.rand(compute.F32, 1000, 0, 0.1), w.rand(compute.F32, 1000, 0.5, 0.1)
