@@ -63,9 +63,6 @@ training steps (full, lora or qlora), optionally in turn with a PyTorch peer (--
 	if err := noPositionals(pos); err != nil {
 		return err
 	}
-	if *device != "cpu" {
-		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag)
-	}
 	if *profile != "" {
 		f, err := os.Create(*profile)
 		if err != nil {
@@ -73,6 +70,9 @@ training steps (full, lora or qlora), optionally in turn with a PyTorch peer (--
 		}
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *device != "cpu" {
+		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag)
 	}
 	var shapes []string
 	if *shapeList != "" {

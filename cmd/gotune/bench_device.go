@@ -12,6 +12,7 @@ import (
 	"gotune/compute"
 	"gotune/compute/cuda"
 	"gotune/model"
+	"gotune/runlog"
 )
 
 // profiler is implemented by backends that can time their operations.
@@ -112,7 +113,7 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 		r.ResetPeak()
 	}
 	times := make([]float64, steps)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuSeconds()
 	for i := range times {
 		t0 := time.Now()
 		if err := step(); err != nil {
@@ -121,13 +122,18 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 		times[i] = time.Since(t0).Seconds()
 	}
 	wall := time.Since(start).Seconds()
+	cpuStep := (cpuSeconds() - cpu0) / float64(steps)
 	sort.Float64s(times)
 	mean := wall / float64(steps)
 	st := dm.MemStats()
+	rss, _ := runlog.ReadMem()
 	line := map[string]any{"bench": "train_tokens_per_s", "device": be.Name(), "dtype": dt.String(), "method": method, "shape": shape,
 		"batch": b, "seq": t, "lora_rank": rank, "trainable": trainable, "checkpoint": checkpoint,
 		"value": round(float64(b*t) / mean), "unit": "tokens/s", "step_s": mean, "step_s_min": times[0], "step_s_median": times[len(times)/2],
-		"loss": loss, "peak_mem_gib": float64(st.Peak) / (1 << 30), "tflops": round(flops / times[len(times)/2] / 1e12)}
+		"loss": loss, "peak_mem_gib": float64(st.Peak) / (1 << 30), "tflops": round(flops / times[len(times)/2] / 1e12),
+		// The process's own figures: for the host backend, comparable with
+		// the CPU trainer's (the host copy of the model is dropped above).
+		"peak_rss_mib": rss.Peak >> 20, "cpu_s_step": cpuStep}
 	if mi, ok := be.(memInfo); ok {
 		free, total := mi.FreeMemory()
 		line["device_used_gib"] = math.Round(float64(total-free)/(1<<30)*100) / 100

@@ -755,20 +755,40 @@ func (d *Device) EmbeddingBackward(table, dx, ids compute.Tensor, rows, dim int)
 // Dequantize4 expands 4-bit codes, high nibble first.
 func (d *Device) Dequantize4(dst, packed, scales, code compute.Tensor, n, block int) {
 	D, P, S, C := tt(dst), tt(packed), tt(scales), tt(code)
-	var lut [16]float32
-	copy(lut[:], C.f)
-	Parallel(n/2, 1<<13, func(lo, hi int) {
-		for e2 := lo; e2 < hi; e2++ {
-			e := 2 * e2
-			q := P.u[e2]
-			D.f[e] = lut[q>>4] * S.f[e/block]
-			D.f[e+1] = lut[q&15] * S.f[(e+1)/block]
+	// Both values of every byte, looked up at once.
+	var pairs [256][2]float32
+	for q := range pairs {
+		pairs[q] = [2]float32{C.f[q>>4], C.f[q&15]}
+	}
+	one := func(e int) float32 {
+		q := P.u[e>>1] >> 4
+		if e&1 == 1 {
+			q = P.u[e>>1] & 15
+		}
+		return C.f[q] * S.f[e/block]
+	}
+	blocks := (n + block - 1) / block
+	Parallel(blocks, max(1, (1<<14)/block), func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			e0, e1 := b*block, min((b+1)*block, n)
+			s := S.f[b]
+			e := e0
+			if e&1 == 1 { // a block starting inside a byte
+				D.f[e] = one(e)
+				e++
+			}
+			out := D.f[e:e1]
+			in := P.u[e>>1 : (e1)>>1]
+			for i, q := range in {
+				p := &pairs[q]
+				out[2*i] = p[0] * s
+				out[2*i+1] = p[1] * s
+			}
+			if e1&1 == 1 && e1-e > 2*len(in) {
+				D.f[e1-1] = one(e1 - 1)
+			}
 		}
 	})
-	if n%2 == 1 {
-		e := n - 1
-		D.f[e] = lut[P.u[e>>1]>>4] * S.f[e/block]
-	}
 	stored(D)
 }
 

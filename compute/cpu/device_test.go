@@ -282,17 +282,18 @@ func testDeviceOps(t *testing.T, dt compute.DType) {
 	w.same("gather", got, tol)
 	w.same("scatter-add and embedding backward", acc, tol)
 
-	const qn, block = 129, 16
 	code := w.rand(compute.F32, 16, 0, 1)
-	packed := make([]byte, (qn+1)/2)
-	for i := range packed {
-		packed[i] = byte(w.r.Intn(256))
+	for _, q := range []struct{ n, block int }{{129, 16}, {50, 7}, {3, 64}, {64, 64}} {
+		packed := make([]byte, (q.n+1)/2)
+		for i := range packed {
+			packed[i] = byte(w.r.Intn(256))
+		}
+		pk, qs, deq := w.bytes(packed), w.rand(compute.F32, (q.n+q.block-1)/q.block, 0, 1), w.alloc(dt, q.n)
+		w.run(func(be compute.Backend, s func(pair) compute.Tensor) {
+			be.Dequantize4(s(deq), s(pk), s(qs), s(code), q.n, q.block)
+		})
+		w.same(fmt.Sprintf("dequantize4 %d in blocks of %d", q.n, q.block), deq, tol)
 	}
-	pk, qs, deq := w.bytes(packed), w.rand(compute.F32, (qn+block-1)/block, 0, 1), w.alloc(dt, qn)
-	w.run(func(be compute.Backend, s func(pair) compute.Tensor) {
-		be.Dequantize4(s(deq), s(pk), s(qs), s(code), qn, block)
-	})
-	w.same("dequantize4", deq, tol)
 
 	pp, gg, mm, vv := w.rand(compute.F32, 1000, 0, 1), w.rand(compute.F32, 1000, 0, 1), w.rand(compute.F32, 1000, 0, 0.1), w.rand(compute.F32, 1000, 0.5, 0.1)
 	shadow := w.alloc(dt, 1000)
