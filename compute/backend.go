@@ -147,6 +147,11 @@ type Backend interface {
 	Dropout(dst, src Tensor, m DropoutMask, accumulate bool)
 	// SumSquares returns Σx² of each tensor (F32), synchronously.
 	SumSquares(ts []Tensor) ([]float64, error)
+
+	// Dequantize8 expands n signed 8-bit codes (two's complement bytes)
+	// into dst: int8(q[e])·scales[e/block] (absmax INT8 weights, the scale
+	// already divided by 127).
+	Dequantize8(dst, q, scales Tensor, n, block int)
 }
 
 // DropoutMask selects the elements dropout keeps: element i survives when

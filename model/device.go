@@ -107,9 +107,10 @@ type lact struct {
 	ld int
 }
 
-// dquant is a frozen 4-bit weight kept packed on the device and expanded
-// into shared scratch right before each product that needs it (QLoRA: the
-// model stays 4-bit in device memory).
+// dquant is a frozen quantized weight kept packed on the device and
+// expanded into shared scratch right before each product that needs it
+// (QLoRA: the model stays 4- or 8-bit in device memory). code is nil for
+// INT8 weights.
 type dquant struct {
 	packed, scales, code compute.Tensor
 	block                int
@@ -119,6 +120,12 @@ type dquant struct {
 // (implemented by quant.Matrix).
 type Packed4 interface {
 	Packed4() (packed []byte, scales []float32, code [16]float32, block int, ok bool)
+}
+
+// Packed8 is what the device path needs from an INT8 quantized weight
+// (implemented by quant.Matrix).
+type Packed8 interface {
+	Packed8() (q []byte, scales []float32, block int, ok bool)
 }
 
 type dlora struct {
@@ -498,37 +505,53 @@ func (dm *DeviceModel) placeTrainable() error {
 	return nil
 }
 
-// uploadQuant copies a 4-bit weight as it is stored.
+// uploadQuant copies a 4- or 8-bit weight as it is stored.
 func (dm *DeviceModel) uploadQuant(l *nn.Linear) (*dquant, error) {
-	p4, ok := l.Q.(Packed4)
-	if !ok {
-		return nil, fmt.Errorf("device model: %s: quantized weight %T does not run on a GPU yet", l.Name, l.Q)
+	var packed []byte
+	var scales, code []float32
+	var block int
+	if p4, ok := l.Q.(Packed4); ok {
+		var c [16]float32
+		if packed, scales, c, block, ok = p4.Packed4(); ok {
+			code = c[:]
+		}
 	}
-	packed, scales, code, block, ok := p4.Packed4()
-	if !ok {
-		return nil, fmt.Errorf("device model: %s: only 4-bit (nf4, fp4) quantized weights run on a GPU yet", l.Name)
+	if p8, ok := l.Q.(Packed8); ok && packed == nil {
+		packed, scales, block, _ = p8.Packed8()
+	}
+	if packed == nil {
+		return nil, fmt.Errorf("device model: %s: quantized weight %T does not run on a GPU yet (nf4, fp4 and int8 do)", l.Name, l.Q)
 	}
 	q := &dquant{block: block}
 	ts, err := dm.frozen(sharedKey{l.Q, compute.U8}, func(alloc func(compute.DType, int) (compute.Tensor, error)) ([]compute.Tensor, error) {
-		var ts [3]compute.Tensor
-		var err error
-		for i, s := range []struct {
+		var ts []compute.Tensor
+		for _, s := range []struct {
 			dt compute.DType
 			n  int
 		}{{compute.U8, len(packed)}, {compute.F32, len(scales)}, {compute.F32, len(code)}} {
-			if ts[i], err = alloc(s.dt, s.n); err != nil {
+			if s.n == 0 {
+				continue // no code book: INT8
+			}
+			t, err := alloc(s.dt, s.n)
+			if err != nil {
 				return nil, err
 			}
+			ts = append(ts, t)
 		}
 		dm.be.UploadBytes(ts[0], packed)
 		dm.be.Upload(ts[1], scales)
-		dm.be.Upload(ts[2], code[:])
-		return ts[:], nil
+		if code != nil {
+			dm.be.Upload(ts[2], code)
+		}
+		return ts, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("device model: %s: %w", l.Name, err)
 	}
-	q.packed, q.scales, q.code = ts[0], ts[1], ts[2]
+	q.packed, q.scales = ts[0], ts[1]
+	if len(ts) == 3 {
+		q.code = ts[2]
+	}
 	return q, nil
 }
 

@@ -258,7 +258,11 @@ func (dm *DeviceModel) weight(l *dlinear) compute.Tensor {
 		return l.w.w
 	}
 	w := dm.buf("wq", dm.act, l.in*l.out)
-	dm.be.Dequantize4(w, l.q.packed, l.q.scales, l.q.code, l.in*l.out, l.q.block)
+	if l.q.code == nil {
+		dm.be.Dequantize8(w, l.q.packed, l.q.scales, l.in*l.out, l.q.block)
+	} else {
+		dm.be.Dequantize4(w, l.q.packed, l.q.scales, l.q.code, l.in*l.out, l.q.block)
+	}
 	return w
 }
 

@@ -74,7 +74,7 @@ func RunModelOnDevice(dir string, o DeviceOptions) ([]checks.Result, error) {
 		}
 	}
 	if exists(filepath.Join(dir, "ref", "lora", "adapter_init")) {
-		for _, qt := range []quant.Type{quant.NF4, quant.FP4} {
+		for _, qt := range []quant.Type{quant.NF4, quant.FP4, quant.Int8Row, quant.Int8Block} {
 			if err := add(r.deviceQLoRA(qt, o, limit)); err != nil {
 				return out, err
 			}
@@ -84,8 +84,9 @@ func RunModelOnDevice(dir string, o DeviceOptions) ([]checks.Result, error) {
 }
 
 // deviceQLoRA checks a QLoRA step (LoRA from ref/lora/adapter_init on a
-// 4-bit base) on the device against the same step on the CPU: the 4-bit
-// weights stay packed on the device, so loss and gradients must agree.
+// 4- or 8-bit base) on the device against the same step on the CPU: the
+// quantized weights stay packed on the device, so loss and gradients must
+// agree.
 func (r *Ref) deviceQLoRA(qt quant.Type, o DeviceOptions, limit float64) ([]checks.Result, error) {
 	m, err := model.Load(filepath.Join(r.Dir, "model"), model.LoadOptions{Quant: &quant.Options{Type: qt}})
 	if err != nil {

@@ -423,3 +423,18 @@ func (m *Matrix) Packed4() (packed []byte, scales []float32, code [16]float32, b
 	}
 	return m.packed, scales, m.code, m.bs, true
 }
+
+// Packed8 exposes an INT8 matrix for a device backend: the codes (one
+// signed byte an element, row-major), each block's scale as the CPU applies
+// it (absmax / 127) and the block size (cols for Int8Row). ok is false for
+// other types.
+func (m *Matrix) Packed8() (q []byte, scales []float32, block int, ok bool) {
+	if m.typ != Int8Row && m.typ != Int8Block {
+		return nil, nil, 0, false
+	}
+	scales = make([]float32, len(m.absmax))
+	for b, a := range m.absmax {
+		scales[b] = a / 127
+	}
+	return m.q, scales, m.bs, true
+}

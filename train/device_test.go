@@ -41,6 +41,9 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 		// IA3: k and v scaled at the output, down_proj at its input.
 		{"--finetuning_type", "ia3"},
 		{"--finetuning_type", "lora", "--lora_dropout", "0", "--packing", "true"},
+		// QLoRA: the base stays 4- or 8-bit on the device.
+		{"--finetuning_type", "lora", "--lora_dropout", "0", "--quantization_bit", "4"},
+		{"--finetuning_type", "lora", "--lora_dropout", "0", "--quantization_bit", "8"},
 	} {
 		t.Run(strings.Join(method[1:], " "), func(t *testing.T) {
 			cpuCfg := quickConfig(t, filepath.Join(t.TempDir(), "cpu"))

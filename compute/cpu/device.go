@@ -792,6 +792,23 @@ func (d *Device) Dequantize4(dst, packed, scales, code compute.Tensor, n, block 
 	stored(D)
 }
 
+// Dequantize8 expands signed 8-bit codes a block at a time.
+func (d *Device) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
+	D, Q, S := tt(dst), tt(q), tt(scales)
+	blocks := (n + block - 1) / block
+	Parallel(blocks, max(1, (1<<14)/block), func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			e0, e1 := b*block, min((b+1)*block, n)
+			s := S.f[b]
+			out := D.f[e0:e1]
+			for i, c := range Q.u[e0:e1] {
+				out[i] = float32(int8(c)) * s
+			}
+		}
+	})
+	stored(D)
+}
+
 // AdamW updates p with gradient g and moments m, v.
 func (d *Device) AdamW(p, g, m, v, shadow compute.Tensor, s compute.AdamStep) {
 	P, G, M, V, SH := tt(p), tt(g), tt(m), tt(v), tt(shadow)

@@ -293,6 +293,16 @@ func testDeviceOps(t *testing.T, dt compute.DType) {
 			be.Dequantize4(s(deq), s(pk), s(qs), s(code), q.n, q.block)
 		})
 		w.same(fmt.Sprintf("dequantize4 %d in blocks of %d", q.n, q.block), deq, tol)
+
+		codes := make([]byte, q.n)
+		for i := range codes {
+			codes[i] = byte(w.r.Intn(256))
+		}
+		q8, deq8 := w.bytes(codes), w.alloc(dt, q.n)
+		w.run(func(be compute.Backend, s func(pair) compute.Tensor) {
+			be.Dequantize8(s(deq8), s(q8), s(qs), q.n, q.block)
+		})
+		w.same(fmt.Sprintf("dequantize8 %d in blocks of %d", q.n, q.block), deq8, tol)
 	}
 
 	pp, gg, mm, vv := w.rand(compute.F32, 1000, 0, 1), w.rand(compute.F32, 1000, 0, 1), w.rand(compute.F32, 1000, 0, 0.1), w.rand(compute.F32, 1000, 0.5, 0.1)

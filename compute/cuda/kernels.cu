@@ -591,3 +591,20 @@ extern "C" __global__ void fill_f32(float* x, float v, long long n) {
   }
 
 BOTH(INST)
+
+// ---- 8-bit weights ------------------------------------------------------------
+
+// absmax INT8 weights: one signed byte an element, one float scale (absmax /
+// 127) per block of elements; value = q·scale, in float as on the CPU.
+template <typename T>
+__device__ void dequant8_(T* out, const signed char* q, const float* scales, long long n, int block) {
+  GRID_STRIDE(e, n) { st(out, e, (float)q[e] * scales[e / block]); }
+}
+
+#define INST8(N, T)                                                                                          \
+  extern "C" __global__ void dequant8_##N(T* out, const signed char* q, const float* scales, long long n,    \
+                                          int block) {                                                       \
+    dequant8_(out, q, scales, n, block);                                                                     \
+  }
+
+BOTH(INST8)

@@ -354,6 +354,11 @@ func (d *Device) EmbeddingBackward(table, dx, ids compute.Tensor, rows, dim int)
 	d.elementwise("embed_bwd"+suffix(dx.DType()), rows*dim, pa(table), pa(dx), pa(ids), ia(rows), ia(dim))
 }
 
+// Dequantize8 implements compute.Backend.
+func (d *Device) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
+	d.elementwise("dequant8"+suffix(dst.DType()), n, pa(dst), pa(q), pa(scales), ia(n), ia(block))
+}
+
 // Dequantize4 implements compute.Backend.
 func (d *Device) Dequantize4(dst, packed, scales, code compute.Tensor, n, block int) {
 	d.elementwise("dequant4"+suffix(dst.DType()), n, pa(dst), pa(packed), pa(scales), pa(code), ia(n), ia(block))

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -603,6 +604,34 @@ func TestGPUDequantize4(t *testing.T) {
 		want[e] = float64(code[q] * scales[e/block])
 	}
 	check(t, "dequantize 4-bit", download(t, d, out), want, 0)
+}
+
+func TestGPUDequantize8(t *testing.T) {
+	d := openGPU(t)
+	r := rand.New(rand.NewPCG(17, 18))
+	for _, c := range []struct{ n, block int }{{1000, 64}, {999, 37}} {
+		codes := make([]byte, c.n)
+		for i := range codes {
+			codes[i] = byte(r.IntN(256))
+		}
+		scales := randVec(r, (c.n+c.block-1)/c.block, 2)
+		Q, _ := d.Alloc(compute.U8, len(codes))
+		d.UploadBytes(Q, codes)
+		S := upload(t, d, compute.F32, scales)
+		want := make([]float64, c.n)
+		for e := range want {
+			want[e] = float64(float32(int8(codes[e])) * scales[e/c.block])
+		}
+		for _, dt := range []compute.DType{compute.F32, compute.BF16} {
+			out, _ := d.Alloc(dt, c.n)
+			d.Dequantize8(out, Q, S, c.n, c.block)
+			tol := 0.0
+			if dt == compute.BF16 {
+				tol = 4e-3
+			}
+			check(t, fmt.Sprintf("dequantize 8-bit %v, %d in blocks of %d", dt, c.n, c.block), download(t, d, out), want, tol)
+		}
+	}
 }
 
 // TestGPUDoRAOps checks DoRA's pieces against float64 loops: column scaling,

@@ -165,6 +165,13 @@ func (b *Backend) Dequantize4(dst, packed, scales, code compute.Tensor, n, block
 	}
 }
 
+func (b *Backend) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
+	D, Q, S := tt(dst), tt(q), tt(scales)
+	for e := 0; e < n; e++ {
+		D.set(e, float64(float32(int8(Q.u[e]))*S.f[e/block]))
+	}
+}
+
 func (b *Backend) Download(dst []float32, src compute.Tensor) error {
 	t := tt(src)
 	if len(dst) != t.Len() {
