@@ -520,7 +520,11 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 		qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*kvs, nb*kvs), vh.Slice(b0*kvs, nb*kvs)
 		be.GemmBatched(false, true, g*T, tk, hd, scale, qc, hd, g*T*hd, kc, hd, tmax*hd, 0, s, tk, g*T*tk, nb*KVH)
 		seg := dm.segRows(b0*T, nb*T)
-		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, tk, off)
+		kmask := dm.maskRows(b0*T, nb*T)
+		if dm.cache != nil && dm.cache.kmask != nil {
+			kmask = dm.cache.kmask.Slice(b0*tk, nb*tk)
+		}
+		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, kmask, seg, seg, nb, H, T, tk, off)
 		be.GemmBatched(false, false, g*T, hd, tk, 1, p, tk, g*T*tk, vc, hd, tmax*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
 	}
 	be.RopeMerge(a.att, oh, nil, dm.cos, dm.sin, B, T, H, hd, 0, false)
