@@ -215,6 +215,8 @@ type DeviceModel struct {
 	hasMask        bool
 	hasSeg         bool
 	allocErr       error
+
+	policy devicePolicy // GRPO's entropies and reference weights (device_policy.go)
 }
 
 // NewDeviceModel copies m (with the LoRA adapters attached to its linear
