@@ -35,6 +35,9 @@ func testGRPODevice(t *testing.T, backend func() compute.Backend, tol float64) {
 	for _, method := range [][]string{
 		{"--finetuning_type", "lora", "--num_iterations", "2", "--beta", "0.04"},
 		{"--finetuning_type", "full", "--beta", "0.04", "--learning_rate", "1e-3", "--loss_type", "dr_grpo"},
+		{"--finetuning_type", "freeze", "--freeze_trainable_layers", "1", "--beta", "0.04", "--learning_rate", "1e-3", "--loss_type", "bnpo", "--scale_rewards", "none", "--num_iterations", "2"},
+		// QLoRA: the 4-bit base expanded on the device; top-p sampling.
+		{"--finetuning_type", "lora", "--quantization_bit", "4", "--beta", "0.04", "--temperature", "0.9", "--top_p", "0.95"},
 	} {
 		t.Run(strings.Join(method[1:], " "), func(t *testing.T) {
 			// Two prompts of four completions a step; prompts of different
@@ -116,6 +119,50 @@ func testGRPODevice(t *testing.T, backend func() compute.Backend, tol float64) {
 						t.Errorf("step %v: %s %.17g uninterrupted, %.17g resumed", a["step"], k, a[k], r[k])
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestGRPOOnDeviceBF16: in mixed precision (bf16 products, float masters)
+// a device GRPO run trains: finite losses, rewards and entropies at every
+// step, with the reference kept in bf16 for full tuning.
+func TestGRPOOnDeviceBF16(t *testing.T) {
+	for _, ft := range []string{"lora", "full"} {
+		t.Run(ft, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "dev")
+			cfg := grpoConfig(t, dir, "")
+			must(t, cfg.ApplyFlags([]string{"--max_steps", "3", "--num_generations", "4", "--per_device_train_batch_size", "4",
+				"--gradient_accumulation_steps", "2", "--bf16", "true", "--beta", "0.04", "--num_iterations", "2",
+				"--finetuning_type", ft, "--learning_rate", "1e-3"}))
+			var out strings.Builder
+			tr, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New(), Required: true})
+			must(t, err)
+			if !strings.Contains(out.String(), "bf16") {
+				t.Errorf("not in bf16: %s", out.String())
+			}
+			must(t, tr.Run())
+			tr.Close()
+			log := grpoLog(t, dir)
+			if len(log) != 3 {
+				t.Fatalf("%d steps logged, want 3", len(log))
+			}
+			for _, m := range log {
+				for _, k := range []string{"loss", "kl", "entropy", "grad_norm"} {
+					if v, ok := m[k]; !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+						t.Errorf("step %v: %s %v", m["step"], k, v)
+					}
+				}
+				// A generation round every num_iterations (2) steps.
+				if r, ok := m["reward"]; ok != (int(m["step"])%2 == 1) || math.IsNaN(r) {
+					t.Errorf("step %v: reward %v (logged %v)", m["step"], r, ok)
+				}
+				if m["entropy"] <= 0 {
+					t.Errorf("step %v: entropy %v", m["step"], m["entropy"])
+				}
+			}
+			if log[1]["kl"] <= 0 {
+				t.Errorf("step 2: kl %v after a step away from the reference", log[1]["kl"])
 			}
 		})
 	}
