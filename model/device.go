@@ -222,6 +222,8 @@ type DeviceModel struct {
 	hasMask        bool
 	hasSeg         bool
 	allocErr       error
+
+	policy devicePolicy // GRPO's entropies and reference weights (device_policy.go)
 }
 
 // NewDeviceModel copies m (with the LoRA adapters attached to its linear
@@ -263,25 +265,31 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			return nil
 		}
 		var dq *dquant
+		lw := l.W
+		if lw == nil && l.Q == nil && l.WBF16 != nil {
+			// A base loaded in bf16 has no float parameter: a frozen
+			// stand-in carries the weight (not shared between copies).
+			lw = &nn.Param{Name: l.Name + ".weight", Shape: []int{l.Out, l.In}}
+		}
 		if l.Q != nil {
 			if dq, err = dm.uploadQuant(l); err != nil {
 				return nil
 			}
-		} else if l.W == nil || (l.W.Data == nil && l.WBF16 == nil) {
+		} else if lw == nil || (lw.Data == nil && l.WBF16 == nil) {
 			err = fmt.Errorf("device model: %s has no weight", l.Name)
 			return nil
 		}
-		if dq == nil && l.W.Data == nil {
+		if dq == nil && lw.Data == nil {
 			w := make([]float32, l.In*l.Out)
 			for i, v := range l.WBF16 {
 				w[i] = math.Float32frombits(uint32(v) << 16)
 			}
-			l.W.Data = w
-			defer func() { l.W.Data = nil }()
+			lw.Data = w
+			defer func() { lw.Data = nil }()
 		}
 		dl := &dlinear{in: l.In, out: l.Out, q: dq, b: param(l.B, true)}
 		if dq == nil {
-			dl.w = param(l.W, false)
+			dl.w = param(lw, false)
 		}
 		if sc, ok := l.Adapter.(Scaler); ok {
 			vec, input := sc.IA3()

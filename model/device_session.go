@@ -16,6 +16,10 @@ type DeviceSession struct {
 	len    int
 	k, v   []compute.Tensor // per layer, head-major [KVHeads, max, HeadDim]
 	logits []float32
+
+	// kmask, when set, is the key mask [B, len+T] of a group step
+	// (DeviceGroupSession): which cached keys each row's queries see.
+	kmask compute.Tensor
 }
 
 // NewSession allocates a cache of maxLen positions on the device. Prompt

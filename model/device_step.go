@@ -524,7 +524,11 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 		qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*kvs, nb*kvs), vh.Slice(b0*kvs, nb*kvs)
 		be.GemmBatched(false, true, g*T, tk, hd, scale, qc, hd, g*T*hd, kc, hd, tmax*hd, 0, s, tk, g*T*tk, nb*KVH)
 		seg := dm.segRows(b0*T, nb*T)
-		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, tk, off)
+		kmask := dm.maskRows(b0*T, nb*T)
+		if dm.cache != nil && dm.cache.kmask != nil {
+			kmask = dm.cache.kmask.Slice(b0*tk, nb*tk)
+		}
+		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, kmask, seg, seg, nb, H, T, tk, off)
 		be.GemmBatched(false, false, g*T, hd, tk, 1, p, tk, g*T*tk, vc, hd, tmax*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
 	}
 	be.RopeMerge(a.att, oh, nil, dm.cos, dm.sin, B, T, H, hd, 0, false)
@@ -645,6 +649,12 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 			scale = 1
 		}
 	}
+	// The entropy metric: H = lse − Σ p·z = loss − Σ (p − onehot)·z, from
+	// the softmax CrossEntropy writes as its gradient at scale 1.
+	var ent, entP compute.Tensor
+	if dm.policy.entropy && !backward {
+		ent, entP = dm.buf("head_entropy", compute.F32, len(rows)), dm.entropyGrad(chunk*V)
+	}
 	for c0 := 0; c0 < len(rows); c0 += chunk {
 		m := min(chunk, len(rows)-c0)
 		ci := idx.Slice(c0, m)
@@ -655,7 +665,13 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 		if backward {
 			g = dlog.Slice(0, m*V)
 		}
+		if ent != nil {
+			g, scale = entP.Slice(0, m*V), 1
+		}
 		be.CrossEntropy(losses.Slice(c0, m), g, lg, tg.Slice(c0, m), m, V, scale)
+		if ent != nil {
+			be.RowDot(ent.Slice(c0, m), g, lg, m, V)
+		}
 		if !backward {
 			continue
 		}
@@ -672,6 +688,11 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 	if err := be.Download(host, losses); err != nil {
 		return nil, err
 	}
+	if ent != nil {
+		if err := dm.entropies(host, ent); err != nil {
+			return nil, err
+		}
+	}
 	return host, dm.err()
 }
 
@@ -680,6 +701,7 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 // The activations stay for BackwardTokens on the same batch.
 func (dm *DeviceModel) TokenLogProbs(b *Batch) ([]float64, error) {
 	dm.scored = nil
+	dm.policy.entropies = dm.policy.entropies[:0]
 	if err := dm.forward(b); err != nil {
 		return nil, err
 	}
@@ -721,6 +743,9 @@ func (dm *DeviceModel) BackwardTokens(coef []float32) error {
 	}
 	if dm.scoredOff || dm.adaptersOff {
 		return errors.New("device model: no backward pass through the model with its adapters off")
+	}
+	if dm.policy.on {
+		return errors.New("device model: no backward pass through the reference weights")
 	}
 	// The head's gradient is that of factor·(−log p): the factor is −coef.
 	neg := make([]float32, len(coef))

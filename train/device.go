@@ -182,6 +182,9 @@ func (t *Trainer) loss(b *model.Batch) (float64, int, error) {
 
 // Close releases the device copy of the model.
 func (t *Trainer) Close() {
+	if t.grpo != nil {
+		t.grpo.closeSession()
+	}
 	if t.dev != nil {
 		t.dev.Close()
 		t.dev = nil

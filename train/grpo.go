@@ -58,7 +58,16 @@ type grpoRun struct {
 	// num_tokens).
 	numTokens int64
 	// session holds the decoding caches, reused from batch to batch.
-	session *model.GroupSession
+	session groupDecoder
+}
+
+// groupDecoder decodes the groups of several prompts together:
+// model.GroupSession on the CPU, model.DeviceGroupSession on a device.
+type groupDecoder interface {
+	Rows() int
+	Cap() int
+	PromptRows(ids []int32, rows []int) ([]float32, error)
+	Step(rows []int, ids []int32) ([]float32, error)
 }
 
 // grpoCompletion is one sampled completion of a generation round.
@@ -121,15 +130,8 @@ type grpoState struct {
 
 // setupGRPO replaces loadData for stage grpo: prompts, rewards, stop
 // tokens, the sampler and (full tuning with beta > 0) the reference copy.
-func (t *Trainer) setupGRPO(o Options) error {
+func (t *Trainer) setupGRPO() error {
 	c := t.Cfg
-	if o.Backend != nil {
-		why := "stage grpo trains on the CPU for now: the GPU path has no per-token log-probabilities or batched sampling yet"
-		if o.Required {
-			return fmt.Errorf("device %s: %s; set device: cpu (or auto)", o.Backend.Name(), why)
-		}
-		t.printf("note: %s\n", why)
-	}
 	switch c.FinetuningType {
 	case "full", "freeze", "lora":
 	default:
@@ -349,8 +351,9 @@ func (t *Trainer) sampleGroups(prompts [][]int32, n int, draw drawer) ([]grpoCom
 	// are the large part, and PromptRows starts sequences over.
 	gs := g.session
 	if gs == nil || gs.Rows() != rowsWanted || gs.Cap() < positions {
+		g.closeSession()
 		var err error
-		if gs, err = t.Model.NewGroupSession(rowsWanted, positions); err != nil {
+		if gs, err = t.newGroupSession(rowsWanted, positions); err != nil {
 			return nil, 0, err
 		}
 		g.session = gs
@@ -405,6 +408,31 @@ func (t *Trainer) sampleGroups(prompts [][]int32, n int, draw drawer) ([]grpoCom
 		out = append(out, comps...)
 	}
 	return out, tokens, nil
+}
+
+// newGroupSession allocates decoding caches on the device that trains, or
+// on the CPU.
+func (t *Trainer) newGroupSession(rows, positions int) (groupDecoder, error) {
+	if t.dev != nil {
+		gs, err := t.dev.NewGroupSession(rows, positions)
+		if err != nil {
+			return nil, err
+		}
+		return gs, nil
+	}
+	gs, err := t.Model.NewGroupSession(rows, positions)
+	if err != nil {
+		return nil, err
+	}
+	return gs, nil
+}
+
+// closeSession frees the decoding caches (device memory).
+func (g *grpoRun) closeSession() {
+	if c, ok := g.session.(interface{ Close() }); ok {
+		c.Close()
+	}
+	g.session = nil
 }
 
 // completionText decodes a completion without its stop token.
@@ -605,22 +633,24 @@ func splitRows(lp []float64, rows []int, n int) [][]float64 {
 // current policy, or under the reference (adapter off, or the initial
 // weights for full and freeze tuning).
 func (t *Trainer) seqLogProbs(comps []grpoCompletion, reference bool) ([][]float64, error) {
-	t.ws.Entropy = false // logged for the policy being trained only
-	defer func() { t.ws.Entropy = true }()
+	t.setEntropy(false) // logged for the policy being trained only
+	defer t.setEntropy(true)
 	if reference {
-		if t.Method != nil {
-			restore := t.Model.WithoutAdapters()
-			defer restore()
-		} else {
-			t.swapReference()
-			defer t.swapReference()
+		restore, err := t.withReference()
+		if err != nil {
+			return nil, err
 		}
+		defer restore()
 	}
+	sc := t.scorer()
 	var out [][]float64
 	for _, mb := range t.microBatches(comps) {
 		b := t.grpoBatch(mb)
-		lp := t.ws.TokenLogProbs(b)
-		rows := splitRows(lp, t.ws.TokenRows(), len(mb))
+		lp := sc.TokenLogProbs(b)
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+		rows := splitRows(lp, sc.TokenRows(), len(mb))
 		for r, cp := range mb {
 			if len(rows[r]) != len(cp.IDs) {
 				return nil, fmt.Errorf("grpo: %d log-probabilities for a completion of %d tokens", len(rows[r]), len(cp.IDs))
@@ -629,6 +659,47 @@ func (t *Trainer) seqLogProbs(comps []grpoCompletion, reference bool) ([][]float
 		out = append(out, rows...)
 	}
 	return out, nil
+}
+
+// setEntropy switches the entropy metric of the next scoring passes.
+func (t *Trainer) setEntropy(on bool) {
+	t.ws.Entropy = on
+	if t.dev != nil {
+		t.dev.SetEntropy(on)
+	}
+}
+
+// withReference makes the next scoring passes run the reference policy:
+// the model with its adapter off, or (full and freeze tuning) the initial
+// trainable weights, on the host or the device copy kept by grpoDevice.
+func (t *Trainer) withReference() (restore func(), err error) {
+	switch {
+	case t.Method != nil:
+		return t.scorer().WithoutAdapters(), nil
+	case t.dev != nil:
+		return t.dev.WithReference()
+	}
+	t.swapReference()
+	return t.swapReference, nil
+}
+
+// grpoDevice readies the device copy for stage grpo: the sampling
+// temperature on its head, the entropy metric and, for full and freeze
+// tuning with beta > 0, the reference weights kept on the device (the
+// host's copy is then freed).
+func (t *Trainer) grpoDevice() error {
+	if t.dev == nil {
+		return nil
+	}
+	t.dev.Temperature = t.Cfg.Temperature
+	t.dev.SetEntropy(true)
+	if t.grpo.refCopy != nil {
+		if err := t.dev.KeepReference(); err != nil {
+			return err
+		}
+		t.grpo.refCopy = nil
+	}
+	return nil
 }
 
 // swapReference exchanges the trainable weights with the reference copy,
@@ -666,13 +737,17 @@ func (t *Trainer) grpoAccumulate(buf *grpoBuffer) (grpoStats, error) {
 		}
 	}
 	var st grpoStats
+	sc := t.scorer()
 	for _, mb := range mbs {
 		b := t.grpoBatch(mb)
 		st.seen += int64(b.B * b.T)
-		lp := t.ws.TokenLogProbs(b)
-		tokRows := t.ws.TokenRows()
+		lp := sc.TokenLogProbs(b)
+		if err := sc.Err(); err != nil {
+			return st, err
+		}
+		tokRows := sc.TokenRows()
 		rows := splitRows(lp, tokRows, len(mb))
-		for i, h := range t.ws.TokenEntropies() {
+		for i, h := range sc.TokenEntropies() {
 			if !masked(mb[tokRows[i]]) {
 				st.entropy += h
 			}
@@ -691,7 +766,10 @@ func (t *Trainer) grpoAccumulate(buf *grpoBuffer) (grpoStats, error) {
 				coef = append(coef, float32(v))
 			}
 		}
-		t.ws.BackwardTokens(coef)
+		sc.BackwardTokens(coef)
+		if err := sc.Err(); err != nil {
+			return st, err
+		}
 		st.loss += res.Loss
 		st.tokens += res.Tokens
 		st.kl += res.KLSum
@@ -706,6 +784,9 @@ func (t *Trainer) grpoAccumulate(buf *grpoBuffer) (grpoStats, error) {
 func (t *Trainer) runGRPO() error {
 	c, g := t.Cfg, t.grpo
 	if err := t.maybeResume(); err != nil {
+		return err
+	}
+	if err := t.deviceResumed(); err != nil {
 		return err
 	}
 	if err := t.prepareOutput(); err != nil {

@@ -202,7 +202,8 @@ func TestGRPORefuses(t *testing.T) {
 	}{
 		{[]string{"--lora_dropout", "0.1"}, Options{}, "lora_dropout"},
 		{[]string{"--finetuning_type", "prompt_tuning"}, Options{}, "finetuning_type prompt_tuning"},
-		{nil, Options{Backend: ref.New(), Required: true}, "stage grpo trains on the CPU"},
+		// What the device path cannot run yet fails when the device is required.
+		{[]string{"--optim", "sgd"}, Options{Backend: ref.New(), Required: true}, `optim "sgd"`},
 		{[]string{"--max_completion_length", "600"}, Options{}, "context of 512"},
 		{[]string{"--gradient_accumulation_steps", "40"}, Options{}, "fewer than the 80 prompts"},
 		{[]string{"--reward_funcs", "[{type: match, column: solution}]"}, Options{}, `reward match_0 reads column "solution", which 64 of 64 records lack (`},
@@ -222,10 +223,10 @@ func TestGRPORefuses(t *testing.T) {
 	}
 	// device: auto falls back to the CPU with a note.
 	cfg := grpoConfig(t, filepath.Join(t.TempDir(), "out"), "")
-	must(t, cfg.ApplyFlags([]string{"--max_steps", "1"}))
+	must(t, cfg.ApplyFlags([]string{"--max_steps", "1", "--optim", "sgd"}))
 	var out strings.Builder
-	_, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New()})
-	if err != nil || !strings.Contains(out.String(), "note: stage grpo trains on the CPU") {
+	tr, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New()})
+	if err != nil || tr.dev != nil || !strings.Contains(out.String(), "note: training on the CPU") {
 		t.Errorf("device auto: err %v, output %q", err, out.String())
 	}
 }

@@ -15,6 +15,10 @@ type scorer interface {
 	TokenLogProbs(*model.Batch) []float64
 	// TokenRows gives the sequence of each value of the last TokenLogProbs.
 	TokenRows() []int
+	// TokenEntropies gives, when the entropy metric is on (Workspace.Entropy,
+	// DeviceModel.SetEntropy), the entropy at each value of the last
+	// TokenLogProbs.
+	TokenEntropies() []float64
 	// BackwardTokens accumulates the gradient of Σ coef[i]·log pᵢ.
 	BackwardTokens(coef []float32)
 	// WithoutAdapters switches the attached method off until restore.
@@ -40,6 +44,7 @@ type cpuScorer struct {
 
 func (c cpuScorer) TokenLogProbs(b *model.Batch) []float64 { return c.ws.TokenLogProbs(b) }
 func (c cpuScorer) TokenRows() []int                       { return c.ws.TokenRows() }
+func (c cpuScorer) TokenEntropies() []float64              { return c.ws.TokenEntropies() }
 func (c cpuScorer) BackwardTokens(coef []float32)          { c.ws.BackwardTokens(coef) }
 func (c cpuScorer) WithoutAdapters() func()                { return c.m.WithoutAdapters() }
 func (c cpuScorer) Err() error                             { return nil }
@@ -63,6 +68,13 @@ func (d *deviceScorer) TokenLogProbs(b *model.Batch) []float64 {
 }
 
 func (d *deviceScorer) TokenRows() []int { return d.rows }
+
+func (d *deviceScorer) TokenEntropies() []float64 {
+	if d.err != nil {
+		return nil
+	}
+	return d.dm.TokenEntropies()
+}
 
 func (d *deviceScorer) BackwardTokens(coef []float32) {
 	if d.err == nil {

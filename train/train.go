@@ -78,10 +78,9 @@ func NewWithOptions(cfg *config.Config, modelDir string, out io.Writer, o Option
 	}
 	if cfg.Stage == "grpo" {
 		// Prompts and rewards instead of tokenized samples (grpo.go).
-		if err := t.setupGRPO(o); err != nil {
+		if err := t.setupGRPO(); err != nil {
 			return nil, err
 		}
-		o = Options{}
 	} else if err := t.loadData(); err != nil {
 		return nil, err
 	}
@@ -98,6 +97,12 @@ func NewWithOptions(cfg *config.Config, modelDir string, out io.Writer, o Option
 	t.run = run
 	if err := t.attachDevice(o); err != nil {
 		return nil, err
+	}
+	if t.grpo != nil {
+		if err := t.grpoDevice(); err != nil {
+			t.Close()
+			return nil, err
+		}
 	}
 	return t, nil
 }
