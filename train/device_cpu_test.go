@@ -12,3 +12,9 @@ import (
 func TestDeviceTrainingMatchesCPUOnHost(t *testing.T) {
 	testDeviceTraining(t, func() compute.Backend { return cpu.Open() }, 1e-5)
 }
+
+// TestGRPOOnDeviceMatchesCPUOnHost: GRPO's sampling, scoring and backward
+// through the CPU backend give the CPU run's completions and losses.
+func TestGRPOOnDeviceMatchesCPUOnHost(t *testing.T) {
+	testGRPODevice(t, func() compute.Backend { return cpu.Open() }, 1e-4)
+}
