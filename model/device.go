@@ -154,6 +154,10 @@ type dlayer struct {
 	q, k, v, o, gate, up, down     *dlinear
 	qkv, gu                        *loraGroup
 	acts                           *dacts
+	// Gemma's norms after the attention and the MLP (nil elsewhere), and
+	// Phi-3's fused projections (instead of q, k, v and gate, up).
+	attnPostNorm, mlpPostNorm *dparam
+	fqkv, fgu                 *dlinear
 }
 
 // dacts is what one block keeps for its backward pass.
@@ -164,6 +168,8 @@ type dacts struct {
 	dora                              map[*dlinear]compute.Tensor // DoRA: the product before rescaling
 	ia3                               map[*dlinear]compute.Tensor // IA3 on the output: the output before scaling
 	xaOwned                           []compute.Tensor
+	// Sandwich norms: the attention and MLP outputs before their norms.
+	ao, mo, rstdAO, rstdMO compute.Tensor
 }
 
 // DeviceModel is a Model whose weights, activations, gradients and optimizer
@@ -212,6 +218,12 @@ type DeviceModel struct {
 	seg            compute.Tensor
 	cos, sin       compute.Tensor
 	ropeN, ropeRot int
+	// The rotary tables of sliding-window layers when the family gives
+	// them their own (Gemma 3), and whether the tables hold longrope's long
+	// factors.
+	cosL, sinL compute.Tensor
+	ropeRotL   int
+	ropeLong   bool
 	hasMask        bool
 	hasSeg         bool
 	allocErr       error
@@ -252,7 +264,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		return d
 	}
 	linear := func(l *nn.Linear) *dlinear {
-		if err != nil {
+		if err != nil || l == nil {
 			return nil
 		}
 		var dq *dquant
@@ -314,7 +326,8 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			return nil, fmt.Errorf("device model: layer %d: prefix tuning and bottleneck adapters do not run on a GPU yet", l.Index)
 		}
 		dl := &dlayer{index: l.Index, inNorm: param(l.InNorm, true), postNorm: param(l.PostNorm, true), qNorm: param(l.QNorm, true), kNorm: param(l.KNorm, true),
-			q: linear(l.Q), k: linear(l.K), v: linear(l.V), o: linear(l.O), gate: linear(l.Gate), up: linear(l.Up), down: linear(l.Down)}
+			q: linear(l.Q), k: linear(l.K), v: linear(l.V), o: linear(l.O), gate: linear(l.Gate), up: linear(l.Up), down: linear(l.Down),
+			attnPostNorm: param(l.AttnPostNorm, true), mlpPostNorm: param(l.MLPPostNorm, true), fqkv: linear(l.QKV), fgu: linear(l.GateUp)}
 		dm.layers = append(dm.layers, dl)
 	}
 	if err == nil {
@@ -571,7 +584,7 @@ func (dm *DeviceModel) orderLoRAGroups() {
 // own input).
 func groupable(c []*dlinear) bool {
 	for _, lin := range c {
-		if lin.lora == nil || !lin.lora.a.trainable || lin.in != c[0].in || lin.lora.src != nil {
+		if lin == nil || lin.lora == nil || !lin.lora.a.trainable || lin.in != c[0].in || lin.lora.src != nil {
 			return false
 		}
 	}
@@ -631,12 +644,7 @@ func (dm *DeviceModel) Close() {
 		dm.weights.release(k)
 	}
 	dm.sharedKeys = nil
-	for _, t := range []compute.Tensor{dm.cos, dm.sin} {
-		if t != nil {
-			t.Free()
-		}
-	}
-	dm.cos, dm.sin, dm.ropeN = nil, nil, 0
+	dm.freeRope()
 	for _, t := range dm.scratch {
 		t.Free()
 	}
@@ -658,7 +666,7 @@ func (dm *DeviceModel) freeShape() {
 			continue
 		}
 		a := l.acts
-		for _, t := range []compute.Tensor{a.q, a.k, a.vh, a.lse, a.att, a.xmid, a.g, a.u, a.rstd1, a.rstdq, a.rstdk, a.rstd2} {
+		for _, t := range []compute.Tensor{a.q, a.k, a.vh, a.lse, a.att, a.xmid, a.g, a.u, a.rstd1, a.rstdq, a.rstdk, a.rstd2, a.ao, a.mo, a.rstdAO, a.rstdMO} {
 			if t != nil {
 				t.Free()
 			}

@@ -16,6 +16,11 @@ type DeviceSession struct {
 	len    int
 	k, v   []compute.Tensor // per layer, head-major [KVHeads, max, HeadDim]
 	logits []float32
+	// fed is every id fed so far, kept for longrope models only: past the
+	// pretrained context every position's frequencies change, and with
+	// them every cached key, so the session runs the sequence again (as
+	// Session does).
+	fed []int32
 }
 
 // NewSession allocates a cache of maxLen positions on the device. Prompt
@@ -43,7 +48,7 @@ func (dm *DeviceModel) NewSession(maxLen int) (*DeviceSession, error) {
 func (s *DeviceSession) Len() int { return s.len }
 
 // Reset empties the cache.
-func (s *DeviceSession) Reset() { s.len = 0 }
+func (s *DeviceSession) Reset() { s.len, s.fed = 0, s.fed[:0] }
 
 // Close frees the cache.
 func (s *DeviceSession) Close() {
@@ -67,6 +72,13 @@ func (s *DeviceSession) Feed(ids []int32) ([]float32, error) {
 	if s.len+len(ids) > s.max {
 		return nil, fmt.Errorf("feed: %d cached + %d new tokens exceed the session's %d positions", s.len, len(ids), s.max)
 	}
+	if c.Rope.Type == "longrope" {
+		s.fed = append(s.fed, ids...)
+		if c.ropeLong(s.len+len(ids)) && !c.ropeLong(s.len) && s.len > 0 {
+			// Crossing into the long factors: everything again, in one pass.
+			ids, s.len = s.fed, 0
+		}
+	}
 	T := len(ids)
 	pos := make([]int32, T)
 	for i := range pos {
@@ -80,6 +92,9 @@ func (s *DeviceSession) Feed(ids []int32) ([]float32, error) {
 	h, V := c.Hidden, c.Vocab
 	lg := dm.buf("session_logits", compute.F32, V)
 	dm.be.Gemm(false, true, 1, V, h, 1, dm.xf.Slice((T-1)*h, h), h, dm.head.w, h, 0, lg, V)
+	if cap := float32(c.FinalSoftcap); cap != 0 {
+		dm.be.SoftCap(lg, lg, cap)
+	}
 	if len(s.logits) != V {
 		s.logits = make([]float32, V)
 	}

@@ -3,7 +3,6 @@ package model
 import (
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 
 	"gotune/compute"
@@ -81,6 +80,12 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		a.lse, a.att = act("lse", compute.F32, b*c.Heads*t), act("att", A, n*qd)
 		a.xmid, a.rstd2 = act("xmid", A, n*h), act("rstd2", compute.F32, n)
 		a.g, a.u = act("g", A, n*inter), act("u", A, n*inter)
+		if l.attnPostNorm != nil {
+			a.ao, a.rstdAO = act("ao", A, n*h), act("rstdAO", compute.F32, n)
+		}
+		if l.mlpPostNorm != nil {
+			a.mo, a.rstdMO = act("mo", A, n*h), act("rstdMO", compute.F32, n)
+		}
 		for gi, g := range []*loraGroup{l.qkv, l.gu} {
 			if g == nil {
 				continue
@@ -96,7 +101,10 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 				a.xa[lin] = lact{t.Slice(g.cols[i], n*g.rows-g.cols[i]), g.rows}
 			}
 		}
-		for li, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
+		for li, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down, l.fqkv, l.fgu} {
+			if lin == nil {
+				continue
+			}
 			if lin.ia3 != nil && !lin.ia3.input {
 				if t := act(fmt.Sprintf("ia3%d_%d", li, lin.out), A, n*lin.out); t != nil {
 					if !dm.checkpoint && !dm.inference {
@@ -135,34 +143,6 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		return fmt.Errorf("device model: activations for %d×%d tokens: %w", b, t, err)
 	}
 	dm.shapeB, dm.shapeT = b, t
-	return nil
-}
-
-// rope uploads cos/sin tables covering n positions.
-func (dm *DeviceModel) rope(n int) error {
-	if dm.cos != nil && dm.ropeN >= n {
-		return nil
-	}
-	n = max(n, 256)
-	tab := dm.cfg.NewRopeTable(n)
-	if tab.Rot != dm.cfg.HeadDim && tab.Rot%2 != 0 {
-		return fmt.Errorf("device model: rotary dimension %d", tab.Rot)
-	}
-	for _, t := range []compute.Tensor{dm.cos, dm.sin} {
-		if t != nil {
-			t.Free()
-		}
-	}
-	var err error
-	if dm.cos, err = dm.be.Alloc(compute.F32, len(tab.Cos)); err != nil {
-		return err
-	}
-	if dm.sin, err = dm.be.Alloc(compute.F32, len(tab.Sin)); err != nil {
-		return err
-	}
-	dm.be.Upload(dm.cos, tab.Cos)
-	dm.be.Upload(dm.sin, tab.Sin)
-	dm.ropeN, dm.ropeRot = n, tab.Rot
 	return nil
 }
 
@@ -235,10 +215,11 @@ func (dm *DeviceModel) forward(b *Batch) error {
 	}
 	c := dm.cfg
 	dm.be.GatherRows(dm.stream[0], dm.embed.w, dm.ids, n, c.Hidden)
+	dm.scaleEmbed(dm.stream[0])
 	for i, l := range dm.layers {
 		dm.forwardLayer(l, dm.stream[i+1])
 	}
-	dm.be.RMSNorm(dm.xf, dm.rstdf, dm.stream[len(dm.layers)], dm.norm.w, n, c.Hidden, float32(c.RMSNormEps), 0)
+	dm.be.RMSNorm(dm.xf, dm.rstdf, dm.stream[len(dm.layers)], dm.norm.w, n, c.Hidden, float32(c.RMSNormEps), dm.wadd())
 	return dm.err()
 }
 
@@ -487,27 +468,27 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	h, hd, H, KVH := c.Hidden, c.HeadDim, c.Heads, c.KVHeads
 	eps := float32(c.RMSNormEps)
 
+	wadd := dm.wadd()
 	xn1 := dm.buf("xn1", dm.act, n*h)
-	be.RMSNorm(xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, 0)
-	dm.linear(l.q, a, a.q, xn1, n)
-	dm.linear(l.k, a, a.k, xn1, n)
+	be.RMSNorm(xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, wadd)
 	v := dm.buf("v", dm.act, n*c.KVDim())
-	dm.linear(l.v, a, v, xn1, n)
+	dm.project(l, a, v, xn1, n)
 	qh, kh := dm.rotated(l, a)
+	cos, sin, _ := dm.ropeOf(l)
 	// Keys and values: this batch's own, or with a cache everything cached
 	// so far (tk steps of tmax held per head, the new ones from off).
 	vh, tk, tmax, off := a.vh, T, T, 0
 	if cache := dm.cache; cache != nil {
 		vh, tk, tmax, off = cache.v[l.index], cache.len+T, cache.max, cache.len
-		be.RopeSplitInto(vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0, tmax, off)
+		be.RopeSplitInto(vh, v, dm.pos, cos, sin, B, T, KVH, hd, 0, tmax, off)
 	} else {
-		be.RopeSplit(vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0)
+		be.RopeSplit(vh, v, dm.pos, cos, sin, B, T, KVH, hd, 0)
 	}
 
 	// Per (sequence, KV head): the g query heads sharing it form one
 	// [g·T, hd] block in head-major layout.
 	g := H / KVH
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := c.AttnScale()
 	oh := dm.buf("oh", dm.act, n*c.QDim())
 	// The score matrices of bc sequences at a time bound their memory.
 	bc := dm.attnChunk(B, H, T*tk)
@@ -520,21 +501,30 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 		qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*kvs, nb*kvs), vh.Slice(b0*kvs, nb*kvs)
 		be.GemmBatched(false, true, g*T, tk, hd, scale, qc, hd, g*T*hd, kc, hd, tmax*hd, 0, s, tk, g*T*tk, nb*KVH)
 		seg := dm.segRows(b0*T, nb*T)
-		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, tk, off)
+		dm.attnSoftmax(l, p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, tk, off)
 		be.GemmBatched(false, false, g*T, hd, tk, 1, p, tk, g*T*tk, vc, hd, tmax*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
 	}
-	be.RopeMerge(a.att, oh, nil, dm.cos, dm.sin, B, T, H, hd, 0, false)
+	be.RopeMerge(a.att, oh, nil, cos, sin, B, T, H, hd, 0, false)
 
 	o := dm.buf("o", dm.act, n*h)
-	dm.linear(l.o, a, o, a.att, n)
+	if l.attnPostNorm != nil {
+		dm.linear(l.o, a, a.ao, a.att, n)
+		be.RMSNorm(o, a.rstdAO, a.ao, l.attnPostNorm.w, n, h, eps, wadd)
+	} else {
+		dm.linear(l.o, a, o, a.att, n)
+	}
 	be.Add(a.xmid, a.x, o)
 	xn2 := dm.buf("xn2", dm.act, n*h)
-	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, 0)
-	dm.linear(l.gate, a, a.g, xn2, n)
-	dm.linear(l.up, a, a.u, xn2, n)
+	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, wadd)
+	dm.gateUp(l, a, xn2, n)
 	act := dm.buf("act", dm.act, n*c.Intermediate)
-	be.SwiGLU(act, a.g, a.u)
-	dm.linear(l.down, a, o, act, n)
+	dm.glu(act, a.g, a.u)
+	if l.mlpPostNorm != nil {
+		dm.linear(l.down, a, a.mo, act, n)
+		be.RMSNorm(o, a.rstdMO, a.mo, l.mlpPostNorm.w, n, h, eps, wadd)
+	} else {
+		dm.linear(l.down, a, o, act, n)
+	}
 	be.Add(out, a.xmid, o)
 }
 
@@ -551,19 +541,20 @@ func (dm *DeviceModel) rotated(l *dlayer, a *dacts) (qh, kh compute.Tensor) {
 		eps := float32(c.RMSNormEps)
 		qn, kn := dm.buf("qn", dm.act, n*c.QDim()), dm.buf("kn", dm.act, n*c.KVDim())
 		// Recomputing the norm rewrites rstd with the same values.
-		be.RMSNorm(qn, a.rstdq, a.q, l.qNorm.w, n*H, hd, eps, 0)
-		be.RMSNorm(kn, a.rstdk, a.k, l.kNorm.w, n*KVH, hd, eps, 0)
+		be.RMSNorm(qn, a.rstdq, a.q, l.qNorm.w, n*H, hd, eps, dm.wadd())
+		be.RMSNorm(kn, a.rstdk, a.k, l.kNorm.w, n*KVH, hd, eps, dm.wadd())
 		q, k = qn, kn
 	}
+	cos, sin, rot := dm.ropeOf(l)
 	qh = dm.buf("qh", dm.act, n*c.QDim())
-	be.RopeSplit(qh, q, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot)
+	be.RopeSplit(qh, q, dm.pos, cos, sin, B, T, H, hd, rot)
 	if cache := dm.cache; cache != nil {
 		// Decoding: the new keys join the cache, and attention reads it.
-		be.RopeSplitInto(cache.k[l.index], k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot, cache.max, cache.len)
+		be.RopeSplitInto(cache.k[l.index], k, dm.pos, cos, sin, B, T, KVH, hd, rot, cache.max, cache.len)
 		return qh, cache.k[l.index]
 	}
 	kh = dm.buf("kh", dm.act, n*c.KVDim())
-	be.RopeSplit(kh, k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot)
+	be.RopeSplit(kh, k, dm.pos, cos, sin, B, T, KVH, hd, rot)
 	return qh, kh
 }
 
@@ -623,6 +614,7 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 	if dm.Temperature > 0 && dm.Temperature != 1 {
 		inv = float32(1 / dm.Temperature)
 	}
+	alpha := dm.headAlpha(inv)
 	chunk := headChunkRows(V, len(rows))
 	idx := dm.buf("head_idx", compute.I32, len(rows))
 	tg := dm.buf("head_tg", compute.I32, len(rows))
@@ -646,22 +638,23 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 		ci := idx.Slice(c0, m)
 		be.GatherRows(xs.Slice(0, m*h), dm.xf, ci, m, h)
 		lg := logits.Slice(0, m*V)
-		be.Gemm(false, true, m, V, h, inv, xs, h, dm.head.w, h, 0, lg, V)
+		be.Gemm(false, true, m, V, h, alpha, xs, h, dm.head.w, h, 0, lg, V)
 		var g compute.Tensor
 		if backward {
 			g = dlog.Slice(0, m*V)
 		}
-		be.CrossEntropy(losses.Slice(c0, m), g, lg, tg.Slice(c0, m), m, V, scale)
+		be.CrossEntropy(losses.Slice(c0, m), g, dm.capHead(lg, inv), tg.Slice(c0, m), m, V, scale)
 		if !backward {
 			continue
 		}
 		if sc != nil {
 			be.ScaleRows(g, g, sc.Slice(c0, m), m, V)
 		}
-		be.Gemm(false, false, m, h, V, inv, g, V, dm.head.w, h, 0, dxs, h)
+		dm.capHeadGrad(g, lg, inv)
+		be.Gemm(false, false, m, h, V, alpha, g, V, dm.head.w, h, 0, dxs, h)
 		be.ScatterAddRows(dxf, dxs.Slice(0, m*h), ci, m, h)
 		if dm.head.trainable {
-			be.Gemm(true, false, V, h, m, inv, g, V, xs, h, 1, dm.head.grad, h)
+			be.Gemm(true, false, V, h, m, alpha, g, V, xs, h, 1, dm.head.grad, h)
 		}
 	}
 	host := make([]float32, len(rows))
@@ -746,7 +739,7 @@ func (dm *DeviceModel) backward() error {
 	L := len(dm.layers)
 	dres := dm.buf("dres", dm.act, n*h)
 	dxf := dm.buf("dxf", dm.act, n*h)
-	be.RMSNormBackward(dres, dxf, dm.stream[L], dm.norm.w, dm.rstdf, n, h, 0, false)
+	be.RMSNormBackward(dres, dxf, dm.stream[L], dm.norm.w, dm.rstdf, n, h, dm.wadd(), false)
 	if dm.norm.trainable {
 		be.RMSNormWeightGrad(dm.norm.grad, dxf, dm.stream[L], dm.rstdf, n, h)
 	}
@@ -757,6 +750,7 @@ func (dm *DeviceModel) backward() error {
 		dm.backwardLayer(dm.layers[i], i, dres)
 	}
 	if dm.embed.trainable {
+		dm.scaleEmbed(dres)
 		be.EmbeddingBackward(dm.embed.grad, dres, dm.ids, n, h)
 	}
 	return dm.err()
@@ -765,7 +759,7 @@ func (dm *DeviceModel) backward() error {
 // normBackward writes dx (accumulating when asked) and the norm weight's
 // gradient.
 func (dm *DeviceModel) normBackward(w *dparam, dx, dy, x, rstd compute.Tensor, rows, d int, accumulate bool) {
-	dm.be.RMSNormBackward(dx, dy, x, w.w, rstd, rows, d, 0, accumulate)
+	dm.be.RMSNormBackward(dx, dy, x, w.w, rstd, rows, d, dm.wadd(), accumulate)
 	if w.trainable {
 		dm.be.RMSNormWeightGrad(w.grad, dy, x, rstd, rows, d)
 	}
@@ -784,28 +778,38 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	eps := float32(c.RMSNormEps)
 	// MLP: out = xmid + down(silu(gate(xn2))·up(xn2)).
 	act := dm.buf("act", A, n*inter)
-	be.SwiGLU(act, a.g, a.u)
+	dm.glu(act, a.g, a.u)
 	da := dm.buf("da", A, n*inter)
-	dm.linearBackward(l.down, a, da, dres, act, n, false)
+	// Through the MLP's sandwich norm first, where the family has one.
+	dy := dres
+	if l.mlpPostNorm != nil {
+		dy = dm.buf("dpost", A, n*h)
+		dm.normBackward(l.mlpPostNorm, dy, dres, a.mo, a.rstdMO, n, h, false)
+	}
+	dm.linearBackward(l.down, a, da, dy, act, n, false)
 	dg, du := dm.buf("dg", A, n*inter), dm.buf("du", A, n*inter)
-	be.SwiGLUBackward(dg, du, da, a.g, a.u)
+	dm.gluBackward(dg, du, da, a.g, a.u)
 	xn2 := dm.buf("xn2", A, n*h)
-	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, 0)
+	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, dm.wadd())
 	dxn := dm.buf("dxn", A, n*h)
-	dm.linearBackward(l.gate, a, dxn, dg, xn2, n, false)
-	dm.linearBackward(l.up, a, dxn, du, xn2, n, true)
-	dm.groupBackward(l.gu, dxn, xn2, n)
+	dm.gateUpBackward(l, a, dxn, dg, du, xn2, n)
 	dm.normBackward(l.postNorm, dres, dxn, a.xmid, a.rstd2, n, h, true)
 
 	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
 	datt := dm.buf("datt", A, n*qd)
-	dm.linearBackward(l.o, a, datt, dres, a.att, n, false)
+	dy = dres
+	if l.attnPostNorm != nil {
+		dy = dm.buf("dpost", A, n*h)
+		dm.normBackward(l.attnPostNorm, dy, dres, a.ao, a.rstdAO, n, h, false)
+	}
+	dm.linearBackward(l.o, a, datt, dy, a.att, n, false)
 	g := H / KVH
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := c.AttnScale()
+	cos, sin, rot := dm.ropeOf(l)
 	doh := dm.buf("doh", A, n*qd)
 	oh := dm.buf("oh", A, n*qd)
-	be.RopeSplit(doh, datt, nil, dm.cos, dm.sin, B, T, H, hd, 0)
-	be.RopeSplit(oh, a.att, nil, dm.cos, dm.sin, B, T, H, hd, 0)
+	be.RopeSplit(doh, datt, nil, cos, sin, B, T, H, hd, 0)
+	be.RopeSplit(oh, a.att, nil, cos, sin, B, T, H, hd, 0)
 	dsum := dm.buf("dsum", compute.F32, B*H*T)
 	be.RowDot(dsum, doh, oh, B*H*T, hd)
 	bc := dm.attnChunk(B, H, T*T)
@@ -823,15 +827,15 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 		be.GemmBatched(false, true, g*T, T, hd, scale, q, hd, g*T*hd, k, hd, T*hd, 0, s, T, g*T*T, batch)
 		be.GemmBatched(false, true, g*T, T, hd, 1, do, hd, g*T*hd, v, hd, T*hd, 0, dp, T, g*T*T, batch)
 		seg := dm.segRows(b0*T, nb*T)
-		be.AttnSoftmaxBackward(p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, T, 0)
+		dm.attnSoftmaxBackward(l, p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, T, 0)
 		be.GemmBatched(true, false, T, hd, g*T, 1, p, T, g*T*T, do, hd, g*T*hd, 0, dvh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
 		be.GemmBatched(false, false, g*T, hd, T, scale, ds, T, g*T*T, k, hd, T*hd, 0, dqh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, batch)
 		be.GemmBatched(true, false, T, hd, g*T, scale, ds, T, g*T*T, q, hd, g*T*hd, 0, dkh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
 	}
 	dq, dk, dv := dm.buf("dq", A, n*qd), dm.buf("dk", A, n*kd), dm.buf("dv", A, n*kd)
-	be.RopeMerge(dq, dqh, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot, false)
-	be.RopeMerge(dk, dkh, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot, false)
-	be.RopeMerge(dv, dvh, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0, false)
+	be.RopeMerge(dq, dqh, dm.pos, cos, sin, B, T, H, hd, rot, false)
+	be.RopeMerge(dk, dkh, dm.pos, cos, sin, B, T, KVH, hd, rot, false)
+	be.RopeMerge(dv, dvh, dm.pos, cos, sin, B, T, KVH, hd, 0, false)
 	if l.qNorm != nil {
 		dqn, dkn := dm.buf("dqn", A, n*qd), dm.buf("dkn", A, n*kd)
 		dm.normBackward(l.qNorm, dqn, dq, a.q, a.rstdq, n*H, hd, false)
@@ -845,11 +849,8 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 		dxn1 = dxn
 	}
 	xn1 := dm.buf("xn1", A, n*h)
-	be.RMSNorm(xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, 0)
-	dm.linearBackward(l.q, a, dxn1, dq, xn1, n, false)
-	dm.linearBackward(l.k, a, dxn1, dk, xn1, n, true)
-	dm.linearBackward(l.v, a, dxn1, dv, xn1, n, true)
-	dm.groupBackward(l.qkv, dxn1, xn1, n)
+	be.RMSNorm(xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, dm.wadd())
+	dm.projectBackward(l, a, dxn1, dq, dk, dv, xn1, n)
 	if dxn1 != nil {
 		dm.normBackward(l.inNorm, dres, dxn1, a.x, a.rstd1, n, h, true)
 	}
