@@ -224,9 +224,9 @@ type DeviceModel struct {
 	cosL, sinL compute.Tensor
 	ropeRotL   int
 	ropeLong   bool
-	hasMask        bool
-	hasSeg         bool
-	allocErr       error
+	hasMask    bool
+	hasSeg     bool
+	allocErr   error
 }
 
 // NewDeviceModel copies m (with the LoRA adapters attached to its linear
