@@ -218,15 +218,16 @@ type DeviceModel struct {
 	seg            compute.Tensor
 	cos, sin       compute.Tensor
 	ropeN, ropeRot int
+	hasMask        bool
+	hasSeg         bool
+	allocErr       error
+
 	// The rotary tables of sliding-window layers when the family gives
 	// them their own (Gemma 3), and whether the tables hold longrope's long
 	// factors.
 	cosL, sinL compute.Tensor
 	ropeRotL   int
 	ropeLong   bool
-	hasMask    bool
-	hasSeg     bool
-	allocErr   error
 }
 
 // NewDeviceModel copies m (with the LoRA adapters attached to its linear
