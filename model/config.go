@@ -444,9 +444,6 @@ func (c *Config) deviceUnsupported() string {
 	if c.Act != "silu" && c.Act != "swish" && c.Act != "gelu_pytorch_tanh" {
 		why = append(why, c.Act+" MLPs")
 	}
-	if c.Experts > 0 {
-		why = append(why, "mixture-of-experts layers")
-	}
 	return strings.Join(why, ", ")
 }
 

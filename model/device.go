@@ -158,6 +158,7 @@ type dlayer struct {
 	// Phi-3's fused projections (instead of q, k, v and gate, up).
 	attnPostNorm, mlpPostNorm *dparam
 	fqkv, fgu                 *dlinear
+	moe                       *dmoe // instead of gate, up and down
 }
 
 // dacts is what one block keeps for its backward pass.
@@ -170,6 +171,7 @@ type dacts struct {
 	xaOwned                           []compute.Tensor
 	// Sandwich norms: the attention and MLP outputs before their norms.
 	ao, mo, rstdAO, rstdMO compute.Tensor
+	moe                    *dmoeActs
 }
 
 // DeviceModel is a Model whose weights, activations, gradients and optimizer
@@ -228,6 +230,14 @@ type DeviceModel struct {
 	cosL, sinL compute.Tensor
 	ropeRotL   int
 	ropeLong   bool
+	// Mixtures of experts: the load-balancing statistics of the last
+	// forward pass, the weight of the auxiliary loss's gradient, the host
+	// copy of the attention mask (the rows the statistics count) and
+	// whether a checkpointed block runs again (counting nothing).
+	aux       auxStats
+	auxW      float64
+	hostMask  []int32
+	recompute bool
 }
 
 // NewDeviceModel copies m (with the LoRA adapters attached to its linear
@@ -329,6 +339,12 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		dl := &dlayer{index: l.Index, inNorm: param(l.InNorm, true), postNorm: param(l.PostNorm, true), qNorm: param(l.QNorm, true), kNorm: param(l.KNorm, true),
 			q: linear(l.Q), k: linear(l.K), v: linear(l.V), o: linear(l.O), gate: linear(l.Gate), up: linear(l.Up), down: linear(l.Down),
 			attnPostNorm: param(l.AttnPostNorm, true), mlpPostNorm: param(l.MLPPostNorm, true), fqkv: linear(l.QKV), fgu: linear(l.GateUp)}
+		if l.MoE != nil {
+			dl.moe = &dmoe{router: linear(l.MoE.Router)}
+			for _, e := range l.MoE.Experts {
+				dl.moe.experts = append(dl.moe.experts, [3]*dlinear{linear(e.Gate), linear(e.Up), linear(e.Down)})
+			}
+		}
 		dm.layers = append(dm.layers, dl)
 	}
 	if err == nil {
@@ -674,6 +690,13 @@ func (dm *DeviceModel) freeShape() {
 		}
 		for _, t := range a.xaOwned {
 			t.Free()
+		}
+		if a.moe != nil {
+			for _, t := range []compute.Tensor{a.moe.idx, a.moe.wts, a.moe.g, a.moe.u, a.moe.y} {
+				if t != nil {
+					t.Free()
+				}
+			}
 		}
 		l.acts = nil
 	}

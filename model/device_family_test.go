@@ -15,8 +15,10 @@ import (
 // kind with every feature on (see familyConfigs): Gemma 2's soft caps,
 // windows shorter than the batch, GeGLU, (1+w) sandwich norms and scaled
 // embeddings; Gemma 3's q/k norms and local rope; Phi-3's fused projections
-// with LongRoPE past its 4-position pretrained context.
-var familyShapes = []string{"gemma2", "gemma3", "phi3"}
+// with LongRoPE past its 4-position pretrained context. Qwen3-MoE and
+// Mixtral route to experts (probabilities or weights renormalised over the
+// top-k, a dense layer, with and without the load-balancing loss).
+var familyShapes = []string{"gemma2", "gemma3", "phi3", "qwen3_moe", "mixtral", "mixtral-noaux"}
 
 // TestDeviceFamilyStepMatchesCPU: a full fine-tuning step of each family
 // through the seam gives the CPU workspace's loss and every gradient (with
@@ -92,7 +94,7 @@ func testDeviceLoRA(t *testing.T, d compute.Backend, shapes []string) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					e := relErr32(g, p.Grad)
+					e := relDiff(g, p.Grad)
 					worst = max(worst, e)
 					if e > 1e-4 {
 						t.Errorf("%s: gradient differs from the CPU's by %.3g", p.Name, e)
@@ -146,7 +148,11 @@ func attachGradLoRA(m *Model, rank int, seed uint64) []*gradLoRA {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var out []*gradLoRA
 	for _, l := range m.Layers {
-		for _, lin := range []*nn.Linear{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down, l.QKV, l.GateUp} {
+		lins := []*nn.Linear{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down, l.QKV, l.GateUp}
+		if l.MoE != nil {
+			lins = append(lins, l.MoE.linears()...)
+		}
+		for _, lin := range lins {
 			if lin == nil {
 				continue
 			}

@@ -79,7 +79,11 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		a.vh = act("vh", A, n*kd)
 		a.lse, a.att = act("lse", compute.F32, b*c.Heads*t), act("att", A, n*qd)
 		a.xmid, a.rstd2 = act("xmid", A, n*h), act("rstd2", compute.F32, n)
-		a.g, a.u = act("g", A, n*inter), act("u", A, n*inter)
+		if l.moe != nil {
+			a.moe = dm.moeActs(n, act)
+		} else {
+			a.g, a.u = act("g", A, n*inter), act("u", A, n*inter)
+		}
 		if l.attnPostNorm != nil {
 			a.ao, a.rstdAO = act("ao", A, n*h), act("rstdAO", compute.F32, n)
 		}
@@ -101,10 +105,7 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 				a.xa[lin] = lact{t.Slice(g.cols[i], n*g.rows-g.cols[i]), g.rows}
 			}
 		}
-		for li, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down, l.fqkv, l.fgu} {
-			if lin == nil {
-				continue
-			}
+		for li, lin := range l.linears() {
 			if lin.ia3 != nil && !lin.ia3.input {
 				if t := act(fmt.Sprintf("ia3%d_%d", li, lin.out), A, n*lin.out); t != nil {
 					if !dm.checkpoint && !dm.inference {
@@ -152,7 +153,8 @@ func (dm *DeviceModel) Loss(b *Batch) (float64, int, error) {
 	if err := dm.forward(b); err != nil {
 		return 0, 0, err
 	}
-	return dm.lossHead(b, 0, false)
+	sum, count, err := dm.lossHead(b, 0, false)
+	return sum + dm.AuxLoss()*float64(count), count, err
 }
 
 // Step runs forward and backward for one micro-batch; gradients accumulate
@@ -165,6 +167,10 @@ func (dm *DeviceModel) Step(b *Batch, scale float32) (float64, int, error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	// The auxiliary loss weighs as this micro-batch's share of the trained
+	// tokens, as in Workspace.Step.
+	dm.auxW = float64(scale) * float64(count)
+	sum += dm.AuxLoss() * float64(count)
 	if err := dm.backward(); err != nil {
 		return 0, 0, err
 	}
@@ -205,8 +211,13 @@ func (dm *DeviceModel) forward(b *Batch) error {
 			break
 		}
 	}
+	dm.hostMask = nil
 	if dm.hasMask {
 		dm.be.UploadInt(dm.mask, b.Mask)
+		dm.hostMask = b.Mask
+	}
+	if dm.cfg.Experts > 0 {
+		dm.aux.reset(dm.cfg.Experts)
 	}
 	// Packed rows: a query sees only keys of its own sample.
 	dm.hasSeg = b.Seg != nil
@@ -516,14 +527,20 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	be.Add(a.xmid, a.x, o)
 	xn2 := dm.buf("xn2", dm.act, n*h)
 	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, wadd)
-	dm.gateUp(l, a, xn2, n)
-	act := dm.buf("act", dm.act, n*c.Intermediate)
-	dm.glu(act, a.g, a.u)
+	mlpOut := o
 	if l.mlpPostNorm != nil {
-		dm.linear(l.down, a, a.mo, act, n)
-		be.RMSNorm(o, a.rstdMO, a.mo, l.mlpPostNorm.w, n, h, eps, wadd)
+		mlpOut = a.mo
+	}
+	if l.moe != nil {
+		dm.moeForward(l, a, mlpOut, xn2, n)
 	} else {
-		dm.linear(l.down, a, o, act, n)
+		dm.gateUp(l, a, xn2, n)
+		act := dm.buf("act", dm.act, n*c.Intermediate)
+		dm.glu(act, a.g, a.u)
+		dm.linear(l.down, a, mlpOut, act, n)
+	}
+	if l.mlpPostNorm != nil {
+		be.RMSNorm(o, a.rstdMO, a.mo, l.mlpPostNorm.w, n, h, eps, wadd)
 	}
 	be.Add(out, a.xmid, o)
 }
@@ -676,6 +693,9 @@ func (dm *DeviceModel) TokenLogProbs(b *Batch) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Sequence-level losses are over log-probabilities only: a mixture of
+	// experts' load-balancing loss is not part of them.
+	dm.auxW = 0
 	dm.scored, dm.scoredOff = b, dm.adaptersOff
 	out := make([]float64, len(losses))
 	for i, v := range losses {
@@ -743,11 +763,14 @@ func (dm *DeviceModel) backward() error {
 	if dm.norm.trainable {
 		be.RMSNormWeightGrad(dm.norm.grad, dxf, dm.stream[L], dm.rstdf, n, h)
 	}
+	auxGrad := dm.aux.grad(c)
 	for i := L - 1; i >= 0; i-- {
 		if dm.checkpoint {
+			dm.recompute = true
 			dm.forwardLayer(dm.layers[i], dm.stream[i+1])
+			dm.recompute = false
 		}
-		dm.backwardLayer(dm.layers[i], i, dres)
+		dm.backwardLayer(dm.layers[i], i, dres, auxGrad)
 	}
 	if dm.embed.trainable {
 		dm.scaleEmbed(dres)
@@ -767,7 +790,7 @@ func (dm *DeviceModel) normBackward(w *dparam, dx, dy, x, rstd compute.Tensor, r
 
 // backwardLayer turns dres from the gradient of the block's output into the
 // gradient of its input.
-func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) {
+func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor, auxGrad []float64) {
 	be, c, a := dm.be, dm.cfg, l.acts
 	B, T := dm.shapeB, dm.shapeT
 	n := B * T
@@ -777,22 +800,26 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 
 	eps := float32(c.RMSNormEps)
 	// MLP: out = xmid + down(silu(gate(xn2))·up(xn2)).
-	act := dm.buf("act", A, n*inter)
-	dm.glu(act, a.g, a.u)
-	da := dm.buf("da", A, n*inter)
 	// Through the MLP's sandwich norm first, where the family has one.
 	dy := dres
 	if l.mlpPostNorm != nil {
 		dy = dm.buf("dpost", A, n*h)
 		dm.normBackward(l.mlpPostNorm, dy, dres, a.mo, a.rstdMO, n, h, false)
 	}
-	dm.linearBackward(l.down, a, da, dy, act, n, false)
-	dg, du := dm.buf("dg", A, n*inter), dm.buf("du", A, n*inter)
-	dm.gluBackward(dg, du, da, a.g, a.u)
 	xn2 := dm.buf("xn2", A, n*h)
 	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, dm.wadd())
 	dxn := dm.buf("dxn", A, n*h)
-	dm.gateUpBackward(l, a, dxn, dg, du, xn2, n)
+	if l.moe != nil {
+		dm.moeBackward(l, a, dxn, dy, xn2, n, auxGrad)
+	} else {
+		act := dm.buf("act", A, n*inter)
+		dm.glu(act, a.g, a.u)
+		da := dm.buf("da", A, n*inter)
+		dm.linearBackward(l.down, a, da, dy, act, n, false)
+		dg, du := dm.buf("dg", A, n*inter), dm.buf("du", A, n*inter)
+		dm.gluBackward(dg, du, da, a.g, a.u)
+		dm.gateUpBackward(l, a, dxn, dg, du, xn2, n)
+	}
 	dm.normBackward(l.postNorm, dres, dxn, a.xmid, a.rstd2, n, h, true)
 
 	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
