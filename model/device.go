@@ -129,6 +129,9 @@ type dlora struct {
 	// no dropout or the model only scores.
 	src  LowRank
 	dora *dora
+	// expert, when set, says a and b are the stacked matrices of LoRA on
+	// an MoE layer's expert weights, of which this layer uses its part.
+	expert *expertPart
 }
 
 // dora is DoRA's part of a LoRA layer: the output is rescaled per row by
@@ -302,6 +305,9 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		if sc, ok := l.Adapter.(Scaler); ok {
 			vec, input := sc.IA3()
 			dl.ia3 = &dia3{vec: param(vec, true), input: input}
+		} else if xl, ok := l.Adapter.(ExpertLowRank); ok {
+			a, b, s, e, rowOff := xl.ExpertLowRank()
+			dl.lora = &dlora{a: param(a, false), b: param(b, false), r: a.Shape[0] / c.Experts, scale: s, expert: &expertPart{e: e, rowOff: rowOff}}
 		} else if l.Adapter != nil {
 			lr, ok := l.Adapter.(LowRank)
 			if !ok {

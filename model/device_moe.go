@@ -2,6 +2,7 @@ package model
 
 import (
 	"gotune/compute"
+	"gotune/nn"
 )
 
 // Mixture-of-experts MLPs on the device (Qwen3-MoE, Mixtral). The router's
@@ -168,4 +169,69 @@ func (l *dlayer) linears() []*dlinear {
 		}
 	}
 	return out
+}
+
+// ExpertLowRank is what the device path needs from LoRA on an MoE layer's
+// stacked expert weights (PEFT's target_parameters; implemented by peft's
+// expert adapters): A [r·Experts, in], expert e's rows e·r … e·r+r−1, and
+// B [rows, r·Experts], expert e's column k at k·Experts+e, this layer's
+// rows from rowOff (a fused gate_up_proj's B serves the gate and the up
+// layers); the update is scale·B_e·A_e.
+type ExpertLowRank interface {
+	ExpertLowRank() (a, b *nn.Param, scale float32, expert, rowOff int)
+}
+
+// expertPart locates an expert layer's part of stacked LoRA matrices.
+type expertPart struct{ e, rowOff int }
+
+// loraA is the LoRA layer's A [r, in]: the matrix, or the expert's rows.
+func (dm *DeviceModel) loraA(lr *dlora, in int) compute.Tensor {
+	if lr.expert == nil {
+		return lr.a.w
+	}
+	return lr.a.w.Slice(lr.expert.e*lr.r*in, lr.r*in)
+}
+
+// loraAGrad is the gradient of loraA.
+func (dm *DeviceModel) loraAGrad(lr *dlora, in int) compute.Tensor {
+	if lr.expert == nil {
+		return lr.a.grad
+	}
+	return lr.a.grad.Slice(lr.expert.e*lr.r*in, lr.r*in)
+}
+
+// bColumn is where the expert's first element of B (or of its gradient)
+// sits, as a column of [out·r, Experts].
+func (dm *DeviceModel) bColumn(lr *dlora, t compute.Tensor) compute.Tensor {
+	start := lr.expert.rowOff*lr.r*dm.cfg.Experts + lr.expert.e
+	return t.Slice(start, t.Len()-start)
+}
+
+// loraB is the LoRA layer's B [out, r]: the matrix, or the expert's
+// strided columns gathered into scratch.
+func (dm *DeviceModel) loraB(lr *dlora, out int) compute.Tensor {
+	if lr.expert == nil {
+		return lr.b.w
+	}
+	b := dm.buf("lora_bexp", dm.act, out*lr.r)
+	dm.be.Copy2D(b, 1, dm.bColumn(lr, lr.b.w), dm.cfg.Experts, out*lr.r, 1)
+	return b
+}
+
+// loraBGrad is where B's gradient accumulates: the gradient itself, or
+// the expert's part gathered into scratch, to be put back by
+// loraBGradDone.
+func (dm *DeviceModel) loraBGrad(lr *dlora, out int) compute.Tensor {
+	if lr.expert == nil {
+		return lr.b.grad
+	}
+	g := dm.buf("lora_bexp_grad", compute.F32, out*lr.r)
+	dm.be.Copy2D(g, 1, dm.bColumn(lr, lr.b.grad), dm.cfg.Experts, out*lr.r, 1)
+	return g
+}
+
+func (dm *DeviceModel) loraBGradDone(lr *dlora, out int, g compute.Tensor) {
+	if lr.expert != nil {
+		dm.be.Copy2D(dm.bColumn(lr, lr.b.grad), dm.cfg.Experts, g, 1, out*lr.r, 1)
+	}
 }

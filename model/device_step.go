@@ -299,13 +299,13 @@ func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) 
 	if lr := lora; lr != nil {
 		xa := a.xa[l]
 		if l.group == nil {
-			be.Gemm(false, true, n, lr.r, l.in, 1, dm.loraInput(lr, x, n*l.in), l.in, lr.a.w, l.in, 0, xa.t, xa.ld)
+			be.Gemm(false, true, n, lr.r, l.in, 1, dm.loraInput(lr, x, n*l.in), l.in, dm.loraA(lr, l.in), l.in, 0, xa.t, xa.ld)
 		} else if l == l.group.lins[0] {
 			// The group's x·Aᵀ for every member at once.
 			g := l.group
 			be.Gemm(false, true, n, g.rows, g.in, 1, x, g.in, g.a, g.in, 0, xa.t, g.rows)
 		}
-		be.Gemm(false, true, n, l.out, lr.r, lr.scale, xa.t, xa.ld, lr.b.w, lr.r, 1, u, l.out)
+		be.Gemm(false, true, n, l.out, lr.r, lr.scale, xa.t, xa.ld, dm.loraB(lr, l.out), lr.r, 1, u, l.out)
 	}
 }
 
@@ -401,22 +401,24 @@ func (dm *DeviceModel) linearBackward(l *dlinear, a *dacts, dx, dy, x compute.Te
 			col := g.cols[slices.Index(g.lins, l)]
 			dxa = lact{dm.buf("dxa_group", dm.act, n*g.rows).Slice(col, n*g.rows-col), g.rows}
 		}
-		be.Gemm(false, false, n, lr.r, l.out, lr.scale, dy, l.out, lr.b.w, lr.r, 0, dxa.t, dxa.ld)
+		be.Gemm(false, false, n, lr.r, l.out, lr.scale, dy, l.out, dm.loraB(lr, l.out), lr.r, 0, dxa.t, dxa.ld)
 		if lr.b.trainable {
-			be.Gemm(true, false, l.out, lr.r, n, lr.scale, dy, l.out, xa.t, xa.ld, 1, lr.b.grad, lr.r)
+			db := dm.loraBGrad(lr, l.out)
+			be.Gemm(true, false, l.out, lr.r, n, lr.scale, dy, l.out, xa.t, xa.ld, 1, db, lr.r)
+			dm.loraBGradDone(lr, l.out, db)
 		}
 		if l.group != nil {
 			return
 		}
 		if lr.a.trainable {
-			be.Gemm(true, false, lr.r, l.in, n, 1, dxa.t, dxa.ld, dm.loraInput(lr, x, n*l.in), l.in, 1, lr.a.grad, l.in)
+			be.Gemm(true, false, lr.r, l.in, n, 1, dxa.t, dxa.ld, dm.loraInput(lr, x, n*l.in), l.in, 1, dm.loraAGrad(lr, l.in), l.in)
 		}
 		if dx == nil {
 			return
 		}
 		mask, dropped := lr.dropout()
 		if !dropped {
-			be.Gemm(false, false, n, l.in, lr.r, 1, dxa.t, dxa.ld, lr.a.w, l.in, beta, dx, l.in)
+			be.Gemm(false, false, n, l.in, lr.r, 1, dxa.t, dxa.ld, dm.loraA(lr, l.in), l.in, beta, dx, l.in)
 			return
 		}
 		// The gradient reaching the dropped input, masked as the input was.
