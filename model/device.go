@@ -179,7 +179,8 @@ type dacts struct {
 
 // DeviceModel is a Model whose weights, activations, gradients and optimizer
 // state live on a compute backend. It runs the training step (forward,
-// backward, AdamW) of full fine-tuning and LoRA for the llama family.
+// backward, AdamW) of full fine-tuning and LoRA for every family the CPU
+// trains (the Llama kind, Gemma 2/3, Phi-3 and mixtures of experts).
 type DeviceModel struct {
 	// Temperature divides the logits before the softmax of the loss and of
 	// TokenLogProbs (0 means 1), as Workspace.Temperature: a policy-gradient
