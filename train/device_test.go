@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"gotune/compute"
-	"gotune/config"
 	"gotune/compute/cuda/cudatest"
 	"gotune/compute/ref"
+	"gotune/config"
 )
 
 // TestDeviceTrainingMatchesCPU: a training run through the compute seam (the
