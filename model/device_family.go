@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 
 	"gotune/compute"
 )
@@ -72,55 +71,6 @@ func (dm *DeviceModel) freeRope() {
 		}
 	}
 	dm.cos, dm.sin, dm.cosL, dm.sinL, dm.ropeN = nil, nil, nil, nil, 0
-}
-
-// rope uploads cos/sin tables covering n positions (and the local ones of
-// sliding-window layers). LongRoPE's frequencies depend on whether the
-// sequence reaches past the pretrained context, as Model.Rope's do: the
-// tables are rebuilt when that changes.
-func (dm *DeviceModel) rope(n int) error {
-	c := dm.cfg
-	long := c.ropeLong(n)
-	if dm.cos != nil && dm.ropeN >= n && dm.ropeLong == long {
-		return nil
-	}
-	size := max(n, 256)
-	seqLen := size
-	if c.Rope.Type == "longrope" && !long {
-		seqLen = min(size, c.Rope.OriginalMaxPos)
-	}
-	dm.freeRope()
-	upload := func(tab *RopeTable) (cos, sin compute.Tensor, err error) {
-		if tab.Rot != c.HeadDim && tab.Rot%2 != 0 {
-			return nil, nil, fmt.Errorf("device model: rotary dimension %d", tab.Rot)
-		}
-		if cos, err = dm.be.Alloc(compute.F32, len(tab.Cos)); err != nil {
-			return nil, nil, err
-		}
-		if sin, err = dm.be.Alloc(compute.F32, len(tab.Sin)); err != nil {
-			cos.Free()
-			return nil, nil, err
-		}
-		dm.be.Upload(cos, tab.Cos)
-		dm.be.Upload(sin, tab.Sin)
-		return cos, sin, nil
-	}
-	tab := c.newRopeTable(size, seqLen)
-	var err error
-	if dm.cos, dm.sin, err = upload(tab); err != nil {
-		return err
-	}
-	dm.ropeN, dm.ropeRot, dm.ropeLong = size, tab.Rot, long
-	if c.LocalRope != nil {
-		lc := *c
-		lc.Rope, lc.LocalRope = *c.LocalRope, nil
-		lt := lc.NewRopeTable(size)
-		if dm.cosL, dm.sinL, err = upload(lt); err != nil {
-			return err
-		}
-		dm.ropeRotL = lt.Rot
-	}
-	return nil
 }
 
 // project runs the query, key and value projections of xn1 into a.q, a.k
