@@ -72,11 +72,12 @@ func (s *DeviceSession) Feed(ids []int32) ([]float32, error) {
 	if s.len+len(ids) > s.max {
 		return nil, fmt.Errorf("feed: %d cached + %d new tokens exceed the session's %d positions", s.len, len(ids), s.max)
 	}
+	prev, fed := s.len, s.fed
 	if c.Rope.Type == "longrope" {
-		s.fed = append(s.fed, ids...)
+		fed = append(fed, ids...)
 		if c.ropeLong(s.len+len(ids)) && !c.ropeLong(s.len) && s.len > 0 {
 			// Crossing into the long factors: everything again, in one pass.
-			ids, s.len = s.fed, 0
+			ids, s.len = fed, 0
 		}
 	}
 	T := len(ids)
@@ -87,20 +88,23 @@ func (s *DeviceSession) Feed(ids []int32) ([]float32, error) {
 	dm.cache = s
 	defer func() { dm.cache = nil }()
 	if err := dm.forward(&Batch{B: 1, T: T, IDs: ids, Pos: pos}); err != nil {
+		s.len = prev
 		return nil, err
 	}
 	h, V := c.Hidden, c.Vocab
 	lg := dm.buf("session_logits", compute.F32, V)
 	dm.be.Gemm(false, true, 1, V, h, 1, dm.xf.Slice((T-1)*h, h), h, dm.head.w, h, 0, lg, V)
-	if cap := float32(c.FinalSoftcap); cap != 0 {
-		dm.be.SoftCap(lg, lg, cap)
+	if sc := float32(c.FinalSoftcap); sc != 0 {
+		dm.be.SoftCap(lg, lg, sc)
 	}
 	if len(s.logits) != V {
 		s.logits = make([]float32, V)
 	}
 	if err := dm.be.Download(s.logits, lg); err != nil {
+		s.len = prev
 		return nil, err
 	}
 	s.len += T
+	s.fed = fed
 	return s.logits, dm.err()
 }
