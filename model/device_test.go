@@ -155,7 +155,14 @@ func testDeviceSession(t *testing.T, d compute.Backend, shapes []string, prompt 
 // TestDevicePackedMatchesCPU: packed rows (segment ids, positions
 // restarting per sample) give the CPU's loss and gradients.
 func TestDevicePackedMatchesCPU(t *testing.T) {
-	m := tinyModel(t, "ref-qwen3", 13)
+	// Gemma 2's windows and Qwen3-MoE's routing see the packed rows too.
+	for _, shape := range []string{"ref-qwen3", "gemma2", "qwen3_moe"} {
+		t.Run(shape, func(t *testing.T) { testDevicePacked(t, shape) })
+	}
+}
+
+func testDevicePacked(t *testing.T, shape string) {
+	m := tinyModel(t, shape, 13)
 	for _, p := range m.Params() {
 		p.SetTrainable(true)
 	}
