@@ -152,6 +152,31 @@ type Backend interface {
 	// into dst: int8(q[e])·scales[e/block] (absmax INT8 weights, the scale
 	// already divided by 127).
 	Dequantize8(dst, q, scales Tensor, n, block int)
+
+	// Model families beyond the Llama kind (Gemma 2/3, Phi-3).
+
+	// AttnSoftmaxWindowed is AttnSoftmax with Gemma's two changes: each
+	// score s is first soft-capped to softcap·tanh(s/softcap) (softcap > 0),
+	// and with window > 0 query i sees key j only when off + i − j < window
+	// (a sliding-window layer), on top of the causal, key and segment masks.
+	AttnSoftmaxWindowed(p, lse, s, kmask, qseg, kseg Tensor, b, h, tq, tk, off, window int, softcap float32)
+	// AttnSoftmaxWindowedBackward is AttnSoftmaxBackward of the same: p is
+	// recomputed from the uncapped scores s, and ds = p·(dp − dsum)·(1 − t²)
+	// with t = tanh(s/softcap) (t = 0 without a cap) is the gradient of s.
+	AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg Tensor, b, h, tq, tk, off, window int, softcap float32)
+	// GeGLU writes a = gelu_tanh(g)·u with gelu_tanh(x) =
+	// x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))); GeGLUBackward writes dg and
+	// du from da.
+	GeGLU(a, g, u Tensor)
+	GeGLUBackward(dg, du, da, g, u Tensor)
+	// SoftCap writes y = c·tanh(x/c) (y may be x); SoftCapBackward writes
+	// dx = dy·(1 − (y/c)²) from the capped values y, F32 (dx may be dy).
+	SoftCap(y, x Tensor, c float32)
+	SoftCapBackward(dx, dy, y Tensor, c float32)
+	// Copy2D copies a rows×cols block: dst[r·ldd + j] = src[r·lds + j]
+	// (views start at the block's first element; same dtype). It splits a
+	// fused projection's output into its parts and joins their gradients.
+	Copy2D(dst Tensor, ldd int, src Tensor, lds int, rows, cols int)
 }
 
 // DropoutMask selects the elements dropout keeps: element i survives when

@@ -33,14 +33,18 @@ func (w *Workspace) AuxLoss() float64 {
 // auxGrad is the gradient of AuxLoss with respect to each expert's router
 // probability at one (token, layer): coef·E·chosen_e/M², M the (token,
 // layer) pairs counted.
-func (w *Workspace) auxGrad() []float64 {
-	c := w.m.Cfg
-	if c.AuxCoef == 0 || w.aux.tokens == 0 {
+func (w *Workspace) auxGrad() []float64 { return w.aux.grad(w.m.Cfg) }
+
+// grad is the gradient of router_aux_loss_coef × the loss of these
+// statistics with respect to each expert's router probability at one
+// (token, layer) counted; nil when there is none.
+func (s *auxStats) grad(c *Config) []float64 {
+	if c.AuxCoef == 0 || s.tokens == 0 {
 		return nil
 	}
 	g := make([]float64, c.Experts)
-	for e, n := range w.aux.chosen {
-		g[e] = c.AuxCoef * float64(c.Experts) * n / (w.aux.tokens * w.aux.tokens)
+	for e, n := range s.chosen {
+		g[e] = c.AuxCoef * float64(c.Experts) * n / (s.tokens * s.tokens)
 	}
 	return g
 }

@@ -441,26 +441,8 @@ func (c *Config) Dims() family.Dims {
 // (DeviceModel) does not implement, or "": such models train on the CPU.
 func (c *Config) deviceUnsupported() string {
 	var why []string
-	if c.NormPlusOne || c.SandwichNorms || c.EmbedScale != 0 {
-		why = append(why, "(1+weight) and sandwich norms, scaled embeddings")
-	}
-	if c.Act != "silu" && c.Act != "swish" {
+	if c.Act != "silu" && c.Act != "swish" && c.Act != "gelu_pytorch_tanh" {
 		why = append(why, c.Act+" MLPs")
-	}
-	if c.AttnSoftcap > 0 || c.FinalSoftcap > 0 || c.QueryPreAttnScalar > 0 {
-		why = append(why, "soft-capping, query_pre_attn_scalar")
-	}
-	if c.SlidingWindow > 0 || c.LocalRope != nil {
-		why = append(why, "sliding-window layers")
-	}
-	if c.Experts > 0 {
-		why = append(why, "mixture-of-experts layers")
-	}
-	if c.FusedQKV || c.FusedGateUp {
-		why = append(why, "fused qkv_proj/gate_up_proj")
-	}
-	if c.Rope.Type == "longrope" {
-		why = append(why, "longrope scaling")
 	}
 	return strings.Join(why, ", ")
 }

@@ -136,6 +136,9 @@ type dlora struct {
 	// no dropout or the model only scores.
 	src  LowRank
 	dora *dora
+	// expert, when set, says a and b are the stacked matrices of LoRA on
+	// an MoE layer's expert weights, of which this layer uses its part.
+	expert *expertPart
 }
 
 // dora is DoRA's part of a LoRA layer: the output is rescaled per row by
@@ -161,6 +164,11 @@ type dlayer struct {
 	q, k, v, o, gate, up, down     *dlinear
 	qkv, gu                        *loraGroup
 	acts                           *dacts
+	// Gemma's norms after the attention and the MLP (nil elsewhere), and
+	// Phi-3's fused projections (instead of q, k, v and gate, up).
+	attnPostNorm, mlpPostNorm *dparam
+	fqkv, fgu                 *dlinear
+	moe                       *dmoe // instead of gate, up and down
 }
 
 // dacts is what one block keeps for its backward pass.
@@ -171,11 +179,15 @@ type dacts struct {
 	dora                              map[*dlinear]compute.Tensor // DoRA: the product before rescaling
 	ia3                               map[*dlinear]compute.Tensor // IA3 on the output: the output before scaling
 	xaOwned                           []compute.Tensor
+	// Sandwich norms: the attention and MLP outputs before their norms.
+	ao, mo, rstdAO, rstdMO compute.Tensor
+	moe                    *dmoeActs
 }
 
 // DeviceModel is a Model whose weights, activations, gradients and optimizer
 // state live on a compute backend. It runs the training step (forward,
-// backward, AdamW) of full fine-tuning and LoRA for the llama family.
+// backward, AdamW) of full fine-tuning and LoRA for every family the CPU
+// trains (the Llama kind, Gemma 2/3, Phi-3 and mixtures of experts).
 type DeviceModel struct {
 	// Temperature divides the logits before the softmax of the loss and of
 	// TokenLogProbs (0 means 1), as Workspace.Temperature: a policy-gradient
@@ -224,6 +236,20 @@ type DeviceModel struct {
 	allocErr       error
 
 	policy devicePolicy // GRPO's entropies and reference weights (device_policy.go)
+	// The rotary tables of sliding-window layers when the family gives
+	// them their own (Gemma 3), and whether the tables hold longrope's long
+	// factors.
+	cosL, sinL compute.Tensor
+	ropeRotL   int
+	ropeLong   bool
+	// Mixtures of experts: the load-balancing statistics of the last
+	// forward pass, the weight of the auxiliary loss's gradient, the host
+	// copy of the attention mask (the rows the statistics count) and
+	// whether a checkpointed block runs again (counting nothing).
+	aux       auxStats
+	auxW      float64
+	hostMask  []int32
+	recompute bool
 }
 
 // NewDeviceModel copies m (with the LoRA adapters attached to its linear
@@ -261,7 +287,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		return d
 	}
 	linear := func(l *nn.Linear) *dlinear {
-		if err != nil {
+		if err != nil || l == nil {
 			return nil
 		}
 		var dq *dquant
@@ -294,6 +320,9 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		if sc, ok := l.Adapter.(Scaler); ok {
 			vec, input := sc.IA3()
 			dl.ia3 = &dia3{vec: param(vec, true), input: input}
+		} else if xl, ok := l.Adapter.(ExpertLowRank); ok {
+			a, b, s, e, rowOff := xl.ExpertLowRank()
+			dl.lora = &dlora{a: param(a, false), b: param(b, false), r: a.Shape[0] / c.Experts, scale: s, expert: &expertPart{e: e, rowOff: rowOff}}
 		} else if l.Adapter != nil {
 			lr, ok := l.Adapter.(LowRank)
 			if !ok {
@@ -329,7 +358,14 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			return nil, fmt.Errorf("device model: layer %d: prefix tuning and bottleneck adapters do not run on a GPU yet", l.Index)
 		}
 		dl := &dlayer{index: l.Index, inNorm: param(l.InNorm, true), postNorm: param(l.PostNorm, true), qNorm: param(l.QNorm, true), kNorm: param(l.KNorm, true),
-			q: linear(l.Q), k: linear(l.K), v: linear(l.V), o: linear(l.O), gate: linear(l.Gate), up: linear(l.Up), down: linear(l.Down)}
+			q: linear(l.Q), k: linear(l.K), v: linear(l.V), o: linear(l.O), gate: linear(l.Gate), up: linear(l.Up), down: linear(l.Down),
+			attnPostNorm: param(l.AttnPostNorm, true), mlpPostNorm: param(l.MLPPostNorm, true), fqkv: linear(l.QKV), fgu: linear(l.GateUp)}
+		if l.MoE != nil {
+			dl.moe = &dmoe{router: linear(l.MoE.Router)}
+			for _, e := range l.MoE.Experts {
+				dl.moe.experts = append(dl.moe.experts, [3]*dlinear{linear(e.Gate), linear(e.Up), linear(e.Down)})
+			}
+		}
 		dm.layers = append(dm.layers, dl)
 	}
 	if err == nil {
@@ -602,7 +638,7 @@ func (dm *DeviceModel) orderLoRAGroups() {
 // own input).
 func groupable(c []*dlinear) bool {
 	for _, lin := range c {
-		if lin.lora == nil || !lin.lora.a.trainable || lin.in != c[0].in || lin.lora.src != nil {
+		if lin == nil || lin.lora == nil || !lin.lora.a.trainable || lin.in != c[0].in || lin.lora.src != nil {
 			return false
 		}
 	}
@@ -662,12 +698,7 @@ func (dm *DeviceModel) Close() {
 		dm.weights.release(k)
 	}
 	dm.sharedKeys = nil
-	for _, t := range []compute.Tensor{dm.cos, dm.sin} {
-		if t != nil {
-			t.Free()
-		}
-	}
-	dm.cos, dm.sin, dm.ropeN = nil, nil, 0
+	dm.freeRope()
 	for _, t := range dm.scratch {
 		t.Free()
 	}
@@ -689,13 +720,20 @@ func (dm *DeviceModel) freeShape() {
 			continue
 		}
 		a := l.acts
-		for _, t := range []compute.Tensor{a.q, a.k, a.vh, a.lse, a.att, a.xmid, a.g, a.u, a.rstd1, a.rstdq, a.rstdk, a.rstd2} {
+		for _, t := range []compute.Tensor{a.q, a.k, a.vh, a.lse, a.att, a.xmid, a.g, a.u, a.rstd1, a.rstdq, a.rstdk, a.rstd2, a.ao, a.mo, a.rstdAO, a.rstdMO} {
 			if t != nil {
 				t.Free()
 			}
 		}
 		for _, t := range a.xaOwned {
 			t.Free()
+		}
+		if a.moe != nil {
+			for _, t := range []compute.Tensor{a.moe.idx, a.moe.wts, a.moe.g, a.moe.u, a.moe.y} {
+				if t != nil {
+					t.Free()
+				}
+			}
 		}
 		l.acts = nil
 	}

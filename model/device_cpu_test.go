@@ -12,11 +12,16 @@ import (
 // the workspace path.
 
 func TestDeviceStepMatchesCPUOnHost(t *testing.T) {
-	testDeviceStep(t, cpu.Open())
+	testDeviceStep(t, cpu.Open(), append(llamaShapes, familyShapes...))
 }
 
 func TestDeviceSessionMatchesCPUOnHost(t *testing.T) {
-	testDeviceSession(t, cpu.Open())
+	testDeviceSession(t, cpu.Open(), llamaShapes, []int32{3, 141, 59, 26, 535})
+	testDeviceSession(t, cpu.Open(), familyShapes, []int32{3, 41, 59})
+}
+
+func TestDeviceLoRAMatchesCPUOnHost(t *testing.T) {
+	testDeviceLoRA(t, cpu.Open(), familyShapes)
 }
 
 // BenchmarkDecodeHost is BenchmarkDecode through the compute seam on the CPU

@@ -54,14 +54,18 @@ func (l *testLoRA) DeviceUnsupported(bool) string        { return "" }
 // TestDeviceTokenLogProbs: per-token log-probabilities on the device equal
 // the CPU workspace's, BackwardTokens with uneven coefficients gives the
 // CPU's gradients, and WithoutAdapters scores the base model on both.
+// Gemma 2 divides its soft-capped logits by the temperature; a mixture of
+// experts leaves its load-balancing loss out of sequence-level losses.
 func TestDeviceTokenLogProbs(t *testing.T) {
-	for _, temp := range []float64{1, 0.7} {
-		t.Run(fmt.Sprint("temperature ", temp), func(t *testing.T) { testDeviceTokenLogProbs(t, temp) })
+	for _, shape := range []string{"ref-qwen2", "gemma2", "qwen3_moe"} {
+		for _, temp := range []float64{1, 0.7} {
+			t.Run(fmt.Sprint(shape, " temperature ", temp), func(t *testing.T) { testDeviceTokenLogProbs(t, shape, temp) })
+		}
 	}
 }
 
-func testDeviceTokenLogProbs(t *testing.T, temp float64) {
-	m := tinyModel(t, "ref-qwen2", 21)
+func testDeviceTokenLogProbs(t *testing.T, shape string, temp float64) {
+	m := tinyModel(t, shape, 21)
 	setTrainable(m)
 	b := gradBatch(m.Cfg.Vocab)
 	ws := m.NewWorkspace()

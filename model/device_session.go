@@ -20,6 +20,11 @@ type DeviceSession struct {
 	// kmask, when set, is the key mask [B, len+T] of a group step
 	// (DeviceGroupSession): which cached keys each row's queries see.
 	kmask compute.Tensor
+	// fed is every id fed so far, kept for longrope models only: past the
+	// pretrained context every position's frequencies change, and with
+	// them every cached key, so the session runs the sequence again (as
+	// Session does).
+	fed []int32
 }
 
 // NewSession allocates a cache of maxLen positions on the device. Prompt
@@ -47,7 +52,7 @@ func (dm *DeviceModel) NewSession(maxLen int) (*DeviceSession, error) {
 func (s *DeviceSession) Len() int { return s.len }
 
 // Reset empties the cache.
-func (s *DeviceSession) Reset() { s.len = 0 }
+func (s *DeviceSession) Reset() { s.len, s.fed = 0, s.fed[:0] }
 
 // Close frees the cache.
 func (s *DeviceSession) Close() {
@@ -71,6 +76,14 @@ func (s *DeviceSession) Feed(ids []int32) ([]float32, error) {
 	if s.len+len(ids) > s.max {
 		return nil, fmt.Errorf("feed: %d cached + %d new tokens exceed the session's %d positions", s.len, len(ids), s.max)
 	}
+	prev, fed := s.len, s.fed
+	if c.Rope.Type == "longrope" {
+		fed = append(fed, ids...)
+		if c.ropeLong(s.len+len(ids)) && !c.ropeLong(s.len) && s.len > 0 {
+			// Crossing into the long factors: everything again, in one pass.
+			ids, s.len = fed, 0
+		}
+	}
 	T := len(ids)
 	pos := make([]int32, T)
 	for i := range pos {
@@ -79,17 +92,23 @@ func (s *DeviceSession) Feed(ids []int32) ([]float32, error) {
 	dm.cache = s
 	defer func() { dm.cache = nil }()
 	if err := dm.forward(&Batch{B: 1, T: T, IDs: ids, Pos: pos}); err != nil {
+		s.len = prev
 		return nil, err
 	}
 	h, V := c.Hidden, c.Vocab
 	lg := dm.buf("session_logits", compute.F32, V)
 	dm.be.Gemm(false, true, 1, V, h, 1, dm.xf.Slice((T-1)*h, h), h, dm.head.w, h, 0, lg, V)
+	if sc := float32(c.FinalSoftcap); sc != 0 {
+		dm.be.SoftCap(lg, lg, sc)
+	}
 	if len(s.logits) != V {
 		s.logits = make([]float32, V)
 	}
 	if err := dm.be.Download(s.logits, lg); err != nil {
+		s.len = prev
 		return nil, err
 	}
 	s.len += T
+	s.fed = fed
 	return s.logits, dm.err()
 }

@@ -3,7 +3,6 @@ package model
 import (
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 
 	"gotune/compute"
@@ -80,7 +79,17 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		a.vh = act("vh", A, n*kd)
 		a.lse, a.att = act("lse", compute.F32, b*c.Heads*t), act("att", A, n*qd)
 		a.xmid, a.rstd2 = act("xmid", A, n*h), act("rstd2", compute.F32, n)
-		a.g, a.u = act("g", A, n*inter), act("u", A, n*inter)
+		if l.moe != nil {
+			a.moe = dm.moeActs(n, act)
+		} else {
+			a.g, a.u = act("g", A, n*inter), act("u", A, n*inter)
+		}
+		if l.attnPostNorm != nil {
+			a.ao, a.rstdAO = act("ao", A, n*h), act("rstdAO", compute.F32, n)
+		}
+		if l.mlpPostNorm != nil {
+			a.mo, a.rstdMO = act("mo", A, n*h), act("rstdMO", compute.F32, n)
+		}
 		for gi, g := range []*loraGroup{l.qkv, l.gu} {
 			if g == nil {
 				continue
@@ -96,7 +105,7 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 				a.xa[lin] = lact{t.Slice(g.cols[i], n*g.rows-g.cols[i]), g.rows}
 			}
 		}
-		for li, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
+		for li, lin := range l.linears() {
 			if lin.ia3 != nil && !lin.ia3.input {
 				if t := act(fmt.Sprintf("ia3%d_%d", li, lin.out), A, n*lin.out); t != nil {
 					if !dm.checkpoint && !dm.inference {
@@ -138,31 +147,52 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 	return nil
 }
 
-// rope uploads cos/sin tables covering n positions.
+// rope uploads cos/sin tables covering n positions (and the local ones of
+// sliding-window layers). LongRoPE's frequencies depend on whether the
+// sequence reaches past the pretrained context, as Model.Rope's do: the
+// tables are rebuilt when that changes.
 func (dm *DeviceModel) rope(n int) error {
-	if dm.cos != nil && dm.ropeN >= n {
+	c := dm.cfg
+	long := c.ropeLong(n)
+	if dm.cos != nil && dm.ropeN >= n && dm.ropeLong == long {
 		return nil
 	}
-	n = max(n, 256)
-	tab := dm.cfg.NewRopeTable(n)
-	if tab.Rot != dm.cfg.HeadDim && tab.Rot%2 != 0 {
-		return fmt.Errorf("device model: rotary dimension %d", tab.Rot)
+	size := max(n, 256)
+	seqLen := size
+	if c.Rope.Type == "longrope" && !long {
+		seqLen = min(size, c.Rope.OriginalMaxPos)
 	}
-	for _, t := range []compute.Tensor{dm.cos, dm.sin} {
-		if t != nil {
-			t.Free()
+	dm.freeRope()
+	upload := func(tab *RopeTable) (cos, sin compute.Tensor, err error) {
+		if tab.Rot != c.HeadDim && tab.Rot%2 != 0 {
+			return nil, nil, fmt.Errorf("device model: rotary dimension %d", tab.Rot)
 		}
+		if cos, err = dm.be.Alloc(compute.F32, len(tab.Cos)); err != nil {
+			return nil, nil, err
+		}
+		if sin, err = dm.be.Alloc(compute.F32, len(tab.Sin)); err != nil {
+			cos.Free()
+			return nil, nil, err
+		}
+		dm.be.Upload(cos, tab.Cos)
+		dm.be.Upload(sin, tab.Sin)
+		return cos, sin, nil
 	}
+	tab := c.newRopeTable(size, seqLen)
 	var err error
-	if dm.cos, err = dm.be.Alloc(compute.F32, len(tab.Cos)); err != nil {
+	if dm.cos, dm.sin, err = upload(tab); err != nil {
 		return err
 	}
-	if dm.sin, err = dm.be.Alloc(compute.F32, len(tab.Sin)); err != nil {
-		return err
+	dm.ropeN, dm.ropeRot, dm.ropeLong = size, tab.Rot, long
+	if c.LocalRope != nil {
+		lc := *c
+		lc.Rope, lc.LocalRope = *c.LocalRope, nil
+		lt := lc.NewRopeTable(size)
+		if dm.cosL, dm.sinL, err = upload(lt); err != nil {
+			return err
+		}
+		dm.ropeRotL = lt.Rot
 	}
-	dm.be.Upload(dm.cos, tab.Cos)
-	dm.be.Upload(dm.sin, tab.Sin)
-	dm.ropeN, dm.ropeRot = n, tab.Rot
 	return nil
 }
 
@@ -172,7 +202,8 @@ func (dm *DeviceModel) Loss(b *Batch) (float64, int, error) {
 	if err := dm.forward(b); err != nil {
 		return 0, 0, err
 	}
-	return dm.lossHead(b, 0, false)
+	sum, count, err := dm.lossHead(b, 0, false)
+	return sum + dm.AuxLoss()*float64(count), count, err
 }
 
 // Step runs forward and backward for one micro-batch; gradients accumulate
@@ -185,6 +216,10 @@ func (dm *DeviceModel) Step(b *Batch, scale float32) (float64, int, error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	// The auxiliary loss weighs as this micro-batch's share of the trained
+	// tokens, as in Workspace.Step.
+	dm.auxW = float64(scale) * float64(count)
+	sum += dm.AuxLoss() * float64(count)
 	if err := dm.backward(); err != nil {
 		return 0, 0, err
 	}
@@ -225,8 +260,13 @@ func (dm *DeviceModel) forward(b *Batch) error {
 			break
 		}
 	}
+	dm.hostMask = nil
 	if dm.hasMask {
 		dm.be.UploadInt(dm.mask, b.Mask)
+		dm.hostMask = b.Mask
+	}
+	if dm.cfg.Experts > 0 {
+		dm.aux.reset(dm.cfg.Experts)
 	}
 	// Packed rows: a query sees only keys of its own sample.
 	dm.hasSeg = b.Seg != nil
@@ -235,10 +275,11 @@ func (dm *DeviceModel) forward(b *Batch) error {
 	}
 	c := dm.cfg
 	dm.be.GatherRows(dm.stream[0], dm.embed.w, dm.ids, n, c.Hidden)
+	dm.scaleEmbed(dm.stream[0])
 	for i, l := range dm.layers {
 		dm.forwardLayer(l, dm.stream[i+1])
 	}
-	dm.be.RMSNorm(dm.xf, dm.rstdf, dm.stream[len(dm.layers)], dm.norm.w, n, c.Hidden, float32(c.RMSNormEps), 0)
+	dm.be.RMSNorm(dm.xf, dm.rstdf, dm.stream[len(dm.layers)], dm.norm.w, n, c.Hidden, float32(c.RMSNormEps), dm.wadd())
 	return dm.err()
 }
 
@@ -311,13 +352,13 @@ func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) 
 	if lr := lora; lr != nil {
 		xa := a.xa[l]
 		if l.group == nil {
-			be.Gemm(false, true, n, lr.r, l.in, 1, dm.loraInput(lr, x, n*l.in), l.in, lr.a.w, l.in, 0, xa.t, xa.ld)
+			be.Gemm(false, true, n, lr.r, l.in, 1, dm.loraInput(lr, x, n*l.in), l.in, dm.loraA(lr, l.in), l.in, 0, xa.t, xa.ld)
 		} else if l == l.group.lins[0] {
 			// The group's x·Aᵀ for every member at once.
 			g := l.group
 			be.Gemm(false, true, n, g.rows, g.in, 1, x, g.in, g.a, g.in, 0, xa.t, g.rows)
 		}
-		be.Gemm(false, true, n, l.out, lr.r, lr.scale, xa.t, xa.ld, lr.b.w, lr.r, 1, u, l.out)
+		be.Gemm(false, true, n, l.out, lr.r, lr.scale, xa.t, xa.ld, dm.loraB(lr, l.out), lr.r, 1, u, l.out)
 	}
 }
 
@@ -413,22 +454,24 @@ func (dm *DeviceModel) linearBackward(l *dlinear, a *dacts, dx, dy, x compute.Te
 			col := g.cols[slices.Index(g.lins, l)]
 			dxa = lact{dm.buf("dxa_group", dm.act, n*g.rows).Slice(col, n*g.rows-col), g.rows}
 		}
-		be.Gemm(false, false, n, lr.r, l.out, lr.scale, dy, l.out, lr.b.w, lr.r, 0, dxa.t, dxa.ld)
+		be.Gemm(false, false, n, lr.r, l.out, lr.scale, dy, l.out, dm.loraB(lr, l.out), lr.r, 0, dxa.t, dxa.ld)
 		if lr.b.trainable {
-			be.Gemm(true, false, l.out, lr.r, n, lr.scale, dy, l.out, xa.t, xa.ld, 1, lr.b.grad, lr.r)
+			db := dm.loraBGrad(lr, l.out)
+			be.Gemm(true, false, l.out, lr.r, n, lr.scale, dy, l.out, xa.t, xa.ld, 1, db, lr.r)
+			dm.loraBGradDone(lr, l.out, db)
 		}
 		if l.group != nil {
 			return
 		}
 		if lr.a.trainable {
-			be.Gemm(true, false, lr.r, l.in, n, 1, dxa.t, dxa.ld, dm.loraInput(lr, x, n*l.in), l.in, 1, lr.a.grad, l.in)
+			be.Gemm(true, false, lr.r, l.in, n, 1, dxa.t, dxa.ld, dm.loraInput(lr, x, n*l.in), l.in, 1, dm.loraAGrad(lr, l.in), l.in)
 		}
 		if dx == nil {
 			return
 		}
 		mask, dropped := lr.dropout()
 		if !dropped {
-			be.Gemm(false, false, n, l.in, lr.r, 1, dxa.t, dxa.ld, lr.a.w, l.in, beta, dx, l.in)
+			be.Gemm(false, false, n, l.in, lr.r, 1, dxa.t, dxa.ld, dm.loraA(lr, l.in), l.in, beta, dx, l.in)
 			return
 		}
 		// The gradient reaching the dropped input, masked as the input was.
@@ -491,27 +534,27 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	h, hd, H, KVH := c.Hidden, c.HeadDim, c.Heads, c.KVHeads
 	eps := float32(c.RMSNormEps)
 
+	wadd := dm.wadd()
 	xn1 := dm.buf("xn1", dm.act, n*h)
-	be.RMSNorm(xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, 0)
-	dm.linear(l.q, a, a.q, xn1, n)
-	dm.linear(l.k, a, a.k, xn1, n)
+	be.RMSNorm(xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, wadd)
 	v := dm.buf("v", dm.act, n*c.KVDim())
-	dm.linear(l.v, a, v, xn1, n)
+	dm.project(l, a, v, xn1, n)
 	qh, kh := dm.rotated(l, a)
+	cos, sin, _ := dm.ropeOf(l)
 	// Keys and values: this batch's own, or with a cache everything cached
 	// so far (tk steps of tmax held per head, the new ones from off).
 	vh, tk, tmax, off := a.vh, T, T, 0
 	if cache := dm.cache; cache != nil {
 		vh, tk, tmax, off = cache.v[l.index], cache.len+T, cache.max, cache.len
-		be.RopeSplitInto(vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0, tmax, off)
+		be.RopeSplitInto(vh, v, dm.pos, cos, sin, B, T, KVH, hd, 0, tmax, off)
 	} else {
-		be.RopeSplit(vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0)
+		be.RopeSplit(vh, v, dm.pos, cos, sin, B, T, KVH, hd, 0)
 	}
 
 	// Per (sequence, KV head): the g query heads sharing it form one
 	// [g·T, hd] block in head-major layout.
 	g := H / KVH
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := c.AttnScale()
 	oh := dm.buf("oh", dm.act, n*c.QDim())
 	// The score matrices of bc sequences at a time bound their memory.
 	bc := dm.attnChunk(B, H, T*tk)
@@ -528,21 +571,36 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 		if dm.cache != nil && dm.cache.kmask != nil {
 			kmask = dm.cache.kmask.Slice(b0*tk, nb*tk)
 		}
-		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, kmask, seg, seg, nb, H, T, tk, off)
+		dm.attnSoftmax(l, p, a.lse.Slice(b0*H*T, nb*H*T), s, kmask, seg, seg, nb, H, T, tk, off)
 		be.GemmBatched(false, false, g*T, hd, tk, 1, p, tk, g*T*tk, vc, hd, tmax*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
 	}
-	be.RopeMerge(a.att, oh, nil, dm.cos, dm.sin, B, T, H, hd, 0, false)
+	be.RopeMerge(a.att, oh, nil, cos, sin, B, T, H, hd, 0, false)
 
 	o := dm.buf("o", dm.act, n*h)
-	dm.linear(l.o, a, o, a.att, n)
+	if l.attnPostNorm != nil {
+		dm.linear(l.o, a, a.ao, a.att, n)
+		be.RMSNorm(o, a.rstdAO, a.ao, l.attnPostNorm.w, n, h, eps, wadd)
+	} else {
+		dm.linear(l.o, a, o, a.att, n)
+	}
 	be.Add(a.xmid, a.x, o)
 	xn2 := dm.buf("xn2", dm.act, n*h)
-	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, 0)
-	dm.linear(l.gate, a, a.g, xn2, n)
-	dm.linear(l.up, a, a.u, xn2, n)
-	act := dm.buf("act", dm.act, n*c.Intermediate)
-	be.SwiGLU(act, a.g, a.u)
-	dm.linear(l.down, a, o, act, n)
+	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, wadd)
+	mlpOut := o
+	if l.mlpPostNorm != nil {
+		mlpOut = a.mo
+	}
+	if l.moe != nil {
+		dm.moeForward(l, a, mlpOut, xn2, n)
+	} else {
+		dm.gateUp(l, a, xn2, n)
+		act := dm.buf("act", dm.act, n*c.Intermediate)
+		dm.glu(act, a.g, a.u)
+		dm.linear(l.down, a, mlpOut, act, n)
+	}
+	if l.mlpPostNorm != nil {
+		be.RMSNorm(o, a.rstdMO, a.mo, l.mlpPostNorm.w, n, h, eps, wadd)
+	}
 	be.Add(out, a.xmid, o)
 }
 
@@ -559,19 +617,20 @@ func (dm *DeviceModel) rotated(l *dlayer, a *dacts) (qh, kh compute.Tensor) {
 		eps := float32(c.RMSNormEps)
 		qn, kn := dm.buf("qn", dm.act, n*c.QDim()), dm.buf("kn", dm.act, n*c.KVDim())
 		// Recomputing the norm rewrites rstd with the same values.
-		be.RMSNorm(qn, a.rstdq, a.q, l.qNorm.w, n*H, hd, eps, 0)
-		be.RMSNorm(kn, a.rstdk, a.k, l.kNorm.w, n*KVH, hd, eps, 0)
+		be.RMSNorm(qn, a.rstdq, a.q, l.qNorm.w, n*H, hd, eps, dm.wadd())
+		be.RMSNorm(kn, a.rstdk, a.k, l.kNorm.w, n*KVH, hd, eps, dm.wadd())
 		q, k = qn, kn
 	}
+	cos, sin, rot := dm.ropeOf(l)
 	qh = dm.buf("qh", dm.act, n*c.QDim())
-	be.RopeSplit(qh, q, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot)
+	be.RopeSplit(qh, q, dm.pos, cos, sin, B, T, H, hd, rot)
 	if cache := dm.cache; cache != nil {
 		// Decoding: the new keys join the cache, and attention reads it.
-		be.RopeSplitInto(cache.k[l.index], k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot, cache.max, cache.len)
+		be.RopeSplitInto(cache.k[l.index], k, dm.pos, cos, sin, B, T, KVH, hd, rot, cache.max, cache.len)
 		return qh, cache.k[l.index]
 	}
 	kh = dm.buf("kh", dm.act, n*c.KVDim())
-	be.RopeSplit(kh, k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot)
+	be.RopeSplit(kh, k, dm.pos, cos, sin, B, T, KVH, hd, rot)
 	return qh, kh
 }
 
@@ -631,6 +690,7 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 	if dm.Temperature > 0 && dm.Temperature != 1 {
 		inv = float32(1 / dm.Temperature)
 	}
+	alpha := dm.headAlpha(inv)
 	chunk := headChunkRows(V, len(rows))
 	idx := dm.buf("head_idx", compute.I32, len(rows))
 	tg := dm.buf("head_tg", compute.I32, len(rows))
@@ -660,17 +720,18 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 		ci := idx.Slice(c0, m)
 		be.GatherRows(xs.Slice(0, m*h), dm.xf, ci, m, h)
 		lg := logits.Slice(0, m*V)
-		be.Gemm(false, true, m, V, h, inv, xs, h, dm.head.w, h, 0, lg, V)
+		be.Gemm(false, true, m, V, h, alpha, xs, h, dm.head.w, h, 0, lg, V)
 		var g compute.Tensor
 		if backward {
 			g = dlog.Slice(0, m*V)
 		}
+		z := dm.capHead(lg, inv)
 		if ent != nil {
 			g, scale = entP.Slice(0, m*V), 1
 		}
-		be.CrossEntropy(losses.Slice(c0, m), g, lg, tg.Slice(c0, m), m, V, scale)
+		be.CrossEntropy(losses.Slice(c0, m), g, z, tg.Slice(c0, m), m, V, scale)
 		if ent != nil {
-			be.RowDot(ent.Slice(c0, m), g, lg, m, V)
+			be.RowDot(ent.Slice(c0, m), g, z, m, V)
 		}
 		if !backward {
 			continue
@@ -678,10 +739,11 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 		if sc != nil {
 			be.ScaleRows(g, g, sc.Slice(c0, m), m, V)
 		}
-		be.Gemm(false, false, m, h, V, inv, g, V, dm.head.w, h, 0, dxs, h)
+		dm.capHeadGrad(g, lg, inv)
+		be.Gemm(false, false, m, h, V, alpha, g, V, dm.head.w, h, 0, dxs, h)
 		be.ScatterAddRows(dxf, dxs.Slice(0, m*h), ci, m, h)
 		if dm.head.trainable {
-			be.Gemm(true, false, V, h, m, inv, g, V, xs, h, 1, dm.head.grad, h)
+			be.Gemm(true, false, V, h, m, alpha, g, V, xs, h, 1, dm.head.grad, h)
 		}
 	}
 	host := make([]float32, len(rows))
@@ -709,6 +771,9 @@ func (dm *DeviceModel) TokenLogProbs(b *Batch) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Sequence-level losses are over log-probabilities only: a mixture of
+	// experts' load-balancing loss is not part of them.
+	dm.auxW = 0
 	dm.scored, dm.scoredOff = b, dm.adaptersOff
 	out := make([]float64, len(losses))
 	for i, v := range losses {
@@ -775,17 +840,21 @@ func (dm *DeviceModel) backward() error {
 	L := len(dm.layers)
 	dres := dm.buf("dres", dm.act, n*h)
 	dxf := dm.buf("dxf", dm.act, n*h)
-	be.RMSNormBackward(dres, dxf, dm.stream[L], dm.norm.w, dm.rstdf, n, h, 0, false)
+	be.RMSNormBackward(dres, dxf, dm.stream[L], dm.norm.w, dm.rstdf, n, h, dm.wadd(), false)
 	if dm.norm.trainable {
 		be.RMSNormWeightGrad(dm.norm.grad, dxf, dm.stream[L], dm.rstdf, n, h)
 	}
+	auxGrad := dm.aux.grad(c)
 	for i := L - 1; i >= 0; i-- {
 		if dm.checkpoint {
+			dm.recompute = true
 			dm.forwardLayer(dm.layers[i], dm.stream[i+1])
+			dm.recompute = false
 		}
-		dm.backwardLayer(dm.layers[i], i, dres)
+		dm.backwardLayer(dm.layers[i], i, dres, auxGrad)
 	}
 	if dm.embed.trainable {
+		dm.scaleEmbed(dres)
 		be.EmbeddingBackward(dm.embed.grad, dres, dm.ids, n, h)
 	}
 	return dm.err()
@@ -794,7 +863,7 @@ func (dm *DeviceModel) backward() error {
 // normBackward writes dx (accumulating when asked) and the norm weight's
 // gradient.
 func (dm *DeviceModel) normBackward(w *dparam, dx, dy, x, rstd compute.Tensor, rows, d int, accumulate bool) {
-	dm.be.RMSNormBackward(dx, dy, x, w.w, rstd, rows, d, 0, accumulate)
+	dm.be.RMSNormBackward(dx, dy, x, w.w, rstd, rows, d, dm.wadd(), accumulate)
 	if w.trainable {
 		dm.be.RMSNormWeightGrad(w.grad, dy, x, rstd, rows, d)
 	}
@@ -802,7 +871,7 @@ func (dm *DeviceModel) normBackward(w *dparam, dx, dy, x, rstd compute.Tensor, r
 
 // backwardLayer turns dres from the gradient of the block's output into the
 // gradient of its input.
-func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) {
+func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor, auxGrad []float64) {
 	be, c, a := dm.be, dm.cfg, l.acts
 	B, T := dm.shapeB, dm.shapeT
 	n := B * T
@@ -812,29 +881,43 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 
 	eps := float32(c.RMSNormEps)
 	// MLP: out = xmid + down(silu(gate(xn2))·up(xn2)).
-	act := dm.buf("act", A, n*inter)
-	be.SwiGLU(act, a.g, a.u)
-	da := dm.buf("da", A, n*inter)
-	dm.linearBackward(l.down, a, da, dres, act, n, false)
-	dg, du := dm.buf("dg", A, n*inter), dm.buf("du", A, n*inter)
-	be.SwiGLUBackward(dg, du, da, a.g, a.u)
+	// Through the MLP's sandwich norm first, where the family has one.
+	dy := dres
+	if l.mlpPostNorm != nil {
+		dy = dm.buf("dpost", A, n*h)
+		dm.normBackward(l.mlpPostNorm, dy, dres, a.mo, a.rstdMO, n, h, false)
+	}
 	xn2 := dm.buf("xn2", A, n*h)
-	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, 0)
+	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, dm.wadd())
 	dxn := dm.buf("dxn", A, n*h)
-	dm.linearBackward(l.gate, a, dxn, dg, xn2, n, false)
-	dm.linearBackward(l.up, a, dxn, du, xn2, n, true)
-	dm.groupBackward(l.gu, dxn, xn2, n)
+	if l.moe != nil {
+		dm.moeBackward(l, a, dxn, dy, xn2, n, auxGrad)
+	} else {
+		act := dm.buf("act", A, n*inter)
+		dm.glu(act, a.g, a.u)
+		da := dm.buf("da", A, n*inter)
+		dm.linearBackward(l.down, a, da, dy, act, n, false)
+		dg, du := dm.buf("dg", A, n*inter), dm.buf("du", A, n*inter)
+		dm.gluBackward(dg, du, da, a.g, a.u)
+		dm.gateUpBackward(l, a, dxn, dg, du, xn2, n)
+	}
 	dm.normBackward(l.postNorm, dres, dxn, a.xmid, a.rstd2, n, h, true)
 
 	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
 	datt := dm.buf("datt", A, n*qd)
-	dm.linearBackward(l.o, a, datt, dres, a.att, n, false)
+	dy = dres
+	if l.attnPostNorm != nil {
+		dy = dm.buf("dpost", A, n*h)
+		dm.normBackward(l.attnPostNorm, dy, dres, a.ao, a.rstdAO, n, h, false)
+	}
+	dm.linearBackward(l.o, a, datt, dy, a.att, n, false)
 	g := H / KVH
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := c.AttnScale()
+	cos, sin, rot := dm.ropeOf(l)
 	doh := dm.buf("doh", A, n*qd)
 	oh := dm.buf("oh", A, n*qd)
-	be.RopeSplit(doh, datt, nil, dm.cos, dm.sin, B, T, H, hd, 0)
-	be.RopeSplit(oh, a.att, nil, dm.cos, dm.sin, B, T, H, hd, 0)
+	be.RopeSplit(doh, datt, nil, cos, sin, B, T, H, hd, 0)
+	be.RopeSplit(oh, a.att, nil, cos, sin, B, T, H, hd, 0)
 	dsum := dm.buf("dsum", compute.F32, B*H*T)
 	be.RowDot(dsum, doh, oh, B*H*T, hd)
 	bc := dm.attnChunk(B, H, T*T)
@@ -852,15 +935,15 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 		be.GemmBatched(false, true, g*T, T, hd, scale, q, hd, g*T*hd, k, hd, T*hd, 0, s, T, g*T*T, batch)
 		be.GemmBatched(false, true, g*T, T, hd, 1, do, hd, g*T*hd, v, hd, T*hd, 0, dp, T, g*T*T, batch)
 		seg := dm.segRows(b0*T, nb*T)
-		be.AttnSoftmaxBackward(p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, T, 0)
+		dm.attnSoftmaxBackward(l, p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, T, 0)
 		be.GemmBatched(true, false, T, hd, g*T, 1, p, T, g*T*T, do, hd, g*T*hd, 0, dvh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
 		be.GemmBatched(false, false, g*T, hd, T, scale, ds, T, g*T*T, k, hd, T*hd, 0, dqh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, batch)
 		be.GemmBatched(true, false, T, hd, g*T, scale, ds, T, g*T*T, q, hd, g*T*hd, 0, dkh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
 	}
 	dq, dk, dv := dm.buf("dq", A, n*qd), dm.buf("dk", A, n*kd), dm.buf("dv", A, n*kd)
-	be.RopeMerge(dq, dqh, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot, false)
-	be.RopeMerge(dk, dkh, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot, false)
-	be.RopeMerge(dv, dvh, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0, false)
+	be.RopeMerge(dq, dqh, dm.pos, cos, sin, B, T, H, hd, rot, false)
+	be.RopeMerge(dk, dkh, dm.pos, cos, sin, B, T, KVH, hd, rot, false)
+	be.RopeMerge(dv, dvh, dm.pos, cos, sin, B, T, KVH, hd, 0, false)
 	if l.qNorm != nil {
 		dqn, dkn := dm.buf("dqn", A, n*qd), dm.buf("dkn", A, n*kd)
 		dm.normBackward(l.qNorm, dqn, dq, a.q, a.rstdq, n*H, hd, false)
@@ -874,11 +957,8 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 		dxn1 = dxn
 	}
 	xn1 := dm.buf("xn1", A, n*h)
-	be.RMSNorm(xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, 0)
-	dm.linearBackward(l.q, a, dxn1, dq, xn1, n, false)
-	dm.linearBackward(l.k, a, dxn1, dk, xn1, n, true)
-	dm.linearBackward(l.v, a, dxn1, dv, xn1, n, true)
-	dm.groupBackward(l.qkv, dxn1, xn1, n)
+	be.RMSNorm(xn1, a.rstd1, a.x, l.inNorm.w, n, h, eps, dm.wadd())
+	dm.projectBackward(l, a, dxn1, dq, dk, dv, xn1, n)
 	if dxn1 != nil {
 		dm.normBackward(l.inNorm, dres, dxn1, a.x, a.rstd1, n, h, true)
 	}

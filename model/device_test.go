@@ -13,15 +13,20 @@ import (
 // full fine-tuning equal the CPU workspace's, with right padding, GQA/MQA,
 // biases and q/k norms (the three reference shapes).
 func TestDeviceStepMatchesCPU(t *testing.T) {
-	testDeviceStep(t, ref.New())
+	testDeviceStep(t, ref.New(), llamaShapes)
 }
 
 func TestDeviceStepMatchesCPUOnGPU(t *testing.T) {
-	testDeviceStep(t, cudatest.Open(t))
+	testDeviceStep(t, cudatest.Open(t), llamaShapes)
 }
 
-func testDeviceStep(t *testing.T, d compute.Backend) {
-	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2"} {
+// llamaShapes are the three reference shapes of the Llama kind.
+var llamaShapes = []string{"ref-qwen3", "ref-llama", "ref-qwen2"}
+
+// testDeviceStep runs full fine-tuning steps of each shape (a Shape name or
+// a familyConfigs key) on d against the CPU workspace.
+func testDeviceStep(t *testing.T, d compute.Backend, shapes []string) {
+	for _, shape := range shapes {
 		t.Run(shape, func(t *testing.T) {
 			m := tinyModel(t, shape, 7)
 			for _, p := range m.Params() {
@@ -66,7 +71,7 @@ func testDeviceStep(t *testing.T, d compute.Backend) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if e := relErr32(g, p.Grad); e > 1e-4 {
+					if e := relDiff(g, p.Grad); e > 1e-4 {
 						t.Errorf("checkpoint %v: %s: gradient differs from the CPU's by %.3g", ckpt, p.Name, e)
 					}
 				}
@@ -101,15 +106,17 @@ func abs(x float64) float64 {
 // cache (a prompt, then 16 tokens one at a time) gives the CPU session's
 // logits at every step, on the three reference shapes.
 func TestDeviceSessionMatchesCPU(t *testing.T) {
-	testDeviceSession(t, ref.New())
+	testDeviceSession(t, ref.New(), llamaShapes, []int32{3, 141, 59, 26, 535})
 }
 
 func TestDeviceSessionMatchesCPUOnGPU(t *testing.T) {
-	testDeviceSession(t, cudatest.Open(t))
+	testDeviceSession(t, cudatest.Open(t), llamaShapes, []int32{3, 141, 59, 26, 535})
 }
 
-func testDeviceSession(t *testing.T, d compute.Backend) {
-	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2"} {
+// testDeviceSession decodes prompt and then 16 greedy tokens with each
+// shape on d against the CPU session.
+func testDeviceSession(t *testing.T, d compute.Backend, shapes []string, prompt []int32) {
+	for _, shape := range shapes {
 		t.Run(shape, func(t *testing.T) {
 			m := tinyModel(t, shape, 11)
 			dm, err := NewDeviceModel(m, d, DeviceOptions{Compute: compute.F32, Inference: true})
@@ -123,7 +130,7 @@ func testDeviceSession(t *testing.T, d compute.Backend) {
 			}
 			defer gs.Close()
 			cs := m.NewSession(32)
-			feed := []int32{3, 141, 59, 26, 535}
+			feed := prompt
 			for step := 0; step <= 16; step++ {
 				want, err := cs.Feed(feed)
 				if err != nil {
@@ -138,8 +145,8 @@ func testDeviceSession(t *testing.T, d compute.Backend) {
 				}
 				feed = []int32{int32(Argmax(want))}
 			}
-			if gs.Len() != 5+16 {
-				t.Errorf("session holds %d positions, want 21", gs.Len())
+			if gs.Len() != len(prompt)+16 {
+				t.Errorf("session holds %d positions, want %d", gs.Len(), len(prompt)+16)
 			}
 		})
 	}
@@ -148,7 +155,14 @@ func testDeviceSession(t *testing.T, d compute.Backend) {
 // TestDevicePackedMatchesCPU: packed rows (segment ids, positions
 // restarting per sample) give the CPU's loss and gradients.
 func TestDevicePackedMatchesCPU(t *testing.T) {
-	m := tinyModel(t, "ref-qwen3", 13)
+	// Gemma 2's windows and Qwen3-MoE's routing see the packed rows too.
+	for _, shape := range []string{"ref-qwen3", "gemma2", "qwen3_moe"} {
+		t.Run(shape, func(t *testing.T) { testDevicePacked(t, shape) })
+	}
+}
+
+func testDevicePacked(t *testing.T, shape string) {
+	m := tinyModel(t, shape, 13)
 	for _, p := range m.Params() {
 		p.SetTrainable(true)
 	}
@@ -185,31 +199,34 @@ func TestDevicePackedMatchesCPU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := relErr32(g, p.Grad); e > 1e-4 {
+		if e := relDiff(g, p.Grad); e > 1e-4 {
 			t.Errorf("%s: gradient differs from the CPU's by %.3g", p.Name, e)
 		}
 	}
 }
 
-// TestDeviceRefusesNewFamilies: architectures the device block does not
-// implement are refused with the reason, so `device: auto` trains them on
-// the CPU with a note instead of computing something else.
+// TestDeviceRefusesNewFamilies: every family the CPU trains loads on the
+// device block (the reference models of Gemma 2/3, Phi-3, Qwen3-MoE and
+// Mixtral), and an architecture it does not implement is refused with the
+// reason, so `device: auto` trains it on the CPU with a note instead of
+// computing something else.
 func TestDeviceRefusesNewFamilies(t *testing.T) {
-	for _, c := range []struct{ dir, want string }{
-		{"phi3", "fused qkv_proj/gate_up_proj"},
-		{"phi3_longrope", "longrope"},
-		{"gemma2", "soft-capping"},
-		{"gemma3_text", "sliding-window"},
-		{"qwen3_moe", "mixture-of-experts"},
-		{"mixtral", "mixture-of-experts"},
-	} {
-		m, err := Load("../testdata/reference/"+c.dir+"/model", LoadOptions{})
+	for _, dir := range []string{"phi3", "phi3_longrope", "gemma2", "gemma3_text", "qwen3_moe", "mixtral"} {
+		m, err := Load("../testdata/reference/"+dir+"/model", LoadOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = NewDeviceModel(m, ref.New(), DeviceOptions{Compute: compute.F32})
-		if err == nil || !contains(err.Error(), c.want) || !contains(err.Error(), m.Cfg.ModelType) {
-			t.Errorf("%s: NewDeviceModel error %v, want one naming %s and %q", c.dir, err, m.Cfg.ModelType, c.want)
+		dm, err := NewDeviceModel(m, ref.New(), DeviceOptions{Compute: compute.F32})
+		if err != nil {
+			t.Errorf("%s: %v", dir, err)
+			continue
 		}
+		dm.Close()
+	}
+	m := tinyModel(t, "ref-llama", 1)
+	m.Cfg.Act = "relu2"
+	_, err := NewDeviceModel(m, ref.New(), DeviceOptions{Compute: compute.F32})
+	if err == nil || !contains(err.Error(), "relu2") || !contains(err.Error(), m.Cfg.ModelType) {
+		t.Errorf("NewDeviceModel error %v, want one naming %s and relu2", err, m.Cfg.ModelType)
 	}
 }

@@ -157,13 +157,56 @@ func growSlack(s []float32, rows, width int) []float32 {
 // when set with stats, selects the rows counted in the auxiliary loss.
 func moeForward(c *Config, m *MoE, ma *moeActs, out, x []float32, n int, mask []int32, stats *auxStats) {
 	E, K, h := c.Experts, c.TopK, c.Hidden
-	ma.logits, ma.probs = grow(ma.logits, n*E), grow(ma.probs, n*E)
+	ma.logits = grow(ma.logits, n*E)
+	m.Router.Forward(ma.logits, x, n)
+	route(c, ma, n, mask, stats)
+	// Each expert runs once on the rows routed to it, packed together.
+	inter := c.ExpertIntermediate
+	ma.x, ma.g, ma.u = growRows(ma.x, E, 0), growRows(ma.g, E, 0), growRows(ma.u, E, 0)
+	ma.a, ma.y = growRows(ma.a, E, 0), growRows(ma.y, E, 0)
+	runExperts(ma, func(e, _ int) {
+		ex, slots := m.Experts[e], ma.slots[e]
+		ne := len(slots)
+		ma.x[e], ma.y[e] = growSlack(ma.x[e], ne, h), growSlack(ma.y[e], ne, h)
+		ma.g[e], ma.u[e], ma.a[e] = growSlack(ma.g[e], ne, inter), growSlack(ma.u[e], ne, inter), growSlack(ma.a[e], ne, inter)
+		xe := ma.x[e]
+		for i, s := range slots {
+			t := int(s) / K
+			copy(xe[i*h:(i+1)*h], x[t*h:(t+1)*h])
+		}
+		ex.Gate.Forward(ma.g[e], xe, ne)
+		ex.Up.Forward(ma.u[e], xe, ne)
+		cpu.SiLUMul(ma.a[e], ma.g[e], ma.u[e]) // nn.SwiGLU on this goroutine
+		ex.Down.Forward(ma.y[e], ma.a[e], ne)
+	})
+	// The weighted sum into out, expert by expert in order (the rounding
+	// of a serial loop over experts).
+	clear(out[:n*h])
+	for e, slots := range ma.slots {
+		for i, s := range slots {
+			t := int(s) / K
+			w := ma.wts[s]
+			o, y := out[t*h:(t+1)*h], ma.y[e][i*h:(i+1)*h]
+			for j, v := range y {
+				o[j] += w * v
+			}
+		}
+	}
+}
+
+// route turns the router logits in ma.logits (n rows) into each token's
+// experts, best first (ma.sel), their routing weights (ma.wts), the router
+// probabilities (ma.probs) and, per expert, the slots t·TopK+k routed to it
+// in token order (ma.slots); with stats it counts the rows mask keeps (all
+// when mask is nil) for the auxiliary loss.
+func route(c *Config, ma *moeActs, n int, mask []int32, stats *auxStats) {
+	E, K := c.Experts, c.TopK
+	ma.probs = grow(ma.probs, n*E)
 	ma.wts = grow(ma.wts, n*K)
 	if cap(ma.sel) < n*K {
 		ma.sel = make([]int32, n*K)
 	}
 	ma.sel = ma.sel[:n*K]
-	m.Router.Forward(ma.logits, x, n)
 	if len(ma.slots) != E {
 		ma.slots = make([][]int32, E)
 	}
@@ -225,38 +268,6 @@ func moeForward(c *Config, m *MoE, ma *moeActs, out, x []float32, n int, mask []
 			}
 		}
 	}
-	// Each expert runs once on the rows routed to it, packed together.
-	inter := c.ExpertIntermediate
-	ma.x, ma.g, ma.u = growRows(ma.x, E, 0), growRows(ma.g, E, 0), growRows(ma.u, E, 0)
-	ma.a, ma.y = growRows(ma.a, E, 0), growRows(ma.y, E, 0)
-	runExperts(ma, func(e, _ int) {
-		ex, slots := m.Experts[e], ma.slots[e]
-		ne := len(slots)
-		ma.x[e], ma.y[e] = growSlack(ma.x[e], ne, h), growSlack(ma.y[e], ne, h)
-		ma.g[e], ma.u[e], ma.a[e] = growSlack(ma.g[e], ne, inter), growSlack(ma.u[e], ne, inter), growSlack(ma.a[e], ne, inter)
-		xe := ma.x[e]
-		for i, s := range slots {
-			t := int(s) / K
-			copy(xe[i*h:(i+1)*h], x[t*h:(t+1)*h])
-		}
-		ex.Gate.Forward(ma.g[e], xe, ne)
-		ex.Up.Forward(ma.u[e], xe, ne)
-		cpu.SiLUMul(ma.a[e], ma.g[e], ma.u[e]) // nn.SwiGLU on this goroutine
-		ex.Down.Forward(ma.y[e], ma.a[e], ne)
-	})
-	// The weighted sum into out, expert by expert in order (the rounding
-	// of a serial loop over experts).
-	clear(out[:n*h])
-	for e, slots := range ma.slots {
-		for i, s := range slots {
-			t := int(s) / K
-			w := ma.wts[s]
-			o, y := out[t*h:(t+1)*h], ma.y[e][i*h:(i+1)*h]
-			for j, v := range y {
-				o[j] += w * v
-			}
-		}
-	}
 }
 
 // moeBackward turns dout, the gradient of the MoE output, into gradients
@@ -307,7 +318,16 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 			addTo(dx[t*h:(t+1)*h], ma.dyx[e][i*h:(i+1)*h])
 		}
 	}
-	// Routing weights → probabilities → router logits.
+	routerGrad(c, ma, dw, n, mask, auxGrad, auxW)
+	m.Router.Backward(dx, ma.dlogits, x, n)
+}
+
+// routerGrad writes ma.dlogits, the gradient of the router logits, from
+// dw, that of each slot's routing weight (through the weights and the
+// softmax), adding the auxiliary loss's gradient with weight auxW (0: none)
+// for the rows mask keeps.
+func routerGrad(c *Config, ma *moeActs, dw []float64, n int, mask []int32, auxGrad []float64, auxW float64) {
+	E, K := c.Experts, c.TopK
 	ma.dlogits = grow(ma.dlogits, n*E)
 	dlogits := ma.dlogits
 	dp := make([]float64, E)
@@ -342,7 +362,6 @@ func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, m
 			dlogits[t*E+e] = float32(float64(p[e]) * (dp[e] - pdp))
 		}
 	}
-	m.Router.Backward(dx, dlogits, x, n)
 }
 
 // hasDenseMLP reports whether some layer has a dense MLP.

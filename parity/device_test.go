@@ -49,3 +49,30 @@ func TestDeviceReference(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceReferenceFamilies runs the same device checks on the families
+// beyond the Llama kind: Gemma 2 and 3, Phi-3 (its LongRoPE folder has
+// only full fine-tuning data), Qwen3-MoE (LoRA on the stacked expert
+// weights too) and Mixtral, in f32.
+func TestDeviceReferenceFamilies(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		min  int // checks the folder's data gives
+	}{{"gemma2", 13}, {"gemma3_text", 13}, {"phi3", 12}, {"phi3_longrope", 4}, {"qwen3_moe", 12}, {"mixtral", 12}} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := RunModelOnDevice(refDir(t, c.name), DeviceOptions{Backend: ref.New(), Compute: compute.F32})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) < c.min {
+				t.Fatalf("%d checks ran, want %d", len(res), c.min)
+			}
+			for _, x := range res {
+				t.Logf("%s %s=%.3g %s", x.Check, x.Metric, x.Value, x.Detail)
+				if !x.Pass {
+					t.Errorf("%s: %s %.3g > %.3g %s", x.Check, x.Metric, x.Value, x.Limit, x.Detail)
+				}
+			}
+		})
+	}
+}

@@ -242,3 +242,9 @@ func (a *expertAdapter) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
 
 // Params implements nn.Adapter (the shared A and B, listed by the set).
 func (a *expertAdapter) Params() []*nn.Param { return nil }
+
+// ExpertLowRank implements model.ExpertLowRank: the device path runs this
+// expert's part of the stacked matrices.
+func (a *expertAdapter) ExpertLowRank() (aa, b *nn.Param, scale float32, expert, rowOff int) {
+	return a.l.A, a.l.B, a.l.Scale, a.e, a.rowOff
+}

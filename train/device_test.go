@@ -10,6 +10,7 @@ import (
 	"gotune/compute"
 	"gotune/compute/cuda/cudatest"
 	"gotune/compute/ref"
+	"gotune/config"
 )
 
 // TestDeviceTrainingMatchesCPU: a training run through the compute seam (the
@@ -136,6 +137,44 @@ func TestEvaluateOnDevice(t *testing.T) {
 			if got[i].Tokens != want[i].Tokens || math.Abs(got[i].Loss-want[i].Loss) > 1e-5*math.Abs(want[i].Loss) {
 				t.Errorf("adapter %q, %s: device %+v, CPU %+v", adapter, want[i].Dataset, got[i], want[i])
 			}
+		}
+	}
+}
+
+// TestDeviceTrainingFamiliesMatchesCPU: LoRA and full fine-tuning runs of
+// the Gemma 2/3, Phi-3 (LongRoPE) and mixture-of-experts reference models
+// go to the device and log the CPU run's losses, step for step.
+func TestDeviceTrainingFamiliesMatchesCPU(t *testing.T) {
+	for _, fam := range []string{"gemma2", "gemma3_text", "phi3_longrope", "qwen3_moe", "mixtral"} {
+		for _, ft := range []string{"lora", "full"} {
+			t.Run(fam+"/"+ft, func(t *testing.T) {
+				method := []string{"--finetuning_type", ft, "--lora_dropout", "0", "--max_steps", "3", "--save_steps", "100"}
+				cfg := func(dir string) *config.Config {
+					c := quickConfig(t, filepath.Join(t.TempDir(), dir))
+					c.ModelNameOrPath = filepath.Join("..", "testdata", "reference", fam, "model")
+					must(t, c.ApplyFlags(method))
+					return c
+				}
+				want := run(t, cfg("cpu"))
+				var out strings.Builder
+				tr, err := NewWithOptions(cfg("dev"), "", &out, Options{Backend: ref.New(), Required: true})
+				must(t, err)
+				if tr.dev == nil {
+					t.Fatalf("the run did not go to the device: %s", out.String())
+				}
+				must(t, tr.Run())
+				tr.Close()
+				got := tr.state.LogHistory
+				if len(got) != len(want) || len(want) == 0 {
+					t.Fatalf("device run logged %d steps, CPU %d", len(got), len(want))
+				}
+				for i := range want {
+					if e := math.Abs(got[i].Loss-want[i].Loss) / want[i].Loss; e > 1e-5 {
+						t.Errorf("step %d: device loss %.8g, CPU %.8g", i+1, got[i].Loss, want[i].Loss)
+					}
+				}
+				t.Logf("%d steps, last loss %.8g (CPU %.8g)", len(got), got[len(got)-1].Loss, want[len(want)-1].Loss)
+			})
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"gotune/chat"
 	"gotune/checks"
 	"gotune/compute"
+	"gotune/compute/ref"
 	"gotune/parity"
 	"gotune/tokenizer"
 )
@@ -30,10 +31,11 @@ Checks gotune against reference outputs. Each PATH may be:
 With --device cuda, each reference model folder's training checks (loss,
 gradients, full fine-tuning, LoRA and QLoRA) run on the GPU instead, in
 --dtype f32 (limits as on the CPU) or bf16 (limits --bf16-limit and
---bf16-grad-limit, against PyTorch's own bf16-vs-f32 deviation).
+--bf16-grad-limit, against PyTorch's own bf16-vs-f32 deviation). --device ref
+runs the same device code on the plain-Go reference backend (slow; no GPU).
 Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.`, args, stdout, stderr)
-	device := fs.String("device", "cpu", "where the model checks run: cpu, cuda or host (the compute-seam block on the CPU backend)")
-	dtype := fs.String("dtype", "f32", "with --device cuda: f32 or bf16")
+	device := fs.String("device", "cpu", "where the model checks run: cpu, cuda, host (the device code on the CPU backend) or ref (the device code on the reference backend)")
+	dtype := fs.String("dtype", "f32", "with --device cuda, host or ref: f32 or bf16")
 	bf16Limit := fs.Float64("bf16-limit", 5e-3, "with --dtype bf16: the largest relative loss deviation allowed (PyTorch's own bf16 run moved up to 4.0e-3 from its f32 run on these trajectories, H200)")
 	bf16GradLimit := fs.Float64("bf16-grad-limit", 4e-2, "with --dtype bf16: the largest relative gradient deviation allowed (PyTorch's own: 1.5-2.1e-2)")
 	paths, err := parseInterleaved(fs, args)
@@ -46,11 +48,15 @@ Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.
 	}
 	var dev *parity.DeviceOptions
 	if *device != "cpu" {
-		be, closeDev, err := openBackend(*device)
-		if err != nil {
-			return err
+		var be compute.Backend = ref.New()
+		if *device != "ref" {
+			b, closeDev, err := openBackend(*device)
+			if err != nil {
+				return err
+			}
+			defer closeDev()
+			be = b
 		}
-		defer closeDev()
 		o := parity.DeviceOptions{Backend: be, Compute: compute.F32}
 		switch *dtype {
 		case "f32":

@@ -607,10 +607,11 @@ func (d *Device) RopeMerge(dst, src, pos, cos, sin compute.Tensor, b, t, heads, 
 }
 
 // attnMask writes into keep[j] whether query i of sequence b may attend to
-// key j: causal (j ≤ off+i), not a padding key, same packed segment.
-func attnMask(keep []bool, b, i, tq, tk, off int, km, qs, ks *tensor) {
+// key j: causal (j ≤ off+i), inside the window (off+i−j < window, when
+// window > 0), not a padding key, same packed segment.
+func attnMask(keep []bool, b, i, tq, tk, off, window int, km, qs, ks *tensor) {
 	for j := range keep {
-		ok := j <= off+i
+		ok := j <= off+i && (window <= 0 || off+i-j < window)
 		if ok && km != nil && km.i[b*tk+j] == 0 {
 			ok = false
 		}
@@ -621,19 +622,37 @@ func attnMask(keep []bool, b, i, tq, tk, off int, km, qs, ks *tensor) {
 	}
 }
 
+// capScore is the score the softmax sees: c·tanh(s/c) when c > 0.
+func capScore(s, c float32) float32 {
+	if c <= 0 {
+		return s
+	}
+	return float32(float64(c) * math.Tanh(float64(s)/float64(c)))
+}
+
 // AttnSoftmax turns scaled scores into masked probabilities, saving lse.
 func (d *Device) AttnSoftmax(p, lse, s, kmask, qseg, kseg compute.Tensor, b, h, tq, tk, off int) {
+	d.AttnSoftmaxWindowed(p, lse, s, kmask, qseg, kseg, b, h, tq, tk, off, 0, 0)
+}
+
+// AttnSoftmaxWindowed is AttnSoftmax with a soft cap on the scores and a
+// sliding window.
+func (d *Device) AttnSoftmaxWindowed(p, lse, s, kmask, qseg, kseg compute.Tensor, b, h, tq, tk, off, window int, softcap float32) {
 	P, L, S, KM, QS, KS := tt(p), tt(lse), tt(s), tt(kmask), tt(qseg), tt(kseg)
 	rowwise(b*h*tq, tk, func(lo, hi int) {
 		keep := make([]bool, tk)
 		for r := lo; r < hi; r++ {
 			bi, i := r/(h*tq), r%tq
-			attnMask(keep, bi, i, tq, tk, off, KM, QS, KS)
+			attnMask(keep, bi, i, tq, tk, off, window, KM, QS, KS)
 			sr, pr := S.f[r*tk:(r+1)*tk], P.f[r*tk:(r+1)*tk]
 			mx := float32(math.Inf(-1))
 			for j, v := range sr {
-				if keep[j] && v > mx {
-					mx = v
+				if keep[j] {
+					v = capScore(v, softcap)
+					pr[j] = v
+					mx = max(mx, v)
+				} else {
+					pr[j] = float32(math.Inf(-1))
 				}
 			}
 			if math.IsInf(float64(mx), -1) {
@@ -641,16 +660,8 @@ func (d *Device) AttnSoftmax(p, lse, s, kmask, qseg, kseg compute.Tensor, b, h, 
 				clear(pr)
 				continue
 			}
-			for j, v := range sr {
-				if keep[j] {
-					pr[j] = v
-				} else {
-					pr[j] = float32(math.Inf(-1))
-				}
-			}
 			sum := ExpSubSum(pr, pr, mx)
-			l := mx + float32(math.Log(sum))
-			L.f[r] = l
+			L.f[r] = mx + float32(math.Log(sum))
 			Scale(float32(1/sum), pr)
 		}
 	})
@@ -661,12 +672,18 @@ func (d *Device) AttnSoftmax(p, lse, s, kmask, qseg, kseg compute.Tensor, b, h, 
 // AttnSoftmaxBackward recomputes the probabilities from lse and writes the
 // score gradient ds = p·(dp − dsum).
 func (d *Device) AttnSoftmaxBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg compute.Tensor, b, h, tq, tk, off int) {
+	d.AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg, b, h, tq, tk, off, 0, 0)
+}
+
+// AttnSoftmaxWindowedBackward is AttnSoftmaxBackward through the soft cap:
+// ds = p·(dp − dsum)·(1 − t²), t = tanh(s/softcap).
+func (d *Device) AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg compute.Tensor, b, h, tq, tk, off, window int, softcap float32) {
 	P, DS, S, DP, L, D, KM, QS, KS := tt(p), tt(ds), tt(s), tt(dp), tt(lse), tt(dsum), tt(kmask), tt(qseg), tt(kseg)
 	rowwise(b*h*tq, tk, func(lo, hi int) {
 		keep := make([]bool, tk)
 		for r := lo; r < hi; r++ {
 			bi, i := r/(h*tq), r%tq
-			attnMask(keep, bi, i, tq, tk, off, KM, QS, KS)
+			attnMask(keep, bi, i, tq, tk, off, window, KM, QS, KS)
 			l := L.f[r]
 			sr, pr, dsr, dpr := S.f[r*tk:(r+1)*tk], P.f[r*tk:(r+1)*tk], DS.f[r*tk:(r+1)*tk], DP.f[r*tk:(r+1)*tk]
 			if math.IsInf(float64(l), -1) {
@@ -676,7 +693,7 @@ func (d *Device) AttnSoftmaxBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg 
 			}
 			for j, v := range sr {
 				if keep[j] {
-					pr[j] = v
+					pr[j] = capScore(v, softcap)
 				} else {
 					pr[j] = float32(math.Inf(-1))
 				}
@@ -689,7 +706,12 @@ func (d *Device) AttnSoftmaxBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg 
 			}
 			dr := D.f[r]
 			for j := range dsr {
-				dsr[j] = pr[j] * (dpr[j] - dr)
+				g := pr[j] * (dpr[j] - dr)
+				if softcap > 0 && keep[j] {
+					t := capScore(sr[j], softcap) / softcap
+					g *= 1 - t*t
+				}
+				dsr[j] = g
 			}
 		}
 	})

@@ -8,6 +8,7 @@ import (
 
 	"gotune/compute"
 	"gotune/compute/cpu"
+	"gotune/compute/optest"
 	"gotune/compute/ref"
 )
 
@@ -361,4 +362,10 @@ func TestDeviceMemory(t *testing.T) {
 	if d.Err() == nil {
 		t.Fatal("upload of the wrong length did not fail")
 	}
+}
+
+// TestDeviceFamilyOps runs the shared float64 checks of the family
+// operations (windowed, capped attention softmax, GeGLU, soft cap, Copy2D).
+func TestDeviceFamilyOps(t *testing.T) {
+	optest.Families(t, cpu.Open())
 }

@@ -608,3 +608,136 @@ __device__ void dequant8_(T* out, const signed char* q, const float* scales, lon
   }
 
 BOTH(INST8)
+
+// ---- model families beyond the Llama kind (Gemma 2/3, Phi-3) ----------------
+
+// The score the softmax sees: soft-capped when cap > 0.
+__device__ __forceinline__ float capped_(float s, float cap) { return cap > 0.f ? cap * tanhf(s / cap) : s; }
+// attn_ok plus a sliding window (window > 0): key j is seen from query i when
+// off + i − j < window.
+__device__ __forceinline__ bool window_ok(int b, int i, int j, int Tq, int Tk, int off, int window, const int* kmask,
+                                          const int* qseg, const int* kseg) {
+  if (window > 0 && off + i - j >= window) return false;
+  return attn_ok(b, i, j, Tq, Tk, off, kmask, qseg, kseg);
+}
+// attn_softmax_ with a soft cap and a sliding window. One block a row.
+template <typename T>
+__device__ void attn_softmax_win_(T* p, float* lse, const float* s, const int* kmask, const int* qseg,
+                                  const int* kseg, int H, int Tq, int Tk, int off, int window, float cap) {
+  long long r = blockIdx.x;
+  int i = r % Tq, b = r / ((long long)H * Tq);
+  const float* sr = s + r * Tk;
+  T* pr = p + r * Tk;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < Tk; j += blockDim.x)
+    if (window_ok(b, i, j, Tq, Tk, off, window, kmask, qseg, kseg)) mx = fmaxf(mx, capped_(sr[j], cap));
+  mx = block_max(mx);
+  float sum = 0.f;
+  if (mx != -INFINITY)
+    for (int j = threadIdx.x; j < Tk; j += blockDim.x)
+      if (window_ok(b, i, j, Tq, Tk, off, window, kmask, qseg, kseg)) sum += __expf(capped_(sr[j], cap) - mx);
+  sum = block_sum(sum);
+  float l = mx == -INFINITY ? -INFINITY : mx + __logf(sum);
+  if (threadIdx.x == 0) lse[r] = l;
+  for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
+    float v = 0.f;
+    if (l != -INFINITY && window_ok(b, i, j, Tq, Tk, off, window, kmask, qseg, kseg))
+      v = __expf(capped_(sr[j], cap) - l);
+    st(pr, j, v);
+  }
+}
+// Its backward: p again, and ds = p·(dp − dsum)·(1 − t²), t = tanh(s/cap),
+// the gradient of the uncapped scores.
+template <typename T>
+__device__ void attn_softmax_win_bwd_(T* p, T* ds, const float* s, const float* dp, const float* lse,
+                                      const float* dsum, const int* kmask, const int* qseg, const int* kseg, int H,
+                                      int Tq, int Tk, int off, int window, float cap) {
+  long long r = blockIdx.x;
+  int i = r % Tq, b = r / ((long long)H * Tq);
+  float l = lse[r], d = dsum[r];
+  const float *sr = s + r * Tk, *dpr = dp + r * Tk;
+  for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
+    float pv = 0.f, f = 1.f;
+    if (l != -INFINITY && window_ok(b, i, j, Tq, Tk, off, window, kmask, qseg, kseg)) {
+      float c = capped_(sr[j], cap);
+      pv = __expf(c - l);
+      if (cap > 0.f) {
+        float t = c / cap;
+        f = 1.f - t * t;
+      }
+    }
+    st(p, r * Tk + j, pv);
+    st(ds, r * Tk + j, pv * (dpr[j] - d) * f);
+  }
+}
+// a = gelu_tanh(g)·u, and its backward.
+__device__ __forceinline__ void gelu_tanh_(float x, float* y, float* dy) {
+  const float c = 0.7978845608028654f, a = 0.044715f;
+  float t = tanhf(c * (x + a * x * x * x));
+  *y = 0.5f * x * (1.f + t);
+  *dy = 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * c * (1.f + 3.f * a * x * x);
+}
+template <typename T>
+__device__ void geglu_(T* a, const T* g, const T* u, long long n) {
+  GRID_STRIDE(i, n) {
+    float y, dy;
+    gelu_tanh_(ld(g, i), &y, &dy);
+    st(a, i, y * ld(u, i));
+  }
+}
+template <typename T>
+__device__ void geglu_bwd_(T* dg, T* du, const T* da, const T* g, const T* u, long long n) {
+  GRID_STRIDE(i, n) {
+    float y, dy, d = ld(da, i);
+    gelu_tanh_(ld(g, i), &y, &dy);
+    st(du, i, d * y);
+    st(dg, i, d * ld(u, i) * dy);
+  }
+}
+// y = c·tanh(x/c); dx = dy·(1 − (y/c)²).
+template <typename T>
+__device__ void softcap_(T* y, const T* x, float c, long long n) {
+  GRID_STRIDE(i, n) st(y, i, c * tanhf(ld(x, i) / c));
+}
+template <typename T>
+__device__ void softcap_bwd_(T* dx, const T* dy, const float* y, float c, long long n) {
+  GRID_STRIDE(i, n) {
+    float t = ld(y, i) / c;
+    st(dx, i, ld(dy, i) * (1.f - t * t));
+  }
+}
+// dst[r·ldd + j] = src[r·lds + j] for a rows×cols block.
+template <typename T>
+__device__ void copy2d_(T* dst, int ldd, const T* src, int lds, long long rows, int cols) {
+  GRID_STRIDE(k, rows * cols) {
+    long long r = k / cols;
+    int j = k % cols;
+    dst[r * ldd + j] = src[r * lds + j];
+  }
+}
+
+#define INST_FAM(N, T)                                                                                        \
+  extern "C" __global__ void attn_softmax_win_##N(T* p, float* lse, const float* s, const int* km,           \
+                                                  const int* qs, const int* ks, int H, int Tq, int Tk, int off, \
+                                                  int window, float cap) {                                   \
+    attn_softmax_win_(p, lse, s, km, qs, ks, H, Tq, Tk, off, window, cap);                                   \
+  }                                                                                                          \
+  extern "C" __global__ void attn_softmax_win_bwd_##N(T* p, T* ds, const float* s, const float* dp,         \
+                                                      const float* lse, const float* dsum, const int* km,    \
+                                                      const int* qs, const int* ks, int H, int Tq, int Tk,   \
+                                                      int off, int window, float cap) {                      \
+    attn_softmax_win_bwd_(p, ds, s, dp, lse, dsum, km, qs, ks, H, Tq, Tk, off, window, cap);                 \
+  }                                                                                                          \
+  extern "C" __global__ void geglu_##N(T* a, const T* g, const T* u, long long n) { geglu_(a, g, u, n); }   \
+  extern "C" __global__ void geglu_bwd_##N(T* dg, T* du, const T* da, const T* g, const T* u, long long n) { \
+    geglu_bwd_(dg, du, da, g, u, n);                                                                         \
+  }                                                                                                          \
+  extern "C" __global__ void softcap_##N(T* y, const T* x, float c, long long n) { softcap_(y, x, c, n); }   \
+  extern "C" __global__ void softcap_bwd_##N(T* dx, const T* dy, const float* y, float c, long long n) {    \
+    softcap_bwd_(dx, dy, y, c, n);                                                                           \
+  }                                                                                                          \
+  extern "C" __global__ void copy2d_##N(T* dst, int ldd, const T* src, int lds, long long rows, int cols) { \
+    copy2d_(dst, ldd, src, lds, rows, cols);                                                                 \
+  }
+
+BOTH(INST_FAM)
