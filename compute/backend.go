@@ -147,6 +147,53 @@ type Backend interface {
 	Dropout(dst, src Tensor, m DropoutMask, accumulate bool)
 	// SumSquares returns Σx² of each tensor (F32), synchronously.
 	SumSquares(ts []Tensor) ([]float64, error)
+
+	// ---- PEFT methods beyond LoRA: bottleneck adapters, prompt encoders, SGD ----
+
+	// Activate writes y = f(x) element-wise (y may be x), computed in float.
+	Activate(y, x Tensor, f Activation)
+	// ActivateBackward writes dx = dy·f'(x) element-wise (dx may be dy).
+	ActivateBackward(dx, dy, x Tensor, f Activation)
+	// SGD updates F32 p with gradient g as torch.optim.SGD (see SGDStep);
+	// buf is the F32 momentum buffer (nil when Momentum is 0) and shadow
+	// (may be nil) receives the new weights in its own dtype.
+	SGD(p, g, buf, shadow Tensor, s SGDStep)
+}
+
+// Activation is an element-wise non-linearity.
+type Activation uint8
+
+const (
+	ReLU     Activation = iota + 1 // max(x, 0); its derivative at 0 is 0, as torch's
+	Tanh                           // tanh(x)
+	SiLU                           // x·σ(x)
+	GELU                           // x·Φ(x), the exact (erf) form
+	GELUTanh                       // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+)
+
+func (a Activation) String() string {
+	switch a {
+	case ReLU:
+		return "relu"
+	case Tanh:
+		return "tanh"
+	case SiLU:
+		return "silu"
+	case GELU:
+		return "gelu"
+	case GELUTanh:
+		return "gelu_tanh"
+	}
+	return fmt.Sprintf("activation(%d)", uint8(a))
+}
+
+// SGDStep holds the scalars of one torch.optim.SGD update of one parameter:
+// d = g·GradScale + WeightDecay·p; with Momentum μ ≠ 0, buf = d on the
+// First update and buf·μ + (1 − Dampening)·d after, then d = d + μ·buf
+// (Nesterov) or d = buf; finally p ← p − LR·d. All in float32.
+type SGDStep struct {
+	GradScale, LR, WeightDecay, Momentum, Dampening float32
+	Nesterov, First                                 bool
 }
 
 // DropoutMask selects the elements dropout keeps: element i survives when

@@ -494,6 +494,87 @@ extern "C" __global__ void fill_f32(float* x, float v, long long n) {
   GRID_STRIDE(i, n) x[i] = v;
 }
 
+// ---- PEFT methods beyond LoRA: activations, SGD --------------------------------
+
+// act_ids: 1 relu, 2 tanh, 3 silu, 4 gelu (erf), 5 gelu (tanh form), as
+// compute.Activation. f and f' in float.
+__device__ __forceinline__ void act_eval(int f, float x, float* y, float* dy) {
+  switch (f) {
+    case 1:
+      *y = x > 0.f ? x : 0.f;
+      *dy = x > 0.f ? 1.f : 0.f;
+      return;
+    case 2: {
+      float t = tanhf(x);
+      *y = t;
+      *dy = 1.f - t * t;
+      return;
+    }
+    case 3: {
+      float s = 1.f / (1.f + expf(-x));
+      *y = x * s;
+      *dy = s * (1.f + x * (1.f - s));
+      return;
+    }
+    case 4: {
+      float c = 0.5f * (1.f + erff(x * 0.70710678118654752f));
+      *y = x * c;
+      *dy = c + x * expf(-0.5f * x * x) * 0.39894228040143268f;
+      return;
+    }
+    default: {
+      const float k = 0.7978845608028654f;
+      float t = tanhf(k * (x + 0.044715f * x * x * x));
+      *y = 0.5f * x * (1.f + t);
+      *dy = 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * k * (1.f + 3.f * 0.044715f * x * x);
+      return;
+    }
+  }
+}
+template <typename T>
+__device__ void activate_(T* y, const T* x, int f, long long n) {
+  GRID_STRIDE(i, n) {
+    float v, d;
+    act_eval(f, ld(x, i), &v, &d);
+    st(y, i, v);
+  }
+}
+template <typename T>
+__device__ void activate_bwd_(T* dx, const T* dy, const T* x, int f, long long n) {
+  GRID_STRIDE(i, n) {
+    float v, d;
+    act_eval(f, ld(x, i), &v, &d);
+    st(dx, i, ld(dy, i) * d);
+  }
+}
+extern "C" __global__ void activate_f32(float* y, const float* x, int f, long long n) { activate_(y, x, f, n); }
+extern "C" __global__ void activate_bf16(bf16_t* y, const bf16_t* x, int f, long long n) { activate_(y, x, f, n); }
+extern "C" __global__ void activate_bwd_f32(float* dx, const float* dy, const float* x, int f, long long n) {
+  activate_bwd_(dx, dy, x, f, n);
+}
+extern "C" __global__ void activate_bwd_bf16(bf16_t* dx, const bf16_t* dy, const bf16_t* x, int f, long long n) {
+  activate_bwd_(dx, dy, x, f, n);
+}
+
+// torch.optim.SGD on float master weights: d = g·gscale + wd·p; with
+// momentum, buf = d (first update) or buf·mom + (1−damp)·d, then d = buf or
+// d + mom·buf (nesterov); p −= lr·d. shadow (if given) receives p in bf16.
+extern "C" __global__ void sgd_f32(float* p, const float* g, float* buf, bf16_t* shadow, long long n, float gscale,
+                                   float lr, float wd, float mom, float damp, int nesterov, int first) {
+  GRID_STRIDE(i, n) {
+    float d = g[i] * gscale;
+    if (wd != 0.f) d += wd * p[i];
+    if (mom != 0.f) {
+      float b = first ? d : buf[i] * mom + (1.f - damp) * d;
+      buf[i] = b;
+      d = nesterov ? d + mom * b : b;
+    }
+    float pi = p[i] - lr * d;
+    p[i] = pi;
+    if (shadow) st(shadow, i, pi);
+  }
+}
+
 // ---- instantiations -----------------------------------------------------------
 
 #define BOTH(X) X(f32, float) X(bf16, bf16_t)
