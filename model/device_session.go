@@ -19,10 +19,13 @@ type DeviceSession struct {
 }
 
 // NewSession allocates a cache of maxLen positions on the device. Prompt
-// methods (virtual tokens, KV prefixes) are refused by NewDeviceModel.
+// methods (virtual tokens, KV prefixes) are refused here.
 func (dm *DeviceModel) NewSession(maxLen int) (*DeviceSession, error) {
 	if maxLen <= 0 {
 		return nil, fmt.Errorf("device session: %d positions", maxLen)
+	}
+	if dm.virtualLen() > 0 || dm.prefixLen() > 0 {
+		return nil, errors.New("device session: decoding with virtual tokens or a KV prefix (prompt, P- and prefix tuning) does not run on a GPU yet")
 	}
 	c := dm.cfg
 	s := &DeviceSession{dm: dm, max: maxLen}

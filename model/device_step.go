@@ -77,7 +77,8 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		if l.qNorm != nil {
 			a.rstdq, a.rstdk = act("rstdq", compute.F32, n*c.Heads), act("rstdk", compute.F32, n*c.KVHeads)
 		}
-		a.vh = act("vh", A, n*kd)
+		// With a KV prefix the values keep the prefix's P steps first.
+		a.vh = act("vh", A, (n+b*dm.prefixRows())*kd)
 		a.lse, a.att = act("lse", compute.F32, b*c.Heads*t), act("att", A, n*qd)
 		a.xmid, a.rstd2 = act("xmid", A, n*h), act("rstd2", compute.F32, n)
 		a.g, a.u = act("g", A, n*inter), act("u", A, n*inter)
@@ -95,6 +96,16 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 			for i, lin := range g.lins {
 				a.xa[lin] = lact{t.Slice(g.cols[i], n*g.rows-g.cols[i]), g.rows}
 			}
+		}
+		for i, bt := range []*dbottle{l.attnOut, l.mlpOut} {
+			if bt == nil {
+				continue
+			}
+			ba := bottleActs{x: act(fmt.Sprintf("bottle%d_x", i), A, n*h), z: act(fmt.Sprintf("bottle%d_z_%d", i, bt.r), A, n*bt.r)}
+			if !dm.checkpoint && !dm.inference && ba.x != nil && ba.z != nil {
+				a.xaOwned = append(a.xaOwned, ba.x, ba.z)
+			}
+			a.bottle[i] = ba
 		}
 		for li, lin := range []*dlinear{l.q, l.k, l.v, l.o, l.gate, l.up, l.down} {
 			if lin.ia3 != nil && !lin.ia3.input {
@@ -169,6 +180,10 @@ func (dm *DeviceModel) rope(n int) error {
 // Loss runs the forward pass and returns the summed cross-entropy of the
 // trained tokens and their count.
 func (dm *DeviceModel) Loss(b *Batch) (float64, int, error) {
+	b, err := dm.withPrompt(b)
+	if err != nil {
+		return 0, 0, err
+	}
 	if err := dm.forward(b); err != nil {
 		return 0, 0, err
 	}
@@ -178,6 +193,10 @@ func (dm *DeviceModel) Loss(b *Batch) (float64, int, error) {
 // Step runs forward and backward for one micro-batch; gradients accumulate
 // the gradient of scale·(summed token loss), as Workspace.Step.
 func (dm *DeviceModel) Step(b *Batch, scale float32) (float64, int, error) {
+	b, err := dm.withPrompt(b)
+	if err != nil {
+		return 0, 0, err
+	}
 	if err := dm.forward(b); err != nil {
 		return 0, 0, err
 	}
@@ -235,6 +254,7 @@ func (dm *DeviceModel) forward(b *Batch) error {
 	}
 	c := dm.cfg
 	dm.be.GatherRows(dm.stream[0], dm.embed.w, dm.ids, n, c.Hidden)
+	dm.promptForward(b)
 	for i, l := range dm.layers {
 		dm.forwardLayer(l, dm.stream[i+1])
 	}
@@ -500,6 +520,11 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	if cache := dm.cache; cache != nil {
 		vh, tk, tmax, off = cache.v[l.index], cache.len+T, cache.max, cache.len
 		be.RopeSplitInto(vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0, tmax, off)
+	} else if pl := dm.prefixLen(); pl > 0 {
+		// A KV prefix: its values take the first pl steps of every head.
+		tk, tmax, off = pl+T, pl+T, pl
+		dm.fillPrefix(vh, l.index, 1)
+		be.RopeSplitInto(vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0, tmax, off)
 	} else {
 		be.RopeSplit(vh, v, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, 0)
 	}
@@ -520,13 +545,16 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 		qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*kvs, nb*kvs), vh.Slice(b0*kvs, nb*kvs)
 		be.GemmBatched(false, true, g*T, tk, hd, scale, qc, hd, g*T*hd, kc, hd, tmax*hd, 0, s, tk, g*T*tk, nb*KVH)
 		seg := dm.segRows(b0*T, nb*T)
-		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, tk, off)
+		be.AttnSoftmax(p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.keyMask(b0, nb, tk), seg, seg, nb, H, T, tk, off)
 		be.GemmBatched(false, false, g*T, hd, tk, 1, p, tk, g*T*tk, vc, hd, tmax*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
 	}
 	be.RopeMerge(a.att, oh, nil, dm.cos, dm.sin, B, T, H, hd, 0, false)
 
 	o := dm.buf("o", dm.act, n*h)
 	dm.linear(l.o, a, o, a.att, n)
+	if bt := dm.hook(l.attnOut); bt != nil {
+		dm.bottleneckForward(bt, a.bottle[0], o, n)
+	}
 	be.Add(a.xmid, a.x, o)
 	xn2 := dm.buf("xn2", dm.act, n*h)
 	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, 0)
@@ -535,6 +563,9 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	act := dm.buf("act", dm.act, n*c.Intermediate)
 	be.SwiGLU(act, a.g, a.u)
 	dm.linear(l.down, a, o, act, n)
+	if bt := dm.hook(l.mlpOut); bt != nil {
+		dm.bottleneckForward(bt, a.bottle[1], o, n)
+	}
 	be.Add(out, a.xmid, o)
 }
 
@@ -561,6 +592,13 @@ func (dm *DeviceModel) rotated(l *dlayer, a *dacts) (qh, kh compute.Tensor) {
 		// Decoding: the new keys join the cache, and attention reads it.
 		be.RopeSplitInto(cache.k[l.index], k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot, cache.max, cache.len)
 		return qh, cache.k[l.index]
+	}
+	if pl := dm.prefixLen(); pl > 0 {
+		// A KV prefix: the keys of every head start with its pl steps.
+		kh = dm.buf("kh", dm.act, B*(pl+T)*c.KVDim())
+		dm.fillPrefix(kh, l.index, 0)
+		be.RopeSplitInto(kh, k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot, pl+T, pl)
+		return qh, kh
 	}
 	kh = dm.buf("kh", dm.act, n*c.KVDim())
 	be.RopeSplit(kh, k, dm.pos, dm.cos, dm.sin, B, T, KVH, hd, dm.ropeRot)
@@ -676,6 +714,10 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 // The activations stay for BackwardTokens on the same batch.
 func (dm *DeviceModel) TokenLogProbs(b *Batch) ([]float64, error) {
 	dm.scored = nil
+	b, err := dm.withPrompt(b)
+	if err != nil {
+		return nil, err
+	}
 	if err := dm.forward(b); err != nil {
 		return nil, err
 	}
@@ -756,6 +798,7 @@ func (dm *DeviceModel) backward() error {
 		}
 		dm.backwardLayer(dm.layers[i], i, dres)
 	}
+	dm.promptBackward(dres)
 	if dm.embed.trainable {
 		be.EmbeddingBackward(dm.embed.grad, dres, dm.ids, n, h)
 	}
@@ -786,7 +829,11 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	act := dm.buf("act", A, n*inter)
 	be.SwiGLU(act, a.g, a.u)
 	da := dm.buf("da", A, n*inter)
-	dm.linearBackward(l.down, a, da, dres, act, n, false)
+	dmlp := dres
+	if bt := dm.hook(l.mlpOut); bt != nil {
+		dmlp = dm.bottleneckBackward(bt, a.bottle[1], dres, n)
+	}
+	dm.linearBackward(l.down, a, da, dmlp, act, n, false)
 	dg, du := dm.buf("dg", A, n*inter), dm.buf("du", A, n*inter)
 	be.SwiGLUBackward(dg, du, da, a.g, a.u)
 	xn2 := dm.buf("xn2", A, n*h)
@@ -799,7 +846,11 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 
 	// Attention: xmid = x + o(attn(rope(q), rope(k), v)).
 	datt := dm.buf("datt", A, n*qd)
-	dm.linearBackward(l.o, a, datt, dres, a.att, n, false)
+	dattn := dres
+	if bt := dm.hook(l.attnOut); bt != nil {
+		dattn = dm.bottleneckBackward(bt, a.bottle[0], dres, n)
+	}
+	dm.linearBackward(l.o, a, datt, dattn, a.att, n, false)
 	g := H / KVH
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	doh := dm.buf("doh", A, n*qd)
@@ -808,25 +859,42 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	be.RopeSplit(oh, a.att, nil, dm.cos, dm.sin, B, T, H, hd, 0)
 	dsum := dm.buf("dsum", compute.F32, B*H*T)
 	be.RowDot(dsum, doh, oh, B*H*T, hd)
-	bc := dm.attnChunk(B, H, T*T)
-	s := dm.buf("s", compute.F32, bc*H*T*T)
-	dp := dm.buf("dp", compute.F32, bc*H*T*T)
-	p := dm.buf("p", A, bc*H*T*T)
-	ds := dm.buf("ds", A, bc*H*T*T)
+	// With a KV prefix every query also sees pl prefix steps first: tk keys.
+	pl := dm.prefixLen()
+	tk := pl + T
+	bc := dm.attnChunk(B, H, T*tk)
+	s := dm.buf("s", compute.F32, bc*H*T*tk)
+	dp := dm.buf("dp", compute.F32, bc*H*T*tk)
+	p := dm.buf("p", A, bc*H*T*tk)
+	ds := dm.buf("ds", A, bc*H*T*tk)
 	qh, kh := dm.rotated(l, a)
 	dqh, dkh, dvh := dm.buf("dqh", A, n*qd), dm.buf("dkh", A, n*kd), dm.buf("dvh", A, n*kd)
 	for b0 := 0; b0 < B; b0 += bc {
 		nb := min(bc, B-b0)
 		batch := nb * KVH
-		q, k, v := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*T*kd, nb*T*kd), a.vh.Slice(b0*T*kd, nb*T*kd)
+		q, k, v := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*tk*kd, nb*tk*kd), a.vh.Slice(b0*tk*kd, nb*tk*kd)
 		do := doh.Slice(b0*T*qd, nb*T*qd)
-		be.GemmBatched(false, true, g*T, T, hd, scale, q, hd, g*T*hd, k, hd, T*hd, 0, s, T, g*T*T, batch)
-		be.GemmBatched(false, true, g*T, T, hd, 1, do, hd, g*T*hd, v, hd, T*hd, 0, dp, T, g*T*T, batch)
+		be.GemmBatched(false, true, g*T, tk, hd, scale, q, hd, g*T*hd, k, hd, tk*hd, 0, s, tk, g*T*tk, batch)
+		be.GemmBatched(false, true, g*T, tk, hd, 1, do, hd, g*T*hd, v, hd, tk*hd, 0, dp, tk, g*T*tk, batch)
 		seg := dm.segRows(b0*T, nb*T)
-		be.AttnSoftmaxBackward(p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, T, 0)
-		be.GemmBatched(true, false, T, hd, g*T, 1, p, T, g*T*T, do, hd, g*T*hd, 0, dvh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
-		be.GemmBatched(false, false, g*T, hd, T, scale, ds, T, g*T*T, k, hd, T*hd, 0, dqh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, batch)
-		be.GemmBatched(true, false, T, hd, g*T, scale, ds, T, g*T*T, q, hd, g*T*hd, 0, dkh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
+		be.AttnSoftmaxBackward(p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.keyMask(b0, nb, tk), seg, seg, nb, H, T, tk, pl)
+		// The sequence's own keys are columns [pl, tk) of p and ds.
+		pt, dst := p, ds
+		if pl > 0 {
+			pt, dst = p.Slice(pl, p.Len()-pl), ds.Slice(pl, ds.Len()-pl)
+		}
+		be.GemmBatched(true, false, T, hd, g*T, 1, pt, tk, g*T*tk, do, hd, g*T*hd, 0, dvh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
+		be.GemmBatched(false, false, g*T, hd, tk, scale, ds, tk, g*T*tk, k, hd, tk*hd, 0, dqh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, batch)
+		be.GemmBatched(true, false, T, hd, g*T, scale, dst, tk, g*T*tk, q, hd, g*T*hd, 0, dkh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
+		if pl > 0 {
+			// The prefix's columns: its keys' and values' gradients, summed
+			// over the chunk's sequences.
+			dpre := dm.buf("prefix_dpre", A, nb*KVH*pl*hd)
+			be.GemmBatched(true, false, pl, hd, g*T, 1, p, tk, g*T*tk, do, hd, g*T*hd, 0, dpre, hd, pl*hd, batch)
+			dm.prefixGrad(dpre, l.index, 1, b0, nb)
+			be.GemmBatched(true, false, pl, hd, g*T, scale, ds, tk, g*T*tk, q, hd, g*T*hd, 0, dpre, hd, pl*hd, batch)
+			dm.prefixGrad(dpre, l.index, 0, b0, nb)
+		}
 	}
 	dq, dk, dv := dm.buf("dq", A, n*qd), dm.buf("dk", A, n*kd), dm.buf("dv", A, n*kd)
 	be.RopeMerge(dq, dqh, dm.pos, dm.cos, dm.sin, B, T, H, hd, dm.ropeRot, false)
@@ -841,7 +909,7 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor) 
 	// Below the first block only a trained embedding or input norm needs
 	// the input gradient.
 	var dxn1 compute.Tensor
-	if index > 0 || dm.embed.trainable || l.inNorm.trainable {
+	if index > 0 || dm.embed.trainable || l.inNorm.trainable || dm.virtualLen() > 0 {
 		dxn1 = dxn
 	}
 	xn1 := dm.buf("xn1", A, n*h)

@@ -1,0 +1,486 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+
+	"gotune/compute"
+	"gotune/nn"
+)
+
+// PromptEncoder is what the device path needs from a prompt-learning method
+// (prompt tuning, P-tuning, prefix tuning; implemented by peft's): the
+// trained input [P, in] and the dense layers its encoder applies to it, in
+// order, with act between consecutive layers and none after the last (no
+// layers: the input is the output). The output of virtual tokens is
+// [P, Hidden]; that of a KV prefix [P, Layers·2·KVDim], layer l's keys at
+// columns [2l·KVDim, (2l+1)·KVDim) and its values in the next KVDim, keys
+// not rotated (PEFT's layout). why is non-empty when the encoder cannot run
+// on a device.
+type PromptEncoder interface {
+	DeviceEncoder() (in *nn.Param, layers []Dense, act compute.Activation, why string)
+}
+
+// Dense is one linear layer of a prompt encoder: W [out, in], B [out].
+type Dense struct{ W, B *nn.Param }
+
+// BottleneckHook is what the device path needs from a bottleneck adapter
+// on a sub-layer's output (implemented by peft's): y ← y + s·(act(y·Dᵀ + d)·Uᵀ + u)
+// with down D [r, Hidden], d [r], up U [Hidden, r], u [Hidden].
+type BottleneckHook interface {
+	DeviceBottleneck() (down, downBias, up, upBias *nn.Param, scale float32, act compute.Activation)
+}
+
+// dpeft holds the device side of the methods that are not adapters on a
+// linear layer: virtual tokens and a KV prefix (bottleneck adapters live
+// on their layers).
+type dpeft struct {
+	virt, prefix *dencoder
+	// prefixMask is the key mask [B, P+T] of the current batch (the prefix
+	// always visible), nil when the batch has no padding.
+	prefixMask compute.Tensor
+}
+
+// dencoder is a prompt method's trained input and encoder on the device.
+type dencoder struct {
+	in     *dparam
+	layers []ddense
+	act    compute.Activation
+	rows   int // virtual tokens
+	width  int // of the output
+	// The forward values backward needs, in the compute type: pre[i] is
+	// hidden layer i's output before the activation, xs[i] after it (the
+	// input of layer i+1); out the encoder's output.
+	xs, pre []compute.Tensor
+	out     compute.Tensor
+}
+
+type ddense struct {
+	w, b    *dparam
+	in, out int
+}
+
+// dbottle is a bottleneck adapter on the device.
+type dbottle struct {
+	down, downB, up, upB *dparam
+	r                    int
+	scale                float32
+	act                  compute.Activation
+}
+
+// bottleActs is what a bottleneck adapter keeps for backward: its input
+// and the down projection's output before the activation.
+type bottleActs struct{ x, z compute.Tensor }
+
+// attachPEFT brings the model's virtual tokens, KV prefix and bottleneck
+// adapters to the device; param uploads (or records as trainable) a host
+// parameter.
+func (dm *DeviceModel) attachPEFT(m *Model, param func(*nn.Param, bool) *dparam) error {
+	c := m.Cfg
+	dm.peft = &dpeft{}
+	if m.Input != nil {
+		pe, ok := m.Input.(PromptEncoder)
+		if !ok {
+			return fmt.Errorf("device model: virtual tokens of %T do not run on a GPU yet", m.Input)
+		}
+		e, err := dm.newEncoder(pe, param, m.Input.Virtual(), c.Hidden)
+		if err != nil {
+			return fmt.Errorf("device model: virtual tokens: %w", err)
+		}
+		dm.peft.virt = e
+	}
+	var first KVPrefix
+	for _, l := range m.Layers {
+		if l.Prefix == nil && first == nil {
+			continue
+		}
+		if first == nil && l.Index == 0 {
+			first = l.Prefix
+		}
+		if l.Prefix != first || first == nil {
+			return errors.New("device model: a KV prefix must be the same on every layer to run on a GPU")
+		}
+	}
+	if first != nil {
+		pe, ok := first.(PromptEncoder)
+		if !ok {
+			return fmt.Errorf("device model: KV prefix %T does not run on a GPU yet", first)
+		}
+		e, err := dm.newEncoder(pe, param, first.Len(), len(m.Layers)*2*c.KVDim())
+		if err != nil {
+			return fmt.Errorf("device model: KV prefix: %w", err)
+		}
+		dm.peft.prefix = e
+	}
+	for i, l := range m.Layers {
+		for _, h := range []struct {
+			hook SublayerHook
+			dst  **dbottle
+		}{{l.AttnOut, &dm.layers[i].attnOut}, {l.MLPOut, &dm.layers[i].mlpOut}} {
+			if h.hook == nil {
+				continue
+			}
+			bh, ok := h.hook.(BottleneckHook)
+			if !ok {
+				return fmt.Errorf("device model: layer %d: sub-layer hook %T does not run on a GPU yet", l.Index, h.hook)
+			}
+			down, downB, up, upB, s, act := bh.DeviceBottleneck()
+			if down == nil || downB == nil || up == nil || upB == nil {
+				return fmt.Errorf("device model: layer %d: a bottleneck adapter without all four of its weights", l.Index)
+			}
+			if len(down.Shape) != 2 || down.Shape[1] != c.Hidden || len(up.Shape) != 2 || up.Shape[0] != c.Hidden || up.Shape[1] != down.Shape[0] {
+				return fmt.Errorf("device model: layer %d: bottleneck of shapes %v, %v for hidden size %d", l.Index, down.Shape, up.Shape, c.Hidden)
+			}
+			*h.dst = &dbottle{down: param(down, false), downB: param(downB, true), up: param(up, false), upB: param(upB, true),
+				r: down.Shape[0], scale: s, act: act}
+		}
+	}
+	return nil
+}
+
+// newEncoder checks a prompt encoder's shapes (rows × width out) and
+// allocates the buffers of its forward pass.
+func (dm *DeviceModel) newEncoder(pe PromptEncoder, param func(*nn.Param, bool) *dparam, rows, width int) (*dencoder, error) {
+	in, layers, act, why := pe.DeviceEncoder()
+	if why != "" {
+		return nil, errors.New(why)
+	}
+	if in == nil || len(in.Shape) != 2 || in.Shape[0] != rows {
+		return nil, fmt.Errorf("input of shape %v, want %d rows", in.Shape, rows)
+	}
+	e := &dencoder{in: param(in, false), act: act, rows: rows, width: width}
+	w := in.Shape[1]
+	for i, d := range layers {
+		if len(d.W.Shape) != 2 || d.W.Shape[1] != w || (d.B != nil && len(d.B.Data) != d.W.Shape[0]) {
+			return nil, fmt.Errorf("encoder layer %d: weight %v on inputs of width %d", i, d.W.Shape, w)
+		}
+		e.layers = append(e.layers, ddense{w: param(d.W, false), b: param(d.B, true), in: w, out: d.W.Shape[0]})
+		w = d.W.Shape[0]
+	}
+	if w != width {
+		return nil, fmt.Errorf("output of width %d, want %d", w, width)
+	}
+	for i, d := range e.layers {
+		var err error
+		if i == len(e.layers)-1 {
+			e.out, err = dm.alloc(dm.act, rows*d.out)
+		} else {
+			var pre, x compute.Tensor
+			if pre, err = dm.alloc(dm.act, rows*d.out); err == nil {
+				x, err = dm.alloc(dm.act, rows*d.out)
+			}
+			e.pre, e.xs = append(e.pre, pre), append(e.xs, x)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// virtualLen is the number of virtual tokens this pass prepends.
+func (dm *DeviceModel) virtualLen() int {
+	if dm.peft == nil || dm.peft.virt == nil || dm.adaptersOff {
+		return 0
+	}
+	return dm.peft.virt.rows
+}
+
+// prefixLen is the length of the KV prefix this pass attends to.
+func (dm *DeviceModel) prefixLen() int {
+	if dm.peft == nil || dm.peft.prefix == nil || dm.adaptersOff {
+		return 0
+	}
+	return dm.peft.prefix.rows
+}
+
+// prefixRows is the length of the KV prefix, on or off: activations are
+// sized for it.
+func (dm *DeviceModel) prefixRows() int {
+	if dm.peft == nil || dm.peft.prefix == nil {
+		return 0
+	}
+	return dm.peft.prefix.rows
+}
+
+// withPrompt lays a batch out as the CPU workspace does with virtual tokens
+// or a KV prefix: P virtual tokens (id 0, untrained, visible) in front of
+// every row, positions shifted past the prefix and the virtual tokens, and
+// no packing (a prefix belongs to a whole row).
+func (dm *DeviceModel) withPrompt(b *Batch) (*Batch, error) {
+	p, pl := dm.virtualLen(), dm.prefixLen()
+	if p == 0 && pl == 0 {
+		return b, nil
+	}
+	if err := b.Validate(dm.cfg.Vocab); err != nil {
+		return nil, err
+	}
+	t := p + b.T
+	n := b.B * t
+	out := &Batch{B: b.B, T: t, IDs: make([]int32, n), Pos: make([]int32, n)}
+	if b.Labels != nil {
+		out.Labels = make([]int32, n)
+	}
+	if b.Mask != nil {
+		out.Mask = make([]int32, n)
+	}
+	for r := 0; r < b.B; r++ {
+		for i := 0; i < t; i++ {
+			k := r*t + i
+			if i < p {
+				out.Pos[k] = int32(pl + i)
+				if out.Labels != nil {
+					out.Labels[k] = IgnoreIndex
+				}
+				if out.Mask != nil {
+					out.Mask[k] = 1
+				}
+				continue
+			}
+			j := r*b.T + i - p
+			out.IDs[k] = b.IDs[j]
+			out.Pos[k] = int32(pl + i)
+			if b.Pos != nil {
+				out.Pos[k] = b.Pos[j] + int32(p+pl)
+			}
+			if out.Labels != nil {
+				out.Labels[k] = b.Labels[j]
+			}
+			if out.Mask != nil {
+				out.Mask[k] = b.Mask[j]
+			}
+		}
+	}
+	return out, nil
+}
+
+// ones is a [n] vector of ones in the compute type: the products that copy
+// a prompt to every row of a batch, and sum the rows' gradients back.
+func (dm *DeviceModel) ones(n int) compute.Tensor {
+	t := dm.buf("ones", dm.act, n)
+	if t != nil {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = 1
+		}
+		dm.be.Upload(t, v)
+	}
+	return t
+}
+
+// encode runs a prompt encoder and returns its output [rows, width].
+func (dm *DeviceModel) encode(e *dencoder) compute.Tensor {
+	be := dm.be
+	x := e.in.w
+	last := len(e.layers) - 1
+	for i, d := range e.layers {
+		y := e.out
+		if i < last {
+			y = e.pre[i]
+		}
+		be.Gemm(false, true, e.rows, d.out, d.in, 1, x, d.in, d.w.w, d.in, 0, y, d.out)
+		if d.b != nil {
+			be.AddBias(y, d.b.w, e.rows, d.out)
+		}
+		if i < last {
+			be.Activate(e.xs[i], y, e.act)
+			x = e.xs[i]
+		}
+	}
+	if last < 0 {
+		return e.in.w
+	}
+	return e.out
+}
+
+// encodeBackward takes the gradient of a prompt encoder's output dout
+// (compute type, overwritten) into its parameters' gradients.
+func (dm *DeviceModel) encodeBackward(e *dencoder, dout compute.Tensor) {
+	be := dm.be
+	if len(e.layers) == 0 {
+		if e.in.trainable {
+			be.Axpby(e.in.grad, 1, dout, 1)
+		}
+		return
+	}
+	dy := dout
+	for i := len(e.layers) - 1; i >= 0; i-- {
+		d := e.layers[i]
+		x := e.in.w
+		if i > 0 {
+			x = e.xs[i-1]
+		}
+		if i < len(e.layers)-1 {
+			be.ActivateBackward(dy, dy, e.pre[i], e.act)
+		}
+		if d.w.trainable {
+			be.Gemm(true, false, d.out, d.in, e.rows, 1, dy, d.out, x, d.in, 1, d.w.grad, d.in)
+		}
+		if d.b != nil && d.b.trainable {
+			be.BiasGrad(d.b.grad, dy, e.rows, d.out)
+		}
+		if i == 0 {
+			if e.in.trainable {
+				be.Gemm(false, false, e.rows, d.in, d.out, 1, dy, d.out, d.w.w, d.in, 1, e.in.grad, d.in)
+			}
+			return
+		}
+		dx := dm.buf(fmt.Sprintf("enc_dx%d", i%2), dm.act, e.rows*d.in)
+		be.Gemm(false, false, e.rows, d.in, d.out, 1, dy, d.out, d.w.w, d.in, 0, dx, d.in)
+		dy = dx
+	}
+}
+
+// promptForward runs before the blocks: the virtual tokens go into the
+// first rows of every sequence's embeddings, and the prefix is computed and
+// laid out per layer as head-major [2·Layers·KVHeads, P, HeadDim] (each
+// layer's keys, then its values), with its key mask.
+func (dm *DeviceModel) promptForward(b *Batch) {
+	be, c := dm.be, dm.cfg
+	B, T, h := dm.shapeB, dm.shapeT, c.Hidden
+	if dm.peft != nil {
+		dm.peft.prefixMask = nil
+	}
+	if p := dm.virtualLen(); p > 0 {
+		v := dm.encode(dm.peft.virt)
+		be.Gemm(false, false, B, p*h, 1, 1, dm.ones(B), 1, v, p*h, 0, dm.stream[0], T*h)
+	}
+	pl := dm.prefixLen()
+	if pl == 0 {
+		return
+	}
+	full := dm.encode(dm.peft.prefix)
+	kvl := dm.buf("prefix_kv", dm.act, pl*len(dm.layers)*2*c.KVDim())
+	be.RopeSplit(kvl, full, nil, dm.cos, dm.sin, 1, pl, 2*len(dm.layers)*c.KVHeads, c.HeadDim, 0)
+	if dm.hasMask {
+		tk := pl + T
+		km := make([]int32, B*tk)
+		for r := 0; r < B; r++ {
+			for j := 0; j < pl; j++ {
+				km[r*tk+j] = 1
+			}
+			copy(km[r*tk+pl:(r+1)*tk], b.Mask[r*T:(r+1)*T])
+		}
+		dm.peft.prefixMask = dm.buf("prefix_mask", compute.I32, B*tk)
+		be.UploadInt(dm.peft.prefixMask, km)
+	}
+}
+
+// fillPrefix copies layer's prefix keys (which 0) or values (1) into time
+// steps [0, P) of every sequence of a head-major dst [B, KVHeads, P+T, hd].
+func (dm *DeviceModel) fillPrefix(dst compute.Tensor, layer, which int) {
+	c := dm.cfg
+	B, T, pl := dm.shapeB, dm.shapeT, dm.prefixLen()
+	hd, KVH := c.HeadDim, c.KVHeads
+	kvl := dm.buf("prefix_kv", dm.act, pl*len(dm.layers)*2*c.KVDim())
+	src := kvl.Slice((2*layer+which)*KVH*pl*hd, KVH*pl*hd)
+	// Per KV head: ones[B,1]·prefix[1, P·hd] into the rows of its sequences.
+	dm.be.GemmBatched(false, false, B, pl*hd, 1, 1, dm.ones(B), 1, 0, src, pl*hd, pl*hd, 0, dst, KVH*(pl+T)*hd, (pl+T)*hd, KVH)
+}
+
+// keyMask is the key mask of sequences [b0, b0+nb) for tk keys each.
+func (dm *DeviceModel) keyMask(b0, nb, tk int) compute.Tensor {
+	if dm.peft != nil && dm.peft.prefixMask != nil && dm.prefixLen() > 0 {
+		return dm.peft.prefixMask.Slice(b0*tk, nb*tk)
+	}
+	return dm.maskRows(b0*dm.shapeT, nb*dm.shapeT)
+}
+
+// prefixGrad sums the gradients of sequences [b0, b0+nb) with respect to
+// a layer's prefix keys (which 0) or values (1), head-major [nb, KVHeads,
+// P, hd], into the layer's slot of the prefix gradient.
+func (dm *DeviceModel) prefixGrad(d compute.Tensor, layer, which, b0, nb int) {
+	c := dm.cfg
+	pl := dm.prefixLen()
+	w := c.KVHeads * pl * c.HeadDim
+	dkv := dm.buf("prefix_dkv", compute.F32, len(dm.layers)*2*w)
+	beta := float32(1)
+	if b0 == 0 {
+		beta = 0
+	}
+	dm.be.Gemm(false, false, 1, w, nb, 1, dm.ones(nb), nb, d, w, beta, dkv.Slice((2*layer+which)*w, w), w)
+}
+
+// promptBackward runs after the blocks: the gradient of the virtual tokens
+// (the first rows of dres, summed over the batch) and of the prefix go
+// through their encoders.
+func (dm *DeviceModel) promptBackward(dres compute.Tensor) {
+	be, c := dm.be, dm.cfg
+	B, T, h := dm.shapeB, dm.shapeT, c.Hidden
+	if p := dm.virtualLen(); p > 0 {
+		dv := dm.buf("dvirt", dm.act, p*h)
+		be.Gemm(false, false, 1, p*h, B, 1, dm.ones(B), B, dres, T*h, 0, dv, p*h)
+		dm.encodeBackward(dm.peft.virt, dv)
+		if dm.embed.trainable {
+			// The virtual rows have no embedding to train.
+			for r := 0; r < B; r++ {
+				be.Zero(dres.Slice(r*T*h, p*h))
+			}
+		}
+	}
+	if pl := dm.prefixLen(); pl > 0 {
+		n := pl * len(dm.layers) * 2 * c.KVDim()
+		dkv := dm.buf("prefix_dkv", compute.F32, n)
+		dfull := dm.buf("prefix_dfull", compute.F32, n)
+		be.RopeMerge(dfull, dkv, nil, dm.cos, dm.sin, 1, pl, 2*len(dm.layers)*c.KVHeads, c.HeadDim, 0, false)
+		dout := dm.buf("prefix_dout", dm.act, n)
+		be.Cast(dout, dfull)
+		dm.encodeBackward(dm.peft.prefix, dout)
+	}
+}
+
+// bottleneckForward applies an adapter to a sub-layer's output y [n,
+// Hidden] in place, keeping its input and pre-activation values in ba.
+func (dm *DeviceModel) bottleneckForward(bt *dbottle, ba bottleActs, y compute.Tensor, n int) {
+	be := dm.be
+	h := dm.cfg.Hidden
+	be.Cast(ba.x, y)
+	be.Gemm(false, true, n, bt.r, h, 1, ba.x, h, bt.down.w, h, 0, ba.z, bt.r)
+	be.AddBias(ba.z, bt.downB.w, n, bt.r)
+	a := dm.buf("bottle_a", dm.act, n*bt.r)
+	be.Activate(a, ba.z, bt.act)
+	su := dm.buf("bottle_su", compute.F32, h)
+	be.Axpby(su, bt.scale, bt.upB.w, 0)
+	be.AddBias(y, su, n, h)
+	be.Gemm(false, true, n, h, bt.r, bt.scale, a, bt.r, bt.up.w, bt.r, 1, y, h)
+}
+
+// bottleneckBackward returns the gradient reaching the sub-layer's output
+// from dy, the gradient of the adapter's output (the residual's own path
+// plus the adapter's), accumulating the adapter's gradients.
+func (dm *DeviceModel) bottleneckBackward(bt *dbottle, ba bottleActs, dy compute.Tensor, n int) compute.Tensor {
+	be := dm.be
+	h := dm.cfg.Hidden
+	a := dm.buf("bottle_a", dm.act, n*bt.r)
+	be.Activate(a, ba.z, bt.act)
+	if bt.up.trainable {
+		be.Gemm(true, false, h, bt.r, n, bt.scale, dy, h, a, bt.r, 1, bt.up.grad, bt.r)
+	}
+	if bt.upB.trainable {
+		su := dm.buf("bottle_su", compute.F32, h)
+		be.Zero(su)
+		be.BiasGrad(su, dy, n, h)
+		be.Axpby(bt.upB.grad, bt.scale, su, 1)
+	}
+	dz := dm.buf("bottle_dz", dm.act, n*bt.r)
+	be.Gemm(false, false, n, bt.r, h, bt.scale, dy, h, bt.up.w, bt.r, 0, dz, bt.r)
+	be.ActivateBackward(dz, dz, ba.z, bt.act)
+	if bt.down.trainable {
+		be.Gemm(true, false, bt.r, h, n, 1, dz, bt.r, ba.x, h, 1, bt.down.grad, h)
+	}
+	if bt.downB.trainable {
+		be.BiasGrad(bt.downB.grad, dz, n, bt.r)
+	}
+	dx := dm.buf("bottle_dx", dm.act, n*h)
+	be.Cast(dx, dy)
+	be.Gemm(false, false, n, h, bt.r, 1, dz, bt.r, bt.down.w, h, 1, dx, h)
+	return dx
+}
+
+// hook is a layer's bottleneck adapter when it runs in this pass.
+func (dm *DeviceModel) hook(bt *dbottle) *dbottle {
+	if dm.adaptersOff {
+		return nil
+	}
+	return bt
+}
