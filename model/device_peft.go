@@ -341,6 +341,15 @@ func (dm *DeviceModel) promptForward(b *Batch) {
 	if dm.peft != nil {
 		dm.peft.prefixMask = nil
 	}
+	if dm.cache != nil {
+		// Decoding: the prefix is in the cache already, and the virtual
+		// tokens are fed once when the session starts.
+		if dm.cache.virtual {
+			v := dm.encode(dm.peft.virt)
+			be.Axpby(dm.stream[0], 1, v, 0)
+		}
+		return
+	}
 	if p := dm.virtualLen(); p > 0 {
 		v := dm.encode(dm.peft.virt)
 		be.Gemm(false, false, B, p*h, 1, 1, dm.ones(B), 1, v, p*h, 0, dm.stream[0], T*h)
@@ -369,13 +378,20 @@ func (dm *DeviceModel) promptForward(b *Batch) {
 // fillPrefix copies layer's prefix keys (which 0) or values (1) into time
 // steps [0, P) of every sequence of a head-major dst [B, KVHeads, P+T, hd].
 func (dm *DeviceModel) fillPrefix(dst compute.Tensor, layer, which int) {
+	dm.copyPrefix(dst, layer, which, dm.shapeB, dm.prefixLen()+dm.shapeT)
+}
+
+// copyPrefix copies layer's prefix keys (which 0) or values (1) into time
+// steps [0, P) of B sequences of a head-major dst holding tmax steps per
+// head.
+func (dm *DeviceModel) copyPrefix(dst compute.Tensor, layer, which, B, tmax int) {
 	c := dm.cfg
-	B, T, pl := dm.shapeB, dm.shapeT, dm.prefixLen()
+	pl := dm.prefixLen()
 	hd, KVH := c.HeadDim, c.KVHeads
 	kvl := dm.buf("prefix_kv", dm.act, pl*len(dm.layers)*2*c.KVDim())
 	src := kvl.Slice((2*layer+which)*KVH*pl*hd, KVH*pl*hd)
 	// Per KV head: ones[B,1]·prefix[1, P·hd] into the rows of its sequences.
-	dm.be.GemmBatched(false, false, B, pl*hd, 1, 1, dm.ones(B), 1, 0, src, pl*hd, pl*hd, 0, dst, KVH*(pl+T)*hd, (pl+T)*hd, KVH)
+	dm.be.GemmBatched(false, false, B, pl*hd, 1, 1, dm.ones(B), 1, 0, src, pl*hd, pl*hd, 0, dst, KVH*tmax*hd, tmax*hd, KVH)
 }
 
 // keyMask is the key mask of sequences [b0, b0+nb) for tk keys each.
@@ -483,4 +499,39 @@ func (dm *DeviceModel) hook(bt *dbottle) *dbottle {
 		return nil
 	}
 	return bt
+}
+
+// start fills an empty cache as Session.Reset does: the prefix's keys and
+// values take positions [0, P), then the virtual tokens run through the
+// model at the positions after it.
+func (s *DeviceSession) start() error {
+	dm := s.dm
+	s.len = 0
+	pl, p := dm.prefixLen(), dm.virtualLen()
+	if pl+p > s.max {
+		return fmt.Errorf("the prompt method's %d positions exceed the session's %d", pl+p, s.max)
+	}
+	if pl > 0 {
+		c := dm.cfg
+		if err := dm.rope(pl); err != nil {
+			return err
+		}
+		kvl := dm.buf("prefix_kv", dm.act, pl*len(dm.layers)*2*c.KVDim())
+		if kvl == nil {
+			return dm.err()
+		}
+		dm.be.RopeSplit(kvl, dm.encode(dm.peft.prefix), nil, dm.cos, dm.sin, 1, pl, 2*len(dm.layers)*c.KVHeads, c.HeadDim, 0)
+		for i := range dm.layers {
+			dm.copyPrefix(s.k[i], i, 0, 1, s.max)
+			dm.copyPrefix(s.v[i], i, 1, 1, s.max)
+		}
+		s.len = pl
+	}
+	if p > 0 {
+		s.virtual = true
+		_, err := s.Feed(make([]int32, p))
+		s.virtual = false
+		return err
+	}
+	return dm.err()
 }

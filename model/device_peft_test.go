@@ -272,26 +272,70 @@ func TestDevicePEFTOffAndScoring(t *testing.T) {
 	}
 }
 
-// TestDevicePEFTRefusals: what the device cannot run yet is refused with the
-// reason: P-tuning's LSTM encoder, and decoding sessions with a prompt
-// method.
+// TestDevicePEFTRefusals: P-tuning's LSTM encoder is refused with the
+// reason.
 func TestDevicePEFTRefusals(t *testing.T) {
 	m := tinyPEFTModel(t, "ref-llama", 23)
 	trained(t)(peft.AttachPTuning(m, peft.PTuningConfig{Virtual: 2, EncoderType: "LSTM", EncoderHidden: 8}, 1))
 	if _, err := model.NewDeviceModel(m, ref.New(), model.DeviceOptions{Compute: compute.F32}); err == nil || !strings.Contains(err.Error(), "LSTM") {
 		t.Errorf("LSTM encoder: got %v, want an error naming it", err)
 	}
-	for _, c := range peftCases[:4] {
-		m := tinyPEFTModel(t, "ref-llama", 23)
-		c.attach(t, m)
-		dm, err := model.NewDeviceModel(m, ref.New(), model.DeviceOptions{Compute: compute.F32, Inference: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dm.NewSession(16); err == nil || !strings.Contains(err.Error(), "prefix") {
-			t.Errorf("%s: session: got %v, want a refusal", c.name, err)
-		}
-		dm.Close()
+}
+
+// TestDevicePEFTSessionMatchesCPU: decoding with a key/value cache that
+// starts with the prefix and the virtual tokens (a prompt, then greedy
+// tokens one at a time, then again after Reset) gives the CPU session's
+// logits at every step.
+func TestDevicePEFTSessionMatchesCPU(t *testing.T) {
+	testDevicePEFTSession(t, ref.New(), 1e-5)
+}
+
+func TestDevicePEFTSessionMatchesCPUOnGPU(t *testing.T) {
+	testDevicePEFTSession(t, cudatest.Open(t), 1e-4)
+}
+
+func testDevicePEFTSession(t *testing.T, d compute.Backend, tol float64) {
+	for _, c := range peftCases {
+		t.Run(c.name, func(t *testing.T) {
+			m := tinyPEFTModel(t, "ref-qwen3", 37)
+			c.attach(t, m)
+			dm, err := model.NewDeviceModel(m, d, model.DeviceOptions{Compute: compute.F32, Inference: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dm.Close()
+			gs, err := dm.NewSession(40)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer gs.Close()
+			cs := m.NewSession(40)
+			if gs.Len() != cs.Len {
+				t.Fatalf("a fresh session holds %d positions, the CPU's %d", gs.Len(), cs.Len)
+			}
+			for round := 0; round < 2; round++ {
+				feed := []int32{3, 141, 59, 26}
+				for step := 0; step <= 8; step++ {
+					want, err := cs.Feed(feed)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := gs.Feed(feed)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if e := relErr(got, want); !(e <= tol) {
+						t.Fatalf("round %d step %d: logits differ from the CPU session's by %.3g", round, step, e)
+					}
+					feed = []int32{int32(model.Argmax(want))}
+				}
+				if gs.Len() != cs.Len {
+					t.Errorf("session holds %d positions, the CPU's %d", gs.Len(), cs.Len)
+				}
+				gs.Reset()
+				cs.Reset()
+			}
+		})
 	}
 }
 

@@ -16,16 +16,17 @@ type DeviceSession struct {
 	len    int
 	k, v   []compute.Tensor // per layer, head-major [KVHeads, max, HeadDim]
 	logits []float32
+	// virtual marks the Feed that runs an attached method's virtual tokens
+	// (their embeddings replace the ids').
+	virtual bool
 }
 
-// NewSession allocates a cache of maxLen positions on the device. Prompt
-// methods (virtual tokens, KV prefixes) are refused here.
+// NewSession allocates a cache of maxLen positions on the device, filled
+// as the CPU's Session fills it with the KV prefix and the virtual tokens of
+// an attached prompt method (which count towards maxLen).
 func (dm *DeviceModel) NewSession(maxLen int) (*DeviceSession, error) {
 	if maxLen <= 0 {
 		return nil, fmt.Errorf("device session: %d positions", maxLen)
-	}
-	if dm.virtualLen() > 0 || dm.prefixLen() > 0 {
-		return nil, errors.New("device session: decoding with virtual tokens or a KV prefix (prompt, P- and prefix tuning) does not run on a GPU yet")
 	}
 	c := dm.cfg
 	s := &DeviceSession{dm: dm, max: maxLen}
@@ -39,14 +40,23 @@ func (dm *DeviceModel) NewSession(maxLen int) (*DeviceSession, error) {
 			*dst = append(*dst, t)
 		}
 	}
+	if err := s.start(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("device session: %w", err)
+	}
 	return s, nil
 }
 
 // Len is the number of positions filled.
 func (s *DeviceSession) Len() int { return s.len }
 
-// Reset empties the cache.
-func (s *DeviceSession) Reset() { s.len = 0 }
+// Reset empties the cache (keeping any prefix and virtual tokens); an
+// error surfaces at the next Feed.
+func (s *DeviceSession) Reset() {
+	if err := s.start(); err != nil {
+		s.dm.allocErr = errors.Join(s.dm.allocErr, err)
+	}
+}
 
 // Close frees the cache.
 func (s *DeviceSession) Close() {
