@@ -356,6 +356,7 @@ type dgroup struct {
 	decay                 bool    // takes weight decay
 	lrScale               float64 // multiplies the learning rate
 	shadow                bool    // has a copy in the compute type (w)
+	momentum              bool    // m holds SGD momentum buffers
 }
 
 func cmpBool(a, b bool) int {

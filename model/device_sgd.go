@@ -33,21 +33,23 @@ func (dm *DeviceModel) ApplySGD(c SGDConfig, norm float64) error {
 		if c.Momentum != 0 {
 			buf = g.m
 		}
+		first := !g.momentum
 		dm.be.SGD(g.master, g.grad, buf, g.w, compute.SGDStep{GradScale: float32(gscale), LR: float32(c.LR * g.lrScale),
-			WeightDecay: float32(wd), Momentum: float32(c.Momentum), Dampening: float32(c.Dampening), Nesterov: c.Nesterov, First: g.steps == 0})
+			WeightDecay: float32(wd), Momentum: float32(c.Momentum), Dampening: float32(c.Dampening), Nesterov: c.Nesterov, First: first})
 		g.steps++
+		g.momentum = c.Momentum != 0
 	}
 	return dm.be.Err()
 }
 
 // MomentumBuffer downloads a trainable parameter's SGD momentum buffer;
-// ok is false before the first update (torch has none then).
+// ok is false before the first update with momentum (torch has none then).
 func (dm *DeviceModel) MomentumBuffer(p *nn.Param) (buf []float32, ok bool, err error) {
 	d := dm.byHost[p]
 	if d == nil || !d.trainable {
 		return nil, false, fmt.Errorf("device model: %s is not trained on the device", p.Name)
 	}
-	if d.grp.steps == 0 {
+	if !d.grp.momentum {
 		return nil, false, nil
 	}
 	buf = make([]float32, d.n)
@@ -65,6 +67,6 @@ func (dm *DeviceModel) SetMomentumBuffer(p *nn.Param, buf []float32) error {
 		return fmt.Errorf("device model: %s: momentum buffer of %d values, want %d", p.Name, len(buf), d.n)
 	}
 	dm.be.Upload(d.m, buf)
-	d.grp.steps = max(d.grp.steps, 1)
+	d.grp.momentum = true
 	return dm.be.Err()
 }
