@@ -39,6 +39,9 @@ type dpeft struct {
 	// prefixMask is the key mask [B, P+T] of the current batch (the prefix
 	// always visible), nil when the batch has no padding.
 	prefixMask compute.Tensor
+	// ones is the scratch tensor of ones and how many it holds.
+	ones  compute.Tensor
+	onesN int
 }
 
 // dencoder is a prompt method's trained input and encoder on the device.
@@ -90,14 +93,11 @@ func (dm *DeviceModel) attachPEFT(m *Model, param func(*nn.Param, bool) *dparam)
 		dm.peft.virt = e
 	}
 	var first KVPrefix
+	if len(m.Layers) > 0 {
+		first = m.Layers[0].Prefix
+	}
 	for _, l := range m.Layers {
-		if l.Prefix == nil && first == nil {
-			continue
-		}
-		if first == nil && l.Index == 0 {
-			first = l.Prefix
-		}
-		if l.Prefix != first || first == nil {
+		if l.Prefix != first {
 			return errors.New("device model: a KV prefix must be the same on every layer to run on a GPU")
 		}
 	}
@@ -258,12 +258,17 @@ func (dm *DeviceModel) withPrompt(b *Batch) (*Batch, error) {
 // a prompt to every row of a batch, and sum the rows' gradients back.
 func (dm *DeviceModel) ones(n int) compute.Tensor {
 	t := dm.buf("ones", dm.act, n)
-	if t != nil {
+	if t == nil {
+		return nil
+	}
+	// Uploaded again only when the scratch tensor was replaced or grew.
+	if base := dm.scratch["ones"]; base != dm.peft.ones || n > dm.peft.onesN {
 		v := make([]float32, n)
 		for i := range v {
 			v[i] = 1
 		}
 		dm.be.Upload(t, v)
+		dm.peft.ones, dm.peft.onesN = base, n
 	}
 	return t
 }
