@@ -158,6 +158,18 @@ type Backend interface {
 	// buf is the F32 momentum buffer (nil when Momentum is 0) and shadow
 	// (may be nil) receives the new weights in its own dtype.
 	SGD(p, g, buf, shadow Tensor, s SGDStep)
+	// LSTMCell runs one step of rows LSTM cells of hidden units (torch's
+	// nn.LSTM): pre [rows, 4·hidden] holds the gates' pre-activations in
+	// torch's order (input, forget, cell, output); it writes the activated
+	// gates i, f, g, o (σ, σ, tanh, σ) into gates, c = f·cPrev + i·g into c
+	// [rows, hidden] (cPrev nil: zero) and h = o·tanh(c) into h, whose rows
+	// are ldh apart. All tensors of one dtype, computed in float.
+	LSTMCell(gates, c, h Tensor, ldh int, pre, cPrev Tensor, rows, hidden int)
+	// LSTMCellBackward is LSTMCell's backward pass: with dh the gradient of
+	// h (rows ldh apart) plus dhNext (nil: zero) and dc the gradient of c
+	// from the next step (nil: zero), it writes the gradient of pre into
+	// dpre and, when dcPrev is not nil, that of cPrev (the total dc·f).
+	LSTMCellBackward(dpre, dcPrev, dh Tensor, ldh int, dhNext, dc, gates, c, cPrev Tensor, rows, hidden int)
 }
 
 // Activation is an element-wise non-linearity.

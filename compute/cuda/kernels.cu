@@ -575,6 +575,63 @@ extern "C" __global__ void sgd_f32(float* p, const float* g, float* buf, bf16_t*
   }
 }
 
+// One LSTM step (torch's gate order i, f, g, o), one thread per cell; h's
+// rows are ldh apart. cPrev, dhNext, dc and dcPrev may be null.
+template <typename T>
+__device__ void lstm_cell_(T* gates, T* c, T* h, int ldh, const T* pre, const T* cPrev, long long rows, int H) {
+  GRID_STRIDE(e, rows * H) {
+    long long r = e / H;
+    int j = (int)(e % H);
+    long long base = r * 4 * H;
+    float i = 1.f / (1.f + expf(-ld(pre, base + j)));
+    float f = 1.f / (1.f + expf(-ld(pre, base + H + j)));
+    float g = tanhf(ld(pre, base + 2 * H + j));
+    float o = 1.f / (1.f + expf(-ld(pre, base + 3 * H + j)));
+    st(gates, base + j, i);
+    st(gates, base + H + j, f);
+    st(gates, base + 2 * H + j, g);
+    st(gates, base + 3 * H + j, o);
+    float cv = i * g;
+    if (cPrev) cv += f * ld(cPrev, e);
+    st(c, e, cv);
+    st(h, r * ldh + j, o * tanhf(ld(c, e)));
+  }
+}
+template <typename T>
+__device__ void lstm_cell_bwd_(T* dpre, T* dcPrev, const T* dh, int ldh, const T* dhNext, const T* dc, const T* gates,
+                               const T* c, const T* cPrev, long long rows, int H) {
+  GRID_STRIDE(e, rows * H) {
+    long long r = e / H;
+    int j = (int)(e % H);
+    long long base = r * 4 * H;
+    float i = ld(gates, base + j), f = ld(gates, base + H + j), g = ld(gates, base + 2 * H + j),
+          o = ld(gates, base + 3 * H + j);
+    float d = ld(dh, r * ldh + j);
+    if (dhNext) d += ld(dhNext, e);
+    float tc = tanhf(ld(c, e));
+    float dcv = d * o * (1.f - tc * tc);
+    if (dc) dcv += ld(dc, e);
+    float cp = cPrev ? ld(cPrev, e) : 0.f;
+    st(dpre, base + j, dcv * g * i * (1.f - i));
+    st(dpre, base + H + j, dcv * cp * f * (1.f - f));
+    st(dpre, base + 2 * H + j, dcv * i * (1.f - g * g));
+    st(dpre, base + 3 * H + j, d * tc * o * (1.f - o));
+    if (dcPrev) st(dcPrev, e, dcv * f);
+  }
+}
+#define LSTM_INST(N, T)                                                                                         \
+  extern "C" __global__ void lstm_cell_##N(T* gates, T* c, T* h, int ldh, const T* pre, const T* cPrev,         \
+                                           long long rows, int H) {                                            \
+    lstm_cell_(gates, c, h, ldh, pre, cPrev, rows, H);                                                          \
+  }                                                                                                             \
+  extern "C" __global__ void lstm_cell_bwd_##N(T* dpre, T* dcPrev, const T* dh, int ldh, const T* dhNext,       \
+                                               const T* dc, const T* gates, const T* c, const T* cPrev,         \
+                                               long long rows, int H) {                                        \
+    lstm_cell_bwd_(dpre, dcPrev, dh, ldh, dhNext, dc, gates, c, cPrev, rows, H);                                \
+  }
+LSTM_INST(f32, float)
+LSTM_INST(bf16, bf16_t)
+
 // ---- instantiations -----------------------------------------------------------
 
 #define BOTH(X) X(f32, float) X(bf16, bf16_t)

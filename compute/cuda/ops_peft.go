@@ -8,8 +8,9 @@ import (
 	"gotune/compute"
 )
 
-// peftKernels are the kernels of ops_peft.go (activations, SGD).
-var peftKernels = []string{"activate_f32", "activate_bf16", "activate_bwd_f32", "activate_bwd_bf16", "sgd_f32"}
+// peftKernels are the kernels of ops_peft.go (activations, SGD, LSTM cells).
+var peftKernels = []string{"activate_f32", "activate_bf16", "activate_bwd_f32", "activate_bwd_bf16", "sgd_f32",
+	"lstm_cell_f32", "lstm_cell_bf16", "lstm_cell_bwd_f32", "lstm_cell_bwd_bf16"}
 
 func validActivation(f compute.Activation) bool { return f >= compute.ReLU && f <= compute.GELUTanh }
 
@@ -54,4 +55,19 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// LSTMCell implements compute.Backend.
+func (d *Device) LSTMCell(gates, c, h compute.Tensor, ldh int, pre, cPrev compute.Tensor, rows, hidden int) {
+	if d.same("lstm cell", gates, c, h, pre, cPrev) {
+		d.elementwise("lstm_cell"+suffix(pre.DType()), rows*hidden, pa(gates), pa(c), pa(h), ia(ldh), pa(pre), pa(cPrev), ia(rows), ia(hidden))
+	}
+}
+
+// LSTMCellBackward implements compute.Backend.
+func (d *Device) LSTMCellBackward(dpre, dcPrev, dh compute.Tensor, ldh int, dhNext, dc, gates, c, cPrev compute.Tensor, rows, hidden int) {
+	if d.same("lstm cell backward", dpre, dcPrev, dh, dhNext, dc, gates, c, cPrev) {
+		d.elementwise("lstm_cell_bwd"+suffix(dpre.DType()), rows*hidden, pa(dpre), pa(dcPrev), pa(dh), ia(ldh), pa(dhNext), pa(dc),
+			pa(gates), pa(c), pa(cPrev), ia(rows), ia(hidden))
+	}
 }

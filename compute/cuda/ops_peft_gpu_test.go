@@ -123,3 +123,52 @@ func TestGPUSGD(t *testing.T) {
 		}
 	}
 }
+
+// TestGPULSTMCell: one LSTM step and its backward pass against float64
+// formulas, in both element types, with h's rows strided.
+func TestGPULSTMCell(t *testing.T) {
+	d := openGPU(t)
+	r := rand.New(rand.NewPCG(25, 26))
+	const rows, H, ldh = 3, 37, 80
+	sig := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+	for _, dt := range []compute.DType{compute.F32, compute.BF16} {
+		tol := 2e-6
+		if dt == compute.BF16 {
+			tol = 1e-2
+		}
+		vec := func(n int, s float64) []float32 {
+			v := randVec(r, n, s)
+			if dt == compute.BF16 {
+				v = roundBF16(v)
+			}
+			return v
+		}
+		preV, cpV, dhV, dhnV, dcV := vec(rows*4*H, 2), vec(rows*H, 1), vec(rows*ldh, 1), vec(rows*H, 1), vec(rows*H, 1)
+		pre, cp := upload(t, d, dt, preV), upload(t, d, dt, cpV)
+		gates, _ := d.Alloc(dt, rows*4*H)
+		c, _ := d.Alloc(dt, rows*H)
+		h := upload(t, d, dt, make([]float32, rows*ldh))
+		d.LSTMCell(gates, c, h, ldh, pre, cp, rows, H)
+		dpre, _ := d.Alloc(dt, rows*4*H)
+		dcp, _ := d.Alloc(dt, rows*H)
+		d.LSTMCellBackward(dpre, dcp, upload(t, d, dt, dhV), ldh, upload(t, d, dt, dhnV), upload(t, d, dt, dcV), gates, c, cp, rows, H)
+		wc, wh, wd, wdc := make([]float64, rows*H), make([]float64, rows*ldh), make([]float64, rows*4*H), make([]float64, rows*H)
+		for i := 0; i < rows; i++ {
+			for j := 0; j < H; j++ {
+				k := i*4*H + j
+				ig, fg, gg, og := sig(float64(preV[k])), sig(float64(preV[k+H])), math.Tanh(float64(preV[k+2*H])), sig(float64(preV[k+3*H]))
+				cv := fg*float64(cpV[i*H+j]) + ig*gg
+				tc := math.Tanh(cv)
+				wc[i*H+j], wh[i*ldh+j] = cv, og*tc
+				dh := float64(dhV[i*ldh+j]) + float64(dhnV[i*H+j])
+				dc := float64(dcV[i*H+j]) + dh*og*(1-tc*tc)
+				wd[k], wd[k+H], wd[k+2*H], wd[k+3*H] = dc*gg*ig*(1-ig), dc*float64(cpV[i*H+j])*fg*(1-fg), dc*ig*(1-gg*gg), dh*tc*og*(1-og)
+				wdc[i*H+j] = dc * fg
+			}
+		}
+		check(t, "lstm c "+dt.String(), download(t, d, c), wc, tol)
+		check(t, "lstm h "+dt.String(), download(t, d, h), wh, tol)
+		check(t, "lstm dpre "+dt.String(), download(t, d, dpre), wd, 5*tol)
+		check(t, "lstm dcPrev "+dt.String(), download(t, d, dcp), wdc, 5*tol)
+	}
+}

@@ -85,3 +85,58 @@ func (b *Backend) SGD(p, g, buf, shadow compute.Tensor, s compute.SGDStep) {
 		}
 	}
 }
+
+func (b *Backend) LSTMCell(gates, c, h compute.Tensor, ldh int, pre, cPrev compute.Tensor, rows, hidden int) {
+	G, C, Hh, P, CP := tt(gates), tt(c), tt(h), tt(pre), tt(cPrev)
+	H := hidden
+	for r := 0; r < rows; r++ {
+		for j := 0; j < H; j++ {
+			base := r * 4 * H
+			i := sigmoid(P.get(base + j))
+			f := sigmoid(P.get(base + H + j))
+			g := math.Tanh(P.get(base + 2*H + j))
+			o := sigmoid(P.get(base + 3*H + j))
+			G.set(base+j, i)
+			G.set(base+H+j, f)
+			G.set(base+2*H+j, g)
+			G.set(base+3*H+j, o)
+			cv := i * g
+			if CP != nil {
+				cv += f * CP.get(r*H+j)
+			}
+			C.set(r*H+j, cv)
+			Hh.set(r*ldh+j, o*math.Tanh(C.get(r*H+j)))
+		}
+	}
+}
+
+func (b *Backend) LSTMCellBackward(dpre, dcPrev, dh compute.Tensor, ldh int, dhNext, dc, gates, c, cPrev compute.Tensor, rows, hidden int) {
+	DP, DCP, DH, DHN, DC, G, C, CP := tt(dpre), tt(dcPrev), tt(dh), tt(dhNext), tt(dc), tt(gates), tt(c), tt(cPrev)
+	H := hidden
+	for r := 0; r < rows; r++ {
+		for j := 0; j < H; j++ {
+			base := r * 4 * H
+			i, f, g, o := G.get(base+j), G.get(base+H+j), G.get(base+2*H+j), G.get(base+3*H+j)
+			d := DH.get(r*ldh + j)
+			if DHN != nil {
+				d += DHN.get(r*H + j)
+			}
+			tc := math.Tanh(C.get(r*H + j))
+			dcv := d * o * (1 - tc*tc)
+			if DC != nil {
+				dcv += DC.get(r*H + j)
+			}
+			var cp float64
+			if CP != nil {
+				cp = CP.get(r*H + j)
+			}
+			DP.set(base+j, dcv*g*i*(1-i))
+			DP.set(base+H+j, dcv*cp*f*(1-f))
+			DP.set(base+2*H+j, dcv*i*(1-g*g))
+			DP.set(base+3*H+j, d*tc*o*(1-o))
+			if DCP != nil {
+				DCP.set(r*H+j, dcv*f)
+			}
+		}
+	}
+}

@@ -106,3 +106,98 @@ func TestSGD(t *testing.T) {
 		}
 	}
 }
+
+// TestLSTMCell: the cell's outputs follow torch's formulas, and its
+// backward pass is the gradient of L = Σ wh·h + Σ wc·c (with a gradient
+// dhNext added to dh) by central finite differences in pre and cPrev.
+func TestLSTMCell(t *testing.T) {
+	const rows, H, ldh = 2, 3, 5
+	r := rand.New(rand.NewPCG(3, 4))
+	vec := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return v
+	}
+	preV, cpV, wh, wc, dhn := vec(rows*4*H), vec(rows*H), vec(rows*ldh), vec(rows*H), vec(rows*H)
+	sig := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+	// loss in float64 from the formulas
+	loss := func(pre, cp []float64) float64 {
+		var l float64
+		for i := 0; i < rows; i++ {
+			for j := 0; j < H; j++ {
+				b := i * 4 * H
+				ig, fg, gg, og := sig(pre[b+j]), sig(pre[b+H+j]), math.Tanh(pre[b+2*H+j]), sig(pre[b+3*H+j])
+				c := fg*cp[i*H+j] + ig*gg
+				h := og * math.Tanh(c)
+				l += float64(wh[i*ldh+j])*h + float64(dhn[i*H+j])*h + float64(wc[i*H+j])*c
+			}
+		}
+		return l
+	}
+	b := New()
+	up := func(v []float32) compute.Tensor {
+		x, _ := b.Alloc(compute.F32, len(v))
+		b.Upload(x, v)
+		return x
+	}
+	pre, cp := up(preV), up(cpV)
+	gates, _ := b.Alloc(compute.F32, rows*4*H)
+	c, _ := b.Alloc(compute.F32, rows*H)
+	h, _ := b.Alloc(compute.F32, rows*ldh)
+	b.LSTMCell(gates, c, h, ldh, pre, cp, rows, H)
+	hv, cv := make([]float32, rows*ldh), make([]float32, rows*H)
+	b.Download(hv, h)
+	b.Download(cv, c)
+	for i := 0; i < rows; i++ {
+		for j := 0; j < H; j++ {
+			k := i*4*H + j
+			ig, fg, gg, og := sig(float64(preV[k])), sig(float64(preV[k+H])), math.Tanh(float64(preV[k+2*H])), sig(float64(preV[k+3*H]))
+			wantC := fg*float64(cpV[i*H+j]) + ig*gg
+			if math.Abs(float64(cv[i*H+j])-wantC) > 1e-6 || math.Abs(float64(hv[i*ldh+j])-og*math.Tanh(wantC)) > 1e-6 {
+				t.Fatalf("cell %d,%d: c %g h %g, want %g %g", i, j, cv[i*H+j], hv[i*ldh+j], wantC, og*math.Tanh(wantC))
+			}
+		}
+	}
+	dpre, _ := b.Alloc(compute.F32, rows*4*H)
+	dcp, _ := b.Alloc(compute.F32, rows*H)
+	b.LSTMCellBackward(dpre, dcp, up(wh), ldh, up(dhn), up(wc), gates, c, cp, rows, H)
+	gp, gc := make([]float32, rows*4*H), make([]float32, rows*H)
+	b.Download(gp, dpre)
+	b.Download(gc, dcp)
+	p64, c64 := make([]float64, len(preV)), make([]float64, len(cpV))
+	for i, v := range preV {
+		p64[i] = float64(v)
+	}
+	for i, v := range cpV {
+		c64[i] = float64(v)
+	}
+	const eps = 1e-5
+	check := func(name string, x []float64, got []float32) {
+		for i := range x {
+			x0 := x[i]
+			x[i] = x0 + eps
+			lp := loss(p64, c64)
+			x[i] = x0 - eps
+			lm := loss(p64, c64)
+			x[i] = x0
+			if fd := (lp - lm) / (2 * eps); math.Abs(fd-float64(got[i])) > 1e-5*max(1, math.Abs(fd)) {
+				t.Errorf("d%s[%d] = %g, finite difference %g", name, i, got[i], fd)
+			}
+		}
+	}
+	check("pre", p64, gp)
+	check("cPrev", c64, gc)
+	// Without a previous cell (the first step) cPrev's gate has no
+	// gradient.
+	b.LSTMCellBackward(dpre, nil, up(wh), ldh, nil, nil, gates, c, nil, rows, H)
+	b.Download(gp, dpre)
+	for i := 0; i < rows; i++ {
+		for j := 0; j < H; j++ {
+			if gp[i*4*H+H+j] != 0 {
+				t.Errorf("forget gate gradient %g without a previous cell", gp[i*4*H+H+j])
+			}
+		}
+	}
+}
