@@ -24,6 +24,21 @@ type PromptEncoder interface {
 // Dense is one linear layer of a prompt encoder: W [out, in], B [out].
 type Dense struct{ W, B *nn.Param }
 
+// LSTMEncoder is implemented by a prompt encoder whose dense layers follow
+// a bidirectional multi-layer LSTM over the virtual tokens (P-tuning's LSTM
+// type: torch's nn.LSTM on one sequence): its hidden units per direction
+// and, per layer, the forward and the reverse direction's weights. The
+// dense layers then read [P, 2·hidden], each step's forward and reverse
+// hidden states side by side.
+type LSTMEncoder interface {
+	DeviceLSTM() (hidden int, layers [][2]LSTMWeights)
+}
+
+// LSTMWeights are one direction of one LSTM layer in torch's layout:
+// Wih [4·hidden, in], Whh [4·hidden, hidden], Bih and Bhh [4·hidden], gates
+// in the order input, forget, cell, output.
+type LSTMWeights struct{ Wih, Whh, Bih, Bhh *nn.Param }
+
 // BottleneckHook is what the device path needs from a bottleneck adapter
 // on a sub-layer's output (implemented by peft's): y ← y + s·(act(y·Dᵀ + d)·Uᵀ + u)
 // with down D [r, Hidden], d [r], up U [Hidden, r], u [Hidden].
@@ -56,6 +71,25 @@ type dencoder struct {
 	// input of layer i+1); out the encoder's output.
 	xs, pre []compute.Tensor
 	out     compute.Tensor
+	lstm    *dlstm // before the dense layers, or nil
+}
+
+// dlstm is a bidirectional LSTM encoder on the device, with what its
+// backward pass (through time) needs.
+type dlstm struct {
+	hidden int
+	layers []dlstmLayer
+}
+
+type dlstmLayer struct {
+	in  int
+	dir [2]dlstmDir
+	out compute.Tensor // [P, 2·hidden]: forward and reverse hidden states
+}
+
+type dlstmDir struct {
+	wih, whh, bih, bhh *dparam
+	gates, c           compute.Tensor // activated gates [P, 4·hidden], cells [P, hidden]
 }
 
 type ddense struct {
@@ -150,6 +184,16 @@ func (dm *DeviceModel) newEncoder(pe PromptEncoder, param func(*nn.Param, bool) 
 	}
 	e := &dencoder{in: param(in, false), act: act, rows: rows, width: width}
 	w := in.Shape[1]
+	if le, ok := pe.(LSTMEncoder); ok {
+		hidden, layers := le.DeviceLSTM()
+		if len(layers) > 0 {
+			var err error
+			if e.lstm, err = dm.newLSTM(hidden, layers, param, rows, w); err != nil {
+				return nil, err
+			}
+			w = 2 * hidden
+		}
+	}
 	for i, d := range layers {
 		if len(d.W.Shape) != 2 || d.W.Shape[1] != w || (d.B != nil && len(d.B.Data) != d.W.Shape[0]) {
 			return nil, fmt.Errorf("encoder layer %d: weight %v on inputs of width %d", i, d.W.Shape, w)
@@ -176,6 +220,145 @@ func (dm *DeviceModel) newEncoder(pe PromptEncoder, param func(*nn.Param, bool) 
 		}
 	}
 	return e, nil
+}
+
+// newLSTM checks an LSTM encoder's shapes (rows steps of inputs of width
+// in) and allocates its forward values.
+func (dm *DeviceModel) newLSTM(hidden int, layers [][2]LSTMWeights, param func(*nn.Param, bool) *dparam, rows, in int) (*dlstm, error) {
+	l := &dlstm{hidden: hidden}
+	H := hidden
+	for k, ws := range layers {
+		ly := dlstmLayer{in: in}
+		for d, w := range ws {
+			if w.Wih == nil || w.Whh == nil || w.Bih == nil || w.Bhh == nil {
+				return nil, fmt.Errorf("lstm layer %d: missing weights", k)
+			}
+			if len(w.Wih.Shape) != 2 || w.Wih.Shape[0] != 4*H || w.Wih.Shape[1] != in || len(w.Whh.Shape) != 2 || w.Whh.Shape[0] != 4*H || w.Whh.Shape[1] != H ||
+				len(w.Bih.Data) != 4*H || len(w.Bhh.Data) != 4*H {
+				return nil, fmt.Errorf("lstm layer %d: weights %v and %v for %d hidden units on inputs of width %d", k, w.Wih.Shape, w.Whh.Shape, H, in)
+			}
+			dd := dlstmDir{wih: param(w.Wih, false), whh: param(w.Whh, false), bih: param(w.Bih, true), bhh: param(w.Bhh, true)}
+			var err error
+			if dd.gates, err = dm.alloc(dm.act, rows*4*H); err == nil {
+				dd.c, err = dm.alloc(dm.act, rows*H)
+			}
+			if err != nil {
+				return nil, err
+			}
+			ly.dir[d] = dd
+		}
+		var err error
+		if ly.out, err = dm.alloc(dm.act, rows*2*H); err != nil {
+			return nil, err
+		}
+		l.layers = append(l.layers, ly)
+		in = 2 * H
+	}
+	return l, nil
+}
+
+// lstmForward runs the LSTM over the encoder's input and returns its
+// output [P, 2·hidden].
+func (dm *DeviceModel) lstmForward(e *dencoder) compute.Tensor {
+	be, l, P := dm.be, e.lstm, e.rows
+	H := l.hidden
+	x := e.in.w
+	for _, ly := range l.layers {
+		for d := range ly.dir {
+			dd := &ly.dir[d]
+			// Every step's input part at once; the recurrent part adds
+			// step by step.
+			pre := dm.buf("lstm_pre", dm.act, P*4*H)
+			be.Gemm(false, true, P, 4*H, ly.in, 1, x, ly.in, dd.wih.w, ly.in, 0, pre, 4*H)
+			be.AddBias(pre, dd.bih.w, P, 4*H)
+			be.AddBias(pre, dd.bhh.w, P, 4*H)
+			for s := 0; s < P; s++ {
+				t, prev := lstmStep(d, s, P)
+				pt := pre.Slice(t*4*H, 4*H)
+				var cPrev compute.Tensor
+				if s > 0 {
+					be.Gemm(false, true, 1, 4*H, H, 1, ly.out.Slice(prev*2*H+d*H, H), H, dd.whh.w, H, 1, pt, 4*H)
+					cPrev = dd.c.Slice(prev*H, H)
+				}
+				be.LSTMCell(dd.gates.Slice(t*4*H, 4*H), dd.c.Slice(t*H, H), ly.out.Slice(t*2*H+d*H, H), 2*H, pt, cPrev, 1, H)
+			}
+		}
+		x = ly.out
+	}
+	return x
+}
+
+// lstmStep is the time step a direction (0 forward, 1 reverse) takes at its
+// s-th step, and the step before it.
+func lstmStep(d, s, P int) (t, prev int) {
+	if d == 1 {
+		return P - 1 - s, P - s
+	}
+	return s, s - 1
+}
+
+// lstmBackward takes the gradient of the LSTM's output dout [P, 2·hidden]
+// back through time into its weights' gradients and the input's.
+func (dm *DeviceModel) lstmBackward(e *dencoder, dout compute.Tensor) {
+	be, l, P := dm.be, e.lstm, e.rows
+	H := l.hidden
+	for k := len(l.layers) - 1; k >= 0; k-- {
+		ly := l.layers[k]
+		x := e.in.w
+		var dx compute.Tensor
+		if k > 0 {
+			x = l.layers[k-1].out
+			dx = dm.buf(fmt.Sprintf("lstm_dx%d", k%2), dm.act, P*ly.in)
+		}
+		for d := range ly.dir {
+			dd := ly.dir[d]
+			dpre := dm.buf("lstm_dpre", dm.act, P*4*H)
+			dhn, dc := dm.buf("lstm_dhn", dm.act, H), dm.buf("lstm_dc", dm.act, H)
+			var dhNext, dcNext compute.Tensor
+			for s := P - 1; s >= 0; s-- {
+				t, prev := lstmStep(d, s, P)
+				dp := dpre.Slice(t*4*H, 4*H)
+				var cPrev, dcPrev compute.Tensor
+				if s > 0 {
+					cPrev, dcPrev = dd.c.Slice(prev*H, H), dc
+				}
+				be.LSTMCellBackward(dp, dcPrev, dout.Slice(t*2*H+d*H, H), 2*H, dhNext, dcNext, dd.gates.Slice(t*4*H, 4*H), dd.c.Slice(t*H, H), cPrev, 1, H)
+				if s > 0 {
+					be.Gemm(false, false, 1, H, 4*H, 1, dp, 4*H, dd.whh.w, H, 0, dhn, H)
+					dhNext, dcNext = dhn, dc
+				}
+			}
+			if dd.wih.trainable {
+				be.Gemm(true, false, 4*H, ly.in, P, 1, dpre, 4*H, x, ly.in, 1, dd.wih.grad, ly.in)
+			}
+			if dd.whh.trainable && P > 1 {
+				// Σ_t dpre_t·h_prev(t): the forward direction's steps 1…P-1
+				// follow h of 0…P-2, the reverse's 0…P-2 follow 1…P-1.
+				if d == 0 {
+					be.Gemm(true, false, 4*H, H, P-1, 1, dpre.Slice(4*H, (P-1)*4*H), 4*H, ly.out.Slice(0, (P-1)*2*H), 2*H, 1, dd.whh.grad, H)
+				} else {
+					be.Gemm(true, false, 4*H, H, P-1, 1, dpre, 4*H, ly.out.Slice(3*H, (P-1)*2*H-H), 2*H, 1, dd.whh.grad, H)
+				}
+			}
+			if dd.bih.trainable {
+				be.BiasGrad(dd.bih.grad, dpre, P, 4*H)
+			}
+			if dd.bhh.trainable {
+				be.BiasGrad(dd.bhh.grad, dpre, P, 4*H)
+			}
+			switch {
+			case dx != nil:
+				beta := float32(0)
+				if d == 1 {
+					beta = 1
+				}
+				be.Gemm(false, false, P, ly.in, 4*H, 1, dpre, 4*H, dd.wih.w, ly.in, beta, dx, ly.in)
+			case e.in.trainable:
+				be.Gemm(false, false, P, ly.in, 4*H, 1, dpre, 4*H, dd.wih.w, ly.in, 1, e.in.grad, ly.in)
+			}
+		}
+		dout = dx
+	}
 }
 
 // virtualLen is the number of virtual tokens this pass prepends.
@@ -277,6 +460,9 @@ func (dm *DeviceModel) ones(n int) compute.Tensor {
 func (dm *DeviceModel) encode(e *dencoder) compute.Tensor {
 	be := dm.be
 	x := e.in.w
+	if e.lstm != nil {
+		x = dm.lstmForward(e)
+	}
 	last := len(e.layers) - 1
 	for i, d := range e.layers {
 		y := e.out
@@ -314,6 +500,8 @@ func (dm *DeviceModel) encodeBackward(e *dencoder, dout compute.Tensor) {
 		x := e.in.w
 		if i > 0 {
 			x = e.xs[i-1]
+		} else if e.lstm != nil {
+			x = e.lstm.layers[len(e.lstm.layers)-1].out
 		}
 		if i < len(e.layers)-1 {
 			be.ActivateBackward(dy, dy, e.pre[i], e.act)
@@ -323,6 +511,12 @@ func (dm *DeviceModel) encodeBackward(e *dencoder, dout compute.Tensor) {
 		}
 		if d.b != nil && d.b.trainable {
 			be.BiasGrad(d.b.grad, dy, e.rows, d.out)
+		}
+		if i == 0 && e.lstm != nil {
+			dx := dm.buf("enc_dlstm", dm.act, e.rows*d.in)
+			be.Gemm(false, false, e.rows, d.in, d.out, 1, dy, d.out, d.w.w, d.in, 0, dx, d.in)
+			dm.lstmBackward(e, dx)
+			return
 		}
 		if i == 0 {
 			if e.in.trainable {

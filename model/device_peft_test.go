@@ -85,6 +85,10 @@ var peftCases = []peftCase{
 	{"p_tuning_mlp", func(t *testing.T, m *model.Model) []*nn.Param {
 		return trained(t)(peft.AttachPTuning(m, peft.PTuningConfig{Virtual: 3, EncoderHidden: 24}, 2))
 	}},
+	// P-tuning's LSTM encoder: two bidirectional layers, then its MLP head.
+	{"p_tuning_lstm", func(t *testing.T, m *model.Model) []*nn.Param {
+		return trained(t)(peft.AttachPTuning(m, peft.PTuningConfig{Virtual: 4, EncoderType: "LSTM", EncoderHidden: 6, EncoderLayers: 2}, 11))
+	}},
 	{"prefix", func(t *testing.T, m *model.Model) []*nn.Param {
 		return trained(t)(peft.AttachPrefix(m, peft.PrefixConfig{Virtual: 4}, 3))
 	}},
@@ -100,6 +104,15 @@ var peftCases = []peftCase{
 	{"bottleneck_attention_silu", func(t *testing.T, m *model.Model) []*nn.Param {
 		return bottleneck(t, m, peft.BottleneckConfig{Size: 4, Activation: "silu", Placement: "attention", Scaling: 2}, 9)
 	}},
+}
+
+func caseNamed(name string) peftCase {
+	for _, c := range peftCases {
+		if c.name == name {
+			return c
+		}
+	}
+	panic("no test case " + name)
 }
 
 func upParams(s *peft.BottleneckSet) []*nn.Param {
@@ -145,7 +158,8 @@ func relErr(got, want []float32) float64 {
 	return math.Sqrt(num / den)
 }
 
-// TestDevicePEFTStepMatchesCPU: for prompt tuning, P-tuning (MLP encoder),
+// TestDevicePEFTStepMatchesCPU: for prompt tuning, P-tuning (MLP and LSTM
+// encoders),
 // prefix tuning (with and without its projection) and bottleneck adapters,
 // one step of the device block on the reference backend gives the CPU
 // workspace's loss and every trainable gradient (relative error ≤ 1e-5),
@@ -272,13 +286,19 @@ func TestDevicePEFTOffAndScoring(t *testing.T) {
 	}
 }
 
-// TestDevicePEFTRefusals: P-tuning's LSTM encoder is refused with the
-// reason.
+// foreignHook is a sub-layer hook the device block does not know.
+type foreignHook struct{}
+
+func (foreignHook) Forward([]float32, int)  {}
+func (foreignHook) Backward([]float32, int) {}
+
+// TestDevicePEFTRefusals: a hook the device block cannot run is refused
+// with its type named, not silently skipped.
 func TestDevicePEFTRefusals(t *testing.T) {
 	m := tinyPEFTModel(t, "ref-llama", 23)
-	trained(t)(peft.AttachPTuning(m, peft.PTuningConfig{Virtual: 2, EncoderType: "LSTM", EncoderHidden: 8}, 1))
-	if _, err := model.NewDeviceModel(m, ref.New(), model.DeviceOptions{Compute: compute.F32}); err == nil || !strings.Contains(err.Error(), "LSTM") {
-		t.Errorf("LSTM encoder: got %v, want an error naming it", err)
+	m.Layers[1].MLPOut = foreignHook{}
+	if _, err := model.NewDeviceModel(m, ref.New(), model.DeviceOptions{Compute: compute.F32}); err == nil || !strings.Contains(err.Error(), "foreignHook") {
+		t.Errorf("foreign sub-layer hook: got %v, want an error naming it", err)
 	}
 }
 
@@ -360,8 +380,8 @@ func testDeviceSGD(t *testing.T, d compute.Backend, tol float64) {
 		// Virtual tokens and bottleneck adapters together.
 		build := func() (*model.Model, []*nn.Param) {
 			m := tinyPEFTModel(t, "ref-qwen3", 29)
-			ps := peftCases[0].attach(t, m)
-			return m, append(ps, peftCases[5].attach(t, m)...)
+			ps := caseNamed("prompt_tuning").attach(t, m)
+			return m, append(ps, caseNamed("bottleneck_houlsby_relu").attach(t, m)...)
 		}
 		cm, cps := build()
 		dmod, _ := build()

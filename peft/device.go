@@ -16,14 +16,28 @@ func (p *PromptTuning) DeviceEncoder() (*nn.Param, []model.Dense, compute.Activa
 	return p.Embedding, nil, 0, ""
 }
 
-// DeviceEncoder implements model.PromptEncoder: the MLP encoder's three
-// layers with ReLU between them, or the virtual tokens alone when loaded
-// without an encoder. The LSTM encoder has no device implementation.
+// DeviceEncoder implements model.PromptEncoder: the MLP head's layers with
+// ReLU between them (after the LSTM for the LSTM type, see DeviceLSTM), or
+// the virtual tokens alone when loaded without an encoder.
 func (p *PTuning) DeviceEncoder() (*nn.Param, []model.Dense, compute.Activation, string) {
-	if p.lstm != nil {
-		return nil, nil, 0, "p-tuning's LSTM prompt encoder does not run on a GPU yet (encoder_reparameterization_type MLP does)"
-	}
 	return p.Embedding, denseLayers(p.mlp), reluAct.kind, ""
+}
+
+// DeviceLSTM implements model.LSTMEncoder: the LSTM before the MLP head of
+// encoder_reparameterization_type LSTM (no layers for the MLP type).
+func (p *PTuning) DeviceLSTM() (int, [][2]model.LSTMWeights) {
+	if p.lstm == nil {
+		return 0, nil
+	}
+	var out [][2]model.LSTMWeights
+	for _, ly := range p.lstm.layers {
+		var w [2]model.LSTMWeights
+		for d, dd := range ly.dir {
+			w[d] = model.LSTMWeights{Wih: dd.Wih, Whh: dd.Whh, Bih: dd.Bih, Bhh: dd.Bhh}
+		}
+		out = append(out, w)
+	}
+	return p.lstm.hidden, out
 }
 
 // DeviceEncoder implements model.PromptEncoder: the prefix itself, or with
@@ -49,5 +63,6 @@ var (
 	_ model.PromptEncoder  = (*PromptTuning)(nil)
 	_ model.PromptEncoder  = (*PTuning)(nil)
 	_ model.PromptEncoder  = (*Prefix)(nil)
+	_ model.LSTMEncoder    = (*PTuning)(nil)
 	_ model.BottleneckHook = (*Bottleneck)(nil)
 )

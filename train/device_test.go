@@ -14,8 +14,9 @@ import (
 
 // TestDeviceTrainingMatchesCPU: a training run through the compute seam (the
 // reference backend stands in for a GPU) logs the losses of the CPU run,
-// step for step, for LoRA (and its variants), full fine-tuning, IA3, prompt,
-// P- and prefix tuning, bottleneck adapters, with AdamW and SGD; a run resumed from a
+// step for step, for LoRA (and its variants), full fine-tuning, IA3, prompt
+// tuning, P-tuning (MLP and LSTM encoders), prefix tuning, bottleneck
+// adapters, with AdamW and SGD; a run resumed from a
 // checkpoint written by the device path continues exactly; and what the
 // device path cannot do yet falls back to the CPU with a note, or fails
 // when the device was asked for.
@@ -45,6 +46,7 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 		// Virtual tokens, alone and through P-tuning's MLP encoder.
 		{"--finetuning_type", "prompt_tuning", "--num_virtual_tokens", "4"},
 		{"--finetuning_type", "p_tuning", "--num_virtual_tokens", "3", "--encoder_hidden_size", "32"},
+		{"--finetuning_type", "p_tuning", "--num_virtual_tokens", "3", "--encoder_reparameterization_type", "LSTM", "--encoder_hidden_size", "16"},
 		// A KV prefix, alone and through its tanh projection.
 		{"--finetuning_type", "prefix_tuning", "--num_virtual_tokens", "4"},
 		{"--finetuning_type", "prefix_tuning", "--num_virtual_tokens", "3", "--prefix_projection", "true", "--encoder_hidden_size", "24"},
@@ -110,20 +112,20 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 }
 
 func TestDeviceFallsBackOrRefuses(t *testing.T) {
-	// Not on the device yet: P-tuning's LSTM prompt encoder.
-	lstm := []string{"--finetuning_type", "p_tuning", "--num_virtual_tokens", "2", "--encoder_reparameterization_type", "LSTM", "--encoder_hidden_size", "8"}
+	// Not on the device yet: 8-bit quantized weights (QLoRA's 4-bit are).
+	q8 := []string{"--finetuning_type", "lora", "--quantization_bit", "8"}
 	cfg := quickConfig(t, filepath.Join(t.TempDir(), "x"))
-	must(t, cfg.ApplyFlags(lstm))
+	must(t, cfg.ApplyFlags(q8))
 	var out strings.Builder
 	tr, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New()})
 	must(t, err)
-	if tr.dev != nil || !strings.Contains(out.String(), "LSTM") {
-		t.Errorf("want a CPU run with a note naming the LSTM encoder; device %v, output %q", tr.dev != nil, out.String())
+	if tr.dev != nil || !strings.Contains(out.String(), "4-bit") {
+		t.Errorf("want a CPU run with a note naming what runs (4-bit); device %v, output %q", tr.dev != nil, out.String())
 	}
 	cfg = quickConfig(t, filepath.Join(t.TempDir(), "y"))
-	must(t, cfg.ApplyFlags(lstm))
-	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: ref.New(), Required: true}); err == nil || !strings.Contains(err.Error(), "LSTM") {
-		t.Errorf("device required: got %v, want an error naming the LSTM encoder", err)
+	must(t, cfg.ApplyFlags(q8))
+	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: ref.New(), Required: true}); err == nil || !strings.Contains(err.Error(), "4-bit") {
+		t.Errorf("device required: got %v, want an error naming what runs (4-bit)", err)
 	}
 }
 
