@@ -168,7 +168,8 @@ type Backend interface {
 	// LSTMCellBackward is LSTMCell's backward pass: with dh the gradient of
 	// h (rows ldh apart) plus dhNext (nil: zero) and dc the gradient of c
 	// from the next step (nil: zero), it writes the gradient of pre into
-	// dpre and, when dcPrev is not nil, that of cPrev (the total dc·f).
+	// dpre and, when dcPrev is not nil, that of cPrev (the total dc·f;
+	// dcPrev may be dc, each element read before it is written).
 	LSTMCellBackward(dpre, dcPrev, dh Tensor, ldh int, dhNext, dc, gates, c, cPrev Tensor, rows, hidden int)
 }
 

@@ -10,9 +10,10 @@ import (
 
 // PromptEncoder is what the device path needs from a prompt-learning method
 // (prompt tuning, P-tuning, prefix tuning; implemented by peft's): the
-// trained input [P, in] and the dense layers its encoder applies to it, in
-// order, with act between consecutive layers and none after the last (no
-// layers: the input is the output). The output of virtual tokens is
+// trained input [P, in] and the dense layers its encoder applies to it (to
+// the output of an LSTM first when it is also an LSTMEncoder), in order,
+// with act between consecutive layers and none after the last (no layers:
+// the input is the output). The output of virtual tokens is
 // [P, Hidden]; that of a KV prefix [P, Layers·2·KVDim], layer l's keys at
 // columns [2l·KVDim, (2l+1)·KVDim) and its values in the next KVDim, keys
 // not rotated (PEFT's layout). why is non-empty when the encoder cannot run
@@ -179,16 +180,19 @@ func (dm *DeviceModel) newEncoder(pe PromptEncoder, param func(*nn.Param, bool) 
 	if why != "" {
 		return nil, errors.New(why)
 	}
-	if in == nil || len(in.Shape) != 2 || in.Shape[0] != rows {
+	if in == nil {
+		return nil, errors.New("no trained input")
+	}
+	if len(in.Shape) != 2 || in.Shape[0] != rows {
 		return nil, fmt.Errorf("input of shape %v, want %d rows", in.Shape, rows)
 	}
 	e := &dencoder{in: param(in, false), act: act, rows: rows, width: width}
 	w := in.Shape[1]
 	if le, ok := pe.(LSTMEncoder); ok {
-		hidden, layers := le.DeviceLSTM()
-		if len(layers) > 0 {
+		hidden, lstmLayers := le.DeviceLSTM()
+		if len(lstmLayers) > 0 {
 			var err error
-			if e.lstm, err = dm.newLSTM(hidden, layers, param, rows, w); err != nil {
+			if e.lstm, err = dm.newLSTM(hidden, lstmLayers, param, rows, w); err != nil {
 				return nil, err
 			}
 			w = 2 * hidden
