@@ -177,6 +177,66 @@ type Backend interface {
 	// (views start at the block's first element; same dtype). It splits a
 	// fused projection's output into its parts and joins their gradients.
 	Copy2D(dst Tensor, ldd int, src Tensor, lds int, rows, cols int)
+
+	// ---- PEFT methods beyond LoRA: bottleneck adapters, prompt encoders, SGD ----
+
+	// Activate writes y = f(x) element-wise (y may be x), computed in float.
+	Activate(y, x Tensor, f Activation)
+	// ActivateBackward writes dx = dy·f'(x) element-wise (dx may be dy).
+	ActivateBackward(dx, dy, x Tensor, f Activation)
+	// SGD updates F32 p with gradient g as torch.optim.SGD (see SGDStep);
+	// buf is the F32 momentum buffer (nil when Momentum is 0) and shadow
+	// (may be nil) receives the new weights in its own dtype.
+	SGD(p, g, buf, shadow Tensor, s SGDStep)
+	// LSTMCell runs one step of rows LSTM cells of hidden units (torch's
+	// nn.LSTM): pre [rows, 4·hidden] holds the gates' pre-activations in
+	// torch's order (input, forget, cell, output); it writes the activated
+	// gates i, f, g, o (σ, σ, tanh, σ) into gates, c = f·cPrev + i·g into c
+	// [rows, hidden] (cPrev nil: zero) and h = o·tanh(c) into h, whose rows
+	// are ldh apart. All tensors of one dtype, computed in float.
+	LSTMCell(gates, c, h Tensor, ldh int, pre, cPrev Tensor, rows, hidden int)
+	// LSTMCellBackward is LSTMCell's backward pass: with dh the gradient of
+	// h (rows ldh apart) plus dhNext (nil: zero) and dc the gradient of c
+	// from the next step (nil: zero), it writes the gradient of pre into
+	// dpre and, when dcPrev is not nil, that of cPrev (the total dc·f;
+	// dcPrev may be dc, each element read before it is written).
+	LSTMCellBackward(dpre, dcPrev, dh Tensor, ldh int, dhNext, dc, gates, c, cPrev Tensor, rows, hidden int)
+}
+
+// Activation is an element-wise non-linearity.
+type Activation uint8
+
+const (
+	ReLU     Activation = iota + 1 // max(x, 0); its derivative at 0 is 0, as torch's
+	Tanh                           // tanh(x)
+	SiLU                           // x·σ(x)
+	GELU                           // x·Φ(x), the exact (erf) form
+	GELUTanh                       // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+)
+
+func (a Activation) String() string {
+	switch a {
+	case ReLU:
+		return "relu"
+	case Tanh:
+		return "tanh"
+	case SiLU:
+		return "silu"
+	case GELU:
+		return "gelu"
+	case GELUTanh:
+		return "gelu_tanh"
+	}
+	return fmt.Sprintf("activation(%d)", uint8(a))
+}
+
+// SGDStep holds the scalars of one torch.optim.SGD update of one parameter:
+// d = g·GradScale + WeightDecay·p; with Momentum μ ≠ 0, buf = d on the
+// First update and buf·μ + (1 − Dampening)·d after, then d = d + μ·buf
+// (Nesterov) or d = buf; finally p ← p − LR·d. All in float32.
+type SGDStep struct {
+	GradScale, LR, WeightDecay, Momentum, Dampening float32
+	Nesterov, First                                 bool
 }
 
 // DropoutMask selects the elements dropout keeps: element i survives when

@@ -163,6 +163,7 @@ type dlayer struct {
 	inNorm, postNorm, qNorm, kNorm *dparam
 	q, k, v, o, gate, up, down     *dlinear
 	qkv, gu                        *loraGroup
+	attnOut, mlpOut                *dbottle // bottleneck adapters
 	acts                           *dacts
 	// Gemma's norms after the attention and the MLP (nil elsewhere), and
 	// Phi-3's fused projections (instead of q, k, v and gate, up).
@@ -178,6 +179,7 @@ type dacts struct {
 	xa                                map[*dlinear]lact
 	dora                              map[*dlinear]compute.Tensor // DoRA: the product before rescaling
 	ia3                               map[*dlinear]compute.Tensor // IA3 on the output: the output before scaling
+	bottle                            [2]bottleActs               // bottleneck adapters after attention, after the MLP
 	xaOwned                           []compute.Tensor
 	// Sandwich norms: the attention and MLP outputs before their norms.
 	ao, mo, rstdAO, rstdMO compute.Tensor
@@ -213,6 +215,7 @@ type DeviceModel struct {
 	// the batch TokenLogProbs last ran, kept for BackwardTokens.
 	adaptersOff, scoredOff bool
 	scored                 *Batch
+	peft                   *dpeft // virtual tokens, KV prefix
 	checkpoint             bool
 	inference              bool
 	attnBudget             int                       // floats of attention scores held at once; 0: the default
@@ -259,9 +262,6 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 	c := m.Cfg
 	if o.Compute != compute.F32 && o.Compute != compute.BF16 {
 		return nil, fmt.Errorf("device model: compute type %v (want f32 or bf16)", o.Compute)
-	}
-	if m.Input != nil {
-		return nil, errors.New("device model: virtual-token methods (prompt tuning, P-tuning) do not run on a GPU yet")
 	}
 	if why := c.deviceUnsupported(); why != "" {
 		return nil, fmt.Errorf("device model: %s models: %s do not run on a GPU yet", c.ModelType, why)
@@ -354,9 +354,6 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 	dm.head = param(m.Head, false)
 	dm.norm = param(m.Norm, true)
 	for _, l := range m.Layers {
-		if l.Prefix != nil || l.AttnOut != nil || l.MLPOut != nil {
-			return nil, fmt.Errorf("device model: layer %d: prefix tuning and bottleneck adapters do not run on a GPU yet", l.Index)
-		}
 		dl := &dlayer{index: l.Index, inNorm: param(l.InNorm, true), postNorm: param(l.PostNorm, true), qNorm: param(l.QNorm, true), kNorm: param(l.KNorm, true),
 			q: linear(l.Q), k: linear(l.K), v: linear(l.V), o: linear(l.O), gate: linear(l.Gate), up: linear(l.Up), down: linear(l.Down),
 			attnPostNorm: param(l.AttnPostNorm, true), mlpPostNorm: param(l.MLPPostNorm, true), fqkv: linear(l.QKV), fgu: linear(l.GateUp)}
@@ -367,6 +364,9 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			}
 		}
 		dm.layers = append(dm.layers, dl)
+	}
+	if err == nil {
+		err = dm.attachPEFT(m, param)
 	}
 	if err == nil {
 		dm.orderLoRAGroups()
@@ -407,6 +407,7 @@ type dgroup struct {
 	decay                 bool    // takes weight decay
 	lrScale               float64 // multiplies the learning rate
 	shadow                bool    // has a copy in the compute type (w)
+	momentum              bool    // m holds SGD momentum buffers
 }
 
 func cmpBool(a, b bool) int {

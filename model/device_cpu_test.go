@@ -64,3 +64,7 @@ func BenchmarkDecodeHost(b *testing.B) {
 	}
 	b.ReportMetric(float64(gen*b.N)/b.Elapsed().Seconds(), "tok/s")
 }
+
+func TestDeviceGroupSessionMatchesCPUOnHost(t *testing.T) {
+	testDeviceGroupSession(t, cpu.Open())
+}

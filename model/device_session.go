@@ -25,10 +25,14 @@ type DeviceSession struct {
 	// them every cached key, so the session runs the sequence again (as
 	// Session does).
 	fed []int32
+	// virtual marks the Feed that runs an attached method's virtual tokens
+	// (their embeddings replace the ids').
+	virtual bool
 }
 
-// NewSession allocates a cache of maxLen positions on the device. Prompt
-// methods (virtual tokens, KV prefixes) are refused by NewDeviceModel.
+// NewSession allocates a cache of maxLen positions on the device, filled
+// as the CPU's Session fills it with the KV prefix and the virtual tokens of
+// an attached prompt method (which count towards maxLen).
 func (dm *DeviceModel) NewSession(maxLen int) (*DeviceSession, error) {
 	if maxLen <= 0 {
 		return nil, fmt.Errorf("device session: %d positions", maxLen)
@@ -45,14 +49,24 @@ func (dm *DeviceModel) NewSession(maxLen int) (*DeviceSession, error) {
 			*dst = append(*dst, t)
 		}
 	}
+	if err := s.start(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("device session: %w", err)
+	}
 	return s, nil
 }
 
 // Len is the number of positions filled.
 func (s *DeviceSession) Len() int { return s.len }
 
-// Reset empties the cache.
-func (s *DeviceSession) Reset() { s.len, s.fed = 0, s.fed[:0] }
+// Reset empties the cache (keeping any prefix and virtual tokens); an
+// error surfaces at the next Feed.
+func (s *DeviceSession) Reset() {
+	s.fed = s.fed[:0]
+	if err := s.start(); err != nil {
+		s.dm.allocErr = errors.Join(s.dm.allocErr, err)
+	}
+}
 
 // Close frees the cache.
 func (s *DeviceSession) Close() {
@@ -81,6 +95,9 @@ func (s *DeviceSession) Feed(ids []int32) ([]float32, error) {
 		fed = append(fed, ids...)
 		if c.ropeLong(s.len+len(ids)) && !c.ropeLong(s.len) && s.len > 0 {
 			// Crossing into the long factors: everything again, in one pass.
+			if dm.prefixLen()+dm.virtualLen() > 0 {
+				return nil, errors.New("feed: a longrope model crossing its pretrained context with a prompt method's prefix or virtual tokens does not decode on a device yet")
+			}
 			ids, s.len = fed, 0
 		}
 	}

@@ -76,7 +76,8 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 		if l.qNorm != nil {
 			a.rstdq, a.rstdk = act("rstdq", compute.F32, n*c.Heads), act("rstdk", compute.F32, n*c.KVHeads)
 		}
-		a.vh = act("vh", A, n*kd)
+		// With a KV prefix the values keep the prefix's P steps first.
+		a.vh = act("vh", A, (n+b*dm.prefixRows())*kd)
 		a.lse, a.att = act("lse", compute.F32, b*c.Heads*t), act("att", A, n*qd)
 		a.xmid, a.rstd2 = act("xmid", A, n*h), act("rstd2", compute.F32, n)
 		if l.moe != nil {
@@ -104,6 +105,16 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 			for i, lin := range g.lins {
 				a.xa[lin] = lact{t.Slice(g.cols[i], n*g.rows-g.cols[i]), g.rows}
 			}
+		}
+		for i, bt := range []*dbottle{l.attnOut, l.mlpOut} {
+			if bt == nil {
+				continue
+			}
+			ba := bottleActs{x: act(fmt.Sprintf("bottle%d_x", i), A, n*h), z: act(fmt.Sprintf("bottle%d_z_%d", i, bt.r), A, n*bt.r)}
+			if !dm.checkpoint && !dm.inference && ba.x != nil && ba.z != nil {
+				a.xaOwned = append(a.xaOwned, ba.x, ba.z)
+			}
+			a.bottle[i] = ba
 		}
 		for li, lin := range l.linears() {
 			if lin.ia3 != nil && !lin.ia3.input {
@@ -199,6 +210,10 @@ func (dm *DeviceModel) rope(n int) error {
 // Loss runs the forward pass and returns the summed cross-entropy of the
 // trained tokens and their count.
 func (dm *DeviceModel) Loss(b *Batch) (float64, int, error) {
+	b, err := dm.withPrompt(b)
+	if err != nil {
+		return 0, 0, err
+	}
 	if err := dm.forward(b); err != nil {
 		return 0, 0, err
 	}
@@ -209,6 +224,10 @@ func (dm *DeviceModel) Loss(b *Batch) (float64, int, error) {
 // Step runs forward and backward for one micro-batch; gradients accumulate
 // the gradient of scale·(summed token loss), as Workspace.Step.
 func (dm *DeviceModel) Step(b *Batch, scale float32) (float64, int, error) {
+	b, err := dm.withPrompt(b)
+	if err != nil {
+		return 0, 0, err
+	}
 	if err := dm.forward(b); err != nil {
 		return 0, 0, err
 	}
@@ -276,6 +295,7 @@ func (dm *DeviceModel) forward(b *Batch) error {
 	c := dm.cfg
 	dm.be.GatherRows(dm.stream[0], dm.embed.w, dm.ids, n, c.Hidden)
 	dm.scaleEmbed(dm.stream[0])
+	dm.promptForward(b)
 	for i, l := range dm.layers {
 		dm.forwardLayer(l, dm.stream[i+1])
 	}
@@ -547,6 +567,11 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	if cache := dm.cache; cache != nil {
 		vh, tk, tmax, off = cache.v[l.index], cache.len+T, cache.max, cache.len
 		be.RopeSplitInto(vh, v, dm.pos, cos, sin, B, T, KVH, hd, 0, tmax, off)
+	} else if pl := dm.prefixLen(); pl > 0 {
+		// A KV prefix: its values take the first pl steps of every head.
+		tk, tmax, off = pl+T, pl+T, pl
+		dm.fillPrefix(vh, l.index, 1)
+		be.RopeSplitInto(vh, v, dm.pos, cos, sin, B, T, KVH, hd, 0, tmax, off)
 	} else {
 		be.RopeSplit(vh, v, dm.pos, cos, sin, B, T, KVH, hd, 0)
 	}
@@ -567,7 +592,7 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 		qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*kvs, nb*kvs), vh.Slice(b0*kvs, nb*kvs)
 		be.GemmBatched(false, true, g*T, tk, hd, scale, qc, hd, g*T*hd, kc, hd, tmax*hd, 0, s, tk, g*T*tk, nb*KVH)
 		seg := dm.segRows(b0*T, nb*T)
-		kmask := dm.maskRows(b0*T, nb*T)
+		kmask := dm.keyMask(b0, nb, tk)
 		if dm.cache != nil && dm.cache.kmask != nil {
 			kmask = dm.cache.kmask.Slice(b0*tk, nb*tk)
 		}
@@ -577,11 +602,17 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	be.RopeMerge(a.att, oh, nil, cos, sin, B, T, H, hd, 0, false)
 
 	o := dm.buf("o", dm.act, n*h)
+	// o_proj, its bottleneck adapter, then the family's sandwich norm.
+	attnOut := o
 	if l.attnPostNorm != nil {
-		dm.linear(l.o, a, a.ao, a.att, n)
+		attnOut = a.ao
+	}
+	dm.linear(l.o, a, attnOut, a.att, n)
+	if bt := dm.hook(l.attnOut); bt != nil {
+		dm.bottleneckForward(bt, a.bottle[0], attnOut, n)
+	}
+	if l.attnPostNorm != nil {
 		be.RMSNorm(o, a.rstdAO, a.ao, l.attnPostNorm.w, n, h, eps, wadd)
-	} else {
-		dm.linear(l.o, a, o, a.att, n)
 	}
 	be.Add(a.xmid, a.x, o)
 	xn2 := dm.buf("xn2", dm.act, n*h)
@@ -597,6 +628,9 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 		act := dm.buf("act", dm.act, n*c.Intermediate)
 		dm.glu(act, a.g, a.u)
 		dm.linear(l.down, a, mlpOut, act, n)
+	}
+	if bt := dm.hook(l.mlpOut); bt != nil {
+		dm.bottleneckForward(bt, a.bottle[1], mlpOut, n)
 	}
 	if l.mlpPostNorm != nil {
 		be.RMSNorm(o, a.rstdMO, a.mo, l.mlpPostNorm.w, n, h, eps, wadd)
@@ -628,6 +662,13 @@ func (dm *DeviceModel) rotated(l *dlayer, a *dacts) (qh, kh compute.Tensor) {
 		// Decoding: the new keys join the cache, and attention reads it.
 		be.RopeSplitInto(cache.k[l.index], k, dm.pos, cos, sin, B, T, KVH, hd, rot, cache.max, cache.len)
 		return qh, cache.k[l.index]
+	}
+	if pl := dm.prefixLen(); pl > 0 {
+		// A KV prefix: the keys of every head start with its pl steps.
+		kh = dm.buf("kh", dm.act, B*(pl+T)*c.KVDim())
+		dm.fillPrefix(kh, l.index, 0)
+		be.RopeSplitInto(kh, k, dm.pos, cos, sin, B, T, KVH, hd, rot, pl+T, pl)
+		return qh, kh
 	}
 	kh = dm.buf("kh", dm.act, n*c.KVDim())
 	be.RopeSplit(kh, k, dm.pos, cos, sin, B, T, KVH, hd, rot)
@@ -764,6 +805,10 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 func (dm *DeviceModel) TokenLogProbs(b *Batch) ([]float64, error) {
 	dm.scored = nil
 	dm.policy.entropies = dm.policy.entropies[:0]
+	b, err := dm.withPrompt(b)
+	if err != nil {
+		return nil, err
+	}
 	if err := dm.forward(b); err != nil {
 		return nil, err
 	}
@@ -853,6 +898,7 @@ func (dm *DeviceModel) backward() error {
 		}
 		dm.backwardLayer(dm.layers[i], i, dres, auxGrad)
 	}
+	dm.promptBackward(dres)
 	if dm.embed.trainable {
 		dm.scaleEmbed(dres)
 		be.EmbeddingBackward(dm.embed.grad, dres, dm.ids, n, h)
@@ -881,11 +927,15 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor, 
 
 	eps := float32(c.RMSNormEps)
 	// MLP: out = xmid + down(silu(gate(xn2))·up(xn2)).
-	// Through the MLP's sandwich norm first, where the family has one.
+	// Through the MLP's sandwich norm and bottleneck adapter first, where
+	// there are.
 	dy := dres
 	if l.mlpPostNorm != nil {
 		dy = dm.buf("dpost", A, n*h)
 		dm.normBackward(l.mlpPostNorm, dy, dres, a.mo, a.rstdMO, n, h, false)
+	}
+	if bt := dm.hook(l.mlpOut); bt != nil {
+		dy = dm.bottleneckBackward(bt, a.bottle[1], dy, n)
 	}
 	xn2 := dm.buf("xn2", A, n*h)
 	be.RMSNorm(xn2, a.rstd2, a.xmid, l.postNorm.w, n, h, eps, dm.wadd())
@@ -910,6 +960,9 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor, 
 		dy = dm.buf("dpost", A, n*h)
 		dm.normBackward(l.attnPostNorm, dy, dres, a.ao, a.rstdAO, n, h, false)
 	}
+	if bt := dm.hook(l.attnOut); bt != nil {
+		dy = dm.bottleneckBackward(bt, a.bottle[0], dy, n)
+	}
 	dm.linearBackward(l.o, a, datt, dy, a.att, n, false)
 	g := H / KVH
 	scale := c.AttnScale()
@@ -920,25 +973,42 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor, 
 	be.RopeSplit(oh, a.att, nil, cos, sin, B, T, H, hd, 0)
 	dsum := dm.buf("dsum", compute.F32, B*H*T)
 	be.RowDot(dsum, doh, oh, B*H*T, hd)
-	bc := dm.attnChunk(B, H, T*T)
-	s := dm.buf("s", compute.F32, bc*H*T*T)
-	dp := dm.buf("dp", compute.F32, bc*H*T*T)
-	p := dm.buf("p", A, bc*H*T*T)
-	ds := dm.buf("ds", A, bc*H*T*T)
+	// With a KV prefix every query also sees pl prefix steps first: tk keys.
+	pl := dm.prefixLen()
+	tk := pl + T
+	bc := dm.attnChunk(B, H, T*tk)
+	s := dm.buf("s", compute.F32, bc*H*T*tk)
+	dp := dm.buf("dp", compute.F32, bc*H*T*tk)
+	p := dm.buf("p", A, bc*H*T*tk)
+	ds := dm.buf("ds", A, bc*H*T*tk)
 	qh, kh := dm.rotated(l, a)
 	dqh, dkh, dvh := dm.buf("dqh", A, n*qd), dm.buf("dkh", A, n*kd), dm.buf("dvh", A, n*kd)
 	for b0 := 0; b0 < B; b0 += bc {
 		nb := min(bc, B-b0)
 		batch := nb * KVH
-		q, k, v := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*T*kd, nb*T*kd), a.vh.Slice(b0*T*kd, nb*T*kd)
+		q, k, v := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*tk*kd, nb*tk*kd), a.vh.Slice(b0*tk*kd, nb*tk*kd)
 		do := doh.Slice(b0*T*qd, nb*T*qd)
-		be.GemmBatched(false, true, g*T, T, hd, scale, q, hd, g*T*hd, k, hd, T*hd, 0, s, T, g*T*T, batch)
-		be.GemmBatched(false, true, g*T, T, hd, 1, do, hd, g*T*hd, v, hd, T*hd, 0, dp, T, g*T*T, batch)
+		be.GemmBatched(false, true, g*T, tk, hd, scale, q, hd, g*T*hd, k, hd, tk*hd, 0, s, tk, g*T*tk, batch)
+		be.GemmBatched(false, true, g*T, tk, hd, 1, do, hd, g*T*hd, v, hd, tk*hd, 0, dp, tk, g*T*tk, batch)
 		seg := dm.segRows(b0*T, nb*T)
-		dm.attnSoftmaxBackward(l, p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.maskRows(b0*T, nb*T), seg, seg, nb, H, T, T, 0)
-		be.GemmBatched(true, false, T, hd, g*T, 1, p, T, g*T*T, do, hd, g*T*hd, 0, dvh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
-		be.GemmBatched(false, false, g*T, hd, T, scale, ds, T, g*T*T, k, hd, T*hd, 0, dqh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, batch)
-		be.GemmBatched(true, false, T, hd, g*T, scale, ds, T, g*T*T, q, hd, g*T*hd, 0, dkh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
+		dm.attnSoftmaxBackward(l, p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.keyMask(b0, nb, tk), seg, seg, nb, H, T, tk, pl)
+		// The sequence's own keys are columns [pl, tk) of p and ds.
+		pt, dst := p, ds
+		if pl > 0 {
+			pt, dst = p.Slice(pl, p.Len()-pl), ds.Slice(pl, ds.Len()-pl)
+		}
+		be.GemmBatched(true, false, T, hd, g*T, 1, pt, tk, g*T*tk, do, hd, g*T*hd, 0, dvh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
+		be.GemmBatched(false, false, g*T, hd, tk, scale, ds, tk, g*T*tk, k, hd, tk*hd, 0, dqh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, batch)
+		be.GemmBatched(true, false, T, hd, g*T, scale, dst, tk, g*T*tk, q, hd, g*T*hd, 0, dkh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
+		if pl > 0 {
+			// The prefix's columns: its keys' and values' gradients, summed
+			// over the chunk's sequences.
+			dpre := dm.buf("prefix_dpre", A, nb*KVH*pl*hd)
+			be.GemmBatched(true, false, pl, hd, g*T, 1, p, tk, g*T*tk, do, hd, g*T*hd, 0, dpre, hd, pl*hd, batch)
+			dm.prefixGrad(dpre, l.index, 1, b0, nb)
+			be.GemmBatched(true, false, pl, hd, g*T, scale, ds, tk, g*T*tk, q, hd, g*T*hd, 0, dpre, hd, pl*hd, batch)
+			dm.prefixGrad(dpre, l.index, 0, b0, nb)
+		}
 	}
 	dq, dk, dv := dm.buf("dq", A, n*qd), dm.buf("dk", A, n*kd), dm.buf("dv", A, n*kd)
 	be.RopeMerge(dq, dqh, dm.pos, cos, sin, B, T, H, hd, rot, false)
@@ -953,7 +1023,7 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor, 
 	// Below the first block only a trained embedding or input norm needs
 	// the input gradient.
 	var dxn1 compute.Tensor
-	if index > 0 || dm.embed.trainable || l.inNorm.trainable {
+	if index > 0 || dm.embed.trainable || l.inNorm.trainable || dm.virtualLen() > 0 {
 		dxn1 = dxn
 	}
 	xn1 := dm.buf("xn1", A, n*h)

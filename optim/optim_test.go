@@ -512,3 +512,53 @@ func BenchmarkAdamWStep(b *testing.B) {
 		opt.Step(1e-4)
 	}
 }
+
+// TestSGDMomentumBufferRoundTrip: an optimizer given another's momentum
+// buffers (the state of updates made on a GPU) continues exactly as that
+// one does.
+func TestSGDMomentumBufferRoundTrip(t *testing.T) {
+	mk := func() *nn.Param {
+		p := nn.NewParam("w", 5)
+		p.SetTrainable(true)
+		copy(p.Data, []float32{1, -2, 3, -4, 5})
+		return p
+	}
+	cfg := Config{Momentum: 0.9, Dampening: 0.1}
+	pa, pb := mk(), mk()
+	a, err := NewSGD([]Group{{Params: []*nn.Param{pa}, WeightDecay: 0.01}}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewSGD([]Group{{Params: []*nn.Param{pb}, WeightDecay: 0.01}}, cfg)
+	if _, ok := a.MomentumBuffer(pa); ok {
+		t.Fatal("a momentum buffer before the first update")
+	}
+	grad := []float32{0.5, 0.25, -1, 2, -0.125}
+	for step := 0; step < 2; step++ {
+		copy(pa.Grad, grad)
+		a.Step(0.1)
+	}
+	buf, ok := a.MomentumBuffer(pa)
+	if !ok {
+		t.Fatal("no momentum buffer after two updates")
+	}
+	copy(pb.Data, pa.Data)
+	if err := b.SetMomentumBuffer(pb, buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetMomentumBuffer(pa, buf); err == nil {
+		t.Error("a parameter of another optimizer was accepted")
+	}
+	copy(pa.Grad, grad)
+	copy(pb.Grad, grad)
+	a.Step(0.1)
+	b.Step(0.1)
+	for i := range pa.Data {
+		if pa.Data[i] != pb.Data[i] {
+			t.Fatalf("w[%d] = %g after the resumed update, %g after the continued one", i, pb.Data[i], pa.Data[i])
+		}
+	}
+	if b.Config().Momentum != 0.9 {
+		t.Errorf("Config().Momentum = %g", b.Config().Momentum)
+	}
+}

@@ -1,6 +1,10 @@
 package optim
 
-import "fmt"
+import (
+	"fmt"
+
+	"gotune/nn"
+)
 
 // SGD is torch.optim.SGD: d = g + wd·p (coupled weight decay); with momentum
 // μ, buf = d at the first update and buf·μ + (1−dampening)·d after; d = buf,
@@ -93,4 +97,31 @@ func (o *SGD) update(lo, hi int) {
 			p[j] += nlr * d
 		}
 	}
+}
+
+// Config returns the hyper-parameters the optimizer was built with.
+func (o *SGD) Config() Config { return o.cfg }
+
+// MomentumBuffer returns parameter p's momentum buffer; ok is false when p
+// is not in this optimizer or has none yet (no momentum, or no update).
+func (o *SGD) MomentumBuffer(p *nn.Param) (buf []float32, ok bool) {
+	i := o.slotByName(p.Name)
+	if i < 0 || o.slots[i].p != p || !o.seeded[i] {
+		return nil, false
+	}
+	return o.buf[i], true
+}
+
+// SetMomentumBuffer replaces parameter p's momentum buffer: the state of
+// updates made elsewhere (on a GPU), so that checkpoints hold it.
+func (o *SGD) SetMomentumBuffer(p *nn.Param, buf []float32) error {
+	i := o.slotByName(p.Name)
+	if i < 0 || o.slots[i].p != p {
+		return fmt.Errorf("sgd: %s is not one of this optimizer's parameters", p.Name)
+	}
+	if len(buf) != len(p.Data) {
+		return fmt.Errorf("sgd: %s: momentum buffer of %d values, want %d", p.Name, len(buf), len(p.Data))
+	}
+	o.buf[i], o.seeded[i] = append([]float32(nil), buf...), true
+	return nil
 }

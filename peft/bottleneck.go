@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"gotune/compute"
 	"gotune/compute/cpu"
 	"gotune/model"
 	"gotune/nn"
@@ -138,12 +139,14 @@ func activationByName(name string) (activation, error) {
 		return tanhAct, nil
 	case "silu", "swish":
 		return activation{
-			f:  func(v float64) float64 { return v * sigmoid(v) },
-			df: func(v float64) float64 { s := sigmoid(v); return s * (1 + v*(1-s)) },
+			kind: compute.SiLU,
+			f:    func(v float64) float64 { return v * sigmoid(v) },
+			df:   func(v float64) float64 { s := sigmoid(v); return s * (1 + v*(1-s)) },
 		}, nil
 	case "gelu":
 		return activation{
-			f: func(v float64) float64 { return 0.5 * v * (1 + math.Erf(v/math.Sqrt2)) },
+			kind: compute.GELU,
+			f:    func(v float64) float64 { return 0.5 * v * (1 + math.Erf(v/math.Sqrt2)) },
 			df: func(v float64) float64 {
 				return 0.5*(1+math.Erf(v/math.Sqrt2)) + v*math.Exp(-v*v/2)/math.Sqrt(2*math.Pi)
 			},
@@ -151,7 +154,8 @@ func activationByName(name string) (activation, error) {
 	case "gelu_new", "gelu_pytorch_tanh", "gelu_tanh":
 		const c = 0.7978845608028654 // √(2/π)
 		return activation{
-			f: func(v float64) float64 { return 0.5 * v * (1 + math.Tanh(c*(v+0.044715*v*v*v))) },
+			kind: compute.GELUTanh,
+			f:    func(v float64) float64 { return 0.5 * v * (1 + math.Tanh(c*(v+0.044715*v*v*v))) },
 			df: func(v float64) float64 {
 				t := math.Tanh(c * (v + 0.044715*v*v*v))
 				return 0.5*(1+t) + 0.5*v*(1-t*t)*c*(1+3*0.044715*v*v)

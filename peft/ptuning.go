@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 
+	"gotune/compute"
 	"gotune/model"
 	"gotune/nn"
 )
@@ -380,11 +381,13 @@ func (d *dense) backward(dy, x []float64, n int) []float64 {
 
 type activation struct {
 	f, df func(float64) float64
+	kind  compute.Activation // the same function on a compute backend
 }
 
 var (
 	reluAct = activation{
-		f: func(v float64) float64 { return max(v, 0) },
+		kind: compute.ReLU,
+		f:    func(v float64) float64 { return max(v, 0) },
 		// torch's ReLU backward passes no gradient at exactly 0.
 		df: func(v float64) float64 {
 			if v > 0 {
@@ -394,8 +397,9 @@ var (
 		},
 	}
 	tanhAct = activation{
-		f:  math.Tanh,
-		df: func(v float64) float64 { t := math.Tanh(v); return 1 - t*t },
+		kind: compute.Tanh,
+		f:    math.Tanh,
+		df:   func(v float64) float64 { t := math.Tanh(v); return 1 - t*t },
 	}
 )
 

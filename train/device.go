@@ -24,10 +24,11 @@ type Options struct {
 // or "" (the model side is checked by model.NewDeviceModel).
 func (t *Trainer) deviceUnsupported() string {
 	c := t.Cfg
-	if _, ok := t.opt.(*optim.AdamW); !ok {
-		return fmt.Sprintf("optim %q (only adamw_torch runs on a GPU yet)", c.Optim)
+	switch t.opt.(type) {
+	case *optim.AdamW, *optim.SGD:
+		return ""
 	}
-	return ""
+	return fmt.Sprintf("optim %q (adamw_torch and sgd run on a GPU)", c.Optim)
 }
 
 // attachDevice copies the model to o.Backend, or explains why it stays on
@@ -84,11 +85,21 @@ func (t *Trainer) deviceResumed() error {
 	if err := t.dev.LoadTrainableFromHost(); err != nil {
 		return err
 	}
-	adam := t.opt.(*optim.AdamW)
-	for _, p := range t.Params {
-		if m, v, steps, ok := adam.Moments(p); ok {
-			if err := t.dev.SetAdamState(p, m, v, steps); err != nil {
-				return err
+	switch o := t.opt.(type) {
+	case *optim.AdamW:
+		for _, p := range t.Params {
+			if m, v, steps, ok := o.Moments(p); ok {
+				if err := t.dev.SetAdamState(p, m, v, steps); err != nil {
+					return err
+				}
+			}
+		}
+	case *optim.SGD:
+		for _, p := range t.Params {
+			if buf, ok := o.MomentumBuffer(p); ok {
+				if err := t.dev.SetMomentumBuffer(p, buf); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -103,6 +114,23 @@ func (t *Trainer) syncFromDevice() error {
 	}
 	if err := t.dev.CopyToHost(); err != nil {
 		return err
+	}
+	if o, ok := t.opt.(*optim.SGD); ok {
+		if o.Config().Momentum == 0 {
+			return nil // plain SGD keeps no state
+		}
+		for _, p := range t.Params {
+			buf, ok, err := t.dev.MomentumBuffer(p)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if err := o.SetMomentumBuffer(p, buf); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
 	adam := t.opt.(*optim.AdamW)
 	for _, p := range t.Params {
@@ -167,6 +195,11 @@ func (t *Trainer) optimizerStep(lr, norm float64) error {
 		return nil
 	}
 	c := t.Cfg
+	if o, ok := t.opt.(*optim.SGD); ok {
+		oc := o.Config()
+		return t.dev.ApplySGD(model.SGDConfig{LR: lr, WeightDecay: c.WeightDecay, Momentum: oc.Momentum, Dampening: oc.Dampening,
+			Nesterov: oc.Nesterov, MaxGradNorm: c.MaxGradNorm}, norm)
+	}
 	return t.dev.ApplyAdamW(model.AdamWConfig{LR: lr, WeightDecay: c.WeightDecay, Beta1: c.AdamBeta1, Beta2: c.AdamBeta2,
 		Eps: c.AdamEpsilon, MaxGradNorm: c.MaxGradNorm}, norm)
 }

@@ -15,7 +15,9 @@ import (
 
 // TestDeviceTrainingMatchesCPU: a training run through the compute seam (the
 // reference backend stands in for a GPU) logs the losses of the CPU run,
-// step for step, for LoRA and full fine-tuning; a run resumed from a
+// step for step, for LoRA (and its variants), full fine-tuning, IA3, prompt
+// tuning, P-tuning (MLP and LSTM encoders), prefix tuning, bottleneck
+// adapters, with AdamW and SGD; a run resumed from a
 // checkpoint written by the device path continues exactly; and what the
 // device path cannot do yet falls back to the CPU with a note, or fails
 // when the device was asked for.
@@ -45,6 +47,20 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 		// QLoRA: the base stays 4- or 8-bit on the device.
 		{"--finetuning_type", "lora", "--lora_dropout", "0", "--quantization_bit", "4"},
 		{"--finetuning_type", "lora", "--lora_dropout", "0", "--quantization_bit", "8"},
+		// Virtual tokens, alone and through P-tuning's MLP encoder.
+		{"--finetuning_type", "prompt_tuning", "--num_virtual_tokens", "4"},
+		{"--finetuning_type", "p_tuning", "--num_virtual_tokens", "3", "--encoder_hidden_size", "32"},
+		{"--finetuning_type", "p_tuning", "--num_virtual_tokens", "3", "--encoder_reparameterization_type", "LSTM", "--encoder_hidden_size", "16"},
+		// A KV prefix, alone and through its tanh projection.
+		{"--finetuning_type", "prefix_tuning", "--num_virtual_tokens", "4"},
+		{"--finetuning_type", "prefix_tuning", "--num_virtual_tokens", "3", "--prefix_projection", "true", "--encoder_hidden_size", "24"},
+		// Bottleneck adapters after attention and the MLP, and after the MLP
+		// with GELU.
+		{"--finetuning_type", "adapter", "--adapter_size", "8"},
+		{"--finetuning_type", "adapter", "--adapter_size", "4", "--adapter_placement", "pfeiffer", "--adapter_activation", "gelu"},
+		// SGD (with weight decay) instead of AdamW.
+		{"--finetuning_type", "lora", "--lora_dropout", "0", "--optim", "sgd", "--weight_decay", "0.1"},
+		{"--finetuning_type", "full", "--optim", "sgd"},
 	} {
 		t.Run(strings.Join(method[1:], " "), func(t *testing.T) {
 			cpuCfg := quickConfig(t, filepath.Join(t.TempDir(), "cpu"))
@@ -100,19 +116,20 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 }
 
 func TestDeviceFallsBackOrRefuses(t *testing.T) {
-	sgd := []string{"--optim", "sgd"} // not on the device yet
+	// Not on the device yet: 8-bit quantized weights (QLoRA's 4-bit are).
+	q8 := []string{"--finetuning_type", "lora", "--quantization_bit", "8"}
 	cfg := quickConfig(t, filepath.Join(t.TempDir(), "x"))
-	must(t, cfg.ApplyFlags(sgd))
+	must(t, cfg.ApplyFlags(q8))
 	var out strings.Builder
 	tr, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New()})
 	must(t, err)
-	if tr.dev != nil || !strings.Contains(out.String(), "sgd") {
-		t.Errorf("want a CPU run with a note naming the optimizer; device %v, output %q", tr.dev != nil, out.String())
+	if tr.dev != nil || !strings.Contains(out.String(), "4-bit") {
+		t.Errorf("want a CPU run with a note naming what runs (4-bit); device %v, output %q", tr.dev != nil, out.String())
 	}
 	cfg = quickConfig(t, filepath.Join(t.TempDir(), "y"))
-	must(t, cfg.ApplyFlags(sgd))
-	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: ref.New(), Required: true}); err == nil || !strings.Contains(err.Error(), "sgd") {
-		t.Errorf("device required: got %v, want an error naming the optimizer", err)
+	must(t, cfg.ApplyFlags(q8))
+	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: ref.New(), Required: true}); err == nil || !strings.Contains(err.Error(), "4-bit") {
+		t.Errorf("device required: got %v, want an error naming what runs (4-bit)", err)
 	}
 }
 

@@ -509,6 +509,11 @@ func testPrefOnDevice(t *testing.T, backend func() compute.Backend, tol float64)
 		{"dpo lora", "dpo", nil},
 		{"dpo full", "dpo", []string{"--finetuning_type", "full", "--learning_rate", "1e-4"}},
 		{"kto lora", "kto", nil},
+		// The reference policy is the base with the method off: no virtual
+		// tokens (a shorter batch), no prefix, no bottleneck adapters.
+		{"dpo prompt_tuning", "dpo", []string{"--finetuning_type", "prompt_tuning", "--num_virtual_tokens", "4", "--learning_rate", "0.05"}},
+		{"dpo prefix_tuning", "dpo", []string{"--finetuning_type", "prefix_tuning", "--num_virtual_tokens", "3", "--learning_rate", "1e-2"}},
+		{"dpo adapter", "dpo", []string{"--finetuning_type", "adapter", "--adapter_size", "8"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			flags := append([]string{"--max_steps", "6"}, tc.flags...)

@@ -37,8 +37,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench", `usage: gotune bench [flags]
 
 Without --train: sgemm kernels and forward passes of named model shapes. With --train: timed
-training steps (full, lora or qlora), optionally in turn with a PyTorch peer (--peer).`, args, stdout, stderr)
-	train := fs.String("train", "", "time training steps: full, lora or qlora (default: kernels and forward)")
+training steps (full, lora, qlora, prompt, prefix or adapter), optionally in turn with a PyTorch peer (--peer).`, args, stdout, stderr)
+	train := fs.String("train", "", "time training steps: full, lora, qlora, prompt (20 virtual tokens), prefix (20) or adapter (bottleneck 64, Houlsby) (default: kernels and forward)")
 	shapeList := fs.String("shape", "", "comma-separated model shapes (default: all for forward; smollm2-135m for --train); known: "+strings.Join(model.ShapeNames(), ", "))
 	batch := fs.Int("batch", 1, "sequences per step")
 	seq := fs.Int("seq", 256, "tokens per sequence")
@@ -53,7 +53,7 @@ training steps (full, lora or qlora), optionally in turn with a PyTorch peer (--
 	peer := fs.String("peer", "", "with --train: a peer benchmark command, run as `CMD SHAPE 1 BATCH SEQ STEPS` in turn with gotune's steps; it must print a JSON line with step_s, tokens_per_s and peak_rss_mib (as ../shared/bench/torch_lora.py does)")
 	rounds := fs.Int("rounds", 3, "with --peer: interleaved rounds of peer and gotune")
 	stage := fs.String("stage", "sft", "with --train on the CPU: sft, or dpo (the batch's rows are pairs: an SFT step and a sigmoid DPO step with the adapter-off reference on the same tokens, in turn, and their ratio)")
-	device := fs.String("device", "cpu", "with --train full, lora or qlora: cpu, cuda or host (the compute-seam block on the CPU backend)")
+	device := fs.String("device", "cpu", "with --train: cpu, cuda or host (the compute-seam block on the CPU backend)")
 	dtype := fs.String("dtype", "bf16", "with --device cuda: bf16 (mixed precision) or f32")
 	gpuProfile := fs.Bool("profile", false, "with --device cuda: time every operation of one more step and report the GPU time per kind")
 	pos, err := parseInterleaved(fs, args)
@@ -214,7 +214,8 @@ type trainBench struct {
 }
 
 // benchModel builds a randomly initialised model of a named shape set up
-// for a training method (full, lora, qlora) and returns it with its
+// for a training method (full, lora, qlora, prompt, prefix, adapter: the
+// planner's default sizes) and returns it with its
 // trainable parameters and the planner's name for the method. storage
 // BF16 keeps LoRA's frozen weights in bfloat16.
 func benchModel(method, shape string, rank int, storage model.DType) (*model.Model, []*nn.Param, plan.Method, error) {
@@ -256,8 +257,29 @@ func benchModel(method, shape string, rank int, storage model.DType) (*model.Mod
 			return nil, nil, "", err
 		}
 		params = set.Params()
+	case "prompt":
+		pm = plan.Prompt
+		p, err := peft.AttachPromptTuning(m, peft.PromptTuningConfig{Virtual: 20}, 1)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		params = p.Params()
+	case "prefix":
+		pm = plan.Prefix
+		p, err := peft.AttachPrefix(m, peft.PrefixConfig{Virtual: 20}, 1)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		params = p.Params()
+	case "adapter":
+		pm = "bottleneck"
+		set, err := peft.AttachBottleneck(m, peft.BottleneckConfig{Size: 64}, 1)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		params = set.Params()
 	default:
-		return nil, nil, "", fmt.Errorf("--train %q: want full, lora or qlora", method)
+		return nil, nil, "", fmt.Errorf("--train %q: want full, lora, qlora, prompt, prefix or adapter", method)
 	}
 	return m, params, pm, nil
 }

@@ -30,8 +30,10 @@ type memInfo interface {
 // benchDevice times training steps (forward, backward, clipping, AdamW) of a
 // named shape on a GPU backend, with random weights and tokens.
 func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, rank, steps int, profile, checkpoint bool) error {
-	if method != "full" && method != "lora" && method != "qlora" {
-		return fmt.Errorf("bench --device %s: --train full, lora or qlora", device)
+	switch method {
+	case "full", "lora", "qlora", "prompt", "prefix", "adapter":
+	default:
+		return fmt.Errorf("bench --device %s: --train full, lora, qlora, prompt, prefix or adapter", device)
 	}
 	dt := compute.BF16
 	switch dtype {

@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gotune/compute"
+	"gotune/compute/ref"
 )
 
 // `bench --train --peer` runs the peer with the documented arguments and
@@ -79,5 +83,25 @@ func TestBenchPeerBadOutput(t *testing.T) {
 	err := runBench([]string{"--train", "lora", "--shape", "tiny", "--seq", "16", "--steps", "1", "--rounds", "1", "--peer", peer}, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "peer.sh") || !strings.Contains(err.Error(), "not JSON") {
 		t.Fatalf("err = %v, want one naming the peer and its output", err)
+	}
+}
+
+// TestBenchPromptMethods: the prompt methods and bottleneck adapters time
+// on the CPU and through the device block (the reference backend stands in
+// for a GPU), with a finite loss and the planner's FLOPs.
+func TestBenchPromptMethods(t *testing.T) {
+	for _, m := range []string{"prompt", "prefix", "adapter"} {
+		var out, errb bytes.Buffer
+		if err := runBench([]string{"--train", m, "--shape", "tiny", "--seq", "16", "--steps", "1", "--rounds", "1"}, &out, &errb); err != nil {
+			t.Fatalf("%s on the CPU: %v\n%s", m, err, errb.String())
+		}
+		line, err := benchDeviceShape(ref.New(), compute.F32, m, "tiny", 1, 16, 16, 1, false, false)
+		if err != nil {
+			t.Fatalf("%s on the device: %v", m, err)
+		}
+		loss, _ := line["loss"].(float64)
+		if line["method"] != m || !(loss > 0) || math.IsInf(loss, 0) || !(line["value"].(float64) > 0) {
+			t.Errorf("%s on the device: %v", m, line)
+		}
 	}
 }

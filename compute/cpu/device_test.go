@@ -316,6 +316,48 @@ func testDeviceOps(t *testing.T, dt compute.DType) {
 	w.same("adamw v", vv, 1e-7)
 	w.same("adamw shadow", shadow, tol)
 
+	for _, f := range []compute.Activation{compute.ReLU, compute.Tanh, compute.SiLU, compute.GELU, compute.GELUTanh} {
+		ya, dxa := w.alloc(dt, rows*d), w.alloc(dt, rows*d)
+		w.run(func(be compute.Backend, s func(pair) compute.Tensor) {
+			be.Activate(s(ya), s(g), f)
+			be.ActivateBackward(s(dxa), s(x), s(g), f)
+		})
+		w.same(fmt.Sprintf("activate %v", f), ya, 1e-6+tol)
+		w.same(fmt.Sprintf("activate %v backward", f), dxa, 1e-6+tol)
+	}
+
+	for _, st := range []compute.SGDStep{
+		{GradScale: 0.5, LR: 0.1},
+		{GradScale: 1, LR: 0.05, WeightDecay: 0.01, Momentum: 0.9, First: true},
+		{GradScale: 1, LR: 0.05, WeightDecay: 0.01, Momentum: 0.9, Dampening: 0.1},
+		{GradScale: 1, LR: 0.05, Momentum: 0.9, Nesterov: true},
+	} {
+		sp, sg, sm, sh := w.rand(compute.F32, 500, 0, 1), w.rand(compute.F32, 500, 0, 1), w.rand(compute.F32, 500, 0, 1), w.alloc(dt, 500)
+		w.run(func(be compute.Backend, s func(pair) compute.Tensor) { be.SGD(s(sp), s(sg), s(sm), s(sh), st) })
+		w.same(fmt.Sprintf("sgd %+v p", st), sp, 1e-7)
+		w.same(fmt.Sprintf("sgd %+v buf", st), sm, 1e-7)
+		w.same(fmt.Sprintf("sgd %+v shadow", st), sh, tol)
+	}
+
+	// Two LSTM steps forward, then back (the second step's dc into the
+	// first's, dcPrev aliasing dc as the encoder uses it).
+	const lr, lh = 3, 5
+	pre1, pre2 := w.rand(dt, lr*4*lh, 0, 2), w.rand(dt, lr*4*lh, 0, 2)
+	g1, g2, c1, c2 := w.alloc(dt, lr*4*lh), w.alloc(dt, lr*4*lh), w.alloc(dt, lr*lh), w.alloc(dt, lr*lh)
+	hs := w.alloc(dt, lr*2*lh) // both steps' h side by side: ldh = 2·hidden
+	dhs, dpre1, dpre2, dcs := w.rand(dt, lr*2*lh, 0, 1), w.alloc(dt, lr*4*lh), w.alloc(dt, lr*4*lh), w.alloc(dt, lr*lh)
+	w.run(func(be compute.Backend, s func(pair) compute.Tensor) {
+		be.LSTMCell(s(g1), s(c1), s(hs), 2*lh, s(pre1), nil, lr, lh)
+		be.LSTMCell(s(g2), s(c2), s(hs).Slice(lh, lr*2*lh-lh), 2*lh, s(pre2), s(c1), lr, lh)
+		be.LSTMCellBackward(s(dpre2), s(dcs), s(dhs).Slice(lh, lr*2*lh-lh), 2*lh, nil, nil, s(g2), s(c2), s(c1), lr, lh)
+		be.LSTMCellBackward(s(dpre1), nil, s(dhs), 2*lh, nil, s(dcs), s(g1), s(c1), nil, lr, lh)
+	})
+	w.same("lstm gates", g2, 1e-6+tol)
+	w.same("lstm c", c2, 1e-6+tol)
+	w.same("lstm h", hs, 1e-6+tol)
+	w.same("lstm dpre, second step", dpre2, 1e-6+tol)
+	w.same("lstm dpre, first step", dpre1, 1e-6+tol)
+
 	if dt == compute.F32 {
 		sums := make([][]float64, 2)
 		for i, be := range []compute.Backend{w.cpu, w.ref} {

@@ -494,6 +494,144 @@ extern "C" __global__ void fill_f32(float* x, float v, long long n) {
   GRID_STRIDE(i, n) x[i] = v;
 }
 
+// ---- PEFT methods beyond LoRA: activations, SGD --------------------------------
+
+// act_ids: 1 relu, 2 tanh, 3 silu, 4 gelu (erf), 5 gelu (tanh form), as
+// compute.Activation. f and f' in float.
+__device__ __forceinline__ void act_eval(int f, float x, float* y, float* dy) {
+  switch (f) {
+    case 1:
+      *y = x > 0.f ? x : 0.f;
+      *dy = x > 0.f ? 1.f : 0.f;
+      return;
+    case 2: {
+      float t = tanhf(x);
+      *y = t;
+      *dy = 1.f - t * t;
+      return;
+    }
+    case 3: {
+      float s = 1.f / (1.f + expf(-x));
+      *y = x * s;
+      *dy = s * (1.f + x * (1.f - s));
+      return;
+    }
+    case 4: {
+      float c = 0.5f * (1.f + erff(x * 0.70710678118654752f));
+      *y = x * c;
+      *dy = c + x * expf(-0.5f * x * x) * 0.39894228040143268f;
+      return;
+    }
+    default: {
+      const float k = 0.7978845608028654f;
+      float t = tanhf(k * (x + 0.044715f * x * x * x));
+      *y = 0.5f * x * (1.f + t);
+      *dy = 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * k * (1.f + 3.f * 0.044715f * x * x);
+      return;
+    }
+  }
+}
+template <typename T>
+__device__ void activate_(T* y, const T* x, int f, long long n) {
+  GRID_STRIDE(i, n) {
+    float v, d;
+    act_eval(f, ld(x, i), &v, &d);
+    st(y, i, v);
+  }
+}
+template <typename T>
+__device__ void activate_bwd_(T* dx, const T* dy, const T* x, int f, long long n) {
+  GRID_STRIDE(i, n) {
+    float v, d;
+    act_eval(f, ld(x, i), &v, &d);
+    st(dx, i, ld(dy, i) * d);
+  }
+}
+extern "C" __global__ void activate_f32(float* y, const float* x, int f, long long n) { activate_(y, x, f, n); }
+extern "C" __global__ void activate_bf16(bf16_t* y, const bf16_t* x, int f, long long n) { activate_(y, x, f, n); }
+extern "C" __global__ void activate_bwd_f32(float* dx, const float* dy, const float* x, int f, long long n) {
+  activate_bwd_(dx, dy, x, f, n);
+}
+extern "C" __global__ void activate_bwd_bf16(bf16_t* dx, const bf16_t* dy, const bf16_t* x, int f, long long n) {
+  activate_bwd_(dx, dy, x, f, n);
+}
+
+// torch.optim.SGD on float master weights: d = g·gscale + wd·p; with
+// momentum, buf = d (first update) or buf·mom + (1−damp)·d, then d = buf or
+// d + mom·buf (nesterov); p −= lr·d. shadow (if given) receives p in bf16.
+extern "C" __global__ void sgd_f32(float* p, const float* g, float* buf, bf16_t* shadow, long long n, float gscale,
+                                   float lr, float wd, float mom, float damp, int nesterov, int first) {
+  GRID_STRIDE(i, n) {
+    float d = g[i] * gscale;
+    if (wd != 0.f) d += wd * p[i];
+    if (mom != 0.f) {
+      float b = first ? d : buf[i] * mom + (1.f - damp) * d;
+      buf[i] = b;
+      d = nesterov ? d + mom * b : b;
+    }
+    float pi = p[i] - lr * d;
+    p[i] = pi;
+    if (shadow) st(shadow, i, pi);
+  }
+}
+
+// One LSTM step (torch's gate order i, f, g, o), one thread per cell; h's
+// rows are ldh apart. cPrev, dhNext, dc and dcPrev may be null.
+template <typename T>
+__device__ void lstm_cell_(T* gates, T* c, T* h, int ldh, const T* pre, const T* cPrev, long long rows, int H) {
+  GRID_STRIDE(e, rows * H) {
+    long long r = e / H;
+    int j = (int)(e % H);
+    long long base = r * 4 * H;
+    float i = 1.f / (1.f + expf(-ld(pre, base + j)));
+    float f = 1.f / (1.f + expf(-ld(pre, base + H + j)));
+    float g = tanhf(ld(pre, base + 2 * H + j));
+    float o = 1.f / (1.f + expf(-ld(pre, base + 3 * H + j)));
+    st(gates, base + j, i);
+    st(gates, base + H + j, f);
+    st(gates, base + 2 * H + j, g);
+    st(gates, base + 3 * H + j, o);
+    float cv = i * g;
+    if (cPrev) cv += f * ld(cPrev, e);
+    st(c, e, cv);
+    st(h, r * ldh + j, o * tanhf(ld(c, e)));
+  }
+}
+template <typename T>
+__device__ void lstm_cell_bwd_(T* dpre, T* dcPrev, const T* dh, int ldh, const T* dhNext, const T* dc, const T* gates,
+                               const T* c, const T* cPrev, long long rows, int H) {
+  GRID_STRIDE(e, rows * H) {
+    long long r = e / H;
+    int j = (int)(e % H);
+    long long base = r * 4 * H;
+    float i = ld(gates, base + j), f = ld(gates, base + H + j), g = ld(gates, base + 2 * H + j),
+          o = ld(gates, base + 3 * H + j);
+    float d = ld(dh, r * ldh + j);
+    if (dhNext) d += ld(dhNext, e);
+    float tc = tanhf(ld(c, e));
+    float dcv = d * o * (1.f - tc * tc);
+    if (dc) dcv += ld(dc, e);
+    float cp = cPrev ? ld(cPrev, e) : 0.f;
+    st(dpre, base + j, dcv * g * i * (1.f - i));
+    st(dpre, base + H + j, dcv * cp * f * (1.f - f));
+    st(dpre, base + 2 * H + j, dcv * i * (1.f - g * g));
+    st(dpre, base + 3 * H + j, d * tc * o * (1.f - o));
+    if (dcPrev) st(dcPrev, e, dcv * f);
+  }
+}
+#define LSTM_INST(N, T)                                                                                         \
+  extern "C" __global__ void lstm_cell_##N(T* gates, T* c, T* h, int ldh, const T* pre, const T* cPrev,         \
+                                           long long rows, int H) {                                            \
+    lstm_cell_(gates, c, h, ldh, pre, cPrev, rows, H);                                                          \
+  }                                                                                                             \
+  extern "C" __global__ void lstm_cell_bwd_##N(T* dpre, T* dcPrev, const T* dh, int ldh, const T* dhNext,       \
+                                               const T* dc, const T* gates, const T* c, const T* cPrev,         \
+                                               long long rows, int H) {                                        \
+    lstm_cell_bwd_(dpre, dcPrev, dh, ldh, dhNext, dc, gates, c, cPrev, rows, H);                                \
+  }
+LSTM_INST(f32, float)
+LSTM_INST(bf16, bf16_t)
+
 // ---- instantiations -----------------------------------------------------------
 
 #define BOTH(X) X(f32, float) X(bf16, bf16_t)

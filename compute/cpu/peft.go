@@ -1,0 +1,176 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"gotune/compute"
+)
+
+// The operations of the PEFT methods beyond LoRA (bottleneck adapters,
+// prompt encoders) and SGD on the CPU backend, each element in float64 as
+// the reference backend computes it.
+
+func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+
+// activation returns f and its derivative, or an error for an unknown f.
+func activation(f compute.Activation) (func(x float64) (y, dy float64), error) {
+	switch f {
+	case compute.ReLU:
+		return func(x float64) (float64, float64) {
+			if x > 0 {
+				return x, 1
+			}
+			return 0, 0
+		}, nil
+	case compute.Tanh:
+		return func(x float64) (float64, float64) {
+			t := math.Tanh(x)
+			return t, 1 - t*t
+		}, nil
+	case compute.SiLU:
+		return func(x float64) (float64, float64) {
+			s := sigmoid(x)
+			return x * s, s * (1 + x*(1-s))
+		}, nil
+	case compute.GELU:
+		return func(x float64) (float64, float64) {
+			c := 0.5 * (1 + math.Erf(x/math.Sqrt2))
+			return x * c, c + x*math.Exp(-x*x/2)/math.Sqrt(2*math.Pi)
+		}, nil
+	case compute.GELUTanh:
+		return gelu, nil
+	}
+	return nil, fmt.Errorf("cpu: unknown activation %v", f)
+}
+
+// Activate writes y = f(x).
+func (d *Device) Activate(y, x compute.Tensor, f compute.Activation) {
+	Y, X := tt(y), tt(x)
+	fn, err := activation(f)
+	if err != nil {
+		d.fail(err)
+		return
+	}
+	elementwise(len(Y.f), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v, _ := fn(float64(X.f[i]))
+			Y.f[i] = float32(v)
+		}
+	})
+	stored(Y)
+}
+
+// ActivateBackward writes dx = dy·f'(x).
+func (d *Device) ActivateBackward(dx, dy, x compute.Tensor, f compute.Activation) {
+	DX, DY, X := tt(dx), tt(dy), tt(x)
+	fn, err := activation(f)
+	if err != nil {
+		d.fail(err)
+		return
+	}
+	elementwise(len(DX.f), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			_, g := fn(float64(X.f[i]))
+			DX.f[i] = float32(float64(DY.f[i]) * g)
+		}
+	})
+	stored(DX)
+}
+
+// SGD updates p as torch.optim.SGD.
+func (d *Device) SGD(p, g, buf, shadow compute.Tensor, s compute.SGDStep) {
+	P, G, M, SH := tt(p), tt(g), tt(buf), tt(shadow)
+	if s.Momentum != 0 && M == nil {
+		d.fail(fmt.Errorf("cpu: sgd with momentum %g and no buffer", s.Momentum))
+		return
+	}
+	elementwise(len(P.f), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v := G.f[i] * s.GradScale
+			if s.WeightDecay != 0 {
+				v += s.WeightDecay * P.f[i]
+			}
+			if s.Momentum != 0 {
+				if s.First {
+					M.f[i] = v
+				} else {
+					M.f[i] = M.f[i]*s.Momentum + (1-s.Dampening)*v
+				}
+				if s.Nesterov {
+					v += s.Momentum * M.f[i]
+				} else {
+					v = M.f[i]
+				}
+			}
+			P.f[i] -= s.LR * v
+			if SH != nil {
+				SH.f[i] = P.f[i]
+				if SH.dt == compute.BF16 {
+					SH.f[i] = roundBF16(P.f[i])
+				}
+			}
+		}
+	})
+}
+
+// LSTMCell runs one step of rows LSTM cells (torch's gate order i, f, g, o).
+func (d *Device) LSTMCell(gates, c, h compute.Tensor, ldh int, pre, cPrev compute.Tensor, rows, hidden int) {
+	G, C, Hh, P, CP := tt(gates), tt(c), tt(h), tt(pre), tt(cPrev)
+	H := hidden
+	for r := 0; r < rows; r++ {
+		base := r * 4 * H
+		for j := 0; j < H; j++ {
+			i := sigmoid(float64(P.f[base+j]))
+			f := sigmoid(float64(P.f[base+H+j]))
+			g := math.Tanh(float64(P.f[base+2*H+j]))
+			o := sigmoid(float64(P.f[base+3*H+j]))
+			G.f[base+j], G.f[base+H+j], G.f[base+2*H+j], G.f[base+3*H+j] = float32(i), float32(f), float32(g), float32(o)
+			cv := i * g
+			if CP != nil {
+				cv += f * float64(CP.f[r*H+j])
+			}
+			C.f[r*H+j] = float32(cv)
+			if C.dt == compute.BF16 {
+				C.f[r*H+j] = roundBF16(C.f[r*H+j])
+			}
+			Hh.f[r*ldh+j] = float32(o * math.Tanh(float64(C.f[r*H+j])))
+		}
+	}
+	stored(G)
+	stored(Hh)
+}
+
+// LSTMCellBackward is LSTMCell's backward pass.
+func (d *Device) LSTMCellBackward(dpre, dcPrev, dh compute.Tensor, ldh int, dhNext, dc, gates, c, cPrev compute.Tensor, rows, hidden int) {
+	DP, DCP, DH, DHN, DC, G, C, CP := tt(dpre), tt(dcPrev), tt(dh), tt(dhNext), tt(dc), tt(gates), tt(c), tt(cPrev)
+	H := hidden
+	for r := 0; r < rows; r++ {
+		base := r * 4 * H
+		for j := 0; j < H; j++ {
+			i, f, g, o := float64(G.f[base+j]), float64(G.f[base+H+j]), float64(G.f[base+2*H+j]), float64(G.f[base+3*H+j])
+			dd := float64(DH.f[r*ldh+j])
+			if DHN != nil {
+				dd += float64(DHN.f[r*H+j])
+			}
+			tc := math.Tanh(float64(C.f[r*H+j]))
+			dcv := dd * o * (1 - tc*tc)
+			if DC != nil {
+				dcv += float64(DC.f[r*H+j])
+			}
+			var cp float64
+			if CP != nil {
+				cp = float64(CP.f[r*H+j])
+			}
+			DP.f[base+j] = float32(dcv * g * i * (1 - i))
+			DP.f[base+H+j] = float32(dcv * cp * f * (1 - f))
+			DP.f[base+2*H+j] = float32(dcv * i * (1 - g*g))
+			DP.f[base+3*H+j] = float32(dd * tc * o * (1 - o))
+			if DCP != nil {
+				DCP.f[r*H+j] = float32(dcv * f)
+			}
+		}
+	}
+	stored(DP)
+	stored(DCP)
+}
