@@ -203,7 +203,7 @@ func TestGRPORefuses(t *testing.T) {
 		{[]string{"--lora_dropout", "0.1"}, Options{}, "lora_dropout"},
 		{[]string{"--finetuning_type", "prompt_tuning"}, Options{}, "finetuning_type prompt_tuning"},
 		// What the device path cannot run yet fails when the device is required.
-		{[]string{"--optim", "sgd"}, Options{Backend: ref.New(), Required: true}, `optim "sgd"`},
+		{nil, Options{Backend: &smallDevice{ref.New(), 1 << 16}, Required: true}, "out of device memory"},
 		{[]string{"--max_completion_length", "600"}, Options{}, "context of 512"},
 		{[]string{"--gradient_accumulation_steps", "40"}, Options{}, "fewer than the 80 prompts"},
 		{[]string{"--reward_funcs", "[{type: match, column: solution}]"}, Options{}, `reward match_0 reads column "solution", which 64 of 64 records lack (`},
@@ -223,9 +223,9 @@ func TestGRPORefuses(t *testing.T) {
 	}
 	// device: auto falls back to the CPU with a note.
 	cfg := grpoConfig(t, filepath.Join(t.TempDir(), "out"), "")
-	must(t, cfg.ApplyFlags([]string{"--max_steps", "1", "--optim", "sgd"}))
+	must(t, cfg.ApplyFlags([]string{"--max_steps", "1"}))
 	var out strings.Builder
-	tr, err := NewWithOptions(cfg, "", &out, Options{Backend: ref.New()})
+	tr, err := NewWithOptions(cfg, "", &out, Options{Backend: &smallDevice{ref.New(), 1 << 16}})
 	if err != nil || tr.dev != nil || !strings.Contains(out.String(), "note: training on the CPU") {
 		t.Errorf("device auto: err %v, output %q", err, out.String())
 	}
