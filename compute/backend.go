@@ -61,6 +61,14 @@ type AdamStep struct {
 	GradScale, Decay, Beta1, Beta2, StepSize, BC2Sqrt, Eps float32
 }
 
+// OpTime is the time a backend spent in one kind of operation while
+// profiling (see the StartProfile/StopProfile methods some backends have).
+type OpTime struct {
+	Op    string
+	Calls int
+	MS    float64
+}
+
 // MemStats is a backend's memory use in bytes.
 type MemStats struct {
 	InUse, Peak, Cached int64

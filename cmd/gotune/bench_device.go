@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"gotune/compute"
-	"gotune/compute/cuda"
 	"gotune/model"
 	"gotune/runlog"
 )
@@ -18,7 +17,7 @@ import (
 // profiler is implemented by backends that can time their operations.
 type profiler interface {
 	StartProfile()
-	StopProfile() []cuda.OpTime
+	StopProfile() []compute.OpTime
 }
 
 // memInfo is implemented by backends that can report the device's own view

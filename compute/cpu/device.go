@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"sync"
+	"time"
 
 	"gotune/compute"
 )
@@ -22,6 +24,52 @@ type Device struct {
 	mu          sync.Mutex
 	err         error
 	inUse, peak int64
+	prof        map[string]*compute.OpTime // while profiling
+}
+
+// StartProfile begins timing every operation (they run synchronously, so
+// the wall time of each call is its cost).
+func (d *Device) StartProfile() {
+	d.mu.Lock()
+	d.prof = map[string]*compute.OpTime{}
+	d.mu.Unlock()
+}
+
+// StopProfile returns the time per kind of operation, largest first.
+func (d *Device) StopProfile() []compute.OpTime {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]compute.OpTime, 0, len(d.prof))
+	for _, t := range d.prof {
+		out = append(out, *t)
+	}
+	d.prof = nil
+	sort.Slice(out, func(i, j int) bool { return out[i].MS > out[j].MS })
+	return out
+}
+
+// timed starts timing one operation of kind op when profiling; the
+// returned function ends it.
+func (d *Device) timed(op string) func() {
+	if d.prof == nil {
+		return func() {}
+	}
+	start := time.Now()
+	return func() {
+		ms := float64(time.Since(start).Microseconds()) / 1000
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.prof == nil {
+			return
+		}
+		t := d.prof[op]
+		if t == nil {
+			t = &compute.OpTime{Op: op}
+			d.prof[op] = t
+		}
+		t.Calls++
+		t.MS += ms
+	}
 }
 
 // Open returns the CPU backend.
@@ -168,6 +216,7 @@ func rowwise(rows, d int, fn func(lo, hi int)) {
 
 // Upload copies src into dst.
 func (d *Device) Upload(dst compute.Tensor, src []float32) {
+	defer d.timed("upload")()
 	t := tt(dst)
 	if (t.dt != compute.F32 && t.dt != compute.BF16) || len(src) != len(t.f) {
 		d.fail(fmt.Errorf("cpu: upload of %d values into %v×%d", len(src), t.dt, t.Len()))
@@ -179,6 +228,7 @@ func (d *Device) Upload(dst compute.Tensor, src []float32) {
 
 // UploadInt copies src into an I32 tensor.
 func (d *Device) UploadInt(dst compute.Tensor, src []int32) {
+	defer d.timed("upload_int")()
 	t := tt(dst)
 	if t.dt != compute.I32 || len(src) != len(t.i) {
 		d.fail(fmt.Errorf("cpu: upload of %d ints into %v×%d", len(src), t.dt, t.Len()))
@@ -189,6 +239,7 @@ func (d *Device) UploadInt(dst compute.Tensor, src []int32) {
 
 // UploadBytes copies src into a U8 tensor.
 func (d *Device) UploadBytes(dst compute.Tensor, src []byte) {
+	defer d.timed("upload_bytes")()
 	t := tt(dst)
 	if t.dt != compute.U8 || len(src) != len(t.u) {
 		d.fail(fmt.Errorf("cpu: upload of %d bytes into %v×%d", len(src), t.dt, t.Len()))
@@ -199,6 +250,7 @@ func (d *Device) UploadBytes(dst compute.Tensor, src []byte) {
 
 // Download copies src into dst, widening integers to float32.
 func (d *Device) Download(dst []float32, src compute.Tensor) error {
+	defer d.timed("download")()
 	t := tt(src)
 	if len(dst) != t.Len() {
 		return fmt.Errorf("cpu: download of %d into %d", t.Len(), len(dst))
@@ -220,6 +272,7 @@ func (d *Device) Download(dst []float32, src compute.Tensor) error {
 
 // Zero clears t.
 func (d *Device) Zero(x compute.Tensor) {
+	defer d.timed("zero")()
 	t := tt(x)
 	clear(t.f)
 	clear(t.i)
@@ -228,6 +281,7 @@ func (d *Device) Zero(x compute.Tensor) {
 
 // Fill sets every element of t to v.
 func (d *Device) Fill(x compute.Tensor, v float32) {
+	defer d.timed("fill")()
 	t := tt(x)
 	if t.dt == compute.BF16 {
 		v = roundBF16(v)
@@ -248,6 +302,14 @@ func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a compute
 // each, when there are at least as many products as cores, else one after
 // another on every core.
 func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a compute.Tensor, lda, strideA int, b compute.Tensor, ldb, strideB int, beta float32, c compute.Tensor, ldc, strideC, batch int) {
+	op := "gemm"
+	switch {
+	case batch > 1:
+		op = "gemm_batched"
+	case min(m, n, k) <= 64:
+		op = "gemm_thin"
+	}
+	defer d.timed(op)()
 	A, B, C := tt(a), tt(b), tt(c)
 	if A.f == nil && A.Len() > 0 || B.f == nil && B.Len() > 0 || C.f == nil && C.Len() > 0 {
 		d.fail(fmt.Errorf("cpu: gemm of %v by %v into %v", A.dt, B.dt, C.dt))
@@ -294,6 +356,7 @@ func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a 
 
 // Cast copies src into dst, rounding when dst is bf16.
 func (d *Device) Cast(dst, src compute.Tensor) {
+	defer d.timed("cast")()
 	D, S := tt(dst), tt(src)
 	copy(D.f, S.f)
 	stored(D)
@@ -301,6 +364,7 @@ func (d *Device) Cast(dst, src compute.Tensor) {
 
 // Add writes dst = a + b.
 func (d *Device) Add(dst, a, b compute.Tensor) {
+	defer d.timed("add")()
 	D, X, Y := tt(dst), tt(a), tt(b)
 	elementwise(len(D.f), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -312,6 +376,7 @@ func (d *Device) Add(dst, a, b compute.Tensor) {
 
 // Axpby computes y = beta·y + alpha·x.
 func (d *Device) Axpby(y compute.Tensor, alpha float32, x compute.Tensor, beta float32) {
+	defer d.timed("axpby")()
 	Y, X := tt(y), tt(x)
 	elementwise(len(Y.f), func(lo, hi int) {
 		if beta == 0 {
@@ -329,6 +394,7 @@ func (d *Device) Axpby(y compute.Tensor, alpha float32, x compute.Tensor, beta f
 
 // Dropout applies the mask m to src.
 func (d *Device) Dropout(dst, src compute.Tensor, m compute.DropoutMask, accumulate bool) {
+	defer d.timed("dropout")()
 	D, S := tt(dst), tt(src)
 	elementwise(len(D.f), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -347,6 +413,7 @@ func (d *Device) Dropout(dst, src compute.Tensor, m compute.DropoutMask, accumul
 
 // SwiGLU writes a = silu(g)·u.
 func (d *Device) SwiGLU(a, g, u compute.Tensor) {
+	defer d.timed("swi_glu")()
 	A, G, U := tt(a), tt(g), tt(u)
 	elementwise(len(A.f), func(lo, hi int) { SiLUMul(A.f[lo:hi], G.f[lo:hi], U.f[lo:hi]) })
 	stored(A)
@@ -354,6 +421,7 @@ func (d *Device) SwiGLU(a, g, u compute.Tensor) {
 
 // SwiGLUBackward is SwiGLU's gradient.
 func (d *Device) SwiGLUBackward(dg, du, da, g, u compute.Tensor) {
+	defer d.timed("swi_glubackward")()
 	DG, DU, DA, G, U := tt(dg), tt(du), tt(da), tt(g), tt(u)
 	elementwise(len(DA.f), func(lo, hi int) {
 		SiLUMulBackward(DG.f[lo:hi], DU.f[lo:hi], DA.f[lo:hi], G.f[lo:hi], U.f[lo:hi])
@@ -364,6 +432,7 @@ func (d *Device) SwiGLUBackward(dg, du, da, g, u compute.Tensor) {
 
 // RMSNorm normalises rows: y = x·rstd·(w + wadd).
 func (d *Device) RMSNorm(y, rstd, x, w compute.Tensor, rows, dim int, eps, wadd float32) {
+	defer d.timed("rmsnorm")()
 	Y, R, X, W := tt(y), tt(rstd), tt(x), tt(w)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -385,6 +454,7 @@ func (d *Device) RMSNorm(y, rstd, x, w compute.Tensor, rows, dim int, eps, wadd 
 
 // RMSNormBackward is RMSNorm's input gradient.
 func (d *Device) RMSNormBackward(dx, dy, x, w, rstd compute.Tensor, rows, dim int, wadd float32, accumulate bool) {
+	defer d.timed("rmsnorm_backward")()
 	DX, DY, X, W, R := tt(dx), tt(dy), tt(x), tt(w), tt(rstd)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -416,6 +486,7 @@ func columns(rows, dim int, fn func(lo, hi int)) {
 
 // RMSNormWeightGrad accumulates dw += Σ_rows dy·x·rstd.
 func (d *Device) RMSNormWeightGrad(dw, dy, x, rstd compute.Tensor, rows, dim int) {
+	defer d.timed("rmsnorm_weight_grad")()
 	DW, DY, X, R := tt(dw), tt(dy), tt(x), tt(rstd)
 	columns(rows, dim, func(lo, hi int) {
 		s := make([]float64, hi-lo)
@@ -435,6 +506,7 @@ func (d *Device) RMSNormWeightGrad(dw, dy, x, rstd compute.Tensor, rows, dim int
 
 // AddBias adds b to every row of y.
 func (d *Device) AddBias(y, b compute.Tensor, rows, dim int) {
+	defer d.timed("add_bias")()
 	Y, B := tt(y), tt(b)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -449,6 +521,7 @@ func (d *Device) AddBias(y, b compute.Tensor, rows, dim int) {
 
 // BiasGrad accumulates db += Σ_rows dy.
 func (d *Device) BiasGrad(db, dy compute.Tensor, rows, dim int) {
+	defer d.timed("bias_grad")()
 	DB, DY := tt(db), tt(dy)
 	columns(rows, dim, func(lo, hi int) {
 		s := make([]float64, hi-lo)
@@ -467,6 +540,7 @@ func (d *Device) BiasGrad(db, dy compute.Tensor, rows, dim int) {
 
 // ScaleCols writes y[r,j] = x[r,j]·s[j].
 func (d *Device) ScaleCols(y, x, s compute.Tensor, rows, dim int) {
+	defer d.timed("scale_cols")()
 	Y, X, S := tt(y), tt(x), tt(s)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -481,6 +555,7 @@ func (d *Device) ScaleCols(y, x, s compute.Tensor, rows, dim int) {
 
 // ScaleRows writes y[r,j] = x[r,j]·s[r].
 func (d *Device) ScaleRows(y, x, s compute.Tensor, rows, dim int) {
+	defer d.timed("scale_rows")()
 	Y, X, S := tt(y), tt(x), tt(s)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -495,6 +570,7 @@ func (d *Device) ScaleRows(y, x, s compute.Tensor, rows, dim int) {
 
 // ColDot accumulates dst[j] += Σ_r a[r,j]·b[r,j].
 func (d *Device) ColDot(dst, a, b compute.Tensor, rows, dim int) {
+	defer d.timed("col_dot")()
 	D, X, Y := tt(dst), tt(a), tt(b)
 	columns(rows, dim, func(lo, hi int) {
 		s := make([]float64, hi-lo)
@@ -513,6 +589,7 @@ func (d *Device) ColDot(dst, a, b compute.Tensor, rows, dim int) {
 
 // DoRAScale writes inv = 1/√norm2 and scale = m·inv.
 func (d *Device) DoRAScale(scale, inv, m, norm2 compute.Tensor, n int) {
+	defer d.timed("do_rascale")()
 	S, I, M, N := tt(scale), tt(inv), tt(m), tt(norm2)
 	for i := 0; i < n; i++ {
 		v := 1 / math.Sqrt(float64(N.f[i]))
@@ -525,6 +602,7 @@ func (d *Device) DoRAScale(scale, inv, m, norm2 compute.Tensor, n int) {
 
 // RowDot writes out[r] = Σ_j a[r,j]·b[r,j].
 func (d *Device) RowDot(out, a, b compute.Tensor, rows, dim int) {
+	defer d.timed("row_dot")()
 	O, X, Y := tt(out), tt(a), tt(b)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -549,6 +627,7 @@ func (d *Device) RopeSplit(dst, src, pos, cos, sin compute.Tensor, b, t, heads, 
 // RopeSplitInto is RopeSplit into steps [dstOff, dstOff+t) of a cache of
 // dstT steps per head.
 func (d *Device) RopeSplitInto(dst, src, pos, cos, sin compute.Tensor, b, t, heads, hd, rot, dstT, dstOff int) {
+	defer d.timed("rope_split")()
 	D, S, P, C, SN := tt(dst), tt(src), tt(pos), tt(cos), tt(sin)
 	half := rot / 2
 	rowwise(b*t, heads*hd, func(lo, hi int) {
@@ -575,6 +654,7 @@ func (d *Device) RopeSplitInto(dst, src, pos, cos, sin compute.Tensor, b, t, hea
 
 // RopeMerge is RopeSplit's transpose.
 func (d *Device) RopeMerge(dst, src, pos, cos, sin compute.Tensor, b, t, heads, hd, rot int, accumulate bool) {
+	defer d.timed("rope_merge")()
 	D, S, P, C, SN := tt(dst), tt(src), tt(pos), tt(cos), tt(sin)
 	half := rot / 2
 	rowwise(b*t, heads*hd, func(lo, hi int) {
@@ -606,20 +686,33 @@ func (d *Device) RopeMerge(dst, src, pos, cos, sin compute.Tensor, b, t, heads, 
 	stored(D)
 }
 
+// attnRange is the keys [lo, hi) query i may see by position: causal (j ≤
+// off+i) and, with window > 0, off+i−j < window.
+func attnRange(i, tk, off, window int) (lo, hi int) {
+	hi = min(tk, off+i+1)
+	if window > 0 {
+		lo = max(0, off+i-window+1)
+	}
+	return lo, max(lo, hi)
+}
+
 // attnMask writes into keep[j] whether query i of sequence b may attend to
-// key j: causal (j ≤ off+i), inside the window (off+i−j < window, when
-// window > 0), not a padding key, same packed segment.
-func attnMask(keep []bool, b, i, tq, tk, off, window int, km, qs, ks *tensor) {
+// key lo+j: not a padding key, same packed segment (the range already
+// causal and windowed). It reports whether any key is hidden.
+func attnMask(keep []bool, b, i, lo, tq, tk int, km, qs, ks *tensor) bool {
+	hidden := false
 	for j := range keep {
-		ok := j <= off+i && (window <= 0 || off+i-j < window)
-		if ok && km != nil && km.i[b*tk+j] == 0 {
+		ok := true
+		if km != nil && km.i[b*tk+lo+j] == 0 {
 			ok = false
 		}
-		if ok && qs != nil && qs.i[b*tq+i] != ks.i[b*tk+j] {
+		if ok && qs != nil && qs.i[b*tq+i] != ks.i[b*tk+lo+j] {
 			ok = false
 		}
 		keep[j] = ok
+		hidden = hidden || !ok
 	}
+	return hidden
 }
 
 // capScore is the score the softmax sees: c·tanh(s/c) when c > 0.
@@ -636,24 +729,29 @@ func (d *Device) AttnSoftmax(p, lse, s, kmask, qseg, kseg compute.Tensor, b, h, 
 }
 
 // AttnSoftmaxWindowed is AttnSoftmax with a soft cap on the scores and a
-// sliding window.
+// sliding window. Only the keys a query may see by position are touched.
 func (d *Device) AttnSoftmaxWindowed(p, lse, s, kmask, qseg, kseg compute.Tensor, b, h, tq, tk, off, window int, softcap float32) {
+	defer d.timed("attn_softmax")()
 	P, L, S, KM, QS, KS := tt(p), tt(lse), tt(s), tt(kmask), tt(qseg), tt(kseg)
-	rowwise(b*h*tq, tk, func(lo, hi int) {
+	rowwise(b*h*tq, tk, func(rlo, rhi int) {
 		keep := make([]bool, tk)
-		for r := lo; r < hi; r++ {
+		for r := rlo; r < rhi; r++ {
 			bi, i := r/(h*tq), r%tq
-			attnMask(keep, bi, i, tq, tk, off, window, KM, QS, KS)
-			sr, pr := S.f[r*tk:(r+1)*tk], P.f[r*tk:(r+1)*tk]
+			lo, hi := attnRange(i, tk, off, window)
+			sr, pr := S.f[r*tk+lo:r*tk+hi], P.f[r*tk:(r+1)*tk]
+			masked := (KM != nil || QS != nil) && attnMask(keep[:hi-lo], bi, i, lo, tq, tk, KM, QS, KS)
+			clear(pr[:lo])
+			clear(pr[hi:])
+			pr = pr[lo:hi]
 			mx := float32(math.Inf(-1))
 			for j, v := range sr {
-				if keep[j] {
-					v = capScore(v, softcap)
-					pr[j] = v
-					mx = max(mx, v)
-				} else {
+				if masked && !keep[j] {
 					pr[j] = float32(math.Inf(-1))
+					continue
 				}
+				v = capScore(v, softcap)
+				pr[j] = v
+				mx = max(mx, v)
 			}
 			if math.IsInf(float64(mx), -1) {
 				L.f[r] = mx
@@ -678,24 +776,32 @@ func (d *Device) AttnSoftmaxBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg 
 // AttnSoftmaxWindowedBackward is AttnSoftmaxBackward through the soft cap:
 // ds = p·(dp − dsum)·(1 − t²), t = tanh(s/softcap).
 func (d *Device) AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg compute.Tensor, b, h, tq, tk, off, window int, softcap float32) {
+	defer d.timed("attn_softmax_backward")()
 	P, DS, S, DP, L, D, KM, QS, KS := tt(p), tt(ds), tt(s), tt(dp), tt(lse), tt(dsum), tt(kmask), tt(qseg), tt(kseg)
-	rowwise(b*h*tq, tk, func(lo, hi int) {
+	rowwise(b*h*tq, tk, func(rlo, rhi int) {
 		keep := make([]bool, tk)
-		for r := lo; r < hi; r++ {
+		for r := rlo; r < rhi; r++ {
 			bi, i := r/(h*tq), r%tq
-			attnMask(keep, bi, i, tq, tk, off, window, KM, QS, KS)
 			l := L.f[r]
-			sr, pr, dsr, dpr := S.f[r*tk:(r+1)*tk], P.f[r*tk:(r+1)*tk], DS.f[r*tk:(r+1)*tk], DP.f[r*tk:(r+1)*tk]
+			lo, hi := attnRange(i, tk, off, window)
+			pr, dsr := P.f[r*tk:(r+1)*tk], DS.f[r*tk:(r+1)*tk]
+			clear(pr[:lo])
+			clear(pr[hi:])
+			clear(dsr[:lo])
+			clear(dsr[hi:])
 			if math.IsInf(float64(l), -1) {
 				clear(pr)
 				clear(dsr)
 				continue
 			}
+			masked := (KM != nil || QS != nil) && attnMask(keep[:hi-lo], bi, i, lo, tq, tk, KM, QS, KS)
+			sr, dpr := S.f[r*tk+lo:r*tk+hi], DP.f[r*tk+lo:r*tk+hi]
+			pr, dsr = pr[lo:hi], dsr[lo:hi]
 			for j, v := range sr {
-				if keep[j] {
-					pr[j] = capScore(v, softcap)
-				} else {
+				if masked && !keep[j] {
 					pr[j] = float32(math.Inf(-1))
+				} else {
+					pr[j] = capScore(v, softcap)
 				}
 			}
 			ExpSubSum(pr, pr, l)
@@ -707,7 +813,7 @@ func (d *Device) AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qse
 			dr := D.f[r]
 			for j := range dsr {
 				g := pr[j] * (dpr[j] - dr)
-				if softcap > 0 && keep[j] {
+				if softcap > 0 && pr[j] != 0 {
 					t := capScore(sr[j], softcap) / softcap
 					g *= 1 - t*t
 				}
@@ -721,6 +827,7 @@ func (d *Device) AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qse
 // CrossEntropy writes each row's loss and, with grad, scale·(softmax −
 // onehot).
 func (d *Device) CrossEntropy(loss, grad, logits, targets compute.Tensor, rows, vocab int, scale float32) {
+	defer d.timed("cross_entropy")()
 	L, G, X, T := tt(loss), tt(grad), tt(logits), tt(targets)
 	Parallel(rows, 1, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -746,6 +853,7 @@ func (d *Device) CrossEntropy(loss, grad, logits, targets compute.Tensor, rows, 
 
 // GatherRows copies rows idx[r] of src into row r of dst.
 func (d *Device) GatherRows(dst, src, idx compute.Tensor, rows, dim int) {
+	defer d.timed("gather_rows")()
 	D, S, I := tt(dst), tt(src), tt(idx)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -759,6 +867,7 @@ func (d *Device) GatherRows(dst, src, idx compute.Tensor, rows, dim int) {
 // ScatterAddRows adds row r of src into row idx[r] of dst, rows in order
 // (ids repeat, so the work is split by columns).
 func (d *Device) ScatterAddRows(dst, src, idx compute.Tensor, rows, dim int) {
+	defer d.timed("scatter_add_rows")()
 	D, S, I := tt(dst), tt(src), tt(idx)
 	columns(rows, dim, func(lo, hi int) {
 		for r := 0; r < rows; r++ {
@@ -776,6 +885,7 @@ func (d *Device) EmbeddingBackward(table, dx, ids compute.Tensor, rows, dim int)
 
 // Dequantize4 expands 4-bit codes, high nibble first.
 func (d *Device) Dequantize4(dst, packed, scales, code compute.Tensor, n, block int) {
+	defer d.timed("dequantize4")()
 	D, P, S, C := tt(dst), tt(packed), tt(scales), tt(code)
 	// Both values of every byte, looked up at once.
 	var pairs [256][2]float32
@@ -816,6 +926,7 @@ func (d *Device) Dequantize4(dst, packed, scales, code compute.Tensor, n, block 
 
 // Dequantize8 expands signed 8-bit codes a block at a time.
 func (d *Device) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
+	defer d.timed("dequantize8")()
 	D, Q, S := tt(dst), tt(q), tt(scales)
 	blocks := (n + block - 1) / block
 	Parallel(blocks, max(1, (1<<14)/block), func(lo, hi int) {
@@ -833,6 +944,7 @@ func (d *Device) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
 
 // AdamW updates p with gradient g and moments m, v.
 func (d *Device) AdamW(p, g, m, v, shadow compute.Tensor, s compute.AdamStep) {
+	defer d.timed("adam_w")()
 	P, G, M, V, SH := tt(p), tt(g), tt(m), tt(v), tt(shadow)
 	elementwise(len(P.f), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -854,6 +966,7 @@ func (d *Device) AdamW(p, g, m, v, shadow compute.Tensor, s compute.AdamStep) {
 
 // SumSquares returns Σx² of each f32 tensor.
 func (d *Device) SumSquares(ts []compute.Tensor) ([]float64, error) {
+	defer d.timed("sum_squares")()
 	out := make([]float64, len(ts))
 	for k, x := range ts {
 		t := tt(x)

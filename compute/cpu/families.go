@@ -18,6 +18,7 @@ func gelu(x float64) (y, dy float64) {
 
 // GeGLU writes a = gelu_tanh(g)·u.
 func (d *Device) GeGLU(a, g, u compute.Tensor) {
+	defer d.timed("ge_glu")()
 	A, G, U := tt(a), tt(g), tt(u)
 	elementwise(len(A.f), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -30,6 +31,7 @@ func (d *Device) GeGLU(a, g, u compute.Tensor) {
 
 // GeGLUBackward writes du = da·gelu(g) and dg = da·u·gelu'(g).
 func (d *Device) GeGLUBackward(dg, du, da, g, u compute.Tensor) {
+	defer d.timed("ge_glubackward")()
 	DG, DU, DA, G, U := tt(dg), tt(du), tt(da), tt(g), tt(u)
 	elementwise(len(DA.f), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -45,6 +47,7 @@ func (d *Device) GeGLUBackward(dg, du, da, g, u compute.Tensor) {
 
 // SoftCap writes y = c·tanh(x/c).
 func (d *Device) SoftCap(y, x compute.Tensor, c float32) {
+	defer d.timed("soft_cap")()
 	Y, X := tt(y), tt(x)
 	elementwise(len(Y.f), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -56,6 +59,7 @@ func (d *Device) SoftCap(y, x compute.Tensor, c float32) {
 
 // SoftCapBackward writes dx = dy·(1 − (y/c)²).
 func (d *Device) SoftCapBackward(dx, dy, y compute.Tensor, c float32) {
+	defer d.timed("soft_cap_backward")()
 	DX, DY, Y := tt(dx), tt(dy), tt(y)
 	elementwise(len(DX.f), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -68,6 +72,7 @@ func (d *Device) SoftCapBackward(dx, dy, y compute.Tensor, c float32) {
 
 // Copy2D copies a rows×cols block between strided matrices.
 func (d *Device) Copy2D(dst compute.Tensor, ldd int, src compute.Tensor, lds int, rows, cols int) {
+	defer d.timed("copy2_d")()
 	D, S := tt(dst), tt(src)
 	rowwise(rows, cols, func(lo, hi int) {
 		for r := lo; r < hi; r++ {

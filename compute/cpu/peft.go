@@ -46,6 +46,7 @@ func activation(f compute.Activation) (func(x float64) (y, dy float64), error) {
 
 // Activate writes y = f(x).
 func (d *Device) Activate(y, x compute.Tensor, f compute.Activation) {
+	defer d.timed("activate")()
 	Y, X := tt(y), tt(x)
 	fn, err := activation(f)
 	if err != nil {
@@ -63,6 +64,7 @@ func (d *Device) Activate(y, x compute.Tensor, f compute.Activation) {
 
 // ActivateBackward writes dx = dy·f'(x).
 func (d *Device) ActivateBackward(dx, dy, x compute.Tensor, f compute.Activation) {
+	defer d.timed("activate_backward")()
 	DX, DY, X := tt(dx), tt(dy), tt(x)
 	fn, err := activation(f)
 	if err != nil {
@@ -80,6 +82,7 @@ func (d *Device) ActivateBackward(dx, dy, x compute.Tensor, f compute.Activation
 
 // SGD updates p as torch.optim.SGD.
 func (d *Device) SGD(p, g, buf, shadow compute.Tensor, s compute.SGDStep) {
+	defer d.timed("sgd")()
 	P, G, M, SH := tt(p), tt(g), tt(buf), tt(shadow)
 	if s.Momentum != 0 && M == nil {
 		d.fail(fmt.Errorf("cpu: sgd with momentum %g and no buffer", s.Momentum))
@@ -116,6 +119,7 @@ func (d *Device) SGD(p, g, buf, shadow compute.Tensor, s compute.SGDStep) {
 
 // LSTMCell runs one step of rows LSTM cells (torch's gate order i, f, g, o).
 func (d *Device) LSTMCell(gates, c, h compute.Tensor, ldh int, pre, cPrev compute.Tensor, rows, hidden int) {
+	defer d.timed("lstmcell")()
 	G, C, Hh, P, CP := tt(gates), tt(c), tt(h), tt(pre), tt(cPrev)
 	H := hidden
 	for r := 0; r < rows; r++ {
@@ -143,6 +147,7 @@ func (d *Device) LSTMCell(gates, c, h compute.Tensor, ldh int, pre, cPrev comput
 
 // LSTMCellBackward is LSTMCell's backward pass.
 func (d *Device) LSTMCellBackward(dpre, dcPrev, dh compute.Tensor, ldh int, dhNext, dc, gates, c, cPrev compute.Tensor, rows, hidden int) {
+	defer d.timed("lstmcell_backward")()
 	DP, DCP, DH, DHN, DC, G, C, CP := tt(dpre), tt(dcPrev), tt(dh), tt(dhNext), tt(dc), tt(gates), tt(c), tt(cPrev)
 	H := hidden
 	for r := 0; r < rows; r++ {

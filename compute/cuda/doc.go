@@ -4,9 +4,7 @@
 // and cached on disk.
 package cuda
 
+import "gotune/compute"
+
 // OpTime is the GPU time spent in one kind of operation while profiling.
-type OpTime struct {
-	Op    string
-	Calls int
-	MS    float64
-}
+type OpTime = compute.OpTime
