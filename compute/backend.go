@@ -247,6 +247,17 @@ type SGDStep struct {
 	Nesterov, First                                 bool
 }
 
+// HostBackend is implemented by backends whose memory is the host's (the
+// CPU backend). Wrap and WrapBytes make tensors over the caller's slices
+// without copying, so a frozen weight is held once, by the model and the
+// backend together. The caller must neither change nor reuse the slice
+// while the tensor lives; the tensor is not counted in MemStats and Free
+// leaves the slice alone.
+type HostBackend interface {
+	Wrap(src []float32) Tensor
+	WrapBytes(src []byte) Tensor
+}
+
 // DropoutMask selects the elements dropout keeps: element i survives when
 // DropoutKeeps(Seed, Thresh, i), and survivors are scaled by Keep. The mask
 // is a function of the seed and the index alone, so it can be drawn in any

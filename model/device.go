@@ -436,6 +436,10 @@ func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
 		return d, nil
 	}
 	ts, err := dm.frozen(sharedKey{p, dt}, func(alloc func(compute.DType, int) (compute.Tensor, error)) ([]compute.Tensor, error) {
+		if hb, ok := dm.be.(compute.HostBackend); ok && dt == compute.F32 {
+			// Host memory: the frozen weight is read where it lies.
+			return []compute.Tensor{hb.Wrap(p.Data)}, nil
+		}
 		t, err := alloc(dt, d.n)
 		if err != nil {
 			return nil, err
@@ -569,6 +573,15 @@ func (dm *DeviceModel) uploadQuant(l *nn.Linear) (*dquant, error) {
 	}
 	q := &dquant{block: block}
 	ts, err := dm.frozen(sharedKey{l.Q, compute.U8}, func(alloc func(compute.DType, int) (compute.Tensor, error)) ([]compute.Tensor, error) {
+		if hb, ok := dm.be.(compute.HostBackend); ok {
+			// Host memory: the codes are read where they lie (scales and
+			// code book are this call's own copies).
+			ts := []compute.Tensor{hb.WrapBytes(packed), hb.Wrap(scales)}
+			if code != nil {
+				ts = append(ts, hb.Wrap(code))
+			}
+			return ts, nil
+		}
 		var ts []compute.Tensor
 		for _, s := range []struct {
 			dt compute.DType

@@ -170,6 +170,16 @@ func (d *Device) Alloc(dt compute.DType, n int) (compute.Tensor, error) {
 	return t, nil
 }
 
+// Wrap is an F32 tensor over src, without a copy (compute.HostBackend).
+func (d *Device) Wrap(src []float32) compute.Tensor {
+	return &tensor{d: d, dt: compute.F32, f: src}
+}
+
+// WrapBytes is a U8 tensor over src, without a copy.
+func (d *Device) WrapBytes(src []byte) compute.Tensor {
+	return &tensor{d: d, dt: compute.U8, u: src}
+}
+
 // tt is x as this backend's tensor; any other kind is a programming error
 // in the caller (a tensor of another backend passed through the seam).
 func tt(x compute.Tensor) *tensor {
@@ -997,4 +1007,7 @@ func sumSquares(x []float32) float64 {
 	return s
 }
 
-var _ compute.Backend = (*Device)(nil)
+var (
+	_ compute.Backend     = (*Device)(nil)
+	_ compute.HostBackend = (*Device)(nil)
+)
