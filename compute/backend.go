@@ -256,6 +256,8 @@ type SGDStep struct {
 type HostBackend interface {
 	Wrap(src []float32) Tensor
 	WrapBytes(src []byte) Tensor
+	// Floats is the host memory of an F32 tensor of this backend.
+	Floats(t Tensor) []float32
 }
 
 // DropoutMask selects the elements dropout keeps: element i survives when

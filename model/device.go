@@ -50,6 +50,12 @@ type DeviceOptions struct {
 	// Shared, when set, holds the frozen weights: device copies of clones
 	// of one model (serve's adapters and replicas) upload them once.
 	Shared *SharedWeights
+	// HostViews, on a backend whose memory is the host's, makes the host
+	// model's trainable parameters (Data, and Grad where it has one) views
+	// of the device's master weights and gradients, so each is held once.
+	// The host then sees every update at once, and must not write those
+	// gradients itself (the trainer never does while a device trains).
+	HostViews bool
 }
 
 // dparam is one parameter on the device: w is what the operations read (in
@@ -196,6 +202,8 @@ type DeviceModel struct {
 	// stage scores tokens under the distribution it sampled them from.
 	Temperature float64
 
+	hostViews bool // DeviceOptions.HostViews
+
 	be     compute.Backend
 	cfg    *Config
 	act    compute.DType
@@ -269,7 +277,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 	if o.Shared != nil && o.Shared.be != be {
 		return nil, errors.New("device model: shared weights of another backend")
 	}
-	dm := &DeviceModel{be: be, cfg: c, act: o.Compute, decays: o.Decays, lrScale: o.LRScale, weights: o.Shared, checkpoint: o.Checkpoint, inference: o.Inference, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
+	dm := &DeviceModel{hostViews: o.HostViews, be: be, cfg: c, act: o.Compute, decays: o.Decays, lrScale: o.LRScale, weights: o.Shared, checkpoint: o.Checkpoint, inference: o.Inference, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
 	var err error
 	param := func(p *nn.Param, float bool) *dparam {
 		if err != nil || p == nil {
@@ -544,6 +552,12 @@ func (dm *DeviceModel) placeTrainable() error {
 			p.w = p.master
 			if g.w != nil {
 				p.w = g.w.Slice(off, p.n)
+			}
+			if hb, ok := dm.be.(compute.HostBackend); ok && dm.hostViews {
+				p.host.Data = hb.Floats(p.master)
+				if p.host.Grad != nil {
+					p.host.Grad = hb.Floats(p.grad)
+				}
 			}
 		}
 		if g.w != nil {

@@ -67,7 +67,7 @@ func (t *Trainer) attachDevice(o Options) error {
 		return 1
 	}
 	dm, err := model.NewDeviceModel(t.Model, o.Backend, model.DeviceOptions{Compute: dt, Decays: optim.Decays, LRScale: lrScale,
-		Checkpoint: t.Cfg.UseGradientCheckpointing()})
+		Checkpoint: t.Cfg.UseGradientCheckpointing(), HostViews: true})
 	if err != nil {
 		return fail(err)
 	}

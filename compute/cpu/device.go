@@ -180,6 +180,15 @@ func (d *Device) WrapBytes(src []byte) compute.Tensor {
 	return &tensor{d: d, dt: compute.U8, u: src}
 }
 
+// Floats is the memory of an F32 tensor (compute.HostBackend).
+func (d *Device) Floats(t compute.Tensor) []float32 {
+	x := tt(t)
+	if x.dt != compute.F32 {
+		panic(fmt.Sprintf("cpu: Floats of a %v tensor", x.dt))
+	}
+	return x.f
+}
+
 // tt is x as this backend's tensor; any other kind is a programming error
 // in the caller (a tensor of another backend passed through the seam).
 func tt(x compute.Tensor) *tensor {
