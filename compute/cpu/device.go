@@ -449,21 +449,32 @@ func (d *Device) SwiGLUBackward(dg, du, da, g, u compute.Tensor) {
 	stored(DU)
 }
 
-// RMSNorm normalises rows: y = x·rstd·(w + wadd).
+// normWeight is w + wadd, the factor RMSNorm applies ((1+w) for Gemma).
+func normWeight(w *tensor, d int, wadd float32) []float32 {
+	if wadd == 0 {
+		return w.f[:d]
+	}
+	out := make([]float32, d)
+	for j := range out {
+		out[j] = w.f[j] + wadd
+	}
+	return out
+}
+
+// RMSNorm normalises rows: y = x·rstd·(w + wadd), the sum of squares by the
+// dot-product kernel as the CPU trainer computes it.
 func (d *Device) RMSNorm(y, rstd, x, w compute.Tensor, rows, dim int, eps, wadd float32) {
 	defer d.timed("rmsnorm")()
-	Y, R, X, W := tt(y), tt(rstd), tt(x), tt(w)
+	Y, R, X := tt(y), tt(rstd), tt(x)
+	wv := normWeight(tt(w), dim, wadd)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, yr := X.f[r*dim:(r+1)*dim], Y.f[r*dim:(r+1)*dim]
-			var ss float64
-			for _, v := range xr {
-				ss += float64(v) * float64(v)
-			}
-			rs := float32(1 / math.Sqrt(ss/float64(dim)+float64(eps)))
+			ss := Dot(xr, xr)
+			rs := float32(1 / math.Sqrt(float64(ss/float32(dim))+float64(eps)))
 			R.f[r] = rs
 			for j, v := range xr {
-				yr[j] = v * rs * (W.f[j] + wadd)
+				yr[j] = wv[j] * (v * rs)
 			}
 		}
 	})
@@ -474,22 +485,26 @@ func (d *Device) RMSNorm(y, rstd, x, w compute.Tensor, rows, dim int, eps, wadd 
 // RMSNormBackward is RMSNorm's input gradient.
 func (d *Device) RMSNormBackward(dx, dy, x, w, rstd compute.Tensor, rows, dim int, wadd float32, accumulate bool) {
 	defer d.timed("rmsnorm_backward")()
-	DX, DY, X, W, R := tt(dx), tt(dy), tt(x), tt(w), tt(rstd)
+	DX, DY, X, R := tt(dx), tt(dy), tt(x), tt(rstd)
+	wv := normWeight(tt(w), dim, wadd)
 	rowwise(rows, dim, func(lo, hi int) {
+		gw := make([]float32, dim)
 		for r := lo; r < hi; r++ {
 			o := r * dim
-			rs := float64(R.f[r])
-			var c float64
-			for j := 0; j < dim; j++ {
-				c += float64(DY.f[o+j]) * float64(W.f[j]+wadd) * float64(X.f[o+j])
+			xr, gr, dxr := X.f[o:o+dim], DY.f[o:o+dim], DX.f[o:o+dim]
+			for j, g := range gr {
+				gw[j] = g * wv[j]
 			}
-			c *= rs * rs / float64(dim)
-			for j := 0; j < dim; j++ {
-				v := float32(rs * (float64(DY.f[o+j])*float64(W.f[j]+wadd) - float64(X.f[o+j])*c))
-				if accumulate {
-					v += DX.f[o+j]
+			rs := R.f[r]
+			c := Dot(gw, xr) * rs * rs / float32(dim)
+			if accumulate {
+				for j, v := range xr {
+					dxr[j] += rs * (gw[j] - v*c)
 				}
-				DX.f[o+j] = v
+			} else {
+				for j, v := range xr {
+					dxr[j] = rs * (gw[j] - v*c)
+				}
 			}
 		}
 	})
@@ -503,23 +518,30 @@ func columns(rows, dim int, fn func(lo, hi int)) {
 	Parallel(dim, max(16, (1<<16)/max(rows, 1)), fn)
 }
 
-// RMSNormWeightGrad accumulates dw += Σ_rows dy·x·rstd.
+// RMSNormWeightGrad accumulates dw += Σ_rows dy·x·rstd: blocks of rows sum
+// their share in float32, the shares are added in block order (the same
+// bits on any number of cores).
 func (d *Device) RMSNormWeightGrad(dw, dy, x, rstd compute.Tensor, rows, dim int) {
 	defer d.timed("rmsnorm_weight_grad")()
 	DW, DY, X, R := tt(dw), tt(dy), tt(x), tt(rstd)
-	columns(rows, dim, func(lo, hi int) {
-		s := make([]float64, hi-lo)
-		for r := 0; r < rows; r++ {
-			rs := float64(R.f[r])
-			o := r * dim
-			for j := lo; j < hi; j++ {
-				s[j-lo] += float64(DY.f[o+j]) * float64(X.f[o+j]) * rs
+	const block = 64
+	nb := (rows + block - 1) / block
+	parts := make([]float32, nb*dim)
+	Parallel(nb, 1, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			part := parts[b*dim : (b+1)*dim]
+			for r := b * block; r < min((b+1)*block, rows); r++ {
+				o := r * dim
+				xr, gr, rs := X.f[o:o+dim], DY.f[o:o+dim], R.f[r]
+				for j, g := range gr {
+					part[j] += g * xr[j] * rs
+				}
 			}
 		}
-		for j := lo; j < hi; j++ {
-			DW.f[j] += float32(s[j-lo])
-		}
 	})
+	for b := 0; b < nb; b++ {
+		Axpy(1, parts[b*dim:(b+1)*dim], DW.f[:dim])
+	}
 	stored(DW)
 }
 
@@ -684,20 +706,17 @@ func (d *Device) RopeMerge(dst, src, pos, cos, sin compute.Tensor, b, t, heads, 
 			for h := 0; h < heads; h++ {
 				x := S.f[((bi*heads+h)*t+ti)*hd:][:hd]
 				y := D.f[(bt*heads+h)*hd:][:hd]
-				for j := 0; j < hd; j++ {
-					var r float32
-					switch {
-					case j < half:
-						r = x[j]*c[j] + x[j+half]*s[j+half]
-					case j < rot:
-						r = x[j]*c[j] - x[j-half]*s[j-half]
-					default:
-						r = x[j]
-					}
-					if accumulate {
-						r += y[j]
-					}
-					y[j] = r
+				if !accumulate {
+					clear(y)
+				}
+				for j := 0; j < half; j++ {
+					y[j] += x[j]*c[j] + x[j+half]*s[j+half]
+				}
+				for j := half; j < rot; j++ {
+					y[j] += x[j]*c[j] - x[j-half]*s[j-half]
+				}
+				for j := rot; j < hd; j++ {
+					y[j] += x[j]
 				}
 			}
 		}
