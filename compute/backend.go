@@ -156,6 +156,11 @@ type Backend interface {
 	// SumSquares returns Σx² of each tensor (F32), synchronously.
 	SumSquares(ts []Tensor) ([]float64, error)
 
+	// GemmSum computes C = t1 + t2 + beta·C for two products of one m×n
+	// shape (a frozen layer and its low-rank update); a backend may do it
+	// in one pass over C.
+	GemmSum(m, n int, t1, t2 GemmTerm, beta float32, c Tensor, ldc int)
+
 	// Dequantize8 expands n signed 8-bit codes (two's complement bytes)
 	// into dst: int8(q[e])·scales[e/block] (absmax INT8 weights, the scale
 	// already divided by 127).
@@ -245,6 +250,18 @@ func (a Activation) String() string {
 type SGDStep struct {
 	GradScale, LR, WeightDecay, Momentum, Dampening float32
 	Nesterov, First                                 bool
+}
+
+// GemmTerm is one product alpha·op(A)·op(B) of GemmSum, op(A) m×K and
+// op(B) K×n, stored as for Gemm.
+type GemmTerm struct {
+	TransA, TransB bool
+	K              int
+	Alpha          float32
+	A              Tensor
+	LDA            int
+	B              Tensor
+	LDB            int
 }
 
 // HostBackend is implemented by backends whose memory is the host's (the

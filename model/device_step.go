@@ -357,7 +357,24 @@ func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) 
 			defer be.ScaleCols(y, u, s.vec.w, n, l.out)
 		}
 	}
-	be.Gemm(false, true, n, l.out, l.in, 1, x, l.in, dm.weight(l), l.in, 0, u, l.out)
+	w := dm.weight(l)
+	if lr := lora; lr != nil {
+		// u = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, in one pass where the backend can.
+		xa := a.xa[l]
+		if l.group == nil {
+			be.Gemm(false, true, n, lr.r, l.in, 1, dm.loraInput(lr, x, n*l.in), l.in, dm.loraA(lr, l.in), l.in, 0, xa.t, xa.ld)
+		} else if l == l.group.lins[0] {
+			// The group's x·Aᵀ for every member at once.
+			g := l.group
+			be.Gemm(false, true, n, g.rows, g.in, 1, x, g.in, g.a, g.in, 0, xa.t, g.rows)
+		}
+		be.GemmSum(n, l.out,
+			compute.GemmTerm{TransB: true, K: l.in, Alpha: 1, A: x, LDA: l.in, B: w, LDB: l.in},
+			compute.GemmTerm{TransB: true, K: lr.r, Alpha: lr.scale, A: xa.t, LDA: xa.ld, B: dm.loraB(lr, l.out), LDB: lr.r},
+			0, u, l.out)
+	} else {
+		be.Gemm(false, true, n, l.out, l.in, 1, x, l.in, w, l.in, 0, u, l.out)
+	}
 	if l.b != nil && dr == nil {
 		be.AddBias(u, l.b.w, n, l.out)
 	}
@@ -368,17 +385,6 @@ func (dm *DeviceModel) linear(l *dlinear, a *dacts, y, x compute.Tensor, n int) 
 				be.AddBias(y, l.b.w, n, l.out)
 			}
 		}()
-	}
-	if lr := lora; lr != nil {
-		xa := a.xa[l]
-		if l.group == nil {
-			be.Gemm(false, true, n, lr.r, l.in, 1, dm.loraInput(lr, x, n*l.in), l.in, dm.loraA(lr, l.in), l.in, 0, xa.t, xa.ld)
-		} else if l == l.group.lins[0] {
-			// The group's x·Aᵀ for every member at once.
-			g := l.group
-			be.Gemm(false, true, n, g.rows, g.in, 1, x, g.in, g.a, g.in, 0, xa.t, g.rows)
-		}
-		be.Gemm(false, true, n, l.out, lr.r, lr.scale, xa.t, xa.ld, dm.loraB(lr, l.out), lr.r, 1, u, l.out)
 	}
 }
 

@@ -373,6 +373,18 @@ func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a 
 	}
 }
 
+// GemmSum computes C = t1 + t2 + beta·C with SgemmSum: the second product
+// block by block right after the first, while C's block is in cache.
+func (d *Device) GemmSum(m, n int, t1, t2 compute.GemmTerm, beta float32, c compute.Tensor, ldc int) {
+	defer d.timed("gemm_sum")()
+	C := tt(c)
+	term := func(t compute.GemmTerm) Term {
+		return Term{TransA: t.TransA, TransB: t.TransB, K: t.K, Alpha: t.Alpha, A: tt(t.A).f, LDA: t.LDA, B: tt(t.B).f, LDB: t.LDB}
+	}
+	SgemmSum(m, n, beta, C.f, ldc, term(t1), term(t2))
+	stored(C)
+}
+
 // Cast copies src into dst, rounding when dst is bf16.
 func (d *Device) Cast(dst, src compute.Tensor) {
 	defer d.timed("cast")()

@@ -159,6 +159,17 @@ func testDeviceOps(t *testing.T, dt compute.DType) {
 		w.same(name, cc, tol)
 	}
 
+	// A frozen product plus a low-rank update, as a LoRA layer's forward.
+	for _, beta := range []float32{0, 1} {
+		const m, n, k, r = 40, 70, 96, 8
+		xs, ws, xa, bs, out := w.rand(dt, m*k, 0, 1), w.rand(dt, n*k, 0, 1), w.rand(dt, m*r, 0, 1), w.rand(dt, n*r, 0, 1), w.rand(dt, m*n, 0, 1)
+		w.run(func(be compute.Backend, s func(pair) compute.Tensor) {
+			be.GemmSum(m, n, compute.GemmTerm{TransB: true, K: k, Alpha: 1, A: s(xs), LDA: k, B: s(ws), LDB: k},
+				compute.GemmTerm{TransB: true, K: r, Alpha: 0.5, A: s(xa), LDA: r, B: s(bs), LDB: r}, beta, s(out), n)
+		})
+		w.same(fmt.Sprintf("gemm sum, beta %g", beta), out, tol)
+	}
+
 	x, y, z := w.rand(dt, rows*d, 0, 2), w.rand(dt, rows*d, 0, 2), w.rand(dt, rows*d, 0, 2)
 	w.run(func(be compute.Backend, s func(pair) compute.Tensor) { be.Add(s(z), s(x), s(y)) })
 	w.same("add", z, tol)

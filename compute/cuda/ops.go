@@ -354,6 +354,12 @@ func (d *Device) EmbeddingBackward(table, dx, ids compute.Tensor, rows, dim int)
 	d.elementwise("embed_bwd"+suffix(dx.DType()), rows*dim, pa(table), pa(dx), pa(ids), ia(rows), ia(dim))
 }
 
+// GemmSum implements compute.Backend as two products.
+func (d *Device) GemmSum(m, n int, t1, t2 compute.GemmTerm, beta float32, c compute.Tensor, ldc int) {
+	d.Gemm(t1.TransA, t1.TransB, m, n, t1.K, t1.Alpha, t1.A, t1.LDA, t1.B, t1.LDB, beta, c, ldc)
+	d.Gemm(t2.TransA, t2.TransB, m, n, t2.K, t2.Alpha, t2.A, t2.LDA, t2.B, t2.LDB, 1, c, ldc)
+}
+
 // Dequantize8 implements compute.Backend.
 func (d *Device) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
 	d.elementwise("dequant8"+suffix(dst.DType()), n, pa(dst), pa(q), pa(scales), ia(n), ia(block))

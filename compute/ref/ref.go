@@ -245,6 +245,11 @@ func (b *Backend) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a
 	}
 }
 
+func (b *Backend) GemmSum(m, n int, t1, t2 compute.GemmTerm, beta float32, c compute.Tensor, ldc int) {
+	b.Gemm(t1.TransA, t1.TransB, m, n, t1.K, t1.Alpha, t1.A, t1.LDA, t1.B, t1.LDB, beta, c, ldc)
+	b.Gemm(t2.TransA, t2.TransB, m, n, t2.K, t2.Alpha, t2.A, t2.LDA, t2.B, t2.LDB, 1, c, ldc)
+}
+
 func (b *Backend) Cast(dst, src compute.Tensor) {
 	d, s := tt(dst), tt(src)
 	for i := range d.f {
