@@ -14,9 +14,7 @@ import (
 // values chat templates use.
 var libFilters = map[string]bool{
 	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
-	"reverse": true, "unique": true,
-	"safe": true, "select": true,
-	"reject": true, "selectattr": true, "rejectattr": true, "wordcount": true,
+	"safe": true,
 }
 
 // ownFilters replace the library's where its output differs from jinja2's
@@ -30,6 +28,9 @@ var ownFilters = map[string]bool{
 	"sort": true, "dictsort": true, "sum": true, "batch": true, "map": true,
 	"length": true, "count": true, "max": true, "min": true,
 	"trim": true, "lower": true, "upper": true,
+	// Python's iteration and hashing (iterfilters.go)
+	"reverse": true, "unique": true, "wordcount": true, "format": true,
+	"select": true, "reject": true, "selectattr": true, "rejectattr": true,
 	// numbers past int64 (bigint.go)
 	"int": true, "float": true, "abs": true,
 }

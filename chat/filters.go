@@ -56,30 +56,57 @@ func kwOrArg(args []jinja.Value, kwargs map[string]jinja.Value, pos int, kw stri
 	return jinja.Value{}, false
 }
 
-// attrGetter is jinja2's make_attrgetter for dotted attribute paths.
+// attrGetter is jinja2's make_attrgetter for dotted attribute paths. A
+// path that runs past a missing part gives undefined here; attrPathsOK
+// raises as jinja2 does there.
 func attrGetter(path string) func(jinja.Value) jinja.Value {
-	parts := strings.Split(path, ".")
 	return func(v jinja.Value) jinja.Value {
-		for _, p := range parts {
-			switch {
-			case v.IsDict():
-				w, ok := v.AsDict().Data[p]
-				if !ok {
-					return jinja.Undefined()
-				}
-				v = w
-			case v.IsList():
-				i, err := strconv.Atoi(p)
-				if err != nil || i < 0 || i >= v.AsList().Len() {
-					return jinja.Undefined()
-				}
-				v = v.AsList().Items[i]
-			default:
-				return jinja.Undefined()
-			}
-		}
-		return v
+		r, _ := attrPath(v, path)
+		return r
 	}
+}
+
+// attrPath walks path's parts from v; the error is jinja2's when a part
+// is read from an undefined one (a.b with no a).
+func attrPath(v jinja.Value, path string) (jinja.Value, error) {
+	parts := strings.Split(path, ".")
+	for i, p := range parts {
+		var next jinja.Value
+		switch {
+		case v.IsDict():
+			w, ok := v.AsDict().Data[p]
+			if !ok {
+				next = jinja.Undefined()
+			} else {
+				next = w
+			}
+		case v.IsList():
+			j, err := strconv.Atoi(p)
+			if err != nil || j < 0 || j >= v.AsList().Len() {
+				next = jinja.Undefined()
+			} else {
+				next = v.AsList().Items[j]
+			}
+		default:
+			next = jinja.Undefined()
+		}
+		if next.IsUndefined() && i < len(parts)-1 && !v.IsUndefined() {
+			return next, noAttribute(v, p)
+		}
+		v = next
+	}
+	return v, nil
+}
+
+// attrPathsOK fails as jinja2 does when path cannot be walked on one of
+// items (jinja2 raises at the first such item).
+func attrPathsOK(items []jinja.Value, path string) error {
+	for _, it := range items {
+		if _, err := attrPath(it, path); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func iterItems(v jinja.Value) ([]jinja.Value, error) {
@@ -304,6 +331,10 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		if err := st.check(args[0]); err != nil {
 			return jinja.Value{}, err
 		}
+		if !args[0].IsTruthy() {
+			// jinja2 maps nothing when the value is false (None included)
+			return jinja.NewList(nil), nil
+		}
 		items, err := iterItems(args[0])
 		if err != nil {
 			return jinja.Value{}, err
@@ -312,6 +343,11 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		if a, ok := kwargs["attribute"]; ok {
 			get := attrGetter(pyStr(a))
 			dflt, hasDflt := kwargs["default"]
+			if !hasDflt {
+				if err := attrPathsOK(items, pyStr(a)); err != nil {
+					return jinja.Value{}, err
+				}
+			}
 			f = func(v jinja.Value) (jinja.Value, error) {
 				r := get(v)
 				if r.IsUndefined() && hasDflt {
@@ -377,6 +413,9 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 			key := func(v jinja.Value) jinja.Value { return v }
 			if a, ok := kwOrArg(args, kwargs, 2, "attribute"); ok && !a.IsNone() {
 				key = attrGetter(pyStr(a))
+				if err := attrPathsOK(items, pyStr(a)); err != nil {
+					return jinja.Value{}, err
+				}
 			}
 			sorted, err := sortValues(items, key, cs.IsTruthy(), false)
 			if err != nil {
@@ -555,6 +594,9 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		key := func(v jinja.Value) jinja.Value { return v }
 		if a, ok := kwOrArg(args, kwargs, 3, "attribute"); ok && !a.IsNone() {
 			key = attrGetter(pyStr(a))
+			if err := attrPathsOK(items, pyStr(a)); err != nil {
+				return jinja.Value{}, err
+			}
 		}
 		out, err := sortValues(items, key, cs.IsTruthy(), rev.IsTruthy())
 		if err != nil {
@@ -564,7 +606,15 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 	})
 	def("__f_dictsort", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 || !args[0].IsDict() {
-			return jinja.Value{}, fmt.Errorf("TypeError: dictsort needs a mapping")
+			// jinja2's dictsort calls value.items()
+			v := jinja.Undefined()
+			if len(args) > 0 {
+				v = args[0]
+			}
+			if v.IsUndefined() {
+				return jinja.Value{}, fmt.Errorf("UndefinedError: dictsort of an undefined value")
+			}
+			return jinja.Value{}, fmt.Errorf("AttributeError: '%s' object has no attribute 'items'", pyTypeName(v))
 		}
 		if err := st.check(args[0]); err != nil {
 			return jinja.Value{}, err
@@ -607,6 +657,9 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		key := func(v jinja.Value) jinja.Value { return v }
 		if a, ok := kwOrArg(args, kwargs, 1, "attribute"); ok && !a.IsNone() {
 			key = attrGetter(pyStr(a))
+			if err := attrPathsOK(items, pyStr(a)); err != nil {
+				return jinja.Value{}, err
+			}
 		}
 		for _, it := range items {
 			if total, err = st.add(total, key(it)); err != nil {

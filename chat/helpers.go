@@ -305,7 +305,7 @@ func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value, max int) (jin
 		return jinja.NewString(b.String()), nil
 	case v.IsUndefined():
 	default:
-		return jinja.Value{}, fmt.Errorf("join: value is not iterable")
+		return jinja.Value{}, fmt.Errorf("TypeError: '%s' object is not iterable", pyTypeName(v))
 	}
 	var b strings.Builder
 	for i, it := range items {

@@ -221,10 +221,13 @@ func abs64(x int64) int64 {
 
 // printf is Python's str % args for the conversions templates use.
 func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
+	// a tuple gives the arguments; any other value is the one argument (a
+	// dict also serves %(key)s)
 	args := []jinja.Value{arg}
-	if arg.IsList() {
+	if isTuple(arg) {
 		args = arg.AsList().Items
 	}
+	mapping := arg.IsDict()
 	var b strings.Builder
 	next := 0
 	for i := 0; i < len(f); i++ {
@@ -237,6 +240,23 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 			b.WriteByte('%')
 			continue
 		}
+		var keyed *jinja.Value
+		if i < len(f) && f[i] == '(' {
+			end := strings.IndexByte(f[i:], ')')
+			if end < 0 {
+				return jinja.Value{}, fmt.Errorf("ValueError: incomplete format key")
+			}
+			if !mapping {
+				return jinja.Value{}, fmt.Errorf("TypeError: format requires a mapping")
+			}
+			key := f[i+1 : i+end]
+			v, ok := dictLookup(arg.AsDict(), jinja.NewString(key))
+			if !ok {
+				return jinja.Value{}, fmt.Errorf("KeyError: %s", pyRepr(jinja.NewString(key)))
+			}
+			keyed = &v
+			i += end + 1
+		}
 		prec := -1
 		if i < len(f) && f[i] == '.' {
 			j := i + 1
@@ -246,11 +266,18 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 			prec, _ = strconv.Atoi(f[i+1 : j])
 			i = j
 		}
-		if i >= len(f) || next >= len(args) {
+		var a jinja.Value
+		switch {
+		case i >= len(f):
+			return jinja.Value{}, fmt.Errorf("ValueError: incomplete format")
+		case keyed != nil:
+			a = *keyed
+		case next >= len(args):
 			return jinja.Value{}, fmt.Errorf("TypeError: not enough arguments for format string")
+		default:
+			a = args[next]
+			next++
 		}
-		a := args[next]
-		next++
 		switch f[i] {
 		case 's':
 			b.WriteString(pyStr(a))
@@ -289,7 +316,7 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 			return jinja.Value{}, err
 		}
 	}
-	if next < len(args) {
+	if next < len(args) && !mapping {
 		return jinja.Value{}, fmt.Errorf("TypeError: not all arguments converted during string formatting")
 	}
 	return jinja.NewString(b.String()), nil
@@ -631,10 +658,7 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		return jinja.Value{}, fmt.Errorf("UndefinedError: undefined value has no attribute '%s'", name)
 	}
 	if !recv.IsString() {
-		if recv.IsList() && (name == "upper" || name == "lower") {
-			return jinja.Value{}, fmt.Errorf("AttributeError: 'list' object has no attribute '%s'", name)
-		}
-		return jinja.Value{}, fmt.Errorf("AttributeError: '%s' object has no attribute '%s'", pyTypeName(recv), name)
+		return jinja.Value{}, noAttribute(recv, name)
 	}
 	s := recv.AsString()
 	strArg := func(i int, kw string) (*string, error) {
@@ -676,9 +700,9 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		}
 		return strList(pySplit(s, sep, intArg(1, "maxsplit", -1), name == "rsplit")), nil
 	case "splitlines":
-		lines := strings.Split(strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n"), "\n")
-		if len(lines) > 0 && lines[len(lines)-1] == "" {
-			lines = lines[:len(lines)-1]
+		lines := pySplitLines(s)
+		if len(lines) > maxValueNodes {
+			return jinja.Value{}, st.fail("splitlines would make %d strings (at most %d)", len(lines), maxValueNodes)
 		}
 		return strList(lines), nil
 	case "startswith", "endswith":
@@ -832,7 +856,18 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 	case "format":
 		return st.format(s, args, kwargs)
 	}
-	return jinja.Value{}, fmt.Errorf("AttributeError: 'str' object has no attribute '%s'", name)
+	return jinja.Value{}, noAttribute(recv, name)
+}
+
+// noAttribute is jinja2's error for calling a method the value does not
+// have: its sandbox reads the missing attribute as undefined, and calling
+// that undefined raises.
+func noAttribute(recv jinja.Value, name string) error {
+	obj := "None"
+	if !recv.IsNone() {
+		obj = pyTypeName(recv) + " object"
+	}
+	return fmt.Errorf("UndefinedError: %s has no attribute %s", pyRepr(jinja.NewString(obj)), pyRepr(jinja.NewString(name)))
 }
 
 // format is str.format with plain replacement fields ({}, {0}, {name}).
@@ -998,10 +1033,8 @@ func (st *renderState) contains(x, c jinja.Value) (jinja.Value, error) {
 	case c.IsDict():
 		_, ok := dictLookup(c.AsDict(), x)
 		return jinja.NewBool(ok), nil
-	case c.IsUndefined(), c.IsNone():
-		// jinja2 raises on None, but assistant tool-call turns arrive with
-		// content None and widely used templates (Qwen3's) test
-		// '</think>' in message.content: gotune keeps rendering them
+	case c.IsUndefined():
+		// jinja2's Undefined iterates as empty
 		return jinja.NewBool(false), nil
 	}
 	return jinja.Value{}, fmt.Errorf("TypeError: argument of type '%s' is not iterable", pyTypeName(c))
@@ -1022,4 +1055,29 @@ func (st *renderState) equal(a, b jinja.Value) (jinja.Value, error) {
 		return jinja.Value{}, err
 	}
 	return jinja.NewBool(pyEqual(a, b)), nil
+}
+
+// pySplitLines is Python's str.splitlines(): lines end at \n, \r, \r\n,
+// \v, \f, \x1c-\x1e, \x85, U+2028 and U+2029, and a text ending in a line
+// break has no empty last line.
+func pySplitLines(s string) []string {
+	var lines []string
+	start := 0
+	for i, r := range s {
+		if i < start {
+			continue // the \n of a \r\n
+		}
+		switch r {
+		case '\n', '\r', '\v', '\f', 0x1c, 0x1d, 0x1e, 0x85, 0x2028, 0x2029:
+			lines = append(lines, s[start:i])
+			start = i + len(string(r))
+			if r == '\r' && strings.HasPrefix(s[start:], "\n") {
+				start++
+			}
+		}
+	}
+	if start < len(s) {
+		lines = append(lines, s[start:])
+	}
+	return lines
 }

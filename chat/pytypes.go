@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"runtime"
+	"strings"
 	"sync"
 	"weak"
 
@@ -179,15 +180,24 @@ func (st *renderState) newDict(args []jinja.Value, _ map[string]jinja.Value) (ji
 	return v, st.check(v)
 }
 
-// errBadIndex is Python's TypeError for a slice bound that is not an int,
-// which jinja2's getitem turns into undefined.
-var errBadIndex = fmt.Errorf("TypeError: slice indices must be integers or None")
+// errBadIndex is Python's TypeError for a slice bound that is not an int
+// (jinja2 slices with Python's own subscript, so it reaches the template).
+var errBadIndex = fmt.Errorf("TypeError: slice indices must be integers or None or have an __index__ method")
 
 // slice is obj[start:stop:step] as Python slices a list, tuple or str
 // (None for a bound left out).
 func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
-	if len(args) != 4 {
-		return jinja.Value{}, fmt.Errorf("__slice: expected 4 arguments")
+	if len(args) != 5 {
+		return jinja.Value{}, fmt.Errorf("__slice: expected 5 arguments")
+	}
+	if folded := args[4].AsBool(); folded {
+		// jinja2 evaluated this slice of literals at compile time through
+		// its getitem, which turns Python's TypeError into undefined
+		v, err := st.slice(append(args[:4:4], jinja.NewBool(false)), nil)
+		if err != nil && strings.HasPrefix(err.Error(), "TypeError: ") {
+			return jinja.Undefined(), nil
+		}
+		return v, err
 	}
 	obj := args[0]
 	var n int
@@ -200,9 +210,12 @@ func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinj
 		n = len(runes)
 	case obj.IsList() && !isView(obj):
 		n = obj.AsList().Len()
+	case obj.IsDict():
+		// jinja2 compiles x[a:b] to Python's own subscript, bypassing its
+		// getitem (which gives undefined where Python fails)
+		return jinja.Value{}, fmt.Errorf("TypeError: unhashable type: 'slice'")
 	default:
-		// jinja2's getitem gives undefined where Python's [] fails
-		return jinja.Undefined(), nil
+		return jinja.Value{}, fmt.Errorf("TypeError: '%s' object is not subscriptable", pyTypeName(obj))
 	}
 	bound := func(v jinja.Value) (int64, bool, error) {
 		switch {
@@ -224,7 +237,7 @@ func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinj
 	}
 	step, hasStep, err := bound(args[3])
 	if err != nil {
-		return jinja.Undefined(), nil
+		return jinja.Value{}, err
 	}
 	if !hasStep {
 		step = 1
@@ -261,11 +274,11 @@ func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinj
 	}
 	start, err := adjust(args[1], lo)
 	if err != nil {
-		return jinja.Undefined(), nil
+		return jinja.Value{}, err
 	}
 	stop, err := adjust(args[2], hi)
 	if err != nil {
-		return jinja.Undefined(), nil
+		return jinja.Value{}, err
 	}
 	var idx []int64
 	for i := start; step > 0 && i < stop || step < 0 && i > stop; i += step {
@@ -290,9 +303,14 @@ func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinj
 }
 
 // iter is what a for loop walks: a dict with keys that are not strings
-// gives its Python keys (the library would give their text).
+// gives its Python keys (the library would give their text), and a value
+// Python cannot iterate fails as Python's iter() does (the library would
+// walk None or a number as empty).
 func iter(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 	v := args[0]
+	if notIterable(v) {
+		return jinja.Value{}, fmt.Errorf("TypeError: '%s' object is not iterable", pyTypeName(v))
+	}
 	if v.IsDict() {
 		if _, ok := dictKeys.get(v.AsDict()); ok {
 			return jinja.NewList(dictView(v.AsDict(), "keys").AsList().Items), nil
@@ -300,3 +318,7 @@ func iter(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 	}
 	return v, nil
 }
+
+// notIterable says Python's iter() refuses v: None, booleans and numbers
+// (jinja2's Undefined iterates as empty).
+func notIterable(v jinja.Value) bool { return v.IsNone() || isNum(v) }

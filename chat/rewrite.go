@@ -392,11 +392,12 @@ func (p *rewriter) power() (string, error) {
 // to the signed value (-3 | abs is 3).
 func (p *rewriter) unary() (string, error) {
 	if p.op("-") || p.op("+") {
+		start := p.pos
 		e, err := p.signed()
 		if err != nil {
 			return "", err
 		}
-		return p.postfixLoop("("+e+")", true)
+		return p.postfixLoop("("+e+")", true, start)
 	}
 	return p.postfix()
 }
@@ -421,16 +422,17 @@ func (p *rewriter) postfix() (string, error) { return p.postfixExpr(true) }
 func (p *rewriter) postfixOnly() (string, error) { return p.postfixExpr(false) }
 
 func (p *rewriter) postfixExpr(filters bool) (string, error) {
+	start := p.pos
 	e, err := p.atom()
 	if err != nil {
 		return "", err
 	}
-	return p.postfixLoop(e, filters)
+	return p.postfixLoop(e, filters, start)
 }
 
 // postfixLoop applies the attributes, subscripts, calls and (when filters)
-// filters that follow the operand e.
-func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
+// filters that follow the operand e, whose tokens begin at start.
+func (p *rewriter) postfixLoop(e string, filters bool, start int) (string, error) {
 	for p.pos < len(p.toks) {
 		switch {
 		case p.op("."):
@@ -484,8 +486,14 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 				return "", err
 			}
 			if slice {
-				// Python's slicing, which keeps a tuple a tuple
-				e = "__slice(" + e + ", " + s + ")"
+				// Python's slicing, which keeps a tuple a tuple; jinja2
+				// folds a slice of literals at compile time through its
+				// getitem, which gives undefined where Python fails
+				folded := "false"
+				if constTokens(p.toks[start:p.pos]) {
+					folded = "true"
+				}
+				e = "__slice(" + e + ", " + s + ", " + folded + ")"
 			} else {
 				e = "__item(" + e + ", " + s + ")"
 			}
@@ -722,4 +730,28 @@ var dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "
 var mutating = map[string]bool{
 	"append": true, "insert": true, "extend": true, "remove": true, "sort": true, "reverse": true,
 	"clear": true, "pop": true, "popitem": true, "setdefault": true, "update": true,
+}
+
+// constTokens says the tokens are literals only (numbers, strings, true,
+// false, none, in brackets, with operators), which jinja2's optimizer
+// evaluates at compile time.
+func constTokens(toks []token) bool {
+	for _, t := range toks {
+		switch t.kind {
+		case tString, tInt, tFloat:
+			continue
+		case tName:
+			switch t.s {
+			case "true", "false", "none", "True", "False", "None":
+				continue
+			}
+			return false
+		}
+		switch t.s {
+		case "[", "]", "(", ")", ",", ":", "+", "-", "*", "/", "//", "%", "**", "~":
+			continue
+		}
+		return false
+	}
+	return true
 }

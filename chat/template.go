@@ -252,7 +252,7 @@ func (t *Template) render(msgs []Message, opt Options, marks bool) (string, []ge
 		case st.limitErr != nil:
 			return "", nil, &TemplateError{Name: t.Name, Line: st.line, Msg: st.limitErr.Error()}
 		}
-		return "", nil, &TemplateError{Name: t.Name, Line: st.line, Msg: err.Error()}
+		return "", nil, &TemplateError{Name: t.Name, Line: st.line, Msg: pyErrorText(err.Error())}
 	}
 	if !marks {
 		return out, nil, nil
@@ -411,4 +411,15 @@ func NamesIdentifier(src, name string) bool {
 		i = start + 1
 	}
 	return false
+}
+
+// pyErrorText names the Python exception jinja2 raises for the library's
+// own errors that have no class in their text.
+func pyErrorText(msg string) string {
+	switch {
+	case strings.Contains(msg, " is not callable: "), msg == "call: expression is not callable",
+		msg == "Can only get item pairs from a mapping.":
+		return "TypeError: " + msg
+	}
+	return msg
 }

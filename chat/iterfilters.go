@@ -1,0 +1,346 @@
+package chat
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/ardanlabs/jinja"
+)
+
+// Filters that walk their input, and their input's conversion, as jinja2
+// does it with Python's own iteration: None and numbers are not iterable
+// (TypeError), a dict walks its keys, a string its characters. The
+// library's versions walk only lists and take anything else as empty,
+// which would render a template jinja2 refuses.
+
+// pyWord is the \w+ of jinja2's wordcount: Python's \w on str is an
+// alphanumeric character (letters and numbers of every script) or '_'.
+var pyWord = regexp.MustCompile(`[\p{L}\p{N}_]+`)
+
+// pySeq is the items "for item in v" walks; undefined walks as empty.
+func pySeq(v jinja.Value) ([]jinja.Value, error) {
+	switch {
+	case v.IsUndefined():
+		return nil, nil
+	case notIterable(v):
+		return nil, fmt.Errorf("TypeError: '%s' object is not iterable", pyTypeName(v))
+	}
+	return iterItems(v)
+}
+
+// hashKey is a text two values share exactly when a Python set holds them
+// as one element (1, 1.0 and True are one); an unhashable value (list,
+// dict, view) fails as Python's set does.
+func hashKey(v jinja.Value, seq *int) (string, error) {
+	switch {
+	case v.IsUndefined():
+		return "u", nil // jinja2's Undefined hashes by its type
+	case v.IsNone():
+		return "N", nil
+	case isInt(v):
+		return "n" + toBig(v).String(), nil
+	case v.IsFloat():
+		f := v.AsFloat()
+		switch {
+		case math.IsNaN(f):
+			// a NaN is equal to no other value
+			*seq++
+			return "x" + strconv.Itoa(*seq), nil
+		case f == math.Trunc(f) && !math.IsInf(f, 0):
+			i, _ := big.NewFloat(f).Int(nil)
+			return "n" + i.String(), nil
+		}
+		return "f" + strconv.FormatFloat(f, 'g', -1, 64), nil
+	case v.IsString():
+		return "s" + v.AsString(), nil
+	case isTuple(v):
+		var b strings.Builder
+		b.WriteString("t")
+		for _, it := range v.AsList().Items {
+			k, err := hashKey(it, seq)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&b, "%d:%s", len(k), k)
+		}
+		return b.String(), nil
+	case v.IsCallable():
+		// functions hash by identity; two are never one element here
+		*seq++
+		return "x" + strconv.Itoa(*seq), nil
+	}
+	return "", fmt.Errorf("TypeError: unhashable type: '%s'", pyTypeName(v))
+}
+
+func installIterFilters(st *renderState, def func(string, fn)) {
+	for _, f := range []struct {
+		name           string
+		reject, byAttr bool
+	}{{"select", false, false}, {"reject", true, false}, {"selectattr", false, true}, {"rejectattr", true, true}} {
+		def("__f_"+f.name, func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+			return st.selectOrReject(args, f.reject, f.byAttr)
+		})
+	}
+	def("__f_reverse", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewList(nil), nil
+		}
+		v := args[0]
+		if v.IsString() {
+			r := []rune(v.AsString())
+			for i, j := 0, len(r)-1; i < j; i, j = i+1, j-1 {
+				r[i], r[j] = r[j], r[i]
+			}
+			return jinja.NewString(string(r)), nil
+		}
+		if notIterable(v) {
+			return jinja.Value{}, fmt.Errorf("FilterArgumentError: argument must be iterable")
+		}
+		items, err := pySeq(v)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		// jinja2 gives an iterator; walked or listed it is this list
+		out := make([]jinja.Value, len(items))
+		for i, it := range items {
+			out[len(items)-1-i] = it
+		}
+		return jinja.NewList(out), nil
+	})
+	def("__f_unique", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewList(nil), nil
+		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
+		items, err := pySeq(args[0])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		cs, _ := kwOrArg(args, kwargs, 1, "case_sensitive")
+		key := func(v jinja.Value) jinja.Value { return v }
+		if a, ok := kwOrArg(args, kwargs, 2, "attribute"); ok && !a.IsNone() {
+			key = attrGetter(pyStr(a))
+			if err := attrPathsOK(items, pyStr(a)); err != nil {
+				return jinja.Value{}, err
+			}
+		}
+		seen := map[string]bool{}
+		seq := 0
+		var out []jinja.Value
+		for _, it := range items {
+			k := key(it)
+			if !cs.IsTruthy() && k.IsString() {
+				k = jinja.NewString(strings.ToLower(k.AsString()))
+			}
+			h, err := hashKey(k, &seq)
+			if err != nil {
+				return jinja.Value{}, err
+			}
+			if !seen[h] {
+				seen[h] = true
+				out = append(out, it)
+			}
+		}
+		return jinja.NewList(out), nil
+	})
+	def("__f_wordcount", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewInt(0), nil
+		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
+		return jinja.NewInt(int64(len(pyWord.FindAllStringIndex(pyStr(args[0]), -1)))), nil
+	})
+	// format is str(value) % args, or % kwargs as a dict
+	def("__f_format", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.NewString(""), nil
+		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
+		if len(args) > 1 && len(kwargs) > 0 {
+			return jinja.Value{}, fmt.Errorf("FilterArgumentError: can't handle positional and keyword arguments at the same time")
+		}
+		operand := newTuple(append([]jinja.Value(nil), args[1:]...))
+		if len(kwargs) > 0 {
+			operand = jinja.NewDict()
+			for _, k := range kwKeys(kwargs) {
+				operand.AsDict().Set(k, kwargs[k])
+			}
+		}
+		return st.printf(pyStr(args[0]), operand)
+	})
+}
+
+// pyTest is jinja2's test NAME applied to v with args, for the tests
+// select and reject name (the template's own "is" compiles in rewrite.go).
+func (st *renderState) pyTest(name string, v jinja.Value, args []jinja.Value) (bool, error) {
+	arg := func() (jinja.Value, error) {
+		if len(args) == 0 {
+			return jinja.Value{}, fmt.Errorf("TypeError: test %s takes one argument", name)
+		}
+		return args[0], nil
+	}
+	switch name {
+	case "defined":
+		return !v.IsUndefined(), nil
+	case "undefined":
+		return v.IsUndefined(), nil
+	case "none":
+		return v.IsNone(), nil
+	case "boolean":
+		return v.IsBool(), nil
+	case "false":
+		return v.IsBool() && !v.AsBool(), nil
+	case "true":
+		return v.IsBool() && v.AsBool(), nil
+	case "integer":
+		return isInt(v) && !v.IsBool(), nil
+	case "float":
+		return v.IsFloat(), nil
+	case "number":
+		return isNum(v), nil
+	case "string":
+		return v.IsString(), nil
+	case "mapping":
+		return v.IsDict(), nil
+	case "iterable":
+		return !notIterable(v) && !v.IsCallable(), nil
+	case "sequence":
+		// has len() and [] (Undefined has both)
+		return v.IsString() || v.IsList() && !isView(v) || v.IsDict() || v.IsUndefined(), nil
+	case "callable":
+		return v.IsCallable() && !isBig(v), nil
+	case "lower", "upper":
+		return pyCaseIs(pyStr(v), name == "upper"), nil
+	case "odd", "even", "divisibleby":
+		d := jinja.NewInt(2)
+		if name == "divisibleby" {
+			a, err := arg()
+			if err != nil {
+				return false, err
+			}
+			d = a
+		}
+		m, err := st.modulo(v, d)
+		if err != nil {
+			return false, err
+		}
+		want := jinja.NewInt(0)
+		if name == "odd" {
+			want = jinja.NewInt(1)
+		}
+		return pyEqual(m, want), nil
+	case "eq", "equalto", "==", "ne", "!=", "sameas":
+		a, err := arg()
+		if err != nil {
+			return false, err
+		}
+		eq := pyEqual(v, a)
+		if name == "sameas" {
+			// identity: the singletons and equal scalars of one type
+			eq = eq && pyTypeName(v) == pyTypeName(a) && !v.IsList() && !v.IsDict()
+		}
+		return eq != (name == "ne" || name == "!="), nil
+	case "lt", "lessthan", "<", "le", "<=", "gt", "greaterthan", ">", "ge", ">=":
+		a, err := arg()
+		if err != nil {
+			return false, err
+		}
+		op := map[string]string{"lt": "<", "lessthan": "<", "le": "<=", "gt": ">", "greaterthan": ">", "ge": ">="}[name]
+		if op == "" {
+			op = name
+		}
+		r, err := st.compare([]jinja.Value{v, jinja.NewString(op), a}, nil)
+		if err != nil {
+			return false, err
+		}
+		return r.AsBool(), nil
+	case "in":
+		a, err := arg()
+		if err != nil {
+			return false, err
+		}
+		r, err := st.contains(v, a)
+		if err != nil {
+			return false, err
+		}
+		return r.AsBool(), nil
+	}
+	return false, fmt.Errorf("TemplateRuntimeError: No test named %s.", pyRepr(jinja.NewString(name)))
+}
+
+// pyCaseIs is Python's str.isupper() (upper) or str.islower(): at least
+// one cased character and none of the other case.
+func pyCaseIs(s string, upper bool) bool {
+	cased := false
+	for _, r := range s {
+		switch {
+		case unicode.IsUpper(r) || unicode.IsTitle(r):
+			if !upper {
+				return false
+			}
+			cased = true
+		case unicode.IsLower(r):
+			if upper {
+				return false
+			}
+			cased = true
+		}
+	}
+	return cased
+}
+
+// selectOrReject is jinja2's select, reject, selectattr and rejectattr:
+// nothing when the value is false, else the items (of any iterable) whose
+// test (truthiness when no test is named), on the item or its attribute,
+// is true (select) or false (reject).
+func (st *renderState) selectOrReject(args []jinja.Value, reject, byAttr bool) (jinja.Value, error) {
+	if len(args) == 0 || !args[0].IsTruthy() {
+		return jinja.NewList(nil), nil
+	}
+	if err := st.check(args[0]); err != nil {
+		return jinja.Value{}, err
+	}
+	items, err := pySeq(args[0])
+	if err != nil {
+		return jinja.Value{}, err
+	}
+	rest := args[1:]
+	get := func(v jinja.Value) jinja.Value { return v }
+	if byAttr {
+		if len(rest) == 0 {
+			return jinja.Value{}, fmt.Errorf("FilterArgumentError: Missing parameter for attribute name")
+		}
+		get = attrGetter(pyStr(rest[0]))
+		if err := attrPathsOK(items, pyStr(rest[0])); err != nil {
+			return jinja.Value{}, err
+		}
+		rest = rest[1:]
+	}
+	test := func(v jinja.Value) (bool, error) { return v.IsTruthy(), nil }
+	if len(rest) > 0 {
+		name, targs := pyStr(rest[0]), rest[1:]
+		test = func(v jinja.Value) (bool, error) { return st.pyTest(name, v, targs) }
+	}
+	var out []jinja.Value
+	for _, it := range items {
+		ok, err := test(get(it))
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		if ok != reject {
+			out = append(out, it)
+		}
+	}
+	return jinja.NewList(out), nil
+}
