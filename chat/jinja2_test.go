@@ -79,6 +79,7 @@ func renderJinjaCase(c jinjaCase, g jinjaGolden) string {
 	}
 	var got string
 	tm, err := Parse(c.Name, c.Template)
+	parseErr := err != nil
 	if err == nil {
 		got, err = tm.Render(msgs, opt)
 	}
@@ -93,8 +94,16 @@ func renderJinjaCase(c jinjaCase, g jinjaGolden) string {
 			}
 			return ""
 		}
-		// the same kind of error (TypeError, UndefinedError, ...)
-		if class, _, _ := strings.Cut(g.Error, ":"); !strings.Contains(err.Error(), class+": ") {
+		// the same kind of error (TypeError, UndefinedError, ...); jinja2's
+		// syntax errors are gotune's parse errors
+		class, _, _ := strings.Cut(g.Error, ":")
+		if class == "TemplateSyntaxError" {
+			if !parseErr {
+				return "jinja2 refused the template (" + g.Error + "), gotune parsed it and failed rendering: " + err.Error()
+			}
+			return ""
+		}
+		if parseErr || !strings.Contains(err.Error(), class+": ") {
 			return "jinja2 raised " + g.Error + ", gotune failed otherwise: " + err.Error()
 		}
 		return ""

@@ -453,9 +453,20 @@ func (p *rewriter) postfixLoop(e string, filters bool, start int) (string, error
 				e = "__def(" + e + ")." + attr
 				continue
 			}
-			args, err := p.callArgs()
+			args, dyn, err := p.callArgs()
 			if err != nil {
 				return "", err
+			}
+			if dyn != "" {
+				switch {
+				case strMethods[attr] || attr == "index" || attr == "count" || dictMethods[attr]:
+					e = applyCall("__m", []string{e, libString(attr)}, args, dyn)
+				case attr == "replace":
+					e = applyCall("__replace", []string{e}, args, dyn)
+				default:
+					return "", fmt.Errorf("*args or **kwargs in a call of .%s() is not supported", attr)
+				}
+				continue
 			}
 			switch {
 			case e == "loop" && attr == "changed":
@@ -498,9 +509,16 @@ func (p *rewriter) postfixLoop(e string, filters bool, start int) (string, error
 				e = "__item(" + e + ", " + s + ")"
 			}
 		case p.op("("):
-			args, err := p.callArgs()
+			args, dyn, err := p.callArgs()
 			if err != nil {
 				return "", err
+			}
+			if dyn != "" {
+				if e == "loop" {
+					return "", fmt.Errorf("*args or **kwargs in a call of loop() is not supported")
+				}
+				e = applyCall(e, nil, args, dyn)
+				continue
 			}
 			if p.kwMacros[e] || e == "dict" || e == "namespace" {
 				args = append(args, kwOrder(args))
@@ -532,9 +550,17 @@ func (p *rewriter) postfixLoop(e string, filters bool, start int) (string, error
 			f := p.take()
 			call := f
 			if p.op("(") {
-				args, err := p.callArgs()
+				args, dyn, err := p.callArgs()
 				if err != nil {
 					return "", err
+				}
+				if dyn != "" {
+					if !strings.HasPrefix(f, "__f_") {
+						return "", fmt.Errorf("*args or **kwargs in filter %s is not supported", name)
+					}
+					// the filter's input is its first argument
+					e = "__chk(" + applyCall(f, []string{"__chk(" + e + ")"}, args, dyn) + ")"
+					continue
 				}
 				call += "(" + strings.Join(args, ", ") + ")"
 			}
@@ -618,26 +644,81 @@ func (p *rewriter) subscript() (string, bool, error) {
 	return strings.Join(parts, ", "), true, p.expect("]")
 }
 
-// callArgs parses "(" [name=]expr, ... ")".
-func (p *rewriter) callArgs() ([]string, error) {
+// callArgs parses "(" [name=]expr, ... [*expr] [**expr] ")" with jinja2's
+// rules: positional arguments first, then keywords; *args after the
+// positional ones, **kwargs last. dyn is "" or the hidden keywords that
+// hand *args and **kwargs to __apply (see applyCall).
+func (p *rewriter) callArgs() (args []string, dyn string, err error) {
 	p.pos++ // "("
-	var args []string
+	var star, dstar string
+	kws := false
 	for p.pos < len(p.toks) && !p.op(")") {
-		kw := ""
-		if p.toks[p.pos].kind == tName && p.pos+1 < len(p.toks) && p.toks[p.pos+1].is(tOp, "=") {
-			kw = p.take() + " = "
-			p.pos++
+		if len(args) > 0 || star != "" || dstar != "" {
+			if err := p.expect(","); err != nil {
+				return nil, "", err
+			}
+			if p.op(")") {
+				break // a trailing comma
+			}
 		}
-		a, err := p.expression()
-		if err != nil {
-			return nil, err
-		}
-		args = append(args, kw+a)
-		if p.op(",") {
+		switch {
+		case p.op("*"):
+			if star != "" || dstar != "" {
+				return nil, "", errCallSyntax
+			}
 			p.pos++
+			if star, err = p.expression(); err != nil {
+				return nil, "", err
+			}
+		case p.op("**"):
+			if dstar != "" {
+				return nil, "", errCallSyntax
+			}
+			p.pos++
+			if dstar, err = p.expression(); err != nil {
+				return nil, "", err
+			}
+		case p.toks[p.pos].kind == tName && p.pos+1 < len(p.toks) && p.toks[p.pos+1].is(tOp, "="):
+			if dstar != "" {
+				return nil, "", errCallSyntax
+			}
+			kw := p.take() + " = "
+			p.pos++
+			a, err := p.expression()
+			if err != nil {
+				return nil, "", err
+			}
+			args = append(args, kw+a)
+			kws = true
+		default:
+			if star != "" || dstar != "" || kws {
+				return nil, "", errCallSyntax
+			}
+			a, err := p.expression()
+			if err != nil {
+				return nil, "", err
+			}
+			args = append(args, a)
 		}
 	}
-	return args, p.expect(")")
+	var hidden []string
+	if star != "" {
+		hidden = append(hidden, "__star = "+star)
+	}
+	if dstar != "" {
+		hidden = append(hidden, "__dstar = "+dstar)
+	}
+	return args, strings.Join(hidden, ", "), p.expect(")")
+}
+
+var errCallSyntax = fmt.Errorf("invalid syntax for function call expression")
+
+// applyCall calls f (an expression naming a callable) with the leading
+// arguments lead, the call's own args and its *args/**kwargs (dyn):
+// __apply spreads them as Python does (bound.go).
+func applyCall(f string, lead []string, args []string, dyn string) string {
+	all := append(append(append([]string{f}, lead...), args...), kwOrder(args), dyn)
+	return "__apply(" + strings.Join(all, ", ") + ")"
 }
 
 func (p *rewriter) atom() (string, error) {

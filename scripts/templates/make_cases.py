@@ -555,6 +555,28 @@ case("format_filter_mixed_error", "{{ '%s' | format(1, a=2) }}")
 case("percent_list_operand", "{{ '%s' % [1, 2] }} {{ '%s and %s' % (1, 'b') }} {{ '%(k)s' % {'k': 'v'} }} {{ '%s' % {'k': 'v'} }}")
 case("splitlines_python", "{{ 'a\nb\r\nc\rd\x0be\x0cf\x1cg\x85h\u2028i\n'.splitlines() }}")
 
+# *args and **kwargs at call sites: macros, globals, methods, filters,
+# call blocks, and jinja2's errors (syntax, TypeError, UndefinedError)
+M = "{% macro f(a, b=2) %}<{{ a }}-{{ b }}-{{ varargs }}-{{ kwargs }}>{% endmacro %}"
+case("star_macro", M + "{{ f(*[1, 2, 3]) }}{{ f(1, **{'b': 5}) }}{{ f(**{'a': 0, 'z': 9, 'y': 8}) }}{{ f(*xs, c=1) }}{{ f(1, *xs) }}{{ f(*'ab') }}{{ f(*{'x': 1}) }}{{ f(*missing, a=3) }}{{ f(*(7, 8),) }}{{ f(k=1, *[4]) }}", xs=[5, 6])
+case("star_globals", "{{ range(*[1, 7, 2]) | list }}{{ dict(**{'a': 1, 'b': 2}) }}{{ dict(c=3, **{'a': 1}) }}{% set ns = namespace(**{'n': 4}) %}{{ ns.n }}")
+case("star_methods", "{{ 'a,b,c'.split(*[',', 1]) }}{{ 'xax'.replace(*['x', 'y']) }}{{ d.get(*['a']) }}{{ d.get(*['z', 'dflt']) }}{{ ' s '.strip(*[]) }}{{ '{0}-{k}'.format(*[1], **{'k': 2}) }}", d={"a": 1})
+case("star_filters", "{{ [3, 1, 2] | sort(**{'reverse': true}) }}{{ 'a-b' | replace(*['-', '+']) }}{{ xs | join(*[', ']) }}{{ xs | map(*['string']) | list }}{{ ms | selectattr(*['role', 'equalto', 'user']) | list | length }}", xs=[1, 2], ms=[{"role": "user"}, {"role": "x"}])
+case("star_call_block", "{% macro g(a) %}[{{ a }}:{{ caller() }}]{% endmacro %}{% call g(*['x']) %}body{% endcall %}")
+case("star_raise", "{{ raise_exception(*['boom']) }}")
+case("star_none_error", M + "{{ f(*n) }}", n=None)
+case("star_int_error", M + "{{ f(*5) }}")
+case("star_too_many_error", "{% macro g(a) %}{{ a }}{% endmacro %}{{ g(*[1, 2]) }}")
+case("star_not_callable_error", "{{ n(*[1]) }}", n=None)
+case("dstar_list_error", M + "{{ f(**[1]) }}")
+case("dstar_undefined_error", M + "{{ f(**missing) }}")
+case("dstar_dup_error", M + "{{ f(b=1, **{'b': 2}) }}")
+case("dstar_int_key_error", M + "{{ f(**{1: 2}) }}")
+case("star_then_positional_syntax_error", M + "{{ f(*xs, 1) }}", xs=[1])
+case("kw_after_dstar_syntax_error", "{{ dict(**{'a': 1}, b=2) }}")
+case("positional_after_kw_syntax_error", M + "{{ f(a=1, 2) }}")
+case("two_stars_syntax_error", M + "{{ f(*[1], *[2]) }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:

@@ -97,6 +97,7 @@ func compare(c jcase, g golden) string {
 	}
 	var got string
 	t, err := chat.Parse(c.Name, c.Template)
+	parseErr := err != nil
 	if err == nil {
 		got, err = t.Render(msgs, opt)
 	}
@@ -111,8 +112,16 @@ func compare(c jcase, g golden) string {
 			}
 			return ""
 		}
-		// the same kind of error (TypeError, UndefinedError, ...)
-		if class, _, _ := strings.Cut(g.Error, ":"); !strings.Contains(err.Error(), class+": ") {
+		// the same kind of error (TypeError, UndefinedError, ...); jinja2's
+		// syntax errors are gotune's parse errors
+		class, _, _ := strings.Cut(g.Error, ":")
+		if class == "TemplateSyntaxError" {
+			if !parseErr {
+				return "jinja2 refused the template (" + g.Error + "), gotune parsed it and failed rendering: " + err.Error()
+			}
+			return ""
+		}
+		if parseErr || !strings.Contains(err.Error(), class+": ") {
 			return "jinja2 raised " + g.Error + ", gotune failed otherwise: " + err.Error()
 		}
 		return ""
