@@ -222,3 +222,50 @@ func (st *renderState) sub(a, b jinja.Value) (jinja.Value, error) {
 	}
 	return jinja.NewFloat(x - y), nil
 }
+
+// digitLimit fails as Python's str() and repr() do when v holds, at any
+// depth (dict keys included), an int past the 4300-digit print limit.
+// v has passed the value bounds, which bound the walk.
+func digitLimit(v jinja.Value) error {
+	switch {
+	case isBig(v):
+		_, err := bigText(v)
+		return err
+	case v.IsList():
+		for _, it := range v.AsList().Items {
+			if err := digitLimit(it); err != nil {
+				return err
+			}
+		}
+	case v.IsDict():
+		d := v.AsDict()
+		for _, k := range d.Keys {
+			if err := digitLimit(origKey(d, k)); err != nil {
+				return err
+			}
+			if err := digitLimit(d.Data[k]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// str is Python's str(v) after the value bounds and the digit limit.
+func (st *renderState) str(v jinja.Value) (string, error) {
+	if err := st.check(v); err != nil {
+		return "", err
+	}
+	if err := digitLimit(v); err != nil {
+		return "", err
+	}
+	return pyStr(v), nil
+}
+
+// repr is Python's repr(v), bounded as str.
+func (st *renderState) repr(v jinja.Value) (string, error) {
+	if _, err := st.str(v); err != nil {
+		return "", err
+	}
+	return pyRepr(v), nil
+}

@@ -253,13 +253,14 @@ func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
 // cat is jinja2's ~: both operands as str() (None prints as None, an
 // undefined value as nothing).
 func (st *renderState) cat(a, b jinja.Value) (jinja.Value, error) {
-	if err := st.check(a); err != nil {
+	sa, err := st.str(a)
+	if err != nil {
 		return jinja.Value{}, err
 	}
-	if err := st.check(b); err != nil {
+	sb, err := st.str(b)
+	if err != nil {
 		return jinja.Value{}, err
 	}
-	sa, sb := pyStr(a), pyStr(b)
 	if err := st.room(len(sa)+len(sb), "string concatenation"); err != nil {
 		return jinja.Value{}, err
 	}
@@ -381,10 +382,11 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		// jinja2: str(s).replace(str(old), str(new), count)
 		var strs [3]string
 		for i := range strs {
-			if err := st.check(args[i]); err != nil {
+			s, err := st.str(args[i])
+			if err != nil {
 				return jinja.Value{}, err
 			}
-			strs[i] = pyStr(args[i])
+			strs[i] = s
 		}
 		count := -1
 		if len(args) > 3 {

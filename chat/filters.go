@@ -466,17 +466,19 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		if len(args) == 0 {
 			return jinja.NewString(""), nil
 		}
-		return jinja.NewString(jinjaTitle(pyStr(args[0]))), st.check(args[0])
+		s, err := st.str(args[0])
+		return jinja.NewString(jinjaTitle(s)), err
 	})
 	def("__f_escape", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
 			return jinja.NewString(""), nil
 		}
-		if err := st.check(args[0]); err != nil {
+		text, err := st.str(args[0])
+		if err != nil {
 			return jinja.Value{}, err
 		}
 		r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
-		s := r.Replace(pyStr(args[0]))
+		s := r.Replace(text)
 		return jinja.NewString(s), st.room(len(s), "escape")
 	})
 	def("__f_center", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
@@ -490,7 +492,8 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		if err := st.room(w, "center"); err != nil {
 			return jinja.Value{}, err
 		}
-		return jinja.NewString(pad(pyStr(args[0]), w, " ", 'c')), nil
+		s, err := st.str(args[0])
+		return jinja.NewString(pad(s, w, " ", 'c')), err
 	})
 	def("__f_round", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 || !isNum(args[0]) {

@@ -24,15 +24,10 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 	def("__p", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		s := ""
 		if len(args) > 0 {
-			if err := st.check(args[0]); err != nil {
+			var err error
+			if s, err = st.str(args[0]); err != nil {
 				return jinja.Value{}, err
 			}
-			if isBig(args[0]) {
-				if _, err := bigText(args[0]); err != nil {
-					return jinja.Value{}, err
-				}
-			}
-			s = pyStr(args[0])
 		}
 		st.out += len(s)
 		if st.out > st.maxOut {
@@ -97,10 +92,8 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		if len(args) == 0 {
 			return empty, nil
 		}
-		if err := st.check(args[0]); err != nil {
-			return jinja.Value{}, err
-		}
-		return jinja.NewString(pyStr(args[0])), nil
+		s, err := st.str(args[0])
+		return jinja.NewString(s), err
 	})
 	def("__f_join", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) > 0 {
@@ -118,10 +111,10 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		if len(args) == 0 {
 			return empty, nil
 		}
-		if err := st.check(args[0]); err != nil {
+		s, err := st.str(args[0])
+		if err != nil {
 			return jinja.Value{}, err
 		}
-		s := pyStr(args[0])
 		r, n := utf8.DecodeRuneInString(s)
 		if n == 0 {
 			return empty, nil
@@ -136,10 +129,11 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 			if len(args) == 0 {
 				return empty, nil
 			}
-			if err := st.check(args[0]); err != nil {
+			s, err := st.str(args[0])
+			if err != nil {
 				return jinja.Value{}, err
 			}
-			return jinja.NewString(f(pyStr(args[0]), args[1:])), nil
+			return jinja.NewString(f(s, args[1:])), nil
 		})
 	}
 	strFilter("trim", func(s string, args []jinja.Value) string {
@@ -287,7 +281,7 @@ func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value, max int) (jin
 		items = v.AsList().Items
 	case v.IsDict():
 		for _, k := range v.AsDict().Keys {
-			items = append(items, jinja.NewString(k))
+			items = append(items, origKey(v.AsDict(), k))
 		}
 	case v.IsString():
 		// joining a string's characters: written directly, without a value
@@ -317,6 +311,9 @@ func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value, max int) (jin
 		}
 		if i > 0 {
 			b.WriteString(sep)
+		}
+		if err := digitLimit(it); err != nil {
+			return jinja.Value{}, err
 		}
 		b.WriteString(pyStr(it))
 		if b.Len() > max {

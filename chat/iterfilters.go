@@ -154,17 +154,19 @@ func installIterFilters(st *renderState, def func(string, fn)) {
 		if len(args) == 0 {
 			return jinja.NewInt(0), nil
 		}
-		if err := st.check(args[0]); err != nil {
+		s, err := st.str(args[0])
+		if err != nil {
 			return jinja.Value{}, err
 		}
-		return jinja.NewInt(int64(len(pyWord.FindAllStringIndex(pyStr(args[0]), -1)))), nil
+		return jinja.NewInt(int64(len(pyWord.FindAllStringIndex(s, -1)))), nil
 	})
 	// format is str(value) % args, or % kwargs as a dict
 	def("__f_format", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
 			return jinja.NewString(""), nil
 		}
-		if err := st.check(args[0]); err != nil {
+		s, err := st.str(args[0])
+		if err != nil {
 			return jinja.Value{}, err
 		}
 		if len(args) > 1 && len(kwargs) > 0 {
@@ -177,7 +179,7 @@ func installIterFilters(st *renderState, def func(string, fn)) {
 				operand.AsDict().Set(k, kwargs[k])
 			}
 		}
-		return st.printf(pyStr(args[0]), operand)
+		return st.printf(s, operand)
 	})
 }
 

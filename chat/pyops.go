@@ -279,15 +279,24 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 			next++
 		}
 		switch f[i] {
-		case 's':
-			b.WriteString(pyStr(a))
-		case 'r':
-			b.WriteString(pyRepr(a))
+		case 's', 'r':
+			str := st.str
+			if f[i] == 'r' {
+				str = st.repr
+			}
+			s, err := str(a)
+			if err != nil {
+				return jinja.Value{}, err
+			}
+			b.WriteString(s)
 		case 'd', 'i':
 			if !isNum(a) {
 				return jinja.Value{}, fmt.Errorf("TypeError: %%%c format: a real number is required, not %s", f[i], pyTypeName(a))
 			}
 			if isInt(a) {
+				if err := digitLimit(a); err != nil {
+					return jinja.Value{}, err
+				}
 				b.WriteString(toBig(a).String())
 			} else {
 				f := libFloat(a)
@@ -920,10 +929,11 @@ func (st *renderState) format(f string, args []jinja.Value, kwargs map[string]ji
 				return jinja.Value{}, fmt.Errorf("KeyError: '%s'", field)
 			}
 		}
-		if err := st.check(v); err != nil {
+		s, err := st.str(v)
+		if err != nil {
 			return jinja.Value{}, err
 		}
-		b.WriteString(pyStr(v))
+		b.WriteString(s)
 		if err := st.room(b.Len(), "formatted string"); err != nil {
 			return jinja.Value{}, err
 		}

@@ -577,6 +577,20 @@ case("kw_after_dstar_syntax_error", "{{ dict(**{'a': 1}, b=2) }}")
 case("positional_after_kw_syntax_error", M + "{{ f(a=1, 2) }}")
 case("two_stars_syntax_error", M + "{{ f(*[1], *[2]) }}")
 
+# Python's 4300-digit limit on printing an int holds inside lists, tuples
+# and dicts (keys too), wherever a value becomes text
+case("big_nested_ok", "{{ [10**4299 // 10**4298] }}{{ [10**300] | length }}{{ (10**5000) > 5 }}{{ [10**5000] | length }}{{ ([10**4299] | string) | length }}{{ {1: 'a', 2: 'b'} | join(',') }}")
+case("big_nested_print_error", "{{ [10**5000] }}")
+case("big_nested_string_error", "{{ [10**5000] | string }}")
+case("big_nested_tojson_error", "{{ {'a': 10**5000} | tojson }}")
+case("big_nested_cat_error", "{{ 'x' ~ (1, 10**5000) }}")
+case("big_nested_percent_error", "{{ '%s' % ([10**5000],) }}")
+case("big_percent_d_error", "{{ '%d' % 10**5000 }}")
+case("big_nested_join_error", "{{ [[10**5000]] | join }}")
+case("big_dict_key_error", "{{ {10**5000: 1} }}")
+case("big_nested_trim_error", "{{ [10**5000] | trim }}")
+case("big_nested_format_error", "{{ '{}'.format([10**5000]) }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
