@@ -65,3 +65,17 @@ func apply(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, erro
 	}
 	return f.AsCallable().Fn(pos, kw)
 }
+
+// noDefaultName names the placeholder a macro parameter with a computed
+// default receives when the call leaves it out (compile.go's macroStmt).
+const noDefaultName = "\x00no default"
+
+func noDefault([]jinja.Value, map[string]jinja.Value) (jinja.Value, error) {
+	return jinja.NewCallable(noDefaultName, func([]jinja.Value, map[string]jinja.Value) (jinja.Value, error) {
+		return jinja.Value{}, fmt.Errorf("internal error: a macro default was not evaluated")
+	}), nil
+}
+
+func isNoDefault(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+	return jinja.NewBool(len(args) == 1 && args[0].IsCallable() && args[0].AsCallable().Name == noDefaultName), nil
+}

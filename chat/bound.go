@@ -318,6 +318,8 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	def("__slice", st.slice)
 	def("__iter", iter)
 	def("__apply", apply)
+	def("__nodefault", noDefault)
+	def("__isnodefault", isNoDefault)
 	def("__tuple", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		v := newTuple(append([]jinja.Value(nil), args...))
 		return v, st.check(v)

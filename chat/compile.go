@@ -563,48 +563,39 @@ func (c *compiler) macroStmt(s segment, rest []token) error {
 		return bad()
 	}
 	var params, names []string
-	ps := rest[2 : len(rest)-1]
-	for len(ps) > 0 {
-		if ps[0].kind != tName {
+	// defaults other than one literal token: the library's macro gets a
+	// placeholder, and the body starts by evaluating the expression when
+	// the placeholder arrived (jinja2 evaluates defaults at each call, in
+	// order, so a default may read an earlier parameter)
+	prologue := ""
+	if n := len(rest); n > 3 && rest[n-2].is(tOp, ",") {
+		return bad() // jinja2 takes no trailing comma here
+	}
+	for _, arg := range splitTopLevel(rest[2 : len(rest)-1]) {
+		if len(arg) == 0 || arg[0].kind != tName || len(arg) == 2 || len(arg) > 1 && !arg[1].is(tOp, "=") {
 			return bad()
 		}
-		p := ps[0].s
+		p := arg[0].s
 		names = append(names, p)
-		ps = ps[1:]
-		if len(ps) > 0 && ps[0].is(tOp, "=") {
-			if len(ps) < 2 {
-				return bad()
-			}
-			lit := ps[1]
+		if len(arg) > 2 {
+			lit := arg[2]
 			switch {
+			case len(arg) > 3 || lit.kind == tName && lit.s != "none" && lit.s != "true" && lit.s != "false" && lit.s != "None" && lit.s != "True" && lit.s != "False" || lit.kind == tOp || lit.kind == tInt && lit.big != "":
+				e, err := c.expr(arg[2:], s.line)
+				if err != nil {
+					return err
+				}
+				p += " = __nodefault()"
+				prologue += "{% if __isnodefault(" + arg[0].s + ") %}{% set " + arg[0].s + " = " + e + " %}{% endif %}"
 			case lit.kind == tString && strings.ContainsAny(lit.s, ",()=\\'\""):
 				// the library splits parameters at commas and '=': the
 				// text travels hex-encoded
 				p += " = __hex('" + hex.EncodeToString([]byte(lit.s)) + "')"
-				ps = ps[2:]
-				params = append(params, p)
-				if len(ps) > 0 {
-					if !ps[0].is(tOp, ",") {
-						return bad()
-					}
-					ps = ps[1:]
-				}
-				continue
-			case lit.kind == tString:
-			case lit.kind == tInt || lit.kind == tFloat || lit.kind == tName:
 			default:
-				return c.errf(s.line, "{%% macro %%} defaults must be simple literals")
+				p += " = " + emitTok(lit)
 			}
-			p += " = " + emitTok(lit)
-			ps = ps[2:]
 		}
 		params = append(params, p)
-		if len(ps) > 0 {
-			if !ps[0].is(tOp, ",") {
-				return bad()
-			}
-			ps = ps[1:]
-		}
 	}
 	uses := c.macroUses[c.seg]
 	for _, special := range []struct {
@@ -615,7 +606,7 @@ func (c *compiler) macroStmt(s segment, rest []token) error {
 			params = append(params, special.name)
 		}
 	}
-	c.out.WriteString("{% macro __mac_" + rest[0].s + "(" + strings.Join(params, ", ") + ") %}{{ __enter() }}")
+	c.out.WriteString("{% macro __mac_" + rest[0].s + "(" + strings.Join(params, ", ") + ") %}{{ __enter() }}" + prologue)
 	c.stack = append(c.stack, openBlock{kw: "macro", line: s.line, macro: rest[0].s, params: names, uses: uses})
 	return nil
 }
@@ -809,4 +800,25 @@ func libString(s string) string {
 	}
 	b.WriteByte('\'')
 	return b.String()
+}
+
+// splitTopLevel splits toks at the commas outside brackets.
+func splitTopLevel(toks []token) [][]token {
+	var out [][]token
+	depth, start := 0, 0
+	for i, t := range toks {
+		switch {
+		case t.is(tOp, "(") || t.is(tOp, "[") || t.is(tOp, "{"):
+			depth++
+		case t.is(tOp, ")") || t.is(tOp, "]") || t.is(tOp, "}"):
+			depth--
+		case t.is(tOp, ",") && depth == 0:
+			out = append(out, toks[start:i])
+			start = i + 1
+		}
+	}
+	if start < len(toks) {
+		out = append(out, toks[start:])
+	}
+	return out
 }

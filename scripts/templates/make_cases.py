@@ -591,6 +591,18 @@ case("big_dict_key_error", "{{ {10**5000: 1} }}")
 case("big_nested_trim_error", "{{ [10**5000] | trim }}")
 case("big_nested_format_error", "{{ '{}'.format([10**5000]) }}")
 
+# macro defaults are expressions, evaluated at each call in order (a
+# default may read an earlier parameter or a variable of the call's time)
+case("macro_default_exprs", "{% macro f(a=-1, b=10**30, c=-2.5, d=[1, -2], e=(1, 2), f={'k': -1}, g=none, h='x' ~ 'y', i=1 + 2) %}{{ a }} {{ b }} {{ c }} {{ d }} {{ e }} {{ f }} {{ g }} {{ h }} {{ i }}{% endmacro %}{{ f() }}|{{ f(0, i=9) }}")
+case("macro_default_var", "{% set base = 5 %}{% macro f(a=base + 1) %}{{ a }}{% endmacro %}{{ f() }}")
+case("macro_default_late", "{% set x = 1 %}{% macro f(a=x) %}{{ a }}/{{ x }}{% endmacro %}{% set x = 2 %}{{ f() }}")
+case("macro_default_loop", "{% macro f(a=y * 2) %}{{ a }}{% endmacro %}{% for y in [1, 2] %}{{ f() }}{% endfor %}", y=10)
+case("macro_default_params", "{% macro f(a, b=a ~ '!', c=[a]) %}{{ a }}{{ b }}{{ c }}{{ kwargs }}{% endmacro %}{{ f(1) }}{{ f(1, c=2, z=3) }}{{ f(a=5) }}")
+case("macro_default_fresh_list", "{% macro f(a=[]) %}{{ a | length }}{% endmacro %}{{ f() }}{{ f([1]) }}{{ f() }}")
+case("macro_default_caller", "{% macro f(a=-1) %}{{ a }}{{ caller() }}{% endmacro %}{% call f() %}c{% endcall %}")
+case("macro_default_error", "{% macro f(a=1 + 'x') %}{{ a }}{% endmacro %}{{ f(2) }}{{ f() }}")
+case("macro_trailing_comma_syntax_error", "{% macro f(a, b=-3,) %}{{ a }}{{ b }}{% endmacro %}{{ f(0) }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
