@@ -13,7 +13,7 @@ import (
 // libFilters are the library's filters that behave as jinja2's for the
 // values chat templates use.
 var libFilters = map[string]bool{
-	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
+	"from_json": true, "fromjson": true, "default": true, "d": true,
 	"safe": true,
 }
 
@@ -30,7 +30,7 @@ var ownFilters = map[string]bool{
 	"trim": true, "lower": true, "upper": true,
 	// Python's iteration and hashing (iterfilters.go)
 	"reverse": true, "unique": true, "wordcount": true, "format": true,
-	"select": true, "reject": true, "selectattr": true, "rejectattr": true,
+	"select": true, "reject": true, "selectattr": true, "rejectattr": true, "items": true,
 	// numbers past int64 (bigint.go)
 	"int": true, "float": true, "abs": true,
 }

@@ -596,9 +596,26 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		cs, _ := kwOrArg(args, kwargs, 2, "case_sensitive")
 		key := func(v jinja.Value) jinja.Value { return v }
 		if a, ok := kwOrArg(args, kwargs, 3, "attribute"); ok && !a.IsNone() {
-			key = attrGetter(pyStr(a))
-			if err := attrPathsOK(items, pyStr(a)); err != nil {
-				return jinja.Value{}, err
+			// jinja2's make_multi_attrgetter: "a,b.c" sorts by the list
+			// [a, b.c], compared item by item (== first, so two undefined
+			// keys tie), each lowered unless case_sensitive
+			var paths []string
+			for _, p := range strings.Split(pyStr(a), ",") {
+				if err := attrPathsOK(items, p); err != nil {
+					return jinja.Value{}, err
+				}
+				paths = append(paths, p)
+			}
+			key = func(v jinja.Value) jinja.Value {
+				parts := make([]jinja.Value, len(paths))
+				for i, p := range paths {
+					k := attrGetter(p)(v)
+					if k.IsString() && !cs.IsTruthy() {
+						k = jinja.NewString(strings.ToLower(k.AsString()))
+					}
+					parts[i] = k
+				}
+				return jinja.NewList(parts)
 			}
 		}
 		out, err := sortValues(items, key, cs.IsTruthy(), rev.IsTruthy())

@@ -78,6 +78,13 @@ func hashKey(v jinja.Value, seq *int) (string, error) {
 }
 
 func installIterFilters(st *renderState, def func(string, fn)) {
+	def("__test", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) < 2 || !args[0].IsString() {
+			return jinja.Value{}, fmt.Errorf("__test: bad arguments")
+		}
+		ok, err := st.pyTest(args[0].AsString(), args[1], args[2:])
+		return jinja.NewBool(ok), err
+	})
 	for _, f := range []struct {
 		name           string
 		reject, byAttr bool
@@ -86,6 +93,17 @@ func installIterFilters(st *renderState, def func(string, fn)) {
 			return st.selectOrReject(args, f.reject, f.byAttr)
 		})
 	}
+	// items is jinja2's: a dict's (key, value) pairs, nothing for
+	// undefined, TypeError for anything else
+	def("__f_items", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		switch {
+		case len(args) == 0 || args[0].IsUndefined():
+			return jinja.NewList(nil), nil
+		case args[0].IsDict():
+			return jinja.NewList(append([]jinja.Value(nil), dictView(args[0].AsDict(), "items").AsList().Items...)), nil
+		}
+		return jinja.Value{}, fmt.Errorf("TypeError: Can only get item pairs from a mapping.")
+	})
 	def("__f_reverse", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
 			return jinja.NewList(nil), nil

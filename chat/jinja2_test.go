@@ -97,7 +97,7 @@ func renderJinjaCase(c jinjaCase, g jinjaGolden) string {
 		// the same kind of error (TypeError, UndefinedError, ...); jinja2's
 		// syntax errors are gotune's parse errors
 		class, _, _ := strings.Cut(g.Error, ":")
-		if class == "TemplateSyntaxError" {
+		if class == "TemplateSyntaxError" || class == "TemplateAssertionError" {
 			if !parseErr {
 				return "jinja2 refused the template (" + g.Error + "), gotune parsed it and failed rendering: " + err.Error()
 			}

@@ -55,6 +55,9 @@ func pyCompare(op string, a, b jinja.Value) (int, error) {
 	case a.IsString() && b.IsString():
 		return strings.Compare(a.AsString(), b.AsString()), nil
 	case a.IsList() && b.IsList():
+		if listKind(a) != listKind(b) {
+			return 0, fmt.Errorf("TypeError: '%s' not supported between instances of '%s' and '%s'", op, pyTypeName(a), pyTypeName(b))
+		}
 		la, lb := a.AsList().Items, b.AsList().Items
 		for i := 0; i < len(la) && i < len(lb); i++ {
 			if pyEqual(la[i], lb[i]) {
@@ -228,6 +231,9 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 		args = arg.AsList().Items
 	}
 	mapping := arg.IsDict()
+	// Python's % takes any other object with [] (a list) as a mapping
+	// too: it never complains of unconverted arguments
+	sequenceArg := arg.IsList() && !isTuple(arg) && !isView(arg)
 	var b strings.Builder
 	next := 0
 	for i := 0; i < len(f); i++ {
@@ -325,7 +331,7 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 			return jinja.Value{}, err
 		}
 	}
-	if next < len(args) && !mapping {
+	if next < len(args) && !mapping && !sequenceArg {
 		return jinja.Value{}, fmt.Errorf("TypeError: not all arguments converted during string formatting")
 	}
 	return jinja.NewString(b.String()), nil
@@ -400,10 +406,18 @@ func mutable(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) 
 	v, name := args[0], args[1].AsString()
 	unsafe := false
 	switch {
-	case v.IsList():
+	case v.IsList() && !isTuple(v) && !isView(v):
 		unsafe = map[string]bool{"append": true, "reverse": true, "insert": true, "sort": true, "extend": true, "remove": true}[name]
+		if !unsafe && name != "pop" {
+			return jinja.Value{}, noAttribute(v, name)
+		}
 	case v.IsDict():
 		unsafe = map[string]bool{"clear": true, "pop": true, "popitem": true, "setdefault": true, "update": true}[name]
+	case v.IsUndefined():
+		return jinja.Value{}, fmt.Errorf("UndefinedError: undefined value has no attribute '%s'", name)
+	default:
+		// str, tuple, None, numbers have none of these methods
+		return jinja.Value{}, noAttribute(v, name)
 	}
 	if unsafe {
 		return jinja.Value{}, fmt.Errorf("SecurityError: access to attribute '%s' of '%s' object is unsafe", name, pyTypeName(v))
@@ -1041,6 +1055,9 @@ func (st *renderState) contains(x, c jinja.Value) (jinja.Value, error) {
 		}
 		return jinja.NewBool(false), nil
 	case c.IsDict():
+		if x.IsDict() || x.IsList() && !isTuple(x) {
+			return jinja.Value{}, fmt.Errorf("TypeError: unhashable type: '%s'", pyTypeName(x))
+		}
 		_, ok := dictLookup(c.AsDict(), x)
 		return jinja.NewBool(ok), nil
 	case c.IsUndefined():

@@ -142,7 +142,7 @@ func pyRepr(v jinja.Value) string {
 func writeRepr(b *strings.Builder, v jinja.Value) {
 	switch {
 	case v.IsUndefined():
-		b.WriteString("")
+		b.WriteString("Undefined") // repr(Undefined); str() of it is "" (pyStr)
 	case v.IsNone():
 		b.WriteString("None")
 	case v.IsBool():

@@ -252,7 +252,7 @@ func (p *rewriter) test(l string) (string, error) {
 		return "", fmt.Errorf("expected a test name after 'is'")
 	}
 	test := p.toks[p.pos].s
-	name := p.take()
+	p.pos++
 	var args []string
 	switch {
 	case p.op("("):
@@ -278,49 +278,12 @@ func (p *rewriter) test(l string) (string, error) {
 		}
 		args = []string{"__chk(" + a + ")"}
 	}
-	switch test {
-	case "sequence":
-		// the library does not count a dict as a sequence
-		l = "(" + x + " is mapping or " + x + " is sequence)"
-	case "divisibleby":
-		if len(args) != 1 {
-			return "", fmt.Errorf("test divisibleby takes one argument")
-		}
-		l = "(__mod(" + x + ", " + args[0] + ") == 0)"
-	case "odd", "even":
-		// value % 2, exact for ints past int64 (bigint.go)
-		l = "(__mod(" + x + ", 2) == " + map[string]string{"odd": "1", "even": "0"}[test] + ")"
-	case "integer", "number":
-		l = "(__isbig(" + x + ") or " + x + " is " + test + ")"
-	case "callable":
-		l = "(not __isbig(" + x + ") and " + x + " is callable)"
-	case "eq", "equalto", "ne", "lt", "lessthan", "le", "gt", "greaterthan", "ge", "in":
-		// Python's comparisons, as the operators (bigint.go)
-		if len(args) != 1 {
-			return "", fmt.Errorf("test %s takes one argument", test)
-		}
-		switch test {
-		case "eq", "equalto":
-			l = "__eq(" + x + ", " + args[0] + ")"
-		case "ne":
-			l = "(not __eq(" + x + ", " + args[0] + "))"
-		case "in":
-			l = "__in(" + x + ", " + args[0] + ")"
-		default:
-			op := map[string]string{"lt": "<", "lessthan": "<", "le": "<=", "gt": ">", "greaterthan": ">", "ge": ">="}[test]
-			l = "__cmp(" + x + ", " + libString(op) + ", " + args[0] + ")"
-		}
-	default:
-		is := " is "
-		if neg {
-			is = " is not "
-		}
-		l = x + is + name
-		if args != nil {
-			l += "(" + strings.Join(args, ", ") + ")"
-		}
-		return "(" + l + ")", nil
+	// every test is Python's, evaluated by __test (iterfilters.go's pyTest)
+	l = "__test(" + libString(test) + ", " + x
+	for _, a := range args {
+		l += ", " + a
 	}
+	l += ")"
 	if neg {
 		l = "(not " + l + ")"
 	}

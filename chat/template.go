@@ -420,6 +420,8 @@ func pyErrorText(msg string) string {
 	case strings.Contains(msg, " is not callable: "), msg == "call: expression is not callable",
 		msg == "Can only get item pairs from a mapping.":
 		return "TypeError: " + msg
+	case msg == "pop from empty list", msg == "pop index out of range":
+		return "IndexError: " + msg
 	}
 	return msg
 }

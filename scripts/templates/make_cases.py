@@ -603,6 +603,22 @@ case("macro_default_caller", "{% macro f(a=-1) %}{{ a }}{{ caller() }}{% endmacr
 case("macro_default_error", "{% macro f(a=1 + 'x') %}{{ a }}{% endmacro %}{{ f(2) }}{{ f() }}")
 case("macro_trailing_comma_syntax_error", "{% macro f(a, b=-3,) %}{{ a }}{{ b }}{% endmacro %}{{ f(0) }}")
 
+# tests are Python's (bool is a number, str a sequence, islower() of
+# str(value)); undefined items print as Undefined inside a list; sort by
+# attributes (comma-separated, missing ones tie); items gives tuples
+case("tests_python", "{% for v in [true, 'ab', '', [1, 'a'], {'a': 1}, 1.0, none, 3, 'AB'] %}{{ v is number }}{{ v is integer }}{{ v is sequence }}{{ v is iterable }}{{ v is lower }}{{ v is upper }}{{ v is string }}{{ v is mapping }}{{ v is boolean }}{{ v is callable }};{% endfor %}{{ missing is sequence }}{{ missing is iterable }}{{ missing is lower }}{{ (1, 2) is sequence }}{{ {'a': 1}.items() is sequence }}{{ 3.0 is odd }}{{ 4 is divisibleby(2) }}{{ none is sameas none }}{{ 1 is sameas true }}")
+case("odd_str_error", "{{ 'ab' is odd }}")
+case("undefined_in_list", "{{ ['a', 'b'] | map(attribute='x') | list }}{{ [missing, 1] }}{{ '%r' % (missing,) }}")
+case("sort_attributes", "{{ ['b', 'a'] | sort(attribute='x') }}{{ ms | sort(attribute='role,content') | map(attribute='content') | list }}{{ ms | sort(attribute='role, content') | map(attribute='content') | list }}{{ ms | sort(attribute='content', reverse=true) | map(attribute='content') | list }}",
+     ms=[{"role": "user", "content": "b"}, {"role": "assistant", "content": "z"}, {"role": "user", "content": "A"}])
+case("items_filter", "{{ {'b': 1, 'a': 2} | items | list }}{{ missing | items | list }}{% for k, v in {'x': 1} | items %}{{ k }}={{ v }}{% endfor %}")
+case("items_filter_error", "{{ [1] | items | list }}")
+case("percent_list_no_specifier", "{{ 'ab' % [1] }}|{{ 'ab' % {'a': 1} }}")
+case("in_dict_unhashable_error", "{{ [1] in {'a': 1} }}")
+case("list_tuple_order_error", "{{ [1] < (1, 2) }}")
+case("pop_str_error", "{{ 'ab'.pop() }}")
+case("pop_empty_error", "{{ [].pop() }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
