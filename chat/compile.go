@@ -31,6 +31,9 @@ var ownFilters = map[string]bool{
 	// Python's iteration and hashing (iterfilters.go)
 	"reverse": true, "unique": true, "wordcount": true, "format": true,
 	"select": true, "reject": true, "selectattr": true, "rejectattr": true, "items": true,
+	// text filters (morefilters.go)
+	"truncate": true, "filesizeformat": true, "striptags": true, "urlencode": true,
+	"xmlattr": true, "forceescape": true,
 	// numbers past int64 (bigint.go)
 	"int": true, "float": true, "abs": true,
 }

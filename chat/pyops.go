@@ -609,6 +609,7 @@ var strMethods = map[string]bool{
 	"join": true, "partition": true, "rpartition": true, "zfill": true, "ljust": true,
 	"rjust": true, "center": true, "removeprefix": true, "removesuffix": true,
 	"splitlines": true, "strip": true, "lstrip": true, "rstrip": true, "upper": true, "lower": true,
+	"casefold": true, "istitle": true,
 }
 
 // method calls a Python str method (and list.index) on args[0].
@@ -790,6 +791,10 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		return jinja.NewBool(allRunes(s, unicode.IsDigit)), nil
 	case "isalpha":
 		return jinja.NewBool(allRunes(s, unicode.IsLetter)), nil
+	case "casefold":
+		return jinja.NewString(pyCasefold(s)), nil
+	case "istitle":
+		return jinja.NewBool(pyIsTitle(s)), nil
 	case "isalnum":
 		return jinja.NewBool(allRunes(s, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) })), nil
 	case "isspace":

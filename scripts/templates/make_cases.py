@@ -619,6 +619,18 @@ case("list_tuple_order_error", "{{ [1] < (1, 2) }}")
 case("pop_str_error", "{{ 'ab'.pop() }}")
 case("pop_empty_error", "{{ [].pop() }}")
 
+# text filters: truncate, filesizeformat, striptags, urlencode, xmlattr,
+# forceescape; str.casefold and str.istitle
+case("truncate_filter", "[{{ 'foo bar baz qux' | truncate(9) }}][{{ 'foo bar baz qux' | truncate(9, true) }}][{{ 'foo bar baz qux' | truncate(11) }}][{{ 'foo bar baz qux' | truncate(11, false, '...', 0) }}][{{ 'héllo wörld ünïcode' | truncate(8, leeway=0) }}][{{ 'abcdefghij' | truncate(5, end='!', leeway=0) }}][{{ [1, 2] | truncate(3) }}][{{ missing | truncate }}][{{ ('x' * 300) | truncate | length }}][{{ 'nospaceslongword' | truncate(6, leeway=0) }}]")
+case("truncate_short_error", "{{ 'abcdef' | truncate(2) }}")
+case("truncate_int_error", "{{ 5 | truncate }}")
+case("filesizeformat_filter", "{{ 1 | filesizeformat }}|{{ 0 | filesizeformat }}|{{ 999 | filesizeformat }}|{{ 1000 | filesizeformat }}|{{ 1536 | filesizeformat(true) }}|{{ 123456789 | filesizeformat }}|{{ '2048' | filesizeformat(binary=true) }}|{{ 1e30 | filesizeformat }}|{{ (10**27) | filesizeformat }}|{{ 12.7 | filesizeformat }}|{{ -5 | filesizeformat }}")
+case("striptags_filter", "[{{ '<p>Hello <b>world</b></p>\n\t  &amp; &lt;you&gt;<!-- note --> &raquo; x' | striptags }}][{{ 5 | striptags }}][{{ '<a\nhref=1>x</a>' | striptags }}]")
+case("urlencode_filter", "{{ 'a b/c?d=é&' | urlencode }}|{{ {'q': 'a b', 'n': 1, 'x/y': 'é'} | urlencode }}|{{ [('a', 1), ('b', 'c d')] | urlencode }}|{{ 42 | urlencode }}")
+case("xmlattr_filter", "<p{{ {'class': 'my \"list\"', 'missing': none, 'id': 'x<1>', 'n': 3} | xmlattr }}>|<p{{ {'a': 1} | xmlattr(false) }}>|<p{{ {} | xmlattr }}>")
+case("forceescape_filter", "{{ '<a href=\"x\">&' | forceescape }}|{{ 5 | forceescape }}")
+case("str_casefold_istitle", "{{ 'Straße ΣΑΣ ǅ'.casefold() }}|{{ 'Hello World'.istitle() }}{{ 'Hello world'.istitle() }}{{ 'HELLO'.istitle() }}{{ ''.istitle() }}{{ 'ǅungla'.istitle() }}{{ '1A B'.istitle() }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
