@@ -290,8 +290,13 @@ func (p *rewriter) test(l string) (string, error) {
 	return l, nil
 }
 
-func (p *rewriter) concat() (string, error) {
-	return p.chain(p.addSub, func() (string, bool) {
+// concat parses what sits between comparisons. jinja2's order, loosest
+// first: + and -, then ~, then * / // %, then ** (left to right, so
+// 2 ** 3 ** 2 is 64), then signs: 'a' ~ 1 + 2 is ('a' ~ 1) + 2.
+func (p *rewriter) concat() (string, error) { return p.addSub() }
+
+func (p *rewriter) tilde() (string, error) {
+	return p.chain(p.mulDiv, func() (string, bool) {
 		if p.op("~") {
 			p.pos++
 			return "~", true
@@ -301,7 +306,7 @@ func (p *rewriter) concat() (string, error) {
 }
 
 func (p *rewriter) addSub() (string, error) {
-	return p.chain(p.mulDiv, func() (string, bool) {
+	return p.chain(p.tilde, func() (string, bool) {
 		if p.op("+") || p.op("-") {
 			return p.take(), true
 		}
@@ -340,15 +345,15 @@ func (p *rewriter) power() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !p.op("**") {
-		return b, nil
+	for p.op("**") {
+		p.pos++
+		e, err := p.unary()
+		if err != nil {
+			return "", err
+		}
+		b = "__pow(" + b + ", " + e + ")"
 	}
-	p.pos++
-	e, err := p.unary()
-	if err != nil {
-		return "", err
-	}
-	return "__pow(" + b + ", " + e + ")", nil
+	return b, nil
 }
 
 // unary parses a sign: as in jinja2, filters after a signed operand apply

@@ -631,6 +631,11 @@ case("xmlattr_filter", "<p{{ {'class': 'my \"list\"', 'missing': none, 'id': 'x<
 case("forceescape_filter", "{{ '<a href=\"x\">&' | forceescape }}|{{ 5 | forceescape }}")
 case("str_casefold_istitle", "{{ 'Straße ΣΑΣ ǅ'.casefold() }}|{{ 'Hello World'.istitle() }}{{ 'Hello world'.istitle() }}{{ 'HELLO'.istitle() }}{{ ''.istitle() }}{{ 'ǅungla'.istitle() }}{{ '1A B'.istitle() }}")
 
+# jinja2's operator precedence: + - looser than ~, ** left to right and
+# below the signs
+case("precedence_jinja2", "{{ 1 + 2 * 3 ** 2 }}|{{ -2 ** 2 }}|{{ 2 ** 3 ** 2 }}|{{ 2 ** 2 ** -1 }}|{{ -x ** 2 }}|{{ -(2) ** 3 }}|{{ 'a' ~ 'b' + 'c' }}|{{ 1 ~ 2 * 3 }}|{{ 7 // 2 * 2 }}|{{ 10 - 2 - 3 }}|{{ 1 - -1 }}|{{ not x ** 2 }}", x=3)
+case("concat_then_add_error", "{{ 'a' ~ 1 + 2 }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
