@@ -88,11 +88,13 @@ type openBlock struct {
 	sets    []string
 	inElse  bool
 	elseSet []string // names {% else %} assigns, which do not leak either
+	// set blocks with filters: what runs after {% endset %}
+	after string
 }
 
 var blockEnd = map[string]string{
 	"if": "endif", "for": "endfor", "macro": "endmacro", "call": "endcall",
-	"filter": "endfilter", "set": "endset", "generation": "endgeneration",
+	"filter": "endfilter", "set": "endset", "generation": "endgeneration", "with": "endwith",
 }
 
 func (c *compiler) errf(line int, format string, a ...any) error {
@@ -149,6 +151,11 @@ func (c *compiler) noteSet(name string) {
 		b := &c.stack[i]
 		switch b.kw {
 		case "macro", "call":
+			return
+		case "with":
+			if !contains(b.sets, name) {
+				b.sets = append(b.sets, name)
+			}
 			return
 		case "for":
 			switch {
@@ -281,6 +288,8 @@ func (c *compiler) stmt(s segment) error {
 		return c.forStmt(s, rest)
 	case "set":
 		return c.setStmt(s, rest)
+	case "with":
+		return c.withStmt(s, rest)
 	case "macro":
 		return c.macroStmt(s, rest)
 	case "call":
@@ -350,6 +359,18 @@ func (c *compiler) stmt(s segment) error {
 		// as jinja2 does when the body names neither
 		c.out.WriteString("{{ __leave() }}{% endmacro %}{% set " + b.macro + " = __macro(__mac_" + b.macro + ", " +
 			libString(b.macro) + ", " + libString(strings.Join(b.params, ",")) + ", " + strconv.Itoa(int(b.uses)) + ") %}")
+	case "endwith":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		var b openBlock
+		if n := len(c.stack); n > 0 {
+			b = c.stack[n-1]
+		}
+		if err := c.pop(kw, s.line); err != nil {
+			return err
+		}
+		c.closeWith(b)
 	case "endif", "endfor", "endcall", "endfilter", "endset":
 		if err := noArgs(); err != nil {
 			return err
@@ -361,7 +382,7 @@ func (c *compiler) stmt(s segment) error {
 		if err := c.pop(kw, s.line); err != nil {
 			return err
 		}
-		after := ""
+		after := b.after
 		if kw == "endfor" {
 			after = c.closeFor(b)
 			if b.rec {
@@ -485,12 +506,22 @@ func (c *compiler) setStmt(s segment, rest []token) error {
 		}
 	}
 	if eq < 0 {
-		if len(rest) != 1 || rest[0].kind != tName {
-			return c.errf(s.line, "block {%% set %%} must name one variable (filters on set blocks are not supported)")
+		if len(rest) == 0 || rest[0].kind != tName || len(rest) > 1 && !rest[1].is(tOp, "|") {
+			return c.errf(s.line, "block {%% set %%} must be NAME or NAME | FILTER ...")
+		}
+		after := ""
+		if len(rest) > 1 {
+			// {% set x | f %}body{% endset %}: x is the body through f
+			e, err := c.expr(rest, s.line)
+			if err != nil {
+				return err
+			}
+			after = "{% set " + rest[0].s + " = " + e + " %}"
 		}
 		c.noteSet(rest[0].s)
 		c.out.WriteString("{% set " + rest[0].s + " %}")
 		c.push("set", s.line)
+		c.stack[len(c.stack)-1].after = after
 		return nil
 	}
 	target := rest[:eq]
@@ -824,4 +855,50 @@ func splitTopLevel(toks []token) [][]token {
 		out = append(out, toks[start:])
 	}
 	return out
+}
+
+// withStmt is {% with a = x, b = y %}: the values are evaluated outside,
+// then bound to the names for the block; the names and whatever the block
+// sets get their outer values back at {% endwith %} (closeWith).
+func (c *compiler) withStmt(s segment, rest []token) error {
+	c.tmp++
+	id := strconv.Itoa(c.tmp)
+	var targets, binds []string
+	var vals strings.Builder
+	for i, arg := range splitTopLevel(rest) {
+		if len(arg) < 3 || arg[0].kind != tName || !arg[1].is(tOp, "=") {
+			return c.errf(s.line, "{%% with %%} takes NAME = EXPR, ...")
+		}
+		e, err := c.expr(arg[2:], s.line)
+		if err != nil {
+			return err
+		}
+		v := "__wv" + id + "_" + strconv.Itoa(i)
+		vals.WriteString("{% set " + v + " = " + e + " %}")
+		targets = append(targets, arg[0].s)
+		binds = append(binds, "{% set "+arg[0].s+" = "+v+" %}")
+	}
+	c.mark(s.line)
+	c.out.WriteString(vals.String())
+	start := c.out.Len()
+	c.out.WriteString(strings.Join(binds, ""))
+	c.stack = append(c.stack, openBlock{kw: "with", id: c.tmp, line: s.line, at: [2]int{start, start}, sets: targets})
+	return nil
+}
+
+// closeWith saves, where the block begins, the outer value of every name
+// the block binds or sets, and restores them after it.
+func (c *compiler) closeWith(b openBlock) {
+	pre := "__wo" + strconv.Itoa(b.id) + "_"
+	var save, restore strings.Builder
+	for _, n := range b.sets {
+		save.WriteString("{% set " + pre + n + " = " + n + " %}")
+		restore.WriteString("{% set " + n + " = " + pre + n + " %}")
+	}
+	out := c.out.String()
+	c.out.Reset()
+	c.out.WriteString(out[:b.at[0]])
+	c.out.WriteString(save.String())
+	c.out.WriteString(out[b.at[0]:])
+	c.out.WriteString(restore.String())
 }

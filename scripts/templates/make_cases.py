@@ -636,6 +636,14 @@ case("str_casefold_istitle", "{{ 'Straße ΣΑΣ ǅ'.casefold() }}|{{ 'Hello Wor
 case("precedence_jinja2", "{{ 1 + 2 * 3 ** 2 }}|{{ -2 ** 2 }}|{{ 2 ** 3 ** 2 }}|{{ 2 ** 2 ** -1 }}|{{ -x ** 2 }}|{{ -(2) ** 3 }}|{{ 'a' ~ 'b' + 'c' }}|{{ 1 ~ 2 * 3 }}|{{ 7 // 2 * 2 }}|{{ 10 - 2 - 3 }}|{{ 1 - -1 }}|{{ not x ** 2 }}", x=3)
 case("concat_then_add_error", "{{ 'a' ~ 1 + 2 }}")
 
+# {% with %} scopes and filtered {% set %} blocks
+case('with_scope', "{% set a = 'out' %}{% with a = 1, b = a %}{{ a }}{{ b }}{% set c = 5 %}{{ c }}{% endwith %}[{{ a }}][{{ b }}][{{ c }}]")
+case('with_in_loop', '{% for i in [1, 2] %}{% with x = i * 10 %}{{ x }}{% set i = 0 %}{{ i }}{% endwith %}{{ i }};{% endfor %}')
+case('with_nested', '{% with a = 1 %}{% with a = a + 1, b = a %}{{ a }}{{ b }}{% endwith %}{{ a }}{% endwith %}{{ a is defined }}')
+case('with_empty', '{% with %}{% set q = 1 %}{{ q }}{% endwith %}{{ q is defined }}')
+case('with_ns', '{% set ns = namespace(n=0) %}{% with %}{% set ns.n = 3 %}{% endwith %}{{ ns.n }}')
+case('set_block_filters', "{% set x | trim | upper %}  ab {{ 1 }}  {% endset %}[{{ x }}]{% set y | replace('a', 'b') %}aaa{% endset %}{{ y }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
