@@ -104,6 +104,79 @@ func installIterFilters(st *renderState, def func(string, fn)) {
 		}
 		return jinja.Value{}, fmt.Errorf("TypeError: Can only get item pairs from a mapping.")
 	})
+	// groupby sorts by the attribute (lowered unless case_sensitive) and
+	// groups equal neighbours into (grouper, list) pairs, the grouper
+	// taken with its case from the group's first item
+	def("__f_groupby", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) < 2 && kwargs["attribute"].IsUndefined() {
+			return jinja.Value{}, fmt.Errorf("TypeError: groupby() missing 1 required positional argument: 'attribute'")
+		}
+		if err := st.check(args[0]); err != nil {
+			return jinja.Value{}, err
+		}
+		items, err := pySeq(args[0])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		attr, _ := kwOrArg(args, kwargs, 1, "attribute")
+		dflt, hasDflt := kwOrArg(args, kwargs, 2, "default")
+		hasDflt = hasDflt && !dflt.IsNone()
+		cs, _ := kwOrArg(args, kwargs, 3, "case_sensitive")
+		path := pyStr(attr)
+		if !hasDflt {
+			if err := attrPathsOK(items, path); err != nil {
+				return jinja.Value{}, err
+			}
+		}
+		get := func(v jinja.Value) jinja.Value {
+			r := attrGetter(path)(v)
+			if r.IsUndefined() && hasDflt {
+				return dflt
+			}
+			return r
+		}
+		key := func(v jinja.Value) jinja.Value {
+			r := get(v)
+			if r.IsString() && !cs.IsTruthy() {
+				return jinja.NewString(strings.ToLower(r.AsString()))
+			}
+			return r
+		}
+		sorted, err := sortValues(items, key, true, false)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		var groups []jinja.Value
+		for i := 0; i < len(sorted); {
+			j := i + 1
+			for j < len(sorted) && pyEqual(key(sorted[j]), key(sorted[i])) {
+				j++
+			}
+			grouper := key(sorted[i])
+			if !cs.IsTruthy() {
+				grouper = get(sorted[i])
+			}
+			members := append([]jinja.Value(nil), sorted[i:j]...)
+			groups = append(groups, newListKind(groupKind, []jinja.Value{grouper, jinja.NewList(members)}))
+			i = j
+		}
+		return jinja.NewList(groups), nil
+	})
+	def("__gattr", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		v, name := args[0], args[1].AsString()
+		switch {
+		case v.IsList() && listKind(v) == groupKind:
+			if name == "grouper" {
+				return v.AsList().Items[0], nil
+			}
+			return v.AsList().Items[1], nil
+		case v.IsDict():
+			if r, ok := dictLookup(v.AsDict(), jinja.NewString(name)); ok {
+				return r, nil
+			}
+		}
+		return jinja.Undefined(), nil
+	})
 	def("__f_reverse", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
 			return jinja.NewList(nil), nil

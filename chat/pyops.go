@@ -55,7 +55,7 @@ func pyCompare(op string, a, b jinja.Value) (int, error) {
 	case a.IsString() && b.IsString():
 		return strings.Compare(a.AsString(), b.AsString()), nil
 	case a.IsList() && b.IsList():
-		if listKind(a) != listKind(b) {
+		if isTuple(a) != isTuple(b) || isView(a) || isView(b) {
 			return 0, fmt.Errorf("TypeError: '%s' not supported between instances of '%s' and '%s'", op, pyTypeName(a), pyTypeName(b))
 		}
 		la, lb := a.AsList().Items, b.AsList().Items

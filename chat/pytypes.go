@@ -62,7 +62,17 @@ func listKind(v jinja.Value) string {
 	return "list"
 }
 
-func isTuple(v jinja.Value) bool { return v.IsList() && listKind(v) == "tuple" }
+func isTuple(v jinja.Value) bool {
+	if !v.IsList() {
+		return false
+	}
+	k := listKind(v)
+	return k == "tuple" || k == groupKind
+}
+
+// groupKind is the kind of groupby's (grouper, list) pairs: tuples that
+// also answer .grouper and .list (jinja2's _GroupTuple).
+const groupKind = "_GroupTuple"
 
 // isView is a dict's items(), keys() or values().
 func isView(v jinja.Value) bool {
@@ -70,7 +80,7 @@ func isView(v jinja.Value) bool {
 		return false
 	}
 	k := listKind(v)
-	return k != "list" && k != "tuple"
+	return k != "list" && k != "tuple" && k != groupKind
 }
 
 // dictView is d.items(), d.keys() or d.values(), with the dict's Python

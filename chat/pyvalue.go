@@ -162,7 +162,7 @@ func writeRepr(b *strings.Builder, v jinja.Value) {
 		open, close := byte('['), byte(']')
 		kind := listKind(v)
 		switch kind {
-		case "tuple":
+		case "tuple", groupKind:
 			open, close = '(', ')'
 		case "list":
 		default:

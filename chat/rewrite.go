@@ -418,6 +418,11 @@ func (p *rewriter) postfixLoop(e string, filters bool, start int) (string, error
 			}
 			if !p.op("(") {
 				// jinja2 raises on an attribute of an undefined value
+				if attr == "grouper" || attr == "list" {
+					// groupby's pairs answer these (iterfilters.go)
+					e = "__gattr(__def(" + e + "), " + libString(attr) + ")"
+					continue
+				}
 				e = "__def(" + e + ")." + attr
 				continue
 			}

@@ -644,6 +644,13 @@ case('with_empty', '{% with %}{% set q = 1 %}{{ q }}{% endwith %}{{ q is defined
 case('with_ns', '{% set ns = namespace(n=0) %}{% with %}{% set ns.n = 3 %}{% endwith %}{{ ns.n }}')
 case('set_block_filters', "{% set x | trim | upper %}  ab {{ 1 }}  {% endset %}[{{ x }}]{% set y | replace('a', 'b') %}aaa{% endset %}{{ y }}")
 
+# groupby: sorted, grouped, (grouper, list) pairs that print as tuples
+case('groupby_basic', "{% for g in users | groupby('city', default='?') %}{{ g.grouper }}:{{ g.list | map(attribute='name') | join(',') }};{% endfor %}", **{'users': [{'name': 'a', 'city': 'NY'}, {'name': 'b', 'city': 'ca'}, {'name': 'c', 'city': 'CA'}, {'name': 'd'}]})
+case('groupby_unpack', "{% for city, items in users | groupby('city', default='?', case_sensitive=true) %}{{ city }}={{ items | length }};{% endfor %}", **{'users': [{'name': 'a', 'city': 'NY'}, {'name': 'b', 'city': 'ca'}, {'name': 'c', 'city': 'CA'}, {'name': 'd'}]})
+case('groupby_print', "{{ [{'a': 1}, {'a': 1}, {'a': 2}] | groupby('a') }}|{{ ([[1, 'x'], [0, 'y'], [1, 'z']] | groupby(0))[0] }}|{{ ([{'a': 1}] | groupby('a'))[0].list }}")
+case('groupby_missing_error', "{{ users | groupby('city') | list }}", **{'users': [{'name': 'a', 'city': 'NY'}, {'name': 'b', 'city': 'ca'}, {'name': 'c', 'city': 'CA'}, {'name': 'd'}]})
+case('grouper_attr_dict', '{{ d.list }}|{{ d.grouper }}|{{ [1].list }}|', **{'d': {'list': [1], 'x': 2}})
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
