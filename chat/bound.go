@@ -455,6 +455,8 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		}
 		v := args[0]
 		switch {
+		case isNamespace(v):
+			return jinja.Value{}, fmt.Errorf("TypeError: 'Namespace' object is not iterable")
 		case isTuple(v), isView(v):
 			return jinja.NewList(append([]jinja.Value(nil), v.AsList().Items...)), nil
 		case v.IsDict():

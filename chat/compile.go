@@ -33,7 +33,7 @@ var ownFilters = map[string]bool{
 	"select": true, "reject": true, "selectattr": true, "rejectattr": true, "items": true,
 	// text filters (morefilters.go)
 	"truncate": true, "filesizeformat": true, "striptags": true, "urlencode": true,
-	"xmlattr": true, "forceescape": true, "groupby": true,
+	"xmlattr": true, "forceescape": true, "groupby": true, "attr": true,
 	// numbers past int64 (bigint.go)
 	"int": true, "float": true, "abs": true,
 }

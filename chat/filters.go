@@ -111,6 +111,8 @@ func attrPathsOK(items []jinja.Value, path string) error {
 
 func iterItems(v jinja.Value) ([]jinja.Value, error) {
 	switch {
+	case isNamespace(v):
+		return nil, fmt.Errorf("TypeError: 'Namespace' object is not iterable")
 	case v.IsList():
 		return v.AsList().Items, nil
 	case v.IsDict():
@@ -147,7 +149,7 @@ func simpleFilter(name string, v jinja.Value, args []jinja.Value) (jinja.Value, 
 			return jinja.NewInt(int64(utf8.RuneCountInString(v.AsString()))), true, nil
 		case v.IsList():
 			return jinja.NewInt(int64(v.AsList().Len())), true, nil
-		case v.IsDict():
+		case v.IsDict() && !isNamespace(v):
 			return jinja.NewInt(int64(len(v.AsDict().Keys))), true, nil
 		}
 		return jinja.Value{}, true, fmt.Errorf("TypeError: object of type '%s' has no len()", pyTypeName(v))
@@ -625,6 +627,9 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		return jinja.NewList(out), nil
 	})
 	def("__f_dictsort", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) > 0 && isNamespace(args[0]) {
+			return jinja.Value{}, fmt.Errorf("AttributeError: items")
+		}
 		if len(args) == 0 || !args[0].IsDict() {
 			// jinja2's dictsort calls value.items()
 			v := jinja.Undefined()

@@ -211,7 +211,13 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		}
 		return d, st.check(d)
 	}
-	def("namespace", kwDict)
+	def("namespace", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		d, err := kwDict(args, kwargs)
+		if err == nil {
+			namespaces.set(d.AsDict(), true)
+		}
+		return d, err
+	})
 	def("dict", kwDict)
 }
 
@@ -277,6 +283,8 @@ func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value, max int) (jin
 	attr, hasAttr := kwargs["attribute"]
 	var items []jinja.Value
 	switch v := args[0]; {
+	case isNamespace(v):
+		return jinja.Value{}, fmt.Errorf("TypeError: 'Namespace' object is not iterable")
 	case v.IsList():
 		items = v.AsList().Items
 	case v.IsDict():

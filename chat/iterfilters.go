@@ -99,7 +99,7 @@ func installIterFilters(st *renderState, def func(string, fn)) {
 		switch {
 		case len(args) == 0 || args[0].IsUndefined():
 			return jinja.NewList(nil), nil
-		case args[0].IsDict():
+		case args[0].IsDict() && !isNamespace(args[0]):
 			return jinja.NewList(append([]jinja.Value(nil), dictView(args[0].AsDict(), "items").AsList().Items...)), nil
 		}
 		return jinja.Value{}, fmt.Errorf("TypeError: Can only get item pairs from a mapping.")
@@ -161,6 +161,48 @@ func installIterFilters(st *renderState, def func(string, fn)) {
 			i = j
 		}
 		return jinja.NewList(groups), nil
+	})
+	// attr is Python's getattr through the sandbox: a namespace's
+	// attribute, a groupby pair's grouper/list, a str/dict method as a
+	// callable; never a dict's item, and undefined otherwise
+	def("__f_attr", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) < 2 {
+			return jinja.Value{}, fmt.Errorf("TypeError: do_attr() missing 1 required positional argument: 'name'")
+		}
+		v, name := args[0], pyStr(args[1])
+		switch {
+		case isNamespace(v):
+			if r, ok := v.AsDict().Data[name]; ok {
+				return r, nil
+			}
+		case v.IsList() && listKind(v) == groupKind && (name == "grouper" || name == "list"):
+			if name == "grouper" {
+				return v.AsList().Items[0], nil
+			}
+			return v.AsList().Items[1], nil
+		case strings.HasPrefix(name, "_"):
+		case isNum(v) && !isBig(v) && (name == "real" || name == "imag"):
+			switch {
+			case name == "real" && v.IsBool():
+				return jinja.NewInt(libInt(v)), nil
+			case name == "real":
+				return v, nil
+			case v.IsFloat():
+				return jinja.NewFloat(0), nil
+			}
+			return jinja.NewInt(0), nil
+		case isInt(v) && !isBig(v) && (name == "numerator" || name == "denominator"):
+			if name == "denominator" {
+				return jinja.NewInt(1), nil
+			}
+			return jinja.NewInt(libInt(v)), nil
+		case v.IsString() && (strMethods[name] || name == "count" || name == "index"),
+			v.IsDict() && dictMethods[name]:
+			return jinja.NewCallable(name, func(a []jinja.Value, kw map[string]jinja.Value) (jinja.Value, error) {
+				return st.method(append([]jinja.Value{v, jinja.NewString(name)}, a...), kw)
+			}), nil
+		}
+		return jinja.Undefined(), nil
 	})
 	def("__gattr", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		v, name := args[0], args[1].AsString()
@@ -305,12 +347,12 @@ func (st *renderState) pyTest(name string, v jinja.Value, args []jinja.Value) (b
 	case "string":
 		return v.IsString(), nil
 	case "mapping":
-		return v.IsDict(), nil
+		return v.IsDict() && !isNamespace(v), nil
 	case "iterable":
 		return !notIterable(v) && !v.IsCallable(), nil
 	case "sequence":
 		// has len() and [] (Undefined has both)
-		return v.IsString() || v.IsList() && !isView(v) || v.IsDict() || v.IsUndefined(), nil
+		return v.IsString() || v.IsList() && !isView(v) || v.IsDict() && !isNamespace(v) || v.IsUndefined(), nil
 	case "callable":
 		return v.IsCallable() && !isBig(v), nil
 	case "lower", "upper":

@@ -33,7 +33,7 @@ func pyLen(v jinja.Value) (int, error) {
 		return utf8.RuneCountInString(v.AsString()), nil
 	case v.IsList():
 		return v.AsList().Len(), nil
-	case v.IsDict():
+	case v.IsDict() && !isNamespace(v):
 		return len(v.AsDict().Keys), nil
 	case v.IsUndefined():
 		return 0, nil

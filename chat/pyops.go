@@ -38,6 +38,8 @@ func pyTypeName(v jinja.Value) string {
 		return "str"
 	case v.IsList():
 		return listKind(v)
+	case isNamespace(v):
+		return "Namespace"
 	case v.IsDict():
 		return "dict"
 	}
@@ -86,6 +88,8 @@ func cmpOrdered[T int | int64 | float64](x, y T) int {
 // pyEqual is Python's == on JSON-like values.
 func pyEqual(a, b jinja.Value) bool {
 	switch {
+	case isNamespace(a) || isNamespace(b):
+		return a.IsDict() && b.IsDict() && a.AsDict() == b.AsDict()
 	case isNum(a) && isNum(b):
 		if isBig(a) || isBig(b) {
 			return compareNum(a, b) == 0
@@ -97,7 +101,7 @@ func pyEqual(a, b jinja.Value) bool {
 		return true
 	case a.IsList() && b.IsList():
 		la, lb := a.AsList().Items, b.AsList().Items
-		if len(la) != len(lb) || listKind(a) != listKind(b) || listKind(a) == "dict_values" {
+		if len(la) != len(lb) || isTuple(a) != isTuple(b) || isView(a) != isView(b) || isView(a) && listKind(a) != listKind(b) || listKind(a) == "dict_values" {
 			return false
 		}
 		for i := range la {
@@ -660,6 +664,9 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 			return jinja.NewInt(int64(strings.Count(recv.AsString(), sub))), nil
 		}
 	}
+	if isNamespace(recv) {
+		return jinja.Value{}, noAttribute(recv, name)
+	}
 	if recv.IsDict() {
 		d := recv.AsDict()
 		switch name {
@@ -892,7 +899,10 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 // that undefined raises.
 func noAttribute(recv jinja.Value, name string) error {
 	obj := "None"
-	if !recv.IsNone() {
+	switch {
+	case isNamespace(recv):
+		obj = "jinja2.utils.Namespace object"
+	case !recv.IsNone():
 		obj = pyTypeName(recv) + " object"
 	}
 	return fmt.Errorf("UndefinedError: %s has no attribute %s", pyRepr(jinja.NewString(obj)), pyRepr(jinja.NewString(name)))
@@ -1059,6 +1069,8 @@ func (st *renderState) contains(x, c jinja.Value) (jinja.Value, error) {
 			}
 		}
 		return jinja.NewBool(false), nil
+	case isNamespace(c):
+		return jinja.Value{}, fmt.Errorf("TypeError: argument of type 'Namespace' is not iterable")
 	case c.IsDict():
 		if x.IsDict() || x.IsList() && !isTuple(x) {
 			return jinja.Value{}, fmt.Errorf("TypeError: unhashable type: '%s'", pyTypeName(x))

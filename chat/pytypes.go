@@ -40,6 +40,19 @@ func (r *registry[T, I]) get(p *T) (I, bool) {
 	return v.(I), true
 }
 
+// namespaces marks the dicts that are jinja2 Namespace objects: they keep
+// attributes as a dict does, but Python sees no mapping, no iterable and
+// no len(), prints them as <Namespace {...}> and compares them by identity.
+var namespaces registry[jinja.Dict, bool]
+
+func isNamespace(v jinja.Value) bool {
+	if !v.IsDict() {
+		return false
+	}
+	_, ok := namespaces.get(v.AsDict())
+	return ok
+}
+
 // listKinds holds the Python type of lists that are not Python lists:
 // "tuple", or the dict views "dict_items", "dict_keys" and "dict_values".
 var listKinds registry[jinja.List, string]
@@ -331,4 +344,4 @@ func iter(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 
 // notIterable says Python's iter() refuses v: None, booleans and numbers
 // (jinja2's Undefined iterates as empty).
-func notIterable(v jinja.Value) bool { return v.IsNone() || isNum(v) }
+func notIterable(v jinja.Value) bool { return v.IsNone() || isNum(v) || isNamespace(v) }

@@ -183,6 +183,10 @@ func writeRepr(b *strings.Builder, v jinja.Value) {
 		b.WriteByte(close)
 	case v.IsDict():
 		d := v.AsDict()
+		if isNamespace(v) {
+			b.WriteString("<Namespace ")
+			defer b.WriteByte('>')
+		}
 		b.WriteByte('{')
 		for i, k := range d.Keys {
 			if i > 0 {
@@ -343,6 +347,8 @@ func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error 
 		}
 		newline(level)
 		b.WriteByte(']')
+	case isNamespace(v):
+		return fmt.Errorf("TypeError: Object of type Namespace is not JSON serializable")
 	case v.IsDict():
 		d := v.AsDict()
 		if d.Len() == 0 {
@@ -375,9 +381,9 @@ func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error 
 		}
 		b.WriteString(s)
 	case v.IsUndefined():
-		return fmt.Errorf("Object of type Undefined is not JSON serializable")
+		return fmt.Errorf("TypeError: Object of type Undefined is not JSON serializable")
 	default:
-		return fmt.Errorf("Object of type function is not JSON serializable")
+		return fmt.Errorf("TypeError: Object of type function is not JSON serializable")
 	}
 	return nil
 }
