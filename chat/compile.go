@@ -756,7 +756,7 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 				return "", c.errf(l, "loop.%s is not supported", name)
 			}
 			if i+2 < len(toks) && toks[i+2].is(tOp, "(") {
-				if !libMethods[name] && !strMethods[name] && name != "index" && name != "changed" {
+				if !libMethods[name] && !strMethods[name] && !dictMethods[name] && name != "index" && name != "changed" {
 					return "", c.errf(l, "unsupported method .%s()", name)
 				}
 			}

@@ -628,6 +628,30 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		}
 		return jinja.Value{}, false
 	}
+	if name == "copy" {
+		// list.copy and dict.copy: shallow copies (Python keys kept)
+		switch {
+		case recv.IsList() && !isTuple(recv) && !isView(recv):
+			return jinja.NewList(append([]jinja.Value(nil), recv.AsList().Items...)), nil
+		case recv.IsDict() && !isNamespace(recv):
+			src := recv.AsDict()
+			out := jinja.NewDict()
+			for _, k := range src.Keys {
+				out.AsDict().Set(k, src.Data[k])
+			}
+			if keys, ok := dictKeys.get(src); ok {
+				cp := make(map[string]jinja.Value, len(keys))
+				for k, v := range keys {
+					cp[k] = v
+				}
+				dictKeys.set(out.AsDict(), cp)
+			}
+			return out, nil
+		case recv.IsUndefined():
+			return jinja.Value{}, fmt.Errorf("UndefinedError: undefined value has no attribute 'copy'")
+		}
+		return jinja.Value{}, noAttribute(recv, name)
+	}
 	if recv.IsList() && name == "index" {
 		if len(args) == 0 {
 			return jinja.Value{}, fmt.Errorf("TypeError: index expected an argument")

@@ -777,7 +777,7 @@ func (p *rewriter) atom() (string, error) {
 
 // dictMethods are the dict methods __m implements: Python keys (not only
 // strings) and views whose items are tuples.
-var dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true}
+var dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true, "copy": true}
 
 // mutating are the list and dict methods jinja2's immutable sandbox refuses
 // (list.pop is allowed, dict.pop is not: __mut decides by the receiver).

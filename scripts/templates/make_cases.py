@@ -688,6 +688,11 @@ case('attr_11', '{% set ns = namespace(a=1) %}{{ ns == ns }}', **{'users': [{'c'
 case('attr_12', "{% set ns = namespace(a=1) %}{{ ns | attr('__class__') }}", **{'users': [{'c': 1}]})
 case('attr_13', "{% set ns = namespace(a=1) %}{{ 5 | attr('real') }}", **{'users': [{'c': 1}]})
 
+# list.copy and dict.copy (Python keys kept); none on tuples, str, namespaces
+case("copy_methods", "{% set xs = [1, [2]] %}{% set c = xs.copy() %}{{ c }}{{ c == xs }}{{ {1: 'a', 'b': 2}.copy() }}{{ {1: 'a'}.copy()[1] }}{{ [].copy() }}")
+case("copy_tuple_error", "{{ (1, 2).copy() }}")
+case("copy_str_error", "{{ 'ab'.copy() }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
