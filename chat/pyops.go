@@ -934,8 +934,14 @@ func noAttribute(recv jinja.Value, name string) error {
 
 // format is str.format with plain replacement fields ({}, {0}, {name}).
 func (st *renderState) format(f string, args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
-	var b strings.Builder
 	auto := 0
+	return st.formatAuto(f, args, kwargs, &auto)
+}
+
+// formatAuto is format with the automatic field counter shared with the
+// fields nested in a spec ({:{}}); -1 once fields are numbered by hand.
+func (st *renderState) formatAuto(f string, args []jinja.Value, kwargs map[string]jinja.Value, autoP *int) (jinja.Value, error) {
+	var b strings.Builder
 	for i := 0; i < len(f); i++ {
 		c := f[i]
 		if c == '}' {
@@ -954,35 +960,59 @@ func (st *renderState) format(f string, args []jinja.Value, kwargs map[string]ji
 			i++
 			continue
 		}
-		j := strings.IndexByte(f[i:], '}')
-		if j < 0 {
-			return jinja.Value{}, fmt.Errorf("ValueError: Single '{' encountered in format string")
-		}
-		field := f[i+1 : i+j]
-		i += j
-		if strings.ContainsAny(field, ":!.[") {
-			return jinja.Value{}, fmt.Errorf("str.format: format specs and conversions are not supported")
-		}
-		var v jinja.Value
-		switch n, err := strconv.Atoi(field); {
-		case field == "":
-			if auto >= len(args) {
-				return jinja.Value{}, fmt.Errorf("IndexError: Replacement index %d out of range for positional args tuple", auto)
+		// the field runs to its matching '}' (the spec may nest fields)
+		j, depth := i+1, 1
+		for ; j < len(f) && depth > 0; j++ {
+			switch f[j] {
+			case '{':
+				depth++
+			case '}':
+				depth--
 			}
-			v = args[auto]
-			auto++
-		case err == nil:
-			if n >= len(args) {
-				return jinja.Value{}, fmt.Errorf("IndexError: Replacement index %d out of range for positional args tuple", n)
+		}
+		if depth > 0 {
+			return jinja.Value{}, fmt.Errorf("ValueError: expected '}' before end of string")
+		}
+		field := f[i+1 : j-1]
+		i = j - 1
+		name, spec, _ := strings.Cut(field, ":")
+		name, conv, hasConv := strings.Cut(name, "!")
+		if hasConv && len(conv) != 1 {
+			return jinja.Value{}, fmt.Errorf("ValueError: expected ':' after conversion specifier")
+		}
+		v, err := formatField(name, args, kwargs, autoP)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		if strings.Contains(spec, "{") {
+			// nested fields: {:{width}}
+			sv, err := st.formatAuto(spec, args, kwargs, autoP)
+			if err != nil {
+				return jinja.Value{}, err
 			}
-			v = args[n]
+			spec = sv.AsString()
+		}
+		if err := st.check(v); err != nil {
+			return jinja.Value{}, err
+		}
+		switch conv {
+		case "":
+		case "s", "r", "a":
+			if err := digitLimit(v); err != nil {
+				return jinja.Value{}, err
+			}
+			text := pyStr(v)
+			if conv != "s" {
+				text = pyRepr(v)
+			}
+			if conv == "a" {
+				text = asciiEscape(text)
+			}
+			v = jinja.NewString(text)
 		default:
-			var ok bool
-			if v, ok = kwargs[field]; !ok {
-				return jinja.Value{}, fmt.Errorf("KeyError: '%s'", field)
-			}
+			return jinja.Value{}, fmt.Errorf("ValueError: Unknown conversion specifier %s", conv)
 		}
-		s, err := st.str(v)
+		s, err := pyFormat(v, spec)
 		if err != nil {
 			return jinja.Value{}, err
 		}
@@ -1148,4 +1178,23 @@ func pySplitLines(s string) []string {
 		lines = append(lines, s[start:])
 	}
 	return lines
+}
+
+// asciiEscape is what Python's ascii() does to a repr: non-ASCII
+// characters as \xNN, \uNNNN or \UNNNNNNNN.
+func asciiEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r < 0x80:
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case r < 0x10000:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			fmt.Fprintf(&b, "\\U%08x", r)
+		}
+	}
+	return b.String()
 }

@@ -693,6 +693,26 @@ case("copy_methods", "{% set xs = [1, [2]] %}{% set c = xs.copy() %}{{ c }}{{ c 
 case("copy_tuple_error", "{{ (1, 2).copy() }}")
 case("copy_str_error", "{{ 'ab'.copy() }}")
 
+# str.format: the format-spec mini-language (str, int, float), fields with
+# .attr and [key], conversions, nested specs, and Python's errors
+case('str_format_spec_0', "{{ '{:>5}'.format('r') }}#{{ '{:<5}|'.format('l') }}#{{ '{:^6}|'.format('c') }}#{{ '{:*^7}'.format('c') }}#{{ '{:.2}'.format('abcdef') }}#{{ '{:05}'.format('ab') }}#{{ '{:d}'.format(42) }}#{{ '{:5d}'.format(42) }}#{{ '{:<5d}|'.format(42) }}#{{ '{:05d}'.format(-42) }}#{{ '{:+d}'.format(42) }}#{{ '{: d}'.format(42) }}#{{ '{:,}'.format(1234567) }}#{{ '{:_}'.format(1234567) }}#{{ '{:x}'.format(255) }}#{{ '{:#x}'.format(255) }}")
+case('str_format_spec_1', "{{ '{:#X}'.format(255) }}#{{ '{:b}'.format(10) }}#{{ '{:#o}'.format(8) }}#{{ '{:_b}'.format(255) }}#{{ '{:c}'.format(65) }}#{{ '{:=+8d}'.format(42) }}#{{ '{:08,d}'.format(1234) }}#{{ '{:.2f}'.format(3.14159) }}#{{ '{:8.3f}|'.format(-2.5) }}#{{ '{:e}'.format(12345.678) }}#{{ '{:.2E}'.format(0.00012) }}#{{ '{:g}'.format(1234567.0) }}#{{ '{:g}'.format(0.0001) }}#{{ '{:.3g}'.format(1234.5) }}#{{ '{:%}'.format(0.25) }}#{{ '{:.1%}'.format(0.256) }}")
+case('str_format_spec_2', "{{ '{:,.2f}'.format(1234567.891) }}#{{ '{}'.format(1.0) }}#{{ '{:.3}'.format(100.0) }}#{{ '{:.3}'.format(10.0) }}#{{ '{:.3}'.format(99.96) }}#{{ '{:.3}'.format(0.0001234) }}#{{ '{:10}|'.format(1.5) }}#{{ '{:f}'.format(1) }}#{{ '{:.2f}'.format(2) }}#{{ '{:g}'.format(10**20) }}#{{ '{:>6}'.format(true) }}#{{ '{}'.format(true) }}#{{ '{:.0f}'.format(2.5) }}#{{ '{:.0f}'.format(3.5) }}#{{ '{:+.1f}'.format(-0.0) }}#{{ '{:f}'.format(1e300) }}")
+case('str_format_spec_3', "{{ '{0}{1}{0}'.format('a', 'b') }}#{{ '{x}-{y}'.format(x=1, y=2) }}#{{ '{0[a]} {0[1]}'.format({'a': 'A', 1: 'one'}) }}#{{ '{0.name}'.format({'name': 'N'}) }}#{{ '{m[0][role]}'.format(m=[{'role': 'user'}]) }}#{{ '{!r}'.format('q') }}#{{ '{!s:>4}'.format(1) }}#{{ '{!a}'.format('é') }}#{{ '{:{w}}|'.format('a', w=4) }}#{{ '{:{}}|{}'.format('a', 3, 'z') }}#{{ '{:>{w}.{p}f}'.format(3.14159, w=8, p=2) }}#{{ '{{}} {}'.format(1) }}#{{ '{}'.format([1, 'a']) }}#{{ '{}'.format(none) }}#{{ '{}'.format(missing) }}")
+case('str_format_error_00', "{{ '{:d}'.format('a') }}")
+case('str_format_error_01', "{{ '{:s}'.format(1) }}")
+case('str_format_error_02', "{{ '{:+}'.format('a') }}")
+case('str_format_error_03', "{{ '{:.2d}'.format(1) }}")
+case('str_format_error_04', "{{ '{:>5}'.format(none) }}")
+case('str_format_error_05', "{{ '{:>5}'.format([1]) }}")
+case('str_format_error_06', "{{ '{}{1}'.format(1, 2) }}")
+case('str_format_error_07', "{{ '{1}{}'.format(1, 2) }}")
+case('str_format_error_08', "{{ '{:x}'.format(1.5) }}")
+case('str_format_error_09', "{{ '{!z}'.format(1) }}")
+case('str_format_error_10', "{{ '{:,x}'.format(1) }}")
+case('str_format_error_11', "{{ '{2}'.format(1) }}")
+case('str_format_error_12', "{{ '{k}'.format(j=1) }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
