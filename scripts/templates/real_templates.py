@@ -129,6 +129,30 @@ CONVERSATIONS["content_parts"] = {"add_generation_prompt": True, "messages": [
     {"role": "assistant", "content": [{"type": "text", "text": "A model."}]},
     {"role": "user", "content": [{"type": "text", "text": "Thanks."}]}]}
 
+# Odd shapes that templates still meet: no messages, an assistant first,
+# two system messages, OpenAI's raw string arguments with content "", the
+# developer role, an assistant turn to continue (last message).
+CONVERSATIONS["empty"] = {"messages": [], "add_generation_prompt": True}
+CONVERSATIONS["assistant_first"] = {"messages": [
+    {"role": "assistant", "content": "Hi, how can I help?"},
+    {"role": "user", "content": "Tell me a joke."}], "add_generation_prompt": True}
+CONVERSATIONS["two_systems"] = {"messages": [
+    {"role": "system", "content": "Rule one."}, {"role": "system", "content": "Rule two."},
+    {"role": "user", "content": "Go."}], "add_generation_prompt": True}
+CONVERSATIONS["tool_call_string_args"] = {"tools": TOOLS, "messages": [
+    {"role": "user", "content": "Weather in Oslo?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "abcdefghi", "type": "function",
+         "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+    {"role": "tool", "tool_call_id": "abcdefghi", "name": "get_weather", "content": "-3"},
+    {"role": "assistant", "content": "It is -3 °C."}]}
+CONVERSATIONS["developer_role"] = {"messages": [
+    {"role": "developer", "content": "Answer in French."},
+    {"role": "user", "content": "Hello"}], "add_generation_prompt": True}
+CONVERSATIONS["continue_last"] = {"messages": [
+    {"role": "user", "content": "Count to three."},
+    {"role": "assistant", "content": "One, two,"}]}
+
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>"}
 
 
