@@ -713,6 +713,12 @@ case('str_format_error_10', "{{ '{:,x}'.format(1) }}")
 case('str_format_error_11', "{{ '{2}'.format(1) }}")
 case('str_format_error_12', "{{ '{k}'.format(j=1) }}")
 
+# tojson as json.dumps: key kinds, sort_keys on Python keys, indents,
+# separators, float reprs, escapes
+case('tojson_json_dumps', '{{ {1: \'a\', 2.5: \'b\', true: \'c\', none: \'d\'} | tojson }}#{{ {\'b\': {}, \'a\': []} | tojson(indent=2) }}#{{ [1.0, 1e16, 1e-5, 0.1, 123456789.125, -0.0, 2**63, 10**20] | tojson }}#{{ {\'é\': \'ü\\u2028\'} | tojson }}#{{ {\'é\': \'x\'} | tojson(ensure_ascii=true) }}#{{ [[], {}, [[]], {\'a\': {}}] | tojson(indent=1) }}#{{ {\'b\': 1, \'a\': {\'d\': 1, \'c\': 2}} | tojson(sort_keys=true, indent=2) }}#{{ \'tab\\tnl\\nq"bs\\\\\' | tojson }}#{{ (1, \'a\') | tojson }}#{{ [true, false, none] | tojson(separators=(\';\', \'=\')) }}#{{ {\'x\': 1} | tojson(indent=\'--\') }}#{{ {\'x\': [1, 2]} | tojson(indent=0) }}#{{ 1.5 | tojson }}#{{ \'\\x7f\\x00\\x1f\' | tojson }}')
+case('tojson_sort_mixed_keys_error', "{{ {'a': 1, 1: 2} | tojson(sort_keys=true) }}")
+case('tojson_tuple_key_error', '{{ {(1, 2): 1} | tojson }}')
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
