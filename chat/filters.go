@@ -41,7 +41,7 @@ func jinjaTitle(s string) string {
 func pyCapitalizeKeep(s string) string {
 	for i, r := range s {
 		n := len(string(r))
-		return strings.ToUpper(s[i:i+n]) + strings.ToLower(s[i+n:])
+		return pyUpper(s[i:i+n]) + pyLower(s[i+n:])
 	}
 	return ""
 }
@@ -136,9 +136,9 @@ func simpleFilter(name string, v jinja.Value, args []jinja.Value) (jinja.Value, 
 	case "upper", "lower":
 		s := pyStr(v)
 		if name == "upper" {
-			return jinja.NewString(strings.ToUpper(s)), true, nil
+			return jinja.NewString(pyUpper(s)), true, nil
 		}
-		return jinja.NewString(strings.ToLower(s)), true, nil
+		return jinja.NewString(pyLower(s)), true, nil
 	case "trim":
 		return jinja.NewString(strings.TrimSpace(pyStr(v))), true, nil
 	case "length", "count":
@@ -613,7 +613,7 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 				for i, p := range paths {
 					k := attrGetter(p)(v)
 					if k.IsString() && !cs.IsTruthy() {
-						k = jinja.NewString(strings.ToLower(k.AsString()))
+						k = jinja.NewString(pyLower(k.AsString()))
 					}
 					parts[i] = k
 				}
@@ -697,7 +697,7 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 
 func normKey(k jinja.Value, caseSensitive bool) jinja.Value {
 	if k.IsString() && !caseSensitive {
-		return jinja.NewString(strings.ToLower(k.AsString()))
+		return jinja.NewString(pyLower(k.AsString()))
 	}
 	return k
 }

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/ardanlabs/jinja"
 )
@@ -115,11 +113,7 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		if err != nil {
 			return jinja.Value{}, err
 		}
-		r, n := utf8.DecodeRuneInString(s)
-		if n == 0 {
-			return empty, nil
-		}
-		return jinja.NewString(string(unicode.ToUpper(r)) + strings.ToLower(s[n:])), nil
+		return jinja.NewString(pyCapitalize(s)), nil
 	})
 
 	// trim, lower and upper work on Python's str() of the value, as jinja2's
@@ -142,8 +136,8 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		}
 		return strings.TrimFunc(s, isPySpace)
 	})
-	strFilter("lower", func(s string, _ []jinja.Value) string { return strings.ToLower(s) })
-	strFilter("upper", func(s string, _ []jinja.Value) string { return strings.ToUpper(s) })
+	strFilter("lower", func(s string, _ []jinja.Value) string { return pyLower(s) })
+	strFilter("upper", func(s string, _ []jinja.Value) string { return pyUpper(s) })
 
 	def("raise_exception", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		msg := ""

@@ -138,7 +138,7 @@ func installIterFilters(st *renderState, def func(string, fn)) {
 		key := func(v jinja.Value) jinja.Value {
 			r := get(v)
 			if r.IsString() && !cs.IsTruthy() {
-				return jinja.NewString(strings.ToLower(r.AsString()))
+				return jinja.NewString(pyLower(r.AsString()))
 			}
 			return r
 		}
@@ -270,7 +270,7 @@ func installIterFilters(st *renderState, def func(string, fn)) {
 		for _, it := range items {
 			k := key(it)
 			if !cs.IsTruthy() && k.IsString() {
-				k = jinja.NewString(strings.ToLower(k.AsString()))
+				k = jinja.NewString(pyLower(k.AsString()))
 			}
 			h, err := hashKey(k, &seq)
 			if err != nil {

@@ -267,14 +267,78 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 			keyed = &v
 			i += end + 1
 		}
-		prec := -1
-		if i < len(f) && f[i] == '.' {
-			j := i + 1
+		// flags, width, precision (a '*' takes them from the arguments)
+		sp := formatSpec{fill: ' ', precision: -1}
+		left := false
+	flags:
+		for ; i < len(f); i++ {
+			switch f[i] {
+			case '-':
+				left = true
+			case '+':
+				sp.sign = '+'
+			case ' ':
+				if sp.sign != '+' {
+					sp.sign = ' '
+				}
+			case '0':
+				sp.zero = true
+			case '#':
+				sp.alt = true
+			default:
+				break flags
+			}
+		}
+		num := func(star bool) (int, error) {
+			if star {
+				if next >= len(args) {
+					return 0, fmt.Errorf("TypeError: not enough arguments for format string")
+				}
+				v := args[next]
+				next++
+				if !isInt(v) || isBig(v) {
+					return 0, fmt.Errorf("TypeError: * wants int")
+				}
+				return int(libInt(v)), nil
+			}
+			j := i
 			for j < len(f) && f[j] >= '0' && f[j] <= '9' {
 				j++
 			}
-			prec, _ = strconv.Atoi(f[i+1 : j])
-			i = j
+			n, err := strconv.Atoi(f[i:j])
+			if j > i && (err != nil || n > 1<<20) {
+				return 0, fmt.Errorf("ValueError: width too big")
+			}
+			i = j - 1
+			return n, nil
+		}
+		if i < len(f) && (f[i] == '*' || f[i] >= '1' && f[i] <= '9') {
+			w, err := num(f[i] == '*')
+			if err != nil {
+				return jinja.Value{}, err
+			}
+			if w < 0 {
+				left, w = true, -w
+			}
+			sp.width = w
+			i++
+		}
+		if i < len(f) && f[i] == '.' {
+			i++
+			p, err := 0, error(nil)
+			if i < len(f) && (f[i] == '*' || f[i] >= '0' && f[i] <= '9') {
+				if p, err = num(f[i] == '*'); err != nil {
+					return jinja.Value{}, err
+				}
+				i++
+			}
+			sp.precision = max(p, 0)
+		}
+		for i < len(f) && (f[i] == 'h' || f[i] == 'l' || f[i] == 'L') {
+			i++ // C length modifiers, ignored as Python does
+		}
+		if left {
+			sp.align, sp.zero = '<', false
 		}
 		var a jinja.Value
 		switch {
@@ -288,49 +352,11 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 			a = args[next]
 			next++
 		}
-		switch f[i] {
-		case 's', 'r':
-			str := st.str
-			if f[i] == 'r' {
-				str = st.repr
-			}
-			s, err := str(a)
-			if err != nil {
-				return jinja.Value{}, err
-			}
-			b.WriteString(s)
-		case 'd', 'i':
-			if !isNum(a) {
-				return jinja.Value{}, fmt.Errorf("TypeError: %%%c format: a real number is required, not %s", f[i], pyTypeName(a))
-			}
-			if isInt(a) {
-				if err := digitLimit(a); err != nil {
-					return jinja.Value{}, err
-				}
-				b.WriteString(toBig(a).String())
-			} else {
-				f := libFloat(a)
-				if math.IsInf(f, 0) || math.IsNaN(f) {
-					return jinja.Value{}, fmt.Errorf("OverflowError: cannot convert float %s to integer", pyFloat(f, false))
-				}
-				bi, _ := big.NewFloat(f).Int(nil)
-				b.WriteString(bi.String())
-			}
-		case 'f':
-			if !isNum(a) {
-				return jinja.Value{}, fmt.Errorf("TypeError: must be real number, not %s", pyTypeName(a))
-			}
-			if prec < 0 {
-				prec = 6
-			}
-			f, err := toFloat(a)
-			if err != nil {
-				return jinja.Value{}, err
-			}
-			b.WriteString(strconv.FormatFloat(f, 'f', prec, 64))
-		default:
-			return jinja.Value{}, fmt.Errorf("unsupported format character %q", f[i])
+		text, err := st.printfOne(f[i], a, sp)
+		if err != nil {
+			return jinja.Value{}, err
 		}
+		b.WriteString(text)
 		if err := st.room(b.Len(), "formatted string"); err != nil {
 			return jinja.Value{}, err
 		}
@@ -429,45 +455,6 @@ func mutable(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) 
 	return v, nil
 }
 
-// pyTitle is Python's str.title.
-func pyTitle(s string) string {
-	var b strings.Builder
-	prev := false
-	for _, r := range s {
-		cased := unicode.IsUpper(r) || unicode.IsLower(r) || unicode.IsTitle(r)
-		switch {
-		case cased && prev:
-			b.WriteRune(unicode.ToLower(r))
-		case cased:
-			b.WriteRune(unicode.ToTitle(r))
-		default:
-			b.WriteRune(r)
-		}
-		prev = cased
-	}
-	return b.String()
-}
-
-func pyCapitalize(s string) string {
-	r, n := utf8.DecodeRuneInString(s)
-	if n == 0 {
-		return ""
-	}
-	return string(unicode.ToTitle(r)) + strings.ToLower(s[n:])
-}
-
-func pySwapcase(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case unicode.IsUpper(r):
-			return unicode.ToLower(r)
-		case unicode.IsLower(r):
-			return unicode.ToUpper(r)
-		}
-		return r
-	}, s)
-}
-
 // pySplit is str.split/str.rsplit with Python's whitespace rule when sep is
 // absent; max < 0 means no limit.
 func pySplit(s string, sep *string, max int, right bool) []string {
@@ -500,14 +487,14 @@ func pySplit(s string, sep *string, max int, right bool) []string {
 	var out []string
 	if !right {
 		for {
-			s = strings.TrimLeftFunc(s, unicode.IsSpace)
+			s = strings.TrimLeftFunc(s, isPySpace)
 			if s == "" {
 				return out
 			}
 			if max == 0 {
 				return append(out, s)
 			}
-			i := strings.IndexFunc(s, unicode.IsSpace)
+			i := strings.IndexFunc(s, isPySpace)
 			if i < 0 {
 				return append(out, s)
 			}
@@ -517,7 +504,7 @@ func pySplit(s string, sep *string, max int, right bool) []string {
 		}
 	}
 	for {
-		s = strings.TrimRightFunc(s, unicode.IsSpace)
+		s = strings.TrimRightFunc(s, isPySpace)
 		if s == "" {
 			break
 		}
@@ -525,7 +512,7 @@ func pySplit(s string, sep *string, max int, right bool) []string {
 			out = append(out, s)
 			break
 		}
-		i := strings.LastIndexFunc(s, unicode.IsSpace)
+		i := strings.LastIndexFunc(s, isPySpace)
 		if i < 0 {
 			out = append(out, s)
 			break
@@ -682,10 +669,16 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 			return jinja.NewInt(int64(n)), nil
 		case recv.IsString() && args[0].IsString():
 			sub := args[0].AsString()
-			if sub == "" {
-				return jinja.NewInt(int64(utf8.RuneCountInString(recv.AsString()) + 1)), nil
+			w, _, ok, err := strWindow(recv.AsString(), args[1:])
+			switch {
+			case err != nil:
+				return jinja.Value{}, err
+			case !ok:
+				return jinja.NewInt(0), nil
+			case sub == "":
+				return jinja.NewInt(int64(utf8.RuneCountInString(w) + 1)), nil
 			}
-			return jinja.NewInt(int64(strings.Count(recv.AsString(), sub))), nil
+			return jinja.NewInt(int64(strings.Count(w, sub))), nil
 		}
 	}
 	if isNamespace(recv) {
@@ -735,9 +728,9 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 	}
 	switch name {
 	case "upper":
-		return jinja.NewString(strings.ToUpper(s)), nil
+		return jinja.NewString(pyUpper(s)), nil
 	case "lower":
-		return jinja.NewString(strings.ToLower(s)), nil
+		return jinja.NewString(pyLower(s)), nil
 	case "split", "rsplit":
 		sep, err := strArg(0, "sep")
 		if err != nil {
@@ -755,7 +748,8 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		}
 		return strList(pySplit(s, sep, intArg(1, "maxsplit", -1), name == "rsplit")), nil
 	case "splitlines":
-		lines := pySplitLines(s)
+		keep, _ := arg(0, "keepends")
+		lines := pySplitLinesKeep(s, keep.IsTruthy())
 		if len(lines) > maxValueNodes {
 			return jinja.Value{}, st.fail("splitlines would make %d strings (at most %d)", len(lines), maxValueNodes)
 		}
@@ -771,11 +765,18 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		} else {
 			cands = []jinja.Value{v}
 		}
+		w, _, inside, err := strWindow(s, args[1:])
+		if err != nil {
+			return jinja.Value{}, err
+		}
 		for _, c := range cands {
 			if !c.IsString() {
 				return jinja.Value{}, fmt.Errorf("TypeError: %s first arg must be str or a tuple of str, not %s", name, pyTypeName(c))
 			}
-			if name == "startswith" && strings.HasPrefix(s, c.AsString()) || name == "endswith" && strings.HasSuffix(s, c.AsString()) {
+			if !inside {
+				continue
+			}
+			if name == "startswith" && strings.HasPrefix(w, c.AsString()) || name == "endswith" && strings.HasSuffix(w, c.AsString()) {
 				return jinja.NewBool(true), nil
 			}
 		}
@@ -785,7 +786,7 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		if err != nil {
 			return jinja.Value{}, err
 		}
-		cut := unicode.IsSpace
+		cut := isPySpace
 		if chars != nil {
 			set := *chars
 			cut = func(r rune) bool { return strings.ContainsRune(set, r) }
@@ -802,24 +803,37 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		if err != nil || sub == nil {
 			return jinja.Value{}, fmt.Errorf("TypeError: %s() argument must be str", name)
 		}
-		var i int
-		if name[0] == 'r' {
-			i = strings.LastIndex(s, *sub)
-		} else {
-			i = strings.Index(s, *sub)
+		w, off, inside, err := strWindow(s, args[1:])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		i := -1
+		switch {
+		case !inside:
+		case name[0] == 'r':
+			i = strings.LastIndex(w, *sub)
+		default:
+			i = strings.Index(w, *sub)
 		}
 		if i < 0 && (name == "index" || name == "rindex") {
 			return jinja.Value{}, fmt.Errorf("ValueError: substring not found")
 		}
-		return jinja.NewInt(int64(runeIndex(s, i))), nil
+		if i < 0 {
+			return jinja.NewInt(-1), nil
+		}
+		return jinja.NewInt(int64(off + runeIndex(w, i))), nil
 	case "title":
 		return jinja.NewString(pyTitle(s)), nil
 	case "capitalize":
 		return jinja.NewString(pyCapitalize(s)), nil
 	case "swapcase":
 		return jinja.NewString(pySwapcase(s)), nil
-	case "isdigit", "isnumeric", "isdecimal":
-		return jinja.NewBool(allRunes(s, unicode.IsDigit)), nil
+	case "isdecimal":
+		return jinja.NewBool(allRunes(s, pyIsDecimal)), nil
+	case "isdigit":
+		return jinja.NewBool(allRunes(s, pyIsDigit)), nil
+	case "isnumeric":
+		return jinja.NewBool(allRunes(s, pyIsNumeric)), nil
 	case "isalpha":
 		return jinja.NewBool(allRunes(s, unicode.IsLetter)), nil
 	case "casefold":
@@ -827,9 +841,9 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 	case "istitle":
 		return jinja.NewBool(pyIsTitle(s)), nil
 	case "isalnum":
-		return jinja.NewBool(allRunes(s, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) })), nil
+		return jinja.NewBool(allRunes(s, pyIsAlnum)), nil
 	case "isspace":
-		return jinja.NewBool(allRunes(s, unicode.IsSpace)), nil
+		return jinja.NewBool(allRunes(s, isPySpace)), nil
 	case "islower":
 		return jinja.NewBool(hasCase(s, false)), nil
 	case "isupper":
@@ -1031,7 +1045,7 @@ func sortValues(items []jinja.Value, key func(jinja.Value) jinja.Value, caseSens
 	for i, it := range items {
 		k := key(it)
 		if k.IsString() && !caseSensitive {
-			k = jinja.NewString(strings.ToLower(k.AsString()))
+			k = jinja.NewString(pyLower(k.AsString()))
 		}
 		keys[i] = k
 	}
@@ -1158,7 +1172,10 @@ func (st *renderState) equal(a, b jinja.Value) (jinja.Value, error) {
 // pySplitLines is Python's str.splitlines(): lines end at \n, \r, \r\n,
 // \v, \f, \x1c-\x1e, \x85, U+2028 and U+2029, and a text ending in a line
 // break has no empty last line.
-func pySplitLines(s string) []string {
+func pySplitLines(s string) []string { return pySplitLinesKeep(s, false) }
+
+// pySplitLinesKeep is str.splitlines(keepends).
+func pySplitLinesKeep(s string, keep bool) []string {
 	var lines []string
 	start := 0
 	for i, r := range s {
@@ -1167,11 +1184,16 @@ func pySplitLines(s string) []string {
 		}
 		switch r {
 		case '\n', '\r', '\v', '\f', 0x1c, 0x1d, 0x1e, 0x85, 0x2028, 0x2029:
-			lines = append(lines, s[start:i])
-			start = i + len(string(r))
-			if r == '\r' && strings.HasPrefix(s[start:], "\n") {
-				start++
+			end := i + len(string(r))
+			if r == '\r' && strings.HasPrefix(s[end:], "\n") {
+				end++
 			}
+			if keep {
+				lines = append(lines, s[start:end])
+			} else {
+				lines = append(lines, s[start:i])
+			}
+			start = end
 		}
 	}
 	if start < len(s) {
@@ -1197,4 +1219,150 @@ func asciiEscape(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// strWindow is s[start:end] for str.find, count, startswith and endswith
+// (their optional start and end arguments, as Python adjusts them): the
+// window's text, its offset in code points, and false when start is past
+// the end of s (Python then finds nothing, not even "").
+func strWindow(s string, bounds []jinja.Value) (string, int, bool, error) {
+	r := []rune(s)
+	n := len(r)
+	idx := func(i int, dflt int) (int, error) {
+		if i >= len(bounds) || bounds[i].IsNone() {
+			return dflt, nil
+		}
+		v := bounds[i]
+		if !isInt(v) {
+			return 0, errBadIndex
+		}
+		b := toBig(v)
+		if b.Cmp(big.NewInt(int64(n))) > 0 {
+			return n, nil
+		}
+		x := b.Int64()
+		if b.Cmp(big.NewInt(int64(-n))) < 0 {
+			x = int64(-n)
+		}
+		if x < 0 {
+			x += int64(n)
+		}
+		return int(x), nil
+	}
+	lo, err := idx(0, 0)
+	if err != nil {
+		return "", 0, false, err
+	}
+	hi, err := idx(1, n)
+	if err != nil {
+		return "", 0, false, err
+	}
+	if len(bounds) > 0 && !bounds[0].IsNone() && isInt(bounds[0]) && toBig(bounds[0]).Cmp(big.NewInt(int64(n))) > 0 {
+		return "", 0, false, nil
+	}
+	if hi < lo {
+		return "", lo, hi-lo >= 0, nil
+	}
+	return string(r[lo:hi]), lo, true, nil
+}
+
+// printfOne is one %-conversion of a with its flags, width and precision.
+func (st *renderState) printfOne(c byte, a jinja.Value, sp formatSpec) (string, error) {
+	switch c {
+	case 's', 'r', 'a':
+		str := st.str
+		if c != 's' {
+			str = st.repr
+		}
+		text, err := str(a)
+		if err != nil {
+			return "", err
+		}
+		if c == 'a' {
+			text = asciiEscape(text)
+		}
+		if sp.precision >= 0 {
+			if r := []rune(text); len(r) > sp.precision {
+				text = string(r[:sp.precision])
+			}
+		}
+		sp.zero = false
+		return sp.pad("", text, '>'), nil
+	case 'c':
+		switch {
+		case a.IsString() && utf8.RuneCountInString(a.AsString()) == 1:
+			sp.zero = false
+			return sp.pad("", a.AsString(), '>'), nil
+		case isInt(a):
+			n := toBig(a)
+			if !n.IsInt64() || n.Int64() < 0 || n.Int64() > 0x10FFFF {
+				return "", fmt.Errorf("OverflowError: %%c arg not in range(0x110000)")
+			}
+			sp.zero = false
+			return sp.pad("", string(rune(n.Int64())), '>'), nil
+		}
+		return "", fmt.Errorf("TypeError: %%c requires int or char")
+	case 'd', 'i', 'u', 'o', 'x', 'X':
+		var n *big.Int
+		switch {
+		case isInt(a):
+			n = toBig(a)
+		case a.IsFloat() && (c == 'd' || c == 'i' || c == 'u'):
+			x := a.AsFloat()
+			if math.IsInf(x, 0) || math.IsNaN(x) {
+				return "", fmt.Errorf("OverflowError: cannot convert float %s to integer", pyFloat(x, false))
+			}
+			n, _ = big.NewFloat(x).Int(nil)
+		case c == 'd' || c == 'i' || c == 'u':
+			return "", fmt.Errorf("TypeError: %%%c format: a real number is required, not %s", c, pyTypeName(a))
+		default:
+			return "", fmt.Errorf("TypeError: %%%c format: an integer is required, not %s", c, pyTypeName(a))
+		}
+		if err := digitLimit(bigValueOrInt(n)); err != nil {
+			return "", err
+		}
+		base, prefix := 10, ""
+		switch c {
+		case 'o':
+			base, prefix = 8, "0o"
+		case 'x':
+			base, prefix = 16, "0x"
+		case 'X':
+			base, prefix = 16, "0X"
+		}
+		digits := new(big.Int).Abs(n).Text(base)
+		if c == 'X' {
+			digits = strings.ToUpper(digits)
+		}
+		if !sp.alt {
+			prefix = ""
+		}
+		for len(digits) < sp.precision {
+			digits = "0" + digits
+		}
+		if sp.zero {
+			sp.align, sp.fill = '=', '0'
+		}
+		return sp.pad(sp.signOf(n.Sign() < 0)+prefix, digits, '>'), nil
+	case 'e', 'E', 'f', 'F', 'g', 'G':
+		if !isNum(a) {
+			return "", fmt.Errorf("TypeError: must be real number, not %s", pyTypeName(a))
+		}
+		x, err := toFloat(a)
+		if err != nil {
+			return "", err
+		}
+		sp.typ = c
+		if sp.zero {
+			sp.align, sp.fill, sp.zero = '=', '0', false
+			if math.IsInf(x, 0) || math.IsNaN(x) {
+				sp.align, sp.fill = '>', ' '
+			}
+		}
+		if sp.align == 0 {
+			sp.align = '>'
+		}
+		return formatFloat(x, sp)
+	}
+	return "", fmt.Errorf("ValueError: unsupported format character '%c' (0x%x)", c, c)
 }

@@ -719,6 +719,25 @@ case('tojson_json_dumps', '{{ {1: \'a\', 2.5: \'b\', true: \'c\', none: \'d\'} |
 case('tojson_sort_mixed_keys_error', "{{ {'a': 1, 1: 2} | tojson(sort_keys=true) }}")
 case('tojson_tuple_key_error', '{{ {(1, 2): 1} | tojson }}')
 
+# str methods with start/end arguments, keepends, Unicode full case
+# mappings (ß, İ, final Σ, ǅ) and numeric classes; %-formatting with flags,
+# width, precision, * and every conversion
+case('str_methods_python_0', "{{ 'a,b,,c'.split(',', 1) }}#{{ 'a b  c'.split(None, 1) }}#{{ ' a b '.rsplit(maxsplit=1) }}#{{ 'a,b,c'.rsplit(',', 1) }}#{{ 'xyaxy'.strip('xy') }}#{{ '  a\\t\\n'.rstrip() }}#{{ 'abc'.startswith('b', 1) }}#{{ 'abc'.startswith(('x', 'a')) }}#{{ 'abcabc'.find('c', 3) }}#{{ 'abcabc'.rfind('c') }}#{{ 'abc'.find('z') }}#{{ 'aaa'.replace('a', 'b', 2) }}#{{ ', '.join(['a', 'b']) }}#{{ 'a\\nb\\r\\nc'.splitlines(true) }}#{{ 'a=b=c'.partition('=') }}#{{ 'a=b=c'.rpartition('=') }}#{{ 'ab'.center(7, '*') }}")
+case('str_methods_python_1', "{{ 'ab'.ljust(5, '.') }}#{{ 'ab'.rjust(5) }}#{{ '-42'.zfill(6) }}#{{ '+7'.zfill(4) }}#{{ 'héllo wörld'.title() }}#{{ 'ǆemal'.capitalize() }}#{{ 'straße'.upper() }}#{{ 'İstanbul'.lower() }}#{{ 'ABCabc'.swapcase() }}#{{ 'abcabc'.count('bc', 2) }}#{{ 'abc'.endswith('b', 0, 2) }}#{{ '  '.isspace() }}#{{ '١٢٣'.isdigit() }}#{{ '½'.isnumeric() }}#{{ '½'.isdecimal() }}#{{ 'abc'.isalpha() }}#{{ 'ab1'.isalnum() }}")
+case('str_methods_python_2', "{{ 'Ab'.isupper() }}#{{ 'ab1'.islower() }}#{{ 'abc'.removeprefix('a') }}#{{ 'abc'.removesuffix('c') }}#{{ 'abc'.upper().lower().title() }}#{{ '{0}'.format(1) }}#{{ 'x'.join('abc') }}#{{ '%s=%s' % ('a', 'b') }}#{{ '%5s|%-5s|' % ('a', 'b') }}#{{ '%05.1f' % 3.14159 }}#{{ '%x %o %e' % (255, 8, 1234.5) }}#{{ '%c' % 65 }}#{{ '%%'|format }}#{{ '%(a)s %(a)r' % {'a': 'q'} }}#{{ '%d' % 3.9 }}#{{ '%i' % true }}")
+case('str_case_unicode', "{{ 'straße İstanbul ΣΑΣ ǆemal ﬁne'.upper() }}#{{ 'straße İstanbul ΣΑΣ ǆemal ﬁne'.lower() }}#{{ 'straße İstanbul ΣΑΣ ǆemal ﬁne they\\'re 3rd'.title() }}#{{ 'ǆemal ΣΑΣ'.capitalize() }}#{{ 'ßΣ'.swapcase() }}#{{ 'straße' | upper }}#{{ 'ǆemal' | capitalize }}#{{ 'ǆemal ßa' | title }}#{{ ['B', 'a', 'Ä', 'ä'] | sort }}#{{ ['ß', 'SS', 'ss'] | unique | list }}")
+case('str_numeric_classes', "{% for s in ['123', '١٢٣', '²', '½', '一二', 'Ⅻ', '12a', '', '\\x1c \\t'] %}{{ s.isdecimal() }}{{ s.isdigit() }}{{ s.isnumeric() }}{{ s.isalnum() }}{{ s.isspace() }};{% endfor %}")
+case('percent_format_0', "{{ '%5s|%-5s|' % ('a', 'b') }}#{{ '%05.1f' % 3.14159 }}#{{ '%x %o %e' % (255, 8, 1234.5) }}#{{ '%c%c' % (65, 'z') }}#{{ '%+d % d %05d %-5d|' % (3, 3, -42, 7) }}#{{ '%.3d|%5.3d|' % (7, -7) }}#{{ '%#x %#o %#X' % (255, 8, 255) }}#{{ '%10.3e|%-10.2f|' % (1234.5678, 2.5) }}#{{ '%g %g %G' % (0.00001, 1234567, 1e20) }}#{{ '%.2s|%5.1s|' % ('abc', 'xyz') }}#{{ '%*d|%-*d|' % (5, 1, 4, 2) }}#{{ '%.*f' % (2, 3.14159) }}#{{ '%r %a' % ('é', 'é') }}")
+case('percent_format_1', "{{ '%s %s' % (none, [1, 'a']) }}#{{ '%d' % 3.99 }}#{{ '%d' % -3.99 }}#{{ '%i' % true }}#{{ '%u' % 5 }}#{{ '%05s|' % 'ab' }}#{{ '%+.2f' % 0 }}#{{ '%(x)5s|%(y)-3d|' % {'x': 'a', 'y': 1} }}#{{ '%f' % 1e20 }}#{{ '%e' % 0 }}#{{ '%%%d%%' % 5 }}#{{ '%ld' % 5 }}")
+case('percent_format_error_00', "{{ '%x' % 1.5 }}")
+case('percent_format_error_01', "{{ '%d' % 'a' }}")
+case('percent_format_error_02', "{{ '%c' % 'ab' }}")
+case('percent_format_error_03', "{{ '%f' % 'a' }}")
+case('percent_format_error_04', "{{ '%*d' % ('a', 1) }}")
+case('percent_format_error_05', "{{ '%z' % 1 }}")
+case('percent_format_error_06', "{{ '%' % () }}")
+case('percent_format_error_07', "{{ '%s %s' % (1,) }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
