@@ -13,7 +13,7 @@ import (
 // libFilters are the library's filters that behave as jinja2's for the
 // values chat templates use.
 var libFilters = map[string]bool{
-	"from_json": true, "fromjson": true, "default": true, "d": true,
+	"from_json": true, "fromjson": true,
 	"safe": true,
 }
 
@@ -34,6 +34,7 @@ var ownFilters = map[string]bool{
 	// text filters (morefilters.go)
 	"truncate": true, "filesizeformat": true, "striptags": true, "urlencode": true,
 	"xmlattr": true, "forceescape": true, "groupby": true, "attr": true,
+	"default": true, "d": true,
 	// numbers past int64 (bigint.go)
 	"int": true, "float": true, "abs": true,
 }

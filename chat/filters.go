@@ -259,12 +259,26 @@ func pyDigits(s string) (string, bool) {
 // pyParseInt is Python's int(s, base) for 2 <= base <= 36.
 func pyParseInt(s string, base int) (*big.Int, bool) {
 	s = strings.TrimFunc(s, isPySpace)
-	if base < 2 || base > 36 || len(s) > maxIntDigits+1 {
+	if base != 0 && (base < 2 || base > 36) || len(s) > maxIntDigits+1 {
 		return nil, false
 	}
 	sign := ""
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		sign, s = s[:1], s[1:]
+	}
+	// the prefix of base 16, 8 or 2 may be written (and must be for base 0,
+	// where other numbers are decimal without leading zeros)
+	if len(s) >= 2 && s[0] == '0' {
+		p := map[byte]int{'x': 16, 'X': 16, 'o': 8, 'O': 8, 'b': 2, 'B': 2}[s[1]]
+		if p != 0 && (base == p || base == 0) {
+			base, s = p, strings.TrimPrefix(s[2:], "_")
+		}
+	}
+	if base == 0 {
+		base = 10
+		if strings.TrimLeft(s, "0_") != "" && s[0] == '0' {
+			return nil, false
+		}
 	}
 	s, ok := pyDigits(s)
 	if !ok || s == "" || s[0] == '-' || s[0] == '+' {

@@ -160,6 +160,11 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		}
 		return jinja.NewString(s), nil
 	})
+	// lipsum is a global in jinja2 (random text): defined, but gotune cannot
+	// render what it would, so calling it is an error
+	def("lipsum", func([]jinja.Value, map[string]jinja.Value) (jinja.Value, error) {
+		return jinja.Value{}, fmt.Errorf("lipsum() gives random text, which gotune does not reproduce")
+	})
 	def("range", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		var start, stop, step int64 = 0, 0, 1
 		for _, a := range args {

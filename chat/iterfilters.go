@@ -219,6 +219,25 @@ func installIterFilters(st *renderState, def func(string, fn)) {
 		}
 		return jinja.Undefined(), nil
 	})
+	// default: the fallback for undefined (or, with boolean, any false
+	// value)
+	for _, name := range []string{"default", "d"} {
+		def("__f_"+name, func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+			v := jinja.Undefined()
+			if len(args) > 0 {
+				v = args[0]
+			}
+			dflt, ok := kwOrArg(args, kwargs, 1, "default_value")
+			if !ok {
+				dflt = jinja.NewString("")
+			}
+			boolean, _ := kwOrArg(args, kwargs, 2, "boolean")
+			if v.IsUndefined() || boolean.IsTruthy() && !v.IsTruthy() {
+				return dflt, nil
+			}
+			return v, nil
+		})
+	}
 	def("__f_reverse", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
 			return jinja.NewList(nil), nil

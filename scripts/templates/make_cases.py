@@ -738,6 +738,13 @@ case('percent_format_error_05', "{{ '%z' % 1 }}")
 case('percent_format_error_06', "{{ '%' % () }}")
 case('percent_format_error_07', "{{ '%s %s' % (1,) }}")
 
+# filters with their arguments (slice/batch fill, sum start/attribute, map
+# with filter arguments, round methods, int bases and prefixes, default)
+case('filter_arguments_0', "{{ [1, 2, 3, 4, 5] | slice(3, 'x') | list }}#{{ [1, 2, 3, 4, 5] | batch(2, 0) | list }}#{{ ms | sum(attribute='n') }}#{{ [1, 2] | sum(start=10) }}#{{ [[1], [2]] | sum(start=[]) }}#{{ ['a', 'b'] | map('upper') | list }}#{{ ['a', 'b'] | map('replace', 'a', 'z') | list }}#{{ ms | join(',', attribute='n') }}#{{ {'b': 1, 'a': 2} | first }}#{{ {'b': 1, 'a': 2} | last }}#{{ {'b': 1}.items() | length }}#{{ ms | max(attribute='n') }}#{{ ['B', 'a', 'C'] | max }}#{{ ['B', 'a', 'C'] | max(case_sensitive=true) }}#{{ [2.5, -2.5, 3.5] | map('round') | list }}#{{ 3.14159 | round(2, 'floor') }}#{{ -3.14159 | round(1, 'ceil') }}", ms=[{'n': 1}, {'n': 3}, {'n': 3}])
+case('filter_arguments_1', "{{ '0x1A' | int(base=16) }}#{{ 'z' | int(7) }}#{{ '1e3' | int }}#{{ '12' | int(base=8) }}#{{ '  3.5 ' | float }}#{{ 'x' | float(1.5) }}#{{ true | abs }}#{{ -0.0 | abs }}#{{ none | default('d', boolean=true) }}#{{ '' | default('d') }}#{{ 'aaa' | replace('a', 'b', count=2) }}#{{ 'a\\n\\nb' | indent(2, blank=true) }}#{{ 'ab' | center(1) }}#{{ [3, 1, 2] | sort(true) }}#{{ ['b', 'A', 'c'] | sort(case_sensitive=true) }}#{{ {'b': 2, 'a': 1} | dictsort(by='value', reverse=true) }}#{{ {'B': 1, 'a': 2} | dictsort(true) }}", ms=[{'n': 1}, {'n': 3}, {'n': 3}])
+case('filter_arguments_2', "{{ [1, 2, 3] | select('greaterthan', 1) | list }}#{{ ms | selectattr('n', 'gt', 1) | map(attribute='n') | list }}#{{ ms | map(attribute='n') | unique | list }}#{{ [0, '', none, 1] | reject | list }}#{{ 'abc' | list | reverse | join }}#{{ range(5) | list }}#{{ range(10, 0, -3) | list }}#{{ range(3) | last }}#{{ lipsum is defined }}#{{ dict(a=1, **{'b': 2}) }}#{{ [1, 'a'] | tojson | length }}#{{ ms[0] | items | list }}#{{ [none, 1] | map('default', 0) | list }}#{{ ['a', 'b'] | map('center', 5) | list }}#{{ 5 | string | list }}#{{ [1, 2] | join(d='-') }}", ms=[{'n': 1}, {'n': 3}, {'n': 3}])
+case('int_bases', "{{ '0x1A' | int(base=16) }}#{{ '0b101' | int(0, 2) }}#{{ '0o17' | int(base=8) }}#{{ '0x_ff' | int(base=16) }}#{{ '0x10' | int(base=0) }}#{{ '010' | int(base=0) }}#{{ '10' | int(base=0) }}#{{ '1_000' | int }}#{{ 'ff' | int(base=16) }}#{{ '0x1A' | int }}#{{ '42.9' | int }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
