@@ -401,8 +401,16 @@ func (st *renderState) pyTest(name string, v jinja.Value, args []jinja.Value) (b
 		}
 		eq := pyEqual(v, a)
 		if name == "sameas" {
-			// identity: the singletons and equal scalars of one type
-			eq = eq && pyTypeName(v) == pyTypeName(a) && !v.IsList() && !v.IsDict()
+			// identity: one list or dict object; the singletons and equal
+			// scalars of one type
+			switch {
+			case v.IsList() && a.IsList():
+				eq = v.AsList() == a.AsList()
+			case v.IsDict() && a.IsDict():
+				eq = v.AsDict() == a.AsDict()
+			default:
+				eq = eq && pyTypeName(v) == pyTypeName(a) && !v.IsList() && !v.IsDict()
+			}
 		}
 		return eq != (name == "ne" || name == "!="), nil
 	case "lt", "lessthan", "<", "le", "<=", "gt", "greaterthan", ">", "ge", ">=":

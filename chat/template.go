@@ -417,6 +417,9 @@ func NamesIdentifier(src, name string) bool {
 // own errors that have no class in their text.
 func pyErrorText(msg string) string {
 	switch {
+	case strings.HasSuffix(msg, " is not callable: Undefined"):
+		// calling an undefined name
+		return "UndefinedError: " + msg
 	case strings.Contains(msg, " is not callable: "), msg == "call: expression is not callable",
 		msg == "Can only get item pairs from a mapping.":
 		return "TypeError: " + msg
