@@ -297,6 +297,9 @@ func pyParseFloat(s string) (float64, bool) {
 	if !ok {
 		return 0, false
 	}
+	if u := strings.ToLower(strings.TrimLeft(s, "+-")); u == "nan" {
+		return math.NaN(), len(s)-len(u) <= 1 // Python takes a signed nan
+	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		return 0, false

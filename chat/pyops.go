@@ -216,7 +216,15 @@ func (st *renderState) power(a, b jinja.Value) (jinja.Value, error) {
 	if x == 0 && y < 0 {
 		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: 0.0 cannot be raised to a negative power")
 	}
-	return jinja.NewFloat(math.Pow(x, y)), nil
+	if x < 0 && y != math.Trunc(y) && !math.IsInf(y, 0) {
+		// Python gives a complex number, which templates never print on purpose
+		return jinja.Value{}, fmt.Errorf("negative number to a fractional power: complex results are not supported")
+	}
+	r := math.Pow(x, y)
+	if math.IsInf(r, 0) && !math.IsInf(x, 0) && !math.IsInf(y, 0) {
+		return jinja.Value{}, fmt.Errorf("OverflowError: (34, 'Numerical result out of range')")
+	}
+	return jinja.NewFloat(r), nil
 }
 
 func abs64(x int64) int64 {

@@ -793,6 +793,13 @@ case('whitespace_19', "{{ '\\r\\n' | length }}")
 case('whitespace_20', 'x\n{#- comment #}\ny')
 case('whitespace_21', 'x\n  {#- c -#}  \ny')
 
+# numbers: float reprs, Python division/modulo/power, big ints, rounding,
+# float() of special strings
+case('numbers_python_0', '{{ 1e16 }}#{{ 1e15 }}#{{ 1e-7 }}#{{ 0.1 + 0.2 }}#{{ 1 / 3 }}#{{ 2 ** 0.5 }}#{{ 1e308 * 10 }}#{{ -1e308 * 10 }}#{{ (1e308 * 10) - (1e308 * 10) }}#{{ 5 / 2 }}#{{ 4 / 2 }}#{{ -7 // 2 }}#{{ -7 % 3 }}#{{ 7 % -3 }}#{{ -7.5 // 2 }}#{{ 7.5 % -2 }}#{{ 2 ** -2 }}#{{ 2 ** 100 }}', nan_v=None)
+case('numbers_python_1', "{{ 10 ** -2 }}#{{ 0.1 * 3 }}#{{ true + true }}#{{ 'ab' * true }}#{{ 3 * [0] }}#{{ 1.5 // 0.5 }}#{{ 2 ** 0.0 }}#{{ 0 ** 0 }}#{{ 1e300 * 1e300 > 1e308 }}#{{ nan_v != nan_v }}#{{ 1 == 1.0000000000000002 }}#{{ 9007199254740993 == 9007199254740992.0 }}#{{ 2**53 + 1 }}#{{ (2**53 + 1) * 1.0 }}#{{ 12345678901234567890 // 7 }}#{{ -(2**64) % 10 }}#{{ 3.0 == 3 }}#{{ 0.5 | round }}", nan_v=None)
+case('numbers_python_2', "{{ 1.5 | round }}#{{ 2.5 | round(0) }}#{{ -1.5 | round }}#{{ 123.456 | round(-1) }}#{{ 1e20 | int }}#{{ -0.0 }}#{{ 0.0 == -0.0 }}#{{ 1e22 }}#{{ 1e21 }}#{{ 123456789012345680000.0 }}#{{ 0.000001 }}#{{ 0.0000001 }}#{{ 100 | float }}#{{ '1e5' | float }}#{{ 'inf' | float }}#{{ '-nan' | float }}#{{ 3 | float / 2 }}", nan_v=None)
+case('float_pow_overflow_error', '{{ 1e308 ** 2 }}')
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
