@@ -307,6 +307,9 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 				if !isInt(v) || isBig(v) {
 					return 0, fmt.Errorf("TypeError: * wants int")
 				}
+				if n := libInt(v); n > 1<<20 || n < -(1<<20) {
+					return 0, st.fail("%%-format width or precision %d is larger than %d", n, 1<<20)
+				}
 				return int(libInt(v)), nil
 			}
 			j := i

@@ -242,9 +242,11 @@ func formatInt(n *big.Int, sp formatSpec) (string, error) {
 	if sp.zero && sp.align == 0 && sp.grouping != 0 {
 		// zero padding runs through the grouping, as Python pads it
 		w := sp.width - len(sp.signOf(neg)) - len(prefix)
-		for len(group(body, sp.grouping, every)) < w {
-			body = "0" + body
+		d := len(body)
+		for d+(d-1)/every < w {
+			d++
 		}
+		body = strings.Repeat("0", d-len(body)) + body
 	}
 	return sp.pad(sp.signOf(neg)+prefix, group(body, sp.grouping, every), '>'), nil
 }
