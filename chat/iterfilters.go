@@ -470,8 +470,11 @@ func (st *renderState) selectOrReject(args []jinja.Value, reject, byAttr bool) (
 	if len(args) == 0 || !args[0].IsTruthy() {
 		return jinja.NewList(nil), nil
 	}
-	if err := st.check(args[0]); err != nil {
-		return jinja.Value{}, err
+	for _, a := range args {
+		// the items and the test's arguments are compared, which walks them
+		if err := st.check(a); err != nil {
+			return jinja.Value{}, err
+		}
 	}
 	items, err := pySeq(args[0])
 	if err != nil {
