@@ -200,6 +200,10 @@ func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
 }
 
 func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
+	if isBig(a) && (b.IsString() || b.IsList()) || isBig(b) && (a.IsString() || a.IsList()) {
+		// a repeat count must fit a machine word in Python
+		return jinja.Value{}, fmt.Errorf("OverflowError: cannot fit 'int' into an index-sized integer")
+	}
 	if (a.IsInt() || a.IsBool()) && (b.IsString() || b.IsList()) {
 		a, b = b, a
 	}

@@ -194,6 +194,10 @@ func bigValueOrInt(b *big.Int) jinja.Value {
 // of anything else, then int(float(value)), then the default.
 func intFilter(v, dflt jinja.Value, base int64) (jinja.Value, error) {
 	switch {
+	case v.IsUndefined():
+		// int(Undefined) raises, and jinja2 catches only TypeError and
+		// ValueError
+		return jinja.Value{}, fmt.Errorf("UndefinedError: int of an undefined value")
 	case isInt(v):
 		return bigValueOrInt(toBig(v)), nil
 	case v.IsFloat():
@@ -225,6 +229,8 @@ func floatToInt(f float64) (jinja.Value, error) {
 // floatFilter is jinja2's float filter: float(value), else the default.
 func floatFilter(v, dflt jinja.Value) (jinja.Value, error) {
 	switch {
+	case v.IsUndefined():
+		return jinja.Value{}, fmt.Errorf("UndefinedError: float of an undefined value")
 	case isBig(v):
 		f, err := bigFloat(toBig(v))
 		if err != nil {

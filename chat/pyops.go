@@ -245,7 +245,7 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 	mapping := arg.IsDict()
 	// Python's % takes any other object with [] (a list) as a mapping
 	// too: it never complains of unconverted arguments
-	sequenceArg := arg.IsList() && !isTuple(arg) && !isView(arg)
+	sequenceArg := arg.IsList() && !isTuple(arg) && !isView(arg) || arg.IsUndefined()
 	var b strings.Builder
 	next := 0
 	for i := 0; i < len(f); i++ {

@@ -800,6 +800,13 @@ case('numbers_python_1', "{{ 10 ** -2 }}#{{ 0.1 * 3 }}#{{ true + true }}#{{ 'ab'
 case('numbers_python_2', "{{ 1.5 | round }}#{{ 2.5 | round(0) }}#{{ -1.5 | round }}#{{ 123.456 | round(-1) }}#{{ 1e20 | int }}#{{ -0.0 }}#{{ 0.0 == -0.0 }}#{{ 1e22 }}#{{ 1e21 }}#{{ 123456789012345680000.0 }}#{{ 0.000001 }}#{{ 0.0000001 }}#{{ 100 | float }}#{{ '1e5' | float }}#{{ 'inf' | float }}#{{ '-nan' | float }}#{{ 3 | float / 2 }}", nan_v=None)
 case('float_pow_overflow_error', '{{ 1e308 ** 2 }}')
 
+# found by random expressions against jinja2: int/float of undefined raise,
+# a big repeat count overflows, '' % undefined is fine
+case("int_undefined_error", "{{ missing | int }}")
+case("float_undefined_error", "{{ missing | float }}")
+case("big_repeat_error", "{{ 10**20 * 'ab' }}")
+case("percent_undefined", "[{{ '' % missing }}][{{ '%s' % missing }}]")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
