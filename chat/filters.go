@@ -71,24 +71,17 @@ func attrGetter(path string) func(jinja.Value) jinja.Value {
 func attrPath(v jinja.Value, path string) (jinja.Value, error) {
 	parts := strings.Split(path, ".")
 	for i, p := range parts {
-		var next jinja.Value
-		switch {
-		case v.IsDict():
-			w, ok := v.AsDict().Data[p]
-			if !ok {
-				next = jinja.Undefined()
-			} else {
-				next = w
+		// jinja2 reads a part of digits as an int index
+		key := jinja.NewString(p)
+		if n, err := strconv.Atoi(p); err == nil && p != "" && strings.Trim(p, "0123456789") == "" {
+			key = jinja.NewInt(int64(n))
+		}
+		next := jinja.Undefined()
+		if !v.IsUndefined() {
+			r, err := item(v, key)
+			if err == nil {
+				next = r
 			}
-		case v.IsList():
-			j, err := strconv.Atoi(p)
-			if err != nil || j < 0 || j >= v.AsList().Len() {
-				next = jinja.Undefined()
-			} else {
-				next = v.AsList().Items[j]
-			}
-		default:
-			next = jinja.Undefined()
 		}
 		if next.IsUndefined() && i < len(parts)-1 && !v.IsUndefined() {
 			return next, noAttribute(v, p)

@@ -171,6 +171,9 @@ func installIterFilters(st *renderState, def func(string, fn)) {
 		}
 		v, name := args[0], pyStr(args[1])
 		switch {
+		case v.IsUndefined() && !strings.HasPrefix(name, "__"):
+			// Undefined's __getattr__ raises
+			return jinja.Value{}, fmt.Errorf("UndefinedError: an undefined value has no attribute %s", pyRepr(jinja.NewString(name)))
 		case isNamespace(v):
 			if r, ok := v.AsDict().Data[name]; ok {
 				return r, nil

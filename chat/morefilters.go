@@ -152,6 +152,8 @@ func installMoreFilters(st *renderState, def func(string, fn)) {
 				return jinja.Value{}, fmt.Errorf("ValueError: could not convert string to float: %s", pyRepr(v))
 			}
 			size = f
+		case v.IsUndefined():
+			return jinja.Value{}, fmt.Errorf("UndefinedError: float of an undefined value")
 		default:
 			return jinja.Value{}, fmt.Errorf("TypeError: float() argument must be a string or a real number, not '%s'", pyTypeName(v))
 		}

@@ -807,6 +807,11 @@ case("float_undefined_error", "{{ missing | float }}")
 case("big_repeat_error", "{{ 10**20 * 'ab' }}")
 case("percent_undefined", "[{{ '' % missing }}][{{ '%s' % missing }}]")
 
+# attribute paths of digits index (strings too); attr of undefined raises
+case("attribute_paths_python", "{{ ['ab', 'cd', 'ae'] | groupby(0) | list }}|{{ {'a': 1, 'b': 2} | groupby(0) | list }}|{{ [[1, 2], [0, 3]] | sort(attribute='1') }}|{{ [{'0': 'x'}] | map(attribute='0') | list }}|{{ ['xy'] | map(attribute='1') | list }}")
+case("attr_of_undefined_error", "{{ missing | attr('a') }}")
+case("filesizeformat_undefined_error", "{{ missing | filesizeformat }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
