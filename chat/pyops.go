@@ -175,7 +175,7 @@ func (st *renderState) floorDiv(a, b jinja.Value) (jinja.Value, error) {
 	if y == 0 {
 		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: float floor division by zero")
 	}
-	return jinja.NewFloat(math.Floor(x / y)), nil
+	return jinja.NewFloat(pyFloorDiv(x, y)), nil
 }
 
 func (st *renderState) modulo(a, b jinja.Value) (jinja.Value, error) {
@@ -196,10 +196,31 @@ func (st *renderState) modulo(a, b jinja.Value) (jinja.Value, error) {
 		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: float modulo")
 	}
 	m := math.Mod(x, y)
-	if m != 0 && (m < 0) != (y < 0) {
+	switch {
+	case m != 0 && (m < 0) != (y < 0):
 		m += y
+	case m == 0:
+		m = math.Copysign(0, y)
 	}
 	return jinja.NewFloat(m), nil
+}
+
+// pyFloorDiv is CPython's float floor division, which works from fmod so
+// that 1 // 0.1 is 9.0 (floor(1 / 0.1) would be 10).
+func pyFloorDiv(x, y float64) float64 {
+	mod := math.Mod(x, y)
+	div := (x - mod) / y
+	if mod != 0 && (y < 0) != (mod < 0) {
+		div--
+	}
+	if div == 0 {
+		return math.Copysign(0, x/y)
+	}
+	f := math.Floor(div)
+	if div-f > 0.5 {
+		f++
+	}
+	return f
 }
 
 func (st *renderState) power(a, b jinja.Value) (jinja.Value, error) {

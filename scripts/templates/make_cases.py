@@ -812,6 +812,9 @@ case("attribute_paths_python", "{{ ['ab', 'cd', 'ae'] | groupby(0) | list }}|{{ 
 case("attr_of_undefined_error", "{{ missing | attr('a') }}")
 case("filesizeformat_undefined_error", "{{ missing | filesizeformat }}")
 
+# float // and % as CPython computes them (from fmod; signed zeros)
+case("float_floordiv_mod", "{{ 1 // 0.1 }} {{ -1 // 0.1 }} {{ 7.5 // -2 }} {{ 0.0 // 3 }} {{ -0.0 // 3 }} {{ 0 // -3.0 }} {{ 4.0 % -2 }} {{ -4.0 % 2 }} {{ 1 % 0.1 }} {{ -1 % 0.1 }} {{ 1e300 // 1e-300 }} {{ 5.5 % 2.5 }} {{ 0.3 // 0.1 }} {{ 2.0 // 0.2 }}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
