@@ -45,6 +45,7 @@ func TestTemplateValueBombs(t *testing.T) {
 		"lower of list":    "{% for i in range(64) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}",
 		"upper nested":     "{% for i in range(30) %}{% set ns.l = ns.l | map('string') | list %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | upper }}",
 		"string filter":    "{% for i in range(64) %}{% set ns.s = (ns.s, ns.s) | string %}{% endfor %}",
+		"float powers":     "{% for i in range(65536) %}{% for j in range(16) %}{% set x = 1.0000001 ** 1000000.5 %}{% endfor %}{% endfor %}",
 		"printf width":     "{{ '%*d' % (10 ** 9, 1) }}",
 		"printf precision": "{{ '%.*f' % (10 ** 9, 1.5) }}",
 		"format width":     "{{ '{:{}}'.format('a', 10 ** 9) }}",
