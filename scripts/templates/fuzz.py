@@ -2,10 +2,11 @@
 """Random expressions against Python's jinja2: a differential check of
 gotune's template engine beyond the hand-written corpus.
 
-Usage: scripts/templates/fuzz.py [SEED [COUNT]]
+Usage: scripts/templates/fuzz.py [SEED [COUNT [statements]]]
 
 Builds COUNT (default 3000) random expressions from literals, variables,
-operators, filters, tests, methods and subscripts, renders each with
+operators, filters, tests, methods and subscripts (with "statements",
+small templates of for/if/set/macro/namespace/with around them), renders each with
 jinja2 (render.py's environment) and with gotune (gorender), and prints
 the cases that differ. Cases and goldens go to a temporary folder; a
 difference worth keeping becomes a case in make_cases.py.
@@ -54,16 +55,32 @@ def expr(rng, depth=0):
     return "(%s if %s else %s)" % (expr(rng, depth + 1), expr(rng, depth + 1), expr(rng, depth + 1))
 
 
+def statement(rng):
+    e = lambda: expr(rng, 1)  # noqa: E731
+    shapes = [
+        lambda: "{%% for i in %s %%}[{{ i }}|{{ loop.index }}|{{ %s }}]{%% else %%}empty{%% endfor %%}" % (e(), e()),
+        lambda: "{%% if %s %%}a{%% elif %s %%}b{%% else %%}c{%% endif %%}" % (e(), e()),
+        lambda: "{%% set v = %s %%}{{ v }}|{{ v is defined }}" % e(),
+        lambda: "{%% macro m(a, b=%s) %%}<{{ a }}|{{ b }}>{%% endmacro %%}{{ m(%s) }}{{ m(1, %s) }}" % (e(), e(), e()),
+        lambda: "{%% for k, w in (%s) | dictsort %%}{{ k }}={{ w }};{%% endfor %%}" % e(),
+        lambda: "{%% set ns = namespace(t=%s) %%}{%% for i in l %%}{%% set ns.t = ns.t ~ i %%}{%% endfor %%}{{ ns.t }}" % e(),
+        lambda: "{%% for i in l if %s %%}{{ loop.index }}{{ i }}{%% endfor %%}" % e().replace("x", "i"),
+        lambda: "{%% with q = %s %%}{{ q }}{%% set x = 9 %%}{%% endwith %%}{{ x }}" % e(),
+    ]
+    return rng.choice(shapes)()
+
+
 def main():
     seed = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
     rng = random.Random(seed)
     cases, seen = [], set()
+    statements = len(sys.argv) > 3 and sys.argv[3] == "statements"
     while len(cases) < count:
-        e = expr(rng)
-        if e not in seen:
-            seen.add(e)
-            cases.append({"name": "fuzz_%d_%04d" % (seed, len(cases)), "template": "{{ " + e + " }}", "vars": VARS})
+        t = statement(rng) if statements else "{{ " + expr(rng) + " }}"
+        if t not in seen:
+            seen.add(t)
+            cases.append({"name": "fuzz_%d_%04d" % (seed, len(cases)), "template": t, "vars": VARS})
     env = environment()
     # each render gets its own copy of the variables: jinja2's indent
     # extends a list in place (s += "\n"), which would leak into later cases
