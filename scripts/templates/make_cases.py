@@ -819,6 +819,22 @@ case("float_floordiv_mod", "{{ 1 // 0.1 }} {{ -1 // 0.1 }} {{ 7.5 // -2 }} {{ 0.
 # within 0.54 ulp, so a few far-off cases may still differ)
 case("float_pow_rounding", "{{ 0.1 ** -3 }} {{ 1.1 ** 40 }} {{ 2.5 ** 0.5 }} {{ 10.0 ** 0.1 }} {{ 7.0 ** (1/3) }} {{ (-0.1) ** -3 }} {{ (-1.5) ** 7 }} {{ 1e20 ** 0.1 }} {{ 0.3 ** 2 }} {{ 3.0 ** -2 }} {{ 1.0000001 ** 1000000 }} {{ 2.0 ** 0.5 }}")
 
+# wordwrap: textwrap with hyphen and em-dash splitting, long words, wrap strings
+case('wordwrap_000', '[{{ t | wordwrap(8, break_on_hyphens=false) }}]', t="well, \t -x a a-b don't bb x--y long-hyphenated-word \t")
+case('wordwrap_001', '[{{ t | wordwrap(1) }}]', t="long-hyphenated-word ab-cd-ef don't a supercalifragilistic 日本語 well, x--y ünïcödé\nccc em--dash a-b em--dash em--dash")
+case('wordwrap_002', '[{{ t | wordwrap(8, false, break_on_hyphens=false) }}]', t='supercalifragilistic x--y x--y end.')
+case('wordwrap_003', "[{{ t | wordwrap(10, true, '|') }}]", t='supercalifragilistic x--y supercalifragilistic ünïcödé end. a \t 日本語 x--y em--dash well,\nend. ab-cd-ef a    ccc')
+case('wordwrap_004', '[{{ t | wordwrap(15, break_on_hyphens=false) }}]', t='end. --    x--y -- -- x--y bb well, a \t ünïcödé a 9-9')
+case('wordwrap_005', '[{{ t | wordwrap(10, break_on_hyphens=false) }}]', t="a a-b bb x--y supercalifragilistic long-hyphenated-word don't a-b \t -x")
+case('wordwrap_006', '[{{ t | wordwrap(1, break_on_hyphens=false) }}]', t='ab-cd-ef \t')
+case('wordwrap_007', '[{{ t | wordwrap(15, false) }}]', t='supercalifragilistic   ')
+case('wordwrap_008', '[{{ t | wordwrap(1) }}]', t='well, 9-9 ccc end.    end.\nccc em--dash end. -- x--y')
+case('wordwrap_009', '[{{ t | wordwrap(1, break_on_hyphens=false) }}]', t="9-9 ünïcödé bb don't \t well, a-b 日本語 em--dash bb")
+case('wordwrap_010', '[{{ t | wordwrap(5, break_on_hyphens=false) }}]', t='supercalifragilistic em--dash ab-cd-ef em--dash 日本語 long-hyphenated-word\n\t em--dash bb 日本語 end.')
+case('wordwrap_011', '[{{ t | wordwrap(3, break_on_hyphens=false) }}]', t='x--y -x a-b --    -- well, end. -- ünïcödé')
+case('wordwrap_none_error', '{{ none | wordwrap }}')
+case('wordwrap_width_error', '{{ "a b" | wordwrap(0) }}')
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
