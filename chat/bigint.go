@@ -144,7 +144,7 @@ func (st *renderState) intArith(op string, a, b jinja.Value) (jinja.Value, error
 			if fx == 0 {
 				return jinja.Value{}, fmt.Errorf("ZeroDivisionError: 0.0 cannot be raised to a negative power")
 			}
-			return jinja.NewFloat(math.Pow(fx, fy)), nil
+			return jinja.NewFloat(pyPow(fx, fy)), nil
 		}
 		// |x| <= 1 stays small whatever the exponent
 		if x.CmpAbs(big.NewInt(1)) > 0 && (!y.IsInt64() || int64(x.BitLen()-1)*y.Int64() > maxBigBits) {

@@ -349,6 +349,7 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	installIterFilters(st, def)
 	installMoreFilters(st, def)
 	installWordwrap(st, def)
+	installPprint(st, def)
 	def("__chk", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) != 1 {
 			return jinja.Value{}, fmt.Errorf("__chk: expected 1 value")

@@ -34,7 +34,7 @@ var ownFilters = map[string]bool{
 	// text filters (morefilters.go)
 	"truncate": true, "filesizeformat": true, "striptags": true, "urlencode": true,
 	"xmlattr": true, "forceescape": true, "groupby": true, "attr": true,
-	"default": true, "d": true, "wordwrap": true,
+	"default": true, "d": true, "wordwrap": true, "pprint": true,
 	// numbers past int64 (bigint.go)
 	"int": true, "float": true, "abs": true,
 }

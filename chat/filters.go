@@ -540,11 +540,17 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 				r, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'f', prec, 64), 64)
 				return jinja.NewFloat(r), nil
 			}
-			return jinja.NewFloat(math.RoundToEven(x*p) / p), nil
-		case "floor":
-			return jinja.NewFloat(math.Floor(x*p) / p), nil
-		case "ceil":
-			return jinja.NewFloat(math.Ceil(x*p) / p), nil
+			return jinja.NewFloat(roundTens(x, -prec)), nil
+		case "floor", "ceil":
+			// math.floor/ceil give an int (no negative zero), then / 10**n
+			f := math.Floor(x * p)
+			if method == "ceil" {
+				f = math.Ceil(x * p)
+			}
+			if f == 0 {
+				f = 0 // an int has no sign: math.ceil(-0.3) is 0
+			}
+			return jinja.NewFloat(f / p), nil
 		}
 		return jinja.Value{}, fmt.Errorf("FilterArgumentError: method must be common, ceil or floor")
 	})
@@ -716,4 +722,31 @@ func normKey(k jinja.Value, caseSensitive bool) jinja.Value {
 		return jinja.NewString(pyLower(k.AsString()))
 	}
 	return k
+}
+
+// roundTens is Python's round(x, -k) for k > 0: x to the nearest multiple of
+// 10**k, ties to even, from x's exact value.
+func roundTens(x float64, k int) float64 {
+	if math.IsInf(x, 0) || math.IsNaN(x) || x == 0 || k > 400 {
+		if k > 400 && !math.IsInf(x, 0) && !math.IsNaN(x) {
+			return math.Copysign(0, x)
+		}
+		return x
+	}
+	unit := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(k)), nil)
+	r := new(big.Rat).SetFloat64(x)
+	q := new(big.Rat).Quo(r, new(big.Rat).SetInt(unit))
+	// q to the nearest integer, ties to even
+	num, den := q.Num(), q.Denom()
+	fl, rem := new(big.Int).DivMod(num, den, new(big.Int)) // floor division
+	twice := new(big.Int).Mul(rem, big.NewInt(2))
+	switch c := twice.Cmp(den); {
+	case c > 0, c == 0 && fl.Bit(0) == 1:
+		fl.Add(fl, big.NewInt(1))
+	}
+	f, _ := new(big.Float).SetInt(new(big.Int).Mul(fl, unit)).Float64()
+	if f == 0 {
+		return math.Copysign(0, x)
+	}
+	return f
 }

@@ -35,7 +35,8 @@ FILTERS = ["length", "string", "list", "first", "last", "lower", "upper", "trim"
            "map('string') | list", "count", "wordcount", "center(6)", "indent(2)", "escape",
            "truncate(4, leeway=0)", "replace('a', 'b')", "batch(2) | list", "slice(2) | list",
            "format", "urlencode", "striptags", "float | round(1)", "string | length",
-           "tojson(indent=1)", "groupby(0) | list", "attr('a')", "filesizeformat"]
+           "tojson(indent=1)", "groupby(0) | list", "attr('a')", "filesizeformat", "pprint",
+           "wordwrap(5)", "items | list"]
 TESTS = ["defined", "none", "string", "number", "integer", "float", "mapping", "iterable",
          "sequence", "boolean", "odd", "even", "lower", "upper", "true", "false",
          "divisibleby(3)", "in([1, 'ab'])", "eq(1)", "gt(0)", "sameas(none)"]
