@@ -70,6 +70,33 @@ type compiler struct {
 	hasGen    bool
 	stack     []openBlock
 	literal   []string // string literals seen, for stop-string discovery
+	// jinja2 checks filter and test names when it compiles, except inside
+	// an {% if %} (its conditions and body) or an inline if, where an
+	// unknown one fails only if it runs: softIf marks an if's condition,
+	// unknown collects the names deferred that way
+	softIf  bool
+	unknown []string
+}
+
+// soft says an unknown filter or test in toks fails only when it runs.
+func (c *compiler) soft(toks []token) bool {
+	if c.softIf {
+		return true
+	}
+	for _, t := range toks {
+		if t.is(tName, "if") {
+			return true
+		}
+	}
+	for i := len(c.stack) - 1; i >= 0; i-- {
+		switch c.stack[i].kw {
+		case "if":
+			return true
+		case "for", "macro", "call", "filter", "set", "with", "generation":
+			return false
+		}
+	}
+	return false
 }
 
 type openBlock struct {
@@ -259,7 +286,9 @@ func (c *compiler) stmt(s segment) error {
 	}
 	switch kw {
 	case "if":
+		c.softIf = true
 		e, err := c.expr(rest, s.line)
+		c.softIf = false
 		if err != nil {
 			return err
 		}
@@ -732,6 +761,12 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 				parts = append(parts, "|", "__f_"+f)
 			case libFilters[f]:
 				parts = append(parts, "|", f)
+			case !knownFilters[f] && c.soft(toks):
+				// no such filter in jinja2: an error only if it runs
+				parts = append(parts, "|", "__nofilter_"+f)
+				if !contains(c.unknown, f) {
+					c.unknown = append(c.unknown, f)
+				}
 			default:
 				return "", c.errf(l, "unsupported filter %q", f)
 			}
@@ -745,7 +780,7 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 			if j >= len(toks) || toks[j].kind != tName {
 				return "", c.errf(l, "expected a test name after 'is'")
 			}
-			if !libTests[toks[j].s] {
+			if !libTests[toks[j].s] && (knownTests[toks[j].s] || !c.soft(toks)) {
 				return "", c.errf(l, "unsupported test %q", toks[j].s)
 			}
 		case t.is(tOp, "."):
@@ -903,3 +938,11 @@ func (c *compiler) closeWith(b openBlock) {
 	c.out.WriteString(out[b.at[0]:])
 	c.out.WriteString(restore.String())
 }
+
+// knownFilters and knownTests are jinja2's own names that gotune does not
+// implement: those are refused when the template is parsed, wherever they
+// stand, rather than deferred like a name jinja2 does not know either.
+var (
+	knownFilters = map[string]bool{"random": true}
+	knownTests   = map[string]bool{"escaped": true, "filter": true, "test": true}
+)

@@ -851,6 +851,19 @@ case('pprint__tuple', "{{ (1, 'x' * 90) | pprint }}|{{ ('y' * 100,) | pprint }}|
 # negative zero, int ** negative int as the C pow
 case("round_negative_precision", "{% for x in [15.0, 25.0, -25.0, 150.0, 1234567.5, -0.0, 0.25, -0.3, 1e300] %}{{ x | round(-1) }},{{ x | round(-2) }},{{ x | round(-2, 'floor') }},{{ x | round(-1, 'ceil') }},{{ x | round(1, 'ceil') }};{% endfor %}{{ (10**20) ** -3 }} {{ 7 ** -5 }}")
 
+# unknown filters and tests: a compile-time error, except inside an {% if %}
+# or an inline if, where they fail only when they run
+case('soft_if_untaken', '{% if false %}{{ x | nosuch }}{% endif %}ok')
+case('soft_if_taken_error', '{% if true %}{{ x | nosuch }}{% endif %}', **{'x': 1})
+case('soft_cond_untaken', "{{ (x | nosuch) if false else 'ok' }}", **{'x': 1})
+case('soft_cond_taken_error', "{{ (x | nosuch) if true else 'ok' }}", **{'x': 1})
+case('soft_if_test_untaken', '{% if false and x is nosuch %}a{% endif %}ok', **{'x': 1})
+case('soft_if_test_taken_error', '{% if x is nosuch %}a{% endif %}', **{'x': 1})
+case('hard_unknown_filter_error', '{{ x | nosuch }}', **{'x': 1})
+case('hard_for_in_if_error', '{% if false %}{% for i in [1] %}{{ i | nosuch }}{% endfor %}{% endif %}ok')
+case('select_unknown_test_error2', "{{ [1] | select('nosuch') | list }}")
+case('soft_elif', '{% if true %}a{% elif x | nosuch %}b{% endif %}', **{'x': 1})
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
