@@ -92,7 +92,7 @@ func (c *compiler) soft(toks []token) bool {
 		switch c.stack[i].kw {
 		case "if":
 			return true
-		case "for", "macro", "call", "filter", "set", "with", "generation":
+		case "for", "macro", "call", "filter", "set", "with", "generation", "block":
 			return false
 		}
 	}
@@ -123,6 +123,7 @@ type openBlock struct {
 var blockEnd = map[string]string{
 	"if": "endif", "for": "endfor", "macro": "endmacro", "call": "endcall",
 	"filter": "endfilter", "set": "endset", "generation": "endgeneration", "with": "endwith",
+	"block": "endblock",
 }
 
 func (c *compiler) errf(line int, format string, a ...any) error {
@@ -180,7 +181,7 @@ func (c *compiler) noteSet(name string) {
 		switch b.kw {
 		case "macro", "call":
 			return
-		case "with":
+		case "with", "block":
 			if !contains(b.sets, name) {
 				b.sets = append(b.sets, name)
 			}
@@ -320,6 +321,28 @@ func (c *compiler) stmt(s segment) error {
 		return c.setStmt(s, rest)
 	case "with":
 		return c.withStmt(s, rest)
+	case "include", "import", "from", "extends":
+		// transformers' environment has no loader: jinja2 raises when such
+		// a statement runs (an untaken branch renders)
+		if len(rest) == 0 {
+			return c.errf(s.line, "{%% %s %%} needs a template name", kw)
+		}
+		c.mark(s.line)
+		c.out.WriteString("{{ __noloader() }}")
+	case "block":
+		// without {% extends %} a block renders in place, in its own scope
+		if len(rest) == 0 || rest[0].kind != tName {
+			return c.errf(s.line, "{%% block %%} needs a name")
+		}
+		for _, t := range rest[1:] {
+			if !t.is(tName, "scoped") && !t.is(tName, "required") {
+				return c.errf(s.line, "unexpected tokens after {%% block %s %%}", rest[0].s)
+			}
+		}
+		if err := c.withStmt(s, nil); err != nil {
+			return err
+		}
+		c.stack[len(c.stack)-1].kw = "block"
 	case "macro":
 		return c.macroStmt(s, rest)
 	case "call":
@@ -389,7 +412,7 @@ func (c *compiler) stmt(s segment) error {
 		// as jinja2 does when the body names neither
 		c.out.WriteString("{{ __leave() }}{% endmacro %}{% set " + b.macro + " = __macro(__mac_" + b.macro + ", " +
 			libString(b.macro) + ", " + libString(strings.Join(b.params, ",")) + ", " + strconv.Itoa(int(b.uses)) + ") %}")
-	case "endwith":
+	case "endwith", "endblock":
 		if err := noArgs(); err != nil {
 			return err
 		}

@@ -162,6 +162,9 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 	})
 	// lipsum is a global in jinja2 (random text): defined, but gotune cannot
 	// render what it would, so calling it is an error
+	def("__noloader", func([]jinja.Value, map[string]jinja.Value) (jinja.Value, error) {
+		return jinja.Value{}, fmt.Errorf("TypeError: no loader for this environment specified")
+	})
 	def("lipsum", func([]jinja.Value, map[string]jinja.Value) (jinja.Value, error) {
 		return jinja.Value{}, fmt.Errorf("lipsum() gives random text, which gotune does not reproduce")
 	})

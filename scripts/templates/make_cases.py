@@ -864,6 +864,18 @@ case('hard_for_in_if_error', '{% if false %}{% for i in [1] %}{{ i | nosuch }}{%
 case('select_unknown_test_error2', "{{ [1] | select('nosuch') | list }}")
 case('soft_elif', '{% if true %}a{% elif x | nosuch %}b{% endif %}', **{'x': 1})
 
+# {% include %}, {% import %}, {% from %}, {% extends %}: no loader, an error
+# only where they run; {% block %} renders in place in its own scope
+case('blk_scope', '{% set x = 1 %}{% block b %}{% set x = 2 %}{{ x }}{% endblock %}{{ x }}')
+case('blk_named_end', 'a{% block content %}[{{ items | length }}]{% endblock content %}b', **{'items': [1, 2]})
+case('blk_loop_var', '{% for i in [1] %}{% block b scoped %}{{ i }}{% endblock %}{% endfor %}')
+case('inc_untaken', "{% if false %}{% include 'x.jinja' %}{% endif %}ok")
+case('inc_taken_error', "{% include 'x.jinja' %}")
+case('inc_ignore_missing_error', "{% include 'x.jinja' ignore missing %}ok")
+case('import_untaken', "{% if false %}{% import 'x' as y %}{% endif %}ok")
+case('from_import_error', "{% from 'x' import y %}ok")
+case('extends_error', "{% extends 'base' %}")
+
 here = os.path.dirname(os.path.abspath(__file__))
 dst = os.path.join(here, "..", "..", "chat", "testdata", "jinja", "cases.json")
 with open(dst, "w", encoding="utf-8") as f:
