@@ -144,7 +144,7 @@ func (st *renderState) intArith(op string, a, b jinja.Value) (jinja.Value, error
 			if fx == 0 {
 				return jinja.Value{}, fmt.Errorf("ZeroDivisionError: 0.0 cannot be raised to a negative power")
 			}
-			return jinja.NewFloat(math.Pow(fx, fy)), nil
+			return jinja.NewFloat(pyPow(fx, fy)), nil
 		}
 		// |x| <= 1 stays small whatever the exponent
 		if x.CmpAbs(big.NewInt(1)) > 0 && (!y.IsInt64() || int64(x.BitLen()-1)*y.Int64() > maxBigBits) {
@@ -221,4 +221,51 @@ func (st *renderState) sub(a, b jinja.Value) (jinja.Value, error) {
 		return jinja.Value{}, err
 	}
 	return jinja.NewFloat(x - y), nil
+}
+
+// digitLimit fails as Python's str() and repr() do when v holds, at any
+// depth (dict keys included), an int past the 4300-digit print limit.
+// v has passed the value bounds, which bound the walk.
+func digitLimit(v jinja.Value) error {
+	switch {
+	case isBig(v):
+		_, err := bigText(v)
+		return err
+	case v.IsList():
+		for _, it := range v.AsList().Items {
+			if err := digitLimit(it); err != nil {
+				return err
+			}
+		}
+	case v.IsDict():
+		d := v.AsDict()
+		for _, k := range d.Keys {
+			if err := digitLimit(origKey(d, k)); err != nil {
+				return err
+			}
+			if err := digitLimit(d.Data[k]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// str is Python's str(v) after the value bounds and the digit limit.
+func (st *renderState) str(v jinja.Value) (string, error) {
+	if err := st.check(v); err != nil {
+		return "", err
+	}
+	if err := digitLimit(v); err != nil {
+		return "", err
+	}
+	return pyStr(v), nil
+}
+
+// repr is Python's repr(v), bounded as str.
+func (st *renderState) repr(v jinja.Value) (string, error) {
+	if _, err := st.str(v); err != nil {
+		return "", err
+	}
+	return pyRepr(v), nil
 }

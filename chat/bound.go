@@ -182,14 +182,6 @@ func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
 			return newTuple(items), nil
 		}
 		return jinja.NewList(items), nil
-	case a.IsString() && b.IsNone() || a.IsNone() && b.IsString():
-		// jinja2 raises TypeError here, but assistant tool-call turns
-		// arrive with content None and widely used templates (Qwen3's)
-		// write '\n' + content: gotune renders None as nothing
-		if a.IsNone() {
-			return b, nil
-		}
-		return a, nil
 	case a.IsString() && !b.IsUndefined():
 		// Python refuses str + non-str (jinja2 raises TypeError)
 		return jinja.Value{}, fmt.Errorf("TypeError: can only concatenate str (not \"%s\") to str", pyTypeName(b))
@@ -208,6 +200,10 @@ func (st *renderState) add(a, b jinja.Value) (jinja.Value, error) {
 }
 
 func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
+	if isBig(a) && (b.IsString() || b.IsList()) || isBig(b) && (a.IsString() || a.IsList()) {
+		// a repeat count must fit a machine word in Python
+		return jinja.Value{}, fmt.Errorf("OverflowError: cannot fit 'int' into an index-sized integer")
+	}
 	if (a.IsInt() || a.IsBool()) && (b.IsString() || b.IsList()) {
 		a, b = b, a
 	}
@@ -261,13 +257,14 @@ func (st *renderState) mul(a, b jinja.Value) (jinja.Value, error) {
 // cat is jinja2's ~: both operands as str() (None prints as None, an
 // undefined value as nothing).
 func (st *renderState) cat(a, b jinja.Value) (jinja.Value, error) {
-	if err := st.check(a); err != nil {
+	sa, err := st.str(a)
+	if err != nil {
 		return jinja.Value{}, err
 	}
-	if err := st.check(b); err != nil {
+	sb, err := st.str(b)
+	if err != nil {
 		return jinja.Value{}, err
 	}
-	sa, sb := pyStr(a), pyStr(b)
 	if err := st.room(len(sa)+len(sb), "string concatenation"); err != nil {
 		return jinja.Value{}, err
 	}
@@ -324,6 +321,9 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 	def("__macro", st.makeMacro)
 	def("__slice", st.slice)
 	def("__iter", iter)
+	def("__apply", apply)
+	def("__nodefault", noDefault)
+	def("__isnodefault", isNoDefault)
 	def("__tuple", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		v := newTuple(append([]jinja.Value(nil), args...))
 		return v, st.check(v)
@@ -346,6 +346,10 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		return jinja.NewBool(!seen || !pyEqual(last, v)), nil
 	})
 	installFilters(vars, st, def)
+	installIterFilters(st, def)
+	installMoreFilters(st, def)
+	installWordwrap(st, def)
+	installPprint(st, def)
 	def("__chk", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) != 1 {
 			return jinja.Value{}, fmt.Errorf("__chk: expected 1 value")
@@ -353,8 +357,14 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		return args[0], st.check(args[0])
 	})
 	def("__replace", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
-		if len(args) == 0 || !args[0].IsString() {
-			return jinja.Value{}, fmt.Errorf("replace() is a method of strings")
+		if len(args) == 0 {
+			return jinja.Value{}, fmt.Errorf("__replace: expected a receiver")
+		}
+		if !args[0].IsString() {
+			if args[0].IsUndefined() {
+				return jinja.Value{}, fmt.Errorf("UndefinedError: undefined value has no attribute 'replace'")
+			}
+			return jinja.Value{}, noAttribute(args[0], "replace")
 		}
 		s := args[0].AsString()
 		if len(args) < 3 {
@@ -378,9 +388,10 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		if len(args) < 3 {
 			return jinja.Value{}, fmt.Errorf("replace: expected at least 2 arguments")
 		}
+		// jinja2: str(s).replace(str(old), str(new), count)
 		var strs [3]string
 		for i := range strs {
-			s, err := st.libPrint(args[i])
+			s, err := st.str(args[i])
 			if err != nil {
 				return jinja.Value{}, err
 			}
@@ -399,35 +410,50 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		if len(args) == 0 {
 			return jinja.NewString(""), nil
 		}
-		s, err := st.libPrint(args[0])
+		s, err := indentInput(args[0])
 		if err != nil {
 			return jinja.Value{}, err
 		}
-		width := int64(4)
-		if len(args) > 1 {
-			width = libInt(args[1])
-		}
-		if w, ok := kwargs["width"]; ok {
-			width = libInt(w)
-		}
-		first := len(args) > 2 && args[2].IsTruthy()
-		if f, ok := kwargs["first"]; ok {
-			first = f.IsTruthy()
-		}
-		if width < 0 {
-			return jinja.Value{}, fmt.Errorf("indent: width must not be negative, got %d", width)
-		}
-		lines := strings.Split(s, "\n")
-		if width > 0 && int64(len(lines)) > int64(st.maxOut-len(s))/width {
-			return jinja.Value{}, st.fail("indent(%d) of %d lines would be larger than %d bytes", width, len(lines), st.maxOut)
-		}
-		pad := strings.Repeat(" ", int(width))
-		for i, l := range lines {
-			if (i > 0 || first) && l != "" {
-				lines[i] = pad + l
+		ind := strings.Repeat(" ", 4)
+		if w, ok := kwOrArg(args, kwargs, 1, "width"); ok {
+			switch {
+			case w.IsString():
+				ind = w.AsString()
+			case isInt(w):
+				n := libInt(w)
+				if n > int64(st.maxOut) {
+					return jinja.Value{}, st.fail("indent(%d) would be larger than %d bytes", n, st.maxOut)
+				}
+				ind = strings.Repeat(" ", int(max(n, 0)))
+			default:
+				return jinja.Value{}, fmt.Errorf("TypeError: can't multiply sequence by non-int of type '%s'", pyTypeName(w))
 			}
 		}
-		return jinja.NewString(strings.Join(lines, "\n")), nil
+		first, _ := kwOrArg(args, kwargs, 2, "first")
+		blank, _ := kwOrArg(args, kwargs, 3, "blank")
+		// jinja2 appends a newline, then splits with Python's splitlines
+		lines := pySplitLines(s + "\n")
+		if int64(len(lines))*int64(len(ind)) > int64(st.maxOut-len(s)) {
+			return jinja.Value{}, st.fail("indent of %d lines would be larger than %d bytes", len(lines), st.maxOut)
+		}
+		var rv string
+		if blank.IsTruthy() {
+			rv = strings.Join(lines, "\n"+ind)
+		} else {
+			rv = lines[0]
+			if rest := lines[1:]; len(rest) > 0 {
+				for i, l := range rest {
+					if l != "" {
+						rest[i] = ind + l
+					}
+				}
+				rv += "\n" + strings.Join(rest, "\n")
+			}
+		}
+		if first.IsTruthy() {
+			rv = ind + rv
+		}
+		return jinja.NewString(rv), nil
 	})
 	def("__f_list", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
@@ -435,6 +461,8 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 		}
 		v := args[0]
 		switch {
+		case isNamespace(v):
+			return jinja.Value{}, fmt.Errorf("TypeError: 'Namespace' object is not iterable")
 		case isTuple(v), isView(v):
 			return jinja.NewList(append([]jinja.Value(nil), v.AsList().Items...)), nil
 		case v.IsDict():
@@ -453,6 +481,27 @@ func installBounded(vars map[string]jinja.Value, st *renderState, def func(strin
 			}
 			return jinja.NewList(items), nil
 		}
-		return jinja.NewList([]jinja.Value{v}), nil
+		items, err := pySeq(v)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		return jinja.NewList(append([]jinja.Value(nil), items...)), nil
 	})
+}
+
+// indentInput is the text jinja2's indent works on: its first step is
+// s += "\n", which fails for anything but a string (a list gains the
+// newline as an item, then has no splitlines).
+func indentInput(v jinja.Value) (string, error) {
+	switch {
+	case v.IsString():
+		return v.AsString(), nil
+	case v.IsUndefined():
+		return "", fmt.Errorf("UndefinedError: indent of an undefined value")
+	case v.IsList() && !isTuple(v) && !isView(v):
+		return "", fmt.Errorf("AttributeError: 'list' object has no attribute 'splitlines'")
+	case isTuple(v):
+		return "", fmt.Errorf("TypeError: can only concatenate tuple (not \"str\") to tuple")
+	}
+	return "", fmt.Errorf("TypeError: unsupported operand type(s) for +=: '%s' and 'str'", pyTypeName(v))
 }

@@ -13,10 +13,8 @@ import (
 // libFilters are the library's filters that behave as jinja2's for the
 // values chat templates use.
 var libFilters = map[string]bool{
-	"from_json": true, "fromjson": true, "items": true, "default": true, "d": true,
-	"reverse": true, "unique": true,
-	"safe": true, "select": true,
-	"reject": true, "selectattr": true, "rejectattr": true, "wordcount": true,
+	"from_json": true, "fromjson": true,
+	"safe": true,
 }
 
 // ownFilters replace the library's where its output differs from jinja2's
@@ -30,6 +28,13 @@ var ownFilters = map[string]bool{
 	"sort": true, "dictsort": true, "sum": true, "batch": true, "map": true,
 	"length": true, "count": true, "max": true, "min": true,
 	"trim": true, "lower": true, "upper": true,
+	// Python's iteration and hashing (iterfilters.go)
+	"reverse": true, "unique": true, "wordcount": true, "format": true,
+	"select": true, "reject": true, "selectattr": true, "rejectattr": true, "items": true,
+	// text filters (morefilters.go)
+	"truncate": true, "filesizeformat": true, "striptags": true, "urlencode": true,
+	"xmlattr": true, "forceescape": true, "groupby": true, "attr": true,
+	"default": true, "d": true, "wordwrap": true, "pprint": true,
 	// numbers past int64 (bigint.go)
 	"int": true, "float": true, "abs": true,
 }
@@ -65,6 +70,33 @@ type compiler struct {
 	hasGen    bool
 	stack     []openBlock
 	literal   []string // string literals seen, for stop-string discovery
+	// jinja2 checks filter and test names when it compiles, except inside
+	// an {% if %} (its conditions and body) or an inline if, where an
+	// unknown one fails only if it runs: softIf marks an if's condition,
+	// unknown collects the names deferred that way
+	softIf  bool
+	unknown []string
+}
+
+// soft says an unknown filter or test in toks fails only when it runs.
+func (c *compiler) soft(toks []token) bool {
+	if c.softIf {
+		return true
+	}
+	for _, t := range toks {
+		if t.is(tName, "if") {
+			return true
+		}
+	}
+	for i := len(c.stack) - 1; i >= 0; i-- {
+		switch c.stack[i].kw {
+		case "if":
+			return true
+		case "for", "macro", "call", "filter", "set", "with", "generation", "block":
+			return false
+		}
+	}
+	return false
 }
 
 type openBlock struct {
@@ -84,11 +116,14 @@ type openBlock struct {
 	sets    []string
 	inElse  bool
 	elseSet []string // names {% else %} assigns, which do not leak either
+	// set blocks with filters: what runs after {% endset %}
+	after string
 }
 
 var blockEnd = map[string]string{
 	"if": "endif", "for": "endfor", "macro": "endmacro", "call": "endcall",
-	"filter": "endfilter", "set": "endset", "generation": "endgeneration",
+	"filter": "endfilter", "set": "endset", "generation": "endgeneration", "with": "endwith",
+	"block": "endblock",
 }
 
 func (c *compiler) errf(line int, format string, a ...any) error {
@@ -145,6 +180,11 @@ func (c *compiler) noteSet(name string) {
 		b := &c.stack[i]
 		switch b.kw {
 		case "macro", "call":
+			return
+		case "with", "block":
+			if !contains(b.sets, name) {
+				b.sets = append(b.sets, name)
+			}
 			return
 		case "for":
 			switch {
@@ -247,7 +287,9 @@ func (c *compiler) stmt(s segment) error {
 	}
 	switch kw {
 	case "if":
+		c.softIf = true
 		e, err := c.expr(rest, s.line)
+		c.softIf = false
 		if err != nil {
 			return err
 		}
@@ -277,6 +319,30 @@ func (c *compiler) stmt(s segment) error {
 		return c.forStmt(s, rest)
 	case "set":
 		return c.setStmt(s, rest)
+	case "with":
+		return c.withStmt(s, rest)
+	case "include", "import", "from", "extends":
+		// transformers' environment has no loader: jinja2 raises when such
+		// a statement runs (an untaken branch renders)
+		if len(rest) == 0 {
+			return c.errf(s.line, "{%% %s %%} needs a template name", kw)
+		}
+		c.mark(s.line)
+		c.out.WriteString("{{ __noloader() }}")
+	case "block":
+		// without {% extends %} a block renders in place, in its own scope
+		if len(rest) == 0 || rest[0].kind != tName {
+			return c.errf(s.line, "{%% block %%} needs a name")
+		}
+		for _, t := range rest[1:] {
+			if !t.is(tName, "scoped") && !t.is(tName, "required") {
+				return c.errf(s.line, "unexpected tokens after {%% block %s %%}", rest[0].s)
+			}
+		}
+		if err := c.withStmt(s, nil); err != nil {
+			return err
+		}
+		c.stack[len(c.stack)-1].kw = "block"
 	case "macro":
 		return c.macroStmt(s, rest)
 	case "call":
@@ -346,6 +412,18 @@ func (c *compiler) stmt(s segment) error {
 		// as jinja2 does when the body names neither
 		c.out.WriteString("{{ __leave() }}{% endmacro %}{% set " + b.macro + " = __macro(__mac_" + b.macro + ", " +
 			libString(b.macro) + ", " + libString(strings.Join(b.params, ",")) + ", " + strconv.Itoa(int(b.uses)) + ") %}")
+	case "endwith", "endblock":
+		if err := noArgs(); err != nil {
+			return err
+		}
+		var b openBlock
+		if n := len(c.stack); n > 0 {
+			b = c.stack[n-1]
+		}
+		if err := c.pop(kw, s.line); err != nil {
+			return err
+		}
+		c.closeWith(b)
 	case "endif", "endfor", "endcall", "endfilter", "endset":
 		if err := noArgs(); err != nil {
 			return err
@@ -357,7 +435,7 @@ func (c *compiler) stmt(s segment) error {
 		if err := c.pop(kw, s.line); err != nil {
 			return err
 		}
-		after := ""
+		after := b.after
 		if kw == "endfor" {
 			after = c.closeFor(b)
 			if b.rec {
@@ -481,12 +559,22 @@ func (c *compiler) setStmt(s segment, rest []token) error {
 		}
 	}
 	if eq < 0 {
-		if len(rest) != 1 || rest[0].kind != tName {
-			return c.errf(s.line, "block {%% set %%} must name one variable (filters on set blocks are not supported)")
+		if len(rest) == 0 || rest[0].kind != tName || len(rest) > 1 && !rest[1].is(tOp, "|") {
+			return c.errf(s.line, "block {%% set %%} must be NAME or NAME | FILTER ...")
+		}
+		after := ""
+		if len(rest) > 1 {
+			// {% set x | f %}body{% endset %}: x is the body through f
+			e, err := c.expr(rest, s.line)
+			if err != nil {
+				return err
+			}
+			after = "{% set " + rest[0].s + " = " + e + " %}"
 		}
 		c.noteSet(rest[0].s)
 		c.out.WriteString("{% set " + rest[0].s + " %}")
 		c.push("set", s.line)
+		c.stack[len(c.stack)-1].after = after
 		return nil
 	}
 	target := rest[:eq]
@@ -562,48 +650,39 @@ func (c *compiler) macroStmt(s segment, rest []token) error {
 		return bad()
 	}
 	var params, names []string
-	ps := rest[2 : len(rest)-1]
-	for len(ps) > 0 {
-		if ps[0].kind != tName {
+	// defaults other than one literal token: the library's macro gets a
+	// placeholder, and the body starts by evaluating the expression when
+	// the placeholder arrived (jinja2 evaluates defaults at each call, in
+	// order, so a default may read an earlier parameter)
+	prologue := ""
+	if n := len(rest); n > 3 && rest[n-2].is(tOp, ",") {
+		return bad() // jinja2 takes no trailing comma here
+	}
+	for _, arg := range splitTopLevel(rest[2 : len(rest)-1]) {
+		if len(arg) == 0 || arg[0].kind != tName || len(arg) == 2 || len(arg) > 1 && !arg[1].is(tOp, "=") {
 			return bad()
 		}
-		p := ps[0].s
+		p := arg[0].s
 		names = append(names, p)
-		ps = ps[1:]
-		if len(ps) > 0 && ps[0].is(tOp, "=") {
-			if len(ps) < 2 {
-				return bad()
-			}
-			lit := ps[1]
+		if len(arg) > 2 {
+			lit := arg[2]
 			switch {
+			case len(arg) > 3 || lit.kind == tName && lit.s != "none" && lit.s != "true" && lit.s != "false" && lit.s != "None" && lit.s != "True" && lit.s != "False" || lit.kind == tOp || lit.kind == tInt && lit.big != "":
+				e, err := c.expr(arg[2:], s.line)
+				if err != nil {
+					return err
+				}
+				p += " = __nodefault()"
+				prologue += "{% if __isnodefault(" + arg[0].s + ") %}{% set " + arg[0].s + " = " + e + " %}{% endif %}"
 			case lit.kind == tString && strings.ContainsAny(lit.s, ",()=\\'\""):
 				// the library splits parameters at commas and '=': the
 				// text travels hex-encoded
 				p += " = __hex('" + hex.EncodeToString([]byte(lit.s)) + "')"
-				ps = ps[2:]
-				params = append(params, p)
-				if len(ps) > 0 {
-					if !ps[0].is(tOp, ",") {
-						return bad()
-					}
-					ps = ps[1:]
-				}
-				continue
-			case lit.kind == tString:
-			case lit.kind == tInt || lit.kind == tFloat || lit.kind == tName:
 			default:
-				return c.errf(s.line, "{%% macro %%} defaults must be simple literals")
+				p += " = " + emitTok(lit)
 			}
-			p += " = " + emitTok(lit)
-			ps = ps[2:]
 		}
 		params = append(params, p)
-		if len(ps) > 0 {
-			if !ps[0].is(tOp, ",") {
-				return bad()
-			}
-			ps = ps[1:]
-		}
 	}
 	uses := c.macroUses[c.seg]
 	for _, special := range []struct {
@@ -614,7 +693,7 @@ func (c *compiler) macroStmt(s segment, rest []token) error {
 			params = append(params, special.name)
 		}
 	}
-	c.out.WriteString("{% macro __mac_" + rest[0].s + "(" + strings.Join(params, ", ") + ") %}{{ __enter() }}")
+	c.out.WriteString("{% macro __mac_" + rest[0].s + "(" + strings.Join(params, ", ") + ") %}{{ __enter() }}" + prologue)
 	c.stack = append(c.stack, openBlock{kw: "macro", line: s.line, macro: rest[0].s, params: names, uses: uses})
 	return nil
 }
@@ -705,6 +784,12 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 				parts = append(parts, "|", "__f_"+f)
 			case libFilters[f]:
 				parts = append(parts, "|", f)
+			case !knownFilters[f] && c.soft(toks):
+				// no such filter in jinja2: an error only if it runs
+				parts = append(parts, "|", "__nofilter_"+f)
+				if !contains(c.unknown, f) {
+					c.unknown = append(c.unknown, f)
+				}
 			default:
 				return "", c.errf(l, "unsupported filter %q", f)
 			}
@@ -718,7 +803,7 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 			if j >= len(toks) || toks[j].kind != tName {
 				return "", c.errf(l, "expected a test name after 'is'")
 			}
-			if !libTests[toks[j].s] {
+			if !libTests[toks[j].s] && (knownTests[toks[j].s] || !c.soft(toks)) {
 				return "", c.errf(l, "unsupported test %q", toks[j].s)
 			}
 		case t.is(tOp, "."):
@@ -730,7 +815,7 @@ func (c *compiler) expr(toks []token, line int) (string, error) {
 				return "", c.errf(l, "loop.%s is not supported", name)
 			}
 			if i+2 < len(toks) && toks[i+2].is(tOp, "(") {
-				if !libMethods[name] && !strMethods[name] && name != "index" && name != "changed" {
+				if !libMethods[name] && !strMethods[name] && !dictMethods[name] && name != "index" && name != "changed" {
 					return "", c.errf(l, "unsupported method .%s()", name)
 				}
 			}
@@ -809,3 +894,78 @@ func libString(s string) string {
 	b.WriteByte('\'')
 	return b.String()
 }
+
+// splitTopLevel splits toks at the commas outside brackets.
+func splitTopLevel(toks []token) [][]token {
+	var out [][]token
+	depth, start := 0, 0
+	for i, t := range toks {
+		switch {
+		case t.is(tOp, "(") || t.is(tOp, "[") || t.is(tOp, "{"):
+			depth++
+		case t.is(tOp, ")") || t.is(tOp, "]") || t.is(tOp, "}"):
+			depth--
+		case t.is(tOp, ",") && depth == 0:
+			out = append(out, toks[start:i])
+			start = i + 1
+		}
+	}
+	if start < len(toks) {
+		out = append(out, toks[start:])
+	}
+	return out
+}
+
+// withStmt is {% with a = x, b = y %}: the values are evaluated outside,
+// then bound to the names for the block; the names and whatever the block
+// sets get their outer values back at {% endwith %} (closeWith).
+func (c *compiler) withStmt(s segment, rest []token) error {
+	c.tmp++
+	id := strconv.Itoa(c.tmp)
+	var targets, binds []string
+	var vals strings.Builder
+	for i, arg := range splitTopLevel(rest) {
+		if len(arg) < 3 || arg[0].kind != tName || !arg[1].is(tOp, "=") {
+			return c.errf(s.line, "{%% with %%} takes NAME = EXPR, ...")
+		}
+		e, err := c.expr(arg[2:], s.line)
+		if err != nil {
+			return err
+		}
+		v := "__wv" + id + "_" + strconv.Itoa(i)
+		vals.WriteString("{% set " + v + " = " + e + " %}")
+		targets = append(targets, arg[0].s)
+		binds = append(binds, "{% set "+arg[0].s+" = "+v+" %}")
+	}
+	c.mark(s.line)
+	c.out.WriteString(vals.String())
+	start := c.out.Len()
+	c.out.WriteString(strings.Join(binds, ""))
+	c.stack = append(c.stack, openBlock{kw: "with", id: c.tmp, line: s.line, at: [2]int{start, start}, sets: targets})
+	return nil
+}
+
+// closeWith saves, where the block begins, the outer value of every name
+// the block binds or sets, and restores them after it.
+func (c *compiler) closeWith(b openBlock) {
+	pre := "__wo" + strconv.Itoa(b.id) + "_"
+	var save, restore strings.Builder
+	for _, n := range b.sets {
+		save.WriteString("{% set " + pre + n + " = " + n + " %}")
+		restore.WriteString("{% set " + n + " = " + pre + n + " %}")
+	}
+	out := c.out.String()
+	c.out.Reset()
+	c.out.WriteString(out[:b.at[0]])
+	c.out.WriteString(save.String())
+	c.out.WriteString(out[b.at[0]:])
+	c.out.WriteString(restore.String())
+}
+
+// knownFilters and knownTests are jinja2's own names that gotune does not
+// implement: those are refused when the template is parsed, wherever they
+// stand, rather than deferred like a name jinja2 does not know either.
+var (
+	knownFilters = map[string]bool{"random": true}
+	knownTests   = map[string]bool{"escaped": true, "filter": true, "test": true}
+)

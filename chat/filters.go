@@ -41,7 +41,7 @@ func jinjaTitle(s string) string {
 func pyCapitalizeKeep(s string) string {
 	for i, r := range s {
 		n := len(string(r))
-		return strings.ToUpper(s[i:i+n]) + strings.ToLower(s[i+n:])
+		return pyUpper(s[i:i+n]) + pyLower(s[i+n:])
 	}
 	return ""
 }
@@ -56,34 +56,56 @@ func kwOrArg(args []jinja.Value, kwargs map[string]jinja.Value, pos int, kw stri
 	return jinja.Value{}, false
 }
 
-// attrGetter is jinja2's make_attrgetter for dotted attribute paths.
+// attrGetter is jinja2's make_attrgetter for dotted attribute paths. A
+// path that runs past a missing part gives undefined here; attrPathsOK
+// raises as jinja2 does there.
 func attrGetter(path string) func(jinja.Value) jinja.Value {
-	parts := strings.Split(path, ".")
 	return func(v jinja.Value) jinja.Value {
-		for _, p := range parts {
-			switch {
-			case v.IsDict():
-				w, ok := v.AsDict().Data[p]
-				if !ok {
-					return jinja.Undefined()
-				}
-				v = w
-			case v.IsList():
-				i, err := strconv.Atoi(p)
-				if err != nil || i < 0 || i >= v.AsList().Len() {
-					return jinja.Undefined()
-				}
-				v = v.AsList().Items[i]
-			default:
-				return jinja.Undefined()
+		r, _ := attrPath(v, path)
+		return r
+	}
+}
+
+// attrPath walks path's parts from v; the error is jinja2's when a part
+// is read from an undefined one (a.b with no a).
+func attrPath(v jinja.Value, path string) (jinja.Value, error) {
+	parts := strings.Split(path, ".")
+	for i, p := range parts {
+		// jinja2 reads a part of digits as an int index
+		key := jinja.NewString(p)
+		if n, err := strconv.Atoi(p); err == nil && p != "" && strings.Trim(p, "0123456789") == "" {
+			key = jinja.NewInt(int64(n))
+		}
+		next := jinja.Undefined()
+		if !v.IsUndefined() {
+			r, err := item(v, key)
+			if err == nil {
+				next = r
 			}
 		}
-		return v
+		if next.IsUndefined() && i < len(parts)-1 && !v.IsUndefined() {
+			return next, noAttribute(v, p)
+		}
+		v = next
 	}
+	return v, nil
+}
+
+// attrPathsOK fails as jinja2 does when path cannot be walked on one of
+// items (jinja2 raises at the first such item).
+func attrPathsOK(items []jinja.Value, path string) error {
+	for _, it := range items {
+		if _, err := attrPath(it, path); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func iterItems(v jinja.Value) ([]jinja.Value, error) {
 	switch {
+	case isNamespace(v):
+		return nil, fmt.Errorf("TypeError: 'Namespace' object is not iterable")
 	case v.IsList():
 		return v.AsList().Items, nil
 	case v.IsDict():
@@ -107,9 +129,9 @@ func simpleFilter(name string, v jinja.Value, args []jinja.Value) (jinja.Value, 
 	case "upper", "lower":
 		s := pyStr(v)
 		if name == "upper" {
-			return jinja.NewString(strings.ToUpper(s)), true, nil
+			return jinja.NewString(pyUpper(s)), true, nil
 		}
-		return jinja.NewString(strings.ToLower(s)), true, nil
+		return jinja.NewString(pyLower(s)), true, nil
 	case "trim":
 		return jinja.NewString(strings.TrimSpace(pyStr(v))), true, nil
 	case "length", "count":
@@ -120,7 +142,7 @@ func simpleFilter(name string, v jinja.Value, args []jinja.Value) (jinja.Value, 
 			return jinja.NewInt(int64(utf8.RuneCountInString(v.AsString()))), true, nil
 		case v.IsList():
 			return jinja.NewInt(int64(v.AsList().Len())), true, nil
-		case v.IsDict():
+		case v.IsDict() && !isNamespace(v):
 			return jinja.NewInt(int64(len(v.AsDict().Keys))), true, nil
 		}
 		return jinja.Value{}, true, fmt.Errorf("TypeError: object of type '%s' has no len()", pyTypeName(v))
@@ -165,6 +187,10 @@ func bigValueOrInt(b *big.Int) jinja.Value {
 // of anything else, then int(float(value)), then the default.
 func intFilter(v, dflt jinja.Value, base int64) (jinja.Value, error) {
 	switch {
+	case v.IsUndefined():
+		// int(Undefined) raises, and jinja2 catches only TypeError and
+		// ValueError
+		return jinja.Value{}, fmt.Errorf("UndefinedError: int of an undefined value")
 	case isInt(v):
 		return bigValueOrInt(toBig(v)), nil
 	case v.IsFloat():
@@ -196,6 +222,8 @@ func floatToInt(f float64) (jinja.Value, error) {
 // floatFilter is jinja2's float filter: float(value), else the default.
 func floatFilter(v, dflt jinja.Value) (jinja.Value, error) {
 	switch {
+	case v.IsUndefined():
+		return jinja.Value{}, fmt.Errorf("UndefinedError: float of an undefined value")
 	case isBig(v):
 		f, err := bigFloat(toBig(v))
 		if err != nil {
@@ -230,12 +258,26 @@ func pyDigits(s string) (string, bool) {
 // pyParseInt is Python's int(s, base) for 2 <= base <= 36.
 func pyParseInt(s string, base int) (*big.Int, bool) {
 	s = strings.TrimFunc(s, isPySpace)
-	if base < 2 || base > 36 || len(s) > maxIntDigits+1 {
+	if base != 0 && (base < 2 || base > 36) || len(s) > maxIntDigits+1 {
 		return nil, false
 	}
 	sign := ""
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		sign, s = s[:1], s[1:]
+	}
+	// the prefix of base 16, 8 or 2 may be written (and must be for base 0,
+	// where other numbers are decimal without leading zeros)
+	if len(s) >= 2 && s[0] == '0' {
+		p := map[byte]int{'x': 16, 'X': 16, 'o': 8, 'O': 8, 'b': 2, 'B': 2}[s[1]]
+		if p != 0 && (base == p || base == 0) {
+			base, s = p, strings.TrimPrefix(s[2:], "_")
+		}
+	}
+	if base == 0 {
+		base = 10
+		if strings.TrimLeft(s, "0_") != "" && s[0] == '0' {
+			return nil, false
+		}
 	}
 	s, ok := pyDigits(s)
 	if !ok || s == "" || s[0] == '-' || s[0] == '+' {
@@ -253,6 +295,9 @@ func pyParseFloat(s string) (float64, bool) {
 	s, ok := pyDigits(s)
 	if !ok {
 		return 0, false
+	}
+	if u := strings.ToLower(strings.TrimLeft(s, "+-")); u == "nan" {
+		return math.NaN(), len(s)-len(u) <= 1 // Python takes a signed nan
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
@@ -304,6 +349,10 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		if err := st.check(args[0]); err != nil {
 			return jinja.Value{}, err
 		}
+		if !args[0].IsTruthy() {
+			// jinja2 maps nothing when the value is false (None included)
+			return jinja.NewList(nil), nil
+		}
 		items, err := iterItems(args[0])
 		if err != nil {
 			return jinja.Value{}, err
@@ -312,6 +361,11 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		if a, ok := kwargs["attribute"]; ok {
 			get := attrGetter(pyStr(a))
 			dflt, hasDflt := kwargs["default"]
+			if !hasDflt {
+				if err := attrPathsOK(items, pyStr(a)); err != nil {
+					return jinja.Value{}, err
+				}
+			}
 			f = func(v jinja.Value) (jinja.Value, error) {
 				r := get(v)
 				if r.IsUndefined() && hasDflt {
@@ -377,6 +431,9 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 			key := func(v jinja.Value) jinja.Value { return v }
 			if a, ok := kwOrArg(args, kwargs, 2, "attribute"); ok && !a.IsNone() {
 				key = attrGetter(pyStr(a))
+				if err := attrPathsOK(items, pyStr(a)); err != nil {
+					return jinja.Value{}, err
+				}
 			}
 			sorted, err := sortValues(items, key, cs.IsTruthy(), false)
 			if err != nil {
@@ -427,17 +484,19 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		if len(args) == 0 {
 			return jinja.NewString(""), nil
 		}
-		return jinja.NewString(jinjaTitle(pyStr(args[0]))), st.check(args[0])
+		s, err := st.str(args[0])
+		return jinja.NewString(jinjaTitle(s)), err
 	})
 	def("__f_escape", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 {
 			return jinja.NewString(""), nil
 		}
-		if err := st.check(args[0]); err != nil {
+		text, err := st.str(args[0])
+		if err != nil {
 			return jinja.Value{}, err
 		}
 		r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
-		s := r.Replace(pyStr(args[0]))
+		s := r.Replace(text)
 		return jinja.NewString(s), st.room(len(s), "escape")
 	})
 	def("__f_center", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
@@ -451,7 +510,8 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		if err := st.room(w, "center"); err != nil {
 			return jinja.Value{}, err
 		}
-		return jinja.NewString(pad(pyStr(args[0]), w, " ", 'c')), nil
+		s, err := st.str(args[0])
+		return jinja.NewString(pad(s, w, " ", 'c')), err
 	})
 	def("__f_round", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) == 0 || !isNum(args[0]) {
@@ -480,11 +540,17 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 				r, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'f', prec, 64), 64)
 				return jinja.NewFloat(r), nil
 			}
-			return jinja.NewFloat(math.RoundToEven(x*p) / p), nil
-		case "floor":
-			return jinja.NewFloat(math.Floor(x*p) / p), nil
-		case "ceil":
-			return jinja.NewFloat(math.Ceil(x*p) / p), nil
+			return jinja.NewFloat(roundTens(x, -prec)), nil
+		case "floor", "ceil":
+			// math.floor/ceil give an int (no negative zero), then / 10**n
+			f := math.Floor(x * p)
+			if method == "ceil" {
+				f = math.Ceil(x * p)
+			}
+			if f == 0 {
+				f = 0 // an int has no sign: math.ceil(-0.3) is 0
+			}
+			return jinja.NewFloat(f / p), nil
 		}
 		return jinja.Value{}, fmt.Errorf("FilterArgumentError: method must be common, ceil or floor")
 	})
@@ -554,7 +620,27 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		cs, _ := kwOrArg(args, kwargs, 2, "case_sensitive")
 		key := func(v jinja.Value) jinja.Value { return v }
 		if a, ok := kwOrArg(args, kwargs, 3, "attribute"); ok && !a.IsNone() {
-			key = attrGetter(pyStr(a))
+			// jinja2's make_multi_attrgetter: "a,b.c" sorts by the list
+			// [a, b.c], compared item by item (== first, so two undefined
+			// keys tie), each lowered unless case_sensitive
+			var paths []string
+			for _, p := range strings.Split(pyStr(a), ",") {
+				if err := attrPathsOK(items, p); err != nil {
+					return jinja.Value{}, err
+				}
+				paths = append(paths, p)
+			}
+			key = func(v jinja.Value) jinja.Value {
+				parts := make([]jinja.Value, len(paths))
+				for i, p := range paths {
+					k := attrGetter(p)(v)
+					if k.IsString() && !cs.IsTruthy() {
+						k = jinja.NewString(pyLower(k.AsString()))
+					}
+					parts[i] = k
+				}
+				return jinja.NewList(parts)
+			}
 		}
 		out, err := sortValues(items, key, cs.IsTruthy(), rev.IsTruthy())
 		if err != nil {
@@ -563,8 +649,19 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		return jinja.NewList(out), nil
 	})
 	def("__f_dictsort", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		if len(args) > 0 && isNamespace(args[0]) {
+			return jinja.Value{}, fmt.Errorf("AttributeError: items")
+		}
 		if len(args) == 0 || !args[0].IsDict() {
-			return jinja.Value{}, fmt.Errorf("TypeError: dictsort needs a mapping")
+			// jinja2's dictsort calls value.items()
+			v := jinja.Undefined()
+			if len(args) > 0 {
+				v = args[0]
+			}
+			if v.IsUndefined() {
+				return jinja.Value{}, fmt.Errorf("UndefinedError: dictsort of an undefined value")
+			}
+			return jinja.Value{}, fmt.Errorf("AttributeError: '%s' object has no attribute 'items'", pyTypeName(v))
 		}
 		if err := st.check(args[0]); err != nil {
 			return jinja.Value{}, err
@@ -607,6 +704,9 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 		key := func(v jinja.Value) jinja.Value { return v }
 		if a, ok := kwOrArg(args, kwargs, 1, "attribute"); ok && !a.IsNone() {
 			key = attrGetter(pyStr(a))
+			if err := attrPathsOK(items, pyStr(a)); err != nil {
+				return jinja.Value{}, err
+			}
 		}
 		for _, it := range items {
 			if total, err = st.add(total, key(it)); err != nil {
@@ -619,7 +719,34 @@ func installFilters(vars map[string]jinja.Value, st *renderState, def func(strin
 
 func normKey(k jinja.Value, caseSensitive bool) jinja.Value {
 	if k.IsString() && !caseSensitive {
-		return jinja.NewString(strings.ToLower(k.AsString()))
+		return jinja.NewString(pyLower(k.AsString()))
 	}
 	return k
+}
+
+// roundTens is Python's round(x, -k) for k > 0: x to the nearest multiple of
+// 10**k, ties to even, from x's exact value.
+func roundTens(x float64, k int) float64 {
+	if math.IsInf(x, 0) || math.IsNaN(x) || x == 0 || k > 400 {
+		if k > 400 && !math.IsInf(x, 0) && !math.IsNaN(x) {
+			return math.Copysign(0, x)
+		}
+		return x
+	}
+	unit := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(k)), nil)
+	r := new(big.Rat).SetFloat64(x)
+	q := new(big.Rat).Quo(r, new(big.Rat).SetInt(unit))
+	// q to the nearest integer, ties to even
+	num, den := q.Num(), q.Denom()
+	fl, rem := new(big.Int).DivMod(num, den, new(big.Int)) // floor division
+	twice := new(big.Int).Mul(rem, big.NewInt(2))
+	switch c := twice.Cmp(den); {
+	case c > 0, c == 0 && fl.Bit(0) == 1:
+		fl.Add(fl, big.NewInt(1))
+	}
+	f, _ := new(big.Float).SetInt(new(big.Int).Mul(fl, unit)).Float64()
+	if f == 0 {
+		return math.Copysign(0, x)
+	}
+	return f
 }

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/ardanlabs/jinja"
 )
@@ -24,15 +22,10 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 	def("__p", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		s := ""
 		if len(args) > 0 {
-			if err := st.check(args[0]); err != nil {
+			var err error
+			if s, err = st.str(args[0]); err != nil {
 				return jinja.Value{}, err
 			}
-			if isBig(args[0]) {
-				if _, err := bigText(args[0]); err != nil {
-					return jinja.Value{}, err
-				}
-			}
-			s = pyStr(args[0])
 		}
 		st.out += len(s)
 		if st.out > st.maxOut {
@@ -97,10 +90,8 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		if len(args) == 0 {
 			return empty, nil
 		}
-		if err := st.check(args[0]); err != nil {
-			return jinja.Value{}, err
-		}
-		return jinja.NewString(pyStr(args[0])), nil
+		s, err := st.str(args[0])
+		return jinja.NewString(s), err
 	})
 	def("__f_join", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) > 0 {
@@ -118,15 +109,11 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		if len(args) == 0 {
 			return empty, nil
 		}
-		if err := st.check(args[0]); err != nil {
+		s, err := st.str(args[0])
+		if err != nil {
 			return jinja.Value{}, err
 		}
-		s := pyStr(args[0])
-		r, n := utf8.DecodeRuneInString(s)
-		if n == 0 {
-			return empty, nil
-		}
-		return jinja.NewString(string(unicode.ToUpper(r)) + strings.ToLower(s[n:])), nil
+		return jinja.NewString(pyCapitalize(s)), nil
 	})
 
 	// trim, lower and upper work on Python's str() of the value, as jinja2's
@@ -136,10 +123,11 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 			if len(args) == 0 {
 				return empty, nil
 			}
-			if err := st.check(args[0]); err != nil {
+			s, err := st.str(args[0])
+			if err != nil {
 				return jinja.Value{}, err
 			}
-			return jinja.NewString(f(pyStr(args[0]), args[1:])), nil
+			return jinja.NewString(f(s, args[1:])), nil
 		})
 	}
 	strFilter("trim", func(s string, args []jinja.Value) string {
@@ -148,8 +136,8 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		}
 		return strings.TrimFunc(s, isPySpace)
 	})
-	strFilter("lower", func(s string, _ []jinja.Value) string { return strings.ToLower(s) })
-	strFilter("upper", func(s string, _ []jinja.Value) string { return strings.ToUpper(s) })
+	strFilter("lower", func(s string, _ []jinja.Value) string { return pyLower(s) })
+	strFilter("upper", func(s string, _ []jinja.Value) string { return pyUpper(s) })
 
 	def("raise_exception", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		msg := ""
@@ -171,6 +159,14 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 			return jinja.Value{}, st.fail("strftime_now result would be larger than %d bytes", st.maxOut)
 		}
 		return jinja.NewString(s), nil
+	})
+	// lipsum is a global in jinja2 (random text): defined, but gotune cannot
+	// render what it would, so calling it is an error
+	def("__noloader", func([]jinja.Value, map[string]jinja.Value) (jinja.Value, error) {
+		return jinja.Value{}, fmt.Errorf("TypeError: no loader for this environment specified")
+	})
+	def("lipsum", func([]jinja.Value, map[string]jinja.Value) (jinja.Value, error) {
+		return jinja.Value{}, fmt.Errorf("lipsum() gives random text, which gotune does not reproduce")
 	})
 	def("range", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		var start, stop, step int64 = 0, 0, 1
@@ -217,7 +213,13 @@ func installHelpers(vars map[string]jinja.Value, st *renderState, now func() tim
 		}
 		return d, st.check(d)
 	}
-	def("namespace", kwDict)
+	def("namespace", func(args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
+		d, err := kwDict(args, kwargs)
+		if err == nil {
+			namespaces.set(d.AsDict(), true)
+		}
+		return d, err
+	})
 	def("dict", kwDict)
 }
 
@@ -283,11 +285,13 @@ func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value, max int) (jin
 	attr, hasAttr := kwargs["attribute"]
 	var items []jinja.Value
 	switch v := args[0]; {
+	case isNamespace(v):
+		return jinja.Value{}, fmt.Errorf("TypeError: 'Namespace' object is not iterable")
 	case v.IsList():
 		items = v.AsList().Items
 	case v.IsDict():
 		for _, k := range v.AsDict().Keys {
-			items = append(items, jinja.NewString(k))
+			items = append(items, origKey(v.AsDict(), k))
 		}
 	case v.IsString():
 		// joining a string's characters: written directly, without a value
@@ -305,7 +309,7 @@ func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value, max int) (jin
 		return jinja.NewString(b.String()), nil
 	case v.IsUndefined():
 	default:
-		return jinja.Value{}, fmt.Errorf("join: value is not iterable")
+		return jinja.Value{}, fmt.Errorf("TypeError: '%s' object is not iterable", pyTypeName(v))
 	}
 	var b strings.Builder
 	for i, it := range items {
@@ -317,6 +321,9 @@ func filterJoin(args []jinja.Value, kwargs map[string]jinja.Value, max int) (jin
 		}
 		if i > 0 {
 			b.WriteString(sep)
+		}
+		if err := digitLimit(it); err != nil {
+			return jinja.Value{}, err
 		}
 		b.WriteString(pyStr(it))
 		if b.Len() > max {

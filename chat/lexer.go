@@ -212,7 +212,9 @@ func (lx *lexer) afterClose(mod byte, block bool) {
 
 // raw copies everything up to {% endraw %} verbatim.
 func (lx *lexer) raw(line int, openMod byte) error {
-	lx.afterClose(openMod, true)
+	// jinja2's raw opener takes no block suffix: trim_blocks leaves the
+	// newline after {% raw %} in place ({% raw -%} still strips)
+	lx.afterClose(openMod, false)
 	from := lx.pos
 	for {
 		i := lx.nextOpener(from)

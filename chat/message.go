@@ -181,6 +181,23 @@ func ToolCall(name string, arguments any) Object {
 	return Object{{"type", "function"}, {"function", Object{{"name", name}, {"arguments", arguments}}}}
 }
 
+// FillNullContent returns m with a null or missing "content" set to "".
+//
+// An OpenAI assistant turn that only calls tools arrives with content null,
+// and ShareGPT or LLaMA-Factory records may leave content out. transformers'
+// apply_chat_template hands such a message to the template as it is, and
+// many templates then fail in jinja2 ('\n' + content, '</think>' in content,
+// content.strip()). What the sender means is "no text", so gotune writes ""
+// wherever it builds messages from data records or requests: those
+// conversations train and serve with every template, while the template
+// engine itself stays exactly jinja2 for any value passed to it on purpose.
+func (m Message) FillNullContent() Message {
+	if c, ok := m.Fields.Get("content"); !ok || c == nil {
+		return m.With("content", "")
+	}
+	return m
+}
+
 // With returns a copy of the message with field key set.
 func (m Message) With(key string, v any) Message { return Message{Fields: m.Fields.With(key, v)} }
 

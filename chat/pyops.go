@@ -38,6 +38,8 @@ func pyTypeName(v jinja.Value) string {
 		return "str"
 	case v.IsList():
 		return listKind(v)
+	case isNamespace(v):
+		return "Namespace"
 	case v.IsDict():
 		return "dict"
 	}
@@ -55,6 +57,9 @@ func pyCompare(op string, a, b jinja.Value) (int, error) {
 	case a.IsString() && b.IsString():
 		return strings.Compare(a.AsString(), b.AsString()), nil
 	case a.IsList() && b.IsList():
+		if isTuple(a) != isTuple(b) || isView(a) || isView(b) {
+			return 0, fmt.Errorf("TypeError: '%s' not supported between instances of '%s' and '%s'", op, pyTypeName(a), pyTypeName(b))
+		}
 		la, lb := a.AsList().Items, b.AsList().Items
 		for i := 0; i < len(la) && i < len(lb); i++ {
 			if pyEqual(la[i], lb[i]) {
@@ -83,6 +88,8 @@ func cmpOrdered[T int | int64 | float64](x, y T) int {
 // pyEqual is Python's == on JSON-like values.
 func pyEqual(a, b jinja.Value) bool {
 	switch {
+	case isNamespace(a) || isNamespace(b):
+		return a.IsDict() && b.IsDict() && a.AsDict() == b.AsDict()
 	case isNum(a) && isNum(b):
 		if isBig(a) || isBig(b) {
 			return compareNum(a, b) == 0
@@ -94,7 +101,7 @@ func pyEqual(a, b jinja.Value) bool {
 		return true
 	case a.IsList() && b.IsList():
 		la, lb := a.AsList().Items, b.AsList().Items
-		if len(la) != len(lb) || listKind(a) != listKind(b) || listKind(a) == "dict_values" {
+		if len(la) != len(lb) || isTuple(a) != isTuple(b) || isView(a) != isView(b) || isView(a) && listKind(a) != listKind(b) || listKind(a) == "dict_values" {
 			return false
 		}
 		for i := range la {
@@ -168,7 +175,7 @@ func (st *renderState) floorDiv(a, b jinja.Value) (jinja.Value, error) {
 	if y == 0 {
 		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: float floor division by zero")
 	}
-	return jinja.NewFloat(math.Floor(x / y)), nil
+	return jinja.NewFloat(pyFloorDiv(x, y)), nil
 }
 
 func (st *renderState) modulo(a, b jinja.Value) (jinja.Value, error) {
@@ -189,10 +196,31 @@ func (st *renderState) modulo(a, b jinja.Value) (jinja.Value, error) {
 		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: float modulo")
 	}
 	m := math.Mod(x, y)
-	if m != 0 && (m < 0) != (y < 0) {
+	switch {
+	case m != 0 && (m < 0) != (y < 0):
 		m += y
+	case m == 0:
+		m = math.Copysign(0, y)
 	}
 	return jinja.NewFloat(m), nil
+}
+
+// pyFloorDiv is CPython's float floor division, which works from fmod so
+// that 1 // 0.1 is 9.0 (floor(1 / 0.1) would be 10).
+func pyFloorDiv(x, y float64) float64 {
+	mod := math.Mod(x, y)
+	div := (x - mod) / y
+	if mod != 0 && (y < 0) != (mod < 0) {
+		div--
+	}
+	if div == 0 {
+		return math.Copysign(0, x/y)
+	}
+	f := math.Floor(div)
+	if div-f > 0.5 {
+		f++
+	}
+	return f
 }
 
 func (st *renderState) power(a, b jinja.Value) (jinja.Value, error) {
@@ -209,7 +237,20 @@ func (st *renderState) power(a, b jinja.Value) (jinja.Value, error) {
 	if x == 0 && y < 0 {
 		return jinja.Value{}, fmt.Errorf("ZeroDivisionError: 0.0 cannot be raised to a negative power")
 	}
-	return jinja.NewFloat(math.Pow(x, y)), nil
+	if x < 0 && y != math.Trunc(y) && !math.IsInf(y, 0) {
+		// Python gives a complex number, which templates never print on purpose
+		return jinja.Value{}, fmt.Errorf("negative number to a fractional power: complex results are not supported")
+	}
+	// a float power (192-bit arithmetic, ~100 µs and ~70 kB) counts as
+	// walking 2^18 values: a render may take about 2,000 of them
+	if st.work += 1 << 18; st.work > maxWork {
+		return jinja.Value{}, st.fail("the template does more than %d steps of work on values", maxWork)
+	}
+	r := pyPow(x, y)
+	if math.IsInf(r, 0) && !math.IsInf(x, 0) && !math.IsInf(y, 0) {
+		return jinja.Value{}, fmt.Errorf("OverflowError: (34, 'Numerical result out of range')")
+	}
+	return jinja.NewFloat(r), nil
 }
 
 func abs64(x int64) int64 {
@@ -221,10 +262,16 @@ func abs64(x int64) int64 {
 
 // printf is Python's str % args for the conversions templates use.
 func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
+	// a tuple gives the arguments; any other value is the one argument (a
+	// dict also serves %(key)s)
 	args := []jinja.Value{arg}
-	if arg.IsList() {
+	if isTuple(arg) {
 		args = arg.AsList().Items
 	}
+	mapping := arg.IsDict()
+	// Python's % takes any other object with [] (a list) as a mapping
+	// too: it never complains of unconverted arguments
+	sequenceArg := arg.IsList() && !isTuple(arg) && !isView(arg) || arg.IsUndefined()
 	var b strings.Builder
 	next := 0
 	for i := 0; i < len(f); i++ {
@@ -237,59 +284,121 @@ func (st *renderState) printf(f string, arg jinja.Value) (jinja.Value, error) {
 			b.WriteByte('%')
 			continue
 		}
-		prec := -1
-		if i < len(f) && f[i] == '.' {
-			j := i + 1
+		var keyed *jinja.Value
+		if i < len(f) && f[i] == '(' {
+			end := strings.IndexByte(f[i:], ')')
+			if end < 0 {
+				return jinja.Value{}, fmt.Errorf("ValueError: incomplete format key")
+			}
+			if !mapping {
+				return jinja.Value{}, fmt.Errorf("TypeError: format requires a mapping")
+			}
+			key := f[i+1 : i+end]
+			v, ok := dictLookup(arg.AsDict(), jinja.NewString(key))
+			if !ok {
+				return jinja.Value{}, fmt.Errorf("KeyError: %s", pyRepr(jinja.NewString(key)))
+			}
+			keyed = &v
+			i += end + 1
+		}
+		// flags, width, precision (a '*' takes them from the arguments)
+		sp := formatSpec{fill: ' ', precision: -1}
+		left := false
+	flags:
+		for ; i < len(f); i++ {
+			switch f[i] {
+			case '-':
+				left = true
+			case '+':
+				sp.sign = '+'
+			case ' ':
+				if sp.sign != '+' {
+					sp.sign = ' '
+				}
+			case '0':
+				sp.zero = true
+			case '#':
+				sp.alt = true
+			default:
+				break flags
+			}
+		}
+		num := func(star bool) (int, error) {
+			if star {
+				if next >= len(args) {
+					return 0, fmt.Errorf("TypeError: not enough arguments for format string")
+				}
+				v := args[next]
+				next++
+				if !isInt(v) || isBig(v) {
+					return 0, fmt.Errorf("TypeError: * wants int")
+				}
+				if n := libInt(v); n > 1<<20 || n < -(1<<20) {
+					return 0, st.fail("%%-format width or precision %d is larger than %d", n, 1<<20)
+				}
+				return int(libInt(v)), nil
+			}
+			j := i
 			for j < len(f) && f[j] >= '0' && f[j] <= '9' {
 				j++
 			}
-			prec, _ = strconv.Atoi(f[i+1 : j])
-			i = j
+			n, err := strconv.Atoi(f[i:j])
+			if j > i && (err != nil || n > 1<<20) {
+				return 0, fmt.Errorf("ValueError: width too big")
+			}
+			i = j - 1
+			return n, nil
 		}
-		if i >= len(f) || next >= len(args) {
-			return jinja.Value{}, fmt.Errorf("TypeError: not enough arguments for format string")
-		}
-		a := args[next]
-		next++
-		switch f[i] {
-		case 's':
-			b.WriteString(pyStr(a))
-		case 'r':
-			b.WriteString(pyRepr(a))
-		case 'd', 'i':
-			if !isNum(a) {
-				return jinja.Value{}, fmt.Errorf("TypeError: %%%c format: a real number is required, not %s", f[i], pyTypeName(a))
-			}
-			if isInt(a) {
-				b.WriteString(toBig(a).String())
-			} else {
-				f := libFloat(a)
-				if math.IsInf(f, 0) || math.IsNaN(f) {
-					return jinja.Value{}, fmt.Errorf("OverflowError: cannot convert float %s to integer", pyFloat(f, false))
-				}
-				bi, _ := big.NewFloat(f).Int(nil)
-				b.WriteString(bi.String())
-			}
-		case 'f':
-			if !isNum(a) {
-				return jinja.Value{}, fmt.Errorf("TypeError: must be real number, not %s", pyTypeName(a))
-			}
-			if prec < 0 {
-				prec = 6
-			}
-			f, err := toFloat(a)
+		if i < len(f) && (f[i] == '*' || f[i] >= '1' && f[i] <= '9') {
+			w, err := num(f[i] == '*')
 			if err != nil {
 				return jinja.Value{}, err
 			}
-			b.WriteString(strconv.FormatFloat(f, 'f', prec, 64))
-		default:
-			return jinja.Value{}, fmt.Errorf("unsupported format character %q", f[i])
+			if w < 0 {
+				left, w = true, -w
+			}
+			sp.width = w
+			i++
 		}
+		if i < len(f) && f[i] == '.' {
+			i++
+			p, err := 0, error(nil)
+			if i < len(f) && (f[i] == '*' || f[i] >= '0' && f[i] <= '9') {
+				if p, err = num(f[i] == '*'); err != nil {
+					return jinja.Value{}, err
+				}
+				i++
+			}
+			sp.precision = max(p, 0)
+		}
+		for i < len(f) && (f[i] == 'h' || f[i] == 'l' || f[i] == 'L') {
+			i++ // C length modifiers, ignored as Python does
+		}
+		if left {
+			sp.align, sp.zero = '<', false
+		}
+		var a jinja.Value
+		switch {
+		case i >= len(f):
+			return jinja.Value{}, fmt.Errorf("ValueError: incomplete format")
+		case keyed != nil:
+			a = *keyed
+		case next >= len(args):
+			return jinja.Value{}, fmt.Errorf("TypeError: not enough arguments for format string")
+		default:
+			a = args[next]
+			next++
+		}
+		text, err := st.printfOne(f[i], a, sp)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		b.WriteString(text)
 		if err := st.room(b.Len(), "formatted string"); err != nil {
 			return jinja.Value{}, err
 		}
 	}
-	if next < len(args) {
+	if next < len(args) && !mapping && !sequenceArg {
 		return jinja.Value{}, fmt.Errorf("TypeError: not all arguments converted during string formatting")
 	}
 	return jinja.NewString(b.String()), nil
@@ -364,54 +473,23 @@ func mutable(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) 
 	v, name := args[0], args[1].AsString()
 	unsafe := false
 	switch {
-	case v.IsList():
+	case v.IsList() && !isTuple(v) && !isView(v):
 		unsafe = map[string]bool{"append": true, "reverse": true, "insert": true, "sort": true, "extend": true, "remove": true}[name]
+		if !unsafe && name != "pop" {
+			return jinja.Value{}, noAttribute(v, name)
+		}
 	case v.IsDict():
 		unsafe = map[string]bool{"clear": true, "pop": true, "popitem": true, "setdefault": true, "update": true}[name]
+	case v.IsUndefined():
+		return jinja.Value{}, fmt.Errorf("UndefinedError: undefined value has no attribute '%s'", name)
+	default:
+		// str, tuple, None, numbers have none of these methods
+		return jinja.Value{}, noAttribute(v, name)
 	}
 	if unsafe {
 		return jinja.Value{}, fmt.Errorf("SecurityError: access to attribute '%s' of '%s' object is unsafe", name, pyTypeName(v))
 	}
 	return v, nil
-}
-
-// pyTitle is Python's str.title.
-func pyTitle(s string) string {
-	var b strings.Builder
-	prev := false
-	for _, r := range s {
-		cased := unicode.IsUpper(r) || unicode.IsLower(r) || unicode.IsTitle(r)
-		switch {
-		case cased && prev:
-			b.WriteRune(unicode.ToLower(r))
-		case cased:
-			b.WriteRune(unicode.ToTitle(r))
-		default:
-			b.WriteRune(r)
-		}
-		prev = cased
-	}
-	return b.String()
-}
-
-func pyCapitalize(s string) string {
-	r, n := utf8.DecodeRuneInString(s)
-	if n == 0 {
-		return ""
-	}
-	return string(unicode.ToTitle(r)) + strings.ToLower(s[n:])
-}
-
-func pySwapcase(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case unicode.IsUpper(r):
-			return unicode.ToLower(r)
-		case unicode.IsLower(r):
-			return unicode.ToUpper(r)
-		}
-		return r
-	}, s)
 }
 
 // pySplit is str.split/str.rsplit with Python's whitespace rule when sep is
@@ -446,14 +524,14 @@ func pySplit(s string, sep *string, max int, right bool) []string {
 	var out []string
 	if !right {
 		for {
-			s = strings.TrimLeftFunc(s, unicode.IsSpace)
+			s = strings.TrimLeftFunc(s, isPySpace)
 			if s == "" {
 				return out
 			}
 			if max == 0 {
 				return append(out, s)
 			}
-			i := strings.IndexFunc(s, unicode.IsSpace)
+			i := strings.IndexFunc(s, isPySpace)
 			if i < 0 {
 				return append(out, s)
 			}
@@ -463,7 +541,7 @@ func pySplit(s string, sep *string, max int, right bool) []string {
 		}
 	}
 	for {
-		s = strings.TrimRightFunc(s, unicode.IsSpace)
+		s = strings.TrimRightFunc(s, isPySpace)
 		if s == "" {
 			break
 		}
@@ -471,7 +549,7 @@ func pySplit(s string, sep *string, max int, right bool) []string {
 			out = append(out, s)
 			break
 		}
-		i := strings.LastIndexFunc(s, unicode.IsSpace)
+		i := strings.LastIndexFunc(s, isPySpace)
 		if i < 0 {
 			out = append(out, s)
 			break
@@ -559,6 +637,7 @@ var strMethods = map[string]bool{
 	"join": true, "partition": true, "rpartition": true, "zfill": true, "ljust": true,
 	"rjust": true, "center": true, "removeprefix": true, "removesuffix": true,
 	"splitlines": true, "strip": true, "lstrip": true, "rstrip": true, "upper": true, "lower": true,
+	"casefold": true, "istitle": true,
 }
 
 // method calls a Python str method (and list.index) on args[0].
@@ -572,6 +651,30 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 			return args[i], true
 		}
 		return jinja.Value{}, false
+	}
+	if name == "copy" {
+		// list.copy and dict.copy: shallow copies (Python keys kept)
+		switch {
+		case recv.IsList() && !isTuple(recv) && !isView(recv):
+			return jinja.NewList(append([]jinja.Value(nil), recv.AsList().Items...)), nil
+		case recv.IsDict() && !isNamespace(recv):
+			src := recv.AsDict()
+			out := jinja.NewDict()
+			for _, k := range src.Keys {
+				out.AsDict().Set(k, src.Data[k])
+			}
+			if keys, ok := dictKeys.get(src); ok {
+				cp := make(map[string]jinja.Value, len(keys))
+				for k, v := range keys {
+					cp[k] = v
+				}
+				dictKeys.set(out.AsDict(), cp)
+			}
+			return out, nil
+		case recv.IsUndefined():
+			return jinja.Value{}, fmt.Errorf("UndefinedError: undefined value has no attribute 'copy'")
+		}
+		return jinja.Value{}, noAttribute(recv, name)
 	}
 	if recv.IsList() && name == "index" {
 		if len(args) == 0 {
@@ -603,11 +706,20 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 			return jinja.NewInt(int64(n)), nil
 		case recv.IsString() && args[0].IsString():
 			sub := args[0].AsString()
-			if sub == "" {
-				return jinja.NewInt(int64(utf8.RuneCountInString(recv.AsString()) + 1)), nil
+			w, _, ok, err := strWindow(recv.AsString(), args[1:])
+			switch {
+			case err != nil:
+				return jinja.Value{}, err
+			case !ok:
+				return jinja.NewInt(0), nil
+			case sub == "":
+				return jinja.NewInt(int64(utf8.RuneCountInString(w) + 1)), nil
 			}
-			return jinja.NewInt(int64(strings.Count(recv.AsString(), sub))), nil
+			return jinja.NewInt(int64(strings.Count(w, sub))), nil
 		}
+	}
+	if isNamespace(recv) {
+		return jinja.Value{}, noAttribute(recv, name)
 	}
 	if recv.IsDict() {
 		d := recv.AsDict()
@@ -631,10 +743,7 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		return jinja.Value{}, fmt.Errorf("UndefinedError: undefined value has no attribute '%s'", name)
 	}
 	if !recv.IsString() {
-		if recv.IsList() && (name == "upper" || name == "lower") {
-			return jinja.Value{}, fmt.Errorf("AttributeError: 'list' object has no attribute '%s'", name)
-		}
-		return jinja.Value{}, fmt.Errorf("AttributeError: '%s' object has no attribute '%s'", pyTypeName(recv), name)
+		return jinja.Value{}, noAttribute(recv, name)
 	}
 	s := recv.AsString()
 	strArg := func(i int, kw string) (*string, error) {
@@ -656,9 +765,9 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 	}
 	switch name {
 	case "upper":
-		return jinja.NewString(strings.ToUpper(s)), nil
+		return jinja.NewString(pyUpper(s)), nil
 	case "lower":
-		return jinja.NewString(strings.ToLower(s)), nil
+		return jinja.NewString(pyLower(s)), nil
 	case "split", "rsplit":
 		sep, err := strArg(0, "sep")
 		if err != nil {
@@ -676,9 +785,10 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		}
 		return strList(pySplit(s, sep, intArg(1, "maxsplit", -1), name == "rsplit")), nil
 	case "splitlines":
-		lines := strings.Split(strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n"), "\n")
-		if len(lines) > 0 && lines[len(lines)-1] == "" {
-			lines = lines[:len(lines)-1]
+		keep, _ := arg(0, "keepends")
+		lines := pySplitLinesKeep(s, keep.IsTruthy())
+		if len(lines) > maxValueNodes {
+			return jinja.Value{}, st.fail("splitlines would make %d strings (at most %d)", len(lines), maxValueNodes)
 		}
 		return strList(lines), nil
 	case "startswith", "endswith":
@@ -692,11 +802,18 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		} else {
 			cands = []jinja.Value{v}
 		}
+		w, _, inside, err := strWindow(s, args[1:])
+		if err != nil {
+			return jinja.Value{}, err
+		}
 		for _, c := range cands {
 			if !c.IsString() {
 				return jinja.Value{}, fmt.Errorf("TypeError: %s first arg must be str or a tuple of str, not %s", name, pyTypeName(c))
 			}
-			if name == "startswith" && strings.HasPrefix(s, c.AsString()) || name == "endswith" && strings.HasSuffix(s, c.AsString()) {
+			if !inside {
+				continue
+			}
+			if name == "startswith" && strings.HasPrefix(w, c.AsString()) || name == "endswith" && strings.HasSuffix(w, c.AsString()) {
 				return jinja.NewBool(true), nil
 			}
 		}
@@ -706,7 +823,7 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		if err != nil {
 			return jinja.Value{}, err
 		}
-		cut := unicode.IsSpace
+		cut := isPySpace
 		if chars != nil {
 			set := *chars
 			cut = func(r rune) bool { return strings.ContainsRune(set, r) }
@@ -723,30 +840,47 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 		if err != nil || sub == nil {
 			return jinja.Value{}, fmt.Errorf("TypeError: %s() argument must be str", name)
 		}
-		var i int
-		if name[0] == 'r' {
-			i = strings.LastIndex(s, *sub)
-		} else {
-			i = strings.Index(s, *sub)
+		w, off, inside, err := strWindow(s, args[1:])
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		i := -1
+		switch {
+		case !inside:
+		case name[0] == 'r':
+			i = strings.LastIndex(w, *sub)
+		default:
+			i = strings.Index(w, *sub)
 		}
 		if i < 0 && (name == "index" || name == "rindex") {
 			return jinja.Value{}, fmt.Errorf("ValueError: substring not found")
 		}
-		return jinja.NewInt(int64(runeIndex(s, i))), nil
+		if i < 0 {
+			return jinja.NewInt(-1), nil
+		}
+		return jinja.NewInt(int64(off + runeIndex(w, i))), nil
 	case "title":
 		return jinja.NewString(pyTitle(s)), nil
 	case "capitalize":
 		return jinja.NewString(pyCapitalize(s)), nil
 	case "swapcase":
 		return jinja.NewString(pySwapcase(s)), nil
-	case "isdigit", "isnumeric", "isdecimal":
-		return jinja.NewBool(allRunes(s, unicode.IsDigit)), nil
+	case "isdecimal":
+		return jinja.NewBool(allRunes(s, pyIsDecimal)), nil
+	case "isdigit":
+		return jinja.NewBool(allRunes(s, pyIsDigit)), nil
+	case "isnumeric":
+		return jinja.NewBool(allRunes(s, pyIsNumeric)), nil
 	case "isalpha":
 		return jinja.NewBool(allRunes(s, unicode.IsLetter)), nil
+	case "casefold":
+		return jinja.NewString(pyCasefold(s)), nil
+	case "istitle":
+		return jinja.NewBool(pyIsTitle(s)), nil
 	case "isalnum":
-		return jinja.NewBool(allRunes(s, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) })), nil
+		return jinja.NewBool(allRunes(s, pyIsAlnum)), nil
 	case "isspace":
-		return jinja.NewBool(allRunes(s, unicode.IsSpace)), nil
+		return jinja.NewBool(allRunes(s, isPySpace)), nil
 	case "islower":
 		return jinja.NewBool(hasCase(s, false)), nil
 	case "isupper":
@@ -832,13 +966,33 @@ func (st *renderState) method(args []jinja.Value, kwargs map[string]jinja.Value)
 	case "format":
 		return st.format(s, args, kwargs)
 	}
-	return jinja.Value{}, fmt.Errorf("AttributeError: 'str' object has no attribute '%s'", name)
+	return jinja.Value{}, noAttribute(recv, name)
+}
+
+// noAttribute is jinja2's error for calling a method the value does not
+// have: its sandbox reads the missing attribute as undefined, and calling
+// that undefined raises.
+func noAttribute(recv jinja.Value, name string) error {
+	obj := "None"
+	switch {
+	case isNamespace(recv):
+		obj = "jinja2.utils.Namespace object"
+	case !recv.IsNone():
+		obj = pyTypeName(recv) + " object"
+	}
+	return fmt.Errorf("UndefinedError: %s has no attribute %s", pyRepr(jinja.NewString(obj)), pyRepr(jinja.NewString(name)))
 }
 
 // format is str.format with plain replacement fields ({}, {0}, {name}).
 func (st *renderState) format(f string, args []jinja.Value, kwargs map[string]jinja.Value) (jinja.Value, error) {
-	var b strings.Builder
 	auto := 0
+	return st.formatAuto(f, args, kwargs, &auto)
+}
+
+// formatAuto is format with the automatic field counter shared with the
+// fields nested in a spec ({:{}}); -1 once fields are numbered by hand.
+func (st *renderState) formatAuto(f string, args []jinja.Value, kwargs map[string]jinja.Value, autoP *int) (jinja.Value, error) {
+	var b strings.Builder
 	for i := 0; i < len(f); i++ {
 		c := f[i]
 		if c == '}' {
@@ -857,38 +1011,63 @@ func (st *renderState) format(f string, args []jinja.Value, kwargs map[string]ji
 			i++
 			continue
 		}
-		j := strings.IndexByte(f[i:], '}')
-		if j < 0 {
-			return jinja.Value{}, fmt.Errorf("ValueError: Single '{' encountered in format string")
+		// the field runs to its matching '}' (the spec may nest fields)
+		j, depth := i+1, 1
+		for ; j < len(f) && depth > 0; j++ {
+			switch f[j] {
+			case '{':
+				depth++
+			case '}':
+				depth--
+			}
 		}
-		field := f[i+1 : i+j]
-		i += j
-		if strings.ContainsAny(field, ":!.[") {
-			return jinja.Value{}, fmt.Errorf("str.format: format specs and conversions are not supported")
+		if depth > 0 {
+			return jinja.Value{}, fmt.Errorf("ValueError: expected '}' before end of string")
 		}
-		var v jinja.Value
-		switch n, err := strconv.Atoi(field); {
-		case field == "":
-			if auto >= len(args) {
-				return jinja.Value{}, fmt.Errorf("IndexError: Replacement index %d out of range for positional args tuple", auto)
+		field := f[i+1 : j-1]
+		i = j - 1
+		name, spec, _ := strings.Cut(field, ":")
+		name, conv, hasConv := strings.Cut(name, "!")
+		if hasConv && len(conv) != 1 {
+			return jinja.Value{}, fmt.Errorf("ValueError: expected ':' after conversion specifier")
+		}
+		v, err := formatField(name, args, kwargs, autoP)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		if strings.Contains(spec, "{") {
+			// nested fields: {:{width}}
+			sv, err := st.formatAuto(spec, args, kwargs, autoP)
+			if err != nil {
+				return jinja.Value{}, err
 			}
-			v = args[auto]
-			auto++
-		case err == nil:
-			if n >= len(args) {
-				return jinja.Value{}, fmt.Errorf("IndexError: Replacement index %d out of range for positional args tuple", n)
-			}
-			v = args[n]
-		default:
-			var ok bool
-			if v, ok = kwargs[field]; !ok {
-				return jinja.Value{}, fmt.Errorf("KeyError: '%s'", field)
-			}
+			spec = sv.AsString()
 		}
 		if err := st.check(v); err != nil {
 			return jinja.Value{}, err
 		}
-		b.WriteString(pyStr(v))
+		switch conv {
+		case "":
+		case "s", "r", "a":
+			if err := digitLimit(v); err != nil {
+				return jinja.Value{}, err
+			}
+			text := pyStr(v)
+			if conv != "s" {
+				text = pyRepr(v)
+			}
+			if conv == "a" {
+				text = asciiEscape(text)
+			}
+			v = jinja.NewString(text)
+		default:
+			return jinja.Value{}, fmt.Errorf("ValueError: Unknown conversion specifier %s", conv)
+		}
+		s, err := pyFormat(v, spec)
+		if err != nil {
+			return jinja.Value{}, err
+		}
+		b.WriteString(s)
 		if err := st.room(b.Len(), "formatted string"); err != nil {
 			return jinja.Value{}, err
 		}
@@ -903,7 +1082,7 @@ func sortValues(items []jinja.Value, key func(jinja.Value) jinja.Value, caseSens
 	for i, it := range items {
 		k := key(it)
 		if k.IsString() && !caseSensitive {
-			k = jinja.NewString(strings.ToLower(k.AsString()))
+			k = jinja.NewString(pyLower(k.AsString()))
 		}
 		keys[i] = k
 	}
@@ -995,13 +1174,16 @@ func (st *renderState) contains(x, c jinja.Value) (jinja.Value, error) {
 			}
 		}
 		return jinja.NewBool(false), nil
+	case isNamespace(c):
+		return jinja.Value{}, fmt.Errorf("TypeError: argument of type 'Namespace' is not iterable")
 	case c.IsDict():
+		if x.IsDict() || x.IsList() && !isTuple(x) {
+			return jinja.Value{}, fmt.Errorf("TypeError: unhashable type: '%s'", pyTypeName(x))
+		}
 		_, ok := dictLookup(c.AsDict(), x)
 		return jinja.NewBool(ok), nil
-	case c.IsUndefined(), c.IsNone():
-		// jinja2 raises on None, but assistant tool-call turns arrive with
-		// content None and widely used templates (Qwen3's) test
-		// '</think>' in message.content: gotune keeps rendering them
+	case c.IsUndefined():
+		// jinja2's Undefined iterates as empty
 		return jinja.NewBool(false), nil
 	}
 	return jinja.Value{}, fmt.Errorf("TypeError: argument of type '%s' is not iterable", pyTypeName(c))
@@ -1022,4 +1204,202 @@ func (st *renderState) equal(a, b jinja.Value) (jinja.Value, error) {
 		return jinja.Value{}, err
 	}
 	return jinja.NewBool(pyEqual(a, b)), nil
+}
+
+// pySplitLines is Python's str.splitlines(): lines end at \n, \r, \r\n,
+// \v, \f, \x1c-\x1e, \x85, U+2028 and U+2029, and a text ending in a line
+// break has no empty last line.
+func pySplitLines(s string) []string { return pySplitLinesKeep(s, false) }
+
+// pySplitLinesKeep is str.splitlines(keepends).
+func pySplitLinesKeep(s string, keep bool) []string {
+	var lines []string
+	start := 0
+	for i, r := range s {
+		if i < start {
+			continue // the \n of a \r\n
+		}
+		switch r {
+		case '\n', '\r', '\v', '\f', 0x1c, 0x1d, 0x1e, 0x85, 0x2028, 0x2029:
+			end := i + len(string(r))
+			if r == '\r' && strings.HasPrefix(s[end:], "\n") {
+				end++
+			}
+			if keep {
+				lines = append(lines, s[start:end])
+			} else {
+				lines = append(lines, s[start:i])
+			}
+			start = end
+		}
+	}
+	if start < len(s) {
+		lines = append(lines, s[start:])
+	}
+	return lines
+}
+
+// asciiEscape is what Python's ascii() does to a repr: non-ASCII
+// characters as \xNN, \uNNNN or \UNNNNNNNN.
+func asciiEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r < 0x80:
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case r < 0x10000:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			fmt.Fprintf(&b, "\\U%08x", r)
+		}
+	}
+	return b.String()
+}
+
+// strWindow is s[start:end] for str.find, count, startswith and endswith
+// (their optional start and end arguments, as Python adjusts them): the
+// window's text, its offset in code points, and false when start is past
+// the end of s (Python then finds nothing, not even "").
+func strWindow(s string, bounds []jinja.Value) (string, int, bool, error) {
+	r := []rune(s)
+	n := len(r)
+	idx := func(i int, dflt int) (int, error) {
+		if i >= len(bounds) || bounds[i].IsNone() {
+			return dflt, nil
+		}
+		v := bounds[i]
+		if !isInt(v) {
+			return 0, errBadIndex
+		}
+		b := toBig(v)
+		if b.Cmp(big.NewInt(int64(n))) > 0 {
+			return n, nil
+		}
+		x := b.Int64()
+		if b.Cmp(big.NewInt(int64(-n))) < 0 {
+			x = int64(-n)
+		}
+		if x < 0 {
+			x += int64(n)
+		}
+		return int(x), nil
+	}
+	lo, err := idx(0, 0)
+	if err != nil {
+		return "", 0, false, err
+	}
+	hi, err := idx(1, n)
+	if err != nil {
+		return "", 0, false, err
+	}
+	if len(bounds) > 0 && !bounds[0].IsNone() && isInt(bounds[0]) && toBig(bounds[0]).Cmp(big.NewInt(int64(n))) > 0 {
+		return "", 0, false, nil
+	}
+	if hi < lo {
+		return "", lo, hi-lo >= 0, nil
+	}
+	return string(r[lo:hi]), lo, true, nil
+}
+
+// printfOne is one %-conversion of a with its flags, width and precision.
+func (st *renderState) printfOne(c byte, a jinja.Value, sp formatSpec) (string, error) {
+	switch c {
+	case 's', 'r', 'a':
+		str := st.str
+		if c != 's' {
+			str = st.repr
+		}
+		text, err := str(a)
+		if err != nil {
+			return "", err
+		}
+		if c == 'a' {
+			text = asciiEscape(text)
+		}
+		if sp.precision >= 0 {
+			if r := []rune(text); len(r) > sp.precision {
+				text = string(r[:sp.precision])
+			}
+		}
+		sp.zero = false
+		return sp.pad("", text, '>'), nil
+	case 'c':
+		switch {
+		case a.IsString() && utf8.RuneCountInString(a.AsString()) == 1:
+			sp.zero = false
+			return sp.pad("", a.AsString(), '>'), nil
+		case isInt(a):
+			n := toBig(a)
+			if !n.IsInt64() || n.Int64() < 0 || n.Int64() > 0x10FFFF {
+				return "", fmt.Errorf("OverflowError: %%c arg not in range(0x110000)")
+			}
+			sp.zero = false
+			return sp.pad("", string(rune(n.Int64())), '>'), nil
+		}
+		return "", fmt.Errorf("TypeError: %%c requires int or char")
+	case 'd', 'i', 'u', 'o', 'x', 'X':
+		var n *big.Int
+		switch {
+		case isInt(a):
+			n = toBig(a)
+		case a.IsFloat() && (c == 'd' || c == 'i' || c == 'u'):
+			x := a.AsFloat()
+			if math.IsInf(x, 0) || math.IsNaN(x) {
+				return "", fmt.Errorf("OverflowError: cannot convert float %s to integer", pyFloat(x, false))
+			}
+			n, _ = big.NewFloat(x).Int(nil)
+		case c == 'd' || c == 'i' || c == 'u':
+			return "", fmt.Errorf("TypeError: %%%c format: a real number is required, not %s", c, pyTypeName(a))
+		default:
+			return "", fmt.Errorf("TypeError: %%%c format: an integer is required, not %s", c, pyTypeName(a))
+		}
+		if err := digitLimit(bigValueOrInt(n)); err != nil {
+			return "", err
+		}
+		base, prefix := 10, ""
+		switch c {
+		case 'o':
+			base, prefix = 8, "0o"
+		case 'x':
+			base, prefix = 16, "0x"
+		case 'X':
+			base, prefix = 16, "0X"
+		}
+		digits := new(big.Int).Abs(n).Text(base)
+		if c == 'X' {
+			digits = strings.ToUpper(digits)
+		}
+		if !sp.alt {
+			prefix = ""
+		}
+		for len(digits) < sp.precision {
+			digits = "0" + digits
+		}
+		if sp.zero {
+			sp.align, sp.fill = '=', '0'
+		}
+		return sp.pad(sp.signOf(n.Sign() < 0)+prefix, digits, '>'), nil
+	case 'e', 'E', 'f', 'F', 'g', 'G':
+		if !isNum(a) {
+			return "", fmt.Errorf("TypeError: must be real number, not %s", pyTypeName(a))
+		}
+		x, err := toFloat(a)
+		if err != nil {
+			return "", err
+		}
+		sp.typ = c
+		if sp.zero {
+			sp.align, sp.fill, sp.zero = '=', '0', false
+			if math.IsInf(x, 0) || math.IsNaN(x) {
+				sp.align, sp.fill = '>', ' '
+			}
+		}
+		if sp.align == 0 {
+			sp.align = '>'
+		}
+		return formatFloat(x, sp)
+	}
+	return "", fmt.Errorf("ValueError: unsupported format character '%c' (0x%x)", c, c)
 }

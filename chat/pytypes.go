@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"runtime"
+	"strings"
 	"sync"
 	"weak"
 
@@ -39,6 +40,19 @@ func (r *registry[T, I]) get(p *T) (I, bool) {
 	return v.(I), true
 }
 
+// namespaces marks the dicts that are jinja2 Namespace objects: they keep
+// attributes as a dict does, but Python sees no mapping, no iterable and
+// no len(), prints them as <Namespace {...}> and compares them by identity.
+var namespaces registry[jinja.Dict, bool]
+
+func isNamespace(v jinja.Value) bool {
+	if !v.IsDict() {
+		return false
+	}
+	_, ok := namespaces.get(v.AsDict())
+	return ok
+}
+
 // listKinds holds the Python type of lists that are not Python lists:
 // "tuple", or the dict views "dict_items", "dict_keys" and "dict_values".
 var listKinds registry[jinja.List, string]
@@ -61,7 +75,17 @@ func listKind(v jinja.Value) string {
 	return "list"
 }
 
-func isTuple(v jinja.Value) bool { return v.IsList() && listKind(v) == "tuple" }
+func isTuple(v jinja.Value) bool {
+	if !v.IsList() {
+		return false
+	}
+	k := listKind(v)
+	return k == "tuple" || k == groupKind
+}
+
+// groupKind is the kind of groupby's (grouper, list) pairs: tuples that
+// also answer .grouper and .list (jinja2's _GroupTuple).
+const groupKind = "_GroupTuple"
 
 // isView is a dict's items(), keys() or values().
 func isView(v jinja.Value) bool {
@@ -69,7 +93,7 @@ func isView(v jinja.Value) bool {
 		return false
 	}
 	k := listKind(v)
-	return k != "list" && k != "tuple"
+	return k != "list" && k != "tuple" && k != groupKind
 }
 
 // dictView is d.items(), d.keys() or d.values(), with the dict's Python
@@ -179,15 +203,24 @@ func (st *renderState) newDict(args []jinja.Value, _ map[string]jinja.Value) (ji
 	return v, st.check(v)
 }
 
-// errBadIndex is Python's TypeError for a slice bound that is not an int,
-// which jinja2's getitem turns into undefined.
-var errBadIndex = fmt.Errorf("TypeError: slice indices must be integers or None")
+// errBadIndex is Python's TypeError for a slice bound that is not an int
+// (jinja2 slices with Python's own subscript, so it reaches the template).
+var errBadIndex = fmt.Errorf("TypeError: slice indices must be integers or None or have an __index__ method")
 
 // slice is obj[start:stop:step] as Python slices a list, tuple or str
 // (None for a bound left out).
 func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
-	if len(args) != 4 {
-		return jinja.Value{}, fmt.Errorf("__slice: expected 4 arguments")
+	if len(args) != 5 {
+		return jinja.Value{}, fmt.Errorf("__slice: expected 5 arguments")
+	}
+	if folded := args[4].AsBool(); folded {
+		// jinja2 evaluated this slice of literals at compile time through
+		// its getitem, which turns Python's TypeError into undefined
+		v, err := st.slice(append(args[:4:4], jinja.NewBool(false)), nil)
+		if err != nil && strings.HasPrefix(err.Error(), "TypeError: ") {
+			return jinja.Undefined(), nil
+		}
+		return v, err
 	}
 	obj := args[0]
 	var n int
@@ -200,9 +233,12 @@ func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinj
 		n = len(runes)
 	case obj.IsList() && !isView(obj):
 		n = obj.AsList().Len()
+	case obj.IsDict():
+		// jinja2 compiles x[a:b] to Python's own subscript, bypassing its
+		// getitem (which gives undefined where Python fails)
+		return jinja.Value{}, fmt.Errorf("TypeError: unhashable type: 'slice'")
 	default:
-		// jinja2's getitem gives undefined where Python's [] fails
-		return jinja.Undefined(), nil
+		return jinja.Value{}, fmt.Errorf("TypeError: '%s' object is not subscriptable", pyTypeName(obj))
 	}
 	bound := func(v jinja.Value) (int64, bool, error) {
 		switch {
@@ -224,7 +260,7 @@ func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinj
 	}
 	step, hasStep, err := bound(args[3])
 	if err != nil {
-		return jinja.Undefined(), nil
+		return jinja.Value{}, err
 	}
 	if !hasStep {
 		step = 1
@@ -261,11 +297,11 @@ func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinj
 	}
 	start, err := adjust(args[1], lo)
 	if err != nil {
-		return jinja.Undefined(), nil
+		return jinja.Value{}, err
 	}
 	stop, err := adjust(args[2], hi)
 	if err != nil {
-		return jinja.Undefined(), nil
+		return jinja.Value{}, err
 	}
 	var idx []int64
 	for i := start; step > 0 && i < stop || step < 0 && i > stop; i += step {
@@ -290,9 +326,14 @@ func (st *renderState) slice(args []jinja.Value, _ map[string]jinja.Value) (jinj
 }
 
 // iter is what a for loop walks: a dict with keys that are not strings
-// gives its Python keys (the library would give their text).
+// gives its Python keys (the library would give their text), and a value
+// Python cannot iterate fails as Python's iter() does (the library would
+// walk None or a number as empty).
 func iter(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 	v := args[0]
+	if notIterable(v) {
+		return jinja.Value{}, fmt.Errorf("TypeError: '%s' object is not iterable", pyTypeName(v))
+	}
 	if v.IsDict() {
 		if _, ok := dictKeys.get(v.AsDict()); ok {
 			return jinja.NewList(dictView(v.AsDict(), "keys").AsList().Items), nil
@@ -300,3 +341,7 @@ func iter(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 	}
 	return v, nil
 }
+
+// notIterable says Python's iter() refuses v: None, booleans and numbers
+// (jinja2's Undefined iterates as empty).
+func notIterable(v jinja.Value) bool { return v.IsNone() || isNum(v) || isNamespace(v) }

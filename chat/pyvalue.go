@@ -142,7 +142,7 @@ func pyRepr(v jinja.Value) string {
 func writeRepr(b *strings.Builder, v jinja.Value) {
 	switch {
 	case v.IsUndefined():
-		b.WriteString("")
+		b.WriteString("Undefined") // repr(Undefined); str() of it is "" (pyStr)
 	case v.IsNone():
 		b.WriteString("None")
 	case v.IsBool():
@@ -162,7 +162,7 @@ func writeRepr(b *strings.Builder, v jinja.Value) {
 		open, close := byte('['), byte(']')
 		kind := listKind(v)
 		switch kind {
-		case "tuple":
+		case "tuple", groupKind:
 			open, close = '(', ')'
 		case "list":
 		default:
@@ -183,6 +183,10 @@ func writeRepr(b *strings.Builder, v jinja.Value) {
 		b.WriteByte(close)
 	case v.IsDict():
 		d := v.AsDict()
+		if isNamespace(v) {
+			b.WriteString("<Namespace ")
+			defer b.WriteByte('>')
+		}
 		b.WriteByte('{')
 		for i, k := range d.Keys {
 			if i > 0 {
@@ -343,6 +347,8 @@ func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error 
 		}
 		newline(level)
 		b.WriteByte(']')
+	case isNamespace(v):
+		return fmt.Errorf("TypeError: Object of type Namespace is not JSON serializable")
 	case v.IsDict():
 		d := v.AsDict()
 		if d.Len() == 0 {
@@ -351,8 +357,19 @@ func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error 
 		}
 		keys := d.Keys
 		if o.sortKeys {
+			// json.dumps sorts the Python keys: mixed kinds raise
 			keys = append([]string(nil), keys...)
-			sort.Strings(keys)
+			var err error
+			sort.SliceStable(keys, func(i, j int) bool {
+				c, e := pyCompare("<", origKey(d, keys[i]), origKey(d, keys[j]))
+				if e != nil && err == nil {
+					err = e
+				}
+				return c < 0
+			})
+			if err != nil {
+				return err
+			}
 		}
 		b.WriteByte('{')
 		for i, k := range keys {
@@ -360,7 +377,11 @@ func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error 
 				b.WriteString(o.itemSep)
 			}
 			newline(level + 1)
-			o.str(b, k)
+			text, err := jsonKey(origKey(d, k))
+			if err != nil {
+				return err
+			}
+			o.str(b, text)
 			b.WriteString(o.keySep)
 			if err := jsonDumps(b, d.Data[k], o, level+1); err != nil {
 				return err
@@ -375,9 +396,9 @@ func jsonDumps(b *strings.Builder, v jinja.Value, o *jsonOpts, level int) error 
 		}
 		b.WriteString(s)
 	case v.IsUndefined():
-		return fmt.Errorf("Object of type Undefined is not JSON serializable")
+		return fmt.Errorf("TypeError: Object of type Undefined is not JSON serializable")
 	default:
-		return fmt.Errorf("Object of type function is not JSON serializable")
+		return fmt.Errorf("TypeError: Object of type function is not JSON serializable")
 	}
 	return nil
 }
@@ -432,4 +453,36 @@ func jsonString(b *strings.Builder, s string) {
 		}
 	}
 	b.WriteByte('"')
+}
+
+// jsonKey is the text json.dumps writes for a dict key: str as it is,
+// True/False/None as true/false/null, numbers as their repr.
+func jsonKey(k jinja.Value) (string, error) {
+	switch {
+	case k.IsString():
+		return k.AsString(), nil
+	case k.IsBool():
+		if k.AsBool() {
+			return "true", nil
+		}
+		return "false", nil
+	case k.IsNone():
+		return "null", nil
+	case isBig(k):
+		return bigText(k)
+	case k.IsInt():
+		return strconv.FormatInt(k.AsInt(), 10), nil
+	case k.IsFloat():
+		f := k.AsFloat()
+		switch {
+		case math.IsNaN(f):
+			return "NaN", nil
+		case math.IsInf(f, 1):
+			return "Infinity", nil
+		case math.IsInf(f, -1):
+			return "-Infinity", nil
+		}
+		return pyFloat(f, false), nil
+	}
+	return "", fmt.Errorf("TypeError: keys must be str, int, float, bool or None, not %s", pyTypeName(k))
 }

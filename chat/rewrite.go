@@ -252,7 +252,7 @@ func (p *rewriter) test(l string) (string, error) {
 		return "", fmt.Errorf("expected a test name after 'is'")
 	}
 	test := p.toks[p.pos].s
-	name := p.take()
+	p.pos++
 	var args []string
 	switch {
 	case p.op("("):
@@ -278,57 +278,25 @@ func (p *rewriter) test(l string) (string, error) {
 		}
 		args = []string{"__chk(" + a + ")"}
 	}
-	switch test {
-	case "sequence":
-		// the library does not count a dict as a sequence
-		l = "(" + x + " is mapping or " + x + " is sequence)"
-	case "divisibleby":
-		if len(args) != 1 {
-			return "", fmt.Errorf("test divisibleby takes one argument")
-		}
-		l = "(__mod(" + x + ", " + args[0] + ") == 0)"
-	case "odd", "even":
-		// value % 2, exact for ints past int64 (bigint.go)
-		l = "(__mod(" + x + ", 2) == " + map[string]string{"odd": "1", "even": "0"}[test] + ")"
-	case "integer", "number":
-		l = "(__isbig(" + x + ") or " + x + " is " + test + ")"
-	case "callable":
-		l = "(not __isbig(" + x + ") and " + x + " is callable)"
-	case "eq", "equalto", "ne", "lt", "lessthan", "le", "gt", "greaterthan", "ge", "in":
-		// Python's comparisons, as the operators (bigint.go)
-		if len(args) != 1 {
-			return "", fmt.Errorf("test %s takes one argument", test)
-		}
-		switch test {
-		case "eq", "equalto":
-			l = "__eq(" + x + ", " + args[0] + ")"
-		case "ne":
-			l = "(not __eq(" + x + ", " + args[0] + "))"
-		case "in":
-			l = "__in(" + x + ", " + args[0] + ")"
-		default:
-			op := map[string]string{"lt": "<", "lessthan": "<", "le": "<=", "gt": ">", "greaterthan": ">", "ge": ">="}[test]
-			l = "__cmp(" + x + ", " + libString(op) + ", " + args[0] + ")"
-		}
-	default:
-		is := " is "
-		if neg {
-			is = " is not "
-		}
-		l = x + is + name
-		if args != nil {
-			l += "(" + strings.Join(args, ", ") + ")"
-		}
-		return "(" + l + ")", nil
+	// every test is Python's, evaluated by __test (iterfilters.go's pyTest)
+	l = "__test(" + libString(test) + ", " + x
+	for _, a := range args {
+		l += ", " + a
 	}
+	l += ")"
 	if neg {
 		l = "(not " + l + ")"
 	}
 	return l, nil
 }
 
-func (p *rewriter) concat() (string, error) {
-	return p.chain(p.addSub, func() (string, bool) {
+// concat parses what sits between comparisons. jinja2's order, loosest
+// first: + and -, then ~, then * / // %, then ** (left to right, so
+// 2 ** 3 ** 2 is 64), then signs: 'a' ~ 1 + 2 is ('a' ~ 1) + 2.
+func (p *rewriter) concat() (string, error) { return p.addSub() }
+
+func (p *rewriter) tilde() (string, error) {
+	return p.chain(p.mulDiv, func() (string, bool) {
 		if p.op("~") {
 			p.pos++
 			return "~", true
@@ -338,7 +306,7 @@ func (p *rewriter) concat() (string, error) {
 }
 
 func (p *rewriter) addSub() (string, error) {
-	return p.chain(p.mulDiv, func() (string, bool) {
+	return p.chain(p.tilde, func() (string, bool) {
 		if p.op("+") || p.op("-") {
 			return p.take(), true
 		}
@@ -377,26 +345,27 @@ func (p *rewriter) power() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !p.op("**") {
-		return b, nil
+	for p.op("**") {
+		p.pos++
+		e, err := p.unary()
+		if err != nil {
+			return "", err
+		}
+		b = "__pow(" + b + ", " + e + ")"
 	}
-	p.pos++
-	e, err := p.unary()
-	if err != nil {
-		return "", err
-	}
-	return "__pow(" + b + ", " + e + ")", nil
+	return b, nil
 }
 
 // unary parses a sign: as in jinja2, filters after a signed operand apply
 // to the signed value (-3 | abs is 3).
 func (p *rewriter) unary() (string, error) {
 	if p.op("-") || p.op("+") {
+		start := p.pos
 		e, err := p.signed()
 		if err != nil {
 			return "", err
 		}
-		return p.postfixLoop("("+e+")", true)
+		return p.postfixLoop("("+e+")", true, start)
 	}
 	return p.postfix()
 }
@@ -421,16 +390,17 @@ func (p *rewriter) postfix() (string, error) { return p.postfixExpr(true) }
 func (p *rewriter) postfixOnly() (string, error) { return p.postfixExpr(false) }
 
 func (p *rewriter) postfixExpr(filters bool) (string, error) {
+	start := p.pos
 	e, err := p.atom()
 	if err != nil {
 		return "", err
 	}
-	return p.postfixLoop(e, filters)
+	return p.postfixLoop(e, filters, start)
 }
 
 // postfixLoop applies the attributes, subscripts, calls and (when filters)
-// filters that follow the operand e.
-func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
+// filters that follow the operand e, whose tokens begin at start.
+func (p *rewriter) postfixLoop(e string, filters bool, start int) (string, error) {
 	for p.pos < len(p.toks) {
 		switch {
 		case p.op("."):
@@ -448,12 +418,28 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 			}
 			if !p.op("(") {
 				// jinja2 raises on an attribute of an undefined value
+				if attr == "grouper" || attr == "list" {
+					// groupby's pairs answer these (iterfilters.go)
+					e = "__gattr(__def(" + e + "), " + libString(attr) + ")"
+					continue
+				}
 				e = "__def(" + e + ")." + attr
 				continue
 			}
-			args, err := p.callArgs()
+			args, dyn, err := p.callArgs()
 			if err != nil {
 				return "", err
+			}
+			if dyn != "" {
+				switch {
+				case strMethods[attr] || attr == "index" || attr == "count" || dictMethods[attr]:
+					e = applyCall("__m", []string{e, libString(attr)}, args, dyn)
+				case attr == "replace":
+					e = applyCall("__replace", []string{e}, args, dyn)
+				default:
+					return "", fmt.Errorf("*args or **kwargs in a call of .%s() is not supported", attr)
+				}
+				continue
 			}
 			switch {
 			case e == "loop" && attr == "changed":
@@ -484,15 +470,28 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 				return "", err
 			}
 			if slice {
-				// Python's slicing, which keeps a tuple a tuple
-				e = "__slice(" + e + ", " + s + ")"
+				// Python's slicing, which keeps a tuple a tuple; jinja2
+				// folds a slice of literals at compile time through its
+				// getitem, which gives undefined where Python fails
+				folded := "false"
+				if constTokens(p.toks[start:p.pos]) {
+					folded = "true"
+				}
+				e = "__slice(" + e + ", " + s + ", " + folded + ")"
 			} else {
 				e = "__item(" + e + ", " + s + ")"
 			}
 		case p.op("("):
-			args, err := p.callArgs()
+			args, dyn, err := p.callArgs()
 			if err != nil {
 				return "", err
+			}
+			if dyn != "" {
+				if e == "loop" {
+					return "", fmt.Errorf("*args or **kwargs in a call of loop() is not supported")
+				}
+				e = applyCall(e, nil, args, dyn)
+				continue
 			}
 			if p.kwMacros[e] || e == "dict" || e == "namespace" {
 				args = append(args, kwOrder(args))
@@ -524,9 +523,17 @@ func (p *rewriter) postfixLoop(e string, filters bool) (string, error) {
 			f := p.take()
 			call := f
 			if p.op("(") {
-				args, err := p.callArgs()
+				args, dyn, err := p.callArgs()
 				if err != nil {
 					return "", err
+				}
+				if dyn != "" {
+					if !strings.HasPrefix(f, "__f_") {
+						return "", fmt.Errorf("*args or **kwargs in filter %s is not supported", name)
+					}
+					// the filter's input is its first argument
+					e = "__chk(" + applyCall(f, []string{"__chk(" + e + ")"}, args, dyn) + ")"
+					continue
 				}
 				call += "(" + strings.Join(args, ", ") + ")"
 			}
@@ -610,26 +617,81 @@ func (p *rewriter) subscript() (string, bool, error) {
 	return strings.Join(parts, ", "), true, p.expect("]")
 }
 
-// callArgs parses "(" [name=]expr, ... ")".
-func (p *rewriter) callArgs() ([]string, error) {
+// callArgs parses "(" [name=]expr, ... [*expr] [**expr] ")" with jinja2's
+// rules: positional arguments first, then keywords; *args after the
+// positional ones, **kwargs last. dyn is "" or the hidden keywords that
+// hand *args and **kwargs to __apply (see applyCall).
+func (p *rewriter) callArgs() (args []string, dyn string, err error) {
 	p.pos++ // "("
-	var args []string
+	var star, dstar string
+	kws := false
 	for p.pos < len(p.toks) && !p.op(")") {
-		kw := ""
-		if p.toks[p.pos].kind == tName && p.pos+1 < len(p.toks) && p.toks[p.pos+1].is(tOp, "=") {
-			kw = p.take() + " = "
-			p.pos++
+		if len(args) > 0 || star != "" || dstar != "" {
+			if err := p.expect(","); err != nil {
+				return nil, "", err
+			}
+			if p.op(")") {
+				break // a trailing comma
+			}
 		}
-		a, err := p.expression()
-		if err != nil {
-			return nil, err
-		}
-		args = append(args, kw+a)
-		if p.op(",") {
+		switch {
+		case p.op("*"):
+			if star != "" || dstar != "" {
+				return nil, "", errCallSyntax
+			}
 			p.pos++
+			if star, err = p.expression(); err != nil {
+				return nil, "", err
+			}
+		case p.op("**"):
+			if dstar != "" {
+				return nil, "", errCallSyntax
+			}
+			p.pos++
+			if dstar, err = p.expression(); err != nil {
+				return nil, "", err
+			}
+		case p.toks[p.pos].kind == tName && p.pos+1 < len(p.toks) && p.toks[p.pos+1].is(tOp, "="):
+			if dstar != "" {
+				return nil, "", errCallSyntax
+			}
+			kw := p.take() + " = "
+			p.pos++
+			a, err := p.expression()
+			if err != nil {
+				return nil, "", err
+			}
+			args = append(args, kw+a)
+			kws = true
+		default:
+			if star != "" || dstar != "" || kws {
+				return nil, "", errCallSyntax
+			}
+			a, err := p.expression()
+			if err != nil {
+				return nil, "", err
+			}
+			args = append(args, a)
 		}
 	}
-	return args, p.expect(")")
+	var hidden []string
+	if star != "" {
+		hidden = append(hidden, "__star = "+star)
+	}
+	if dstar != "" {
+		hidden = append(hidden, "__dstar = "+dstar)
+	}
+	return args, strings.Join(hidden, ", "), p.expect(")")
+}
+
+var errCallSyntax = fmt.Errorf("invalid syntax for function call expression")
+
+// applyCall calls f (an expression naming a callable) with the leading
+// arguments lead, the call's own args and its *args/**kwargs (dyn):
+// __apply spreads them as Python does (bound.go).
+func applyCall(f string, lead []string, args []string, dyn string) string {
+	all := append(append(append([]string{f}, lead...), args...), kwOrder(args), dyn)
+	return "__apply(" + strings.Join(all, ", ") + ")"
 }
 
 func (p *rewriter) atom() (string, error) {
@@ -715,11 +777,35 @@ func (p *rewriter) atom() (string, error) {
 
 // dictMethods are the dict methods __m implements: Python keys (not only
 // strings) and views whose items are tuples.
-var dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true}
+var dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true, "copy": true}
 
 // mutating are the list and dict methods jinja2's immutable sandbox refuses
 // (list.pop is allowed, dict.pop is not: __mut decides by the receiver).
 var mutating = map[string]bool{
 	"append": true, "insert": true, "extend": true, "remove": true, "sort": true, "reverse": true,
 	"clear": true, "pop": true, "popitem": true, "setdefault": true, "update": true,
+}
+
+// constTokens says the tokens are literals only (numbers, strings, true,
+// false, none, in brackets, with operators), which jinja2's optimizer
+// evaluates at compile time.
+func constTokens(toks []token) bool {
+	for _, t := range toks {
+		switch t.kind {
+		case tString, tInt, tFloat:
+			continue
+		case tName:
+			switch t.s {
+			case "true", "false", "none", "True", "False", "None":
+				continue
+			}
+			return false
+		}
+		switch t.s {
+		case "[", "]", "(", ")", ",", ":", "+", "-", "*", "/", "//", "%", "**", "~":
+			continue
+		}
+		return false
+	}
+	return true
 }

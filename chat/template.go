@@ -34,6 +34,9 @@ type Template struct {
 	lib    *jinja.Template
 	hasGen bool
 	stops  []string
+	// unknown are filter names jinja2 does not have, used where jinja2
+	// fails only when they run (see compiler.soft)
+	unknown []string
 }
 
 // Options are the variables of one render.
@@ -79,7 +82,7 @@ func Parse(name, source string) (*Template, error) {
 	if err != nil {
 		return nil, &TemplateError{Name: name, Msg: "unsupported construct: " + err.Error()}
 	}
-	t := &Template{Name: name, Source: source, lib: lib, hasGen: c.hasGen}
+	t := &Template{Name: name, Source: source, lib: lib, hasGen: c.hasGen, unknown: c.unknown}
 	t.stops = discoverStops(c.literal)
 	return t, nil
 }
@@ -252,7 +255,7 @@ func (t *Template) render(msgs []Message, opt Options, marks bool) (string, []ge
 		case st.limitErr != nil:
 			return "", nil, &TemplateError{Name: t.Name, Line: st.line, Msg: st.limitErr.Error()}
 		}
-		return "", nil, &TemplateError{Name: t.Name, Line: st.line, Msg: err.Error()}
+		return "", nil, &TemplateError{Name: t.Name, Line: st.line, Msg: pyErrorText(err.Error())}
 	}
 	if !marks {
 		return out, nil, nil
@@ -368,6 +371,12 @@ func (t *Template) variables(msgs []Message, opt Options, st *renderState) (map[
 		now = time.Now
 	}
 	installHelpers(vars, st, now)
+	for _, name := range t.unknown {
+		msg := fmt.Sprintf("TemplateRuntimeError: No filter named %s found.", pyRepr(jinja.NewString(name)))
+		vars["__nofilter_"+name] = jinja.NewCallable(name, func([]jinja.Value, map[string]jinja.Value) (jinja.Value, error) {
+			return jinja.Value{}, errors.New(msg)
+		})
+	}
 	return vars, nil
 }
 
@@ -411,4 +420,20 @@ func NamesIdentifier(src, name string) bool {
 		i = start + 1
 	}
 	return false
+}
+
+// pyErrorText names the Python exception jinja2 raises for the library's
+// own errors that have no class in their text.
+func pyErrorText(msg string) string {
+	switch {
+	case strings.HasSuffix(msg, " is not callable: Undefined"):
+		// calling an undefined name
+		return "UndefinedError: " + msg
+	case strings.Contains(msg, " is not callable: "), msg == "call: expression is not callable",
+		msg == "Can only get item pairs from a mapping.":
+		return "TypeError: " + msg
+	case msg == "pop from empty list", msg == "pop index out of range":
+		return "IndexError: " + msg
+	}
+	return msg
 }

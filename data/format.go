@@ -639,6 +639,9 @@ type partsExtra struct {
 // Parts are OpenAI's {"type": "text", "text"} or LLaMA-Factory's v1
 // {"type": "text" | "reasoning" | "tool_call", "value"}; reasoning, tool
 // calls and the presence of image/video/audio parts come back in extra.
+// Null or missing content is "": an assistant turn that only calls tools
+// has no text, and "" is what every chat template renders (a None would
+// make many raise in jinja2; see chat.FillNullContent).
 func contentOf(loc Loc, where string, m map[string]json.RawMessage, tag string) (string, partsExtra, *Issue) {
 	var extra partsExtra
 	raw, ok := m[tag]

@@ -69,6 +69,8 @@ func (r TemplateRenderer) Render(msgs []Message, tools json.RawMessage) (string,
 // ChatMessages converts the internal form into chat template messages with
 // the field names Hugging Face templates read (content, reasoning_content,
 // tool_calls with function name and arguments, tool_call_id, name).
+// Content is always a string here ("" for a turn that only calls tools,
+// never None), so the templates render these messages as jinja2 would.
 func ChatMessages(msgs []Message) ([]chat.Message, error) {
 	out := make([]chat.Message, len(msgs))
 	for i, m := range msgs {

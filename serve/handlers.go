@@ -439,9 +439,9 @@ func normalizeMessage(m chat.Message) (chat.Message, error) {
 		}
 		m = m.With("content", b.String())
 	}
-	if _, ok := m.Fields.Get("content"); !ok {
-		m = m.With("content", nil)
-	}
+	// content null (a turn that only calls tools) or left out means no
+	// text: "" renders with every template (see chat.FillNullContent)
+	m = m.FillNullContent()
 	// Templates print tool-call arguments with tojson and expect an object;
 	// OpenAI sends a JSON string.
 	if tc, ok := m.Fields.Get("tool_calls"); ok && tc != nil {

@@ -13,8 +13,10 @@ and never into the repository's test data.
 
 Every template is rendered with the conversations below: plain, system and
 multi-turn, training form without a generation prompt, tool definitions,
-tool calls with their results, reasoning, and awkward characters. Where
-jinja2 raises, gotune must fail too.
+tool calls with their results (OpenAI's content null too), nested tool
+schemas and arguments, content as a list of parts, reasoning, and awkward
+characters. Where jinja2 raises, gotune must raise the same kind of error
+(TypeError, UndefinedError, ...; raise_exception with the same message).
 """
 
 import json
@@ -86,6 +88,70 @@ CONVERSATIONS = {
         {"role": "user", "content": "Quotes ' \" {{ braces }} {% tag %}\n\ttab — ünïcödé 🦙"},
         {"role": "assistant", "content": "  spaced  \n"}], "add_generation_prompt": True},
 }
+
+# Richer tool schemas (arrays, nested objects, enums, no description) and
+# content given as a list of parts, as OpenAI and multimodal clients send it.
+TOOLS_NESTED = [{
+    "type": "function",
+    "function": {
+        "name": "book",
+        "description": "Book rooms.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "rooms": {"type": "array", "items": {"type": "object", "properties": {
+                    "beds": {"type": "integer"}, "view": {"type": "boolean"}}, "required": ["beds"]}},
+                "guest": {"type": "object", "properties": {"name": {"type": "string", "description": "Full name"},
+                                                            "vip": {"type": "boolean", "nullable": True}}},
+                "when": {"type": "string", "enum": ["today", "tomorrow"]},
+                "notes": {"type": ["string", "null"]},
+            },
+            "required": ["rooms", "when"],
+        },
+    },
+}, {"type": "function", "function": {"name": "ping", "parameters": {"type": "object", "properties": {}}}}]
+
+CONVERSATIONS["tools_nested"] = {"tools": TOOLS_NESTED, "add_generation_prompt": True, "messages": [
+    {"role": "system", "content": "Book carefully."},
+    {"role": "user", "content": "Two rooms for Ana, tomorrow."},
+    {"role": "assistant", "content": "Booking.", "tool_calls": [
+        {"id": "call_9", "type": "function", "function": {"name": "book", "arguments": {
+            "rooms": [{"beds": 2, "view": True}, {"beds": 1}], "guest": {"name": "Ana", "vip": None},
+            "when": "tomorrow", "notes": "late \"arrival\" ✓"}}},
+        {"id": "call_10", "type": "function", "function": {"name": "ping", "arguments": {}}}]},
+    {"role": "tool", "tool_call_id": "call_9", "name": "book", "content": "{\"ok\": true, \"ids\": [1, 2]}"},
+    {"role": "tool", "tool_call_id": "call_10", "name": "ping", "content": "pong"},
+    {"role": "assistant", "content": "Done: rooms 1 and 2."},
+    {"role": "user", "content": "Thanks!"}]}
+CONVERSATIONS["content_parts"] = {"add_generation_prompt": True, "messages": [
+    {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+    {"role": "user", "content": [{"type": "text", "text": "Hi, "}, {"type": "text", "text": "who are you?"}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "A model."}]},
+    {"role": "user", "content": [{"type": "text", "text": "Thanks."}]}]}
+
+# Odd shapes that templates still meet: no messages, an assistant first,
+# two system messages, OpenAI's raw string arguments with content "", the
+# developer role, an assistant turn to continue (last message).
+CONVERSATIONS["empty"] = {"messages": [], "add_generation_prompt": True}
+CONVERSATIONS["assistant_first"] = {"messages": [
+    {"role": "assistant", "content": "Hi, how can I help?"},
+    {"role": "user", "content": "Tell me a joke."}], "add_generation_prompt": True}
+CONVERSATIONS["two_systems"] = {"messages": [
+    {"role": "system", "content": "Rule one."}, {"role": "system", "content": "Rule two."},
+    {"role": "user", "content": "Go."}], "add_generation_prompt": True}
+CONVERSATIONS["tool_call_string_args"] = {"tools": TOOLS, "messages": [
+    {"role": "user", "content": "Weather in Oslo?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "abcdefghi", "type": "function",
+         "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+    {"role": "tool", "tool_call_id": "abcdefghi", "name": "get_weather", "content": "-3"},
+    {"role": "assistant", "content": "It is -3 °C."}]}
+CONVERSATIONS["developer_role"] = {"messages": [
+    {"role": "developer", "content": "Answer in French."},
+    {"role": "user", "content": "Hello"}], "add_generation_prompt": True}
+CONVERSATIONS["continue_last"] = {"messages": [
+    {"role": "user", "content": "Count to three."},
+    {"role": "assistant", "content": "One, two,"}]}
 
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>"}
 
