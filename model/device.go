@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"runtime"
 	"slices"
 
 	"gotune/compute"
@@ -529,17 +530,18 @@ func (dm *DeviceModel) placeTrainable() error {
 		return cmp.Compare(a.lr, b.lr)
 	})
 	dm.groups = nil
+	hb, views := dm.be.(compute.HostBackend)
+	views = views && dm.hostViews
 	for _, k := range keys {
 		g := arenas[k]
-		shadow := g.shadow
 		var err error
-		for _, t := range []*compute.Tensor{&g.master, &g.grad, &g.m, &g.v} {
+		for _, t := range []*compute.Tensor{&g.master, &g.grad} {
 			if *t, err = dm.alloc(compute.F32, g.n); err != nil {
 				return fmt.Errorf("device model: trainable parameters (%d values): %w", g.n, err)
 			}
 			dm.be.Zero(*t)
 		}
-		if shadow {
+		if g.shadow {
 			if g.w, err = dm.alloc(dm.act, g.n); err != nil {
 				return fmt.Errorf("device model: trainable parameters (%d values): %w", g.n, err)
 			}
@@ -547,13 +549,13 @@ func (dm *DeviceModel) placeTrainable() error {
 		for i, p := range g.params {
 			off := g.offs[i]
 			p.grp, p.off = g, off
-			p.master, p.grad, p.m, p.v = g.master.Slice(off, p.n), g.grad.Slice(off, p.n), g.m.Slice(off, p.n), g.v.Slice(off, p.n)
+			p.master, p.grad = g.master.Slice(off, p.n), g.grad.Slice(off, p.n)
 			dm.be.Upload(p.master, p.host.Data)
 			p.w = p.master
 			if g.w != nil {
 				p.w = g.w.Slice(off, p.n)
 			}
-			if hb, ok := dm.be.(compute.HostBackend); ok && dm.hostViews {
+			if views {
 				p.host.Data = hb.Floats(p.master)
 				if p.host.Grad != nil {
 					p.host.Grad = hb.Floats(p.grad)
@@ -564,6 +566,23 @@ func (dm *DeviceModel) placeTrainable() error {
 			dm.be.Cast(g.w, g.master)
 		}
 		dm.groups = append(dm.groups, g)
+	}
+	if views {
+		// The host's own copies are garbage now: let the optimizer state
+		// below take their memory instead of growing the process.
+		runtime.GC()
+	}
+	for _, g := range dm.groups {
+		var err error
+		for _, t := range []*compute.Tensor{&g.m, &g.v} {
+			if *t, err = dm.alloc(compute.F32, g.n); err != nil {
+				return fmt.Errorf("device model: optimizer state (%d values): %w", g.n, err)
+			}
+			dm.be.Zero(*t)
+		}
+		for i, p := range g.params {
+			p.m, p.v = g.m.Slice(g.offs[i], p.n), g.v.Slice(g.offs[i], p.n)
+		}
 	}
 	return nil
 }

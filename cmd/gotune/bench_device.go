@@ -71,7 +71,7 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 	for _, p := range params {
 		trainable += p.Len()
 	}
-	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: checkpoint})
+	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: checkpoint, HostViews: true})
 	if err != nil {
 		return nil, err
 	}
