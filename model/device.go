@@ -273,7 +273,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		return nil, fmt.Errorf("device model: compute type %v (want f32 or bf16)", o.Compute)
 	}
 	if why := c.deviceUnsupported(); why != "" {
-		return nil, fmt.Errorf("device model: %s models: %s do not run on a GPU yet", c.ModelType, why)
+		return nil, fmt.Errorf("device model: %s models: %s do not run on the device block yet", c.ModelType, why)
 	}
 	if o.Shared != nil && o.Shared.be != be {
 		return nil, errors.New("device model: shared weights of another backend")
@@ -335,7 +335,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		} else if l.Adapter != nil {
 			lr, ok := l.Adapter.(LowRank)
 			if !ok {
-				err = fmt.Errorf("device model: %s: adapter %T does not run on a GPU yet", l.Name, l.Adapter)
+				err = fmt.Errorf("device model: %s: adapter %T does not run on the device block yet", l.Name, l.Adapter)
 				return nil
 			}
 			if why := lr.DeviceUnsupported(!o.Inference); why != "" {
@@ -602,7 +602,7 @@ func (dm *DeviceModel) uploadQuant(l *nn.Linear) (*dquant, error) {
 		packed, scales, block, _ = p8.Packed8()
 	}
 	if packed == nil {
-		return nil, fmt.Errorf("device model: %s: quantized weight %T does not run on a GPU yet (nf4, fp4 and int8 do)", l.Name, l.Q)
+		return nil, fmt.Errorf("device model: %s: quantized weight %T does not run on the device block yet (nf4, fp4 and int8 do)", l.Name, l.Q)
 	}
 	q := &dquant{block: block}
 	ts, err := dm.frozen(sharedKey{l.Q, compute.U8}, func(alloc func(compute.DType, int) (compute.Tensor, error)) ([]compute.Tensor, error) {

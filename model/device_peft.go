@@ -119,7 +119,7 @@ func (dm *DeviceModel) attachPEFT(m *Model, param func(*nn.Param, bool) *dparam)
 	if m.Input != nil {
 		pe, ok := m.Input.(PromptEncoder)
 		if !ok {
-			return fmt.Errorf("device model: virtual tokens of %T do not run on a GPU yet", m.Input)
+			return fmt.Errorf("device model: virtual tokens of %T do not run on the device block yet", m.Input)
 		}
 		e, err := dm.newEncoder(pe, param, m.Input.Virtual(), c.Hidden)
 		if err != nil {
@@ -133,13 +133,13 @@ func (dm *DeviceModel) attachPEFT(m *Model, param func(*nn.Param, bool) *dparam)
 	}
 	for _, l := range m.Layers {
 		if l.Prefix != first {
-			return errors.New("device model: a KV prefix must be the same on every layer to run on a GPU")
+			return errors.New("device model: a KV prefix must be the same on every layer to run on the device block")
 		}
 	}
 	if first != nil {
 		pe, ok := first.(PromptEncoder)
 		if !ok {
-			return fmt.Errorf("device model: KV prefix %T does not run on a GPU yet", first)
+			return fmt.Errorf("device model: KV prefix %T does not run on the device block yet", first)
 		}
 		e, err := dm.newEncoder(pe, param, first.Len(), len(m.Layers)*2*c.KVDim())
 		if err != nil {
@@ -157,7 +157,7 @@ func (dm *DeviceModel) attachPEFT(m *Model, param func(*nn.Param, bool) *dparam)
 			}
 			bh, ok := h.hook.(BottleneckHook)
 			if !ok {
-				return fmt.Errorf("device model: layer %d: sub-layer hook %T does not run on a GPU yet", l.Index, h.hook)
+				return fmt.Errorf("device model: layer %d: sub-layer hook %T does not run on the device block yet", l.Index, h.hook)
 			}
 			down, downB, up, upB, s, act := bh.DeviceBottleneck()
 			if down == nil || downB == nil || up == nil || upB == nil {

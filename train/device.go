@@ -28,7 +28,7 @@ func (t *Trainer) deviceUnsupported() string {
 	case *optim.AdamW, *optim.SGD:
 		return ""
 	}
-	return fmt.Sprintf("optim %q (adamw_torch and sgd run on a GPU)", c.Optim)
+	return fmt.Sprintf("optim %q (adamw_torch and sgd run on the device block)", c.Optim)
 }
 
 // attachDevice copies the model to o.Backend, or explains why it stays on
