@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"gotune/compute"
-	"gotune/compute/cpu"
+	"gotune/compute/cpu/cputest"
 )
 
 // The block written over the compute seam also runs on the CPU backend,
@@ -12,16 +12,16 @@ import (
 // the workspace path.
 
 func TestDeviceStepMatchesCPUOnHost(t *testing.T) {
-	testDeviceStep(t, cpu.Open(), append(llamaShapes, familyShapes...))
+	testDeviceStep(t, cputest.Open(), append(llamaShapes, familyShapes...))
 }
 
 func TestDeviceSessionMatchesCPUOnHost(t *testing.T) {
-	testDeviceSession(t, cpu.Open(), llamaShapes, []int32{3, 141, 59, 26, 535})
-	testDeviceSession(t, cpu.Open(), familyShapes, []int32{3, 41, 59})
+	testDeviceSession(t, cputest.Open(), llamaShapes, []int32{3, 141, 59, 26, 535})
+	testDeviceSession(t, cputest.Open(), familyShapes, []int32{3, 41, 59})
 }
 
 func TestDeviceLoRAMatchesCPUOnHost(t *testing.T) {
-	testDeviceLoRA(t, cpu.Open(), familyShapes)
+	testDeviceLoRA(t, cputest.Open(), familyShapes)
 }
 
 // BenchmarkDecodeHost is BenchmarkDecode through the compute seam on the CPU
@@ -34,7 +34,7 @@ func BenchmarkDecodeHost(b *testing.B) {
 	}
 	m := New(cfg)
 	m.RandomInit(1)
-	dm, err := NewDeviceModel(m, cpu.Open(), DeviceOptions{Compute: compute.F32, Inference: true})
+	dm, err := NewDeviceModel(m, cputest.Open(), DeviceOptions{Compute: compute.F32, Inference: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -66,5 +66,5 @@ func BenchmarkDecodeHost(b *testing.B) {
 }
 
 func TestDeviceGroupSessionMatchesCPUOnHost(t *testing.T) {
-	testDeviceGroupSession(t, cpu.Open())
+	testDeviceGroupSession(t, cputest.Open())
 }

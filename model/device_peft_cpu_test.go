@@ -3,20 +3,24 @@ package model_test
 import (
 	"testing"
 
-	"gotune/compute/cpu"
+	"gotune/compute/cpu/cputest"
 )
 
 // The prompt methods, bottleneck adapters and SGD through the CPU backend
 // equal the CPU workspace, as on the reference backend.
 
 func TestDevicePEFTStepMatchesCPUOnHost(t *testing.T) {
-	testDevicePEFTStep(t, cpu.Open(), 1e-5)
+	testDevicePEFTStep(t, cputest.Open(), 1e-5)
 }
 
 func TestDevicePEFTSessionMatchesCPUOnHost(t *testing.T) {
-	testDevicePEFTSession(t, cpu.Open(), 1e-5)
+	testDevicePEFTSession(t, cputest.Open(), 1e-5)
 }
 
 func TestDeviceSGDMatchesCPUOnHost(t *testing.T) {
-	testDeviceSGD(t, cpu.Open(), 1e-5)
+	testDeviceSGD(t, cputest.Open(), 1e-5)
+}
+
+func TestDevicePEFTFamiliesMatchesCPUOnHost(t *testing.T) {
+	testDevicePEFTStepShapes(t, cputest.Open(), 1e-5, []string{"gemma2", "gemma3", "phi3", "mixtral"})
 }

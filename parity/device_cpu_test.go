@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"gotune/compute"
-	"gotune/compute/cpu"
+	"gotune/compute/cpu/cputest"
 )
 
 // TestDeviceReferenceOnHost: the block written over the compute seam,
@@ -18,7 +18,7 @@ func TestDeviceReferenceOnHost(t *testing.T) {
 				continue // bf16 limits for the other families: see TestDeviceReferenceFamilies
 			}
 			t.Run(name+"/"+dt.String(), func(t *testing.T) {
-				o := DeviceOptions{Backend: cpu.Open(), Compute: dt}
+				o := DeviceOptions{Backend: cputest.Open(), Compute: dt}
 				if dt == compute.BF16 {
 					o.Limit, o.GradLimit = bf16Limit, bf16GradLimit
 				}
