@@ -154,6 +154,13 @@ func AttachIA3(m *model.Model, cfg IA3Config, seed uint64) (*IA3Set, error) {
 		if len(cfg.Feedforward) == 0 {
 			cfg.Feedforward = []string{"down_proj"}
 		}
+		// PEFT has defaults only for the families it knows and asks for
+		// target_modules otherwise; a model whose keys and values come out
+		// of one fused projection (Phi-3's qkv_proj) has no k_proj/v_proj to
+		// scale, so the Llama default would quietly tune down_proj alone.
+		if err := defaultIA3Fits(m); err != nil {
+			return nil, err
+		}
 	}
 	set := &IA3Set{Config: cfg, layers: map[string]*nn.Linear{}}
 	rng := rand.New(rand.NewPCG(seed, 0x69613300))
@@ -203,6 +210,24 @@ func AttachIA3(m *model.Model, cfg IA3Config, seed uint64) (*IA3Set, error) {
 		}
 	}
 	return set, nil
+}
+
+// defaultIA3Fits reports an error when m has no separate key and value
+// projections for IA3's default targets.
+func defaultIA3Fits(m *model.Model) error {
+	for _, lin := range m.Linears() {
+		if strings.HasSuffix(lin.Name, ".k_proj") {
+			return nil
+		}
+	}
+	fused := ""
+	for _, lin := range m.Linears() {
+		if strings.HasSuffix(lin.Name, ".qkv_proj") {
+			fused = " (its attention projections are fused as qkv_proj)"
+			break
+		}
+	}
+	return fmt.Errorf("ia3: the default targets k_proj, v_proj, down_proj do not fit this %s model%s: set ia3_target (e.g. qkv_proj, down_proj) and ia3_feedforward (e.g. down_proj)", m.Cfg.ModelType, fused)
 }
 
 // LoadIA3 attaches the IA3 adapter saved in dir.

@@ -74,3 +74,31 @@ func TestIA3Config(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIA3DefaultTargetsNeedSeparateKV: on a model with fused q/k/v
+// (Phi-3) the Llama default would tune down_proj alone, so it is refused
+// with what to set instead, as PEFT asks for target_modules on models it
+// has no default for; explicit targets on the fused names work. Mixtral
+// keeps separate k_proj/v_proj, so the default applies there.
+func TestIA3DefaultTargetsNeedSeparateKV(t *testing.T) {
+	m := familyModel(t, "phi3", 3)
+	_, err := AttachIA3(m, IA3Config{}, 0)
+	if err == nil || !strings.Contains(err.Error(), "qkv_proj") || !strings.Contains(err.Error(), "ia3_target") {
+		t.Fatalf("default targets on phi3: %v, want an error naming qkv_proj and ia3_target", err)
+	}
+	for _, lin := range m.Linears() {
+		if lin.Adapter != nil {
+			t.Fatalf("a refused attach left %s adapted", lin.Name)
+		}
+	}
+	set, err := AttachIA3(m, IA3Config{Targets: []string{"qkv_proj", "down_proj"}, Feedforward: []string{"down_proj"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Modules) != 4 {
+		t.Errorf("%d modules on qkv_proj and down_proj of 2 layers, want 4", len(set.Modules))
+	}
+	if _, err := AttachIA3(familyModel(t, "mixtral", 3), IA3Config{}, 0); err != nil {
+		t.Errorf("mixtral with the default targets: %v", err)
+	}
+}
