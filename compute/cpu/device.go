@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gotune/compute"
+	"gotune/compute/internal/hostmem"
 )
 
 // Device is the CPU as a compute.Backend: tensors are host slices, held
@@ -21,10 +22,10 @@ import (
 // the reference backend does: the arithmetic is the GPU's, the memory saving
 // is not there yet.
 type Device struct {
-	mu          sync.Mutex
-	err         error
-	inUse, peak int64
-	prof        map[string]*compute.OpTime // while profiling
+	mu   sync.Mutex
+	err  error
+	mem  hostmem.Memory
+	prof map[string]*compute.OpTime // while profiling
 }
 
 // StartProfile begins timing every operation (they run synchronously, so
@@ -76,49 +77,21 @@ func (d *Device) timed(op string) func() {
 func Open() *Device { return &Device{} }
 
 type tensor struct {
-	d    *Device
-	f    []float32 // F32, BF16
-	i    []int32   // I32
-	u    []byte    // U8
-	dt   compute.DType
-	own  bool
-	size int64
-}
-
-func (t *tensor) DType() compute.DType { return t.dt }
-
-func (t *tensor) Len() int {
-	switch t.dt {
-	case compute.I32:
-		return len(t.i)
-	case compute.U8:
-		return len(t.u)
-	}
-	return len(t.f)
+	hostmem.Slices
+	d       *Device
+	release func() // owned storage: gives it back; nil for views and wraps
 }
 
 func (t *tensor) Slice(off, n int) compute.Tensor {
-	v := &tensor{d: t.d, dt: t.dt}
-	switch t.dt {
-	case compute.I32:
-		v.i = t.i[off : off+n]
-	case compute.U8:
-		v.u = t.u[off : off+n]
-	default:
-		v.f = t.f[off : off+n]
-	}
-	return v
+	return &tensor{Slices: t.Sub(off, n), d: t.d}
 }
 
 func (t *tensor) Free() {
-	if !t.own {
-		return
+	if t.release != nil {
+		t.release()
+		t.release = nil
+		t.Slices = hostmem.Slices{DT: t.DT}
 	}
-	t.d.mu.Lock()
-	t.d.inUse -= t.size
-	t.d.mu.Unlock()
-	t.own = false
-	t.f, t.i, t.u = nil, nil, nil
 }
 
 func (d *Device) fail(err error) {
@@ -143,50 +116,34 @@ func (d *Device) Err() error {
 func (d *Device) Sync() error { return d.Err() }
 
 // MemStats counts the bytes of tensors allocated and not freed.
-func (d *Device) MemStats() compute.MemStats {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return compute.MemStats{InUse: d.inUse, Peak: d.peak}
-}
+func (d *Device) MemStats() compute.MemStats { return d.mem.Stats() }
 
 // Alloc returns a zeroed tensor of n elements.
 func (d *Device) Alloc(dt compute.DType, n int) (compute.Tensor, error) {
-	if n < 0 || dt.Size() == 0 {
-		return nil, fmt.Errorf("cpu: alloc of %d %v", n, dt)
+	s, release, err := d.mem.Alloc("cpu", dt, n)
+	if err != nil {
+		return nil, err
 	}
-	t := &tensor{d: d, dt: dt, own: true, size: int64(n * dt.Size())}
-	switch dt {
-	case compute.I32:
-		t.i = make([]int32, n)
-	case compute.U8:
-		t.u = make([]byte, n)
-	default:
-		t.f = make([]float32, n)
-	}
-	d.mu.Lock()
-	d.inUse += t.size
-	d.peak = max(d.peak, d.inUse)
-	d.mu.Unlock()
-	return t, nil
+	return &tensor{Slices: s, d: d, release: release}, nil
 }
 
 // Wrap is an F32 tensor over src, without a copy (compute.HostBackend).
 func (d *Device) Wrap(src []float32) compute.Tensor {
-	return &tensor{d: d, dt: compute.F32, f: src}
+	return &tensor{Slices: hostmem.Slices{DT: compute.F32, F: src}, d: d}
 }
 
 // WrapBytes is a U8 tensor over src, without a copy.
 func (d *Device) WrapBytes(src []byte) compute.Tensor {
-	return &tensor{d: d, dt: compute.U8, u: src}
+	return &tensor{Slices: hostmem.Slices{DT: compute.U8, U: src}, d: d}
 }
 
 // Floats is the memory of an F32 tensor (compute.HostBackend).
 func (d *Device) Floats(t compute.Tensor) []float32 {
 	x := tt(t)
-	if x.dt != compute.F32 {
-		panic(fmt.Sprintf("cpu: Floats of a %v tensor", x.dt))
+	if x.DT != compute.F32 {
+		panic(fmt.Sprintf("cpu: Floats of a %v tensor", x.DT))
 	}
-	return x.f
+	return x.F
 }
 
 // tt is x as this backend's tensor; any other kind is a programming error
@@ -214,12 +171,12 @@ func roundBF16(v float32) float32 {
 
 // stored rounds what an operation wrote into t when t is bf16.
 func stored(t *tensor) {
-	if t == nil || t.dt != compute.BF16 {
+	if t == nil || t.DT != compute.BF16 {
 		return
 	}
-	Parallel(len(t.f), 1<<14, func(lo, hi int) {
+	Parallel(len(t.F), 1<<14, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			t.f[i] = roundBF16(t.f[i])
+			t.F[i] = roundBF16(t.F[i])
 		}
 	})
 }
@@ -237,11 +194,11 @@ func rowwise(rows, d int, fn func(lo, hi int)) {
 func (d *Device) Upload(dst compute.Tensor, src []float32) {
 	defer d.timed("upload")()
 	t := tt(dst)
-	if (t.dt != compute.F32 && t.dt != compute.BF16) || len(src) != len(t.f) {
-		d.fail(fmt.Errorf("cpu: upload of %d values into %v×%d", len(src), t.dt, t.Len()))
+	if (t.DT != compute.F32 && t.DT != compute.BF16) || len(src) != len(t.F) {
+		d.fail(fmt.Errorf("cpu: upload of %d values into %v×%d", len(src), t.DT, t.Len()))
 		return
 	}
-	copy(t.f, src)
+	copy(t.F, src)
 	stored(t)
 }
 
@@ -249,22 +206,22 @@ func (d *Device) Upload(dst compute.Tensor, src []float32) {
 func (d *Device) UploadInt(dst compute.Tensor, src []int32) {
 	defer d.timed("upload_int")()
 	t := tt(dst)
-	if t.dt != compute.I32 || len(src) != len(t.i) {
-		d.fail(fmt.Errorf("cpu: upload of %d ints into %v×%d", len(src), t.dt, t.Len()))
+	if t.DT != compute.I32 || len(src) != len(t.I) {
+		d.fail(fmt.Errorf("cpu: upload of %d ints into %v×%d", len(src), t.DT, t.Len()))
 		return
 	}
-	copy(t.i, src)
+	copy(t.I, src)
 }
 
 // UploadBytes copies src into a U8 tensor.
 func (d *Device) UploadBytes(dst compute.Tensor, src []byte) {
 	defer d.timed("upload_bytes")()
 	t := tt(dst)
-	if t.dt != compute.U8 || len(src) != len(t.u) {
-		d.fail(fmt.Errorf("cpu: upload of %d bytes into %v×%d", len(src), t.dt, t.Len()))
+	if t.DT != compute.U8 || len(src) != len(t.U) {
+		d.fail(fmt.Errorf("cpu: upload of %d bytes into %v×%d", len(src), t.DT, t.Len()))
 		return
 	}
-	copy(t.u, src)
+	copy(t.U, src)
 }
 
 // Download copies src into dst, widening integers to float32.
@@ -274,17 +231,17 @@ func (d *Device) Download(dst []float32, src compute.Tensor) error {
 	if len(dst) != t.Len() {
 		return fmt.Errorf("cpu: download of %d into %d", t.Len(), len(dst))
 	}
-	switch t.dt {
+	switch t.DT {
 	case compute.I32:
-		for i, v := range t.i {
+		for i, v := range t.I {
 			dst[i] = float32(v)
 		}
 	case compute.U8:
-		for i, v := range t.u {
+		for i, v := range t.U {
 			dst[i] = float32(v)
 		}
 	default:
-		copy(dst, t.f)
+		copy(dst, t.F)
 	}
 	return d.Err()
 }
@@ -293,21 +250,21 @@ func (d *Device) Download(dst []float32, src compute.Tensor) error {
 func (d *Device) Zero(x compute.Tensor) {
 	defer d.timed("zero")()
 	t := tt(x)
-	clear(t.f)
-	clear(t.i)
-	clear(t.u)
+	clear(t.F)
+	clear(t.I)
+	clear(t.U)
 }
 
 // Fill sets every element of t to v.
 func (d *Device) Fill(x compute.Tensor, v float32) {
 	defer d.timed("fill")()
 	t := tt(x)
-	if t.dt == compute.BF16 {
+	if t.DT == compute.BF16 {
 		v = roundBF16(v)
 	}
-	elementwise(len(t.f), func(lo, hi int) {
+	elementwise(len(t.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			t.f[i] = v
+			t.F[i] = v
 		}
 	})
 }
@@ -330,8 +287,8 @@ func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a 
 	}
 	defer d.timed(op)()
 	A, B, C := tt(a), tt(b), tt(c)
-	if A.f == nil && A.Len() > 0 || B.f == nil && B.Len() > 0 || C.f == nil && C.Len() > 0 {
-		d.fail(fmt.Errorf("cpu: gemm of %v by %v into %v", A.dt, B.dt, C.dt))
+	if A.F == nil && A.Len() > 0 || B.F == nil && B.Len() > 0 || C.F == nil && C.Len() > 0 {
+		d.fail(fmt.Errorf("cpu: gemm of %v by %v into %v", A.DT, B.DT, C.DT))
 		return
 	}
 	// The extent of one operand as its shape and stride read it: slicing to
@@ -352,8 +309,8 @@ func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a 
 	}
 	ea, eb, ec := extent(ar, ac, lda), extent(br, bc, ldb), extent(m, n, ldc)
 	one := func(q, threads int) {
-		SgemmOn(threads, transA, transB, m, n, k, alpha, A.f[q*strideA:q*strideA+ea], lda,
-			B.f[q*strideB:q*strideB+eb], ldb, beta, C.f[q*strideC:q*strideC+ec], ldc)
+		SgemmOn(threads, transA, transB, m, n, k, alpha, A.F[q*strideA:q*strideA+ea], lda,
+			B.F[q*strideB:q*strideB+eb], ldb, beta, C.F[q*strideC:q*strideC+ec], ldc)
 	}
 	if th := Threads(); batch >= th && th > 1 {
 		Parallel(batch, 1, func(lo, hi int) {
@@ -366,9 +323,9 @@ func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a 
 			one(q, th)
 		}
 	}
-	if C.dt == compute.BF16 {
+	if C.DT == compute.BF16 {
 		for q := 0; q < batch; q++ {
-			stored(&tensor{dt: compute.BF16, f: C.f[q*strideC : q*strideC+ec]})
+			stored(&tensor{Slices: hostmem.Slices{DT: compute.BF16, F: C.F[q*strideC : q*strideC+ec]}})
 		}
 	}
 }
@@ -379,9 +336,9 @@ func (d *Device) GemmSum(m, n int, t1, t2 compute.GemmTerm, beta float32, c comp
 	defer d.timed("gemm_sum")()
 	C := tt(c)
 	term := func(t compute.GemmTerm) Term {
-		return Term{TransA: t.TransA, TransB: t.TransB, K: t.K, Alpha: t.Alpha, A: tt(t.A).f, LDA: t.LDA, B: tt(t.B).f, LDB: t.LDB}
+		return Term{TransA: t.TransA, TransB: t.TransB, K: t.K, Alpha: t.Alpha, A: tt(t.A).F, LDA: t.LDA, B: tt(t.B).F, LDB: t.LDB}
 	}
-	SgemmSum(m, n, beta, C.f, ldc, term(t1), term(t2))
+	SgemmSum(m, n, beta, C.F, ldc, term(t1), term(t2))
 	stored(C)
 }
 
@@ -389,7 +346,7 @@ func (d *Device) GemmSum(m, n int, t1, t2 compute.GemmTerm, beta float32, c comp
 func (d *Device) Cast(dst, src compute.Tensor) {
 	defer d.timed("cast")()
 	D, S := tt(dst), tt(src)
-	copy(D.f, S.f)
+	copy(D.F, S.F)
 	stored(D)
 }
 
@@ -397,9 +354,9 @@ func (d *Device) Cast(dst, src compute.Tensor) {
 func (d *Device) Add(dst, a, b compute.Tensor) {
 	defer d.timed("add")()
 	D, X, Y := tt(dst), tt(a), tt(b)
-	elementwise(len(D.f), func(lo, hi int) {
+	elementwise(len(D.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			D.f[i] = X.f[i] + Y.f[i]
+			D.F[i] = X.F[i] + Y.F[i]
 		}
 	})
 	stored(D)
@@ -409,15 +366,15 @@ func (d *Device) Add(dst, a, b compute.Tensor) {
 func (d *Device) Axpby(y compute.Tensor, alpha float32, x compute.Tensor, beta float32) {
 	defer d.timed("axpby")()
 	Y, X := tt(y), tt(x)
-	elementwise(len(Y.f), func(lo, hi int) {
+	elementwise(len(Y.F), func(lo, hi int) {
 		if beta == 0 {
 			for i := lo; i < hi; i++ {
-				Y.f[i] = alpha * X.f[i]
+				Y.F[i] = alpha * X.F[i]
 			}
 			return
 		}
 		for i := lo; i < hi; i++ {
-			Y.f[i] = beta*Y.f[i] + alpha*X.f[i]
+			Y.F[i] = beta*Y.F[i] + alpha*X.F[i]
 		}
 	})
 	stored(Y)
@@ -427,16 +384,16 @@ func (d *Device) Axpby(y compute.Tensor, alpha float32, x compute.Tensor, beta f
 func (d *Device) Dropout(dst, src compute.Tensor, m compute.DropoutMask, accumulate bool) {
 	defer d.timed("dropout")()
 	D, S := tt(dst), tt(src)
-	elementwise(len(D.f), func(lo, hi int) {
+	elementwise(len(D.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			var v float32
 			if compute.DropoutKeeps(m.Seed, m.Thresh, i) {
-				v = S.f[i] * m.Keep
+				v = S.F[i] * m.Keep
 			}
 			if accumulate {
-				v += D.f[i]
+				v += D.F[i]
 			}
-			D.f[i] = v
+			D.F[i] = v
 		}
 	})
 	stored(D)
@@ -446,7 +403,7 @@ func (d *Device) Dropout(dst, src compute.Tensor, m compute.DropoutMask, accumul
 func (d *Device) SwiGLU(a, g, u compute.Tensor) {
 	defer d.timed("swi_glu")()
 	A, G, U := tt(a), tt(g), tt(u)
-	elementwise(len(A.f), func(lo, hi int) { SiLUMul(A.f[lo:hi], G.f[lo:hi], U.f[lo:hi]) })
+	elementwise(len(A.F), func(lo, hi int) { SiLUMul(A.F[lo:hi], G.F[lo:hi], U.F[lo:hi]) })
 	stored(A)
 }
 
@@ -454,8 +411,8 @@ func (d *Device) SwiGLU(a, g, u compute.Tensor) {
 func (d *Device) SwiGLUBackward(dg, du, da, g, u compute.Tensor) {
 	defer d.timed("swi_glubackward")()
 	DG, DU, DA, G, U := tt(dg), tt(du), tt(da), tt(g), tt(u)
-	elementwise(len(DA.f), func(lo, hi int) {
-		SiLUMulBackward(DG.f[lo:hi], DU.f[lo:hi], DA.f[lo:hi], G.f[lo:hi], U.f[lo:hi])
+	elementwise(len(DA.F), func(lo, hi int) {
+		SiLUMulBackward(DG.F[lo:hi], DU.F[lo:hi], DA.F[lo:hi], G.F[lo:hi], U.F[lo:hi])
 	})
 	stored(DG)
 	stored(DU)
@@ -464,11 +421,11 @@ func (d *Device) SwiGLUBackward(dg, du, da, g, u compute.Tensor) {
 // normWeight is w + wadd, the factor RMSNorm applies ((1+w) for Gemma).
 func normWeight(w *tensor, d int, wadd float32) []float32 {
 	if wadd == 0 {
-		return w.f[:d]
+		return w.F[:d]
 	}
 	out := make([]float32, d)
 	for j := range out {
-		out[j] = w.f[j] + wadd
+		out[j] = w.F[j] + wadd
 	}
 	return out
 }
@@ -481,10 +438,10 @@ func (d *Device) RMSNorm(y, rstd, x, w compute.Tensor, rows, dim int, eps, wadd 
 	wv := normWeight(tt(w), dim, wadd)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			xr, yr := X.f[r*dim:(r+1)*dim], Y.f[r*dim:(r+1)*dim]
+			xr, yr := X.F[r*dim:(r+1)*dim], Y.F[r*dim:(r+1)*dim]
 			ss := Dot(xr, xr)
 			rs := float32(1 / math.Sqrt(float64(ss/float32(dim))+float64(eps)))
-			R.f[r] = rs
+			R.F[r] = rs
 			for j, v := range xr {
 				yr[j] = wv[j] * (v * rs)
 			}
@@ -503,11 +460,11 @@ func (d *Device) RMSNormBackward(dx, dy, x, w, rstd compute.Tensor, rows, dim in
 		gw := make([]float32, dim)
 		for r := lo; r < hi; r++ {
 			o := r * dim
-			xr, gr, dxr := X.f[o:o+dim], DY.f[o:o+dim], DX.f[o:o+dim]
+			xr, gr, dxr := X.F[o:o+dim], DY.F[o:o+dim], DX.F[o:o+dim]
 			for j, g := range gr {
 				gw[j] = g * wv[j]
 			}
-			rs := R.f[r]
+			rs := R.F[r]
 			c := Dot(gw, xr) * rs * rs / float32(dim)
 			if accumulate {
 				for j, v := range xr {
@@ -544,7 +501,7 @@ func (d *Device) RMSNormWeightGrad(dw, dy, x, rstd compute.Tensor, rows, dim int
 			part := parts[b*dim : (b+1)*dim]
 			for r := b * block; r < min((b+1)*block, rows); r++ {
 				o := r * dim
-				xr, gr, rs := X.f[o:o+dim], DY.f[o:o+dim], R.f[r]
+				xr, gr, rs := X.F[o:o+dim], DY.F[o:o+dim], R.F[r]
 				for j, g := range gr {
 					part[j] += g * xr[j] * rs
 				}
@@ -552,7 +509,7 @@ func (d *Device) RMSNormWeightGrad(dw, dy, x, rstd compute.Tensor, rows, dim int
 		}
 	})
 	for b := 0; b < nb; b++ {
-		Axpy(1, parts[b*dim:(b+1)*dim], DW.f[:dim])
+		Axpy(1, parts[b*dim:(b+1)*dim], DW.F[:dim])
 	}
 	stored(DW)
 }
@@ -563,9 +520,9 @@ func (d *Device) AddBias(y, b compute.Tensor, rows, dim int) {
 	Y, B := tt(y), tt(b)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			yr := Y.f[r*dim : (r+1)*dim]
+			yr := Y.F[r*dim : (r+1)*dim]
 			for j := range yr {
-				yr[j] += B.f[j]
+				yr[j] += B.F[j]
 			}
 		}
 	})
@@ -581,11 +538,11 @@ func (d *Device) BiasGrad(db, dy compute.Tensor, rows, dim int) {
 		for r := 0; r < rows; r++ {
 			o := r * dim
 			for j := lo; j < hi; j++ {
-				s[j-lo] += float64(DY.f[o+j])
+				s[j-lo] += float64(DY.F[o+j])
 			}
 		}
 		for j := lo; j < hi; j++ {
-			DB.f[j] += float32(s[j-lo])
+			DB.F[j] += float32(s[j-lo])
 		}
 	})
 	stored(DB)
@@ -599,7 +556,7 @@ func (d *Device) ScaleCols(y, x, s compute.Tensor, rows, dim int) {
 		for r := lo; r < hi; r++ {
 			o := r * dim
 			for j := 0; j < dim; j++ {
-				Y.f[o+j] = X.f[o+j] * S.f[j]
+				Y.F[o+j] = X.F[o+j] * S.F[j]
 			}
 		}
 	})
@@ -614,7 +571,7 @@ func (d *Device) ScaleRows(y, x, s compute.Tensor, rows, dim int) {
 		for r := lo; r < hi; r++ {
 			o := r * dim
 			for j := 0; j < dim; j++ {
-				Y.f[o+j] = X.f[o+j] * S.f[r]
+				Y.F[o+j] = X.F[o+j] * S.F[r]
 			}
 		}
 	})
@@ -630,11 +587,11 @@ func (d *Device) ColDot(dst, a, b compute.Tensor, rows, dim int) {
 		for r := 0; r < rows; r++ {
 			o := r * dim
 			for j := lo; j < hi; j++ {
-				s[j-lo] += float64(X.f[o+j]) * float64(Y.f[o+j])
+				s[j-lo] += float64(X.F[o+j]) * float64(Y.F[o+j])
 			}
 		}
 		for j := lo; j < hi; j++ {
-			D.f[j] += float32(s[j-lo])
+			D.F[j] += float32(s[j-lo])
 		}
 	})
 	stored(D)
@@ -645,9 +602,9 @@ func (d *Device) DoRAScale(scale, inv, m, norm2 compute.Tensor, n int) {
 	defer d.timed("do_rascale")()
 	S, I, M, N := tt(scale), tt(inv), tt(m), tt(norm2)
 	for i := 0; i < n; i++ {
-		v := 1 / math.Sqrt(float64(N.f[i]))
-		I.f[i] = float32(v)
-		S.f[i] = float32(float64(M.f[i]) * v)
+		v := 1 / math.Sqrt(float64(N.F[i]))
+		I.F[i] = float32(v)
+		S.F[i] = float32(float64(M.F[i]) * v)
 	}
 	stored(S)
 	stored(I)
@@ -659,7 +616,7 @@ func (d *Device) RowDot(out, a, b compute.Tensor, rows, dim int) {
 	O, X, Y := tt(out), tt(a), tt(b)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			O.f[r] = Dot(X.f[r*dim:(r+1)*dim], Y.f[r*dim:(r+1)*dim])
+			O.F[r] = Dot(X.F[r*dim:(r+1)*dim], Y.F[r*dim:(r+1)*dim])
 		}
 	})
 	stored(O)
@@ -669,7 +626,7 @@ func posOf(p *tensor, bt, t int) int {
 	if p == nil {
 		return t
 	}
-	return int(p.i[bt])
+	return int(p.I[bt])
 }
 
 // RopeSplit rotates token-major src into head-major dst.
@@ -687,11 +644,11 @@ func (d *Device) RopeSplitInto(dst, src, pos, cos, sin compute.Tensor, b, t, hea
 		for bt := lo; bt < hi; bt++ {
 			bi, ti := bt/t, bt%t
 			p := posOf(P, bt, ti)
-			c, s := C.f[p*hd:(p+1)*hd], SN.f[p*hd:(p+1)*hd]
+			c, s := C.F[p*hd:(p+1)*hd], SN.F[p*hd:(p+1)*hd]
 			for h := 0; h < heads; h++ {
-				x := S.f[(bt*heads+h)*hd:][:hd]
+				x := S.F[(bt*heads+h)*hd:][:hd]
 				o := ((bi*heads+h)*dstT + dstOff + ti) * hd
-				y := D.f[o : o+hd]
+				y := D.F[o : o+hd]
 				for j := 0; j < half; j++ {
 					y[j] = x[j]*c[j] - x[j+half]*s[j]
 				}
@@ -714,10 +671,10 @@ func (d *Device) RopeMerge(dst, src, pos, cos, sin compute.Tensor, b, t, heads, 
 		for bt := lo; bt < hi; bt++ {
 			bi, ti := bt/t, bt%t
 			p := posOf(P, bt, ti)
-			c, s := C.f[p*hd:(p+1)*hd], SN.f[p*hd:(p+1)*hd]
+			c, s := C.F[p*hd:(p+1)*hd], SN.F[p*hd:(p+1)*hd]
 			for h := 0; h < heads; h++ {
-				x := S.f[((bi*heads+h)*t+ti)*hd:][:hd]
-				y := D.f[(bt*heads+h)*hd:][:hd]
+				x := S.F[((bi*heads+h)*t+ti)*hd:][:hd]
+				y := D.F[(bt*heads+h)*hd:][:hd]
 				if !accumulate {
 					clear(y)
 				}
@@ -753,10 +710,10 @@ func attnMask(keep []bool, b, i, lo, tq, tk int, km, qs, ks *tensor) bool {
 	hidden := false
 	for j := range keep {
 		ok := true
-		if km != nil && km.i[b*tk+lo+j] == 0 {
+		if km != nil && km.I[b*tk+lo+j] == 0 {
 			ok = false
 		}
-		if ok && qs != nil && qs.i[b*tq+i] != ks.i[b*tk+lo+j] {
+		if ok && qs != nil && qs.I[b*tq+i] != ks.I[b*tk+lo+j] {
 			ok = false
 		}
 		keep[j] = ok
@@ -788,7 +745,7 @@ func (d *Device) AttnSoftmaxWindowed(p, lse, s, kmask, qseg, kseg compute.Tensor
 		for r := rlo; r < rhi; r++ {
 			bi, i := r/(h*tq), r%tq
 			lo, hi := attnRange(i, tk, off, window)
-			sr, pr := S.f[r*tk+lo:r*tk+hi], P.f[r*tk:(r+1)*tk]
+			sr, pr := S.F[r*tk+lo:r*tk+hi], P.F[r*tk:(r+1)*tk]
 			masked := (KM != nil || QS != nil) && attnMask(keep[:hi-lo], bi, i, lo, tq, tk, KM, QS, KS)
 			clear(pr[:lo])
 			clear(pr[hi:])
@@ -804,12 +761,12 @@ func (d *Device) AttnSoftmaxWindowed(p, lse, s, kmask, qseg, kseg compute.Tensor
 				mx = max(mx, v)
 			}
 			if math.IsInf(float64(mx), -1) {
-				L.f[r] = mx
+				L.F[r] = mx
 				clear(pr)
 				continue
 			}
 			sum := ExpSubSum(pr, pr, mx)
-			L.f[r] = mx + float32(math.Log(sum))
+			L.F[r] = mx + float32(math.Log(sum))
 			Scale(float32(1/sum), pr)
 		}
 	})
@@ -832,9 +789,9 @@ func (d *Device) AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qse
 		keep := make([]bool, tk)
 		for r := rlo; r < rhi; r++ {
 			bi, i := r/(h*tq), r%tq
-			l := L.f[r]
+			l := L.F[r]
 			lo, hi := attnRange(i, tk, off, window)
-			pr, dsr := P.f[r*tk:(r+1)*tk], DS.f[r*tk:(r+1)*tk]
+			pr, dsr := P.F[r*tk:(r+1)*tk], DS.F[r*tk:(r+1)*tk]
 			clear(pr[:lo])
 			clear(pr[hi:])
 			clear(dsr[:lo])
@@ -845,7 +802,7 @@ func (d *Device) AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qse
 				continue
 			}
 			masked := (KM != nil || QS != nil) && attnMask(keep[:hi-lo], bi, i, lo, tq, tk, KM, QS, KS)
-			sr, dpr := S.f[r*tk+lo:r*tk+hi], DP.f[r*tk+lo:r*tk+hi]
+			sr, dpr := S.F[r*tk+lo:r*tk+hi], DP.F[r*tk+lo:r*tk+hi]
 			pr, dsr = pr[lo:hi], dsr[lo:hi]
 			for j, v := range sr {
 				if masked && !keep[j] {
@@ -855,12 +812,12 @@ func (d *Device) AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qse
 				}
 			}
 			ExpSubSum(pr, pr, l)
-			if P.dt == compute.BF16 {
+			if P.DT == compute.BF16 {
 				for j := range pr {
 					pr[j] = roundBF16(pr[j])
 				}
 			}
-			dr := D.f[r]
+			dr := D.F[r]
 			for j := range dsr {
 				g := pr[j] * (dpr[j] - dr)
 				if softcap > 0 && pr[j] != 0 {
@@ -881,15 +838,15 @@ func (d *Device) CrossEntropy(loss, grad, logits, targets compute.Tensor, rows, 
 	L, G, X, T := tt(loss), tt(grad), tt(logits), tt(targets)
 	Parallel(rows, 1, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			xr := X.f[r*vocab : (r+1)*vocab]
+			xr := X.F[r*vocab : (r+1)*vocab]
 			mx := MaxF32(xr)
 			var gr []float32
 			if G != nil {
-				gr = G.f[r*vocab : (r+1)*vocab]
+				gr = G.F[r*vocab : (r+1)*vocab]
 			}
 			sum := ExpSubSum(gr, xr, mx)
-			t := int(T.i[r])
-			L.f[r] = float32(float64(mx) + math.Log(sum) - float64(xr[t]))
+			t := int(T.I[r])
+			L.F[r] = float32(float64(mx) + math.Log(sum) - float64(xr[t]))
 			if gr == nil {
 				continue
 			}
@@ -907,8 +864,8 @@ func (d *Device) GatherRows(dst, src, idx compute.Tensor, rows, dim int) {
 	D, S, I := tt(dst), tt(src), tt(idx)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			k := int(I.i[r])
-			copy(D.f[r*dim:(r+1)*dim], S.f[k*dim:(k+1)*dim])
+			k := int(I.I[r])
+			copy(D.F[r*dim:(r+1)*dim], S.F[k*dim:(k+1)*dim])
 		}
 	})
 	stored(D)
@@ -921,8 +878,8 @@ func (d *Device) ScatterAddRows(dst, src, idx compute.Tensor, rows, dim int) {
 	D, S, I := tt(dst), tt(src), tt(idx)
 	columns(rows, dim, func(lo, hi int) {
 		for r := 0; r < rows; r++ {
-			k := int(I.i[r])
-			Axpy(1, S.f[r*dim+lo:r*dim+hi], D.f[k*dim+lo:k*dim+hi])
+			k := int(I.I[r])
+			Axpy(1, S.F[r*dim+lo:r*dim+hi], D.F[k*dim+lo:k*dim+hi])
 		}
 	})
 	stored(D)
@@ -940,34 +897,34 @@ func (d *Device) Dequantize4(dst, packed, scales, code compute.Tensor, n, block 
 	// Both values of every byte, looked up at once.
 	var pairs [256][2]float32
 	for q := range pairs {
-		pairs[q] = [2]float32{C.f[q>>4], C.f[q&15]}
+		pairs[q] = [2]float32{C.F[q>>4], C.F[q&15]}
 	}
 	one := func(e int) float32 {
-		q := P.u[e>>1] >> 4
+		q := P.U[e>>1] >> 4
 		if e&1 == 1 {
-			q = P.u[e>>1] & 15
+			q = P.U[e>>1] & 15
 		}
-		return C.f[q] * S.f[e/block]
+		return C.F[q] * S.F[e/block]
 	}
 	blocks := (n + block - 1) / block
 	Parallel(blocks, max(1, (1<<14)/block), func(lo, hi int) {
 		for b := lo; b < hi; b++ {
 			e0, e1 := b*block, min((b+1)*block, n)
-			s := S.f[b]
+			s := S.F[b]
 			e := e0
 			if e&1 == 1 { // a block starting inside a byte
-				D.f[e] = one(e)
+				D.F[e] = one(e)
 				e++
 			}
-			out := D.f[e:e1]
-			in := P.u[e>>1 : (e1)>>1]
+			out := D.F[e:e1]
+			in := P.U[e>>1 : (e1)>>1]
 			for i, q := range in {
 				p := &pairs[q]
 				out[2*i] = p[0] * s
 				out[2*i+1] = p[1] * s
 			}
 			if e1&1 == 1 && e1-e > 2*len(in) {
-				D.f[e1-1] = one(e1 - 1)
+				D.F[e1-1] = one(e1 - 1)
 			}
 		}
 	})
@@ -982,9 +939,9 @@ func (d *Device) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
 	Parallel(blocks, max(1, (1<<14)/block), func(lo, hi int) {
 		for b := lo; b < hi; b++ {
 			e0, e1 := b*block, min((b+1)*block, n)
-			s := S.f[b]
-			out := D.f[e0:e1]
-			for i, c := range Q.u[e0:e1] {
+			s := S.F[b]
+			out := D.F[e0:e1]
+			for i, c := range Q.U[e0:e1] {
 				out[i] = float32(int8(c)) * s
 			}
 		}
@@ -996,18 +953,18 @@ func (d *Device) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
 func (d *Device) AdamW(p, g, m, v, shadow compute.Tensor, s compute.AdamStep) {
 	defer d.timed("adam_w")()
 	P, G, M, V, SH := tt(p), tt(g), tt(m), tt(v), tt(shadow)
-	elementwise(len(P.f), func(lo, hi int) {
+	elementwise(len(P.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			gi := G.f[i] * s.GradScale
-			mi := s.Beta1*M.f[i] + (1-s.Beta1)*gi
-			vi := s.Beta2*V.f[i] + (1-s.Beta2)*gi*gi
-			M.f[i], V.f[i] = mi, vi
-			pi := P.f[i]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
-			P.f[i] = pi
+			gi := G.F[i] * s.GradScale
+			mi := s.Beta1*M.F[i] + (1-s.Beta1)*gi
+			vi := s.Beta2*V.F[i] + (1-s.Beta2)*gi*gi
+			M.F[i], V.F[i] = mi, vi
+			pi := P.F[i]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
+			P.F[i] = pi
 			if SH != nil {
-				SH.f[i] = pi
-				if SH.dt == compute.BF16 {
-					SH.f[i] = roundBF16(pi)
+				SH.F[i] = pi
+				if SH.DT == compute.BF16 {
+					SH.F[i] = roundBF16(pi)
 				}
 			}
 		}
@@ -1020,10 +977,10 @@ func (d *Device) SumSquares(ts []compute.Tensor) ([]float64, error) {
 	out := make([]float64, len(ts))
 	for k, x := range ts {
 		t := tt(x)
-		if t.dt != compute.F32 {
+		if t.DT != compute.F32 {
 			return nil, errors.New("cpu: sum of squares of a non-f32 tensor")
 		}
-		out[k] = sumSquares(t.f)
+		out[k] = sumSquares(t.F)
 	}
 	return out, nil
 }

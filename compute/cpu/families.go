@@ -20,10 +20,10 @@ func gelu(x float64) (y, dy float64) {
 func (d *Device) GeGLU(a, g, u compute.Tensor) {
 	defer d.timed("ge_glu")()
 	A, G, U := tt(a), tt(g), tt(u)
-	elementwise(len(A.f), func(lo, hi int) {
+	elementwise(len(A.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			y, _ := gelu(float64(G.f[i]))
-			A.f[i] = float32(y) * U.f[i]
+			y, _ := gelu(float64(G.F[i]))
+			A.F[i] = float32(y) * U.F[i]
 		}
 	})
 	stored(A)
@@ -33,12 +33,12 @@ func (d *Device) GeGLU(a, g, u compute.Tensor) {
 func (d *Device) GeGLUBackward(dg, du, da, g, u compute.Tensor) {
 	defer d.timed("ge_glubackward")()
 	DG, DU, DA, G, U := tt(dg), tt(du), tt(da), tt(g), tt(u)
-	elementwise(len(DA.f), func(lo, hi int) {
+	elementwise(len(DA.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			y, dy := gelu(float64(G.f[i]))
-			dd, uu := float64(DA.f[i]), float64(U.f[i])
-			DU.f[i] = float32(dd * float64(float32(y)))
-			DG.f[i] = float32(dd * uu * dy)
+			y, dy := gelu(float64(G.F[i]))
+			dd, uu := float64(DA.F[i]), float64(U.F[i])
+			DU.F[i] = float32(dd * float64(float32(y)))
+			DG.F[i] = float32(dd * uu * dy)
 		}
 	})
 	stored(DG)
@@ -49,9 +49,9 @@ func (d *Device) GeGLUBackward(dg, du, da, g, u compute.Tensor) {
 func (d *Device) SoftCap(y, x compute.Tensor, c float32) {
 	defer d.timed("soft_cap")()
 	Y, X := tt(y), tt(x)
-	elementwise(len(Y.f), func(lo, hi int) {
+	elementwise(len(Y.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			Y.f[i] = capScore(X.f[i], c)
+			Y.F[i] = capScore(X.F[i], c)
 		}
 	})
 	stored(Y)
@@ -61,10 +61,10 @@ func (d *Device) SoftCap(y, x compute.Tensor, c float32) {
 func (d *Device) SoftCapBackward(dx, dy, y compute.Tensor, c float32) {
 	defer d.timed("soft_cap_backward")()
 	DX, DY, Y := tt(dx), tt(dy), tt(y)
-	elementwise(len(DX.f), func(lo, hi int) {
+	elementwise(len(DX.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			t := float64(Y.f[i]) / float64(c)
-			DX.f[i] = float32(float64(DY.f[i]) * (1 - t*t))
+			t := float64(Y.F[i]) / float64(c)
+			DX.F[i] = float32(float64(DY.F[i]) * (1 - t*t))
 		}
 	})
 	stored(DX)
@@ -76,7 +76,7 @@ func (d *Device) Copy2D(dst compute.Tensor, ldd int, src compute.Tensor, lds int
 	D, S := tt(dst), tt(src)
 	rowwise(rows, cols, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			copy(D.f[r*ldd:r*ldd+cols], S.f[r*lds:r*lds+cols])
+			copy(D.F[r*ldd:r*ldd+cols], S.F[r*lds:r*lds+cols])
 		}
 	})
 	stored(D)

@@ -53,10 +53,10 @@ func (d *Device) Activate(y, x compute.Tensor, f compute.Activation) {
 		d.fail(err)
 		return
 	}
-	elementwise(len(Y.f), func(lo, hi int) {
+	elementwise(len(Y.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			v, _ := fn(float64(X.f[i]))
-			Y.f[i] = float32(v)
+			v, _ := fn(float64(X.F[i]))
+			Y.F[i] = float32(v)
 		}
 	})
 	stored(Y)
@@ -71,10 +71,10 @@ func (d *Device) ActivateBackward(dx, dy, x compute.Tensor, f compute.Activation
 		d.fail(err)
 		return
 	}
-	elementwise(len(DX.f), func(lo, hi int) {
+	elementwise(len(DX.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			_, g := fn(float64(X.f[i]))
-			DX.f[i] = float32(float64(DY.f[i]) * g)
+			_, g := fn(float64(X.F[i]))
+			DX.F[i] = float32(float64(DY.F[i]) * g)
 		}
 	})
 	stored(DX)
@@ -88,29 +88,29 @@ func (d *Device) SGD(p, g, buf, shadow compute.Tensor, s compute.SGDStep) {
 		d.fail(fmt.Errorf("cpu: sgd with momentum %g and no buffer", s.Momentum))
 		return
 	}
-	elementwise(len(P.f), func(lo, hi int) {
+	elementwise(len(P.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			v := G.f[i] * s.GradScale
+			v := G.F[i] * s.GradScale
 			if s.WeightDecay != 0 {
-				v += s.WeightDecay * P.f[i]
+				v += s.WeightDecay * P.F[i]
 			}
 			if s.Momentum != 0 {
 				if s.First {
-					M.f[i] = v
+					M.F[i] = v
 				} else {
-					M.f[i] = M.f[i]*s.Momentum + (1-s.Dampening)*v
+					M.F[i] = M.F[i]*s.Momentum + (1-s.Dampening)*v
 				}
 				if s.Nesterov {
-					v += s.Momentum * M.f[i]
+					v += s.Momentum * M.F[i]
 				} else {
-					v = M.f[i]
+					v = M.F[i]
 				}
 			}
-			P.f[i] -= s.LR * v
+			P.F[i] -= s.LR * v
 			if SH != nil {
-				SH.f[i] = P.f[i]
-				if SH.dt == compute.BF16 {
-					SH.f[i] = roundBF16(P.f[i])
+				SH.F[i] = P.F[i]
+				if SH.DT == compute.BF16 {
+					SH.F[i] = roundBF16(P.F[i])
 				}
 			}
 		}
@@ -125,20 +125,20 @@ func (d *Device) LSTMCell(gates, c, h compute.Tensor, ldh int, pre, cPrev comput
 	for r := 0; r < rows; r++ {
 		base := r * 4 * H
 		for j := 0; j < H; j++ {
-			i := sigmoid(float64(P.f[base+j]))
-			f := sigmoid(float64(P.f[base+H+j]))
-			g := math.Tanh(float64(P.f[base+2*H+j]))
-			o := sigmoid(float64(P.f[base+3*H+j]))
-			G.f[base+j], G.f[base+H+j], G.f[base+2*H+j], G.f[base+3*H+j] = float32(i), float32(f), float32(g), float32(o)
+			i := sigmoid(float64(P.F[base+j]))
+			f := sigmoid(float64(P.F[base+H+j]))
+			g := math.Tanh(float64(P.F[base+2*H+j]))
+			o := sigmoid(float64(P.F[base+3*H+j]))
+			G.F[base+j], G.F[base+H+j], G.F[base+2*H+j], G.F[base+3*H+j] = float32(i), float32(f), float32(g), float32(o)
 			cv := i * g
 			if CP != nil {
-				cv += f * float64(CP.f[r*H+j])
+				cv += f * float64(CP.F[r*H+j])
 			}
-			C.f[r*H+j] = float32(cv)
-			if C.dt == compute.BF16 {
-				C.f[r*H+j] = roundBF16(C.f[r*H+j])
+			C.F[r*H+j] = float32(cv)
+			if C.DT == compute.BF16 {
+				C.F[r*H+j] = roundBF16(C.F[r*H+j])
 			}
-			Hh.f[r*ldh+j] = float32(o * math.Tanh(float64(C.f[r*H+j])))
+			Hh.F[r*ldh+j] = float32(o * math.Tanh(float64(C.F[r*H+j])))
 		}
 	}
 	stored(G)
@@ -153,26 +153,26 @@ func (d *Device) LSTMCellBackward(dpre, dcPrev, dh compute.Tensor, ldh int, dhNe
 	for r := 0; r < rows; r++ {
 		base := r * 4 * H
 		for j := 0; j < H; j++ {
-			i, f, g, o := float64(G.f[base+j]), float64(G.f[base+H+j]), float64(G.f[base+2*H+j]), float64(G.f[base+3*H+j])
-			dd := float64(DH.f[r*ldh+j])
+			i, f, g, o := float64(G.F[base+j]), float64(G.F[base+H+j]), float64(G.F[base+2*H+j]), float64(G.F[base+3*H+j])
+			dd := float64(DH.F[r*ldh+j])
 			if DHN != nil {
-				dd += float64(DHN.f[r*H+j])
+				dd += float64(DHN.F[r*H+j])
 			}
-			tc := math.Tanh(float64(C.f[r*H+j]))
+			tc := math.Tanh(float64(C.F[r*H+j]))
 			dcv := dd * o * (1 - tc*tc)
 			if DC != nil {
-				dcv += float64(DC.f[r*H+j])
+				dcv += float64(DC.F[r*H+j])
 			}
 			var cp float64
 			if CP != nil {
-				cp = float64(CP.f[r*H+j])
+				cp = float64(CP.F[r*H+j])
 			}
-			DP.f[base+j] = float32(dcv * g * i * (1 - i))
-			DP.f[base+H+j] = float32(dcv * cp * f * (1 - f))
-			DP.f[base+2*H+j] = float32(dcv * i * (1 - g*g))
-			DP.f[base+3*H+j] = float32(dd * tc * o * (1 - o))
+			DP.F[base+j] = float32(dcv * g * i * (1 - i))
+			DP.F[base+H+j] = float32(dcv * cp * f * (1 - f))
+			DP.F[base+2*H+j] = float32(dcv * i * (1 - g*g))
+			DP.F[base+3*H+j] = float32(dd * tc * o * (1 - o))
 			if DCP != nil {
-				DCP.f[r*H+j] = float32(dcv * f)
+				DCP.F[r*H+j] = float32(dcv * f)
 			}
 		}
 	}

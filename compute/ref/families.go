@@ -75,7 +75,7 @@ func (b *Backend) AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qs
 				}
 			}
 			P.set(r*tk+j, v)
-			DS.set(r*tk+j, float64(P.f[r*tk+j])*(DP.get(r*tk+j)-D.get(r))*f)
+			DS.set(r*tk+j, float64(P.F[r*tk+j])*(DP.get(r*tk+j)-D.get(r))*f)
 		}
 	}
 }
@@ -89,7 +89,7 @@ func gelu(x float64) (y, dy float64) {
 
 func (b *Backend) GeGLU(a, g, u compute.Tensor) {
 	A, G, U := tt(a), tt(g), tt(u)
-	for i := range A.f {
+	for i := range A.F {
 		y, _ := gelu(G.get(i))
 		A.set(i, float64(float32(y))*U.get(i))
 	}
@@ -97,7 +97,7 @@ func (b *Backend) GeGLU(a, g, u compute.Tensor) {
 
 func (b *Backend) GeGLUBackward(dg, du, da, g, u compute.Tensor) {
 	DG, DU, DA, G, U := tt(dg), tt(du), tt(da), tt(g), tt(u)
-	for i := range DA.f {
+	for i := range DA.F {
 		y, dy := gelu(G.get(i))
 		d := DA.get(i)
 		DU.set(i, d*float64(float32(y)))
@@ -107,14 +107,14 @@ func (b *Backend) GeGLUBackward(dg, du, da, g, u compute.Tensor) {
 
 func (b *Backend) SoftCap(y, x compute.Tensor, c float32) {
 	Y, X := tt(y), tt(x)
-	for i := range Y.f {
+	for i := range Y.F {
 		Y.set(i, float64(c)*math.Tanh(X.get(i)/float64(c)))
 	}
 }
 
 func (b *Backend) SoftCapBackward(dx, dy, y compute.Tensor, c float32) {
 	DX, DY, Y := tt(dx), tt(dy), tt(y)
-	for i := range DX.f {
+	for i := range DX.F {
 		t := Y.get(i) / float64(c)
 		DX.set(i, DY.get(i)*(1-t*t))
 	}

@@ -34,7 +34,7 @@ func activate(f compute.Activation, x float64) (y, dy float64, err error) {
 
 func (b *Backend) Activate(y, x compute.Tensor, f compute.Activation) {
 	Y, X := tt(y), tt(x)
-	for i := range Y.f {
+	for i := range Y.F {
 		v, _, err := activate(f, X.get(i))
 		if err != nil {
 			b.fail(err)
@@ -46,7 +46,7 @@ func (b *Backend) Activate(y, x compute.Tensor, f compute.Activation) {
 
 func (b *Backend) ActivateBackward(dx, dy, x compute.Tensor, f compute.Activation) {
 	DX, DY, X := tt(dx), tt(dy), tt(x)
-	for i := range DX.f {
+	for i := range DX.F {
 		_, d, err := activate(f, X.get(i))
 		if err != nil {
 			b.fail(err)
@@ -62,26 +62,26 @@ func (b *Backend) SGD(p, g, buf, shadow compute.Tensor, s compute.SGDStep) {
 		b.fail(fmt.Errorf("ref: sgd with momentum %g and no buffer", s.Momentum))
 		return
 	}
-	for i := range P.f {
-		d := G.f[i] * s.GradScale
+	for i := range P.F {
+		d := G.F[i] * s.GradScale
 		if s.WeightDecay != 0 {
-			d += s.WeightDecay * P.f[i]
+			d += s.WeightDecay * P.F[i]
 		}
 		if s.Momentum != 0 {
 			if s.First {
-				M.f[i] = d
+				M.F[i] = d
 			} else {
-				M.f[i] = M.f[i]*s.Momentum + (1-s.Dampening)*d
+				M.F[i] = M.F[i]*s.Momentum + (1-s.Dampening)*d
 			}
 			if s.Nesterov {
-				d += s.Momentum * M.f[i]
+				d += s.Momentum * M.F[i]
 			} else {
-				d = M.f[i]
+				d = M.F[i]
 			}
 		}
-		P.f[i] -= s.LR * d
+		P.F[i] -= s.LR * d
 		if SH != nil {
-			SH.set(i, float64(P.f[i]))
+			SH.set(i, float64(P.F[i]))
 		}
 	}
 }

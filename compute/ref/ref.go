@@ -11,56 +11,33 @@ import (
 	"math"
 
 	"gotune/compute"
+	"gotune/compute/internal/hostmem"
 )
 
 // Backend is the reference backend.
 type Backend struct {
-	err         error
-	inUse, peak int64
+	err error
+	mem hostmem.Memory
 }
 
 // New returns a reference backend.
 func New() *Backend { return &Backend{} }
 
 type tensor struct {
-	b    *Backend
-	f    []float32 // F32, BF16
-	i    []int32   // I32
-	u    []byte    // U8
-	dt   compute.DType
-	own  bool
-	size int64
-}
-
-func (t *tensor) DType() compute.DType { return t.dt }
-func (t *tensor) Len() int {
-	switch t.dt {
-	case compute.I32:
-		return len(t.i)
-	case compute.U8:
-		return len(t.u)
-	}
-	return len(t.f)
+	hostmem.Slices
+	b       *Backend
+	release func() // owned storage: gives it back; nil for views
 }
 
 func (t *tensor) Slice(off, n int) compute.Tensor {
-	v := &tensor{b: t.b, dt: t.dt}
-	switch t.dt {
-	case compute.I32:
-		v.i = t.i[off : off+n]
-	case compute.U8:
-		v.u = t.u[off : off+n]
-	default:
-		v.f = t.f[off : off+n]
-	}
-	return v
+	return &tensor{Slices: t.Sub(off, n), b: t.b}
 }
 
 func (t *tensor) Free() {
-	if t.own {
-		t.b.inUse -= t.size
-		t.own = false
-		t.f, t.i, t.u = nil, nil, nil
+	if t.release != nil {
+		t.release()
+		t.release = nil
+		t.Slices = hostmem.Slices{DT: t.DT}
 	}
 }
 
@@ -74,24 +51,14 @@ func (b *Backend) Name() string { return "ref" }
 func (b *Backend) Err() error   { return b.err }
 func (b *Backend) Sync() error  { return b.err }
 
-func (b *Backend) MemStats() compute.MemStats { return compute.MemStats{InUse: b.inUse, Peak: b.peak} }
+func (b *Backend) MemStats() compute.MemStats { return b.mem.Stats() }
 
 func (b *Backend) Alloc(dt compute.DType, n int) (compute.Tensor, error) {
-	if n < 0 || dt.Size() == 0 {
-		return nil, fmt.Errorf("ref: alloc of %d %v", n, dt)
+	s, release, err := b.mem.Alloc("ref", dt, n)
+	if err != nil {
+		return nil, err
 	}
-	t := &tensor{b: b, dt: dt, own: true, size: int64(n * dt.Size())}
-	switch dt {
-	case compute.I32:
-		t.i = make([]int32, n)
-	case compute.U8:
-		t.u = make([]byte, n)
-	default:
-		t.f = make([]float32, n)
-	}
-	b.inUse += t.size
-	b.peak = max(b.peak, b.inUse)
-	return t, nil
+	return &tensor{Slices: s, b: b, release: release}, nil
 }
 
 func tt(x compute.Tensor) *tensor {
@@ -117,18 +84,18 @@ func bf16(f float32) float32 {
 
 func (t *tensor) set(i int, v float64) {
 	f := float32(v)
-	if t.dt == compute.BF16 {
+	if t.DT == compute.BF16 {
 		f = bf16(f)
 	}
-	t.f[i] = f
+	t.F[i] = f
 }
 
-func (t *tensor) get(i int) float64 { return float64(t.f[i]) }
+func (t *tensor) get(i int) float64 { return float64(t.F[i]) }
 
 func (b *Backend) Upload(dst compute.Tensor, src []float32) {
 	t := tt(dst)
-	if len(src) != len(t.f) {
-		b.fail(fmt.Errorf("ref: upload of %d values into %d", len(src), len(t.f)))
+	if len(src) != len(t.F) {
+		b.fail(fmt.Errorf("ref: upload of %d values into %d", len(src), len(t.F)))
 		return
 	}
 	for i, v := range src {
@@ -138,37 +105,37 @@ func (b *Backend) Upload(dst compute.Tensor, src []float32) {
 
 func (b *Backend) UploadInt(dst compute.Tensor, src []int32) {
 	t := tt(dst)
-	if t.dt != compute.I32 || len(src) != len(t.i) {
-		b.fail(fmt.Errorf("ref: upload of %d ints into %v×%d", len(src), t.dt, t.Len()))
+	if t.DT != compute.I32 || len(src) != len(t.I) {
+		b.fail(fmt.Errorf("ref: upload of %d ints into %v×%d", len(src), t.DT, t.Len()))
 		return
 	}
-	copy(t.i, src)
+	copy(t.I, src)
 }
 
 func (b *Backend) UploadBytes(dst compute.Tensor, src []byte) {
 	t := tt(dst)
-	if t.dt != compute.U8 || len(src) != len(t.u) {
-		b.fail(fmt.Errorf("ref: upload of %d bytes into %v×%d", len(src), t.dt, t.Len()))
+	if t.DT != compute.U8 || len(src) != len(t.U) {
+		b.fail(fmt.Errorf("ref: upload of %d bytes into %v×%d", len(src), t.DT, t.Len()))
 		return
 	}
-	copy(t.u, src)
+	copy(t.U, src)
 }
 
 func (b *Backend) Dequantize4(dst, packed, scales, code compute.Tensor, n, block int) {
 	D, P, S, C := tt(dst), tt(packed), tt(scales), tt(code)
 	for e := 0; e < n; e++ {
-		q := P.u[e>>1] >> 4
+		q := P.U[e>>1] >> 4
 		if e&1 == 1 {
-			q = P.u[e>>1] & 15
+			q = P.U[e>>1] & 15
 		}
-		D.set(e, float64(C.f[q]*S.f[e/block]))
+		D.set(e, float64(C.F[q]*S.F[e/block]))
 	}
 }
 
 func (b *Backend) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
 	D, Q, S := tt(dst), tt(q), tt(scales)
 	for e := 0; e < n; e++ {
-		D.set(e, float64(float32(int8(Q.u[e]))*S.f[e/block]))
+		D.set(e, float64(float32(int8(Q.U[e]))*S.F[e/block]))
 	}
 }
 
@@ -177,31 +144,31 @@ func (b *Backend) Download(dst []float32, src compute.Tensor) error {
 	if len(dst) != t.Len() {
 		return fmt.Errorf("ref: download of %d into %d", t.Len(), len(dst))
 	}
-	switch t.dt {
+	switch t.DT {
 	case compute.I32:
-		for i, v := range t.i {
+		for i, v := range t.I {
 			dst[i] = float32(v)
 		}
 	case compute.U8:
-		for i, v := range t.u {
+		for i, v := range t.U {
 			dst[i] = float32(v)
 		}
 	default:
-		copy(dst, t.f)
+		copy(dst, t.F)
 	}
 	return b.err
 }
 
 func (b *Backend) Zero(x compute.Tensor) {
 	t := tt(x)
-	clear(t.f)
-	clear(t.i)
-	clear(t.u)
+	clear(t.F)
+	clear(t.I)
+	clear(t.U)
 }
 
 func (b *Backend) Fill(x compute.Tensor, v float32) {
 	t := tt(x)
-	for i := range t.f {
+	for i := range t.F {
 		t.set(i, float64(v))
 	}
 }
@@ -212,8 +179,8 @@ func (b *Backend) Gemm(transA, transB bool, m, n, k int, alpha float32, a comput
 
 func (b *Backend) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a compute.Tensor, lda, strideA int, bb compute.Tensor, ldb, strideB int, beta float32, c compute.Tensor, ldc, strideC, batch int) {
 	A, B, C := tt(a), tt(bb), tt(c)
-	if A.dt != B.dt {
-		b.fail(fmt.Errorf("ref: gemm of %v by %v", A.dt, B.dt))
+	if A.DT != B.DT {
+		b.fail(fmt.Errorf("ref: gemm of %v by %v", A.DT, B.DT))
 		return
 	}
 	for q := 0; q < batch; q++ {
@@ -252,21 +219,21 @@ func (b *Backend) GemmSum(m, n int, t1, t2 compute.GemmTerm, beta float32, c com
 
 func (b *Backend) Cast(dst, src compute.Tensor) {
 	d, s := tt(dst), tt(src)
-	for i := range d.f {
+	for i := range d.F {
 		d.set(i, s.get(i))
 	}
 }
 
 func (b *Backend) Add(dst, x, y compute.Tensor) {
 	d, p, q := tt(dst), tt(x), tt(y)
-	for i := range d.f {
+	for i := range d.F {
 		d.set(i, float64(float32(p.get(i))+float32(q.get(i))))
 	}
 }
 
 func (b *Backend) Axpby(y compute.Tensor, alpha float32, x compute.Tensor, beta float32) {
 	Y, X := tt(y), tt(x)
-	for i := range Y.f {
+	for i := range Y.F {
 		v := float64(alpha) * X.get(i)
 		if beta != 0 {
 			v += float64(beta) * Y.get(i)
@@ -277,7 +244,7 @@ func (b *Backend) Axpby(y compute.Tensor, alpha float32, x compute.Tensor, beta 
 
 func (b *Backend) Dropout(dst, src compute.Tensor, m compute.DropoutMask, accumulate bool) {
 	D, S := tt(dst), tt(src)
-	for i := range D.f {
+	for i := range D.F {
 		var v float32
 		if compute.DropoutKeeps(m.Seed, m.Thresh, i) {
 			v = float32(S.get(i)) * m.Keep
@@ -294,7 +261,7 @@ func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 
 func (b *Backend) SwiGLU(a, g, u compute.Tensor) {
 	A, G, U := tt(a), tt(g), tt(u)
-	for i := range A.f {
+	for i := range A.F {
 		x := G.get(i)
 		A.set(i, x*sigmoid(x)*U.get(i))
 	}
@@ -302,7 +269,7 @@ func (b *Backend) SwiGLU(a, g, u compute.Tensor) {
 
 func (b *Backend) SwiGLUBackward(dg, du, da, g, u compute.Tensor) {
 	DG, DU, DA, G, U := tt(dg), tt(du), tt(da), tt(g), tt(u)
-	for i := range DA.f {
+	for i := range DA.F {
 		x, y, d := G.get(i), U.get(i), DA.get(i)
 		s := sigmoid(x)
 		DU.set(i, d*x*s)
@@ -418,7 +385,7 @@ func posOf(p *tensor, bt, t int) int {
 	if p == nil {
 		return t
 	}
-	return int(p.i[bt])
+	return int(p.I[bt])
 }
 
 func (b *Backend) RopeSplit(dst, src, pos, cos, sin compute.Tensor, B, T, H, hd, rot int) {
@@ -483,10 +450,10 @@ func attnOK(b, i, j, tq, tk, off int, km, qs, ks *tensor) bool {
 	if j > off+i {
 		return false
 	}
-	if km != nil && km.i[b*tk+j] == 0 {
+	if km != nil && km.I[b*tk+j] == 0 {
 		return false
 	}
-	if qs != nil && qs.i[b*tq+i] != ks.i[b*tk+j] {
+	if qs != nil && qs.I[b*tq+i] != ks.I[b*tk+j] {
 		return false
 	}
 	return true
@@ -534,7 +501,7 @@ func (b *Backend) AttnSoftmaxBackward(p, ds, s, dp, lse, dsum, kmask, qseg, kseg
 				v = math.Exp(S.get(r*tk+j) - l)
 			}
 			P.set(r*tk+j, v)
-			DS.set(r*tk+j, float64(P.f[r*tk+j])*(DP.get(r*tk+j)-D.get(r)))
+			DS.set(r*tk+j, float64(P.F[r*tk+j])*(DP.get(r*tk+j)-D.get(r)))
 		}
 	}
 }
@@ -561,7 +528,7 @@ func (b *Backend) CrossEntropy(loss, grad, logits, targets compute.Tensor, rows,
 		for j := 0; j < vocab; j++ {
 			sum += math.Exp(X.get(r*vocab+j) - mx)
 		}
-		t := int(T.i[r])
+		t := int(T.I[r])
 		L.set(r, mx+math.Log(sum)-X.get(r*vocab+t))
 		if G == nil {
 			continue
@@ -580,7 +547,7 @@ func (b *Backend) GatherRows(dst, src, idx compute.Tensor, rows, d int) {
 	D, S, I := tt(dst), tt(src), tt(idx)
 	for r := 0; r < rows; r++ {
 		for j := 0; j < d; j++ {
-			D.set(r*d+j, S.get(int(I.i[r])*d+j))
+			D.set(r*d+j, S.get(int(I.I[r])*d+j))
 		}
 	}
 }
@@ -589,7 +556,7 @@ func (b *Backend) ScatterAddRows(dst, src, idx compute.Tensor, rows, d int) {
 	D, S, I := tt(dst), tt(src), tt(idx)
 	for r := 0; r < rows; r++ {
 		for j := 0; j < d; j++ {
-			k := int(I.i[r])*d + j
+			k := int(I.I[r])*d + j
 			D.set(k, D.get(k)+S.get(r*d+j))
 		}
 	}
@@ -601,13 +568,13 @@ func (b *Backend) EmbeddingBackward(table, dx, ids compute.Tensor, rows, d int) 
 
 func (b *Backend) AdamW(p, g, m, v, shadow compute.Tensor, s compute.AdamStep) {
 	P, G, M, V, SH := tt(p), tt(g), tt(m), tt(v), tt(shadow)
-	for i := range P.f {
-		gi := G.f[i] * s.GradScale
-		mi := s.Beta1*M.f[i] + (1-s.Beta1)*gi
-		vi := s.Beta2*V.f[i] + (1-s.Beta2)*gi*gi
-		M.f[i], V.f[i] = mi, vi
-		pi := P.f[i]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
-		P.f[i] = pi
+	for i := range P.F {
+		gi := G.F[i] * s.GradScale
+		mi := s.Beta1*M.F[i] + (1-s.Beta1)*gi
+		vi := s.Beta2*V.F[i] + (1-s.Beta2)*gi*gi
+		M.F[i], V.F[i] = mi, vi
+		pi := P.F[i]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
+		P.F[i] = pi
 		if SH != nil {
 			SH.set(i, float64(pi))
 		}
@@ -618,10 +585,10 @@ func (b *Backend) SumSquares(ts []compute.Tensor) ([]float64, error) {
 	out := make([]float64, len(ts))
 	for k, x := range ts {
 		t := tt(x)
-		if t.dt != compute.F32 {
+		if t.DT != compute.F32 {
 			return nil, errors.New("ref: sum of squares of a non-f32 tensor")
 		}
-		for _, v := range t.f {
+		for _, v := range t.F {
 			out[k] += float64(v) * float64(v)
 		}
 	}

@@ -1,0 +1,91 @@
+// Package hostmem is the memory of the backends that keep their tensors in
+// Go slices (the reference backend and the CPU backend): the storage of one
+// tensor and the count of what a backend holds.
+package hostmem
+
+import (
+	"fmt"
+	"sync"
+
+	"gotune/compute"
+)
+
+// Slices is the storage of one tensor: the slice its element type uses.
+type Slices struct {
+	F  []float32 // F32, BF16
+	I  []int32   // I32
+	U  []byte    // U8
+	DT compute.DType
+}
+
+// DType is the element type.
+func (s *Slices) DType() compute.DType { return s.DT }
+
+// Len is the number of elements.
+func (s *Slices) Len() int {
+	switch s.DT {
+	case compute.I32:
+		return len(s.I)
+	case compute.U8:
+		return len(s.U)
+	}
+	return len(s.F)
+}
+
+// Sub is the view of n elements from off, sharing memory.
+func (s *Slices) Sub(off, n int) Slices {
+	v := Slices{DT: s.DT}
+	switch s.DT {
+	case compute.I32:
+		v.I = s.I[off : off+n]
+	case compute.U8:
+		v.U = s.U[off : off+n]
+	default:
+		v.F = s.F[off : off+n]
+	}
+	return v
+}
+
+// Memory counts the bytes of a backend's live tensors; safe for concurrent
+// use.
+type Memory struct {
+	mu          sync.Mutex
+	inUse, peak int64
+}
+
+// Alloc makes zeroed storage for n elements of dt, counted until release
+// (which does nothing after its first call) is called.
+func (m *Memory) Alloc(backend string, dt compute.DType, n int) (Slices, func(), error) {
+	if n < 0 || dt.Size() == 0 {
+		return Slices{}, nil, fmt.Errorf("%s: alloc of %d %v", backend, n, dt)
+	}
+	s := Slices{DT: dt}
+	switch dt {
+	case compute.I32:
+		s.I = make([]int32, n)
+	case compute.U8:
+		s.U = make([]byte, n)
+	default:
+		s.F = make([]float32, n)
+	}
+	size := int64(n * dt.Size())
+	m.mu.Lock()
+	m.inUse += size
+	m.peak = max(m.peak, m.inUse)
+	m.mu.Unlock()
+	var once sync.Once
+	return s, func() {
+		once.Do(func() {
+			m.mu.Lock()
+			m.inUse -= size
+			m.mu.Unlock()
+		})
+	}, nil
+}
+
+// Stats is what is held now and the most held at once.
+func (m *Memory) Stats() compute.MemStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return compute.MemStats{InUse: m.inUse, Peak: m.peak}
+}
