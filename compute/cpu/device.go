@@ -159,16 +159,6 @@ func tt(x compute.Tensor) *tensor {
 	return v
 }
 
-// roundBF16 rounds v to bfloat16, nearest even, keeping NaN a NaN.
-func roundBF16(v float32) float32 {
-	u := math.Float32bits(v)
-	if u&0x7fffffff > 0x7f800000 {
-		return math.Float32frombits((u | 0x400000) &^ 0xffff)
-	}
-	u += 0x7fff + (u>>16)&1
-	return math.Float32frombits(u &^ 0xffff)
-}
-
 // stored rounds what an operation wrote into t when t is bf16.
 func stored(t *tensor) {
 	if t == nil || t.DT != compute.BF16 {
@@ -176,7 +166,7 @@ func stored(t *tensor) {
 	}
 	Parallel(len(t.F), 1<<14, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			t.F[i] = roundBF16(t.F[i])
+			t.F[i] = hostmem.RoundBF16(t.F[i])
 		}
 	})
 }
@@ -260,7 +250,7 @@ func (d *Device) Fill(x compute.Tensor, v float32) {
 	defer d.timed("fill")()
 	t := tt(x)
 	if t.DT == compute.BF16 {
-		v = roundBF16(v)
+		v = hostmem.RoundBF16(v)
 	}
 	elementwise(len(t.F), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -814,7 +804,7 @@ func (d *Device) AttnSoftmaxWindowedBackward(p, ds, s, dp, lse, dsum, kmask, qse
 			ExpSubSum(pr, pr, l)
 			if P.DT == compute.BF16 {
 				for j := range pr {
-					pr[j] = roundBF16(pr[j])
+					pr[j] = hostmem.RoundBF16(pr[j])
 				}
 			}
 			dr := D.F[r]
@@ -964,7 +954,7 @@ func (d *Device) AdamW(p, g, m, v, shadow compute.Tensor, s compute.AdamStep) {
 			if SH != nil {
 				SH.F[i] = pi
 				if SH.DT == compute.BF16 {
-					SH.F[i] = roundBF16(pi)
+					SH.F[i] = hostmem.RoundBF16(pi)
 				}
 			}
 		}

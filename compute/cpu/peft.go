@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"gotune/compute"
+	"gotune/compute/internal/hostmem"
 )
 
 // The operations of the PEFT methods beyond LoRA (bottleneck adapters,
@@ -110,7 +111,7 @@ func (d *Device) SGD(p, g, buf, shadow compute.Tensor, s compute.SGDStep) {
 			if SH != nil {
 				SH.F[i] = P.F[i]
 				if SH.DT == compute.BF16 {
-					SH.F[i] = roundBF16(P.F[i])
+					SH.F[i] = hostmem.RoundBF16(P.F[i])
 				}
 			}
 		}
@@ -136,7 +137,7 @@ func (d *Device) LSTMCell(gates, c, h compute.Tensor, ldh int, pre, cPrev comput
 			}
 			C.F[r*H+j] = float32(cv)
 			if C.DT == compute.BF16 {
-				C.F[r*H+j] = roundBF16(C.F[r*H+j])
+				C.F[r*H+j] = hostmem.RoundBF16(C.F[r*H+j])
 			}
 			Hh.F[r*ldh+j] = float32(o * math.Tanh(float64(C.F[r*H+j])))
 		}

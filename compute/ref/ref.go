@@ -72,20 +72,10 @@ func tt(x compute.Tensor) *tensor {
 	return v
 }
 
-// bf16 rounds to bfloat16, nearest even.
-func bf16(f float32) float32 {
-	u := math.Float32bits(f)
-	if u&0x7fffffff > 0x7f800000 {
-		return math.Float32frombits((u | 0x400000) &^ 0xffff)
-	}
-	u += 0x7fff + (u>>16)&1
-	return math.Float32frombits(u &^ 0xffff)
-}
-
 func (t *tensor) set(i int, v float64) {
 	f := float32(v)
 	if t.DT == compute.BF16 {
-		f = bf16(f)
+		f = hostmem.RoundBF16(f)
 	}
 	t.F[i] = f
 }

@@ -5,6 +5,7 @@ package hostmem
 
 import (
 	"fmt"
+	"math"
 	"sync"
 
 	"gotune/compute"
@@ -88,4 +89,15 @@ func (m *Memory) Stats() compute.MemStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return compute.MemStats{InUse: m.inUse, Peak: m.peak}
+}
+
+// RoundBF16 is v rounded to bfloat16 (nearest even) and held as float32:
+// what a bf16 tensor of these backends stores. NaN stays a (quiet) NaN.
+func RoundBF16(v float32) float32 {
+	u := math.Float32bits(v)
+	if u&0x7fffffff > 0x7f800000 {
+		return math.Float32frombits((u | 0x400000) &^ 0xffff)
+	}
+	u += 0x7fff + (u>>16)&1
+	return math.Float32frombits(u &^ 0xffff)
 }
