@@ -194,44 +194,23 @@ func (d *Device) Upload(dst compute.Tensor, src []float32) {
 
 // UploadInt copies src into an I32 tensor.
 func (d *Device) UploadInt(dst compute.Tensor, src []int32) {
-	defer d.timed("upload_int")()
-	t := tt(dst)
-	if t.DT != compute.I32 || len(src) != len(t.I) {
-		d.fail(fmt.Errorf("cpu: upload of %d ints into %v×%d", len(src), t.DT, t.Len()))
-		return
+	if err := tt(dst).SetInts(src); err != nil {
+		d.fail(fmt.Errorf("cpu: %w", err))
 	}
-	copy(t.I, src)
 }
 
 // UploadBytes copies src into a U8 tensor.
 func (d *Device) UploadBytes(dst compute.Tensor, src []byte) {
-	defer d.timed("upload_bytes")()
-	t := tt(dst)
-	if t.DT != compute.U8 || len(src) != len(t.U) {
-		d.fail(fmt.Errorf("cpu: upload of %d bytes into %v×%d", len(src), t.DT, t.Len()))
-		return
+	if err := tt(dst).SetBytes(src); err != nil {
+		d.fail(fmt.Errorf("cpu: %w", err))
 	}
-	copy(t.U, src)
 }
 
 // Download copies src into dst, widening integers to float32.
 func (d *Device) Download(dst []float32, src compute.Tensor) error {
 	defer d.timed("download")()
-	t := tt(src)
-	if len(dst) != t.Len() {
-		return fmt.Errorf("cpu: download of %d into %d", t.Len(), len(dst))
-	}
-	switch t.DT {
-	case compute.I32:
-		for i, v := range t.I {
-			dst[i] = float32(v)
-		}
-	case compute.U8:
-		for i, v := range t.U {
-			dst[i] = float32(v)
-		}
-	default:
-		copy(dst, t.F)
+	if err := tt(src).Get(dst); err != nil {
+		return fmt.Errorf("cpu: %w", err)
 	}
 	return d.Err()
 }
@@ -239,10 +218,7 @@ func (d *Device) Download(dst []float32, src compute.Tensor) error {
 // Zero clears t.
 func (d *Device) Zero(x compute.Tensor) {
 	defer d.timed("zero")()
-	t := tt(x)
-	clear(t.F)
-	clear(t.I)
-	clear(t.U)
+	tt(x).Clear()
 }
 
 // Fill sets every element of t to v.

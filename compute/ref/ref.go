@@ -94,21 +94,15 @@ func (b *Backend) Upload(dst compute.Tensor, src []float32) {
 }
 
 func (b *Backend) UploadInt(dst compute.Tensor, src []int32) {
-	t := tt(dst)
-	if t.DT != compute.I32 || len(src) != len(t.I) {
-		b.fail(fmt.Errorf("ref: upload of %d ints into %v×%d", len(src), t.DT, t.Len()))
-		return
+	if err := tt(dst).SetInts(src); err != nil {
+		b.fail(fmt.Errorf("ref: %w", err))
 	}
-	copy(t.I, src)
 }
 
 func (b *Backend) UploadBytes(dst compute.Tensor, src []byte) {
-	t := tt(dst)
-	if t.DT != compute.U8 || len(src) != len(t.U) {
-		b.fail(fmt.Errorf("ref: upload of %d bytes into %v×%d", len(src), t.DT, t.Len()))
-		return
+	if err := tt(dst).SetBytes(src); err != nil {
+		b.fail(fmt.Errorf("ref: %w", err))
 	}
-	copy(t.U, src)
 }
 
 func (b *Backend) Dequantize4(dst, packed, scales, code compute.Tensor, n, block int) {
@@ -130,31 +124,13 @@ func (b *Backend) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
 }
 
 func (b *Backend) Download(dst []float32, src compute.Tensor) error {
-	t := tt(src)
-	if len(dst) != t.Len() {
-		return fmt.Errorf("ref: download of %d into %d", t.Len(), len(dst))
-	}
-	switch t.DT {
-	case compute.I32:
-		for i, v := range t.I {
-			dst[i] = float32(v)
-		}
-	case compute.U8:
-		for i, v := range t.U {
-			dst[i] = float32(v)
-		}
-	default:
-		copy(dst, t.F)
+	if err := tt(src).Get(dst); err != nil {
+		return fmt.Errorf("ref: %w", err)
 	}
 	return b.err
 }
 
-func (b *Backend) Zero(x compute.Tensor) {
-	t := tt(x)
-	clear(t.F)
-	clear(t.I)
-	clear(t.U)
-}
+func (b *Backend) Zero(x compute.Tensor) { tt(x).Clear() }
 
 func (b *Backend) Fill(x compute.Tensor, v float32) {
 	t := tt(x)

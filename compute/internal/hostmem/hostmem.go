@@ -101,3 +101,49 @@ func RoundBF16(v float32) float32 {
 	u += 0x7fff + (u>>16)&1
 	return math.Float32frombits(u &^ 0xffff)
 }
+
+// SetInts copies src into I32 storage of the same length.
+func (s *Slices) SetInts(src []int32) error {
+	if s.DT != compute.I32 || len(src) != len(s.I) {
+		return fmt.Errorf("upload of %d ints into %v×%d", len(src), s.DT, s.Len())
+	}
+	copy(s.I, src)
+	return nil
+}
+
+// SetBytes copies src into U8 storage of the same length.
+func (s *Slices) SetBytes(src []byte) error {
+	if s.DT != compute.U8 || len(src) != len(s.U) {
+		return fmt.Errorf("upload of %d bytes into %v×%d", len(src), s.DT, s.Len())
+	}
+	copy(s.U, src)
+	return nil
+}
+
+// Get copies the elements into dst (as long as the storage), integers
+// widened to float32.
+func (s *Slices) Get(dst []float32) error {
+	if len(dst) != s.Len() {
+		return fmt.Errorf("download of %d into %d", s.Len(), len(dst))
+	}
+	switch s.DT {
+	case compute.I32:
+		for i, v := range s.I {
+			dst[i] = float32(v)
+		}
+	case compute.U8:
+		for i, v := range s.U {
+			dst[i] = float32(v)
+		}
+	default:
+		copy(dst, s.F)
+	}
+	return nil
+}
+
+// Clear sets every element to zero.
+func (s *Slices) Clear() {
+	clear(s.F)
+	clear(s.I)
+	clear(s.U)
+}
