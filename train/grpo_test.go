@@ -251,7 +251,7 @@ func TestGRPORewardFailureStops(t *testing.T) {
 func TestGRPOExampleStories(t *testing.T) {
 	modelDir := realModelDir(t)
 	if testing.Short() {
-		t.Skip("30 training steps (about 15 s)")
+		t.Skip("-short: 30 GRPO steps on the real model (about 15 s); CI runs it without -short")
 	}
 	cfg, err := config.Load(filepath.Join("..", "examples", "grpo", "grpo.yaml"))
 	must(t, err)
@@ -335,7 +335,7 @@ var grpoKillFlags = []string{"--max_steps", "40", "--save_steps", "3", "--num_it
 func TestGRPOKillHelper(t *testing.T) {
 	dir := os.Getenv("GOTUNE_GRPO_KILL_DIR")
 	if dir == "" {
-		t.Skip("helper process of TestGRPOKillAndResume only")
+		t.Skip("not a test of its own: the training process TestGRPOKillAndResume starts and kills (GOTUNE_GRPO_KILL_DIR unset)")
 	}
 	cfg := grpoConfig(t, dir, "")
 	must(t, cfg.ApplyFlags(grpoKillFlags))
@@ -350,7 +350,7 @@ func TestGRPOKillHelper(t *testing.T) {
 // same completions.
 func TestGRPOKillAndResume(t *testing.T) {
 	if testing.Short() {
-		t.Skip("trains twice")
+		t.Skip("-short: this test trains the run twice (killed and whole); CI runs it without -short")
 	}
 	dirA := filepath.Join(t.TempDir(), "a")
 	cfgA := grpoConfig(t, dirA, "")

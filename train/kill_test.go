@@ -21,7 +21,7 @@ var killFlags = []string{"--finetuning_type", "full", "--max_steps", "150", "--s
 func TestKillHelper(t *testing.T) {
 	dir := os.Getenv("GOTUNE_KILL_RUN_DIR")
 	if dir == "" {
-		t.Skip("helper process only")
+		t.Skip("not a test of its own: the training process TestKillAndResumeFullFineTuning starts and kills (GOTUNE_KILL_RUN_DIR unset)")
 	}
 	cfg := quickConfig(t, dir)
 	must(t, cfg.ApplyFlags(killFlags))
@@ -33,7 +33,7 @@ func TestKillHelper(t *testing.T) {
 // the uninterrupted run's losses and ends with its weights, bit for bit.
 func TestKillAndResumeFullFineTuning(t *testing.T) {
 	if testing.Short() {
-		t.Skip("trains twice")
+		t.Skip("-short: this test trains the run twice (killed and whole); CI runs it without -short")
 	}
 	cfgA := quickConfig(t, filepath.Join(t.TempDir(), "a"))
 	must(t, cfgA.ApplyFlags(killFlags))
