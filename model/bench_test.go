@@ -8,30 +8,44 @@ import (
 // 128-token prompt, then 32 tokens one at a time. It reports decoded tokens
 // per second (prefill included in the time, as a user waits for it).
 func BenchmarkDecode(b *testing.B) {
+	m := decodeBenchModel(b)
+	s := m.NewSession(decodePrompt + decodeGen)
+	benchDecode(b, m.Cfg.Vocab, s.Reset, s.Feed)
+}
+
+const decodePrompt, decodeGen = 128, 32
+
+// decodeBenchModel is the random smollm2-135m model the decoding
+// benchmarks run.
+func decodeBenchModel(b *testing.B) *Model {
 	cfg, err := Shape("smollm2-135m")
 	if err != nil {
 		b.Fatal(err)
 	}
 	m := New(cfg)
 	m.RandomInit(1)
-	prompt := make([]int32, 128)
+	return m
+}
+
+// benchDecode times a decodePrompt-token prompt and decodeGen greedy tokens
+// through a session's reset and feed, reporting tokens per second.
+func benchDecode(b *testing.B, vocab int, reset func(), feed func([]int32) ([]float32, error)) {
+	prompt := make([]int32, decodePrompt)
 	for i := range prompt {
-		prompt[i] = int32(i * 37 % cfg.Vocab)
+		prompt[i] = int32(i * 37 % vocab)
 	}
-	const gen = 32
-	s := m.NewSession(len(prompt) + gen)
 	b.ResetTimer()
 	for range b.N {
-		s.Reset()
-		logits, err := s.Feed(prompt)
+		reset()
+		logits, err := feed(prompt)
 		if err != nil {
 			b.Fatal(err)
 		}
-		for range gen {
-			if logits, err = s.Feed([]int32{int32(Argmax(logits))}); err != nil {
+		for range decodeGen {
+			if logits, err = feed([]int32{int32(Argmax(logits))}); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
-	b.ReportMetric(float64(gen*b.N)/b.Elapsed().Seconds(), "tok/s")
+	b.ReportMetric(float64(decodeGen*b.N)/b.Elapsed().Seconds(), "tok/s")
 }

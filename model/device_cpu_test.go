@@ -28,41 +28,18 @@ func TestDeviceLoRAMatchesCPUOnHost(t *testing.T) {
 // backend: the same prompt and greedy tokens, to compare with the workspace
 // session.
 func BenchmarkDecodeHost(b *testing.B) {
-	cfg, err := Shape("smollm2-135m")
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := New(cfg)
-	m.RandomInit(1)
+	m := decodeBenchModel(b)
 	dm, err := NewDeviceModel(m, cputest.Open(), DeviceOptions{Compute: compute.F32, Inference: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer dm.Close()
-	prompt := make([]int32, 128)
-	for i := range prompt {
-		prompt[i] = int32(i * 37 % cfg.Vocab)
-	}
-	const gen = 32
-	s, err := dm.NewSession(len(prompt) + gen)
+	s, err := dm.NewSession(decodePrompt + decodeGen)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	b.ResetTimer()
-	for range b.N {
-		s.Reset()
-		logits, err := s.Feed(prompt)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range gen {
-			if logits, err = s.Feed([]int32{int32(Argmax(logits))}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	b.ReportMetric(float64(gen*b.N)/b.Elapsed().Seconds(), "tok/s")
+	benchDecode(b, m.Cfg.Vocab, s.Reset, s.Feed)
 }
 
 func TestDeviceGroupSessionMatchesCPUOnHost(t *testing.T) {
