@@ -277,6 +277,18 @@ type HostBackend interface {
 	Floats(t Tensor) []float32
 }
 
+// ComputeType is the element type a run that asks for bf16 (or not)
+// computes in on be: bf16 where the backend has bf16 arithmetic (a GPU's
+// tensor cores), f32 on a host backend, whose kernels are f32 — there a
+// bf16 run keeps its frozen base in bf16 storage instead (half the memory),
+// as the CPU has always done.
+func ComputeType(be Backend, bf16 bool) DType {
+	if _, host := be.(HostBackend); host || !bf16 {
+		return F32
+	}
+	return BF16
+}
+
 // DropoutMask selects the elements dropout keeps: element i survives when
 // DropoutKeeps(Seed, Thresh, i), and survivors are scaled by Keep. The mask
 // is a function of the seed and the index alone, so it can be drawn in any

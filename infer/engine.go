@@ -83,10 +83,7 @@ type Engine struct {
 // (WithAdapter) that pass the same shared weights hold the base once on the
 // device (nil: this engine's own copy).
 func (e *Engine) UseDevice(be compute.Backend, bf16 bool, lock *sync.Mutex, shared *model.SharedWeights) error {
-	dt := compute.F32
-	if bf16 {
-		dt = compute.BF16
-	}
+	dt := compute.ComputeType(be, bf16)
 	dm, err := model.NewDeviceModel(e.Model, be, model.DeviceOptions{Compute: dt, Inference: true, Shared: shared})
 	if err != nil {
 		return err

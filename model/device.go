@@ -187,7 +187,6 @@ type dacts struct {
 	dora                              map[*dlinear]compute.Tensor // DoRA: the product before rescaling
 	ia3                               map[*dlinear]compute.Tensor // IA3 on the output: the output before scaling
 	bottle                            [2]bottleActs               // bottleneck adapters after attention, after the MLP
-	xaOwned                           []compute.Tensor
 	// Sandwich norms: the attention and MLP outputs before their norms.
 	ao, mo, rstdAO, rstdMO compute.Tensor
 	moe                    *dmoeActs
@@ -236,6 +235,11 @@ type DeviceModel struct {
 
 	// per batch shape
 	shapeB, shapeT int
+	// pool holds the per-shape activations at the largest size asked so
+	// far, in the order prepareShape asks for them: a batch of another
+	// length takes views of them instead of allocating (and, on the CPU,
+	// faulting in zeroed pages) every time the length changes.
+	pool           []compute.Tensor
 	scratch        map[string]compute.Tensor
 	stream         []compute.Tensor
 	xf, rstdf      compute.Tensor
@@ -753,43 +757,24 @@ func (dm *DeviceModel) Close() {
 	dm.freeShape()
 }
 
+// freeShape releases the per-shape activations.
 func (dm *DeviceModel) freeShape() {
-	for _, t := range dm.shared {
+	dm.dropShape()
+	for _, t := range dm.pool {
 		t.Free()
 	}
+	dm.pool = nil
+}
+
+// dropShape forgets the views of the per-shape activations; their memory
+// stays in the pool for the next shape.
+func (dm *DeviceModel) dropShape() {
 	dm.shared = nil
 	for _, l := range dm.layers {
-		if l.acts == nil {
-			continue
-		}
-		if dm.checkpoint || dm.inference {
-			l.acts = nil
-			continue
-		}
-		a := l.acts
-		for _, t := range []compute.Tensor{a.q, a.k, a.vh, a.lse, a.att, a.xmid, a.g, a.u, a.rstd1, a.rstdq, a.rstdk, a.rstd2, a.ao, a.mo, a.rstdAO, a.rstdMO} {
-			if t != nil {
-				t.Free()
-			}
-		}
-		for _, t := range a.xaOwned {
-			t.Free()
-		}
-		if a.moe != nil {
-			for _, t := range []compute.Tensor{a.moe.idx, a.moe.wts, a.moe.g, a.moe.u, a.moe.y} {
-				if t != nil {
-					t.Free()
-				}
-			}
-		}
 		l.acts = nil
 	}
-	for _, t := range append([]compute.Tensor{dm.xf, dm.rstdf, dm.ids, dm.pos, dm.mask, dm.seg}, dm.stream...) {
-		if t != nil {
-			t.Free()
-		}
-	}
 	dm.stream = nil
+	dm.xf, dm.rstdf, dm.ids, dm.pos, dm.mask, dm.seg = nil, nil, nil, nil, nil, nil
 	dm.shapeB, dm.shapeT = 0, 0
 }
 

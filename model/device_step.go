@@ -34,18 +34,36 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 	if dm.shapeB == b && dm.shapeT == t {
 		return nil
 	}
-	dm.freeShape()
+	dm.dropShape()
 	c := dm.cfg
 	n := b * t
 	h, qd, kd, inter := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
 	A := dm.act
 	var err error
+	// Every shape asks for its tensors in the same order: the i-th request
+	// takes a view of the i-th pooled tensor when it is big enough.
+	next := 0
 	get := func(dt compute.DType, size int) compute.Tensor {
 		if err != nil {
 			return nil
 		}
+		size = max(size, 1)
+		i := next
+		next++
+		if i < len(dm.pool) {
+			if x := dm.pool[i]; x.DType() == dt && x.Len() >= size {
+				return x.Slice(0, size)
+			}
+			dm.pool[i].Free()
+		} else {
+			dm.pool = append(dm.pool, nil)
+		}
 		var x compute.Tensor
-		x, err = dm.be.Alloc(dt, max(size, 1))
+		if x, err = dm.be.Alloc(dt, size); err != nil {
+			dm.pool = append(dm.pool[:i], dm.pool[i+1:]...)
+			return nil
+		}
+		dm.pool[i] = x
 		return x
 	}
 	// With checkpointing every block shares one set of activations, and
@@ -99,9 +117,6 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 			if t == nil {
 				continue
 			}
-			if !dm.checkpoint && !dm.inference {
-				a.xaOwned = append(a.xaOwned, t)
-			}
 			for i, lin := range g.lins {
 				a.xa[lin] = lact{t.Slice(g.cols[i], n*g.rows-g.cols[i]), g.rows}
 			}
@@ -111,33 +126,21 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 				continue
 			}
 			ba := bottleActs{x: act(fmt.Sprintf("bottle%d_x", i), A, n*h), z: act(fmt.Sprintf("bottle%d_z_%d", i, bt.r), A, n*bt.r)}
-			if !dm.checkpoint && !dm.inference && ba.x != nil && ba.z != nil {
-				a.xaOwned = append(a.xaOwned, ba.x, ba.z)
-			}
 			a.bottle[i] = ba
 		}
 		for li, lin := range l.linears() {
 			if lin.ia3 != nil && !lin.ia3.input {
 				if t := act(fmt.Sprintf("ia3%d_%d", li, lin.out), A, n*lin.out); t != nil {
-					if !dm.checkpoint && !dm.inference {
-						a.xaOwned = append(a.xaOwned, t)
-					}
 					a.ia3[lin] = t
 				}
 			}
 			if lin.lora != nil && lin.lora.dora != nil {
 				if t := act(fmt.Sprintf("dora%d_%d", li, lin.out), A, n*lin.out); t != nil {
-					if !dm.checkpoint && !dm.inference {
-						a.xaOwned = append(a.xaOwned, t)
-					}
 					a.dora[lin] = t
 				}
 			}
 			if lin.lora != nil && lin.group == nil {
 				if t := act(fmt.Sprintf("xa%d_%d", li, lin.lora.r), A, n*lin.lora.r); t != nil {
-					if !dm.checkpoint && !dm.inference {
-						a.xaOwned = append(a.xaOwned, t)
-					}
 					a.xa[lin] = lact{t, lin.lora.r}
 				}
 			}

@@ -47,11 +47,9 @@ func (t *Trainer) attachDevice(o Options) error {
 	if why := t.deviceUnsupported(); why != "" {
 		return fail(errors.New(why))
 	}
-	dt := compute.F32
-	if t.Cfg.BF16 || t.Cfg.FP16 {
-		// fp16 trains in bf16 on the GPU: same range as f32, no loss scaling.
-		dt = compute.BF16
-	}
+	// fp16 trains in bf16 on a GPU: same range as f32, no loss scaling. On
+	// the CPU both compute in f32 over a bf16 base (loadModel).
+	dt := compute.ComputeType(o.Backend, t.Cfg.BF16 || t.Cfg.FP16)
 	// The optimizer's groups give each parameter its learning-rate scale
 	// (LoRA+ trains the B matrices faster).
 	scales := map[string]float64{}

@@ -93,10 +93,7 @@ func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptio
 	}
 	device := ""
 	if opt.Backend != nil {
-		dt := compute.F32
-		if cfg.BF16 || cfg.FP16 {
-			dt = compute.BF16
-		}
+		dt := compute.ComputeType(opt.Backend, cfg.BF16 || cfg.FP16)
 		if dm, err := model.NewDeviceModel(m, opt.Backend, model.DeviceOptions{Compute: dt, Inference: true}); err == nil {
 			defer dm.Close()
 			loss = dm.Loss

@@ -71,7 +71,14 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	if *device != "cpu" {
+	// Training steps on the CPU run the block over the compute seam on the
+	// CPU backend, as training does; the workspace stays for what only it
+	// measures yet (a peer in turn, dpo, pre-packed or bf16 storage).
+	cpuDevice := *device == "cpu" && *train != "" && *peer == "" && *stage == "sft" && !*prepack && *storage == "f32"
+	if cpuDevice && *shapeList == "" {
+		*shapeList = "smollm2-135m"
+	}
+	if *device != "cpu" || cpuDevice {
 		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag)
 	}
 	var shapes []string

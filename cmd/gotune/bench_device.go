@@ -47,6 +47,9 @@ func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, ran
 		return err
 	}
 	defer closeDev()
+	if dt == compute.BF16 {
+		dt = compute.ComputeType(be, true) // f32 over the CPU's kernels
+	}
 	shapes := strings.Split(shapeList, ",")
 	if shapeList == "" {
 		shapes = []string{"qwen3-0.6b"}

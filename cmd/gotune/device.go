@@ -22,24 +22,24 @@ func openBackend(name string) (compute.Backend, func(), error) {
 			return nil, nil, fmt.Errorf("--device %s: %w", name, err)
 		}
 		return d, func() {}, nil
-	case "host":
-		// The block written over the compute seam, on the CPU's kernels:
-		// the path that is to replace the CPU workspace.
+	case "cpu", "host":
+		// The block written over the compute seam, on the CPU's kernels.
 		return cpu.Open(), func() {}, nil
 	}
 	return nil, nil, fmt.Errorf("--device %q: want cpu, cuda or host", name)
 }
 
-// trainDevice resolves the device key of a training config: cpu trains on
-// the CPU; cuda must get a GPU; auto (the default) uses a GPU when the CUDA
-// libraries and a GPU are there and the run can use it, else the CPU, saying
-// why only when CUDA is installed but failed.
+// trainDevice resolves the device key of a training config: cpu (or its
+// old name host) trains on the CPU backend; cuda must get a GPU; auto (the
+// default) uses a GPU when the CUDA libraries and a GPU are there, else the
+// CPU, saying why only when CUDA is installed but failed.
 func trainDevice(device string, notes io.Writer) (train.Options, func(), error) {
 	none := func() {}
 	switch device {
-	case "", "cpu":
-		return train.Options{}, none, nil
-	case "cuda", "host":
+	case "", "cpu", "host", "cuda":
+		if device == "" {
+			device = "cpu"
+		}
 		be, release, err := openBackend(device)
 		if err != nil {
 			return train.Options{}, none, err
@@ -52,7 +52,7 @@ func trainDevice(device string, notes io.Writer) (train.Options, func(), error) 
 			if !errors.As(err, &missing) {
 				fmt.Fprintf(notes, "note: training on the CPU: %v\n", err)
 			}
-			return train.Options{}, none, nil
+			return trainDevice("cpu", notes)
 		}
 		return train.Options{Backend: be}, release, nil
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"gotune/assets"
+	"gotune/compute"
 	"gotune/infer"
 	"gotune/model"
 	"gotune/serve"
@@ -108,7 +109,8 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(
 	defer release()
 	devLock := new(sync.Mutex) // one generation at a time on the device, across models and replicas
 	var shared *model.SharedWeights
-	if dev.Backend != nil {
+	_, onHost := dev.Backend.(compute.HostBackend)
+	if dev.Backend != nil && !onHost {
 		// The base weights go to the device once for every model and
 		// replica; each adds only its adapter.
 		shared = model.NewSharedWeights(dev.Backend)
@@ -120,7 +122,19 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(
 			if err != nil {
 				return serve.Model{}, err
 			}
-			if dev.Backend != nil {
+			if onHost {
+				// On the CPU every engine gets a backend of its own, so
+				// replicas generate side by side as they always did; the
+				// frozen weights are read where the host model holds them,
+				// once for all.
+				be, _, err := openBackend("cpu")
+				if err != nil {
+					return serve.Model{}, err
+				}
+				if err := e.UseDevice(be, false, nil, nil); err != nil {
+					return serve.Model{}, fmt.Errorf("--device %s: %w", *device, err)
+				}
+			} else if dev.Backend != nil {
 				if err := e.UseDevice(dev.Backend, true, devLock, shared); err != nil {
 					if dev.Required {
 						return serve.Model{}, fmt.Errorf("--device %s: %w", *device, err)

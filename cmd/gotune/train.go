@@ -89,19 +89,24 @@ of the bundled config (e.g. num_train_epochs=2).`, args, stdout, stderr)
 		return err
 	}
 	questions := []string{"What does LoRA train?", "What do bees make?", "Name the capital of France."}
-	before, err := answers(modelDir, "", questions)
+	before, err := answers(modelDir, "", cfg.Device, questions, stderr)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Fine-tuning the bundled %s (random weights) with LoRA on %d question/answer pairs.\n\n", assets.DefaultModel, 12)
-	t, err := train.New(cfg, "", stdout)
+	o, release, err := trainDevice(cfg.Device, stderr)
+	if err != nil {
+		return err
+	}
+	defer release()
+	t, err := train.NewWithOptions(cfg, "", stdout, o)
 	if err != nil {
 		return err
 	}
 	if err := t.Run(); err != nil {
 		return err
 	}
-	after, err := answers(modelDir, cfg.OutputDir, questions)
+	after, err := answers(modelDir, cfg.OutputDir, cfg.Device, questions, stderr)
 	if err != nil {
 		return err
 	}
@@ -113,11 +118,16 @@ of the bundled config (e.g. num_train_epochs=2).`, args, stdout, stderr)
 	return nil
 }
 
-func answers(modelDir, adapter string, questions []string) ([]string, error) {
+func answers(modelDir, adapter, device string, questions []string, notes io.Writer) ([]string, error) {
 	e, err := infer.Load(modelDir, adapter)
 	if err != nil {
 		return nil, err
 	}
+	release, err := useDevice(e, device, notes)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	var out []string
 	for _, q := range questions {
 		p, err := e.Prompt([]chat.Message{chat.NewMessage("user", q)}, chat.Options{})
