@@ -47,23 +47,25 @@ type Layer struct {
 	AttnOut, MLPOut SublayerHook
 }
 
-// SublayerHook transforms a sub-layer's output [n, Hidden] in place and, in
-// the backward pass, turns the gradient of its output into the gradient of
-// its input, in place, accumulating its own parameters' gradients.
-type SublayerHook interface {
-	Forward(y []float32, n int)
-	Backward(dy []float32, n int)
+// InputHook prepends virtual tokens to every sequence (prompt tuning,
+// P-tuning): their embeddings come from the hook's encoder, take positions
+// 0…P-1, are attended to like real tokens and are never trained on.
+type InputHook interface {
+	Virtual() int
+	PromptEncoder
 }
 
-// KVPrefix supplies n prefix keys/values per layer, shared by every sequence
-// of a batch, and takes their gradients.
+// SublayerHook changes a sub-layer's output (a bottleneck adapter after
+// attention or after the MLP).
+type SublayerHook interface {
+	BottleneckHook
+}
+
+// KVPrefix supplies Len prefix keys/values per layer from its encoder,
+// shared by every sequence of a batch (prefix tuning).
 type KVPrefix interface {
 	Len() int
-	// KV returns keys and values, each [Len, KVHeads·HeadDim], not rotated.
-	KV(layer int) (k, v []float32)
-	// AccumulateGrad receives the gradients of keys and values, each
-	// [B, Len, KVHeads·HeadDim] flattened.
-	AccumulateGrad(layer int, dk, dv []float32, batch int)
+	PromptEncoder
 }
 
 func linear(name string, in, out int, bias, alloc bool) *nn.Linear {

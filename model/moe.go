@@ -3,10 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
-	"slices"
-	"sync/atomic"
 
-	"gotune/compute/cpu"
 	"gotune/nn"
 )
 
@@ -33,52 +30,9 @@ func newMoE(c *Config, prefix string, alloc bool) *MoE {
 			Up:   linear(p+n.Up, h, inter, false, alloc),
 			Down: linear(p+n.Down, inter, h, false, alloc),
 		}
-		// The layer runs its experts side by side (runExperts).
-		ex.Gate.Siblings, ex.Up.Siblings, ex.Down.Siblings = c.Experts, c.Experts, c.Experts
 		m.Experts = append(m.Experts, ex)
 	}
 	return m
-}
-
-// runExperts calls fn(e, worker) for every expert with rows, up to one
-// worker per core taking the next expert as it finishes one, largest
-// first so that the last to finish are small; the experts' products use
-// their share of the cores (nn.Linear.Siblings). An expert's products are
-// a few dozen rows each (a 256-token batch, 8 experts, top-2): split across
-// all cores, each would cost a hand-off and a wait per product (about ten
-// per expert and pass), and on a busy machine a core late to take its part
-// stalls the others; whole experts per worker cost one wait per layer and
-// pass. fn must write only its expert's buffers and its worker's.
-func runExperts(ma *moeActs, fn func(e, worker int)) {
-	order := ma.order[:0]
-	for e, s := range ma.slots {
-		if len(s) > 0 {
-			order = append(order, e)
-		}
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return len(ma.slots[b]) - len(ma.slots[a]) })
-	ma.order = order
-	var next atomic.Int64
-	cpu.RunWorkers(workers(ma), func(w int) {
-		for {
-			i := int(next.Add(1)) - 1
-			if i >= len(order) {
-				return
-			}
-			fn(order[i], w)
-		}
-	})
-}
-
-// workers is how many goroutines runExperts uses.
-func workers(ma *moeActs) int {
-	busy := 0
-	for _, s := range ma.slots {
-		if len(s) > 0 {
-			busy++
-		}
-	}
-	return max(1, min(cpu.Threads(), busy))
 }
 
 func (m *MoE) linears() []*nn.Linear {
@@ -133,65 +87,6 @@ func (s *auxStats) loss() float64 {
 		l += s.chosen[e] / s.tokens * s.prob[e] / s.tokens
 	}
 	return float64(len(s.chosen)) * l
-}
-
-func growRows(s [][]float32, e, n int) [][]float32 {
-	if len(s) < e {
-		s = append(s, make([][]float32, e-len(s))...)
-	}
-	return s[:e]
-}
-
-// growSlack is grow for an expert's rows × width buffer, made with a
-// quarter more rows than asked: an expert's share of the tokens moves a
-// little from step to step, and a buffer re-made whenever it gains a row
-// would be fresh memory, page faults included, on most steps.
-func growSlack(s []float32, rows, width int) []float32 {
-	if cap(s) < rows*width {
-		return make([]float32, rows*width, (rows+rows/4+8)*width)
-	}
-	return s[:rows*width]
-}
-
-// moeForward runs an MoE MLP on n rows of x into out (overwritten). mask,
-// when set with stats, selects the rows counted in the auxiliary loss.
-func moeForward(c *Config, m *MoE, ma *moeActs, out, x []float32, n int, mask []int32, stats *auxStats) {
-	E, K, h := c.Experts, c.TopK, c.Hidden
-	ma.logits = grow(ma.logits, n*E)
-	m.Router.Forward(ma.logits, x, n)
-	route(c, ma, n, mask, stats)
-	// Each expert runs once on the rows routed to it, packed together.
-	inter := c.ExpertIntermediate
-	ma.x, ma.g, ma.u = growRows(ma.x, E, 0), growRows(ma.g, E, 0), growRows(ma.u, E, 0)
-	ma.a, ma.y = growRows(ma.a, E, 0), growRows(ma.y, E, 0)
-	runExperts(ma, func(e, _ int) {
-		ex, slots := m.Experts[e], ma.slots[e]
-		ne := len(slots)
-		ma.x[e], ma.y[e] = growSlack(ma.x[e], ne, h), growSlack(ma.y[e], ne, h)
-		ma.g[e], ma.u[e], ma.a[e] = growSlack(ma.g[e], ne, inter), growSlack(ma.u[e], ne, inter), growSlack(ma.a[e], ne, inter)
-		xe := ma.x[e]
-		for i, s := range slots {
-			t := int(s) / K
-			copy(xe[i*h:(i+1)*h], x[t*h:(t+1)*h])
-		}
-		ex.Gate.Forward(ma.g[e], xe, ne)
-		ex.Up.Forward(ma.u[e], xe, ne)
-		cpu.SiLUMul(ma.a[e], ma.g[e], ma.u[e]) // nn.SwiGLU on this goroutine
-		ex.Down.Forward(ma.y[e], ma.a[e], ne)
-	})
-	// The weighted sum into out, expert by expert in order (the rounding
-	// of a serial loop over experts).
-	clear(out[:n*h])
-	for e, slots := range ma.slots {
-		for i, s := range slots {
-			t := int(s) / K
-			w := ma.wts[s]
-			o, y := out[t*h:(t+1)*h], ma.y[e][i*h:(i+1)*h]
-			for j, v := range y {
-				o[j] += w * v
-			}
-		}
-	}
 }
 
 // route turns the router logits in ma.logits (n rows) into each token's
@@ -270,58 +165,6 @@ func route(c *Config, ma *moeActs, n int, mask []int32, stats *auxStats) {
 	}
 }
 
-// moeBackward turns dout, the gradient of the MoE output, into gradients
-// of the experts, the router and the input (accumulated into dx), adding
-// the auxiliary loss's gradient with weight auxW (0: none) for the rows
-// mask keeps.
-func moeBackward(c *Config, m *MoE, ma *moeActs, dx, dout, x []float32, n int, mask []int32, auxGrad []float64, auxW float64) {
-	E, K, h, inter := c.Experts, c.TopK, c.Hidden, c.ExpertIntermediate
-	if cap(ma.dw) < n*K {
-		ma.dw = make([]float64, n*K)
-	}
-	dw := ma.dw[:n*K]
-	clear(dw)
-	nw := workers(ma)
-	ma.dyx = growRows(ma.dyx, E, 0)
-	ma.da, ma.dg, ma.du = growRows(ma.da, nw, 0), growRows(ma.dg, nw, 0), growRows(ma.du, nw, 0)
-	runExperts(ma, func(e, w int) {
-		ex, slots := m.Experts[e], ma.slots[e]
-		ne := len(slots)
-		ma.dyx[e] = growSlack(ma.dyx[e], ne, h)
-		ma.da[w], ma.dg[w], ma.du[w] = growSlack(ma.da[w], ne, inter), growSlack(ma.dg[w], ne, inter), growSlack(ma.du[w], ne, inter)
-		dy, da, dg, du := ma.dyx[e], ma.da[w], ma.dg[w], ma.du[w]
-		for i, s := range slots {
-			t := int(s) / K
-			d, y := dout[t*h:(t+1)*h], ma.y[e][i*h:(i+1)*h]
-			var dot float64
-			w := ma.wts[s]
-			for j, v := range d {
-				dot += float64(v) * float64(y[j])
-				dy[i*h+j] = w * v
-			}
-			dw[s] = dot // each slot belongs to one expert
-		}
-		clear(da)
-		ex.Down.Backward(da, dy, ma.a[e], ne)
-		cpu.SiLUMulBackward(dg, du, da, ma.g[e], ma.u[e]) // nn.SwiGLUBackward on this goroutine
-		// dy is spent: its rows take the input's gradient.
-		dxe := dy
-		clear(dxe)
-		ex.Gate.Backward(dxe, dg, ma.x[e], ne)
-		ex.Up.Backward(dxe, du, ma.x[e], ne)
-	})
-	// Tokens are shared between experts: add their input gradients
-	// expert by expert in order.
-	for e, slots := range ma.slots {
-		for i, s := range slots {
-			t := int(s) / K
-			addTo(dx[t*h:(t+1)*h], ma.dyx[e][i*h:(i+1)*h])
-		}
-	}
-	routerGrad(c, ma, dw, n, mask, auxGrad, auxW)
-	m.Router.Backward(dx, ma.dlogits, x, n)
-}
-
 // routerGrad writes ma.dlogits, the gradient of the router logits, from
 // dw, that of each slot's routing weight (through the weights and the
 // softmax), adding the auxiliary loss's gradient with weight auxW (0: none)
@@ -372,4 +215,18 @@ func (m *Model) hasDenseMLP() bool {
 		}
 	}
 	return false
+}
+
+// grad is the gradient of router_aux_loss_coef × the loss of these
+// statistics with respect to each expert's router probability at one
+// (token, layer) counted; nil when there is none.
+func (s *auxStats) grad(c *Config) []float64 {
+	if c.AuxCoef == 0 || s.tokens == 0 {
+		return nil
+	}
+	g := make([]float64, c.Experts)
+	for e, n := range s.chosen {
+		g[e] = c.AuxCoef * float64(c.Experts) * n / (s.tokens * s.tokens)
+	}
+	return g
 }

@@ -6,8 +6,8 @@ import (
 	"math/rand/v2"
 	"sort"
 
-	"gotune/compute/cpu"
 	"gotune/model/family"
+	"gotune/parallel"
 )
 
 // shapes are named architectures for benchmarks and planning: the shapes of
@@ -93,7 +93,7 @@ func (c *Config) Params() int64 {
 func (m *Model) RandomInit(seed uint64) {
 	fill := func(v []float32, std float64, stream uint64) {
 		a := float32(std * math.Sqrt(3))
-		cpu.Parallel(len(v), 1<<16, func(lo, hi int) {
+		parallel.For(len(v), 1<<16, func(lo, hi int) {
 			r := rand.New(rand.NewPCG(seed^stream, uint64(lo)))
 			for i := lo; i < hi; i++ {
 				v[i] = a * (2*r.Float32() - 1)

@@ -3,8 +3,8 @@ package optim
 import (
 	"math"
 
-	"gotune/compute/cpu"
 	"gotune/nn"
+	"gotune/parallel"
 )
 
 // normBlock is the fixed block size of the parallel norm reduction: partial
@@ -27,7 +27,7 @@ func GradNorm(params []*nn.Param) float64 {
 			continue
 		}
 		partial := make([]float64, nb)
-		cpu.Parallel(nb, 1, func(lo, hi int) {
+		parallel.For(nb, 1, func(lo, hi int) {
 			for b := lo; b < hi; b++ {
 				partial[b] = sumSq(g[b*normBlock : min((b+1)*normBlock, len(g))])
 			}
@@ -76,7 +76,7 @@ func ClipGradNorm(params []*nn.Param, maxNorm float64) float64 {
 		if g == nil {
 			continue
 		}
-		cpu.Parallel(len(g), minChunk, func(lo, hi int) {
+		parallel.For(len(g), minChunk, func(lo, hi int) {
 			for j := range g[lo:hi] {
 				g[lo+j] *= c
 			}

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"sort"
 
-	"gotune/compute/cpu"
 	"gotune/nn"
+	"gotune/parallel"
 )
 
 // Group is a set of parameters sharing hyper-parameters, as a torch param
@@ -138,5 +138,5 @@ func (ps *params) span(i, lo, hi int) (a, b int) {
 
 // parallel runs fn over the whole flat index space.
 func (ps *params) parallel(fn func(lo, hi int)) {
-	cpu.Parallel(ps.total, minChunk, fn)
+	parallel.For(ps.total, minChunk, fn)
 }

@@ -178,7 +178,6 @@ func AttachLoRA(m *model.Model, cfg LoRAConfig, seed uint64) (*LoRASet, error) {
 			Scale:   float32(scale),
 			Dropout: float32(cfg.Dropout),
 			Seed:    rng.Uint64(),
-			r:       r,
 		}
 		switch cfg.Init {
 		case "", "default", "true":

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"gotune/compute"
-	"gotune/compute/cpu"
 	"gotune/model"
 	"gotune/nn"
 	"gotune/safetensors"
@@ -66,64 +65,6 @@ type Bottleneck struct {
 	Up, UpBias     *nn.Param
 	Scale          float32
 	act            activation
-	x, z, a, da    nn.Buf
-}
-
-// Forward implements model.SublayerHook.
-func (b *Bottleneck) Forward(y []float32, n int) {
-	r, h := b.Down.Shape[0], b.Down.Shape[1]
-	x := b.x.Get(n * h)
-	copy(x, y[:n*h])
-	z := b.z.Get(n * r)
-	for i := 0; i < n; i++ {
-		copy(z[i*r:(i+1)*r], b.DownBias.Data)
-	}
-	cpu.Sgemm(false, true, n, r, h, 1, x, h, b.Down.Data, h, 1, z, r)
-	a := b.a.Get(n * r)
-	for i, v := range z {
-		a[i] = float32(b.act.f(float64(v)))
-	}
-	nn.AddBias(y, scaled(b.UpBias.Data, b.Scale), n)
-	cpu.Sgemm(false, true, n, h, r, b.Scale, a, r, b.Up.Data, r, 1, y, h)
-}
-
-func scaled(v []float32, s float32) []float32 {
-	if s == 1 {
-		return v
-	}
-	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = x * s
-	}
-	return out
-}
-
-// Backward implements model.SublayerHook.
-func (b *Bottleneck) Backward(dy []float32, n int) {
-	r, h := b.Down.Shape[0], b.Down.Shape[1]
-	x, z, a := b.x.Get(n*h), b.z.Get(n*r), b.a.Get(n*r)
-	if b.Up.Grad != nil {
-		cpu.Sgemm(true, false, h, r, n, b.Scale, dy, h, a, r, 1, b.Up.Grad, r)
-	}
-	if b.UpBias.Grad != nil {
-		var tmp = make([]float32, h)
-		nn.BiasBackward(tmp, dy, n)
-		for i, v := range tmp {
-			b.UpBias.Grad[i] += b.Scale * v
-		}
-	}
-	dz := b.da.Get(n * r)
-	cpu.Sgemm(false, false, n, r, h, b.Scale, dy, h, b.Up.Data, r, 0, dz, r)
-	for i, v := range z {
-		dz[i] *= float32(b.act.df(float64(v)))
-	}
-	if b.Down.Grad != nil {
-		cpu.Sgemm(true, false, r, h, n, 1, dz, r, x, h, 1, b.Down.Grad, h)
-	}
-	if b.DownBias.Grad != nil {
-		nn.BiasBackward(b.DownBias.Grad, dz, n)
-	}
-	cpu.Sgemm(false, false, n, h, r, 1, dz, r, b.Down.Data, h, 1, dy, h)
 }
 
 // Params lists the adapter's weights.

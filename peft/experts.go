@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"strings"
 
-	"gotune/compute/cpu"
 	"gotune/model"
 	"gotune/nn"
 )
@@ -155,10 +154,12 @@ func (el *ExpertLoRA) merge() error {
 		for o := 0; o < a.lin.Out; o++ {
 			row := a.lin.W.Data[o*in : (o+1)*in]
 			for k := 0; k < r; k++ {
-				cpu.Axpy(el.Scale*bp[o*r+k], ae[k*in:(k+1)*in], row)
+				c := el.Scale * bp[o*r+k]
+				for i, v := range ae[k*in : (k+1)*in] {
+					row[i] += c * v
+				}
 			}
 		}
-		a.lin.DropPacked()
 	}
 	return nil
 }
@@ -170,9 +171,6 @@ type expertAdapter struct {
 	e      int
 	rowOff int
 	lin    *nn.Linear
-	// scratch reused from call to call: B_e's rows, x·A_eᵀ (saved for
-	// backward, as LoRA does), and the backward's products
-	bp, h, db, dh nn.Buf
 }
 
 // bPart gathers B_e's rows for this layer, [Out, r] (B stores expert e's
@@ -180,7 +178,7 @@ type expertAdapter struct {
 func (a *expertAdapter) bPart() []float32 {
 	r, E, out := a.l.r, a.l.e, a.lin.Out
 	cols := r * E
-	bp := a.bp.Get(out * r)
+	bp := make([]float32, out*r)
 	for o := 0; o < out; o++ {
 		src := a.l.B.Data[(a.rowOff+o)*cols:]
 		for k := 0; k < r; k++ {
@@ -188,56 +186,6 @@ func (a *expertAdapter) bPart() []float32 {
 		}
 	}
 	return bp
-}
-
-func (a *expertAdapter) aPart(d []float32) []float32 {
-	in, r := a.lin.In, a.l.r
-	return d[a.e*r*in : (a.e+1)*r*in]
-}
-
-// Forward implements nn.Adapter: y = x·Wᵀ + s·(x·A_eᵀ)·B_eᵀ, the frozen
-// product and the update summed block by block (cpu.SgemmSum). It keeps
-// x·A_eᵀ and B_e's rows for Backward, which follows before B changes. The
-// products use lin's share of the cores (lin.Threads: the experts run side by
-// side); the experts' adapters share A and B but write disjoint parts of
-// their gradients, so they may run concurrently.
-func (a *expertAdapter) Forward(lin *nn.Linear, y, x []float32, n int) {
-	in, r := lin.In, a.l.r
-	h := a.h.Get(n * r)
-	cpu.SgemmOn(lin.Threads(), false, true, n, r, in, 1, x, in, a.aPart(a.l.A.Data), in, 0, h, r)
-	lin.MatMulPlus(y, x, n, cpu.Term{TransB: true, K: r, Alpha: a.l.Scale, A: h, LDA: r, B: a.bPart(), LDB: r})
-	if lin.B != nil {
-		nn.AddBias(y, lin.B.Data, n)
-	}
-}
-
-// Backward implements nn.Adapter.
-func (a *expertAdapter) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
-	in, out, r, E := lin.In, lin.Out, a.l.r, a.l.e
-	th := lin.Threads()
-	ae := a.aPart(a.l.A.Data)
-	bp := a.bp.Get(out * r) // B_e's rows, gathered by the forward pass
-	h := a.h.Get(n * r)     // from the forward pass
-	if g := a.l.B.Grad; g != nil {
-		db := a.db.Get(out * r)
-		cpu.SgemmOn(th, true, false, out, r, n, a.l.Scale, dy, out, h, r, 0, db, r)
-		for o := 0; o < out; o++ {
-			dst := g[(a.rowOff+o)*r*E:]
-			for k := 0; k < r; k++ {
-				dst[k*E+a.e] += db[o*r+k]
-			}
-		}
-	}
-	dh := a.dh.Get(n * r)
-	cpu.SgemmOn(th, false, false, n, r, out, a.l.Scale, dy, out, bp, r, 0, dh, r)
-	if g := a.l.A.Grad; g != nil {
-		cpu.SgemmOn(th, true, false, r, in, n, 1, dh, r, x, in, 1, a.aPart(g), in)
-	}
-	// The frozen path, with dx's low-rank part summed in the same pass.
-	if dx != nil {
-		lin.InputGradPlus(dx, dy, n, cpu.Term{K: r, Alpha: 1, A: dh, LDA: r, B: ae, LDB: in})
-	}
-	lin.BaseBackward(nil, dy, x, n)
 }
 
 // Params implements nn.Adapter (the shared A and B, listed by the set).

@@ -40,61 +40,6 @@ type IA3 struct {
 	Module      string
 	L           *nn.Param // [Out, 1], or [1, In] when Feedforward
 	Feedforward bool
-
-	base nn.Buf // W·x + b, before scaling (output scaling)
-	xs   nn.Buf // l ⊙ x (input scaling)
-	dxs  nn.Buf
-	dyb  nn.Buf
-}
-
-// Forward implements nn.Adapter.
-func (a *IA3) Forward(lin *nn.Linear, y, x []float32, n int) {
-	l := a.L.Data
-	if a.Feedforward {
-		in := lin.In
-		xs := a.xs.Get(n * in)
-		for i, v := range x[:n*in] {
-			xs[i] = v * l[i%in]
-		}
-		lin.BaseForward(y, xs, n)
-		return
-	}
-	out := lin.Out
-	lin.BaseForward(y, x, n)
-	base := a.base.Get(n * out)
-	copy(base, y[:n*out])
-	for i := range y[:n*out] {
-		y[i] *= l[i%out]
-	}
-}
-
-// Backward implements nn.Adapter.
-func (a *IA3) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
-	l, g := a.L.Data, a.L.Grad
-	if a.Feedforward {
-		in := lin.In
-		dxs := a.dxs.Zero(n * in)
-		lin.BaseBackward(dxs, dy, a.xs.Get(n*in), n)
-		for i, v := range dxs {
-			if g != nil {
-				g[i%in] += v * x[i]
-			}
-			if dx != nil {
-				dx[i] += v * l[i%in]
-			}
-		}
-		return
-	}
-	out := lin.Out
-	base := a.base.Get(n * out)
-	dyb := a.dyb.Get(n * out)
-	for i, v := range dy[:n*out] {
-		if g != nil {
-			g[i%out] += v * base[i]
-		}
-		dyb[i] = v * l[i%out]
-	}
-	lin.BaseBackward(dx, dyb, x, n)
 }
 
 // IA3 returns the vector and whether it scales the input (model.Scaler: what

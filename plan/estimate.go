@@ -13,8 +13,8 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
-	"gotune/compute/cpu"
 	"gotune/model"
 )
 
@@ -149,7 +149,7 @@ type Options struct {
 	// negative value means collection is off.
 	GOGC int
 	// Threads is the number of workers of the attention kernels; 0 means
-	// cpu.Threads().
+	// GOMAXPROCS.
 	Threads int
 }
 
@@ -175,7 +175,7 @@ func (o Options) withDefaults() Options {
 		o.GOGC = 100
 	}
 	if o.Threads <= 0 {
-		o.Threads = cpu.Threads()
+		o.Threads = runtime.GOMAXPROCS(0)
 	}
 	return o
 }

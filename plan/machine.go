@@ -14,7 +14,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"gotune/compute/cpu"
+	"gotune/compute"
 	"gotune/quant"
 )
 
@@ -52,51 +52,109 @@ func ParseMemTotal(r io.Reader) (int64, error) {
 	return 0, fmt.Errorf("/proc/meminfo: no MemTotal line")
 }
 
-// Probe measures the throughput of float32 matrix products (with whatever
-// backend gotune uses here: OpenBLAS or the built-in kernels) and of
-// products with an NF4 weight, in GFLOP/s, spending about budget on each.
-// The products have the shape of a training step's projections: tokens
-// rows of activations times a rows×cols weight.
-func Probe(budget time.Duration, tokens, rows, cols int) (f32, nf4 float64, err error) {
+// Probe measures on be the throughput of float32 matrix products and of
+// products with an NF4 weight (expanded block by block first, as the block
+// over the compute seam runs QLoRA), in GFLOP/s, spending about budget on
+// each. The products have the shape of a training step's projections:
+// tokens rows of activations times a rows×cols weight.
+func Probe(be compute.Backend, budget time.Duration, tokens, rows, cols int) (f32, nf4 float64, err error) {
 	if tokens < 1 || rows < 1 || cols < 1 {
 		return 0, 0, fmt.Errorf("probe: sizes %d×%d×%d must be positive", tokens, rows, cols)
 	}
-	a, b, c := make([]float32, tokens*cols), make([]float32, rows*cols), make([]float32, tokens*rows)
-	for i := range b {
-		b[i] = float32(i%5)*0.1 - 0.2
+	hb := make([]float32, rows*cols)
+	for i := range hb {
+		hb[i] = float32(i%5)*0.1 - 0.2
 	}
-	for i := range a {
-		a[i] = float32(i%7)*0.1 - 0.3
+	ha := make([]float32, tokens*cols)
+	for i := range ha {
+		ha[i] = float32(i%7)*0.1 - 0.3
 	}
-	f32 = rate(budget, 2*float64(tokens)*float64(rows)*float64(cols), func() {
-		cpu.Sgemm(false, true, tokens, rows, cols, 1, a, cols, b, cols, 0, c, rows)
+	var ts []compute.Tensor
+	defer func() {
+		for _, t := range ts {
+			t.Free()
+		}
+	}()
+	alloc := func(dt compute.DType, n int) compute.Tensor {
+		if err != nil {
+			return nil
+		}
+		var t compute.Tensor
+		if t, err = be.Alloc(dt, n); err == nil {
+			ts = append(ts, t)
+		}
+		return t
+	}
+	a, b, c := alloc(compute.F32, len(ha)), alloc(compute.F32, len(hb)), alloc(compute.F32, tokens*rows)
+	if err != nil {
+		return 0, 0, fmt.Errorf("probe: %w", err)
+	}
+	be.Upload(a, ha)
+	be.Upload(b, hb)
+	flops := 2 * float64(tokens) * float64(rows) * float64(cols)
+	f32 = rate(budget, flops, func() {
+		be.Gemm(false, true, tokens, rows, cols, 1, a, cols, b, cols, 0, c, rows)
+		err = be.Sync()
 	})
-	q, err := quant.Quantize(b, rows, cols, quant.Options{Type: quant.NF4, DoubleQuant: true})
+	if err != nil {
+		return 0, 0, fmt.Errorf("probe: %w", err)
+	}
+	q, qerr := quant.Quantize(hb, rows, cols, quant.Options{Type: quant.NF4, DoubleQuant: true})
+	if qerr != nil {
+		return f32, 0, fmt.Errorf("probe: %w", qerr)
+	}
+	packed, scales, code, block, ok := q.Packed4()
+	if !ok {
+		return f32, 0, fmt.Errorf("probe: an NF4 matrix without 4-bit codes")
+	}
+	p, sc, cb := alloc(compute.U8, len(packed)), alloc(compute.F32, len(scales)), alloc(compute.F32, len(code))
 	if err != nil {
 		return f32, 0, fmt.Errorf("probe: %w", err)
 	}
-	nf4 = rate(budget, 2*float64(tokens)*float64(rows)*float64(cols), func() { q.MatMul(c, a, tokens) })
+	be.UploadBytes(p, packed)
+	be.Upload(sc, scales)
+	be.Upload(cb, code[:])
+	nf4 = rate(budget, flops, func() {
+		be.Dequantize4(b, p, sc, cb, rows*cols, block)
+		be.Gemm(false, true, tokens, rows, cols, 1, a, cols, b, cols, 0, c, rows)
+		err = be.Sync()
+	})
+	if err != nil {
+		return f32, 0, fmt.Errorf("probe: %w", err)
+	}
 	return f32, nf4, nil
 }
 
-// ProbeExp measures exponentials per second (millions) the way the
-// training step computes them: the vector kernel cpu.ExpF32 over slices
-// split across workers, right after a matrix product as in a step.
-func ProbeExp(budget time.Duration) float64 {
-	const n = 1 << 18
-	src, dst := make([]float32, n), make([]float32, n)
+// ProbeExp measures exponentials per second (millions) on be as a training
+// step computes them: the SiLU of a slice, right after a matrix product as
+// in a step.
+func ProbeExp(be compute.Backend, budget time.Duration) (float64, error) {
+	const n, k = 1 << 18, 256
+	src := make([]float32, n)
 	for i := range src {
 		src[i] = float32(i%97)*0.01 - 0.5
 	}
-	const k = 256
-	a, c := make([]float32, k*k), make([]float32, k*k)
-	fn := func() {
-		cpu.Sgemm(false, true, k, k, k, 1, a, k, a, k, 0, c, k)
-		cpu.Parallel(n, 4096, func(lo, hi int) {
-			cpu.ExpF32(dst[lo:hi], src[lo:hi])
-		})
+	var ts []compute.Tensor
+	defer func() {
+		for _, t := range ts {
+			t.Free()
+		}
+	}()
+	for _, size := range []int{n, n, k * k, k * k} {
+		t, err := be.Alloc(compute.F32, size)
+		if err != nil {
+			return 0, fmt.Errorf("probe: %w", err)
+		}
+		ts = append(ts, t)
 	}
-	// rate reports (n + GEMM FLOPs)/1e9 per second; count only the exps.
+	x, y, a, c := ts[0], ts[1], ts[2], ts[3]
+	be.Upload(x, src)
+	var err error
+	fn := func() {
+		be.Gemm(false, true, k, k, k, 1, a, k, a, k, 0, c, k)
+		be.Activate(y, x, compute.SiLU)
+		err = be.Sync()
+	}
 	fn()
 	reps := 0
 	start := time.Now()
@@ -104,7 +162,10 @@ func ProbeExp(budget time.Duration) float64 {
 		fn()
 		reps++
 	}
-	return float64(n) * float64(reps) / time.Since(start).Seconds() / 1e6
+	if err != nil {
+		return 0, fmt.Errorf("probe: %w", err)
+	}
+	return float64(n) * float64(reps) / time.Since(start).Seconds() / 1e6, nil
 }
 
 // rate runs fn once to warm up, then repeatedly for about budget, and

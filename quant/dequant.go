@@ -3,7 +3,7 @@ package quant
 import (
 	"fmt"
 
-	"gotune/compute/cpu"
+	"gotune/parallel"
 )
 
 // Dequantize writes the whole rows×cols matrix, decoded, into dst. It is
@@ -26,7 +26,7 @@ func (m *Matrix) DequantizeRows(dst []float32, r0, r1 int) {
 // decodeRowsParallel decodes rows [r0, r1) into dst using all workers.
 func (m *Matrix) decodeRowsParallel(dst []float32, r0, r1 int) {
 	cols := m.cols
-	cpu.Parallel(r1-r0, 1+8192/cols, func(lo, hi int) {
+	parallel.For(r1-r0, 1+8192/cols, func(lo, hi int) {
 		m.decode(dst[lo*cols:hi*cols], (r0+lo)*cols)
 	})
 }

@@ -32,7 +32,7 @@ import (
 	"math"
 	"sync"
 
-	"gotune/compute/cpu"
+	"gotune/parallel"
 )
 
 // Type names a storage format for frozen weights. F32 and BF16 are the
@@ -396,7 +396,7 @@ func (m *Matrix) scale(b int) float32 {
 func parallelErr(n, minChunk int, fn func(lo, hi int) error) error {
 	var mu sync.Mutex
 	var first error
-	cpu.Parallel(n, minChunk, func(lo, hi int) {
+	parallel.For(n, minChunk, func(lo, hi int) {
 		if err := fn(lo, hi); err != nil {
 			mu.Lock()
 			if first == nil {

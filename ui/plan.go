@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"gotune/compute"
 	"gotune/method"
 	"gotune/model"
 	"gotune/plan"
@@ -18,18 +19,25 @@ type rates struct {
 	m  map[[3]int][3]float64
 }
 
-func (r *rates) get(rows, cols, inner int) ([3]float64, error) {
+func (r *rates) get(be compute.Backend, rows, cols, inner int) ([3]float64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	key := [3]int{rows, cols, inner}
 	if v, ok := r.m[key]; ok {
 		return v, nil
 	}
-	f32, nf4, err := plan.Probe(150*time.Millisecond, rows, cols, inner)
+	if be == nil {
+		return [3]float64{}, nil
+	}
+	f32, nf4, err := plan.Probe(be, 150*time.Millisecond, rows, cols, inner)
 	if err != nil {
 		return [3]float64{}, err
 	}
-	v := [3]float64{f32, nf4, plan.ProbeExp(100 * time.Millisecond)}
+	exps, err := plan.ProbeExp(be, 100*time.Millisecond)
+	if err != nil {
+		return [3]float64{}, err
+	}
+	v := [3]float64{f32, nf4, exps}
 	if r.m == nil {
 		r.m = map[[3]int][3]float64{}
 	}
@@ -84,7 +92,7 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	v, err := s.rates.get(min(req.Batch*req.Seq, 1024), p.Config.Intermediate, p.Config.Hidden)
+	v, err := s.rates.get(s.backend, min(req.Batch*req.Seq, 1024), p.Config.Intermediate, p.Config.Hidden)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gotune/compute"
 	"io"
 	"io/fs"
 	"net"
@@ -41,6 +42,9 @@ type Options struct {
 	ReadOnly []string
 	// Log receives one line per failed request and job event (nil: none).
 	Log io.Writer
+	// Backend is the compute backend the page's plan measures (its matrix
+	// and exponential rates); nil leaves step times out of plans.
+	Backend compute.Backend
 }
 
 // Server is the web UI: the page and its JSON API.
@@ -56,6 +60,7 @@ type Server struct {
 	mux      *http.ServeMux
 	exportMu sync.Mutex
 	rates    rates
+	backend  compute.Backend
 }
 
 // New checks the roots and prepares the server.
@@ -67,7 +72,7 @@ func New(opt Options) (*Server, error) {
 		}
 		opt.Roots = []string{wd}
 	}
-	s := &Server{token: opt.Token, command: opt.Command, log: opt.Log}
+	s := &Server{token: opt.Token, command: opt.Command, log: opt.Log, backend: opt.Backend}
 	for _, r := range opt.Roots {
 		p, err := resolveDir(r)
 		if err != nil {

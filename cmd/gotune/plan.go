@@ -109,9 +109,14 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 			o.GOGC = v
 		}
 	}
+	be, release, err := openBackend("cpu")
+	if err != nil {
+		return err
+	}
+	defer release()
 	if o.GFLOPS <= 0 || o.NF4GFLOPS <= 0 {
 		// Shaped like the step's MLP products, the bulk of its FLOPs.
-		f32, q, err := plan.Probe(150*time.Millisecond, min(*batch**seq, 1024), req.Config.Intermediate, req.Config.Hidden)
+		f32, q, err := plan.Probe(be, 150*time.Millisecond, min(*batch**seq, 1024), req.Config.Intermediate, req.Config.Hidden)
 		if err != nil {
 			return err
 		}
@@ -125,7 +130,9 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 	if *mexps > 0 {
 		o.MExps = *mexps
 	} else {
-		o.MExps = plan.ProbeExp(100 * time.Millisecond)
+		if o.MExps, err = plan.ProbeExp(be, 100*time.Millisecond); err != nil {
+			return err
+		}
 	}
 	req.Options = mergeSource(o, req.Options.SourceBytes)
 	p, err := plan.Make(req)

@@ -67,7 +67,12 @@ documented in the ui package (go doc gotune/ui).`, args, stdout, stderr)
 			readOnly = append(readOnly, d)
 		}
 	}
-	s, err := ui.New(ui.Options{Roots: roots, Token: *token, ReadOnly: readOnly, Log: stderr})
+	be, release, err := openBackend("cpu")
+	if err != nil {
+		return err
+	}
+	defer release()
+	s, err := ui.New(ui.Options{Roots: roots, Token: *token, ReadOnly: readOnly, Log: stderr, Backend: be})
 	if err != nil {
 		return err
 	}
