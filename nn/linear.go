@@ -46,4 +46,3 @@ func (l *Linear) DenseWeight() []float32 {
 	}
 	return l.W.Data
 }
-

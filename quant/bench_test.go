@@ -1,48 +1,9 @@
 package quant
 
 import (
-	"fmt"
 	"runtime"
 	"testing"
-
-	"gotune/compute/cpu"
 )
-
-// go test -bench MatMul -benchtime 20x ./quant/
-func BenchmarkMatMul(b *testing.B) {
-	for _, sh := range [][2]int{{1024, 1024}, {3072, 1024}} {
-		rows, cols := sh[0], sh[1]
-		w := normals(1, rows*cols, 0.02)
-		m := mustQuantize(b, w, rows, cols, Options{Type: NF4, DoubleQuant: true})
-		for _, n := range []int{1, 16, 256} {
-			x := normals(2, n*cols, 1)
-			y := make([]float32, n*rows)
-			flops := 2 * float64(n) * float64(rows) * float64(cols)
-			report := func(b *testing.B) {
-				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			}
-			b.Run(fmt.Sprintf("f32/%dx%d/n=%d", rows, cols, n), func(b *testing.B) {
-				for b.Loop() {
-					cpu.Sgemm(false, true, n, rows, cols, 1, x, cols, w, cols, 0, y, rows)
-				}
-				report(b)
-			})
-			b.Run(fmt.Sprintf("nf4/%dx%d/n=%d", rows, cols, n), func(b *testing.B) {
-				for b.Loop() {
-					m.MatMul(y, x, n)
-				}
-				report(b)
-			})
-			b.Run(fmt.Sprintf("nf4-grad/%dx%d/n=%d", rows, cols, n), func(b *testing.B) {
-				dx := make([]float32, n*cols)
-				for b.Loop() {
-					m.MatMulInputGrad(dx, y, n, false)
-				}
-				report(b)
-			})
-		}
-	}
-}
 
 // Dequantization throughput, the overhead the panel path adds to a GEMM.
 func BenchmarkDequantize(b *testing.B) {
