@@ -76,7 +76,7 @@ func (r *Ref) device(m *model.Model, inference bool) (*model.DeviceModel, error)
 	return model.NewDeviceModel(m, r.o.Backend, model.DeviceOptions{Compute: r.o.Compute, Inference: inference})
 }
 
-// grads downloads the device gradients of params by name.
+// deviceGrads downloads the device gradients of params by name.
 func deviceGrads(dm *model.DeviceModel, params []*nn.Param) (map[string][]float32, error) {
 	got := map[string][]float32{}
 	for _, p := range params {

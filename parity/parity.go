@@ -14,6 +14,7 @@ import (
 	"sort"
 
 	"gotune/checks"
+	"gotune/compute"
 	"gotune/model"
 	"gotune/quant"
 	"gotune/safetensors"
@@ -55,6 +56,15 @@ type Meta struct {
 // Open loads dir/model and dir/ref/batch.safetensors; the checks run on
 // o's backend.
 func Open(dir string, o DeviceOptions) (*Ref, error) {
+	if o.Backend == nil {
+		return nil, fmt.Errorf("parity: %s: no compute backend", dir)
+	}
+	if o.Compute == 0 {
+		o.Compute = compute.F32
+	}
+	if o.Compute != compute.F32 && o.Compute != compute.BF16 {
+		return nil, fmt.Errorf("parity: compute type %v (want f32 or bf16)", o.Compute)
+	}
 	r := &Ref{Dir: dir, o: o}
 	var err error
 	if r.Model, err = r.load(nil); err != nil {

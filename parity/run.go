@@ -9,7 +9,6 @@ import (
 	"sort"
 
 	"gotune/checks"
-	"gotune/compute"
 	"gotune/optim"
 	"gotune/quant"
 )
@@ -23,21 +22,12 @@ import (
 // losses, gradients and trained weights are held to o.Limit and
 // o.GradLimit; in f32 every backend gets the same names and limits.
 func RunModel(dir string, o DeviceOptions) ([]checks.Result, error) {
-	if o.Backend == nil {
-		return nil, fmt.Errorf("parity: %s: no compute backend", dir)
-	}
-	if o.Compute == 0 {
-		o.Compute = compute.F32
-	}
-	if o.Compute != compute.F32 && o.Compute != compute.BF16 {
-		return nil, fmt.Errorf("parity: compute type %v (want f32 or bf16)", o.Compute)
-	}
 	r, err := Open(dir, o)
 	if err != nil {
 		return nil, err
 	}
 	res, err := r.run()
-	if o.bf16() {
+	if r.o.bf16() {
 		for i := range res {
 			res[i].Check = "bf16." + res[i].Check
 		}
