@@ -314,7 +314,9 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			err = fmt.Errorf("device model: %s has no weight", l.Name)
 			return nil
 		}
-		if dq == nil && lw.Data == nil {
+		if dq == nil && lw.Data == nil && dm.wrapBF16(l, lw) {
+			// Held where it lies, in 16 bits (see wrapBF16).
+		} else if dq == nil && lw.Data == nil {
 			w := make([]float32, l.In*l.Out)
 			for i, v := range l.WBF16 {
 				w[i] = math.Float32frombits(uint32(v) << 16)
@@ -323,7 +325,9 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			defer func() { lw.Data = nil }()
 		}
 		dl := &dlinear{in: l.In, out: l.Out, q: dq, b: param(l.B, true)}
-		if dq == nil {
+		if d := dm.byHost[lw]; d != nil && lw.Data == nil {
+			dl.w = d // wrapped by wrapBF16
+		} else if dq == nil {
 			dl.w = param(lw, false)
 		}
 		if sc, ok := l.Adapter.(Scaler); ok {
@@ -461,6 +465,25 @@ func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
 	}
 	d.w = ts[0]
 	return d, nil
+}
+
+// wrapBF16 holds a frozen bf16 base weight (l.WBF16, lw its stand-in
+// parameter) in 16 bits where the backend's memory is the host's: the
+// backend reads the host's bits in place instead of a float32 expansion,
+// which would double the frozen weights' memory. It reports false where it
+// does not apply (another backend, a trained weight), leaving the weight to
+// the usual upload. In F32 compute the products widen the weight as they
+// read it, which is what the expansion held; in BF16 compute the values are
+// those of the rounded copy an upload would make.
+func (dm *DeviceModel) wrapBF16(l *nn.Linear, lw *nn.Param) bool {
+	hb, ok := dm.be.(compute.HostBackend)
+	if !ok || l.WBF16 == nil || len(l.WBF16) != l.In*l.Out || (lw.Trainable() && !dm.inference) {
+		return false
+	}
+	d := &dparam{host: lw, n: len(l.WBF16), w: hb.WrapBF16(l.WBF16)}
+	dm.byHost[lw] = d
+	dm.params = append(dm.params, d)
+	return true
 }
 
 // frozen returns the device tensors of a frozen host weight: uploaded by
