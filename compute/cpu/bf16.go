@@ -50,7 +50,7 @@ func refuseHalf(t *tensor) *tensor {
 
 // widen writes the float32 values of bf16 bits src into dst, on every core.
 func widen(dst []float32, src []uint16) {
-	elementwise(len(src), func(lo, hi int) { BF16ToF32(dst[lo:hi], src[lo:hi]) })
+	elementwise(len(src), func(lo, hi int) { widenBF16(dst[lo:hi], src[lo:hi]) })
 }
 
 // axpbyHalf is Axpby with x held in 16 bits.
@@ -60,7 +60,7 @@ func (d *Device) axpbyHalf(Y *tensor, alpha float32, x []uint16, beta float32) {
 		for i := lo; i < hi; i += len(buf) {
 			e := min(hi, i+len(buf))
 			v := buf[:e-i]
-			BF16ToF32(v, x[i:e])
+			widenBF16(v, x[i:e])
 			y := Y.F[i:e]
 			if beta == 0 {
 				for j, xv := range v {

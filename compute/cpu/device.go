@@ -865,7 +865,7 @@ func (d *Device) GatherRows(dst, src, idx compute.Tensor, rows, dim int) {
 		for r := lo; r < hi; r++ {
 			k := int(I.I[r])
 			if S.Half() {
-				BF16ToF32(D.F[r*dim:(r+1)*dim], S.H[k*dim:(k+1)*dim])
+				widenBF16(D.F[r*dim:(r+1)*dim], S.H[k*dim:(k+1)*dim])
 				continue
 			}
 			copy(D.F[r*dim:(r+1)*dim], S.F[k*dim:(k+1)*dim])
