@@ -14,14 +14,15 @@ import (
 // weights only as bfloat16 bits) trains LoRA and DoRA through the compute
 // seam on the CPU backend, its frozen weights held in 16 bits and read in
 // place, with the CPU workspace's loss and adapter gradients on the same
-// bf16 model; and it decodes with the workspace session's logits. Shapes:
-// q/k norms and GQA (qwen3), Gemma 2's pieces, Phi-3's fused projections
-// and a mixture of experts (router and experts in bf16).
+// bf16 model (close to them in bf16 compute); and it decodes with the workspace session's logits. Every
+// reference family: q/k norms and GQA (qwen3), llama, Gemma 2 and 3's
+// pieces, Phi-3's fused projections and two mixtures of experts (router
+// and experts in bf16).
 func TestDeviceBF16LoadedOnHost(t *testing.T) {
 	for _, c := range []struct {
 		dir  string
 		dora bool
-	}{{"qwen3", false}, {"qwen3", true}, {"gemma2", false}, {"phi3", false}, {"qwen3_moe", false}} {
+	}{{"qwen3", false}, {"qwen3", true}, {"llama", false}, {"gemma2", false}, {"gemma3_text", false}, {"phi3", false}, {"qwen3_moe", false}, {"mixtral", false}} {
 		name := c.dir
 		if c.dora {
 			name += "-dora"
@@ -74,6 +75,20 @@ func TestDeviceBF16LoadedOnHost(t *testing.T) {
 				if l.W != nil {
 					t.Fatalf("%s: the host layer got a float weight", l.Name)
 				}
+			}
+			// Mixed precision (what `bf16: true` trains in on a device) reads
+			// the same 16-bit weights and stays close.
+			dm16, err := model.NewDeviceModel(m, cputest.Open(), model.DeviceOptions{Compute: compute.BF16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dm16.Close()
+			hsum, _, err := dm16.Step(b, scale)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := math.Abs(hsum-csum) / math.Abs(csum); e > 2e-2 {
+				t.Errorf("bf16 compute: loss %.6g, CPU workspace %.6g (rel %.2g)", hsum, csum, e)
 			}
 			if c.dora {
 				return
