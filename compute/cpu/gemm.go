@@ -166,9 +166,10 @@ func SgemmSumOn(threads int, m, n int, beta float32, c []float32, ldc int, t1, t
 		termOn(threads, m, n, t2, 1, c, ldc)
 		return
 	}
-	// A bf16 first term stays in the fused pass whatever the backend: its
+	// A bf16 first term stays in the fused pass with OpenBLAS chosen: its
 	// own product would run on the built-in kernel anyway (SgemmBF16BOn).
-	if q.trivial() || (chosenBackend().impl != ImplBuiltin && p.bh == nil) || p.isThin() {
+	impl := chosenBackend().impl
+	if q.trivial() || impl == ImplGeneric || (impl == ImplBLAS && p.bh == nil) || p.isThin() {
 		termOn(threads, m, n, t1, beta, c, ldc)
 		termOn(threads, m, n, t2, 1, c, ldc)
 		return
