@@ -36,3 +36,26 @@ func TestWidenBF16(t *testing.T) {
 		}
 	}
 }
+
+// A decode step over bf16 weights (few rows against a transposed bf16 B:
+// the row-dot path) allocates nothing once warm.
+func TestRowDotsBF16Allocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	const m, n, k = 2, 512, 300
+	r := rand.New(rand.NewPCG(3, 4))
+	a, c := make([]float32, m*k), make([]float32, m*n)
+	for i := range a {
+		a[i] = r.Float32()
+	}
+	b := make([]uint16, n*k)
+	for _, threads := range []int{1, 2} {
+		allocs := testing.AllocsPerRun(20, func() {
+			SgemmBF16BOn(threads, false, true, m, n, k, 1, a, k, b, k, 0, c, n)
+		})
+		if allocs > 0 {
+			t.Errorf("threads=%d: %v allocations per call, want 0", threads, allocs)
+		}
+	}
+}
