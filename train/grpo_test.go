@@ -207,7 +207,7 @@ func TestGRPORefuses(t *testing.T) {
 		{nil, Options{Backend: &smallDevice{ref.New(), 1 << 16}}, "out of device memory"},
 		{[]string{"--max_completion_length", "600"}, cpu(), "context of 512"},
 		{[]string{"--gradient_accumulation_steps", "40"}, cpu(), "fewer than the 80 prompts"},
-		{[]string{"--reward_funcs", "[{type: match, column: solution}]"}, Options{}, `reward match_0 reads column "solution", which 64 of 64 records lack (`},
+		{[]string{"--reward_funcs", "[{type: match, column: solution}]"}, cpu(), `reward match_0 reads column "solution", which 64 of 64 records lack (`},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {
