@@ -19,7 +19,20 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"gotune/compute"
 )
+
+// errNoBackend answers chat and evaluation on a server given no backend.
+var errNoBackend = errors.New("ui: no compute backend to run models on (ui.Options.Backend)")
+
+// openBackend is a fresh backend from Options.Backend.
+func (s *Server) openBackend() (compute.Backend, error) {
+	if s.backend == nil {
+		return nil, errNoBackend
+	}
+	return s.backend(), nil
+}
 
 //go:embed static
 var static embed.FS
@@ -41,6 +54,10 @@ type Options struct {
 	ReadOnly []string
 	// Log receives one line per failed request and job event (nil: none).
 	Log io.Writer
+	// Backend gives the compute backend that a chat engine or an
+	// evaluation runs on, a fresh one each (the command chooses it; nil:
+	// chat and evaluation answer that there is none).
+	Backend func() compute.Backend
 }
 
 // Server is the web UI: the page and its JSON API.
@@ -50,6 +67,7 @@ type Server struct {
 	token    string
 	csrf     string
 	command  func(args ...string) *exec.Cmd
+	backend  func() compute.Backend
 	log      io.Writer
 	jobs     *jobs
 	engines  engineCache
@@ -67,7 +85,7 @@ func New(opt Options) (*Server, error) {
 		}
 		opt.Roots = []string{wd}
 	}
-	s := &Server{token: opt.Token, command: opt.Command, log: opt.Log}
+	s := &Server{token: opt.Token, command: opt.Command, log: opt.Log, backend: opt.Backend}
 	for _, r := range opt.Roots {
 		p, err := resolveDir(r)
 		if err != nil {

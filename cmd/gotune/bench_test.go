@@ -14,6 +14,43 @@ import (
 	"gotune/model"
 )
 
+// TestBenchStagesAndStorage: the DPO stage and bf16 frozen weights time on
+// the CPU backend (they were workspace-only), and --prepack, which tuned
+// the workspace, is refused with the reason.
+func TestBenchStagesAndStorage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := runBench([]string{"--train", "lora", "--shape", "tiny", "--seq", "16", "--batch", "2", "--steps", "1", "--rounds", "1", "--stage", "dpo"}, &out, &errb); err != nil {
+		t.Fatalf("--stage dpo: %v\n%s", err, errb.String())
+	}
+	var ratio map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("output line %q: %v", l, err)
+		}
+		if v["bench"] == "dpo_over_sft" {
+			ratio = v
+		}
+		if v["bench"] == "train_tokens_per_s" && (v["device"] != "cpu" || !(v["loss"].(float64) > 0)) {
+			t.Errorf("step line %v: want the CPU backend and a positive loss", v)
+		}
+	}
+	if ratio == nil || !(ratio["value"].(float64) > 0) {
+		t.Fatalf("no dpo_over_sft ratio in:\n%s", out.String())
+	}
+	out.Reset()
+	if err := runBench([]string{"--train", "lora", "--shape", "tiny", "--seq", "16", "--steps", "1", "--storage", "bf16"}, &out, &errb); err != nil {
+		t.Fatalf("--storage bf16: %v\n%s", err, errb.String())
+	}
+	var v map[string]any
+	if err := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &v); err != nil || !(v["loss"].(float64) > 0) {
+		t.Fatalf("--storage bf16: %q (%v)", out.String(), err)
+	}
+	if err := runBench([]string{"--train", "lora", "--shape", "tiny", "--prepack"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "--prepack") {
+		t.Errorf("--prepack: got %v, want an error naming it", err)
+	}
+}
+
 // `bench --train --peer` runs the peer with the documented arguments and
 // OpenBLAS settings, in turn with gotune's steps, and reports every round
 // and a summary whose ratios come from the two sides' figures.
@@ -88,8 +125,8 @@ func TestBenchPeerBadOutput(t *testing.T) {
 }
 
 // TestBenchPromptMethods: the prompt methods and bottleneck adapters time
-// on the CPU and through the device block (the reference backend stands in
-// for a GPU), with a finite loss and the planner's FLOPs.
+// on the CPU backend and on the reference backend (standing in for a GPU),
+// with a finite loss and the planner's FLOPs.
 func TestBenchPromptMethods(t *testing.T) {
 	for _, m := range []string{"prompt", "prefix", "adapter"} {
 		var out, errb bytes.Buffer
