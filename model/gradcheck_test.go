@@ -131,6 +131,8 @@ func testGradientFiniteDifference(t *testing.T, be compute.Backend) {
 			r := rand.New(rand.NewPCG(7, 8))
 			ps := m.Params()
 			grads := deviceGrads(t, w, ps)
+			var worst float64 // of the single entries, in tolerances
+			defer func() { t.Logf("worst single-entry difference: %.2f of its tolerance", worst) }()
 			for pi, p := range ps {
 				g := grads[pi]
 				// Directional derivative along d, |d| scaled to the tensor.
@@ -169,10 +171,16 @@ func testGradientFiniteDifference(t *testing.T, be compute.Backend) {
 				if math.Abs(fd-gd) > tol {
 					t.Errorf("%s: directional derivative %.6g, finite difference %.6g (tol %.3g)", p.Name, gd, fd, tol)
 				}
-				// The two largest single entries.
+				// The two largest single entries, with steps of 3% for
+				// every shape (the workspace used the directional step):
+				// the device sums float32 per-token losses, whose
+				// rounding (about 1e-6 of the summed loss here) moves a
+				// single entry's difference by up to 5% at the new
+				// families' 0.2% and still past the 1% tolerance at 1%;
+				// at 3% their curvature does not show yet.
 				for _, i := range topK(g, 2) {
 					old := p.Data[i]
-					h := float32(relStep(shape) * math.Max(math.Abs(float64(old)), rms))
+					h := float32(entryStep * math.Max(math.Abs(float64(old)), rms))
 					up, dn := old+h, old-h
 					p.Data[i] = up
 					lp := loss()
@@ -183,7 +191,9 @@ func testGradientFiniteDifference(t *testing.T, be compute.Backend) {
 					want := float64(g[i])
 					// The absolute part covers float32 rounding of the
 					// loss, which grows as the step shrinks.
-					if math.Abs(fd-want) > 0.01*math.Abs(want)+1e-4*(1e-2/relStep(shape)) {
+					tol := 0.01*math.Abs(want) + 1e-4
+					worst = max(worst, math.Abs(fd-want)/tol)
+					if math.Abs(fd-want) > tol {
 						t.Errorf("%s[%d]: gradient %.6g, finite difference %.6g", p.Name, i, want, fd)
 					}
 				}
@@ -204,6 +214,10 @@ func relStep(shape string) float64 {
 	}
 	return 1e-2
 }
+
+// entryStep is the finite-difference step of a single entry as a fraction
+// of the larger of its magnitude and its tensor's RMS.
+const entryStep = 3e-2
 
 func topK(v []float32, k int) []int {
 	var idx []int

@@ -208,9 +208,11 @@ func TestDynamicRopeTablesDoNotAccumulate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// cos and sin, f32, head_dim per position.
+		// The current table (cos and sin, f32, head_dim per position) and
+		// the attention scores grow by a row per position; keeping every
+		// table would add Σ n·head_dim·8 bytes, about 700 KB here.
 		growth := int64(2 * (to - from) * cfg.HeadDim * 4)
-		if got := be.MemStats().InUse - at; got > growth {
+		if got := be.MemStats().InUse - at; got > 2*growth {
 			t.Errorf("decoding from %d to %d positions (max_position_embeddings 8) took %d more bytes; the table's growth is %d", from, to, got, growth)
 		}
 	})
