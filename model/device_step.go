@@ -685,11 +685,28 @@ func (dm *DeviceModel) rotated(l *dlayer, a *dacts) (qh, kh compute.Tensor) {
 }
 
 // headChunkRows bounds the logits held at once: rows·vocab floats of
-// logits plus their gradient.
-func headChunkRows(vocab, rows int) int {
-	const budget = 96 << 20 // elements
-	m := max(budget/max(vocab, 1), 64)
-	return max(1, min(m, rows))
+// logits plus their gradient. A GPU wants few large products; on the host
+// the head runs as fast in chunks of a few hundred rows, so there the
+// budget is a sixth and the chunks are balanced (no short last chunk).
+func headChunkRows(vocab, rows int, host bool) int {
+	if !host {
+		const budget = 96 << 20 // elements
+		m := max(budget/max(vocab, 1), 64)
+		return max(1, min(m, rows))
+	}
+	return HostHeadChunk(vocab, rows)
+}
+
+// HostHeadChunk is the head's row chunk on a host backend for rows trained
+// positions (the planner counts memory with it).
+func HostHeadChunk(vocab, rows int) int {
+	const budget, minRows = 16 << 20, 256
+	if rows <= 0 || vocab <= 0 {
+		return 1
+	}
+	most := max(budget/vocab, minRows)
+	chunks := (rows + most - 1) / most
+	return (rows + chunks - 1) / chunks
 }
 
 // head computes the logits and the shifted cross-entropy of the trained
@@ -741,7 +758,8 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 		inv = float32(1 / dm.Temperature)
 	}
 	alpha := dm.headAlpha(inv)
-	chunk := headChunkRows(V, len(rows))
+	_, onHost := be.(compute.HostBackend)
+	chunk := headChunkRows(V, len(rows), onHost)
 	idx := dm.buf("head_idx", compute.I32, len(rows))
 	tg := dm.buf("head_tg", compute.I32, len(rows))
 	be.UploadInt(idx, rows)

@@ -14,7 +14,9 @@ import (
 	"sort"
 
 	"gotune/checks"
+	"gotune/compute"
 	"gotune/model"
+	"gotune/quant"
 	"gotune/safetensors"
 )
 
@@ -31,6 +33,14 @@ type Ref struct {
 	// of the reference generator, after which its loss, gradients and
 	// trajectories are NaN too and only the finite logits can be checked.
 	NaN int
+
+	o DeviceOptions
+	// logitDev is the largest deviation of one logit from the reference's
+	// that Forward saw: how far rounding may move a greedy choice.
+	logitDev float64
+	// perturb, when set, changes every model as it is loaded: the tests'
+	// deliberately wrong model.
+	perturb func(*model.Model)
 }
 
 // Meta is ref/meta.json.
@@ -43,13 +53,23 @@ type Meta struct {
 	} `json:"generate"`
 }
 
-// Open loads dir/model and dir/ref/batch.safetensors.
-func Open(dir string) (*Ref, error) {
-	m, err := model.Load(filepath.Join(dir, "model"), model.LoadOptions{})
-	if err != nil {
+// Open loads dir/model and dir/ref/batch.safetensors; the checks run on
+// o's backend.
+func Open(dir string, o DeviceOptions) (*Ref, error) {
+	if o.Backend == nil {
+		return nil, fmt.Errorf("parity: %s: no compute backend", dir)
+	}
+	if o.Compute == 0 {
+		o.Compute = compute.F32
+	}
+	if o.Compute != compute.F32 && o.Compute != compute.BF16 {
+		return nil, fmt.Errorf("parity: compute type %v (want f32 or bf16)", o.Compute)
+	}
+	r := &Ref{Dir: dir, o: o}
+	var err error
+	if r.Model, err = r.load(nil); err != nil {
 		return nil, err
 	}
-	r := &Ref{Dir: dir, Model: m}
 	if r.Batch, err = ReadBatch(filepath.Join(dir, "ref", "batch.safetensors")); err != nil {
 		return nil, err
 	}
@@ -57,6 +77,19 @@ func Open(dir string) (*Ref, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// load reads the base model again (quantized with q), as every check that
+// trains starts from it.
+func (r *Ref) load(q *quant.Options) (*model.Model, error) {
+	m, err := model.Load(filepath.Join(r.Dir, "model"), model.LoadOptions{Quant: q})
+	if err != nil {
+		return nil, err
+	}
+	if r.perturb != nil {
+		r.perturb(m)
+	}
+	return m, nil
 }
 
 func readJSON(path string, v any) error {
@@ -150,10 +183,26 @@ func (r *Ref) Forward() ([]checks.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ws := r.Model.NewWorkspace()
-	got := ws.Logits(r.Batch)
+	dm, err := r.device(r.Model, true)
+	if err != nil {
+		return nil, err
+	}
+	defer dm.Close()
+	got, err := dm.Logits(r.Batch)
+	if err != nil {
+		return nil, err
+	}
+	// Logits are single stored values, as gradients are: in bf16 each
+	// carries the compute type's rounding.
 	rel, nan := relErrFinite(got, want)
-	out := []checks.Result{checks.New("forward.logits", "rel_err", rel, Tolerance)}
+	out := []checks.Result{checks.New("forward.logits", "rel_err", rel, r.o.gradLimit())}
+	if len(got) == len(want) {
+		for i, w := range want {
+			if d := math.Abs(float64(got[i]) - w); d > r.logitDev {
+				r.logitDev = d
+			}
+		}
+	}
 	// A reference may mark padding positions NaN, "not compared" (the
 	// Gemma references, whose padded row runs cut to its real tokens);
 	// NaN anywhere else is a fault of the reference.
@@ -181,9 +230,12 @@ func (r *Ref) Forward() ([]checks.Result, error) {
 		res.Detail = "the reference holds NaN logits, so its loss, gradients and trajectories are NaN: regenerate it (scripts/gpu/make_reference.py)"
 		out = append(out, res)
 	} else {
-		sum, n := ws.Loss(r.Batch)
+		sum, n, err := dm.Loss(r.Batch)
+		if err != nil {
+			return nil, err
+		}
 		loss := sum / float64(n)
-		out = append(out, checks.New("forward.loss", "rel_err", math.Abs(loss-wantLoss[0])/math.Abs(wantLoss[0]), Tolerance))
+		out = append(out, checks.New("forward.loss", "rel_err", math.Abs(loss-wantLoss[0])/math.Abs(wantLoss[0]), r.o.limit()))
 	}
 
 	if path := filepath.Join(r.Dir, "ref", "forward_seq1_unpadded.safetensors"); exists(path) {
@@ -196,10 +248,12 @@ func (r *Ref) Forward() ([]checks.Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		seq := r.unpadded(r.Batch.B - 1)
-		got1 := ws.Logits(seq)
+		got1, err := dm.Logits(r.unpadded(r.Batch.B - 1))
+		if err != nil {
+			return nil, err
+		}
 		rel, nan := relErrFinite(got1, want1)
-		res := checks.New("forward.logits_unpadded", "rel_err", rel, Tolerance)
+		res := checks.New("forward.logits_unpadded", "rel_err", rel, r.o.gradLimit())
 		if nan > 0 {
 			res.Pass, res.Detail = false, fmt.Sprintf("%d reference logits are NaN", nan)
 		}
@@ -232,23 +286,28 @@ func (r *Ref) GradsFull() ([]checks.Result, error) {
 		return nil, err
 	}
 	defer ref.Close()
-	m := r.Model
+	m, err := r.load(nil)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range m.Params() {
 		p.SetTrainable(true)
 	}
-	defer func() {
-		for _, p := range m.Params() {
-			p.SetTrainable(false)
-		}
-	}()
-	ws := m.NewWorkspace()
-	count := r.Batch.TrainedTokens()
-	ws.Step(r.Batch, float32(1/float64(count)))
-	got := map[string][]float32{}
-	for _, p := range m.Params() {
-		got[p.Name] = p.Grad
+	dm, err := r.device(m, false)
+	if err != nil {
+		return nil, err
 	}
-	return compareGrads("grads_full", ref, got)
+	defer dm.Close()
+	count := r.Batch.TrainedTokens()
+	if _, _, err := dm.Step(r.Batch, float32(1/float64(count))); err != nil {
+		return nil, err
+	}
+	got, err := deviceGrads(dm, m.Params())
+	if err != nil {
+		return nil, err
+	}
+	res, err := compareGrads("grads_full", ref, got)
+	return relimit(res, r.o.gradLimit()), err
 }
 
 // compareGrads compares every tensor of a reference gradient file with ours:
@@ -288,8 +347,13 @@ func compareGrads(check string, ref *safetensors.Set, got map[string][]float32) 
 	return []checks.Result{res}, nil
 }
 
-// Generate checks greedy decoding from meta.json's prompt: the ids must be
-// identical.
+// Generate checks greedy decoding from meta.json's prompt through a
+// device session (the key/value cache of model.DeviceSession): the ids must
+// be identical. Each step feeds the reference's id, so a step that differs
+// is counted alone (in f32 a run with no difference is plain greedy
+// decoding). In bf16 a step whose reference margin between the two best
+// tokens is under twice the largest logit deviation Forward saw (run first)
+// may pick either: such near ties are not counted.
 func (r *Ref) Generate() ([]checks.Result, error) {
 	g := r.Meta.Generate
 	if len(g.PromptIDs) == 0 {
@@ -299,21 +363,66 @@ func (r *Ref) Generate() ([]checks.Result, error) {
 	for i, id := range g.PromptIDs {
 		prompt[i] = int32(id)
 	}
-	got, err := r.Model.Greedy(prompt, len(g.NewIDs), nil)
+	want := make([]int32, len(g.NewIDs))
+	for i, id := range g.NewIDs {
+		want[i] = int32(id)
+	}
+	dm, err := r.device(r.Model, true)
 	if err != nil {
 		return nil, err
 	}
-	mism := 0
+	defer dm.Close()
+	got, err := greedy(dm, prompt, want)
+	if err != nil {
+		return nil, err
+	}
+	tie := 0.0
+	if r.o.bf16() {
+		tie = 2 * r.logitDev
+	}
+	mism, ties := 0, 0
 	detail := ""
-	for i, id := range g.NewIDs {
-		if i >= len(got) || int(got[i]) != id {
+	for i, id := range want {
+		if i < len(g.Margins) && g.Margins[i] < tie {
+			ties++
+			continue
+		}
+		if got[i] != id {
 			mism++
 			if detail == "" {
-				detail = fmt.Sprintf("first difference at step %d: got %v, want %d", i, got, id)
+				detail = fmt.Sprintf("first difference at step %d: got %v, want %v", i, got, want)
 			}
 		}
+	}
+	if ties > 0 && detail == "" {
+		detail = fmt.Sprintf("%d of %d steps not compared: the reference's margin is under %.3g, twice the largest logit deviation", ties, len(want), tie)
 	}
 	res := checks.New("generate.greedy_ids", "mismatches", float64(mism), 0)
 	res.Detail = detail
 	return []checks.Result{res}, nil
+}
+
+// greedy returns the most likely token of every step of want after
+// prompt, feeding want's ids.
+func greedy(dm *model.DeviceModel, prompt, want []int32) ([]int32, error) {
+	s, err := dm.NewSession(len(prompt) + len(want))
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	logits, err := s.Feed(prompt)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int32, len(want))
+	for i, id := range want {
+		out[i] = int32(model.Argmax(logits))
+		if i+1 == len(want) {
+			break
+		}
+		if logits, err = s.Feed([]int32{id}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -8,14 +8,14 @@ import (
 	"gotune/checks"
 	"gotune/method"
 	"gotune/model"
-	"gotune/optim"
 	"gotune/quant"
 )
 
 // QLoRA trains the reference LoRA adapter on a quantized copy of the base
 // model and makes two checks.
 //
-// The trajectory must equal, to Tolerance, float32 training on a base whose
+// The trajectory, trained on the device, must equal, to the loss limit
+// (Tolerance in f32), float32 training on a base whose
 // weights were rounded through the same quantization: that isolates the
 // quantized kernels (forward and input gradient) from the rounding itself.
 //
@@ -27,19 +27,23 @@ import (
 // roughly constant amount while training lowers the loss, so the first
 // loss is the scale (relative to each step's own loss, phi3's INT8 run
 // reached 1.02× the weight error with a kernel proven exact by the first
-// check). Measured ratios are 0.09–0.35, and a wrong kernel gives deviations
-// of order one.
+// check). Measured ratios are 0.09–0.35 on dense models, and a wrong kernel
+// gives deviations of order one. A mixture of experts routes each token to
+// its top-k experts, so a rounding that flips a choice moves the loss by
+// more than the weights' error says: qwen3_moe's INT8 runs reached 0.80×
+// (per row) and 1.11× (per block), the same on the CPU workspace as on the
+// device, so there the limit is 2 × the weight error.
 func (r *Ref) QLoRA(qt quant.Type) ([]checks.Result, error) {
 	dir := filepath.Join(r.Dir, "ref", "lora")
 	var meta peftMeta
 	if err := readJSON(filepath.Join(dir, "meta.json"), &meta); err != nil {
 		return nil, err
 	}
-	base, err := model.Load(filepath.Join(r.Dir, "model"), model.LoadOptions{})
+	base, err := r.load(nil)
 	if err != nil {
 		return nil, err
 	}
-	m, err := model.Load(filepath.Join(r.Dir, "model"), model.LoadOptions{Quant: &quant.Options{Type: qt}})
+	m, err := r.load(&quant.Options{Type: qt})
 	if err != nil {
 		return nil, err
 	}
@@ -58,33 +62,11 @@ func (r *Ref) QLoRA(qt quant.Type) ([]checks.Result, error) {
 	for i, l := range m.Linears() {
 		copy(base.Linears()[i].W.Data, l.DenseWeight())
 	}
-	run := func(m *model.Model) ([]float64, error) {
-		ad, err := method.Load(m, filepath.Join(dir, "adapter_init"))
-		if err != nil {
-			return nil, err
-		}
-		params := ad.Params()
-		opt, err := optim.NewAdamW([]optim.Group{{Params: params, WeightDecay: meta.Train.WeightDecay}}, optim.DefaultConfig())
-		if err != nil {
-			return nil, err
-		}
-		ws := m.NewWorkspace()
-		count := r.Batch.TrainedTokens()
-		var losses []float64
-		for range meta.Train.Trajectory {
-			opt.ZeroGrad()
-			sum, _ := ws.Step(r.Batch, float32(1/float64(count)))
-			losses = append(losses, sum/float64(count))
-			optim.ClipGradNorm(params, meta.Train.Clip)
-			opt.Step(meta.Train.LR)
-		}
-		return losses, nil
-	}
-	got, err := run(m)
+	got, err := r.qloraLosses(m, dir, meta.Train)
 	if err != nil {
 		return nil, err
 	}
-	rounded, err := run(base)
+	rounded, err := r.qloraLosses(base, dir, meta.Train)
 	if err != nil {
 		return nil, err
 	}
@@ -98,9 +80,41 @@ func (r *Ref) QLoRA(qt quant.Type) ([]checks.Result, error) {
 		exact = math.Max(exact, math.Abs(got[i]-rounded[i])/math.Abs(rounded[i]))
 	}
 	name := "qlora_" + qt.String()
-	res := checks.New(name+".trajectory", "max_loss_dev_over_first", worst, 0.9*werr)
+	factor := 0.9
+	if m.Cfg.Experts > 0 {
+		factor = 2
+	}
+	res := checks.New(name+".trajectory", "max_loss_dev_over_first", worst, factor*werr)
 	res.Detail = fmt.Sprintf("weight rel. error %.4f; %s; %d steps", werr, detail, len(meta.Train.Trajectory))
-	ex := checks.New(name+".rounded_trajectory", "max_rel_err", exact, Tolerance)
+	ex := checks.New(name+".rounded_trajectory", "max_rel_err", exact, r.o.limit())
 	ex.Detail = "against float32 training on the quantization-rounded weights"
 	return []checks.Result{res, ex}, nil
+}
+
+// qloraLosses trains the adapter in dir/adapter_init on m, on the device,
+// and returns the loss of every step of spec's trajectory.
+func (r *Ref) qloraLosses(m *model.Model, dir string, spec trainSpec) ([]float64, error) {
+	if _, err := method.Load(m, filepath.Join(dir, "adapter_init")); err != nil {
+		return nil, err
+	}
+	dm, err := r.device(m, false)
+	if err != nil {
+		return nil, err
+	}
+	defer dm.Close()
+	cfg := model.AdamWConfig{LR: spec.LR, WeightDecay: spec.WeightDecay, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: spec.Clip}
+	count := r.Batch.TrainedTokens()
+	var losses []float64
+	for range spec.Trajectory {
+		dm.ZeroGrad()
+		sum, _, err := dm.Step(r.Batch, float32(1/float64(count)))
+		if err != nil {
+			return nil, err
+		}
+		losses = append(losses, sum/float64(count))
+		if _, err := dm.AdamW(cfg); err != nil {
+			return nil, err
+		}
+	}
+	return losses, nil
 }

@@ -13,12 +13,32 @@ import (
 	"gotune/quant"
 )
 
-// RunModel runs every check a reference model folder supports.
-func RunModel(dir string) ([]checks.Result, error) {
-	r, err := Open(dir)
+// RunModel runs every check a reference model folder supports with the
+// model on o.Backend, through model.DeviceModel: logits, loss and greedy
+// ids of the base model, full-model gradients and the full fine-tuning
+// trajectory, QLoRA trajectories in every quantization, and for each PEFT
+// method folder under ref/ its trainable count, loss, gradients, trajectory
+// and the adapter after it. In bf16 the check names start with "bf16." and
+// losses, gradients and trained weights are held to o.Limit and
+// o.GradLimit; in f32 every backend gets the same names and limits.
+func RunModel(dir string, o DeviceOptions) ([]checks.Result, error) {
+	r, err := Open(dir, o)
 	if err != nil {
 		return nil, err
 	}
+	res, err := r.run()
+	if r.o.bf16() {
+		for i := range res {
+			res[i].Check = "bf16." + res[i].Check
+		}
+	}
+	return res, err
+}
+
+// run runs the checks of r's folder in order: Forward first, as it finds
+// whether the reference holds NaN.
+func (r *Ref) run() ([]checks.Result, error) {
+	dir := r.Dir
 	var out []checks.Result
 	steps := []struct {
 		need string
@@ -54,7 +74,7 @@ func RunModel(dir string) ([]checks.Result, error) {
 		return out, nil
 	}
 	if exists(filepath.Join(dir, "ref", "lora", "meta.json")) {
-		for _, qt := range []quant.Type{quant.NF4, quant.FP4, quant.Int8Row} {
+		for _, qt := range []quant.Type{quant.NF4, quant.FP4, quant.Int8Row, quant.Int8Block} {
 			res, err := r.QLoRA(qt)
 			if err != nil {
 				// An adapter gotune cannot load yet fails this check only.

@@ -9,8 +9,6 @@ import (
 	"gotune/checks"
 	"gotune/method"
 	"gotune/model"
-	"gotune/nn"
-	"gotune/optim"
 	"gotune/peft"
 	"gotune/safetensors"
 )
@@ -30,40 +28,40 @@ type trainSpec struct {
 	} `json:"trajectory"`
 }
 
-// trajectory trains params for len(spec.Trajectory) AdamW steps on the
+// trajectory trains dm for len(spec.Trajectory) AdamW steps on the
 // reference batch and compares the loss and pre-clip gradient norm of every
 // step; it returns the worst relative error of each.
-func (r *Ref) trajectory(check string, params []*nn.Param, spec trainSpec) ([]checks.Result, error) {
-	cfg := optim.DefaultConfig()
+func (r *Ref) trajectory(check string, dm *model.DeviceModel, spec trainSpec) ([]checks.Result, error) {
+	cfg := model.AdamWConfig{LR: spec.LR, WeightDecay: spec.WeightDecay, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: spec.Clip}
 	if len(spec.Betas) == 2 {
 		cfg.Beta1, cfg.Beta2 = spec.Betas[0], spec.Betas[1]
 	}
 	if spec.Eps > 0 {
 		cfg.Eps = spec.Eps
 	}
-	opt, err := optim.NewAdamW([]optim.Group{{Params: params, WeightDecay: spec.WeightDecay}}, cfg)
-	if err != nil {
-		return nil, err
-	}
-	ws := r.Model.NewWorkspace()
 	count := r.Batch.TrainedTokens()
 	var lossErr, normErr float64
 	detail := ""
 	for i, want := range spec.Trajectory {
-		opt.ZeroGrad()
-		sum, _ := ws.Step(r.Batch, float32(1/float64(count)))
+		dm.ZeroGrad()
+		sum, _, err := dm.Step(r.Batch, float32(1/float64(count)))
+		if err != nil {
+			return nil, err
+		}
 		loss := sum / float64(count)
-		norm := optim.ClipGradNorm(params, spec.Clip)
+		norm, err := dm.AdamW(cfg)
+		if err != nil {
+			return nil, err
+		}
 		le := math.Abs(loss-want.Loss) / math.Abs(want.Loss)
 		ne := math.Abs(norm-want.GradNorm) / math.Abs(want.GradNorm)
 		if le > lossErr || ne > normErr {
 			detail = fmt.Sprintf("step %d: loss %.8g (ref %.8g), grad norm %.8g (ref %.8g)", i, loss, want.Loss, norm, want.GradNorm)
 		}
 		lossErr, normErr = math.Max(lossErr, le), math.Max(normErr, ne)
-		opt.Step(spec.LR)
 	}
-	a := checks.New(check+".loss", "max_rel_err", lossErr, Tolerance)
-	b := checks.New(check+".grad_norm", "max_rel_err", normErr, Tolerance)
+	a := checks.New(check+".loss", "max_rel_err", lossErr, r.o.limit())
+	b := checks.New(check+".grad_norm", "max_rel_err", normErr, r.o.trainedLimit())
 	a.Detail, b.Detail = detail, fmt.Sprintf("%d steps", len(spec.Trajectory))
 	return []checks.Result{a, b}, nil
 }
@@ -74,25 +72,19 @@ func (r *Ref) FullFT() ([]checks.Result, error) {
 	if err := readJSON(filepath.Join(r.Dir, "ref", "full_ft.json"), &spec); err != nil {
 		return nil, err
 	}
-	if err := r.reload(); err != nil {
+	m, err := r.load(nil)
+	if err != nil {
 		return nil, err
 	}
-	defer r.reload()
-	params := r.Model.Params()
-	for _, p := range params {
+	for _, p := range m.Params() {
 		p.SetTrainable(true)
 	}
-	return r.trajectory("full_ft", params, spec)
-}
-
-// reload restores the base weights after a check that trained them.
-func (r *Ref) reload() error {
-	m, err := model.Load(filepath.Join(r.Dir, "model"), model.LoadOptions{})
+	dm, err := r.device(m, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r.Model = m
-	return nil
+	defer dm.Close()
+	return r.trajectory("full_ft", dm, spec)
 }
 
 // peftMeta is a PEFT method folder's meta.json.
@@ -104,17 +96,18 @@ type peftMeta struct {
 }
 
 // loadMethod reads a PEFT method folder's meta.json and attaches its
-// adapter_init to freshly loaded base weights (the caller reloads after).
-func (r *Ref) loadMethod(dir string) (peftMeta, peft.Method, error) {
+// adapter_init to freshly loaded base weights.
+func (r *Ref) loadMethod(dir string) (peftMeta, *model.Model, peft.Method, error) {
 	var meta peftMeta
 	if err := readJSON(filepath.Join(dir, "meta.json"), &meta); err != nil {
-		return meta, nil, err
+		return meta, nil, nil, err
 	}
-	if err := r.reload(); err != nil {
-		return meta, nil, err
+	m, err := r.load(nil)
+	if err != nil {
+		return meta, nil, nil, err
 	}
-	ad, err := method.Load(r.Model, filepath.Join(dir, "adapter_init"))
-	return meta, ad, err
+	ad, err := method.Load(m, filepath.Join(dir, "adapter_init"))
+	return meta, m, ad, err
 }
 
 // Method checks one PEFT method folder (ref/<method>): the adapter PEFT saved
@@ -122,11 +115,10 @@ func (r *Ref) loadMethod(dir string) (peftMeta, peft.Method, error) {
 // reference trajectory to the adapter PEFT saved after them.
 func (r *Ref) Method(name string) ([]checks.Result, error) {
 	dir := filepath.Join(r.Dir, "ref", name)
-	meta, ad, err := r.loadMethod(dir)
+	meta, m, ad, err := r.loadMethod(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer r.reload()
 	params := ad.Params()
 	var out []checks.Result
 	count := 0
@@ -145,49 +137,76 @@ func (r *Ref) Method(name string) ([]checks.Result, error) {
 	cnt.Detail = fmt.Sprintf("%d trainable values, reference %d", count, meta.TrainableCount)
 	out = append(out, cnt)
 
-	ws := r.Model.NewWorkspace()
+	dm, err := r.device(m, false)
+	if err != nil {
+		return nil, err
+	}
+	defer dm.Close()
 	tokens := r.Batch.TrainedTokens()
-	sum, _ := ws.Step(r.Batch, float32(1/float64(tokens)))
+	sum, _, err := dm.Step(r.Batch, float32(1/float64(tokens)))
+	if err != nil {
+		return nil, err
+	}
 	loss := sum / float64(tokens)
-	out = append(out, checks.New(name+".loss", "rel_err", math.Abs(loss-meta.Loss)/math.Abs(meta.Loss), Tolerance))
+	out = append(out, checks.New(name+".loss", "rel_err", math.Abs(loss-meta.Loss)/math.Abs(meta.Loss), r.o.limit()))
+	if len(meta.TrainableNames) == 14*len(m.Layers) && !partial {
+		// LoRA on all seven projections: q/k/v and gate/up must run as
+		// fused groups, two per block.
+		res := checks.New(name+".fused_groups", "missing", float64(2*len(m.Layers)-dm.LoRAGroups()), 0)
+		res.Detail = fmt.Sprintf("%d groups", dm.LoRAGroups())
+		out = append(out, res)
+	}
 	grads, err := safetensors.OpenOne(filepath.Join(dir, "grads.safetensors"))
 	if err != nil {
 		return nil, err
 	}
+	defer grads.Close()
 	if partial {
-		g, err := compareOutputGrad(name+".grads", grads, enc)
-		grads.Close()
+		// Without the encoder, the trained parameter is its output.
+		o, _ := enc.Output()
+		var dy []float32
+		for _, p := range params {
+			if p.Len() == len(o) {
+				if dy, err = dm.Grad(p); err != nil {
+					return nil, err
+				}
+			}
+		}
+		g, err := compareOutputGrad(name+".grads", grads, enc.OutputLayer(), dy)
 		if err != nil {
 			return nil, err
 		}
 		skip := checks.New(name+".trajectory", "skipped", 0, 0)
 		skip.Detail = "PEFT's adapter_init holds only the encoder output, not the encoder weights PEFT trained from; the trajectory and adapter_after_steps need them"
-		return append(append(out, g...), skip), nil
+		return append(append(out, relimit(g, r.o.gradLimit())...), skip), nil
 	}
-	got := map[string][]float32{}
-	for _, p := range params {
-		got[p.Name] = p.Grad
-	}
-	g, err := compareGrads(name+".grads", grads, got)
-	grads.Close()
+	got, err := deviceGrads(dm, params)
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, g...)
+	g, err := compareGrads(name+".grads", grads, got)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, relimit(g, r.o.gradLimit())...)
 
 	if len(meta.Train.Trajectory) > 0 {
-		tr, err := r.trajectory(name+".trajectory", params, meta.Train)
+		tr, err := r.trajectory(name+".trajectory", dm, meta.Train)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, tr...)
 		after := filepath.Join(dir, fmt.Sprintf("adapter_after_%d_steps", len(meta.Train.Trajectory)))
 		if _, err := os.Stat(after); err == nil {
+			// The host adapter saves what the device trained.
+			if err := dm.CopyToHost(); err != nil {
+				return nil, err
+			}
 			res, err := compareAdapter(name+".adapter_after_steps", after, ad)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, res)
+			out = append(out, relimit([]checks.Result{res}, r.o.trainedLimit())...)
 		}
 	}
 	return out, nil
@@ -198,8 +217,7 @@ func (r *Ref) Method(name string) ([]checks.Result, error) {
 // the reference determines without the encoder weights: db = Σ_rows dy
 // exactly, and every column of dW = dyᵀ·h must lie in the span of dy's rows
 // (h unknown), which pins dy's direction row by row.
-func compareOutputGrad(check string, ref *safetensors.Set, enc peft.Encoded) ([]checks.Result, error) {
-	layer := enc.OutputLayer()
+func compareOutputGrad(check string, ref *safetensors.Set, layer string, dy []float32) ([]checks.Result, error) {
 	wantB, err := ref.Float64s(layer + ".bias")
 	if err != nil {
 		return nil, err
@@ -208,7 +226,6 @@ func compareOutputGrad(check string, ref *safetensors.Set, enc peft.Encoded) ([]
 	if err != nil {
 		return nil, err
 	}
-	_, dy := enc.Output()
 	width := len(wantB)
 	if dy == nil || len(dy)%width != 0 || len(wantW)%width != 0 {
 		return []checks.Result{{Check: check, Metric: "rel_err", Value: math.Inf(1), Limit: Tolerance, Detail: "no output gradient of the expected width"}}, nil

@@ -389,49 +389,49 @@ type run struct {
 	rows    int64 // rows with a target (the head's work)
 }
 
-// workspace is the float32 count of model.Workspace after one step.
-func (s Shape) workspace(r run, checkpoint bool) int64 {
+// activations is the float32 count (4-byte values) of what the block over
+// the compute seam (model.DeviceModel) holds for one step on the CPU
+// backend: every block's kept activations (one shared set with
+// checkpointing, which recomputes a block in backward), the residual
+// stream, and the scratch every block shares, at its largest.
+func (s Shape) activations(r run, checkpoint bool) int64 {
 	n := r.B * r.T
 	tk := r.T + r.prefix
 	sets := s.L
 	if checkpoint {
 		sets = 1
 	}
-	// One layerActs set: saved inputs/outputs and its attention scratch.
-	act := n*(s.h+1) + n*(2*s.qd+3*s.kd) + n*s.qd + r.B*s.heads*r.T + n*s.h + n*(s.h+1) + 3*n*s.inter
+	// One block's kept values (model/device_step.go prepareShape): rstd1,
+	// q, k, v by head (prefix steps first), lse, attention output, xmid,
+	// rstd2, gate and up.
+	act := n + n*s.qd + n*s.kd + (n+r.B*r.prefix)*s.kd + r.B*s.heads*r.T + n*s.qd + n*s.h + n + 2*n*s.inter
 	if s.qkNorm {
 		act += n * (s.heads + s.kvh)
 	}
-	if r.prefix > 0 {
-		act += 2 * r.B * tk * s.kd
-	}
-	// nn.Attention.Scratch (kept per set): per-worker key and value
-	// gradient slabs, [B, KVHeads, Tk, HD] each.
-	act += 2 * min(r.threads, r.B*s.heads*((r.T+127)/128)) * r.B * s.kvh * tk * s.hd
 	total := sets * act
 	total += (s.L + 1) * n * s.h // residual stream
-	total += n*(s.h+1) + n*s.h   // xf, rstdf, dxf
-	chunk := headChunk(s, r)
-	total += chunk*s.V + 2*chunk*s.h + 2*chunk // head logits, row copies, losses (model/backward.go head)
-	// Attention score tiles, two per worker, shared by every layer
-	// (nn.Attention.Tiles, kept in the Workspace).
-	total += 2 * min(r.threads, r.B*s.heads*((r.T+127)/128)) * min(128, r.T) * (r.T + r.prefix)
-	// RoPE cos/sin tables, grown to the longest position seen.
-	total += 2 * max(r.T+r.prefix, 256) * s.hd
-	// Backward scratch: dres, dxn, datt, dq, dk, dv, da, dg, du (+dqn, dkn).
-	total += 2*n*s.h + 2*n*s.qd + 2*r.B*tk*s.kd + 3*n*s.inter
+	total += n*s.h + n + 4*n     // final norm's input and rstd; ids, positions, mask, segments
+	// Scratch shared by the blocks, the larger of forward and backward:
+	// normed inputs, rotated q and k, attention output by head and the o
+	// projection, the activated MLP input; in backward the residual's and
+	// norm's gradients, the MLP's three, and attention's: dq, dk, dv by
+	// head and by token, the key/value gradients of every key step, dsum.
+	fwd := 2*n*s.h + n*s.kd + 2*n*s.qd + r.B*tk*s.kd + n*s.h + n*s.inter
+	bwd := 3*n*s.h + 3*n*s.inter + 3*n*s.qd + 2*n*s.kd + 2*r.B*tk*s.kd + 2*n*s.kd + r.B*s.heads*r.T
 	if s.qkNorm {
-		total += n * (s.qd + s.kd)
+		bwd += n * (s.qd + s.kd)
 	}
+	total += max(fwd, bwd)
+	// The head, a chunk of rows at a time: the rows' states, logits and
+	// their gradient; the final norm's input gradient.
+	chunk := int64(model.HostHeadChunk(int(s.V), int(r.rows)))
+	total += 2*chunk*s.V + 2*chunk*s.h + n*s.h
+	// RoPE cos/sin tables for the positions of a step.
+	total += 2 * (r.T + r.prefix) * s.hd
 	if r.hooks {
-		total += n * s.h // dhook
+		total += n * s.h
 	}
 	return total
-}
-
-// headChunk is the head's row chunk, as model.Workspace computes it.
-func headChunk(s Shape, r run) int64 {
-	return int64(model.HeadChunk(int(s.V), int(r.rows)))
 }
 
 // headRows is the number of positions with a target: every one but the
@@ -476,7 +476,7 @@ func EstimateMethod(c *model.Config, row Row, opt Options) (Estimate, error) {
 	for _, ckpt := range []bool{false, true} {
 		mem := Memory{Weights: weights, Grads: 4 * trainable, Optimizer: 8 * trainable}
 		r.threads = int64(max(o.Threads, 1))
-		ws := s.workspace(r, ckpt)
+		ws := s.activations(r, ckpt)
 		mem.Activations = 4 * (ws + fp.Buffers)
 		live := mem.Weights + mem.Grads + mem.Optimizer + mem.Activations
 		mem.Runtime = o.Runtime + fp.Pooled + gcHeadroom(live, garbagePerStep(s, r, o.Threads, ckpt), o.Steps, o.GOGC)

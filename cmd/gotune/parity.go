@@ -28,16 +28,16 @@ Checks gotune against reference outputs. Each PATH may be:
   a llama.cpp vocabulary .gguf with its .inp/.out beside it
   a renders.json with the chat templates beside it
   a folder holding a reference tree: every such item inside it is checked
-With --device cuda, each reference model folder's training checks (loss,
-gradients, full fine-tuning, LoRA and QLoRA) run on the GPU instead, in
---dtype f32 (limits as on the CPU) or bf16 (limits --bf16-limit and
---bf16-grad-limit, against PyTorch's own bf16-vs-f32 deviation). --device ref
-runs the same device code on the plain-Go reference backend (slow; no GPU).
+Model folders run on --device: cpu (the default: the CPU backend), cuda (a
+GPU) or ref (the plain-Go reference backend; slow), every check on each, in
+--dtype f32 (the limits of the reference data) or bf16 (mixed precision:
+limits --bf16-limit and --bf16-grad-limit, against PyTorch's own
+bf16-vs-f32 deviation; check names start with "bf16.").
 Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.`, args, stdout, stderr)
-	device := fs.String("device", "cpu", "where the model checks run: cpu, cuda, host (the device code on the CPU backend) or ref (the device code on the reference backend)")
-	dtype := fs.String("dtype", "f32", "with --device cuda, host or ref: f32 or bf16")
+	device := fs.String("device", "cpu", "where the model checks run: cpu (the CPU backend), cuda, or ref (the reference backend); host is another name for cpu")
+	dtype := fs.String("dtype", "f32", "f32 or bf16")
 	bf16Limit := fs.Float64("bf16-limit", 5e-3, "with --dtype bf16: the largest relative loss deviation allowed (PyTorch's own bf16 run moved up to 4.0e-3 from its f32 run on these trajectories, H200)")
-	bf16GradLimit := fs.Float64("bf16-grad-limit", 4e-2, "with --dtype bf16: the largest relative gradient deviation allowed (PyTorch's own: 1.5-2.1e-2)")
+	bf16GradLimit := fs.Float64("bf16-grad-limit", 4e-2, "with --dtype bf16: the largest relative deviation of gradients, logits and trained adapters allowed (PyTorch's own gradients: 1.5-2.1e-2)")
 	paths, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -46,30 +46,28 @@ Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.
 		fs.Usage()
 		return exitError(2)
 	}
-	var dev *parity.DeviceOptions
-	if *device != "cpu" {
-		var be compute.Backend = ref.New()
-		if *device != "ref" {
-			b, closeDev, err := openBackend(*device)
-			if err != nil {
-				return err
-			}
-			defer closeDev()
-			be = b
+	var be compute.Backend
+	if *device == "ref" {
+		be = ref.New()
+	} else {
+		b, closeDev, err := openBackend(*device)
+		if err != nil {
+			return err
 		}
-		o := parity.DeviceOptions{Backend: be, Compute: compute.F32}
-		switch *dtype {
-		case "f32":
-		case "bf16":
-			o.Compute, o.Limit, o.GradLimit = compute.BF16, *bf16Limit, *bf16GradLimit
-		default:
-			return fmt.Errorf("parity: --dtype %q (want f32 or bf16)", *dtype)
-		}
-		dev = &o
+		defer closeDev()
+		be = b
+	}
+	o := parity.DeviceOptions{Backend: be, Compute: compute.F32}
+	switch *dtype {
+	case "f32":
+	case "bf16":
+		o.Compute, o.Limit, o.GradLimit = compute.BF16, *bf16Limit, *bf16GradLimit
+	default:
+		return fmt.Errorf("parity: --dtype %q (want f32 or bf16)", *dtype)
 	}
 	var all []checks.Result
 	for _, p := range paths {
-		res, err := parityPath(p, 0, dev)
+		res, err := parityPath(p, 0, o)
 		if err != nil {
 			all = append(all, checks.Result{Check: p, Metric: "error", Value: 1, Limit: 0, Detail: err.Error()})
 			continue
@@ -87,23 +85,16 @@ Prints one JSON object per check, then "N passed, M failed"; exits 1 on failure.
 
 // parityPath recognises what a path holds and runs the matching checks,
 // descending into folders that hold several references.
-func parityPath(path string, depth int, dev *parity.DeviceOptions) ([]checks.Result, error) {
+func parityPath(path string, depth int, o parity.DeviceOptions) ([]checks.Result, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	if !st.IsDir() {
-		if dev != nil {
-			return nil, nil
-		}
 		return parityFile(path)
 	}
 	if isDir(filepath.Join(path, "model")) && isDir(filepath.Join(path, "ref")) {
-		if dev != nil {
-			res, err := parity.RunModelOnDevice(path, *dev)
-			return prefixed(filepath.Base(path), res, err)
-		}
-		res, err := parity.RunModel(path)
+		res, err := parity.RunModel(path, o)
 		return prefixed(filepath.Base(path), res, err)
 	}
 	if exists(filepath.Join(path, "tokenizer_cases.json")) {
@@ -126,14 +117,14 @@ func parityPath(path string, depth int, dev *parity.DeviceOptions) ([]checks.Res
 			if depth >= 3 {
 				continue
 			}
-			res, err := parityPath(p, depth+1, dev)
+			res, err := parityPath(p, depth+1, o)
 			if err != nil {
 				out = append(out, checks.Result{Check: p, Metric: "error", Value: 1, Detail: err.Error()})
 			}
 			out = append(out, res...)
 			continue
 		}
-		if recognisedFile(n) && dev == nil {
+		if recognisedFile(n) {
 			res, err := parityFile(p)
 			if err != nil {
 				out = append(out, checks.Result{Check: p, Metric: "error", Value: 1, Detail: err.Error()})
