@@ -48,39 +48,16 @@ func newDM(t testing.TB, m *Model, be compute.Backend, o DeviceOptions) *DeviceM
 	return dm
 }
 
-// deviceLogits runs dm's forward pass over b and returns the logits of
+// deviceLogits is dm.Logits, failing the test on an error: the logits of
 // every position ([B·T, Vocab], T counting an attached method's virtual
-// tokens), soft cap applied, without temperature. It is the tests' own
-// head over the final states (the training head keeps to labelled rows).
+// tokens), soft cap applied, without temperature.
 func deviceLogits(t testing.TB, dm *DeviceModel, b *Batch) []float32 {
 	t.Helper()
-	b, err := dm.withPrompt(b)
+	lg, err := dm.Logits(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dm.forward(b); err != nil {
-		t.Fatal(err)
-	}
-	c := dm.cfg
-	n, h, V := b.B*b.T, c.Hidden, c.Vocab
-	out := make([]float32, n*V)
-	const chunk = 64
-	buf := dm.buf("test_logits", compute.F32, min(chunk, n)*V)
-	for r0 := 0; r0 < n; r0 += chunk {
-		rows := min(chunk, n-r0)
-		lg := buf.Slice(0, rows*V)
-		dm.be.Gemm(false, true, rows, V, h, 1, dm.xf.Slice(r0*h, rows*h), h, dm.head.w, h, 0, lg, V)
-		if sc := float32(c.FinalSoftcap); sc != 0 {
-			dm.be.SoftCap(lg, lg, sc)
-		}
-		if err := dm.be.Download(out[r0*V:(r0+rows)*V], lg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := dm.err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return lg
 }
 
 // logitsOn is deviceLogits of a fresh inference copy of m on be.

@@ -5,10 +5,12 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"gotune/compute"
+	"gotune/compute/cpu/cputest"
 )
 
-func TestHeadChunk(t *testing.T) {
+// TestHostHeadChunk: the head's chunks on a host backend (the CPU
+// workspace's HeadChunk before it).
+func TestHostHeadChunk(t *testing.T) {
 	for _, c := range []struct{ vocab, rows, want int }{
 		{49152, 255, 255},   // smollm2 at 256 tokens: one chunk
 		{151936, 255, 255},  // qwen3 at 256 tokens: one chunk, past the budget
@@ -18,27 +20,22 @@ func TestHeadChunk(t *testing.T) {
 		{2048, 10000, 5000}, // small vocabulary: the budget allows 8192 rows
 		{151936, 0, 1},      // nothing to compute
 	} {
-		if got := HeadChunk(c.vocab, c.rows); got != c.want {
-			t.Errorf("HeadChunk(%d, %d) = %d, want %d", c.vocab, c.rows, got, c.want)
+		if got := HostHeadChunk(c.vocab, c.rows); got != c.want {
+			t.Errorf("HostHeadChunk(%d, %d) = %d, want %d", c.vocab, c.rows, got, c.want)
 		}
 	}
 }
 
-// The head over a batch of two sequences gives the loss and the gradients
-// of the two computed one at a time: the trained rows of both gathered
-// into one product and their gradients scattered back. (The CPU
-// workspace's version of this test split the head into chunks of HeadChunk
-// rows; the device head's chunks hold 96M logits, more than a unit test
-// should allocate, so its chunking is not exercised here.)
-func TestHeadRowsMatchOneSequenceAtATime(t *testing.T) {
-	onBackends(t, testHeadRows)
-}
-
-func testHeadRows(t *testing.T, be compute.Backend) {
+// A head computed in several chunks gives the loss and the gradients of the
+// same rows computed in one, on the CPU backend (a host backend's chunks
+// are small enough to exercise; the reference backend's and a GPU's hold
+// 96M logits).
+func TestHeadChunksMatchOneChunk(t *testing.T) {
 	cfg, err := Shape("tiny")
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Vocab = 70000 // 256 rows per chunk at most
 	m := New(cfg)
 	m.RandomInit(3)
 	setTrainable(m)
@@ -60,10 +57,14 @@ func testHeadRows(t *testing.T, be compute.Backend) {
 		}
 		return bt
 	}
+	both := batch(a, b) // 398 rows with a target: two chunks of 199
+	if got := HostHeadChunk(cfg.Vocab, 2*(T-1)); got != T-1 {
+		t.Fatalf("test needs two chunks, HostHeadChunk gives %d rows", got)
+	}
 	scale := float32(1.0 / float64(2*(T-1)))
-	w := newDM(t, m, be, DeviceOptions{})
-	sum, n := mustStep(t, w, batch(a, b), scale)
-	both := deviceGrads(t, w, m.Params())
+	w := newDM(t, m, cputest.Open(), DeviceOptions{})
+	sum, n := mustStep(t, w, both, scale)
+	chunked := deviceGrads(t, w, m.Params())
 	w.ZeroGrad()
 	sa, na := mustStep(t, w, batch(a), scale)
 	sb, nb := mustStep(t, w, batch(b), scale)
@@ -72,11 +73,11 @@ func testHeadRows(t *testing.T, be compute.Backend) {
 		t.Fatalf("trained rows %d, want %d", n, na+nb)
 	}
 	if d := math.Abs(sum - (sa + sb)); d > 1e-6*math.Abs(sum) {
-		t.Errorf("loss sum %v over the batch, %v per sequence", sum, sa+sb)
+		t.Errorf("loss sum %v in chunks, %v per sequence", sum, sa+sb)
 	}
 	for i, p := range m.Params() {
 		var num, den float64
-		for j, v := range both[i] {
+		for j, v := range chunked[i] {
 			d := float64(v - single[i][j])
 			num += d * d
 			den += float64(single[i][j]) * float64(single[i][j])
