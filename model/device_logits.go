@@ -22,7 +22,7 @@ func (dm *DeviceModel) Logits(b *Batch) ([]float32, error) {
 	n, h, V := b.B*b.T, c.Hidden, c.Vocab
 	out := make([]float32, n*V)
 	// Chunks bound the device's logits buffer as the training head does.
-	chunk := headChunkRows(V, n)
+	chunk := dm.headChunk(V, n)
 	lg := dm.buf("logits", compute.F32, chunk*V)
 	if err := dm.err(); err != nil {
 		return nil, err

@@ -684,17 +684,17 @@ func (dm *DeviceModel) rotated(l *dlayer, a *dacts) (qh, kh compute.Tensor) {
 	return qh, kh
 }
 
-// headChunkRows bounds the logits held at once: rows·vocab floats of
-// logits plus their gradient. A GPU wants few large products; on the host
-// the head runs as fast in chunks of a few hundred rows, so there the
-// budget is a sixth and the chunks are balanced (no short last chunk).
-func headChunkRows(vocab, rows int, host bool) int {
-	if !host {
-		const budget = 96 << 20 // elements
-		m := max(budget/max(vocab, 1), 64)
-		return max(1, min(m, rows))
+// headChunk bounds the logits held at once: rows·vocab floats of logits
+// plus their gradient. A GPU wants few large products; on the host the head
+// runs as fast in chunks of a few hundred rows, so there the budget is a
+// sixth and the chunks are balanced (no short last chunk).
+func (dm *DeviceModel) headChunk(vocab, rows int) int {
+	if _, host := dm.be.(compute.HostBackend); host {
+		return HostHeadChunk(vocab, rows)
 	}
-	return HostHeadChunk(vocab, rows)
+	const budget = 96 << 20 // elements
+	m := max(budget/max(vocab, 1), 64)
+	return max(1, min(m, rows))
 }
 
 // HostHeadChunk is the head's row chunk on a host backend for rows trained
@@ -758,8 +758,7 @@ func (dm *DeviceModel) tokenLosses(b *Batch, scale float32, scales []float32, ba
 		inv = float32(1 / dm.Temperature)
 	}
 	alpha := dm.headAlpha(inv)
-	_, onHost := be.(compute.HostBackend)
-	chunk := headChunkRows(V, len(rows), onHost)
+	chunk := dm.headChunk(V, len(rows))
 	idx := dm.buf("head_idx", compute.I32, len(rows))
 	tg := dm.buf("head_tg", compute.I32, len(rows))
 	be.UploadInt(idx, rows)
