@@ -12,37 +12,19 @@ import (
 )
 
 // testLoRA is a minimal LoRA for this package's tests (peft sits above
-// model): y = W·x + s·B·(A·x), run by the device path through LowRank.
+// model): y = W·x + s·B·(A·x), which the device block runs through
+// LowRank. The host passes of nn.Adapter are never run.
 type testLoRA struct {
 	a, b  *nn.Param
 	scale float32
-	h     []float32
 }
 
 func (l *testLoRA) Forward(lin *nn.Linear, y, x []float32, n int) {
-	lin.BaseForward(y, x, n)
-	r := l.a.Shape[0]
-	l.h = make([]float32, n*r)
-	for i := 0; i < n; i++ {
-		for k := 0; k < r; k++ {
-			var s float32
-			for j := 0; j < lin.In; j++ {
-				s += x[i*lin.In+j] * l.a.Data[k*lin.In+j]
-			}
-			l.h[i*r+k] = s
-		}
-		for o := 0; o < lin.Out; o++ {
-			var s float32
-			for k := 0; k < r; k++ {
-				s += l.h[i*r+k] * l.b.Data[o*r+k]
-			}
-			y[i*lin.Out+o] += l.scale * s
-		}
-	}
+	panic("testLoRA: no host forward pass")
 }
 
 func (l *testLoRA) Backward(lin *nn.Linear, dx, dy, x []float32, n int) {
-	panic("testLoRA: forward only")
+	panic("testLoRA: no host backward pass")
 }
 
 func (l *testLoRA) Params() []*nn.Param                  { return []*nn.Param{l.a, l.b} }
