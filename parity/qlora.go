@@ -32,7 +32,8 @@ import (
 // its top-k experts, so a rounding that flips a choice moves the loss by
 // more than the weights' error says: qwen3_moe's INT8 runs reached 0.80×
 // (per row) and 1.11× (per block), the same on the CPU workspace as on the
-// device, so there the limit is 2 × the weight error.
+// device, so there the per-block check (added after the others) allows
+// 2 × the weight error; the other quantizations keep 0.9×.
 func (r *Ref) QLoRA(qt quant.Type) ([]checks.Result, error) {
 	dir := filepath.Join(r.Dir, "ref", "lora")
 	var meta peftMeta
@@ -81,7 +82,7 @@ func (r *Ref) QLoRA(qt quant.Type) ([]checks.Result, error) {
 	}
 	name := "qlora_" + qt.String()
 	factor := 0.9
-	if m.Cfg.Experts > 0 {
+	if m.Cfg.Experts > 0 && qt == quant.Int8Block {
 		factor = 2
 	}
 	res := checks.New(name+".trajectory", "max_loss_dev_over_first", worst, factor*werr)

@@ -150,7 +150,7 @@ func TestRecommend(t *testing.T) {
 		ckpt    bool
 	}{
 		{"large data, ample RAM", "smollm2-135m", 500_000, 64 * gib, 512, plan.Full, false},
-		{"large data, full only with ckpt", "smollm2-135m", 500_000, 5 * gib, 1024, plan.Full, true},
+		{"large data, full only with ckpt", "smollm2-135m", 500_000, 6 * gib, 1024, plan.Full, true},
 		{"large data, limited RAM", "qwen3-0.6b", 500_000, 10 * gib, 512, plan.LoRA, false},
 		{"medium data", "smollm2-135m", 50_000, 64 * gib, 512, plan.LoRA, false},
 		{"medium data, lora needs ckpt", "qwen3-0.6b", 50_000, 7 * gib, 1024, plan.LoRA, true},

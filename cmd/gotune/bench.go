@@ -46,7 +46,7 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 	rank := fs.Int("lora-rank", 16, "LoRA rank for --train lora/qlora")
 	kernels := fs.Bool("kernels", true, "include sgemm kernels (without --train)")
 	ckptFlag := fs.Bool("checkpoint", false, "gradient checkpointing for --train")
-	storage := fs.String("storage", "f32", "frozen weight storage for --train lora: f32 or bf16")
+	storage := fs.String("storage", "f32", "frozen weight storage for --train lora: f32 or bf16 (with --device host the bf16 weights are read in place, in 16 bits)")
 	prepack := fs.Bool("prepack", false, "keep frozen f32 weights pre-packed for the matrix kernel (--train lora; costs 2× their memory)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memory := fs.Bool("memory", false, "report resident memory of the frozen weights in f32, bf16, int8 and nf4 (default shape qwen3-0.6b)")
@@ -73,13 +73,13 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 	}
 	// Training steps on the CPU run the block over the compute seam on the
 	// CPU backend, as training does; the workspace stays for what only it
-	// measures yet (a peer in turn, dpo, pre-packed or bf16 storage).
-	cpuDevice := *device == "cpu" && *train != "" && *peer == "" && *stage == "sft" && !*prepack && *storage == "f32"
+	// measures yet (a peer in turn, dpo, pre-packed weights).
+	cpuDevice := *device == "cpu" && *train != "" && *peer == "" && *stage == "sft" && !*prepack
 	if cpuDevice && *shapeList == "" {
 		*shapeList = "smollm2-135m"
 	}
 	if *device != "cpu" || cpuDevice {
-		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag)
+		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag, model.DType(*storage))
 	}
 	var shapes []string
 	if *shapeList != "" {

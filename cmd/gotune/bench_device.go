@@ -28,11 +28,20 @@ type memInfo interface {
 
 // benchDevice times training steps (forward, backward, clipping, AdamW) of a
 // named shape on a GPU backend, with random weights and tokens.
-func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, rank, steps int, profile, checkpoint bool) error {
+func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, rank, steps int, profile, checkpoint bool, storage model.DType) error {
 	switch method {
 	case "full", "lora", "qlora", "prompt", "prefix", "adapter":
 	default:
 		return fmt.Errorf("bench --device %s: --train full, lora, qlora, prompt, prefix or adapter", device)
+	}
+	switch storage {
+	case model.F32:
+	case model.BF16:
+		if method != "lora" {
+			return fmt.Errorf("bench --device %s: --storage bf16 is for --train lora", device)
+		}
+	default:
+		return fmt.Errorf("bench: --storage %q (want f32 or bf16)", storage)
 	}
 	dt := compute.BF16
 	switch dtype {
@@ -55,7 +64,7 @@ func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, ran
 		shapes = []string{"qwen3-0.6b"}
 	}
 	for _, shape := range shapes {
-		line, err := benchDeviceShape(be, dt, method, shape, b, t, rank, steps, profile, checkpoint)
+		line, err := benchDeviceShape(be, dt, method, shape, b, t, rank, steps, profile, checkpoint, storage)
 		if err != nil {
 			return err
 		}
@@ -64,8 +73,8 @@ func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, ran
 	return nil
 }
 
-func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int, profile, checkpoint bool) (map[string]any, error) {
-	m, params, pm, err := benchModel(method, shape, rank, model.F32)
+func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int, profile, checkpoint bool, storage model.DType) (map[string]any, error) {
+	m, params, pm, err := benchModel(method, shape, rank, storage)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +141,7 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 	st := dm.MemStats()
 	rss, _ := runlog.ReadMem()
 	line := map[string]any{"bench": "train_tokens_per_s", "device": be.Name(), "dtype": dt.String(), "method": method, "shape": shape,
-		"batch": b, "seq": t, "lora_rank": rank, "trainable": trainable, "checkpoint": checkpoint,
+		"batch": b, "seq": t, "lora_rank": rank, "trainable": trainable, "checkpoint": checkpoint, "storage": string(storage),
 		"value": round(float64(b*t) / mean), "unit": "tokens/s", "step_s": mean, "step_s_min": times[0], "step_s_median": times[len(times)/2],
 		"loss": loss, "peak_mem_gib": float64(st.Peak) / (1 << 30), "tflops": round(flops / times[len(times)/2] / 1e12),
 		// The process's own figures: for the host backend, comparable with

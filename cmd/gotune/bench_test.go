@@ -11,6 +11,7 @@ import (
 
 	"gotune/compute"
 	"gotune/compute/ref"
+	"gotune/model"
 )
 
 // `bench --train --peer` runs the peer with the documented arguments and
@@ -95,7 +96,7 @@ func TestBenchPromptMethods(t *testing.T) {
 		if err := runBench([]string{"--train", m, "--shape", "tiny", "--seq", "16", "--steps", "1", "--rounds", "1"}, &out, &errb); err != nil {
 			t.Fatalf("%s on the CPU: %v\n%s", m, err, errb.String())
 		}
-		line, err := benchDeviceShape(ref.New(), compute.F32, m, "tiny", 1, 16, 16, 1, false, false)
+		line, err := benchDeviceShape(ref.New(), compute.F32, m, "tiny", 1, 16, 16, 1, false, false, model.F32)
 		if err != nil {
 			t.Fatalf("%s on the device: %v", m, err)
 		}
@@ -103,5 +104,27 @@ func TestBenchPromptMethods(t *testing.T) {
 		if line["method"] != m || !(loss > 0) || math.IsInf(loss, 0) || !(line["value"].(float64) > 0) {
 			t.Errorf("%s on the device: %v", m, line)
 		}
+	}
+}
+
+// TestBenchHostBF16Storage: `bench --device host --storage bf16` trains
+// LoRA over a bf16 base on the CPU backend and says so in its line; bf16
+// storage with another method is refused.
+func TestBenchHostBF16Storage(t *testing.T) {
+	var out, errb bytes.Buffer
+	args := []string{"--train", "lora", "--device", "host", "--dtype", "f32", "--storage", "bf16", "--shape", "tiny", "--seq", "16", "--steps", "1"}
+	if err := runBench(args, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	var line map[string]any
+	if err := json.Unmarshal(out.Bytes(), &line); err != nil {
+		t.Fatalf("%v: %q", err, out.String())
+	}
+	if loss, _ := line["loss"].(float64); line["storage"] != "bf16" || line["device"] != "cpu" || !(loss > 0) || math.IsInf(loss, 0) {
+		t.Errorf("line %v: want storage bf16 on the cpu backend with a finite loss", line)
+	}
+	args[1] = "full"
+	if err := runBench(args, &out, &errb); err == nil || !strings.Contains(err.Error(), "--storage bf16") {
+		t.Errorf("full tuning with --storage bf16: error %v, want a refusal naming the flag", err)
 	}
 }
