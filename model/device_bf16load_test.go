@@ -6,6 +6,7 @@ import (
 
 	"gotune/compute"
 	"gotune/compute/cpu/cputest"
+	"gotune/compute/ref"
 	"gotune/model"
 	"gotune/peft"
 )
@@ -13,8 +14,9 @@ import (
 // TestDeviceBF16LoadedOnHost: a model loaded with bf16 storage (its linear
 // weights only as bfloat16 bits) trains LoRA and DoRA through the compute
 // seam on the CPU backend, its frozen weights held in 16 bits and read in
-// place, with the CPU workspace's loss and adapter gradients on the same
-// bf16 model (close to them in bf16 compute); and it decodes with the workspace session's logits. Every
+// place, with the reference backend's loss and adapter gradients on the
+// same bf16 model (close to them in bf16 compute); and it decodes with the
+// logits of the reference backend's full forward at every step. Every
 // reference family: q/k norms and GQA (qwen3), llama, Gemma 2 and 3's
 // pieces, Phi-3's fused projections and two mixtures of experts (router
 // and experts in bf16).
@@ -44,7 +46,7 @@ func TestDeviceBF16LoadedOnHost(t *testing.T) {
 			randomize(set.Params(), 9, 0.05) // B starts at zero: give every gradient a value
 			b := peftBatch(m.Cfg.Vocab)
 			scale := float32(1 / float64(b.TrainedTokens()))
-			csum, _ := m.NewWorkspace().Step(b, scale)
+			csum, _, want := model.RefStep(t, m, b, scale)
 
 			dm, err := model.NewDeviceModel(m, cputest.Open(), model.DeviceOptions{Compute: compute.F32})
 			if err != nil {
@@ -56,7 +58,7 @@ func TestDeviceBF16LoadedOnHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			if e := math.Abs(gsum-csum) / math.Abs(csum); e > 1e-5 {
-				t.Errorf("loss %.8g, CPU workspace %.8g (rel %.2g)", gsum, csum, e)
+				t.Errorf("loss %.8g, reference %.8g (rel %.2g)", gsum, csum, e)
 			}
 			var worst float64
 			for _, p := range set.Params() {
@@ -64,13 +66,13 @@ func TestDeviceBF16LoadedOnHost(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				e := relErr(g, p.Grad)
+				e := relErr(g, want[p])
 				worst = max(worst, e)
 				if !(e <= 1e-4) {
-					t.Errorf("%s: gradient differs from the CPU workspace's by %.3g", p.Name, e)
+					t.Errorf("%s: gradient differs from the reference's by %.3g", p.Name, e)
 				}
 			}
-			t.Logf("loss %.8g, CPU %.8g; worst adapter gradient error %.3g", gsum, csum, worst)
+			t.Logf("loss %.8g, reference %.8g; worst adapter gradient error %.3g", gsum, csum, worst)
 			for _, l := range m.Linears() {
 				if l.W != nil {
 					t.Fatalf("%s: the host layer got a float weight", l.Name)
@@ -88,7 +90,7 @@ func TestDeviceBF16LoadedOnHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			if e := math.Abs(hsum-csum) / math.Abs(csum); e > 2e-2 {
-				t.Errorf("bf16 compute: loss %.6g, CPU workspace %.6g (rel %.2g)", hsum, csum, e)
+				t.Errorf("bf16 compute: loss %.6g, reference %.6g (rel %.2g)", hsum, csum, e)
 			}
 			if c.dora {
 				return
@@ -106,21 +108,26 @@ func TestDeviceBF16LoadedOnHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer gs.Close()
-			cs := m.NewSession(24)
-			feed := []int32{3, 41, 59, 26}
+			oracle, err := model.NewDeviceModel(m, ref.New(), model.DeviceOptions{Compute: compute.F32, Inference: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer oracle.Close()
+			V := m.Cfg.Vocab
+			seq := []int32{3, 41, 59, 26}
+			feed := seq
 			for step := 0; step <= 8; step++ {
-				want, err := cs.Feed(feed)
-				if err != nil {
-					t.Fatal(err)
-				}
+				full := model.DeviceLogits(t, oracle, &model.Batch{B: 1, T: len(seq), IDs: seq})
+				want := full[len(full)-V:]
 				got, err := gs.Feed(feed)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if e := relErr(got, want); !(e <= 1e-5) {
-					t.Fatalf("step %d: logits differ from the CPU session's by %.3g", step, e)
+					t.Fatalf("step %d: logits differ from the full forward's by %.3g", step, e)
 				}
 				feed = []int32{int32(model.Argmax(want))}
+				seq = append(seq, feed...)
 			}
 		})
 	}
