@@ -247,6 +247,7 @@ type DeviceModel struct {
 	seg            compute.Tensor
 	cos, sin       compute.Tensor
 	ropeN, ropeRot int
+	ropeDyn        bool // the tables hold dynamic NTK frequencies for ropeN positions
 	hasMask        bool
 	hasSeg         bool
 	allocErr       error

@@ -180,12 +180,6 @@ func TestNoTrainedTokens(t *testing.T) {
 // whose max_position_embeddings is below the 256-row table Model.Rope
 // allocates at least.
 func TestDynamicRopeWithinMaxPositionsIsDefault(t *testing.T) {
-	// DeviceModel.rope (device_step.go) builds its tables for
-	// max(n, 256) positions with the frequencies of that length, which
-	// dynamic scaling turns on below max_position_embeddings 256, and
-	// reuses a longer table's frequencies past it (the logits here differ
-	// from the default rope's by 9%). The fix belongs to device_step.go.
-	t.Skip("known device bug: dynamic rope tables at 256 positions (see the comment)")
 	base := `{"model_type":"llama","vocab_size":50,"hidden_size":16,"intermediate_size":24,"num_hidden_layers":1,
 		"num_attention_heads":2,"max_position_embeddings":16,"rope_theta":10000`
 	build := func(extra string) *Model {
