@@ -273,6 +273,12 @@ type GemmTerm struct {
 type HostBackend interface {
 	Wrap(src []float32) Tensor
 	WrapBytes(src []byte) Tensor
+	// WrapBF16 is a BF16 tensor over bfloat16 bits (a frozen weight loaded
+	// in bf16), held in 16 bits. Only the operations that read frozen
+	// weights take it: Gemm, GemmBatched and GemmSum as the B operand,
+	// Axpby as x, Cast and GatherRows as the source, and Upload (rounding),
+	// Download and Zero; any other operation fails.
+	WrapBF16(src []uint16) Tensor
 	// Floats is the host memory of an F32 tensor of this backend.
 	Floats(t Tensor) []float32
 }

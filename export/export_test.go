@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"gotune/assets"
+	"gotune/compute"
+	"gotune/compute/cpu/cputest"
 	"gotune/gguf"
 	"gotune/method"
 	"gotune/model"
@@ -146,14 +148,34 @@ func testBatch() *model.Batch {
 func logits(t *testing.T, m *model.Model) []float32 {
 	t.Helper()
 	b := testBatch()
-	out := m.NewWorkspace().Logits(b)
-	// padded positions carry no meaning
+	// Every position's logits, one token at a time through a decoding
+	// session on the CPU backend; padded positions carry no meaning and
+	// stay zero.
+	dm, err := model.NewDeviceModel(m, cputest.Open(), model.DeviceOptions{Compute: compute.F32, Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dm.Close()
 	v := m.Cfg.Vocab
-	res := append([]float32(nil), out...)
-	for i, on := range b.Mask {
-		if on == 0 {
-			clear(res[i*v : (i+1)*v])
+	res := make([]float32, b.B*b.T*v)
+	for r := range b.B {
+		// Room for the virtual tokens and KV prefix of a prompt method.
+		s, err := dm.NewSession(b.T + 64)
+		if err != nil {
+			t.Fatal(err)
 		}
+		for i := range b.T {
+			k := r*b.T + i
+			if b.Mask[k] == 0 {
+				continue
+			}
+			out, err := s.Feed([]int32{b.IDs[k]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			copy(res[k*v:(k+1)*v], out)
+		}
+		s.Close()
 	}
 	return res
 }

@@ -14,6 +14,7 @@ import (
 
 	"gotune/assets"
 	"gotune/chat"
+	"gotune/compute/cpu/cputest"
 )
 
 // folderCase damages a copy of the bundled tiny model; the load, the prompt
@@ -214,6 +215,10 @@ func tryFolder(dir string) (err error, panicked bool) {
 	if err != nil {
 		return err, false
 	}
+	if err := e.UseDevice(cputest.Open(), false, nil, nil); err != nil {
+		return err, false
+	}
+	defer e.Close()
 	prompt, err := e.Prompt([]chat.Message{chat.NewMessage("user", "hello")}, chat.Options{})
 	if err != nil {
 		return err, false

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"gotune/assets"
+	"gotune/compute"
+	"gotune/compute/cpu/cputest"
 	"gotune/compute/ref"
 	"gotune/model"
 	"gotune/peft"
@@ -40,24 +42,37 @@ func TestAdapterDropoutOffInInference(t *testing.T) {
 		}
 		return out
 	}
-	logits := func(adapter string) []float32 {
+	logits := func(adapter string) []float64 {
 		e, err := Load(dir, adapter)
 		if err != nil {
 			t.Fatal(err)
 		}
+		dm, err := model.NewDeviceModel(e.Model, cputest.Open(), model.DeviceOptions{Compute: compute.F32, Inference: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dm.Close()
+		// Every position's log-probability of the next id.
 		ids := []int32{5, 17, 99, 3, 250, 41}
-		return append([]float32(nil), e.Model.NewWorkspace().Logits(&model.Batch{B: 1, T: len(ids), IDs: ids})...)
+		lp, err := dm.TokenLogProbs(&model.Batch{B: 1, T: len(ids), IDs: ids, Labels: ids, Mask: []int32{1, 1, 1, 1, 1, 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lp) != len(ids)-1 {
+			t.Fatalf("%d log-probabilities for %d ids", len(lp), len(ids))
+		}
+		return lp
 	}
 	with, without := logits(save(0.5)), logits(save(0))
 	for i := range with {
 		if with[i] != without[i] {
-			t.Fatalf("logit %d: %g with lora_dropout 0.5, %g without: dropout acted at inference", i, with[i], without[i])
+			t.Fatalf("log-probability %d: %g with lora_dropout 0.5, %g without: dropout acted at inference", i, with[i], without[i])
 		}
 	}
 }
 
-// TestGenerateOnDevice: greedy generation through the compute seam (the
-// reference backend standing in for a GPU) gives the CPU's tokens.
+// TestGenerateOnDevice: greedy generation on the reference backend (float64
+// loops, standing in for a GPU) gives the CPU backend's tokens.
 func TestGenerateOnDevice(t *testing.T) {
 	e := loadTiny(t)
 	prompt := "Once upon a time"

@@ -69,16 +69,18 @@ type Engine struct {
 	Adapter     peft.Method
 	stops       map[int32]bool
 
-	// dev, when set, runs generation on a compute backend; devMu keeps one
-	// generation at a time there (a backend is not safe for concurrent use,
-	// so engines sharing one share the lock).
+	// dev runs generation on a compute backend (UseDevice; an engine
+	// without one refuses to generate); devMu keeps one generation at a
+	// time there (a backend is not safe for concurrent use, so engines
+	// sharing one share the lock).
 	dev   *model.DeviceModel
 	devMu *sync.Mutex
 }
 
-// UseDevice moves generation onto a compute backend (bf16 or f32
-// weights); a model or adapter the device path cannot run yet stays on the
-// CPU and the error says why. Engines on the same backend must pass the
+// UseDevice puts generation on a compute backend (bf16 or f32 weights);
+// an engine generates only once it has one. A model or adapter the backend
+// cannot run returns the error saying why and leaves the engine as it was.
+// Engines on the same backend must pass the
 // same lock (nil: a lock of its own). Engines of clones of one model
 // (WithAdapter) that pass the same shared weights hold the base once on the
 // device (nil: this engine's own copy).
@@ -96,7 +98,11 @@ func (e *Engine) UseDevice(be compute.Backend, bf16 bool, lock *sync.Mutex, shar
 	return nil
 }
 
-// Device names the backend generation runs on, "" for the CPU.
+// ErrNoBackend is Generate's error on an engine without a compute backend:
+// Load reads the model, UseDevice says where it runs.
+var ErrNoBackend = errors.New("infer: the engine has no compute backend to generate on (call UseDevice after Load)")
+
+// Device names the backend generation runs on, "" before UseDevice.
 func (e *Engine) Device() string {
 	if e.dev == nil {
 		return ""
@@ -338,21 +344,16 @@ func (e *Engine) GenerateContext(ctx context.Context, req Request) (Result, erro
 		}
 		maxNew = min(maxNew, n-len(prompt))
 	}
-	var sess interface {
-		Feed([]int32) ([]float32, error)
+	if e.dev == nil {
+		return Result{PromptTokens: len(prompt)}, ErrNoBackend
 	}
-	if e.dev != nil {
-		e.devMu.Lock()
-		defer e.devMu.Unlock()
-		ds, err := e.dev.NewSession(len(prompt) + maxNew + 64)
-		if err != nil {
-			return Result{PromptTokens: len(prompt)}, err
-		}
-		defer ds.Close()
-		sess = ds
-	} else {
-		sess = e.Model.NewSession(len(prompt) + maxNew + 64)
+	e.devMu.Lock()
+	defer e.devMu.Unlock()
+	sess, err := e.dev.NewSession(len(prompt) + maxNew + 64)
+	if err != nil {
+		return Result{PromptTokens: len(prompt)}, err
 	}
+	defer sess.Close()
 	logits, err := sess.Feed(prompt)
 	if err != nil {
 		return Result{}, err

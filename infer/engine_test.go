@@ -7,6 +7,7 @@ import (
 
 	"gotune/assets"
 	"gotune/chat"
+	"gotune/compute/cpu/cputest"
 )
 
 func loadTiny(t *testing.T) *Engine {
@@ -19,7 +20,43 @@ func loadTiny(t *testing.T) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return onCPU(t, e)
+}
+
+// onCPU puts e's generation on the CPU backend.
+func onCPU(t testing.TB, e *Engine) *Engine {
+	t.Helper()
+	if err := e.UseDevice(cputest.Open(), false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
 	return e
+}
+
+// TestGenerateNeedsBackend: an engine given no backend says so instead of
+// generating.
+func TestGenerateNeedsBackend(t *testing.T) {
+	dir, err := assets.ModelDir(assets.DefaultModel, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Device() != "" {
+		t.Errorf("a fresh engine is on %q", e.Device())
+	}
+	if _, err := e.Generate(Request{Prompt: "Once upon a time", MaxTokens: 2}); !errors.Is(err, ErrNoBackend) {
+		t.Fatalf("got %v, want ErrNoBackend", err)
+	}
+	onCPU(t, e)
+	if e.Device() != "cpu" {
+		t.Fatalf("after UseDevice the engine is on %q", e.Device())
+	}
+	if res, err := e.Generate(Request{Prompt: "Once upon a time", MaxTokens: 2}); err != nil || len(res.Tokens) == 0 {
+		t.Fatalf("generated %v, %v", res.Tokens, err)
+	}
 }
 
 func TestGenerateContext(t *testing.T) {

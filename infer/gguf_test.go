@@ -25,10 +25,12 @@ func TestGGUFEngineMatchesFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	onCPU(t, want)
 	got, err := Load(path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	onCPU(t, got)
 	if got.Template == nil {
 		t.Fatal("the GGUF file's chat template was not loaded")
 	}

@@ -54,6 +54,7 @@ func TestRawCompletionMatchesRunC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	onCPU(t, e)
 	for _, c := range cases {
 		t.Run(c.Prompt, func(t *testing.T) {
 			want := c.IDs

@@ -2,14 +2,22 @@ package model
 
 import (
 	"testing"
+
+	"gotune/compute/cpu/cputest"
 )
 
-// BenchmarkDecode measures KV-cache decoding on the smollm2-135m shape: a
-// 128-token prompt, then 32 tokens one at a time. It reports decoded tokens
-// per second (prefill included in the time, as a user waits for it).
+// BenchmarkDecode measures KV-cache decoding on the smollm2-135m shape on
+// the CPU backend: a 128-token prompt, then 32 tokens one at a time. It
+// reports decoded tokens per second (prefill included in the time, as a user
+// waits for it).
 func BenchmarkDecode(b *testing.B) {
 	m := decodeBenchModel(b)
-	s := m.NewSession(decodePrompt + decodeGen)
+	dm := newDM(b, m, cputest.Open(), DeviceOptions{Inference: true})
+	s, err := dm.NewSession(decodePrompt + decodeGen)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
 	benchDecode(b, m.Cfg.Vocab, s.Reset, s.Feed)
 }
 

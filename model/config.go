@@ -441,7 +441,9 @@ func (c *Config) Dims() family.Dims {
 // (DeviceModel) does not implement, or "": such models train on the CPU.
 func (c *Config) deviceUnsupported() string {
 	var why []string
-	if c.Act != "silu" && c.Act != "swish" && c.Act != "gelu_pytorch_tanh" {
+	// An unset activation is the Llama family's SiLU (a Config built in
+	// code rather than parsed).
+	if c.Act != "" && c.Act != "silu" && c.Act != "swish" && c.Act != "gelu_pytorch_tanh" {
 		why = append(why, c.Act+" MLPs")
 	}
 	return strings.Join(why, ", ")

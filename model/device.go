@@ -247,6 +247,7 @@ type DeviceModel struct {
 	seg            compute.Tensor
 	cos, sin       compute.Tensor
 	ropeN, ropeRot int
+	ropeDyn        bool // the tables hold dynamic NTK frequencies for ropeN positions
 	hasMask        bool
 	hasSeg         bool
 	allocErr       error
@@ -318,16 +319,22 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 			err = fmt.Errorf("device model: %s has no weight", l.Name)
 			return nil
 		}
+		var wrapped *dparam // a bf16 base held in 16 bits where it lies
 		if dq == nil && lw.Data == nil {
-			w := make([]float32, l.In*l.Out)
-			for i, v := range l.WBF16 {
-				w[i] = math.Float32frombits(uint32(v) << 16)
+			if wrapped = dm.wrapBF16(l, lw); wrapped == nil {
+				w := make([]float32, l.In*l.Out)
+				for i, v := range l.WBF16 {
+					w[i] = math.Float32frombits(uint32(v) << 16)
+				}
+				lw.Data = w
+				defer func() { lw.Data = nil }()
 			}
-			lw.Data = w
-			defer func() { lw.Data = nil }()
 		}
 		dl := &dlinear{in: l.In, out: l.Out, q: dq, b: param(l.B, true)}
-		if dq == nil {
+		switch {
+		case wrapped != nil:
+			dl.w = wrapped
+		case dq == nil:
 			dl.w = param(lw, false)
 		}
 		if sc, ok := l.Adapter.(Scaler); ok {
@@ -465,6 +472,26 @@ func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
 	}
 	d.w = ts[0]
 	return d, nil
+}
+
+// wrapBF16 holds a frozen bf16 base weight (l.WBF16, lw its stand-in
+// parameter) in 16 bits where the backend's memory is the host's: the
+// backend reads the host's bits in place instead of a float32 expansion,
+// which would double the frozen weights' memory. It reports false where it
+// does not apply (another backend, a trained weight), returning nil and
+// leaving the weight to the usual upload. In F32 compute the products widen
+// the weight as they read it, which is what the expansion held; in BF16
+// compute the values are those of the rounded copy an upload would make.
+// Nothing is allocated, so there is nothing to share between copies.
+func (dm *DeviceModel) wrapBF16(l *nn.Linear, lw *nn.Param) *dparam {
+	hb, ok := dm.be.(compute.HostBackend)
+	if !ok || l.WBF16 == nil || len(l.WBF16) != l.In*l.Out || (lw.Trainable() && !dm.inference) {
+		return nil
+	}
+	d := &dparam{host: lw, n: len(l.WBF16), w: hb.WrapBF16(l.WBF16)}
+	dm.byHost[lw] = d
+	dm.params = append(dm.params, d)
+	return d
 }
 
 // frozen returns the device tensors of a frozen host weight: uploaded by

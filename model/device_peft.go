@@ -117,11 +117,7 @@ func (dm *DeviceModel) attachPEFT(m *Model, param func(*nn.Param, bool) *dparam)
 	c := m.Cfg
 	dm.peft = &dpeft{}
 	if m.Input != nil {
-		pe, ok := m.Input.(PromptEncoder)
-		if !ok {
-			return fmt.Errorf("device model: virtual tokens of %T do not run on the device block yet", m.Input)
-		}
-		e, err := dm.newEncoder(pe, param, m.Input.Virtual(), c.Hidden)
+		e, err := dm.newEncoder(m.Input, param, m.Input.Virtual(), c.Hidden)
 		if err != nil {
 			return fmt.Errorf("device model: virtual tokens: %w", err)
 		}
@@ -137,11 +133,7 @@ func (dm *DeviceModel) attachPEFT(m *Model, param func(*nn.Param, bool) *dparam)
 		}
 	}
 	if first != nil {
-		pe, ok := first.(PromptEncoder)
-		if !ok {
-			return fmt.Errorf("device model: KV prefix %T does not run on the device block yet", first)
-		}
-		e, err := dm.newEncoder(pe, param, first.Len(), len(m.Layers)*2*c.KVDim())
+		e, err := dm.newEncoder(first, param, first.Len(), len(m.Layers)*2*c.KVDim())
 		if err != nil {
 			return fmt.Errorf("device model: KV prefix: %w", err)
 		}
@@ -155,11 +147,7 @@ func (dm *DeviceModel) attachPEFT(m *Model, param func(*nn.Param, bool) *dparam)
 			if h.hook == nil {
 				continue
 			}
-			bh, ok := h.hook.(BottleneckHook)
-			if !ok {
-				return fmt.Errorf("device model: layer %d: sub-layer hook %T does not run on the device block yet", l.Index, h.hook)
-			}
-			down, downB, up, upB, s, act := bh.DeviceBottleneck()
+			down, downB, up, upB, s, act := h.hook.DeviceBottleneck()
 			if down == nil || downB == nil || up == nil || upB == nil {
 				return fmt.Errorf("device model: layer %d: a bottleneck adapter without all four of its weights", l.Index)
 			}

@@ -3,10 +3,10 @@ package model_test
 import (
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"gotune/compute"
+	"gotune/compute/cpu/cputest"
 	"gotune/compute/cuda/cudatest"
 	"gotune/compute/ref"
 	"gotune/model"
@@ -164,18 +164,18 @@ func relErr(got, want []float32) float64 {
 	return math.Sqrt(num / den)
 }
 
-// TestDevicePEFTStepMatchesCPU: for prompt tuning, P-tuning (MLP and LSTM
-// encoders),
-// prefix tuning (with and without its projection) and bottleneck adapters,
-// one step of the device block on the reference backend gives the CPU
-// workspace's loss and every trainable gradient (relative error ≤ 1e-5),
-// with and without gradient checkpointing and chunked attention, on two
-// shapes (q/k norms and GQA).
-func TestDevicePEFTStepMatchesCPU(t *testing.T) {
+// TestDevicePEFTStepMatchesRef: for prompt tuning, P-tuning (MLP and LSTM
+// encoders), prefix tuning (with and without its projection) and
+// bottleneck adapters, one step of the device block gives the loss and
+// every trainable gradient of the reference backend's plain f32 step
+// (relative error ≤ 1e-5), with and without gradient checkpointing and
+// chunked attention, on two shapes (q/k norms and GQA). On the reference
+// backend itself this checks checkpointing, chunked attention and bf16.
+func TestDevicePEFTStepMatchesRef(t *testing.T) {
 	testDevicePEFTStep(t, ref.New(), 1e-5)
 }
 
-func TestDevicePEFTStepMatchesCPUOnGPU(t *testing.T) {
+func TestDevicePEFTStepMatchesRefOnGPU(t *testing.T) {
 	testDevicePEFTStep(t, cudatest.Open(t), 1e-4)
 }
 
@@ -183,10 +183,10 @@ func testDevicePEFTStep(t *testing.T, d compute.Backend, tol float64) {
 	testDevicePEFTStepShapes(t, d, tol, []string{"ref-qwen3", "ref-llama"})
 }
 
-// TestDevicePEFTFamiliesMatchesCPU: the same methods on the families beyond
+// TestDevicePEFTFamiliesMatchesRef: the same methods on the families beyond
 // the Llama kind (Gemma 2 scales virtual tokens by √hidden, Gemma 3 does
 // not; soft caps and windows under a prefix; fused projections; experts).
-func TestDevicePEFTFamiliesMatchesCPU(t *testing.T) {
+func TestDevicePEFTFamiliesMatchesRef(t *testing.T) {
 	testDevicePEFTStepShapes(t, ref.New(), 1e-5, []string{"gemma2", "gemma3", "phi3", "mixtral"})
 }
 
@@ -198,7 +198,7 @@ func testDevicePEFTStepShapes(t *testing.T, d compute.Backend, tol float64, shap
 				c.attach(t, m)
 				b := peftBatch(m.Cfg.Vocab)
 				scale := float32(1 / float64(b.TrainedTokens()))
-				csum, ccount := m.NewWorkspace().Step(b, scale)
+				csum, ccount, want := model.RefStep(t, m, b, scale)
 				for _, ckpt := range []bool{false, true} {
 					dm, err := model.NewDeviceModel(m, d, model.DeviceOptions{Compute: compute.F32, Checkpoint: ckpt})
 					if err != nil {
@@ -212,10 +212,10 @@ func testDevicePEFTStepShapes(t *testing.T, d compute.Backend, tol float64, shap
 						t.Fatal(err)
 					}
 					if gcount != ccount {
-						t.Fatalf("trained tokens %d, CPU %d", gcount, ccount)
+						t.Fatalf("trained tokens %d, reference %d", gcount, ccount)
 					}
 					if e := math.Abs(gsum-csum) / math.Abs(csum); e > tol {
-						t.Errorf("checkpoint %v: loss %.8g, CPU %.8g (rel %.2g)", ckpt, gsum, csum, e)
+						t.Errorf("checkpoint %v: loss %.8g, reference %.8g (rel %.2g)", ckpt, gsum, csum, e)
 					}
 					trainable := dm.Trainable()
 					if len(trainable) == 0 {
@@ -226,11 +226,11 @@ func testDevicePEFTStepShapes(t *testing.T, d compute.Backend, tol float64, shap
 						if err != nil {
 							t.Fatal(err)
 						}
-						if sumSq(p.Grad) == 0 {
-							t.Fatalf("%s: the CPU's gradient is zero; the test would prove nothing", p.Name)
+						if sumSq(want[p]) == 0 {
+							t.Fatalf("%s: the reference's gradient is zero; the test would prove nothing", p.Name)
 						}
-						if e := relErr(g, p.Grad); !(e <= tol) {
-							t.Errorf("checkpoint %v: %s: gradient differs from the CPU's by %.3g", ckpt, p.Name, e)
+						if e := relErr(g, want[p]); !(e <= tol) {
+							t.Errorf("checkpoint %v: %s: gradient differs from the reference's by %.3g", ckpt, p.Name, e)
 						}
 					}
 					dm.Close()
@@ -246,7 +246,7 @@ func testDevicePEFTStepShapes(t *testing.T, d compute.Backend, tol float64, shap
 					t.Fatal(err)
 				}
 				if e := math.Abs(hsum-csum) / math.Abs(csum); e > 2e-2 {
-					t.Errorf("bf16 loss %.6g, CPU %.6g", hsum, csum)
+					t.Errorf("bf16 loss %.6g, f32 %.6g", hsum, csum)
 				}
 			})
 		}
@@ -254,80 +254,87 @@ func testDevicePEFTStepShapes(t *testing.T, d compute.Backend, tol float64, shap
 }
 
 // TestDevicePEFTOffAndScoring: with the method switched off (a reference
-// policy) the device scores as the base model, and TokenLogProbs with it on
-// gives the CPU's values.
+// policy) the device scores as the base model without it, and
+// TokenLogProbs with it on gives the reference backend's values, on the
+// reference and the CPU backend.
 func TestDevicePEFTOffAndScoring(t *testing.T) {
-	for _, c := range peftCases {
-		t.Run(c.name, func(t *testing.T) {
-			m := tinyPEFTModel(t, "ref-qwen3", 19)
-			c.attach(t, m)
-			b := peftBatch(m.Cfg.Vocab)
-			want := append([]float64(nil), m.NewWorkspace().TokenLogProbs(b)...)
-			restore := m.WithoutAdapters()
-			wantOff, _ := m.NewWorkspace().Loss(b)
-			restore()
-			dm, err := model.NewDeviceModel(m, ref.New(), model.DeviceOptions{Compute: compute.F32, Inference: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dm.Close()
-			got, err := dm.TokenLogProbs(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != len(want) {
-				t.Fatalf("%d log-probs, CPU %d", len(got), len(want))
-			}
-			for i := range want {
-				if math.Abs(got[i]-want[i]) > 1e-5*max(1, math.Abs(want[i])) {
-					t.Fatalf("log p[%d] = %.8g, CPU %.8g", i, got[i], want[i])
-				}
-			}
-			off := dm.WithoutAdapters()
-			gotOff, _, err := dm.Loss(b)
-			off()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if math.Abs(gotOff-wantOff) > 1e-5*math.Abs(wantOff) {
-				t.Errorf("adapters off: loss %.8g, CPU base %.8g", gotOff, wantOff)
-			}
-			var on float64
-			for _, v := range want {
-				on -= v
-			}
-			if math.Abs(on-wantOff) < 1e-6*math.Abs(wantOff) {
-				t.Errorf("the method does not change the loss (%.8g): the test would prove nothing", on)
-			}
-		})
+	for _, be := range []struct {
+		name string
+		be   compute.Backend
+	}{{"ref", ref.New()}, {"cpu", cputest.Open()}} {
+		for _, c := range peftCases {
+			t.Run(be.name+"/"+c.name, func(t *testing.T) { testDevicePEFTOffAndScoring(t, be.be, c) })
+		}
 	}
 }
 
-// foreignHook is a sub-layer hook the device block does not know.
-type foreignHook struct{}
-
-func (foreignHook) Forward([]float32, int)  {}
-func (foreignHook) Backward([]float32, int) {}
-
-// TestDevicePEFTRefusals: a hook the device block cannot run is refused
-// with its type named, not silently skipped.
-func TestDevicePEFTRefusals(t *testing.T) {
-	m := tinyPEFTModel(t, "ref-llama", 23)
-	m.Layers[1].MLPOut = foreignHook{}
-	if _, err := model.NewDeviceModel(m, ref.New(), model.DeviceOptions{Compute: compute.F32}); err == nil || !strings.Contains(err.Error(), "foreignHook") {
-		t.Errorf("foreign sub-layer hook: got %v, want an error naming it", err)
+func testDevicePEFTOffAndScoring(t *testing.T, be compute.Backend, c peftCase) {
+	m := tinyPEFTModel(t, "ref-qwen3", 19)
+	b := peftBatch(m.Cfg.Vocab)
+	base, err := model.NewDeviceModel(m, ref.New(), model.DeviceOptions{Compute: compute.F32, Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOff, _, err := base.Loss(b)
+	base.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.attach(t, m)
+	oracle, err := model.NewDeviceModel(m, ref.New(), model.DeviceOptions{Compute: compute.F32, Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := oracle.TokenLogProbs(b)
+	oracle.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: compute.F32, Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dm.Close()
+	got, err := dm.TokenLogProbs(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d log-probs, reference %d", len(got), len(want))
+	}
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-5*max(1, math.Abs(want[i])) {
+			t.Fatalf("log p[%d] = %.8g, reference %.8g", i, got[i], want[i])
+		}
+	}
+	off := dm.WithoutAdapters()
+	gotOff, _, err := dm.Loss(b)
+	off()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(gotOff-wantOff) > 1e-5*math.Abs(wantOff) {
+		t.Errorf("adapters off: loss %.8g, base %.8g", gotOff, wantOff)
+	}
+	var on float64
+	for _, v := range want {
+		on -= v
+	}
+	if math.Abs(on-wantOff) < 1e-6*math.Abs(wantOff) {
+		t.Errorf("the method does not change the loss (%.8g): the test would prove nothing", on)
 	}
 }
 
-// TestDevicePEFTSessionMatchesCPU: decoding with a key/value cache that
-// starts with the prefix and the virtual tokens (a prompt, then greedy
-// tokens one at a time, then again after Reset) gives the CPU session's
-// logits at every step.
-func TestDevicePEFTSessionMatchesCPU(t *testing.T) {
+// TestDevicePEFTSessionMatchesFullForward: decoding with a key/value cache
+// that starts with the prefix and the virtual tokens (a prompt, then greedy
+// tokens one at a time, then again after Reset) gives at every step the
+// logits of a full forward pass over the tokens so far with the method on
+// the reference backend.
+func TestDevicePEFTSessionMatchesFullForward(t *testing.T) {
 	testDevicePEFTSession(t, ref.New(), 1e-5)
 }
 
-func TestDevicePEFTSessionMatchesCPUOnGPU(t *testing.T) {
+func TestDevicePEFTSessionMatchesFullForwardOnGPU(t *testing.T) {
 	testDevicePEFTSession(t, cudatest.Open(t), 1e-4)
 }
 
@@ -336,55 +343,71 @@ func testDevicePEFTSession(t *testing.T, d compute.Backend, tol float64) {
 		t.Run(c.name, func(t *testing.T) {
 			m := tinyPEFTModel(t, "ref-qwen3", 37)
 			c.attach(t, m)
+			V := m.Cfg.Vocab
 			dm, err := model.NewDeviceModel(m, d, model.DeviceOptions{Compute: compute.F32, Inference: true})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer dm.Close()
+			oracle, err := model.NewDeviceModel(m, ref.New(), model.DeviceOptions{Compute: compute.F32, Inference: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer oracle.Close()
 			gs, err := dm.NewSession(40)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer gs.Close()
-			cs := m.NewSession(40)
-			if gs.Len() != cs.Len {
-				t.Fatalf("a fresh session holds %d positions, the CPU's %d", gs.Len(), cs.Len)
+			// The cache starts with the prefix and the virtual tokens.
+			extra := 0
+			if p := m.Layers[0].Prefix; p != nil {
+				extra += p.Len()
+			}
+			if m.Input != nil {
+				extra += m.Input.Virtual()
+			}
+			if gs.Len() != extra {
+				t.Fatalf("a fresh session holds %d positions, want the method's %d", gs.Len(), extra)
 			}
 			for round := 0; round < 2; round++ {
-				feed := []int32{3, 141, 59, 26}
+				seq := []int32{3, 141, 59, 26}
+				feed := seq
 				for step := 0; step <= 8; step++ {
-					want, err := cs.Feed(feed)
-					if err != nil {
-						t.Fatal(err)
-					}
+					full := model.DeviceLogits(t, oracle, &model.Batch{B: 1, T: len(seq), IDs: seq})
+					want := full[len(full)-V:]
 					got, err := gs.Feed(feed)
 					if err != nil {
 						t.Fatal(err)
 					}
 					if e := relErr(got, want); !(e <= tol) {
-						t.Fatalf("round %d step %d: logits differ from the CPU session's by %.3g", round, step, e)
+						t.Fatalf("round %d step %d: logits differ from the full forward's by %.3g", round, step, e)
 					}
 					feed = []int32{int32(model.Argmax(want))}
+					seq = append(seq, feed...)
 				}
-				if gs.Len() != cs.Len {
-					t.Errorf("session holds %d positions, the CPU's %d", gs.Len(), cs.Len)
+				if want := extra + len(seq) - 1; gs.Len() != want {
+					t.Errorf("session holds %d positions, want %d", gs.Len(), want)
 				}
 				gs.Reset()
-				cs.Reset()
+				if gs.Len() != extra {
+					t.Errorf("after Reset the session holds %d positions, want %d", gs.Len(), extra)
+				}
 			}
 		})
 	}
 }
 
-// TestDeviceSGDMatchesCPU: three steps of SGD on the device (plain; with
+// TestDeviceSGDMatchesHost: three steps of SGD on the device (plain; with
 // momentum, dampening and weight decay; Nesterov), clipped, leave the
-// parameters where optim.SGD on the CPU does, the third step on a fresh
-// device copy resumed from the host weights and the momentum buffers.
-func TestDeviceSGDMatchesCPU(t *testing.T) {
+// parameters where optim.SGD on the host does with the reference
+// backend's gradients, the third step on a fresh device copy resumed from
+// the host weights and the momentum buffers.
+func TestDeviceSGDMatchesHost(t *testing.T) {
 	testDeviceSGD(t, ref.New(), 1e-5)
 }
 
-func TestDeviceSGDMatchesCPUOnGPU(t *testing.T) {
+func TestDeviceSGDMatchesHostOnGPU(t *testing.T) {
 	testDeviceSGD(t, cudatest.Open(t), 1e-4)
 }
 
@@ -405,12 +428,16 @@ func testDeviceSGD(t *testing.T, d compute.Backend, tol float64) {
 		b := peftBatch(cm.Cfg.Vocab)
 		scale := float32(1 / float64(b.TrainedTokens()))
 
-		ws := cm.NewWorkspace()
+		// The host side: gradients of the reference backend, optim.SGD.
+		host, err := model.NewDeviceModel(cm, ref.New(), model.DeviceOptions{Compute: compute.F32})
+		if err != nil {
+			t.Fatal(err)
+		}
 		dev, err := model.NewDeviceModel(dmod, d, model.DeviceOptions{Compute: compute.F32})
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The CPU's parameters in the device's order.
+		// The host parameters in the device's order.
 		byName := map[string]*nn.Param{}
 		for _, p := range cps {
 			byName[p.Name] = p
@@ -420,7 +447,7 @@ func testDeviceSGD(t *testing.T, d compute.Backend, tol float64) {
 			params = append(params, byName[p.Name])
 		}
 		if len(params) != len(cps) {
-			t.Fatalf("%d parameters trained on the device, %d on the CPU", len(params), len(cps))
+			t.Fatalf("%d parameters trained on the device, %d on the host", len(params), len(cps))
 		}
 		opt, err := optim.NewSGD([]optim.Group{{Params: params, WeightDecay: c.WeightDecay}},
 			optim.Config{Momentum: c.Momentum, Dampening: c.Dampening, Nesterov: c.Nesterov})
@@ -428,10 +455,22 @@ func testDeviceSGD(t *testing.T, d compute.Backend, tol float64) {
 			t.Fatal(err)
 		}
 		for step := 0; step < 3; step++ {
-			opt.ZeroGrad()
-			ws.Step(b, scale)
+			host.ZeroGrad()
+			if _, _, err := host.Step(b, scale); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range params {
+				g, err := host.Grad(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(p.Grad, g)
+			}
 			cnorm := optim.ClipGradNorm(params, c.MaxGradNorm)
 			opt.Step(c.LR)
+			if err := host.LoadTrainableFromHost(); err != nil {
+				t.Fatal(err)
+			}
 
 			if step == 2 {
 				// Resume: a fresh device copy of the host weights, given
@@ -466,7 +505,7 @@ func testDeviceSGD(t *testing.T, d compute.Backend, tol float64) {
 				t.Fatal(err)
 			}
 			if math.Abs(norm-cnorm) > tol*cnorm {
-				t.Errorf("%+v step %d: gradient norm %.8g, CPU %.8g", c, step, norm, cnorm)
+				t.Errorf("%+v step %d: gradient norm %.8g, host %.8g", c, step, norm, cnorm)
 			}
 			if err := dev.ApplySGD(c, norm); err != nil {
 				t.Fatal(err)
@@ -478,9 +517,10 @@ func testDeviceSGD(t *testing.T, d compute.Backend, tol float64) {
 		dps := dev.Trainable()
 		for i, p := range params {
 			if e := relErr(dps[i].Data, p.Data); !(e <= tol) {
-				t.Errorf("%+v: %s after 3 steps differs from the CPU's by %.3g", c, p.Name, e)
+				t.Errorf("%+v: %s after 3 steps differs from the host's by %.3g", c, p.Name, e)
 			}
 		}
 		dev.Close()
+		host.Close()
 	}
 }

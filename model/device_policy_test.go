@@ -12,45 +12,62 @@ import (
 	"gotune/nn"
 )
 
-// TestDeviceTokenEntropies: the entropies the device computes with the
-// log-probabilities equal the CPU workspace's (at a temperature), and
-// computing them changes no log-probability.
+// TestDeviceTokenEntropies: at a temperature, the entropies the device
+// computes with the log-probabilities equal those of softmax(logits/T) of
+// the reference backend's full forward (in float64), and computing them
+// changes no log-probability, on the reference and the CPU backend.
 func TestDeviceTokenEntropies(t *testing.T) {
+	onBackends(t, testDeviceTokenEntropies)
+}
+
+func testDeviceTokenEntropies(t *testing.T, be compute.Backend) {
 	const temp = 0.7
 	m := tinyModel(t, "ref-qwen3", 24)
 	b := gradBatch(m.Cfg.Vocab)
-	ws := m.NewWorkspace()
-	ws.Temperature, ws.Entropy = temp, true
-	wantLP := append([]float64(nil), ws.TokenLogProbs(b)...)
-	want := append([]float64(nil), ws.TokenEntropies()...)
-	dm, err := NewDeviceModel(m, ref.New(), DeviceOptions{Compute: compute.F32, Inference: true})
-	if err != nil {
-		t.Fatal(err)
+	V := m.Cfg.Vocab
+	logits := refLogits(t, m, b)
+	wantLP, _ := logSoftmaxAt(logits, b, V, temp)
+	var want []float64
+	for r := 0; r < b.B; r++ {
+		for p := 0; p+1 < b.T; p++ {
+			if b.Labels[r*b.T+p+1] == IgnoreIndex {
+				continue
+			}
+			row := logits[(r*b.T+p)*V : (r*b.T+p+1)*V]
+			mx := math.Inf(-1)
+			for _, v := range row {
+				mx = math.Max(mx, float64(v)/temp)
+			}
+			var z float64
+			for _, v := range row {
+				z += math.Exp(float64(v)/temp - mx)
+			}
+			var h float64
+			for _, v := range row {
+				q := math.Exp(float64(v)/temp-mx) / z
+				h -= q * math.Log(q)
+			}
+			want = append(want, h)
+		}
 	}
-	defer dm.Close()
+	dm := newDM(t, m, be, DeviceOptions{Inference: true})
 	dm.Temperature = temp
-	plain, err := dm.TokenLogProbs(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain := mustLogProbs(t, dm, b)
 	if dm.TokenEntropies() != nil {
 		t.Error("entropies without SetEntropy")
 	}
 	dm.SetEntropy(true)
-	lp, err := dm.TokenLogProbs(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lp := mustLogProbs(t, dm, b)
 	got := dm.TokenEntropies()
 	if len(got) != len(want) {
-		t.Fatalf("%d entropies, CPU %d", len(got), len(want))
+		t.Fatalf("%d entropies, %d trained tokens", len(got), len(want))
 	}
 	for i := range want {
 		if math.Abs(got[i]-want[i]) > 1e-5*want[i] {
-			t.Errorf("token %d: entropy %.7g, CPU %.7g", i, got[i], want[i])
+			t.Errorf("token %d: entropy %.7g, want %.7g", i, got[i], want[i])
 		}
 		if lp[i] != plain[i] || math.Abs(lp[i]-wantLP[i]) > 1e-5*math.Max(1, math.Abs(wantLP[i])) {
-			t.Errorf("token %d: log p %.7g with entropies, %.7g without, CPU %.7g", i, lp[i], plain[i], wantLP[i])
+			t.Errorf("token %d: log p %.7g with entropies, %.7g without, want %.7g", i, lp[i], plain[i], wantLP[i])
 		}
 	}
 }
@@ -58,7 +75,8 @@ func TestDeviceTokenEntropies(t *testing.T) {
 // TestDeviceReference: after training steps, WithReference scores with the
 // weights KeepReference kept (full fine-tuning, and LoRA whose A matrices
 // run as fused groups), refuses a backward pass, and restore brings back
-// the trained weights, which equal the CPU's after CopyToHost.
+// the trained weights, which CopyToHost leaves in the host model (a fresh
+// copy of it scores as the trained one).
 func TestDeviceReference(t *testing.T) {
 	for _, lora := range []bool{false, true} {
 		t.Run(fmt.Sprint("lora ", lora), func(t *testing.T) {
@@ -133,7 +151,7 @@ func TestDeviceReference(t *testing.T) {
 			if err := dm.CopyToHost(); err != nil {
 				t.Fatal(err)
 			}
-			cpu := m.NewWorkspace().TokenLogProbs(b)
+			cpu := refTokenLogProbs(t, m, b, 1)
 			var moved, dRef, dAgain, dCPU float64
 			for i := range before {
 				moved = math.Max(moved, math.Abs(after[i]-before[i]))
@@ -145,7 +163,7 @@ func TestDeviceReference(t *testing.T) {
 				t.Fatalf("training moved log p by %.3g only: the test proves nothing", moved)
 			}
 			if dRef > 1e-6 || dAgain > 1e-6 || dCPU > 1e-4 {
-				t.Errorf("log p: reference differs from the initial by %.3g, restored from trained by %.3g, CPU from device by %.3g", dRef, dAgain, dCPU)
+				t.Errorf("log p: reference differs from the initial by %.3g, restored from trained by %.3g, copied to the host from device by %.3g", dRef, dAgain, dCPU)
 			}
 		})
 	}

@@ -168,13 +168,22 @@ func (dm *DeviceModel) prepareShape(b, t int) error {
 func (dm *DeviceModel) rope(n int) error {
 	c := dm.cfg
 	long := c.ropeLong(n)
-	if dm.cos != nil && dm.ropeN >= n && dm.ropeLong == long {
+	// Dynamic NTK scaling depends on the length past
+	// max_position_embeddings: a table of exactly n positions there, and
+	// the unscaled frequencies below it (as Model.Rope).
+	dynamic := c.Rope.Type == "dynamic" && c.MaxPositions > 0 && n > c.MaxPositions
+	if dm.cos != nil && dm.ropeLong == long && (dynamic && dm.ropeN == n || !dynamic && dm.ropeN >= n && !dm.ropeDyn) {
 		return nil
 	}
 	size := max(n, 256)
 	seqLen := size
-	if c.Rope.Type == "longrope" && !long {
+	switch {
+	case c.Rope.Type == "longrope" && !long:
 		seqLen = min(size, c.Rope.OriginalMaxPos)
+	case dynamic:
+		size, seqLen = n, n
+	case c.Rope.Type == "dynamic" && c.MaxPositions > 0:
+		seqLen = min(size, c.MaxPositions)
 	}
 	dm.freeRope()
 	upload := func(tab *RopeTable) (cos, sin compute.Tensor, err error) {
@@ -197,7 +206,7 @@ func (dm *DeviceModel) rope(n int) error {
 	if dm.cos, dm.sin, err = upload(tab); err != nil {
 		return err
 	}
-	dm.ropeN, dm.ropeRot, dm.ropeLong = size, tab.Rot, long
+	dm.ropeN, dm.ropeRot, dm.ropeLong, dm.ropeDyn = size, tab.Rot, long, dynamic
 	if c.LocalRope != nil {
 		lc := *c
 		lc.Rope, lc.LocalRope = *c.LocalRope, nil

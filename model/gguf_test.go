@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"gotune/compute/cpu/cputest"
 	"gotune/gguf"
 )
 
@@ -129,8 +130,7 @@ func ggufTestLogits(t *testing.T, m *Model) []float32 {
 	t.Helper()
 	ids := []int32{1, 17, 33, 5, 90, 64, 2, 41, 8, 77, 3, 12}
 	b := &Batch{B: 2, T: 6, IDs: ids}
-	out := m.NewWorkspace().Logits(b)
-	return append([]float32(nil), out...)
+	return logitsOn(t, m, cputest.Open(), b)
 }
 
 func ggufRelErr(got, want []float32) float64 {
@@ -459,8 +459,9 @@ func TestLoadGGUFNewFamilies(t *testing.T) {
 				ids[i] = int32((i*37 + 11) % hf.Cfg.Vocab)
 			}
 			b := &Batch{B: 1, T: len(ids), IDs: ids}
-			want := append([]float32(nil), hf.NewWorkspace().Logits(b)...)
-			if e := ggufRelErr(m.NewWorkspace().Logits(b), want); e > 1e-5 {
+			be := cputest.Open()
+			want := logitsOn(t, hf, be, b)
+			if e := ggufRelErr(logitsOn(t, m, be, b), want); e > 1e-5 {
 				t.Errorf("logits relative error %.3g", e)
 			}
 		})

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"gotune/compute"
 )
 
 // tinyModel builds a named reference shape with random weights. Norm
@@ -93,12 +95,18 @@ func setTrainable(m *Model) {
 }
 
 // TestGradientFiniteDifference compares Step's gradients with central
-// differences of Loss, in float32. Each parameter tensor is checked along
-// a random direction (a directional derivative sums many entries, which
-// lifts the signal well above float32 rounding) and at its two entries with
-// the largest gradient. Steps are 1% of the tensor's RMS: embeddings (σ
-// 0.02) and projections (σ 0.125) need different absolute steps.
+// differences of Loss, in float32, on the CPU backend and on the reference
+// backend (float64 loops, float32 storage). Each parameter tensor is
+// checked along a random direction (a directional derivative sums many
+// entries, which lifts the signal well above float32 rounding) and at its
+// two entries with the largest gradient. Steps are 1% of the tensor's RMS:
+// embeddings (σ 0.02) and projections (σ 0.125) need different absolute
+// steps. The moved weights reach the device copy by LoadTrainableFromHost.
 func TestGradientFiniteDifference(t *testing.T) {
+	onBackends(t, testGradientFiniteDifference)
+}
+
+func testGradientFiniteDifference(t *testing.T, be compute.Backend) {
 	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2", "gemma2", "gemma3", "phi3", "qwen3_moe", "mixtral", "mixtral-noaux"} {
 		t.Run(shape, func(t *testing.T) {
 			m := tinyModel(t, shape, 1)
@@ -107,18 +115,26 @@ func TestGradientFiniteDifference(t *testing.T) {
 			if err := b.Validate(m.Cfg.Vocab); err != nil {
 				t.Fatal(err)
 			}
-			w := m.NewWorkspace()
-			sum, count := w.Step(b, 1)
+			w := newDM(t, m, be, DeviceOptions{})
+			sum, count := mustStep(t, w, b, 1)
 			if count != b.TrainedTokens() {
 				t.Fatalf("Step counted %d tokens, batch has %d", count, b.TrainedTokens())
 			}
-			if ls, lc := w.Loss(b); ls != sum || lc != count {
+			if ls, lc := mustLoss(t, w, b); ls != sum || lc != count {
 				t.Fatalf("Loss = (%v, %d), Step = (%v, %d)", ls, lc, sum, count)
 			}
-			loss := func() float64 { s, _ := w.Loss(b); return s }
+			loss := func() float64 {
+				reload(t, w)
+				s, _ := mustLoss(t, w, b)
+				return s
+			}
 			r := rand.New(rand.NewPCG(7, 8))
-			for _, p := range m.Params() {
-				g := append([]float32(nil), p.Grad...)
+			ps := m.Params()
+			grads := deviceGrads(t, w, ps)
+			var worst float64 // of the single entries, in tolerances
+			defer func() { t.Logf("worst single-entry difference: %.2f of its tolerance", worst) }()
+			for pi, p := range ps {
+				g := grads[pi]
 				// Directional derivative along d, |d| scaled to the tensor.
 				d := make([]float32, len(p.Data))
 				var gd, gnorm, dnorm float64
@@ -155,10 +171,16 @@ func TestGradientFiniteDifference(t *testing.T) {
 				if math.Abs(fd-gd) > tol {
 					t.Errorf("%s: directional derivative %.6g, finite difference %.6g (tol %.3g)", p.Name, gd, fd, tol)
 				}
-				// The two largest single entries.
+				// The two largest single entries, with steps of 3% for
+				// every shape (the workspace used the directional step):
+				// the device sums float32 per-token losses, whose
+				// rounding (about 1e-6 of the summed loss here) moves a
+				// single entry's difference by up to 5% at the new
+				// families' 0.2% and still past the 1% tolerance at 1%;
+				// at 3% their curvature does not show yet.
 				for _, i := range topK(g, 2) {
 					old := p.Data[i]
-					h := float32(relStep(shape) * math.Max(math.Abs(float64(old)), rms))
+					h := float32(entryStep * math.Max(math.Abs(float64(old)), rms))
 					up, dn := old+h, old-h
 					p.Data[i] = up
 					lp := loss()
@@ -169,10 +191,13 @@ func TestGradientFiniteDifference(t *testing.T) {
 					want := float64(g[i])
 					// The absolute part covers float32 rounding of the
 					// loss, which grows as the step shrinks.
-					if math.Abs(fd-want) > 0.01*math.Abs(want)+1e-4*(1e-2/relStep(shape)) {
+					tol := 0.01*math.Abs(want) + 1e-4
+					worst = max(worst, math.Abs(fd-want)/tol)
+					if math.Abs(fd-want) > tol {
 						t.Errorf("%s[%d]: gradient %.6g, finite difference %.6g", p.Name, i, want, fd)
 					}
 				}
+				reload(t, w)
 			}
 		})
 	}
@@ -189,6 +214,10 @@ func relStep(shape string) float64 {
 	}
 	return 1e-2
 }
+
+// entryStep is the finite-difference step of a single entry as a fraction
+// of the larger of its magnitude and its tensor's RMS.
+const entryStep = 3e-2
 
 func topK(v []float32, k int) []int {
 	var idx []int
@@ -211,6 +240,10 @@ func topK(v []float32, k int) []int {
 // TestCheckpointSameGradients: recomputing each block's forward during
 // backward must not change a single gradient.
 func TestCheckpointSameGradients(t *testing.T) {
+	onBackends(t, testCheckpointSameGradients)
+}
+
+func testCheckpointSameGradients(t *testing.T, be compute.Backend) {
 	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2", "gemma2", "gemma3", "phi3", "qwen3_moe", "mixtral"} {
 		t.Run(shape, func(t *testing.T) {
 			m := tinyModel(t, shape, 2)
@@ -221,17 +254,10 @@ func TestCheckpointSameGradients(t *testing.T) {
 				b.Seg[i] = 1
 			}
 			grads := func(checkpoint bool) (float64, [][]float32) {
-				for _, p := range m.Params() {
-					p.ZeroGrad()
-				}
-				w := m.NewWorkspace()
-				w.Checkpoint = checkpoint
-				s, _ := w.Step(b, 0.1)
-				var out [][]float32
-				for _, p := range m.Params() {
-					out = append(out, append([]float32(nil), p.Grad...))
-				}
-				return s, out
+				w := newDM(t, m, be, DeviceOptions{Checkpoint: checkpoint})
+				defer w.Close()
+				s, _ := mustStep(t, w, b, 0.1)
+				return s, deviceGrads(t, w, m.Params())
 			}
 			s0, g0 := grads(false)
 			s1, g1 := grads(true)
@@ -264,29 +290,32 @@ func TestCheckpointSameGradients(t *testing.T) {
 }
 
 // TestStepAccumulatesScaled: Step adds scale·∇(summed loss) to whatever is
-// in Grad, so two half-scaled steps equal one full step.
+// in the gradients, so two half-scaled steps equal one full step.
 func TestStepAccumulatesScaled(t *testing.T) {
-	m := tinyModel(t, "ref-llama", 3)
-	setTrainable(m)
-	b := gradBatch(m.Cfg.Vocab)
-	w := m.NewWorkspace()
-	w.Step(b, 1)
-	full := make([][]float32, 0)
-	for _, p := range m.Params() {
-		full = append(full, append([]float32(nil), p.Grad...))
-		p.ZeroGrad()
-	}
-	w.Step(b, 0.5)
-	w.Step(b, 0.5)
-	for k, p := range m.Params() {
-		var num, den float64
-		for i, v := range p.Grad {
-			d := float64(v - full[k][i])
-			num += d * d
-			den += float64(full[k][i]) * float64(full[k][i])
+	onBackends(t, func(t *testing.T, be compute.Backend) {
+		m := tinyModel(t, "ref-llama", 3)
+		setTrainable(m)
+		b := gradBatch(m.Cfg.Vocab)
+		w := newDM(t, m, be, DeviceOptions{})
+		mustStep(t, w, b, 1)
+		full := deviceGrads(t, w, m.Params())
+		w.ZeroGrad()
+		mustStep(t, w, b, 0.5)
+		mustStep(t, w, b, 0.5)
+		for k, p := range m.Params() {
+			g, err := w.Grad(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var num, den float64
+			for i, v := range g {
+				d := float64(v - full[k][i])
+				num += d * d
+				den += float64(full[k][i]) * float64(full[k][i])
+			}
+			if e := math.Sqrt(num / den); e > 1e-6 {
+				t.Errorf("%s: two half steps differ from one step by %.3g", p.Name, e)
+			}
 		}
-		if e := math.Sqrt(num / den); e > 1e-6 {
-			t.Errorf("%s: two half steps differ from one step by %.3g", p.Name, e)
-		}
-	}
+	})
 }

@@ -4,21 +4,26 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"gotune/compute"
+	"gotune/compute/cpu/cputest"
 )
 
 // Decoding a group step by step gives each sequence the logits a
 // single-sequence session gives it, whichever rows are live.
 func TestGroupSessionMatchesSession(t *testing.T) {
+	onBackends(t, testGroupSessionMatchesSession)
+}
+
+func testGroupSessionMatchesSession(t *testing.T, be compute.Backend) {
 	for _, shape := range []string{"ref-qwen3", "ref-llama", "ref-qwen2"} {
 		t.Run(shape, func(t *testing.T) {
 			m := tinyModel(t, shape, 11)
+			dm := newDM(t, m, be, DeviceOptions{Inference: true})
 			r := rand.New(rand.NewPCG(1, 2))
 			prompt := []int32{5, 17, 3, 99, 4}
 			const n, steps = 3, 6
-			g, err := m.NewGroupSession(n, len(prompt)+steps)
-			if err != nil {
-				t.Fatal(err)
-			}
+			g := newGroupSession(t, dm, n, len(prompt)+steps)
 			first, err := g.Prompt(prompt)
 			if err != nil {
 				t.Fatal(err)
@@ -28,8 +33,7 @@ func TestGroupSessionMatchesSession(t *testing.T) {
 			for i := range seqs {
 				seqs[i] = append([]int32(nil), prompt...)
 			}
-			s := m.NewSession(len(prompt) + steps)
-			ref, _ := s.Feed(prompt)
+			ref := sessionLogits(t, dm, prompt)
 			if d := relDiff(first, ref); d > 1e-6 {
 				t.Fatalf("prompt logits differ by %.2g", d)
 			}
@@ -50,9 +54,7 @@ func TestGroupSessionMatchesSession(t *testing.T) {
 					t.Fatal(err)
 				}
 				for k, row := range rows {
-					s := m.NewSession(len(seqs[row]))
-					lg, _ := s.Feed(seqs[row])
-					want[row] = append(want[row][:0], lg...)
+					want[row] = sessionLogits(t, dm, seqs[row])
 					V := m.Cfg.Vocab
 					if d := relDiff(got[k*V:(k+1)*V], want[row]); d > 1e-5 {
 						t.Errorf("step %d row %d: logits differ by %.2g", step, row, d)
@@ -66,10 +68,39 @@ func TestGroupSessionMatchesSession(t *testing.T) {
 	}
 }
 
+// newGroupSession is dm.NewGroupSession, failing the test on an error and
+// closing the session when the test ends.
+func newGroupSession(t testing.TB, dm *DeviceModel, n, maxLen int) *DeviceGroupSession {
+	t.Helper()
+	g, err := dm.NewGroupSession(n, maxLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	return g
+}
+
+// sessionLogits feeds seq to a fresh single-sequence session of dm and
+// returns the logits after its last token.
+func sessionLogits(t testing.TB, dm *DeviceModel, seq []int32) []float32 {
+	t.Helper()
+	s, err := dm.NewSession(len(seq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	lg, err := s.Feed(seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]float32(nil), lg...)
+}
+
 // BenchmarkGroupDecode compares decoding 8 completions of one prompt one after
-// another with a Session (as `gotune generate` decodes) with decoding them
-// together with a GroupSession (as stage grpo samples a group): 32 prompt
-// tokens, 32 new tokens each. The metric is generated tokens per second.
+// another with a session (as `gotune generate` decodes) with decoding them
+// together with a group session (as stage grpo samples a group), on the CPU
+// backend: 32 prompt tokens, 32 new tokens each. The metric is generated
+// tokens per second.
 func BenchmarkGroupDecode(b *testing.B) {
 	for _, shape := range []string{"tiny", "smollm2-135m"} {
 		cfg, err := Shape(shape)
@@ -78,6 +109,7 @@ func BenchmarkGroupDecode(b *testing.B) {
 		}
 		m := New(cfg)
 		m.RandomInit(1)
+		dm := newDM(b, m, cputest.Open(), DeviceOptions{Inference: true})
 		prompt := make([]int32, 32)
 		for i := range prompt {
 			prompt[i] = int32(i * 7 % cfg.Vocab)
@@ -86,11 +118,15 @@ func BenchmarkGroupDecode(b *testing.B) {
 		b.Run(shape+"/session", func(b *testing.B) {
 			for range b.N {
 				for range n {
-					s := m.NewSession(len(prompt) + steps)
+					s, err := dm.NewSession(len(prompt) + steps)
+					if err != nil {
+						b.Fatal(err)
+					}
 					lg, _ := s.Feed(prompt)
 					for range steps - 1 {
 						lg, _ = s.Feed([]int32{int32(Argmax(lg))})
 					}
+					s.Close()
 				}
 			}
 			b.ReportMetric(float64(b.N*n*steps)/b.Elapsed().Seconds(), "tokens/s")
@@ -99,7 +135,7 @@ func BenchmarkGroupDecode(b *testing.B) {
 			rows := []int{0, 1, 2, 3, 4, 5, 6, 7}
 			ids := make([]int32, n)
 			for range b.N {
-				g, err := m.NewGroupSession(n, len(prompt)+steps)
+				g, err := dm.NewGroupSession(n, len(prompt)+steps)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -113,6 +149,7 @@ func BenchmarkGroupDecode(b *testing.B) {
 						ids[i] = int32(Argmax(lg[i*cfg.Vocab : (i+1)*cfg.Vocab]))
 					}
 				}
+				g.Close()
 			}
 			b.ReportMetric(float64(b.N*n*steps)/b.Elapsed().Seconds(), "tokens/s")
 		})
@@ -122,12 +159,14 @@ func BenchmarkGroupDecode(b *testing.B) {
 // Groups of different prompts decoded in one session: each sequence's
 // logits are those of its own prompt and tokens.
 func TestGroupSessionSeveralPrompts(t *testing.T) {
+	onBackends(t, testGroupSessionSeveralPrompts)
+}
+
+func testGroupSessionSeveralPrompts(t *testing.T, be compute.Backend) {
 	m := tinyModel(t, "ref-qwen2", 12)
+	dm := newDM(t, m, be, DeviceOptions{Inference: true})
 	prompts := [][]int32{{4, 8, 15}, {16, 23, 42, 7, 9}}
-	g, err := m.NewGroupSession(4, 12)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := newGroupSession(t, dm, 4, 12)
 	seqs := make([][]int32, 4)
 	for p, rows := range [][]int{{0, 2}, {1, 3}} {
 		if _, err := g.PromptRows(prompts[p], rows); err != nil {
@@ -147,8 +186,7 @@ func TestGroupSessionSeveralPrompts(t *testing.T) {
 		}
 		for k, r := range rows {
 			seqs[r] = append(seqs[r], ids[k])
-			s := m.NewSession(len(seqs[r]))
-			want, _ := s.Feed(seqs[r])
+			want := sessionLogits(t, dm, seqs[r])
 			if d := relDiff(got[k*V:(k+1)*V], want); d > 1e-5 {
 				t.Errorf("step %d row %d: logits differ by %.2g", step, r, d)
 			}
@@ -166,6 +204,7 @@ func BenchmarkDecodeRows(b *testing.B) {
 	}
 	m := New(cfg)
 	m.RandomInit(1)
+	dm := newDM(b, m, cputest.Open(), DeviceOptions{Inference: true})
 	prompt := make([]int32, 32)
 	for i := range prompt {
 		prompt[i] = int32(i * 7 % cfg.Vocab)
@@ -178,10 +217,7 @@ func BenchmarkDecodeRows(b *testing.B) {
 			for i := range rows {
 				rows[i] = i
 			}
-			g, err := m.NewGroupSession(n, len(prompt)+steps)
-			if err != nil {
-				b.Fatal(err)
-			}
+			g := newGroupSession(b, dm, n, len(prompt)+steps)
 			for range b.N {
 				lg, _ := g.Prompt(prompt)
 				for i := range ids {

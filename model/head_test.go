@@ -4,9 +4,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"gotune/compute/cpu/cputest"
 )
 
-func TestHeadChunk(t *testing.T) {
+// TestHostHeadChunk: the head's chunks on a host backend (the CPU
+// workspace's HeadChunk before it).
+func TestHostHeadChunk(t *testing.T) {
 	for _, c := range []struct{ vocab, rows, want int }{
 		{49152, 255, 255},   // smollm2 at 256 tokens: one chunk
 		{151936, 255, 255},  // qwen3 at 256 tokens: one chunk, past the budget
@@ -16,14 +20,16 @@ func TestHeadChunk(t *testing.T) {
 		{2048, 10000, 5000}, // small vocabulary: the budget allows 8192 rows
 		{151936, 0, 1},      // nothing to compute
 	} {
-		if got := HeadChunk(c.vocab, c.rows); got != c.want {
-			t.Errorf("HeadChunk(%d, %d) = %d, want %d", c.vocab, c.rows, got, c.want)
+		if got := HostHeadChunk(c.vocab, c.rows); got != c.want {
+			t.Errorf("HostHeadChunk(%d, %d) = %d, want %d", c.vocab, c.rows, got, c.want)
 		}
 	}
 }
 
 // A head computed in several chunks gives the loss and the gradients of the
-// same rows computed in one.
+// same rows computed in one, on the CPU backend (a host backend's chunks
+// are small enough to exercise; the reference backend's and a GPU's hold
+// 96M logits).
 func TestHeadChunksMatchOneChunk(t *testing.T) {
 	cfg, err := Shape("tiny")
 	if err != nil {
@@ -52,24 +58,17 @@ func TestHeadChunksMatchOneChunk(t *testing.T) {
 		return bt
 	}
 	both := batch(a, b) // 398 rows with a target: two chunks of 199
-	if got := HeadChunk(cfg.Vocab, 2*(T-1)); got != T-1 {
-		t.Fatalf("test needs two chunks, HeadChunk gives %d rows", got)
+	if got := HostHeadChunk(cfg.Vocab, 2*(T-1)); got != T-1 {
+		t.Fatalf("test needs two chunks, HostHeadChunk gives %d rows", got)
 	}
 	scale := float32(1.0 / float64(2*(T-1)))
-	grads := func() [][]float32 {
-		var out [][]float32
-		for _, p := range m.Params() {
-			out = append(out, append([]float32(nil), p.Grad...))
-			p.ZeroGrad()
-		}
-		return out
-	}
-	w := m.NewWorkspace()
-	sum, n := w.Step(both, scale)
-	chunked := grads()
-	sa, na := w.Step(batch(a), scale)
-	sb, nb := w.Step(batch(b), scale)
-	single := grads()
+	w := newDM(t, m, cputest.Open(), DeviceOptions{})
+	sum, n := mustStep(t, w, both, scale)
+	chunked := deviceGrads(t, w, m.Params())
+	w.ZeroGrad()
+	sa, na := mustStep(t, w, batch(a), scale)
+	sb, nb := mustStep(t, w, batch(b), scale)
+	single := deviceGrads(t, w, m.Params())
 	if n != na+nb {
 		t.Fatalf("trained rows %d, want %d", n, na+nb)
 	}

@@ -2,141 +2,143 @@ package model
 
 import (
 	"math"
-	"slices"
 	"testing"
 
+	"gotune/compute"
+	"gotune/compute/ref"
 	"gotune/nn"
 )
 
 // TokenLogProbs are the negated per-token losses: they sum to −Loss, and
 // BackwardTokens with every coefficient −1 gives Step's gradients.
 func TestTokenLogProbsAreNegatedLosses(t *testing.T) {
-	m := tinyModel(t, "ref-qwen3", 4)
-	setTrainable(m)
-	b := gradBatch(m.Cfg.Vocab)
-	w := m.NewWorkspace()
-	loss, n := w.Step(b, 1)
-	want := snapshotGrads(m)
-	lp := w.TokenLogProbs(b)
-	if len(lp) != n {
-		t.Fatalf("%d log-probabilities for %d trained tokens", len(lp), n)
-	}
-	var sum float64
-	for _, v := range lp {
-		if v > 0 {
-			t.Fatalf("log-probability %v > 0", v)
+	onBackends(t, func(t *testing.T, be compute.Backend) {
+		m := tinyModel(t, "ref-qwen3", 4)
+		setTrainable(m)
+		b := gradBatch(m.Cfg.Vocab)
+		w := newDM(t, m, be, DeviceOptions{})
+		loss, n := mustStep(t, w, b, 1)
+		want := deviceGrads(t, w, m.Params())
+		w.ZeroGrad()
+		lp := mustLogProbs(t, w, b)
+		if len(lp) != n {
+			t.Fatalf("%d log-probabilities for %d trained tokens", len(lp), n)
 		}
-		sum += v
-	}
-	if math.Abs(sum+loss) > 1e-9*math.Abs(loss) {
-		t.Fatalf("Σ log p = %v, loss %v", sum, loss)
-	}
-	rows := w.TokenRows()
-	// gradBatch: row 0 has 8 targets minus one ignored, row 1 five.
-	counts := map[int]int{}
-	for _, r := range rows {
-		counts[r]++
-	}
-	if counts[0] != 7 || counts[1] != 5 || !sortedInts(rows) {
-		t.Fatalf("token rows %v", rows)
-	}
-	coef := make([]float32, len(lp))
-	for i := range coef {
-		coef[i] = -1
-	}
-	w.BackwardTokens(coef)
-	got := snapshotGrads(m)
-	for i, p := range m.Params() {
-		if e := relDiff(got[i], want[i]); e > 1e-6 {
-			t.Errorf("%s: BackwardTokens(−1) differs from Step by %.2g", p.Name, e)
+		var sum float64
+		for _, v := range lp {
+			if v > 0 {
+				t.Fatalf("log-probability %v > 0", v)
+			}
+			sum += v
 		}
-	}
+		// The device sums each token's float32 loss in float64 either way.
+		if math.Abs(sum+loss) > 1e-9*math.Abs(loss) {
+			t.Fatalf("Σ log p = %v, loss %v", sum, loss)
+		}
+		rows := w.TokenRows()
+		// gradBatch: row 0 has 8 targets minus one ignored, row 1 five.
+		counts := map[int]int{}
+		for _, r := range rows {
+			counts[r]++
+		}
+		if counts[0] != 7 || counts[1] != 5 || !sortedInts(rows) {
+			t.Fatalf("token rows %v", rows)
+		}
+		coef := make([]float32, len(lp))
+		for i := range coef {
+			coef[i] = -1
+		}
+		if err := w.BackwardTokens(coef); err != nil {
+			t.Fatal(err)
+		}
+		got := deviceGrads(t, w, m.Params())
+		for i, p := range m.Params() {
+			if e := relDiff(got[i], want[i]); e > 1e-6 {
+				t.Errorf("%s: BackwardTokens(−1) differs from Step by %.2g", p.Name, e)
+			}
+		}
+	})
 }
 
 // The gradient of a loss over whole sequences (here a DPO-like
 // logsigmoid of the difference of two rows' summed log-probabilities,
 // nonlinear in them) checked by finite differences through BackwardTokens.
 func TestBackwardTokensFiniteDifference(t *testing.T) {
-	m := tinyModel(t, "ref-llama", 5)
-	setTrainable(m)
-	b := gradBatch(m.Cfg.Vocab)
-	w := m.NewWorkspace()
-	const beta = 0.7
-	seqLoss := func(lp []float64, rows []int) (float64, float64) {
-		var s [2]float64
-		for i, v := range lp {
-			s[rows[i]] += v
+	onBackends(t, func(t *testing.T, be compute.Backend) {
+		m := tinyModel(t, "ref-llama", 5)
+		setTrainable(m)
+		b := gradBatch(m.Cfg.Vocab)
+		w := newDM(t, m, be, DeviceOptions{})
+		const beta = 0.7
+		seqLoss := func(lp []float64, rows []int) (float64, float64) {
+			var s [2]float64
+			for i, v := range lp {
+				s[rows[i]] += v
+			}
+			z := beta * (s[0] - s[1])
+			// −log σ(z) and its derivative in z.
+			return math.Log1p(math.Exp(-z)), -1 / (1 + math.Exp(z))
 		}
-		z := beta * (s[0] - s[1])
-		// −log σ(z) and its derivative in z.
-		return math.Log1p(math.Exp(-z)), -1 / (1 + math.Exp(z))
-	}
-	loss := func() float64 {
-		lp := w.TokenLogProbs(b)
-		l, _ := seqLoss(lp, w.TokenRows())
-		return l
-	}
-	lp := w.TokenLogProbs(b)
-	rows := w.TokenRows()
-	_, dz := seqLoss(lp, rows)
-	coef := make([]float32, len(lp))
-	for i, r := range rows {
-		coef[i] = float32(dz * beta)
-		if r == 1 {
-			coef[i] = -coef[i]
+		loss := func() float64 {
+			lp := mustLogProbs(t, w, b)
+			l, _ := seqLoss(lp, w.TokenRows())
+			return l
 		}
-	}
-	w.BackwardTokens(coef)
-	checkDirectional(t, m, loss)
+		lp := mustLogProbs(t, w, b)
+		rows := w.TokenRows()
+		_, dz := seqLoss(lp, rows)
+		coef := make([]float32, len(lp))
+		for i, r := range rows {
+			coef[i] = float32(dz * beta)
+			if r == 1 {
+				coef[i] = -coef[i]
+			}
+		}
+		if err := w.BackwardTokens(coef); err != nil {
+			t.Fatal(err)
+		}
+		checkDirectional(t, w, m, loss)
+	})
 }
 
 // With adapters switched off the model scores as its base, and switching
 // them back on restores the adapted scores.
 func TestWithoutAdapters(t *testing.T) {
-	m := tinyModel(t, "ref-qwen2", 6)
-	b := gradBatch(m.Cfg.Vocab)
-	w := m.NewWorkspace()
-	base, _ := w.Loss(b)
-	for _, l := range m.Linears() {
-		l.Adapter = shiftAdapter{0.05}
-	}
-	adapted, _ := w.Loss(b)
-	if adapted == base {
-		t.Fatal("the test adapter changes nothing")
-	}
-	restore := m.WithoutAdapters()
-	if off, _ := w.Loss(b); off != base {
-		t.Errorf("adapters off: loss %v, base %v", off, base)
-	}
-	restore()
-	if on, _ := w.Loss(b); on != adapted {
-		t.Errorf("adapters back on: loss %v, adapted %v", on, adapted)
-	}
+	onBackends(t, func(t *testing.T, be compute.Backend) {
+		m := tinyModel(t, "ref-qwen2", 6)
+		b := gradBatch(m.Cfg.Vocab)
+		base, _ := mustLoss(t, newDM(t, m, be, DeviceOptions{Inference: true}), b)
+		for _, l := range m.Linears() {
+			l.Adapter = shiftLoRA(l, 0.05)
+		}
+		w := newDM(t, m, be, DeviceOptions{Inference: true})
+		adapted, _ := mustLoss(t, w, b)
+		if adapted == base {
+			t.Fatal("the test adapter changes nothing")
+		}
+		restore := w.WithoutAdapters()
+		if off, _ := mustLoss(t, w, b); off != base {
+			t.Errorf("adapters off: loss %v, base %v", off, base)
+		}
+		restore()
+		if on, _ := mustLoss(t, w, b); on != adapted {
+			t.Errorf("adapters back on: loss %v, adapted %v", on, adapted)
+		}
+	})
 }
 
-// shiftAdapter adds a constant to a linear layer's output.
-type shiftAdapter struct{ c float32 }
-
-func (a shiftAdapter) Forward(l *nn.Linear, y, x []float32, n int) {
-	l.BaseForward(y, x, n)
-	for i := range y {
-		y[i] += a.c
+// shiftLoRA is a rank-1 testLoRA that adds c times the mean of l's input to
+// every output (A takes the mean, B holds c).
+func shiftLoRA(l *nn.Linear, c float32) *testLoRA {
+	a := &nn.Param{Name: l.Name + ".lora_A", Shape: []int{1, l.In}, Data: make([]float32, l.In)}
+	bb := &nn.Param{Name: l.Name + ".lora_B", Shape: []int{l.Out, 1}, Data: make([]float32, l.Out)}
+	for i := range a.Data {
+		a.Data[i] = 1 / float32(l.In)
 	}
-}
-
-func (a shiftAdapter) Backward(l *nn.Linear, dx, dy, x []float32, n int) {
-	l.BaseBackward(dx, dy, x, n)
-}
-
-func (a shiftAdapter) Params() []*nn.Param { return nil }
-
-func snapshotGrads(m *Model) [][]float32 {
-	var out [][]float32
-	for _, p := range m.Params() {
-		out = append(out, append([]float32(nil), p.Grad...))
-		p.ZeroGrad()
+	for i := range bb.Data {
+		bb.Data[i] = c
 	}
-	return out
+	return &testLoRA{a: a, b: bb, scale: 1}
 }
 
 // relDiff is ‖a−b‖/‖b‖ (‖a−b‖ when b is zero).
@@ -162,42 +164,50 @@ func sortedInts(s []int) bool {
 	return true
 }
 
-// BackwardTokens on the logits TokenLogProbs kept gives the gradients of
-// recomputing them, bit for bit: plain, with temperature, and under Gemma
-// 2's final soft cap with temperature (the cap's saved values and the
-// scaling after it).
-func TestBackwardTokensKeptLogitsSameGradients(t *testing.T) {
-	for _, tc := range []struct {
-		shape string
-		temp  float64
-	}{{"ref-llama", 0}, {"ref-qwen3", 0.7}, {"gemma2", 0.7}} {
-		grads := func(kept bool) [][]float32 {
-			m := tinyModel(t, tc.shape, 5)
-			setTrainable(m)
-			b := gradBatch(m.Cfg.Vocab)
-			w := m.NewWorkspace()
-			w.Temperature = tc.temp
-			lp := w.TokenLogProbs(b)
-			if !w.headKept {
-				t.Fatalf("%s: TokenLogProbs kept no logits", tc.shape)
-			}
-			w.headKept = kept
-			coef := make([]float32, len(lp))
-			for i, r := range w.TokenRows() {
-				coef[i] = float32(1+r) * 0.3
-			}
-			w.BackwardTokens(coef)
-			var out [][]float32
-			for _, p := range m.Params() {
-				out = append(out, slices.Clone(p.Grad))
-			}
-			return out
+// BackwardTokens is the gradient of Σ c_i·log p_i under temperature and
+// Gemma 2's final soft cap (the cap's derivative and the scaling after it),
+// checked by finite differences. (The CPU workspace had a second path, the
+// head's gradient from logits TokenLogProbs kept, which this compared with
+// recomputing them; the device block always recomputes.)
+func TestBackwardTokensSoftCapTemperature(t *testing.T) {
+	onBackends(t, func(t *testing.T, be compute.Backend) {
+		for _, tc := range []struct {
+			shape string
+			temp  float64
+		}{{"ref-qwen3", 0.7}, {"gemma2", 0.7}} {
+			t.Run(tc.shape, func(t *testing.T) {
+				m := tinyModel(t, tc.shape, 5)
+				setTrainable(m)
+				b := gradBatch(m.Cfg.Vocab)
+				w := newDM(t, m, be, DeviceOptions{})
+				w.Temperature = tc.temp
+				lp := mustLogProbs(t, w, b)
+				coef := make([]float32, len(lp))
+				for i, r := range w.TokenRows() {
+					coef[i] = float32(1+r) * 0.3
+				}
+				objective := func() float64 {
+					var s float64
+					for i, v := range mustLogProbs(t, w, b) {
+						s += float64(coef[i]) * v
+					}
+					return s
+				}
+				if err := w.BackwardTokens(coef); err != nil {
+					t.Fatal(err)
+				}
+				checkDirectional(t, w, m, objective)
+			})
 		}
-		a, b := grads(true), grads(false)
-		for i := range a {
-			if !slices.Equal(a[i], b[i]) {
-				t.Errorf("%s: parameter %d: kept logits give other gradients than recomputed ones", tc.shape, i)
-			}
-		}
-	}
+	})
+}
+
+// refTokenLogProbs is TokenLogProbs of m at a temperature on the reference
+// backend.
+func refTokenLogProbs(t testing.TB, m *Model, b *Batch, temp float64) []float64 {
+	t.Helper()
+	dm := newDM(t, m, ref.New(), DeviceOptions{Inference: true})
+	defer dm.Close()
+	dm.Temperature = temp
+	return mustLogProbs(t, dm, b)
 }

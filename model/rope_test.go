@@ -3,6 +3,8 @@ package model
 import (
 	"math"
 	"testing"
+
+	"gotune/compute"
 )
 
 // The reference inverse frequencies below are written independently, in
@@ -182,23 +184,36 @@ func second(_ []float64, s float64) float64  { return s }
 // max_position_embeddings with dynamic NTK scaling needs a new table for
 // every length, but only the current one is ever used again. Keeping them
 // all costs Σ n·head_dim·8 bytes: about 130 GB to decode from 4k to 16k
-// positions with head_dim 128.
+// positions with head_dim 128. Past the 256 positions a device copy's
+// tables cover at least, its memory grows by the current table's growth
+// only.
 func TestDynamicRopeTablesDoNotAccumulate(t *testing.T) {
-	js := `{"model_type":"llama","vocab_size":11,"hidden_size":16,"intermediate_size":8,"num_hidden_layers":1,
+	onBackends(t, func(t *testing.T, be compute.Backend) {
+		js := `{"model_type":"llama","vocab_size":11,"hidden_size":16,"intermediate_size":8,"num_hidden_layers":1,
 		"num_attention_heads":2,"max_position_embeddings":8,"rope_scaling":{"rope_type":"dynamic","factor":2}}`
-	cfg, err := ParseConfig("config.json", []byte(js))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := New(cfg)
-	m.RandomInit(1)
-	s := m.NewSession(48)
-	for i := 0; i < 48; i++ {
-		if _, err := s.Feed([]int32{int32(i % 11)}); err != nil {
+		cfg, err := ParseConfig("config.json", []byte(js))
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if len(m.ropes) > 2 {
-		t.Errorf("after 48 positions (max_position_embeddings 8) the model caches %d rope tables; want at most 2 (the static one and the current dynamic one)", len(m.ropes))
-	}
+		m := New(cfg)
+		m.RandomInit(1)
+		const from, to = 260, 300
+		s := newSession(t, newDM(t, m, be, DeviceOptions{Inference: true}), to)
+		var at int64
+		for i := 0; i < to; i++ {
+			if i == from {
+				at = be.MemStats().InUse
+			}
+			if _, err := s.Feed([]int32{int32(i % 11)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The current table (cos and sin, f32, head_dim per position) and
+		// the attention scores grow by a row per position; keeping every
+		// table would add Σ n·head_dim·8 bytes, about 700 KB here.
+		growth := int64(2 * (to - from) * cfg.HeadDim * 4)
+		if got := be.MemStats().InUse - at; got > 2*growth {
+			t.Errorf("decoding from %d to %d positions (max_position_embeddings 8) took %d more bytes; the table's growth is %d", from, to, got, growth)
+		}
+	})
 }

@@ -3,20 +3,26 @@ package model
 import (
 	"math"
 	"testing"
+
+	"gotune/compute"
 )
 
 // With a temperature, TokenLogProbs are log-softmax of logits/temperature,
 // and BackwardTokens is their gradient (finite differences along a random
 // direction of each tensor, as TestBackwardTokensFiniteDifference).
 func TestTokenLogProbsTemperature(t *testing.T) {
+	onBackends(t, testTokenLogProbsTemperature)
+}
+
+func testTokenLogProbsTemperature(t *testing.T, be compute.Backend) {
 	m := tinyModel(t, "ref-qwen3", 8)
 	setTrainable(m)
 	b := gradBatch(m.Cfg.Vocab)
-	w := m.NewWorkspace()
+	w := newDM(t, m, be, DeviceOptions{})
 	const temp = 0.7
-	logits := append([]float32(nil), w.Logits(b)...)
+	logits := deviceLogits(t, w, b)
 	w.Temperature = temp
-	lp := append([]float64(nil), w.TokenLogProbs(b)...)
+	lp := mustLogProbs(t, w, b)
 	V := m.Cfg.Vocab
 	k := 0
 	for r := 0; r < b.B; r++ {
@@ -47,29 +53,35 @@ func TestTokenLogProbsTemperature(t *testing.T) {
 		coef[i] = float32(math.Sin(float64(i) + 1))
 	}
 	objective := func() float64 {
-		lp := w.TokenLogProbs(b)
+		lp := mustLogProbs(t, w, b)
 		var s float64
 		for i, v := range lp {
 			s += float64(coef[i]) * v
 		}
 		return s
 	}
-	w.TokenLogProbs(b)
-	w.BackwardTokens(coef)
-	checkDirectional(t, m, objective)
+	mustLogProbs(t, w, b)
+	if err := w.BackwardTokens(coef); err != nil {
+		t.Fatal(err)
+	}
+	checkDirectional(t, w, m, objective)
 }
 
-// checkDirectional compares each parameter's accumulated gradient with a
-// central difference of f along a deterministic pseudo-random direction.
-func checkDirectional(t *testing.T, m *Model, f func() float64) {
+// checkDirectional compares each parameter's gradient accumulated on w
+// with a central difference of f along a deterministic pseudo-random
+// direction (the moved weights uploaded to w before each evaluation).
+func checkDirectional(t *testing.T, w *DeviceModel, m *Model, f func() float64) {
 	t.Helper()
+	grads := deviceGrads(t, w, m.Params())
+	g := func() float64 { reload(t, w); return f() }
 	for pi, p := range m.Params() {
+		grad := grads[pi]
 		d := make([]float32, len(p.Data))
 		var gd, gn, dn, pn float64
 		for i := range d {
 			d[i] = float32(math.Sin(float64(i*7+pi*13) + 0.5))
-			gd += float64(p.Grad[i]) * float64(d[i])
-			gn += float64(p.Grad[i]) * float64(p.Grad[i])
+			gd += float64(grad[i]) * float64(d[i])
+			gn += float64(grad[i]) * float64(grad[i])
 			dn += float64(d[i]) * float64(d[i])
 			pn += float64(p.Data[i]) * float64(p.Data[i])
 		}
@@ -78,12 +90,13 @@ func checkDirectional(t *testing.T, m *Model, f func() float64) {
 		for i := range p.Data {
 			p.Data[i] = orig[i] + float32(step)*d[i]
 		}
-		fp := f()
+		fp := g()
 		for i := range p.Data {
 			p.Data[i] = orig[i] - float32(step)*d[i]
 		}
-		fm := f()
+		fm := g()
 		copy(p.Data, orig)
+		reload(t, w)
 		fd := (fp - fm) / (2 * step)
 		typical := math.Sqrt(gn) * math.Sqrt(dn) / math.Sqrt(float64(len(d)))
 		if math.Abs(fd-gd) > 0.01*math.Max(math.Abs(gd), typical) {
@@ -95,18 +108,22 @@ func checkDirectional(t *testing.T, m *Model, f func() float64) {
 // TokenEntropies are the entropies of softmax(logits/temperature) at the
 // trained tokens, and computing them changes nothing else.
 func TestTokenEntropies(t *testing.T) {
+	onBackends(t, testTokenEntropies)
+}
+
+func testTokenEntropies(t *testing.T, be compute.Backend) {
 	m := tinyModel(t, "ref-llama", 4)
 	b := gradBatch(m.Cfg.Vocab)
-	w := m.NewWorkspace()
-	logits := append([]float32(nil), w.Logits(b)...)
+	w := newDM(t, m, be, DeviceOptions{Inference: true})
+	logits := deviceLogits(t, w, b)
 	const temp = 1.3
 	w.Temperature = temp
-	plain := append([]float64(nil), w.TokenLogProbs(b)...)
+	plain := mustLogProbs(t, w, b)
 	if w.TokenEntropies() != nil {
-		t.Fatal("entropies without Entropy set")
+		t.Fatal("entropies without SetEntropy")
 	}
-	w.Entropy = true
-	lp := w.TokenLogProbs(b)
+	w.SetEntropy(true)
+	lp := mustLogProbs(t, w, b)
 	ent := w.TokenEntropies()
 	V := m.Cfg.Vocab
 	k := 0

@@ -46,26 +46,26 @@ func TestExpertLoRARoundTripAndMerge(t *testing.T) {
 			}
 		}
 		b := &model.Batch{B: 1, T: 9, IDs: []int32{1, 5, 9, 33, 2, 7, 60, 3, 4}}
-		want := append([]float32(nil), m.NewWorkspace().Logits(b)...)
+		want := append([]float32(nil), newRun(t, m).Logits(b)...)
 		dir := t.TempDir()
 		if err := set.Save(dir); err != nil {
 			t.Fatal(err)
 		}
 		set.Detach()
-		if relDiff(m.NewWorkspace().Logits(b), want) < 1e-4 {
+		if relDiff(newRun(t, m).Logits(b), want) < 1e-4 {
 			t.Fatalf("%s: the adapter does not change the logits; the test would prove nothing", cfg.ModelType)
 		}
 		loaded, err := loadSaved(m, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := relDiff(m.NewWorkspace().Logits(b), want); d > 1e-6 {
+		if d := relDiff(newRun(t, m).Logits(b), want); d > 1e-6 {
 			t.Errorf("%s: loaded adapter logits differ by %g", cfg.ModelType, d)
 		}
 		if err := loaded.(*LoRASet).Merge(); err != nil {
 			t.Fatal(err)
 		}
-		if d := relDiff(m.NewWorkspace().Logits(b), want); d > 1e-5 {
+		if d := relDiff(newRun(t, m).Logits(b), want); d > 1e-5 {
 			t.Errorf("%s: merged logits differ by %g", cfg.ModelType, d)
 		}
 	}
@@ -142,7 +142,7 @@ func TestExpertLoRAStepSameOnAnyCores(t *testing.T) {
 		for _, p := range set.Params() {
 			p.ZeroGrad()
 		}
-		w := m.NewWorkspace()
+		w := newRun(t, m)
 		w.Checkpoint = checkpoint
 		loss, _ := w.Step(b, 0.1)
 		var g [][]float32

@@ -27,14 +27,14 @@ func TestIA3Merge(t *testing.T) {
 		}
 	}
 	perturb(set.Params(), 1)
-	want := append([]float32(nil), m.NewWorkspace().Logits(b)...)
+	want := append([]float32(nil), newRun(t, m).Logits(b)...)
 	if err := set.Merge(); err != nil {
 		t.Fatal(err)
 	}
 	if m.Layers[0].Q.Adapter != nil {
 		t.Error("Merge left the adapter attached")
 	}
-	if e := relErr32(m.NewWorkspace().Logits(b), want); e > 1e-5 {
+	if e := relErr32(newRun(t, m).Logits(b), want); e > 1e-5 {
 		t.Errorf("merged logits differ by %.3g", e)
 	}
 }

@@ -96,7 +96,7 @@ func perturb(ps []*nn.Param, seed uint64) {
 	}
 }
 
-func meanLoss(ws *model.Workspace, b *model.Batch) float64 {
+func meanLoss(ws *run, b *model.Batch) float64 {
 	s, n := ws.Loss(b)
 	return s / float64(n)
 }
@@ -170,7 +170,7 @@ func checkMethodGradients(t *testing.T, m *model.Model, attach func(*model.Model
 				for _, p := range params {
 					p.ZeroGrad()
 				}
-				ws := m.NewWorkspace()
+				ws := newRun(t, m)
 				ws.Checkpoint = checkpoint
 				ws.Step(b, float32(1/float64(b.TrainedTokens())))
 				var out [][]float32
@@ -186,7 +186,7 @@ func checkMethodGradients(t *testing.T, m *model.Model, attach func(*model.Model
 					t.Errorf("%s: checkpointed gradient differs by %.3g", params[i].Name, e)
 				}
 			}
-			ws := m.NewWorkspace()
+			ws := newRun(t, m)
 			rng := rand.New(rand.NewPCG(9, 9))
 			var num, den float64
 			for pi, p := range params {
@@ -242,11 +242,11 @@ func TestGenerateMatchesTraining(t *testing.T) {
 				t.Fatal(err)
 			}
 			perturb(meth.Params(), 4)
-			ws := m.NewWorkspace()
+			ws := newRun(t, m)
 			logits := ws.Logits(&model.Batch{B: 1, T: len(prompt), IDs: prompt})
 			V := m.Cfg.Vocab
 			want := append([]float32(nil), logits[len(logits)-V:]...)
-			s := m.NewSession(32)
+			s := newSession(t, m, 32)
 			got, err := s.Feed(prompt)
 			if err != nil {
 				t.Fatal(err)
@@ -267,8 +267,8 @@ func TestGenerateMatchesTraining(t *testing.T) {
 			// Detaching restores the base model.
 			base := tinyModel(t, 12)
 			meth.Detach()
-			l1 := m.NewWorkspace().Logits(&model.Batch{B: 1, T: len(prompt), IDs: prompt})
-			l2 := base.NewWorkspace().Logits(&model.Batch{B: 1, T: len(prompt), IDs: prompt})
+			l1 := newRun(t, m).Logits(&model.Batch{B: 1, T: len(prompt), IDs: prompt})
+			l2 := newRun(t, base).Logits(&model.Batch{B: 1, T: len(prompt), IDs: prompt})
 			if e := relErr32(l1, l2); e != 0 {
 				t.Errorf("after Detach logits differ from the base model by %.3g", e)
 			}
@@ -289,7 +289,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			perturb(meth.Params(), 5)
-			want := append([]float32(nil), m.NewWorkspace().Logits(b)...)
+			want := append([]float32(nil), newRun(t, m).Logits(b)...)
 			dir := t.TempDir()
 			if err := meth.Save(dir); err != nil {
 				t.Fatal(err)
@@ -306,7 +306,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			if got.Type() != meth.Type() {
 				t.Fatalf("loaded %s, saved %s", got.Type(), meth.Type())
 			}
-			if e := relErr32(m2.NewWorkspace().Logits(b), want); e != 0 {
+			if e := relErr32(newRun(t, m2).Logits(b), want); e != 0 {
 				t.Errorf("loaded adapter's logits differ by %.3g", e)
 			}
 			p1, p2 := meth.Params(), got.Params()
@@ -335,7 +335,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 				if out.(Encoded).HasEncoder() {
 					t.Error("an encoder appeared from nowhere")
 				}
-				if e := relErr32(m3.NewWorkspace().Logits(b), want); e > 1e-6 {
+				if e := relErr32(newRun(t, m3).Logits(b), want); e > 1e-6 {
 					t.Errorf("output-only adapter's logits differ by %.3g", e)
 				}
 			}
@@ -532,13 +532,13 @@ func TestMethodsOnMoE(t *testing.T) {
 			}
 			perturb(meth.Params(), 4)
 			b := tinyBatch()
-			if s, n := m.NewWorkspace().Step(b, 1); n == 0 || math.IsNaN(s) {
+			if s, n := newRun(t, m).Step(b, 1); n == 0 || math.IsNaN(s) {
 				t.Fatalf("step: loss %v over %d tokens", s, n)
 			}
 			V := m.Cfg.Vocab
-			logits := m.NewWorkspace().Logits(&model.Batch{B: 1, T: len(prompt), IDs: prompt})
+			logits := newRun(t, m).Logits(&model.Batch{B: 1, T: len(prompt), IDs: prompt})
 			want := append([]float32(nil), logits[len(logits)-V:]...)
-			got, err := m.NewSession(32).Feed(prompt)
+			got, err := newSession(t, m, 32).Feed(prompt)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"gotune/compute"
+	"gotune/compute/cpu/cputest"
 	"gotune/model"
 	"gotune/rl"
 )
@@ -44,11 +46,38 @@ func TestLossGradientThroughModel(t *testing.T) {
 			}
 		}
 	}
-	w := m.NewWorkspace()
+	// The CPU backend in f32, every parameter trained there.
+	w, err := model.NewDeviceModel(m, cputest.Open(), model.DeviceOptions{Compute: compute.F32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
 	w.Temperature = 0.8
+	logProbs := func() []float64 {
+		// The host's weights, perturbed or not, go to the backend first.
+		if err := w.LoadTrainableFromHost(); err != nil {
+			t.Fatal(err)
+		}
+		lp, err := w.TokenLogProbs(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lp
+	}
 	adv := []float64{1.2, -0.7, 0.4}
-	lp0 := append([]float64(nil), w.TokenLogProbs(b)...)
-	rows := append([]int(nil), w.TokenRows()...)
+	lp0 := logProbs()
+	// TokenLogProbs gives the trained tokens row by row, left to right.
+	var rows []int
+	for row := range B {
+		for i := 0; i+1 < T; i++ {
+			if b.Labels[row*T+i+1] != model.IgnoreIndex {
+				rows = append(rows, row)
+			}
+		}
+	}
+	if len(rows) != len(lp0) {
+		t.Fatalf("%d log-probabilities for %d trained tokens", len(lp0), len(rows))
+	}
 	old := make([]float64, len(lp0))
 	ref := make([]float64, len(lp0))
 	for i := range lp0 {
@@ -69,7 +98,7 @@ func TestLossGradientThroughModel(t *testing.T) {
 				return s
 			}
 			loss := func() float64 {
-				res, err := obj.Loss(seqs(w.TokenLogProbs(b)))
+				res, err := obj.Loss(seqs(logProbs()))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -78,7 +107,7 @@ func TestLossGradientThroughModel(t *testing.T) {
 			for _, p := range m.Params() {
 				p.ZeroGrad()
 			}
-			res, err := obj.Loss(seqs(w.TokenLogProbs(b)))
+			res, err := obj.Loss(seqs(logProbs()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,14 +120,21 @@ func TestLossGradientThroughModel(t *testing.T) {
 					coef = append(coef, float32(v))
 				}
 			}
-			w.BackwardTokens(coef)
+			w.ZeroGrad()
+			if err := w.BackwardTokens(coef); err != nil {
+				t.Fatal(err)
+			}
 			for pi, p := range m.Params() {
+				grad, err := w.Grad(p)
+				if err != nil {
+					t.Fatal(err)
+				}
 				d := make([]float32, len(p.Data))
 				var gd, gn, dn, pn float64
 				for i := range d {
 					d[i] = float32(math.Sin(float64(i*5+pi*11) + 0.3))
-					gd += float64(p.Grad[i]) * float64(d[i])
-					gn += float64(p.Grad[i]) * float64(p.Grad[i])
+					gd += float64(grad[i]) * float64(d[i])
+					gn += float64(grad[i]) * float64(grad[i])
 					dn += float64(d[i]) * float64(d[i])
 					pn += float64(p.Data[i]) * float64(p.Data[i])
 				}

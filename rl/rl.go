@@ -3,7 +3,7 @@
 // advantages from rewards, the clipped surrogate of each loss_type, the k3
 // estimator of the KL divergence to a reference policy, and the derivative
 // of the loss with respect to every token's log-probability, which the
-// trainer hands to model.Workspace.BackwardTokens.
+// trainer hands to model.DeviceModel.BackwardTokens.
 //
 // The definitions follow TRL's GRPOTrainer (token-level importance
 // sampling), so a configuration behaves as its users expect.

@@ -20,6 +20,7 @@ func BenchmarkChatTiny(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	onCPU(b, e)
 	s, err := New(Config{Models: []Model{FromEngines("tiny", e)}})
 	if err != nil {
 		b.Fatal(err)

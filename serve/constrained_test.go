@@ -79,6 +79,7 @@ func TestConstrainedOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	onCPU(t, e)
 	_, ts := testServer(t, Config{Models: []Model{FromEngines(ModelName(dir), e)}})
 	c := ts.Client()
 	url := ts.URL + "/v1/chat/completions"

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"gotune/compute/cpu/cputest"
 	"gotune/infer"
 )
 
@@ -19,6 +20,7 @@ func TestRealModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	onCPU(t, e)
 	m := FromEngines(ModelName(dir), e)
 	if m.Name != "tiny-qwen3" || m.ToolFormat != FormatHermes || m.ContextLength != 512 || m.Defaults.Temperature != 0 {
 		t.Fatalf("FromEngines: %+v", m)
@@ -86,4 +88,13 @@ func TestRealModel(t *testing.T) {
 	if status != 400 || get(body, "error", "code") != "context_length_exceeded" {
 		t.Errorf("long prompt: %d %v", status, body)
 	}
+}
+
+// onCPU puts e's generation on the CPU backend.
+func onCPU(t testing.TB, e *infer.Engine) {
+	t.Helper()
+	if err := e.UseDevice(cputest.Open(), false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
 }

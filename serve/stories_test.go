@@ -37,6 +37,7 @@ func TestCompletionsAddBOS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	onCPU(t, e)
 	m := FromEngines("stories", e)
 	_, ts := testServer(t, Config{Models: []Model{m}})
 	for _, c := range g.Cases {

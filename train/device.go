@@ -9,15 +9,17 @@ import (
 	"gotune/optim"
 )
 
-// Options are the choices of NewWithOptions beyond the configuration.
+// Options are the choices of New beyond the configuration.
 type Options struct {
-	// Backend, when set, runs the training steps on that device: weights,
-	// activations, gradients and AdamW state live there, and the host copy
-	// is brought up to date before every checkpoint and at the end.
+	// Backend runs the training steps (required): weights, activations,
+	// gradients and optimizer state live there, and the host copy is
+	// brought up to date before every checkpoint and at the end.
 	Backend compute.Backend
-	// Required makes a run that cannot use Backend an error; otherwise it
-	// trains on the CPU and says why.
-	Required bool
+	// Fallback, when set, takes a run that Backend cannot (a model or
+	// method its block does not run yet, too little device memory): the
+	// run trains there and says why. Without it such a run is an error.
+	// ("auto" gives CUDA as Backend and the CPU backend as Fallback.)
+	Fallback compute.Backend
 }
 
 // deviceUnsupported says what of this run the device path cannot do yet,
@@ -31,25 +33,34 @@ func (t *Trainer) deviceUnsupported() string {
 	return fmt.Sprintf("optim %q (adamw_torch and sgd run on the device block)", c.Optim)
 }
 
-// attachDevice copies the model to o.Backend, or explains why it stays on
-// the CPU.
+// attachDevice copies the model to o.Backend, or to o.Fallback when
+// o.Backend cannot take the run.
 func (t *Trainer) attachDevice(o Options) error {
 	if o.Backend == nil {
+		return errors.New("train: no compute backend to train on (train.Options.Backend)")
+	}
+	err := t.attachTo(o.Backend)
+	if err == nil {
 		return nil
 	}
-	fail := func(err error) error {
-		if o.Required {
-			return fmt.Errorf("device %s: %w", o.Backend.Name(), err)
-		}
-		t.printf("note: training on the CPU: %s cannot run this yet: %v\n", o.Backend.Name(), err)
-		return nil
+	if o.Fallback == nil {
+		return fmt.Errorf("device %s: %w", o.Backend.Name(), err)
 	}
+	t.printf("note: training on %s: %s cannot run this: %v\n", o.Fallback.Name(), o.Backend.Name(), err)
+	if err := t.attachTo(o.Fallback); err != nil {
+		return fmt.Errorf("device %s: %w", o.Fallback.Name(), err)
+	}
+	return nil
+}
+
+// attachTo copies the model to be for training.
+func (t *Trainer) attachTo(be compute.Backend) error {
 	if why := t.deviceUnsupported(); why != "" {
-		return fail(errors.New(why))
+		return errors.New(why)
 	}
 	// fp16 trains in bf16 on a GPU: same range as f32, no loss scaling. On
 	// the CPU both compute in f32 over a bf16 base (loadModel).
-	dt := compute.ComputeType(o.Backend, t.Cfg.BF16 || t.Cfg.FP16)
+	dt := compute.ComputeType(be, t.Cfg.BF16 || t.Cfg.FP16)
 	// The optimizer's groups give each parameter its learning-rate scale
 	// (LoRA+ trains the B matrices faster).
 	scales := map[string]float64{}
@@ -64,22 +75,19 @@ func (t *Trainer) attachDevice(o Options) error {
 		}
 		return 1
 	}
-	dm, err := model.NewDeviceModel(t.Model, o.Backend, model.DeviceOptions{Compute: dt, Decays: optim.Decays, LRScale: lrScale,
+	dm, err := model.NewDeviceModel(t.Model, be, model.DeviceOptions{Compute: dt, Decays: optim.Decays, LRScale: lrScale,
 		Checkpoint: t.Cfg.UseGradientCheckpointing(), HostViews: true})
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	t.dev = dm
-	t.printf("device: %s, %s\n", o.Backend.Name(), dt)
+	t.printf("device: %s, %s\n", be.Name(), dt)
 	return nil
 }
 
 // deviceResumed brings the device copy up to what a checkpoint restored on
 // the host: trainable weights and AdamW state.
 func (t *Trainer) deviceResumed() error {
-	if t.dev == nil {
-		return nil
-	}
 	if err := t.dev.LoadTrainableFromHost(); err != nil {
 		return err
 	}
@@ -107,9 +115,6 @@ func (t *Trainer) deviceResumed() error {
 // syncFromDevice copies trained weights and AdamW state from the device to
 // the host model and optimizer, which checkpoints and exports save.
 func (t *Trainer) syncFromDevice() error {
-	if t.dev == nil {
-		return nil
-	}
 	if err := t.dev.CopyToHost(); err != nil {
 		return err
 	}
@@ -146,12 +151,12 @@ func (t *Trainer) syncFromDevice() error {
 	return nil
 }
 
-// accumulate is Accumulate on whichever device trains.
+// accumulate runs forward and backward over the micro-batches of one
+// optimizer step. Each token's loss is weighted by 1/(trained tokens of all
+// micro-batches together), so k micro-batches give exactly the gradient of
+// one batch holding them all, however unevenly their tokens are spread. It
+// returns the summed loss and the trained-token count.
 func (t *Trainer) accumulate(batches []*model.Batch) (float64, int, error) {
-	if t.dev == nil {
-		sum, trained := Accumulate(t.ws, batches)
-		return sum, trained, nil
-	}
 	trained := 0
 	for _, mb := range batches {
 		trained += mb.TrainedTokens()
@@ -170,28 +175,13 @@ func (t *Trainer) accumulate(batches []*model.Batch) (float64, int, error) {
 	return sum, trained, nil
 }
 
-func (t *Trainer) zeroGrad() {
-	if t.dev != nil {
-		t.dev.ZeroGrad()
-		return
-	}
-	t.opt.ZeroGrad()
-}
+func (t *Trainer) zeroGrad() { t.dev.ZeroGrad() }
 
-// gradNorm returns the gradients' global norm; on the CPU it also clips
-// them (the device clips inside its update).
-func (t *Trainer) gradNorm() (float64, error) {
-	if t.dev == nil {
-		return optim.ClipGradNorm(t.Params, t.Cfg.MaxGradNorm), nil
-	}
-	return t.dev.GradNorm()
-}
+// gradNorm returns the gradients' global norm (the device clips inside its
+// update).
+func (t *Trainer) gradNorm() (float64, error) { return t.dev.GradNorm() }
 
 func (t *Trainer) optimizerStep(lr, norm float64) error {
-	if t.dev == nil {
-		t.opt.Step(lr)
-		return nil
-	}
 	c := t.Cfg
 	if o, ok := t.opt.(*optim.SGD); ok {
 		oc := o.Config()
@@ -204,10 +194,6 @@ func (t *Trainer) optimizerStep(lr, norm float64) error {
 
 // loss is the summed loss and trained tokens of one batch without training.
 func (t *Trainer) loss(b *model.Batch) (float64, int, error) {
-	if t.dev == nil {
-		s, n := t.ws.Loss(b)
-		return s, n, nil
-	}
 	return t.dev.Loss(b)
 }
 

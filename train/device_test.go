@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"gotune/compute"
+	"gotune/compute/cpu/cputest"
 	"gotune/compute/cuda/cudatest"
 	"gotune/compute/ref"
 	"gotune/config"
@@ -72,11 +73,8 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 			cfg := quickConfig(t, dirA)
 			must(t, cfg.ApplyFlags(method))
 			var out strings.Builder
-			tr, err := NewWithOptions(cfg, "", &out, Options{Backend: backend(), Required: true})
+			tr, err := New(cfg, "", &out, Options{Backend: backend()})
 			must(t, err)
-			if tr.dev == nil {
-				t.Fatalf("the run did not go to the device: %s", out.String())
-			}
 			must(t, tr.Run())
 			tr.Close()
 			got := tr.state.LogHistory
@@ -102,7 +100,7 @@ func testDeviceTraining(t *testing.T, backend func() compute.Backend, tol float6
 			cfgB := quickConfig(t, dirB)
 			must(t, cfgB.ApplyFlags(method))
 			must(t, cfgB.Set("resume_from_checkpoint", "true"))
-			trB, err := NewWithOptions(cfgB, "", nil, Options{Backend: backend(), Required: true})
+			trB, err := New(cfgB, "", nil, Options{Backend: backend()})
 			must(t, err)
 			must(t, trB.Run())
 			trB.Close()
@@ -131,22 +129,31 @@ func (d *smallDevice) Alloc(dt compute.DType, n int) (compute.Tensor, error) {
 }
 
 // TestDeviceFallsBackOrRefuses: a run the device cannot hold trains on the
-// CPU with a note under device: auto, and fails when the device was
-// required, naming why.
+// fallback backend with a note (device: auto), and fails without one (the
+// device was required), naming why; a run or evaluation given no backend is
+// refused.
 func TestDeviceFallsBackOrRefuses(t *testing.T) {
 	flags := []string{"--finetuning_type", "lora", "--quantization_bit", "8"}
 	cfg := quickConfig(t, filepath.Join(t.TempDir(), "x"))
 	must(t, cfg.ApplyFlags(flags))
 	var out strings.Builder
-	tr, err := NewWithOptions(cfg, "", &out, Options{Backend: &smallDevice{ref.New(), 1 << 16}})
+	tr, err := New(cfg, "", &out, Options{Backend: &smallDevice{ref.New(), 1 << 16}, Fallback: cputest.Open()})
 	must(t, err)
-	if tr.dev != nil || !strings.Contains(out.String(), "note: training on the CPU") || !strings.Contains(out.String(), "out of device memory") {
-		t.Errorf("want a CPU run with a note saying why; device %v, output %q", tr.dev != nil, out.String())
+	if tr.dev.BackendName() != "cpu" || !strings.Contains(out.String(), "note: training on cpu") || !strings.Contains(out.String(), "out of device memory") {
+		t.Errorf("want a run on the fallback with a note saying why; device %s, output %q", tr.dev.BackendName(), out.String())
 	}
+	must(t, tr.Run())
+	tr.Close()
 	cfg = quickConfig(t, filepath.Join(t.TempDir(), "y"))
 	must(t, cfg.ApplyFlags(flags))
-	if _, err := NewWithOptions(cfg, "", nil, Options{Backend: &smallDevice{ref.New(), 1 << 16}, Required: true}); err == nil || !strings.Contains(err.Error(), "out of device memory") {
+	if _, err := New(cfg, "", nil, Options{Backend: &smallDevice{ref.New(), 1 << 16}}); err == nil || !strings.Contains(err.Error(), "out of device memory") {
 		t.Errorf("device required: got %v, want an error saying why", err)
+	}
+	if _, err := New(cfg, "", nil, Options{}); err == nil || !strings.Contains(err.Error(), "no compute backend") {
+		t.Errorf("no backend: got %v, want an error saying so", err)
+	}
+	if _, err := Evaluate(cfg, cfg.ModelNameOrPath, "", EvalOptions{}); err == nil || !strings.Contains(err.Error(), "no compute backend") {
+		t.Errorf("evaluate without a backend: got %v, want an error saying so", err)
 	}
 }
 
@@ -157,9 +164,9 @@ func TestEvaluateOnDevice(t *testing.T) {
 	must(t, cfg.ApplyFlags([]string{"--max_steps", "3", "--save_steps", "100"}))
 	run(t, cfg)
 	for _, adapter := range []string{"", cfg.OutputDir} {
-		want, err := Evaluate(cfg, cfg.ModelNameOrPath, adapter)
+		want, err := Evaluate(cfg, cfg.ModelNameOrPath, adapter, cpuEval())
 		must(t, err)
-		got, err := EvaluateWith(cfg, cfg.ModelNameOrPath, adapter, EvalOptions{Backend: ref.New()})
+		got, err := Evaluate(cfg, cfg.ModelNameOrPath, adapter, EvalOptions{Backend: ref.New()})
 		must(t, err)
 		if len(got) != len(want) {
 			t.Fatalf("%d results, CPU %d", len(got), len(want))
@@ -191,11 +198,8 @@ func TestDeviceTrainingFamiliesMatchesCPU(t *testing.T) {
 				}
 				want := run(t, cfg("cpu"))
 				var out strings.Builder
-				tr, err := NewWithOptions(cfg("dev"), "", &out, Options{Backend: ref.New(), Required: true})
+				tr, err := New(cfg("dev"), "", &out, Options{Backend: ref.New()})
 				must(t, err)
-				if tr.dev == nil {
-					t.Fatalf("the run did not go to the device: %s", out.String())
-				}
 				must(t, tr.Run())
 				tr.Close()
 				got := tr.state.LogHistory

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -20,32 +21,33 @@ type EvalResult struct {
 	Tokens     int     `json:"tokens"` // trained (scored) tokens
 	Loss       float64 `json:"loss"`
 	Perplexity float64 `json:"perplexity"`
-	Device     string  `json:"device,omitempty"` // the backend that scored, when not the CPU
+	Device     string  `json:"device,omitempty"` // the backend that scored
 }
 
-// Evaluate scores a model (with an adapter when adapterDir is set) on the
-// datasets of cfg: the mean cross-entropy of the tokens training would train
-// on, and its perplexity, per dataset and overall (Dataset "all"). Comparing
-// the base model with the fine-tuned one on general data measures forgetting.
-func Evaluate(cfg *config.Config, modelDir, adapterDir string) ([]EvalResult, error) {
-	return EvaluateWith(cfg, modelDir, adapterDir, EvalOptions{})
-}
-
-// EvalOptions report the progress of an evaluation; nil funcs report
-// nothing.
+// EvalOptions are the backend an evaluation scores on and its progress
+// reports (nil funcs report nothing).
 type EvalOptions struct {
 	// DataProgress receives bytes of the dataset files read (when the
 	// tokenized cache has to be built).
 	DataProgress func(done, total int64)
 	// Progress receives the samples scored out of the total.
 	Progress func(done, total int)
-	// Backend, when set, scores on that device (bf16 when the config says
-	// bf16); a model or adapter it cannot run yet is scored on the CPU.
+	// Backend scores (required; bf16 when the config says bf16).
 	Backend compute.Backend
+	// Fallback, when set, scores a model or adapter Backend cannot run
+	// (as train.Options.Fallback).
+	Fallback compute.Backend
 }
 
-// EvaluateWith is Evaluate with progress reports.
-func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptions) ([]EvalResult, error) {
+// Evaluate scores a model (with an adapter when adapterDir is set) on the
+// datasets of cfg: the mean cross-entropy of the tokens training would train
+// on, and its perplexity, per dataset and overall (Dataset "all"). Comparing
+// the base model with the fine-tuned one on general data measures forgetting.
+// It scores on opt.Backend (required).
+func Evaluate(cfg *config.Config, modelDir, adapterDir string, opt EvalOptions) ([]EvalResult, error) {
+	if opt.Backend == nil {
+		return nil, errors.New("eval: no compute backend to score on (train.EvalOptions.Backend)")
+	}
 	dc, err := DataConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -86,20 +88,21 @@ func EvaluateWith(cfg *config.Config, modelDir, adapterDir string, opt EvalOptio
 	if tok, ok := enc.Tok.(data.HFTokenizer); ok {
 		pad = int32(tok.PAD())
 	}
-	ws := m.NewWorkspace()
-	loss := func(b *model.Batch) (float64, int, error) {
-		s, n := ws.Loss(b)
-		return s, n, nil
+	open := func(be compute.Backend) (*model.DeviceModel, error) {
+		dt := compute.ComputeType(be, cfg.BF16 || cfg.FP16)
+		return model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Inference: true})
 	}
-	device := ""
-	if opt.Backend != nil {
-		dt := compute.ComputeType(opt.Backend, cfg.BF16 || cfg.FP16)
-		if dm, err := model.NewDeviceModel(m, opt.Backend, model.DeviceOptions{Compute: dt, Inference: true}); err == nil {
-			defer dm.Close()
-			loss = dm.Loss
-			device = opt.Backend.Name()
-		}
+	be := opt.Backend
+	dm, err := open(be)
+	if err != nil && opt.Fallback != nil {
+		be = opt.Fallback
+		dm, err = open(be)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("eval: device %s: %w", be.Name(), err)
+	}
+	defer dm.Close()
+	loss, device := dm.Loss, be.Name()
 	sums := make([]float64, len(dc.Datasets))
 	tokens := make([]int, len(dc.Datasets))
 	samples := make([]int, len(dc.Datasets))

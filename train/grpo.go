@@ -50,7 +50,6 @@ type grpoRun struct {
 	// run samples the completions an uninterrupted one would have.
 	pcg     *rand.PCG
 	buf     *grpoBuffer
-	refCopy [][]float32 // full/freeze with beta > 0: the initial trainable weights
 	window  grpoWindow
 	perStep int // completions of one optimizer step
 	longest int // prompt tokens of the longest prompt
@@ -213,17 +212,12 @@ func (t *Trainer) setupGRPO() error {
 	}
 	g.pcg = rand.NewPCG(uint64(c.Seed), 0x6772706f) // "grpo"
 	if c.Beta > 0 && t.Method == nil {
-		for _, p := range t.Params {
-			g.refCopy = append(g.refCopy, append([]float32(nil), p.Data...))
-		}
 		n := 0
-		for _, r := range g.refCopy {
-			n += len(r)
+		for _, p := range t.Params {
+			n += p.Len()
 		}
 		t.printf("grpo: beta %v with %s tuning keeps the initial trainable weights as the reference (%.1f MB)\n", c.Beta, c.FinetuningType, float64(n)*4/(1<<20))
 	}
-	t.ws.Temperature = c.Temperature
-	t.ws.Entropy = true // TRL's entropy metric
 	t.grpo = g
 	t.printf("grpo: %d training prompts, %d held out; %d prompts × %d generations per step\n", len(g.prompts), len(g.held), P, c.NumGenerations)
 	return nil
@@ -410,17 +404,9 @@ func (t *Trainer) sampleGroups(prompts [][]int32, n int, draw drawer) ([]grpoCom
 	return out, tokens, nil
 }
 
-// newGroupSession allocates decoding caches on the device that trains, or
-// on the CPU.
+// newGroupSession allocates decoding caches on the device that trains.
 func (t *Trainer) newGroupSession(rows, positions int) (groupDecoder, error) {
-	if t.dev != nil {
-		gs, err := t.dev.NewGroupSession(rows, positions)
-		if err != nil {
-			return nil, err
-		}
-		return gs, nil
-	}
-	gs, err := t.Model.NewGroupSession(rows, positions)
+	gs, err := t.dev.NewGroupSession(rows, positions)
 	if err != nil {
 		return nil, err
 	}
@@ -662,55 +648,28 @@ func (t *Trainer) seqLogProbs(comps []grpoCompletion, reference bool) ([][]float
 }
 
 // setEntropy switches the entropy metric of the next scoring passes.
-func (t *Trainer) setEntropy(on bool) {
-	t.ws.Entropy = on
-	if t.dev != nil {
-		t.dev.SetEntropy(on)
-	}
-}
+func (t *Trainer) setEntropy(on bool) { t.dev.SetEntropy(on) }
 
 // withReference makes the next scoring passes run the reference policy:
 // the model with its adapter off, or (full and freeze tuning) the initial
-// trainable weights, on the host or the device copy kept by grpoDevice.
+// trainable weights, the device copy kept by grpoDevice.
 func (t *Trainer) withReference() (restore func(), err error) {
-	switch {
-	case t.Method != nil:
+	if t.Method != nil {
 		return t.scorer().WithoutAdapters(), nil
-	case t.dev != nil:
-		return t.dev.WithReference()
 	}
-	t.swapReference()
-	return t.swapReference, nil
+	return t.dev.WithReference()
 }
 
 // grpoDevice readies the device copy for stage grpo: the sampling
-// temperature on its head, the entropy metric and, for full and freeze
-// tuning with beta > 0, the reference weights kept on the device (the
-// host's copy is then freed).
+// temperature on its head, the entropy metric (TRL's) and, for full and
+// freeze tuning with beta > 0, the reference weights kept on the device.
 func (t *Trainer) grpoDevice() error {
-	if t.dev == nil {
-		return nil
-	}
 	t.dev.Temperature = t.Cfg.Temperature
 	t.dev.SetEntropy(true)
-	if t.grpo.refCopy != nil {
-		if err := t.dev.KeepReference(); err != nil {
-			return err
-		}
-		t.grpo.refCopy = nil
+	if t.Cfg.Beta > 0 && t.Method == nil {
+		return t.dev.KeepReference()
 	}
 	return nil
-}
-
-// swapReference exchanges the trainable weights with the reference copy,
-// element by element (no second buffer); calling it again swaps back.
-func (t *Trainer) swapReference() {
-	for i, p := range t.Params {
-		ref := t.grpo.refCopy[i]
-		for j := range p.Data {
-			p.Data[j], ref[j] = ref[j], p.Data[j]
-		}
-	}
 }
 
 // grpoStats are one step's loss statistics.

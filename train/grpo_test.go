@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"gotune/assets"
+	"gotune/compute/cpu/cputest"
 	"gotune/compute/ref"
 	"gotune/config"
 )
@@ -102,7 +103,7 @@ func TestGRPOLearns(t *testing.T) {
 	cfg := grpoConfig(t, out, "")
 	must(t, cfg.ApplyFlags([]string{"--max_steps", "12", "--learning_rate", "3e-3", "--val_size", "16",
 		"--eval_strategy", "steps", "--eval_steps", "6", "--beta", "0.02", "--log_completions"}))
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	must(t, tr.Run())
 	var rewards []float64
@@ -164,7 +165,7 @@ func TestGRPOResumeMatchesUninterrupted(t *testing.T) {
 			dirA := filepath.Join(t.TempDir(), "a")
 			cfgA := grpoConfig(t, dirA, "")
 			must(t, cfgA.ApplyFlags(flags))
-			trA, err := New(cfgA, "", nil)
+			trA, err := New(cfgA, "", nil, cpu())
 			must(t, err)
 			must(t, trA.Run())
 			full := grpoLog(t, dirA)
@@ -174,7 +175,7 @@ func TestGRPOResumeMatchesUninterrupted(t *testing.T) {
 			must(t, os.CopyFS(filepath.Join(dirB, "checkpoint-3"), os.DirFS(filepath.Join(dirA, "checkpoint-3"))))
 			cfgB := grpoConfig(t, dirB, "")
 			must(t, cfgB.ApplyFlags(append(flags, "--resume_from_checkpoint", "true")))
-			trB, err := New(cfgB, "", nil)
+			trB, err := New(cfgB, "", nil, cpu())
 			must(t, err)
 			must(t, trB.Run())
 			resumed := grpoLog(t, dirB)
@@ -200,19 +201,19 @@ func TestGRPORefuses(t *testing.T) {
 		opts  Options
 		want  string
 	}{
-		{[]string{"--lora_dropout", "0.1"}, Options{}, "lora_dropout"},
-		{[]string{"--finetuning_type", "prompt_tuning"}, Options{}, "finetuning_type prompt_tuning"},
-		// What the device path cannot run yet fails when the device is required.
-		{nil, Options{Backend: &smallDevice{ref.New(), 1 << 16}, Required: true}, "out of device memory"},
-		{[]string{"--max_completion_length", "600"}, Options{}, "context of 512"},
-		{[]string{"--gradient_accumulation_steps", "40"}, Options{}, "fewer than the 80 prompts"},
-		{[]string{"--reward_funcs", "[{type: match, column: solution}]"}, Options{}, `reward match_0 reads column "solution", which 64 of 64 records lack (`},
+		{[]string{"--lora_dropout", "0.1"}, cpu(), "lora_dropout"},
+		{[]string{"--finetuning_type", "prompt_tuning"}, cpu(), "finetuning_type prompt_tuning"},
+		// What the device cannot hold fails when there is no fallback.
+		{nil, Options{Backend: &smallDevice{ref.New(), 1 << 16}}, "out of device memory"},
+		{[]string{"--max_completion_length", "600"}, cpu(), "context of 512"},
+		{[]string{"--gradient_accumulation_steps", "40"}, cpu(), "fewer than the 80 prompts"},
+		{[]string{"--reward_funcs", "[{type: match, column: solution}]"}, cpu(), `reward match_0 reads column "solution", which 64 of 64 records lack (`},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {
 			cfg := grpoConfig(t, filepath.Join(t.TempDir(), "out"), "")
 			must(t, cfg.ApplyFlags(append([]string{"--max_steps", "1"}, c.flags...)))
-			tr, err := NewWithOptions(cfg, "", nil, c.opts)
+			tr, err := New(cfg, "", nil, c.opts)
 			if err == nil {
 				err = tr.Run()
 			}
@@ -221,12 +222,12 @@ func TestGRPORefuses(t *testing.T) {
 			}
 		})
 	}
-	// device: auto falls back to the CPU with a note.
+	// device: auto falls back to the CPU backend with a note.
 	cfg := grpoConfig(t, filepath.Join(t.TempDir(), "out"), "")
 	must(t, cfg.ApplyFlags([]string{"--max_steps", "1"}))
 	var out strings.Builder
-	tr, err := NewWithOptions(cfg, "", &out, Options{Backend: &smallDevice{ref.New(), 1 << 16}})
-	if err != nil || tr.dev != nil || !strings.Contains(out.String(), "note: training on the CPU") {
+	tr, err := New(cfg, "", &out, Options{Backend: &smallDevice{ref.New(), 1 << 16}, Fallback: cputest.Open()})
+	if err != nil || tr.dev.BackendName() != "cpu" || !strings.Contains(out.String(), "note: training on cpu: ref cannot run this") {
 		t.Errorf("device auto: err %v, output %q", err, out.String())
 	}
 }
@@ -237,7 +238,7 @@ func TestGRPORewardFailureStops(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	cfg := grpoConfig(t, out, "")
 	must(t, cfg.ApplyFlags([]string{"--max_steps", "2", "--reward_funcs", `[{type: command, command: [sh, -c, "while read l; do echo 1; done; echo oops"]}]`}))
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	err = tr.Run()
 	if err == nil || !strings.Contains(err.Error(), "step 1") || !strings.Contains(err.Error(), "count.json") {
@@ -258,7 +259,7 @@ func TestGRPOExampleStories(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	cfg.ModelNameOrPath, cfg.DatasetDir, cfg.OutputDir = modelDir, filepath.Join("..", "examples", "grpo"), out
 	must(t, cfg.Set("progress", "none"))
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	must(t, tr.Run())
 	var evals []float64
@@ -299,7 +300,7 @@ func TestGRPOEpochs(t *testing.T) {
 	// 48 training prompts, 4 a step: 12 steps an epoch, 18 in 1.5 epochs.
 	must(t, cfg.ApplyFlags([]string{"--max_steps", "-1", "--num_train_epochs", "1.5", "--val_size", "16",
 		"--save_strategy", "epoch", "--eval_strategy", "epoch", "--logging_steps", "6", "--report_to", "tensorboard"}))
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	if tr.Total() != 18 {
 		t.Fatalf("%d steps, want 18", tr.Total())
@@ -339,7 +340,7 @@ func TestGRPOKillHelper(t *testing.T) {
 	}
 	cfg := grpoConfig(t, dir, "")
 	must(t, cfg.ApplyFlags(grpoKillFlags))
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	must(t, tr.Run())
 }
@@ -355,7 +356,7 @@ func TestGRPOKillAndResume(t *testing.T) {
 	dirA := filepath.Join(t.TempDir(), "a")
 	cfgA := grpoConfig(t, dirA, "")
 	must(t, cfgA.ApplyFlags(grpoKillFlags))
-	trA, err := New(cfgA, "", nil)
+	trA, err := New(cfgA, "", nil, cpu())
 	must(t, err)
 	must(t, trA.Run())
 	full := grpoLog(t, dirA)
@@ -392,7 +393,7 @@ poll:
 	t.Logf("killed after checkpoint-%d", killedAt)
 	cfgB := grpoConfig(t, dirB, "")
 	must(t, cfgB.ApplyFlags(append(grpoKillFlags, "--resume_from_checkpoint", "true")))
-	trB, err := New(cfgB, "", nil)
+	trB, err := New(cfgB, "", nil, cpu())
 	must(t, err)
 	must(t, trB.Run())
 	resumed := grpoLog(t, dirB)

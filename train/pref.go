@@ -17,7 +17,7 @@ import (
 // kto_pair, orpo, simpo) and stage kto on the Trainer's model, method,
 // optimizer, schedule and checkpoints. A step scores whole answers: the
 // policy's log-probability of each answer token comes from
-// Workspace.TokenLogProbs, the loss and its gradient in the summed
+// DeviceModel.TokenLogProbs, the loss and its gradient in the summed
 // log-probabilities from package pref, and BackwardTokens turns that
 // gradient into every trainable parameter's.
 //
@@ -456,7 +456,9 @@ func (s *prefStage) loadRef(t *Trainer, dir string) error {
 // (data.PairBatch's layout), the reference being m with its adapters off
 // (nothing for ORPO and SimPO): what a preference step does per
 // micro-batch, for benchmarks. It returns weight·Σ loss.
-func PairStep(ws *model.Workspace, m *model.Model, mb *model.Batch, c pref.Config, weight float64) float64 {
+func PairStep(dm *model.DeviceModel, mb *model.Batch, c pref.Config, weight float64) (float64, error) {
 	s := &prefStage{dpo: c, useRef: c.UsesReference()}
-	return s.pairLoss(cpuScorer{ws: ws, m: m}, mb, make([]int, mb.B/2), weight, true)
+	sc := &deviceScorer{dm: dm}
+	loss := s.pairLoss(sc, mb, make([]int, mb.B/2), weight, true)
+	return loss, sc.Err()
 }

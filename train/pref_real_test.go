@@ -7,9 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"gotune/compute"
+	"gotune/compute/cpu/cputest"
 	"gotune/data"
 	"gotune/model"
-	"gotune/optim"
 	"gotune/peft"
 	"gotune/pref"
 	"gotune/tokenizer"
@@ -72,10 +73,9 @@ func TestDPOOnRealModel(t *testing.T) {
 			}
 		}
 	}
-	greedy := func() (happy, sad int, sample string) {
+	greedy := func(dm *model.DeviceModel) (happy, sad int, sample string) {
 		for k, p := range heldPrompts {
-			out, err := m.Greedy(enc(p, true), 8, nil)
-			must(t, err)
+			out := greedyOn(t, dm, enc(p, true), 8)
 			ids := make([]int, len(out))
 			for i, v := range out {
 				ids[i] = int(v)
@@ -89,26 +89,30 @@ func TestDPOOnRealModel(t *testing.T) {
 		}
 		return happy, sad, sample
 	}
-	h0, s0, ex0 := greedy()
+	base, err := model.NewDeviceModel(m, cputest.Open(), model.DeviceOptions{Compute: compute.F32, Inference: true})
+	must(t, err)
+	h0, s0, ex0 := greedy(base)
+	base.Close()
 
 	set, err := peft.AttachLoRA(m, peft.LoRAConfig{R: 8, Alpha: 16, Targets: []string{"all"}}, 1)
 	must(t, err)
-	params := set.Params()
-	opt, err := optim.New("adamw_torch", optim.MakeGroups(params, optim.GroupOptions{LearningRate: 1e-3}),
-		optim.Config{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8})
-	must(t, err)
+	if len(set.Params()) == 0 {
+		t.Fatal("LoRA attached no parameters")
+	}
+	dm := onCPU(t, m, false)
+	sc := &deviceScorer{dm: dm}
 	s := &prefStage{dpo: pref.Config{Loss: pref.Sigmoid, Beta: 0.1, FTX: 1}, useRef: true}
-	ws := m.NewWorkspace()
 	heldAccuracy := func() float64 {
 		idx := make([]int, len(held))
 		for i := range idx {
 			idx[i] = i
 		}
 		mb := batchOf(data.PairBatch(held, idx, 0), false)
-		restore := m.WithoutAdapters()
-		ref, _ := sums(cpuScorer{ws: ws, m: m}, mb, 2*len(idx))
+		restore := dm.WithoutAdapters()
+		ref, _ := sums(sc, mb, 2*len(idx))
 		restore()
-		pol, cnt := sums(cpuScorer{ws: ws, m: m}, mb, 2*len(idx))
+		pol, cnt := sums(sc, mb, 2*len(idx))
+		must(t, sc.Err())
 		n := len(idx)
 		var pairs []pref.Pair
 		for k := range n {
@@ -125,13 +129,14 @@ func TestDPOOnRealModel(t *testing.T) {
 		for k := range idx {
 			idx[k] = (step*batch + k) % len(train)
 		}
-		opt.ZeroGrad()
-		s.pairLoss(cpuScorer{ws: ws, m: m}, batchOf(data.PairBatch(train, idx, 0), false), idx, 1/float64(batch), true)
-		optim.ClipGradNorm(params, 1)
-		opt.Step(1e-3)
+		dm.ZeroGrad()
+		s.pairLoss(sc, batchOf(data.PairBatch(train, idx, 0), false), idx, 1/float64(batch), true)
+		must(t, sc.Err())
+		_, err := dm.AdamW(model.AdamWConfig{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1})
+		must(t, err)
 	}
 	acc := heldAccuracy()
-	h1, s1, ex1 := greedy()
+	h1, s1, ex1 := greedy(dm)
 	t.Logf("held-out reward accuracy %.2f → %.2f (%d pairs); greedy continuations of %d held-out prompts: happy %d, sad %d → happy %d, sad %d",
 		acc0, acc, len(held), len(heldPrompts), h0, s0, h1, s1)
 	t.Logf("before: %s", ex0)
@@ -142,6 +147,32 @@ func TestDPOOnRealModel(t *testing.T) {
 	if !(h1 > h0 && h1 > s1) {
 		t.Errorf("greedy continuations did not move to the preferred style: happy %d→%d, sad %d→%d", h0, h1, s0, s1)
 	}
+}
+
+// greedyOn decodes n tokens after prompt on dm, always taking the most
+// likely one.
+func greedyOn(t *testing.T, dm *model.DeviceModel, prompt []int32, n int) []int32 {
+	t.Helper()
+	s, err := dm.NewSession(len(prompt) + n)
+	must(t, err)
+	defer s.Close()
+	logits, err := s.Feed(prompt)
+	must(t, err)
+	var out []int32
+	for len(out) < n {
+		best := 0
+		for i, v := range logits {
+			if v > logits[best] {
+				best = i
+			}
+		}
+		out = append(out, int32(best))
+		if len(out) < n {
+			logits, err = s.Feed([]int32{int32(best)})
+			must(t, err)
+		}
+	}
+	return out
 }
 
 // realModelDir is llama2.c's pretrained stories260K in ../shared: a test

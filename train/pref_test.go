@@ -200,8 +200,8 @@ func TestPairLossGradientThroughModel(t *testing.T) {
 	pairs := tinyPairs(m.Cfg.Vocab)
 	idx := []int{0, 1, 2}
 	mb := batchOf(data.PairBatch(pairs, idx, 0), false)
-	ws := m.NewWorkspace()
-	base, _ := sums(cpuScorer{ws: ws, m: m}, mb, 6)
+	plain := onCPU(t, m, false)
+	base, _ := sums(&deviceScorer{dm: plain}, mb, 6)
 	// The last case recomputes each block in backward (gradient
 	// checkpointing) instead of keeping its activations.
 	for i, c := range []pref.Config{
@@ -215,39 +215,46 @@ func TestPairLossGradientThroughModel(t *testing.T) {
 		{Loss: pref.Sigmoid, Beta: 0.5},
 	} {
 		t.Run(fmt.Sprint(c.Loss, i), func(t *testing.T) {
-			ws := ws
+			dm := plain
 			if i == 7 {
-				ws = m.NewWorkspace()
-				ws.Checkpoint = true
+				dm = onCPU(t, m, true)
 			}
 			// References a little off the policy, so no loss sits at a kink.
 			s := &prefStage{dpo: c, useRef: c.UsesReference(), precompute: true}
 			for k := range idx {
 				s.ref = append(s.ref, [2]float64{base[k] + 0.7 + 0.1*float64(k), base[3+k] - 0.4})
 			}
-			loss := func() float64 { return s.pairLoss(cpuScorer{ws: ws, m: m}, mb, idx, 1/3.0, false) }
-			for _, p := range m.Params() {
-				p.ZeroGrad()
+			sc := &deviceScorer{dm: dm}
+			loss := func() float64 {
+				// The host's weights, perturbed, go to the backend first.
+				must(t, dm.LoadTrainableFromHost())
+				l := s.pairLoss(sc, mb, idx, 1/3.0, false)
+				must(t, sc.Err())
+				return l
 			}
-			s.pairLoss(cpuScorer{ws: ws, m: m}, mb, idx, 1/3.0, true)
-			checkDirectional(t, m, loss)
+			dm.ZeroGrad()
+			s.pairLoss(sc, mb, idx, 1/3.0, true)
+			must(t, sc.Err())
+			checkDirectional(t, m, grads(t, m, dm), loss)
+			must(t, dm.LoadTrainableFromHost())
 		})
 	}
 }
 
 // checkDirectional compares every parameter tensor's gradient with central
 // differences of loss along a random direction (steps 1% of the tensor's
-// RMS, as model's gradient checks do).
-func checkDirectional(t *testing.T, m *model.Model, loss func() float64) {
+// RMS, as model's gradient checks do); grad holds the gradients by name.
+func checkDirectional(t *testing.T, m *model.Model, grad map[string][]float32, loss func() float64) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, p := range m.Params() {
+		pg := grad[p.Name]
 		d := make([]float32, len(p.Data))
 		var gd, gn, dn, pn float64
 		for i := range d {
 			d[i] = float32(r.NormFloat64())
-			gd += float64(p.Grad[i]) * float64(d[i])
-			gn += float64(p.Grad[i]) * float64(p.Grad[i])
+			gd += float64(pg[i]) * float64(d[i])
+			gn += float64(pg[i]) * float64(pg[i])
 			dn += float64(d[i]) * float64(d[i])
 			pn += float64(p.Data[i]) * float64(p.Data[i])
 		}
@@ -279,18 +286,18 @@ func TestIdenticalPairHasNoGradient(t *testing.T) {
 		pairs[i].RejectedIDs, pairs[i].RejectedLabels = pairs[i].InputIDs, pairs[i].Labels
 	}
 	mb := batchOf(data.PairBatch(pairs, []int{0, 1, 2}, 0), false)
-	ws := m.NewWorkspace()
-	for _, p := range m.Params() {
-		p.ZeroGrad()
-	}
+	dm := onCPU(t, m, false)
 	s := &prefStage{dpo: pref.Config{Loss: pref.Sigmoid, Beta: 0.1}, useRef: true, precompute: true, ref: make([][2]float64, 3)}
-	if l := s.pairLoss(cpuScorer{ws: ws, m: m}, mb, []int{0, 1, 2}, 1/3.0, true); math.Abs(l-math.Ln2) > 1e-12 {
+	sc := &deviceScorer{dm: dm}
+	if l := s.pairLoss(sc, mb, []int{0, 1, 2}, 1/3.0, true); math.Abs(l-math.Ln2) > 1e-12 {
 		t.Errorf("loss %v, want log 2", l)
 	}
+	must(t, sc.Err())
+	gs := grads(t, m, dm)
 	for _, p := range m.Params() {
 		var g float64
-		for i := range p.Grad {
-			g = max(g, math.Abs(float64(p.Grad[i])))
+		for _, v := range gs[p.Name] {
+			g = max(g, math.Abs(float64(v)))
 		}
 		if g > 1e-6 {
 			t.Errorf("%s: gradient %g, want 0", p.Name, g)
@@ -305,7 +312,7 @@ func TestPrefAccumulationEqualsBigBatch(t *testing.T) {
 	for _, stage := range []string{"dpo", "kto"} {
 		t.Run(stage, func(t *testing.T) {
 			cfg := prefConfig(t, stage, filepath.Join(t.TempDir(), "run"), 8, "--finetuning_type", "full")
-			tr, err := New(cfg, "", nil)
+			tr, err := New(cfg, "", nil, cpu())
 			must(t, err)
 			must(t, tr.pref.prepare(tr, ""))
 			rows := func(idx ...int) data.BatchPlan {
@@ -320,7 +327,9 @@ func TestPrefAccumulationEqualsBigBatch(t *testing.T) {
 				loss, _ := tr.pref.step(tr, plans)
 				var g [][]float32
 				for _, p := range tr.Params {
-					g = append(g, append([]float32(nil), p.Grad...))
+					pg, err := tr.dev.Grad(p)
+					must(t, err)
+					g = append(g, pg)
 				}
 				return loss, g
 			}
@@ -368,7 +377,7 @@ func TestPrefTrainsAndResumes(t *testing.T) {
 			dirA := filepath.Join(t.TempDir(), "a")
 			cfg := prefConfig(t, tc.stage, dirA, 16, flags...)
 			var out strings.Builder
-			tr, err := New(cfg, "", &out)
+			tr, err := New(cfg, "", &out, cpu())
 			must(t, err)
 			must(t, tr.Run())
 			full := logLines(t, dirA)
@@ -424,7 +433,7 @@ func TestPrefTrainsAndResumes(t *testing.T) {
 			must(t, os.MkdirAll(dirB, 0o755))
 			must(t, os.CopyFS(filepath.Join(dirB, "checkpoint-4"), os.DirFS(filepath.Join(dirA, "checkpoint-4"))))
 			cfgB := prefConfig(t, tc.stage, dirB, 16, append(flags, "--resume_from_checkpoint", "true", "--overwrite_output_dir", "false")...)
-			trB, err := New(cfgB, "", nil)
+			trB, err := New(cfgB, "", nil, cpu())
 			must(t, err)
 			must(t, trB.Run())
 			resumed := logLines(t, dirB)
@@ -465,7 +474,7 @@ func TestPrefEveryLossTrains(t *testing.T) {
 		t.Run(strings.Join(tc, " "), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "run")
 			cfg := prefConfig(t, "dpo", dir, 12, append(tc, "--max_steps", "8")...)
-			tr, err := New(cfg, "", nil)
+			tr, err := New(cfg, "", nil, cpu())
 			must(t, err)
 			must(t, tr.Run())
 			l := logLines(t, dir)
@@ -518,16 +527,13 @@ func testPrefOnDevice(t *testing.T, backend func() compute.Backend, tol float64)
 		t.Run(tc.name, func(t *testing.T) {
 			flags := append([]string{"--max_steps", "6"}, tc.flags...)
 			cpuDir := filepath.Join(t.TempDir(), "cpu")
-			tr, err := New(prefConfig(t, tc.stage, cpuDir, 16, flags...), "", nil)
+			tr, err := New(prefConfig(t, tc.stage, cpuDir, 16, flags...), "", nil, cpu())
 			must(t, err)
 			must(t, tr.Run())
 			devDir := filepath.Join(t.TempDir(), "dev")
 			var out strings.Builder
-			td, err := NewWithOptions(prefConfig(t, tc.stage, devDir, 16, flags...), "", &out, Options{Backend: backend(), Required: true})
+			td, err := New(prefConfig(t, tc.stage, devDir, 16, flags...), "", &out, Options{Backend: backend()})
 			must(t, err)
-			if td.dev == nil {
-				t.Fatalf("the run did not go to the device: %s", out.String())
-			}
 			must(t, td.Run())
 			td.Close()
 			want, got := logLines(t, cpuDir), logLines(t, devDir)
@@ -549,11 +555,11 @@ func testPrefOnDevice(t *testing.T, backend func() compute.Backend, tol float64)
 // A stage that does not fit the data says what to change.
 func TestPrefStageNeedsMatchingData(t *testing.T) {
 	cfg := prefConfig(t, "dpo", filepath.Join(t.TempDir(), "run"), 8, "--dataset", "kto")
-	if _, err := New(cfg, "", nil); err == nil || !strings.Contains(err.Error(), "expected preference records") && !strings.Contains(err.Error(), "no training samples") {
+	if _, err := New(cfg, "", nil, cpu()); err == nil || !strings.Contains(err.Error(), "expected preference records") && !strings.Contains(err.Error(), "no training samples") {
 		t.Errorf("dpo on KTO data: %v", err)
 	}
 	cfg = prefConfig(t, "kto", filepath.Join(t.TempDir(), "run"), 8, "--dataset", "pairs")
-	if _, err := New(cfg, "", nil); err == nil {
+	if _, err := New(cfg, "", nil, cpu()); err == nil {
 		t.Errorf("kto on pairs: no error")
 	}
 }
@@ -572,7 +578,7 @@ func TestLLaMAFactoryPreferenceExamples(t *testing.T) {
 			cfg, err := config.Open(filepath.Join("testdata", file), []string{"--model_name_or_path", modelDir,
 				"--dataset_dir", dataDir, "--output_dir", out, "--max_steps", "3", "--logging_steps", "1", "--progress", "none"}, nil)
 			must(t, err)
-			tr, err := New(cfg, "", nil)
+			tr, err := New(cfg, "", nil, cpu())
 			must(t, err)
 			must(t, tr.Run())
 			l := logLines(t, out)
@@ -595,7 +601,7 @@ func TestPrefEvaluation(t *testing.T) {
 	for _, stage := range []string{"dpo", "kto"} {
 		dir := filepath.Join(t.TempDir(), "run")
 		cfg := prefConfig(t, stage, dir, 16, "--val_size", "4", "--eval_strategy", "steps", "--eval_steps", "4", "--max_steps", "8")
-		tr, err := New(cfg, "", nil)
+		tr, err := New(cfg, "", nil, cpu())
 		must(t, err)
 		must(t, tr.Run())
 		var evals []float64
@@ -636,7 +642,7 @@ func TestPrefEveryMethod(t *testing.T) {
 		t.Run(strings.Join(method[1:], " "), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "run")
 			cfg := prefConfig(t, "dpo", dir, 12, append(method, "--max_steps", "8")...)
-			tr, err := New(cfg, "", nil)
+			tr, err := New(cfg, "", nil, cpu())
 			must(t, err)
 			must(t, tr.Run())
 			l := logLines(t, dir)
@@ -664,13 +670,13 @@ func TestKTOPartners(t *testing.T) {
 func TestPrefResumeLogsWithUnevenLogging(t *testing.T) {
 	flags := []string{"--logging_steps", "3", "--save_steps", "4", "--gradient_accumulation_steps", "2", "--per_device_train_batch_size", "2"}
 	dirA := filepath.Join(t.TempDir(), "a")
-	trA, err := New(prefConfig(t, "dpo", dirA, 16, flags...), "", nil)
+	trA, err := New(prefConfig(t, "dpo", dirA, 16, flags...), "", nil, cpu())
 	must(t, err)
 	must(t, trA.Run())
 	dirB := filepath.Join(t.TempDir(), "b")
 	must(t, os.MkdirAll(dirB, 0o755))
 	must(t, os.CopyFS(filepath.Join(dirB, "checkpoint-4"), os.DirFS(filepath.Join(dirA, "checkpoint-4"))))
-	trB, err := New(prefConfig(t, "dpo", dirB, 16, append(flags, "--resume_from_checkpoint", "true", "--overwrite_output_dir", "false")...), "", nil)
+	trB, err := New(prefConfig(t, "dpo", dirB, 16, append(flags, "--resume_from_checkpoint", "true", "--overwrite_output_dir", "false")...), "", nil, cpu())
 	must(t, err)
 	must(t, trB.Run())
 	a, b := logLines(t, dirA), logLines(t, dirB)
@@ -707,7 +713,7 @@ func TestPrefLongPromptTrains(t *testing.T) {
 	must(t, err)
 	defer full.Close()
 
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	must(t, tr.Run())
 	if tr.cache.Len() != full.Len() || tr.cache.Report().Totals().Truncated != full.Len() {
@@ -770,7 +776,7 @@ func checkRewardCharts(t *testing.T, dir string, steps int, keys ...string) {
 func TestKTOLongPromptTrains(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	cfg := prefConfig(t, "kto", dir, 8, "--cutoff_len", "20", "--max_steps", "3", "--val_size", "0")
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	must(t, tr.Run())
 	if tot := tr.cache.Report().Totals(); tr.cache.Len() != 8 || tot.Truncated != 8 || tot.Dropped[data.DropPromptFills] != 0 {

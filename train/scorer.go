@@ -6,7 +6,7 @@ import (
 
 // scorer computes per-token log-probabilities and their weighted backward
 // pass for the stages whose losses are over whole sequences (dpo, kto,
-// grpo), on the CPU workspace or on the device copy of the model. A device
+// grpo), on the backend's copy of the model. A device
 // failure is kept and reported by Err; until then the calls go on with
 // zeros so the stage's code needs no error at every call.
 type scorer interface {
@@ -15,8 +15,7 @@ type scorer interface {
 	TokenLogProbs(*model.Batch) []float64
 	// TokenRows gives the sequence of each value of the last TokenLogProbs.
 	TokenRows() []int
-	// TokenEntropies gives, when the entropy metric is on (Workspace.Entropy,
-	// DeviceModel.SetEntropy), the entropy at each value of the last
+	// TokenEntropies gives, when the entropy metric is on (DeviceModel.SetEntropy), the entropy at each value of the last
 	// TokenLogProbs.
 	TokenEntropies() []float64
 	// BackwardTokens accumulates the gradient of Σ coef[i]·log pᵢ.
@@ -26,28 +25,13 @@ type scorer interface {
 	Err() error
 }
 
-// scorer is the device's when the run trains on one, else the CPU's.
+// scorer is the device copy's, made once so its error is kept.
 func (t *Trainer) scorer() scorer {
-	if t.dev != nil {
-		if t.devScorer == nil {
-			t.devScorer = &deviceScorer{dm: t.dev}
-		}
-		return t.devScorer
+	if t.devScorer == nil {
+		t.devScorer = &deviceScorer{dm: t.dev}
 	}
-	return cpuScorer{ws: t.ws, m: t.Model}
+	return t.devScorer
 }
-
-type cpuScorer struct {
-	ws *model.Workspace
-	m  *model.Model
-}
-
-func (c cpuScorer) TokenLogProbs(b *model.Batch) []float64 { return c.ws.TokenLogProbs(b) }
-func (c cpuScorer) TokenRows() []int                       { return c.ws.TokenRows() }
-func (c cpuScorer) TokenEntropies() []float64              { return c.ws.TokenEntropies() }
-func (c cpuScorer) BackwardTokens(coef []float32)          { c.ws.BackwardTokens(coef) }
-func (c cpuScorer) WithoutAdapters() func()                { return c.m.WithoutAdapters() }
-func (c cpuScorer) Err() error                             { return nil }
 
 type deviceScorer struct {
 	dm   *model.DeviceModel

@@ -6,6 +6,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -37,7 +38,6 @@ type Trainer struct {
 	out       io.Writer
 	opt       optim.Optimizer
 	sched     optim.Schedule
-	ws        *model.Workspace
 	cache     *data.Cache
 	train     []int
 	val       []int
@@ -47,7 +47,7 @@ type Trainer struct {
 	state     ckpt.TrainerState
 	log       *runlog.Logger
 	run       map[string]string  // recorded in checkpoints; see runIdentity
-	dev       *model.DeviceModel // the model on a GPU, when training there
+	dev       *model.DeviceModel // the model on the backend that trains it
 	pref      *prefStage         // stage dpo or kto (pref.go); nil for sft and pt
 	devScorer *deviceScorer      // the device's scorer, kept for its error
 	resumed   string             // the checkpoint resumed from, or ""
@@ -55,14 +55,14 @@ type Trainer struct {
 	grpo      *grpoRun           // stage grpo's state (grpo.go)
 }
 
-// New prepares a run: model, method, data, optimizer and schedule.
-// modelDir overrides cfg.ModelNameOrPath when not empty (the bundled model).
-func New(cfg *config.Config, modelDir string, out io.Writer) (*Trainer, error) {
-	return NewWithOptions(cfg, modelDir, out, Options{})
-}
-
-// NewWithOptions is New with a compute device to train on.
-func NewWithOptions(cfg *config.Config, modelDir string, out io.Writer, o Options) (*Trainer, error) {
+// New prepares a run: model, method, data, optimizer and schedule, and
+// the model's copy on the backend of o that trains it (o.Backend is
+// required). modelDir overrides cfg.ModelNameOrPath when not empty (the
+// bundled model).
+func New(cfg *config.Config, modelDir string, out io.Writer, o Options) (*Trainer, error) {
+	if o.Backend == nil {
+		return nil, errors.New("train: no compute backend to train on (train.Options.Backend)")
+	}
 	if err := method.Validate(cfg); err != nil {
 		return nil, err
 	}
@@ -146,8 +146,6 @@ func (t *Trainer) loadModel() error {
 		return err
 	}
 	t.Model = m
-	t.ws = m.NewWorkspace()
-	t.ws.Checkpoint = c.UseGradientCheckpointing()
 	return nil
 }
 
@@ -375,27 +373,6 @@ func batchOf(b data.Batch, packed bool) *model.Batch {
 		mb.Seg = b.SegmentIDs
 	}
 	return mb
-}
-
-// Accumulate runs forward and backward over the micro-batches of one
-// optimizer step. Each token's loss is weighted by 1/(trained tokens of all
-// micro-batches together), so k micro-batches give exactly the gradient of
-// one batch holding them all, however unevenly their tokens are spread. It
-// returns the summed loss and the trained-token count.
-func Accumulate(ws *model.Workspace, batches []*model.Batch) (float64, int) {
-	trained := 0
-	for _, mb := range batches {
-		trained += mb.TrainedTokens()
-	}
-	if trained == 0 {
-		return 0, 0
-	}
-	var sum float64
-	for _, mb := range batches {
-		s, _ := ws.Step(mb, float32(1/float64(trained)))
-		sum += s
-	}
-	return sum, trained
 }
 
 // runStep runs forward and backward over one optimizer step's planned

@@ -15,6 +15,8 @@ import (
 	"gotune/assets"
 	"gotune/chat"
 	"gotune/ckpt"
+	"gotune/compute"
+	"gotune/compute/cpu/cputest"
 	"gotune/config"
 	"gotune/data"
 	"gotune/model"
@@ -36,12 +38,28 @@ func tinyModel(t *testing.T) *model.Model {
 	return m
 }
 
-func grads(m *model.Model) map[string][]float32 {
+// onCPU copies m to the CPU backend in f32, every trainable parameter
+// trained there.
+func onCPU(t *testing.T, m *model.Model, checkpoint bool) *model.DeviceModel {
+	t.Helper()
+	dm, err := model.NewDeviceModel(m, cputest.Open(), model.DeviceOptions{Compute: compute.F32, Checkpoint: checkpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dm.Close)
+	return dm
+}
+
+// grads downloads every parameter's gradient and clears them.
+func grads(t *testing.T, m *model.Model, dm *model.DeviceModel) map[string][]float32 {
+	t.Helper()
 	out := map[string][]float32{}
 	for _, p := range m.Params() {
-		out[p.Name] = append([]float32(nil), p.Grad...)
-		p.ZeroGrad()
+		g, err := dm.Grad(p)
+		must(t, err)
+		out[p.Name] = g
 	}
+	dm.ZeroGrad()
 	return out
 }
 
@@ -73,11 +91,14 @@ func TestAccumulationEqualsBigBatch(t *testing.T) {
 		}
 		singles = append(singles, one)
 	}
-	ws := m.NewWorkspace()
-	sumA, nA := Accumulate(ws, singles)
-	ga := grads(m)
-	sumB, nB := Accumulate(ws, []*model.Batch{big})
-	gb := grads(m)
+	dm := onCPU(t, m, false)
+	tr := &Trainer{dev: dm}
+	sumA, nA, err := tr.accumulate(singles)
+	must(t, err)
+	ga := grads(t, m, dm)
+	sumB, nB, err := tr.accumulate([]*model.Batch{big})
+	must(t, err)
+	gb := grads(t, m, dm)
 	if nA != nB || nA == 0 {
 		t.Fatalf("trained tokens: accumulated %d, batch %d", nA, nB)
 	}
@@ -102,7 +123,8 @@ func TestAccumulationEqualsBigBatch(t *testing.T) {
 	// shipped) must differ here, or the test proves nothing.
 	var naive float64
 	for _, b := range singles {
-		s, n := ws.Loss(b)
+		s, n, err := dm.Loss(b)
+		must(t, err)
 		naive += s / float64(n) / 4
 	}
 	if math.Abs(naive-sumB/float64(nB)) < 1e-3 {
@@ -140,11 +162,24 @@ func must(t *testing.T, err error) {
 
 func run(t *testing.T, cfg *config.Config) []ckpt.LogEntry {
 	t.Helper()
-	tr, err := New(cfg, "", nil)
+	return runOn(t, cfg, cputest.Open())
+}
+
+// runOn trains cfg on be and returns the logged steps.
+func runOn(t *testing.T, cfg *config.Config, be compute.Backend) []ckpt.LogEntry {
+	t.Helper()
+	tr, err := New(cfg, "", nil, Options{Backend: be})
 	must(t, err)
+	defer tr.Close()
 	must(t, tr.Run())
 	return tr.state.LogHistory
 }
+
+// cpu is the options of a run on the CPU backend.
+func cpu() Options { return Options{Backend: cputest.Open()} }
+
+// cpuEval is the options of an evaluation on the CPU backend.
+func cpuEval() EvalOptions { return EvalOptions{Backend: cputest.Open()} }
 
 // TestResumeMatchesUninterrupted: for every method, a run resumed from
 // checkpoint-4 logs the same losses at steps 5…12 as the run that never
@@ -221,7 +256,7 @@ func TestResumeMatchesUninterrupted(t *testing.T) {
 func TestEvaluationOnValidationSplit(t *testing.T) {
 	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
 	must(t, cfg.ApplyFlags([]string{"--val_size", "0.25", "--eval_strategy", "steps", "--eval_steps", "4", "--save_strategy", "no"}))
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	if len(tr.val) != 3 || len(tr.train) != 9 {
 		t.Fatalf("split %d train / %d validation, want 9 / 3", len(tr.train), len(tr.val))
@@ -286,9 +321,9 @@ func TestEvaluate(t *testing.T) {
 	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
 	must(t, cfg.ApplyFlags([]string{"--max_steps", "30", "--save_strategy", "no", "--learning_rate", "1e-2"}))
 	run(t, cfg)
-	base, err := Evaluate(cfg, cfg.ModelNameOrPath, "")
+	base, err := Evaluate(cfg, cfg.ModelNameOrPath, "", cpuEval())
 	must(t, err)
-	tuned, err := Evaluate(cfg, cfg.ModelNameOrPath, cfg.OutputDir)
+	tuned, err := Evaluate(cfg, cfg.ModelNameOrPath, cfg.OutputDir, cpuEval())
 	must(t, err)
 	if len(base) != 2 || base[0].Samples != 12 || base[1].Dataset != "all" || base[0].Tokens != base[1].Tokens {
 		t.Fatalf("unexpected results %+v", base)
@@ -299,9 +334,9 @@ func TestEvaluate(t *testing.T) {
 	if math.Abs(base[1].Perplexity-math.Exp(base[1].Loss)) > 1e-9*base[1].Perplexity {
 		t.Errorf("perplexity %v is not exp(loss %v)", base[1].Perplexity, base[1].Loss)
 	}
-	// EvaluateWith reports its progress sample by sample (issue 13.8).
+	// Evaluate reports its progress sample by sample (issue 13.8).
 	var calls, last, total int
-	again, err := EvaluateWith(cfg, cfg.ModelNameOrPath, "", EvalOptions{Progress: func(done, tot int) {
+	again, err := Evaluate(cfg, cfg.ModelNameOrPath, "", EvalOptions{Backend: cputest.Open(), Progress: func(done, tot int) {
 		calls++
 		last, total = done, tot
 	}})
@@ -326,13 +361,13 @@ func TestInvalidJSONStopsTraining(t *testing.T) {
 	broken := filepath.Join(cfg.DatasetDir, "broken.json")
 	must(t, os.WriteFile(broken, []byte(strings.Join(lines, "\n")), 0o644))
 	must(t, cfg.ApplyFlags([]string{"--dataset", "broken.json", "--max_steps", "1", "--save_strategy", "no"}))
-	_, err = New(cfg, "", nil)
+	_, err = New(cfg, "", nil, cpu())
 	if err == nil || !strings.Contains(err.Error(), broken+":4 (record 2)") || !strings.Contains(err.Error(), "skip_invalid_json") {
 		t.Fatalf("want an error at %s:4 naming skip_invalid_json, got %v", broken, err)
 	}
 	must(t, cfg.ApplyFlags([]string{"--skip_invalid_json"}))
 	var out strings.Builder
-	tr, err := New(cfg, "", &out)
+	tr, err := New(cfg, "", &out, cpu())
 	must(t, err)
 	must(t, tr.Run())
 	for _, want := range []string{"skipped 1 records that are not valid JSON", "records", "kept", "broken.json"} {
@@ -395,7 +430,7 @@ func TestTokenizedPathPreprocessesThenTrains(t *testing.T) {
 	dir := t.TempDir()
 	cfg := quickConfig(t, filepath.Join(dir, "run"))
 	must(t, cfg.ApplyFlags([]string{"--tokenized_path", filepath.Join(dir, "tok"), "--max_steps", "1", "--save_strategy", "no"}))
-	_, err := New(cfg, "", nil)
+	_, err := New(cfg, "", nil, cpu())
 	var pre *PreprocessedError
 	if !errors.As(err, &pre) || !strings.HasPrefix(pre.Path, filepath.Join(dir, "tok")) {
 		t.Fatalf("first run: want a PreprocessedError under tokenized_path, got %v", err)
@@ -426,7 +461,7 @@ func TestTokenPastEmbeddingTable(t *testing.T) {
 		t.Fatal("tokenizer.json has no added_tokens list")
 	}
 	must(t, os.WriteFile(tj, []byte(s), 0o644))
-	_, err = New(cfg, "", nil)
+	_, err = New(cfg, "", nil, cpu())
 	if err == nil || !strings.Contains(err.Error(), "tokenizer.json") || !strings.Contains(err.Error(), "2048") {
 		t.Fatalf("got %v, want an error naming tokenizer.json and id 2048", err)
 	}
@@ -448,7 +483,7 @@ func TestFullFineTuningIsDeterministic(t *testing.T) {
 			for k := range 2 {
 				cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
 				must(t, cfg.ApplyFlags(append(method, "--max_steps", "8", "--save_strategy", "no")))
-				tr, err := New(cfg, "", nil)
+				tr, err := New(cfg, "", nil, cpu())
 				must(t, err)
 				must(t, tr.Run())
 				for _, e := range tr.state.LogHistory {
@@ -532,7 +567,7 @@ func TestResumeRefusesForeignCheckpoint(t *testing.T) {
 	run(t, quickConfig(t, dir))
 	cfg := quickConfig(t, dir)
 	must(t, cfg.ApplyFlags([]string{"--learning_rate", "1e-3", "--resume_from_checkpoint", "true"}))
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	err = tr.Run()
 	if err == nil || !strings.Contains(err.Error(), "different run") || !strings.Contains(err.Error(), "learning_rate was 0.005, now 0.001") {
@@ -541,7 +576,7 @@ func TestResumeRefusesForeignCheckpoint(t *testing.T) {
 	// the same configuration resumes
 	same := quickConfig(t, dir)
 	must(t, same.Set("resume_from_checkpoint", "true"))
-	tr, err = New(same, "", nil)
+	tr, err = New(same, "", nil, cpu())
 	must(t, err)
 	must(t, tr.Run())
 }
@@ -561,7 +596,7 @@ func TestResumeDetectsDamagedOptimizerState(t *testing.T) {
 	must(t, os.WriteFile(p, b, 0o644))
 	cfg := quickConfig(t, dir)
 	must(t, cfg.Set("resume_from_checkpoint", "true"))
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	if err := tr.Run(); err == nil || !strings.Contains(err.Error(), "checksum") || !strings.Contains(err.Error(), optim.StateFile) {
 		t.Fatalf("got %v, want a checksum error naming %s", err, optim.StateFile)
@@ -572,7 +607,7 @@ func TestResumeDetectsDamagedOptimizerState(t *testing.T) {
 func TestNonFiniteLossStops(t *testing.T) {
 	cfg := quickConfig(t, filepath.Join(t.TempDir(), "run"))
 	must(t, cfg.ApplyFlags([]string{"--learning_rate", "1e30", "--max_grad_norm", "0", "--save_strategy", "no"}))
-	tr, err := New(cfg, "", nil)
+	tr, err := New(cfg, "", nil, cpu())
 	must(t, err)
 	err = tr.Run()
 	if err == nil || !strings.Contains(err.Error(), "the loss is") || !strings.Contains(err.Error(), "step ") {
@@ -661,7 +696,7 @@ func TestDamagedCheckpoints(t *testing.T) {
 						err = fmt.Errorf("panic: %v", r)
 					}
 				}()
-				tr, err := New(cfg, "", nil)
+				tr, err := New(cfg, "", nil, cpu())
 				if err != nil {
 					return err
 				}
@@ -683,7 +718,7 @@ func TestEvaluateTokenPastEmbeddingTable(t *testing.T) {
 	must(t, err)
 	s := strings.Replace(string(b), `"added_tokens": [`, `"added_tokens": [{"id": 2100, "content": "<|past|>", "special": true},`, 1)
 	must(t, os.WriteFile(tj, []byte(s), 0o644))
-	if _, err := Evaluate(cfg, cfg.ModelNameOrPath, ""); err == nil || !strings.Contains(err.Error(), "tokenizer.json") {
+	if _, err := Evaluate(cfg, cfg.ModelNameOrPath, "", cpuEval()); err == nil || !strings.Contains(err.Error(), "tokenizer.json") {
 		t.Fatalf("got %v, want an error naming tokenizer.json", err)
 	}
 }

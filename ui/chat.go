@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gotune/chat"
+	"gotune/compute"
 	"gotune/export"
 	"gotune/infer"
 )
@@ -29,7 +30,9 @@ type cachedEngine struct {
 
 const cachedEngines = 2
 
-func (c *engineCache) get(model, adapter string) (*infer.Engine, error) {
+// get returns the engine of model and adapter, loading it onto a backend
+// from open when it is not cached.
+func (c *engineCache) get(model, adapter string, open func() (compute.Backend, error)) (*infer.Engine, error) {
 	key := model + "\x00" + adapter
 	for i, ce := range c.entries {
 		if ce.key == key {
@@ -38,12 +41,22 @@ func (c *engineCache) get(model, adapter string) (*infer.Engine, error) {
 			return ce.e, nil
 		}
 	}
+	be, err := open()
+	if err != nil {
+		return nil, err
+	}
 	e, err := infer.Load(model, adapter)
 	if err != nil {
 		return nil, err
 	}
+	if err := e.UseDevice(be, false, nil, nil); err != nil {
+		return nil, err
+	}
 	c.entries = append([]cachedEngine{{key, e}}, c.entries...)
 	if len(c.entries) > cachedEngines {
+		for _, old := range c.entries[cachedEngines:] {
+			old.e.Close() // its copy on the backend
+		}
 		c.entries = c.entries[:cachedEngines]
 	}
 	return e, nil
@@ -132,7 +145,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	s.engines.mu.Lock()
 	defer s.engines.mu.Unlock()
-	e, err := s.engines.get(model, adapter)
+	e, err := s.engines.get(model, adapter, s.openBackend)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -74,12 +74,18 @@ func (s *Server) handleEval(w http.ResponseWriter, r *http.Request) {
 		}
 		cfg.TokenizedPath = filepath.Join(tmp, "data", strconv.Itoa(i))
 		res := row{Dataset: cfg.Dataset[0]}
-		if res.Base, err = train.Evaluate(cfg, cfg.ModelNameOrPath, ""); err != nil {
+		be, err := s.openBackend()
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		opt := train.EvalOptions{Backend: be}
+		if res.Base, err = train.Evaluate(cfg, cfg.ModelNameOrPath, "", opt); err != nil {
 			s.fail(w, r, err)
 			return
 		}
 		if adapter != "" {
-			if res.Adapter, err = train.Evaluate(cfg, cfg.ModelNameOrPath, adapter); err != nil {
+			if res.Adapter, err = train.Evaluate(cfg, cfg.ModelNameOrPath, adapter, opt); err != nil {
 				s.fail(w, r, err)
 				return
 			}

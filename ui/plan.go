@@ -92,7 +92,11 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	v, err := s.rates.get(s.backend, min(req.Batch*req.Seq, 1024), p.Config.Intermediate, p.Config.Hidden)
+	var be compute.Backend
+	if s.backend != nil {
+		be = s.backend()
+	}
+	v, err := s.rates.get(be, min(req.Batch*req.Seq, 1024), p.Config.Intermediate, p.Config.Hidden)
 	if err != nil {
 		s.fail(w, r, err)
 		return

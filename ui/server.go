@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"gotune/compute"
 	"io"
 	"io/fs"
 	"net"
@@ -20,7 +19,20 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"gotune/compute"
 )
+
+// errNoBackend answers chat and evaluation on a server given no backend.
+var errNoBackend = errors.New("ui: no compute backend to run models on (ui.Options.Backend)")
+
+// openBackend is a fresh backend from Options.Backend.
+func (s *Server) openBackend() (compute.Backend, error) {
+	if s.backend == nil {
+		return nil, errNoBackend
+	}
+	return s.backend(), nil
+}
 
 //go:embed static
 var static embed.FS
@@ -42,9 +54,10 @@ type Options struct {
 	ReadOnly []string
 	// Log receives one line per failed request and job event (nil: none).
 	Log io.Writer
-	// Backend is the compute backend the page's plan measures (its matrix
-	// and exponential rates); nil leaves step times out of plans.
-	Backend compute.Backend
+	// Backend gives the compute backend that a chat engine or an
+	// evaluation runs on, a fresh one each (the command chooses it; nil:
+	// chat and evaluation answer that there is none).
+	Backend func() compute.Backend
 }
 
 // Server is the web UI: the page and its JSON API.
@@ -54,13 +67,13 @@ type Server struct {
 	token    string
 	csrf     string
 	command  func(args ...string) *exec.Cmd
+	backend  func() compute.Backend
 	log      io.Writer
 	jobs     *jobs
 	engines  engineCache
 	mux      *http.ServeMux
 	exportMu sync.Mutex
 	rates    rates
-	backend  compute.Backend
 }
 
 // New checks the roots and prepares the server.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"gotune/assets"
+	"gotune/compute/cpu/cputest"
 	"gotune/config"
 	"gotune/plot"
 	"gotune/runlog"
@@ -48,7 +49,7 @@ func childTrain(args []string) int {
 	cfg, err := config.Open(args[1], args[2:], os.Stderr)
 	if err == nil {
 		var t *train.Trainer
-		if t, err = train.New(cfg, "", os.Stdout); err == nil {
+		if t, err = train.New(cfg, "", os.Stdout, train.Options{Backend: cputest.Open()}); err == nil {
 			err = t.Run()
 		}
 	}
@@ -91,6 +92,9 @@ func newFixture(t *testing.T, opt Options) *fixture {
 		c := exec.Command(exe, args...)
 		c.Env = append(os.Environ(), childEnv+"=1")
 		return c
+	}
+	if opt.Backend == nil {
+		opt.Backend = cputest.Open
 	}
 	s, err := New(opt)
 	if err != nil {
@@ -499,7 +503,7 @@ func TestTrainStopResumeAndTwoWatchers(t *testing.T) {
 	// A second server over the same folder (gotune ui restarted) sees the
 	// run training, and can stop it: the job outlives the server that
 	// started it.
-	s2, err := New(Options{Roots: []string{f.root}})
+	s2, err := New(Options{Roots: []string{f.root}, Backend: cputest.Open})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -848,7 +852,7 @@ func TestModelsFromHubCache(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(snap, name), b, 0o644)
 	}
-	s, err := New(Options{Roots: []string{f.root}, ReadOnly: []string{cache}})
+	s, err := New(Options{Roots: []string{f.root}, ReadOnly: []string{cache}, Backend: cputest.Open})
 	if err != nil {
 		t.Fatal(err)
 	}

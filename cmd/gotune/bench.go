@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"gotune/dtype"
 	"io"
@@ -17,11 +18,11 @@ import (
 	"syscall"
 	"time"
 
+	"gotune/compute"
 	"gotune/compute/cpu"
 	"gotune/method"
 	"gotune/model"
 	"gotune/nn"
-	"gotune/optim"
 	"gotune/peft"
 	"gotune/plan"
 	"gotune/quant"
@@ -46,15 +47,15 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 	rank := fs.Int("lora-rank", 16, "LoRA rank for --train lora/qlora")
 	kernels := fs.Bool("kernels", true, "include sgemm kernels (without --train)")
 	ckptFlag := fs.Bool("checkpoint", false, "gradient checkpointing for --train")
-	storage := fs.String("storage", "f32", "frozen weight storage for --train lora: f32 or bf16")
-	prepack := fs.Bool("prepack", false, "keep frozen f32 weights pre-packed for the matrix kernel (--train lora; costs 2× their memory)")
+	storage := fs.String("storage", "f32", "frozen weight storage for --train lora: f32 or bf16 (on the CPU the bf16 weights are read in place, in 16 bits)")
+	prepack := fs.Bool("prepack", false, "removed with the CPU workspace (an error if set)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	memory := fs.Bool("memory", false, "report resident memory of the frozen weights in f32, bf16, int8 and nf4 (default shape qwen3-0.6b)")
 	peer := fs.String("peer", "", "with --train: a peer benchmark command, run as `CMD SHAPE 1 BATCH SEQ STEPS` in turn with gotune's steps; it must print a JSON line with step_s, tokens_per_s and peak_rss_mib (as ../shared/bench/torch_lora.py does)")
 	rounds := fs.Int("rounds", 3, "with --peer: interleaved rounds of peer and gotune")
-	stage := fs.String("stage", "sft", "with --train on the CPU: sft, or dpo (the batch's rows are pairs: an SFT step and a sigmoid DPO step with the adapter-off reference on the same tokens, in turn, and their ratio)")
-	device := fs.String("device", "cpu", "with --train: cpu, cuda or host (the compute-seam block on the CPU backend)")
-	dtype := fs.String("dtype", "bf16", "with --device cuda: bf16 (mixed precision) or f32")
+	stage := fs.String("stage", "sft", "with --train: sft, or dpo (the batch's rows are pairs: an SFT step and a sigmoid DPO step with the adapter-off reference on the same tokens, in turn, and their ratio)")
+	device := fs.String("device", "cpu", "the backend that runs forward passes and training steps: cpu (host is its old name) or cuda")
+	dtype := fs.String("dtype", "bf16", "with --train: bf16 (mixed precision on a GPU; f32 over a bf16 base on the CPU) or f32")
 	gpuProfile := fs.Bool("profile", false, "with --device cuda: time every operation of one more step and report the GPU time per kind")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -71,15 +72,8 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	// Training steps on the CPU run the block over the compute seam on the
-	// CPU backend, as training does; the workspace stays for what only it
-	// measures yet (a peer in turn, dpo, pre-packed or bf16 storage).
-	cpuDevice := *device == "cpu" && *train != "" && *peer == "" && *stage == "sft" && !*prepack && *storage == "f32"
-	if cpuDevice && *shapeList == "" {
-		*shapeList = "smollm2-135m"
-	}
-	if *device != "cpu" || cpuDevice {
-		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag)
+	if *prepack {
+		return errors.New("--prepack: removed with the CPU workspace it tuned; training steps now run on the compute backend (--device cpu or cuda)")
 	}
 	var shapes []string
 	if *shapeList != "" {
@@ -96,44 +90,66 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 		}
 		return nil
 	}
-	if *train != "" {
-		if len(shapes) == 0 {
-			shapes = []string{"smollm2-135m"}
+	be, release, err := openBackend(*device)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if *train == "" {
+		if *kernels {
+			benchGemm(stdout)
 		}
-		if *stage != "sft" {
-			if *stage != "dpo" || *peer != "" || *device != "cpu" {
-				return fmt.Errorf("--stage %q: want sft, or dpo (on the CPU, without --peer)", *stage)
-			}
-			for _, s := range shapes {
-				if err := benchDPO(stdout, *train, s, *batch, *seq, *rank, *steps, *rounds, *ckptFlag, model.DType(*storage)); err != nil {
-					return err
-				}
-			}
-			return nil
+		if len(shapes) == 0 {
+			shapes = model.ShapeNames()
 		}
 		for _, s := range shapes {
-			tb, err := newTrainBench(*train, s, *batch, *seq, *rank, *ckptFlag, model.DType(*storage), *prepack)
-			if err != nil {
-				return err
-			}
-			if *peer == "" {
-				emit(stdout, tb.run(*steps))
-				continue
-			}
-			if err := tb.versus(stdout, stderr, strings.Fields(*peer), *rounds, *steps); err != nil {
+			if err := benchForward(stdout, be, s, *batch, *seq, *steps); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if *kernels {
-		benchGemm(stdout)
+	dt, err := benchDType(be, *dtype)
+	if err != nil {
+		return err
 	}
 	if len(shapes) == 0 {
-		shapes = model.ShapeNames()
+		shapes = []string{"smollm2-135m"}
+		if _, onHost := be.(compute.HostBackend); !onHost {
+			shapes = []string{"qwen3-0.6b"}
+		}
+	}
+	st := model.DType(*storage)
+	if st != model.F32 && st != model.BF16 {
+		return fmt.Errorf("--storage %q: want f32 or bf16", *storage)
+	}
+	if *stage != "sft" {
+		if *stage != "dpo" || *peer != "" {
+			return fmt.Errorf("--stage %q: want sft, or dpo (without --peer)", *stage)
+		}
+		for _, s := range shapes {
+			if err := benchDPO(stdout, be, dt, *train, s, *batch, *seq, *rank, *steps, *rounds, *ckptFlag, st); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	for _, s := range shapes {
-		if err := benchForward(stdout, s, *batch, *seq, *steps); err != nil {
+		if *peer == "" {
+			line, err := benchDeviceShape(be, dt, *train, s, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag, st)
+			if err != nil {
+				return err
+			}
+			emit(stdout, line)
+			continue
+		}
+		tb, err := newTrainBench(be, dt, *train, s, *batch, *seq, *rank, *ckptFlag, st)
+		if err != nil {
+			return err
+		}
+		err = tb.versus(stdout, stderr, strings.Fields(*peer), *rounds, *steps)
+		tb.close()
+		if err != nil {
 			return err
 		}
 	}
@@ -190,34 +206,50 @@ func randomBatch(vocab, b, t int) *model.Batch {
 	return &model.Batch{B: b, T: t, IDs: ids, Labels: labels}
 }
 
-func benchForward(w io.Writer, shape string, b, t, steps int) error {
+// benchForward times the forward pass (the loss, no gradients) of a named
+// shape with random weights on be.
+func benchForward(w io.Writer, be compute.Backend, shape string, b, t, steps int) error {
 	cfg, err := model.Shape(shape)
 	if err != nil {
 		return err
 	}
 	m := model.New(cfg)
 	m.RandomInit(1)
+	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: compute.ComputeType(be, false), Inference: true})
+	if err != nil {
+		return err
+	}
+	defer dm.Close()
 	batch := randomBatch(cfg.Vocab, b, t)
-	ws := m.NewWorkspace()
-	ws.Loss(batch)
+	if _, _, err := dm.Loss(batch); err != nil { // warm-up
+		return err
+	}
 	start := time.Now()
 	for i := 0; i < steps; i++ {
-		ws.Loss(batch)
+		if _, _, err := dm.Loss(batch); err != nil {
+			return err
+		}
 	}
 	el := time.Since(start).Seconds() / float64(steps)
-	emit(w, map[string]any{"bench": "forward_tokens_per_s", "shape": shape, "batch": b, "seq": t,
+	emit(w, map[string]any{"bench": "forward_tokens_per_s", "device": be.Name(), "shape": shape, "batch": b, "seq": t,
 		"value": round(float64(b*t) / el), "unit": "tokens/s", "params": cfg.Params()})
 	return nil
 }
 
-// trainBench is a model, method and batch ready to time training steps on.
+// trainBench is a model, method and batch on a backend, ready to time
+// training steps on.
 type trainBench struct {
 	method, shape string
-	b, t          int
+	b, t, rank    int
+	trainable     int
 	checkpoint    bool
-	prepack       bool
 	flops         float64 // estimated floating-point operations of one step
-	step          func() float64
+	be            compute.Backend
+	dt            compute.DType
+	dm            *model.DeviceModel
+	batch         *model.Batch
+	// step runs one optimizer step and returns its loss.
+	step func() (float64, error)
 }
 
 // benchModel builds a randomly initialised model of a named shape set up
@@ -301,56 +333,94 @@ func benchEstimate(cfg *model.Config, pm plan.Method, b, t, rank int) (plan.Esti
 	return plan.EstimateMethod(cfg, row, plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true})
 }
 
-func newTrainBench(method, shape string, b, t, rank int, checkpoint bool, storage model.DType, prepack bool) (*trainBench, error) {
+// benchDType is the compute type --dtype names on be (bf16 computes in
+// f32 over the CPU's kernels).
+func benchDType(be compute.Backend, dtype string) (compute.DType, error) {
+	switch dtype {
+	case "bf16":
+		return compute.ComputeType(be, true), nil
+	case "f32":
+		return compute.F32, nil
+	}
+	return 0, fmt.Errorf("bench: --dtype %q (want bf16 or f32)", dtype)
+}
+
+// newTrainBench builds a model of a named shape set up for method on be
+// (storage: its frozen weights' storage on the host, which a host backend
+// reads where they lie) and runs one warm-up step.
+func newTrainBench(be compute.Backend, dt compute.DType, method, shape string, b, t, rank int, checkpoint bool, storage model.DType) (*trainBench, error) {
 	m, params, pm, err := benchModel(method, shape, rank, storage)
 	if err != nil {
 		return nil, err
 	}
 	cfg := m.Cfg
-	if prepack && method == "lora" {
-		for _, l := range m.Linears() {
-			l.Prepack()
-		}
+	trainable := 0
+	for _, p := range params {
+		trainable += p.Len()
 	}
-	opt, err := optim.NewAdamW([]optim.Group{{Params: params}}, optim.DefaultConfig())
+	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: checkpoint, HostViews: true})
 	if err != nil {
 		return nil, err
 	}
+	if _, onHost := be.(compute.HostBackend); !onHost {
+		// The host copy is no longer needed: drop it before timing. (A
+		// host backend reads the frozen weights where they lie.)
+		for _, p := range m.Params() {
+			p.Data, p.Grad = nil, nil
+		}
+		for _, l := range m.Linears() {
+			l.Q = nil
+		}
+	}
+	runtime.GC()
 	est, err := benchEstimate(cfg, pm, b, t, rank)
 	if err != nil {
+		dm.Close()
 		return nil, err
 	}
 	flops := est.StepFLOPs
 	if checkpoint {
 		flops = est.StepFLOPsCheckpoint
 	}
-	batch := randomBatch(cfg.Vocab, b, t)
-	ws := m.NewWorkspace()
-	ws.Checkpoint = checkpoint
-	tb := &trainBench{method: method, shape: shape, b: b, t: t, checkpoint: checkpoint,
-		prepack: prepack && method == "lora" && storage != model.BF16, flops: flops}
-	tb.step = func() float64 {
-		opt.ZeroGrad()
-		n := batch.TrainedTokens()
-		sum, _ := ws.Step(batch, float32(1/float64(n)))
-		optim.ClipGradNorm(params, 1)
-		opt.Step(1e-4)
-		return sum / float64(n)
+	tb := &trainBench{method: method, shape: shape, b: b, t: t, rank: rank, trainable: trainable, checkpoint: checkpoint,
+		flops: flops, be: be, dt: dt, dm: dm, batch: randomBatch(cfg.Vocab, b, t)}
+	opt := model.AdamWConfig{LR: 1e-4, WeightDecay: 0.01, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1}
+	tb.step = func() (float64, error) {
+		dm.ZeroGrad()
+		n := tb.batch.TrainedTokens()
+		sum, _, err := dm.Step(tb.batch, float32(1/float64(n)))
+		if err != nil {
+			return 0, err
+		}
+		_, err = dm.AdamW(opt) // synchronises (gradient norm)
+		return sum / float64(n), err
 	}
-	tb.step() // warm-up: buffers, pools and page faults
+	if _, err := tb.step(); err != nil { // warm-up: kernels, buffers, page faults
+		dm.Close()
+		return nil, err
+	}
 	return tb, nil
 }
 
+// close releases the model's copy on the backend.
+func (tb *trainBench) close() { tb.dm.Close() }
+
 // run times steps training steps and returns the line to report: mean, best
-// and median step, the best step's GFLOP/s and its share of peak (the FMA
-// throughput of all threads, measured right after).
-func (tb *trainBench) run(steps int) map[string]any {
+// and median step, the best step's GFLOP/s and, on the CPU, its share of
+// peak (the FMA throughput of all threads, measured right after).
+func (tb *trainBench) run(steps int) (map[string]any, error) {
+	if r, ok := tb.be.(interface{ ResetPeak() }); ok {
+		r.ResetPeak()
+	}
 	start, cpu0 := time.Now(), cpuSeconds()
 	var loss float64
 	times := make([]float64, steps)
 	for i := range steps {
 		t0 := time.Now()
-		loss = tb.step()
+		var err error
+		if loss, err = tb.step(); err != nil {
+			return nil, err
+		}
 		times[i] = time.Since(t0).Seconds()
 	}
 	wall := time.Since(start).Seconds()
@@ -361,17 +431,22 @@ func (tb *trainBench) run(steps int) map[string]any {
 	mem, _ := runlog.ReadMem()
 	threads := runtime.GOMAXPROCS(0)
 	gf := tb.flops / times[0] / 1e9
-	line := map[string]any{"bench": "train_tokens_per_s", "method": tb.method, "shape": tb.shape, "batch": tb.b, "seq": tb.t,
+	st := tb.dm.MemStats()
+	line := map[string]any{"bench": "train_tokens_per_s", "device": tb.be.Name(), "dtype": tb.dt.String(), "method": tb.method, "shape": tb.shape,
+		"batch": tb.b, "seq": tb.t, "lora_rank": tb.rank, "trainable": tb.trainable,
 		"value": round(float64(tb.b*tb.t) / el), "unit": "tokens/s", "step_s": el, "loss": loss,
 		// On shared machines the fastest step is the steadiest figure.
 		"step_s_min": times[0], "step_s_median": times[len(times)/2], "best_tokens_per_s": round(float64(tb.b*tb.t) / times[0]),
-		"gflops": round(gf), "busy_cores": round(busy),
+		"gflops": round(gf), "tflops": round(tb.flops / times[len(times)/2] / 1e12), "busy_cores": round(busy),
+		"peak_mem_gib": float64(st.Peak) / (1 << 30),
 		// CPU time a step used: on a loaded machine steadier than its wall time.
-		"cpu_s_step": cpuUsed / float64(steps), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads, "prepack": tb.prepack}
-	if peak := cpu.PeakGFLOPS(threads, 300*time.Millisecond); peak > 0 {
-		line["peak_gflops"], line["peak_pct"] = round(peak), round(100*gf/peak)
+		"cpu_s_step": cpuUsed / float64(steps), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads}
+	if _, onHost := tb.be.(compute.HostBackend); onHost {
+		if peak := cpu.PeakGFLOPS(threads, 300*time.Millisecond); peak > 0 {
+			line["peak_gflops"], line["peak_pct"] = round(peak), round(100*gf/peak)
+		}
 	}
-	return line
+	return line, nil
 }
 
 // cpuSeconds is the CPU time (user and system) this process has used.
@@ -419,7 +494,10 @@ func (tb *trainBench) versus(w, stderr io.Writer, peer []string, rounds, steps i
 		if err != nil {
 			return fmt.Errorf("peer %s: %w", strings.Join(cmd.Args, " "), err)
 		}
-		line := tb.run(steps)
+		line, err := tb.run(steps)
+		if err != nil {
+			return err
+		}
 		ours := line["step_s"].(float64)
 		ratio := p.StepS / ours
 		ratios = append(ratios, ratio)

@@ -5,9 +5,9 @@ import (
 	"io"
 	"slices"
 
+	"gotune/compute"
 	"gotune/data"
 	"gotune/model"
-	"gotune/optim"
 	"gotune/pref"
 	"gotune/train"
 )
@@ -18,23 +18,22 @@ import (
 // same state of a shared machine, and reports each and the ratio of their
 // best steps. The batch's b rows are b/2 pairs whose answers are the rows'
 // second halves.
-func benchDPO(w io.Writer, method, shape string, b, t, rank, steps, rounds int, checkpoint bool, storage model.DType) error {
+func benchDPO(w io.Writer, be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps, rounds int, checkpoint bool, storage model.DType) error {
 	if b < 2 || b%2 != 0 {
 		return fmt.Errorf("--stage dpo: --batch %d must be even (pairs of rows)", b)
 	}
-	sft, err := newTrainBench(method, shape, b, t, rank, checkpoint, storage, false)
+	sft, err := newTrainBench(be, dt, method, shape, b, t, rank, checkpoint, storage)
 	if err != nil {
 		return err
 	}
-	m, params, _, err := benchModel(method, shape, rank, storage)
+	defer sft.close()
+	dpo, err := newTrainBench(be, dt, method, shape, b, t, rank, checkpoint, storage)
 	if err != nil {
 		return err
 	}
-	opt, err := optim.NewAdamW([]optim.Group{{Params: params}}, optim.DefaultConfig())
-	if err != nil {
-		return err
-	}
-	mb := randomBatch(m.Cfg.Vocab, b, t)
+	defer dpo.close()
+	dpo.method += "+dpo"
+	mb := dpo.batch
 	for r := range b {
 		for k := range t / 2 {
 			mb.Labels[r*t+k] = data.IgnoreIndex // the prompt
@@ -44,22 +43,30 @@ func benchDPO(w io.Writer, method, shape string, b, t, rank, steps, rounds int, 
 	for r := range b / 2 {
 		copy(mb.IDs[(b/2+r)*t:(b/2+r)*t+t/2], mb.IDs[r*t:r*t+t/2])
 	}
-	ws := m.NewWorkspace()
-	ws.Checkpoint = checkpoint
 	c := pref.Config{Loss: pref.Sigmoid, Beta: 0.1}
-	dpo := &trainBench{method: method + "+dpo", shape: shape, b: b, t: t, checkpoint: checkpoint, flops: sft.flops}
-	dpo.step = func() float64 {
-		opt.ZeroGrad()
-		loss := train.PairStep(ws, m, mb, c, 1/float64(b/2))
-		optim.ClipGradNorm(params, 1)
-		opt.Step(1e-4)
-		return loss
+	opt := model.AdamWConfig{LR: 1e-4, WeightDecay: 0.01, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1}
+	dpo.step = func() (float64, error) {
+		dpo.dm.ZeroGrad()
+		loss, err := train.PairStep(dpo.dm, mb, c, 1/float64(b/2))
+		if err != nil {
+			return 0, err
+		}
+		_, err = dpo.dm.AdamW(opt)
+		return loss, err
 	}
-	dpo.step()
+	if _, err := dpo.step(); err != nil {
+		return err
+	}
 	var sftBest, dpoBest, sftCPU, dpoCPU []float64
 	for range max(rounds, 1) {
-		ls := sft.run(steps)
-		ld := dpo.run(steps)
+		ls, err := sft.run(steps)
+		if err != nil {
+			return err
+		}
+		ld, err := dpo.run(steps)
+		if err != nil {
+			return err
+		}
 		ls["stage"], ld["stage"] = "sft", "dpo"
 		emit(w, ls)
 		emit(w, ld)

@@ -11,7 +11,45 @@ import (
 
 	"gotune/compute"
 	"gotune/compute/ref"
+	"gotune/model"
 )
+
+// TestBenchStagesAndStorage: the DPO stage and bf16 frozen weights time on
+// the CPU backend (they were workspace-only), and --prepack, which tuned
+// the workspace, is refused with the reason.
+func TestBenchStagesAndStorage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := runBench([]string{"--train", "lora", "--shape", "tiny", "--seq", "16", "--batch", "2", "--steps", "1", "--rounds", "1", "--stage", "dpo"}, &out, &errb); err != nil {
+		t.Fatalf("--stage dpo: %v\n%s", err, errb.String())
+	}
+	var ratio map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("output line %q: %v", l, err)
+		}
+		if v["bench"] == "dpo_over_sft" {
+			ratio = v
+		}
+		if v["bench"] == "train_tokens_per_s" && (v["device"] != "cpu" || !(v["loss"].(float64) > 0)) {
+			t.Errorf("step line %v: want the CPU backend and a positive loss", v)
+		}
+	}
+	if ratio == nil || !(ratio["value"].(float64) > 0) {
+		t.Fatalf("no dpo_over_sft ratio in:\n%s", out.String())
+	}
+	out.Reset()
+	if err := runBench([]string{"--train", "lora", "--shape", "tiny", "--seq", "16", "--steps", "1", "--storage", "bf16"}, &out, &errb); err != nil {
+		t.Fatalf("--storage bf16: %v\n%s", err, errb.String())
+	}
+	var v map[string]any
+	if err := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &v); err != nil || !(v["loss"].(float64) > 0) {
+		t.Fatalf("--storage bf16: %q (%v)", out.String(), err)
+	}
+	if err := runBench([]string{"--train", "lora", "--shape", "tiny", "--prepack"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "--prepack") {
+		t.Errorf("--prepack: got %v, want an error naming it", err)
+	}
+}
 
 // `bench --train --peer` runs the peer with the documented arguments and
 // OpenBLAS settings, in turn with gotune's steps, and reports every round
@@ -87,15 +125,15 @@ func TestBenchPeerBadOutput(t *testing.T) {
 }
 
 // TestBenchPromptMethods: the prompt methods and bottleneck adapters time
-// on the CPU and through the device block (the reference backend stands in
-// for a GPU), with a finite loss and the planner's FLOPs.
+// on the CPU backend and on the reference backend (standing in for a GPU),
+// with a finite loss and the planner's FLOPs.
 func TestBenchPromptMethods(t *testing.T) {
 	for _, m := range []string{"prompt", "prefix", "adapter"} {
 		var out, errb bytes.Buffer
 		if err := runBench([]string{"--train", m, "--shape", "tiny", "--seq", "16", "--steps", "1", "--rounds", "1"}, &out, &errb); err != nil {
 			t.Fatalf("%s on the CPU: %v\n%s", m, err, errb.String())
 		}
-		line, err := benchDeviceShape(ref.New(), compute.F32, m, "tiny", 1, 16, 16, 1, false, false)
+		line, err := benchDeviceShape(ref.New(), compute.F32, m, "tiny", 1, 16, 16, 1, false, false, model.F32)
 		if err != nil {
 			t.Fatalf("%s on the device: %v", m, err)
 		}
@@ -103,5 +141,27 @@ func TestBenchPromptMethods(t *testing.T) {
 		if line["method"] != m || !(loss > 0) || math.IsInf(loss, 0) || !(line["value"].(float64) > 0) {
 			t.Errorf("%s on the device: %v", m, line)
 		}
+	}
+}
+
+// TestBenchHostBF16Storage: `bench --device host --storage bf16` trains
+// LoRA over a bf16 base on the CPU backend and says so in its line; bf16
+// storage with another method is refused.
+func TestBenchHostBF16Storage(t *testing.T) {
+	var out, errb bytes.Buffer
+	args := []string{"--train", "lora", "--device", "host", "--dtype", "f32", "--storage", "bf16", "--shape", "tiny", "--seq", "16", "--steps", "1"}
+	if err := runBench(args, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	var line map[string]any
+	if err := json.Unmarshal(out.Bytes(), &line); err != nil {
+		t.Fatalf("%v: %q", err, out.String())
+	}
+	if loss, _ := line["loss"].(float64); line["storage"] != "bf16" || line["device"] != "cpu" || !(loss > 0) || math.IsInf(loss, 0) {
+		t.Errorf("line %v: want storage bf16 on the cpu backend with a finite loss", line)
+	}
+	args[1] = "full"
+	if err := runBench(args, &out, &errb); err == nil || !strings.Contains(err.Error(), "--storage bf16") {
+		t.Errorf("full tuning with --storage bf16: error %v, want a refusal naming the flag", err)
 	}
 }

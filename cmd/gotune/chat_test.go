@@ -10,6 +10,7 @@ import (
 
 	"gotune/assets"
 	"gotune/chat"
+	"gotune/compute/cpu/cputest"
 	"gotune/infer"
 )
 
@@ -44,6 +45,7 @@ func TestChatSessionHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	onCPU(t, e)
 	s := &chatSession{e: e, system: "sys", maxNew: 4}
 	s.reset()
 	var out bytes.Buffer
@@ -170,4 +172,13 @@ func TestChatInterruptStopsReply(t *testing.T) {
 	if n := strings.Count(out.String(), "\n"); n < 2 {
 		t.Errorf("stdout has %d reply endings, want 2 (the chat went on): %q", n, out.String())
 	}
+}
+
+// onCPU puts e's generation on the CPU backend.
+func onCPU(t testing.TB, e *infer.Engine) {
+	t.Helper()
+	if err := e.UseDevice(cputest.Open(), false, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
 }

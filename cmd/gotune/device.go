@@ -32,7 +32,8 @@ func openBackend(name string) (compute.Backend, func(), error) {
 // trainDevice resolves the device key of a training config: cpu (or its
 // old name host) trains on the CPU backend; cuda must get a GPU; auto (the
 // default) uses a GPU when the CUDA libraries and a GPU are there, else the
-// CPU, saying why only when CUDA is installed but failed.
+// CPU, saying why only when CUDA is installed but failed, and a run the GPU
+// cannot take (too little memory) falls back to the CPU backend.
 func trainDevice(device string, notes io.Writer) (train.Options, func(), error) {
 	none := func() {}
 	switch device {
@@ -44,7 +45,7 @@ func trainDevice(device string, notes io.Writer) (train.Options, func(), error) 
 		if err != nil {
 			return train.Options{}, none, err
 		}
-		return train.Options{Backend: be, Required: true}, release, nil
+		return train.Options{Backend: be}, release, nil
 	case "auto":
 		be, release, err := openBackend("cuda")
 		if err != nil {
@@ -54,28 +55,29 @@ func trainDevice(device string, notes io.Writer) (train.Options, func(), error) 
 			}
 			return trainDevice("cpu", notes)
 		}
-		return train.Options{Backend: be}, release, nil
+		return train.Options{Backend: be, Fallback: cpu.Open()}, release, nil
 	}
 	return train.Options{}, none, fmt.Errorf("device %q: want auto, cpu, cuda or host", device)
 }
 
 // useDevice puts an engine's generation on the device the flag names, as
-// trainDevice resolves it; the returned function releases it.
+// trainDevice resolves it (with its fallback); the returned function
+// releases it.
 func useDevice(e *infer.Engine, device string, notes io.Writer) (func(), error) {
 	o, release, err := trainDevice(device, notes)
 	if err != nil {
 		return func() {}, err
 	}
-	if o.Backend == nil {
-		return release, nil
-	}
 	if err := e.UseDevice(o.Backend, true, nil, nil); err != nil {
-		if o.Required {
+		if o.Fallback == nil {
 			release()
 			return func() {}, fmt.Errorf("--device %s: %w", device, err)
 		}
-		fmt.Fprintf(notes, "note: generating on the CPU: %v\n", err)
-		return release, nil
+		fmt.Fprintf(notes, "note: generating on %s: %v\n", o.Fallback.Name(), err)
+		if err := e.UseDevice(o.Fallback, true, nil, nil); err != nil {
+			release()
+			return func() {}, fmt.Errorf("--device %s: %w", device, err)
+		}
 	}
 	return func() { e.Close(); release() }, nil
 }

@@ -55,16 +55,16 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	}
 	defer release()
 	withDevice := func(o train.EvalOptions) train.EvalOptions {
-		o.Backend = dev.Backend
+		o.Backend, o.Fallback = dev.Backend, dev.Fallback
 		return o
 	}
-	base, err := train.EvaluateWith(cfg, dir, "", withDevice(evalProgress(stderr, "base")))
+	base, err := train.Evaluate(cfg, dir, "", withDevice(evalProgress(stderr, "base")))
 	if err != nil {
 		return err
 	}
 	var tuned []train.EvalResult
 	if adapter != "" {
-		if tuned, err = train.EvaluateWith(cfg, dir, adapter, withDevice(evalProgress(stderr, "adapter"))); err != nil {
+		if tuned, err = train.Evaluate(cfg, dir, adapter, withDevice(evalProgress(stderr, "adapter"))); err != nil {
 			return err
 		}
 	}

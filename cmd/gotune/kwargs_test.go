@@ -35,6 +35,7 @@ func TestTemplateKwargs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	onCPU(t, e)
 	msgs := []chat.Message{chat.NewMessage("user", "hi")}
 	plain, err := e.Prompt(msgs, chat.Options{})
 	if err != nil {

@@ -110,7 +110,7 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(
 	devLock := new(sync.Mutex) // one generation at a time on the device, across models and replicas
 	var shared *model.SharedWeights
 	_, onHost := dev.Backend.(compute.HostBackend)
-	if dev.Backend != nil && !onHost {
+	if !onHost {
 		// The base weights go to the device once for every model and
 		// replica; each adds only its adapter.
 		shared = model.NewSharedWeights(dev.Backend)
@@ -122,24 +122,28 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer, ready func(
 			if err != nil {
 				return serve.Model{}, err
 			}
-			if onHost {
-				// On the CPU every engine gets a backend of its own, so
-				// replicas generate side by side as they always did; the
-				// frozen weights are read where the host model holds them,
-				// once for all.
+			// On the CPU every engine gets a backend of its own, so
+			// replicas generate side by side as they always did; the
+			// frozen weights are read where the host model holds them,
+			// once for all.
+			onCPU := func() error {
 				be, _, err := openBackend("cpu")
 				if err != nil {
-					return serve.Model{}, err
+					return err
 				}
-				if err := e.UseDevice(be, false, nil, nil); err != nil {
+				return e.UseDevice(be, false, nil, nil)
+			}
+			if onHost {
+				if err := onCPU(); err != nil {
 					return serve.Model{}, fmt.Errorf("--device %s: %w", *device, err)
 				}
-			} else if dev.Backend != nil {
-				if err := e.UseDevice(dev.Backend, true, devLock, shared); err != nil {
-					if dev.Required {
-						return serve.Model{}, fmt.Errorf("--device %s: %w", *device, err)
-					}
-					logger.Printf("note: %s is served from the CPU: %v", name, err)
+			} else if err := e.UseDevice(dev.Backend, true, devLock, shared); err != nil {
+				if dev.Fallback == nil {
+					return serve.Model{}, fmt.Errorf("--device %s: %w", *device, err)
+				}
+				logger.Printf("note: %s is served from the CPU: %v", name, err)
+				if err := onCPU(); err != nil {
+					return serve.Model{}, fmt.Errorf("%s on the CPU: %w", name, err)
 				}
 			}
 			engines = append(engines, e)

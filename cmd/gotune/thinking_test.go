@@ -49,6 +49,7 @@ func TestEnableThinkingFalseServesAsTrained(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			onCPU(t, e)
 			msgs := []chat.Message{chat.NewMessage("user", "Hi")}
 			p, err := e.Prompt(msgs, chat.Options{})
 			if err != nil {

@@ -46,7 +46,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer release()
-	t, err := train.NewWithOptions(cfg, "", stderr, o)
+	t, err := train.New(cfg, "", stderr, o)
 	var pre *train.PreprocessedError
 	if errors.As(err, &pre) {
 		fmt.Fprintln(stdout, pre.Error())
@@ -99,7 +99,7 @@ of the bundled config (e.g. num_train_epochs=2).`, args, stdout, stderr)
 		return err
 	}
 	defer release()
-	t, err := train.NewWithOptions(cfg, "", stdout, o)
+	t, err := train.New(cfg, "", stdout, o)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gotune/assets"
+	"gotune/compute"
+	"gotune/compute/cpu"
 	"gotune/hub"
 	"gotune/ui"
 )
@@ -67,12 +69,10 @@ documented in the ui package (go doc gotune/ui).`, args, stdout, stderr)
 			readOnly = append(readOnly, d)
 		}
 	}
-	be, release, err := openBackend("cpu")
-	if err != nil {
-		return err
-	}
-	defer release()
-	s, err := ui.New(ui.Options{Roots: roots, Token: *token, ReadOnly: readOnly, Log: stderr, Backend: be})
+	// Chat and evaluation in the page run on the CPU backend (training
+	// runs as `gotune train`, on the device its config names).
+	s, err := ui.New(ui.Options{Roots: roots, Token: *token, ReadOnly: readOnly, Log: stderr,
+		Backend: func() compute.Backend { return cpu.Open() }})
 	if err != nil {
 		return err
 	}

@@ -350,9 +350,7 @@ func packBBF16(dst []float32, p *gemmProblem, nr, pc, kb, jc, nb int) {
 			for jr := 0; jr < nb; jr += nr {
 				cols := min(nr, nb-jr)
 				d := dst[jr*kb+q*nr:][:nr]
-				for x, v := range src[jr : jr+cols] {
-					d[x] = math.Float32frombits(uint32(v) << 16)
-				}
+				widenBF16(d, src[jr:jr+cols])
 				clear(d[cols:])
 			}
 		}

@@ -19,8 +19,9 @@ import (
 // only reports the first failure.
 //
 // bf16 tensors hold float32 values rounded to bfloat16 on every store, as
-// the reference backend does: the arithmetic is the GPU's, the memory saving
-// is not there yet.
+// the reference backend does: the arithmetic is the GPU's. The exception is
+// a frozen bf16 weight wrapped by WrapBF16 (bf16.go): held in 16 bits, read
+// in place by the products, refused by every other operation.
 type Device struct {
 	mu   sync.Mutex
 	err  error
@@ -139,16 +140,28 @@ func (d *Device) WrapBytes(src []byte) compute.Tensor {
 
 // Floats is the memory of an F32 tensor (compute.HostBackend).
 func (d *Device) Floats(t compute.Tensor) []float32 {
-	x := tt(t)
-	if x.DT != compute.F32 {
+	x := raw(t)
+	if x.DT != compute.F32 || x.Half() {
 		panic(fmt.Sprintf("cpu: Floats of a %v tensor", x.DT))
 	}
 	return x.F
 }
 
-// tt is x as this backend's tensor; any other kind is a programming error
-// in the caller (a tensor of another backend passed through the seam).
+// tt is x as this backend's tensor in float memory; any other kind is a
+// programming error in the caller (a tensor of another backend passed
+// through the seam). A tensor held in 16 bits (WrapBF16) fails the device
+// (see refuseHalf): the operations reading tt's result know only F.
 func tt(x compute.Tensor) *tensor {
+	v := raw(x)
+	if v != nil && v.Half() {
+		return refuseHalf(v)
+	}
+	return v
+}
+
+// raw is x as this backend's tensor, whatever its storage: for the
+// operations that read 16-bit bf16 weights in place.
+func raw(x compute.Tensor) *tensor {
 	if x == nil {
 		return nil
 	}
@@ -183,7 +196,13 @@ func rowwise(rows, d int, fn func(lo, hi int)) {
 // Upload copies src into dst.
 func (d *Device) Upload(dst compute.Tensor, src []float32) {
 	defer d.timed("upload")()
-	t := tt(dst)
+	t := raw(dst)
+	if t.Half() {
+		if err := t.SetHalf(src); err != nil {
+			d.fail(fmt.Errorf("cpu: %w", err))
+		}
+		return
+	}
 	if (t.DT != compute.F32 && t.DT != compute.BF16) || len(src) != len(t.F) {
 		d.fail(fmt.Errorf("cpu: upload of %d values into %v×%d", len(src), t.DT, t.Len()))
 		return
@@ -209,7 +228,7 @@ func (d *Device) UploadBytes(dst compute.Tensor, src []byte) {
 // Download copies src into dst, widening integers to float32.
 func (d *Device) Download(dst []float32, src compute.Tensor) error {
 	defer d.timed("download")()
-	if err := tt(src).Get(dst); err != nil {
+	if err := raw(src).Get(dst); err != nil {
 		return fmt.Errorf("cpu: %w", err)
 	}
 	return d.Err()
@@ -218,7 +237,7 @@ func (d *Device) Download(dst []float32, src compute.Tensor) error {
 // Zero clears t.
 func (d *Device) Zero(x compute.Tensor) {
 	defer d.timed("zero")()
-	tt(x).Clear()
+	raw(x).Clear()
 }
 
 // Fill sets every element of t to v.
@@ -252,8 +271,9 @@ func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a 
 		op = "gemm_thin"
 	}
 	defer d.timed(op)()
-	A, B, C := tt(a), tt(b), tt(c)
-	if A.F == nil && A.Len() > 0 || B.F == nil && B.Len() > 0 || C.F == nil && C.Len() > 0 {
+	// B may be a bf16 weight held in 16 bits, widened as it is packed.
+	A, B, C := tt(a), raw(b), tt(c)
+	if A.F == nil && A.Len() > 0 || B.F == nil && B.H == nil && B.Len() > 0 || C.F == nil && C.Len() > 0 {
 		d.fail(fmt.Errorf("cpu: gemm of %v by %v into %v", A.DT, B.DT, C.DT))
 		return
 	}
@@ -275,8 +295,12 @@ func (d *Device) GemmBatched(transA, transB bool, m, n, k int, alpha float32, a 
 	}
 	ea, eb, ec := extent(ar, ac, lda), extent(br, bc, ldb), extent(m, n, ldc)
 	one := func(q, threads int) {
-		SgemmOn(threads, transA, transB, m, n, k, alpha, A.F[q*strideA:q*strideA+ea], lda,
-			B.F[q*strideB:q*strideB+eb], ldb, beta, C.F[q*strideC:q*strideC+ec], ldc)
+		a, c := A.F[q*strideA:q*strideA+ea], C.F[q*strideC:q*strideC+ec]
+		if B.Half() {
+			SgemmBF16BOn(threads, transA, transB, m, n, k, alpha, a, lda, B.H[q*strideB:q*strideB+eb], ldb, beta, c, ldc)
+			return
+		}
+		SgemmOn(threads, transA, transB, m, n, k, alpha, a, lda, B.F[q*strideB:q*strideB+eb], ldb, beta, c, ldc)
 	}
 	if th := Threads(); batch >= th && th > 1 {
 		Parallel(batch, 1, func(lo, hi int) {
@@ -302,7 +326,8 @@ func (d *Device) GemmSum(m, n int, t1, t2 compute.GemmTerm, beta float32, c comp
 	defer d.timed("gemm_sum")()
 	C := tt(c)
 	term := func(t compute.GemmTerm) Term {
-		return Term{TransA: t.TransA, TransB: t.TransB, K: t.K, Alpha: t.Alpha, A: tt(t.A).F, LDA: t.LDA, B: tt(t.B).F, LDB: t.LDB}
+		B := raw(t.B) // may be a bf16 weight held in 16 bits
+		return Term{TransA: t.TransA, TransB: t.TransB, K: t.K, Alpha: t.Alpha, A: tt(t.A).F, LDA: t.LDA, B: B.F, BH: B.H, LDB: t.LDB}
 	}
 	SgemmSum(m, n, beta, C.F, ldc, term(t1), term(t2))
 	stored(C)
@@ -311,8 +336,12 @@ func (d *Device) GemmSum(m, n int, t1, t2 compute.GemmTerm, beta float32, c comp
 // Cast copies src into dst, rounding when dst is bf16.
 func (d *Device) Cast(dst, src compute.Tensor) {
 	defer d.timed("cast")()
-	D, S := tt(dst), tt(src)
-	copy(D.F, S.F)
+	D, S := tt(dst), raw(src)
+	if S.Half() {
+		widen(D.F, S.H)
+	} else {
+		copy(D.F, S.F)
+	}
 	stored(D)
 }
 
@@ -331,7 +360,11 @@ func (d *Device) Add(dst, a, b compute.Tensor) {
 // Axpby computes y = beta·y + alpha·x.
 func (d *Device) Axpby(y compute.Tensor, alpha float32, x compute.Tensor, beta float32) {
 	defer d.timed("axpby")()
-	Y, X := tt(y), tt(x)
+	Y, X := tt(y), raw(x)
+	if X.Half() {
+		d.axpbyHalf(Y, alpha, X.H, beta)
+		return
+	}
 	elementwise(len(Y.F), func(lo, hi int) {
 		if beta == 0 {
 			for i := lo; i < hi; i++ {
@@ -827,10 +860,14 @@ func (d *Device) CrossEntropy(loss, grad, logits, targets compute.Tensor, rows, 
 // GatherRows copies rows idx[r] of src into row r of dst.
 func (d *Device) GatherRows(dst, src, idx compute.Tensor, rows, dim int) {
 	defer d.timed("gather_rows")()
-	D, S, I := tt(dst), tt(src), tt(idx)
+	D, S, I := tt(dst), raw(src), tt(idx)
 	rowwise(rows, dim, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			k := int(I.I[r])
+			if S.Half() {
+				widenBF16(D.F[r*dim:(r+1)*dim], S.H[k*dim:(k+1)*dim])
+				continue
+			}
 			copy(D.F[r*dim:(r+1)*dim], S.F[k*dim:(k+1)*dim])
 		}
 	})

@@ -131,7 +131,19 @@ type Term struct {
 	A              []float32
 	LDA            int
 	B              []float32
-	LDB            int
+	// BH, when not nil, holds B as bfloat16 bits instead (a frozen weight
+	// stored in bf16), widened as it is packed.
+	BH  []uint16
+	LDB int
+}
+
+// termOn computes C = t + beta·C on its own (SgemmSum's fallback).
+func termOn(threads, m, n int, t Term, beta float32, c []float32, ldc int) {
+	if t.BH != nil {
+		SgemmBF16BOn(threads, t.TransA, t.TransB, m, n, t.K, t.Alpha, t.A, t.LDA, t.BH, t.LDB, beta, c, ldc)
+		return
+	}
+	SgemmOn(threads, t.TransA, t.TransB, m, n, t.K, t.Alpha, t.A, t.LDA, t.B, t.LDB, beta, c, ldc)
 }
 
 // SgemmSum computes C = t1 + t2 + beta·C for two products of the same m×n
@@ -145,15 +157,21 @@ func SgemmSum(m, n int, beta float32, c []float32, ldc int, t1, t2 Term) {
 // SgemmSumOn is SgemmSum on at most threads goroutines, as SgemmOn.
 func SgemmSumOn(threads int, m, n int, beta float32, c []float32, ldc int, t1, t2 Term) {
 	p := gemmProblem{transA: t1.TransA, transB: t1.TransB, m: m, n: n, k: t1.K, alpha: t1.Alpha,
-		a: t1.A, lda: t1.LDA, b: t1.B, ldb: t1.LDB, beta: beta, c: c, ldc: ldc}
+		a: t1.A, lda: t1.LDA, b: t1.B, bh: t1.BH, ldb: t1.LDB, beta: beta, c: c, ldc: ldc}
+	if p.bh != nil {
+		p.b = nil
+	}
 	q := p.term(t2)
 	if p.trivial() {
-		SgemmOn(threads, t2.TransA, t2.TransB, m, n, t2.K, t2.Alpha, t2.A, t2.LDA, t2.B, t2.LDB, 1, c, ldc)
+		termOn(threads, m, n, t2, 1, c, ldc)
 		return
 	}
-	if q.trivial() || chosenBackend().impl != ImplBuiltin || p.isThin() {
-		SgemmOn(threads, t1.TransA, t1.TransB, m, n, t1.K, t1.Alpha, t1.A, t1.LDA, t1.B, t1.LDB, beta, c, ldc)
-		SgemmOn(threads, t2.TransA, t2.TransB, m, n, t2.K, t2.Alpha, t2.A, t2.LDA, t2.B, t2.LDB, 1, c, ldc)
+	// A bf16 first term stays in the fused pass with OpenBLAS chosen: its
+	// own product would run on the built-in kernel anyway (SgemmBF16BOn).
+	impl := chosenBackend().impl
+	if q.trivial() || impl == ImplGeneric || (impl == ImplBLAS && p.bh == nil) || p.isThin() {
+		termOn(threads, m, n, t1, beta, c, ldc)
+		termOn(threads, m, n, t2, 1, c, ldc)
 		return
 	}
 	p.t2 = t2
@@ -162,8 +180,12 @@ func SgemmSumOn(threads int, m, n int, beta float32, c []float32, ldc int, t1, t
 
 // term is p's second product as a problem of its own (beta 1: it adds).
 func (p *gemmProblem) term(t Term) gemmProblem {
-	return gemmProblem{transA: t.TransA, transB: t.TransB, m: p.m, n: p.n, k: t.K, alpha: t.Alpha,
-		a: t.A, lda: t.LDA, b: t.B, ldb: t.LDB, beta: 1, c: p.c, ldc: p.ldc}
+	q := gemmProblem{transA: t.TransA, transB: t.TransB, m: p.m, n: p.n, k: t.K, alpha: t.Alpha,
+		a: t.A, lda: t.LDA, b: t.B, bh: t.BH, ldb: t.LDB, beta: 1, c: p.c, ldc: p.ldc}
+	if q.bh != nil {
+		q.b = nil
+	}
+	return q
 }
 
 // SgemmWith is Sgemm on a chosen implementation and thread count (threads <= 0

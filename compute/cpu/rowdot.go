@@ -14,10 +14,14 @@ const rowDotsMax = 4
 const rowDotWork = 1 << 15
 
 // useRowDots reports whether p is computed by rowDots: few rows of a plain
-// A times a transposed, unpacked float32 B, with no second product.
+// A times a transposed, unpacked B (float32 or bf16), with no second
+// product.
 func (p *gemmProblem) useRowDots() bool {
-	return !p.transA && p.transB && p.m <= rowDotsMax && p.pk == nil && p.bh == nil && p.t2.K == 0
+	return !p.transA && p.transB && p.m <= rowDotsMax && p.pk == nil && p.t2.K == 0
 }
+
+// rowBufs holds one goroutine's float copy of a bf16 row of B.
+var rowBufs = sync.Pool{New: func() any { return new([]float32) }}
 
 // rowDotJob is rowDots split over columns of C.
 type rowDotJob struct {
@@ -34,7 +38,7 @@ func (j *rowDotJob) part(_ bool, lo, hi int) { rowDotRange(&j.p, lo, hi) }
 // rowDots computes C = alpha·A·Bᵀ + beta·C where B is stored [n, k]: every
 // element of C is the dot product of a row of A with a row of B, so B is
 // read once, in place, each of its rows against all of A's (which stay in
-// cache).
+// cache). A bf16 B is widened a row at a time.
 func rowDots(p *gemmProblem, threads int) {
 	threads = min(threads, max(1, p.n*p.k*p.m/rowDotWork), p.n)
 	if threads <= 1 {
@@ -50,8 +54,24 @@ func rowDots(p *gemmProblem, threads int) {
 
 func rowDotRange(p *gemmProblem, lo, hi int) {
 	k := p.k
+	var wide *[]float32
+	if p.bh != nil {
+		// A bf16 B (a decode step over a base loaded in bf16): each row is
+		// widened once into a buffer and dotted with every row of A.
+		wide = rowBufs.Get().(*[]float32)
+		if cap(*wide) < k {
+			*wide = make([]float32, k)
+		}
+		defer rowBufs.Put(wide)
+	}
 	for j := lo; j < hi; j++ {
-		brow := p.b[j*p.ldb : j*p.ldb+k]
+		var brow []float32
+		if wide != nil {
+			brow = (*wide)[:k]
+			widenBF16(brow, p.bh[j*p.ldb:j*p.ldb+k])
+		} else {
+			brow = p.b[j*p.ldb : j*p.ldb+k]
+		}
 		for i := 0; i < p.m; i++ {
 			d := p.alpha * Dot(p.a[i*p.lda:i*p.lda+k], brow)
 			c := &p.c[i*p.ldc+j]

@@ -9,7 +9,8 @@ import (
 
 // SgemmSum equals the float64 sum of its two products, for every
 // combination of transposes, with the second product thin (a low-rank
-// update) or not, on one and several threads.
+// update) or not, the first B in float32 or bf16, on one and several
+// threads.
 func TestSgemmSum(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for i, s := range [][4]int{{256, 576, 200, 16}, {37, 130, 300, 8}, {70, 100, 90, 120}, {13, 200, 65, 3}} {
@@ -27,6 +28,16 @@ func TestSgemmSum(t *testing.T) {
 				return Term{TransA: transA, TransB: transB, K: k, Alpha: alpha, A: randSlice(r, ar*ac), LDA: ac, B: randSlice(r, br*bc), LDB: bc}
 			}
 			t1, t2 := mk(tA1, tB1, k1, 1), mk(tA2, tB2, k2, []float32{0.5, -2}[combo%2])
+			// Half the cases hold the first B in bf16 (a frozen weight loaded
+			// so): run is what the product gets, t1 keeps its float values
+			// for the expected sums.
+			run := t1
+			if bf16 := (i+combo)%2 == 1; bf16 {
+				run.BH = make([]uint16, len(t1.B))
+				F32ToBF16(run.BH, t1.B)
+				BF16ToF32(t1.B, run.BH)
+				run.B = nil
+			}
 			beta := []float32{0, 1, 0.25}[(i+combo)%3]
 			c0 := randSlice(r, m*n)
 			want := make([]float64, m*n)
@@ -64,12 +75,12 @@ func TestSgemmSum(t *testing.T) {
 						c[j] = float32(math.NaN()) // beta == 0 must not read C
 					}
 				}
-				p := gemmProblem{transA: t1.TransA, transB: t1.TransB, m: m, n: n, k: t1.K, alpha: t1.Alpha,
-					a: t1.A, lda: t1.LDA, b: t1.B, ldb: t1.LDB, beta: beta, c: c, ldc: n, t2: t2}
+				p := gemmProblem{transA: run.TransA, transB: run.TransB, m: m, n: n, k: run.K, alpha: run.Alpha,
+					a: run.A, lda: run.LDA, b: run.B, bh: run.BH, ldb: run.LDB, beta: beta, c: c, ldc: n, t2: t2}
 				if threads == 1 {
 					gemmRange(&p, &[]microKernel{bestKernel()}[0], 0, m, 0, n)
 				} else {
-					SgemmSum(m, n, beta, c, n, t1, t2)
+					SgemmSum(m, n, beta, c, n, run, t2)
 				}
 				for j, v := range c {
 					if d := math.Abs(float64(v) - want[j]); !(d <= tol[j]) {

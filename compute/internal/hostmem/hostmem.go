@@ -9,15 +9,23 @@ import (
 	"sync"
 
 	"gotune/compute"
+	"gotune/dtype"
 )
 
 // Slices is the storage of one tensor: the slice its element type uses.
+// A BF16 tensor is normally float32 values rounded to bfloat16 (F); one
+// wrapped over a host model's bf16 weight holds the 16-bit words themselves
+// (H), which only the operations that know them may read.
 type Slices struct {
 	F  []float32 // F32, BF16
+	H  []uint16  // BF16 held in 16 bits (a wrapped frozen weight)
 	I  []int32   // I32
 	U  []byte    // U8
 	DT compute.DType
 }
+
+// Half reports whether the storage is 16-bit bfloat16 words (H).
+func (s *Slices) Half() bool { return s.H != nil }
 
 // DType is the element type.
 func (s *Slices) DType() compute.DType { return s.DT }
@@ -29,6 +37,9 @@ func (s *Slices) Len() int {
 		return len(s.I)
 	case compute.U8:
 		return len(s.U)
+	}
+	if s.H != nil {
+		return len(s.H)
 	}
 	return len(s.F)
 }
@@ -42,7 +53,11 @@ func (s *Slices) Sub(off, n int) Slices {
 	case compute.U8:
 		v.U = s.U[off : off+n]
 	default:
-		v.F = s.F[off : off+n]
+		if s.H != nil {
+			v.H = s.H[off : off+n : off+n]
+		} else {
+			v.F = s.F[off : off+n]
+		}
 	}
 	return v
 }
@@ -136,14 +151,28 @@ func (s *Slices) Get(dst []float32) error {
 			dst[i] = float32(v)
 		}
 	default:
-		copy(dst, s.F)
+		if s.H != nil {
+			dtype.BF16ToF32(dst, s.H)
+		} else {
+			copy(dst, s.F)
+		}
 	}
+	return nil
+}
+
+// SetHalf rounds src into 16-bit storage of the same length.
+func (s *Slices) SetHalf(src []float32) error {
+	if s.H == nil || len(src) != len(s.H) {
+		return fmt.Errorf("upload of %d values into %v×%d", len(src), s.DT, s.Len())
+	}
+	dtype.F32ToBF16(s.H, src)
 	return nil
 }
 
 // Clear sets every element to zero.
 func (s *Slices) Clear() {
 	clear(s.F)
+	clear(s.H)
 	clear(s.I)
 	clear(s.U)
 }
