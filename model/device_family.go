@@ -164,8 +164,8 @@ func (dm *DeviceModel) scaleEmbed(x compute.Tensor) {
 }
 
 // headAlpha is the factor the head's product carries: 1/temperature, or 1
-// under a final soft cap, which the temperature must follow (as
-// Workspace.headAlpha).
+// under a final soft cap, which the temperature must follow (it divides
+// the capped logits).
 func (dm *DeviceModel) headAlpha(inv float32) float32 {
 	if dm.cfg.FinalSoftcap != 0 {
 		return 1

@@ -6,7 +6,7 @@ import (
 
 // Logits runs the forward pass and returns the logits of every position,
 // [B·T, Vocab] with T counting an attached prompt method's virtual tokens,
-// as Workspace.Logits: the final soft cap applied, no temperature. The
+// with the final soft cap applied and no temperature. The
 // training step never forms them all (its head keeps to the labelled rows);
 // the parity checks compare them with the reference's whole matrix. The
 // result is a new slice.

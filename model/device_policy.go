@@ -21,8 +21,8 @@ type devicePolicy struct {
 }
 
 // SetEntropy makes TokenLogProbs also compute the entropy of the predicted
-// distribution at every trained token (TokenEntropies), as
-// Workspace.Entropy.
+// distribution at every trained token (TokenEntropies: TRL's entropy
+// metric).
 func (dm *DeviceModel) SetEntropy(on bool) { dm.policy.entropy = on }
 
 // TokenEntropies returns, after SetEntropy(true), the entropy (nats) of the

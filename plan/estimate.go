@@ -1,8 +1,8 @@
 // Package plan estimates, before any training, how much memory and time each
 // fine-tuning method of gotune needs for a model, batch and sequence length,
 // and recommends one. The memory model follows what gotune allocates, buffer
-// by buffer (model.Workspace, the PEFT adapters' own buffers, the optimizer),
-// plus a calibrated allowance for the Go runtime and the BLAS library.
+// by buffer (model.DeviceModel on the CPU backend, the PEFT adapters' own
+// buffers, the optimizer), plus a calibrated allowance for the Go runtime.
 //
 // What differs between methods (their trainable values and buffers, how
 // they hold the model, what they add to a sequence and to a step) is each

@@ -123,6 +123,9 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 	if st != model.F32 && st != model.BF16 {
 		return fmt.Errorf("--storage %q: want f32 or bf16", *storage)
 	}
+	if st == model.BF16 && *train != "lora" {
+		return fmt.Errorf("--storage bf16 is for --train lora (a frozen base beside an adapter), not %s", *train)
+	}
 	if *stage != "sft" {
 		if *stage != "dpo" || *peer != "" {
 			return fmt.Errorf("--stage %q: want sft, or dpo (without --peer)", *stage)
@@ -243,7 +246,8 @@ type trainBench struct {
 	b, t, rank    int
 	trainable     int
 	checkpoint    bool
-	flops         float64 // estimated floating-point operations of one step
+	storage       model.DType // the frozen base's storage on the host
+	flops         float64     // estimated floating-point operations of one step
 	be            compute.Backend
 	dt            compute.DType
 	dm            *model.DeviceModel
@@ -382,7 +386,7 @@ func newTrainBench(be compute.Backend, dt compute.DType, method, shape string, b
 	if checkpoint {
 		flops = est.StepFLOPsCheckpoint
 	}
-	tb := &trainBench{method: method, shape: shape, b: b, t: t, rank: rank, trainable: trainable, checkpoint: checkpoint,
+	tb := &trainBench{method: method, shape: shape, b: b, t: t, rank: rank, trainable: trainable, checkpoint: checkpoint, storage: storage,
 		flops: flops, be: be, dt: dt, dm: dm, batch: randomBatch(cfg.Vocab, b, t)}
 	opt := model.AdamWConfig{LR: 1e-4, WeightDecay: 0.01, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1}
 	tb.step = func() (float64, error) {
@@ -432,7 +436,7 @@ func (tb *trainBench) run(steps int) (map[string]any, error) {
 	threads := runtime.GOMAXPROCS(0)
 	gf := tb.flops / times[0] / 1e9
 	st := tb.dm.MemStats()
-	line := map[string]any{"bench": "train_tokens_per_s", "device": tb.be.Name(), "dtype": tb.dt.String(), "method": tb.method, "shape": tb.shape,
+	line := map[string]any{"bench": "train_tokens_per_s", "device": tb.be.Name(), "dtype": tb.dt.String(), "method": tb.method, "shape": tb.shape, "storage": string(tb.storage),
 		"batch": tb.b, "seq": tb.t, "lora_rank": tb.rank, "trainable": tb.trainable,
 		"value": round(float64(tb.b*tb.t) / el), "unit": "tokens/s", "step_s": el, "loss": loss,
 		// On shared machines the fastest step is the steadiest figure.
