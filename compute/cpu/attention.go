@@ -213,15 +213,20 @@ func attnSoftmaxRow(row []float32, lo, hi int, keep []bool, masked bool, softcap
 	clear(row[:lo])
 	clear(row[hi:])
 	pr := row[lo:hi]
-	mx := ninf
-	for j, v := range pr {
-		if masked && !keep[j] {
-			pr[j] = ninf
-			continue
+	var mx float32
+	if !masked && softcap <= 0 {
+		mx = MaxF32(pr) // the common row: every key it reaches by position
+	} else {
+		mx = ninf
+		for j, v := range pr {
+			if masked && !keep[j] {
+				pr[j] = ninf
+				continue
+			}
+			v = capScore(v, softcap)
+			pr[j] = v
+			mx = max(mx, v)
 		}
-		v = capScore(v, softcap)
-		pr[j] = v
-		mx = max(mx, v)
 	}
 	if math.IsInf(float64(mx), -1) {
 		clear(pr)
@@ -403,28 +408,37 @@ func attnBackwardUnit(sc *attnScratch, u attnUnit, p compute.AttnParams, inner i
 		clear(dr[rhi:])
 		pr, dr = pr[rlo:rhi], dr[rlo:rhi]
 		f := sc.f[:len(pr)]
-		for j, v := range pr {
-			if masked && !sc.keep[j] {
-				pr[j] = ninf
-				continue
-			}
-			c := capScore(v, p.SoftCap)
-			pr[j] = c
-			if p.SoftCap > 0 {
-				t := c / p.SoftCap
-				f[j] = 1 - t*t
+		if masked || p.SoftCap > 0 {
+			for j, v := range pr {
+				if masked && !sc.keep[j] {
+					pr[j] = ninf
+					continue
+				}
+				c := capScore(v, p.SoftCap)
+				pr[j] = c
+				if p.SoftCap > 0 {
+					t := c / p.SoftCap
+					f[j] = 1 - t*t
+				}
 			}
 		}
 		ExpSubSum(pr, pr, l)
 		if roundP {
 			roundSlice(pr)
 		}
-		for j, pj := range pr {
-			gr := pj * (dr[j] - dsum)
-			if p.SoftCap > 0 && pj != 0 {
-				gr *= f[j]
+		dr = dr[:len(pr)]
+		if p.SoftCap > 0 {
+			for j, pj := range pr {
+				if pj != 0 {
+					dr[j] = pj * (dr[j] - dsum) * f[j]
+				} else {
+					dr[j] = 0
+				}
 			}
-			dr[j] = gr
+		} else {
+			for j, pj := range pr {
+				dr[j] = pj * (dr[j] - dsum)
+			}
 		}
 		if roundP {
 			roundSlice(dr)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"gotune/compute"
+	"gotune/compute/cpu"
 )
 
 // attnCase is one fused attention problem of the tests: its shape and which
@@ -139,5 +140,67 @@ func testAttnFused(t *testing.T, c attnCase, dt compute.DType) {
 	}
 	if want := c.pad && c.off == 0; (inf > 0) != want {
 		t.Errorf("%d rows see no key; want some: %v", inf, want)
+	}
+}
+
+// BenchmarkAttn times one layer's attention, forward and backward, of the
+// smollm2-135m shape (9 query heads over 3 key/value heads of 64) fused and
+// through the unfused operations the device block runs otherwise.
+func BenchmarkAttn(b *testing.B) {
+	for _, T := range []int{256, 1024} {
+		for _, fused := range []bool{true, false} {
+			name := fmt.Sprintf("T%d/unfused", T)
+			if fused {
+				name = fmt.Sprintf("T%d/fused", T)
+			}
+			b.Run(name, func(b *testing.B) { benchAttn(b, T, fused) })
+		}
+	}
+}
+
+func benchAttn(b *testing.B, T int, fused bool) {
+	be := cpu.Open()
+	const B, H, KVH, hd = 1, 9, 3, 64
+	g := H / KVH
+	alloc := func(dt compute.DType, n int, fill bool) compute.Tensor {
+		x, err := be.Alloc(dt, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if fill {
+			v := make([]float32, n)
+			for i := range v {
+				v[i] = float32(i%17)/17 - 0.5
+			}
+			be.Upload(x, v)
+		}
+		return x
+	}
+	nq, nk := B*H*T*hd, B*KVH*T*hd
+	q, k, v, do := alloc(compute.F32, nq, true), alloc(compute.F32, nk, true), alloc(compute.F32, nk, true), alloc(compute.F32, nq, true)
+	o, lse, dsum := alloc(compute.F32, nq, false), alloc(compute.F32, B*H*T, false), alloc(compute.F32, B*H*T, true)
+	dq, dk, dv := alloc(compute.F32, nq, false), alloc(compute.F32, nk, false), alloc(compute.F32, nk, false)
+	p := compute.AttnParams{B: B, H: H, KVH: KVH, T: T, TK: T, TMax: T, HD: hd, Scale: 0.125}
+	var s, pr, dp, ds compute.Tensor
+	if !fused {
+		s, pr, dp, ds = alloc(compute.F32, B*H*T*T, false), alloc(compute.F32, B*H*T*T, false), alloc(compute.F32, B*H*T*T, false), alloc(compute.F32, B*H*T*T, false)
+	}
+	batch := B * KVH
+	b.ResetTimer()
+	for range b.N {
+		if fused {
+			be.AttnForward(o, lse, q, k, v, p)
+			be.AttnBackward(dq, dk, dv, do, q, k, v, lse, dsum, p)
+			continue
+		}
+		be.GemmBatched(false, true, g*T, T, hd, p.Scale, q, hd, g*T*hd, k, hd, T*hd, 0, s, T, g*T*T, batch)
+		be.AttnSoftmax(pr, lse, s, nil, nil, nil, B, H, T, T, 0)
+		be.GemmBatched(false, false, g*T, hd, T, 1, pr, T, g*T*T, v, hd, T*hd, 0, o, hd, g*T*hd, batch)
+		be.GemmBatched(false, true, g*T, T, hd, p.Scale, q, hd, g*T*hd, k, hd, T*hd, 0, s, T, g*T*T, batch)
+		be.GemmBatched(false, true, g*T, T, hd, 1, do, hd, g*T*hd, v, hd, T*hd, 0, dp, T, g*T*T, batch)
+		be.AttnSoftmaxBackward(pr, ds, s, dp, lse, dsum, nil, nil, nil, B, H, T, T, 0)
+		be.GemmBatched(true, false, T, hd, g*T, 1, pr, T, g*T*T, do, hd, g*T*hd, 0, dv, hd, T*hd, batch)
+		be.GemmBatched(false, false, g*T, hd, T, p.Scale, ds, T, g*T*T, k, hd, T*hd, 0, dq, hd, g*T*hd, batch)
+		be.GemmBatched(true, false, T, hd, g*T, p.Scale, ds, T, g*T*T, q, hd, g*T*hd, 0, dk, hd, T*hd, batch)
 	}
 }
