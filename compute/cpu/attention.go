@@ -74,8 +74,11 @@ func attnWorkers(units []attnUnit) int {
 
 // attnScratch is one core's buffers, kept between calls.
 type attnScratch struct {
-	q, do, o, s, dp, f, l, d []float32
-	keep                     []bool
+	q, do, o, s, dp, f []float32
+	keep               []bool
+	// part holds the backward pass's sums of dk, dv for the (at most two)
+	// key/value heads a core shares with others.
+	part [4][]float32
 }
 
 var attnScratchPool = sync.Pool{New: func() any { return new(attnScratch) }}
@@ -288,10 +291,18 @@ func (d *Device) AttnBackward(dq, dk, dv, do, q, k, v, lse, dsum compute.Tensor,
 		dk, dv []float32
 	}
 	partials := make([][]partial, workers)
+	// The cores' scratch, partial sums included, is given back once those
+	// are added up.
+	scs := make([]*attnScratch, workers)
+	defer func() {
+		for _, sc := range scs {
+			attnScratchPool.Put(sc)
+		}
+	}()
 	roundP := Q.DT == compute.BF16
 	RunWorkers(workers, func(wi int) {
 		sc := attnScratchPool.Get().(*attnScratch)
-		defer attnScratchPool.Put(sc)
+		scs[wi] = sc
 		if cap(sc.keep) < p.TK {
 			sc.keep = make([]bool, p.TK)
 		}
@@ -304,7 +315,9 @@ func (d *Device) AttnBackward(dq, dk, dv, do, q, k, v, lse, dsum compute.Tensor,
 				if first[cur] >= bounds[wi] && first[cur+1] <= bounds[wi+1] {
 					gk, gv = DK.F[cur*p.TMax*hd:][:span], DV.F[cur*p.TMax*hd:][:span]
 				} else {
-					gk, gv = make([]float32, span), make([]float32, span)
+					n := len(partials[wi]) // 0 or 1: the first or last head of the run
+					sc.part[2*n], sc.part[2*n+1] = grow(sc.part[2*n], span), grow(sc.part[2*n+1], span)
+					gk, gv = sc.part[2*n], sc.part[2*n+1]
 					partials[wi] = append(partials[wi], partial{cur, gk, gv})
 				}
 				clear(gk)
