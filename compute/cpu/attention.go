@@ -62,14 +62,22 @@ func attnUnits(p compute.AttnParams, bq int) []attnUnit {
 	return units
 }
 
-// attnWorkers is how many cores share units of total cost: at least about
-// 16k score elements each, so a step of a few keys stays on one core.
-func attnWorkers(units []attnUnit) int {
+// attnWorkers is how many cores share units (at least about 16k score
+// elements each, so a step of a few keys stays on one core) and how many
+// each product may use: when there are fewer units than cores, a unit
+// worth splitting (a long context's single query block) spreads its
+// products over the idle ones.
+func attnWorkers(units []attnUnit) (workers, inner int) {
 	total := 0
 	for _, u := range units {
 		total += u.cost
 	}
-	return max(1, min(Threads(), len(units), total/(1<<14)))
+	workers = max(1, min(Threads(), len(units), total/(1<<14)))
+	inner = 1
+	if len(units) > 0 && total/len(units) >= 1<<16 {
+		inner = max(1, Threads()/workers)
+	}
+	return workers, inner
 }
 
 // attnScratch is one core's buffers, kept between calls.
@@ -163,8 +171,7 @@ func (d *Device) AttnForward(o, lse, q, k, v compute.Tensor, p compute.AttnParam
 	}
 	units := attnUnits(p, attnBlock(p, Threads()))
 	sort.SliceStable(units, func(a, b int) bool { return units[a].cost > units[b].cost })
-	workers := attnWorkers(units)
-	inner := max(1, Threads()/workers)
+	workers, inner := attnWorkers(units)
 	g, hd := p.H/p.KVH, p.HD
 	roundP := Q.DT == compute.BF16
 	var next atomic.Int64
@@ -275,8 +282,7 @@ func (d *Device) AttnBackward(dq, dk, dv, do, q, k, v, lse, dsum compute.Tensor,
 		return
 	}
 	units := attnUnits(p, attnBlock(p, Threads()))
-	workers := attnWorkers(units)
-	inner := max(1, Threads()/workers)
+	workers, inner := attnWorkers(units)
 	bounds := splitByCost(units, workers)
 	// A head's units are [first[bk], first[bk+1]).
 	first := make([]int, p.B*p.KVH+1)

@@ -143,25 +143,30 @@ func testAttnFused(t *testing.T, c attnCase, dt compute.DType) {
 	}
 }
 
-// BenchmarkAttn times one layer's attention, forward and backward, of the
-// smollm2-135m shape (9 query heads over 3 key/value heads of 64) fused and
-// through the unfused operations the device block runs otherwise.
+// BenchmarkAttn times one layer's attention of the smollm2-135m shape (9
+// query heads over 3 key/value heads of 64), fused and through the unfused
+// operations the device block runs otherwise: training (forward and
+// backward over T tokens) and decoding (forward of one token over a cache
+// of 160).
 func BenchmarkAttn(b *testing.B) {
-	for _, T := range []int{256, 1024} {
+	for _, c := range []struct {
+		name   string
+		t, off int
+	}{{"T256", 256, 0}, {"T1024", 1024, 0}, {"decode160", 1, 159}} {
 		for _, fused := range []bool{true, false} {
-			name := fmt.Sprintf("T%d/unfused", T)
+			name := c.name + "/unfused"
 			if fused {
-				name = fmt.Sprintf("T%d/fused", T)
+				name = c.name + "/fused"
 			}
-			b.Run(name, func(b *testing.B) { benchAttn(b, T, fused) })
+			b.Run(name, func(b *testing.B) { benchAttn(b, c.t, c.off, fused) })
 		}
 	}
 }
 
-func benchAttn(b *testing.B, T int, fused bool) {
+func benchAttn(b *testing.B, T, off int, fused bool) {
 	be := cpu.Open()
 	const B, H, KVH, hd = 1, 9, 3, 64
-	g := H / KVH
+	g, tk := H/KVH, off+T
 	alloc := func(dt compute.DType, n int, fill bool) compute.Tensor {
 		x, err := be.Alloc(dt, n)
 		if err != nil {
@@ -176,31 +181,35 @@ func benchAttn(b *testing.B, T int, fused bool) {
 		}
 		return x
 	}
-	nq, nk := B*H*T*hd, B*KVH*T*hd
+	nq, nk := B*H*T*hd, B*KVH*tk*hd
 	q, k, v, do := alloc(compute.F32, nq, true), alloc(compute.F32, nk, true), alloc(compute.F32, nk, true), alloc(compute.F32, nq, true)
 	o, lse, dsum := alloc(compute.F32, nq, false), alloc(compute.F32, B*H*T, false), alloc(compute.F32, B*H*T, true)
 	dq, dk, dv := alloc(compute.F32, nq, false), alloc(compute.F32, nk, false), alloc(compute.F32, nk, false)
-	p := compute.AttnParams{B: B, H: H, KVH: KVH, T: T, TK: T, TMax: T, HD: hd, Scale: 0.125}
-	var s, pr, dp, ds compute.Tensor
-	if !fused {
-		s, pr, dp, ds = alloc(compute.F32, B*H*T*T, false), alloc(compute.F32, B*H*T*T, false), alloc(compute.F32, B*H*T*T, false), alloc(compute.F32, B*H*T*T, false)
-	}
+	p := compute.AttnParams{B: B, H: H, KVH: KVH, T: T, TK: tk, TMax: tk, HD: hd, Off: off, Scale: 0.125}
+	n := B * H * T * tk
+	s, pr, dp, ds := alloc(compute.F32, n, false), alloc(compute.F32, n, false), alloc(compute.F32, n, false), alloc(compute.F32, n, false)
 	batch := B * KVH
+	backward := off == 0
 	b.ResetTimer()
 	for range b.N {
 		if fused {
 			be.AttnForward(o, lse, q, k, v, p)
-			be.AttnBackward(dq, dk, dv, do, q, k, v, lse, dsum, p)
+			if backward {
+				be.AttnBackward(dq, dk, dv, do, q, k, v, lse, dsum, p)
+			}
 			continue
 		}
-		be.GemmBatched(false, true, g*T, T, hd, p.Scale, q, hd, g*T*hd, k, hd, T*hd, 0, s, T, g*T*T, batch)
-		be.AttnSoftmax(pr, lse, s, nil, nil, nil, B, H, T, T, 0)
-		be.GemmBatched(false, false, g*T, hd, T, 1, pr, T, g*T*T, v, hd, T*hd, 0, o, hd, g*T*hd, batch)
-		be.GemmBatched(false, true, g*T, T, hd, p.Scale, q, hd, g*T*hd, k, hd, T*hd, 0, s, T, g*T*T, batch)
-		be.GemmBatched(false, true, g*T, T, hd, 1, do, hd, g*T*hd, v, hd, T*hd, 0, dp, T, g*T*T, batch)
-		be.AttnSoftmaxBackward(pr, ds, s, dp, lse, dsum, nil, nil, nil, B, H, T, T, 0)
-		be.GemmBatched(true, false, T, hd, g*T, 1, pr, T, g*T*T, do, hd, g*T*hd, 0, dv, hd, T*hd, batch)
-		be.GemmBatched(false, false, g*T, hd, T, p.Scale, ds, T, g*T*T, k, hd, T*hd, 0, dq, hd, g*T*hd, batch)
-		be.GemmBatched(true, false, T, hd, g*T, p.Scale, ds, T, g*T*T, q, hd, g*T*hd, 0, dk, hd, T*hd, batch)
+		be.GemmBatched(false, true, g*T, tk, hd, p.Scale, q, hd, g*T*hd, k, hd, tk*hd, 0, s, tk, g*T*tk, batch)
+		be.AttnSoftmax(pr, lse, s, nil, nil, nil, B, H, T, tk, off)
+		be.GemmBatched(false, false, g*T, hd, tk, 1, pr, tk, g*T*tk, v, hd, tk*hd, 0, o, hd, g*T*hd, batch)
+		if !backward {
+			continue
+		}
+		be.GemmBatched(false, true, g*T, tk, hd, p.Scale, q, hd, g*T*hd, k, hd, tk*hd, 0, s, tk, g*T*tk, batch)
+		be.GemmBatched(false, true, g*T, tk, hd, 1, do, hd, g*T*hd, v, hd, tk*hd, 0, dp, tk, g*T*tk, batch)
+		be.AttnSoftmaxBackward(pr, ds, s, dp, lse, dsum, nil, nil, nil, B, H, T, tk, off)
+		be.GemmBatched(true, false, tk, hd, g*T, 1, pr, tk, g*T*tk, do, hd, g*T*hd, 0, dv, hd, tk*hd, batch)
+		be.GemmBatched(false, false, g*T, hd, tk, p.Scale, ds, tk, g*T*tk, k, hd, tk*hd, 0, dq, hd, g*T*hd, batch)
+		be.GemmBatched(true, false, tk, hd, g*T, p.Scale, ds, tk, g*T*tk, q, hd, g*T*hd, 0, dk, hd, tk*hd, batch)
 	}
 }
