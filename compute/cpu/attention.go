@@ -14,7 +14,8 @@ import (
 // Fused attention (compute.FusedAttention) on the CPU backend. The work is
 // cut into units: one block of queries of one (sequence, key/value head),
 // the G query heads sharing that head stacked into one [G·nq, HD] matrix so
-// every product is one Sgemm on the calling core. A unit computes only the
+// every product is one Sgemm on the core running the unit (on a few, for a
+// lone long unit while the others idle). A unit computes only the
 // key columns its queries may see (causal and windowed), which is what
 // the unfused path (GemmBatched over the whole [T, TK] score matrix) cannot
 // skip, and holds the scores of its block alone: memory O(block·TK) per
