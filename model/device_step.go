@@ -599,23 +599,21 @@ func (dm *DeviceModel) forwardLayer(l *dlayer, out compute.Tensor) {
 	g := H / KVH
 	scale := c.AttnScale()
 	oh := dm.buf("oh", dm.act, n*c.QDim())
-	// The score matrices of bc sequences at a time bound their memory.
-	bc := dm.attnChunk(B, H, T*tk)
-	s := dm.buf("s", compute.F32, bc*H*T*tk)
-	p := dm.buf("p", dm.act, bc*H*T*tk)
-	qd := c.QDim()
-	kvs := KVH * tmax * hd // one sequence's keys (or values)
-	for b0 := 0; b0 < B; b0 += bc {
-		nb := min(bc, B-b0)
-		qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*kvs, nb*kvs), vh.Slice(b0*kvs, nb*kvs)
-		be.GemmBatched(false, true, g*T, tk, hd, scale, qc, hd, g*T*hd, kc, hd, tmax*hd, 0, s, tk, g*T*tk, nb*KVH)
-		seg := dm.segRows(b0*T, nb*T)
-		kmask := dm.keyMask(b0, nb, tk)
-		if dm.cache != nil && dm.cache.kmask != nil {
-			kmask = dm.cache.kmask.Slice(b0*tk, nb*tk)
+	if !dm.attnForwardFused(l, oh, qh, kh, vh, tk, tmax, off) {
+		// The score matrices of bc sequences at a time bound their memory.
+		bc := dm.attnChunk(B, H, T*tk)
+		s := dm.buf("s", compute.F32, bc*H*T*tk)
+		p := dm.buf("p", dm.act, bc*H*T*tk)
+		qd := c.QDim()
+		kvs := KVH * tmax * hd // one sequence's keys (or values)
+		for b0 := 0; b0 < B; b0 += bc {
+			nb := min(bc, B-b0)
+			qc, kc, vc := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*kvs, nb*kvs), vh.Slice(b0*kvs, nb*kvs)
+			be.GemmBatched(false, true, g*T, tk, hd, scale, qc, hd, g*T*hd, kc, hd, tmax*hd, 0, s, tk, g*T*tk, nb*KVH)
+			seg := dm.segRows(b0*T, nb*T)
+			dm.attnSoftmax(l, p, a.lse.Slice(b0*H*T, nb*H*T), s, dm.attnKeyMask(b0, nb, tk), seg, seg, nb, H, T, tk, off)
+			be.GemmBatched(false, false, g*T, hd, tk, 1, p, tk, g*T*tk, vc, hd, tmax*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
 		}
-		dm.attnSoftmax(l, p, a.lse.Slice(b0*H*T, nb*H*T), s, kmask, seg, seg, nb, H, T, tk, off)
-		be.GemmBatched(false, false, g*T, hd, tk, 1, p, tk, g*T*tk, vc, hd, tmax*hd, 0, oh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, nb*KVH)
 	}
 	be.RopeMerge(a.att, oh, nil, cos, sin, B, T, H, hd, 0, false)
 
@@ -1008,41 +1006,43 @@ func (dm *DeviceModel) backwardLayer(l *dlayer, index int, dres compute.Tensor, 
 	be.RopeSplit(oh, a.att, nil, cos, sin, B, T, H, hd, 0)
 	dsum := dm.buf("dsum", compute.F32, B*H*T)
 	be.RowDot(dsum, doh, oh, B*H*T, hd)
-	// With a KV prefix every query also sees pl prefix steps first: tk keys.
-	pl := dm.prefixLen()
-	tk := pl + T
-	bc := dm.attnChunk(B, H, T*tk)
-	s := dm.buf("s", compute.F32, bc*H*T*tk)
-	dp := dm.buf("dp", compute.F32, bc*H*T*tk)
-	p := dm.buf("p", A, bc*H*T*tk)
-	ds := dm.buf("ds", A, bc*H*T*tk)
 	qh, kh := dm.rotated(l, a)
 	dqh, dkh, dvh := dm.buf("dqh", A, n*qd), dm.buf("dkh", A, n*kd), dm.buf("dvh", A, n*kd)
-	for b0 := 0; b0 < B; b0 += bc {
-		nb := min(bc, B-b0)
-		batch := nb * KVH
-		q, k, v := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*tk*kd, nb*tk*kd), a.vh.Slice(b0*tk*kd, nb*tk*kd)
-		do := doh.Slice(b0*T*qd, nb*T*qd)
-		be.GemmBatched(false, true, g*T, tk, hd, scale, q, hd, g*T*hd, k, hd, tk*hd, 0, s, tk, g*T*tk, batch)
-		be.GemmBatched(false, true, g*T, tk, hd, 1, do, hd, g*T*hd, v, hd, tk*hd, 0, dp, tk, g*T*tk, batch)
-		seg := dm.segRows(b0*T, nb*T)
-		dm.attnSoftmaxBackward(l, p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.keyMask(b0, nb, tk), seg, seg, nb, H, T, tk, pl)
-		// The sequence's own keys are columns [pl, tk) of p and ds.
-		pt, dst := p, ds
-		if pl > 0 {
-			pt, dst = p.Slice(pl, p.Len()-pl), ds.Slice(pl, ds.Len()-pl)
-		}
-		be.GemmBatched(true, false, T, hd, g*T, 1, pt, tk, g*T*tk, do, hd, g*T*hd, 0, dvh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
-		be.GemmBatched(false, false, g*T, hd, tk, scale, ds, tk, g*T*tk, k, hd, tk*hd, 0, dqh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, batch)
-		be.GemmBatched(true, false, T, hd, g*T, scale, dst, tk, g*T*tk, q, hd, g*T*hd, 0, dkh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
-		if pl > 0 {
-			// The prefix's columns: its keys' and values' gradients, summed
-			// over the chunk's sequences.
-			dpre := dm.buf("prefix_dpre", A, nb*KVH*pl*hd)
-			be.GemmBatched(true, false, pl, hd, g*T, 1, p, tk, g*T*tk, do, hd, g*T*hd, 0, dpre, hd, pl*hd, batch)
-			dm.prefixGrad(dpre, l.index, 1, b0, nb)
-			be.GemmBatched(true, false, pl, hd, g*T, scale, ds, tk, g*T*tk, q, hd, g*T*hd, 0, dpre, hd, pl*hd, batch)
-			dm.prefixGrad(dpre, l.index, 0, b0, nb)
+	if !dm.attnBackwardFused(l, dqh, dkh, dvh, doh, qh, kh, dsum) {
+		// With a KV prefix every query also sees pl prefix steps first: tk keys.
+		pl := dm.prefixLen()
+		tk := pl + T
+		bc := dm.attnChunk(B, H, T*tk)
+		s := dm.buf("s", compute.F32, bc*H*T*tk)
+		dp := dm.buf("dp", compute.F32, bc*H*T*tk)
+		p := dm.buf("p", A, bc*H*T*tk)
+		ds := dm.buf("ds", A, bc*H*T*tk)
+		for b0 := 0; b0 < B; b0 += bc {
+			nb := min(bc, B-b0)
+			batch := nb * KVH
+			q, k, v := qh.Slice(b0*T*qd, nb*T*qd), kh.Slice(b0*tk*kd, nb*tk*kd), a.vh.Slice(b0*tk*kd, nb*tk*kd)
+			do := doh.Slice(b0*T*qd, nb*T*qd)
+			be.GemmBatched(false, true, g*T, tk, hd, scale, q, hd, g*T*hd, k, hd, tk*hd, 0, s, tk, g*T*tk, batch)
+			be.GemmBatched(false, true, g*T, tk, hd, 1, do, hd, g*T*hd, v, hd, tk*hd, 0, dp, tk, g*T*tk, batch)
+			seg := dm.segRows(b0*T, nb*T)
+			dm.attnSoftmaxBackward(l, p, ds, s, dp, a.lse.Slice(b0*H*T, nb*H*T), dsum.Slice(b0*H*T, nb*H*T), dm.keyMask(b0, nb, tk), seg, seg, nb, H, T, tk, pl)
+			// The sequence's own keys are columns [pl, tk) of p and ds.
+			pt, dst := p, ds
+			if pl > 0 {
+				pt, dst = p.Slice(pl, p.Len()-pl), ds.Slice(pl, ds.Len()-pl)
+			}
+			be.GemmBatched(true, false, T, hd, g*T, 1, pt, tk, g*T*tk, do, hd, g*T*hd, 0, dvh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
+			be.GemmBatched(false, false, g*T, hd, tk, scale, ds, tk, g*T*tk, k, hd, tk*hd, 0, dqh.Slice(b0*T*qd, nb*T*qd), hd, g*T*hd, batch)
+			be.GemmBatched(true, false, T, hd, g*T, scale, dst, tk, g*T*tk, q, hd, g*T*hd, 0, dkh.Slice(b0*T*kd, nb*T*kd), hd, T*hd, batch)
+			if pl > 0 {
+				// The prefix's columns: its keys' and values' gradients, summed
+				// over the chunk's sequences.
+				dpre := dm.buf("prefix_dpre", A, nb*KVH*pl*hd)
+				be.GemmBatched(true, false, pl, hd, g*T, 1, p, tk, g*T*tk, do, hd, g*T*hd, 0, dpre, hd, pl*hd, batch)
+				dm.prefixGrad(dpre, l.index, 1, b0, nb)
+				be.GemmBatched(true, false, pl, hd, g*T, scale, ds, tk, g*T*tk, q, hd, g*T*hd, 0, dpre, hd, pl*hd, batch)
+				dm.prefixGrad(dpre, l.index, 0, b0, nb)
+			}
 		}
 	}
 	dq, dk, dv := dm.buf("dq", A, n*qd), dm.buf("dk", A, n*kd), dm.buf("dv", A, n*kd)
