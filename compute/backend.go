@@ -242,6 +242,10 @@ type Backend interface {
 	// [experts], nil: none) is added to the gradient of the probabilities
 	// of every token mask (nil: all) keeps (the load-balancing loss).
 	MoERouterGrad(dlogits, probs, sel, wts, pos, dw, aux, mask Tensor, n, experts, topK int, normTopK bool)
+	// Transpose writes dst[j·rows + i] = src[i·cols + j] for a rows×cols
+	// src (same dtype; views start at the first element): the experts'
+	// interleaved parts of stacked LoRA matrices, gathered in one pass.
+	Transpose(dst, src Tensor, rows, cols int)
 }
 
 // Activation is an element-wise non-linearity.

@@ -326,35 +326,78 @@ var (
 	moeDXAName = [3]string{"moe_dxa0", "moe_dxa1", "moe_dxa2"}
 )
 
-// expB is an expert layer's B [out, r]: the matrix, or for LoRA on stacked
-// experts its strided columns gathered into expert e's part of this kind's
-// scratch (so the experts' products can run at once).
-func (dm *DeviceModel) expB(lr *dlora, kind, e, out int) compute.Tensor {
+// stacked records, per kind of expert layer (gate, up, down), the stacked
+// LoRA B whose experts' parts this pass gathered into the kind's scratch,
+// [Experts, out·r] (nil: none; those experts' B are gathered one by one).
+type stacked struct{ b, grad [3]*dparam }
+
+// gatherB gathers, for each kind whose experts have LoRA on stacked
+// weights, every expert's B [out, r] with one Transpose (expert e's
+// columns are interleaved in B's rows), and with grad the same of B's
+// gradient.
+func (dm *DeviceModel) gatherB(l *dlayer, kinds []int, out int, grad bool) stacked {
+	var st stacked
+	E := dm.cfg.Experts
+	for _, kind := range kinds {
+		lr := dm.expLoRA(l.moe.experts[0][kind])
+		if lr == nil || lr.expert == nil {
+			continue
+		}
+		n := out * lr.r
+		st.b[kind] = lr.b
+		dm.be.Transpose(dm.buf(moeBName[kind], dm.act, E*n), dm.bRows(lr, lr.b.w, out), n, E)
+		if grad && lr.b.trainable {
+			st.grad[kind] = lr.b
+			dm.be.Transpose(dm.buf(moeDBName[kind], compute.F32, E*n), dm.bRows(lr, lr.b.grad, out), n, E)
+		}
+	}
+	return st
+}
+
+// putBackGrad returns the gathered gradients of B to their places.
+func (dm *DeviceModel) putBackGrad(l *dlayer, st stacked, kinds []int, out int) {
+	E := dm.cfg.Experts
+	for _, kind := range kinds {
+		if st.grad[kind] == nil {
+			continue
+		}
+		lr := dm.expLoRA(l.moe.experts[0][kind])
+		n := out * lr.r
+		dm.be.Transpose(dm.bRows(lr, lr.b.grad, out), dm.buf(moeDBName[kind], compute.F32, E*n), E, n)
+	}
+}
+
+// bRows is the part of stacked B (or of its gradient) t that the layer
+// reads: its out rows of r·Experts, as a matrix [out·r, Experts].
+func (dm *DeviceModel) bRows(lr *dlora, t compute.Tensor, out int) compute.Tensor {
+	E := dm.cfg.Experts
+	return t.Slice(lr.expert.rowOff*lr.r*E, out*lr.r*E)
+}
+
+// expB is an expert layer's B [out, r]: the matrix, expert e's part of
+// what gatherB gathered, or else its strided columns gathered alone.
+func (dm *DeviceModel) expB(st stacked, lr *dlora, kind, e, out int) compute.Tensor {
 	if lr.expert == nil {
 		return lr.b.w
 	}
 	b := dm.buf(moeBName[kind], dm.act, dm.cfg.Experts*out*lr.r).Slice(e*out*lr.r, out*lr.r)
-	dm.be.Copy2D(b, 1, dm.bColumn(lr, lr.b.w), dm.cfg.Experts, out*lr.r, 1)
+	if st.b[kind] != lr.b {
+		dm.be.Copy2D(b, 1, dm.bColumn(lr, lr.b.w), dm.cfg.Experts, out*lr.r, 1)
+	}
 	return b
 }
 
 // expBGrad is where B's gradient accumulates for expert e: the gradient,
-// or its columns gathered into scratch, put back by expBGradDone.
-func (dm *DeviceModel) expBGrad(lr *dlora, kind, e, out int) compute.Tensor {
+// or its part of what gatherB gathered (put back by putBackGrad).
+func (dm *DeviceModel) expBGrad(st stacked, lr *dlora, kind, e, out int) compute.Tensor {
 	if lr.expert == nil {
 		return lr.b.grad
 	}
-	g := dm.buf(moeDBName[kind], compute.F32, dm.cfg.Experts*out*lr.r).Slice(e*out*lr.r, out*lr.r)
-	dm.be.Copy2D(g, 1, dm.bColumn(lr, lr.b.grad), dm.cfg.Experts, out*lr.r, 1)
-	return g
-}
-
-func (dm *DeviceModel) expBGradDone(lr *dlora, kind, e, out int) {
-	if lr.expert == nil {
-		return
+	if st.grad[kind] != lr.b {
+		// Every expert of a layer shares one stacked B; gatherB took it.
+		panic("model: an expert's stacked LoRA B was not gathered")
 	}
-	g := dm.buf(moeDBName[kind], compute.F32, dm.cfg.Experts*out*lr.r).Slice(e*out*lr.r, out*lr.r)
-	dm.be.Copy2D(dm.bColumn(lr, lr.b.grad), dm.cfg.Experts, g, 1, out*lr.r, 1)
+	return dm.buf(moeDBName[kind], compute.F32, dm.cfg.Experts*out*lr.r).Slice(e*out*lr.r, out*lr.r)
 }
 
 // moeRun is an expert with rows: its index, first row and row count.
@@ -378,6 +421,7 @@ func rows(t compute.Tensor, o, ne, w int) compute.Tensor { return t.Slice(o*w, n
 // of ys[kind] (width out): the low-rank x·Aᵀ side by side first, then the
 // products.
 func (dm *DeviceModel) expertsForward(l *dlayer, a *dacts, runs []moeRun, kinds []int, xs compute.Tensor, ys []compute.Tensor, in, out int) {
+	st := dm.gatherB(l, kinds, out, false)
 	var xa, prod []compute.GemmJob
 	for _, r := range runs {
 		x := rows(xs, r.o, r.ne, in)
@@ -388,7 +432,7 @@ func (dm *DeviceModel) expertsForward(l *dlayer, a *dacts, runs []moeRun, kinds 
 				t := a.xa[lin]
 				xa = append(xa, compute.GemmJob{M: r.ne, N: lr.r, C: t.t, LDC: t.ld,
 					Terms: []compute.GemmTerm{{TransB: true, K: in, Alpha: 1, A: x, LDA: in, B: dm.loraA(lr, in), LDB: in}}})
-				terms = append(terms, compute.GemmTerm{TransB: true, K: lr.r, Alpha: lr.scale, A: t.t, LDA: t.ld, B: dm.expB(lr, kind, r.e, out), LDB: lr.r})
+				terms = append(terms, compute.GemmTerm{TransB: true, K: lr.r, Alpha: lr.scale, A: t.t, LDA: t.ld, B: dm.expB(st, lr, kind, r.e, out), LDB: lr.r})
 			}
 			prod = append(prod, compute.GemmJob{M: r.ne, N: out, Terms: terms, C: rows(ys[kind], r.o, r.ne, out), LDC: out})
 		}
@@ -428,6 +472,7 @@ func (dm *DeviceModel) moeForwardGrouped(l *dlayer, a *dacts, out, x compute.Ten
 // overwritten) = Σ over the kinds of dy·W + (s·dy·B)·A, and the gradients
 // of W, B and A, from dys[kind] (width out) and the layers' input xs.
 func (dm *DeviceModel) expertsBackward(l *dlayer, a *dacts, runs []moeRun, kinds []int, dx compute.Tensor, dys []compute.Tensor, xs compute.Tensor, in, out, nk int) {
+	st := dm.gatherB(l, kinds, out, true)
 	var first, second []compute.GemmJob
 	for _, r := range runs {
 		x, ex := rows(xs, r.o, r.ne, in), l.moe.experts[r.e]
@@ -456,9 +501,9 @@ func (dm *DeviceModel) expertsBackward(l *dlayer, a *dacts, runs []moeRun, kinds
 			xa := a.xa[lin]
 			dxa := rows(dm.buf(moeDXAName[kind], dm.act, nk*lr.r), r.o, r.ne, lr.r)
 			first = append(first, compute.GemmJob{M: r.ne, N: lr.r, C: dxa, LDC: lr.r,
-				Terms: []compute.GemmTerm{{K: out, Alpha: lr.scale, A: dy, LDA: out, B: dm.expB(lr, kind, r.e, out), LDB: lr.r}}})
+				Terms: []compute.GemmTerm{{K: out, Alpha: lr.scale, A: dy, LDA: out, B: dm.expB(st, lr, kind, r.e, out), LDB: lr.r}}})
 			if lr.b.trainable {
-				first = append(first, compute.GemmJob{M: out, N: lr.r, Beta: 1, C: dm.expBGrad(lr, kind, r.e, out), LDC: lr.r,
+				first = append(first, compute.GemmJob{M: out, N: lr.r, Beta: 1, C: dm.expBGrad(st, lr, kind, r.e, out), LDC: lr.r,
 					Terms: []compute.GemmTerm{{TransA: true, K: r.ne, Alpha: lr.scale, A: dy, LDA: out, B: xa.t, LDB: xa.ld}}})
 			}
 			lowTerms = append(lowTerms, compute.GemmTerm{K: lr.r, Alpha: 1, A: dxa, LDA: lr.r, B: dm.loraA(lr, in), LDB: in})
@@ -480,13 +525,7 @@ func (dm *DeviceModel) expertsBackward(l *dlayer, a *dacts, runs []moeRun, kinds
 		aJob()
 	}
 	dm.be.GemmGroup(first)
-	for _, r := range runs {
-		for _, kind := range kinds {
-			if lr := dm.expLoRA(l.moe.experts[r.e][kind]); lr != nil && lr.b.trainable {
-				dm.expBGradDone(lr, kind, r.e, out)
-			}
-		}
-	}
+	dm.putBackGrad(l, st, kinds, out)
 	if len(second) > 0 {
 		dm.be.GemmGroup(second)
 	}

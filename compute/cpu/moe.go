@@ -229,3 +229,20 @@ func (d *Device) MoERouterGrad(dlogits, probs, sel, wts, pos, dw, aux, mask comp
 	})
 	stored(D)
 }
+
+// Transpose writes dst = srcᵀ, split over blocks of src's rows.
+func (d *Device) Transpose(dst, src compute.Tensor, rows, cols int) {
+	defer d.timed("transpose")()
+	D, S := tt(dst), tt(src)
+	if D.DT != S.DT || len(S.F) < rows*cols || len(D.F) < rows*cols {
+		d.fail(fmt.Errorf("cpu: transpose of %d×%d %v into %d %v", rows, cols, S.DT, D.Len(), D.DT))
+		return
+	}
+	rowwise(rows, cols, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			for j, v := range S.F[i*cols : (i+1)*cols] {
+				D.F[j*rows+i] = v
+			}
+		}
+	})
+}

@@ -1006,7 +1006,19 @@ __device__ void moe_router_grad_(T* dl, const float* probs, const int* sel, cons
     }
   }
 }
+// dst = srcᵀ for a rows×cols src, one thread per element (bits copied).
+template <typename T>
+__device__ void transpose_(T* dst, const T* src, long long rows, int cols) {
+  GRID_STRIDE(i, rows * cols) {
+    long long r = i / cols;
+    int c = (int)(i % cols);
+    dst[(long long)c * rows + r] = src[i];
+  }
+}
 #define INST_MOE(N, T)                                                                                       \
+  extern "C" __global__ void transpose_##N(T* dst, const T* src, long long rows, int cols) {                 \
+    transpose_(dst, src, rows, cols);                                                                        \
+  }                                                                                                          \
   extern "C" __global__ void moe_router_grad_##N(T* dl, const float* probs, const int* sel, const float* wts, \
                                                  const int* pos, const float* dw, const float* aux,          \
                                                  const int* mask, long long n, int E, int K, int norm) {     \

@@ -9,7 +9,7 @@ import (
 )
 
 // moeKernels are the kernels of moe.go.
-var moeKernels = []string{"moe_route_f32", "moe_list_f32", "moe_router_grad_f32", "moe_router_grad_bf16"}
+var moeKernels = []string{"moe_route_f32", "moe_list_f32", "moe_router_grad_f32", "moe_router_grad_bf16", "transpose_f32", "transpose_bf16"}
 
 // GemmGroup implements compute.Backend as one product after another on the
 // stream (cuBLAS fills the GPU with each; a grouped kernel is left to do).
@@ -45,4 +45,11 @@ func (d *Device) MoERoute(probs, sel, wts, rows, rowWts, pos, offs, stats, logit
 func (d *Device) MoERouterGrad(dlogits, probs, sel, wts, pos, dw, aux, mask compute.Tensor, n, experts, topK int, normTopK bool) {
 	d.elementwise("moe_router_grad"+suffix(dlogits.DType()), n, pa(dlogits), pa(probs), pa(sel), pa(wts), pa(pos), pa(dw), pa(aux), pa(mask),
 		ia(n), ia(experts), ia(topK), ia(b2i(normTopK)))
+}
+
+// Transpose implements compute.Backend.
+func (d *Device) Transpose(dst, src compute.Tensor, rows, cols int) {
+	if d.same("transpose", dst, src) {
+		d.elementwise("transpose"+suffix(dst.DType()), rows*cols, pa(dst), pa(src), ia(rows), ia(cols))
+	}
 }

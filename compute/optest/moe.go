@@ -11,11 +11,32 @@ import (
 // MoE checks the mixture-of-experts operations: GemmGroup (jobs of one to
 // three terms, transposed operands, accumulating and overwriting, f32 and
 // bf16 outputs), MoERoute (tied probabilities, a key mask, with and
-// without normalised weights, the expert-ordered list and the statistics)
-// and MoERouterGrad, against float64 loops.
+// without normalised weights, the expert-ordered list and the statistics),
+// MoERouterGrad and Transpose, against float64 loops.
 func MoE(t *testing.T, be compute.Backend) {
 	t.Run("GemmGroup", func(t *testing.T) { gemmGroup(t, be) })
 	t.Run("Route", func(t *testing.T) { moeRoute(t, be) })
+	t.Run("Transpose", func(t *testing.T) { transpose(t, be) })
+}
+
+func transpose(t *testing.T, be compute.Backend) {
+	r := rand.New(rand.NewPCG(51, 52))
+	for _, dt := range []compute.DType{compute.F32, compute.BF16} {
+		for _, c := range [][2]int{{37, 8}, {1, 5}, {300, 3}} {
+			rows, cols := c[0], c[1]
+			v := roundBF16(randVec(r, rows*cols, 1))
+			want := make([]float64, rows*cols)
+			for i := 0; i < rows; i++ {
+				for j := 0; j < cols; j++ {
+					want[j*rows+i] = float64(v[i*cols+j])
+				}
+			}
+			src := upload(t, be, dt, v)
+			dst := alloc(t, be, dt, rows*cols)
+			be.Transpose(dst, src, rows, cols)
+			check(t, "transpose "+dt.String(), download(t, be, dst), want, 0)
+		}
+	}
 }
 
 // gemm64 is C = alpha·op(A)·op(B) + beta·C in float64.

@@ -133,3 +133,12 @@ func (b *Backend) MoERouterGrad(dlogits, probs, sel, wts, pos, dw, aux, mask com
 		}
 	}
 }
+
+func (b *Backend) Transpose(dst, src compute.Tensor, rows, cols int) {
+	D, S := tt(dst), tt(src)
+	for i := 0; i < rows; i++ {
+		for j := 0; j < cols; j++ {
+			D.set(j*rows+i, S.get(i*cols+j))
+		}
+	}
+}
