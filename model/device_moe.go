@@ -413,8 +413,8 @@ func (ma *dmoeActs) runs() []moeRun {
 	return out
 }
 
-// rows is the view of rows [o, o+ne) of a matrix of width w.
-func rows(t compute.Tensor, o, ne, w int) compute.Tensor { return t.Slice(o*w, ne*w) }
+// moeRows is the view of rows [o, o+ne) of a matrix of width w.
+func moeRows(t compute.Tensor, o, ne, w int) compute.Tensor { return t.Slice(o*w, ne*w) }
 
 // expertsForward queues, for the layers of kind kinds of every expert with
 // rows, y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ over its rows of xs (width in) into its rows
@@ -424,7 +424,7 @@ func (dm *DeviceModel) expertsForward(l *dlayer, a *dacts, runs []moeRun, kinds 
 	st := dm.gatherB(l, kinds, out, false)
 	var xa, prod []compute.GemmJob
 	for _, r := range runs {
-		x := rows(xs, r.o, r.ne, in)
+		x := moeRows(xs, r.o, r.ne, in)
 		for _, kind := range kinds {
 			lin := l.moe.experts[r.e][kind]
 			terms := []compute.GemmTerm{{TransB: true, K: in, Alpha: 1, A: x, LDA: in, B: lin.w.w, LDB: in}}
@@ -434,7 +434,7 @@ func (dm *DeviceModel) expertsForward(l *dlayer, a *dacts, runs []moeRun, kinds 
 					Terms: []compute.GemmTerm{{TransB: true, K: in, Alpha: 1, A: x, LDA: in, B: dm.loraA(lr, in), LDB: in}}})
 				terms = append(terms, compute.GemmTerm{TransB: true, K: lr.r, Alpha: lr.scale, A: t.t, LDA: t.ld, B: dm.expB(st, lr, kind, r.e, out), LDB: lr.r})
 			}
-			prod = append(prod, compute.GemmJob{M: r.ne, N: out, Terms: terms, C: rows(ys[kind], r.o, r.ne, out), LDC: out})
+			prod = append(prod, compute.GemmJob{M: r.ne, N: out, Terms: terms, C: moeRows(ys[kind], r.o, r.ne, out), LDC: out})
 		}
 	}
 	if len(xa) > 0 {
@@ -475,7 +475,7 @@ func (dm *DeviceModel) expertsBackward(l *dlayer, a *dacts, runs []moeRun, kinds
 	st := dm.gatherB(l, kinds, out, true)
 	var first, second []compute.GemmJob
 	for _, r := range runs {
-		x, ex := rows(xs, r.o, r.ne, in), l.moe.experts[r.e]
+		x, ex := moeRows(xs, r.o, r.ne, in), l.moe.experts[r.e]
 		var dxTerms, lowTerms, aTerms []compute.GemmTerm
 		var aGrad compute.Tensor
 		var aOwner *dparam
@@ -488,7 +488,7 @@ func (dm *DeviceModel) expertsBackward(l *dlayer, a *dacts, runs []moeRun, kinds
 		}
 		for _, kind := range kinds {
 			lin := ex[kind]
-			dy := rows(dys[kind], r.o, r.ne, out)
+			dy := moeRows(dys[kind], r.o, r.ne, out)
 			dxTerms = append(dxTerms, compute.GemmTerm{K: out, Alpha: 1, A: dy, LDA: out, B: lin.w.w, LDB: in})
 			if lin.w.trainable {
 				first = append(first, compute.GemmJob{M: out, N: in, Beta: 1, C: lin.w.grad, LDC: in,
@@ -499,7 +499,7 @@ func (dm *DeviceModel) expertsBackward(l *dlayer, a *dacts, runs []moeRun, kinds
 				continue
 			}
 			xa := a.xa[lin]
-			dxa := rows(dm.buf(moeDXAName[kind], dm.act, nk*lr.r), r.o, r.ne, lr.r)
+			dxa := moeRows(dm.buf(moeDXAName[kind], dm.act, nk*lr.r), r.o, r.ne, lr.r)
 			first = append(first, compute.GemmJob{M: r.ne, N: lr.r, C: dxa, LDC: lr.r,
 				Terms: []compute.GemmTerm{{K: out, Alpha: lr.scale, A: dy, LDA: out, B: dm.expB(st, lr, kind, r.e, out), LDB: lr.r}}})
 			if lr.b.trainable {
@@ -518,9 +518,9 @@ func (dm *DeviceModel) expertsBackward(l *dlayer, a *dacts, runs []moeRun, kinds
 				aTerms = append(aTerms, compute.GemmTerm{TransA: true, K: r.ne, Alpha: 1, A: dxa, LDA: lr.r, B: x, LDB: in})
 			}
 		}
-		first = append(first, compute.GemmJob{M: r.ne, N: in, C: rows(dx, r.o, r.ne, in), LDC: in, Terms: dxTerms})
+		first = append(first, compute.GemmJob{M: r.ne, N: in, C: moeRows(dx, r.o, r.ne, in), LDC: in, Terms: dxTerms})
 		if len(lowTerms) > 0 {
-			second = append(second, compute.GemmJob{M: r.ne, N: in, Beta: 1, C: rows(dx, r.o, r.ne, in), LDC: in, Terms: lowTerms})
+			second = append(second, compute.GemmJob{M: r.ne, N: in, Beta: 1, C: moeRows(dx, r.o, r.ne, in), LDC: in, Terms: lowTerms})
 		}
 		aJob()
 	}
