@@ -214,6 +214,38 @@ type Backend interface {
 	// dpre and, when dcPrev is not nil, that of cPrev (the total dc·f;
 	// dcPrev may be dc, each element read before it is written).
 	LSTMCellBackward(dpre, dcPrev, dh Tensor, ldh int, dhNext, dc, gates, c, cPrev Tensor, rows, hidden int)
+
+	// ---- Mixtures of experts: routing on the device, experts side by side ----
+
+	// GemmGroup runs independent products (a layer's experts, each on its
+	// own rows): a backend may run them in any order or at once, so no
+	// job's C may be another job's operand or C. Terms of one job are
+	// added in order.
+	GemmGroup(jobs []GemmJob)
+	// MoERoute routes n tokens from the router's F32 logits [n, experts]:
+	// per token a softmax computed in float64, the topK most probable
+	// experts best first (ties to the lower index) into sel [n, topK] I32,
+	// their probabilities (divided by their sum when normTopK) into wts
+	// [n, topK] F32, and probs [n, experts] F32. The slots t·topK+k are then
+	// listed expert by expert, each expert's in token order: rows
+	// [n·topK] I32 holds each listed slot's token, rowWts (F32) its weight,
+	// pos [n·topK] I32 each slot's place in the list, and offs [experts+1]
+	// F32 (whole numbers, for the host) where each expert's part begins.
+	// stats (nil: none), F32 [3·experts], gets, over the tokens mask keeps
+	// (I32, nil: all), how often each expert was chosen, then the float64
+	// sum of its probability split in two F32 parts (high, then the rest).
+	MoERoute(probs, sel, wts, rows, rowWts, pos, offs, stats, logits, mask Tensor, n, experts, topK int, normTopK bool)
+	// MoERouterGrad writes dlogits [n, experts], the gradient of the router
+	// logits, from dw (F32, the gradient of each listed slot's weight, in
+	// MoERoute's order; pos maps a slot to its place) through the weights
+	// (normalised when normTopK) and the softmax, in float64; aux (F32
+	// [experts], nil: none) is added to the gradient of the probabilities
+	// of every token mask (nil: all) keeps (the load-balancing loss).
+	MoERouterGrad(dlogits, probs, sel, wts, pos, dw, aux, mask Tensor, n, experts, topK int, normTopK bool)
+	// Transpose writes dst[j·rows + i] = src[i·cols + j] for a rows×cols
+	// src (same dtype; views start at the first element): the experts'
+	// interleaved parts of stacked LoRA matrices, gathered in one pass.
+	Transpose(dst, src Tensor, rows, cols int)
 }
 
 // Activation is an element-wise non-linearity.

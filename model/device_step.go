@@ -922,7 +922,7 @@ func (dm *DeviceModel) backward() error {
 	if dm.norm.trainable {
 		be.RMSNormWeightGrad(dm.norm.grad, dxf, dm.stream[L], dm.rstdf, n, h)
 	}
-	auxGrad := dm.aux.grad(c)
+	auxGrad := dm.moeAuxGrad()
 	for i := L - 1; i >= 0; i-- {
 		if dm.checkpoint {
 			dm.recompute = true

@@ -68,11 +68,13 @@ type moeActs struct {
 type auxStats struct {
 	chosen, prob []float64
 	tokens       float64
+	// pending: the device model's statistics are still on its backend.
+	pending bool
 }
 
 func (s *auxStats) reset(experts int) {
 	s.chosen, s.prob = make([]float64, experts), make([]float64, experts)
-	s.tokens = 0
+	s.tokens, s.pending = 0, false
 }
 
 // loss is transformers' load_balancing_loss_func: Experts · Σ_e f_e·P_e,

@@ -422,3 +422,5 @@ func TestDeviceMemory(t *testing.T) {
 func TestDeviceFamilyOps(t *testing.T) {
 	optest.Families(t, cpu.Open())
 }
+
+func TestDeviceMoE(t *testing.T) { optest.MoE(t, cpu.Open()) }

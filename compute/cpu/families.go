@@ -74,6 +74,17 @@ func (d *Device) SoftCapBackward(dx, dy, y compute.Tensor, c float32) {
 func (d *Device) Copy2D(dst compute.Tensor, ldd int, src compute.Tensor, lds int, rows, cols int) {
 	defer d.timed("copy2_d")()
 	D, S := tt(dst), tt(src)
+	if cols == 1 {
+		// A strided column (an expert's part of stacked LoRA matrices):
+		// an element per row, too little for a copy call each.
+		rowwise(rows, 1, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				D.F[r*ldd] = S.F[r*lds]
+			}
+		})
+		stored(D)
+		return
+	}
 	rowwise(rows, cols, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			copy(D.F[r*ldd:r*ldd+cols], S.F[r*lds:r*lds+cols])

@@ -879,3 +879,149 @@ __device__ void copy2d_(T* dst, int ldd, const T* src, int lds, long long rows, 
   }
 
 BOTH(INST_FAM)
+
+// ---- mixtures of experts: routing -------------------------------------------------
+
+// The probability of expert e of one token in double: the softmax of its
+// logits lg[0..E) with maximum mx and sum of exponentials sum.
+__device__ __forceinline__ double moe_p(const float* lg, int e, double mx, double sum) {
+  return exp((double)lg[e] - mx) / sum;
+}
+
+// One thread per token: the softmax in double, the topK most probable
+// experts best first (ties to the lower index) and their weights. The
+// probabilities are recomputed rather than kept (E may be a hundred or more).
+extern "C" __global__ void moe_route_f32(float* probs, int* sel, float* wts, const float* logits, long long n, int E,
+                                         int K, int norm) {
+  GRID_STRIDE(t, n) {
+    const float* lg = logits + t * E;
+    double mx = -(double)INFINITY;
+    for (int e = 0; e < E; e++) mx = fmax(mx, (double)lg[e]);
+    double sum = 0;
+    for (int e = 0; e < E; e++) sum += exp((double)lg[e] - mx);
+    for (int e = 0; e < E; e++) probs[t * E + e] = (float)moe_p(lg, e, mx, sum);
+    int* s = sel + t * K;
+    double total = 0;
+    for (int k = 0; k < K; k++) {
+      int best = -1;
+      double bp = 0;
+      for (int e = 0; e < E; e++) {
+        bool taken = false;
+        for (int j = 0; j < k; j++) taken = taken || s[j] == e;
+        if (taken) continue;
+        double p = moe_p(lg, e, mx, sum);
+        if (best < 0 || p > bp) best = e, bp = p;
+      }
+      s[k] = best;
+      total += bp;
+    }
+    for (int k = 0; k < K; k++) {
+      double w = moe_p(lg, s[k], mx, sum);
+      wts[t * K + k] = (float)(norm ? w / total : w);
+    }
+  }
+}
+
+// One block: the slots listed expert by expert in slot order (a counting
+// sort, each thread one expert's slots), where each expert's part starts
+// (offs, as floats for the host) and, with stats, each expert's count and
+// probability sum (in double, split in two floats) over the kept tokens.
+extern "C" __global__ void moe_list_f32(int* rows, float* rowWts, int* pos, float* offs, float* stats, const int* sel,
+                                        const float* wts, const float* probs, const int* mask, long long n, int E,
+                                        int K) {
+  extern __shared__ int start[];  // E + 1
+  long long nk = n * K;
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    int c = 0;
+    for (long long s = 0; s < nk; s++) c += sel[s] == e;
+    start[e + 1] = c;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    start[0] = 0;
+    for (int e = 1; e <= E; e++) start[e] += start[e - 1];
+    for (int e = 0; e <= E; e++) offs[e] = (float)start[e];
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    int at = start[e];
+    for (long long s = 0; s < nk; s++) {
+      if (sel[s] != e) continue;
+      rows[at] = (int)(s / K);
+      rowWts[at] = wts[s];
+      pos[s] = at;
+      at++;
+    }
+    if (stats) {
+      float chosen = 0;
+      double psum = 0;
+      for (long long t = 0; t < n; t++) {
+        if (mask && mask[t] == 0) continue;
+        for (int k = 0; k < K; k++) chosen += sel[t * K + k] == e ? 1.f : 0.f;
+        psum += (double)probs[t * E + e];
+      }
+      float hi = (float)psum;
+      stats[e] = chosen;
+      stats[E + e] = hi;
+      stats[2 * E + e] = (float)(psum - (double)hi);
+    }
+  }
+}
+
+// One thread per token: the router logits' gradient through the weights
+// (normalised when norm) and the softmax, in double; aux (may be null) is
+// added to the probabilities' gradient of the kept tokens.
+template <typename T>
+__device__ void moe_router_grad_(T* dl, const float* probs, const int* sel, const float* wts, const int* pos,
+                                 const float* dw, const float* aux, const int* mask, long long n, int E, int K,
+                                 int norm) {
+  GRID_STRIDE(t, n) {
+    const float* p = probs + t * E;
+    const int* s = sel + t * K;
+    double psel = 0, wg = 0;
+    for (int k = 0; k < K; k++) {
+      psel += (double)p[s[k]];
+      wg += (double)wts[t * K + k] * (double)dw[pos[t * K + k]];
+    }
+    bool withAux = aux && (!mask || mask[t] != 0);
+    // The gradient of probability e: its slots' terms plus aux.
+    double pdp = 0;
+    for (int e = 0; e < E; e++) {
+      double d = withAux ? (double)aux[e] : 0;
+      for (int k = 0; k < K; k++) {
+        if (s[k] != e) continue;
+        double g = (double)dw[pos[t * K + k]];
+        d += norm ? (g - wg) / psel : g;
+      }
+      pdp += (double)p[e] * d;
+    }
+    for (int e = 0; e < E; e++) {
+      double d = withAux ? (double)aux[e] : 0;
+      for (int k = 0; k < K; k++) {
+        if (s[k] != e) continue;
+        double g = (double)dw[pos[t * K + k]];
+        d += norm ? (g - wg) / psel : g;
+      }
+      st(dl, t * E + e, (float)((double)p[e] * (d - pdp)));
+    }
+  }
+}
+// dst = srcᵀ for a rows×cols src, one thread per element (bits copied).
+template <typename T>
+__device__ void transpose_(T* dst, const T* src, long long rows, int cols) {
+  GRID_STRIDE(i, rows * cols) {
+    long long r = i / cols;
+    int c = (int)(i % cols);
+    dst[(long long)c * rows + r] = src[i];
+  }
+}
+#define INST_MOE(N, T)                                                                                       \
+  extern "C" __global__ void transpose_##N(T* dst, const T* src, long long rows, int cols) {                 \
+    transpose_(dst, src, rows, cols);                                                                        \
+  }                                                                                                          \
+  extern "C" __global__ void moe_router_grad_##N(T* dl, const float* probs, const int* sel, const float* wts, \
+                                                 const int* pos, const float* dw, const float* aux,          \
+                                                 const int* mask, long long n, int E, int K, int norm) {     \
+    moe_router_grad_(dl, probs, sel, wts, pos, dw, aux, mask, n, E, K, norm);                                \
+  }
+BOTH(INST_MOE)

@@ -11,3 +11,5 @@ import (
 func TestFamilyOps(t *testing.T) {
 	optest.Families(t, New())
 }
+
+func TestMoE(t *testing.T) { optest.MoE(t, New()) }
