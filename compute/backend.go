@@ -214,6 +214,18 @@ type Backend interface {
 	// dpre and, when dcPrev is not nil, that of cPrev (the total dc·f;
 	// dcPrev may be dc, each element read before it is written).
 	LSTMCellBackward(dpre, dcPrev, dh Tensor, ldh int, dhNext, dc, gates, c, cPrev Tensor, rows, hidden int)
+
+	// ---- 8-bit AdamW (bitsandbytes' adamw_8bit; see qmap.go) ----
+
+	// AdamW8bit is AdamW (see AdamStep) with both moments held block-wise
+	// in 8 bits: U8 codes m8, v8 into DynamicMap(true) and DynamicMap(false)
+	// with one F32 scale per block of block elements (mScale, vScale, of
+	// Adam8Blocks(n, block) values; a last block may be short). Per block it
+	// decodes the moments, updates them and the F32 weights p from gradient
+	// g in float32 exactly as AdamW, then re-encodes them (Quantize8) with
+	// the block's new largest magnitude as its scale. shadow (may be nil)
+	// receives the new weights in its own dtype.
+	AdamW8bit(p, g, m8, v8, mScale, vScale, shadow Tensor, s AdamStep, block int)
 }
 
 // Activation is an element-wise non-linearity.

@@ -493,6 +493,7 @@ func kernelNames() []string {
 	out = append(out, familyKernels()...)
 	out = append(out, "cast_f32_bf16", "cast_bf16_f32", "colsum_f32", "dora_scale_f32", "adamw_f32", "sumsq_part_f32", "sum_f32", "fill_f32")
 	out = append(out, peftKernels...)
+	out = append(out, adam8Kernels...)
 	sort.Strings(out)
 	return out
 }

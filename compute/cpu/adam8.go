@@ -1,0 +1,76 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"gotune/compute"
+	"gotune/compute/internal/hostmem"
+)
+
+// AdamW8bit is AdamW over block-wise 8-bit moments (compute.Backend's
+// AdamW8bit), blocks split over the cores.
+func (d *Device) AdamW8bit(p, g, m8, v8, mScale, vScale, shadow compute.Tensor, s compute.AdamStep, block int) {
+	defer d.timed("adam_w8")()
+	P, G, M, V, MS, VS, SH := tt(p), tt(g), tt(m8), tt(v8), tt(mScale), tt(vScale), tt(shadow)
+	var sh []float32
+	bf16 := false
+	if SH != nil {
+		sh, bf16 = SH.F, SH.DT == compute.BF16
+	}
+	if err := AdamW8bitSlices(P.F, G.F, M.U, V.U, MS.F, VS.F, sh, bf16, s, block); err != nil {
+		d.fail(fmt.Errorf("cpu: %w", err))
+	}
+}
+
+// AdamW8bitSlices is the 8-bit AdamW update on host slices: weights p,
+// gradient g, codes m8 and v8, one scale per block in mScale and vScale,
+// and, when shadow is not nil, a copy of the new weights (rounded to bf16
+// when bf16 is set). The optimizer's host state uses it too, so a state
+// updated on the host and on the CPU backend agree bit for bit.
+func AdamW8bitSlices(p, g []float32, m8, v8 []byte, mScale, vScale, shadow []float32, bf16 bool, s compute.AdamStep, block int) error {
+	n := len(p)
+	if block <= 0 || len(g) != n || len(m8) != n || len(v8) != n || len(mScale) != compute.Adam8Blocks(n, block) ||
+		len(vScale) != len(mScale) || (shadow != nil && len(shadow) != n) {
+		return fmt.Errorf("adamw 8-bit: sizes p %d, g %d, m %d, v %d, scales %d/%d, shadow %d for block %d",
+			n, len(g), len(m8), len(v8), len(mScale), len(vScale), len(shadow), block)
+	}
+	qs, qu := compute.DynamicMap(true), compute.DynamicMap(false)
+	Parallel(len(mScale), max(1, (1<<14)/block), func(blo, bhi int) {
+		m, v := make([]float32, block), make([]float32, block)
+		for blk := blo; blk < bhi; blk++ {
+			lo, hi := blk*block, min(blk*block+block, n)
+			ms, vs := mScale[blk], vScale[blk]
+			var mMax, vMax float32
+			for i := lo; i < hi; i++ {
+				gi := g[i] * s.GradScale
+				mi := s.Beta1*(qs[m8[i]]*ms) + (1-s.Beta1)*gi
+				vi := s.Beta2*(qu[v8[i]]*vs) + (1-s.Beta2)*gi*gi
+				m[i-lo], v[i-lo] = mi, vi
+				mMax = max(mMax, float32(math.Abs(float64(mi))))
+				vMax = max(vMax, vi)
+				pi := p[i]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
+				p[i] = pi
+				if shadow != nil {
+					if bf16 {
+						pi = hostmem.RoundBF16(pi)
+					}
+					shadow[i] = pi
+				}
+			}
+			mScale[blk], vScale[blk] = mMax, vMax
+			for i := lo; i < hi; i++ {
+				var x, y float32
+				if mMax != 0 {
+					x = m[i-lo] / mMax
+				}
+				if vMax != 0 {
+					y = v[i-lo] / vMax
+				}
+				m8[i] = compute.Quantize8(x, qs, true)
+				v8[i] = compute.Quantize8(y, qu, false)
+			}
+		}
+	})
+	return nil
+}
