@@ -383,6 +383,17 @@ func (d *Device) Download(dst []float32, src compute.Tensor) error {
 			dst[i] = float32(v)
 		}
 		return nil
+	case compute.U8:
+		// 8-bit optimizer state, for checkpoints.
+		h := make([]byte, t.n)
+		d.fail(d.drv.check("cuMemcpyDtoHAsync", d.drv.cuMemcpyDtoHAsync.call(uintptr(unsafe.Pointer(&h[0])), t.ptr, uintptr(t.n), d.stream)))
+		if err := d.Sync(); err != nil {
+			return err
+		}
+		for i, v := range h {
+			dst[i] = float32(v)
+		}
+		return nil
 	}
 	return fmt.Errorf("cuda: download of %v", t.dt)
 }
