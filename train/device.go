@@ -25,21 +25,41 @@ type Options struct {
 func (t *Trainer) deviceUnsupported() string {
 	c := t.Cfg
 	switch t.opt.(type) {
-	case *optim.AdamW, *optim.SGD:
+	case *optim.AdamW, *optim.SGD, *optim.AdamW8bit:
 		return ""
 	}
-	return fmt.Sprintf("optim %q (adamw_torch and sgd run on the device block)", c.Optim)
+	return fmt.Sprintf("optim %q (adamw_torch, adamw_8bit and sgd run on the device block)", c.Optim)
+}
+
+// requireDeviceFor8bit refuses an 8-bit AdamW run that ends up without a
+// device: the CPU Workspace keeps float optimizer state only. why says
+// what kept the device away ("" when none was asked for).
+func (t *Trainer) requireDeviceFor8bit(why string) error {
+	if _, ok := t.opt.(*optim.AdamW8bit); !ok || t.dev != nil {
+		return nil
+	}
+	msg := fmt.Sprintf("optim %s keeps 8-bit optimizer state, which only the device block has: train with device: host (the CPU as a compute backend) or cuda", t.Cfg.Optim)
+	if why != "" {
+		msg += "; here the device could not be used: " + why
+	}
+	return errors.New(msg)
 }
 
 // attachDevice copies the model to o.Backend, or explains why it stays on
 // the CPU.
 func (t *Trainer) attachDevice(o Options) error {
+	if t.Cfg.Optim == "paged_adamw_8bit" {
+		t.printf("note: optim paged_adamw_8bit trains as adamw_8bit: its 8-bit state stays in device memory (no paging needed)\n")
+	}
 	if o.Backend == nil {
-		return nil
+		return t.requireDeviceFor8bit("")
 	}
 	fail := func(err error) error {
 		if o.Required {
 			return fmt.Errorf("device %s: %w", o.Backend.Name(), err)
+		}
+		if err := t.requireDeviceFor8bit(err.Error()); err != nil {
+			return err
 		}
 		t.printf("note: training on the CPU: %s cannot run this yet: %v\n", o.Backend.Name(), err)
 		return nil
@@ -66,8 +86,9 @@ func (t *Trainer) attachDevice(o Options) error {
 		}
 		return 1
 	}
+	_, adam8 := t.opt.(*optim.AdamW8bit)
 	dm, err := model.NewDeviceModel(t.Model, o.Backend, model.DeviceOptions{Compute: dt, Decays: optim.Decays, LRScale: lrScale,
-		Checkpoint: t.Cfg.UseGradientCheckpointing(), HostViews: true})
+		Checkpoint: t.Cfg.UseGradientCheckpointing(), HostViews: true, Adam8bit: adam8})
 	if err != nil {
 		return fail(err)
 	}
@@ -102,6 +123,8 @@ func (t *Trainer) deviceResumed() error {
 				}
 			}
 		}
+	case *optim.AdamW8bit:
+		return t.deviceResumed8bit(o)
 	}
 	return nil
 }
@@ -131,6 +154,9 @@ func (t *Trainer) syncFromDevice() error {
 			}
 		}
 		return nil
+	}
+	if o, ok := t.opt.(*optim.AdamW8bit); ok {
+		return t.syncFromDevice8bit(o)
 	}
 	adam := t.opt.(*optim.AdamW)
 	for _, p := range t.Params {
