@@ -56,6 +56,7 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 	device := fs.String("device", "cpu", "with --train: cpu, cuda or host (the compute-seam block on the CPU backend)")
 	dtype := fs.String("dtype", "bf16", "with --device cuda: bf16 (mixed precision) or f32")
 	gpuProfile := fs.Bool("profile", false, "with --device cuda: time every operation of one more step and report the GPU time per kind")
+	optimName := fs.String("optim", "adamw_torch", "with --train on a device (cuda, host): adamw_torch (float moments) or adamw_8bit (block-wise 8-bit moments)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -71,8 +72,19 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	adam8 := false
+	switch *optimName {
+	case "adamw_torch":
+	case "adamw_8bit":
+		if *device == "cpu" {
+			return fmt.Errorf("bench: --optim adamw_8bit needs --device host or cuda (the CPU block keeps float optimizer state)")
+		}
+		adam8 = true
+	default:
+		return fmt.Errorf("bench: --optim %q (want adamw_torch or adamw_8bit)", *optimName)
+	}
 	if *device != "cpu" {
-		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag)
+		return benchDevice(stdout, *device, *dtype, *train, *shapeList, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag, adam8)
 	}
 	var shapes []string
 	if *shapeList != "" {

@@ -28,7 +28,7 @@ type memInfo interface {
 
 // benchDevice times training steps (forward, backward, clipping, AdamW) of a
 // named shape on a GPU backend, with random weights and tokens.
-func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, rank, steps int, profile, checkpoint bool) error {
+func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, rank, steps int, profile, checkpoint, adam8 bool) error {
 	switch method {
 	case "full", "lora", "qlora", "prompt", "prefix", "adapter":
 	default:
@@ -52,7 +52,7 @@ func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, ran
 		shapes = []string{"qwen3-0.6b"}
 	}
 	for _, shape := range shapes {
-		line, err := benchDeviceShape(be, dt, method, shape, b, t, rank, steps, profile, checkpoint)
+		line, err := benchDeviceShape(be, dt, method, shape, b, t, rank, steps, profile, checkpoint, adam8)
 		if err != nil {
 			return err
 		}
@@ -61,17 +61,24 @@ func benchDevice(w io.Writer, device, dtype, method, shapeList string, b, t, ran
 	return nil
 }
 
-func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int, profile, checkpoint bool) (map[string]any, error) {
+func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int, profile, checkpoint, adam8 bool) (map[string]any, error) {
 	m, params, pm, err := benchModel(method, shape, rank, model.F32)
 	if err != nil {
 		return nil, err
 	}
 	cfg := m.Cfg
 	trainable := 0
+	var stateBytes int64 // the optimizer state's size in theory (no arena padding)
 	for _, p := range params {
-		trainable += p.Len()
+		n := p.Len()
+		trainable += n
+		if adam8 && n >= compute.Adam8MinSize {
+			stateBytes += 2*int64(n) + 8*int64(compute.Adam8Blocks(n, compute.Adam8Block))
+		} else {
+			stateBytes += 8 * int64(n)
+		}
 	}
-	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: checkpoint, HostViews: true})
+	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: checkpoint, HostViews: true, Adam8bit: adam8})
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +141,8 @@ func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string
 		"loss": loss, "peak_mem_gib": float64(st.Peak) / (1 << 30), "tflops": round(flops / times[len(times)/2] / 1e12),
 		// The process's own figures: for the host backend, comparable with
 		// the CPU trainer's (the host copy of the model is dropped above).
-		"peak_rss_mib": rss.Peak >> 20, "cpu_s_step": cpuStep}
+		"peak_rss_mib": rss.Peak >> 20, "cpu_s_step": cpuStep,
+		"optim": map[bool]string{false: "adamw_torch", true: "adamw_8bit"}[adam8], "optimizer_state_mib": float64(stateBytes) / (1 << 20)}
 	if mi, ok := be.(memInfo); ok {
 		free, total := mi.FreeMemory()
 		line["device_used_gib"] = math.Round(float64(total-free)/(1<<30)*100) / 100

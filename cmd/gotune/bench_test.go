@@ -95,7 +95,7 @@ func TestBenchPromptMethods(t *testing.T) {
 		if err := runBench([]string{"--train", m, "--shape", "tiny", "--seq", "16", "--steps", "1", "--rounds", "1"}, &out, &errb); err != nil {
 			t.Fatalf("%s on the CPU: %v\n%s", m, err, errb.String())
 		}
-		line, err := benchDeviceShape(ref.New(), compute.F32, m, "tiny", 1, 16, 16, 1, false, false)
+		line, err := benchDeviceShape(ref.New(), compute.F32, m, "tiny", 1, 16, 16, 1, false, false, false)
 		if err != nil {
 			t.Fatalf("%s on the device: %v", m, err)
 		}
@@ -103,5 +103,31 @@ func TestBenchPromptMethods(t *testing.T) {
 		if line["method"] != m || !(loss > 0) || math.IsInf(loss, 0) || !(line["value"].(float64) > 0) {
 			t.Errorf("%s on the device: %v", m, line)
 		}
+	}
+}
+
+// TestBenchAdamW8bit: --optim adamw_8bit trains through the device block
+// with a finite loss and reports less optimizer state than AdamW (full
+// fine-tuning of the tiny shape); the CPU block refuses it.
+func TestBenchAdamW8bit(t *testing.T) {
+	var mib [2]float64
+	for i, q8 := range []bool{false, true} {
+		line, err := benchDeviceShape(ref.New(), compute.F32, "full", "tiny", 1, 16, 16, 1, false, false, q8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss, _ := line["loss"].(float64)
+		if !(loss > 0) || math.IsInf(loss, 0) {
+			t.Errorf("8-bit %v: loss %v", q8, line["loss"])
+		}
+		mib[i] = line["optimizer_state_mib"].(float64)
+	}
+	if !(mib[1] < mib[0]/3) {
+		t.Errorf("optimizer state %.3g MiB with 8-bit moments, %.3g MiB with float ones; want under a third", mib[1], mib[0])
+	}
+	var out, errb bytes.Buffer
+	err := runBench([]string{"--train", "full", "--shape", "tiny", "--optim", "adamw_8bit"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "--device host") {
+		t.Errorf("--optim adamw_8bit on the CPU block: got %v, want an error naming --device host", err)
 	}
 }
