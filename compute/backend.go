@@ -222,8 +222,9 @@ type Backend interface {
 	// with one F32 scale per block of block elements (mScale, vScale, of
 	// Adam8Blocks(n, block) values; a last block may be short). Per block it
 	// decodes the moments, updates them and the F32 weights p from gradient
-	// g in float32 exactly as AdamW, then re-encodes them (Quantize8) with
-	// the block's new largest magnitude as its scale. shadow (may be nil)
+	// g in float32 exactly as AdamW, then re-encodes them: the block's new
+	// largest magnitude becomes its scale s, and each value x is coded as
+	// Quantize8(x·(1/s)) (0 when s is 0). shadow (may be nil)
 	// receives the new weights in its own dtype.
 	AdamW8bit(p, g, m8, v8, mScale, vScale, shadow Tensor, s AdamStep, block int)
 }

@@ -1,8 +1,10 @@
 package compute
 
 import (
+	"fmt"
 	"math"
 	"sort"
+	"sync"
 )
 
 // 8-bit optimizer state (bitsandbytes' block-wise 8-bit AdamW).
@@ -84,17 +86,7 @@ func dynamicMap(signed bool) [256]float32 {
 // Every backend computes codes with this rule, so their states agree bit
 // for bit.
 func Quantize8(x float32, table *[256]float32, signed bool) uint8 {
-	// Binary search for the first entry ≥ x.
-	lo, hi := 0, 255
-	for lo < hi {
-		mid := (lo + hi) / 2
-		if table[mid] < x {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	c := lo
+	c := int(insertion(x, table))
 	if c > 0 && x-table[c-1] <= table[c]-x {
 		c--
 	}
@@ -110,3 +102,146 @@ func Quantize8(x float32, table *[256]float32, signed bool) uint8 {
 
 // Adam8Blocks is the number of scales a state of n elements needs.
 func Adam8Blocks(n, block int) int { return (n + block - 1) / block }
+
+// Quantizer8 computes Quantize8's codes for one table without its binary
+// search or any data-dependent branch. The float32 bits of x — sign, the
+// binary exponent clamped to the 26 binades the table spans (below them
+// one bucket per sign holds every smaller magnitude, zero included; above
+// them, magnitudes of 2 and more join [1, 2)), and the top quantizerBits
+// bits of the mantissa — pick a bucket holding the insertion point of its
+// smallest value. Buckets are narrower than the table's gaps, so x's own
+// insertion point is that or the next; the nearest and sign rules are then
+// selections. The buckets fit in 7 KB, within the first-level cache. The
+// result is Quantize8's for every x (TestQuantizer8).
+type Quantizer8 struct {
+	// t is the table with −Inf before it and +Inf after it: t[c+1] is
+	// entry c, so the neighbours of any insertion point can be read.
+	t      [258]float32
+	signed bool
+	start  [2 * quantizerBinades << quantizerBits]uint8
+}
+
+const (
+	// quantizerBits mantissa bits per bucket: a bucket of [2^e, 2^(e+1))
+	// is then 2^e/128 wide, under the finest gap of either table (0.9/128
+	// in the unsigned table's top decade), which NewQuantizer8 checks.
+	quantizerBits = 7
+	// quantizerBinades: the binades [2^−25, 2^−24) … [1, 2) (biased
+	// exponents 102…127, the smallest entry is 3.25·10⁻⁷ ≈ 2^−21.6), plus
+	// bucket row 0 for everything smaller.
+	quantizerBinades = 27
+	quantizerMinExp  = 101 // biased exponents up to this go to row 0
+)
+
+var (
+	quantizers     [2]*Quantizer8
+	quantizersOnce sync.Once
+)
+
+// bucket is x's bucket index.
+func bucket(x float32) uint {
+	bits := math.Float32bits(x)
+	row := min(max(int(bits>>23&0xff)-quantizerMinExp, 0), quantizerBinades-1)
+	return uint(bits>>31)*(quantizerBinades<<quantizerBits) + uint(row)<<quantizerBits + uint(bits>>(23-quantizerBits)&(1<<quantizerBits-1))
+}
+
+// NewQuantizer8 returns the shared quantizer of DynamicMap(signed).
+func NewQuantizer8(signed bool) *Quantizer8 {
+	quantizersOnce.Do(func() {
+		for i, sg := range []bool{false, true} {
+			table := DynamicMap(sg)
+			q := &Quantizer8{signed: sg}
+			q.t[0], q.t[257] = float32(math.Inf(-1)), float32(math.Inf(1))
+			copy(q.t[1:257], table[:])
+			for k := range q.start {
+				neg := k >= quantizerBinades<<quantizerBits
+				row := k >> quantizerBits % quantizerBinades
+				// The bucket's magnitudes [lo, hi].
+				var lo, hi float32
+				const shift = 23 - quantizerBits
+				switch row {
+				case 0:
+					lo, hi = 0, math.Nextafter32(math.Float32frombits((quantizerMinExp+1)<<23), 0)
+				default:
+					b := uint32(row+quantizerMinExp)<<23 | uint32(k&(1<<quantizerBits-1))<<shift
+					lo, hi = math.Float32frombits(b), math.Float32frombits(b|(1<<shift-1))
+					if row == quantizerBinades-1 {
+						hi = float32(math.Inf(1)) // and everything larger
+					}
+				}
+				if neg {
+					lo, hi = -hi, -lo
+				}
+				q.start[k] = insertion(lo, table)
+				if int(insertion(hi, table)) > int(q.start[k])+1 {
+					// The buckets are fixed by the constants above: this
+					// is a programming error, not a user's.
+					panic(fmt.Sprintf("compute: quantizer bucket %d holds more than one table entry", k))
+				}
+			}
+			quantizers[i] = q
+		}
+	})
+	if signed {
+		return quantizers[1]
+	}
+	return quantizers[0]
+}
+
+// insertion is the first entry ≥ x (255 when none is), by binary search.
+func insertion(x float32, table *[256]float32) uint8 {
+	lo, hi := 0, 255
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if table[mid] < x {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return uint8(lo)
+}
+
+// Code is Quantize8(x, DynamicMap(signed), signed).
+func (q *Quantizer8) Code(x float32) uint8 {
+	if x != x {
+		return 0 // NaN: every comparison fails, as in Quantize8's search
+	}
+	return q.code(x)
+}
+
+// code is Code of a number (not NaN), written as selections (no branch
+// depends on x: the values of one block are not predictable).
+func (q *Quantizer8) code(x float32) uint8 {
+	t := &q.t
+	c := uint(q.start[bucket(x)])
+	c += b2u(t[c+1] < x)
+	c -= c >> 8 // 256 (x above every entry) is 255
+	c -= b2u(x-t[c&255] <= t[(c+1)&511]-x)
+	if q.signed {
+		v := t[(c+1)&511]
+		c = c - b2u(x < 0)&b2u(v >= 0) + b2u(x > 0)&b2u(v < 0)
+	}
+	return uint8(c)
+}
+
+func b2u(b bool) uint {
+	var u uint
+	if b {
+		u = 1
+	}
+	return u
+}
+
+// Encode writes dst[i] = Code(src[i]·scale) (the CPU backend's hot path).
+func (q *Quantizer8) Encode(dst []byte, src []float32, scale float32) {
+	dst = dst[:len(src)]
+	for i, x := range src {
+		x *= scale
+		var c uint8
+		if x == x { // NaN is 0
+			c = q.code(x)
+		}
+		dst[i] = c
+	}
+}

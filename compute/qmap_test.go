@@ -116,3 +116,54 @@ func TestQuantize8(t *testing.T) {
 }
 
 func abs(x float32) float32 { return float32(math.Abs(float64(x))) }
+
+// TestQuantizer8 checks the bucketed quantizer against Quantize8 on random
+// values of every magnitude and sign, on every table entry and its float32
+// neighbours, on midpoints, and on ±0, ±Inf and NaN.
+func TestQuantizer8(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, signed := range []bool{true, false} {
+		q, m := NewQuantizer8(signed), DynamicMap(signed)
+		xs := []float32{0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 2, -2}
+		for c := range m {
+			xs = append(xs, m[c], math.Nextafter32(m[c], 2), math.Nextafter32(m[c], -2))
+			if c < 255 {
+				mid := m[c] + (m[c+1]-m[c])/2
+				xs = append(xs, mid, math.Nextafter32(mid, 2), math.Nextafter32(mid, -2))
+			}
+		}
+		for range 1 << 20 {
+			x := float32(math.Pow(10, -9*r.Float64()))
+			if r.IntN(2) == 0 {
+				x = -x
+			}
+			xs = append(xs, x, math.Float32frombits(r.Uint32()))
+		}
+		for _, x := range xs {
+			if got, want := q.Code(x), Quantize8(x, m, signed); got != want {
+				t.Fatalf("signed %v: code of %g (%#08x): %d, Quantize8 %d", signed, x, math.Float32bits(x), got, want)
+			}
+		}
+	}
+}
+
+// TestQuantizer8Encode: Encode of a block is Code of each value times the
+// scale.
+func TestQuantizer8Encode(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	src := make([]float32, 1000)
+	for i := range src {
+		src[i] = float32(r.NormFloat64() * math.Pow(10, -4*r.Float64()))
+	}
+	src[7] = float32(math.NaN())
+	for _, signed := range []bool{true, false} {
+		q := NewQuantizer8(signed)
+		dst := make([]byte, len(src))
+		q.Encode(dst, src, 0.37)
+		for i, x := range src {
+			if want := q.Code(x * 0.37); dst[i] != want {
+				t.Fatalf("signed %v: Encode of %g: %d, Code %d", signed, x, dst[i], want)
+			}
+		}
+	}
+}

@@ -36,40 +36,48 @@ func AdamW8bitSlices(p, g []float32, m8, v8 []byte, mScale, vScale, shadow []flo
 			n, len(g), len(m8), len(v8), len(mScale), len(vScale), len(shadow), block)
 	}
 	qs, qu := compute.DynamicMap(true), compute.DynamicMap(false)
+	cs, cu := compute.NewQuantizer8(true), compute.NewQuantizer8(false)
 	Parallel(len(mScale), max(1, (1<<14)/block), func(blo, bhi int) {
 		m, v := make([]float32, block), make([]float32, block)
 		for blk := blo; blk < bhi; blk++ {
 			lo, hi := blk*block, min(blk*block+block, n)
 			ms, vs := mScale[blk], vScale[blk]
+			pb, gb, mb, vb := p[lo:hi], g[lo:hi], m8[lo:hi], v8[lo:hi]
+			mt, vt := m[:len(pb)], v[:len(pb)]
+			gb, mb, vb = gb[:len(pb)], mb[:len(pb)], vb[:len(pb)]
 			var mMax, vMax float32
-			for i := lo; i < hi; i++ {
-				gi := g[i] * s.GradScale
-				mi := s.Beta1*(qs[m8[i]]*ms) + (1-s.Beta1)*gi
-				vi := s.Beta2*(qu[v8[i]]*vs) + (1-s.Beta2)*gi*gi
-				m[i-lo], v[i-lo] = mi, vi
-				mMax = max(mMax, float32(math.Abs(float64(mi))))
-				vMax = max(vMax, vi)
-				pi := p[i]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
-				p[i] = pi
+			for j := range pb {
+				gi := gb[j] * s.GradScale
+				mi := s.Beta1*(qs[mb[j]]*ms) + (1-s.Beta1)*gi
+				vi := s.Beta2*(qu[vb[j]]*vs) + (1-s.Beta2)*gi*gi
+				mt[j], vt[j] = mi, vi
+				// Largest magnitudes; a NaN does not count (as CUDA's fmaxf).
+				if a := math.Float32frombits(math.Float32bits(mi) &^ (1 << 31)); a > mMax {
+					mMax = a
+				}
+				if vi > vMax {
+					vMax = vi
+				}
+				pi := pb[j]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
+				pb[j] = pi
 				if shadow != nil {
 					if bf16 {
 						pi = hostmem.RoundBF16(pi)
 					}
-					shadow[i] = pi
+					shadow[lo+j] = pi
 				}
 			}
 			mScale[blk], vScale[blk] = mMax, vMax
-			for i := lo; i < hi; i++ {
-				var x, y float32
-				if mMax != 0 {
-					x = m[i-lo] / mMax
-				}
-				if vMax != 0 {
-					y = v[i-lo] / vMax
-				}
-				m8[i] = compute.Quantize8(x, qs, true)
-				v8[i] = compute.Quantize8(y, qu, false)
+			// x·(1/scale), as bitsandbytes: one division a block.
+			var mInv, vInv float32
+			if mMax != 0 {
+				mInv = 1 / mMax
 			}
+			if vMax != 0 {
+				vInv = 1 / vMax
+			}
+			cs.Encode(m8[lo:hi], m[:hi-lo], mInv)
+			cu.Encode(v8[lo:hi], v[:hi-lo], vInv)
 		}
 	})
 	return nil

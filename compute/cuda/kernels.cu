@@ -1012,9 +1012,12 @@ extern "C" __global__ void adamw8_f32(float* p, const float* g, unsigned char* m
       ms[b] = mmax;
       vs[b] = vmax;
     }
+    // x·(1/scale), as the CPU and bitsandbytes: one division a block.
+    float minv = mmax != 0.f ? __fdiv_rn(1.f, mmax) : 0.f;
+    float vinv = vmax != 0.f ? __fdiv_rn(1.f, vmax) : 0.f;
     for (int j = threadIdx.x; j < len; j += blockDim.x) {
-      float x = mmax != 0.f ? __fdiv_rn(mb[j], mmax) : 0.f;
-      float y = vmax != 0.f ? __fdiv_rn(vb[j], vmax) : 0.f;
+      float x = __fmul_rn(mb[j], minv);
+      float y = __fmul_rn(vb[j], vinv);
       m8[lo + j] = adam8_quantize(qs, x, true);
       v8[lo + j] = adam8_quantize(qu, y, false);
     }

@@ -29,8 +29,13 @@ func (b *Backend) AdamW8bit(p, g, m8, v8, mScale, vScale, shadow compute.Tensor,
 			mi := s.Beta1*(qs[M.U[i]]*MS.F[blk]) + (1-s.Beta1)*gi
 			vi := s.Beta2*(qu[V.U[i]]*VS.F[blk]) + (1-s.Beta2)*gi*gi
 			m[i-lo], v[i-lo] = mi, vi
-			mMax = max(mMax, float32(math.Abs(float64(mi))))
-			vMax = max(vMax, vi)
+			// A NaN does not count (as CUDA's fmaxf).
+			if a := abs32(mi); a > mMax {
+				mMax = a
+			}
+			if vi > vMax {
+				vMax = vi
+			}
 			pi := P.F[i]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
 			P.F[i] = pi
 			if SH != nil {
@@ -48,11 +53,11 @@ func (b *Backend) AdamW8bit(p, g, m8, v8, mScale, vScale, shadow compute.Tensor,
 // nearest encodes x/scale by scanning the whole table (the backends use a
 // binary search; the rule is compute.Quantize8's).
 func nearest(x, scale float32, table *[256]float32, signed bool) uint8 {
+	var inv float32
 	if scale != 0 {
-		x /= scale
-	} else {
-		x = 0
+		inv = 1 / scale
 	}
+	x *= inv
 	best := 0
 	for c := 1; c < 256; c++ {
 		if abs32(x-table[c]) < abs32(x-table[best]) {
