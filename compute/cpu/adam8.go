@@ -48,8 +48,10 @@ func AdamW8bitSlices(p, g []float32, m8, v8 []byte, mScale, vScale, shadow []flo
 			var mMax, vMax float32
 			for j := range pb {
 				gi := gb[j] * s.GradScale
-				mi := s.Beta1*(qs[mb[j]]*ms) + (1-s.Beta1)*gi
-				vi := s.Beta2*(qu[vb[j]]*vs) + (1-s.Beta2)*gi*gi
+				// float32() around products: no fusion into FMAs (Go may fuse on some
+				// targets), so every backend rounds alike.
+				mi := float32(s.Beta1*(qs[mb[j]]*ms)) + float32((1-s.Beta1)*gi)
+				vi := float32(s.Beta2*(qu[vb[j]]*vs)) + float32((1-s.Beta2)*gi*gi)
 				mt[j], vt[j] = mi, vi
 				// Largest magnitudes; a NaN does not count (as CUDA's fmaxf).
 				if a := math.Float32frombits(math.Float32bits(mi) &^ (1 << 31)); a > mMax {
@@ -58,7 +60,7 @@ func AdamW8bitSlices(p, g []float32, m8, v8 []byte, mScale, vScale, shadow []flo
 				if vi > vMax {
 					vMax = vi
 				}
-				pi := pb[j]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
+				pi := float32(pb[j]*s.Decay) - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
 				pb[j] = pi
 				if shadow != nil {
 					if bf16 {

@@ -26,8 +26,9 @@ func (b *Backend) AdamW8bit(p, g, m8, v8, mScale, vScale, shadow compute.Tensor,
 		var mMax, vMax float32
 		for i := lo; i < hi; i++ {
 			gi := G.F[i] * s.GradScale
-			mi := s.Beta1*(qs[M.U[i]]*MS.F[blk]) + (1-s.Beta1)*gi
-			vi := s.Beta2*(qu[V.U[i]]*VS.F[blk]) + (1-s.Beta2)*gi*gi
+			// float32() around products: never fused into FMAs.
+			mi := float32(s.Beta1*(qs[M.U[i]]*MS.F[blk])) + float32((1-s.Beta1)*gi)
+			vi := float32(s.Beta2*(qu[V.U[i]]*VS.F[blk])) + float32((1-s.Beta2)*gi*gi)
 			m[i-lo], v[i-lo] = mi, vi
 			// A NaN does not count (as CUDA's fmaxf).
 			if a := abs32(mi); a > mMax {
@@ -36,7 +37,7 @@ func (b *Backend) AdamW8bit(p, g, m8, v8, mScale, vScale, shadow compute.Tensor,
 			if vi > vMax {
 				vMax = vi
 			}
-			pi := P.F[i]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
+			pi := float32(P.F[i]*s.Decay) - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
 			P.F[i] = pi
 			if SH != nil {
 				SH.set(i, float64(pi))
