@@ -133,6 +133,9 @@ const (
 	quantizerMinExp  = 101 // biased exponents up to this go to row 0
 )
 
+// signedZero is the code of 0 in the signed table.
+const signedZero = 127
+
 var (
 	quantizers     [2]*Quantizer8
 	quantizersOnce sync.Once
@@ -150,6 +153,9 @@ func NewQuantizer8(signed bool) *Quantizer8 {
 	quantizersOnce.Do(func() {
 		for i, sg := range []bool{false, true} {
 			table := DynamicMap(sg)
+			if sg && (table[signedZero] != 0 || table[signedZero-1] >= 0) {
+				panic("compute: the signed table's zero is not at signedZero")
+			}
 			q := &Quantizer8{signed: sg}
 			q.t[0], q.t[257] = float32(math.Inf(-1)), float32(math.Inf(1))
 			copy(q.t[1:257], table[:])
@@ -219,8 +225,8 @@ func (q *Quantizer8) code(x float32) uint8 {
 	c -= c >> 8 // 256 (x above every entry) is 255
 	c -= b2u(x-t[c&255] <= t[(c+1)&511]-x)
 	if q.signed {
-		v := t[(c+1)&511]
-		c = c - b2u(x < 0)&b2u(v >= 0) + b2u(x > 0)&b2u(v < 0)
+		// Entries from signedZero up are ≥ 0, those below it negative.
+		c = c - b2u(x < 0)&b2u(c >= signedZero) + b2u(x > 0)&b2u(c < signedZero)
 	}
 	return uint8(c)
 }
