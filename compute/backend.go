@@ -246,6 +246,19 @@ type Backend interface {
 	// src (same dtype; views start at the first element): the experts'
 	// interleaved parts of stacked LoRA matrices, gathered in one pass.
 	Transpose(dst, src Tensor, rows, cols int)
+
+	// ---- 8-bit AdamW (bitsandbytes' adamw_8bit; see qmap.go) ----
+
+	// AdamW8bit is AdamW (see AdamStep) with both moments held block-wise
+	// in 8 bits: U8 codes m8, v8 into DynamicMap(true) and DynamicMap(false)
+	// with one F32 scale per block of block elements (mScale, vScale, of
+	// Adam8Blocks(n, block) values; a last block may be short). Per block it
+	// decodes the moments, updates them and the F32 weights p from gradient
+	// g in float32 exactly as AdamW, then re-encodes them: the block's new
+	// largest magnitude becomes its scale s, and each value x is coded as
+	// Quantize8(x·(1/s)) (0 when s is 0). shadow (may be nil)
+	// receives the new weights in its own dtype.
+	AdamW8bit(p, g, m8, v8, mScale, vScale, shadow Tensor, s AdamStep, block int)
 }
 
 // Activation is an element-wise non-linearity.

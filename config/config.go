@@ -97,7 +97,7 @@ type Config struct {
 	WarmupSteps               float64            `yaml:"warmup_steps"` // >= 1: steps; in (0,1): fraction (transformers 5)
 	WeightDecay               float64            `yaml:"weight_decay"`
 	MaxGradNorm               float64            `yaml:"max_grad_norm"` // 0: no clipping
-	Optim                     string             `yaml:"optim"`         // adamw_torch or sgd
+	Optim                     string             `yaml:"optim"`         // adamw_torch, sgd or adamw_8bit (device block only)
 	AdamBeta1                 float64            `yaml:"adam_beta1"`
 	AdamBeta2                 float64            `yaml:"adam_beta2"`
 	AdamEpsilon               float64            `yaml:"adam_epsilon"`

@@ -17,7 +17,7 @@ var (
 	laterStages = []string{"rm", "ppo", "orpo", "simpo"}
 	schedulers  = []string{"constant", "constant_with_warmup", "linear", "cosine",
 		"cosine_with_restarts", "polynomial", "inverse_sqrt", "cosine_with_min_lr"}
-	optimizers     = []string{"adamw_torch", "adamw_torch_fused", "adamw_hf", "sgd"}
+	optimizers     = []string{"adamw_torch", "adamw_torch_fused", "adamw_hf", "sgd", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit"}
 	mixStrategies  = []string{"concat", "interleave_under", "interleave_over"}
 	schedulerKwarg = []string{"min_lr", "min_lr_rate", "num_cycles", "lr_end", "power", "timescale"}
 )

@@ -57,6 +57,11 @@ type DeviceOptions struct {
 	// The host then sees every update at once, and must not write those
 	// gradients itself (the trainer never does while a device trains).
 	HostViews bool
+	// Adam8bit keeps the AdamW moments of every trainable parameter of at
+	// least compute.Adam8MinSize elements block-wise in 8 bits
+	// (bitsandbytes' adamw_8bit: 2 bytes and two scales per 256 elements
+	// instead of 8 bytes); smaller ones keep float moments.
+	Adam8bit bool
 }
 
 // dparam is one parameter on the device: w is what the operations read (in
@@ -203,6 +208,7 @@ type DeviceModel struct {
 	Temperature float64
 
 	hostViews bool // DeviceOptions.HostViews
+	adam8     bool // DeviceOptions.Adam8bit
 
 	be     compute.Backend
 	cfg    *Config
@@ -283,7 +289,7 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 	if o.Shared != nil && o.Shared.be != be {
 		return nil, errors.New("device model: shared weights of another backend")
 	}
-	dm := &DeviceModel{hostViews: o.HostViews, be: be, cfg: c, act: o.Compute, decays: o.Decays, lrScale: o.LRScale, weights: o.Shared, checkpoint: o.Checkpoint, inference: o.Inference, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
+	dm := &DeviceModel{hostViews: o.HostViews, adam8: o.Adam8bit, be: be, cfg: c, act: o.Compute, decays: o.Decays, lrScale: o.LRScale, weights: o.Shared, checkpoint: o.Checkpoint, inference: o.Inference, byHost: map[*nn.Param]*dparam{}, scratch: map[string]compute.Tensor{}}
 	var err error
 	param := func(p *nn.Param, float bool) *dparam {
 		if err != nil || p == nil {
@@ -423,11 +429,17 @@ type dgroup struct {
 	offs                  []int
 	n                     int
 	master, grad, m, v, w compute.Tensor
-	steps                 int64
-	decay                 bool    // takes weight decay
-	lrScale               float64 // multiplies the learning rate
-	shadow                bool    // has a copy in the compute type (w)
-	momentum              bool    // m holds SGD momentum buffers
+	// With 8-bit AdamW state (q8; m and v are then nil): U8 codes and one
+	// F32 scale per compute.Adam8Block elements. Parameters start on block
+	// boundaries, so every block belongs to one parameter, as bitsandbytes'
+	// per-tensor blocks.
+	m8, v8, mScale, vScale compute.Tensor
+	steps                  int64
+	decay                  bool    // takes weight decay
+	lrScale                float64 // multiplies the learning rate
+	shadow                 bool    // has a copy in the compute type (w)
+	momentum               bool    // m holds SGD momentum buffers
+	q8                     bool    // AdamW state in 8 bits
 }
 
 func cmpBool(a, b bool) int {
@@ -528,26 +540,31 @@ func (dm *DeviceModel) frozen(key sharedKey, make func(alloc func(compute.DType,
 func (dm *DeviceModel) placeTrainable() error {
 	// One arena per (bf16 shadow, weight decay, learning-rate scale).
 	type key struct {
-		shadow, decay bool
-		lr            float64
+		shadow, decay, q8 bool
+		lr                float64
 	}
 	arenas := map[key]*dgroup{}
 	for _, p := range dm.params {
 		if !p.trainable {
 			continue
 		}
-		k := key{shadow: !p.float && dm.act != compute.F32, decay: dm.decays == nil || dm.decays(p.host.Name), lr: 1}
+		k := key{shadow: !p.float && dm.act != compute.F32, decay: dm.decays == nil || dm.decays(p.host.Name), lr: 1,
+			q8: dm.adam8 && p.n >= compute.Adam8MinSize}
 		if dm.lrScale != nil {
 			k.lr = dm.lrScale(p.host.Name)
 		}
 		g := arenas[k]
 		if g == nil {
-			g = &dgroup{decay: k.decay, lrScale: k.lr, shadow: k.shadow}
+			g = &dgroup{decay: k.decay, lrScale: k.lr, shadow: k.shadow, q8: k.q8}
 			arenas[k] = g
+		}
+		align := arenaAlign
+		if k.q8 {
+			align = compute.Adam8Block // a multiple of arenaAlign
 		}
 		g.offs = append(g.offs, g.n)
 		g.params = append(g.params, p)
-		g.n += (p.n + arenaAlign - 1) / arenaAlign * arenaAlign
+		g.n += (p.n + align - 1) / align * align
 	}
 	keys := slices.Collect(maps.Keys(arenas))
 	// A fixed order: the gradient norm sums the arenas in it.
@@ -557,6 +574,9 @@ func (dm *DeviceModel) placeTrainable() error {
 		}
 		if a.decay != b.decay {
 			return cmpBool(a.decay, b.decay)
+		}
+		if a.q8 != b.q8 {
+			return cmpBool(a.q8, b.q8)
 		}
 		return cmp.Compare(a.lr, b.lr)
 	})
@@ -604,6 +624,12 @@ func (dm *DeviceModel) placeTrainable() error {
 		runtime.GC()
 	}
 	for _, g := range dm.groups {
+		if g.q8 {
+			if err := dm.placeAdam8(g); err != nil {
+				return err
+			}
+			continue
+		}
 		var err error
 		for _, t := range []*compute.Tensor{&g.m, &g.v} {
 			if *t, err = dm.alloc(compute.F32, g.n); err != nil {
@@ -914,8 +940,13 @@ func (dm *DeviceModel) ApplyAdamW(c AdamWConfig, norm float64) error {
 			wd = c.WeightDecay
 		}
 		lr := c.LR * g.lrScale
-		dm.be.AdamW(g.master, g.grad, g.m, g.v, g.w, compute.AdamStep{GradScale: float32(gscale), Decay: float32(1 - lr*wd),
-			Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), StepSize: float32(lr / bc1), BC2Sqrt: float32(math.Sqrt(bc2)), Eps: float32(c.Eps)})
+		s := compute.AdamStep{GradScale: float32(gscale), Decay: float32(1 - lr*wd),
+			Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), StepSize: float32(lr / bc1), BC2Sqrt: float32(math.Sqrt(bc2)), Eps: float32(c.Eps)}
+		if g.q8 {
+			dm.be.AdamW8bit(g.master, g.grad, g.m8, g.v8, g.mScale, g.vScale, g.w, s, compute.Adam8Block)
+			continue
+		}
+		dm.be.AdamW(g.master, g.grad, g.m, g.v, g.w, s)
 	}
 	return dm.be.Err()
 }
@@ -926,6 +957,9 @@ func (dm *DeviceModel) AdamState(p *nn.Param) (m, v []float32, steps int64, err 
 	d := dm.byHost[p]
 	if d == nil || !d.trainable {
 		return nil, nil, 0, fmt.Errorf("device model: %s is not trained on the device", p.Name)
+	}
+	if d.grp.q8 {
+		return nil, nil, 0, fmt.Errorf("device model: %s keeps 8-bit AdamW state (see Adam8State)", p.Name)
 	}
 	m, v = make([]float32, d.n), make([]float32, d.n)
 	if err := dm.be.Download(m, d.m); err != nil {
@@ -942,6 +976,9 @@ func (dm *DeviceModel) SetAdamState(p *nn.Param, m, v []float32, steps int64) er
 	d := dm.byHost[p]
 	if d == nil || !d.trainable {
 		return fmt.Errorf("device model: %s is not trained on the device", p.Name)
+	}
+	if d.grp.q8 {
+		return fmt.Errorf("device model: %s keeps 8-bit AdamW state (see SetAdam8State)", p.Name)
 	}
 	if len(m) != d.n || len(v) != d.n {
 		return fmt.Errorf("device model: %s: optimizer state of %d/%d values, want %d", p.Name, len(m), len(v), d.n)

@@ -58,8 +58,12 @@ func New(name string, groups []Group, cfg Config) (Optimizer, error) {
 		return NewAdamW(groups, cfg)
 	case "sgd":
 		return NewSGD(groups, cfg)
+	case "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit":
+		// bitsandbytes' paging moves state to the host under GPU memory
+		// pressure; at 2 bytes a value the state is small enough to stay.
+		return NewAdamW8bit(groups, cfg)
 	}
-	return nil, fmt.Errorf("optimizer %q: unknown; want adamw_torch or sgd", name)
+	return nil, fmt.Errorf("optimizer %q: unknown; want adamw_torch, adamw_8bit or sgd", name)
 }
 
 // slot is one parameter as the optimizer sees it.

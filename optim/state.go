@@ -32,13 +32,14 @@ type stateful interface {
 	stateMissing(loaded map[string]bool) []string
 }
 
-// tensor is one state buffer; exactly one of f32, f64, i64 is set.
+// tensor is one state buffer; exactly one of f32, f64, i64, u8 is set.
 type tensor struct {
 	name  string
 	shape []int
 	f32   []float32
 	f64   []float64
 	i64   []int64
+	u8    []byte // 8-bit optimizer codes
 }
 
 func (t tensor) dtype() string {
@@ -47,15 +48,20 @@ func (t tensor) dtype() string {
 		return "F64"
 	case t.i64 != nil:
 		return "I64"
+	case t.u8 != nil:
+		return "U8"
 	}
 	return "F32"
 }
 
-func (t tensor) elems() int { return max(len(t.f32), len(t.f64), len(t.i64)) }
+func (t tensor) elems() int { return max(len(t.f32), len(t.f64), len(t.i64), len(t.u8)) }
 
 func dtypeSize(d string) int {
-	if d == "F32" {
+	switch d {
+	case "F32":
 		return 4
+	case "U8":
+		return 1
 	}
 	return 8
 }
@@ -92,6 +98,8 @@ func Save(o Optimizer, w io.Writer) error {
 					buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(t.f32[i]))
 				case t.f64 != nil:
 					buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(t.f64[i]))
+				case t.u8 != nil:
+					buf = append(buf, t.u8[i])
 				default:
 					buf = binary.LittleEndian.AppendUint64(buf, uint64(t.i64[i]))
 				}
@@ -196,8 +204,8 @@ func Load(o Optimizer, r io.Reader, name string) error {
 	pos := 0
 	chunk := make([]byte, 1<<16)
 	for _, it := range items {
-		if it.DType != "F32" && it.DType != "F64" && it.DType != "I64" {
-			return fail("tensor %q: dtype %q; want F32, F64 or I64", it.name, it.DType)
+		if it.DType != "F32" && it.DType != "F64" && it.DType != "I64" && it.DType != "U8" {
+			return fail("tensor %q: dtype %q; want F32, F64, I64 or U8", it.name, it.DType)
 		}
 		n := 1
 		for _, d := range it.Shape {
@@ -218,7 +226,7 @@ func Load(o Optimizer, r io.Reader, name string) error {
 		if !slices.Equal(dst.shape, it.Shape) {
 			return fail("tensor %q: shape %v; the parameter needs %v", it.name, it.Shape, dst.shape)
 		}
-		if (dst.i64 != nil) != (it.DType == "I64") {
+		if (dst.i64 != nil) != (it.DType == "I64") || (dst.u8 != nil) != (it.DType == "U8") {
 			return fail("tensor %q: dtype %s; want %s", it.name, it.DType, dst.dtype())
 		}
 		for i := 0; i < n; {
@@ -236,6 +244,9 @@ func Load(o Optimizer, r io.Reader, name string) error {
 					v = math.Float64frombits(binary.LittleEndian.Uint64(b[8*j:]))
 				case "I64":
 					dst.i64[i+j] = int64(binary.LittleEndian.Uint64(b[8*j:]))
+					continue
+				case "U8":
+					dst.u8[i+j] = b[j]
 					continue
 				}
 				if dst.f32 != nil {

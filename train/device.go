@@ -27,15 +27,18 @@ type Options struct {
 func (t *Trainer) deviceUnsupported() string {
 	c := t.Cfg
 	switch t.opt.(type) {
-	case *optim.AdamW, *optim.SGD:
+	case *optim.AdamW, *optim.SGD, *optim.AdamW8bit:
 		return ""
 	}
-	return fmt.Sprintf("optim %q (adamw_torch and sgd run on the device block)", c.Optim)
+	return fmt.Sprintf("optim %q (adamw_torch, adamw_8bit and sgd run on the device block)", c.Optim)
 }
 
 // attachDevice copies the model to o.Backend, or to o.Fallback when
 // o.Backend cannot take the run.
 func (t *Trainer) attachDevice(o Options) error {
+	if t.Cfg.Optim == "paged_adamw_8bit" {
+		t.printf("note: optim paged_adamw_8bit trains as adamw_8bit: its 8-bit state stays in device memory (no paging needed)\n")
+	}
 	if o.Backend == nil {
 		return errors.New("train: no compute backend to train on (train.Options.Backend)")
 	}
@@ -75,8 +78,9 @@ func (t *Trainer) attachTo(be compute.Backend) error {
 		}
 		return 1
 	}
+	_, adam8 := t.opt.(*optim.AdamW8bit)
 	dm, err := model.NewDeviceModel(t.Model, be, model.DeviceOptions{Compute: dt, Decays: optim.Decays, LRScale: lrScale,
-		Checkpoint: t.Cfg.UseGradientCheckpointing(), HostViews: true})
+		Checkpoint: t.Cfg.UseGradientCheckpointing(), HostViews: true, Adam8bit: adam8})
 	if err != nil {
 		return err
 	}
@@ -108,6 +112,8 @@ func (t *Trainer) deviceResumed() error {
 				}
 			}
 		}
+	case *optim.AdamW8bit:
+		return t.deviceResumed8bit(o)
 	}
 	return nil
 }
@@ -134,6 +140,9 @@ func (t *Trainer) syncFromDevice() error {
 			}
 		}
 		return nil
+	}
+	if o, ok := t.opt.(*optim.AdamW8bit); ok {
+		return t.syncFromDevice8bit(o)
 	}
 	adam := t.opt.(*optim.AdamW)
 	for _, p := range t.Params {

@@ -57,6 +57,7 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 	device := fs.String("device", "cpu", "the backend that runs forward passes and training steps: cpu (host is its old name) or cuda")
 	dtype := fs.String("dtype", "bf16", "with --train: bf16 (mixed precision on a GPU; f32 over a bf16 base on the CPU) or f32")
 	gpuProfile := fs.Bool("profile", false, "with --device cuda: time every operation of one more step and report the GPU time per kind")
+	optimName := fs.String("optim", "adamw_torch", "with --train: adamw_torch (float moments) or adamw_8bit (block-wise 8-bit moments)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -126,6 +127,14 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 	if st == model.BF16 && *train != "lora" {
 		return fmt.Errorf("--storage bf16 is for --train lora (a frozen base beside an adapter), not %s", *train)
 	}
+	adam8 := false
+	switch *optimName {
+	case "adamw_torch":
+	case "adamw_8bit":
+		adam8 = true
+	default:
+		return fmt.Errorf("bench: --optim %q (want adamw_torch or adamw_8bit)", *optimName)
+	}
 	if *stage != "sft" {
 		if *stage != "dpo" || *peer != "" {
 			return fmt.Errorf("--stage %q: want sft, or dpo (without --peer)", *stage)
@@ -139,14 +148,14 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 	}
 	for _, s := range shapes {
 		if *peer == "" {
-			line, err := benchDeviceShape(be, dt, *train, s, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag, st)
+			line, err := benchDeviceShape(be, dt, *train, s, *batch, *seq, *rank, *steps, *gpuProfile, *ckptFlag, st, adam8)
 			if err != nil {
 				return err
 			}
 			emit(stdout, line)
 			continue
 		}
-		tb, err := newTrainBench(be, dt, *train, s, *batch, *seq, *rank, *ckptFlag, st)
+		tb, err := newTrainBench(be, dt, *train, s, *batch, *seq, *rank, *ckptFlag, st, adam8)
 		if err != nil {
 			return err
 		}
@@ -247,6 +256,8 @@ type trainBench struct {
 	trainable     int
 	checkpoint    bool
 	storage       model.DType // the frozen base's storage on the host
+	adam8         bool        // 8-bit AdamW moments
+	stateBytes    int64       // the optimizer state in theory
 	flops         float64     // estimated floating-point operations of one step
 	be            compute.Backend
 	dt            compute.DType
@@ -352,17 +363,24 @@ func benchDType(be compute.Backend, dtype string) (compute.DType, error) {
 // newTrainBench builds a model of a named shape set up for method on be
 // (storage: its frozen weights' storage on the host, which a host backend
 // reads where they lie) and runs one warm-up step.
-func newTrainBench(be compute.Backend, dt compute.DType, method, shape string, b, t, rank int, checkpoint bool, storage model.DType) (*trainBench, error) {
+func newTrainBench(be compute.Backend, dt compute.DType, method, shape string, b, t, rank int, checkpoint bool, storage model.DType, adam8 bool) (*trainBench, error) {
 	m, params, pm, err := benchModel(method, shape, rank, storage)
 	if err != nil {
 		return nil, err
 	}
 	cfg := m.Cfg
 	trainable := 0
+	var stateBytes int64 // the optimizer state's size in theory (no arena padding)
 	for _, p := range params {
-		trainable += p.Len()
+		n := p.Len()
+		trainable += n
+		if adam8 && n >= compute.Adam8MinSize {
+			stateBytes += 2*int64(n) + 8*int64(compute.Adam8Blocks(n, compute.Adam8Block))
+		} else {
+			stateBytes += 8 * int64(n)
+		}
 	}
-	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: checkpoint, HostViews: true})
+	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: checkpoint, HostViews: true, Adam8bit: adam8})
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +404,7 @@ func newTrainBench(be compute.Backend, dt compute.DType, method, shape string, b
 	if checkpoint {
 		flops = est.StepFLOPsCheckpoint
 	}
-	tb := &trainBench{method: method, shape: shape, b: b, t: t, rank: rank, trainable: trainable, checkpoint: checkpoint, storage: storage,
+	tb := &trainBench{method: method, shape: shape, b: b, t: t, rank: rank, trainable: trainable, checkpoint: checkpoint, storage: storage, adam8: adam8, stateBytes: stateBytes,
 		flops: flops, be: be, dt: dt, dm: dm, batch: randomBatch(cfg.Vocab, b, t)}
 	opt := model.AdamWConfig{LR: 1e-4, WeightDecay: 0.01, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1}
 	tb.step = func() (float64, error) {
@@ -437,6 +455,7 @@ func (tb *trainBench) run(steps int) (map[string]any, error) {
 	gf := tb.flops / times[0] / 1e9
 	st := tb.dm.MemStats()
 	line := map[string]any{"bench": "train_tokens_per_s", "device": tb.be.Name(), "dtype": tb.dt.String(), "method": tb.method, "shape": tb.shape, "storage": string(tb.storage),
+		"optim": map[bool]string{false: "adamw_torch", true: "adamw_8bit"}[tb.adam8], "optimizer_state_mib": float64(tb.stateBytes) / (1 << 20),
 		"batch": tb.b, "seq": tb.t, "lora_rank": tb.rank, "trainable": tb.trainable,
 		"value": round(float64(tb.b*tb.t) / el), "unit": "tokens/s", "step_s": el, "loss": loss,
 		// On shared machines the fastest step is the steadiest figure.

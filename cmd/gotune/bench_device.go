@@ -22,8 +22,8 @@ type memInfo interface {
 // benchDeviceShape times training steps (forward, backward, clipping,
 // AdamW) of a named shape on be, with random weights and tokens, and with
 // profile one more step with every operation timed (where be can).
-func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int, profile, checkpoint bool, storage model.DType) (map[string]any, error) {
-	tb, err := newTrainBench(be, dt, method, shape, b, t, rank, checkpoint, storage)
+func benchDeviceShape(be compute.Backend, dt compute.DType, method, shape string, b, t, rank, steps int, profile, checkpoint bool, storage model.DType, adam8 bool) (map[string]any, error) {
+	tb, err := newTrainBench(be, dt, method, shape, b, t, rank, checkpoint, storage, adam8)
 	if err != nil {
 		return nil, err
 	}

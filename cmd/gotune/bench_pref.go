@@ -22,12 +22,12 @@ func benchDPO(w io.Writer, be compute.Backend, dt compute.DType, method, shape s
 	if b < 2 || b%2 != 0 {
 		return fmt.Errorf("--stage dpo: --batch %d must be even (pairs of rows)", b)
 	}
-	sft, err := newTrainBench(be, dt, method, shape, b, t, rank, checkpoint, storage)
+	sft, err := newTrainBench(be, dt, method, shape, b, t, rank, checkpoint, storage, false)
 	if err != nil {
 		return err
 	}
 	defer sft.close()
-	dpo, err := newTrainBench(be, dt, method, shape, b, t, rank, checkpoint, storage)
+	dpo, err := newTrainBench(be, dt, method, shape, b, t, rank, checkpoint, storage, false)
 	if err != nil {
 		return err
 	}

@@ -133,7 +133,7 @@ func TestBenchPromptMethods(t *testing.T) {
 		if err := runBench([]string{"--train", m, "--shape", "tiny", "--seq", "16", "--steps", "1", "--rounds", "1"}, &out, &errb); err != nil {
 			t.Fatalf("%s on the CPU: %v\n%s", m, err, errb.String())
 		}
-		line, err := benchDeviceShape(ref.New(), compute.F32, m, "tiny", 1, 16, 16, 1, false, false, model.F32)
+		line, err := benchDeviceShape(ref.New(), compute.F32, m, "tiny", 1, 16, 16, 1, false, false, model.F32, false)
 		if err != nil {
 			t.Fatalf("%s on the device: %v", m, err)
 		}
@@ -163,5 +163,36 @@ func TestBenchHostBF16Storage(t *testing.T) {
 	args[1] = "full"
 	if err := runBench(args, &out, &errb); err == nil || !strings.Contains(err.Error(), "--storage bf16") {
 		t.Errorf("full tuning with --storage bf16: error %v, want a refusal naming the flag", err)
+	}
+}
+
+// TestBenchAdamW8bit: --optim adamw_8bit trains through the device block
+// with a finite loss and reports less optimizer state than AdamW (full
+// fine-tuning of the tiny shape), also from the command line.
+func TestBenchAdamW8bit(t *testing.T) {
+	var mib [2]float64
+	for i, q8 := range []bool{false, true} {
+		line, err := benchDeviceShape(ref.New(), compute.F32, "full", "tiny", 1, 16, 16, 1, false, false, model.F32, q8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss, _ := line["loss"].(float64)
+		if !(loss > 0) || math.IsInf(loss, 0) {
+			t.Errorf("8-bit %v: loss %v", q8, line["loss"])
+		}
+		mib[i] = line["optimizer_state_mib"].(float64)
+	}
+	if !(mib[1] < mib[0]/3) {
+		t.Errorf("optimizer state %.3g MiB with 8-bit moments, %.3g MiB with float ones; want under a third", mib[1], mib[0])
+	}
+	var out, errb bytes.Buffer
+	if err := runBench([]string{"--train", "full", "--shape", "tiny", "--seq", "16", "--steps", "1", "--optim", "adamw_8bit"}, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"optim":"adamw_8bit"`) {
+		t.Errorf("the step line does not say adamw_8bit: %s", out.String())
+	}
+	if err := runBench([]string{"--train", "full", "--shape", "tiny", "--optim", "adam"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "--optim") {
+		t.Errorf("--optim adam: got %v, want an error naming the flag", err)
 	}
 }

@@ -383,6 +383,17 @@ func (d *Device) Download(dst []float32, src compute.Tensor) error {
 			dst[i] = float32(v)
 		}
 		return nil
+	case compute.U8:
+		// 8-bit optimizer state, for checkpoints.
+		h := make([]byte, t.n)
+		d.fail(d.drv.check("cuMemcpyDtoHAsync", d.drv.cuMemcpyDtoHAsync.call(uintptr(unsafe.Pointer(&h[0])), t.ptr, uintptr(t.n), d.stream)))
+		if err := d.Sync(); err != nil {
+			return err
+		}
+		for i, v := range h {
+			dst[i] = float32(v)
+		}
+		return nil
 	}
 	return fmt.Errorf("cuda: download of %v", t.dt)
 }
@@ -494,6 +505,7 @@ func kernelNames() []string {
 	out = append(out, "cast_f32_bf16", "cast_bf16_f32", "colsum_f32", "dora_scale_f32", "adamw_f32", "sumsq_part_f32", "sum_f32", "fill_f32")
 	out = append(out, peftKernels...)
 	out = append(out, moeKernels...)
+	out = append(out, adam8Kernels...)
 	sort.Strings(out)
 	return out
 }

@@ -1025,3 +1025,146 @@ __device__ void transpose_(T* dst, const T* src, long long rows, int cols) {
     moe_router_grad_(dl, probs, sel, wts, pos, dw, aux, mask, n, E, K, norm);                                \
   }
 BOTH(INST_MOE)
+// ---- 8-bit AdamW (bitsandbytes' adamw_8bit) ------------------------------------
+
+// The two 256-entry dynamic quantization maps (compute.DynamicMap: signed,
+// then unsigned) as float32 bit patterns, so the table is exactly the Go
+// one (TestAdam8MapInKernels checks it).
+__constant__ unsigned int adam8_qmap_bits[512] = {
+    0xbf7e3333u, 0xbf7a999au, 0xbf770000u, 0xbf736666u, 0xbf6fcccdu, 0xbf6c3333u, 0xbf68999au, 0xbf650000u,
+    0xbf616666u, 0xbf5dcccdu, 0xbf5a3333u, 0xbf56999au, 0xbf530000u, 0xbf4f6666u, 0xbf4bcccdu, 0xbf483333u,
+    0xbf44999au, 0xbf410000u, 0xbf3d6666u, 0xbf39cccdu, 0xbf363333u, 0xbf32999au, 0xbf2f0000u, 0xbf2b6666u,
+    0xbf27cccdu, 0xbf243333u, 0xbf20999au, 0xbf1d0000u, 0xbf196666u, 0xbf15cccdu, 0xbf123333u, 0xbf0e999au,
+    0xbf0b0000u, 0xbf076666u, 0xbf03cccdu, 0xbf003333u, 0xbef93333u, 0xbef20000u, 0xbeeacccdu, 0xbee3999au,
+    0xbedc6666u, 0xbed53333u, 0xbece0000u, 0xbec6cccdu, 0xbebf999au, 0xbeb86666u, 0xbeb13333u, 0xbeaa0000u,
+    0xbea2cccdu, 0xbe9b999au, 0xbe946666u, 0xbe8d3333u, 0xbe860000u, 0xbe7d999au, 0xbe6f3333u, 0xbe60cccdu,
+    0xbe526666u, 0xbe440000u, 0xbe35999au, 0xbe273333u, 0xbe18cccdu, 0xbe0a6666u, 0xbdf80000u, 0xbddb3333u,
+    0xbdc9eb85u, 0xbdc428f6u, 0xbdbe6666u, 0xbdb8a3d7u, 0xbdb2e148u, 0xbdad1eb8u, 0xbda75c29u, 0xbda1999au,
+    0xbd9bd70au, 0xbd96147bu, 0xbd9051ecu, 0xbd8a8f5cu, 0xbd84cccdu, 0xbd7e147bu, 0xbd728f5cu, 0xbd670a3du,
+    0xbd5b851fu, 0xbd500000u, 0xbd447ae1u, 0xbd38f5c3u, 0xbd2d70a4u, 0xbd21eb85u, 0xbd166666u, 0xbd0ae148u,
+    0xbcfeb852u, 0xbce7ae14u, 0xbcd0a3d7u, 0xbcb9999au, 0xbca28f5cu, 0xbc8b851fu, 0xbc68f5c3u, 0xbc3ae148u,
+    0xbc1f3b64u, 0xbc160419u, 0xbc0ccccdu, 0xbc039581u, 0xbbf4bc6au, 0xbbe24dd3u, 0xbbcfdf3bu, 0xbbbd70a4u,
+    0xbbab020cu, 0xbb989375u, 0xbb8624ddu, 0xbb676c8bu, 0xbb428f5cu, 0xbb1db22du, 0xbaf1a9fcu, 0xbaa7ef9eu,
+    0xba7765feu, 0xba59e83eu, 0xba3c6a7fu, 0xba1eecc0u, 0xba016f00u, 0xb9c7e282u, 0xb98ce704u, 0xb923d70au,
+    0xb8ba1f4bu, 0xb88aefb3u, 0xb8378034u, 0xb7b24207u, 0xb70205ffu, 0xb65a1a93u, 0xb513a3b6u, 0x00000000u,
+    0x3513a3b6u, 0x365a1a93u, 0x370205ffu, 0x37b24207u, 0x38378034u, 0x388aefb3u, 0x38ba1f4bu, 0x3923d70au,
+    0x398ce704u, 0x39c7e282u, 0x3a016f00u, 0x3a1eecc0u, 0x3a3c6a7fu, 0x3a59e83eu, 0x3a7765feu, 0x3aa7ef9eu,
+    0x3af1a9fcu, 0x3b1db22du, 0x3b428f5cu, 0x3b676c8bu, 0x3b8624ddu, 0x3b989375u, 0x3bab020cu, 0x3bbd70a4u,
+    0x3bcfdf3bu, 0x3be24dd3u, 0x3bf4bc6au, 0x3c039581u, 0x3c0ccccdu, 0x3c160419u, 0x3c1f3b64u, 0x3c3ae148u,
+    0x3c68f5c3u, 0x3c8b851fu, 0x3ca28f5cu, 0x3cb9999au, 0x3cd0a3d7u, 0x3ce7ae14u, 0x3cfeb852u, 0x3d0ae148u,
+    0x3d166666u, 0x3d21eb85u, 0x3d2d70a4u, 0x3d38f5c3u, 0x3d447ae1u, 0x3d500000u, 0x3d5b851fu, 0x3d670a3du,
+    0x3d728f5cu, 0x3d7e147bu, 0x3d84cccdu, 0x3d8a8f5cu, 0x3d9051ecu, 0x3d96147bu, 0x3d9bd70au, 0x3da1999au,
+    0x3da75c29u, 0x3dad1eb8u, 0x3db2e148u, 0x3db8a3d7u, 0x3dbe6666u, 0x3dc428f6u, 0x3dc9eb85u, 0x3ddb3333u,
+    0x3df80000u, 0x3e0a6666u, 0x3e18cccdu, 0x3e273333u, 0x3e35999au, 0x3e440000u, 0x3e526666u, 0x3e60cccdu,
+    0x3e6f3333u, 0x3e7d999au, 0x3e860000u, 0x3e8d3333u, 0x3e946666u, 0x3e9b999au, 0x3ea2cccdu, 0x3eaa0000u,
+    0x3eb13333u, 0x3eb86666u, 0x3ebf999au, 0x3ec6cccdu, 0x3ece0000u, 0x3ed53333u, 0x3edc6666u, 0x3ee3999au,
+    0x3eeacccdu, 0x3ef20000u, 0x3ef93333u, 0x3f003333u, 0x3f03cccdu, 0x3f076666u, 0x3f0b0000u, 0x3f0e999au,
+    0x3f123333u, 0x3f15cccdu, 0x3f196666u, 0x3f1d0000u, 0x3f20999au, 0x3f243333u, 0x3f27cccdu, 0x3f2b6666u,
+    0x3f2f0000u, 0x3f32999au, 0x3f363333u, 0x3f39cccdu, 0x3f3d6666u, 0x3f410000u, 0x3f44999au, 0x3f483333u,
+    0x3f4bcccdu, 0x3f4f6666u, 0x3f530000u, 0x3f56999au, 0x3f5a3333u, 0x3f5dcccdu, 0x3f616666u, 0x3f650000u,
+    0x3f68999au, 0x3f6c3333u, 0x3f6fcccdu, 0x3f736666u, 0x3f770000u, 0x3f7a999au, 0x3f7e3333u, 0x3f800000u,
+    0x00000000u, 0x34ae7ba9u, 0x35500998u, 0x360e9b39u, 0x3692ccf7u, 0x36de4c51u, 0x3714e5d6u, 0x3783126fu,
+    0x37e1719fu, 0x381fe868u, 0x384f1801u, 0x387e4799u, 0x3896bb99u, 0x38ae5365u, 0x38c5eb31u, 0x3906594bu,
+    0x394154cau, 0x397c5048u, 0x399ba5e3u, 0x39b923a3u, 0x39d6a162u, 0x39f41f21u, 0x3a08ce70u, 0x3a178d50u,
+    0x3a264c30u, 0x3a350b0fu, 0x3a43c9efu, 0x3a5288ceu, 0x3a6147aeu, 0x3a70068eu, 0x3a7ec56du, 0x3a958106u,
+    0x3aba5e35u, 0x3adf3b64u, 0x3b020c4au, 0x3b147ae1u, 0x3b26e979u, 0x3b395810u, 0x3b4bc6a8u, 0x3b5e353fu,
+    0x3b70a3d7u, 0x3b818937u, 0x3b8ac083u, 0x3b93f7cfu, 0x3b9d2f1bu, 0x3ba66666u, 0x3baf9db2u, 0x3bb8d4feu,
+    0x3bc20c4au, 0x3bcb4396u, 0x3bd47ae1u, 0x3bddb22du, 0x3be6e979u, 0x3bf020c5u, 0x3bf95810u, 0x3c0147aeu,
+    0x3c05e354u, 0x3c0a7efau, 0x3c0f1aa0u, 0x3c13b646u, 0x3c1851ecu, 0x3c1ced91u, 0x3c218937u, 0x3c2f5c29u,
+    0x3c466666u, 0x3c5d70a4u, 0x3c747ae1u, 0x3c85c28fu, 0x3c9147aeu, 0x3c9ccccdu, 0x3ca851ecu, 0x3cb3d70au,
+    0x3cbf5c29u, 0x3ccae148u, 0x3cd66666u, 0x3ce1eb85u, 0x3ced70a4u, 0x3cf8f5c3u, 0x3d023d71u, 0x3d080000u,
+    0x3d0dc28fu, 0x3d13851fu, 0x3d1947aeu, 0x3d1f0a3du, 0x3d24cccdu, 0x3d2a8f5cu, 0x3d3051ecu, 0x3d36147bu,
+    0x3d3bd70au, 0x3d41999au, 0x3d475c29u, 0x3d4d1eb8u, 0x3d52e148u, 0x3d58a3d7u, 0x3d5e6666u, 0x3d6428f6u,
+    0x3d69eb85u, 0x3d6fae14u, 0x3d7570a4u, 0x3d7b3333u, 0x3d807ae1u, 0x3d835c29u, 0x3d863d71u, 0x3d891eb8u,
+    0x3d8c0000u, 0x3d8ee148u, 0x3d91c28fu, 0x3d94a3d7u, 0x3d97851fu, 0x3d9a6666u, 0x3d9d47aeu, 0x3da028f6u,
+    0x3da30a3du, 0x3da5eb85u, 0x3da8cccdu, 0x3dabae14u, 0x3dae8f5cu, 0x3db170a4u, 0x3db451ecu, 0x3db73333u,
+    0x3dba147bu, 0x3dbcf5c3u, 0x3dbfd70au, 0x3dc2b852u, 0x3dc5999au, 0x3dc87ae1u, 0x3dcb5c29u, 0x3dd40000u,
+    0x3de26666u, 0x3df0cccdu, 0x3dff3333u, 0x3e06cccdu, 0x3e0e0000u, 0x3e153333u, 0x3e1c6666u, 0x3e23999au,
+    0x3e2acccdu, 0x3e320000u, 0x3e393333u, 0x3e406666u, 0x3e47999au, 0x3e4ecccdu, 0x3e560000u, 0x3e5d3333u,
+    0x3e646666u, 0x3e6b999au, 0x3e72cccdu, 0x3e7a0000u, 0x3e80999au, 0x3e843333u, 0x3e87cccdu, 0x3e8b6666u,
+    0x3e8f0000u, 0x3e92999au, 0x3e963333u, 0x3e99cccdu, 0x3e9d6666u, 0x3ea10000u, 0x3ea4999au, 0x3ea83333u,
+    0x3eabcccdu, 0x3eaf6666u, 0x3eb30000u, 0x3eb6999au, 0x3eba3333u, 0x3ebdcccdu, 0x3ec16666u, 0x3ec50000u,
+    0x3ec8999au, 0x3ecc3333u, 0x3ecfcccdu, 0x3ed36666u, 0x3ed70000u, 0x3eda999au, 0x3ede3333u, 0x3ee1cccdu,
+    0x3ee56666u, 0x3ee90000u, 0x3eec999au, 0x3ef03333u, 0x3ef3cccdu, 0x3ef76666u, 0x3efb0000u, 0x3efe999au,
+    0x3f01199au, 0x3f02e666u, 0x3f04b333u, 0x3f068000u, 0x3f084ccdu, 0x3f0a199au, 0x3f0be666u, 0x3f0db333u,
+    0x3f0f8000u, 0x3f114ccdu, 0x3f13199au, 0x3f14e666u, 0x3f16b333u, 0x3f188000u, 0x3f1a4ccdu, 0x3f1c199au,
+    0x3f1de666u, 0x3f1fb333u, 0x3f218000u, 0x3f234ccdu, 0x3f25199au, 0x3f26e666u, 0x3f28b333u, 0x3f2a8000u,
+    0x3f2c4ccdu, 0x3f2e199au, 0x3f2fe666u, 0x3f31b333u, 0x3f338000u, 0x3f354ccdu, 0x3f37199au, 0x3f38e666u,
+    0x3f3ab333u, 0x3f3c8000u, 0x3f3e4ccdu, 0x3f40199au, 0x3f41e666u, 0x3f43b333u, 0x3f458000u, 0x3f474ccdu,
+    0x3f49199au, 0x3f4ae666u, 0x3f4cb333u, 0x3f4e8000u, 0x3f504ccdu, 0x3f52199au, 0x3f53e666u, 0x3f55b333u,
+    0x3f578000u, 0x3f594ccdu, 0x3f5b199au, 0x3f5ce666u, 0x3f5eb333u, 0x3f608000u, 0x3f624ccdu, 0x3f64199au,
+    0x3f65e666u, 0x3f67b333u, 0x3f698000u, 0x3f6b4ccdu, 0x3f6d199au, 0x3f6ee666u, 0x3f70b333u, 0x3f728000u,
+    0x3f744ccdu, 0x3f76199au, 0x3f77e666u, 0x3f79b333u, 0x3f7b8000u, 0x3f7d4ccdu, 0x3f7f199au, 0x3f800000u,
+};
+
+// The code of x (already divided by its block's scale) in table t: the
+// nearest entry, the lower one on a tie; signed codes keep x's sign
+// (compute.Quantize8).
+__device__ unsigned char adam8_quantize(const float* t, float x, bool sgn) {
+  int lo = 0, hi = 255;
+  while (lo < hi) {
+    int mid = (lo + hi) >> 1;
+    if (t[mid] < x) lo = mid + 1; else hi = mid;
+  }
+  int c = lo;
+  if (c > 0 && __fsub_rn(x, t[c - 1]) <= __fsub_rn(t[c], x)) c--;
+  if (sgn) {
+    if (x < 0.f && t[c] >= 0.f && c > 0) c--;
+    else if (x > 0.f && t[c] < 0.f && c < 255) c++;
+  }
+  return (unsigned char)c;
+}
+
+// AdamW with block-wise 8-bit moments: one thread block per quantization
+// block of `block` elements (grid-stride over blocks), blockDim a multiple of
+// 32, 2·block floats of dynamic shared memory for the updated moments. Every
+// operation is rounded as written (no contraction into FMAs), so codes,
+// scales and weights match the CPU backend's bit for bit.
+extern "C" __global__ void adamw8_f32(float* p, const float* g, unsigned char* m8, unsigned char* v8, float* ms,
+                                      float* vs, bf16_t* shadow, long long n, int block, float gscale, float decay,
+                                      float b1, float b2, float step_size, float bc2sqrt, float eps) {
+  __shared__ float qm[512];
+  extern __shared__ float adam8_buf[];
+  for (int i = threadIdx.x; i < 512; i += blockDim.x) qm[i] = __uint_as_float(adam8_qmap_bits[i]);
+  __syncthreads();
+  const float* qs = qm;
+  const float* qu = qm + 256;
+  float* mb = adam8_buf;
+  float* vb = adam8_buf + block;
+  float c1 = __fsub_rn(1.f, b1), c2 = __fsub_rn(1.f, b2);
+  for (long long b = blockIdx.x; b * block < n; b += gridDim.x) {
+    long long lo = b * block;
+    int len = (int)min((long long)block, n - lo);
+    float mscale = ms[b], vscale = vs[b];
+    float mmax = 0.f, vmax = 0.f;
+    for (int j = threadIdx.x; j < len; j += blockDim.x) {
+      long long i = lo + j;
+      float gi = __fmul_rn(g[i], gscale);
+      float mi = __fadd_rn(__fmul_rn(b1, __fmul_rn(qs[m8[i]], mscale)), __fmul_rn(c1, gi));
+      float vi = __fadd_rn(__fmul_rn(b2, __fmul_rn(qu[v8[i]], vscale)), __fmul_rn(__fmul_rn(c2, gi), gi));
+      mb[j] = mi;
+      vb[j] = vi;
+      mmax = fmaxf(mmax, fabsf(mi));
+      vmax = fmaxf(vmax, vi);
+      float den = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2sqrt), eps);
+      float pi = __fsub_rn(__fmul_rn(p[i], decay), __fdiv_rn(__fmul_rn(step_size, mi), den));
+      p[i] = pi;
+      if (shadow) st(shadow, i, pi);
+    }
+    mmax = block_max(mmax);
+    vmax = block_max(vmax);
+    if (threadIdx.x == 0) {
+      ms[b] = mmax;
+      vs[b] = vmax;
+    }
+    // x·(1/scale), as the CPU and bitsandbytes: one division a block.
+    float minv = mmax != 0.f ? __fdiv_rn(1.f, mmax) : 0.f;
+    float vinv = vmax != 0.f ? __fdiv_rn(1.f, vmax) : 0.f;
+    for (int j = threadIdx.x; j < len; j += blockDim.x) {
+      float x = __fmul_rn(mb[j], minv);
+      float y = __fmul_rn(vb[j], vinv);
+      m8[lo + j] = adam8_quantize(qs, x, true);
+      v8[lo + j] = adam8_quantize(qu, y, false);
+    }
+  }
+}

@@ -1,0 +1,169 @@
+package compute
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestDynamicMap checks the tables' shape: 256 strictly increasing values,
+// the signed one symmetric around its 0 with −0.99297 and 1 at the ends
+// (bitsandbytes' signed map), the unsigned one from 0 to 1, and seven
+// decades of resolution (the smallest nonzero magnitude is below 10⁻⁶).
+func TestDynamicMap(t *testing.T) {
+	for _, signed := range []bool{true, false} {
+		m := DynamicMap(signed)
+		for i := 1; i < 256; i++ {
+			if !(m[i] > m[i-1]) {
+				t.Fatalf("signed %v: entry %d = %g not above %g", signed, i, m[i], m[i-1])
+			}
+		}
+		if m[255] != 1 {
+			t.Errorf("signed %v: top %g, want 1", signed, m[255])
+		}
+		zero := -1
+		for i, v := range m {
+			if v == 0 {
+				zero = i
+			}
+		}
+		switch {
+		case signed && zero != 127:
+			t.Errorf("signed: zero at %d, want 127", zero)
+		case !signed && zero != 0:
+			t.Errorf("unsigned: zero at %d, want 0", zero)
+		}
+		if small := m[zero+1]; !(small > 1e-7 && small < 1e-6) {
+			t.Errorf("signed %v: smallest positive %g, want in (1e-7, 1e-6)", signed, small)
+		}
+	}
+	s := DynamicMap(true)
+	for i := 0; i < 127; i++ {
+		if s[i] != -s[254-i] {
+			t.Fatalf("signed map not symmetric: %g vs %g", s[i], s[254-i])
+		}
+	}
+	if math.Abs(float64(s[0])+0.99296875) > 1e-6 {
+		t.Errorf("signed bottom %g, want -0.99296875", s[0])
+	}
+}
+
+// TestQuantize8 checks the code rule against a scan of the table (nearest,
+// lower on ties), that table entries encode to themselves, that signed codes
+// keep the sign, and the round-trip error: at most half the local gap, and
+// within the bounds the map's resolution gives per decade.
+func TestQuantize8(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, signed := range []bool{true, false} {
+		m := DynamicMap(signed)
+		for c := range m {
+			if got := Quantize8(m[c], m, signed); int(got) != c {
+				t.Fatalf("signed %v: entry %d (%g) encodes to %d", signed, c, m[c], got)
+			}
+		}
+		worst := map[int]float64{} // decade → largest relative error
+		for k := 0; k < 200000; k++ {
+			mag := math.Pow(10, -7*r.Float64()) // log-uniform in (1e-7, 1]
+			x := float32(mag)
+			if signed && k%2 == 1 {
+				x = -x
+			}
+			if k%1000 == 0 { // midpoints between neighbours: the tie rule
+				c := r.IntN(255)
+				x = m[c] + (m[c+1]-m[c])/2
+			}
+			c := int(Quantize8(x, m, signed))
+			best := 0
+			for j := 1; j < 256; j++ {
+				if abs(x-m[j]) < abs(x-m[best]) {
+					best = j
+				}
+			}
+			if signed && x < 0 && m[best] >= 0 {
+				best--
+			}
+			if c != best {
+				t.Fatalf("signed %v: %g encodes to %d (%g), want %d (%g)", signed, x, c, m[c], best, m[best])
+			}
+			if signed && (x < 0) != (m[c] < 0) && m[c] != 0 {
+				t.Fatalf("%g encodes to %g of the other sign", x, m[c])
+			}
+			d := int(math.Floor(math.Log10(math.Abs(float64(x)))))
+			worst[d] = max(worst[d], math.Abs(float64(m[c]-x))/math.Abs(float64(x)))
+		}
+		// Relative error bounds per decade d (values in [10^d, 10^(d+1))):
+		// its entries are 2^i (signed, i = d + 7) or 2^(i+1) (unsigned)
+		// midpoints of [0.1, 1]·10^(d+1), so half a gap is at most
+		// 4.5/2^i (4.5/2^(i+1)) of the value.
+		for d, e := range worst {
+			i := d + 7
+			if !signed {
+				i++
+			}
+			bound := 4.5 / math.Pow(2, float64(i)) * 1.0001
+			if d < -6 {
+				continue // below the smallest entry: only absolute error is bounded
+			}
+			if e > bound {
+				t.Errorf("signed %v: decade 1e%d: relative error %.4g > %.4g", signed, d, e, bound)
+			}
+			t.Logf("signed %v: decade 1e%d: worst relative error %.4g (bound %.4g)", signed, d, e, bound)
+		}
+		if signed && worst[-1] > 0.071 || !signed && worst[-1] > 0.036 {
+			t.Errorf("signed %v: top decade relative error %.4g", signed, worst[-1])
+		}
+	}
+}
+
+func abs(x float32) float32 { return float32(math.Abs(float64(x))) }
+
+// TestQuantizer8 checks the bucketed quantizer against Quantize8 on random
+// values of every magnitude and sign, on every table entry and its float32
+// neighbours, on midpoints, and on ±0, ±Inf and NaN.
+func TestQuantizer8(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, signed := range []bool{true, false} {
+		q, m := NewQuantizer8(signed), DynamicMap(signed)
+		xs := []float32{0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 2, -2}
+		for c := range m {
+			xs = append(xs, m[c], math.Nextafter32(m[c], 2), math.Nextafter32(m[c], -2))
+			if c < 255 {
+				mid := m[c] + (m[c+1]-m[c])/2
+				xs = append(xs, mid, math.Nextafter32(mid, 2), math.Nextafter32(mid, -2))
+			}
+		}
+		for range 1 << 20 {
+			x := float32(math.Pow(10, -9*r.Float64()))
+			if r.IntN(2) == 0 {
+				x = -x
+			}
+			xs = append(xs, x, math.Float32frombits(r.Uint32()))
+		}
+		for _, x := range xs {
+			if got, want := q.Code(x), Quantize8(x, m, signed); got != want {
+				t.Fatalf("signed %v: code of %g (%#08x): %d, Quantize8 %d", signed, x, math.Float32bits(x), got, want)
+			}
+		}
+	}
+}
+
+// TestQuantizer8Encode: Encode of a block is Code of each value times the
+// scale.
+func TestQuantizer8Encode(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	src := make([]float32, 1000)
+	for i := range src {
+		src[i] = float32(r.NormFloat64() * math.Pow(10, -4*r.Float64()))
+	}
+	src[7] = float32(math.NaN())
+	for _, signed := range []bool{true, false} {
+		q := NewQuantizer8(signed)
+		dst := make([]byte, len(src))
+		q.Encode(dst, src, 0.37)
+		for i, x := range src {
+			if want := q.Code(x * 0.37); dst[i] != want {
+				t.Fatalf("signed %v: Encode of %g: %d, Code %d", signed, x, dst[i], want)
+			}
+		}
+	}
+}
