@@ -37,7 +37,8 @@ var bottleneck = Method{
 			size, h := int64(o.BottleneckSize), s.Hidden()
 			n := int64(o.Batch) * int64(o.Seq)
 			return plan.Footprint{Trainable: s.Layers() * 2 * (2*size*h + size + h), Base: base, Format: format, Adapter: true,
-				Buffers: s.Layers() * 2 * (n*h + 3*n*size), // x, z, a, da
+				Kept:    s.Layers() * 2 * (n*h + n*size), // each adapter's input and down projection
+				Buffers: 2*n*size + n*h,                  // activation, its gradient, the input gradient
 				Hooks:   true}, nil
 		},
 	}},

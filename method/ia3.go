@@ -28,7 +28,8 @@ var ia3 = Method{
 			base, format := s.Frozen(o)
 			n := int64(o.Batch) * int64(o.Seq)
 			return plan.Footprint{Trainable: s.Layers() * (2*s.KVDim() + s.Intermediate()), Base: base, Format: format, Adapter: true,
-				Buffers: s.Layers() * (2*2*n*s.KVDim() + 2*n*s.Intermediate())}, nil // base, dyb for k, v; xs, dxs for down
+				Kept:    s.Layers() * 2 * n * s.KVDim(),          // k and v before scaling
+				Buffers: 2*n*s.Intermediate() + n*s.KVDim()}, nil // down's scaled input and its gradient; an output gradient
 		},
 	}},
 }

@@ -71,14 +71,18 @@ func loraRow(m plan.Method) plan.Row {
 			rank, L := int64(o.LoRARank), s.Layers()
 			n := int64(o.Batch) * int64(o.Seq)
 			var fp plan.Footprint
+			var widest int64 // DoRA's scratch: the largest layer's weight and two outputs
 			for _, l := range s.Linears() {
 				fp.Trainable += L * rank * (l[0] + l[1])
-				fp.Buffers += L * 2 * n * rank // h, dh
+				fp.Kept += L * n * rank // x·Aᵀ
 				if dora {
 					fp.Trainable += L * l[0]
-					fp.Buffers += L * (2*n*l[0] + 2*l[0]) // u, du, norm, scale
+					fp.Kept += L * n * l[0] // the product before rescaling
+					widest = max(widest, l[0]*l[1]+2*n*l[0])
 				}
 			}
+			fp.Buffers += 2 * n * 3 * rank // gradients of x·Aᵀ (a fused q/k/v group at most)
+			fp.Buffers += widest
 			fp.Adapter = true
 			if !qlora {
 				fp.Base, fp.Format = s.Frozen(o)

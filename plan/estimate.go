@@ -62,10 +62,13 @@ type Footprint struct {
 	// virtual tokens), held in float32 beside the model; otherwise they
 	// are among the model's weights (full and freeze tuning).
 	Adapter bool
-	// Buffers counts the float32 values of the method's own buffers
-	// (saved inputs and outputs, their gradients), which checkpointing
-	// does not reduce.
+	// Buffers counts the float32 values of the method's own buffers that
+	// checkpointing does not reduce (its scratch, shared by the layers).
 	Buffers int64
+	// Kept counts the float32 values the method keeps for the backward
+	// pass over all layers (saved inputs and outputs); with checkpointing
+	// one layer's share is kept at a time.
+	Kept int64
 	// Pooled is bytes of process-wide pooled buffers the method adds to
 	// the runtime.
 	Pooled int64
@@ -193,15 +196,12 @@ func (o Options) validate() error {
 }
 
 // DefaultRuntime is the resident size of a gotune process before it
-// trains, measured on this machine; it includes the built-in matrix
-// kernel's per-worker packing buffers (one or two MiB at these sizes).
-// (Below: the original calibration note.)
-//
-// DefaultRuntime is the resident size of a gotune process before it
-// allocates a model: Go runtime, binary text and the mapped OpenBLAS
-// library with its first thread buffers, measured on the development
-// machine (gotune bench on the smallest shapes).
-const DefaultRuntime = 22 << 20
+// allocates a model: Go runtime, binary text, the CPU backend's worker pool
+// and per-worker packing buffers, measured with gotune bench on the
+// smallest shapes (ref-llama, ref-qwen2, ref-qwen3, tiny: 5–7 MiB above the
+// activations and weights counted here once the CPU ran the block over the
+// compute seam; the workspace it replaced needed 22 MiB).
+const DefaultRuntime = 28 << 20
 
 // Memory is an estimate of resident bytes by what holds them.
 type Memory struct {
@@ -477,7 +477,11 @@ func EstimateMethod(c *model.Config, row Row, opt Options) (Estimate, error) {
 		mem := Memory{Weights: weights, Grads: 4 * trainable, Optimizer: 8 * trainable}
 		r.threads = int64(max(o.Threads, 1))
 		ws := s.activations(r, ckpt)
-		mem.Activations = 4 * (ws + fp.Buffers)
+		kept := fp.Kept
+		if ckpt {
+			kept /= max(s.L, 1)
+		}
+		mem.Activations = 4 * (ws + fp.Buffers + kept)
 		live := mem.Weights + mem.Grads + mem.Optimizer + mem.Activations
 		mem.Runtime = o.Runtime + fp.Pooled + gcHeadroom(live, garbagePerStep(s, r, o.Threads, ckpt), o.Steps, o.GOGC)
 		train := live + mem.Runtime
