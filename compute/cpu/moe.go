@@ -26,8 +26,9 @@ func (d *Device) GemmGroup(jobs []compute.GemmJob) {
 		C := tt(j.C)
 		ok := C != nil && (C.F != nil || C.Len() == 0)
 		for _, t := range j.Terms {
-			A, B := tt(t.A), tt(t.B)
-			ok = ok && A != nil && B != nil && (A.F != nil || A.Len() == 0) && (B.F != nil || B.Len() == 0)
+			// B may be a frozen weight held in 16 bits (WrapBF16).
+			A, B := tt(t.A), raw(t.B)
+			ok = ok && A != nil && B != nil && (A.F != nil || A.Len() == 0) && (B.F != nil || B.H != nil || B.Len() == 0)
 		}
 		if !ok {
 			d.fail(fmt.Errorf("cpu: gemm group: job %d has a missing or integer operand", i))
@@ -54,19 +55,24 @@ func (d *Device) GemmGroup(jobs []compute.GemmJob) {
 func runJob(j compute.GemmJob, threads int) {
 	C := tt(j.C)
 	term := func(t compute.GemmTerm) Term {
-		return Term{TransA: t.TransA, TransB: t.TransB, K: t.K, Alpha: t.Alpha, A: tt(t.A).F, LDA: t.LDA, B: tt(t.B).F, LDB: t.LDB}
+		tm := Term{TransA: t.TransA, TransB: t.TransB, K: t.K, Alpha: t.Alpha, A: tt(t.A).F, LDA: t.LDA, LDB: t.LDB}
+		if b := raw(t.B); b.Half() {
+			tm.BH = b.H
+		} else {
+			tm.B = b.F
+		}
+		return tm
 	}
 	beta, ts := j.Beta, j.Terms
 	switch {
 	case len(ts) == 0:
 		scaleMatrix(C.F, j.M, j.N, j.LDC, beta)
 	case len(ts) == 1:
-		t := ts[0]
-		SgemmOn(threads, t.TransA, t.TransB, j.M, j.N, t.K, t.Alpha, tt(t.A).F, t.LDA, tt(t.B).F, t.LDB, beta, C.F, j.LDC)
+		termOn(threads, j.M, j.N, term(ts[0]), beta, C.F, j.LDC)
 	default:
 		SgemmSumOn(threads, j.M, j.N, beta, C.F, j.LDC, term(ts[0]), term(ts[1]))
 		for _, t := range ts[2:] {
-			SgemmOn(threads, t.TransA, t.TransB, j.M, j.N, t.K, t.Alpha, tt(t.A).F, t.LDA, tt(t.B).F, t.LDB, 1, C.F, j.LDC)
+			termOn(threads, j.M, j.N, term(t), 1, C.F, j.LDC)
 		}
 	}
 	if C.DT == compute.BF16 {
