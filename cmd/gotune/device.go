@@ -29,6 +29,9 @@ func openBackend(name string) (compute.Backend, func(), error) {
 	return nil, nil, fmt.Errorf("--device %q: want cpu, cuda or host", name)
 }
 
+// cpuBackend is a fresh CPU backend (for the web UI's chat and evaluation).
+func cpuBackend() compute.Backend { return cpu.Open() }
+
 // trainDevice resolves the device key of a training config: cpu (or its
 // old name host) trains on the CPU backend; cuda must get a GPU; auto (the
 // default) uses a GPU when the CUDA libraries and a GPU are there, else the

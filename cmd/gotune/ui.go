@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"gotune/assets"
-	"gotune/compute"
-	"gotune/compute/cpu"
 	"gotune/hub"
 	"gotune/ui"
 )
@@ -72,7 +70,7 @@ documented in the ui package (go doc gotune/ui).`, args, stdout, stderr)
 	// Chat and evaluation in the page run on the CPU backend (training
 	// runs as `gotune train`, on the device its config names).
 	s, err := ui.New(ui.Options{Roots: roots, Token: *token, ReadOnly: readOnly, Log: stderr,
-		Backend: func() compute.Backend { return cpu.Open() }})
+		Backend: cpuBackend})
 	if err != nil {
 		return err
 	}
