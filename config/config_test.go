@@ -212,7 +212,6 @@ func TestValidate(t *testing.T) {
 		{"dpo packing", base + "stage: dpo\npacking: true\n", nil, []string{"packing: stage dpo scores whole answers"}},
 		{"ref_model", base + "stage: dpo\nref_model: other\n", nil, []string{"v.yaml:4: ref_model: a separate reference model is not supported"}},
 		{"bco", base + "stage: dpo\npref_bco_weight: 0.5\n", nil, []string{"pref_bco_weight: BCO mixing is not supported"}},
-		{"full needs precomputed reference", base + "stage: dpo\nfinetuning_type: full\nprecompute_ref_log_probs: false\n", nil, []string{"precompute_ref_log_probs: false needs a PEFT method"}},
 		{"unknown stage", base + "stage: foo\n", nil, []string{"stage: \"foo\" is unknown"}},
 		{"missing model", "dataset: d\n", nil, []string{"model_name_or_path: required"}},
 		{"missing dataset", "model_name_or_path: m\n", nil, []string{"dataset: required"}},

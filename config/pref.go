@@ -113,10 +113,6 @@ func (c *Config) validatePref(bad func(key, format string, args ...any)) {
 			bad("kto_undesirable_weight", "set together with kto_rejected_weight, its LLaMA-Factory name: keep one")
 		}
 	}
-	if p := c.PrecomputeRefLogProbs; p != nil && !*p && (c.FinetuningType == "full" || c.FinetuningType == "freeze") {
-		bad("precompute_ref_log_probs", "false needs a PEFT method: with finetuning_type %s the reference is the initial weights, "+
-			"which gotune scores once before training instead of keeping a second copy of the model", c.FinetuningType)
-	}
 	if c.Stage == "kto" && c.PrefLoss != "sigmoid" {
 		if _, set := c.src.line["pref_loss"]; set || c.src.flags["pref_loss"] {
 			bad("pref_loss", "applies to stage dpo; stage kto has its own loss")

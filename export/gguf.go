@@ -146,9 +146,12 @@ func Family(modelDir, adapterDir string) (string, error) {
 			tmpl = chatTemplate(d)
 		}
 	}
+	fam, famErr := family.Lookup(c.ModelType)
 	switch {
 	case strings.Contains(tmpl, "<|im_start|>"):
-		if c.ModelType == "qwen3" || strings.Contains(tmpl, "<think>") {
+		// A ChatML template with reasoning (or a family whose own chat is
+		// qwen3's) takes the thinking Modelfile.
+		if famErr == nil && fam.Modelfile == "qwen3" || strings.Contains(tmpl, "<think>") {
 			return "qwen3", nil
 		}
 		return "qwen2", nil
@@ -161,7 +164,7 @@ func Family(modelDir, adapterDir string) (string, error) {
 	case strings.Contains(tmpl, "<start_of_turn>"):
 		return "gemma", nil
 	}
-	if fam, err := family.Lookup(c.ModelType); err == nil && fam.Modelfile != "" {
+	if famErr == nil && fam.Modelfile != "" {
 		return fam.Modelfile, nil
 	}
 	return "", fmt.Errorf("%s: model_type %q has no Modelfile template (%s)", path, c.ModelType, strings.Join(family.Names(), ", "))

@@ -31,6 +31,8 @@ func TestValidate(t *testing.T) {
 		{"text init needs text", base + "finetuning_type: prompt_tuning\nprompt_tuning_init: TEXT\n", []string{"prompt_tuning_init_text: required"}},
 		{"adapter placement", base + "finetuning_type: adapter\nadapter_placement: middle\n", []string{`adapter_placement: "middle" is not one of houlsby, pfeiffer, attention`}},
 		{"ia3 packs", base + "finetuning_type: ia3\npacking: true\n", nil},
+		{"full needs precomputed reference", base + "stage: dpo\nfinetuning_type: full\nprecompute_ref_log_probs: false\n", []string{"v.yaml:5: precompute_ref_log_probs: false needs a PEFT method"}},
+		{"lora keeps its reference", base + "stage: dpo\nprecompute_ref_log_probs: false\n", nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.yaml == "" {

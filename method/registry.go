@@ -168,6 +168,12 @@ func Validate(c *config.Config) error {
 	if c.QuantizationBit != nil && !m.QuantizedBase {
 		bad("quantization_bit", "quantized training needs a method that keeps the base frozen over it (finetuning_type lora: QLoRA), got %s", c.FinetuningType)
 	}
+	if p := c.PrecomputeRefLogProbs; p != nil && !*p && m.Load == nil {
+		// Without an adapter to switch off, the reference is the initial
+		// weights: scored once, not kept as a second copy of the model.
+		bad("precompute_ref_log_probs", "false needs a PEFT method: with finetuning_type %s the reference is the initial weights, "+
+			"which gotune scores once before training instead of keeping a second copy of the model", c.FinetuningType)
+	}
 	if !m.Packing && c.PackingEnabled() {
 		bad("packing", "finetuning_type %s cannot be combined with packing (its virtual tokens belong to one sequence, and a packed row holds several): set packing: false", c.FinetuningType)
 	}

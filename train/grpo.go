@@ -136,7 +136,7 @@ func (t *Trainer) setupGRPO() error {
 	default:
 		return fmt.Errorf("stage grpo: finetuning_type %s is not supported; use lora (QLoRA with quantization_bit), full or freeze", c.FinetuningType)
 	}
-	if c.FinetuningType == "lora" && c.LoRADropout > 0 {
+	if c.LoRADropout > 0 { // a LoRA key (validation refuses it beside other methods)
 		// Dropout would make the sampling, old and current log-probabilities
 		// of the same tokens disagree at random, which the importance ratio
 		// reads as policy change (TRL recommends disabling it too).
