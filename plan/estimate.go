@@ -426,6 +426,11 @@ func (s Shape) activations(r run, checkpoint bool) int64 {
 	// their gradient; the final norm's input gradient.
 	chunk := int64(model.HostHeadChunk(int(s.V), int(r.rows)))
 	total += 2*chunk*s.V + 2*chunk*s.h + n*s.h
+	// The CPU backend's fused attention keeps per core, between calls, a
+	// block of about 192 query rows' scores and their gradient over the
+	// keys, the block's queries, output gradient and output, and partial
+	// key/value gradients of the heads it shares with another core.
+	total += r.threads * (2*192*tk + 3*192*s.hd + 4*tk*s.hd)
 	// RoPE cos/sin tables for the positions of a step.
 	total += 2 * (r.T + r.prefix) * s.hd
 	if r.hooks {
