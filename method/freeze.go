@@ -30,6 +30,7 @@ var freeze = Method{
 		return nil, ps, err
 	},
 	Packing: true,
+	GRPO:    true,
 	// The planner assumes freeze_trainable_modules: all over the last
 	// FreezeLayers layers.
 	Plan: []plan.Row{{

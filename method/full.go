@@ -19,6 +19,7 @@ var full = Method{
 		return nil, ps, nil
 	},
 	Packing: true,
+	GRPO:    true,
 	Check:   func(*config.Config, Report) {},
 	Plan: []plan.Row{{
 		Method: plan.Full,

@@ -57,6 +57,7 @@ var lora = Method{
 	Packing:       true,
 	QuantizedBase: true,
 	BF16Base:      true,
+	GRPO:          true,
 	// The planner lists plain LoRA, DoRA and QLoRA (NF4 base) apart, all
 	// seven projections of every layer targeted (lora_target: all).
 	Plan: []plan.Row{loraRow(plan.LoRA), loraRow("dora"), loraRow(plan.QLoRA)},

@@ -49,6 +49,9 @@ type Method struct {
 	// BF16Base: with bf16: true its frozen base weights may be held in
 	// bfloat16 (the trainable ones stay float32).
 	BF16Base bool
+	// GRPO: stage grpo trains it (its sampling sessions, reference policy
+	// and checkpointed state are those of full, freeze and LoRA tuning).
+	GRPO bool
 	// Plan is the method's rows in gotune plan: what it holds and computes
 	// for a model shape (one row, or one per variant the planner lists).
 	Plan []plan.Row
@@ -94,6 +97,17 @@ func Names() []string {
 	for _, m := range registry {
 		out = append(out, m.Name)
 		out = append(out, m.Aliases...)
+	}
+	return out
+}
+
+// GRPONames lists the methods stage grpo trains.
+func GRPONames() []string {
+	var out []string
+	for _, m := range registry {
+		if m.GRPO {
+			out = append(out, m.Name)
+		}
 	}
 	return out
 }

@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"gotune/ckpt"
 	"gotune/data"
 	"gotune/infer"
+	"gotune/method"
 	"gotune/model"
 	"gotune/peft"
 	"gotune/reward"
@@ -131,10 +133,10 @@ type grpoState struct {
 // tokens, the sampler and (full tuning with beta > 0) the reference copy.
 func (t *Trainer) setupGRPO() error {
 	c := t.Cfg
-	switch c.FinetuningType {
-	case "full", "freeze", "lora":
-	default:
-		return fmt.Errorf("stage grpo: finetuning_type %s is not supported; use lora (QLoRA with quantization_bit), full or freeze", c.FinetuningType)
+	if me, err := method.Of(c); err != nil {
+		return err
+	} else if !me.GRPO {
+		return fmt.Errorf("stage grpo: finetuning_type %s is not supported; use %s (LoRA also over a quantized base)", c.FinetuningType, strings.Join(method.GRPONames(), ", "))
 	}
 	if c.LoRADropout > 0 { // a LoRA key (validation refuses it beside other methods)
 		// Dropout would make the sampling, old and current log-probabilities

@@ -202,7 +202,7 @@ func TestGRPORefuses(t *testing.T) {
 		want  string
 	}{
 		{[]string{"--lora_dropout", "0.1"}, cpu(), "lora_dropout"},
-		{[]string{"--finetuning_type", "prompt_tuning"}, cpu(), "finetuning_type prompt_tuning"},
+		{[]string{"--finetuning_type", "prompt_tuning"}, cpu(), "finetuning_type prompt_tuning is not supported; use full, freeze, lora"},
 		// What the device cannot hold fails when there is no fallback.
 		{nil, Options{Backend: &smallDevice{ref.New(), 1 << 16}}, "out of device memory"},
 		{[]string{"--max_completion_length", "600"}, cpu(), "context of 512"},
