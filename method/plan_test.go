@@ -2,7 +2,6 @@ package method
 
 import (
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -88,16 +87,10 @@ func heapAlloc() int64 {
 // weights + gradients + optimizer + activations: the buffer-by-buffer model
 // itself, without the runtime allowance.
 //
-// The run is the CPU backend's (the trainer's path). plan now models the
-// device block's buffers (LoRA, DoRA, IA3, bottleneck adapters and full
-// tuning are within the limit); the methods with virtual tokens or a KV
-// prefix, and QLoRA with checkpointing, come out about 1 MiB under the live
-// heap on these small models, so the comparison runs only when asked until
-// that is found.
+// The run is the CPU backend's (the trainer's path): plan models the
+// block's kept activations, its shared scratch and the backend's attention
+// scratch.
 func TestLiveHeapMatchesModel(t *testing.T) {
-	if os.Getenv("GOTUNE_PLAN_HEAP") == "" {
-		t.Skip("prompt/P-tuning/prefix rows and checkpointed QLoRA are ~1 MiB under the live heap on the small models (7 of 80 cases); GOTUNE_PLAN_HEAP=1 runs the comparison")
-	}
 	shapes := []string{"tiny", "ref-qwen2", "ref-qwen3", "ref-llama"}
 	if testing.Short() {
 		shapes = shapes[:1]
