@@ -56,7 +56,7 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 	stage := fs.String("stage", "sft", "with --train: sft, or dpo (the batch's rows are pairs: an SFT step and a sigmoid DPO step with the adapter-off reference on the same tokens, in turn, and their ratio)")
 	device := fs.String("device", "cpu", "the backend that runs forward passes and training steps: cpu (host is its old name) or cuda")
 	dtype := fs.String("dtype", "bf16", "with --train: bf16 (mixed precision on a GPU; f32 over a bf16 base on the CPU) or f32")
-	gpuProfile := fs.Bool("profile", false, "with --device cuda: time every operation of one more step and report the GPU time per kind")
+	gpuProfile := fs.Bool("profile", false, "with --train: time every operation of one more step and report the time per kind (CPU backend or GPU)")
 	optimName := fs.String("optim", "adamw_torch", "with --train: adamw_torch (float moments) or adamw_8bit (block-wise 8-bit moments)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
