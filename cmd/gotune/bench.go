@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"gotune/compute"
-	"gotune/compute/cpu"
 	"gotune/method"
 	"gotune/model"
 	"gotune/nn"
@@ -166,42 +165,6 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 		}
 	}
 	return nil
-}
-
-func benchGemm(w io.Writer) {
-	threads := []int{1, runtime.GOMAXPROCS(0)}
-	impls := []cpu.Impl{cpu.ImplBuiltin}
-	if cpu.BLASAvailable() {
-		impls = append(impls, cpu.ImplBLAS)
-	}
-	const n = 1024
-	a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
-	for i := range a {
-		a[i], b[i] = float32(i%7)*0.1, float32(i%5)*0.1
-	}
-	peaks := map[int]float64{}
-	for _, th := range threads {
-		peaks[th] = cpu.PeakGFLOPS(th, 300*time.Millisecond)
-		emit(w, map[string]any{"bench": fmt.Sprintf("fma_peak_%dt", th), "value": round(peaks[th]), "unit": "GFLOP/s"})
-	}
-	for _, impl := range impls {
-		for _, th := range threads {
-			run := func() { cpu.SgemmWith(impl, th, false, true, n, n, n, 1, a, n, b, n, 0, c, n) }
-			run()
-			reps := 0
-			start := time.Now()
-			for time.Since(start) < 700*time.Millisecond {
-				run()
-				reps++
-			}
-			gf := 2 * float64(n*n*n) * float64(reps) / time.Since(start).Seconds() / 1e9
-			line := map[string]any{"bench": fmt.Sprintf("sgemm_%s_%dt", impl, th), "value": round(gf), "unit": "GFLOP/s", "size": n}
-			if peaks[th] > 0 {
-				line["peak_pct"] = round(100 * gf / peaks[th])
-			}
-			emit(w, line)
-		}
-	}
 }
 
 func round(x float64) float64 { return float64(int64(x*10+0.5)) / 10 }
@@ -465,7 +428,7 @@ func (tb *trainBench) run(steps int) (map[string]any, error) {
 		// CPU time a step used: on a loaded machine steadier than its wall time.
 		"cpu_s_step": cpuUsed / float64(steps), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads}
 	if _, onHost := tb.be.(compute.HostBackend); onHost {
-		if peak := cpu.PeakGFLOPS(threads, 300*time.Millisecond); peak > 0 {
+		if peak := cpuPeakGFLOPS(threads); peak > 0 {
 			line["peak_gflops"], line["peak_pct"] = round(peak), round(100*gf/peak)
 		}
 	}
@@ -493,13 +456,13 @@ type peerResult struct {
 // and a summary: the speedup of each round (mean step against mean step),
 // of the best rounds of each side, and the ratio of peak resident memory.
 // The peer gets OpenBLAS's thread count (GOMAXPROCS) and core type (see
-// cpu.OpenBLASCoreType) unless the environment sets them.
+// openBLASCoreType) unless the environment sets them.
 func (tb *trainBench) versus(w, stderr io.Writer, peer []string, rounds, steps int) error {
 	env := os.Environ()
 	if os.Getenv("OPENBLAS_NUM_THREADS") == "" {
 		env = append(env, fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", runtime.GOMAXPROCS(0)))
 	}
-	if ct := cpu.OpenBLASCoreType(); ct != "" && os.Getenv("OPENBLAS_CORETYPE") == "" {
+	if ct := openBLASCoreType(); ct != "" && os.Getenv("OPENBLAS_CORETYPE") == "" {
 		env = append(env, "OPENBLAS_CORETYPE="+ct)
 	}
 	var ratios []float64

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"time"
 
 	"gotune/compute"
 	"gotune/compute/cpu"
@@ -83,4 +85,53 @@ func useDevice(e *infer.Engine, device string, notes io.Writer) (func(), error) 
 		}
 	}
 	return func() { e.Close(); release() }, nil
+}
+
+// The CPU backend's own figures, asked here because this file is the one
+// that knows the backends' packages.
+
+// cpuPeakGFLOPS measures the float32 FMA peak of threads cores (0 when
+// unknown).
+func cpuPeakGFLOPS(threads int) float64 { return cpu.PeakGFLOPS(threads, 300*time.Millisecond) }
+
+// openBLASCoreType is the OpenBLAS core type that suits this CPU, for a
+// PyTorch peer's environment ("" to leave OpenBLAS to choose).
+func openBLASCoreType() string { return cpu.OpenBLASCoreType() }
+
+// benchGemm times the CPU's matrix kernels (built-in, and OpenBLAS when it
+// is installed) against the FMA peak: `gotune bench` without --train.
+func benchGemm(w io.Writer) {
+	threads := []int{1, runtime.GOMAXPROCS(0)}
+	impls := []cpu.Impl{cpu.ImplBuiltin}
+	if cpu.BLASAvailable() {
+		impls = append(impls, cpu.ImplBLAS)
+	}
+	const n = 1024
+	a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+	for i := range a {
+		a[i], b[i] = float32(i%7)*0.1, float32(i%5)*0.1
+	}
+	peaks := map[int]float64{}
+	for _, th := range threads {
+		peaks[th] = cpuPeakGFLOPS(th)
+		emit(w, map[string]any{"bench": fmt.Sprintf("fma_peak_%dt", th), "value": round(peaks[th]), "unit": "GFLOP/s"})
+	}
+	for _, impl := range impls {
+		for _, th := range threads {
+			run := func() { cpu.SgemmWith(impl, th, false, true, n, n, n, 1, a, n, b, n, 0, c, n) }
+			run()
+			reps := 0
+			start := time.Now()
+			for time.Since(start) < 700*time.Millisecond {
+				run()
+				reps++
+			}
+			gf := 2 * float64(n*n*n) * float64(reps) / time.Since(start).Seconds() / 1e9
+			line := map[string]any{"bench": fmt.Sprintf("sgemm_%s_%dt", impl, th), "value": round(gf), "unit": "GFLOP/s", "size": n}
+			if peaks[th] > 0 {
+				line["peak_pct"] = round(100 * gf / peaks[th])
+			}
+			emit(w, line)
+		}
+	}
 }
