@@ -566,12 +566,8 @@ func TestQLoRAMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range m.Linears() {
-		mat, err := quant.Quantize(l.W.Data, l.Out, l.In, *q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.Q, l.W = mat, nil
+	if err := m.StoreLinears(*q); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := method.Load(m, adapter); err != nil {
 		t.Fatal(err)

@@ -57,11 +57,12 @@ func MergedModel(baseDir, adapterDir string, q *quant.Options) (*model.Model, st
 // dequantized value, the base a QLoRA adapter was trained against.
 func roundThroughQuant(m *model.Model, q quant.Options) error {
 	for _, l := range m.Linears() {
-		mat, err := quant.Quantize(l.W.Data, l.Out, l.In, q)
+		w := l.F32() // loaded in f32 to merge
+		mat, err := q.Store(w)
 		if err != nil {
 			return fmt.Errorf("quantize %s: %w", l.Name, err)
 		}
-		mat.Dequantize(l.W.Data)
+		mat.Dense(w.Data)
 	}
 	return nil
 }

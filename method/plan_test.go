@@ -35,7 +35,7 @@ func attach(m *model.Model, row plan.Method, o plan.Options) ([]*nn.Param, error
 				ps = append(ps, l.QNorm, l.KNorm)
 			}
 			for _, lin := range l.Linears() {
-				ps = append(ps, lin.W)
+				ps = append(ps, lin.F32())
 				if lin.B != nil {
 					ps = append(ps, lin.B)
 				}
@@ -43,12 +43,8 @@ func attach(m *model.Model, row plan.Method, o plan.Options) ([]*nn.Param, error
 		}
 	case "lora", "dora", "qlora-nf4":
 		if row == "qlora-nf4" {
-			for _, l := range m.Linears() {
-				q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: quant.NF4, DoubleQuant: !o.SingleQuant})
-				if err != nil {
-					return nil, err
-				}
-				l.Q, l.W = q, nil
+			if err := m.StoreLinears(quant.Options{Type: quant.NF4, DoubleQuant: !o.SingleQuant}); err != nil {
+				return nil, err
 			}
 		}
 		return adapter(peft.AttachLoRA(m, peft.LoRAConfig{R: o.LoRARank, Alpha: float64(2 * o.LoRARank), Targets: []string{"all"}, DoRA: row == "dora"}, 1))

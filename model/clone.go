@@ -2,8 +2,8 @@ package model
 
 import "gotune/nn"
 
-// Clone returns a model that shares every weight with m (same Params,
-// bf16 and quantized storage, pre-packed panels) but has its own module
+// Clone returns a model that shares every weight with m (the same
+// parameters and linear weights in whatever form) but has its own module
 // structs and caches, with no PEFT method attached: one base model in
 // memory can then serve several adapters, or several concurrent replicas.
 // Weights must not be modified while clones exist (merging or training a

@@ -18,7 +18,7 @@ func TestCloneSharesWeightsNotAdapters(t *testing.T) {
 		m := New(cfg)
 		m.RandomInit(9)
 		c := m.Clone()
-		if &c.Layers[0].Q.W.Data[0] != &m.Layers[0].Q.W.Data[0] || c.Embed != m.Embed {
+		if &c.Layers[0].Q.F32().Data[0] != &m.Layers[0].Q.F32().Data[0] || c.Embed != m.Embed {
 			t.Fatal("the clone does not share the weights")
 		}
 		b := &Batch{B: 1, T: 5, IDs: []int32{1, 2, 3, 4, 5}}

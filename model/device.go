@@ -310,37 +310,34 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		if err != nil || l == nil {
 			return nil
 		}
-		var dq *dquant
-		lw := l.W
-		if lw == nil && l.Q == nil && l.WBF16 != nil {
-			// A base loaded in bf16 has no float parameter: a frozen
-			// stand-in carries the weight (not shared between copies).
+		dl := &dlinear{in: l.In, out: l.Out}
+		var lw *nn.Param // a float32 weight, uploaded after the bias
+		switch w := l.W.(type) {
+		case *nn.Param:
+			lw = w
+		case *nn.BF16:
+			// A bf16 base has no float parameter: a frozen stand-in
+			// carries the weight (not shared between copies).
 			lw = &nn.Param{Name: l.Name + ".weight", Shape: []int{l.Out, l.In}}
-		}
-		if l.Q != nil {
-			if dq, err = dm.uploadQuant(l); err != nil {
+			if dl.w = dm.wrapBF16(w, lw); dl.w != nil {
+				lw = nil
+			} else {
+				lw.Data = make([]float32, l.In*l.Out)
+				w.Dense(lw.Data)
+				defer func() { lw.Data = nil }()
+			}
+		case nil:
+		default:
+			if dl.q, err = dm.uploadQuant(l); err != nil {
 				return nil
 			}
-		} else if lw == nil || (lw.Data == nil && l.WBF16 == nil) {
+		}
+		if dl.q == nil && dl.w == nil && (lw == nil || lw.Data == nil) {
 			err = fmt.Errorf("device model: %s has no weight", l.Name)
 			return nil
 		}
-		var wrapped *dparam // a bf16 base held in 16 bits where it lies
-		if dq == nil && lw.Data == nil {
-			if wrapped = dm.wrapBF16(l, lw); wrapped == nil {
-				w := make([]float32, l.In*l.Out)
-				for i, v := range l.WBF16 {
-					w[i] = math.Float32frombits(uint32(v) << 16)
-				}
-				lw.Data = w
-				defer func() { lw.Data = nil }()
-			}
-		}
-		dl := &dlinear{in: l.In, out: l.Out, q: dq, b: param(l.B, true)}
-		switch {
-		case wrapped != nil:
-			dl.w = wrapped
-		case dq == nil:
+		dl.b = param(l.B, true)
+		if lw != nil {
 			dl.w = param(lw, false)
 		}
 		if sc, ok := l.Adapter.(Scaler); ok {
@@ -486,21 +483,21 @@ func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
 	return d, nil
 }
 
-// wrapBF16 holds a frozen bf16 base weight (l.WBF16, lw its stand-in
-// parameter) in 16 bits where the backend's memory is the host's: the
-// backend reads the host's bits in place instead of a float32 expansion,
-// which would double the frozen weights' memory. It reports false where it
-// does not apply (another backend, a trained weight), returning nil and
-// leaving the weight to the usual upload. In F32 compute the products widen
-// the weight as they read it, which is what the expansion held; in BF16
-// compute the values are those of the rounded copy an upload would make.
-// Nothing is allocated, so there is nothing to share between copies.
-func (dm *DeviceModel) wrapBF16(l *nn.Linear, lw *nn.Param) *dparam {
+// wrapBF16 holds a frozen bf16 base weight (lw its stand-in parameter) in
+// 16 bits where the backend's memory is the host's: the backend reads the
+// host's bits in place instead of a float32 expansion, which would double
+// the frozen weights' memory. It returns nil where it does not apply
+// (another backend), leaving the weight to the usual upload. In F32
+// compute the products widen the weight as they read it, which is what the
+// expansion held; in BF16 compute the values are those of the rounded copy
+// an upload would make. Nothing is allocated, so there is nothing to share
+// between copies.
+func (dm *DeviceModel) wrapBF16(w *nn.BF16, lw *nn.Param) *dparam {
 	hb, ok := dm.be.(compute.HostBackend)
-	if !ok || l.WBF16 == nil || len(l.WBF16) != l.In*l.Out || (lw.Trainable() && !dm.inference) {
+	if !ok || len(w.Data) != w.In*w.Out {
 		return nil
 	}
-	d := &dparam{host: lw, n: len(l.WBF16), w: hb.WrapBF16(l.WBF16)}
+	d := &dparam{host: lw, n: len(w.Data), w: hb.WrapBF16(w.Data)}
 	dm.byHost[lw] = d
 	dm.params = append(dm.params, d)
 	return d
@@ -649,20 +646,20 @@ func (dm *DeviceModel) uploadQuant(l *nn.Linear) (*dquant, error) {
 	var packed []byte
 	var scales, code []float32
 	var block int
-	if p4, ok := l.Q.(Packed4); ok {
+	if p4, ok := l.W.(Packed4); ok {
 		var c [16]float32
 		if packed, scales, c, block, ok = p4.Packed4(); ok {
 			code = c[:]
 		}
 	}
-	if p8, ok := l.Q.(Packed8); ok && packed == nil {
+	if p8, ok := l.W.(Packed8); ok && packed == nil {
 		packed, scales, block, _ = p8.Packed8()
 	}
 	if packed == nil {
-		return nil, fmt.Errorf("device model: %s: quantized weight %T does not run on the device block yet (nf4, fp4 and int8 do)", l.Name, l.Q)
+		return nil, fmt.Errorf("device model: %s: weight %T does not run on the device block yet (f32, bf16, nf4, fp4 and int8 do)", l.Name, l.W)
 	}
 	q := &dquant{block: block}
-	ts, err := dm.frozen(sharedKey{l.Q, compute.U8}, func(alloc func(compute.DType, int) (compute.Tensor, error)) ([]compute.Tensor, error) {
+	ts, err := dm.frozen(sharedKey{l.W, compute.U8}, func(alloc func(compute.DType, int) (compute.Tensor, error)) ([]compute.Tensor, error) {
 		if hb, ok := dm.be.(compute.HostBackend); ok {
 			// Host memory: the codes are read where they lie (scales and
 			// code book are this call's own copies).

@@ -7,10 +7,10 @@ import (
 
 	"gotune/compute"
 	"gotune/compute/cpu/cputest"
-	"gotune/dtype"
+	"gotune/nn"
 )
 
-// TestDeviceBF16Base: a base loaded in bf16 (the linear layers hold WBF16
+// TestDeviceBF16Base: a base loaded in bf16 (the linear layers hold nn.BF16 weights
 // and no float parameter, as model.Load with Storage BF16 leaves them)
 // goes to the device and scores as the model whose float weights hold the
 // same rounded values, and the host model is left as it was (on the
@@ -38,7 +38,7 @@ func testDeviceBF16Base(t *testing.T, be compute.Backend) {
 		}
 	}
 	for _, l := range m.Linears() {
-		if l.W != nil {
+		if l.F32() != nil {
 			t.Fatalf("%s: the host layer got a float weight", l.Name)
 		}
 	}
@@ -46,19 +46,19 @@ func testDeviceBF16Base(t *testing.T, be compute.Backend) {
 
 // bf16Base rounds m's linear weights to bf16, returns the log-probabilities
 // of b under the rounded float weights on the reference backend, and
-// leaves m as a bf16 load does: WBF16 and no float parameter.
+// leaves m as a bf16 load does: nn.BF16 weights and no float parameter.
 func bf16Base(t *testing.T, m *Model, b *Batch) []float64 {
 	t.Helper()
+	var held []nn.Weight
 	for _, l := range m.Linears() {
-		l.WBF16 = make([]uint16, len(l.W.Data))
-		dtype.F32ToBF16(l.WBF16, l.W.Data)
-		for i, v := range l.WBF16 {
-			l.W.Data[i] = math.Float32frombits(uint32(v) << 16)
-		}
+		w := l.F32()
+		bw := nn.NewBF16(w.Data, l.Out, l.In)
+		bw.Dense(w.Data)
+		held = append(held, bw)
 	}
 	want := refTokenLogProbs(t, m, b, 1)
-	for _, l := range m.Linears() {
-		l.W = nil
+	for i, l := range m.Linears() {
+		l.W = held[i]
 	}
 	return want
 }
@@ -75,7 +75,7 @@ func TestDeviceBF16BaseHeldInPlace(t *testing.T) {
 	want := bf16Base(t, m, b)
 	bytes := 0
 	for _, l := range m.Linears() {
-		bytes += 4 * len(l.WBF16)
+		bytes += 2 * int(l.W.Bytes())
 	}
 	var before, after runtime.MemStats
 	runtime.GC()

@@ -8,6 +8,7 @@ import (
 	"gotune/compute/cpu/cputest"
 	"gotune/compute/ref"
 	"gotune/model"
+	"gotune/nn"
 	"gotune/peft"
 )
 
@@ -35,7 +36,7 @@ func TestDeviceBF16LoadedOnHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, l := range m.Linears() {
-				if l.WBF16 == nil || l.W != nil {
+				if _, ok := l.W.(*nn.BF16); !ok {
 					t.Fatalf("%s: not held in bf16 after a bf16 load", l.Name)
 				}
 			}
@@ -74,7 +75,7 @@ func TestDeviceBF16LoadedOnHost(t *testing.T) {
 			}
 			t.Logf("loss %.8g, reference %.8g; worst adapter gradient error %.3g", gsum, csum, worst)
 			for _, l := range m.Linears() {
-				if l.W != nil {
+				if l.F32() != nil {
 					t.Fatalf("%s: the host layer got a float weight", l.Name)
 				}
 			}

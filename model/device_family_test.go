@@ -87,7 +87,7 @@ func testDeviceLoRA(t *testing.T, d compute.Backend, shapes []string) {
 				p.SetTrainable(true)
 			}
 			for _, a := range adapters {
-				mergeLoRA(mergedLin[a.lin.Name].W.Data, a.testLoRA, a.lin.In, a.lin.Out)
+				mergeLoRA(mergedLin[a.lin.Name].F32().Data, a.testLoRA, a.lin.In, a.lin.Out)
 			}
 			csum, _, mgrads := refStep(t, merged, b, scale)
 
@@ -108,7 +108,7 @@ func testDeviceLoRA(t *testing.T, d compute.Backend, shapes []string) {
 			}
 			var worst float64
 			for _, l := range adapters {
-				ga, gb := l.chainRule(mgrads[mergedLin[l.lin.Name].W])
+				ga, gb := l.chainRule(mgrads[mergedLin[l.lin.Name].F32()])
 				for _, c := range []struct {
 					p    *nn.Param
 					want []float32

@@ -143,7 +143,7 @@ func testDeviceWithoutAdapters(t *testing.T, be compute.Backend) {
 		bb := &nn.Param{Name: l.Name + ".lora_B", Shape: []int{l.Out, 2}, Data: randVec32(r, 2*l.Out, 0.3)}
 		lr := &testLoRA{a: a, b: bb, scale: 2}
 		l.Adapter = lr
-		mergeLoRA(merged.Linears()[i].W.Data, lr, l.In, l.Out)
+		mergeLoRA(merged.Linears()[i].F32().Data, lr, l.In, l.Out)
 	}
 	adapted := refTokenLogProbs(t, merged, b, 1)
 	dm := newDM(t, m, be, DeviceOptions{Inference: true})

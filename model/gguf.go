@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"gotune/dtype"
 	"math"
 	"slices"
 	"strconv"
@@ -45,12 +44,8 @@ func LoadGGUF(path string, opt LoadOptions) (*Model, error) {
 			return nil, err
 		}
 	}
-	if opt.Storage == BF16 {
-		for _, l := range m.Linears() {
-			l.WBF16 = make([]uint16, len(l.W.Data))
-			dtype.F32ToBF16(l.WBF16, l.W.Data)
-			l.W = nil
-		}
+	if err := m.StoreLinears(opt.storage()); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -3,7 +3,6 @@ package model
 import (
 	"encoding/binary"
 	"fmt"
-	"gotune/dtype"
 	"os"
 	"slices"
 	"strconv"
@@ -69,7 +68,8 @@ func (m *Model) LoadWeights(set *safetensors.Set, opt LoadOptions) error {
 			return err
 		}
 	}
-	var scratch []float32
+	store := opt.storage()
+	var scratch *nn.Param // a float32 read on its way to another form
 	for _, l := range m.Linears() {
 		name := l.Name + ".weight"
 		shape := []int{l.Out, l.In}
@@ -80,45 +80,57 @@ func (m *Model) LoadWeights(set *safetensors.Set, opt LoadOptions) error {
 		if !slices.Equal(info.Shape, shape) {
 			return fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", set.FileOf(name), name, info.Shape, shape)
 		}
+		var src nn.Weight
 		switch {
-		case opt.Quant != nil:
-			if info.DType == safetensors.BF16 {
-				q, err := quant.QuantizeBF16(bf16Words(b), l.Out, l.In, *opt.Quant)
-				if err != nil {
-					return fmt.Errorf("quantize %s: %w", name, err)
-				}
-				l.Q, l.W, l.WBF16 = q, nil, nil
-				continue
+		case info.DType == safetensors.BF16 && store.Type != quant.F32:
+			src = &nn.BF16{Out: l.Out, In: l.In, Data: bf16Words(b)}
+		case store.Type == quant.F32:
+			p := l.F32()
+			if p == nil {
+				p = &nn.Param{Name: name, Shape: shape}
 			}
-			scratch = grow(scratch, l.Out*l.In)
-			if err := safetensors.DecodeFloat32s(scratch, b, info); err != nil {
-				return fmt.Errorf("%s: %w", set.FileOf(name), err)
-			}
-			q, err := quant.Quantize(scratch, l.Out, l.In, *opt.Quant)
-			if err != nil {
-				return fmt.Errorf("quantize %s: %w", name, err)
-			}
-			l.Q, l.W, l.WBF16 = q, nil, nil
-		case opt.Storage == BF16:
-			if info.DType == safetensors.BF16 {
-				l.WBF16 = bf16Words(b)
-			} else {
-				scratch = grow(scratch, l.Out*l.In)
-				if err := safetensors.DecodeFloat32s(scratch, b, info); err != nil {
-					return fmt.Errorf("%s: %w", set.FileOf(name), err)
-				}
-				l.WBF16 = make([]uint16, l.Out*l.In)
-				dtype.F32ToBF16(l.WBF16, scratch)
-			}
-			l.W = nil
+			p.Data = make([]float32, l.Out*l.In)
+			src = p
 		default:
-			l.W.Data = make([]float32, l.Out*l.In)
-			if err := safetensors.DecodeFloat32s(l.W.Data, b, info); err != nil {
+			if scratch == nil {
+				scratch = &nn.Param{}
+			}
+			scratch.Shape, scratch.Data = shape, grow(scratch.Data, l.Out*l.In)
+			src = scratch
+		}
+		if p, ok := src.(*nn.Param); ok {
+			if err := safetensors.DecodeFloat32s(p.Data, b, info); err != nil {
 				return fmt.Errorf("%s: %w", set.FileOf(name), err)
 			}
 		}
+		l.W = src
+		if err := store.StoreLinear(l); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// StoreLinears converts every linear layer's weight into the form o names
+// (f32, bf16 or a quantized type; quant.Options.Store).
+func (m *Model) StoreLinears(o quant.Options) error {
+	for _, l := range m.Linears() {
+		if err := o.StoreLinear(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storage is the form the options ask linear weights to be held in.
+func (o LoadOptions) storage() quant.Options {
+	switch {
+	case o.Quant != nil:
+		return *o.Quant
+	case o.Storage == BF16:
+		return quant.Options{Type: quant.BF16}
+	}
+	return quant.Options{Type: quant.F32}
 }
 
 // bf16Words copies little-endian bf16 bytes into words (the mapping is

@@ -200,8 +200,8 @@ func (m *Model) Params() []*nn.Param {
 }
 
 func appendLinear(ps []*nn.Param, l *nn.Linear) []*nn.Param {
-	if l.W != nil {
-		ps = append(ps, l.W)
+	if w := l.F32(); w != nil {
+		ps = append(ps, w)
 	}
 	if l.B != nil {
 		ps = append(ps, l.B)

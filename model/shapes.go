@@ -118,7 +118,7 @@ func (m *Model) RandomInit(seed uint64) {
 		}
 	}
 	for k, l := range lins {
-		fill(l.W.Data, 1/math.Sqrt(float64(l.In)), uint64(k+3))
+		fill(l.F32().Data, 1/math.Sqrt(float64(l.In)), uint64(k+3)) // New holds float32
 		if l.B != nil {
 			clear(l.B.Data)
 		}

@@ -1,27 +1,18 @@
 package nn
 
-import "gotune/dtype"
+import "fmt"
 
 // Linear is y = x·Wᵀ + b with W stored [Out, In] as Hugging Face stores it.
-// The weight lives in one of three forms: float32 (W.Data), bfloat16 (WBF16)
-// or a quantized matrix (Q). An Adapter (LoRA, DoRA, IA3…) changes what the
-// layer computes; the compute backends run it (model.DeviceModel reads the
-// adapter through the interfaces it declares).
+// The weight is held in one of the forms of Weight; an Adapter (LoRA, DoRA,
+// IA3…) changes what the layer computes. The compute backends run it
+// (model.DeviceModel reads the weight's form and the adapter through the
+// interfaces they implement).
 type Linear struct {
 	Name    string // module path, e.g. "model.layers.0.self_attn.q_proj"
 	In, Out int
-	W       *Param
-	WBF16   []uint16
-	Q       QuantWeight
+	W       Weight
 	B       *Param
 	Adapter Adapter
-}
-
-// QuantWeight is a frozen weight kept quantized in memory (QLoRA); a
-// backend reads its packed form (model.Packed4, model.Packed8), merges and
-// exports expand it.
-type QuantWeight interface {
-	Dequantize(dst []float32)
 }
 
 // Adapter is a method's change to a linear layer: its trainable values;
@@ -31,18 +22,34 @@ type Adapter interface {
 	Params() []*Param
 }
 
-// DenseWeight returns the weight as float32 [Out·In], expanding bf16 or
-// quantized storage into a new slice (for merging and export, not training).
+// F32 returns the weight when it is held in float32 (the only form that
+// trains or merges in place), else nil.
+func (l *Linear) F32() *Param {
+	p, _ := l.W.(*Param)
+	return p
+}
+
+// DenseWeight returns the weight as float32 [Out·In]: the weight's own
+// data when it is float32, else a new expansion (for merging and export,
+// not training).
 func (l *Linear) DenseWeight() []float32 {
-	switch {
-	case l.Q != nil:
-		w := make([]float32, l.Out*l.In)
-		l.Q.Dequantize(w)
-		return w
-	case l.WBF16 != nil:
-		w := make([]float32, l.Out*l.In)
-		dtype.BF16ToF32(w, l.WBF16)
-		return w
+	if p := l.F32(); p != nil {
+		return p.Data
 	}
-	return l.W.Data
+	w := make([]float32, l.Out*l.In)
+	l.W.Dense(w)
+	return w
+}
+
+// SetWeight replaces the weight, checking that the new one has the layer's
+// shape. A float32 weight takes the layer's parameter name.
+func (l *Linear) SetWeight(w Weight) error {
+	if o, i := w.Dims(); o != l.Out || i != l.In {
+		return fmt.Errorf("%s: weight of shape [%d %d], the layer is [%d %d]", l.Name, o, i, l.Out, l.In)
+	}
+	if p, ok := w.(*Param); ok && p.Name == "" {
+		p.Name = l.Name + ".weight"
+	}
+	l.W = w
+	return nil
 }

@@ -1,5 +1,6 @@
-// Package nn holds the layers of a decoder-only transformer, each with its
-// forward and backward pass written out, and the parameters they train.
+// Package nn holds a decoder-only transformer's layers as data: the
+// parameters they train, the forms a linear layer's weight is held in and
+// the adapters methods attach. The arithmetic runs on a compute backend.
 package nn
 
 // Param is one named tensor of a model or adapter. Data is row-major.

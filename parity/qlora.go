@@ -50,7 +50,7 @@ func (r *Ref) QLoRA(qt quant.Type) ([]checks.Result, error) {
 	}
 	var num, den float64
 	for i, l := range m.Linears() {
-		w := base.Linears()[i].W.Data
+		w := base.Linears()[i].F32().Data
 		q := l.DenseWeight()
 		for j := range w {
 			d := float64(q[j] - w[j])
@@ -61,7 +61,7 @@ func (r *Ref) QLoRA(qt quant.Type) ([]checks.Result, error) {
 	werr := math.Sqrt(num / den)
 	// base becomes the float32 model with the quantized weights' values.
 	for i, l := range m.Linears() {
-		copy(base.Linears()[i].W.Data, l.DenseWeight())
+		copy(base.Linears()[i].F32().Data, l.DenseWeight())
 	}
 	got, err := r.qloraLosses(m, dir, meta.Train)
 	if err != nil {

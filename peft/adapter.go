@@ -258,7 +258,7 @@ func (s *LoRASet) Detach() {
 func (s *LoRASet) Merge() error {
 	for _, l := range s.Modules {
 		lin := s.layers[l.Module]
-		if lin.W == nil {
+		if lin.F32() == nil {
 			return fmt.Errorf("merge: %s is not stored in float32; load the base in f32 to merge", l.Module)
 		}
 		l.Merge(lin)

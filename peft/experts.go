@@ -145,14 +145,15 @@ func (el *ExpertLoRA) detach() {
 // merge folds the adapter into the experts' float32 weights.
 func (el *ExpertLoRA) merge() error {
 	for _, a := range el.adapt {
-		if a.lin.W == nil || a.lin.W.Data == nil {
+		w := a.lin.F32()
+		if w == nil || w.Data == nil {
 			return fmt.Errorf("merge: %s is not stored in float32; load the base in f32 to merge", a.lin.Name)
 		}
 		bp := a.bPart()
 		in, r := a.lin.In, el.r
 		ae := el.A.Data[a.e*r*in : (a.e+1)*r*in]
 		for o := 0; o < a.lin.Out; o++ {
-			row := a.lin.W.Data[o*in : (o+1)*in]
+			row := w.Data[o*in : (o+1)*in]
 			for k := 0; k < r; k++ {
 				c := el.Scale * bp[o*r+k]
 				for i, v := range ae[k*in : (k+1)*in] {

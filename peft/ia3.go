@@ -53,7 +53,7 @@ func (a *IA3) Params() []*nn.Param { return []*nn.Param{a.L} }
 func (a *IA3) Merge(lin *nn.Linear) {
 	l, in := a.L.Data, lin.In
 	for o := 0; o < lin.Out; o++ {
-		row := lin.W.Data[o*in : (o+1)*in]
+		row := lin.F32().Data[o*in : (o+1)*in]
 		for i := range row {
 			if a.Feedforward {
 				row[i] *= l[i]
@@ -285,7 +285,7 @@ func (s *IA3Set) Merge() error {
 		if lin == nil {
 			return fmt.Errorf("merge: ia3 is detached")
 		}
-		if lin.W == nil {
+		if lin.F32() == nil {
 			return fmt.Errorf("merge: %s is not stored in float32; load the base in f32 to merge", a.Module)
 		}
 	}

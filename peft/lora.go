@@ -47,7 +47,7 @@ func (l *LoRA) Params() []*nn.Param {
 // stays as it was).
 func (l *LoRA) Merge(lin *nn.Linear) {
 	in, r := lin.In, l.A.Shape[0]
-	w := lin.W.Data
+	w := lin.F32().Data
 	parallel.For(lin.Out, 16, func(lo, hi int) {
 		for o := lo; o < hi; o++ {
 			row := w[o*in : (o+1)*in]

@@ -16,6 +16,7 @@ import (
 	"runtime"
 
 	"gotune/model"
+	"gotune/quant"
 )
 
 // Method names a row of the planner's table: a fine-tuning method or a
@@ -348,10 +349,15 @@ func (s Shape) F32() int64 { return 4 * s.params() }
 // Frozen is the bytes of the model with its projections stored as o.Storage
 // asks (the frozen base of the adapter methods), and that storage's name.
 func (s Shape) Frozen(o Options) (int64, string) {
+	st := quant.Options{Type: quant.F32}
 	if o.Storage == model.BF16 {
-		return 4*s.dense() + 2*(s.L*s.linearParams()+s.moeHeld), "bf16"
+		st.Type = quant.BF16
 	}
-	return s.F32(), "f32"
+	held, err := s.Projections(func(out, in int64) (int64, error) { return quant.BytesFor(int(out), int(in), st) })
+	if err != nil {
+		panic(err) // BytesFor fails only on quantized types
+	}
+	return 4*s.dense() + held, st.Type.String()
 }
 
 // Projections is the bytes of every projection, the experts' included,

@@ -6,9 +6,9 @@ import (
 	"gotune/parallel"
 )
 
-// Dequantize writes the whole rows×cols matrix, decoded, into dst. It is
-// meant for tests, export and merging; the kernels never call it.
-func (m *Matrix) Dequantize(dst []float32) {
+// Dense writes the whole rows×cols matrix, decoded, into dst (nn.Weight).
+// It is meant for tests, export and merging; the kernels never call it.
+func (m *Matrix) Dense(dst []float32) {
 	m.DequantizeRows(dst, 0, m.rows)
 }
 

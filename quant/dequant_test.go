@@ -18,7 +18,7 @@ func TestDequantizeRows(t *testing.T) {
 	for _, opt := range kernelOpts {
 		m := mustQuantize(t, w, rows, cols, opt)
 		all := make([]float32, rows*cols)
-		m.Dequantize(all)
+		m.Dense(all)
 		part := make([]float32, 4*cols)
 		m.DequantizeRows(part, 3, 7)
 		for i, v := range part {

@@ -1,6 +1,7 @@
 package quant
 
 import (
+	"gotune/nn"
 	"testing"
 )
 
@@ -49,14 +50,18 @@ func TestFootprintQwen3_0_6B(t *testing.T) {
 	}
 }
 
-// BytesFor predicts Matrix.Bytes exactly.
-func TestBytesForMatchesMatrix(t *testing.T) {
-	for _, opt := range append(kernelOpts, Options{Type: NF4, DoubleQuant: true}, Options{Type: FP4, BlockSize: 4096}) {
+// BytesFor predicts the Bytes of a weight stored in every form exactly
+// (the planner counts with it).
+func TestBytesForMatchesWeight(t *testing.T) {
+	for _, opt := range append(kernelOpts, Options{Type: NF4, DoubleQuant: true}, Options{Type: FP4, BlockSize: 4096}, Options{Type: F32}, Options{Type: BF16}) {
 		for _, sh := range [][2]int{{1, 1}, {7, 13}, {300, 257}} {
-			m := mustQuantize(t, normals(1, sh[0]*sh[1], 1), sh[0], sh[1], opt)
+			w, err := opt.Store(&nn.Param{Shape: []int{sh[0], sh[1]}, Data: normals(1, sh[0]*sh[1], 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
 			got, err := BytesFor(sh[0], sh[1], opt)
-			if err != nil || got != int64(m.Bytes()) {
-				t.Errorf("%+v %v: BytesFor %d (%v), Matrix.Bytes %d", opt, sh, got, err, m.Bytes())
+			if err != nil || got != w.Bytes() {
+				t.Errorf("%+v %v: BytesFor %d (%v), %T.Bytes %d", opt, sh, got, err, w, w.Bytes())
 			}
 		}
 	}

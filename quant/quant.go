@@ -173,7 +173,7 @@ func (m *Matrix) DoubleQuant() bool { return m.qabsmax != nil }
 
 // Bytes is the resident size: codes, scales (and their nested scales and
 // code book), code books and the 2 KiB byte-decode table of 4-bit types.
-func (m *Matrix) Bytes() int {
+func (m *Matrix) Bytes() int64 {
 	b := len(m.packed) + len(m.q) + 4*len(m.absmax) + len(m.qabsmax) + 4*len(m.nestedAbsmax)
 	if m.typ.fourBit() {
 		b += 4*len(m.code) + 8*256
@@ -181,8 +181,11 @@ func (m *Matrix) Bytes() int {
 	if m.nestedCode != nil {
 		b += 4*len(m.nestedCode) + 4
 	}
-	return b
+	return int64(b)
 }
+
+// Dims is [Rows, Cols], the layer's [Out, In] (nn.Weight).
+func (m *Matrix) Dims() (out, in int) { return m.rows, m.cols }
 
 // Quantize packs the row-major rows×cols float32 weight w.
 func Quantize(w []float32, rows, cols int, opt Options) (*Matrix, error) {

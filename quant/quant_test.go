@@ -71,7 +71,7 @@ func TestNearestCodeExhaustive(t *testing.T) {
 		w := withSpecials(normals(uint64(n), n, 0.02), tc.bs, code)
 		m := mustQuantize(t, w, tc.rows, tc.cols, Options{Type: tc.typ, BlockSize: tc.bs})
 		got := make([]float32, n)
-		m.Dequantize(got)
+		m.Dense(got)
 		bad := 0
 		for e, v := range w {
 			b := e / tc.bs
@@ -186,7 +186,7 @@ func TestQuantErrorNormal(t *testing.T) {
 	var nf4 float64
 	for _, tc := range cases {
 		m := mustQuantize(t, w, rows, cols, tc.opt)
-		m.Dequantize(got)
+		m.Dense(got)
 		e := blockMAE(w, got, 64)
 		var abs float64
 		for i, x := range w {
@@ -236,8 +236,8 @@ func TestDoubleQuantBound(t *testing.T) {
 			}
 		}
 		w1, w2 := make([]float32, n), make([]float32, n)
-		plain.Dequantize(w1)
-		dq.Dequantize(w2)
+		plain.Dense(w1)
+		dq.Dense(w2)
 		e1, e2 := blockMAE(w, w1, tc.bs), blockMAE(w, w2, tc.bs)
 		t.Logf("%+v: worst absmax relative error %.2e; block MAE %.5f → %.5f with DQ", tc, worst, e1, e2)
 		if e2 > e1*1.05+1e-6 {
@@ -254,7 +254,7 @@ func TestInt8Error(t *testing.T) {
 		clear(w[cols : 2*cols]) // a zero row (a zero block for Int8Block)
 		m := mustQuantize(t, w, rows, cols, Options{Type: typ, BlockSize: 50})
 		got := make([]float32, len(w))
-		m.Dequantize(got)
+		m.Dense(got)
 		bs := m.BlockSize()
 		var rel float64
 		for e, x := range w {

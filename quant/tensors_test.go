@@ -58,8 +58,8 @@ func TestTensorsRoundTrip(t *testing.T) {
 			t.Errorf("%v: nested offset %v loaded as %v", opt.Type, m.offset, back.offset)
 		}
 		a, b := make([]float32, rows*cols), make([]float32, rows*cols)
-		m.Dequantize(a)
-		back.Dequantize(b)
+		m.Dense(a)
+		back.Dense(b)
 		if !slices.Equal(a, b) {
 			t.Errorf("%v: decoded values changed in the round trip", opt.Type)
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"gotune/compute/cpu/cputest"
+	"gotune/nn"
 )
 
 // TestBF16BaseOnCPU: `bf16: true` LoRA on the CPU backend loads the base in
@@ -23,7 +24,7 @@ func TestBF16BaseOnCPU(t *testing.T) {
 	must(t, err)
 	defer tr.Close()
 	for _, l := range tr.Model.Linears() {
-		if l.WBF16 == nil || l.W != nil && l.W.Data != nil {
+		if _, ok := l.W.(*nn.BF16); !ok {
 			t.Fatalf("%s: not held in bf16 alone", l.Name)
 		}
 	}

@@ -496,8 +496,8 @@ func TestFullFineTuningIsDeterministic(t *testing.T) {
 					}
 				}
 				for _, l := range tr.Model.Linears() {
-					if l.W != nil {
-						weights[k][l.Name] = append([]float32(nil), l.W.Data...)
+					if l.F32() != nil {
+						weights[k][l.Name] = append([]float32(nil), l.F32().Data...)
 					}
 				}
 			}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"gotune/dtype"
 	"io"
 	"math"
 	"os"
@@ -252,21 +251,15 @@ func benchModel(method, shape string, rank int, storage model.DType) (*model.Mod
 			p.SetTrainable(true)
 		}
 	case "lora", "qlora":
+		store := quant.Options{Type: quant.F32}
 		if method == "qlora" {
 			pm = plan.QLoRA
-			for _, l := range m.Linears() {
-				q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: quant.NF4})
-				if err != nil {
-					return nil, nil, "", err
-				}
-				l.Q, l.W = q, nil
-			}
+			store.Type = quant.NF4
 		} else if storage == model.BF16 {
-			for _, l := range m.Linears() {
-				l.WBF16 = make([]uint16, len(l.W.Data))
-				dtype.F32ToBF16(l.WBF16, l.W.Data)
-				l.W = nil
-			}
+			store.Type = quant.BF16
+		}
+		if err := m.StoreLinears(store); err != nil {
+			return nil, nil, "", err
 		}
 		runtime.GC()
 		set, err := peft.AttachLoRA(m, peft.LoRAConfig{R: rank, Alpha: float64(2 * rank), Targets: []string{"all"}}, 1)
@@ -354,7 +347,9 @@ func newTrainBench(be compute.Backend, dt compute.DType, method, shape string, b
 			p.Data, p.Grad = nil, nil
 		}
 		for _, l := range m.Linears() {
-			l.Q = nil
+			if l.F32() == nil {
+				l.W = nil // bf16 or quantized
+			}
 		}
 	}
 	runtime.GC()
@@ -531,30 +526,18 @@ func benchMemory(w io.Writer, shape string) error {
 	}
 	kinds := []string{"f32", "bf16", "int8", "nf4"}
 	for _, kind := range kinds {
+		typ, err := quant.ParseType(kind)
+		if err != nil {
+			return err
+		}
 		m := model.New(cfg)
 		m.RandomInit(1)
+		if err := m.StoreLinears(quant.Options{Type: typ}); err != nil {
+			return err
+		}
 		var linear int64
 		for _, l := range m.Linears() {
-			switch kind {
-			case "bf16":
-				l.WBF16 = make([]uint16, len(l.W.Data))
-				dtype.F32ToBF16(l.WBF16, l.W.Data)
-				l.W = nil
-				linear += int64(2 * len(l.WBF16))
-			case "int8", "nf4":
-				qt := quant.Int8Row
-				if kind == "nf4" {
-					qt = quant.NF4
-				}
-				q, err := quant.Quantize(l.W.Data, l.Out, l.In, quant.Options{Type: qt})
-				if err != nil {
-					return err
-				}
-				l.Q, l.W = q, nil
-				linear += int64(q.Bytes())
-			default:
-				linear += int64(4 * len(l.W.Data))
-			}
+			linear += l.W.Bytes()
 		}
 		debug.FreeOSMemory()
 		mem, _ := runlog.ReadMem()
