@@ -1,0 +1,126 @@
+package method
+
+import (
+	"gotune/compute"
+	"gotune/plan"
+	"gotune/quant"
+)
+
+// GPURows gives the planner's rows their GPU footprints by row name: what
+// each method places on the device beside the model (model.DeviceModel's
+// arenas, kept activations and scratch; model/device_step.go and
+// model/device_peft.go). They sit apart from the rows' CPU footprints only
+// until plan.Row has a field for them.
+func GPURows() map[plan.Method]plan.GPURow {
+	return map[plan.Method]plan.GPURow{
+		plan.Full: func(plan.Shape, plan.Options, plan.GPUOptions) (plan.GPUFootprint, error) {
+			return plan.GPUFootprint{TrainModel: true}, nil
+		},
+		"freeze": func(s plan.Shape, o plan.Options, _ plan.GPUOptions) (plan.GPUFootprint, error) {
+			return plan.GPUFootprint{TrainLayers: min(int64(o.FreezeLayers), s.Layers())}, nil
+		},
+		plan.LoRA:    loraGPU(false, false),
+		"dora":       loraGPU(true, false),
+		plan.QLoRA:   loraGPU(false, true),
+		plan.Prompt:  promptGPU,
+		"p-tuning":   pTuningGPU,
+		plan.Prefix:  prefixGPU,
+		plan.IA3:     ia3GPU,
+		"bottleneck": bottleneckGPU,
+	}
+}
+
+// loraGPU is LoRA's footprint on every projection (lora_target: all): A
+// [r, in] and B [out, r] trained through compute-type copies, x·Aᵀ kept per
+// layer, and the gradient of x·Aᵀ in scratch — one [n, 3r] buffer for the
+// fused q/k/v group when the A matrices of a group lie adjacent in the
+// arena, one [n, r] for the layers outside a group. DoRA adds its
+// magnitude (float), three float32 vectors per layer (the factor, its
+// inverse and the squared row norms), the product before the rescaling
+// kept per layer, and in scratch the rows of W + s·B·A (float32) and two
+// output-sized gradients.
+func loraGPU(dora, qlora bool) plan.GPURow {
+	return func(s plan.Shape, o plan.Options, g plan.GPUOptions) (plan.GPUFootprint, error) {
+		A := g.Compute
+		r, L, n := int64(o.LoRARank), s.Layers(), int64(o.Batch)*int64(o.Seq)
+		var f plan.GPUFootprint
+		var wide, out int64
+		for _, l := range s.Linears() {
+			f.Tensors = append(f.Tensors, plan.GPUTensors{Size: r * l[1], Count: L}, plan.GPUTensors{Size: l[0] * r, Count: L})
+			f.Kept = append(f.Kept, plan.Buffer{DType: A, Values: n * r, Count: 1})
+			if dora {
+				f.Tensors = append(f.Tensors, plan.GPUTensors{Size: l[0], Count: L, Float: true})
+				f.Fixed = append(f.Fixed, plan.Buffer{DType: compute.F32, Values: l[0], Count: 3 * L})
+				f.Kept = append(f.Kept, plan.Buffer{DType: A, Values: n * l[0], Count: 1})
+			}
+			wide, out = max(wide, l[0]*l[1]), max(out, l[0])
+		}
+		// q, k, v (and gate, up) read the hidden states: their A matrices
+		// are r·hidden values each.
+		if plan.ArenaAligned(r*s.Hidden(), g.Adam8bit) {
+			f.Scratch = append(f.Scratch, plan.Buffer{DType: A, Values: n * 3 * r, Count: 1})
+		}
+		f.Scratch = append(f.Scratch, plan.Buffer{DType: A, Values: n * r, Count: 1})
+		if dora {
+			f.Scratch = append(f.Scratch, plan.Buffer{DType: compute.F32, Values: wide, Count: 1}, plan.Buffer{DType: A, Values: n * out, Count: 2})
+		}
+		if qlora {
+			f.Quant = &quant.Options{Type: quant.NF4, DoubleQuant: !o.SingleQuant}
+		}
+		return f, nil
+	}
+}
+
+// promptGPU: prompt tuning trains the virtual tokens themselves [P,
+// hidden]; the block adds their rows to every sequence.
+func promptGPU(s plan.Shape, o plan.Options, _ plan.GPUOptions) (plan.GPUFootprint, error) {
+	return plan.GPUFootprint{Tensors: []plan.GPUTensors{{Size: int64(o.Virtual) * s.Hidden(), Count: 1}}}, nil
+}
+
+// pTuningGPU: the virtual tokens and the MLP encoder h→h→h→h (weights
+// through compute-type copies, biases in float); the encoder keeps its
+// hidden layers' outputs before and after the activation and its output,
+// and backward takes two input gradients in turn.
+func pTuningGPU(s plan.Shape, o plan.Options, g plan.GPUOptions) (plan.GPUFootprint, error) {
+	P, h := int64(o.Virtual), s.Hidden()
+	return plan.GPUFootprint{
+		Tensors: []plan.GPUTensors{{Size: P * h, Count: 1}, {Size: h * h, Count: 3}, {Size: h, Count: 3, Float: true}},
+		Fixed:   []plan.Buffer{{DType: g.Compute, Values: P * h, Count: 5}},
+		Scratch: []plan.Buffer{{DType: g.Compute, Values: P * h, Count: 2}},
+	}, nil
+}
+
+// prefixGPU: prefix tuning (without prefix_projection) trains the keys and
+// values of every layer [P, layers·2·kv]; the block lays them out and
+// attends to them (plan counts those buffers from the footprint's Prefix).
+func prefixGPU(s plan.Shape, o plan.Options, _ plan.GPUOptions) (plan.GPUFootprint, error) {
+	return plan.GPUFootprint{Tensors: []plan.GPUTensors{{Size: int64(o.Virtual) * s.Layers() * 2 * s.KVDim(), Count: 1}}}, nil
+}
+
+// ia3GPU: IA3's vectors (float) scale k and v on their outputs, which are
+// kept before the scaling, and down on its input; scratch holds down's
+// scaled input and its gradient, and an output's scaled gradient.
+func ia3GPU(s plan.Shape, o plan.Options, g plan.GPUOptions) (plan.GPUFootprint, error) {
+	L, n, kd, inter := s.Layers(), int64(o.Batch)*int64(o.Seq), s.KVDim(), s.Intermediate()
+	A := g.Compute
+	return plan.GPUFootprint{
+		Tensors: []plan.GPUTensors{{Size: kd, Count: 2 * L, Float: true}, {Size: inter, Count: L, Float: true}},
+		Kept:    []plan.Buffer{{DType: A, Values: n * kd, Count: 2}},
+		Scratch: []plan.Buffer{{DType: A, Values: n * inter, Count: 2}, {DType: A, Values: n * kd, Count: 1}},
+	}, nil
+}
+
+// bottleneckGPU: two adapters a layer (after attention, after the MLP),
+// down [r, h] and up [h, r] through compute-type copies, their biases in
+// float; each keeps its input and the down projection's output; scratch
+// holds the activation, its gradient, the scaled up bias (float) and the
+// input gradient.
+func bottleneckGPU(s plan.Shape, o plan.Options, g plan.GPUOptions) (plan.GPUFootprint, error) {
+	L, h, r, n := s.Layers(), s.Hidden(), int64(o.BottleneckSize), int64(o.Batch)*int64(o.Seq)
+	A := g.Compute
+	return plan.GPUFootprint{
+		Tensors: []plan.GPUTensors{{Size: r * h, Count: 4 * L}, {Size: r, Count: 2 * L, Float: true}, {Size: h, Count: 2 * L, Float: true}},
+		Kept:    []plan.Buffer{{DType: A, Values: n * h, Count: 2}, {DType: A, Values: n * r, Count: 2}},
+		Scratch: []plan.Buffer{{DType: A, Values: n * r, Count: 2}, {DType: compute.F32, Values: h, Count: 1}, {DType: A, Values: n * h, Count: 1}},
+	}, nil
+}
