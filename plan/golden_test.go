@@ -40,7 +40,7 @@ func goldenPlans(t *testing.T) []byte {
 		for i, s := range settings {
 			o := s.o
 			o.GFLOPS, o.NF4GFLOPS, o.MExps, o.Threads = 100, 60, 300, 4
-			p, err := plan.Make(plan.Request{Model: name, Config: cfg, Samples: s.samples, RAM: 6 << 30, GPUMem: int64(i) << 30, Stage: s.stage, Options: o, Rows: method.PlanRows()})
+			p, err := plan.Make(plan.Request{Model: name, Config: cfg, Samples: s.samples, RAM: 6 << 30, GPUMem: int64(i) << 30, Stage: s.stage, Options: o, Rows: method.PlanRows(), GPURows: method.GPURows()})
 			if err != nil {
 				t.Fatalf("%s/%d: %v", name, i, err)
 			}

@@ -37,6 +37,12 @@ type Request struct {
 	Samples int64         // training records; negative when unknown
 	RAM     int64         // bytes of memory the run may use
 	GPUMem  int64         // bytes of GPU memory; 0 when there is no GPU
+	// GPU configures the GPU memory model (compute type, fused attention,
+	// the context's share), used when GPUMem is set.
+	GPU GPUOptions
+	// GPURows are the rows' GPU footprints by method (method.GPURows());
+	// a row without one is approximated from its CPU footprint.
+	GPURows map[Method]GPURow
 	// Stage is the training stage: "" or sft, or a preference stage (dpo,
 	// kto), whose samples are pairs scored together (pref.go).
 	Stage   string
@@ -53,9 +59,14 @@ type Verdict struct {
 	// gradient checkpointing, is within Usable·RAM.
 	Fits           bool `json:"fits"`
 	FitsCheckpoint bool `json:"fits_checkpoint"`
-	// FitsGPU is set when GPU memory was given: the weights, gradients,
-	// optimizer state and (checkpointed) activations fit in it.
-	FitsGPU *bool `json:"fits_gpu,omitempty"`
+	// GPU is the device memory of the step on a GPU (EstimateGPU), set
+	// when GPU memory was given.
+	GPU *GPUEstimate `json:"gpu,omitempty"`
+	// FitsGPU and FitsGPUCheckpoint are set when GPU memory was given: the
+	// GPU estimate's total, without or with gradient checkpointing, is
+	// within it.
+	FitsGPU           *bool `json:"fits_gpu,omitempty"`
+	FitsGPUCheckpoint *bool `json:"fits_gpu_checkpoint,omitempty"`
 }
 
 // Plan is the planner's answer.
@@ -115,9 +126,12 @@ func Make(req Request) (*Plan, error) {
 		}
 		v := Verdict{Estimate: e, Fits: e.Memory.Total <= p.Budget, FitsCheckpoint: e.MemoryCheckpoint.Total <= p.Budget}
 		if req.GPUMem > 0 {
-			c := e.MemoryCheckpoint
-			fits := c.Weights+c.Grads+c.Optimizer+c.Activations <= req.GPUMem
-			v.FitsGPU = &fits
+			g, err := EstimateGPU(req.Config, row, req.GPURows[row.Method], opts, req.GPU)
+			if err != nil {
+				return nil, err
+			}
+			fits, ckpt := g.Memory.Total <= req.GPUMem, g.MemoryCheckpoint.Total <= req.GPUMem
+			v.GPU, v.FitsGPU, v.FitsGPUCheckpoint = &g, &fits, &ckpt
 		}
 		p.Methods = append(p.Methods, v)
 	}
@@ -322,7 +336,7 @@ func (p *Plan) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	hdr := "method\ttrainable\tweights\tmemory\tmemory (ckpt)\tstep\tstep (ckpt)\tfits?\t"
 	if p.GPUMem > 0 {
-		hdr += "GPU?\t"
+		hdr += "GPU mem\tGPU (ckpt)\tGPU?\t"
 	}
 	fmt.Fprintln(tw, hdr)
 	for _, v := range p.Methods {
@@ -335,8 +349,15 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		}
 		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", v.Method, count(v.TrainableParams), v.WeightFormat,
 			mib(v.Memory.Total), mib(v.MemoryCheckpoint.Total), duration(v.StepSeconds), duration(v.StepSecondsCheckpoint), fits)
-		if v.FitsGPU != nil {
-			row += map[bool]string{true: "yes", false: "no"}[*v.FitsGPU] + "\t"
+		if v.GPU != nil && v.FitsGPU != nil && v.FitsGPUCheckpoint != nil {
+			gpu := "no"
+			switch {
+			case *v.FitsGPU:
+				gpu = "yes"
+			case *v.FitsGPUCheckpoint:
+				gpu = "ckpt"
+			}
+			row += fmt.Sprintf("%s\t%s\t%s\t", mib(v.GPU.Memory.Total), mib(v.GPU.MemoryCheckpoint.Total), gpu)
 		}
 		fmt.Fprintln(tw, row)
 	}
@@ -368,7 +389,27 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		}
 	}
 	_, err := fmt.Fprintln(w, "memory: estimated peak resident size (weights + gradients + AdamW state + activations + Go runtime); step: FLOPs ÷ measured throughput + exponentials ÷ measured rate")
+	if err == nil && p.GPUMem > 0 {
+		err = p.writeGPUNote(w)
+	}
 	return err
+}
+
+// writeGPUNote says what the GPU columns count.
+func (p *Plan) writeGPUNote(w io.Writer) error {
+	for _, v := range p.Methods {
+		if v.GPU == nil {
+			continue
+		}
+		attn := "fused attention (no score matrix held)"
+		if !v.GPU.Fused {
+			attn = "unfused attention ([T, T] scores and their gradients per chunk of sequences)"
+		}
+		_, err := fmt.Fprintf(w, "GPU mem: the device block's tensors in %s compute with %s, rounded as the CUDA allocator rounds them, plus %s for the CUDA context and cuBLAS workspace (a stated constant, not yet calibrated on a GPU)\n",
+			v.GPU.Compute, attn, mib(v.GPU.Memory.Runtime))
+		return err
+	}
+	return nil
 }
 
 func mib(b int64) string {

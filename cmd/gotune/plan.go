@@ -26,7 +26,8 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 	dataset := fs.String("dataset", "", "dataset file whose records are counted (.json, .jsonl, .parquet, .txt)")
 	samples := fs.Int64("samples", -1, "number of training samples (instead of --dataset)")
 	ram := fs.String("ram", "", "memory available, e.g. 16G (default: MemTotal of this machine)")
-	gpuMem := fs.String("gpu-mem", "", "GPU memory, e.g. 80G (default: none; gotune trains on the CPU today)")
+	gpuMem := fs.String("gpu-mem", "", "GPU memory, e.g. 80G: adds each method's device memory on a GPU (--device cuda, bf16 compute) and whether it fits (default: no GPU)")
+	gpuAttn := fs.String("gpu-attention", "fused", "with --gpu-mem: fused (FlashAttention kernels, heads up to 256) or unfused (a CUDA backend without them: [T, T] scores held)")
 	batch := fs.Int("batch", 1, "sequences per step (per_device_train_batch_size)")
 	seq := fs.Int("seq", 1024, "tokens per sequence (cutoff_len)")
 	rank := fs.Int("lora-rank", 16, "LoRA/DoRA/QLoRA rank")
@@ -46,7 +47,7 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 	if *modelDir, err = positionalModel(*modelDir, pos); err != nil {
 		return err
 	}
-	req := plan.Request{Samples: *samples, Stage: *stage, Rows: method.PlanRows()}
+	req := plan.Request{Samples: *samples, Stage: *stage, Rows: method.PlanRows(), GPURows: method.GPURows()}
 	switch {
 	case *modelDir != "" && *shape != "":
 		return fmt.Errorf("give --model or --shape, not both")
@@ -88,6 +89,13 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 		if req.GPUMem, err = plan.ParseSize(*gpuMem); err != nil {
 			return fmt.Errorf("--gpu-mem: %w", err)
 		}
+	}
+	switch *gpuAttn {
+	case "fused":
+	case "unfused":
+		req.GPU.Unfused = true
+	default:
+		return fmt.Errorf("--gpu-attention %q: want fused or unfused", *gpuAttn)
 	}
 	switch *stage {
 	case "sft", "pt", "dpo", "kto":
