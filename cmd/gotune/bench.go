@@ -221,6 +221,7 @@ type trainBench struct {
 	adam8         bool        // 8-bit AdamW moments
 	stateBytes    int64       // the optimizer state in theory
 	flops         float64     // estimated floating-point operations of one step
+	planGPU       int64       // the planner's device memory of the step (allocator blocks); 0 on a host backend
 	be            compute.Backend
 	dt            compute.DType
 	dm            *model.DeviceModel
@@ -304,6 +305,31 @@ func benchEstimate(cfg *model.Config, pm plan.Method, b, t, rank int) (plan.Esti
 	return plan.EstimateMethod(cfg, row, plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true})
 }
 
+// benchPlanGPU is the planner's prediction of the device memory a bench
+// run of row pm allocates on a backend whose memory is not the host's (the
+// CUDA allocator's blocks, what peak_mem_gib measures), attention fused
+// where the backend fuses it; 0 on a host backend.
+func benchPlanGPU(be compute.Backend, dt compute.DType, cfg *model.Config, pm plan.Method, b, t, rank int, checkpoint, adam8 bool) (int64, error) {
+	if _, onHost := be.(compute.HostBackend); onHost {
+		return 0, nil
+	}
+	row, err := method.PlanRow(string(pm))
+	if err != nil {
+		return 0, err
+	}
+	fa, fused := be.(compute.FusedAttention)
+	fused = fused && fa.AttnFusedFor(compute.AttnParams{B: b, H: cfg.Heads, KVH: cfg.KVHeads, T: t, TK: t, TMax: t, HD: cfg.HeadDim})
+	g, err := plan.EstimateGPU(cfg, row, method.GPURows()[pm], plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true},
+		plan.GPUOptions{Compute: dt, Unfused: !fused, Adam8bit: adam8})
+	if err != nil {
+		return 0, err
+	}
+	if checkpoint {
+		return g.MemoryCheckpoint.Allocated, nil
+	}
+	return g.Memory.Allocated, nil
+}
+
 // benchDType is the compute type --dtype names on be (bf16 computes in
 // f32 over the CPU's kernels).
 func benchDType(be compute.Backend, dtype string) (compute.DType, error) {
@@ -362,8 +388,13 @@ func newTrainBench(be compute.Backend, dt compute.DType, method, shape string, b
 	if checkpoint {
 		flops = est.StepFLOPsCheckpoint
 	}
+	planGPU, err := benchPlanGPU(be, dt, cfg, pm, b, t, rank, checkpoint, adam8)
+	if err != nil {
+		dm.Close()
+		return nil, err
+	}
 	tb := &trainBench{method: method, shape: shape, b: b, t: t, rank: rank, trainable: trainable, checkpoint: checkpoint, storage: storage, adam8: adam8, stateBytes: stateBytes,
-		flops: flops, be: be, dt: dt, dm: dm, batch: randomBatch(cfg.Vocab, b, t)}
+		flops: flops, planGPU: planGPU, be: be, dt: dt, dm: dm, batch: randomBatch(cfg.Vocab, b, t)}
 	opt := model.AdamWConfig{LR: 1e-4, WeightDecay: 0.01, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, MaxGradNorm: 1}
 	tb.step = func() (float64, error) {
 		dm.ZeroGrad()
@@ -422,6 +453,11 @@ func (tb *trainBench) run(steps int) (map[string]any, error) {
 		"peak_mem_gib": float64(st.Peak) / (1 << 30),
 		// CPU time a step used: on a loaded machine steadier than its wall time.
 		"cpu_s_step": cpuUsed / float64(steps), "peak_rss_mib": mem.Peak >> 20, "checkpoint": tb.checkpoint, "threads": threads}
+	if tb.planGPU > 0 {
+		// The planner's prediction of peak_mem_gib (the CUDA context is
+		// what device_used_gib holds beyond the peak).
+		line["plan_gpu_mib"] = round(float64(tb.planGPU) / (1 << 20))
+	}
 	if _, onHost := tb.be.(compute.HostBackend); onHost {
 		if peak := cpuPeakGFLOPS(threads); peak > 0 {
 			line["peak_gflops"], line["peak_pct"] = round(peak), round(100*gf/peak)
