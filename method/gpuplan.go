@@ -52,6 +52,7 @@ func loraGPU(dora, qlora bool) plan.GPURow {
 				f.Tensors = append(f.Tensors, plan.GPUTensors{Size: l[0], Count: L, Float: true})
 				f.Fixed = append(f.Fixed, plan.Buffer{DType: compute.F32, Values: l[0], Count: 3 * L})
 				f.Kept = append(f.Kept, plan.Buffer{DType: A, Values: n * l[0], Count: 1})
+				f.Sums = append(f.Sums, [2]int64{n, l[0]}) // the magnitude's gradient
 			}
 			wide, out = max(wide, l[0]*l[1]), max(out, l[0])
 		}
@@ -87,6 +88,7 @@ func pTuningGPU(s plan.Shape, o plan.Options, g plan.GPUOptions) (plan.GPUFootpr
 		Tensors: []plan.GPUTensors{{Size: P * h, Count: 1}, {Size: h * h, Count: 3}, {Size: h, Count: 3, Float: true}},
 		Fixed:   []plan.Buffer{{DType: g.Compute, Values: P * h, Count: 5}},
 		Scratch: []plan.Buffer{{DType: g.Compute, Values: P * h, Count: 2}},
+		Sums:    [][2]int64{{P, h}},
 	}, nil
 }
 
@@ -107,6 +109,7 @@ func ia3GPU(s plan.Shape, o plan.Options, g plan.GPUOptions) (plan.GPUFootprint,
 		Tensors: []plan.GPUTensors{{Size: kd, Count: 2 * L, Float: true}, {Size: inter, Count: L, Float: true}},
 		Kept:    []plan.Buffer{{DType: A, Values: n * kd, Count: 2}},
 		Scratch: []plan.Buffer{{DType: A, Values: n * inter, Count: 2}, {DType: A, Values: n * kd, Count: 1}},
+		Sums:    [][2]int64{{n, kd}, {n, inter}},
 	}, nil
 }
 
@@ -122,5 +125,6 @@ func bottleneckGPU(s plan.Shape, o plan.Options, g plan.GPUOptions) (plan.GPUFoo
 		Tensors: []plan.GPUTensors{{Size: r * h, Count: 4 * L}, {Size: r, Count: 2 * L, Float: true}, {Size: h, Count: 2 * L, Float: true}},
 		Kept:    []plan.Buffer{{DType: A, Values: n * h, Count: 2}, {DType: A, Values: n * r, Count: 2}},
 		Scratch: []plan.Buffer{{DType: A, Values: n * r, Count: 2}, {DType: compute.F32, Values: h, Count: 1}, {DType: A, Values: n * h, Count: 1}},
+		Sums:    [][2]int64{{n, h}, {n, r}},
 	}, nil
 }

@@ -95,7 +95,12 @@ type GPUFootprint struct {
 	Kept []Buffer
 	// Scratch is shared by the layers, each buffer at its largest use.
 	Scratch []Buffer
-	Notes   []string
+	// Sums are the {rows, columns} of the column sums the method's
+	// backward pass takes (BiasGrad, ColDot on its own values): the CUDA
+	// backend holds ⌈rows/64⌉ partial rows of each in float32 during the
+	// call.
+	Sums  [][2]int64
+	Notes []string
 }
 
 // GPURow is a method's GPUFootprint for a model shape, run options (with
@@ -168,6 +173,10 @@ const (
 type gpuTally struct {
 	exact   int64
 	rounded [4]int64
+	// transient is the largest buffer the CUDA backend's operations
+	// allocate and free within one call (it is not the block's: the
+	// reference backend's loops need none).
+	transient int64
 }
 
 // add counts count tensors of n elements of dt (an allocation of 0
@@ -189,7 +198,7 @@ func (t *gpuTally) buffers(k gpuKind, bs []Buffer, times int64) {
 
 func (t *gpuTally) memory(runtime int64) GPUMemory {
 	m := GPUMemory{Weights: t.rounded[gpuWeights], Grads: t.rounded[gpuGrads], Optimizer: t.rounded[gpuOptimizer],
-		Activations: t.rounded[gpuActivations], Requested: t.exact, Runtime: runtime}
+		Activations: t.rounded[gpuActivations] + t.transient, Requested: t.exact, Runtime: runtime}
 	m.Allocated = m.Weights + m.Grads + m.Optimizer + m.Activations
 	m.Total = m.Allocated + runtime
 	return m
@@ -650,4 +659,30 @@ func (s gpuShape) gpuActivations(t *gpuTally, df GPUFootprint, o Options, g GPUO
 		act(A, w) // prefix_dout
 	}
 	t.buffers(gpuActivations, df.Scratch, 1)
+	s.gpuTransient(t, df, n)
+}
+
+// gpuTransient is the CUDA backend's largest buffer held within one call:
+// SumSquares' partial sums (512 floats and one a tensor), or the partial
+// column sums of a norm weight's or a bias's gradient and of ColDot,
+// ⌈rows/64⌉ rows of float32. It adds to the peak because it is taken in
+// the backward pass of layers after the first, when everything else is
+// allocated.
+func (s gpuShape) gpuTransient(t *gpuTally, df GPUFootprint, n int64) {
+	sums := df.Sums
+	if df.TrainModel || df.TrainLayers > 0 {
+		sums = append(sums, [2]int64{n, s.h})
+		if s.qkNorm {
+			sums = append(sums, [2]int64{n * s.heads, s.hd})
+		}
+		_, biases, _ := s.layerTensors()
+		for _, b := range biases {
+			sums = append(sums, [2]int64{n, b})
+		}
+	}
+	most := gpuCUDABlock(4*512) + gpuCUDABlock(4*8)
+	for _, c := range sums {
+		most = max(most, gpuCUDABlock(4*((c[0]+63)/64)*c[1]))
+	}
+	t.transient = max(t.transient, most)
 }

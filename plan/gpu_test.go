@@ -223,3 +223,28 @@ func TestMakeGPU(t *testing.T) {
 		}
 	}
 }
+
+// The CUDA backend's column sums hold ⌈rows/64⌉ partial rows for the
+// length of one call, on top of everything else (SumSquares' 2560 bytes
+// at least); the reference backend's count (Requested) has none of it.
+func TestEstimateGPUTransient(t *testing.T) {
+	c := gpuTestConfig(2)
+	row, dev := adapterRow(4096)
+	summing := func(Shape, Options, GPUOptions) (GPUFootprint, error) {
+		return GPUFootprint{Tensors: []GPUTensors{{Size: 4096, Count: 1}}, Sums: [][2]int64{{6400, 1000}}}, nil
+	}
+	plain, err := EstimateGPU(c, row, dev, Options{}, GPUOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums, err := EstimateGPU(c, row, summing, Options{}, GPUOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sums.Memory.Requested != plain.Memory.Requested {
+		t.Errorf("column sums change the requested bytes: %d, %d", sums.Memory.Requested, plain.Memory.Requested)
+	}
+	if got, want := sums.Memory.Activations-plain.Memory.Activations, int64(782*512-2560); got != want {
+		t.Errorf("a column sum of 6400×1000 adds %d bytes, want %d", got, want)
+	}
+}
