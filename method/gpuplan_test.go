@@ -16,7 +16,9 @@ import (
 type unfusedBackend struct{ compute.Backend }
 
 // TestGPUPlanMatchesRef runs one training step (forward, backward, AdamW)
-// of every planner row on the reference backend in bf16 compute, which
+// of every planner row on the reference backend in bf16 compute (and some
+// in float32, with 8-bit AdamW state, at ranks that make or break LoRA's
+// fused groups), which
 // counts every tensor the block allocates at its element type's size, and
 // compares the peak with the planner's GPU model before the CUDA
 // allocator's rounding. The two must agree to the byte: a buffer the model
@@ -31,12 +33,20 @@ func TestGPUPlanMatchesRef(t *testing.T) {
 		name          string
 		ckpt, unfused bool
 		adam8         bool
+		f32           bool          // float32 compute: no bf16 copies
+		rank          int           // LoRA's rank when not 8
 		rows          []plan.Method // nil: every row
 	}
 	variants := []variant{
 		{name: "fused"}, {name: "fused/ckpt", ckpt: true},
 		{name: "unfused", unfused: true}, {name: "unfused/ckpt", ckpt: true, unfused: true},
 		{name: "adam8", adam8: true, rows: []plan.Method{plan.Full, plan.LoRA, "dora"}},
+		// Rank 72 over hidden size 64: A matrices of 4608 values, 8-bit
+		// state aligned to whole blocks, so q/k/v still form one group;
+		// rank 65: 4160 values, padded in the arena, so no group forms.
+		{name: "adam8/r72", adam8: true, rank: 72, rows: []plan.Method{plan.LoRA, "dora"}},
+		{name: "adam8/r65", adam8: true, rank: 65, rows: []plan.Method{plan.LoRA, plan.QLoRA}},
+		{name: "f32", f32: true, rows: []plan.Method{plan.Full, plan.LoRA, plan.QLoRA, plan.Prefix}},
 	}
 	for _, name := range shapes {
 		for _, v := range variants {
@@ -57,7 +67,14 @@ func TestGPUPlanMatchesRef(t *testing.T) {
 					// chunk and rotary tables at their small-shape sizes;
 					// rank 8 keeps LoRA's fused groups (8·64 values align).
 					o := plan.Options{Batch: 2, Seq: 40, LoRARank: 8, Virtual: 6, BottleneckSize: 16, FreezeLayers: 1}
-					gopt := plan.GPUOptions{Compute: compute.BF16, Unfused: v.unfused, Adam8bit: v.adam8}
+					if v.rank > 0 {
+						o.LoRARank = v.rank
+					}
+					dt := compute.BF16
+					if v.f32 {
+						dt = compute.F32
+					}
+					gopt := plan.GPUOptions{Compute: dt, Unfused: v.unfused, Adam8bit: v.adam8}
 					e, err := plan.EstimateGPU(cfg, row, dev, o, gopt)
 					if err != nil {
 						t.Fatal(err)
@@ -69,7 +86,7 @@ func TestGPUPlanMatchesRef(t *testing.T) {
 					if v.ckpt {
 						want = e.MemoryCheckpoint.Requested
 					}
-					peak, err := refStepPeak(cfg, row.Method, o, v.ckpt, v.unfused, v.adam8)
+					peak, err := refStepPeak(cfg, row.Method, o, dt, v.ckpt, v.unfused, v.adam8)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -94,8 +111,8 @@ func containsMethod(ms []plan.Method, m plan.Method) bool {
 
 // refStepPeak builds a model of cfg set up for planner row method, copies it
 // to a fresh reference backend in bf16 compute and returns the backend's
-// peak after one step and one AdamW update.
-func refStepPeak(cfg *model.Config, method plan.Method, o plan.Options, ckpt, unfused, adam8 bool) (int64, error) {
+// peak after one step and one AdamW update in compute type dt.
+func refStepPeak(cfg *model.Config, method plan.Method, o plan.Options, dt compute.DType, ckpt, unfused, adam8 bool) (int64, error) {
 	m := model.New(cfg)
 	m.RandomInit(1)
 	if _, err := attach(m, method, o); err != nil {
@@ -105,7 +122,7 @@ func refStepPeak(cfg *model.Config, method plan.Method, o plan.Options, ckpt, un
 	if unfused {
 		be = unfusedBackend{be}
 	}
-	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: compute.BF16, Checkpoint: ckpt, Adam8bit: adam8})
+	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: ckpt, Adam8bit: adam8})
 	if err != nil {
 		return 0, err
 	}
