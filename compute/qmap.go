@@ -223,6 +223,27 @@ func fromOrdered(k int64) float32 {
 	return math.Float32frombits(uint32(k))
 }
 
+// Quantizer8Layout is how a vectorised Code (the CPU backend's) reads a
+// quantizer's tables. For x with float32 bits b, not NaN, the bucket is
+//
+//	k = (b>>31)·SignStride + min(max((b>>16)&0x7fff − Offset, 0), Top)
+//
+// — bucket's index with its clamps as arithmetic: magnitudes below row 0's
+// first bucket share its codes, those above the top row's last share that
+// one's — and the code is Base[k] + (x > Theta[k]). Base may be read four
+// bytes at a time: the table goes on past every k.
+type Quantizer8Layout struct {
+	Base                    *[quantizerTable]uint8
+	Theta                   *[quantizerTable]float32
+	Offset, Top, SignStride int32
+}
+
+// Layout returns q's tables for a vectorised Code.
+func (q *Quantizer8) Layout() Quantizer8Layout {
+	return Quantizer8Layout{Base: &q.base, Theta: &q.theta, Offset: quantizerMinExp << quantizerBits,
+		Top: quantizerBinades<<quantizerBits - 1, SignStride: quantizerBinades << quantizerBits}
+}
+
 // insertion is the first entry ≥ x (255 when none is), by binary search.
 func insertion(x float32, table *[256]float32) uint8 {
 	lo, hi := 0, 255

@@ -225,3 +225,24 @@ func TestQuantizer8Encode(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizer8Layout: the layout's arithmetic bucket holds the same base
+// and threshold as bucket's for every top 16 bits of a float32 (which is
+// all bucket reads), so it gives Code's codes for every number.
+func TestQuantizer8Layout(t *testing.T) {
+	for _, signed := range []bool{true, false} {
+		q := NewQuantizer8(signed)
+		l := q.Layout()
+		if int(2*l.SignStride)+3 > len(l.Base) {
+			t.Fatalf("base table of %d entries read 4 bytes at a time up to %d", len(l.Base), 2*l.SignStride+3)
+		}
+		for b := uint32(0); b < 1<<16; b++ {
+			x := math.Float32frombits(b << 16)
+			k := int32(b>>15)*l.SignStride + min(max(int32(b&0x7fff)-l.Offset, 0), l.Top)
+			want := bucket(x)
+			if l.Base[k] != q.base[want] || math.Float32bits(l.Theta[k]) != math.Float32bits(q.theta[want]) {
+				t.Fatalf("signed %v: top bits %#04x: layout bucket %d (%d, %g), bucket %d (%d, %g)", signed, b, k, l.Base[k], l.Theta[k], want, q.base[want], q.theta[want])
+			}
+		}
+	}
+}
