@@ -105,9 +105,9 @@ func Adam8Blocks(n, block int) int { return (n + block - 1) / block }
 
 // Quantizer8 computes Quantize8's codes for one table with one lookup a
 // value. Quantize8 is a non-decreasing step function of x (NaN aside): its
-// code changes at 255 thresholds, the last float32 of each code. The
-// float32 bits of x — sign, the binary exponent clamped to the 26 binades
-// the table spans (below them one bucket per sign holds every smaller
+// code changes at thresholds, the last float32 of each code. The float32
+// bits of x — sign, the binary exponent clamped to the 26 binades the table
+// spans (below them one row of alike buckets per sign holds every smaller
 // magnitude, zero included; above them, magnitudes of 2 and more join [1,
 // 2)), and the top quantizerBits bits of the mantissa — pick a bucket
 // narrower than the gaps between thresholds, so it holds at most one: the
@@ -117,8 +117,10 @@ func Adam8Blocks(n, block int) int { return (n + block - 1) / block }
 type Quantizer8 struct {
 	// base is the code of a bucket's smallest value, theta the largest
 	// value of that code in the bucket (+Inf when the bucket has one
-	// code). 2^13 entries, above the buckets used, so a masked index needs
-	// no bounds check; the buckets in use fit the first-level cache.
+	// code). 2^13 entries, more than the 6912 buckets, so a masked index
+	// needs no bounds check; 35 KB in use a table, of which the binades
+	// near the block's largest value, where most values fall, stay in the
+	// first-level cache.
 	base  [quantizerTable]uint8
 	theta [quantizerTable]float32
 }
