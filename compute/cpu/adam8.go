@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"os"
+	"sync"
 
 	"gotune/compute"
 	"gotune/compute/internal/hostmem"
@@ -34,18 +35,16 @@ func (d *Device) AdamW8bit(p, g, m8, v8, mScale, vScale, shadow compute.Tensor, 
 	}
 }
 
-// adam8Vector reports whether the vector kernels run (GOTUNE_CPU=generic
-// or avx2 turns them off, as the other AVX-512 kernels).
-func adam8Vector() bool {
-	if !hasAdam8Asm {
-		return false
-	}
+// adam8Vector reports whether the vector kernels run: GOTUNE_CPU=avx2
+// turns them off, as the other AVX-512 kernels, and GOTUNE_CPU=generic too
+// (the Go path, for comparisons).
+var adam8Vector = sync.OnceValue(func() bool {
 	switch os.Getenv("GOTUNE_CPU") {
 	case "generic", "avx2":
 		return false
 	}
-	return true
-}
+	return hasAdam8Asm
+})
 
 // adam8Consts are an AdamStep's scalars and a block's old scales as the
 // update kernel reads them.
