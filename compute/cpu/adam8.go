@@ -10,9 +10,9 @@ import (
 )
 
 // AdamW8bit is AdamW over block-wise 8-bit moments (compute.Backend's
-// AdamW8bit), blocks split over the cores: with AVX-512, 16 values at a
-// time (adam8_amd64.s), otherwise compute.AdamW8bitSlices, whose results
-// the kernels reproduce bit for bit.
+// AdamW8bit), blocks split over the cores: with AVX-512 16 values at a
+// time, with AVX2 8 (adam8_amd64.s), otherwise compute.AdamW8bitSlices,
+// whose results the kernels reproduce bit for bit.
 func (d *Device) AdamW8bit(p, g, m8, v8, mScale, vScale, shadow compute.Tensor, s compute.AdamStep, block int) {
 	defer d.timed("adam_w8")()
 	P, G, M, V, MS, VS, SH := tt(p), tt(g), tt(m8), tt(v8), tt(mScale), tt(vScale), tt(shadow)
@@ -25,8 +25,8 @@ func (d *Device) AdamW8bit(p, g, m8, v8, mScale, vScale, shadow compute.Tensor, 
 		}
 	}
 	var err error
-	if adam8Vector() {
-		err = adamW8bitBlocks(P.F, G.F, M.U, V.U, MS.F, VS.F, sh, round, s, block)
+	if k := bestAdam8(); k != nil {
+		err = adamW8bitBlocks(k, P.F, G.F, M.U, V.U, MS.F, VS.F, sh, round, s, block)
 	} else {
 		err = compute.AdamW8bitSlices(P.F, G.F, M.U, V.U, MS.F, VS.F, sh, round, s, block)
 	}
@@ -35,15 +35,28 @@ func (d *Device) AdamW8bit(p, g, m8, v8, mScale, vScale, shadow compute.Tensor, 
 	}
 }
 
-// adam8Vector reports whether the vector kernels run: GOTUNE_CPU=avx2
-// turns them off, as the other AVX-512 kernels, and GOTUNE_CPU=generic too
-// (the Go path, for comparisons).
-var adam8Vector = sync.OnceValue(func() bool {
-	switch os.Getenv("GOTUNE_CPU") {
-	case "generic", "avx2":
-		return false
+// adam8Kernels are an instruction set's 8-bit AdamW kernels: update
+// writes a block's new weights and float moments (mt, vt) and each lane's
+// largest |m| (acc[0:16]) and v (acc[16:32]); encode writes the codes of
+// src·scale. Lengths are multiples of 16.
+type adam8Kernels struct {
+	name   string
+	update func(p, g, mt, vt []float32, m8, v8 []byte, qs, qu *[256]float32, c *adam8Consts, acc *[32]float32)
+	encode func(dst []byte, src []float32, scale float32, l *adam8Layout)
+}
+
+// bestAdam8 is the fastest kernels this CPU runs, nil for the Go path:
+// GOTUNE_CPU=avx2 skips AVX-512 as for the other kernels, and
+// GOTUNE_CPU=generic takes the Go path (for comparisons).
+var bestAdam8 = sync.OnceValue(func() *adam8Kernels {
+	env := os.Getenv("GOTUNE_CPU")
+	for _, k := range archAdam8() {
+		if env == "generic" || env == "avx2" && k.name == "avx512" {
+			continue
+		}
+		return k
 	}
-	return hasAdam8Asm
+	return nil
 })
 
 // adam8Consts are an AdamStep's scalars and a block's old scales as the
@@ -66,9 +79,9 @@ func layoutOf(q *compute.Quantizer8) adam8Layout {
 }
 
 // adamW8bitBlocks is compute.AdamW8bitSlices with each block of a multiple
-// of 16 values updated and encoded by the kernels; another (a tensor's
+// of 16 values updated and encoded by kernels k; another (a tensor's
 // short last block) goes through AdamW8bitSlices itself.
-func adamW8bitBlocks(p, g []float32, m8, v8 []byte, mScale, vScale, shadow []float32, round func(float32) float32, s compute.AdamStep, block int) error {
+func adamW8bitBlocks(k *adam8Kernels, p, g []float32, m8, v8 []byte, mScale, vScale, shadow []float32, round func(float32) float32, s compute.AdamStep, block int) error {
 	n := len(p)
 	if block <= 0 || len(g) != n || len(m8) != n || len(v8) != n || len(mScale) != compute.Adam8Blocks(n, block) ||
 		len(vScale) != len(mScale) || (shadow != nil && len(shadow) != n) {
@@ -96,7 +109,7 @@ func adamW8bitBlocks(p, g []float32, m8, v8 []byte, mScale, vScale, shadow []flo
 			}
 			c.mScale, c.vScale = mScale[blk], vScale[blk]
 			mt, vt := m[:hi-lo], v[:hi-lo]
-			adam8Update(p[lo:hi], g[lo:hi], mt, vt, m8[lo:hi], v8[lo:hi], qs, qu, &c, &acc)
+			k.update(p[lo:hi], g[lo:hi], mt, vt, m8[lo:hi], v8[lo:hi], qs, qu, &c, &acc)
 			// The lanes' largest magnitudes, a NaN left out as the scalar
 			// loop does (max is exact, so the order does not matter).
 			var mMax, vMax float32
@@ -118,8 +131,8 @@ func adamW8bitBlocks(p, g []float32, m8, v8 []byte, mScale, vScale, shadow []flo
 			if vMax != 0 {
 				vInv = 1 / vMax
 			}
-			adam8Encode(m8[lo:hi], mt, mInv, &ls)
-			adam8Encode(v8[lo:hi], vt, vInv, &lu)
+			k.encode(m8[lo:hi], mt, mInv, &ls)
+			k.encode(v8[lo:hi], vt, vInv, &lu)
 			if shadow != nil {
 				for j, x := range p[lo:hi] {
 					if round != nil {

@@ -145,3 +145,146 @@ eloop:
 edone:
 	VZEROUPPER
 	RET
+
+// The AVX2 kernels: 8 values at a time, the same operations in the same
+// order (vmaxps with the same operand roles, so a NaN keeps acc), and
+// constants broadcast from memory where they are used (16 registers).
+
+// func adam8UpdateAVX2(p, grad, mt, vt *float32, m8, v8 *byte, n int, qs, qu *[256]float32, c *adam8Consts, acc *[32]float32)
+// As adam8UpdateAVX512; lanes 8–15 and 24–31 of acc get zeros.
+TEXT ·adam8UpdateAVX2(SB), NOSPLIT, $0-88
+	MOVQ p+0(FP), SI
+	MOVQ grad+8(FP), DX
+	MOVQ mt+16(FP), R11
+	MOVQ vt+24(FP), R12
+	MOVQ m8+32(FP), R8
+	MOVQ v8+40(FP), R9
+	MOVQ n+48(FP), CX
+	MOVQ qs+56(FP), R10
+	MOVQ qu+64(FP), R13
+	MOVQ c+72(FP), AX
+	MOVQ acc+80(FP), BX
+	VPXOR Y12, Y12, Y12      // max |m|
+	VPXOR Y13, Y13, Y13      // max v
+	MOVL $0x7fffffff, DI
+	MOVQ DI, X11
+	VPBROADCASTD X11, Y11    // abs mask
+
+u2loop:
+	CMPQ CX, $8
+	JB u2done
+	VBROADCASTSS 0(AX), Y5
+	VMULPS (DX), Y5, Y0      // gi = g·gradScale
+	VPMOVZXBD (R8), Y1
+	VPMOVZXBD (R9), Y2
+	VPCMPEQD Y14, Y14, Y14
+	VGATHERDPS Y14, (R10)(Y1*4), Y3
+	VPCMPEQD Y15, Y15, Y15
+	VGATHERDPS Y15, (R13)(Y2*4), Y4
+	// m = beta1·(q·mScale) + (1−beta1)·gi
+	VBROADCASTSS 36(AX), Y5
+	VMULPS Y5, Y3, Y3
+	VBROADCASTSS 4(AX), Y5
+	VMULPS Y5, Y3, Y3
+	VBROADCASTSS 8(AX), Y5
+	VMULPS Y5, Y0, Y5
+	VADDPS Y5, Y3, Y3
+	// v = beta2·(q·vScale) + ((1−beta2)·gi)·gi
+	VBROADCASTSS 40(AX), Y6
+	VMULPS Y6, Y4, Y4
+	VBROADCASTSS 12(AX), Y6
+	VMULPS Y6, Y4, Y4
+	VBROADCASTSS 16(AX), Y6
+	VMULPS Y6, Y0, Y6
+	VMULPS Y0, Y6, Y6
+	VADDPS Y6, Y4, Y4
+	VMOVUPS Y3, (R11)
+	VMOVUPS Y4, (R12)
+	VANDPS Y11, Y3, Y7
+	VMAXPS Y12, Y7, Y12
+	VMAXPS Y13, Y4, Y13
+	// p = p·decay − (stepSize·m)/(sqrt(v)/bc2Sqrt + eps)
+	VBROADCASTSS 20(AX), Y8
+	VMULPS (SI), Y8, Y8
+	VBROADCASTSS 24(AX), Y9
+	VMULPS Y9, Y3, Y9
+	VSQRTPS Y4, Y10
+	VBROADCASTSS 28(AX), Y5
+	VDIVPS Y5, Y10, Y10
+	VBROADCASTSS 32(AX), Y5
+	VADDPS Y5, Y10, Y10
+	VDIVPS Y10, Y9, Y9
+	VSUBPS Y9, Y8, Y8
+	VMOVUPS Y8, (SI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, R11
+	ADDQ $32, R12
+	ADDQ $8, R8
+	ADDQ $8, R9
+	SUBQ $8, CX
+	JMP u2loop
+
+u2done:
+	VPXOR Y0, Y0, Y0
+	VMOVUPS Y12, (BX)
+	VMOVUPS Y0, 32(BX)
+	VMOVUPS Y13, 64(BX)
+	VMOVUPS Y0, 96(BX)
+	VZEROUPPER
+	RET
+
+// func adam8EncodeAVX2(dst *byte, src *float32, n int, scale float32, l *adam8Layout)
+TEXT ·adam8EncodeAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS scale+24(FP), Y8
+	MOVQ l+32(FP), AX
+	MOVQ 0(AX), R8           // base
+	MOVQ 8(AX), R9           // theta
+	VPBROADCASTD 16(AX), Y10 // offset
+	VPBROADCASTD 20(AX), Y11 // top
+	VPBROADCASTD 24(AX), Y12 // signStride
+	MOVL $0x7fff, DX
+	MOVQ DX, X9
+	VPBROADCASTD X9, Y9
+	MOVL $0xff, DX
+	MOVQ DX, X13
+	VPBROADCASTD X13, Y13
+
+e2loop:
+	CMPQ CX, $8
+	JB e2done
+	VMULPS (SI), Y8, Y0      // x = src·scale
+	VPSRLD $16, Y0, Y1
+	VPAND Y9, Y1, Y1
+	VPSUBD Y10, Y1, Y1
+	VPXOR Y5, Y5, Y5
+	VPMAXSD Y5, Y1, Y1
+	VPMINSD Y11, Y1, Y1
+	VPSRAD $31, Y0, Y2
+	VPAND Y12, Y2, Y2
+	VPADDD Y2, Y1, Y1
+	VPCMPEQD Y14, Y14, Y14
+	VGATHERDPS Y14, (R9)(Y1*4), Y3
+	VPCMPEQD Y15, Y15, Y15
+	VPGATHERDD Y15, (R8)(Y1*1), Y4
+	VPAND Y13, Y4, Y4
+	// code = base + (x > theta), 0 where x is NaN
+	VCMPPS $0x1e, Y3, Y0, Y5
+	VPSUBD Y5, Y4, Y4
+	VCMPPS $0, Y0, Y0, Y6
+	VPAND Y6, Y4, Y4
+	VEXTRACTI128 $1, Y4, X7
+	VPACKUSDW X7, X4, X4
+	VPACKUSWB X4, X4, X4
+	MOVQ X4, (DI)
+	ADDQ $32, SI
+	ADDQ $8, DI
+	SUBQ $8, CX
+	JMP e2loop
+
+e2done:
+	VZEROUPPER
+	RET

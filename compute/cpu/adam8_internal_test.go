@@ -14,8 +14,8 @@ import (
 // and midpoints with their neighbours) and moment-like blocks, under
 // several scales (1, a reciprocal, 0, and one that overflows to Inf).
 func TestAdam8EncodeMatchesQuantizer(t *testing.T) {
-	if !hasAdam8Asm {
-		t.Skip("no 8-bit AdamW kernels on this CPU (they need AVX-512F)")
+	if len(archAdam8()) == 0 {
+		t.Skip("no 8-bit AdamW kernels on this CPU (they need AVX2 or AVX-512F)")
 	}
 	var xs []float32
 	for u := uint64(0); u < 1<<32; u += 251 {
@@ -40,15 +40,17 @@ func TestAdam8EncodeMatchesQuantizer(t *testing.T) {
 	}
 	xs = xs[:len(xs)&^15]
 	got, want := make([]byte, len(xs)), make([]byte, len(xs))
-	for _, signed := range []bool{true, false} {
-		q := compute.NewQuantizer8(signed)
-		l := layoutOf(q)
-		for _, scale := range []float32{1, 1 / 0.37, 0, 1e30} {
-			adam8Encode(got, xs, scale, &l)
-			q.Encode(want, xs, scale)
-			for i := range xs {
-				if got[i] != want[i] {
-					t.Fatalf("signed %v, scale %g: code of %g (%#08x): kernel %d, Quantizer8 %d", signed, scale, xs[i], math.Float32bits(xs[i]), got[i], want[i])
+	for _, k := range archAdam8() {
+		for _, signed := range []bool{true, false} {
+			q := compute.NewQuantizer8(signed)
+			l := layoutOf(q)
+			for _, scale := range []float32{1, 1 / 0.37, 0, 1e30} {
+				k.encode(got, xs, scale, &l)
+				q.Encode(want, xs, scale)
+				for i := range xs {
+					if got[i] != want[i] {
+						t.Fatalf("%s: signed %v, scale %g: code of %g (%#08x): kernel %d, Quantizer8 %d", k.name, signed, scale, xs[i], math.Float32bits(xs[i]), got[i], want[i])
+					}
 				}
 			}
 		}
@@ -61,9 +63,15 @@ func TestAdam8EncodeMatchesQuantizer(t *testing.T) {
 // own blocks, so the other blocks stay finite), whole blocks of zeros, and
 // a short last block.
 func TestAdamW8bitBlocksMatchSlices(t *testing.T) {
-	if !hasAdam8Asm {
-		t.Skip("no 8-bit AdamW kernels on this CPU (they need AVX-512F)")
+	if len(archAdam8()) == 0 {
+		t.Skip("no 8-bit AdamW kernels on this CPU (they need AVX2 or AVX-512F)")
 	}
+	for _, k := range archAdam8() {
+		t.Run(k.name, func(t *testing.T) { testAdamW8bitBlocks(t, k) })
+	}
+}
+
+func testAdamW8bitBlocks(t *testing.T, k *adam8Kernels) {
 	const block = compute.Adam8Block
 	n := 40*block + 40
 	nb := compute.Adam8Blocks(n, block)
@@ -98,7 +106,7 @@ func TestAdamW8bitBlocksMatchSlices(t *testing.T) {
 		}
 		bc1, bc2 := 1-math.Pow(0.9, float64(step)), math.Sqrt(1-math.Pow(0.999, float64(step)))
 		s := compute.AdamStep{GradScale: 0.7, Decay: 0.999, Beta1: 0.9, Beta2: 0.999, StepSize: float32(1e-3 / bc1), BC2Sqrt: float32(bc2), Eps: 1e-8}
-		if err := adamW8bitBlocks(a.p, g, a.m, a.v, a.ms, a.vs, a.sh, round, s, block); err != nil {
+		if err := adamW8bitBlocks(k, a.p, g, a.m, a.v, a.ms, a.vs, a.sh, round, s, block); err != nil {
 			t.Fatal(err)
 		}
 		if err := compute.AdamW8bitSlices(b.p, g, b.m, b.v, b.ms, b.vs, b.sh, round, s, block); err != nil {
