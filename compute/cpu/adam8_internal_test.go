@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"flag"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -8,9 +9,12 @@ import (
 	"gotune/compute"
 )
 
-// TestAdam8EncodeMatchesQuantizer: the encoding kernel gives
+// adam8All sweeps every float32 in TestAdam8EncodeMatchesQuantizer.
+var adam8All = flag.Bool("adam8.all", false, "TestAdam8EncodeMatchesQuantizer: check all 2^32 float32 inputs")
+
+// TestAdam8EncodeMatchesQuantizer: the encoding kernels give
 // compute.Quantizer8's codes for a sweep of every float32 bit pattern
-// (every 251st), special values (±0, ±Inf, NaNs, subnormals, table entries
+// (every 251st; all with -adam8.all), special values (±0, ±Inf, NaNs, subnormals, table entries
 // and midpoints with their neighbours) and moment-like blocks, under
 // several scales (1, a reciprocal, 0, and one that overflows to Inf).
 func TestAdam8EncodeMatchesQuantizer(t *testing.T) {
@@ -40,6 +44,31 @@ func TestAdam8EncodeMatchesQuantizer(t *testing.T) {
 	}
 	xs = xs[:len(xs)&^15]
 	got, want := make([]byte, len(xs)), make([]byte, len(xs))
+	if *adam8All {
+		// 2^32 values in chunks, scale 1 (the other scales only move
+		// values between these).
+		const chunk = 1 << 20
+		src := make([]float32, chunk)
+		got, want := make([]byte, chunk), make([]byte, chunk)
+		for _, signed := range []bool{true, false} {
+			q := compute.NewQuantizer8(signed)
+			l := layoutOf(q)
+			for lo := uint64(0); lo < 1<<32; lo += chunk {
+				for i := range src {
+					src[i] = math.Float32frombits(uint32(lo) + uint32(i))
+				}
+				q.Encode(want, src, 1)
+				for _, k := range archAdam8() {
+					k.encode(got, src, 1, &l)
+					for i := range src {
+						if got[i] != want[i] {
+							t.Fatalf("%s: signed %v: code of %g (%#08x): kernel %d, Quantizer8 %d", k.name, signed, src[i], math.Float32bits(src[i]), got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
 	for _, k := range archAdam8() {
 		for _, signed := range []bool{true, false} {
 			q := compute.NewQuantizer8(signed)
