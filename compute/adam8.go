@@ -11,8 +11,9 @@ import (
 // definition every backend follows: weights p, gradient g, codes m8 and v8,
 // one scale per block in mScale and vScale, and, when shadow is not nil, a
 // copy of the new weights passed through round (nil: as they are). The
-// host backend runs it, and the optimizer's host state (checkpoints, tests)
-// uses it, so both agree bit for bit.
+// CPU backend runs it (with AVX-512, kernels that follow it operation by
+// operation), and the optimizer's host state (checkpoints, tests) uses it,
+// so both agree bit for bit.
 func AdamW8bitSlices(p, g []float32, m8, v8 []byte, mScale, vScale, shadow []float32, round func(float32) float32, s AdamStep, block int) error {
 	n := len(p)
 	if block <= 0 || len(g) != n || len(m8) != n || len(v8) != n || len(mScale) != Adam8Blocks(n, block) ||

@@ -103,22 +103,26 @@ func Quantize8(x float32, table *[256]float32, signed bool) uint8 {
 // Adam8Blocks is the number of scales a state of n elements needs.
 func Adam8Blocks(n, block int) int { return (n + block - 1) / block }
 
-// Quantizer8 computes Quantize8's codes for one table without its binary
-// search or any data-dependent branch. The float32 bits of x — sign, the
-// binary exponent clamped to the 26 binades the table spans (below them
-// one bucket per sign holds every smaller magnitude, zero included; above
-// them, magnitudes of 2 and more join [1, 2)), and the top quantizerBits
-// bits of the mantissa — pick a bucket holding the insertion point of its
-// smallest value. Buckets are narrower than the table's gaps, so x's own
-// insertion point is that or the next; the nearest and sign rules are then
-// selections. The buckets fit in 7 KB, within the first-level cache. The
-// result is Quantize8's for every x (TestQuantizer8).
+// Quantizer8 computes Quantize8's codes for one table with one lookup a
+// value. Quantize8 is a non-decreasing step function of x (NaN aside): its
+// code changes at thresholds, the last float32 of each code. The float32
+// bits of x — sign, the binary exponent clamped to the 26 binades the table
+// spans (below them one row of alike buckets per sign holds every smaller
+// magnitude, zero included; above them, magnitudes of 2 and more join [1,
+// 2)), and the top quantizerBits bits of the mantissa — pick a bucket
+// narrower than the gaps between thresholds, so it holds at most one: the
+// bucket's code is base, plus one above theta. NewQuantizer8 finds the
+// thresholds with Quantize8 itself, so the rounding of its comparisons is
+// kept exactly. The result is Quantize8's for every x (TestQuantizer8).
 type Quantizer8 struct {
-	// t is the table with −Inf before it and +Inf after it: t[c+1] is
-	// entry c, so the neighbours of any insertion point can be read.
-	t      [258]float32
-	signed bool
-	start  [2 * quantizerBinades << quantizerBits]uint8
+	// base is the code of a bucket's smallest value, theta the largest
+	// value of that code in the bucket (+Inf when the bucket has one
+	// code). 2^13 entries, more than the 6912 buckets, so a masked index
+	// needs no bounds check; 35 KB in use a table, of which the binades
+	// near the block's largest value, where most values fall, stay in the
+	// first-level cache.
+	base  [quantizerTable]uint8
+	theta [quantizerTable]float32
 }
 
 const (
@@ -131,10 +135,8 @@ const (
 	// bucket row 0 for everything smaller.
 	quantizerBinades = 27
 	quantizerMinExp  = 101 // biased exponents up to this go to row 0
+	quantizerTable   = 1 << 13
 )
-
-// signedZero is the code of 0 in the signed table.
-const signedZero = 127
 
 var (
 	quantizers     [2]*Quantizer8
@@ -152,46 +154,96 @@ func bucket(x float32) uint {
 func NewQuantizer8(signed bool) *Quantizer8 {
 	quantizersOnce.Do(func() {
 		for i, sg := range []bool{false, true} {
-			table := DynamicMap(sg)
-			if sg && (table[signedZero] != 0 || table[signedZero-1] >= 0) {
-				panic("compute: the signed table's zero is not at signedZero")
-			}
-			q := &Quantizer8{signed: sg}
-			q.t[0], q.t[257] = float32(math.Inf(-1)), float32(math.Inf(1))
-			copy(q.t[1:257], table[:])
-			for k := range q.start {
-				neg := k >= quantizerBinades<<quantizerBits
-				row := k >> quantizerBits % quantizerBinades
-				// The bucket's magnitudes [lo, hi].
-				var lo, hi float32
-				const shift = 23 - quantizerBits
-				switch row {
-				case 0:
-					lo, hi = 0, math.Nextafter32(math.Float32frombits((quantizerMinExp+1)<<23), 0)
-				default:
-					b := uint32(row+quantizerMinExp)<<23 | uint32(k&(1<<quantizerBits-1))<<shift
-					lo, hi = math.Float32frombits(b), math.Float32frombits(b|(1<<shift-1))
-					if row == quantizerBinades-1 {
-						hi = float32(math.Inf(1)) // and everything larger
-					}
-				}
-				if neg {
-					lo, hi = -hi, -lo
-				}
-				q.start[k] = insertion(lo, table)
-				if int(insertion(hi, table)) > int(q.start[k])+1 {
-					// The buckets are fixed by the constants above: this
-					// is a programming error, not a user's.
-					panic(fmt.Sprintf("compute: quantizer bucket %d holds more than one table entry", k))
-				}
-			}
-			quantizers[i] = q
+			quantizers[i] = newQuantizer8(sg)
 		}
 	})
 	if signed {
 		return quantizers[1]
 	}
 	return quantizers[0]
+}
+
+func newQuantizer8(signed bool) *Quantizer8 {
+	table := DynamicMap(signed)
+	code := func(x float32) uint8 { return Quantize8(x, table, signed) }
+	q := &Quantizer8{}
+	for k := range q.theta {
+		q.theta[k] = float32(math.Inf(1))
+	}
+	for k := 0; k < 2*quantizerBinades<<quantizerBits; k++ {
+		neg := k >= quantizerBinades<<quantizerBits
+		row := k >> quantizerBits % quantizerBinades
+		// The bucket's magnitudes [lo, hi].
+		var lo, hi float32
+		const shift = 23 - quantizerBits
+		switch row {
+		case 0:
+			lo, hi = 0, math.Nextafter32(math.Float32frombits((quantizerMinExp+1)<<23), 0)
+		default:
+			b := uint32(row+quantizerMinExp)<<23 | uint32(k&(1<<quantizerBits-1))<<shift
+			lo, hi = math.Float32frombits(b), math.Float32frombits(b|(1<<shift-1))
+			if row == quantizerBinades-1 {
+				hi = float32(math.Inf(1)) // and everything larger
+			}
+		}
+		// The bucket's values [a, b] in order, as ordered integers.
+		a, b := orderedKey(lo), orderedKey(hi)
+		if neg {
+			a, b = -b, -a
+		}
+		q.base[k] = code(fromOrdered(a))
+		switch top := code(fromOrdered(b)); {
+		case top == q.base[k]:
+		case top == q.base[k]+1:
+			// The last value of the lower code: code(a) is it, code(b) not.
+			for a < b-1 {
+				mid := a + (b-a)/2
+				if code(fromOrdered(mid)) == q.base[k] {
+					a = mid
+				} else {
+					b = mid
+				}
+			}
+			q.theta[k] = fromOrdered(a)
+		default:
+			// The buckets are fixed by the constants above: this is a
+			// programming error, not a user's.
+			panic(fmt.Sprintf("compute: quantizer bucket %d holds codes %d to %d", k, q.base[k], top))
+		}
+	}
+	return q
+}
+
+// orderedKey maps a non-negative float32 (not NaN) to an integer in the
+// same order; fromOrdered inverts it, negative keys for negative values.
+func orderedKey(x float32) int64 { return int64(math.Float32bits(x) &^ (1 << 31)) }
+
+func fromOrdered(k int64) float32 {
+	if k < 0 {
+		return math.Float32frombits(uint32(-k) | 1<<31)
+	}
+	return math.Float32frombits(uint32(k))
+}
+
+// Quantizer8Layout is how a vectorised Code (the CPU backend's) reads a
+// quantizer's tables. For x with float32 bits b, not NaN, the bucket is
+//
+//	k = (b>>31)·SignStride + min(max((b>>16)&0x7fff − Offset, 0), Top)
+//
+// — bucket's index with its clamps as arithmetic: magnitudes below row 0's
+// first bucket share its codes, those above the top row's last share that
+// one's — and the code is Base[k] + (x > Theta[k]). Base may be read four
+// bytes at a time: the table goes on past every k.
+type Quantizer8Layout struct {
+	Base                    *[quantizerTable]uint8
+	Theta                   *[quantizerTable]float32
+	Offset, Top, SignStride int32
+}
+
+// Layout returns q's tables for a vectorised Code.
+func (q *Quantizer8) Layout() Quantizer8Layout {
+	return Quantizer8Layout{Base: &q.base, Theta: &q.theta, Offset: quantizerMinExp << quantizerBits,
+		Top: quantizerBinades<<quantizerBits - 1, SignStride: quantizerBinades << quantizerBits}
 }
 
 // insertion is the first entry ≥ x (255 when none is), by binary search.
@@ -216,23 +268,16 @@ func (q *Quantizer8) Code(x float32) uint8 {
 	return q.code(x)
 }
 
-// code is Code of a number (not NaN), written as selections (no branch
-// depends on x: the values of one block are not predictable).
+// code is Code of a number (not NaN). bucket's clamps compile to branches,
+// which values of one block take alike (magnitudes under 2^−25 or of 2 and
+// more are rare after scaling); written as arithmetic they cost more.
 func (q *Quantizer8) code(x float32) uint8 {
-	t := &q.t
-	c := uint(q.start[bucket(x)])
-	c += b2u(t[c+1] < x)
-	c -= c >> 8 // 256 (x above every entry) is 255
-	c -= b2u(x-t[c&255] <= t[(c+1)&511]-x)
-	if q.signed {
-		// Entries from signedZero up are ≥ 0, those below it negative.
-		c = c - b2u(x < 0)&b2u(c >= signedZero) + b2u(x > 0)&b2u(c < signedZero)
-	}
-	return uint8(c)
+	k := bucket(x) & (quantizerTable - 1)
+	return q.base[k] + b2u8(x > q.theta[k])
 }
 
-func b2u(b bool) uint {
-	var u uint
+func b2u8(b bool) uint8 {
+	var u uint8
 	if b {
 		u = 1
 	}

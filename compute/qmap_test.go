@@ -1,8 +1,12 @@
 package compute
 
 import (
+	"flag"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -117,20 +121,51 @@ func TestQuantize8(t *testing.T) {
 
 func abs(x float32) float32 { return float32(math.Abs(float64(x))) }
 
-// TestQuantizer8 checks the bucketed quantizer against Quantize8 on random
-// values of every magnitude and sign, on every table entry and its float32
-// neighbours, on midpoints, and on ±0, ±Inf and NaN.
+// quantizerAll sweeps every float32 in TestQuantizer8 (about two minutes
+// on two cores) instead of a stride of them.
+var quantizerAll = flag.Bool("quantizer.all", false, "TestQuantizer8: check all 2^32 float32 inputs")
+
+// TestQuantizer8 checks the one-lookup quantizer against Quantize8's binary
+// search (the definition) and against the bucketed quantizer it replaced:
+// on every bucket's first and last value and the float32 values around its
+// threshold, every table entry and midpoint of neighbours with their
+// float32 neighbours, ±0, ±Inf, NaNs, magnitudes of 1 and more, subnormals,
+// random values of every magnitude, and a sweep of the whole float32 range
+// (every 9973rd bit pattern; all of them with -quantizer.all).
 func TestQuantizer8(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, signed := range []bool{true, false} {
-		q, m := NewQuantizer8(signed), DynamicMap(signed)
-		xs := []float32{0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 2, -2}
+		q, m, old := NewQuantizer8(signed), DynamicMap(signed), newOldQuantizer8(signed)
+		check := func(x float32) {
+			want := Quantize8(x, m, signed)
+			if got := q.Code(x); got != want {
+				t.Fatalf("signed %v: code of %g (%#08x): %d, Quantize8 %d", signed, x, math.Float32bits(x), got, want)
+			}
+			if o := old.Code(x); o != want {
+				t.Fatalf("signed %v: the old quantizer's code of %g (%#08x): %d, Quantize8 %d", signed, x, math.Float32bits(x), o, want)
+			}
+		}
+		inf := float32(math.Inf(1))
+		xs := []float32{0, float32(math.Copysign(0, -1)), inf, -inf, float32(math.NaN()), math.Float32frombits(0xffc00001), math.Float32frombits(0x7f800001),
+			1, -1, math.Nextafter32(1, 2), math.Nextafter32(-1, -2), 1.5, -1.5, 2, -2, 3.99, -1e30, 1e30,
+			math.Float32frombits(1), math.Float32frombits(1 | 1<<31), math.Float32frombits(0x007fffff), math.Float32frombits(0x807fffff)}
 		for c := range m {
 			xs = append(xs, m[c], math.Nextafter32(m[c], 2), math.Nextafter32(m[c], -2))
 			if c < 255 {
 				mid := m[c] + (m[c+1]-m[c])/2
 				xs = append(xs, mid, math.Nextafter32(mid, 2), math.Nextafter32(mid, -2))
 			}
+		}
+		for k := 0; k < 2*quantizerBinades<<quantizerBits; k++ {
+			if th := q.theta[k]; th != inf {
+				for d := -3; d <= 3; d++ {
+					xs = append(xs, math.Float32frombits(uint32(int32(math.Float32bits(th))+int32(d))))
+				}
+			}
+			// The bucket's first and last bit patterns.
+			row := uint32(k>>quantizerBits%quantizerBinades) + quantizerMinExp
+			b := uint32(k/(quantizerBinades<<quantizerBits))<<31 | row<<23 | uint32(k&(1<<quantizerBits-1))<<(23-quantizerBits)
+			xs = append(xs, math.Float32frombits(b), math.Float32frombits(b|(1<<(23-quantizerBits)-1)))
 		}
 		for range 1 << 20 {
 			x := float32(math.Pow(10, -9*r.Float64()))
@@ -140,9 +175,32 @@ func TestQuantizer8(t *testing.T) {
 			xs = append(xs, x, math.Float32frombits(r.Uint32()))
 		}
 		for _, x := range xs {
-			if got, want := q.Code(x), Quantize8(x, m, signed); got != want {
-				t.Fatalf("signed %v: code of %g (%#08x): %d, Quantize8 %d", signed, x, math.Float32bits(x), got, want)
-			}
+			check(x)
+		}
+		stride := uint64(9973)
+		if *quantizerAll {
+			stride = 1
+		}
+		var wg sync.WaitGroup
+		var bad atomic.Uint64
+		workers := uint64(runtime.GOMAXPROCS(0))
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for u := w * stride; u < 1<<32; u += workers * stride {
+					x := math.Float32frombits(uint32(u))
+					if q.Code(x) != Quantize8(x, m, signed) {
+						bad.CompareAndSwap(0, u|1<<32)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if u := bad.Load(); u != 0 {
+			check(math.Float32frombits(uint32(u))) // reports it
+			t.Fatalf("signed %v: sweep: %#08x differs", signed, uint32(u))
 		}
 	}
 }
@@ -163,6 +221,27 @@ func TestQuantizer8Encode(t *testing.T) {
 		for i, x := range src {
 			if want := q.Code(x * 0.37); dst[i] != want {
 				t.Fatalf("signed %v: Encode of %g: %d, Code %d", signed, x, dst[i], want)
+			}
+		}
+	}
+}
+
+// TestQuantizer8Layout: the layout's arithmetic bucket holds the same base
+// and threshold as bucket's for every top 16 bits of a float32 (which is
+// all bucket reads), so it gives Code's codes for every number.
+func TestQuantizer8Layout(t *testing.T) {
+	for _, signed := range []bool{true, false} {
+		q := NewQuantizer8(signed)
+		l := q.Layout()
+		if int(2*l.SignStride)+3 > len(l.Base) {
+			t.Fatalf("base table of %d entries read 4 bytes at a time up to %d", len(l.Base), 2*l.SignStride+3)
+		}
+		for b := uint32(0); b < 1<<16; b++ {
+			x := math.Float32frombits(b << 16)
+			k := int32(b>>15)*l.SignStride + min(max(int32(b&0x7fff)-l.Offset, 0), l.Top)
+			want := bucket(x)
+			if l.Base[k] != q.base[want] || math.Float32bits(l.Theta[k]) != math.Float32bits(q.theta[want]) {
+				t.Fatalf("signed %v: top bits %#04x: layout bucket %d (%d, %g), bucket %d (%d, %g)", signed, b, k, l.Base[k], l.Theta[k], want, q.base[want], q.theta[want])
 			}
 		}
 	}

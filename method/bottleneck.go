@@ -37,6 +37,8 @@ var bottleneck = Method{
 			size, h := int64(o.BottleneckSize), s.Hidden()
 			n := int64(o.Batch) * int64(o.Seq)
 			return plan.Footprint{Trainable: s.Layers() * 2 * (2*size*h + size + h), Base: base, Format: format, Adapter: true,
+				// Down and up weights and biases of two adapters a layer.
+				Tensors: []plan.Tensors{{Size: size * h, Count: 4 * s.Layers()}, {Size: size, Count: 2 * s.Layers()}, {Size: h, Count: 2 * s.Layers()}},
 				Kept:    s.Layers() * 2 * (n*h + n*size), // each adapter's input and down projection
 				Buffers: 2*n*size + n*h,                  // activation, its gradient, the input gradient
 				Hooks:   true}, nil

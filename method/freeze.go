@@ -37,7 +37,11 @@ var freeze = Method{
 		Method: "freeze",
 		Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
 			k := min(int64(o.FreezeLayers), s.Layers())
-			return plan.Footprint{Trainable: k * s.LayerParams(), Base: s.F32(), Format: "f32"}, nil
+			var ts []plan.Tensors
+			for _, t := range s.LayerTensors() {
+				ts = append(ts, plan.Tensors{Size: t.Size, Count: k * t.Count})
+			}
+			return plan.Footprint{Trainable: k * s.LayerParams(), Tensors: ts, Base: s.F32(), Format: "f32"}, nil
 		},
 		// Weight gradients of the trained share of the projections.
 		Work: func(p plan.Pass) plan.Work {

@@ -24,7 +24,7 @@ var full = Method{
 	Plan: []plan.Row{{
 		Method: plan.Full,
 		Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
-			return plan.Footprint{Trainable: s.Params(), Base: s.F32(), Format: "f32"}, nil
+			return plan.Footprint{Trainable: s.Params(), Tensors: s.ParamTensors(), Base: s.F32(), Format: "f32"}, nil
 		},
 		// Every projection's weight gradient, and the head's.
 		Work: func(p plan.Pass) plan.Work {

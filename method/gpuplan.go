@@ -58,7 +58,7 @@ func loraGPU(dora, qlora bool) plan.GPURow {
 		}
 		// q, k, v (and gate, up) read the hidden states: their A matrices
 		// are r·hidden values each.
-		if plan.ArenaAligned(r*s.Hidden(), g.Adam8bit) {
+		if plan.ArenaAligned(r*s.Hidden(), o.Adam8bit) {
 			f.Scratch = append(f.Scratch, plan.Buffer{DType: A, Values: n * 3 * r, Count: 1})
 		}
 		f.Scratch = append(f.Scratch, plan.Buffer{DType: A, Values: n * r, Count: 1})

@@ -74,7 +74,8 @@ func TestGPUPlanMatchesRef(t *testing.T) {
 					if v.f32 {
 						dt = compute.F32
 					}
-					gopt := plan.GPUOptions{Compute: dt, Unfused: v.unfused, Adam8bit: v.adam8}
+					o.Adam8bit = v.adam8
+					gopt := plan.GPUOptions{Compute: dt, Unfused: v.unfused}
 					e, err := plan.EstimateGPU(cfg, row, dev, o, gopt)
 					if err != nil {
 						t.Fatal(err)

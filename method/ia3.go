@@ -28,6 +28,7 @@ var ia3 = Method{
 			base, format := s.Frozen(o)
 			n := int64(o.Batch) * int64(o.Seq)
 			return plan.Footprint{Trainable: s.Layers() * (2*s.KVDim() + s.Intermediate()), Base: base, Format: format, Adapter: true,
+				Tensors: []plan.Tensors{{Size: s.KVDim(), Count: 2 * s.Layers()}, {Size: s.Intermediate(), Count: s.Layers()}},
 				Kept:    s.Layers() * 2 * n * s.KVDim(),          // k and v before scaling
 				Buffers: 2*n*s.Intermediate() + n*s.KVDim()}, nil // down's scaled input and its gradient; an output gradient
 		},

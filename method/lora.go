@@ -75,10 +75,14 @@ func loraRow(m plan.Method) plan.Row {
 			var widest int64 // DoRA's scratch: the largest layer's weight and two outputs
 			for _, l := range s.Linears() {
 				fp.Trainable += L * rank * (l[0] + l[1])
+				// A (rank × in) and B (out × rank) of every layer.
+				fp.Tensors = append(fp.Tensors, plan.Tensors{Size: rank * l[1], Count: L}, plan.Tensors{Size: l[0] * rank, Count: L})
 				fp.Kept += L * n * rank // x·Aᵀ
 				if dora {
 					fp.Trainable += L * l[0]
-					fp.Kept += L * n * l[0] // the product before rescaling
+					fp.Tensors = append(fp.Tensors, plan.Tensors{Size: l[0], Count: L}) // the magnitude
+					// The product before rescaling.
+					fp.Kept += L * n * l[0]
 					widest = max(widest, l[0]*l[1]+2*n*l[0])
 				}
 			}

@@ -3,6 +3,7 @@ package method
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,18 +30,8 @@ func attach(m *model.Model, row plan.Method, o plan.Options) ([]*nn.Param, error
 	case "full":
 		ps = m.Params()
 	case "freeze":
-		for _, l := range m.Layers[len(m.Layers)-o.FreezeLayers:] {
-			ps = append(ps, l.InNorm, l.PostNorm)
-			if l.QNorm != nil {
-				ps = append(ps, l.QNorm, l.KNorm)
-			}
-			for _, lin := range l.Linears() {
-				ps = append(ps, lin.F32())
-				if lin.B != nil {
-					ps = append(ps, lin.B)
-				}
-			}
-		}
+		// The planner's setting: every module of the last layers.
+		return freezeParams(m, o.FreezeLayers, []string{"all"}, nil)
 	case "lora", "dora", "qlora-nf4":
 		if row == "qlora-nf4" {
 			if err := m.StoreLinears(quant.Options{Type: quant.NF4, DoubleQuant: !o.SingleQuant}); err != nil {
@@ -81,7 +72,9 @@ func heapAlloc() int64 {
 // TestLiveHeapMatchesModel trains every planner row for two steps in this
 // process and compares the live heap (after a collection) with the estimate's
 // weights + gradients + optimizer + activations: the buffer-by-buffer model
-// itself, without the runtime allowance.
+// itself, without the runtime allowance. Full fine-tuning also runs with
+// 8-bit AdamW (optim adamw_8bit), whose state is a quarter of the float
+// one's: a third of the run's memory at these sizes.
 //
 // The run is the CPU backend's (the trainer's path): plan models the
 // block's kept activations, its shared scratch and the backend's attention
@@ -92,15 +85,27 @@ func TestLiveHeapMatchesModel(t *testing.T) {
 		shapes = shapes[:1]
 	}
 	for _, name := range shapes {
+		type run struct {
+			row   plan.Row
+			adam8 bool
+		}
+		var runs []run
 		for _, row := range PlanRows() {
-			method := row.Method
+			runs = append(runs, run{row, false})
+			if row.Method == plan.Full {
+				runs = append(runs, run{row, true})
+			}
+		}
+		for _, rn := range runs {
+			row, method := rn.row, rn.row.Method
+			optim := map[bool]string{false: "adamw", true: "adamw_8bit"}[rn.adam8]
 			for _, ckpt := range []bool{false, true} {
-				t.Run(fmt.Sprintf("%s/%s/ckpt=%v", name, method, ckpt), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/%s/%s/ckpt=%v", name, method, optim, ckpt), func(t *testing.T) {
 					cfg, err := model.Shape(name)
 					if err != nil {
 						t.Fatal(err)
 					}
-					o := plan.Options{Batch: 2, Seq: 96, LoRARank: 8, Virtual: 10, BottleneckSize: 16, FreezeLayers: 2}
+					o := plan.Options{Batch: 2, Seq: 96, LoRARank: 8, Virtual: 10, BottleneckSize: 16, FreezeLayers: 2, Adam8bit: rn.adam8}
 					ids := make([]int32, o.Batch*o.Seq)
 					for i := range ids {
 						ids[i] = int32(i*7919) % int32(cfg.Vocab)
@@ -159,7 +164,7 @@ type cpuRun struct {
 }
 
 // trainOnCPU builds a model of cfg set up for planner row method and runs
-// two AdamW steps of b on the CPU backend, as the trainer does (trainable
+// two AdamW steps (8-bit ones with o.Adam8bit) of b on the CPU backend, as the trainer does (trainable
 // parameters are views of the backend's, frozen weights read in place).
 func trainOnCPU(cfg *model.Config, method plan.Method, o plan.Options, b *model.Batch, ckpt bool) (*cpuRun, error) {
 	m := model.New(cfg)
@@ -168,7 +173,7 @@ func trainOnCPU(cfg *model.Config, method plan.Method, o plan.Options, b *model.
 	if err != nil {
 		return nil, err
 	}
-	dm, err := model.NewDeviceModel(m, cputest.Open(), model.DeviceOptions{Compute: compute.F32, Checkpoint: ckpt, HostViews: true})
+	dm, err := model.NewDeviceModel(m, cputest.Open(), model.DeviceOptions{Compute: compute.F32, Checkpoint: ckpt, HostViews: true, Adam8bit: o.Adam8bit})
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +187,98 @@ func trainOnCPU(cfg *model.Config, method plan.Method, o plan.Options, b *model.
 		}
 	}
 	return &cpuRun{m: m, dm: dm, params: ps}, nil
+}
+
+// TestPlanOptimizerState checks every row's AdamW state against the
+// tensors its method trains, counted one by one as model.DeviceModel
+// allocates them: two float32 moments, or with 8-bit AdamW those of at
+// least compute.Adam8MinSize values as codes and block scales. The shapes
+// are small enough that each method has tensors on both sides of the
+// threshold; the variants add the fused projections, sandwich norms,
+// biases and a mixture of experts to the full row's list of tensors.
+func TestPlanOptimizerState(t *testing.T) {
+	type shape struct {
+		name string
+		cfg  *model.Config
+		rows []plan.Method // nil: every row
+	}
+	var shapes []shape
+	for _, name := range []string{"tiny", "ref-qwen2", "ref-qwen3", "ref-llama"} {
+		cfg, err := model.Shape(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shapes = append(shapes, shape{name, cfg, nil})
+	}
+	// The variants are for the model's own tensors (full and freeze tuning);
+	// freeze's formula counts a dense layer, so it has no mixture of experts.
+	variant := func(base, name string, rows []plan.Method, edit func(c *model.Config)) {
+		cfg, err := model.Shape(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(cfg)
+		shapes = append(shapes, shape{name, cfg, rows})
+	}
+	variant("tiny", "fused-biased-sandwich", []plan.Method{plan.Full, "freeze"}, func(c *model.Config) {
+		c.FusedQKV, c.FusedGateUp, c.SandwichNorms = true, true, true
+		c.AttnBias, c.AttnOutBias, c.MLPBias = true, true, true
+		c.TieEmbeddings = false
+	})
+	variant("moe-8x2", "small-moe", []plan.Method{plan.Full}, func(c *model.Config) {
+		c.Vocab, c.Hidden, c.Intermediate, c.Layers, c.ExpertIntermediate = 512, 64, 128, 2, 96
+		c.Heads, c.KVHeads, c.HeadDim = 2, 1, 32
+	})
+	// Sizes that make the adapters' matrices of tiny at least
+	// compute.Adam8MinSize values (IA3's vectors are all smaller).
+	o := plan.Options{Batch: 1, Seq: 16, LoRARank: 40, Virtual: 40, BottleneckSize: 40, FreezeLayers: 2}
+	for _, sh := range shapes {
+		for _, row := range PlanRows() {
+			if sh.rows != nil && !slices.Contains(sh.rows, row.Method) {
+				continue
+			}
+			t.Run(sh.name+"/"+string(row.Method), func(t *testing.T) {
+				m := model.New(sh.cfg)
+				ps, err := attach(m, row.Method, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var f32, q8 int64
+				small, large := 0, 0
+				for _, p := range ps {
+					n := int64(p.Len())
+					f32 += 8 * n
+					if n >= compute.Adam8MinSize {
+						large++
+						blocks := (n + compute.Adam8Block - 1) / compute.Adam8Block
+						q8 += 2*blocks*compute.Adam8Block + 2*4*blocks // codes of the padded tensor, scales
+					} else {
+						small++
+						q8 += 8 * n
+					}
+				}
+				if sh.name == "tiny" && row.Method != plan.IA3 && large == 0 {
+					t.Fatalf("no trained tensor of %d values or more: the 8-bit count is not exercised", compute.Adam8MinSize)
+				}
+				for _, c := range []struct {
+					adam8 bool
+					want  int64
+				}{{false, f32}, {true, q8}} {
+					oc := o
+					oc.Adam8bit = c.adam8
+					e, err := plan.EstimateMethod(sh.cfg, row, oc)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, mem := range []plan.Memory{e.Memory, e.MemoryCheckpoint} {
+						if mem.Optimizer != c.want {
+							t.Errorf("adam8 %v: optimizer state %d bytes, the %d small and %d large tensors trained take %d", c.adam8, mem.Optimizer, small, large, c.want)
+						}
+					}
+				}
+			})
+		}
+	}
 }
 
 // PlanRows lists the table's rows in the order it always had, each with a

@@ -37,7 +37,9 @@ var (
 			Method: plan.Prompt,
 			Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
 				P := int64(o.Virtual)
-				return virtual(s, o, P*s.Hidden(), int64(o.Batch)*P*s.Hidden()), nil // dvirt
+				fp := virtual(s, o, P*s.Hidden(), int64(o.Batch)*P*s.Hidden()) // dvirt
+				fp.Tensors = []plan.Tensors{{Size: P * s.Hidden(), Count: 1}}
+				return fp, nil
 			},
 		}},
 	}
@@ -58,7 +60,9 @@ var (
 			// Embedding, then MLP h→h→h→h with biases (encoder_hidden_size = h).
 			Footprint: func(s plan.Shape, o plan.Options) (plan.Footprint, error) {
 				P, h := int64(o.Virtual), s.Hidden()
-				return virtual(s, o, P*h+3*(h*h+h), int64(o.Batch)*P*h+2*3*P*h*2), nil // dvirt; float64 encoder activations
+				fp := virtual(s, o, P*h+3*(h*h+h), int64(o.Batch)*P*h+2*3*P*h*2) // dvirt; float64 encoder activations
+				fp.Tensors = []plan.Tensors{{Size: P * h, Count: 1}, {Size: h * h, Count: 3}, {Size: h, Count: 3}}
+				return fp, nil
 			},
 		}},
 	}
@@ -81,6 +85,8 @@ var (
 				P := int64(o.Virtual)
 				base, format := s.Frozen(o)
 				return plan.Footprint{Trainable: P * s.Layers() * 2 * s.KVDim(), Base: base, Format: format, Adapter: true,
+					// One embedding holds every layer's keys and values.
+					Tensors: []plan.Tensors{{Size: P * s.Layers() * 2 * s.KVDim(), Count: 1}},
 					Buffers: s.Layers() * 2 * P * s.KVDim(), // per-layer key/value copies
 					Prefix:  P}, nil
 			},

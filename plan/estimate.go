@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"runtime"
 
+	"gotune/compute"
 	"gotune/model"
 	"gotune/quant"
 )
@@ -54,6 +55,11 @@ type Footprint struct {
 	// Trainable is the number of values the optimizer updates; each has a
 	// float32 gradient and two AdamW moments.
 	Trainable int64
+	// Tensors lists the trainable values by tensor (their sizes add up to
+	// Trainable). The optimizer keeps its state per tensor and 8-bit AdamW
+	// keeps only tensors of compute.Adam8MinSize values or more in 8 bits,
+	// so the state's size depends on the sizes, not only on their sum.
+	Tensors []Tensors
 	// Base is the bytes of the model's own weights as the method holds
 	// them, and Format the storage of its projections (f32, bf16, nf4,
 	// nf4-dq).
@@ -80,6 +86,46 @@ type Footprint struct {
 	// keeps one more gradient buffer.
 	Hooks bool
 	Notes []string
+}
+
+// Tensors is Count trainable tensors of Size values each.
+type Tensors struct{ Size, Count int64 }
+
+// AdamStateBytes is the AdamW state model.DeviceModel allocates for one
+// trainable tensor of n values: two float32 moments, or with 8-bit state
+// (adam8, and n at least compute.Adam8MinSize) a byte per value of each
+// moment and a float32 scale per compute.Adam8Block values of each, the
+// tensor padded to whole blocks (its arena places every 8-bit tensor on a
+// block boundary, so a block never spans two tensors).
+func AdamStateBytes(n int64, adam8 bool) int64 {
+	if !adam8 || n < compute.Adam8MinSize {
+		return 8 * n
+	}
+	blocks := (n + compute.Adam8Block - 1) / compute.Adam8Block
+	return blocks * 2 * (compute.Adam8Block + 4)
+}
+
+// optimizerBytes is the AdamW state of a footprint's trainable tensors.
+func optimizerBytes(fp Footprint, adam8 bool) (int64, error) {
+	if fp.Tensors == nil {
+		if adam8 && fp.Trainable > 0 {
+			return 0, fmt.Errorf("the row lists no trainable tensors, which 8-bit AdamW's state needs")
+		}
+		return 8 * fp.Trainable, nil
+	}
+	var n, bytes int64
+	for _, t := range fp.Tensors {
+		if t.Size < 0 || t.Count < 0 {
+			return 0, fmt.Errorf("trainable tensors: %d of %d values", t.Count, t.Size)
+		}
+		n += t.Count * t.Size
+		bytes += t.Count * AdamStateBytes(t.Size, adam8)
+	}
+	if n != fp.Trainable {
+		// The row's two counts disagree: its code, not the user's input.
+		return 0, fmt.Errorf("trainable tensors add up to %d values, the row trains %d", n, fp.Trainable)
+	}
+	return bytes, nil
 }
 
 // Pass is one step as a row's Work sees it.
@@ -155,6 +201,9 @@ type Options struct {
 	// Threads is the number of workers of the attention kernels; 0 means
 	// GOMAXPROCS.
 	Threads int
+	// Adam8bit: AdamW keeps its moments block-wise in 8 bits (optim
+	// adamw_8bit and its aliases adamw_bnb_8bit, paged_adamw_8bit).
+	Adam8bit bool
 }
 
 func (o Options) withDefaults() Options {
@@ -211,7 +260,8 @@ type Memory struct {
 	Weights int64 `json:"weights"`
 	// Grads: a float32 gradient per trainable value.
 	Grads int64 `json:"grads"`
-	// Optimizer: AdamW's two float32 moments per trainable value.
+	// Optimizer: AdamW's two float32 moments per trainable value, or with
+	// Options.Adam8bit its 8-bit codes and block scales (AdamStateBytes).
 	Optimizer int64 `json:"optimizer"`
 	// Activations: the workspace (saved layer outputs, residual streams,
 	// attention scratch, chunked head logits, backward scratch) and the
@@ -254,7 +304,11 @@ type Shape struct {
 	V, h, qd, kd, inter, L, heads, kvh, hd int64
 	tied, qkNorm                           bool
 	linBias                                int64 // bias values per layer
-	normsPerLayer                          int64
+	// Which biases and norms a layer has and which projections are held
+	// fused (q/k/v, gate/up), for the list of its tensors.
+	attnBias, attnOutBias, mlpBias  bool
+	sandwich, fusedQKV, fusedGateUp bool
+	normsPerLayer                   int64
 	// Mixture of experts, beyond the dense formulas (which count a dense
 	// MLP in every layer): moeHeld the expert weights held instead,
 	// moeActive those a token runs through instead (with the router's);
@@ -266,7 +320,9 @@ type Shape struct {
 func shapeOf(c *model.Config) Shape {
 	s := Shape{V: int64(c.Vocab), h: int64(c.Hidden), qd: int64(c.QDim()), kd: int64(c.KVDim()),
 		inter: int64(c.Intermediate), L: int64(c.Layers), heads: int64(c.Heads), kvh: int64(c.KVHeads),
-		hd: int64(c.HeadDim), tied: c.TieEmbeddings, qkNorm: c.QKNorm}
+		hd: int64(c.HeadDim), tied: c.TieEmbeddings, qkNorm: c.QKNorm,
+		attnBias: c.AttnBias, attnOutBias: c.AttnOutBias, mlpBias: c.MLPBias,
+		sandwich: c.SandwichNorms, fusedQKV: c.FusedQKV, fusedGateUp: c.FusedGateUp}
 	if c.AttnBias {
 		s.linBias += s.qd + 2*s.kd
 	}
@@ -321,6 +377,75 @@ func (s Shape) dense() int64 {
 
 func (s Shape) params() int64 { return s.dense() + s.L*s.linearParams() + s.moeHeld }
 
+// layerTensors lists one layer's tensors as the dense formulas count them
+// (LayerParams): norms, projections (fused where the family fuses them)
+// and biases; mlp false leaves the MLP's projections out.
+func (s Shape) layerTensors(mlp bool) []Tensors {
+	t := []Tensors{{s.h, 2}} // input and post-attention norms
+	add := func(size int64) { t = append(t, Tensors{size, 1}) }
+	if s.qkNorm {
+		t = append(t, Tensors{s.hd, 2})
+	}
+	if s.sandwich {
+		t = append(t, Tensors{s.h, 2})
+	}
+	if s.fusedQKV {
+		add((s.qd + 2*s.kd) * s.h)
+	} else {
+		add(s.qd * s.h)
+		t = append(t, Tensors{s.kd * s.h, 2})
+	}
+	add(s.h * s.qd)
+	if mlp {
+		if s.fusedGateUp {
+			add(2 * s.inter * s.h)
+		} else {
+			t = append(t, Tensors{s.inter * s.h, 2})
+		}
+		add(s.h * s.inter)
+	}
+	if s.attnBias {
+		if s.fusedQKV {
+			add(s.qd + 2*s.kd)
+		} else {
+			add(s.qd)
+			t = append(t, Tensors{s.kd, 2})
+		}
+	}
+	if s.attnOutBias {
+		add(s.h)
+	}
+	if s.mlpBias {
+		if s.fusedGateUp {
+			add(2 * s.inter)
+		} else {
+			t = append(t, Tensors{s.inter, 2})
+		}
+		add(s.h)
+	}
+	return t
+}
+
+// paramTensors lists every tensor of the model (Params values in all).
+func (s Shape) paramTensors() []Tensors {
+	t := []Tensors{{s.V * s.h, 1}, {s.h, 1}} // embeddings, final norm
+	if !s.tied {
+		t = append(t, Tensors{s.V * s.h, 1})
+	}
+	for _, l := range s.layerTensors(true) {
+		t = append(t, Tensors{l.Size, l.Count * (s.L - s.moeLayers)})
+	}
+	if s.moeLayers > 0 {
+		for _, l := range s.layerTensors(false) {
+			t = append(t, Tensors{l.Size, l.Count * s.moeLayers})
+		}
+		// The router and every expert's gate, up and down projections.
+		t = append(t, Tensors{s.experts * s.h, s.moeLayers}, Tensors{s.ei * s.h, 2 * s.experts * s.moeLayers},
+			Tensors{s.h * s.ei, s.experts * s.moeLayers})
+	}
+	return t
+}
+
 // The sizes the rows' footprints use.
 
 func (s Shape) Layers() int64       { return s.L }
@@ -342,6 +467,14 @@ func (s Shape) Dense() int64 { return s.dense() }
 // LayerParams is the values of one layer without experts: projections,
 // norms and biases.
 func (s Shape) LayerParams() int64 { return s.linearParams() + s.normsPerLayer + s.linBias }
+
+// ParamTensors lists the model's tensors by size (Params values in all):
+// what full fine-tuning trains.
+func (s Shape) ParamTensors() []Tensors { return s.paramTensors() }
+
+// LayerTensors lists the tensors of one layer without experts
+// (LayerParams values in all).
+func (s Shape) LayerTensors() []Tensors { return s.layerTensors(true) }
 
 // F32 is the bytes of the whole model in float32.
 func (s Shape) F32() int64 { return 4 * s.params() }
@@ -469,6 +602,11 @@ func EstimateMethod(c *model.Config, row Row, opt Options) (Estimate, error) {
 	B, T := int64(o.Batch), int64(o.Seq)
 	r := run{B: B, T: T + fp.Virtual, prefix: fp.Prefix, hooks: fp.Hooks, rows: headRows(B, T)}
 
+	optimizer, err := optimizerBytes(fp, o.Adam8bit)
+	if err != nil {
+		return Estimate{}, fmt.Errorf("plan: %s: %w", row.Method, err)
+	}
+
 	e := Estimate{Method: row.Method, WeightFormat: fp.Format, Adapter: fp.Adapter}
 	trainable := fp.Trainable
 	weights := fp.Base
@@ -485,7 +623,7 @@ func EstimateMethod(c *model.Config, row Row, opt Options) (Estimate, error) {
 	}
 
 	for _, ckpt := range []bool{false, true} {
-		mem := Memory{Weights: weights, Grads: 4 * trainable, Optimizer: 8 * trainable}
+		mem := Memory{Weights: weights, Grads: 4 * trainable, Optimizer: optimizer}
 		r.threads = int64(max(o.Threads, 1))
 		ws := s.activations(r, ckpt)
 		kept := fp.Kept

@@ -250,3 +250,44 @@ func TestMakeWithSomeRows(t *testing.T) {
 		}
 	}
 }
+
+// TestAdamStateBytes: float moments under compute.Adam8MinSize values or
+// without 8-bit state; otherwise two codes a value of the tensor padded to
+// whole blocks and two float32 scales a block.
+func TestAdamStateBytes(t *testing.T) {
+	tests := []struct {
+		n     int64
+		adam8 bool
+		want  int64
+	}{
+		{0, true, 0},
+		{100, false, 800},
+		{4095, true, 8 * 4095},
+		{4096, false, 8 * 4096},
+		{4096, true, 2*4096 + 8*16},
+		{4097, true, 2*(4096+256) + 8*17},
+		{1 << 20, true, 2<<20 + 8*4096},
+	}
+	for _, tt := range tests {
+		if got := plan.AdamStateBytes(tt.n, tt.adam8); got != tt.want {
+			t.Errorf("AdamStateBytes(%d, %v) = %d, want %d", tt.n, tt.adam8, got, tt.want)
+		}
+	}
+	// A whole model: the 8-bit state of full fine-tuning is about a
+	// quarter of the float one (embeddings and projections are large).
+	cfg := mustShape(t, "qwen3-0.6b")
+	f, err := plan.EstimateMethod(cfg, row(t, plan.Full), plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := plan.EstimateMethod(cfg, row(t, plan.Full), plan.Options{Adam8bit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := float64(q.Memory.Optimizer) / float64(f.Memory.Optimizer); r < 0.25 || r > 0.26 {
+		t.Errorf("qwen3-0.6b full: 8-bit state %d is %.4f of the float state %d, want 0.25–0.26", q.Memory.Optimizer, r, f.Memory.Optimizer)
+	}
+	if q.Memory.Total >= f.Memory.Total || q.Memory.Grads != f.Memory.Grads {
+		t.Errorf("qwen3-0.6b full: 8-bit total %d, float %d; gradients %d vs %d", q.Memory.Total, f.Memory.Total, q.Memory.Grads, f.Memory.Grads)
+	}
+}

@@ -43,9 +43,9 @@ type GPUOptions struct {
 	// FlashAttention kernels), so attention holds [T, TK] scores and their
 	// gradients; otherwise heads up to GPUFusedMaxHead run fused.
 	Unfused bool
-	// Adam8bit keeps AdamW's moments of tensors from compute.Adam8MinSize
-	// values in 8 bits (model.DeviceOptions.Adam8bit).
-	Adam8bit bool
+	// adam8 is Options.Adam8bit: AdamW's moments of tensors from
+	// compute.Adam8MinSize values in 8 bits (model.DeviceOptions.Adam8bit).
+	adam8 bool
 	// Runtime is the context's share; 0 means DefaultGPURuntime.
 	Runtime int64
 }
@@ -293,6 +293,7 @@ func EstimateGPU(c *model.Config, row Row, dev GPURow, opt Options, g GPUOptions
 		return GPUEstimate{}, fmt.Errorf("plan: method %q has no footprint", row.Method)
 	}
 	g = g.withDefaults()
+	g.adam8 = opt.Adam8bit
 	if g.Compute != compute.BF16 && g.Compute != compute.F32 {
 		return GPUEstimate{}, fmt.Errorf("plan: GPU compute type %v (want bf16 or f32)", g.Compute)
 	}
@@ -461,7 +462,7 @@ func (t *gpuTally) arenas(ts []GPUTensors, g GPUOptions) int64 {
 	sizes := map[key]int64{}
 	var values int64
 	for _, x := range ts {
-		k := key{shadow: !x.Float && g.Compute != compute.F32, q8: g.Adam8bit && x.Size >= compute.Adam8MinSize}
+		k := key{shadow: !x.Float && g.Compute != compute.F32, q8: g.adam8 && x.Size >= compute.Adam8MinSize}
 		align := int64(arenaAlign)
 		if k.q8 {
 			align = compute.Adam8Block

@@ -112,13 +112,13 @@ func TestEstimateGPUOptimizer(t *testing.T) {
 		{n: 4100, adam8: true, optimizer: 2*4352 + 2*4*17, masterEtc: (4 + 4 + 2) * 4352}, // padded to 256
 	} {
 		row, dev := adapterRow(tc.n)
-		without, err := EstimateGPU(c, row, dev, Options{}, GPUOptions{Adam8bit: tc.adam8})
+		without, err := EstimateGPU(c, row, dev, Options{Adam8bit: tc.adam8}, GPUOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		frozen, err := EstimateGPU(c, Row{Method: "none", Footprint: func(s Shape, o Options) (Footprint, error) {
 			return Footprint{Adapter: true}, nil
-		}}, func(Shape, Options, GPUOptions) (GPUFootprint, error) { return GPUFootprint{}, nil }, Options{}, GPUOptions{Adam8bit: tc.adam8})
+		}}, func(Shape, Options, GPUOptions) (GPUFootprint, error) { return GPUFootprint{}, nil }, Options{Adam8bit: tc.adam8}, GPUOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

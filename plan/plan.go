@@ -71,20 +71,23 @@ type Verdict struct {
 
 // Plan is the planner's answer.
 type Plan struct {
-	Model       string  `json:"model"`
-	Params      int64   `json:"params"`
-	Batch       int     `json:"batch"`
-	Seq         int     `json:"seq"`
-	LoRARank    int     `json:"lora_rank"`
-	Samples     int64   `json:"samples"` // -1 when unknown
-	RAM         int64   `json:"ram_bytes"`
-	Budget      int64   `json:"budget_bytes"`
-	GPUMem      int64   `json:"gpu_mem_bytes,omitempty"`
-	GFLOPS      float64 `json:"gflops,omitempty"`
-	NF4GFLOPS   float64 `json:"nf4_gflops,omitempty"`
-	MExps       float64 `json:"mexps,omitempty"`
-	Steps       int64   `json:"steps"` // 0: a long run
-	Stage       string  `json:"stage,omitempty"`
+	Model     string  `json:"model"`
+	Params    int64   `json:"params"`
+	Batch     int     `json:"batch"`
+	Seq       int     `json:"seq"`
+	LoRARank  int     `json:"lora_rank"`
+	Samples   int64   `json:"samples"` // -1 when unknown
+	RAM       int64   `json:"ram_bytes"`
+	Budget    int64   `json:"budget_bytes"`
+	GPUMem    int64   `json:"gpu_mem_bytes,omitempty"`
+	GFLOPS    float64 `json:"gflops,omitempty"`
+	NF4GFLOPS float64 `json:"nf4_gflops,omitempty"`
+	MExps     float64 `json:"mexps,omitempty"`
+	Steps     int64   `json:"steps"` // 0: a long run
+	Stage     string  `json:"stage,omitempty"`
+	// Optim is "adamw_8bit" when the AdamW state was counted in 8 bits
+	// (Options.Adam8bit), empty for float moments.
+	Optim       string `json:"optim,omitempty"`
 	Methods     []Verdict
 	Recommended Method `json:"recommended"` // empty when nothing fits
 	// SuggestedLoRARank is a smaller rank than LoRARank that the dataset
@@ -109,6 +112,9 @@ func Make(req Request) (*Plan, error) {
 	p := &Plan{Model: req.Model, Params: shapeOf(req.Config).params(), Batch: o.Batch, Seq: o.Seq, LoRARank: o.LoRARank,
 		Samples: req.Samples, RAM: req.RAM, Budget: int64(Usable * float64(req.RAM)), GPUMem: req.GPUMem,
 		GFLOPS: o.GFLOPS, NF4GFLOPS: o.NF4GFLOPS, MExps: o.MExps, Steps: o.Steps, Stage: req.Stage}
+	if o.Adam8bit {
+		p.Optim = "adamw_8bit"
+	}
 	if p.Samples < 0 {
 		p.Samples = -1
 	}
@@ -388,7 +394,11 @@ func (p *Plan) WriteTable(w io.Writer) error {
 			}
 		}
 	}
-	_, err := fmt.Fprintln(w, "memory: estimated peak resident size (weights + gradients + AdamW state + activations + Go runtime); step: FLOPs ÷ measured throughput + exponentials ÷ measured rate")
+	state := "AdamW state"
+	if p.Optim == "adamw_8bit" {
+		state = "8-bit AdamW state"
+	}
+	_, err := fmt.Fprintf(w, "memory: estimated peak resident size (weights + gradients + %s + activations + Go runtime); step: FLOPs ÷ measured throughput + exponentials ÷ measured rate\n", state)
 	if err == nil && p.GPUMem > 0 {
 		err = p.writeGPUNote(w)
 	}

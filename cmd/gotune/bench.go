@@ -219,7 +219,7 @@ type trainBench struct {
 	checkpoint    bool
 	storage       model.DType // the frozen base's storage on the host
 	adam8         bool        // 8-bit AdamW moments
-	stateBytes    int64       // the optimizer state in theory
+	stateBytes    int64       // the optimizer state as allocated (plan.AdamStateBytes)
 	flops         float64     // estimated floating-point operations of one step
 	planGPU       int64       // the planner's device memory of the step (allocator blocks); 0 on a host backend
 	be            compute.Backend
@@ -297,12 +297,12 @@ func benchModel(method, shape string, rank int, storage model.DType) (*model.Mod
 
 // benchEstimate is the planner's estimate of a bench run of row pm: bench
 // quantizes without double quantization.
-func benchEstimate(cfg *model.Config, pm plan.Method, b, t, rank int) (plan.Estimate, error) {
+func benchEstimate(cfg *model.Config, pm plan.Method, b, t, rank int, adam8 bool) (plan.Estimate, error) {
 	row, err := method.PlanRow(string(pm))
 	if err != nil {
 		return plan.Estimate{}, err
 	}
-	return plan.EstimateMethod(cfg, row, plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true})
+	return plan.EstimateMethod(cfg, row, plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true, Adam8bit: adam8})
 }
 
 // benchPlanGPU is the planner's prediction of the device memory a bench
@@ -319,8 +319,8 @@ func benchPlanGPU(be compute.Backend, dt compute.DType, cfg *model.Config, pm pl
 	}
 	fa, fused := be.(compute.FusedAttention)
 	fused = fused && fa.AttnFusedFor(compute.AttnParams{B: b, H: cfg.Heads, KVH: cfg.KVHeads, T: t, TK: t, TMax: t, HD: cfg.HeadDim})
-	g, err := plan.EstimateGPU(cfg, row, method.GPURows()[pm], plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true},
-		plan.GPUOptions{Compute: dt, Unfused: !fused, Adam8bit: adam8})
+	g, err := plan.EstimateGPU(cfg, row, method.GPURows()[pm], plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true, Adam8bit: adam8},
+		plan.GPUOptions{Compute: dt, Unfused: !fused})
 	if err != nil {
 		return 0, err
 	}
@@ -352,15 +352,12 @@ func newTrainBench(be compute.Backend, dt compute.DType, method, shape string, b
 	}
 	cfg := m.Cfg
 	trainable := 0
-	var stateBytes int64 // the optimizer state's size in theory (no arena padding)
+	// The optimizer state, tensor by tensor as the device model allocates
+	// it (the planner's count: the same for the same tensors).
+	var stateBytes int64
 	for _, p := range params {
-		n := p.Len()
-		trainable += n
-		if adam8 && n >= compute.Adam8MinSize {
-			stateBytes += 2*int64(n) + 8*int64(compute.Adam8Blocks(n, compute.Adam8Block))
-		} else {
-			stateBytes += 8 * int64(n)
-		}
+		trainable += p.Len()
+		stateBytes += plan.AdamStateBytes(int64(p.Len()), adam8)
 	}
 	dm, err := model.NewDeviceModel(m, be, model.DeviceOptions{Compute: dt, Checkpoint: checkpoint, HostViews: true, Adam8bit: adam8})
 	if err != nil {
@@ -379,7 +376,7 @@ func newTrainBench(be compute.Backend, dt compute.DType, method, shape string, b
 		}
 	}
 	runtime.GC()
-	est, err := benchEstimate(cfg, pm, b, t, rank)
+	est, err := benchEstimate(cfg, pm, b, t, rank, adam8)
 	if err != nil {
 		dm.Close()
 		return nil, err

@@ -37,6 +37,7 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 	gflops := fs.Float64("gflops", 0, "float32 matrix throughput in GFLOP/s (default: measured with a short sgemm probe)")
 	nf4 := fs.Float64("nf4-gflops", 0, "throughput of products with NF4 weights (default: measured)")
 	mexps := fs.Float64("mexps", 0, "exponentials per second in millions, for softmax and SiLU (default: measured)")
+	optimName := fs.String("optim", "adamw_torch", "optimizer: adamw_torch (float moments) or adamw_8bit (adamw_bnb_8bit, paged_adamw_8bit: block-wise 8-bit moments)")
 	steps := fs.Int64("steps", 0, "training steps of the run, for the Go collector's headroom (0: a long run)")
 	stage := fs.String("stage", "sft", "training stage: sft, pt, or a preference stage (dpo, kto: each sample scores two sequences and a reference)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
@@ -109,6 +110,13 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 		Storage: model.DType(*storage), GFLOPS: *gflops, NF4GFLOPS: *nf4, Steps: *steps}
 	if o.Storage != model.F32 && o.Storage != model.BF16 {
 		return fmt.Errorf("--storage %q: want f32 or bf16", *storage)
+	}
+	switch *optimName {
+	case "adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw":
+	case "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit":
+		o.Adam8bit = true
+	default:
+		return fmt.Errorf("--optim %q: want adamw_torch or adamw_8bit", *optimName)
 	}
 	if g := os.Getenv("GOGC"); g != "" {
 		if g == "off" {

@@ -34,7 +34,10 @@ func buildGotune(t *testing.T) string {
 
 // TestPlanMatchesMeasuredRSS runs real training steps (gotune bench
 // --train) in a subprocess and compares its peak resident size (VmHWM)
-// with the planner's estimate for the same run: within 20%.
+// with the planner's estimate for the same run: within 20%. Full
+// fine-tuning runs with 8-bit AdamW too (a quarter of the float state, 0.8
+// GiB less for smollm2-135m), and bench's optimizer_state_mib, counted
+// from the tensors it trains, must be the planner's to the byte.
 func TestPlanMatchesMeasuredRSS(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("peak RSS is read from /proc (Linux only)")
@@ -44,23 +47,26 @@ func TestPlanMatchesMeasuredRSS(t *testing.T) {
 		shape, method string
 		ckpt          bool
 		steps, seq    int
+		adam8         bool
 	}
 	var cases []tc
 	for _, s := range []string{"ref-qwen3", "ref-llama", "ref-qwen2", "smollm2-135m"} {
 		for _, m := range []string{"full", "lora", "qlora"} {
-			cases = append(cases, tc{s, m, false, 1, 256})
+			cases = append(cases, tc{s, m, false, 1, 256, false})
 		}
+		cases = append(cases, tc{s, "full", false, 1, 256, true})
 	}
 	// Checkpointing, and enough steps for the collector's headroom to fill.
-	cases = append(cases, tc{"ref-qwen3", "lora", true, 1, 1024}, tc{"tiny", "full", true, 1, 512}, tc{"tiny", "full", false, 40, 256})
+	cases = append(cases, tc{"ref-qwen3", "lora", true, 1, 1024, false}, tc{"tiny", "full", true, 1, 512, false}, tc{"tiny", "full", false, 40, 256, false})
 	for _, c := range cases {
-		name := fmt.Sprintf("%s/%s/seq=%d/steps=%d/ckpt=%v", c.shape, c.method, c.seq, c.steps, c.ckpt)
+		optim := map[bool]string{false: "adamw_torch", true: "adamw_8bit"}[c.adam8]
+		name := fmt.Sprintf("%s/%s/%s/seq=%d/steps=%d/ckpt=%v", c.shape, c.method, optim, c.seq, c.steps, c.ckpt)
 		t.Run(name, func(t *testing.T) {
 			if c.shape == "smollm2-135m" && testing.Short() {
 				t.Skip("smollm2-135m training steps take about a minute in all; skipped with -short")
 			}
 			args := []string{"bench", "--train", c.method, "--shape", c.shape,
-				"--batch", "1", "--seq", fmt.Sprint(c.seq), "--steps", fmt.Sprint(c.steps), "--lora-rank", "16"}
+				"--batch", "1", "--seq", fmt.Sprint(c.seq), "--steps", fmt.Sprint(c.steps), "--lora-rank", "16", "--optim", optim}
 			if c.ckpt {
 				args = append(args, "--checkpoint")
 			}
@@ -72,9 +78,10 @@ func TestPlanMatchesMeasuredRSS(t *testing.T) {
 				t.Fatalf("gotune bench: %v\n%s", err, stderr.String())
 			}
 			var res struct {
-				PeakMiB int64   `json:"peak_rss_mib"`
-				StepS   float64 `json:"step_s"`
-				Threads int     `json:"threads"`
+				PeakMiB  int64   `json:"peak_rss_mib"`
+				StepS    float64 `json:"step_s"`
+				Threads  int     `json:"threads"`
+				StateMiB float64 `json:"optimizer_state_mib"`
 			}
 			if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
 				t.Fatalf("bench output %q: %v", out, err)
@@ -90,9 +97,12 @@ func TestPlanMatchesMeasuredRSS(t *testing.T) {
 			// bench quantizes without double quantization and runs one
 			// warm-up step before the timed ones.
 			e, err := plan.EstimateMethod(cfg, row, plan.Options{Batch: 1, Seq: c.seq, LoRARank: 16,
-				SingleQuant: true, Steps: int64(c.steps) + 1, Threads: res.Threads, GOGC: gogc()})
+				SingleQuant: true, Steps: int64(c.steps) + 1, Threads: res.Threads, GOGC: gogc(), Adam8bit: c.adam8})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if est := float64(e.Memory.Optimizer) / (1 << 20); res.StateMiB != est {
+				t.Errorf("bench's optimizer state %v MiB, the planner's %v MiB", res.StateMiB, est)
 			}
 			mem := e.Memory
 			if c.ckpt {
@@ -149,6 +159,11 @@ func TestPlanCommand(t *testing.T) {
 			[]string{"recommended: none", "no method fits"}, ""},
 		{"dpo", []string{"--shape", "smollm2-135m", "--dataset", data, "--stage", "dpo", "--ram", "8G", "--seq", "256", "--gflops", "100", "--nf4-gflops", "80", "--mexps", "100"},
 			[]string{"stage dpo: 3 pairs", "gotune data inspect", "reference: the base with the adapter off"}, ""},
+		{"8-bit adamw", []string{"--shape", "smollm2-135m", "--samples", "500000", "--ram", "64G", "--seq", "256", "--gflops", "100", "--nf4-gflops", "80", "--mexps", "100", "--json", "--optim", "paged_adamw_8bit"},
+			[]string{`"optimizer": 273443328`, `"optim": "adamw_8bit"`}, ""},
+		{"8-bit adamw table", []string{"--shape", "tiny", "--samples", "50", "--ram", "8G", "--seq", "256", "--gflops", "100", "--nf4-gflops", "80", "--mexps", "100", "--optim", "adamw_8bit"},
+			[]string{"8-bit AdamW state"}, ""},
+		{"bad optim", []string{"--shape", "tiny", "--optim", "adafactor"}, nil, `--optim "adafactor"`},
 		{"bad stage", []string{"--shape", "tiny", "--stage", "ppo"}, nil, `--stage "ppo"`},
 		{"no model", []string{"--samples", "5"}, nil, "give --model DIR or --shape NAME"},
 		{"bad ram", []string{"--shape", "tiny", "--ram", "lots"}, nil, "--ram"},
