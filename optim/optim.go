@@ -51,19 +51,45 @@ type Optimizer interface {
 	stateful
 }
 
-// New builds the optimizer named as in transformers' `optim` argument.
-func New(name string, groups []Group, cfg Config) (Optimizer, error) {
+// Kind is the update rule an optimizer name stands for: what the trainer,
+// the planner and bench need to know of a name.
+type Kind int
+
+const (
+	KindAdamW     Kind = iota + 1 // float32 moments
+	KindAdamW8bit                 // block-wise 8-bit moments
+	KindSGD
+)
+
+// KindOf reads an optimizer name as transformers' `optim` argument spells
+// it (and its aliases).
+func KindOf(name string) (Kind, error) {
 	switch name {
 	case "adamw_torch", "adamw_torch_fused", "adamw", "adamw_hf":
-		return NewAdamW(groups, cfg)
+		return KindAdamW, nil
 	case "sgd":
-		return NewSGD(groups, cfg)
+		return KindSGD, nil
 	case "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit":
 		// bitsandbytes' paging moves state to the host under GPU memory
 		// pressure; at 2 bytes a value the state is small enough to stay.
+		return KindAdamW8bit, nil
+	}
+	return 0, fmt.Errorf("optimizer %q: unknown; want adamw_torch, adamw_8bit or sgd", name)
+}
+
+// New builds the optimizer named as in transformers' `optim` argument.
+func New(name string, groups []Group, cfg Config) (Optimizer, error) {
+	k, err := KindOf(name)
+	if err != nil {
+		return nil, err
+	}
+	switch k {
+	case KindSGD:
+		return NewSGD(groups, cfg)
+	case KindAdamW8bit:
 		return NewAdamW8bit(groups, cfg)
 	}
-	return nil, fmt.Errorf("optimizer %q: unknown; want adamw_torch, adamw_8bit or sgd", name)
+	return NewAdamW(groups, cfg)
 }
 
 // slot is one parameter as the optimizer sees it.

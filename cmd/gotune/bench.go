@@ -21,6 +21,7 @@ import (
 	"gotune/method"
 	"gotune/model"
 	"gotune/nn"
+	"gotune/optim"
 	"gotune/peft"
 	"gotune/plan"
 	"gotune/quant"
@@ -125,14 +126,11 @@ training steps (full, lora, qlora, prompt, prefix or adapter), optionally in tur
 	if st == model.BF16 && *train != "lora" {
 		return fmt.Errorf("--storage bf16 is for --train lora (a frozen base beside an adapter), not %s", *train)
 	}
-	adam8 := false
-	switch *optimName {
-	case "adamw_torch":
-	case "adamw_8bit":
-		adam8 = true
-	default:
+	kind, err := optim.KindOf(*optimName)
+	if err != nil || kind == optim.KindSGD {
 		return fmt.Errorf("bench: --optim %q (want adamw_torch or adamw_8bit)", *optimName)
 	}
+	adam8 := kind == optim.KindAdamW8bit
 	if *stage != "sft" {
 		if *stage != "dpo" || *peer != "" {
 			return fmt.Errorf("--stage %q: want sft, or dpo (without --peer)", *stage)

@@ -10,6 +10,7 @@ import (
 
 	"gotune/method"
 	"gotune/model"
+	"gotune/optim"
 	"gotune/plan"
 )
 
@@ -111,12 +112,11 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 	if o.Storage != model.F32 && o.Storage != model.BF16 {
 		return fmt.Errorf("--storage %q: want f32 or bf16", *storage)
 	}
-	switch *optimName {
-	case "adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw":
-	case "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit":
-		o.Adam8bit = true
-	default:
+	switch k, err := optim.KindOf(*optimName); {
+	case err != nil || k == optim.KindSGD:
 		return fmt.Errorf("--optim %q: want adamw_torch or adamw_8bit", *optimName)
+	case k == optim.KindAdamW8bit:
+		o.Adam8bit = true
 	}
 	if g := os.Getenv("GOGC"); g != "" {
 		if g == "off" {
