@@ -5,6 +5,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"sort"
 	"strings"
@@ -36,6 +37,12 @@ type Device struct {
 	TotalMem    int64
 	Compiled    *Compiled
 	PedanticF32 bool // f32 products in full f32 (no TF32): the parity mode
+
+	// unfusedAttn declines compute.FusedAttention (GOTUNE_CUDA_ATTN=unfused
+	// when the device is opened), so the block runs the unfused products and
+	// softmax: a way to compare the two paths, or to step around the fused
+	// kernels.
+	unfusedAttn bool
 
 	free                map[int64][]uintptr // cached blocks by size
 	inUse, peak, cached int64
@@ -82,7 +89,8 @@ func Open(o Options) (*Device, error) {
 	if o.Ordinal < 0 || o.Ordinal >= int(count) {
 		return nil, fmt.Errorf("cuda: GPU %d requested, the driver sees %d", o.Ordinal, count)
 	}
-	d := &Device{drv: drv, ord: o.Ordinal, funcs: map[string]uintptr{}, free: map[int64][]uintptr{}}
+	d := &Device{drv: drv, ord: o.Ordinal, funcs: map[string]uintptr{}, free: map[int64][]uintptr{},
+		unfusedAttn: os.Getenv("GOTUNE_CUDA_ATTN") == "unfused"}
 	var dev int32
 	if err := drv.check("cuDeviceGet", drv.cuDeviceGet.call(uintptr(unsafe.Pointer(&dev)), uintptr(o.Ordinal))); err != nil {
 		return nil, err
@@ -506,6 +514,7 @@ func kernelNames() []string {
 	out = append(out, peftKernels...)
 	out = append(out, moeKernels...)
 	out = append(out, adam8Kernels...)
+	out = append(out, attnKernels()...)
 	sort.Strings(out)
 	return out
 }
