@@ -1251,6 +1251,7 @@ __device__ __forceinline__ void attn_dots(float s[ATT_ROWS], att_chunk ca, att_c
     attn_load(cb, bm, c0, cEnd, d0, HD);
     __syncthreads();
     int n = min(ATT_TILE, HD - d0);
+#pragma unroll 4
     for (int d = 0; d < n; d++) {
       float y = cb[lane][d];
 #pragma unroll
@@ -1273,6 +1274,7 @@ __device__ __forceinline__ void attn_acc(float acc[ATT_ROWS][NC], const float x[
     __syncthreads();
     attn_load(cm, m, c0, cEnd, c * ATT_TILE, HD);
     __syncthreads();
+#pragma unroll 4 // not 32: the kernels' code would pass the instruction caches
     for (int j = 0; j < ATT_TILE; j++) {
       float y = cm[j][lane];
 #pragma unroll
