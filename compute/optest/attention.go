@@ -72,19 +72,22 @@ var AttnCases = []AttnCase{
 // dk and dv in that element type, LSE for the log-sum-exp.
 type AttnTol struct{ F32, BF16, LSE float64 }
 
-// attnData is one problem's inputs on the host.
-type attnData struct {
-	p                       compute.AttnParams
-	q, k, v, do, dsum, dkv0 []float32
-	km, qs, ks              []int32 // nil: none
+// AttnProblem is one problem's inputs on the host: the parameters (their
+// mask tensors nil), q, k, v, do and dsum, the values dk and dv hold before
+// the backward pass (which must leave the steps past TK alone), and the key
+// mask and segments (nil: none).
+type AttnProblem struct {
+	P                       compute.AttnParams
+	Q, K, V, DO, DSum, DKV0 []float32
+	KeyMask, QSeg, KSeg     []int32
 }
 
 // attnInputs draws a problem of case c with values representable in dt.
-func attnInputs(c AttnCase, dt compute.DType) attnData {
+func attnInputs(c AttnCase, dt compute.DType) AttnProblem {
 	r := rand.New(rand.NewPCG(uint64(c.B*1000+c.T), uint64(c.H*100+c.HD)))
 	tk := c.Off + c.T
 	tmax := max(c.TMax, tk)
-	d := attnData{p: compute.AttnParams{B: c.B, H: c.H, KVH: c.KVH, T: c.T, TK: tk, TMax: tmax, HD: c.HD, Off: c.Off,
+	d := AttnProblem{P: compute.AttnParams{B: c.B, H: c.H, KVH: c.KVH, T: c.T, TK: tk, TMax: tmax, HD: c.HD, Off: c.Off,
 		Window: c.Window, SoftCap: c.SoftCap, Scale: float32(1 / math.Sqrt(float64(c.HD)))}}
 	vec := func(n int, scale float64) []float32 {
 		v := randVec(r, n, scale)
@@ -94,14 +97,14 @@ func attnInputs(c AttnCase, dt compute.DType) attnData {
 		return v
 	}
 	nq, nk := c.B*c.H*c.T*c.HD, c.B*c.KVH*tmax*c.HD
-	d.q, d.k, d.v, d.do = vec(nq, 2), vec(nk, 2), vec(nk, 1), vec(nq, 1)
-	d.dsum = randVec(r, c.B*c.H*c.T, 0.5)
+	d.Q, d.K, d.V, d.DO = vec(nq, 2), vec(nk, 2), vec(nk, 1), vec(nq, 1)
+	d.DSum = randVec(r, c.B*c.H*c.T, 0.5)
 	// Steps of dk, dv past TK must be left as they were.
-	d.dkv0 = vec(nk, 1)
+	d.DKV0 = vec(nk, 1)
 	if c.Keys != NoKeyMask {
-		d.km = make([]int32, c.B*tk)
+		d.KeyMask = make([]int32, c.B*tk)
 		for b := 0; b < c.B; b++ {
-			row := d.km[b*tk : (b+1)*tk]
+			row := d.KeyMask[b*tk : (b+1)*tk]
 			for j := range row {
 				row[j] = 1
 				switch c.Keys {
@@ -126,13 +129,13 @@ func attnInputs(c AttnCase, dt compute.DType) attnData {
 		}
 	}
 	if c.SegLen > 0 {
-		d.qs, d.ks = make([]int32, c.B*c.T), make([]int32, c.B*tk)
+		d.QSeg, d.KSeg = make([]int32, c.B*c.T), make([]int32, c.B*tk)
 		for b := 0; b < c.B; b++ {
 			for i := 0; i < c.T; i++ {
-				d.qs[b*c.T+i] = int32((c.Off+i)/c.SegLen + b)
+				d.QSeg[b*c.T+i] = int32((c.Off+i)/c.SegLen + b)
 			}
 			for j := 0; j < tk; j++ {
-				d.ks[b*tk+j] = int32(j/c.SegLen + b)
+				d.KSeg[b*tk+j] = int32(j/c.SegLen + b)
 			}
 		}
 	}
@@ -141,13 +144,13 @@ func attnInputs(c AttnCase, dt compute.DType) attnData {
 
 // sees reports whether query i of sequence b sees any key: the rows whose
 // lse must be −Inf are the others.
-func (d attnData) sees(b, i int) bool {
-	p := d.p
+func (d AttnProblem) sees(b, i int) bool {
+	p := d.P
 	for j := 0; j < p.TK && j <= p.Off+i; j++ {
 		switch {
 		case p.Window > 0 && p.Off+i-j >= p.Window:
-		case d.km != nil && d.km[b*p.TK+j] == 0:
-		case d.qs != nil && d.qs[b*p.T+i] != d.ks[b*p.TK+j]:
+		case d.KeyMask != nil && d.KeyMask[b*p.TK+j] == 0:
+		case d.QSeg != nil && d.QSeg[b*p.T+i] != d.KSeg[b*p.TK+j]:
 		default:
 			return true
 		}
@@ -162,21 +165,21 @@ var attnOutNames = [5]string{"o", "lse", "dq", "dk", "dv"}
 
 // attnTensors uploads d to be: q, k, v, do, dsum and the parameters with
 // be's masks.
-func attnTensors(t *testing.T, be compute.Backend, d attnData, dt compute.DType) (p compute.AttnParams, q, k, v, do, dsum compute.Tensor) {
-	p = d.p
-	if d.km != nil {
-		p.KeyMask = uploadInt(t, be, d.km)
+func attnTensors(t *testing.T, be compute.Backend, d AttnProblem, dt compute.DType) (p compute.AttnParams, q, k, v, do, dsum compute.Tensor) {
+	p = d.P
+	if d.KeyMask != nil {
+		p.KeyMask = uploadInt(t, be, d.KeyMask)
 	}
-	if d.qs != nil {
-		p.QSeg, p.KSeg = uploadInt(t, be, d.qs), uploadInt(t, be, d.ks)
+	if d.QSeg != nil {
+		p.QSeg, p.KSeg = uploadInt(t, be, d.QSeg), uploadInt(t, be, d.KSeg)
 	}
-	return p, upload(t, be, dt, d.q), upload(t, be, dt, d.k), upload(t, be, dt, d.v), upload(t, be, dt, d.do),
-		upload(t, be, compute.F32, d.dsum)
+	return p, upload(t, be, dt, d.Q), upload(t, be, dt, d.K), upload(t, be, dt, d.V), upload(t, be, dt, d.DO),
+		upload(t, be, compute.F32, d.DSum)
 }
 
 // runFused runs be's fused attention, forward then backward from its own
 // lse, on d.
-func runFused(t *testing.T, be compute.Backend, d attnData, dt compute.DType) attnOut {
+func runFused(t *testing.T, be compute.Backend, d AttnProblem, dt compute.DType) attnOut {
 	t.Helper()
 	fa, ok := be.(compute.FusedAttention)
 	if !ok {
@@ -184,11 +187,11 @@ func runFused(t *testing.T, be compute.Backend, d attnData, dt compute.DType) at
 	}
 	p, q, k, v, do, dsum := attnTensors(t, be, d, dt)
 	if !fa.AttnFusedFor(p) {
-		t.Fatalf("%s declines the problem %+v", be.Name(), d.p)
+		t.Fatalf("%s declines the problem %+v", be.Name(), d.P)
 	}
-	nq := len(d.q)
-	o, lse, dq := alloc(t, be, dt, nq), alloc(t, be, compute.F32, len(d.dsum)), alloc(t, be, dt, nq)
-	dk, dv := upload(t, be, dt, d.dkv0), upload(t, be, dt, d.dkv0)
+	nq := len(d.Q)
+	o, lse, dq := alloc(t, be, dt, nq), alloc(t, be, compute.F32, len(d.DSum)), alloc(t, be, dt, nq)
+	dk, dv := upload(t, be, dt, d.DKV0), upload(t, be, dt, d.DKV0)
 	fa.AttnForward(o, lse, q, k, v, p)
 	fa.AttnBackward(dq, dk, dv, do, q, k, v, lse, dsum, p)
 	if err := be.Sync(); err != nil {
@@ -224,9 +227,31 @@ func AttnCheck(t *testing.T, be, oracle compute.Backend, c AttnCase, dt compute.
 	attnCompare(t, d, got, want, dt, tol)
 }
 
+// AttnResult is what a fused attention computed, on the host.
+type AttnResult struct{ O, LSE, DQ, DK, DV []float32 }
+
+// AttnCheckHost is AttnCheck for a fused attention that is not a backend
+// (the GPU kernels run on the CPU by an emulator): run computes case c's
+// problem with tensors of type dt.
+func AttnCheckHost(t *testing.T, run func(AttnProblem, compute.DType) (AttnResult, error), oracle compute.Backend,
+	c AttnCase, dt compute.DType, tol AttnTol) {
+	d := attnInputs(c, dt)
+	r, err := run(d, dt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := attnOut{r.O, r.LSE, r.DQ, r.DK, r.DV}
+	for i, n := range []int{len(d.Q), len(d.DSum), len(d.Q), len(d.K), len(d.K)} {
+		if len(got[i]) != n {
+			t.Fatalf("%s: %d values, want %d", attnOutNames[i], len(got[i]), n)
+		}
+	}
+	attnCompare(t, d, got, runFused(t, oracle, d, dt), dt, tol)
+}
+
 // attnCompare fails where got strays from want by more than tol, and where
 // got's lse is not −Inf exactly for the queries that see no key.
-func attnCompare(t *testing.T, d attnData, got, want attnOut, dt compute.DType, tol AttnTol) {
+func attnCompare(t *testing.T, d AttnProblem, got, want attnOut, dt compute.DType, tol AttnTol) {
 	t.Helper()
 	for i, name := range attnOutNames {
 		lim := tol.F32
@@ -238,7 +263,7 @@ func attnCompare(t *testing.T, d attnData, got, want attnOut, dt compute.DType, 
 		}
 		deviation(t, name, got[i], want[i], lim)
 	}
-	p := d.p
+	p := d.P
 	for b := 0; b < p.B; b++ {
 		for h := 0; h < p.H; h++ {
 			for i := 0; i < p.T; i++ {
@@ -296,7 +321,7 @@ func AttnFusedMatchesUnfused(t *testing.T, be compute.Backend, tol AttnTol) {
 			t.Run(c.Name+"/"+dt.String(), func(t *testing.T) {
 				d := attnInputs(c, dt)
 				// The unfused products leave dk, dv past TK at zero.
-				clear(d.dkv0)
+				clear(d.DKV0)
 				got, want := runFused(t, be, d, dt), runUnfused(t, be, d, dt)
 				attnCompare(t, d, got, want, dt, tol)
 			})
@@ -305,7 +330,7 @@ func AttnFusedMatchesUnfused(t *testing.T, be compute.Backend, tol AttnTol) {
 }
 
 // runUnfused is the attention of d through the unfused operations.
-func runUnfused(t *testing.T, be compute.Backend, d attnData, dt compute.DType) attnOut {
+func runUnfused(t *testing.T, be compute.Backend, d AttnProblem, dt compute.DType) attnOut {
 	t.Helper()
 	p, q, k, v, do, dsum := attnTensors(t, be, d, dt)
 	B, T, tk, tmax, hd := p.B, p.T, p.TK, p.TMax, p.HD
@@ -316,14 +341,14 @@ func runUnfused(t *testing.T, be compute.Backend, d attnData, dt compute.DType) 
 		be.Zero(x)
 		return x
 	}
-	s, sp, lse, o := zeros(compute.F32, n), zeros(dt, n), zeros(compute.F32, B*p.H*T), zeros(dt, len(d.q))
+	s, sp, lse, o := zeros(compute.F32, n), zeros(dt, n), zeros(compute.F32, B*p.H*T), zeros(dt, len(d.Q))
 	be.GemmBatched(false, true, g*T, tk, hd, p.Scale, q, hd, g*T*hd, k, hd, tmax*hd, 0, s, tk, g*T*tk, batch)
 	be.AttnSoftmaxWindowed(sp, lse, s, p.KeyMask, p.QSeg, p.KSeg, B, p.H, T, tk, p.Off, p.Window, p.SoftCap)
 	be.GemmBatched(false, false, g*T, hd, tk, 1, sp, tk, g*T*tk, v, hd, tmax*hd, 0, o, hd, g*T*hd, batch)
 	dp, ds := zeros(compute.F32, n), zeros(dt, n)
 	be.GemmBatched(false, true, g*T, tk, hd, 1, do, hd, g*T*hd, v, hd, tmax*hd, 0, dp, tk, g*T*tk, batch)
 	be.AttnSoftmaxWindowedBackward(sp, ds, s, dp, lse, dsum, p.KeyMask, p.QSeg, p.KSeg, B, p.H, T, tk, p.Off, p.Window, p.SoftCap)
-	dq, dk, dv := zeros(dt, len(d.q)), zeros(dt, len(d.k)), zeros(dt, len(d.k))
+	dq, dk, dv := zeros(dt, len(d.Q)), zeros(dt, len(d.K)), zeros(dt, len(d.K))
 	be.GemmBatched(true, false, tk, hd, g*T, 1, sp, tk, g*T*tk, do, hd, g*T*hd, 0, dv, hd, tmax*hd, batch)
 	be.GemmBatched(false, false, g*T, hd, tk, p.Scale, ds, tk, g*T*tk, k, hd, tmax*hd, 0, dq, hd, g*T*hd, batch)
 	be.GemmBatched(true, false, tk, hd, g*T, p.Scale, ds, tk, g*T*tk, q, hd, g*T*hd, 0, dk, hd, tmax*hd, batch)
