@@ -41,19 +41,56 @@ func attnKernels() []string {
 	return out
 }
 
-// AttnFusedFor runs heads of up to 256 fused (a grid's second dimension
-// holds B·H blocks, at most 65535), unless the device was opened with
-// GOTUNE_CUDA_ATTN=unfused.
-func (d *Device) AttnFusedFor(p compute.AttnParams) bool {
-	return !d.unfusedAttn && p.HD >= 1 && p.HD <= attnMaxHead && p.KVH > 0 && p.H%p.KVH == 0 &&
+// AttnPolicy is where a Device runs attention fused (Device.Attn).
+type AttnPolicy int
+
+const (
+	// AttnFusedLong, the default, runs fused the problems whose unfused
+	// score matrices would be large: a sequence's H·T·TK scores at least
+	// attnLongScores. The kernels run on the CUDA cores, not the tensor
+	// cores the unfused products use, so below that the unfused path is
+	// expected to be faster (BenchmarkGPUAttn measures both), and its
+	// memory is bounded anyway by the block's chunks of sequences.
+	AttnFusedLong AttnPolicy = iota
+	// AttnFusedAlways runs every problem the kernels can fused.
+	AttnFusedAlways
+	// AttnFusedNever declines every problem.
+	AttnFusedNever
+)
+
+// attnLongScores is AttnFusedLong's threshold: 2^28 scores, about 3 GiB of
+// one sequence's unfused buffers (f32 scores and dp, bf16 probabilities and
+// score gradients): 16 heads at 4096 tokens.
+const attnLongScores = 1 << 28
+
+// attnRuns reports whether the kernels run p: heads of 1 to 256 (eight
+// chunks of 32 per row of accumulators) and a grid's second dimension of
+// B·H blocks (at most 65535).
+func attnRuns(p compute.AttnParams) bool {
+	return p.HD >= 1 && p.HD <= attnMaxHead && p.KVH > 0 && p.H%p.KVH == 0 &&
 		p.B*p.H <= 65535 && p.T >= 0 && p.TK >= 0 && p.TK <= p.TMax && p.Off >= 0
+}
+
+// AttnFusedFor implements compute.FusedAttention: the problems the kernels
+// run that the device's policy (Device.Attn) sends to them.
+func (d *Device) AttnFusedFor(p compute.AttnParams) bool {
+	if !attnRuns(p) {
+		return false
+	}
+	switch d.Attn {
+	case AttnFusedAlways:
+		return true
+	case AttnFusedNever:
+		return false
+	}
+	return int64(p.H)*int64(p.T)*int64(p.TK) >= attnLongScores
 }
 
 // attnCheck reports a problem the kernels do not run or whose tensors do not
 // hold its shape (a caller's error, returned as the backend's failure rather
 // than a kernel reading past an allocation).
 func (d *Device) attnCheck(p compute.AttnParams, lse compute.Tensor, qs, kvs, f32s []compute.Tensor) error {
-	if !d.AttnFusedFor(p) {
+	if !attnRuns(p) {
 		return fmt.Errorf("cuda: fused attention of %d heads over %d key/value heads of %d, %d of %d keys, offset %d, batch %d",
 			p.H, p.KVH, p.HD, p.TK, p.TMax, p.Off, p.B)
 	}

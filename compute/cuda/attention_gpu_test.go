@@ -26,9 +26,7 @@ var attnGPUTol = optest.AttnTol{F32: 1e-4, BF16: 1e-2, LSE: 1e-5}
 func TestGPUFusedAttention(t *testing.T) {
 	d := openGPU(t)
 	d.PedanticF32 = true // the unfused f32 products without TF32
-	if !d.AttnFusedFor(compute.AttnParams{B: 1, H: 1, KVH: 1, T: 1, TK: 1, TMax: 1, HD: 64}) {
-		t.Fatal("the device declines fused attention (GOTUNE_CUDA_ATTN=unfused?)")
-	}
+	d.Attn = AttnFusedAlways
 	t.Run("ref", func(t *testing.T) { optest.FusedAttention(t, d, ref.New(), attnGPUTol) })
 	t.Run("unfused", func(t *testing.T) { optest.AttnFusedMatchesUnfused(t, d, attnGPUTol) })
 }

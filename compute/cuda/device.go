@@ -38,11 +38,11 @@ type Device struct {
 	Compiled    *Compiled
 	PedanticF32 bool // f32 products in full f32 (no TF32): the parity mode
 
-	// unfusedAttn declines compute.FusedAttention (GOTUNE_CUDA_ATTN=unfused
-	// when the device is opened), so the block runs the unfused products and
-	// softmax: a way to compare the two paths, or to step around the fused
-	// kernels.
-	unfusedAttn bool
+	// Attn chooses where the block runs attention through the fused
+	// kernels (compute.FusedAttention) rather than cuBLAS products and the
+	// softmax over whole score matrices; GOTUNE_CUDA_ATTN=fused|unfused
+	// sets it when the device is opened.
+	Attn AttnPolicy
 
 	free                map[int64][]uintptr // cached blocks by size
 	inUse, peak, cached int64
@@ -89,8 +89,13 @@ func Open(o Options) (*Device, error) {
 	if o.Ordinal < 0 || o.Ordinal >= int(count) {
 		return nil, fmt.Errorf("cuda: GPU %d requested, the driver sees %d", o.Ordinal, count)
 	}
-	d := &Device{drv: drv, ord: o.Ordinal, funcs: map[string]uintptr{}, free: map[int64][]uintptr{},
-		unfusedAttn: os.Getenv("GOTUNE_CUDA_ATTN") == "unfused"}
+	d := &Device{drv: drv, ord: o.Ordinal, funcs: map[string]uintptr{}, free: map[int64][]uintptr{}}
+	switch os.Getenv("GOTUNE_CUDA_ATTN") {
+	case "fused":
+		d.Attn = AttnFusedAlways
+	case "unfused":
+		d.Attn = AttnFusedNever
+	}
 	var dev int32
 	if err := drv.check("cuDeviceGet", drv.cuDeviceGet.call(uintptr(unsafe.Pointer(&dev)), uintptr(o.Ordinal))); err != nil {
 		return nil, err
