@@ -89,7 +89,7 @@ func TestKernelsEmulatedAttention(t *testing.T) {
 		}
 	}
 	bin := filepath.Join(dir, "harness")
-	if out, err := exec.Command(cxx, "-std=c++17", "-O1", "-o", bin, filepath.Join(dir, "harness.cpp")).CombinedOutput(); err != nil {
+	if out, err := exec.Command(cxx, "-std=c++17", "-O1", "-fsanitize=alignment", "-fno-sanitize-recover=alignment", "-o", bin, filepath.Join(dir, "harness.cpp")).CombinedOutput(); err != nil {
 		t.Fatalf("g++: %v\n%s", err, out)
 	}
 	run := func(d optest.AttnProblem, dt compute.DType) (optest.AttnResult, error) {

@@ -1178,10 +1178,12 @@ extern "C" __global__ void adamw8_f32(float* p, const float* g, unsigned char* m
 // that its rows may see by position, never holding more than a 32×32 tile of
 // scores. Warp w owns rows 8w…8w+7; in a score tile lane l holds the score
 // of those rows with the tile's l-th column, and in an accumulator lane l
-// holds columns l, l+32, … of the head (NC chunks of 32: HD ≤ 32·NC). Every
-// operand passes through shared memory in 32×32 float chunks (4 KiB each,
-// padded to 33 columns so a column read hits 32 banks), so any head size up
-// to 256 fits the static 48 KiB.
+// holds columns l, l+32, … of the head (NC chunks of 32: HD ≤ 32·NC). The
+// score products stage their operands in shared memory 32 columns of the
+// head at a time (two 32×36 float chunks, rows 16-byte aligned for 4-wide
+// reads); the products that accumulate stage the tile's 32 rows whole
+// (32×32·NC floats), so that a value fetched from another lane serves NC
+// products: at most 41 KiB, within the static 48 KiB, for heads up to 256.
 //
 // The arithmetic is that of the unfused path (compute.FusedAttention): f32
 // scores scaled, soft-capped, then masked; with bf16 tensors the
@@ -1198,7 +1200,14 @@ extern "C" __global__ void adamw8_f32(float* p, const float* g, unsigned char* m
 #define ATT_ROWS 8  // rows a warp owns
 #define ATT_THREADS 128
 
-typedef float att_chunk[ATT_TILE][ATT_TILE + 1];
+// A chunk's rows are 36 floats: 16-byte aligned for 4-wide reads, and the
+// 8 rows a quarter-warp reads 4-wide at once cover the 32 banks.
+#define ATT_CHUNK_LD (ATT_TILE + 4)
+typedef float att_chunk[ATT_TILE][ATT_CHUNK_LD];
+struct __align__(16) att_f4 {
+  float x, y, z, w;
+};
+__device__ __forceinline__ att_f4 ld4(const float* p) { return *(const att_f4*)p; }
 
 __device__ __forceinline__ float round_bf16(float v) {
   unsigned u = __float_as_uint(v);
@@ -1250,12 +1259,17 @@ __device__ __forceinline__ void attn_dots(float s[ATT_ROWS], att_chunk ca, att_c
     attn_load(ca, a, r0, rEnd, d0, HD);
     attn_load(cb, bm, c0, cEnd, d0, HD);
     __syncthreads();
+    // Four columns at a time: past HD the chunk holds zeros, and d + 3
+    // stays below 32.
     int n = min(ATT_TILE, HD - d0);
-#pragma unroll 4
-    for (int d = 0; d < n; d++) {
-      float y = cb[lane][d];
+#pragma unroll 2
+    for (int d = 0; d < n; d += 4) {
+      att_f4 y = ld4(&cb[lane][d]);
 #pragma unroll
-      for (int i = 0; i < ATT_ROWS; i++) s[i] += ca[w * ATT_ROWS + i][d] * y;
+      for (int i = 0; i < ATT_ROWS; i++) {
+        att_f4 x = ld4(&ca[w * ATT_ROWS + i][d]);
+        s[i] += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+      }
     }
   }
 }
@@ -1263,22 +1277,30 @@ __device__ __forceinline__ void attn_dots(float s[ATT_ROWS], att_chunk ca, att_c
 // attn_acc adds to acc[i][c] the sum over the tile's columns j of x_j[i] ·
 // m[c0 + j][32c + lane], where x_j is lane j's x (0 for a hidden pair) and
 // rows of m past cEnd read as 0: the warp's rows of P·V, dS·K, Pᵀ·dO or
-// dSᵀ·Q. Every thread of the block calls it.
+// dSᵀ·Q. The tile's 32 rows of m are staged whole in sm, so that each x
+// fetched from another lane serves NC products. Every thread of the block
+// calls it.
 template <typename T, int NC>
-__device__ __forceinline__ void attn_acc(float acc[ATT_ROWS][NC], const float x[ATT_ROWS], att_chunk cm, const T* m,
-                                         int c0, int cEnd, int HD) {
+__device__ __forceinline__ void attn_acc(float acc[ATT_ROWS][NC], const float x[ATT_ROWS],
+                                         float (*sm)[ATT_TILE * NC], const T* m, int c0, int cEnd, int HD) {
   const int lane = threadIdx.x & 31;
+  __syncthreads(); // the previous readers of sm are done
+  for (int e = threadIdx.x; e < ATT_TILE * ATT_TILE * NC; e += ATT_THREADS) {
+    int r = e / (ATT_TILE * NC), d = e % (ATT_TILE * NC);
+    sm[r][d] = c0 + r < cEnd && d < HD ? ld(m, (long long)(c0 + r) * HD + d) : 0.f;
+  }
+  __syncthreads();
+#pragma unroll 2 // not 32: the kernels' code would pass the instruction caches
+  for (int j = 0; j < ATT_TILE; j++) {
+    float xj[ATT_ROWS];
 #pragma unroll
-  for (int c = 0; c < NC; c++) {
-    if (c * ATT_TILE >= HD) break; // block-uniform: every thread leaves together
-    __syncthreads();
-    attn_load(cm, m, c0, cEnd, c * ATT_TILE, HD);
-    __syncthreads();
-#pragma unroll 4 // not 32: the kernels' code would pass the instruction caches
-    for (int j = 0; j < ATT_TILE; j++) {
-      float y = cm[j][lane];
+    for (int i = 0; i < ATT_ROWS; i++) xj[i] = __shfl_sync(0xffffffffu, x[i], j);
 #pragma unroll
-      for (int i = 0; i < ATT_ROWS; i++) acc[i][c] += __shfl_sync(0xffffffffu, x[i], j) * y;
+    for (int c = 0; c < NC; c++) {
+      if (c * ATT_TILE >= HD) break; // the same for every thread
+      float y = sm[j][c * ATT_TILE + lane];
+#pragma unroll
+      for (int i = 0; i < ATT_ROWS; i++) acc[i][c] += xj[i] * y;
     }
   }
 }
@@ -1296,7 +1318,8 @@ template <typename T, int NC>
 __device__ void attn_fwd_(T* o, float* lse, const T* q, const T* k, const T* v, const int* km, const int* qs,
                           const int* ks, int H, int KVH, int Tq, int TK, int TMax, int HD, int off, int window,
                           float scale, float cap) {
-  __shared__ att_chunk ca, cb;
+  __shared__ __align__(16) att_chunk ca, cb;
+  __shared__ float sm[ATT_TILE][ATT_TILE * NC];
   const bool twoPass = sizeof(T) == 2; // bf16: p rounded after normalisation
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
   const int bh = blockIdx.y, b = bh / H, kvh = bh % H / (H / KVH);
@@ -1348,7 +1371,7 @@ __device__ void attn_fwd_(T* o, float* lse, const T* q, const T* k, const T* v, 
 #pragma unroll
         for (int i = 0; i < ATT_ROWS; i++) s[i] = m[i] == -INFINITY ? 0.f : round_bf16(__expf(s[i] - L[i]));
       }
-      if (pass == 1) attn_acc<T, NC>(acc, s, cb, v + kvo, k0, hi, HD);
+      if (pass == 1) attn_acc<T, NC>(acc, s, sm, v + kvo, k0, hi, HD);
     }
 #pragma unroll
     for (int i = 0; i < ATT_ROWS; i++) L[i] = m[i] == -INFINITY ? -INFINITY : m[i] + logf(l[i]);
@@ -1389,7 +1412,8 @@ template <typename T, int NC>
 __device__ void attn_bwd_q_(T* dq, const T* dO, const T* q, const T* k, const T* v, const float* lse,
                             const float* dsum, const int* km, const int* qs, const int* ks, int H, int KVH, int Tq,
                             int TK, int TMax, int HD, int off, int window, float scale, float cap) {
-  __shared__ att_chunk ca, cb;
+  __shared__ __align__(16) att_chunk ca, cb;
+  __shared__ float sm[ATT_TILE][ATT_TILE * NC];
   const bool round = sizeof(T) == 2;
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
   const int bh = blockIdx.y, b = bh / H, kvh = bh % H / (H / KVH);
@@ -1417,7 +1441,7 @@ __device__ void attn_bwd_q_(T* dq, const T* dO, const T* q, const T* k, const T*
       float sc = attn_score(s[i], b, q0 + w * ATT_ROWS + i, k0 + lane, Tq, TK, off, window, scale, cap, km, qs, ks, &f);
       s[i] = attn_grad(sc, f, dp[i], L[i], D[i], round, &p);
     }
-    attn_acc<T, NC>(acc, s, cb, k + kvo, k0, hi, HD);
+    attn_acc<T, NC>(acc, s, sm, k + kvo, k0, hi, HD);
   }
 #pragma unroll
   for (int i = 0; i < ATT_ROWS; i++) {
@@ -1439,7 +1463,8 @@ template <typename T, int NC>
 __device__ void attn_bwd_kv_(T* dk, T* dv, const T* dO, const T* q, const T* k, const T* v, const float* lse,
                              const float* dsum, const int* km, const int* qs, const int* ks, int H, int KVH, int Tq,
                              int TK, int TMax, int HD, int off, int window, float scale, float cap) {
-  __shared__ att_chunk ca, cb;
+  __shared__ __align__(16) att_chunk ca, cb;
+  __shared__ float sm[ATT_TILE][ATT_TILE * NC];
   const bool round = sizeof(T) == 2;
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
   const int bk = blockIdx.y, b = bk / KVH, kvh = bk % KVH, G = H / KVH;
@@ -1470,8 +1495,8 @@ __device__ void attn_bwd_kv_(T* dk, T* dv, const T* dO, const T* q, const T* k, 
         float sc = attn_score(s[i], b, qi, k0 + w * ATT_ROWS + i, Tq, TK, off, window, scale, cap, km, qs, ks, &f);
         s[i] = attn_grad(sc, f, dp[i], L, D, round, &p[i]);
       }
-      attn_acc<T, NC>(gv, p, cb, doh, q0, qhi, HD);
-      attn_acc<T, NC>(gk, s, cb, qh, q0, qhi, HD);
+      attn_acc<T, NC>(gv, p, sm, doh, q0, qhi, HD);
+      attn_acc<T, NC>(gk, s, sm, qh, q0, qhi, HD);
     }
   }
 #pragma unroll

@@ -17,6 +17,7 @@
 #define __forceinline__ inline
 #define __shared__ static
 #define __launch_bounds__(n)
+#define __align__(n) __attribute__((aligned(n)))
 
 struct dim3e {
   unsigned x, y, z;
