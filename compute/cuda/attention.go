@@ -13,7 +13,11 @@ import (
 // 128 threads per 32 queries (forward, dq) or 32 keys (dk, dv), walking only
 // the 32-wide tiles of keys (queries) the block may see by position. The
 // backward pass is two kernels rather than one with atomic adds into dq, so
-// that gradients do not depend on the order blocks finish in.
+// that gradients do not depend on the order blocks finish in. Every field of
+// compute.AttnParams is handled by every kernel, in f32 and bf16, for heads
+// of 1 to 256 (kernels for up to 64, 128 and 256). They are checked against
+// the reference backend on a GPU (TestGPUFusedAttention) and, without one,
+// compiled as C++ and run on the CPU (TestKernelsEmulatedAttention).
 
 // attnMaxHead is the largest head the kernels hold (eight chunks of 32 per
 // row of accumulators).
