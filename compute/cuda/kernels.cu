@@ -1182,8 +1182,9 @@ extern "C" __global__ void adamw8_f32(float* p, const float* g, unsigned char* m
 // score products stage their operands in shared memory 32 columns of the
 // head at a time (two 32×36 float chunks, rows 16-byte aligned for 4-wide
 // reads); the products that accumulate stage the tile's 32 rows whole
-// (32×32·NC floats), so that a value fetched from another lane serves NC
-// products: at most 41 KiB, within the static 48 KiB, for heads up to 256.
+// (32×32·NC floats) and read the warp's probabilities (or score gradients)
+// back four at a time, so that each value read serves NC products: at most
+// 41 KiB, within the static 48 KiB, for heads up to 256.
 //
 // The arithmetic is that of the unfused path (compute.FusedAttention): f32
 // scores scaled, soft-capped, then masked; with bf16 tensors the
@@ -1277,30 +1278,39 @@ __device__ __forceinline__ void attn_dots(float s[ATT_ROWS], att_chunk ca, att_c
 // attn_acc adds to acc[i][c] the sum over the tile's columns j of x_j[i] ·
 // m[c0 + j][32c + lane], where x_j is lane j's x (0 for a hidden pair) and
 // rows of m past cEnd read as 0: the warp's rows of P·V, dS·K, Pᵀ·dO or
-// dSᵀ·Q. The tile's 32 rows of m are staged whole in sm, so that each x
-// fetched from another lane serves NC products. Every thread of the block
-// calls it.
+// dSᵀ·Q. The warp's x go through px (a chunk free after the score products)
+// to be read back four columns at a time, and the tile's 32 rows of m are
+// staged whole in sm, so that each x read serves NC products. Every thread
+// of the block calls it.
 template <typename T, int NC>
-__device__ __forceinline__ void attn_acc(float acc[ATT_ROWS][NC], const float x[ATT_ROWS],
+__device__ __forceinline__ void attn_acc(float acc[ATT_ROWS][NC], const float x[ATT_ROWS], att_chunk px,
                                          float (*sm)[ATT_TILE * NC], const T* m, int c0, int cEnd, int HD) {
-  const int lane = threadIdx.x & 31;
-  __syncthreads(); // the previous readers of sm are done
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  __syncthreads(); // the previous readers of px and sm are done
+#pragma unroll
+  for (int i = 0; i < ATT_ROWS; i++) px[w * ATT_ROWS + i][lane] = x[i];
   for (int e = threadIdx.x; e < ATT_TILE * ATT_TILE * NC; e += ATT_THREADS) {
     int r = e / (ATT_TILE * NC), d = e % (ATT_TILE * NC);
     sm[r][d] = c0 + r < cEnd && d < HD ? ld(m, (long long)(c0 + r) * HD + d) : 0.f;
   }
   __syncthreads();
-#pragma unroll 2 // not 32: the kernels' code would pass the instruction caches
-  for (int j = 0; j < ATT_TILE; j++) {
-    float xj[ATT_ROWS];
+#pragma unroll 1 // the body is NC·32 products already
+  for (int j = 0; j < ATT_TILE; j += 4) {
+    att_f4 xj[ATT_ROWS];
 #pragma unroll
-    for (int i = 0; i < ATT_ROWS; i++) xj[i] = __shfl_sync(0xffffffffu, x[i], j);
+    for (int i = 0; i < ATT_ROWS; i++) xj[i] = ld4(&px[w * ATT_ROWS + i][j]);
 #pragma unroll
     for (int c = 0; c < NC; c++) {
       if (c * ATT_TILE >= HD) break; // the same for every thread
-      float y = sm[j][c * ATT_TILE + lane];
+      float y0 = sm[j][c * ATT_TILE + lane], y1 = sm[j + 1][c * ATT_TILE + lane];
+      float y2 = sm[j + 2][c * ATT_TILE + lane], y3 = sm[j + 3][c * ATT_TILE + lane];
 #pragma unroll
-      for (int i = 0; i < ATT_ROWS; i++) acc[i][c] += xj[i] * y;
+      for (int i = 0; i < ATT_ROWS; i++) {
+        acc[i][c] += xj[i].x * y0;
+        acc[i][c] += xj[i].y * y1;
+        acc[i][c] += xj[i].z * y2;
+        acc[i][c] += xj[i].w * y3;
+      }
     }
   }
 }
@@ -1371,7 +1381,7 @@ __device__ void attn_fwd_(T* o, float* lse, const T* q, const T* k, const T* v, 
 #pragma unroll
         for (int i = 0; i < ATT_ROWS; i++) s[i] = m[i] == -INFINITY ? 0.f : round_bf16(__expf(s[i] - L[i]));
       }
-      if (pass == 1) attn_acc<T, NC>(acc, s, sm, v + kvo, k0, hi, HD);
+      if (pass == 1) attn_acc<T, NC>(acc, s, ca, sm, v + kvo, k0, hi, HD);
     }
 #pragma unroll
     for (int i = 0; i < ATT_ROWS; i++) L[i] = m[i] == -INFINITY ? -INFINITY : m[i] + logf(l[i]);
@@ -1441,7 +1451,7 @@ __device__ void attn_bwd_q_(T* dq, const T* dO, const T* q, const T* k, const T*
       float sc = attn_score(s[i], b, q0 + w * ATT_ROWS + i, k0 + lane, Tq, TK, off, window, scale, cap, km, qs, ks, &f);
       s[i] = attn_grad(sc, f, dp[i], L[i], D[i], round, &p);
     }
-    attn_acc<T, NC>(acc, s, sm, k + kvo, k0, hi, HD);
+    attn_acc<T, NC>(acc, s, ca, sm, k + kvo, k0, hi, HD);
   }
 #pragma unroll
   for (int i = 0; i < ATT_ROWS; i++) {
@@ -1495,8 +1505,8 @@ __device__ void attn_bwd_kv_(T* dk, T* dv, const T* dO, const T* q, const T* k, 
         float sc = attn_score(s[i], b, qi, k0 + w * ATT_ROWS + i, Tq, TK, off, window, scale, cap, km, qs, ks, &f);
         s[i] = attn_grad(sc, f, dp[i], L, D, round, &p[i]);
       }
-      attn_acc<T, NC>(gv, p, sm, doh, q0, qhi, HD);
-      attn_acc<T, NC>(gk, s, sm, qh, q0, qhi, HD);
+      attn_acc<T, NC>(gv, p, ca, sm, doh, q0, qhi, HD);
+      attn_acc<T, NC>(gk, s, ca, sm, qh, q0, qhi, HD);
     }
   }
 #pragma unroll
