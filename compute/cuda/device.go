@@ -5,6 +5,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"sort"
 	"strings"
@@ -36,6 +37,12 @@ type Device struct {
 	TotalMem    int64
 	Compiled    *Compiled
 	PedanticF32 bool // f32 products in full f32 (no TF32): the parity mode
+
+	// Attn chooses where the block runs attention through the fused
+	// kernels (compute.FusedAttention) rather than cuBLAS products and the
+	// softmax over whole score matrices; GOTUNE_CUDA_ATTN=fused|unfused
+	// sets it when the device is opened.
+	Attn AttnPolicy
 
 	free                map[int64][]uintptr // cached blocks by size
 	inUse, peak, cached int64
@@ -83,6 +90,12 @@ func Open(o Options) (*Device, error) {
 		return nil, fmt.Errorf("cuda: GPU %d requested, the driver sees %d", o.Ordinal, count)
 	}
 	d := &Device{drv: drv, ord: o.Ordinal, funcs: map[string]uintptr{}, free: map[int64][]uintptr{}}
+	switch os.Getenv("GOTUNE_CUDA_ATTN") {
+	case "fused":
+		d.Attn = AttnFusedAlways
+	case "unfused":
+		d.Attn = AttnFusedNever
+	}
 	var dev int32
 	if err := drv.check("cuDeviceGet", drv.cuDeviceGet.call(uintptr(unsafe.Pointer(&dev)), uintptr(o.Ordinal))); err != nil {
 		return nil, err
@@ -506,6 +519,7 @@ func kernelNames() []string {
 	out = append(out, peftKernels...)
 	out = append(out, moeKernels...)
 	out = append(out, adam8Kernels...)
+	out = append(out, attnKernels()...)
 	sort.Strings(out)
 	return out
 }

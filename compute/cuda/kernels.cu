@@ -1168,3 +1168,399 @@ extern "C" __global__ void adamw8_f32(float* p, const float* g, unsigned char* m
     }
   }
 }
+
+// ---- fused attention (compute.FusedAttention) ---------------------------------
+//
+// FlashAttention-2's scheme on the CUDA cores (no tensor-core instructions in
+// this first version): a block of 128 threads (4 warps) owns 32 rows — 32
+// queries of one head in the forward and dq kernels, 32 keys of one key/value
+// head in the dk/dv kernel — and walks the 32-wide tiles of the other side
+// that its rows may see by position, never holding more than a 32×32 tile of
+// scores. Warp w owns rows 8w…8w+7; in a score tile lane l holds the score
+// of those rows with the tile's l-th column, and in an accumulator lane l
+// holds columns l, l+32, … of the head (NC chunks of 32: HD ≤ 32·NC). The
+// score products stage their operands in shared memory 32 columns of the
+// head at a time (two 32×36 float chunks, rows 16-byte aligned for 4-wide
+// reads); the products that accumulate stage the tile's 32 rows whole
+// (32×32·NC floats) and read the warp's probabilities (or score gradients)
+// back four at a time, so that each value read serves NC products: at most
+// 41 KiB, within the static 48 KiB, for heads up to 256.
+//
+// The arithmetic is that of the unfused path (compute.FusedAttention): f32
+// scores scaled, soft-capped, then masked; with bf16 tensors the
+// probabilities and score gradients are rounded to bf16 before the products
+// that read them. The f32 forward keeps FlashAttention's online softmax (one
+// pass, rescaling); the bf16 forward takes two passes (the log-sum-exp
+// first, then p = exp(s − lse) rounded as the unfused path stores it), since
+// a probability rounded before its normalisation is not the one the unfused
+// path rounds. The backward is two kernels, dq and dk/dv, each recomputing
+// the probabilities from lse: no atomics, so the gradients are the same run
+// after run, at the price of the score products done twice.
+
+#define ATT_TILE 32 // rows a block owns, columns of a tile, width of a chunk
+#define ATT_ROWS 8  // rows a warp owns
+#define ATT_THREADS 128
+
+// A chunk's rows are 36 floats: 16-byte aligned for 4-wide reads, and the
+// 8 rows a quarter-warp reads 4-wide at once cover the 32 banks.
+#define ATT_CHUNK_LD (ATT_TILE + 4)
+typedef float att_chunk[ATT_TILE][ATT_CHUNK_LD];
+struct __align__(16) att_f4 {
+  float x, y, z, w;
+};
+__device__ __forceinline__ att_f4 ld4(const float* p) { return *(const att_f4*)p; }
+
+__device__ __forceinline__ float round_bf16(float v) {
+  unsigned u = __float_as_uint(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return v;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return __uint_as_float(u & 0xffff0000u);
+}
+
+// attn_score is what the softmax sees of query i and key j of sequence b
+// whose dot product is dot: the scaled score, soft-capped when cap > 0 (with
+// f = 1 − tanh², the cap's derivative, else 1), −∞ where j is hidden from i
+// (past the ends, causal, window, key mask, segments).
+__device__ __forceinline__ float attn_score(float dot, int b, int i, int j, int Tq, int TK, int off, int window,
+                                            float scale, float cap, const int* km, const int* qs, const int* ks,
+                                            float* f) {
+  *f = 1.f;
+  if (i >= Tq || j >= TK || !window_ok(b, i, j, Tq, TK, off, window, km, qs, ks)) return -INFINITY;
+  float s = scale * dot;
+  if (cap > 0.f) {
+    s = cap * tanhf(s / cap);
+    float t = s / cap;
+    *f = 1.f - t * t;
+  }
+  return s;
+}
+
+// attn_load fills chunk c with columns [d0, d0+32) of rows [r0, r0+32) of
+// the row-major, HD-wide matrix m, zeros past rEnd and HD. Every thread of
+// the block calls it; the caller synchronises around it.
+template <typename T>
+__device__ __forceinline__ void attn_load(att_chunk c, const T* m, int r0, int rEnd, int d0, int HD) {
+  for (int e = threadIdx.x; e < ATT_TILE * ATT_TILE; e += ATT_THREADS) {
+    int r = e / ATT_TILE, d = e % ATT_TILE;
+    c[r][d] = r0 + r < rEnd && d0 + d < HD ? ld(m, (long long)(r0 + r) * HD + d0 + d) : 0.f;
+  }
+}
+
+// attn_dots sets s[i] to the dot product of row r0 + 8w + i of a with row
+// c0 + lane of bm (0 past rEnd, cEnd): the warp's rows against the tile's
+// columns. Every thread of the block calls it.
+template <typename T>
+__device__ __forceinline__ void attn_dots(float s[ATT_ROWS], att_chunk ca, att_chunk cb, const T* a, int r0, int rEnd,
+                                          const T* bm, int c0, int cEnd, int HD) {
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+#pragma unroll
+  for (int i = 0; i < ATT_ROWS; i++) s[i] = 0.f;
+  for (int d0 = 0; d0 < HD; d0 += ATT_TILE) {
+    __syncthreads(); // the previous readers of ca, cb are done
+    attn_load(ca, a, r0, rEnd, d0, HD);
+    attn_load(cb, bm, c0, cEnd, d0, HD);
+    __syncthreads();
+    // Four columns at a time: past HD the chunk holds zeros, and d + 3
+    // stays below 32.
+    int n = min(ATT_TILE, HD - d0);
+#pragma unroll 2
+    for (int d = 0; d < n; d += 4) {
+      att_f4 y = ld4(&cb[lane][d]);
+#pragma unroll
+      for (int i = 0; i < ATT_ROWS; i++) {
+        att_f4 x = ld4(&ca[w * ATT_ROWS + i][d]);
+        s[i] += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+      }
+    }
+  }
+}
+
+// attn_acc adds to acc[i][c] the sum over the tile's columns j of x_j[i] ·
+// m[c0 + j][32c + lane], where x_j is lane j's x (0 for a hidden pair) and
+// rows of m past cEnd read as 0: the warp's rows of P·V, dS·K, Pᵀ·dO or
+// dSᵀ·Q. The warp's x go through px (a chunk free after the score products)
+// to be read back four columns at a time, and the tile's 32 rows of m are
+// staged whole in sm, so that each x read serves NC products. Every thread
+// of the block calls it.
+template <typename T, int NC>
+__device__ __forceinline__ void attn_acc(float acc[ATT_ROWS][NC], const float x[ATT_ROWS], att_chunk px,
+                                         float (*sm)[ATT_TILE * NC], const T* m, int c0, int cEnd, int HD) {
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  __syncthreads(); // the previous readers of px and sm are done
+#pragma unroll
+  for (int i = 0; i < ATT_ROWS; i++) px[w * ATT_ROWS + i][lane] = x[i];
+  for (int e = threadIdx.x; e < ATT_TILE * ATT_TILE * NC; e += ATT_THREADS) {
+    int r = e / (ATT_TILE * NC), d = e % (ATT_TILE * NC);
+    sm[r][d] = c0 + r < cEnd && d < HD ? ld(m, (long long)(c0 + r) * HD + d) : 0.f;
+  }
+  __syncthreads();
+#pragma unroll 1 // the body is NC·32 products already
+  for (int j = 0; j < ATT_TILE; j += 4) {
+    att_f4 xj[ATT_ROWS];
+#pragma unroll
+    for (int i = 0; i < ATT_ROWS; i++) xj[i] = ld4(&px[w * ATT_ROWS + i][j]);
+#pragma unroll
+    for (int c = 0; c < NC; c++) {
+      if (c * ATT_TILE >= HD) break; // the same for every thread
+      float y0 = sm[j][c * ATT_TILE + lane], y1 = sm[j + 1][c * ATT_TILE + lane];
+      float y2 = sm[j + 2][c * ATT_TILE + lane], y3 = sm[j + 3][c * ATT_TILE + lane];
+#pragma unroll
+      for (int i = 0; i < ATT_ROWS; i++) {
+        acc[i][c] += xj[i].x * y0;
+        acc[i][c] += xj[i].y * y1;
+        acc[i][c] += xj[i].z * y2;
+        acc[i][c] += xj[i].w * y3;
+      }
+    }
+  }
+}
+
+// attn_keys is the range [lo, hi) of keys that queries [q0, q1) may see by
+// position (causal and windowed).
+__device__ __forceinline__ void attn_keys(int q0, int q1, int TK, int off, int window, int* lo, int* hi) {
+  *lo = window > 0 ? max(0, off + q0 - window + 1) : 0;
+  *hi = min(TK, off + q1);
+}
+
+// Forward: o and lse of 32 queries of head blockIdx.y (= b·H + h); grid
+// (⌈T/32⌉, B·H).
+template <typename T, int NC>
+__device__ void attn_fwd_(T* o, float* lse, const T* q, const T* k, const T* v, const int* km, const int* qs,
+                          const int* ks, int H, int KVH, int Tq, int TK, int TMax, int HD, int off, int window,
+                          float scale, float cap) {
+  __shared__ __align__(16) att_chunk ca, cb;
+  __shared__ float sm[ATT_TILE][ATT_TILE * NC];
+  const bool twoPass = sizeof(T) == 2; // bf16: p rounded after normalisation
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int bh = blockIdx.y, b = bh / H, kvh = bh % H / (H / KVH);
+  const int q0 = blockIdx.x * ATT_TILE, q1 = min(Tq, q0 + ATT_TILE);
+  const T* qh = q + (long long)bh * Tq * HD;
+  const long long kvo = ((long long)b * KVH + kvh) * TMax * HD;
+  int lo, hi;
+  attn_keys(q0, q1, TK, off, window, &lo, &hi);
+  float m[ATT_ROWS], l[ATT_ROWS], L[ATT_ROWS], acc[ATT_ROWS][NC];
+#pragma unroll
+  for (int i = 0; i < ATT_ROWS; i++) {
+    m[i] = L[i] = -INFINITY;
+    l[i] = 0.f;
+#pragma unroll
+    for (int c = 0; c < NC; c++) acc[i][c] = 0.f;
+  }
+  for (int pass = twoPass ? 0 : 1; pass < 2; pass++) {
+    for (int k0 = lo; k0 < hi; k0 += ATT_TILE) {
+      float s[ATT_ROWS];
+      attn_dots(s, ca, cb, qh, q0, q1, k + kvo, k0, hi, HD);
+#pragma unroll
+      for (int i = 0; i < ATT_ROWS; i++) {
+        float f;
+        s[i] = attn_score(s[i], b, q0 + w * ATT_ROWS + i, k0 + lane, Tq, TK, off, window, scale, cap, km, qs, ks, &f);
+      }
+      if (!twoPass || pass == 0) {
+        // Online softmax statistics (warp-uniform per row); in one pass
+        // the accumulator is rescaled and s becomes exp(s − m).
+#pragma unroll
+        for (int i = 0; i < ATT_ROWS; i++) {
+          float mx = fmaxf(m[i], warp_max(s[i]));
+          if (mx == -INFINITY) { // nothing seen yet: no exp(−∞ − −∞)
+            s[i] = 0.f;
+            continue;
+          }
+          float alpha = __expf(m[i] - mx); // 0 when m was −∞
+          float p = __expf(s[i] - mx);     // 0 where hidden
+          l[i] = l[i] * alpha + warp_sum(p);
+          m[i] = mx;
+          s[i] = p;
+          if (!twoPass) {
+#pragma unroll
+            for (int c = 0; c < NC; c++) acc[i][c] *= alpha;
+          }
+        }
+      }
+      if (twoPass && pass == 1) {
+        // p = exp(s − lse), rounded as the unfused path stores it.
+#pragma unroll
+        for (int i = 0; i < ATT_ROWS; i++) s[i] = m[i] == -INFINITY ? 0.f : round_bf16(__expf(s[i] - L[i]));
+      }
+      if (pass == 1) attn_acc<T, NC>(acc, s, ca, sm, v + kvo, k0, hi, HD);
+    }
+#pragma unroll
+    for (int i = 0; i < ATT_ROWS; i++) L[i] = m[i] == -INFINITY ? -INFINITY : m[i] + logf(l[i]);
+  }
+#pragma unroll
+  for (int i = 0; i < ATT_ROWS; i++) {
+    int qi = q0 + w * ATT_ROWS + i;
+    if (qi >= Tq) continue;
+    if (lane == 0) lse[(long long)bh * Tq + qi] = L[i];
+    // One pass: o = acc / l (0 for a query that sees nothing); two: acc.
+    float inv = twoPass ? 1.f : (l[i] > 0.f ? 1.f / l[i] : 0.f);
+#pragma unroll
+    for (int c = 0; c < NC; c++) {
+      int d = c * ATT_TILE + lane;
+      if (d < HD) st(o, ((long long)bh * Tq + qi) * HD + d, acc[i][c] * inv);
+    }
+  }
+}
+
+// attn_grad is the score gradient of a query with lse L and dsum D at a
+// key of score sc (−∞ if hidden), factor f and dp = do·v: ds = p·(dp − D)·f,
+// with p = exp(sc − L) returned in *p; both rounded to bf16 when round (as
+// the unfused path stores them), 0 where hidden or for a query that sees
+// nothing.
+__device__ __forceinline__ float attn_grad(float sc, float f, float dp, float L, float D, bool round, float* p) {
+  *p = 0.f;
+  if (sc == -INFINITY || L == -INFINITY) return 0.f;
+  float pv = __expf(sc - L);
+  if (round) pv = round_bf16(pv);
+  *p = pv;
+  float ds = pv * (dp - D) * f;
+  return round ? round_bf16(ds) : ds;
+}
+
+// Backward, dq of 32 queries of head blockIdx.y (= b·H + h): dq = scale ·
+// Σ ds·k over the keys they see; grid (⌈T/32⌉, B·H).
+template <typename T, int NC>
+__device__ void attn_bwd_q_(T* dq, const T* dO, const T* q, const T* k, const T* v, const float* lse,
+                            const float* dsum, const int* km, const int* qs, const int* ks, int H, int KVH, int Tq,
+                            int TK, int TMax, int HD, int off, int window, float scale, float cap) {
+  __shared__ __align__(16) att_chunk ca, cb;
+  __shared__ float sm[ATT_TILE][ATT_TILE * NC];
+  const bool round = sizeof(T) == 2;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int bh = blockIdx.y, b = bh / H, kvh = bh % H / (H / KVH);
+  const int q0 = blockIdx.x * ATT_TILE, q1 = min(Tq, q0 + ATT_TILE);
+  const long long qo = (long long)bh * Tq * HD;
+  const long long kvo = ((long long)b * KVH + kvh) * TMax * HD;
+  int lo, hi;
+  attn_keys(q0, q1, TK, off, window, &lo, &hi);
+  float L[ATT_ROWS], D[ATT_ROWS], acc[ATT_ROWS][NC];
+#pragma unroll
+  for (int i = 0; i < ATT_ROWS; i++) {
+    int qi = q0 + w * ATT_ROWS + i;
+    L[i] = qi < Tq ? lse[(long long)bh * Tq + qi] : -INFINITY;
+    D[i] = qi < Tq ? dsum[(long long)bh * Tq + qi] : 0.f;
+#pragma unroll
+    for (int c = 0; c < NC; c++) acc[i][c] = 0.f;
+  }
+  for (int k0 = lo; k0 < hi; k0 += ATT_TILE) {
+    float s[ATT_ROWS], dp[ATT_ROWS];
+    attn_dots(s, ca, cb, q + qo, q0, q1, k + kvo, k0, hi, HD);
+    attn_dots(dp, ca, cb, dO + qo, q0, q1, v + kvo, k0, hi, HD);
+#pragma unroll
+    for (int i = 0; i < ATT_ROWS; i++) {
+      float f, p;
+      float sc = attn_score(s[i], b, q0 + w * ATT_ROWS + i, k0 + lane, Tq, TK, off, window, scale, cap, km, qs, ks, &f);
+      s[i] = attn_grad(sc, f, dp[i], L[i], D[i], round, &p);
+    }
+    attn_acc<T, NC>(acc, s, ca, sm, k + kvo, k0, hi, HD);
+  }
+#pragma unroll
+  for (int i = 0; i < ATT_ROWS; i++) {
+    int qi = q0 + w * ATT_ROWS + i;
+    if (qi >= Tq) continue;
+#pragma unroll
+    for (int c = 0; c < NC; c++) {
+      int d = c * ATT_TILE + lane;
+      if (d < HD) st(dq, qo + (long long)qi * HD + d, scale * acc[i][c]);
+    }
+  }
+}
+
+// Backward, dk and dv of 32 keys of key/value head blockIdx.y (= b·KVH +
+// kvh): dv = Σ p·do and dk = scale · Σ ds·q over its G query heads and the
+// queries that see the keys; grid (⌈TK/32⌉, B·KVH). Steps from TK on are
+// left alone.
+template <typename T, int NC>
+__device__ void attn_bwd_kv_(T* dk, T* dv, const T* dO, const T* q, const T* k, const T* v, const float* lse,
+                             const float* dsum, const int* km, const int* qs, const int* ks, int H, int KVH, int Tq,
+                             int TK, int TMax, int HD, int off, int window, float scale, float cap) {
+  __shared__ __align__(16) att_chunk ca, cb;
+  __shared__ float sm[ATT_TILE][ATT_TILE * NC];
+  const bool round = sizeof(T) == 2;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int bk = blockIdx.y, b = bk / KVH, kvh = bk % KVH, G = H / KVH;
+  const int k0 = blockIdx.x * ATT_TILE, k1 = min(TK, k0 + ATT_TILE);
+  const long long kvo = (long long)bk * TMax * HD;
+  // The queries that may see keys [k0, k1) by position: i ≥ j − off, and
+  // with a window i < j − off + window.
+  const int qlo = max(0, k0 - off), qhi = window > 0 ? min(Tq, k1 - 1 - off + window) : Tq;
+  float gk[ATT_ROWS][NC], gv[ATT_ROWS][NC];
+#pragma unroll
+  for (int i = 0; i < ATT_ROWS; i++)
+#pragma unroll
+    for (int c = 0; c < NC; c++) gk[i][c] = gv[i][c] = 0.f;
+  for (int g = 0; g < G; g++) {
+    const long long bh = (long long)b * H + kvh * G + g;
+    const T* qh = q + bh * Tq * HD;
+    const T* doh = dO + bh * Tq * HD;
+    for (int q0 = qlo; q0 < qhi; q0 += ATT_TILE) {
+      const int qi = q0 + lane;
+      const float L = qi < qhi ? lse[bh * Tq + qi] : -INFINITY;
+      const float D = qi < qhi ? dsum[bh * Tq + qi] : 0.f;
+      float s[ATT_ROWS], dp[ATT_ROWS], p[ATT_ROWS];
+      attn_dots(s, ca, cb, k + kvo, k0, k1, qh, q0, qhi, HD);
+      attn_dots(dp, ca, cb, v + kvo, k0, k1, doh, q0, qhi, HD);
+#pragma unroll
+      for (int i = 0; i < ATT_ROWS; i++) {
+        float f;
+        float sc = attn_score(s[i], b, qi, k0 + w * ATT_ROWS + i, Tq, TK, off, window, scale, cap, km, qs, ks, &f);
+        s[i] = attn_grad(sc, f, dp[i], L, D, round, &p[i]);
+      }
+      attn_acc<T, NC>(gv, p, ca, sm, doh, q0, qhi, HD);
+      attn_acc<T, NC>(gk, s, ca, sm, qh, q0, qhi, HD);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < ATT_ROWS; i++) {
+    int j = k0 + w * ATT_ROWS + i;
+    if (j >= k1) continue;
+#pragma unroll
+    for (int c = 0; c < NC; c++) {
+      int d = c * ATT_TILE + lane;
+      if (d < HD) {
+        st(dk, kvo + (long long)j * HD + d, scale * gk[i][c]);
+        st(dv, kvo + (long long)j * HD + d, gv[i][c]);
+      }
+    }
+  }
+}
+
+// The kernels for heads of up to 64, 128 and 256 (NC = 2, 4, 8 chunks).
+#define ATT_SHAPE int H, int KVH, int Tq, int TK, int TMax, int HD, int off, int window, float scale, float cap
+#define ATT_SHAPE_ARGS H, KVH, Tq, TK, TMax, HD, off, window, scale, cap
+#define ATT_FWD(T) T *o, float *lse, const T *q, const T *k, const T *v, const int *km, const int *qs, const int *ks
+#define ATT_BQ(T)                                                                                               \
+  T *dq, const T *dO, const T *q, const T *k, const T *v, const float *lse, const float *dsum, const int *km, \
+      const int *qs, const int *ks
+#define ATT_BKV(T)                                                                                              \
+  T *dk, T *dv, const T *dO, const T *q, const T *k, const T *v, const float *lse, const float *dsum,          \
+      const int *km, const int *qs, const int *ks
+#define INST_ATTN(N, T)                                                                                        \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_fwd64_##N(ATT_FWD(T), ATT_SHAPE) {           \
+    attn_fwd_<T, 2>(o, lse, q, k, v, km, qs, ks, ATT_SHAPE_ARGS);                                              \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_fwd128_##N(ATT_FWD(T), ATT_SHAPE) {          \
+    attn_fwd_<T, 4>(o, lse, q, k, v, km, qs, ks, ATT_SHAPE_ARGS);                                              \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_fwd256_##N(ATT_FWD(T), ATT_SHAPE) {          \
+    attn_fwd_<T, 8>(o, lse, q, k, v, km, qs, ks, ATT_SHAPE_ARGS);                                              \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_q64_##N(ATT_BQ(T), ATT_SHAPE) {          \
+    attn_bwd_q_<T, 2>(dq, dO, q, k, v, lse, dsum, km, qs, ks, ATT_SHAPE_ARGS);                                 \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_q128_##N(ATT_BQ(T), ATT_SHAPE) {         \
+    attn_bwd_q_<T, 4>(dq, dO, q, k, v, lse, dsum, km, qs, ks, ATT_SHAPE_ARGS);                                 \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_q256_##N(ATT_BQ(T), ATT_SHAPE) {         \
+    attn_bwd_q_<T, 8>(dq, dO, q, k, v, lse, dsum, km, qs, ks, ATT_SHAPE_ARGS);                                 \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_kv64_##N(ATT_BKV(T), ATT_SHAPE) {        \
+    attn_bwd_kv_<T, 2>(dk, dv, dO, q, k, v, lse, dsum, km, qs, ks, ATT_SHAPE_ARGS);                            \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_kv128_##N(ATT_BKV(T), ATT_SHAPE) {       \
+    attn_bwd_kv_<T, 4>(dk, dv, dO, q, k, v, lse, dsum, km, qs, ks, ATT_SHAPE_ARGS);                            \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_kv256_##N(ATT_BKV(T), ATT_SHAPE) {       \
+    attn_bwd_kv_<T, 8>(dk, dv, dO, q, k, v, lse, dsum, km, qs, ks, ATT_SHAPE_ARGS);                            \
+  }
+
+BOTH(INST_ATTN)
