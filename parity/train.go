@@ -163,7 +163,7 @@ func (r *Ref) Method(name string) ([]checks.Result, error) {
 	defer grads.Close()
 	if partial {
 		// Without the encoder, the trained parameter is its output.
-		o, _ := enc.Output()
+		o := enc.Output()
 		var dy []float32
 		for _, p := range params {
 			if p.Len() == len(o) {

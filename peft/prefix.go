@@ -25,7 +25,9 @@ type PrefixConfig struct {
 // layer l, the key at [2l·KVDim, (2l+1)·KVDim) and the value at the next
 // KVDim values (KVDim = KV heads × head dim, so grouped-query models get a
 // KV-sized prefix); keys are used as they are, without rotation, and the
-// sequence's tokens take positions Virtual…Virtual+T−1.
+// sequence's tokens take positions Virtual…Virtual+T−1. The device block
+// lays the prefix out per layer and trains it (model.PromptEncoder); the
+// host computes the projection's output only for saving and loading.
 type Prefix struct {
 	Config PrefixConfig
 	// Embedding is prompt_encoder.default.embedding.weight: the prefix
@@ -35,9 +37,6 @@ type Prefix struct {
 	transform []*dense // transform.0, transform.2 (Projection only)
 	m         *model.Model
 	kd        int
-	kv        [][2][]float32 // per layer: keys, values [Virtual, KVDim]
-	enc       encoderActs
-	reported  int // layers whose gradient arrived in this backward pass
 }
 
 // AttachPrefix adds prefix tuning to every layer of m.
@@ -72,11 +71,6 @@ func AttachPrefix(m *model.Model, cfg PrefixConfig, seed uint64) (*Prefix, error
 	for _, q := range p.Params() {
 		q.SetTrainable(true)
 	}
-	p.kv = make([][2][]float32, len(m.Layers))
-	for i := range p.kv {
-		p.kv[i] = [2][]float32{make([]float32, cfg.Virtual*kd), make([]float32, cfg.Virtual*kd)}
-	}
-	p.split()
 	for _, l := range m.Layers {
 		l.Prefix = p
 	}
@@ -107,7 +101,6 @@ func LoadPrefix(m *model.Model, dir string) (*Prefix, error) {
 	}
 	if !cfg.Projection {
 		copy(p.Embedding.Data, emb)
-		p.split()
 		return p, nil
 	}
 	ok, err := loadEncoder(dir, p.Params())
@@ -123,99 +116,18 @@ func LoadPrefix(m *model.Model, dir string) (*Prefix, error) {
 		p.Embedding = nn.NewParam(promptEncoderPrefix+"embedding.weight", cfg.Virtual, len(m.Layers)*2*kd)
 		copy(p.Embedding.Data, emb)
 		p.Embedding.SetTrainable(true)
-		p.enc = encoderActs{}
 	}
-	p.split()
 	return p, nil
 }
 
-// prefix returns the full prefix [Virtual, Layers·2·KVDim].
-func (p *Prefix) prefix() []float32 {
-	if p.transform != nil {
-		return p.encode()
-	}
-	return p.Embedding.Data
-}
-
+// encode runs the projection on the host, in float64: the prefix PEFT
+// saves.
 func (p *Prefix) encode() []float32 {
-	P := p.Config.Virtual
-	y := p.enc.mlp(p.transform, toF64(p.Embedding.Data), P, tanhAct)
-	p.enc.out = toF32(p.enc.out, y)
-	p.enc.dout = zeroed(p.enc.dout, len(y))
-	p.enc.have = false
-	return p.enc.out
-}
-
-// split computes the prefix and lays it out per layer.
-func (p *Prefix) split() {
-	all := p.prefix()
-	kd, w := p.kd, 2*len(p.m.Layers)*p.kd
-	for l := range p.kv {
-		for t := 0; t < p.Config.Virtual; t++ {
-			row := all[t*w : (t+1)*w]
-			copy(p.kv[l][0][t*kd:(t+1)*kd], row[2*l*kd:(2*l+1)*kd])
-			copy(p.kv[l][1][t*kd:(t+1)*kd], row[(2*l+1)*kd:(2*l+2)*kd])
-		}
-	}
-	if p.transform == nil {
-		p.enc.dout = zeroed(p.enc.dout, len(all))
-		p.enc.have = false
-	}
+	return toF32(mlp(p.transform, toF64(p.Embedding.Data), p.Config.Virtual, tanhAct))
 }
 
 // Len implements model.KVPrefix.
 func (p *Prefix) Len() int { return p.Config.Virtual }
-
-// KV implements model.KVPrefix. Layer 0 is asked first in every forward
-// pass: that is when the prefix is recomputed from the current weights,
-// unless gradients have started arriving (gradient checkpointing recomputes
-// layer 0 last, in the middle of the backward pass, with unchanged weights).
-func (p *Prefix) KV(layer int) (k, v []float32) {
-	if layer == 0 && p.reported == 0 {
-		p.split()
-	}
-	return p.kv[layer][0], p.kv[layer][1]
-}
-
-// AccumulateGrad implements model.KVPrefix. Gradients gather into the full
-// prefix's gradient; once every layer has reported, they go through the
-// encoder (or straight into the embedding).
-func (p *Prefix) AccumulateGrad(layer int, dk, dv []float32, batch int) {
-	P, kd, w := p.Config.Virtual, p.kd, 2*len(p.m.Layers)*p.kd
-	d := p.enc.dout
-	for b := 0; b < batch; b++ {
-		for t := 0; t < P; t++ {
-			row := d[t*w : (t+1)*w]
-			src := (b*P + t) * kd
-			addTo(row[2*layer*kd:(2*layer+1)*kd], dk[src:src+kd])
-			addTo(row[(2*layer+1)*kd:(2*layer+2)*kd], dv[src:src+kd])
-		}
-	}
-	p.reported++
-	if p.reported < len(p.m.Layers) {
-		return
-	}
-	p.reported = 0
-	p.enc.have = true
-	if p.transform == nil {
-		if g := p.Embedding.Grad; g != nil {
-			addTo(g, d)
-		}
-		return
-	}
-	dx := p.enc.mlpBackward(p.transform, toF64(d), P, tanhAct)
-	if g := p.Embedding.Grad; g != nil {
-		for i, v := range dx {
-			g[i] += float32(v)
-		}
-	}
-}
-
-func addTo(dst, src []float32) {
-	for i, v := range src {
-		dst[i] += v
-	}
-}
 
 // HasEncoder implements Encoded.
 func (p *Prefix) HasEncoder() bool { return p.transform != nil }
@@ -233,14 +145,12 @@ func (p *Prefix) EncoderTrainableCount() int {
 // OutputLayer implements Encoded.
 func (p *Prefix) OutputLayer() string { return promptEncoderPrefix + "transform.2" }
 
-// Output implements Encoded: the prefix [Virtual, Layers·2·KVDim] and, after
-// a backward pass, its gradient.
-func (p *Prefix) Output() (out, grad []float32) {
-	out = append([]float32(nil), p.prefix()...)
-	if p.enc.have {
-		grad = p.enc.dout
+// Output implements Encoded: the prefix [Virtual, Layers·2·KVDim].
+func (p *Prefix) Output() []float32 {
+	if p.transform != nil {
+		return p.encode()
 	}
-	return out, grad
+	return p.Embedding.Data
 }
 
 // Type implements Method.
@@ -257,8 +167,7 @@ func (p *Prefix) Params() []*nn.Param {
 
 // SavedTensors implements SavedTensorer.
 func (p *Prefix) SavedTensors() map[string][]float32 {
-	out, _ := p.Output()
-	return map[string][]float32{promptEmbeddingsKey: out}
+	return map[string][]float32{promptEmbeddingsKey: append([]float32(nil), p.Output()...)}
 }
 
 // Detach implements Method.
@@ -272,7 +181,7 @@ func (p *Prefix) Detach() {
 
 // Save implements Method.
 func (p *Prefix) Save(dir string) error {
-	out, _ := p.Output()
+	out := p.Output()
 	var enc []*nn.Param
 	if p.HasEncoder() {
 		enc = p.Params()

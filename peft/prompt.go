@@ -49,9 +49,9 @@ type Encoded interface {
 	// (e.g. "prompt_encoder.default.mlp_head.4"): its bias gradient is the
 	// output gradient summed over virtual tokens.
 	OutputLayer() string
-	// Output returns the encoder output [Virtual, width] and, after a
-	// backward pass, its gradient (nil when none was taken).
-	Output() (out, grad []float32)
+	// Output returns the encoder output [Virtual, width] as the host
+	// computes it (what is saved).
+	Output() []float32
 }
 
 // readPromptConfig reads a prompt-learning adapter's adapter_config.json
@@ -288,31 +288,6 @@ func LoadPromptTuning(m *model.Model, dir string) (*PromptTuning, error) {
 
 // Virtual implements model.InputHook.
 func (p *PromptTuning) Virtual() int { return p.Config.Virtual }
-
-// Embed implements model.InputHook.
-func (p *PromptTuning) Embed(dst []float32, batch int) {
-	n := len(p.Embedding.Data)
-	for b := 0; b < batch; b++ {
-		copy(dst[b*n:(b+1)*n], p.Embedding.Data)
-	}
-}
-
-// AccumulateGrad implements model.InputHook.
-func (p *PromptTuning) AccumulateGrad(d []float32, batch int) {
-	if p.Embedding.Grad != nil {
-		sumRows(p.Embedding.Grad, d, batch)
-	}
-}
-
-// sumRows adds the batch copies of a gradient into g.
-func sumRows(g, d []float32, batch int) {
-	n := len(g)
-	for b := 0; b < batch; b++ {
-		for i, v := range d[b*n : (b+1)*n] {
-			g[i] += v
-		}
-	}
-}
 
 // Type implements Method.
 func (p *PromptTuning) Type() string { return "PROMPT_TUNING" }

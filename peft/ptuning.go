@@ -26,23 +26,15 @@ type PTuningConfig struct {
 // PTuning prepends virtual tokens produced by a trained prompt encoder from
 // trained input embeddings. Loaded from a PEFT folder alone (which holds only
 // the encoder's output) it has no encoder, and Embedding holds the virtual
-// tokens themselves, as in PEFT's inference mode.
+// tokens themselves, as in PEFT's inference mode. The device block trains
+// the encoder (model.PromptEncoder, model.LSTMEncoder); the host runs only
+// its forward pass, for the output that saving writes and loading checks.
 type PTuning struct {
 	Config    PTuningConfig
 	Embedding *nn.Param // prompt_encoder.default.embedding.weight [Virtual, Hidden]
 	mlp       []*dense  // mlp_head.0, .2 (and .4 for MLP)
 	lstm      *lstm     // lstm_head (LSTM only)
 	m         *model.Model
-	enc       encoderActs
-}
-
-// encoderActs keeps the encoder's forward values for its backward pass.
-type encoderActs struct {
-	out  []float32   // encoder output [P, width]
-	dout []float32   // its gradient, summed over the batch
-	xs   [][]float64 // input of each dense layer
-	pre  [][]float64 // pre-activation output of each hidden dense layer
-	have bool        // dout holds a gradient
 }
 
 // AttachPTuning adds P-tuning with a freshly initialised encoder to m.
@@ -135,7 +127,6 @@ func LoadPTuning(m *model.Model, dir string) (*PTuning, error) {
 func (p *PTuning) dropEncoder(out []float32) {
 	p.mlp, p.lstm = nil, nil
 	copy(p.Embedding.Data, out)
-	p.enc = encoderActs{}
 }
 
 // HasEncoder implements Encoded.
@@ -167,112 +158,39 @@ func (p *PTuning) OutputLayer() string {
 }
 
 // Output implements Encoded.
-func (p *PTuning) Output() (out, grad []float32) {
+func (p *PTuning) Output() []float32 {
 	if !p.HasEncoder() {
-		return p.Embedding.Data, p.Embedding.Grad
+		return p.Embedding.Data
 	}
-	out = p.encode()
-	if p.enc.have {
-		grad = p.enc.dout
-	}
-	return out, grad
+	return p.encode()
 }
 
-// encode runs the encoder and keeps what its backward pass needs.
+// encode runs the encoder on the host, in float64: the virtual tokens PEFT
+// saves.
 func (p *PTuning) encode() []float32 {
-	y := p.encode64()
-	p.enc.out = toF32(p.enc.out, y)
-	p.enc.dout = zeroed(p.enc.dout, len(y))
-	p.enc.have = false
-	return p.enc.out
-}
-
-// encode64 runs the encoder in float64.
-func (p *PTuning) encode64() []float64 {
 	P := p.Config.Virtual
 	x := toF64(p.Embedding.Data)
 	if p.lstm != nil {
 		x = p.lstm.forward(x, P)
 	}
-	return p.enc.mlp(p.mlp, x, P, reluAct)
+	return toF32(mlp(p.mlp, x, P, reluAct))
 }
 
-// backward64 takes the output gradient [P, Hidden] through the encoder.
-func (p *PTuning) backward64(dy []float64) {
-	P := p.Config.Virtual
-	dx := p.enc.mlpBackward(p.mlp, dy, P, reluAct)
-	if p.lstm != nil {
-		dx = p.lstm.backward(dx, P)
-	}
-	if g := p.Embedding.Grad; g != nil {
-		for i, v := range dx {
-			g[i] += float32(v)
-		}
-	}
-}
-
-// mlp runs dense layers with act between them, saving their inputs.
-func (a *encoderActs) mlp(layers []*dense, x []float64, n int, act activation) []float64 {
-	a.xs, a.pre = a.xs[:0], a.pre[:0]
+// mlp runs dense layers with act between them.
+func mlp(layers []*dense, x []float64, n int, act activation) []float64 {
 	for i, d := range layers {
-		a.xs = append(a.xs, x)
-		y := d.forward(x, n)
+		x = d.forward(x, n)
 		if i < len(layers)-1 {
-			a.pre = append(a.pre, y)
-			z := make([]float64, len(y))
-			for j, v := range y {
-				z[j] = act.f(v)
+			for j, v := range x {
+				x[j] = act.f(v)
 			}
-			y = z
 		}
-		x = y
 	}
 	return x
 }
 
-// mlpBackward turns the output gradient into the input gradient,
-// accumulating the layers' parameter gradients.
-func (a *encoderActs) mlpBackward(layers []*dense, dy []float64, n int, act activation) []float64 {
-	for i := len(layers) - 1; i >= 0; i-- {
-		if i < len(layers)-1 {
-			for j, v := range a.pre[i] {
-				dy[j] *= act.df(v)
-			}
-		}
-		dy = layers[i].backward(dy, a.xs[i], n)
-	}
-	return dy
-}
-
 // Virtual implements model.InputHook.
 func (p *PTuning) Virtual() int { return p.Config.Virtual }
-
-// Embed implements model.InputHook.
-func (p *PTuning) Embed(dst []float32, batch int) {
-	src := p.Embedding.Data
-	if p.HasEncoder() {
-		src = p.encode()
-	}
-	n := len(src)
-	for b := 0; b < batch; b++ {
-		copy(dst[b*n:(b+1)*n], src)
-	}
-}
-
-// AccumulateGrad implements model.InputHook: the batch's gradient goes
-// through the encoder at once.
-func (p *PTuning) AccumulateGrad(d []float32, batch int) {
-	if !p.HasEncoder() {
-		if p.Embedding.Grad != nil {
-			sumRows(p.Embedding.Grad, d, batch)
-		}
-		return
-	}
-	clear(p.enc.dout)
-	sumRows(p.enc.dout, d, batch)
-	p.enc.have = true
-	p.backward64(toF64(p.enc.dout))
-}
 
 // Type implements Method.
 func (p *PTuning) Type() string { return "P_TUNING" }
@@ -292,8 +210,7 @@ func (p *PTuning) Params() []*nn.Param {
 
 // SavedTensors implements SavedTensorer: the encoder's output.
 func (p *PTuning) SavedTensors() map[string][]float32 {
-	out, _ := p.Output()
-	return map[string][]float32{promptEmbeddingsKey: append([]float32(nil), out...)}
+	return map[string][]float32{promptEmbeddingsKey: append([]float32(nil), p.Output()...)}
 }
 
 // Detach implements Method.
@@ -305,7 +222,7 @@ func (p *PTuning) Detach() {
 
 // Save implements Method.
 func (p *PTuning) Save(dir string) error {
-	out, _ := p.Output()
+	out := p.Output()
 	var enc []*nn.Param
 	if p.HasEncoder() {
 		enc = p.Params()
@@ -318,8 +235,9 @@ func (p *PTuning) Save(dir string) error {
 	return savePrompt(dir, out, []int{p.Config.Virtual, p.m.Cfg.Hidden}, enc, cfg)
 }
 
-// dense is a linear layer of a prompt encoder; its activations are float64
-// (the encoder is tiny) and its weights float32 like every parameter.
+// dense is a linear layer of a prompt encoder; its host forward pass is
+// float64 (the encoder is tiny) and its weights float32 like every
+// parameter.
 type dense struct {
 	W, B    *nn.Param // [out, in], [out]
 	in, out int
@@ -354,31 +272,6 @@ func (d *dense) forward(x []float64, n int) []float64 {
 	return y
 }
 
-// backward accumulates the parameter gradients and returns dx.
-func (d *dense) backward(dy, x []float64, n int) []float64 {
-	dx := make([]float64, n*d.in)
-	for r := 0; r < n; r++ {
-		xr, dxr := x[r*d.in:(r+1)*d.in], dx[r*d.in:(r+1)*d.in]
-		for o := 0; o < d.out; o++ {
-			g := dy[r*d.out+o]
-			w := d.W.Data[o*d.in : (o+1)*d.in]
-			for i := range dxr {
-				dxr[i] += g * float64(w[i])
-			}
-			if d.W.Grad != nil {
-				gw := d.W.Grad[o*d.in : (o+1)*d.in]
-				for i, v := range xr {
-					gw[i] += float32(g * v)
-				}
-			}
-			if d.B.Grad != nil {
-				d.B.Grad[o] += float32(g)
-			}
-		}
-	}
-	return dx
-}
-
 type activation struct {
 	f, df func(float64) float64
 	kind  compute.Activation // the same function on a compute backend
@@ -411,24 +304,12 @@ func toF64(v []float32) []float64 {
 	return out
 }
 
-func toF32(dst []float32, v []float64) []float32 {
-	if cap(dst) < len(v) {
-		dst = make([]float32, len(v))
-	}
-	dst = dst[:len(v)]
+func toF32(v []float64) []float32 {
+	out := make([]float32, len(v))
 	for i, x := range v {
-		dst[i] = float32(x)
+		out[i] = float32(x)
 	}
-	return dst
-}
-
-func zeroed(s []float32, n int) []float32 {
-	if cap(s) < n {
-		return make([]float32, n)
-	}
-	s = s[:n]
-	clear(s)
-	return s
+	return out
 }
 
 // lstm is torch's bidirectional multi-layer nn.LSTM (batch_first, one
@@ -443,12 +324,7 @@ type lstmLayer struct {
 	dir [2]lstmDir // forward, reverse
 }
 
-type lstmDir struct {
-	Wih, Whh, Bih, Bhh *nn.Param
-	x                  []float64 // input [T, in]
-	gates              []float64 // activated gates [T, 4H]
-	c, h               []float64 // cell and hidden states [T, H]
-}
+type lstmDir struct{ Wih, Whh, Bih, Bhh *nn.Param }
 
 func newLSTM(name string, in, hidden, layers int, rng *rand.Rand) *lstm {
 	l := &lstm{hidden: hidden}
@@ -495,28 +371,28 @@ func sigmoid(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
 // forward and reverse hidden states side by side.
 func (l *lstm) forward(x []float64, T int) []float64 {
 	H := l.hidden
+	g := make([]float64, 4*H)
 	for k := range l.layers {
 		ly := &l.layers[k]
 		out := make([]float64, T*2*H)
 		for d := range ly.dir {
 			dd := &ly.dir[d]
-			dd.x = x
-			dd.gates, dd.c, dd.h = make([]float64, T*4*H), make([]float64, T*H), make([]float64, T*H)
-			hPrev, cPrev := make([]float64, H), make([]float64, H)
+			h, c := make([]float64, H), make([]float64, H)
 			for s := 0; s < T; s++ {
 				t := s
 				if d == 1 {
 					t = T - 1 - s
 				}
-				g := dd.gates[t*4*H : (t+1)*4*H]
 				xt := x[t*ly.in : (t+1)*ly.in]
+				// Every gate from the previous hidden state before any of
+				// it is replaced.
 				for j := 0; j < 4*H; j++ {
 					v := float64(dd.Bih.Data[j]) + float64(dd.Bhh.Data[j])
 					for i, w := range dd.Wih.Data[j*ly.in : (j+1)*ly.in] {
 						v += float64(w) * xt[i]
 					}
 					for i, w := range dd.Whh.Data[j*H : (j+1)*H] {
-						v += float64(w) * hPrev[i]
+						v += float64(w) * h[i]
 					}
 					if j >= 2*H && j < 3*H {
 						g[j] = math.Tanh(v)
@@ -524,81 +400,14 @@ func (l *lstm) forward(x []float64, T int) []float64 {
 						g[j] = sigmoid(v)
 					}
 				}
-				c, h := dd.c[t*H:(t+1)*H], dd.h[t*H:(t+1)*H]
 				for j := 0; j < H; j++ {
-					c[j] = g[H+j]*cPrev[j] + g[j]*g[2*H+j]
+					c[j] = g[H+j]*c[j] + g[j]*g[2*H+j]
 					h[j] = g[3*H+j] * math.Tanh(c[j])
 					out[t*2*H+d*H+j] = h[j]
 				}
-				hPrev, cPrev = h, c
 			}
 		}
 		x = out
 	}
 	return x
-}
-
-// backward turns the gradient of the output [T, 2H] into the gradient of
-// the input, accumulating the weights' gradients (backpropagation through
-// time in each direction).
-func (l *lstm) backward(dout []float64, T int) []float64 {
-	H := l.hidden
-	for k := len(l.layers) - 1; k >= 0; k-- {
-		ly := &l.layers[k]
-		dx := make([]float64, T*ly.in)
-		for d := range ly.dir {
-			dd := &ly.dir[d]
-			dhNext, dcNext := make([]float64, H), make([]float64, H)
-			da := make([]float64, 4*H)
-			zeros := make([]float64, H)
-			for s := T - 1; s >= 0; s-- {
-				t, prev := s, s-1
-				if d == 1 {
-					t, prev = T-1-s, T-s
-				}
-				hPrev, cPrev := zeros, zeros
-				if s > 0 {
-					hPrev, cPrev = dd.h[prev*H:(prev+1)*H], dd.c[prev*H:(prev+1)*H]
-				}
-				g, c := dd.gates[t*4*H:(t+1)*4*H], dd.c[t*H:(t+1)*H]
-				for j := 0; j < H; j++ {
-					dh := dout[t*2*H+d*H+j] + dhNext[j]
-					tc := math.Tanh(c[j])
-					i, f, gg, o := g[j], g[H+j], g[2*H+j], g[3*H+j]
-					dc := dcNext[j] + dh*o*(1-tc*tc)
-					da[j] = dc * gg * i * (1 - i)
-					da[H+j] = dc * cPrev[j] * f * (1 - f)
-					da[2*H+j] = dc * i * (1 - gg*gg)
-					da[3*H+j] = dh * tc * o * (1 - o)
-					dcNext[j] = dc * f
-				}
-				clear(dhNext)
-				xt, dxt := dd.x[t*ly.in:(t+1)*ly.in], dx[t*ly.in:(t+1)*ly.in]
-				for j, a := range da {
-					wi := dd.Wih.Data[j*ly.in : (j+1)*ly.in]
-					wh := dd.Whh.Data[j*H : (j+1)*H]
-					for i, w := range wi {
-						dxt[i] += a * float64(w)
-					}
-					for i, w := range wh {
-						dhNext[i] += a * float64(w)
-					}
-					if dd.Wih.Grad != nil {
-						gi := dd.Wih.Grad[j*ly.in : (j+1)*ly.in]
-						for i, v := range xt {
-							gi[i] += float32(a * v)
-						}
-						gh := dd.Whh.Grad[j*H : (j+1)*H]
-						for i, v := range hPrev {
-							gh[i] += float32(a * v)
-						}
-						dd.Bih.Grad[j] += float32(a)
-						dd.Bhh.Grad[j] += float32(a)
-					}
-				}
-			}
-		}
-		dout = dx
-	}
-	return dout
 }
