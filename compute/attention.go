@@ -21,6 +21,14 @@ type AttnParams struct {
 	KeyMask, QSeg, KSeg Tensor
 }
 
+// FusedLongScores is where a GPU backend's fused attention starts to pay by
+// default: problems with at least this many scores in one sequence (H·T·TK;
+// 2^28 is 16 heads at 4096 tokens). The fused kernels run on CUDA cores,
+// the unfused products on tensor cores, so shorter sequences stay unfused
+// until the kernels are measured faster; the planner predicts the same
+// choice.
+const FusedLongScores = 1 << 28
+
 // FusedAttention is implemented by backends that run attention whole,
 // holding scores only a block of queries at a time (FlashAttention's
 // scheme), instead of through GemmBatched and AttnSoftmax over the full

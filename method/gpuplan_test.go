@@ -75,7 +75,7 @@ func TestGPUPlanMatchesRef(t *testing.T) {
 						dt = compute.F32
 					}
 					o.Adam8bit = v.adam8
-					gopt := plan.GPUOptions{Compute: dt, Unfused: v.unfused}
+					gopt := plan.GPUOptions{Compute: dt, Attention: attention(v.unfused)}
 					e, err := plan.EstimateGPU(cfg, row, dev, o, gopt)
 					if err != nil {
 						t.Fatal(err)
@@ -141,4 +141,13 @@ func refStepPeak(cfg *model.Config, method plan.Method, o plan.Options, dt compu
 		return 0, err
 	}
 	return dm.MemStats().Peak, nil
+}
+
+// attention is the planner's choice for a reference backend that fuses
+// every problem, or (unfused) one whose fused interface is hidden.
+func attention(unfused bool) plan.GPUAttention {
+	if unfused {
+		return plan.GPUAttnUnfused
+	}
+	return plan.GPUAttnFused
 }

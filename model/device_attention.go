@@ -6,8 +6,10 @@ import (
 
 // Attention through a backend's fused operations (compute.FusedAttention):
 // the CPU backend computes only the key columns each block of queries may
-// see and never holds a whole score matrix. Backends without them (CUDA
-// today) run the unfused products and softmax of forwardLayer and
+// see and never holds a whole score matrix; CUDA's FlashAttention-style
+// kernels do the same for the problems its policy sends them (by default
+// long sequences, compute.FusedLongScores). Other problems, and backends
+// without them, run the unfused products and softmax of forwardLayer and
 // backwardLayer.
 
 // attnKeyMask is the key mask of sequences [b0, b0+nb) for tk keys each: a

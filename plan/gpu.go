@@ -34,15 +34,49 @@ const DefaultGPURuntime = 580 << 20
 // over [T, T] scores.
 const GPUFusedMaxHead = 256
 
+// GPUAttention is where the GPU runs attention fused.
+type GPUAttention int
+
+const (
+	// GPUAttnLong: sequences of at least compute.FusedLongScores scores
+	// (the CUDA backend's default policy).
+	GPUAttnLong GPUAttention = iota
+	// GPUAttnFused: every head size up to GPUFusedMaxHead.
+	GPUAttnFused
+	// GPUAttnUnfused: never (a backend without fused attention).
+	GPUAttnUnfused
+)
+
+// ParseGPUAttention reads long, fused or unfused.
+func ParseGPUAttention(s string) (GPUAttention, error) {
+	switch s {
+	case "long", "":
+		return GPUAttnLong, nil
+	case "fused":
+		return GPUAttnFused, nil
+	case "unfused":
+		return GPUAttnUnfused, nil
+	}
+	return 0, fmt.Errorf("attention %q: want long, fused or unfused", s)
+}
+
+// fused reports whether attention of s runs fused for o's sequences.
+func (a GPUAttention) fused(s gpuShape, o Options) bool {
+	if a == GPUAttnUnfused || s.hd > GPUFusedMaxHead || int64(o.Batch)*s.heads > 65535 {
+		return false
+	}
+	seq := int64(o.Seq) // the longest a step sees, virtual tokens aside
+	return a == GPUAttnFused || s.heads*seq*seq >= compute.FusedLongScores
+}
+
 // GPUOptions are what the GPU memory model needs beyond Options.
 type GPUOptions struct {
 	// Compute is the block's compute type: compute.BF16 (the default, a
 	// GPU's mixed precision) or compute.F32.
 	Compute compute.DType
-	// Unfused: the backend has no fused attention (compute/cuda before its
-	// FlashAttention kernels), so attention holds [T, TK] scores and their
-	// gradients; otherwise heads up to GPUFusedMaxHead run fused.
-	Unfused bool
+	// Attention is where attention runs fused (no [T, TK] scores and
+	// gradients held): by default as the CUDA backend chooses by default.
+	Attention GPUAttention
 	// adam8 is Options.Adam8bit: AdamW's moments of tensors from
 	// compute.Adam8MinSize values in 8 bits (model.DeviceOptions.Adam8bit).
 	adam8 bool
@@ -311,7 +345,7 @@ func EstimateGPU(c *model.Config, row Row, dev GPURow, opt Options, g GPUOptions
 	} else {
 		df = gpuFallback(s, o, g, fp)
 	}
-	e := GPUEstimate{Compute: g.Compute.String(), Fused: !g.Unfused && s.hd <= GPUFusedMaxHead && int64(o.Batch)*s.heads <= 65535}
+	e := GPUEstimate{Compute: g.Compute.String(), Fused: g.Attention.fused(s, o)}
 	e.Notes = append(e.Notes, df.Notes...)
 	if s.moeLayers > 0 {
 		e.Notes = append(e.Notes, "mixture of experts: the experts' weights are counted, their routing buffers are not")

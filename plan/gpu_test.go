@@ -48,11 +48,11 @@ func TestEstimateGPUAttention(t *testing.T) {
 	c := gpuTestConfig(2)
 	row, dev := adapterRow(4096)
 	o := Options{Batch: 2, Seq: 40}
-	fused, err := EstimateGPU(c, row, dev, o, GPUOptions{})
+	fused, err := EstimateGPU(c, row, dev, o, GPUOptions{Attention: GPUAttnFused})
 	if err != nil {
 		t.Fatal(err)
 	}
-	unfused, err := EstimateGPU(c, row, dev, o, GPUOptions{Unfused: true})
+	unfused, err := EstimateGPU(c, row, dev, o, GPUOptions{Attention: GPUAttnUnfused})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -315,10 +315,12 @@ func benchPlanGPU(be compute.Backend, dt compute.DType, cfg *model.Config, pm pl
 	if err != nil {
 		return 0, err
 	}
-	fa, fused := be.(compute.FusedAttention)
-	fused = fused && fa.AttnFusedFor(compute.AttnParams{B: b, H: cfg.Heads, KVH: cfg.KVHeads, T: t, TK: t, TMax: t, HD: cfg.HeadDim})
+	attn := plan.GPUAttnUnfused
+	if fa, ok := be.(compute.FusedAttention); ok && fa.AttnFusedFor(compute.AttnParams{B: b, H: cfg.Heads, KVH: cfg.KVHeads, T: t, TK: t, TMax: t, HD: cfg.HeadDim}) {
+		attn = plan.GPUAttnFused
+	}
 	g, err := plan.EstimateGPU(cfg, row, method.GPURows()[pm], plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true, Adam8bit: adam8},
-		plan.GPUOptions{Compute: dt, Unfused: !fused})
+		plan.GPUOptions{Compute: dt, Attention: attn})
 	if err != nil {
 		return 0, err
 	}

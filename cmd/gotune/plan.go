@@ -28,7 +28,7 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 	samples := fs.Int64("samples", -1, "number of training samples (instead of --dataset)")
 	ram := fs.String("ram", "", "memory available, e.g. 16G (default: MemTotal of this machine)")
 	gpuMem := fs.String("gpu-mem", "", "GPU memory, e.g. 80G: adds each method's device memory on a GPU (--device cuda, bf16 compute) and whether it fits (default: no GPU)")
-	gpuAttn := fs.String("gpu-attention", "fused", "with --gpu-mem: fused (FlashAttention kernels, heads up to 256) or unfused (a CUDA backend without them: [T, T] scores held)")
+	gpuAttn := fs.String("gpu-attention", "long", "with --gpu-mem: where attention runs fused (FlashAttention kernels, heads up to 256, no [T, T] scores held): long (the CUDA backend's default: sequences of 2^28 scores and more), fused (always) or unfused (never)")
 	batch := fs.Int("batch", 1, "sequences per step (per_device_train_batch_size)")
 	seq := fs.Int("seq", 1024, "tokens per sequence (cutoff_len)")
 	rank := fs.Int("lora-rank", 16, "LoRA/DoRA/QLoRA rank")
@@ -92,12 +92,8 @@ argument instead of --model; arguments and flags may come in any order.`, args, 
 			return fmt.Errorf("--gpu-mem: %w", err)
 		}
 	}
-	switch *gpuAttn {
-	case "fused":
-	case "unfused":
-		req.GPU.Unfused = true
-	default:
-		return fmt.Errorf("--gpu-attention %q: want fused or unfused", *gpuAttn)
+	if req.GPU.Attention, err = plan.ParseGPUAttention(*gpuAttn); err != nil {
+		return fmt.Errorf("--gpu-attention: %w", err)
 	}
 	switch *stage {
 	case "sft", "pt", "dpo", "kto":

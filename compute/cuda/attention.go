@@ -51,7 +51,7 @@ type AttnPolicy int
 const (
 	// AttnFusedLong, the default, runs fused the problems whose unfused
 	// score matrices would be large: a sequence's H·T·TK scores at least
-	// attnLongScores. The kernels run on the CUDA cores, not the tensor
+	// compute.FusedLongScores. The kernels run on the CUDA cores, not the tensor
 	// cores the unfused products use, so below that the unfused path is
 	// expected to be faster (BenchmarkGPUAttn measures both), and its
 	// memory is bounded anyway by the block's chunks of sequences.
@@ -62,10 +62,6 @@ const (
 	AttnFusedNever
 )
 
-// attnLongScores is AttnFusedLong's threshold: 2^28 scores, about 3 GiB of
-// one sequence's unfused buffers (f32 scores and dp, bf16 probabilities and
-// score gradients): 16 heads at 4096 tokens.
-const attnLongScores = 1 << 28
 
 // attnRuns reports whether the kernels run p: heads of 1 to 256 (eight
 // chunks of 32 per row of accumulators) and a grid's second dimension of
@@ -87,7 +83,7 @@ func (d *Device) AttnFusedFor(p compute.AttnParams) bool {
 	case AttnFusedNever:
 		return false
 	}
-	return int64(p.H)*int64(p.T)*int64(p.TK) >= attnLongScores
+	return int64(p.H)*int64(p.T)*int64(p.TK) >= compute.FusedLongScores
 }
 
 // attnCheck reports a problem the kernels do not run or whose tensors do not
