@@ -64,7 +64,7 @@ type Bottleneck struct {
 	Down, DownBias *nn.Param
 	Up, UpBias     *nn.Param
 	Scale          float32
-	act            activation
+	act            compute.Activation
 }
 
 // Params lists the adapter's weights.
@@ -72,38 +72,22 @@ func (b *Bottleneck) Params() []*nn.Param {
 	return []*nn.Param{b.Down, b.DownBias, b.Up, b.UpBias}
 }
 
-func activationByName(name string) (activation, error) {
+// activationByName reads adapter-transformers' non_linearity names (the
+// device block computes the function: compute.Activation).
+func activationByName(name string) (compute.Activation, error) {
 	switch strings.ToLower(name) {
 	case "", "relu":
-		return reluAct, nil
+		return compute.ReLU, nil
 	case "tanh":
-		return tanhAct, nil
+		return compute.Tanh, nil
 	case "silu", "swish":
-		return activation{
-			kind: compute.SiLU,
-			f:    func(v float64) float64 { return v * sigmoid(v) },
-			df:   func(v float64) float64 { s := sigmoid(v); return s * (1 + v*(1-s)) },
-		}, nil
+		return compute.SiLU, nil
 	case "gelu":
-		return activation{
-			kind: compute.GELU,
-			f:    func(v float64) float64 { return 0.5 * v * (1 + math.Erf(v/math.Sqrt2)) },
-			df: func(v float64) float64 {
-				return 0.5*(1+math.Erf(v/math.Sqrt2)) + v*math.Exp(-v*v/2)/math.Sqrt(2*math.Pi)
-			},
-		}, nil
+		return compute.GELU, nil
 	case "gelu_new", "gelu_pytorch_tanh", "gelu_tanh":
-		const c = 0.7978845608028654 // √(2/π)
-		return activation{
-			kind: compute.GELUTanh,
-			f:    func(v float64) float64 { return 0.5 * v * (1 + math.Tanh(c*(v+0.044715*v*v*v))) },
-			df: func(v float64) float64 {
-				t := math.Tanh(c * (v + 0.044715*v*v*v))
-				return 0.5*(1+t) + 0.5*v*(1-t*t)*c*(1+3*0.044715*v*v)
-			},
-		}, nil
+		return compute.GELUTanh, nil
 	}
-	return activation{}, fmt.Errorf("bottleneck: non_linearity %q (relu, gelu, gelu_new, silu, tanh)", name)
+	return 0, fmt.Errorf("bottleneck: non_linearity %q (relu, gelu, gelu_new, silu, tanh)", name)
 }
 
 // BottleneckSet is bottleneck adapters attached to a model.

@@ -56,7 +56,7 @@ func denseLayers(ds []*dense) []model.Dense {
 
 // DeviceBottleneck implements model.BottleneckHook.
 func (b *Bottleneck) DeviceBottleneck() (down, downBias, up, upBias *nn.Param, scale float32, act compute.Activation) {
-	return b.Down, b.DownBias, b.Up, b.UpBias, b.Scale, b.act.kind
+	return b.Down, b.DownBias, b.Up, b.UpBias, b.Scale, b.act
 }
 
 var (

@@ -272,28 +272,16 @@ func (d *dense) forward(x []float64, n int) []float64 {
 	return y
 }
 
+// activation is an encoder's nonlinearity: f on the host (the forward
+// that writes PEFT's prompt_embeddings), kind on a compute backend.
 type activation struct {
-	f, df func(float64) float64
-	kind  compute.Activation // the same function on a compute backend
+	f    func(float64) float64
+	kind compute.Activation
 }
 
 var (
-	reluAct = activation{
-		kind: compute.ReLU,
-		f:    func(v float64) float64 { return max(v, 0) },
-		// torch's ReLU backward passes no gradient at exactly 0.
-		df: func(v float64) float64 {
-			if v > 0 {
-				return 1
-			}
-			return 0
-		},
-	}
-	tanhAct = activation{
-		kind: compute.Tanh,
-		f:    math.Tanh,
-		df:   func(v float64) float64 { t := math.Tanh(v); return 1 - t*t },
-	}
+	reluAct = activation{kind: compute.ReLU, f: func(v float64) float64 { return max(v, 0) }}
+	tanhAct = activation{kind: compute.Tanh, f: math.Tanh}
 )
 
 func toF64(v []float32) []float64 {

@@ -62,7 +62,6 @@ const (
 	AttnFusedNever
 )
 
-
 // attnRuns reports whether the kernels run p: heads of 1 to 256 (eight
 // chunks of 32 per row of accumulators) and a grid's second dimension of
 // B·H blocks (at most 65535).
