@@ -952,26 +952,23 @@ func (d *Device) Dequantize8(dst, q, scales compute.Tensor, n, block int) {
 	stored(D)
 }
 
-// AdamW updates p with gradient g and moments m, v.
+// AdamW updates p with gradient g and moments m, v (and the shadow with the
+// new weights), on the AVX-512 or AVX2 kernel where the CPU has one
+// (adamw_amd64.s), bit-identical to the Go loop adamWSlices.
 func (d *Device) AdamW(p, g, m, v, shadow compute.Tensor, s compute.AdamStep) {
 	defer d.timed("adam_w")()
 	P, G, M, V, SH := tt(p), tt(g), tt(m), tt(v), tt(shadow)
-	elementwise(len(P.F), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			gi := G.F[i] * s.GradScale
-			mi := s.Beta1*M.F[i] + (1-s.Beta1)*gi
-			vi := s.Beta2*V.F[i] + (1-s.Beta2)*gi*gi
-			M.F[i], V.F[i] = mi, vi
-			pi := P.F[i]*s.Decay - s.StepSize*mi/(float32(math.Sqrt(float64(vi)))/s.BC2Sqrt+s.Eps)
-			P.F[i] = pi
-			if SH != nil {
-				SH.F[i] = pi
-				if SH.DT == compute.BF16 {
-					SH.F[i] = hostmem.RoundBF16(pi)
-				}
-			}
+	var sh []float32
+	mode := shadowNone
+	if SH != nil {
+		sh, mode = SH.F, shadowF32
+		if SH.DT == compute.BF16 {
+			mode = shadowBF16
 		}
-	})
+	}
+	if err := adamW(bestAdamW(), P.F, G.F, M.F, V.F, sh, mode, s); err != nil {
+		d.fail(fmt.Errorf("cpu: %w", err))
+	}
 }
 
 // SumSquares returns Σx² of each f32 tensor.
