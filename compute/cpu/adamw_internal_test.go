@@ -116,7 +116,7 @@ func sameAdamW(t *testing.T, what string, got, want *adamWState) {
 func TestAdamWKernelsMatchGo(t *testing.T) {
 	ks := archAdamW()
 	if len(ks) == 0 {
-		t.Skip("no float AdamW kernels on this CPU (they need AVX2 or AVX-512F)")
+		t.Skip("no float AdamW kernels here: they need amd64 without the purego tag and a CPU with AVX2 or AVX-512F")
 	}
 	lengths := []int{100003}
 	for n := range 49 {
@@ -150,7 +150,7 @@ func TestAdamWKernelsMatchGo(t *testing.T) {
 func TestAdamWKernelWholeVectors(t *testing.T) {
 	ks := archAdamW()
 	if len(ks) == 0 {
-		t.Skip("no float AdamW kernels on this CPU (they need AVX2 or AVX-512F)")
+		t.Skip("no float AdamW kernels here: they need amd64 without the purego tag and a CPU with AVX2 or AVX-512F")
 	}
 	r := rand.New(rand.NewPCG(9, 10))
 	s := adamWSteps()[0]
@@ -172,7 +172,7 @@ func TestAdamWKernelWholeVectors(t *testing.T) {
 	}
 }
 
-// TestAdamWSlicesRoundsBF16: the Go loop's bf16 shadow is
+// TestAdamWSlicesShadow: the Go loop's bf16 shadow is
 // hostmem.RoundBF16 of its weights, and its f32 shadow the weights.
 func TestAdamWSlicesShadow(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
