@@ -35,7 +35,7 @@ type unfusedBackend struct{ compute.Backend }
 // weights zeroed (equal probabilities: every token goes to the first
 // top-k experts).
 func TestGPUPlanMatchesRef(t *testing.T) {
-	shapes := []string{"ref-qwen3", "ref-llama", "qwen3_moe", "phi3", "ref-qwen2", "tiny", "mixtral"}
+	shapes := []string{"ref-qwen3", "ref-llama", "qwen3_moe", "phi3", "ref-qwen2", "tiny", "mixtral", "mixed-moe"}
 	if testing.Short() {
 		shapes = shapes[:4]
 	}
@@ -57,6 +57,9 @@ func TestGPUPlanMatchesRef(t *testing.T) {
 		// rank 65: 4160 values, padded in the arena, so no group forms.
 		{name: "adam8/r72", adam8: true, rank: 72, rows: []plan.Method{plan.LoRA, "dora"}},
 		{name: "adam8/r65", adam8: true, rank: 65, rows: []plan.Method{plan.LoRA, plan.QLoRA}},
+		// Rank 5 over hidden size 48 (mixed-moe): A matrices of 240
+		// values, padded in the arena, so no group forms.
+		{name: "ckpt/r5", ckpt: true, rank: 5, rows: []plan.Method{plan.LoRA, plan.QLoRA}},
 		{name: "f32", f32: true, rows: []plan.Method{plan.Full, plan.LoRA, plan.QLoRA, plan.Prefix}},
 	}
 	for _, name := range shapes {
@@ -148,11 +151,23 @@ func gpuPlanSkip(cfg *model.Config, m plan.Method) string {
 	return ""
 }
 
-// gpuPlanShape is a named shape or a reference model's configuration
-// (testdata/reference/<name>/model).
+// mixedMoE is a Qwen3-MoE whose middle layer keeps a dense MLP
+// (mlp_only_layers), its hidden size 48 so that LoRA's A matrices of rank 5
+// leave gaps in the arena (no q/k/v or gate/up group) and those of rank 8
+// do not.
+const mixedMoE = `{"model_type":"qwen3_moe","vocab_size":97,"hidden_size":48,"intermediate_size":80,"num_hidden_layers":3,
+	"num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"num_experts":5,"num_experts_per_tok":2,
+	"moe_intermediate_size":24,"norm_topk_prob":false,"mlp_only_layers":[1],"output_router_logits":true,
+	"router_aux_loss_coef":0.3,"max_position_embeddings":256,"rope_theta":10000,"tie_word_embeddings":true}`
+
+// gpuPlanShape is a named shape, mixed-moe (mixedMoE) or a reference
+// model's configuration (testdata/reference/<name>/model).
 func gpuPlanShape(name string) (*model.Config, error) {
 	if cfg, err := model.Shape(name); err == nil {
 		return cfg, nil
+	}
+	if name == "mixed-moe" {
+		return model.ParseConfig(name, []byte(mixedMoE))
 	}
 	return model.LoadConfig("../testdata/reference/" + name + "/model")
 }

@@ -667,7 +667,19 @@ func (s gpuShape) gpuActivations(t *gpuTally, df GPUFootprint, o Options, g GPUO
 		act(A, nk*h)
 		act(F, E+1)
 		if r := df.ExpertLoRA; r > 0 {
-			t.add(gpuActivations, A, n*r, 3*E) // x·Aᵀ of every expert's layers
+			// x·Aᵀ of every expert's layers. The shared set of
+			// checkpointing names a LoRA layer's by its place in the layer
+			// (model/device_step.go prepareShape): a dense MLP's down, and
+			// its up outside a gate/up group, take the places of the first
+			// experts' layers and share their tensors.
+			xa := 3 * E
+			if ckpt && D > 0 {
+				xa--
+				if !ArenaAligned(r*h, g.adam8) {
+					xa--
+				}
+			}
+			t.add(gpuActivations, A, n*r, xa)
 		}
 	}
 	t.add(gpuActivations, A, n*h, s.L+1) // residual stream
