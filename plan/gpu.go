@@ -858,7 +858,8 @@ func (s gpuShape) gpuTransient(t *gpuTally, df GPUFootprint, n int64) {
 // load-balancing statistics, the gradient of the routing weights and of
 // the auxiliary loss, and the experts' rows. The experts run side by side
 // over all n·topK routed rows at once, or, when their weights are
-// quantized, one after another over their own rows: at most n each (a
+// quantized or IA3 scales them, one after another over their own rows
+// (model.DeviceModel.groupable): at most n each (a
 // token goes to an expert once), which is what a step needs when every
 // token goes to the same experts. LoRA on the stacked weights gathers each
 // kind's B (and its gradient) for all experts, and keeps the low-rank
