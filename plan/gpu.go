@@ -125,8 +125,18 @@ type GPUFootprint struct {
 	// prompt encoder's outputs).
 	Fixed []Buffer
 	// Kept is what one layer keeps for its backward pass; every layer has
-	// its own, and checkpointing keeps one set for all.
-	Kept []Buffer
+	// its own, and checkpointing keeps one set for all. KeptDense is kept
+	// besides by each layer with a dense MLP (not a mixture of experts).
+	Kept, KeptDense []Buffer
+	// ExpertLoRA is the rank of LoRA on the stacked expert weights of every
+	// mixture-of-experts layer (gate_up_proj and down_proj, as lora_target
+	// all attaches it through PEFT's target_parameters); 0: none. plan
+	// counts its tensors and buffers, which follow the experts' layout.
+	ExpertLoRA int64
+	// SerialExperts: the method makes the experts run one after another
+	// over their own rows (IA3 on them), not side by side; a quantized
+	// base does too.
+	SerialExperts bool
 	// Scratch is shared by the layers, each buffer at its largest use.
 	Scratch []Buffer
 	// Sums are the {rows, columns} of the column sums the method's
@@ -244,19 +254,36 @@ type gpuShape struct {
 	Shape
 	fusedQKV, fusedGU, sandwich, localRope, scaleVirtual bool
 	attnBias, attnOutBias, mlpBias                       bool
+	// Mixtures of experts: which layers route their tokens to experts,
+	// the experts each token goes to, and whether the load-balancing
+	// loss's gradient reaches the routers (router_aux_loss_coef).
+	moe  []bool
+	topK int64
+	aux  bool
 }
 
 func gpuShapeOf(c *model.Config) gpuShape {
-	return gpuShape{Shape: shapeOf(c), fusedQKV: c.FusedQKV, fusedGU: c.FusedGateUp, sandwich: c.SandwichNorms,
+	s := gpuShape{Shape: shapeOf(c), fusedQKV: c.FusedQKV, fusedGU: c.FusedGateUp, sandwich: c.SandwichNorms,
 		localRope: c.LocalRope != nil, scaleVirtual: c.EmbedScaleInputs && c.EmbedScale != 0,
 		attnBias: c.AttnBias, attnOutBias: c.AttnOutBias, mlpBias: c.MLPBias}
+	for i := 0; i < c.Layers; i++ {
+		s.moe = append(s.moe, c.IsMoE(i))
+	}
+	if s.moeLayers > 0 {
+		s.topK, s.aux = int64(c.TopK), c.AuxCoef != 0
+	}
+	return s
 }
 
+// denseLayers is the number of layers with a dense MLP.
+func (s gpuShape) denseLayers() int64 { return s.L - s.moeLayers }
+
 // layerTensors lists one layer's tensors as the device block uploads them:
-// its norms and biases (read in float32) and its projections {out, in}
-// (fused where the family fuses them; a mixture of experts' experts are
-// counted apart).
-func (s gpuShape) layerTensors() (norms, biases []int64, projections [][2]int64) {
+// its norms and biases (read in float32), its projections {out, in}
+// (fused where the family fuses them; in a mixture of experts every
+// expert's gate, up and down) and the projections a quantized base leaves
+// in the compute type (the router of a mixture of experts).
+func (s gpuShape) layerTensors(moe bool) (norms, biases []int64, projections, plain [][2]int64) {
 	norms = []int64{s.h, s.h}
 	if s.qkNorm {
 		norms = append(norms, s.hd, s.hd)
@@ -270,12 +297,17 @@ func (s gpuShape) layerTensors() (norms, biases []int64, projections [][2]int64)
 		projections = append(projections, [2]int64{s.qd, s.h}, [2]int64{s.kd, s.h}, [2]int64{s.kd, s.h})
 	}
 	projections = append(projections, [2]int64{s.h, s.qd})
-	if s.fusedGU {
-		projections = append(projections, [2]int64{2 * s.inter, s.h})
-	} else {
-		projections = append(projections, [2]int64{s.inter, s.h}, [2]int64{s.inter, s.h})
+	switch {
+	case moe:
+		plain = append(plain, [2]int64{s.experts, s.h})
+		for range s.experts {
+			projections = append(projections, [2]int64{s.ei, s.h}, [2]int64{s.ei, s.h}, [2]int64{s.h, s.ei})
+		}
+	case s.fusedGU:
+		projections = append(projections, [2]int64{2 * s.inter, s.h}, [2]int64{s.h, s.inter})
+	default:
+		projections = append(projections, [2]int64{s.inter, s.h}, [2]int64{s.inter, s.h}, [2]int64{s.h, s.inter})
 	}
-	projections = append(projections, [2]int64{s.h, s.inter})
 	if s.attnBias {
 		if s.fusedQKV {
 			biases = append(biases, s.qd+2*s.kd)
@@ -286,7 +318,7 @@ func (s gpuShape) layerTensors() (norms, biases []int64, projections [][2]int64)
 	if s.attnOutBias {
 		biases = append(biases, s.h)
 	}
-	if s.mlpBias {
+	if s.mlpBias && !moe {
 		if s.fusedGU {
 			biases = append(biases, 2*s.inter)
 		} else {
@@ -294,7 +326,43 @@ func (s gpuShape) layerTensors() (norms, biases []int64, projections [][2]int64)
 		}
 		biases = append(biases, s.h)
 	}
-	return norms, biases, projections
+	return norms, biases, projections, plain
+}
+
+// GPULinear is a projection of Out×In values in Count layers, as the
+// device block holds it outside a mixture of experts' experts. Group
+// numbers the projections of a layer that read the same input (q, k and
+// v; gate and up), whose LoRA may share one x·Aᵀ product (0: none). MLP
+// says it is a dense MLP's (not in the layers with experts).
+type GPULinear struct {
+	Out, In, Count int64
+	Group          int
+	MLP            bool
+}
+
+// GPULinears lists the projections every method may adapt, as the device
+// block holds them: q, k and v (or Phi-3's fused qkv_proj) and o in every
+// layer, gate and up (or the fused gate_up_proj) and down in the layers
+// with a dense MLP. The experts' stacked weights are GPUFootprint's
+// ExpertLoRA.
+func (s Shape) GPULinears() []GPULinear {
+	L, D := s.L, s.L-s.moeLayers
+	var out []GPULinear
+	if s.fusedQKV {
+		out = append(out, GPULinear{Out: s.qd + 2*s.kd, In: s.h, Count: L})
+	} else {
+		out = append(out, GPULinear{s.qd, s.h, L, 1, false}, GPULinear{s.kd, s.h, L, 1, false}, GPULinear{s.kd, s.h, L, 1, false})
+	}
+	out = append(out, GPULinear{Out: s.h, In: s.qd, Count: L})
+	if D == 0 {
+		return out
+	}
+	if s.fusedGateUp {
+		out = append(out, GPULinear{Out: 2 * s.inter, In: s.h, Count: D, MLP: true})
+	} else {
+		out = append(out, GPULinear{s.inter, s.h, D, 2, true}, GPULinear{s.inter, s.h, D, 2, true})
+	}
+	return append(out, GPULinear{Out: s.h, In: s.inter, Count: D, MLP: true})
 }
 
 // arenaAlign is model.DeviceModel's alignment of a trained tensor in its
@@ -347,16 +415,23 @@ func EstimateGPU(c *model.Config, row Row, dev GPURow, opt Options, g GPUOptions
 	}
 	e := GPUEstimate{Compute: g.Compute.String(), Fused: g.Attention.fused(s, o)}
 	e.Notes = append(e.Notes, df.Notes...)
-	if s.moeLayers > 0 {
-		e.Notes = append(e.Notes, "mixture of experts: the experts' weights are counted, their routing buffers are not")
-	}
 	trained, err := s.gpuWeights(&gpuTally{}, df, g)
 	if err != nil {
 		return GPUEstimate{}, fmt.Errorf("plan: %s on a GPU: %w", row.Method, err)
 	}
-	if trained != fp.Trainable {
+	switch {
+	case trained == fp.Trainable:
+	case s.moeLayers > 0 || s.fusedQKV || s.fusedGU:
+		// The rows' CPU footprints count every layer as a dense one with
+		// split projections (seven LoRA layers, a freeze layer without
+		// experts); the device block's tensors are the model's own.
+		e.Notes = append(e.Notes, fmt.Sprintf("the device block trains %d values; the row's CPU footprint counts %d (dense layers, split projections)", trained, fp.Trainable))
+	default:
 		// The two footprints of the row disagree: its code, not the input.
 		return GPUEstimate{}, fmt.Errorf("plan: %s: the GPU footprint trains %d values, the row %d", row.Method, trained, fp.Trainable)
+	}
+	if (df.Quant != nil || df.SerialExperts) && s.moeLayers > 0 {
+		e.Notes = append(e.Notes, "the experts run one after another, their scratch sized for every token at one expert (an upper bound)")
 	}
 	for _, ckpt := range []bool{false, true} {
 		var t gpuTally
@@ -423,14 +498,22 @@ func (s gpuShape) gpuWeights(t *gpuTally, df GPUFootprint, g GPUOptions) (int64,
 		t.add(gpuWeights, A, s.V*s.h, embeds)
 		t.add(gpuWeights, compute.F32, s.h, 1)
 	}
-	norms, biases, projections := s.layerTensors()
 	for i := int64(0); i < s.L; i++ {
+		moe := s.moe[i]
+		norms, biases, projections, plain := s.layerTensors(moe)
 		trains := df.TrainModel || i >= s.L-df.TrainLayers
 		for _, n := range append(append([]int64{}, norms...), biases...) {
 			if trains {
 				train(n, 1, true)
 			} else {
 				t.add(gpuWeights, compute.F32, n, 1)
+			}
+		}
+		for _, p := range plain {
+			if trains {
+				train(p[0]*p[1], 1, false)
+			} else {
+				t.add(gpuWeights, A, p[0]*p[1], 1)
 			}
 		}
 		for _, p := range projections {
@@ -445,14 +528,14 @@ func (s gpuShape) gpuWeights(t *gpuTally, df GPUFootprint, g GPUOptions) (int64,
 				t.add(gpuWeights, A, p[0]*p[1], 1)
 			}
 		}
-	}
-	if s.moeLayers > 0 {
-		// The experts' projections instead of the dense MLP counted above,
-		// and the routers, as one tensor each way (approximate).
-		if extra := s.moeHeld + s.moeLayers*s.experts*s.h; df.TrainModel {
-			train(extra, 1, false)
-		} else {
-			t.add(gpuWeights, A, extra, 1)
+		if r := df.ExpertLoRA; moe && r > 0 {
+			// Stacked LoRA of gate_up_proj (A [r·E, h], B [2·ei, r·E])
+			// and of down_proj (A [r·E, ei], B [h, r·E]).
+			E := s.experts
+			train(r*E*s.h, 1, false)
+			train(2*s.ei*r*E, 1, false)
+			train(r*E*s.ei, 1, false)
+			train(s.h*r*E, 1, false)
 		}
 	}
 	trained = append(trained, df.Tensors...)
@@ -535,12 +618,15 @@ func (s gpuShape) gpuActivations(t *gpuTally, df GPUFootprint, o Options, g GPUO
 	n, tk := B*T, T+pl
 	h, qd, kd, inter, H, KVH, hd := s.h, s.qd, s.kd, s.inter, s.heads, s.kvh, s.hd
 
-	// Kept: one set per layer, or one for all with checkpointing.
-	sets := s.L
+	// Kept: one set per layer, or with checkpointing one for all, which
+	// the layers with experts and those with a dense MLP share where they
+	// have the same tensors.
+	D, M := s.denseLayers(), s.moeLayers
+	attnSets, denseSets, moeSets := s.L, D, M
 	if ckpt {
-		sets = 1
+		attnSets, denseSets, moeSets = 1, min(D, 1), min(M, 1)
 	}
-	for range sets {
+	for range attnSets {
 		act(F, n)    // rstd1
 		act(A, n*qd) // q
 		act(A, n*kd) // k
@@ -553,8 +639,6 @@ func (s gpuShape) gpuActivations(t *gpuTally, df GPUFootprint, o Options, g GPUO
 		act(A, n*qd)        // attention output
 		act(A, n*h)         // xmid
 		act(F, n)           // rstd2
-		act(A, n*inter)     // gate
-		act(A, n*inter)     // up
 		if s.sandwich {
 			act(A, n*h)
 			act(F, n)
@@ -562,6 +646,41 @@ func (s gpuShape) gpuActivations(t *gpuTally, df GPUFootprint, o Options, g GPUO
 			act(F, n)
 		}
 		t.buffers(gpuActivations, df.Kept, 1)
+	}
+	for range denseSets {
+		act(A, n*inter) // gate
+		act(A, n*inter) // up
+		t.buffers(gpuActivations, df.KeptDense, 1)
+	}
+	E, K := s.experts, s.topK
+	nk := n * K
+	for range moeSets {
+		// The routing (model/device_moe.go moeActs): probabilities,
+		// weights by slot, chosen experts and each slot's row; each
+		// routed row's token and weight, the experts' gate, up and output
+		// rows; where each expert's rows start.
+		act(F, n*E)
+		act(F, nk)
+		t.add(gpuActivations, I, nk, 3)
+		act(F, nk)
+		t.add(gpuActivations, A, nk*s.ei, 2)
+		act(A, nk*h)
+		act(F, E+1)
+		if r := df.ExpertLoRA; r > 0 {
+			// x·Aᵀ of every expert's layers. The shared set of
+			// checkpointing names a LoRA layer's by its place in the layer
+			// (model/device_step.go prepareShape): a dense MLP's down, and
+			// its up outside a gate/up group, take the places of the first
+			// experts' layers and share their tensors.
+			xa := 3 * E
+			if ckpt && D > 0 {
+				xa--
+				if !ArenaAligned(r*h, g.adam8) {
+					xa--
+				}
+			}
+			t.add(gpuActivations, A, n*r, xa)
+		}
 	}
 	t.add(gpuActivations, A, n*h, s.L+1) // residual stream
 	act(A, n*h)                          // final norm's input
@@ -588,7 +707,10 @@ func (s gpuShape) gpuActivations(t *gpuTally, df GPUFootprint, o Options, g GPUO
 	act(A, n*qd)    // oh
 	act(A, n*h)     // o
 	act(A, n*h)     // xn2
-	act(A, n*inter) // act
+	if D > 0 {
+		act(A, n*inter) // act
+	}
+	s.moeScratch(t, df, g, n)
 	if s.fusedQKV || s.fusedGU {
 		// One product's output split into q/k/v or gate/up, and its
 		// gradient joined.
@@ -623,9 +745,14 @@ func (s gpuShape) gpuActivations(t *gpuTally, df GPUFootprint, o Options, g GPUO
 		// A quantized weight is expanded before each product, into one
 		// buffer of the largest projection.
 		var most int64
-		_, _, projections := s.layerTensors()
-		for _, p := range projections {
-			most = max(most, p[0]*p[1])
+		for _, moe := range []bool{false, true} {
+			if moe && M == 0 || !moe && D == 0 {
+				continue
+			}
+			_, _, projections, _ := s.layerTensors(moe)
+			for _, p := range projections {
+				most = max(most, p[0]*p[1])
+			}
 		}
 		act(A, most)
 	}
@@ -655,19 +782,21 @@ func (s gpuShape) gpuActivations(t *gpuTally, df GPUFootprint, o Options, g GPUO
 	if s.sandwich {
 		act(A, n*h) // dpost
 	}
-	act(A, n*h)     // dxn
-	act(A, n*inter) // da
-	act(A, n*inter) // dg
-	act(A, n*inter) // du
-	act(A, n*qd)    // datt
-	act(A, n*qd)    // doh
-	act(F, B*H*T)   // dsum
-	act(A, n*qd)    // dqh
-	act(A, n*kd)    // dkh
-	act(A, n*kd)    // dvh
-	act(A, n*qd)    // dq
-	act(A, n*kd)    // dk
-	act(A, n*kd)    // dv
+	act(A, n*h) // dxn
+	if D > 0 {
+		act(A, n*inter) // da
+		act(A, n*inter) // dg
+		act(A, n*inter) // du
+	}
+	act(A, n*qd)  // datt
+	act(A, n*qd)  // doh
+	act(F, B*H*T) // dsum
+	act(A, n*qd)  // dqh
+	act(A, n*kd)  // dkh
+	act(A, n*kd)  // dvh
+	act(A, n*qd)  // dq
+	act(A, n*kd)  // dk
+	act(A, n*kd)  // dv
 	if s.qkNorm {
 		act(A, n*qd)
 		act(A, n*kd)
@@ -710,9 +839,11 @@ func (s gpuShape) gpuTransient(t *gpuTally, df GPUFootprint, n int64) {
 		if s.qkNorm {
 			sums = append(sums, [2]int64{n * s.heads, s.hd})
 		}
-		_, biases, _ := s.layerTensors()
-		for _, b := range biases {
-			sums = append(sums, [2]int64{n, b})
+		for _, moe := range []bool{false, true} {
+			_, biases, _, _ := s.layerTensors(moe)
+			for _, b := range biases {
+				sums = append(sums, [2]int64{n, b})
+			}
 		}
 	}
 	most := gpuCUDABlock(4*512) + gpuCUDABlock(4*8)
@@ -721,3 +852,58 @@ func (s gpuShape) gpuTransient(t *gpuTally, df GPUFootprint, n int64) {
 	}
 	t.transient = max(t.transient, most)
 }
+
+// moeScratch counts the scratch of the layers with experts
+// (model/device_moe.go): the router's logits and gradient, every layer's
+// load-balancing statistics, the gradient of the routing weights and of
+// the auxiliary loss, and the experts' rows. The experts run side by side
+// over all n·topK routed rows at once, or, when their weights are
+// quantized or IA3 scales them, one after another over their own rows
+// (model.DeviceModel.groupable): at most n each (a
+// token goes to an expert once), which is what a step needs when every
+// token goes to the same experts. LoRA on the stacked weights gathers each
+// kind's B (and its gradient) for all experts, and keeps the low-rank
+// gradient of the routed rows.
+func (s gpuShape) moeScratch(t *gpuTally, df GPUFootprint, g GPUOptions, n int64) {
+	if s.moeLayers == 0 {
+		return
+	}
+	A, F := g.Compute, compute.F32
+	act := func(dt compute.DType, n int64) { t.add(gpuActivations, dt, n, 1) }
+	E, K, h, ei, r := s.experts, s.topK, s.h, s.ei, df.ExpertLoRA
+	act(F, n*E)     // logits
+	act(F, s.L*3*E) // statistics
+	act(F, n*K)     // dw
+	act(A, n*E)     // dlogits
+	if s.aux {
+		act(F, E) // the auxiliary loss's gradient
+	}
+	serial := df.Quant != nil || df.SerialExperts
+	rows := n * K // the routed rows the experts' scratch holds
+	if serial {
+		rows = n
+	}
+	t.add(gpuActivations, A, rows*h, 4)  // x, yw, dy, dx
+	t.add(gpuActivations, A, rows*ei, 4) // act, da, dg, du
+	if r == 0 {
+		return
+	}
+	if serial {
+		// Each expert's B gathered alone, and its gradient.
+		act(A, max(ei, h)*r)
+		act(F, max(ei, h)*r)
+		return
+	}
+	for _, out := range []int64{ei, ei, h} {
+		act(A, E*out*r) // B of every expert
+		act(F, E*out*r) // its gradient
+		act(A, n*K*r)   // dy·B of the routed rows
+	}
+}
+
+// ExpertLayers is the number of layers with a mixture of experts.
+func (s Shape) ExpertLayers() int64 { return s.moeLayers }
+
+// Experts is the number of experts of a mixture-of-experts layer and
+// their intermediate size (0, 0 without experts).
+func (s Shape) Experts() (experts, inter int64) { return s.experts, s.ei }

@@ -3,6 +3,7 @@ package plan
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -246,5 +247,77 @@ func TestEstimateGPUTransient(t *testing.T) {
 	}
 	if got, want := sums.Memory.Activations-plain.Memory.Activations, int64(782*512-2560); got != want {
 		t.Errorf("a column sum of 6400×1000 adds %d bytes, want %d", got, want)
+	}
+}
+
+// TestGPULinears lists the projections the device block holds outside the
+// experts: split or fused, with a dense MLP or with experts.
+func TestGPULinears(t *testing.T) {
+	fused := gpuTestConfig(3)
+	fused.FusedQKV, fused.FusedGateUp = true, true
+	moe, err := model.Shape("moe-8x2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		cfg  *model.Config
+		want []GPULinear
+	}{
+		{"split", gpuTestConfig(3), []GPULinear{{64, 64, 3, 1, false}, {32, 64, 3, 1, false}, {32, 64, 3, 1, false}, {64, 64, 3, 0, false},
+			{160, 64, 3, 2, true}, {160, 64, 3, 2, true}, {64, 160, 3, 0, true}}},
+		{"fused", fused, []GPULinear{{128, 64, 3, 0, false}, {64, 64, 3, 0, false}, {320, 64, 3, 0, true}, {64, 160, 3, 0, true}}},
+		{"experts", moe, []GPULinear{{512, 512, 8, 1, false}, {256, 512, 8, 1, false}, {256, 512, 8, 1, false}, {512, 512, 8, 0, false}}},
+	} {
+		got := shapeOf(c.cfg).GPULinears()
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Errorf("%s: projection %d is %+v, want %+v", c.name, i, got[i], c.want[i])
+			}
+		}
+	}
+}
+
+// TestEstimateGPUExperts: experts that run one after another hold their
+// scratch for n rows instead of the n·topK routed rows of the grouped
+// products, and the estimate says it is a bound; the weights are the same.
+func TestEstimateGPUExperts(t *testing.T) {
+	cfg, err := model.Shape("moe-8x2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := Row{Method: "test", Footprint: func(s Shape, o Options) (Footprint, error) {
+		base, format := s.Frozen(o)
+		return Footprint{Base: base, Format: format, Adapter: true}, nil
+	}}
+	o := Options{Batch: 2, Seq: 64}
+	est := func(serial bool) GPUEstimate {
+		e, err := EstimateGPU(cfg, row, func(Shape, Options, GPUOptions) (GPUFootprint, error) {
+			return GPUFootprint{SerialExperts: serial}, nil
+		}, o, GPUOptions{Attention: GPUAttnFused})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	grouped, serial := est(false), est(true)
+	if grouped.Memory.Weights != serial.Memory.Weights {
+		t.Errorf("weights %d side by side, %d one after another", grouped.Memory.Weights, serial.Memory.Weights)
+	}
+	// x, yw, dy, dx [rows, h] and act, da, dg, du [rows, ei] in bf16.
+	n, k, h, ei := int64(o.Batch*o.Seq), int64(cfg.TopK), int64(cfg.Hidden), int64(cfg.ExpertIntermediate)
+	want := 2 * 4 * (n*k - n) * (h + ei)
+	if got := grouped.Memory.Requested - serial.Memory.Requested; got != want {
+		t.Errorf("side by side holds %d bytes more than one after another, want %d", got, want)
+	}
+	bound := func(e GPUEstimate) bool {
+		return slices.ContainsFunc(e.Notes, func(s string) bool { return strings.Contains(s, "upper bound") })
+	}
+	if bound(grouped) || !bound(serial) {
+		t.Errorf("notes %q side by side, %q one after another: want the bound named for the second only", grouped.Notes, serial.Notes)
 	}
 }
