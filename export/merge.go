@@ -57,7 +57,10 @@ func MergedModel(baseDir, adapterDir string, q *quant.Options) (*model.Model, st
 // dequantized value, the base a QLoRA adapter was trained against.
 func roundThroughQuant(m *model.Model, q quant.Options) error {
 	for _, l := range m.Linears() {
-		w := l.F32() // loaded in f32 to merge
+		w := l.F32()
+		if w == nil {
+			return fmt.Errorf("%s: not held in float32 (load the base in f32 to merge)", l.Name)
+		}
 		mat, err := q.Store(w)
 		if err != nil {
 			return fmt.Errorf("quantize %s: %w", l.Name, err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"gotune/nn"
+	"gotune/quant"
 	"gotune/safetensors"
 )
 
@@ -435,5 +437,55 @@ func TestFamilyConfigErrors(t *testing.T) {
 				t.Errorf("%s: error %q does not mention %q", c.name, err, w)
 			}
 		}
+	}
+}
+
+// TestLoadStorageForms: every storage a load can ask for holds, layer by
+// layer, what converting the float32 load gives (the zero quantized type
+// is float32), and no two layers share a weight.
+func TestLoadStorageForms(t *testing.T) {
+	dir := modelDir(t, tinyConfigJSON, tinyTensors(t))
+	base, err := Load(dir, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		opt  LoadOptions
+		form quant.Options
+	}{
+		{"f32", LoadOptions{Storage: F32}, quant.Options{Type: quant.F32}},
+		{"zero-quant", LoadOptions{Quant: &quant.Options{}}, quant.Options{Type: quant.F32}},
+		{"bf16", LoadOptions{Storage: BF16}, quant.Options{Type: quant.BF16}},
+		{"nf4", LoadOptions{Quant: &quant.Options{Type: quant.NF4, BlockSize: 16}}, quant.Options{Type: quant.NF4, BlockSize: 16}},
+		{"int8", LoadOptions{Quant: &quant.Options{Type: quant.Int8Row}}, quant.Options{Type: quant.Int8Row}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := Load(dir, c.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[nn.Weight]string{}
+			for i, l := range m.Linears() {
+				if other, ok := seen[l.W]; ok {
+					t.Fatalf("%s shares its weight with %s", l.Name, other)
+				}
+				seen[l.W] = l.Name
+				want, err := c.form.Store(&nn.Param{Shape: []int{l.Out, l.In}, Data: base.Linears()[i].DenseWeight()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprintf("%T", l.W) != fmt.Sprintf("%T", want) {
+					t.Fatalf("%s held as %T, want %T", l.Name, l.W, want)
+				}
+				got, exp := l.DenseWeight(), make([]float32, l.Out*l.In)
+				want.Dense(exp)
+				for j := range exp {
+					if got[j] != exp[j] {
+						t.Fatalf("%s[%d] = %v, want %v", l.Name, j, got[j], exp[j])
+					}
+				}
+			}
+		})
 	}
 }

@@ -107,6 +107,9 @@ func (m *Model) LoadWeights(set *safetensors.Set, opt LoadOptions) error {
 		if err := store.StoreLinear(l); err != nil {
 			return err
 		}
+		if l.W == nn.Weight(scratch) { // kept as it is: the next layer reuses scratch
+			return fmt.Errorf("%s: %s stored as %v kept the loader's scratch", set.Dir, name, store.Type)
+		}
 	}
 	return nil
 }
@@ -125,7 +128,7 @@ func (m *Model) StoreLinears(o quant.Options) error {
 // storage is the form the options ask linear weights to be held in.
 func (o LoadOptions) storage() quant.Options {
 	switch {
-	case o.Quant != nil:
+	case o.Quant != nil && o.Quant.Type != 0:
 		return *o.Quant
 	case o.Storage == BF16:
 		return quant.Options{Type: quant.BF16}

@@ -5,7 +5,7 @@ import "gotune/dtype"
 // Weight is the [Out, In] matrix of a linear layer in the form it is held
 // in memory: float32 (*Param, the form that trains), bfloat16 (*BF16) or
 // quantized (package quant's matrices, which the device block reads packed).
-// Loaders choose the form (quant.Storage converts between them); merges,
+// Loaders choose the form (quant.Options.Store converts between them); merges,
 // exports and checks read any form through Dense.
 type Weight interface {
 	// Dims is the matrix's [Out, In].

@@ -60,13 +60,19 @@ func ParseGPUAttention(s string) (GPUAttention, error) {
 	return 0, fmt.Errorf("attention %q: want long, fused or unfused", s)
 }
 
-// fused reports whether attention of s runs fused for o's sequences.
-func (a GPUAttention) fused(s gpuShape, o Options) bool {
-	if a == GPUAttnUnfused || s.hd > GPUFusedMaxHead || int64(o.Batch)*s.heads > 65535 {
+// fused reports whether the attention of a step runs fused: o's sequences
+// with the row's virtual tokens (T) and prefix keys (TK = T + prefix), as
+// g.FusedFor or g.Attention decides.
+func (g GPUOptions) fused(s gpuShape, o Options, virtual, prefix int64) bool {
+	t := int64(o.Seq) + virtual
+	tk := t + prefix
+	if g.FusedFor != nil {
+		return g.FusedFor(compute.AttnParams{B: o.Batch, H: int(s.heads), KVH: int(s.kvh), T: int(t), TK: int(tk), TMax: int(tk), HD: int(s.hd), Off: int(prefix)})
+	}
+	if g.Attention == GPUAttnUnfused || s.hd > GPUFusedMaxHead || int64(o.Batch)*s.heads > 65535 {
 		return false
 	}
-	seq := int64(o.Seq) // the longest a step sees, virtual tokens aside
-	return a == GPUAttnFused || s.heads*seq*seq >= compute.FusedLongScores
+	return g.Attention == GPUAttnFused || s.heads*t*tk >= compute.FusedLongScores
 }
 
 // GPUOptions are what the GPU memory model needs beyond Options.
@@ -77,6 +83,9 @@ type GPUOptions struct {
 	// Attention is where attention runs fused (no [T, TK] scores and
 	// gradients held): by default as the CUDA backend chooses by default.
 	Attention GPUAttention
+	// FusedFor, when set, decides instead of Attention: a backend's own
+	// compute.FusedAttention.AttnFusedFor (bench passes it).
+	FusedFor func(compute.AttnParams) bool
 	// adam8 is Options.Adam8bit: AdamW's moments of tensors from
 	// compute.Adam8MinSize values in 8 bits (model.DeviceOptions.Adam8bit).
 	adam8 bool
@@ -413,7 +422,7 @@ func EstimateGPU(c *model.Config, row Row, dev GPURow, opt Options, g GPUOptions
 	} else {
 		df = gpuFallback(s, o, g, fp)
 	}
-	e := GPUEstimate{Compute: g.Compute.String(), Fused: g.Attention.fused(s, o)}
+	e := GPUEstimate{Compute: g.Compute.String(), Fused: g.fused(s, o, fp.Virtual, fp.Prefix)}
 	e.Notes = append(e.Notes, df.Notes...)
 	trained, err := s.gpuWeights(&gpuTally{}, df, g)
 	if err != nil {

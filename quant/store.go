@@ -48,7 +48,8 @@ func (o Options) StoreLinear(l *nn.Linear) error {
 // is reports whether m was quantized with o's format.
 func (m *Matrix) is(o Options) bool {
 	o = o.withDefaults()
-	return m.typ == o.Type && m.DoubleQuant() == o.DoubleQuant && (m.typ == Int8Row || m.bs == o.BlockSize)
+	return m.typ == o.Type && m.DoubleQuant() == o.DoubleQuant && (m.typ == Int8Row || m.bs == o.BlockSize) &&
+		(!o.DoubleQuant || m.nestedBS == o.NestedBlockSize)
 }
 
 // dense returns a float32 view (for *nn.Param) or expansion of w.

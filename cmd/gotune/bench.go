@@ -315,12 +315,11 @@ func benchPlanGPU(be compute.Backend, dt compute.DType, cfg *model.Config, pm pl
 	if err != nil {
 		return 0, err
 	}
-	attn := plan.GPUAttnUnfused
-	if fa, ok := be.(compute.FusedAttention); ok && fa.AttnFusedFor(compute.AttnParams{B: b, H: cfg.Heads, KVH: cfg.KVHeads, T: t, TK: t, TMax: t, HD: cfg.HeadDim}) {
-		attn = plan.GPUAttnFused
+	gopt := plan.GPUOptions{Compute: dt, Attention: plan.GPUAttnUnfused}
+	if fa, ok := be.(compute.FusedAttention); ok {
+		gopt.FusedFor = fa.AttnFusedFor // as the block will ask it
 	}
-	g, err := plan.EstimateGPU(cfg, row, method.GPURows()[pm], plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true, Adam8bit: adam8},
-		plan.GPUOptions{Compute: dt, Attention: attn})
+	g, err := plan.EstimateGPU(cfg, row, method.GPURows()[pm], plan.Options{Batch: b, Seq: t, LoRARank: rank, SingleQuant: true, Adam8bit: adam8}, gopt)
 	if err != nil {
 		return 0, err
 	}

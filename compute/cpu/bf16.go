@@ -12,7 +12,7 @@ import (
 // Frozen bf16 weights held in 16 bits.
 //
 // A model loaded with bf16 storage keeps its linear weights as bfloat16
-// bits (nn.Linear.WBF16). Expanding them to float32 for this backend would
+// bits (an nn.BF16 weight). Expanding them to float32 for this backend would
 // double the frozen weights' memory, so WrapBF16 wraps the bits as they are
 // and the operations that read frozen weights widen them on the fly: the
 // products (as the B operand, through the packing of SgemmBF16BOn), Axpby's
