@@ -10,6 +10,10 @@ import "sync"
 // once.
 const rowDotsMax = 4
 
+// rowDotBlock is the rows of B rowDotRange dots with one row of A at a
+// time (32 rows of 576 floats: 72 KB, in L2 for the next row of A).
+const rowDotBlock = 32
+
 // rowDotWork is the fewest multiply-adds a goroutine takes on.
 const rowDotWork = 1 << 15
 
@@ -54,6 +58,27 @@ func rowDots(p *gemmProblem, threads int) {
 
 func rowDotRange(p *gemmProblem, lo, hi int) {
 	k := p.k
+	if p.bh == nil {
+		// A float B: a block of its rows against each row of A at a time,
+		// the block small enough to stay in cache for the next row of A.
+		var dots [rowDotBlock]float32
+		for j0 := lo; j0 < hi; j0 += rowDotBlock {
+			d := dots[:min(rowDotBlock, hi-j0)]
+			for i := 0; i < p.m; i++ {
+				dotRows(d, p.a[i*p.lda:i*p.lda+k], p.b[j0*p.ldb:], p.ldb)
+				c := p.c[i*p.ldc+j0:][:len(d)]
+				for j, v := range d {
+					v *= p.alpha
+					if p.beta == 0 {
+						c[j] = v
+					} else {
+						c[j] = v + p.beta*c[j]
+					}
+				}
+			}
+		}
+		return
+	}
 	var wide *[]float32
 	if p.bh != nil {
 		// A bf16 B (a decode step over a base loaded in bf16): each row is

@@ -1,0 +1,6 @@
+//go:build amd64 && !purego
+
+package cpu
+
+//go:noescape
+func dotRowsAVX2(a, b *float32, ldb, n, rows int, out *float32)

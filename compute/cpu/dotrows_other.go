@@ -1,0 +1,5 @@
+//go:build !amd64 || purego
+
+package cpu
+
+func dotRowsAVX2(a, b *float32, ldb, n, rows int, out *float32) { panic("unreachable") }

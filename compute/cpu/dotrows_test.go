@@ -1,0 +1,91 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestDotRowsMatchesDot: dotRows gives each row Dot's result bit for bit
+// (lengths below, at and past the vector width, with and without a tail,
+// strides wider than a row, and a row of zero products).
+func TestDotRowsMatchesDot(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, k := range []int{0, 1, 7, 8, 9, 31, 32, 33, 64, 100, 576, 1539} {
+		for _, rows := range []int{1, 3, 32} {
+			for _, pad := range []int{0, 5} {
+				t.Run(fmt.Sprintf("k%d_rows%d_pad%d", k, rows, pad), func(t *testing.T) {
+					ldb := k + pad
+					a := make([]float32, k)
+					b := make([]float32, (rows-1)*ldb+k)
+					for i := range a {
+						a[i] = float32(r.NormFloat64())
+					}
+					for i := range b {
+						b[i] = float32(r.NormFloat64())
+					}
+					// Row 0's products are all -0.
+					for i := 0; i < k; i++ {
+						b[i] = float32(math.Copysign(0, -1))
+					}
+					got := make([]float32, rows)
+					dotRows(got, a, b, ldb)
+					for j := range rows {
+						want := Dot(a, b[j*ldb:j*ldb+k])
+						if math.Float32bits(got[j]) != math.Float32bits(want) {
+							t.Fatalf("row %d: %v (bits %#x), Dot gives %v (bits %#x)", j, got[j], math.Float32bits(got[j]), want, math.Float32bits(want))
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestRowDotsMatchesDotPerElement: the row-dot path of Sgemm (few rows of
+// A against a transposed float B) sets every element of C to
+// alpha·Dot(row of A, row of B) (+ beta·C) bit for bit, on one core and
+// split over several, for alpha and beta of every kind.
+func TestRowDotsMatchesDotPerElement(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, sh := range []struct{ m, n, k int }{{1, 1, 5}, {1, 97, 64}, {3, 150, 64}, {4, 300, 577}, {2, 1000, 1536}} {
+		for _, ab := range [][2]float32{{1, 0}, {0.125, 0}, {-1.5, 1}, {1, 0.5}} {
+			for _, threads := range []int{1, 2, 3} {
+				t.Run(fmt.Sprintf("%dx%dx%d_a%v_b%v_t%d", sh.m, sh.n, sh.k, ab[0], ab[1], threads), func(t *testing.T) {
+					m, n, k := sh.m, sh.n, sh.k
+					lda, ldb, ldc := k+3, k+1, n+2
+					a := make([]float32, m*lda)
+					b := make([]float32, n*ldb)
+					c := make([]float32, m*ldc)
+					for _, x := range [][]float32{a, b, c} {
+						for i := range x {
+							x[i] = float32(r.NormFloat64())
+						}
+					}
+					want := append([]float32(nil), c...)
+					for i := range m {
+						for j := range n {
+							d := ab[0] * Dot(a[i*lda:i*lda+k], b[j*ldb:j*ldb+k])
+							if ab[1] == 0 {
+								want[i*ldc+j] = d
+							} else {
+								want[i*ldc+j] = d + ab[1]*want[i*ldc+j]
+							}
+						}
+					}
+					p := gemmProblem{transB: true, m: m, n: n, k: k, alpha: ab[0], a: a, lda: lda, b: b, ldb: ldb, beta: ab[1], c: c, ldc: ldc}
+					if !p.useRowDots() {
+						t.Fatal("the problem does not take the row-dot path")
+					}
+					rowDots(&p, threads)
+					for i := range c {
+						if math.Float32bits(c[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("element %d: %v, want %v", i, c[i], want[i])
+						}
+					}
+				})
+			}
+		}
+	}
+}
