@@ -89,3 +89,57 @@ func TestRowDotsMatchesDotPerElement(t *testing.T) {
 		}
 	}
 }
+
+// TestRowDotsReusedJobs: products split over cores back to back, from
+// several goroutines at once and of sizes that split into different numbers
+// of parts, each give exactly their own result, however late a worker
+// dispatched to an earlier product starts (the caller does not wait for
+// workers that find nothing left to claim, and their job is reused).
+func TestRowDotsReusedJobs(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	type product struct {
+		p    gemmProblem
+		want []float32
+	}
+	var products []product
+	for _, sh := range []struct{ m, n, k int }{{1, 576, 576}, {1, 192, 576}, {2, 1536, 64}, {4, 96, 577}, {1, 4000, 300}} {
+		a := make([]float32, sh.m*sh.k)
+		b := make([]float32, sh.n*sh.k)
+		for _, x := range [][]float32{a, b} {
+			for i := range x {
+				x[i] = float32(r.NormFloat64())
+			}
+		}
+		want := make([]float32, sh.m*sh.n)
+		for i := range sh.m {
+			for j := range sh.n {
+				want[i*sh.n+j] = Dot(a[i*sh.k:(i+1)*sh.k], b[j*sh.k:(j+1)*sh.k])
+			}
+		}
+		products = append(products, product{gemmProblem{transB: true, m: sh.m, n: sh.n, k: sh.k, alpha: 1, a: a, lda: sh.k, b: b, ldb: sh.k, ldc: sh.n}, want})
+	}
+	const callers, rounds = 4, 200
+	errs := make(chan error, callers)
+	for g := range callers {
+		go func() {
+			for round := range rounds {
+				pr := products[(g+round)%len(products)]
+				p := pr.p
+				p.c = make([]float32, len(pr.want))
+				rowDots(&p, 2+round%3)
+				for i, v := range p.c {
+					if math.Float32bits(v) != math.Float32bits(pr.want[i]) {
+						errs <- fmt.Errorf("caller %d round %d (%dx%dx%d): element %d is %v, want %v", g, round, p.m, p.n, p.k, i, v, pr.want[i])
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
