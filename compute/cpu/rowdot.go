@@ -79,9 +79,9 @@ func (j *rowDotJob) work() {
 // under a millisecond each, and waking the caller from the WaitGroup after
 // the last part cost about 20 µs each (measured on the 2-core machine, idle:
 // smollm2-135m's products of one token took 14.7 ms this way, 10.6 ms
-// spinning, as fast as one product over all their rows at once). After
-// spinFor it sleeps on the WaitGroup after all (the other cores are busy
-// elsewhere), which every worker dispatched to this use of the job leaves.
+// spinning, as fast as one product over all their rows at once). Past that
+// it sleeps on the WaitGroup after all, which every worker dispatched to
+// this use of the job leaves.
 func rowDots(p *gemmProblem, threads int) {
 	threads = min(threads, max(1, p.n*p.k*p.m/rowDotWork), p.n)
 	if threads <= 1 {
@@ -98,13 +98,19 @@ func rowDots(p *gemmProblem, threads int) {
 	for range threads - 1 {
 		dispatch(task{job: job})
 	}
-	job.work()
 	start := time.Now()
+	job.work()
+	// Spin for as long as the caller's own parts took (a worker that is
+	// running finishes its equal part about then; one that is not, because
+	// its core is busy elsewhere, is better not kept from the core by a
+	// spinning caller), and at most spinFor.
+	done := time.Now()
+	spin := min(done.Sub(start), spinFor)
 	for i := 1; job.left.Load() > 0; i++ {
 		if i%64 != 0 {
 			continue
 		}
-		if time.Since(start) > spinFor {
+		if time.Since(done) > spin {
 			// Every worker leaves the WaitGroup after its last part, so
 			// once it is clear every part is done.
 			job.wg.Wait()
