@@ -128,53 +128,28 @@ func rowDots(p *gemmProblem, threads int) {
 }
 
 func rowDotRange(p *gemmProblem, lo, hi int) {
+	// A block of B's rows against each row of A at a time, the block small
+	// enough to stay in cache for the next row of A; a bf16 B is widened as
+	// it is read.
 	k := p.k
-	if p.bh == nil {
-		// A float B: a block of its rows against each row of A at a time,
-		// the block small enough to stay in cache for the next row of A.
-		var dots [rowDotBlock]float32
-		for j0 := lo; j0 < hi; j0 += rowDotBlock {
-			d := dots[:min(rowDotBlock, hi-j0)]
-			for i := 0; i < p.m; i++ {
-				dotRows(d, p.a[i*p.lda:i*p.lda+k], p.b[j0*p.ldb:], p.ldb)
-				c := p.c[i*p.ldc+j0:][:len(d)]
-				for j, v := range d {
-					v *= p.alpha
-					if p.beta == 0 {
-						c[j] = v
-					} else {
-						c[j] = v + p.beta*c[j]
-					}
-				}
-			}
-		}
-		return
-	}
-	var wide *[]float32
-	if p.bh != nil {
-		// A bf16 B (a decode step over a base loaded in bf16): each row is
-		// widened once into a buffer and dotted with every row of A.
-		wide = rowBufs.Get().(*[]float32)
-		if cap(*wide) < k {
-			*wide = make([]float32, k)
-		}
-		defer rowBufs.Put(wide)
-	}
-	for j := lo; j < hi; j++ {
-		var brow []float32
-		if wide != nil {
-			brow = (*wide)[:k]
-			widenBF16(brow, p.bh[j*p.ldb:j*p.ldb+k])
-		} else {
-			brow = p.b[j*p.ldb : j*p.ldb+k]
-		}
+	var dots [rowDotBlock]float32
+	for j0 := lo; j0 < hi; j0 += rowDotBlock {
+		d := dots[:min(rowDotBlock, hi-j0)]
 		for i := 0; i < p.m; i++ {
-			d := p.alpha * Dot(p.a[i*p.lda:i*p.lda+k], brow)
-			c := &p.c[i*p.ldc+j]
-			if p.beta == 0 {
-				*c = d
+			a := p.a[i*p.lda : i*p.lda+k]
+			if p.bh != nil {
+				dotRowsBF16(d, a, p.bh[j0*p.ldb:], p.ldb)
 			} else {
-				*c = d + p.beta*(*c)
+				dotRows(d, a, p.b[j0*p.ldb:], p.ldb)
+			}
+			c := p.c[i*p.ldc+j0:][:len(d)]
+			for j, v := range d {
+				v *= p.alpha
+				if p.beta == 0 {
+					c[j] = v
+				} else {
+					c[j] = v + p.beta*c[j]
+				}
 			}
 		}
 	}
