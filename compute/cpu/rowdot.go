@@ -77,11 +77,11 @@ func (j *rowDotJob) work() {
 // The caller spins until the parts are done rather than sleeping on the
 // workers' WaitGroup: a decode step is some 200 of these products of well
 // under a millisecond each, and waking the caller from the WaitGroup after
-// the last part cost about 20 µs each (measured on the 2-core machine, idle:
-// smollm2-135m's products of one token took 14.7 ms this way, 10.6 ms
-// spinning, as fast as one product over all their rows at once). Past that
-// it sleeps on the WaitGroup after all, which every worker dispatched to
-// this use of the job leaves.
+// the last part cost 10-20 µs each (measured on the idle 2-core machine,
+// best of 10: smollm2-135m's 211 products of one token took 13.5 ms with
+// the WaitGroup, 11.7 ms spinning, and one product over all their rows at
+// once 10.7 ms). Past that it sleeps on the WaitGroup after all, which
+// every worker dispatched to this use of the job leaves.
 func rowDots(p *gemmProblem, threads int) {
 	threads = min(threads, max(1, p.n*p.k*p.m/rowDotWork), p.n)
 	if threads <= 1 {
