@@ -188,6 +188,13 @@ func (g *DeviceGroupSession) Step(rows []int, ids []int32) ([]float32, error) {
 		return nil, fmt.Errorf("group step: the cache's %d positions are used (gaps left by shorter prompts and skipped steps included)", g.max)
 	}
 	tk := front + 1
+	need := 0
+	for _, l := range g.Lens {
+		need = max(need, l+1)
+	}
+	if err := dm.ropeAhead(need, g.max); err != nil {
+		return nil, fmt.Errorf("group step: %w", err)
+	}
 	all := make([]int32, B)
 	pos := make([]int32, B)
 	g.mask = grow(g.mask, B*tk)

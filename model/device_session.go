@@ -28,6 +28,8 @@ type DeviceSession struct {
 	// virtual marks the Feed that runs an attached method's virtual tokens
 	// (their embeddings replace the ids').
 	virtual bool
+	// pos holds the positions of the tokens fed, kept between calls.
+	pos []int32
 }
 
 // NewSession allocates a cache of maxLen positions on the device, filled
@@ -102,10 +104,15 @@ func (s *DeviceSession) Feed(ids []int32) ([]float32, error) {
 		}
 	}
 	T := len(ids)
-	pos := make([]int32, T)
-	for i := range pos {
-		pos[i] = int32(s.len + i)
+	if err := dm.ropeAhead(s.len+T, s.max); err != nil {
+		s.len = prev
+		return nil, err
 	}
+	s.pos = s.pos[:0]
+	for i := range T {
+		s.pos = append(s.pos, int32(s.len+i))
+	}
+	pos := s.pos
 	dm.cache = s
 	defer func() { dm.cache = nil }()
 	if err := dm.forward(&Batch{B: 1, T: T, IDs: ids, Pos: pos}); err != nil {
@@ -128,4 +135,38 @@ func (s *DeviceSession) Feed(ids []int32) ([]float32, error) {
 	s.len += T
 	s.fed = fed
 	return s.logits, dm.err()
+}
+
+// ropeAhead grows the rotary tables ahead of a session that will reach up
+// to limit positions, now that the next forward pass needs need of them:
+// the pass alone asks for exactly need positions, so past the first table
+// (256) decoding rebuilt and uploaded the tables at every token. They grow
+// by doubling instead (a session sized for a long context does not pay for
+// it up front), and only where a table's values at a position do not
+// depend on its length, so they hold the numbers a rebuild would: every
+// rope type up to the context where LongRoPE switches to its long factors
+// or dynamic NTK rescales its base, and LongRoPE's long factors past it
+// (dynamic NTK past it depends on the exact length and is rebuilt by the
+// pass as before).
+func (dm *DeviceModel) ropeAhead(need, limit int) error {
+	c := dm.cfg
+	n := limit
+	switch c.Rope.Type {
+	case "longrope":
+		if !c.ropeLong(need) {
+			n = min(limit, c.Rope.OriginalMaxPos)
+		}
+	case "dynamic":
+		if c.MaxPositions > 0 {
+			if need > c.MaxPositions {
+				return nil
+			}
+			n = min(limit, c.MaxPositions)
+		}
+	}
+	n = min(n, max(need, 2*dm.ropeN))
+	if n < need {
+		return nil
+	}
+	return dm.rope(n)
 }
