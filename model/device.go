@@ -312,19 +312,19 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 		}
 		dl := &dlinear{in: l.In, out: l.Out}
 		var lw *nn.Param // a float32 weight, uploaded after the bias
+		var bw *nn.BF16  // a bf16 one, uploaded after the bias
 		switch w := l.W.(type) {
 		case *nn.Param:
 			lw = w
 		case *nn.BF16:
 			// A bf16 base has no float parameter: a frozen stand-in
-			// carries the weight (not shared between copies).
+			// stands for it on the host side (not shared between copies;
+			// the device tensor is, keyed by the weight).
 			lw = &nn.Param{Name: l.Name + ".weight", Shape: []int{l.Out, l.In}}
 			if dl.w = dm.wrapBF16(w, lw); dl.w != nil {
 				lw = nil
 			} else {
-				lw.Data = make([]float32, l.In*l.Out)
-				w.Dense(lw.Data)
-				defer func() { lw.Data = nil }()
+				bw = w
 			}
 		case nil:
 		default:
@@ -332,12 +332,17 @@ func NewDeviceModel(m *Model, be compute.Backend, o DeviceOptions) (*DeviceModel
 				return nil
 			}
 		}
-		if dl.q == nil && dl.w == nil && (lw == nil || lw.Data == nil) {
+		if dl.q == nil && dl.w == nil && bw == nil && (lw == nil || lw.Data == nil) {
 			err = fmt.Errorf("device model: %s has no weight", l.Name)
 			return nil
 		}
 		dl.b = param(l.B, true)
-		if lw != nil {
+		switch {
+		case bw != nil:
+			if dl.w, err = dm.uploadBF16(bw, lw); err != nil {
+				return nil
+			}
+		case lw != nil:
 			dl.w = param(lw, false)
 		}
 		if sc, ok := l.Adapter.(Scaler); ok {
@@ -480,6 +485,30 @@ func (dm *DeviceModel) upload(p *nn.Param, float bool) (*dparam, error) {
 		return nil, fmt.Errorf("device model: %s: %w", p.Name, err)
 	}
 	d.w = ts[0]
+	return d, nil
+}
+
+// uploadBF16 copies a frozen bf16 base weight (lw its stand-in parameter)
+// to the device in the compute type, widened on the host one weight at a
+// time; copies with shared weights upload it once.
+func (dm *DeviceModel) uploadBF16(w *nn.BF16, lw *nn.Param) (*dparam, error) {
+	d := &dparam{host: lw, n: len(w.Data)}
+	ts, err := dm.frozen(sharedKey{w, dm.act}, func(alloc func(compute.DType, int) (compute.Tensor, error)) ([]compute.Tensor, error) {
+		t, err := alloc(dm.act, d.n)
+		if err != nil {
+			return nil, err
+		}
+		x := make([]float32, d.n)
+		w.Dense(x)
+		dm.be.Upload(t, x)
+		return []compute.Tensor{t}, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("device model: %s: %w", lw.Name, err)
+	}
+	d.w = ts[0]
+	dm.byHost[lw] = d
+	dm.params = append(dm.params, d)
 	return d, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"gotune/compute"
 	"gotune/compute/ref"
 	"gotune/nn"
+	"gotune/quant"
 )
 
 // TestSharedWeights: device copies of two clones of one model, each with its
@@ -85,4 +86,55 @@ func maxAbsDiff(a, b []float64) float64 {
 		d = max(d, abs(a[i]-b[i]))
 	}
 	return d
+}
+
+// TestSharedWeightsBF16Base: on a backend whose memory is not the host's,
+// copies of clones of a bf16 base upload each bf16 weight once (the second
+// copy adds nothing), and score as a copy made alone.
+func TestSharedWeightsBF16Base(t *testing.T) {
+	base := tinyModel(t, "ref-qwen3", 32)
+	if err := base.StoreLinears(quant.Options{Type: quant.BF16}); err != nil {
+		t.Fatal(err)
+	}
+	b := gradBatch(base.Cfg.Vocab)
+	be := ref.New()
+	alone, err := NewDeviceModel(base.Clone(), be, DeviceOptions{Compute: compute.F32, Inference: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := alone.TokenLogProbs(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone.Close()
+	shared := NewSharedWeights(be)
+	var held []int64
+	var copies []*DeviceModel
+	for range 2 {
+		dm, err := NewDeviceModel(base.Clone(), be, DeviceOptions{Compute: compute.F32, Inference: true, Shared: shared})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies = append(copies, dm)
+		held = append(held, be.MemStats().InUse)
+	}
+	if held[1] != held[0] {
+		t.Errorf("device memory: first copy %d, second adds %d bytes; want nothing added", held[0], held[1]-held[0])
+	}
+	for i, dm := range copies {
+		got, err := dm.TokenLogProbs(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbsDiff(got, want); d != 0 {
+			t.Errorf("copy %d: log p differs from a copy alone by %.3g", i+1, d)
+		}
+		dm.freeShape()
+	}
+	for _, dm := range copies {
+		dm.Close()
+	}
+	if left := be.MemStats().InUse; left != 0 {
+		t.Errorf("%d bytes still held after both copies closed", left)
+	}
 }
