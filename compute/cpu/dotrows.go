@@ -25,20 +25,7 @@ func dotRows(out, a, b []float32, ldb int) {
 	dotRowsAVX2(&a[0], &b[0], ldb, v, rows, &out[0])
 	ta := a[v:]
 	for r := range out {
-		tb := b[r*ldb+v : r*ldb+k]
-		// Dot's tail, written as Dot writes it.
-		var s0, s1, s2, s3 float32
-		i := 0
-		for ; i+4 <= len(ta); i += 4 {
-			s0 += ta[i] * tb[i]
-			s1 += ta[i+1] * tb[i+1]
-			s2 += ta[i+2] * tb[i+2]
-			s3 += ta[i+3] * tb[i+3]
-		}
-		for ; i < len(ta); i++ {
-			s0 += ta[i] * tb[i]
-		}
-		out[r] += (s0 + s1) + (s2 + s3)
+		out[r] += dotTail(ta, b[r*ldb+v:r*ldb+k])
 	}
 }
 

@@ -11,6 +11,14 @@ func Dot(a, b []float32) float32 {
 		s = dotAVX2(&a[0], &b[0], v)
 		a, b = a[v:], b[v:]
 	}
+	return s + dotTail(a, b)
+}
+
+// dotTail sums what Dot's vector loop leaves (all of a short vector) in
+// its order: four partial sums, added pairwise. dotRows ends each row
+// with it too, so both give the same bits.
+func dotTail(a, b []float32) float32 {
+	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= len(a); i += 4 {
@@ -22,7 +30,7 @@ func Dot(a, b []float32) float32 {
 	for ; i < len(a); i++ {
 		s0 += a[i] * b[i]
 	}
-	return s + ((s0 + s1) + (s2 + s3))
+	return (s0 + s1) + (s2 + s3)
 }
 
 // Axpy sets y[i] += alpha·x[i] over len(x); y must be at least as long.
