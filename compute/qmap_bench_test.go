@@ -17,12 +17,6 @@ func cpuTime() int64 {
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
-// encoder8 is what the benchmarks compare: Quantizer8 and the one it
-// replaced.
-type encoder8 interface {
-	Encode(dst []byte, src []float32, scale float32)
-}
-
 // momentBlocks is n values shaped like AdamW moments after an update: blocks
 // of Adam8Block whose magnitudes spread over a few decades, and the scale
 // that takes each block's largest magnitude to 1.
@@ -45,29 +39,23 @@ func momentBlocks(n int, square bool) ([]float32, []float32) {
 	return x, scales
 }
 
-// BenchmarkEncode8 times the quantizer alone on moment-like blocks, the
-// replaced one and the current one interleaved per run (-count), in CPU ns
-// a value.
+// BenchmarkEncode8 times the quantizer alone on moment-like blocks, in CPU
+// ns a value.
 func BenchmarkEncode8(b *testing.B) {
 	const n = 1 << 20
 	for _, signed := range []bool{true, false} {
 		x, scales := momentBlocks(n, !signed)
 		dst := make([]byte, n)
-		for _, e := range []struct {
-			name string
-			q    encoder8
-		}{{"old", newOldQuantizer8(signed)}, {"new", NewQuantizer8(signed)}} {
-			name := map[bool]string{true: "signed", false: "unsigned"}[signed] + "/" + e.name
-			b.Run(name, func(b *testing.B) {
-				c0 := cpuTime()
-				for range b.N {
-					for blk, s := range scales {
-						lo := blk * Adam8Block
-						e.q.Encode(dst[lo:lo+Adam8Block], x[lo:lo+Adam8Block], s)
-					}
+		q := NewQuantizer8(signed)
+		b.Run(map[bool]string{true: "signed", false: "unsigned"}[signed], func(b *testing.B) {
+			c0 := cpuTime()
+			for range b.N {
+				for blk, s := range scales {
+					lo := blk * Adam8Block
+					q.Encode(dst[lo:lo+Adam8Block], x[lo:lo+Adam8Block], s)
 				}
-				b.ReportMetric(float64(cpuTime()-c0)/float64(b.N)/n, "cpu-ns/value")
-			})
-		}
+			}
+			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N)/n, "cpu-ns/value")
+		})
 	}
 }

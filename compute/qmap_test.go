@@ -135,14 +135,11 @@ var quantizerAll = flag.Bool("quantizer.all", false, "TestQuantizer8: check all 
 func TestQuantizer8(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, signed := range []bool{true, false} {
-		q, m, old := NewQuantizer8(signed), DynamicMap(signed), newOldQuantizer8(signed)
+		q, m := NewQuantizer8(signed), DynamicMap(signed)
 		check := func(x float32) {
 			want := Quantize8(x, m, signed)
 			if got := q.Code(x); got != want {
 				t.Fatalf("signed %v: code of %g (%#08x): %d, Quantize8 %d", signed, x, math.Float32bits(x), got, want)
-			}
-			if o := old.Code(x); o != want {
-				t.Fatalf("signed %v: the old quantizer's code of %g (%#08x): %d, Quantize8 %d", signed, x, math.Float32bits(x), o, want)
 			}
 		}
 		inf := float32(math.Inf(1))
