@@ -56,17 +56,19 @@ func AdamW8bitSlices(p, g []float32, m8, v8 []byte, mScale, vScale, shadow []flo
 				}
 			}
 			mScale[blk], vScale[blk] = mMax, vMax
-			// x·(1/scale), as bitsandbytes: one division a block.
-			var mInv, vInv float32
-			if mMax != 0 {
-				mInv = 1 / mMax
-			}
-			if vMax != 0 {
-				vInv = 1 / vMax
-			}
-			cs.Encode(m8[lo:hi], m[:hi-lo], mInv)
-			cu.Encode(v8[lo:hi], v[:hi-lo], vInv)
+			cs.Encode(m8[lo:hi], m[:hi-lo], Adam8Inverse(mMax))
+			cu.Encode(v8[lo:hi], v[:hi-lo], Adam8Inverse(vMax))
 		}
 	})
 	return nil
+}
+
+// Adam8Inverse is the factor a block's moments are encoded with: 1/scale
+// (x·(1/scale), as bitsandbytes: one division a block), 0 for a block of
+// zeros.
+func Adam8Inverse(scale float32) float32 {
+	if scale == 0 {
+		return 0
+	}
+	return 1 / scale
 }

@@ -124,15 +124,8 @@ func adamW8bitBlocks(k *adam8Kernels, p, g []float32, m8, v8 []byte, mScale, vSc
 				}
 			}
 			mScale[blk], vScale[blk] = mMax, vMax
-			var mInv, vInv float32
-			if mMax != 0 {
-				mInv = 1 / mMax
-			}
-			if vMax != 0 {
-				vInv = 1 / vMax
-			}
-			k.encode(m8[lo:hi], mt, mInv, &ls)
-			k.encode(v8[lo:hi], vt, vInv, &lu)
+			k.encode(m8[lo:hi], mt, compute.Adam8Inverse(mMax), &ls)
+			k.encode(v8[lo:hi], vt, compute.Adam8Inverse(vMax), &lu)
 			if shadow != nil {
 				for j, x := range p[lo:hi] {
 					if round != nil {
