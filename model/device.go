@@ -507,9 +507,14 @@ func (dm *DeviceModel) uploadBF16(w *nn.BF16, lw *nn.Param) (*dparam, error) {
 		return nil, fmt.Errorf("device model: %s: %w", lw.Name, err)
 	}
 	d.w = ts[0]
-	dm.byHost[lw] = d
+	return dm.track(d), nil
+}
+
+// track records a frozen weight the block holds for a host stand-in.
+func (dm *DeviceModel) track(d *dparam) *dparam {
+	dm.byHost[d.host] = d
 	dm.params = append(dm.params, d)
-	return d, nil
+	return d
 }
 
 // wrapBF16 holds a frozen bf16 base weight (lw its stand-in parameter) in
@@ -526,10 +531,7 @@ func (dm *DeviceModel) wrapBF16(w *nn.BF16, lw *nn.Param) *dparam {
 	if !ok || len(w.Data) != w.In*w.Out {
 		return nil
 	}
-	d := &dparam{host: lw, n: len(w.Data), w: hb.WrapBF16(w.Data)}
-	dm.byHost[lw] = d
-	dm.params = append(dm.params, d)
-	return d
+	return dm.track(&dparam{host: lw, n: len(w.Data), w: hb.WrapBF16(w.Data)})
 }
 
 // frozen returns the device tensors of a frozen host weight: uploaded by

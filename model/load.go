@@ -105,7 +105,7 @@ func (m *Model) LoadWeights(set *safetensors.Set, opt LoadOptions) error {
 		}
 		l.W = src
 		if err := store.StoreLinear(l); err != nil {
-			return err
+			return fmt.Errorf("%s: %w", set.FileOf(name), err)
 		}
 		if l.W == nn.Weight(scratch) { // kept as it is: the next layer reuses scratch
 			return fmt.Errorf("%s: %s stored as %v kept the loader's scratch", set.Dir, name, store.Type)
