@@ -32,14 +32,7 @@ func (l *Linear) F32() *Param {
 // DenseWeight returns the weight as float32 [Out·In]: the weight's own
 // data when it is float32, else a new expansion (for merging and export,
 // not training).
-func (l *Linear) DenseWeight() []float32 {
-	if p := l.F32(); p != nil {
-		return p.Data
-	}
-	w := make([]float32, l.Out*l.In)
-	l.W.Dense(w)
-	return w
-}
+func (l *Linear) DenseWeight() []float32 { return DenseOf(l.W) }
 
 // SetWeight replaces the weight, checking that the new one has the layer's
 // shape. A float32 weight takes the layer's parameter name.

@@ -16,6 +16,18 @@ type Weight interface {
 	Dense(dst []float32)
 }
 
+// DenseOf returns w as float32 [Out·In]: a float32 weight's own data, else
+// a new expansion.
+func DenseOf(w Weight) []float32 {
+	if p, ok := w.(*Param); ok {
+		return p.Data
+	}
+	out, in := w.Dims()
+	d := make([]float32, out*in)
+	w.Dense(d)
+	return d
+}
+
 // Dims reads a parameter as the matrix [Shape[0], rest].
 func (p *Param) Dims() (out, in int) {
 	if len(p.Shape) == 0 || p.Shape[0] == 0 {

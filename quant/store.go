@@ -25,7 +25,7 @@ func (o Options) Store(w nn.Weight) (nn.Weight, error) {
 		if b, ok := w.(*nn.BF16); ok {
 			return b, nil
 		}
-		return nn.NewBF16(dense(w), out, in), nil
+		return nn.NewBF16(nn.DenseOf(w), out, in), nil
 	}
 	if m, ok := w.(*Matrix); ok && m.is(o) {
 		return m, nil
@@ -33,7 +33,7 @@ func (o Options) Store(w nn.Weight) (nn.Weight, error) {
 	if b, ok := w.(*nn.BF16); ok {
 		return QuantizeBF16(b.Data, out, in, o)
 	}
-	return Quantize(dense(w), out, in, o)
+	return Quantize(nn.DenseOf(w), out, in, o)
 }
 
 // StoreLinear converts one layer's weight in place (Store).
@@ -50,15 +50,4 @@ func (m *Matrix) is(o Options) bool {
 	o = o.withDefaults()
 	return m.typ == o.Type && m.DoubleQuant() == o.DoubleQuant && (m.typ == Int8Row || m.bs == o.BlockSize) &&
 		(!o.DoubleQuant || m.nestedBS == o.NestedBlockSize)
-}
-
-// dense returns a float32 view (for *nn.Param) or expansion of w.
-func dense(w nn.Weight) []float32 {
-	if p, ok := w.(*nn.Param); ok {
-		return p.Data
-	}
-	out, in := w.Dims()
-	d := make([]float32, out*in)
-	w.Dense(d)
-	return d
 }
